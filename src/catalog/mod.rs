@@ -1,0 +1,87 @@
+//! The catalog: which event tables exist, their columns and options, persisted in the hot tier.
+
+mod table;
+
+pub use table::{ColumnDef, TableDef, DEFAULT_HOT_RETENTION_MICROS};
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use crate::error::{Error, Result};
+use crate::storage::{Commit, EventStore};
+
+/// Table definitions, in memory for planning and in the store for restarts.
+///
+/// DDL is serialized by `ddl`; each change is committed to the store (durably) before the
+/// in-memory map is updated, so a crash never leaves a table that the store does not know.
+pub struct Catalog {
+    store: Arc<EventStore>,
+    tables: RwLock<BTreeMap<String, Arc<TableDef>>>,
+    ddl: tokio::sync::Mutex<()>,
+}
+
+impl Catalog {
+    /// Loads every table definition from the store.
+    pub fn open(store: Arc<EventStore>) -> Result<Self> {
+        let mut tables = BTreeMap::new();
+        for entry in store.catalog_entries()? {
+            let def: TableDef = serde_json::from_slice(&entry)?;
+            tables.insert(def.name.clone(), Arc::new(def));
+        }
+        Ok(Self { store, tables: RwLock::new(tables), ddl: tokio::sync::Mutex::new(()) })
+    }
+
+    pub fn store(&self) -> &Arc<EventStore> {
+        &self.store
+    }
+
+    pub fn table(&self, name: &str) -> Option<Arc<TableDef>> {
+        self.tables.read().ok()?.get(name).cloned()
+    }
+
+    /// Like [`Catalog::table`], with the PostgreSQL error for a missing table.
+    pub fn require_table(&self, name: &str) -> Result<Arc<TableDef>> {
+        self.table(name).ok_or_else(|| Error::undefined_table(name))
+    }
+
+    pub fn table_names(&self) -> Vec<String> {
+        self.tables.read().map(|t| t.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Creates a table; `def.id` is assigned here. Returns false if it existed and
+    /// `if_not_exists` was given.
+    pub async fn create_table(&self, mut def: TableDef, if_not_exists: bool) -> Result<bool> {
+        let _ddl = self.ddl.lock().await;
+        if self.table(&def.name).is_some() {
+            return if if_not_exists { Ok(false) } else { Err(Error::duplicate_table(&def.name)) };
+        }
+        def.id = self.store.allocate_table_id()?;
+        let entry = serde_json::to_vec(&def)?;
+        self.store
+            .commit(Commit { catalog_puts: vec![(def.name.clone(), entry)], ..Default::default() })
+            .await?;
+        self.write()?.insert(def.name.clone(), Arc::new(def));
+        Ok(true)
+    }
+
+    /// Drops a table and all its rows. Returns false if it did not exist and `if_exists` was given.
+    pub async fn drop_table(&self, name: &str, if_exists: bool) -> Result<bool> {
+        let _ddl = self.ddl.lock().await;
+        let Some(def) = self.table(name) else {
+            return if if_exists { Ok(false) } else { Err(Error::undefined_table(name)) };
+        };
+        self.store
+            .commit(Commit {
+                catalog_deletes: vec![def.name.clone()],
+                dropped_tables: vec![def.id],
+                ..Default::default()
+            })
+            .await?;
+        self.write()?.remove(name);
+        Ok(true)
+    }
+
+    fn write(&self) -> Result<std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<TableDef>>>> {
+        self.tables.write().map_err(|_| Error::internal("catalog lock poisoned"))
+    }
+}

@@ -1,0 +1,255 @@
+//! The one error type of asofdb, and its mapping to PostgreSQL SQLSTATE codes.
+//!
+//! Variants are named for what the caller should do about them. The SQLSTATE is decided here
+//! and nowhere else; the wire layer (`server::errors`) only copies it into an ErrorResponse.
+
+use datafusion::error::DataFusionError;
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while serving a statement.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The statement text does not parse (42601).
+    #[error("{0}")]
+    Syntax(String),
+    /// A literal or input value cannot be converted to its column type. Carries its own
+    /// SQLSTATE (22P02 invalid text, 22007 bad datetime, 22003 out of range, 22001 too long).
+    #[error("{message}")]
+    InvalidValue { sqlstate: &'static str, message: String },
+    /// A NULL where the column forbids it (23502).
+    #[error("{0}")]
+    NullViolation(String),
+    /// A name that does not resolve: table (42P01), column (42703), type (42704), feature.
+    #[error("{message}")]
+    NotFound { sqlstate: &'static str, message: String },
+    /// A name that already exists (42P07) or an object in use (2BP01).
+    #[error("{message}")]
+    Conflict { sqlstate: &'static str, message: String },
+    /// Well-formed but meaningless: wrong arity, bad option, type mismatch (42601/42804/22023...).
+    #[error("{message}")]
+    InvalidInput { sqlstate: &'static str, message: String },
+    /// Something PostgreSQL has that asofdb deliberately does not do (0A000).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The transaction failed earlier; only ROLLBACK/COMMIT are accepted (25P02).
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    TransactionAborted,
+    /// A memory or size limit was hit (53200).
+    #[error("{0}")]
+    ResourcesExhausted(String),
+    /// The statement was cancelled by the client or a timeout (57014).
+    #[error("canceling statement due to user request")]
+    Cancelled,
+    /// Storage failed (disk, corruption). The details go to the log (58030 / XX001).
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// A bug: an invariant did not hold (XX000).
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// An error from the query engine, classified lazily by `sqlstate()`.
+    #[error("{}", datafusion_message(.0))]
+    DataFusion(#[from] DataFusionError),
+}
+
+impl Error {
+    /// The PostgreSQL SQLSTATE for this error.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            Error::Syntax(_) => "42601",
+            Error::InvalidValue { sqlstate, .. }
+            | Error::NotFound { sqlstate, .. }
+            | Error::Conflict { sqlstate, .. }
+            | Error::InvalidInput { sqlstate, .. } => sqlstate,
+            Error::NullViolation(_) => "23502",
+            Error::Unsupported(_) => "0A000",
+            Error::TransactionAborted => "25P02",
+            Error::ResourcesExhausted(_) => "53200",
+            Error::Cancelled => "57014",
+            Error::Storage(_) => "58030",
+            Error::Internal(_) => "XX000",
+            Error::DataFusion(e) => datafusion_sqlstate(e),
+        }
+    }
+
+    pub fn syntax(message: impl Into<String>) -> Self {
+        Error::Syntax(message.into())
+    }
+
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Error::Unsupported(message.into())
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::Internal(message.into())
+    }
+
+    pub fn invalid_input(sqlstate: &'static str, message: impl Into<String>) -> Self {
+        Error::InvalidInput { sqlstate, message: message.into() }
+    }
+
+    pub fn invalid_value(sqlstate: &'static str, message: impl Into<String>) -> Self {
+        Error::InvalidValue { sqlstate, message: message.into() }
+    }
+
+    pub fn undefined_table(name: &str) -> Self {
+        Error::NotFound { sqlstate: "42P01", message: format!("relation \"{name}\" does not exist") }
+    }
+
+    pub fn undefined_column(name: &str, table: &str) -> Self {
+        Error::NotFound {
+            sqlstate: "42703",
+            message: format!("column \"{name}\" of relation \"{table}\" does not exist"),
+        }
+    }
+
+    pub fn undefined_type(name: &str) -> Self {
+        Error::NotFound { sqlstate: "42704", message: format!("type \"{name}\" does not exist") }
+    }
+
+    pub fn duplicate_table(name: &str) -> Self {
+        Error::Conflict { sqlstate: "42P07", message: format!("relation \"{name}\" already exists") }
+    }
+}
+
+impl From<sqlparser::parser::ParserError> for Error {
+    fn from(e: sqlparser::parser::ParserError) -> Self {
+        let text = match e {
+            sqlparser::parser::ParserError::TokenizerError(s)
+            | sqlparser::parser::ParserError::ParserError(s) => s,
+            sqlparser::parser::ParserError::RecursionLimitExceeded => {
+                return Error::ResourcesExhausted("statement is nested too deeply".into());
+            }
+        };
+        Error::Syntax(format!("syntax error: {text}"))
+    }
+}
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Self {
+        Error::Storage(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Storage(e.to_string())
+    }
+}
+
+impl From<arrow::error::ArrowError> for Error {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        Error::DataFusion(DataFusionError::ArrowError(Box::new(e), None))
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Storage(format!("corrupt catalog entry: {e}"))
+    }
+}
+
+/// Strips DataFusion's own prefixes ("Error during planning: ...") so users read the message only.
+fn datafusion_message(e: &DataFusionError) -> String {
+    match root_cause(e) {
+        DataFusionError::Plan(m)
+        | DataFusionError::Execution(m)
+        | DataFusionError::NotImplemented(m)
+        | DataFusionError::ResourcesExhausted(m)
+        | DataFusionError::Configuration(m) => m.clone(),
+        DataFusionError::SQL(e, _) => format!("syntax error: {e}"),
+        DataFusionError::SchemaError(e, _) => e.to_string(),
+        DataFusionError::ArrowError(e, _) => arrow_message(e),
+        other => other.to_string(),
+    }
+}
+
+fn arrow_message(e: &arrow::error::ArrowError) -> String {
+    use arrow::error::ArrowError;
+    match e {
+        ArrowError::CastError(m)
+        | ArrowError::ParseError(m)
+        | ArrowError::ComputeError(m)
+        | ArrowError::InvalidArgumentError(m) => m.clone(),
+        ArrowError::DivideByZero => "division by zero".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Follows `Context`, `Shared` and `Diagnostic` wrappers to the error that says what happened.
+fn root_cause(e: &DataFusionError) -> &DataFusionError {
+    match e {
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            root_cause(inner)
+        }
+        DataFusionError::Shared(inner) => root_cause(inner),
+        other => other,
+    }
+}
+
+fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
+    use datafusion::common::SchemaError;
+    match root_cause(e) {
+        DataFusionError::SQL(..) => "42601",
+        DataFusionError::SchemaError(se, _) => match se.as_ref() {
+            SchemaError::FieldNotFound { .. } => "42703",
+            SchemaError::AmbiguousReference { .. } => "42702",
+            SchemaError::DuplicateQualifiedField { .. }
+            | SchemaError::DuplicateUnqualifiedField { .. } => "42701",
+        },
+        DataFusionError::Plan(m) => {
+            if m.contains("not found") && m.contains("table") {
+                "42P01"
+            } else if m.contains("No function matches") || m.contains("Invalid function") {
+                "42883"
+            } else if m.contains("Cannot infer common") || m.contains("cannot be cast") {
+                "42804"
+            } else {
+                "42601"
+            }
+        }
+        DataFusionError::NotImplemented(_) => "0A000",
+        DataFusionError::ResourcesExhausted(_) => "53200",
+        DataFusionError::ArrowError(ae, _) => {
+            use arrow::error::ArrowError;
+            match ae.as_ref() {
+                ArrowError::DivideByZero => "22012",
+                ArrowError::CastError(m) | ArrowError::ParseError(m)
+                    if m.to_ascii_lowercase().contains("timestamp")
+                        || m.to_ascii_lowercase().contains("date") =>
+                {
+                    "22007"
+                }
+                ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
+                ArrowError::ArithmeticOverflow(_) => "22003",
+                ArrowError::MemoryError(_) => "53200",
+                _ => "XX000",
+            }
+        }
+        DataFusionError::Execution(m) if m.contains("Divide by zero") => "22012",
+        DataFusionError::Execution(m) if m.to_ascii_lowercase().contains("overflow") => "22003",
+        DataFusionError::Execution(m) if m.contains("Cannot cast") => "22P02",
+        DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => "58030",
+        _ => "XX000",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_not_found_maps_to_undefined_table() {
+        let e = Error::from(DataFusionError::Plan("table 'asofdb.public.t' not found".into()));
+        assert_eq!(e.sqlstate(), "42P01");
+        assert_eq!(e.to_string(), "table 'asofdb.public.t' not found");
+    }
+
+    #[test]
+    fn context_wrappers_are_looked_through() {
+        let inner = DataFusionError::ResourcesExhausted("pool full".into());
+        let e = Error::from(DataFusionError::Context("while sorting".into(), Box::new(inner)));
+        assert_eq!(e.sqlstate(), "53200");
+    }
+}

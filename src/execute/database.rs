@@ -1,0 +1,51 @@
+//! The database: storage, catalog and query engine, shared by every connection.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::execution::context::SQLOptions;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DfStatement;
+use sqlparser::ast::Statement as SqlStatement;
+
+use crate::catalog::Catalog;
+use crate::error::Result;
+use crate::plan::new_session_context;
+use crate::sql::SqlParser;
+use crate::storage::hot::SledKv;
+use crate::storage::{EventStore, KvStore, MemoryKv};
+
+/// Everything a session needs that outlives it.
+pub struct Database {
+    pub catalog: Arc<Catalog>,
+    pub ctx: SessionContext,
+    pub parser: SqlParser,
+}
+
+impl Database {
+    /// Opens (creating if needed) the database in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Arc<Self>> {
+        std::fs::create_dir_all(data_dir)?;
+        Self::with_store(Arc::new(SledKv::open(&data_dir.join("hot"))?))
+    }
+
+    /// A database that lives in memory only, for tests.
+    pub fn in_memory() -> Result<Arc<Self>> {
+        Self::with_store(Arc::new(MemoryKv::new()))
+    }
+
+    /// Plans a read-only statement (query, EXPLAIN) without running it.
+    pub async fn plan_query(&self, sql: &SqlStatement) -> Result<LogicalPlan> {
+        let plan = self.ctx.state().statement_to_plan(DfStatement::Statement(Box::new(sql.clone()))).await?;
+        SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false).verify_plan(&plan)?;
+        Ok(plan)
+    }
+
+    fn with_store(kv: Arc<dyn KvStore>) -> Result<Arc<Self>> {
+        let store = Arc::new(EventStore::open(kv)?);
+        let catalog = Arc::new(Catalog::open(store)?);
+        let ctx = new_session_context(catalog.clone())?;
+        Ok(Arc::new(Self { catalog, ctx, parser: SqlParser::new() }))
+    }
+}

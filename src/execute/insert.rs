@@ -1,0 +1,83 @@
+//! INSERT: evaluates VALUES or a query with DataFusion, then conforms the rows to the table.
+
+use std::sync::Arc;
+
+use arrow::array::ArrayRef;
+use arrow::compute::concat_batches;
+use datafusion::sql::parser::Statement as DfStatement;
+use sqlparser::ast::{Insert, SetExpr, Statement as SqlStatement, TableObject};
+
+use super::conform::{conform, RowLabel};
+use super::Database;
+use crate::catalog::TableDef;
+use crate::error::{Error, Result};
+use crate::sql::names::{ident_name, table_name};
+use crate::storage::Append;
+
+/// Evaluates an INSERT into the rows it appends (nothing is written here).
+pub async fn rows_to_insert(db: &Database, insert: &Insert) -> Result<Append> {
+    if insert.returning.is_some() || insert.on.is_some() || insert.or.is_some() || insert.overwrite {
+        return Err(Error::unsupported("INSERT supports only INTO t [(cols)] VALUES ... | SELECT ..."));
+    }
+    let TableObject::TableName(name) = &insert.table else {
+        return Err(Error::unsupported("INSERT INTO a table function is not supported"));
+    };
+    let def = db.catalog.require_table(&table_name(name)?)?;
+    let targets = target_columns(&def, insert)?;
+    let source = insert
+        .source
+        .as_ref()
+        .ok_or_else(|| Error::unsupported("INSERT ... DEFAULT VALUES is not supported"))?;
+    if let SetExpr::Values(values) = source.body.as_ref() {
+        for (row, exprs) in values.rows.iter().enumerate() {
+            check_arity(exprs.len(), targets.len(), &format!(" (row {})", row + 1))?;
+        }
+    }
+
+    let plan = db
+        .ctx
+        .state()
+        .statement_to_plan(DfStatement::Statement(Box::new(SqlStatement::Query(source.clone()))))
+        .await?;
+    let schema = Arc::new(plan.schema().as_arrow().clone());
+    check_arity(schema.fields().len(), targets.len(), "")?;
+    let batches = db.ctx.execute_logical_plan(plan).await?.collect().await?;
+    let batch = concat_batches(&schema, &batches)?;
+
+    let mut columns: Vec<Option<ArrayRef>> = vec![None; def.columns.len()];
+    for (source_index, target) in targets.iter().enumerate() {
+        columns[*target] = Some(batch.column(source_index).clone());
+    }
+    let rows = conform(&def, columns, batch.num_rows(), RowLabel::Insert)?;
+    Ok(Append { table_id: def.id, event_time: def.event_time, batch: rows })
+}
+
+/// Indices of the table columns the statement assigns, in the order it gives values.
+fn target_columns(def: &TableDef, insert: &Insert) -> Result<Vec<usize>> {
+    if insert.columns.is_empty() {
+        return Ok((0..def.columns.len()).collect());
+    }
+    let mut targets = Vec::with_capacity(insert.columns.len());
+    for column in &insert.columns {
+        let name = column.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default();
+        let index = def.column_index(&name).ok_or_else(|| Error::undefined_column(&name, &def.name))?;
+        if targets.contains(&index) {
+            return Err(Error::Conflict {
+                sqlstate: "42701",
+                message: format!("column \"{name}\" specified more than once"),
+            });
+        }
+        targets.push(index);
+    }
+    Ok(targets)
+}
+
+fn check_arity(given: usize, expected: usize, place: &str) -> Result<()> {
+    if given > expected {
+        Err(Error::invalid_input("42601", format!("INSERT has more expressions than target columns{place}")))
+    } else if given < expected {
+        Err(Error::invalid_input("42601", format!("INSERT has more target columns than expressions{place}")))
+    } else {
+        Ok(())
+    }
+}

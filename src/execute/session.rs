@@ -1,0 +1,272 @@
+//! A client session: runs one statement at a time and holds the open transaction's writes.
+//!
+//! Transactions follow PostgreSQL where asofdb can: writes inside `BEGIN ... COMMIT` are kept
+//! in the session and committed in one atomic, durable batch at COMMIT (or dropped at
+//! ROLLBACK); after an error the transaction is aborted and only COMMIT/ROLLBACK are accepted
+//! (25P02). DDL takes effect at once, even inside a transaction (documented in docs/sql.md).
+
+use std::sync::Arc;
+
+use arrow::array::ArrayRef;
+use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::LogicalPlan;
+use sqlparser::ast::{CopySource, CopyTarget, ObjectType, Statement as SqlStatement};
+
+use super::conform::{conform, RowLabel};
+use super::copy_format::{decode, CopyFormat};
+use super::create_table::table_def;
+use super::insert::rows_to_insert;
+use super::settings::Settings;
+use super::Database;
+use crate::catalog::TableDef;
+use crate::error::{Error, Result};
+use crate::sql::names::{ident_name, table_name};
+use crate::sql::Statement;
+use crate::storage::{Append, Commit};
+
+/// What a statement produced, for the wire layer to send.
+pub enum Output {
+    /// A result set (SELECT, EXPLAIN, SHOW), streamed when sent.
+    Rows(DataFrame),
+    /// A command that completed; `rows` is reported in the command tag where PostgreSQL does.
+    Command { tag: &'static str, rows: Option<u64> },
+    /// BEGIN: the session is now in a transaction.
+    TransactionStarted,
+    /// COMMIT or ROLLBACK (`tag` says which happened: COMMIT of a failed transaction rolls back).
+    TransactionEnded { tag: &'static str },
+    /// COPY ... FROM STDIN: the client sends data next, then [`Session::finish_copy_in`].
+    CopyIn(CopyIn),
+    /// COPY ... TO STDOUT: these rows, in this format.
+    CopyOut { format: CopyFormat, data: DataFrame },
+}
+
+/// A COPY FROM STDIN waiting for its data.
+pub struct CopyIn {
+    def: Arc<TableDef>,
+    /// Table column index of each column in the data, in data order.
+    targets: Vec<usize>,
+    pub format: CopyFormat,
+}
+
+impl CopyIn {
+    pub fn column_count(&self) -> usize {
+        self.targets.len()
+    }
+}
+
+enum Transaction {
+    None,
+    Open(Vec<Append>),
+    Failed,
+}
+
+/// Per-connection state.
+pub struct Session {
+    db: Arc<Database>,
+    transaction: Transaction,
+    pub settings: Settings,
+}
+
+impl Session {
+    pub fn new(db: Arc<Database>) -> Self {
+        Self { db, transaction: Transaction::None, settings: Settings::default() }
+    }
+
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    /// Runs one statement. An error inside a transaction aborts the transaction.
+    pub async fn execute(&mut self, statement: &Statement) -> Result<Output> {
+        let Statement::Standard(sql) = statement;
+        if matches!(self.transaction, Transaction::Failed) {
+            return match sql.as_ref() {
+                SqlStatement::Commit { .. } | SqlStatement::Rollback { .. } => {
+                    self.transaction = Transaction::None;
+                    Ok(Output::TransactionEnded { tag: "ROLLBACK" })
+                }
+                _ => Err(Error::TransactionAborted),
+            };
+        }
+        let outcome = self.dispatch(sql).await;
+        self.abort_on_error(outcome)
+    }
+
+    /// Decodes and writes the data of a COPY FROM STDIN; returns the number of rows.
+    pub async fn finish_copy_in(&mut self, copy: CopyIn, data: &[u8]) -> Result<u64> {
+        let outcome = self.copy_rows(copy, data).await;
+        self.abort_on_error(outcome)
+    }
+
+    /// Runs a query planned earlier (extended protocol), honouring an aborted transaction.
+    pub async fn run_query(&mut self, plan: LogicalPlan) -> Result<DataFrame> {
+        if matches!(self.transaction, Transaction::Failed) {
+            return Err(Error::TransactionAborted);
+        }
+        let outcome = self.run_plan(plan).await;
+        self.abort_on_error(outcome)
+    }
+
+    async fn run_plan(&self, plan: LogicalPlan) -> Result<DataFrame> {
+        Ok(self.db.ctx.execute_logical_plan(plan).await?)
+    }
+
+    fn abort_on_error<T>(&mut self, outcome: Result<T>) -> Result<T> {
+        if outcome.is_err() && matches!(self.transaction, Transaction::Open(_)) {
+            self.transaction = Transaction::Failed;
+        }
+        outcome
+    }
+
+    async fn dispatch(&mut self, sql: &SqlStatement) -> Result<Output> {
+        match sql {
+            SqlStatement::Query(_) | SqlStatement::Explain { .. } => {
+                let plan = self.db.plan_query(sql).await?;
+                Ok(Output::Rows(self.run_plan(plan).await?))
+            }
+            SqlStatement::Insert(insert) => {
+                let append = rows_to_insert(&self.db, insert).await?;
+                let rows = append.batch.num_rows() as u64;
+                self.write(vec![append]).await?;
+                Ok(Output::Command { tag: "INSERT", rows: Some(rows) })
+            }
+            SqlStatement::Copy { source, to, target, options, legacy_options, .. } => {
+                let format = CopyFormat::from_options(options, legacy_options)?;
+                if *to {
+                    self.copy_to(source, target, format).await
+                } else {
+                    self.copy_from(source, target, format).await
+                }
+            }
+            SqlStatement::CreateTable(create) => {
+                let def = table_def(create)?;
+                self.db.catalog.create_table(def, create.if_not_exists).await?;
+                Ok(Output::Command { tag: "CREATE TABLE", rows: None })
+            }
+            SqlStatement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => {
+                for name in names {
+                    self.db.catalog.drop_table(&table_name(name)?, *if_exists).await?;
+                }
+                Ok(Output::Command { tag: "DROP TABLE", rows: None })
+            }
+            SqlStatement::StartTransaction { .. } => {
+                if matches!(self.transaction, Transaction::None) {
+                    self.transaction = Transaction::Open(Vec::new());
+                }
+                Ok(Output::TransactionStarted)
+            }
+            SqlStatement::Commit { .. } => {
+                if let Transaction::Open(appends) = std::mem::replace(&mut self.transaction, Transaction::None) {
+                    self.commit(appends).await?;
+                }
+                Ok(Output::TransactionEnded { tag: "COMMIT" })
+            }
+            SqlStatement::Rollback { savepoint: None, .. } => {
+                self.transaction = Transaction::None;
+                Ok(Output::TransactionEnded { tag: "ROLLBACK" })
+            }
+            SqlStatement::Set(set) => {
+                self.settings.set(set)?;
+                Ok(Output::Command { tag: "SET", rows: None })
+            }
+            SqlStatement::ShowVariable { variable } => {
+                let name = variable.iter().map(ident_name).collect::<Vec<_>>().join(" ");
+                let batch = self.settings.show(&name)?;
+                Ok(Output::Rows(self.db.ctx.read_batch(batch)?))
+            }
+            SqlStatement::Discard { .. } => Ok(Output::Command { tag: "DISCARD ALL", rows: None }),
+            SqlStatement::Deallocate { .. } => Ok(Output::Command { tag: "DEALLOCATE", rows: None }),
+            SqlStatement::Update(_) | SqlStatement::Delete(_) | SqlStatement::Truncate(_) => Err(Error::unsupported(
+                "event tables are append-only: UPDATE, DELETE and TRUNCATE are not supported (event history is immutable)",
+            )),
+            other => Err(Error::unsupported(format!("statement not supported: {}", statement_kind(other)))),
+        }
+    }
+
+    async fn write(&mut self, appends: Vec<Append>) -> Result<()> {
+        match &mut self.transaction {
+            Transaction::Open(pending) => {
+                pending.extend(appends);
+                Ok(())
+            }
+            _ => self.commit(appends).await,
+        }
+    }
+
+    async fn commit(&self, appends: Vec<Append>) -> Result<()> {
+        self.db.catalog.store().commit(Commit { appends, ..Default::default() }).await
+    }
+
+    async fn copy_from(&mut self, source: &CopySource, target: &CopyTarget, format: CopyFormat) -> Result<Output> {
+        let CopySource::Table { table_name: name, columns } = source else {
+            return Err(Error::syntax("COPY FROM needs a table, not a query"));
+        };
+        let def = self.db.catalog.require_table(&table_name(name)?)?;
+        let targets = if columns.is_empty() {
+            (0..def.columns.len()).collect()
+        } else {
+            columns
+                .iter()
+                .map(|c| {
+                    let n = ident_name(c);
+                    def.column_index(&n).ok_or_else(|| Error::undefined_column(&n, &def.name))
+                })
+                .collect::<Result<Vec<_>>>()?
+        };
+        let copy = CopyIn { def, targets, format };
+        match target {
+            CopyTarget::Stdin => Ok(Output::CopyIn(copy)),
+            CopyTarget::File { filename } => {
+                let data = tokio::fs::read(filename).await.map_err(|e| {
+                    Error::NotFound { sqlstate: "58P01", message: format!("could not open file \"{filename}\" for reading: {e}") }
+                })?;
+                let rows = self.copy_rows(copy, &data).await?;
+                Ok(Output::Command { tag: "COPY", rows: Some(rows) })
+            }
+            _ => Err(Error::unsupported("COPY FROM supports STDIN and server-side files")),
+        }
+    }
+
+    async fn copy_rows(&mut self, copy: CopyIn, data: &[u8]) -> Result<u64> {
+        let names: Vec<String> = copy.targets.iter().map(|i| copy.def.columns[*i].name.clone()).collect();
+        let decoded = decode(data, &copy.format, &names)?;
+        let rows = decoded.lines.len();
+        let mut columns: Vec<Option<ArrayRef>> = vec![None; copy.def.columns.len()];
+        for (column, target) in decoded.columns.into_iter().zip(&copy.targets) {
+            columns[*target] = Some(column);
+        }
+        let batch = conform(&copy.def, columns, rows, RowLabel::Lines(&decoded.lines))?;
+        self.write(vec![Append { table_id: copy.def.id, event_time: copy.def.event_time, batch }]).await?;
+        Ok(rows as u64)
+    }
+
+    async fn copy_to(&mut self, source: &CopySource, target: &CopyTarget, format: CopyFormat) -> Result<Output> {
+        if !matches!(target, CopyTarget::Stdout) {
+            return Err(Error::unsupported("COPY TO supports STDOUT"));
+        }
+        let query = match source {
+            CopySource::Query(query) => SqlStatement::Query(query.clone()),
+            CopySource::Table { table_name: name, columns } => {
+                let table = table_name(name)?;
+                self.db.catalog.require_table(&table)?;
+                let list = if columns.is_empty() {
+                    "*".to_string()
+                } else {
+                    columns.iter().map(|c| format!("\"{}\"", ident_name(c).replace('"', "\"\""))).collect::<Vec<_>>().join(", ")
+                };
+                let sql = format!("SELECT {list} FROM \"{}\"", table.replace('"', "\"\""));
+                match self.db.parser.parse_single(&sql)? {
+                    Some(Statement::Standard(s)) => *s,
+                    None => return Err(Error::internal("empty COPY query")),
+                }
+            }
+        };
+        let plan = self.db.plan_query(&query).await?;
+        Ok(Output::CopyOut { format, data: self.run_plan(plan).await? })
+    }
+}
+
+/// The statement's leading keywords, for "not supported" messages.
+fn statement_kind(statement: &SqlStatement) -> String {
+    statement.to_string().split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}

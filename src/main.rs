@@ -1,0 +1,78 @@
+//! The `asofdb` binary: parses the command line and serves until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use asofdb::execute::Database;
+use asofdb::server::Server;
+
+/// asofdb: a SQL feature database for real-time ML, over the PostgreSQL wire protocol.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Directory holding all data (created if missing, reopened with every table if present).
+    #[arg(long, env = "ASOFDB_DATA_DIR", default_value = "./asofdb-data")]
+    data_dir: PathBuf,
+
+    /// Address to listen on for PostgreSQL clients (port 0 picks a free port).
+    #[arg(long, env = "ASOFDB_LISTEN", default_value = "127.0.0.1:5433")]
+    listen: String,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("asofdb: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("asofdb: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> asofdb::Result<()> {
+    let db = Database::open(&args.data_dir)?;
+    let server = Server::bind(&args.listen, db.clone()).await?;
+    let addr = server.local_addr()?;
+    tracing::info!(data_dir = %args.data_dir.display(), "asofdb listening on {addr}");
+    // Tests and scripts read this line to find the port when started with port 0.
+    println!("asofdb listening on {addr}");
+    server.serve(shutdown_signal()).await?;
+    drop(db);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,36 @@
+//! Builds the DataFusion `SessionContext` every connection plans its queries in.
+
+use std::sync::Arc;
+
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+
+use super::schema::EventSchema;
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+
+/// The one database asofdb serves; clients may name any database when connecting.
+pub const CATALOG_NAME: &str = "asofdb";
+/// Where event tables live.
+pub const SCHEMA_NAME: &str = "public";
+
+/// A context whose `public` schema is the live catalog of event tables, with `pg_catalog` and
+/// `information_schema` for client introspection.
+pub fn new_session_context(catalog: Arc<Catalog>) -> Result<SessionContext> {
+    let config = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME)
+        .with_create_default_catalog_and_schema(true)
+        .with_information_schema(true)
+        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let runtime = RuntimeEnvBuilder::new().build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let db = ctx
+        .catalog(CATALOG_NAME)
+        .ok_or_else(|| Error::internal("default catalog missing"))?;
+    db.register_schema(SCHEMA_NAME, Arc::new(EventSchema::new(catalog)))?;
+    setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
+        .map_err(|e| Error::DataFusion(*e))?;
+    Ok(ctx)
+}

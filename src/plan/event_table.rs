@@ -1,0 +1,121 @@
+//! An event table as a DataFusion `TableProvider`: streams Arrow blocks from the hot tier.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+
+use super::time_bounds::TimeBounds;
+use crate::catalog::TableDef;
+use crate::storage::{EventStore, BLOCK_MICROS};
+
+/// Scans one event table. Filters on the event-time column prune blocks (they are still
+/// applied row by row above the scan: pruning is by block, so it is inexact).
+pub struct EventTable {
+    def: Arc<TableDef>,
+    schema: SchemaRef,
+    store: Arc<EventStore>,
+}
+
+impl fmt::Debug for EventTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventTable").field("name", &self.def.name).finish()
+    }
+}
+
+impl EventTable {
+    pub fn new(def: Arc<TableDef>, store: Arc<EventStore>) -> Self {
+        Self { schema: def.schema(), def, store }
+    }
+
+    fn event_time_name(&self) -> Option<&str> {
+        self.def.event_time_column().map(|c| c.name.as_str())
+    }
+}
+
+#[async_trait]
+impl TableProvider for EventTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| match self.event_time_name() {
+                Some(col) if TimeBounds::from_filter(col, f).is_some() => TableProviderFilterPushDown::Inexact,
+                _ => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let bounds = match self.event_time_name() {
+            Some(col) => TimeBounds::from_filters(col, filters),
+            None => TimeBounds::ALL,
+        };
+        let blocks = (bounds.min.div_euclid(BLOCK_MICROS), bounds.max.div_euclid(BLOCK_MICROS));
+        let parts = state.config_options().execution.target_partitions.max(1);
+        let partitions: Vec<Arc<dyn PartitionStream>> = (0..parts)
+            .map(|part| {
+                Arc::new(BlockStream {
+                    schema: self.schema.clone(),
+                    store: self.store.clone(),
+                    table_id: self.def.id,
+                    blocks,
+                    part: (part, parts),
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect();
+        let exec = StreamingTableExec::try_new(self.schema.clone(), partitions, projection, [], false, limit)?;
+        Ok(Arc::new(exec))
+    }
+}
+
+/// One partition of a scan: every `parts`-th stored block of the table within `blocks`.
+struct BlockStream {
+    schema: SchemaRef,
+    store: Arc<EventStore>,
+    table_id: u64,
+    blocks: (i64, i64),
+    part: (usize, usize),
+}
+
+impl fmt::Debug for BlockStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BlockStream(table={}, part={}/{})", self.table_id, self.part.0, self.part.1)
+    }
+}
+
+impl PartitionStream for BlockStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let batches = self
+            .store
+            .scan(self.table_id, self.blocks, self.part)
+            .map(|r| r.map(|(_, batch)| batch).map_err(|e| DataFusionError::External(Box::new(e))));
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::iter(batches)))
+    }
+}

@@ -1,0 +1,9 @@
+//! Planning with DataFusion: the session context, and event tables as `TableProvider`s.
+
+mod context;
+mod event_table;
+mod schema;
+mod time_bounds;
+
+pub use context::{new_session_context, CATALOG_NAME, SCHEMA_NAME};
+pub use event_table::EventTable;

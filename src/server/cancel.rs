@@ -1,0 +1,114 @@
+//! Query cancellation: a CancelRequest (sent on a separate connection with the target's
+//! process id and secret key) stops the statement running on the target connection.
+//!
+//! pgwire cancels the part of a statement that runs before the response is returned; result
+//! rows are produced lazily afterwards, so each connection also has a [`CancelFlag`] that the
+//! row streams watch.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures::{Stream, StreamExt};
+use pgwire::api::cancel::CancelHandler;
+use pgwire::api::ConnectionManager;
+use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::startup::SecretKey;
+use tokio::sync::Notify;
+
+use crate::error::Error;
+
+/// Set when a cancel request arrives for the connection's running statement.
+#[derive(Default)]
+pub struct CancelFlag {
+    requested: AtomicBool,
+    notify: Notify,
+}
+
+impl CancelFlag {
+    /// Called as a statement starts: a cancel aimed at an earlier statement does not apply.
+    pub fn reset(&self) {
+        self.requested.store(false, Ordering::SeqCst);
+    }
+
+    fn cancel(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    async fn cancelled(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.requested.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Ends `stream` with a 57014 error as soon as a cancel is requested.
+    pub fn guard<S, T, E>(self: Arc<Self>, stream: S) -> impl Stream<Item = Result<T, E>> + Send + use<S, T, E>
+    where
+        S: Stream<Item = Result<T, E>> + Send + Unpin + 'static,
+        E: From<Error> + Send + 'static,
+        T: Send + 'static,
+    {
+        futures::stream::unfold((stream, self, false), |(mut stream, flag, done)| async move {
+            if done {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                _ = flag.cancelled() => Some((Err(E::from(Error::Cancelled)), (stream, flag, true))),
+                item = stream.next() => item.map(|item| (item, (stream, flag, false))),
+            }
+        })
+    }
+}
+
+/// Connections that can be cancelled, by process id.
+#[derive(Default)]
+pub struct Cancellations {
+    connections: Mutex<HashMap<i32, (SecretKey, Arc<CancelFlag>)>>,
+}
+
+impl Cancellations {
+    pub fn register(&self, pid: i32, key: SecretKey) -> Arc<CancelFlag> {
+        let flag = Arc::new(CancelFlag::default());
+        if let Ok(mut map) = self.connections.lock() {
+            map.insert(pid, (key, flag.clone()));
+        }
+        flag
+    }
+
+    pub fn unregister(&self, pid: i32) {
+        if let Ok(mut map) = self.connections.lock() {
+            map.remove(&pid);
+        }
+    }
+
+    fn cancel(&self, pid: i32, key: &SecretKey) {
+        let flag = match self.connections.lock() {
+            Ok(map) => map.get(&pid).filter(|(k, _)| k == key).map(|(_, f)| f.clone()),
+            Err(_) => None,
+        };
+        if let Some(flag) = flag {
+            flag.cancel();
+        }
+    }
+}
+
+/// Cancels both the pending part of a statement (pgwire) and its row stream (our flag).
+pub struct CancelRequests {
+    pub manager: Arc<ConnectionManager>,
+    pub registry: Arc<Cancellations>,
+}
+
+#[async_trait]
+impl CancelHandler for CancelRequests {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        self.registry.cancel(request.pid, &request.secret_key);
+        self.manager.cancel(request.pid, &request.secret_key).await;
+    }
+}

@@ -1,0 +1,46 @@
+//! Per-connection state, kept in pgwire's session extensions.
+
+use std::sync::Arc;
+
+use pgwire::api::ClientInfo;
+use tokio::sync::Mutex;
+
+use super::cancel::{CancelFlag, Cancellations};
+use super::handlers::QueryHandler;
+use crate::execute::{CopyIn, Session};
+
+/// What one connection carries between messages.
+pub struct Connection {
+    pub session: Session,
+    /// A COPY FROM STDIN in progress and the data received so far.
+    pub copy_in: Option<(CopyIn, Vec<u8>)>,
+    /// Raised by a CancelRequest for this connection.
+    pub cancel: Arc<CancelFlag>,
+}
+
+/// Owns the connection state; dropped with pgwire's client when the connection closes.
+struct ConnectionSlot {
+    state: Arc<Mutex<Connection>>,
+    pid: i32,
+    registry: Arc<Cancellations>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.registry.unregister(self.pid);
+    }
+}
+
+impl QueryHandler {
+    /// The connection state of `client`, created on first use. Each statement starts with a
+    /// fresh cancel flag state.
+    pub(super) fn connection<C: ClientInfo + ?Sized>(&self, client: &C) -> Arc<Mutex<Connection>> {
+        let slot = client.session_extensions().get_or_insert_with(|| {
+            let (pid, key) = client.pid_and_secret_key();
+            let cancel = self.cancellations.register(pid, key);
+            let state = Connection { session: Session::new(self.db.clone()), copy_in: None, cancel };
+            ConnectionSlot { state: Arc::new(Mutex::new(state)), pid, registry: self.cancellations.clone() }
+        });
+        slot.state.clone()
+    }
+}

@@ -1,0 +1,176 @@
+//! The COPY sub-protocol: collecting COPY FROM STDIN data, streaming COPY TO STDOUT rows.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow_pg::datatypes::arrow_schema_to_pg_fields;
+use arrow_pg::encoder::encode_value;
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use datafusion::dataframe::DataFrame;
+use futures::{Sink, SinkExt, StreamExt};
+use pgwire::api::copy::CopyHandler;
+use pgwire::api::portal::Format;
+use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyResponse, FieldInfo, Tag};
+use pgwire::api::ClientInfo;
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::types::format::FormatOptions;
+
+use super::cancel::CancelFlag;
+use super::errors::to_pgwire;
+use super::handlers::QueryHandler;
+use crate::execute::copy_format::CopyFormat;
+
+fn protocol_error(message: &str) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), "08P01".into(), message.into())))
+}
+
+#[async_trait]
+impl CopyHandler for QueryHandler {
+    async fn on_copy_data<C>(&self, client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let state = self.connection(client);
+        let mut conn = state.lock().await;
+        match conn.copy_in.as_mut() {
+            Some((_, data)) => {
+                data.extend_from_slice(&copy_data.data);
+                Ok(())
+            }
+            None => Err(protocol_error("CopyData received outside of COPY FROM STDIN")),
+        }
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let state = self.connection(client);
+        let mut conn = state.lock().await;
+        let Some((copy, data)) = conn.copy_in.take() else {
+            return Err(protocol_error("CopyDone received outside of COPY FROM STDIN"));
+        };
+        let rows = conn.session.finish_copy_in(copy, &data).await.map_err(to_pgwire)?;
+        drop(conn);
+        let tag = Tag::new("COPY").with_rows(rows as usize);
+        client.send(PgWireBackendMessage::CommandComplete(tag.into())).await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let state = self.connection(client);
+        state.lock().await.copy_in = None;
+        PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".into(),
+            "57014".into(),
+            format!("COPY from stdin failed: {}", fail.message),
+        )))
+    }
+}
+
+/// Streams `frame` as COPY data in text or CSV format, one CopyData message per row.
+pub async fn copy_out_response(
+    format: &CopyFormat,
+    frame: DataFrame,
+    format_options: Arc<FormatOptions>,
+    cancel: Arc<CancelFlag>,
+) -> PgWireResult<CopyResponse> {
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let fields = Arc::new(arrow_schema_to_pg_fields(&schema, &Format::UnifiedText, Some(format_options))?);
+    let columns = fields.len();
+    let mut encoder = new_encoder(format, fields.clone());
+    let mut header = format.header.then(|| header_line(format, &schema));
+    let batches = frame.execute_stream().await.map_err(|e| to_pgwire(e.into()))?;
+    let batches = cancel.guard(batches.map(|b| b.map_err(|e| to_pgwire(e.into()))));
+    let data = batches.flat_map(move |batch| {
+        let rows: Vec<PgWireResult<CopyData>> = match batch {
+            Ok(batch) => encode_rows(&mut encoder, &batch, &fields, &mut header),
+            Err(e) => vec![Err(e)],
+        };
+        futures::stream::iter(rows)
+    });
+    Ok(CopyResponse::new(0, columns, data))
+}
+
+fn new_encoder(format: &CopyFormat, fields: Arc<Vec<FieldInfo>>) -> CopyEncoder {
+    let delimiter = (format.delimiter as char).to_string();
+    if format.csv {
+        CopyEncoder::new_csv(
+            fields,
+            CopyCsvOptions {
+                delimiter: delimiter.into(),
+                quote: (format.quote as char).to_string().into(),
+                escape: (format.escape as char).to_string().into(),
+                null_string: format.null.clone().into(),
+                force_quote: vec![],
+            },
+        )
+    } else {
+        CopyEncoder::new_text(
+            fields,
+            pgwire::api::results::CopyTextOptions { delimiter: delimiter.into(), null_string: format.null.clone().into() },
+        )
+    }
+}
+
+/// Encodes every row of `batch`; the header, if still pending, is prepended to the first row
+/// so that pgwire's row count (one per CopyData) stays exact.
+fn encode_rows(
+    encoder: &mut CopyEncoder,
+    batch: &RecordBatch,
+    fields: &[FieldInfo],
+    header: &mut Option<Bytes>,
+) -> Vec<PgWireResult<CopyData>> {
+    let schema = batch.schema();
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        for (i, column) in batch.columns().iter().enumerate() {
+            if let Err(e) = encode_value(encoder, column, row, schema.field(i), &fields[i]) {
+                out.push(Err(e));
+                return out;
+            }
+        }
+        let data = encoder.take_copy();
+        out.push(Ok(match header.take() {
+            Some(h) => {
+                let mut joined = BytesMut::from(h.as_ref());
+                joined.extend_from_slice(&data.data);
+                CopyData::new(joined.freeze())
+            }
+            None => data,
+        }));
+    }
+    out
+}
+
+fn header_line(format: &CopyFormat, schema: &arrow::datatypes::Schema) -> Bytes {
+    let delimiter = (format.delimiter as char).to_string();
+    let quote = format.quote as char;
+    let names: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let name = f.name();
+            let needs_quotes = name.contains(&delimiter) || name.contains(quote) || name.contains('\n') || name.contains('\r');
+            if format.csv && needs_quotes {
+                format!("{quote}{}{quote}", name.replace(quote, &format!("{quote}{quote}")))
+            } else {
+                name.clone()
+            }
+        })
+        .collect();
+    Bytes::from(format!("{}\n", names.join(&delimiter)))
+}

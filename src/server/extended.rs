@@ -1,0 +1,182 @@
+//! The extended query protocol: Parse (plan once), Describe, Bind (typed parameters), Execute.
+//!
+//! Queries are planned by DataFusion at Parse and their parameters substituted into the plan
+//! at Execute. Other statements (INSERT, COPY, DDL) are kept as syntax; their parameters are
+//! bound as literals and they run through the same path as the simple protocol. Parameter
+//! types come from the client when it declares them, else from DataFusion's inference (for an
+//! INSERT, the target columns' types).
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow_pg::datatypes::df::deserialize_parameters_with_server_types;
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
+use async_trait::async_trait;
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::Statement as DfStatement;
+use futures::Sink;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::ExtendedQueryHandler;
+use pgwire::api::results::{FieldInfo, Response};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::types::format::FormatOptions;
+use sqlparser::ast::Statement as SqlStatement;
+
+use super::errors::to_pgwire;
+use super::handlers::QueryHandler;
+use super::results::{encode_rows, to_response};
+use crate::error::Error;
+use crate::execute::Database;
+use crate::sql::names::ident_name;
+use crate::sql::params::bind_parameters;
+use crate::sql::Statement;
+
+/// A parsed statement as the extended protocol keeps it between Parse and Execute.
+pub struct Prepared {
+    statement: Statement,
+    /// The DataFusion plan of a query, with `$n` placeholders.
+    plan: Option<LogicalPlan>,
+    /// Wire types announced in ParameterDescription and used to decode Bind values.
+    param_types: Vec<Type>,
+    /// DataFusion's inferred type of each parameter, where it has one.
+    inferred_types: Vec<Option<DataType>>,
+    /// The columns the statement returns, if it returns rows.
+    result_schema: Option<SchemaRef>,
+}
+
+/// Parses and plans statements for the extended protocol.
+pub struct StatementParser {
+    db: Arc<Database>,
+}
+
+impl StatementParser {
+    pub fn new(db: Arc<Database>) -> Self {
+        Self { db }
+    }
+
+    async fn prepare(&self, sql: &str, client_types: &[Option<Type>]) -> crate::error::Result<Option<Prepared>> {
+        let Some(statement) = self.db.parser.parse_single(sql)? else { return Ok(None) };
+        let Statement::Standard(syntax) = &statement;
+        let (plan, inferred_types, result_schema) = match syntax.as_ref() {
+            SqlStatement::Query(_) | SqlStatement::Explain { .. } => {
+                let plan = self.db.plan_query(syntax).await?;
+                let types = parameter_types(&plan)?;
+                let schema = Arc::new(plan.schema().as_arrow().clone());
+                (Some(plan), types, Some(schema))
+            }
+            SqlStatement::ShowVariable { variable } => {
+                let name = variable.iter().map(ident_name).collect::<Vec<_>>().join(" ");
+                (None, vec![], Some(Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, false)]))))
+            }
+            SqlStatement::Insert(_) => {
+                // Planning the INSERT itself (never executed) types its placeholders from
+                // the target columns.
+                let state = self.db.ctx.state();
+                let types = match state.statement_to_plan(DfStatement::Statement(syntax.clone())).await {
+                    Ok(plan) => parameter_types(&plan).unwrap_or_default(),
+                    Err(_) => vec![],
+                };
+                (None, types, None)
+            }
+            _ => (None, vec![], None),
+        };
+        let count = inferred_types.len().max(client_types.len());
+        let param_types = (0..count)
+            .map(|i| match client_types.get(i).cloned().flatten() {
+                Some(t) if t != Type::UNKNOWN => Ok(t),
+                _ => match inferred_types.get(i).cloned().flatten() {
+                    Some(dt) => into_pg_type(&dt).map_err(|e| Error::internal(e.to_string())),
+                    None => Ok(Type::TEXT),
+                },
+            })
+            .collect::<crate::error::Result<Vec<_>>>()?;
+        Ok(Some(Prepared { statement, plan, param_types, inferred_types, result_schema }))
+    }
+}
+
+/// Placeholder types `$1..$n` of a plan, in order.
+fn parameter_types(plan: &LogicalPlan) -> crate::error::Result<Vec<Option<DataType>>> {
+    let by_name = plan.get_parameter_types()?;
+    let count = by_name.keys().filter_map(|k| k.strip_prefix('$')?.parse::<usize>().ok()).max().unwrap_or(0);
+    Ok((1..=count).map(|i| by_name.get(&format!("${i}")).cloned().flatten()).collect())
+}
+
+#[async_trait]
+impl QueryParser for StatementParser {
+    type Statement = Arc<Prepared>;
+
+    async fn parse_sql<C>(&self, _client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        tracing::debug!(sql, "parse");
+        Ok(self.prepare(sql, types).await.map_err(to_pgwire)?.map(Arc::new))
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        Ok(stmt.param_types.clone())
+    }
+
+    fn get_result_schema(&self, stmt: &Self::Statement, column_format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        match &stmt.result_schema {
+            Some(schema) => arrow_schema_to_pg_fields(schema, column_format.unwrap_or(&Format::UnifiedText), None),
+            None => Ok(vec![]),
+        }
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for QueryHandler {
+    type Statement = Arc<Prepared>;
+    type QueryParser = StatementParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Self::Statement>, _max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        let params = bound_parameters(portal, prepared)?;
+        let state = self.connection(client);
+        let mut conn = state.lock().await;
+        conn.cancel.reset();
+        if let Some(plan) = &prepared.plan {
+            let plan = plan.clone().replace_params_with_values(&params).map_err(|e| to_pgwire(e.into()))?;
+            let frame = conn.session.run_query(plan).await.map_err(to_pgwire)?;
+            let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+            let rows = encode_rows(frame, &portal.result_column_format, options, conn.cancel.clone()).await?;
+            return Ok(Response::Query(rows));
+        }
+        let mut statement = prepared.statement.clone();
+        if let (Statement::Standard(syntax), ParamValues::List(values)) = (&mut statement, &params)
+            && !values.is_empty()
+        {
+            let scalars: Vec<_> = values.iter().map(|v| v.value.clone()).collect();
+            bind_parameters(syntax, &scalars).map_err(to_pgwire)?;
+        }
+        let output = conn.session.execute(&statement).await.map_err(to_pgwire)?;
+        to_response(output, &portal.result_column_format, &mut conn, client.metadata()).await
+    }
+}
+
+/// Decodes the Bind message's values with the announced types.
+fn bound_parameters(portal: &Portal<Arc<Prepared>>, prepared: &Prepared) -> PgWireResult<ParamValues> {
+    if portal.parameter_len() == 0 {
+        return Ok(ParamValues::List(vec![]));
+    }
+    let inferred: Vec<Option<&DataType>> = prepared.inferred_types.iter().map(|t| t.as_ref()).collect();
+    let announced: Vec<Option<&Type>> = prepared.param_types.iter().map(Some).collect();
+    deserialize_parameters_with_server_types(portal, &inferred, &announced)
+}

@@ -1,0 +1,82 @@
+//! Statement outputs as pgwire responses.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
+use datafusion::dataframe::DataFrame;
+use futures::StreamExt;
+use pgwire::messages::data::DataRow;
+use pgwire::api::portal::Format;
+use pgwire::api::results::{CopyResponse, QueryResponse, Response, Tag};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::types::format::FormatOptions;
+
+use super::cancel::CancelFlag;
+use super::connection::Connection;
+use super::errors::to_pgwire;
+use super::copy::copy_out_response;
+use crate::execute::Output;
+
+/// Turns an output into the response pgwire sends. A COPY FROM STDIN is parked in the
+/// connection until its data arrives.
+pub async fn to_response(
+    output: Output,
+    format: &Format,
+    connection: &mut Connection,
+    client_metadata: &HashMap<String, String>,
+) -> PgWireResult<Response> {
+    let format_options = Arc::new(FormatOptions::from_client_metadata(client_metadata));
+    Ok(match output {
+        Output::Rows(frame) => Response::Query(encode_rows(frame, format, format_options, connection.cancel.clone()).await?),
+        Output::Command { tag, rows } => {
+            let mut t = Tag::new(tag);
+            if tag == "INSERT" {
+                t = t.with_oid(0);
+            }
+            if let Some(rows) = rows {
+                t = t.with_rows(rows as usize);
+            }
+            Response::Execution(t)
+        }
+        Output::TransactionStarted => Response::TransactionStart(Tag::new("BEGIN")),
+        Output::TransactionEnded { tag } => Response::TransactionEnd(Tag::new(tag)),
+        Output::CopyIn(copy) => {
+            let columns = copy.column_count();
+            connection.copy_in = Some((copy, Vec::new()));
+            Response::CopyIn(CopyResponse::new(0, columns, futures::stream::empty()))
+        }
+        Output::CopyOut { format, data } => {
+            Response::CopyOut(copy_out_response(&format, data, format_options, connection.cancel.clone()).await?)
+        }
+    })
+}
+
+/// Streams a result set as DataRows in the client's formats; a cancel request ends it.
+pub async fn encode_rows(
+    frame: DataFrame,
+    format: &Format,
+    format_options: Arc<FormatOptions>,
+    cancel: Arc<CancelFlag>,
+) -> PgWireResult<QueryResponse> {
+    let fields = Arc::new(arrow_schema_to_pg_fields(frame.schema().as_arrow(), format, Some(format_options))?);
+    let batches = frame.execute_stream().await.map_err(|e| to_pgwire(e.into()))?;
+    let batches = cancel.guard(batches.map(|b| b.map_err(|e| to_pgwire(e.into()))));
+    let row_fields = fields.clone();
+    let rows = batches.flat_map(move |batch| {
+        let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
+            Ok(batch) => encode_recordbatch(row_fields.clone(), batch),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        };
+        futures::stream::iter(rows)
+    });
+    Ok(QueryResponse::new(fields, rows))
+}
+
+/// An error as an in-band response (simple protocol: the remaining statements are skipped).
+pub fn error_response(error: PgWireError) -> Response {
+    match error {
+        PgWireError::UserError(info) => Response::Error(info),
+        other => Response::Error(Box::new(ErrorInfo::new("ERROR".into(), "XX000".into(), other.to_string()))),
+    }
+}

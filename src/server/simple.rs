@@ -1,0 +1,63 @@
+//! The simple query protocol: one Query message, any number of statements.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use futures::Sink;
+use pgwire::api::portal::Format;
+use pgwire::api::query::SimpleQueryHandler;
+use pgwire::api::results::Response;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+
+use super::errors::to_pgwire;
+use super::handlers::QueryHandler;
+use super::results::{error_response, to_response};
+
+#[async_trait]
+impl SimpleQueryHandler for QueryHandler {
+    /// Runs the statements in order; the first error is reported and the rest are skipped,
+    /// as PostgreSQL does. A COPY FROM STDIN ends the list: its data comes next.
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        tracing::debug!(query, "simple query");
+        let statements = match self.db.parser.parse_many(query) {
+            Ok(statements) => statements,
+            Err(e) => return Ok(vec![error_response(to_pgwire(e))]),
+        };
+        if statements.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let state = self.connection(client);
+        let mut conn = state.lock().await;
+        conn.cancel.reset();
+        let mut responses = Vec::with_capacity(statements.len());
+        for statement in &statements {
+            let response = match conn.session.execute(statement).await {
+                Ok(output) => to_response(output, &Format::UnifiedText, &mut conn, client.metadata()).await,
+                Err(e) => Err(to_pgwire(e)),
+            };
+            match response {
+                Ok(response) => {
+                    let copying = matches!(response, Response::CopyIn(_));
+                    responses.push(response);
+                    if copying {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    responses.push(error_response(e));
+                    break;
+                }
+            }
+        }
+        Ok(responses)
+    }
+}

@@ -1,0 +1,66 @@
+//! SQL text to statements: splitting, parsing (PostgreSQL dialect plus asofdb's own
+//! statements), column types and intervals.
+
+mod interval;
+pub mod names;
+pub mod params;
+mod split;
+pub mod types;
+
+pub use interval::parse_interval_micros;
+pub use split::split_statements;
+
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use sqlparser::ast::Statement as SqlStatement;
+
+use crate::error::{Error, Result};
+
+/// One parsed statement. asofdb's own statements join this enum as they are added.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    /// Anything the PostgreSQL dialect of sqlparser parses.
+    Standard(Box<SqlStatement>),
+}
+
+/// Parses statements. Holds the PostgreSQL-compatibility rewrites that let client
+/// introspection queries plan in DataFusion; build it once and share it.
+pub struct SqlParser {
+    postgres: PostgresCompatibilityParser,
+}
+
+impl Default for SqlParser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SqlParser {
+    pub fn new() -> Self {
+        Self { postgres: PostgresCompatibilityParser::new() }
+    }
+
+    /// Parses every statement of a (simple-protocol) query string.
+    pub fn parse_many(&self, sql: &str) -> Result<Vec<Statement>> {
+        split_statements(sql).into_iter().map(|text| self.parse_one(text)).collect()
+    }
+
+    /// Parses exactly one statement (extended protocol: one statement per Parse message).
+    /// Returns `None` for an empty query.
+    pub fn parse_single(&self, sql: &str) -> Result<Option<Statement>> {
+        let texts = split_statements(sql);
+        match texts.as_slice() {
+            [] => Ok(None),
+            [text] => self.parse_one(text).map(Some),
+            _ => Err(Error::syntax("cannot insert multiple commands into a prepared statement")),
+        }
+    }
+
+    fn parse_one(&self, text: &str) -> Result<Statement> {
+        let mut parsed = self.postgres.parse(text)?;
+        match parsed.len() {
+            1 => Ok(Statement::Standard(Box::new(parsed.remove(0)))),
+            0 => Err(Error::syntax("empty statement")),
+            _ => Err(Error::internal("statement splitter and parser disagree")),
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Identifier rules: unquoted names fold to lower case, as in PostgreSQL.
+
+use sqlparser::ast::{Ident, ObjectName};
+
+use crate::error::{Error, Result};
+
+/// The name an identifier refers to: quoted names as written, unquoted ones lower-cased.
+pub fn ident_name(ident: &Ident) -> String {
+    if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_lowercase() }
+}
+
+/// The table an object name refers to. Only the `public` schema holds tables.
+pub fn table_name(name: &ObjectName) -> Result<String> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|part| part.as_ident().map(ident_name).ok_or_else(|| Error::syntax(format!("invalid name {name}"))))
+        .collect::<Result<_>>()?;
+    match parts.as_slice() {
+        [table] => Ok(table.clone()),
+        [schema, table] | [_, schema, table] if schema == "public" => Ok(table.clone()),
+        [schema, _] | [_, schema, _] => Err(Error::NotFound {
+            sqlstate: "3F000",
+            message: format!("schema \"{schema}\" does not exist"),
+        }),
+        _ => Err(Error::syntax(format!("improper qualified name: {name}"))),
+    }
+}

@@ -1,0 +1,105 @@
+//! The key layout of the hot tier. All integers are big-endian so byte order is numeric order.
+//!
+//! ```text
+//!  catalog   'c' 't' <table name utf8>                      -> TableDef (JSON)
+//!  counter   'n' <counter name utf8>                        -> u64
+//!  stats     's' <table id u64>                             -> watermark i64 | row count u64
+//!  events    'e' <table id u64> <block i64*> <seq u64>      -> Arrow IPC stream, one batch
+//!
+//!  * the block number is floor(event_time_us / BLOCK_MICROS) with its sign bit flipped, so
+//!    negative (pre-1970) blocks sort before positive ones.
+//! ```
+//! One events value holds the rows of one write that fall into one block, in arrival order.
+//! Keys of a table sort by block then by seq, so a scan yields rows grouped by event-time
+//! block (ascending) and, within a block, in arrival order; a time-range scan is a key range.
+
+pub const CATALOG_TABLE: &[u8] = b"ct";
+pub const COUNTER: &[u8] = b"n";
+pub const STATS: &[u8] = b"s";
+pub const EVENTS: &[u8] = b"e";
+
+pub fn table_entry(name: &str) -> Vec<u8> {
+    [CATALOG_TABLE, name.as_bytes()].concat()
+}
+
+pub fn counter(name: &str) -> Vec<u8> {
+    [COUNTER, name.as_bytes()].concat()
+}
+
+pub fn stats(table_id: u64) -> Vec<u8> {
+    [STATS, &table_id.to_be_bytes()[..]].concat()
+}
+
+/// The first key of a table's events in `block` (use `i64::MIN` for the table's start).
+pub fn events_from(table_id: u64, block: i64) -> Vec<u8> {
+    event(table_id, block, 0)
+}
+
+/// The key just past a table's events in blocks `<= block` (use `i64::MAX` for the table's end).
+pub fn events_until(table_id: u64, block: i64) -> Vec<u8> {
+    match block.checked_add(1) {
+        Some(next) => event(table_id, next, 0),
+        None => [EVENTS, &(table_id + 1).to_be_bytes()[..]].concat(),
+    }
+}
+
+pub fn event(table_id: u64, block: i64, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(25);
+    key.extend_from_slice(EVENTS);
+    key.extend_from_slice(&table_id.to_be_bytes());
+    key.extend_from_slice(&((block as u64) ^ (1 << 63)).to_be_bytes());
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The block number of an events key, or `None` for a key of another kind.
+pub fn event_block(key: &[u8]) -> Option<i64> {
+    if key.len() != 25 || &key[..1] != EVENTS {
+        return None;
+    }
+    let raw = u64::from_be_bytes(key[9..17].try_into().ok()?);
+    Some((raw ^ (1 << 63)) as i64)
+}
+
+/// The key just past every key starting with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![u8::MAX; prefix.len() + 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_keys_sort_by_table_block_seq() {
+        let keys = [
+            event(1, -5, 9),
+            event(1, -1, 0),
+            event(1, 0, 3),
+            event(1, 0, 4),
+            event(1, 7, 0),
+            event(2, i64::MIN, 0),
+        ];
+        let mut sorted = keys.to_vec();
+        sorted.sort();
+        assert_eq!(sorted, keys.to_vec());
+        assert_eq!(event_block(&keys[0]), Some(-5));
+        assert_eq!(event_block(&keys[4]), Some(7));
+    }
+
+    #[test]
+    fn ranges_cover_exactly_the_blocks() {
+        let k = event(3, 10, 77);
+        assert!(events_from(3, 10) <= k && k < events_until(3, 10));
+        assert!(k >= events_until(3, 9));
+        assert!(events_until(3, i64::MAX) > event(3, i64::MAX, u64::MAX));
+        assert!(events_until(3, i64::MAX) <= events_from(4, i64::MIN));
+    }
+}

@@ -1,0 +1,125 @@
+//! Shared test helpers: servers on free loopback ports, in-process or as the real binary.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use asofdb::execute::Database;
+use asofdb::server::Server;
+
+/// A server task inside the test process, on its own temp data dir.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Database::open(dir.path()).expect("open database");
+        let server = Server::bind("127.0.0.1:0", db).await.expect("bind");
+        let addr = server.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server.serve(async { let _ = stopped.await; }).await.expect("serve");
+        });
+        TestServer { addr, dir, stop: Some(stop), task: Some(task) }
+    }
+
+    pub fn conn_string(&self) -> String {
+        format!("host={} port={} user=test dbname=asofdb", self.addr.ip(), self.addr.port())
+    }
+
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        connect(&self.conn_string()).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+pub async fn connect(conn: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// The real `asofdb` binary, started on a free port.
+pub struct BinaryServer {
+    pub addr: SocketAddr,
+    pub child: Child,
+}
+
+impl BinaryServer {
+    pub fn start(data_dir: &Path) -> BinaryServer {
+        let mut child = Command::new(binary_path())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn asofdb");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("asofdb listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .parse()
+            .expect("address");
+        BinaryServer { addr, child }
+    }
+
+    pub fn conn_string(&self) -> String {
+        format!("host={} port={} user=test dbname=asofdb", self.addr.ip(), self.addr.port())
+    }
+
+    /// `kill -9`: no chance to flush anything.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.kill().ok();
+        panic!("asofdb did not exit on SIGTERM");
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn binary_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_asofdb"))
+}

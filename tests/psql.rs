@@ -1,0 +1,67 @@
+//! psql, the reference client, over a real socket against the real binary.
+
+mod common;
+
+use std::process::Command;
+
+use common::BinaryServer;
+
+fn psql(server: &BinaryServer, args: &[&str], input: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let mut cmd = Command::new("psql");
+    cmd.args(["-h", &server.addr.ip().to_string(), "-p", &server.addr.port().to_string(), "-U", "test", "-d", "asofdb"])
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-A", "-t"])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("psql is installed by scripts/test");
+    if let Some(input) = input {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn psql_runs_a_script_with_inline_copy_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path());
+    let script = "\
+CREATE TABLE tx (id BIGINT, card BIGINT, amt DOUBLE PRECISION, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts');
+COPY tx FROM STDIN WITH (FORMAT csv);
+1,10,5.5,2024-01-01 09:00:00
+2,10,7.5,2024-01-01 09:10:00
+3,20,1,2024-01-01 09:20:00
+\\.
+INSERT INTO tx VALUES (4, 20, 2, '2024-01-01 09:30:00');
+SELECT card, count(*), sum(amt) FROM tx GROUP BY card ORDER BY card;
+";
+    let (ok, out, err) = psql(&server, &[], Some(script));
+    assert!(ok, "psql failed: {err}");
+    assert!(out.contains("10|2|13"), "{out}");
+    assert!(out.contains("20|2|3"), "{out}");
+}
+
+#[test]
+fn psql_reports_errors_with_sqlstate_and_backslash_copy_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path());
+    let (ok, _, err) = psql(&server, &["-v", "VERBOSITY=verbose", "-c", "SELECT * FROM missing"], None);
+    assert!(!ok);
+    assert!(err.contains("42P01"), "{err}");
+
+    let csv = dir.path().join("in.csv");
+    std::fs::write(&csv, "a,b\n1,x\n2,y\n").unwrap();
+    let (ok, _, err) = psql(&server, &["-c", "CREATE TABLE t (a BIGINT, b TEXT)"], None);
+    assert!(ok, "{err}");
+    let copy = format!("\\copy t FROM '{}' WITH (FORMAT csv, HEADER true)", csv.display());
+    let (ok, out, err) = psql(&server, &["-c", &copy], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("COPY 2"), "{out}{err}");
+    let (ok, out, err) = psql(&server, &["-c", "SELECT string_agg(b, '+' ORDER BY a) FROM t"], None);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "x+y");
+}

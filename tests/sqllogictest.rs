@@ -1,0 +1,172 @@
+//! Runs every `sqllogictest/**/*.slt` file through the PostgreSQL wire protocol, each against a
+//! fresh server on its own temp data dir, several files at a time.
+//!
+//! Extension to the format (see sqllogictest/README.md): a `statement` whose first line is a
+//! `COPY ... FROM STDIN` ending in `;` sends the lines after it as COPY data; a `query` that
+//! is a `COPY ... TO STDOUT` returns each output line as a one-column row.
+//!
+//! `cargo test --test sqllogictest -- FILTER` runs only the files whose path contains FILTER.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use sqllogictest::{DBOutput, DefaultColumnType};
+use tokio_postgres::SimpleQueryMessage;
+
+use common::TestServer;
+
+struct Wire {
+    client: tokio_postgres::Client,
+}
+
+#[async_trait]
+impl sqllogictest::AsyncDB for Wire {
+    type Error = tokio_postgres::Error;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, Self::Error> {
+        let upper = sql.trim_start().to_ascii_uppercase();
+        if upper.starts_with("COPY") && upper.contains("FROM STDIN") {
+            return self.copy_in(sql).await;
+        }
+        if upper.starts_with("COPY") && upper.contains("TO STDOUT") {
+            return self.copy_out(sql).await;
+        }
+        let messages = self.client.simple_query(sql).await?;
+        let mut rows = Vec::new();
+        let mut columns = 0;
+        let mut saw_rows = false;
+        let mut count = 0;
+        for message in messages {
+            match message {
+                SimpleQueryMessage::RowDescription(desc) => {
+                    columns = desc.len();
+                    saw_rows = true;
+                    rows.clear();
+                }
+                SimpleQueryMessage::Row(row) => {
+                    rows.push((0..row.len()).map(|i| format_value(row.get(i))).collect::<Vec<_>>());
+                }
+                SimpleQueryMessage::CommandComplete(n) => count = n,
+                _ => {}
+            }
+        }
+        if saw_rows {
+            Ok(DBOutput::Rows { types: vec![DefaultColumnType::Any; columns], rows })
+        } else {
+            Ok(DBOutput::StatementComplete(count))
+        }
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "asofdb"
+    }
+
+    async fn sleep(dur: Duration) {
+        tokio::time::sleep(dur).await
+    }
+
+    fn error_sql_state(err: &Self::Error) -> Option<String> {
+        err.code().map(|c| c.code().to_string())
+    }
+}
+
+impl Wire {
+    async fn copy_in(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, tokio_postgres::Error> {
+        let (statement, data) = match sql.find(";\n") {
+            Some(end) => (&sql[..end], &sql[end + 2..]),
+            None => (sql.trim_end_matches(';'), ""),
+        };
+        let sink = self.client.copy_in::<_, Bytes>(statement).await?;
+        futures::pin_mut!(sink);
+        if !data.is_empty() {
+            sink.send(Bytes::from(format!("{data}\n"))).await?;
+        }
+        let rows = sink.finish().await?;
+        Ok(DBOutput::StatementComplete(rows))
+    }
+
+    async fn copy_out(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, tokio_postgres::Error> {
+        let stream = self.client.copy_out(sql.trim_end_matches(';')).await?;
+        futures::pin_mut!(stream);
+        let mut text = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            text.extend_from_slice(&chunk?);
+        }
+        let rows = String::from_utf8_lossy(&text).lines().map(|l| vec![l.to_string()]).collect();
+        Ok(DBOutput::Rows { types: vec![DefaultColumnType::Any], rows })
+    }
+}
+
+fn format_value(value: Option<&str>) -> String {
+    match value {
+        None => "NULL".into(),
+        Some("") => "(empty)".into(),
+        Some(v) => v.to_string(),
+    }
+}
+
+fn slt_files() -> Vec<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sqllogictest");
+    let mut files = Vec::new();
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read sqllogictest dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "slt") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+async fn run_file(path: PathBuf) -> Result<(), String> {
+    let server = TestServer::start().await;
+    let conn = server.conn_string();
+    let mut runner = sqllogictest::Runner::new(move || {
+        let conn = conn.clone();
+        async move { Ok(Wire { client: common::connect(&conn).await }) }
+    });
+    let outcome = runner.run_file_async(&path).await.map_err(|e| format!("{}", e.display(true)));
+    server.stop().await;
+    outcome
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let files: Vec<PathBuf> = slt_files()
+        .into_iter()
+        .filter(|p| filter.as_ref().is_none_or(|f| p.to_string_lossy().contains(f.as_str())))
+        .collect();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let results: Vec<(PathBuf, Result<(), String>)> = futures::stream::iter(files)
+        .map(|path| async move { (path.clone(), run_file(path).await) })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    let mut failed = 0;
+    for (path, result) in &results {
+        let name = path.strip_prefix(&root).unwrap_or(path).display();
+        match result {
+            Ok(()) => println!("test {name} ... ok"),
+            Err(e) => {
+                failed += 1;
+                println!("test {name} ... FAILED\n{e}\n");
+            }
+        }
+    }
+    println!("\nsqllogictest: {} passed, {} failed", results.len() - failed, failed);
+    if failed == 0 { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
+}

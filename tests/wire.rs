@@ -1,0 +1,234 @@
+//! The wire protocol with a real driver (tokio-postgres): extended protocol, parameters,
+//! binary results, pipelining, errors, concurrency, cancellation, garbage input.
+
+mod common;
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_postgres::SimpleQueryMessage;
+use tokio_postgres::types::Type;
+
+use common::TestServer;
+
+async fn setup(server: &TestServer) -> tokio_postgres::Client {
+    let client = server.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE tx (id BIGINT, card BIGINT, amt DOUBLE PRECISION, note TEXT, ts TIMESTAMP NOT NULL) \
+             WITH (event_time = 'ts')",
+        )
+        .await
+        .unwrap();
+    client
+}
+
+fn ts(s: &str) -> chrono::NaiveDateTime {
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
+}
+
+#[tokio::test]
+async fn prepared_statements_bind_parameters_and_return_binary_rows() {
+    let server = TestServer::start().await;
+    let client = setup(&server).await;
+
+    let insert = client.prepare("INSERT INTO tx VALUES ($1, $2, $3, $4, $5)").await.unwrap();
+    assert_eq!(insert.params(), &[Type::INT8, Type::INT8, Type::FLOAT8, Type::TEXT, Type::TIMESTAMP]);
+    for i in 0..10i64 {
+        let n = client
+            .execute(&insert, &[&i, &(i % 3), &(i as f64 * 1.5), &format!("note {i}"), &ts("2024-01-01 09:00:00")])
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    // A NULL parameter and a parameter carrying quotes.
+    client
+        .execute(&insert, &[&100i64, &None::<i64>, &None::<f64>, &"it's \"quoted\"", &ts("2024-01-02 00:00:00")])
+        .await
+        .unwrap();
+
+    let select = client.prepare("SELECT id, amt, note, ts FROM tx WHERE card = $1 ORDER BY id").await.unwrap();
+    assert_eq!(select.params(), &[Type::INT8]);
+    assert_eq!(select.columns().len(), 4);
+    assert_eq!(select.columns()[3].type_(), &Type::TIMESTAMP);
+    // tokio-postgres requests binary results for every column.
+    let rows = client.query(&select, &[&1i64]).await.unwrap();
+    let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids, vec![1, 4, 7]);
+    let amt: f64 = rows[1].get(1);
+    assert_eq!(amt, 6.0);
+    let when: chrono::NaiveDateTime = rows[0].get(3);
+    assert_eq!(when, ts("2024-01-01 09:00:00"));
+
+    let note: String = client.query_one("SELECT note FROM tx WHERE id = $1", &[&100i64]).await.unwrap().get(0);
+    assert_eq!(note, "it's \"quoted\"");
+
+    // Declared parameter types win over inferred ones.
+    let typed = client.prepare_typed("SELECT count(*) FROM tx WHERE id < $1", &[Type::INT4]).await.unwrap();
+    let count: i64 = client.query_one(&typed, &[&5i32]).await.unwrap().get(0);
+    assert_eq!(count, 5);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn errors_carry_sqlstate_and_the_connection_recovers() {
+    let server = TestServer::start().await;
+    let client = setup(&server).await;
+
+    let err = client.query("SELECT * FROM nowhere", &[]).await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42P01");
+    let err = client.query("SELECT nope FROM tx", &[]).await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42703");
+    let err = client.batch_execute("SELEC 1").await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42601");
+    let err = client.execute("INSERT INTO tx VALUES (1, 1, 1.0, 'x', NULL)", &[]).await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "23502");
+
+    // Pipelined statements: the failing one is reported, its neighbours are unaffected.
+    let good = client.query_one("SELECT 1::BIGINT", &[]);
+    let bad = client.query_one("SELECT 1/0", &[]);
+    let good_again = client.query_one("SELECT 2::BIGINT", &[]);
+    let (a, b, c) = tokio::join!(good, bad, good_again);
+    assert_eq!(a.unwrap().get::<_, i64>(0), 1);
+    assert!(b.is_err());
+    assert_eq!(c.unwrap().get::<_, i64>(0), 2);
+
+    // Simple protocol: the first failing statement stops the rest of the query string.
+    let err = client
+        .batch_execute("INSERT INTO tx VALUES (1, 1, 1.0, 'a', '2024-01-01'); SELECT * FROM nowhere; INSERT INTO tx VALUES (2, 1, 1.0, 'b', '2024-01-01')")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42P01");
+    let count: i64 = client.query_one("SELECT count(*) FROM tx", &[]).await.unwrap().get(0);
+    assert_eq!(count, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn copy_in_and_out_through_the_driver() {
+    let server = TestServer::start().await;
+    let client = setup(&server).await;
+
+    let sink = client.copy_in("COPY tx FROM STDIN WITH (FORMAT csv, HEADER true)").await.unwrap();
+    futures::pin_mut!(sink);
+    let mut data = String::from("id,card,amt,note,ts\n");
+    for i in 0..1000 {
+        data.push_str(&format!("{i},{},{}.5,\"n,{i}\",2024-01-01 {:02}:{:02}:00\n", i % 10, i, (i / 60) % 24, i % 60));
+    }
+    // Send in uneven chunks: the server must not assume chunk boundaries are lines.
+    for chunk in data.as_bytes().chunks(777) {
+        sink.send(bytes::Bytes::copy_from_slice(chunk)).await.unwrap();
+    }
+    assert_eq!(sink.finish().await.unwrap(), 1000);
+
+    let stream = client.copy_out("COPY (SELECT id, note FROM tx WHERE id < 3 ORDER BY id) TO STDOUT WITH (FORMAT csv)").await.unwrap();
+    let chunks: Vec<_> = stream.collect().await;
+    let text: String = chunks.into_iter().map(|c| String::from_utf8(c.unwrap().to_vec()).unwrap()).collect();
+    assert_eq!(text, "0,\"n,0\"\n1,\"n,1\"\n2,\"n,2\"\n");
+
+    // A failing COPY writes nothing.
+    let sink = client.copy_in("COPY tx FROM STDIN WITH (FORMAT csv)").await.unwrap();
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(b"5000,1,1.0,x,2024-01-01 00:00:00\n5001,1,oops,x,2024-01-01 00:00:00\n")).await.unwrap();
+    let err = sink.finish().await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "22P02");
+    let count: i64 = client.query_one("SELECT count(*) FROM tx", &[]).await.unwrap().get(0);
+    assert_eq!(count, 1000);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn many_concurrent_connections_write_and_read() {
+    let server = TestServer::start().await;
+    let setup_client = setup(&server).await;
+    let mut tasks = Vec::new();
+    for c in 0..32i64 {
+        let conn = server.conn_string();
+        tasks.push(tokio::spawn(async move {
+            let client = common::connect(&conn).await;
+            let insert = client.prepare("INSERT INTO tx (id, card, ts) VALUES ($1, $2, $3)").await.unwrap();
+            for i in 0..20i64 {
+                client.execute(&insert, &[&(c * 1000 + i), &c, &ts("2024-01-01 00:00:00")]).await.unwrap();
+            }
+            let n: i64 = client.query_one("SELECT count(*) FROM tx WHERE card = $1", &[&c]).await.unwrap().get(0);
+            assert_eq!(n, 20, "read-your-writes on connection {c}");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let total: i64 = setup_client.query_one("SELECT count(*) FROM tx", &[]).await.unwrap().get(0);
+    assert_eq!(total, 32 * 20);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn transactions_over_the_extended_protocol() {
+    let server = TestServer::start().await;
+    let mut client = setup(&server).await;
+    let txn = client.transaction().await.unwrap();
+    txn.execute("INSERT INTO tx (id, ts) VALUES ($1, $2)", &[&1i64, &ts("2024-01-01 00:00:00")]).await.unwrap();
+    txn.rollback().await.unwrap();
+    let txn = client.transaction().await.unwrap();
+    txn.execute("INSERT INTO tx (id, ts) VALUES ($1, $2)", &[&2i64, &ts("2024-01-01 00:00:00")]).await.unwrap();
+    txn.commit().await.unwrap();
+    let ids: Vec<i64> = client.query("SELECT id FROM tx", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids, vec![2]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn simple_protocol_reports_every_statement() {
+    let server = TestServer::start().await;
+    let client = setup(&server).await;
+    let messages = client
+        .simple_query("INSERT INTO tx (id, ts) VALUES (1, '2024-01-01'); SELECT id FROM tx; SHOW server_version")
+        .await
+        .unwrap();
+    let completes: Vec<u64> = messages
+        .iter()
+        .filter_map(|m| if let SimpleQueryMessage::CommandComplete(n) = m { Some(*n) } else { None })
+        .collect();
+    assert_eq!(completes, vec![1, 1, 1]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cancel_request_stops_a_running_query() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let token = client.cancel_token();
+    let long = tokio::spawn(async move {
+        client.simple_query("SELECT count(*) FROM generate_series(1, 20000000000) a").await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(30), long).await.expect("query was not cancelled").unwrap();
+    let err = result.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "57014");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_bytes_do_not_hurt_the_server() {
+    let server = TestServer::start().await;
+    let payloads: Vec<Vec<u8>> = vec![
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        vec![0xff; 64],
+        vec![0, 0, 0, 8, 0xde, 0xad, 0xbe, 0xef],
+        vec![0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0],
+        vec![0, 0, 0, 3],
+    ];
+    for payload in payloads {
+        let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let _ = socket.write_all(&payload).await;
+        let mut buf = [0u8; 256];
+        let _ = tokio::time::timeout(Duration::from_secs(2), socket.read(&mut buf)).await;
+    }
+    // A garbage message after a valid startup.
+    let client = server.connect().await;
+    let one: i64 = client.query_one("SELECT 1::BIGINT", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    server.stop().await;
+}
