@@ -93,6 +93,11 @@ impl Error {
         Error::InvalidValue { sqlstate, message: message.into() }
     }
 
+    /// The same error, its message followed by where it happened: `... (row 3)`.
+    pub fn at(self, place: &str) -> Self {
+        Error::InvalidValue { sqlstate: self.sqlstate(), message: format!("{self} ({place})") }
+    }
+
     pub fn undefined_table(name: &str) -> Self {
         Error::NotFound { sqlstate: "42P01", message: format!("relation \"{name}\" does not exist") }
     }

@@ -24,9 +24,30 @@ struct Wire {
     client: tokio_postgres::Client,
 }
 
+/// A driver error that prints the server's message (tokio-postgres prints only "db error").
+#[derive(Debug)]
+struct WireError(tokio_postgres::Error);
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_db_error() {
+            Some(db) => write!(f, "{}: {}", db.code().code(), db.message()),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+impl From<tokio_postgres::Error> for WireError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        WireError(e)
+    }
+}
+
 #[async_trait]
 impl sqllogictest::AsyncDB for Wire {
-    type Error = tokio_postgres::Error;
+    type Error = WireError;
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, Self::Error> {
@@ -74,12 +95,12 @@ impl sqllogictest::AsyncDB for Wire {
     }
 
     fn error_sql_state(err: &Self::Error) -> Option<String> {
-        err.code().map(|c| c.code().to_string())
+        err.0.code().map(|c| c.code().to_string())
     }
 }
 
 impl Wire {
-    async fn copy_in(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, tokio_postgres::Error> {
+    async fn copy_in(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, WireError> {
         let (statement, data) = match sql.find(";\n") {
             Some(end) => (&sql[..end], &sql[end + 2..]),
             None => (sql.trim_end_matches(';'), ""),
@@ -93,7 +114,7 @@ impl Wire {
         Ok(DBOutput::StatementComplete(rows))
     }
 
-    async fn copy_out(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, tokio_postgres::Error> {
+    async fn copy_out(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, WireError> {
         let stream = self.client.copy_out(sql.trim_end_matches(';')).await?;
         futures::pin_mut!(stream);
         let mut text = Vec::new();

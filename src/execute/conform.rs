@@ -20,6 +20,8 @@ use crate::sql::types::ColumnType;
 pub enum RowLabel<'a> {
     /// Rows of an INSERT, numbered from 1.
     Insert,
+    /// A single row of an INSERT, by its number in the statement.
+    InsertRow(usize),
     /// Rows of COPY data: the input line each row started on.
     Lines(&'a [usize]),
 }
@@ -28,6 +30,7 @@ impl RowLabel<'_> {
     fn of(&self, row: usize) -> String {
         match self {
             RowLabel::Insert => format!("row {}", row + 1),
+            RowLabel::InsertRow(number) => format!("row {number}"),
             RowLabel::Lines(lines) => format!("line {}", lines.get(row).copied().unwrap_or(row + 1)),
         }
     }
@@ -59,7 +62,9 @@ pub fn conform(def: &TableDef, columns: Vec<Option<ArrayRef>>, rows: usize, labe
 /// Converts one column, reporting the first value that does not fit.
 fn convert(source: &ArrayRef, ty: ColumnType, column: &str, label: RowLabel) -> Result<ArrayRef> {
     let target = ty.arrow_type();
-    let converted = if source.data_type() == &target {
+    let converted = if source.data_type() == &DataType::Null {
+        new_null_array(&target, source.len())
+    } else if source.data_type() == &target {
         source.clone()
     } else if ty == ColumnType::Bytea && matches!(source.data_type(), DataType::Utf8) {
         decode_bytea(source, column, label)?
@@ -76,8 +81,8 @@ fn convert(source: &ArrayRef, ty: ColumnType, column: &str, label: RowLabel) -> 
             )
         })?
     };
-    if converted.null_count() > source.null_count() {
-        let row = (0..source.len()).find(|i| converted.is_null(*i) && !source.is_null(*i)).unwrap_or(0);
+    if converted.null_count() > source.logical_null_count() {
+        let row = (0..source.len()).find(|i| converted.is_null(*i) && source.is_valid(*i)).unwrap_or(0);
         return Err(rejected_value(source, row, ty, column, label));
     }
     if let ColumnType::Varchar { max_len: Some(max) } = ty {

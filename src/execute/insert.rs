@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::ArrayRef;
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::compute::concat_batches;
 use datafusion::sql::parser::Statement as DfStatement;
-use sqlparser::ast::{Insert, SetExpr, Statement as SqlStatement, TableObject};
+use sqlparser::ast::{Insert, Query, SetExpr, Statement as SqlStatement, TableObject};
 
 use super::conform::{conform, RowLabel};
 use super::Database;
@@ -34,22 +34,55 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert) -> Result<Append> {
         }
     }
 
-    let plan = db
-        .ctx
-        .state()
-        .statement_to_plan(DfStatement::Statement(Box::new(SqlStatement::Query(source.clone()))))
-        .await?;
-    let schema = Arc::new(plan.schema().as_arrow().clone());
-    check_arity(schema.fields().len(), targets.len(), "")?;
-    let batches = db.ctx.execute_logical_plan(plan).await?.collect().await?;
-    let batch = concat_batches(&schema, &batches)?;
-
+    let batch = match evaluate(db, source).await {
+        Ok(batch) => batch,
+        Err(e) => return Err(locate_failing_row(db, &def, &targets, source).await.unwrap_or(e)),
+    };
+    check_arity(batch.num_columns(), targets.len(), "")?;
     let mut columns: Vec<Option<ArrayRef>> = vec![None; def.columns.len()];
     for (source_index, target) in targets.iter().enumerate() {
         columns[*target] = Some(batch.column(source_index).clone());
     }
     let rows = conform(&def, columns, batch.num_rows(), RowLabel::Insert)?;
     Ok(Append { table_id: def.id, event_time: def.event_time, batch: rows })
+}
+
+/// Runs the source query (VALUES or SELECT) with DataFusion.
+async fn evaluate(db: &Database, source: &Query) -> Result<RecordBatch> {
+    let plan = db
+        .ctx
+        .state()
+        .statement_to_plan(DfStatement::Statement(Box::new(SqlStatement::Query(Box::new(source.clone())))))
+        .await?;
+    let schema = Arc::new(plan.schema().as_arrow().clone());
+    let batches = db.ctx.execute_logical_plan(plan).await?.collect().await?;
+    Ok(concat_batches(&schema, &batches)?)
+}
+
+/// When a multi-row VALUES fails as a whole (DataFusion unifies each column's type across
+/// rows, so one bad literal fails them all), evaluates the rows one by one to name the first
+/// bad one. Returns `None` if no single row fails.
+async fn locate_failing_row(db: &Database, def: &TableDef, targets: &[usize], source: &Query) -> Option<Error> {
+    let SetExpr::Values(values) = source.body.as_ref() else { return None };
+    for (index, row) in values.rows.iter().enumerate() {
+        let mut single = source.clone();
+        let mut one = values.clone();
+        one.rows = vec![row.clone()];
+        single.body = Box::new(SetExpr::Values(one));
+        let place = format!("row {}", index + 1);
+        let batch = match evaluate(db, &single).await {
+            Ok(batch) => batch,
+            Err(e) => return Some(e.at(&place)),
+        };
+        let mut columns: Vec<Option<ArrayRef>> = vec![None; def.columns.len()];
+        for (source_index, target) in targets.iter().enumerate() {
+            columns[*target] = batch.columns().get(source_index).cloned();
+        }
+        if let Err(e) = conform(def, columns, batch.num_rows(), RowLabel::InsertRow(index + 1)) {
+            return Some(e);
+        }
+    }
+    None
 }
 
 /// Indices of the table columns the statement assigns, in the order it gives values.

@@ -10,4 +10,4 @@ mod settings;
 
 pub use conform::{conform, RowLabel};
 pub use database::Database;
-pub use session::{CopyIn, Output, Session};
+pub use session::{check_copy, CopyIn, Output, Session};

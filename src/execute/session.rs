@@ -198,21 +198,7 @@ impl Session {
     }
 
     async fn copy_from(&mut self, source: &CopySource, target: &CopyTarget, format: CopyFormat) -> Result<Output> {
-        let CopySource::Table { table_name: name, columns } = source else {
-            return Err(Error::syntax("COPY FROM needs a table, not a query"));
-        };
-        let def = self.db.catalog.require_table(&table_name(name)?)?;
-        let targets = if columns.is_empty() {
-            (0..def.columns.len()).collect()
-        } else {
-            columns
-                .iter()
-                .map(|c| {
-                    let n = ident_name(c);
-                    def.column_index(&n).ok_or_else(|| Error::undefined_column(&n, &def.name))
-                })
-                .collect::<Result<Vec<_>>>()?
-        };
+        let (def, targets) = copy_destination(&self.db, source)?;
         let copy = CopyIn { def, targets, format };
         match target {
             CopyTarget::Stdin => Ok(Output::CopyIn(copy)),
@@ -264,6 +250,38 @@ impl Session {
         let plan = self.db.plan_query(&query).await?;
         Ok(Output::CopyOut { format, data: self.run_plan(plan).await? })
     }
+}
+
+/// The table and columns (table indices, in data order) a COPY FROM writes.
+fn copy_destination(db: &Database, source: &CopySource) -> Result<(Arc<TableDef>, Vec<usize>)> {
+    let CopySource::Table { table_name: name, columns } = source else {
+        return Err(Error::syntax("COPY FROM needs a table, not a query"));
+    };
+    let def = db.catalog.require_table(&table_name(name)?)?;
+    let targets = if columns.is_empty() {
+        (0..def.columns.len()).collect()
+    } else {
+        columns
+            .iter()
+            .map(|c| {
+                let n = ident_name(c);
+                def.column_index(&n).ok_or_else(|| Error::undefined_column(&n, &def.name))
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
+    Ok((def, targets))
+}
+
+/// Checks a COPY's options and target when it is prepared, so that drivers, which expect
+/// CopyInResponse right after Execute, see a bad COPY as an error of Parse.
+pub fn check_copy(db: &Database, sql: &SqlStatement) -> Result<()> {
+    if let SqlStatement::Copy { source, to, options, legacy_options, .. } = sql {
+        CopyFormat::from_options(options, legacy_options)?;
+        if !*to {
+            copy_destination(db, source)?;
+        }
+    }
+    Ok(())
 }
 
 /// The statement's leading keywords, for "not supported" messages.

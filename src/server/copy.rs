@@ -21,6 +21,7 @@ use pgwire::types::format::FormatOptions;
 
 use super::cancel::CancelFlag;
 use super::errors::to_pgwire;
+use super::pg_text::PgText;
 use super::handlers::QueryHandler;
 use crate::execute::copy_format::CopyFormat;
 
@@ -91,7 +92,7 @@ pub async fn copy_out_response(
     let schema = Arc::new(frame.schema().as_arrow().clone());
     let fields = Arc::new(arrow_schema_to_pg_fields(&schema, &Format::UnifiedText, Some(format_options))?);
     let columns = fields.len();
-    let mut encoder = new_encoder(format, fields.clone());
+    let mut encoder = PgText(new_encoder(format, fields.clone()));
     let mut header = format.header.then(|| header_line(format, &schema));
     let batches = frame.execute_stream().await.map_err(|e| to_pgwire(e.into()))?;
     let batches = cancel.guard(batches.map(|b| b.map_err(|e| to_pgwire(e.into()))));
@@ -129,7 +130,7 @@ fn new_encoder(format: &CopyFormat, fields: Arc<Vec<FieldInfo>>) -> CopyEncoder 
 /// Encodes every row of `batch`; the header, if still pending, is prepended to the first row
 /// so that pgwire's row count (one per CopyData) stays exact.
 fn encode_rows(
-    encoder: &mut CopyEncoder,
+    encoder: &mut PgText<CopyEncoder>,
     batch: &RecordBatch,
     fields: &[FieldInfo],
     header: &mut Option<Bytes>,
@@ -143,7 +144,7 @@ fn encode_rows(
                 return out;
             }
         }
-        let data = encoder.take_copy();
+        let data = encoder.0.take_copy();
         out.push(Ok(match header.take() {
             Some(h) => {
                 let mut joined = BytesMut::from(h.as_ref());

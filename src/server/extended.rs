@@ -32,7 +32,7 @@ use super::errors::to_pgwire;
 use super::handlers::QueryHandler;
 use super::results::{encode_rows, to_response};
 use crate::error::Error;
-use crate::execute::Database;
+use crate::execute::{check_copy, Database};
 use crate::sql::names::ident_name;
 use crate::sql::params::bind_parameters;
 use crate::sql::Statement;
@@ -83,6 +83,10 @@ impl StatementParser {
                     Err(_) => vec![],
                 };
                 (None, types, None)
+            }
+            SqlStatement::Copy { .. } => {
+                check_copy(&self.db, syntax)?;
+                (None, vec![], None)
             }
             _ => (None, vec![], None),
         };

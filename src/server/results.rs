@@ -3,18 +3,21 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
+use arrow::array::RecordBatch;
+use arrow_pg::datatypes::arrow_schema_to_pg_fields;
+use arrow_pg::encoder::encode_value;
 use datafusion::dataframe::DataFrame;
 use futures::StreamExt;
 use pgwire::messages::data::DataRow;
 use pgwire::api::portal::Format;
-use pgwire::api::results::{CopyResponse, QueryResponse, Response, Tag};
+use pgwire::api::results::{CopyResponse, DataRowEncoder, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::types::format::FormatOptions;
 
 use super::cancel::CancelFlag;
 use super::connection::Connection;
 use super::errors::to_pgwire;
+use super::pg_text::PgText;
 use super::copy::copy_out_response;
 use crate::execute::Output;
 
@@ -64,13 +67,29 @@ pub async fn encode_rows(
     let batches = cancel.guard(batches.map(|b| b.map_err(|e| to_pgwire(e.into()))));
     let row_fields = fields.clone();
     let rows = batches.flat_map(move |batch| {
-        let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
-            Ok(batch) => encode_recordbatch(row_fields.clone(), batch),
-            Err(e) => Box::new(std::iter::once(Err(e))),
+        let rows = match batch {
+            Ok(batch) => encode_batch(&batch, &row_fields),
+            Err(e) => vec![Err(e)],
         };
         futures::stream::iter(rows)
     });
     Ok(QueryResponse::new(fields, rows))
+}
+
+fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> Vec<PgWireResult<DataRow>> {
+    let mut encoder = PgText(DataRowEncoder::new(fields.clone()));
+    let schema = batch.schema();
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        for (i, column) in batch.columns().iter().enumerate() {
+            if let Err(e) = encode_value(&mut encoder, column, row, schema.field(i), &fields[i]) {
+                rows.push(Err(e));
+                return rows;
+            }
+        }
+        rows.push(Ok(encoder.0.take_row()));
+    }
+    rows
 }
 
 /// An error as an in-band response (simple protocol: the remaining statements are skipped).

@@ -102,7 +102,7 @@ impl BinaryServer {
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
-        for _ in 0..100 {
+        for _ in 0..400 {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
