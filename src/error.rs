@@ -121,8 +121,7 @@ impl Error {
 impl From<sqlparser::parser::ParserError> for Error {
     fn from(e: sqlparser::parser::ParserError) -> Self {
         let text = match e {
-            sqlparser::parser::ParserError::TokenizerError(s)
-            | sqlparser::parser::ParserError::ParserError(s) => s,
+            sqlparser::parser::ParserError::TokenizerError(s) | sqlparser::parser::ParserError::ParserError(s) => s,
             sqlparser::parser::ParserError::RecursionLimitExceeded => {
                 return Error::ResourcesExhausted("statement is nested too deeply".into());
             }
@@ -185,9 +184,7 @@ fn arrow_message(e: &arrow::error::ArrowError) -> String {
 /// Follows `Context`, `Shared` and `Diagnostic` wrappers to the error that says what happened.
 fn root_cause(e: &DataFusionError) -> &DataFusionError {
     match e {
-        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
-            root_cause(inner)
-        }
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => root_cause(inner),
         DataFusionError::Shared(inner) => root_cause(inner),
         other => other,
     }
@@ -200,8 +197,7 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
         DataFusionError::SchemaError(se, _) => match se.as_ref() {
             SchemaError::FieldNotFound { .. } => "42703",
             SchemaError::AmbiguousReference { .. } => "42702",
-            SchemaError::DuplicateQualifiedField { .. }
-            | SchemaError::DuplicateUnqualifiedField { .. } => "42701",
+            SchemaError::DuplicateQualifiedField { .. } | SchemaError::DuplicateUnqualifiedField { .. } => "42701",
         },
         DataFusionError::Plan(m) => {
             if m.contains("not found") && m.contains("table") {
@@ -221,8 +217,7 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
             match ae.as_ref() {
                 ArrowError::DivideByZero => "22012",
                 ArrowError::CastError(m) | ArrowError::ParseError(m)
-                    if m.to_ascii_lowercase().contains("timestamp")
-                        || m.to_ascii_lowercase().contains("date") =>
+                    if m.to_ascii_lowercase().contains("timestamp") || m.to_ascii_lowercase().contains("date") =>
                 {
                     "22007"
                 }

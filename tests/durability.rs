@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{connect, BinaryServer};
+use common::{BinaryServer, connect};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_right_after_command_complete_loses_nothing() {
@@ -14,7 +14,9 @@ async fn kill9_right_after_command_complete_loses_nothing() {
         let client = connect(&server.conn_string()).await;
         if round == 0 {
             client
-                .batch_execute("CREATE TABLE tx (id BIGINT, amt DOUBLE PRECISION, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts')")
+                .batch_execute(
+                    "CREATE TABLE tx (id BIGINT, amt DOUBLE PRECISION, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts')",
+                )
                 .await
                 .unwrap();
         }

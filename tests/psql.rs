@@ -9,12 +9,21 @@ use common::BinaryServer;
 fn psql(server: &BinaryServer, args: &[&str], input: Option<&str>) -> (bool, String, String) {
     use std::io::Write;
     let mut cmd = Command::new("psql");
-    cmd.args(["-h", &server.addr.ip().to_string(), "-p", &server.addr.port().to_string(), "-U", "test", "-d", "asofdb"])
-        .args(["-X", "-v", "ON_ERROR_STOP=1", "-A", "-t"])
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    cmd.args([
+        "-h",
+        &server.addr.ip().to_string(),
+        "-p",
+        &server.addr.port().to_string(),
+        "-U",
+        "test",
+        "-d",
+        "asofdb",
+    ])
+    .args(["-X", "-v", "ON_ERROR_STOP=1", "-A", "-t"])
+    .args(args)
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("psql is installed by scripts/test");
     if let Some(input) = input {
         child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
@@ -22,7 +31,11 @@ fn psql(server: &BinaryServer, args: &[&str], input: Option<&str>) -> (bool, Str
         drop(child.stdin.take());
     }
     let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]

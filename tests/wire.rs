@@ -28,7 +28,7 @@ fn ts(s: &str) -> chrono::NaiveDateTime {
     chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_statements_bind_parameters_and_return_binary_rows() {
     let server = TestServer::start().await;
     let client = setup(&server).await;
@@ -71,7 +71,7 @@ async fn prepared_statements_bind_parameters_and_return_binary_rows() {
     server.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_carry_sqlstate_and_the_connection_recovers() {
     let server = TestServer::start().await;
     let client = setup(&server).await;
@@ -105,7 +105,7 @@ async fn errors_carry_sqlstate_and_the_connection_recovers() {
     server.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_in_and_out_through_the_driver() {
     let server = TestServer::start().await;
     let client = setup(&server).await;
@@ -122,7 +122,10 @@ async fn copy_in_and_out_through_the_driver() {
     }
     assert_eq!(sink.finish().await.unwrap(), 1000);
 
-    let stream = client.copy_out("COPY (SELECT id, note FROM tx WHERE id < 3 ORDER BY id) TO STDOUT WITH (FORMAT csv)").await.unwrap();
+    let stream = client
+        .copy_out("COPY (SELECT id, note FROM tx WHERE id < 3 ORDER BY id) TO STDOUT WITH (FORMAT csv)")
+        .await
+        .unwrap();
     let chunks: Vec<_> = stream.collect().await;
     let text: String = chunks.into_iter().map(|c| String::from_utf8(c.unwrap().to_vec()).unwrap()).collect();
     assert_eq!(text, "0,\"n,0\"\n1,\"n,1\"\n2,\"n,2\"\n");
@@ -130,7 +133,9 @@ async fn copy_in_and_out_through_the_driver() {
     // A failing COPY writes nothing.
     let sink = client.copy_in("COPY tx FROM STDIN WITH (FORMAT csv)").await.unwrap();
     futures::pin_mut!(sink);
-    sink.send(bytes::Bytes::from_static(b"5000,1,1.0,x,2024-01-01 00:00:00\n5001,1,oops,x,2024-01-01 00:00:00\n")).await.unwrap();
+    sink.send(bytes::Bytes::from_static(b"5000,1,1.0,x,2024-01-01 00:00:00\n5001,1,oops,x,2024-01-01 00:00:00\n"))
+        .await
+        .unwrap();
     let err = sink.finish().await.unwrap_err();
     assert_eq!(err.code().unwrap().code(), "22P02");
     let count: i64 = client.query_one("SELECT count(*) FROM tx", &[]).await.unwrap().get(0);
@@ -138,7 +143,7 @@ async fn copy_in_and_out_through_the_driver() {
     server.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_connections_write_and_read() {
     let server = TestServer::start().await;
     let setup_client = setup(&server).await;
@@ -163,7 +168,7 @@ async fn many_concurrent_connections_write_and_read() {
     server.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_over_the_extended_protocol() {
     let server = TestServer::start().await;
     let mut client = setup(&server).await;
@@ -178,7 +183,7 @@ async fn transactions_over_the_extended_protocol() {
     server.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simple_protocol_reports_every_statement() {
     let server = TestServer::start().await;
     let client = setup(&server).await;
@@ -194,14 +199,15 @@ async fn simple_protocol_reports_every_statement() {
     server.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_request_stops_a_running_query() {
     let server = TestServer::start().await;
     let client = server.connect().await;
     let token = client.cancel_token();
-    let long = tokio::spawn(async move {
-        client.simple_query("SELECT count(*) FROM generate_series(1, 20000000000) a").await
-    });
+    let long =
+        tokio::spawn(
+            async move { client.simple_query("SELECT count(*) FROM generate_series(1, 20000000000) a").await },
+        );
     tokio::time::sleep(Duration::from_millis(300)).await;
     token.cancel_query(tokio_postgres::NoTls).await.unwrap();
     let result = tokio::time::timeout(Duration::from_secs(30), long).await.expect("query was not cancelled").unwrap();
@@ -210,7 +216,7 @@ async fn cancel_request_stops_a_running_query() {
     server.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_bytes_do_not_hurt_the_server() {
     let server = TestServer::start().await;
     let payloads: Vec<Vec<u8>> = vec![

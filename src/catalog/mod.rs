@@ -2,7 +2,7 @@
 
 mod table;
 
-pub use table::{ColumnDef, TableDef, DEFAULT_HOT_RETENTION_MICROS};
+pub use table::{ColumnDef, DEFAULT_HOT_RETENTION_MICROS, TableDef};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -57,9 +57,7 @@ impl Catalog {
         }
         def.id = self.store.allocate_table_id()?;
         let entry = serde_json::to_vec(&def)?;
-        self.store
-            .commit(Commit { catalog_puts: vec![(def.name.clone(), entry)], ..Default::default() })
-            .await?;
+        self.store.commit(Commit { catalog_puts: vec![(def.name.clone(), entry)], ..Default::default() }).await?;
         self.write()?.insert(def.name.clone(), Arc::new(def));
         Ok(true)
     }

@@ -33,10 +33,7 @@ impl TableDef {
     /// The Arrow schema rows of this table are stored in.
     pub fn schema(&self) -> SchemaRef {
         Arc::new(Schema::new(
-            self.columns
-                .iter()
-                .map(|c| Field::new(&c.name, c.ty.arrow_type(), !c.not_null))
-                .collect::<Vec<_>>(),
+            self.columns.iter().map(|c| Field::new(&c.name, c.ty.arrow_type(), !c.not_null)).collect::<Vec<_>>(),
         ))
     }
 

@@ -124,10 +124,8 @@ fn check_length(array: &ArrayRef, max: u32, column: &str, label: RowLabel) -> Re
 /// PostgreSQL's bytea input: `\x` followed by hex digits, or raw text with `\\` and `\ooo`
 /// escapes.
 fn decode_bytea(source: &ArrayRef, column: &str, label: RowLabel) -> Result<ArrayRef> {
-    let strings = source
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| Error::internal("bytea source is not utf8"))?;
+    let strings =
+        source.as_any().downcast_ref::<StringArray>().ok_or_else(|| Error::internal("bytea source is not utf8"))?;
     let mut out = BinaryBuilder::new();
     for (row, value) in strings.iter().enumerate() {
         match value {
@@ -152,10 +150,7 @@ fn parse_bytea(text: &str) -> Option<Vec<u8>> {
         if digits.len() % 2 != 0 {
             return None;
         }
-        return digits
-            .chunks(2)
-            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
-            .collect();
+        return digits.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()).collect();
     }
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -226,24 +221,32 @@ mod tests {
     #[test]
     fn errors_name_row_column_and_sqlstate() {
         let ts = strings(&[Some("2024-01-01"), Some("2024-01-01")]);
-        let bad_int = conform(&table(), vec![strings(&[Some("1"), Some("x")]), None, None, ts.clone(), None], 2, RowLabel::Insert)
-            .unwrap_err();
+        let bad_int = conform(
+            &table(),
+            vec![strings(&[Some("1"), Some("x")]), None, None, ts.clone(), None],
+            2,
+            RowLabel::Insert,
+        )
+        .unwrap_err();
         assert_eq!(bad_int.sqlstate(), "22P02");
         assert!(bad_int.to_string().contains("row 2, column id"), "{bad_int}");
 
         let lines = [2, 3];
         let label = RowLabel::Lines(&lines);
-        let bad_ts = conform(&table(), vec![None, None, None, strings(&[Some("2024-01-01"), Some("nope")]), None], 2, label)
-            .unwrap_err();
+        let bad_ts =
+            conform(&table(), vec![None, None, None, strings(&[Some("2024-01-01"), Some("nope")]), None], 2, label)
+                .unwrap_err();
         assert_eq!(bad_ts.sqlstate(), "22007");
         assert!(bad_ts.to_string().contains("line 3"), "{bad_ts}");
 
-        let null_ts = conform(&table(), vec![None, None, None, strings(&[Some("2024-01-01"), None]), None], 2, RowLabel::Insert)
-            .unwrap_err();
+        let null_ts =
+            conform(&table(), vec![None, None, None, strings(&[Some("2024-01-01"), None]), None], 2, RowLabel::Insert)
+                .unwrap_err();
         assert_eq!(null_ts.sqlstate(), "23502");
 
-        let too_long = conform(&table(), vec![None, None, strings(&[Some("abcd"), None]), ts.clone(), None], 2, RowLabel::Insert)
-            .unwrap_err();
+        let too_long =
+            conform(&table(), vec![None, None, strings(&[Some("abcd"), None]), ts.clone(), None], 2, RowLabel::Insert)
+                .unwrap_err();
         assert_eq!(too_long.sqlstate(), "22001");
 
         let overflow = Some(Arc::new(Int64Array::from(vec![1, 1 << 40])) as ArrayRef);

@@ -32,7 +32,9 @@ impl CopyFormat {
                     "text" => csv = false,
                     "csv" => csv = true,
                     "binary" => return Err(Error::unsupported("COPY binary format is not supported; use text or csv")),
-                    other => return Err(Error::invalid_input("22023", format!("COPY format \"{other}\" not recognized"))),
+                    other => {
+                        return Err(Error::invalid_input("22023", format!("COPY format \"{other}\" not recognized")));
+                    }
                 },
                 CopyOption::Header(h) => header = *h,
                 CopyOption::Delimiter(c) => delimiter = Some(*c),
@@ -76,7 +78,10 @@ impl CopyFormat {
         let quote = single_byte(quote.unwrap_or('"'), "quote")?;
         let escape = single_byte(escape.unwrap_or(quote as char), "escape")?;
         if matches!(delimiter, b'\r' | b'\n') || (!csv && delimiter == b'\\') {
-            return Err(Error::invalid_input("22023", "COPY delimiter cannot be newline, carriage return or backslash"));
+            return Err(Error::invalid_input(
+                "22023",
+                "COPY delimiter cannot be newline, carriage return or backslash",
+            ));
         }
         if csv && delimiter == quote {
             return Err(Error::invalid_input("22023", "COPY delimiter and quote must be different"));

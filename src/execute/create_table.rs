@@ -2,7 +2,7 @@
 
 use sqlparser::ast::{ColumnOption, CreateTable, CreateTableOptions, Expr, SqlOption, Value};
 
-use crate::catalog::{ColumnDef, TableDef, DEFAULT_HOT_RETENTION_MICROS};
+use crate::catalog::{ColumnDef, DEFAULT_HOT_RETENTION_MICROS, TableDef};
 use crate::error::{Error, Result};
 use crate::sql::names::{ident_name, table_name};
 use crate::sql::parse_interval_micros;
@@ -11,7 +11,9 @@ use crate::sql::types::ColumnType;
 /// Builds the definition `CREATE TABLE` describes (its id is assigned by the catalog).
 pub fn table_def(create: &CreateTable) -> Result<TableDef> {
     if create.query.is_some() {
-        return Err(Error::unsupported("CREATE TABLE ... AS is not supported: create the table, then INSERT ... SELECT"));
+        return Err(Error::unsupported(
+            "CREATE TABLE ... AS is not supported: create the table, then INSERT ... SELECT",
+        ));
     }
     if create.temporary || create.external || create.or_replace {
         return Err(Error::unsupported("only plain CREATE TABLE is supported"));
@@ -47,7 +49,8 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
         return Err(Error::invalid_input("42601", "a table needs at least one column"));
     }
 
-    let mut def = TableDef { id: 0, name, columns, event_time: None, hot_retention_micros: DEFAULT_HOT_RETENTION_MICROS };
+    let mut def =
+        TableDef { id: 0, name, columns, event_time: None, hot_retention_micros: DEFAULT_HOT_RETENTION_MICROS };
     let options = match &create.table_options {
         CreateTableOptions::None => &[][..],
         CreateTableOptions::With(options) => options.as_slice(),

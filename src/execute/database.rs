@@ -38,7 +38,11 @@ impl Database {
     /// Plans a read-only statement (query, EXPLAIN) without running it.
     pub async fn plan_query(&self, sql: &SqlStatement) -> Result<LogicalPlan> {
         let plan = self.ctx.state().statement_to_plan(DfStatement::Statement(Box::new(sql.clone()))).await?;
-        SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false).verify_plan(&plan)?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)?;
         Ok(plan)
     }
 

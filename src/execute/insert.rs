@@ -7,8 +7,8 @@ use arrow::compute::concat_batches;
 use datafusion::sql::parser::Statement as DfStatement;
 use sqlparser::ast::{Insert, Query, SetExpr, Statement as SqlStatement, TableObject};
 
-use super::conform::{conform, RowLabel};
 use super::Database;
+use super::conform::{RowLabel, conform};
 use crate::catalog::TableDef;
 use crate::error::{Error, Result};
 use crate::sql::names::{ident_name, table_name};
@@ -24,10 +24,8 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert) -> Result<Append> {
     };
     let def = db.catalog.require_table(&table_name(name)?)?;
     let targets = target_columns(&def, insert)?;
-    let source = insert
-        .source
-        .as_ref()
-        .ok_or_else(|| Error::unsupported("INSERT ... DEFAULT VALUES is not supported"))?;
+    let source =
+        insert.source.as_ref().ok_or_else(|| Error::unsupported("INSERT ... DEFAULT VALUES is not supported"))?;
     if let SetExpr::Values(values) = source.body.as_ref() {
         for (row, exprs) in values.rows.iter().enumerate() {
             check_arity(exprs.len(), targets.len(), &format!(" (row {})", row + 1))?;

@@ -8,6 +8,6 @@ mod insert;
 mod session;
 mod settings;
 
-pub use conform::{conform, RowLabel};
+pub use conform::{RowLabel, conform};
 pub use database::Database;
-pub use session::{check_copy, CopyIn, Output, Session};
+pub use session::{CopyIn, Output, Session, check_copy};

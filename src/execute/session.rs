@@ -12,16 +12,16 @@ use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::LogicalPlan;
 use sqlparser::ast::{CopySource, CopyTarget, ObjectType, Statement as SqlStatement};
 
-use super::conform::{conform, RowLabel};
-use super::copy_format::{decode, CopyFormat};
+use super::Database;
+use super::conform::{RowLabel, conform};
+use super::copy_format::{CopyFormat, decode};
 use super::create_table::table_def;
 use super::insert::rows_to_insert;
 use super::settings::Settings;
-use super::Database;
 use crate::catalog::TableDef;
 use crate::error::{Error, Result};
-use crate::sql::names::{ident_name, table_name};
 use crate::sql::Statement;
+use crate::sql::names::{ident_name, table_name};
 use crate::storage::{Append, Commit};
 
 /// What a statement produced, for the wire layer to send.
@@ -203,8 +203,9 @@ impl Session {
         match target {
             CopyTarget::Stdin => Ok(Output::CopyIn(copy)),
             CopyTarget::File { filename } => {
-                let data = tokio::fs::read(filename).await.map_err(|e| {
-                    Error::NotFound { sqlstate: "58P01", message: format!("could not open file \"{filename}\" for reading: {e}") }
+                let data = tokio::fs::read(filename).await.map_err(|e| Error::NotFound {
+                    sqlstate: "58P01",
+                    message: format!("could not open file \"{filename}\" for reading: {e}"),
                 })?;
                 let rows = self.copy_rows(copy, &data).await?;
                 Ok(Output::Command { tag: "COPY", rows: Some(rows) })
@@ -238,7 +239,11 @@ impl Session {
                 let list = if columns.is_empty() {
                     "*".to_string()
                 } else {
-                    columns.iter().map(|c| format!("\"{}\"", ident_name(c).replace('"', "\"\""))).collect::<Vec<_>>().join(", ")
+                    columns
+                        .iter()
+                        .map(|c| format!("\"{}\"", ident_name(c).replace('"', "\"\"")))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 };
                 let sql = format!("SELECT {list} FROM \"{}\"", table.replace('"', "\"\""));
                 match self.db.parser.parse_single(&sql)? {

@@ -26,11 +26,8 @@ pub fn new_session_context(catalog: Arc<Catalog>) -> Result<SessionContext> {
         .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
     let runtime = RuntimeEnvBuilder::new().build_arc()?;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
-    let db = ctx
-        .catalog(CATALOG_NAME)
-        .ok_or_else(|| Error::internal("default catalog missing"))?;
+    let db = ctx.catalog(CATALOG_NAME).ok_or_else(|| Error::internal("default catalog missing"))?;
     db.register_schema(SCHEMA_NAME, Arc::new(EventSchema::new(catalog)))?;
-    setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
-        .map_err(|e| Error::DataFusion(*e))?;
+    setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider).map_err(|e| Error::DataFusion(*e))?;
     Ok(ctx)
 }

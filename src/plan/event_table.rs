@@ -16,7 +16,7 @@ use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 
 use super::time_bounds::TimeBounds;
 use crate::catalog::TableDef;
-use crate::storage::{EventStore, BLOCK_MICROS};
+use crate::storage::{BLOCK_MICROS, EventStore};
 
 /// Scans one event table. Filters on the event-time column prune blocks (they are still
 /// applied row by row above the scan: pruning is by block, so it is inexact).

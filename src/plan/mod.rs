@@ -5,5 +5,5 @@ mod event_table;
 mod schema;
 mod time_bounds;
 
-pub use context::{new_session_context, CATALOG_NAME, SCHEMA_NAME};
+pub use context::{CATALOG_NAME, SCHEMA_NAME, new_session_context};
 pub use event_table::EventTable;

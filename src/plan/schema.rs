@@ -35,20 +35,17 @@ impl SchemaProvider for EventSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        Ok(self.catalog.table(name).map(|def| {
-            Arc::new(EventTable::new(def, self.catalog.store().clone())) as Arc<dyn TableProvider>
-        }))
+        Ok(self
+            .catalog
+            .table(name)
+            .map(|def| Arc::new(EventTable::new(def, self.catalog.store().clone())) as Arc<dyn TableProvider>))
     }
 
     fn table_exist(&self, name: &str) -> bool {
         self.catalog.table(name).is_some()
     }
 
-    fn register_table(
-        &self,
-        name: String,
-        _table: Arc<dyn TableProvider>,
-    ) -> Result<Option<Arc<dyn TableProvider>>> {
+    fn register_table(&self, name: String, _table: Arc<dyn TableProvider>) -> Result<Option<Arc<dyn TableProvider>>> {
         Err(DataFusionError::NotImplemented(format!(
             "cannot register \"{name}\": tables are created with CREATE TABLE"
         )))

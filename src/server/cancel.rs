@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures::{Stream, StreamExt};
-use pgwire::api::cancel::CancelHandler;
 use pgwire::api::ConnectionManager;
+use pgwire::api::cancel::CancelHandler;
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::startup::SecretKey;
 use tokio::sync::Notify;
@@ -70,14 +70,14 @@ impl CancelFlag {
 /// Connections that can be cancelled, by process id.
 #[derive(Default)]
 pub struct Cancellations {
-    connections: Mutex<HashMap<i32, (SecretKey, Arc<CancelFlag>)>>,
+    connections: Mutex<HashMap<i32, (Vec<u8>, Arc<CancelFlag>)>>,
 }
 
 impl Cancellations {
     pub fn register(&self, pid: i32, key: SecretKey) -> Arc<CancelFlag> {
         let flag = Arc::new(CancelFlag::default());
         if let Ok(mut map) = self.connections.lock() {
-            map.insert(pid, (key, flag.clone()));
+            map.insert(pid, (key_bytes(&key), flag.clone()));
         }
         flag
     }
@@ -90,12 +90,21 @@ impl Cancellations {
 
     fn cancel(&self, pid: i32, key: &SecretKey) {
         let flag = match self.connections.lock() {
-            Ok(map) => map.get(&pid).filter(|(k, _)| k == key).map(|(_, f)| f.clone()),
+            Ok(map) => map.get(&pid).filter(|(k, _)| *k == key_bytes(key)).map(|(_, f)| f.clone()),
             Err(_) => None,
         };
         if let Some(flag) = flag {
             flag.cancel();
         }
+    }
+}
+
+/// The key's bytes: a CancelRequest decodes a protocol-3.0 key as bytes even though the
+/// connection was given it as an `I32`, so keys are compared as bytes.
+fn key_bytes(key: &SecretKey) -> Vec<u8> {
+    match key {
+        SecretKey::I32(v) => v.to_be_bytes().to_vec(),
+        SecretKey::Bytes(b) => b.to_vec(),
     }
 }
 

@@ -10,19 +10,19 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use datafusion::dataframe::DataFrame;
 use futures::{Sink, SinkExt, StreamExt};
+use pgwire::api::ClientInfo;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyResponse, FieldInfo, Tag};
-use pgwire::api::ClientInfo;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
-use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::types::format::FormatOptions;
 
 use super::cancel::CancelFlag;
 use super::errors::to_pgwire;
-use super::pg_text::PgText;
 use super::handlers::QueryHandler;
+use super::pg_text::PgText;
 use crate::execute::copy_format::CopyFormat;
 
 fn protocol_error(message: &str) -> PgWireError {
@@ -122,7 +122,10 @@ fn new_encoder(format: &CopyFormat, fields: Arc<Vec<FieldInfo>>) -> CopyEncoder 
     } else {
         CopyEncoder::new_text(
             fields,
-            pgwire::api::results::CopyTextOptions { delimiter: delimiter.into(), null_string: format.null.clone().into() },
+            pgwire::api::results::CopyTextOptions {
+                delimiter: delimiter.into(),
+                null_string: format.null.clone().into(),
+            },
         )
     }
 }
@@ -165,7 +168,8 @@ fn header_line(format: &CopyFormat, schema: &arrow::datatypes::Schema) -> Bytes 
         .iter()
         .map(|f| {
             let name = f.name();
-            let needs_quotes = name.contains(&delimiter) || name.contains(quote) || name.contains('\n') || name.contains('\r');
+            let needs_quotes =
+                name.contains(&delimiter) || name.contains(quote) || name.contains('\n') || name.contains('\r');
             if format.csv && needs_quotes {
                 format!("{quote}{}{quote}", name.replace(quote, &format!("{quote}{quote}")))
             } else {

@@ -32,10 +32,10 @@ use super::errors::to_pgwire;
 use super::handlers::QueryHandler;
 use super::results::{encode_rows, to_response};
 use crate::error::Error;
-use crate::execute::{check_copy, Database};
+use crate::execute::{Database, check_copy};
+use crate::sql::Statement;
 use crate::sql::names::ident_name;
 use crate::sql::params::bind_parameters;
-use crate::sql::Statement;
 
 /// A parsed statement as the extended protocol keeps it between Parse and Execute.
 pub struct Prepared {
@@ -115,7 +115,12 @@ fn parameter_types(plan: &LogicalPlan) -> crate::error::Result<Vec<Option<DataTy
 impl QueryParser for StatementParser {
     type Statement = Arc<Prepared>;
 
-    async fn parse_sql<C>(&self, _client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Self::Statement>>
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -127,7 +132,11 @@ impl QueryParser for StatementParser {
         Ok(stmt.param_types.clone())
     }
 
-    fn get_result_schema(&self, stmt: &Self::Statement, column_format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
         match &stmt.result_schema {
             Some(schema) => arrow_schema_to_pg_fields(schema, column_format.unwrap_or(&Format::UnifiedText), None),
             None => Ok(vec![]),
@@ -144,7 +153,12 @@ impl ExtendedQueryHandler for QueryHandler {
         self.parser.clone()
     }
 
-    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Self::Statement>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,

@@ -8,17 +8,17 @@ use arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use arrow_pg::encoder::encode_value;
 use datafusion::dataframe::DataFrame;
 use futures::StreamExt;
-use pgwire::messages::data::DataRow;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{CopyResponse, DataRowEncoder, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
 use pgwire::types::format::FormatOptions;
 
 use super::cancel::CancelFlag;
 use super::connection::Connection;
+use super::copy::copy_out_response;
 use super::errors::to_pgwire;
 use super::pg_text::PgText;
-use super::copy::copy_out_response;
 use crate::execute::Output;
 
 /// Turns an output into the response pgwire sends. A COPY FROM STDIN is parked in the
@@ -31,7 +31,9 @@ pub async fn to_response(
 ) -> PgWireResult<Response> {
     let format_options = Arc::new(FormatOptions::from_client_metadata(client_metadata));
     Ok(match output {
-        Output::Rows(frame) => Response::Query(encode_rows(frame, format, format_options, connection.cancel.clone()).await?),
+        Output::Rows(frame) => {
+            Response::Query(encode_rows(frame, format, format_options, connection.cancel.clone()).await?)
+        }
         Output::Command { tag, rows } => {
             let mut t = Tag::new(tag);
             if tag == "INSERT" {

@@ -9,9 +9,7 @@ const MICROS_PER_SECOND: i64 = 1_000_000;
 /// Parses an interval into microseconds. Accepts `<number> <unit>` pairs (units from
 /// microseconds to weeks, singular, plural or abbreviated) and `HH:MM:SS[.ffffff]`.
 pub fn parse_interval_micros(text: &str) -> Result<i64> {
-    let invalid = || {
-        Error::invalid_value("22007", format!("invalid input syntax for type interval: \"{text}\""))
-    };
+    let invalid = || Error::invalid_value("22007", format!("invalid input syntax for type interval: \"{text}\""));
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(invalid());
@@ -50,7 +48,8 @@ fn split_number_units(text: &str) -> Option<Vec<(f64, String)>> {
             break;
         }
         let mut number = String::new();
-        while let Some(c) = chars.peek().copied().filter(|c| c.is_ascii_digit() || *c == '.' || *c == '-' || *c == '+') {
+        while let Some(c) = chars.peek().copied().filter(|c| c.is_ascii_digit() || *c == '.' || *c == '-' || *c == '+')
+        {
             number.push(c);
             chars.next();
         }

@@ -19,10 +19,9 @@ pub fn table_name(name: &ObjectName) -> Result<String> {
     match parts.as_slice() {
         [table] => Ok(table.clone()),
         [schema, table] | [_, schema, table] if schema == "public" => Ok(table.clone()),
-        [schema, _] | [_, schema, _] => Err(Error::NotFound {
-            sqlstate: "3F000",
-            message: format!("schema \"{schema}\" does not exist"),
-        }),
+        [schema, _] | [_, schema, _] => {
+            Err(Error::NotFound { sqlstate: "3F000", message: format!("schema \"{schema}\" does not exist") })
+        }
         _ => Err(Error::syntax(format!("improper qualified name: {name}"))),
     }
 }

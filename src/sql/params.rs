@@ -69,10 +69,16 @@ fn literal(value: &ScalarValue) -> Expr {
     }
 }
 
+/// The value as text that converts back to it (`2024-01-01T09:00:00` for a timestamp, where
+/// `ScalarValue`'s own Display would print microseconds since the epoch).
 fn text_of(value: &ScalarValue) -> String {
     match value {
         ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => s.clone(),
-        other => other.to_string(),
+        other => other
+            .to_array()
+            .ok()
+            .and_then(|array| arrow::util::display::array_value_to_string(&array, 0).ok())
+            .unwrap_or_else(|| other.to_string()),
     }
 }
 
@@ -84,15 +90,17 @@ mod tests {
 
     #[test]
     fn placeholders_become_literals() {
-        let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, "INSERT INTO t VALUES ($1, $2, $3, $4)").unwrap().remove(0);
+        let mut stmt =
+            Parser::parse_sql(&PostgreSqlDialect {}, "INSERT INTO t VALUES ($1, $2, $3, $4, $5)").unwrap().remove(0);
         let values = [
             ScalarValue::Int64(Some(7)),
             ScalarValue::Utf8(Some("it's".into())),
             ScalarValue::Float64(None),
             ScalarValue::Float64(Some(1.5)),
+            ScalarValue::TimestampMicrosecond(Some(1_704_099_600_000_000), None),
         ];
         bind_parameters(&mut stmt, &values).unwrap();
-        assert_eq!(stmt.to_string(), "INSERT INTO t VALUES (7, 'it''s', NULL, 1.5)");
+        assert_eq!(stmt.to_string(), "INSERT INTO t VALUES (7, 'it''s', NULL, 1.5, '2024-01-01T09:00:00')");
         let mut missing = Parser::parse_sql(&PostgreSqlDialect {}, "SELECT $3").unwrap().remove(0);
         assert!(bind_parameters(&mut missing, &values[..1]).is_err());
     }

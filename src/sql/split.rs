@@ -98,8 +98,8 @@ fn skip_dollar_quoted(sql: &str, open: usize) -> usize {
     let tag_len = rest.find('$');
     let Some(tag_len) = tag_len else { return open + 1 };
     let tag = &rest[..tag_len];
-    let valid_tag = tag.chars().all(|c| c.is_alphanumeric() || c == '_')
-        && !tag.starts_with(|c: char| c.is_ascii_digit());
+    let valid_tag =
+        tag.chars().all(|c| c.is_alphanumeric() || c == '_') && !tag.starts_with(|c: char| c.is_ascii_digit());
     if !valid_tag {
         return open + 1;
     }

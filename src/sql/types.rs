@@ -86,9 +86,7 @@ impl ColumnType {
             ColumnType::Text | ColumnType::Varchar { .. } => DataType::Utf8,
             ColumnType::Date => DataType::Date32,
             ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
-            ColumnType::TimestampTz => {
-                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
-            }
+            ColumnType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
             ColumnType::Bytea => DataType::Binary,
         }
     }
@@ -133,10 +131,7 @@ fn numeric(info: &ExactNumberInfo) -> Result<ColumnType> {
         ExactNumberInfo::PrecisionAndScale(p, s) => (*p, *s),
     };
     if precision == 0 || precision > 38 {
-        return Err(Error::invalid_input(
-            "22023",
-            format!("NUMERIC precision {precision} must be between 1 and 38"),
-        ));
+        return Err(Error::invalid_input("22023", format!("NUMERIC precision {precision} must be between 1 and 38")));
     }
     if scale < 0 || scale > precision as i64 {
         return Err(Error::invalid_input(
@@ -153,9 +148,7 @@ fn numeric_type(precision: u8, scale: i8) -> ColumnType {
 
 fn char_len(len: Option<&sqlparser::ast::CharacterLength>) -> Option<u32> {
     match len {
-        Some(sqlparser::ast::CharacterLength::IntegerLength { length, .. }) => {
-            u32::try_from(*length).ok()
-        }
+        Some(sqlparser::ast::CharacterLength::IntegerLength { length, .. }) => u32::try_from(*length).ok(),
         _ => None,
     }
 }
@@ -179,10 +172,7 @@ mod tests {
         assert_eq!(parse_type("timestamptz").unwrap(), ColumnType::TimestampTz);
         assert_eq!(parse_type("TIMESTAMP WITH TIME ZONE").unwrap(), ColumnType::TimestampTz);
         assert_eq!(parse_type("VARCHAR(10)").unwrap(), ColumnType::Varchar { max_len: Some(10) });
-        assert_eq!(
-            parse_type("NUMERIC(10,2)").unwrap(),
-            ColumnType::Numeric { precision: 10, scale: 2 }
-        );
+        assert_eq!(parse_type("NUMERIC(10,2)").unwrap(), ColumnType::Numeric { precision: 10, scale: 2 });
         assert_eq!(parse_type("BYTEA").unwrap(), ColumnType::Bytea);
     }
 

@@ -81,8 +81,7 @@ mod tests {
             Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
         ]));
         let ids = Int64Array::from((0..times.len() as i64).collect::<Vec<_>>());
-        RecordBatch::try_new(schema, vec![Arc::new(ids), Arc::new(TimestampMicrosecondArray::from(times))])
-            .unwrap()
+        RecordBatch::try_new(schema, vec![Arc::new(ids), Arc::new(TimestampMicrosecondArray::from(times))]).unwrap()
     }
 
     #[test]

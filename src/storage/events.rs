@@ -83,9 +83,9 @@ impl EventStore {
     pub fn open(kv: Arc<dyn KvStore>) -> Result<Self> {
         let read_counter = |name: &str| -> Result<u64> {
             Ok(match kv.get(&keys::counter(name))? {
-                Some(v) => u64::from_be_bytes(
-                    v.as_slice().try_into().map_err(|_| Error::Storage("corrupt counter".into()))?,
-                ),
+                Some(v) => {
+                    u64::from_be_bytes(v.as_slice().try_into().map_err(|_| Error::Storage("corrupt counter".into()))?)
+                }
                 None => 1,
             })
         };
@@ -93,9 +93,7 @@ impl EventStore {
         let mut stats = HashMap::new();
         for pair in kv.scan(keys::STATS, &keys::prefix_end(keys::STATS)) {
             let (key, value) = pair?;
-            let id = u64::from_be_bytes(
-                key[1..].try_into().map_err(|_| Error::Storage("corrupt stats key".into()))?,
-            );
+            let id = u64::from_be_bytes(key[1..].try_into().map_err(|_| Error::Storage("corrupt stats key".into()))?);
             stats.insert(id, TableStats::decode(&value)?);
         }
         Ok(Self { kv, counters: Mutex::new(counters), stats: RwLock::new(stats) })

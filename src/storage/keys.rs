@@ -79,14 +79,8 @@ mod tests {
 
     #[test]
     fn event_keys_sort_by_table_block_seq() {
-        let keys = [
-            event(1, -5, 9),
-            event(1, -1, 0),
-            event(1, 0, 3),
-            event(1, 0, 4),
-            event(1, 7, 0),
-            event(2, i64::MIN, 0),
-        ];
+        let keys =
+            [event(1, -5, 9), event(1, -1, 0), event(1, 0, 3), event(1, 0, 4), event(1, 7, 0), event(2, i64::MIN, 0)];
         let mut sorted = keys.to_vec();
         sorted.sort();
         assert_eq!(sorted, keys.to_vec());

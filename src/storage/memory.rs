@@ -46,10 +46,7 @@ impl KvStore for MemoryKv {
     fn scan(&self, start: &[u8], end: &[u8]) -> Box<dyn Iterator<Item = Result<KvPair>> + Send> {
         // A snapshot keeps the iterator independent of the lock; tests hold little data.
         let pairs: Vec<Result<KvPair>> = match self.map.read() {
-            Ok(map) => map
-                .range(start.to_vec()..end.to_vec())
-                .map(|(k, v)| Ok((k.clone(), v.clone())))
-                .collect(),
+            Ok(map) => map.range(start.to_vec()..end.to_vec()).map(|(k, v)| Ok((k.clone(), v.clone()))).collect(),
             Err(_) => vec![Err(Error::internal("memory store poisoned"))],
         };
         Box::new(pairs.into_iter())

@@ -12,7 +12,7 @@ pub mod hot;
 mod keys;
 mod memory;
 
-pub use blocks::{decode_batch, encode_batch, BLOCK_MICROS};
+pub use blocks::{BLOCK_MICROS, decode_batch, encode_batch};
 pub use events::{Append, Commit, EventStore, TableStats};
 pub use memory::MemoryKv;
 

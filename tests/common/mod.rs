@@ -27,7 +27,12 @@ impl TestServer {
         let addr = server.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            server.serve(async { let _ = stopped.await; }).await.expect("serve");
+            server
+                .serve(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("serve");
         });
         TestServer { addr, dir, stop: Some(stop), task: Some(task) }
     }
