@@ -78,3 +78,22 @@ fn psql_reports_errors_with_sqlstate_and_backslash_copy_works() {
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "x+y");
 }
+
+#[test]
+fn psql_meta_commands_describe_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path());
+    let create = "CREATE TABLE tx (id BIGINT, amt DOUBLE PRECISION, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts')";
+    let (ok, _, err) = psql(&server, &["-c", create], None);
+    assert!(ok, "{err}");
+    let (ok, out, err) = psql(&server, &["-c", "\\dt"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("public|tx|table"), "{out}");
+    let (ok, out, err) = psql(&server, &["-c", "\\d tx"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("amt|double precision"), "{out}");
+    assert!(out.contains("ts|timestamp without time zone||not null"), "{out}");
+    let (ok, out, err) = psql(&server, &["-c", "\\dn"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("public"), "{out}");
+}

@@ -66,7 +66,7 @@ async fn locate_failing_row(db: &Database, def: &TableDef, targets: &[usize], so
         let mut single = source.clone();
         let mut one = values.clone();
         one.rows = vec![row.clone()];
-        single.body = Box::new(SetExpr::Values(one));
+        *single.body = SetExpr::Values(one);
         let place = format!("row {}", index + 1);
         let batch = match evaluate(db, &single).await {
             Ok(batch) => batch,

@@ -67,10 +67,13 @@ impl CancelFlag {
     }
 }
 
+/// A connection's secret key (as bytes) and its flag.
+type Registered = (Vec<u8>, Arc<CancelFlag>);
+
 /// Connections that can be cancelled, by process id.
 #[derive(Default)]
 pub struct Cancellations {
-    connections: Mutex<HashMap<i32, (Vec<u8>, Arc<CancelFlag>)>>,
+    connections: Mutex<HashMap<i32, Registered>>,
 }
 
 impl Cancellations {
