@@ -84,7 +84,12 @@ fn copy_ingest(c: &mut Criterion) {
                     let client = connect(&conn).await;
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        client.batch_execute(&format!("DROP TABLE IF EXISTS tx; CREATE TABLE tx ({TX_COLUMNS}) WITH (event_time = 'ts')")).await.unwrap();
+                        client
+                            .batch_execute(&format!(
+                                "DROP TABLE IF EXISTS tx; CREATE TABLE tx ({TX_COLUMNS}) WITH (event_time = 'ts')"
+                            ))
+                            .await
+                            .unwrap();
                         let start = Instant::now();
                         assert_eq!(copy(&client, "tx", &csv).await, rows as u64);
                         total += start.elapsed();

@@ -130,6 +130,12 @@ impl From<sqlparser::parser::ParserError> for Error {
     }
 }
 
+impl From<sqlparser::tokenizer::TokenizerError> for Error {
+    fn from(e: sqlparser::tokenizer::TokenizerError) -> Self {
+        Error::Syntax(format!("syntax error: {e}"))
+    }
+}
+
 impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Self {
         Error::Storage(e.to_string())

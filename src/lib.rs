@@ -20,6 +20,7 @@
 pub mod catalog;
 pub mod error;
 pub mod execute;
+pub mod feature;
 pub mod plan;
 pub mod server;
 pub mod sql;

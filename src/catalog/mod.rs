@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result};
-use crate::storage::{Commit, EventStore};
+use crate::feature::{FeatureDef, FeatureEngine};
+use crate::storage::{CatalogKind, Commit, EventStore};
 
 /// Table definitions, in memory for planning and in the store for restarts.
 ///
@@ -16,6 +17,8 @@ use crate::storage::{Commit, EventStore};
 /// in-memory map is updated, so a crash never leaves a table that the store does not know.
 pub struct Catalog {
     store: Arc<EventStore>,
+    /// The live features (their definitions are persisted by `put_feature`).
+    pub features: FeatureEngine,
     tables: RwLock<BTreeMap<String, Arc<TableDef>>>,
     ddl: tokio::sync::Mutex<()>,
 }
@@ -24,11 +27,16 @@ impl Catalog {
     /// Loads every table definition from the store.
     pub fn open(store: Arc<EventStore>) -> Result<Self> {
         let mut tables = BTreeMap::new();
-        for entry in store.catalog_entries()? {
+        for entry in store.catalog_entries(CatalogKind::Table)? {
             let def: TableDef = serde_json::from_slice(&entry)?;
             tables.insert(def.name.clone(), Arc::new(def));
         }
-        Ok(Self { store, tables: RwLock::new(tables), ddl: tokio::sync::Mutex::new(()) })
+        Ok(Self {
+            store,
+            features: FeatureEngine::default(),
+            tables: RwLock::new(tables),
+            ddl: tokio::sync::Mutex::new(()),
+        })
     }
 
     pub fn store(&self) -> &Arc<EventStore> {
@@ -57,7 +65,9 @@ impl Catalog {
         }
         def.id = self.store.allocate_table_id()?;
         let entry = serde_json::to_vec(&def)?;
-        self.store.commit(Commit { catalog_puts: vec![(def.name.clone(), entry)], ..Default::default() }).await?;
+        self.store
+            .commit(Commit { catalog_puts: vec![(CatalogKind::Table.key(&def.name), entry)], ..Default::default() })
+            .await?;
         self.write()?.insert(def.name.clone(), Arc::new(def));
         Ok(true)
     }
@@ -70,13 +80,35 @@ impl Catalog {
         };
         self.store
             .commit(Commit {
-                catalog_deletes: vec![def.name.clone()],
+                catalog_deletes: vec![CatalogKind::Table.key(&def.name)],
                 dropped_tables: vec![def.id],
                 ..Default::default()
             })
             .await?;
         self.write()?.remove(name);
         Ok(true)
+    }
+
+    /// Every persisted feature definition.
+    pub fn feature_defs(&self) -> Result<Vec<FeatureDef>> {
+        self.store.catalog_entries(CatalogKind::Feature)?.iter().map(|e| Ok(serde_json::from_slice(e)?)).collect()
+    }
+
+    /// Persists a feature definition (durably).
+    pub async fn put_feature(&self, def: &FeatureDef) -> Result<()> {
+        let entry = serde_json::to_vec(def)?;
+        self.store
+            .commit(Commit { catalog_puts: vec![(CatalogKind::Feature.key(&def.name), entry)], ..Default::default() })
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a feature definition (durably).
+    pub async fn delete_feature(&self, name: &str) -> Result<()> {
+        self.store
+            .commit(Commit { catalog_deletes: vec![CatalogKind::Feature.key(name)], ..Default::default() })
+            .await?;
+        Ok(())
     }
 
     fn write(&self) -> Result<std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<TableDef>>>> {

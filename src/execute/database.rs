@@ -11,6 +11,7 @@ use sqlparser::ast::Statement as SqlStatement;
 
 use crate::catalog::Catalog;
 use crate::error::Result;
+use crate::feature::LiveFeature;
 use crate::plan::new_session_context;
 use crate::sql::SqlParser;
 use crate::storage::hot::SledKv;
@@ -21,6 +22,9 @@ pub struct Database {
     pub catalog: Arc<Catalog>,
     pub ctx: SessionContext,
     pub parser: SqlParser,
+    /// Commits hold it shared while they write and update features; CREATE FEATURE holds it
+    /// exclusively while it backfills, so no commit falls between backfill and registration.
+    pub commit_gate: tokio::sync::RwLock<()>,
 }
 
 impl Database {
@@ -50,6 +54,10 @@ impl Database {
         let store = Arc::new(EventStore::open(kv)?);
         let catalog = Arc::new(Catalog::open(store)?);
         let ctx = new_session_context(catalog.clone())?;
-        Ok(Arc::new(Self { catalog, ctx, parser: SqlParser::new() }))
+        for def in catalog.feature_defs()? {
+            let table = catalog.require_table(&def.table)?;
+            catalog.features.insert(LiveFeature::backfill(def, table, catalog.store(), &ctx)?)?;
+        }
+        Ok(Arc::new(Self { catalog, ctx, parser: SqlParser::new(), commit_gate: tokio::sync::RwLock::new(()) }))
     }
 }

@@ -20,7 +20,10 @@ use super::insert::rows_to_insert;
 use super::settings::Settings;
 use crate::catalog::TableDef;
 use crate::error::{Error, Result};
+use crate::feature::{FeatureDef, LiveFeature};
+use crate::plan::SystemSchema;
 use crate::sql::Statement;
+use crate::sql::feature::CreateFeature;
 use crate::sql::names::{ident_name, table_name};
 use crate::storage::{Append, Commit};
 
@@ -78,18 +81,61 @@ impl Session {
 
     /// Runs one statement. An error inside a transaction aborts the transaction.
     pub async fn execute(&mut self, statement: &Statement) -> Result<Output> {
-        let Statement::Standard(sql) = statement;
         if matches!(self.transaction, Transaction::Failed) {
-            return match sql.as_ref() {
-                SqlStatement::Commit { .. } | SqlStatement::Rollback { .. } => {
+            return match statement {
+                Statement::Standard(sql)
+                    if matches!(sql.as_ref(), SqlStatement::Commit { .. } | SqlStatement::Rollback { .. }) =>
+                {
                     self.transaction = Transaction::None;
                     Ok(Output::TransactionEnded { tag: "ROLLBACK" })
                 }
                 _ => Err(Error::TransactionAborted),
             };
         }
-        let outcome = self.dispatch(sql).await;
+        let outcome = match statement {
+            Statement::Standard(sql) => self.dispatch(sql).await,
+            Statement::CreateFeature(create) => self.create_feature(create).await,
+            Statement::DropFeature { names, if_exists } => self.drop_features(names, *if_exists).await,
+            Statement::ShowFeatures => {
+                let batch = SystemSchema::features(&self.db.catalog)?;
+                Ok(Output::Rows(self.db.ctx.read_batch(batch)?))
+            }
+        };
         self.abort_on_error(outcome)
+    }
+
+    /// CREATE FEATURE: validates, backfills from every stored row, persists, then serves.
+    /// Commits wait meanwhile, so none is missed between backfill and registration.
+    async fn create_feature(&mut self, create: &CreateFeature) -> Result<Output> {
+        let catalog = &self.db.catalog;
+        let _no_commits = self.db.commit_gate.write().await;
+        if catalog.table(&create.name).is_some() || catalog.features.get(&create.name).is_some() {
+            return Err(Error::duplicate_table(&create.name));
+        }
+        let def = FeatureDef::bind(create, |t| catalog.require_table(t))?;
+        let table = catalog.require_table(&def.table)?;
+        let live = LiveFeature::backfill(def.clone(), table, catalog.store(), &self.db.ctx)?;
+        catalog.put_feature(&def).await?;
+        catalog.features.insert(live)?;
+        Ok(Output::Command { tag: "CREATE FEATURE", rows: None })
+    }
+
+    async fn drop_features(&mut self, names: &[String], if_exists: bool) -> Result<Output> {
+        let catalog = &self.db.catalog;
+        for name in names {
+            if catalog.features.get(name).is_none() {
+                if if_exists {
+                    continue;
+                }
+                return Err(Error::NotFound {
+                    sqlstate: "42704",
+                    message: format!("feature \"{name}\" does not exist"),
+                });
+            }
+            catalog.delete_feature(name).await?;
+            catalog.features.remove(name)?;
+        }
+        Ok(Output::Command { tag: "DROP FEATURE", rows: None })
     }
 
     /// Decodes and writes the data of a COPY FROM STDIN; returns the number of rows.
@@ -143,9 +189,21 @@ impl Session {
                 self.db.catalog.create_table(def, create.if_not_exists).await?;
                 Ok(Output::Command { tag: "CREATE TABLE", rows: None })
             }
-            SqlStatement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => {
+            SqlStatement::Drop { object_type: ObjectType::Table, if_exists, names, cascade, .. } => {
                 for name in names {
-                    self.db.catalog.drop_table(&table_name(name)?, *if_exists).await?;
+                    let table = table_name(name)?;
+                    let dependents = self.db.catalog.features.reading(&table);
+                    if !dependents.is_empty() && !*cascade {
+                        return Err(Error::Conflict {
+                            sqlstate: "2BP01",
+                            message: format!(
+                                "cannot drop table {table} because features depend on it: {} (use DROP TABLE ... CASCADE)",
+                                dependents.join(", ")
+                            ),
+                        });
+                    }
+                    self.drop_features(&dependents, true).await?;
+                    self.db.catalog.drop_table(&table, *if_exists).await?;
                 }
                 Ok(Output::Command { tag: "DROP TABLE", rows: None })
             }
@@ -193,8 +251,12 @@ impl Session {
         }
     }
 
+    /// Writes rows durably and applies them to every feature of their tables, all before the
+    /// statement is acknowledged (read-your-writes through features).
     async fn commit(&self, appends: Vec<Append>) -> Result<()> {
-        self.db.catalog.store().commit(Commit { appends, ..Default::default() }).await
+        let _gate = self.db.commit_gate.read().await;
+        let parts = self.db.catalog.store().commit(Commit { appends, ..Default::default() }).await?;
+        self.db.catalog.features.on_commit(&parts)
     }
 
     async fn copy_from(&mut self, source: &CopySource, target: &CopyTarget, format: CopyFormat) -> Result<Output> {
@@ -248,7 +310,7 @@ impl Session {
                 let sql = format!("SELECT {list} FROM \"{}\"", table.replace('"', "\"\""));
                 match self.db.parser.parse_single(&sql)? {
                     Some(Statement::Standard(s)) => *s,
-                    None => return Err(Error::internal("empty COPY query")),
+                    _ => return Err(Error::internal("COPY's generated query did not parse as a query")),
                 }
             }
         };

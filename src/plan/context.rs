@@ -8,6 +8,7 @@ use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 
 use super::schema::EventSchema;
+use super::system::SystemSchema;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 
@@ -27,7 +28,8 @@ pub fn new_session_context(catalog: Arc<Catalog>) -> Result<SessionContext> {
     let runtime = RuntimeEnvBuilder::new().build_arc()?;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     let db = ctx.catalog(CATALOG_NAME).ok_or_else(|| Error::internal("default catalog missing"))?;
-    db.register_schema(SCHEMA_NAME, Arc::new(EventSchema::new(catalog)))?;
+    db.register_schema(SCHEMA_NAME, Arc::new(EventSchema::new(catalog.clone())))?;
+    db.register_schema("asofdb", Arc::new(SystemSchema::new(catalog)))?;
     setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider).map_err(|e| Error::DataFusion(*e))?;
     Ok(ctx)
 }

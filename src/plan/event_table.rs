@@ -115,7 +115,7 @@ impl PartitionStream for BlockStream {
         let batches = self
             .store
             .scan(self.table_id, self.blocks, self.part)
-            .map(|r| r.map(|(_, batch)| batch).map_err(|e| DataFusionError::External(Box::new(e))));
+            .map(|r| r.map(|part| part.batch).map_err(|e| DataFusionError::External(Box::new(e))));
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::iter(batches)))
     }
 }

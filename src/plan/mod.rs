@@ -2,8 +2,11 @@
 
 mod context;
 mod event_table;
+mod feature_table;
 mod schema;
+mod system;
 mod time_bounds;
 
 pub use context::{CATALOG_NAME, SCHEMA_NAME, new_session_context};
 pub use event_table::EventTable;
+pub use system::SystemSchema;

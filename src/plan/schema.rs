@@ -7,6 +7,7 @@ use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result};
 
 use super::event_table::EventTable;
+use super::feature_table::FeatureTable;
 use crate::catalog::Catalog;
 
 /// Resolves table names against the catalog at planning time, so DDL from any connection is
@@ -31,18 +32,21 @@ impl EventSchema {
 #[async_trait]
 impl SchemaProvider for EventSchema {
     fn table_names(&self) -> Vec<String> {
-        self.catalog.table_names()
+        let mut names = self.catalog.table_names();
+        names.extend(self.catalog.features.names());
+        names
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        Ok(self
-            .catalog
-            .table(name)
-            .map(|def| Arc::new(EventTable::new(def, self.catalog.store().clone())) as Arc<dyn TableProvider>))
+        let store = self.catalog.store().clone();
+        if let Some(def) = self.catalog.table(name) {
+            return Ok(Some(Arc::new(EventTable::new(def, store))));
+        }
+        Ok(self.catalog.features.get(name).map(|f| Arc::new(FeatureTable::new(f, store)) as Arc<dyn TableProvider>))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.catalog.table(name).is_some()
+        self.catalog.table(name).is_some() || self.catalog.features.get(name).is_some()
     }
 
     fn register_table(&self, name: String, _table: Arc<dyn TableProvider>) -> Result<Option<Arc<dyn TableProvider>>> {

@@ -62,7 +62,18 @@ impl StatementParser {
 
     async fn prepare(&self, sql: &str, client_types: &[Option<Type>]) -> crate::error::Result<Option<Prepared>> {
         let Some(statement) = self.db.parser.parse_single(sql)? else { return Ok(None) };
-        let Statement::Standard(syntax) = &statement;
+        let Statement::Standard(syntax) = &statement else {
+            let rows = matches!(statement, Statement::ShowFeatures);
+            let schema =
+                rows.then(|| crate::plan::SystemSchema::features(&self.db.catalog).map(|b| b.schema())).transpose()?;
+            return Ok(Some(Prepared {
+                statement,
+                plan: None,
+                param_types: vec![],
+                inferred_types: vec![],
+                result_schema: schema,
+            }));
+        };
         let (plan, inferred_types, result_schema) = match syntax.as_ref() {
             SqlStatement::Query(_) | SqlStatement::Explain { .. } => {
                 let plan = self.db.plan_query(syntax).await?;

@@ -1,6 +1,7 @@
 //! SQL text to statements: splitting, parsing (PostgreSQL dialect plus asofdb's own
 //! statements), column types and intervals.
 
+pub mod feature;
 mod interval;
 pub mod names;
 pub mod params;
@@ -20,6 +21,12 @@ use crate::error::{Error, Result};
 pub enum Statement {
     /// Anything the PostgreSQL dialect of sqlparser parses.
     Standard(Box<SqlStatement>),
+    CreateFeature(Box<feature::CreateFeature>),
+    DropFeature {
+        names: Vec<String>,
+        if_exists: bool,
+    },
+    ShowFeatures,
 }
 
 /// Parses statements. Holds the PostgreSQL-compatibility rewrites that let client
@@ -56,6 +63,16 @@ impl SqlParser {
     }
 
     fn parse_one(&self, text: &str) -> Result<Statement> {
+        if feature::starts_with_words(text, &["CREATE", "FEATURE"]) {
+            return Ok(Statement::CreateFeature(Box::new(feature::parse_create_feature(text)?)));
+        }
+        if feature::starts_with_words(text, &["DROP", "FEATURE"]) {
+            let (names, if_exists) = feature::parse_drop_feature(text)?;
+            return Ok(Statement::DropFeature { names, if_exists });
+        }
+        if feature::starts_with_words(text, &["SHOW", "FEATURES"]) {
+            return Ok(Statement::ShowFeatures);
+        }
         let mut parsed = self.postgres.parse(text)?;
         match parsed.len() {
             1 => Ok(Statement::Standard(Box::new(parsed.remove(0)))),

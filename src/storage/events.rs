@@ -43,6 +43,36 @@ impl TableStats {
     }
 }
 
+/// Rows of one table and event-time block as stored, with their arrival sequence number:
+/// rows are ordered by (seq, row index) in arrival order.
+#[derive(Debug, Clone)]
+pub struct StoredPart {
+    pub table_id: u64,
+    pub seq: u64,
+    pub batch: RecordBatch,
+}
+
+/// The kinds of catalog entries.
+#[derive(Debug, Clone, Copy)]
+pub enum CatalogKind {
+    Table,
+    Feature,
+}
+
+impl CatalogKind {
+    fn prefix(self) -> &'static [u8] {
+        match self {
+            CatalogKind::Table => keys::CATALOG_TABLE,
+            CatalogKind::Feature => keys::CATALOG_FEATURE,
+        }
+    }
+
+    /// The storage key of the entry named `name`.
+    pub fn key(self, name: &str) -> Vec<u8> {
+        [self.prefix(), name.as_bytes()].concat()
+    }
+}
+
 /// Rows to append to one table.
 pub struct Append {
     pub table_id: u64,
@@ -55,10 +85,10 @@ pub struct Append {
 #[derive(Default)]
 pub struct Commit {
     pub appends: Vec<Append>,
-    /// Catalog entries to write, by table name.
-    pub catalog_puts: Vec<(String, Vec<u8>)>,
-    /// Catalog entries to remove, by table name.
-    pub catalog_deletes: Vec<String>,
+    /// Catalog entries to write (keys from `storage::catalog_key`).
+    pub catalog_puts: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Catalog entries to remove.
+    pub catalog_deletes: Vec<Vec<u8>>,
     /// Tables whose rows and statistics are removed.
     pub dropped_tables: Vec<u64>,
 }
@@ -107,12 +137,10 @@ impl EventStore {
         Ok(id)
     }
 
-    /// Every catalog entry (table definitions), in name order.
-    pub fn catalog_entries(&self) -> Result<Vec<Vec<u8>>> {
-        self.kv
-            .scan(keys::CATALOG_TABLE, &keys::prefix_end(keys::CATALOG_TABLE))
-            .map(|pair| pair.map(|(_, v)| v.to_vec()))
-            .collect()
+    /// Every catalog entry of one kind, in name order.
+    pub fn catalog_entries(&self, kind: CatalogKind) -> Result<Vec<Vec<u8>>> {
+        let prefix = kind.prefix();
+        self.kv.scan(prefix, &keys::prefix_end(prefix)).map(|pair| pair.map(|(_, v)| v.to_vec())).collect()
     }
 
     /// Statistics of a table (zero if it has no rows).
@@ -124,21 +152,24 @@ impl EventStore {
     ///
     /// The batch becomes visible when applied, a moment before it is durable; the caller
     /// acknowledges the statement only after this returns.
-    pub async fn commit(self: &Arc<Self>, commit: Commit) -> Result<()> {
+    pub async fn commit(self: &Arc<Self>, commit: Commit) -> Result<Vec<StoredPart>> {
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
-            store.apply(commit)?;
-            store.kv.sync()
+            let parts = store.apply(commit)?;
+            store.kv.sync()?;
+            Ok(parts)
         })
         .await
         .map_err(|e| Error::internal(format!("commit task failed: {e}")))?
     }
 
-    /// Applies `commit` atomically without waiting for durability (blocking call).
-    pub fn apply(&self, commit: Commit) -> Result<()> {
+    /// Applies `commit` atomically without waiting for durability (blocking call). Returns the
+    /// appended rows as stored: one part per table and block, with its arrival sequence.
+    pub fn apply(&self, commit: Commit) -> Result<Vec<StoredPart>> {
         let mut counters = self.counters.lock().map_err(|_| Error::internal("counters poisoned"))?;
         let mut stats = self.stats.write().map_err(|_| Error::internal("stats poisoned"))?;
         let mut ops = Vec::new();
+        let mut parts = Vec::new();
         let mut new_stats: HashMap<u64, TableStats> = HashMap::new();
         let mut next_seq = counters.next_seq;
 
@@ -158,14 +189,15 @@ impl EventStore {
             }
             for (block, part) in split_by_block(&append.batch, append.event_time)? {
                 ops.push(KvOp::Put(keys::event(append.table_id, block, next_seq), encode_batch(&part)?));
+                parts.push(StoredPart { table_id: append.table_id, seq: next_seq, batch: part });
                 next_seq += 1;
             }
         }
-        for (name, entry) in &commit.catalog_puts {
-            ops.push(KvOp::Put(keys::table_entry(name), entry.clone()));
+        for (key, entry) in &commit.catalog_puts {
+            ops.push(KvOp::Put(key.clone(), entry.clone()));
         }
-        for name in &commit.catalog_deletes {
-            ops.push(KvOp::Delete(keys::table_entry(name)));
+        for key in &commit.catalog_deletes {
+            ops.push(KvOp::Delete(key.clone()));
         }
         for table_id in &commit.dropped_tables {
             let start = keys::events_from(*table_id, i64::MIN);
@@ -189,7 +221,7 @@ impl EventStore {
             stats.remove(table_id);
         }
         stats.extend(new_stats);
-        Ok(())
+        Ok(parts)
     }
 
     /// The stored blocks of a table whose block number lies in `first..=last`, in key order
@@ -202,14 +234,15 @@ impl EventStore {
         table_id: u64,
         (first, last): (i64, i64),
         (part, parts): (usize, usize),
-    ) -> impl Iterator<Item = Result<(i64, RecordBatch)>> + Send + use<> {
+    ) -> impl Iterator<Item = Result<StoredPart>> + Send + use<> {
         let start = keys::events_from(table_id, first);
         let end = keys::events_until(table_id, last);
         let parts = parts.max(1);
         self.kv.scan(&start, &end).enumerate().filter(move |(i, _)| i % parts == part).map(|(_, pair)| {
             let (key, value) = pair?;
-            let block = keys::event_block(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
-            Ok((block, decode_batch(&value)?))
+            let (table_id, _, seq) =
+                keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
+            Ok(StoredPart { table_id, seq, batch: decode_batch(&value)? })
         })
     }
 }
@@ -231,7 +264,7 @@ mod tests {
     }
 
     fn count(store: &EventStore, table: u64) -> usize {
-        store.scan(table, (i64::MIN, i64::MAX), (0, 1)).map(|b| b.unwrap().1.num_rows()).sum()
+        store.scan(table, (i64::MIN, i64::MAX), (0, 1)).map(|b| b.unwrap().batch.num_rows()).sum()
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //!  catalog   'c' 't' <table name utf8>                      -> TableDef (JSON)
+//!            'c' 'f' <feature name utf8>                    -> FeatureDef (JSON)
 //!  counter   'n' <counter name utf8>                        -> u64
 //!  stats     's' <table id u64>                             -> watermark i64 | row count u64
 //!  events    'e' <table id u64> <block i64*> <seq u64>      -> Arrow IPC stream, one batch
@@ -14,13 +15,10 @@
 //! block (ascending) and, within a block, in arrival order; a time-range scan is a key range.
 
 pub const CATALOG_TABLE: &[u8] = b"ct";
+pub const CATALOG_FEATURE: &[u8] = b"cf";
 pub const COUNTER: &[u8] = b"n";
 pub const STATS: &[u8] = b"s";
 pub const EVENTS: &[u8] = b"e";
-
-pub fn table_entry(name: &str) -> Vec<u8> {
-    [CATALOG_TABLE, name.as_bytes()].concat()
-}
 
 pub fn counter(name: &str) -> Vec<u8> {
     [COUNTER, name.as_bytes()].concat()
@@ -52,13 +50,15 @@ pub fn event(table_id: u64, block: i64, seq: u64) -> Vec<u8> {
     key
 }
 
-/// The block number of an events key, or `None` for a key of another kind.
-pub fn event_block(key: &[u8]) -> Option<i64> {
+/// (table id, block, seq) of an events key, or `None` for a key of another kind.
+pub fn parse_event(key: &[u8]) -> Option<(u64, i64, u64)> {
     if key.len() != 25 || &key[..1] != EVENTS {
         return None;
     }
+    let table = u64::from_be_bytes(key[1..9].try_into().ok()?);
     let raw = u64::from_be_bytes(key[9..17].try_into().ok()?);
-    Some((raw ^ (1 << 63)) as i64)
+    let seq = u64::from_be_bytes(key[17..25].try_into().ok()?);
+    Some((table, (raw ^ (1 << 63)) as i64, seq))
 }
 
 /// The key just past every key starting with `prefix`.
@@ -84,8 +84,8 @@ mod tests {
         let mut sorted = keys.to_vec();
         sorted.sort();
         assert_eq!(sorted, keys.to_vec());
-        assert_eq!(event_block(&keys[0]), Some(-5));
-        assert_eq!(event_block(&keys[4]), Some(7));
+        assert_eq!(parse_event(&keys[0]), Some((1, -5, 9)));
+        assert_eq!(parse_event(&keys[4]), Some((1, 7, 0)));
     }
 
     #[test]

@@ -6,14 +6,14 @@
 //! `KvStore` and knows the key layout (see `keys`), how rows are grouped into Arrow blocks by
 //! event time, and the per-table statistics (watermark, row count).
 
-mod blocks;
+pub mod blocks;
 mod events;
 pub mod hot;
 mod keys;
 mod memory;
 
 pub use blocks::{BLOCK_MICROS, decode_batch, encode_batch};
-pub use events::{Append, Commit, EventStore, TableStats};
+pub use events::{Append, CatalogKind, Commit, EventStore, StoredPart, TableStats};
 pub use memory::MemoryKv;
 
 use crate::error::Result;

@@ -1,0 +1,289 @@
+//! Feature definitions: validated from `CREATE FEATURE`, persisted in the catalog, and
+//! compiled into DataFusion physical expressions over the source table's rows.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::DFSchema;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+use serde::{Deserialize, Serialize};
+use sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, SelectItem, SetExpr, TableFactor,
+};
+
+use super::aggregate::AggKind;
+use crate::catalog::TableDef;
+use crate::error::{Error, Result};
+use crate::sql::feature::{CreateFeature, Window};
+use crate::sql::names::{ident_name, table_name};
+
+/// One value column of a feature: an aggregate of an expression of the row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValueDef {
+    pub name: String,
+    pub kind: AggKind,
+    /// The argument as SQL text (`None` for `count(*)`).
+    pub arg: Option<String>,
+    /// `FILTER (WHERE ...)` as SQL text.
+    pub filter: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureDef {
+    pub name: String,
+    pub table: String,
+    pub keys: Vec<String>,
+    pub values: Vec<ValueDef>,
+    /// The row predicate (`WHERE`) as SQL text.
+    pub filter: Option<String>,
+    pub window: Window,
+    /// The CREATE FEATURE statement as written.
+    pub sql: String,
+}
+
+impl FeatureDef {
+    /// Validates `create` against the source table. Every failure is a clear error and
+    /// nothing is created.
+    pub fn bind(create: &CreateFeature, table_of: impl Fn(&str) -> Result<Arc<TableDef>>) -> Result<FeatureDef> {
+        if let Some(option) = create.options.first() {
+            return Err(Error::invalid_input("22023", format!("unrecognized feature option {option}")));
+        }
+        let q = &create.query;
+        if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() {
+            return Err(Error::unsupported("a feature's SELECT cannot have WITH, ORDER BY or LIMIT"));
+        }
+        let SetExpr::Select(select) = q.body.as_ref() else {
+            return Err(Error::unsupported("a feature is defined by a single SELECT ... GROUP BY"));
+        };
+        if select.from.len() != 1 || !select.from[0].joins.is_empty() {
+            return Err(Error::unsupported("a feature reads exactly one event table (no joins)"));
+        }
+        let TableFactor::Table { name, .. } = &select.from[0].relation else {
+            return Err(Error::unsupported("a feature reads an event table, not a subquery"));
+        };
+        let table = table_of(&table_name(name)?)?;
+        let event_time = table.event_time_column().ok_or_else(|| Error::InvalidInput {
+            sqlstate: "42809",
+            message: format!(
+                "table \"{}\" has no event-time column: create it WITH (event_time = '<column>')",
+                table.name
+            ),
+        })?;
+        if select.having.is_some() || select.distinct.is_some() {
+            return Err(Error::unsupported("a feature's SELECT cannot have HAVING or DISTINCT"));
+        }
+        let column = |ident: &sqlparser::ast::Ident| -> Result<String> {
+            let name = ident_name(ident);
+            table.column_index(&name).map(|_| name.clone()).ok_or_else(|| Error::undefined_column(&name, &table.name))
+        };
+        let GroupByExpr::Expressions(group_by, _) = &select.group_by else {
+            return Err(Error::unsupported("GROUP BY ALL is not supported in a feature"));
+        };
+        let mut keys = Vec::new();
+        for expr in group_by {
+            match expr {
+                Expr::Identifier(ident) => keys.push(column(ident)?),
+                Expr::CompoundIdentifier(parts) if parts.len() == 2 => keys.push(column(&parts[1])?),
+                other => return Err(Error::unsupported(format!("feature keys are columns, not {other}"))),
+            }
+        }
+        if keys.is_empty() {
+            return Err(Error::invalid_input("42803", "a feature needs GROUP BY with at least one key column"));
+        }
+        if keys.contains(&event_time.name) {
+            return Err(Error::invalid_input("42803", "the event-time column cannot be a feature key"));
+        }
+
+        let mut projected_keys = Vec::new();
+        let mut values = Vec::new();
+        for item in &select.projection {
+            let (expr, alias) = match item {
+                SelectItem::UnnamedExpr(e) => (e, None),
+                SelectItem::ExprWithAlias { expr, alias } => (expr, Some(ident_name(alias))),
+                other => return Err(Error::unsupported(format!("{other} is not allowed in a feature's SELECT"))),
+            };
+            match expr {
+                Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
+                    let ident = match expr {
+                        Expr::Identifier(i) => i,
+                        Expr::CompoundIdentifier(p) => &p[p.len() - 1],
+                        _ => unreachable!("matched above"),
+                    };
+                    let name = column(ident)?;
+                    if !keys.contains(&name) {
+                        return Err(Error::invalid_input(
+                            "42803",
+                            format!(
+                                "column \"{name}\" must appear in the GROUP BY clause or be used in an aggregate function"
+                            ),
+                        ));
+                    }
+                    projected_keys.push(name);
+                }
+                Expr::Function(f) => values.push(value_def(f, alias)?),
+                other => {
+                    return Err(Error::invalid_input(
+                        "42803",
+                        format!("feature value {other} must be an aggregate of the row (count, sum, max, ...)"),
+                    ));
+                }
+            }
+        }
+        if values.is_empty() {
+            return Err(Error::invalid_input("42803", "a feature needs at least one aggregate value"));
+        }
+        if projected_keys != keys {
+            return Err(Error::invalid_input(
+                "42803",
+                "a feature selects its GROUP BY key columns, in the same order, before its aggregates",
+            ));
+        }
+        let mut names: Vec<&str> = keys.iter().map(String::as_str).collect();
+        names.push(&event_time.name);
+        for v in &values {
+            if names.contains(&v.name.as_str()) {
+                return Err(Error::Conflict {
+                    sqlstate: "42701",
+                    message: format!("column \"{}\" specified more than once", v.name),
+                });
+            }
+            names.push(&v.name);
+        }
+        Ok(FeatureDef {
+            name: create.name.clone(),
+            table: table.name.clone(),
+            keys,
+            values,
+            filter: select.selection.as_ref().map(|e| e.to_string()),
+            window: create.window,
+            sql: create.sql.clone(),
+        })
+    }
+
+    /// The window as written in SQL, for `asofdb.features` and `SHOW FEATURES`.
+    pub fn window_sql(&self) -> String {
+        let i = |us: i64| format!("INTERVAL '{}'", human_interval(us));
+        match self.window {
+            Window::Sliding { width } => format!("SLIDING {}", i(width)),
+            Window::Hopping { width, every } => format!("SLIDING {} EVERY {}", i(width), i(every)),
+            Window::Tumbling { width } => format!("TUMBLING {}", i(width)),
+            Window::Session { gap } => format!("SESSION GAP {}", i(gap)),
+            Window::Lifetime => "LIFETIME".into(),
+        }
+    }
+}
+
+fn human_interval(us: i64) -> String {
+    for (unit, size) in
+        [("day", 86_400_000_000i64), ("hour", 3_600_000_000), ("minute", 60_000_000), ("second", 1_000_000)]
+    {
+        if us % size == 0 {
+            let n = us / size;
+            return format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+        }
+    }
+    format!("{us} microseconds")
+}
+
+fn value_def(f: &sqlparser::ast::Function, alias: Option<String>) -> Result<ValueDef> {
+    let name = f.name.to_string().to_ascii_lowercase();
+    if f.over.is_some() {
+        return Err(Error::unsupported(
+            "window functions (OVER) are not feature aggregates; use WINDOW on the feature",
+        ));
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return Err(Error::invalid_input("42601", format!("{name}() needs an argument")));
+    };
+    let distinct = matches!(list.duplicate_treatment, Some(sqlparser::ast::DuplicateTreatment::Distinct));
+    let (star, arg) = match list.args.as_slice() {
+        [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] => (true, None),
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] => (false, Some(e.to_string())),
+        _ => return Err(Error::invalid_input("42601", format!("{name}() takes exactly one argument"))),
+    };
+    let kind = AggKind::from_name(&name, distinct, star)?;
+    if star && kind != AggKind::CountStar {
+        return Err(Error::invalid_input("42601", format!("{name}(*) is not an aggregate")));
+    }
+    let filter = f.filter.as_ref().map(|e| e.to_string());
+    Ok(ValueDef { name: alias.unwrap_or(name), kind, arg, filter })
+}
+
+/// A feature definition ready to run: expressions compiled against the table schema.
+pub struct CompiledFeature {
+    pub def: FeatureDef,
+    pub table: Arc<TableDef>,
+    pub event_time: usize,
+    pub key_columns: Vec<usize>,
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    pub args: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    pub value_filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    pub result_types: Vec<DataType>,
+    /// Keys, values, then the evaluation time named like the event-time column.
+    pub schema: SchemaRef,
+}
+
+impl CompiledFeature {
+    pub fn compile(def: FeatureDef, table: Arc<TableDef>, ctx: &SessionContext) -> Result<Self> {
+        let arrow_schema = table.schema();
+        let df_schema = DFSchema::try_from_qualified_schema(table.name.as_str(), &arrow_schema)?;
+        let state = ctx.state();
+        let compile = |sql: &str| -> Result<Arc<dyn PhysicalExpr>> {
+            let logical = state.create_logical_expr(sql, &df_schema)?;
+            Ok(state.create_physical_expr(logical, &df_schema)?)
+        };
+        let boolean = |sql: &str, what: &str| -> Result<Arc<dyn PhysicalExpr>> {
+            let expr = compile(sql)?;
+            if expr.data_type(&arrow_schema)? != DataType::Boolean {
+                return Err(Error::invalid_input("42804", format!("argument of {what} must be type boolean: {sql}")));
+            }
+            Ok(expr)
+        };
+        let filter = def.filter.as_deref().map(|f| boolean(f, "WHERE")).transpose()?;
+        let mut args = Vec::new();
+        let mut value_filters = Vec::new();
+        let mut result_types = Vec::new();
+        for v in &def.values {
+            let arg = v.arg.as_deref().map(compile).transpose()?;
+            let arg_type = match &arg {
+                Some(a) => a.data_type(&arrow_schema)?,
+                None => DataType::Int64,
+            };
+            if v.kind.needs_numeric() && !arg_type.is_numeric() {
+                return Err(Error::NotFound {
+                    sqlstate: "42883",
+                    message: format!("function {:?}({arg_type}) does not exist: it needs a numeric argument", v.kind),
+                });
+            }
+            result_types.push(v.kind.result_type(&arg_type));
+            args.push(arg);
+            value_filters.push(v.filter.as_deref().map(|f| boolean(f, "FILTER")).transpose()?);
+        }
+        let event_time = table.event_time.ok_or_else(|| Error::internal("feature table lost its event time"))?;
+        let key_columns: Vec<usize> = def
+            .keys
+            .iter()
+            .map(|k| table.column_index(k).ok_or_else(|| Error::undefined_column(k, &table.name)))
+            .collect::<Result<_>>()?;
+        let mut fields: Vec<Field> = key_columns
+            .iter()
+            .map(|i| Field::new(&table.columns[*i].name, table.columns[*i].ty.arrow_type(), true))
+            .collect();
+        for (v, t) in def.values.iter().zip(&result_types) {
+            fields.push(Field::new(&v.name, t.clone(), true));
+        }
+        fields.push(Field::new(&table.columns[event_time].name, table.columns[event_time].ty.arrow_type(), false));
+        Ok(Self {
+            def,
+            event_time,
+            key_columns,
+            filter,
+            args,
+            value_filters,
+            result_types,
+            schema: Arc::new(Schema::new(fields)),
+            table,
+        })
+    }
+}

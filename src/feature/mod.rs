@@ -1,0 +1,12 @@
+//! Features: windowed aggregations keyed by entity, kept current on every write and
+//! evaluated at any time T by one core (`state::KeyHistory::evaluate`).
+
+pub mod aggregate;
+mod def;
+mod engine;
+mod state;
+pub mod window;
+
+pub use def::{CompiledFeature, FeatureDef, ValueDef};
+pub use engine::{FeatureEngine, LiveFeature};
+pub use state::{FeatureState, KeyHistory};

@@ -1,0 +1,94 @@
+//! A feature read as a table: one row per key, evaluated at the source table's watermark.
+//! An equality filter on every key column is answered from that key's state alone.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::scalar::ScalarValue;
+
+use crate::feature::LiveFeature;
+use crate::storage::EventStore;
+
+pub struct FeatureTable {
+    feature: Arc<LiveFeature>,
+    store: Arc<EventStore>,
+}
+
+impl fmt::Debug for FeatureTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FeatureTable").field("name", &self.feature.compiled.def.name).finish()
+    }
+}
+
+impl FeatureTable {
+    pub fn new(feature: Arc<LiveFeature>, store: Arc<EventStore>) -> Self {
+        Self { feature, store }
+    }
+
+    /// The literal a filter compares key column `key` with, if it is `key = literal`.
+    fn key_literal(&self, key: &str, filter: &Expr) -> Option<ScalarValue> {
+        let Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) = filter else { return None };
+        let (column, literal) = match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => (c, v),
+            _ => return None,
+        };
+        (column.name == key).then(|| literal.clone())
+    }
+
+    /// Key values (cast to the key columns' types) when the filters pin every key column.
+    fn pinned_key(&self, filters: &[Expr]) -> Option<Vec<ScalarValue>> {
+        let compiled = &self.feature.compiled;
+        compiled
+            .def
+            .keys
+            .iter()
+            .zip(&compiled.key_columns)
+            .map(|(name, index)| {
+                let literal = filters.iter().find_map(|f| self.key_literal(name, f))?;
+                literal.cast_to(&compiled.table.columns[*index].ty.arrow_type()).ok()
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl TableProvider for FeatureTable {
+    fn schema(&self) -> SchemaRef {
+        self.feature.compiled.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                let on_key = self.feature.compiled.def.keys.iter().any(|k| self.key_literal(k, f).is_some());
+                if on_key { TableProviderFilterPushDown::Inexact } else { TableProviderFilterPushDown::Unsupported }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let key = self.pinned_key(filters);
+        let batch =
+            self.feature.read(&self.store, key.as_deref()).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema(), projection.cloned())?)
+    }
+}

@@ -1,0 +1,242 @@
+//! asofdb's own statements: `CREATE FEATURE`, `DROP FEATURE`, `SHOW FEATURES`.
+//!
+//! ```text
+//! CREATE FEATURE name [WITH (option = value, ...)] AS
+//!     SELECT <keys>, <aggregates> FROM <event table> [WHERE ...] GROUP BY <keys>
+//!     [WINDOW SLIDING INTERVAL 'w' [EVERY INTERVAL 'h'] | TUMBLING INTERVAL 'w'
+//!            | SESSION GAP INTERVAL 'g' | LIFETIME]
+//! ```
+//! The SELECT is parsed by sqlparser; the trailing WINDOW clause (which standard SQL uses for
+//! named windows) is cut off at the token level first and parsed here.
+
+use serde::{Deserialize, Serialize};
+use sqlparser::ast::{Ident, ObjectName, Query, SqlOption};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+use super::interval::parse_interval_micros;
+use super::names::ident_name;
+use crate::error::{Error, Result};
+
+/// The window of a feature; widths are in microseconds. See spec section 2 and
+/// `feature::window` for the exact boundaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Window {
+    /// `T - width < e <= T`.
+    Sliding { width: i64 },
+    /// The sliding value at the latest multiple of `every` at or before T.
+    Hopping { width: i64, every: i64 },
+    /// `floor(T, width) <= e <= T`.
+    Tumbling { width: i64 },
+    /// The current session: events less than `gap` apart, ending within `gap` of T.
+    Session { gap: i64 },
+    /// `e <= T`.
+    Lifetime,
+}
+
+#[derive(Debug, Clone)]
+pub struct CreateFeature {
+    pub name: String,
+    pub options: Vec<SqlOption>,
+    pub query: Box<Query>,
+    pub window: Window,
+    /// The statement as written, kept for `asofdb.features`.
+    pub sql: String,
+}
+
+/// True if `sql` starts with the given words (case-insensitive), skipping whitespace/comments.
+pub fn starts_with_words(sql: &str, words: &[&str]) -> bool {
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else { return false };
+    let mut significant = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_)));
+    words.iter().all(|w| matches!(significant.next(), Some(Token::Word(word)) if word.value.eq_ignore_ascii_case(w)))
+}
+
+pub fn parse_create_feature(sql: &str) -> Result<CreateFeature> {
+    let tokens: Vec<Token> = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize()?
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    let mut depth = 0i32;
+    let mut window_at = None;
+    for (i, token) in tokens.iter().enumerate() {
+        match token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::Word(w) if depth == 0 && w.keyword == Keyword::WINDOW => window_at = Some(i),
+            _ => {}
+        }
+    }
+    let (head, tail) = match window_at {
+        Some(i) => (tokens[..i].to_vec(), tokens[i + 1..].to_vec()),
+        None => (tokens, vec![]),
+    };
+
+    let mut p = Parser::new(&PostgreSqlDialect {}).with_tokens(head);
+    p.expect_keyword(Keyword::CREATE)?;
+    expect_word(&mut p, "FEATURE")?;
+    let name = single_name(&p.parse_object_name(false)?)?;
+    let options = if p.peek_keyword(Keyword::WITH) { p.parse_options(Keyword::WITH)? } else { vec![] };
+    p.expect_keyword(Keyword::AS)?;
+    let query = p.parse_query()?;
+    expect_end(&mut p)?;
+    let window = if window_at.is_some() { parse_window(tail)? } else { Window::Lifetime };
+    Ok(CreateFeature { name, options, query, window, sql: sql.trim().to_string() })
+}
+
+/// `DROP FEATURE [IF EXISTS] name [, ...]`: the names and whether IF EXISTS was given.
+pub fn parse_drop_feature(sql: &str) -> Result<(Vec<String>, bool)> {
+    let mut p = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?;
+    p.expect_keyword(Keyword::DROP)?;
+    expect_word(&mut p, "FEATURE")?;
+    let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+    let names = p.parse_comma_separated(|p| p.parse_object_name(false))?;
+    let _ = p.parse_keyword(Keyword::CASCADE) || p.parse_keyword(Keyword::RESTRICT);
+    expect_end(&mut p)?;
+    Ok((names.iter().map(single_name).collect::<Result<_>>()?, if_exists))
+}
+
+fn parse_window(tokens: Vec<Token>) -> Result<Window> {
+    let mut p = Parser::new(&PostgreSqlDialect {}).with_tokens(tokens);
+    let window = if eat_word(&mut p, "SLIDING") {
+        let width = interval(&mut p)?;
+        if eat_word(&mut p, "EVERY") {
+            let every = interval(&mut p)?;
+            Window::Hopping { width, every }
+        } else {
+            Window::Sliding { width }
+        }
+    } else if eat_word(&mut p, "TUMBLING") {
+        Window::Tumbling { width: interval(&mut p)? }
+    } else if eat_word(&mut p, "SESSION") {
+        expect_word(&mut p, "GAP")?;
+        Window::Session { gap: interval(&mut p)? }
+    } else if eat_word(&mut p, "LIFETIME") {
+        Window::Lifetime
+    } else {
+        return Err(Error::syntax(format!(
+            "syntax error: expected SLIDING, TUMBLING, SESSION GAP or LIFETIME after WINDOW, found {}",
+            p.peek_token()
+        )));
+    };
+    expect_end(&mut p)?;
+    Ok(window)
+}
+
+/// `INTERVAL '1 hour'` (or `INTERVAL '1' HOUR`) as a positive number of microseconds.
+fn interval(p: &mut Parser) -> Result<i64> {
+    p.expect_keyword(Keyword::INTERVAL)?;
+    let mut text = p.parse_literal_string()?;
+    if let Token::Word(unit) = p.peek_token().token
+        && !unit.value.eq_ignore_ascii_case("every")
+    {
+        p.next_token();
+        text = format!("{text} {}", unit.value);
+    }
+    let micros = parse_interval_micros(&text)?;
+    if micros <= 0 {
+        return Err(Error::invalid_input("22023", format!("window interval '{text}' must be positive")));
+    }
+    Ok(micros)
+}
+
+fn eat_word(p: &mut Parser, word: &str) -> bool {
+    match p.peek_token().token {
+        Token::Word(w) if w.value.eq_ignore_ascii_case(word) => {
+            p.next_token();
+            true
+        }
+        _ => false,
+    }
+}
+
+fn expect_word(p: &mut Parser, word: &str) -> Result<()> {
+    if eat_word(p, word) {
+        Ok(())
+    } else {
+        Err(Error::syntax(format!("syntax error: expected {word}, found {}", p.peek_token())))
+    }
+}
+
+fn expect_end(p: &mut Parser) -> Result<()> {
+    while p.peek_token().token == Token::SemiColon {
+        p.next_token();
+    }
+    match p.peek_token().token {
+        Token::EOF => Ok(()),
+        other => Err(Error::syntax(format!("syntax error at or near \"{other}\""))),
+    }
+}
+
+fn single_name(name: &ObjectName) -> Result<String> {
+    let idents: Vec<&Ident> = name.0.iter().filter_map(|p| p.as_ident()).collect();
+    match idents.as_slice() {
+        [ident] => Ok(ident_name(ident)),
+        [schema, ident] if ident_name(schema) == "public" => Ok(ident_name(ident)),
+        _ => Err(Error::syntax(format!("invalid feature name {name}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_window_kind_parses() {
+        let base = "CREATE FEATURE f AS SELECT card, count(*) AS n FROM tx GROUP BY card";
+        let cases = [
+            ("", Window::Lifetime),
+            (" WINDOW LIFETIME", Window::Lifetime),
+            (" WINDOW SLIDING INTERVAL '1 hour'", Window::Sliding { width: 3_600_000_000 }),
+            (
+                " WINDOW SLIDING INTERVAL '1 day' EVERY INTERVAL '5 minutes'",
+                Window::Hopping { width: 86_400_000_000, every: 300_000_000 },
+            ),
+            (" window tumbling interval '1 day'", Window::Tumbling { width: 86_400_000_000 }),
+            (" WINDOW SESSION GAP INTERVAL '20 minutes'", Window::Session { gap: 1_200_000_000 }),
+            (" WINDOW SLIDING INTERVAL '1' HOUR", Window::Sliding { width: 3_600_000_000 }),
+        ];
+        for (suffix, window) in cases {
+            let parsed = parse_create_feature(&format!("{base}{suffix}")).unwrap();
+            assert_eq!(parsed.window, window, "{suffix}");
+            assert_eq!(parsed.name, "f");
+        }
+    }
+
+    #[test]
+    fn options_filters_and_subqueries_survive_the_window_cut() {
+        let sql = "CREATE FEATURE Fx WITH (tile = '1 minute') AS SELECT card, count(*) FILTER (WHERE status = 'x') AS n \
+                   FROM tx WHERE amt > (SELECT 1) GROUP BY card WINDOW SLIDING INTERVAL '1 hour'";
+        let parsed = parse_create_feature(sql).unwrap();
+        assert_eq!(parsed.name, "fx");
+        assert_eq!(parsed.options.len(), 1);
+        assert!(parsed.query.to_string().contains("FILTER (WHERE status = 'x')"));
+    }
+
+    #[test]
+    fn malformed_definitions_are_syntax_errors() {
+        for sql in [
+            "CREATE FEATURE f AS SELECT a FROM t WINDOW SLIDING",
+            "CREATE FEATURE f AS SELECT a FROM t WINDOW HOURLY",
+            "CREATE FEATURE f AS SELECT a FROM t WINDOW SLIDING INTERVAL '1 hour' junk",
+            "CREATE FEATURE AS SELECT 1",
+        ] {
+            assert!(parse_create_feature(sql).is_err(), "{sql}");
+        }
+        assert_eq!(
+            parse_create_feature("CREATE FEATURE f AS SELECT a FROM t WINDOW SLIDING INTERVAL '0 hours'")
+                .unwrap_err()
+                .sqlstate(),
+            "22023"
+        );
+    }
+
+    #[test]
+    fn drop_and_detection() {
+        assert_eq!(parse_drop_feature("DROP FEATURE IF EXISTS a, b").unwrap(), (vec!["a".into(), "b".into()], true));
+        assert!(starts_with_words("  create   Feature x", &["CREATE", "FEATURE"]));
+        assert!(!starts_with_words("CREATE TABLE x", &["CREATE", "FEATURE"]));
+    }
+}
