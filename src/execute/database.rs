@@ -9,6 +9,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use sqlparser::ast::Statement as SqlStatement;
 
+use super::asof;
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::feature::LiveFeature;
@@ -39,8 +40,25 @@ impl Database {
         Self::with_store(Arc::new(MemoryKv::new()))
     }
 
-    /// Plans a read-only statement (query, EXPLAIN) without running it.
+    /// Plans a read-only statement (query, EXPLAIN) without running it. ASOF joins are
+    /// rewritten first (`execute::asof`).
     pub async fn plan_query(&self, sql: &SqlStatement) -> Result<LogicalPlan> {
+        if let SqlStatement::Query(query) = sql
+            && asof::has_asof(sql)
+        {
+            let mut query = query.clone();
+            let mut registered = Vec::new();
+            let outcome = match asof::rewrite(self, &mut query, &mut registered).await {
+                Ok(()) => self.plan_statement(&SqlStatement::Query(query)).await,
+                Err(e) => Err(e),
+            };
+            asof::deregister(self, &registered);
+            return outcome;
+        }
+        self.plan_statement(sql).await
+    }
+
+    async fn plan_statement(&self, sql: &SqlStatement) -> Result<LogicalPlan> {
         let plan = self.ctx.state().statement_to_plan(DfStatement::Statement(Box::new(sql.clone()))).await?;
         SQLOptions::new()
             .with_allow_ddl(false)

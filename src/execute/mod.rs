@@ -1,5 +1,6 @@
 //! Executes parsed statements against the database: DDL, writes, queries, transactions.
 
+mod asof;
 mod conform;
 pub mod copy_format;
 mod create_table;

@@ -1,6 +1,7 @@
 //! SQL text to statements: splitting, parsing (PostgreSQL dialect plus asofdb's own
 //! statements), column types and intervals.
 
+pub mod asof_syntax;
 pub mod feature;
 mod interval;
 pub mod names;
@@ -73,7 +74,8 @@ impl SqlParser {
         if feature::starts_with_words(text, &["SHOW", "FEATURES"]) {
             return Ok(Statement::ShowFeatures);
         }
-        let mut parsed = self.postgres.parse(text)?;
+        let text = asof_syntax::normalize(text)?;
+        let mut parsed = self.postgres.parse(&text)?;
         match parsed.len() {
             1 => Ok(Statement::Standard(Box::new(parsed.remove(0)))),
             0 => Err(Error::syntax("empty statement")),
