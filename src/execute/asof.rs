@@ -389,9 +389,9 @@ fn match_table(rows: &RecordBatch, condition: &Condition, probes: &RecordBatch) 
     let right_keys: Vec<ArrayRef> = key_columns.iter().map(|c| rows.column(*c).clone()).collect();
     let right_rows = converter.convert_columns(&right_keys)?;
     let mut index: HashMap<Vec<u8>, Vec<(i64, u32)>> = HashMap::new();
-    for row in 0..rows.num_rows() {
+    for (row, time) in right_times.iter().enumerate() {
         let has_null_key = right_keys.iter().any(|k| k.is_null(row));
-        if let (false, Some(t)) = (has_null_key, right_times[row]) {
+        if let (false, Some(t)) = (has_null_key, *time) {
             index.entry(right_rows.row(row).as_ref().to_vec()).or_default().push((t, row as u32));
         }
     }
