@@ -11,10 +11,13 @@
 //! 3. the matches become an in-memory table `M` with a hidden column `__asof_t` (the probe
 //!    time), and the join is rewritten to `L [LEFT] JOIN M AS R ON L.k = R.k AND L.t = R.__asof_t`.
 //!
-//! Probes with a NULL key or time never match. Only ASOF joins in the top-level SELECT are
-//! rewritten (not inside CTEs or subqueries); parameters (`$1`) are not allowed in them.
+//! Probes with a NULL key or time never match. ASOF joins are found in the SELECT, its CTEs,
+//! set operations and FROM subqueries (not in expression subqueries); extended-protocol
+//! parameters (`$1`) cannot appear in their left side.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -43,26 +46,64 @@ const PROBE_TIME: &str = "__asof_t";
 
 static NEXT_TABLE: AtomicU64 = AtomicU64::new(1);
 
-/// True if the statement's top-level SELECT has an ASOF join.
+/// True if the statement has an ASOF join anywhere.
 pub fn has_asof(statement: &SqlStatement) -> bool {
-    let SqlStatement::Query(query) = statement else { return false };
-    let SetExpr::Select(select) = query.body.as_ref() else { return false };
-    select.from.iter().any(|t| t.joins.iter().any(|j| matches!(j.join_operator, JoinOperator::AsOf { .. })))
+    matches!(statement, SqlStatement::Query(_)) && statement.to_string().contains("ASOF JOIN")
 }
 
-/// Rewrites every top-level ASOF join of `query`, recording in `registered` the match tables
-/// it registers, which the caller deregisters once the statement is planned (even on error).
-pub async fn rewrite(db: &Database, query: &mut Query, registered: &mut Vec<String>) -> Result<()> {
-    let SetExpr::Select(select) = query.body.as_mut() else { return Ok(()) };
-    for from in select.from.iter_mut() {
-        for i in 0..from.joins.len() {
-            if !matches!(from.joins[i].join_operator, JoinOperator::AsOf { .. }) {
-                continue;
+/// Rewrites every ASOF join of `query` (in its CTEs, set operations and FROM subqueries too),
+/// recording in `registered` the match tables it registers, which the caller deregisters once
+/// the statement is planned (even on error).
+pub fn rewrite<'a>(
+    db: &'a Database,
+    query: &'a mut Query,
+    registered: &'a mut Vec<String>,
+) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
+    Box::pin(async move {
+        if let Some(with) = query.with.as_mut() {
+            for cte in with.cte_tables.iter_mut() {
+                rewrite(db, &mut cte.query, registered).await?;
             }
-            let left = TableWithJoins { relation: from.relation.clone(), joins: from.joins[..i].to_vec() };
-            let name = rewrite_join(db, &left, &mut from.joins[i]).await?;
-            registered.push(name);
         }
+        rewrite_set_expr(db, &mut query.body, registered).await
+    })
+}
+
+fn rewrite_set_expr<'a>(
+    db: &'a Database,
+    body: &'a mut SetExpr,
+    registered: &'a mut Vec<String>,
+) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
+    Box::pin(async move {
+        match body {
+            SetExpr::Query(query) => rewrite(db, query, registered).await,
+            SetExpr::SetOperation { left, right, .. } => {
+                rewrite_set_expr(db, left, registered).await?;
+                rewrite_set_expr(db, right, registered).await
+            }
+            SetExpr::Select(select) => {
+                for from in select.from.iter_mut() {
+                    rewrite_factor(db, &mut from.relation, registered).await?;
+                    for i in 0..from.joins.len() {
+                        rewrite_factor(db, &mut from.joins[i].relation, registered).await?;
+                        if !matches!(from.joins[i].join_operator, JoinOperator::AsOf { .. }) {
+                            continue;
+                        }
+                        let left = TableWithJoins { relation: from.relation.clone(), joins: from.joins[..i].to_vec() };
+                        let name = rewrite_join(db, &left, &mut from.joins[i]).await?;
+                        registered.push(name);
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    })
+}
+
+async fn rewrite_factor(db: &Database, factor: &mut TableFactor, registered: &mut Vec<String>) -> Result<()> {
+    if let TableFactor::Derived { subquery, .. } = factor {
+        rewrite(db, subquery, registered).await?;
     }
     Ok(())
 }
