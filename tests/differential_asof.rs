@@ -82,6 +82,24 @@ async fn asof_joins_match_duckdb() {
     let mismatches: Vec<_> = ours.iter().zip(&theirs).filter(|(a, b)| a != b).take(5).collect();
     assert_eq!(ours.len(), theirs.len());
     assert!(mismatches.is_empty(), "first mismatches (asofdb, duckdb): {mismatches:#?}");
+    // The same training set exported to Parquet reads back in DuckDB with the same rows.
+    let parquet = dir.path().join("train.parquet");
+    let copy = format!(
+        "COPY (SELECT s.tid, f.n, f.mx FROM spine s ASOF LEFT JOIN card_1h f ON s.cc_num = f.cc_num AND s.inference_ts > f.ts) TO '{}'",
+        parquet.display()
+    );
+    assert_eq!(client.execute(copy.as_str(), &[]).await.unwrap(), 3000);
+    let check = format!(
+        "import duckdb; print(duckdb.connect().execute(\"SELECT count(*), count(n), sum(n) FROM '{}'\").fetchone())",
+        parquet.display()
+    );
+    let out = Command::new("python3").args(["-c", &check]).output().unwrap();
+    let strict: Vec<&String> = ours.iter().filter(|r| r.starts_with("card_1h_strict,")).collect();
+    let matched = strict.iter().filter(|r| !r.ends_with(",,")).count();
+    let total: i64 = strict.iter().filter_map(|r| r.split(',').nth(2)?.parse::<i64>().ok()).sum();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("(3000, {matched}, {total})"), "{stderr}");
+
     // Not vacuous: many rows matched, and some did not.
     assert!(ours.iter().filter(|r| r.starts_with("card_1h_strict") && !r.ends_with(",,")).count() > 1000);
     assert!(ours.iter().any(|r| r.starts_with("plain") && r.ends_with(',')));

@@ -290,9 +290,11 @@ impl Session {
     }
 
     async fn copy_to(&mut self, source: &CopySource, target: &CopyTarget, format: CopyFormat) -> Result<Output> {
-        if !matches!(target, CopyTarget::Stdout) {
-            return Err(Error::unsupported("COPY TO supports STDOUT"));
-        }
+        let parquet_file = match target {
+            CopyTarget::Stdout => None,
+            CopyTarget::File { filename } if filename.ends_with(".parquet") => Some(filename.clone()),
+            _ => return Err(Error::unsupported("COPY TO supports STDOUT and server-side '.parquet' files")),
+        };
         let query = match source {
             CopySource::Query(query) => SqlStatement::Query(query.clone()),
             CopySource::Table { table_name: name, columns } => {
@@ -315,8 +317,39 @@ impl Session {
             }
         };
         let plan = self.db.plan_query(&query).await?;
-        Ok(Output::CopyOut { format, data: self.run_plan(plan).await? })
+        let data = self.run_plan(plan).await?;
+        match parquet_file {
+            None => Ok(Output::CopyOut { format, data }),
+            Some(path) => {
+                let rows = write_parquet(data, &path).await?;
+                Ok(Output::Command { tag: "COPY", rows: Some(rows) })
+            }
+        }
     }
+}
+
+/// Streams a query result into a Parquet file on the server (zstd-compressed row groups).
+async fn write_parquet(data: DataFrame, path: &str) -> Result<u64> {
+    use futures::StreamExt;
+    let schema = Arc::new(data.schema().as_arrow().clone());
+    let file = std::fs::File::create(path).map_err(|e| Error::NotFound {
+        sqlstate: "58P01",
+        message: format!("could not open file \"{path}\" for writing: {e}"),
+    })?;
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+        .build();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, Some(props))
+        .map_err(|e| Error::Storage(format!("parquet: {e}")))?;
+    let mut stream = data.execute_stream().await?;
+    let mut rows = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        rows += batch.num_rows() as u64;
+        writer.write(&batch).map_err(|e| Error::Storage(format!("parquet: {e}")))?;
+    }
+    writer.close().map_err(|e| Error::Storage(format!("parquet: {e}")))?;
+    Ok(rows)
 }
 
 /// The table and columns (table indices, in data order) a COPY FROM writes.
