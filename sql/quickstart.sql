@@ -35,3 +35,18 @@ SELECT tid, cc_num, ts, amt,
        max(amt) OVER (PARTITION BY cc_num ORDER BY ts ROWS UNBOUNDED PRECEDING) AS max_so_far
 FROM transactions
 ORDER BY cc_num, ts;
+
+-- A feature: maintained on every write, readable as a table at the watermark.
+CREATE FEATURE IF NOT EXISTS card_1h AS
+    SELECT cc_num, count(*) AS tx_count_1h, max(amt) AS tx_max_1h
+    FROM transactions GROUP BY cc_num
+    WINDOW SLIDING INTERVAL '1 hour';
+SELECT * FROM card_1h ORDER BY cc_num;
+
+-- A training set: each spine row gets the feature as it was at its own time, counting only
+-- events strictly before it (no label leakage).
+CREATE TABLE IF NOT EXISTS spine (tid BIGINT, cc_num BIGINT, at TIMESTAMP, is_fraud INTEGER);
+INSERT INTO spine VALUES (2, 4000123, '2024-01-01 09:02:10', 1), (4, 5000456, '2024-01-01 09:01:00', 0);
+SELECT s.tid, s.is_fraud, f.tx_count_1h, f.tx_max_1h
+FROM spine s ASOF LEFT JOIN card_1h f ON s.cc_num = f.cc_num AND s.at > f.ts
+ORDER BY s.tid;

@@ -109,6 +109,9 @@ impl Session {
     async fn create_feature(&mut self, create: &CreateFeature) -> Result<Output> {
         let catalog = &self.db.catalog;
         let _no_commits = self.db.commit_gate.write().await;
+        if create.if_not_exists && catalog.features.get(&create.name).is_some() {
+            return Ok(Output::Command { tag: "CREATE FEATURE", rows: None });
+        }
         if catalog.table(&create.name).is_some() || catalog.features.get(&create.name).is_some() {
             return Err(Error::duplicate_table(&create.name));
         }

@@ -42,6 +42,7 @@ pub struct CreateFeature {
     pub options: Vec<SqlOption>,
     pub query: Box<Query>,
     pub window: Window,
+    pub if_not_exists: bool,
     /// The statement as written, kept for `asofdb.features`.
     pub sql: String,
 }
@@ -77,13 +78,14 @@ pub fn parse_create_feature(sql: &str) -> Result<CreateFeature> {
     let mut p = Parser::new(&PostgreSqlDialect {}).with_tokens(head);
     p.expect_keyword(Keyword::CREATE)?;
     expect_word(&mut p, "FEATURE")?;
+    let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = single_name(&p.parse_object_name(false)?)?;
     let options = if p.peek_keyword(Keyword::WITH) { p.parse_options(Keyword::WITH)? } else { vec![] };
     p.expect_keyword(Keyword::AS)?;
     let query = p.parse_query()?;
     expect_end(&mut p)?;
     let window = if window_at.is_some() { parse_window(tail)? } else { Window::Lifetime };
-    Ok(CreateFeature { name, options, query, window, sql: sql.trim().to_string() })
+    Ok(CreateFeature { name, options, query, window, if_not_exists, sql: sql.trim().to_string() })
 }
 
 /// `DROP FEATURE [IF EXISTS] name [, ...]`: the names and whether IF EXISTS was given.
