@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch};
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::compute::concat_batches;
+use arrow::datatypes::{Field, Schema};
 use datafusion::sql::parser::Statement as DfStatement;
-use sqlparser::ast::{Insert, Query, SetExpr, Statement as SqlStatement, TableObject};
+use sqlparser::ast::{Expr, Insert, Query, SetExpr, Statement as SqlStatement, TableObject, UnaryOperator, Value};
 
 use super::Database;
 use super::conform::{RowLabel, conform};
@@ -32,7 +33,15 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert) -> Result<Append> {
         }
     }
 
-    let batch = match evaluate(db, source).await {
+    let fast = match source.body.as_ref() {
+        SetExpr::Values(values) if source.with.is_none() && source.order_by.is_none() => literal_columns(&values.rows),
+        _ => None,
+    };
+    let batch = match fast {
+        Some(batch) => Ok(batch),
+        None => evaluate(db, source).await,
+    };
+    let batch = match batch {
         Ok(batch) => batch,
         Err(e) => return Err(locate_failing_row(db, &def, &targets, source).await.unwrap_or(e)),
     };
@@ -43,6 +52,84 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert) -> Result<Append> {
     }
     let rows = conform(&def, columns, batch.num_rows(), RowLabel::Insert)?;
     Ok(Append { table_id: def.id, event_time: def.event_time, batch: rows })
+}
+
+/// The fast path for the most common INSERT: VALUES rows of plain literals (numbers, strings,
+/// booleans, NULL), which is also what bound extended-protocol parameters become. Each column
+/// is built directly as one Arrow array (integers, floats, text or booleans), leaving type
+/// conversion and its row-level errors to `conform`. Returns `None` for anything else
+/// (expressions, casts, mixed literal kinds), which DataFusion then evaluates.
+fn literal_columns<R: std::ops::Deref<Target = Vec<Expr>>>(rows: &[R]) -> Option<RecordBatch> {
+    let width = rows.first()?.len();
+    let mut fields = Vec::with_capacity(width);
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(width);
+    for column in 0..width {
+        let literals: Vec<Literal> = rows.iter().map(|row| row.get(column).and_then(literal)).collect::<Option<_>>()?;
+        let array: ArrayRef = if literals.iter().all(|l| matches!(l, Literal::Null)) {
+            Arc::new(arrow::array::NullArray::new(literals.len()))
+        } else if literals.iter().all(|l| matches!(l, Literal::Null | Literal::Int(_))) {
+            Arc::new(Int64Array::from_iter(
+                literals.iter().map(|l| if let Literal::Int(i) = l { Some(*i) } else { None }),
+            ))
+        } else if literals.iter().all(|l| matches!(l, Literal::Null | Literal::Int(_) | Literal::Float(_))) {
+            Arc::new(Float64Array::from_iter(literals.iter().map(|l| match l {
+                Literal::Int(i) => Some(*i as f64),
+                Literal::Float(f) => Some(*f),
+                _ => None,
+            })))
+        } else if literals.iter().all(|l| matches!(l, Literal::Null | Literal::Text(_))) {
+            Arc::new(StringArray::from_iter(
+                literals.iter().map(|l| if let Literal::Text(t) = l { Some(t.as_str()) } else { None }),
+            ))
+        } else if literals.iter().all(|l| matches!(l, Literal::Null | Literal::Bool(_))) {
+            Arc::new(BooleanArray::from_iter(
+                literals.iter().map(|l| if let Literal::Bool(b) = l { Some(*b) } else { None }),
+            ))
+        } else {
+            return None;
+        };
+        fields.push(Field::new(format!("column{}", column + 1), array.data_type().clone(), true));
+        arrays.push(array);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).ok()
+}
+
+enum Literal {
+    Null,
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Bool(bool),
+}
+
+fn literal(expr: &Expr) -> Option<Literal> {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::Null => Some(Literal::Null),
+            Value::Boolean(b) => Some(Literal::Bool(*b)),
+            Value::SingleQuotedString(s) => Some(Literal::Text(s.clone())),
+            Value::Number(n, _) => number(n),
+            _ => None,
+        },
+        Expr::UnaryOp { op: UnaryOperator::Minus, expr } => match literal(expr)? {
+            Literal::Int(i) => Some(Literal::Int(i.checked_neg()?)),
+            Literal::Float(f) => Some(Literal::Float(-f)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Integers that fit i64 stay exact; other numbers go through f64 only when that is exact
+/// enough for DataFusion's own behaviour (it parses decimal literals as f64 too).
+fn number(text: &str) -> Option<Literal> {
+    if let Ok(i) = text.parse::<i64>() {
+        return Some(Literal::Int(i));
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return None; // too large for i64: let DataFusion decide
+    }
+    text.parse::<f64>().ok().filter(|f| f.is_finite()).map(Literal::Float)
 }
 
 /// Runs the source query (VALUES or SELECT) with DataFusion.
