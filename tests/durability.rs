@@ -88,3 +88,44 @@ fn help_documents_every_flag() {
         assert!(text.contains(flag), "--help does not mention {flag}:\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn features_survive_kill9_with_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path());
+    let client = connect(&server.conn_string()).await;
+    client
+        .batch_execute(
+            "CREATE TABLE tx (card BIGINT, amt DOUBLE PRECISION, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts');
+             INSERT INTO tx VALUES (1, 10, '2024-01-01 09:00:00'), (2, 5, '2024-01-01 09:10:00');
+             CREATE FEATURE card_1h AS SELECT card, count(*) AS n, sum(amt) AS total FROM tx GROUP BY card
+               WINDOW SLIDING INTERVAL '1 hour';
+             INSERT INTO tx VALUES (1, 20, '2024-01-01 09:30:00'), (1, 1, '2024-01-01 07:00:00');",
+        )
+        .await
+        .unwrap();
+    let before: Vec<(i64, i64, f64)> = client
+        .query("SELECT card, n, total FROM card_1h ORDER BY card", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(before, vec![(1, 2, 30.0), (2, 1, 5.0)]);
+    server.kill9();
+
+    let server = BinaryServer::start(dir.path());
+    let client = connect(&server.conn_string()).await;
+    let after: Vec<(i64, i64, f64)> = client
+        .query("SELECT card, n, total FROM card_1h ORDER BY card", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(after, before, "feature values after restart");
+    let names: Vec<String> =
+        client.query("SELECT name FROM asofdb.features", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(names, vec!["card_1h".to_string()]);
+    server.kill9();
+}
