@@ -35,11 +35,10 @@ async fn asof_joins_match_duckdb() {
 
     let server = TestServer::start().await;
     let client = server.connect().await;
+    client.batch_execute(common::TRANSACTIONS_DDL).await.unwrap();
     client
         .batch_execute(
-            "CREATE TABLE tx (tid BIGINT, cc_num BIGINT, user_id BIGINT, merchant TEXT, amt DOUBLE PRECISION, \
-               status TEXT, ip TEXT, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts');
-             CREATE TABLE spine (tid BIGINT, inference_ts TIMESTAMP NOT NULL, cc_num BIGINT, user_id BIGINT, is_fraud INTEGER);
+            "CREATE TABLE spine (tid BIGINT, inference_ts TIMESTAMP NOT NULL, cc_num BIGINT, user_id BIGINT, is_fraud INTEGER);
              CREATE FEATURE card_1h AS SELECT cc_num, count(*) AS n, max(amt) AS mx FROM tx GROUP BY cc_num
                WINDOW SLIDING INTERVAL '1 hour';",
         )

@@ -104,28 +104,21 @@ async fn features_survive_kill9_with_every_acknowledged_write() {
         )
         .await
         .unwrap();
-    let before: Vec<(i64, i64, f64)> = client
-        .query("SELECT card, n, total FROM card_1h ORDER BY card", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let before = card_totals(&client).await;
     assert_eq!(before, vec![(1, 2, 30.0), (2, 1, 5.0)]);
     server.kill9();
 
     let server = BinaryServer::start(dir.path());
     let client = connect(&server.conn_string()).await;
-    let after: Vec<(i64, i64, f64)> = client
-        .query("SELECT card, n, total FROM card_1h ORDER BY card", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let after = card_totals(&client).await;
     assert_eq!(after, before, "feature values after restart");
     let names: Vec<String> =
         client.query("SELECT name FROM asofdb.features", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(names, vec!["card_1h".to_string()]);
     server.kill9();
+}
+
+async fn card_totals(client: &tokio_postgres::Client) -> Vec<(i64, i64, f64)> {
+    let rows = client.query("SELECT card, n, total FROM card_1h ORDER BY card", &[]).await.unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
 }

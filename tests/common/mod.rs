@@ -11,6 +11,10 @@ use std::time::Duration;
 use asofdb::execute::Database;
 use asofdb::server::Server;
 
+/// The generator's transactions as an event table (columns in the CSV's order).
+pub const TRANSACTIONS_DDL: &str = "CREATE TABLE tx (tid BIGINT, cc_num BIGINT, user_id BIGINT, merchant TEXT, \
+     amt DOUBLE PRECISION, status TEXT, ip TEXT, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts')";
+
 /// A server task inside the test process, on its own temp data dir.
 pub struct TestServer {
     pub addr: SocketAddr,
