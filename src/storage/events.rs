@@ -6,7 +6,7 @@
 //! then wait for durability outside it, where concurrent commits share flushes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak, mpsc};
 
 use arrow::array::RecordBatch;
 
@@ -41,6 +41,35 @@ impl TableStats {
         let rows = u64::from_be_bytes(bytes[9..17].try_into().unwrap_or_default());
         Ok(TableStats { watermark: (bytes[0] == 1).then_some(watermark), rows })
     }
+}
+
+/// Runs the committer loop on its own thread until the store is dropped.
+fn start_committer(store: Weak<EventStore>) -> mpsc::Sender<CommitJob> {
+    let (queue, jobs) = mpsc::channel::<CommitJob>();
+    let spawned = std::thread::Builder::new().name("asofdb-commit".into()).spawn(move || {
+        while let Ok(first) = jobs.recv() {
+            let mut group = vec![first];
+            while group.len() < 4096
+                && let Ok(next) = jobs.try_recv()
+            {
+                group.push(next);
+            }
+            let Some(store) = store.upgrade() else { break };
+            let applied: Vec<_> = group.into_iter().map(|(commit, reply)| (store.apply(commit), reply)).collect();
+            let synced = if applied.iter().any(|(outcome, _)| outcome.is_ok()) { store.kv.sync() } else { Ok(()) };
+            for (outcome, reply) in applied {
+                let outcome = match (&synced, outcome) {
+                    (Err(e), Ok(_)) => Err(Error::Storage(format!("commit not durable: {e}"))),
+                    (_, outcome) => outcome,
+                };
+                let _ = reply.send(outcome);
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the committer thread: {e}");
+    }
+    queue
 }
 
 /// Rows of one table and event-time block as stored, with their arrival sequence number:
@@ -103,7 +132,12 @@ pub struct EventStore {
     kv: Arc<dyn KvStore>,
     counters: Mutex<Counters>,
     stats: RwLock<HashMap<u64, TableStats>>,
+    /// The queue of the committer thread, started by the first commit.
+    committer: OnceLock<mpsc::Sender<CommitJob>>,
 }
+
+/// A commit waiting for the committer thread, and where to send its outcome.
+type CommitJob = (Commit, tokio::sync::oneshot::Sender<Result<Vec<StoredPart>>>);
 
 const SEQ: &str = "seq";
 const TABLE_ID: &str = "table_id";
@@ -126,7 +160,7 @@ impl EventStore {
             let id = u64::from_be_bytes(key[1..].try_into().map_err(|_| Error::Storage("corrupt stats key".into()))?);
             stats.insert(id, TableStats::decode(&value)?);
         }
-        Ok(Self { kv, counters: Mutex::new(counters), stats: RwLock::new(stats) })
+        Ok(Self { kv, counters: Mutex::new(counters), stats: RwLock::new(stats), committer: OnceLock::new() })
     }
 
     /// Reserves a table id. The reservation is persisted by the next commit.
@@ -150,17 +184,16 @@ impl EventStore {
 
     /// Applies `commit` atomically and waits until it is durable.
     ///
-    /// The batch becomes visible when applied, a moment before it is durable; the caller
-    /// acknowledges the statement only after this returns.
+    /// Commits go through one committer thread: it takes every commit queued at that moment,
+    /// applies each as its own atomic batch, makes them all durable with one `sync`, then
+    /// answers each (group commit without a thread hand-off per statement). A batch becomes
+    /// visible when applied, a moment before it is durable; the caller acknowledges the
+    /// statement only after this returns.
     pub async fn commit(self: &Arc<Self>, commit: Commit) -> Result<Vec<StoredPart>> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let parts = store.apply(commit)?;
-            store.kv.sync()?;
-            Ok(parts)
-        })
-        .await
-        .map_err(|e| Error::internal(format!("commit task failed: {e}")))?
+        let queue = self.committer.get_or_init(|| start_committer(Arc::downgrade(self)));
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        queue.send((commit, reply)).map_err(|_| Error::internal("the committer thread has stopped"))?;
+        outcome.await.map_err(|_| Error::internal("the committer thread has stopped"))?
     }
 
     /// Applies `commit` atomically without waiting for durability (blocking call). Returns the
