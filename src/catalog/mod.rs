@@ -23,6 +23,12 @@ pub struct Catalog {
     ddl: tokio::sync::Mutex<()>,
 }
 
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog").field("tables", &self.table_names()).finish()
+    }
+}
+
 impl Catalog {
     /// Loads every table definition from the store.
     pub fn open(store: Arc<EventStore>) -> Result<Self> {

@@ -37,6 +37,7 @@ use sqlparser::parser::Parser;
 
 use super::Database;
 use crate::error::{Error, Result};
+use crate::feature::array_of;
 use crate::sql::asof_syntax::{INNER_MARKER, LEFT_MARKER};
 use crate::sql::names::{ident_name, table_name};
 
@@ -150,9 +151,7 @@ async fn rewrite_join(db: &Database, left: &TableWithJoins, join: &mut sqlparser
         on.into_iter().reduce(|a, b| Expr::BinaryOp { left: Box::new(a), op: BinaryOperator::And, right: Box::new(b) });
     let relation = parse_relation(&format!("{TEMP_SCHEMA}.{table} AS \"{right_alias}\""))?;
     join.relation = relation;
-    let constraint = JoinConstraint::On(
-        on.unwrap_or_else(|| parse_expr("TRUE").unwrap_or(Expr::value(sqlparser::ast::Value::Boolean(true)))),
-    );
+    let constraint = JoinConstraint::On(on.ok_or_else(|| Error::internal("empty ASOF join condition"))?);
     join.join_operator =
         if condition.left_join { JoinOperator::LeftOuter(constraint) } else { JoinOperator::Inner(constraint) };
     Ok(table)
@@ -382,34 +381,16 @@ fn match_feature(
             rows.push((key, values, *t));
         }
     }
-    let schema = compiled.schema.clone();
-    let mut columns: Vec<(Field, ArrayRef)> = Vec::new();
-    for (j, field) in schema.fields().iter().enumerate() {
-        let array = if j < compiled.def.keys.len() {
-            scalars(rows.iter().map(|r| r.0[j].clone()), field.data_type())?
-        } else if j < compiled.def.keys.len() + compiled.def.values.len() {
-            let v = j - compiled.def.keys.len();
-            scalars(rows.iter().map(|r| r.1[v].clone()), field.data_type())?
-        } else {
-            let ts =
-                Arc::new(arrow::array::TimestampMicrosecondArray::from(rows.iter().map(|r| r.2).collect::<Vec<_>>()))
-                    as ArrayRef;
-            arrow::compute::cast(&ts, field.data_type())?
-        };
-        columns.push((field.as_ref().clone(), array));
-    }
+    let keys = (0..compiled.def.keys.len())
+        .map(|k| array_of(rows.iter().map(|r| r.0[k].clone()), compiled.schema.field(k).data_type()))
+        .collect::<Result<Vec<_>>>()?;
+    let values: Vec<Vec<ScalarValue>> = rows.iter().map(|r| r.1.clone()).collect();
+    let batch = compiled.batch(keys, &values, rows.iter().map(|r| r.2).collect())?;
+    let columns =
+        batch.schema().fields().iter().zip(batch.columns()).map(|(f, c)| (f.as_ref().clone(), c.clone())).collect();
     let probe_time = probes.column(probes.num_columns() - 1);
     let probe_field = probes.schema().field(probes.num_columns() - 1).clone();
     with_probe_time(columns, take(probe_time, &UInt32Array::from(keep), None)?, &probe_field)
-}
-
-fn scalars(values: impl Iterator<Item = ScalarValue>, data_type: &arrow::datatypes::DataType) -> Result<ArrayRef> {
-    let values: Vec<ScalarValue> = values.collect();
-    if values.is_empty() {
-        return Ok(arrow::array::new_empty_array(data_type));
-    }
-    let array = ScalarValue::iter_to_array(values)?;
-    Ok(if array.data_type() == data_type { array } else { arrow::compute::cast(&array, data_type)? })
 }
 
 fn match_table(rows: &RecordBatch, condition: &Condition, probes: &RecordBatch) -> Result<RecordBatch> {

@@ -75,10 +75,6 @@ impl Session {
         Self { db, transaction: Transaction::None, settings: Settings::default() }
     }
 
-    pub fn database(&self) -> &Arc<Database> {
-        &self.db
-    }
-
     /// Runs one statement. An error inside a transaction aborts the transaction.
     pub async fn execute(&mut self, statement: &Statement) -> Result<Output> {
         if matches!(self.transaction, Transaction::Failed) {

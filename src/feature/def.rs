@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
+use arrow::array::{ArrayRef, RecordBatch, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
 use serde::{Deserialize, Serialize};
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, SelectItem, SetExpr, TableFactor,
@@ -286,4 +288,32 @@ impl CompiledFeature {
             table,
         })
     }
+}
+
+impl CompiledFeature {
+    /// Rows in the feature's table schema: the key columns, each row's values, and the time
+    /// each row was evaluated at (µs). Online reads and ASOF joins both answer with this.
+    pub fn batch(&self, keys: Vec<ArrayRef>, values: &[Vec<ScalarValue>], times: Vec<i64>) -> Result<RecordBatch> {
+        let mut columns = keys;
+        for (j, result_type) in self.result_types.iter().enumerate() {
+            columns.push(array_of(values.iter().map(|row| row[j].clone()), result_type)?);
+        }
+        columns.push(Arc::new(TimestampMicrosecondArray::from(times)));
+        let columns = columns
+            .into_iter()
+            .zip(self.schema.fields())
+            .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c) } else { arrow::compute::cast(&c, f.data_type()) })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+/// An array of `data_type` from scalar values (which may need a cast, e.g. NULLs).
+pub fn array_of(values: impl Iterator<Item = ScalarValue>, data_type: &DataType) -> Result<ArrayRef> {
+    let values: Vec<ScalarValue> = values.collect();
+    if values.is_empty() {
+        return Ok(arrow::array::new_empty_array(data_type));
+    }
+    let array = ScalarValue::iter_to_array(values)?;
+    Ok(if array.data_type() == data_type { array } else { arrow::compute::cast(&array, data_type)? })
 }

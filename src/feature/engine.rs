@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use arrow::array::{ArrayRef, RecordBatch, TimestampMicrosecondArray};
+use arrow::array::{ArrayRef, RecordBatch};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 
@@ -56,28 +56,11 @@ impl LiveFeature {
             }
         }
         let indices = arrow::array::UInt32Array::from(keep);
-        let mut columns: Vec<ArrayRef> = key_columns
+        let keys: Vec<ArrayRef> = key_columns
             .iter()
             .map(|c| arrow::compute::take(c.as_ref(), &indices, None))
             .collect::<std::result::Result<_, _>>()?;
-        for j in 0..self.compiled.def.values.len() {
-            let values = rows.iter().map(|r| r[j].clone());
-            columns.push(if rows.is_empty() {
-                arrow::array::new_empty_array(&self.compiled.result_types[j])
-            } else {
-                ScalarValue::iter_to_array(values)?
-            });
-        }
-        let time_type = schema.field(schema.fields().len() - 1).data_type().clone();
-        let times = Arc::new(TimestampMicrosecondArray::from(vec![watermark; rows.len()]));
-        columns.push(arrow::compute::cast(&(times as ArrayRef), &time_type)?);
-        // Columns are cast to the schema's types (e.g. key columns keep their table types).
-        let columns = columns
-            .into_iter()
-            .zip(schema.fields())
-            .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c) } else { arrow::compute::cast(&c, f.data_type()) })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(RecordBatch::try_new(schema, columns)?)
+        self.compiled.batch(keys, &rows, vec![watermark; rows.len()])
     }
 }
 

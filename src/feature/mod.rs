@@ -7,6 +7,6 @@ mod engine;
 mod state;
 pub mod window;
 
-pub use def::{CompiledFeature, FeatureDef, ValueDef};
+pub use def::{CompiledFeature, FeatureDef, ValueDef, array_of};
 pub use engine::{FeatureEngine, LiveFeature};
 pub use state::{FeatureState, KeyHistory};

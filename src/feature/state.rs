@@ -77,11 +77,6 @@ impl KeyHistory {
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(values))
     }
-
-    /// The earliest event time, if any.
-    pub fn first_time(&self) -> Option<i64> {
-        self.times.first().copied()
-    }
 }
 
 /// All keys of one feature.
@@ -153,10 +148,6 @@ impl FeatureState {
         let (keys, histories): (Vec<_>, Vec<_>) = self.keys.iter().map(|(k, h)| (parser.parse(k), h)).unzip();
         let columns = self.converter.convert_rows(keys)?;
         Ok((columns, histories))
-    }
-
-    pub fn key_count(&self) -> usize {
-        self.keys.len()
     }
 }
 

@@ -17,12 +17,6 @@ pub struct EventSchema {
     catalog: Arc<Catalog>,
 }
 
-impl std::fmt::Debug for Catalog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Catalog").field("tables", &self.table_names()).finish()
-    }
-}
-
 impl EventSchema {
     pub fn new(catalog: Arc<Catalog>) -> Self {
         Self { catalog }
