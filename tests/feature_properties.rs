@@ -44,7 +44,7 @@ fn value(name: &str, kind: AggKind, arg: Option<&str>, filter: Option<&str>) -> 
     ValueDef { name: name.into(), kind, arg: arg.map(Into::into), filter: filter.map(Into::into) }
 }
 
-fn feature(window: Window) -> CompiledFeature {
+fn feature(window: Window, tile_minutes: i64, tile_min_events: usize) -> CompiledFeature {
     let def = FeatureDef {
         name: "f".into(),
         table: "tx".into(),
@@ -59,12 +59,20 @@ fn feature(window: Window) -> CompiledFeature {
             value("last", AggKind::LastValue, Some("amt"), None),
             value("ok", AggKind::CountStar, None, Some("status = 'ok'")),
             value("d", AggKind::CountDistinct, Some("status"), None),
+            value("avg", AggKind::Avg, Some("amt"), None),
+            value("var", AggKind::VarSamp, Some("amt"), None),
+            value("min_status", AggKind::Min, Some("status"), None),
+            value("last_status", AggKind::LastValue, Some("status"), None),
+            value("d_amt", AggKind::CountDistinct, Some("amt * 2"), None),
         ],
         filter: Some("status <> 'void'".into()),
         window,
+        tile: Some(tile_minutes * MIN),
         sql: String::new(),
     };
-    CompiledFeature::compile(def, table(), &SessionContext::new()).unwrap()
+    let mut compiled = CompiledFeature::compile(def, table(), &SessionContext::new()).unwrap();
+    compiled.tile_min_events = tile_min_events;
+    compiled
 }
 
 fn batch(events: &[Event]) -> RecordBatch {
@@ -154,12 +162,25 @@ fn naive_values(window_events: &[Event], arrival: &[(usize, Event)]) -> Vec<Scal
         f(ordered.last().and_then(|e| e.amt)),
         ScalarValue::Int64(Some(window_events.iter().filter(|e| e.status == "ok").count() as i64)),
         ScalarValue::Int64(Some(statuses.len() as i64)),
+        f((!amts.is_empty()).then(|| amts.iter().sum::<f64>() / amts.len() as f64)),
+        f((amts.len() >= 2).then(|| {
+            let mean = amts.iter().sum::<f64>() / amts.len() as f64;
+            amts.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (amts.len() - 1) as f64
+        })),
+        ScalarValue::Utf8(statuses.first().map(|s| s.to_string())),
+        ScalarValue::Utf8(ordered.last().map(|e| e.status.to_string())),
+        ScalarValue::Int64(Some({
+            let mut distinct: Vec<u64> = amts.iter().map(|a| a.to_bits()).collect();
+            distinct.sort();
+            distinct.dedup();
+            distinct.len() as i64
+        })),
     ]
 }
 
 fn close(a: &ScalarValue, b: &ScalarValue) -> bool {
     match (a, b) {
-        (ScalarValue::Float64(Some(x)), ScalarValue::Float64(Some(y))) => (x - y).abs() <= 1e-9 * x.abs().max(1.0),
+        (ScalarValue::Float64(Some(x)), ScalarValue::Float64(Some(y))) => (x - y).abs() <= 1e-7 * x.abs().max(1.0),
         _ => a == b,
     }
 }
@@ -187,9 +208,11 @@ proptest! {
         events in prop::collection::vec(event_strategy(), 0..60),
         chunk in 1usize..8,
         window in window_strategy(),
+        tile_minutes in 1i64..40,
+        tile_min_events in 0usize..6,
         probes in prop::collection::vec((1i64..4, -5i64..260, any::<bool>(), any::<bool>()), 1..20),
     ) {
-        let compiled = feature(window);
+        let compiled = feature(window, tile_minutes, tile_min_events);
         let mut state = FeatureState::new(&compiled).unwrap();
         // Arrival order is the generated order; writes come in chunks, each its own seq.
         for (seq, part) in events.chunks(chunk).enumerate() {

@@ -1,10 +1,10 @@
 //! CREATE TABLE: validates columns and the `event_time` / `hot_retention` options.
 
-use sqlparser::ast::{ColumnOption, CreateTable, CreateTableOptions, Expr, SqlOption, Value};
+use sqlparser::ast::{ColumnOption, CreateTable, CreateTableOptions, SqlOption};
 
 use crate::catalog::{ColumnDef, DEFAULT_HOT_RETENTION_MICROS, TableDef};
 use crate::error::{Error, Result};
-use crate::sql::names::{ident_name, table_name};
+use crate::sql::names::{ident_name, option_text, table_name};
 use crate::sql::parse_interval_micros;
 use crate::sql::types::ColumnType;
 
@@ -95,16 +95,4 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
         }
     }
     Ok(def)
-}
-
-/// An option value: a string literal or a bare identifier.
-fn option_text(value: &Expr) -> Result<String> {
-    match value {
-        Expr::Value(v) => match &v.value {
-            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Ok(s.clone()),
-            other => Ok(other.to_string()),
-        },
-        Expr::Identifier(ident) => Ok(ident_name(ident)),
-        other => Err(Error::invalid_input("22023", format!("invalid option value {other}"))),
-    }
 }

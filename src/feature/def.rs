@@ -14,11 +14,14 @@ use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, SelectItem, SetExpr, TableFactor,
 };
 
+use super::accumulate::HEADER;
 use super::aggregate::AggKind;
+use super::encoding::{MAX_AGGREGATES, Repr};
 use crate::catalog::TableDef;
 use crate::error::{Error, Result};
 use crate::sql::feature::{CreateFeature, Window};
-use crate::sql::names::{ident_name, table_name};
+use crate::sql::names::{ident_name, option_text, table_name};
+use crate::sql::parse_interval_micros;
 
 /// One value column of a feature: an aggregate of an expression of the row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +43,9 @@ pub struct FeatureDef {
     /// The row predicate (`WHERE`) as SQL text.
     pub filter: Option<String>,
     pub window: Window,
+    /// `WITH (tile = ...)`: the tile width in µs; `None` picks one from the window.
+    #[serde(default)]
+    pub tile: Option<i64>,
     /// The CREATE FEATURE statement as written.
     pub sql: String,
 }
@@ -48,9 +54,7 @@ impl FeatureDef {
     /// Validates `create` against the source table. Every failure is a clear error and
     /// nothing is created.
     pub fn bind(create: &CreateFeature, table_of: impl Fn(&str) -> Result<Arc<TableDef>>) -> Result<FeatureDef> {
-        if let Some(option) = create.options.first() {
-            return Err(Error::invalid_input("22023", format!("unrecognized feature option {option}")));
-        }
+        let tile = feature_options(&create.options)?;
         let q = &create.query;
         if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() {
             return Err(Error::unsupported("a feature's SELECT cannot have WITH, ORDER BY or LIMIT"));
@@ -135,6 +139,12 @@ impl FeatureDef {
         if values.is_empty() {
             return Err(Error::invalid_input("42803", "a feature needs at least one aggregate value"));
         }
+        if values.len() > MAX_AGGREGATES {
+            return Err(Error::invalid_input(
+                "54011",
+                format!("a feature can have at most {MAX_AGGREGATES} aggregates, not {}", values.len()),
+            ));
+        }
         if projected_keys != keys {
             return Err(Error::invalid_input(
                 "42803",
@@ -159,7 +169,25 @@ impl FeatureDef {
             values,
             filter: select.selection.as_ref().map(|e| e.to_string()),
             window: create.window,
+            tile,
             sql: create.sql.clone(),
+        })
+    }
+
+    /// The tile width in µs: the `tile` option, or about a sixteenth of the window rounded
+    /// down to a round interval (1s, 10s, 1min, 5min, 15min, 1h, 6h, 1d).
+    pub fn tile_micros(&self) -> i64 {
+        const S: i64 = 1_000_000;
+        let span = match self.window {
+            Window::Sliding { width } | Window::Hopping { width, .. } | Window::Tumbling { width } => width,
+            Window::Session { gap } => gap.saturating_mul(16),
+            Window::Lifetime => 16 * 86_400 * S,
+        };
+        self.tile.unwrap_or_else(|| {
+            [86_400 * S, 21_600 * S, 3_600 * S, 900 * S, 300 * S, 60 * S, 10 * S, S]
+                .into_iter()
+                .find(|tile| *tile <= span / 16)
+                .unwrap_or(S)
         })
     }
 
@@ -174,6 +202,32 @@ impl FeatureDef {
             Window::Lifetime => "LIFETIME".into(),
         }
     }
+}
+
+/// Reads `WITH (...)`: only `tile = '<interval>'` is known.
+fn feature_options(options: &[sqlparser::ast::SqlOption]) -> Result<Option<i64>> {
+    let mut tile = None;
+    for option in options {
+        let sqlparser::ast::SqlOption::KeyValue { key, value } = option else {
+            return Err(Error::invalid_input("22023", format!("invalid feature option {option}")));
+        };
+        match ident_name(key).as_str() {
+            "tile" => {
+                let micros = parse_interval_micros(&option_text(value)?)?;
+                if micros <= 0 {
+                    return Err(Error::invalid_input("22023", "tile must be a positive interval"));
+                }
+                tile = Some(micros);
+            }
+            other => {
+                return Err(Error::invalid_input(
+                    "22023",
+                    format!("unrecognized feature option \"{other}\" (known: tile)"),
+                ));
+            }
+        }
+    }
+    Ok(tile)
 }
 
 fn human_interval(us: i64) -> String {
@@ -222,6 +276,13 @@ pub struct CompiledFeature {
     pub args: Vec<Option<Arc<dyn PhysicalExpr>>>,
     pub value_filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
     pub result_types: Vec<DataType>,
+    /// Each aggregate's argument type (BIGINT for `count(*)`) and stored form.
+    pub arg_types: Vec<DataType>,
+    pub reprs: Vec<Repr>,
+    /// Tile width (µs), and the number of events from which a key keeps tiles (below it,
+    /// folding the events is as fast as merging tiles).
+    pub tile: i64,
+    pub tile_min_events: usize,
     /// Keys, values, then the evaluation time named like the event-time column.
     pub schema: SchemaRef,
 }
@@ -246,6 +307,8 @@ impl CompiledFeature {
         let mut args = Vec::new();
         let mut value_filters = Vec::new();
         let mut result_types = Vec::new();
+        let mut arg_types = Vec::new();
+        let mut reprs = Vec::new();
         for v in &def.values {
             let arg = v.arg.as_deref().map(compile).transpose()?;
             let arg_type = match &arg {
@@ -259,6 +322,8 @@ impl CompiledFeature {
                 });
             }
             result_types.push(v.kind.result_type(&arg_type));
+            reprs.push(Repr::of(v.kind, &arg_type));
+            arg_types.push(arg_type);
             args.push(arg);
             value_filters.push(v.filter.as_deref().map(|f| boolean(f, "FILTER")).transpose()?);
         }
@@ -277,6 +342,10 @@ impl CompiledFeature {
         }
         fields.push(Field::new(&table.columns[event_time].name, table.columns[event_time].ty.arrow_type(), false));
         Ok(Self {
+            tile: def.tile_micros(),
+            tile_min_events: 16,
+            arg_types,
+            reprs,
             def,
             event_time,
             key_columns,
@@ -291,6 +360,11 @@ impl CompiledFeature {
 }
 
 impl CompiledFeature {
+    /// Words per stored event (see `encoding`).
+    pub fn stride(&self) -> usize {
+        HEADER + self.def.values.len()
+    }
+
     /// Rows in the feature's table schema: the key columns, each row's values, and the time
     /// each row was evaluated at (µs). Online reads and ASOF joins both answer with this.
     pub fn batch(&self, keys: Vec<ArrayRef>, values: &[Vec<ScalarValue>], times: Vec<i64>) -> Result<RecordBatch> {

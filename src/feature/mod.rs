@@ -1,8 +1,10 @@
 //! Features: windowed aggregations keyed by entity, kept current on every write and
 //! evaluated at any time T by one core (`state::KeyHistory::evaluate`).
 
+mod accumulate;
 pub mod aggregate;
 mod def;
+mod encoding;
 mod engine;
 mod state;
 pub mod window;

@@ -1,10 +1,14 @@
-//! Per-key event histories of one feature, and evaluation at a time T.
+//! Per-key state of one feature, and evaluation at a time T: the one evaluation core behind
+//! online reads, backfill and ASOF JOIN.
 //!
-//! Each key keeps its qualifying events (those passing the feature's WHERE) sorted by
-//! (event time, arrival), with each aggregate's input value. Evaluating at T finds the window
-//! by binary search and aggregates the events inside it. This is the one evaluation core the
-//! online read and (next) the ASOF JOIN use. Its cost is linear in the window's size; the
-//! tiled partial aggregates of issue #3 replace the scan, not the semantics.
+//! A key keeps its qualifying events (those passing the feature's WHERE) sorted by (event
+//! time, arrival), as flat words (`encoding`). Once a key has `tile_min_events` events it also
+//! keeps **tiles**: per epoch-aligned interval of `tile` µs, each aggregate's partial over the
+//! tile's events (`accumulate::Acc`). Evaluating a window merges the partials of the tiles
+//! wholly inside it and folds only the events of the two edge tiles one by one, so a read costs
+//! O(tiles in the window + events in two tiles), not O(events in the window), and stays exact
+//! at the edges. A write (in order or however late) updates its own tile only: appended to a
+//! tile's end it is folded into the partial; inserted inside a tile it recomputes that tile.
 
 use std::collections::HashMap;
 
@@ -12,71 +16,193 @@ use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow::row::{RowConverter, SortField};
 use datafusion::scalar::ScalarValue;
 
-use super::aggregate::aggregate;
+use super::accumulate::{Acc, Events, HEADER, partition};
 use super::def::CompiledFeature;
-use super::window::{session_span, span, upper_bound};
+use super::encoding::{Encoded, encode};
+use super::window::{floor, session_span, span, upper_bound};
 use crate::error::{Error, Result};
 use crate::sql::feature::Window;
 use crate::storage::blocks::event_times;
 
-/// One event of a key: its time, arrival order, and each aggregate's input (`None` when the
-/// aggregate's FILTER excluded it; `count(*)` stores `true`).
-#[derive(Debug, Clone)]
-struct Event {
-    seq: u64,
-    row: u32,
-    values: Vec<Option<ScalarValue>>,
+#[derive(Debug, Default)]
+struct Tiles {
+    /// Start time of each non-empty tile, ascending.
+    starts: Vec<i64>,
+    /// One past the index of each tile's last event.
+    ends: Vec<u32>,
+    /// `aggregates` partials per tile, tile-major.
+    partials: Vec<Acc>,
+}
+
+impl Tiles {
+    fn begin(&self, k: usize) -> usize {
+        if k == 0 { 0 } else { self.ends[k - 1] as usize }
+    }
 }
 
 #[derive(Debug, Default)]
 pub struct KeyHistory {
-    /// Event times, ascending; parallel to `events`.
-    times: Vec<i64>,
-    events: Vec<Event>,
+    words: Vec<u64>,
+    others: Vec<ScalarValue>,
+    tiles: Option<Box<Tiles>>,
 }
 
 impl KeyHistory {
-    fn insert(&mut self, t: i64, event: Event) {
-        let position = self.events.len()
-            - self
-                .times
-                .iter()
-                .rev()
-                .zip(self.events.iter().rev())
-                .take_while(|(et, e)| (**et, e.seq, e.row) > (t, event.seq, event.row))
-                .count();
-        self.times.insert(position, t);
-        self.events.insert(position, event);
+    fn events<'a>(&'a self, feature: &CompiledFeature) -> Events<'a> {
+        Events { words: &self.words, stride: feature.stride(), others: &self.others }
+    }
+
+    /// Number of events kept.
+    pub fn len(&self, feature: &CompiledFeature) -> usize {
+        self.words.len() / feature.stride()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    /// Inserts one event (time, arrival seq, flags, one word per aggregate) in its place.
+    pub fn insert(&mut self, feature: &CompiledFeature, event: &[u64]) {
+        let stride = feature.stride();
+        let (t, seq) = (event[0] as i64, event[1]);
+        let ev = self.events(feature);
+        let mut p = ev.len();
+        while p > 0 && (ev.time(p - 1), ev.seq(p - 1)) > (t, seq) {
+            p -= 1;
+        }
+        self.words.splice(p * stride..p * stride, event.iter().copied());
+        self.update_tiles(feature, p, t);
+    }
+
+    /// Stores a value of an order-sensitive aggregate of a non-numeric type; returns its word.
+    fn keep(&mut self, value: ScalarValue) -> u64 {
+        self.others.push(value);
+        (self.others.len() - 1) as u64
+    }
+
+    fn update_tiles(&mut self, feature: &CompiledFeature, p: usize, t: i64) {
+        let KeyHistory { words, others, tiles } = self;
+        let ev = Events { words, stride: feature.stride(), others };
+        let Some(tiles) = tiles else {
+            if ev.len() >= feature.tile_min_events {
+                *tiles = Some(Box::new(build_tiles(feature, &ev)));
+            }
+            return;
+        };
+        let n = feature.def.values.len();
+        let start = floor(t, feature.tile);
+        let k = partition(tiles.starts.len(), |k| tiles.starts[k] < start);
+        if tiles.starts.get(k) == Some(&start) {
+            tiles.ends[k..].iter_mut().for_each(|e| *e += 1);
+            let (begin, end) = (tiles.begin(k), tiles.ends[k] as usize);
+            let partials = &mut tiles.partials[k * n..(k + 1) * n];
+            if p + 1 == end {
+                for (j, acc) in partials.iter_mut().enumerate() {
+                    acc.add(feature.def.values[j].kind, feature.reprs[j], &ev, p, j, begin);
+                }
+            } else {
+                partials.clone_from_slice(&fold(feature, &ev, begin, end, true));
+            }
+        } else {
+            tiles.starts.insert(k, start);
+            tiles.ends.insert(k, p as u32 + 1);
+            tiles.ends[k + 1..].iter_mut().for_each(|e| *e += 1);
+            tiles.partials.splice(k * n..k * n, fold(feature, &ev, p, p + 1, true));
+        }
     }
 
     /// The feature's values at `t`, or `None` when the key has no qualifying event at or
     /// before `t` (before `t` if `strict`).
     pub fn evaluate(&self, feature: &CompiledFeature, t: i64, strict: bool) -> Result<Option<Vec<ScalarValue>>> {
-        let end = self.times.partition_point(|e| *e <= upper_bound(t, strict));
+        let ev = self.events(feature);
+        let end = ev.after(upper_bound(t, strict));
         if end == 0 {
             return Ok(None);
         }
         let window = match feature.def.window {
-            Window::Session { gap } => session_span(&self.times, gap, t, strict),
+            Window::Session { gap } => session_span(end, |i| ev.time(i), gap, t, strict),
             ref other => span(other, t, strict),
         };
-        let (from, to) = if window.from > window.to {
-            (0, 0)
-        } else {
-            (self.times.partition_point(|e| *e < window.from), self.times.partition_point(|e| *e <= window.to))
+        let (a, b) = if window.from > window.to { (0, 0) } else { (ev.from(window.from), ev.after(window.to)) };
+        let accs = match &self.tiles {
+            Some(tiles) if b > a => {
+                // Tiles wholly inside [from, to] are merged; the edges are folded event by event.
+                let size = feature.tile;
+                let k0 = partition(tiles.starts.len(), |k| tiles.starts[k] < window.from);
+                let k1 = partition(tiles.starts.len(), |k| tiles.starts[k].saturating_add(size - 1) <= window.to);
+                if k0 < k1 {
+                    let (inner_begin, inner_end) = (tiles.begin(k0), tiles.ends[k1 - 1] as usize);
+                    let mut accs = fold(feature, &ev, a, inner_begin, false);
+                    let n = accs.len();
+                    for k in k0..k1 {
+                        for (j, acc) in accs.iter_mut().enumerate() {
+                            let v = &feature.def.values[j];
+                            acc.merge(v.kind, feature.reprs[j], &ev, j, &tiles.partials[k * n + j], tiles.begin(k));
+                        }
+                    }
+                    fold_into(feature, &ev, &mut accs, inner_end, b, 0);
+                    accs
+                } else {
+                    fold(feature, &ev, a, b, false)
+                }
+            }
+            _ => fold(feature, &ev, a, b, false),
         };
-        let events = &self.events[from..to.max(from)];
-        let values = (0..feature.def.values.len())
-            .map(|j| {
-                aggregate(
-                    feature.def.values[j].kind,
-                    &feature.result_types[j],
-                    events.iter().map(move |e| &e.values[j]),
-                )
+        let values = accs
+            .iter()
+            .enumerate()
+            .map(|(j, acc)| {
+                let v = &feature.def.values[j];
+                acc.finish(v.kind, feature.reprs[j], &ev, j, &feature.result_types[j], &feature.arg_types[j])
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(values))
     }
+
+    /// The events as stored, for snapshots: `(words, others)`.
+    pub fn raw(&self) -> (&[u64], &[ScalarValue]) {
+        (&self.words, &self.others)
+    }
+
+    /// Approximate heap bytes held (for `asofdb.features` and the memory figures).
+    pub fn heap_bytes(&self) -> usize {
+        let tiles = self
+            .tiles
+            .as_ref()
+            .map_or(0, |t| t.starts.capacity() * 8 + t.ends.capacity() * 4 + t.partials.capacity() * size_of::<Acc>());
+        self.words.capacity() * 8 + self.others.capacity() * size_of::<ScalarValue>() + tiles
+    }
+}
+
+/// Accumulators for every aggregate over events `from..to`; picks relative to `from` when
+/// building a tile's partials, to 0 otherwise.
+fn fold(feature: &CompiledFeature, ev: &Events, from: usize, to: usize, tile: bool) -> Vec<Acc> {
+    let mut accs: Vec<Acc> =
+        feature.def.values.iter().zip(&feature.reprs).map(|(v, r)| Acc::for_aggregate(v.kind, *r, tile)).collect();
+    fold_into(feature, ev, &mut accs, from, to, if tile { from } else { 0 });
+    accs
+}
+
+fn fold_into(feature: &CompiledFeature, ev: &Events, accs: &mut [Acc], from: usize, to: usize, offset: usize) {
+    for i in from..to {
+        for (j, acc) in accs.iter_mut().enumerate() {
+            acc.add(feature.def.values[j].kind, feature.reprs[j], ev, i, j, offset);
+        }
+    }
+}
+
+fn build_tiles(feature: &CompiledFeature, ev: &Events) -> Tiles {
+    let mut tiles = Tiles::default();
+    let mut i = 0;
+    while i < ev.len() {
+        let start = floor(ev.time(i), feature.tile);
+        let end = ev.after(start.saturating_add(feature.tile - 1));
+        tiles.starts.push(start);
+        tiles.ends.push(end as u32);
+        tiles.partials.extend(fold(feature, ev, i, end, true));
+        i = end;
+    }
+    tiles
 }
 
 /// All keys of one feature.
@@ -99,38 +225,44 @@ impl FeatureState {
             Some(f) => Some(boolean(f.evaluate(batch)?.into_array(rows)?)?),
             None => None,
         };
-        let args: Vec<Option<ArrayRef>> = feature
-            .args
-            .iter()
-            .map(|a| a.as_ref().map(|a| a.evaluate(batch).and_then(|v| v.into_array(rows))).transpose())
-            .collect::<std::result::Result<_, _>>()?;
-        let filters: Vec<Option<BooleanArray>> = feature
-            .value_filters
-            .iter()
-            .map(|f| {
-                f.as_ref()
-                    .map(|f| f.evaluate(batch).and_then(|v| v.into_array(rows)).map_err(Error::from).and_then(boolean))
-                    .transpose()
-            })
-            .collect::<Result<_>>()?;
+        let mut encoded = Vec::with_capacity(feature.args.len());
+        for (j, arg) in feature.args.iter().enumerate() {
+            let arg = arg.as_ref().map(|a| a.evaluate(batch).and_then(|v| v.into_array(rows))).transpose()?;
+            let filter = feature.value_filters[j]
+                .as_ref()
+                .map(|f| f.evaluate(batch).and_then(|v| v.into_array(rows)).map_err(Error::from).and_then(boolean))
+                .transpose()?;
+            let included = |row: usize| filter.as_ref().is_none_or(|f| f.is_valid(row) && f.value(row));
+            encoded.push(encode(feature.reprs[j], arg.as_ref(), included, rows)?);
+        }
         let key_arrays: Vec<ArrayRef> = feature.key_columns.iter().map(|i| batch.column(*i).clone()).collect();
         let key_rows = self.converter.convert_columns(&key_arrays)?;
         let times = event_times(batch.column(feature.event_time))?;
+        let mut event = vec![0u64; feature.stride()];
         for row in 0..rows {
             if passes.as_ref().is_some_and(|p| !p.is_valid(row) || !p.value(row)) {
                 continue;
             }
-            let mut values = Vec::with_capacity(args.len());
-            for (j, arg) in args.iter().enumerate() {
-                let included = filters[j].as_ref().is_none_or(|f| f.is_valid(row) && f.value(row));
-                values.push(match (included, arg) {
-                    (false, _) => None,
-                    (true, None) => Some(ScalarValue::Boolean(Some(true))),
-                    (true, Some(a)) => Some(ScalarValue::try_from_array(a, row)?),
-                });
+            let key = key_rows.row(row);
+            if !self.keys.contains_key(key.as_ref()) {
+                self.keys.insert(key.as_ref().into(), KeyHistory::default());
             }
-            let key = key_rows.row(row).as_ref().to_vec().into_boxed_slice();
-            self.keys.entry(key).or_default().insert(times.value(row), Event { seq, row: row as u32, values });
+            let history = self.keys.get_mut(key.as_ref()).ok_or_else(|| Error::internal("key vanished"))?;
+            event[0] = times.value(row) as u64;
+            event[1] = seq;
+            event[2] = 0;
+            for (j, column) in encoded.iter().enumerate() {
+                let (flag, word) = match column {
+                    Encoded::Words(words) => words[row],
+                    Encoded::Others(values) => match &values[row] {
+                        (flag, Some(value)) => (*flag, history.keep(value.clone())),
+                        (flag, None) => (*flag, 0),
+                    },
+                };
+                event[2] |= flag << (2 * j);
+                event[HEADER + j] = word;
+            }
+            history.insert(feature, &event);
         }
         Ok(())
     }
@@ -148,6 +280,38 @@ impl FeatureState {
         let (keys, histories): (Vec<_>, Vec<_>) = self.keys.iter().map(|(k, h)| (parser.parse(k), h)).unzip();
         let columns = self.converter.convert_rows(keys)?;
         Ok((columns, histories))
+    }
+
+    /// Every key in its row-encoded form, with its history (for snapshots).
+    pub fn encoded_keys(&self) -> impl Iterator<Item = (&[u8], &KeyHistory)> {
+        self.keys.iter().map(|(k, h)| (k.as_ref(), h))
+    }
+
+    /// Appends one event to the key given in row-encoded form (snapshot restore). `other` is
+    /// the value of each [`Repr::Other`](super::encoding::Repr) aggregate, whose word it sets.
+    pub fn restore(
+        &mut self,
+        feature: &CompiledFeature,
+        key: &[u8],
+        event: &mut [u64],
+        others: Vec<(usize, ScalarValue)>,
+    ) {
+        if !self.keys.contains_key(key) {
+            self.keys.insert(key.into(), KeyHistory::default());
+        }
+        if let Some(history) = self.keys.get_mut(key) {
+            for (j, value) in others {
+                event[HEADER + j] = history.keep(value);
+            }
+            history.insert(feature, event);
+        }
+    }
+
+    /// (keys, events, approximate heap bytes) held.
+    pub fn size(&self, feature: &CompiledFeature) -> (usize, usize, usize) {
+        let events = self.keys.values().map(|h| h.len(feature)).sum();
+        let bytes = self.keys.iter().map(|(k, h)| k.len() + size_of::<KeyHistory>() + 16 + h.heap_bytes()).sum();
+        (self.keys.len(), events, bytes)
     }
 }
 

@@ -56,24 +56,24 @@ pub fn floor(t: i64, width: i64) -> i64 {
     t.div_euclid(width).saturating_mul(width)
 }
 
-/// The current session at `t` over `times` (ascending event times of one key): the span of
-/// the longest run ending at the last event `L <= upper` whose consecutive events are less
+/// The current session at `t` over a key's first `len` events (`time(i)` ascending): the span
+/// of the longest run ending at the last event `L <= upper` whose consecutive events are less
 /// than `gap` apart, provided `t - L < gap`; otherwise empty.
-pub fn session_span(times: &[i64], gap: i64, t: i64, strict: bool) -> Span {
+pub fn session_span(len: usize, time: impl Fn(usize) -> i64, gap: i64, t: i64, strict: bool) -> Span {
     let upper = upper_bound(t, strict);
-    let end = times.partition_point(|e| *e <= upper);
+    let end = (0..len).rev().find(|i| time(*i) <= upper).map_or(0, |i| i + 1);
     if end == 0 {
         return Span::EMPTY;
     }
-    let last = times[end - 1];
+    let last = time(end - 1);
     if t.saturating_sub(last) >= gap {
         return Span::EMPTY;
     }
     let mut start = end - 1;
-    while start > 0 && times[start].saturating_sub(times[start - 1]) < gap {
+    while start > 0 && time(start).saturating_sub(time(start - 1)) < gap {
         start -= 1;
     }
-    Span { from: times[start], to: last }
+    Span { from: time(start), to: last }
 }
 
 #[cfg(test)]
@@ -106,9 +106,15 @@ mod tests {
         let m = 60_000_000;
         let times = [9 * 60 * m, 9 * 60 * m + 30 * m, 10 * 60 * m, 10 * 60 * m];
         // gap 20 minutes: at 10:05 the current session is {10:00, 10:00}; at 10:25 it has closed.
-        assert_eq!(session_span(&times, 20 * m, 10 * 60 * m + 5 * m, false), Span { from: 600 * m, to: 600 * m });
-        assert_eq!(session_span(&times, 20 * m, 10 * 60 * m + 25 * m, false), Span::EMPTY);
-        assert_eq!(session_span(&times, 20 * m, 9 * 60 * m + 10 * m, false), Span { from: 540 * m, to: 540 * m });
-        assert_eq!(session_span(&times, 20 * m, 9 * 60 * m, true), Span::EMPTY);
+        assert_eq!(
+            session_span(times.len(), |i| times[i], 20 * m, 10 * 60 * m + 5 * m, false),
+            Span { from: 600 * m, to: 600 * m }
+        );
+        assert_eq!(session_span(times.len(), |i| times[i], 20 * m, 10 * 60 * m + 25 * m, false), Span::EMPTY);
+        assert_eq!(
+            session_span(times.len(), |i| times[i], 20 * m, 9 * 60 * m + 10 * m, false),
+            Span { from: 540 * m, to: 540 * m }
+        );
+        assert_eq!(session_span(times.len(), |i| times[i], 20 * m, 9 * 60 * m, true), Span::EMPTY);
     }
 }

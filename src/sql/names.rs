@@ -25,3 +25,18 @@ pub fn table_name(name: &ObjectName) -> Result<String> {
         _ => Err(Error::syntax(format!("improper qualified name: {name}"))),
     }
 }
+
+/// An option value (`WITH (name = value)`): a string literal, a bare identifier or word, or
+/// an `INTERVAL '...'` (its text).
+pub fn option_text(value: &sqlparser::ast::Expr) -> Result<String> {
+    use sqlparser::ast::{Expr, Value};
+    match value {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Ok(s.clone()),
+            other => Ok(other.to_string()),
+        },
+        Expr::Identifier(ident) => Ok(ident_name(ident)),
+        Expr::Interval(interval) if interval.leading_field.is_none() => option_text(&interval.value),
+        other => Err(Error::invalid_input("22023", format!("invalid option value {other}"))),
+    }
+}

@@ -1,0 +1,251 @@
+//! Running aggregates: one [`Acc`] per aggregate folds a key's events one at a time, and
+//! merges the pre-aggregated partial of a whole tile (see `state`). The same code builds tile
+//! partials and evaluates windows, so a tiled and an untiled evaluation agree.
+//!
+//! Non-invertible aggregates keep what lets partials merge: min/max/first/last keep the index
+//! of the chosen event (so ties resolve by event order exactly as a scan would), distinct
+//! counts keep the tile's distinct words.
+
+use std::cmp::Ordering;
+use std::collections::HashSet;
+
+use arrow::datatypes::DataType;
+use datafusion::scalar::ScalarValue;
+
+use super::aggregate::{AggKind, HyperLogLog};
+use super::encoding::{ABSENT, Repr, VALUE, decode};
+use crate::error::{Error, Result};
+
+/// Read access to a key's events (see `encoding` for the layout).
+#[derive(Clone, Copy)]
+pub struct Events<'a> {
+    pub words: &'a [u64],
+    pub stride: usize,
+    pub others: &'a [ScalarValue],
+}
+
+/// Words before the aggregates' words in each event: time, arrival, flags.
+pub const HEADER: usize = 3;
+
+impl Events<'_> {
+    pub fn len(&self) -> usize {
+        self.words.len() / self.stride
+    }
+
+    pub fn time(&self, i: usize) -> i64 {
+        self.words[i * self.stride] as i64
+    }
+
+    pub fn seq(&self, i: usize) -> u64 {
+        self.words[i * self.stride + 1]
+    }
+
+    pub fn flag(&self, i: usize, j: usize) -> u64 {
+        (self.words[i * self.stride + 2] >> (2 * j)) & 3
+    }
+
+    pub fn word(&self, i: usize, j: usize) -> u64 {
+        self.words[i * self.stride + HEADER + j]
+    }
+
+    /// The first event index whose time is greater than `t` (all events if none).
+    pub fn after(&self, t: i64) -> usize {
+        partition(self.len(), |i| self.time(i) <= t)
+    }
+
+    /// The first event index whose time is at least `t`.
+    pub fn from(&self, t: i64) -> usize {
+        partition(self.len(), |i| self.time(i) < t)
+    }
+
+    fn compare(&self, repr: Repr, j: usize, a: usize, b: usize) -> Ordering {
+        let (x, y) = (self.word(a, j), self.word(b, j));
+        match repr {
+            Repr::Int => (x as i64).cmp(&(y as i64)),
+            Repr::Float => f64::from_bits(x).total_cmp(&f64::from_bits(y)),
+            Repr::Other => self.others[x as usize].partial_cmp(&self.others[y as usize]).unwrap_or(Ordering::Equal),
+            Repr::Flag | Repr::Hash => x.cmp(&y),
+        }
+    }
+}
+
+/// The first index in `0..len` where `before` turns false (`before` must be monotone).
+pub fn partition(len: usize, before: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, len);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if before(mid) { lo = mid + 1 } else { hi = mid }
+    }
+    lo
+}
+
+/// The running state of one aggregate. Event indices in `Pick` are relative to an offset the
+/// caller passes (a tile's first event, or 0 when evaluating a window).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Acc {
+    Count(i64),
+    SumInt {
+        n: u64,
+        sum: i128,
+    },
+    /// Count, plain sum, and Welford's mean and squared deviations (stable variance).
+    Moments {
+        n: u64,
+        sum: f64,
+        mean: f64,
+        m2: f64,
+    },
+    Pick(Option<u32>),
+    /// A tile's distinct words, sorted.
+    Distinct(Vec<u64>),
+    /// A window's distinct words while it is evaluated.
+    Set(HashSet<u64>),
+}
+
+impl Acc {
+    pub fn new(kind: AggKind, tile: bool) -> Acc {
+        match kind {
+            AggKind::CountStar | AggKind::Count => Acc::Count(0),
+            AggKind::Sum | AggKind::Avg | AggKind::StddevSamp | AggKind::VarSamp => {
+                Acc::Moments { n: 0, sum: 0.0, mean: 0.0, m2: 0.0 }
+            }
+            AggKind::Min | AggKind::Max | AggKind::FirstValue | AggKind::LastValue => Acc::Pick(None),
+            AggKind::CountDistinct | AggKind::ApproxDistinct if tile => Acc::Distinct(Vec::new()),
+            AggKind::CountDistinct | AggKind::ApproxDistinct => Acc::Set(HashSet::new()),
+        }
+    }
+
+    /// `new` with integer sums exact.
+    pub fn for_aggregate(kind: AggKind, repr: Repr, tile: bool) -> Acc {
+        if kind == AggKind::Sum && repr == Repr::Int { Acc::SumInt { n: 0, sum: 0 } } else { Acc::new(kind, tile) }
+    }
+
+    /// Folds event `i` (absolute) into aggregate `j`; picks are stored as `i - offset`.
+    pub fn add(&mut self, kind: AggKind, repr: Repr, ev: &Events, i: usize, j: usize, offset: usize) {
+        let flag = ev.flag(i, j);
+        if flag == ABSENT {
+            return;
+        }
+        let word = ev.word(i, j);
+        match self {
+            Acc::Count(n) => *n += (kind == AggKind::CountStar || flag == VALUE) as i64,
+            _ if flag != VALUE && !matches!(kind, AggKind::FirstValue | AggKind::LastValue) => {}
+            Acc::SumInt { n, sum } => {
+                *n += 1;
+                *sum += word as i64 as i128;
+            }
+            Acc::Moments { n, sum, mean, m2 } => {
+                let x = f64::from_bits(word);
+                *n += 1;
+                *sum += x;
+                let delta = x - *mean;
+                *mean += delta / *n as f64;
+                *m2 += delta * (x - *mean);
+            }
+            Acc::Pick(chosen) => {
+                let better = match (kind, *chosen) {
+                    (_, None) => true,
+                    (AggKind::LastValue, Some(_)) => true,
+                    (AggKind::Min, Some(c)) => ev.compare(repr, j, i, c as usize + offset) == Ordering::Less,
+                    (AggKind::Max, Some(c)) => ev.compare(repr, j, i, c as usize + offset) == Ordering::Greater,
+                    _ => false,
+                };
+                if better {
+                    *chosen = Some((i - offset) as u32);
+                }
+            }
+            Acc::Distinct(words) => {
+                if let Err(at) = words.binary_search(&word) {
+                    words.insert(at, word);
+                }
+            }
+            Acc::Set(set) => {
+                set.insert(word);
+            }
+        }
+    }
+
+    /// Merges `tile` (whose picks are relative to `tile_offset`) into this window accumulator
+    /// (picks relative to 0). Tiles must be merged in time order, after the events before them.
+    pub fn merge(&mut self, kind: AggKind, repr: Repr, ev: &Events, j: usize, tile: &Acc, tile_offset: usize) {
+        match (self, tile) {
+            (Acc::Count(a), Acc::Count(b)) => *a += b,
+            (Acc::SumInt { n, sum }, Acc::SumInt { n: bn, sum: bs }) => {
+                *n += bn;
+                *sum += bs;
+            }
+            (Acc::Moments { n, sum, mean, m2 }, Acc::Moments { n: bn, sum: bs, mean: bm, m2: bm2 }) => {
+                if *bn == 0 {
+                    return;
+                }
+                // Chan et al.'s parallel combination of Welford states.
+                let total = *n + bn;
+                let delta = bm - *mean;
+                *mean += delta * *bn as f64 / total as f64;
+                *m2 += bm2 + delta * delta * (*n as f64) * (*bn as f64) / total as f64;
+                *sum += bs;
+                *n = total;
+            }
+            (Acc::Pick(chosen), Acc::Pick(Some(b))) => {
+                let candidate = *b as usize + tile_offset;
+                let better = match (kind, *chosen) {
+                    (_, None) => true,
+                    (AggKind::LastValue, Some(_)) => true,
+                    (AggKind::Min, Some(c)) => ev.compare(repr, j, candidate, c as usize) == Ordering::Less,
+                    (AggKind::Max, Some(c)) => ev.compare(repr, j, candidate, c as usize) == Ordering::Greater,
+                    _ => false,
+                };
+                if better {
+                    *chosen = Some(candidate as u32);
+                }
+            }
+            (Acc::Set(set), Acc::Distinct(words)) => set.extend(words.iter().copied()),
+            _ => {}
+        }
+    }
+
+    /// The aggregate's result (picks relative to 0). Over no events `count` is 0 and every
+    /// other aggregate NULL.
+    pub fn finish(
+        &self,
+        kind: AggKind,
+        repr: Repr,
+        ev: &Events,
+        j: usize,
+        result_type: &DataType,
+        arg_type: &DataType,
+    ) -> Result<ScalarValue> {
+        let null = ScalarValue::try_from(result_type)?;
+        Ok(match self {
+            Acc::Count(n) => ScalarValue::Int64(Some(*n)),
+            Acc::SumInt { n: 0, .. } | Acc::Moments { n: 0, .. } => null,
+            Acc::SumInt { sum, .. } => ScalarValue::Int64(Some(
+                i64::try_from(*sum).map_err(|_| Error::invalid_value("22003", "bigint out of range in sum()"))?,
+            )),
+            Acc::Moments { n, sum, m2, .. } => match kind {
+                AggKind::Sum => ScalarValue::Float64(Some(*sum)),
+                AggKind::Avg => ScalarValue::Float64(Some(sum / *n as f64)),
+                _ if *n < 2 => null,
+                AggKind::VarSamp => ScalarValue::Float64(Some(m2 / (*n - 1) as f64)),
+                _ => ScalarValue::Float64(Some((m2 / (*n - 1) as f64).sqrt())),
+            },
+            Acc::Pick(None) => null,
+            Acc::Pick(Some(i)) => {
+                let i = *i as usize;
+                if ev.flag(i, j) == VALUE { decode(repr, ev.word(i, j), ev.others, arg_type)? } else { null }
+            }
+            Acc::Distinct(words) => distinct(kind, words.iter()),
+            Acc::Set(set) => distinct(kind, set.iter()),
+        })
+    }
+}
+
+fn distinct<'a>(kind: AggKind, words: impl ExactSizeIterator<Item = &'a u64>) -> ScalarValue {
+    if kind == AggKind::ApproxDistinct {
+        let mut sketch = HyperLogLog::new();
+        words.for_each(|w| sketch.add(*w));
+        ScalarValue::Int64(Some(sketch.estimate() as i64))
+    } else {
+        ScalarValue::Int64(Some(words.len() as i64))
+    }
+}
