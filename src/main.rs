@@ -19,6 +19,11 @@ struct Args {
     /// Address to listen on for PostgreSQL clients (port 0 picks a free port).
     #[arg(long, env = "ASOFDB_LISTEN", default_value = "127.0.0.1:5433")]
     listen: String,
+
+    /// Seconds between feature-state snapshots (0: only at CHECKPOINT and shutdown). After a
+    /// crash, a feature replays the writes made since its last snapshot.
+    #[arg(long, env = "ASOFDB_CHECKPOINT_SECS", default_value_t = 60)]
+    checkpoint_secs: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,7 +55,25 @@ async fn run(args: Args) -> asofdb::Result<()> {
     tracing::info!(data_dir = %args.data_dir.display(), "asofdb listening on {addr}");
     // Tests and scripts read this line to find the port when started with port 0.
     println!("asofdb listening on {addr}");
+    let checkpoints = (args.checkpoint_secs > 0).then(|| {
+        let db = db.clone();
+        let every = std::time::Duration::from_secs(args.checkpoint_secs);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                ticks.tick().await;
+                if let Err(e) = db.checkpoint(false).await {
+                    tracing::warn!("feature checkpoint failed: {e}");
+                }
+            }
+        })
+    });
     server.serve(shutdown_signal()).await?;
+    if let Some(task) = checkpoints {
+        task.abort();
+    }
+    let written = db.checkpoint(false).await?;
+    tracing::info!(snapshots = written, "feature state checkpointed");
     drop(db);
     tracing::info!("stopped");
     Ok(())

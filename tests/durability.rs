@@ -84,7 +84,7 @@ async fn sigterm_shuts_down_cleanly_and_data_reopens() {
 fn help_documents_every_flag() {
     let out = std::process::Command::new(common::binary_path()).arg("--help").output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    for flag in ["--data-dir", "--listen", "--help", "--version"] {
+    for flag in ["--data-dir", "--listen", "--checkpoint-secs", "--help", "--version"] {
         assert!(text.contains(flag), "--help does not mention {flag}:\n{text}");
     }
 }
@@ -115,7 +115,28 @@ async fn features_survive_kill9_with_every_acknowledged_write() {
     let names: Vec<String> =
         client.query("SELECT name FROM asofdb.features", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(names, vec!["card_1h".to_string()]);
+    // The state was loaded from the snapshot CREATE FEATURE wrote, plus the one later write.
+    assert_eq!(origin(&client).await, "replayed 2 rows");
+
+    // After a CHECKPOINT only what follows it is replayed.
+    client.batch_execute("CHECKPOINT").await.unwrap();
+    client.batch_execute("INSERT INTO tx VALUES (2, 7, '2024-01-01 09:40:00')").await.unwrap();
+    let before = card_totals(&client).await;
+    assert_eq!(before, vec![(1, 2, 30.0), (2, 2, 12.0)]);
     server.kill9();
+    let server = BinaryServer::start(dir.path());
+    let client = connect(&server.conn_string()).await;
+    assert_eq!(card_totals(&client).await, before, "feature values after the second restart");
+    assert_eq!(origin(&client).await, "replayed 1 rows");
+    server.kill9();
+}
+
+/// How `card_1h`'s state was obtained at startup, from "replayed" on.
+async fn origin(client: &tokio_postgres::Client) -> String {
+    let row = client.query_one("SELECT origin FROM asofdb.feature_state WHERE name = 'card_1h'", &[]).await.unwrap();
+    let origin: String = row.get(0);
+    assert!(origin.starts_with("restored from snapshot at seq "), "{origin}");
+    origin.split(", ").nth(1).unwrap().to_string()
 }
 
 async fn card_totals(client: &tokio_postgres::Client) -> Vec<(i64, i64, f64)> {

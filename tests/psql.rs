@@ -59,6 +59,25 @@ SELECT card, count(*), sum(amt) FROM tx GROUP BY card ORDER BY card;
 }
 
 #[test]
+fn create_feature_reports_backfill_progress_as_notices() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path());
+    // Two event-time hours, so the backfill reads two stored blocks.
+    let script = "\
+CREATE TABLE tx (card BIGINT, amt DOUBLE PRECISION, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts');
+INSERT INTO tx VALUES (1, 5, '2024-01-01 09:00:00'), (1, 7, '2024-01-01 10:30:00'), (2, 1, '2024-01-01 10:40:00');
+CREATE FEATURE card_1h AS SELECT card, count(*) AS n FROM tx GROUP BY card WINDOW SLIDING INTERVAL '1 hour';
+SELECT card, n FROM card_1h ORDER BY card;
+";
+    let (ok, out, err) = psql(&server, &[], Some(script));
+    assert!(ok, "psql failed: {err}");
+    assert!(err.contains("NOTICE:  backfilling feature \"card_1h\": 1 of 3 rows (33%)"), "{err}");
+    assert!(err.contains("NOTICE:  backfilling feature \"card_1h\": 3 of 3 rows (100%)"), "{err}");
+    assert!(err.contains("NOTICE:  feature \"card_1h\" backfilled from 3 rows in"), "{err}");
+    assert!(out.contains("1|1") && out.contains("2|1"), "{out}");
+}
+
+#[test]
 fn psql_reports_errors_with_sqlstate_and_backslash_copy_works() {
     let dir = tempfile::tempdir().unwrap();
     let server = BinaryServer::start(dir.path());

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result};
 use crate::feature::{FeatureDef, FeatureEngine};
-use crate::storage::{CatalogKind, Commit, EventStore};
+use crate::storage::{CatalogKind, Commit, EventStore, keys};
 
 /// Table definitions, in memory for planning and in the store for restarts.
 ///
@@ -111,9 +111,9 @@ impl Catalog {
 
     /// Removes a feature definition (durably).
     pub async fn delete_feature(&self, name: &str) -> Result<()> {
-        self.store
-            .commit(Commit { catalog_deletes: vec![CatalogKind::Feature.key(name)], ..Default::default() })
-            .await?;
+        let mut deletes = vec![CatalogKind::Feature.key(name), keys::feature_snapshot(name)];
+        deletes.extend(self.store.entries(&keys::feature_state_prefix(name))?.into_iter().map(|(k, _)| k));
+        self.store.commit(Commit { catalog_deletes: deletes, ..Default::default() }).await?;
         Ok(())
     }
 

@@ -58,6 +58,24 @@ impl Database {
         self.plan_statement(sql).await
     }
 
+    /// Persists a snapshot of every feature whose state changed since its last one (all of
+    /// them if `force`), so a restart loads them instead of replaying. Commits wait meanwhile.
+    /// Returns the number of snapshots written.
+    pub async fn checkpoint(&self, force: bool) -> Result<usize> {
+        let _no_commits = self.commit_gate.write().await;
+        let store = self.catalog.store();
+        let next_seq = store.next_seq()?;
+        let mut written = 0;
+        for feature in self.catalog.features.all() {
+            if force || feature.changed_since_snapshot() {
+                store.commit(feature.snapshot(store, next_seq)?).await?;
+                feature.snapshot_written(next_seq);
+                written += 1;
+            }
+        }
+        Ok(written)
+    }
+
     async fn plan_statement(&self, sql: &SqlStatement) -> Result<LogicalPlan> {
         let plan = self.ctx.state().statement_to_plan(DfStatement::Statement(Box::new(sql.clone()))).await?;
         SQLOptions::new()
@@ -74,7 +92,7 @@ impl Database {
         let ctx = new_session_context(catalog.clone())?;
         for def in catalog.feature_defs()? {
             let table = catalog.require_table(&def.table)?;
-            catalog.features.insert(LiveFeature::backfill(def, table, catalog.store(), &ctx)?)?;
+            catalog.features.insert(LiveFeature::open(def, table, catalog.store(), &ctx)?)?;
         }
         Ok(Arc::new(Self { catalog, ctx, parser: SqlParser::new(), commit_gate: tokio::sync::RwLock::new(()) }))
     }

@@ -68,11 +68,13 @@ pub struct Session {
     db: Arc<Database>,
     transaction: Transaction,
     pub settings: Settings,
+    /// Where NOTICE messages of the running statement go (set by the wire front end).
+    pub notices: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl Session {
     pub fn new(db: Arc<Database>) -> Self {
-        Self { db, transaction: Transaction::None, settings: Settings::default() }
+        Self { db, transaction: Transaction::None, settings: Settings::default(), notices: None }
     }
 
     /// Runs one statement. An error inside a transaction aborts the transaction.
@@ -92,6 +94,10 @@ impl Session {
             Statement::Standard(sql) => self.dispatch(sql).await,
             Statement::CreateFeature(create) => self.create_feature(create).await,
             Statement::DropFeature { names, if_exists } => self.drop_features(names, *if_exists).await,
+            Statement::Checkpoint => {
+                self.db.checkpoint(true).await?;
+                Ok(Output::Command { tag: "CHECKPOINT", rows: None })
+            }
             Statement::ShowFeatures => {
                 let batch = SystemSchema::features(&self.db.catalog)?;
                 Ok(Output::Rows(self.db.ctx.read_batch(batch)?))
@@ -113,14 +119,43 @@ impl Session {
         }
         let def = FeatureDef::bind(create, |t| catalog.require_table(t))?;
         let table = catalog.require_table(&def.table)?;
-        let live = LiveFeature::backfill(def.clone(), table, catalog.store(), &self.db.ctx)?;
+        let started = std::time::Instant::now();
+        let live = {
+            let (db, def, notices) = (self.db.clone(), def.clone(), self.notices.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut progress = BackfillProgress::new(&def.name, notices);
+                LiveFeature::backfill(def, table, db.catalog.store(), &db.ctx, &mut |done, total| {
+                    progress.report(done, total)
+                })
+            })
+            .await
+            .map_err(|e| Error::internal(format!("backfill task failed: {e}")))??
+        };
         catalog.put_feature(&def).await?;
+        let store = catalog.store();
+        let next_seq = store.next_seq()?;
+        store.commit(live.snapshot(store, next_seq)?).await?;
+        live.snapshot_written(next_seq);
+        let (keys, events, _) = live.size();
+        self.notice(format!(
+            "feature \"{}\" {} in {:.1?}: {keys} keys, {events} events kept",
+            def.name,
+            live.origin(),
+            started.elapsed()
+        ));
         catalog.features.insert(live)?;
         Ok(Output::Command { tag: "CREATE FEATURE", rows: None })
     }
 
+    fn notice(&self, message: String) {
+        if let Some(notices) = &self.notices {
+            let _ = notices.send(message);
+        }
+    }
+
     async fn drop_features(&mut self, names: &[String], if_exists: bool) -> Result<Output> {
         let catalog = &self.db.catalog;
+        let _no_commits = self.db.commit_gate.write().await;
         for name in names {
             if catalog.features.get(name).is_none() {
                 if if_exists {
@@ -386,4 +421,33 @@ pub fn check_copy(db: &Database, sql: &SqlStatement) -> Result<()> {
 /// The statement's leading keywords, for "not supported" messages.
 fn statement_kind(statement: &SqlStatement) -> String {
     statement.to_string().split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+/// Sends a NOTICE about a running backfill at most once a second (every
+/// `ASOFDB_BACKFILL_NOTICE_MS` milliseconds if set, which tests use).
+struct BackfillProgress {
+    feature: String,
+    notices: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    last: std::time::Instant,
+    every: std::time::Duration,
+}
+
+impl BackfillProgress {
+    fn new(feature: &str, notices: Option<tokio::sync::mpsc::UnboundedSender<String>>) -> Self {
+        let millis = std::env::var("ASOFDB_BACKFILL_NOTICE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+        let every = std::time::Duration::from_millis(millis);
+        Self { feature: feature.to_string(), notices, last: std::time::Instant::now(), every }
+    }
+
+    fn report(&mut self, done: u64, total: u64) {
+        if self.last.elapsed() < self.every {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        if let Some(notices) = &self.notices {
+            let percent = if total == 0 { 100 } else { done * 100 / total };
+            let _ =
+                notices.send(format!("backfilling feature \"{}\": {done} of {total} rows ({percent}%)", self.feature));
+        }
+    }
 }

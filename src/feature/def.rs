@@ -230,7 +230,8 @@ fn feature_options(options: &[sqlparser::ast::SqlOption]) -> Result<Option<i64>>
     Ok(tile)
 }
 
-fn human_interval(us: i64) -> String {
+/// An interval in µs as the largest whole unit that divides it (`5 minutes`).
+pub fn human_interval(us: i64) -> String {
     for (unit, size) in
         [("day", 86_400_000_000i64), ("hour", 3_600_000_000), ("minute", 60_000_000), ("second", 1_000_000)]
     {

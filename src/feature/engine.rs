@@ -1,35 +1,136 @@
-//! The live features of a database: backfilled when created (and at startup), updated by
-//! every commit before it is acknowledged, and read at the table's watermark.
+//! The live features of a database: backfilled when created, restored from their snapshot
+//! at startup, updated by every commit before it is acknowledged, and read at the table's
+//! watermark.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use arrow::array::{ArrayRef, RecordBatch};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 
 use super::def::{CompiledFeature, FeatureDef};
+use super::snapshot;
 use super::state::FeatureState;
 use crate::catalog::TableDef;
 use crate::error::{Error, Result};
-use crate::storage::{EventStore, StoredPart};
+use crate::storage::{Commit, EventStore, StoredPart, decode_batch, encode_batch, keys};
 
 /// One feature: its compiled definition and its per-key state.
 pub struct LiveFeature {
     pub compiled: CompiledFeature,
     pub state: RwLock<FeatureState>,
+    /// Writes numbered below this are in the persisted snapshot (0: no snapshot yet).
+    snapshot_seq: AtomicU64,
+    /// One past the greatest write number applied to the state.
+    applied_seq: AtomicU64,
+    /// How the state was obtained at startup or creation, for `asofdb.features`.
+    origin: Mutex<String>,
 }
 
 impl LiveFeature {
     /// Builds the feature from every stored row of its table (hot tier, in storage order).
-    pub fn backfill(def: FeatureDef, table: Arc<TableDef>, store: &EventStore, ctx: &SessionContext) -> Result<Self> {
+    /// `progress(rows done, rows in the table)` is called after each stored block.
+    pub fn backfill(
+        def: FeatureDef,
+        table: Arc<TableDef>,
+        store: &EventStore,
+        ctx: &SessionContext,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Self> {
         let compiled = CompiledFeature::compile(def, table, ctx)?;
         let mut state = FeatureState::new(&compiled)?;
+        let total = store.stats(compiled.table.id).rows;
+        let (mut done, mut applied) = (0, 0);
         for part in store.scan(compiled.table.id, (i64::MIN, i64::MAX), (0, 1)) {
             let part = part?;
             state.ingest(&compiled, &part.batch, part.seq)?;
+            done += part.batch.num_rows() as u64;
+            applied = applied.max(part.seq + 1);
+            progress(done, total);
         }
-        Ok(Self { compiled, state: RwLock::new(state) })
+        let origin = format!("backfilled from {done} rows");
+        Ok(Self::new(compiled, state, 0, applied, origin))
+    }
+
+    fn new(compiled: CompiledFeature, state: FeatureState, snapshot: u64, applied: u64, origin: String) -> Self {
+        Self {
+            compiled,
+            state: RwLock::new(state),
+            snapshot_seq: AtomicU64::new(snapshot),
+            applied_seq: AtomicU64::new(applied),
+            origin: Mutex::new(origin),
+        }
+    }
+
+    /// Opens a persisted feature at startup: loads its snapshot and replays the writes made
+    /// after it, or backfills when there is no snapshot.
+    pub fn open(def: FeatureDef, table: Arc<TableDef>, store: &EventStore, ctx: &SessionContext) -> Result<Self> {
+        let meta_key = keys::feature_snapshot(&def.name);
+        let meta = store.entries(&meta_key)?.into_iter().find(|(k, _)| *k == meta_key);
+        let Some((_, meta)) = meta else {
+            return Self::backfill(def, table, store, ctx, &mut |_, _| {});
+        };
+        let next_seq = u64::from_be_bytes(
+            meta.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| Error::Storage("corrupt snapshot".into()))?,
+        );
+        let compiled = CompiledFeature::compile(def, table, ctx)?;
+        let mut state = FeatureState::new(&compiled)?;
+        for (_, chunk) in store.entries(&keys::feature_state_prefix(&compiled.def.name))? {
+            snapshot::import(&compiled, &mut state, &decode_batch(&chunk)?)?;
+        }
+        let (mut replayed, mut applied) = (0u64, next_seq);
+        for part in store.scan_since(compiled.table.id, next_seq) {
+            let part = part?;
+            state.ingest(&compiled, &part.batch, part.seq)?;
+            replayed += part.batch.num_rows() as u64;
+            applied = applied.max(part.seq + 1);
+        }
+        let origin = format!("restored from snapshot at seq {next_seq}, replayed {replayed} rows");
+        tracing::info!(feature = %compiled.def.name, "{origin}");
+        Ok(Self::new(compiled, state, next_seq, applied, origin))
+    }
+
+    /// The writes that persist the current state as the snapshot of `next_seq` (the caller
+    /// holds the commit gate, so the state holds exactly the writes numbered below it).
+    pub fn snapshot(&self, store: &EventStore, next_seq: u64) -> Result<Commit> {
+        let name = &self.compiled.def.name;
+        let state = self.state.read().map_err(|_| Error::internal("feature state poisoned"))?;
+        let chunks = snapshot::export(&self.compiled, &state)?;
+        let mut commit = Commit::default();
+        for (i, chunk) in chunks.iter().enumerate() {
+            commit.catalog_puts.push((keys::feature_state(name, i as u32), encode_batch(chunk)?));
+        }
+        let stale = store.entries(&keys::feature_state_prefix(name))?.into_iter().skip(chunks.len());
+        commit.catalog_deletes.extend(stale.map(|(k, _)| k));
+        let meta = [&next_seq.to_be_bytes()[..], &(chunks.len() as u32).to_be_bytes()].concat();
+        commit.catalog_puts.push((keys::feature_snapshot(name), meta));
+        Ok(commit)
+    }
+
+    /// Records that the snapshot of `next_seq` is durable.
+    pub fn snapshot_written(&self, next_seq: u64) {
+        self.snapshot_seq.store(next_seq, Ordering::SeqCst);
+    }
+
+    /// True when writes were applied since the last snapshot.
+    pub fn changed_since_snapshot(&self) -> bool {
+        let snapshot = self.snapshot_seq.load(Ordering::SeqCst);
+        snapshot == 0 || self.applied_seq.load(Ordering::SeqCst) > snapshot
+    }
+
+    pub fn snapshot_seq(&self) -> u64 {
+        self.snapshot_seq.load(Ordering::SeqCst)
+    }
+
+    pub fn origin(&self) -> String {
+        self.origin.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// (keys, events, approximate bytes) of the state.
+    pub fn size(&self) -> (usize, usize, usize) {
+        self.state.read().map(|s| s.size(&self.compiled)).unwrap_or_default()
     }
 
     /// Values for `keys` (or every key) evaluated at the table's watermark, in the feature's
@@ -112,6 +213,7 @@ impl FeatureEngine {
                     None => state.insert(feature.state.write().map_err(|_| Error::internal("feature state poisoned"))?),
                 };
                 state.ingest(&feature.compiled, &part.batch, part.seq)?;
+                feature.applied_seq.fetch_max(part.seq + 1, Ordering::SeqCst);
             }
         }
         Ok(())

@@ -6,9 +6,10 @@ pub mod aggregate;
 mod def;
 mod encoding;
 mod engine;
+mod snapshot;
 mod state;
 pub mod window;
 
-pub use def::{CompiledFeature, FeatureDef, ValueDef, array_of};
+pub use def::{CompiledFeature, FeatureDef, ValueDef, array_of, human_interval};
 pub use engine::{FeatureEngine, LiveFeature};
 pub use state::{FeatureState, KeyHistory};

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, StringArray};
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, TableProvider};
@@ -44,23 +44,60 @@ impl SystemSchema {
             ],
         )?)
     }
+
+    /// `asofdb.feature_state`: per feature, its tile width, the keys and events its state
+    /// holds, their approximate memory, the last snapshot's sequence number and where the
+    /// state came from (backfill, or snapshot plus replay).
+    pub fn feature_state(catalog: &Catalog) -> Result<RecordBatch> {
+        let features = catalog.features.all();
+        let sizes: Vec<(usize, usize, usize)> = features.iter().map(|f| f.size()).collect();
+        let int = |f: &dyn Fn(usize) -> i64| -> ArrayRef {
+            Arc::new(Int64Array::from((0..features.len()).map(f).collect::<Vec<_>>()))
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("tile", DataType::Utf8, false),
+            Field::new("keys", DataType::Int64, false),
+            Field::new("events", DataType::Int64, false),
+            Field::new("state_bytes", DataType::Int64, false),
+            Field::new("snapshot_seq", DataType::Int64, false),
+            Field::new("origin", DataType::Utf8, false),
+        ]));
+        Ok(RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(features.iter().map(|f| f.compiled.def.name.clone()).collect::<Vec<_>>())),
+                Arc::new(StringArray::from(
+                    features.iter().map(|f| crate::feature::human_interval(f.compiled.tile)).collect::<Vec<_>>(),
+                )),
+                int(&|i| sizes[i].0 as i64),
+                int(&|i| sizes[i].1 as i64),
+                int(&|i| sizes[i].2 as i64),
+                int(&|i| features[i].snapshot_seq() as i64),
+                Arc::new(StringArray::from(features.iter().map(|f| f.origin()).collect::<Vec<_>>())),
+            ],
+        )?)
+    }
 }
+
+const TABLES: [&str; 2] = ["features", "feature_state"];
 
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
-        vec!["features".into()]
+        TABLES.iter().map(|t| t.to_string()).collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        if name != "features" {
-            return Ok(None);
-        }
-        let batch = Self::features(&self.catalog)?;
+        let batch = match name {
+            "features" => Self::features(&self.catalog)?,
+            "feature_state" => Self::feature_state(&self.catalog)?,
+            _ => return Ok(None),
+        };
         Ok(Some(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?)))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        name == "features"
+        TABLES.contains(&name)
     }
 }

@@ -30,6 +30,7 @@ use sqlparser::ast::Statement as SqlStatement;
 
 use super::errors::to_pgwire;
 use super::handlers::QueryHandler;
+use super::notices::execute_with_notices;
 use super::results::{encode_rows, to_response};
 use crate::error::Error;
 use crate::execute::{Database, check_copy};
@@ -195,7 +196,7 @@ impl ExtendedQueryHandler for QueryHandler {
             let scalars: Vec<_> = values.iter().map(|v| v.value.clone()).collect();
             bind_parameters(syntax, &scalars).map_err(to_pgwire)?;
         }
-        let output = conn.session.execute(&statement).await.map_err(to_pgwire)?;
+        let output = execute_with_notices(&mut conn.session, &statement, client).await.map_err(to_pgwire)?;
         to_response(output, &portal.result_column_format, &mut conn, client.metadata()).await
     }
 }

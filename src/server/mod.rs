@@ -7,6 +7,7 @@ mod copy;
 mod errors;
 mod extended;
 mod handlers;
+mod notices;
 mod pg_text;
 mod results;
 mod simple;

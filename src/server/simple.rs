@@ -14,6 +14,7 @@ use pgwire::messages::PgWireBackendMessage;
 
 use super::errors::to_pgwire;
 use super::handlers::QueryHandler;
+use super::notices::execute_with_notices;
 use super::results::{error_response, to_response};
 
 #[async_trait]
@@ -40,7 +41,7 @@ impl SimpleQueryHandler for QueryHandler {
         conn.cancel.reset();
         let mut responses = Vec::with_capacity(statements.len());
         for statement in &statements {
-            let response = match conn.session.execute(statement).await {
+            let response = match execute_with_notices(&mut conn.session, statement, client).await {
                 Ok(output) => to_response(output, &Format::UnifiedText, &mut conn, client.metadata()).await,
                 Err(e) => Err(to_pgwire(e)),
             };

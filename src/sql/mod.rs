@@ -28,6 +28,8 @@ pub enum Statement {
         if_exists: bool,
     },
     ShowFeatures,
+    /// `CHECKPOINT`: persists a snapshot of every changed feature now.
+    Checkpoint,
 }
 
 /// Parses statements. Holds the PostgreSQL-compatibility rewrites that let client
@@ -73,6 +75,9 @@ impl SqlParser {
         }
         if feature::starts_with_words(text, &["SHOW", "FEATURES"]) {
             return Ok(Statement::ShowFeatures);
+        }
+        if text.trim().trim_end_matches(';').trim().eq_ignore_ascii_case("checkpoint") {
+            return Ok(Statement::Checkpoint);
         }
         let text = asof_syntax::normalize(text)?;
         let mut parsed = self.postgres.parse(&text)?;

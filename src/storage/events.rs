@@ -177,6 +177,16 @@ impl EventStore {
         self.kv.scan(prefix, &keys::prefix_end(prefix)).map(|pair| pair.map(|(_, v)| v.to_vec())).collect()
     }
 
+    /// Every stored pair whose key starts with `prefix`, in key order.
+    pub fn entries(&self, prefix: &[u8]) -> Result<Vec<super::KvPair>> {
+        self.kv.scan(prefix, &keys::prefix_end(prefix)).collect()
+    }
+
+    /// The sequence number the next write will get: every write so far has a smaller one.
+    pub fn next_seq(&self) -> Result<u64> {
+        Ok(self.counters.lock().map_err(|_| Error::internal("counters poisoned"))?.next_seq)
+    }
+
     /// Statistics of a table (zero if it has no rows).
     pub fn stats(&self, table_id: u64) -> TableStats {
         self.stats.read().map(|s| s.get(&table_id).copied().unwrap_or_default()).unwrap_or_default()
@@ -255,6 +265,23 @@ impl EventStore {
         }
         stats.extend(new_stats);
         Ok(parts)
+    }
+
+    /// The stored writes of a table with a sequence number of at least `min_seq` (replay after
+    /// a snapshot). Older values are skipped by key, without decoding them.
+    pub fn scan_since(&self, table_id: u64, min_seq: u64) -> impl Iterator<Item = Result<StoredPart>> + Send + use<> {
+        let start = keys::events_from(table_id, i64::MIN);
+        let end = keys::events_until(table_id, i64::MAX);
+        self.kv.scan(&start, &end).filter_map(move |pair| {
+            let (key, value) = match pair {
+                Ok(pair) => pair,
+                Err(e) => return Some(Err(e)),
+            };
+            let Some((table_id, _, seq)) = keys::parse_event(&key) else {
+                return Some(Err(Error::Storage("corrupt event key".into())));
+            };
+            (seq >= min_seq).then(|| Ok(StoredPart { table_id, seq, batch: decode_batch(&value)? }))
+        })
     }
 
     /// The stored blocks of a table whose block number lies in `first..=last`, in key order

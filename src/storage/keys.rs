@@ -6,6 +6,8 @@
 //!  counter   'n' <counter name utf8>                        -> u64
 //!  stats     's' <table id u64>                             -> watermark i64 | row count u64
 //!  events    'e' <table id u64> <block i64*> <seq u64>      -> Arrow IPC stream, one batch
+//!  feature   'f' 'm' <feature name utf8>                    -> snapshot: next seq u64 | chunks u32
+//!  state     'f' 's' <feature name utf8> 0x00 <chunk u32>   -> Arrow IPC stream (feature::snapshot)
 //!
 //!  * the block number is floor(event_time_us / BLOCK_MICROS) with its sign bit flipped, so
 //!    negative (pre-1970) blocks sort before positive ones.
@@ -19,6 +21,22 @@ pub const CATALOG_FEATURE: &[u8] = b"cf";
 pub const COUNTER: &[u8] = b"n";
 pub const STATS: &[u8] = b"s";
 pub const EVENTS: &[u8] = b"e";
+pub const FEATURE_SNAPSHOT: &[u8] = b"fm";
+pub const FEATURE_STATE: &[u8] = b"fs";
+
+/// The key of a feature's snapshot description.
+pub fn feature_snapshot(name: &str) -> Vec<u8> {
+    [FEATURE_SNAPSHOT, name.as_bytes()].concat()
+}
+
+/// The prefix of every state chunk of a feature (names cannot contain NUL).
+pub fn feature_state_prefix(name: &str) -> Vec<u8> {
+    [FEATURE_STATE, name.as_bytes(), &[0]].concat()
+}
+
+pub fn feature_state(name: &str, chunk: u32) -> Vec<u8> {
+    [feature_state_prefix(name), chunk.to_be_bytes().to_vec()].concat()
+}
 
 pub fn counter(name: &str) -> Vec<u8> {
     [COUNTER, name.as_bytes()].concat()

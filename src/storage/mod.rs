@@ -9,7 +9,7 @@
 pub mod blocks;
 mod events;
 pub mod hot;
-mod keys;
+pub mod keys;
 mod memory;
 
 pub use blocks::{BLOCK_MICROS, decode_batch, encode_batch};

@@ -81,6 +81,8 @@ impl BinaryServer {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .env("RUST_LOG", "warn")
+            // Backfill progress NOTICEs after every stored block, so tests see them.
+            .env("ASOFDB_BACKFILL_NOTICE_MS", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -1,0 +1,129 @@
+//! Feature state snapshots: a feature's per-key events written to the hot tier as Arrow IPC
+//! chunks, so a restart loads the state instead of recomputing it from the source table.
+//!
+//! A snapshot records `next_seq`, the store's sequence number when it was taken (under the
+//! commit gate, so it holds exactly the writes numbered below it). Restoring loads the chunks,
+//! then replays the source table's writes numbered `next_seq` or above (`EventStore::scan_since`).
+//!
+//! ```text
+//!  chunk = key (binary, row-encoded) | time | seq | flags | one column per aggregate
+//!          (UInt64 words; an order-sensitive aggregate of another type keeps its value)
+//! ```
+//! Tiles are not stored: restoring appends each key's events in order, which builds the tiles
+//! incrementally at the cost of one fold per event.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, UInt64Type};
+use datafusion::scalar::ScalarValue;
+
+use super::accumulate::HEADER;
+use super::def::CompiledFeature;
+use super::encoding::{Repr, VALUE};
+use super::state::FeatureState;
+use crate::error::{Error, Result};
+
+/// Events per chunk: bounds the size of one stored value.
+const CHUNK_EVENTS: usize = 65_536;
+
+/// The state as IPC-ready batches of at most [`CHUNK_EVENTS`] events.
+pub fn export(feature: &CompiledFeature, state: &FeatureState) -> Result<Vec<RecordBatch>> {
+    let stride = feature.stride();
+    let mut chunks = Vec::new();
+    let mut pending = Pending::default();
+    for (key, history) in state.encoded_keys() {
+        let (words, others) = history.raw();
+        for event in words.chunks_exact(stride) {
+            pending.keys.append_value(key);
+            pending.words.extend_from_slice(event);
+            let flags = event[2];
+            let values = feature.reprs.iter().enumerate().filter(|(_, r)| **r == Repr::Other).map(|(j, _)| {
+                let value = ((flags >> (2 * j)) & 3 == VALUE).then(|| others.get(event[HEADER + j] as usize)).flatten();
+                (j, value.cloned())
+            });
+            pending.others.push(values.collect());
+            if pending.others.len() == CHUNK_EVENTS {
+                chunks.push(pending.finish(feature)?);
+            }
+        }
+    }
+    if !pending.others.is_empty() {
+        chunks.push(pending.finish(feature)?);
+    }
+    Ok(chunks)
+}
+
+#[derive(Default)]
+struct Pending {
+    keys: BinaryBuilder,
+    words: Vec<u64>,
+    others: Vec<Vec<(usize, Option<ScalarValue>)>>,
+}
+
+impl Pending {
+    fn finish(&mut self, feature: &CompiledFeature) -> Result<RecordBatch> {
+        let stride = feature.stride();
+        let mut fields = vec![Field::new("key", DataType::Binary, false)];
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(self.keys.finish())];
+        for w in 0..stride {
+            let j = w.checked_sub(HEADER);
+            let other = j.filter(|j| feature.reprs[*j] == Repr::Other);
+            let column: ArrayRef = match other {
+                Some(j) => {
+                    let position = feature.reprs[..j].iter().filter(|r| **r == Repr::Other).count();
+                    let null = ScalarValue::try_from(&feature.arg_types[j])?;
+                    let values = self.others.iter().map(|o| o[position].1.clone().unwrap_or_else(|| null.clone()));
+                    super::def::array_of(values, &feature.arg_types[j])?
+                }
+                None => Arc::new(UInt64Array::from_iter_values(self.words.iter().skip(w).step_by(stride).copied())),
+            };
+            fields.push(Field::new(format!("w{w}"), column.data_type().clone(), true));
+            columns.push(column);
+        }
+        self.words.clear();
+        self.others.clear();
+        Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    }
+}
+
+/// Adds the events of one exported chunk to `state`.
+pub fn import(feature: &CompiledFeature, state: &mut FeatureState, chunk: &RecordBatch) -> Result<()> {
+    let stride = feature.stride();
+    if chunk.num_columns() != stride + 1 {
+        return Err(Error::Storage(format!("feature \"{}\": snapshot chunk has the wrong shape", feature.def.name)));
+    }
+    let keys = chunk.column(0).as_binary_opt::<i32>().ok_or_else(|| Error::Storage("snapshot key column".into()))?;
+    let mut words: Vec<Option<&UInt64Array>> = Vec::with_capacity(stride);
+    for w in 0..stride {
+        let other = w >= HEADER && feature.reprs[w - HEADER] == Repr::Other;
+        words.push(if other {
+            None
+        } else {
+            Some(
+                chunk
+                    .column(w + 1)
+                    .as_primitive_opt::<UInt64Type>()
+                    .ok_or_else(|| Error::Storage("snapshot word column".into()))?,
+            )
+        });
+    }
+    let mut event = vec![0u64; stride];
+    for row in 0..chunk.num_rows() {
+        let mut others = Vec::new();
+        for (w, column) in words.iter().enumerate() {
+            match column {
+                Some(c) => event[w] = c.value(row),
+                None => {
+                    event[w] = 0;
+                    let array = chunk.column(w + 1);
+                    if array.is_valid(row) {
+                        others.push((w - HEADER, ScalarValue::try_from_array(array, row)?));
+                    }
+                }
+            }
+        }
+        state.restore(feature, keys.value(row), &mut event, others);
+    }
+    Ok(())
+}
