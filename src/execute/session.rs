@@ -445,7 +445,7 @@ impl BackfillProgress {
         }
         self.last = std::time::Instant::now();
         if let Some(notices) = &self.notices {
-            let percent = if total == 0 { 100 } else { done * 100 / total };
+            let percent = (done * 100).checked_div(total).unwrap_or(100);
             let _ =
                 notices.send(format!("backfilling feature \"{}\": {done} of {total} rows ({percent}%)", self.feature));
         }
