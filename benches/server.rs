@@ -7,67 +7,13 @@
 //! Data comes from `../shared/data/gen_transactions.py`, cached under `target/bench-data`.
 //! Run: `cargo bench --bench server` (sizes via ASOFDB_BENCH_SCAN_ROWS, default 10M).
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use asofdb::execute::Database;
-use asofdb::server::Server;
+use common::{TX_COLUMNS, connect, copy, start, transactions_csv};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use futures::SinkExt;
-
-const TX_COLUMNS: &str = "tid BIGINT, cc_num BIGINT, user_id BIGINT, merchant TEXT, amt DOUBLE PRECISION, \
-                          status TEXT, ip TEXT, ts TIMESTAMP NOT NULL";
-
-struct Bench {
-    rt: tokio::runtime::Runtime,
-    conn: String,
-    _dir: tempfile::TempDir,
-}
-
-fn start() -> Bench {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = Database::open(dir.path()).unwrap();
-    let server = rt.block_on(Server::bind("127.0.0.1:0", db)).unwrap();
-    let addr = server.local_addr().unwrap();
-    rt.spawn(server.serve(std::future::pending()));
-    Bench { rt, conn: format!("host=127.0.0.1 port={} user=bench", addr.port()), _dir: dir }
-}
-
-async fn connect(conn: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
-}
-
-/// CSV (with header) of `rows` generated transactions.
-fn transactions_csv(rows: usize) -> Arc<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("tx_{rows}.csv"));
-    if !path.exists() {
-        let generator = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/gen_transactions.py");
-        let status = std::process::Command::new("python3")
-            .arg(generator)
-            .args(["--rows", &rows.to_string(), "--cards", "50000", "--days", "30", "--seed", "7"])
-            .arg("--transactions")
-            .arg(&path)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    Arc::new(std::fs::read(path).unwrap())
-}
-
-async fn copy(client: &tokio_postgres::Client, table: &str, csv: &[u8]) -> u64 {
-    let sink = client.copy_in(&format!("COPY {table} FROM STDIN WITH (FORMAT csv, HEADER true)")).await.unwrap();
-    futures::pin_mut!(sink);
-    for chunk in csv.chunks(1 << 20) {
-        sink.send(bytes::Bytes::copy_from_slice(chunk)).await.unwrap();
-    }
-    sink.finish().await.unwrap()
-}
 
 fn copy_ingest(c: &mut Criterion) {
     let bench = start();
