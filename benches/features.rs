@@ -129,7 +129,7 @@ fn memory_1m_keys(c: &mut Criterion) {
     let bench = start();
     let client = bench.rt.block_on(connect(&bench.conn));
     let load = format!(
-        "{}; INSERT INTO tx SELECT i, i, i, 'merchant_' || CAST(i % 200 AS TEXT), CAST(i % 1000 AS DOUBLE PRECISION), \
+        "{}; INSERT INTO tx SELECT i AS tid, i AS cc_num, i AS user_id, 'merchant_' || CAST(i % 200 AS TEXT), CAST(i % 1000 AS DOUBLE PRECISION), \
          'ok', '10.0.' || CAST(i % 250 AS TEXT) || '.1', to_timestamp_seconds(1704067200 + i % 2592000) \
          FROM generate_series(1, 1000000) AS g(i)",
         create_table_sql()

@@ -62,4 +62,3 @@ pub async fn copy(client: &tokio_postgres::Client, table: &str, csv: &[u8]) -> u
     }
     sink.finish().await.unwrap()
 }
-

@@ -26,7 +26,9 @@ use arrow::compute::{concat_batches, take};
 use arrow::datatypes::{Field, Schema};
 use arrow::row::{RowConverter, SortField};
 use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::Column;
 use datafusion::datasource::MemTable;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::scalar::ScalarValue;
 use sqlparser::ast::{
     BinaryOperator, Expr, JoinConstraint, JoinOperator, Query, SetExpr, Statement as SqlStatement, TableFactor,
@@ -43,7 +45,7 @@ use crate::sql::names::{ident_name, table_name};
 
 /// The schema holding match tables while a statement is planned.
 pub const TEMP_SCHEMA: &str = "asof_tmp";
-const PROBE_TIME: &str = "__asof_t";
+pub const PROBE_TIME: &str = "__asof_t";
 
 static NEXT_TABLE: AtomicU64 = AtomicU64::new(1);
 
@@ -166,6 +168,20 @@ fn temp_schema(db: &Database) -> Result<Arc<dyn datafusion::catalog::SchemaProvi
     let schema: Arc<dyn datafusion::catalog::SchemaProvider> = Arc::new(MemorySchemaProvider::new());
     catalog.register_schema(TEMP_SCHEMA, schema.clone())?;
     Ok(schema)
+}
+
+/// `plan` without the probe-time columns of its match tables, which `SELECT *` would show.
+pub fn hide_probe_times(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let schema = plan.schema().clone();
+    if !schema.fields().iter().any(|f| f.name() == PROBE_TIME) {
+        return Ok(plan);
+    }
+    let visible: Vec<datafusion::prelude::Expr> = schema
+        .iter()
+        .filter(|(_, field)| field.name() != PROBE_TIME)
+        .map(|(qualifier, field)| datafusion::prelude::Expr::Column(Column::new(qualifier.cloned(), field.name())))
+        .collect();
+    Ok(LogicalPlanBuilder::from(plan).project(visible)?.build()?)
 }
 
 /// Removes the match tables of a planned statement.

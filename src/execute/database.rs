@@ -49,7 +49,7 @@ impl Database {
             let mut query = query.clone();
             let mut registered = Vec::new();
             let outcome = match asof::rewrite(self, &mut query, &mut registered).await {
-                Ok(()) => self.plan_statement(&SqlStatement::Query(query)).await,
+                Ok(()) => self.plan_statement(&SqlStatement::Query(query)).await.and_then(asof::hide_probe_times),
                 Err(e) => Err(e),
             };
             asof::deregister(self, &registered);

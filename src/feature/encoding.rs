@@ -88,6 +88,18 @@ pub fn encode(repr: Repr, arg: Option<&ArrayRef>, included: impl Fn(usize) -> bo
             let floats = floats.as_primitive::<Float64Type>();
             Encoded::Words((0..rows).map(|r| (flag(r, arg.is_valid(r)), float_word(floats.value(r)))).collect())
         }
+        Repr::Hash if matches!(arg.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => {
+            let strings = arrow::compute::cast(arg, &DataType::Utf8)?;
+            let strings = strings.as_string::<i32>();
+            Encoded::Words(
+                (0..rows)
+                    .map(|r| {
+                        let f = flag(r, arg.is_valid(r));
+                        (f, if f == VALUE { hash_str(strings.value(r)) } else { 0 })
+                    })
+                    .collect(),
+            )
+        }
         Repr::Hash => Encoded::Words(
             (0..rows)
                 .map(|r| {
@@ -125,6 +137,15 @@ pub fn hash(value: &ScalarValue) -> u64 {
     #[allow(deprecated)]
     let mut hasher = std::hash::SipHasher::new_with_keys(0x5eed_a50f, 0xdb_f00d);
     value.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// [`hash`] of a text value without building a `ScalarValue` (the same hash for every
+/// string array type).
+pub fn hash_str(text: &str) -> u64 {
+    #[allow(deprecated)]
+    let mut hasher = std::hash::SipHasher::new_with_keys(0x5eed_a50f, 0xdb_f00d);
+    hasher.write(text.as_bytes());
     hasher.finish()
 }
 

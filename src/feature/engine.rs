@@ -128,6 +128,16 @@ impl LiveFeature {
         self.origin.lock().map(|o| o.clone()).unwrap_or_default()
     }
 
+    /// Applies the parts of this feature's table.
+    fn apply(&self, parts: &[StoredPart]) -> Result<()> {
+        let mut state = self.state.write().map_err(|_| Error::internal("feature state poisoned"))?;
+        for part in parts.iter().filter(|p| p.table_id == self.compiled.table.id) {
+            state.ingest(&self.compiled, &part.batch, part.seq)?;
+            self.applied_seq.fetch_max(part.seq + 1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
     /// (keys, events, approximate bytes) of the state.
     pub fn size(&self) -> (usize, usize, usize) {
         self.state.read().map(|s| s.size(&self.compiled)).unwrap_or_default()
@@ -165,6 +175,9 @@ impl LiveFeature {
     }
 }
 
+/// Writes of at least this many rows update features in parallel.
+const PARALLEL_ROWS: usize = 10_000;
+
 /// Every live feature, by name.
 #[derive(Default)]
 pub struct FeatureEngine {
@@ -200,22 +213,26 @@ impl FeatureEngine {
         Ok(())
     }
 
-    /// Applies committed rows to every feature of their tables.
+    /// Applies committed rows to every feature of their tables. Large writes (COPY) update
+    /// the features in parallel, one thread each; small ones inline, as a thread would cost
+    /// more than the update.
     pub fn on_commit(&self, parts: &[StoredPart]) -> Result<()> {
-        if parts.is_empty() {
+        let rows: usize = parts.iter().map(|p| p.batch.num_rows()).sum();
+        if rows == 0 {
             return Ok(());
         }
-        for feature in self.all() {
-            let mut state = None;
-            for part in parts.iter().filter(|p| p.table_id == feature.compiled.table.id) {
-                let state = match &mut state {
-                    Some(s) => s,
-                    None => state.insert(feature.state.write().map_err(|_| Error::internal("feature state poisoned"))?),
-                };
-                state.ingest(&feature.compiled, &part.batch, part.seq)?;
-                feature.applied_seq.fetch_max(part.seq + 1, Ordering::SeqCst);
-            }
+        let features: Vec<Arc<LiveFeature>> =
+            self.all().into_iter().filter(|f| parts.iter().any(|p| p.table_id == f.compiled.table.id)).collect();
+        if rows < PARALLEL_ROWS || features.len() < 2 {
+            return features.iter().try_for_each(|f| f.apply(parts));
         }
-        Ok(())
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = features.iter().map(|f| scope.spawn(|| f.apply(parts))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(Error::internal("feature update panicked"))))
+                .collect::<Result<Vec<()>>>()
+                .map(|_| ())
+        })
     }
 }

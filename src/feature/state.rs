@@ -208,14 +208,16 @@ fn build_tiles(feature: &CompiledFeature, ev: &Events) -> Tiles {
 /// All keys of one feature.
 pub struct FeatureState {
     converter: RowConverter,
-    keys: HashMap<Box<[u8]>, KeyHistory>,
+    /// aHash: the keys are short byte strings and this map is on every write's path.
+    keys: HashMap<Box<[u8]>, KeyHistory, ahash::RandomState>,
 }
 
 impl FeatureState {
     pub fn new(feature: &CompiledFeature) -> Result<Self> {
         let fields =
             feature.key_columns.iter().map(|i| SortField::new(feature.table.columns[*i].ty.arrow_type())).collect();
-        Ok(Self { converter: RowConverter::new(fields)?, keys: HashMap::new() })
+        let hasher = ahash::RandomState::with_seeds(0x5eed, 0xa50f, 0xdb, 0xf00d);
+        Ok(Self { converter: RowConverter::new(fields)?, keys: HashMap::with_hasher(hasher) })
     }
 
     /// Adds the qualifying rows of `batch` (rows of the source table stored under `seq`).
@@ -244,10 +246,10 @@ impl FeatureState {
                 continue;
             }
             let key = key_rows.row(row);
-            if !self.keys.contains_key(key.as_ref()) {
-                self.keys.insert(key.as_ref().into(), KeyHistory::default());
-            }
-            let history = self.keys.get_mut(key.as_ref()).ok_or_else(|| Error::internal("key vanished"))?;
+            let history = match self.keys.get_mut(key.as_ref()) {
+                Some(history) => history,
+                None => self.keys.entry(key.as_ref().into()).or_default(),
+            };
             event[0] = times.value(row) as u64;
             event[1] = seq;
             event[2] = 0;
