@@ -50,7 +50,7 @@ SQL
 python3 - "$work" <<'PY'
 import glob, sys
 lat = []
-for path in glob.glob(f"{sys.argv[1]}/read.*"):
+for path in glob.glob(f"{sys.argv[1]}/read.[0-9]*"):
     with open(path) as f:
         lat += [int(line.split()[2]) for line in f if line.strip()]
 lat.sort()
