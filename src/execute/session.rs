@@ -187,6 +187,16 @@ impl Session {
         self.abort_on_error(outcome)
     }
 
+    /// The rows of `plan` if it is a feature point read (`plan::try_point_read`), answered
+    /// without DataFusion; `None` when it must run the normal way.
+    pub fn point_read(&mut self, plan: &LogicalPlan) -> Result<Option<arrow::array::RecordBatch>> {
+        if matches!(self.transaction, Transaction::Failed) {
+            return Ok(None);
+        }
+        let outcome = crate::plan::try_point_read(plan);
+        self.abort_on_error(outcome)
+    }
+
     async fn run_plan(&self, plan: LogicalPlan) -> Result<DataFrame> {
         Ok(self.db.ctx.execute_logical_plan(plan).await?)
     }

@@ -33,6 +33,11 @@ impl FeatureTable {
         Self { feature, store }
     }
 
+    /// The feature and the store it reads its watermark from.
+    pub fn parts(&self) -> (&Arc<LiveFeature>, &Arc<EventStore>) {
+        (&self.feature, &self.store)
+    }
+
     /// The literal a filter compares key column `key` with, if it is `key = literal`.
     fn key_literal(&self, key: &str, filter: &Expr) -> Option<ScalarValue> {
         let Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) = filter else { return None };

@@ -3,10 +3,12 @@
 mod context;
 mod event_table;
 mod feature_table;
+mod point_read;
 mod schema;
 mod system;
 mod time_bounds;
 
 pub use context::{CATALOG_NAME, SCHEMA_NAME, new_session_context};
 pub use event_table::EventTable;
+pub use point_read::try_point_read;
 pub use system::SystemSchema;

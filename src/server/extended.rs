@@ -31,7 +31,7 @@ use sqlparser::ast::Statement as SqlStatement;
 use super::errors::to_pgwire;
 use super::handlers::QueryHandler;
 use super::notices::execute_with_notices;
-use super::results::{encode_rows, to_response};
+use super::results::{encode_batch_rows, encode_rows, to_response};
 use crate::error::Error;
 use crate::execute::{Database, check_copy};
 use crate::sql::Statement;
@@ -184,8 +184,11 @@ impl ExtendedQueryHandler for QueryHandler {
         conn.cancel.reset();
         if let Some(plan) = &prepared.plan {
             let plan = plan.clone().replace_params_with_values(&params).map_err(|e| to_pgwire(e.into()))?;
-            let frame = conn.session.run_query(plan).await.map_err(to_pgwire)?;
             let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+            if let Some(batch) = conn.session.point_read(&plan).map_err(to_pgwire)? {
+                return Ok(Response::Query(encode_batch_rows(batch, &portal.result_column_format, options)?));
+            }
+            let frame = conn.session.run_query(plan).await.map_err(to_pgwire)?;
             let rows = encode_rows(frame, &portal.result_column_format, options, conn.cancel.clone()).await?;
             return Ok(Response::Query(rows));
         }

@@ -78,6 +78,17 @@ pub async fn encode_rows(
     Ok(QueryResponse::new(fields, rows))
 }
 
+/// A result set already in memory as DataRows in the client's formats.
+pub fn encode_batch_rows(
+    batch: RecordBatch,
+    format: &Format,
+    format_options: Arc<FormatOptions>,
+) -> PgWireResult<QueryResponse> {
+    let fields = Arc::new(arrow_schema_to_pg_fields(batch.schema().as_ref(), format, Some(format_options))?);
+    let rows = encode_batch(&batch, &fields);
+    Ok(QueryResponse::new(fields, futures::stream::iter(rows)))
+}
+
 fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> Vec<PgWireResult<DataRow>> {
     let mut encoder = PgText(DataRowEncoder::new(fields.clone()));
     let schema = batch.schema();
