@@ -102,8 +102,14 @@ impl LiveFeature {
         for (i, chunk) in chunks.iter().enumerate() {
             commit.catalog_puts.push((keys::feature_state(name, i as u32), encode_batch(chunk)?));
         }
-        let stale = store.entries(&keys::feature_state_prefix(name))?.into_iter().skip(chunks.len());
-        commit.catalog_deletes.extend(stale.map(|(k, _)| k));
+        // The previous snapshot's chunks beyond the new count are removed (its description
+        // says how many it had, so they need not be read).
+        let meta_key = keys::feature_snapshot(name);
+        let previous = store.entries(&meta_key)?.into_iter().find(|(k, _)| *k == meta_key);
+        let previous_chunks = previous
+            .and_then(|(_, meta)| meta.get(8..12).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes))
+            .unwrap_or(0);
+        commit.catalog_deletes.extend((chunks.len() as u32..previous_chunks).map(|i| keys::feature_state(name, i)));
         let meta = [&next_seq.to_be_bytes()[..], &(chunks.len() as u32).to_be_bytes()].concat();
         commit.catalog_puts.push((keys::feature_snapshot(name), meta));
         Ok(commit)
