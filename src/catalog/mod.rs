@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result};
-use crate::feature::{FeatureDef, FeatureEngine};
-use crate::storage::{CatalogKind, Commit, EventStore, keys};
+use crate::feature::{FeatureDef, FeatureEngine, SnapshotMeta};
+use crate::storage::{CatalogKind, Commit, EventStore};
 
 /// Table definitions, in memory for planning and in the store for restarts.
 ///
@@ -111,8 +111,10 @@ impl Catalog {
 
     /// Removes a feature definition (durably).
     pub async fn delete_feature(&self, name: &str) -> Result<()> {
-        let mut deletes = vec![CatalogKind::Feature.key(name), keys::feature_snapshot(name)];
-        deletes.extend(self.store.entries(&keys::feature_state_prefix(name))?.into_iter().map(|(k, _)| k));
+        let mut deletes = vec![CatalogKind::Feature.key(name)];
+        if let Some(snapshot) = SnapshotMeta::read(&self.store, name)? {
+            deletes.extend(snapshot.keys(name));
+        }
         self.store.commit(Commit { catalog_deletes: deletes, ..Default::default() }).await?;
         Ok(())
     }

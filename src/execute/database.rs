@@ -64,12 +64,10 @@ impl Database {
     pub async fn checkpoint(&self, force: bool) -> Result<usize> {
         let _no_commits = self.commit_gate.write().await;
         let store = self.catalog.store();
-        let next_seq = store.next_seq()?;
         let mut written = 0;
         for feature in self.catalog.features.all() {
             if force || feature.changed_since_snapshot() {
-                store.commit(feature.snapshot(store, next_seq)?).await?;
-                feature.snapshot_written(next_seq);
+                feature.write_snapshot(store).await?;
                 written += 1;
             }
         }

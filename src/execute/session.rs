@@ -132,10 +132,7 @@ impl Session {
             .map_err(|e| Error::internal(format!("backfill task failed: {e}")))??
         };
         catalog.put_feature(&def).await?;
-        let store = catalog.store();
-        let next_seq = store.next_seq()?;
-        store.commit(live.snapshot(store, next_seq)?).await?;
-        live.snapshot_written(next_seq);
+        live.write_snapshot(catalog.store()).await?;
         let (keys, events, _) = live.size();
         self.notice(format!(
             "feature \"{}\" {} in {:.1?}: {keys} keys, {events} events kept",

@@ -103,8 +103,10 @@ pub enum Acc {
 }
 
 impl Acc {
-    pub fn new(kind: AggKind, tile: bool) -> Acc {
+    /// An empty accumulator; `tile` selects the mergeable form of distinct counts.
+    pub fn new(kind: AggKind, repr: Repr, tile: bool) -> Acc {
         match kind {
+            AggKind::Sum if repr == Repr::Int => Acc::SumInt { n: 0, sum: 0 },
             AggKind::CountStar | AggKind::Count => Acc::Count(0),
             AggKind::Sum | AggKind::Avg | AggKind::StddevSamp | AggKind::VarSamp => {
                 Acc::Moments { n: 0, sum: 0.0, mean: 0.0, m2: 0.0 }
@@ -113,11 +115,6 @@ impl Acc {
             AggKind::CountDistinct | AggKind::ApproxDistinct if tile => Acc::Distinct(Vec::new()),
             AggKind::CountDistinct | AggKind::ApproxDistinct => Acc::Set(HashSet::new()),
         }
-    }
-
-    /// `new` with integer sums exact.
-    pub fn for_aggregate(kind: AggKind, repr: Repr, tile: bool) -> Acc {
-        if kind == AggKind::Sum && repr == Repr::Int { Acc::SumInt { n: 0, sum: 0 } } else { Acc::new(kind, tile) }
     }
 
     /// Folds event `i` (absolute) into aggregate `j`; picks are stored as `i - offset`.

@@ -4,14 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use arrow::array::{ArrayRef, RecordBatch};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 
 use super::def::{CompiledFeature, FeatureDef};
-use super::snapshot;
+use super::snapshot::{self, SnapshotMeta};
 use super::state::FeatureState;
 use crate::catalog::TableDef;
 use crate::error::{Error, Result};
@@ -25,8 +25,8 @@ pub struct LiveFeature {
     snapshot_seq: AtomicU64,
     /// One past the greatest write number applied to the state.
     applied_seq: AtomicU64,
-    /// How the state was obtained at startup or creation, for `asofdb.features`.
-    origin: Mutex<String>,
+    /// How the state was obtained at startup or creation, for `asofdb.feature_state`.
+    origin: String,
 }
 
 impl LiveFeature {
@@ -42,14 +42,8 @@ impl LiveFeature {
         let compiled = CompiledFeature::compile(def, table, ctx)?;
         let mut state = FeatureState::new(&compiled)?;
         let total = store.stats(compiled.table.id).rows;
-        let (mut done, mut applied) = (0, 0);
-        for part in store.scan(compiled.table.id, (i64::MIN, i64::MAX), (0, 1)) {
-            let part = part?;
-            state.ingest(&compiled, &part.batch, part.seq)?;
-            done += part.batch.num_rows() as u64;
-            applied = applied.max(part.seq + 1);
-            progress(done, total);
-        }
+        let parts = store.scan(compiled.table.id, (i64::MIN, i64::MAX), (0, 1));
+        let (done, applied) = ingest_all(&compiled, &mut state, parts, 0, &mut |done| progress(done, total))?;
         let origin = format!("backfilled from {done} rows");
         Ok(Self::new(compiled, state, 0, applied, origin))
     }
@@ -60,41 +54,39 @@ impl LiveFeature {
             state: RwLock::new(state),
             snapshot_seq: AtomicU64::new(snapshot),
             applied_seq: AtomicU64::new(applied),
-            origin: Mutex::new(origin),
+            origin,
         }
     }
 
     /// Opens a persisted feature at startup: loads its snapshot and replays the writes made
     /// after it, or backfills when there is no snapshot.
     pub fn open(def: FeatureDef, table: Arc<TableDef>, store: &EventStore, ctx: &SessionContext) -> Result<Self> {
-        let meta_key = keys::feature_snapshot(&def.name);
-        let meta = store.entries(&meta_key)?.into_iter().find(|(k, _)| *k == meta_key);
-        let Some((_, meta)) = meta else {
+        let Some(SnapshotMeta { next_seq, .. }) = SnapshotMeta::read(store, &def.name)? else {
             return Self::backfill(def, table, store, ctx, &mut |_, _| {});
         };
-        let next_seq = u64::from_be_bytes(
-            meta.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| Error::Storage("corrupt snapshot".into()))?,
-        );
         let compiled = CompiledFeature::compile(def, table, ctx)?;
         let mut state = FeatureState::new(&compiled)?;
         for (_, chunk) in store.entries(&keys::feature_state_prefix(&compiled.def.name))? {
             snapshot::import(&compiled, &mut state, &decode_batch(&chunk)?)?;
         }
-        let (mut replayed, mut applied) = (0u64, next_seq);
-        for part in store.scan_since(compiled.table.id, next_seq) {
-            let part = part?;
-            state.ingest(&compiled, &part.batch, part.seq)?;
-            replayed += part.batch.num_rows() as u64;
-            applied = applied.max(part.seq + 1);
-        }
+        let parts = store.scan_since(compiled.table.id, next_seq);
+        let (replayed, applied) = ingest_all(&compiled, &mut state, parts, next_seq, &mut |_| {})?;
         let origin = format!("restored from snapshot at seq {next_seq}, replayed {replayed} rows");
         tracing::info!(feature = %compiled.def.name, "{origin}");
         Ok(Self::new(compiled, state, next_seq, applied, origin))
     }
 
-    /// The writes that persist the current state as the snapshot of `next_seq` (the caller
-    /// holds the commit gate, so the state holds exactly the writes numbered below it).
-    pub fn snapshot(&self, store: &EventStore, next_seq: u64) -> Result<Commit> {
+    /// Persists the current state as a snapshot, durably. The caller holds the commit gate,
+    /// so the state holds exactly the writes numbered below the store's next seq.
+    pub async fn write_snapshot(&self, store: &Arc<EventStore>) -> Result<()> {
+        let next_seq = store.next_seq()?;
+        store.commit(self.snapshot(store, next_seq)?).await?;
+        self.snapshot_seq.store(next_seq, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The writes that persist the current state as the snapshot of `next_seq`.
+    fn snapshot(&self, store: &EventStore, next_seq: u64) -> Result<Commit> {
         let name = &self.compiled.def.name;
         let state = self.state.read().map_err(|_| Error::internal("feature state poisoned"))?;
         let chunks = snapshot::export(&self.compiled, &state)?;
@@ -102,22 +94,13 @@ impl LiveFeature {
         for (i, chunk) in chunks.iter().enumerate() {
             commit.catalog_puts.push((keys::feature_state(name, i as u32), encode_batch(chunk)?));
         }
-        // The previous snapshot's chunks beyond the new count are removed (its description
-        // says how many it had, so they need not be read).
-        let meta_key = keys::feature_snapshot(name);
-        let previous = store.entries(&meta_key)?.into_iter().find(|(k, _)| *k == meta_key);
-        let previous_chunks = previous
-            .and_then(|(_, meta)| meta.get(8..12).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes))
-            .unwrap_or(0);
-        commit.catalog_deletes.extend((chunks.len() as u32..previous_chunks).map(|i| keys::feature_state(name, i)));
-        let meta = [&next_seq.to_be_bytes()[..], &(chunks.len() as u32).to_be_bytes()].concat();
-        commit.catalog_puts.push((keys::feature_snapshot(name), meta));
+        // The previous snapshot's chunks beyond the new count are removed.
+        let previous_chunks = SnapshotMeta::read(store, name)?.map_or(0, |m| m.chunks);
+        let chunk_count = chunks.len() as u32;
+        commit.catalog_deletes.extend((chunk_count..previous_chunks).map(|i| keys::feature_state(name, i)));
+        let meta = SnapshotMeta { next_seq, chunks: chunk_count };
+        commit.catalog_puts.push((keys::feature_snapshot(name), meta.encode()));
         Ok(commit)
-    }
-
-    /// Records that the snapshot of `next_seq` is durable.
-    pub fn snapshot_written(&self, next_seq: u64) {
-        self.snapshot_seq.store(next_seq, Ordering::SeqCst);
     }
 
     /// True when writes were applied since the last snapshot.
@@ -130,8 +113,8 @@ impl LiveFeature {
         self.snapshot_seq.load(Ordering::SeqCst)
     }
 
-    pub fn origin(&self) -> String {
-        self.origin.lock().map(|o| o.clone()).unwrap_or_default()
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// Applies the parts of this feature's table.
@@ -179,6 +162,26 @@ impl LiveFeature {
             .collect::<std::result::Result<_, _>>()?;
         self.compiled.batch(keys, &rows, vec![watermark; rows.len()])
     }
+}
+
+/// Ingests stored writes into `state`; returns (rows read, one past the greatest seq seen,
+/// at least `applied`). `progress` gets the running row count after each write.
+fn ingest_all(
+    compiled: &CompiledFeature,
+    state: &mut FeatureState,
+    parts: impl Iterator<Item = Result<StoredPart>>,
+    mut applied: u64,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(u64, u64)> {
+    let mut rows = 0;
+    for part in parts {
+        let part = part?;
+        state.ingest(compiled, &part.batch, part.seq)?;
+        rows += part.batch.num_rows() as u64;
+        applied = applied.max(part.seq + 1);
+        progress(rows);
+    }
+    Ok((rows, applied))
 }
 
 /// Writes of at least this many rows update features in parallel.

@@ -23,6 +23,36 @@ use super::def::CompiledFeature;
 use super::encoding::{Repr, VALUE};
 use super::state::FeatureState;
 use crate::error::{Error, Result};
+use crate::storage::{EventStore, keys};
+
+/// A snapshot's description: it holds the writes numbered below `next_seq`, in `chunks` chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotMeta {
+    pub next_seq: u64,
+    pub chunks: u32,
+}
+
+impl SnapshotMeta {
+    /// The description of feature `name`'s snapshot, if it has one.
+    pub fn read(store: &EventStore, name: &str) -> Result<Option<Self>> {
+        let Some(bytes) = store.get(&keys::feature_snapshot(name))? else { return Ok(None) };
+        let corrupt = || Error::Storage(format!("feature \"{name}\": corrupt snapshot description"));
+        let next_seq = bytes.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(corrupt)?;
+        let chunks = bytes.get(8..12).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes).ok_or_else(corrupt)?;
+        Ok(Some(Self { next_seq, chunks }))
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        [&self.next_seq.to_be_bytes()[..], &self.chunks.to_be_bytes()].concat()
+    }
+
+    /// The storage keys of the description and of every chunk.
+    pub fn keys(&self, name: &str) -> Vec<Vec<u8>> {
+        let mut all = vec![keys::feature_snapshot(name)];
+        all.extend((0..self.chunks).map(|i| keys::feature_state(name, i)));
+        all
+    }
+}
 
 /// Events per chunk: bounds the size of one stored value.
 const CHUNK_EVENTS: usize = 65_536;

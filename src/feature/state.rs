@@ -57,10 +57,6 @@ impl KeyHistory {
         self.words.len() / feature.stride()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.words.is_empty()
-    }
-
     /// Inserts one event (time, arrival seq, flags, one word per aggregate) in its place.
     pub fn insert(&mut self, feature: &CompiledFeature, event: &[u64]) {
         let stride = feature.stride();
@@ -178,7 +174,7 @@ impl KeyHistory {
 /// building a tile's partials, to 0 otherwise.
 fn fold(feature: &CompiledFeature, ev: &Events, from: usize, to: usize, tile: bool) -> Vec<Acc> {
     let mut accs: Vec<Acc> =
-        feature.def.values.iter().zip(&feature.reprs).map(|(v, r)| Acc::for_aggregate(v.kind, *r, tile)).collect();
+        feature.def.values.iter().zip(&feature.reprs).map(|(v, r)| Acc::new(v.kind, *r, tile)).collect();
     fold_into(feature, ev, &mut accs, from, to, if tile { from } else { 0 });
     accs
 }

@@ -177,6 +177,11 @@ impl EventStore {
         self.kv.scan(prefix, &keys::prefix_end(prefix)).map(|pair| pair.map(|(_, v)| v.to_vec())).collect()
     }
 
+    /// The value stored under `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.kv.get(key)
+    }
+
     /// Every stored pair whose key starts with `prefix`, in key order.
     pub fn entries(&self, prefix: &[u8]) -> Result<Vec<super::KvPair>> {
         self.kv.scan(prefix, &keys::prefix_end(prefix)).collect()
