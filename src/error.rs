@@ -171,6 +171,8 @@ fn datafusion_message(e: &DataFusionError) -> String {
         DataFusionError::SQL(e, _) => format!("syntax error: {e}"),
         DataFusionError::SchemaError(e, _) => e.to_string(),
         DataFusionError::ArrowError(e, _) => arrow_message(e),
+        // Our own errors raised inside DataFusion (scans, ASOF joins) keep their message.
+        DataFusionError::External(e) => e.to_string(),
         other => other.to_string(),
     }
 }
@@ -218,6 +220,7 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
         }
         DataFusionError::NotImplemented(_) => "0A000",
         DataFusionError::ResourcesExhausted(_) => "53200",
+        DataFusionError::External(e) => e.downcast_ref::<Error>().map_or("XX000", Error::sqlstate),
         DataFusionError::ArrowError(ae, _) => {
             use arrow::error::ArrowError;
             match ae.as_ref() {

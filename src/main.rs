@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use asofdb::execute::Database;
+use asofdb::execute::{Database, Limits};
 use asofdb::server::Server;
 
 /// asofdb: a SQL feature database for real-time ML, over the PostgreSQL wire protocol.
@@ -24,6 +24,12 @@ struct Args {
     /// crash, a feature replays the writes made since its last snapshot.
     #[arg(long, env = "ASOFDB_CHECKPOINT_SECS", default_value_t = 60)]
     checkpoint_secs: u64,
+
+    /// Memory (MiB) all running queries may hold in joins, sorts and aggregates together; a
+    /// query that needs more fails with SQLSTATE 53200 (sorts spill to disk first). Default:
+    /// half the machine's memory.
+    #[arg(long, env = "ASOFDB_QUERY_MEMORY_MB")]
+    query_memory_mb: Option<usize>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,7 +55,8 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> asofdb::Result<()> {
-    let db = Database::open(&args.data_dir)?;
+    let limits = Limits { query_memory: args.query_memory_mb.map(|mb| mb << 20), ..Limits::default() };
+    let db = Database::open_with(&args.data_dir, limits)?;
     let server = Server::bind(&args.listen, db.clone()).await?;
     let addr = server.local_addr()?;
     tracing::info!(data_dir = %args.data_dir.display(), "asofdb listening on {addr}");

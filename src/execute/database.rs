@@ -18,6 +18,22 @@ use crate::sql::SqlParser;
 use crate::storage::hot::SledKv;
 use crate::storage::{EventStore, KvStore, MemoryKv};
 
+/// Resource limits of a database.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// Bytes queries may hold in DataFusion's memory pool (default: half the machine's memory).
+    pub query_memory: Option<usize>,
+}
+
+/// Half of the machine's memory (from /proc/meminfo), or 4 GiB if it cannot be read.
+fn default_query_memory() -> usize {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+        let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+        line.split_whitespace().nth(1)?.parse::<usize>().ok()
+    });
+    total_kib.map_or(4 << 30, |kib| kib * 1024 / 2)
+}
+
 /// Everything a session needs that outlives it.
 pub struct Database {
     pub catalog: Arc<Catalog>,
@@ -29,33 +45,33 @@ pub struct Database {
 }
 
 impl Database {
-    /// Opens (creating if needed) the database in `data_dir`.
+    /// Opens (creating if needed) the database in `data_dir`, with default limits.
     pub fn open(data_dir: &Path) -> Result<Arc<Self>> {
+        Self::open_with(data_dir, Limits::default())
+    }
+
+    /// Opens (creating if needed) the database in `data_dir`.
+    pub fn open_with(data_dir: &Path, limits: Limits) -> Result<Arc<Self>> {
         std::fs::create_dir_all(data_dir)?;
-        Self::with_store(Arc::new(SledKv::open(&data_dir.join("hot"))?))
+        Self::with_store(Arc::new(SledKv::open(&data_dir.join("hot"))?), limits)
     }
 
     /// A database that lives in memory only, for tests.
     pub fn in_memory() -> Result<Arc<Self>> {
-        Self::with_store(Arc::new(MemoryKv::new()))
+        Self::with_store(Arc::new(MemoryKv::new()), Limits::default())
     }
 
     /// Plans a read-only statement (query, EXPLAIN) without running it. ASOF joins are
-    /// rewritten first (`execute::asof`).
+    /// marked first and lowered to their own plan node after (`execute::asof`).
     pub async fn plan_query(&self, sql: &SqlStatement) -> Result<LogicalPlan> {
-        if let SqlStatement::Query(query) = sql
-            && asof::has_asof(sql)
-        {
-            let mut query = query.clone();
-            let mut registered = Vec::new();
-            let outcome = match asof::rewrite(self, &mut query, &mut registered).await {
-                Ok(()) => self.plan_statement(&SqlStatement::Query(query)).await.and_then(asof::hide_probe_times),
-                Err(e) => Err(e),
-            };
-            asof::deregister(self, &registered);
-            return outcome;
+        if !asof::has_asof(sql) {
+            return self.plan_statement(sql).await;
         }
-        self.plan_statement(sql).await
+        let mut sql = sql.clone();
+        let specs = asof::mark(self, &mut sql).await?;
+        let planned = self.plan_statement(&sql).await.and_then(|plan| crate::plan::asof::lower(plan, &specs));
+        asof::deregister(self, &specs);
+        planned
     }
 
     /// Persists a snapshot of every feature whose state changed since its last one (all of
@@ -84,10 +100,11 @@ impl Database {
         Ok(plan)
     }
 
-    fn with_store(kv: Arc<dyn KvStore>) -> Result<Arc<Self>> {
+    fn with_store(kv: Arc<dyn KvStore>, limits: Limits) -> Result<Arc<Self>> {
         let store = Arc::new(EventStore::open(kv)?);
         let catalog = Arc::new(Catalog::open(store)?);
-        let ctx = new_session_context(catalog.clone())?;
+        let query_memory = limits.query_memory.unwrap_or_else(default_query_memory);
+        let ctx = new_session_context(catalog.clone(), query_memory)?;
         for def in catalog.feature_defs()? {
             let table = catalog.require_table(&def.table)?;
             catalog.features.insert(LiveFeature::open(def, table, catalog.store(), &ctx)?)?;

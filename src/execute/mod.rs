@@ -1,6 +1,6 @@
 //! Executes parsed statements against the database: DDL, writes, queries, transactions.
 
-mod asof;
+pub(crate) mod asof;
 mod conform;
 pub mod copy_format;
 mod create_table;
@@ -10,5 +10,5 @@ mod session;
 mod settings;
 
 pub use conform::{RowLabel, conform};
-pub use database::Database;
+pub use database::{Database, Limits};
 pub use session::{CopyIn, Output, Session, check_copy};

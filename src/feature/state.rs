@@ -272,6 +272,15 @@ impl FeatureState {
         Ok(self.keys.get(rows.row(0).as_ref()))
     }
 
+    /// The history of each row's key in `keys` (key-column order and types): `None` for a key
+    /// with no history or a NULL in it.
+    pub fn histories(&self, keys: &[ArrayRef]) -> Result<Vec<Option<&KeyHistory>>> {
+        let rows = self.converter.convert_columns(keys)?;
+        Ok((0..rows.num_rows())
+            .map(|r| if keys.iter().any(|k| k.is_null(r)) { None } else { self.keys.get(rows.row(r).as_ref()) })
+            .collect())
+    }
+
     /// Every key (as key-column arrays, one row per key) with its history.
     pub fn all(&self) -> Result<(Vec<ArrayRef>, Vec<&KeyHistory>)> {
         let parser = self.converter.parser();

@@ -1,5 +1,6 @@
 //! Planning with DataFusion: the session context, and event tables as `TableProvider`s.
 
+pub mod asof;
 mod context;
 mod event_table;
 mod feature_table;

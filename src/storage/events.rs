@@ -292,8 +292,9 @@ impl EventStore {
     /// The stored blocks of a table whose block number lies in `first..=last`, in key order
     /// (block ascending, then arrival), decoded lazily as the iterator advances.
     ///
-    /// `part` of `parts` selects every `parts`-th stored value starting at the `part`-th, so
-    /// `parts` iterators together read each block exactly once, in parallel.
+    /// `part` of `parts` selects the blocks whose number is `part` modulo `parts`, so `parts`
+    /// iterators together read each block exactly once, in parallel, and the rows of one block
+    /// (which hold every row of a given event time) come from one iterator in arrival order.
     pub fn scan(
         &self,
         table_id: u64,
@@ -303,11 +304,16 @@ impl EventStore {
         let start = keys::events_from(table_id, first);
         let end = keys::events_until(table_id, last);
         let parts = parts.max(1);
-        self.kv.scan(&start, &end).enumerate().filter(move |(i, _)| i % parts == part).map(|(_, pair)| {
-            let (key, value) = pair?;
-            let (table_id, _, seq) =
-                keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
-            Ok(StoredPart { table_id, seq, batch: decode_batch(&value)? })
+        self.kv.scan(&start, &end).filter_map(move |pair| {
+            let (key, value) = match pair {
+                Ok(pair) => pair,
+                Err(e) => return Some(Err(e)),
+            };
+            let Some((table_id, block, seq)) = keys::parse_event(&key) else {
+                return Some(Err(Error::Storage("corrupt event key".into())));
+            };
+            (block.rem_euclid(parts as i64) as usize == part)
+                .then(|| Ok(StoredPart { table_id, seq, batch: decode_batch(&value)? }))
         })
     }
 }

@@ -1,0 +1,181 @@
+//! ASOF join against a feature: each left row gets the feature evaluated at its time.
+//!
+//! The feature's state already holds each key's events sorted by time with tile partials, so
+//! nothing is built per query. Each left batch is swept key by key: its rows are ordered by
+//! (key, time), each key's history is looked up once, and its rows are evaluated in time order
+//! by the same core online reads use (`KeyHistory::evaluate`, `>=` inclusive, `>` strict).
+//! Output rows keep the left order.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow::compute::take;
+use arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use datafusion::scalar::ScalarValue;
+use futures::StreamExt;
+
+use super::probe::{assemble, evaluate_as, external, micros, properties};
+use crate::error::Error;
+use crate::feature::{LiveFeature, array_of};
+
+pub struct AsofFeatureExec {
+    left: Arc<dyn ExecutionPlan>,
+    feature: Arc<LiveFeature>,
+    /// Left key expressions in the feature's key order.
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    time: Arc<dyn PhysicalExpr>,
+    strict: bool,
+    left_join: bool,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl AsofFeatureExec {
+    pub fn new(
+        left: Arc<dyn ExecutionPlan>,
+        feature: Arc<LiveFeature>,
+        keys: Vec<Arc<dyn PhysicalExpr>>,
+        time: Arc<dyn PhysicalExpr>,
+        strict: bool,
+        left_join: bool,
+        schema: SchemaRef,
+    ) -> Self {
+        let properties = properties(&left, schema.clone());
+        Self { left, feature, keys, time, strict, left_join, schema, properties }
+    }
+}
+
+impl fmt::Debug for AsofFeatureExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AsofFeatureExec({})", self.feature.compiled.def.name)
+    }
+}
+
+impl DisplayAs for AsofFeatureExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let kind = if self.left_join { "AsofFeatureExec: LEFT" } else { "AsofFeatureExec:" };
+        let op = if self.strict { ">" } else { ">=" };
+        write!(f, "{kind} feature {}, keys {:?}, {} {op} time", self.feature.compiled.def.name, self.keys, self.time)
+    }
+}
+
+impl ExecutionPlan for AsofFeatureExec {
+    fn name(&self) -> &str {
+        "AsofFeatureExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.left]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        for e in self.keys.iter().chain([&self.time]) {
+            if f(e)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        let left = children.pop().ok_or_else(|| DataFusionError::Internal("AsofFeatureExec has one child".into()))?;
+        Ok(Arc::new(Self::new(
+            left,
+            self.feature.clone(),
+            self.keys.clone(),
+            self.time.clone(),
+            self.strict,
+            self.left_join,
+            self.schema.clone(),
+        )))
+    }
+
+    fn execute(&self, partition: usize, ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        let left = self.left.execute(partition, ctx)?;
+        let sweep = Sweep {
+            feature: self.feature.clone(),
+            keys: self.keys.clone(),
+            time: self.time.clone(),
+            strict: self.strict,
+            left_join: self.left_join,
+            schema: self.schema.clone(),
+        };
+        let stream = left.map(move |batch| batch.and_then(|b| sweep.join(&b)));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream)))
+    }
+}
+
+struct Sweep {
+    feature: Arc<LiveFeature>,
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    time: Arc<dyn PhysicalExpr>,
+    strict: bool,
+    left_join: bool,
+    schema: SchemaRef,
+}
+
+impl Sweep {
+    fn join(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let compiled = &self.feature.compiled;
+        let n = batch.num_rows();
+        let keys: Vec<ArrayRef> = self
+            .keys
+            .iter()
+            .zip(&compiled.key_columns)
+            .map(|(k, c)| evaluate_as(k, batch, &compiled.table.columns[*c].ty.arrow_type()))
+            .collect::<Result<_>>()?;
+        let times = micros(&self.time, batch)?;
+        let state = self.feature.state.read().map_err(|_| external(Error::internal("feature state poisoned")))?;
+        let histories = state.histories(&keys).map_err(external)?;
+
+        // Key by key (histories are grouped by address), each key's rows in time order.
+        let mut order: Vec<u32> =
+            (0..n as u32).filter(|r| histories[*r as usize].is_some() && times.is_valid(*r as usize)).collect();
+        let address = |r: u32| histories[r as usize].map_or(0, |h| h as *const _ as usize);
+        order.sort_unstable_by_key(|r| (address(*r), times.value(*r as usize)));
+        let mut values: Vec<Option<Vec<ScalarValue>>> = vec![None; n];
+        for r in order {
+            if let Some(history) = histories[r as usize] {
+                let t = times.value(r as usize);
+                values[r as usize] = history.evaluate(compiled, t, self.strict).map_err(external)?;
+            }
+        }
+        drop(state);
+
+        let rows: Vec<u32> = if self.left_join {
+            (0..n as u32).collect()
+        } else {
+            (0..n as u32).filter(|r| values[*r as usize].is_some()).collect()
+        };
+        // Right columns: the keys and time as probed, then the values; all NULL where unmatched.
+        let matched = |r: &u32| values[*r as usize].is_some();
+        let probe_rows: UInt32Array = rows.iter().map(|r| matched(r).then_some(*r)).collect();
+        let mut right: Vec<ArrayRef> =
+            keys.iter().map(|k| take(k, &probe_rows, None)).collect::<std::result::Result<_, _>>()?;
+        for (j, result_type) in compiled.result_types.iter().enumerate() {
+            let null = ScalarValue::try_from(result_type)?;
+            let column = rows.iter().map(|r| match &values[*r as usize] {
+                Some(v) => v[j].clone(),
+                None => null.clone(),
+            });
+            right.push(array_of(column, result_type).map_err(external)?);
+        }
+        right.push(take(&times, &probe_rows, None)?);
+        let keep = (!self.left_join).then(|| UInt32Array::from(rows));
+        assemble(&self.schema, batch, keep.as_ref(), right)
+    }
+}

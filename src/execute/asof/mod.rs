@@ -1,0 +1,219 @@
+//! ASOF JOIN from SQL to execution.
+//!
+//! 1. [`mark`] rewrites each `L ASOF [LEFT] JOIN R ON ...` of the statement (in CTEs, set
+//!    operations, FROM and expression subqueries alike) into `L [LEFT] JOIN <placeholder> AS R
+//!    ON <the same conditions>`, where the placeholder is `R`'s table provider registered under
+//!    a fresh name for the duration of planning;
+//! 2. DataFusion plans the statement, resolving every name and expression;
+//! 3. `plan::asof::lower` replaces those joins by `AsofJoinNode`s, which the extension planner
+//!    turns into [`AsofTableExec`] (a table on the right) or [`AsofFeatureExec`] (a feature).
+
+mod feature_exec;
+mod probe;
+mod table_exec;
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use sqlparser::ast::{
+    BinaryOperator, Expr, Join, JoinConstraint, JoinOperator, Query, SetExpr, Statement as SqlStatement, TableFactor,
+    TableWithJoins, VisitMut, VisitorMut,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+pub use feature_exec::AsofFeatureExec;
+pub use table_exec::{AsofTableExec, Match};
+
+use super::Database;
+use crate::error::{Error, Result};
+use crate::plan::asof::{AsofSpec, AsofTarget};
+use crate::plan::{CATALOG_NAME, SCHEMA_NAME};
+use crate::sql::asof_syntax::{INNER_MARKER, LEFT_MARKER};
+use crate::sql::names::{ident_name, table_name};
+
+/// The schema holding placeholder tables while a statement is planned.
+pub const TEMP_SCHEMA: &str = "asof_tmp";
+
+static NEXT_PLACEHOLDER: AtomicU64 = AtomicU64::new(1);
+
+/// True if the statement has an ASOF join anywhere.
+pub fn has_asof(statement: &SqlStatement) -> bool {
+    matches!(statement, SqlStatement::Query(_)) && statement.to_string().contains("ASOF JOIN")
+}
+
+/// Marks every ASOF join of `statement`, registering one placeholder per join; returns the
+/// placeholders' specs by name. The caller removes them with [`deregister`] once planned.
+pub async fn mark(db: &Database, statement: &mut SqlStatement) -> Result<HashMap<String, AsofSpec>> {
+    let mut marker = Marker { joins: Vec::new(), error: None };
+    let _ = statement.visit(&mut marker);
+    if let Some(e) = marker.error {
+        return Err(e);
+    }
+    let schema = temp_schema(db)?;
+    let public = db.ctx.catalog(CATALOG_NAME).and_then(|c| c.schema(SCHEMA_NAME));
+    let public = public.ok_or_else(|| Error::internal("public schema missing"))?;
+    let mut specs = HashMap::new();
+    for (placeholder, right, left_join) in marker.joins {
+        let registered = match public.table(&right).await {
+            Ok(Some(provider)) => schema.register_table(placeholder.clone(), provider).map_err(Error::from),
+            Ok(None) => Err(Error::undefined_table(&right)),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = registered {
+            deregister(db, &specs);
+            return Err(e);
+        }
+        let target = match db.catalog.features.get(&right) {
+            Some(feature) => AsofTarget::Feature(feature),
+            None => AsofTarget::Table,
+        };
+        specs.insert(placeholder, AsofSpec { left_join, target });
+    }
+    Ok(specs)
+}
+
+/// Removes a statement's placeholders.
+pub fn deregister(db: &Database, specs: &HashMap<String, AsofSpec>) {
+    if let Ok(schema) = temp_schema(db) {
+        for name in specs.keys() {
+            let _ = schema.deregister_table(name);
+        }
+    }
+}
+
+/// The schema placeholders are registered in, created on first use.
+fn temp_schema(db: &Database) -> Result<Arc<dyn SchemaProvider>> {
+    let catalog = db.ctx.catalog(CATALOG_NAME).ok_or_else(|| Error::internal("catalog missing"))?;
+    if let Some(schema) = catalog.schema(TEMP_SCHEMA) {
+        return Ok(schema);
+    }
+    let schema: Arc<dyn SchemaProvider> = Arc::new(MemorySchemaProvider::new());
+    catalog.register_schema(TEMP_SCHEMA, schema.clone())?;
+    Ok(schema)
+}
+
+/// Visits every query of a statement and rewrites the ASOF joins of its SELECTs.
+struct Marker {
+    /// (placeholder name, right table or feature name, LEFT join)
+    joins: Vec<(String, String, bool)>,
+    error: Option<Error>,
+}
+
+impl VisitorMut for Marker {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let Err(e) = self.mark_set_expr(&mut query.body) {
+            self.error = Some(e);
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl Marker {
+    /// Nested `Query`s are visited on their own; this walks set operations down to SELECTs.
+    fn mark_set_expr(&mut self, body: &mut SetExpr) -> Result<()> {
+        match body {
+            SetExpr::SetOperation { left, right, .. } => {
+                self.mark_set_expr(left)?;
+                self.mark_set_expr(right)
+            }
+            SetExpr::Select(select) => {
+                for from in select.from.iter_mut() {
+                    for i in 0..from.joins.len() {
+                        if matches!(from.joins[i].join_operator, JoinOperator::AsOf { .. }) {
+                            let left =
+                                TableWithJoins { relation: from.relation.clone(), joins: from.joins[..i].to_vec() };
+                            self.mark_join(&left, &mut from.joins[i])?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn mark_join(&mut self, left: &TableWithJoins, join: &mut Join) -> Result<()> {
+        let TableFactor::Table { name, alias, .. } = &join.relation else {
+            return Err(Error::unsupported("the right side of an ASOF JOIN must be a table or a feature"));
+        };
+        let right = table_name(name)?;
+        let right_alias = alias.as_ref().map(|a| ident_name(&a.name)).unwrap_or_else(|| right.clone());
+        let JoinOperator::AsOf { match_condition, constraint } = &join.join_operator else {
+            return Err(Error::internal("not an ASOF join"));
+        };
+        let (left_join, on) = conditions(match_condition, constraint, left, &right_alias)?;
+        let placeholder = format!("__asof_{}", NEXT_PLACEHOLDER.fetch_add(1, Ordering::Relaxed));
+        join.relation =
+            parse_relation(&format!("{TEMP_SCHEMA}.{placeholder} AS \"{}\"", right_alias.replace('"', "\"\"")))?;
+        let constraint = JoinConstraint::On(on);
+        join.join_operator =
+            if left_join { JoinOperator::LeftOuter(constraint) } else { JoinOperator::Inner(constraint) };
+        self.joins.push((placeholder, right, left_join));
+        Ok(())
+    }
+}
+
+/// Whether the join is LEFT, and its whole condition as one ON expression: DuckDB's `ON`,
+/// `USING (keys..., time)` (equalities, then `>=` on the last column), or Snowflake's
+/// `MATCH_CONDITION (...) ON ...`.
+fn conditions(
+    match_condition: &Expr,
+    constraint: &JoinConstraint,
+    left: &TableWithJoins,
+    right_alias: &str,
+) -> Result<(bool, Expr)> {
+    let marker = match match_condition {
+        Expr::Identifier(i) if i.value == INNER_MARKER => Some(false),
+        Expr::Identifier(i) if i.value == LEFT_MARKER => Some(true),
+        _ => None,
+    };
+    let mut conjuncts = Vec::new();
+    match constraint {
+        JoinConstraint::On(on) => conjuncts.push(on.clone()),
+        JoinConstraint::Using(columns) => {
+            let left_alias = relation_alias(&left.relation)?;
+            let names: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+            for (i, c) in names.iter().enumerate() {
+                let op = if i + 1 == names.len() { ">=" } else { "=" };
+                conjuncts.push(parse_expr(&format!("\"{left_alias}\".{c} {op} \"{right_alias}\".{c}"))?);
+            }
+        }
+        JoinConstraint::None => {}
+        _ => return Err(Error::unsupported("ASOF JOIN needs ON or USING")),
+    }
+    if marker.is_none() {
+        conjuncts.push(match_condition.clone());
+    }
+    let on = conjuncts
+        .into_iter()
+        .map(|c| Expr::Nested(Box::new(c)))
+        .reduce(|a, b| Expr::BinaryOp { left: Box::new(a), op: BinaryOperator::And, right: Box::new(b) })
+        .ok_or_else(|| {
+            Error::invalid_input("42601", "an ASOF JOIN needs one inequality (>=, >, <=, <) between the time columns")
+        })?;
+    Ok((marker.unwrap_or(false), on))
+}
+
+fn relation_alias(relation: &TableFactor) -> Result<String> {
+    match relation {
+        TableFactor::Table { alias: Some(a), .. } => Ok(ident_name(&a.name)),
+        TableFactor::Table { name, .. } => table_name(name),
+        TableFactor::Derived { alias: Some(a), .. } => Ok(ident_name(&a.name)),
+        _ => Err(Error::unsupported("ASOF JOIN ... USING needs a named left relation")),
+    }
+}
+
+fn parse_expr(sql: &str) -> Result<Expr> {
+    Ok(Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?.parse_expr()?)
+}
+
+fn parse_relation(sql: &str) -> Result<TableFactor> {
+    Ok(Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?.parse_table_factor()?)
+}

@@ -1,0 +1,75 @@
+//! What both ASOF operators share: probe times, plan properties, output assembly.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt32Array};
+use arrow::compute::{cast, take};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, PlanProperties};
+
+use crate::error::Error;
+
+/// Output partitioning follows the left input: each left partition is probed on its own.
+pub fn properties(left: &Arc<dyn ExecutionPlan>, schema: SchemaRef) -> Arc<PlanProperties> {
+    Arc::new(PlanProperties::new(
+        EquivalenceProperties::new(schema),
+        left.output_partitioning().clone(),
+        EmissionType::Incremental,
+        Boundedness::Bounded,
+    ))
+}
+
+/// `expr` over `batch` as an array of `data_type` (key values are compared in the right
+/// side's types).
+pub fn evaluate_as(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch, data_type: &DataType) -> Result<ArrayRef> {
+    let array = expr.evaluate(batch)?.into_array(batch.num_rows())?;
+    if array.data_type() == data_type { Ok(array) } else { Ok(cast(&array, data_type)?) }
+}
+
+/// Times as µs since the epoch (any timestamp unit, a date, or text that casts).
+pub fn micros(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<TimestampMicrosecondArray> {
+    let array = expr.evaluate(batch)?.into_array(batch.num_rows())?;
+    let not_a_time = || {
+        external(Error::invalid_input(
+            "42804",
+            format!("ASOF JOIN time values must be timestamps or dates, not {}", array.data_type()),
+        ))
+    };
+    if !matches!(array.data_type(), DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 | DataType::Null) {
+        return Err(not_a_time());
+    }
+    let cast = cast(&array, &DataType::Timestamp(TimeUnit::Microsecond, None)).map_err(|_| not_a_time())?;
+    cast.as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .cloned()
+        .ok_or_else(|| DataFusionError::Internal("timestamp cast".into()))
+}
+
+/// The output batch: the left rows (only `keep` of them, if given), then `right` columns.
+pub fn assemble(
+    schema: &SchemaRef,
+    left: &RecordBatch,
+    keep: Option<&UInt32Array>,
+    right: Vec<ArrayRef>,
+) -> Result<RecordBatch> {
+    let rows = keep.map_or(left.num_rows(), |k| k.len());
+    let mut columns: Vec<ArrayRef> = match keep {
+        Some(keep) => left.columns().iter().map(|c| take(c, keep, None)).collect::<std::result::Result<_, _>>()?,
+        None => left.columns().to_vec(),
+    };
+    columns.extend(right);
+    let columns = columns
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c) } else { cast(&c, f.data_type()) })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(schema.clone(), columns, &options)?)
+}
+
+pub fn external(e: Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}

@@ -1,0 +1,292 @@
+//! ASOF join against a table: the right side is indexed once, the left side streams through.
+//!
+//! The index keeps the right rows, and per key their `(time, row)` pairs sorted by time (rows
+//! of equal time in arrival order). Each left row is answered by a binary search in its key's
+//! pairs, so the left side is never materialized and its order is kept. The index is charged
+//! to DataFusion's memory pool: a right side larger than the pool fails with 53200.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow::compute::{concat_batches, take};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::row::{RowConverter, Rows, SortField};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, PlanProperties};
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::OnceCell;
+
+use super::probe::{assemble, evaluate_as, micros, properties};
+
+/// The comparison and outer-ness of one ASOF join.
+#[derive(Debug, Clone, Copy)]
+pub struct Match {
+    /// `left_time op right_time`.
+    pub op: Operator,
+    pub left_join: bool,
+}
+
+pub struct AsofTableExec {
+    left: Arc<dyn ExecutionPlan>,
+    right: Arc<dyn ExecutionPlan>,
+    left_keys: Vec<Arc<dyn PhysicalExpr>>,
+    right_keys: Vec<Arc<dyn PhysicalExpr>>,
+    left_time: Arc<dyn PhysicalExpr>,
+    right_time: Arc<dyn PhysicalExpr>,
+    matching: Match,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+    /// Built by the first partition that needs it, shared by the others.
+    index: Arc<OnceCell<Arc<TimeIndex>>>,
+}
+
+impl AsofTableExec {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        left: Arc<dyn ExecutionPlan>,
+        right: Arc<dyn ExecutionPlan>,
+        left_keys: Vec<Arc<dyn PhysicalExpr>>,
+        right_keys: Vec<Arc<dyn PhysicalExpr>>,
+        left_time: Arc<dyn PhysicalExpr>,
+        right_time: Arc<dyn PhysicalExpr>,
+        matching: Match,
+        schema: SchemaRef,
+    ) -> Self {
+        let properties = properties(&left, schema.clone());
+        Self {
+            left,
+            right,
+            left_keys,
+            right_keys,
+            left_time,
+            right_time,
+            matching,
+            schema,
+            properties,
+            index: Arc::new(OnceCell::new()),
+        }
+    }
+}
+
+impl fmt::Debug for AsofTableExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AsofTableExec({:?})", self.matching)
+    }
+}
+
+impl DisplayAs for AsofTableExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let kind = if self.matching.left_join { "AsofTableExec: LEFT" } else { "AsofTableExec:" };
+        write!(
+            f,
+            "{kind} keys {:?} = {:?}, {} {} {}",
+            self.left_keys, self.right_keys, self.left_time, self.matching.op, self.right_time
+        )
+    }
+}
+
+impl ExecutionPlan for AsofTableExec {
+    fn name(&self) -> &str {
+        "AsofTableExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        vec![Distribution::UnspecifiedDistribution, Distribution::SinglePartition]
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.left, &self.right]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        for e in self.left_keys.iter().chain(&self.right_keys).chain([&self.left_time, &self.right_time]) {
+            if f(e)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.len() != 2 {
+            return Err(DataFusionError::Internal("AsofTableExec has two children".into()));
+        }
+        let right = children.pop().unwrap_or_else(|| self.right.clone());
+        let left = children.pop().unwrap_or_else(|| self.left.clone());
+        Ok(Arc::new(Self::new(
+            left,
+            right,
+            self.left_keys.clone(),
+            self.right_keys.clone(),
+            self.left_time.clone(),
+            self.right_time.clone(),
+            self.matching,
+            self.schema.clone(),
+        )))
+    }
+
+    fn execute(&self, partition: usize, ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        let left = self.left.execute(partition, ctx.clone())?;
+        let (cell, right, right_keys, right_time) =
+            (self.index.clone(), self.right.clone(), self.right_keys.clone(), self.right_time.clone());
+        let (left_keys, left_time, matching, schema) =
+            (self.left_keys.clone(), self.left_time.clone(), self.matching, self.schema.clone());
+        let probed = async move {
+            let index = cell.get_or_try_init(|| TimeIndex::build(right, right_keys, right_time, ctx)).await?.clone();
+            let probe = move |batch: RecordBatch| index.probe(&batch, &left_keys, &left_time, matching, &schema);
+            Ok::<_, DataFusionError>(left.map(move |batch| batch.and_then(&probe)))
+        };
+        let stream = futures::stream::once(probed).try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream)))
+    }
+}
+
+/// The right side: its rows, and per key the `(time, row)` pairs sorted by time.
+struct TimeIndex {
+    rows: RecordBatch,
+    key_types: Vec<DataType>,
+    converter: RowConverter,
+    groups: HashMap<Box<[u8]>, u32, ahash::RandomState>,
+    /// Pairs of group `g` are `pairs[offsets[g]..offsets[g + 1]]`.
+    offsets: Vec<u32>,
+    pairs: Vec<(i64, u32)>,
+    _reservation: MemoryReservation,
+}
+
+impl TimeIndex {
+    async fn build(
+        right: Arc<dyn ExecutionPlan>,
+        keys: Vec<Arc<dyn PhysicalExpr>>,
+        time: Arc<dyn PhysicalExpr>,
+        ctx: Arc<TaskContext>,
+    ) -> Result<Arc<TimeIndex>> {
+        let reservation = MemoryConsumer::new("AsofTableExec[index]").register(ctx.memory_pool());
+        let mut stream = right.execute(0, ctx)?;
+        let mut batches = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            reservation.try_grow(batch.get_array_memory_size())?;
+            batches.push(batch);
+        }
+        let rows = concat_batches(&right.schema(), &batches)?;
+        reservation.try_grow(rows.get_array_memory_size())?;
+        reservation.shrink(batches.iter().map(|b| b.get_array_memory_size()).sum());
+        drop(batches);
+
+        let n = rows.num_rows();
+        let key_arrays: Vec<ArrayRef> = keys.iter().map(|k| k.evaluate(&rows)?.into_array(n)).collect::<Result<_>>()?;
+        let key_types: Vec<DataType> = key_arrays.iter().map(|a| a.data_type().clone()).collect();
+        let converter = RowConverter::new(key_types.iter().map(|t| SortField::new(t.clone())).collect())?;
+        let key_rows = converter.convert_columns(&key_arrays)?;
+        let times = micros(&time, &rows)?;
+        reservation.try_grow(key_rows.size() + n * 16)?;
+
+        let mut groups: HashMap<Box<[u8]>, u32, ahash::RandomState> = HashMap::default();
+        let mut group_of = vec![u32::MAX; n];
+        let mut counts: Vec<u32> = Vec::new();
+        for (row, group) in group_of.iter_mut().enumerate() {
+            if times.is_null(row) || key_arrays.iter().any(|k| k.is_null(row)) {
+                continue; // NULL keys and times never match
+            }
+            let next = groups.len() as u32;
+            let g = *groups.entry(key_rows.row(row).as_ref().into()).or_insert(next);
+            if g == next {
+                counts.push(0);
+            }
+            counts[g as usize] += 1;
+            *group = g;
+        }
+        let mut offsets = Vec::with_capacity(counts.len() + 1);
+        offsets.push(0u32);
+        for c in &counts {
+            offsets.push(offsets.last().copied().unwrap_or(0) + c);
+        }
+        let mut fill: Vec<u32> = offsets[..counts.len()].to_vec();
+        let mut pairs = vec![(0i64, 0u32); offsets.last().copied().unwrap_or(0) as usize];
+        for (row, g) in group_of.iter().enumerate() {
+            if *g != u32::MAX {
+                pairs[fill[*g as usize] as usize] = (times.value(row), row as u32);
+                fill[*g as usize] += 1;
+            }
+        }
+        for g in 0..counts.len() {
+            // Stable: rows of equal time stay in arrival order.
+            pairs[offsets[g] as usize..offsets[g + 1] as usize].sort_by_key(|(t, _)| *t);
+        }
+        Ok(Arc::new(TimeIndex { rows, key_types, converter, groups, offsets, pairs, _reservation: reservation }))
+    }
+
+    /// The right row matching each left row of `batch`, joined to it.
+    fn probe(
+        &self,
+        batch: &RecordBatch,
+        left_keys: &[Arc<dyn PhysicalExpr>],
+        left_time: &Arc<dyn PhysicalExpr>,
+        matching: Match,
+        schema: &SchemaRef,
+    ) -> Result<RecordBatch> {
+        let keys: Vec<ArrayRef> =
+            left_keys.iter().zip(&self.key_types).map(|(k, t)| evaluate_as(k, batch, t)).collect::<Result<_>>()?;
+        let key_rows: Rows = self.converter.convert_columns(&keys)?;
+        let times = micros(left_time, batch)?;
+        let mut found: Vec<Option<u32>> = Vec::with_capacity(batch.num_rows());
+        let mut last: Option<(usize, Option<u32>)> = None;
+        for row in 0..batch.num_rows() {
+            if times.is_null(row) || keys.iter().any(|k| k.is_null(row)) {
+                found.push(None);
+                continue;
+            }
+            // Spines often repeat a key on consecutive rows.
+            let group = match last {
+                Some((previous, group)) if key_rows.row(previous) == key_rows.row(row) => group,
+                _ => self.groups.get(key_rows.row(row).as_ref()).copied(),
+            };
+            last = Some((row, group));
+            found.push(group.and_then(|g| self.closest(g, times.value(row), matching.op)));
+        }
+        let right_rows: UInt32Array = found.iter().copied().collect();
+        if matching.left_join {
+            let right = self
+                .rows
+                .columns()
+                .iter()
+                .map(|c| take(c, &right_rows, None))
+                .collect::<std::result::Result<_, _>>()?;
+            return assemble(schema, batch, None, right);
+        }
+        let keep: UInt32Array = found.iter().enumerate().filter_map(|(i, f)| f.map(|_| i as u32)).collect();
+        let matched: UInt32Array = found.iter().filter_map(|f| *f).collect();
+        let right =
+            self.rows.columns().iter().map(|c| take(c, &matched, None)).collect::<std::result::Result<_, _>>()?;
+        assemble(schema, batch, Some(&keep), right)
+    }
+
+    /// The row of group `g` whose time is closest to `t` satisfying `t op time`. Ties: the
+    /// last-arrived for `>=`/`>`, the first-arrived for `<=`/`<`.
+    fn closest(&self, g: u32, t: i64, op: Operator) -> Option<u32> {
+        let pairs = &self.pairs[self.offsets[g as usize] as usize..self.offsets[g as usize + 1] as usize];
+        let i = match op {
+            Operator::GtEq => pairs.partition_point(|(e, _)| *e <= t).checked_sub(1),
+            Operator::Gt => pairs.partition_point(|(e, _)| *e < t).checked_sub(1),
+            Operator::LtEq => Some(pairs.partition_point(|(e, _)| *e < t)).filter(|i| *i < pairs.len()),
+            Operator::Lt => Some(pairs.partition_point(|(e, _)| *e <= t)).filter(|i| *i < pairs.len()),
+            _ => None,
+        }?;
+        Some(pairs[i].1)
+    }
+}

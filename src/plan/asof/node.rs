@@ -1,0 +1,365 @@
+//! The ASOF join as a DataFusion logical node, and the lowering of marked joins into it.
+//!
+//! The SQL layer (`execute::asof`) turns `L ASOF [LEFT] JOIN R ON ...` into an ordinary
+//! `[LEFT] JOIN` whose right side scans a placeholder name registered for the statement.
+//! DataFusion then resolves every name and expression as usual; [`lower`] finds those joins
+//! in the planned statement (subqueries included) and replaces each with an [`AsofJoinNode`]
+//! with the same output schema, so everything above the join is planned unchanged.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{DFSchemaRef, DataFusionError};
+use datafusion::logical_expr::utils::split_conjunction_owned;
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, Extension, JoinType, LogicalPlan, Operator, UserDefinedLogicalNodeCore,
+};
+
+use crate::error::{Error, Result};
+use crate::feature::LiveFeature;
+
+/// What an ASOF join's placeholder stands for.
+#[derive(Clone)]
+pub enum AsofTarget {
+    /// An event table, scanned as the join's right input.
+    Table,
+    /// A feature: its state is the right side, evaluated at each left row's time.
+    Feature(Arc<LiveFeature>),
+}
+
+/// One marked join of a statement, by placeholder table name.
+#[derive(Clone)]
+pub struct AsofSpec {
+    pub left_join: bool,
+    pub target: AsofTarget,
+}
+
+/// The right side of an ASOF join.
+#[derive(Clone)]
+pub enum AsofRight {
+    Table { input: LogicalPlan, keys: Vec<Expr>, time: Expr },
+    Feature(Arc<LiveFeature>),
+}
+
+/// `left ASOF [LEFT] JOIN right`: for each left row, the right row (or feature value) with equal
+/// keys whose time is the closest satisfying `left_time op right_time`.
+#[derive(Clone)]
+pub struct AsofJoinNode {
+    pub left: LogicalPlan,
+    pub right: AsofRight,
+    /// Left key expressions; for a feature, in the feature's key order.
+    pub left_keys: Vec<Expr>,
+    pub left_time: Expr,
+    /// The comparison as `left_time op right_time`: `>=`, `>`, `<=` or `<`.
+    pub op: Operator,
+    pub left_join: bool,
+    /// The replaced join's schema: left columns, then the right side's (nullable if LEFT).
+    pub schema: DFSchemaRef,
+}
+
+impl AsofJoinNode {
+    fn feature_name(&self) -> Option<&str> {
+        match &self.right {
+            AsofRight::Feature(f) => Some(f.compiled.def.name.as_str()),
+            AsofRight::Table { .. } => None,
+        }
+    }
+
+    fn right_exprs(&self) -> Vec<Expr> {
+        match &self.right {
+            AsofRight::Table { keys, time, .. } => keys.iter().cloned().chain([time.clone()]).collect(),
+            AsofRight::Feature(_) => Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for AsofJoinNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_for_explain(f)
+    }
+}
+
+impl PartialEq for AsofJoinNode {
+    fn eq(&self, other: &Self) -> bool {
+        let same_right = match (&self.right, &other.right) {
+            (AsofRight::Table { input: a, .. }, AsofRight::Table { input: b, .. }) => a == b,
+            (AsofRight::Feature(a), AsofRight::Feature(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        same_right
+            && self.left == other.left
+            && self.left_keys == other.left_keys
+            && self.left_time == other.left_time
+            && self.right_exprs() == other.right_exprs()
+            && self.op == other.op
+            && self.left_join == other.left_join
+            && self.schema == other.schema
+    }
+}
+
+impl Eq for AsofJoinNode {}
+
+impl Hash for AsofJoinNode {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.left.hash(state);
+        self.left_keys.hash(state);
+        self.left_time.hash(state);
+        self.right_exprs().hash(state);
+        self.feature_name().hash(state);
+        self.op.hash(state);
+        self.left_join.hash(state);
+    }
+}
+
+impl PartialOrd for AsofJoinNode {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        if self == other {
+            return Some(Ordering::Equal);
+        }
+        match (&self.left_keys, &self.left_time).partial_cmp(&(&other.left_keys, &other.left_time)) {
+            Some(Ordering::Equal) | None => None,
+            unequal => unequal,
+        }
+    }
+}
+
+impl UserDefinedLogicalNodeCore for AsofJoinNode {
+    fn name(&self) -> &str {
+        "AsofJoin"
+    }
+
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        match &self.right {
+            AsofRight::Table { input, .. } => vec![&self.left, input],
+            AsofRight::Feature(_) => vec![&self.left],
+        }
+    }
+
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+
+    /// Left keys, left time, then (for a table) right keys and right time.
+    fn expressions(&self) -> Vec<Expr> {
+        let mut exprs = self.left_keys.clone();
+        exprs.push(self.left_time.clone());
+        exprs.extend(self.right_exprs());
+        exprs
+    }
+
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let kind = if self.left_join { "AsofLeftJoin" } else { "AsofJoin" };
+        let keys: Vec<String> = self.left_keys.iter().map(|k| k.to_string()).collect();
+        match &self.right {
+            AsofRight::Table { keys: right_keys, time, .. } => {
+                let right: Vec<String> = right_keys.iter().map(|k| k.to_string()).collect();
+                write!(
+                    f,
+                    "{kind}: keys [{}] = [{}], {} {} {time}",
+                    keys.join(", "),
+                    right.join(", "),
+                    self.left_time,
+                    self.op
+                )
+            }
+            AsofRight::Feature(feature) => {
+                let name = &feature.compiled.def.name;
+                write!(
+                    f,
+                    "{kind}: feature {name}, keys [{}], {} {} {name}.time",
+                    keys.join(", "),
+                    self.left_time,
+                    self.op
+                )
+            }
+        }
+    }
+
+    fn with_exprs_and_inputs(
+        &self,
+        mut exprs: Vec<Expr>,
+        mut inputs: Vec<LogicalPlan>,
+    ) -> datafusion::error::Result<Self> {
+        let n = self.left_keys.len();
+        let right = match &self.right {
+            AsofRight::Table { keys, .. } => {
+                let input =
+                    inputs.pop().ok_or_else(|| DataFusionError::Internal("ASOF join lost its right input".into()))?;
+                let time =
+                    exprs.pop().ok_or_else(|| DataFusionError::Internal("ASOF join lost its right time".into()))?;
+                let right_keys = exprs.split_off(exprs.len() - keys.len());
+                AsofRight::Table { input, keys: right_keys, time }
+            }
+            AsofRight::Feature(f) => AsofRight::Feature(f.clone()),
+        };
+        let left = inputs.pop().ok_or_else(|| DataFusionError::Internal("ASOF join lost its left input".into()))?;
+        let left_time = exprs.pop().ok_or_else(|| DataFusionError::Internal("ASOF join lost its left time".into()))?;
+        exprs.truncate(n);
+        Ok(Self {
+            left,
+            right,
+            left_keys: exprs,
+            left_time,
+            op: self.op,
+            left_join: self.left_join,
+            schema: self.schema.clone(),
+        })
+    }
+}
+
+/// Replaces every join whose right side scans a placeholder of `specs` by an [`AsofJoinNode`].
+pub fn lower(plan: LogicalPlan, specs: &HashMap<String, AsofSpec>) -> Result<LogicalPlan> {
+    let lowered = plan.transform_up_with_subqueries(|plan| {
+        let LogicalPlan::Join(join) = &plan else { return Ok(Transformed::no(plan)) };
+        let Some((alias, spec)) = placeholder(&join.right, specs) else { return Ok(Transformed::no(plan)) };
+        let node = lower_join(join, &alias, spec).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(Transformed::yes(LogicalPlan::Extension(Extension { node: Arc::new(node) })))
+    })?;
+    Ok(lowered.data)
+}
+
+/// The alias and spec of the placeholder `plan` scans, if it is one.
+fn placeholder<'a>(plan: &LogicalPlan, specs: &'a HashMap<String, AsofSpec>) -> Option<(String, &'a AsofSpec)> {
+    match plan {
+        LogicalPlan::SubqueryAlias(alias) => {
+            placeholder(&alias.input, specs).map(|(_, spec)| (alias.alias.table().to_string(), spec))
+        }
+        LogicalPlan::TableScan(scan) => {
+            specs.get(scan.table_name.table()).map(|spec| (scan.table_name.table().to_string(), spec))
+        }
+        _ => None,
+    }
+}
+
+#[derive(PartialEq)]
+enum Side {
+    Left,
+    Right(String),
+    Neither,
+}
+
+fn lower_join(join: &datafusion::logical_expr::Join, alias: &str, spec: &AsofSpec) -> Result<AsofJoinNode> {
+    let side = |e: &Expr| -> Side {
+        let columns = e.column_refs();
+        if columns.iter().all(|c| join.left.schema().has_column(c)) {
+            return Side::Left;
+        }
+        match e {
+            Expr::Column(c) if join.right.schema().has_column(c) => Side::Right(c.name.clone()),
+            _ => Side::Neither,
+        }
+    };
+    let mut conjuncts: Vec<Expr> = join.on.iter().map(|(l, r)| l.clone().eq(r.clone())).collect();
+    if let Some(filter) = &join.filter {
+        conjuncts.extend(split_conjunction_owned(filter.clone()));
+    }
+    let mut keys: Vec<(Expr, String)> = Vec::new();
+    let mut time: Option<(Expr, Operator, String)> = None;
+    for c in conjuncts {
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &c else {
+            return Err(asof_error(format!("unsupported ASOF JOIN condition {c}")));
+        };
+        let (left_expr, op, column) = match (side(left), side(right)) {
+            (Side::Left, Side::Right(column)) => ((**left).clone(), *op, column),
+            (Side::Right(column), Side::Left) => ((**right).clone(), flip(*op), column),
+            _ => {
+                return Err(asof_error(format!(
+                    "each ASOF JOIN condition compares a left expression with a column of \"{alias}\": {c}"
+                )));
+            }
+        };
+        match op {
+            Operator::Eq => keys.push((left_expr, column)),
+            Operator::GtEq | Operator::Gt | Operator::LtEq | Operator::Lt => {
+                if time.is_some() {
+                    return Err(asof_error("an ASOF JOIN has exactly one inequality".into()));
+                }
+                time = Some((left_expr, op, column));
+            }
+            other => return Err(asof_error(format!("operator {other} is not allowed in an ASOF JOIN condition"))),
+        }
+    }
+    let (left_time, op, time_column) = time.ok_or_else(|| {
+        asof_error("an ASOF JOIN needs one inequality (>=, >, <=, <) between the time columns".into())
+    })?;
+    let left_join = match join.join_type {
+        JoinType::Left => true,
+        JoinType::Inner => false,
+        other => return Err(Error::internal(format!("ASOF join planned as {other}"))),
+    };
+    let (left_keys, right) = match &spec.target {
+        AsofTarget::Table => {
+            let right_column = |name: &str| -> Result<Expr> {
+                let (qualifier, field) = join.right.schema().qualified_field_with_unqualified_name(name)?;
+                Ok(Expr::Column(datafusion::common::Column::new(qualifier.cloned(), field.name())))
+            };
+            let right_keys = keys.iter().map(|(_, c)| right_column(c)).collect::<Result<Vec<_>>>()?;
+            let time = right_column(&time_column)?;
+            let left_keys = keys.into_iter().map(|(e, _)| e).collect();
+            (left_keys, AsofRight::Table { input: (*join.right).clone(), keys: right_keys, time })
+        }
+        AsofTarget::Feature(feature) => {
+            (feature_keys(feature, keys, op, &time_column)?, AsofRight::Feature(feature.clone()))
+        }
+    };
+    Ok(AsofJoinNode {
+        left: (*join.left).clone(),
+        right,
+        left_keys,
+        left_time,
+        op,
+        left_join,
+        schema: join.schema.clone(),
+    })
+}
+
+/// The left key expressions in the feature's key order, after checking the join fits it.
+fn feature_keys(
+    feature: &LiveFeature,
+    keys: Vec<(Expr, String)>,
+    op: Operator,
+    time_column: &str,
+) -> Result<Vec<Expr>> {
+    let compiled = &feature.compiled;
+    let name = &compiled.def.name;
+    if !matches!(op, Operator::GtEq | Operator::Gt) {
+        return Err(asof_error("only >= and > are valid against a feature (its value as of the left time)".into()));
+    }
+    if time_column != compiled.table.columns[compiled.event_time].name {
+        return Err(Error::undefined_column(time_column, name));
+    }
+    if keys.len() != compiled.def.keys.len() {
+        return Err(asof_error(format!(
+            "an ASOF JOIN against feature \"{name}\" has one equality per feature key ({})",
+            compiled.def.keys.join(", ")
+        )));
+    }
+    compiled
+        .def
+        .keys
+        .iter()
+        .map(|key| {
+            keys.iter().find(|(_, c)| c == key).map(|(e, _)| e.clone()).ok_or_else(|| {
+                asof_error(format!("an ASOF JOIN against feature \"{name}\" needs an equality on key {key}"))
+            })
+        })
+        .collect()
+}
+
+fn flip(op: Operator) -> Operator {
+    match op {
+        Operator::Gt => Operator::Lt,
+        Operator::GtEq => Operator::LtEq,
+        Operator::Lt => Operator::Gt,
+        Operator::LtEq => Operator::GtEq,
+        other => other,
+    }
+}
+
+fn asof_error(message: String) -> Error {
+    Error::invalid_input("42601", message)
+}
