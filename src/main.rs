@@ -55,7 +55,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> asofdb::Result<()> {
-    let limits = Limits { query_memory: args.query_memory_mb.map(|mb| mb << 20), ..Limits::default() };
+    let limits = Limits { query_memory: args.query_memory_mb.map(|mb| mb << 20) };
     let db = Database::open_with(&args.data_dir, limits)?;
     let server = Server::bind(&args.listen, db.clone()).await?;
     let addr = server.local_addr()?;

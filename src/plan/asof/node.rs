@@ -41,7 +41,7 @@ pub struct AsofSpec {
 /// The right side of an ASOF join.
 #[derive(Clone)]
 pub enum AsofRight {
-    Table { input: LogicalPlan, keys: Vec<Expr>, time: Expr },
+    Table { input: Box<LogicalPlan>, keys: Vec<Expr>, time: Expr },
     Feature(Arc<LiveFeature>),
 }
 
@@ -134,7 +134,7 @@ impl UserDefinedLogicalNodeCore for AsofJoinNode {
 
     fn inputs(&self) -> Vec<&LogicalPlan> {
         match &self.right {
-            AsofRight::Table { input, .. } => vec![&self.left, input],
+            AsofRight::Table { input, .. } => vec![&self.left, input.as_ref()],
             AsofRight::Feature(_) => vec![&self.left],
         }
     }
@@ -192,7 +192,7 @@ impl UserDefinedLogicalNodeCore for AsofJoinNode {
                 let time =
                     exprs.pop().ok_or_else(|| DataFusionError::Internal("ASOF join lost its right time".into()))?;
                 let right_keys = exprs.split_off(exprs.len() - keys.len());
-                AsofRight::Table { input, keys: right_keys, time }
+                AsofRight::Table { input: Box::new(input), keys: right_keys, time }
             }
             AsofRight::Feature(f) => AsofRight::Feature(f.clone()),
         };
@@ -300,7 +300,7 @@ fn lower_join(join: &datafusion::logical_expr::Join, alias: &str, spec: &AsofSpe
             let right_keys = keys.iter().map(|(_, c)| right_column(c)).collect::<Result<Vec<_>>>()?;
             let time = right_column(&time_column)?;
             let left_keys = keys.into_iter().map(|(e, _)| e).collect();
-            (left_keys, AsofRight::Table { input: (*join.right).clone(), keys: right_keys, time })
+            (left_keys, AsofRight::Table { input: Box::new((*join.right).clone()), keys: right_keys, time })
         }
         AsofTarget::Feature(feature) => {
             (feature_keys(feature, keys, op, &time_column)?, AsofRight::Feature(feature.clone()))
