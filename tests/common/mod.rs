@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use asofdb::execute::Database;
+use asofdb::execute::{Database, Limits};
 use asofdb::server::Server;
 
 /// The generator's transactions as an event table (columns in the CSV's order).
@@ -25,8 +25,12 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
+        Self::start_with(Limits::default()).await
+    }
+
+    pub async fn start_with(limits: Limits) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = Database::open(dir.path()).expect("open database");
+        let db = Database::open_with(dir.path(), limits).expect("open database");
         let server = Server::bind("127.0.0.1:0", db).await.expect("bind");
         let addr = server.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

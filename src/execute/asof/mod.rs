@@ -42,7 +42,8 @@ static NEXT_PLACEHOLDER: AtomicU64 = AtomicU64::new(1);
 
 /// True if the statement has an ASOF join anywhere.
 pub fn has_asof(statement: &SqlStatement) -> bool {
-    matches!(statement, SqlStatement::Query(_)) && statement.to_string().contains("ASOF JOIN")
+    matches!(statement, SqlStatement::Query(_) | SqlStatement::Explain { .. })
+        && statement.to_string().contains("ASOF JOIN")
 }
 
 /// Marks every ASOF join of `statement`, registering one placeholder per join; returns the

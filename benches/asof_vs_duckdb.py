@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""asofdb and DuckDB side by side on ASOF joins: same data, same run, results checked equal.
+
+Two workloads (issue #4):
+
+  plain     PROBE rows ASOF JOIN BUILD rows on one of KEYS keys (`>=`), no ties in the build
+            side's (key, time), so the matched row is unique and the results must be identical.
+  training  a SPINE of (card, user, time) rows gets three windowed features, strict (`>`):
+            max(amt) over 1 hour by card, count(DISTINCT ip) over 30 days by user, failed
+            transactions over 1 day by card, over EVENTS generated transactions.
+            asofdb: three CREATE FEATUREs and one ASOF LEFT JOIN chain.
+            DuckDB: its strongest formulation, events and spine in one relation (UNION ALL)
+            with window aggregates over RANGE frames per key (and a count over the key's whole
+            past, so a spine row whose key has no earlier event gets NULLs like the ASOF join).
+
+Both engines write the result to Parquet (zstd) with COPY (query) TO 'file'; the timed part is
+that statement. DuckDB then reads both files and checks they hold the same rows (EXCEPT ALL
+both ways). asofdb's peak RSS is read from /proc/<pid>/status (VmHWM) at the end.
+
+Usage (release binary; see docs/benchmarks.md):
+  cargo bench --bench features --no-run     # builds target/release/asofdb too
+  python3 benches/asof_vs_duckdb.py [--plain-rows 5000000] [--keys 50] \
+      [--events 10000000] [--spine 1000000] [--only plain|training]
+
+Generated data is cached in target/bench-data/ (the 10M-event file takes ~4 minutes to make).
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parent.parent
+GENERATOR = ROOT.parent / "shared" / "data" / "gen_transactions.py"
+
+
+class Asofdb:
+    """The real server on a free loopback port, driven with psql."""
+
+    def __init__(self, binary: Path, data_dir: Path):
+        self.proc = subprocess.Popen(
+            [str(binary), "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", "--checkpoint-secs", "0"],
+            stdout=subprocess.PIPE, env={**os.environ, "RUST_LOG": "warn"}, text=True)
+        line = self.proc.stdout.readline().strip()
+        host, port = line.removeprefix("asofdb listening on ").rsplit(":", 1)
+        self.conn = f"host={host} port={port} user=bench dbname=asofdb"
+
+    def sql(self, sql: str) -> str:
+        out = subprocess.run(["psql", self.conn, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.exit(f"asofdb failed: {out.stderr.strip()}\n  in: {sql[:200]}")
+        return out.stdout.strip()
+
+    def copy_in(self, table: str, csv_path: Path):
+        self.sql(f"\\copy {table} FROM '{csv_path}' WITH (FORMAT csv, HEADER true)")
+
+    def timed(self, sql: str) -> float:
+        start = time.perf_counter()
+        self.sql(sql)
+        return time.perf_counter() - start
+
+    def peak_rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=120)
+
+
+def timed_duckdb(con, sql: str) -> float:
+    start = time.perf_counter()
+    con.execute(sql)
+    return time.perf_counter() - start
+
+
+def same_rows(a: Path, b: Path) -> tuple[int, int, int]:
+    """(rows in a, rows only in a, rows only in b)."""
+    con = duckdb.connect()
+    rows = con.execute(f"SELECT count(*) FROM '{a}'").fetchone()[0]
+    only_a = con.execute(f"SELECT count(*) FROM (FROM '{a}' EXCEPT ALL FROM '{b}')").fetchone()[0]
+    only_b = con.execute(f"SELECT count(*) FROM (FROM '{b}' EXCEPT ALL FROM '{a}')").fetchone()[0]
+    return rows, only_a, only_b
+
+
+def report(name: str, ours: float, theirs: float, check: tuple[int, int, int]):
+    rows, only_a, only_b = check
+    verdict = "equal" if only_a == 0 and only_b == 0 else f"DIFFERENT ({only_a} only in asofdb, {only_b} only in DuckDB)"
+    print(f"{name:10} asofdb {ours:7.2f} s  DuckDB {theirs:7.2f} s  ratio {theirs / ours:5.2f}x  "
+          f"({rows} rows, results {verdict})", flush=True)
+    return only_a == 0 and only_b == 0
+
+
+def plain(db: Asofdb, con, data: Path, out: Path, rows: int, keys: int) -> bool:
+    build, probe = data / f"plain_build_{rows}_{keys}.csv", data / f"plain_probe_{rows}_{keys}.csv"
+    if not build.exists():
+        # Build times are unique per key (a permutation of half-second steps); probes are random.
+        gen = duckdb.connect()
+        gen.execute(f"""COPY (SELECT i % {keys} AS k,
+                    TIMESTAMP '2024-01-01' + to_microseconds(((i * 7919) % {rows}) * 500000) AS ts, i AS v
+                    FROM range({rows}) t(i)) TO '{build}' (HEADER)""")
+        gen.execute(f"""COPY (SELECT i AS id, hash(i) % {keys} AS k,
+                    TIMESTAMP '2024-01-01' + to_microseconds(hash(i * 31) % ({rows} * 500000)) AS ts
+                    FROM range({rows}) t(i)) TO '{probe}' (HEADER)""")
+    db.sql("CREATE TABLE build (k BIGINT, ts TIMESTAMP NOT NULL, v BIGINT) WITH (event_time = 'ts')")
+    db.sql("CREATE TABLE probe (id BIGINT, k BIGINT, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts')")
+    load = time.perf_counter()
+    db.copy_in("build", build)
+    db.copy_in("probe", probe)
+    print(f"plain: loaded 2 x {rows} rows into asofdb in {time.perf_counter() - load:.1f} s", flush=True)
+    con.execute(f"CREATE TABLE build AS FROM read_csv('{build}', header = true, "
+                "columns = {'k': 'BIGINT', 'ts': 'TIMESTAMP', 'v': 'BIGINT'})")
+    con.execute(f"CREATE TABLE probe AS FROM read_csv('{probe}', header = true, "
+                "columns = {'id': 'BIGINT', 'k': 'BIGINT', 'ts': 'TIMESTAMP'})")
+    query = "SELECT p.id, b.v FROM probe p ASOF JOIN build b ON p.k = b.k AND p.ts >= b.ts"
+    ours = db.timed(f"COPY ({query}) TO '{out / 'asofdb_plain.parquet'}'")
+    theirs = timed_duckdb(con, f"COPY ({query}) TO '{out / 'duckdb_plain.parquet'}' (FORMAT parquet, COMPRESSION zstd)")
+    return report("plain", ours, theirs, same_rows(out / "asofdb_plain.parquet", out / "duckdb_plain.parquet"))
+
+
+FEATURES = [
+    ("f_card_1h", "SELECT cc_num, max(amt) AS max_amt_1h FROM tx GROUP BY cc_num WINDOW SLIDING INTERVAL '1 hour'"),
+    ("f_user_30d", "SELECT user_id, count(DISTINCT ip) AS ips_30d FROM tx GROUP BY user_id "
+                   "WINDOW SLIDING INTERVAL '30 days'"),
+    ("f_card_1d", "SELECT cc_num, count(*) FILTER (WHERE status = 'failed') AS failed_1d FROM tx GROUP BY cc_num "
+                  "WINDOW SLIDING INTERVAL '1 day'"),
+]
+
+TRAINING_ASOFDB = """SELECT s.sid, a.max_amt_1h, b.ips_30d, c.failed_1d FROM spine s
+ASOF LEFT JOIN f_card_1h a ON s.cc_num = a.cc_num AND s.inference_ts > a.ts
+ASOF LEFT JOIN f_user_30d b ON s.user_id = b.user_id AND s.inference_ts > b.ts
+ASOF LEFT JOIN f_card_1d c ON s.cc_num = c.cc_num AND s.inference_ts > c.ts"""
+
+# Strict windows [T - w, T): RANGE frames ending 1 microsecond before the row.
+TRAINING_DUCKDB = """
+WITH u AS (
+    SELECT tid, cc_num, user_id, ts, amt, ip, status, NULL::BIGINT AS sid FROM tx
+    UNION ALL
+    SELECT NULL, cc_num, user_id, inference_ts, NULL, NULL, NULL, sid FROM spine
+), w AS (
+    SELECT sid,
+        max(amt) OVER (PARTITION BY cc_num ORDER BY ts
+            RANGE BETWEEN INTERVAL 1 HOUR PRECEDING AND INTERVAL 1 MICROSECOND PRECEDING) AS max_amt_1h,
+        count(DISTINCT ip) OVER (PARTITION BY user_id ORDER BY ts
+            RANGE BETWEEN INTERVAL 30 DAY PRECEDING AND INTERVAL 1 MICROSECOND PRECEDING) AS ips_30d,
+        count(*) FILTER (WHERE status = 'failed') OVER (PARTITION BY cc_num ORDER BY ts
+            RANGE BETWEEN INTERVAL 1 DAY PRECEDING AND INTERVAL 1 MICROSECOND PRECEDING) AS failed_1d,
+        count(tid) OVER (PARTITION BY cc_num ORDER BY ts
+            RANGE BETWEEN UNBOUNDED PRECEDING AND INTERVAL 1 MICROSECOND PRECEDING) AS card_events,
+        count(tid) OVER (PARTITION BY user_id ORDER BY ts
+            RANGE BETWEEN UNBOUNDED PRECEDING AND INTERVAL 1 MICROSECOND PRECEDING) AS user_events
+    FROM u
+)
+SELECT sid,
+    CASE WHEN card_events > 0 THEN max_amt_1h END AS max_amt_1h,
+    CASE WHEN user_events > 0 THEN ips_30d END AS ips_30d,
+    CASE WHEN card_events > 0 THEN failed_1d END AS failed_1d
+FROM w WHERE sid IS NOT NULL"""
+
+
+def training(db: Asofdb, con, data: Path, out: Path, events: int, spine_rows: int) -> bool:
+    tx, spine_raw = data / f"tx_{events}.csv", data / f"spine_{events}_{spine_rows}.csv"
+    spine = data / f"spine_sid_{events}_{spine_rows}.csv"
+    if not tx.exists():
+        print(f"training: generating {events} events (cached in {data})", flush=True)
+        subprocess.run([sys.executable, str(GENERATOR), "--rows", str(events), "--cards", str(max(events // 100, 100)),
+                        "--days", "60", "--seed", "11", "--transactions", str(tx) + ".part",
+                        "--spine", str(spine_raw), "--spine-rows", str(spine_rows)], check=True)
+        os.rename(str(tx) + ".part", tx)
+    if not spine.exists():
+        with open(spine_raw) as src, open(spine, "w") as dst:
+            dst.write("sid," + src.readline())
+            for i, line in enumerate(src):
+                dst.write(f"{i},{line}")
+    db.sql("CREATE TABLE tx (tid BIGINT, cc_num BIGINT, user_id BIGINT, merchant TEXT, amt DOUBLE PRECISION, "
+           "status TEXT, ip TEXT, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts')")
+    db.sql("CREATE TABLE spine (sid BIGINT, tid BIGINT, inference_ts TIMESTAMP NOT NULL, cc_num BIGINT, "
+           "user_id BIGINT, is_fraud INT) WITH (event_time = 'inference_ts')")
+    load = time.perf_counter()
+    db.copy_in("tx", tx)
+    db.copy_in("spine", spine)
+    print(f"training: loaded {events} events and {spine_rows} spine rows into asofdb in "
+          f"{time.perf_counter() - load:.1f} s", flush=True)
+    backfill = 0.0
+    for name, body in FEATURES:
+        took = db.timed(f"CREATE FEATURE {name} AS {body}")
+        backfill += took
+        print(f"training: CREATE FEATURE {name} (backfill) {took:.2f} s", flush=True)
+    con.execute(f"""CREATE TABLE tx AS FROM read_csv('{tx}', header = true, columns = {{'tid': 'BIGINT',
+        'cc_num': 'BIGINT', 'user_id': 'BIGINT', 'merchant': 'VARCHAR', 'amt': 'DOUBLE', 'status': 'VARCHAR',
+        'ip': 'VARCHAR', 'ts': 'TIMESTAMP'}})""")
+    con.execute(f"""CREATE TABLE spine AS FROM read_csv('{spine}', header = true, columns = {{'sid': 'BIGINT',
+        'tid': 'BIGINT', 'inference_ts': 'TIMESTAMP', 'cc_num': 'BIGINT', 'user_id': 'BIGINT', 'is_fraud': 'INT'}})""")
+    ours = db.timed(f"COPY ({TRAINING_ASOFDB}) TO '{out / 'asofdb_training.parquet'}'")
+    theirs = timed_duckdb(con, f"COPY ({TRAINING_DUCKDB}) TO '{out / 'duckdb_training.parquet'}' "
+                               "(FORMAT parquet, COMPRESSION zstd)")
+    ok = report("training", ours, theirs, same_rows(out / "asofdb_training.parquet", out / "duckdb_training.parquet"))
+    print(f"training: including the three backfills asofdb takes {ours + backfill:.2f} s, "
+          f"ratio {theirs / (ours + backfill):.2f}x", flush=True)
+    return ok
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plain-rows", type=int, default=5_000_000)
+    parser.add_argument("--keys", type=int, default=50)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--spine", type=int, default=1_000_000)
+    parser.add_argument("--only", choices=["plain", "training"])
+    parser.add_argument("--binary", type=Path, default=ROOT / "target" / "release" / "asofdb")
+    parser.add_argument("--data", type=Path, default=ROOT / "target" / "bench-data")
+    args = parser.parse_args()
+    args.data.mkdir(parents=True, exist_ok=True)
+    print(f"asofdb vs DuckDB {duckdb.__version__}, {os.cpu_count()} cores", flush=True)
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        db = Asofdb(args.binary, tmp / "asofdb")
+        con = duckdb.connect(str(tmp / "duck.db"))
+        try:
+            if args.only in (None, "plain"):
+                ok &= plain(db, con, args.data, tmp, args.plain_rows, args.keys)
+            if args.only in (None, "training"):
+                ok &= training(db, con, args.data, tmp, args.events, args.spine)
+            print(f"asofdb peak RSS {db.peak_rss_mib():.0f} MiB", flush=True)
+        finally:
+            db.stop()
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
