@@ -104,10 +104,10 @@ def plain(db: Asofdb, con, data: Path, out: Path, rows: int, keys: int) -> bool:
         # Build times are unique per key (a permutation of half-second steps); probes are random.
         gen = duckdb.connect()
         gen.execute(f"""COPY (SELECT i % {keys} AS k,
-                    TIMESTAMP '2024-01-01' + to_microseconds(((i * 7919) % {rows}) * 500000) AS ts, i AS v
+                    TIMESTAMP '2024-01-01' + to_microseconds(((i * 7919) % {rows})::BIGINT * 500000) AS ts, i AS v
                     FROM range({rows}) t(i)) TO '{build}' (HEADER)""")
-        gen.execute(f"""COPY (SELECT i AS id, hash(i) % {keys} AS k,
-                    TIMESTAMP '2024-01-01' + to_microseconds(hash(i * 31) % ({rows} * 500000)) AS ts
+        gen.execute(f"""COPY (SELECT i AS id, (hash(i) % {keys})::BIGINT AS k,
+                    TIMESTAMP '2024-01-01' + to_microseconds((hash(i * 31) % ({rows}::BIGINT * 500000))::BIGINT) AS ts
                     FROM range({rows}) t(i)) TO '{probe}' (HEADER)""")
     db.sql("CREATE TABLE build (k BIGINT, ts TIMESTAMP NOT NULL, v BIGINT) WITH (event_time = 'ts')")
     db.sql("CREATE TABLE probe (id BIGINT, k BIGINT, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts')")

@@ -25,6 +25,12 @@ struct Args {
     #[arg(long, env = "ASOFDB_CHECKPOINT_SECS", default_value_t = 60)]
     checkpoint_secs: u64,
 
+    /// Seconds between background moves of old rows to the cold tier (0: only at CHECKPOINT).
+    /// Rows older than a table's watermark minus its hot_retention go cold, once every feature
+    /// of the table has snapshotted them.
+    #[arg(long, env = "ASOFDB_TIER_SECS", default_value_t = 10)]
+    tier_secs: u64,
+
     /// Memory (MiB) all running queries may hold in joins, sorts and aggregates together; a
     /// query that needs more fails with SQLSTATE 53200 (sorts spill to disk first). Default:
     /// half the machine's memory.
@@ -75,8 +81,11 @@ async fn run(args: Args) -> asofdb::Result<()> {
             }
         })
     });
+    let tiering = (args.tier_secs > 0).then(|| {
+        asofdb::execute::tiering::spawn_background(db.clone(), std::time::Duration::from_secs(args.tier_secs))
+    });
     server.serve(shutdown_signal()).await?;
-    if let Some(task) = checkpoints {
+    for task in [checkpoints, tiering].into_iter().flatten() {
         task.abort();
     }
     let written = db.checkpoint(false).await?;

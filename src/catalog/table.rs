@@ -41,6 +41,11 @@ impl TableDef {
         self.columns.iter().position(|c| c.name == name)
     }
 
+    /// What a storage scan needs to know about this table.
+    pub fn scan_table(&self) -> crate::storage::ScanTable {
+        crate::storage::ScanTable { id: self.id, event_time: self.event_time }
+    }
+
     pub fn event_time_column(&self) -> Option<&ColumnDef> {
         self.event_time.map(|i| &self.columns[i])
     }

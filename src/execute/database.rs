@@ -15,6 +15,7 @@ use crate::error::Result;
 use crate::feature::LiveFeature;
 use crate::plan::new_session_context;
 use crate::sql::SqlParser;
+use crate::storage::cold::ColdStore;
 use crate::storage::hot::SledKv;
 use crate::storage::{EventStore, KvStore, MemoryKv};
 
@@ -53,12 +54,13 @@ impl Database {
     /// Opens (creating if needed) the database in `data_dir`.
     pub fn open_with(data_dir: &Path, limits: Limits) -> Result<Arc<Self>> {
         std::fs::create_dir_all(data_dir)?;
-        Self::with_store(Arc::new(SledKv::open(&data_dir.join("hot"))?), limits)
+        let cold = Arc::new(ColdStore::local(data_dir.join("cold"))?);
+        Self::with_store(Arc::new(SledKv::open(&data_dir.join("hot"))?), Some(cold), limits)
     }
 
     /// A database that lives in memory only, for tests.
     pub fn in_memory() -> Result<Arc<Self>> {
-        Self::with_store(Arc::new(MemoryKv::new()), Limits::default())
+        Self::with_store(Arc::new(MemoryKv::new()), None, Limits::default())
     }
 
     /// Plans a read-only statement (query, EXPLAIN) without running it. ASOF joins are
@@ -100,8 +102,8 @@ impl Database {
         Ok(plan)
     }
 
-    fn with_store(kv: Arc<dyn KvStore>, limits: Limits) -> Result<Arc<Self>> {
-        let store = Arc::new(EventStore::open(kv)?);
+    fn with_store(kv: Arc<dyn KvStore>, cold: Option<Arc<ColdStore>>, limits: Limits) -> Result<Arc<Self>> {
+        let store = Arc::new(EventStore::open(kv, cold)?);
         let catalog = Arc::new(Catalog::open(store)?);
         let query_memory = limits.query_memory.unwrap_or_else(default_query_memory);
         let ctx = new_session_context(catalog.clone(), query_memory)?;

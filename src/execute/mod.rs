@@ -8,6 +8,7 @@ mod database;
 mod insert;
 mod session;
 mod settings;
+pub mod tiering;
 
 pub use conform::{RowLabel, conform};
 pub use database::{Database, Limits};

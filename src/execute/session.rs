@@ -96,6 +96,7 @@ impl Session {
             Statement::DropFeature { names, if_exists } => self.drop_features(names, *if_exists).await,
             Statement::Checkpoint => {
                 self.db.checkpoint(true).await?;
+                self.db.tier().await?;
                 Ok(Output::Command { tag: "CHECKPOINT", rows: None })
             }
             Statement::ShowFeatures => {

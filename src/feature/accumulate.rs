@@ -162,6 +162,45 @@ impl Acc {
         }
     }
 
+    /// Folds event `i` (absolute), just inserted before the tile's last event, into this tile
+    /// partial (picks relative to `offset`) with the result a fold in event order would give.
+    /// Returns false for sums of floats, whose rounding depends on order: refold those.
+    pub fn insert(&mut self, kind: AggKind, repr: Repr, ev: &Events, i: usize, j: usize, offset: usize) -> bool {
+        let rel = (i - offset) as u32;
+        match self {
+            Acc::Moments { .. } => return false,
+            Acc::Pick(Some(c)) if *c >= rel => *c += 1,
+            _ => {}
+        }
+        let flag = ev.flag(i, j);
+        let Acc::Pick(chosen) = self else {
+            self.add(kind, repr, ev, i, j, offset);
+            return true;
+        };
+        let counts = flag == VALUE || (flag != ABSENT && matches!(kind, AggKind::FirstValue | AggKind::LastValue));
+        let Some(c) = *chosen else {
+            if counts {
+                *chosen = Some(rel);
+            }
+            return true;
+        };
+        if counts {
+            let earlier = rel < c;
+            let order = ev.compare(repr, j, i, c as usize + offset);
+            let better = match kind {
+                AggKind::Min => order == Ordering::Less || (order == Ordering::Equal && earlier),
+                AggKind::Max => order == Ordering::Greater || (order == Ordering::Equal && earlier),
+                AggKind::FirstValue => earlier,
+                AggKind::LastValue => !earlier,
+                _ => false,
+            };
+            if better {
+                *chosen = Some(rel);
+            }
+        }
+        true
+    }
+
     /// Merges `tile` (whose picks are relative to `tile_offset`) into this window accumulator
     /// (picks relative to 0). Tiles must be merged in time order, after the events before them.
     pub fn merge(&mut self, kind: AggKind, repr: Repr, ev: &Events, j: usize, tile: &Acc, tile_offset: usize) {

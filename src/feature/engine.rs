@@ -42,7 +42,7 @@ impl LiveFeature {
         let compiled = CompiledFeature::compile(def, table, ctx)?;
         let mut state = FeatureState::new(&compiled)?;
         let total = store.stats(compiled.table.id).rows;
-        let parts = store.scan(compiled.table.id, (i64::MIN, i64::MAX), (0, 1));
+        let parts = store.scan(compiled.table.scan_table(), (i64::MIN, i64::MAX), (0, 1));
         let (done, applied) = ingest_all(&compiled, &mut state, parts, 0, &mut |done| progress(done, total))?;
         let origin = format!("backfilled from {done} rows");
         Ok(Self::new(compiled, state, 0, applied, origin))
@@ -69,7 +69,7 @@ impl LiveFeature {
         for (_, chunk) in store.entries(&keys::feature_state_prefix(&compiled.def.name))? {
             snapshot::import(&compiled, &mut state, &decode_batch(&chunk)?)?;
         }
-        let parts = store.scan_since(compiled.table.id, next_seq);
+        let parts = store.scan_since(compiled.table.scan_table(), next_seq);
         let (replayed, applied) = ingest_all(&compiled, &mut state, parts, next_seq, &mut |_| {})?;
         let origin = format!("restored from snapshot at seq {next_seq}, replayed {replayed} rows");
         tracing::info!(feature = %compiled.def.name, "{origin}");

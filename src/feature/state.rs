@@ -97,7 +97,15 @@ impl KeyHistory {
                     acc.add(feature.def.values[j].kind, feature.reprs[j], &ev, p, j, begin);
                 }
             } else {
-                partials.clone_from_slice(&fold(feature, &ev, begin, end, true));
+                // A late event inside the tile: most partials take it in place; refolding the
+                // whole tile for each would make late rows of busy keys quadratic.
+                let mut in_place = true;
+                for (j, acc) in partials.iter_mut().enumerate() {
+                    in_place &= acc.insert(feature.def.values[j].kind, feature.reprs[j], &ev, p, j, begin);
+                }
+                if !in_place {
+                    partials.clone_from_slice(&fold(feature, &ev, begin, end, true));
+                }
             }
         } else {
             tiles.starts.insert(k, start);

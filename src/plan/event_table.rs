@@ -1,4 +1,4 @@
-//! An event table as a DataFusion `TableProvider`: streams Arrow blocks from the hot tier.
+//! An event table as a DataFusion `TableProvider`: streams Arrow blocks from both tiers.
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 
 use super::time_bounds::TimeBounds;
 use crate::catalog::TableDef;
-use crate::storage::{BLOCK_MICROS, EventStore};
+use crate::storage::{BLOCK_MICROS, EventStore, ScanTable};
 
 /// Scans one event table. Filters on the event-time column prune blocks (they are still
 /// applied row by row above the scan: pruning is by block, so it is inexact).
@@ -80,7 +80,7 @@ impl TableProvider for EventTable {
                 Arc::new(BlockStream {
                     schema: self.schema.clone(),
                     store: self.store.clone(),
-                    table_id: self.def.id,
+                    table: self.def.scan_table(),
                     blocks,
                     part: (part, parts),
                 }) as Arc<dyn PartitionStream>
@@ -91,18 +91,18 @@ impl TableProvider for EventTable {
     }
 }
 
-/// One partition of a scan: every `parts`-th stored block of the table within `blocks`.
+/// One partition of a scan: the table's rows of every `parts`-th day within `blocks`.
 struct BlockStream {
     schema: SchemaRef,
     store: Arc<EventStore>,
-    table_id: u64,
+    table: ScanTable,
     blocks: (i64, i64),
     part: (usize, usize),
 }
 
 impl fmt::Debug for BlockStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BlockStream(table={}, part={}/{})", self.table_id, self.part.0, self.part.1)
+        write!(f, "BlockStream(table={}, part={}/{})", self.table.id, self.part.0, self.part.1)
     }
 }
 
@@ -114,7 +114,7 @@ impl PartitionStream for BlockStream {
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let batches = self
             .store
-            .scan(self.table_id, self.blocks, self.part)
+            .scan(self.table, self.blocks, self.part)
             .map(|r| r.map(|part| part.batch).map_err(|e| DataFusionError::External(Box::new(e))));
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::iter(batches)))
     }

@@ -10,8 +10,10 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak, mpsc};
 
 use arrow::array::RecordBatch;
 
-use super::blocks::{decode_batch, encode_batch, event_times, split_by_block};
+use super::blocks::{encode_batch, event_times, split_by_block};
+use super::cold::{ColdStore, Manifest};
 use super::keys;
+use super::scan::Scan;
 use super::{KvOp, KvStore};
 use crate::error::{Error, Result};
 
@@ -122,18 +124,27 @@ pub struct Commit {
     pub dropped_tables: Vec<u64>,
 }
 
-struct Counters {
+pub(super) struct Counters {
     next_seq: u64,
     next_table_id: u64,
+    pub(super) next_file: u64,
 }
 
-/// Rows and catalog entries on top of a [`KvStore`].
+/// Rows and catalog entries on top of a [`KvStore`], and the cold tier's files.
 pub struct EventStore {
-    kv: Arc<dyn KvStore>,
-    counters: Mutex<Counters>,
+    pub(super) kv: Arc<dyn KvStore>,
+    pub(super) counters: Mutex<Counters>,
     stats: RwLock<HashMap<u64, TableStats>>,
     /// The queue of the committer thread, started by the first commit.
     committer: OnceLock<mpsc::Sender<CommitJob>>,
+    /// Where cold files go; `None` keeps everything hot (in-memory databases).
+    pub(super) cold: Option<Arc<ColdStore>>,
+    /// The current manifest version; scans hold the version they started with.
+    manifest: RwLock<Arc<Manifest>>,
+    /// Earlier versions still held by a scan: their files and hot rows must stay.
+    pub(super) retired: Mutex<Vec<Weak<Manifest>>>,
+    /// Serializes moves, compactions and garbage collection.
+    pub(super) tiering: Mutex<()>,
 }
 
 /// A commit waiting for the committer thread, and where to send its outcome.
@@ -141,10 +152,11 @@ type CommitJob = (Commit, tokio::sync::oneshot::Sender<Result<Vec<StoredPart>>>)
 
 const SEQ: &str = "seq";
 const TABLE_ID: &str = "table_id";
+pub(super) const FILE_NO: &str = "file_no";
 
 impl EventStore {
-    /// Opens the store, loading counters and statistics.
-    pub fn open(kv: Arc<dyn KvStore>) -> Result<Self> {
+    /// Opens the store, loading counters, statistics and the cold-tier manifest.
+    pub fn open(kv: Arc<dyn KvStore>, cold: Option<Arc<ColdStore>>) -> Result<Self> {
         let read_counter = |name: &str| -> Result<u64> {
             Ok(match kv.get(&keys::counter(name))? {
                 Some(v) => {
@@ -153,14 +165,76 @@ impl EventStore {
                 None => 1,
             })
         };
-        let counters = Counters { next_seq: read_counter(SEQ)?, next_table_id: read_counter(TABLE_ID)? };
+        let counters = Counters {
+            next_seq: read_counter(SEQ)?,
+            next_table_id: read_counter(TABLE_ID)?,
+            next_file: read_counter(FILE_NO)?,
+        };
         let mut stats = HashMap::new();
         for pair in kv.scan(keys::STATS, &keys::prefix_end(keys::STATS)) {
             let (key, value) = pair?;
             let id = u64::from_be_bytes(key[1..].try_into().map_err(|_| Error::Storage("corrupt stats key".into()))?);
             stats.insert(id, TableStats::decode(&value)?);
         }
-        Ok(Self { kv, counters: Mutex::new(counters), stats: RwLock::new(stats), committer: OnceLock::new() })
+        let files: Vec<Vec<u8>> = kv
+            .scan(keys::COLD_FILE, &keys::prefix_end(keys::COLD_FILE))
+            .map(|p| p.map(|(_, v)| v.to_vec()))
+            .collect::<Result<_>>()?;
+        let mut marks = Vec::new();
+        for pair in kv.scan(keys::TIER_MARK, &keys::prefix_end(keys::TIER_MARK)) {
+            let (key, value) = pair?;
+            let id = keys::parse_tier_mark(&key).ok_or_else(|| Error::Storage("corrupt tier mark key".into()))?;
+            marks.push((id, value.to_vec()));
+        }
+        let manifest = Manifest::load(&files, &marks)?;
+        Ok(Self {
+            kv,
+            counters: Mutex::new(counters),
+            stats: RwLock::new(stats),
+            committer: OnceLock::new(),
+            cold,
+            manifest: RwLock::new(Arc::new(manifest)),
+            retired: Mutex::new(Vec::new()),
+            tiering: Mutex::new(()),
+        })
+    }
+
+    /// The current manifest version.
+    pub fn manifest(&self) -> Arc<Manifest> {
+        self.manifest.read().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Installs a new manifest version, keeping track of the old one while scans hold it.
+    pub(super) fn publish(&self, change: impl FnOnce(&mut Manifest)) -> Result<()> {
+        let mut current = self.manifest.write().map_err(|_| Error::internal("manifest poisoned"))?;
+        let mut next = Manifest::clone(&current);
+        change(&mut next);
+        let old = std::mem::replace(&mut *current, Arc::new(next));
+        self.retired.lock().map_err(|_| Error::internal("manifest poisoned"))?.push(Arc::downgrade(&old));
+        Ok(())
+    }
+
+    /// Applies `ops` atomically unless one of `tables` was dropped meanwhile (checked under
+    /// the commit lock, so no drop interleaves). Returns whether it applied.
+    pub(super) fn apply_if_tables_exist(
+        &self,
+        tables: &[u64],
+        ops: Vec<KvOp>,
+        publish: impl FnOnce(&mut Manifest),
+    ) -> Result<bool> {
+        let _counters = self.counters.lock().map_err(|_| Error::internal("counters poisoned"))?;
+        let stats = self.stats.read().map_err(|_| Error::internal("stats poisoned"))?;
+        if !tables.iter().all(|t| stats.contains_key(t)) {
+            return Ok(false);
+        }
+        self.kv.apply(ops)?;
+        self.publish(publish)?;
+        Ok(true)
+    }
+
+    /// Makes every applied batch durable.
+    pub(super) fn sync(&self) -> Result<()> {
+        self.kv.sync()
     }
 
     /// Reserves a table id. The reservation is persisted by the next commit.
@@ -254,6 +328,11 @@ impl EventStore {
                 ops.push(KvOp::Delete(pair?.0));
             }
             ops.push(KvOp::Delete(keys::stats(*table_id)));
+            let files = keys::cold_files_of(*table_id);
+            for pair in self.kv.scan(&files, &keys::prefix_end(&files)) {
+                ops.push(KvOp::Delete(pair?.0));
+            }
+            ops.push(KvOp::Delete(keys::tier_mark(*table_id)));
             new_stats.remove(table_id);
         }
         for (table_id, s) in &new_stats {
@@ -268,54 +347,48 @@ impl EventStore {
         for table_id in &commit.dropped_tables {
             stats.remove(table_id);
         }
+        if !commit.dropped_tables.is_empty() {
+            // The dropped tables' cold files become orphans, removed by the next collection.
+            self.publish(|m| commit.dropped_tables.iter().for_each(|t| m.drop_table(*t)))?;
+        }
         stats.extend(new_stats);
         Ok(parts)
     }
 
     /// The stored writes of a table with a sequence number of at least `min_seq` (replay after
-    /// a snapshot). Older values are skipped by key, without decoding them.
-    pub fn scan_since(&self, table_id: u64, min_seq: u64) -> impl Iterator<Item = Result<StoredPart>> + Send + use<> {
-        let start = keys::events_from(table_id, i64::MIN);
-        let end = keys::events_until(table_id, i64::MAX);
-        self.kv.scan(&start, &end).filter_map(move |pair| {
-            let (key, value) = match pair {
-                Ok(pair) => pair,
-                Err(e) => return Some(Err(e)),
-            };
-            let Some((table_id, _, seq)) = keys::parse_event(&key) else {
-                return Some(Err(Error::Storage("corrupt event key".into())));
-            };
-            (seq >= min_seq).then(|| Ok(StoredPart { table_id, seq, batch: decode_batch(&value)? }))
-        })
+    /// a snapshot), from the hot tier: moves never take rows a feature snapshot lacks.
+    /// Older values are skipped by key, without decoding them.
+    pub fn scan_since(
+        &self,
+        table: ScanTable,
+        min_seq: u64,
+    ) -> impl Iterator<Item = Result<StoredPart>> + Send + use<> {
+        Scan::new(self, table, (i64::MIN, i64::MAX), (0, 1), min_seq)
     }
 
-    /// The stored blocks of a table whose block number lies in `first..=last`, in key order
-    /// (block ascending, then arrival), decoded lazily as the iterator advances.
+    /// The stored rows of a table whose event-time block lies in `first..=last`, from both
+    /// tiers, decoded lazily as the iterator advances.
     ///
-    /// `part` of `parts` selects the blocks whose number is `part` modulo `parts`, so `parts`
-    /// iterators together read each block exactly once, in parallel, and the rows of one block
-    /// (which hold every row of a given event time) come from one iterator in arrival order.
+    /// `part` of `parts` selects the days whose number is `part` modulo `parts`, so `parts`
+    /// iterators together read each row exactly once, in parallel. Within a day, cold files
+    /// come first (oldest first, rows sorted by event time), then the hot values; so every row
+    /// of a given event time comes from one iterator, in arrival order.
     pub fn scan(
         &self,
-        table_id: u64,
-        (first, last): (i64, i64),
-        (part, parts): (usize, usize),
+        table: ScanTable,
+        blocks: (i64, i64),
+        part: (usize, usize),
     ) -> impl Iterator<Item = Result<StoredPart>> + Send + use<> {
-        let start = keys::events_from(table_id, first);
-        let end = keys::events_until(table_id, last);
-        let parts = parts.max(1);
-        self.kv.scan(&start, &end).filter_map(move |pair| {
-            let (key, value) = match pair {
-                Ok(pair) => pair,
-                Err(e) => return Some(Err(e)),
-            };
-            let Some((table_id, block, seq)) = keys::parse_event(&key) else {
-                return Some(Err(Error::Storage("corrupt event key".into())));
-            };
-            (block.rem_euclid(parts as i64) as usize == part)
-                .then(|| Ok(StoredPart { table_id, seq, batch: decode_batch(&value)? }))
-        })
+        Scan::new(self, table, blocks, part, 0)
     }
+}
+
+/// What a scan needs to know about its table.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanTable {
+    pub id: u64,
+    /// Index of the event-time column, if the table has one.
+    pub event_time: Option<usize>,
 }
 
 #[cfg(test)]
@@ -335,22 +408,26 @@ mod tests {
     }
 
     fn count(store: &EventStore, table: u64) -> usize {
-        store.scan(table, (i64::MIN, i64::MAX), (0, 1)).map(|b| b.unwrap().batch.num_rows()).sum()
+        store
+            .scan(ScanTable { id: table, event_time: Some(1) }, (i64::MIN, i64::MAX), (0, 1))
+            .map(|b| b.unwrap().batch.num_rows())
+            .sum()
     }
 
     #[tokio::test]
     async fn commits_update_rows_stats_and_survive_reopen() {
         let kv: Arc<dyn KvStore> = Arc::new(MemoryKv::new());
-        let store = Arc::new(EventStore::open(kv.clone()).unwrap());
+        let store = Arc::new(EventStore::open(kv.clone(), None).unwrap());
         let t = store.allocate_table_id().unwrap();
         let append = |times| Append { table_id: t, event_time: Some(1), batch: rows(times) };
         store.commit(Commit { appends: vec![append(vec![5, BLOCK_MICROS * 3])], ..Default::default() }).await.unwrap();
         store.commit(Commit { appends: vec![append(vec![7])], ..Default::default() }).await.unwrap();
         assert_eq!(store.stats(t), TableStats { watermark: Some(BLOCK_MICROS * 3), rows: 3 });
         assert_eq!(count(&store, t), 3);
-        assert_eq!(store.scan(t, (1, 3), (0, 1)).count(), 1, "time range selects blocks");
+        let table = ScanTable { id: t, event_time: Some(1) };
+        assert_eq!(store.scan(table, (1, 3), (0, 1)).count(), 1, "time range selects blocks");
 
-        let reopened = EventStore::open(kv).unwrap();
+        let reopened = EventStore::open(kv, None).unwrap();
         assert_eq!(reopened.stats(t).rows, 3);
         assert!(reopened.allocate_table_id().unwrap() > t);
         reopened.apply(Commit { dropped_tables: vec![t], ..Default::default() }).unwrap();

@@ -8,6 +8,8 @@
 //!  events    'e' <table id u64> <block i64*> <seq u64>      -> Arrow IPC stream, one batch
 //!  feature   'f' 'm' <feature name utf8>                    -> snapshot: next seq u64 | chunks u32
 //!  state     'f' 's' <feature name utf8> 0x00 <chunk u32>   -> Arrow IPC stream (feature::snapshot)
+//!  cold file 'k' 'f' <table id u64> <day i64*> <file no u64> -> ColdFile (JSON, storage::cold)
+//!  tier mark 'k' 'm' <table id u64>                          -> TierMark (JSON, storage::cold)
 //!
 //!  * the block number is floor(event_time_us / BLOCK_MICROS) with its sign bit flipped, so
 //!    negative (pre-1970) blocks sort before positive ones.
@@ -23,6 +25,34 @@ pub const STATS: &[u8] = b"s";
 pub const EVENTS: &[u8] = b"e";
 pub const FEATURE_SNAPSHOT: &[u8] = b"fm";
 pub const FEATURE_STATE: &[u8] = b"fs";
+pub const COLD_FILE: &[u8] = b"kf";
+pub const TIER_MARK: &[u8] = b"km";
+
+/// The manifest entry of a cold file.
+pub fn cold_file(table_id: u64, day: i64, file_no: u64) -> Vec<u8> {
+    let mut key = COLD_FILE.to_vec();
+    key.extend_from_slice(&table_id.to_be_bytes());
+    key.extend_from_slice(&((day as u64) ^ (1 << 63)).to_be_bytes());
+    key.extend_from_slice(&file_no.to_be_bytes());
+    key
+}
+
+/// The prefix of every cold-file entry of a table.
+pub fn cold_files_of(table_id: u64) -> Vec<u8> {
+    [COLD_FILE, &table_id.to_be_bytes()[..]].concat()
+}
+
+pub fn tier_mark(table_id: u64) -> Vec<u8> {
+    [TIER_MARK, &table_id.to_be_bytes()[..]].concat()
+}
+
+/// The table id of a tier-mark key.
+pub fn parse_tier_mark(key: &[u8]) -> Option<u64> {
+    if key.len() != 10 || &key[..2] != TIER_MARK {
+        return None;
+    }
+    Some(u64::from_be_bytes(key[2..10].try_into().ok()?))
+}
 
 /// The key of a feature's snapshot description.
 pub fn feature_snapshot(name: &str) -> Vec<u8> {

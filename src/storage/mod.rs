@@ -7,14 +7,18 @@
 //! event time, and the per-table statistics (watermark, row count).
 
 pub mod blocks;
+pub mod cold;
 mod events;
 pub mod hot;
 pub mod keys;
 mod memory;
+mod scan;
+mod tiering;
 
 pub use blocks::{BLOCK_MICROS, decode_batch, encode_batch};
-pub use events::{Append, CatalogKind, Commit, EventStore, StoredPart, TableStats};
+pub use events::{Append, CatalogKind, Commit, EventStore, ScanTable, StoredPart, TableStats};
 pub use memory::MemoryKv;
+pub use tiering::{MoveRequest, TierReport, TierUsage};
 
 use crate::error::Result;
 

@@ -1,0 +1,78 @@
+//! The tiering policy: which rows of which tables go cold and when (the mechanism is
+//! `storage::tiering`). Runs in the background and as the second half of CHECKPOINT.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::database::Database;
+use crate::error::{Error, Result};
+use crate::storage::{MoveRequest, TierReport};
+
+impl Database {
+    /// Moves every row the retention rule assigns to the cold tier there (rows older than
+    /// the table's watermark minus `hot_retention`, written before every feature snapshot of
+    /// the table), compacts small files and collects garbage. Returns what moved.
+    pub async fn tier(&self) -> Result<TierReport> {
+        let store = self.catalog.store().clone();
+        let next_seq = store.next_seq()?;
+        let features = self.catalog.features.all();
+        let mut requests = Vec::new();
+        let mut event_times = HashMap::new();
+        for name in self.catalog.table_names() {
+            let Some(table) = self.catalog.table(&name) else { continue };
+            let Some(event_time) = table.event_time else { continue };
+            event_times.insert(table.id, event_time);
+            let Some(watermark) = store.stats(table.id).watermark else { continue };
+            // A feature's snapshot holds every write below its seq; rows above it stay hot
+            // until the next snapshot, so a restart never has to replay a cold row.
+            let below_seq = features
+                .iter()
+                .filter(|f| f.compiled.table.id == table.id)
+                .map(|f| f.snapshot_seq())
+                .fold(next_seq, u64::min);
+            requests.push(MoveRequest {
+                table_id: table.id,
+                table_name: table.name.clone(),
+                event_time,
+                before_time: watermark.saturating_sub(table.hot_retention_micros),
+                below_seq,
+            });
+        }
+        let work = move || -> Result<TierReport> {
+            let mut total = TierReport::default();
+            for request in &requests {
+                let moved = store.move_to_cold(request)?;
+                let compacted = store.compact(request.table_id, &request.table_name, request.event_time)?;
+                total.rows_moved += moved.rows_moved;
+                total.files_written += moved.files_written + compacted.files_written;
+                total.files_compacted += compacted.files_compacted;
+            }
+            store.collect_garbage(&|id| event_times.get(&id).copied())?;
+            Ok(total)
+        };
+        let report =
+            tokio::task::spawn_blocking(work).await.map_err(|e| Error::internal(format!("tiering: {e}")))??;
+        if report != TierReport::default() {
+            tracing::info!(
+                rows = report.rows_moved,
+                files = report.files_written,
+                compacted = report.files_compacted,
+                "tiered"
+            );
+        }
+        Ok(report)
+    }
+}
+
+/// Runs [`Database::tier`] every `every` until aborted.
+pub fn spawn_background(db: Arc<Database>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            ticks.tick().await;
+            if let Err(e) = db.tier().await {
+                tracing::warn!("tiering failed: {e}");
+            }
+        }
+    })
+}

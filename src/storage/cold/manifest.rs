@@ -1,0 +1,141 @@
+//! The manifest: which cold files exist and which hot rows they replaced, kept in the hot tier.
+//!
+//! A move writes its Parquet files first, then records them, together with the table's new
+//! [`TierMark`], in one atomic hot-tier batch. Until that batch the files are orphans (removed
+//! at the next collection); after it, the rows the mark covers are read from the files and
+//! skipped in the hot tier, whether or not their hot copies have been deleted yet. So a crash
+//! at any point of a move leaves every row exactly once.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::storage::blocks::BLOCK_MICROS;
+
+/// One Parquet file of the cold tier: rows of one table and one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColdFile {
+    pub table_id: u64,
+    /// Days since 1970-01-01 of every row's event time.
+    pub day: i64,
+    /// Unique number of the file (names it, orders files of one day by creation).
+    pub file_no: u64,
+    /// Path inside the cold store.
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+    /// Smallest and greatest event time in the file (µs).
+    pub min_time: i64,
+    pub max_time: i64,
+    /// The arrival sequence number its rows take when read: greater than every earlier file of
+    /// the day and smaller than every hot row that remains, so ties keep their arrival order.
+    pub seq: u64,
+}
+
+/// Which hot rows of a table live in the cold tier: those written with a sequence number below
+/// `below_seq` whose event time is before `before_time`. Both only grow, so the latest mark
+/// alone describes every move so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierMark {
+    pub below_seq: u64,
+    pub before_time: i64,
+}
+
+impl TierMark {
+    pub const NONE: TierMark = TierMark { below_seq: 0, before_time: i64::MIN };
+
+    /// Whether the rows of a hot value with `seq` in `block` all live in the cold tier.
+    pub fn covers_block(&self, seq: u64, block: i64) -> bool {
+        seq < self.below_seq && block.saturating_add(1).saturating_mul(BLOCK_MICROS) <= self.before_time
+    }
+
+    /// Whether some rows of a hot value with `seq` in `block` live in the cold tier.
+    pub fn touches_block(&self, seq: u64, block: i64) -> bool {
+        seq < self.below_seq && block.saturating_mul(BLOCK_MICROS) < self.before_time
+    }
+}
+
+pub const DAY_MICROS: i64 = 24 * BLOCK_MICROS;
+
+/// The day (since the epoch) of an event time.
+pub fn day_of(micros: i64) -> i64 {
+    micros.div_euclid(DAY_MICROS)
+}
+
+/// One version of the manifest. Readers hold an `Arc` of the version they started with.
+#[derive(Debug, Clone, Default)]
+pub struct Manifest {
+    /// Files by (table, day, file number).
+    files: BTreeMap<(u64, i64, u64), ColdFile>,
+    marks: HashMap<u64, TierMark>,
+}
+
+impl Manifest {
+    pub fn mark(&self, table_id: u64) -> TierMark {
+        self.marks.get(&table_id).copied().unwrap_or(TierMark::NONE)
+    }
+
+    /// A table's files, by day then creation.
+    pub fn files(&self, table_id: u64) -> impl Iterator<Item = &ColdFile> {
+        self.files.range((table_id, i64::MIN, 0)..=(table_id, i64::MAX, u64::MAX)).map(|(_, f)| f)
+    }
+
+    pub fn all_files(&self) -> impl Iterator<Item = &ColdFile> {
+        self.files.values()
+    }
+
+    pub fn contains_path(&self, path: &str) -> bool {
+        self.files.values().any(|f| f.path == path)
+    }
+
+    pub fn add(&mut self, file: ColdFile) {
+        self.files.insert((file.table_id, file.day, file.file_no), file);
+    }
+
+    pub fn remove(&mut self, file: &ColdFile) {
+        self.files.remove(&(file.table_id, file.day, file.file_no));
+    }
+
+    pub fn set_mark(&mut self, table_id: u64, mark: TierMark) {
+        self.marks.insert(table_id, mark);
+    }
+
+    pub fn drop_table(&mut self, table_id: u64) {
+        self.files.retain(|(t, _, _), _| *t != table_id);
+        self.marks.remove(&table_id);
+    }
+
+    /// Rebuilds a manifest from its stored entries (`keys::COLD_FILE` / `keys::TIER_MARK`).
+    pub fn load(files: &[Vec<u8>], marks: &[(u64, Vec<u8>)]) -> Result<Self> {
+        let mut manifest = Manifest::default();
+        for entry in files {
+            manifest.add(serde_json::from_slice(entry).map_err(|e| Error::Storage(format!("corrupt manifest: {e}")))?);
+        }
+        for (table_id, entry) in marks {
+            let mark = serde_json::from_slice(entry).map_err(|e| Error::Storage(format!("corrupt tier mark: {e}")))?;
+            manifest.set_mark(*table_id, mark);
+        }
+        Ok(manifest)
+    }
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::internal(format!("manifest encoding: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_cover_whole_and_partial_blocks() {
+        let mark = TierMark { below_seq: 10, before_time: 2 * BLOCK_MICROS + 5 };
+        assert!(mark.covers_block(9, 1));
+        assert!(!mark.covers_block(9, 2) && mark.touches_block(9, 2));
+        assert!(!mark.touches_block(10, 0), "later writes stay hot");
+        assert!(!mark.touches_block(9, 3));
+        assert!(!TierMark::NONE.touches_block(0, i64::MIN));
+        assert_eq!(day_of(-1), -1);
+    }
+}

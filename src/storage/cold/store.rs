@@ -1,0 +1,128 @@
+//! Where cold files live: an `object_store` (local directory by default), behind blocking calls.
+//!
+//! Scans and moves run on threads that are not async (sled iterators, the committer, backfill),
+//! so every object-store call is spawned on a small runtime of its own and waited for; this
+//! works whether or not the caller is itself inside a tokio runtime.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::error::{Error, Result};
+
+/// The cold tier's object store.
+pub struct ColdStore {
+    objects: Arc<dyn ObjectStore>,
+    /// Set for a local directory: written files are fsynced there before the manifest names them.
+    local_root: Option<PathBuf>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for ColdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ColdStore({})", self.objects)
+    }
+}
+
+fn storage_error(e: impl std::fmt::Display) -> Error {
+    Error::Storage(format!("cold tier: {e}"))
+}
+
+impl ColdStore {
+    /// A cold tier in a local directory (created if missing).
+    pub fn local(root: PathBuf) -> Result<Self> {
+        std::fs::create_dir_all(&root)?;
+        let objects = LocalFileSystem::new_with_prefix(&root).map_err(storage_error)?;
+        Self::new(Arc::new(objects), Some(root))
+    }
+
+    /// A cold tier in any object store (for example an S3 bucket).
+    pub fn new(objects: Arc<dyn ObjectStore>, local_root: Option<PathBuf>) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("asofdb-cold")
+            .enable_all()
+            .build()?;
+        Ok(Self { objects, local_root, runtime: Some(runtime) })
+    }
+
+    /// A description of where files go, for logs and docs.
+    pub fn location(&self) -> String {
+        match &self.local_root {
+            Some(root) => root.display().to_string(),
+            None => self.objects.to_string(),
+        }
+    }
+
+    /// The local directory of the cold tier, when it is one.
+    pub fn local_root(&self) -> Option<&PathBuf> {
+        self.local_root.as_ref()
+    }
+
+    fn wait<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = object_store::Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        let runtime = self.runtime.as_ref().ok_or_else(|| Error::internal("cold tier runtime stopped"))?;
+        let (reply, outcome) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let _ = reply.send(work.await);
+        });
+        outcome.recv().map_err(|_| Error::internal("cold tier task lost"))?.map_err(storage_error)
+    }
+
+    /// Writes a whole object atomically; once this returns the object is durable.
+    pub fn put(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
+        let (objects, location) = (self.objects.clone(), ObjectPath::from(path));
+        self.wait(async move { objects.put(&location, PutPayload::from(bytes)).await.map(|_| ()) })?;
+        if let Some(root) = &self.local_root {
+            // object_store renames a staged file into place but does not fsync it.
+            let file = root.join(path);
+            std::fs::File::open(&file)?.sync_all()?;
+            if let Some(dir) = file.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a whole object.
+    pub fn get(&self, path: &str) -> Result<Bytes> {
+        let (objects, location) = (self.objects.clone(), ObjectPath::from(path));
+        self.wait(async move { objects.get(&location).await?.bytes().await })
+    }
+
+    /// Removes an object (missing is fine).
+    pub fn delete(&self, path: &str) -> Result<()> {
+        let (objects, location) = (self.objects.clone(), ObjectPath::from(path));
+        self.wait(async move {
+            match objects.delete(&location).await {
+                Err(object_store::Error::NotFound { .. }) => Ok(()),
+                other => other,
+            }
+        })
+    }
+
+    /// Every object's path.
+    pub fn list(&self) -> Result<Vec<String>> {
+        let objects = self.objects.clone();
+        self.wait(async move {
+            let metas: Vec<_> = objects.list(None).try_collect().await?;
+            Ok(metas.into_iter().map(|m| m.location.to_string()).collect())
+        })
+    }
+}
+
+impl Drop for ColdStore {
+    fn drop(&mut self) {
+        // Dropping a runtime inside another one's async context panics; this does not.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}

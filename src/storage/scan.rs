@@ -1,0 +1,164 @@
+//! Scans over both tiers: a table's cold files and hot values, merged day by day.
+//!
+//! A scan holds the manifest version it started with, so a move that finishes meanwhile
+//! changes nothing for it: the hot copies of moved rows stay until no scan of an older
+//! version is left (`tiering::collect_garbage`), and the scan skips, by the version's
+//! [`TierMark`], exactly the hot rows its version's files hold.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use arrow::array::BooleanArray;
+use arrow::compute::filter_record_batch;
+
+use super::blocks::{BLOCK_MICROS, decode_batch, event_times};
+use super::cold::{ColdFile, ColdStore, Manifest, TierMark, file};
+use super::events::{EventStore, ScanTable, StoredPart};
+use super::{KvPair, keys};
+use crate::error::{Error, Result};
+
+const BLOCKS_PER_DAY: i64 = 24;
+
+type HotPairs = Box<dyn Iterator<Item = Result<KvPair>> + Send>;
+
+pub(super) struct Scan {
+    table: ScanTable,
+    cold: Option<Arc<ColdStore>>,
+    /// Held for the scan's lifetime (see the module comment).
+    _manifest: Arc<Manifest>,
+    mark: TierMark,
+    times: (i64, i64),
+    part: (usize, usize),
+    min_seq: u64,
+    files: VecDeque<ColdFile>,
+    ready: VecDeque<StoredPart>,
+    hot: HotPairs,
+    /// The next hot part and its day, read ahead to know which cold files go before it.
+    next_hot: Option<(i64, StoredPart)>,
+    hot_done: bool,
+}
+
+impl Scan {
+    pub(super) fn new(
+        store: &EventStore,
+        table: ScanTable,
+        (first, last): (i64, i64),
+        (part, parts): (usize, usize),
+        min_seq: u64,
+    ) -> Self {
+        let parts = parts.max(1);
+        let manifest = store.manifest();
+        let mark = manifest.mark(table.id);
+        let times =
+            (first.saturating_mul(BLOCK_MICROS), last.saturating_add(1).saturating_mul(BLOCK_MICROS).saturating_sub(1));
+        // Replays start above every moved row, so they read only the hot tier.
+        let files = if min_seq > 0 && min_seq >= mark.below_seq {
+            VecDeque::new()
+        } else {
+            manifest
+                .files(table.id)
+                .filter(|f| f.max_time >= times.0 && f.min_time <= times.1 && f.seq >= min_seq)
+                .filter(|f| f.day.rem_euclid(parts as i64) as usize == part)
+                .cloned()
+                .collect()
+        };
+        let hot = store.kv.scan(&keys::events_from(table.id, first), &keys::events_until(table.id, last));
+        Scan {
+            table,
+            cold: store.cold.clone(),
+            _manifest: manifest,
+            mark,
+            times,
+            part: (part, parts),
+            min_seq,
+            files,
+            ready: VecDeque::new(),
+            hot,
+            next_hot: None,
+            hot_done: false,
+        }
+    }
+
+    /// The next hot value of this partition that the cold tier does not hold, decoded and
+    /// trimmed of the rows that it does.
+    fn read_hot(&mut self) -> Option<Result<(i64, StoredPart)>> {
+        while let Some(pair) = self.hot.next() {
+            let (key, value) = match pair {
+                Ok(pair) => pair,
+                Err(e) => return Some(Err(e)),
+            };
+            let Some((table_id, block, seq)) = keys::parse_event(&key) else {
+                return Some(Err(Error::Storage("corrupt event key".into())));
+            };
+            let day = block.div_euclid(BLOCKS_PER_DAY);
+            if seq < self.min_seq
+                || day.rem_euclid(self.part.1 as i64) as usize != self.part.0
+                || self.mark.covers_block(seq, block)
+            {
+                continue;
+            }
+            let batch = match decode_batch(&value) {
+                Ok(batch) => batch,
+                Err(e) => return Some(Err(e)),
+            };
+            let batch = match (self.mark.touches_block(seq, block), self.table.event_time) {
+                (true, Some(col)) => match trim_moved(&batch, col, self.mark) {
+                    Ok(Some(batch)) => batch,
+                    Ok(None) => continue,
+                    Err(e) => return Some(Err(e)),
+                },
+                _ => batch,
+            };
+            return Some(Ok((day, StoredPart { table_id, seq, batch })));
+        }
+        None
+    }
+
+    fn read_file(&self, f: &ColdFile) -> Result<Vec<StoredPart>> {
+        let cold = self.cold.as_ref().ok_or_else(|| Error::Storage("cold files but no cold tier configured".into()))?;
+        let bytes = cold.get(&f.path)?;
+        let batches = file::decode(bytes, self.table.event_time, self.times)?;
+        Ok(batches.into_iter().map(|batch| StoredPart { table_id: f.table_id, seq: f.seq, batch }).collect())
+    }
+}
+
+impl Iterator for Scan {
+    type Item = Result<StoredPart>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(part) = self.ready.pop_front() {
+                return Some(Ok(part));
+            }
+            if self.next_hot.is_none() && !self.hot_done {
+                match self.read_hot() {
+                    Some(Ok(next)) => self.next_hot = Some(next),
+                    Some(Err(e)) => return Some(Err(e)),
+                    None => self.hot_done = true,
+                }
+            }
+            let hot_day = self.next_hot.as_ref().map(|(day, _)| *day);
+            if self.files.front().is_some_and(|f| hot_day.is_none_or(|d| f.day <= d)) {
+                let f = self.files.pop_front()?;
+                match self.read_file(&f) {
+                    Ok(parts) => self.ready.extend(parts),
+                    Err(e) => return Some(Err(e)),
+                }
+                continue;
+            }
+            return self.next_hot.take().map(|(_, part)| Ok(part));
+        }
+    }
+}
+
+/// The rows of a partly moved value that are still hot.
+fn trim_moved(
+    batch: &arrow::array::RecordBatch,
+    col: usize,
+    mark: TierMark,
+) -> Result<Option<arrow::array::RecordBatch>> {
+    let times = event_times(batch.column(col))?;
+    let keep: BooleanArray = times.values().iter().map(|t| Some(*t >= mark.before_time)).collect();
+    let kept = filter_record_batch(batch, &keep)?;
+    Ok((kept.num_rows() > 0).then_some(kept))
+}

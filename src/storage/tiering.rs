@@ -1,0 +1,287 @@
+//! Moving rows from the hot tier to cold Parquet files, compacting files, collecting garbage.
+//!
+//! A move (one table): read the hot rows the new [`TierMark`] covers and the old one did not,
+//! write one Parquet file per day, fsync them, then record the files and the new mark in one
+//! atomic, synced hot-tier batch, and publish the new manifest version. Hot copies of moved
+//! rows are deleted later, once no scan holds an older version. A crash before the batch
+//! leaves orphan files (deleted by the next collection) and every row still hot; after it,
+//! every moved row is read from its file and skipped in the hot tier. See docs/storage.md.
+
+use std::collections::{BTreeMap, HashSet};
+
+use arrow::array::{BooleanArray, RecordBatch};
+use arrow::compute::{concat_batches, filter_record_batch};
+
+use super::blocks::{block_of, decode_batch, encode_batch, event_times};
+use super::cold::{ColdFile, TierMark, day_of, file};
+use super::events::{EventStore, FILE_NO};
+use super::{KvOp, keys};
+use crate::error::{Error, Result};
+
+/// A table to move, and up to where.
+#[derive(Debug, Clone)]
+pub struct MoveRequest {
+    pub table_id: u64,
+    /// The table's name: its directory in the cold tier.
+    pub table_name: String,
+    pub event_time: usize,
+    /// Rows with an earlier event time go cold ...
+    pub before_time: i64,
+    /// ... if they were written with a smaller sequence number (every feature's snapshot
+    /// holds them, so no restart ever needs to replay a cold row).
+    pub below_seq: u64,
+}
+
+/// What a move or compaction did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TierReport {
+    pub rows_moved: u64,
+    pub files_written: u64,
+    pub files_compacted: u64,
+}
+
+/// Per tier: rows, files (hot: stored values) and bytes of a table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TierUsage {
+    pub rows: u64,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Compaction merges a day's files while together they hold at most this many rows.
+const COMPACT_MAX_ROWS: u64 = 4 << 20;
+
+/// `YYYY-MM-DD` of a day number.
+fn date_of(day: i64) -> String {
+    chrono::DateTime::from_timestamp(day.saturating_mul(86_400), 0)
+        .map_or_else(|| format!("day{day}"), |t| t.format("%Y-%m-%d").to_string())
+}
+
+impl EventStore {
+    /// Moves the rows `request` assigns to the cold tier there. Blocking; serialized with other
+    /// tiering work. A table without a cold tier configured, or with nothing to move, is a no-op.
+    pub fn move_to_cold(&self, request: &MoveRequest) -> Result<TierReport> {
+        let Some(cold) = self.cold.clone() else { return Ok(TierReport::default()) };
+        let _tiering = self.tiering.lock().map_err(|_| Error::internal("tiering lock poisoned"))?;
+        let old = self.manifest().mark(request.table_id);
+        if request.below_seq < old.below_seq || request.before_time <= old.before_time {
+            // Marks only grow; a smaller sequence bound waits for the feature snapshots.
+            return Ok(TierReport::default());
+        }
+        let new = TierMark { below_seq: request.below_seq, before_time: request.before_time };
+
+        let mut by_day: BTreeMap<i64, Vec<RecordBatch>> = BTreeMap::new();
+        let (start, end) = (
+            keys::events_from(request.table_id, i64::MIN),
+            keys::events_until(request.table_id, block_of(new.before_time - 1)),
+        );
+        for pair in self.kv.scan(&start, &end) {
+            let (key, value) = pair?;
+            let (_, block, seq) = keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
+            if !new.touches_block(seq, block) || old.covers_block(seq, block) {
+                continue;
+            }
+            let batch = decode_batch(&value)?;
+            let times = event_times(batch.column(request.event_time))?;
+            let newly_cold: BooleanArray = times
+                .values()
+                .iter()
+                .map(|t| Some(*t < new.before_time && !(seq < old.below_seq && *t < old.before_time)))
+                .collect();
+            let rows = filter_record_batch(&batch, &newly_cold)?;
+            if rows.num_rows() > 0 {
+                by_day.entry(day_of(block * super::BLOCK_MICROS)).or_default().push(rows);
+            }
+        }
+
+        let first_file = {
+            let mut counters = self.counters.lock().map_err(|_| Error::internal("counters poisoned"))?;
+            let first = counters.next_file;
+            counters.next_file += by_day.len() as u64;
+            first
+        };
+        let mut files = Vec::new();
+        let mut report = TierReport::default();
+        for (i, (day, batches)) in by_day.into_iter().enumerate() {
+            let file_no = first_file + i as u64;
+            let path = format!("{}/{}/{file_no:020}.parquet", request.table_name, date_of(day));
+            // Rows of a file take a sequence number below every row left hot and above every
+            // earlier file of the day (module docs of storage::cold::manifest).
+            let written = self.write_file(&cold, request, day, file_no, &path, &batches, new.below_seq - 1)?;
+            report.rows_moved += written.rows;
+            report.files_written += 1;
+            files.push(written);
+        }
+
+        let mut ops: Vec<KvOp> = files
+            .iter()
+            .map(|f| Ok(KvOp::Put(keys::cold_file(f.table_id, f.day, f.file_no), super::cold::encode(f)?)))
+            .collect::<Result<_>>()?;
+        ops.push(KvOp::Put(keys::tier_mark(request.table_id), super::cold::encode(&new)?));
+        ops.push(KvOp::Put(keys::counter(FILE_NO), (first_file + files.len() as u64).to_be_bytes().to_vec()));
+        let installed = self.apply_if_tables_exist(&[request.table_id], ops, |m| {
+            files.iter().for_each(|f| m.add(f.clone()));
+            m.set_mark(request.table_id, new);
+        })?;
+        if !installed {
+            // Dropped meanwhile: the files are orphans already.
+            return Ok(TierReport::default());
+        }
+        self.sync()?;
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_file(
+        &self,
+        cold: &super::cold::ColdStore,
+        request: &MoveRequest,
+        day: i64,
+        file_no: u64,
+        path: &str,
+        batches: &[RecordBatch],
+        seq: u64,
+    ) -> Result<ColdFile> {
+        let rows = concat_batches(&batches[0].schema(), batches)?;
+        let rows = file::sort_by_time(&rows, request.event_time)?;
+        let times = event_times(rows.column(request.event_time))?;
+        let (min_time, max_time) = (times.value(0), times.value(rows.num_rows() - 1));
+        let bytes = file::encode(&rows)?;
+        let size = bytes.len() as u64;
+        cold.put(path, bytes)?;
+        Ok(ColdFile {
+            table_id: request.table_id,
+            day,
+            file_no,
+            path: path.to_string(),
+            rows: rows.num_rows() as u64,
+            bytes: size,
+            min_time,
+            max_time,
+            seq,
+        })
+    }
+
+    /// Merges the files of each day that has several into one (late rows make small files).
+    pub fn compact(&self, table_id: u64, table_name: &str, event_time: usize) -> Result<TierReport> {
+        let Some(cold) = self.cold.clone() else { return Ok(TierReport::default()) };
+        let _tiering = self.tiering.lock().map_err(|_| Error::internal("tiering lock poisoned"))?;
+        let manifest = self.manifest();
+        let mut days: BTreeMap<i64, Vec<ColdFile>> = BTreeMap::new();
+        for f in manifest.files(table_id) {
+            days.entry(f.day).or_default().push(f.clone());
+        }
+        let mut report = TierReport::default();
+        for (day, group) in days {
+            if group.len() < 2 || group.iter().map(|f| f.rows).sum::<u64>() > COMPACT_MAX_ROWS {
+                continue;
+            }
+            let mut batches = Vec::new();
+            for f in &group {
+                batches.extend(file::decode(cold.get(&f.path)?, Some(event_time), (i64::MIN, i64::MAX))?);
+            }
+            let file_no = {
+                let mut counters = self.counters.lock().map_err(|_| Error::internal("counters poisoned"))?;
+                counters.next_file += 1;
+                counters.next_file - 1
+            };
+            let path = format!("{table_name}/{}/{file_no:020}.parquet", date_of(day));
+            let seq = group.iter().map(|f| f.seq).max().unwrap_or(0);
+            let request =
+                MoveRequest { table_id, table_name: table_name.into(), event_time, before_time: 0, below_seq: 0 };
+            let merged = self.write_file(&cold, &request, day, file_no, &path, &batches, seq)?;
+            let mut ops: Vec<KvOp> =
+                group.iter().map(|f| KvOp::Delete(keys::cold_file(f.table_id, f.day, f.file_no))).collect();
+            ops.push(KvOp::Put(keys::cold_file(table_id, day, file_no), super::cold::encode(&merged)?));
+            ops.push(KvOp::Put(keys::counter(FILE_NO), (file_no + 1).to_be_bytes().to_vec()));
+            let installed = self.apply_if_tables_exist(&[table_id], ops, |m| {
+                group.iter().for_each(|f| m.remove(f));
+                m.add(merged.clone());
+            })?;
+            if !installed {
+                break;
+            }
+            self.sync()?;
+            report.files_compacted += group.len() as u64;
+            report.files_written += 1;
+        }
+        Ok(report)
+    }
+
+    /// Deletes what no reader can need any more: hot copies of moved rows and files no
+    /// manifest version names. Skipped (returns false) while a scan holds an older version.
+    /// `event_time_of` gives the event-time column of a table (partly moved values are trimmed).
+    pub fn collect_garbage(&self, event_time_of: &dyn Fn(u64) -> Option<usize>) -> Result<bool> {
+        let _tiering = self.tiering.lock().map_err(|_| Error::internal("tiering lock poisoned"))?;
+        {
+            let mut retired = self.retired.lock().map_err(|_| Error::internal("manifest poisoned"))?;
+            retired.retain(|v| v.strong_count() > 0);
+            if !retired.is_empty() {
+                return Ok(false);
+            }
+        }
+        let manifest = self.manifest();
+        // Hot copies of moved rows, table by table.
+        let tables: HashSet<u64> = manifest.all_files().map(|f| f.table_id).collect();
+        for table_id in tables {
+            let (mark, Some(col)) = (manifest.mark(table_id), event_time_of(table_id)) else { continue };
+            let mut ops = Vec::new();
+            let end = keys::events_until(table_id, block_of(mark.before_time.saturating_sub(1)));
+            for pair in self.kv.scan(&keys::events_from(table_id, i64::MIN), &end) {
+                let (key, value) = pair?;
+                let (_, block, seq) =
+                    keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
+                if mark.covers_block(seq, block) {
+                    ops.push(KvOp::Delete(key));
+                } else if mark.touches_block(seq, block) {
+                    ops.push(trimmed(key, &value, col, mark)?);
+                }
+            }
+            if !ops.is_empty() {
+                self.apply_if_tables_exist(&[table_id], ops, |_| {})?;
+            }
+        }
+        // Files no version names (crashed moves, compacted or dropped files).
+        if let Some(cold) = &self.cold {
+            let named: HashSet<String> = manifest.all_files().map(|f| f.path.clone()).collect();
+            for path in cold.list()? {
+                if path.ends_with(".parquet") && !named.contains(&path) {
+                    cold.delete(&path)?;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Rows, files and bytes of a table in each tier: (hot, cold).
+    pub fn tier_usage(&self, table_id: u64) -> Result<(TierUsage, TierUsage)> {
+        let manifest = self.manifest();
+        let mut cold = TierUsage::default();
+        for f in manifest.files(table_id) {
+            cold.rows += f.rows;
+            cold.files += 1;
+            cold.bytes += f.bytes;
+        }
+        let mark = manifest.mark(table_id);
+        let mut hot = TierUsage { rows: self.stats(table_id).rows.saturating_sub(cold.rows), ..Default::default() };
+        let (start, end) = (keys::events_from(table_id, i64::MIN), keys::events_until(table_id, i64::MAX));
+        for pair in self.kv.scan(&start, &end) {
+            let (key, value) = pair?;
+            let (_, block, seq) = keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
+            if !mark.covers_block(seq, block) {
+                hot.files += 1;
+                hot.bytes += value.len() as u64;
+            }
+        }
+        Ok((hot, cold))
+    }
+}
+
+/// The hot value under `key` without its rows the cold tier holds (or its deletion).
+fn trimmed(key: Vec<u8>, value: &[u8], event_time: usize, mark: TierMark) -> Result<KvOp> {
+    let batch = decode_batch(value)?;
+    let times = event_times(batch.column(event_time))?;
+    let keep: BooleanArray = times.values().iter().map(|t| Some(*t >= mark.before_time)).collect();
+    let kept = filter_record_batch(&batch, &keep)?;
+    Ok(if kept.num_rows() == 0 { KvOp::Delete(key) } else { KvOp::Put(key, encode_batch(&kept)?) })
+}
