@@ -99,7 +99,9 @@ pub enum Acc {
     /// A tile's distinct words, sorted.
     Distinct(Vec<u64>),
     /// A window's distinct words while it is evaluated.
-    Set(HashSet<u64>),
+    Set(HashSet<u64, ahash::RandomState>),
+    /// An aggregate computed elsewhere (a sweep's sliding distinct count): does nothing.
+    Skip,
 }
 
 impl Acc {
@@ -113,7 +115,7 @@ impl Acc {
             }
             AggKind::Min | AggKind::Max | AggKind::FirstValue | AggKind::LastValue => Acc::Pick(None),
             AggKind::CountDistinct | AggKind::ApproxDistinct if tile => Acc::Distinct(Vec::new()),
-            AggKind::CountDistinct | AggKind::ApproxDistinct => Acc::Set(HashSet::new()),
+            AggKind::CountDistinct | AggKind::ApproxDistinct => Acc::Set(HashSet::default()),
         }
     }
 
@@ -125,6 +127,7 @@ impl Acc {
         }
         let word = ev.word(i, j);
         match self {
+            Acc::Skip => {}
             Acc::Count(n) => *n += (kind == AggKind::CountStar || flag == VALUE) as i64,
             _ if flag != VALUE && !matches!(kind, AggKind::FirstValue | AggKind::LastValue) => {}
             Acc::SumInt { n, sum } => {
@@ -272,11 +275,13 @@ impl Acc {
             }
             Acc::Distinct(words) => distinct(kind, words.iter()),
             Acc::Set(set) => distinct(kind, set.iter()),
+            Acc::Skip => null,
         })
     }
 }
 
-fn distinct<'a>(kind: AggKind, words: impl ExactSizeIterator<Item = &'a u64>) -> ScalarValue {
+/// A distinct count (exact or approximate) of `words`.
+pub fn distinct<'a>(kind: AggKind, words: impl ExactSizeIterator<Item = &'a u64>) -> ScalarValue {
     if kind == AggKind::ApproxDistinct {
         let mut sketch = HyperLogLog::new();
         words.for_each(|w| sketch.add(*w));

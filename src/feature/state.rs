@@ -16,8 +16,10 @@ use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow::row::{RowConverter, SortField};
 use datafusion::scalar::ScalarValue;
 
-use super::accumulate::{Acc, Events, HEADER, partition};
+use super::accumulate::{Acc, Events, HEADER, distinct as distinct_of, partition};
+use super::aggregate::AggKind;
 use super::def::CompiledFeature;
+use super::encoding::VALUE;
 use super::encoding::{Encoded, encode};
 use super::window::{floor, session_span, span, upper_bound};
 use crate::error::{Error, Result};
@@ -118,6 +120,54 @@ impl KeyHistory {
     /// The feature's values at `t`, or `None` when the key has no qualifying event at or
     /// before `t` (before `t` if `strict`).
     pub fn evaluate(&self, feature: &CompiledFeature, t: i64, strict: bool) -> Result<Option<Vec<ScalarValue>>> {
+        Ok(self.evaluate_span(feature, t, strict, false)?.map(|(values, _)| values))
+    }
+
+    /// Evaluates at each of `times`, ascending (an ASOF sweep over one key), calling `emit`
+    /// with each result in order. Distinct counts of sliding windows are kept incrementally
+    /// (each event enters and leaves the window once) instead of merging every tile's words
+    /// at every time; everything else evaluates as [`evaluate`](Self::evaluate) does.
+    pub fn sweep(
+        &self,
+        feature: &CompiledFeature,
+        times: impl Iterator<Item = i64>,
+        strict: bool,
+        emit: &mut dyn FnMut(Option<Vec<ScalarValue>>) -> Result<()>,
+    ) -> Result<()> {
+        let distinct: Vec<usize> = (0..feature.def.values.len())
+            .filter(|j| matches!(feature.def.values[*j].kind, AggKind::CountDistinct | AggKind::ApproxDistinct))
+            .collect();
+        if distinct.is_empty() || matches!(feature.def.window, Window::Session { .. }) {
+            for t in times {
+                emit(self.evaluate(feature, t, strict)?)?;
+            }
+            return Ok(());
+        }
+        let ev = self.events(feature);
+        let mut window = SlidingDistinct::new(distinct.len());
+        for t in times {
+            let Some((mut values, span)) = self.evaluate_span(feature, t, strict, true)? else {
+                emit(None)?;
+                continue;
+            };
+            window.slide(&ev, &distinct, span);
+            for (i, j) in distinct.iter().enumerate() {
+                values[*j] = distinct_of(feature.def.values[*j].kind, window.counts[i].keys());
+            }
+            emit(Some(values))?;
+        }
+        Ok(())
+    }
+
+    /// The values at `t` and the window's event range; distinct counts are left NULL when
+    /// `skip_distinct` (the caller computes them).
+    fn evaluate_span(
+        &self,
+        feature: &CompiledFeature,
+        t: i64,
+        strict: bool,
+        skip_distinct: bool,
+    ) -> Result<Option<(Vec<ScalarValue>, (usize, usize))>> {
         let ev = self.events(feature);
         let end = ev.after(upper_bound(t, strict));
         if end == 0 {
@@ -136,7 +186,8 @@ impl KeyHistory {
                 let k1 = partition(tiles.starts.len(), |k| tiles.starts[k].saturating_add(size - 1) <= window.to);
                 if k0 < k1 {
                     let (inner_begin, inner_end) = (tiles.begin(k0), tiles.ends[k1 - 1] as usize);
-                    let mut accs = fold(feature, &ev, a, inner_begin, false);
+                    let mut accs = window_accs(feature, skip_distinct);
+                    fold_into(feature, &ev, &mut accs, a, inner_begin, 0);
                     let n = accs.len();
                     for k in k0..k1 {
                         for (j, acc) in accs.iter_mut().enumerate() {
@@ -147,10 +198,16 @@ impl KeyHistory {
                     fold_into(feature, &ev, &mut accs, inner_end, b, 0);
                     accs
                 } else {
-                    fold(feature, &ev, a, b, false)
+                    let mut accs = window_accs(feature, skip_distinct);
+                    fold_into(feature, &ev, &mut accs, a, b, 0);
+                    accs
                 }
             }
-            _ => fold(feature, &ev, a, b, false),
+            _ => {
+                let mut accs = window_accs(feature, skip_distinct);
+                fold_into(feature, &ev, &mut accs, a, b, 0);
+                accs
+            }
         };
         let values = accs
             .iter()
@@ -160,7 +217,7 @@ impl KeyHistory {
                 acc.finish(v.kind, feature.reprs[j], &ev, j, &feature.result_types[j], &feature.arg_types[j])
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Some(values))
+        Ok(Some((values, (a, b))))
     }
 
     /// The events as stored, for snapshots: `(words, others)`.
@@ -175,6 +232,64 @@ impl KeyHistory {
             .as_ref()
             .map_or(0, |t| t.starts.capacity() * 8 + t.ends.capacity() * 4 + t.partials.capacity() * size_of::<Acc>());
         self.words.capacity() * 8 + self.others.capacity() * size_of::<ScalarValue>() + tiles
+    }
+}
+
+/// Empty window accumulators, with distinct counts skipped if `skip_distinct`.
+fn window_accs(feature: &CompiledFeature, skip_distinct: bool) -> Vec<Acc> {
+    feature
+        .def
+        .values
+        .iter()
+        .zip(&feature.reprs)
+        .map(|(v, r)| match v.kind {
+            AggKind::CountDistinct | AggKind::ApproxDistinct if skip_distinct => Acc::Skip,
+            kind => Acc::new(kind, *r, false),
+        })
+        .collect()
+}
+
+/// The distinct words of a window that only moves forward, with their multiplicities.
+struct SlidingDistinct {
+    /// Events `lo..hi` are in `counts`.
+    lo: usize,
+    hi: usize,
+    counts: Vec<HashMap<u64, u32, ahash::RandomState>>,
+}
+
+impl SlidingDistinct {
+    fn new(aggregates: usize) -> Self {
+        SlidingDistinct { lo: 0, hi: 0, counts: (0..aggregates).map(|_| HashMap::default()).collect() }
+    }
+
+    /// Moves the window to events `a..b` (`distinct` are the aggregates' indexes).
+    fn slide(&mut self, ev: &Events, distinct: &[usize], (a, b): (usize, usize)) {
+        if a < self.lo || b < self.hi || a > self.hi {
+            // Not a forward move of an overlapping window: start over.
+            self.counts.iter_mut().for_each(|c| c.clear());
+            (self.lo, self.hi) = (a, a);
+        }
+        for i in self.hi..b {
+            for (c, j) in self.counts.iter_mut().zip(distinct) {
+                if ev.flag(i, *j) == VALUE {
+                    *c.entry(ev.word(i, *j)).or_insert(0) += 1;
+                }
+            }
+        }
+        for i in self.lo..a {
+            for (c, j) in self.counts.iter_mut().zip(distinct) {
+                if ev.flag(i, *j) == VALUE {
+                    let word = ev.word(i, *j);
+                    if let Some(n) = c.get_mut(&word) {
+                        *n -= 1;
+                        if *n == 0 {
+                            c.remove(&word);
+                        }
+                    }
+                }
+            }
+        }
+        (self.lo, self.hi) = (a, b);
     }
 }
 

@@ -1,4 +1,5 @@
-//! The `asofdb` schema: system tables describing the database (`asofdb.features`).
+//! The `asofdb` schema: system tables describing the database (`asofdb.features`,
+//! `asofdb.feature_state`, `asofdb.storage`).
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 
 use crate::catalog::Catalog;
 
@@ -78,9 +79,44 @@ impl SystemSchema {
             ],
         )?)
     }
+
+    /// `asofdb.storage`: per table and tier (`hot`, `cold`), rows, files (hot: stored
+    /// values) and bytes.
+    pub fn storage(catalog: &Catalog) -> Result<RecordBatch> {
+        let (mut names, mut tiers, mut rows, mut files, mut bytes) = (vec![], vec![], vec![], vec![], vec![]);
+        for name in catalog.table_names() {
+            let Some(table) = catalog.table(&name) else { continue };
+            let (hot, cold) =
+                catalog.store().tier_usage(table.id).map_err(|e| DataFusionError::External(Box::new(e)))?;
+            for (tier, usage) in [("hot", hot), ("cold", cold)] {
+                names.push(name.clone());
+                tiers.push(tier);
+                rows.push(usage.rows as i64);
+                files.push(usage.files as i64);
+                bytes.push(usage.bytes as i64);
+            }
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("table_name", DataType::Utf8, false),
+            Field::new("tier", DataType::Utf8, false),
+            Field::new("row_count", DataType::Int64, false),
+            Field::new("file_count", DataType::Int64, false),
+            Field::new("bytes", DataType::Int64, false),
+        ]));
+        Ok(RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(names)),
+                Arc::new(StringArray::from(tiers)),
+                Arc::new(Int64Array::from(rows)),
+                Arc::new(Int64Array::from(files)),
+                Arc::new(Int64Array::from(bytes)),
+            ],
+        )?)
+    }
 }
 
-const TABLES: [&str; 2] = ["features", "feature_state"];
+const TABLES: [&str; 3] = ["features", "feature_state", "storage"];
 
 #[async_trait]
 impl SchemaProvider for SystemSchema {
@@ -92,6 +128,7 @@ impl SchemaProvider for SystemSchema {
         let batch = match name {
             "features" => Self::features(&self.catalog)?,
             "feature_state" => Self::feature_state(&self.catalog)?,
+            "storage" => Self::storage(&self.catalog)?,
             _ => return Ok(None),
         };
         Ok(Some(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?)))

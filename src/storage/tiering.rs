@@ -64,11 +64,11 @@ impl EventStore {
         let Some(cold) = self.cold.clone() else { return Ok(TierReport::default()) };
         let _tiering = self.tiering.lock().map_err(|_| Error::internal("tiering lock poisoned"))?;
         let old = self.manifest().mark(request.table_id);
-        if request.below_seq < old.below_seq || request.before_time <= old.before_time {
-            // Marks only grow; a smaller sequence bound waits for the feature snapshots.
+        let new = TierMark { below_seq: request.below_seq, before_time: request.before_time };
+        if new.below_seq < old.below_seq || new.before_time < old.before_time || new == old {
+            // Marks only grow (the latest mark must describe every move so far).
             return Ok(TierReport::default());
         }
-        let new = TierMark { below_seq: request.below_seq, before_time: request.before_time };
 
         let mut by_day: BTreeMap<i64, Vec<RecordBatch>> = BTreeMap::new();
         let (start, end) = (

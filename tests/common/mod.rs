@@ -79,7 +79,13 @@ pub struct BinaryServer {
 
 impl BinaryServer {
     pub fn start(data_dir: &Path) -> BinaryServer {
+        Self::start_with_args(data_dir, &[])
+    }
+
+    /// Starts the binary with extra command-line arguments.
+    pub fn start_with_args(data_dir: &Path, args: &[&str]) -> BinaryServer {
         let mut child = Command::new(binary_path())
+            .args(args)
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--listen")

@@ -148,11 +148,19 @@ impl Sweep {
         let address = |r: u32| histories[r as usize].map_or(0, |h| h as *const _ as usize);
         order.sort_unstable_by_key(|r| (address(*r), times.value(*r as usize)));
         let mut values: Vec<Option<Vec<ScalarValue>>> = vec![None; n];
-        for r in order {
-            if let Some(history) = histories[r as usize] {
-                let t = times.value(r as usize);
-                values[r as usize] = history.evaluate(compiled, t, self.strict).map_err(external)?;
-            }
+        // One sweep per key over its rows in time order.
+        for rows in order.chunk_by(|a, b| address(*a) == address(*b)) {
+            let Some(history) = histories[rows[0] as usize] else { continue };
+            let mut next = rows.iter();
+            let times_of_rows = rows.iter().map(|r| times.value(*r as usize));
+            history
+                .sweep(compiled, times_of_rows, self.strict, &mut |value| {
+                    if let Some(r) = next.next() {
+                        values[*r as usize] = value;
+                    }
+                    Ok(())
+                })
+                .map_err(external)?;
         }
         drop(state);
 
