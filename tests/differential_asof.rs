@@ -40,7 +40,9 @@ async fn asof_joins_match_duckdb() {
         .batch_execute(
             "CREATE TABLE spine (tid BIGINT, inference_ts TIMESTAMP NOT NULL, cc_num BIGINT, user_id BIGINT, is_fraud INTEGER);
              CREATE FEATURE card_1h AS SELECT cc_num, count(*) AS n, max(amt) AS mx FROM tx GROUP BY cc_num
-               WINDOW SLIDING INTERVAL '1 hour';",
+               WINDOW SLIDING INTERVAL '1 hour';
+             CREATE FEATURE user_ip_1d AS SELECT user_id, count(DISTINCT ip) AS ips FROM tx GROUP BY user_id
+               WINDOW SLIDING INTERVAL '1 day';",
         )
         .await
         .unwrap();
@@ -70,6 +72,12 @@ async fn asof_joins_match_duckdb() {
             ));
         }
     }
+    // A distinct count: the sweep keeps it incrementally per user.
+    let sql = "SELECT s.tid, f.ips FROM spine s ASOF LEFT JOIN user_ip_1d f ON s.user_id = f.user_id AND s.inference_ts > f.ts";
+    for row in client.query(sql, &[]).await.unwrap() {
+        let n: Option<i64> = row.get(1);
+        ours.push(format!("user_ip_1d_strict,{},{}", row.get::<_, i64>(0), n.map(|v| v.to_string()).unwrap_or_default()));
+    }
     ours.sort();
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/differential/asof_duckdb.py");
@@ -77,7 +85,7 @@ async fn asof_joins_match_duckdb() {
     assert!(out.status.success(), "duckdb script failed: {}", String::from_utf8_lossy(&out.stderr));
     let theirs: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
 
-    assert_eq!(ours.len(), 3 * 3000, "every spine row appears once per join");
+    assert_eq!(ours.len(), 4 * 3000, "every spine row appears once per join");
     let mismatches: Vec<_> = ours.iter().zip(&theirs).filter(|(a, b)| a != b).take(5).collect();
     assert_eq!(ours.len(), theirs.len());
     assert!(mismatches.is_empty(), "first mismatches (asofdb, duckdb): {mismatches:#?}");

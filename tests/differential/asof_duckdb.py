@@ -6,7 +6,8 @@ Usage: asof_duckdb.py TX_CSV SPINE_CSV -> CSV on stdout, sorted: kind,spine tid,
 - plain: DuckDB's own ASOF LEFT JOIN of the spine to the transactions (>=), reporting the
   matched event time (ties in time may pick different rows, so the row id is not compared);
 - card_1h_strict / card_1h_incl: count and max(amt) over the card's events in [T-1h, T) or
-  (T-1h, T], with NULL when the card has no event before (at) T, by a range join.
+  (T-1h, T], with NULL when the card has no event before (at) T, by a range join;
+- user_ip_1d_strict: count(DISTINCT ip) over the user's events in [T-1d, T), by a range join.
 """
 import sys
 
@@ -40,4 +41,15 @@ for name, lower, upper, exists in [
         GROUP BY s.tid, s.cc_num, s.inference_ts"""
     for tid, n, mx in con.execute(sql).fetchall():
         out.append(f"{name},{tid},{'' if n is None else n},{'' if mx is None else f'{mx:.6f}'}")
+# A distinct count over a day by user, strict: [T-1d, T).
+sql = """
+    SELECT s.tid,
+           CASE WHEN EXISTS (SELECT 1 FROM tx e WHERE e.user_id = s.user_id AND e.ts < s.inference_ts)
+                THEN count(DISTINCT t.ip) END
+    FROM spine s
+    LEFT JOIN tx t ON t.user_id = s.user_id
+         AND t.ts >= s.inference_ts - INTERVAL 1 DAY AND t.ts < s.inference_ts
+    GROUP BY s.tid, s.user_id, s.inference_ts"""
+for tid, n in con.execute(sql).fetchall():
+    out.append(f"user_ip_1d_strict,{tid},{'' if n is None else n}")
 print("\n".join(sorted(out)))
