@@ -76,7 +76,11 @@ async fn asof_joins_match_duckdb() {
     let sql = "SELECT s.tid, f.ips FROM spine s ASOF LEFT JOIN user_ip_1d f ON s.user_id = f.user_id AND s.inference_ts > f.ts";
     for row in client.query(sql, &[]).await.unwrap() {
         let n: Option<i64> = row.get(1);
-        ours.push(format!("user_ip_1d_strict,{},{}", row.get::<_, i64>(0), n.map(|v| v.to_string()).unwrap_or_default()));
+        ours.push(format!(
+            "user_ip_1d_strict,{},{}",
+            row.get::<_, i64>(0),
+            n.map(|v| v.to_string()).unwrap_or_default()
+        ));
     }
     ours.sort();
 

@@ -127,11 +127,17 @@ impl KeyHistory {
     /// with each result in order. Distinct counts of sliding windows are kept incrementally
     /// (each event enters and leaves the window once) instead of merging every tile's words
     /// at every time; everything else evaluates as [`evaluate`](Self::evaluate) does.
+    ///
+    /// `window` carries the sliding distinct counts between calls for this key (pass a default
+    /// one the first time; keep it only while the state's [`version`](FeatureState::version)
+    /// is unchanged), so consecutive batches of a time-ordered spine extend it instead of
+    /// rebuilding it.
     pub fn sweep(
         &self,
         feature: &CompiledFeature,
         times: impl Iterator<Item = i64>,
         strict: bool,
+        window: &mut SlidingDistinct,
         emit: &mut dyn FnMut(Option<Vec<ScalarValue>>) -> Result<()>,
     ) -> Result<()> {
         let distinct: Vec<usize> = (0..feature.def.values.len())
@@ -144,7 +150,9 @@ impl KeyHistory {
             return Ok(());
         }
         let ev = self.events(feature);
-        let mut window = SlidingDistinct::new(distinct.len());
+        if window.counts.len() != distinct.len() {
+            *window = SlidingDistinct::new(distinct.len());
+        }
         for t in times {
             let Some((mut values, span)) = self.evaluate_span(feature, t, strict, true)? else {
                 emit(None)?;
@@ -250,7 +258,8 @@ fn window_accs(feature: &CompiledFeature, skip_distinct: bool) -> Vec<Acc> {
 }
 
 /// The distinct words of a window that only moves forward, with their multiplicities.
-struct SlidingDistinct {
+#[derive(Debug, Default)]
+pub struct SlidingDistinct {
     /// Events `lo..hi` are in `counts`.
     lo: usize,
     hi: usize,
@@ -263,6 +272,11 @@ impl SlidingDistinct {
     }
 
     /// Moves the window to events `a..b` (`distinct` are the aggregates' indexes).
+    /// Words held, over all aggregates (for bounding caches of windows).
+    pub fn size(&self) -> usize {
+        self.counts.iter().map(|c| c.len()).sum()
+    }
+
     fn slide(&mut self, ev: &Events, distinct: &[usize], (a, b): (usize, usize)) {
         if a < self.lo || b < self.hi || a > self.hi {
             // Not a forward move of an overlapping window: start over.
@@ -329,6 +343,9 @@ pub struct FeatureState {
     converter: RowConverter,
     /// aHash: the keys are short byte strings and this map is on every write's path.
     keys: HashMap<Box<[u8]>, KeyHistory, ahash::RandomState>,
+    /// Bumped by every change: positions of events (and addresses of histories) seen at one
+    /// version are valid until the next (sweeps cache per-key windows by it).
+    version: u64,
 }
 
 impl FeatureState {
@@ -336,11 +353,12 @@ impl FeatureState {
         let fields =
             feature.key_columns.iter().map(|i| SortField::new(feature.table.columns[*i].ty.arrow_type())).collect();
         let hasher = ahash::RandomState::with_seeds(0x5eed, 0xa50f, 0xdb, 0xf00d);
-        Ok(Self { converter: RowConverter::new(fields)?, keys: HashMap::with_hasher(hasher) })
+        Ok(Self { converter: RowConverter::new(fields)?, keys: HashMap::with_hasher(hasher), version: 0 })
     }
 
     /// Adds the qualifying rows of `batch` (rows of the source table stored under `seq`).
     pub fn ingest(&mut self, feature: &CompiledFeature, batch: &RecordBatch, seq: u64) -> Result<()> {
+        self.version += 1;
         let rows = batch.num_rows();
         let passes = match &feature.filter {
             Some(f) => Some(boolean(f.evaluate(batch)?.into_array(rows)?)?),
@@ -412,6 +430,11 @@ impl FeatureState {
         Ok((columns, histories))
     }
 
+    /// The state's version (see the field).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
     /// Every key in its row-encoded form, with its history (for snapshots).
     pub fn encoded_keys(&self) -> impl Iterator<Item = (&[u8], &KeyHistory)> {
         self.keys.iter().map(|(k, h)| (k.as_ref(), h))
@@ -426,6 +449,7 @@ impl FeatureState {
         event: &mut [u64],
         others: Vec<(usize, ScalarValue)>,
     ) {
+        self.version += 1;
         if !self.keys.contains_key(key) {
             self.keys.insert(key.into(), KeyHistory::default());
         }

@@ -6,6 +6,7 @@
 //! by the same core online reads use (`KeyHistory::evaluate`, `>=` inclusive, `>` strict).
 //! Output rows keep the left order.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ use futures::StreamExt;
 
 use super::probe::{assemble, evaluate_as, external, micros, properties};
 use crate::error::Error;
-use crate::feature::{LiveFeature, array_of};
+use crate::feature::{LiveFeature, SlidingDistinct, array_of};
 
 pub struct AsofFeatureExec {
     left: Arc<dyn ExecutionPlan>,
@@ -106,7 +107,8 @@ impl ExecutionPlan for AsofFeatureExec {
 
     fn execute(&self, partition: usize, ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let left = self.left.execute(partition, ctx)?;
-        let sweep = Sweep {
+        let mut sweep = Sweep {
+            windows: (0, HashMap::new()),
             feature: self.feature.clone(),
             keys: self.keys.clone(),
             time: self.time.clone(),
@@ -119,7 +121,14 @@ impl ExecutionPlan for AsofFeatureExec {
     }
 }
 
+/// Sliding windows kept per key (by history address) across batches, with the state version
+/// they belong to, at most this many words in all.
+const CACHED_WINDOW_WORDS: usize = 4 << 20;
+
 struct Sweep {
+    /// (state version, per-key sliding windows): the spine usually arrives in time order, so
+    /// the next batch's rows of a key extend its window instead of rebuilding it.
+    windows: (u64, HashMap<usize, SlidingDistinct>),
     feature: Arc<LiveFeature>,
     keys: Vec<Arc<dyn PhysicalExpr>>,
     time: Arc<dyn PhysicalExpr>,
@@ -129,7 +138,7 @@ struct Sweep {
 }
 
 impl Sweep {
-    fn join(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+    fn join(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
         let compiled = &self.feature.compiled;
         let n = batch.num_rows();
         let keys: Vec<ArrayRef> = self
@@ -148,13 +157,21 @@ impl Sweep {
         let address = |r: u32| histories[r as usize].map_or(0, |h| h as *const _ as usize);
         order.sort_unstable_by_key(|r| (address(*r), times.value(*r as usize)));
         let mut values: Vec<Option<Vec<ScalarValue>>> = vec![None; n];
+        let (version, windows) = &mut self.windows;
+        if *version != state.version()
+            || windows.values().map(SlidingDistinct::size).sum::<usize>() > CACHED_WINDOW_WORDS
+        {
+            windows.clear();
+            *version = state.version();
+        }
         // One sweep per key over its rows in time order.
         for rows in order.chunk_by(|a, b| address(*a) == address(*b)) {
             let Some(history) = histories[rows[0] as usize] else { continue };
             let mut next = rows.iter();
             let times_of_rows = rows.iter().map(|r| times.value(*r as usize));
+            let window = windows.entry(address(rows[0])).or_default();
             history
-                .sweep(compiled, times_of_rows, self.strict, &mut |value| {
+                .sweep(compiled, times_of_rows, self.strict, window, &mut |value| {
                     if let Some(r) = next.next() {
                         values[*r as usize] = value;
                     }

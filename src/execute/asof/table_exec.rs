@@ -162,9 +162,11 @@ struct TimeIndex {
     key_types: Vec<DataType>,
     converter: RowConverter,
     groups: HashMap<Box<[u8]>, u32, ahash::RandomState>,
-    /// Pairs of group `g` are `pairs[offsets[g]..offsets[g + 1]]`.
+    /// Times and rows of group `g` are `times[offsets[g]..offsets[g + 1]]` (ascending) and
+    /// the same range of `row_ids`; apart, so a search touches only the times.
     offsets: Vec<u32>,
-    pairs: Vec<(i64, u32)>,
+    times: Vec<i64>,
+    row_ids: Vec<u32>,
     _reservation: MemoryReservation,
 }
 
@@ -228,7 +230,17 @@ impl TimeIndex {
             // Stable: rows of equal time stay in arrival order.
             pairs[offsets[g] as usize..offsets[g + 1] as usize].sort_by_key(|(t, _)| *t);
         }
-        Ok(Arc::new(TimeIndex { rows, key_types, converter, groups, offsets, pairs, _reservation: reservation }))
+        let (times, row_ids): (Vec<i64>, Vec<u32>) = pairs.into_iter().unzip();
+        Ok(Arc::new(TimeIndex {
+            rows,
+            key_types,
+            converter,
+            groups,
+            offsets,
+            times,
+            row_ids,
+            _reservation: reservation,
+        }))
     }
 
     /// The right row matching each left row of `batch`, joined to it.
@@ -244,11 +256,12 @@ impl TimeIndex {
             left_keys.iter().zip(&self.key_types).map(|(k, t)| evaluate_as(k, batch, t)).collect::<Result<_>>()?;
         let key_rows: Rows = self.converter.convert_columns(&keys)?;
         let times = micros(left_time, batch)?;
-        let mut found: Vec<Option<u32>> = Vec::with_capacity(batch.num_rows());
+        // Rows ordered by (key group, time), so each group's searches move forward through
+        // its times from the previous answer (galloping) instead of starting cold.
+        let mut probes: Vec<(u32, i64, u32)> = Vec::with_capacity(batch.num_rows());
         let mut last: Option<(usize, Option<u32>)> = None;
         for row in 0..batch.num_rows() {
             if times.is_null(row) || keys.iter().any(|k| k.is_null(row)) {
-                found.push(None);
                 continue;
             }
             // Spines often repeat a key on consecutive rows.
@@ -257,7 +270,18 @@ impl TimeIndex {
                 _ => self.groups.get(key_rows.row(row).as_ref()).copied(),
             };
             last = Some((row, group));
-            found.push(group.and_then(|g| self.closest(g, times.value(row), matching.op)));
+            if let Some(g) = group {
+                probes.push((g, times.value(row), row as u32));
+            }
+        }
+        probes.sort_unstable();
+        let mut found: Vec<Option<u32>> = vec![None; batch.num_rows()];
+        let mut cursor = (u32::MAX, 0usize);
+        for (g, t, row) in probes {
+            let from = if cursor.0 == g { cursor.1 } else { 0 };
+            let (point, answer) = self.closest(g, t, matching.op, from);
+            cursor = (g, point);
+            found[row as usize] = answer;
         }
         let right_rows: UInt32Array = found.iter().copied().collect();
         if matching.left_join {
@@ -276,17 +300,36 @@ impl TimeIndex {
         assemble(schema, batch, Some(&keep), right)
     }
 
-    /// The row of group `g` whose time is closest to `t` satisfying `t op time`. Ties: the
-    /// last-arrived for `>=`/`>`, the first-arrived for `<=`/`<`.
-    fn closest(&self, g: u32, t: i64, op: Operator) -> Option<u32> {
-        let pairs = &self.pairs[self.offsets[g as usize] as usize..self.offsets[g as usize + 1] as usize];
+    /// The row of group `g` whose time is closest to `t` satisfying `t op time`, and the
+    /// search's partition point, which never decreases as `t` grows: the next search of the
+    /// group starts `from` it. Ties: the last-arrived for `>=`/`>`, the first-arrived for
+    /// `<=`/`<`.
+    fn closest(&self, g: u32, t: i64, op: Operator, from: usize) -> (usize, Option<u32>) {
+        let range = self.offsets[g as usize] as usize..self.offsets[g as usize + 1] as usize;
+        let (times, rows) = (&self.times[range.clone()], &self.row_ids[range]);
+        // Times `<= t` (or `< t`) come first: find where they end.
+        let inclusive = matches!(op, Operator::GtEq | Operator::Lt);
+        let before = |e: i64| if inclusive { e <= t } else { e < t };
+        let point = gallop(times, from, before);
         let i = match op {
-            Operator::GtEq => pairs.partition_point(|(e, _)| *e <= t).checked_sub(1),
-            Operator::Gt => pairs.partition_point(|(e, _)| *e < t).checked_sub(1),
-            Operator::LtEq => Some(pairs.partition_point(|(e, _)| *e < t)).filter(|i| *i < pairs.len()),
-            Operator::Lt => Some(pairs.partition_point(|(e, _)| *e <= t)).filter(|i| *i < pairs.len()),
+            Operator::GtEq | Operator::Gt => point.checked_sub(1),
+            Operator::LtEq | Operator::Lt => Some(point).filter(|i| *i < times.len()),
             _ => None,
-        }?;
-        Some(pairs[i].1)
+        };
+        (point, i.map(|i| rows[i]))
     }
+}
+
+/// The partition point of `pred` in `times` (all of `times[..from]` satisfy it): doubling
+/// steps from `from`, then a binary search in the last step.
+fn gallop(times: &[i64], from: usize, pred: impl Fn(i64) -> bool) -> usize {
+    let from = from.min(times.len());
+    let mut step = 1;
+    let mut lo = from;
+    while lo + step <= times.len() && pred(times[lo + step - 1]) {
+        lo += step;
+        step *= 2;
+    }
+    let hi = (lo + step).min(times.len());
+    lo + times[lo..hi].partition_point(|e| pred(*e))
 }
