@@ -44,6 +44,7 @@ impl LiveFeature {
         let total = store.stats(compiled.table.id).rows;
         let parts = store.scan(compiled.table.scan_table(), (i64::MIN, i64::MAX), (0, 1));
         let (done, applied) = ingest_all(&compiled, &mut state, parts, 0, &mut |done| progress(done, total))?;
+        state.shrink_to_fit();
         let origin = format!("backfilled from {done} rows");
         Ok(Self::new(compiled, state, 0, applied, origin))
     }
@@ -71,6 +72,7 @@ impl LiveFeature {
         }
         let parts = store.scan_since(compiled.table.scan_table(), next_seq);
         let (replayed, applied) = ingest_all(&compiled, &mut state, parts, next_seq, &mut |_| {})?;
+        state.shrink_to_fit();
         let origin = format!("restored from snapshot at seq {next_seq}, replayed {replayed} rows");
         tracing::info!(feature = %compiled.def.name, "{origin}");
         Ok(Self::new(compiled, state, next_seq, applied, origin))

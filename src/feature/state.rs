@@ -82,8 +82,14 @@ impl KeyHistory {
         let KeyHistory { words, others, tiles } = self;
         let ev = Events { words, stride: feature.stride(), others };
         let Some(tiles) = tiles else {
+            // Tiles pay off only for a key whose window holds many events; for the sparse
+            // majority of keys they would cost ~50 bytes per event and save nothing.
             if ev.len() >= feature.tile_min_events {
-                *tiles = Some(Box::new(build_tiles(feature, &ev)));
+                let latest = ev.time(ev.len() - 1);
+                let window = span(&feature.def.window, latest, false);
+                if ev.len() - ev.from(window.from) >= feature.tile_min_events {
+                    *tiles = Some(Box::new(build_tiles(feature, &ev)));
+                }
             }
             return;
         };
@@ -428,6 +434,20 @@ impl FeatureState {
         let (keys, histories): (Vec<_>, Vec<_>) = self.keys.iter().map(|(k, h)| (parser.parse(k), h)).unzip();
         let columns = self.converter.convert_rows(keys)?;
         Ok((columns, histories))
+    }
+
+    /// Returns the spare capacity of every key's vectors (after a backfill or restore, whose
+    /// appends leave up to half of each vector unused).
+    pub fn shrink_to_fit(&mut self) {
+        for history in self.keys.values_mut() {
+            history.words.shrink_to_fit();
+            history.others.shrink_to_fit();
+            if let Some(tiles) = &mut history.tiles {
+                tiles.starts.shrink_to_fit();
+                tiles.ends.shrink_to_fit();
+                tiles.partials.shrink_to_fit();
+            }
+        }
     }
 
     /// The state's version (see the field).
