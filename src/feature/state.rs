@@ -181,7 +181,7 @@ impl KeyHistory {
         t: i64,
         strict: bool,
         skip_distinct: bool,
-    ) -> Result<Option<(Vec<ScalarValue>, (usize, usize))>> {
+    ) -> Result<Option<Evaluated>> {
         let ev = self.events(feature);
         let end = ev.after(upper_bound(t, strict));
         if end == 0 {
@@ -248,6 +248,9 @@ impl KeyHistory {
         self.words.capacity() * 8 + self.others.capacity() * size_of::<ScalarValue>() + tiles
     }
 }
+
+/// A window's values and its event range.
+type Evaluated = (Vec<ScalarValue>, (usize, usize));
 
 /// Empty window accumulators, with distinct counts skipped if `skip_distinct`.
 fn window_accs(feature: &CompiledFeature, skip_distinct: bool) -> Vec<Acc> {

@@ -82,7 +82,7 @@ impl Scan {
     /// The next hot value of this partition that the cold tier does not hold, decoded and
     /// trimmed of the rows that it does.
     fn read_hot(&mut self) -> Option<Result<(i64, StoredPart)>> {
-        while let Some(pair) = self.hot.next() {
+        for pair in self.hot.by_ref() {
             let (key, value) = match pair {
                 Ok(pair) => pair,
                 Err(e) => return Some(Err(e)),

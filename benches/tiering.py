@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Tiered storage figures (issue #5): ingest with three features while rows move to the cold
+tier in the background, then CHECKPOINT, bytes per event in each tier, and scan throughput of
+the hot and the cold tier. Runs the release binary on a temporary data directory.
+
+Usage:
+  cargo bench --bench features --no-run      # builds target/release/asofdb
+  python3 benches/tiering.py [--events 10000000]
+
+Events come from ../shared/data/gen_transactions.py streamed into COPY (not stored), or from
+target/bench-data/tx_<events>.csv when that file exists (made by benches/asof_vs_duckdb.py).
+"""
+import argparse
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from asof_vs_duckdb import FEATURES, GENERATOR, ROOT  # noqa: E402
+
+
+class Server:
+    def __init__(self, binary: Path, data_dir: Path):
+        self.proc = subprocess.Popen([str(binary), "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"],
+                                     stdout=subprocess.PIPE, text=True, env={"RUST_LOG": "warn", "PATH": "/usr/bin:/bin"})
+        host, port = self.proc.stdout.readline().strip().removeprefix("asofdb listening on ").rsplit(":", 1)
+        self.conn = f"host={host} port={port} user=bench dbname=asofdb"
+        self.peak_rss = 0
+        self.samples = []
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self):
+        while self.proc.poll() is None:
+            try:
+                for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        rss = int(line.split()[1]) // 1024
+                        self.peak_rss = max(self.peak_rss, rss)
+                        self.samples.append(rss)
+            except OSError:
+                return
+            time.sleep(0.5)
+
+    def sql(self, sql: str, stdin=None) -> str:
+        out = subprocess.run(["psql", self.conn, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql],
+                             capture_output=True, text=True, stdin=stdin)
+        if out.returncode != 0:
+            sys.exit(f"asofdb failed: {out.stderr.strip()}\n  in: {sql[:200]}")
+        return out.stdout.strip()
+
+    def timed(self, sql: str) -> tuple[float, str]:
+        start = time.perf_counter()
+        out = self.sql(sql)
+        return time.perf_counter() - start, out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--binary", type=Path, default=ROOT / "target" / "release" / "asofdb")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Server(args.binary, Path(tmp))
+        db.sql("CREATE TABLE tx (tid BIGINT, cc_num BIGINT, user_id BIGINT, merchant TEXT, amt DOUBLE PRECISION, "
+               "status TEXT, ip TEXT, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts', hot_retention = '1 day')")
+        for name, body in FEATURES:
+            db.sql(f"CREATE FEATURE {name} AS {body}")
+        cached = ROOT / "target" / "bench-data" / f"tx_{args.events}.csv"
+        start = time.perf_counter()
+        if cached.exists():
+            db.sql(f"\\copy tx FROM '{cached}' WITH (FORMAT csv, HEADER true)")
+        else:
+            gen = subprocess.Popen([sys.executable, str(GENERATOR), "--rows", str(args.events), "--cards",
+                                    str(max(args.events // 100, 100)), "--days", "60", "--seed", "11",
+                                    "--transactions", "-"], stdout=subprocess.PIPE)
+            db.sql("\\copy tx FROM STDIN WITH (FORMAT csv, HEADER true)", stdin=gen.stdout)
+            gen.wait()
+        ingest = time.perf_counter() - start
+        print(f"ingest: {args.events} events with 3 features in {ingest:.1f} s "
+              f"({args.events / ingest / 1000:.0f}K events/s); peak RSS so far {db.peak_rss} MiB", flush=True)
+        took, _ = db.timed("CHECKPOINT")
+        storage = db.sql("SELECT tier, row_count, file_count, bytes FROM asofdb.storage WHERE table_name = 'tx' ORDER BY tier")
+        print(f"CHECKPOINT (snapshots + remaining moves) {took:.1f} s", flush=True)
+        for line in storage.splitlines():
+            tier, rows, files, size = line.split("|")
+            per = int(size) / max(int(rows), 1)
+            print(f"  {tier:4}: {int(rows):>10} rows  {int(files):>6} files/values  {int(size) / 2**20:8.1f} MiB  "
+                  f"{per:6.1f} bytes/event", flush=True)
+        watermark = db.sql("SELECT max(ts) FROM tx")
+        for tier, cond in [("hot", ">="), ("cold", "<")]:
+            where = f"ts {cond} TIMESTAMP '{watermark}' - INTERVAL '1 day'"
+            took, out = db.timed(f"SELECT count(*), sum(amt) FROM tx WHERE {where}")
+            rows = int(out.split("|")[0])
+            print(f"scan {tier:4}: {rows} rows in {took:.2f} s ({rows / took / 1e6:.1f}M rows/s)", flush=True)
+        took, out = db.timed("SELECT count(*) FROM tx")
+        print(f"scan all: {out} rows in {took:.2f} s", flush=True)
+        features = db.sql("SELECT name, events, state_bytes FROM asofdb.feature_state ORDER BY name")
+        print("feature state:", "; ".join(f"{n} {int(b) / 2**20:.0f} MiB" for n, _, b in
+                                          (l.split("|") for l in features.splitlines())), flush=True)
+        print(f"peak RSS {db.peak_rss} MiB", flush=True)
+        db.proc.terminate()
+        db.proc.wait(timeout=300)
+
+
+if __name__ == "__main__":
+    main()
