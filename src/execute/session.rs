@@ -370,28 +370,27 @@ impl Session {
     }
 }
 
-/// Streams a query result into a Parquet file on the server (zstd-compressed row groups).
+/// Writes a query result into a Parquet file on the server (zstd-compressed row groups), with
+/// DataFusion's parquet sink: columns are encoded in parallel while the query runs.
 async fn write_parquet(data: DataFrame, path: &str) -> Result<u64> {
-    use futures::StreamExt;
-    let schema = Arc::new(data.schema().as_arrow().clone());
-    let file = std::fs::File::create(path).map_err(|e| Error::NotFound {
-        sqlstate: "58P01",
-        message: format!("could not open file \"{path}\" for writing: {e}"),
+    // Opening the file here first gives the PostgreSQL error for a bad path.
+    let absolute = std::path::absolute(path).and_then(|p| std::fs::File::create(&p).map(|_| p)).map_err(|e| {
+        Error::NotFound { sqlstate: "58P01", message: format!("could not open file \"{path}\" for writing: {e}") }
     })?;
-    let props = parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
-        .build();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, Some(props))
-        .map_err(|e| Error::Storage(format!("parquet: {e}")))?;
-    let mut stream = data.execute_stream().await?;
-    let mut rows = 0u64;
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        rows += batch.num_rows() as u64;
-        writer.write(&batch).map_err(|e| Error::Storage(format!("parquet: {e}")))?;
-    }
-    writer.close().map_err(|e| Error::Storage(format!("parquet: {e}")))?;
-    Ok(rows)
+    let mut options = datafusion::config::TableParquetOptions::default();
+    options.global.compression = Some("zstd(3)".into());
+    let written = data
+        .write_parquet(
+            &absolute.display().to_string(),
+            datafusion::dataframe::DataFrameWriteOptions::new().with_single_file_output(true),
+            Some(options),
+        )
+        .await?;
+    let count = written
+        .first()
+        .and_then(|b| b.column(0).as_any().downcast_ref::<arrow::array::UInt64Array>().map(|c| c.value(0)))
+        .unwrap_or(0);
+    Ok(count)
 }
 
 /// The table and columns (table indices, in data order) a COPY FROM writes.
