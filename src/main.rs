@@ -31,6 +31,11 @@ struct Args {
     #[arg(long, env = "ASOFDB_TIER_SECS", default_value_t = 10)]
     tier_secs: u64,
 
+    /// Where the cold tier's Parquet files go: a local directory (`file:///dir` or a path).
+    /// Default: <data-dir>/cold.
+    #[arg(long, env = "ASOFDB_COLD_URL")]
+    cold_url: Option<String>,
+
     /// Memory (MiB) all running queries may hold in joins, sorts and aggregates together; a
     /// query that needs more fails with SQLSTATE 53200 (sorts spill to disk first). Default:
     /// half the machine's memory.
@@ -61,7 +66,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> asofdb::Result<()> {
-    let limits = Limits { query_memory: args.query_memory_mb.map(|mb| mb << 20) };
+    let limits = Limits { query_memory: args.query_memory_mb.map(|mb| mb << 20), cold_url: args.cold_url.clone() };
     let db = Database::open_with(&args.data_dir, limits)?;
     let server = Server::bind(&args.listen, db.clone()).await?;
     let addr = server.local_addr()?;

@@ -85,7 +85,7 @@ async fn explain_shows_the_asof_operators() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_asof_join_over_the_memory_limit_fails_with_53200_and_the_server_goes_on() {
-    let server = TestServer::start_with(Limits { query_memory: Some(4 << 20) }).await;
+    let server = TestServer::start_with(Limits { query_memory: Some(4 << 20), ..Default::default() }).await;
     let client = server.connect().await;
     load_prices(&client).await;
     client

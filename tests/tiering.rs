@@ -263,3 +263,23 @@ async fn kill9_during_moves_loses_and_duplicates_nothing() {
     assert_eq!(text(a), text(b));
     assert!(!live.is_empty());
 }
+
+/// `--cold-url` puts the cold tier elsewhere (an S3 bucket in production; a directory here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_url_places_the_cold_tier() {
+    let (dir, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let url = format!("file://{}", elsewhere.path().display());
+    let server = BinaryServer::start_with_args(dir.path(), &["--tier-secs", "0", "--cold-url", &url]);
+    let client = connect(&server.conn_string()).await;
+    setup(&client).await;
+    copy(&client, &rows(500, 3, 1, 0)).await;
+    client.batch_execute("CHECKPOINT").await.unwrap();
+    let (_, cold, files) = tiers(&client).await;
+    assert!(cold > 0 && files > 0);
+    let parquet: Vec<String> =
+        walk(&elsewhere.path().join("tx")).into_iter().filter(|p| p.ends_with(".parquet")).collect();
+    assert_eq!(parquet.len() as i64, files);
+    assert!(!dir.path().join("cold").join("tx").exists());
+    let row = client.query_one("SELECT count(*) FROM tx", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 500);
+}

@@ -20,10 +20,12 @@ use crate::storage::hot::SledKv;
 use crate::storage::{EventStore, KvStore, MemoryKv};
 
 /// Resource limits of a database.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Limits {
     /// Bytes queries may hold in DataFusion's memory pool (default: half the machine's memory).
     pub query_memory: Option<usize>,
+    /// Where the cold tier lives (`ColdStore::open`); default `<data-dir>/cold`.
+    pub cold_url: Option<String>,
 }
 
 /// Half of the machine's memory (from /proc/meminfo), or 4 GiB if it cannot be read.
@@ -54,7 +56,10 @@ impl Database {
     /// Opens (creating if needed) the database in `data_dir`.
     pub fn open_with(data_dir: &Path, limits: Limits) -> Result<Arc<Self>> {
         std::fs::create_dir_all(data_dir)?;
-        let cold = Arc::new(ColdStore::local(data_dir.join("cold"))?);
+        let cold = Arc::new(match &limits.cold_url {
+            Some(url) => ColdStore::open(url)?,
+            None => ColdStore::local(data_dir.join("cold"))?,
+        });
         Self::with_store(Arc::new(SledKv::open(&data_dir.join("hot"))?), Some(cold), limits)
     }
 
@@ -106,6 +111,9 @@ impl Database {
         let store = Arc::new(EventStore::open(kv, cold)?);
         let catalog = Arc::new(Catalog::open(store)?);
         let query_memory = limits.query_memory.unwrap_or_else(default_query_memory);
+        if let Some(cold) = catalog.store().cold_location() {
+            tracing::info!("cold tier at {cold}");
+        }
         let ctx = new_session_context(catalog.clone(), query_memory)?;
         for def in catalog.feature_defs()? {
             let table = catalog.require_table(&def.table)?;

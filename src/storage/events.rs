@@ -199,6 +199,11 @@ impl EventStore {
         })
     }
 
+    /// Where the cold tier is, if there is one.
+    pub fn cold_location(&self) -> Option<String> {
+        self.cold.as_ref().map(|c| c.location())
+    }
+
     /// The current manifest version.
     pub fn manifest(&self) -> Arc<Manifest> {
         self.manifest.read().map(|m| m.clone()).unwrap_or_default()

@@ -34,6 +34,21 @@ fn storage_error(e: impl std::fmt::Display) -> Error {
 }
 
 impl ColdStore {
+    /// The cold tier at `url`: a local directory as `file:///dir` or a plain path. Other
+    /// object stores (`s3://bucket/prefix`) need object_store's cloud features, not built in
+    /// yet (see docs/storage.md); `ColdStore::new` takes any `ObjectStore`.
+    pub fn open(url: &str) -> Result<Self> {
+        if url.contains("://") && !url.starts_with("file://") {
+            return Err(Error::invalid_input(
+                "22023",
+                format!(
+                    "unsupported cold tier URL \"{url}\": this build supports file:///dir (S3 is not built in yet)"
+                ),
+            ));
+        }
+        Self::local(PathBuf::from(url.strip_prefix("file://").unwrap_or(url)))
+    }
+
     /// A cold tier in a local directory (created if missing).
     pub fn local(root: PathBuf) -> Result<Self> {
         std::fs::create_dir_all(&root)?;
