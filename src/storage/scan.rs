@@ -152,7 +152,7 @@ impl Iterator for Scan {
 }
 
 /// The rows of a partly moved value that are still hot.
-fn trim_moved(
+pub(super) fn trim_moved(
     batch: &arrow::array::RecordBatch,
     col: usize,
     mark: TierMark,

@@ -279,9 +279,8 @@ impl EventStore {
 
 /// The hot value under `key` without its rows the cold tier holds (or its deletion).
 fn trimmed(key: Vec<u8>, value: &[u8], event_time: usize, mark: TierMark) -> Result<KvOp> {
-    let batch = decode_batch(value)?;
-    let times = event_times(batch.column(event_time))?;
-    let keep: BooleanArray = times.values().iter().map(|t| Some(*t >= mark.before_time)).collect();
-    let kept = filter_record_batch(&batch, &keep)?;
-    Ok(if kept.num_rows() == 0 { KvOp::Delete(key) } else { KvOp::Put(key, encode_batch(&kept)?) })
+    Ok(match super::scan::trim_moved(&decode_batch(value)?, event_time, mark)? {
+        Some(kept) => KvOp::Put(key, encode_batch(&kept)?),
+        None => KvOp::Delete(key),
+    })
 }
