@@ -9,6 +9,7 @@
 //!    turns into [`AsofTableExec`] (a table on the right) or [`AsofFeatureExec`] (a feature).
 
 mod feature_exec;
+mod groups;
 mod probe;
 mod table_exec;
 

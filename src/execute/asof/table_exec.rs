@@ -5,14 +5,12 @@
 //! pairs, so the left side is never materialized and its order is kept. The index is charged
 //! to DataFusion's memory pool: a right side larger than the pool fails with 53200.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, take};
 use arrow::datatypes::{DataType, SchemaRef};
-use arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
@@ -24,6 +22,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, Distribution, Exec
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::OnceCell;
 
+use super::groups::GroupKeys;
 use super::probe::{assemble, evaluate_as, micros, properties};
 
 /// The comparison and outer-ness of one ASOF join.
@@ -160,8 +159,7 @@ impl ExecutionPlan for AsofTableExec {
 struct TimeIndex {
     rows: RecordBatch,
     key_types: Vec<DataType>,
-    converter: RowConverter,
-    groups: HashMap<Box<[u8]>, u32, ahash::RandomState>,
+    groups: GroupKeys,
     /// Times and rows of group `g` are `times[offsets[g]..offsets[g + 1]]` (ascending) and
     /// the same range of `row_ids`; apart, so a search touches only the times.
     offsets: Vec<u32>,
@@ -193,25 +191,22 @@ impl TimeIndex {
         let n = rows.num_rows();
         let key_arrays: Vec<ArrayRef> = keys.iter().map(|k| k.evaluate(&rows)?.into_array(n)).collect::<Result<_>>()?;
         let key_types: Vec<DataType> = key_arrays.iter().map(|a| a.data_type().clone()).collect();
-        let converter = RowConverter::new(key_types.iter().map(|t| SortField::new(t.clone())).collect())?;
-        let key_rows = converter.convert_columns(&key_arrays)?;
         let times = micros(&time, &rows)?;
-        reservation.try_grow(key_rows.size() + n * 16)?;
+        reservation.try_grow(n * 24)?;
 
-        let mut groups: HashMap<Box<[u8]>, u32, ahash::RandomState> = HashMap::default();
-        let mut group_of = vec![u32::MAX; n];
-        let mut counts: Vec<u32> = Vec::new();
-        for (row, group) in group_of.iter_mut().enumerate() {
-            if times.is_null(row) || key_arrays.iter().any(|k| k.is_null(row)) {
-                continue; // NULL keys and times never match
+        let mut groups = GroupKeys::new(&key_types)?;
+        // NULL keys and times never match.
+        let group_of: Vec<u32> = groups
+            .assign(&key_arrays)?
+            .into_iter()
+            .enumerate()
+            .map(|(row, g)| g.filter(|_| times.is_valid(row)).unwrap_or(u32::MAX))
+            .collect();
+        let mut counts: Vec<u32> = vec![0; groups.len()];
+        for g in &group_of {
+            if *g != u32::MAX {
+                counts[*g as usize] += 1;
             }
-            let next = groups.len() as u32;
-            let g = *groups.entry(key_rows.row(row).as_ref().into()).or_insert(next);
-            if g == next {
-                counts.push(0);
-            }
-            counts[g as usize] += 1;
-            *group = g;
         }
         let mut offsets = Vec::with_capacity(counts.len() + 1);
         offsets.push(0u32);
@@ -231,16 +226,7 @@ impl TimeIndex {
             pairs[offsets[g] as usize..offsets[g + 1] as usize].sort_by_key(|(t, _)| *t);
         }
         let (times, row_ids): (Vec<i64>, Vec<u32>) = pairs.into_iter().unzip();
-        Ok(Arc::new(TimeIndex {
-            rows,
-            key_types,
-            converter,
-            groups,
-            offsets,
-            times,
-            row_ids,
-            _reservation: reservation,
-        }))
+        Ok(Arc::new(TimeIndex { rows, key_types, groups, offsets, times, row_ids, _reservation: reservation }))
     }
 
     /// The right row matching each left row of `batch`, joined to it.
@@ -254,23 +240,13 @@ impl TimeIndex {
     ) -> Result<RecordBatch> {
         let keys: Vec<ArrayRef> =
             left_keys.iter().zip(&self.key_types).map(|(k, t)| evaluate_as(k, batch, t)).collect::<Result<_>>()?;
-        let key_rows: Rows = self.converter.convert_columns(&keys)?;
+        let groups = self.groups.find(&keys)?;
         let times = micros(left_time, batch)?;
         // Rows ordered by (key group, time), so each group's searches move forward through
         // its times from the previous answer (galloping) instead of starting cold.
         let mut probes: Vec<(u32, i64, u32)> = Vec::with_capacity(batch.num_rows());
-        let mut last: Option<(usize, Option<u32>)> = None;
-        for row in 0..batch.num_rows() {
-            if times.is_null(row) || keys.iter().any(|k| k.is_null(row)) {
-                continue;
-            }
-            // Spines often repeat a key on consecutive rows.
-            let group = match last {
-                Some((previous, group)) if key_rows.row(previous) == key_rows.row(row) => group,
-                _ => self.groups.get(key_rows.row(row).as_ref()).copied(),
-            };
-            last = Some((row, group));
-            if let Some(g) = group {
+        for (row, group) in groups.into_iter().enumerate() {
+            if let Some(g) = group.filter(|_| times.is_valid(row)) {
                 probes.push((g, times.value(row), row as u32));
             }
         }
