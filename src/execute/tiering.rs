@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::database::Database;
 use crate::error::{Error, Result};
-use crate::storage::{MoveRequest, TierReport};
+use crate::storage::{MoveRequest, TierReport, TierTable};
 
 impl Database {
     /// Moves every row the retention rule assigns to the cold tier there (rows older than
@@ -31,9 +31,7 @@ impl Database {
                 .map(|f| f.snapshot_seq())
                 .fold(next_seq, u64::min);
             requests.push(MoveRequest {
-                table_id: table.id,
-                table_name: table.name.clone(),
-                event_time,
+                table: TierTable { id: table.id, name: table.name.clone(), event_time },
                 before_time: watermark.saturating_sub(table.hot_retention_micros),
                 below_seq,
             });
@@ -42,7 +40,7 @@ impl Database {
             let mut total = TierReport::default();
             for request in &requests {
                 let moved = store.move_to_cold(request)?;
-                let compacted = store.compact(request.table_id, &request.table_name, request.event_time)?;
+                let compacted = store.compact(&request.table)?;
                 total.rows_moved += moved.rows_moved;
                 total.files_written += moved.files_written + compacted.files_written;
                 total.files_compacted += compacted.files_compacted;

@@ -112,14 +112,14 @@ impl KeyHistory {
                     in_place &= acc.insert(feature.def.values[j].kind, feature.reprs[j], &ev, p, j, begin);
                 }
                 if !in_place {
-                    partials.clone_from_slice(&fold(feature, &ev, begin, end, true));
+                    partials.clone_from_slice(&fold_tile(feature, &ev, begin, end));
                 }
             }
         } else {
             tiles.starts.insert(k, start);
             tiles.ends.insert(k, p as u32 + 1);
             tiles.ends[k + 1..].iter_mut().for_each(|e| *e += 1);
-            tiles.partials.splice(k * n..k * n, fold(feature, &ev, p, p + 1, true));
+            tiles.partials.splice(k * n..k * n, fold_tile(feature, &ev, p, p + 1));
         }
     }
 
@@ -316,12 +316,11 @@ impl SlidingDistinct {
     }
 }
 
-/// Accumulators for every aggregate over events `from..to`; picks relative to `from` when
-/// building a tile's partials, to 0 otherwise.
-fn fold(feature: &CompiledFeature, ev: &Events, from: usize, to: usize, tile: bool) -> Vec<Acc> {
+/// A tile's partials over events `from..to` (picks relative to `from`).
+fn fold_tile(feature: &CompiledFeature, ev: &Events, from: usize, to: usize) -> Vec<Acc> {
     let mut accs: Vec<Acc> =
-        feature.def.values.iter().zip(&feature.reprs).map(|(v, r)| Acc::new(v.kind, *r, tile)).collect();
-    fold_into(feature, ev, &mut accs, from, to, if tile { from } else { 0 });
+        feature.def.values.iter().zip(&feature.reprs).map(|(v, r)| Acc::new(v.kind, *r, true)).collect();
+    fold_into(feature, ev, &mut accs, from, to, from);
     accs
 }
 
@@ -341,7 +340,7 @@ fn build_tiles(feature: &CompiledFeature, ev: &Events) -> Tiles {
         let end = ev.after(start.saturating_add(feature.tile - 1));
         tiles.starts.push(start);
         tiles.ends.push(end as u32);
-        tiles.partials.extend(fold(feature, ev, i, end, true));
+        tiles.partials.extend(fold_tile(feature, ev, i, end));
         i = end;
     }
     tiles

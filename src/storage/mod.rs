@@ -18,7 +18,7 @@ mod tiering;
 pub use blocks::{BLOCK_MICROS, decode_batch, encode_batch};
 pub use events::{Append, CatalogKind, Commit, EventStore, ScanTable, StoredPart, TableStats};
 pub use memory::MemoryKv;
-pub use tiering::{MoveRequest, TierReport, TierUsage};
+pub use tiering::{MoveRequest, TierReport, TierTable, TierUsage};
 
 use crate::error::Result;
 

@@ -18,13 +18,19 @@ use super::events::{EventStore, FILE_NO};
 use super::{KvOp, keys};
 use crate::error::{Error, Result};
 
+/// What tiering needs to know about a table.
+#[derive(Debug, Clone)]
+pub struct TierTable {
+    pub id: u64,
+    /// The table's name: its directory in the cold tier.
+    pub name: String,
+    pub event_time: usize,
+}
+
 /// A table to move, and up to where.
 #[derive(Debug, Clone)]
 pub struct MoveRequest {
-    pub table_id: u64,
-    /// The table's name: its directory in the cold tier.
-    pub table_name: String,
-    pub event_time: usize,
+    pub table: TierTable,
     /// Rows with an earlier event time go cold ...
     pub before_time: i64,
     /// ... if they were written with a smaller sequence number (every feature's snapshot
@@ -63,7 +69,8 @@ impl EventStore {
     pub fn move_to_cold(&self, request: &MoveRequest) -> Result<TierReport> {
         let Some(cold) = self.cold.clone() else { return Ok(TierReport::default()) };
         let _tiering = self.tiering.lock().map_err(|_| Error::internal("tiering lock poisoned"))?;
-        let old = self.manifest().mark(request.table_id);
+        let table = &request.table;
+        let old = self.manifest().mark(table.id);
         let new = TierMark { below_seq: request.below_seq, before_time: request.before_time };
         if new.below_seq < old.below_seq || new.before_time < old.before_time || new == old {
             // Marks only grow (the latest mark must describe every move so far).
@@ -71,10 +78,8 @@ impl EventStore {
         }
 
         let mut by_day: BTreeMap<i64, Vec<RecordBatch>> = BTreeMap::new();
-        let (start, end) = (
-            keys::events_from(request.table_id, i64::MIN),
-            keys::events_until(request.table_id, block_of(new.before_time - 1)),
-        );
+        let (start, end) =
+            (keys::events_from(table.id, i64::MIN), keys::events_until(table.id, block_of(new.before_time - 1)));
         for pair in self.kv.scan(&start, &end) {
             let (key, value) = pair?;
             let (_, block, seq) = keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
@@ -82,7 +87,7 @@ impl EventStore {
                 continue;
             }
             let batch = decode_batch(&value)?;
-            let times = event_times(batch.column(request.event_time))?;
+            let times = event_times(batch.column(table.event_time))?;
             let newly_cold: BooleanArray = times
                 .values()
                 .iter()
@@ -94,20 +99,12 @@ impl EventStore {
             }
         }
 
-        let first_file = {
-            let mut counters = self.counters.lock().map_err(|_| Error::internal("counters poisoned"))?;
-            let first = counters.next_file;
-            counters.next_file += by_day.len() as u64;
-            first
-        };
         let mut files = Vec::new();
         let mut report = TierReport::default();
-        for (i, (day, batches)) in by_day.into_iter().enumerate() {
-            let file_no = first_file + i as u64;
-            let path = format!("{}/{}/{file_no:020}.parquet", request.table_name, date_of(day));
+        for (day, batches) in by_day {
             // Rows of a file take a sequence number below every row left hot and above every
             // earlier file of the day (module docs of storage::cold::manifest).
-            let written = self.write_file(&cold, request, day, file_no, &path, &batches, new.below_seq - 1)?;
+            let written = self.write_file(&cold, table, day, new.below_seq - 1, &batches)?;
             report.rows_moved += written.rows;
             report.files_written += 1;
             files.push(written);
@@ -117,11 +114,11 @@ impl EventStore {
             .iter()
             .map(|f| Ok(KvOp::Put(keys::cold_file(f.table_id, f.day, f.file_no), super::cold::encode(f)?)))
             .collect::<Result<_>>()?;
-        ops.push(KvOp::Put(keys::tier_mark(request.table_id), super::cold::encode(&new)?));
-        ops.push(KvOp::Put(keys::counter(FILE_NO), (first_file + files.len() as u64).to_be_bytes().to_vec()));
-        let installed = self.apply_if_tables_exist(&[request.table_id], ops, |m| {
+        ops.push(KvOp::Put(keys::tier_mark(table.id), super::cold::encode(&new)?));
+        ops.push(self.file_counter()?);
+        let installed = self.apply_if_tables_exist(&[table.id], ops, |m| {
             files.iter().for_each(|f| m.add(f.clone()));
-            m.set_mark(request.table_id, new);
+            m.set_mark(table.id, new);
         })?;
         if !installed {
             // Dropped meanwhile: the files are orphans already.
@@ -131,29 +128,33 @@ impl EventStore {
         Ok(report)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Writes `table`'s rows of `day` (sorted by time here) as a new cold file, durably.
     fn write_file(
         &self,
         cold: &super::cold::ColdStore,
-        request: &MoveRequest,
+        table: &TierTable,
         day: i64,
-        file_no: u64,
-        path: &str,
-        batches: &[RecordBatch],
         seq: u64,
+        batches: &[RecordBatch],
     ) -> Result<ColdFile> {
+        let file_no = {
+            let mut counters = self.counters.lock().map_err(|_| Error::internal("counters poisoned"))?;
+            counters.next_file += 1;
+            counters.next_file - 1
+        };
+        let path = format!("{}/{}/{file_no:020}.parquet", table.name, date_of(day));
         let rows = concat_batches(&batches[0].schema(), batches)?;
-        let rows = file::sort_by_time(&rows, request.event_time)?;
-        let times = event_times(rows.column(request.event_time))?;
+        let rows = file::sort_by_time(&rows, table.event_time)?;
+        let times = event_times(rows.column(table.event_time))?;
         let (min_time, max_time) = (times.value(0), times.value(rows.num_rows() - 1));
         let bytes = file::encode(&rows)?;
         let size = bytes.len() as u64;
-        cold.put(path, bytes)?;
+        cold.put(&path, bytes)?;
         Ok(ColdFile {
-            table_id: request.table_id,
+            table_id: table.id,
             day,
             file_no,
-            path: path.to_string(),
+            path,
             rows: rows.num_rows() as u64,
             bytes: size,
             min_time,
@@ -162,13 +163,19 @@ impl EventStore {
         })
     }
 
+    /// The write that persists the file-number counter (after files were numbered).
+    fn file_counter(&self) -> Result<KvOp> {
+        let next = self.counters.lock().map_err(|_| Error::internal("counters poisoned"))?.next_file;
+        Ok(KvOp::Put(keys::counter(FILE_NO), next.to_be_bytes().to_vec()))
+    }
+
     /// Merges the files of each day that has several into one (late rows make small files).
-    pub fn compact(&self, table_id: u64, table_name: &str, event_time: usize) -> Result<TierReport> {
+    pub fn compact(&self, table: &TierTable) -> Result<TierReport> {
         let Some(cold) = self.cold.clone() else { return Ok(TierReport::default()) };
         let _tiering = self.tiering.lock().map_err(|_| Error::internal("tiering lock poisoned"))?;
         let manifest = self.manifest();
         let mut days: BTreeMap<i64, Vec<ColdFile>> = BTreeMap::new();
-        for f in manifest.files(table_id) {
+        for f in manifest.files(table.id) {
             days.entry(f.day).or_default().push(f.clone());
         }
         let mut report = TierReport::default();
@@ -178,23 +185,15 @@ impl EventStore {
             }
             let mut batches = Vec::new();
             for f in &group {
-                batches.extend(file::decode(cold.get(&f.path)?, Some(event_time), (i64::MIN, i64::MAX))?);
+                batches.extend(file::decode(cold.get(&f.path)?, Some(table.event_time), (i64::MIN, i64::MAX))?);
             }
-            let file_no = {
-                let mut counters = self.counters.lock().map_err(|_| Error::internal("counters poisoned"))?;
-                counters.next_file += 1;
-                counters.next_file - 1
-            };
-            let path = format!("{table_name}/{}/{file_no:020}.parquet", date_of(day));
             let seq = group.iter().map(|f| f.seq).max().unwrap_or(0);
-            let request =
-                MoveRequest { table_id, table_name: table_name.into(), event_time, before_time: 0, below_seq: 0 };
-            let merged = self.write_file(&cold, &request, day, file_no, &path, &batches, seq)?;
+            let merged = self.write_file(&cold, table, day, seq, &batches)?;
             let mut ops: Vec<KvOp> =
                 group.iter().map(|f| KvOp::Delete(keys::cold_file(f.table_id, f.day, f.file_no))).collect();
-            ops.push(KvOp::Put(keys::cold_file(table_id, day, file_no), super::cold::encode(&merged)?));
-            ops.push(KvOp::Put(keys::counter(FILE_NO), (file_no + 1).to_be_bytes().to_vec()));
-            let installed = self.apply_if_tables_exist(&[table_id], ops, |m| {
+            ops.push(KvOp::Put(keys::cold_file(table.id, day, merged.file_no), super::cold::encode(&merged)?));
+            ops.push(self.file_counter()?);
+            let installed = self.apply_if_tables_exist(&[table.id], ops, |m| {
                 group.iter().for_each(|f| m.remove(f));
                 m.add(merged.clone());
             })?;

@@ -9,5 +9,5 @@ pub mod file;
 mod manifest;
 mod store;
 
-pub use manifest::{ColdFile, DAY_MICROS, Manifest, TierMark, day_of, encode};
+pub use manifest::{ColdFile, Manifest, TierMark, day_of, encode};
 pub use store::ColdStore;

@@ -74,11 +74,6 @@ impl ColdStore {
         }
     }
 
-    /// The local directory of the cold tier, when it is one.
-    pub fn local_root(&self) -> Option<&PathBuf> {
-        self.local_root.as_ref()
-    }
-
     fn wait<T: Send + 'static>(
         &self,
         work: impl Future<Output = object_store::Result<T>> + Send + 'static,
