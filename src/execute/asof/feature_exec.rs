@@ -22,16 +22,15 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Pla
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
 
-use super::probe::{assemble, evaluate_as, external, micros, properties};
+use super::probe::{JoinSide, assemble, evaluate_as, external, micros, properties};
 use crate::error::Error;
 use crate::feature::{LiveFeature, SlidingDistinct, array_of};
 
 pub struct AsofFeatureExec {
     left: Arc<dyn ExecutionPlan>,
     feature: Arc<LiveFeature>,
-    /// Left key expressions in the feature's key order.
-    keys: Vec<Arc<dyn PhysicalExpr>>,
-    time: Arc<dyn PhysicalExpr>,
+    /// Left keys in the feature's key order, and the left time.
+    left_on: JoinSide,
     strict: bool,
     left_join: bool,
     schema: SchemaRef,
@@ -42,14 +41,12 @@ impl AsofFeatureExec {
     pub fn new(
         left: Arc<dyn ExecutionPlan>,
         feature: Arc<LiveFeature>,
-        keys: Vec<Arc<dyn PhysicalExpr>>,
-        time: Arc<dyn PhysicalExpr>,
-        strict: bool,
-        left_join: bool,
+        left_on: JoinSide,
+        (strict, left_join): (bool, bool),
         schema: SchemaRef,
     ) -> Self {
         let properties = properties(&left, schema.clone());
-        Self { left, feature, keys, time, strict, left_join, schema, properties }
+        Self { left, feature, left_on, strict, left_join, schema, properties }
     }
 }
 
@@ -63,7 +60,11 @@ impl DisplayAs for AsofFeatureExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         let kind = if self.left_join { "AsofFeatureExec: LEFT" } else { "AsofFeatureExec:" };
         let op = if self.strict { ">" } else { ">=" };
-        write!(f, "{kind} feature {}, keys {:?}, {} {op} time", self.feature.compiled.def.name, self.keys, self.time)
+        write!(
+            f,
+            "{kind} feature {}, keys {:?}, {} {op} time",
+            self.feature.compiled.def.name, self.left_on.keys, self.left_on.time
+        )
     }
 }
 
@@ -84,7 +85,7 @@ impl ExecutionPlan for AsofFeatureExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        for e in self.keys.iter().chain([&self.time]) {
+        for e in self.left_on.expressions() {
             if f(e)? == TreeNodeRecursion::Stop {
                 return Ok(TreeNodeRecursion::Stop);
             }
@@ -97,10 +98,8 @@ impl ExecutionPlan for AsofFeatureExec {
         Ok(Arc::new(Self::new(
             left,
             self.feature.clone(),
-            self.keys.clone(),
-            self.time.clone(),
-            self.strict,
-            self.left_join,
+            self.left_on.clone(),
+            (self.strict, self.left_join),
             self.schema.clone(),
         )))
     }
@@ -110,8 +109,7 @@ impl ExecutionPlan for AsofFeatureExec {
         let mut sweep = Sweep {
             windows: (0, HashMap::new()),
             feature: self.feature.clone(),
-            keys: self.keys.clone(),
-            time: self.time.clone(),
+            left_on: self.left_on.clone(),
             strict: self.strict,
             left_join: self.left_join,
             schema: self.schema.clone(),
@@ -130,8 +128,7 @@ struct Sweep {
     /// the next batch's rows of a key extend its window instead of rebuilding it.
     windows: (u64, HashMap<usize, SlidingDistinct>),
     feature: Arc<LiveFeature>,
-    keys: Vec<Arc<dyn PhysicalExpr>>,
-    time: Arc<dyn PhysicalExpr>,
+    left_on: JoinSide,
     strict: bool,
     left_join: bool,
     schema: SchemaRef,
@@ -142,12 +139,13 @@ impl Sweep {
         let compiled = &self.feature.compiled;
         let n = batch.num_rows();
         let keys: Vec<ArrayRef> = self
+            .left_on
             .keys
             .iter()
             .zip(&compiled.key_columns)
             .map(|(k, c)| evaluate_as(k, batch, &compiled.table.columns[*c].ty.arrow_type()))
             .collect::<Result<_>>()?;
-        let times = micros(&self.time, batch)?;
+        let times = micros(&self.left_on.time, batch)?;
         let state = self.feature.state.read().map_err(|_| external(Error::internal("feature state poisoned")))?;
         let histories = state.histories(&keys).map_err(external)?;
 

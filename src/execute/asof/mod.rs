@@ -27,6 +27,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 pub use feature_exec::AsofFeatureExec;
+pub use probe::JoinSide;
 pub use table_exec::{AsofTableExec, Match};
 
 use super::Database;

@@ -12,6 +12,20 @@ use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, PlanProp
 
 use crate::error::Error;
 
+/// One side's part of an ASOF match: its key expressions (in key order) and its time.
+#[derive(Debug, Clone)]
+pub struct JoinSide {
+    pub keys: Vec<Arc<dyn PhysicalExpr>>,
+    pub time: Arc<dyn PhysicalExpr>,
+}
+
+impl JoinSide {
+    /// Every expression of the side, keys first (for `ExecutionPlan::apply_expressions`).
+    pub fn expressions(&self) -> impl Iterator<Item = &Arc<dyn PhysicalExpr>> {
+        self.keys.iter().chain([&self.time])
+    }
+}
+
 /// Output partitioning follows the left input: each left partition is probed on its own.
 pub fn properties(left: &Arc<dyn ExecutionPlan>, schema: SchemaRef) -> Arc<PlanProperties> {
     Arc::new(PlanProperties::new(

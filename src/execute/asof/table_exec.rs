@@ -23,7 +23,7 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::OnceCell;
 
 use super::groups::GroupKeys;
-use super::probe::{assemble, evaluate_as, micros, properties};
+use super::probe::{JoinSide, assemble, evaluate_as, micros, properties};
 
 /// The comparison and outer-ness of one ASOF join.
 #[derive(Debug, Clone, Copy)]
@@ -36,10 +36,8 @@ pub struct Match {
 pub struct AsofTableExec {
     left: Arc<dyn ExecutionPlan>,
     right: Arc<dyn ExecutionPlan>,
-    left_keys: Vec<Arc<dyn PhysicalExpr>>,
-    right_keys: Vec<Arc<dyn PhysicalExpr>>,
-    left_time: Arc<dyn PhysicalExpr>,
-    right_time: Arc<dyn PhysicalExpr>,
+    left_on: JoinSide,
+    right_on: JoinSide,
     matching: Match,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
@@ -48,30 +46,15 @@ pub struct AsofTableExec {
 }
 
 impl AsofTableExec {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         left: Arc<dyn ExecutionPlan>,
         right: Arc<dyn ExecutionPlan>,
-        left_keys: Vec<Arc<dyn PhysicalExpr>>,
-        right_keys: Vec<Arc<dyn PhysicalExpr>>,
-        left_time: Arc<dyn PhysicalExpr>,
-        right_time: Arc<dyn PhysicalExpr>,
+        (left_on, right_on): (JoinSide, JoinSide),
         matching: Match,
         schema: SchemaRef,
     ) -> Self {
         let properties = properties(&left, schema.clone());
-        Self {
-            left,
-            right,
-            left_keys,
-            right_keys,
-            left_time,
-            right_time,
-            matching,
-            schema,
-            properties,
-            index: Arc::new(OnceCell::new()),
-        }
+        Self { left, right, left_on, right_on, matching, schema, properties, index: Arc::new(OnceCell::new()) }
     }
 }
 
@@ -87,7 +70,7 @@ impl DisplayAs for AsofTableExec {
         write!(
             f,
             "{kind} keys {:?} = {:?}, {} {} {}",
-            self.left_keys, self.right_keys, self.left_time, self.matching.op, self.right_time
+            self.left_on.keys, self.right_on.keys, self.left_on.time, self.matching.op, self.right_on.time
         )
     }
 }
@@ -113,7 +96,7 @@ impl ExecutionPlan for AsofTableExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        for e in self.left_keys.iter().chain(&self.right_keys).chain([&self.left_time, &self.right_time]) {
+        for e in self.left_on.expressions().chain(self.right_on.expressions()) {
             if f(e)? == TreeNodeRecursion::Stop {
                 return Ok(TreeNodeRecursion::Stop);
             }
@@ -130,10 +113,7 @@ impl ExecutionPlan for AsofTableExec {
         Ok(Arc::new(Self::new(
             left,
             right,
-            self.left_keys.clone(),
-            self.right_keys.clone(),
-            self.left_time.clone(),
-            self.right_time.clone(),
+            (self.left_on.clone(), self.right_on.clone()),
             self.matching,
             self.schema.clone(),
         )))
@@ -141,13 +121,11 @@ impl ExecutionPlan for AsofTableExec {
 
     fn execute(&self, partition: usize, ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let left = self.left.execute(partition, ctx.clone())?;
-        let (cell, right, right_keys, right_time) =
-            (self.index.clone(), self.right.clone(), self.right_keys.clone(), self.right_time.clone());
-        let (left_keys, left_time, matching, schema) =
-            (self.left_keys.clone(), self.left_time.clone(), self.matching, self.schema.clone());
+        let (cell, right, right_on) = (self.index.clone(), self.right.clone(), self.right_on.clone());
+        let (left_on, matching, schema) = (self.left_on.clone(), self.matching, self.schema.clone());
         let probed = async move {
-            let index = cell.get_or_try_init(|| TimeIndex::build(right, right_keys, right_time, ctx)).await?.clone();
-            let probe = move |batch: RecordBatch| index.probe(&batch, &left_keys, &left_time, matching, &schema);
+            let index = cell.get_or_try_init(|| TimeIndex::build(right, right_on, ctx)).await?.clone();
+            let probe = move |batch: RecordBatch| index.probe(&batch, &left_on, matching, &schema);
             Ok::<_, DataFusionError>(left.map(move |batch| batch.and_then(&probe)))
         };
         let stream = futures::stream::once(probed).try_flatten();
@@ -171,8 +149,7 @@ struct TimeIndex {
 impl TimeIndex {
     async fn build(
         right: Arc<dyn ExecutionPlan>,
-        keys: Vec<Arc<dyn PhysicalExpr>>,
-        time: Arc<dyn PhysicalExpr>,
+        JoinSide { keys, time }: JoinSide,
         ctx: Arc<TaskContext>,
     ) -> Result<Arc<TimeIndex>> {
         let reservation = MemoryConsumer::new("AsofTableExec[index]").register(ctx.memory_pool());
@@ -233,15 +210,14 @@ impl TimeIndex {
     fn probe(
         &self,
         batch: &RecordBatch,
-        left_keys: &[Arc<dyn PhysicalExpr>],
-        left_time: &Arc<dyn PhysicalExpr>,
+        left_on: &JoinSide,
         matching: Match,
         schema: &SchemaRef,
     ) -> Result<RecordBatch> {
         let keys: Vec<ArrayRef> =
-            left_keys.iter().zip(&self.key_types).map(|(k, t)| evaluate_as(k, batch, t)).collect::<Result<_>>()?;
+            left_on.keys.iter().zip(&self.key_types).map(|(k, t)| evaluate_as(k, batch, t)).collect::<Result<_>>()?;
         let groups = self.groups.find(&keys)?;
-        let times = micros(left_time, batch)?;
+        let times = micros(&left_on.time, batch)?;
         // Rows ordered by (key group, time), so each group's searches move forward through
         // its times from the previous answer (galloping) instead of starting cold.
         let mut probes: Vec<(u32, i64, u32)> = Vec::with_capacity(batch.num_rows());

@@ -4,15 +4,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::catalog::Session;
+use datafusion::common::DFSchema;
 use datafusion::error::Result;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{LogicalPlan, Operator, UserDefinedLogicalNode};
+use datafusion::logical_expr::{Expr, LogicalPlan, Operator, UserDefinedLogicalNode};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 
 use super::node::{AsofJoinNode, AsofRight};
-use crate::execute::asof::{AsofFeatureExec, AsofTableExec, Match};
+use crate::execute::asof::{AsofFeatureExec, AsofTableExec, JoinSide, Match};
 
 /// DataFusion's planner with the ASOF extension.
 #[derive(Debug)]
@@ -41,39 +42,23 @@ impl ExtensionPlanner for AsofPlanner {
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
         let Some(node) = node.as_any().downcast_ref::<AsofJoinNode>() else { return Ok(None) };
         let left_schema = logical_inputs[0].schema();
-        let physical = |e, schema| planner.create_physical_expr(e, schema, session, planning_ctx);
-        let left_keys = node.left_keys.iter().map(|k| physical(k, left_schema)).collect::<Result<Vec<_>>>()?;
-        let left_time = physical(&node.left_time, left_schema)?;
+        let physical = |e: &Expr, schema: &DFSchema| planner.create_physical_expr(e, schema, session, planning_ctx);
+        let side = |keys: &[Expr], time: &Expr, schema: &DFSchema| -> Result<JoinSide> {
+            let keys = keys.iter().map(|k| physical(k, schema)).collect::<Result<Vec<_>>>()?;
+            Ok(JoinSide { keys, time: physical(time, schema)? })
+        };
+        let left_on = side(&node.left_keys, &node.left_time, left_schema)?;
         let schema = Arc::new(node.schema.as_arrow().clone());
         let left = physical_inputs[0].clone();
         let exec: Arc<dyn ExecutionPlan> = match &node.right {
             AsofRight::Table { keys, time, .. } => {
-                let right_schema = logical_inputs[1].schema();
-                let right_keys = keys.iter().map(|k| physical(k, right_schema)).collect::<Result<Vec<_>>>()?;
-                let right_time = physical(time, right_schema)?;
+                let right_on = side(keys, time, logical_inputs[1].schema())?;
                 let matching = Match { op: node.op, left_join: node.left_join };
-                Arc::new(AsofTableExec::new(
-                    left,
-                    physical_inputs[1].clone(),
-                    left_keys,
-                    right_keys,
-                    left_time,
-                    right_time,
-                    matching,
-                    schema,
-                ))
+                Arc::new(AsofTableExec::new(left, physical_inputs[1].clone(), (left_on, right_on), matching, schema))
             }
             AsofRight::Feature(feature) => {
                 let strict = node.op == Operator::Gt;
-                Arc::new(AsofFeatureExec::new(
-                    left,
-                    feature.clone(),
-                    left_keys,
-                    left_time,
-                    strict,
-                    node.left_join,
-                    schema,
-                ))
+                Arc::new(AsofFeatureExec::new(left, feature.clone(), left_on, (strict, node.left_join), schema))
             }
         };
         Ok(Some(exec))
