@@ -31,7 +31,8 @@ struct Args {
     #[arg(long, env = "ASOFDB_TIER_SECS", default_value_t = 10)]
     tier_secs: u64,
 
-    /// Where the cold tier's Parquet files go: a local directory (`file:///dir` or a path).
+    /// Where the cold tier's Parquet files go: a local directory (`file:///dir` or a path) or
+    /// an S3 bucket (`s3://bucket/prefix`, configured by the AWS_* environment variables).
     /// Default: <data-dir>/cold.
     #[arg(long, env = "ASOFDB_COLD_URL")]
     cold_url: Option<String>,
@@ -41,6 +42,11 @@ struct Args {
     /// half the machine's memory.
     #[arg(long, env = "ASOFDB_QUERY_MEMORY_MB")]
     query_memory_mb: Option<usize>,
+
+    /// COPY FROM data (KiB) decoded and staged at a time; a COPY of any size holds about this
+    /// much in memory. Default: 16384.
+    #[arg(long, env = "ASOFDB_COPY_CHUNK_KB")]
+    copy_chunk_kb: Option<usize>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -66,7 +72,11 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> asofdb::Result<()> {
-    let limits = Limits { query_memory: args.query_memory_mb.map(|mb| mb << 20), cold_url: args.cold_url.clone() };
+    let limits = Limits {
+        query_memory: args.query_memory_mb.map(|mb| mb << 20),
+        cold_url: args.cold_url.clone(),
+        copy_chunk_bytes: args.copy_chunk_kb.map(|kb| kb << 10),
+    };
     let db = Database::open_with(&args.data_dir, limits)?;
     let server = Server::bind(&args.listen, db.clone()).await?;
     let addr = server.local_addr()?;

@@ -101,18 +101,54 @@ pub struct DecodedRows {
 }
 
 /// Decodes all of `data` into `column_names.len()` text columns. Errors name the line.
+#[cfg(test)]
 pub fn decode(data: &[u8], format: &CopyFormat, column_names: &[String]) -> Result<DecodedRows> {
-    let text = std::str::from_utf8(data).map_err(|e| {
-        let line = data[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
+    let mut position = Position::default();
+    decode_chunk(data, format, column_names, &mut position, true).map(|(rows, _)| rows)
+}
+
+/// Where a COPY stream is: the next input line, and whether the header line is behind.
+#[derive(Debug, Clone, Copy)]
+pub struct Position {
+    pub line: usize,
+    pub past_header: bool,
+    /// The `\.` end marker was read: the rest of the stream is ignored.
+    pub ended: bool,
+}
+
+impl Default for Position {
+    fn default() -> Self {
+        Position { line: 1, past_header: false, ended: false }
+    }
+}
+
+/// Decodes the complete records at the start of `data` (all of it if `last`), one chunk of a
+/// COPY stream; returns them with the number of bytes they took. An unfinished record at the
+/// end is left for the next chunk. `position` carries the line count and header state over.
+pub fn decode_chunk(
+    data: &[u8],
+    format: &CopyFormat,
+    column_names: &[String],
+    position: &mut Position,
+    last: bool,
+) -> Result<(DecodedRows, usize)> {
+    // A chunk ends at its last newline (never inside a UTF-8 sequence); a CSV record whose
+    // quoted field runs past it is cut off by the reader and left for later.
+    if position.ended {
+        let empty = column_names.iter().map(|_| arrow::array::new_empty_array(&arrow::datatypes::DataType::Utf8));
+        return Ok((DecodedRows { columns: empty.collect(), lines: Vec::new() }, data.len()));
+    }
+    let end = if last { data.len() } else { data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1) };
+    let text = std::str::from_utf8(&data[..end]).map_err(|e| {
+        let line = position.line + data[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count();
         Error::invalid_value("22021", format!("invalid byte sequence for encoding \"UTF8\" (line {line})"))
     })?;
     let mut builders: Vec<StringBuilder> = column_names.iter().map(|_| StringBuilder::new()).collect();
     let mut lines = Vec::new();
-    let mut reader = RecordReader { text, pos: 0, line: 1, format };
+    let mut reader = RecordReader { text, pos: 0, line: position.line, format, partial: !last, ended: false };
     let mut fields: Vec<Option<String>> = Vec::with_capacity(column_names.len());
-    let mut first = true;
     while let Some(line) = reader.next_record(&mut fields)? {
-        if std::mem::take(&mut first) && format.header {
+        if format.header && !std::mem::replace(&mut position.past_header, true) {
             continue;
         }
         if fields.len() > column_names.len() {
@@ -127,8 +163,11 @@ pub fn decode(data: &[u8], format: &CopyFormat, column_names: &[String]) -> Resu
         }
         lines.push(line);
     }
+    position.line = reader.line;
+    position.ended = reader.ended;
     let columns = builders.into_iter().map(|mut b| std::sync::Arc::new(b.finish()) as ArrayRef).collect();
-    Ok(DecodedRows { columns, lines })
+    let consumed = if last || reader.ended { data.len() } else { reader.pos };
+    Ok((DecodedRows { columns, lines }, consumed))
 }
 
 fn bad_copy(message: String) -> Error {
@@ -140,6 +179,9 @@ struct RecordReader<'a> {
     pos: usize,
     line: usize,
     format: &'a CopyFormat,
+    /// More data follows `text`: a record cut off at its end is left unread, not an error.
+    partial: bool,
+    ended: bool,
 }
 
 impl RecordReader<'_> {
@@ -156,10 +198,13 @@ impl RecordReader<'_> {
         let line = rest[..line_end].strip_suffix('\r').unwrap_or(&rest[..line_end]);
         if line == "\\." {
             self.pos = self.text.len();
+            self.ended = true;
             return Ok(None);
         }
         if self.format.csv {
-            self.read_csv_record(fields)?;
+            if !self.read_csv_record(fields)? {
+                return Ok(None);
+            }
         } else {
             read_text_fields(line, self.format, fields).map_err(|m| bad_copy(format!("{m} (line {start_line})")))?;
             self.pos += line_end + 1;
@@ -169,7 +214,8 @@ impl RecordReader<'_> {
     }
 
     /// CSV: quoted fields may span lines; `""` (or escape+quote) inside quotes is a quote.
-    fn read_csv_record(&mut self, fields: &mut Vec<Option<String>>) -> Result<()> {
+    /// Returns false, reading nothing, for a record cut off by the end of a partial text.
+    fn read_csv_record(&mut self, fields: &mut Vec<Option<String>>) -> Result<bool> {
         let bytes = self.text.as_bytes();
         let f = self.format;
         let start_line = self.line;
@@ -179,12 +225,17 @@ impl RecordReader<'_> {
         let mut i = self.pos;
         loop {
             let Some(&b) = bytes.get(i) else {
+                if in_quotes && self.partial {
+                    fields.clear();
+                    self.line = start_line;
+                    return Ok(false);
+                }
                 if in_quotes {
                     return Err(bad_copy(format!("unterminated CSV quoted field (line {start_line})")));
                 }
                 push_csv_field(fields, &mut field, quoted, f);
                 self.pos = i;
-                return Ok(());
+                return Ok(true);
             };
             if in_quotes {
                 if b == f.escape && bytes.get(i + 1) == Some(&f.quote) {
@@ -217,7 +268,7 @@ impl RecordReader<'_> {
                     push_csv_field(fields, &mut field, quoted, f);
                     self.pos = i + 1;
                     self.line += 1;
-                    return Ok(());
+                    return Ok(true);
                 }
                 _ => field.push(b),
             }

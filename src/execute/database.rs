@@ -26,6 +26,9 @@ pub struct Limits {
     pub query_memory: Option<usize>,
     /// Where the cold tier lives (`ColdStore::open`); default `<data-dir>/cold`.
     pub cold_url: Option<String>,
+    /// COPY FROM data decoded and staged at a time (default 16 MiB): a COPY holds about this
+    /// much in memory however large it is.
+    pub copy_chunk_bytes: Option<usize>,
 }
 
 /// Half of the machine's memory (from /proc/meminfo), or 4 GiB if it cannot be read.
@@ -45,6 +48,8 @@ pub struct Database {
     /// Commits hold it shared while they write and update features; CREATE FEATURE holds it
     /// exclusively while it backfills, so no commit falls between backfill and registration.
     pub commit_gate: tokio::sync::RwLock<()>,
+    /// See [`Limits::copy_chunk_bytes`].
+    pub copy_chunk_bytes: usize,
 }
 
 impl Database {
@@ -119,6 +124,12 @@ impl Database {
             let table = catalog.require_table(&def.table)?;
             catalog.features.insert(LiveFeature::open(def, table, catalog.store(), &ctx)?)?;
         }
-        Ok(Arc::new(Self { catalog, ctx, parser: SqlParser::new(), commit_gate: tokio::sync::RwLock::new(()) }))
+        Ok(Arc::new(Self {
+            catalog,
+            ctx,
+            parser: SqlParser::new(),
+            commit_gate: tokio::sync::RwLock::new(()),
+            copy_chunk_bytes: limits.copy_chunk_bytes.unwrap_or(16 << 20).max(1),
+        }))
     }
 }

@@ -7,14 +7,13 @@
 
 use std::sync::Arc;
 
-use arrow::array::ArrayRef;
 use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::LogicalPlan;
 use sqlparser::ast::{CopySource, CopyTarget, ObjectType, Statement as SqlStatement};
 
 use super::Database;
-use super::conform::{RowLabel, conform};
-use super::copy_format::{CopyFormat, decode};
+
+use super::copy_format::CopyFormat;
 use super::create_table::table_def;
 use super::insert::rows_to_insert;
 use super::settings::Settings;
@@ -43,19 +42,9 @@ pub enum Output {
     CopyOut { format: CopyFormat, data: DataFrame },
 }
 
-/// A COPY FROM STDIN waiting for its data.
-pub struct CopyIn {
-    def: Arc<TableDef>,
-    /// Table column index of each column in the data, in data order.
-    targets: Vec<usize>,
-    pub format: CopyFormat,
-}
+mod copy_in;
 
-impl CopyIn {
-    pub fn column_count(&self) -> usize {
-        self.targets.len()
-    }
-}
+pub use copy_in::CopyIn;
 
 enum Transaction {
     None,
@@ -168,12 +157,6 @@ impl Session {
             catalog.features.remove(name)?;
         }
         Ok(Output::Command { tag: "DROP FEATURE", rows: None })
-    }
-
-    /// Decodes and writes the data of a COPY FROM STDIN; returns the number of rows.
-    pub async fn finish_copy_in(&mut self, copy: CopyIn, data: &[u8]) -> Result<u64> {
-        let outcome = self.copy_rows(copy, data).await;
-        self.abort_on_error(outcome)
     }
 
     /// Runs a query planned earlier (extended protocol), honouring an aborted transaction.
@@ -303,32 +286,15 @@ impl Session {
 
     async fn copy_from(&mut self, source: &CopySource, target: &CopyTarget, format: CopyFormat) -> Result<Output> {
         let (def, targets) = copy_destination(&self.db, source)?;
-        let copy = CopyIn { def, targets, format };
+        let copy = CopyIn::new(def, targets, format);
         match target {
             CopyTarget::Stdin => Ok(Output::CopyIn(copy)),
             CopyTarget::File { filename } => {
-                let data = tokio::fs::read(filename).await.map_err(|e| Error::NotFound {
-                    sqlstate: "58P01",
-                    message: format!("could not open file \"{filename}\" for reading: {e}"),
-                })?;
-                let rows = self.copy_rows(copy, &data).await?;
+                let rows = self.copy_from_file(copy, filename).await?;
                 Ok(Output::Command { tag: "COPY", rows: Some(rows) })
             }
             _ => Err(Error::unsupported("COPY FROM supports STDIN and server-side files")),
         }
-    }
-
-    async fn copy_rows(&mut self, copy: CopyIn, data: &[u8]) -> Result<u64> {
-        let names: Vec<String> = copy.targets.iter().map(|i| copy.def.columns[*i].name.clone()).collect();
-        let decoded = decode(data, &copy.format, &names)?;
-        let rows = decoded.lines.len();
-        let mut columns: Vec<Option<ArrayRef>> = vec![None; copy.def.columns.len()];
-        for (column, target) in decoded.columns.into_iter().zip(&copy.targets) {
-            columns[*target] = Some(column);
-        }
-        let batch = conform(&copy.def, columns, rows, RowLabel::Lines(&decoded.lines))?;
-        self.write(vec![Append { table_id: copy.def.id, event_time: copy.def.event_time, batch }]).await?;
-        Ok(rows as u64)
     }
 
     async fn copy_to(&mut self, source: &CopySource, target: &CopyTarget, format: CopyFormat) -> Result<Output> {

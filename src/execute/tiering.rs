@@ -14,7 +14,8 @@ impl Database {
     /// the table), compacts small files and collects garbage. Returns what moved.
     pub async fn tier(&self) -> Result<TierReport> {
         let store = self.catalog.store().clone();
-        let next_seq = store.next_seq()?;
+        // A staged write moving into place is not moved on until it is wholly there.
+        let next_seq = store.visible_seq();
         let features = self.catalog.features.all();
         let mut requests = Vec::new();
         let mut event_times = HashMap::new();

@@ -32,6 +32,10 @@ impl Events<'_> {
         self.words.len() / self.stride
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn time(&self, i: usize) -> i64 {
         self.words[i * self.stride] as i64
     }

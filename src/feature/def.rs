@@ -366,6 +366,17 @@ impl CompiledFeature {
         HEADER + self.def.values.len()
     }
 
+    /// How far back from T the window evaluated at T can reach (µs), for the strict and the
+    /// inclusive variant alike; `None` when it is unbounded (session and lifetime windows).
+    /// Events older than `T - lookback` never count again at T or any later time.
+    pub fn lookback(&self) -> Option<i64> {
+        match self.def.window {
+            Window::Sliding { width } | Window::Tumbling { width } => Some(width),
+            Window::Hopping { width, every } => Some(width.saturating_add(every)),
+            Window::Session { .. } | Window::Lifetime => None,
+        }
+    }
+
     /// Rows in the feature's table schema: the key columns, each row's values, and the time
     /// each row was evaluated at (µs). Online reads and ASOF joins both answer with this.
     pub fn batch(&self, keys: Vec<ArrayRef>, values: &[Vec<ScalarValue>], times: Vec<i64>) -> Result<RecordBatch> {

@@ -27,6 +27,9 @@ pub struct LiveFeature {
     applied_seq: AtomicU64,
     /// How the state was obtained at startup or creation, for `asofdb.feature_state`.
     origin: String,
+    /// The store holding the feature's table: ASOF joins reaching further back than the
+    /// state's horizon read the events from it.
+    pub store: Arc<EventStore>,
 }
 
 impl LiveFeature {
@@ -35,7 +38,7 @@ impl LiveFeature {
     pub fn backfill(
         def: FeatureDef,
         table: Arc<TableDef>,
-        store: &EventStore,
+        store: &Arc<EventStore>,
         ctx: &SessionContext,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Self> {
@@ -46,22 +49,29 @@ impl LiveFeature {
         let (done, applied) = ingest_all(&compiled, &mut state, parts, 0, &mut |done| progress(done, total))?;
         state.shrink_to_fit();
         let origin = format!("backfilled from {done} rows");
-        Ok(Self::new(compiled, state, 0, applied, origin))
+        Ok(Self::new(compiled, state, (0, applied), origin, store.clone()))
     }
 
-    fn new(compiled: CompiledFeature, state: FeatureState, snapshot: u64, applied: u64, origin: String) -> Self {
+    fn new(
+        compiled: CompiledFeature,
+        state: FeatureState,
+        (snapshot, applied): (u64, u64),
+        origin: String,
+        store: Arc<EventStore>,
+    ) -> Self {
         Self {
             compiled,
             state: RwLock::new(state),
             snapshot_seq: AtomicU64::new(snapshot),
             applied_seq: AtomicU64::new(applied),
             origin,
+            store,
         }
     }
 
     /// Opens a persisted feature at startup: loads its snapshot and replays the writes made
     /// after it, or backfills when there is no snapshot.
-    pub fn open(def: FeatureDef, table: Arc<TableDef>, store: &EventStore, ctx: &SessionContext) -> Result<Self> {
+    pub fn open(def: FeatureDef, table: Arc<TableDef>, store: &Arc<EventStore>, ctx: &SessionContext) -> Result<Self> {
         let Some(SnapshotMeta { next_seq, .. }) = SnapshotMeta::read(store, &def.name)? else {
             return Self::backfill(def, table, store, ctx, &mut |_, _| {});
         };
@@ -72,10 +82,11 @@ impl LiveFeature {
         }
         let parts = store.scan_since(compiled.table.scan_table(), next_seq);
         let (replayed, applied) = ingest_all(&compiled, &mut state, parts, next_seq, &mut |_| {})?;
+        state.evict_due(&compiled);
         state.shrink_to_fit();
         let origin = format!("restored from snapshot at seq {next_seq}, replayed {replayed} rows");
         tracing::info!(feature = %compiled.def.name, "{origin}");
-        Ok(Self::new(compiled, state, next_seq, applied, origin))
+        Ok(Self::new(compiled, state, (next_seq, applied), origin, store.clone()))
     }
 
     /// Persists the current state as a snapshot, durably. The caller holds the commit gate,

@@ -9,6 +9,8 @@
 //!  chunk = key (binary, row-encoded) | time | seq | flags | one column per aggregate
 //!          (UInt64 words; an order-sensitive aggregate of another type keeps its value)
 //! ```
+//! A key whose earliest events were evicted (older than every window still evaluated) gets
+//! one more row with arrival number `FIRST_ONLY` and that earliest time: it still matches.
 //! Tiles are not stored: restoring appends each key's events in order, which builds the tiles
 //! incrementally at the cost of one fold per event.
 
@@ -21,7 +23,7 @@ use datafusion::scalar::ScalarValue;
 use super::accumulate::HEADER;
 use super::def::CompiledFeature;
 use super::encoding::{Repr, VALUE};
-use super::state::FeatureState;
+use super::state::{FIRST_ONLY, FeatureState};
 use crate::error::{Error, Result};
 use crate::storage::{EventStore, keys};
 
@@ -63,6 +65,17 @@ pub fn export(feature: &CompiledFeature, state: &FeatureState) -> Result<Vec<Rec
     let mut chunks = Vec::new();
     let mut pending = Pending::default();
     for (key, history) in state.encoded_keys() {
+        if let Some(first) = history.evicted_first(feature) {
+            // The key's earliest event was evicted: a row records its time only.
+            pending.keys.append_value(key);
+            pending.words.extend([first as u64, FIRST_ONLY]);
+            pending.words.resize(pending.words.len() + stride - 2, 0);
+            let others = feature.reprs.iter().enumerate().filter(|(_, r)| **r == Repr::Other).map(|(j, _)| (j, None));
+            pending.others.push(others.collect());
+            if pending.others.len() == CHUNK_EVENTS {
+                chunks.push(pending.finish(feature)?);
+            }
+        }
         let (words, others) = history.raw();
         for event in words.chunks_exact(stride) {
             pending.keys.append_value(key);

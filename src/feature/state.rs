@@ -47,6 +47,9 @@ pub struct KeyHistory {
     words: Vec<u64>,
     others: Vec<ScalarValue>,
     tiles: Option<Box<Tiles>>,
+    /// The earliest qualifying event time ever seen for the key, kept when that event itself
+    /// has been evicted: a key matches at T if it has any event at or before T, in memory or not.
+    first: Option<i64>,
 }
 
 impl KeyHistory {
@@ -72,6 +75,36 @@ impl KeyHistory {
         self.update_tiles(feature, p, t);
     }
 
+    /// Drops the first `r` events (all older than every window still to be evaluated).
+    fn drop_prefix(&mut self, feature: &CompiledFeature, r: usize) {
+        let stride = feature.stride();
+        self.words.drain(..r * stride);
+        if !self.others.is_empty() {
+            // Words of non-numeric values index `others`; keep only the values still referenced.
+            let mut kept = Vec::new();
+            for event in self.words.chunks_exact_mut(stride) {
+                for (j, repr) in feature.reprs.iter().enumerate() {
+                    if *repr == super::encoding::Repr::Other && (event[2] >> (2 * j)) & 3 == VALUE {
+                        kept.push(self.others[event[HEADER + j] as usize].clone());
+                        event[HEADER + j] = (kept.len() - 1) as u64;
+                    }
+                }
+            }
+            self.others = kept;
+        }
+        self.tiles = None;
+        let ev = self.events(feature);
+        if !ev.is_empty() && ev.len() >= feature.tile_min_events {
+            let window = span(&feature.def.window, ev.time(ev.len() - 1), false);
+            if ev.len() - ev.from(window.from) >= feature.tile_min_events {
+                self.tiles = Some(Box::new(build_tiles(feature, &ev)));
+            }
+        }
+        if self.words.capacity() > 2 * self.words.len() + 64 {
+            self.words.shrink_to_fit();
+        }
+    }
+
     /// Stores a value of an order-sensitive aggregate of a non-numeric type; returns its word.
     fn keep(&mut self, value: ScalarValue) -> u64 {
         self.others.push(value);
@@ -79,7 +112,7 @@ impl KeyHistory {
     }
 
     fn update_tiles(&mut self, feature: &CompiledFeature, p: usize, t: i64) {
-        let KeyHistory { words, others, tiles } = self;
+        let KeyHistory { words, others, tiles, .. } = self;
         let ev = Events { words, stride: feature.stride(), others };
         let Some(tiles) = tiles else {
             // Tiles pay off only for a key whose window holds many events; for the sparse
@@ -146,9 +179,7 @@ impl KeyHistory {
         window: &mut SlidingDistinct,
         emit: &mut dyn FnMut(Option<Vec<ScalarValue>>) -> Result<()>,
     ) -> Result<()> {
-        let distinct: Vec<usize> = (0..feature.def.values.len())
-            .filter(|j| matches!(feature.def.values[*j].kind, AggKind::CountDistinct | AggKind::ApproxDistinct))
-            .collect();
+        let distinct = distinct_aggregates(feature);
         if distinct.is_empty() || matches!(feature.def.window, Window::Session { .. }) {
             for t in times {
                 emit(self.evaluate(feature, t, strict)?)?;
@@ -184,7 +215,7 @@ impl KeyHistory {
     ) -> Result<Option<Evaluated>> {
         let ev = self.events(feature);
         let end = ev.after(upper_bound(t, strict));
-        if end == 0 {
+        if end == 0 && self.first.is_none_or(|first| first > upper_bound(t, strict)) {
             return Ok(None);
         }
         let window = match feature.def.window {
@@ -239,6 +270,23 @@ impl KeyHistory {
         (&self.words, &self.others)
     }
 
+    /// The earliest qualifying event time ever seen, if it is no longer held as an event.
+    pub fn evicted_first(&self, feature: &CompiledFeature) -> Option<i64> {
+        let ev = self.events(feature);
+        self.first.filter(|first| ev.is_empty() || *first < ev.time(0))
+    }
+
+    /// The earliest qualifying event time ever seen.
+    pub fn first(&self) -> Option<i64> {
+        self.first
+    }
+
+    /// Keeps a sliding window of this key's sweep in step with the eviction of its first `r`
+    /// events (call before they go).
+    pub fn retire_window(&self, feature: &CompiledFeature, window: &mut SlidingDistinct, r: usize) {
+        window.retire(&self.events(feature), &distinct_aggregates(feature), r);
+    }
+
     /// Approximate heap bytes held (for `asofdb.features` and the memory figures).
     pub fn heap_bytes(&self) -> usize {
         let tiles = self
@@ -247,6 +295,13 @@ impl KeyHistory {
             .map_or(0, |t| t.starts.capacity() * 8 + t.ends.capacity() * 4 + t.partials.capacity() * size_of::<Acc>());
         self.words.capacity() * 8 + self.others.capacity() * size_of::<ScalarValue>() + tiles
     }
+}
+
+/// The indexes of the feature's distinct-count aggregates.
+pub fn distinct_aggregates(feature: &CompiledFeature) -> Vec<usize> {
+    (0..feature.def.values.len())
+        .filter(|j| matches!(feature.def.values[*j].kind, AggKind::CountDistinct | AggKind::ApproxDistinct))
+        .collect()
 }
 
 /// A window's values and its event range.
@@ -284,6 +339,20 @@ impl SlidingDistinct {
     /// Words held, over all aggregates (for bounding caches of windows).
     pub fn size(&self) -> usize {
         self.counts.iter().map(|c| c.len()).sum()
+    }
+
+    /// Follows the eviction of the first `r` events of the key (which later windows never
+    /// reach): they leave the window, and positions shift down by `r`.
+    fn retire(&mut self, ev: &Events, distinct: &[usize], r: usize) {
+        if self.hi <= r {
+            self.counts.iter_mut().for_each(|c| c.clear());
+            (self.lo, self.hi) = (0, 0);
+            return;
+        }
+        if self.lo < r {
+            self.slide(ev, distinct, (r, self.hi));
+        }
+        (self.lo, self.hi) = (self.lo - r, self.hi - r);
     }
 
     fn slide(&mut self, ev: &Events, distinct: &[usize], (a, b): (usize, usize)) {
@@ -346,6 +415,9 @@ fn build_tiles(feature: &CompiledFeature, ev: &Events) -> Tiles {
     tiles
 }
 
+/// The arrival number of a snapshot row that only records a key's earliest (evicted) event time.
+pub const FIRST_ONLY: u64 = u64::MAX;
+
 /// All keys of one feature.
 pub struct FeatureState {
     converter: RowConverter,
@@ -354,18 +426,110 @@ pub struct FeatureState {
     /// Bumped by every change: positions of events (and addresses of histories) seen at one
     /// version are valid until the next (sweeps cache per-key windows by it).
     version: u64,
+    /// Events older than this are not kept (they are outside every window evaluated at the
+    /// latest event time or later); `i64::MIN` until the first eviction.
+    horizon: i64,
+    /// The greatest event time ingested (of any row, qualifying or not).
+    max_time: i64,
+    /// Whether ingesting moves the horizon along with `max_time` (the live state); a sweep's
+    /// scratch state moves it itself.
+    auto_evict: bool,
 }
+
+/// The horizon moves in steps of at least this much (µs), so that each eviction pass over
+/// every key drops a good share of the events: a day, or a quarter of the window if longer.
+const MIN_EVICTION_STEP: i64 = 86_400_000_000;
 
 impl FeatureState {
     pub fn new(feature: &CompiledFeature) -> Result<Self> {
         let fields =
             feature.key_columns.iter().map(|i| SortField::new(feature.table.columns[*i].ty.arrow_type())).collect();
         let hasher = ahash::RandomState::with_seeds(0x5eed, 0xa50f, 0xdb, 0xf00d);
-        Ok(Self { converter: RowConverter::new(fields)?, keys: HashMap::with_hasher(hasher), version: 0 })
+        Ok(Self {
+            converter: RowConverter::new(fields)?,
+            keys: HashMap::with_hasher(hasher),
+            version: 0,
+            horizon: i64::MIN,
+            max_time: i64::MIN,
+            auto_evict: true,
+        })
+    }
+
+    /// A scratch state for an ASOF sweep over stored events: it keeps only the keys it is
+    /// given (`add_key`) and evicts only when told to.
+    pub fn scratch(feature: &CompiledFeature) -> Result<Self> {
+        Ok(Self { auto_evict: false, ..Self::new(feature)? })
     }
 
     /// Adds the qualifying rows of `batch` (rows of the source table stored under `seq`).
     pub fn ingest(&mut self, feature: &CompiledFeature, batch: &RecordBatch, seq: u64) -> Result<()> {
+        self.ingest_rows(feature, batch, seq, !self.auto_evict)?;
+        self.evict_due(feature);
+        Ok(())
+    }
+
+    /// Moves the live state's horizon up to `max_time - lookback` once it has fallen a step
+    /// behind.
+    pub fn evict_due(&mut self, feature: &CompiledFeature) {
+        if self.auto_evict
+            && let Some(lookback) = feature.lookback()
+        {
+            let target = self.max_time.saturating_sub(lookback);
+            if target >= self.horizon.saturating_add((lookback / 4).max(MIN_EVICTION_STEP)) {
+                self.evict(feature, target, &mut |_, _, _| {});
+            }
+        }
+    }
+
+    /// Drops every event older than `horizon`; `before_drop(key, history, count)` sees each
+    /// key that loses `count` events, before they go. Keys stay, with their first event time.
+    pub fn evict(
+        &mut self,
+        feature: &CompiledFeature,
+        horizon: i64,
+        before_drop: &mut dyn FnMut(&[u8], &KeyHistory, usize),
+    ) {
+        if horizon <= self.horizon {
+            return;
+        }
+        self.version += 1;
+        self.horizon = horizon;
+        for (key, history) in self.keys.iter_mut() {
+            let r = history.events(feature).from(horizon);
+            if r > 0 {
+                before_drop(key, history, r);
+                history.drop_prefix(feature, r);
+            }
+        }
+    }
+
+    /// Events older than this are no longer held (see the field).
+    pub fn horizon(&self) -> i64 {
+        self.horizon
+    }
+
+    /// Adds an empty history for a key (row-encoded) whose earliest event is `first`.
+    pub fn add_key(&mut self, key: &[u8], first: Option<i64>) {
+        self.keys.entry(key.into()).or_default().first = first;
+    }
+
+    /// The key's history, by its row-encoded form.
+    pub fn encoded(&self, key: &[u8]) -> Option<&KeyHistory> {
+        self.keys.get(key)
+    }
+
+    /// Row-encodes keys given as arrays in key-column order (as `encoded` and `add_key` take them).
+    pub fn encode_keys(&self, keys: &[ArrayRef]) -> Result<arrow::row::Rows> {
+        Ok(self.converter.convert_columns(keys)?)
+    }
+
+    fn ingest_rows(
+        &mut self,
+        feature: &CompiledFeature,
+        batch: &RecordBatch,
+        seq: u64,
+        known_keys_only: bool,
+    ) -> Result<()> {
         self.version += 1;
         let rows = batch.num_rows();
         let passes = match &feature.filter {
@@ -385,6 +549,9 @@ impl FeatureState {
         let key_arrays: Vec<ArrayRef> = feature.key_columns.iter().map(|i| batch.column(*i).clone()).collect();
         let key_rows = self.converter.convert_columns(&key_arrays)?;
         let times = event_times(batch.column(feature.event_time))?;
+        if let Some(max) = times.values().iter().max() {
+            self.max_time = self.max_time.max(*max);
+        }
         let mut event = vec![0u64; feature.stride()];
         for row in 0..rows {
             if passes.as_ref().is_some_and(|p| !p.is_valid(row) || !p.value(row)) {
@@ -393,9 +560,15 @@ impl FeatureState {
             let key = key_rows.row(row);
             let history = match self.keys.get_mut(key.as_ref()) {
                 Some(history) => history,
+                None if known_keys_only => continue,
                 None => self.keys.entry(key.as_ref().into()).or_default(),
             };
-            event[0] = times.value(row) as u64;
+            let t = times.value(row);
+            history.first = Some(history.first.map_or(t, |first| first.min(t)));
+            if t < self.horizon {
+                continue;
+            }
+            event[0] = t as u64;
             event[1] = seq;
             event[2] = 0;
             for (j, column) in encoded.iter().enumerate() {
@@ -476,6 +649,12 @@ impl FeatureState {
             self.keys.insert(key.into(), KeyHistory::default());
         }
         if let Some(history) = self.keys.get_mut(key) {
+            let t = event[0] as i64;
+            history.first = Some(history.first.map_or(t, |first| first.min(t)));
+            if event[1] == FIRST_ONLY {
+                return;
+            }
+            self.max_time = self.max_time.max(t);
             for (j, value) in others {
                 event[HEADER + j] = history.keep(value);
             }

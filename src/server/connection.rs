@@ -13,7 +13,7 @@ use crate::execute::{CopyIn, Session};
 pub struct Connection {
     pub session: Session,
     /// A COPY FROM STDIN in progress and the data received so far.
-    pub copy_in: Option<(CopyIn, Vec<u8>)>,
+    pub copy_in: Option<CopyIn>,
     /// Raised by a CancelRequest for this connection.
     pub cancel: Arc<CancelFlag>,
 }

@@ -39,9 +39,10 @@ impl CopyHandler for QueryHandler {
     {
         let state = self.connection(client);
         let mut conn = state.lock().await;
+        let conn = &mut *conn;
         match conn.copy_in.as_mut() {
-            Some((_, data)) => {
-                data.extend_from_slice(&copy_data.data);
+            Some(copy) => {
+                conn.session.copy_in_data(copy, &copy_data.data);
                 Ok(())
             }
             None => Err(protocol_error("CopyData received outside of COPY FROM STDIN")),
@@ -56,10 +57,10 @@ impl CopyHandler for QueryHandler {
     {
         let state = self.connection(client);
         let mut conn = state.lock().await;
-        let Some((copy, data)) = conn.copy_in.take() else {
+        let Some(copy) = conn.copy_in.take() else {
             return Err(protocol_error("CopyDone received outside of COPY FROM STDIN"));
         };
-        let rows = conn.session.finish_copy_in(copy, &data).await.map_err(to_pgwire)?;
+        let rows = conn.session.finish_copy_in(copy).await.map_err(to_pgwire)?;
         drop(conn);
         let tag = Tag::new("COPY").with_rows(rows as usize);
         client.send(PgWireBackendMessage::CommandComplete(tag.into())).await?;

@@ -48,7 +48,7 @@ pub async fn to_response(
         Output::TransactionEnded { tag } => Response::TransactionEnd(Tag::new(tag)),
         Output::CopyIn(copy) => {
             let columns = copy.column_count();
-            connection.copy_in = Some((copy, Vec::new()));
+            connection.copy_in = Some(copy);
             Response::CopyIn(CopyResponse::new(0, columns, futures::stream::empty()))
         }
         Output::CopyOut { format, data } => {

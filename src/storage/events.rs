@@ -14,6 +14,7 @@ use super::blocks::{encode_batch, event_times, split_by_block};
 use super::cold::{ColdStore, Manifest};
 use super::keys;
 use super::scan::Scan;
+use super::staging::{self, StagedCommit};
 use super::{KvOp, KvStore};
 use crate::error::{Error, Result};
 
@@ -57,7 +58,7 @@ fn start_committer(store: Weak<EventStore>) -> mpsc::Sender<CommitJob> {
                 group.push(next);
             }
             let Some(store) = store.upgrade() else { break };
-            let applied: Vec<_> = group.into_iter().map(|(commit, reply)| (store.apply(commit), reply)).collect();
+            let applied: Vec<_> = group.into_iter().map(|(commit, reply)| (store.apply_all(commit), reply)).collect();
             let synced = if applied.iter().any(|(outcome, _)| outcome.is_ok()) { store.kv.sync() } else { Ok(()) };
             for (outcome, reply) in applied {
                 let outcome = match (&synced, outcome) {
@@ -122,6 +123,8 @@ pub struct Commit {
     pub catalog_deletes: Vec<Vec<u8>>,
     /// Tables whose rows and statistics are removed.
     pub dropped_tables: Vec<u64>,
+    /// A staged write to commit (`staging`).
+    pub staged: Option<StagedCommit>,
 }
 
 pub(super) struct Counters {
@@ -145,10 +148,20 @@ pub struct EventStore {
     pub(super) retired: Mutex<Vec<Weak<Manifest>>>,
     /// Serializes moves, compactions and garbage collection.
     pub(super) tiering: Mutex<()>,
+    /// See [`EventStore::visible_seq`].
+    visible_seq: std::sync::atomic::AtomicU64,
 }
 
 /// A commit waiting for the committer thread, and where to send its outcome.
-type CommitJob = (Commit, tokio::sync::oneshot::Sender<Result<Vec<StoredPart>>>);
+type CommitJob = (Commit, tokio::sync::oneshot::Sender<Result<Applied>>);
+
+/// What applying a commit wrote: the appended rows, and the (block, seq) of each piece of a
+/// staged write it committed.
+#[derive(Default)]
+pub(super) struct Applied {
+    pub parts: Vec<StoredPart>,
+    pub moved: Vec<(i64, u64)>,
+}
 
 const SEQ: &str = "seq";
 const TABLE_ID: &str = "table_id";
@@ -157,6 +170,7 @@ pub(super) const FILE_NO: &str = "file_no";
 impl EventStore {
     /// Opens the store, loading counters, statistics and the cold-tier manifest.
     pub fn open(kv: Arc<dyn KvStore>, cold: Option<Arc<ColdStore>>) -> Result<Self> {
+        staging::recover(kv.as_ref())?;
         let read_counter = |name: &str| -> Result<u64> {
             Ok(match kv.get(&keys::counter(name))? {
                 Some(v) => {
@@ -187,6 +201,7 @@ impl EventStore {
             marks.push((id, value.to_vec()));
         }
         let manifest = Manifest::load(&files, &marks)?;
+        let visible_seq = std::sync::atomic::AtomicU64::new(counters.next_seq);
         Ok(Self {
             kv,
             counters: Mutex::new(counters),
@@ -196,6 +211,7 @@ impl EventStore {
             manifest: RwLock::new(Arc::new(manifest)),
             retired: Mutex::new(Vec::new()),
             tiering: Mutex::new(()),
+            visible_seq,
         })
     }
 
@@ -284,6 +300,10 @@ impl EventStore {
     /// visible when applied, a moment before it is durable; the caller acknowledges the
     /// statement only after this returns.
     pub async fn commit(self: &Arc<Self>, commit: Commit) -> Result<Vec<StoredPart>> {
+        Ok(self.commit_applied(commit).await?.parts)
+    }
+
+    pub(super) async fn commit_applied(self: &Arc<Self>, commit: Commit) -> Result<Applied> {
         let queue = self.committer.get_or_init(|| start_committer(Arc::downgrade(self)));
         let (reply, outcome) = tokio::sync::oneshot::channel();
         queue.send((commit, reply)).map_err(|_| Error::internal("the committer thread has stopped"))?;
@@ -293,6 +313,16 @@ impl EventStore {
     /// Applies `commit` atomically without waiting for durability (blocking call). Returns the
     /// appended rows as stored: one part per table and block, with its arrival sequence.
     pub fn apply(&self, commit: Commit) -> Result<Vec<StoredPart>> {
+        Ok(self.apply_all(commit)?.parts)
+    }
+
+    /// Seqs from this one on belong to writes not yet wholly visible (a staged write moving
+    /// into place): scans skip them.
+    pub fn visible_seq(&self) -> u64 {
+        self.visible_seq.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn apply_all(&self, commit: Commit) -> Result<Applied> {
         let mut counters = self.counters.lock().map_err(|_| Error::internal("counters poisoned"))?;
         let mut stats = self.stats.write().map_err(|_| Error::internal("stats poisoned"))?;
         let mut ops = Vec::new();
@@ -320,6 +350,19 @@ impl EventStore {
                 next_seq += 1;
             }
         }
+        let staged = commit.staged.map(|staged| {
+            let entry = new_stats
+                .entry(staged.table_id)
+                .or_insert_with(|| stats.get(&staged.table_id).copied().unwrap_or_default());
+            entry.rows += staged.rows;
+            if let Some(max) = staged.watermark {
+                entry.watermark = Some(entry.watermark.map_or(max, |w| w.max(max)));
+            }
+            ops.push(staging::record(&staged, next_seq));
+            let first = next_seq;
+            next_seq += staged.pieces as u64;
+            (staged, first)
+        });
         for (key, entry) in &commit.catalog_puts {
             ops.push(KvOp::Put(key.clone(), entry.clone()));
         }
@@ -357,7 +400,15 @@ impl EventStore {
             self.publish(|m| commit.dropped_tables.iter().for_each(|t| m.drop_table(*t)))?;
         }
         stats.extend(new_stats);
-        Ok(parts)
+        drop(stats);
+        drop(counters);
+        // No scan reads the seqs of a staged write until all of its pieces are in place.
+        let moved = match staged {
+            Some((staged, first)) => staging::roll_forward(self.kv.as_ref(), staged.id, staged.table_id, first)?,
+            None => Vec::new(),
+        };
+        self.visible_seq.fetch_max(next_seq, std::sync::atomic::Ordering::SeqCst);
+        Ok(Applied { parts, moved })
     }
 
     /// The stored writes of a table with a sequence number of at least `min_seq` (replay after

@@ -13,11 +13,13 @@ pub mod hot;
 pub mod keys;
 mod memory;
 mod scan;
+mod staging;
 mod tiering;
 
 pub use blocks::{BLOCK_MICROS, decode_batch, encode_batch};
 pub use events::{Append, CatalogKind, Commit, EventStore, ScanTable, StoredPart, TableStats};
 pub use memory::MemoryKv;
+pub use staging::StagedWrite;
 pub use tiering::{MoveRequest, TierReport, TierTable, TierUsage};
 
 use crate::error::Result;

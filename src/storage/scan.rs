@@ -30,6 +30,8 @@ pub(super) struct Scan {
     times: (i64, i64),
     part: (usize, usize),
     min_seq: u64,
+    /// Writes numbered from here on were not wholly visible when the scan began.
+    visible_seq: u64,
     files: VecDeque<ColdFile>,
     ready: VecDeque<StoredPart>,
     hot: HotPairs,
@@ -71,6 +73,7 @@ impl Scan {
             times,
             part: (part, parts),
             min_seq,
+            visible_seq: store.visible_seq(),
             files,
             ready: VecDeque::new(),
             hot,
@@ -92,6 +95,7 @@ impl Scan {
             };
             let day = block.div_euclid(BLOCKS_PER_DAY);
             if seq < self.min_seq
+                || seq >= self.visible_seq
                 || day.rem_euclid(self.part.1 as i64) as usize != self.part.0
                 || self.mark.covers_block(seq, block)
             {

@@ -1,30 +1,38 @@
 //! ASOF join against a feature: each left row gets the feature evaluated at its time.
 //!
-//! The feature's state already holds each key's events sorted by time with tile partials, so
-//! nothing is built per query. Each left batch is swept key by key: its rows are ordered by
-//! (key, time), each key's history is looked up once, and its rows are evaluated in time order
-//! by the same core online reads use (`KeyHistory::evaluate`, `>=` inclusive, `>` strict).
-//! Output rows keep the left order.
+//! The left side (the spine) is read whole, then answered one of two ways:
+//! - if every row's window lies within what the live state holds (its horizon, one window
+//!   behind the latest event), from the live state: nothing is built per query; each batch is
+//!   swept key by key, rows ordered by (key, time), each key's history looked up once;
+//! - otherwise from the stored events of both tiers, swept in time order with memory bounded
+//!   by one window (`history`).
+//!
+//! Both evaluate with the core online reads use (`KeyHistory::sweep`/`evaluate`, `>=`
+//! inclusive, `>` strict). Output rows keep the left order. The spine is counted in
+//! DataFusion's memory pool, so a spine larger than the pool fails with 53200.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt32Array};
 use arrow::compute::take;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use datafusion::scalar::ScalarValue;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 
+use super::history::{Probe, evaluate_stored};
 use super::probe::{JoinSide, assemble, evaluate_as, external, micros, properties};
 use crate::error::Error;
-use crate::feature::{LiveFeature, SlidingDistinct, array_of};
+use crate::feature::window::span;
+use crate::feature::{FeatureState, LiveFeature, SlidingDistinct, array_of};
 
 pub struct AsofFeatureExec {
     left: Arc<dyn ExecutionPlan>,
@@ -105,28 +113,45 @@ impl ExecutionPlan for AsofFeatureExec {
     }
 
     fn execute(&self, partition: usize, ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        let left = self.left.execute(partition, ctx)?;
-        let mut sweep = Sweep {
-            windows: (0, HashMap::new()),
+        let mut left = self.left.execute(partition, ctx.clone())?;
+        let reservation = MemoryConsumer::new("AsofFeatureExec[spine]").register(ctx.memory_pool());
+        let join = Join {
             feature: self.feature.clone(),
             left_on: self.left_on.clone(),
             strict: self.strict,
             left_join: self.left_join,
             schema: self.schema.clone(),
         };
-        let stream = left.map(move |batch| batch.and_then(|b| sweep.join(&b)));
+        let output = async move {
+            // The whole spine is read first: which path answers depends on how far back it reaches.
+            let mut batches = Vec::new();
+            while let Some(batch) = left.next().await {
+                let batch = batch?;
+                reservation.try_grow(batch.get_array_memory_size())?;
+                batches.push(batch);
+            }
+            let joined = tokio::task::spawn_blocking(move || join.all(batches))
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))??;
+            drop(reservation);
+            Ok::<_, DataFusionError>(futures::stream::iter(joined.into_iter().map(Ok)))
+        };
+        let stream = futures::stream::once(output).try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream)))
     }
 }
 
-/// Sliding windows kept per key (by history address) across batches, with the state version
-/// they belong to, at most this many words in all.
-const CACHED_WINDOW_WORDS: usize = 4 << 20;
+/// Per left row: the feature's values, or `None` when the row does not match.
+type Values = Vec<Option<Vec<ScalarValue>>>;
 
-struct Sweep {
-    /// (state version, per-key sliding windows): the spine usually arrives in time order, so
-    /// the next batch's rows of a key extend its window instead of rebuilding it.
-    windows: (u64, HashMap<usize, SlidingDistinct>),
+/// One left batch with its keys (in the feature's key types) and times.
+struct Probed {
+    batch: RecordBatch,
+    keys: Vec<ArrayRef>,
+    times: TimestampMicrosecondArray,
+}
+
+struct Join {
     feature: Arc<LiveFeature>,
     left_on: JoinSide,
     strict: bool,
@@ -134,35 +159,59 @@ struct Sweep {
     schema: SchemaRef,
 }
 
-impl Sweep {
-    fn join(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
+impl Join {
+    fn all(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
         let compiled = &self.feature.compiled;
-        let n = batch.num_rows();
-        let keys: Vec<ArrayRef> = self
-            .left_on
-            .keys
+        let probed = batches
+            .into_iter()
+            .map(|batch| {
+                let keys = self
+                    .left_on
+                    .keys
+                    .iter()
+                    .zip(&compiled.key_columns)
+                    .map(|(k, c)| evaluate_as(k, &batch, &compiled.table.columns[*c].ty.arrow_type()))
+                    .collect::<Result<Vec<_>>>()?;
+                let times = micros(&self.left_on.time, &batch)?;
+                Ok(Probed { batch, keys, times })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // The earliest event time any row's window reaches.
+        let reach = probed
             .iter()
-            .zip(&compiled.key_columns)
-            .map(|(k, c)| evaluate_as(k, batch, &compiled.table.columns[*c].ty.arrow_type()))
-            .collect::<Result<_>>()?;
-        let times = micros(&self.left_on.time, batch)?;
-        let state = self.feature.state.read().map_err(|_| external(Error::internal("feature state poisoned")))?;
-        let histories = state.histories(&keys).map_err(external)?;
+            .flat_map(|p| p.times.iter().flatten())
+            .min()
+            .map(|t| span(&compiled.def.window, t, self.strict).from);
+        let values = {
+            let state = self.feature.state.read().map_err(|_| external(Error::internal("feature state poisoned")))?;
+            if reach.is_none_or(|from| from >= state.horizon()) {
+                let mut windows = HashMap::new();
+                Some(probed.iter().map(|p| self.live(&state, p, &mut windows)).collect::<Result<Vec<_>>>()?)
+            } else {
+                None
+            }
+        };
+        let values = match values {
+            Some(values) => values,
+            None => self.stored(&probed)?,
+        };
+        probed.iter().zip(values).map(|(p, values)| self.output(p, values)).collect()
+    }
 
+    /// Values from the live state, which holds every event the rows' windows reach.
+    fn live(&self, state: &FeatureState, p: &Probed, windows: &mut HashMap<usize, SlidingDistinct>) -> Result<Values> {
+        let compiled = &self.feature.compiled;
+        let (n, times) = (p.batch.num_rows(), &p.times);
+        let histories = state.histories(&p.keys).map_err(external)?;
         // Key by key (histories are grouped by address), each key's rows in time order.
         let mut order: Vec<u32> =
             (0..n as u32).filter(|r| histories[*r as usize].is_some() && times.is_valid(*r as usize)).collect();
         let address = |r: u32| histories[r as usize].map_or(0, |h| h as *const _ as usize);
         order.sort_unstable_by_key(|r| (address(*r), times.value(*r as usize)));
-        let mut values: Vec<Option<Vec<ScalarValue>>> = vec![None; n];
-        let (version, windows) = &mut self.windows;
-        if *version != state.version()
-            || windows.values().map(SlidingDistinct::size).sum::<usize>() > CACHED_WINDOW_WORDS
-        {
+        let mut values: Values = vec![None; n];
+        if windows.values().map(SlidingDistinct::size).sum::<usize>() > CACHED_WINDOW_WORDS {
             windows.clear();
-            *version = state.version();
         }
-        // One sweep per key over its rows in time order.
         for rows in order.chunk_by(|a, b| address(*a) == address(*b)) {
             let Some(history) = histories[rows[0] as usize] else { continue };
             let mut next = rows.iter();
@@ -177,8 +226,48 @@ impl Sweep {
                 })
                 .map_err(external)?;
         }
-        drop(state);
+        Ok(values)
+    }
 
+    /// Values from the stored events (`history::evaluate_stored`).
+    fn stored(&self, probed: &[Probed]) -> Result<Vec<Values>> {
+        let scratch = FeatureState::new(&self.feature.compiled).map_err(external)?;
+        let mut ids: HashMap<Box<[u8]>, u32, ahash::RandomState> = HashMap::default();
+        let mut keys: Vec<Box<[u8]>> = Vec::new();
+        let mut probes = Vec::new();
+        let mut slot = 0u32;
+        for p in probed {
+            let rows = scratch.encode_keys(&p.keys).map_err(external)?;
+            for r in 0..p.batch.num_rows() {
+                if p.times.is_valid(r) && p.keys.iter().all(|k| k.is_valid(r)) {
+                    let key = rows.row(r);
+                    let id = match ids.get(key.as_ref()) {
+                        Some(id) => *id,
+                        None => {
+                            keys.push(key.as_ref().into());
+                            ids.insert(key.as_ref().into(), keys.len() as u32 - 1);
+                            keys.len() as u32 - 1
+                        }
+                    };
+                    probes.push(Probe { key: id, time: p.times.value(r), slot });
+                }
+                slot += 1;
+            }
+        }
+        drop(ids);
+        let mut flat: Values = vec![None; slot as usize];
+        evaluate_stored(&self.feature, &self.feature.store, &keys, &mut probes, self.strict, &mut |slot, values| {
+            flat[slot as usize] = values
+        })
+        .map_err(external)?;
+        let mut rest = flat.into_iter();
+        Ok(probed.iter().map(|p| rest.by_ref().take(p.batch.num_rows()).collect()).collect())
+    }
+
+    /// The output rows of one left batch.
+    fn output(&self, p: &Probed, values: Values) -> Result<RecordBatch> {
+        let compiled = &self.feature.compiled;
+        let n = p.batch.num_rows();
         let rows: Vec<u32> = if self.left_join {
             (0..n as u32).collect()
         } else {
@@ -188,7 +277,7 @@ impl Sweep {
         let matched = |r: &u32| values[*r as usize].is_some();
         let probe_rows: UInt32Array = rows.iter().map(|r| matched(r).then_some(*r)).collect();
         let mut right: Vec<ArrayRef> =
-            keys.iter().map(|k| take(k, &probe_rows, None)).collect::<std::result::Result<_, _>>()?;
+            p.keys.iter().map(|k| take(k, &probe_rows, None)).collect::<std::result::Result<_, _>>()?;
         for (j, result_type) in compiled.result_types.iter().enumerate() {
             let null = ScalarValue::try_from(result_type)?;
             let column = rows.iter().map(|r| match &values[*r as usize] {
@@ -197,8 +286,12 @@ impl Sweep {
             });
             right.push(array_of(column, result_type).map_err(external)?);
         }
-        right.push(take(&times, &probe_rows, None)?);
+        right.push(take(&p.times, &probe_rows, None)?);
         let keep = (!self.left_join).then(|| UInt32Array::from(rows));
-        assemble(&self.schema, batch, keep.as_ref(), right)
+        assemble(&self.schema, &p.batch, keep.as_ref(), right)
     }
 }
+
+/// Sliding windows kept per key (by history address) across the batches of one join, at most
+/// this many words in all.
+const CACHED_WINDOW_WORDS: usize = 4 << 20;

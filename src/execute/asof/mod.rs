@@ -10,6 +10,7 @@
 
 mod feature_exec;
 mod groups;
+mod history;
 mod probe;
 mod table_exec;
 

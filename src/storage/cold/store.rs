@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::error::{Error, Result};
@@ -34,16 +36,29 @@ fn storage_error(e: impl std::fmt::Display) -> Error {
 }
 
 impl ColdStore {
-    /// The cold tier at `url`: a local directory as `file:///dir` or a plain path. Other
-    /// object stores (`s3://bucket/prefix`) need object_store's cloud features, not built in
-    /// yet (see docs/storage.md); `ColdStore::new` takes any `ObjectStore`.
+    /// The cold tier at `url`: a local directory as `file:///dir` or a plain path, or an S3
+    /// (or S3-compatible) bucket as `s3://bucket[/prefix]`, configured by the usual `AWS_*`
+    /// environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, and
+    /// `AWS_ENDPOINT` with `AWS_ALLOW_HTTP=true` for a local MinIO, for example).
     pub fn open(url: &str) -> Result<Self> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(Error::invalid_input("22023", format!("cold tier URL \"{url}\" names no bucket")));
+            }
+            let s3 = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| Error::invalid_input("22023", format!("cold tier URL \"{url}\": {e}")))?;
+            let prefix = prefix.trim_matches('/');
+            let objects: Arc<dyn ObjectStore> =
+                if prefix.is_empty() { Arc::new(s3) } else { Arc::new(PrefixStore::new(s3, prefix)) };
+            return Self::new(objects, None);
+        }
         if url.contains("://") && !url.starts_with("file://") {
             return Err(Error::invalid_input(
                 "22023",
-                format!(
-                    "unsupported cold tier URL \"{url}\": this build supports file:///dir (S3 is not built in yet)"
-                ),
+                format!("unsupported cold tier URL \"{url}\": use file:///dir, a path, or s3://bucket/prefix"),
             ));
         }
         Self::local(PathBuf::from(url.strip_prefix("file://").unwrap_or(url)))

@@ -1,0 +1,144 @@
+//! ASOF against a feature over its stored events, for spines that reach further back than the
+//! live state holds (it keeps one window behind the latest event, see `FeatureState::evict`).
+//!
+//! The spine's rows are sorted by time. The feature's table is scanned over the range they
+//! need, day by day in event-time order from both tiers (a reader thread decodes while this
+//! one evaluates), into a scratch state holding the spine's keys only. Once a day is in, the
+//! rows whose window ends before the next day are evaluated by the shared core
+//! (`KeyHistory::sweep`, sliding distinct counts carried per key), and the events older than
+//! every remaining row's window are evicted. Memory is one window (plus a day) of the spine
+//! keys' events, not the table's history.
+
+use std::collections::HashMap;
+
+use datafusion::scalar::ScalarValue;
+
+use crate::error::{Error, Result};
+use crate::feature::window::{span, upper_bound};
+use crate::feature::{FeatureState, LiveFeature, SlidingDistinct};
+use crate::storage::blocks::event_times;
+use crate::storage::{BLOCK_MICROS, EventStore, StoredPart};
+
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// One spine row to evaluate: its key (index into the distinct keys), time, and output slot.
+#[derive(Debug, Clone, Copy)]
+pub struct Probe {
+    pub key: u32,
+    pub time: i64,
+    pub slot: u32,
+}
+
+/// Evaluates `feature` at every probe from the stored events; `emit(slot, values)` gets each
+/// result (`None`: the key has no qualifying event at or before the time).
+pub fn evaluate_stored(
+    feature: &LiveFeature,
+    store: &EventStore,
+    keys: &[Box<[u8]>],
+    probes: &mut [Probe],
+    strict: bool,
+    emit: &mut dyn FnMut(u32, Option<Vec<ScalarValue>>),
+) -> Result<()> {
+    let compiled = &feature.compiled;
+    if probes.is_empty() {
+        return Ok(());
+    }
+    let mut scratch = FeatureState::scratch(compiled)?;
+    {
+        let live = feature.state.read().map_err(|_| Error::internal("feature state poisoned"))?;
+        for key in keys {
+            scratch.add_key(key, live.encoded(key).and_then(|h| h.first()));
+        }
+    }
+    probes.sort_by_key(|p| (p.time, p.key));
+    let window_from = |t: i64| span(&compiled.def.window, t, strict).from;
+    let first_block = window_from(probes[0].time).div_euclid(BLOCK_MICROS);
+    let last_block = upper_bound(probes[probes.len() - 1].time, strict).div_euclid(BLOCK_MICROS);
+    let scan = store.scan(compiled.table.scan_table(), (first_block, last_block), (0, 1));
+
+    let mut sweep = Sweep { scratch, windows: HashMap::default(), next: 0, strict };
+    std::thread::scope(|scope| {
+        let (parts, received) = std::sync::mpsc::sync_channel::<Result<StoredPart>>(4);
+        scope.spawn(move || {
+            for part in scan {
+                if parts.send(part).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut day = i64::MIN;
+        for part in received {
+            let part = part?;
+            let times = event_times(part.batch.column(compiled.event_time))?;
+            let Some(first) = times.values().first() else { continue };
+            let part_day = first.div_euclid(DAY_MICROS);
+            if part_day > day {
+                // Every event before this day is in (the scan goes day by day).
+                sweep.evaluate_before(feature, keys, probes, part_day.saturating_mul(DAY_MICROS), emit)?;
+                day = part_day;
+            }
+            sweep.scratch.ingest(compiled, &part.batch, part.seq)?;
+        }
+        sweep.evaluate_before(feature, keys, probes, i64::MAX, emit)
+    })
+}
+
+struct Sweep {
+    scratch: FeatureState,
+    /// Sliding distinct counts per key, carried from one day's rows to the next.
+    windows: HashMap<Box<[u8]>, SlidingDistinct, ahash::RandomState>,
+    /// The first probe not evaluated yet.
+    next: usize,
+    strict: bool,
+}
+
+impl Sweep {
+    /// Evaluates the probes whose last counted event time is before `limit`, then evicts what
+    /// the remaining probes no longer need.
+    fn evaluate_before(
+        &mut self,
+        feature: &LiveFeature,
+        keys: &[Box<[u8]>],
+        probes: &mut [Probe],
+        limit: i64,
+        emit: &mut dyn FnMut(u32, Option<Vec<ScalarValue>>),
+    ) -> Result<()> {
+        let compiled = &feature.compiled;
+        let start = self.next;
+        let end = start + probes[start..].partition_point(|p| upper_bound(p.time, self.strict) < limit);
+        if end == start {
+            return Ok(());
+        }
+        let chunk = &mut probes[start..end];
+        chunk.sort_by_key(|p| (p.key, p.time));
+        for rows in chunk.chunk_by(|a, b| a.key == b.key) {
+            let key = &keys[rows[0].key as usize];
+            let Some(history) = self.scratch.encoded(key) else {
+                rows.iter().for_each(|p| emit(p.slot, None));
+                continue;
+            };
+            let window = match self.windows.get_mut(key) {
+                Some(window) => window,
+                None => self.windows.entry(key.clone()).or_default(),
+            };
+            let mut slots = rows.iter().map(|p| p.slot);
+            history.sweep(compiled, rows.iter().map(|p| p.time), self.strict, window, &mut |value| {
+                if let Some(slot) = slots.next() {
+                    emit(slot, value);
+                }
+                Ok(())
+            })?;
+        }
+        self.next = end;
+        if let Some(p) = probes.get(end) {
+            let horizon = span(&compiled.def.window, p.time, self.strict).from;
+            let windows = &mut self.windows;
+            self.scratch.evict(compiled, horizon, &mut |key, history, r| {
+                if let Some(window) = windows.get_mut(key) {
+                    history.retire_window(compiled, window, r);
+                }
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,147 @@
+//! COPY FROM: the data arrives in pieces and is decoded and written as it comes.
+//!
+//! Outside a transaction, once the data passes one chunk it is staged in storage chunk by
+//! chunk (`storage::StagedWrite`) and committed at the end as one atomic, durable statement,
+//! so a COPY of any size holds about one chunk in memory. A COPY that fits in one chunk, or
+//! one inside a transaction (whose rows commit with it), goes the ordinary way. Bad data
+//! anywhere rejects the whole statement: staged rows are deleted and nothing is written.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch};
+
+use super::{Session, Transaction};
+use crate::catalog::TableDef;
+use crate::error::{Error, Result};
+use crate::execute::conform::{RowLabel, conform};
+use crate::execute::copy_format::{CopyFormat, Position, decode_chunk};
+use crate::storage::{Append, StagedWrite};
+
+/// A COPY FROM in progress.
+pub struct CopyIn {
+    def: Arc<TableDef>,
+    /// Table column index of each column in the data, in data order.
+    targets: Vec<usize>,
+    pub format: CopyFormat,
+    /// Data received and not decoded yet (at most a chunk and a record).
+    buffer: Vec<u8>,
+    position: Position,
+    /// Rows decoded but not staged (the single-chunk and in-transaction cases).
+    batches: Vec<RecordBatch>,
+    staged: Option<StagedWrite>,
+    /// The first error: the rest of the data is ignored, and the statement fails with it.
+    failed: Option<Error>,
+}
+
+impl CopyIn {
+    pub(super) fn new(def: Arc<TableDef>, targets: Vec<usize>, format: CopyFormat) -> Self {
+        Self {
+            def,
+            targets,
+            format,
+            buffer: Vec::new(),
+            position: Position::default(),
+            batches: Vec::new(),
+            staged: None,
+            failed: None,
+        }
+    }
+
+    pub fn column_count(&self) -> usize {
+        self.targets.len()
+    }
+}
+
+impl Session {
+    /// Takes the next piece of COPY data.
+    pub fn copy_in_data(&mut self, copy: &mut CopyIn, data: &[u8]) {
+        if copy.failed.is_some() {
+            return;
+        }
+        copy.buffer.extend_from_slice(data);
+        if copy.buffer.len() >= self.db.copy_chunk_bytes
+            && let Err(e) = self.decode_buffer(copy, false)
+        {
+            // Dropping the staged write deletes what it wrote.
+            copy.staged = None;
+            copy.batches.clear();
+            copy.buffer = Vec::new();
+            copy.failed = Some(e);
+        }
+    }
+
+    /// Ends the data of a COPY FROM: writes its rows in one atomic statement; returns how many.
+    pub async fn finish_copy_in(&mut self, copy: CopyIn) -> Result<u64> {
+        let outcome = self.finish(copy).await;
+        self.abort_on_error(outcome)
+    }
+
+    async fn finish(&mut self, mut copy: CopyIn) -> Result<u64> {
+        if let Some(e) = copy.failed.take() {
+            return Err(e);
+        }
+        self.decode_buffer(&mut copy, true)?;
+        let Some(staged) = copy.staged.take() else {
+            let rows = copy.batches.iter().map(|b| b.num_rows() as u64).sum();
+            let (table_id, event_time) = (copy.def.id, copy.def.event_time);
+            let appends = copy.batches.into_iter().map(|batch| Append { table_id, event_time, batch }).collect();
+            self.write(appends).await?;
+            return Ok(rows);
+        };
+        let rows = staged.rows();
+        let _gate = self.db.commit_gate.read().await;
+        let locations = staged.commit().await?;
+        // The rows are durable; features take them piece by piece before the acknowledgement.
+        let store = self.db.catalog.store();
+        for chunk in locations.chunks(64) {
+            let parts = store.read_parts(copy.def.id, chunk)?;
+            self.db.catalog.features.on_commit(&parts)?;
+        }
+        Ok(rows)
+    }
+
+    /// COPY FROM a server-side file, read a chunk at a time.
+    pub(super) async fn copy_from_file(&mut self, mut copy: CopyIn, filename: &str) -> Result<u64> {
+        let open_error = |e: std::io::Error| Error::NotFound {
+            sqlstate: "58P01",
+            message: format!("could not open file \"{filename}\" for reading: {e}"),
+        };
+        let mut file = std::fs::File::open(filename).map_err(open_error)?;
+        let mut chunk = vec![0u8; self.db.copy_chunk_bytes];
+        loop {
+            let n = file.read(&mut chunk).map_err(open_error)?;
+            if n == 0 {
+                break;
+            }
+            self.copy_in_data(&mut copy, &chunk[..n]);
+        }
+        self.finish(copy).await
+    }
+
+    /// Decodes the complete records in the buffer (all of it when `last`) and stages them, or
+    /// keeps them for the end when the statement will not need staging.
+    fn decode_buffer(&mut self, copy: &mut CopyIn, last: bool) -> Result<()> {
+        let names: Vec<String> = copy.targets.iter().map(|i| copy.def.columns[*i].name.clone()).collect();
+        let (decoded, consumed) = decode_chunk(&copy.buffer, &copy.format, &names, &mut copy.position, last)?;
+        copy.buffer.drain(..consumed);
+        let rows = decoded.lines.len();
+        let mut columns: Vec<Option<ArrayRef>> = vec![None; copy.def.columns.len()];
+        for (column, target) in decoded.columns.into_iter().zip(&copy.targets) {
+            columns[*target] = Some(column);
+        }
+        let batch = conform(&copy.def, columns, rows, RowLabel::Lines(&decoded.lines))?;
+        let in_transaction = !matches!(self.transaction, Transaction::None);
+        if in_transaction || (last && copy.staged.is_none()) {
+            copy.batches.push(batch);
+            return Ok(());
+        }
+        let staged = copy
+            .staged
+            .get_or_insert_with(|| StagedWrite::new(self.db.catalog.store(), copy.def.id, copy.def.event_time));
+        for batch in copy.batches.drain(..) {
+            staged.add(&batch)?;
+        }
+        staged.add(&batch)
+    }
+}
