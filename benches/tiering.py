@@ -6,11 +6,16 @@ the hot and the cold tier. Runs the release binary on a temporary data directory
 Usage:
   cargo bench --bench features --no-run      # builds target/release/asofdb
   python3 benches/tiering.py [--events 10000000]
+  python3 benches/scale_data.py && python3 benches/tiering.py --slices 100   # 100M events
 
-Events come from ../shared/data/gen_transactions.py streamed into COPY (not stored), or from
+Events come from ../shared/data/gen_transactions.py streamed into one COPY (not stored), or from
 target/bench-data/tx_<events>.csv when that file exists (made by benches/asof_vs_duckdb.py).
+With --slices K, they come from the K slices of benches/scale_data.py, one COPY statement each
+(a stream of batches, as an ingestion pipeline sends them), and the hot tier's size is sampled
+as they go in.
 """
 import argparse
+import re
 import subprocess
 import sys
 import tempfile
@@ -24,12 +29,18 @@ from asof_vs_duckdb import FEATURES, GENERATOR, ROOT  # noqa: E402
 
 class Server:
     def __init__(self, binary: Path, data_dir: Path):
+        # The server's log (info) goes to a file: its "tiered" lines give the background moves'
+        # throughput, apart from CHECKPOINT's snapshots.
+        self.log = open(data_dir / "server.log", "w")
         self.proc = subprocess.Popen([str(binary), "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"],
-                                     stdout=subprocess.PIPE, text=True, env={"RUST_LOG": "warn", "PATH": "/usr/bin:/bin"})
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True,
+                                     env={"RUST_LOG": "info", "PATH": "/usr/bin:/bin"})
+        self.log_path = data_dir / "server.log"
         host, port = self.proc.stdout.readline().strip().removeprefix("asofdb listening on ").rsplit(":", 1)
         self.conn = f"host={host} port={port} user=bench dbname=asofdb"
         self.peak_rss = 0
         self.samples = []
+        self.stdin = None
         threading.Thread(target=self._sample, daemon=True).start()
 
     def _sample(self):
@@ -61,7 +72,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--binary", type=Path, default=ROOT / "target" / "release" / "asofdb")
+    parser.add_argument("--slices", type=int, default=0, help="ingest the slices of benches/scale_data.py")
+    parser.add_argument("--slice-rows", type=int, default=1_000_000)
     args = parser.parse_args()
+    if args.slices:
+        args.events = args.slices * args.slice_rows
     with tempfile.TemporaryDirectory() as tmp:
         db = Server(args.binary, Path(tmp))
         db.sql("CREATE TABLE tx (tid BIGINT, cc_num BIGINT, user_id BIGINT, merchant TEXT, amt DOUBLE PRECISION, "
@@ -70,7 +85,25 @@ def main():
             db.sql(f"CREATE FEATURE {name} AS {body}")
         cached = ROOT / "target" / "bench-data" / f"tx_{args.events}.csv"
         start = time.perf_counter()
-        if cached.exists():
+        if args.slices:
+            from scale_data import slice_dir
+            folder = slice_dir(args.slices, args.slice_rows)
+            hot_max = 0
+            for k in range(args.slices):
+                path = folder / f"{k:04d}.csv"
+                if not path.exists():
+                    sys.exit(f"missing {path}: run benches/scale_data.py --slices {args.slices} first")
+                db.sql(f"\\copy tx FROM '{path}' WITH (FORMAT csv)")
+                if k % 10 == 9 or k == args.slices - 1:
+                    hot = int(db.sql("SELECT row_count FROM asofdb.storage WHERE table_name = 'tx' AND tier = 'hot'"))
+                    hot_max = max(hot_max, hot)
+                    done = (k + 1) * args.slice_rows
+                    took = time.perf_counter() - start
+                    print(f"  {done:>11} events in {took:7.1f} s ({done / took / 1000:.0f}K events/s), "
+                          f"hot tier {hot} rows, RSS {db.samples[-1] if db.samples else 0} MiB, "
+                          f"peak {db.peak_rss} MiB", flush=True)
+            print(f"hot tier at most {hot_max} rows at the samples", flush=True)
+        elif cached.exists():
             db.sql(f"\\copy tx FROM '{cached}' WITH (FORMAT csv, HEADER true)")
         else:
             gen = subprocess.Popen([sys.executable, str(GENERATOR), "--rows", str(args.events), "--cards",
@@ -101,6 +134,17 @@ def main():
         print("feature state:", "; ".join(f"{n} {int(b) / 2**20:.0f} MiB" for n, _, b in
                                           (l.split("|") for l in features.splitlines())), flush=True)
         print(f"peak RSS {db.peak_rss} MiB", flush=True)
+        moved = secs = 0.0
+        for line in db.log_path.read_text().splitlines():
+            line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+            if " tiered" in line:
+                fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+                if "rows" in fields and "secs" in fields:
+                    moved += int(fields["rows"])
+                    secs += float(fields["secs"])
+        if secs:
+            print(f"tiering (background and CHECKPOINT moves, compaction, GC): {int(moved)} rows in {secs:.1f} s "
+                  f"({moved / secs / 1e6:.2f}M rows/s)", flush=True)
         db.proc.terminate()
         db.proc.wait(timeout=300)
 

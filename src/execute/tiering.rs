@@ -49,6 +49,7 @@ impl Database {
             store.collect_garbage(&|id| event_times.get(&id).copied())?;
             Ok(total)
         };
+        let started = std::time::Instant::now();
         let report =
             tokio::task::spawn_blocking(work).await.map_err(|e| Error::internal(format!("tiering: {e}")))??;
         if report != TierReport::default() {
@@ -56,6 +57,7 @@ impl Database {
                 rows = report.rows_moved,
                 files = report.files_written,
                 compacted = report.files_compacted,
+                secs = started.elapsed().as_secs_f64(),
                 "tiered"
             );
         }

@@ -80,6 +80,7 @@ impl LiveFeature {
         for (_, chunk) in store.entries(&keys::feature_state_prefix(&compiled.def.name))? {
             snapshot::import(&compiled, &mut state, &decode_batch(&chunk)?)?;
         }
+        state.restored(&compiled);
         let parts = store.scan_since(compiled.table.scan_table(), next_seq);
         let (replayed, applied) = ingest_all(&compiled, &mut state, parts, next_seq, &mut |_| {})?;
         state.evict_due(&compiled);

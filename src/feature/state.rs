@@ -77,8 +77,47 @@ impl KeyHistory {
 
     /// Drops the first `r` events (all older than every window still to be evaluated).
     fn drop_prefix(&mut self, feature: &CompiledFeature, r: usize) {
+        self.words.drain(..r * feature.stride());
+        self.compacted(feature);
+    }
+
+    /// For a feature of distinct counts only, evaluated from now on at times at or after its
+    /// latest event: drops every event whose values all occur again later. Whenever such an
+    /// event is in a window ending at or after the later ones, they are in it too, so no count
+    /// changes; a key then keeps one event per distinct value instead of one per occurrence.
+    /// Returns the number of events dropped.
+    fn keep_latest_distinct(&mut self, feature: &CompiledFeature) -> usize {
         let stride = feature.stride();
-        self.words.drain(..r * stride);
+        let n = self.words.len() / stride;
+        let aggregates = feature.def.values.len();
+        let mut seen: Vec<std::collections::HashSet<u64, ahash::RandomState>> =
+            (0..aggregates).map(|_| Default::default()).collect();
+        let mut keep = vec![false; n];
+        for i in (0..n).rev() {
+            let event = &self.words[i * stride..(i + 1) * stride];
+            for (j, set) in seen.iter_mut().enumerate() {
+                if (event[2] >> (2 * j)) & 3 == VALUE && set.insert(event[HEADER + j]) {
+                    keep[i] = true;
+                }
+            }
+        }
+        let dropped = keep.iter().filter(|k| !**k).count();
+        if dropped > 0 {
+            let mut i = 0;
+            self.words.retain(|_| {
+                let kept = keep[i / stride];
+                i += 1;
+                kept
+            });
+            self.compacted(feature);
+        }
+        dropped
+    }
+
+    /// Restores the invariants after events were removed: `others` holds only referenced
+    /// values, tiles are rebuilt, spare capacity is returned.
+    fn compacted(&mut self, feature: &CompiledFeature) {
+        let stride = feature.stride();
         if !self.others.is_empty() {
             // Words of non-numeric values index `others`; keep only the values still referenced.
             let mut kept = Vec::new();
@@ -434,6 +473,9 @@ pub struct FeatureState {
     /// Whether ingesting moves the horizon along with `max_time` (the live state); a sweep's
     /// scratch state moves it itself.
     auto_evict: bool,
+    /// Evaluations at or after this time are exact; before it, events dropped as repeats
+    /// (`KeyHistory::keep_latest_distinct`) may be missing. `i64::MIN` until the first drop.
+    exact_from: i64,
 }
 
 /// The horizon moves in steps of at least this much (µs), so that each eviction pass over
@@ -452,6 +494,7 @@ impl FeatureState {
             horizon: i64::MIN,
             max_time: i64::MIN,
             auto_evict: true,
+            exact_from: i64::MIN,
         })
     }
 
@@ -470,15 +513,37 @@ impl FeatureState {
 
     /// Moves the live state's horizon up to `max_time - lookback` once it has fallen a step
     /// behind.
+    /// A feature of distinct counts only also drops repeated values then, every day of event
+    /// time, so its keys hold one event per distinct value of the window.
     pub fn evict_due(&mut self, feature: &CompiledFeature) {
-        if self.auto_evict
-            && let Some(lookback) = feature.lookback()
-        {
-            let target = self.max_time.saturating_sub(lookback);
-            if target >= self.horizon.saturating_add((lookback / 4).max(MIN_EVICTION_STEP)) {
-                self.evict(feature, target, &mut |_, _, _| {});
+        let Some(lookback) = feature.lookback().filter(|_| self.auto_evict) else { return };
+        let distinct_only = distinct_aggregates(feature).len() == feature.def.values.len();
+        let step = if distinct_only { MIN_EVICTION_STEP } else { (lookback / 4).max(MIN_EVICTION_STEP) };
+        let target = self.max_time.saturating_sub(lookback);
+        if target >= self.horizon.saturating_add(step) {
+            self.evict(feature, target, &mut |_, _, _| {});
+            if distinct_only {
+                self.keys.values_mut().for_each(|history| {
+                    history.keep_latest_distinct(feature);
+                });
+                self.exact_from = self.max_time;
             }
         }
+    }
+
+    /// After a snapshot is loaded: the snapshot lacks what its state had evicted or dropped
+    /// (neither horizon is stored), so both are set as late as they can have been.
+    pub fn restored(&mut self, feature: &CompiledFeature) {
+        let Some(lookback) = feature.lookback().filter(|_| self.auto_evict) else { return };
+        self.evict(feature, self.max_time.saturating_sub(lookback), &mut |_, _, _| {});
+        if distinct_aggregates(feature).len() == feature.def.values.len() {
+            self.exact_from = self.max_time;
+        }
+    }
+
+    /// Evaluations at or after this time see every event they need (see the field).
+    pub fn exact_from(&self) -> i64 {
+        self.exact_from
     }
 
     /// Drops every event older than `horizon`; `before_drop(key, history, count)` sees each

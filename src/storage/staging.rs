@@ -184,3 +184,78 @@ impl EventStore {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{BLOCK_MICROS, MemoryKv, ScanTable};
+    use arrow::array::{Int64Array, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    fn rows(times: Vec<i64>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("v", DataType::Int64, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+        ]));
+        let v = Int64Array::from(times.clone());
+        RecordBatch::try_new(schema, vec![Arc::new(v), Arc::new(TimestampMicrosecondArray::from(times))]).unwrap()
+    }
+
+    fn count(store: &EventStore, table: u64) -> usize {
+        let table = ScanTable { id: table, event_time: Some(1) };
+        store.scan(table, (i64::MIN, i64::MAX), (0, 1)).map(|b| b.unwrap().batch.num_rows()).sum()
+    }
+
+    fn staged_keys(kv: &dyn KvStore) -> usize {
+        kv.scan(STAGED, &keys::prefix_end(STAGED)).count()
+    }
+
+    #[tokio::test]
+    async fn staged_rows_appear_only_when_committed() {
+        let kv: Arc<dyn KvStore> = Arc::new(MemoryKv::new());
+        let store = Arc::new(EventStore::open(kv.clone(), None).unwrap());
+        let t = store.allocate_table_id().unwrap();
+        let mut write = StagedWrite::new(&store, t, Some(1));
+        write.add(&rows(vec![5, BLOCK_MICROS * 3])).unwrap();
+        write.add(&rows(vec![7])).unwrap();
+        assert_eq!(count(&store, t), 0, "staged rows are invisible");
+        let moved = write.commit().await.unwrap();
+        assert_eq!(moved.len(), 3, "one piece per chunk and block");
+        assert_eq!(count(&store, t), 3);
+        assert_eq!(store.stats(t).rows, 3);
+        assert_eq!(store.stats(t).watermark, Some(BLOCK_MICROS * 3));
+        assert_eq!(store.read_parts(t, &moved).unwrap().iter().map(|p| p.batch.num_rows()).sum::<usize>(), 3);
+        assert_eq!(staged_keys(kv.as_ref()), 0);
+
+        // Dropped without a commit (bad data, a lost connection): nothing stays.
+        let mut aborted = StagedWrite::new(&store, t, Some(1));
+        aborted.add(&rows(vec![9, 10])).unwrap();
+        drop(aborted);
+        assert_eq!(count(&store, t), 3);
+        assert_eq!(staged_keys(kv.as_ref()), 0);
+    }
+
+    #[tokio::test]
+    async fn a_crash_before_the_record_drops_the_write_and_after_it_finishes_it() {
+        let kv: Arc<dyn KvStore> = Arc::new(MemoryKv::new());
+        let store = Arc::new(EventStore::open(kv.clone(), None).unwrap());
+        let t = store.allocate_table_id().unwrap();
+        // Crash mid-COPY: pieces staged, no record.
+        let mut lost = StagedWrite::new(&store, t, Some(1));
+        lost.add(&rows(vec![1, 2, 3])).unwrap();
+        std::mem::forget(lost);
+        // Crash mid-move: pieces staged and the record written (as the commit batch does).
+        let mut rolling = StagedWrite::new(&store, t, Some(1));
+        rolling.add(&rows(vec![4, BLOCK_MICROS * 2])).unwrap();
+        let first = store.next_seq().unwrap();
+        let next = (first + rolling.staged.pieces as u64).to_be_bytes().to_vec();
+        kv.apply(vec![record(&rolling.staged, first), KvOp::Put(keys::counter("seq"), next)]).unwrap();
+        std::mem::forget(rolling);
+        assert!(staged_keys(kv.as_ref()) > 0);
+
+        let reopened = EventStore::open(kv.clone(), None).unwrap();
+        assert_eq!(count(&reopened, t), 2, "the committed write is finished, the other dropped");
+        assert_eq!(staged_keys(kv.as_ref()), 0);
+        assert_eq!(kv.scan(RECORD, &keys::prefix_end(RECORD)).count(), 0);
+    }
+}

@@ -23,15 +23,17 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::{EquivalenceProperties, Partitioning};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, PlanProperties};
 use datafusion::scalar::ScalarValue;
 use futures::{StreamExt, TryStreamExt};
 
 use super::history::{Probe, evaluate_stored};
-use super::probe::{JoinSide, assemble, evaluate_as, external, micros, properties};
+use super::probe::{JoinSide, assemble, evaluate_as, external, micros};
 use crate::error::Error;
-use crate::feature::window::span;
+use crate::feature::window::{span, upper_bound};
 use crate::feature::{FeatureState, LiveFeature, SlidingDistinct, array_of};
 
 pub struct AsofFeatureExec {
@@ -53,7 +55,14 @@ impl AsofFeatureExec {
         (strict, left_join): (bool, bool),
         schema: SchemaRef,
     ) -> Self {
-        let properties = properties(&left, schema.clone());
+        // One partition: a sweep over stored events reads the table once for the whole spine
+        // (per left partition it would read it once each, and hold a window each).
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
         Self { left, feature, left_on, strict, left_join, schema, properties }
     }
 }
@@ -83,6 +92,10 @@ impl ExecutionPlan for AsofFeatureExec {
 
     fn properties(&self) -> &Arc<PlanProperties> {
         &self.properties
+    }
+
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        vec![Distribution::SinglePartition]
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
@@ -176,15 +189,14 @@ impl Join {
                 Ok(Probed { batch, keys, times })
             })
             .collect::<Result<Vec<_>>>()?;
-        // The earliest event time any row's window reaches.
-        let reach = probed
-            .iter()
-            .flat_map(|p| p.times.iter().flatten())
-            .min()
-            .map(|t| span(&compiled.def.window, t, self.strict).from);
+        // The earliest time evaluated, and the earliest event time its window reaches.
+        let earliest = probed.iter().flat_map(|p| p.times.iter().flatten()).min();
+        let reach = earliest.map(|t| span(&compiled.def.window, t, self.strict).from);
         let values = {
             let state = self.feature.state.read().map_err(|_| external(Error::internal("feature state poisoned")))?;
-            if reach.is_none_or(|from| from >= state.horizon()) {
+            let held = reach.is_none_or(|from| from >= state.horizon())
+                && earliest.is_none_or(|t| upper_bound(t, self.strict) >= state.exact_from());
+            if held {
                 let mut windows = HashMap::new();
                 Some(probed.iter().map(|p| self.live(&state, p, &mut windows)).collect::<Result<Vec<_>>>()?)
             } else {

@@ -22,6 +22,8 @@ pub struct ColdStore {
     objects: Arc<dyn ObjectStore>,
     /// Set for a local directory: written files are fsynced there before the manifest names them.
     local_root: Option<PathBuf>,
+    /// The URL it was opened from, for a remote store.
+    url: Option<String>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -53,7 +55,9 @@ impl ColdStore {
             let prefix = prefix.trim_matches('/');
             let objects: Arc<dyn ObjectStore> =
                 if prefix.is_empty() { Arc::new(s3) } else { Arc::new(PrefixStore::new(s3, prefix)) };
-            return Self::new(objects, None);
+            let mut store = Self::new(objects, None)?;
+            store.url = Some(url.to_string());
+            return Ok(store);
         }
         if url.contains("://") && !url.starts_with("file://") {
             return Err(Error::invalid_input(
@@ -78,14 +82,15 @@ impl ColdStore {
             .thread_name("asofdb-cold")
             .enable_all()
             .build()?;
-        Ok(Self { objects, local_root, runtime: Some(runtime) })
+        Ok(Self { objects, local_root, url: None, runtime: Some(runtime) })
     }
 
     /// A description of where files go, for logs and docs.
     pub fn location(&self) -> String {
-        match &self.local_root {
-            Some(root) => root.display().to_string(),
-            None => self.objects.to_string(),
+        match (&self.local_root, &self.url) {
+            (Some(root), _) => root.display().to_string(),
+            (None, Some(url)) => url.clone(),
+            (None, None) => self.objects.to_string(),
         }
     }
 
@@ -148,6 +153,28 @@ impl Drop for ColdStore {
         // Dropping a runtime inside another one's async context panics; this does not.
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_choose_the_object_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = ColdStore::open(&format!("file://{}", dir.path().display())).unwrap();
+        local.put("t/1.parquet", b"x".to_vec()).unwrap();
+        assert_eq!(local.list().unwrap(), vec!["t/1.parquet".to_string()]);
+        assert_eq!(local.get("t/1.parquet").unwrap().as_ref(), b"x");
+
+        // A bucket is configured, not contacted, at open.
+        let bucket = ColdStore::open("s3://my-bucket/asofdb/cold").unwrap();
+        assert!(bucket.location().contains("my-bucket"), "{}", bucket.location());
+        for bad in ["s3://", "gs://bucket/x", "http://host/x"] {
+            let err = ColdStore::open(bad).err().unwrap();
+            assert_eq!(err.sqlstate(), "22023", "{bad}: {err}");
         }
     }
 }
