@@ -15,6 +15,7 @@ With --slices K, they come from the K slices of benches/scale_data.py, one COPY 
 as they go in.
 """
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -28,13 +29,14 @@ from asof_vs_duckdb import FEATURES, GENERATOR, ROOT  # noqa: E402
 
 
 class Server:
-    def __init__(self, binary: Path, data_dir: Path):
+    def __init__(self, binary: Path, data_dir: Path, extra: list):
         # The server's log (info) goes to a file: its "tiered" lines give the background moves'
         # throughput, apart from CHECKPOINT's snapshots.
         self.log = open(data_dir / "server.log", "w")
-        self.proc = subprocess.Popen([str(binary), "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"],
+        self.proc = subprocess.Popen([str(binary), "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", *extra],
                                      stdout=subprocess.PIPE, stderr=self.log, text=True,
-                                     env={"RUST_LOG": "info", "PATH": "/usr/bin:/bin"})
+                                     env={"RUST_LOG": "info", "PATH": "/usr/bin:/bin",
+                                          **{k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}})
         self.log_path = data_dir / "server.log"
         host, port = self.proc.stdout.readline().strip().removeprefix("asofdb listening on ").rsplit(":", 1)
         self.conn = f"host={host} port={port} user=bench dbname=asofdb"
@@ -74,79 +76,90 @@ def main():
     parser.add_argument("--binary", type=Path, default=ROOT / "target" / "release" / "asofdb")
     parser.add_argument("--slices", type=int, default=0, help="ingest the slices of benches/scale_data.py")
     parser.add_argument("--slice-rows", type=int, default=1_000_000)
+    parser.add_argument("--server-arg", action="append", default=[], help="an extra server flag (repeatable)")
+    parser.add_argument("--stop-after", type=int, default=0, help="ingest only this many slices (a quick look)")
     args = parser.parse_args()
     if args.slices:
         args.events = args.slices * args.slice_rows
     with tempfile.TemporaryDirectory() as tmp:
-        db = Server(args.binary, Path(tmp))
-        db.sql("CREATE TABLE tx (tid BIGINT, cc_num BIGINT, user_id BIGINT, merchant TEXT, amt DOUBLE PRECISION, "
-               "status TEXT, ip TEXT, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts', hot_retention = '1 day')")
-        for name, body in FEATURES:
-            db.sql(f"CREATE FEATURE {name} AS {body}")
-        cached = ROOT / "target" / "bench-data" / f"tx_{args.events}.csv"
-        start = time.perf_counter()
-        if args.slices:
-            from scale_data import slice_dir
-            folder = slice_dir(args.slices, args.slice_rows)
-            hot_max = 0
-            for k in range(args.slices):
-                path = folder / f"{k:04d}.csv"
-                if not path.exists():
-                    sys.exit(f"missing {path}: run benches/scale_data.py --slices {args.slices} first")
-                db.sql(f"\\copy tx FROM '{path}' WITH (FORMAT csv)")
-                if k % 10 == 9 or k == args.slices - 1:
-                    hot = int(db.sql("SELECT row_count FROM asofdb.storage WHERE table_name = 'tx' AND tier = 'hot'"))
-                    hot_max = max(hot_max, hot)
-                    done = (k + 1) * args.slice_rows
-                    took = time.perf_counter() - start
-                    print(f"  {done:>11} events in {took:7.1f} s ({done / took / 1000:.0f}K events/s), "
-                          f"hot tier {hot} rows, RSS {db.samples[-1] if db.samples else 0} MiB, "
-                          f"peak {db.peak_rss} MiB", flush=True)
-            print(f"hot tier at most {hot_max} rows at the samples", flush=True)
-        elif cached.exists():
-            db.sql(f"\\copy tx FROM '{cached}' WITH (FORMAT csv, HEADER true)")
-        else:
-            gen = subprocess.Popen([sys.executable, str(GENERATOR), "--rows", str(args.events), "--cards",
-                                    str(max(args.events // 100, 100)), "--days", "60", "--seed", "11",
-                                    "--transactions", "-"], stdout=subprocess.PIPE)
-            db.sql("\\copy tx FROM STDIN WITH (FORMAT csv, HEADER true)", stdin=gen.stdout)
-            gen.wait()
-        ingest = time.perf_counter() - start
-        print(f"ingest: {args.events} events with 3 features in {ingest:.1f} s "
-              f"({args.events / ingest / 1000:.0f}K events/s); peak RSS so far {db.peak_rss} MiB", flush=True)
-        took, _ = db.timed("CHECKPOINT")
-        storage = db.sql("SELECT tier, row_count, file_count, bytes FROM asofdb.storage WHERE table_name = 'tx' ORDER BY tier")
-        print(f"CHECKPOINT (snapshots + remaining moves) {took:.1f} s", flush=True)
-        for line in storage.splitlines():
-            tier, rows, files, size = line.split("|")
-            per = int(size) / max(int(rows), 1)
-            print(f"  {tier:4}: {int(rows):>10} rows  {int(files):>6} files/values  {int(size) / 2**20:8.1f} MiB  "
-                  f"{per:6.1f} bytes/event", flush=True)
-        watermark = db.sql("SELECT max(ts) FROM tx")
-        for tier, cond in [("hot", ">="), ("cold", "<")]:
-            where = f"ts {cond} TIMESTAMP '{watermark}' - INTERVAL '1 day'"
-            took, out = db.timed(f"SELECT count(*), sum(amt) FROM tx WHERE {where}")
-            rows = int(out.split("|")[0])
-            print(f"scan {tier:4}: {rows} rows in {took:.2f} s ({rows / took / 1e6:.1f}M rows/s)", flush=True)
-        took, out = db.timed("SELECT count(*) FROM tx")
-        print(f"scan all: {out} rows in {took:.2f} s", flush=True)
-        features = db.sql("SELECT name, events, state_bytes FROM asofdb.feature_state ORDER BY name")
-        print("feature state:", "; ".join(f"{n} {int(b) / 2**20:.0f} MiB" for n, _, b in
-                                          (l.split("|") for l in features.splitlines())), flush=True)
-        print(f"peak RSS {db.peak_rss} MiB", flush=True)
-        moved = secs = 0.0
-        for line in db.log_path.read_text().splitlines():
-            line = re.sub(r"\x1b\[[0-9;]*m", "", line)
-            if " tiered" in line:
-                fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
-                if "rows" in fields and "secs" in fields:
-                    moved += int(fields["rows"])
-                    secs += float(fields["secs"])
-        if secs:
-            print(f"tiering (background and CHECKPOINT moves, compaction, GC): {int(moved)} rows in {secs:.1f} s "
-                  f"({moved / secs / 1e6:.2f}M rows/s)", flush=True)
-        db.proc.terminate()
-        db.proc.wait(timeout=300)
+        db = Server(args.binary, Path(tmp), args.server_arg)
+        try:
+            run(db, args)
+        finally:
+            if db.proc.poll() is None:
+                db.proc.kill()
+                db.proc.wait()
+
+
+def run(db: "Server", args):
+    db.sql("CREATE TABLE tx (tid BIGINT, cc_num BIGINT, user_id BIGINT, merchant TEXT, amt DOUBLE PRECISION, "
+           "status TEXT, ip TEXT, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts', hot_retention = '1 day')")
+    for name, body in FEATURES:
+        db.sql(f"CREATE FEATURE {name} AS {body}")
+    cached = ROOT / "target" / "bench-data" / f"tx_{args.events}.csv"
+    start = time.perf_counter()
+    if args.slices:
+        from scale_data import slice_dir
+        folder = slice_dir(args.slices, args.slice_rows)
+        hot_max = 0
+        for k in range(args.stop_after or args.slices):
+            path = folder / f"{k:04d}.csv"
+            if not path.exists():
+                sys.exit(f"missing {path}: run benches/scale_data.py --slices {args.slices} first")
+            db.sql(f"\\copy tx FROM '{path}' WITH (FORMAT csv)")
+            if k % 10 == 9 or k == args.slices - 1:
+                hot = int(db.sql("SELECT row_count FROM asofdb.storage WHERE table_name = 'tx' AND tier = 'hot'"))
+                hot_max = max(hot_max, hot)
+                done = (k + 1) * args.slice_rows
+                took = time.perf_counter() - start
+                print(f"  {done:>11} events in {took:7.1f} s ({done / took / 1000:.0f}K events/s), "
+                      f"hot tier {hot} rows, RSS {db.samples[-1] if db.samples else 0} MiB, "
+                      f"peak {db.peak_rss} MiB", flush=True)
+        print(f"hot tier at most {hot_max} rows at the samples", flush=True)
+    elif cached.exists():
+        db.sql(f"\\copy tx FROM '{cached}' WITH (FORMAT csv, HEADER true)")
+    else:
+        gen = subprocess.Popen([sys.executable, str(GENERATOR), "--rows", str(args.events), "--cards",
+                                str(max(args.events // 100, 100)), "--days", "60", "--seed", "11",
+                                "--transactions", "-"], stdout=subprocess.PIPE)
+        db.sql("\\copy tx FROM STDIN WITH (FORMAT csv, HEADER true)", stdin=gen.stdout)
+        gen.wait()
+    ingest = time.perf_counter() - start
+    print(f"ingest: {args.events} events with 3 features in {ingest:.1f} s "
+          f"({args.events / ingest / 1000:.0f}K events/s); peak RSS so far {db.peak_rss} MiB", flush=True)
+    took, _ = db.timed("CHECKPOINT")
+    storage = db.sql("SELECT tier, row_count, file_count, bytes FROM asofdb.storage WHERE table_name = 'tx' ORDER BY tier")
+    print(f"CHECKPOINT (snapshots + remaining moves) {took:.1f} s", flush=True)
+    for line in storage.splitlines():
+        tier, rows, files, size = line.split("|")
+        per = int(size) / max(int(rows), 1)
+        print(f"  {tier:4}: {int(rows):>10} rows  {int(files):>6} files/values  {int(size) / 2**20:8.1f} MiB  "
+              f"{per:6.1f} bytes/event", flush=True)
+    watermark = db.sql("SELECT max(ts) FROM tx")
+    for tier, cond in [("hot", ">="), ("cold", "<")]:
+        where = f"ts {cond} TIMESTAMP '{watermark}' - INTERVAL '1 day'"
+        took, out = db.timed(f"SELECT count(*), sum(amt) FROM tx WHERE {where}")
+        rows = int(out.split("|")[0])
+        print(f"scan {tier:4}: {rows} rows in {took:.2f} s ({rows / took / 1e6:.1f}M rows/s)", flush=True)
+    took, out = db.timed("SELECT count(*) FROM tx")
+    print(f"scan all: {out} rows in {took:.2f} s", flush=True)
+    features = db.sql("SELECT name, events, state_bytes FROM asofdb.feature_state ORDER BY name")
+    print("feature state:", "; ".join(f"{n} {int(b) / 2**20:.0f} MiB" for n, _, b in
+                                      (l.split("|") for l in features.splitlines())), flush=True)
+    print(f"peak RSS {db.peak_rss} MiB", flush=True)
+    moved = secs = 0.0
+    for line in db.log_path.read_text().splitlines():
+        line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+        if " tiered" in line:
+            fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+            if "rows" in fields and "secs" in fields:
+                moved += int(fields["rows"])
+                secs += float(fields["secs"])
+    if secs:
+        print(f"tiering (background and CHECKPOINT moves, compaction, GC): {int(moved)} rows in {secs:.1f} s "
+              f"({moved / secs / 1e6:.2f}M rows/s)", flush=True)
+    db.proc.terminate()
+    db.proc.wait(timeout=300)
 
 
 if __name__ == "__main__":

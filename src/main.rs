@@ -8,6 +8,11 @@ use tracing_subscriber::EnvFilter;
 use asofdb::execute::{Database, Limits};
 use asofdb::server::Server;
 
+/// mimalloc returns freed memory to the system; glibc malloc kept ~1 GB of it as RSS at 20M
+/// events (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// asofdb: a SQL feature database for real-time ML, over the PostgreSQL wire protocol.
 #[derive(Debug, Parser)]
 #[command(version, about)]

@@ -104,13 +104,15 @@ impl LiveFeature {
         let name = &self.compiled.def.name;
         let state = self.state.read().map_err(|_| Error::internal("feature state poisoned"))?;
         let chunks = snapshot::export(&self.compiled, &state)?;
+        drop(state);
+        let chunk_count = chunks.len() as u32;
         let mut commit = Commit::default();
-        for (i, chunk) in chunks.iter().enumerate() {
-            commit.catalog_puts.push((keys::feature_state(name, i as u32), encode_batch(chunk)?));
+        // Each chunk is dropped once encoded: the snapshot is held once, not twice.
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            commit.catalog_puts.push((keys::feature_state(name, i as u32), encode_batch(&chunk)?));
         }
         // The previous snapshot's chunks beyond the new count are removed.
         let previous_chunks = SnapshotMeta::read(store, name)?.map_or(0, |m| m.chunks);
-        let chunk_count = chunks.len() as u32;
         commit.catalog_deletes.extend((chunk_count..previous_chunks).map(|i| keys::feature_state(name, i)));
         let meta = SnapshotMeta { next_seq, chunks: chunk_count };
         commit.catalog_puts.push((keys::feature_snapshot(name), meta.encode()));

@@ -139,7 +139,11 @@ impl KeyHistory {
                 self.tiles = Some(Box::new(build_tiles(feature, &ev)));
             }
         }
-        if self.words.capacity() > 2 * self.words.len() + 64 {
+        if self.words.is_empty() {
+            // Most keys of a short window end up here: they keep only their first time.
+            self.words = Vec::new();
+            self.others = Vec::new();
+        } else if self.words.capacity() > 2 * self.words.len() + 64 {
             self.words.shrink_to_fit();
         }
     }
