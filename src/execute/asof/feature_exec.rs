@@ -157,12 +157,6 @@ impl ExecutionPlan for AsofFeatureExec {
 /// Per left row: the feature's values, or `None` when the row does not match.
 type Values = Vec<Option<Vec<ScalarValue>>>;
 
-/// The distinct keys one sweep thread takes, and their left rows.
-type KeyGroup = (Vec<Box<[u8]>>, Vec<Probe>);
-
-/// What one sweep thread found: (output slot, values) per left row.
-type Swept = crate::error::Result<Vec<(u32, Option<Vec<ScalarValue>>)>>;
-
 /// One left batch with its keys (in the feature's key types) and times.
 struct Probed {
     batch: RecordBatch,
@@ -280,7 +274,7 @@ impl Join {
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
         };
-        let mut parts: Vec<KeyGroup> = (0..groups).map(|_| Default::default()).collect();
+        let mut parts: Vec<(Vec<Box<[u8]>>, Vec<Probe>)> = (0..groups).map(|_| Default::default()).collect();
         let mut placed = Vec::with_capacity(keys.len());
         for (id, key) in keys.into_iter().enumerate() {
             let group = id % groups;
@@ -292,7 +286,7 @@ impl Join {
             parts[group].1.push(Probe { key, ..p });
         }
         let (feature, strict) = (&self.feature, self.strict);
-        let swept: Vec<Swept> = std::thread::scope(|scope| {
+        let swept: Vec<crate::error::Result<Vec<(u32, Option<Vec<ScalarValue>>)>>> = std::thread::scope(|scope| {
             let sweeps: Vec<_> = parts
                 .iter_mut()
                 .map(|(keys, probes)| {
