@@ -267,49 +267,11 @@ impl Join {
             }
         }
         drop(ids);
-        // The keys are split into one group per core, each swept by its own thread over its
-        // own scan (the scan is cheap next to folding and evaluating the events it yields).
-        let groups = if probes.len() < PARALLEL_PROBES {
-            1
-        } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
-        };
-        let mut parts: Vec<(Vec<Box<[u8]>>, Vec<Probe>)> = (0..groups).map(|_| Default::default()).collect();
-        let mut placed = Vec::with_capacity(keys.len());
-        for (id, key) in keys.into_iter().enumerate() {
-            let group = id % groups;
-            placed.push((group, parts[group].0.len() as u32));
-            parts[group].0.push(key);
-        }
-        for p in probes {
-            let (group, key) = placed[p.key as usize];
-            parts[group].1.push(Probe { key, ..p });
-        }
-        let (feature, strict) = (&self.feature, self.strict);
-        let swept: Vec<crate::error::Result<Vec<(u32, Option<Vec<ScalarValue>>)>>> = std::thread::scope(|scope| {
-            let sweeps: Vec<_> = parts
-                .iter_mut()
-                .map(|(keys, probes)| {
-                    scope.spawn(move || {
-                        let mut out = Vec::with_capacity(probes.len());
-                        evaluate_stored(feature, &feature.store, keys, probes, strict, &mut |slot, values| {
-                            out.push((slot, values))
-                        })?;
-                        Ok(out)
-                    })
-                })
-                .collect();
-            sweeps
-                .into_iter()
-                .map(|s| s.join().unwrap_or_else(|_| Err(Error::internal("ASOF sweep panicked"))))
-                .collect()
-        });
         let mut flat: Values = vec![None; slot as usize];
-        for part in swept {
-            for (slot, values) in part.map_err(external)? {
-                flat[slot as usize] = values;
-            }
-        }
+        evaluate_stored(&self.feature, &self.feature.store, &keys, &mut probes, self.strict, &mut |slot, values| {
+            flat[slot as usize] = values
+        })
+        .map_err(external)?;
         let mut rest = flat.into_iter();
         Ok(probed.iter().map(|p| rest.by_ref().take(p.batch.num_rows()).collect()).collect())
     }
@@ -341,9 +303,6 @@ impl Join {
         assemble(&self.schema, &p.batch, keep.as_ref(), right)
     }
 }
-
-/// Spines of at least this many rows are swept over stored events by one thread per core.
-const PARALLEL_PROBES: usize = 2_000;
 
 /// Sliding windows kept per key (by history address) across the batches of one join, at most
 /// this many words in all.
