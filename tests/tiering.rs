@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{BinaryServer, connect};
+use common::{BinaryServer, connect, text_rows};
 use futures::SinkExt;
 
 /// Deterministic rows: (id, card, amt or NULL, ts) over three days, with shared timestamps
@@ -60,11 +60,7 @@ async fn observe(client: &tokio_postgres::Client) -> Vec<String> {
     ];
     let mut out = Vec::new();
     for q in queries {
-        for row in client.simple_query(q).await.unwrap() {
-            if let tokio_postgres::SimpleQueryMessage::Row(r) = row {
-                out.push((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect::<Vec<_>>().join("|"));
-            }
-        }
+        out.extend(text_rows(client, q).await);
     }
     out
 }

@@ -13,4 +13,4 @@ pub mod window;
 pub use def::{CompiledFeature, FeatureDef, ValueDef, array_of, human_interval};
 pub use engine::{FeatureEngine, LiveFeature};
 pub use snapshot::SnapshotMeta;
-pub use state::{FeatureState, KeyHistory, SlidingDistinct};
+pub use state::{FeatureState, KeyHistory, SlidingDistinct, distinct_aggregates};

@@ -85,8 +85,7 @@ impl KeyHistory {
     /// latest event: drops every event whose values all occur again later. Whenever such an
     /// event is in a window ending at or after the later ones, they are in it too, so no count
     /// changes; a key then keeps one event per distinct value instead of one per occurrence.
-    /// Returns the number of events dropped.
-    fn keep_latest_distinct(&mut self, feature: &CompiledFeature) -> usize {
+    fn keep_latest_distinct(&mut self, feature: &CompiledFeature) {
         let stride = feature.stride();
         let n = self.words.len() / stride;
         let aggregates = feature.def.values.len();
@@ -101,8 +100,7 @@ impl KeyHistory {
                 }
             }
         }
-        let dropped = keep.iter().filter(|k| !**k).count();
-        if dropped > 0 {
+        if keep.contains(&false) {
             let mut i = 0;
             self.words.retain(|_| {
                 let kept = keep[i / stride];
@@ -111,7 +109,6 @@ impl KeyHistory {
             });
             self.compacted(feature);
         }
-        dropped
     }
 
     /// Restores the invariants after events were removed: `others` holds only referenced
@@ -326,8 +323,9 @@ impl KeyHistory {
 
     /// Keeps a sliding window of this key's sweep in step with the eviction of its first `r`
     /// events (call before they go).
-    pub fn retire_window(&self, feature: &CompiledFeature, window: &mut SlidingDistinct, r: usize) {
-        window.retire(&self.events(feature), &distinct_aggregates(feature), r);
+    /// `distinct` is [`distinct_aggregates`] of the feature.
+    pub fn retire_window(&self, feature: &CompiledFeature, distinct: &[usize], window: &mut SlidingDistinct, r: usize) {
+        window.retire(&self.events(feature), distinct, r);
     }
 
     /// Approximate heap bytes held (for `asofdb.features` and the memory figures).
@@ -345,6 +343,12 @@ pub fn distinct_aggregates(feature: &CompiledFeature) -> Vec<usize> {
     (0..feature.def.values.len())
         .filter(|j| matches!(feature.def.values[*j].kind, AggKind::CountDistinct | AggKind::ApproxDistinct))
         .collect()
+}
+
+/// Whether every aggregate of the feature is a distinct count (checked after every write, so
+/// without allocating).
+fn is_distinct_only(feature: &CompiledFeature) -> bool {
+    feature.def.values.iter().all(|v| matches!(v.kind, AggKind::CountDistinct | AggKind::ApproxDistinct))
 }
 
 /// A window's values and its event range.
@@ -521,7 +525,7 @@ impl FeatureState {
     /// time, so its keys hold one event per distinct value of the window.
     pub fn evict_due(&mut self, feature: &CompiledFeature) {
         let Some(lookback) = feature.lookback().filter(|_| self.auto_evict) else { return };
-        let distinct_only = distinct_aggregates(feature).len() == feature.def.values.len();
+        let distinct_only = is_distinct_only(feature);
         let step = if distinct_only { MIN_EVICTION_STEP } else { (lookback / 4).max(MIN_EVICTION_STEP) };
         let target = self.max_time.saturating_sub(lookback);
         if target >= self.horizon.saturating_add(step) {
@@ -540,7 +544,7 @@ impl FeatureState {
     pub fn restored(&mut self, feature: &CompiledFeature) {
         let Some(lookback) = feature.lookback().filter(|_| self.auto_evict) else { return };
         self.evict(feature, self.max_time.saturating_sub(lookback), &mut |_, _, _| {});
-        if distinct_aggregates(feature).len() == feature.def.values.len() {
+        if is_distinct_only(feature) {
             self.exact_from = self.max_time;
         }
     }

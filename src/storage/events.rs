@@ -448,13 +448,13 @@ pub struct ScanTable {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::storage::{BLOCK_MICROS, MemoryKv};
     use arrow::array::{Int64Array, TimestampMicrosecondArray};
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
-    fn rows(times: Vec<i64>) -> RecordBatch {
+    pub(crate) fn rows(times: Vec<i64>) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
             Field::new("v", DataType::Int64, true),
             Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
@@ -463,7 +463,7 @@ mod tests {
         RecordBatch::try_new(schema, vec![Arc::new(v), Arc::new(TimestampMicrosecondArray::from(times))]).unwrap()
     }
 
-    fn count(store: &EventStore, table: u64) -> usize {
+    pub(crate) fn count(store: &EventStore, table: u64) -> usize {
         store
             .scan(ScanTable { id: table, event_time: Some(1) }, (i64::MIN, i64::MAX), (0, 1))
             .map(|b| b.unwrap().batch.num_rows())

@@ -10,6 +10,8 @@
 //!  state     'f' 's' <feature name utf8> 0x00 <chunk u32>   -> Arrow IPC stream (feature::snapshot)
 //!  cold file 'k' 'f' <table id u64> <day i64*> <file no u64> -> ColdFile (JSON, storage::cold)
 //!  tier mark 'k' 'm' <table id u64>                          -> TierMark (JSON, storage::cold)
+//!  staged    'x' 's' <copy id u64> <piece u32>  -> table id u64 | block i64 | Arrow IPC batch
+//!  rolling   'x' 'r' <copy id u64>              -> table id u64 | first seq u64 (storage::staging)
 //!
 //!  * the block number is floor(event_time_us / BLOCK_MICROS) with its sign bit flipped, so
 //!    negative (pre-1970) blocks sort before positive ones.
@@ -27,6 +29,26 @@ pub const FEATURE_SNAPSHOT: &[u8] = b"fm";
 pub const FEATURE_STATE: &[u8] = b"fs";
 pub const COLD_FILE: &[u8] = b"kf";
 pub const TIER_MARK: &[u8] = b"km";
+pub const STAGED: &[u8] = b"xs";
+pub const ROLLING: &[u8] = b"xr";
+
+/// The prefix of every staged piece of one write.
+pub fn staged_of(id: u64) -> Vec<u8> {
+    [STAGED, &id.to_be_bytes()[..]].concat()
+}
+
+pub fn staged(id: u64, piece: u32) -> Vec<u8> {
+    [staged_of(id), piece.to_be_bytes().to_vec()].concat()
+}
+
+pub fn rolling(id: u64) -> Vec<u8> {
+    [ROLLING, &id.to_be_bytes()[..]].concat()
+}
+
+/// The big-endian u64 at `at` in `bytes`, if there is one.
+pub fn be_u64(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
 
 /// The manifest entry of a cold file.
 pub fn cold_file(table_id: u64, day: i64, file_no: u64) -> Vec<u8> {

@@ -9,11 +9,7 @@
 //!
 //! A crash before the record leaves only staging keys, which the next open deletes: the COPY
 //! never happened. A crash after it leaves the record, and the next open finishes the move.
-//!
-//! ```text
-//!  staged  'x' 's' <copy id u64> <piece u32>  -> table id u64 | block i64 | Arrow IPC batch
-//!  record  'x' 'r' <copy id u64>              -> table id u64 | first seq u64
-//! ```
+//! The staged and rolling keys are laid out in `keys`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,22 +21,11 @@ use super::events::{Commit, EventStore, StoredPart};
 use super::{KvOp, KvStore, decode_batch, keys};
 use crate::error::{Error, Result};
 
-const STAGED: &[u8] = b"xs";
-const RECORD: &[u8] = b"xr";
-
 /// Bytes of values moved per atomic batch during a roll-forward.
 const MOVE_BATCH_BYTES: usize = 32 << 20;
 
 /// Staging ids are unique within a process; a restart deletes every staged piece anyway.
 static NEXT_STAGING_ID: AtomicU64 = AtomicU64::new(1);
-
-fn staged_prefix(id: u64) -> Vec<u8> {
-    [STAGED, &id.to_be_bytes()[..]].concat()
-}
-
-fn record_key(id: u64) -> Vec<u8> {
-    [RECORD, &id.to_be_bytes()[..]].concat()
-}
 
 /// What a staged write's commit needs to know.
 #[derive(Debug, Clone, Copy)]
@@ -85,7 +70,7 @@ impl StagedWrite {
         }
         let mut ops = Vec::new();
         for (block, part) in split_by_block(batch, self.event_time)? {
-            let key = [staged_prefix(self.staged.id), self.staged.pieces.to_be_bytes().to_vec()].concat();
+            let key = keys::staged(self.staged.id, self.staged.pieces);
             let value = [&self.staged.table_id.to_be_bytes()[..], &block.to_be_bytes(), &encode_batch(&part)?].concat();
             ops.push(KvOp::Put(key, value));
             self.staged.pieces =
@@ -107,7 +92,7 @@ impl StagedWrite {
 impl Drop for StagedWrite {
     fn drop(&mut self) {
         if !self.committed
-            && let Err(e) = delete_prefix(self.store.kv.as_ref(), &staged_prefix(self.staged.id))
+            && let Err(e) = delete_prefix(self.store.kv.as_ref(), &keys::staged_of(self.staged.id))
         {
             tracing::warn!("could not delete the staged rows of an aborted write (the next start will): {e}");
         }
@@ -128,20 +113,20 @@ fn delete_prefix(kv: &dyn KvStore, prefix: &[u8]) -> Result<()> {
 /// The roll-forward record of a staged commit whose pieces get seqs from `first_seq` on.
 pub(super) fn record(staged: &StagedCommit, first_seq: u64) -> KvOp {
     let value = [staged.table_id.to_be_bytes(), first_seq.to_be_bytes()].concat();
-    KvOp::Put(record_key(staged.id), value)
+    KvOp::Put(keys::rolling(staged.id), value)
 }
 
 /// Moves a committed write's pieces to their event keys and removes its record; returns the
 /// (block, seq) of each piece moved. Idempotent: a crash midway is finished by running it again.
 pub(super) fn roll_forward(kv: &dyn KvStore, id: u64, table_id: u64, first_seq: u64) -> Result<Vec<(i64, u64)>> {
-    let prefix = staged_prefix(id);
+    let prefix = keys::staged_of(id);
     let (mut ops, mut bytes, mut moved) = (Vec::new(), 0, Vec::new());
     for pair in kv.scan(&prefix, &keys::prefix_end(&prefix)) {
         let (key, value) = pair?;
         let corrupt = || Error::Storage("corrupt staged piece".into());
         let piece =
             key.get(prefix.len()..).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes).ok_or_else(corrupt)?;
-        let block = value.get(8..16).and_then(|b| b.try_into().ok()).map(i64::from_be_bytes).ok_or_else(corrupt)?;
+        let block = keys::be_u64(&value, 8).ok_or_else(corrupt)? as i64;
         let seq = first_seq + piece as u64;
         bytes += value.len();
         ops.push(KvOp::Put(keys::event(table_id, block, seq), value[16..].to_vec()));
@@ -152,23 +137,23 @@ pub(super) fn roll_forward(kv: &dyn KvStore, id: u64, table_id: u64, first_seq: 
             bytes = 0;
         }
     }
-    ops.push(KvOp::Delete(record_key(id)));
+    ops.push(KvOp::Delete(keys::rolling(id)));
     kv.apply(ops)?;
     Ok(moved)
 }
 
 /// At open: finishes the moves of committed writes, then deletes what aborted ones staged.
 pub(super) fn recover(kv: &dyn KvStore) -> Result<()> {
-    let records: Vec<_> = kv.scan(RECORD, &keys::prefix_end(RECORD)).collect::<Result<_>>()?;
+    let records: Vec<_> = kv.scan(keys::ROLLING, &keys::prefix_end(keys::ROLLING)).collect::<Result<_>>()?;
     for (key, value) in records {
         let corrupt = || Error::Storage("corrupt roll-forward record".into());
-        let id = key.get(2..10).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(corrupt)?;
-        let table_id = value.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(corrupt)?;
-        let first = value.get(8..16).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(corrupt)?;
+        let id = keys::be_u64(&key, keys::ROLLING.len()).ok_or_else(corrupt)?;
+        let table_id = keys::be_u64(&value, 0).ok_or_else(corrupt)?;
+        let first = keys::be_u64(&value, 8).ok_or_else(corrupt)?;
         let moved = roll_forward(kv, id, table_id, first)?;
         tracing::info!(pieces = moved.len(), "finished committing a staged write interrupted by a crash");
     }
-    delete_prefix(kv, STAGED)
+    delete_prefix(kv, keys::STAGED)
 }
 
 impl EventStore {
@@ -188,26 +173,11 @@ impl EventStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{BLOCK_MICROS, MemoryKv, ScanTable};
-    use arrow::array::{Int64Array, TimestampMicrosecondArray};
-    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-
-    fn rows(times: Vec<i64>) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("v", DataType::Int64, true),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
-        ]));
-        let v = Int64Array::from(times.clone());
-        RecordBatch::try_new(schema, vec![Arc::new(v), Arc::new(TimestampMicrosecondArray::from(times))]).unwrap()
-    }
-
-    fn count(store: &EventStore, table: u64) -> usize {
-        let table = ScanTable { id: table, event_time: Some(1) };
-        store.scan(table, (i64::MIN, i64::MAX), (0, 1)).map(|b| b.unwrap().batch.num_rows()).sum()
-    }
+    use crate::storage::events::tests::{count, rows};
+    use crate::storage::{BLOCK_MICROS, MemoryKv};
 
     fn staged_keys(kv: &dyn KvStore) -> usize {
-        kv.scan(STAGED, &keys::prefix_end(STAGED)).count()
+        kv.scan(keys::STAGED, &keys::prefix_end(keys::STAGED)).count()
     }
 
     #[tokio::test]
@@ -256,6 +226,6 @@ mod tests {
         let reopened = EventStore::open(kv.clone(), None).unwrap();
         assert_eq!(count(&reopened, t), 2, "the committed write is finished, the other dropped");
         assert_eq!(staged_keys(kv.as_ref()), 0);
-        assert_eq!(kv.scan(RECORD, &keys::prefix_end(RECORD)).count(), 0);
+        assert_eq!(kv.scan(keys::ROLLING, &keys::prefix_end(keys::ROLLING)).count(), 0);
     }
 }

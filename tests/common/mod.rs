@@ -144,3 +144,15 @@ impl Drop for BinaryServer {
 pub fn binary_path() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_asofdb"))
 }
+
+/// Every row of `sql` (simple protocol) as `a|b|...` text, NULL as "NULL".
+#[allow(dead_code)] // not every test binary reads rows as text
+pub async fn text_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for message in client.simple_query(sql).await.unwrap() {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = message {
+            out.push((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect::<Vec<_>>().join("|"));
+        }
+    }
+    out
+}

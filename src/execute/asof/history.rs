@@ -15,7 +15,7 @@ use datafusion::scalar::ScalarValue;
 
 use crate::error::{Error, Result};
 use crate::feature::window::{span, upper_bound};
-use crate::feature::{FeatureState, LiveFeature, SlidingDistinct};
+use crate::feature::{FeatureState, LiveFeature, SlidingDistinct, distinct_aggregates};
 use crate::storage::blocks::event_times;
 use crate::storage::{BLOCK_MICROS, EventStore, StoredPart};
 
@@ -133,9 +133,10 @@ impl Sweep {
         if let Some(p) = probes.get(end) {
             let horizon = span(&compiled.def.window, p.time, self.strict).from;
             let windows = &mut self.windows;
+            let distinct = distinct_aggregates(compiled);
             self.scratch.evict(compiled, horizon, &mut |key, history, r| {
                 if let Some(window) = windows.get_mut(key) {
-                    history.retire_window(compiled, window, r);
+                    history.retire_window(compiled, &distinct, window, r);
                 }
             });
         }
