@@ -76,9 +76,30 @@ impl KeyHistory {
     }
 
     /// Drops the first `r` events (all older than every window still to be evaluated).
+    /// Tiles wholly within the prefix go and the rest shift down; only the first kept tile,
+    /// which the cut may pass through, is refolded (rebuilding every tile on each eviction
+    /// took more time than the rest of an ASOF sweep over stored events).
     fn drop_prefix(&mut self, feature: &CompiledFeature, r: usize) {
         self.words.drain(..r * feature.stride());
-        self.compacted(feature);
+        let Some(tiles) = &mut self.tiles else {
+            self.compacted(feature);
+            return;
+        };
+        let n = feature.def.values.len();
+        let gone = partition(tiles.ends.len(), |k| tiles.ends[k] as usize <= r);
+        tiles.starts.drain(..gone);
+        tiles.ends.drain(..gone);
+        tiles.partials.drain(..gone * n);
+        tiles.ends.iter_mut().for_each(|e| *e -= r as u32);
+        self.compact_others(feature);
+        if self.words.is_empty() || self.len(feature) < feature.tile_min_events {
+            self.tiles = None;
+        } else if let Some(tiles) = &mut self.tiles {
+            let ev = Events { words: &self.words, stride: feature.stride(), others: &self.others };
+            let end = tiles.ends[0] as usize;
+            tiles.partials[..n].clone_from_slice(&fold_tile(feature, &ev, 0, end));
+        }
+        self.release_spare();
     }
 
     /// For a feature of distinct counts only, evaluated from now on at times at or after its
@@ -114,20 +135,7 @@ impl KeyHistory {
     /// Restores the invariants after events were removed: `others` holds only referenced
     /// values, tiles are rebuilt, spare capacity is returned.
     fn compacted(&mut self, feature: &CompiledFeature) {
-        let stride = feature.stride();
-        if !self.others.is_empty() {
-            // Words of non-numeric values index `others`; keep only the values still referenced.
-            let mut kept = Vec::new();
-            for event in self.words.chunks_exact_mut(stride) {
-                for (j, repr) in feature.reprs.iter().enumerate() {
-                    if *repr == super::encoding::Repr::Other && (event[2] >> (2 * j)) & 3 == VALUE {
-                        kept.push(self.others[event[HEADER + j] as usize].clone());
-                        event[HEADER + j] = (kept.len() - 1) as u64;
-                    }
-                }
-            }
-            self.others = kept;
-        }
+        self.compact_others(feature);
         self.tiles = None;
         let ev = self.events(feature);
         if !ev.is_empty() && ev.len() >= feature.tile_min_events {
@@ -136,10 +144,32 @@ impl KeyHistory {
                 self.tiles = Some(Box::new(build_tiles(feature, &ev)));
             }
         }
+        self.release_spare();
+    }
+
+    /// Keeps only the `others` values still referenced, renumbering the words that index them.
+    fn compact_others(&mut self, feature: &CompiledFeature) {
+        if self.others.is_empty() {
+            return;
+        }
+        let mut kept = Vec::new();
+        for event in self.words.chunks_exact_mut(feature.stride()) {
+            for (j, repr) in feature.reprs.iter().enumerate() {
+                if *repr == super::encoding::Repr::Other && (event[2] >> (2 * j)) & 3 == VALUE {
+                    kept.push(self.others[event[HEADER + j] as usize].clone());
+                    event[HEADER + j] = (kept.len() - 1) as u64;
+                }
+            }
+        }
+        self.others = kept;
+    }
+
+    fn release_spare(&mut self) {
         if self.words.is_empty() {
             // Most keys of a short window end up here: they keep only their first time.
             self.words = Vec::new();
             self.others = Vec::new();
+            self.tiles = None;
         } else if self.words.capacity() > 2 * self.words.len() + 64 {
             self.words.shrink_to_fit();
         }
@@ -264,6 +294,8 @@ impl KeyHistory {
         };
         let (a, b) = if window.from > window.to { (0, 0) } else { (ev.from(window.from), ev.after(window.to)) };
         let accs = match &self.tiles {
+            // Distinct counts only, computed by the caller: nothing to fold.
+            _ if skip_distinct && is_distinct_only(feature) => window_accs(feature, true),
             Some(tiles) if b > a => {
                 // Tiles wholly inside [from, to] are merged; the edges are folded event by event.
                 let size = feature.tile;
@@ -433,11 +465,23 @@ impl SlidingDistinct {
 }
 
 /// A tile's partials over events `from..to` (picks relative to `from`).
+/// A tile's distinct words are gathered, then sorted once (inserting each in order was
+/// quadratic in the tile's distinct values).
 fn fold_tile(feature: &CompiledFeature, ev: &Events, from: usize, to: usize) -> Vec<Acc> {
-    let mut accs: Vec<Acc> =
-        feature.def.values.iter().zip(&feature.reprs).map(|(v, r)| Acc::new(v.kind, *r, true)).collect();
-    fold_into(feature, ev, &mut accs, from, to, from);
-    accs
+    let aggregates = feature.def.values.iter().zip(&feature.reprs).enumerate();
+    aggregates
+        .map(|(j, (v, repr))| {
+            let mut acc = Acc::new(v.kind, *repr, true);
+            if let Acc::Distinct(words) = &mut acc {
+                words.extend((from..to).filter(|i| ev.flag(*i, j) == VALUE).map(|i| ev.word(i, j)));
+                words.sort_unstable();
+                words.dedup();
+            } else {
+                (from..to).for_each(|i| acc.add(v.kind, *repr, ev, i, j, from));
+            }
+            acc
+        })
+        .collect()
 }
 
 fn fold_into(feature: &CompiledFeature, ev: &Events, accs: &mut [Acc], from: usize, to: usize, offset: usize) {
