@@ -52,6 +52,11 @@ struct Args {
     /// much in memory. Default: 16384.
     #[arg(long, env = "ASOFDB_COPY_CHUNK_KB")]
     copy_chunk_kb: Option<usize>,
+
+    /// Page cache (MiB) of the hot tier (sled). sled's own memory beyond it grows with the
+    /// hot tier's size. Default: 256.
+    #[arg(long, env = "ASOFDB_HOT_CACHE_MB")]
+    hot_cache_mb: Option<u64>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -81,6 +86,7 @@ async fn run(args: Args) -> asofdb::Result<()> {
         query_memory: args.query_memory_mb.map(|mb| mb << 20),
         cold_url: args.cold_url.clone(),
         copy_chunk_bytes: args.copy_chunk_kb.map(|kb| kb << 10),
+        hot_cache_bytes: args.hot_cache_mb.map(|mb| mb << 20),
     };
     let db = Database::open_with(&args.data_dir, limits)?;
     let server = Server::bind(&args.listen, db.clone()).await?;

@@ -14,6 +14,8 @@ use crate::sql::names::ident_name;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyFormat {
     pub csv: bool,
+    /// PostgreSQL's binary format (COPY FROM only; `copy_binary`).
+    pub binary: bool,
     pub header: bool,
     pub delimiter: u8,
     pub null: String,
@@ -24,14 +26,14 @@ pub struct CopyFormat {
 impl CopyFormat {
     /// Resolves both the modern `WITH (...)` options and the pre-9.0 keyword options.
     pub fn from_options(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<Self> {
-        let mut csv = false;
+        let (mut csv, mut binary) = (false, false);
         let (mut header, mut delimiter, mut null, mut quote, mut escape) = (false, None, None, None, None);
         for option in options {
             match option {
                 CopyOption::Format(name) => match ident_name(name).as_str() {
                     "text" => csv = false,
                     "csv" => csv = true,
-                    "binary" => return Err(Error::unsupported("COPY binary format is not supported; use text or csv")),
+                    "binary" => binary = true,
                     other => {
                         return Err(Error::invalid_input("22023", format!("COPY format \"{other}\" not recognized")));
                     }
@@ -61,9 +63,7 @@ impl CopyFormat {
                         }
                     }
                 }
-                CopyLegacyOption::Binary => {
-                    return Err(Error::unsupported("COPY binary format is not supported; use text or csv"));
-                }
+                CopyLegacyOption::Binary => binary = true,
                 other => return Err(Error::unsupported(format!("COPY option {other} is not supported"))),
             }
         }
@@ -90,7 +90,10 @@ impl CopyFormat {
             return Err(Error::invalid_input("22023", "COPY quote and escape are available only in CSV mode"));
         }
         let null = null.unwrap_or_else(|| if csv { String::new() } else { "\\N".into() });
-        Ok(CopyFormat { csv, header, delimiter, null, quote, escape })
+        if binary && (csv || header || options.iter().any(|o| !matches!(o, CopyOption::Format(_)))) {
+            return Err(Error::invalid_input("42601", "cannot specify other COPY options in BINARY mode"));
+        }
+        Ok(CopyFormat { csv, binary, header, delimiter, null, quote, escape })
     }
 }
 
@@ -381,7 +384,7 @@ mod tests {
     }
 
     fn csv_format(header: bool) -> CopyFormat {
-        CopyFormat { csv: true, header, delimiter: b',', null: String::new(), quote: b'"', escape: b'"' }
+        CopyFormat { csv: true, binary: false, header, delimiter: b',', null: String::new(), quote: b'"', escape: b'"' }
     }
 
     fn column(rows: &DecodedRows, i: usize) -> Vec<Option<String>> {

@@ -29,6 +29,8 @@ pub struct Limits {
     /// COPY FROM data decoded and staged at a time (default 16 MiB): a COPY holds about this
     /// much in memory however large it is.
     pub copy_chunk_bytes: Option<usize>,
+    /// The hot tier's page cache (`SledKv::open`; default 256 MiB).
+    pub hot_cache_bytes: Option<u64>,
 }
 
 /// Half of the machine's memory (from /proc/meminfo), or 4 GiB if it cannot be read.
@@ -65,7 +67,7 @@ impl Database {
             Some(url) => ColdStore::open(url)?,
             None => ColdStore::local(data_dir.join("cold"))?,
         });
-        Self::with_store(Arc::new(SledKv::open(&data_dir.join("hot"))?), Some(cold), limits)
+        Self::with_store(Arc::new(SledKv::open(&data_dir.join("hot"), limits.hot_cache_bytes)?), Some(cold), limits)
     }
 
     /// A database that lives in memory only, for tests.

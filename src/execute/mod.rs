@@ -3,6 +3,7 @@
 pub(crate) mod asof;
 mod conform;
 pub mod copy_format;
+mod copy_binary;
 mod create_table;
 mod database;
 mod insert;

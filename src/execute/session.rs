@@ -299,6 +299,9 @@ impl Session {
 
     async fn copy_to(&mut self, source: &CopySource, target: &CopyTarget, format: CopyFormat) -> Result<Output> {
         let parquet_file = match target {
+            CopyTarget::Stdout if format.binary => {
+                return Err(Error::unsupported("COPY TO in binary format is not supported; use text or csv"));
+            }
             CopyTarget::Stdout => None,
             CopyTarget::File { filename } if filename.ends_with(".parquet") => Some(filename.clone()),
             _ => return Err(Error::unsupported("COPY TO supports STDOUT and server-side '.parquet' files")),

@@ -47,9 +47,9 @@ pub async fn to_response(
         Output::TransactionStarted => Response::TransactionStart(Tag::new("BEGIN")),
         Output::TransactionEnded { tag } => Response::TransactionEnd(Tag::new(tag)),
         Output::CopyIn(copy) => {
-            let columns = copy.column_count();
+            let (columns, format) = (copy.column_count(), i8::from(copy.format.binary));
             connection.copy_in = Some(copy);
-            Response::CopyIn(CopyResponse::new(0, columns, futures::stream::empty()))
+            Response::CopyIn(CopyResponse::new(format, columns, futures::stream::empty()))
         }
         Output::CopyOut { format, data } => {
             Response::CopyOut(copy_out_response(&format, data, format_options, connection.cancel.clone()).await?)

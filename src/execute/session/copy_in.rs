@@ -15,6 +15,7 @@ use super::{Session, Transaction};
 use crate::catalog::TableDef;
 use crate::error::{Error, Result};
 use crate::execute::conform::{RowLabel, conform};
+use crate::execute::copy_binary;
 use crate::execute::copy_format::{CopyFormat, Position, decode_chunk};
 use crate::storage::{Append, StagedWrite};
 
@@ -123,7 +124,12 @@ impl Session {
     /// keeps them for the end when the statement will not need staging.
     fn decode_buffer(&mut self, copy: &mut CopyIn, last: bool) -> Result<()> {
         let names: Vec<String> = copy.targets.iter().map(|i| copy.def.columns[*i].name.clone()).collect();
-        let (decoded, consumed) = decode_chunk(&copy.buffer, &copy.format, &names, &mut copy.position, last)?;
+        let (decoded, consumed) = if copy.format.binary {
+            let types: Vec<_> = copy.targets.iter().map(|i| copy.def.columns[*i].ty).collect();
+            copy_binary::decode_chunk(&copy.buffer, &types, &mut copy.position, last)?
+        } else {
+            decode_chunk(&copy.buffer, &copy.format, &names, &mut copy.position, last)?
+        };
         copy.buffer.drain(..consumed);
         let rows = decoded.lines.len();
         let mut columns: Vec<Option<ArrayRef>> = vec![None; copy.def.columns.len()];

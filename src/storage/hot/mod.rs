@@ -9,6 +9,8 @@ use group_commit::GroupCommit;
 use super::{KvOp, KvPair, KvStore};
 use crate::error::Result;
 
+pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
+
 /// A [`KvStore`] backed by one sled tree.
 ///
 /// Every batch goes through `Tree::apply_batch`, which sled applies atomically and recovers
@@ -20,11 +22,12 @@ pub struct SledKv {
 }
 
 impl SledKv {
-    /// Opens (or creates) the store in `dir`.
-    pub fn open(dir: &Path) -> Result<Self> {
+    /// Opens (or creates) the store in `dir`, with a page cache of `cache_bytes` (default
+    /// [`DEFAULT_CACHE_BYTES`]).
+    pub fn open(dir: &Path, cache_bytes: Option<u64>) -> Result<Self> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(256 * 1024 * 1024)
+            .cache_capacity(cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES))
             // We flush explicitly on every commit; sled's timer flush would only add I/O.
             .flush_every_ms(None)
             .open()?;
