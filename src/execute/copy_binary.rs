@@ -130,8 +130,9 @@ impl Reader<'_> {
             }
             let len = usize::try_from(len).map_err(|_| bad(format!("invalid field length {len} (tuple {tuple})")))?;
             let Some(value) = self.take(len) else { return Ok(Tuple::Incomplete) };
-            let text = to_text(*ty, value)
-                .ok_or_else(|| bad(format!("incorrect binary data format for type {} (tuple {tuple})", ty.sql_name())))?;
+            let text = to_text(*ty, value).ok_or_else(|| {
+                bad(format!("incorrect binary data format for type {} (tuple {tuple})", ty.sql_name()))
+            })?;
             fields.push(Some(text));
         }
         Ok(Tuple::Row)
@@ -141,7 +142,8 @@ impl Reader<'_> {
 /// The text form of one binary value of type `ty`; `None` if the bytes do not fit the type.
 fn to_text(ty: ColumnType, value: &[u8]) -> Option<String> {
     let int = |n: usize| -> Option<i64> {
-        (value.len() == n).then(|| value.iter().fold(0i64, |acc, b| (acc << 8) | *b as i64) << (64 - 8 * n) >> (64 - 8 * n))
+        (value.len() == n)
+            .then(|| value.iter().fold(0i64, |acc, b| (acc << 8) | *b as i64) << (64 - 8 * n) >> (64 - 8 * n))
     };
     Some(match ty {
         ColumnType::Boolean => match value {

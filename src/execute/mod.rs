@@ -2,8 +2,8 @@
 
 pub(crate) mod asof;
 mod conform;
-pub mod copy_format;
 mod copy_binary;
+pub mod copy_format;
 mod create_table;
 mod database;
 mod insert;

@@ -74,6 +74,9 @@ impl Settings {
 
     /// `SHOW name` as a one-row result.
     pub fn show(&self, name: &str) -> Result<RecordBatch> {
+        // PostgreSQL's SQL-standard spelling (SQLAlchemy sends it on connect).
+        let name =
+            if name.eq_ignore_ascii_case("transaction isolation level") { "transaction_isolation" } else { name };
         let value = self.get(name).ok_or_else(|| Error::NotFound {
             sqlstate: "42704",
             message: format!("unrecognized configuration parameter \"{name}\""),

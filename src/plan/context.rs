@@ -41,5 +41,6 @@ pub fn new_session_context(catalog: Arc<Catalog>, query_memory: usize) -> Result
     db.register_schema(SCHEMA_NAME, Arc::new(EventSchema::new(catalog.clone())))?;
     db.register_schema("asofdb", Arc::new(SystemSchema::new(catalog)))?;
     setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider).map_err(|e| Error::DataFusion(*e))?;
+    super::pg_functions::register(&ctx);
     Ok(ctx)
 }

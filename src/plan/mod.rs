@@ -4,6 +4,7 @@ pub mod asof;
 mod context;
 mod event_table;
 mod feature_table;
+mod pg_functions;
 mod point_read;
 mod schema;
 mod system;

@@ -16,15 +16,18 @@ use async_trait::async_trait;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DfStatement;
-use futures::Sink;
+use futures::{Sink, SinkExt};
+use pgwire::api::DEFAULT_NAME;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::ExtendedQueryHandler;
 use pgwire::api::results::{FieldInfo, Response};
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::store::PortalStore;
+use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::data::{NoData, ParameterDescription};
+use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::types::format::FormatOptions;
 use sqlparser::ast::Statement as SqlStatement;
 
@@ -201,6 +204,31 @@ impl ExtendedQueryHandler for QueryHandler {
         }
         let output = execute_with_notices(&mut conn.session, &statement, client).await.map_err(to_pgwire)?;
         to_response(output, &portal.result_column_format, &mut conn, client.metadata()).await
+    }
+
+    /// As pgwire's, except that a statement with parameters and no result columns (an INSERT)
+    /// is described as ParameterDescription + NoData, as PostgreSQL does: pgwire sends an
+    /// empty RowDescription, after which pgjdbc counts every batched INSERT as 0 rows.
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        if message.target_type == TARGET_TYPE_BYTE_STATEMENT
+            && let Some(Entry::Value(stored)) = client.portal_store().get_statement(name)
+        {
+            let response = self.do_describe_statement(client, &stored).await?;
+            if response.fields.is_empty() {
+                let oids = response.parameters.iter().map(|t| t.oid()).collect();
+                client.send(PgWireBackendMessage::ParameterDescription(ParameterDescription::new(oids))).await?;
+                client.send(PgWireBackendMessage::NoData(NoData::new())).await?;
+                return Ok(());
+            }
+        }
+        self._on_describe(client, message).await
     }
 }
 

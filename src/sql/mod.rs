@@ -6,6 +6,7 @@ pub mod feature;
 mod interval;
 pub mod names;
 pub mod params;
+mod pg_compat;
 mod split;
 pub mod types;
 
@@ -82,7 +83,11 @@ impl SqlParser {
         let text = asof_syntax::normalize(text)?;
         let mut parsed = self.postgres.parse(&text)?;
         match parsed.len() {
-            1 => Ok(Statement::Standard(Box::new(parsed.remove(0)))),
+            1 => {
+                let mut statement = parsed.remove(0);
+                pg_compat::rewrite(&mut statement);
+                Ok(Statement::Standard(Box::new(statement)))
+            }
             0 => Err(Error::syntax("empty statement")),
             _ => Err(Error::internal("statement splitter and parser disagree")),
         }

@@ -1,0 +1,108 @@
+//! PostgreSQL functions that client drivers call during introspection and that neither
+//! DataFusion nor datafusion-pg-catalog provide (or provide in another shape).
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, StringBuilder};
+use arrow::datatypes::DataType;
+use datafusion::common::cast::as_string_array;
+use datafusion::error::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, create_udf,
+};
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+
+/// Registers every function of this module in `ctx` (replacing DataFusion's `version`).
+pub fn register(ctx: &SessionContext) {
+    ctx.register_udf(version());
+    ctx.register_udf(constant("pg_get_serial_sequence", vec![DataType::Utf8, DataType::Utf8], ScalarValue::Utf8(None)));
+    ctx.register_udf(constant("pg_collation_is_visible", vec![DataType::Int32], ScalarValue::Boolean(Some(true))));
+    ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject::new()));
+}
+
+/// `version()` in PostgreSQL's shape: drivers parse its leading "PostgreSQL X.Y" (SQLAlchemy
+/// refuses to connect otherwise), so it names the version we report as `server_version`,
+/// then asofdb's own.
+fn version() -> ScalarUDF {
+    let text =
+        format!("PostgreSQL 16.0 (asofdb {}) on {}-linux, 64-bit", env!("CARGO_PKG_VERSION"), std::env::consts::ARCH);
+    constant("version", vec![], ScalarValue::Utf8(Some(text)))
+}
+
+/// A function of `args` that always returns `value`: asofdb has no sequences (so no serial
+/// column has one) and one collation (always visible).
+fn constant(name: &str, args: Vec<DataType>, value: ScalarValue) -> ScalarUDF {
+    let ty = value.data_type();
+    create_udf(
+        name,
+        args,
+        ty,
+        Volatility::Immutable,
+        Arc::new(move |_: &[ColumnarValue]| Ok(ColumnarValue::Scalar(value.clone()))),
+    )
+}
+
+/// `json_build_object(key, value, ...)`: a JSON object as text (SQLAlchemy's column
+/// inspection builds identity and collation details with it).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonBuildObject {
+    signature: Signature,
+}
+
+impl JsonBuildObject {
+    fn new() -> Self {
+        Self { signature: Signature::variadic_any(Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for JsonBuildObject {
+    fn name(&self) -> &str {
+        "json_build_object"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if !args.args.len().is_multiple_of(2) {
+            return datafusion::common::exec_err!("argument list must have even number of elements");
+        }
+        let rows = args.number_rows;
+        let arrays: Vec<ArrayRef> = args.args.iter().map(|a| a.to_array(rows)).collect::<Result<_>>()?;
+        let texts: Vec<ArrayRef> =
+            arrays.iter().map(|a| arrow::compute::cast(a, &DataType::Utf8)).collect::<std::result::Result<_, _>>()?;
+        let mut out = StringBuilder::new();
+        for row in 0..rows {
+            let mut object = serde_json::Map::new();
+            for pair in (0..arrays.len()).step_by(2) {
+                let key = as_string_array(&texts[pair])?;
+                if key.is_null(row) {
+                    return datafusion::common::exec_err!("null value not allowed for object key");
+                }
+                object.insert(key.value(row).to_string(), json_value(&arrays[pair + 1], &texts[pair + 1], row)?);
+            }
+            out.append_value(serde_json::Value::Object(object).to_string());
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// A value as JSON: numbers and booleans as themselves, NULL as null, anything else as its text.
+fn json_value(array: &ArrayRef, text: &ArrayRef, row: usize) -> Result<serde_json::Value> {
+    if array.is_null(row) {
+        return Ok(serde_json::Value::Null);
+    }
+    let text = as_string_array(text)?.value(row);
+    let ty = array.data_type();
+    Ok(if ty.is_numeric() || *ty == DataType::Boolean {
+        serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.into()))
+    } else {
+        serde_json::Value::String(text.into())
+    })
+}

@@ -1,0 +1,67 @@
+//! Real PostgreSQL client libraries against the real binary (issue #6): each client script in
+//! `tests/clients/` runs the same scenario (connect, create a table, load rows with parameters
+//! and COPY, create a feature, read it with a prepared statement, build a training set with
+//! ASOF JOIN, provoke errors and check their SQLSTATEs, keep using the connection) against a
+//! fresh server, and must exit 0. `scripts/test` installs the clients.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::BinaryServer;
+
+fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("clients")
+}
+
+/// Starts a server, runs `program args... PORT` in `dir`, and fails with its output unless it succeeds.
+fn run_client(program: &str, args: &[&str], dir: &Path) {
+    let data = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(data.path());
+    let port = server.addr.port().to_string();
+    let output = Command::new(program)
+        .args(args)
+        .arg(&port)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} (scripts/test installs it): {e}"));
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{program} {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains(": ok"), "{program} {args:?} did not finish\nstdout:\n{stdout}");
+}
+
+#[test]
+fn psycopg() {
+    run_client("python3", &["psycopg_client.py"], &clients_dir());
+}
+
+#[test]
+fn asyncpg() {
+    run_client("python3", &["asyncpg_client.py"], &clients_dir());
+}
+
+#[test]
+fn sqlalchemy_and_pandas() {
+    run_client("python3", &["sqlalchemy_client.py"], &clients_dir());
+}
+
+#[test]
+fn node_postgres() {
+    run_client("node", &["client.js"], &clients_dir().join("node"));
+}
+
+#[test]
+fn pgjdbc() {
+    let dir = clients_dir().join("jdbc");
+    let classes = tempfile::tempdir().unwrap();
+    let jar = "/usr/share/java/postgresql.jar";
+    let status = Command::new("javac")
+        .args(["-d", &classes.path().display().to_string(), "-cp", jar, "JdbcClient.java"])
+        .current_dir(&dir)
+        .status()
+        .expect("javac (scripts/test installs a JDK)");
+    assert!(status.success(), "javac failed");
+    let classpath = format!("{jar}:{}", classes.path().display());
+    run_client("java", &["-cp", &classpath, "JdbcClient"], &dir);
+}
