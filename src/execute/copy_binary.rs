@@ -10,12 +10,12 @@
 //! the same conversion, NOT NULL checks and error messages as text and CSV rows (the cost of
 //! formatting is small next to storing the row).
 
-use arrow::array::{ArrayRef, StringBuilder};
+use arrow::array::StringBuilder;
 use chrono::{DateTime, Duration, NaiveDate};
 
 use super::copy_format::{DecodedRows, Position};
 use crate::error::{Error, Result};
-use crate::sql::types::ColumnType;
+use crate::sql::types::{ColumnType, bytea_hex};
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 /// Microseconds between the Unix epoch and PostgreSQL's, 2000-01-01.
@@ -33,13 +33,13 @@ pub fn decode_chunk(
     let mut builders: Vec<StringBuilder> = types.iter().map(|_| StringBuilder::new()).collect();
     let mut lines = Vec::new();
     let mut reader = Reader { data, pos: 0 };
-    let finish = |builders: Vec<StringBuilder>, lines, consumed| {
-        let columns = builders.into_iter().map(|mut b| std::sync::Arc::new(b.finish()) as ArrayRef).collect();
-        Ok((DecodedRows { columns, lines }, consumed))
-    };
     if !position.past_header {
         let Some(header) = reader.header()? else {
-            return if last { Err(bad("COPY file signature not recognized")) } else { finish(builders, lines, 0) };
+            return if last {
+                Err(bad("COPY file signature not recognized"))
+            } else {
+                Ok((DecodedRows::new(builders, lines), 0))
+            };
         };
         reader.pos = header;
         position.past_header = true;
@@ -66,7 +66,7 @@ pub fn decode_chunk(
         return Err(bad("unexpected EOF in COPY data: the binary trailer is missing"));
     }
     let consumed = if position.ended { data.len() } else { reader.pos };
-    finish(builders, lines, consumed)
+    Ok((DecodedRows::new(builders, lines), consumed))
 }
 
 fn bad(message: impl Into<String>) -> Error {
@@ -141,33 +141,29 @@ impl Reader<'_> {
 
 /// The text form of one binary value of type `ty`; `None` if the bytes do not fit the type.
 fn to_text(ty: ColumnType, value: &[u8]) -> Option<String> {
-    let int = |n: usize| -> Option<i64> {
-        (value.len() == n)
-            .then(|| value.iter().fold(0i64, |acc, b| (acc << 8) | *b as i64) << (64 - 8 * n) >> (64 - 8 * n))
-    };
+    let int2 = || value.try_into().ok().map(i16::from_be_bytes);
+    let int4 = || value.try_into().ok().map(i32::from_be_bytes);
+    let int8 = || value.try_into().ok().map(i64::from_be_bytes);
     Some(match ty {
         ColumnType::Boolean => match value {
             [0] => "f".into(),
             [1] => "t".into(),
             _ => return None,
         },
-        ColumnType::SmallInt => int(2)?.to_string(),
-        ColumnType::Integer => int(4)?.to_string(),
-        ColumnType::BigInt => int(8)?.to_string(),
-        ColumnType::Real => f32::from_bits(int(4)? as u32).to_string(),
-        ColumnType::Double => f64::from_bits(int(8)? as u64).to_string(),
+        ColumnType::SmallInt => int2()?.to_string(),
+        ColumnType::Integer => int4()?.to_string(),
+        ColumnType::BigInt => int8()?.to_string(),
+        ColumnType::Real => f32::from_bits(int4()? as u32).to_string(),
+        ColumnType::Double => f64::from_bits(int8()? as u64).to_string(),
         ColumnType::Text | ColumnType::Varchar { .. } => String::from_utf8(value.to_vec()).ok()?,
-        ColumnType::Bytea => value.iter().fold(String::from("\\x"), |mut s, b| {
-            s.push_str(&format!("{b:02x}"));
-            s
-        }),
+        ColumnType::Bytea => bytea_hex(value),
         ColumnType::Date => {
-            let days = int(4)?;
+            let days = int4()?;
             let epoch = NaiveDate::from_ymd_opt(2000, 1, 1)?;
-            epoch.checked_add_signed(Duration::days(days))?.format("%Y-%m-%d").to_string()
+            epoch.checked_add_signed(Duration::days(days.into()))?.format("%Y-%m-%d").to_string()
         }
         ColumnType::Timestamp | ColumnType::TimestampTz => {
-            let micros = int(8)?.checked_add(PG_EPOCH_MICROS)?;
+            let micros = int8()?.checked_add(PG_EPOCH_MICROS)?;
             let time = DateTime::from_timestamp_micros(micros)?.naive_utc();
             let zone = if ty == ColumnType::TimestampTz { "+00" } else { "" };
             format!("{}{zone}", time.format("%Y-%m-%d %H:%M:%S%.6f"))

@@ -103,6 +103,13 @@ pub struct DecodedRows {
     pub lines: Vec<usize>,
 }
 
+impl DecodedRows {
+    pub fn new(builders: Vec<StringBuilder>, lines: Vec<usize>) -> Self {
+        let columns = builders.into_iter().map(|mut b| std::sync::Arc::new(b.finish()) as ArrayRef).collect();
+        DecodedRows { columns, lines }
+    }
+}
+
 /// Decodes all of `data` into `column_names.len()` text columns. Errors name the line.
 #[cfg(test)]
 pub fn decode(data: &[u8], format: &CopyFormat, column_names: &[String]) -> Result<DecodedRows> {
@@ -168,9 +175,8 @@ pub fn decode_chunk(
     }
     position.line = reader.line;
     position.ended = reader.ended;
-    let columns = builders.into_iter().map(|mut b| std::sync::Arc::new(b.finish()) as ArrayRef).collect();
     let consumed = if last || reader.ended { data.len() } else { reader.pos };
-    Ok((DecodedRows { columns, lines }, consumed))
+    Ok((DecodedRows::new(builders, lines), consumed))
 }
 
 fn bad_copy(message: String) -> Error {

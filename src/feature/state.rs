@@ -92,7 +92,7 @@ impl KeyHistory {
         tiles.partials.drain(..gone * n);
         tiles.ends.iter_mut().for_each(|e| *e -= r as u32);
         self.compact_others(feature);
-        if self.words.is_empty() || self.len(feature) < feature.tile_min_events {
+        if self.len(feature) < feature.tile_min_events.max(1) {
             self.tiles = None;
         } else if let Some(tiles) = &mut self.tiles {
             let ev = Events { words: &self.words, stride: feature.stride(), others: &self.others };
@@ -136,14 +136,9 @@ impl KeyHistory {
     /// values, tiles are rebuilt, spare capacity is returned.
     fn compacted(&mut self, feature: &CompiledFeature) {
         self.compact_others(feature);
-        self.tiles = None;
         let ev = self.events(feature);
-        if !ev.is_empty() && ev.len() >= feature.tile_min_events {
-            let window = span(&feature.def.window, ev.time(ev.len() - 1), false);
-            if ev.len() - ev.from(window.from) >= feature.tile_min_events {
-                self.tiles = Some(Box::new(build_tiles(feature, &ev)));
-            }
-        }
+        let tiles = worth_tiling(feature, &ev).then(|| Box::new(build_tiles(feature, &ev)));
+        self.tiles = tiles;
         self.release_spare();
     }
 
@@ -185,14 +180,8 @@ impl KeyHistory {
         let KeyHistory { words, others, tiles, .. } = self;
         let ev = Events { words, stride: feature.stride(), others };
         let Some(tiles) = tiles else {
-            // Tiles pay off only for a key whose window holds many events; for the sparse
-            // majority of keys they would cost ~50 bytes per event and save nothing.
-            if ev.len() >= feature.tile_min_events {
-                let latest = ev.time(ev.len() - 1);
-                let window = span(&feature.def.window, latest, false);
-                if ev.len() - ev.from(window.from) >= feature.tile_min_events {
-                    *tiles = Some(Box::new(build_tiles(feature, &ev)));
-                }
+            if worth_tiling(feature, &ev) {
+                *tiles = Some(Box::new(build_tiles(feature, &ev)));
             }
             return;
         };
@@ -490,6 +479,16 @@ fn fold_into(feature: &CompiledFeature, ev: &Events, accs: &mut [Acc], from: usi
             acc.add(feature.def.values[j].kind, feature.reprs[j], ev, i, j, offset);
         }
     }
+}
+
+/// Tiles pay off only for a key whose latest window holds many events; for the sparse
+/// majority of keys they would cost ~50 bytes per event and save nothing.
+fn worth_tiling(feature: &CompiledFeature, ev: &Events) -> bool {
+    if ev.is_empty() || ev.len() < feature.tile_min_events {
+        return false;
+    }
+    let window = span(&feature.def.window, ev.time(ev.len() - 1), false);
+    ev.len() - ev.from(window.from) >= feature.tile_min_events
 }
 
 fn build_tiles(feature: &CompiledFeature, ev: &Events) -> Tiles {

@@ -62,8 +62,7 @@ fn literal(value: &ScalarValue) -> Expr {
         ScalarValue::Float32(Some(f)) if f.is_finite() => Expr::value(Value::Number(format!("{f:?}"), false)),
         ScalarValue::Float64(Some(f)) if f.is_finite() => Expr::value(Value::Number(format!("{f:?}"), false)),
         ScalarValue::Binary(Some(bytes)) | ScalarValue::LargeBinary(Some(bytes)) => {
-            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            Expr::value(Value::SingleQuotedString(format!("\\x{hex}")))
+            Expr::value(Value::SingleQuotedString(crate::sql::types::bytea_hex(bytes)))
         }
         other => Expr::value(Value::SingleQuotedString(text_of(other))),
     }

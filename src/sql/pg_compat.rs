@@ -14,15 +14,24 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Query, SelectItem, SetExpr, Statement,
-    visit_expressions_mut,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Query, SelectItem, SetExpr, Statement, Value,
+    visit_expressions_mut, visit_relations,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 /// Applies every rewrite to `statement` in place.
 pub fn rewrite(statement: &mut Statement) {
-    let reads_catalog = statement.to_string().to_ascii_lowercase().contains("pg_catalog.");
+    // datafusion-pg-catalog's rules have qualified every catalog table by now.
+    let reads_catalog = visit_relations(statement, |name| {
+        let schema = name.0.first().and_then(|part| part.as_ident());
+        if schema.is_some_and(|s| s.value.eq_ignore_ascii_case("pg_catalog")) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .is_break();
     let _ = visit_expressions_mut(statement, |expr| {
         if let Some(replacement) = lookup_subquery(expr) {
             *expr = replacement;
@@ -43,12 +52,12 @@ fn constant_attribute(expr: &Expr) -> Option<Expr> {
         _ => return None,
     };
     let value = match name.to_ascii_lowercase().as_str() {
-        "atthasdef" => "false",
-        "attidentity" => "''",
-        "attcollation" => "0",
+        "atthasdef" => Value::Boolean(false),
+        "attidentity" => Value::SingleQuotedString(String::new()),
+        "attcollation" => Value::Number("0".into(), false),
         _ => return None,
     };
-    Parser::new(&PostgreSqlDialect {}).try_with_sql(value).ok()?.parse_expr().ok()
+    Some(Expr::value(value))
 }
 
 /// Wraps the one output of a plain `SELECT` subquery (no aggregate, GROUP BY or LIMIT yet) in `max()`.
@@ -62,7 +71,9 @@ fn aggregate_single_output(query: &mut Query) {
     else {
         return;
     };
-    if matches!(output, Expr::Function(_)) && output.to_string().to_ascii_lowercase().starts_with("count(") {
+    if let Expr::Function(f) = output
+        && f.name.to_string().eq_ignore_ascii_case("count")
+    {
         return;
     }
     let Ok(wrapped) =

@@ -153,6 +153,14 @@ fn char_len(len: Option<&sqlparser::ast::CharacterLength>) -> Option<u32> {
     }
 }
 
+/// A bytea value in PostgreSQL's hex text form (`\\x` then two digits per byte).
+pub fn bytea_hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::from("\\x"), |mut text, b| {
+        text.push_str(&format!("{b:02x}"));
+        text
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

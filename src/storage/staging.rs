@@ -176,15 +176,21 @@ mod tests {
     use crate::storage::events::tests::{count, rows};
     use crate::storage::{BLOCK_MICROS, MemoryKv};
 
+    /// A store in memory with one table.
+    fn new_table() -> (Arc<dyn KvStore>, Arc<EventStore>, u64) {
+        let kv: Arc<dyn KvStore> = Arc::new(MemoryKv::new());
+        let store = Arc::new(EventStore::open(kv.clone(), None).unwrap());
+        let t = store.allocate_table_id().unwrap();
+        (kv, store, t)
+    }
+
     fn staged_keys(kv: &dyn KvStore) -> usize {
         kv.scan(keys::STAGED, &keys::prefix_end(keys::STAGED)).count()
     }
 
     #[tokio::test]
     async fn staged_rows_appear_only_when_committed() {
-        let kv: Arc<dyn KvStore> = Arc::new(MemoryKv::new());
-        let store = Arc::new(EventStore::open(kv.clone(), None).unwrap());
-        let t = store.allocate_table_id().unwrap();
+        let (kv, store, t) = new_table();
         let mut write = StagedWrite::new(&store, t, Some(1));
         write.add(&rows(vec![5, BLOCK_MICROS * 3])).unwrap();
         write.add(&rows(vec![7])).unwrap();
@@ -207,9 +213,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_crash_before_the_record_drops_the_write_and_after_it_finishes_it() {
-        let kv: Arc<dyn KvStore> = Arc::new(MemoryKv::new());
-        let store = Arc::new(EventStore::open(kv.clone(), None).unwrap());
-        let t = store.allocate_table_id().unwrap();
+        let (kv, store, t) = new_table();
         // Crash mid-COPY: pieces staged, no record.
         let mut lost = StagedWrite::new(&store, t, Some(1));
         lost.add(&rows(vec![1, 2, 3])).unwrap();

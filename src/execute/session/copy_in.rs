@@ -123,11 +123,11 @@ impl Session {
     /// Decodes the complete records in the buffer (all of it when `last`) and stages them, or
     /// keeps them for the end when the statement will not need staging.
     fn decode_buffer(&mut self, copy: &mut CopyIn, last: bool) -> Result<()> {
-        let names: Vec<String> = copy.targets.iter().map(|i| copy.def.columns[*i].name.clone()).collect();
         let (decoded, consumed) = if copy.format.binary {
             let types: Vec<_> = copy.targets.iter().map(|i| copy.def.columns[*i].ty).collect();
             copy_binary::decode_chunk(&copy.buffer, &types, &mut copy.position, last)?
         } else {
+            let names: Vec<String> = copy.targets.iter().map(|i| copy.def.columns[*i].name.clone()).collect();
             decode_chunk(&copy.buffer, &copy.format, &names, &mut copy.position, last)?
         };
         copy.buffer.drain(..consumed);
