@@ -6,7 +6,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use asofdb::execute::{Database, Limits};
-use asofdb::server::Server;
+use asofdb::server::{Security, Server, ServerOptions};
 
 /// mimalloc returns freed memory to the system; glibc malloc kept ~1 GB of it as RSS at 20M
 /// events (docs/benchmarks.md).
@@ -57,6 +57,25 @@ struct Args {
     /// hot tier's size. Default: 256.
     #[arg(long, env = "ASOFDB_HOT_CACHE_MB")]
     hot_cache_mb: Option<u64>,
+
+    /// Require this password (SCRAM-SHA-256) from every client, whatever its user name.
+    /// Without it, every client is trusted (listen on loopback only).
+    #[arg(long, env = "ASOFDB_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+
+    /// Certificate chain (PEM) for TLS; with --tls-key, clients may connect with
+    /// sslmode=require.
+    #[arg(long, env = "ASOFDB_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "ASOFDB_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Client connections served at once; more are refused with SQLSTATE 53300.
+    #[arg(long, env = "ASOFDB_MAX_CONNECTIONS", default_value_t = asofdb::server::DEFAULT_MAX_CONNECTIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
 }
 
 fn main() -> std::process::ExitCode {
@@ -88,8 +107,11 @@ async fn run(args: Args) -> asofdb::Result<()> {
         copy_chunk_bytes: args.copy_chunk_kb.map(|kb| kb << 10),
         hot_cache_bytes: args.hot_cache_mb.map(|mb| mb << 20),
     };
+    let tls = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+    let security = Security::new(args.password.as_deref(), tls)?;
+    let options = ServerOptions { security, max_connections: args.max_connections as usize };
     let db = Database::open_with(&args.data_dir, limits)?;
-    let server = Server::bind(&args.listen, db.clone()).await?;
+    let server = Server::bind_with(&args.listen, db.clone(), options).await?;
     let addr = server.local_addr()?;
     tracing::info!(data_dir = %args.data_dir.display(), "asofdb listening on {addr}");
     // Tests and scripts read this line to find the port when started with port 0.

@@ -6,6 +6,7 @@
 //! types come from the client when it declares them, else from DataFusion's inference (for an
 //! INSERT, the target columns' types).
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -14,7 +15,8 @@ use arrow_pg::datatypes::df::deserialize_parameters_with_server_types;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
 use async_trait::async_trait;
 use datafusion::common::ParamValues;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::{Cast, Expr, LogicalPlan, TryCast};
 use datafusion::sql::parser::Statement as DfStatement;
 use futures::{Sink, SinkExt};
 use pgwire::api::DEFAULT_NAME;
@@ -119,11 +121,32 @@ impl StatementParser {
     }
 }
 
-/// Placeholder types `$1..$n` of a plan, in order.
+/// Placeholder types `$1..$n` of a plan, in order. DataFusion infers a type from comparisons
+/// and INSERT targets; a placeholder it leaves untyped but that is cast (`$1::BIGINT`) takes
+/// the cast's type, as PostgreSQL infers it.
 fn parameter_types(plan: &LogicalPlan) -> crate::error::Result<Vec<Option<DataType>>> {
     let by_name = plan.get_parameter_types()?;
     let count = by_name.keys().filter_map(|k| k.strip_prefix('$')?.parse::<usize>().ok()).max().unwrap_or(0);
-    Ok((1..=count).map(|i| by_name.get(&format!("${i}")).cloned().flatten()).collect())
+    let mut casts: HashMap<String, DataType> = HashMap::new();
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) = e
+                    && let Expr::Placeholder(placeholder) = expr.as_ref()
+                    && placeholder.field.is_none()
+                {
+                    casts.entry(placeholder.id.clone()).or_insert_with(|| field.data_type().clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    Ok((1..=count)
+        .map(|i| {
+            let id = format!("${i}");
+            by_name.get(&id).cloned().flatten().or_else(|| casts.get(&id).cloned())
+        })
+        .collect())
 }
 
 #[async_trait]

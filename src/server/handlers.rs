@@ -1,11 +1,11 @@
-//! Wires asofdb's handlers into pgwire: trust authentication, cancellation, queries, COPY.
+//! Wires asofdb's handlers into pgwire: authentication, cancellation, queries, COPY.
 
 use std::sync::Arc;
 
-use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::{ClientInfo, ConnectionManager, ErrorHandler, PgWireServerHandlers};
 use pgwire::error::PgWireError;
 
+use super::auth::Security;
 use super::cancel::{CancelRequests, Cancellations};
 use super::extended::StatementParser;
 use crate::execute::Database;
@@ -14,61 +14,77 @@ use crate::execute::Database;
 pub struct Handlers {
     pub(super) db: Arc<Database>,
     pub(super) parser: Arc<StatementParser>,
-    startup: Arc<TrustStartup>,
+    security: Arc<Security>,
+    connections: Arc<ConnectionManager>,
     cancel: Arc<CancelRequests>,
     cancellations: Arc<Cancellations>,
 }
 
 impl Handlers {
-    pub fn new(db: Arc<Database>) -> Self {
+    pub fn new(db: Arc<Database>, security: Arc<Security>) -> Self {
         let connections = Arc::new(ConnectionManager::new());
         let cancellations = Arc::new(Cancellations::default());
         Self {
             parser: Arc::new(StatementParser::new(db.clone())),
             db,
-            startup: Arc::new(TrustStartup { connections: connections.clone() }),
-            cancel: Arc::new(CancelRequests { manager: connections, registry: cancellations.clone() }),
+            security,
+            cancel: Arc::new(CancelRequests { manager: connections.clone(), registry: cancellations.clone() }),
+            connections,
             cancellations,
         }
     }
-}
 
-/// Accepts every client without a password (loopback trust, the default of spec section 4).
-/// Registers each connection so CancelRequests can find its running statement.
-pub struct TrustStartup {
-    connections: Arc<ConnectionManager>,
-}
+    pub fn tls_acceptor(&self) -> Option<pgwire::tokio::TlsAcceptor> {
+        self.security.tls_acceptor()
+    }
 
-impl NoopStartupHandler for TrustStartup {
-    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
-        Some(self.connections.clone())
+    /// The handlers of one accepted connection; `admitted` is false past `--max-connections`.
+    pub fn for_connection(self: &Arc<Self>, admitted: bool) -> ConnectionHandlers {
+        ConnectionHandlers { shared: self.clone(), admitted }
     }
 }
 
-/// Logs errors sent to clients; their text and SQLSTATE were decided in `errors`.
+/// The handlers pgwire asks for on one connection: the shared ones, plus a startup handler of
+/// its own (SCRAM keeps per-connection state, and a refused connection gets a refusing one).
+pub struct ConnectionHandlers {
+    shared: Arc<Handlers>,
+    admitted: bool,
+}
+
+/// Logs errors sent to clients; their text and SQLSTATE were decided in `errors`, except for
+/// pgwire's own authentication failure, worded here as PostgreSQL words it.
 pub struct LogErrors;
 
 impl ErrorHandler for LogErrors {
     fn on_error<C: ClientInfo>(&self, client: &C, error: &mut PgWireError) {
+        if let PgWireError::InvalidPassword(_) = error {
+            // pgwire names the SCRAM user, which libpq leaves empty; the startup user is meant.
+            let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
+            *error = PgWireError::UserError(Box::new(pgwire::error::ErrorInfo::new(
+                "FATAL".into(),
+                "28P01".into(),
+                format!("password authentication failed for user \"{user}\""),
+            )));
+        }
         tracing::debug!(peer = %client.socket_addr(), "sending error: {error}");
     }
 }
 
-impl PgWireServerHandlers for Handlers {
+impl PgWireServerHandlers for ConnectionHandlers {
     fn simple_query_handler(&self) -> Arc<impl pgwire::api::query::SimpleQueryHandler> {
-        Arc::new(self.query_handler())
+        Arc::new(self.shared.query_handler())
     }
 
     fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
-        Arc::new(self.query_handler())
+        Arc::new(self.shared.query_handler())
     }
 
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
-        self.startup.clone()
+        Arc::new(self.shared.security.startup(&self.shared.connections, self.admitted))
     }
 
     fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
-        Arc::new(self.query_handler())
+        Arc::new(self.shared.query_handler())
     }
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {
@@ -76,7 +92,7 @@ impl PgWireServerHandlers for Handlers {
     }
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
-        self.cancel.clone()
+        self.shared.cancel.clone()
     }
 }
 

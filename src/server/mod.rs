@@ -1,6 +1,7 @@
 //! The PostgreSQL wire protocol front end (pgwire): connections, simple and extended query
 //! protocol, COPY, cancellation, and the translation of errors into ErrorResponses.
 
+mod auth;
 mod cancel;
 mod connection;
 mod copy;
@@ -16,23 +17,52 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+
+pub use auth::Security;
 
 use crate::error::Result;
 use crate::execute::Database;
 use handlers::Handlers;
 
+/// PostgreSQL's default `max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+
+/// How the server admits clients.
+pub struct ServerOptions {
+    pub security: Security,
+    /// Connections served at once; more are refused with 53300.
+    pub max_connections: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self { security: Security::default(), max_connections: DEFAULT_MAX_CONNECTIONS }
+    }
+}
+
 /// A bound listener serving one database.
 pub struct Server {
     listener: TcpListener,
     handlers: Arc<Handlers>,
+    slots: Arc<Semaphore>,
 }
 
 impl Server {
-    /// Binds `addr` (port 0 picks a free port; see [`Server::local_addr`]).
+    /// Binds `addr` (port 0 picks a free port; see [`Server::local_addr`]) with trust
+    /// authentication, no TLS and the default connection limit.
     pub async fn bind(addr: &str, db: Arc<Database>) -> Result<Self> {
+        Self::bind_with(addr, db, ServerOptions::default()).await
+    }
+
+    pub async fn bind_with(addr: &str, db: Arc<Database>, options: ServerOptions) -> Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(Self { listener, handlers: Arc::new(Handlers::new(db)) })
+        Ok(Self {
+            listener,
+            handlers: Arc::new(Handlers::new(db, Arc::new(options.security))),
+            slots: Arc::new(Semaphore::new(options.max_connections)),
+        })
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr> {
@@ -50,12 +80,18 @@ impl Server {
                 accepted = self.listener.accept() => match accepted {
                     Ok((socket, peer)) => {
                         let _ = socket.set_nodelay(true);
-                        let handlers = self.handlers.clone();
+                        // Held for the connection's life. Only the startup message of a
+                        // connection without one is refused: a CancelRequest, which comes on a
+                        // connection of its own, is still served when the server is full.
+                        let slot = self.slots.clone().try_acquire_owned().ok();
+                        let handlers = self.handlers.for_connection(slot.is_some());
+                        let tls = self.handlers.tls_acceptor();
                         connections.spawn(async move {
                             tracing::debug!(%peer, "connection opened");
-                            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                            if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                                 tracing::debug!(%peer, "connection ended with error: {e}");
                             }
+                            drop(slot);
                         });
                     }
                     Err(e) => tracing::warn!("accept failed: {e}"),

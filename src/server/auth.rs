@@ -1,0 +1,191 @@
+//! Who may connect and how: trust (the default), SCRAM-SHA-256 against a configured password,
+//! TLS from a configured certificate, and the connection limit.
+//!
+//! pgwire drives the SCRAM exchange and the SSLRequest negotiation; this module decides which
+//! of its startup handlers a connection gets and builds the rustls configuration.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::Sink;
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::sasl::scram::{SCRAM_ITERATIONS, ScramAuth, gen_salted_password, random_nonce};
+use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler};
+use pgwire::api::{ClientInfo, ConnectionManager};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::tokio::TlsAcceptor;
+use pgwire::tokio::tokio_rustls::rustls;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::error::{Error, Result};
+
+/// PostgreSQL's SQLSTATE for a configuration problem (config_file_error).
+const CONFIG_ERROR: &str = "F0000";
+
+/// How clients authenticate and whether they may use TLS; fixed at start-up.
+#[derive(Default)]
+pub struct Security {
+    password: Option<Arc<SaltedPassword>>,
+    tls: Option<TlsAcceptor>,
+    /// The certificate chain (PEM), for SCRAM channel binding over TLS.
+    cert_pem: Option<Vec<u8>>,
+}
+
+impl Security {
+    /// `password`: require SCRAM-SHA-256 with it (for every user name); `tls`: certificate
+    /// and private key PEM files.
+    pub fn new(password: Option<&str>, tls: Option<(&std::path::Path, &std::path::Path)>) -> Result<Self> {
+        if password.is_some_and(str::is_empty) {
+            return Err(Error::invalid_input(CONFIG_ERROR, "the password must not be empty"));
+        }
+        let password = password.map(|p| Arc::new(SaltedPassword::new(p)));
+        let (tls, cert_pem) = match tls {
+            None => (None, None),
+            Some((cert, key)) => {
+                let cert_pem = read_file(cert, "TLS certificate")?;
+                let key_pem = read_file(key, "TLS private key")?;
+                (Some(tls_acceptor(&cert_pem, &key_pem)?), Some(cert_pem))
+            }
+        };
+        Ok(Self { password, tls, cert_pem })
+    }
+
+    pub fn tls_acceptor(&self) -> Option<TlsAcceptor> {
+        self.tls.clone()
+    }
+
+    /// The startup handler for one new connection (SCRAM keeps per-connection state).
+    pub(super) fn startup(&self, connections: &Arc<ConnectionManager>, admitted: bool) -> Startup {
+        if !admitted {
+            return Startup::TooManyClients;
+        }
+        let Some(password) = &self.password else {
+            return Startup::Trust(TrustStartup { connections: connections.clone() });
+        };
+        let handler = |scram: ScramAuth| {
+            Box::new(
+                SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
+                    .with_scram(scram)
+                    .with_connection_manager(connections.clone()),
+            )
+        };
+        let plain = handler(ScramAuth::new(password.clone()));
+        // Over TLS, SCRAM-SHA-256-PLUS is offered too, binding the exchange to the certificate;
+        // offering it in the clear would make libpq refuse the server.
+        let bound = self.cert_pem.as_ref().and_then(|pem| {
+            let mut scram = ScramAuth::new(password.clone());
+            match scram.configure_certificate(pem) {
+                Ok(()) => Some(handler(scram)),
+                Err(e) => {
+                    tracing::warn!("SCRAM channel binding disabled: {e}");
+                    None
+                }
+            }
+        });
+        Startup::Scram { plain, bound }
+    }
+}
+
+fn read_file(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|e| Error::invalid_input(CONFIG_ERROR, format!("cannot read {what} {}: {e}", path.display())))
+}
+
+fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| Error::invalid_input(CONFIG_ERROR, format!("{what}: {e}"));
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("invalid TLS certificate", &e))?;
+    if certs.is_empty() {
+        return Err(Error::invalid_input(CONFIG_ERROR, "the TLS certificate file holds no certificate"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| bad("invalid TLS private key", &e))?;
+    // The provider is named: with several rustls backends linked in, rustls cannot pick one.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad("TLS configuration", &e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad("TLS certificate and key do not fit", &e))?;
+    // PostgreSQL 17 clients may start TLS directly (sslnegotiation=direct), naming this ALPN.
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The configured password, salted and hashed once at start-up as SCRAM stores it.
+#[derive(Debug)]
+struct SaltedPassword {
+    salt: Vec<u8>,
+    salted: Vec<u8>,
+}
+
+impl SaltedPassword {
+    fn new(password: &str) -> Self {
+        // pgwire's nonce is 18 random bytes (base64): random, which is all a salt must be.
+        let salt = random_nonce().into_bytes();
+        let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
+        Self { salt, salted }
+    }
+}
+
+#[async_trait]
+impl AuthSource for SaltedPassword {
+    async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
+        Ok(Password::new(Some(self.salt.clone()), self.salted.clone()))
+    }
+}
+
+/// Accepts every client without a password (loopback trust, the default of spec section 4).
+/// Registers each connection so CancelRequests can find its running statement.
+pub struct TrustStartup {
+    connections: Arc<ConnectionManager>,
+}
+
+impl NoopStartupHandler for TrustStartup {
+    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
+        Some(self.connections.clone())
+    }
+}
+
+type ScramStartup = SASLAuthStartupHandler<DefaultServerParameterProvider>;
+
+/// The startup handler of one connection.
+pub enum Startup {
+    Trust(TrustStartup),
+    /// SCRAM-SHA-256; `bound` also offers channel binding, for clients that came over TLS.
+    Scram {
+        plain: Box<ScramStartup>,
+        bound: Option<Box<ScramStartup>>,
+    },
+    /// Over `--max-connections`: answered as PostgreSQL does, FATAL 53300 after the startup
+    /// message.
+    TooManyClients,
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match self {
+            Startup::Trust(handler) => handler.on_startup(client, message).await,
+            Startup::Scram { plain, bound } => match bound {
+                Some(bound) if client.is_secure() => bound.on_startup(client, message).await,
+                _ => plain.on_startup(client, message).await,
+            },
+            Startup::TooManyClients => Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                "53300".into(),
+                "sorry, too many clients already".into(),
+            )))),
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Passwords (SCRAM-SHA-256), TLS and the connection limit, against the real binary with psql
+//! and tokio-postgres.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::BinaryServer;
+
+/// Runs `psql` with a libpq connection string; returns (success, stdout, stderr).
+fn psql(conninfo: &str, password: Option<&str>, sql: &str) -> (bool, String, String) {
+    let mut cmd = Command::new("psql");
+    cmd.args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-c", sql]);
+    // No ~/.pgpass or inherited variables may answer for the test.
+    cmd.env_remove("PGPASSWORD").env("PGPASSFILE", "/nonexistent");
+    if let Some(password) = password {
+        cmd.env("PGPASSWORD", password);
+    }
+    let out = cmd.output().expect("psql is installed by scripts/test");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn conninfo(server: &BinaryServer, extra: &str) -> String {
+    format!("host=127.0.0.1 port={} user=alice dbname=asofdb connect_timeout=10 {extra}", server.addr.port())
+}
+
+/// A self-signed certificate for localhost, made by the openssl command line.
+fn self_signed_cert(dir: &Path) -> (String, String) {
+    let cert = dir.join("server.crt");
+    let key = dir.join("server.key");
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl is installed by scripts/test");
+    assert!(status.success(), "openssl could not make a certificate");
+    (cert.display().to_string(), key.display().to_string())
+}
+
+#[test]
+fn password_requires_scram_and_a_wrong_one_gets_28p01() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start_with_args(&dir.path().join("db"), &["--password", "s3cret pass"]);
+
+    let (ok, out, err) = psql(&conninfo(&server, ""), Some("s3cret pass"), "SELECT 40 + 2");
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "42");
+
+    let (ok, _, err) = psql(&conninfo(&server, ""), Some("wrong"), "SELECT 1");
+    assert!(!ok);
+    assert!(err.contains("password authentication failed"), "{err}");
+
+    // The driver sees the SQLSTATE of the refusal.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let wrong = format!("host=127.0.0.1 port={} user=bob dbname=asofdb password=nope", server.addr.port());
+        let error = tokio_postgres::connect(&wrong, tokio_postgres::NoTls).await.err().expect("wrong password refused");
+        assert_eq!(error.code(), Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD), "{error:?}");
+
+        // No password at all is refused before any query runs.
+        let none = format!("host=127.0.0.1 port={} user=bob dbname=asofdb", server.addr.port());
+        assert!(tokio_postgres::connect(&none, tokio_postgres::NoTls).await.is_err());
+
+        // The right one works, for any user name, and the server keeps serving.
+        let right = format!("host=127.0.0.1 port={} user=bob dbname=asofdb password='s3cret pass'", server.addr.port());
+        let (client, connection) = tokio_postgres::connect(&right, tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        let row = client.query_one("SELECT $1::BIGINT * 2", &[&21i64]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 42);
+    });
+}
+
+#[test]
+fn without_a_password_loopback_clients_are_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path());
+    let (ok, out, err) = psql(&conninfo(&server, ""), None, "SELECT 'in'");
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "in");
+}
+
+#[test]
+fn tls_with_a_certificate_and_scram_channel_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_cert(dir.path());
+    let server = BinaryServer::start_with_args(
+        &dir.path().join("db"),
+        &["--tls-cert", &cert, "--tls-key", &key, "--password", "pw"],
+    );
+
+    // sslmode=require: psql insists on TLS; \conninfo reports the TLS session.
+    let (ok, out, err) = psql(&conninfo(&server, "sslmode=require"), Some("pw"), "\\conninfo");
+    assert!(ok, "{err}");
+    assert!(out.contains("SSL connection (protocol: TLSv1."), "{out}");
+
+    // Channel binding (SCRAM-SHA-256-PLUS) ties the password exchange to this certificate.
+    let (ok, out, err) = psql(&conninfo(&server, "sslmode=require channel_binding=require"), Some("pw"), "SELECT 7");
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "7");
+
+    // The wrong password over TLS is still refused.
+    let (ok, _, err) = psql(&conninfo(&server, "sslmode=require"), Some("nope"), "SELECT 1");
+    assert!(!ok);
+    assert!(err.contains("password authentication failed"), "{err}");
+
+    // Clients that do not ask for TLS still connect in the clear.
+    let (ok, out, err) = psql(&conninfo(&server, "sslmode=disable"), Some("pw"), "SELECT 8");
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "8");
+}
+
+#[test]
+fn without_a_certificate_sslmode_require_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path());
+    let (ok, _, err) = psql(&conninfo(&server, "sslmode=require"), None, "SELECT 1");
+    assert!(!ok);
+    assert!(err.contains("does not support SSL"), "{err}");
+    let (ok, _, err) = psql(&conninfo(&server, "sslmode=prefer"), None, "SELECT 1");
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn a_bad_certificate_stops_the_server_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let out = Command::new(common::binary_path())
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("db"))
+        .arg("--tls-cert")
+        .arg(&junk)
+        .arg("--tls-key")
+        .arg(&junk)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TLS certificate"), "{err}");
+}
+
+#[test]
+fn connections_past_the_limit_get_53300_and_slots_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start_with_args(dir.path(), &["--max-connections", "2"]);
+    let conn = server.conn_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let first = common::connect(&conn).await;
+        let second = common::connect(&conn).await;
+        let error = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await.err().expect("third refused");
+        assert_eq!(error.code(), Some(&tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS), "{error:?}");
+        // The admitted connections are unaffected.
+        assert_eq!(first.query_one("SELECT 1::BIGINT", &[]).await.unwrap().get::<_, i64>(0), 1);
+
+        drop(second);
+        // The slot frees once the server sees the connection close.
+        let mut third = None;
+        for _ in 0..100 {
+            if let Ok((client, connection)) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await {
+                tokio::spawn(connection);
+                third = Some(client);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let third = third.expect("a slot came back after a client left");
+        assert_eq!(third.query_one("SELECT 3::BIGINT", &[]).await.unwrap().get::<_, i64>(0), 3);
+    });
+}
