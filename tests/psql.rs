@@ -116,3 +116,38 @@ fn psql_meta_commands_describe_tables() {
     assert!(ok, "{err}");
     assert!(out.contains("public"), "{out}");
 }
+
+#[test]
+fn psql_describes_features_lists_databases_and_expands_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path());
+    let script = "\
+CREATE TABLE tx (card BIGINT, amt DOUBLE PRECISION, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts');
+INSERT INTO tx VALUES (1, 5, '2024-01-01 09:00:00'), (1, 7, '2024-01-01 09:30:00');
+CREATE FEATURE card_1h AS SELECT card, count(*) AS n, max(amt) AS max_amt FROM tx GROUP BY card
+  WINDOW SLIDING INTERVAL '1 hour';
+";
+    let (ok, _, err) = psql(&server, &[], Some(script));
+    assert!(ok, "{err}");
+
+    // A feature is a view: its key, its aggregates with their types, and its event time.
+    let (ok, out, err) = psql(&server, &["-c", "\\d card_1h"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("card|bigint"), "{out}");
+    assert!(out.contains("n|bigint"), "{out}");
+    assert!(out.contains("max_amt|double precision"), "{out}");
+    assert!(out.contains("ts|timestamp without time zone||not null"), "{out}");
+    let (ok, out, err) = psql(&server, &["-c", "\\dv"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("public|card_1h|view"), "{out}");
+
+    let (ok, out, err) = psql(&server, &["-c", "\\l"], None);
+    assert!(ok, "{err}");
+    assert!(out.lines().any(|l| l.starts_with("asofdb|")), "{out}");
+
+    // \x: one column per line.
+    let (ok, out, err) = psql(&server, &["-c", "\\x on", "-c", "SELECT card, n, max_amt FROM card_1h"], None);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines, vec!["Expanded display is on.", "card|1", "n|2", "max_amt|7"], "{out}");
+}

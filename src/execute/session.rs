@@ -182,6 +182,14 @@ impl Session {
         Ok(self.db.ctx.execute_logical_plan(plan).await?)
     }
 
+    /// A statement failed before reaching the session (at Parse or Bind): inside a
+    /// transaction, that aborts it as any other error does.
+    pub fn abort_transaction(&mut self) {
+        if matches!(self.transaction, Transaction::Open(_)) {
+            self.transaction = Transaction::Failed;
+        }
+    }
+
     fn abort_on_error<T>(&mut self, outcome: Result<T>) -> Result<T> {
         if outcome.is_err() && matches!(self.transaction, Transaction::Open(_)) {
             self.transaction = Transaction::Failed;

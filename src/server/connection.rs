@@ -44,3 +44,14 @@ impl QueryHandler {
         slot.state.clone()
     }
 }
+
+/// An error reached `client` outside the session (Parse, Bind): its open transaction, if any,
+/// is aborted, so later statements get 25P02 as in PostgreSQL. Errors are sent after the
+/// statement released the connection, so the lock is free; if not, the session saw the error.
+pub(super) fn abort_transaction_after_error<C: ClientInfo + ?Sized>(client: &C) {
+    if let Some(slot) = client.session_extensions().get::<ConnectionSlot>()
+        && let Ok(mut connection) = slot.state.try_lock()
+    {
+        connection.session.abort_transaction();
+    }
+}

@@ -256,11 +256,49 @@ impl ExtendedQueryHandler for QueryHandler {
 }
 
 /// Decodes the Bind message's values with the announced types.
+///
+/// pgwire reads a text timestamp only in its full form (`2025-12-04 16:50:00`), where
+/// PostgreSQL also takes a date alone or minutes without seconds. A text-format timestamp or
+/// date parameter the client left untyped is therefore decoded as text and cast here, with
+/// the same rules as a literal.
 fn bound_parameters(portal: &Portal<Arc<Prepared>>, prepared: &Prepared) -> PgWireResult<ParamValues> {
     if portal.parameter_len() == 0 {
         return Ok(ParamValues::List(vec![]));
     }
     let inferred: Vec<Option<&DataType>> = prepared.inferred_types.iter().map(|t| t.as_ref()).collect();
-    let announced: Vec<Option<&Type>> = prepared.param_types.iter().map(Some).collect();
-    deserialize_parameters_with_server_types(portal, &inferred, &announced)
+    let client_typed =
+        |i: usize| portal.statement.parameter_types.get(i).cloned().flatten().is_some_and(|t| t != Type::UNKNOWN);
+    let as_text: Vec<bool> = (0..portal.parameter_len())
+        .map(|i| {
+            let datetime = matches!(
+                prepared.param_types.get(i),
+                Some(t) if *t == Type::TIMESTAMP || *t == Type::TIMESTAMPTZ || *t == Type::DATE
+            );
+            datetime && !portal.parameter_format.is_binary(i) && !client_typed(i)
+        })
+        .collect();
+    let announced: Vec<Option<&Type>> = prepared
+        .param_types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Some(if as_text.get(i) == Some(&true) { &Type::TEXT } else { t }))
+        .collect();
+    let ParamValues::List(mut values) = deserialize_parameters_with_server_types(portal, &inferred, &announced)? else {
+        return Err(to_pgwire(Error::internal("positional parameters decoded by name")));
+    };
+    for (i, value) in values.iter_mut().enumerate().filter(|(i, _)| as_text[*i]) {
+        let target = match prepared.inferred_types.get(i).cloned().flatten() {
+            Some(t) => t,
+            None if prepared.param_types[i] == Type::DATE => DataType::Date32,
+            None => DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+        };
+        let text = value.value.clone();
+        value.value = text.cast_to(&target).map_err(|_| {
+            to_pgwire(Error::invalid_value(
+                "22007",
+                format!("invalid input syntax for type {}: \"{text}\" (parameter ${})", prepared.param_types[i], i + 1),
+            ))
+        })?;
+    }
+    Ok(ParamValues::List(values))
 }

@@ -51,8 +51,9 @@ pub struct ConnectionHandlers {
     admitted: bool,
 }
 
-/// Logs errors sent to clients; their text and SQLSTATE were decided in `errors`, except for
-/// pgwire's own authentication failure, worded here as PostgreSQL words it.
+/// Sees every error pgwire sends: logs it, aborts the session's open transaction (an error at
+/// Parse or Bind never reached the session), and words pgwire's own authentication failure as
+/// PostgreSQL does. Other errors' text and SQLSTATE were decided in `errors`.
 pub struct LogErrors;
 
 impl ErrorHandler for LogErrors {
@@ -66,6 +67,7 @@ impl ErrorHandler for LogErrors {
                 format!("password authentication failed for user \"{user}\""),
             )));
         }
+        super::connection::abort_transaction_after_error(client);
         tracing::debug!(peer = %client.socket_addr(), "sending error: {error}");
     }
 }
