@@ -16,7 +16,7 @@ use arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
 use async_trait::async_trait;
 use datafusion::common::ParamValues;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::logical_expr::{Cast, Expr, LogicalPlan, TryCast};
+use datafusion::logical_expr::{BinaryExpr, Cast, Expr, LogicalPlan, TryCast};
 use datafusion::sql::parser::Statement as DfStatement;
 use futures::{Sink, SinkExt};
 use pgwire::api::DEFAULT_NAME;
@@ -122,20 +122,18 @@ impl StatementParser {
 }
 
 /// Placeholder types `$1..$n` of a plan, in order. DataFusion infers a type from comparisons
-/// and INSERT targets; a placeholder it leaves untyped but that is cast (`$1::BIGINT`) takes
-/// the cast's type, as PostgreSQL infers it.
+/// and INSERT targets. A placeholder it leaves untyped is typed as PostgreSQL would type it
+/// from its use: by a cast (`$1::BIGINT`), or by the numeric literal it is computed with
+/// (`$1 / 100.0`).
 fn parameter_types(plan: &LogicalPlan) -> crate::error::Result<Vec<Option<DataType>>> {
     let by_name = plan.get_parameter_types()?;
     let count = by_name.keys().filter_map(|k| k.strip_prefix('$')?.parse::<usize>().ok()).max().unwrap_or(0);
-    let mut casts: HashMap<String, DataType> = HashMap::new();
+    let mut from_use: HashMap<String, DataType> = HashMap::new();
     plan.apply_with_subqueries(|node| {
         node.apply_expressions(|expr| {
             expr.apply(|e| {
-                if let Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) = e
-                    && let Expr::Placeholder(placeholder) = expr.as_ref()
-                    && placeholder.field.is_none()
-                {
-                    casts.entry(placeholder.id.clone()).or_insert_with(|| field.data_type().clone());
+                if let Some((id, data_type)) = placeholder_type_from_use(e) {
+                    from_use.entry(id).or_insert(data_type);
                 }
                 Ok(TreeNodeRecursion::Continue)
             })
@@ -144,9 +142,34 @@ fn parameter_types(plan: &LogicalPlan) -> crate::error::Result<Vec<Option<DataTy
     Ok((1..=count)
         .map(|i| {
             let id = format!("${i}");
-            by_name.get(&id).cloned().flatten().or_else(|| casts.get(&id).cloned())
+            by_name.get(&id).cloned().flatten().or_else(|| from_use.get(&id).cloned())
         })
         .collect())
+}
+
+/// The type `expr` gives an untyped placeholder directly inside it, if any.
+fn placeholder_type_from_use(expr: &Expr) -> Option<(String, DataType)> {
+    let untyped = |e: &Expr| match e {
+        Expr::Placeholder(p) if p.field.is_none() => Some(p.id.clone()),
+        _ => None,
+    };
+    match expr {
+        Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
+            Some((untyped(expr)?, field.data_type().clone()))
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) if op.is_numerical_operators() => {
+            let (id, other) = match (untyped(left), untyped(right)) {
+                (Some(id), None) => (id, right),
+                (None, Some(id)) => (id, left),
+                _ => return None,
+            };
+            match other.as_ref() {
+                Expr::Literal(value, _) if value.data_type().is_numeric() => Some((id, value.data_type())),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 #[async_trait]
