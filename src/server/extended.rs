@@ -24,15 +24,19 @@ use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::ExtendedQueryHandler;
 use pgwire::api::results::{FieldInfo, Response};
 use pgwire::api::stmt::QueryParser;
+use pgwire::api::stmt::StoredStatement;
 use pgwire::api::store::{Entry, PortalStore};
-use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, Type};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::{NoData, ParameterDescription};
-use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
+use pgwire::messages::extendedquery::{
+    Bind, BindComplete, Describe, Execute, Parse, ParseComplete, TARGET_TYPE_BYTE_STATEMENT,
+};
 use pgwire::types::format::FormatOptions;
 use sqlparser::ast::Statement as SqlStatement;
 
+use super::coalesce::Deferred;
 use super::errors::to_pgwire;
 use super::handlers::QueryHandler;
 use super::notices::execute_with_notices;
@@ -252,9 +256,74 @@ impl ExtendedQueryHandler for QueryHandler {
         to_response(output, &portal.result_column_format, &mut conn, client.metadata()).await
     }
 
-    /// As pgwire's, except that a statement with parameters and no result columns (an INSERT)
-    /// is described as ParameterDescription + NoData, as PostgreSQL does: pgwire sends an
-    /// empty RowDescription, after which pgjdbc counts every batched INSERT as 0 rows.
+    /// As pgwire's, without flushing until Sync (`coalesce`).
+    async fn on_parse<C>(&self, client: &mut C, message: Parse) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.clone().unwrap_or_else(|| DEFAULT_NAME.to_owned());
+        match StoredStatement::parse(client, &message, self.query_parser()).await? {
+            Some(statement) => client.portal_store().put_statement(Arc::new(statement)),
+            None => client.portal_store().put_empty_statement(&name),
+        }
+        client.feed(PgWireBackendMessage::ParseComplete(ParseComplete::new())).await?;
+        Ok(())
+    }
+
+    /// As pgwire's, without flushing until Sync (`coalesce`).
+    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statement_name = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
+        let portal_name = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
+        match client.portal_store().get_statement(statement_name) {
+            Some(Entry::Value(statement)) => {
+                let portal = Portal::try_new(&message, statement)?;
+                client.portal_store().put_portal(Arc::new(portal));
+            }
+            Some(Entry::Empty) if message.parameters.is_empty() => client.portal_store().put_empty_portal(portal_name),
+            Some(Entry::Empty) => {
+                return Err(to_pgwire(Error::invalid_input(
+                    "08P01",
+                    format!(
+                        "bind message supplies {} parameters, but prepared statement \"{statement_name}\" requires 0",
+                        message.parameters.len()
+                    ),
+                )));
+            }
+            None => return Err(PgWireError::StatementNotFound(statement_name.to_owned())),
+        }
+        client.feed(PgWireBackendMessage::BindComplete(BindComplete::new())).await?;
+        Ok(())
+    }
+
+    /// As pgwire's, without flushing until Sync (`coalesce`).
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self._on_execute(&mut Deferred(client), message).await?;
+        // A COPY FROM STDIN waits for the client's data, which waits for CopyInResponse.
+        if matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
+            client.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// As pgwire's, without flushing until Sync (`coalesce`), and a statement with parameters
+    /// and no result columns (an INSERT) is described as ParameterDescription + NoData, as
+    /// PostgreSQL does: pgwire sends an empty RowDescription, after which pgjdbc counts every
+    /// batched INSERT as 0 rows.
     async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -262,6 +331,7 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let client = &mut Deferred(client);
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
         if message.target_type == TARGET_TYPE_BYTE_STATEMENT
             && let Some(Entry::Value(stored)) = client.portal_store().get_statement(name)
@@ -269,8 +339,8 @@ impl ExtendedQueryHandler for QueryHandler {
             let response = self.do_describe_statement(client, &stored).await?;
             if response.fields.is_empty() {
                 let oids = response.parameters.iter().map(|t| t.oid()).collect();
-                client.send(PgWireBackendMessage::ParameterDescription(ParameterDescription::new(oids))).await?;
-                client.send(PgWireBackendMessage::NoData(NoData::new())).await?;
+                client.feed(PgWireBackendMessage::ParameterDescription(ParameterDescription::new(oids))).await?;
+                client.feed(PgWireBackendMessage::NoData(NoData::new())).await?;
                 return Ok(());
             }
         }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cancel;
+mod coalesce;
 mod connection;
 mod copy;
 mod errors;
