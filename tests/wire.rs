@@ -268,6 +268,10 @@ async fn prepared_feature_point_reads_match_the_general_path() {
     }
     assert_eq!(rows(client.query(&fast, &[&1i64]).await.unwrap()), vec![(Some(30.0), 2, Some("b".into()))]);
     assert!(client.query(&fast, &[&None::<i64>]).await.unwrap().is_empty());
+    // A parameter type the client declares (JDBC's setInt: int4 for the BIGINT key).
+    let int4 = client.prepare_typed("SELECT n FROM by_card WHERE card = $1", &[Type::INT4]).await.unwrap();
+    let n: Vec<i64> = client.query(&int4, &[&2i32]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(n, vec![2]);
 
     let composite = client.prepare("SELECT n FROM by_card_note WHERE note = $2 AND card = $1").await.unwrap();
     let n: Vec<i64> = client.query(&composite, &[&2i64, &"a"]).await.unwrap().iter().map(|r| r.get(0)).collect();

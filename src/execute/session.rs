@@ -178,6 +178,19 @@ impl Session {
         self.abort_on_error(outcome)
     }
 
+    /// The rows of a point read recognised at Parse, for these parameter values.
+    pub fn prepared_point_read(
+        &mut self,
+        read: &crate::plan::PointRead,
+        parameters: &[datafusion::scalar::ScalarValue],
+    ) -> Result<Option<arrow::array::RecordBatch>> {
+        if matches!(self.transaction, Transaction::Failed) {
+            return Ok(None);
+        }
+        let outcome = read.read(parameters);
+        self.abort_on_error(outcome)
+    }
+
     async fn run_plan(&self, plan: LogicalPlan) -> Result<DataFrame> {
         Ok(self.db.ctx.execute_logical_plan(plan).await?)
     }

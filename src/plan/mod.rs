@@ -12,5 +12,5 @@ mod time_bounds;
 
 pub use context::{CATALOG_NAME, SCHEMA_NAME, new_session_context};
 pub use event_table::EventTable;
-pub use point_read::try_point_read;
+pub use point_read::{PointRead, try_point_read};
 pub use system::SystemSchema;

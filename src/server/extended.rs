@@ -43,6 +43,7 @@ use super::notices::execute_with_notices;
 use super::results::{encode_batch_rows, encode_rows, to_response};
 use crate::error::Error;
 use crate::execute::{Database, check_copy};
+use crate::plan::PointRead;
 use crate::sql::Statement;
 use crate::sql::names::ident_name;
 use crate::sql::params::bind_parameters;
@@ -58,6 +59,8 @@ pub struct Prepared {
     inferred_types: Vec<Option<DataType>>,
     /// The columns the statement returns, if it returns rows.
     result_schema: Option<SchemaRef>,
+    /// Set when the query is a feature point read, answered without the plan.
+    point_read: Option<PointRead>,
 }
 
 /// Parses and plans statements for the extended protocol.
@@ -82,6 +85,7 @@ impl StatementParser {
                 param_types: vec![],
                 inferred_types: vec![],
                 result_schema: schema,
+                point_read: None,
             }));
         };
         let (plan, inferred_types, result_schema) = match syntax.as_ref() {
@@ -121,7 +125,8 @@ impl StatementParser {
                 },
             })
             .collect::<crate::error::Result<Vec<_>>>()?;
-        Ok(Some(Prepared { statement, plan, param_types, inferred_types, result_schema }))
+        let point_read = plan.as_ref().and_then(PointRead::recognise);
+        Ok(Some(Prepared { statement, plan, param_types, inferred_types, result_schema, point_read }))
     }
 }
 
@@ -236,8 +241,14 @@ impl ExtendedQueryHandler for QueryHandler {
         let mut conn = state.lock().await;
         conn.cancel.reset();
         if let Some(plan) = &prepared.plan {
-            let plan = plan.clone().replace_params_with_values(&params).map_err(|e| to_pgwire(e.into()))?;
             let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+            if let (Some(read), ParamValues::List(values)) = (&prepared.point_read, &params) {
+                let values: Vec<_> = values.iter().map(|v| v.value.clone()).collect();
+                if let Some(batch) = conn.session.prepared_point_read(read, &values).map_err(to_pgwire)? {
+                    return Ok(Response::Query(encode_batch_rows(batch, &portal.result_column_format, options)?));
+                }
+            }
+            let plan = plan.clone().replace_params_with_values(&params).map_err(|e| to_pgwire(e.into()))?;
             if let Some(batch) = conn.session.point_read(&plan).map_err(to_pgwire)? {
                 return Ok(Response::Query(encode_batch_rows(batch, &portal.result_column_format, options)?));
             }
