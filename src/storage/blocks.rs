@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt32Array};
 use arrow::compute::take_record_batch;
+use arrow::ipc::CompressionType;
 use arrow::ipc::reader::StreamReader;
-use arrow::ipc::writer::StreamWriter;
+use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 
 use crate::error::{Error, Result};
 
@@ -49,10 +50,16 @@ pub fn event_times(column: &ArrayRef) -> Result<&TimestampMicrosecondArray> {
         .ok_or_else(|| Error::internal("event-time column is not a microsecond timestamp"))
 }
 
-/// Encodes one batch as a self-describing Arrow IPC stream.
+/// Encodes one batch as a self-describing Arrow IPC stream, its buffers LZ4-compressed.
+///
+/// Compressed because sled keeps every page it has read or written in memory until the
+/// database closes (docs/benchmarks.md): the hot tier's footprint in RAM is its size on disk.
+/// LZ4 rather than zstd: it decompresses several times faster, and scans read every block.
+/// Blocks written uncompressed by earlier versions still decode.
 pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(batch.get_array_memory_size() + 512);
-    let mut writer = StreamWriter::try_new(&mut out, &batch.schema())?;
+    let mut out = Vec::with_capacity(batch.get_array_memory_size() / 2 + 512);
+    let options = IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME))?;
+    let mut writer = StreamWriter::try_new_with_options(&mut out, &batch.schema(), options)?;
     writer.write(batch)?;
     writer.finish()?;
     drop(writer);
@@ -100,5 +107,19 @@ mod tests {
         let b = batch(vec![1, 2, 3]);
         assert_eq!(decode_batch(&encode_batch(&b).unwrap()).unwrap(), b);
         assert!(decode_batch(b"garbage").is_err());
+    }
+
+    #[test]
+    fn blocks_are_compressed_and_uncompressed_ones_still_decode() {
+        let b = batch((0..10_000).map(|i| i * 1_000).collect());
+        let compressed = encode_batch(&b).unwrap();
+        let mut plain = Vec::new();
+        let mut writer = StreamWriter::try_new(&mut plain, &b.schema()).unwrap();
+        writer.write(&b).unwrap();
+        writer.finish().unwrap();
+        drop(writer);
+        assert!(compressed.len() < plain.len(), "{} vs {} bytes", compressed.len(), plain.len());
+        assert_eq!(decode_batch(&plain).unwrap(), b);
+        assert_eq!(decode_batch(&compressed).unwrap(), b);
     }
 }
