@@ -194,6 +194,9 @@ fn root_cause(e: &DataFusionError) -> &DataFusionError {
     match e {
         DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => root_cause(inner),
         DataFusionError::Shared(inner) => root_cause(inner),
+        // Several errors found in one pass (planning reports every unknown column): the
+        // first decides.
+        DataFusionError::Collection(errors) if !errors.is_empty() => root_cause(&errors[0]),
         other => other,
     }
 }

@@ -296,6 +296,19 @@ impl ExtendedQueryHandler for QueryHandler {
         let portal_name = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
         match client.portal_store().get_statement(statement_name) {
             Some(Entry::Value(statement)) => {
+                // Where the statement's parameter count is known (a query, or any statement
+                // whose parameters were typed), a Bind must supply exactly that many.
+                let expected = statement.statement.param_types.len();
+                let known = statement.statement.plan.is_some() || expected > 0;
+                if known && message.parameters.len() != expected {
+                    return Err(to_pgwire(Error::invalid_input(
+                        "08P01",
+                        format!(
+                            "bind message supplies {} parameters, but prepared statement \"{statement_name}\" requires {expected}",
+                            message.parameters.len()
+                        ),
+                    )));
+                }
                 let portal = Portal::try_new(&message, statement)?;
                 client.portal_store().put_portal(Arc::new(portal));
             }

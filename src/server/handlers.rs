@@ -58,6 +58,14 @@ pub struct LogErrors;
 
 impl ErrorHandler for LogErrors {
     fn on_error<C: ClientInfo>(&self, client: &C, error: &mut PgWireError) {
+        if let PgWireError::PortalNotFound(name) = error {
+            // pgwire says 26000 (no such statement); PostgreSQL's is invalid_cursor_name.
+            *error = PgWireError::UserError(Box::new(pgwire::error::ErrorInfo::new(
+                "ERROR".into(),
+                "34000".into(),
+                format!("portal \"{name}\" does not exist"),
+            )));
+        }
         if let PgWireError::InvalidPassword(_) = error {
             // pgwire names the SCRAM user, which libpq leaves empty; the startup user is meant.
             let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();

@@ -50,20 +50,30 @@ pub fn event_times(column: &ArrayRef) -> Result<&TimestampMicrosecondArray> {
         .ok_or_else(|| Error::internal("event-time column is not a microsecond timestamp"))
 }
 
-/// Encodes one batch as a self-describing Arrow IPC stream, its buffers LZ4-compressed.
+/// Encodes one batch as a self-describing Arrow IPC stream, its buffers compressed.
 ///
 /// Compressed because sled keeps every page it has read or written in memory until the
 /// database closes (docs/benchmarks.md): the hot tier's footprint in RAM is its size on disk.
-/// LZ4 rather than zstd: it decompresses several times faster, and scans read every block.
-/// Blocks written uncompressed by earlier versions still decode.
+/// LZ4 by default: it decompresses several times faster than zstd, and scans read every
+/// block. `ASOFDB_BLOCK_COMPRESSION` (`lz4`, `zstd`, `none`) picks another, for measuring;
+/// blocks in any of them decode.
 pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(batch.get_array_memory_size() / 2 + 512);
-    let options = IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME))?;
+    let options = IpcWriteOptions::default().try_with_compression(block_compression())?;
     let mut writer = StreamWriter::try_new_with_options(&mut out, &batch.schema(), options)?;
     writer.write(batch)?;
     writer.finish()?;
     drop(writer);
     Ok(out)
+}
+
+fn block_compression() -> Option<CompressionType> {
+    static CHOICE: std::sync::OnceLock<Option<CompressionType>> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| match std::env::var("ASOFDB_BLOCK_COMPRESSION").as_deref() {
+        Ok("none") => None,
+        Ok("zstd") => Some(CompressionType::ZSTD),
+        _ => Some(CompressionType::LZ4_FRAME),
+    })
 }
 
 /// Decodes what [`encode_batch`] wrote.
