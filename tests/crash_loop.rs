@@ -161,22 +161,27 @@ async fn verify(server: &BinaryServer, ledger: &Mutex<Ledger>, round: usize) {
     let duplicated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(5).collect();
     assert!(duplicated.is_empty(), "round {round}: rows present more than once: {duplicated:?}");
 
-    let mut ledger = ledger.lock().unwrap();
-    for s in &ledger.acknowledged {
-        let present = (s.first..s.first + s.rows).filter(|id| counts.contains_key(id)).count() as i64;
-        assert_eq!(present, s.rows, "round {round}: acknowledged statement {s:?} lost rows");
-    }
-    let uncertain = std::mem::take(&mut ledger.uncertain);
-    let mut explained = ledger.acknowledged.iter().map(|s| s.rows).sum::<i64>();
-    for s in uncertain {
-        let present = (s.first..s.first + s.rows).filter(|id| counts.contains_key(id)).count() as i64;
-        assert!(present == 0 || present == s.rows, "round {round}: statement {s:?} is half-present ({present} rows)");
-        if present == s.rows {
-            explained += s.rows;
-            ledger.acknowledged.push(s);
+    {
+        let mut ledger = ledger.lock().unwrap();
+        for s in &ledger.acknowledged {
+            let present = (s.first..s.first + s.rows).filter(|id| counts.contains_key(id)).count() as i64;
+            assert_eq!(present, s.rows, "round {round}: acknowledged statement {s:?} lost rows");
         }
+        let uncertain = std::mem::take(&mut ledger.uncertain);
+        let mut explained = ledger.acknowledged.iter().map(|s| s.rows).sum::<i64>();
+        for s in uncertain {
+            let present = (s.first..s.first + s.rows).filter(|id| counts.contains_key(id)).count() as i64;
+            assert!(
+                present == 0 || present == s.rows,
+                "round {round}: statement {s:?} is half-present ({present} rows)"
+            );
+            if present == s.rows {
+                explained += s.rows;
+                ledger.acknowledged.push(s);
+            }
+        }
+        assert_eq!(counts.len() as i64, explained, "round {round}: rows no statement wrote");
     }
-    assert_eq!(counts.len() as i64, explained, "round {round}: rows no statement wrote");
 
     // Every row is what its id says.
     let wrong: i64 =
