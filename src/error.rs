@@ -39,9 +39,12 @@ pub enum Error {
     /// A memory or size limit was hit (53200).
     #[error("{0}")]
     ResourcesExhausted(String),
-    /// The statement was cancelled by the client or a timeout (57014).
+    /// The statement was cancelled by the client (57014).
     #[error("canceling statement due to user request")]
     Cancelled,
+    /// The statement ran past `statement_timeout` (57014).
+    #[error("canceling statement due to statement timeout")]
+    StatementTimeout,
     /// Storage failed (disk, corruption). The details go to the log (58030 / XX001).
     #[error("storage error: {0}")]
     Storage(String),
@@ -66,7 +69,7 @@ impl Error {
             Error::Unsupported(_) => "0A000",
             Error::TransactionAborted => "25P02",
             Error::ResourcesExhausted(_) => "53200",
-            Error::Cancelled => "57014",
+            Error::Cancelled | Error::StatementTimeout => "57014",
             Error::Storage(_) => "58030",
             Error::Internal(_) => "XX000",
             Error::DataFusion(e) => datafusion_sqlstate(e),

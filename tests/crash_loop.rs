@@ -65,34 +65,19 @@ const SCHEMA: &str = "
     CREATE FEATURE ev_1h AS SELECT k, count(*) AS n, max(v) AS top FROM ev GROUP BY k
       WINDOW SLIDING INTERVAL '1 hour';";
 
-async fn insert_writer(
-    conn: String,
-    next_id: Arc<AtomicI64>,
-    ledger: Arc<Mutex<Ledger>>,
-    stop: Arc<AtomicBool>,
-    seed: u64,
-) {
-    let client = connect(&conn).await;
-    let mut rng = Rng(seed | 1);
-    while !stop.load(Ordering::Relaxed) {
-        let rows = 1 + rng.below(20) as i64;
-        let first = next_id.fetch_add(rows, Ordering::SeqCst);
-        let values: Vec<String> = (first..first + rows)
-            .map(|id| {
-                let (k, v, ts) = row_of(id);
-                format!("({id}, {k}, {v}, '{ts}')")
-            })
-            .collect();
-        let statement = Statement { first, rows };
-        ledger.lock().unwrap().uncertain.push(statement);
-        match client.batch_execute(&format!("INSERT INTO ev VALUES {}", values.join(","))).await {
-            Ok(()) => settle(&ledger, statement),
-            Err(_) => return, // the server died; the statement stays uncertain
-        }
-    }
+/// How a writer sends its statements.
+#[derive(Clone, Copy)]
+enum Writer {
+    /// Multi-row INSERTs of 1 to 20 rows.
+    Insert,
+    /// COPY FROM STDIN (csv) of 50 to 449 rows.
+    Copy,
 }
 
-async fn copy_writer(
+/// Writes statements of fresh ids until stopped or the server dies. Each statement is logged
+/// as uncertain before it is sent and settled when acknowledged.
+async fn writer(
+    kind: Writer,
     conn: String,
     next_id: Arc<AtomicI64>,
     ledger: Arc<Mutex<Ledger>>,
@@ -102,29 +87,45 @@ async fn copy_writer(
     let client = connect(&conn).await;
     let mut rng = Rng(seed | 1);
     while !stop.load(Ordering::Relaxed) {
-        let rows = 50 + rng.below(400) as i64;
+        let rows = match kind {
+            Writer::Insert => 1 + rng.below(20) as i64,
+            Writer::Copy => 50 + rng.below(400) as i64,
+        };
         let first = next_id.fetch_add(rows, Ordering::SeqCst);
-        let data: String = (first..first + rows)
-            .map(|id| {
-                let (k, v, ts) = row_of(id);
-                format!("{id},{k},{v},{ts}\n")
-            })
-            .collect();
         let statement = Statement { first, rows };
         ledger.lock().unwrap().uncertain.push(statement);
-        let outcome = async {
-            let sink = client.copy_in("COPY ev FROM STDIN WITH (FORMAT csv)").await?;
-            futures::pin_mut!(sink);
-            sink.send(bytes::Bytes::from(data)).await?;
-            sink.finish().await
-        }
-        .await;
+        let outcome = match kind {
+            Writer::Insert => {
+                let values: Vec<String> = (first..first + rows)
+                    .map(|id| {
+                        let (k, v, ts) = row_of(id);
+                        format!("({id}, {k}, {v}, '{ts}')")
+                    })
+                    .collect();
+                client.batch_execute(&format!("INSERT INTO ev VALUES {}", values.join(","))).await.map(|()| rows as u64)
+            }
+            Writer::Copy => {
+                let data: String = (first..first + rows)
+                    .map(|id| {
+                        let (k, v, ts) = row_of(id);
+                        format!("{id},{k},{v},{ts}\n")
+                    })
+                    .collect();
+                async {
+                    let sink = client.copy_in("COPY ev FROM STDIN WITH (FORMAT csv)").await?;
+                    futures::pin_mut!(sink);
+                    sink.send(bytes::Bytes::from(data)).await?;
+                    sink.finish().await
+                }
+                .await
+            }
+        };
         match outcome {
             Ok(n) => {
                 assert_eq!(n as i64, rows);
                 settle(&ledger, statement);
             }
-            Err(_) => return,
+            Err(_) => return, // the server died; the statement stays uncertain
         }
     }
 }
@@ -259,7 +260,8 @@ async fn kill9_at_random_moments_loses_nothing_acknowledged() {
         let conn = server.conn_string();
         let mut writers = Vec::new();
         for w in 0..2 {
-            writers.push(tokio::spawn(insert_writer(
+            writers.push(tokio::spawn(writer(
+                Writer::Insert,
                 conn.clone(),
                 next_id.clone(),
                 ledger.clone(),
@@ -267,7 +269,8 @@ async fn kill9_at_random_moments_loses_nothing_acknowledged() {
                 rng.next() + w,
             )));
         }
-        writers.push(tokio::spawn(copy_writer(
+        writers.push(tokio::spawn(writer(
+            Writer::Copy,
             conn.clone(),
             next_id.clone(),
             ledger.clone(),

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::types::Type;
 
-use common::TestServer;
+use common::{TestServer, text_rows};
 
 async fn setup(server: &TestServer) -> tokio_postgres::Client {
     let client = server.connect().await;
@@ -280,4 +280,27 @@ async fn prepared_feature_point_reads_match_the_general_path() {
     client.batch_execute("INSERT INTO tx VALUES (5, 2, 1, 'a', '2024-01-01 09:55:00')").await.unwrap();
     let n: Vec<i64> = client.query(&composite, &[&2i64, &"a"]).await.unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(n, vec![3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_timeout_cancels_long_statements_with_57014() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let slow = "SELECT sum(a.value * b.value) FROM generate_series(1, 200000) a, generate_series(1, 200000) b";
+    client.batch_execute("SET statement_timeout = '200ms'").await.unwrap();
+    assert_eq!(text_rows(&client, "SHOW statement_timeout").await, vec!["200ms"]);
+    let started = std::time::Instant::now();
+    for outcome in [client.simple_query(slow).await.err(), client.query(slow, &[]).await.err()] {
+        let error = outcome.expect("the slow query was stopped");
+        let db = error.as_db_error().expect("a server error");
+        assert_eq!(db.code().code(), "57014");
+        assert_eq!(db.message(), "canceling statement due to statement timeout");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    // Quick statements still run, and the limit can be lifted.
+    assert_eq!(text_rows(&client, "SELECT 1 + 1").await, vec!["2"]);
+    client.batch_execute("SET statement_timeout TO DEFAULT").await.unwrap();
+    assert_eq!(text_rows(&client, "SHOW statement_timeout").await, vec!["0"]);
+    let error = client.batch_execute("SET statement_timeout = 'soon'").await.unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("22023"));
 }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -50,6 +51,13 @@ impl Settings {
             Set::SingleAssignment { variable, values, .. } => {
                 let name = variable.0.iter().filter_map(|p| p.as_ident()).map(ident_name).collect::<Vec<_>>().join(".");
                 let value = values.iter().map(setting_text).collect::<Vec<_>>().join(", ");
+                if value.eq_ignore_ascii_case("default") {
+                    self.values.remove(&name);
+                    return Ok(());
+                }
+                if name.eq_ignore_ascii_case("statement_timeout") {
+                    parse_timeout(&value)?;
+                }
                 self.values.insert(name, value);
             }
             Set::SetTimeZone { value, .. } => {
@@ -61,6 +69,11 @@ impl Settings {
             _ => {}
         }
         Ok(())
+    }
+
+    /// `statement_timeout` as a duration; None for 0, no limit.
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        parse_timeout(&self.get("statement_timeout")?).ok().flatten()
     }
 
     /// The current value of a setting, as `SHOW name` returns it.
@@ -84,6 +97,30 @@ impl Settings {
         let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, false)]));
         Ok(RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec![value]))])?)
     }
+}
+
+/// A PostgreSQL time setting: an integer in milliseconds, or with a unit (`us`, `ms`, `s`,
+/// `min`, `h`, `d`). `0` is no limit.
+fn parse_timeout(text: &str) -> Result<Option<Duration>> {
+    let invalid =
+        || Error::invalid_input("22023", format!("invalid value for parameter \"statement_timeout\": \"{text}\""));
+    let trimmed = text.trim();
+    let split = trimmed.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let number: f64 = number.parse().map_err(|_| invalid())?;
+    let millis = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" => number,
+        "us" => number / 1000.0,
+        "s" => number * 1000.0,
+        "min" => number * 60_000.0,
+        "h" => number * 3_600_000.0,
+        "d" => number * 86_400_000.0,
+        _ => return Err(invalid()),
+    };
+    if !(0.0..=i32::MAX as f64).contains(&millis) {
+        return Err(invalid());
+    }
+    Ok((millis >= 1.0).then(|| Duration::from_micros((millis * 1000.0) as u64)))
 }
 
 fn setting_text(expr: &Expr) -> String {

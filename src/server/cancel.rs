@@ -19,10 +19,12 @@ use tokio::sync::Notify;
 
 use crate::error::Error;
 
-/// Set when a cancel request arrives for the connection's running statement.
+/// Set when a cancel request arrives for the connection's running statement, or when it runs
+/// past `statement_timeout`.
 #[derive(Default)]
 pub struct CancelFlag {
     requested: AtomicBool,
+    timed_out: AtomicBool,
     notify: Notify,
 }
 
@@ -30,6 +32,7 @@ impl CancelFlag {
     /// Called as a statement starts: a cancel aimed at an earlier statement does not apply.
     pub fn reset(&self) {
         self.requested.store(false, Ordering::SeqCst);
+        self.timed_out.store(false, Ordering::SeqCst);
     }
 
     fn cancel(&self) {
@@ -37,7 +40,19 @@ impl CancelFlag {
         self.notify.notify_waiters();
     }
 
-    async fn cancelled(&self) {
+    /// The statement ran out of time.
+    pub fn time_out(&self) {
+        self.timed_out.store(true, Ordering::SeqCst);
+        self.cancel();
+    }
+
+    /// Why the statement was stopped.
+    pub fn error(&self) -> Error {
+        if self.timed_out.load(Ordering::SeqCst) { Error::StatementTimeout } else { Error::Cancelled }
+    }
+
+    /// Resolves once the statement is cancelled or times out.
+    pub async fn cancelled(&self) {
         loop {
             let notified = self.notify.notified();
             if self.requested.load(Ordering::SeqCst) {
@@ -60,7 +75,7 @@ impl CancelFlag {
             }
             tokio::select! {
                 biased;
-                _ = flag.cancelled() => Some((Err(E::from(Error::Cancelled)), (stream, flag, true))),
+                _ = flag.cancelled() => Some((Err(E::from(flag.error())), (stream, flag, true))),
                 item = stream.next() => item.map(|item| (item, (stream, flag, false))),
             }
         })

@@ -14,8 +14,48 @@ pub struct Connection {
     pub session: Session,
     /// A COPY FROM STDIN in progress and the data received so far.
     pub copy_in: Option<CopyIn>,
-    /// Raised by a CancelRequest for this connection.
+    /// Raised by a CancelRequest for this connection, or by the statement timer.
     pub cancel: Arc<CancelFlag>,
+    /// Raises `cancel` when the running statement passes `statement_timeout`.
+    timer: Option<tokio::task::AbortHandle>,
+}
+
+impl Connection {
+    /// Called as each statement starts: clears an earlier cancel, and arms the statement
+    /// timer if the session has a `statement_timeout`.
+    pub fn start_statement(&mut self) {
+        self.cancel.reset();
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
+        if let Some(timeout) = self.session.settings.statement_timeout() {
+            let flag = self.cancel.clone();
+            let timer = tokio::spawn(async move {
+                tokio::time::sleep(timeout).await;
+                flag.time_out();
+            });
+            self.timer = Some(timer.abort_handle());
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
+    }
+}
+
+/// Runs `work` unless the connection's statement is cancelled or times out first.
+pub async fn until_cancelled<T>(
+    flag: &CancelFlag,
+    work: impl std::future::Future<Output = crate::error::Result<T>>,
+) -> crate::error::Result<T> {
+    tokio::select! {
+        outcome = work => outcome,
+        _ = flag.cancelled() => Err(flag.error()),
+    }
 }
 
 /// Owns the connection state; dropped with pgwire's client when the connection closes.
@@ -38,7 +78,7 @@ impl QueryHandler {
         let slot = client.session_extensions().get_or_insert_with(|| {
             let (pid, key) = client.pid_and_secret_key();
             let cancel = self.cancellations.register(pid, key);
-            let state = Connection { session: Session::new(self.db.clone()), copy_in: None, cancel };
+            let state = Connection { session: Session::new(self.db.clone()), copy_in: None, cancel, timer: None };
             ConnectionSlot { state: Arc::new(Mutex::new(state)), pid, registry: self.cancellations.clone() }
         });
         slot.state.clone()

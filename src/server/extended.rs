@@ -37,6 +37,7 @@ use pgwire::types::format::FormatOptions;
 use sqlparser::ast::Statement as SqlStatement;
 
 use super::coalesce::Deferred;
+use super::connection::until_cancelled;
 use super::errors::to_pgwire;
 use super::handlers::QueryHandler;
 use super::notices::execute_with_notices;
@@ -239,7 +240,8 @@ impl ExtendedQueryHandler for QueryHandler {
         let params = bound_parameters(portal, prepared)?;
         let state = self.connection(client);
         let mut conn = state.lock().await;
-        conn.cancel.reset();
+        conn.start_statement();
+        let flag = conn.cancel.clone();
         if let Some(plan) = &prepared.plan {
             let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
             if let (Some(read), ParamValues::List(values)) = (&prepared.point_read, &params) {
@@ -252,7 +254,7 @@ impl ExtendedQueryHandler for QueryHandler {
             if let Some(batch) = conn.session.point_read(&plan).map_err(to_pgwire)? {
                 return Ok(Response::Query(encode_batch_rows(batch, &portal.result_column_format, options)?));
             }
-            let frame = conn.session.run_query(plan).await.map_err(to_pgwire)?;
+            let frame = until_cancelled(&flag, conn.session.run_query(plan)).await.map_err(to_pgwire)?;
             let rows = encode_rows(frame, &portal.result_column_format, options, conn.cancel.clone()).await?;
             return Ok(Response::Query(rows));
         }
@@ -263,7 +265,9 @@ impl ExtendedQueryHandler for QueryHandler {
             let scalars: Vec<_> = values.iter().map(|v| v.value.clone()).collect();
             bind_parameters(syntax, &scalars).map_err(to_pgwire)?;
         }
-        let output = execute_with_notices(&mut conn.session, &statement, client).await.map_err(to_pgwire)?;
+        let output = until_cancelled(&flag, execute_with_notices(&mut conn.session, &statement, client))
+            .await
+            .map_err(to_pgwire)?;
         to_response(output, &portal.result_column_format, &mut conn, client.metadata()).await
     }
 

@@ -12,6 +12,7 @@ use pgwire::api::{ClientInfo, ClientPortalStore};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
+use super::connection::until_cancelled;
 use super::errors::to_pgwire;
 use super::handlers::QueryHandler;
 use super::notices::execute_with_notices;
@@ -38,10 +39,13 @@ impl SimpleQueryHandler for QueryHandler {
         }
         let state = self.connection(client);
         let mut conn = state.lock().await;
-        conn.cancel.reset();
         let mut responses = Vec::with_capacity(statements.len());
         for statement in &statements {
-            let response = match execute_with_notices(&mut conn.session, statement, client).await {
+            // As PostgreSQL, the timeout applies to each statement of the string separately.
+            conn.start_statement();
+            let flag = conn.cancel.clone();
+            let executed = until_cancelled(&flag, execute_with_notices(&mut conn.session, statement, client)).await;
+            let response = match executed {
                 Ok(output) => to_response(output, &Format::UnifiedText, &mut conn, client.metadata()).await,
                 Err(e) => Err(to_pgwire(e)),
             };
