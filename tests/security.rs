@@ -176,3 +176,53 @@ fn connections_past_the_limit_get_53300_and_slots_come_back() {
         assert_eq!(third.query_one("SELECT 3::BIGINT", &[]).await.unwrap().get::<_, i64>(0), 3);
     });
 }
+
+/// pgwire keeps reading a connection after a FATAL startup error; nothing it sends afterwards
+/// may run.
+#[test]
+fn a_refused_connection_cannot_run_statements() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start_with_args(&dir.path().join("db"), &["--password", "pw", "--max-connections", "2"]);
+    let (ok, _, err) = psql(&conninfo(&server, ""), Some("pw"), "CREATE TABLE kept (a BIGINT)");
+    assert!(ok, "{err}");
+
+    let startup = {
+        let mut body = 196608u32.to_be_bytes().to_vec();
+        body.extend(b"user\0mallory\0database\0asofdb\0\0");
+        let mut out = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+        out.extend(body);
+        out
+    };
+    let query = |sql: &str| {
+        let mut out = vec![b'Q'];
+        out.extend(((sql.len() + 5) as u32).to_be_bytes());
+        out.extend(sql.as_bytes());
+        out.push(0);
+        out
+    };
+    // 1: a wrong SASL mechanism, then statements. 2: no answer to the SASL request at all.
+    for answer_sasl in [true, false] {
+        let mut socket = std::net::TcpStream::connect(server.addr).unwrap();
+        socket.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        socket.write_all(&startup).unwrap();
+        if answer_sasl {
+            let mechanism = b"NOT-A-MECHANISM\0\xff\xff\xff\xff";
+            let mut message = vec![b'p'];
+            message.extend(((mechanism.len() + 4) as u32).to_be_bytes());
+            message.extend(mechanism);
+            let _ = socket.write_all(&message);
+        }
+        let _ = socket.write_all(&query("DROP TABLE kept"));
+        let _ = socket.write_all(&query("CREATE TABLE pwned (a BIGINT)"));
+        let mut sink = Vec::new();
+        let _ = socket.read_to_end(&mut sink);
+    }
+    let (ok, out, err) = psql(
+        &conninfo(&server, ""),
+        Some("pw"),
+        "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables WHERE table_schema = 'public'",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "kept");
+}

@@ -120,7 +120,8 @@ fn parse_timeout(text: &str) -> Result<Option<Duration>> {
     if !(0.0..=i32::MAX as f64).contains(&millis) {
         return Err(invalid());
     }
-    Ok((millis >= 1.0).then(|| Duration::from_micros((millis * 1000.0) as u64)))
+    // As PostgreSQL: a positive value under a millisecond rounds up to one.
+    Ok((millis > 0.0).then(|| Duration::from_micros((millis.max(1.0) * 1000.0) as u64)))
 }
 
 fn setting_text(expr: &Expr) -> String {

@@ -13,7 +13,7 @@ use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::sasl::scram::{SCRAM_ITERATIONS, ScramAuth, gen_salted_password, random_nonce};
 use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler};
-use pgwire::api::{ClientInfo, ConnectionManager};
+use pgwire::api::{ClientInfo, ConnectionManager, PgWireConnectionState};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::TlsAcceptor;
@@ -176,16 +176,40 @@ impl StartupHandler for Startup {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         match self {
-            Startup::Trust(handler) => handler.on_startup(client, message).await,
+            Startup::Trust(handler) => handler.on_startup(client, message).await?,
             Startup::Scram { plain, bound } => match bound {
-                Some(bound) if client.is_secure() => bound.on_startup(client, message).await,
-                _ => plain.on_startup(client, message).await,
+                Some(bound) if client.is_secure() => bound.on_startup(client, message).await?,
+                _ => plain.on_startup(client, message).await?,
             },
-            Startup::TooManyClients => Err(PgWireError::UserError(Box::new(ErrorInfo::new(
-                "FATAL".into(),
-                "53300".into(),
-                "sorry, too many clients already".into(),
-            )))),
+            Startup::TooManyClients => {
+                return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                    "FATAL".into(),
+                    "53300".into(),
+                    "sorry, too many clients already".into(),
+                ))));
+            }
         }
+        // The handlers above set ReadyForQuery once, and only once, the client is in.
+        if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            client.session_extensions().insert(LoggedIn);
+        }
+        Ok(())
     }
+}
+
+/// Marks a connection that completed its startup (and its password exchange, if any).
+struct LoggedIn;
+
+/// Refuses work on a connection that has not logged in. pgwire keeps reading a connection
+/// after a FATAL startup error (a wrong password, too many clients) and would hand the next
+/// messages to the query handlers; they call this first.
+pub fn require_login<C: ClientInfo + ?Sized>(client: &C) -> PgWireResult<()> {
+    if client.session_extensions().get::<LoggedIn>().is_some() {
+        return Ok(());
+    }
+    Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+        "FATAL".into(),
+        "28000".into(),
+        "the connection has not completed authentication".into(),
+    ))))
 }

@@ -6,7 +6,7 @@
 //! row streams watch.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -25,14 +25,22 @@ use crate::error::Error;
 pub struct CancelFlag {
     requested: AtomicBool,
     timed_out: AtomicBool,
+    /// Whether the running statement may be abandoned mid-way (it only reads).
+    interruptible: AtomicBool,
+    /// Counts statements, so a timer armed for one cannot stop a later one.
+    statement: AtomicU64,
     notify: Notify,
 }
 
 impl CancelFlag {
     /// Called as a statement starts: a cancel aimed at an earlier statement does not apply.
-    pub fn reset(&self) {
+    /// Returns the statement's number, for its timer.
+    pub fn begin(&self, interruptible: bool) -> u64 {
+        let number = self.statement.fetch_add(1, Ordering::SeqCst) + 1;
         self.requested.store(false, Ordering::SeqCst);
         self.timed_out.store(false, Ordering::SeqCst);
+        self.interruptible.store(interruptible, Ordering::SeqCst);
+        number
     }
 
     fn cancel(&self) {
@@ -40,10 +48,12 @@ impl CancelFlag {
         self.notify.notify_waiters();
     }
 
-    /// The statement ran out of time.
-    pub fn time_out(&self) {
-        self.timed_out.store(true, Ordering::SeqCst);
-        self.cancel();
+    /// Statement `number` ran out of time; nothing happens if another has started since.
+    pub fn time_out(&self, number: u64) {
+        if self.statement.load(Ordering::SeqCst) == number {
+            self.timed_out.store(true, Ordering::SeqCst);
+            self.cancel();
+        }
     }
 
     /// Why the statement was stopped.
@@ -106,14 +116,17 @@ impl Cancellations {
         }
     }
 
-    fn cancel(&self, pid: i32, key: &SecretKey) {
+    /// Raises the flag of connection `pid`; true if its running statement may also be
+    /// abandoned where it waits (it only reads).
+    fn cancel(&self, pid: i32, key: &SecretKey) -> bool {
         let flag = match self.connections.lock() {
             Ok(map) => map.get(&pid).filter(|(k, _)| *k == key_bytes(key)).map(|(_, f)| f.clone()),
             Err(_) => None,
         };
-        if let Some(flag) = flag {
+        flag.is_some_and(|flag| {
             flag.cancel();
-        }
+            flag.interruptible.load(Ordering::SeqCst)
+        })
     }
 }
 
@@ -126,7 +139,9 @@ fn key_bytes(key: &SecretKey) -> Vec<u8> {
     }
 }
 
-/// Cancels both the pending part of a statement (pgwire) and its row stream (our flag).
+/// Cancels a statement's row stream (our flag) and, for a statement that only reads, the part
+/// before its response too (pgwire drops that future). A write is never dropped half-way: it
+/// completes, and its rows, if any, stop streaming.
 pub struct CancelRequests {
     pub manager: Arc<ConnectionManager>,
     pub registry: Arc<Cancellations>,
@@ -135,7 +150,8 @@ pub struct CancelRequests {
 #[async_trait]
 impl CancelHandler for CancelRequests {
     async fn on_cancel_request(&self, request: CancelRequest) {
-        self.registry.cancel(request.pid, &request.secret_key);
-        self.manager.cancel(request.pid, &request.secret_key).await;
+        if self.registry.cancel(request.pid, &request.secret_key) {
+            self.manager.cancel(request.pid, &request.secret_key).await;
+        }
     }
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use pgwire::api::ClientInfo;
+use pgwire::error::PgWireResult;
 use tokio::sync::Mutex;
 
 use super::cancel::{CancelFlag, Cancellations};
@@ -22,9 +23,10 @@ pub struct Connection {
 
 impl Connection {
     /// Called as each statement starts: clears an earlier cancel, and arms the statement
-    /// timer if the session has a `statement_timeout`.
-    pub fn start_statement(&mut self) {
-        self.cancel.reset();
+    /// timer if the session has a `statement_timeout`. `read_only`: the statement may be
+    /// abandoned mid-way when cancelled (see `Statement::is_read_only`).
+    pub fn start_statement(&mut self, read_only: bool) {
+        let number = self.cancel.begin(read_only);
         if let Some(timer) = self.timer.take() {
             timer.abort();
         }
@@ -32,7 +34,7 @@ impl Connection {
             let flag = self.cancel.clone();
             let timer = tokio::spawn(async move {
                 tokio::time::sleep(timeout).await;
-                flag.time_out();
+                flag.time_out(number);
             });
             self.timer = Some(timer.abort_handle());
         }
@@ -47,7 +49,8 @@ impl Drop for Connection {
     }
 }
 
-/// Runs `work` unless the connection's statement is cancelled or times out first.
+/// Runs `work` unless the connection's statement is cancelled or times out first. Only for
+/// statements that only read: `work` is dropped where it waits.
 pub async fn until_cancelled<T>(
     flag: &CancelFlag,
     work: impl std::future::Future<Output = crate::error::Result<T>>,
@@ -74,14 +77,16 @@ impl Drop for ConnectionSlot {
 impl QueryHandler {
     /// The connection state of `client`, created on first use. Each statement starts with a
     /// fresh cancel flag state.
-    pub(super) fn connection<C: ClientInfo + ?Sized>(&self, client: &C) -> Arc<Mutex<Connection>> {
+    /// Refused (FATAL 28000) before the client has logged in.
+    pub(super) fn connection<C: ClientInfo + ?Sized>(&self, client: &C) -> PgWireResult<Arc<Mutex<Connection>>> {
+        super::auth::require_login(client)?;
         let slot = client.session_extensions().get_or_insert_with(|| {
             let (pid, key) = client.pid_and_secret_key();
             let cancel = self.cancellations.register(pid, key);
             let state = Connection { session: Session::new(self.db.clone()), copy_in: None, cancel, timer: None };
             ConnectionSlot { state: Arc::new(Mutex::new(state)), pid, registry: self.cancellations.clone() }
         });
-        slot.state.clone()
+        Ok(slot.state.clone())
     }
 }
 

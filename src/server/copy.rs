@@ -37,7 +37,7 @@ impl CopyHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let state = self.connection(client);
+        let state = self.connection(client)?;
         let mut conn = state.lock().await;
         let conn = &mut *conn;
         match conn.copy_in.as_mut() {
@@ -55,7 +55,7 @@ impl CopyHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let state = self.connection(client);
+        let state = self.connection(client)?;
         let mut conn = state.lock().await;
         let Some(copy) = conn.copy_in.take() else {
             return Err(protocol_error("CopyDone received outside of COPY FROM STDIN"));
@@ -73,7 +73,10 @@ impl CopyHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let state = self.connection(client);
+        let state = match self.connection(client) {
+            Ok(state) => state,
+            Err(e) => return e,
+        };
         state.lock().await.copy_in = None;
         PgWireError::UserError(Box::new(ErrorInfo::new(
             "ERROR".into(),

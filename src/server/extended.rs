@@ -36,6 +36,7 @@ use pgwire::messages::extendedquery::{
 use pgwire::types::format::FormatOptions;
 use sqlparser::ast::Statement as SqlStatement;
 
+use super::auth::require_login;
 use super::coalesce::Deferred;
 use super::connection::until_cancelled;
 use super::errors::to_pgwire;
@@ -238,9 +239,9 @@ impl ExtendedQueryHandler for QueryHandler {
     {
         let prepared = &portal.statement.statement;
         let params = bound_parameters(portal, prepared)?;
-        let state = self.connection(client);
+        let state = self.connection(client)?;
         let mut conn = state.lock().await;
-        conn.start_statement();
+        conn.start_statement(prepared.plan.is_some() || prepared.statement.is_read_only());
         let flag = conn.cancel.clone();
         if let Some(plan) = &prepared.plan {
             let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
@@ -265,9 +266,13 @@ impl ExtendedQueryHandler for QueryHandler {
             let scalars: Vec<_> = values.iter().map(|v| v.value.clone()).collect();
             bind_parameters(syntax, &scalars).map_err(to_pgwire)?;
         }
-        let output = until_cancelled(&flag, execute_with_notices(&mut conn.session, &statement, client))
-            .await
-            .map_err(to_pgwire)?;
+        // Writes and DDL are not raced against cancellation: they complete once started.
+        let output = if statement.is_read_only() {
+            until_cancelled(&flag, execute_with_notices(&mut conn.session, &statement, client)).await
+        } else {
+            execute_with_notices(&mut conn.session, &statement, client).await
+        }
+        .map_err(to_pgwire)?;
         to_response(output, &portal.result_column_format, &mut conn, client.metadata()).await
     }
 
@@ -279,6 +284,7 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        require_login(client)?;
         let name = message.name.clone().unwrap_or_else(|| DEFAULT_NAME.to_owned());
         match StoredStatement::parse(client, &message, self.query_parser()).await? {
             Some(statement) => client.portal_store().put_statement(Arc::new(statement)),
@@ -296,6 +302,7 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        require_login(client)?;
         let statement_name = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
         let portal_name = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
         match client.portal_store().get_statement(statement_name) {
@@ -359,6 +366,7 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        require_login(client)?;
         let client = &mut Deferred(client);
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
         if message.target_type == TARGET_TYPE_BYTE_STATEMENT

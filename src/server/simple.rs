@@ -32,19 +32,30 @@ impl SimpleQueryHandler for QueryHandler {
         tracing::debug!(query, "simple query");
         let statements = match self.db.parser.parse_many(query) {
             Ok(statements) => statements,
-            Err(e) => return Ok(vec![error_response(to_pgwire(e))]),
+            Err(e) => {
+                // A syntax error inside BEGIN aborts the transaction, as any other error.
+                self.connection(client)?.lock().await.session.abort_transaction();
+                return Ok(vec![error_response(to_pgwire(e))]);
+            }
         };
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
         }
-        let state = self.connection(client);
+        let state = self.connection(client)?;
         let mut conn = state.lock().await;
         let mut responses = Vec::with_capacity(statements.len());
         for statement in &statements {
             // As PostgreSQL, the timeout applies to each statement of the string separately.
-            conn.start_statement();
+            let read_only = statement.is_read_only();
+            conn.start_statement(read_only);
             let flag = conn.cancel.clone();
-            let executed = until_cancelled(&flag, execute_with_notices(&mut conn.session, statement, client)).await;
+            let execution = execute_with_notices(&mut conn.session, statement, client);
+            let executed = if read_only { until_cancelled(&flag, execution).await } else { execution.await };
+            if executed.is_err() {
+                // A cancelled or timed-out statement never reached the session's own error
+                // handling; its transaction is aborted all the same.
+                conn.session.abort_transaction();
+            }
             let response = match executed {
                 Ok(output) => to_response(output, &Format::UnifiedText, &mut conn, client.metadata()).await,
                 Err(e) => Err(to_pgwire(e)),

@@ -33,6 +33,23 @@ pub enum Statement {
     Checkpoint,
 }
 
+impl Statement {
+    /// True for statements that only read (queries, EXPLAIN, SHOW, COPY ... TO): they may be
+    /// abandoned at any await point when cancelled or timed out. Writes and DDL run to the
+    /// end once started, so a cancel never leaves one half-applied.
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            Statement::Standard(sql) => match sql.as_ref() {
+                SqlStatement::Query(_) | SqlStatement::Explain { .. } | SqlStatement::ShowVariable { .. } => true,
+                SqlStatement::Copy { to, .. } => *to,
+                _ => false,
+            },
+            Statement::ShowFeatures => true,
+            Statement::CreateFeature(_) | Statement::DropFeature { .. } | Statement::Checkpoint => false,
+        }
+    }
+}
+
 /// Parses statements. Holds the PostgreSQL-compatibility rewrites that let client
 /// introspection queries plan in DataFusion; build it once and share it.
 pub struct SqlParser {
