@@ -84,7 +84,8 @@ async fn writer(
     stop: Arc<AtomicBool>,
     seed: u64,
 ) {
-    let client = connect(&conn).await;
+    // The kill may come before the connection does.
+    let Some(client) = try_connect(&conn).await else { return Default::default() };
     let mut rng = Rng(seed | 1);
     while !stop.load(Ordering::Relaxed) {
         let rows = match kind {
@@ -131,7 +132,8 @@ async fn writer(
 }
 
 async fn reader(conn: String, stop: Arc<AtomicBool>) -> u64 {
-    let client = connect(&conn).await;
+    // The kill may come before the connection does.
+    let Some(client) = try_connect(&conn).await else { return Default::default() };
     let Ok(point) = client.prepare("SELECT n, total FROM ev_total WHERE k = $1").await else { return 0 };
     let mut reads = 0;
     let mut k = 0i64;
@@ -143,6 +145,12 @@ async fn reader(conn: String, stop: Arc<AtomicBool>) -> u64 {
         reads += 1;
     }
     reads
+}
+
+async fn try_connect(conn: &str) -> Option<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls).await.ok()?;
+    tokio::spawn(connection);
+    Some(client)
 }
 
 fn settle(ledger: &Mutex<Ledger>, statement: Statement) {
