@@ -52,6 +52,9 @@ pub struct Database {
     pub commit_gate: tokio::sync::RwLock<()>,
     /// See [`Limits::copy_chunk_bytes`].
     pub copy_chunk_bytes: usize,
+    /// Rows stored in tables that features read, when features last snapshotted: rows written
+    /// since then cannot move to the cold tier yet (see `tiering`).
+    rows_at_snapshot: std::sync::atomic::AtomicU64,
 }
 
 impl Database {
@@ -101,7 +104,22 @@ impl Database {
                 written += 1;
             }
         }
+        self.rows_at_snapshot.store(self.rows_read_by_features(), std::sync::atomic::Ordering::SeqCst);
         Ok(written)
+    }
+
+    /// Rows stored in the tables features read.
+    fn rows_read_by_features(&self) -> u64 {
+        let mut tables: Vec<u64> = self.catalog.features.all().iter().map(|f| f.compiled.table.id).collect();
+        tables.sort_unstable();
+        tables.dedup();
+        tables.iter().map(|id| self.catalog.store().stats(*id).rows).sum()
+    }
+
+    /// Rows written to feature tables since the last feature snapshot: they stay in the hot
+    /// tier until the next one.
+    pub fn rows_awaiting_snapshot(&self) -> u64 {
+        self.rows_read_by_features().saturating_sub(self.rows_at_snapshot.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     async fn plan_statement(&self, sql: &SqlStatement) -> Result<LogicalPlan> {
@@ -132,6 +150,7 @@ impl Database {
             parser: SqlParser::new(),
             commit_gate: tokio::sync::RwLock::new(()),
             copy_chunk_bytes: limits.copy_chunk_bytes.unwrap_or(16 << 20).max(1),
+            rows_at_snapshot: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 }
