@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{BinaryServer, connect};
+use common::{BinaryServer, connect, try_connect};
 use futures::SinkExt;
 
 /// A write statement's rows: ids `first..first + rows`.
@@ -147,10 +147,9 @@ async fn reader(conn: String, stop: Arc<AtomicBool>) -> u64 {
     reads
 }
 
-async fn try_connect(conn: &str) -> Option<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls).await.ok()?;
-    tokio::spawn(connection);
-    Some(client)
+/// Rows of three BIGINT columns, the third nullable.
+async fn triples(client: &tokio_postgres::Client, sql: &str) -> Vec<(i64, i64, Option<i64>)> {
+    client.query(sql, &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
 }
 
 fn settle(ledger: &Mutex<Ledger>, statement: Statement) {
@@ -198,41 +197,18 @@ async fn verify(server: &BinaryServer, ledger: &Mutex<Ledger>, round: usize) {
     assert_eq!(wrong, 0, "round {round}: rows with wrong values");
 
     // Features equal a recomputation from the table.
-    let feature: Vec<(i64, i64, i64)> = client
-        .query("SELECT k, n, total FROM ev_total ORDER BY k", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    let recomputed: Vec<(i64, i64, i64)> = client
-        .query("SELECT k, count(*), sum(v) FROM ev GROUP BY k ORDER BY k", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let feature = triples(&client, "SELECT k, n, total FROM ev_total ORDER BY k").await;
+    let recomputed = triples(&client, "SELECT k, count(*), sum(v) FROM ev GROUP BY k ORDER BY k").await;
     assert_eq!(feature, recomputed, "round {round}: ev_total differs from its recomputation");
 
-    let feature: Vec<(i64, i64, Option<i64>)> = client
-        .query("SELECT k, n, top FROM ev_1h ORDER BY k", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let feature = triples(&client, "SELECT k, n, top FROM ev_1h ORDER BY k").await;
     // Sliding hour at the watermark W (the latest event time): W - 1h < ts <= W.
-    let recomputed: Vec<(i64, i64, Option<i64>)> = client
-        .query(
-            "SELECT k, count(*) FILTER (WHERE ts > w - INTERVAL '1 hour'), max(v) FILTER (WHERE ts > w - INTERVAL '1 hour')
-               FROM ev, (SELECT max(ts) AS w FROM ev) GROUP BY k ORDER BY k",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let recomputed = triples(
+        &client,
+        "SELECT k, count(*) FILTER (WHERE ts > w - INTERVAL '1 hour'), max(v) FILTER (WHERE ts > w - INTERVAL '1 hour')
+           FROM ev, (SELECT max(ts) AS w FROM ev) GROUP BY k ORDER BY k",
+    )
+    .await;
     assert_eq!(feature, recomputed, "round {round}: ev_1h differs from its recomputation");
 }
 

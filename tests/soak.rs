@@ -27,17 +27,11 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-/// One event row for id `id` as CSV: key, amount, event time (spread over a day, out of order).
-fn csv_row(id: i64) -> String {
+/// The event of row `id`: key, amount and event time (spread over a day, out of order).
+fn event(id: i64) -> (i64, String, String) {
     let second = (id * 7919) % 86_400;
-    format!(
-        "{id},{},{}.5,2025-06-01 {:02}:{:02}:{:02}\n",
-        id % KEYS,
-        id % 100,
-        second / 3600,
-        second / 60 % 60,
-        second % 60
-    )
+    let ts = format!("2025-06-01 {:02}:{:02}:{:02}", second / 3600, second / 60 % 60, second % 60);
+    (id % KEYS, format!("{}.5", id % 100), ts)
 }
 
 /// What one client does, by its number: a mix of writers and readers.
@@ -61,9 +55,8 @@ async fn client_loop(
                 let first = next_id.fetch_add(5, Ordering::SeqCst);
                 let values: Vec<String> = (first..first + 5)
                     .map(|id| {
-                        let row = csv_row(id);
-                        let f: Vec<&str> = row.trim().split(',').collect();
-                        format!("({}, {}, {}, '{}')", f[0], f[1], f[2], f[3])
+                        let (k, amt, ts) = event(id);
+                        format!("({id}, {k}, {amt}, '{ts}')")
                     })
                     .collect();
                 client.batch_execute(&format!("INSERT INTO ev VALUES {}", values.join(","))).await.unwrap();
@@ -72,7 +65,12 @@ async fn client_loop(
             // COPY of 200 rows.
             2 => {
                 let first = next_id.fetch_add(200, Ordering::SeqCst);
-                let data: String = (first..first + 200).map(csv_row).collect();
+                let data: String = (first..first + 200)
+                    .map(|id| {
+                        let (k, amt, ts) = event(id);
+                        format!("{id},{k},{amt},{ts}\n")
+                    })
+                    .collect();
                 let sink = client.copy_in("COPY ev FROM STDIN WITH (FORMAT csv)").await.unwrap();
                 futures::pin_mut!(sink);
                 sink.send(bytes::Bytes::from(data)).await.unwrap();

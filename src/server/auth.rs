@@ -14,13 +14,14 @@ use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::sasl::scram::{SCRAM_ITERATIONS, ScramAuth, gen_salted_password, random_nonce};
 use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler};
 use pgwire::api::{ClientInfo, ConnectionManager, PgWireConnectionState};
-use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::TlsAcceptor;
 use pgwire::tokio::tokio_rustls::rustls;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::errors::fatal;
 use crate::error::{Error, Result};
 
 /// PostgreSQL's SQLSTATE for a configuration problem (config_file_error).
@@ -181,13 +182,7 @@ impl StartupHandler for Startup {
                 Some(bound) if client.is_secure() => bound.on_startup(client, message).await?,
                 _ => plain.on_startup(client, message).await?,
             },
-            Startup::TooManyClients => {
-                return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
-                    "FATAL".into(),
-                    "53300".into(),
-                    "sorry, too many clients already".into(),
-                ))));
-            }
+            Startup::TooManyClients => return Err(fatal("53300", "sorry, too many clients already")),
         }
         // The handlers above set ReadyForQuery once, and only once, the client is in.
         if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
@@ -207,9 +202,5 @@ pub fn require_login<C: ClientInfo + ?Sized>(client: &C) -> PgWireResult<()> {
     if client.session_extensions().get::<LoggedIn>().is_some() {
         return Ok(());
     }
-    Err(PgWireError::UserError(Box::new(ErrorInfo::new(
-        "FATAL".into(),
-        "28000".into(),
-        "the connection has not completed authentication".into(),
-    ))))
+    Err(fatal("28000", "the connection has not completed authentication"))
 }

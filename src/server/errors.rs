@@ -13,6 +13,11 @@ pub fn error_info(error: &Error) -> ErrorInfo {
     ErrorInfo::new("ERROR".to_owned(), error.sqlstate().to_owned(), error.to_string())
 }
 
+/// An error that ends the connection (severity FATAL): refused logins and connections.
+pub fn fatal(sqlstate: &str, message: impl Into<String>) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".to_owned(), sqlstate.to_owned(), message.into())))
+}
+
 pub fn to_pgwire(error: Error) -> PgWireError {
     PgWireError::UserError(Box::new(error_info(&error)))
 }

@@ -305,35 +305,31 @@ impl ExtendedQueryHandler for QueryHandler {
         require_login(client)?;
         let statement_name = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
         let portal_name = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
-        match client.portal_store().get_statement(statement_name) {
+        // The statement, and the parameter count a Bind must supply where it is known (an
+        // empty statement, a query, or any statement whose parameters were typed).
+        let (statement, expected) = match client.portal_store().get_statement(statement_name) {
             Some(Entry::Value(statement)) => {
-                // Where the statement's parameter count is known (a query, or any statement
-                // whose parameters were typed), a Bind must supply exactly that many.
-                let expected = statement.statement.param_types.len();
-                let known = statement.statement.plan.is_some() || expected > 0;
-                if known && message.parameters.len() != expected {
-                    return Err(to_pgwire(Error::invalid_input(
-                        "08P01",
-                        format!(
-                            "bind message supplies {} parameters, but prepared statement \"{statement_name}\" requires {expected}",
-                            message.parameters.len()
-                        ),
-                    )));
-                }
-                let portal = Portal::try_new(&message, statement)?;
-                client.portal_store().put_portal(Arc::new(portal));
+                let count = statement.statement.param_types.len();
+                let known = statement.statement.plan.is_some() || count > 0;
+                (Some(statement), known.then_some(count))
             }
-            Some(Entry::Empty) if message.parameters.is_empty() => client.portal_store().put_empty_portal(portal_name),
-            Some(Entry::Empty) => {
-                return Err(to_pgwire(Error::invalid_input(
-                    "08P01",
-                    format!(
-                        "bind message supplies {} parameters, but prepared statement \"{statement_name}\" requires 0",
-                        message.parameters.len()
-                    ),
-                )));
-            }
+            Some(Entry::Empty) => (None, Some(0)),
             None => return Err(PgWireError::StatementNotFound(statement_name.to_owned())),
+        };
+        if let Some(expected) = expected
+            && message.parameters.len() != expected
+        {
+            return Err(to_pgwire(Error::invalid_input(
+                "08P01",
+                format!(
+                    "bind message supplies {} parameters, but prepared statement \"{statement_name}\" requires {expected}",
+                    message.parameters.len()
+                ),
+            )));
+        }
+        match statement {
+            Some(statement) => client.portal_store().put_portal(Arc::new(Portal::try_new(&message, statement)?)),
+            None => client.portal_store().put_empty_portal(portal_name),
         }
         client.feed(PgWireBackendMessage::BindComplete(BindComplete::new())).await?;
         Ok(())

@@ -7,7 +7,9 @@ use pgwire::error::PgWireError;
 
 use super::auth::Security;
 use super::cancel::{CancelRequests, Cancellations};
+use super::errors::{fatal, to_pgwire};
 use super::extended::StatementParser;
+use crate::error::Error;
 use crate::execute::Database;
 
 /// The handler set shared by every connection.
@@ -60,20 +62,13 @@ impl ErrorHandler for LogErrors {
     fn on_error<C: ClientInfo>(&self, client: &C, error: &mut PgWireError) {
         if let PgWireError::PortalNotFound(name) = error {
             // pgwire says 26000 (no such statement); PostgreSQL's is invalid_cursor_name.
-            *error = PgWireError::UserError(Box::new(pgwire::error::ErrorInfo::new(
-                "ERROR".into(),
-                "34000".into(),
-                format!("portal \"{name}\" does not exist"),
-            )));
+            let message = format!("portal \"{name}\" does not exist");
+            *error = to_pgwire(Error::NotFound { sqlstate: "34000", message });
         }
         if let PgWireError::InvalidPassword(_) = error {
             // pgwire names the SCRAM user, which libpq leaves empty; the startup user is meant.
             let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
-            *error = PgWireError::UserError(Box::new(pgwire::error::ErrorInfo::new(
-                "FATAL".into(),
-                "28P01".into(),
-                format!("password authentication failed for user \"{user}\""),
-            )));
+            *error = fatal("28P01", format!("password authentication failed for user \"{user}\""));
         }
         super::connection::abort_transaction_after_error(client);
         tracing::debug!(peer = %client.socket_addr(), "sending error: {error}");

@@ -64,11 +64,16 @@ impl TestServer {
 }
 
 pub async fn connect(conn: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls).await.expect("connect");
+    try_connect(conn).await.expect("connect")
+}
+
+/// A connection, or None if the server is not there (a test that kills it races it).
+pub async fn try_connect(conn: &str) -> Option<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls).await.ok()?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    client
+    Some(client)
 }
 
 /// The real `asofdb` binary, started on a free port.
