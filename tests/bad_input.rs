@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use common::frontend::{Frontend, Message};
 use common::{BinaryServer, connect};
 use futures::SinkExt;
 
@@ -181,40 +182,9 @@ fn protocol_messages() -> Vec<(Vec<u8>, &'static str)> {
     out
 }
 
-/// Connects, starts up as `test`, reads up to ReadyForQuery.
-fn raw_connect(server: &BinaryServer) -> TcpStream {
-    let mut socket = TcpStream::connect(server.addr).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut body = 196608u32.to_be_bytes().to_vec();
-    body.extend(b"user\0test\0database\0asofdb\0\0");
-    let mut startup = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-    startup.extend(body);
-    socket.write_all(&startup).unwrap();
-    read_until_ready(&mut socket);
-    socket
-}
-
-/// Backend messages up to ReadyForQuery; returns the SQLSTATEs of the ErrorResponses.
-fn read_until_ready(socket: &mut TcpStream) -> Vec<String> {
-    let mut errors = Vec::new();
-    loop {
-        let mut header = [0u8; 5];
-        socket.read_exact(&mut header).unwrap();
-        let len = u32::from_be_bytes(header[1..5].try_into().unwrap()) as usize;
-        let mut body = vec![0u8; len - 4];
-        socket.read_exact(&mut body).unwrap();
-        match header[0] {
-            b'E' => {
-                let code = body
-                    .split(|b| *b == 0)
-                    .find(|f| f.first() == Some(&b'C'))
-                    .map(|f| String::from_utf8_lossy(&f[1..]).into_owned());
-                errors.push(code.unwrap_or_default());
-            }
-            b'Z' => return errors,
-            _ => {}
-        }
-    }
+/// The SQLSTATEs of the ErrorResponses among `messages`.
+fn error_codes(messages: &[Message]) -> Vec<String> {
+    messages.iter().filter(|m| m.tag == b'E').map(|m| m.error_field(b'C').unwrap_or_default()).collect()
 }
 
 async fn rows_in_ev(client: &tokio_postgres::Client) -> i64 {
@@ -292,16 +262,15 @@ async fn every_malformed_input_gets_a_fitting_error_and_writes_nothing() {
     }
 
     for (bytes, class) in protocol_messages() {
-        let mut socket = raw_connect(&server);
-        socket.write_all(&bytes).unwrap();
-        let errors = read_until_ready(&mut socket);
+        let mut frontend = Frontend::connect(&server);
+        frontend.socket.write_all(&bytes).unwrap();
+        let errors = error_codes(&frontend.until_ready());
         assert!(
             errors.first().is_some_and(|code| code.starts_with(class)),
             "message {bytes:?}: errors {errors:?}, expected class {class}"
         );
         // The same connection still answers.
-        socket.write_all(&[b'Q', 0, 0, 0, 13, b'S', b'E', b'L', b'E', b'C', b'T', b' ', b'1', 0]).unwrap();
-        assert!(read_until_ready(&mut socket).is_empty());
+        assert!(error_codes(&frontend.query("SELECT 1")).is_empty());
         assert_eq!(rows_in_ev(&client).await, rows_before);
         sent += 1;
     }

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod frontend;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
