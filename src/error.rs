@@ -48,6 +48,9 @@ pub enum Error {
     /// Storage failed (disk, corruption). The details go to the log (58030 / XX001).
     #[error("storage error: {0}")]
     Storage(String),
+    /// A write found the disk (or the quota) full, or free space below the reserve (53100).
+    #[error("{0}")]
+    DiskFull(String),
     /// A bug: an invariant did not hold (XX000).
     #[error("internal error: {0}")]
     Internal(String),
@@ -71,6 +74,7 @@ impl Error {
             Error::ResourcesExhausted(_) => "53200",
             Error::Cancelled | Error::StatementTimeout => "57014",
             Error::Storage(_) => "58030",
+            Error::DiskFull(_) => "53100",
             Error::Internal(_) => "XX000",
             Error::DataFusion(e) => datafusion_sqlstate(e),
         }
@@ -141,14 +145,27 @@ impl From<sqlparser::tokenizer::TokenizerError> for Error {
 
 impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Self {
-        Error::Storage(e.to_string())
+        match e {
+            sled::Error::Io(io) => io.into(),
+            e => Error::Storage(e.to_string()),
+        }
     }
 }
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        Error::Storage(e.to_string())
+        if is_disk_full(&e) {
+            // sled then refuses every later write until the process restarts.
+            Error::DiskFull(format!("could not write to disk: {e}; free disk space and restart the server"))
+        } else {
+            Error::Storage(e.to_string())
+        }
     }
+}
+
+/// Whether a write failed for want of space: ENOSPC, or EDQUOT under a quota.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
 }
 
 impl From<arrow::error::ArrowError> for Error {
@@ -245,6 +262,7 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
         DataFusionError::Execution(m) if m.contains("Divide by zero") => "22012",
         DataFusionError::Execution(m) if m.to_ascii_lowercase().contains("overflow") => "22003",
         DataFusionError::Execution(m) if m.contains("Cannot cast") => "22P02",
+        DataFusionError::IoError(e) if is_disk_full(e) => "53100",
         DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => "58030",
         _ => "XX000",
     }

@@ -58,6 +58,12 @@ struct Args {
     #[arg(long, env = "ASOFDB_HOT_CACHE_MB")]
     hot_cache_mb: Option<u64>,
 
+    /// Free disk space (MiB) kept in reserve on the data directory's disk: while less is
+    /// free, writes of new rows fail with SQLSTATE 53100, and succeed again once space is
+    /// freed. 0 turns the check off. Default: 64.
+    #[arg(long, env = "ASOFDB_DISK_RESERVE_MB")]
+    disk_reserve_mb: Option<u64>,
+
     /// Require this password (SCRAM-SHA-256) from every client, whatever its user name.
     /// Without it, every client is trusted (listen on loopback only).
     #[arg(long, env = "ASOFDB_PASSWORD", hide_env_values = true)]
@@ -106,6 +112,7 @@ async fn run(args: Args) -> asofdb::Result<()> {
         cold_url: args.cold_url.clone(),
         copy_chunk_bytes: args.copy_chunk_kb.map(|kb| kb << 10),
         hot_cache_bytes: args.hot_cache_mb.map(|mb| mb << 20),
+        disk_reserve_bytes: args.disk_reserve_mb.map(|mb| mb << 20),
     };
     let tls = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
     let security = Security::new(args.password.as_deref(), tls)?;

@@ -17,7 +17,7 @@ use crate::plan::new_session_context;
 use crate::sql::SqlParser;
 use crate::storage::cold::ColdStore;
 use crate::storage::hot::SledKv;
-use crate::storage::{EventStore, KvStore, MemoryKv};
+use crate::storage::{DiskReserve, EventStore, KvStore, MemoryKv};
 
 /// Resource limits of a database.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +31,9 @@ pub struct Limits {
     pub copy_chunk_bytes: Option<usize>,
     /// The hot tier's page cache (`SledKv::open`; default 256 MiB).
     pub hot_cache_bytes: Option<u64>,
+    /// New rows are refused (53100) while the data directory's disk has less free space
+    /// than this (`storage::DiskReserve`; default 64 MiB, 0 turns the check off).
+    pub disk_reserve_bytes: Option<u64>,
 }
 
 /// Half of the machine's memory (from /proc/meminfo), or 4 GiB if it cannot be read.
@@ -70,12 +73,14 @@ impl Database {
             Some(url) => ColdStore::open(url)?,
             None => ColdStore::local(data_dir.join("cold"))?,
         });
-        Self::with_store(Arc::new(SledKv::open(&data_dir.join("hot"), limits.hot_cache_bytes)?), Some(cold), limits)
+        let kv = Arc::new(SledKv::open(&data_dir.join("hot"), limits.hot_cache_bytes)?);
+        let reserve = DiskReserve::new(data_dir.to_path_buf(), limits.disk_reserve_bytes.unwrap_or(64 << 20));
+        Self::with_store(kv, Some(cold), reserve, limits)
     }
 
     /// A database that lives in memory only, for tests.
     pub fn in_memory() -> Result<Arc<Self>> {
-        Self::with_store(Arc::new(MemoryKv::new()), None, Limits::default())
+        Self::with_store(Arc::new(MemoryKv::new()), None, DiskReserve::none(), Limits::default())
     }
 
     /// Plans a read-only statement (query, EXPLAIN) without running it. ASOF joins are
@@ -100,6 +105,7 @@ impl Database {
         let mut written = 0;
         for feature in self.catalog.features.all() {
             if force || feature.changed_since_snapshot() {
+                store.check_disk_for_maintenance()?;
                 feature.write_snapshot(store).await?;
                 written += 1;
             }
@@ -132,8 +138,13 @@ impl Database {
         Ok(plan)
     }
 
-    fn with_store(kv: Arc<dyn KvStore>, cold: Option<Arc<ColdStore>>, limits: Limits) -> Result<Arc<Self>> {
-        let store = Arc::new(EventStore::open(kv, cold)?);
+    fn with_store(
+        kv: Arc<dyn KvStore>,
+        cold: Option<Arc<ColdStore>>,
+        reserve: DiskReserve,
+        limits: Limits,
+    ) -> Result<Arc<Self>> {
+        let store = Arc::new(EventStore::open(kv, cold, reserve)?);
         let catalog = Arc::new(Catalog::open(store)?);
         let query_memory = limits.query_memory.unwrap_or_else(default_query_memory);
         if let Some(cold) = catalog.store().cold_location() {

@@ -4,6 +4,7 @@ pub(crate) mod asof;
 mod conform;
 mod copy_binary;
 pub mod copy_format;
+pub mod copy_rows;
 mod create_table;
 mod database;
 mod insert;

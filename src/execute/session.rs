@@ -108,6 +108,8 @@ impl Session {
             return Err(Error::duplicate_table(&create.name));
         }
         let def = FeatureDef::bind(create, |t| catalog.require_table(t))?;
+        // The backfill's snapshot is new data too.
+        catalog.store().check_disk_reserve()?;
         let table = catalog.require_table(&def.table)?;
         let started = std::time::Instant::now();
         let live = {

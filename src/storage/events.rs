@@ -62,7 +62,7 @@ fn start_committer(store: Weak<EventStore>) -> mpsc::Sender<CommitJob> {
             let synced = if applied.iter().any(|(outcome, _)| outcome.is_ok()) { store.kv.sync() } else { Ok(()) };
             for (outcome, reply) in applied {
                 let outcome = match (&synced, outcome) {
-                    (Err(e), Ok(_)) => Err(Error::Storage(format!("commit not durable: {e}"))),
+                    (Err(e), Ok(_)) => Err(not_durable(e)),
                     (_, outcome) => outcome,
                 };
                 let _ = reply.send(outcome);
@@ -73,6 +73,15 @@ fn start_committer(store: Weak<EventStore>) -> mpsc::Sender<CommitJob> {
         tracing::error!("cannot start the committer thread: {e}");
     }
     queue
+}
+
+/// The error of a commit applied but not synced: its statement is not acknowledged, and
+/// after a restart it is present whole or not at all, as after a crash.
+fn not_durable(e: &Error) -> Error {
+    match e {
+        Error::DiskFull(cause) => Error::DiskFull(format!("commit not durable, {cause}")),
+        e => Error::Storage(format!("commit not durable: {e}")),
+    }
 }
 
 /// Rows of one table and event-time block as stored, with their arrival sequence number:
@@ -150,6 +159,8 @@ pub struct EventStore {
     pub(super) tiering: Mutex<()>,
     /// See [`EventStore::visible_seq`].
     visible_seq: std::sync::atomic::AtomicU64,
+    /// Checked before new rows are written (commits and staged COPY pieces).
+    pub(super) reserve: super::DiskReserve,
 }
 
 /// A commit waiting for the committer thread, and where to send its outcome.
@@ -169,7 +180,7 @@ pub(super) const FILE_NO: &str = "file_no";
 
 impl EventStore {
     /// Opens the store, loading counters, statistics and the cold-tier manifest.
-    pub fn open(kv: Arc<dyn KvStore>, cold: Option<Arc<ColdStore>>) -> Result<Self> {
+    pub fn open(kv: Arc<dyn KvStore>, cold: Option<Arc<ColdStore>>, reserve: super::DiskReserve) -> Result<Self> {
         staging::recover(kv.as_ref())?;
         let read_counter = |name: &str| -> Result<u64> {
             Ok(match kv.get(&keys::counter(name))? {
@@ -212,7 +223,18 @@ impl EventStore {
             retired: Mutex::new(Vec::new()),
             tiering: Mutex::new(()),
             visible_seq,
+            reserve,
         })
+    }
+
+    /// Ok while the data directory's disk has more free space than the reserve (53100 if not).
+    pub fn check_disk_reserve(&self) -> Result<()> {
+        self.reserve.check()
+    }
+
+    /// Ok while the disk has more free space than half the reserve (53100 if not).
+    pub fn check_disk_for_maintenance(&self) -> Result<()> {
+        self.reserve.check_for_maintenance()
     }
 
     /// Where the cold tier is, if there is one.
@@ -248,6 +270,7 @@ impl EventStore {
         if !tables.iter().all(|t| stats.contains_key(t)) {
             return Ok(false);
         }
+        self.reserve.check_for_maintenance()?;
         self.kv.apply(ops)?;
         self.publish(publish)?;
         Ok(true)
@@ -304,6 +327,9 @@ impl EventStore {
     }
 
     pub(super) async fn commit_applied(self: &Arc<Self>, commit: Commit) -> Result<Applied> {
+        if commit.appends.iter().any(|a| a.batch.num_rows() > 0) {
+            self.reserve.check()?;
+        }
         let queue = self.committer.get_or_init(|| start_committer(Arc::downgrade(self)));
         let (reply, outcome) = tokio::sync::oneshot::channel();
         queue.send((commit, reply)).map_err(|_| Error::internal("the committer thread has stopped"))?;
@@ -473,7 +499,7 @@ pub(super) mod tests {
     #[tokio::test]
     async fn commits_update_rows_stats_and_survive_reopen() {
         let kv: Arc<dyn KvStore> = Arc::new(MemoryKv::new());
-        let store = Arc::new(EventStore::open(kv.clone(), None).unwrap());
+        let store = Arc::new(EventStore::open(kv.clone(), None, crate::storage::DiskReserve::none()).unwrap());
         let t = store.allocate_table_id().unwrap();
         let append = |times| Append { table_id: t, event_time: Some(1), batch: rows(times) };
         store.commit(Commit { appends: vec![append(vec![5, BLOCK_MICROS * 3])], ..Default::default() }).await.unwrap();
@@ -483,7 +509,7 @@ pub(super) mod tests {
         let table = ScanTable { id: t, event_time: Some(1) };
         assert_eq!(store.scan(table, (1, 3), (0, 1)).count(), 1, "time range selects blocks");
 
-        let reopened = EventStore::open(kv, None).unwrap();
+        let reopened = EventStore::open(kv, None, crate::storage::DiskReserve::none()).unwrap();
         assert_eq!(reopened.stats(t).rows, 3);
         assert!(reopened.allocate_table_id().unwrap() > t);
         reopened.apply(Commit { dropped_tables: vec![t], ..Default::default() }).unwrap();

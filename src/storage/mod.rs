@@ -8,6 +8,7 @@
 
 pub mod blocks;
 pub mod cold;
+mod disk_reserve;
 mod events;
 pub mod hot;
 pub mod keys;
@@ -17,6 +18,7 @@ mod staging;
 mod tiering;
 
 pub use blocks::{BLOCK_MICROS, decode_batch, encode_batch};
+pub use disk_reserve::DiskReserve;
 pub use events::{Append, CatalogKind, Commit, EventStore, ScanTable, StoredPart, TableStats};
 pub use memory::MemoryKv;
 pub use staging::StagedWrite;

@@ -63,6 +63,7 @@ impl StagedWrite {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        self.store.reserve.check()?;
         if let Some(col) = self.event_time
             && let Some(max) = event_times(batch.column(col))?.values().iter().max()
         {
@@ -179,7 +180,7 @@ mod tests {
     /// A store in memory with one table.
     fn new_table() -> (Arc<dyn KvStore>, Arc<EventStore>, u64) {
         let kv: Arc<dyn KvStore> = Arc::new(MemoryKv::new());
-        let store = Arc::new(EventStore::open(kv.clone(), None).unwrap());
+        let store = Arc::new(EventStore::open(kv.clone(), None, crate::storage::DiskReserve::none()).unwrap());
         let t = store.allocate_table_id().unwrap();
         (kv, store, t)
     }
@@ -227,7 +228,7 @@ mod tests {
         std::mem::forget(rolling);
         assert!(staged_keys(kv.as_ref()) > 0);
 
-        let reopened = EventStore::open(kv.clone(), None).unwrap();
+        let reopened = EventStore::open(kv.clone(), None, crate::storage::DiskReserve::none()).unwrap();
         assert_eq!(count(&reopened, t), 2, "the committed write is finished, the other dropped");
         assert_eq!(staged_keys(kv.as_ref()), 0);
         assert_eq!(kv.scan(keys::ROLLING, &keys::prefix_end(keys::ROLLING)).count(), 0);

@@ -137,6 +137,7 @@ impl EventStore {
         seq: u64,
         batches: &[RecordBatch],
     ) -> Result<ColdFile> {
+        self.reserve.check_for_maintenance()?;
         let file_no = {
             let mut counters = self.counters.lock().map_err(|_| Error::internal("counters poisoned"))?;
             counters.next_file += 1;

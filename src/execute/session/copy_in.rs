@@ -9,14 +9,13 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch};
+use arrow::array::RecordBatch;
 
 use super::{Session, Transaction};
 use crate::catalog::TableDef;
 use crate::error::{Error, Result};
-use crate::execute::conform::{RowLabel, conform};
-use crate::execute::copy_binary;
-use crate::execute::copy_format::{CopyFormat, Position, decode_chunk};
+use crate::execute::copy_format::{CopyFormat, Position};
+use crate::execute::copy_rows::decode_rows;
 use crate::storage::{Append, StagedWrite};
 
 /// A COPY FROM in progress.
@@ -123,20 +122,9 @@ impl Session {
     /// Decodes the complete records in the buffer (all of it when `last`) and stages them, or
     /// keeps them for the end when the statement will not need staging.
     fn decode_buffer(&mut self, copy: &mut CopyIn, last: bool) -> Result<()> {
-        let (decoded, consumed) = if copy.format.binary {
-            let types: Vec<_> = copy.targets.iter().map(|i| copy.def.columns[*i].ty).collect();
-            copy_binary::decode_chunk(&copy.buffer, &types, &mut copy.position, last)?
-        } else {
-            let names: Vec<String> = copy.targets.iter().map(|i| copy.def.columns[*i].name.clone()).collect();
-            decode_chunk(&copy.buffer, &copy.format, &names, &mut copy.position, last)?
-        };
+        let (batch, consumed) =
+            decode_rows(&copy.def, &copy.targets, &copy.format, &mut copy.position, &copy.buffer, last)?;
         copy.buffer.drain(..consumed);
-        let rows = decoded.lines.len();
-        let mut columns: Vec<Option<ArrayRef>> = vec![None; copy.def.columns.len()];
-        for (column, target) in decoded.columns.into_iter().zip(&copy.targets) {
-            columns[*target] = Some(column);
-        }
-        let batch = conform(&copy.def, columns, rows, RowLabel::Lines(&decoded.lines))?;
         let in_transaction = !matches!(self.transaction, Transaction::None);
         if in_transaction || (last && copy.staged.is_none()) {
             copy.batches.push(batch);

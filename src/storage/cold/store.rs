@@ -33,7 +33,17 @@ impl std::fmt::Debug for ColdStore {
     }
 }
 
-fn storage_error(e: impl std::fmt::Display) -> Error {
+fn storage_error(e: object_store::Error) -> Error {
+    // A full local disk shows as an I/O error somewhere down the chain.
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && crate::error::is_disk_full(io)
+        {
+            return Error::DiskFull(format!("could not write to the cold tier: {io}"));
+        }
+        cause = c.source();
+    }
     Error::Storage(format!("cold tier: {e}"))
 }
 

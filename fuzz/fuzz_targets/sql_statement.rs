@@ -1,0 +1,6 @@
+#![no_main]
+//! Statement text: splitter, ASOF JOIN rewriting, sqlparser, CREATE FEATURE.
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::sql_statement(data));

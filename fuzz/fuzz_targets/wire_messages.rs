@@ -1,0 +1,6 @@
+#![no_main]
+//! Client bytes: SSL request, startup and cancel packets, then protocol messages.
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::wire_messages(data));
