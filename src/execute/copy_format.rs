@@ -149,13 +149,26 @@ pub fn decode_chunk(
         return Ok((DecodedRows { columns: empty.collect(), lines: Vec::new() }, data.len()));
     }
     let end = if last { data.len() } else { data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1) };
-    let text = std::str::from_utf8(&data[..end]).map_err(|e| {
-        let line = position.line + data[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count();
-        Error::invalid_value("22021", format!("invalid byte sequence for encoding \"UTF8\" (line {line})"))
-    })?;
+    // Bytes after the end marker are ignored, even ones that are not UTF-8: read the valid
+    // part as if more followed, and fail only if the marker is not in it.
+    let (text, invalid) = match std::str::from_utf8(&data[..end]) {
+        Ok(text) => (text, None),
+        Err(e) => {
+            let valid = std::str::from_utf8(&data[..e.valid_up_to()]).unwrap_or_default();
+            let line = position.line + valid.bytes().filter(|b| *b == b'\n').count();
+            (
+                valid,
+                Some(Error::invalid_value(
+                    "22021",
+                    format!("invalid byte sequence for encoding \"UTF8\" (line {line})"),
+                )),
+            )
+        }
+    };
     let mut builders: Vec<StringBuilder> = column_names.iter().map(|_| StringBuilder::new()).collect();
     let mut lines = Vec::new();
-    let mut reader = RecordReader { text, pos: 0, line: position.line, format, partial: !last, ended: false };
+    let partial = !last || invalid.is_some();
+    let mut reader = RecordReader { text, pos: 0, line: position.line, format, partial, ended: false };
     let mut fields: Vec<Option<String>> = Vec::with_capacity(column_names.len());
     while let Some(line) = reader.next_record(&mut fields)? {
         if format.header && !std::mem::replace(&mut position.past_header, true) {
@@ -172,6 +185,11 @@ pub fn decode_chunk(
             builder.append_option(field);
         }
         lines.push(line);
+    }
+    if let Some(invalid) = invalid
+        && !reader.ended
+    {
+        return Err(invalid);
     }
     position.line = reader.line;
     position.ended = reader.ended;
