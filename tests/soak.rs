@@ -27,11 +27,14 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-/// The event of row `id`: key, amount and event time (spread over a day, out of order).
+/// The event of row `id`: key, amount and event time. Time advances with the id, four events
+/// a second, as in live ingest, and each event is up to half an hour late, so rows arrive out
+/// of order and the hot tier stays bounded by `hot_retention`.
 fn event(id: i64) -> (i64, String, String) {
-    let second = (id * 7919) % 86_400;
-    let ts = format!("2025-06-01 {:02}:{:02}:{:02}", second / 3600, second / 60 % 60, second % 60);
-    (id % KEYS, format!("{}.5", id % 100), ts)
+    let start = chrono::NaiveDate::from_ymd_opt(2025, 6, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).unwrap();
+    let late = (id * 7919) % 1800;
+    let ts = start + chrono::Duration::seconds(id / 4 + 1800 - late);
+    (id % KEYS, format!("{}.5", id % 100), ts.format("%Y-%m-%d %H:%M:%S").to_string())
 }
 
 /// What one client does, by its number: a mix of writers and readers.
