@@ -14,7 +14,7 @@ Two workloads (issue #4):
             past, so a spine row whose key has no earlier event gets NULLs like the ASOF join).
 
 Both engines write the result to Parquet (zstd) with COPY (query) TO 'file'; the timed part is
-that statement. DuckDB then reads both files and checks they hold the same rows (EXCEPT ALL
+that statement (plain: one warm-up run each, then the median of --repeat runs, alternating). DuckDB then reads both files and checks they hold the same rows (EXCEPT ALL
 both ways). asofdb's peak RSS is read from /proc/<pid>/status (VmHWM) at the end.
 
 Usage (release binary; see docs/benchmarks.md):
@@ -26,6 +26,7 @@ Generated data is cached in target/bench-data/ (the 10M-event file takes ~4 minu
 """
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -98,7 +99,7 @@ def report(name: str, ours: float, theirs: float, check: tuple[int, int, int]):
     return only_a == 0 and only_b == 0
 
 
-def plain(db: Asofdb, con, data: Path, out: Path, rows: int, keys: int) -> bool:
+def plain(db: Asofdb, con, data: Path, out: Path, rows: int, keys: int, repeat: int) -> bool:
     build, probe = data / f"plain_build_{rows}_{keys}.csv", data / f"plain_probe_{rows}_{keys}.csv"
     if not build.exists():
         # Build times are unique per key (a permutation of half-second steps); probes are random.
@@ -120,8 +121,18 @@ def plain(db: Asofdb, con, data: Path, out: Path, rows: int, keys: int) -> bool:
     con.execute(f"CREATE TABLE probe AS FROM read_csv('{probe}', header = true, "
                 "columns = {'id': 'BIGINT', 'k': 'BIGINT', 'ts': 'TIMESTAMP'})")
     query = "SELECT p.id, b.v FROM probe p ASOF JOIN build b ON p.k = b.k AND p.ts >= b.ts"
-    ours = db.timed(f"COPY ({query}) TO '{out / 'asofdb_plain.parquet'}'")
-    theirs = timed_duckdb(con, f"COPY ({query}) TO '{out / 'duckdb_plain.parquet'}' (FORMAT parquet, COMPRESSION zstd)")
+    # One untimed run each first (caches, allocator), then the median of `repeat` runs, the two
+    # engines alternating.
+    ours_all, theirs_all = [], []
+    for i in range(repeat + 1):
+        ours = db.timed(f"COPY ({query}) TO '{out / 'asofdb_plain.parquet'}'")
+        theirs = timed_duckdb(con, f"COPY ({query}) TO '{out / 'duckdb_plain.parquet'}' (FORMAT parquet, COMPRESSION zstd)")
+        if i > 0 or repeat == 0:
+            ours_all.append(ours)
+            theirs_all.append(theirs)
+    ours, theirs = statistics.median(ours_all), statistics.median(theirs_all)
+    print(f"plain runs: asofdb {', '.join(f'{t:.2f}' for t in ours_all)} s; "
+          f"DuckDB {', '.join(f'{t:.2f}' for t in theirs_all)} s (medians below)", flush=True)
     return report("plain", ours, theirs, same_rows(out / "asofdb_plain.parquet", out / "duckdb_plain.parquet"))
 
 
@@ -214,6 +225,8 @@ def main():
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--spine", type=int, default=1_000_000)
     parser.add_argument("--only", choices=["plain", "training"])
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="plain: timed runs after a warm-up run, median reported (0: one cold run)")
     parser.add_argument("--binary", type=Path, default=ROOT / "target" / "release" / "asofdb")
     parser.add_argument("--data", type=Path, default=ROOT / "target" / "bench-data")
     args = parser.parse_args()
@@ -226,7 +239,7 @@ def main():
         con = duckdb.connect(str(tmp / "duck.db"))
         try:
             if args.only in (None, "plain"):
-                ok &= plain(db, con, args.data, tmp, args.plain_rows, args.keys)
+                ok &= plain(db, con, args.data, tmp, args.plain_rows, args.keys, args.repeat)
             if args.only in (None, "training"):
                 ok &= training(db, con, args.data, tmp, args.events, args.spine)
             print(f"asofdb peak RSS {db.peak_rss_mib():.0f} MiB", flush=True)

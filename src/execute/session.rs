@@ -371,6 +371,11 @@ async fn write_parquet(data: DataFrame, path: &str) -> Result<u64> {
     })?;
     let mut options = datafusion::config::TableParquetOptions::default();
     options.global.compression = Some("zstd(3)".into());
+    // Row groups encoded several at a time, with room for the query to run ahead of the encoder,
+    // so the join and the encoding overlap on separate cores (docs/benchmarks.md).
+    let knob = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    options.global.maximum_parallel_row_group_writers = knob("ASOFDB_PARQUET_ROW_GROUP_WRITERS", 4);
+    options.global.maximum_buffered_record_batches_per_stream = knob("ASOFDB_PARQUET_BUFFERED_BATCHES", 64);
     let written = data
         .write_parquet(
             &absolute.display().to_string(),
