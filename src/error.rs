@@ -146,7 +146,10 @@ impl From<sqlparser::tokenizer::TokenizerError> for Error {
 impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Self {
         match e {
-            sled::Error::Io(io) => io.into(),
+            sled::Error::Io(io) if is_disk_full(&io) => {
+                // sled then refuses every later write until the process restarts.
+                Error::DiskFull(format!("could not write to disk: {io}; free disk space and restart the server"))
+            }
             e => Error::Storage(e.to_string()),
         }
     }
@@ -155,8 +158,7 @@ impl From<sled::Error> for Error {
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         if is_disk_full(&e) {
-            // sled then refuses every later write until the process restarts.
-            Error::DiskFull(format!("could not write to disk: {e}; free disk space and restart the server"))
+            Error::DiskFull(format!("could not write to disk: {e}"))
         } else {
             Error::Storage(e.to_string())
         }

@@ -76,6 +76,7 @@ async fn a_full_disk_refuses_writes_with_53100_and_loses_nothing_acknowledged() 
 
     let mut acknowledged = Vec::new();
     let mut refused = Vec::new();
+    let mut single_rows = 0i64;
     for n in 1..400 {
         match client.batch_execute(&insert(n)).await {
             Ok(()) => acknowledged.push(n),
@@ -90,12 +91,29 @@ async fn a_full_disk_refuses_writes_with_53100_and_loses_nothing_acknowledged() 
     }
     assert!(acknowledged.len() >= 3, "the disk filled after {} statements", acknowledged.len());
     assert_eq!(refused.len(), 3, "24 MiB never filled");
+    // A big write is refused while the reserve plus its size is not free; single rows still
+    // fit until the reserve itself is reached.
+    let mut small_refused = false;
+    for id in 0..2_000i64 {
+        let row =
+            format!("INSERT INTO ev VALUES ({}, 1, 1, repeat('x', 4000), '2024-01-01 00:00:00')", -1_000_000 - id);
+        match client.batch_execute(&row).await {
+            Ok(()) => single_rows += 1,
+            Err(e) => {
+                assert_eq!(e.code(), Some(&SqlState::DISK_FULL), "single row: {e}");
+                small_refused = true;
+                break;
+            }
+        }
+    }
+    assert!(small_refused, "single rows were never refused");
     let feature = client.batch_execute("CREATE FEATURE ev_max AS SELECT k, max(v) AS top FROM ev GROUP BY k").await;
     assert_eq!(feature.expect_err("CREATE FEATURE").code(), Some(&SqlState::DISK_FULL));
 
     // Once full, every kind of write is refused the same way; nothing else breaks.
-    let copied = client.copy_in::<_, bytes::Bytes>("COPY ev FROM STDIN WITH (FORMAT csv)").await;
-    if let Ok(sink) = copied {
+    // COPY starts (CopyInResponse), and its data is refused.
+    let sink = client.copy_in::<_, bytes::Bytes>("COPY ev FROM STDIN WITH (FORMAT csv)").await.unwrap();
+    {
         use futures::SinkExt;
         futures::pin_mut!(sink);
         let rows: String = (0..ROWS).map(|i| format!("{},1,1,x,2024-01-01 00:00:00\n", -1 - i)).collect();
@@ -109,7 +127,7 @@ async fn a_full_disk_refuses_writes_with_53100_and_loses_nothing_acknowledged() 
         assert_eq!(e.code(), Some(&SqlState::DISK_FULL), "CHECKPOINT: {e}");
     }
     let seen = reader.query_one("SELECT count(*) FROM ev", &[]).await.unwrap().get::<_, i64>(0);
-    assert_eq!(seen, acknowledged.len() as i64 * ROWS, "reads go on");
+    assert_eq!(seen, acknowledged.len() as i64 * ROWS + single_rows, "reads go on");
 
     // Space freed: writing works again, no restart needed.
     disk.grow(256);
@@ -120,18 +138,23 @@ async fn a_full_disk_refuses_writes_with_53100_and_loses_nothing_acknowledged() 
 
     let server = BinaryServer::start(&data);
     let client = connect(&server.conn_string()).await;
-    let present = text_rows(&client, &format!("SELECT id / {ROWS}, count(*), count(DISTINCT id) FROM ev GROUP BY 1"))
-        .await
-        .into_iter()
-        .map(|row| {
-            let fields: Vec<i64> = row.split('|').map(|f| f.parse().unwrap()).collect();
-            (fields[0], (fields[1], fields[2]))
-        })
-        .collect::<std::collections::HashMap<_, _>>();
+    let present = text_rows(
+        &client,
+        &format!("SELECT id / {ROWS}, count(*), count(DISTINCT id) FROM ev WHERE id >= 0 GROUP BY 1"),
+    )
+    .await
+    .into_iter()
+    .map(|row| {
+        let fields: Vec<i64> = row.split('|').map(|f| f.parse().unwrap()).collect();
+        (fields[0], (fields[1], fields[2]))
+    })
+    .collect::<std::collections::HashMap<_, _>>();
     for n in &acknowledged {
         assert_eq!(present.get(n), Some(&(ROWS, ROWS)), "acknowledged statement {n}");
     }
     assert_eq!(present.len(), acknowledged.len(), "refused statements left rows: {present:?}");
+    let singles = client.query_one("SELECT count(DISTINCT id) FROM ev WHERE id < 0", &[]).await.unwrap();
+    assert_eq!(singles.get::<_, i64>(0), single_rows, "every acknowledged single row, and no refused one");
 
     let feature = text_rows(&client, "SELECT k, n, total FROM ev_total ORDER BY k").await;
     let recomputed = text_rows(&client, "SELECT k, count(*), sum(v) FROM ev GROUP BY k ORDER BY k").await;

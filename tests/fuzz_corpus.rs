@@ -17,7 +17,11 @@ fn replay(target: &str, run: fn(&[u8])) {
             let path = entry.unwrap().path();
             let data = std::fs::read(&path).unwrap();
             if let Err(panic) = std::panic::catch_unwind(|| run(&data)) {
-                panic!("{} fails: {:?}", path.display(), panic.downcast_ref::<String>());
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+                panic!("{} fails: {message:?}", path.display());
             }
             inputs += 1;
         }

@@ -154,7 +154,9 @@ pub fn decode_chunk(
     let (text, invalid) = match std::str::from_utf8(&data[..end]) {
         Ok(text) => (text, None),
         Err(e) => {
-            let valid = std::str::from_utf8(&data[..e.valid_up_to()]).unwrap_or_default();
+            // Whole lines only: the line with the bad byte must not parse as a shorter record.
+            let lines_end = data[..e.valid_up_to()].iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let valid = std::str::from_utf8(&data[..lines_end]).unwrap_or_default();
             let line = position.line + valid.bytes().filter(|b| *b == b'\n').count();
             (
                 valid,
@@ -446,5 +448,11 @@ mod tests {
         assert!(err.to_string().contains("unterminated"), "{err}");
         let err = decode(b"1,\xff\n", &csv_format(false), &names(2)).err().unwrap();
         assert_eq!(err.sqlstate(), "22021");
+        // A bad byte anywhere in a line is an encoding error, not a short record.
+        let err = decode(b"a\tb\nx\xff\ty\n", &text_format(), &names(2)).err().unwrap();
+        assert_eq!((err.sqlstate(), err.to_string().contains("line 2")), ("22021", true), "{err}");
+        // After the end marker anything goes, but the marker must be a whole line.
+        assert_eq!(decode(b"a\tb\n\\.\n\xff\n", &text_format(), &names(2)).unwrap().lines, [1]);
+        assert_eq!(decode(b"a\tb\n\\.\xff\n", &text_format(), &names(2)).err().unwrap().sqlstate(), "22021");
     }
 }

@@ -61,6 +61,9 @@ pub struct Session {
     pub notices: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
+/// Disk space a new feature needs at least, for its catalog entry and first snapshot.
+const FEATURE_MIN_BYTES: u64 = 64 << 10;
+
 impl Session {
     pub fn new(db: Arc<Database>) -> Self {
         Self { db, transaction: Transaction::None, settings: Settings::default(), notices: None }
@@ -108,8 +111,8 @@ impl Session {
             return Err(Error::duplicate_table(&create.name));
         }
         let def = FeatureDef::bind(create, |t| catalog.require_table(t))?;
-        // The backfill's snapshot is new data too.
-        catalog.store().check_disk_reserve()?;
+        // The catalog entry and the backfill's snapshot are new data too.
+        catalog.store().check_disk_reserve(FEATURE_MIN_BYTES)?;
         let table = catalog.require_table(&def.table)?;
         let started = std::time::Instant::now();
         let live = {
@@ -123,6 +126,9 @@ impl Session {
             .await
             .map_err(|e| Error::internal(format!("backfill task failed: {e}")))??
         };
+        // Again after the backfill, which may have taken long: the catalog entry and the
+        // snapshot must not find the disk full between them.
+        catalog.store().check_disk_reserve(FEATURE_MIN_BYTES.max(live.size().2 as u64))?;
         catalog.put_feature(&def).await?;
         live.write_snapshot(catalog.store()).await?;
         let (keys, events, _) = live.size();

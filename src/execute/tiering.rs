@@ -39,15 +39,25 @@ impl Database {
         }
         let work = move || -> Result<TierReport> {
             let mut total = TierReport::default();
+            let mut refused = None;
             for request in &requests {
-                let moved = store.move_to_cold(request)?;
-                let compacted = store.compact(&request.table)?;
-                total.rows_moved += moved.rows_moved;
-                total.files_written += moved.files_written + compacted.files_written;
-                total.files_compacted += compacted.files_compacted;
+                // Low on disk, moves stop, but collection still runs: it frees space.
+                let outcome = store.move_to_cold(request).and_then(|moved| Ok((moved, store.compact(&request.table)?)));
+                match outcome {
+                    Ok((moved, compacted)) => {
+                        total.rows_moved += moved.rows_moved;
+                        total.files_written += moved.files_written + compacted.files_written;
+                        total.files_compacted += compacted.files_compacted;
+                    }
+                    Err(e @ Error::DiskFull(_)) => {
+                        refused = Some(e);
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             store.collect_garbage(&|id| event_times.get(&id).copied())?;
-            Ok(total)
+            refused.map_or(Ok(total), Err)
         };
         let started = std::time::Instant::now();
         let report =

@@ -7,8 +7,10 @@ use crate::error::Error;
 /// The ErrorResponse fields for `error`. Internal errors are logged in full and reported
 /// with their message only.
 pub fn error_info(error: &Error) -> ErrorInfo {
-    if matches!(error, Error::Internal(_) | Error::Storage(_) | Error::DiskFull(_)) {
+    if matches!(error, Error::Internal(_) | Error::Storage(_)) {
         tracing::error!("{error:?}");
+    } else if matches!(error, Error::DiskFull(_)) {
+        tracing::warn!("{error}");
     }
     ErrorInfo::new("ERROR".to_owned(), error.sqlstate().to_owned(), error.to_string())
 }

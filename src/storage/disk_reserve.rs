@@ -49,19 +49,20 @@ impl DiskReserve {
         self
     }
 
-    /// Ok while the disk has more free space than the reserve; 53100 otherwise. For writes
-    /// of new rows.
-    pub fn check(&self) -> Result<()> {
-        self.check_above(self.reserve_bytes)
+    /// Ok while the disk has room for `bytes` more and the reserve; 53100 otherwise. For
+    /// writes of new rows. The write's size comes off the last reading, so writes between two
+    /// readings count against each other.
+    pub fn check(&self, bytes: u64) -> Result<()> {
+        self.check_above(self.reserve_bytes, bytes)
     }
 
-    /// Ok while the disk has more free space than half the reserve; 53100 otherwise. For
-    /// maintenance writes.
-    pub fn check_for_maintenance(&self) -> Result<()> {
-        self.check_above(self.reserve_bytes / 2)
+    /// Ok while the disk has room for `bytes` more and half the reserve; 53100 otherwise.
+    /// For maintenance writes.
+    pub fn check_for_maintenance(&self, bytes: u64) -> Result<()> {
+        self.check_above(self.reserve_bytes / 2, bytes)
     }
 
-    fn check_above(&self, floor: u64) -> Result<()> {
+    fn check_above(&self, floor: u64, bytes: u64) -> Result<()> {
         let Some(dir) = &self.dir else { return Ok(()) };
         if floor == 0 {
             return Ok(());
@@ -78,7 +79,9 @@ impl DiskReserve {
         } else {
             self.available.load(Ordering::Relaxed)
         };
-        if available >= floor {
+        if available >= floor.saturating_add(bytes) {
+            let _ =
+                self.available.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |a| Some(a.saturating_sub(bytes)));
             return Ok(());
         }
         Err(Error::DiskFull(format!(

@@ -228,13 +228,13 @@ impl EventStore {
     }
 
     /// Ok while the data directory's disk has more free space than the reserve (53100 if not).
-    pub fn check_disk_reserve(&self) -> Result<()> {
-        self.reserve.check()
+    pub fn check_disk_reserve(&self, bytes: u64) -> Result<()> {
+        self.reserve.check(bytes)
     }
 
     /// Ok while the disk has more free space than half the reserve (53100 if not).
     pub fn check_disk_for_maintenance(&self) -> Result<()> {
-        self.reserve.check_for_maintenance()
+        self.reserve.check_for_maintenance(0)
     }
 
     /// Where the cold tier is, if there is one.
@@ -270,7 +270,6 @@ impl EventStore {
         if !tables.iter().all(|t| stats.contains_key(t)) {
             return Ok(false);
         }
-        self.reserve.check_for_maintenance()?;
         self.kv.apply(ops)?;
         self.publish(publish)?;
         Ok(true)
@@ -327,8 +326,10 @@ impl EventStore {
     }
 
     pub(super) async fn commit_applied(self: &Arc<Self>, commit: Commit) -> Result<Applied> {
-        if commit.appends.iter().any(|a| a.batch.num_rows() > 0) {
-            self.reserve.check()?;
+        // A staged COPY's commit rewrites its pieces under their final keys.
+        let bytes: usize = commit.appends.iter().map(|a| a.batch.get_array_memory_size()).sum();
+        if bytes > 0 || commit.staged.is_some() {
+            self.reserve.check(bytes as u64)?;
         }
         let queue = self.committer.get_or_init(|| start_committer(Arc::downgrade(self)));
         let (reply, outcome) = tokio::sync::oneshot::channel();

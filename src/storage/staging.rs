@@ -63,7 +63,7 @@ impl StagedWrite {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        self.store.reserve.check()?;
+        self.store.reserve.check(batch.get_array_memory_size() as u64)?;
         if let Some(col) = self.event_time
             && let Some(max) = event_times(batch.column(col))?.values().iter().max()
         {

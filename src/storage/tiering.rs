@@ -137,7 +137,11 @@ impl EventStore {
         seq: u64,
         batches: &[RecordBatch],
     ) -> Result<ColdFile> {
-        self.reserve.check_for_maintenance()?;
+        // A local cold tier shares the disk with sled, which must never find it full: the
+        // file's rows, uncompressed, bound its size.
+        if cold.is_local() {
+            self.reserve.check_for_maintenance(batches.iter().map(|b| b.get_array_memory_size() as u64).sum())?;
+        }
         let file_no = {
             let mut counters = self.counters.lock().map_err(|_| Error::internal("counters poisoned"))?;
             counters.next_file += 1;

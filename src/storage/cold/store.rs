@@ -116,6 +116,11 @@ impl ColdStore {
         outcome.recv().map_err(|_| Error::internal("cold tier task lost"))?.map_err(storage_error)
     }
 
+    /// Whether the files are on this machine's disk (not in a bucket).
+    pub fn is_local(&self) -> bool {
+        self.local_root.is_some()
+    }
+
     /// Writes a whole object atomically; once this returns the object is durable.
     pub fn put(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
         let (objects, location) = (self.objects.clone(), ObjectPath::from(path));
