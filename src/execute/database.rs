@@ -105,7 +105,7 @@ impl Database {
         let mut written = 0;
         for feature in self.catalog.features.all() {
             if force || feature.changed_since_snapshot() {
-                store.check_disk_for_maintenance()?;
+                store.disk_reserve().check_for_maintenance(0)?;
                 feature.write_snapshot(store).await?;
                 written += 1;
             }

@@ -112,7 +112,7 @@ impl Session {
         }
         let def = FeatureDef::bind(create, |t| catalog.require_table(t))?;
         // The catalog entry and the backfill's snapshot are new data too.
-        catalog.store().check_disk_reserve(FEATURE_MIN_BYTES)?;
+        catalog.store().disk_reserve().check(FEATURE_MIN_BYTES)?;
         let table = catalog.require_table(&def.table)?;
         let started = std::time::Instant::now();
         let live = {
@@ -128,7 +128,7 @@ impl Session {
         };
         // Again after the backfill, which may have taken long: the catalog entry and the
         // snapshot must not find the disk full between them.
-        catalog.store().check_disk_reserve(FEATURE_MIN_BYTES.max(live.size().2 as u64))?;
+        catalog.store().disk_reserve().check(FEATURE_MIN_BYTES.max(live.size().2 as u64))?;
         catalog.put_feature(&def).await?;
         live.write_snapshot(catalog.store()).await?;
         let (keys, events, _) = live.size();

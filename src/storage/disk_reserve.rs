@@ -31,22 +31,17 @@ pub struct DiskReserve {
 
 impl DiskReserve {
     pub fn new(dir: PathBuf, reserve_bytes: u64) -> Self {
-        Self { dir: Some(dir), ..Self::none() }.with_reserve(reserve_bytes)
-    }
-
-    pub fn none() -> Self {
         Self {
-            dir: None,
-            reserve_bytes: 0,
+            dir: Some(dir),
+            reserve_bytes,
             started: Instant::now(),
             checked_at: AtomicU64::new(0),
             available: AtomicU64::new(u64::MAX),
         }
     }
 
-    fn with_reserve(mut self, reserve_bytes: u64) -> Self {
-        self.reserve_bytes = reserve_bytes;
-        self
+    pub fn none() -> Self {
+        Self { dir: None, ..Self::new(PathBuf::new(), 0) }
     }
 
     /// Ok while the disk has room for `bytes` more and the reserve; 53100 otherwise. For

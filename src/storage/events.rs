@@ -227,14 +227,9 @@ impl EventStore {
         })
     }
 
-    /// Ok while the data directory's disk has more free space than the reserve (53100 if not).
-    pub fn check_disk_reserve(&self, bytes: u64) -> Result<()> {
-        self.reserve.check(bytes)
-    }
-
-    /// Ok while the disk has more free space than half the reserve (53100 if not).
-    pub fn check_disk_for_maintenance(&self) -> Result<()> {
-        self.reserve.check_for_maintenance(0)
+    /// The free-space reserve of the data directory's disk (for checks outside storage).
+    pub fn disk_reserve(&self) -> &super::DiskReserve {
+        &self.reserve
     }
 
     /// Where the cold tier is, if there is one.
