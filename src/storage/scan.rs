@@ -1,8 +1,8 @@
 //! Scans over both tiers: a table's cold files and hot values, merged day by day.
 //!
 //! A scan holds the manifest version it started with, so a move that finishes meanwhile
-//! changes nothing for it: the hot copies of moved rows stay until no scan of an older
-//! version is left (`tiering::collect_garbage`), and the scan skips, by the version's
+//! changes nothing for it: the hot copies of moved rows stay until the mark of every version
+//! still held covers them (`tiering::collect_garbage`), and the scan skips, by the version's
 //! [`TierMark`], exactly the hot rows its version's files hold.
 
 use std::collections::VecDeque;

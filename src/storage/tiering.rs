@@ -3,17 +3,18 @@
 //! A move (one table): read the hot rows the new [`TierMark`] covers and the old one did not,
 //! write one Parquet file per day, fsync them, then record the files and the new mark in one
 //! atomic, synced hot-tier batch, and publish the new manifest version. Hot copies of moved
-//! rows are deleted later, once no scan holds an older version. A crash before the batch
+//! rows are deleted later, once every live version's mark covers them. A crash before the batch
 //! leaves orphan files (deleted by the next collection) and every row still hot; after it,
 //! every moved row is read from its file and skipped in the hot tier. See docs/storage.md.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Weak};
 
 use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::{concat_batches, filter_record_batch};
 
 use super::blocks::{block_of, decode_batch, encode_batch, event_times};
-use super::cold::{ColdFile, TierMark, day_of, file};
+use super::cold::{ColdFile, Manifest, TierMark, day_of, file};
 use super::events::{EventStore, FILE_NO};
 use super::{KvOp, keys};
 use crate::error::{Error, Result};
@@ -212,23 +213,26 @@ impl EventStore {
         Ok(report)
     }
 
-    /// Deletes what no reader can need any more: hot copies of moved rows and files no
-    /// manifest version names. Skipped (returns false) while a scan holds an older version.
+    /// Deletes what no reader can need any more: hot copies of rows that every live manifest
+    /// version holds in its files, and files no live version names. Scans of older versions
+    /// keep what they read: a hot row goes only once the oldest live version's mark covers it.
     /// `event_time_of` gives the event-time column of a table (partly moved values are trimmed).
-    pub fn collect_garbage(&self, event_time_of: &dyn Fn(u64) -> Option<usize>) -> Result<bool> {
+    pub fn collect_garbage(&self, event_time_of: &dyn Fn(u64) -> Option<usize>) -> Result<()> {
         let _tiering = self.tiering.lock().map_err(|_| Error::internal("tiering lock poisoned"))?;
-        {
+        // Read before the current version: with the tiering lock held, a version published
+        // meanwhile only removes files (a drop), so none is missed as a holder.
+        let older: Vec<Arc<Manifest>> = {
             let mut retired = self.retired.lock().map_err(|_| Error::internal("manifest poisoned"))?;
             retired.retain(|v| v.strong_count() > 0);
-            if !retired.is_empty() {
-                return Ok(false);
-            }
-        }
+            retired.iter().filter_map(Weak::upgrade).collect()
+        };
         let manifest = self.manifest();
         // Hot copies of moved rows, table by table.
         let tables: HashSet<u64> = manifest.all_files().map(|f| f.table_id).collect();
         for table_id in tables {
-            let (mark, Some(col)) = (manifest.mark(table_id), event_time_of(table_id)) else { continue };
+            // Marks only grow, so what the oldest live version covers, every live one does.
+            let mark = older.iter().map(|v| v.mark(table_id)).fold(manifest.mark(table_id), TierMark::meet);
+            let Some(col) = event_time_of(table_id) else { continue };
             let mut ops = Vec::new();
             let end = keys::events_until(table_id, block_of(mark.before_time.saturating_sub(1)));
             for pair in self.kv.scan(&keys::events_from(table_id, i64::MIN), &end) {
@@ -237,24 +241,27 @@ impl EventStore {
                     keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
                 if mark.covers_block(seq, block) {
                     ops.push(KvOp::Delete(key));
-                } else if mark.touches_block(seq, block) {
-                    ops.push(trimmed(key, &value, col, mark)?);
+                } else if mark.touches_block(seq, block)
+                    && let Some(op) = trimmed(key, &value, col, mark)?
+                {
+                    ops.push(op);
                 }
             }
             if !ops.is_empty() {
                 self.apply_if_tables_exist(&[table_id], ops, |_| {})?;
             }
         }
-        // Files no version names (crashed moves, compacted or dropped files).
+        // Files no live version names (crashed moves, compacted or dropped files).
         if let Some(cold) = &self.cold {
-            let named: HashSet<String> = manifest.all_files().map(|f| f.path.clone()).collect();
+            let named: HashSet<&str> =
+                std::iter::once(&manifest).chain(&older).flat_map(|v| v.all_files()).map(|f| f.path.as_str()).collect();
             for path in cold.list()? {
-                if path.ends_with(".parquet") && !named.contains(&path) {
+                if path.ends_with(".parquet") && !named.contains(path.as_str()) {
                     cold.delete(&path)?;
                 }
             }
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Rows, files and bytes of a table in each tier: (hot, cold).
@@ -282,9 +289,67 @@ impl EventStore {
 }
 
 /// The hot value under `key` without its rows the cold tier holds (or its deletion).
-fn trimmed(key: Vec<u8>, value: &[u8], event_time: usize, mark: TierMark) -> Result<KvOp> {
-    Ok(match super::scan::trim_moved(&decode_batch(value)?, event_time, mark)? {
-        Some(kept) => KvOp::Put(key, encode_batch(&kept)?),
-        None => KvOp::Delete(key),
+/// The operation that drops the moved rows of a partly moved hot value, if it still holds any.
+fn trimmed(key: Vec<u8>, value: &[u8], event_time: usize, mark: TierMark) -> Result<Option<KvOp>> {
+    let batch = decode_batch(value)?;
+    Ok(match super::scan::trim_moved(&batch, event_time, mark)? {
+        Some(kept) if kept.num_rows() == batch.num_rows() => None,
+        Some(kept) => Some(KvOp::Put(key, encode_batch(&kept)?)),
+        None => Some(KvOp::Delete(key)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::events::tests::{count, rows};
+    use crate::storage::events::{Append, Commit};
+    use crate::storage::cold::ColdStore;
+    use crate::storage::{BLOCK_MICROS, DiskReserve, KvStore, MemoryKv, ScanTable};
+
+    const DAY: i64 = 24 * BLOCK_MICROS;
+
+    /// Stored hot values of a table, whether or not a mark covers them.
+    fn hot_values(store: &EventStore, t: u64) -> usize {
+        store.kv.scan(&keys::events_from(t, i64::MIN), &keys::events_until(t, i64::MAX)).count()
+    }
+
+    #[tokio::test]
+    async fn collection_keeps_what_held_versions_read_and_frees_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv: Arc<dyn KvStore> = Arc::new(MemoryKv::new());
+        let cold = Arc::new(ColdStore::local(dir.path().to_path_buf()).unwrap());
+        let store = Arc::new(EventStore::open(kv, Some(cold), DiskReserve::none()).unwrap());
+        let t = store.allocate_table_id().unwrap();
+        // One write per day, days 0 to 3.
+        for day in 0..4 {
+            let batch = rows(vec![day * DAY + 1, day * DAY + 2]);
+            store.commit(Commit { appends: vec![Append { table_id: t, event_time: Some(1), batch }], ..Default::default() }).await.unwrap();
+        }
+        let table = TierTable { id: t, name: "t".into(), event_time: 1 };
+        let move_before = |days: i64| {
+            let request = MoveRequest { table: table.clone(), before_time: days * DAY, below_seq: store.visible_seq() };
+            store.move_to_cold(&request).unwrap()
+        };
+        let scan = || store.scan(ScanTable { id: t, event_time: Some(1) }, (i64::MIN, i64::MAX), (0, 1));
+        let gc = || store.collect_garbage(&|_| Some(1)).unwrap();
+
+        // A scan from before any move holds everything hot.
+        let held = scan();
+        assert_eq!(move_before(1).rows_moved, 2);
+        gc();
+        assert_eq!(hot_values(&store, t), 4);
+        assert_eq!(held.map(|p| p.unwrap().batch.num_rows()).sum::<usize>(), 8);
+
+        // A scan of the first move's version holds days 1 to 3 hot, not day 0.
+        let held = scan();
+        assert_eq!(move_before(3).rows_moved, 4);
+        gc();
+        assert_eq!(hot_values(&store, t), 3, "day 0 collected while an older scan runs");
+        assert_eq!(held.map(|p| p.unwrap().batch.num_rows()).sum::<usize>(), 8);
+
+        gc();
+        assert_eq!(hot_values(&store, t), 1, "only day 3 left once no scan holds an old version");
+        assert_eq!(count(&store, t), 8);
+    }
 }

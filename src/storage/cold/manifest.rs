@@ -45,6 +45,11 @@ pub struct TierMark {
 impl TierMark {
     pub const NONE: TierMark = TierMark { below_seq: 0, before_time: i64::MIN };
 
+    /// The rows both marks cover.
+    pub fn meet(self, other: TierMark) -> TierMark {
+        TierMark { below_seq: self.below_seq.min(other.below_seq), before_time: self.before_time.min(other.before_time) }
+    }
+
     /// Whether the rows of a hot value with `seq` in `block` all live in the cold tier.
     pub fn covers_block(&self, seq: u64, block: i64) -> bool {
         seq < self.below_seq && block.saturating_add(1).saturating_mul(BLOCK_MICROS) <= self.before_time
