@@ -302,9 +302,9 @@ fn trimmed(key: Vec<u8>, value: &[u8], event_time: usize, mark: TierMark) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::cold::ColdStore;
     use crate::storage::events::tests::{count, rows};
     use crate::storage::events::{Append, Commit};
-    use crate::storage::cold::ColdStore;
     use crate::storage::{BLOCK_MICROS, DiskReserve, KvStore, MemoryKv, ScanTable};
 
     const DAY: i64 = 24 * BLOCK_MICROS;
@@ -324,7 +324,13 @@ mod tests {
         // One write per day, days 0 to 3.
         for day in 0..4 {
             let batch = rows(vec![day * DAY + 1, day * DAY + 2]);
-            store.commit(Commit { appends: vec![Append { table_id: t, event_time: Some(1), batch }], ..Default::default() }).await.unwrap();
+            store
+                .commit(Commit {
+                    appends: vec![Append { table_id: t, event_time: Some(1), batch }],
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
         }
         let table = TierTable { id: t, name: "t".into(), event_time: 1 };
         let move_before = |days: i64| {

@@ -31,7 +31,7 @@ use datafusion::scalar::ScalarValue;
 use futures::{StreamExt, TryStreamExt};
 
 use super::history::{Probe, evaluate_stored};
-use super::probe::{JoinSide, assemble, evaluate_as, external, micros};
+use super::probe::{JoinSide, assemble, evaluate_as, external, left_then_right, micros};
 use crate::error::Error;
 use crate::feature::window::{span, upper_bound};
 use crate::feature::{FeatureState, LiveFeature, SlidingDistinct, array_of};
@@ -300,7 +300,8 @@ impl Join {
         }
         right.push(take(&p.times, &probe_rows, None)?);
         let keep = (!self.left_join).then(|| UInt32Array::from(rows));
-        assemble(&self.schema, &p.batch, keep.as_ref(), right)
+        let rows = keep.as_ref().map_or(p.batch.num_rows(), |k| k.len());
+        assemble(&self.schema, rows, left_then_right(&p.batch, keep.as_ref(), right)?)
     }
 }
 

@@ -8,7 +8,7 @@ use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, PlanProperties};
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning, PlanProperties};
 
 use crate::error::Error;
 
@@ -31,6 +31,16 @@ pub fn properties(left: &Arc<dyn ExecutionPlan>, schema: SchemaRef) -> Arc<PlanP
     Arc::new(PlanProperties::new(
         EquivalenceProperties::new(schema),
         left.output_partitioning().clone(),
+        EmissionType::Incremental,
+        Boundedness::Bounded,
+    ))
+}
+
+/// As [`properties`], for an output that no longer holds the left columns in place.
+pub fn properties_unknown(left: &Arc<dyn ExecutionPlan>, schema: SchemaRef) -> Arc<PlanProperties> {
+    Arc::new(PlanProperties::new(
+        EquivalenceProperties::new(schema),
+        Partitioning::UnknownPartitioning(left.output_partitioning().partition_count()),
         EmissionType::Incremental,
         Boundedness::Bounded,
     ))
@@ -62,19 +72,9 @@ pub fn micros(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<Times
         .ok_or_else(|| DataFusionError::Internal("timestamp cast".into()))
 }
 
-/// The output batch: the left rows (only `keep` of them, if given), then `right` columns.
-pub fn assemble(
-    schema: &SchemaRef,
-    left: &RecordBatch,
-    keep: Option<&UInt32Array>,
-    right: Vec<ArrayRef>,
-) -> Result<RecordBatch> {
-    let rows = keep.map_or(left.num_rows(), |k| k.len());
-    let mut columns: Vec<ArrayRef> = match keep {
-        Some(keep) => left.columns().iter().map(|c| take(c, keep, None)).collect::<std::result::Result<_, _>>()?,
-        None => left.columns().to_vec(),
-    };
-    columns.extend(right);
+/// The output batch of `rows` rows from its columns, cast to the schema's types where the
+/// planner coerced them.
+pub fn assemble(schema: &SchemaRef, rows: usize, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
     let columns = columns
         .into_iter()
         .zip(schema.fields())
@@ -82,6 +82,16 @@ pub fn assemble(
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
     Ok(RecordBatch::try_new_with_options(schema.clone(), columns, &options)?)
+}
+
+/// The left rows (only `keep` of them, if given) followed by `right` columns.
+pub fn left_then_right(left: &RecordBatch, keep: Option<&UInt32Array>, right: Vec<ArrayRef>) -> Result<Vec<ArrayRef>> {
+    let mut columns: Vec<ArrayRef> = match keep {
+        Some(keep) => left.columns().iter().map(|c| take(c, keep, None)).collect::<std::result::Result<_, _>>()?,
+        None => left.columns().to_vec(),
+    };
+    columns.extend(right);
+    Ok(columns)
 }
 
 pub fn external(e: Error) -> DataFusionError {

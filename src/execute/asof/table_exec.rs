@@ -17,13 +17,14 @@ use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::projection::{EmbeddedProjection, ProjectionExec, try_embed_projection};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, PlanProperties};
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::OnceCell;
 
 use super::groups::GroupKeys;
-use super::probe::{JoinSide, assemble, evaluate_as, micros, properties};
+use super::probe::{JoinSide, assemble, evaluate_as, micros, properties, properties_unknown};
 
 /// The comparison and outer-ness of one ASOF join.
 #[derive(Debug, Clone, Copy)]
@@ -33,12 +34,16 @@ pub struct Match {
     pub left_join: bool,
 }
 
+#[derive(Clone)]
 pub struct AsofTableExec {
     left: Arc<dyn ExecutionPlan>,
     right: Arc<dyn ExecutionPlan>,
     left_on: JoinSide,
     right_on: JoinSide,
     matching: Match,
+    /// Output columns, as indices into the left columns then the right ones (a projection
+    /// above the join embedded, so columns nobody reads are never gathered).
+    output: Vec<usize>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     /// Built by the first partition that needs it, shared by the others.
@@ -53,8 +58,42 @@ impl AsofTableExec {
         matching: Match,
         schema: SchemaRef,
     ) -> Self {
+        let output = (0..schema.fields().len()).collect();
         let properties = properties(&left, schema.clone());
-        Self { left, right, left_on, right_on, matching, schema, properties, index: Arc::new(OnceCell::new()) }
+        Self { left, right, left_on, right_on, matching, output, schema, properties, index: Arc::new(OnceCell::new()) }
+    }
+
+    fn is_projected(&self) -> bool {
+        self.output.len() != self.left.schema().fields().len() + self.right.schema().fields().len()
+            || self.output.iter().enumerate().any(|(i, c)| i != *c)
+    }
+}
+
+impl EmbeddedProjection for AsofTableExec {
+    fn with_projection(&self, projection: Option<Vec<usize>>) -> Result<Self> {
+        let Some(columns) = projection else { return Ok(self.clone_with(self.output.clone(), self.schema.clone())) };
+        let output: Vec<usize> = columns.iter().map(|c| self.output[*c]).collect();
+        let schema = Arc::new(self.schema.project(&columns)?);
+        Ok(self.clone_with(output, schema))
+    }
+}
+
+impl AsofTableExec {
+    /// The same join with other output columns (sharing no index: its plan may differ).
+    fn clone_with(&self, output: Vec<usize>, schema: SchemaRef) -> Self {
+        let mut exec = Self::new(
+            self.left.clone(),
+            self.right.clone(),
+            (self.left_on.clone(), self.right_on.clone()),
+            self.matching,
+            schema,
+        );
+        exec.output = output;
+        // Left columns may move or go: a hash partitioning on them no longer names them.
+        if exec.is_projected() {
+            exec.properties = properties_unknown(&exec.left, exec.schema.clone());
+        }
+        exec
     }
 }
 
@@ -71,7 +110,11 @@ impl DisplayAs for AsofTableExec {
             f,
             "{kind} keys {:?} = {:?}, {} {} {}",
             self.left_on.keys, self.right_on.keys, self.left_on.time, self.matching.op, self.right_on.time
-        )
+        )?;
+        if self.is_projected() {
+            write!(f, ", output columns {:?}", self.output)?;
+        }
+        Ok(())
     }
 }
 
@@ -108,29 +151,38 @@ impl ExecutionPlan for AsofTableExec {
         if children.len() != 2 {
             return Err(DataFusionError::Internal("AsofTableExec has two children".into()));
         }
-        let right = children.pop().unwrap_or_else(|| self.right.clone());
-        let left = children.pop().unwrap_or_else(|| self.left.clone());
-        Ok(Arc::new(Self::new(
-            left,
-            right,
-            (self.left_on.clone(), self.right_on.clone()),
-            self.matching,
-            self.schema.clone(),
-        )))
+        let mut exec = AsofTableExec::clone(&self);
+        exec.right = children.pop().unwrap_or_else(|| self.right.clone());
+        exec.left = children.pop().unwrap_or_else(|| self.left.clone());
+        Ok(Arc::new(exec.clone_with(self.output.clone(), self.schema.clone())))
+    }
+
+    fn try_swapping_with_projection(&self, projection: &ProjectionExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        if self.is_projected() {
+            return Ok(None);
+        }
+        try_embed_projection(projection, self)
     }
 
     fn execute(&self, partition: usize, ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let left = self.left.execute(partition, ctx.clone())?;
         let (cell, right, right_on) = (self.index.clone(), self.right.clone(), self.right_on.clone());
         let (left_on, matching, schema) = (self.left_on.clone(), self.matching, self.schema.clone());
+        let output = Output { columns: self.output.clone(), left_width: self.left.schema().fields().len() };
         let probed = async move {
             let index = cell.get_or_try_init(|| TimeIndex::build(right, right_on, ctx)).await?.clone();
-            let probe = move |batch: RecordBatch| index.probe(&batch, &left_on, matching, &schema);
+            let probe = move |batch: RecordBatch| index.probe(&batch, &left_on, matching, &output, &schema);
             Ok::<_, DataFusionError>(left.map(move |batch| batch.and_then(&probe)))
         };
         let stream = futures::stream::once(probed).try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream)))
     }
+}
+
+/// Which columns of left ++ right a join outputs.
+struct Output {
+    columns: Vec<usize>,
+    left_width: usize,
 }
 
 /// The right side: its rows, and per key the `(time, row)` pairs sorted by time.
@@ -212,6 +264,7 @@ impl TimeIndex {
         batch: &RecordBatch,
         left_on: &JoinSide,
         matching: Match,
+        output: &Output,
         schema: &SchemaRef,
     ) -> Result<RecordBatch> {
         let keys: Vec<ArrayRef> =
@@ -235,21 +288,26 @@ impl TimeIndex {
             cursor = (g, point);
             found[row as usize] = answer;
         }
-        let right_rows: UInt32Array = found.iter().copied().collect();
-        if matching.left_join {
-            let right = self
-                .rows
-                .columns()
-                .iter()
-                .map(|c| take(c, &right_rows, None))
-                .collect::<std::result::Result<_, _>>()?;
-            return assemble(schema, batch, None, right);
-        }
-        let keep: UInt32Array = found.iter().enumerate().filter_map(|(i, f)| f.map(|_| i as u32)).collect();
-        let matched: UInt32Array = found.iter().filter_map(|f| *f).collect();
-        let right =
-            self.rows.columns().iter().map(|c| take(c, &matched, None)).collect::<std::result::Result<_, _>>()?;
-        assemble(schema, batch, Some(&keep), right)
+        // Only the output columns are gathered: left rows kept (all of them for LEFT), right
+        // rows by their match (NULL where none).
+        let (keep, right_rows): (Option<UInt32Array>, UInt32Array) = if matching.left_join {
+            (None, found.iter().copied().collect())
+        } else {
+            let keep = found.iter().enumerate().filter_map(|(i, f)| f.map(|_| i as u32)).collect();
+            (Some(keep), found.iter().filter_map(|f| *f).collect())
+        };
+        let columns = output
+            .columns
+            .iter()
+            .map(|&c| match c.checked_sub(output.left_width) {
+                None => match &keep {
+                    Some(keep) => take(batch.column(c), keep, None),
+                    None => Ok(batch.column(c).clone()),
+                },
+                Some(r) => take(self.rows.column(r), &right_rows, None),
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        assemble(schema, right_rows.len(), columns)
     }
 
     /// Orders probes by (group, time). Left sides usually arrive close to time order, so with

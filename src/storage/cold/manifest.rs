@@ -47,7 +47,10 @@ impl TierMark {
 
     /// The rows both marks cover.
     pub fn meet(self, other: TierMark) -> TierMark {
-        TierMark { below_seq: self.below_seq.min(other.below_seq), before_time: self.before_time.min(other.before_time) }
+        TierMark {
+            below_seq: self.below_seq.min(other.below_seq),
+            before_time: self.before_time.min(other.before_time),
+        }
     }
 
     /// Whether the rows of a hot value with `seq` in `block` all live in the cold tier.
