@@ -45,7 +45,7 @@ class Asofdb:
     def __init__(self, binary: Path, data_dir: Path):
         self.proc = subprocess.Popen(
             [str(binary), "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", "--checkpoint-secs", "0", "--tier-secs", "0"],
-            stdout=subprocess.PIPE, env={**os.environ, "RUST_LOG": "warn"}, text=True)
+            stdout=subprocess.PIPE, env={**os.environ, "RUST_LOG": os.environ.get("ASOFDB_BENCH_LOG", "warn")}, text=True)
         line = self.proc.stdout.readline().strip()
         host, port = line.removeprefix("asofdb listening on ").rsplit(":", 1)
         self.conn = f"host={host} port={port} user=bench dbname=asofdb"

@@ -8,9 +8,11 @@
 use std::fmt;
 use std::sync::Arc;
 
+use arrow::array::new_empty_array;
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
-use arrow::compute::{concat_batches, take};
+use arrow::compute::{concat, take};
 use arrow::datatypes::{DataType, SchemaRef};
+use arrow::error::ArrowError;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
@@ -169,8 +171,9 @@ impl ExecutionPlan for AsofTableExec {
         let (cell, right, right_on) = (self.index.clone(), self.right.clone(), self.right_on.clone());
         let (left_on, matching, schema) = (self.left_on.clone(), self.matching, self.schema.clone());
         let output = Output { columns: self.output.clone(), left_width: self.left.schema().fields().len() };
+        let needed: Vec<usize> = output.columns.iter().filter_map(|c| c.checked_sub(output.left_width)).collect();
         let probed = async move {
-            let index = cell.get_or_try_init(|| TimeIndex::build(right, right_on, ctx)).await?.clone();
+            let index = cell.get_or_try_init(|| TimeIndex::build(right, right_on, needed, ctx)).await?.clone();
             let probe = move |batch: RecordBatch| index.probe(&batch, &left_on, matching, &output, &schema);
             Ok::<_, DataFusionError>(left.map(move |batch| batch.and_then(&probe)))
         };
@@ -187,7 +190,8 @@ struct Output {
 
 /// The right side: its rows, and per key the `(time, row)` pairs sorted by time.
 struct TimeIndex {
-    rows: RecordBatch,
+    /// The right side's columns the join outputs (`None` for the others).
+    columns: Vec<Option<ArrayRef>>,
     key_types: Vec<DataType>,
     groups: GroupKeys,
     /// Times and rows of group `g` are `times[offsets[g]..offsets[g + 1]]` (ascending) and
@@ -199,38 +203,56 @@ struct TimeIndex {
 }
 
 impl TimeIndex {
+    /// Reads the right side and indexes it. Only the `needed` right columns are kept as rows
+    /// (those the join outputs); keys and times are read batch by batch.
     async fn build(
         right: Arc<dyn ExecutionPlan>,
         JoinSide { keys, time }: JoinSide,
+        needed: Vec<usize>,
         ctx: Arc<TaskContext>,
     ) -> Result<Arc<TimeIndex>> {
+        let started = std::time::Instant::now();
+        let threads = ctx.session_config().target_partitions().max(1);
         let reservation = MemoryConsumer::new("AsofTableExec[index]").register(ctx.memory_pool());
+        let schema = right.schema();
+        let key_types: Vec<DataType> = keys.iter().map(|k| k.data_type(&schema)).collect::<Result<_>>()?;
+        let mut groups = GroupKeys::new(&key_types)?;
         let mut stream = right.execute(0, ctx)?;
-        let mut batches = Vec::new();
+        let (mut batches, mut group_of, mut all_times) = (Vec::new(), Vec::<u32>::new(), Vec::<i64>::new());
         while let Some(batch) = stream.next().await {
             let batch = batch?;
-            reservation.try_grow(batch.get_array_memory_size())?;
+            let n = batch.num_rows();
+            reservation.try_grow(batch.get_array_memory_size() + n * 12)?;
+            let key_arrays: Vec<ArrayRef> =
+                keys.iter().zip(&key_types).map(|(k, t)| evaluate_as(k, &batch, t)).collect::<Result<_>>()?;
+            let times = micros(&time, &batch)?;
+            // NULL keys and times never match.
+            for (row, g) in groups.assign(&key_arrays)?.into_iter().enumerate() {
+                group_of.push(g.filter(|_| times.is_valid(row)).unwrap_or(u32::MAX));
+            }
+            all_times.extend_from_slice(times.values());
             batches.push(batch);
         }
-        let rows = concat_batches(&right.schema(), &batches)?;
-        reservation.try_grow(rows.get_array_memory_size())?;
+        let n = group_of.len();
+        if n > u32::MAX as usize {
+            return Err(DataFusionError::ResourcesExhausted("ASOF JOIN right side over 4G rows".into()));
+        }
+        let columns: Vec<Option<ArrayRef>> = (0..schema.fields().len())
+            .map(|c| {
+                if !needed.contains(&c) {
+                    return Ok(None);
+                }
+                let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+                let column =
+                    if parts.is_empty() { new_empty_array(schema.field(c).data_type()) } else { concat(&parts)? };
+                reservation.try_grow(column.get_array_memory_size())?;
+                Ok(Some(column))
+            })
+            .collect::<Result<_>>()?;
         reservation.shrink(batches.iter().map(|b| b.get_array_memory_size()).sum());
         drop(batches);
+        let read = started.elapsed();
 
-        let n = rows.num_rows();
-        let key_arrays: Vec<ArrayRef> = keys.iter().map(|k| k.evaluate(&rows)?.into_array(n)).collect::<Result<_>>()?;
-        let key_types: Vec<DataType> = key_arrays.iter().map(|a| a.data_type().clone()).collect();
-        let times = micros(&time, &rows)?;
-        reservation.try_grow(n * 24)?;
-
-        let mut groups = GroupKeys::new(&key_types)?;
-        // NULL keys and times never match.
-        let group_of: Vec<u32> = groups
-            .assign(&key_arrays)?
-            .into_iter()
-            .enumerate()
-            .map(|(row, g)| g.filter(|_| times.is_valid(row)).unwrap_or(u32::MAX))
-            .collect();
         let mut counts: Vec<u32> = vec![0; groups.len()];
         for g in &group_of {
             if *g != u32::MAX {
@@ -243,19 +265,19 @@ impl TimeIndex {
             offsets.push(offsets.last().copied().unwrap_or(0) + c);
         }
         let mut fill: Vec<u32> = offsets[..counts.len()].to_vec();
+        reservation.try_grow(n * 16)?;
         let mut pairs = vec![(0i64, 0u32); offsets.last().copied().unwrap_or(0) as usize];
         for (row, g) in group_of.iter().enumerate() {
             if *g != u32::MAX {
-                pairs[fill[*g as usize] as usize] = (times.value(row), row as u32);
+                pairs[fill[*g as usize] as usize] = (all_times[row], row as u32);
                 fill[*g as usize] += 1;
             }
         }
-        for g in 0..counts.len() {
-            // Stable: rows of equal time stay in arrival order.
-            pairs[offsets[g] as usize..offsets[g + 1] as usize].sort_by_key(|(t, _)| *t);
-        }
+        drop((group_of, all_times));
+        sort_groups(&mut pairs, &offsets, threads);
         let (times, row_ids): (Vec<i64>, Vec<u32>) = pairs.into_iter().unzip();
-        Ok(Arc::new(TimeIndex { rows, key_types, groups, offsets, times, row_ids, _reservation: reservation }))
+        tracing::debug!(rows = n, groups = counts.len(), read = ?read, built = ?(started.elapsed() - read), "ASOF index");
+        Ok(Arc::new(TimeIndex { columns, key_types, groups, offsets, times, row_ids, _reservation: reservation }))
     }
 
     /// The right row matching each left row of `batch`, joined to it.
@@ -304,7 +326,10 @@ impl TimeIndex {
                     Some(keep) => take(batch.column(c), keep, None),
                     None => Ok(batch.column(c).clone()),
                 },
-                Some(r) => take(self.rows.column(r), &right_rows, None),
+                Some(r) => match self.columns.get(r) {
+                    Some(Some(column)) => take(column, &right_rows, None),
+                    _ => Err(ArrowError::InvalidArgumentError(format!("ASOF index lacks right column {r}"))),
+                },
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
         assemble(schema, right_rows.len(), columns)
@@ -359,6 +384,40 @@ impl TimeIndex {
     }
 }
 
+/// Sorts each group's `(time, row)` pairs by time, stably (rows of equal time stay in arrival
+/// order), on up to `threads` threads, each taking whole groups.
+fn sort_groups(pairs: &mut [(i64, u32)], offsets: &[u32], threads: usize) {
+    let sort = |pairs: &mut [(i64, u32)], offsets: &[u32]| {
+        let base = offsets.first().copied().unwrap_or(0) as usize;
+        for w in offsets.windows(2) {
+            pairs[w[0] as usize - base..w[1] as usize - base].sort_by_key(|(t, _)| *t);
+        }
+    };
+    let groups = offsets.len().saturating_sub(1);
+    if threads < 2 || groups < 2 || pairs.len() < 1 << 16 {
+        return sort(pairs, offsets);
+    }
+    // Cut at group boundaries into about equal shares of pairs.
+    let share = pairs.len().div_ceil(threads);
+    let mut cuts = vec![0usize];
+    for g in 1..groups {
+        if offsets[g] as usize >= share * cuts.len() {
+            cuts.push(g);
+        }
+    }
+    cuts.push(groups);
+    std::thread::scope(|scope| {
+        let mut rest = pairs;
+        for w in cuts.windows(2) {
+            let len = (offsets[w[1]] - offsets[w[0]]) as usize;
+            let (mine, tail) = rest.split_at_mut(len);
+            rest = tail;
+            let offsets = &offsets[w[0]..=w[1]];
+            scope.spawn(move || sort(mine, offsets));
+        }
+    });
+}
+
 /// The partition point of `pred` in `times` (all of `times[..from]` satisfy it): doubling
 /// steps from `from`, then a binary search in the last step.
 fn gallop(times: &[i64], from: usize, pred: impl Fn(i64) -> bool) -> usize {
@@ -371,4 +430,32 @@ fn gallop(times: &[i64], from: usize, pred: impl Fn(i64) -> bool) -> usize {
     }
     let hi = (lo + step).min(times.len());
     lo + times[lo..hi].partition_point(|e| pred(*e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_sorted_on_threads_equal_one_stable_sort() {
+        // Uneven groups, many equal times (stability shows in the row order).
+        let sizes = [1u32, 70_000, 3, 0, 40_000, 25_000, 2];
+        let mut offsets = vec![0u32];
+        for s in sizes {
+            offsets.push(offsets.last().unwrap() + s);
+        }
+        let n = *offsets.last().unwrap();
+        let pairs: Vec<(i64, u32)> = (0..n).map(|row| ((row as i64 * 7919) % 1000, row)).collect();
+        let mut one = pairs.clone();
+        sort_groups(&mut one, &offsets, 1);
+        for threads in [2, 3, 8] {
+            let mut many = pairs.clone();
+            sort_groups(&mut many, &offsets, threads);
+            assert_eq!(many, one, "{threads} threads");
+        }
+        for w in offsets.windows(2) {
+            let group = &one[w[0] as usize..w[1] as usize];
+            assert!(group.windows(2).all(|p| p[0].0 < p[1].0 || (p[0].0 == p[1].0 && p[0].1 < p[1].1)));
+        }
+    }
 }
