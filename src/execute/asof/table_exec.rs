@@ -400,8 +400,8 @@ fn sort_groups(pairs: &mut [(i64, u32)], offsets: &[u32], threads: usize) {
     // Cut at group boundaries into about equal shares of pairs.
     let share = pairs.len().div_ceil(threads);
     let mut cuts = vec![0usize];
-    for g in 1..groups {
-        if offsets[g] as usize >= share * cuts.len() {
+    for (g, start) in offsets.iter().enumerate().take(groups).skip(1) {
+        if *start as usize >= share * cuts.len() {
             cuts.push(g);
         }
     }
