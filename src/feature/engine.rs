@@ -103,14 +103,19 @@ impl LiveFeature {
     fn snapshot(&self, store: &EventStore, next_seq: u64) -> Result<Commit> {
         let name = &self.compiled.def.name;
         let state = self.state.read().map_err(|_| Error::internal("feature state poisoned"))?;
-        let chunks = snapshot::export(&self.compiled, &state)?;
-        drop(state);
-        let chunk_count = chunks.len() as u32;
         let mut commit = Commit::default();
-        // Each chunk is dropped once encoded: the snapshot is held once, not twice.
-        for (i, chunk) in chunks.into_iter().enumerate() {
-            commit.catalog_puts.push((keys::feature_state(name, i as u32), encode_batch(&chunk)?));
-        }
+        // Each chunk is encoded (compressed) as soon as it is exported: the snapshot is held
+        // once, compressed, not also as Arrow arrays.
+        snapshot::export(&self.compiled, &state, |chunk| {
+            let i = commit.catalog_puts.len() as u32;
+            let mut bytes = encode_batch(&chunk)?;
+            // The encoder reserves for an uncompressed chunk; the snapshot holds every chunk.
+            bytes.shrink_to_fit();
+            commit.catalog_puts.push((keys::feature_state(name, i), bytes));
+            Ok(())
+        })?;
+        drop(state);
+        let chunk_count = commit.catalog_puts.len() as u32;
         // The previous snapshot's chunks beyond the new count are removed.
         let previous_chunks = SnapshotMeta::read(store, name)?.map_or(0, |m| m.chunks);
         commit.catalog_deletes.extend((chunk_count..previous_chunks).map(|i| keys::feature_state(name, i)));

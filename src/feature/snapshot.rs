@@ -59,10 +59,14 @@ impl SnapshotMeta {
 /// Events per chunk: bounds the size of one stored value.
 const CHUNK_EVENTS: usize = 65_536;
 
-/// The state as IPC-ready batches of at most [`CHUNK_EVENTS`] events.
-pub fn export(feature: &CompiledFeature, state: &FeatureState) -> Result<Vec<RecordBatch>> {
+/// The state as batches of at most [`CHUNK_EVENTS`] events, each handed to `sink` as soon as
+/// it is full, so the whole state is never held a second time as Arrow arrays.
+pub fn export(
+    feature: &CompiledFeature,
+    state: &FeatureState,
+    mut sink: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
     let stride = feature.stride();
-    let mut chunks = Vec::new();
     let mut pending = Pending::default();
     for (key, history) in state.encoded_keys() {
         if let Some(first) = history.evicted_first(feature) {
@@ -73,7 +77,7 @@ pub fn export(feature: &CompiledFeature, state: &FeatureState) -> Result<Vec<Rec
             let others = feature.reprs.iter().enumerate().filter(|(_, r)| **r == Repr::Other).map(|(j, _)| (j, None));
             pending.others.push(others.collect());
             if pending.others.len() == CHUNK_EVENTS {
-                chunks.push(pending.finish(feature)?);
+                sink(pending.finish(feature)?)?;
             }
         }
         let (words, others) = history.raw();
@@ -87,14 +91,14 @@ pub fn export(feature: &CompiledFeature, state: &FeatureState) -> Result<Vec<Rec
             });
             pending.others.push(values.collect());
             if pending.others.len() == CHUNK_EVENTS {
-                chunks.push(pending.finish(feature)?);
+                sink(pending.finish(feature)?)?;
             }
         }
     }
     if !pending.others.is_empty() {
-        chunks.push(pending.finish(feature)?);
+        sink(pending.finish(feature)?)?;
     }
-    Ok(chunks)
+    Ok(())
 }
 
 #[derive(Default)]
