@@ -19,6 +19,7 @@ use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::common::spawn_buffered;
 use datafusion::physical_plan::projection::{EmbeddedProjection, ProjectionExec, try_embed_projection};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, PlanProperties};
@@ -27,6 +28,10 @@ use tokio::sync::OnceCell;
 
 use super::groups::GroupKeys;
 use super::probe::{JoinSide, assemble, evaluate_as, micros, properties, properties_unknown};
+
+/// Left batches read ahead of the probe (a scan batch is one stored value: at most a few
+/// thousand rows).
+const LEFT_READ_AHEAD: usize = 256;
 
 /// The comparison and outer-ness of one ASOF join.
 #[derive(Debug, Clone, Copy)]
@@ -167,7 +172,9 @@ impl ExecutionPlan for AsofTableExec {
     }
 
     fn execute(&self, partition: usize, ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        let left = self.left.execute(partition, ctx.clone())?;
+        // The left side starts reading while the index is built (on the other cores), a
+        // bounded number of batches ahead.
+        let left = spawn_buffered(self.left.execute(partition, ctx.clone())?, LEFT_READ_AHEAD);
         let (cell, right, right_on) = (self.index.clone(), self.right.clone(), self.right_on.clone());
         let (left_on, matching, schema) = (self.left_on.clone(), self.matching, self.schema.clone());
         let output = Output { columns: self.output.clone(), left_width: self.left.schema().fields().len() };
