@@ -219,14 +219,15 @@ impl EventStore {
     /// `event_time_of` gives the event-time column of a table (partly moved values are trimmed).
     pub fn collect_garbage(&self, event_time_of: &dyn Fn(u64) -> Option<usize>) -> Result<()> {
         let _tiering = self.tiering.lock().map_err(|_| Error::internal("tiering lock poisoned"))?;
-        // Read before the current version: with the tiering lock held, a version published
-        // meanwhile only removes files (a drop), so none is missed as a holder.
+        // The current version first, then the retired ones: with the tiering lock held, a
+        // version published in between can only remove files (a drop), and the version it
+        // retires is the one read here, so no version a scan may hold is missed.
+        let manifest = self.manifest();
         let older: Vec<Arc<Manifest>> = {
             let mut retired = self.retired.lock().map_err(|_| Error::internal("manifest poisoned"))?;
             retired.retain(|v| v.strong_count() > 0);
             retired.iter().filter_map(Weak::upgrade).collect()
         };
-        let manifest = self.manifest();
         // Hot copies of moved rows, table by table.
         let tables: HashSet<u64> = manifest.all_files().map(|f| f.table_id).collect();
         for table_id in tables {

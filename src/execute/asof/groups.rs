@@ -9,12 +9,22 @@ use datafusion::error::Result;
 
 /// The key → group map, typed for the common single-BIGINT key (ids), row-encoded otherwise.
 pub enum GroupKeys {
+    /// No key columns: every row is in group 0 (once a right row exists).
+    Unkeyed {
+        seen: bool,
+    },
     Int(HashMap<i64, u32, ahash::RandomState>),
-    Rows { converter: RowConverter, groups: HashMap<Box<[u8]>, u32, ahash::RandomState> },
+    Rows {
+        converter: RowConverter,
+        groups: HashMap<Box<[u8]>, u32, ahash::RandomState>,
+    },
 }
 
 impl GroupKeys {
     pub fn new(types: &[DataType]) -> Result<Self> {
+        if types.is_empty() {
+            return Ok(GroupKeys::Unkeyed { seen: false });
+        }
         if types == [DataType::Int64] {
             return Ok(GroupKeys::Int(HashMap::default()));
         }
@@ -24,16 +34,21 @@ impl GroupKeys {
 
     pub fn len(&self) -> usize {
         match self {
+            GroupKeys::Unkeyed { seen } => usize::from(*seen),
             GroupKeys::Int(groups) => groups.len(),
             GroupKeys::Rows { groups, .. } => groups.len(),
         }
     }
 
-    /// The group of each row, numbering keys not seen before; `None` for a NULL in any key.
-    pub fn assign(&mut self, keys: &[ArrayRef]) -> Result<Vec<Option<u32>>> {
-        let n = keys.first().map_or(0, |k| k.len());
+    /// The group of each of `n` rows, numbering keys not seen before; `None` for a NULL in
+    /// any key.
+    pub fn assign(&mut self, keys: &[ArrayRef], n: usize) -> Result<Vec<Option<u32>>> {
         let null = |row: usize| keys.iter().any(|k| k.is_null(row));
         Ok(match self {
+            GroupKeys::Unkeyed { seen } => {
+                *seen |= n > 0;
+                vec![Some(0); n]
+            }
             GroupKeys::Int(groups) => {
                 let values = keys[0].as_primitive::<Int64Type>();
                 (0..n)
@@ -55,12 +70,13 @@ impl GroupKeys {
         })
     }
 
-    /// The group of each row whose key exists (consecutive equal keys are looked up once).
-    pub fn find(&self, keys: &[ArrayRef]) -> Result<Vec<Option<u32>>> {
-        let n = keys.first().map_or(0, |k| k.len());
+    /// The group of each of `n` rows whose key exists (consecutive equal keys are looked up
+    /// once).
+    pub fn find(&self, keys: &[ArrayRef], n: usize) -> Result<Vec<Option<u32>>> {
         let null = |row: usize| keys.iter().any(|k| k.is_null(row));
         let mut found = Vec::with_capacity(n);
         match self {
+            GroupKeys::Unkeyed { seen } => found.resize(n, seen.then_some(0)),
             GroupKeys::Int(groups) => {
                 let values = keys[0].as_primitive::<Int64Type>();
                 let mut last: Option<(i64, Option<u32>)> = None;

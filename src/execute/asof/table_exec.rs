@@ -19,7 +19,6 @@ use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_plan::common::spawn_buffered;
 use datafusion::physical_plan::projection::{EmbeddedProjection, ProjectionExec, try_embed_projection};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, PlanProperties};
@@ -28,10 +27,6 @@ use tokio::sync::OnceCell;
 
 use super::groups::GroupKeys;
 use super::probe::{JoinSide, assemble, evaluate_as, micros, properties, properties_unknown};
-
-/// Left batches read ahead of the probe (a scan batch is one stored value: at most a few
-/// thousand rows).
-const LEFT_READ_AHEAD: usize = 256;
 
 /// The comparison and outer-ness of one ASOF join.
 #[derive(Debug, Clone, Copy)]
@@ -96,8 +91,9 @@ impl AsofTableExec {
             schema,
         );
         exec.output = output;
-        // Left columns may move or go: a hash partitioning on them no longer names them.
-        if exec.is_projected() {
+        // Left columns that move or go: a hash partitioning on them would no longer name them.
+        let left_width = exec.left.schema().fields().len();
+        if (0..left_width).any(|c| exec.output.get(c) != Some(&c)) {
             exec.properties = properties_unknown(&exec.left, exec.schema.clone());
         }
         exec
@@ -172,9 +168,7 @@ impl ExecutionPlan for AsofTableExec {
     }
 
     fn execute(&self, partition: usize, ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        // The left side starts reading while the index is built (on the other cores), a
-        // bounded number of batches ahead.
-        let left = spawn_buffered(self.left.execute(partition, ctx.clone())?, LEFT_READ_AHEAD);
+        let left = self.left.execute(partition, ctx.clone())?;
         let (cell, right, right_on) = (self.index.clone(), self.right.clone(), self.right_on.clone());
         let (left_on, matching, schema) = (self.left_on.clone(), self.matching, self.schema.clone());
         let output = Output { columns: self.output.clone(), left_width: self.left.schema().fields().len() };
@@ -234,7 +228,7 @@ impl TimeIndex {
                 keys.iter().zip(&key_types).map(|(k, t)| evaluate_as(k, &batch, t)).collect::<Result<_>>()?;
             let times = micros(&time, &batch)?;
             // NULL keys and times never match.
-            for (row, g) in groups.assign(&key_arrays)?.into_iter().enumerate() {
+            for (row, g) in groups.assign(&key_arrays, n)?.into_iter().enumerate() {
                 group_of.push(g.filter(|_| times.is_valid(row)).unwrap_or(u32::MAX));
             }
             all_times.extend_from_slice(times.values());
@@ -281,6 +275,7 @@ impl TimeIndex {
             }
         }
         drop((group_of, all_times));
+        reservation.shrink(n * 12);
         sort_groups(&mut pairs, &offsets, threads);
         let (times, row_ids): (Vec<i64>, Vec<u32>) = pairs.into_iter().unzip();
         tracing::debug!(rows = n, groups = counts.len(), read = ?read, built = ?(started.elapsed() - read), "ASOF index");
@@ -298,7 +293,7 @@ impl TimeIndex {
     ) -> Result<RecordBatch> {
         let keys: Vec<ArrayRef> =
             left_on.keys.iter().zip(&self.key_types).map(|(k, t)| evaluate_as(k, batch, t)).collect::<Result<_>>()?;
-        let groups = self.groups.find(&keys)?;
+        let groups = self.groups.find(&keys, batch.num_rows())?;
         let times = micros(&left_on.time, batch)?;
         // Rows ordered by (key group, time), so each group's searches move forward through
         // its times from the previous answer (galloping) instead of starting cold.
