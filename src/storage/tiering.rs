@@ -289,7 +289,6 @@ impl EventStore {
     }
 }
 
-/// The hot value under `key` without its rows the cold tier holds (or its deletion).
 /// The operation that drops the moved rows of a partly moved hot value, if it still holds any.
 fn trimmed(key: Vec<u8>, value: &[u8], event_time: usize, mark: TierMark) -> Result<Option<KvOp>> {
     let batch = decode_batch(value)?;

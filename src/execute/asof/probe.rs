@@ -8,7 +8,7 @@ use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning, PlanProperties};
+use datafusion::physical_plan::{Partitioning, PlanProperties};
 
 use crate::error::Error;
 
@@ -26,21 +26,11 @@ impl JoinSide {
     }
 }
 
-/// Output partitioning follows the left input: each left partition is probed on its own.
-pub fn properties(left: &Arc<dyn ExecutionPlan>, schema: SchemaRef) -> Arc<PlanProperties> {
+/// The properties of an ASOF join's output, partitioned as `partitioning` (its left input's).
+pub fn properties(partitioning: Partitioning, schema: SchemaRef) -> Arc<PlanProperties> {
     Arc::new(PlanProperties::new(
         EquivalenceProperties::new(schema),
-        left.output_partitioning().clone(),
-        EmissionType::Incremental,
-        Boundedness::Bounded,
-    ))
-}
-
-/// As [`properties`], for an output that no longer holds the left columns in place.
-pub fn properties_unknown(left: &Arc<dyn ExecutionPlan>, schema: SchemaRef) -> Arc<PlanProperties> {
-    Arc::new(PlanProperties::new(
-        EquivalenceProperties::new(schema),
-        Partitioning::UnknownPartitioning(left.output_partitioning().partition_count()),
+        partitioning,
         EmissionType::Incremental,
         Boundedness::Bounded,
     ))

@@ -21,12 +21,14 @@ use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::projection::{EmbeddedProjection, ProjectionExec, try_embed_projection};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, PlanProperties};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties, Partitioning, PlanProperties,
+};
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::OnceCell;
 
 use super::groups::GroupKeys;
-use super::probe::{JoinSide, assemble, evaluate_as, micros, properties, properties_unknown};
+use super::probe::{JoinSide, assemble, evaluate_as, micros, properties};
 
 /// The comparison and outer-ness of one ASOF join.
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +38,6 @@ pub struct Match {
     pub left_join: bool,
 }
 
-#[derive(Clone)]
 pub struct AsofTableExec {
     left: Arc<dyn ExecutionPlan>,
     right: Arc<dyn ExecutionPlan>,
@@ -61,8 +62,37 @@ impl AsofTableExec {
         schema: SchemaRef,
     ) -> Self {
         let output = (0..schema.fields().len()).collect();
-        let properties = properties(&left, schema.clone());
-        Self { left, right, left_on, right_on, matching, output, schema, properties, index: Arc::new(OnceCell::new()) }
+        Self::with_output(left, right, (left_on, right_on), matching, output, schema)
+    }
+
+    /// The join giving `output` (indices into the left columns, then the right ones) as `schema`.
+    fn with_output(
+        left: Arc<dyn ExecutionPlan>,
+        right: Arc<dyn ExecutionPlan>,
+        (left_on, right_on): (JoinSide, JoinSide),
+        matching: Match,
+        output: Vec<usize>,
+        schema: SchemaRef,
+    ) -> Self {
+        // Left columns that move or go: a hash partitioning on them would no longer name them.
+        let left_in_place = (0..left.schema().fields().len()).all(|c| output.get(c) == Some(&c));
+        let partitioning = match left.output_partitioning() {
+            p if left_in_place => p.clone(),
+            p => Partitioning::UnknownPartitioning(p.partition_count()),
+        };
+        let properties = properties(partitioning, schema.clone());
+        let index = Arc::new(OnceCell::new());
+        Self { left, right, left_on, right_on, matching, output, schema, properties, index }
+    }
+
+    /// This join over other inputs or with other output columns (a new, unbuilt index).
+    fn rebuilt(
+        &self,
+        (left, right): (Arc<dyn ExecutionPlan>, Arc<dyn ExecutionPlan>),
+        output: Vec<usize>,
+        schema: SchemaRef,
+    ) -> Self {
+        Self::with_output(left, right, (self.left_on.clone(), self.right_on.clone()), self.matching, output, schema)
     }
 
     fn is_projected(&self) -> bool {
@@ -73,30 +103,12 @@ impl AsofTableExec {
 
 impl EmbeddedProjection for AsofTableExec {
     fn with_projection(&self, projection: Option<Vec<usize>>) -> Result<Self> {
-        let Some(columns) = projection else { return Ok(self.clone_with(self.output.clone(), self.schema.clone())) };
+        let children = (self.left.clone(), self.right.clone());
+        let Some(columns) = projection else {
+            return Ok(self.rebuilt(children, self.output.clone(), self.schema.clone()));
+        };
         let output: Vec<usize> = columns.iter().map(|c| self.output[*c]).collect();
-        let schema = Arc::new(self.schema.project(&columns)?);
-        Ok(self.clone_with(output, schema))
-    }
-}
-
-impl AsofTableExec {
-    /// The same join with other output columns (sharing no index: its plan may differ).
-    fn clone_with(&self, output: Vec<usize>, schema: SchemaRef) -> Self {
-        let mut exec = Self::new(
-            self.left.clone(),
-            self.right.clone(),
-            (self.left_on.clone(), self.right_on.clone()),
-            self.matching,
-            schema,
-        );
-        exec.output = output;
-        // Left columns that move or go: a hash partitioning on them would no longer name them.
-        let left_width = exec.left.schema().fields().len();
-        if (0..left_width).any(|c| exec.output.get(c) != Some(&c)) {
-            exec.properties = properties_unknown(&exec.left, exec.schema.clone());
-        }
-        exec
+        Ok(self.rebuilt(children, output, Arc::new(self.schema.project(&columns)?)))
     }
 }
 
@@ -154,10 +166,9 @@ impl ExecutionPlan for AsofTableExec {
         if children.len() != 2 {
             return Err(DataFusionError::Internal("AsofTableExec has two children".into()));
         }
-        let mut exec = AsofTableExec::clone(&self);
-        exec.right = children.pop().unwrap_or_else(|| self.right.clone());
-        exec.left = children.pop().unwrap_or_else(|| self.left.clone());
-        Ok(Arc::new(exec.clone_with(self.output.clone(), self.schema.clone())))
+        let right = children.pop().unwrap_or_else(|| self.right.clone());
+        let left = children.pop().unwrap_or_else(|| self.left.clone());
+        Ok(Arc::new(self.rebuilt((left, right), self.output.clone(), self.schema.clone())))
     }
 
     fn try_swapping_with_projection(&self, projection: &ProjectionExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
@@ -254,31 +265,16 @@ impl TimeIndex {
         drop(batches);
         let read = started.elapsed();
 
-        let mut counts: Vec<u32> = vec![0; groups.len()];
-        for g in &group_of {
-            if *g != u32::MAX {
-                counts[*g as usize] += 1;
-            }
-        }
-        let mut offsets = Vec::with_capacity(counts.len() + 1);
-        offsets.push(0u32);
-        for c in &counts {
-            offsets.push(offsets.last().copied().unwrap_or(0) + c);
-        }
-        let mut fill: Vec<u32> = offsets[..counts.len()].to_vec();
         reservation.try_grow(n * 16)?;
-        let mut pairs = vec![(0i64, 0u32); offsets.last().copied().unwrap_or(0) as usize];
-        for (row, g) in group_of.iter().enumerate() {
-            if *g != u32::MAX {
-                pairs[fill[*g as usize] as usize] = (all_times[row], row as u32);
-                fill[*g as usize] += 1;
-            }
-        }
+        let (offsets, mut pairs) = bucket_by_group(groups.len(), n, |row| {
+            let g = group_of[row];
+            (g != u32::MAX).then(|| (g, (all_times[row], row as u32)))
+        });
         drop((group_of, all_times));
         reservation.shrink(n * 12);
         sort_groups(&mut pairs, &offsets, threads);
         let (times, row_ids): (Vec<i64>, Vec<u32>) = pairs.into_iter().unzip();
-        tracing::debug!(rows = n, groups = counts.len(), read = ?read, built = ?(started.elapsed() - read), "ASOF index");
+        tracing::debug!(rows = n, groups = groups.len(), read = ?read, built = ?(started.elapsed() - read), "ASOF index");
         Ok(Arc::new(TimeIndex { columns, key_types, groups, offsets, times, row_ids, _reservation: reservation }))
     }
 
@@ -346,20 +342,7 @@ impl TimeIndex {
             probes.sort_unstable();
             return;
         }
-        let mut starts = vec![0u32; groups + 1];
-        for p in probes.iter() {
-            starts[p.0 as usize + 1] += 1;
-        }
-        for g in 0..groups {
-            starts[g + 1] += starts[g];
-        }
-        let bounds = starts.clone();
-        let mut ordered = vec![(0u32, 0i64, 0u32); probes.len()];
-        for p in probes.iter() {
-            let slot = &mut starts[p.0 as usize];
-            ordered[*slot as usize] = *p;
-            *slot += 1;
-        }
+        let (bounds, mut ordered) = bucket_by_group(groups, probes.len(), |i| Some((probes[i].0, probes[i])));
         for g in 0..groups {
             ordered[bounds[g] as usize..bounds[g + 1] as usize].sort_by_key(|p| p.1);
         }
@@ -384,6 +367,31 @@ impl TimeIndex {
         };
         (point, i.map(|i| rows[i]))
     }
+}
+
+/// A stable counting sort of `len` items into `groups` buckets: the bucket bounds (`groups + 1`
+/// offsets) and the items, bucket by bucket, each in its original order. `item(i)` is the i-th
+/// item with its group, or `None` to leave it out; it is called twice per item.
+fn bucket_by_group<T: Copy + Default>(
+    groups: usize,
+    len: usize,
+    item: impl Fn(usize) -> Option<(u32, T)>,
+) -> (Vec<u32>, Vec<T>) {
+    let mut offsets = vec![0u32; groups + 1];
+    for (g, _) in (0..len).filter_map(&item) {
+        offsets[g as usize + 1] += 1;
+    }
+    for g in 0..groups {
+        offsets[g + 1] += offsets[g];
+    }
+    let mut fill = offsets[..groups].to_vec();
+    let mut items = vec![T::default(); offsets[groups] as usize];
+    for (g, t) in (0..len).filter_map(&item) {
+        let slot = &mut fill[g as usize];
+        items[*slot as usize] = t;
+        *slot += 1;
+    }
+    (offsets, items)
 }
 
 /// Sorts each group's `(time, row)` pairs by time, stably (rows of equal time stay in arrival
