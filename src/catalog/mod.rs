@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result};
-use crate::feature::{FeatureDef, FeatureEngine, SnapshotMeta};
-use crate::storage::{CatalogKind, Commit, EventStore};
+use crate::feature::{FeatureDef, FeatureEngine, stale_chunks};
+use crate::storage::{CatalogKind, Commit, EventStore, keys};
 
 /// Table definitions, in memory for planning and in the store for restarts.
 ///
@@ -111,10 +111,8 @@ impl Catalog {
 
     /// Removes a feature definition (durably).
     pub async fn delete_feature(&self, name: &str) -> Result<()> {
-        let mut deletes = vec![CatalogKind::Feature.key(name)];
-        if let Some(snapshot) = SnapshotMeta::read(&self.store, name)? {
-            deletes.extend(snapshot.keys(name));
-        }
+        let mut deletes = vec![CatalogKind::Feature.key(name), keys::feature_snapshot(name)];
+        deletes.extend(stale_chunks(&self.store, name, None)?);
         self.store.commit(Commit { catalog_deletes: deletes, ..Default::default() }).await?;
         Ok(())
     }

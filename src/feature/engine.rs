@@ -72,14 +72,15 @@ impl LiveFeature {
     /// Opens a persisted feature at startup: loads its snapshot and replays the writes made
     /// after it, or backfills when there is no snapshot.
     pub fn open(def: FeatureDef, table: Arc<TableDef>, store: &Arc<EventStore>, ctx: &SessionContext) -> Result<Self> {
-        let Some(SnapshotMeta { next_seq, .. }) = SnapshotMeta::read(store, &def.name)? else {
+        let Some(meta) = SnapshotMeta::read(store, &def.name)? else {
             return Self::backfill(def, table, store, ctx, &mut |_, _| {});
         };
+        let next_seq = meta.next_seq;
         let compiled = CompiledFeature::compile(def, table, ctx)?;
         let mut state = FeatureState::new(&compiled)?;
-        for (_, chunk) in store.entries(&keys::feature_state_prefix(&compiled.def.name))? {
-            snapshot::import(&compiled, &mut state, &decode_batch(&chunk)?)?;
-        }
+        meta.for_each_chunk(store, &compiled.def.name, |chunk| {
+            snapshot::import(&compiled, &mut state, &decode_batch(chunk)?)
+        })?;
         state.restored(&compiled);
         let parts = store.scan_since(compiled.table.scan_table(), next_seq);
         let (replayed, applied) = ingest_all(&compiled, &mut state, parts, next_seq, &mut |_| {})?;
@@ -92,36 +93,42 @@ impl LiveFeature {
 
     /// Persists the current state as a snapshot, durably. The caller holds the commit gate,
     /// so the state holds exactly the writes numbered below the store's next seq.
+    ///
+    /// The chunks are written under a new generation one at a time, so the snapshot is never
+    /// held whole in memory (see [`SnapshotMeta`]); the durable switch to it comes last.
     pub async fn write_snapshot(&self, store: &Arc<EventStore>) -> Result<()> {
+        let name = &self.compiled.def.name;
         let next_seq = store.next_seq()?;
-        store.commit(self.snapshot(store, next_seq)?).await?;
+        let previous = SnapshotMeta::read(store, name)?;
+        // Chunks of a snapshot a crash interrupted would mix with the new generation's.
+        let interrupted = snapshot::stale_chunks(store, name, previous.as_ref())?;
+        if !interrupted.is_empty() {
+            store.apply(Commit { catalog_deletes: interrupted, ..Default::default() })?;
+        }
+        let generation = previous.map_or(1, |m| m.generation + 1);
+        let chunks = self.write_chunks(store, generation)?;
+        let meta = SnapshotMeta { next_seq, chunks, generation };
+        let mut switch = Commit::default();
+        switch.catalog_puts.push((keys::feature_snapshot(name), meta.encode()));
+        switch.catalog_deletes = snapshot::stale_chunks(store, name, Some(&meta))?;
+        store.commit(switch).await?;
         self.snapshot_seq.store(next_seq, Ordering::SeqCst);
         Ok(())
     }
 
-    /// The writes that persist the current state as the snapshot of `next_seq`.
-    fn snapshot(&self, store: &EventStore, next_seq: u64) -> Result<Commit> {
+    /// Writes the current state as the chunks of `generation`, not yet durably. Returns how
+    /// many chunks were written.
+    fn write_chunks(&self, store: &EventStore, generation: u64) -> Result<u32> {
         let name = &self.compiled.def.name;
         let state = self.state.read().map_err(|_| Error::internal("feature state poisoned"))?;
-        let mut commit = Commit::default();
-        // Each chunk is encoded (compressed) as soon as it is exported: the snapshot is held
-        // once, compressed, not also as Arrow arrays.
+        let mut chunks = 0u32;
         snapshot::export(&self.compiled, &state, |chunk| {
-            let i = commit.catalog_puts.len() as u32;
-            let mut bytes = encode_batch(&chunk)?;
-            // The encoder reserves for an uncompressed chunk; the snapshot holds every chunk.
-            bytes.shrink_to_fit();
-            commit.catalog_puts.push((keys::feature_state(name, i), bytes));
+            let key = keys::feature_state(name, generation, chunks);
+            store.apply(Commit { catalog_puts: vec![(key, encode_batch(&chunk)?)], ..Default::default() })?;
+            chunks += 1;
             Ok(())
         })?;
-        drop(state);
-        let chunk_count = commit.catalog_puts.len() as u32;
-        // The previous snapshot's chunks beyond the new count are removed.
-        let previous_chunks = SnapshotMeta::read(store, name)?.map_or(0, |m| m.chunks);
-        commit.catalog_deletes.extend((chunk_count..previous_chunks).map(|i| keys::feature_state(name, i)));
-        let meta = SnapshotMeta { next_seq, chunks: chunk_count };
-        commit.catalog_puts.push((keys::feature_snapshot(name), meta.encode()));
-        Ok(commit)
+        Ok(chunks)
     }
 
     /// True when writes were applied since the last snapshot.

@@ -27,33 +27,91 @@ use super::state::{FIRST_ONLY, FeatureState};
 use crate::error::{Error, Result};
 use crate::storage::{EventStore, keys};
 
-/// A snapshot's description: it holds the writes numbered below `next_seq`, in `chunks` chunks.
+/// A snapshot's description: it holds the writes numbered below `next_seq`, in `chunks` chunks
+/// stored under `generation`.
+///
+/// Each snapshot writes its chunks under a new generation, one stored value at a time and not
+/// durably, then switches to them by writing this description in a durable commit (whose sync
+/// makes the chunks durable too). A crash before the switch leaves the previous snapshot in
+/// force; the chunks of other generations are removed by the switch or by the next snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotMeta {
     pub next_seq: u64,
     pub chunks: u32,
+    /// 0 for snapshots written before generations (chunk keys without one).
+    pub generation: u64,
 }
 
 impl SnapshotMeta {
     /// The description of feature `name`'s snapshot, if it has one.
     pub fn read(store: &EventStore, name: &str) -> Result<Option<Self>> {
-        let Some(bytes) = store.get(&keys::feature_snapshot(name))? else { return Ok(None) };
+        store.get(&keys::feature_snapshot(name))?.map(|bytes| Self::decode(name, &bytes)).transpose()
+    }
+
+    /// A stored description (value of `keys::feature_snapshot(name)`).
+    pub fn decode(name: &str, bytes: &[u8]) -> Result<Self> {
         let corrupt = || Error::Storage(format!("feature \"{name}\": corrupt snapshot description"));
         let next_seq = bytes.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(corrupt)?;
         let chunks = bytes.get(8..12).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes).ok_or_else(corrupt)?;
-        Ok(Some(Self { next_seq, chunks }))
+        let generation = match bytes.len() {
+            12 => 0,
+            _ => bytes.get(12..20).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(corrupt)?,
+        };
+        Ok(Self { next_seq, chunks, generation })
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        [&self.next_seq.to_be_bytes()[..], &self.chunks.to_be_bytes()].concat()
+        [&self.next_seq.to_be_bytes()[..], &self.chunks.to_be_bytes(), &self.generation.to_be_bytes()].concat()
     }
 
-    /// The storage keys of the description and of every chunk.
-    pub fn keys(&self, name: &str) -> Vec<Vec<u8>> {
-        let mut all = vec![keys::feature_snapshot(name)];
-        all.extend((0..self.chunks).map(|i| keys::feature_state(name, i)));
-        all
+    /// The prefix of this snapshot's chunk keys.
+    pub fn chunk_prefix(&self, name: &str) -> Vec<u8> {
+        keys::feature_generation(name, self.generation)
     }
+
+    /// True when `key` is one of this snapshot's chunk keys.
+    pub fn owns(&self, name: &str, key: &[u8]) -> bool {
+        let prefix = self.chunk_prefix(name);
+        // Under generation 0's prefix (every chunk's) only keys with just a chunk number are its.
+        key.starts_with(&prefix) && key.len() == prefix.len() + 4
+    }
+
+    /// Calls `each` with this snapshot's stored chunks in order, one at a time.
+    pub fn for_each_chunk(
+        &self,
+        store: &EventStore,
+        name: &str,
+        mut each: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let mut found = 0u32;
+        for pair in store.scan_prefix(&self.chunk_prefix(name)) {
+            let (key, chunk) = pair?;
+            if self.owns(name, &key) {
+                each(&chunk)?;
+                found += 1;
+            }
+        }
+        if found != self.chunks {
+            return Err(Error::Storage(format!(
+                "feature \"{name}\": snapshot has {found} of its {} chunks",
+                self.chunks
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The keys of every stored state chunk of feature `name` that is not one of `current`'s, for
+/// removal: earlier snapshots and those a crash interrupted.
+pub fn stale_chunks(store: &EventStore, name: &str, current: Option<&SnapshotMeta>) -> Result<Vec<Vec<u8>>> {
+    let mut stale = Vec::new();
+    for pair in store.scan_prefix(&keys::feature_state_prefix(name)) {
+        let (key, _) = pair?;
+        if !current.is_some_and(|meta| meta.owns(name, &key)) {
+            stale.push(key);
+        }
+    }
+    Ok(stale)
 }
 
 /// Events per chunk: bounds the size of one stored value.

@@ -296,7 +296,12 @@ impl EventStore {
 
     /// Every stored pair whose key starts with `prefix`, in key order.
     pub fn entries(&self, prefix: &[u8]) -> Result<Vec<super::KvPair>> {
-        self.kv.scan(prefix, &keys::prefix_end(prefix)).collect()
+        self.scan_prefix(prefix).collect()
+    }
+
+    /// Every stored pair whose key starts with `prefix`, in key order, one at a time.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> impl Iterator<Item = Result<super::KvPair>> + use<> {
+        self.kv.scan(prefix, &keys::prefix_end(prefix))
     }
 
     /// The sequence number the next write will get: every write so far has a smaller one.

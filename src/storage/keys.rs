@@ -6,8 +6,9 @@
 //!  counter   'n' <counter name utf8>                        -> u64
 //!  stats     's' <table id u64>                             -> watermark i64 | row count u64
 //!  events    'e' <table id u64> <block i64*> <seq u64>      -> Arrow IPC stream, one batch
-//!  feature   'f' 'm' <feature name utf8>                    -> snapshot: next seq u64 | chunks u32
-//!  state     'f' 's' <feature name utf8> 0x00 <chunk u32>   -> Arrow IPC stream (feature::snapshot)
+//!  feature   'f' 'm' <feature name utf8>                    -> next seq u64 | chunks u32 | generation u64
+//!  state     'f' 's' <feature name utf8> 0x00 <generation u64> <chunk u32>
+//!                                                           -> Arrow IPC stream (feature::snapshot)
 //!  cold file 'k' 'f' <table id u64> <day i64*> <file no u64> -> ColdFile (JSON, storage::cold)
 //!  tier mark 'k' 'm' <table id u64>                          -> TierMark (JSON, storage::cold)
 //!  staged    'x' 's' <copy id u64> <piece u32>  -> table id u64 | block i64 | Arrow IPC batch
@@ -86,8 +87,17 @@ pub fn feature_state_prefix(name: &str) -> Vec<u8> {
     [FEATURE_STATE, name.as_bytes(), &[0]].concat()
 }
 
-pub fn feature_state(name: &str, chunk: u32) -> Vec<u8> {
-    [feature_state_prefix(name), chunk.to_be_bytes().to_vec()].concat()
+/// The prefix of the state chunks of one snapshot generation of a feature. Generation 0 is
+/// the layout before generations, whose chunk keys have no generation.
+pub fn feature_generation(name: &str, generation: u64) -> Vec<u8> {
+    match generation {
+        0 => feature_state_prefix(name),
+        g => [feature_state_prefix(name), g.to_be_bytes().to_vec()].concat(),
+    }
+}
+
+pub fn feature_state(name: &str, generation: u64, chunk: u32) -> Vec<u8> {
+    [feature_generation(name, generation), chunk.to_be_bytes().to_vec()].concat()
 }
 
 pub fn counter(name: &str) -> Vec<u8> {
