@@ -36,11 +36,15 @@ class Server:
         self.proc = subprocess.Popen([str(binary), "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", *extra],
                                      stdout=subprocess.PIPE, stderr=self.log, text=True,
                                      env={"RUST_LOG": "info", "PATH": "/usr/bin:/bin",
-                                          **{k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}})
+                                          **{k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "MIMALLOC_"))}})
         self.log_path = data_dir / "server.log"
-        host, port = self.proc.stdout.readline().strip().removeprefix("asofdb listening on ").rsplit(":", 1)
+        line = self.proc.stdout.readline()
+        while line and not line.startswith("asofdb listening on "):  # e.g. a profiler's banner
+            line = self.proc.stdout.readline()
+        host, port = line.strip().removeprefix("asofdb listening on ").rsplit(":", 1)
         self.conn = f"host={host} port={port} user=bench dbname=asofdb"
         self.peak_rss = 0
+        self.peak_smaps = ""
         self.samples = []
         self.stdin = None
         threading.Thread(target=self._sample, daemon=True).start()
@@ -51,7 +55,9 @@ class Server:
                 for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
                     if line.startswith("VmRSS:"):
                         rss = int(line.split()[1]) // 1024
-                        self.peak_rss = max(self.peak_rss, rss)
+                        if rss > self.peak_rss:
+                            self.peak_rss = rss
+                            self.peak_smaps = Path(f"/proc/{self.proc.pid}/smaps_rollup").read_text()
                         self.samples.append(rss)
             except OSError:
                 return
@@ -77,6 +83,7 @@ def main():
     parser.add_argument("--slices", type=int, default=0, help="ingest the slices of benches/scale_data.py")
     parser.add_argument("--slice-rows", type=int, default=1_000_000)
     parser.add_argument("--server-arg", action="append", default=[], help="an extra server flag (repeatable)")
+    parser.add_argument("--features", type=int, default=len(FEATURES), help="create only the first N features")
     parser.add_argument("--stop-after", type=int, default=0, help="ingest only this many slices (a quick look)")
     args = parser.parse_args()
     if args.slices:
@@ -94,7 +101,7 @@ def main():
 def run(db: "Server", args):
     db.sql("CREATE TABLE tx (tid BIGINT, cc_num BIGINT, user_id BIGINT, merchant TEXT, amt DOUBLE PRECISION, "
            "status TEXT, ip TEXT, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts', hot_retention = '1 day')")
-    for name, body in FEATURES:
+    for name, body in FEATURES[:args.features]:
         db.sql(f"CREATE FEATURE {name} AS {body}")
     cached = ROOT / "target" / "bench-data" / f"tx_{args.events}.csv"
     start = time.perf_counter()
@@ -129,7 +136,7 @@ def run(db: "Server", args):
           f"({args.events / ingest / 1000:.0f}K events/s); peak RSS so far {db.peak_rss} MiB", flush=True)
     took, _ = db.timed("CHECKPOINT")
     storage = db.sql("SELECT tier, row_count, file_count, bytes FROM asofdb.storage WHERE table_name = 'tx' ORDER BY tier")
-    print(f"CHECKPOINT (snapshots + remaining moves) {took:.1f} s", flush=True)
+    print(f"CHECKPOINT (snapshots + remaining moves) {took:.1f} s; peak RSS so far {db.peak_rss} MiB", flush=True)
     for line in storage.splitlines():
         tier, rows, files, size = line.split("|")
         per = int(size) / max(int(rows), 1)
@@ -140,13 +147,17 @@ def run(db: "Server", args):
         where = f"ts {cond} TIMESTAMP '{watermark}' - INTERVAL '1 day'"
         took, out = db.timed(f"SELECT count(*), sum(amt) FROM tx WHERE {where}")
         rows = int(out.split("|")[0])
-        print(f"scan {tier:4}: {rows} rows in {took:.2f} s ({rows / took / 1e6:.1f}M rows/s)", flush=True)
+        print(f"scan {tier:4}: {rows} rows in {took:.2f} s ({rows / took / 1e6:.1f}M rows/s); "
+              f"peak RSS so far {db.peak_rss} MiB", flush=True)
     took, out = db.timed("SELECT count(*) FROM tx")
     print(f"scan all: {out} rows in {took:.2f} s", flush=True)
     features = db.sql("SELECT name, events, state_bytes FROM asofdb.feature_state ORDER BY name")
     print("feature state:", "; ".join(f"{n} {int(b) / 2**20:.0f} MiB" for n, _, b in
                                       (l.split("|") for l in features.splitlines())), flush=True)
-    print(f"peak RSS {db.peak_rss} MiB", flush=True)
+    # What the peak was made of: anonymous (heap) memory, of it transparent huge pages, and files.
+    kinds = {f.split(":")[0]: int(f.split()[1]) // 1024 for f in db.peak_smaps.splitlines()[1:] if f.endswith(" kB")}
+    print(f"peak RSS {db.peak_rss} MiB (anonymous {kinds.get('Anonymous', 0)} MiB, of which huge pages "
+          f"{kinds.get('AnonHugePages', 0)} MiB; files {kinds.get('Pss_File', 0)} MiB)", flush=True)
     moved = secs = 0.0
     for line in db.log_path.read_text().splitlines():
         line = re.sub(r"\x1b\[[0-9;]*m", "", line)

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Weak};
 
 use arrow::array::{BooleanArray, RecordBatch};
-use arrow::compute::{concat_batches, filter_record_batch};
+use arrow::compute::filter_record_batch;
 
 use super::blocks::{block_of, decode_batch, encode_batch, event_times};
 use super::cold::{ColdFile, Manifest, TierMark, day_of, file};
@@ -78,7 +78,20 @@ impl EventStore {
             return Ok(TierReport::default());
         }
 
-        let mut by_day: BTreeMap<i64, Vec<RecordBatch>> = BTreeMap::new();
+        let mut files = Vec::new();
+        let mut report = TierReport::default();
+        let mut write_day = |(day, batches): (i64, Vec<RecordBatch>)| -> Result<()> {
+            // Rows of a file take a sequence number below every row left hot and above every
+            // earlier file of the day (module docs of storage::cold::manifest).
+            let written = self.write_file(&cold, table, day, new.below_seq - 1, &batches)?;
+            report.rows_moved += written.rows;
+            report.files_written += 1;
+            files.push(written);
+            Ok(())
+        };
+        // Keys sort by block, so a day's rows come together: its file is written once the
+        // scan leaves it, and one day's rows are held at a time.
+        let mut day_rows: Option<(i64, Vec<RecordBatch>)> = None;
         let (start, end) =
             (keys::events_from(table.id, i64::MIN), keys::events_until(table.id, block_of(new.before_time - 1)));
         for pair in self.kv.scan(&start, &end) {
@@ -95,20 +108,21 @@ impl EventStore {
                 .map(|t| Some(*t < new.before_time && !(seq < old.below_seq && *t < old.before_time)))
                 .collect();
             let rows = filter_record_batch(&batch, &newly_cold)?;
-            if rows.num_rows() > 0 {
-                by_day.entry(day_of(block * super::BLOCK_MICROS)).or_default().push(rows);
+            if rows.num_rows() == 0 {
+                continue;
+            }
+            let day = day_of(block * super::BLOCK_MICROS);
+            match &mut day_rows {
+                Some((current, batches)) if *current == day => batches.push(rows),
+                _ => {
+                    if let Some(done) = day_rows.replace((day, vec![rows])) {
+                        write_day(done)?;
+                    }
+                }
             }
         }
-
-        let mut files = Vec::new();
-        let mut report = TierReport::default();
-        for (day, batches) in by_day {
-            // Rows of a file take a sequence number below every row left hot and above every
-            // earlier file of the day (module docs of storage::cold::manifest).
-            let written = self.write_file(&cold, table, day, new.below_seq - 1, &batches)?;
-            report.rows_moved += written.rows;
-            report.files_written += 1;
-            files.push(written);
+        if let Some(done) = day_rows.take() {
+            write_day(done)?;
         }
 
         let mut ops: Vec<KvOp> = files
@@ -149,22 +163,18 @@ impl EventStore {
             counters.next_file - 1
         };
         let path = format!("{}/{}/{file_no:020}.parquet", table.name, date_of(day));
-        let rows = concat_batches(&batches[0].schema(), batches)?;
-        let rows = file::sort_by_time(&rows, table.event_time)?;
-        let times = event_times(rows.column(table.event_time))?;
-        let (min_time, max_time) = (times.value(0), times.value(rows.num_rows() - 1));
-        let bytes = file::encode(&rows)?;
-        let size = bytes.len() as u64;
-        cold.put(&path, bytes)?;
+        let encoded = file::encode_sorted(batches, table.event_time)?;
+        let size = encoded.bytes.len() as u64;
+        cold.put(&path, encoded.bytes)?;
         Ok(ColdFile {
             table_id: table.id,
             day,
             file_no,
             path,
-            rows: rows.num_rows() as u64,
+            rows: encoded.rows,
             bytes: size,
-            min_time,
-            max_time,
+            min_time: encoded.min_time,
+            max_time: encoded.max_time,
             seq,
         })
     }

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, UInt32Array};
-use arrow::compute::take_record_batch;
+use arrow::array::RecordBatch;
+use arrow::compute::interleave_record_batch;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -25,30 +25,51 @@ fn parquet_error(e: impl std::fmt::Display) -> Error {
     Error::Storage(format!("parquet: {e}"))
 }
 
-/// Sorts `batch` by its event-time column, stably.
-pub fn sort_by_time(batch: &RecordBatch, event_time: usize) -> Result<RecordBatch> {
-    let times = event_times(batch.column(event_time))?;
-    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
-    order.sort_by_key(|r| times.value(*r as usize));
-    if order.windows(2).all(|w| w[0] < w[1]) {
-        return Ok(batch.clone());
-    }
-    Ok(take_record_batch(batch, &UInt32Array::from(order))?)
+/// Rows gathered into one sorted slice for the Parquet writer: the sorted rows are never
+/// materialized whole next to the input.
+const WRITE_SLICE_ROWS: usize = 64 * 1024;
+
+/// A cold file's bytes and what its manifest entry records of its rows.
+pub struct EncodedFile {
+    pub bytes: Vec<u8>,
+    pub rows: u64,
+    pub min_time: i64,
+    pub max_time: i64,
 }
 
-/// Encodes sorted rows as a zstd-compressed Parquet file.
-pub fn encode(batch: &RecordBatch) -> Result<Vec<u8>> {
+/// Encodes the rows of `batches` (at least one row), sorted by the event-time column, as a
+/// zstd-compressed Parquet file. The sort is stable: rows sharing an event time keep the
+/// order of `batches` and their order within a batch.
+pub fn encode_sorted(batches: &[RecordBatch], event_time: usize) -> Result<EncodedFile> {
+    let mut order: Vec<(i64, u32, u32)> = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+    for (b, batch) in batches.iter().enumerate() {
+        let times = event_times(batch.column(event_time))?;
+        order.extend(times.values().iter().enumerate().map(|(row, t)| (*t, b as u32, row as u32)));
+    }
+    if !order.is_sorted_by_key(|(t, _, _)| *t) {
+        order.sort_by_key(|(t, _, _)| *t);
+    }
+    let (Some(first), Some(last)) = (order.first(), order.last()) else {
+        return Err(Error::internal("a cold file needs at least one row"));
+    };
+    let (min_time, max_time) = (first.0, last.0);
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(parquet_error)?))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_created_by("asofdb".into())
         .build();
-    let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).map_err(parquet_error)?;
-    writer.write(batch).map_err(parquet_error)?;
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, batches[0].schema(), Some(props)).map_err(parquet_error)?;
+    let inputs: Vec<&RecordBatch> = batches.iter().collect();
+    let mut indices = Vec::with_capacity(WRITE_SLICE_ROWS);
+    for slice in order.chunks(WRITE_SLICE_ROWS) {
+        indices.clear();
+        indices.extend(slice.iter().map(|(_, b, row)| (*b as usize, *row as usize)));
+        writer.write(&interleave_record_batch(&inputs, &indices)?).map_err(parquet_error)?;
+    }
     writer.close().map_err(parquet_error)?;
-    Ok(out)
+    Ok(EncodedFile { bytes, rows: order.len() as u64, min_time, max_time })
 }
 
 /// Decodes a cold file's row groups that may hold event times in `min..=max` (µs).
