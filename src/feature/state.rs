@@ -42,19 +42,63 @@ impl Tiles {
     }
 }
 
-#[derive(Debug, Default)]
+/// One key's events. Kept small (48 bytes): a feature holds one per key ever seen, and
+/// most keys of a short window hold no events, only their first time.
+#[derive(Debug)]
 pub struct KeyHistory {
     words: Vec<u64>,
-    others: Vec<ScalarValue>,
+    others: Others,
     tiles: Option<Box<Tiles>>,
-    /// The earliest qualifying event time ever seen for the key, kept when that event itself
-    /// has been evicted: a key matches at T if it has any event at or before T, in memory or not.
-    first: Option<i64>,
+    /// The earliest qualifying event time ever seen for the key ([`NO_FIRST`]: none), kept when
+    /// that event itself has been evicted: a key matches at T if it has any event at or before
+    /// T, in memory or not.
+    first: i64,
+}
+
+const _: () = assert!(size_of::<KeyHistory>() == 48, "one per key: keep it small");
+
+/// `KeyHistory::first` of a key with no qualifying event (greater than every time, so
+/// `min` keeps the earliest).
+const NO_FIRST: i64 = i64::MAX;
+
+impl Default for KeyHistory {
+    fn default() -> Self {
+        Self { words: Vec::new(), others: Others::default(), tiles: None, first: NO_FIRST }
+    }
+}
+
+/// The values of order-sensitive aggregates of non-numeric types, which few features have:
+/// boxed, so a key without any costs one pointer.
+#[derive(Debug, Default)]
+struct Others(Option<Box<Vec<ScalarValue>>>);
+
+impl Others {
+    fn as_slice(&self) -> &[ScalarValue] {
+        self.0.as_deref().map_or(&[], |v| v.as_slice())
+    }
+
+    fn push(&mut self, value: ScalarValue) -> u64 {
+        let values = self.0.get_or_insert_with(Box::default);
+        values.push(value);
+        (values.len() - 1) as u64
+    }
+
+    fn capacity(&self) -> usize {
+        self.0.as_ref().map_or(0, |v| v.capacity())
+    }
+
+    fn shrink_to_fit(&mut self) {
+        match &mut self.0 {
+            Some(values) if values.is_empty() => self.0 = None,
+            Some(values) => values.shrink_to_fit(),
+            None => {}
+        }
+    }
 }
 
 impl KeyHistory {
     fn events<'a>(&'a self, feature: &CompiledFeature) -> Events<'a> {
-        Events { words: &self.words, stride: feature.stride(), others: &self.others }
+        Events { words: &self.words, stride: feature.stride(), others: self.others.as_slice() }
     }
 
     /// Number of events kept.
@@ -95,7 +139,7 @@ impl KeyHistory {
         if self.len(feature) < feature.tile_min_events.max(1) {
             self.tiles = None;
         } else if let Some(tiles) = &mut self.tiles {
-            let ev = Events { words: &self.words, stride: feature.stride(), others: &self.others };
+            let ev = Events { words: &self.words, stride: feature.stride(), others: self.others.as_slice() };
             let end = tiles.ends[0] as usize;
             tiles.partials[..n].clone_from_slice(&fold_tile(feature, &ev, 0, end));
         }
@@ -144,15 +188,14 @@ impl KeyHistory {
 
     /// Keeps only the `others` values still referenced, renumbering the words that index them.
     fn compact_others(&mut self, feature: &CompiledFeature) {
-        if self.others.is_empty() {
+        if self.others.as_slice().is_empty() {
             return;
         }
-        let mut kept = Vec::new();
+        let mut kept = Others::default();
         for event in self.words.chunks_exact_mut(feature.stride()) {
             for (j, repr) in feature.reprs.iter().enumerate() {
                 if *repr == super::encoding::Repr::Other && (event[2] >> (2 * j)) & 3 == VALUE {
-                    kept.push(self.others[event[HEADER + j] as usize].clone());
-                    event[HEADER + j] = (kept.len() - 1) as u64;
+                    event[HEADER + j] = kept.push(self.others.as_slice()[event[HEADER + j] as usize].clone());
                 }
             }
         }
@@ -163,7 +206,7 @@ impl KeyHistory {
         if self.words.is_empty() {
             // Most keys of a short window end up here: they keep only their first time.
             self.words = Vec::new();
-            self.others = Vec::new();
+            self.others = Others::default();
             self.tiles = None;
         } else if self.words.capacity() > 2 * self.words.len() + 64 {
             self.words.shrink_to_fit();
@@ -172,13 +215,12 @@ impl KeyHistory {
 
     /// Stores a value of an order-sensitive aggregate of a non-numeric type; returns its word.
     fn keep(&mut self, value: ScalarValue) -> u64 {
-        self.others.push(value);
-        (self.others.len() - 1) as u64
+        self.others.push(value)
     }
 
     fn update_tiles(&mut self, feature: &CompiledFeature, p: usize, t: i64) {
         let KeyHistory { words, others, tiles, .. } = self;
-        let ev = Events { words, stride: feature.stride(), others };
+        let ev = Events { words, stride: feature.stride(), others: others.as_slice() };
         let Some(tiles) = tiles else {
             if worth_tiling(feature, &ev) {
                 *tiles = Some(Box::new(build_tiles(feature, &ev)));
@@ -274,7 +316,7 @@ impl KeyHistory {
     ) -> Result<Option<Evaluated>> {
         let ev = self.events(feature);
         let end = ev.after(upper_bound(t, strict));
-        if end == 0 && self.first.is_none_or(|first| first > upper_bound(t, strict)) {
+        if end == 0 && self.first().is_none_or(|first| first > upper_bound(t, strict)) {
             return Ok(None);
         }
         let window = match feature.def.window {
@@ -328,18 +370,18 @@ impl KeyHistory {
 
     /// The events as stored, for snapshots: `(words, others)`.
     pub fn raw(&self) -> (&[u64], &[ScalarValue]) {
-        (&self.words, &self.others)
+        (&self.words, self.others.as_slice())
     }
 
     /// The earliest qualifying event time ever seen, if it is no longer held as an event.
     pub fn evicted_first(&self, feature: &CompiledFeature) -> Option<i64> {
         let ev = self.events(feature);
-        self.first.filter(|first| ev.is_empty() || *first < ev.time(0))
+        self.first().filter(|first| ev.is_empty() || *first < ev.time(0))
     }
 
     /// The earliest qualifying event time ever seen.
     pub fn first(&self) -> Option<i64> {
-        self.first
+        (self.first != NO_FIRST).then_some(self.first)
     }
 
     /// Keeps a sliding window of this key's sweep in step with the eviction of its first `r`
@@ -626,7 +668,7 @@ impl FeatureState {
 
     /// Adds an empty history for a key (row-encoded) whose earliest event is `first`.
     pub fn add_key(&mut self, key: &[u8], first: Option<i64>) {
-        self.keys.entry(key.into()).or_default().first = first;
+        self.keys.entry(key.into()).or_default().first = first.unwrap_or(NO_FIRST);
     }
 
     /// The key's history, by its row-encoded form.
@@ -680,7 +722,7 @@ impl FeatureState {
                 None => self.keys.entry(key.as_ref().into()).or_default(),
             };
             let t = times.value(row);
-            history.first = Some(history.first.map_or(t, |first| first.min(t)));
+            history.first = history.first.min(t);
             if t < self.horizon {
                 continue;
             }
@@ -766,7 +808,7 @@ impl FeatureState {
         }
         if let Some(history) = self.keys.get_mut(key) {
             let t = event[0] as i64;
-            history.first = Some(history.first.map_or(t, |first| first.min(t)));
+            history.first = history.first.min(t);
             if event[1] == FIRST_ONLY {
                 return;
             }
