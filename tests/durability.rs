@@ -89,19 +89,23 @@ fn help_documents_every_flag() {
     }
 }
 
+/// The table `tx` with two rows, and the feature `card_1h` over it.
+const TX_WITH_CARD_1H: &str = "
+    CREATE TABLE tx (card BIGINT, amt DOUBLE PRECISION, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts');
+    INSERT INTO tx VALUES (1, 10, '2024-01-01 09:00:00'), (2, 5, '2024-01-01 09:10:00');
+    CREATE FEATURE card_1h AS SELECT card, count(*) AS n, sum(amt) AS total FROM tx GROUP BY card
+      WINDOW SLIDING INTERVAL '1 hour';";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn features_survive_kill9_with_every_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let server = BinaryServer::start(dir.path());
     let client = connect(&server.conn_string()).await;
     client
-        .batch_execute(
-            "CREATE TABLE tx (card BIGINT, amt DOUBLE PRECISION, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts');
-             INSERT INTO tx VALUES (1, 10, '2024-01-01 09:00:00'), (2, 5, '2024-01-01 09:10:00');
-             CREATE FEATURE card_1h AS SELECT card, count(*) AS n, sum(amt) AS total FROM tx GROUP BY card
-               WINDOW SLIDING INTERVAL '1 hour';
-             INSERT INTO tx VALUES (1, 20, '2024-01-01 09:30:00'), (1, 1, '2024-01-01 07:00:00');",
-        )
+        .batch_execute(&format!(
+            "{TX_WITH_CARD_1H}
+             INSERT INTO tx VALUES (1, 20, '2024-01-01 09:30:00'), (1, 1, '2024-01-01 07:00:00');"
+        ))
         .await
         .unwrap();
     let before = card_totals(&client).await;
@@ -156,14 +160,7 @@ async fn chunks_of_an_interrupted_snapshot_are_ignored_then_removed() {
     let server = BinaryServer::start(dir.path());
     let client = connect(&server.conn_string()).await;
     client
-        .batch_execute(
-            "CREATE TABLE tx (card BIGINT, amt DOUBLE PRECISION, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts');
-             INSERT INTO tx VALUES (1, 10, '2024-01-01 09:00:00'), (2, 5, '2024-01-01 09:10:00');
-             CREATE FEATURE card_1h AS SELECT card, count(*) AS n, sum(amt) AS total FROM tx GROUP BY card
-               WINDOW SLIDING INTERVAL '1 hour';
-             INSERT INTO tx VALUES (1, 20, '2024-01-01 09:30:00');
-             CHECKPOINT;",
-        )
+        .batch_execute(&format!("{TX_WITH_CARD_1H} INSERT INTO tx VALUES (1, 20, '2024-01-01 09:30:00'); CHECKPOINT;"))
         .await
         .unwrap();
     let before = card_totals(&client).await;

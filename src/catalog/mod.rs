@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result};
-use crate::feature::{FeatureDef, FeatureEngine, stale_chunks};
+use crate::feature::{FeatureDef, FeatureEngine, stored_chunk_keys};
 use crate::storage::{CatalogKind, Commit, EventStore, keys};
 
 /// Table definitions, in memory for planning and in the store for restarts.
@@ -112,7 +112,7 @@ impl Catalog {
     /// Removes a feature definition (durably).
     pub async fn delete_feature(&self, name: &str) -> Result<()> {
         let mut deletes = vec![CatalogKind::Feature.key(name), keys::feature_snapshot(name)];
-        deletes.extend(stale_chunks(&self.store, name, None)?);
+        deletes.extend(stored_chunk_keys(&self.store, &keys::feature_state_prefix(name))?);
         self.store.commit(Commit { catalog_deletes: deletes, ..Default::default() }).await?;
         Ok(())
     }

@@ -100,17 +100,19 @@ impl LiveFeature {
         let name = &self.compiled.def.name;
         let next_seq = store.next_seq()?;
         let previous = SnapshotMeta::read(store, name)?;
-        // Chunks of a snapshot a crash interrupted would mix with the new generation's.
-        let interrupted = snapshot::stale_chunks(store, name, previous.as_ref())?;
+        let generation = previous.map_or(1, |m| m.generation + 1);
+        // Only a snapshot interrupted before its switch leaves chunks, all of this generation.
+        let interrupted = snapshot::stored_chunk_keys(store, &keys::feature_generation(name, generation))?;
         if !interrupted.is_empty() {
             store.apply(Commit { catalog_deletes: interrupted, ..Default::default() })?;
         }
-        let generation = previous.map_or(1, |m| m.generation + 1);
         let chunks = self.write_chunks(store, generation)?;
         let meta = SnapshotMeta { next_seq, chunks, generation };
-        let mut switch = Commit::default();
-        switch.catalog_puts.push((keys::feature_snapshot(name), meta.encode()));
-        switch.catalog_deletes = snapshot::stale_chunks(store, name, Some(&meta))?;
+        let switch = Commit {
+            catalog_puts: vec![(keys::feature_snapshot(name), meta.encode())],
+            catalog_deletes: previous.map(|p| p.chunk_keys(name)).unwrap_or_default(),
+            ..Default::default()
+        };
         store.commit(switch).await?;
         self.snapshot_seq.store(next_seq, Ordering::SeqCst);
         Ok(())

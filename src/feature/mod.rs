@@ -12,5 +12,5 @@ pub mod window;
 
 pub use def::{CompiledFeature, FeatureDef, ValueDef, array_of, human_interval};
 pub use engine::{FeatureEngine, LiveFeature};
-pub use snapshot::{SnapshotMeta, stale_chunks};
+pub use snapshot::{SnapshotMeta, stored_chunk_keys};
 pub use state::{FeatureState, KeyHistory, SlidingDistinct, distinct_aggregates};

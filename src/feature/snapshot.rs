@@ -32,8 +32,9 @@ use crate::storage::{EventStore, keys};
 ///
 /// Each snapshot writes its chunks under a new generation, one stored value at a time and not
 /// durably, then switches to them by writing this description in a durable commit (whose sync
-/// makes the chunks durable too). A crash before the switch leaves the previous snapshot in
-/// force; the chunks of other generations are removed by the switch or by the next snapshot.
+/// makes the chunks durable too) that also deletes the previous generation's chunks. A crash
+/// before the switch leaves the previous snapshot in force, and stray chunks only under the
+/// next generation, which the next snapshot deletes before writing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotMeta {
     pub next_seq: u64,
@@ -55,13 +56,19 @@ impl SnapshotMeta {
         let chunks = bytes.get(8..12).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes).ok_or_else(corrupt)?;
         let generation = match bytes.len() {
             12 => 0,
-            _ => bytes.get(12..20).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(corrupt)?,
+            20 => bytes.get(12..20).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(corrupt)?,
+            _ => return Err(corrupt()),
         };
         Ok(Self { next_seq, chunks, generation })
     }
 
     pub fn encode(&self) -> Vec<u8> {
         [&self.next_seq.to_be_bytes()[..], &self.chunks.to_be_bytes(), &self.generation.to_be_bytes()].concat()
+    }
+
+    /// The keys of this snapshot's chunks.
+    pub fn chunk_keys(&self, name: &str) -> Vec<Vec<u8>> {
+        (0..self.chunks).map(|i| keys::feature_state(name, self.generation, i)).collect()
     }
 
     /// The prefix of this snapshot's chunk keys.
@@ -101,17 +108,9 @@ impl SnapshotMeta {
     }
 }
 
-/// The keys of every stored state chunk of feature `name` that is not one of `current`'s, for
-/// removal: earlier snapshots and those a crash interrupted.
-pub fn stale_chunks(store: &EventStore, name: &str, current: Option<&SnapshotMeta>) -> Result<Vec<Vec<u8>>> {
-    let mut stale = Vec::new();
-    for pair in store.scan_prefix(&keys::feature_state_prefix(name)) {
-        let (key, _) = pair?;
-        if !current.is_some_and(|meta| meta.owns(name, &key)) {
-            stale.push(key);
-        }
-    }
-    Ok(stale)
+/// The keys of every stored chunk under `prefix` (a feature's, or one generation's).
+pub fn stored_chunk_keys(store: &EventStore, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+    store.scan_prefix(prefix).map(|pair| pair.map(|(key, _)| key)).collect()
 }
 
 /// Events per chunk: bounds the size of one stored value.

@@ -112,14 +112,10 @@ impl EventStore {
                 continue;
             }
             let day = day_of(block * super::BLOCK_MICROS);
-            match &mut day_rows {
-                Some((current, batches)) if *current == day => batches.push(rows),
-                _ => {
-                    if let Some(done) = day_rows.replace((day, vec![rows])) {
-                        write_day(done)?;
-                    }
-                }
+            if let Some(done) = day_rows.take_if(|(current, _)| *current != day) {
+                write_day(done)?;
             }
+            day_rows.get_or_insert_with(|| (day, Vec::new())).1.push(rows);
         }
         if let Some(done) = day_rows.take() {
             write_day(done)?;
