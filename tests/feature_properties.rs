@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use asofdb::catalog::{ColumnDef, TableDef};
 use asofdb::feature::aggregate::AggKind;
-use asofdb::feature::window::{span, upper_bound};
+use asofdb::feature::window::span;
 use asofdb::feature::{CompiledFeature, FeatureDef, FeatureState, ValueDef};
 use asofdb::sql::feature::Window;
 use asofdb::sql::types::ColumnType;
@@ -249,7 +249,7 @@ proptest! {
             let expected = naive_window(window, &keyed, t, strict).map(|w| naive_values(&w, &keyed));
             // The live state answers only where the window starts at or after its horizon.
             let live_reaches = span(&window, t, strict).from >= state.horizon()
-                && upper_bound(t, strict) >= state.exact_from();
+                && span(&window, t, strict).to >= state.exact_from();
             for (name, kept) in [("full", &full), ("live", &state)] {
                 if name == "live" && !live_reaches {
                     continue;

@@ -567,8 +567,9 @@ pub struct FeatureState {
     /// Whether ingesting moves the horizon along with `max_time` (the live state); a sweep's
     /// scratch state moves it itself.
     auto_evict: bool,
-    /// Evaluations at or after this time are exact; before it, events dropped as repeats
-    /// (`KeyHistory::keep_latest_distinct`) may be missing. `i64::MIN` until the first drop.
+    /// Evaluations whose window ends at or after this time are exact (a hopping window ends at
+    /// its last hop, before T); earlier windows may miss events dropped as repeats
+    /// (`KeyHistory::keep_latest_distinct`). `i64::MIN` until the first drop.
     exact_from: i64,
 }
 

@@ -33,7 +33,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::history::{Probe, evaluate_stored};
 use super::probe::{JoinSide, assemble, evaluate_as, external, left_then_right, micros};
 use crate::error::Error;
-use crate::feature::window::{span, upper_bound};
+use crate::feature::window::span;
 use crate::feature::{FeatureState, LiveFeature, SlidingDistinct, array_of};
 
 pub struct AsofFeatureExec {
@@ -195,7 +195,7 @@ impl Join {
         let values = {
             let state = self.feature.state.read().map_err(|_| external(Error::internal("feature state poisoned")))?;
             let held = reach.is_none_or(|from| from >= state.horizon())
-                && earliest.is_none_or(|t| upper_bound(t, self.strict) >= state.exact_from());
+                && earliest.is_none_or(|t| span(&compiled.def.window, t, self.strict).to >= state.exact_from());
             if held {
                 let mut windows = HashMap::new();
                 Some(probed.iter().map(|p| self.live(&state, p, &mut windows)).collect::<Result<Vec<_>>>()?)
