@@ -46,6 +46,7 @@ class Server:
         self.peak_rss = 0
         self.peak_smaps = ""
         self.samples = []
+        self.trace = []  # (unix time, RSS MiB) per sample, for --rss-trace
         self.stdin = None
         threading.Thread(target=self._sample, daemon=True).start()
 
@@ -59,9 +60,10 @@ class Server:
                             self.peak_rss = rss
                             self.peak_smaps = Path(f"/proc/{self.proc.pid}/smaps_rollup").read_text()
                         self.samples.append(rss)
+                        self.trace.append((time.time(), rss))
             except OSError:
                 return
-            time.sleep(0.5)
+            time.sleep(0.2)
 
     def sql(self, sql: str, stdin=None) -> str:
         out = subprocess.run(["psql", self.conn, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql],
@@ -84,6 +86,8 @@ def main():
     parser.add_argument("--slice-rows", type=int, default=1_000_000)
     parser.add_argument("--server-arg", action="append", default=[], help="an extra server flag (repeatable)")
     parser.add_argument("--features", type=int, default=len(FEATURES), help="create only the first N features")
+    parser.add_argument("--rss-trace", type=Path, help="write each RSS sample (unix time, MiB) here, "
+                        "and the server's log next to it (.log), to line the peaks up with what ran")
     parser.add_argument("--stop-after", type=int, default=0, help="ingest only this many slices (a quick look)")
     args = parser.parse_args()
     if args.slices:
@@ -171,6 +175,9 @@ def run(db: "Server", args):
               f"({moved / secs / 1e6:.2f}M rows/s)", flush=True)
     db.proc.terminate()
     db.proc.wait(timeout=300)
+    if args.rss_trace:
+        args.rss_trace.write_text("".join(f"{t:.1f} {rss}\n" for t, rss in db.trace))
+        args.rss_trace.with_suffix(".log").write_text(db.log_path.read_text())
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Weak};
 
-use arrow::array::{BooleanArray, RecordBatch};
+use arrow::array::{BooleanArray, RecordBatch, RecordBatchReader};
 use arrow::compute::filter_record_batch;
 
 use super::blocks::{block_of, decode_batch, encode_batch, event_times};
-use super::cold::{ColdFile, Manifest, TierMark, day_of, file};
+use super::cold::file::FileWriter;
+use super::cold::{ColdFile, Manifest, TierMark, day_of, file, merge};
 use super::events::{EventStore, FILE_NO};
 use super::{KvOp, keys};
 use crate::error::{Error, Result};
@@ -80,18 +81,24 @@ impl EventStore {
 
         let mut files = Vec::new();
         let mut report = TierReport::default();
-        let mut write_day = |(day, batches): (i64, Vec<RecordBatch>)| -> Result<()> {
-            // Rows of a file take a sequence number below every row left hot and above every
-            // earlier file of the day (module docs of storage::cold::manifest).
-            let written = self.write_file(&cold, table, day, new.below_seq - 1, &batches)?;
-            report.rows_moved += written.rows;
-            report.files_written += 1;
-            files.push(written);
-            Ok(())
+        // Keys sort by block (an hour of event time), and a block holds only its hour's rows:
+        // rows are sorted a block at a time and added to their day's file, which is written
+        // once the scan leaves the day. One block's rows and one encoded file are held.
+        let mut day_file: Option<(i64, FileWriter)> = None;
+        let mut block_rows: Option<(i64, Vec<RecordBatch>)> = None;
+        let mut add_block = |(block, batches): (i64, Vec<RecordBatch>)| -> Result<()> {
+            let day = day_of(block * super::BLOCK_MICROS);
+            if let Some((done, writer)) = day_file.take_if(|(current, _)| *current != day) {
+                // Rows of a file take a sequence number below every row left hot and above
+                // every earlier file of the day (module docs of storage::cold::manifest).
+                files.push(self.install_file(&cold, table, done, new.below_seq - 1, writer)?);
+            }
+            let (_, writer) = match &mut day_file {
+                Some(open) => open,
+                None => day_file.insert((day, FileWriter::new(batches[0].schema(), table.event_time)?)),
+            };
+            writer.add_sorting(&batches)
         };
-        // Keys sort by block, so a day's rows come together: its file is written once the
-        // scan leaves it, and one day's rows are held at a time.
-        let mut day_rows: Option<(i64, Vec<RecordBatch>)> = None;
         let (start, end) =
             (keys::events_from(table.id, i64::MIN), keys::events_until(table.id, block_of(new.before_time - 1)));
         for pair in self.kv.scan(&start, &end) {
@@ -111,15 +118,19 @@ impl EventStore {
             if rows.num_rows() == 0 {
                 continue;
             }
-            let day = day_of(block * super::BLOCK_MICROS);
-            if let Some(done) = day_rows.take_if(|(current, _)| *current != day) {
-                write_day(done)?;
+            if let Some(done) = block_rows.take_if(|(current, _)| *current != block) {
+                add_block(done)?;
             }
-            day_rows.get_or_insert_with(|| (day, Vec::new())).1.push(rows);
+            block_rows.get_or_insert_with(|| (block, Vec::new())).1.push(rows);
         }
-        if let Some(done) = day_rows.take() {
-            write_day(done)?;
+        if let Some(done) = block_rows.take() {
+            add_block(done)?;
         }
+        if let Some((day, writer)) = day_file.take() {
+            files.push(self.install_file(&cold, table, day, new.below_seq - 1, writer)?);
+        }
+        report.rows_moved = files.iter().map(|f| f.rows).sum();
+        report.files_written = files.len() as u64;
 
         let mut ops: Vec<KvOp> = files
             .iter()
@@ -139,19 +150,21 @@ impl EventStore {
         Ok(report)
     }
 
-    /// Writes `table`'s rows of `day` (sorted by time here) as a new cold file, durably.
-    fn write_file(
+    /// Finishes `writer`'s file of `table`'s rows of `day` and stores it as a new cold file,
+    /// durably (not yet named by the manifest).
+    fn install_file(
         &self,
         cold: &super::cold::ColdStore,
         table: &TierTable,
         day: i64,
         seq: u64,
-        batches: &[RecordBatch],
+        writer: FileWriter,
     ) -> Result<ColdFile> {
-        // A local cold tier shares the disk with sled, which must never find it full: the
-        // file's rows, uncompressed, bound its size.
+        let encoded = writer.finish()?;
+        let size = encoded.bytes.len() as u64;
+        // A local cold tier shares the disk with sled, which must never find it full.
         if cold.is_local() {
-            self.reserve.check_for_maintenance(batches.iter().map(|b| b.get_array_memory_size() as u64).sum())?;
+            self.reserve.check_for_maintenance(size)?;
         }
         let file_no = {
             let mut counters = self.counters.lock().map_err(|_| Error::internal("counters poisoned"))?;
@@ -159,8 +172,6 @@ impl EventStore {
             counters.next_file - 1
         };
         let path = format!("{}/{}/{file_no:020}.parquet", table.name, date_of(day));
-        let encoded = file::encode_sorted(batches, table.event_time)?;
-        let size = encoded.bytes.len() as u64;
         cold.put(&path, encoded.bytes)?;
         Ok(ColdFile {
             table_id: table.id,
@@ -195,12 +206,13 @@ impl EventStore {
             if group.len() < 2 || group.iter().map(|f| f.rows).sum::<u64>() > COMPACT_MAX_ROWS {
                 continue;
             }
-            let mut batches = Vec::new();
-            for f in &group {
-                batches.extend(file::decode(cold.get(&f.path)?, Some(table.event_time), (i64::MIN, i64::MAX))?);
-            }
+            // Each file is sorted by time: a merge holds one slice of each, not the files whole.
+            let readers = group.iter().map(|f| file::read(cold.get(&f.path)?)).collect::<Result<Vec<_>>>()?;
+            let mut writer = FileWriter::new(readers[0].schema(), table.event_time)?;
+            let inputs = readers.into_iter().map(|r| r.map(|b| b.map_err(|e| Error::Storage(format!("parquet: {e}")))));
+            merge::merge_sorted(inputs.collect(), table.event_time, &mut writer)?;
             let seq = group.iter().map(|f| f.seq).max().unwrap_or(0);
-            let merged = self.write_file(&cold, table, day, seq, &batches)?;
+            let merged = self.install_file(&cold, table, day, seq, writer)?;
             let mut ops: Vec<KvOp> =
                 group.iter().map(|f| KvOp::Delete(keys::cold_file(f.table_id, f.day, f.file_no))).collect();
             ops.push(KvOp::Put(keys::cold_file(table.id, day, merged.file_no), super::cold::encode(&merged)?));

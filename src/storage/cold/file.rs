@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::compute::interleave_record_batch;
+use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::Statistics;
@@ -37,39 +38,79 @@ pub struct EncodedFile {
     pub max_time: i64,
 }
 
-/// Encodes the rows of `batches` (at least one row), sorted by the event-time column, as a
-/// zstd-compressed Parquet file. The sort is stable: rows sharing an event time keep the
-/// order of `batches` and their order within a batch.
-pub fn encode_sorted(batches: &[RecordBatch], event_time: usize) -> Result<EncodedFile> {
-    let mut order: Vec<(i64, u32, u32)> = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
-    for (b, batch) in batches.iter().enumerate() {
-        let times = event_times(batch.column(event_time))?;
-        order.extend(times.values().iter().enumerate().map(|(row, t)| (*t, b as u32, row as u32)));
+/// Writes one cold file, zstd-compressed Parquet, from rows that arrive in event-time order a
+/// group at a time: only the encoded file and the group being added are held.
+pub struct FileWriter {
+    writer: ArrowWriter<Vec<u8>>,
+    event_time: usize,
+    rows: u64,
+    /// Event times of the first and the last row written.
+    span: Option<(i64, i64)>,
+}
+
+impl FileWriter {
+    pub fn new(schema: SchemaRef, event_time: usize) -> Result<Self> {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(parquet_error)?))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_created_by("asofdb".into())
+            .build();
+        let writer = ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(parquet_error)?;
+        Ok(Self { writer, event_time, rows: 0, span: None })
     }
-    if !order.is_sorted_by_key(|(t, _, _)| *t) {
-        order.sort_by_key(|(t, _, _)| *t);
+
+    /// Adds the rows of `batches`, sorted here by event time, all at or after every row added
+    /// before. The sort is stable: rows sharing an event time keep the order of `batches` and
+    /// their order within a batch.
+    pub fn add_sorting(&mut self, batches: &[RecordBatch]) -> Result<()> {
+        let mut order: Vec<(i64, u32, u32)> = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+        for (b, batch) in batches.iter().enumerate() {
+            let times = event_times(batch.column(self.event_time))?;
+            order.extend(times.values().iter().enumerate().map(|(row, t)| (*t, b as u32, row as u32)));
+        }
+        if !order.is_sorted_by_key(|(t, _, _)| *t) {
+            order.sort_by_key(|(t, _, _)| *t);
+        }
+        let inputs: Vec<&RecordBatch> = batches.iter().collect();
+        let mut indices = Vec::with_capacity(WRITE_SLICE_ROWS);
+        for slice in order.chunks(WRITE_SLICE_ROWS) {
+            indices.clear();
+            indices.extend(slice.iter().map(|(_, b, row)| (*b as usize, *row as usize)));
+            self.add_sorted(&interleave_record_batch(&inputs, &indices)?)?;
+        }
+        Ok(())
     }
-    let (Some(first), Some(last)) = (order.first(), order.last()) else {
-        return Err(Error::internal("a cold file needs at least one row"));
-    };
-    let (min_time, max_time) = (first.0, last.0);
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(parquet_error)?))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_created_by("asofdb".into())
-        .build();
-    let mut bytes = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut bytes, batches[0].schema(), Some(props)).map_err(parquet_error)?;
-    let inputs: Vec<&RecordBatch> = batches.iter().collect();
-    let mut indices = Vec::with_capacity(WRITE_SLICE_ROWS);
-    for slice in order.chunks(WRITE_SLICE_ROWS) {
-        indices.clear();
-        indices.extend(slice.iter().map(|(_, b, row)| (*b as usize, *row as usize)));
-        writer.write(&interleave_record_batch(&inputs, &indices)?).map_err(parquet_error)?;
+
+    /// Adds `batch`, whose rows are in event-time order and at or after every row added before.
+    pub fn add_sorted(&mut self, batch: &RecordBatch) -> Result<()> {
+        let times = event_times(batch.column(self.event_time))?;
+        let (Some(first), Some(last)) = (times.values().first(), times.values().last()) else { return Ok(()) };
+        if self.span.is_some_and(|(_, max)| *first < max) {
+            return Err(Error::internal("cold file rows added out of event-time order"));
+        }
+        self.span = Some((self.span.map_or(*first, |(min, _)| min), *last));
+        self.rows += batch.num_rows() as u64;
+        self.writer.write(batch).map_err(parquet_error)
     }
-    writer.close().map_err(parquet_error)?;
-    Ok(EncodedFile { bytes, rows: order.len() as u64, min_time, max_time })
+
+    /// The file's bytes; an error if no row was added.
+    pub fn finish(self) -> Result<EncodedFile> {
+        let Some((min_time, max_time)) = self.span else {
+            return Err(Error::internal("a cold file needs at least one row"));
+        };
+        let bytes = self.writer.into_inner().map_err(parquet_error)?;
+        Ok(EncodedFile { bytes, rows: self.rows, min_time, max_time })
+    }
+}
+
+/// Reads all of a cold file, a slice of rows at a time (in the file's event-time order).
+pub fn read(bytes: Bytes) -> Result<ParquetRecordBatchReader> {
+    ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(parquet_error)?
+        .with_batch_size(WRITE_SLICE_ROWS)
+        .build()
+        .map_err(parquet_error)
 }
 
 /// Decodes a cold file's row groups that may hold event times in `min..=max` (µs).

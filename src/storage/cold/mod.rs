@@ -7,6 +7,7 @@
 
 pub mod file;
 mod manifest;
+pub mod merge;
 mod store;
 
 pub use manifest::{ColdFile, Manifest, TierMark, day_of, encode};
