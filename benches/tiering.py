@@ -155,9 +155,10 @@ def run(db: "Server", args):
               f"peak RSS so far {db.peak_rss} MiB", flush=True)
     took, out = db.timed("SELECT count(*) FROM tx")
     print(f"scan all: {out} rows in {took:.2f} s", flush=True)
-    features = db.sql("SELECT name, events, state_bytes FROM asofdb.feature_state ORDER BY name")
-    print("feature state:", "; ".join(f"{n} {int(b) / 2**20:.0f} MiB" for n, _, b in
-                                      (l.split("|") for l in features.splitlines())), flush=True)
+    features = db.sql("SELECT name, keys, events, state_bytes FROM asofdb.feature_state ORDER BY name")
+    print("feature state:", "; ".join(f"{n} {int(b) / 2**20:.0f} MiB ({int(k) / 1e6:.2f}M keys, "
+                                      f"{int(e) / 1e6:.2f}M events)"
+                                      for n, k, e, b in (l.split("|") for l in features.splitlines())), flush=True)
     # What the peak was made of: anonymous (heap) memory, of it transparent huge pages, and files.
     kinds = {f.split(":")[0]: int(f.split()[1]) // 1024 for f in db.peak_smaps.splitlines()[1:] if f.endswith(" kB")}
     print(f"peak RSS {db.peak_rss} MiB (anonymous {kinds.get('Anonymous', 0)} MiB, of which huge pages "
