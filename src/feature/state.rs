@@ -42,20 +42,18 @@ impl Tiles {
     }
 }
 
-/// One key's events. Kept small (48 bytes): a feature holds one per key ever seen, and
-/// most keys of a short window hold no events, only their first time.
+/// One key's events. Kept small (16 bytes): a feature holds one per key ever seen, and most
+/// keys of a short window hold no events, only their first time (no [`Body`] then).
 #[derive(Debug)]
 pub struct KeyHistory {
-    words: Vec<u64>,
-    others: Others,
-    tiles: Option<Box<Tiles>>,
+    body: Option<Box<Body>>,
     /// The earliest qualifying event time ever seen for the key ([`NO_FIRST`]: none), kept when
     /// that event itself has been evicted: a key matches at T if it has any event at or before
     /// T, in memory or not.
     first: i64,
 }
 
-const _: () = assert!(size_of::<KeyHistory>() == 48, "one per key: keep it small");
+const _: () = assert!(size_of::<KeyHistory>() == 16, "one per key: keep it small");
 
 /// `KeyHistory::first` of a key with no qualifying event (greater than every time, so
 /// `min` keeps the earliest).
@@ -63,9 +61,21 @@ const NO_FIRST: i64 = i64::MAX;
 
 impl Default for KeyHistory {
     fn default() -> Self {
-        Self { words: Vec::new(), others: Others::default(), tiles: None, first: NO_FIRST }
+        Self { body: None, first: NO_FIRST }
     }
 }
+
+/// The events a key holds (one word per event field, in time then arrival order), the
+/// non-numeric values they refer to, and the tiles of their partial aggregates.
+#[derive(Debug, Default)]
+struct Body {
+    words: Vec<u64>,
+    others: Others,
+    tiles: Option<Box<Tiles>>,
+}
+
+/// The body of every key that holds no events.
+static NO_EVENTS: Body = Body { words: Vec::new(), others: Others(None), tiles: None };
 
 /// The values of order-sensitive aggregates of non-numeric types, which few features have:
 /// boxed, so a key without any costs one pointer.
@@ -97,7 +107,7 @@ impl Others {
     }
 }
 
-impl KeyHistory {
+impl Body {
     fn events<'a>(&'a self, feature: &CompiledFeature) -> Events<'a> {
         Events { words: &self.words, stride: feature.stride(), others: self.others.as_slice() }
     }
@@ -220,7 +230,7 @@ impl KeyHistory {
     }
 
     fn update_tiles(&mut self, feature: &CompiledFeature, p: usize, t: i64) {
-        let KeyHistory { words, others, tiles, .. } = self;
+        let Body { words, others, tiles } = self;
         let ev = Events { words, stride: feature.stride(), others: others.as_slice() };
         let Some(tiles) = tiles else {
             if worth_tiling(feature, &ev) {
@@ -256,6 +266,58 @@ impl KeyHistory {
             tiles.ends[k + 1..].iter_mut().for_each(|e| *e += 1);
             tiles.partials.splice(k * n..k * n, fold_tile(feature, &ev, p, p + 1));
         }
+    }
+}
+
+impl KeyHistory {
+    fn body(&self) -> &Body {
+        self.body.as_deref().unwrap_or(&NO_EVENTS)
+    }
+
+    fn body_mut(&mut self) -> &mut Body {
+        self.body.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the body of a key left without events.
+    fn release_if_empty(&mut self) {
+        if self.body.as_ref().is_some_and(|b| b.words.is_empty()) {
+            self.body = None;
+        }
+    }
+
+    fn events<'a>(&'a self, feature: &CompiledFeature) -> Events<'a> {
+        self.body().events(feature)
+    }
+
+    /// Number of events kept.
+    pub fn len(&self, feature: &CompiledFeature) -> usize {
+        self.body().len(feature)
+    }
+
+    /// Inserts one event (time, arrival seq, flags, one word per aggregate) in its place.
+    pub fn insert(&mut self, feature: &CompiledFeature, event: &[u64]) {
+        self.body_mut().insert(feature, event);
+    }
+
+    /// Drops the first `r` events (see [`Body::drop_prefix`]).
+    fn drop_prefix(&mut self, feature: &CompiledFeature, r: usize) {
+        if let Some(body) = &mut self.body {
+            body.drop_prefix(feature, r);
+        }
+        self.release_if_empty();
+    }
+
+    /// See [`Body::keep_latest_distinct`].
+    fn keep_latest_distinct(&mut self, feature: &CompiledFeature) {
+        if let Some(body) = &mut self.body {
+            body.keep_latest_distinct(feature);
+        }
+        self.release_if_empty();
+    }
+
+    /// Stores a value of an order-sensitive aggregate of a non-numeric type; returns its word.
+    fn keep(&mut self, value: ScalarValue) -> u64 {
+        self.body_mut().keep(value)
     }
 
     /// The feature's values at `t`, or `None` when the key has no qualifying event at or
@@ -325,7 +387,7 @@ impl KeyHistory {
             ref other => span(other, t, strict),
         };
         let (a, b) = if window.from > window.to { (0, 0) } else { (ev.from(window.from), ev.after(window.to)) };
-        let accs = match &self.tiles {
+        let accs = match &self.body().tiles {
             // Distinct counts only, computed by the caller: nothing to fold.
             _ if skip_distinct && is_distinct_only(feature) => window_accs(feature, true),
             Some(tiles) if b > a => {
@@ -371,7 +433,7 @@ impl KeyHistory {
 
     /// The events as stored, for snapshots: `(words, others)`.
     pub fn raw(&self) -> (&[u64], &[ScalarValue]) {
-        (&self.words, self.others.as_slice())
+        (&self.body().words, self.body().others.as_slice())
     }
 
     /// The earliest qualifying event time ever seen, if it is no longer held as an event.
@@ -394,11 +456,12 @@ impl KeyHistory {
 
     /// Approximate heap bytes held (for `asofdb.features` and the memory figures).
     pub fn heap_bytes(&self) -> usize {
-        let tiles = self
-            .tiles
-            .as_ref()
-            .map_or(0, |t| t.starts.capacity() * 8 + t.ends.capacity() * 4 + t.partials.capacity() * size_of::<Acc>());
-        self.words.capacity() * 8 + self.others.capacity() * size_of::<ScalarValue>() + tiles
+        let tiles =
+            self.body().tiles.as_ref().map_or(0, |t| {
+                t.starts.capacity() * 8 + t.ends.capacity() * 4 + t.partials.capacity() * size_of::<Acc>()
+            });
+        let body = self.body.as_ref().map_or(0, |_| size_of::<Body>());
+        body + self.body().words.capacity() * 8 + self.body().others.capacity() * size_of::<ScalarValue>() + tiles
     }
 }
 
@@ -775,9 +838,10 @@ impl FeatureState {
     /// appends leave up to half of each vector unused).
     pub fn shrink_to_fit(&mut self) {
         for history in self.keys.values_mut() {
-            history.words.shrink_to_fit();
-            history.others.shrink_to_fit();
-            if let Some(tiles) = &mut history.tiles {
+            let Some(body) = &mut history.body else { continue };
+            body.words.shrink_to_fit();
+            body.others.shrink_to_fit();
+            if let Some(tiles) = &mut body.tiles {
                 tiles.starts.shrink_to_fit();
                 tiles.ends.shrink_to_fit();
                 tiles.partials.shrink_to_fit();
