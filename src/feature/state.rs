@@ -21,7 +21,7 @@ use super::aggregate::AggKind;
 use super::def::CompiledFeature;
 use super::encoding::VALUE;
 use super::encoding::{Encoded, encode};
-use super::window::{floor, session_span, span, upper_bound};
+use super::window::{Span, floor, session_span, span, upper_bound};
 use crate::error::{Error, Result};
 use crate::sql::feature::Window;
 use crate::storage::blocks::event_times;
@@ -456,12 +456,12 @@ impl KeyHistory {
 
     /// Approximate heap bytes held (for `asofdb.features` and the memory figures).
     pub fn heap_bytes(&self) -> usize {
-        let tiles =
-            self.body().tiles.as_ref().map_or(0, |t| {
-                t.starts.capacity() * 8 + t.ends.capacity() * 4 + t.partials.capacity() * size_of::<Acc>()
-            });
-        let body = self.body.as_ref().map_or(0, |_| size_of::<Body>());
-        body + self.body().words.capacity() * 8 + self.body().others.capacity() * size_of::<ScalarValue>() + tiles
+        let Some(body) = &self.body else { return 0 };
+        let tiles = body
+            .tiles
+            .as_ref()
+            .map_or(0, |t| t.starts.capacity() * 8 + t.ends.capacity() * 4 + t.partials.capacity() * size_of::<Acc>());
+        size_of::<Body>() + body.words.capacity() * 8 + body.others.capacity() * size_of::<ScalarValue>() + tiles
     }
 }
 
@@ -704,11 +704,6 @@ impl FeatureState {
         }
     }
 
-    /// Evaluations at or after this time see every event they need (see the field).
-    pub fn exact_from(&self) -> i64 {
-        self.exact_from
-    }
-
     /// Drops every event older than `horizon`; `before_drop(key, history, count)` sees each
     /// key that loses `count` events, before they go. Keys stay, with their first event time.
     pub fn evict(
@@ -731,9 +726,11 @@ impl FeatureState {
         }
     }
 
-    /// Events older than this are no longer held (see the field).
-    pub fn horizon(&self) -> i64 {
-        self.horizon
+    /// Whether the state holds every event a window spanning `window` needs: none evicted
+    /// (the horizon) and none dropped as a repeat (`exact_from`, against the window's end,
+    /// which for a hopping window is its last hop, before T).
+    pub fn holds(&self, window: Span) -> bool {
+        window.from >= self.horizon && window.to >= self.exact_from
     }
 
     /// Adds an empty history for a key (row-encoded) whose earliest event is `first`.

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Weak};
 
-use arrow::array::{BooleanArray, RecordBatch, RecordBatchReader};
+use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 
 use super::blocks::{block_of, decode_batch, encode_batch, event_times};
@@ -80,7 +80,6 @@ impl EventStore {
         }
 
         let mut files = Vec::new();
-        let mut report = TierReport::default();
         // Keys sort by block (an hour of event time), and a block holds only its hour's rows:
         // rows are sorted a block at a time and added to their day's file, which is written
         // once the scan leaves the day. One block's rows and one encoded file are held.
@@ -129,8 +128,11 @@ impl EventStore {
         if let Some((day, writer)) = day_file.take() {
             files.push(self.install_file(&cold, table, day, new.below_seq - 1, writer)?);
         }
-        report.rows_moved = files.iter().map(|f| f.rows).sum();
-        report.files_written = files.len() as u64;
+        let report = TierReport {
+            rows_moved: files.iter().map(|f| f.rows).sum(),
+            files_written: files.len() as u64,
+            ..TierReport::default()
+        };
 
         let mut ops: Vec<KvOp> = files
             .iter()
@@ -207,10 +209,10 @@ impl EventStore {
                 continue;
             }
             // Each file is sorted by time: a merge holds one slice of each, not the files whole.
-            let readers = group.iter().map(|f| file::read(cold.get(&f.path)?)).collect::<Result<Vec<_>>>()?;
-            let mut writer = FileWriter::new(readers[0].schema(), table.event_time)?;
-            let inputs = readers.into_iter().map(|r| r.map(|b| b.map_err(|e| Error::Storage(format!("parquet: {e}")))));
-            merge::merge_sorted(inputs.collect(), table.event_time, &mut writer)?;
+            let (schemas, inputs): (Vec<_>, Vec<_>) =
+                group.iter().map(|f| file::read(cold.get(&f.path)?)).collect::<Result<Vec<_>>>()?.into_iter().unzip();
+            let mut writer = FileWriter::new(schemas[0].clone(), table.event_time)?;
+            merge::merge_sorted(inputs, table.event_time, &mut writer)?;
             let seq = group.iter().map(|f| f.seq).max().unwrap_or(0);
             let merged = self.install_file(&cold, table, day, seq, writer)?;
             let mut ops: Vec<KvOp> =

@@ -189,13 +189,12 @@ impl Join {
                 Ok(Probed { batch, keys, times })
             })
             .collect::<Result<Vec<_>>>()?;
-        // The earliest time evaluated, and the earliest event time its window reaches.
+        // The window of the earliest time evaluated: every later one starts and ends no earlier.
         let earliest = probed.iter().flat_map(|p| p.times.iter().flatten()).min();
-        let reach = earliest.map(|t| span(&compiled.def.window, t, self.strict).from);
+        let window = earliest.map(|t| span(&compiled.def.window, t, self.strict));
         let values = {
             let state = self.feature.state.read().map_err(|_| external(Error::internal("feature state poisoned")))?;
-            let held = reach.is_none_or(|from| from >= state.horizon())
-                && earliest.is_none_or(|t| span(&compiled.def.window, t, self.strict).to >= state.exact_from());
+            let held = window.is_none_or(|w| state.holds(w));
             if held {
                 let mut windows = HashMap::new();
                 Some(probed.iter().map(|p| self.live(&state, p, &mut windows)).collect::<Result<Vec<_>>>()?)

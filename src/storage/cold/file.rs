@@ -6,12 +6,12 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{RecordBatch, RecordBatchReader};
 use arrow::compute::interleave_record_batch;
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::Statistics;
@@ -104,13 +104,15 @@ impl FileWriter {
     }
 }
 
-/// Reads all of a cold file, a slice of rows at a time (in the file's event-time order).
-pub fn read(bytes: Bytes) -> Result<ParquetRecordBatchReader> {
-    ParquetRecordBatchReaderBuilder::try_new(bytes)
+/// Reads all of a cold file, a slice of rows at a time (in the file's event-time order): its
+/// schema and its batches.
+pub fn read(bytes: Bytes) -> Result<(SchemaRef, impl Iterator<Item = Result<RecordBatch>>)> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(parquet_error)?
         .with_batch_size(WRITE_SLICE_ROWS)
         .build()
-        .map_err(parquet_error)
+        .map_err(parquet_error)?;
+    Ok((reader.schema(), reader.map(|b| b.map_err(parquet_error))))
 }
 
 /// Decodes a cold file's row groups that may hold event times in `min..=max` (µs).

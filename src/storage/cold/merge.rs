@@ -127,6 +127,7 @@ mod tests {
     fn ids(bytes: Vec<u8>) -> Vec<i64> {
         file::read(bytes.into())
             .unwrap()
+            .1
             .flat_map(|b| {
                 let b = b.unwrap();
                 b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec()
