@@ -14,6 +14,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 
+use super::coalesce::Coalesced;
 use super::time_bounds::TimeBounds;
 use crate::catalog::TableDef;
 use crate::storage::{BLOCK_MICROS, EventStore, ScanTable};
@@ -75,10 +76,16 @@ impl TableProvider for EventTable {
         };
         let blocks = (bounds.min.div_euclid(BLOCK_MICROS), bounds.max.div_euclid(BLOCK_MICROS));
         let parts = state.config_options().execution.target_partitions.max(1);
+        // Projected before batches are joined, so columns nobody reads are never copied.
+        let schema = match projection {
+            Some(columns) => Arc::new(self.schema.project(columns)?),
+            None => self.schema.clone(),
+        };
         let partitions: Vec<Arc<dyn PartitionStream>> = (0..parts)
             .map(|part| {
                 Arc::new(BlockStream {
-                    schema: self.schema.clone(),
+                    schema: schema.clone(),
+                    projection: projection.cloned(),
                     store: self.store.clone(),
                     table: self.def.scan_table(),
                     blocks,
@@ -86,14 +93,17 @@ impl TableProvider for EventTable {
                 }) as Arc<dyn PartitionStream>
             })
             .collect();
-        let exec = StreamingTableExec::try_new(self.schema.clone(), partitions, projection, [], false, limit)?;
+        let exec = StreamingTableExec::try_new(schema, partitions, None, [], false, limit)?;
         Ok(Arc::new(exec))
     }
 }
 
-/// One partition of a scan: the table's rows of every `parts`-th day within `blocks`.
+/// One partition of a scan: the table's rows of every `parts`-th day within `blocks`, in
+/// batches of about the session's batch size.
 struct BlockStream {
+    /// The projected schema.
     schema: SchemaRef,
+    projection: Option<Vec<usize>>,
     store: Arc<EventStore>,
     table: ScanTable,
     blocks: (i64, i64),
@@ -111,11 +121,16 @@ impl PartitionStream for BlockStream {
         &self.schema
     }
 
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let batches = self
-            .store
-            .scan(self.table, self.blocks, self.part)
-            .map(|r| r.map(|part| part.batch).map_err(|e| DataFusionError::External(Box::new(e))));
+    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let projection = self.projection.clone();
+        let parts = self.store.scan(self.table, self.blocks, self.part).map(move |part| {
+            let batch = part.map_err(|e| DataFusionError::External(Box::new(e)))?.batch;
+            match &projection {
+                Some(columns) => Ok(batch.project(columns)?),
+                None => Ok(batch),
+            }
+        });
+        let batches = Coalesced::new(parts, self.schema.clone(), ctx.session_config().batch_size());
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::iter(batches)))
     }
 }

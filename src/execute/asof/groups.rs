@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Int64Type};
 use arrow::row::{RowConverter, SortField};
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 
 /// The key → group map, typed for the common single-BIGINT key (ids), row-encoded otherwise.
 pub enum GroupKeys {
@@ -68,6 +68,29 @@ impl GroupKeys {
                     .collect()
             }
         })
+    }
+
+    /// Takes in the keys of `other` (built over other rows with the same key types): the
+    /// group here of each of its groups, numbering keys not seen before.
+    pub fn absorb(&mut self, other: &GroupKeys) -> Result<Vec<u32>> {
+        let mut mapping = vec![0u32; other.len()];
+        match (self, other) {
+            (GroupKeys::Unkeyed { seen }, GroupKeys::Unkeyed { seen: theirs }) => *seen |= theirs,
+            (GroupKeys::Int(groups), GroupKeys::Int(theirs)) => {
+                for (key, local) in theirs {
+                    let next = groups.len() as u32;
+                    mapping[*local as usize] = *groups.entry(*key).or_insert(next);
+                }
+            }
+            (GroupKeys::Rows { groups, .. }, GroupKeys::Rows { groups: theirs, .. }) => {
+                for (key, local) in theirs {
+                    let next = groups.len() as u32;
+                    mapping[*local as usize] = *groups.entry(key.clone()).or_insert(next);
+                }
+            }
+            _ => return Err(DataFusionError::Internal("ASOF key groups of different key types".into())),
+        }
+        Ok(mapping)
     }
 
     /// The group of each of `n` rows whose key exists (consecutive equal keys are looked up

@@ -13,6 +13,7 @@ use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::{concat, take};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
+use datafusion::common::runtime::SpawnedTask;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
@@ -143,7 +144,13 @@ impl ExecutionPlan for AsofTableExec {
     }
 
     fn required_input_distribution(&self) -> Vec<Distribution> {
-        vec![Distribution::UnspecifiedDistribution, Distribution::SinglePartition]
+        vec![Distribution::UnspecifiedDistribution, Distribution::UnspecifiedDistribution]
+    }
+
+    /// The right side's partitions are indexed as they come: splitting them further would
+    /// only scatter rows of equal time whose arrival order breaks ties.
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![true, false]
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
@@ -186,8 +193,11 @@ impl ExecutionPlan for AsofTableExec {
         let needed: Vec<usize> = output.columns.iter().filter_map(|c| c.checked_sub(output.left_width)).collect();
         let probed = async move {
             let index = cell.get_or_try_init(|| TimeIndex::build(right, right_on, needed, ctx)).await?.clone();
-            let probe = move |batch: RecordBatch| index.probe(&batch, &left_on, matching, &output, &schema);
-            Ok::<_, DataFusionError>(left.map(move |batch| batch.and_then(&probe)))
+            // Where each group's last search ended: the next batch's searches start there.
+            let mut hints = vec![0usize; index.offsets.len().saturating_sub(1)];
+            Ok::<_, DataFusionError>(
+                left.map(move |batch| index.probe(&batch?, &left_on, matching, &output, &schema, &mut hints)),
+            )
         };
         let stream = futures::stream::once(probed).try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream)))
@@ -211,70 +221,84 @@ struct TimeIndex {
     offsets: Vec<u32>,
     times: Vec<i64>,
     row_ids: Vec<u32>,
-    _reservation: MemoryReservation,
+    _reservation: Arc<MemoryReservation>,
 }
 
 impl TimeIndex {
-    /// Reads the right side and indexes it. Only the `needed` right columns are kept as rows
-    /// (those the join outputs); keys and times are read batch by batch.
+    /// Reads the right side and indexes it: each partition on a task of its own (reading,
+    /// grouping and sorting its rows), then one merge of their sorted runs. Only the `needed`
+    /// right columns are kept as rows (those the join outputs).
     async fn build(
         right: Arc<dyn ExecutionPlan>,
-        JoinSide { keys, time }: JoinSide,
-        needed: Vec<usize>,
+        side: JoinSide,
+        mut needed: Vec<usize>,
         ctx: Arc<TaskContext>,
     ) -> Result<Arc<TimeIndex>> {
         let started = std::time::Instant::now();
-        let threads = ctx.session_config().target_partitions().max(1);
-        let reservation = MemoryConsumer::new("AsofTableExec[index]").register(ctx.memory_pool());
+        needed.sort_unstable();
+        needed.dedup();
         let schema = right.schema();
-        let key_types: Vec<DataType> = keys.iter().map(|k| k.data_type(&schema)).collect::<Result<_>>()?;
-        let mut groups = GroupKeys::new(&key_types)?;
-        let mut stream = right.execute(0, ctx)?;
-        let (mut batches, mut group_of, mut all_times) = (Vec::new(), Vec::<u32>::new(), Vec::<i64>::new());
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            let n = batch.num_rows();
-            reservation.try_grow(batch.get_array_memory_size() + n * 12)?;
-            let key_arrays: Vec<ArrayRef> =
-                keys.iter().zip(&key_types).map(|(k, t)| evaluate_as(k, &batch, t)).collect::<Result<_>>()?;
-            let times = micros(&time, &batch)?;
-            // NULL keys and times never match.
-            for (row, g) in groups.assign(&key_arrays, n)?.into_iter().enumerate() {
-                group_of.push(g.filter(|_| times.is_valid(row)).unwrap_or(u32::MAX));
-            }
-            all_times.extend_from_slice(times.values());
-            batches.push(batch);
+        let key_types: Vec<DataType> = side.keys.iter().map(|k| k.data_type(&schema)).collect::<Result<_>>()?;
+        let reservation = Arc::new(MemoryConsumer::new("AsofTableExec[index]").register(ctx.memory_pool()));
+        let tasks = (0..right.output_partitioning().partition_count())
+            .map(|p| {
+                let reader = PartitionReader {
+                    side: side.clone(),
+                    key_types: key_types.clone(),
+                    needed: needed.clone(),
+                    reservation: reservation.clone(),
+                };
+                Ok(SpawnedTask::spawn(reader.read(right.execute(p, ctx.clone())?)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut parts = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            parts.push(task.join().await.map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??);
         }
-        let n = group_of.len();
-        if n > u32::MAX as usize {
+        let read = started.elapsed();
+
+        let rows: usize = parts.iter().map(|p| p.rows).sum();
+        if rows > u32::MAX as usize {
             return Err(DataFusionError::ResourcesExhausted("ASOF JOIN right side over 4G rows".into()));
+        }
+        let mut groups = GroupKeys::new(&key_types)?;
+        let mut runs_of_group: Vec<Vec<(usize, usize)>> = Vec::new();
+        for (p, part) in parts.iter().enumerate() {
+            for (local, global) in groups.absorb(&part.groups)?.into_iter().enumerate() {
+                if global as usize >= runs_of_group.len() {
+                    runs_of_group.resize_with(global as usize + 1, Vec::new);
+                }
+                runs_of_group[global as usize].push((p, local));
+            }
+        }
+        let bases: Vec<u32> =
+            parts.iter().scan(0u32, |base, p| Some(std::mem::replace(base, *base + p.rows as u32))).collect();
+        let pairs: usize = parts.iter().flat_map(|p| &p.pairs).map(Vec::len).sum();
+        reservation.try_grow(pairs * 12)?;
+        let (mut offsets, mut times, mut row_ids) = (vec![0u32], Vec::with_capacity(pairs), Vec::with_capacity(pairs));
+        for runs in &runs_of_group {
+            let runs: Vec<(&[(i64, u32)], u32)> = runs
+                .iter()
+                .filter_map(|&(p, local)| parts[p].pairs.get(local).map(|pairs| (pairs.as_slice(), bases[p])))
+                .collect();
+            merge_runs(&runs, &mut times, &mut row_ids);
+            offsets.push(times.len() as u32);
         }
         let columns: Vec<Option<ArrayRef>> = (0..schema.fields().len())
             .map(|c| {
-                if !needed.contains(&c) {
-                    return Ok(None);
-                }
-                let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+                let Ok(at) = needed.binary_search(&c) else { return Ok(None) };
+                let pieces: Vec<&dyn Array> =
+                    parts.iter().flat_map(|p| &p.batches).map(|b| b.column(at).as_ref()).collect();
                 let column =
-                    if parts.is_empty() { new_empty_array(schema.field(c).data_type()) } else { concat(&parts)? };
+                    if pieces.is_empty() { new_empty_array(schema.field(c).data_type()) } else { concat(&pieces)? };
                 reservation.try_grow(column.get_array_memory_size())?;
                 Ok(Some(column))
             })
             .collect::<Result<_>>()?;
-        reservation.shrink(batches.iter().map(|b| b.get_array_memory_size()).sum());
-        drop(batches);
-        let read = started.elapsed();
-
-        reservation.try_grow(n * 16)?;
-        let (offsets, mut pairs) = bucket_by_group(groups.len(), n, |row| {
-            let g = group_of[row];
-            (g != u32::MAX).then(|| (g, (all_times[row], row as u32)))
-        });
-        drop((group_of, all_times));
-        reservation.shrink(n * 12);
-        sort_groups(&mut pairs, &offsets, threads);
-        let (times, row_ids): (Vec<i64>, Vec<u32>) = pairs.into_iter().unzip();
-        tracing::debug!(rows = n, groups = groups.len(), read = ?read, built = ?(started.elapsed() - read), "ASOF index");
+        let read_bytes: usize = parts.iter().flat_map(|p| &p.batches).map(|b| b.get_array_memory_size()).sum();
+        drop(parts);
+        reservation.shrink(read_bytes + rows * 16);
+        tracing::debug!(rows, groups = groups.len(), read = ?read, built = ?(started.elapsed() - read), "ASOF index");
         Ok(Arc::new(TimeIndex { columns, key_types, groups, offsets, times, row_ids, _reservation: reservation }))
     }
 
@@ -286,13 +310,16 @@ impl TimeIndex {
         matching: Match,
         output: &Output,
         schema: &SchemaRef,
+        hints: &mut [usize],
     ) -> Result<RecordBatch> {
         let keys: Vec<ArrayRef> =
             left_on.keys.iter().zip(&self.key_types).map(|(k, t)| evaluate_as(k, batch, t)).collect::<Result<_>>()?;
         let groups = self.groups.find(&keys, batch.num_rows())?;
         let times = micros(&left_on.time, batch)?;
         // Rows ordered by (key group, time), so each group's searches move forward through
-        // its times from the previous answer (galloping) instead of starting cold.
+        // its times from the previous answer (galloping) instead of starting cold; a group's
+        // first search starts where its search in the previous batch ended, as a scan's
+        // batches come roughly in time order.
         let mut probes: Vec<(u32, i64, u32)> = Vec::with_capacity(batch.num_rows());
         for (row, group) in groups.into_iter().enumerate() {
             if let Some(g) = group.filter(|_| times.is_valid(row)) {
@@ -301,11 +328,10 @@ impl TimeIndex {
         }
         self.order_probes(&mut probes);
         let mut found: Vec<Option<u32>> = vec![None; batch.num_rows()];
-        let mut cursor = (u32::MAX, 0usize);
         for (g, t, row) in probes {
-            let from = if cursor.0 == g { cursor.1 } else { 0 };
-            let (point, answer) = self.closest(g, t, matching.op, from);
-            cursor = (g, point);
+            let hint = &mut hints[g as usize];
+            let (point, answer) = self.closest(g, t, matching.op, *hint);
+            *hint = point;
             found[row as usize] = answer;
         }
         // Only the output columns are gathered: left rows kept (all of them for LEFT), right
@@ -350,16 +376,16 @@ impl TimeIndex {
     }
 
     /// The row of group `g` whose time is closest to `t` satisfying `t op time`, and the
-    /// search's partition point, which never decreases as `t` grows: the next search of the
-    /// group starts `from` it. Ties: the last-arrived for `>=`/`>`, the first-arrived for
+    /// search's partition point, which never decreases as `t` grows: the search starts
+    /// `near` a previous one's. Ties: the last-arrived for `>=`/`>`, the first-arrived for
     /// `<=`/`<`.
-    fn closest(&self, g: u32, t: i64, op: Operator, from: usize) -> (usize, Option<u32>) {
+    fn closest(&self, g: u32, t: i64, op: Operator, near: usize) -> (usize, Option<u32>) {
         let range = self.offsets[g as usize] as usize..self.offsets[g as usize + 1] as usize;
         let (times, rows) = (&self.times[range.clone()], &self.row_ids[range]);
         // Times `<= t` (or `< t`) come first: find where they end.
         let inclusive = matches!(op, Operator::GtEq | Operator::Lt);
         let before = |e: i64| if inclusive { e <= t } else { e < t };
-        let point = gallop(times, from, before);
+        let point = gallop(times, near, before);
         let i = match op {
             Operator::GtEq | Operator::Gt => point.checked_sub(1),
             Operator::LtEq | Operator::Lt => Some(point).filter(|i| *i < times.len()),
@@ -394,46 +420,97 @@ fn bucket_by_group<T: Copy + Default>(
     (offsets, items)
 }
 
-/// Sorts each group's `(time, row)` pairs by time, stably (rows of equal time stay in arrival
-/// order), on up to `threads` threads, each taking whole groups.
-fn sort_groups(pairs: &mut [(i64, u32)], offsets: &[u32], threads: usize) {
-    let sort = |pairs: &mut [(i64, u32)], offsets: &[u32]| {
-        let base = offsets.first().copied().unwrap_or(0) as usize;
-        for w in offsets.windows(2) {
-            pairs[w[0] as usize - base..w[1] as usize - base].sort_by_key(|(t, _)| *t);
-        }
-    };
-    let groups = offsets.len().saturating_sub(1);
-    if threads < 2 || groups < 2 || pairs.len() < 1 << 16 {
-        return sort(pairs, offsets);
-    }
-    // Cut at group boundaries into about equal shares of pairs.
-    let share = pairs.len().div_ceil(threads);
-    let mut cuts = vec![0usize];
-    for (g, start) in offsets.iter().enumerate().take(groups).skip(1) {
-        if *start as usize >= share * cuts.len() {
-            cuts.push(g);
-        }
-    }
-    cuts.push(groups);
-    std::thread::scope(|scope| {
-        let mut rest = pairs;
-        for w in cuts.windows(2) {
-            let len = (offsets[w[1]] - offsets[w[0]]) as usize;
-            let (mine, tail) = rest.split_at_mut(len);
-            rest = tail;
-            let offsets = &offsets[w[0]..=w[1]];
-            scope.spawn(move || sort(mine, offsets));
-        }
-    });
+/// Reads one partition of the right side for the index.
+struct PartitionReader {
+    side: JoinSide,
+    key_types: Vec<DataType>,
+    /// The right columns kept, ascending.
+    needed: Vec<usize>,
+    reservation: Arc<MemoryReservation>,
 }
 
-/// The partition point of `pred` in `times` (all of `times[..from]` satisfy it): doubling
-/// steps from `from`, then a binary search in the last step.
-fn gallop(times: &[i64], from: usize, pred: impl Fn(i64) -> bool) -> usize {
-    let from = from.min(times.len());
+/// One right partition, read: its key groups, per group the `(time, row)` pairs sorted (rows
+/// numbered within the partition, so equal times stay in arrival order), and its batches of
+/// the needed columns.
+struct PartitionIndex {
+    groups: GroupKeys,
+    pairs: Vec<Vec<(i64, u32)>>,
+    batches: Vec<RecordBatch>,
+    rows: usize,
+}
+
+impl PartitionReader {
+    async fn read(self, mut stream: SendableRecordBatchStream) -> Result<PartitionIndex> {
+        let mut groups = GroupKeys::new(&self.key_types)?;
+        let (mut pairs, mut batches, mut rows) = (Vec::<Vec<(i64, u32)>>::new(), Vec::new(), 0usize);
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let n = batch.num_rows();
+            let kept = batch.project(&self.needed)?;
+            self.reservation.try_grow(kept.get_array_memory_size() + n * 16)?;
+            let keys: Vec<ArrayRef> = self
+                .side
+                .keys
+                .iter()
+                .zip(&self.key_types)
+                .map(|(k, t)| evaluate_as(k, &batch, t))
+                .collect::<Result<_>>()?;
+            let times = micros(&self.side.time, &batch)?;
+            if rows + n > u32::MAX as usize {
+                return Err(DataFusionError::ResourcesExhausted("ASOF JOIN right side over 4G rows".into()));
+            }
+            // NULL keys and times never match.
+            for (row, g) in groups.assign(&keys, n)?.into_iter().enumerate() {
+                let Some(g) = g.filter(|_| times.is_valid(row)) else { continue };
+                if g as usize >= pairs.len() {
+                    pairs.resize_with(g as usize + 1, Vec::new);
+                }
+                pairs[g as usize].push((times.value(row), (rows + row) as u32));
+            }
+            rows += n;
+            batches.push(kept);
+        }
+        // Rows are unique, so this is the stable sort by time.
+        pairs.iter_mut().for_each(|group| group.sort_unstable());
+        Ok(PartitionIndex { groups, pairs, batches, rows })
+    }
+}
+
+/// Merges runs of `(time, row)` pairs, each sorted, into `times` and `row_ids` in (time, row)
+/// order; a run's rows are offset by its base.
+fn merge_runs(runs: &[(&[(i64, u32)], u32)], times: &mut Vec<i64>, row_ids: &mut Vec<u32>) {
+    if let [(run, base)] = runs {
+        times.extend(run.iter().map(|(t, _)| *t));
+        row_ids.extend(run.iter().map(|(_, r)| r + base));
+        return;
+    }
+    let mut heads = vec![0usize; runs.len()];
+    loop {
+        let next = (0..runs.len()).filter_map(|i| runs[i].0.get(heads[i]).map(|&(t, r)| ((t, r + runs[i].1), i))).min();
+        let Some(((t, row), i)) = next else { break };
+        times.push(t);
+        row_ids.push(row);
+        heads[i] += 1;
+    }
+}
+
+/// The partition point of `pred` in `times` (a prefix of `times` satisfies it), searched
+/// from `near`: doubling steps forward or backward from there, then a binary search in the
+/// last step. Cheap when the point is close to `near`.
+fn gallop(times: &[i64], near: usize, pred: impl Fn(i64) -> bool) -> usize {
+    let near = near.min(times.len());
+    if near > 0 && !pred(times[near - 1]) {
+        // The point is before `near`: `times[hi]` fails the predicate.
+        let (mut hi, mut step) = (near - 1, 1);
+        while hi >= step && !pred(times[hi - step]) {
+            hi -= step;
+            step *= 2;
+        }
+        let lo = if hi >= step { hi - step + 1 } else { 0 };
+        return lo + times[lo..hi].partition_point(|e| pred(*e));
+    }
     let mut step = 1;
-    let mut lo = from;
+    let mut lo = near;
     while lo + step <= times.len() && pred(times[lo + step - 1]) {
         lo += step;
         step *= 2;
@@ -447,25 +524,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn groups_sorted_on_threads_equal_one_stable_sort() {
-        // Uneven groups, many equal times (stability shows in the row order).
-        let sizes = [1u32, 70_000, 3, 0, 40_000, 25_000, 2];
-        let mut offsets = vec![0u32];
-        for s in sizes {
-            offsets.push(offsets.last().unwrap() + s);
+    fn gallop_finds_the_partition_point_from_any_start() {
+        let times: Vec<i64> = vec![1, 3, 3, 3, 5, 8, 8, 13, 21, 34, 34, 55];
+        for t in -1..60 {
+            for inclusive in [true, false] {
+                let pred = |e: i64| if inclusive { e <= t } else { e < t };
+                let expected = times.partition_point(|e| pred(*e));
+                for near in 0..=times.len() + 2 {
+                    assert_eq!(gallop(&times, near, pred), expected, "t {t} near {near}");
+                }
+            }
         }
-        let n = *offsets.last().unwrap();
-        let pairs: Vec<(i64, u32)> = (0..n).map(|row| ((row as i64 * 7919) % 1000, row)).collect();
-        let mut one = pairs.clone();
-        sort_groups(&mut one, &offsets, 1);
-        for threads in [2, 3, 8] {
-            let mut many = pairs.clone();
-            sort_groups(&mut many, &offsets, threads);
-            assert_eq!(many, one, "{threads} threads");
-        }
-        for w in offsets.windows(2) {
-            let group = &one[w[0] as usize..w[1] as usize];
-            assert!(group.windows(2).all(|p| p[0].0 < p[1].0 || (p[0].0 == p[1].0 && p[0].1 < p[1].1)));
-        }
+        assert_eq!(gallop(&[], 3, |e| e < 0), 0);
+    }
+
+    #[test]
+    fn merged_runs_equal_one_sort_of_their_pairs() {
+        let a: Vec<(i64, u32)> = vec![(1, 0), (3, 1), (3, 4), (9, 2)];
+        let b: Vec<(i64, u32)> = vec![(0, 1), (3, 0), (10, 2)];
+        let c: Vec<(i64, u32)> = vec![];
+        let runs = [(a.as_slice(), 0), (b.as_slice(), 5), (c.as_slice(), 8)];
+        let (mut times, mut rows) = (Vec::new(), Vec::new());
+        merge_runs(&runs, &mut times, &mut rows);
+        let mut expected: Vec<(i64, u32)> =
+            runs.iter().flat_map(|(run, base)| run.iter().map(move |(t, r)| (*t, r + base))).collect();
+        expected.sort();
+        assert_eq!(times.into_iter().zip(rows).collect::<Vec<_>>(), expected);
+
+        let (mut times, mut rows) = (Vec::new(), Vec::new());
+        merge_runs(&[(a.as_slice(), 7)], &mut times, &mut rows);
+        assert_eq!(times, vec![1, 3, 3, 9]);
+        assert_eq!(rows, vec![7, 8, 11, 9]);
     }
 }
