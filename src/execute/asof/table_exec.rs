@@ -470,10 +470,28 @@ impl PartitionReader {
             rows += n;
             batches.push(kept);
         }
-        // Rows are unique, so this is the stable sort by time.
-        pairs.iter_mut().for_each(|group| group.sort_unstable());
+        pairs.iter_mut().for_each(|group| sort_pairs(group));
         Ok(PartitionIndex { groups, pairs, batches, rows })
     }
+}
+
+/// Sorts `(time, row)` pairs (rows unique, so by time with equal times in row order). A scan
+/// yields rows roughly in time order, so the pairs are cut where every later time is above
+/// every earlier one and each piece is sorted alone: pieces of an hour's rows sort in cache.
+fn sort_pairs(pairs: &mut [(i64, u32)]) {
+    let mut later_min = vec![i64::MAX; pairs.len() + 1];
+    for i in (0..pairs.len()).rev() {
+        later_min[i] = later_min[i + 1].min(pairs[i].0);
+    }
+    let (mut start, mut max) = (0, i64::MIN);
+    for i in 0..pairs.len() {
+        max = max.max(pairs[i].0);
+        if max < later_min[i + 1] {
+            pairs[start..=i].sort_unstable();
+            start = i + 1;
+        }
+    }
+    pairs[start..].sort_unstable();
 }
 
 /// Merges runs of `(time, row)` pairs, each sorted, into `times` and `row_ids` in (time, row)
@@ -536,6 +554,21 @@ mod tests {
             }
         }
         assert_eq!(gallop(&[], 3, |e| e < 0), 0);
+    }
+
+    #[test]
+    fn pairs_sorted_in_pieces_equal_one_sort() {
+        // Hour-like chunks in order, shuffled inside, with ties across and inside chunks.
+        let mut pairs: Vec<(i64, u32)> =
+            (0..5000u32).map(|r| (((r / 100) * 100 + (r * 37) % 100) as i64 / 3, r)).collect();
+        pairs.extend((5000..5100u32).map(|r| ((r % 7) as i64 * 1000, r)));
+        let mut expected = pairs.clone();
+        expected.sort();
+        sort_pairs(&mut pairs);
+        assert_eq!(pairs, expected);
+        let mut empty: Vec<(i64, u32)> = Vec::new();
+        sort_pairs(&mut empty);
+        assert!(empty.is_empty());
     }
 
     #[test]
