@@ -479,14 +479,14 @@ impl PartitionReader {
 /// yields rows roughly in time order, so the pairs are cut where every later time is above
 /// every earlier one and each piece is sorted alone: pieces of an hour's rows sort in cache.
 fn sort_pairs(pairs: &mut [(i64, u32)]) {
-    let mut later_min = vec![i64::MAX; pairs.len() + 1];
-    for i in (0..pairs.len()).rev() {
-        later_min[i] = later_min[i + 1].min(pairs[i].0);
-    }
+    // The minimum time after each pair (`i64::MAX` after the last).
+    let mut later_min: Vec<i64> =
+        pairs.iter().rev().scan(i64::MAX, |min, &(t, _)| Some(std::mem::replace(min, (*min).min(t)))).collect();
+    later_min.reverse();
     let (mut start, mut max) = (0, i64::MIN);
     for i in 0..pairs.len() {
         max = max.max(pairs[i].0);
-        if max < later_min[i + 1] {
+        if max < later_min[i] {
             pairs[start..=i].sort_unstable();
             start = i + 1;
         }
@@ -495,20 +495,27 @@ fn sort_pairs(pairs: &mut [(i64, u32)]) {
 }
 
 /// Merges runs of `(time, row)` pairs, each sorted, into `times` and `row_ids` in (time, row)
-/// order; a run's rows are offset by its base.
+/// order; a run's rows are offset by its base. Runs from different partitions of a scan hold
+/// different days, so they interleave in long stretches: each step copies the whole stretch
+/// of the run with the lowest head that comes before every other run's head.
 fn merge_runs(runs: &[(&[(i64, u32)], u32)], times: &mut Vec<i64>, row_ids: &mut Vec<u32>) {
-    if let [(run, base)] = runs {
-        times.extend(run.iter().map(|(t, _)| *t));
-        row_ids.extend(run.iter().map(|(_, r)| r + base));
-        return;
-    }
-    let mut heads = vec![0usize; runs.len()];
-    loop {
-        let next = (0..runs.len()).filter_map(|i| runs[i].0.get(heads[i]).map(|&(t, r)| ((t, r + runs[i].1), i))).min();
-        let Some(((t, row), i)) = next else { break };
-        times.push(t);
-        row_ids.push(row);
-        heads[i] += 1;
+    let mut rest: Vec<(&[(i64, u32)], u32)> = runs.iter().filter(|(run, _)| !run.is_empty()).copied().collect();
+    let head = |(run, base): &(&[(i64, u32)], u32)| (run[0].0, run[0].1 + base);
+    while !rest.is_empty() {
+        let lowest = (0..rest.len()).min_by_key(|&i| head(&rest[i])).unwrap_or(0);
+        let bound = (0..rest.len()).filter(|&i| i != lowest).map(|i| head(&rest[i])).min();
+        let (run, base) = rest[lowest];
+        let take = match bound {
+            Some(bound) => run.partition_point(|&(t, r)| (t, r + base) < bound),
+            None => run.len(),
+        };
+        times.extend(run[..take].iter().map(|(t, _)| *t));
+        row_ids.extend(run[..take].iter().map(|(_, r)| r + base));
+        if take == run.len() {
+            rest.swap_remove(lowest);
+        } else {
+            rest[lowest].0 = &run[take..];
+        }
     }
 }
 
@@ -577,6 +584,17 @@ mod tests {
         let b: Vec<(i64, u32)> = vec![(0, 1), (3, 0), (10, 2)];
         let c: Vec<(i64, u32)> = vec![];
         let runs = [(a.as_slice(), 0), (b.as_slice(), 5), (c.as_slice(), 8)];
+        let (mut times, mut rows) = (Vec::new(), Vec::new());
+        merge_runs(&runs, &mut times, &mut rows);
+        let mut expected: Vec<(i64, u32)> =
+            runs.iter().flat_map(|(run, base)| run.iter().map(move |(t, r)| (*t, r + base))).collect();
+        expected.sort();
+        assert_eq!(times.into_iter().zip(rows).collect::<Vec<_>>(), expected);
+
+        // Long stretches, ties between runs broken by row.
+        let d: Vec<(i64, u32)> = (0..50u32).map(|r| ((r / 10 * 20 + r % 10) as i64, r)).collect();
+        let e: Vec<(i64, u32)> = (0..50u32).map(|r| ((r / 10 * 20 + 9 + r % 10) as i64, r)).collect();
+        let runs = [(d.as_slice(), 100), (e.as_slice(), 0), (a.as_slice(), 3)];
         let (mut times, mut rows) = (Vec::new(), Vec::new());
         merge_runs(&runs, &mut times, &mut rows);
         let mut expected: Vec<(i64, u32)> =
