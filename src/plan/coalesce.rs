@@ -17,8 +17,8 @@ pub struct Coalesced<I> {
     target: usize,
     pending: Vec<RecordBatch>,
     pending_rows: usize,
-    /// A large part that came after pending ones: emitted right after them.
-    held: Option<RecordBatch>,
+    /// What came after pending rows (a large part, or an error): given out right after them.
+    held: Option<Result<RecordBatch>>,
 }
 
 impl<I: Iterator<Item = Result<RecordBatch>>> Coalesced<I> {
@@ -44,13 +44,17 @@ impl<I: Iterator<Item = Result<RecordBatch>>> Iterator for Coalesced<I> {
     type Item = Result<RecordBatch>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(batch) = self.held.take() {
-            return Some(Ok(batch));
+        if let Some(held) = self.held.take() {
+            return Some(held);
         }
         loop {
             let batch = match self.parts.next() {
                 None => return self.flush(),
-                Some(Err(e)) => return Some(Err(e)),
+                Some(Err(e)) if self.pending.is_empty() => return Some(Err(e)),
+                Some(Err(e)) => {
+                    self.held = Some(Err(e));
+                    return self.flush();
+                }
                 Some(Ok(batch)) => batch,
             };
             let rows = batch.num_rows();
@@ -61,7 +65,7 @@ impl<I: Iterator<Item = Result<RecordBatch>>> Iterator for Coalesced<I> {
                 if self.pending.is_empty() {
                     return Some(Ok(batch));
                 }
-                self.held = Some(batch);
+                self.held = Some(Ok(batch));
                 return self.flush();
             }
             self.pending.push(batch);
@@ -113,13 +117,14 @@ mod tests {
     }
 
     #[test]
-    fn an_error_is_passed_on() {
+    fn an_error_is_passed_on_after_the_rows_before_it() {
         let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
         let parts: Vec<Result<RecordBatch>> =
             vec![Ok(batch(&schema, 0, 1)), Err(datafusion::error::DataFusionError::Internal("boom".into()))];
         let mut out = Coalesced::new(parts.into_iter(), schema, 8);
-        assert!(out.next().unwrap().is_err());
+        // The rows before the error first, then the error.
         assert_eq!(out.next().unwrap().unwrap().column(0).len(), 1);
+        assert!(out.next().unwrap().is_err());
         assert!(out.next().is_none());
     }
 }

@@ -90,6 +90,7 @@ impl TableProvider for EventTable {
                     table: self.def.scan_table(),
                     blocks,
                     part: (part, parts),
+                    limit,
                 }) as Arc<dyn PartitionStream>
             })
             .collect();
@@ -108,6 +109,8 @@ struct BlockStream {
     table: ScanTable,
     blocks: (i64, i64),
     part: (usize, usize),
+    /// A LIMIT pushed into the scan: batches need not be larger.
+    limit: Option<usize>,
 }
 
 impl fmt::Debug for BlockStream {
@@ -130,7 +133,8 @@ impl PartitionStream for BlockStream {
                 None => Ok(batch),
             }
         });
-        let batches = Coalesced::new(parts, self.schema.clone(), ctx.session_config().batch_size());
+        let target = self.limit.map_or(ctx.session_config().batch_size(), |l| l.min(ctx.session_config().batch_size()));
+        let batches = Coalesced::new(parts, self.schema.clone(), target);
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::iter(batches)))
     }
 }

@@ -191,13 +191,18 @@ impl ExecutionPlan for AsofTableExec {
         let (left_on, matching, schema) = (self.left_on.clone(), self.matching, self.schema.clone());
         let output = Output { columns: self.output.clone(), left_width: self.left.schema().fields().len() };
         let needed: Vec<usize> = output.columns.iter().filter_map(|c| c.checked_sub(output.left_width)).collect();
+        let pool = ctx.memory_pool().clone();
         let probed = async move {
             let index = cell.get_or_try_init(|| TimeIndex::build(right, right_on, needed, ctx)).await?.clone();
             // Where each group's last search ended: the next batch's searches start there.
-            let mut hints = vec![0usize; index.offsets.len().saturating_sub(1)];
-            Ok::<_, DataFusionError>(
-                left.map(move |batch| index.probe(&batch?, &left_on, matching, &output, &schema, &mut hints)),
-            )
+            let groups = index.offsets.len().saturating_sub(1);
+            let reservation = MemoryConsumer::new(format!("AsofTableExec[hints {partition}]")).register(&pool);
+            reservation.try_grow(groups * 4)?;
+            let mut hints = vec![0u32; groups];
+            Ok::<_, DataFusionError>(left.map(move |batch| {
+                let _held = &reservation;
+                index.probe(&batch?, &left_on, matching, &output, &schema, &mut hints)
+            }))
         };
         let stream = futures::stream::once(probed).try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream)))
@@ -243,6 +248,7 @@ impl TimeIndex {
         let tasks = (0..right.output_partitioning().partition_count())
             .map(|p| {
                 let reader = PartitionReader {
+                    index: p,
                     side: side.clone(),
                     key_types: key_types.clone(),
                     needed: needed.clone(),
@@ -251,39 +257,51 @@ impl TimeIndex {
                 Ok(SpawnedTask::spawn(reader.read(right.execute(p, ctx.clone())?)))
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut parts = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            parts.push(task.join().await.map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??);
-        }
+        // The first error ends the build; dropping the other tasks aborts them.
+        let parts =
+            futures::future::try_join_all(tasks.into_iter().map(|task| async move {
+                task.join().await.map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))?
+            }))
+            .await?;
         let read = started.elapsed();
 
         let rows: usize = parts.iter().map(|p| p.rows).sum();
         if rows > u32::MAX as usize {
             return Err(DataFusionError::ResourcesExhausted("ASOF JOIN right side over 4G rows".into()));
         }
+        // Each partition's local group of every global group (u32::MAX where it has none).
         let mut groups = GroupKeys::new(&key_types)?;
-        let mut runs_of_group: Vec<Vec<(usize, usize)>> = Vec::new();
-        for (p, part) in parts.iter().enumerate() {
-            for (local, global) in groups.absorb(&part.groups)?.into_iter().enumerate() {
-                if global as usize >= runs_of_group.len() {
-                    runs_of_group.resize_with(global as usize + 1, Vec::new);
-                }
-                runs_of_group[global as usize].push((p, local));
-            }
-        }
+        let mappings: Vec<Vec<u32>> = parts.iter().map(|part| groups.absorb(&part.groups)).collect::<Result<_>>()?;
+        reservation.try_grow(groups.len() * 4 * parts.len())?;
+        let locals: Vec<Vec<u32>> = mappings
+            .iter()
+            .map(|mapping| {
+                let mut local = vec![u32::MAX; groups.len()];
+                mapping.iter().enumerate().for_each(|(l, g)| local[*g as usize] = l as u32);
+                local
+            })
+            .collect();
+        drop(mappings);
         let bases: Vec<u32> =
             parts.iter().scan(0u32, |base, p| Some(std::mem::replace(base, *base + p.rows as u32))).collect();
-        let pairs: usize = parts.iter().flat_map(|p| &p.pairs).map(Vec::len).sum();
-        reservation.try_grow(pairs * 12)?;
-        let (mut offsets, mut times, mut row_ids) = (vec![0u32], Vec::with_capacity(pairs), Vec::with_capacity(pairs));
-        for runs in &runs_of_group {
-            let runs: Vec<(&[(i64, u32)], u32)> = runs
-                .iter()
-                .filter_map(|&(p, local)| parts[p].pairs.get(local).map(|pairs| (pairs.as_slice(), bases[p])))
-                .collect();
-            merge_runs(&runs, &mut times, &mut row_ids);
+        let pairs: usize = parts.iter().map(|p| p.pairs.len()).sum();
+        reservation.try_grow(pairs * 12 + (groups.len() + 1) * 4)?;
+        let (mut offsets, mut times, mut row_ids) =
+            (Vec::with_capacity(groups.len() + 1), Vec::with_capacity(pairs), Vec::with_capacity(pairs));
+        offsets.push(0u32);
+        let mut runs = Vec::with_capacity(parts.len());
+        for g in 0..groups.len() {
+            runs.clear();
+            for (part, local) in parts.iter().zip(&locals) {
+                if let Some(run) = part.group(local[g]) {
+                    runs.push((run, bases[part.index]));
+                }
+            }
+            merge_runs(&mut runs, &mut times, &mut row_ids);
             offsets.push(times.len() as u32);
         }
+        drop(locals);
+        reservation.shrink(groups.len() * 4 * parts.len());
         let columns: Vec<Option<ArrayRef>> = (0..schema.fields().len())
             .map(|c| {
                 let Ok(at) = needed.binary_search(&c) else { return Ok(None) };
@@ -295,9 +313,9 @@ impl TimeIndex {
                 Ok(Some(column))
             })
             .collect::<Result<_>>()?;
-        let read_bytes: usize = parts.iter().flat_map(|p| &p.batches).map(|b| b.get_array_memory_size()).sum();
+        let read_bytes: usize = parts.iter().map(PartitionIndex::reserved).sum();
         drop(parts);
-        reservation.shrink(read_bytes + rows * 16);
+        reservation.shrink(read_bytes);
         tracing::debug!(rows, groups = groups.len(), read = ?read, built = ?(started.elapsed() - read), "ASOF index");
         Ok(Arc::new(TimeIndex { columns, key_types, groups, offsets, times, row_ids, _reservation: reservation }))
     }
@@ -310,7 +328,7 @@ impl TimeIndex {
         matching: Match,
         output: &Output,
         schema: &SchemaRef,
-        hints: &mut [usize],
+        hints: &mut [u32],
     ) -> Result<RecordBatch> {
         let keys: Vec<ArrayRef> =
             left_on.keys.iter().zip(&self.key_types).map(|(k, t)| evaluate_as(k, batch, t)).collect::<Result<_>>()?;
@@ -330,8 +348,9 @@ impl TimeIndex {
         let mut found: Vec<Option<u32>> = vec![None; batch.num_rows()];
         for (g, t, row) in probes {
             let hint = &mut hints[g as usize];
-            let (point, answer) = self.closest(g, t, matching.op, *hint);
-            *hint = point;
+            let (point, answer) = self.closest(g, t, matching.op, *hint as usize);
+            // A position within one group's times, which the index numbers in u32.
+            *hint = point as u32;
             found[row as usize] = answer;
         }
         // Only the output columns are gathered: left rows kept (all of them for LEFT), right
@@ -422,6 +441,7 @@ fn bucket_by_group<T: Copy + Default>(
 
 /// Reads one partition of the right side for the index.
 struct PartitionReader {
+    index: usize,
     side: JoinSide,
     key_types: Vec<DataType>,
     /// The right columns kept, ascending.
@@ -429,25 +449,43 @@ struct PartitionReader {
     reservation: Arc<MemoryReservation>,
 }
 
-/// One right partition, read: its key groups, per group the `(time, row)` pairs sorted (rows
-/// numbered within the partition, so equal times stay in arrival order), and its batches of
-/// the needed columns.
+/// One right partition, read: its key groups, its `(time, row)` pairs grouped by key
+/// (`offsets`, as in the index) and sorted within each group (rows numbered within the
+/// partition, so equal times stay in arrival order), and its batches of the needed columns.
 struct PartitionIndex {
+    index: usize,
     groups: GroupKeys,
-    pairs: Vec<Vec<(i64, u32)>>,
+    offsets: Vec<u32>,
+    pairs: Vec<(i64, u32)>,
     batches: Vec<RecordBatch>,
     rows: usize,
+}
+
+impl PartitionIndex {
+    /// The sorted pairs of local group `g`, if it has any.
+    fn group(&self, g: u32) -> Option<&[(i64, u32)]> {
+        let range = *self.offsets.get(g as usize)? as usize..*self.offsets.get(g as usize + 1)? as usize;
+        Some(&self.pairs[range]).filter(|run| !run.is_empty())
+    }
+
+    /// What the partition holds in the memory pool.
+    fn reserved(&self) -> usize {
+        self.batches.iter().map(|b| b.get_array_memory_size()).sum::<usize>()
+            + self.pairs.len() * 16
+            + self.offsets.len() * 4
+    }
 }
 
 impl PartitionReader {
     async fn read(self, mut stream: SendableRecordBatchStream) -> Result<PartitionIndex> {
         let mut groups = GroupKeys::new(&self.key_types)?;
-        let (mut pairs, mut batches, mut rows) = (Vec::<Vec<(i64, u32)>>::new(), Vec::new(), 0usize);
+        let (mut group_of, mut times) = (Vec::<u32>::new(), Vec::<i64>::new());
+        let (mut batches, mut rows) = (Vec::new(), 0usize);
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             let n = batch.num_rows();
             let kept = batch.project(&self.needed)?;
-            self.reservation.try_grow(kept.get_array_memory_size() + n * 16)?;
+            self.reservation.try_grow(kept.get_array_memory_size() + n * 12)?;
             let keys: Vec<ArrayRef> = self
                 .side
                 .keys
@@ -455,23 +493,29 @@ impl PartitionReader {
                 .zip(&self.key_types)
                 .map(|(k, t)| evaluate_as(k, &batch, t))
                 .collect::<Result<_>>()?;
-            let times = micros(&self.side.time, &batch)?;
+            let batch_times = micros(&self.side.time, &batch)?;
             if rows + n > u32::MAX as usize {
                 return Err(DataFusionError::ResourcesExhausted("ASOF JOIN right side over 4G rows".into()));
             }
             // NULL keys and times never match.
             for (row, g) in groups.assign(&keys, n)?.into_iter().enumerate() {
-                let Some(g) = g.filter(|_| times.is_valid(row)) else { continue };
-                if g as usize >= pairs.len() {
-                    pairs.resize_with(g as usize + 1, Vec::new);
-                }
-                pairs[g as usize].push((times.value(row), (rows + row) as u32));
+                group_of.push(g.filter(|_| batch_times.is_valid(row)).unwrap_or(u32::MAX));
             }
+            times.extend_from_slice(batch_times.values());
             rows += n;
             batches.push(kept);
         }
-        pairs.iter_mut().for_each(|group| sort_pairs(group));
-        Ok(PartitionIndex { groups, pairs, batches, rows })
+        self.reservation.try_grow(rows * 16 + (groups.len() + 1) * 4)?;
+        let (offsets, mut pairs) = bucket_by_group(groups.len(), rows, |row| {
+            let g = group_of[row];
+            (g != u32::MAX).then(|| (g, (times[row], row as u32)))
+        });
+        drop((group_of, times));
+        self.reservation.shrink(rows * 12 + (rows - pairs.len()) * 16);
+        for w in offsets.windows(2) {
+            sort_pairs(&mut pairs[w[0] as usize..w[1] as usize]);
+        }
+        Ok(PartitionIndex { index: self.index, groups, offsets, pairs, batches, rows })
     }
 }
 
@@ -479,6 +523,10 @@ impl PartitionReader {
 /// yields rows roughly in time order, so the pairs are cut where every later time is above
 /// every earlier one and each piece is sorted alone: pieces of an hour's rows sort in cache.
 fn sort_pairs(pairs: &mut [(i64, u32)]) {
+    if pairs.len() <= 256 {
+        pairs.sort_unstable();
+        return;
+    }
     // The minimum time after each pair (`i64::MAX` after the last).
     let mut later_min: Vec<i64> =
         pairs.iter().rev().scan(i64::MAX, |min, &(t, _)| Some(std::mem::replace(min, (*min).min(t)))).collect();
@@ -497,14 +545,15 @@ fn sort_pairs(pairs: &mut [(i64, u32)]) {
 /// Merges runs of `(time, row)` pairs, each sorted, into `times` and `row_ids` in (time, row)
 /// order; a run's rows are offset by its base. Runs from different partitions of a scan hold
 /// different days, so they interleave in long stretches: each step copies the whole stretch
-/// of the run with the lowest head that comes before every other run's head.
-fn merge_runs(runs: &[(&[(i64, u32)], u32)], times: &mut Vec<i64>, row_ids: &mut Vec<u32>) {
-    let mut rest: Vec<(&[(i64, u32)], u32)> = runs.iter().filter(|(run, _)| !run.is_empty()).copied().collect();
+/// of the run with the lowest head that comes before every other run's head. `runs` is
+/// used up.
+fn merge_runs<'a>(runs: &mut Vec<(&'a [(i64, u32)], u32)>, times: &mut Vec<i64>, row_ids: &mut Vec<u32>) {
+    runs.retain(|(run, _)| !run.is_empty());
     let head = |(run, base): &(&[(i64, u32)], u32)| (run[0].0, run[0].1 + base);
-    while !rest.is_empty() {
-        let lowest = (0..rest.len()).min_by_key(|&i| head(&rest[i])).unwrap_or(0);
-        let bound = (0..rest.len()).filter(|&i| i != lowest).map(|i| head(&rest[i])).min();
-        let (run, base) = rest[lowest];
+    while !runs.is_empty() {
+        let lowest = (0..runs.len()).min_by_key(|&i| head(&runs[i])).unwrap_or(0);
+        let bound = (0..runs.len()).filter(|&i| i != lowest).map(|i| head(&runs[i])).min();
+        let (run, base) = runs[lowest];
         let take = match bound {
             Some(bound) => run.partition_point(|&(t, r)| (t, r + base) < bound),
             None => run.len(),
@@ -512,9 +561,9 @@ fn merge_runs(runs: &[(&[(i64, u32)], u32)], times: &mut Vec<i64>, row_ids: &mut
         times.extend(run[..take].iter().map(|(t, _)| *t));
         row_ids.extend(run[..take].iter().map(|(_, r)| r + base));
         if take == run.len() {
-            rest.swap_remove(lowest);
+            runs.swap_remove(lowest);
         } else {
-            rest[lowest].0 = &run[take..];
+            runs[lowest].0 = &run[take..];
         }
     }
 }
@@ -585,7 +634,7 @@ mod tests {
         let c: Vec<(i64, u32)> = vec![];
         let runs = [(a.as_slice(), 0), (b.as_slice(), 5), (c.as_slice(), 8)];
         let (mut times, mut rows) = (Vec::new(), Vec::new());
-        merge_runs(&runs, &mut times, &mut rows);
+        merge_runs(&mut runs.to_vec(), &mut times, &mut rows);
         let mut expected: Vec<(i64, u32)> =
             runs.iter().flat_map(|(run, base)| run.iter().map(move |(t, r)| (*t, r + base))).collect();
         expected.sort();
@@ -596,14 +645,14 @@ mod tests {
         let e: Vec<(i64, u32)> = (0..50u32).map(|r| ((r / 10 * 20 + 9 + r % 10) as i64, r)).collect();
         let runs = [(d.as_slice(), 100), (e.as_slice(), 0), (a.as_slice(), 3)];
         let (mut times, mut rows) = (Vec::new(), Vec::new());
-        merge_runs(&runs, &mut times, &mut rows);
+        merge_runs(&mut runs.to_vec(), &mut times, &mut rows);
         let mut expected: Vec<(i64, u32)> =
             runs.iter().flat_map(|(run, base)| run.iter().map(move |(t, r)| (*t, r + base))).collect();
         expected.sort();
         assert_eq!(times.into_iter().zip(rows).collect::<Vec<_>>(), expected);
 
         let (mut times, mut rows) = (Vec::new(), Vec::new());
-        merge_runs(&[(a.as_slice(), 7)], &mut times, &mut rows);
+        merge_runs(&mut vec![(a.as_slice(), 7)], &mut times, &mut rows);
         assert_eq!(times, vec![1, 3, 3, 9]);
         assert_eq!(rows, vec![7, 8, 11, 9]);
     }
