@@ -547,7 +547,7 @@ fn sort_pairs(pairs: &mut [(i64, u32)]) {
 /// different days, so they interleave in long stretches: each step copies the whole stretch
 /// of the run with the lowest head that comes before every other run's head. `runs` is
 /// used up.
-fn merge_runs<'a>(runs: &mut Vec<(&'a [(i64, u32)], u32)>, times: &mut Vec<i64>, row_ids: &mut Vec<u32>) {
+fn merge_runs(runs: &mut Vec<(&[(i64, u32)], u32)>, times: &mut Vec<i64>, row_ids: &mut Vec<u32>) {
     runs.retain(|(run, _)| !run.is_empty());
     let head = |(run, base): &(&[(i64, u32)], u32)| (run[0].0, run[0].1 + base);
     while !runs.is_empty() {
