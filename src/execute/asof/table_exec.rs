@@ -258,7 +258,7 @@ impl TimeIndex {
             })
             .collect::<Result<Vec<_>>>()?;
         // The first error ends the build; dropping the other tasks aborts them.
-        let parts =
+        let mut parts =
             futures::future::try_join_all(tasks.into_iter().map(|task| async move {
                 task.join().await.map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))?
             }))
@@ -269,18 +269,24 @@ impl TimeIndex {
         if rows > u32::MAX as usize {
             return Err(DataFusionError::ResourcesExhausted("ASOF JOIN right side over 4G rows".into()));
         }
-        // Each partition's local group of every global group (u32::MAX where it has none).
-        let mut groups = GroupKeys::new(&key_types)?;
-        let mappings: Vec<Vec<u32>> = parts.iter().map(|part| groups.absorb(&part.groups)).collect::<Result<_>>()?;
+        // The first partition's groups become the index's (its group numbers stay); the
+        // others' keys are added to them. Then each partition's local group of every group
+        // (u32::MAX where it has none).
+        let mut groups = match parts.first_mut() {
+            Some(first) => std::mem::replace(&mut first.groups, GroupKeys::new(&key_types)?),
+            None => GroupKeys::new(&key_types)?,
+        };
+        let first_groups = groups.len() as u32;
+        let mappings: Vec<Vec<u32>> =
+            parts.iter().skip(1).map(|part| groups.absorb(&part.groups)).collect::<Result<_>>()?;
         reservation.try_grow(groups.len() * 4 * parts.len())?;
-        let locals: Vec<Vec<u32>> = mappings
-            .iter()
-            .map(|mapping| {
-                let mut local = vec![u32::MAX; groups.len()];
-                mapping.iter().enumerate().for_each(|(l, g)| local[*g as usize] = l as u32);
-                local
-            })
-            .collect();
+        let mut locals: Vec<Vec<u32>> =
+            vec![(0..groups.len() as u32).map(|g| if g < first_groups { g } else { u32::MAX }).collect()];
+        locals.extend(mappings.iter().map(|mapping| {
+            let mut local = vec![u32::MAX; groups.len()];
+            mapping.iter().enumerate().for_each(|(l, g)| local[*g as usize] = l as u32);
+            local
+        }));
         drop(mappings);
         let bases: Vec<u32> =
             parts.iter().scan(0u32, |base, p| Some(std::mem::replace(base, *base + p.rows as u32))).collect();
@@ -297,7 +303,12 @@ impl TimeIndex {
                     runs.push((run, bases[part.index]));
                 }
             }
-            merge_runs(&mut runs, &mut times, &mut row_ids);
+            if let [(run, base)] = runs.as_slice() {
+                times.extend(run.iter().map(|(t, _)| *t));
+                row_ids.extend(run.iter().map(|(_, r)| r + base));
+            } else {
+                merge_runs(&mut runs, &mut times, &mut row_ids);
+            }
             offsets.push(times.len() as u32);
         }
         drop(locals);
