@@ -38,6 +38,15 @@ impl<I: Iterator<Item = Result<RecordBatch>>> Coalesced<I> {
             }
         }
     }
+
+    /// `item` (a large part, or an error), given out after the pending rows.
+    fn after_pending(&mut self, item: Result<RecordBatch>) -> Option<Result<RecordBatch>> {
+        if self.pending.is_empty() {
+            return Some(item);
+        }
+        self.held = Some(item);
+        self.flush()
+    }
 }
 
 impl<I: Iterator<Item = Result<RecordBatch>>> Iterator for Coalesced<I> {
@@ -50,11 +59,7 @@ impl<I: Iterator<Item = Result<RecordBatch>>> Iterator for Coalesced<I> {
         loop {
             let batch = match self.parts.next() {
                 None => return self.flush(),
-                Some(Err(e)) if self.pending.is_empty() => return Some(Err(e)),
-                Some(Err(e)) => {
-                    self.held = Some(Err(e));
-                    return self.flush();
-                }
+                Some(Err(e)) => return self.after_pending(Err(e)),
                 Some(Ok(batch)) => batch,
             };
             let rows = batch.num_rows();
@@ -62,11 +67,7 @@ impl<I: Iterator<Item = Result<RecordBatch>>> Iterator for Coalesced<I> {
                 continue;
             }
             if rows >= self.target / 2 {
-                if self.pending.is_empty() {
-                    return Some(Ok(batch));
-                }
-                self.held = Some(Ok(batch));
-                return self.flush();
+                return self.after_pending(Ok(batch));
             }
             self.pending.push(batch);
             self.pending_rows += rows;

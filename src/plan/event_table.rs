@@ -133,7 +133,8 @@ impl PartitionStream for BlockStream {
                 None => Ok(batch),
             }
         });
-        let target = self.limit.map_or(ctx.session_config().batch_size(), |l| l.min(ctx.session_config().batch_size()));
+        let size = ctx.session_config().batch_size();
+        let target = self.limit.map_or(size, |limit| limit.min(size));
         let batches = Coalesced::new(parts, self.schema.clone(), target);
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::iter(batches)))
     }

@@ -248,7 +248,6 @@ impl TimeIndex {
         let tasks = (0..right.output_partitioning().partition_count())
             .map(|p| {
                 let reader = PartitionReader {
-                    index: p,
                     side: side.clone(),
                     key_types: key_types.clone(),
                     needed: needed.clone(),
@@ -276,17 +275,19 @@ impl TimeIndex {
             Some(first) => std::mem::replace(&mut first.groups, GroupKeys::new(&key_types)?),
             None => GroupKeys::new(&key_types)?,
         };
-        let first_groups = groups.len() as u32;
-        let mappings: Vec<Vec<u32>> =
-            parts.iter().skip(1).map(|part| groups.absorb(&part.groups)).collect::<Result<_>>()?;
+        let mut mappings: Vec<Vec<u32>> = vec![(0..groups.len() as u32).collect()];
+        for part in parts.iter().skip(1) {
+            mappings.push(groups.absorb(&part.groups)?);
+        }
         reservation.try_grow(groups.len() * 4 * parts.len())?;
-        let mut locals: Vec<Vec<u32>> =
-            vec![(0..groups.len() as u32).map(|g| if g < first_groups { g } else { u32::MAX }).collect()];
-        locals.extend(mappings.iter().map(|mapping| {
-            let mut local = vec![u32::MAX; groups.len()];
-            mapping.iter().enumerate().for_each(|(l, g)| local[*g as usize] = l as u32);
-            local
-        }));
+        let locals: Vec<Vec<u32>> = mappings
+            .iter()
+            .map(|mapping| {
+                let mut local = vec![u32::MAX; groups.len()];
+                mapping.iter().enumerate().for_each(|(l, g)| local[*g as usize] = l as u32);
+                local
+            })
+            .collect();
         drop(mappings);
         let bases: Vec<u32> =
             parts.iter().scan(0u32, |base, p| Some(std::mem::replace(base, *base + p.rows as u32))).collect();
@@ -298,17 +299,12 @@ impl TimeIndex {
         let mut runs = Vec::with_capacity(parts.len());
         for g in 0..groups.len() {
             runs.clear();
-            for (part, local) in parts.iter().zip(&locals) {
+            for ((part, local), base) in parts.iter().zip(&locals).zip(&bases) {
                 if let Some(run) = part.group(local[g]) {
-                    runs.push((run, bases[part.index]));
+                    runs.push((run, *base));
                 }
             }
-            if let [(run, base)] = runs.as_slice() {
-                times.extend(run.iter().map(|(t, _)| *t));
-                row_ids.extend(run.iter().map(|(_, r)| r + base));
-            } else {
-                merge_runs(&mut runs, &mut times, &mut row_ids);
-            }
+            merge_runs(&mut runs, &mut times, &mut row_ids);
             offsets.push(times.len() as u32);
         }
         drop(locals);
@@ -452,7 +448,6 @@ fn bucket_by_group<T: Copy + Default>(
 
 /// Reads one partition of the right side for the index.
 struct PartitionReader {
-    index: usize,
     side: JoinSide,
     key_types: Vec<DataType>,
     /// The right columns kept, ascending.
@@ -464,7 +459,6 @@ struct PartitionReader {
 /// (`offsets`, as in the index) and sorted within each group (rows numbered within the
 /// partition, so equal times stay in arrival order), and its batches of the needed columns.
 struct PartitionIndex {
-    index: usize,
     groups: GroupKeys,
     offsets: Vec<u32>,
     pairs: Vec<(i64, u32)>,
@@ -526,7 +520,7 @@ impl PartitionReader {
         for w in offsets.windows(2) {
             sort_pairs(&mut pairs[w[0] as usize..w[1] as usize]);
         }
-        Ok(PartitionIndex { index: self.index, groups, offsets, pairs, batches, rows })
+        Ok(PartitionIndex { groups, offsets, pairs, batches, rows })
     }
 }
 
@@ -638,29 +632,27 @@ mod tests {
         assert!(empty.is_empty());
     }
 
+    /// Merges `runs` and checks the result is one sort of all their (offset) pairs.
+    fn assert_merge_is_one_sort(runs: &[(&[(i64, u32)], u32)]) {
+        let (mut times, mut rows) = (Vec::new(), Vec::new());
+        merge_runs(&mut runs.to_vec(), &mut times, &mut rows);
+        let mut expected: Vec<(i64, u32)> =
+            runs.iter().flat_map(|(run, base)| run.iter().map(move |(t, r)| (*t, r + base))).collect();
+        expected.sort();
+        assert_eq!(times.into_iter().zip(rows).collect::<Vec<_>>(), expected);
+    }
+
     #[test]
     fn merged_runs_equal_one_sort_of_their_pairs() {
         let a: Vec<(i64, u32)> = vec![(1, 0), (3, 1), (3, 4), (9, 2)];
         let b: Vec<(i64, u32)> = vec![(0, 1), (3, 0), (10, 2)];
         let c: Vec<(i64, u32)> = vec![];
-        let runs = [(a.as_slice(), 0), (b.as_slice(), 5), (c.as_slice(), 8)];
-        let (mut times, mut rows) = (Vec::new(), Vec::new());
-        merge_runs(&mut runs.to_vec(), &mut times, &mut rows);
-        let mut expected: Vec<(i64, u32)> =
-            runs.iter().flat_map(|(run, base)| run.iter().map(move |(t, r)| (*t, r + base))).collect();
-        expected.sort();
-        assert_eq!(times.into_iter().zip(rows).collect::<Vec<_>>(), expected);
+        assert_merge_is_one_sort(&[(a.as_slice(), 0), (b.as_slice(), 5), (c.as_slice(), 8)]);
 
         // Long stretches, ties between runs broken by row.
         let d: Vec<(i64, u32)> = (0..50u32).map(|r| ((r / 10 * 20 + r % 10) as i64, r)).collect();
         let e: Vec<(i64, u32)> = (0..50u32).map(|r| ((r / 10 * 20 + 9 + r % 10) as i64, r)).collect();
-        let runs = [(d.as_slice(), 100), (e.as_slice(), 0), (a.as_slice(), 3)];
-        let (mut times, mut rows) = (Vec::new(), Vec::new());
-        merge_runs(&mut runs.to_vec(), &mut times, &mut rows);
-        let mut expected: Vec<(i64, u32)> =
-            runs.iter().flat_map(|(run, base)| run.iter().map(move |(t, r)| (*t, r + base))).collect();
-        expected.sort();
-        assert_eq!(times.into_iter().zip(rows).collect::<Vec<_>>(), expected);
+        assert_merge_is_one_sort(&[(d.as_slice(), 100), (e.as_slice(), 0), (a.as_slice(), 3)]);
 
         let (mut times, mut rows) = (Vec::new(), Vec::new());
         merge_runs(&mut vec![(a.as_slice(), 7)], &mut times, &mut rows);
