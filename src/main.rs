@@ -96,6 +96,12 @@ struct Args {
     #[arg(long, env = "ASOFDB_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
 
+    /// Threads serving client connections: they read and write protocol messages and answer
+    /// point reads of features; every other statement runs on a pool of one thread per core.
+    /// Default: one per four cores, at least one. 0 serves connections on that pool too.
+    #[arg(long, env = "ASOFDB_IO_THREADS")]
+    io_threads: Option<usize>,
+
     /// Client connections served at once; more are refused with SQLSTATE 53300.
     #[arg(long, env = "ASOFDB_MAX_CONNECTIONS", default_value_t = asofdb::server::DEFAULT_MAX_CONNECTIONS as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -109,14 +115,33 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let io_threads = args.io_threads.unwrap_or((cores / 4).max(1));
+    let runtimes =
+        tokio::runtime::Builder::new_multi_thread().thread_name("asofdb-exec").enable_all().build().and_then(
+            |execution| {
+                let io = (io_threads > 0).then(|| {
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(io_threads)
+                        .thread_name("asofdb-io")
+                        .enable_all()
+                        .build()
+                });
+                Ok((execution, io.transpose()?))
+            },
+        );
+    let (execution, io) = match runtimes {
+        Ok(runtimes) => runtimes,
         Err(e) => {
             eprintln!("asofdb: cannot start the runtime: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    let outcome = execution.block_on(run(args, io.as_ref().map(|io| io.handle().clone())));
+    // Dropped here, not inside the execution runtime, where dropping a runtime panics; the
+    // execution runtime waits for commits still running on its blocking threads.
+    drop(io);
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("asofdb: {e}");
@@ -125,7 +150,9 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: Args) -> asofdb::Result<()> {
+/// Opens the database and serves it: statements on the calling runtime, connections on `io`
+/// (or the calling runtime without it).
+async fn run(args: Args, io: Option<tokio::runtime::Handle>) -> asofdb::Result<()> {
     let limits = Limits {
         query_memory: args.query_memory_mb.map(|mb| mb << 20),
         cold_url: args.cold_url.clone(),
@@ -135,7 +162,7 @@ async fn run(args: Args) -> asofdb::Result<()> {
     };
     let tls = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
     let security = Security::new(args.password.as_deref(), tls)?;
-    let options = ServerOptions { security, max_connections: args.max_connections as usize };
+    let options = ServerOptions { security, max_connections: args.max_connections as usize, execution: None };
     let db = Database::open_with(&args.data_dir, limits)?;
     let server = Server::bind_with(&args.listen, db.clone(), options).await?;
     let addr = server.local_addr()?;
@@ -158,7 +185,11 @@ async fn run(args: Args) -> asofdb::Result<()> {
     let tiering = (args.tier_secs > 0).then(|| {
         asofdb::execute::tiering::spawn_background(db.clone(), std::time::Duration::from_secs(args.tier_secs))
     });
-    server.serve(shutdown_signal()).await?;
+    let serving = server.serve(shutdown_signal());
+    match io {
+        Some(io) => io.spawn(serving).await.map_err(|e| asofdb::Error::internal(format!("server task: {e}")))??,
+        None => serving.await?,
+    }
     for task in [checkpoints, tiering].into_iter().flatten() {
         task.abort();
     }

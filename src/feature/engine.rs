@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, TryLockError};
 
 use arrow::array::{ArrayRef, RecordBatch};
 use datafusion::prelude::SessionContext;
@@ -165,11 +165,29 @@ impl LiveFeature {
     /// Values for `keys` (or every key) evaluated at the table's watermark, in the feature's
     /// table schema. Keys with no qualifying event at or before the watermark are left out.
     pub fn read(&self, store: &EventStore, key: Option<&[ScalarValue]>) -> Result<RecordBatch> {
-        let schema = self.compiled.schema.clone();
         let Some(watermark) = store.stats(self.compiled.table.id).watermark else {
-            return Ok(RecordBatch::new_empty(schema));
+            return Ok(RecordBatch::new_empty(self.compiled.schema.clone()));
         };
         let state = self.state.read().map_err(|_| Error::internal("feature state poisoned"))?;
+        self.read_state(&state, watermark, key)
+    }
+
+    /// As [`LiveFeature::read`] for one key, but `None` rather than waiting while a write is
+    /// being applied to the state: the connection threads answer point reads, and a wait there
+    /// would hold up every connection they serve.
+    pub fn read_now(&self, store: &EventStore, key: &[ScalarValue]) -> Result<Option<RecordBatch>> {
+        let Some(watermark) = store.stats(self.compiled.table.id).watermark else {
+            return Ok(Some(RecordBatch::new_empty(self.compiled.schema.clone())));
+        };
+        match self.state.try_read() {
+            Ok(state) => self.read_state(&state, watermark, Some(key)).map(Some),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Poisoned(_)) => Err(Error::internal("feature state poisoned")),
+        }
+    }
+
+    fn read_state(&self, state: &FeatureState, watermark: i64, key: Option<&[ScalarValue]>) -> Result<RecordBatch> {
+        let schema = self.compiled.schema.clone();
         let (key_columns, histories): (Vec<ArrayRef>, Vec<_>) = match key {
             Some(key) => match state.history(key)? {
                 Some(h) => (key.iter().map(|v| v.to_array()).collect::<std::result::Result<_, _>>()?, vec![h]),

@@ -110,7 +110,8 @@ impl PointRead {
     }
 
     /// The rows for these parameter values; None if a value cannot be compared losslessly
-    /// with its key column (the caller then takes the normal path).
+    /// with its key column, or a write is being applied to the feature (the caller then takes
+    /// the normal path, which waits for it).
     pub fn read(&self, parameters: &[ScalarValue]) -> Result<Option<RecordBatch>> {
         let mut key = Vec::with_capacity(self.keys.len());
         for (source, target) in &self.keys {
@@ -130,7 +131,7 @@ impl PointRead {
         if key.iter().any(ScalarValue::is_null) {
             return Ok(Some(RecordBatch::new_empty(self.output.clone())));
         }
-        let batch = self.feature.read(&self.store, Some(&key))?;
+        let Some(batch) = self.feature.read_now(&self.store, &key)? else { return Ok(None) };
         let columns = self.columns.iter().map(|i| batch.column(*i).clone()).collect();
         Ok(Some(RecordBatch::try_new(self.output.clone(), columns)?))
     }

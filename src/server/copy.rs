@@ -21,6 +21,7 @@ use pgwire::types::format::FormatOptions;
 
 use super::cancel::CancelFlag;
 use super::errors::to_pgwire;
+use super::executor::Executor;
 use super::handlers::QueryHandler;
 use super::pg_text::PgText;
 use crate::execute::copy_format::CopyFormat;
@@ -38,15 +39,27 @@ impl CopyHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let state = self.connection(client)?;
-        let mut conn = state.lock().await;
-        let conn = &mut *conn;
-        match conn.copy_in.as_mut() {
-            Some(copy) => {
-                conn.session.copy_in_data(copy, &copy_data.data);
+        let chunk_full = {
+            let mut conn = state.lock().await;
+            let conn = &mut *conn;
+            let Some(copy) = conn.copy_in.as_mut() else {
+                return Err(protocol_error("CopyData received outside of COPY FROM STDIN"));
+            };
+            copy.push(&copy_data.data);
+            conn.session.copy_in_chunk_full(copy)
+        };
+        if chunk_full {
+            let decode = async move {
+                let mut conn = state.lock().await;
+                let conn = &mut *conn;
+                if let Some(copy) = conn.copy_in.as_mut() {
+                    conn.session.copy_in_decode(copy);
+                }
                 Ok(())
-            }
-            None => Err(protocol_error("CopyData received outside of COPY FROM STDIN")),
+            };
+            self.executor.run(decode).await.map_err(to_pgwire)?;
         }
+        Ok(())
     }
 
     async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
@@ -56,12 +69,11 @@ impl CopyHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let state = self.connection(client)?;
-        let mut conn = state.lock().await;
-        let Some(copy) = conn.copy_in.take() else {
+        let Some(copy) = state.lock().await.copy_in.take() else {
             return Err(protocol_error("CopyDone received outside of COPY FROM STDIN"));
         };
-        let rows = conn.session.finish_copy_in(copy).await.map_err(to_pgwire)?;
-        drop(conn);
+        let finish = async move { state.lock().await.session.finish_copy_in(copy).await };
+        let rows = self.executor.run(finish).await.map_err(to_pgwire)?;
         let tag = Tag::new("COPY").with_rows(rows as usize);
         client.send(PgWireBackendMessage::CommandComplete(tag.into())).await?;
         Ok(())
@@ -86,8 +98,10 @@ impl CopyHandler for QueryHandler {
     }
 }
 
-/// Streams `frame` as COPY data in text or CSV format, one CopyData message per row.
+/// Streams `frame` as COPY data in text or CSV format, one CopyData message per row, run and
+/// encoded on `executor`.
 pub async fn copy_out_response(
+    executor: &Executor,
     format: &CopyFormat,
     frame: DataFrame,
     format_options: Arc<FormatOptions>,
@@ -98,16 +112,15 @@ pub async fn copy_out_response(
     let columns = fields.len();
     let mut encoder = PgText(new_encoder(format, fields.clone()));
     let mut header = format.header.then(|| header_line(format, &schema));
-    let batches = frame.execute_stream().await.map_err(|e| to_pgwire(e.into()))?;
+    let batches = super::results::start(executor, frame).await?;
     let batches = cancel.guard(batches.map(|b| b.map_err(|e| to_pgwire(e.into()))));
-    let data = batches.flat_map(move |batch| {
-        let rows: Vec<PgWireResult<CopyData>> = match batch {
+    let data = executor.stream(batches.map(move |batch| -> Vec<PgWireResult<CopyData>> {
+        match batch {
             Ok(batch) => encode_rows(&mut encoder, &batch, &fields, &mut header),
             Err(e) => vec![Err(e)],
-        };
-        futures::stream::iter(rows)
-    });
-    Ok(CopyResponse::new(0, columns, data))
+        }
+    }));
+    Ok(CopyResponse::new(0, columns, data.flat_map(futures::stream::iter)))
 }
 
 fn new_encoder(format: &CopyFormat, fields: Arc<Vec<FieldInfo>>) -> CopyEncoder {

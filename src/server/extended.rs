@@ -40,6 +40,7 @@ use super::auth::require_login;
 use super::coalesce::Deferred;
 use super::connection::until_cancelled;
 use super::errors::to_pgwire;
+use super::executor::Executor;
 use super::handlers::QueryHandler;
 use super::notices::execute_with_notices;
 use super::results::{encode_batch_rows, encode_rows, to_response};
@@ -65,22 +66,33 @@ pub struct Prepared {
     point_read: Option<PointRead>,
 }
 
+/// What a query's Execute produced: a point read's rows, or a plan to run.
+enum QueryOutput {
+    Batch(arrow::array::RecordBatch),
+    Frame(datafusion::dataframe::DataFrame),
+}
+
 /// Parses and plans statements for the extended protocol.
 pub struct StatementParser {
     db: Arc<Database>,
+    executor: Executor,
 }
 
 impl StatementParser {
-    pub fn new(db: Arc<Database>) -> Self {
-        Self { db }
+    pub fn new(db: Arc<Database>, executor: Executor) -> Self {
+        Self { db, executor }
     }
 
-    async fn prepare(&self, sql: &str, client_types: &[Option<Type>]) -> crate::error::Result<Option<Prepared>> {
-        let Some(statement) = self.db.parser.parse_single(sql)? else { return Ok(None) };
+    async fn prepare(
+        db: &Database,
+        sql: &str,
+        client_types: &[Option<Type>],
+    ) -> crate::error::Result<Option<Prepared>> {
+        let Some(statement) = db.parser.parse_single(sql)? else { return Ok(None) };
         let Statement::Standard(syntax) = &statement else {
             let rows = matches!(statement, Statement::ShowFeatures);
             let schema =
-                rows.then(|| crate::plan::SystemSchema::features(&self.db.catalog).map(|b| b.schema())).transpose()?;
+                rows.then(|| crate::plan::SystemSchema::features(&db.catalog).map(|b| b.schema())).transpose()?;
             return Ok(Some(Prepared {
                 statement,
                 plan: None,
@@ -92,7 +104,7 @@ impl StatementParser {
         };
         let (plan, inferred_types, result_schema) = match syntax.as_ref() {
             SqlStatement::Query(_) | SqlStatement::Explain { .. } => {
-                let plan = self.db.plan_query(syntax).await?;
+                let plan = db.plan_query(syntax).await?;
                 let types = parameter_types(&plan)?;
                 let schema = Arc::new(plan.schema().as_arrow().clone());
                 (Some(plan), types, Some(schema))
@@ -104,7 +116,7 @@ impl StatementParser {
             SqlStatement::Insert(_) => {
                 // Planning the INSERT itself (never executed) types its placeholders from
                 // the target columns.
-                let state = self.db.ctx.state();
+                let state = db.ctx.state();
                 let types = match state.statement_to_plan(DfStatement::Statement(syntax.clone())).await {
                     Ok(plan) => parameter_types(&plan).unwrap_or_default(),
                     Err(_) => vec![],
@@ -112,7 +124,7 @@ impl StatementParser {
                 (None, types, None)
             }
             SqlStatement::Copy { .. } => {
-                check_copy(&self.db, syntax)?;
+                check_copy(db, syntax)?;
                 (None, vec![], None)
             }
             _ => (None, vec![], None),
@@ -197,7 +209,9 @@ impl QueryParser for StatementParser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         tracing::debug!(sql, "parse");
-        Ok(self.prepare(sql, types).await.map_err(to_pgwire)?.map(Arc::new))
+        let (db, sql, types) = (self.db.clone(), sql.to_owned(), types.to_vec());
+        let prepared = self.executor.run(async move { Self::prepare(&db, &sql, &types).await });
+        Ok(prepared.await.map_err(to_pgwire)?.map(Arc::new))
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
@@ -237,26 +251,41 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let prepared = &portal.statement.statement;
-        let params = bound_parameters(portal, prepared)?;
+        let prepared = portal.statement.statement.clone();
+        let params = bound_parameters(portal, &prepared)?;
         let state = self.connection(client)?;
-        let mut conn = state.lock().await;
-        conn.start_statement(prepared.plan.is_some() || prepared.statement.is_read_only());
-        let flag = conn.cancel.clone();
-        if let Some(plan) = &prepared.plan {
-            let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let format = &portal.result_column_format;
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let flag = {
+            let mut conn = state.lock().await;
+            conn.start_statement(prepared.plan.is_some() || prepared.statement.is_read_only());
+            // The online-serving query is answered here, on the connection's thread.
             if let (Some(read), ParamValues::List(values)) = (&prepared.point_read, &params) {
                 let values: Vec<_> = values.iter().map(|v| v.value.clone()).collect();
                 if let Some(batch) = conn.session.prepared_point_read(read, &values).map_err(to_pgwire)? {
-                    return Ok(Response::Query(encode_batch_rows(batch, &portal.result_column_format, options)?));
+                    return Ok(Response::Query(encode_batch_rows(batch, format, options)?));
                 }
             }
-            let plan = plan.clone().replace_params_with_values(&params).map_err(|e| to_pgwire(e.into()))?;
-            if let Some(batch) = conn.session.point_read(&plan).map_err(to_pgwire)? {
-                return Ok(Response::Query(encode_batch_rows(batch, &portal.result_column_format, options)?));
-            }
-            let frame = until_cancelled(&flag, conn.session.run_query(plan)).await.map_err(to_pgwire)?;
-            let rows = encode_rows(frame, &portal.result_column_format, options, conn.cancel.clone()).await?;
+            conn.cancel.clone()
+        };
+        if let Some(plan) = &prepared.plan {
+            let (plan, connection, cancel) = (plan.clone(), state.clone(), flag.clone());
+            let query = async move {
+                let plan = plan.replace_params_with_values(&params)?;
+                let mut conn = connection.lock().await;
+                let session = &mut conn.session;
+                until_cancelled(&cancel, async {
+                    Ok(match session.point_read(&plan)? {
+                        Some(batch) => QueryOutput::Batch(batch),
+                        None => QueryOutput::Frame(session.run_query(plan).await?),
+                    })
+                })
+                .await
+            };
+            let rows = match self.executor.run(query).await.map_err(to_pgwire)? {
+                QueryOutput::Batch(batch) => encode_batch_rows(batch, format, options)?,
+                QueryOutput::Frame(frame) => encode_rows(&self.executor, frame, format, options, flag).await?,
+            };
             return Ok(Response::Query(rows));
         }
         let mut statement = prepared.statement.clone();
@@ -267,13 +296,11 @@ impl ExtendedQueryHandler for QueryHandler {
             bind_parameters(syntax, &scalars).map_err(to_pgwire)?;
         }
         // Writes and DDL are not raced against cancellation: they complete once started.
-        let output = if statement.is_read_only() {
-            until_cancelled(&flag, execute_with_notices(&mut conn.session, &statement, client)).await
-        } else {
-            execute_with_notices(&mut conn.session, &statement, client).await
-        }
-        .map_err(to_pgwire)?;
-        to_response(output, &portal.result_column_format, &mut conn, client.metadata()).await
+        let cancel = statement.is_read_only().then_some(flag);
+        let output =
+            execute_with_notices(&self.executor, &state, statement, cancel, client).await.map_err(to_pgwire)?;
+        let mut conn = state.lock().await;
+        to_response(output, format, &mut conn, client.metadata(), &self.executor).await
     }
 
     /// As pgwire's, without flushing until Sync (`coalesce`).

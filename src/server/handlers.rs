@@ -8,6 +8,7 @@ use pgwire::error::PgWireError;
 use super::auth::Security;
 use super::cancel::{CancelRequests, Cancellations};
 use super::errors::{fatal, to_pgwire};
+use super::executor::Executor;
 use super::extended::StatementParser;
 use crate::error::Error;
 use crate::execute::Database;
@@ -16,6 +17,7 @@ use crate::execute::Database;
 pub struct Handlers {
     pub(super) db: Arc<Database>,
     pub(super) parser: Arc<StatementParser>,
+    executor: Executor,
     security: Arc<Security>,
     connections: Arc<ConnectionManager>,
     cancel: Arc<CancelRequests>,
@@ -23,12 +25,13 @@ pub struct Handlers {
 }
 
 impl Handlers {
-    pub fn new(db: Arc<Database>, security: Arc<Security>) -> Self {
+    pub fn new(db: Arc<Database>, security: Arc<Security>, executor: Executor) -> Self {
         let connections = Arc::new(ConnectionManager::new());
         let cancellations = Arc::new(Cancellations::default());
         Self {
-            parser: Arc::new(StatementParser::new(db.clone())),
+            parser: Arc::new(StatementParser::new(db.clone(), executor.clone())),
             db,
+            executor,
             security,
             cancel: Arc::new(CancelRequests { manager: connections.clone(), registry: cancellations.clone() }),
             connections,
@@ -107,11 +110,17 @@ impl PgWireServerHandlers for ConnectionHandlers {
 pub struct QueryHandler {
     pub(super) db: Arc<Database>,
     pub(super) parser: Arc<StatementParser>,
+    pub(super) executor: Executor,
     pub(super) cancellations: Arc<Cancellations>,
 }
 
 impl Handlers {
     fn query_handler(&self) -> QueryHandler {
-        QueryHandler { db: self.db.clone(), parser: self.parser.clone(), cancellations: self.cancellations.clone() }
+        QueryHandler {
+            db: self.db.clone(),
+            parser: self.parser.clone(),
+            executor: self.executor.clone(),
+            cancellations: self.cancellations.clone(),
+        }
     }
 }

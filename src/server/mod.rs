@@ -7,6 +7,7 @@ mod coalesce;
 mod connection;
 mod copy;
 mod errors;
+mod executor;
 mod extended;
 mod handlers;
 mod notices;
@@ -18,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -25,6 +27,7 @@ pub use auth::Security;
 
 use crate::error::Result;
 use crate::execute::Database;
+use executor::Executor;
 use handlers::Handlers;
 
 /// PostgreSQL's default `max_connections`.
@@ -35,11 +38,14 @@ pub struct ServerOptions {
     pub security: Security,
     /// Connections served at once; more are refused with 53300.
     pub max_connections: usize,
+    /// The runtime statements run on (`executor`); connections are served on the runtime
+    /// that runs [`Server::serve`]. Default: the runtime that calls [`Server::bind_with`].
+    pub execution: Option<Handle>,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { security: Security::default(), max_connections: DEFAULT_MAX_CONNECTIONS }
+        Self { security: Security::default(), max_connections: DEFAULT_MAX_CONNECTIONS, execution: None }
     }
 }
 
@@ -59,9 +65,10 @@ impl Server {
 
     pub async fn bind_with(addr: &str, db: Arc<Database>, options: ServerOptions) -> Result<Self> {
         let listener = TcpListener::bind(addr).await?;
+        let executor = Executor::new(options.execution.unwrap_or_else(Handle::current));
         Ok(Self {
             listener,
-            handlers: Arc::new(Handlers::new(db, Arc::new(options.security))),
+            handlers: Arc::new(Handlers::new(db, Arc::new(options.security), executor)),
             slots: Arc::new(Semaphore::new(options.max_connections)),
         })
     }
@@ -70,15 +77,18 @@ impl Server {
         Ok(self.listener.local_addr()?)
     }
 
-    /// Serves connections until `shutdown` resolves, then closes them; every acknowledged
-    /// write is already durable.
+    /// Serves connections on the calling runtime until `shutdown` resolves, then closes them;
+    /// every acknowledged write is already durable.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+        // Sockets are driven by the runtime that registered them: the listener, and through it
+        // every accepted connection, moves to this one.
+        let listener = TcpListener::from_std(self.listener.into_std()?)?;
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
+                accepted = listener.accept() => match accepted {
                     Ok((socket, peer)) => {
                         let _ = socket.set_nodelay(true);
                         // Held for the connection's life. Only the startup message of a

@@ -3,35 +3,54 @@
 //! before the statement's CommandComplete.
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use futures::{Sink, SinkExt};
 use pgwire::error::ErrorInfo;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::response::NoticeResponse;
+use tokio::sync::Mutex;
 
+use super::cancel::CancelFlag;
+use super::connection::{Connection, until_cancelled};
+use super::executor::Executor;
 use crate::error::Result;
-use crate::execute::{Output, Session};
+use crate::execute::Output;
 use crate::sql::Statement;
 
-/// Runs `statement`, sending its notices to `client` while it runs.
-pub async fn execute_with_notices<C>(session: &mut Session, statement: &Statement, client: &mut C) -> Result<Output>
+/// Runs `statement` on `executor`, sending its notices to `client` while it runs. With
+/// `cancel`, a cancel request or timeout abandons it (`until_cancelled`).
+pub async fn execute_with_notices<C>(
+    executor: &Executor,
+    connection: &Arc<Mutex<Connection>>,
+    statement: Statement,
+    cancel: Option<Arc<CancelFlag>>,
+    client: &mut C,
+) -> Result<Output>
 where
     C: Sink<PgWireBackendMessage> + Unpin,
     C::Error: Debug,
 {
     let (sender, mut notices) = tokio::sync::mpsc::unbounded_channel();
-    session.notices = Some(sender);
-    let outcome = {
-        let execution = session.execute(statement);
-        tokio::pin!(execution);
-        loop {
-            tokio::select! {
-                outcome = &mut execution => break outcome,
-                Some(message) = notices.recv() => send(client, message).await,
-            }
+    let connection = connection.clone();
+    let execution = executor.run(async move {
+        let mut connection = connection.lock().await;
+        let session = &mut connection.session;
+        session.notices = Some(sender);
+        let outcome = match cancel {
+            Some(flag) => until_cancelled(&flag, session.execute(&statement)).await,
+            None => session.execute(&statement).await,
+        };
+        session.notices = None;
+        outcome
+    });
+    tokio::pin!(execution);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut execution => break outcome,
+            Some(message) = notices.recv() => send(client, message).await,
         }
     };
-    session.notices = None;
     while let Ok(message) = notices.try_recv() {
         send(client, message).await;
     }

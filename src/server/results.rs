@@ -18,21 +18,23 @@ use super::cancel::CancelFlag;
 use super::connection::Connection;
 use super::copy::copy_out_response;
 use super::errors::to_pgwire;
+use super::executor::Executor;
 use super::pg_text::PgText;
 use crate::execute::Output;
 
-/// Turns an output into the response pgwire sends. A COPY FROM STDIN is parked in the
-/// connection until its data arrives.
+/// Turns an output into the response pgwire sends; result rows are produced and encoded on
+/// `executor`. A COPY FROM STDIN is parked in the connection until its data arrives.
 pub async fn to_response(
     output: Output,
     format: &Format,
     connection: &mut Connection,
     client_metadata: &HashMap<String, String>,
+    executor: &Executor,
 ) -> PgWireResult<Response> {
     let format_options = Arc::new(FormatOptions::from_client_metadata(client_metadata));
     Ok(match output {
         Output::Rows(frame) => {
-            Response::Query(encode_rows(frame, format, format_options, connection.cancel.clone()).await?)
+            Response::Query(encode_rows(executor, frame, format, format_options, connection.cancel.clone()).await?)
         }
         Output::Command { tag, rows } => {
             let mut t = Tag::new(tag);
@@ -51,31 +53,39 @@ pub async fn to_response(
             connection.copy_in = Some(copy);
             Response::CopyIn(CopyResponse::new(format, columns, futures::stream::empty()))
         }
-        Output::CopyOut { format, data } => {
-            Response::CopyOut(copy_out_response(&format, data, format_options, connection.cancel.clone()).await?)
-        }
+        Output::CopyOut { format, data } => Response::CopyOut(
+            copy_out_response(executor, &format, data, format_options, connection.cancel.clone()).await?,
+        ),
     })
 }
 
-/// Streams a result set as DataRows in the client's formats; a cancel request ends it.
+/// Streams a result set as DataRows in the client's formats; a cancel request ends it. The
+/// plan runs, and its rows are encoded, on `executor`, a batch at a time.
 pub async fn encode_rows(
+    executor: &Executor,
     frame: DataFrame,
     format: &Format,
     format_options: Arc<FormatOptions>,
     cancel: Arc<CancelFlag>,
 ) -> PgWireResult<QueryResponse> {
     let fields = Arc::new(arrow_schema_to_pg_fields(frame.schema().as_arrow(), format, Some(format_options))?);
-    let batches = frame.execute_stream().await.map_err(|e| to_pgwire(e.into()))?;
+    let batches = start(executor, frame).await?;
     let batches = cancel.guard(batches.map(|b| b.map_err(|e| to_pgwire(e.into()))));
     let row_fields = fields.clone();
-    let rows = batches.flat_map(move |batch| {
-        let rows = match batch {
-            Ok(batch) => encode_batch(&batch, &row_fields),
-            Err(e) => vec![Err(e)],
-        };
-        futures::stream::iter(rows)
-    });
-    Ok(QueryResponse::new(fields, rows))
+    let rows = executor.stream(batches.map(move |batch| match batch {
+        Ok(batch) => encode_batch(&batch, &row_fields),
+        Err(e) => vec![Err(e)],
+    }));
+    Ok(QueryResponse::new(fields, rows.flat_map(futures::stream::iter)))
+}
+
+/// Plans `frame` physically and starts it, on `executor`: an error up to here is the
+/// statement's error, before any row description.
+pub async fn start(
+    executor: &Executor,
+    frame: DataFrame,
+) -> PgWireResult<datafusion::physical_plan::SendableRecordBatchStream> {
+    executor.run(async move { Ok(frame.execute_stream().await?) }).await.map_err(to_pgwire)
 }
 
 /// A result set already in memory as DataRows in the client's formats.

@@ -12,7 +12,6 @@ use pgwire::api::{ClientInfo, ClientPortalStore};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
-use super::connection::until_cancelled;
 use super::errors::to_pgwire;
 use super::handlers::QueryHandler;
 use super::notices::execute_with_notices;
@@ -42,22 +41,26 @@ impl SimpleQueryHandler for QueryHandler {
             return Ok(vec![Response::EmptyQuery]);
         }
         let state = self.connection(client)?;
-        let mut conn = state.lock().await;
         let mut responses = Vec::with_capacity(statements.len());
-        for statement in &statements {
+        for statement in statements {
             // As PostgreSQL, the timeout applies to each statement of the string separately.
             let read_only = statement.is_read_only();
-            conn.start_statement(read_only);
-            let flag = conn.cancel.clone();
-            let execution = execute_with_notices(&mut conn.session, statement, client);
-            let executed = if read_only { until_cancelled(&flag, execution).await } else { execution.await };
+            let cancel = {
+                let mut conn = state.lock().await;
+                conn.start_statement(read_only);
+                read_only.then(|| conn.cancel.clone())
+            };
+            let executed = execute_with_notices(&self.executor, &state, statement, cancel, client).await;
+            let mut conn = state.lock().await;
             if executed.is_err() {
                 // A cancelled or timed-out statement never reached the session's own error
                 // handling; its transaction is aborted all the same.
                 conn.session.abort_transaction();
             }
             let response = match executed {
-                Ok(output) => to_response(output, &Format::UnifiedText, &mut conn, client.metadata()).await,
+                Ok(output) => {
+                    to_response(output, &Format::UnifiedText, &mut conn, client.metadata(), &self.executor).await
+                }
                 Err(e) => Err(to_pgwire(e)),
             };
             match response {

@@ -51,16 +51,32 @@ impl CopyIn {
     pub fn column_count(&self) -> usize {
         self.targets.len()
     }
+
+    /// Buffers the next piece of data; it is decoded a chunk at a time (`Session::copy_in_decode`).
+    pub fn push(&mut self, data: &[u8]) {
+        if self.failed.is_none() {
+            self.buffer.extend_from_slice(data);
+        }
+    }
 }
 
 impl Session {
     /// Takes the next piece of COPY data.
     pub fn copy_in_data(&mut self, copy: &mut CopyIn, data: &[u8]) {
-        if copy.failed.is_some() {
-            return;
+        copy.push(data);
+        if self.copy_in_chunk_full(copy) {
+            self.copy_in_decode(copy);
         }
-        copy.buffer.extend_from_slice(data);
-        if copy.buffer.len() >= self.db.copy_chunk_bytes
+    }
+
+    /// Whether `copy` holds a chunk of data to decode (`copy_in_decode`).
+    pub fn copy_in_chunk_full(&self, copy: &CopyIn) -> bool {
+        copy.failed.is_none() && copy.buffer.len() >= self.db.copy_chunk_bytes
+    }
+
+    /// Decodes and stages the data `copy` holds.
+    pub fn copy_in_decode(&mut self, copy: &mut CopyIn) {
+        if copy.failed.is_none()
             && let Err(e) = self.decode_buffer(copy, false)
         {
             // Dropping the staged write deletes what it wrote.
