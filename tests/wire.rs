@@ -266,6 +266,17 @@ async fn prepared_feature_point_reads_match_the_general_path() {
         let b = rows(client.query(&general, &[&card]).await.unwrap());
         assert_eq!(a, b, "card {card}");
     }
+    // Every column, the key and the evaluation time included, in the order asked for.
+    let fast = client.prepare("SELECT ts, n, card, total FROM by_card WHERE card = $1").await.unwrap();
+    let general = client.prepare("SELECT ts, n, card, total FROM by_card WHERE card = $1 ORDER BY n").await.unwrap();
+    let rows = |rows: Vec<tokio_postgres::Row>| -> Vec<(chrono::NaiveDateTime, i64, i64, Option<f64>)> {
+        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect()
+    };
+    for card in [1i64, 2, 3] {
+        let a = rows(client.query(&fast, &[&card]).await.unwrap());
+        let b = rows(client.query(&general, &[&card]).await.unwrap());
+        assert_eq!(a, b, "card {card}");
+    }
     assert_eq!(rows(client.query(&fast, &[&1i64]).await.unwrap()), vec![(Some(30.0), 2, Some("b".into()))]);
     assert!(client.query(&fast, &[&None::<i64>]).await.unwrap().is_empty());
     // A parameter type the client declares (JDBC's setInt: int4 for the BIGINT key).

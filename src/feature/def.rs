@@ -394,6 +394,34 @@ impl CompiledFeature {
     }
 }
 
+impl CompiledFeature {
+    /// The columns at `indices` of one row of [`CompiledFeature::batch`] (the key, its values,
+    /// the time they were evaluated at), built alone: a point read needs only the columns it
+    /// selects, typed exactly as `batch` types them.
+    pub fn row_columns(
+        &self,
+        key: &[ScalarValue],
+        values: &[ScalarValue],
+        time: i64,
+        indices: &[usize],
+    ) -> Result<Vec<ArrayRef>> {
+        indices
+            .iter()
+            .map(|&i| {
+                let column = if i < key.len() {
+                    key[i].to_array()?
+                } else if let Some(result_type) = self.result_types.get(i - key.len()) {
+                    array_of(std::iter::once(values[i - key.len()].clone()), result_type)?
+                } else {
+                    Arc::new(TimestampMicrosecondArray::from(vec![time]))
+                };
+                let target = self.schema.field(i).data_type();
+                Ok(if column.data_type() == target { column } else { arrow::compute::cast(&column, target)? })
+            })
+            .collect()
+    }
+}
+
 /// An array of `data_type` from scalar values (which may need a cast, e.g. NULLs).
 pub fn array_of(values: impl Iterator<Item = ScalarValue>, data_type: &DataType) -> Result<ArrayRef> {
     let values: Vec<ScalarValue> = values.collect();

@@ -172,18 +172,24 @@ impl LiveFeature {
         self.read_state(&state, watermark, key)
     }
 
-    /// As [`LiveFeature::read`] for one key, but `None` rather than waiting while a write is
-    /// being applied to the state: the connection threads answer point reads, and a wait there
-    /// would hold up every connection they serve.
-    pub fn read_now(&self, store: &EventStore, key: &[ScalarValue]) -> Result<Option<RecordBatch>> {
+    /// One key's values at the table's watermark, for a point read. Unlike
+    /// [`LiveFeature::read`], it does not wait while a write is being applied to the state
+    /// ([`PointValue::Busy`]): the connection threads answer point reads, and a wait there would
+    /// hold up every connection they serve.
+    pub fn read_now(&self, store: &EventStore, key: &[ScalarValue]) -> Result<PointValue> {
         let Some(watermark) = store.stats(self.compiled.table.id).watermark else {
-            return Ok(Some(RecordBatch::new_empty(self.compiled.schema.clone())));
+            return Ok(PointValue::Missing);
         };
-        match self.state.try_read() {
-            Ok(state) => self.read_state(&state, watermark, Some(key)).map(Some),
-            Err(TryLockError::WouldBlock) => Ok(None),
-            Err(TryLockError::Poisoned(_)) => Err(Error::internal("feature state poisoned")),
-        }
+        let state = match self.state.try_read() {
+            Ok(state) => state,
+            Err(TryLockError::WouldBlock) => return Ok(PointValue::Busy),
+            Err(TryLockError::Poisoned(_)) => return Err(Error::internal("feature state poisoned")),
+        };
+        let Some(history) = state.history(key)? else { return Ok(PointValue::Missing) };
+        Ok(match history.evaluate(&self.compiled, watermark, false)? {
+            Some(values) => PointValue::Row { values, time: watermark },
+            None => PointValue::Missing,
+        })
     }
 
     fn read_state(&self, state: &FeatureState, watermark: i64, key: Option<&[ScalarValue]>) -> Result<RecordBatch> {
@@ -210,6 +216,16 @@ impl LiveFeature {
             .collect::<std::result::Result<_, _>>()?;
         self.compiled.batch(keys, &rows, vec![watermark; rows.len()])
     }
+}
+
+/// One key's answer to [`LiveFeature::read_now`].
+pub enum PointValue {
+    /// The key's values, evaluated at `time`.
+    Row { values: Vec<ScalarValue>, time: i64 },
+    /// No row: the key has no qualifying event.
+    Missing,
+    /// A write is being applied; ask again, or read with [`LiveFeature::read`].
+    Busy,
 }
 
 /// Ingests stored writes into `state`; returns (rows read, one past the greatest seq seen,

@@ -11,6 +11,6 @@ mod state;
 pub mod window;
 
 pub use def::{CompiledFeature, FeatureDef, ValueDef, array_of, human_interval};
-pub use engine::{FeatureEngine, LiveFeature};
+pub use engine::{FeatureEngine, LiveFeature, PointValue};
 pub use snapshot::{SnapshotMeta, stored_chunk_keys};
 pub use state::{FeatureState, KeyHistory, SlidingDistinct, distinct_aggregates};

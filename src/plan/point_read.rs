@@ -16,7 +16,7 @@ use datafusion::scalar::ScalarValue;
 
 use super::feature_table::FeatureTable;
 use crate::error::Result;
-use crate::feature::LiveFeature;
+use crate::feature::{LiveFeature, PointValue};
 use crate::storage::EventStore;
 
 /// Where a key value of a point read comes from.
@@ -38,6 +38,8 @@ pub struct PointRead {
     /// Indices into the feature's full schema.
     columns: Vec<usize>,
     output: SchemaRef,
+    /// The answer for a key without a row.
+    empty: RecordBatch,
 }
 
 impl PointRead {
@@ -106,7 +108,8 @@ impl PointRead {
         if output.fields().iter().zip(&columns).any(|(f, i)| f.data_type() != full.field(*i).data_type()) {
             return None;
         }
-        Some(PointRead { feature: feature.clone(), store: store.clone(), keys, columns, output })
+        let empty = RecordBatch::new_empty(output.clone());
+        Some(PointRead { feature: feature.clone(), store: store.clone(), keys, columns, output, empty })
     }
 
     /// The rows for these parameter values; None if a value cannot be compared losslessly
@@ -122,18 +125,28 @@ impl PointRead {
                     None => return Ok(None),
                 },
             };
-            if !lossless(&value.data_type(), target) {
+            let source_type = value.data_type();
+            if source_type == *target {
+                key.push(value.clone());
+                continue;
+            }
+            if !lossless(&source_type, target) {
                 return Ok(None);
             }
             let Ok(value) = value.cast_to(target) else { return Ok(None) };
             key.push(value);
         }
         if key.iter().any(ScalarValue::is_null) {
-            return Ok(Some(RecordBatch::new_empty(self.output.clone())));
+            return Ok(Some(self.empty.clone()));
         }
-        let Some(batch) = self.feature.read_now(&self.store, &key)? else { return Ok(None) };
-        let columns = self.columns.iter().map(|i| batch.column(*i).clone()).collect();
-        Ok(Some(RecordBatch::try_new(self.output.clone(), columns)?))
+        match self.feature.read_now(&self.store, &key)? {
+            PointValue::Row { values, time } => {
+                let columns = self.feature.compiled.row_columns(&key, &values, time, &self.columns)?;
+                Ok(Some(RecordBatch::try_new(self.output.clone(), columns)?))
+            }
+            PointValue::Missing => Ok(Some(self.empty.clone())),
+            PointValue::Busy => Ok(None),
+        }
     }
 }
 
