@@ -267,14 +267,15 @@ async fn prepared_feature_point_reads_match_the_general_path() {
         assert_eq!(a, b, "card {card}");
     }
     // Every column, the key and the evaluation time included, in the order asked for.
-    let fast = client.prepare("SELECT ts, n, card, total FROM by_card WHERE card = $1").await.unwrap();
-    let general = client.prepare("SELECT ts, n, card, total FROM by_card WHERE card = $1 ORDER BY n").await.unwrap();
-    let rows = |rows: Vec<tokio_postgres::Row>| -> Vec<(chrono::NaiveDateTime, i64, i64, Option<f64>)> {
+    let fast_all = client.prepare("SELECT ts, n, card, total FROM by_card WHERE card = $1").await.unwrap();
+    let general_all =
+        client.prepare("SELECT ts, n, card, total FROM by_card WHERE card = $1 ORDER BY n").await.unwrap();
+    let all_columns = |rows: Vec<tokio_postgres::Row>| -> Vec<(chrono::NaiveDateTime, i64, i64, Option<f64>)> {
         rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect()
     };
     for card in [1i64, 2, 3] {
-        let a = rows(client.query(&fast, &[&card]).await.unwrap());
-        let b = rows(client.query(&general, &[&card]).await.unwrap());
+        let a = all_columns(client.query(&fast_all, &[&card]).await.unwrap());
+        let b = all_columns(client.query(&general_all, &[&card]).await.unwrap());
         assert_eq!(a, b, "card {card}");
     }
     assert_eq!(rows(client.query(&fast, &[&1i64]).await.unwrap()), vec![(Some(30.0), 2, Some("b".into()))]);
