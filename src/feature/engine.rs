@@ -165,35 +165,11 @@ impl LiveFeature {
     /// Values for `keys` (or every key) evaluated at the table's watermark, in the feature's
     /// table schema. Keys with no qualifying event at or before the watermark are left out.
     pub fn read(&self, store: &EventStore, key: Option<&[ScalarValue]>) -> Result<RecordBatch> {
+        let schema = self.compiled.schema.clone();
         let Some(watermark) = store.stats(self.compiled.table.id).watermark else {
-            return Ok(RecordBatch::new_empty(self.compiled.schema.clone()));
+            return Ok(RecordBatch::new_empty(schema));
         };
         let state = self.state.read().map_err(|_| Error::internal("feature state poisoned"))?;
-        self.read_state(&state, watermark, key)
-    }
-
-    /// One key's values at the table's watermark, for a point read. Unlike
-    /// [`LiveFeature::read`], it does not wait while a write is being applied to the state
-    /// ([`PointValue::Busy`]): the connection threads answer point reads, and a wait there would
-    /// hold up every connection they serve.
-    pub fn read_now(&self, store: &EventStore, key: &[ScalarValue]) -> Result<PointValue> {
-        let Some(watermark) = store.stats(self.compiled.table.id).watermark else {
-            return Ok(PointValue::Missing);
-        };
-        let state = match self.state.try_read() {
-            Ok(state) => state,
-            Err(TryLockError::WouldBlock) => return Ok(PointValue::Busy),
-            Err(TryLockError::Poisoned(_)) => return Err(Error::internal("feature state poisoned")),
-        };
-        let Some(history) = state.history(key)? else { return Ok(PointValue::Missing) };
-        Ok(match history.evaluate(&self.compiled, watermark, false)? {
-            Some(values) => PointValue::Row { values, time: watermark },
-            None => PointValue::Missing,
-        })
-    }
-
-    fn read_state(&self, state: &FeatureState, watermark: i64, key: Option<&[ScalarValue]>) -> Result<RecordBatch> {
-        let schema = self.compiled.schema.clone();
         let (key_columns, histories): (Vec<ArrayRef>, Vec<_>) = match key {
             Some(key) => match state.history(key)? {
                 Some(h) => (key.iter().map(|v| v.to_array()).collect::<std::result::Result<_, _>>()?, vec![h]),
@@ -215,6 +191,26 @@ impl LiveFeature {
             .map(|c| arrow::compute::take(c.as_ref(), &indices, None))
             .collect::<std::result::Result<_, _>>()?;
         self.compiled.batch(keys, &rows, vec![watermark; rows.len()])
+    }
+
+    /// One key's values at the table's watermark, for a point read. Unlike
+    /// [`LiveFeature::read`], it does not wait while a write is being applied to the state
+    /// ([`PointValue::Busy`]): the connection threads answer point reads, and a wait there would
+    /// hold up every connection they serve.
+    pub fn read_now(&self, store: &EventStore, key: &[ScalarValue]) -> Result<PointValue> {
+        let Some(watermark) = store.stats(self.compiled.table.id).watermark else {
+            return Ok(PointValue::Missing);
+        };
+        let state = match self.state.try_read() {
+            Ok(state) => state,
+            Err(TryLockError::WouldBlock) => return Ok(PointValue::Busy),
+            Err(TryLockError::Poisoned(_)) => return Err(Error::internal("feature state poisoned")),
+        };
+        let Some(history) = state.history(key)? else { return Ok(PointValue::Missing) };
+        Ok(match history.evaluate(&self.compiled, watermark, false)? {
+            Some(values) => PointValue::Row { values, time: watermark },
+            None => PointValue::Missing,
+        })
     }
 }
 
