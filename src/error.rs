@@ -262,6 +262,8 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
             }
         }
         DataFusionError::Execution(m) if m.contains("Divide by zero") => "22012",
+        // PostgreSQL: "more than one row returned by a subquery used as an expression".
+        DataFusionError::Execution(m) if m.contains("subquery returned more than one row") => "21000",
         DataFusionError::Execution(m) if m.to_ascii_lowercase().contains("overflow") => "22003",
         DataFusionError::Execution(m) if m.contains("Cannot cast") => "22P02",
         DataFusionError::IoError(e) if is_disk_full(e) => "53100",

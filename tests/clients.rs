@@ -65,3 +65,9 @@ fn pgjdbc() {
     let classpath = format!("{jar}:{}", classes.path().display());
     run_client("java", &["-cp", &classpath, "JdbcClient"], &dir);
 }
+
+/// Issue #30: statements psycopg prepares by itself (after 5 runs) follow DDL.
+#[test]
+fn psycopg_prepared_statements_across_ddl() {
+    run_client("python3", &["psycopg_prepared_ddl.py"], &clients_dir());
+}

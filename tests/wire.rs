@@ -316,3 +316,84 @@ async fn statement_timeout_cancels_long_statements_with_57014() {
     let error = client.batch_execute("SET statement_timeout = 'soon'").await.unwrap_err();
     assert_eq!(error.code().map(|c| c.code()), Some("22023"));
 }
+
+/// Issue #30: a statement prepared before DDL reads what its names denote at each Execute
+/// (re-planned, as PostgreSQL re-plans a cached plan), or fails with PostgreSQL's error; it
+/// never reads a dropped feature's frozen state or a dropped table's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_follow_ddl() {
+    let server = TestServer::start().await;
+    let client = setup(&server).await;
+    let feature = "CREATE FEATURE f AS SELECT card, count(*) AS n FROM tx GROUP BY card";
+    client
+        .batch_execute(&format!(
+            "INSERT INTO tx VALUES (1, 7, 10.0, 'a', '2024-01-01 09:00:00'); {feature}; \
+             CREATE TABLE spine (card BIGINT, t TIMESTAMP NOT NULL); \
+             INSERT INTO spine VALUES (7, '2024-01-02 00:00:00')"
+        ))
+        .await
+        .unwrap();
+    let point = client.prepare("SELECT n FROM f WHERE card = $1").await.unwrap();
+    let asof = client
+        .prepare("SELECT s.card, f.n FROM spine s ASOF LEFT JOIN f ON s.card = f.card AND s.t >= f.ts")
+        .await
+        .unwrap();
+    let scan = client.prepare("SELECT count(*) FROM tx WHERE card = $1").await.unwrap();
+    let read_all = |expected: i64| {
+        let (client, point, asof, scan) = (&client, &point, &asof, &scan);
+        async move {
+            let n: i64 = client.query_one(point, &[&7i64]).await.unwrap().get(0);
+            assert_eq!(n, expected, "prepared point read");
+            let n: Option<i64> = client.query_one(asof, &[]).await.unwrap().get(1);
+            assert_eq!(n, Some(expected), "prepared ASOF JOIN");
+            let n: i64 = client.query_one(scan, &[&7i64]).await.unwrap().get(0);
+            assert_eq!(n, expected, "prepared scan");
+        }
+    };
+    read_all(1).await;
+
+    // DROP: the next Execute fails as PostgreSQL's does for a dropped relation.
+    client.batch_execute("DROP FEATURE f").await.unwrap();
+    let error = client.query_one(&point, &[&7i64]).await.unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("42P01"), "{error}");
+    let error = client.query_one(&asof, &[]).await.unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("42P01"), "{error}");
+
+    // DROP + CREATE of the same shape, then more rows: the new feature's values.
+    client.batch_execute(feature).await.unwrap();
+    client.batch_execute("INSERT INTO tx VALUES (2, 7, 1.0, 'b', '2024-01-01 10:00:00')").await.unwrap();
+    read_all(2).await;
+    client.batch_execute("INSERT INTO tx VALUES (3, 7, 1.0, 'c', '2024-01-01 11:00:00')").await.unwrap();
+    read_all(3).await;
+
+    // Result columns changed: PostgreSQL's 0A000, and the connection goes on.
+    client
+        .batch_execute("DROP FEATURE f; CREATE FEATURE f AS SELECT card, sum(amt) AS n FROM tx GROUP BY card")
+        .await
+        .unwrap();
+    for statement in [&point, &asof] {
+        let key: &(dyn tokio_postgres::types::ToSql + Sync) = &7i64;
+        let error = client.query(statement, &[key][..statement.params().len()]).await.unwrap_err();
+        assert_eq!(error.code().map(|c| c.code()), Some("0A000"), "{error}");
+        let message = error.as_db_error().map(|e| e.message()).unwrap_or_default();
+        assert_eq!(message, "cached plan must not change result type");
+    }
+
+    // DROP TABLE ... CASCADE, then a new table of the same name with other rows.
+    client.batch_execute("DROP TABLE tx CASCADE").await.unwrap();
+    let error = client.query_one(&scan, &[&7i64]).await.unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("42P01"), "{error}");
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE tx (id BIGINT, card BIGINT, amt DOUBLE PRECISION, note TEXT, ts TIMESTAMP NOT NULL) \
+             WITH (event_time = 'ts'); {feature}; \
+             INSERT INTO tx VALUES (1, 7, 1.0, 'x', '2024-01-01 09:00:00'), (2, 7, 1.0, 'y', '2024-01-01 09:30:00'), \
+             (3, 7, 1.0, 'z', '2024-01-01 09:45:00'), (4, 7, 1.0, 'z', '2024-01-01 09:50:00')"
+        ))
+        .await
+        .unwrap();
+    read_all(4).await;
+    // Unprepared, the same answers (the general path agrees with the re-planned one).
+    assert_eq!(text_rows(&client, "SELECT n FROM f WHERE card = 7").await, vec!["4"]);
+    server.stop().await;
+}

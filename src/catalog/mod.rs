@@ -5,6 +5,7 @@ mod table;
 pub use table::{ColumnDef, DEFAULT_HOT_RETENTION_MICROS, TableDef};
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result};
@@ -20,6 +21,8 @@ pub struct Catalog {
     /// The live features (their definitions are persisted by `put_feature`).
     pub features: FeatureEngine,
     tables: RwLock<BTreeMap<String, Arc<TableDef>>>,
+    /// Counts table DDL; see [`Catalog::generation`].
+    table_changes: AtomicU64,
     ddl: tokio::sync::Mutex<()>,
 }
 
@@ -41,8 +44,15 @@ impl Catalog {
             store,
             features: FeatureEngine::default(),
             tables: RwLock::new(tables),
+            table_changes: AtomicU64::new(0),
             ddl: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Changes whenever a table or feature is created, dropped or altered (after the change
+    /// is visible): a plan made at an earlier generation may name objects that are gone.
+    pub fn generation(&self) -> u64 {
+        self.table_changes.load(Ordering::SeqCst) + self.features.generation()
     }
 
     pub fn store(&self) -> &Arc<EventStore> {
@@ -75,6 +85,7 @@ impl Catalog {
             .commit(Commit { catalog_puts: vec![(CatalogKind::Table.key(&def.name), entry)], ..Default::default() })
             .await?;
         self.write()?.insert(def.name.clone(), Arc::new(def));
+        self.table_changes.fetch_add(1, Ordering::SeqCst);
         Ok(true)
     }
 
@@ -92,6 +103,7 @@ impl Catalog {
             })
             .await?;
         self.write()?.remove(name);
+        self.table_changes.fetch_add(1, Ordering::SeqCst);
         Ok(true)
     }
 

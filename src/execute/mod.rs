@@ -8,10 +8,12 @@ pub mod copy_rows;
 mod create_table;
 mod database;
 mod insert;
+mod prepared;
 mod session;
 mod settings;
 pub mod tiering;
 
 pub use conform::{RowLabel, conform};
 pub use database::{Database, Limits};
+pub use prepared::{Planned, PreparedStatement};
 pub use session::{CopyIn, Output, Session, check_copy};

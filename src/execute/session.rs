@@ -176,6 +176,16 @@ impl Session {
         self.abort_on_error(outcome)
     }
 
+    /// A prepared query's plan as of the current catalog (planned again after DDL),
+    /// honouring an aborted transaction.
+    pub async fn plan_prepared(&mut self, prepared: &super::PreparedStatement) -> Result<Arc<super::Planned>> {
+        if matches!(self.transaction, Transaction::Failed) {
+            return Err(Error::TransactionAborted);
+        }
+        let outcome = prepared.plan(&self.db).await;
+        self.abort_on_error(outcome)
+    }
+
     /// The rows of `plan` if it is a feature point read (`plan::try_point_read`), answered
     /// without DataFusion; `None` when it must run the normal way.
     pub fn point_read(&mut self, plan: &LogicalPlan) -> Result<Option<arrow::array::RecordBatch>> {

@@ -288,13 +288,32 @@ pub struct CompiledFeature {
     pub schema: SchemaRef,
 }
 
+/// `expr` after the session's analyzer rules, as a query's expressions are: the same type
+/// coercion, and PostgreSQL's semantics where asofdb adds a rule for them (intervals compare
+/// by length, `plan::interval_order`), so a feature computes what the same query would.
+fn analyzed(
+    state: &datafusion::execution::SessionState,
+    expr: datafusion::logical_expr::Expr,
+    schema: &DFSchema,
+) -> Result<datafusion::logical_expr::Expr> {
+    use datafusion::logical_expr::{EmptyRelation, LogicalPlan, Projection};
+    let input = LogicalPlan::EmptyRelation(EmptyRelation { produce_one_row: false, schema: Arc::new(schema.clone()) });
+    let plan = LogicalPlan::Projection(Projection::try_new(vec![expr], Arc::new(input))?);
+    match state.analyzer().execute_and_check(plan, state.config_options(), |_, _| {})? {
+        LogicalPlan::Projection(mut projection) if projection.expr.len() == 1 => {
+            Ok(projection.expr.remove(0).unalias_nested().data)
+        }
+        _ => Err(Error::internal("the analyzer changed a one-expression projection's shape")),
+    }
+}
+
 impl CompiledFeature {
     pub fn compile(def: FeatureDef, table: Arc<TableDef>, ctx: &SessionContext) -> Result<Self> {
         let arrow_schema = table.schema();
         let df_schema = DFSchema::try_from_qualified_schema(table.name.as_str(), &arrow_schema)?;
         let state = ctx.state();
         let compile = |sql: &str| -> Result<Arc<dyn PhysicalExpr>> {
-            let logical = state.create_logical_expr(sql, &df_schema)?;
+            let logical = analyzed(&state, state.create_logical_expr(sql, &df_schema)?, &df_schema)?;
             Ok(state.create_physical_expr(logical, &df_schema)?)
         };
         let boolean = |sql: &str, what: &str| -> Result<Arc<dyn PhysicalExpr>> {

@@ -251,6 +251,8 @@ const PARALLEL_ROWS: usize = 10_000;
 #[derive(Default)]
 pub struct FeatureEngine {
     features: RwLock<BTreeMap<String, Arc<LiveFeature>>>,
+    /// Counts features registered and removed (`Catalog::generation`).
+    changes: std::sync::atomic::AtomicU64,
 }
 
 impl FeatureEngine {
@@ -274,12 +276,20 @@ impl FeatureEngine {
     pub fn insert(&self, feature: LiveFeature) -> Result<()> {
         let mut features = self.features.write().map_err(|_| Error::internal("features poisoned"))?;
         features.insert(feature.compiled.def.name.clone(), Arc::new(feature));
+        drop(features);
+        self.changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 
     pub fn remove(&self, name: &str) -> Result<()> {
         self.features.write().map_err(|_| Error::internal("features poisoned"))?.remove(name);
+        self.changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
+    }
+
+    /// How many times a feature was registered or removed.
+    pub fn generation(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Applies committed rows to every feature of their tables. Large writes (COPY) update

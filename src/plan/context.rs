@@ -42,5 +42,7 @@ pub fn new_session_context(catalog: Arc<Catalog>, query_memory: usize) -> Result
     db.register_schema("asofdb", Arc::new(SystemSchema::new(catalog)))?;
     setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider).map_err(|e| Error::DataFusion(*e))?;
     super::pg_functions::register(&ctx);
+    // After DataFusion's own rules (type coercion), which it needs to see operand types.
+    ctx.add_analyzer_rule(Arc::new(super::interval_order::IntervalOrder));
     Ok(ctx)
 }

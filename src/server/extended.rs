@@ -1,23 +1,19 @@
 //! The extended query protocol: Parse (plan once), Describe, Bind (typed parameters), Execute.
 //!
-//! Queries are planned by DataFusion at Parse and their parameters substituted into the plan
-//! at Execute. Other statements (INSERT, COPY, DDL) are kept as syntax; their parameters are
+//! Queries are planned by DataFusion at Parse (`execute::PreparedStatement`, which plans them
+//! again at Execute after DDL) and their parameters substituted into the plan at Execute. Other statements (INSERT, COPY, DDL) are kept as syntax; their parameters are
 //! bound as literals and they run through the same path as the simple protocol. Parameter
 //! types come from the client when it declares them, else from DataFusion's inference (for an
 //! INSERT, the target columns' types).
 
-use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::DataType;
 use arrow_pg::datatypes::df::deserialize_parameters_with_server_types;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
 use async_trait::async_trait;
 use datafusion::common::ParamValues;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::logical_expr::{BinaryExpr, Cast, Expr, LogicalPlan, TryCast};
-use datafusion::sql::parser::Statement as DfStatement;
 use futures::{Sink, SinkExt};
 use pgwire::api::DEFAULT_NAME;
 use pgwire::api::portal::{Format, Portal};
@@ -34,7 +30,6 @@ use pgwire::messages::extendedquery::{
     Bind, BindComplete, Describe, Execute, Parse, ParseComplete, TARGET_TYPE_BYTE_STATEMENT,
 };
 use pgwire::types::format::FormatOptions;
-use sqlparser::ast::Statement as SqlStatement;
 
 use super::auth::require_login;
 use super::coalesce::Deferred;
@@ -45,25 +40,15 @@ use super::handlers::QueryHandler;
 use super::notices::execute_with_notices;
 use super::results::{encode_batch_rows, encode_rows, to_response};
 use crate::error::Error;
-use crate::execute::{Database, check_copy};
-use crate::plan::PointRead;
+use crate::execute::{Database, PreparedStatement};
 use crate::sql::Statement;
-use crate::sql::names::ident_name;
 use crate::sql::params::bind_parameters;
 
-/// A parsed statement as the extended protocol keeps it between Parse and Execute.
+/// A prepared statement as the extended protocol keeps it between Parse and Execute.
 pub struct Prepared {
-    statement: Statement,
-    /// The DataFusion plan of a query, with `$n` placeholders.
-    plan: Option<LogicalPlan>,
+    statement: PreparedStatement,
     /// Wire types announced in ParameterDescription and used to decode Bind values.
     param_types: Vec<Type>,
-    /// DataFusion's inferred type of each parameter, where it has one.
-    inferred_types: Vec<Option<DataType>>,
-    /// The columns the statement returns, if it returns rows.
-    result_schema: Option<SchemaRef>,
-    /// Set when the query is a feature point read, answered without the plan.
-    point_read: Option<PointRead>,
 }
 
 /// What a query's Execute produced: a point read's rows, or a plan to run.
@@ -88,47 +73,8 @@ impl StatementParser {
         sql: &str,
         client_types: &[Option<Type>],
     ) -> crate::error::Result<Option<Prepared>> {
-        let Some(statement) = db.parser.parse_single(sql)? else { return Ok(None) };
-        let Statement::Standard(syntax) = &statement else {
-            let rows = matches!(statement, Statement::ShowFeatures);
-            let schema =
-                rows.then(|| crate::plan::SystemSchema::features(&db.catalog).map(|b| b.schema())).transpose()?;
-            return Ok(Some(Prepared {
-                statement,
-                plan: None,
-                param_types: vec![],
-                inferred_types: vec![],
-                result_schema: schema,
-                point_read: None,
-            }));
-        };
-        let (plan, inferred_types, result_schema) = match syntax.as_ref() {
-            SqlStatement::Query(_) | SqlStatement::Explain { .. } => {
-                let plan = db.plan_query(syntax).await?;
-                let types = parameter_types(&plan)?;
-                let schema = Arc::new(plan.schema().as_arrow().clone());
-                (Some(plan), types, Some(schema))
-            }
-            SqlStatement::ShowVariable { variable } => {
-                let name = variable.iter().map(ident_name).collect::<Vec<_>>().join(" ");
-                (None, vec![], Some(Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, false)]))))
-            }
-            SqlStatement::Insert(_) => {
-                // Planning the INSERT itself (never executed) types its placeholders from
-                // the target columns.
-                let state = db.ctx.state();
-                let types = match state.statement_to_plan(DfStatement::Statement(syntax.clone())).await {
-                    Ok(plan) => parameter_types(&plan).unwrap_or_default(),
-                    Err(_) => vec![],
-                };
-                (None, types, None)
-            }
-            SqlStatement::Copy { .. } => {
-                check_copy(db, syntax)?;
-                (None, vec![], None)
-            }
-            _ => (None, vec![], None),
-        };
+        let Some(statement) = db.prepare(sql).await? else { return Ok(None) };
+        let inferred_types = &statement.inferred_types;
         let count = inferred_types.len().max(client_types.len());
         let param_types = (0..count)
             .map(|i| match client_types.get(i).cloned().flatten() {
@@ -139,59 +85,7 @@ impl StatementParser {
                 },
             })
             .collect::<crate::error::Result<Vec<_>>>()?;
-        let point_read = plan.as_ref().and_then(PointRead::recognise);
-        Ok(Some(Prepared { statement, plan, param_types, inferred_types, result_schema, point_read }))
-    }
-}
-
-/// Placeholder types `$1..$n` of a plan, in order. DataFusion infers a type from comparisons
-/// and INSERT targets. A placeholder it leaves untyped is typed as PostgreSQL would type it
-/// from its use: by a cast (`$1::BIGINT`), or by the numeric literal it is computed with
-/// (`$1 / 100.0`).
-fn parameter_types(plan: &LogicalPlan) -> crate::error::Result<Vec<Option<DataType>>> {
-    let by_name = plan.get_parameter_types()?;
-    let count = by_name.keys().filter_map(|k| k.strip_prefix('$')?.parse::<usize>().ok()).max().unwrap_or(0);
-    let mut from_use: HashMap<String, DataType> = HashMap::new();
-    plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|expr| {
-            expr.apply(|e| {
-                if let Some((id, data_type)) = placeholder_type_from_use(e) {
-                    from_use.entry(id).or_insert(data_type);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        })
-    })?;
-    Ok((1..=count)
-        .map(|i| {
-            let id = format!("${i}");
-            by_name.get(&id).cloned().flatten().or_else(|| from_use.get(&id).cloned())
-        })
-        .collect())
-}
-
-/// The type `expr` gives an untyped placeholder directly inside it, if any.
-fn placeholder_type_from_use(expr: &Expr) -> Option<(String, DataType)> {
-    let untyped = |e: &Expr| match e {
-        Expr::Placeholder(p) if p.field.is_none() => Some(p.id.clone()),
-        _ => None,
-    };
-    match expr {
-        Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
-            Some((untyped(expr)?, field.data_type().clone()))
-        }
-        Expr::BinaryExpr(BinaryExpr { left, op, right }) if op.is_numerical_operators() => {
-            let (id, other) = match (untyped(left), untyped(right)) {
-                (Some(id), None) => (id, right),
-                (None, Some(id)) => (id, left),
-                _ => return None,
-            };
-            match other.as_ref() {
-                Expr::Literal(value, _) if value.data_type().is_numeric() => Some((id, value.data_type())),
-                _ => None,
-            }
-        }
-        _ => None,
+        Ok(Some(Prepared { statement, param_types }))
     }
 }
 
@@ -223,7 +117,7 @@ impl QueryParser for StatementParser {
         stmt: &Self::Statement,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        match &stmt.result_schema {
+        match &stmt.statement.result_schema {
             Some(schema) => arrow_schema_to_pg_fields(schema, column_format.unwrap_or(&Format::UnifiedText), None),
             None => Ok(vec![]),
         }
@@ -256,11 +150,15 @@ impl ExtendedQueryHandler for QueryHandler {
         let state = self.connection(client)?;
         let format = &portal.result_column_format;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let query = &prepared.statement;
         let flag = {
             let mut conn = state.lock().await;
-            conn.start_statement(prepared.plan.is_some() || prepared.statement.is_read_only());
-            // The online-serving query is answered here, on the connection's thread.
-            if let (Some(read), ParamValues::List(values)) = (&prepared.point_read, &params) {
+            conn.start_statement(query.is_query() || query.statement.is_read_only());
+            // The online-serving query is answered here, on the connection's thread, while
+            // its plan is current (DDL since Parse re-plans it below first).
+            if let (Some(planned), ParamValues::List(values)) = (query.current(&self.db), &params)
+                && let Some(read) = &planned.point_read
+            {
                 let values: Vec<_> = values.iter().map(|v| v.value.clone()).collect();
                 if let Some(batch) = conn.session.prepared_point_read(read, &values).map_err(to_pgwire)? {
                     return Ok(Response::Query(encode_batch_rows(batch, format, options)?));
@@ -268,13 +166,14 @@ impl ExtendedQueryHandler for QueryHandler {
             }
             conn.cancel.clone()
         };
-        if let Some(plan) = &prepared.plan {
-            let (plan, connection, cancel) = (plan.clone(), state.clone(), flag.clone());
+        if query.is_query() {
+            let (prepared, connection, cancel) = (prepared.clone(), state.clone(), flag.clone());
             let query = async move {
-                let plan = plan.replace_params_with_values(&params)?;
                 let mut conn = connection.lock().await;
                 let session = &mut conn.session;
                 until_cancelled(&cancel, async {
+                    let planned = session.plan_prepared(&prepared.statement).await?;
+                    let plan = planned.plan.clone().replace_params_with_values(&params)?;
                     Ok(match session.point_read(&plan)? {
                         Some(batch) => QueryOutput::Batch(batch),
                         None => QueryOutput::Frame(session.run_query(plan).await?),
@@ -288,7 +187,7 @@ impl ExtendedQueryHandler for QueryHandler {
             };
             return Ok(Response::Query(rows));
         }
-        let mut statement = prepared.statement.clone();
+        let mut statement = prepared.statement.statement.clone();
         if let (Statement::Standard(syntax), ParamValues::List(values)) = (&mut statement, &params)
             && !values.is_empty()
         {
@@ -337,7 +236,7 @@ impl ExtendedQueryHandler for QueryHandler {
         let (statement, expected) = match client.portal_store().get_statement(statement_name) {
             Some(Entry::Value(statement)) => {
                 let count = statement.statement.param_types.len();
-                let known = statement.statement.plan.is_some() || count > 0;
+                let known = statement.statement.statement.is_query() || count > 0;
                 (Some(statement), known.then_some(count))
             }
             Some(Entry::Empty) => (None, Some(0)),
@@ -417,7 +316,7 @@ fn bound_parameters(portal: &Portal<Arc<Prepared>>, prepared: &Prepared) -> PgWi
     if portal.parameter_len() == 0 {
         return Ok(ParamValues::List(vec![]));
     }
-    let inferred: Vec<Option<&DataType>> = prepared.inferred_types.iter().map(|t| t.as_ref()).collect();
+    let inferred: Vec<Option<&DataType>> = prepared.statement.inferred_types.iter().map(|t| t.as_ref()).collect();
     let client_typed =
         |i: usize| portal.statement.parameter_types.get(i).cloned().flatten().is_some_and(|t| t != Type::UNKNOWN);
     let as_text: Vec<bool> = (0..portal.parameter_len())
@@ -439,7 +338,7 @@ fn bound_parameters(portal: &Portal<Arc<Prepared>>, prepared: &Prepared) -> PgWi
         return Err(to_pgwire(Error::internal("positional parameters decoded by name")));
     };
     for (i, value) in values.iter_mut().enumerate().filter(|(i, _)| as_text[*i]) {
-        let target = match prepared.inferred_types.get(i).cloned().flatten() {
+        let target = match prepared.statement.inferred_types.get(i).cloned().flatten() {
             Some(t) => t,
             None if prepared.param_types[i] == Type::DATE => DataType::Date32,
             None => DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),

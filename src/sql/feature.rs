@@ -82,7 +82,8 @@ pub fn parse_create_feature(sql: &str) -> Result<CreateFeature> {
     let name = single_name(&p.parse_object_name(false)?)?;
     let options = if p.peek_keyword(Keyword::WITH) { p.parse_options(Keyword::WITH)? } else { vec![] };
     p.expect_keyword(Keyword::AS)?;
-    let query = p.parse_query()?;
+    let mut query = p.parse_query()?;
+    super::precedence::fix_is_distinct(&mut query);
     expect_end(&mut p)?;
     let window = if window_at.is_some() { parse_window(tail)? } else { Window::Lifetime };
     Ok(CreateFeature { name, options, query, window, if_not_exists, sql: sql.trim().to_string() })

@@ -7,14 +7,23 @@ mod interval;
 pub mod names;
 pub mod params;
 mod pg_compat;
+mod precedence;
 mod split;
 pub mod types;
 
 pub use interval::parse_interval_micros;
 pub use split::split_statements;
 
+use std::sync::Arc;
+
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use datafusion_pg_catalog::sql::rules::{
+    CurrentUserVariableToSessionUserFunctionCall, FixVersionColumnName, RewritePgCatalogOperator,
+    SqlStatementRewriteRule, StripCallableQualifier,
+};
 use sqlparser::ast::Statement as SqlStatement;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
 
 use crate::error::{Error, Result};
 
@@ -52,8 +61,15 @@ impl Statement {
 
 /// Parses statements. Holds the PostgreSQL-compatibility rewrites that let client
 /// introspection queries plan in DataFusion; build it once and share it.
+///
+/// Those rewrites change meaning (a scalar subquery in a SELECT list becomes NULL, duplicate
+/// output names are renamed), which catalog lookups tolerate and user queries must not see:
+/// only a statement that reads the system catalogs gets them (`pg_compat::reads_catalog`).
+/// Every other statement is parsed as written, with only spelling rewrites that keep its
+/// meaning (`pg_catalog.` before a function name, `current_user` without parentheses).
 pub struct SqlParser {
     postgres: PostgresCompatibilityParser,
+    spelling: Vec<Arc<dyn SqlStatementRewriteRule>>,
 }
 
 impl Default for SqlParser {
@@ -64,7 +80,15 @@ impl Default for SqlParser {
 
 impl SqlParser {
     pub fn new() -> Self {
-        Self { postgres: PostgresCompatibilityParser::new() }
+        Self {
+            postgres: PostgresCompatibilityParser::new(),
+            spelling: vec![
+                Arc::new(StripCallableQualifier),
+                Arc::new(CurrentUserVariableToSessionUserFunctionCall),
+                Arc::new(RewritePgCatalogOperator),
+                Arc::new(FixVersionColumnName),
+            ],
+        }
     }
 
     /// Parses every statement of a (simple-protocol) query string.
@@ -98,15 +122,33 @@ impl SqlParser {
             return Ok(Statement::Checkpoint);
         }
         let text = asof_syntax::normalize(text)?;
-        let mut parsed = self.postgres.parse(&text)?;
-        match parsed.len() {
-            1 => {
-                let mut statement = parsed.remove(0);
-                pg_compat::rewrite(&mut statement);
-                Ok(Statement::Standard(Box::new(statement)))
+        let mut statement = match Parser::parse_sql(&PostgreSqlDialect {}, &text) {
+            Ok(parsed) => {
+                let statement = single(parsed)?;
+                if pg_compat::reads_catalog(&statement) {
+                    single(self.postgres.parse(&text)?)?
+                } else {
+                    self.spelling.iter().fold(statement, |s, rule| rule.rewrite(s))
+                }
             }
-            0 => Err(Error::syntax("empty statement")),
-            _ => Err(Error::internal("statement splitter and parser disagree")),
-        }
+            // What sqlparser refuses may be a client's catalog query that the compatibility
+            // parser substitutes whole, or `ABORT`; else sqlparser's error stands.
+            Err(error) => match self.postgres.parse(&text) {
+                Ok(parsed) => single(parsed)?,
+                Err(_) => return Err(error.into()),
+            },
+        };
+        precedence::fix_is_distinct(&mut statement);
+        pg_compat::rewrite(&mut statement);
+        Ok(Statement::Standard(Box::new(statement)))
+    }
+}
+
+/// The one statement of a parse (the text was split into statements first).
+fn single(mut parsed: Vec<SqlStatement>) -> Result<SqlStatement> {
+    match parsed.len() {
+        1 => Ok(parsed.remove(0)),
+        0 => Err(Error::syntax("empty statement")),
+        _ => Err(Error::internal("statement splitter and parser disagree")),
     }
 }

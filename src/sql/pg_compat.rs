@@ -20,18 +20,34 @@ use sqlparser::ast::{
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
+/// True if `statement` reads the system catalogs: a relation in `pg_catalog` or
+/// `information_schema` (or an unqualified `pg_*` one, which PostgreSQL's search path finds in
+/// `pg_catalog`), or a cast to an oid alias type (`'t'::regclass`). Only such statements get
+/// the compatibility rewrites (`SqlParser`).
+pub fn reads_catalog(statement: &Statement) -> bool {
+    let relation = visit_relations(statement, |name| {
+        let parts: Vec<_> = name.0.iter().filter_map(|part| part.as_ident()).map(|i| i.value.to_ascii_lowercase()).collect();
+        let system = match parts.as_slice() {
+            [one] => one.starts_with("pg_"),
+            [schema, ..] => schema == "pg_catalog" || schema == "information_schema",
+            [] => false,
+        };
+        if system { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    });
+    let reg_cast = sqlparser::ast::visit_expressions(statement, |expr| match expr {
+        Expr::Cast { data_type: sqlparser::ast::DataType::Custom(name, _), .. }
+            if name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value.to_ascii_lowercase().starts_with("reg")) =>
+        {
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    });
+    relation.is_break() || reg_cast.is_break()
+}
+
 /// Applies every rewrite to `statement` in place.
 pub fn rewrite(statement: &mut Statement) {
-    // datafusion-pg-catalog's rules have qualified every catalog table by now.
-    let reads_catalog = visit_relations(statement, |name| {
-        let schema = name.0.first().and_then(|part| part.as_ident());
-        if schema.is_some_and(|s| s.value.eq_ignore_ascii_case("pg_catalog")) {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    })
-    .is_break();
+    let reads_catalog = reads_catalog(statement);
     let _ = visit_expressions_mut(statement, |expr| {
         if let Some(replacement) = lookup_subquery(expr) {
             *expr = replacement;

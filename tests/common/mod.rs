@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod frontend;
+pub mod postgres;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -52,7 +52,7 @@ pub fn has_asof(statement: &SqlStatement) -> bool {
 /// Marks every ASOF join of `statement`, registering one placeholder per join; returns the
 /// placeholders' specs by name. The caller removes them with [`deregister`] once planned.
 pub async fn mark(db: &Database, statement: &mut SqlStatement) -> Result<HashMap<String, AsofSpec>> {
-    let mut marker = Marker { joins: Vec::new(), error: None };
+    let mut marker = Marker { joins: Vec::new(), ctes: Vec::new(), error: None };
     let _ = statement.visit(&mut marker);
     if let Some(e) = marker.error {
         return Err(e);
@@ -104,6 +104,8 @@ fn temp_schema(db: &Database) -> Result<Arc<dyn SchemaProvider>> {
 struct Marker {
     /// (placeholder name, right table or feature name, LEFT join)
     joins: Vec<(String, String, bool)>,
+    /// The names of the CTEs in scope, one list per enclosing query.
+    ctes: Vec<Vec<String>>,
     error: Option<Error>,
 }
 
@@ -111,10 +113,17 @@ impl VisitorMut for Marker {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        let names = query.with.iter().flat_map(|w| &w.cte_tables).map(|cte| ident_name(&cte.alias.name)).collect();
+        self.ctes.push(names);
         if let Err(e) = self.mark_set_expr(&mut query.body) {
             self.error = Some(e);
             return ControlFlow::Break(());
         }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+        self.ctes.pop();
         ControlFlow::Continue(())
     }
 }
@@ -148,6 +157,12 @@ impl Marker {
             return Err(Error::unsupported("the right side of an ASOF JOIN must be a table or a feature"));
         };
         let right = table_name(name)?;
+        // A CTE shadows a stored table of the same name; the placeholder would read the table.
+        if name.0.len() == 1 && self.ctes.iter().flatten().any(|cte| *cte == right) {
+            return Err(Error::unsupported(format!(
+                "ASOF JOIN with a CTE (\"{right}\") on the right side is not supported; name a table or a feature"
+            )));
+        }
         let right_alias = alias.as_ref().map(|a| ident_name(&a.name)).unwrap_or_else(|| right.clone());
         let JoinOperator::AsOf { match_condition, constraint } = &join.join_operator else {
             return Err(Error::internal("not an ASOF join"));
