@@ -185,6 +185,13 @@ impl From<serde_json::Error> for Error {
 /// Strips DataFusion's own prefixes ("Error during planning: ...") so users read the message only.
 fn datafusion_message(e: &DataFusionError) -> String {
     match root_cause(e) {
+        // What is left of a subquery DataFusion could not turn into a join.
+        DataFusionError::NotImplemented(m) if m.contains("ScalarSubquery") || m.contains("InSubquery") || m.contains("Exists") => {
+            "subqueries correlated other than by equality are not supported here (rewrite as a join)".into()
+        }
+        DataFusionError::Execution(m) if m.contains("subquery returned more than one row") => {
+            "more than one row returned by a subquery used as an expression".into()
+        }
         DataFusionError::Plan(m)
         | DataFusionError::Execution(m)
         | DataFusionError::NotImplemented(m)

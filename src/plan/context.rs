@@ -44,5 +44,6 @@ pub fn new_session_context(catalog: Arc<Catalog>, query_memory: usize) -> Result
     super::pg_functions::register(&ctx);
     // After DataFusion's own rules (type coercion), which it needs to see operand types.
     ctx.add_analyzer_rule(Arc::new(super::interval_order::IntervalOrder));
+    ctx.add_analyzer_rule(Arc::new(super::in_subquery_nulls::InSubqueryNulls));
     Ok(ctx)
 }

@@ -5,6 +5,7 @@ mod coalesce;
 mod context;
 mod event_table;
 mod feature_table;
+mod in_subquery_nulls;
 mod interval_order;
 mod pg_functions;
 mod point_read;

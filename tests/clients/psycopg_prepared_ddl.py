@@ -5,6 +5,9 @@ psycopg prepares a statement on the server after it has run 5 times (prepare_thr
 query an application runs in a loop becomes a prepared statement without being asked. After
 DROP FEATURE, DROP + CREATE, a changed definition, and DROP TABLE ... CASCADE, that statement
 must read what its names denote now (or fail with PostgreSQL's error), never the old values.
+psycopg itself forgets its prepared statements after a command whose tag starts with DROP, so
+a changed result type after DROP + CREATE reaches it as a new statement; the 0A000 of a
+changed result type is checked with tokio-postgres in tests/wire.rs.
 """
 import datetime as dt
 import sys
@@ -69,8 +72,8 @@ def main(port: int):
 
         cur.execute("DROP FEATURE f")
         cur.execute("CREATE FEATURE f AS SELECT card, sum(amt) AS n FROM tx GROUP BY card")
-        message = expect_error(cur, POINT, (1,), "0A000")
-        assert "cached plan must not change result type" in message, message
+        for _ in range(7):
+            assert cur.execute(POINT, (1,)).fetchone() == (3.0,), "the new definition's value"
 
         cur.execute("DROP TABLE tx CASCADE")
         expect_error(cur, SCAN, (1,), "42P01")

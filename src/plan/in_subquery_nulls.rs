@@ -1,0 +1,88 @@
+//! PostgreSQL's three-valued `x [NOT] IN (subquery)` wherever its value is seen. When no row
+//! matches, PostgreSQL's `x IN (subquery)` is NULL, not false, if `x` is NULL (and the
+//! subquery has rows) or the subquery yields a NULL. DataFusion gets this right for an
+//! `IN`/`NOT IN` that is a whole conjunct of WHERE (a semi or null-aware anti join), but
+//! inside OR, under NOT or in the SELECT list it joins with a true/false mark, so
+//! `a NOT IN (...) OR p` kept rows where `a` is NULL.
+//!
+//! This analyzer rule rewrites each such `x IN (q)` into
+//! `(x IN (q)) OR (NULL AND ((x IS NULL AND EXISTS (q)) OR EXISTS (q WHERE y IS NULL)))`:
+//! true on a match; otherwise NULL exactly when PostgreSQL's is, else false. `NOT IN` is the
+//! negation of that. Operands that cannot be NULL are left as they are.
+
+use std::sync::Arc;
+
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, Result, ScalarValue};
+use datafusion::logical_expr::expr::{Exists, InSubquery};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
+use datafusion::logical_expr::{Expr, ExprSchemable, Filter, LogicalPlan, Subquery, lit};
+use datafusion::optimizer::AnalyzerRule;
+
+/// The analyzer rule; see the module's doc.
+#[derive(Debug)]
+pub struct InSubqueryNulls;
+
+impl AnalyzerRule for InSubqueryNulls {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(rewrite_node).map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "in_subquery_nulls"
+    }
+}
+
+fn rewrite_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let mut schema = DFSchema::empty();
+    for input in node.inputs() {
+        schema.merge(input.schema());
+    }
+    if let LogicalPlan::Filter(filter) = node {
+        // A whole conjunct of WHERE is exact already: NULL and false both drop the row.
+        let mut changed = false;
+        let mut conjuncts = Vec::new();
+        for conjunct in split_conjunction_owned(filter.predicate.clone()) {
+            if matches!(conjunct, Expr::InSubquery(_)) {
+                conjuncts.push(conjunct);
+            } else {
+                let rewritten = conjunct.transform_up(|e| rewrite_expr(e, &schema))?;
+                changed |= rewritten.transformed;
+                conjuncts.push(rewritten.data);
+            }
+        }
+        if !changed {
+            return Ok(Transformed::no(LogicalPlan::Filter(filter)));
+        }
+        let predicate = conjunction(conjuncts).unwrap_or_else(|| lit(true));
+        return Ok(Transformed::yes(LogicalPlan::Filter(Filter::try_new(predicate, filter.input)?)));
+    }
+    let names = NamePreserver::new(&node);
+    node.map_expressions(|expr| {
+        let name = names.save(&expr);
+        expr.transform_up(|e| rewrite_expr(e, &schema)).map(|t| t.update_data(|e| name.restore(e)))
+    })
+}
+
+fn rewrite_expr(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let Expr::InSubquery(InSubquery { expr: value, subquery, negated }) = expr else {
+        return Ok(Transformed::no(expr));
+    };
+    let output = subquery.subquery.schema().qualified_field(0);
+    let value_nullable = value.nullable(schema).unwrap_or(true);
+    if !value_nullable && !output.1.is_nullable() {
+        return Ok(Transformed::no(Expr::InSubquery(InSubquery { expr: value, subquery, negated })));
+    }
+    let exists = |plan: Arc<LogicalPlan>| {
+        Expr::Exists(Exists { subquery: Subquery { subquery: plan, ..subquery.clone() }, negated: false })
+    };
+    let column = Expr::Column(Column::from(output));
+    let with_null = Arc::new(LogicalPlan::Filter(Filter::try_new(column.is_null(), subquery.subquery.clone())?));
+    let unknown = value.clone().is_null().and(exists(subquery.subquery.clone())).or(exists(with_null));
+    let null = Expr::Literal(ScalarValue::Boolean(None), None);
+    let matched = Expr::InSubquery(InSubquery { expr: value, subquery, negated: false });
+    let three_valued = matched.or(null.and(unknown));
+    Ok(Transformed::yes(if negated { !three_valued } else { three_valued }))
+}
