@@ -186,7 +186,9 @@ impl From<serde_json::Error> for Error {
 fn datafusion_message(e: &DataFusionError) -> String {
     match root_cause(e) {
         // What is left of a subquery DataFusion could not turn into a join.
-        DataFusionError::NotImplemented(m) if m.contains("ScalarSubquery") || m.contains("InSubquery") || m.contains("Exists") => {
+        DataFusionError::NotImplemented(m)
+            if m.contains("ScalarSubquery") || m.contains("InSubquery") || m.contains("Exists") =>
+        {
             "subqueries correlated other than by equality are not supported here (rewrite as a join)".into()
         }
         DataFusionError::Execution(m) if m.contains("subquery returned more than one row") => {

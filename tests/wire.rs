@@ -397,3 +397,24 @@ async fn prepared_statements_follow_ddl() {
     assert_eq!(text_rows(&client, "SELECT n FROM f WHERE card = 7").await, vec!["4"]);
     server.stop().await;
 }
+
+/// PostgreSQL allows repeated output names (`SELECT a, a`); clients see each name as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_output_names_reach_the_client() {
+    let server = TestServer::start().await;
+    let client = setup(&server).await;
+    client.batch_execute("INSERT INTO tx VALUES (1, 7, 10.0, 'a', '2024-01-01 09:00:00')").await.unwrap();
+    let statement = client.prepare("SELECT id, tx.id, card AS id, 1 + 1, 2 * 2 FROM tx").await.unwrap();
+    let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["id", "id", "id", "?column?", "?column?"]);
+    let row = client.query_one(&statement, &[]).await.unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(2), row.get::<_, i64>(4)), (1, 7, 4));
+    for message in client.simple_query("SELECT note, note FROM tx").await.unwrap() {
+        if let SimpleQueryMessage::Row(row) = message {
+            let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+            assert_eq!(names, ["note", "note"]);
+            assert_eq!((row.get(0), row.get(1)), (Some("a"), Some("a")));
+        }
+    }
+    server.stop().await;
+}

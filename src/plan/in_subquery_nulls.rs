@@ -9,16 +9,25 @@
 //! `(x IN (q)) OR (NULL AND ((x IS NULL AND EXISTS (q)) OR EXISTS (q WHERE y IS NULL)))`:
 //! true on a match; otherwise NULL exactly when PostgreSQL's is, else false. `NOT IN` is the
 //! negation of that. Operands that cannot be NULL are left as they are.
+//!
+//! DataFusion cannot run `EXISTS` or `IN (subquery)` outside a filter at all (in a SELECT
+//! list, say). There each becomes counting scalar subqueries, which it decorrelates into
+//! joins: `EXISTS (q)` is `(SELECT count(*) FROM q) > 0`, and `x IN (q)`, for a column `x`,
+//! is `match OR (NULL AND ((x IS NULL AND any) OR nulls))` with `match`, `any` and `nulls`
+//! counting the rows of `q` equal to `x`, all of them, and the NULL ones.
 
 use std::sync::Arc;
 
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema, Result, ScalarValue};
+use datafusion::functions_aggregate::count::count_all;
 use datafusion::logical_expr::expr::{Exists, InSubquery};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
-use datafusion::logical_expr::{Expr, ExprSchemable, Filter, LogicalPlan, Subquery, lit};
+use datafusion::logical_expr::{
+    Expr, ExprSchemable, Filter, LogicalPlan, LogicalPlanBuilder, Subquery, lit, out_ref_col,
+};
 use datafusion::optimizer::AnalyzerRule;
 
 /// The analyzer rule; see the module's doc.
@@ -62,8 +71,46 @@ fn rewrite_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     let names = NamePreserver::new(&node);
     node.map_expressions(|expr| {
         let name = names.save(&expr);
-        expr.transform_up(|e| rewrite_expr(e, &schema)).map(|t| t.update_data(|e| name.restore(e)))
+        expr.transform_up(|e| counted(e, &schema)).map(|t| t.update_data(|e| name.restore(e)))
     })
+}
+
+/// `EXISTS` and `IN (subquery)` outside a filter, as counting scalar subqueries.
+fn counted(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    Ok(match expr {
+        Expr::Exists(Exists { subquery, negated }) => {
+            let any = count(subquery.subquery.clone(), &subquery, None)?;
+            Transformed::yes(if negated { any.eq(lit(0i64)) } else { any.gt(lit(0i64)) })
+        }
+        Expr::InSubquery(InSubquery { expr: value, subquery, negated }) => {
+            let Expr::Column(outer) = value.as_ref() else {
+                return Ok(Transformed::no(Expr::InSubquery(InSubquery { expr: value, subquery, negated })));
+            };
+            let data_type = value.get_type(schema)?;
+            let reference = out_ref_col(data_type, outer.clone());
+            let output = Expr::Column(Column::from(subquery.subquery.schema().qualified_field(0)));
+            let plan = &subquery.subquery;
+            let filtered = |predicate: Expr| -> Result<Arc<LogicalPlan>> {
+                Ok(Arc::new(LogicalPlan::Filter(Filter::try_new(predicate, plan.clone())?)))
+            };
+            let matched =
+                count(filtered(output.clone().eq(reference.clone()))?, &subquery, Some(reference))?.gt(lit(0i64));
+            let any = count(plan.clone(), &subquery, None)?.gt(lit(0i64));
+            let nulls = count(filtered(output.is_null())?, &subquery, None)?.gt(lit(0i64));
+            let null = Expr::Literal(ScalarValue::Boolean(None), None);
+            let three_valued = matched.or(null.and(value.clone().is_null().and(any).or(nulls)));
+            Transformed::yes(if negated { !three_valued } else { three_valued })
+        }
+        other => Transformed::no(other),
+    })
+}
+
+/// `(SELECT count(*) FROM plan)`, correlated as `like` is (and on `extra`).
+fn count(plan: Arc<LogicalPlan>, like: &Subquery, extra: Option<Expr>) -> Result<Expr> {
+    let counted = LogicalPlanBuilder::from(plan).aggregate(Vec::<Expr>::new(), vec![count_all()])?.build()?;
+    let mut outer_ref_columns = like.outer_ref_columns.clone();
+    outer_ref_columns.extend(extra);
+    Ok(Expr::ScalarSubquery(Subquery { subquery: Arc::new(counted), outer_ref_columns, spans: like.spans.clone() }))
 }
 
 fn rewrite_expr(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {

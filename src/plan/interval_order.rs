@@ -68,9 +68,7 @@ fn rewrite_node(node: LogicalPlan, length: &Arc<ScalarUDF>) -> Result<Transforme
 fn rewrite_expr(expr: Expr, schema: &DFSchema, length: &Arc<ScalarUDF>) -> Result<Transformed<Expr>> {
     let intervals = |exprs: &[&Expr]| exprs.iter().all(|e| is_interval(e, schema));
     Ok(match expr {
-        Expr::BinaryExpr(BinaryExpr { left, op, right })
-            if is_comparison(op) && intervals(&[&left, &right]) =>
-        {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) if is_comparison(op) && intervals(&[&left, &right]) => {
             Transformed::yes(Expr::BinaryExpr(BinaryExpr {
                 left: Box::new(by_length(*left, schema, length)),
                 op,
@@ -166,10 +164,9 @@ impl ScalarUDFImpl for IntervalLength {
                 return datafusion::common::exec_err!("interval_length of {}", other.data_type());
             }
             ColumnarValue::Array(array) => {
-                let intervals = array
-                    .as_any()
-                    .downcast_ref::<IntervalMonthDayNanoArray>()
-                    .ok_or_else(|| datafusion::error::DataFusionError::Execution("interval_length of a non-interval".into()))?;
+                let intervals = array.as_any().downcast_ref::<IntervalMonthDayNanoArray>().ok_or_else(|| {
+                    datafusion::error::DataFusionError::Execution("interval_length of a non-interval".into())
+                })?;
                 let lengths: Decimal128Array = intervals.iter().map(|v| v.map(length_of)).collect();
                 ColumnarValue::Array(Arc::new(lengths.with_precision_and_scale(38, 0)?))
             }
@@ -189,6 +186,9 @@ mod tests {
         assert_eq!(length_of(IntervalMonthDayNano::new(0, 0, 24 * 3_600_000_000_000)), day);
         assert_eq!(length_of(IntervalMonthDayNano::new(1, 0, 0)), 30 * day);
         assert!(length_of(IntervalMonthDayNano::new(0, 0, 48 * 3_600_000_000_000)) > day);
-        assert!(length_of(IntervalMonthDayNano::new(0, 10, 0)) < length_of(IntervalMonthDayNano::new(0, 0, 363 * 86_400_000_000_000)));
+        assert!(
+            length_of(IntervalMonthDayNano::new(0, 10, 0))
+                < length_of(IntervalMonthDayNano::new(0, 0, 363 * 86_400_000_000_000))
+        );
     }
 }

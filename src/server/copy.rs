@@ -4,7 +4,6 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use arrow_pg::encoder::encode_value;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -108,7 +107,7 @@ pub async fn copy_out_response(
     cancel: Arc<CancelFlag>,
 ) -> PgWireResult<CopyResponse> {
     let schema = Arc::new(frame.schema().as_arrow().clone());
-    let fields = Arc::new(arrow_schema_to_pg_fields(&schema, &Format::UnifiedText, Some(format_options))?);
+    let fields = Arc::new(super::results::pg_fields(&schema, &Format::UnifiedText, Some(format_options))?);
     let columns = fields.len();
     let mut encoder = PgText(new_encoder(format, fields.clone()));
     let mut header = format.header.then(|| header_line(format, &schema));
@@ -184,13 +183,13 @@ fn header_line(format: &CopyFormat, schema: &arrow::datatypes::Schema) -> Bytes 
         .fields()
         .iter()
         .map(|f| {
-            let name = f.name();
+            let name = crate::sql::output_names::client_name(f.name());
             let needs_quotes =
                 name.contains(&delimiter) || name.contains(quote) || name.contains('\n') || name.contains('\r');
             if format.csv && needs_quotes {
                 format!("{quote}{}{quote}", name.replace(quote, &format!("{quote}{quote}")))
             } else {
-                name.clone()
+                name.to_string()
             }
         })
         .collect();

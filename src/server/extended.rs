@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::DataType;
 use arrow_pg::datatypes::df::deserialize_parameters_with_server_types;
-use arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
+use arrow_pg::datatypes::into_pg_type;
 use async_trait::async_trait;
 use datafusion::common::ParamValues;
 use futures::{Sink, SinkExt};
@@ -38,7 +38,7 @@ use super::errors::to_pgwire;
 use super::executor::Executor;
 use super::handlers::QueryHandler;
 use super::notices::execute_with_notices;
-use super::results::{encode_batch_rows, encode_rows, to_response};
+use super::results::{encode_batch_rows, encode_rows, pg_fields, to_response};
 use crate::error::Error;
 use crate::execute::{Database, PreparedStatement};
 use crate::sql::Statement;
@@ -118,7 +118,7 @@ impl QueryParser for StatementParser {
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
         match &stmt.statement.result_schema {
-            Some(schema) => arrow_schema_to_pg_fields(schema, column_format.unwrap_or(&Format::UnifiedText), None),
+            Some(schema) => pg_fields(schema, column_format.unwrap_or(&Format::UnifiedText), None),
             None => Ok(vec![]),
         }
     }

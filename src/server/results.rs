@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use arrow_pg::encoder::encode_value;
 use datafusion::dataframe::DataFrame;
 use futures::StreamExt;
@@ -21,6 +20,7 @@ use super::errors::to_pgwire;
 use super::executor::Executor;
 use super::pg_text::PgText;
 use crate::execute::Output;
+use crate::sql::output_names::client_name;
 
 /// Turns an output into the response pgwire sends; result rows are produced and encoded on
 /// `executor`. A COPY FROM STDIN is parked in the connection until its data arrives.
@@ -61,6 +61,17 @@ pub async fn to_response(
 
 /// Streams a result set as DataRows in the client's formats; a cancel request ends it. The
 /// plan runs, and its rows are encoded, on `executor`, a batch at a time.
+/// The RowDescription fields of `schema`, each named as the client is to see it
+/// (`sql::output_names`: repeated names are told apart inside the engine only).
+pub fn pg_fields(
+    schema: &arrow::datatypes::Schema,
+    format: &Format,
+    options: Option<Arc<FormatOptions>>,
+) -> PgWireResult<Vec<FieldInfo>> {
+    let renamed: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone().with_name(client_name(f.name()))).collect();
+    arrow_pg::datatypes::arrow_schema_to_pg_fields(&arrow::datatypes::Schema::new(renamed), format, options)
+}
+
 pub async fn encode_rows(
     executor: &Executor,
     frame: DataFrame,
@@ -68,7 +79,7 @@ pub async fn encode_rows(
     format_options: Arc<FormatOptions>,
     cancel: Arc<CancelFlag>,
 ) -> PgWireResult<QueryResponse> {
-    let fields = Arc::new(arrow_schema_to_pg_fields(frame.schema().as_arrow(), format, Some(format_options))?);
+    let fields = Arc::new(pg_fields(frame.schema().as_arrow(), format, Some(format_options))?);
     let batches = start(executor, frame).await?;
     let batches = cancel.guard(batches.map(|b| b.map_err(|e| to_pgwire(e.into()))));
     let row_fields = fields.clone();
@@ -94,7 +105,7 @@ pub fn encode_batch_rows(
     format: &Format,
     format_options: Arc<FormatOptions>,
 ) -> PgWireResult<QueryResponse> {
-    let fields = Arc::new(arrow_schema_to_pg_fields(batch.schema().as_ref(), format, Some(format_options))?);
+    let fields = Arc::new(pg_fields(batch.schema().as_ref(), format, Some(format_options))?);
     let rows = encode_batch(&batch, &fields);
     Ok(QueryResponse::new(fields, futures::stream::iter(rows)))
 }

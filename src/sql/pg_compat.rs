@@ -26,7 +26,8 @@ use sqlparser::parser::Parser;
 /// the compatibility rewrites (`SqlParser`).
 pub fn reads_catalog(statement: &Statement) -> bool {
     let relation = visit_relations(statement, |name| {
-        let parts: Vec<_> = name.0.iter().filter_map(|part| part.as_ident()).map(|i| i.value.to_ascii_lowercase()).collect();
+        let parts: Vec<_> =
+            name.0.iter().filter_map(|part| part.as_ident()).map(|i| i.value.to_ascii_lowercase()).collect();
         let system = match parts.as_slice() {
             [one] => one.starts_with("pg_"),
             [schema, ..] => schema == "pg_catalog" || schema == "information_schema",
@@ -36,7 +37,11 @@ pub fn reads_catalog(statement: &Statement) -> bool {
     });
     let reg_cast = sqlparser::ast::visit_expressions(statement, |expr| match expr {
         Expr::Cast { data_type: sqlparser::ast::DataType::Custom(name, _), .. }
-            if name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value.to_ascii_lowercase().starts_with("reg")) =>
+            if name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .is_some_and(|i| i.value.to_ascii_lowercase().starts_with("reg")) =>
         {
             ControlFlow::Break(())
         }
