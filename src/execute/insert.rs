@@ -41,16 +41,18 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert) -> Result<Append> {
         Some(batch) => Ok(batch),
         None => evaluate(db, source).await,
     };
-    let batch = match batch {
-        Ok(batch) => batch,
-        Err(e) => return Err(locate_failing_row(db, &def, &targets, source).await.unwrap_or(e)),
+    let rows = match (batch, source.body.as_ref()) {
+        (Ok(batch), _) => {
+            check_arity(batch.num_columns(), targets.len(), "")?;
+            let mut columns: Vec<Option<ArrayRef>> = vec![None; def.columns.len()];
+            for (source_index, target) in targets.iter().enumerate() {
+                columns[*target] = Some(batch.column(source_index).clone());
+            }
+            conform(&def, columns, batch.num_rows(), RowLabel::Insert)?
+        }
+        (Err(_), SetExpr::Values(values)) => row_by_row(db, &def, &targets, source, values).await?,
+        (Err(e), _) => return Err(e),
     };
-    check_arity(batch.num_columns(), targets.len(), "")?;
-    let mut columns: Vec<Option<ArrayRef>> = vec![None; def.columns.len()];
-    for (source_index, target) in targets.iter().enumerate() {
-        columns[*target] = Some(batch.column(source_index).clone());
-    }
-    let rows = conform(&def, columns, batch.num_rows(), RowLabel::Insert)?;
     Ok(Append { table_id: def.id, event_time: def.event_time, batch: rows })
 }
 
@@ -144,30 +146,32 @@ async fn evaluate(db: &Database, source: &Query) -> Result<RecordBatch> {
     Ok(concat_batches(&schema, &batches)?)
 }
 
-/// When a multi-row VALUES fails as a whole (DataFusion unifies each column's type across
-/// rows, so one bad literal fails them all), evaluates the rows one by one to name the first
-/// bad one. Returns `None` if no single row fails.
-async fn locate_failing_row(db: &Database, def: &TableDef, targets: &[usize], source: &Query) -> Option<Error> {
-    let SetExpr::Values(values) = source.body.as_ref() else { return None };
+/// A multi-row VALUES that fails as a whole, row by row. DataFusion types each column of a
+/// VALUES list from all its rows (`(NULL), (1), ('infinity')` is a BIGINT column, so the
+/// last row fails), where PostgreSQL types the rows of an INSERT's VALUES from the target
+/// columns. Each row is evaluated and conformed to the table on its own: the first that
+/// fails names itself in the error; if none fails, the rows are the INSERT's.
+async fn row_by_row(
+    db: &Database,
+    def: &TableDef,
+    targets: &[usize],
+    source: &Query,
+    values: &sqlparser::ast::Values,
+) -> Result<RecordBatch> {
+    let mut conformed = Vec::with_capacity(values.rows.len());
     for (index, row) in values.rows.iter().enumerate() {
         let mut single = source.clone();
         let mut one = values.clone();
         one.rows = vec![row.clone()];
         *single.body = SetExpr::Values(one);
-        let place = format!("row {}", index + 1);
-        let batch = match evaluate(db, &single).await {
-            Ok(batch) => batch,
-            Err(e) => return Some(e.at(&place)),
-        };
+        let batch = evaluate(db, &single).await.map_err(|e| e.at(&format!("row {}", index + 1)))?;
         let mut columns: Vec<Option<ArrayRef>> = vec![None; def.columns.len()];
         for (source_index, target) in targets.iter().enumerate() {
             columns[*target] = batch.columns().get(source_index).cloned();
         }
-        if let Err(e) = conform(def, columns, batch.num_rows(), RowLabel::InsertRow(index + 1)) {
-            return Some(e);
-        }
+        conformed.push(conform(def, columns, batch.num_rows(), RowLabel::InsertRow(index + 1))?);
     }
-    None
+    Ok(concat_batches(&def.schema(), &conformed)?)
 }
 
 /// Indices of the table columns the statement assigns, in the order it gives values.

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
+use datafusion::optimizer::{Analyzer, AnalyzerRule};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
@@ -18,6 +19,16 @@ use crate::error::{Error, Result};
 pub const CATALOG_NAME: &str = "asofdb";
 /// Where event tables live.
 pub const SCHEMA_NAME: &str = "public";
+
+/// DataFusion's analyzer rules with PostgreSQL's semantics added where DataFusion's differ:
+/// interval ordering and three-valued `IN (subquery)`, after type coercion (they need the
+/// operands' coerced types).
+fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
+    let mut rules = Analyzer::new().rules;
+    rules.push(Arc::new(super::interval_order::IntervalOrder));
+    rules.push(Arc::new(super::in_subquery_nulls::InSubqueryNulls));
+    rules
+}
 
 /// A context whose `public` schema is the live catalog of event tables, with `pg_catalog` and
 /// `information_schema` for client introspection.
@@ -35,15 +46,14 @@ pub fn new_session_context(catalog: Arc<Catalog>, query_memory: usize) -> Result
         .with_runtime_env(runtime)
         .with_default_features()
         .with_query_planner(Arc::new(AsofQueryPlanner))
+        .with_analyzer_rules(analyzer_rules())
         .build();
-    let ctx = SessionContext::new_with_state(state);
+    let mut ctx = SessionContext::new_with_state(state);
     let db = ctx.catalog(CATALOG_NAME).ok_or_else(|| Error::internal("default catalog missing"))?;
     db.register_schema(SCHEMA_NAME, Arc::new(EventSchema::new(catalog.clone())))?;
     db.register_schema("asofdb", Arc::new(SystemSchema::new(catalog)))?;
     setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider).map_err(|e| Error::DataFusion(*e))?;
     super::pg_functions::register(&ctx);
-    // After DataFusion's own rules (type coercion), which it needs to see operand types.
-    ctx.add_analyzer_rule(Arc::new(super::interval_order::IntervalOrder));
-    ctx.add_analyzer_rule(Arc::new(super::in_subquery_nulls::InSubqueryNulls));
+    ctx.register_expr_planner(Arc::new(super::interval_arithmetic::IntervalArithmetic::new()))?;
     Ok(ctx)
 }

@@ -6,6 +6,7 @@ mod context;
 mod event_table;
 mod feature_table;
 mod in_subquery_nulls;
+mod interval_arithmetic;
 mod interval_order;
 mod pg_functions;
 mod point_read;
