@@ -28,7 +28,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 pub use feature_exec::AsofFeatureExec;
-pub use probe::JoinSide;
+pub use probe::{JoinSide, external};
 pub use table_exec::{AsofTableExec, Match};
 
 use super::Database;

@@ -43,9 +43,17 @@ pub fn evaluate_as(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch, data_type:
     if array.data_type() == data_type { Ok(array) } else { Ok(cast(&array, data_type)?) }
 }
 
-/// Times as µs since the epoch (any timestamp unit, a date, or text that casts).
+/// Times as ordered 64-bit keys: µs since the epoch for timestamps (any unit) and dates, the
+/// value of a BIGINT, and an order-preserving image of a DOUBLE PRECISION (the planner casts
+/// both sides' times to one of these, `plan::asof::planner`).
 pub fn micros(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<TimestampMicrosecondArray> {
     let array = expr.evaluate(batch)?.into_array(batch.num_rows())?;
+    if let Some(ints) = array.as_any().downcast_ref::<arrow::array::Int64Array>() {
+        return Ok(TimestampMicrosecondArray::new(ints.values().clone(), ints.nulls().cloned()));
+    }
+    if let Some(floats) = array.as_any().downcast_ref::<arrow::array::Float64Array>() {
+        return Ok(floats.iter().map(|f| f.map(ordered_float)).collect());
+    }
     let not_a_time = || {
         external(Error::invalid_input(
             "42804",
@@ -86,4 +94,33 @@ pub fn left_then_right(left: &RecordBatch, keep: Option<&UInt32Array>, right: Ve
 
 pub fn external(e: Error) -> DataFusionError {
     DataFusionError::External(Box::new(e))
+}
+
+/// An i64 that orders as the float does (-0.0 as 0.0; NaN after +infinity, as PostgreSQL and
+/// DuckDB sort it).
+fn ordered_float(f: f64) -> i64 {
+    let f = if f == 0.0 {
+        0.0
+    } else if f.is_nan() {
+        f64::NAN
+    } else {
+        f
+    };
+    let bits = f.to_bits() as i64;
+    bits ^ (((bits >> 63) as u64) >> 1) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ordered_float;
+
+    #[test]
+    fn float_keys_keep_the_order() {
+        let values =
+            [f64::NEG_INFINITY, -1e300, -2.5, -1.0, -1e-300, 0.0, 1e-300, 1.0, 2.5, 1e300, f64::INFINITY, f64::NAN];
+        for pair in values.windows(2) {
+            assert!(ordered_float(pair[0]) < ordered_float(pair[1]), "{pair:?}");
+        }
+        assert_eq!(ordered_float(-0.0), ordered_float(0.0));
+    }
 }

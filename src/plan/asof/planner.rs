@@ -2,18 +2,21 @@
 
 use std::sync::Arc;
 
+use arrow::datatypes::DataType;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::DFSchema;
+use datafusion::error::DataFusionError;
 use datafusion::error::Result;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{Expr, LogicalPlan, Operator, UserDefinedLogicalNode};
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, Operator, UserDefinedLogicalNode, cast};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 
 use super::node::{AsofJoinNode, AsofRight};
-use crate::execute::asof::{AsofFeatureExec, AsofTableExec, JoinSide, Match};
+use crate::error::Error;
+use crate::execute::asof::{AsofFeatureExec, AsofTableExec, JoinSide, Match, external};
 
 /// DataFusion's planner with the ASOF extension.
 #[derive(Debug)]
@@ -47,20 +50,60 @@ impl ExtensionPlanner for AsofPlanner {
             let keys = keys.iter().map(|k| physical(k, schema)).collect::<Result<Vec<_>>>()?;
             Ok(JoinSide { keys, time: physical(time, schema)? })
         };
-        let left_on = side(&node.left_keys, &node.left_time, left_schema)?;
         let schema = Arc::new(node.schema.as_arrow().clone());
         let left = physical_inputs[0].clone();
+        let left_type = node.left_time.get_type(left_schema)?;
         let exec: Arc<dyn ExecutionPlan> = match &node.right {
             AsofRight::Table { keys, time, .. } => {
-                let right_on = side(keys, time, logical_inputs[1].schema())?;
+                let right_schema = logical_inputs[1].schema();
+                let common = common_time_type(&left_type, &time.get_type(right_schema)?)?;
+                let as_common = |e: &Expr| match &common {
+                    Some(t) => cast(e.clone(), t.clone()),
+                    None => e.clone(),
+                };
+                let left_on = side(&node.left_keys, &as_common(&node.left_time), left_schema)?;
+                let right_on = side(keys, &as_common(time), right_schema)?;
                 let matching = Match { op: node.op, left_join: node.left_join };
                 Arc::new(AsofTableExec::new(left, physical_inputs[1].clone(), (left_on, right_on), matching, schema))
             }
             AsofRight::Feature(feature) => {
+                if !is_temporal(&left_type) {
+                    return Err(not_comparable(&left_type, "a feature's time (timestamp)"));
+                }
+                let left_on = side(&node.left_keys, &node.left_time, left_schema)?;
                 let strict = node.op == Operator::Gt;
                 Arc::new(AsofFeatureExec::new(left, feature.clone(), left_on, (strict, node.left_join), schema))
             }
         };
         Ok(Some(exec))
     }
+}
+
+fn is_temporal(t: &DataType) -> bool {
+    matches!(t, DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 | DataType::Null)
+}
+
+/// The type both time columns are compared in: None for two temporal types (compared as
+/// microseconds since the epoch), BIGINT for two integer types, DOUBLE PRECISION for numbers
+/// of which one is floating point. A temporal and a numeric column do not compare (42804).
+fn common_time_type(left: &DataType, right: &DataType) -> Result<Option<DataType>> {
+    let numeric = |t: &DataType| t.is_integer() || t.is_floating() || t.is_null();
+    if is_temporal(left) && is_temporal(right) {
+        Ok(None)
+    } else if (left.is_integer() || left.is_null()) && (right.is_integer() || right.is_null()) {
+        Ok(Some(DataType::Int64))
+    } else if numeric(left) && numeric(right) {
+        Ok(Some(DataType::Float64))
+    } else {
+        Err(not_comparable(left, &right.to_string()))
+    }
+}
+
+fn not_comparable(left: &DataType, right: &str) -> DataFusionError {
+    external(Error::invalid_input(
+        "42804",
+        format!(
+            "ASOF JOIN cannot compare a time of type {left} with {right}: both must be integers, floating point, dates or timestamps"
+        ),
+    ))
 }
