@@ -161,13 +161,11 @@ async fn asof_forms_match_duckdb() {
          INSERT INTO l VALUES {left_rows};\nINSERT INTO r VALUES {right_rows};\n"
     );
     // The event-table copy of r: its timestamps become the event time, older rows go cold.
-    let cold = format!(
-        "CREATE TABLE re (k INTEGER, ti INTEGER, tb BIGINT, tf DOUBLE PRECISION, td DATE, ts TIMESTAMP NOT NULL) \
+    let cold = "CREATE TABLE re (k INTEGER, ti INTEGER, tb BIGINT, tf DOUBLE PRECISION, td DATE, ts TIMESTAMP NOT NULL) \
          WITH (event_time = 'ts', hot_retention = '1 day');\n\
-         INSERT INTO re SELECT * FROM r WHERE ts IS NOT NULL; CHECKPOINT;"
-    );
+         INSERT INTO re SELECT * FROM r WHERE ts IS NOT NULL; CHECKPOINT;";
     client.batch_execute(&setup).await.unwrap();
-    client.batch_execute(&cold).await.unwrap();
+    client.batch_execute(cold).await.unwrap();
     let storage =
         common::text_rows(&client, "SELECT tier, row_count FROM asofdb.storage WHERE table_name = 're'").await;
     assert!(storage.iter().any(|r| r.starts_with("cold|") && r != "cold|0"), "some rows are cold: {storage:?}");
