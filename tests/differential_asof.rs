@@ -196,6 +196,21 @@ async fn asof_forms_match_duckdb() {
         queries.push(format!("SELECT l.k, l.ts, x.k, x.ts FROM l ASOF LEFT JOIN re x ON l.k = x.k AND l.ts {op} x.ts"));
         queries.push(format!("SELECT l.k, l.ts, x.ts FROM l ASOF JOIN re x ON l.k = x.k AND x.ts {op} l.ts"));
     }
+    // Right sides that are queries, and conditions on one side alone.
+    for op in [">=", "<"] {
+        queries.push(format!(
+            "WITH rr AS (SELECT * FROM r WHERE k > 1) SELECT l.k, l.ti, x.ti FROM l ASOF LEFT JOIN rr x ON l.k = x.k AND l.ti {op} x.ti"
+        ));
+        queries.push(format!(
+            "SELECT l.k, l.tf, x.tf FROM l ASOF JOIN (SELECT k, tf FROM r WHERE tf IS NOT NULL) x ON l.k = x.k AND l.tf {op} x.tf"
+        ));
+        queries.push(format!(
+            "SELECT l.k, l.ts, x.ts FROM l ASOF LEFT JOIN r x ON l.k = x.k AND l.ts {op} x.ts AND x.ti > 5"
+        ));
+        queries.push(format!(
+            "SELECT l.k, l.ts, x.ts FROM l ASOF JOIN re x ON l.k = x.k AND l.ts {op} x.ts AND l.ti < 10"
+        ));
+    }
     queries.push("SELECT l.k, l.ti, x.ti FROM l ASOF JOIN r x USING (k, ti)".into());
     queries.push("SELECT l.k, l.ts, x.ts FROM l ASOF LEFT JOIN r x USING (k, ts)".into());
     queries.push("SELECT l.k, l.ti, x.ti FROM r x ASOF JOIN l ON x.k = l.k AND x.ti >= l.ti".into());

@@ -19,10 +19,11 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
+use datafusion::datasource::ViewTable;
 use sqlparser::ast::{
-    BinaryOperator, Expr, Join, JoinConstraint, JoinOperator, Query, SetExpr, Statement as SqlStatement, TableFactor,
-    TableWithJoins, VisitMut, VisitorMut,
+    BinaryOperator, Cte, Expr, Join, JoinConstraint, JoinOperator, Query, SetExpr, Statement as SqlStatement,
+    TableFactor, TableWithJoins, VisitMut, VisitorMut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -62,19 +63,30 @@ pub async fn mark(db: &Database, statement: &mut SqlStatement) -> Result<HashMap
     let public = public.ok_or_else(|| Error::internal("public schema missing"))?;
     let mut specs = HashMap::new();
     for (placeholder, right, left_join) in marker.joins {
-        let registered = match public.table(&right).await {
-            Ok(Some(provider)) => schema.register_table(placeholder.clone(), provider).map_err(Error::from),
-            Ok(None) => Err(Error::undefined_table(&right)),
-            Err(e) => Err(e.into()),
+        let (provider, target) = match right {
+            RightSide::Stored(name) => match public.table(&name).await {
+                Ok(Some(provider)) => {
+                    let target = match db.catalog.features.get(&name) {
+                        Some(feature) => AsofTarget::Feature(feature),
+                        None => AsofTarget::Table,
+                    };
+                    (Ok(provider), target)
+                }
+                Ok(None) => (Err(Error::undefined_table(&name)), AsofTarget::Table),
+                Err(e) => (Err(e.into()), AsofTarget::Table),
+            },
+            RightSide::Query(query) => {
+                let planned = Box::pin(db.plan_query(&SqlStatement::Query(query))).await;
+                let view = planned.map(|plan| Arc::new(ViewTable::new(plan, None)) as Arc<dyn TableProvider>);
+                (view, AsofTarget::Table)
+            }
         };
+        let registered =
+            provider.and_then(|provider| schema.register_table(placeholder.clone(), provider).map_err(Error::from));
         if let Err(e) = registered {
             deregister(db, &specs);
             return Err(e);
         }
-        let target = match db.catalog.features.get(&right) {
-            Some(feature) => AsofTarget::Feature(feature),
-            None => AsofTarget::Table,
-        };
         specs.insert(placeholder, AsofSpec { left_join, target });
     }
     Ok(specs)
@@ -102,10 +114,10 @@ fn temp_schema(db: &Database) -> Result<Arc<dyn SchemaProvider>> {
 
 /// Visits every query of a statement and rewrites the ASOF joins of its SELECTs.
 struct Marker {
-    /// (placeholder name, right table or feature name, LEFT join)
-    joins: Vec<(String, String, bool)>,
-    /// The names of the CTEs in scope, one list per enclosing query.
-    ctes: Vec<Vec<String>>,
+    /// (placeholder name, what the right side reads, LEFT join)
+    joins: Vec<(String, RightSide, bool)>,
+    /// The CTEs in scope, one list per enclosing query.
+    ctes: Vec<Vec<Cte>>,
     error: Option<Error>,
 }
 
@@ -113,8 +125,8 @@ impl VisitorMut for Marker {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        let names = query.with.iter().flat_map(|w| &w.cte_tables).map(|cte| ident_name(&cte.alias.name)).collect();
-        self.ctes.push(names);
+        let ctes = query.with.iter().flat_map(|w| w.cte_tables.iter().cloned()).collect();
+        self.ctes.push(ctes);
         if let Err(e) = self.mark_set_expr(&mut query.body) {
             self.error = Some(e);
             return ControlFlow::Break(());
@@ -153,17 +165,7 @@ impl Marker {
     }
 
     fn mark_join(&mut self, left: &TableWithJoins, join: &mut Join) -> Result<()> {
-        let TableFactor::Table { name, alias, .. } = &join.relation else {
-            return Err(Error::unsupported("the right side of an ASOF JOIN must be a table or a feature"));
-        };
-        let right = table_name(name)?;
-        // A CTE shadows a stored table of the same name; the placeholder would read the table.
-        if name.0.len() == 1 && self.ctes.iter().flatten().any(|cte| *cte == right) {
-            return Err(Error::unsupported(format!(
-                "ASOF JOIN with a CTE (\"{right}\") on the right side is not supported; name a table or a feature"
-            )));
-        }
-        let right_alias = alias.as_ref().map(|a| ident_name(&a.name)).unwrap_or_else(|| right.clone());
+        let (right, right_alias) = self.right_side(&join.relation)?;
         let JoinOperator::AsOf { match_condition, constraint } = &join.join_operator else {
             return Err(Error::internal("not an ASOF join"));
         };
@@ -177,6 +179,62 @@ impl Marker {
         self.joins.push((placeholder, right, left_join));
         Ok(())
     }
+
+    /// What the right side of an ASOF join reads, and the name its columns go by: a stored
+    /// table or feature; or a query (a CTE in scope, a subquery, a table function), planned
+    /// on its own and read as a view.
+    fn right_side(&self, relation: &TableFactor) -> Result<(RightSide, String)> {
+        let alias_of = |alias: &Option<sqlparser::ast::TableAlias>| alias.as_ref().map(|a| ident_name(&a.name));
+        match relation {
+            TableFactor::Table { name, alias, args: None, .. } => {
+                let right = table_name(name)?;
+                let alias = alias_of(alias).unwrap_or_else(|| right.clone());
+                // A CTE in scope shadows a stored table of the same name.
+                let cte = (name.0.len() == 1)
+                    .then(|| self.ctes.iter().rev().flatten().find(|c| ident_name(&c.alias.name) == right));
+                match cte.flatten() {
+                    Some(_) => Ok((RightSide::Query(self.with_ctes(&format!("SELECT * FROM {name}"))?), alias)),
+                    None => Ok((RightSide::Stored(right), alias)),
+                }
+            }
+            TableFactor::Derived { lateral: false, subquery, alias: Some(alias), .. } => {
+                if alias.columns.is_empty() {
+                    let query = self.with_ctes(&subquery.to_string())?;
+                    Ok((RightSide::Query(query), ident_name(&alias.name)))
+                } else {
+                    let query = self.with_ctes(&format!("SELECT * FROM ({subquery}) AS {alias}"))?;
+                    Ok((RightSide::Query(query), ident_name(&alias.name)))
+                }
+            }
+            TableFactor::Table { args: Some(_), alias: Some(alias), .. }
+            | TableFactor::Function { alias: Some(alias), .. }
+            | TableFactor::TableFunction { alias: Some(alias), .. } => {
+                let query = self.with_ctes(&format!("SELECT * FROM {relation}"))?;
+                Ok((RightSide::Query(query), ident_name(&alias.name)))
+            }
+            _ => Err(Error::unsupported(
+                "the right side of an ASOF JOIN must be a table, a feature, a CTE, or an aliased subquery or table function",
+            )),
+        }
+    }
+
+    /// `sql` as a query with every CTE in scope before it (the innermost last, so it wins).
+    fn with_ctes(&self, sql: &str) -> Result<Box<Query>> {
+        let ctes: Vec<String> = self.ctes.iter().flatten().map(|c| c.to_string()).collect();
+        let text = if ctes.is_empty() { sql.to_string() } else { format!("WITH {} {sql}", ctes.join(", ")) };
+        match Parser::parse_sql(&PostgreSqlDialect {}, &text)?.pop() {
+            Some(SqlStatement::Query(query)) => Ok(query),
+            _ => Err(Error::internal("the right side of an ASOF JOIN did not parse as a query")),
+        }
+    }
+}
+
+/// What the right side of one ASOF join reads.
+enum RightSide {
+    /// A stored table or feature, by name.
+    Stored(String),
+    /// A query, planned on its own.
+    Query(Box<Query>),
 }
 
 /// Whether the join is LEFT, and its whole condition as one ON expression: DuckDB's `ON`,

@@ -14,9 +14,9 @@ use std::sync::Arc;
 
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchemaRef, DataFusionError};
-use datafusion::logical_expr::utils::split_conjunction_owned;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
 use datafusion::logical_expr::{
-    BinaryExpr, Expr, Extension, JoinType, LogicalPlan, Operator, UserDefinedLogicalNodeCore,
+    BinaryExpr, Expr, Extension, Filter, JoinType, LogicalPlan, Operator, UserDefinedLogicalNodeCore,
 };
 
 use crate::error::{Error, Result};
@@ -213,21 +213,33 @@ impl UserDefinedLogicalNodeCore for AsofJoinNode {
 
 /// Replaces every join whose right side scans a placeholder of `specs` by an [`AsofJoinNode`].
 pub fn lower(plan: LogicalPlan, specs: &HashMap<String, AsofSpec>) -> Result<LogicalPlan> {
+    let mut lowered_joins = 0;
     let lowered = plan.transform_up_with_subqueries(|plan| {
         let LogicalPlan::Join(join) = &plan else { return Ok(Transformed::no(plan)) };
         let Some((alias, spec)) = placeholder(&join.right, specs) else { return Ok(Transformed::no(plan)) };
         let node = lower_join(join, &alias, spec).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        lowered_joins += 1;
         Ok(Transformed::yes(LogicalPlan::Extension(Extension { node: Arc::new(node) })))
     })?;
+    // A marked join left as an ordinary join would silently return every match.
+    if lowered_joins != specs.len() {
+        return Err(Error::unsupported(
+            "this ASOF JOIN could not be planned as one (its right side was rewritten by the planner); \
+             name a table, a feature, a CTE or a subquery on its right",
+        ));
+    }
     Ok(lowered.data)
 }
 
 /// The alias and spec of the placeholder `plan` scans, if it is one.
 fn placeholder<'a>(plan: &LogicalPlan, specs: &'a HashMap<String, AsofSpec>) -> Option<(String, &'a AsofSpec)> {
     match plan {
-        LogicalPlan::SubqueryAlias(alias) => {
-            placeholder(&alias.input, specs).map(|(_, spec)| (alias.alias.table().to_string(), spec))
-        }
+        // A view (a CTE or subquery on the right) is inlined as its plan under an alias
+        // named like the placeholder.
+        LogicalPlan::SubqueryAlias(alias) => match specs.get(alias.alias.table()) {
+            Some(spec) => Some((alias.alias.table().to_string(), spec)),
+            None => placeholder(&alias.input, specs).map(|(_, spec)| (alias.alias.table().to_string(), spec)),
+        },
         LogicalPlan::TableScan(scan) => {
             specs.get(scan.table_name.table()).map(|spec| (scan.table_name.table().to_string(), spec))
         }
@@ -258,30 +270,68 @@ fn lower_join(join: &datafusion::logical_expr::Join, alias: &str, spec: &AsofSpe
         conjuncts.extend(split_conjunction_owned(filter.clone()));
     }
     let mut keys: Vec<(Expr, String)> = Vec::new();
-    let mut time: Option<(Expr, Operator, String)> = None;
+    // Inequalities between a left expression and a right column: (left expr, op, column,
+    // whether the left expression names a left column).
+    let mut inequalities: Vec<(Expr, Operator, String, bool)> = Vec::new();
+    let mut right_only: Vec<Expr> = Vec::new();
+    let mut left_only: Vec<Expr> = Vec::new();
+    let in_right = |c: &Expr| {
+        let columns = c.column_refs();
+        !columns.is_empty() && columns.iter().all(|col| join.right.schema().has_column(col))
+    };
     for c in conjuncts {
-        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &c else {
-            return Err(asof_error(format!("unsupported ASOF JOIN condition {c}")));
+        let compared = match &c {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => match (side(left), side(right)) {
+                (Side::Left, Side::Right(column)) => Some(((**left).clone(), *op, column)),
+                (Side::Right(column), Side::Left) => Some(((**right).clone(), flip(*op), column)),
+                _ => None,
+            },
+            _ => None,
         };
-        let (left_expr, op, column) = match (side(left), side(right)) {
-            (Side::Left, Side::Right(column)) => ((**left).clone(), *op, column),
-            (Side::Right(column), Side::Left) => ((**right).clone(), flip(*op), column),
+        match compared {
+            Some((left_expr, Operator::Eq, column)) => keys.push((left_expr, column)),
+            Some((left_expr, op @ (Operator::GtEq | Operator::Gt | Operator::LtEq | Operator::Lt), column)) => {
+                let names_left = !left_expr.column_refs().is_empty();
+                inequalities.push((left_expr, op, column, names_left));
+            }
+            _ if in_right(&c) => right_only.push(c),
+            _ if c.column_refs().iter().all(|col| join.left.schema().has_column(col)) => left_only.push(c),
             _ => {
-                return Err(asof_error(format!(
-                    "each ASOF JOIN condition compares a left expression with a column of \"{alias}\": {c}"
+                return Err(Error::unsupported(format!(
+                    "ASOF JOIN conditions other than a left expression compared with a column of \"{alias}\", \
+                     or a condition on one side only, are not supported: {c}"
                 )));
             }
-        };
-        match op {
-            Operator::Eq => keys.push((left_expr, column)),
-            Operator::GtEq | Operator::Gt | Operator::LtEq | Operator::Lt => {
-                if time.is_some() {
-                    return Err(asof_error("an ASOF JOIN has exactly one inequality".into()));
-                }
-                time = Some((left_expr, op, column));
-            }
-            other => return Err(asof_error(format!("operator {other} is not allowed in an ASOF JOIN condition"))),
         }
+    }
+    // The time inequality compares a left expression with a right column; a comparison of a
+    // right column with a constant is one only when there is no other.
+    let time = match inequalities.iter().filter(|i| i.3).count() {
+        0 if inequalities.len() == 1 => inequalities.pop(),
+        0 => None,
+        1 => {
+            let at = inequalities.iter().position(|i| i.3).unwrap_or(0);
+            let time = inequalities.remove(at);
+            // The rest compare a right column with a constant: filters of the right side.
+            for (constant, op, column, _) in inequalities.drain(..) {
+                let (qualifier, field) = join.right.schema().qualified_field_with_unqualified_name(&column)?;
+                let column = Expr::Column(datafusion::common::Column::new(qualifier.cloned(), field.name()));
+                right_only.push(Expr::BinaryExpr(BinaryExpr::new(Box::new(constant), op, Box::new(column))));
+            }
+            Some(time)
+        }
+        _ => {
+            return Err(Error::unsupported(
+                "ASOF JOIN with more than one inequality between its sides is not supported",
+            ));
+        }
+    }
+    .map(|(e, op, column, _)| (e, op, column));
+    if !left_only.is_empty() && join.join_type != JoinType::Inner {
+        return Err(Error::unsupported(format!(
+            "ASOF LEFT JOIN with a condition on the left side only is not supported: {}",
+            left_only[0]
+        )));
     }
     let (left_time, op, time_column) = time.ok_or_else(|| {
         asof_error("an ASOF JOIN needs one inequality (>=, >, <=, <) between the time columns".into())
@@ -300,21 +350,29 @@ fn lower_join(join: &datafusion::logical_expr::Join, alias: &str, spec: &AsofSpe
             let right_keys = keys.iter().map(|(_, c)| right_column(c)).collect::<Result<Vec<_>>>()?;
             let time = right_column(&time_column)?;
             let left_keys = keys.into_iter().map(|(e, _)| e).collect();
-            (left_keys, AsofRight::Table { input: Box::new((*join.right).clone()), keys: right_keys, time })
+            // DuckDB's meaning: a condition on the right side alone narrows the rows searched.
+            let input = match conjunction(right_only) {
+                Some(predicate) => LogicalPlan::Filter(Filter::try_new(predicate, join.right.clone())?),
+                None => (*join.right).clone(),
+            };
+            (left_keys, AsofRight::Table { input: Box::new(input), keys: right_keys, time })
+        }
+        AsofTarget::Feature(_) if !right_only.is_empty() => {
+            return Err(Error::unsupported(format!(
+                "ASOF JOIN against a feature with a condition on the feature's columns is not supported: {}",
+                right_only[0]
+            )));
         }
         AsofTarget::Feature(feature) => {
             (feature_keys(feature, keys, op, &time_column)?, AsofRight::Feature(feature.clone()))
         }
     };
-    Ok(AsofJoinNode {
-        left: (*join.left).clone(),
-        right,
-        left_keys,
-        left_time,
-        op,
-        left_join,
-        schema: join.schema.clone(),
-    })
+    // An inner join's condition on the left side alone drops left rows before the search.
+    let left = match conjunction(left_only) {
+        Some(predicate) => LogicalPlan::Filter(Filter::try_new(predicate, join.left.clone())?),
+        None => (*join.left).clone(),
+    };
+    Ok(AsofJoinNode { left, right, left_keys, left_time, op, left_join, schema: join.schema.clone() })
 }
 
 /// The left key expressions in the feature's key order, after checking the join fits it.
