@@ -118,7 +118,8 @@ async fn asof_joins_match_duckdb() {
 }
 
 /// Issue #21: ASOF JOIN forms against DuckDB's own ASOF JOIN, on random small tables: every
-/// inequality, INNER and LEFT, ON and USING, time columns of every ordered type (INTEGER,
+/// inequality, INNER, LEFT, SEMI and ANTI, ON and USING, CTE and subquery right sides,
+/// conditions on one side alone, time columns of every ordered type (INTEGER,
 /// BIGINT, DOUBLE PRECISION, DATE, TIMESTAMP; mixed integer widths and integer with float),
 /// NULL keys and times, ties, empty sides, and an event table whose rows sit partly in the
 /// cold tier. Only the matched right time and key are compared (DuckDB picks any one of tied
@@ -210,6 +211,12 @@ async fn asof_forms_match_duckdb() {
         queries.push(format!(
             "SELECT l.k, l.ts, x.ts FROM l ASOF JOIN re x ON l.k = x.k AND l.ts {op} x.ts AND l.ti < 10"
         ));
+    }
+    for op in [">=", ">", "<=", "<"] {
+        for kind in ["SEMI", "ANTI"] {
+            queries.push(format!("SELECT l.k, l.ti, l.tf FROM l ASOF {kind} JOIN r x ON l.k = x.k AND l.ti {op} x.ti"));
+            queries.push(format!("SELECT * FROM l ASOF {kind} JOIN re x ON l.k = x.k AND l.ts {op} x.ts AND x.tf > 0"));
+        }
     }
     queries.push("SELECT l.k, l.ti, x.ti FROM l ASOF JOIN r x USING (k, ti)".into());
     queries.push("SELECT l.k, l.ts, x.ts FROM l ASOF LEFT JOIN r x USING (k, ts)".into());

@@ -13,6 +13,11 @@ use crate::error::Result;
 
 pub const INNER_MARKER: &str = "__asof_inner";
 pub const LEFT_MARKER: &str = "__asof_left";
+pub const SEMI_MARKER: &str = "__asof_semi";
+pub const ANTI_MARKER: &str = "__asof_anti";
+/// `ASOF RIGHT | FULL JOIN`, marked so that planning refuses them by name (0A000).
+pub const RIGHT_MARKER: &str = "__asof_right";
+pub const FULL_MARKER: &str = "__asof_full";
 
 /// Rewrites every DuckDB-style ASOF join in `sql`; returns `sql` unchanged if there is none.
 pub fn normalize(sql: &str) -> Result<String> {
@@ -28,9 +33,19 @@ pub fn normalize(sql: &str) -> Result<String> {
         }
         // ASOF [LEFT [OUTER]] JOIN: drop LEFT/OUTER, remember them.
         let mut j = next_significant(&tokens, i + 1);
-        let mut left = false;
-        if j < tokens.len() && is_keyword(&tokens[j], Keyword::LEFT) {
-            left = true;
+        let mut marker = INNER_MARKER;
+        let kind = [
+            (Keyword::LEFT, LEFT_MARKER),
+            (Keyword::SEMI, SEMI_MARKER),
+            (Keyword::ANTI, ANTI_MARKER),
+            (Keyword::RIGHT, RIGHT_MARKER),
+            (Keyword::FULL, FULL_MARKER),
+            (Keyword::INNER, INNER_MARKER),
+        ]
+        .into_iter()
+        .find(|(keyword, _)| j < tokens.len() && is_keyword(&tokens[j], *keyword));
+        if let Some((_, kind_marker)) = kind {
+            marker = kind_marker;
             tokens.drain(i + 1..=j);
             j = next_significant(&tokens, i + 1);
             if j < tokens.len() && is_keyword(&tokens[j], Keyword::OUTER) {
@@ -51,7 +66,6 @@ pub fn normalize(sql: &str) -> Result<String> {
                 Token::RParen => depth -= 1,
                 t if depth == 0 && is_keyword(t, Keyword::MATCH_CONDITION) => break,
                 t if depth == 0 && (is_keyword(t, Keyword::ON) || is_keyword(t, Keyword::USING)) => {
-                    let marker = if left { LEFT_MARKER } else { INNER_MARKER };
                     let inserted = [
                         Token::make_keyword("MATCH_CONDITION"),
                         Token::LParen,

@@ -36,7 +36,7 @@ use super::Database;
 use crate::error::{Error, Result};
 use crate::plan::asof::{AsofSpec, AsofTarget};
 use crate::plan::{CATALOG_NAME, SCHEMA_NAME};
-use crate::sql::asof_syntax::{INNER_MARKER, LEFT_MARKER};
+use crate::sql::asof_syntax::{ANTI_MARKER, FULL_MARKER, INNER_MARKER, LEFT_MARKER, RIGHT_MARKER, SEMI_MARKER};
 use crate::sql::names::{ident_name, table_name};
 
 /// The schema holding placeholder tables while a statement is planned.
@@ -169,13 +169,20 @@ impl Marker {
         let JoinOperator::AsOf { match_condition, constraint } = &join.join_operator else {
             return Err(Error::internal("not an ASOF join"));
         };
-        let (left_join, on) = conditions(match_condition, constraint, left, &right_alias)?;
+        let (kind, on) = conditions(match_condition, constraint, left, &right_alias)?;
         let placeholder = format!("__asof_{}", NEXT_PLACEHOLDER.fetch_add(1, Ordering::Relaxed));
         join.relation =
             parse_relation(&format!("{TEMP_SCHEMA}.{placeholder} AS \"{}\"", right_alias.replace('"', "\"\"")))?;
         let constraint = JoinConstraint::On(on);
-        join.join_operator =
-            if left_join { JoinOperator::LeftOuter(constraint) } else { JoinOperator::Inner(constraint) };
+        // SEMI and ANTI keep the left columns only; `plan::asof::lower` runs them as an
+        // inner and a LEFT ASOF join.
+        let left_join = kind == LEFT_MARKER;
+        join.join_operator = match kind {
+            LEFT_MARKER => JoinOperator::LeftOuter(constraint),
+            SEMI_MARKER => JoinOperator::LeftSemi(constraint),
+            ANTI_MARKER => JoinOperator::LeftAnti(constraint),
+            _ => JoinOperator::Inner(constraint),
+        };
         self.joins.push((placeholder, right, left_join));
         Ok(())
     }
@@ -237,20 +244,26 @@ enum RightSide {
     Query(Box<Query>),
 }
 
-/// Whether the join is LEFT, and its whole condition as one ON expression: DuckDB's `ON`,
-/// `USING (keys..., time)` (equalities, then `>=` on the last column), or Snowflake's
-/// `MATCH_CONDITION (...) ON ...`.
+/// The join's kind (one of `sql::asof_syntax`'s markers), and its whole condition as one ON
+/// expression: DuckDB's `ON`, `USING (keys..., time)` (equalities, then `>=` on the last
+/// column), or Snowflake's `MATCH_CONDITION (...) ON ...` (inner).
 fn conditions(
     match_condition: &Expr,
     constraint: &JoinConstraint,
     left: &TableWithJoins,
     right_alias: &str,
-) -> Result<(bool, Expr)> {
+) -> Result<(&'static str, Expr)> {
     let marker = match match_condition {
-        Expr::Identifier(i) if i.value == INNER_MARKER => Some(false),
-        Expr::Identifier(i) if i.value == LEFT_MARKER => Some(true),
+        Expr::Identifier(i) => [INNER_MARKER, LEFT_MARKER, SEMI_MARKER, ANTI_MARKER, RIGHT_MARKER, FULL_MARKER]
+            .into_iter()
+            .find(|m| i.value == *m),
         _ => None,
     };
+    match marker {
+        Some(RIGHT_MARKER) => return Err(Error::unsupported("ASOF RIGHT JOIN is not supported")),
+        Some(FULL_MARKER) => return Err(Error::unsupported("ASOF FULL JOIN is not supported")),
+        _ => {}
+    }
     let mut conjuncts = Vec::new();
     match constraint {
         JoinConstraint::On(on) => conjuncts.push(on.clone()),
@@ -275,7 +288,7 @@ fn conditions(
         .ok_or_else(|| {
             Error::invalid_input("42601", "an ASOF JOIN needs one inequality (>=, >, <=, <) between the time columns")
         })?;
-    Ok((marker.unwrap_or(false), on))
+    Ok((marker.unwrap_or(INNER_MARKER), on))
 }
 
 fn relation_alias(relation: &TableFactor) -> Result<String> {

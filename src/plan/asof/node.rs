@@ -16,7 +16,8 @@ use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchemaRef, DataFusionError};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
 use datafusion::logical_expr::{
-    BinaryExpr, Expr, Extension, Filter, JoinType, LogicalPlan, Operator, UserDefinedLogicalNodeCore,
+    BinaryExpr, Expr, Extension, Filter, JoinType, LogicalPlan, Operator, Projection, UserDefinedLogicalNodeCore,
+    build_join_schema,
 };
 
 use crate::error::{Error, Result};
@@ -217,9 +218,20 @@ pub fn lower(plan: LogicalPlan, specs: &HashMap<String, AsofSpec>) -> Result<Log
     let lowered = plan.transform_up_with_subqueries(|plan| {
         let LogicalPlan::Join(join) = &plan else { return Ok(Transformed::no(plan)) };
         let Some((alias, spec)) = placeholder(&join.right, specs) else { return Ok(Transformed::no(plan)) };
-        let node = lower_join(join, &alias, spec).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let (node, right_time) = lower_join(join, &alias, spec).map_err(|e| DataFusionError::External(Box::new(e)))?;
         lowered_joins += 1;
-        Ok(Transformed::yes(LogicalPlan::Extension(Extension { node: Arc::new(node) })))
+        let asof = LogicalPlan::Extension(Extension { node: Arc::new(node) });
+        // SEMI keeps the left rows an inner ASOF join matches, ANTI those a LEFT one does not
+        // (a matched row's time is never NULL); both show the left columns only.
+        let left_columns = || join.left.schema().columns().into_iter().map(Expr::Column).collect::<Vec<_>>();
+        Ok(Transformed::yes(match join.join_type {
+            JoinType::LeftSemi => LogicalPlan::Projection(Projection::try_new(left_columns(), Arc::new(asof))?),
+            JoinType::LeftAnti => {
+                let unmatched = LogicalPlan::Filter(Filter::try_new(right_time.is_null(), Arc::new(asof))?);
+                LogicalPlan::Projection(Projection::try_new(left_columns(), Arc::new(unmatched))?)
+            }
+            _ => asof,
+        }))
     })?;
     // A marked join left as an ordinary join would silently return every match.
     if lowered_joins != specs.len() {
@@ -254,7 +266,8 @@ enum Side {
     Neither,
 }
 
-fn lower_join(join: &datafusion::logical_expr::Join, alias: &str, spec: &AsofSpec) -> Result<AsofJoinNode> {
+/// The node for one marked join, and the right time column in its output.
+fn lower_join(join: &datafusion::logical_expr::Join, alias: &str, spec: &AsofSpec) -> Result<(AsofJoinNode, Expr)> {
     let side = |e: &Expr| -> Side {
         let columns = e.column_refs();
         if columns.iter().all(|c| join.left.schema().has_column(c)) {
@@ -327,20 +340,29 @@ fn lower_join(join: &datafusion::logical_expr::Join, alias: &str, spec: &AsofSpe
         }
     }
     .map(|(e, op, column, _)| (e, op, column));
-    if !left_only.is_empty() && join.join_type != JoinType::Inner {
-        return Err(Error::unsupported(format!(
-            "ASOF LEFT JOIN with a condition on the left side only is not supported: {}",
-            left_only[0]
-        )));
-    }
     let (left_time, op, time_column) = time.ok_or_else(|| {
         asof_error("an ASOF JOIN needs one inequality (>=, >, <=, <) between the time columns".into())
     })?;
     let left_join = match join.join_type {
-        JoinType::Left => true,
-        JoinType::Inner => false,
+        JoinType::Left | JoinType::LeftAnti => true,
+        JoinType::Inner | JoinType::LeftSemi => false,
         other => return Err(Error::internal(format!("ASOF join planned as {other}"))),
     };
+    if !left_only.is_empty() && left_join {
+        return Err(Error::unsupported(format!(
+            "ASOF LEFT and ANTI JOIN with a condition on the left side only are not supported: {}",
+            left_only[0]
+        )));
+    }
+    // SEMI and ANTI plans show the left columns; the node underneath shows both sides.
+    let schema = match join.join_type {
+        JoinType::LeftSemi | JoinType::LeftAnti => {
+            Arc::new(build_join_schema(join.left.schema(), join.right.schema(), &JoinType::Left)?)
+        }
+        _ => join.schema.clone(),
+    };
+    let (qualifier, field) = join.right.schema().qualified_field_with_unqualified_name(&time_column)?;
+    let right_time = Expr::Column(datafusion::common::Column::new(qualifier.cloned(), field.name()));
     let (left_keys, right) = match &spec.target {
         AsofTarget::Table => {
             let right_column = |name: &str| -> Result<Expr> {
@@ -372,7 +394,7 @@ fn lower_join(join: &datafusion::logical_expr::Join, alias: &str, spec: &AsofSpe
         Some(predicate) => LogicalPlan::Filter(Filter::try_new(predicate, join.left.clone())?),
         None => (*join.left).clone(),
     };
-    Ok(AsofJoinNode { left, right, left_keys, left_time, op, left_join, schema: join.schema.clone() })
+    Ok((AsofJoinNode { left, right, left_keys, left_time, op, left_join, schema }, right_time))
 }
 
 /// The left key expressions in the feature's key order, after checking the join fits it.
