@@ -274,6 +274,8 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
         // PostgreSQL: "more than one row returned by a subquery used as an expression".
         DataFusionError::Execution(m) if m.contains("subquery returned more than one row") => "21000",
         DataFusionError::Execution(m) if m.to_ascii_lowercase().contains("overflow") => "22003",
+        DataFusionError::Execution(m) if m.ends_with(" out of range") => "22003",
+        DataFusionError::Execution(m) if m == "division by zero" => "22012",
         DataFusionError::Execution(m) if m.contains("Cannot cast") => "22P02",
         DataFusionError::IoError(e) if is_disk_full(e) => "53100",
         DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => "58030",

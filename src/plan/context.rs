@@ -21,12 +21,13 @@ pub const CATALOG_NAME: &str = "asofdb";
 pub const SCHEMA_NAME: &str = "public";
 
 /// DataFusion's analyzer rules with PostgreSQL's semantics added where DataFusion's differ:
-/// interval ordering and three-valued `IN (subquery)`, after type coercion (they need the
-/// operands' coerced types).
+/// interval ordering, three-valued `IN (subquery)` and overflow and division-by-zero errors,
+/// after type coercion (they need the operands' coerced types).
 fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
     let mut rules = Analyzer::new().rules;
     rules.push(Arc::new(super::interval_order::IntervalOrder));
     rules.push(Arc::new(super::in_subquery_nulls::InSubqueryNulls));
+    rules.push(Arc::new(super::checked_arithmetic::CheckedArithmetic));
     rules
 }
 

@@ -1,6 +1,7 @@
 //! Planning with DataFusion: the session context, and event tables as `TableProvider`s.
 
 pub mod asof;
+mod checked_arithmetic;
 mod coalesce;
 mod context;
 mod event_table;

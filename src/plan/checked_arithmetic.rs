@@ -1,0 +1,179 @@
+//! PostgreSQL's errors where Arrow's arithmetic is lenient. DataFusion adds, subtracts and
+//! multiplies integers with wrapping kernels (`2147483647 + 1` is -2147483648) and divides
+//! floating point by zero to ±Infinity or NaN; PostgreSQL raises 22003 ("integer out of
+//! range") and 22012 ("division by zero"). This analyzer rule, run after type coercion (when
+//! both operands have one type), replaces those operators by functions on Arrow's checked
+//! kernels, which work a whole array at a time as the wrapping ones do.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Datum, Float64Array};
+use arrow::compute::kernels::numeric;
+use arrow::datatypes::DataType;
+use arrow::error::ArrowError;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, Result, exec_err};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{
+    BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+use datafusion::scalar::ScalarValue;
+
+/// The analyzer rule; see the module's doc.
+#[derive(Debug)]
+pub struct CheckedArithmetic;
+
+impl AnalyzerRule for CheckedArithmetic {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        let functions = Functions::new();
+        plan.transform_up_with_subqueries(|node| {
+            let mut schema = DFSchema::empty();
+            for input in node.inputs() {
+                schema.merge(input.schema());
+            }
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|expr| {
+                let name = names.save(&expr);
+                expr.transform_up(|e| functions.rewrite(e, &schema)).map(|t| t.update_data(|e| name.restore(e)))
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "checked_arithmetic"
+    }
+}
+
+struct Functions {
+    add: Arc<ScalarUDF>,
+    sub: Arc<ScalarUDF>,
+    mul: Arc<ScalarUDF>,
+    div: Arc<ScalarUDF>,
+    rem: Arc<ScalarUDF>,
+}
+
+impl Functions {
+    fn new() -> Self {
+        let udf = |op| Arc::new(ScalarUDF::new_from_impl(Checked::new(op)));
+        Self {
+            add: udf(Operator::Plus),
+            sub: udf(Operator::Minus),
+            mul: udf(Operator::Multiply),
+            div: udf(Operator::Divide),
+            rem: udf(Operator::Modulo),
+        }
+    }
+
+    fn rewrite(&self, expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else { return Ok(Transformed::no(expr)) };
+        let types = (left.get_type(schema), right.get_type(schema));
+        let same = match &types {
+            (Ok(l), Ok(r)) if l == r => Some(l.clone()),
+            _ => None,
+        };
+        let function = match (same, op) {
+            (Some(t), Operator::Plus) if t.is_integer() => Some(&self.add),
+            (Some(t), Operator::Minus) if t.is_integer() => Some(&self.sub),
+            (Some(t), Operator::Multiply) if t.is_integer() => Some(&self.mul),
+            (Some(t), Operator::Divide) if t.is_floating() => Some(&self.div),
+            (Some(t), Operator::Modulo) if t.is_floating() => Some(&self.rem),
+            _ => None,
+        };
+        Ok(match function {
+            Some(function) => Transformed::yes(function.call(vec![*left, *right])),
+            None => Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right })),
+        })
+    }
+}
+
+/// One checked operator on two operands of one numeric type.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Checked {
+    op: Operator,
+    signature: Signature,
+}
+
+impl Checked {
+    fn new(op: Operator) -> Self {
+        Self { op, signature: Signature::any(2, Volatility::Immutable) }
+    }
+}
+
+/// PostgreSQL's name for an integer type in "... out of range".
+fn pg_name(t: &DataType) -> &'static str {
+    match t {
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => "smallint",
+        DataType::Int32 | DataType::UInt16 => "integer",
+        _ => "bigint",
+    }
+}
+
+impl ScalarUDFImpl for Checked {
+    fn name(&self) -> &str {
+        match self.op {
+            Operator::Plus => "checked_add",
+            Operator::Minus => "checked_sub",
+            Operator::Multiply => "checked_mul",
+            Operator::Divide => "checked_div",
+            _ => "checked_mod",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(args[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let scalars = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let operand = |v: &ColumnarValue| -> Result<ArrayRef> {
+            Ok(match v {
+                ColumnarValue::Array(a) => a.clone(),
+                ColumnarValue::Scalar(s) => s.to_array_of_size(1)?,
+            })
+        };
+        let (left, right) = (operand(&args.args[0])?, operand(&args.args[1])?);
+        let datum = |a: &ArrayRef, v: &ColumnarValue| -> Box<dyn Datum> {
+            match v {
+                ColumnarValue::Scalar(_) => Box::new(arrow::array::Scalar::new(a.clone())),
+                ColumnarValue::Array(_) => Box::new(a.clone()),
+            }
+        };
+        let (l, r) = (datum(&left, &args.args[0]), datum(&right, &args.args[1]));
+        if matches!(self.op, Operator::Divide | Operator::Modulo) && has_zero(&right)? {
+            return exec_err!("division by zero");
+        }
+        let result = match self.op {
+            Operator::Plus => numeric::add(l.as_ref(), r.as_ref()),
+            Operator::Minus => numeric::sub(l.as_ref(), r.as_ref()),
+            Operator::Multiply => numeric::mul(l.as_ref(), r.as_ref()),
+            Operator::Divide => numeric::div(l.as_ref(), r.as_ref()),
+            _ => numeric::rem(l.as_ref(), r.as_ref()),
+        };
+        let result = match result {
+            Ok(result) => result,
+            Err(ArrowError::ArithmeticOverflow(_)) => {
+                return exec_err!("{} out of range", pg_name(left.data_type()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if scalars {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?));
+        }
+        Ok(ColumnarValue::Array(result))
+    }
+}
+
+/// True if a non-NULL divisor is zero.
+fn has_zero(divisor: &ArrayRef) -> Result<bool> {
+    let as_double = arrow::compute::cast(divisor, &DataType::Float64)?;
+    let Some(values) = as_double.as_any().downcast_ref::<Float64Array>() else { return Ok(false) };
+    Ok(values.iter().any(|v| v == Some(0.0)))
+}
