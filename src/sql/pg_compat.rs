@@ -13,6 +13,7 @@
 
 use std::ops::ControlFlow;
 
+use datafusion_pg_catalog::pg_catalog::PG_CATALOG_TABLES;
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Query, SelectItem, SetExpr, Statement, Value,
     visit_expressions_mut, visit_relations,
@@ -21,31 +22,32 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 /// True if `statement` reads the system catalogs: a relation in `pg_catalog` or
-/// `information_schema` (or an unqualified `pg_*` one, which PostgreSQL's search path finds in
-/// `pg_catalog`), or a cast to an oid alias type (`'t'::regclass`). Only such statements get
+/// `information_schema` (or an unqualified one named like a `pg_catalog` table, which
+/// PostgreSQL's search path finds there first), or a cast to an oid alias type (`'t'::regclass`). Only such statements get
 /// the compatibility rewrites (`SqlParser`).
 pub fn reads_catalog(statement: &Statement) -> bool {
     let relation = visit_relations(statement, |name| {
         let parts: Vec<_> =
             name.0.iter().filter_map(|part| part.as_ident()).map(|i| i.value.to_ascii_lowercase()).collect();
         let system = match parts.as_slice() {
-            [one] => one.starts_with("pg_"),
+            [one] => PG_CATALOG_TABLES.iter().any(|t| t.eq_ignore_ascii_case(one)),
             [schema, ..] => schema == "pg_catalog" || schema == "information_schema",
             [] => false,
         };
         if system { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
     });
-    let reg_cast = sqlparser::ast::visit_expressions(statement, |expr| match expr {
-        Expr::Cast { data_type: sqlparser::ast::DataType::Custom(name, _), .. }
-            if name
+    let reg_cast = sqlparser::ast::visit_expressions(statement, |expr| {
+        let Expr::Cast { data_type, .. } = expr else { return ControlFlow::Continue(()) };
+        let oid_alias = match data_type {
+            sqlparser::ast::DataType::Regclass => true,
+            sqlparser::ast::DataType::Custom(name, _) => name
                 .0
                 .last()
                 .and_then(|p| p.as_ident())
-                .is_some_and(|i| i.value.to_ascii_lowercase().starts_with("reg")) =>
-        {
-            ControlFlow::Break(())
-        }
-        _ => ControlFlow::Continue(()),
+                .is_some_and(|i| i.value.to_ascii_lowercase().starts_with("reg")),
+            _ => false,
+        };
+        if oid_alias { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
     });
     relation.is_break() || reg_cast.is_break()
 }
@@ -140,6 +142,17 @@ mod tests {
             rewritten("SELECT pg_catalog.to_regclass('tx')").contains("pg_class WHERE relname = CAST('tx' AS TEXT)")
         );
         assert_eq!(rewritten("SELECT upper('x')"), "SELECT upper('x')");
+    }
+
+    #[test]
+    fn only_catalog_relations_make_a_catalog_query() {
+        let reads = |sql: &str| reads_catalog(&Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0));
+        assert!(reads("SELECT relname FROM pg_class"));
+        assert!(reads("SELECT * FROM pg_catalog.pg_type"));
+        assert!(reads("SELECT * FROM information_schema.columns"));
+        assert!(reads("SELECT 'tx'::regclass"));
+        assert!(!reads("SELECT (SELECT max(v) FROM pg_events) FROM t"));
+        assert!(!reads("SELECT * FROM t"));
     }
 
     #[test]
