@@ -23,12 +23,13 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema, Result, ScalarValue};
 use datafusion::functions_aggregate::count::count_all;
 use datafusion::logical_expr::expr::{Exists, InSubquery};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
 use datafusion::logical_expr::{
     Expr, ExprSchemable, Filter, LogicalPlan, LogicalPlanBuilder, Subquery, lit, out_ref_col,
 };
 use datafusion::optimizer::AnalyzerRule;
+
+use super::expr_rules::{input_schema, rewrite_keeping_names};
 
 /// The analyzer rule; see the module's doc.
 #[derive(Debug)]
@@ -45,10 +46,7 @@ impl AnalyzerRule for InSubqueryNulls {
 }
 
 fn rewrite_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
-    let mut schema = DFSchema::empty();
-    for input in node.inputs() {
-        schema.merge(input.schema());
-    }
+    let schema = input_schema(&node);
     if let LogicalPlan::Filter(filter) = node {
         // A whole conjunct of WHERE is exact already: NULL and false both drop the row.
         let mut changed = false;
@@ -68,11 +66,7 @@ fn rewrite_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         let predicate = conjunction(conjuncts).unwrap_or_else(|| lit(true));
         return Ok(Transformed::yes(LogicalPlan::Filter(Filter::try_new(predicate, filter.input)?)));
     }
-    let names = NamePreserver::new(&node);
-    node.map_expressions(|expr| {
-        let name = names.save(&expr);
-        expr.transform_up(|e| counted(e, &schema)).map(|t| t.update_data(|e| name.restore(e)))
-    })
+    rewrite_keeping_names(node, |e| counted(e, &schema))
 }
 
 /// `EXISTS` and `IN (subquery)` outside a filter, as counting scalar subqueries.

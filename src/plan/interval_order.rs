@@ -12,15 +12,16 @@ use std::sync::Arc;
 use arrow::array::{Array, Decimal128Array, IntervalMonthDayNanoArray};
 use arrow::datatypes::{DataType, IntervalUnit};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, ExprSchema, Result};
 use datafusion::logical_expr::expr::InList;
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     Between, BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
     ScalarUDFImpl, Signature, Volatility, cast,
 };
 use datafusion::optimizer::AnalyzerRule;
+
+use super::expr_rules::{input_schema, rewrite_keeping_names};
 use datafusion::scalar::ScalarValue;
 
 const NANOS_PER_DAY: i128 = 86_400_000_000_000;
@@ -43,10 +44,7 @@ impl AnalyzerRule for IntervalOrder {
 
 fn rewrite_node(node: LogicalPlan, length: &Arc<ScalarUDF>) -> Result<Transformed<LogicalPlan>> {
     // The columns a node's expressions can name: its inputs' (all of a join's sides).
-    let mut schema = DFSchema::empty();
-    for input in node.inputs() {
-        schema.merge(input.schema());
-    }
+    let schema = input_schema(&node);
     if let LogicalPlan::Sort(mut sort) = node {
         let mut changed = false;
         for key in &mut sort.expr {
@@ -57,12 +55,7 @@ fn rewrite_node(node: LogicalPlan, length: &Arc<ScalarUDF>) -> Result<Transforme
         }
         return Ok(Transformed::new_transformed(LogicalPlan::Sort(sort), changed));
     }
-    // Output columns keep their names (a projection's `a < b` is still called that).
-    let names = NamePreserver::new(&node);
-    node.map_expressions(|expr| {
-        let name = names.save(&expr);
-        expr.transform_up(|e| rewrite_expr(e, &schema, length)).map(|t| t.update_data(|e| name.restore(e)))
-    })
+    rewrite_keeping_names(node, |e| rewrite_expr(e, &schema, length))
 }
 
 fn rewrite_expr(expr: Expr, schema: &DFSchema, length: &Arc<ScalarUDF>) -> Result<Transformed<Expr>> {

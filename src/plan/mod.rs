@@ -5,6 +5,7 @@ mod checked_arithmetic;
 mod coalesce;
 mod context;
 mod event_table;
+mod expr_rules;
 mod feature_table;
 mod in_subquery_nulls;
 mod interval_arithmetic;

@@ -1,0 +1,29 @@
+//! What asofdb's analyzer rules share: the columns a plan node's expressions can name, and
+//! rewriting a node's expressions bottom up without renaming its output columns.
+
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, Result};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+
+/// The columns `node`'s expressions can name: its inputs' (all of a join's sides).
+pub fn input_schema(node: &LogicalPlan) -> DFSchema {
+    let mut schema = DFSchema::empty();
+    for input in node.inputs() {
+        schema.merge(input.schema());
+    }
+    schema
+}
+
+/// Rewrites every expression of `node` bottom up with `rewrite`; output columns keep their
+/// names (a projection's `a < b` is still called that after its operands change).
+pub fn rewrite_keeping_names(
+    node: LogicalPlan,
+    rewrite: impl Fn(Expr) -> Result<Transformed<Expr>>,
+) -> Result<Transformed<LogicalPlan>> {
+    let names = NamePreserver::new(&node);
+    node.map_expressions(|expr| {
+        let name = names.save(&expr);
+        expr.transform_up(&rewrite).map(|t| t.update_data(|e| name.restore(e)))
+    })
+}
