@@ -50,7 +50,9 @@ impl Catalog {
     }
 
     /// Changes whenever a table or feature is created, dropped or altered (after the change
-    /// is visible): a plan made at an earlier generation may name objects that are gone.
+    /// is visible): a plan made at an earlier generation may name objects that are gone, so
+    /// prepared statements plan again (`execute::PreparedStatement`). Every new DDL (ALTER
+    /// TABLE, CREATE OR REPLACE FEATURE, sources) must bump it once its change is visible.
     pub fn generation(&self) -> u64 {
         self.table_changes.load(Ordering::SeqCst) + self.features.generation()
     }
