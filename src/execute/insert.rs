@@ -33,8 +33,11 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert) -> Result<Append> {
         }
     }
 
+    // VALUES alone: no WITH, ORDER BY, LIMIT, OFFSET or FETCH changes which rows it gives.
+    let plain_values =
+        source.with.is_none() && source.order_by.is_none() && source.limit_clause.is_none() && source.fetch.is_none();
     let fast = match source.body.as_ref() {
-        SetExpr::Values(values) if source.with.is_none() && source.order_by.is_none() => literal_columns(&values.rows),
+        SetExpr::Values(values) if plain_values => literal_columns(&values.rows),
         _ => None,
     };
     let batch = match fast {
@@ -50,7 +53,7 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert) -> Result<Append> {
             }
             conform(&def, columns, batch.num_rows(), RowLabel::Insert)?
         }
-        (Err(_), SetExpr::Values(values)) => row_by_row(db, &def, &targets, source, values).await?,
+        (Err(_), SetExpr::Values(values)) if plain_values => row_by_row(db, &def, &targets, source, values).await?,
         (Err(e), _) => return Err(e),
     };
     Ok(Append { table_id: def.id, event_time: def.event_time, batch: rows })

@@ -1,13 +1,17 @@
 //! PostgreSQL's errors where Arrow's arithmetic is lenient. DataFusion adds, subtracts and
-//! multiplies integers with wrapping kernels (`2147483647 + 1` is -2147483648) and divides
-//! floating point by zero to ±Infinity or NaN; PostgreSQL raises 22003 ("integer out of
-//! range") and 22012 ("division by zero"). This analyzer rule, run after type coercion (when
+//! multiplies integers with wrapping kernels (`2147483647 + 1` is -2147483648); PostgreSQL
+//! raises 22003 ("integer out of range"). This analyzer rule, run after type coercion (when
 //! both operands have one type), replaces those operators by functions on Arrow's checked
 //! kernels, which work a whole array at a time as the wrapping ones do.
+//!
+//! Floating-point division by zero still gives ±Infinity or NaN, where PostgreSQL raises
+//! 22012: DataFusion may evaluate `x / y` over a whole batch even where a guard such as
+//! `y <> 0 AND x / y > 1` excludes rows, so a check of the batch would fail queries that
+//! PostgreSQL answers. That check needs to be made per evaluated row.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Datum, Float64Array};
+use arrow::array::{Array, ArrayRef, Datum};
 use arrow::compute::kernels::numeric;
 use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
@@ -46,20 +50,12 @@ struct Functions {
     add: Arc<ScalarUDF>,
     sub: Arc<ScalarUDF>,
     mul: Arc<ScalarUDF>,
-    div: Arc<ScalarUDF>,
-    rem: Arc<ScalarUDF>,
 }
 
 impl Functions {
     fn new() -> Self {
         let udf = |op| Arc::new(ScalarUDF::new_from_impl(Checked::new(op)));
-        Self {
-            add: udf(Operator::Plus),
-            sub: udf(Operator::Minus),
-            mul: udf(Operator::Multiply),
-            div: udf(Operator::Divide),
-            rem: udf(Operator::Modulo),
-        }
+        Self { add: udf(Operator::Plus), sub: udf(Operator::Minus), mul: udf(Operator::Multiply) }
     }
 
     fn rewrite(&self, expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
@@ -73,8 +69,6 @@ impl Functions {
             (Some(t), Operator::Plus) if t.is_integer() => Some(&self.add),
             (Some(t), Operator::Minus) if t.is_integer() => Some(&self.sub),
             (Some(t), Operator::Multiply) if t.is_integer() => Some(&self.mul),
-            (Some(t), Operator::Divide) if t.is_floating() => Some(&self.div),
-            (Some(t), Operator::Modulo) if t.is_floating() => Some(&self.rem),
             _ => None,
         };
         Ok(match function {
@@ -111,9 +105,7 @@ impl ScalarUDFImpl for Checked {
         match self.op {
             Operator::Plus => "checked_add",
             Operator::Minus => "checked_sub",
-            Operator::Multiply => "checked_mul",
-            Operator::Divide => "checked_div",
-            _ => "checked_mod",
+            _ => "checked_mul",
         }
     }
 
@@ -141,15 +133,10 @@ impl ScalarUDFImpl for Checked {
             }
         };
         let (l, r) = (datum(&left, &args.args[0]), datum(&right, &args.args[1]));
-        if matches!(self.op, Operator::Divide | Operator::Modulo) && has_zero(&right)? {
-            return exec_err!("division by zero");
-        }
         let result = match self.op {
             Operator::Plus => numeric::add(l.as_ref(), r.as_ref()),
             Operator::Minus => numeric::sub(l.as_ref(), r.as_ref()),
-            Operator::Multiply => numeric::mul(l.as_ref(), r.as_ref()),
-            Operator::Divide => numeric::div(l.as_ref(), r.as_ref()),
-            _ => numeric::rem(l.as_ref(), r.as_ref()),
+            _ => numeric::mul(l.as_ref(), r.as_ref()),
         };
         let result = match result {
             Ok(result) => result,
@@ -163,11 +150,4 @@ impl ScalarUDFImpl for Checked {
         }
         Ok(ColumnarValue::Array(result))
     }
-}
-
-/// True if a non-NULL divisor is zero.
-fn has_zero(divisor: &ArrayRef) -> Result<bool> {
-    let as_double = arrow::compute::cast(divisor, &DataType::Float64)?;
-    let Some(values) = as_double.as_any().downcast_ref::<Float64Array>() else { return Ok(false) };
-    Ok(values.iter().any(|v| v == Some(0.0)))
 }

@@ -196,27 +196,39 @@ impl Marker {
             TableFactor::Table { name, alias, args: None, .. } => {
                 let right = table_name(name)?;
                 let alias = alias_of(alias).unwrap_or_else(|| right.clone());
-                // A CTE in scope shadows a stored table of the same name.
-                let cte = (name.0.len() == 1)
-                    .then(|| self.ctes.iter().rev().flatten().find(|c| ident_name(&c.alias.name) == right));
-                match cte.flatten() {
-                    Some(_) => Ok((RightSide::Query(self.with_ctes(&format!("SELECT * FROM {name}"))?), alias)),
+                // A CTE in scope shadows a stored table of the same name: the innermost WITH
+                // defining it, and there the CTEs up to it (those it can read).
+                let found = (name.0.len() == 1).then(|| {
+                    self.ctes.iter().rev().find_map(|level| {
+                        level.iter().position(|c| ident_name(&c.alias.name) == right).map(|i| &level[..=i])
+                    })
+                });
+                match found.flatten() {
+                    Some(visible) => {
+                        if visible.iter().any(|c| contains_asof(c)) {
+                            return Err(Error::unsupported(format!(
+                                "ASOF JOIN against the CTE \"{right}\" when it or a CTE before it holds an ASOF JOIN"
+                            )));
+                        }
+                        let query = with_ctes(visible.iter(), &format!("SELECT * FROM {name}"))?;
+                        Ok((RightSide::Query(query), alias))
+                    }
                     None => Ok((RightSide::Stored(right), alias)),
                 }
             }
             TableFactor::Derived { lateral: false, subquery, alias: Some(alias), .. } => {
                 if alias.columns.is_empty() {
-                    let query = self.with_ctes(&subquery.to_string())?;
+                    let query = with_ctes(self.plain_ctes(), &subquery.to_string())?;
                     Ok((RightSide::Query(query), ident_name(&alias.name)))
                 } else {
-                    let query = self.with_ctes(&format!("SELECT * FROM ({subquery}) AS {alias}"))?;
+                    let query = with_ctes(self.plain_ctes(), &format!("SELECT * FROM ({subquery}) AS {alias}"))?;
                     Ok((RightSide::Query(query), ident_name(&alias.name)))
                 }
             }
             TableFactor::Table { args: Some(_), alias: Some(alias), .. }
             | TableFactor::Function { alias: Some(alias), .. }
             | TableFactor::TableFunction { alias: Some(alias), .. } => {
-                let query = self.with_ctes(&format!("SELECT * FROM {relation}"))?;
+                let query = with_ctes(self.plain_ctes(), &format!("SELECT * FROM {relation}"))?;
                 Ok((RightSide::Query(query), ident_name(&alias.name)))
             }
             _ => Err(Error::unsupported(
@@ -225,14 +237,29 @@ impl Marker {
         }
     }
 
-    /// `sql` as a query with every CTE in scope before it (the innermost last, so it wins).
-    fn with_ctes(&self, sql: &str) -> Result<Box<Query>> {
-        let ctes: Vec<String> = self.ctes.iter().flatten().map(|c| c.to_string()).collect();
-        let text = if ctes.is_empty() { sql.to_string() } else { format!("WITH {} {sql}", ctes.join(", ")) };
-        match Parser::parse_sql(&PostgreSqlDialect {}, &text)?.pop() {
-            Some(SqlStatement::Query(query)) => Ok(query),
-            _ => Err(Error::internal("the right side of an ASOF JOIN did not parse as a query")),
-        }
+    /// The CTEs in scope that hold no ASOF join, innermost definition of a name only: what a
+    /// subquery on the right side may read. (One holding an ASOF join may be the CTE this
+    /// join is in; planning it again would never end.)
+    fn plain_ctes(&self) -> impl Iterator<Item = &Cte> {
+        let all: Vec<&Cte> = self.ctes.iter().flatten().collect();
+        let innermost: Vec<bool> =
+            (0..all.len()).map(|i| all[i + 1..].iter().all(|later| later.alias.name != all[i].alias.name)).collect();
+        all.into_iter().zip(innermost).filter(|(c, innermost)| *innermost && !contains_asof(c)).map(|(c, _)| c)
+    }
+}
+
+/// True if the CTE's query has an ASOF join.
+fn contains_asof(cte: &Cte) -> bool {
+    cte.query.to_string().contains("ASOF JOIN")
+}
+
+/// `sql` as a query with these CTEs before it.
+fn with_ctes<'a>(ctes: impl Iterator<Item = &'a Cte>, sql: &str) -> Result<Box<Query>> {
+    let ctes: Vec<String> = ctes.map(|c| c.to_string()).collect();
+    let text = if ctes.is_empty() { sql.to_string() } else { format!("WITH {} {sql}", ctes.join(", ")) };
+    match Parser::parse_sql(&PostgreSqlDialect {}, &text)?.pop() {
+        Some(SqlStatement::Query(query)) => Ok(query),
+        _ => Err(Error::internal("the right side of an ASOF JOIN did not parse as a query")),
     }
 }
 

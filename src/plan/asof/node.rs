@@ -214,12 +214,10 @@ impl UserDefinedLogicalNodeCore for AsofJoinNode {
 
 /// Replaces every join whose right side scans a placeholder of `specs` by an [`AsofJoinNode`].
 pub fn lower(plan: LogicalPlan, specs: &HashMap<String, AsofSpec>) -> Result<LogicalPlan> {
-    let mut lowered_joins = 0;
     let lowered = plan.transform_up_with_subqueries(|plan| {
         let LogicalPlan::Join(join) = &plan else { return Ok(Transformed::no(plan)) };
         let Some((alias, spec)) = placeholder(&join.right, specs) else { return Ok(Transformed::no(plan)) };
         let (node, right_time) = lower_join(join, &alias, spec).map_err(|e| DataFusionError::External(Box::new(e)))?;
-        lowered_joins += 1;
         let asof = LogicalPlan::Extension(Extension { node: Arc::new(node) });
         // SEMI keeps the left rows an inner ASOF join matches, ANTI those a LEFT one does not
         // (a matched row's time is never NULL); both show the left columns only.
@@ -233,8 +231,18 @@ pub fn lower(plan: LogicalPlan, specs: &HashMap<String, AsofSpec>) -> Result<Log
             _ => asof,
         }))
     })?;
-    // A marked join left as an ordinary join would silently return every match.
-    if lowered_joins != specs.len() {
+    // A marked join left as an ordinary join would silently return every match. (A CTE's
+    // plan is copied to each use, so a join may be lowered any number of times.)
+    let mut unlowered = false;
+    lowered.data.apply_with_subqueries(|plan| {
+        if let LogicalPlan::Join(join) = plan
+            && placeholder(&join.right, specs).is_some()
+        {
+            unlowered = true;
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    })?;
+    if unlowered {
         return Err(Error::unsupported(
             "this ASOF JOIN could not be planned as one (its right side was rewritten by the planner); \
              name a table, a feature, a CTE or a subquery on its right",
