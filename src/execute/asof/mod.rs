@@ -205,7 +205,7 @@ impl Marker {
                 });
                 match found.flatten() {
                     Some(visible) => {
-                        if visible.iter().any(|c| contains_asof(c)) {
+                        if visible.iter().any(contains_asof) {
                             return Err(Error::unsupported(format!(
                                 "ASOF JOIN against the CTE \"{right}\" when it or a CTE before it holds an ASOF JOIN"
                             )));
