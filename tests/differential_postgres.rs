@@ -131,7 +131,7 @@ fn query(rng: &mut Rng) -> String {
             _ => format!("(ta.t - TIMESTAMP '2024-01-10 00:00:00') < INTERVAL '{} days'", rng.below(20)),
         }
     };
-    match rng.below(8) {
+    match rng.below(11) {
         // Projections with scalar expressions and subqueries.
         0 | 1 => format!("SELECT ta.id, {}, {} FROM ta{}", scalar(rng), scalar(rng), where_clause(rng)),
         // Joins.
@@ -178,6 +178,50 @@ fn query(rng: &mut Rng) -> String {
                 "ta.t::date",
             ]);
             format!("SELECT ta.id, {expr} FROM ta{}", where_clause(rng))
+        }
+        // DISTINCT and aggregates over possibly empty inputs.
+        8 => {
+            let expr = rng.pick(&["ta.a", "ta.s", "ta.a % 3", "upper(ta.s)", "ta.x > 0", "length(ta.s)"]);
+            if rng.chance(50) {
+                format!("SELECT DISTINCT {expr} FROM ta{}", where_clause(rng))
+            } else {
+                let agg = rng.pick(&[
+                    "count(*)",
+                    "sum(ta.a)",
+                    "min(ta.s)",
+                    "max(ta.b)",
+                    "count(DISTINCT ta.s)",
+                    "bool_and(ta.a > 0)",
+                ]);
+                format!("SELECT {agg} FROM ta{}", where_clause(rng))
+            }
+        }
+        // Scalar functions, LIKE and NULL-propagating arithmetic.
+        9 => {
+            let expr = rng.pick(&[
+                "abs(ta.a - 3)",
+                "substr(ta.s, 1, 1)",
+                "ta.s LIKE 'a%'",
+                "ta.s || '-' || ta.a",
+                "coalesce(ta.a, ta.b, -1)",
+                "greatest(ta.a, 2)",
+                "least(ta.b, 100)",
+                "ta.a / 2",
+                "ta.b % 7",
+                "round(ta.x)",
+                "CASE ta.a WHEN 1 THEN 'one' WHEN 2 THEN 'two' END",
+            ]);
+            format!("SELECT ta.id, {expr} FROM ta{}", where_clause(rng))
+        }
+        // Nested and derived tables.
+        10 => {
+            let inner = format!("SELECT ta.a, count(*) AS n FROM ta{} GROUP BY ta.a", where_clause(rng));
+            let outer = rng.pick(&[
+                "d.n > 1",
+                "d.a IS NULL",
+                "d.n = (SELECT max(n) FROM (SELECT count(*) AS n FROM tb GROUP BY tb.a) m)",
+            ]);
+            format!("SELECT d.a, d.n FROM ({inner}) d WHERE {outer}")
         }
         // ORDER BY with LIMIT (total order: id last).
         _ => {

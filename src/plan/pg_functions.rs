@@ -19,6 +19,64 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(constant("pg_get_serial_sequence", vec![DataType::Utf8, DataType::Utf8], ScalarValue::Utf8(None)));
     ctx.register_udf(constant("pg_collation_is_visible", vec![DataType::Int32], ScalarValue::Boolean(Some(true))));
     ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(Round { inner: datafusion::functions::math::round() }));
+}
+
+/// `round(double precision)` as PostgreSQL's: halves go to the even neighbour (`rint`), where
+/// DataFusion's goes away from zero (`round(10.5)` is 10 in PostgreSQL, 11 in DataFusion).
+/// Every other form is DataFusion's own `round`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Round {
+    inner: Arc<ScalarUDF>,
+}
+
+impl ScalarUDFImpl for Round {
+    fn name(&self) -> &str {
+        "round"
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn is_strict(&self) -> bool {
+        true
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(args)
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<arrow::datatypes::FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if args.args.len() != 1 || args.args[0].data_type() != DataType::Float64 {
+            return self.inner.invoke_with_args(args);
+        }
+        Ok(match &args.args[0] {
+            ColumnarValue::Scalar(ScalarValue::Float64(v)) => {
+                ColumnarValue::Scalar(ScalarValue::Float64(v.map(f64::round_ties_even)))
+            }
+            ColumnarValue::Array(array) => {
+                let values = array
+                    .as_any()
+                    .downcast_ref::<arrow::array::Float64Array>()
+                    .ok_or_else(|| datafusion::error::DataFusionError::Internal("round of a double".into()))?;
+                let rounded: arrow::array::Float64Array = values.unary(f64::round_ties_even);
+                ColumnarValue::Array(Arc::new(rounded))
+            }
+            ColumnarValue::Scalar(other) => {
+                return self
+                    .inner
+                    .invoke_with_args(ScalarFunctionArgs { args: vec![ColumnarValue::Scalar(other.clone())], ..args });
+            }
+        })
+    }
 }
 
 /// `version()` in PostgreSQL's shape: drivers parse its leading "PostgreSQL X.Y" (SQLAlchemy
