@@ -9,6 +9,7 @@ pub mod output_names;
 pub mod params;
 mod pg_compat;
 mod precedence;
+mod set_all;
 mod split;
 pub mod types;
 
@@ -141,6 +142,7 @@ impl SqlParser {
         };
         precedence::fix_is_distinct(&mut statement);
         pg_compat::rewrite(&mut statement);
+        set_all::rewrite(&mut statement)?;
         output_names::make_unique(&mut statement);
         Ok(Statement::Standard(Box::new(statement)))
     }

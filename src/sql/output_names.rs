@@ -50,7 +50,7 @@ fn outermost_items(query: &mut Query) -> Option<&mut Vec<SelectItem>> {
 }
 
 /// PostgreSQL's name for a SELECT item (folded to lower case unless quoted).
-fn output_name(item: &SelectItem) -> String {
+pub(super) fn output_name(item: &SelectItem) -> String {
     let ident = |i: &Ident| if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() };
     match item {
         SelectItem::ExprWithAlias { alias, .. } => ident(alias),
