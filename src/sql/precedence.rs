@@ -112,26 +112,20 @@ mod tests {
             fixed(&fixed("SELECT x AND a IS DISTINCT FROM b OR c")),
             fixed("SELECT x AND a IS DISTINCT FROM b OR c")
         );
-        // The shape, made visible by parenthesising what the tree holds.
-        let shape = |sql: &str| {
+        // The tree's shape where printing does not show it.
+        let tree = |sql: &str| {
             let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap();
             super::fix_is_distinct(&mut statements);
             let sqlparser::ast::Statement::Query(q) = &statements[0] else { panic!() };
             let sqlparser::ast::SetExpr::Select(s) = q.body.as_ref() else { panic!() };
-            format!("{:?}", s.projection[0]).contains("BinaryOp { left: Nested(IsNotDistinctFrom")
+            format!("{:?}", s.projection[0])
         };
+        let shape = |sql: &str| tree(sql).contains("BinaryOp { left: Nested(IsNotDistinctFrom");
         assert!(shape("SELECT a IS NOT DISTINCT FROM b AND c"));
         assert!(shape("SELECT a IS NOT DISTINCT FROM b OR c AND d"));
         // The OR lifted out from under the AND is on top.
-        let top_or = |sql: &str| {
-            let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap();
-            super::fix_is_distinct(&mut statements);
-            let sqlparser::ast::Statement::Query(q) = &statements[0] else { panic!() };
-            let sqlparser::ast::SetExpr::Select(s) = q.body.as_ref() else { panic!() };
-            format!("{:?}", s.projection[0]).starts_with("UnnamedExpr(BinaryOp { left: BinaryOp")
-                && format!("{:?}", s.projection[0]).contains("op: Or")
-        };
-        assert!(top_or("SELECT x AND a IS DISTINCT FROM b OR c"));
+        let lifted = tree("SELECT x AND a IS DISTINCT FROM b OR c");
+        assert!(lifted.starts_with("UnnamedExpr(BinaryOp { left: BinaryOp") && lifted.contains("op: Or"), "{lifted}");
         assert!(!shape("SELECT a IS NOT DISTINCT FROM (b AND c)"));
         assert_eq!(fixed("SELECT a IS DISTINCT FROM b IS NULL"), "SELECT (a IS DISTINCT FROM b) IS NULL");
     }

@@ -46,8 +46,7 @@ static NEXT_PLACEHOLDER: AtomicU64 = AtomicU64::new(1);
 
 /// True if the statement has an ASOF join anywhere.
 pub fn has_asof(statement: &SqlStatement) -> bool {
-    matches!(statement, SqlStatement::Query(_) | SqlStatement::Explain { .. })
-        && statement.to_string().contains("ASOF JOIN")
+    matches!(statement, SqlStatement::Query(_) | SqlStatement::Explain { .. }) && mentions_asof(statement)
 }
 
 /// Marks every ASOF join of `statement`, registering one placeholder per join; returns the
@@ -250,7 +249,12 @@ impl Marker {
 
 /// True if the CTE's query has an ASOF join.
 fn contains_asof(cte: &Cte) -> bool {
-    cte.query.to_string().contains("ASOF JOIN")
+    mentions_asof(&cte.query)
+}
+
+/// True if the syntax has an ASOF join (`sql::asof_syntax` spells every form `ASOF JOIN`).
+fn mentions_asof(syntax: &impl std::fmt::Display) -> bool {
+    syntax.to_string().contains("ASOF JOIN")
 }
 
 /// `sql` as a query with these CTEs before it.
