@@ -70,6 +70,7 @@ fn convert(source: &ArrayRef, ty: ColumnType, column: &str, label: RowLabel) -> 
         decode_bytea(source, column, label)?
     } else {
         let options = CastOptions { safe: true, ..Default::default() };
+        let source = &if target.is_integer() { crate::plan::round_for_integer(source)? } else { source.clone() };
         cast_with_options(source, &target, &options).map_err(|_| {
             Error::invalid_input(
                 "42804",

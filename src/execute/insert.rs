@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow::compute::concat_batches;
-use arrow::datatypes::{Field, Schema};
+use arrow::compute::{CastOptions, cast_with_options, concat_batches};
+use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::sql::parser::Statement as DfStatement;
 use sqlparser::ast::{Expr, Insert, Query, SetExpr, Statement as SqlStatement, TableObject, UnaryOperator, Value};
 
@@ -37,7 +37,10 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert) -> Result<Append> {
     let plain_values =
         source.with.is_none() && source.order_by.is_none() && source.limit_clause.is_none() && source.fetch.is_none();
     let fast = match source.body.as_ref() {
-        SetExpr::Values(values) if plain_values => literal_columns(&values.rows),
+        SetExpr::Values(values) if plain_values => {
+            let types: Vec<DataType> = targets.iter().map(|t| def.columns[*t].ty.arrow_type()).collect();
+            literal_columns(&values.rows, &types)
+        }
         _ => None,
     };
     let batch = match fast {
@@ -64,7 +67,10 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert) -> Result<Append> {
 /// is built directly as one Arrow array (integers, floats, text or booleans), leaving type
 /// conversion and its row-level errors to `conform`. Returns `None` for anything else
 /// (expressions, casts, mixed literal kinds), which DataFusion then evaluates.
-fn literal_columns<R: std::ops::Deref<Target = Vec<Expr>>>(rows: &[R]) -> Option<RecordBatch> {
+/// Fractional literals are NUMERIC, as in PostgreSQL: they become doubles only for a double
+/// column (parsed from their text), and exact decimals for any other (`2.5` into an integer
+/// column rounds to 3, half away from zero).
+fn literal_columns<R: std::ops::Deref<Target = Vec<Expr>>>(rows: &[R], targets: &[DataType]) -> Option<RecordBatch> {
     let width = rows.first()?.len();
     let mut fields = Vec::with_capacity(width);
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(width);
@@ -76,12 +82,16 @@ fn literal_columns<R: std::ops::Deref<Target = Vec<Expr>>>(rows: &[R]) -> Option
             Arc::new(Int64Array::from_iter(
                 literals.iter().map(|l| if let Literal::Int(i) = l { Some(*i) } else { None }),
             ))
-        } else if literals.iter().all(|l| matches!(l, Literal::Null | Literal::Int(_) | Literal::Float(_))) {
+        } else if literals.iter().all(|l| matches!(l, Literal::Null | Literal::Int(_) | Literal::Float(..)))
+            && matches!(targets.get(column), Some(DataType::Float64 | DataType::Float32))
+        {
             Arc::new(Float64Array::from_iter(literals.iter().map(|l| match l {
                 Literal::Int(i) => Some(*i as f64),
-                Literal::Float(f) => Some(*f),
+                Literal::Float(f, _) => Some(*f),
                 _ => None,
             })))
+        } else if literals.iter().all(|l| matches!(l, Literal::Null | Literal::Int(_) | Literal::Float(..))) {
+            numeric_column(&literals)?
         } else if literals.iter().all(|l| matches!(l, Literal::Null | Literal::Text(_))) {
             Arc::new(StringArray::from_iter(
                 literals.iter().map(|l| if let Literal::Text(t) = l { Some(t.as_str()) } else { None }),
@@ -102,7 +112,8 @@ fn literal_columns<R: std::ops::Deref<Target = Vec<Expr>>>(rows: &[R]) -> Option
 enum Literal {
     Null,
     Int(i64),
-    Float(f64),
+    /// A fractional number: its value as a double, and its text.
+    Float(f64, String),
     Text(String),
     Bool(bool),
 }
@@ -118,7 +129,7 @@ fn literal(expr: &Expr) -> Option<Literal> {
         },
         Expr::UnaryOp { op: UnaryOperator::Minus, expr } => match literal(expr)? {
             Literal::Int(i) => Some(Literal::Int(i.checked_neg()?)),
-            Literal::Float(f) => Some(Literal::Float(-f)),
+            Literal::Float(f, text) => Some(Literal::Float(-f, format!("-{text}"))),
             _ => None,
         },
         _ => None,
@@ -134,7 +145,28 @@ fn number(text: &str) -> Option<Literal> {
     if text.bytes().all(|b| b.is_ascii_digit()) {
         return None; // too large for i64: let DataFusion decide
     }
-    text.parse::<f64>().ok().filter(|f| f.is_finite()).map(Literal::Float)
+    text.parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| Literal::Float(f, text.to_string()))
+}
+
+/// Numbers as one exact NUMERIC column, at the largest scale written; `None` when a value
+/// does not fit Decimal128 (DataFusion then evaluates the VALUES).
+fn numeric_column(literals: &[Literal]) -> Option<ArrayRef> {
+    let scale = literals
+        .iter()
+        .map(|l| match l {
+            Literal::Float(_, text) if !text.contains(['e', 'E']) => text.split_once('.').map_or(0, |(_, f)| f.len()),
+            Literal::Float(..) => usize::MAX,
+            _ => 0,
+        })
+        .max()?;
+    let scale = i8::try_from(scale).ok().filter(|s| *s <= 38)?;
+    let texts = StringArray::from_iter(literals.iter().map(|l| match l {
+        Literal::Int(i) => Some(i.to_string()),
+        Literal::Float(_, text) => Some(text.clone()),
+        _ => None,
+    }));
+    let options = CastOptions { safe: false, ..Default::default() };
+    cast_with_options(&texts, &DataType::Decimal128(38, scale), &options).ok()
 }
 
 /// Runs the source query (VALUES or SELECT) with DataFusion.

@@ -21,12 +21,16 @@ pub const CATALOG_NAME: &str = "asofdb";
 pub const SCHEMA_NAME: &str = "public";
 
 /// DataFusion's analyzer rules with PostgreSQL's semantics added where DataFusion's differ:
-/// interval ordering, three-valued `IN (subquery)` and overflow and division-by-zero errors,
+/// interval ordering, three-valued `IN (subquery)`, rounding to integers, NUMERIC division and overflow and division-by-zero errors,
 /// after type coercion (they need the operands' coerced types).
 fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
     let mut rules = Analyzer::new().rules;
+    // Before type coercion, which would otherwise make decimals of the doubles.
+    let coercion = rules.iter().position(|r| r.name() == "type_coercion").unwrap_or(0);
+    rules.insert(coercion, Arc::new(super::float_over_numeric::FloatOverNumeric));
     rules.push(Arc::new(super::interval_order::IntervalOrder));
     rules.push(Arc::new(super::in_subquery_nulls::InSubqueryNulls));
+    rules.push(Arc::new(super::pg_numeric::PgNumeric));
     rules.push(Arc::new(super::checked_arithmetic::CheckedArithmetic));
     rules
 }
@@ -36,11 +40,13 @@ fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
 /// `query_memory` bounds DataFusion's memory pool (bytes): operators that would exceed it
 /// spill or fail with 53200.
 pub fn new_session_context(catalog: Arc<Catalog>, query_memory: usize) -> Result<SessionContext> {
-    let config = SessionConfig::new()
+    let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME)
         .with_create_default_catalog_and_schema(true)
         .with_information_schema(true)
         .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    // `0.1` is NUMERIC in PostgreSQL (`0.1 + 0.2 = 0.3` holds), not double precision.
+    config.options_mut().sql_parser.parse_float_as_decimal = true;
     let runtime = RuntimeEnvBuilder::new().with_memory_limit(query_memory, 1.0).build_arc()?;
     let state = SessionStateBuilder::new()
         .with_config(config)

@@ -5,6 +5,7 @@ pub mod asof_syntax;
 pub mod feature;
 mod interval;
 pub mod names;
+mod numeric_literals;
 pub mod output_names;
 pub mod params;
 mod pg_compat;
@@ -142,6 +143,7 @@ impl SqlParser {
         };
         precedence::fix_is_distinct(&mut statement);
         pg_compat::rewrite(&mut statement);
+        numeric_literals::rewrite(&mut statement);
         set_all::rewrite(&mut statement)?;
         output_names::make_unique(&mut statement);
         Ok(Statement::Standard(Box::new(statement)))
