@@ -4,10 +4,10 @@
 //! both operands have one type), replaces those operators by functions on Arrow's checked
 //! kernels, which work a whole array at a time as the wrapping ones do.
 //!
-//! Floating-point division by zero still gives ±Infinity or NaN, where PostgreSQL raises
-//! 22012: DataFusion may evaluate `x / y` over a whole batch even where a guard such as
-//! `y <> 0 AND x / y > 1` excludes rows, so a check of the batch would fail queries that
-//! PostgreSQL answers. That check needs to be made per evaluated row.
+//! Floating-point division by zero raises 22012 too (Arrow gives ±Infinity or NaN), as
+//! integer division does. A guard such as `y <> 0 AND x / y > 1` still protects the
+//! division, as in PostgreSQL: `plan::guarded_evaluation` evaluates the right side of an
+//! `AND` only on the rows its left side leaves undecided.
 
 use std::sync::Arc;
 
@@ -50,12 +50,13 @@ struct Functions {
     add: Arc<ScalarUDF>,
     sub: Arc<ScalarUDF>,
     mul: Arc<ScalarUDF>,
+    div: Arc<ScalarUDF>,
 }
 
 impl Functions {
     fn new() -> Self {
         let udf = |op| Arc::new(ScalarUDF::new_from_impl(Checked::new(op)));
-        Self { add: udf(Operator::Plus), sub: udf(Operator::Minus), mul: udf(Operator::Multiply) }
+        Self { add: udf(Operator::Plus), sub: udf(Operator::Minus), mul: udf(Operator::Multiply), div: udf(Operator::Divide) }
     }
 
     fn rewrite(&self, expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
@@ -69,6 +70,7 @@ impl Functions {
             (Some(t), Operator::Plus) if t.is_integer() => Some(&self.add),
             (Some(t), Operator::Minus) if t.is_integer() => Some(&self.sub),
             (Some(t), Operator::Multiply) if t.is_integer() => Some(&self.mul),
+            (Some(t), Operator::Divide) if t.is_floating() => Some(&self.div),
             _ => None,
         };
         Ok(match function {
@@ -91,6 +93,18 @@ impl Checked {
     }
 }
 
+/// Some row divides a non-NULL float by zero (either side may be one value for every row).
+fn divides_by_zero(left: &ArrayRef, right: &ArrayRef) -> Result<bool> {
+    let zero = ScalarValue::new_zero(right.data_type())?.to_array_of_size(1)?;
+    let zeros = arrow::compute::kernels::cmp::eq(right, &arrow::array::Scalar::new(zero))?;
+    let rows = left.len().max(right.len());
+    let at = |len: usize, i: usize| if len == 1 { 0 } else { i };
+    Ok((0..rows).any(|i| {
+        let r = at(zeros.len(), i);
+        zeros.is_valid(r) && zeros.value(r) && left.is_valid(at(left.len(), i))
+    }))
+}
+
 /// PostgreSQL's name for an integer type in "... out of range".
 fn pg_name(t: &DataType) -> &'static str {
     match t {
@@ -105,6 +119,7 @@ impl ScalarUDFImpl for Checked {
         match self.op {
             Operator::Plus => "checked_add",
             Operator::Minus => "checked_sub",
+            Operator::Divide => "checked_div",
             _ => "checked_mul",
         }
     }
@@ -133,9 +148,13 @@ impl ScalarUDFImpl for Checked {
             }
         };
         let (l, r) = (datum(&left, &args.args[0]), datum(&right, &args.args[1]));
+        if self.op == Operator::Divide && divides_by_zero(&left, &right)? {
+            return exec_err!("division by zero");
+        }
         let result = match self.op {
             Operator::Plus => numeric::add(l.as_ref(), r.as_ref()),
             Operator::Minus => numeric::sub(l.as_ref(), r.as_ref()),
+            Operator::Divide => numeric::div(l.as_ref(), r.as_ref()),
             _ => numeric::mul(l.as_ref(), r.as_ref()),
         };
         let result = match result {

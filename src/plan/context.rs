@@ -30,6 +30,7 @@ fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
     rules.insert(coercion, Arc::new(super::float_over_numeric::FloatOverNumeric));
     rules.push(Arc::new(super::interval_order::IntervalOrder));
     rules.push(Arc::new(super::in_subquery_nulls::InSubqueryNulls));
+    rules.push(Arc::new(super::guarded_evaluation::GuardedEvaluation));
     rules.push(Arc::new(super::pg_numeric::PgNumeric));
     rules.push(Arc::new(super::checked_arithmetic::CheckedArithmetic));
     rules

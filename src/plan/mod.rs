@@ -8,6 +8,7 @@ mod event_table;
 mod expr_rules;
 mod feature_table;
 mod float_over_numeric;
+mod guarded_evaluation;
 mod in_subquery_nulls;
 mod interval_arithmetic;
 mod interval_order;

@@ -14,9 +14,17 @@ pub fn client_name(name: &str) -> &str {
     name.split(MARKER).next().unwrap_or(name)
 }
 
-/// Aliases the repeated output names of a query's outermost SELECT.
+/// Aliases the repeated output names of a query's outermost SELECT (a query's, or the
+/// source of an INSERT: `INSERT INTO t SELECT x, x FROM s`).
 pub fn make_unique(statement: &mut Statement) {
-    let Statement::Query(query) = statement else { return };
+    let query = match statement {
+        Statement::Query(query) => query,
+        Statement::Insert(insert) => match insert.source.as_mut() {
+            Some(source) => source,
+            None => return,
+        },
+        _ => return,
+    };
     let Some(items) = outermost_items(query) else { return };
     if items.iter().any(|item| !matches!(item, SelectItem::UnnamedExpr(_) | SelectItem::ExprWithAlias { .. })) {
         return; // wildcards: the names they expand to are not known here

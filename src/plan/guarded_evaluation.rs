@@ -1,0 +1,80 @@
+//! `y <> 0 AND x / y > 1` never divides by zero in PostgreSQL: it evaluates `AND` and `OR`
+//! left to right, row by row, and skips the right side once the left decides. DataFusion
+//! evaluates both sides over whole batches (unless the left side is almost all false), so
+//! the guarded division would fail with 22012. This analyzer rule, run after type coercion,
+//! makes every `a AND b` whose `b` can fail (a division, a modulo, a cast) evaluate `b` only
+//! on the rows `a` leaves undecided:
+//!
+//! `a AND b` → `a AND (CASE WHEN NOT a THEN 0 ELSE b::int8 END) = 1`
+//! `a OR b`  → `a OR (CASE WHEN a THEN 1 ELSE b::int8 END) = 1`
+//!
+//! DataFusion's CASE evaluates each branch only on its own rows (the branches are numbers
+//! because the simplifier rewrites a boolean CASE into AND/OR, undoing the guard). `a` stays a conjunct of its
+//! own, so filters on it are still pushed down and prune as before.
+
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use arrow::datatypes::DataType;
+use datafusion::common::{DFSchema, Result};
+use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator, cast, lit, not, when};
+use datafusion::optimizer::AnalyzerRule;
+
+use super::expr_rules::{input_schema, rewrite_keeping_names};
+
+/// The analyzer rule; see the module's doc.
+#[derive(Debug)]
+pub struct GuardedEvaluation;
+
+impl AnalyzerRule for GuardedEvaluation {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let schema = input_schema(&node);
+            rewrite_keeping_names(node, |e| guard(e, &schema))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "guarded_evaluation"
+    }
+}
+
+fn guard(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else { return Ok(Transformed::no(expr)) };
+    if !matches!(op, Operator::And | Operator::Or) || !can_fail(&right, schema) {
+        return Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right })));
+    }
+    // Typed as a number: DataFusion's simplifier turns a boolean CASE back into AND/OR.
+    let as_number = |e: Expr| cast(e, DataType::Int64);
+    let guarded = if op == Operator::And {
+        when(not(*left.clone()), lit(0i64)).otherwise(as_number(*right))?
+    } else {
+        when(*left.clone(), lit(1i64)).otherwise(as_number(*right))?
+    };
+    let guarded = guarded.eq(lit(1i64));
+    Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(left, op, Box::new(guarded)))))
+}
+
+/// `expr` may raise an error for some row: it divides, takes a modulo, or casts text or to a
+/// narrower integer type (not the widening casts type coercion adds everywhere).
+fn can_fail(expr: &Expr, schema: &DFSchema) -> bool {
+    let mut found = false;
+    let _ = expr.apply(|e| {
+        found = match e {
+            Expr::BinaryExpr(BinaryExpr { op: Operator::Divide | Operator::Modulo, .. }) => true,
+            Expr::Cast(cast) if !matches!(cast.expr.as_ref(), Expr::Literal(..)) => {
+                let to = cast.field.data_type();
+                match cast.expr.get_type(schema) {
+                    Ok(from) if matches!(from, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) => true,
+                    Ok(from) if to.is_integer() => {
+                        !from.is_integer() || from.primitive_width() > to.primitive_width()
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
+        };
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    found
+}
