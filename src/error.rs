@@ -259,6 +259,7 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
             use arrow::error::ArrowError;
             match ae.as_ref() {
                 ArrowError::DivideByZero => "22012",
+                ArrowError::CastError(m) if m.contains("Overflowing") => "22003",
                 ArrowError::CastError(m) | ArrowError::ParseError(m)
                     if m.to_ascii_lowercase().contains("timestamp") || m.to_ascii_lowercase().contains("date") =>
                 {
@@ -266,6 +267,8 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
                 }
                 ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
                 ArrowError::ArithmeticOverflow(_) => "22003",
+                // `abs(-2147483648)`: PostgreSQL's "integer out of range".
+                ArrowError::ComputeError(m) if m.contains("overflow") => "22003",
                 ArrowError::MemoryError(_) => "53200",
                 _ => "XX000",
             }
@@ -274,7 +277,7 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
         // PostgreSQL: "more than one row returned by a subquery used as an expression".
         DataFusionError::Execution(m) if m.contains("subquery returned more than one row") => "21000",
         DataFusionError::Execution(m) if m.to_ascii_lowercase().contains("overflow") => "22003",
-        DataFusionError::Execution(m) if m.ends_with(" out of range") => "22003",
+        DataFusionError::Execution(m) if m.ends_with(" out of range") || m.starts_with("value out of range") => "22003",
         DataFusionError::Execution(m) if m == "division by zero" => "22012",
         DataFusionError::Execution(m) if m.contains("Cannot cast") => "22P02",
         DataFusionError::IoError(e) if is_disk_full(e) => "53100",

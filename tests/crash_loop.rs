@@ -198,7 +198,7 @@ async fn verify(server: &BinaryServer, ledger: &Mutex<Ledger>, round: usize) {
 
     // Features equal a recomputation from the table.
     let feature = triples(&client, "SELECT k, n, total FROM ev_total ORDER BY k").await;
-    let recomputed = triples(&client, "SELECT k, count(*), sum(v) FROM ev GROUP BY k ORDER BY k").await;
+    let recomputed = triples(&client, "SELECT k, count(*), CAST(sum(v) AS BIGINT) FROM ev GROUP BY k ORDER BY k").await;
     assert_eq!(feature, recomputed, "round {round}: ev_total differs from its recomputation");
 
     let feature = triples(&client, "SELECT k, n, top FROM ev_1h ORDER BY k").await;

@@ -74,7 +74,7 @@ async fn sigterm_shuts_down_cleanly_and_data_reopens() {
 
     let server = BinaryServer::start(dir.path());
     let client = connect(&server.conn_string()).await;
-    let sum: i64 = client.query_one("SELECT sum(a) FROM t", &[]).await.unwrap().get(0);
+    let sum: i64 = client.query_one("SELECT sum(a)::BIGINT FROM t", &[]).await.unwrap().get(0);
     assert_eq!(sum, 3);
     let status = server.terminate();
     assert!(status.success());

@@ -127,7 +127,10 @@ async fn checkpoint_moves_old_rows_and_readers_see_both_tiers() {
 
     // Another engine reads the documented layout and finds the same rows.
     let ours = client
-        .query_one("SELECT count(*), sum(id) FROM tx WHERE ts < (SELECT max(ts) FROM tx) - INTERVAL '6 hours'", &[])
+        .query_one(
+            "SELECT count(*), sum(id)::BIGINT FROM tx WHERE ts < (SELECT max(ts) FROM tx) - INTERVAL '6 hours'",
+            &[],
+        )
         .await
         .unwrap();
     let (n, s): (i64, i64) = (ours.get(0), ours.get(1));
@@ -197,7 +200,7 @@ async fn kill9_during_moves_loses_and_duplicates_nothing() {
             in_flight.clear();
             assert_eq!((n, distinct), (count(&acknowledged), count(&acknowledged)), "round {round}");
             let expected: i64 = acknowledged.iter().map(|l| l.split(',').next().unwrap().parse::<i64>().unwrap()).sum();
-            let sum: i64 = client.query_one("SELECT sum(id) FROM tx", &[]).await.unwrap().get(0);
+            let sum: i64 = client.query_one("SELECT sum(id)::BIGINT FROM tx", &[]).await.unwrap().get(0);
             assert_eq!(sum, expected);
             let (hot, cold, _) = tiers(&client).await;
             assert_eq!(hot + cold, n);

@@ -70,7 +70,13 @@ fn convert(source: &ArrayRef, ty: ColumnType, column: &str, label: RowLabel) -> 
         decode_bytea(source, column, label)?
     } else {
         let options = CastOptions { safe: true, ..Default::default() };
-        let source = &if target.is_integer() { crate::plan::round_for_integer(source)? } else { source.clone() };
+        let source = &if target.is_integer() {
+            crate::plan::round_for_integer(source)?
+        } else if matches!(target, DataType::Timestamp(..)) {
+            times_with_seconds(source)
+        } else {
+            source.clone()
+        };
         cast_with_options(source, &target, &options).map_err(|_| {
             Error::invalid_input(
                 "42804",
@@ -90,6 +96,17 @@ fn convert(source: &ArrayRef, ty: ColumnType, column: &str, label: RowLabel) -> 
         check_length(&converted, max, column, label)?;
     }
     Ok(converted)
+}
+
+/// Text timestamps with `:00` added where they lack seconds (`plan::with_seconds`).
+fn times_with_seconds(source: &ArrayRef) -> ArrayRef {
+    let Some(strings) = source.as_any().downcast_ref::<StringArray>() else { return source.clone() };
+    if !strings.iter().flatten().any(|t| crate::plan::with_seconds(t).is_some()) {
+        return source.clone();
+    }
+    let fixed: StringArray =
+        strings.iter().map(|t| t.map(|t| crate::plan::with_seconds(t).unwrap_or_else(|| t.to_string()))).collect();
+    Arc::new(fixed)
 }
 
 fn rejected_value(source: &ArrayRef, row: usize, ty: ColumnType, column: &str, label: RowLabel) -> Error {

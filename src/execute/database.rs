@@ -3,8 +3,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::optimizer::Analyzer;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use sqlparser::ast::Statement as SqlStatement;
@@ -49,6 +52,10 @@ fn default_query_memory() -> usize {
 pub struct Database {
     pub catalog: Arc<Catalog>,
     pub ctx: SessionContext,
+    /// `ctx`'s analyzer rules, applied by [`Database::analyze`].
+    analyzer: Analyzer,
+    /// `ctx`'s state without analyzer rules: what runs plans [`Database::analyze`] made.
+    run_state: SessionState,
     pub parser: SqlParser,
     /// Commits hold it shared while they write and update features; CREATE FEATURE holds it
     /// exclusively while it backfills, so no commit falls between backfill and registration.
@@ -128,6 +135,25 @@ impl Database {
         self.rows_read_by_features().saturating_sub(self.rows_at_snapshot.load(std::sync::atomic::Ordering::SeqCst))
     }
 
+    /// `plan` after the analyzer rules (type coercion and asofdb's PostgreSQL rules): with
+    /// the column types its rows will have, which clients are told before they arrive.
+    pub fn analyze(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        Ok(self.analyzer.execute_and_check(plan, self.run_state.config_options(), |_, _| {})?)
+    }
+
+    /// The columns `plan`'s rows will have: those of the analyzed plan, or, while parameter
+    /// types are not yet known and it cannot be analyzed, the planner's.
+    pub fn output_schema(&self, plan: &LogicalPlan) -> arrow::datatypes::SchemaRef {
+        let analyzed = self.analyze(plan.clone()).map(|p| p.schema().as_arrow().clone());
+        Arc::new(analyzed.unwrap_or_else(|_| plan.schema().as_arrow().clone()))
+    }
+
+    /// Runs `plan` (not yet analyzed): analyzes it, so that the result's schema is the rows',
+    /// then optimizes and executes it.
+    pub fn run(&self, plan: LogicalPlan) -> Result<DataFrame> {
+        Ok(DataFrame::new(self.run_state.clone(), self.analyze(plan)?))
+    }
+
     async fn plan_statement(&self, sql: &SqlStatement) -> Result<LogicalPlan> {
         let plan = self.ctx.state().statement_to_plan(DfStatement::Statement(Box::new(sql.clone()))).await?;
         SQLOptions::new()
@@ -155,9 +181,13 @@ impl Database {
             let table = catalog.require_table(&def.table)?;
             catalog.features.insert(LiveFeature::open(def, table, catalog.store(), &ctx)?)?;
         }
+        let analyzer = ctx.state().analyzer().clone();
+        let run_state = SessionStateBuilder::new_from_existing(ctx.state()).with_analyzer_rules(vec![]).build();
         Ok(Arc::new(Self {
             catalog,
             ctx,
+            analyzer,
+            run_state,
             parser: SqlParser::new(),
             commit_gate: tokio::sync::RwLock::new(()),
             copy_chunk_bytes: limits.copy_chunk_bytes.unwrap_or(16 << 20).max(1),

@@ -176,8 +176,9 @@ async fn evaluate(db: &Database, source: &Query) -> Result<RecordBatch> {
         .state()
         .statement_to_plan(DfStatement::Statement(Box::new(SqlStatement::Query(Box::new(source.clone())))))
         .await?;
-    let schema = Arc::new(plan.schema().as_arrow().clone());
-    let batches = db.ctx.execute_logical_plan(plan).await?.collect().await?;
+    let rows = db.run(plan)?;
+    let schema = Arc::new(rows.schema().as_arrow().clone());
+    let batches = rows.collect().await?;
     Ok(concat_batches(&schema, &batches)?)
 }
 

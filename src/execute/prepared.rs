@@ -63,7 +63,7 @@ impl Database {
             SqlStatement::Query(_) | SqlStatement::Explain { .. } => {
                 let planned = Planned::new(self, syntax).await?;
                 let types = parameter_types(&planned.plan)?;
-                let schema = Arc::new(planned.plan.schema().as_arrow().clone());
+                let schema = self.output_schema(&planned.plan);
                 (Some(planned), types, Some(schema))
             }
             SqlStatement::ShowVariable { variable } => {
@@ -121,7 +121,7 @@ impl PreparedStatement {
         };
         let planned = Planned::new(db, syntax).await?;
         if let Some(announced) = &self.result_schema
-            && !same_columns(announced, planned.plan.schema().as_arrow())
+            && !same_columns(announced, &db.output_schema(&planned.plan))
         {
             return Err(Error::unsupported("cached plan must not change result type"));
         }

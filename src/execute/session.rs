@@ -210,7 +210,7 @@ impl Session {
     }
 
     async fn run_plan(&self, plan: LogicalPlan) -> Result<DataFrame> {
-        Ok(self.db.ctx.execute_logical_plan(plan).await?)
+        self.db.run(plan)
     }
 
     /// A statement failed before reaching the session (at Parse or Bind): inside a

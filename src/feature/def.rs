@@ -295,7 +295,8 @@ pub struct CompiledFeature {
 /// Except the overflow and division-by-zero errors (`plan::checked_arithmetic`): features
 /// are updated after a write is durable, so an error there would fail a statement whose rows
 /// are stored. A feature's arithmetic keeps Arrow's wrapping and Infinity until expressions
-/// are checked before the commit (docs/features.md).
+/// are checked before the commit (docs/features.md). Integer literals stay `bigint` there
+/// (`plan::integer_literals`), so `int_column * 100` computes in 64 bits as before.
 fn analyzed(
     state: &datafusion::execution::SessionState,
     expr: datafusion::logical_expr::Expr,
@@ -304,8 +305,9 @@ fn analyzed(
     use datafusion::logical_expr::{EmptyRelation, LogicalPlan, Projection};
     let input = LogicalPlan::EmptyRelation(EmptyRelation { produce_one_row: false, schema: Arc::new(schema.clone()) });
     let plan = LogicalPlan::Projection(Projection::try_new(vec![expr], Arc::new(input))?);
-    const AFTER_COMMIT_UNSAFE: &str = "checked_arithmetic";
-    let rules = state.analyzer().rules.iter().filter(|r| r.name() != AFTER_COMMIT_UNSAFE).cloned().collect();
+    // Overflow errors would come after the commit; int4 literals would make overflows likely.
+    const AFTER_COMMIT_UNSAFE: [&str; 2] = ["checked_arithmetic", crate::plan::integer_literals::NAME];
+    let rules = state.analyzer().rules.iter().filter(|r| !AFTER_COMMIT_UNSAFE.contains(&r.name())).cloned().collect();
     let analyzer = datafusion::optimizer::Analyzer::with_rules(rules);
     match analyzer.execute_and_check(plan, state.config_options(), |_, _| {})? {
         LogicalPlan::Projection(mut projection) if projection.expr.len() == 1 => {

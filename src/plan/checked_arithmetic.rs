@@ -11,9 +11,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Datum};
+use arrow::array::{Array, ArrayRef, AsArray, Datum};
 use arrow::compute::kernels::numeric;
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Float64Type};
 use arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
@@ -56,7 +56,12 @@ struct Functions {
 impl Functions {
     fn new() -> Self {
         let udf = |op| Arc::new(ScalarUDF::new_from_impl(Checked::new(op)));
-        Self { add: udf(Operator::Plus), sub: udf(Operator::Minus), mul: udf(Operator::Multiply), div: udf(Operator::Divide) }
+        Self {
+            add: udf(Operator::Plus),
+            sub: udf(Operator::Minus),
+            mul: udf(Operator::Multiply),
+            div: udf(Operator::Divide),
+        }
     }
 
     fn rewrite(&self, expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
@@ -71,6 +76,9 @@ impl Functions {
             (Some(t), Operator::Minus) if t.is_integer() => Some(&self.sub),
             (Some(t), Operator::Multiply) if t.is_integer() => Some(&self.mul),
             (Some(t), Operator::Divide) if t.is_floating() => Some(&self.div),
+            (Some(t), Operator::Plus) if t.is_floating() => Some(&self.add),
+            (Some(t), Operator::Minus) if t.is_floating() => Some(&self.sub),
+            (Some(t), Operator::Multiply) if t.is_floating() => Some(&self.mul),
             _ => None,
         };
         Ok(match function {
@@ -164,9 +172,51 @@ impl ScalarUDFImpl for Checked {
             }
             Err(e) => return Err(e.into()),
         };
+        if result.data_type().is_floating()
+            && let Some(problem) = float_out_of_range(&result, &left, &right, self.op)?
+        {
+            return exec_err!("value out of range: {problem}");
+        }
         if scalars {
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?));
         }
         Ok(ColumnarValue::Array(result))
     }
+}
+
+/// PostgreSQL's float errors: a finite computation that gives ±Infinity overflows, and a
+/// product or quotient of non-zero values that gives 0 underflows (22003 both).
+fn float_out_of_range(
+    result: &ArrayRef,
+    left: &ArrayRef,
+    right: &ArrayRef,
+    op: Operator,
+) -> Result<Option<&'static str>> {
+    let as_f64 = |a: &ArrayRef| arrow::compute::cast(a, &DataType::Float64);
+    let (result, left, right) = (as_f64(result)?, as_f64(left)?, as_f64(right)?);
+    let (result, left, right) =
+        (result.as_primitive::<Float64Type>(), left.as_primitive::<Float64Type>(), right.as_primitive::<Float64Type>());
+    let at = |a: &arrow::array::Float64Array, i: usize| {
+        let i = if a.len() == 1 { 0 } else { i };
+        a.is_valid(i).then(|| a.value(i))
+    };
+    for (i, v) in result.values().iter().enumerate() {
+        if v.is_finite() && (*v != 0.0 || !matches!(op, Operator::Multiply | Operator::Divide)) {
+            continue;
+        }
+        if !result.is_valid(i) {
+            continue;
+        }
+        let (Some(l), Some(r)) = (at(left, i), at(right, i)) else { continue };
+        if !l.is_finite() || !r.is_finite() {
+            continue;
+        }
+        if !v.is_finite() {
+            return Ok(Some("overflow"));
+        }
+        if l != 0.0 && r != 0.0 {
+            return Ok(Some("underflow"));
+        }
+    }
+    Ok(None)
 }

@@ -27,11 +27,14 @@ fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
     let mut rules = Analyzer::new().rules;
     // Before type coercion, which would otherwise make decimals of the doubles.
     let coercion = rules.iter().position(|r| r.name() == "type_coercion").unwrap_or(0);
-    rules.insert(coercion, Arc::new(super::float_over_numeric::FloatOverNumeric));
+    rules.insert(coercion, Arc::new(super::integer_literals::IntegerLiterals));
+    rules.insert(coercion + 1, Arc::new(super::float_over_numeric::FloatOverNumeric));
+    rules.insert(coercion + 2, Arc::new(super::pg_numeric::PgNumeric));
+    rules.insert(coercion + 3, Arc::new(super::pg_time::PgTimeBeforeCoercion));
+    rules.push(Arc::new(super::pg_time::PgTimestampText));
     rules.push(Arc::new(super::interval_order::IntervalOrder));
     rules.push(Arc::new(super::in_subquery_nulls::InSubqueryNulls));
     rules.push(Arc::new(super::guarded_evaluation::GuardedEvaluation));
-    rules.push(Arc::new(super::pg_numeric::PgNumeric));
     rules.push(Arc::new(super::checked_arithmetic::CheckedArithmetic));
     rules
 }
@@ -48,6 +51,9 @@ pub fn new_session_context(catalog: Arc<Catalog>, query_memory: usize) -> Result
         .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
     // `0.1` is NUMERIC in PostgreSQL (`0.1 + 0.2 = 0.3` holds), not double precision.
     config.options_mut().sql_parser.parse_float_as_decimal = true;
+    // TIMESTAMPTZ values are instants shown in UTC (the zone of stored TIMESTAMPTZ columns);
+    // without a zone, DataFusion makes `timestamptz '...'` a timestamp without one.
+    config.options_mut().execution.time_zone = Some("+00:00".into());
     let runtime = RuntimeEnvBuilder::new().with_memory_limit(query_memory, 1.0).build_arc()?;
     let state = SessionStateBuilder::new()
         .with_config(config)

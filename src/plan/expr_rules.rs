@@ -4,7 +4,7 @@
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 
 /// The columns `node`'s expressions can name: its inputs' (all of a join's sides).
 pub fn input_schema(node: &LogicalPlan) -> DFSchema {
@@ -25,5 +25,21 @@ pub fn rewrite_keeping_names(
     node.map_expressions(|expr| {
         let name = names.save(&expr);
         expr.transform_up(&rewrite).map(|t| t.update_data(|e| name.restore(e)))
+    })
+}
+
+/// [`rewrite_keeping_names`] for a rule that may change expression types: the node's schema
+/// is computed again from its new expressions (a VALUES list is built again).
+pub fn rewrite_retyping(
+    node: LogicalPlan,
+    rewrite: impl Fn(Expr) -> Result<Transformed<Expr>>,
+) -> Result<Transformed<LogicalPlan>> {
+    let rewritten = rewrite_keeping_names(node, rewrite)?;
+    if !rewritten.transformed {
+        return Ok(rewritten);
+    }
+    rewritten.map_data(|node| match node {
+        LogicalPlan::Values(values) => LogicalPlanBuilder::values(values.values)?.build(),
+        other => other.recompute_schema(),
     })
 }

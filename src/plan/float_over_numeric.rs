@@ -18,7 +18,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::AnalyzerRule;
 
-use super::expr_rules::{input_schema, rewrite_keeping_names};
+use super::expr_rules::{input_schema, rewrite_retyping};
 
 /// The analyzer rule; see the module's doc.
 #[derive(Debug)]
@@ -36,7 +36,7 @@ impl AnalyzerRule for FloatOverNumeric {
             };
             node.transform_data(|node| {
                 let schema = input_schema(&node);
-                rewrite_keeping_names(node, |e| rewrite(e, &schema))?.map_data(|n| n.recompute_schema())
+                rewrite_retyping(node, |e| rewrite(e, &schema))
             })
         })
         .map(|t| t.data)
@@ -109,11 +109,8 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 return Ok(Transformed::no(Expr::Case(case)));
             }
             let Case { expr, when_then_expr, else_expr } = case;
-            let when_then_expr = when_then_expr
-                .into_iter()
-                .zip(&results)
-                .map(|((w, t), ty)| (w, Box::new(widen(*t, ty))))
-                .collect();
+            let when_then_expr =
+                when_then_expr.into_iter().zip(&results).map(|((w, t), ty)| (w, Box::new(widen(*t, ty)))).collect();
             let else_expr = else_expr.map(|e| Box::new(widen(*e, results.last().unwrap_or(&None))));
             Transformed::yes(Expr::Case(Case { expr, when_then_expr, else_expr }))
         }

@@ -12,9 +12,9 @@
 //! because the simplifier rewrites a boolean CASE into AND/OR, undoing the guard). `a` stays a conjunct of its
 //! own, so filters on it are still pushed down and prune as before.
 
+use arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use arrow::datatypes::DataType;
 use datafusion::common::{DFSchema, Result};
 use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator, cast, lit, not, when};
 use datafusion::optimizer::AnalyzerRule;
@@ -62,13 +62,13 @@ fn can_fail(expr: &Expr, schema: &DFSchema) -> bool {
     let _ = expr.apply(|e| {
         found = match e {
             Expr::BinaryExpr(BinaryExpr { op: Operator::Divide | Operator::Modulo, .. }) => true,
+            // What `plan::pg_numeric` made of divisions and casts to integers.
+            Expr::ScalarFunction(f) => matches!(f.func.name(), "numeric_divide" | "to_integer"),
             Expr::Cast(cast) if !matches!(cast.expr.as_ref(), Expr::Literal(..)) => {
                 let to = cast.field.data_type();
                 match cast.expr.get_type(schema) {
-                    Ok(from) if matches!(from, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) => true,
-                    Ok(from) if to.is_integer() => {
-                        !from.is_integer() || from.primitive_width() > to.primitive_width()
-                    }
+                    Ok(DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) => true,
+                    Ok(from) if to.is_integer() => !from.is_integer() || from.primitive_width() > to.primitive_width(),
                     _ => false,
                 }
             }

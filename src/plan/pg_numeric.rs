@@ -22,14 +22,15 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::scalar::ScalarValue;
 
-use super::expr_rules::{input_schema, rewrite_keeping_names};
+use super::expr_rules::{input_schema, rewrite_retyping};
 
 /// Fewest significant digits a NUMERIC quotient has (PostgreSQL's NUMERIC_MIN_SIG_DIGITS).
 const MIN_SIG_DIGITS: i32 = 16;
 /// Largest scale Arrow's Decimal128 holds; PostgreSQL allows up to 1000.
 const MAX_SCALE: i32 = 38;
 
-/// The analyzer rule; see the module's doc. Runs after type coercion.
+/// The analyzer rule; see the module's doc. Runs before type coercion, so that what
+/// compares or combines with its results is coerced to their types.
 #[derive(Debug)]
 pub struct PgNumeric;
 
@@ -38,7 +39,7 @@ impl AnalyzerRule for PgNumeric {
         let round = Arc::new(ScalarUDF::new_from_impl(RoundForInteger::new()));
         plan.transform_up_with_subqueries(|node| {
             let schema = input_schema(&node);
-            rewrite_keeping_names(node, |e| rewrite(e, &schema, &round))
+            rewrite_retyping(node, |e| rewrite(e, &schema, &round))
         })
         .map(|t| t.data)
     }
@@ -49,12 +50,22 @@ impl AnalyzerRule for PgNumeric {
 }
 
 fn rewrite(expr: Expr, schema: &DFSchema, round: &Arc<ScalarUDF>) -> Result<Transformed<Expr>> {
+    // Casts to an integer type that can round or overflow: from a float, a NUMERIC, or a
+    // wider integer type.
+    let needs_care = |e: &Expr, to: &DataType| {
+        e.get_type(schema).is_ok_and(|t| match t {
+            DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) => true,
+            t if t.is_integer() => t.primitive_width() > to.primitive_width(),
+            _ => false,
+        })
+    };
     let fractional = |e: &Expr| {
-        e.get_type(schema)
-            .is_ok_and(|t| matches!(t, DataType::Float32 | DataType::Float64) || matches!(t, DataType::Decimal128(_, s) if s > 0))
+        e.get_type(schema).is_ok_and(|t| {
+            matches!(t, DataType::Float32 | DataType::Float64) || matches!(t, DataType::Decimal128(_, s) if s > 0)
+        })
     };
     match expr {
-        Expr::Cast(Cast { expr, field }) if field.data_type().is_integer() && fractional(&expr) => {
+        Expr::Cast(Cast { expr, field }) if field.data_type().is_integer() && needs_care(&expr, field.data_type()) => {
             let convert = ScalarUDF::new_from_impl(ToInteger::new(field.data_type().clone()));
             Ok(Transformed::yes(convert.call(vec![*expr])))
         }
@@ -72,9 +83,29 @@ fn rewrite(expr: Expr, schema: &DFSchema, round: &Arc<ScalarUDF>) -> Result<Tran
         Expr::TryCast(TryCast { expr, field }) if field.data_type().is_integer() && fractional(&expr) => {
             Ok(Transformed::yes(Expr::TryCast(TryCast { expr: Box::new(round.call(vec![*expr])), field })))
         }
+        // sum(bigint) is NUMERIC in PostgreSQL: exact past 2^63, where Arrow's sum wraps.
+        Expr::AggregateFunction(mut aggregate)
+            if aggregate.func.name() == "sum"
+                && aggregate.params.args.len() == 1
+                && aggregate.params.args[0]
+                    .get_type(schema)
+                    .is_ok_and(|t| matches!(t, DataType::Int64 | DataType::UInt64)) =>
+        {
+            let argument = aggregate.params.args.remove(0);
+            aggregate.params.args.push(datafusion::logical_expr::cast(argument, DataType::Decimal128(38, 0)));
+            Ok(Transformed::yes(Expr::AggregateFunction(aggregate)))
+        }
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Divide, right }) => {
-            match (left.get_type(schema)?, right.get_type(schema)?) {
-                (DataType::Decimal128(_, s1), DataType::Decimal128(_, s2)) => {
+            // Before type coercion: an integer operand of a NUMERIC division is a NUMERIC.
+            let numeric_scale = |t: &DataType| match t {
+                DataType::Decimal128(_, s) => Some(*s),
+                t if t.is_integer() => Some(0),
+                _ => None,
+            };
+            let (lt, rt) = (left.get_type(schema)?, right.get_type(schema)?);
+            let either_decimal = matches!(lt, DataType::Decimal128(..)) || matches!(rt, DataType::Decimal128(..));
+            match (numeric_scale(&lt), numeric_scale(&rt)) {
+                (Some(s1), Some(s2)) if either_decimal => {
                     let scale = quotient_scale(&left, &right, s1, s2);
                     let divide = ScalarUDF::new_from_impl(NumericDivide::new(scale));
                     Ok(Transformed::yes(divide.call(vec![*left, *right])))
@@ -104,6 +135,9 @@ fn quotient_scale(left: &Expr, right: &Expr, s1: i8, s2: i8) -> i8 {
         };
         match value {
             ScalarValue::Decimal128(Some(v), _, s) => Some((v, s)),
+            ScalarValue::Int16(Some(v)) => Some((v.into(), 0)),
+            ScalarValue::Int32(Some(v)) => Some((v.into(), 0)),
+            ScalarValue::Int64(Some(v)) => Some((v.into(), 0)),
             _ => None,
         }
     };
@@ -133,11 +167,7 @@ fn base_10000_lead(unscaled: i128, scale: i8) -> (i32, i128) {
     let weight = exponent.div_euclid(4);
     // The first base-10000 group: the decimal digits from 10^(4*weight+3) down to 10^(4*weight).
     let shift = i32::from(scale) + 4 * weight; // digits below that group
-    let group = if shift >= 0 {
-        magnitude / 10u128.pow(shift as u32)
-    } else {
-        magnitude * 10u128.pow((-shift) as u32)
-    };
+    let group = if shift >= 0 { magnitude / 10u128.pow(shift as u32) } else { magnitude * 10u128.pow((-shift) as u32) };
     (weight, group as i128)
 }
 
@@ -204,9 +234,9 @@ impl ScalarUDFImpl for RoundForInteger {
     }
 }
 
-/// A cast of a float or NUMERIC to an integer type as PostgreSQL makes it: rounded (see
-/// [`round_for_integer`]), and 22003 `integer out of range` where Arrow's cast message
-/// names neither the SQLSTATE nor PostgreSQL's type.
+/// A cast of a float, NUMERIC or wider integer to an integer type as PostgreSQL makes it:
+/// rounded (see [`round_for_integer`]), and 22003 `integer out of range` where Arrow's cast
+/// gives NULL or a message naming neither the SQLSTATE nor PostgreSQL's type.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct ToInteger {
     target: DataType,
@@ -282,7 +312,17 @@ impl ScalarUDFImpl for NumericDivide {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
         let scalars = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        // Integers become NUMERIC of scale 0, decimals keep their scale, all 38 digits wide.
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?
+            .iter()
+            .map(|a| {
+                let scale = match a.data_type() {
+                    DataType::Decimal128(_, s) => *s,
+                    _ => 0,
+                };
+                Ok(arrow::compute::cast(a, &DataType::Decimal128(38, scale))?)
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
         let (left, right) = (arrays[0].as_primitive::<Decimal128Type>(), arrays[1].as_primitive::<Decimal128Type>());
         let (DataType::Decimal128(_, s1), DataType::Decimal128(_, s2)) = (left.data_type(), right.data_type()) else {
             return exec_err!("numeric_divide of non-NUMERIC operands");

@@ -3,8 +3,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow::array::ArrayRef;
 use arrow::array::RecordBatch;
-use arrow_pg::encoder::encode_value;
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{
+    DataType, Decimal128Type, IntervalDayTimeType, IntervalMonthDayNanoType, IntervalUnit, IntervalYearMonthType,
+};
+use arrow_pg::encoder::{Encoder, encode_value};
+
+use super::interval::Interval;
+use super::numeric::Numeric;
 use datafusion::dataframe::DataFrame;
 use futures::StreamExt;
 use pgwire::api::portal::Format;
@@ -116,7 +124,19 @@ fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> Vec<PgWire
     let mut rows = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         for (i, column) in batch.columns().iter().enumerate() {
-            if let Err(e) = encode_value(&mut encoder, column, row, schema.field(i), &fields[i]) {
+            let encoded = match column.data_type() {
+                DataType::Decimal128(_, scale) => {
+                    let values = column.as_primitive::<Decimal128Type>();
+                    let value = values.is_valid(row).then(|| Numeric { unscaled: values.value(row), scale: *scale });
+                    encoder.encode_field(&value, &fields[i])
+                }
+                DataType::Interval(unit) => {
+                    let value = column.is_valid(row).then(|| interval_at(column, *unit, row));
+                    encoder.encode_field(&value, &fields[i])
+                }
+                _ => encode_value(&mut encoder, column, row, schema.field(i), &fields[i]),
+            };
+            if let Err(e) = encoded {
                 rows.push(Err(e));
                 return rows;
             }
@@ -124,6 +144,23 @@ fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> Vec<PgWire
         rows.push(Ok(encoder.0.take_row()));
     }
     rows
+}
+
+/// The interval in row `row` of an interval column.
+fn interval_at(column: &ArrayRef, unit: IntervalUnit, row: usize) -> Interval {
+    match unit {
+        IntervalUnit::YearMonth => {
+            Interval { months: column.as_primitive::<IntervalYearMonthType>().value(row), days: 0, micros: 0 }
+        }
+        IntervalUnit::DayTime => {
+            let v = column.as_primitive::<IntervalDayTimeType>().value(row);
+            Interval { months: 0, days: v.days, micros: i64::from(v.milliseconds) * 1000 }
+        }
+        IntervalUnit::MonthDayNano => {
+            let v = column.as_primitive::<IntervalMonthDayNanoType>().value(row);
+            Interval { months: v.months, days: v.days, micros: v.nanoseconds / 1000 }
+        }
+    }
 }
 
 /// An error as an in-band response (simple protocol: the remaining statements are skipped).

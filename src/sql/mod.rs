@@ -3,6 +3,7 @@
 
 pub mod asof_syntax;
 pub mod feature;
+mod function_spellings;
 mod interval;
 pub mod names;
 mod numeric_literals;
@@ -144,6 +145,7 @@ impl SqlParser {
         precedence::fix_is_distinct(&mut statement);
         pg_compat::rewrite(&mut statement);
         numeric_literals::rewrite(&mut statement);
+        function_spellings::rewrite(&mut statement);
         set_all::rewrite(&mut statement)?;
         output_names::make_unique(&mut statement);
         Ok(Statement::Standard(Box::new(statement)))

@@ -1,0 +1,330 @@
+//! PostgreSQL's rules for dates and times where Arrow's differ:
+//!
+//! - `date ± interval` is a timestamp (`date '2024-03-01' + interval '1 hour'` is
+//!   `2024-03-01 01:00:00`); Arrow adds to the date and drops the hours.
+//! - `timestamp - timestamp` is whole days and a time (`4 days 03:00:00`), not hours.
+//! - `extract(second ...)` keeps the fraction and `extract(epoch ...)` the microseconds, as
+//!   NUMERIC with six decimals (`56.500000`); DataFusion returns whole seconds.
+//! - A timestamp as text is `2024-03-01 12:34:56.5`, not Arrow's `2024-03-01T12:34:56.500`
+//!   ([`PgTimestampText`]).
+//!
+//! [`PgTimeBeforeCoercion`] runs before type coercion (it changes result types, which what
+//! surrounds the expression must then be coerced to); [`PgTimestampText`] after it, so it
+//! also sees the casts to text that coercion adds.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, IntervalMonthDayNanoArray, StringArray};
+use arrow::datatypes::{DataType, Int64Type, IntervalMonthDayNano, IntervalUnit, TimeUnit, TimestampMicrosecondType};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{DFSchema, Result};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::{
+    BinaryExpr, Cast, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility, cast, lit,
+};
+use datafusion::optimizer::AnalyzerRule;
+use datafusion::scalar::ScalarValue;
+
+use super::expr_rules::{input_schema, rewrite_keeping_names, rewrite_retyping};
+
+/// Date arithmetic and `extract`; see the module's doc.
+#[derive(Debug)]
+pub struct PgTimeBeforeCoercion;
+
+impl AnalyzerRule for PgTimeBeforeCoercion {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let node = node.recompute_schema()?;
+            let schema = input_schema(&node);
+            rewrite_retyping(node, |e| before_coercion(e, &schema))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "pg_time_before_coercion"
+    }
+}
+
+fn before_coercion(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let is = |e: &Expr, check: fn(&DataType) -> bool| e.get_type(schema).is_ok_and(|t| check(&t));
+    let date = |t: &DataType| matches!(t, DataType::Date32 | DataType::Date64);
+    let interval = |t: &DataType| matches!(t, DataType::Interval(_));
+    let stamp = |t: &DataType| matches!(t, DataType::Timestamp(..));
+    let stamp_or_date = |t: &DataType| matches!(t, DataType::Timestamp(..) | DataType::Date32 | DataType::Date64);
+    let timestamp = DataType::Timestamp(TimeUnit::Microsecond, None);
+    Ok(match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op: op @ (Operator::Plus | Operator::Minus), right })
+            if is(&left, date) && is(&right, interval) =>
+        {
+            Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(Box::new(cast(*left, timestamp)), op, right)))
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Plus, right }) if is(&left, interval) && is(&right, date) => {
+            Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(left, Operator::Plus, Box::new(cast(*right, timestamp)))))
+        }
+        // timestamp - timestamp: whole days, then the time of day, as PostgreSQL shows it.
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Minus, right })
+            if (is(&left, stamp) && is(&right, stamp_or_date)) || (is(&left, stamp_or_date) && is(&right, stamp)) =>
+        {
+            let difference = ScalarUDF::new_from_impl(TimestampDifference::new());
+            Transformed::yes(difference.call(vec![*left, *right]))
+        }
+        Expr::ScalarFunction(ScalarFunction { func, args }) if func.name() == "date_part" && args.len() == 2 => {
+            let part = match &args[0] {
+                Expr::Literal(ScalarValue::Utf8(Some(p)), _) => p.to_ascii_lowercase(),
+                _ => return Ok(Transformed::no(Expr::ScalarFunction(ScalarFunction { func, args }))),
+            };
+            let of_timestamp = is(&args[1], |t| matches!(t, DataType::Timestamp(..)));
+            match part.as_str() {
+                "second" | "seconds" | "s" if of_timestamp => {
+                    let micros = Expr::ScalarFunction(ScalarFunction {
+                        func: func.clone(),
+                        args: vec![lit("microsecond"), args[1].clone()],
+                    });
+                    let seconds = ScalarUDF::new_from_impl(MicrosAsSeconds::new());
+                    Transformed::yes(seconds.call(vec![micros]))
+                }
+                "epoch" if of_timestamp => {
+                    let epoch = Expr::ScalarFunction(ScalarFunction { func, args });
+                    Transformed::yes(cast(epoch, DataType::Decimal128(38, 6)))
+                }
+                _ => Transformed::no(Expr::ScalarFunction(ScalarFunction { func, args })),
+            }
+        }
+        other => Transformed::no(other),
+    })
+}
+
+/// `a - b` of timestamps (or a timestamp and a date) as PostgreSQL's interval: the whole
+/// days of the difference, then the rest, both with its sign (`4 days 03:00:00`, where
+/// Arrow gives `99:00:00`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TimestampDifference {
+    signature: Signature,
+}
+
+impl TimestampDifference {
+    fn new() -> Self {
+        Self { signature: Signature::any(2, Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for TimestampDifference {
+    fn name(&self) -> &str {
+        "timestamp_difference"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Interval(IntervalUnit::MonthDayNano))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let scalars = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let rows = args.number_rows;
+        let micros = |v: &ColumnarValue| -> Result<ArrayRef> {
+            let array = v.to_array(rows)?;
+            let array = match array.data_type() {
+                DataType::Timestamp(_, Some(_)) => {
+                    arrow::compute::cast(&array, &DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())))?
+                }
+                _ => array,
+            };
+            Ok(arrow::compute::cast(&array, &DataType::Timestamp(TimeUnit::Microsecond, None))?)
+        };
+        let (a, b) = (micros(&args.args[0])?, micros(&args.args[1])?);
+        let (a, b) = (a.as_primitive::<TimestampMicrosecondType>(), b.as_primitive::<TimestampMicrosecondType>());
+        const DAY: i64 = 86_400_000_000;
+        let differences: IntervalMonthDayNanoArray = a
+            .iter()
+            .zip(b.iter())
+            .map(|(a, b)| {
+                let total = a?.checked_sub(b?)?;
+                Some(IntervalMonthDayNano::new(0, (total / DAY) as i32, (total % DAY) * 1000))
+            })
+            .collect();
+        let differences: ArrayRef = Arc::new(differences);
+        if scalars {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&differences, 0)?));
+        }
+        Ok(ColumnarValue::Array(differences))
+    }
+}
+
+/// Microseconds (DataFusion's `date_part('microsecond', ..)`: seconds and fraction) as
+/// NUMERIC seconds with six decimals: the same integer, read at scale 6.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct MicrosAsSeconds {
+    signature: Signature,
+}
+
+impl MicrosAsSeconds {
+    fn new() -> Self {
+        Self { signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for MicrosAsSeconds {
+    fn name(&self) -> &str {
+        "micros_as_seconds"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Decimal128(8, 6))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let micros = ColumnarValue::values_to_arrays(&args.args)?.remove(0);
+        let micros = arrow::compute::cast(&micros, &DataType::Int64)?;
+        let seconds: Decimal128Array = micros
+            .as_primitive::<Int64Type>()
+            .iter()
+            .map(|v| v.map(i128::from))
+            .collect::<Decimal128Array>()
+            .with_precision_and_scale(8, 6)?;
+        let seconds: ArrayRef = Arc::new(seconds);
+        if scalar {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&seconds, 0)?));
+        }
+        Ok(ColumnarValue::Array(seconds))
+    }
+}
+
+/// Timestamps cast to text in PostgreSQL's form; see the module's doc.
+#[derive(Debug)]
+pub struct PgTimestampText;
+
+impl AnalyzerRule for PgTimestampText {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        let text = Arc::new(ScalarUDF::new_from_impl(TimestampText::new()));
+        plan.transform_up_with_subqueries(|node| {
+            let schema = input_schema(&node);
+            rewrite_keeping_names(node, |e| match e {
+                Expr::Cast(Cast { expr, field })
+                    if matches!(field.data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+                        && expr.get_type(&schema).is_ok_and(|t| matches!(t, DataType::Timestamp(..))) =>
+                {
+                    let as_text = text.call(vec![*expr]);
+                    Ok(Transformed::yes(if field.data_type() == &DataType::Utf8 {
+                        as_text
+                    } else {
+                        cast(as_text, field.data_type().clone())
+                    }))
+                }
+                // `'2024-03-01 12:00'`: PostgreSQL reads a time without seconds, Arrow does not.
+                Expr::Cast(Cast { expr, field })
+                    if matches!(field.data_type(), DataType::Timestamp(..))
+                        && matches!(expr.as_ref(), Expr::Literal(ScalarValue::Utf8(Some(t)), _) if with_seconds(t).is_some()) =>
+                {
+                    let Expr::Literal(ScalarValue::Utf8(Some(text)), _) = *expr else { unreachable!() };
+                    let full = with_seconds(&text).unwrap_or(text);
+                    Ok(Transformed::yes(Expr::Cast(Cast { expr: Box::new(lit(full)), field })))
+                }
+                other => Ok(Transformed::no(other)),
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "pg_timestamp_text"
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TimestampText {
+    signature: Signature,
+}
+
+impl TimestampText {
+    fn new() -> Self {
+        Self { signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for TimestampText {
+    fn name(&self) -> &str {
+        "timestamp_text"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let input = ColumnarValue::values_to_arrays(&args.args)?.remove(0);
+        let zoned = matches!(input.data_type(), DataType::Timestamp(_, Some(_)));
+        // Microseconds are PostgreSQL's precision; UTC is the zone asofdb shows (docs/sql.md).
+        let micros = arrow::compute::cast(&input, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+        let micros = micros.as_primitive::<TimestampMicrosecondType>();
+        let text: StringArray = micros.iter().map(|v| v.and_then(|v| timestamp_text(v, zoned))).collect();
+        let text: ArrayRef = Arc::new(text);
+        if scalar {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&text, 0)?));
+        }
+        Ok(ColumnarValue::Array(text))
+    }
+}
+
+/// `text` with `:00` seconds added if it is a date and a time without seconds
+/// (`2024-03-01 12:00`, `2024-03-01T09:30`), which PostgreSQL accepts and Arrow refuses.
+pub fn with_seconds(text: &str) -> Option<String> {
+    let trimmed = text.trim();
+    let (date, time) = trimmed.split_once([' ', 'T'])?;
+    let (hours, minutes) = time.split_once(':')?;
+    let digits =
+        |s: &str, n: std::ops::RangeInclusive<usize>| n.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    (date.len() == 10 && digits(hours, 1..=2) && digits(minutes, 2..=2)).then(|| format!("{trimmed}:00"))
+}
+
+/// `2024-03-01 12:34:56.5` (and `+00` when `zoned`): the fraction without trailing zeros.
+pub fn timestamp_text(micros: i64, zoned: bool) -> Option<String> {
+    let at = chrono::DateTime::from_timestamp_micros(micros)?.naive_utc();
+    let mut text = at.format("%Y-%m-%d %H:%M:%S").to_string();
+    let fraction = micros.rem_euclid(1_000_000);
+    if fraction != 0 {
+        let digits = format!("{fraction:06}");
+        text.push('.');
+        text.push_str(digits.trim_end_matches('0'));
+    }
+    if zoned {
+        text.push_str("+00");
+    }
+    Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timestamp_text;
+
+    #[test]
+    fn timestamps_print_as_postgres_does() {
+        assert_eq!(timestamp_text(1_709_296_496_500_000, false).unwrap(), "2024-03-01 12:34:56.5");
+        assert_eq!(timestamp_text(1_709_296_496_000_000, true).unwrap(), "2024-03-01 12:34:56+00");
+        assert_eq!(timestamp_text(-1, false).unwrap(), "1969-12-31 23:59:59.999999");
+    }
+
+    #[test]
+    fn times_without_seconds_get_them() {
+        use super::with_seconds;
+        assert_eq!(with_seconds("2024-03-01 12:00").as_deref(), Some("2024-03-01 12:00:00"));
+        assert_eq!(with_seconds("2024-03-01T9:30").as_deref(), Some("2024-03-01T9:30:00"));
+        assert_eq!(with_seconds("2024-03-01 12:00:00"), None);
+        assert_eq!(with_seconds("2024-03-01"), None);
+    }
+}

@@ -1,0 +1,53 @@
+//! PostgreSQL functions DataFusion has under another name or as an operator: `mod(a, b)` is
+//! `a % b`, `sign(x)` is `signum(x)`, `every(b)` is `bool_and(b)`. Rewritten in the syntax
+//! tree, so each keeps DataFusion's typing and asofdb's analyzer rules.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, ObjectNamePart,
+    Statement, visit_expressions_mut,
+};
+
+/// Rewrites every such call in `statement` in place.
+pub fn rewrite(statement: &mut Statement) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::Function(function) = expr {
+            let name = function.name.to_string().to_ascii_lowercase();
+            match name.as_str() {
+                "mod" | "pg_catalog.mod" => {
+                    if let Some([a, b]) = plain_args(function).as_deref() {
+                        *expr = Expr::Nested(Box::new(Expr::BinaryOp {
+                            left: Box::new(a.clone()),
+                            op: BinaryOperator::Modulo,
+                            right: Box::new(b.clone()),
+                        }));
+                    }
+                }
+                "sign" => rename(function, "signum"),
+                "every" => rename(function, "bool_and"),
+                _ => {}
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+fn rename(function: &mut Function, to: &str) {
+    function.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(to))]);
+}
+
+/// The arguments of a call with plain positional arguments only.
+fn plain_args(function: &Function) -> Option<Vec<Expr>> {
+    let FunctionArguments::List(list) = &function.args else { return None };
+    if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+        return None;
+    }
+    list.args
+        .iter()
+        .map(|arg| match arg {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
