@@ -11,6 +11,7 @@ pub mod output_names;
 pub mod params;
 mod pg_compat;
 mod precedence;
+mod query_forms;
 mod set_all;
 mod split;
 pub mod types;
@@ -146,6 +147,7 @@ impl SqlParser {
         pg_compat::rewrite(&mut statement);
         numeric_literals::rewrite(&mut statement);
         function_spellings::rewrite(&mut statement);
+        query_forms::rewrite(&mut statement);
         set_all::rewrite(&mut statement)?;
         output_names::make_unique(&mut statement);
         Ok(Statement::Standard(Box::new(statement)))

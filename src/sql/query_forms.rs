@@ -1,0 +1,162 @@
+//! PostgreSQL query forms DataFusion lacks, rewritten in the syntax tree to equivalents it
+//! runs with the same result:
+//!
+//! - `FETCH FIRST n ROWS ONLY` is `LIMIT n`;
+//! - `x = ANY (subquery)` is `x IN (subquery)`, `x <> ALL (subquery)` is `x NOT IN (...)`;
+//! - a set-returning function in the SELECT list (`SELECT generate_series(1, 3)`) returns
+//!   rows, as `unnest(...)` of DataFusion's list-returning form does;
+//! - a one-column table function's alias names its column (`FROM generate_series(1, 3) g`
+//!   has a column `g`, DataFusion's is `value`).
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
+    LimitClause, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableAliasColumnDef,
+    TableFactor, visit_expressions_mut, visit_statements_mut,
+};
+
+/// Functions that return a set of rows in PostgreSQL and a list in DataFusion.
+const SET_RETURNING: &[&str] = &["generate_series"];
+
+/// Rewrites every such form in `statement` in place.
+pub fn rewrite(statement: &mut Statement) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        subquery_comparison(expr);
+        ControlFlow::<()>::Continue(())
+    });
+    let _ = visit_statements_mut(statement, |s| {
+        if let Statement::Query(query) = s {
+            each_query(query, &mut |q| {
+                fetch_first(q);
+                set_returning_items(q);
+            });
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    table_function_aliases(statement);
+}
+
+/// Calls `f` on `query` and every query nested in it (CTEs, derived tables, subqueries).
+fn each_query(query: &mut Query, f: &mut impl FnMut(&mut Query)) {
+    f(query);
+    if let Some(with) = &mut query.with {
+        for cte in &mut with.cte_tables {
+            each_query(&mut cte.query, f);
+        }
+    }
+    each_set_expr(&mut query.body, f);
+}
+
+fn each_set_expr(body: &mut SetExpr, f: &mut impl FnMut(&mut Query)) {
+    match body {
+        SetExpr::Query(q) => each_query(q, f),
+        SetExpr::SetOperation { left, right, .. } => {
+            each_set_expr(left, f);
+            each_set_expr(right, f);
+        }
+        SetExpr::Select(select) => {
+            for table in &mut select.from {
+                each_factor(&mut table.relation, f);
+                for join in &mut table.joins {
+                    each_factor(&mut join.relation, f);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn each_factor(factor: &mut TableFactor, f: &mut impl FnMut(&mut Query)) {
+    if let TableFactor::Derived { subquery, .. } = factor {
+        each_query(subquery, f);
+    }
+}
+
+fn fetch_first(query: &mut Query) {
+    let Some(fetch) = &query.fetch else { return };
+    if fetch.with_ties || fetch.percent {
+        return; // DataFusion refuses these with its own error
+    }
+    let count = fetch.quantity.clone().unwrap_or_else(|| Expr::value(sqlparser::ast::Value::Number("1".into(), false)));
+    match &mut query.limit_clause {
+        None => {
+            query.limit_clause = Some(LimitClause::LimitOffset { limit: Some(count), offset: None, limit_by: vec![] })
+        }
+        Some(LimitClause::LimitOffset { limit: limit @ None, .. }) => *limit = Some(count),
+        Some(_) => return,
+    }
+    query.fetch = None;
+}
+
+fn subquery_comparison(expr: &mut Expr) {
+    let (left, subquery, negated) = match expr {
+        Expr::AnyOp { left, compare_op: BinaryOperator::Eq, right, .. } => (left, right, false),
+        Expr::AllOp { left, compare_op: BinaryOperator::NotEq, right } => (left, right, true),
+        _ => return,
+    };
+    let Expr::Subquery(query) = subquery.as_ref() else { return };
+    *expr = Expr::InSubquery { expr: left.clone(), subquery: query.clone(), negated };
+}
+
+/// `generate_series(...)` as a SELECT item becomes `unnest(generate_series(...))`, keeping
+/// its output name.
+fn set_returning_items(query: &mut Query) {
+    let SetExpr::Select(select) = query.body.as_mut() else { return };
+    for item in &mut select.projection {
+        let (expr, named) = match item {
+            SelectItem::UnnamedExpr(expr) => (expr, false),
+            SelectItem::ExprWithAlias { expr, .. } => (expr, true),
+            _ => continue,
+        };
+        let Expr::Function(function) = expr else { continue };
+        let name = function.name.to_string().to_ascii_lowercase();
+        if !SET_RETURNING.contains(&name.as_str()) {
+            continue;
+        }
+        let call = expr.clone();
+        *expr = Expr::Function(Function {
+            name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new("unnest"))]),
+            uses_odbc_syntax: false,
+            parameters: FunctionArguments::None,
+            args: FunctionArguments::List(FunctionArgumentList {
+                duplicate_treatment: None,
+                args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(call))],
+                clauses: vec![],
+            }),
+            filter: None,
+            null_treatment: None,
+            over: None,
+            within_group: vec![],
+        });
+        if !named {
+            *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias: Ident::new(name) };
+        }
+    }
+}
+
+/// `FROM generate_series(1, 3) g` (no column list) names the one column `g`.
+fn table_function_aliases(statement: &mut Statement) {
+    let _ = visit_statements_mut(statement, |s| {
+        if let Statement::Query(query) = s {
+            each_query(query, &mut |q| {
+                let SetExpr::Select(select) = q.body.as_mut() else { return };
+                for table in &mut select.from {
+                    name_function_column(&mut table.relation);
+                    for join in &mut table.joins {
+                        name_function_column(&mut join.relation);
+                    }
+                }
+            });
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+fn name_function_column(factor: &mut TableFactor) {
+    let TableFactor::Table { name, args: Some(_), alias: Some(alias), .. } = factor else { return };
+    let function = name.to_string().to_ascii_lowercase();
+    if SET_RETURNING.contains(&function.as_str()) && alias.columns.is_empty() {
+        alias.columns = vec![TableAliasColumnDef::from_name(alias.name.value.clone())];
+    }
+}
