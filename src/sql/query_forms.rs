@@ -12,8 +12,8 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
-    LimitClause, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableAliasColumnDef,
-    TableFactor, visit_expressions_mut, visit_statements_mut,
+    LimitClause, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableAliasColumnDef, TableFactor,
+    visit_expressions_mut, visit_statements_mut,
 };
 
 /// Functions that return a set of rows in PostgreSQL and a list in DataFusion.
