@@ -389,6 +389,8 @@ struct Tally {
     wrong: Vec<String>,
     refused: BTreeMap<String, Vec<String>>,
     postgres_errors: usize,
+    /// Same rows, other column types: "PostgreSQL's types vs asofdb's" → queries.
+    types: BTreeMap<String, Vec<String>>,
     /// Raised another data exception (22xxx) than PostgreSQL's.
     other_data_exception: usize,
 }
@@ -420,7 +422,19 @@ async fn compare(pg: &Client, ours: &Client, sql: &str, tally: &mut Tally) {
     };
     tally.run += 1;
     match run(ours, sql).await {
-        Ok(actual) if same_rows(expected.clone(), actual.clone()) => tally.same += 1,
+        Ok(actual) if same_rows(expected.clone(), actual.clone()) => {
+            tally.same += 1;
+            // The column types each announces (RowDescription), compared by name.
+            let types = |columns: &[tokio_postgres::Column]| {
+                columns.iter().map(|c| c.type_().name().to_string()).collect::<Vec<_>>().join(", ")
+            };
+            if let (Ok(theirs), Ok(mine)) = (pg.prepare(sql).await, ours.prepare(sql).await) {
+                let (theirs, mine) = (types(theirs.columns()), types(mine.columns()));
+                if theirs != mine {
+                    tally.types.entry(format!("{theirs} vs {mine}")).or_default().push(sql.to_string());
+                }
+            }
+        }
         Ok(actual) => {
             let show = |rows: &[Vec<String>]| rows.iter().take(6).map(|r| r.join("|")).collect::<Vec<_>>().join("; ");
             tally.wrong.push(format!(
@@ -484,11 +498,17 @@ async fn ordinary_sql_matches_postgres() {
             println!("      {q}");
         }
     }
+    let typed: usize = tally.types.values().map(Vec::len).sum();
+    println!("  same rows but other column types: {typed}");
+    for (types, queries) in &tally.types {
+        println!("    {types}: {} (e.g. {})", queries.len(), queries[0]);
+    }
     for wrong in tally.wrong.iter().take(if std::env::var("ASOFDB_DIFF_VERBOSE").is_ok() { usize::MAX } else { 25 }) {
         println!("WRONG: {wrong}");
     }
     assert!(tally.run > tally.postgres_errors, "the generator should mostly write valid queries");
     assert!(tally.wrong.is_empty(), "{} queries answered differently from PostgreSQL (above)", tally.wrong.len());
+    assert!(tally.types.is_empty(), "{typed} queries described other column types than PostgreSQL (above)");
     let internal: Vec<_> = tally.refused.iter().filter(|(code, _)| code.starts_with("XX000")).collect();
     assert!(internal.is_empty(), "internal errors: {internal:?}");
 }

@@ -95,6 +95,28 @@ fn rewrite(expr: Expr, schema: &DFSchema, round: &Arc<ScalarUDF>) -> Result<Tran
             aggregate.params.args.push(datafusion::logical_expr::cast(argument, DataType::Decimal128(38, 0)));
             Ok(Transformed::yes(Expr::AggregateFunction(aggregate)))
         }
+        // The same for sum(bigint) OVER (...).
+        Expr::WindowFunction(mut window)
+            if matches!(&window.fun, datafusion::logical_expr::WindowFunctionDefinition::AggregateUDF(f) if f.name() == "sum")
+                && window.params.args.len() == 1
+                && window.params.args[0]
+                    .get_type(schema)
+                    .is_ok_and(|t| matches!(t, DataType::Int64 | DataType::UInt64)) =>
+        {
+            let argument = window.params.args.remove(0);
+            window.params.args.push(datafusion::logical_expr::cast(argument, DataType::Decimal128(38, 0)));
+            Ok(Transformed::yes(Expr::WindowFunction(window)))
+        }
+        // round(integer) is round(double precision) in PostgreSQL (there is no integer form).
+        Expr::ScalarFunction(mut call)
+            if call.func.name() == "round"
+                && call.args.len() == 1
+                && call.args[0].get_type(schema).is_ok_and(|t| t.is_integer()) =>
+        {
+            let argument = call.args.remove(0);
+            call.args.push(datafusion::logical_expr::cast(argument, DataType::Float64));
+            Ok(Transformed::yes(Expr::ScalarFunction(call)))
+        }
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Divide, right }) => {
             // Before type coercion: an integer operand of a NUMERIC division is a NUMERIC.
             let numeric_scale = |t: &DataType| match t {

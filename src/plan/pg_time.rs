@@ -4,7 +4,8 @@
 //!   `2024-03-01 01:00:00`); Arrow adds to the date and drops the hours.
 //! - `timestamp - timestamp` is whole days and a time (`4 days 03:00:00`), not hours.
 //! - `extract(second ...)` keeps the fraction and `extract(epoch ...)` the microseconds, as
-//!   NUMERIC with six decimals (`56.500000`); DataFusion returns whole seconds.
+//!   NUMERIC with six decimals (`56.500000`); DataFusion returns whole seconds. Every other
+//!   field is a whole NUMERIC, as `extract` is in PostgreSQL (DataFusion: an integer).
 //! - A timestamp as text is `2024-03-01 12:34:56.5`, not Arrow's `2024-03-01T12:34:56.500`
 //!   ([`PgTimestampText`]).
 //!
@@ -89,6 +90,12 @@ fn before_coercion(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 "epoch" if of_timestamp => {
                     let epoch = Expr::ScalarFunction(ScalarFunction { func, args });
                     Transformed::yes(cast(epoch, DataType::Decimal128(38, 6)))
+                }
+                // Every other field is a whole NUMERIC in PostgreSQL (`extract` is numeric
+                // since PostgreSQL 14); DataFusion's is an integer.
+                _ if is(&args[1], stamp_or_date) => {
+                    let field = Expr::ScalarFunction(ScalarFunction { func, args });
+                    Transformed::yes(cast(field, DataType::Decimal128(38, 0)))
                 }
                 _ => Transformed::no(Expr::ScalarFunction(ScalarFunction { func, args })),
             }

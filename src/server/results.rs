@@ -8,6 +8,7 @@ use arrow::array::RecordBatch;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{
     DataType, Decimal128Type, IntervalDayTimeType, IntervalMonthDayNanoType, IntervalUnit, IntervalYearMonthType,
+    UInt64Type,
 };
 use arrow_pg::encoder::{Encoder, encode_value};
 
@@ -76,7 +77,16 @@ pub fn pg_fields(
     format: &Format,
     options: Option<Arc<FormatOptions>>,
 ) -> PgWireResult<Vec<FieldInfo>> {
-    let renamed: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone().with_name(client_name(f.name()))).collect();
+    // UInt64 (DataFusion's row_number, rank, ...) is sent as bigint, PostgreSQL's type for
+    // them (arrow-pg would describe it as numeric); see `encode_batch`.
+    let renamed: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let field = f.as_ref().clone().with_name(client_name(f.name()));
+            if field.data_type() == &DataType::UInt64 { field.with_data_type(DataType::Int64) } else { field }
+        })
+        .collect();
     arrow_pg::datatypes::arrow_schema_to_pg_fields(&arrow::datatypes::Schema::new(renamed), format, options)
 }
 
@@ -128,6 +138,11 @@ fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> Vec<PgWire
                 DataType::Decimal128(_, scale) => {
                     let values = column.as_primitive::<Decimal128Type>();
                     let value = values.is_valid(row).then(|| Numeric { unscaled: values.value(row), scale: *scale });
+                    encoder.encode_field(&value, &fields[i])
+                }
+                DataType::UInt64 => {
+                    let values = column.as_primitive::<UInt64Type>();
+                    let value = values.is_valid(row).then(|| i64::try_from(values.value(row)).unwrap_or(i64::MAX));
                     encoder.encode_field(&value, &fields[i])
                 }
                 DataType::Interval(unit) => {

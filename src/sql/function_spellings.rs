@@ -1,12 +1,13 @@
 //! PostgreSQL functions DataFusion has under another name or as an operator: `mod(a, b)` is
-//! `a % b`, `sign(x)` is `signum(x)`, `every(b)` is `bool_and(b)`. Rewritten in the syntax
+//! `a % b`, `sign(x)` is `signum(x)`, `every(b)` is `bool_and(b)`, and `date_part(...)`
+//! is double precision, as PostgreSQL's. Rewritten in the syntax
 //! tree, so each keeps DataFusion's typing and asofdb's analyzer rules.
 
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, ObjectNamePart,
-    Statement, visit_expressions_mut,
+    BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
+    ObjectName, ObjectNamePart, Statement, visit_expressions_mut,
 };
 
 /// Rewrites every such call in `statement` in place.
@@ -25,6 +26,16 @@ pub fn rewrite(statement: &mut Statement) {
                     }
                 }
                 "sign" => rename(function, "signum"),
+                // date_part() is double precision in PostgreSQL (EXTRACT is NUMERIC).
+                "date_part" | "pg_catalog.date_part" => {
+                    *expr = Expr::Cast {
+                        kind: CastKind::Cast,
+                        expr: Box::new(Expr::Function(function.clone())),
+                        data_type: DataType::DoublePrecision,
+                        format: None,
+                        array: false,
+                    };
+                }
                 "every" => rename(function, "bool_and"),
                 _ => {}
             }
