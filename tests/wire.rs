@@ -300,8 +300,7 @@ async fn statement_timeout_cancels_long_statements_with_57014() {
     let client = server.connect().await;
     // Slow by its size, not its arithmetic: a statement is cancelled between batches, and a
     // debug build computes a batch of checked products slowly.
-    let slow =
-        "SELECT count(*) FROM generate_series(1, 200000) a, generate_series(1, 200000) b WHERE a < b";
+    let slow = "SELECT count(*) FROM generate_series(1, 200000) a, generate_series(1, 200000) b WHERE a < b";
     client.batch_execute("SET statement_timeout = '200ms'").await.unwrap();
     assert_eq!(text_rows(&client, "SHOW statement_timeout").await, vec!["200ms"]);
     let started = std::time::Instant::now();

@@ -26,6 +26,8 @@ use super::expr_rules::{input_schema, rewrite_retyping};
 
 /// Fewest significant digits a NUMERIC quotient has (PostgreSQL's NUMERIC_MIN_SIG_DIGITS).
 const MIN_SIG_DIGITS: i32 = 16;
+/// Largest scale given a quotient of columns (see [`quotient_scale`]).
+const MAX_TYPED_SCALE: i32 = 20;
 /// Largest scale Arrow's Decimal128 holds; PostgreSQL allows up to 1000.
 const MAX_SCALE: i32 = 38;
 
@@ -119,16 +121,20 @@ fn rewrite(expr: Expr, schema: &DFSchema, round: &Arc<ScalarUDF>) -> Result<Tran
         }
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Divide, right }) => {
             // Before type coercion: an integer operand of a NUMERIC division is a NUMERIC.
-            let numeric_scale = |t: &DataType| match t {
-                DataType::Decimal128(_, s) => Some(*s),
-                t if t.is_integer() => Some(0),
+            let numeric_type = |t: &DataType| match t {
+                DataType::Decimal128(p, s) => Some((*p, *s)),
+                DataType::Int8 | DataType::UInt8 => Some((3, 0)),
+                DataType::Int16 | DataType::UInt16 => Some((5, 0)),
+                DataType::Int32 | DataType::UInt32 => Some((10, 0)),
+                DataType::Int64 => Some((19, 0)),
+                DataType::UInt64 => Some((20, 0)),
                 _ => None,
             };
             let (lt, rt) = (left.get_type(schema)?, right.get_type(schema)?);
             let either_decimal = matches!(lt, DataType::Decimal128(..)) || matches!(rt, DataType::Decimal128(..));
-            match (numeric_scale(&lt), numeric_scale(&rt)) {
-                (Some(s1), Some(s2)) if either_decimal => {
-                    let scale = quotient_scale(&left, &right, s1, s2);
+            match (numeric_type(&lt), numeric_type(&rt)) {
+                (Some(n1), Some(n2)) if either_decimal => {
+                    let scale = quotient_scale(&left, &right, n1, n2);
                     let divide = ScalarUDF::new_from_impl(NumericDivide::new(scale));
                     Ok(Transformed::yes(divide.call(vec![*left, *right])))
                 }
@@ -140,29 +146,26 @@ fn rewrite(expr: Expr, schema: &DFSchema, round: &Arc<ScalarUDF>) -> Result<Tran
 }
 
 /// The scale of a NUMERIC quotient. PostgreSQL picks it per value (`select_div_scale`): 16
-/// significant digits, or the operands' scales if larger. A column holds one scale, so for
-/// literals the values decide as in PostgreSQL, and otherwise the quotient of equal leading
-/// digits does (16 decimals, or the operands' scales).
-fn quotient_scale(left: &Expr, right: &Expr, s1: i8, s2: i8) -> i8 {
-    let by_types = MIN_SIG_DIGITS.max(s1.into()).max(s2.into());
-    // A literal, or a cast of one (`3::numeric`), as a NUMERIC value.
-    let literal = |e: &Expr| {
-        let value = match e {
-            Expr::Literal(v, _) => v.clone(),
-            Expr::Cast(Cast { expr, field }) => match expr.as_ref() {
-                Expr::Literal(v, _) => v.cast_to(field.data_type()).ok()?,
-                _ => return None,
-            },
-            _ => return None,
-        };
-        match value {
-            ScalarValue::Decimal128(Some(v), _, s) => Some((v, s)),
-            ScalarValue::Int16(Some(v)) => Some((v.into(), 0)),
-            ScalarValue::Int32(Some(v)) => Some((v.into(), 0)),
-            ScalarValue::Int64(Some(v)) => Some((v.into(), 0)),
-            _ => None,
-        }
+/// significant digits, or the operands' scales if larger. A column holds one scale: for two
+/// literals the values decide exactly as in PostgreSQL; otherwise the scale keeps 16
+/// significant digits of the smallest quotient the operand types allow (a dividend of one
+/// unit in its last place over the largest divisor), as far as 38 digits leave room beside
+/// the largest quotient's whole digits, and at most 20. Its text may have more decimals than
+/// PostgreSQL's, and a quotient below 10^-20 rounds to 0 where PostgreSQL keeps digits.
+fn quotient_scale(left: &Expr, right: &Expr, (p1, s1): (u8, i8), (p2, s2): (u8, i8)) -> i8 {
+    let (p1, s1, p2, s2) = (i32::from(p1), i32::from(s1), i32::from(p2), i32::from(s2));
+    // A literal divisor is only as large as it is (`n / 3`: one digit, not bigint's 19).
+    let p2 = match literal_value(right) {
+        Some((v, s)) if v != 0 => (v.unsigned_abs().ilog10() as i32 + 1).max(i32::from(s) + 1),
+        _ => p2,
     };
+    let whole_digits = (p1 - s1).max(0) + s2;
+    let room = 38 - whole_digits;
+    let wanted = MIN_SIG_DIGITS + s1 + (p2 - s2).max(0);
+    // At most 20 decimals (PostgreSQL's scale for quotients of like magnitude is 16 to 20):
+    // more would leave too few whole digits for what the quotient is compared with.
+    let by_types = wanted.min(room).min(MAX_TYPED_SCALE).max(MIN_SIG_DIGITS.min(room)).max(s1).max(s2).max(0);
+    let literal = literal_value;
     let scale = match (literal(left), literal(right)) {
         (Some((a, sa)), Some((b, sb))) if b != 0 => {
             let (w1, d1) = base_10000_lead(a, sa);
@@ -171,11 +174,30 @@ fn quotient_scale(left: &Expr, right: &Expr, s1: i8, s2: i8) -> i8 {
             if d1 <= d2 {
                 qweight -= 1;
             }
-            (MIN_SIG_DIGITS - qweight * 4).max(s1.into()).max(s2.into()).max(0)
+            (MIN_SIG_DIGITS - qweight * 4).max(s1).max(s2).max(0)
         }
         _ => by_types,
     };
     scale.min(MAX_SCALE) as i8
+}
+
+/// A literal, or a cast of one (`3::numeric`), as a NUMERIC value: unscaled and scale.
+fn literal_value(e: &Expr) -> Option<(i128, i8)> {
+    let value = match e {
+        Expr::Literal(v, _) => v.clone(),
+        Expr::Cast(Cast { expr, field }) => match expr.as_ref() {
+            Expr::Literal(v, _) => v.cast_to(field.data_type()).ok()?,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    match value {
+        ScalarValue::Decimal128(Some(v), _, s) => Some((v, s)),
+        ScalarValue::Int16(Some(v)) => Some((v.into(), 0)),
+        ScalarValue::Int32(Some(v)) => Some((v.into(), 0)),
+        ScalarValue::Int64(Some(v)) => Some((v.into(), 0)),
+        _ => None,
+    }
 }
 
 /// PostgreSQL's weight and first digit of a NUMERIC in base 10000 (0, 0 for zero).
@@ -406,9 +428,14 @@ mod tests {
     #[test]
     fn literal_quotients_take_postgres_scale() {
         let dec = |v: i128, s: i8| Expr::Literal(ScalarValue::Decimal128(Some(v), 38, s), None);
-        assert_eq!(quotient_scale(&dec(70, 1), &dec(20, 1), 1, 1), 16); // 7.0 / 2.0
-        assert_eq!(quotient_scale(&dec(1, 0), &dec(3, 0), 0, 0), 20); // 1 / 3
-        assert_eq!(quotient_scale(&dec(1000, 0), &dec(3, 0), 0, 0), 16); // 1000 / 3
+        assert_eq!(quotient_scale(&dec(70, 1), &dec(20, 1), (2, 1), (2, 1)), 16); // 7.0 / 2.0
+        assert_eq!(quotient_scale(&dec(1, 0), &dec(3, 0), (1, 0), (1, 0)), 20); // 1 / 3
+        assert_eq!(quotient_scale(&dec(1000, 0), &dec(3, 0), (4, 0), (1, 0)), 16); // 1000 / 3
+        let column = Expr::Column("n".into());
+        // NUMERIC(12,3) / bigint: 16 digits of 0.001 / 9.2e18 would need 38; at most 20.
+        assert_eq!(quotient_scale(&column, &column, (12, 3), (19, 0)), 20);
+        // NUMERIC(12,3) / 3: 16 + 3 + 1.
+        assert_eq!(quotient_scale(&column, &dec(3, 0), (12, 3), (19, 0)), 20);
     }
 
     #[test]

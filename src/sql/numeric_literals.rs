@@ -1,10 +1,12 @@
-//! Numeric literals PostgreSQL reads as NUMERIC but Arrow's Decimal128 cannot hold (more than
-//! 38 digits once the exponent is applied: `1e300`, `1e-50`) become double precision, the
-//! closest type asofdb has, instead of failing to parse (docs/sql.md, differences).
+//! Numeric literals with an exponent, which PostgreSQL reads as NUMERIC. Those Arrow's
+//! Decimal128 can hold are written out (`1e2` is `100`, `1.5e-3` is `0.0015`: DataFusion
+//! would make a decimal of negative scale, which its division cannot type); those it cannot
+//! (more than 38 digits once the exponent is applied: `1e300`, `1e-50`) become double
+//! precision, the closest type asofdb has, instead of failing to parse (docs/sql.md).
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{CastKind, DataType, Expr, Statement, Value, visit_expressions_mut};
+use sqlparser::ast::{CastKind, DataType, ExactNumberInfo, Expr, Statement, Value, visit_expressions_mut};
 
 /// Digits Decimal128 holds.
 const MAX_DIGITS: i64 = 38;
@@ -13,6 +15,21 @@ const MAX_DIGITS: i64 = 38;
 pub fn rewrite(statement: &mut Statement) {
     let _ = visit_expressions_mut(statement, |expr| {
         if let Expr::Value(v) = expr
+            && let Value::Number(text, _) = &v.value
+            && !too_wide(text)
+            && let Some(plain) = written_out(text)
+        {
+            // Still NUMERIC when it is whole (`1e2` is numeric 100, not integer 100).
+            let digits = plain.trim_start_matches('-').replace('.', "").len() as u64;
+            let scale = plain.split_once('.').map_or(0, |(_, f)| f.len() as u64);
+            *expr = Expr::Cast {
+                kind: CastKind::Cast,
+                expr: Box::new(Expr::value(Value::Number(plain, false))),
+                data_type: DataType::Numeric(ExactNumberInfo::PrecisionAndScale(digits.max(scale + 1), scale as i64)),
+                format: None,
+                array: false,
+            };
+        } else if let Expr::Value(v) = expr
             && let Value::Number(text, _) = &v.value
             && too_wide(text)
         {
@@ -26,6 +43,32 @@ pub fn rewrite(statement: &mut Statement) {
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// `text` without its exponent (`1.5e-3` → `0.0015`, `1e2` → `100`); `None` if it has none.
+fn written_out(text: &str) -> Option<String> {
+    let (mantissa, exponent) = text.split_once(['e', 'E'])?;
+    let exponent: i64 = exponent.parse().ok()?;
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{whole}{fraction}");
+    let point = whole.len() as i64 + exponent; // digits before the decimal point
+    let plain = if point <= 0 {
+        format!("0.{}{digits}", "0".repeat((-point) as usize))
+    } else if point as usize >= digits.len() {
+        format!("{digits}{}", "0".repeat(point as usize - digits.len()))
+    } else {
+        let (int, frac) = digits.split_at(point as usize);
+        format!("{int}.{frac}")
+    };
+    let (int, rest) = plain.split_once('.').map_or((plain.as_str(), None), |(i, f)| (i, Some(f)));
+    let int = match int.trim_start_matches('0') {
+        "" => "0",
+        trimmed => trimmed,
+    };
+    Some(match rest {
+        Some(fraction) => format!("{int}.{fraction}"),
+        None => int.to_string(),
+    })
 }
 
 /// Digits `text` needs as a decimal with its exponent applied exceed Decimal128's.
@@ -47,6 +90,16 @@ fn too_wide(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::too_wide;
+
+    #[test]
+    fn exponents_are_written_out() {
+        use super::written_out;
+        assert_eq!(written_out("1e2").as_deref(), Some("100"));
+        assert_eq!(written_out("1.5e-3").as_deref(), Some("0.0015"));
+        assert_eq!(written_out("1.50E1").as_deref(), Some("15.0"));
+        assert_eq!(written_out("12.5e-1").as_deref(), Some("1.25"));
+        assert_eq!(written_out("0.5"), None);
+    }
 
     #[test]
     fn only_numbers_beyond_decimal128_become_doubles() {
