@@ -101,16 +101,21 @@ impl Checked {
     }
 }
 
-/// Some row divides a non-NULL float by zero (either side may be one value for every row).
+/// Some row divides a non-NULL, non-NaN float by zero, or by -0 (either side may be one value
+/// for every row): PostgreSQL's 22012. `NaN / 0` is NaN there, as here.
 fn divides_by_zero(left: &ArrayRef, right: &ArrayRef) -> Result<bool> {
-    let zero = ScalarValue::new_zero(right.data_type())?.to_array_of_size(1)?;
-    let zeros = arrow::compute::kernels::cmp::eq(right, &arrow::array::Scalar::new(zero))?;
+    let as_f64 = |a: &ArrayRef| arrow::compute::cast(a, &DataType::Float64);
+    let (left, right) = (as_f64(left)?, as_f64(right)?);
+    let (left, right) = (left.as_primitive::<Float64Type>(), right.as_primitive::<Float64Type>());
+    if left.is_empty() || right.is_empty() {
+        return Ok(false);
+    }
     let rows = left.len().max(right.len());
-    let at = |len: usize, i: usize| if len == 1 { 0 } else { i };
-    Ok((0..rows).any(|i| {
-        let r = at(zeros.len(), i);
-        zeros.is_valid(r) && zeros.value(r) && left.is_valid(at(left.len(), i))
-    }))
+    let at = |a: &arrow::array::Float64Array, i: usize| {
+        let i = if a.len() == 1 { 0 } else { i };
+        a.is_valid(i).then(|| a.value(i))
+    };
+    Ok((0..rows).any(|i| matches!((at(left, i), at(right, i)), (Some(l), Some(r)) if r == 0.0 && !l.is_nan())))
 }
 
 /// PostgreSQL's name for an integer type in "... out of range".

@@ -2,7 +2,8 @@
 //! left to right, row by row, and skips the right side once the left decides. DataFusion
 //! evaluates both sides over whole batches (unless the left side is almost all false), so
 //! the guarded division would fail with 22012. This analyzer rule, run after type coercion,
-//! makes every `a AND b` whose `b` can fail (a division, a modulo, a cast) evaluate `b` only
+//! makes every `a AND b` whose `b` can fail (a division, a modulo, arithmetic that can
+//! overflow, a cast) evaluate `b` only
 //! on the rows `a` leaves undecided:
 //!
 //! `a AND b` → `a AND (CASE WHEN NOT a THEN 0 ELSE b::int8 END) = 1`
@@ -41,29 +42,67 @@ impl AnalyzerRule for GuardedEvaluation {
 
 fn guard(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else { return Ok(Transformed::no(expr)) };
-    if !matches!(op, Operator::And | Operator::Or) || !can_fail(&right, schema) {
+    // A volatile left side (`random() < 0.5`) must not be evaluated twice.
+    if !matches!(op, Operator::And | Operator::Or) || !can_fail(&right, schema) || left.is_volatile() {
         return Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right })));
     }
+    // The condition repeats the left side's own conjuncts (disjuncts), not the guards made
+    // for them: `p AND d1 AND d2` guards d2 by p alone, so the expression grows with the
+    // square of the chain, not exponentially.
+    let parts = |e: &Expr| -> Vec<Expr> {
+        let mut parts = Vec::new();
+        split(e, op, &mut parts);
+        parts.into_iter().filter(|p| !is_guard(p)).cloned().collect()
+    };
+    let combine = |parts: Vec<Expr>, op: Operator| {
+        parts.into_iter().reduce(|a, b| Expr::BinaryExpr(BinaryExpr::new(Box::new(a), op, Box::new(b))))
+    };
+    let Some(condition) = combine(parts(&left), op) else {
+        return Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right })));
+    };
     // Typed as a number: DataFusion's simplifier turns a boolean CASE back into AND/OR.
     let as_number = |e: Expr| cast(e, DataType::Int64);
     let guarded = if op == Operator::And {
-        when(not(*left.clone()), lit(0i64)).otherwise(as_number(*right))?
+        when(not(condition), lit(0i64)).otherwise(as_number(*right))?
     } else {
-        when(*left.clone(), lit(1i64)).otherwise(as_number(*right))?
+        when(condition, lit(1i64)).otherwise(as_number(*right))?
     };
     let guarded = guarded.eq(lit(1i64));
     Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(left, op, Box::new(guarded)))))
 }
 
-/// `expr` may raise an error for some row: it divides, takes a modulo, or casts text or to a
-/// narrower integer type (not the widening casts type coercion adds everywhere).
+/// The operands of a chain of `op` (AND or OR), left to right.
+fn split<'a>(expr: &'a Expr, op: Operator, parts: &mut Vec<&'a Expr>) {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op: o, right }) if *o == op => {
+            split(left, op, parts);
+            split(right, op, parts);
+        }
+        other => parts.push(other),
+    }
+}
+
+/// `expr` is a guard this rule made: `(CASE ... END) = 1`.
+fn is_guard(expr: &Expr) -> bool {
+    matches!(expr, Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right })
+        if matches!(left.as_ref(), Expr::Case(_))
+            && matches!(right.as_ref(), Expr::Literal(datafusion::scalar::ScalarValue::Int64(Some(1)), _)))
+}
+
+/// `expr` may raise an error for some row: it divides, takes a modulo, computes with integers
+/// or floats (overflow), or casts text or to a narrower integer type (not the widening casts
+/// type coercion adds everywhere).
 fn can_fail(expr: &Expr, schema: &DFSchema) -> bool {
     let mut found = false;
     let _ = expr.apply(|e| {
         found = match e {
             Expr::BinaryExpr(BinaryExpr { op: Operator::Divide | Operator::Modulo, .. }) => true,
-            // What `plan::pg_numeric` made of divisions and casts to integers.
-            Expr::ScalarFunction(f) => matches!(f.func.name(), "numeric_divide" | "to_integer"),
+            // What `plan::pg_numeric` made of divisions and casts to integers; abs overflows.
+            Expr::ScalarFunction(f) => matches!(f.func.name(), "numeric_divide" | "to_integer" | "abs"),
+            // Integer and float arithmetic overflows (`plan::checked_arithmetic`).
+            Expr::BinaryExpr(BinaryExpr { op: Operator::Plus | Operator::Minus | Operator::Multiply, .. }) => {
+                e.get_type(schema).is_ok_and(|t| t.is_integer() || t.is_floating())
+            }
             Expr::Cast(cast) if !matches!(cast.expr.as_ref(), Expr::Literal(..)) => {
                 let to = cast.field.data_type();
                 match cast.expr.get_type(schema) {

@@ -385,10 +385,14 @@ impl ScalarUDFImpl for NumericDivide {
                 return exec_err!("division by zero");
             }
             let (mut numerator, mut denominator) = (a, b);
-            if shift >= 0 {
-                numerator = numerator.wrapping_mul(i256::from_i128(10).wrapping_pow(shift as u32));
-            } else {
-                denominator = denominator.wrapping_mul(i256::from_i128(10).wrapping_pow((-shift) as u32));
+            let unit = i256::from_i128(10).checked_pow(shift.unsigned_abs());
+            let scaled = match unit {
+                Some(unit) if shift >= 0 => numerator.checked_mul(unit).map(|n| numerator = n),
+                Some(unit) => denominator.checked_mul(unit).map(|d| denominator = d),
+                None => None,
+            };
+            if scaled.is_none() {
+                return exec_err!("value overflows numeric format: numeric out of range");
             }
             let quotient = numerator.wrapping_div(denominator);
             let remainder = numerator.wrapping_rem(denominator);

@@ -20,12 +20,14 @@ pub fn rewrite(statement: &mut Statement) {
             && let Some(plain) = written_out(text)
         {
             // Still NUMERIC when it is whole (`1e2` is numeric 100, not integer 100).
-            let digits = plain.trim_start_matches('-').replace('.', "").len() as u64;
-            let scale = plain.split_once('.').map_or(0, |(_, f)| f.len() as u64);
+            let (whole, fraction) = plain.split_once('.').unwrap_or((&plain, ""));
+            let whole_digits = if whole == "0" { 0 } else { whole.len() as u64 };
+            let scale = fraction.len() as u64;
+            let digits = (whole_digits + scale).clamp(1, 38);
             *expr = Expr::Cast {
                 kind: CastKind::Cast,
                 expr: Box::new(Expr::value(Value::Number(plain, false))),
-                data_type: DataType::Numeric(ExactNumberInfo::PrecisionAndScale(digits.max(scale + 1), scale as i64)),
+                data_type: DataType::Numeric(ExactNumberInfo::PrecisionAndScale(digits, scale as i64)),
                 format: None,
                 array: false,
             };
@@ -75,8 +77,10 @@ fn written_out(text: &str) -> Option<String> {
 fn too_wide(text: &str) -> bool {
     let (mantissa, exponent) = match text.split_once(['e', 'E']) {
         Some((m, e)) => match e.parse::<i64>() {
+            // Far beyond any decimal: a double (no digit arithmetic on such exponents).
+            Ok(e) if e.unsigned_abs() > 10_000 => return true,
             Ok(e) => (m, e),
-            Err(_) => return false,
+            Err(_) => return true,
         },
         None => (text, 0),
     };
@@ -109,5 +113,7 @@ mod tests {
         assert!(!too_wide("0.000123"));
         assert!(!too_wide("12345678901234567890.5"));
         assert!(too_wide("123456789012345678901234567890123456789.5"));
+        assert!(too_wide("1e9223372036854775807"));
+        assert!(too_wide("1e-9223372036854775808"));
     }
 }
