@@ -25,7 +25,6 @@ use datafusion::logical_expr::{
     ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
-use datafusion::scalar::ScalarValue;
 
 /// The analyzer rule; see the module's doc.
 #[derive(Debug)]
@@ -182,10 +181,7 @@ impl ScalarUDFImpl for Checked {
         {
             return exec_err!("value out of range: {problem}");
         }
-        if scalars {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?));
-        }
-        Ok(ColumnarValue::Array(result))
+        super::expr_rules::columnar(result, scalars)
     }
 }
 

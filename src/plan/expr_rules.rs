@@ -43,3 +43,13 @@ pub fn rewrite_retyping(
         other => other.recompute_schema(),
     })
 }
+
+/// A scalar function's result: one value if every argument was one (`scalar`), else the array.
+pub fn columnar(result: arrow::array::ArrayRef, scalar: bool) -> Result<datafusion::logical_expr::ColumnarValue> {
+    use datafusion::logical_expr::ColumnarValue;
+    Ok(if scalar {
+        ColumnarValue::Scalar(datafusion::scalar::ScalarValue::try_from_array(&result, 0)?)
+    } else {
+        ColumnarValue::Array(result)
+    })
+}

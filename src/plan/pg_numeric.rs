@@ -320,10 +320,7 @@ impl ScalarUDFImpl for ToInteger {
             };
             return exec_err!("{name} out of range");
         }
-        if scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&converted, 0)?));
-        }
-        Ok(ColumnarValue::Array(converted))
+        super::expr_rules::columnar(converted, scalar)
     }
 }
 
@@ -410,10 +407,7 @@ impl ScalarUDFImpl for NumericDivide {
         }
         let result: Decimal128Array = PrimitiveArray::from(values).with_precision_and_scale(38, self.scale)?;
         let result: ArrayRef = Arc::new(result);
-        if scalars && rows <= 1 {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?));
-        }
-        Ok(ColumnarValue::Array(result))
+        super::expr_rules::columnar(result, scalars && rows <= 1)
     }
 }
 

@@ -156,10 +156,7 @@ impl ScalarUDFImpl for TimestampDifference {
             })
             .collect();
         let differences: ArrayRef = Arc::new(differences);
-        if scalars {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&differences, 0)?));
-        }
-        Ok(ColumnarValue::Array(differences))
+        super::expr_rules::columnar(differences, scalars)
     }
 }
 
@@ -200,10 +197,7 @@ impl ScalarUDFImpl for MicrosAsSeconds {
             .collect::<Decimal128Array>()
             .with_precision_and_scale(8, 6)?;
         let seconds: ArrayRef = Arc::new(seconds);
-        if scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&seconds, 0)?));
-        }
-        Ok(ColumnarValue::Array(seconds))
+        super::expr_rules::columnar(seconds, scalar)
     }
 }
 
@@ -281,10 +275,7 @@ impl ScalarUDFImpl for TimestampText {
         let micros = micros.as_primitive::<TimestampMicrosecondType>();
         let text: StringArray = micros.iter().map(|v| v.and_then(|v| timestamp_text(v, zoned))).collect();
         let text: ArrayRef = Arc::new(text);
-        if scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&text, 0)?));
-        }
-        Ok(ColumnarValue::Array(text))
+        super::expr_rules::columnar(text, scalar)
     }
 }
 
