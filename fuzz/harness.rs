@@ -11,6 +11,7 @@ use asofdb::catalog::{ColumnDef, TableDef};
 use asofdb::execute::copy_format::{CopyFormat, Position};
 use asofdb::execute::copy_rows::decode_rows;
 use asofdb::feature::FeatureDef;
+use asofdb::plan::time_zone::SessionZone;
 use asofdb::sql::types::ColumnType;
 use asofdb::sql::{SqlParser, Statement};
 use bytes::BytesMut;
@@ -94,17 +95,19 @@ pub fn copy_rows(data: &[u8]) {
     if options & 128 != 0 {
         targets.reverse();
     }
-    let whole = decode_rows(&def, &targets, &format, &mut Position::default(), body, true);
+    let whole = decode_rows(&def, &targets, &format, &mut Position::default(), body, true, &SessionZone::default());
 
     let cut = (usize::from(*cut_high) << 8 | usize::from(*cut_low)).min(body.len());
     let mut position = Position::default();
     let mut rows = Vec::new();
-    let chunked = decode_rows(&def, &targets, &format, &mut position, &body[..cut], false).and_then(|(first, used)| {
-        rows.push(first);
-        let (second, _) = decode_rows(&def, &targets, &format, &mut position, &body[used..], true)?;
-        rows.push(second);
-        Ok(())
-    });
+    let chunked = decode_rows(&def, &targets, &format, &mut position, &body[..cut], false, &SessionZone::default())
+        .and_then(|(first, used)| {
+            rows.push(first);
+            let (second, _) =
+                decode_rows(&def, &targets, &format, &mut position, &body[used..], true, &SessionZone::default())?;
+            rows.push(second);
+            Ok(())
+        });
     match (whole, chunked) {
         (Ok((batch, used)), Ok(())) => {
             assert_eq!(used, body.len(), "the last chunk is consumed whole");

@@ -13,6 +13,7 @@ use arrow::util::display::array_value_to_string;
 
 use crate::catalog::TableDef;
 use crate::error::{Error, Result};
+use crate::plan::time_zone::{self, SessionZone};
 use crate::sql::types::ColumnType;
 
 /// How an error names the offending input row: `row 3` of an INSERT, `line 7` of COPY data.
@@ -38,11 +39,21 @@ impl RowLabel<'_> {
 
 /// Builds a batch of `def`'s schema with `rows` rows. `columns[i]` holds the values for table
 /// column `i`, or `None` where the statement gave none (the column is NULL).
-pub fn conform(def: &TableDef, columns: Vec<Option<ArrayRef>>, rows: usize, label: RowLabel) -> Result<RecordBatch> {
+/// Text and timestamps are read in `zone`, the session's time zone, as PostgreSQL reads them.
+pub fn conform(
+    def: &TableDef,
+    columns: Vec<Option<ArrayRef>>,
+    rows: usize,
+    label: RowLabel,
+    zone: &SessionZone,
+) -> Result<RecordBatch> {
     let mut arrays = Vec::with_capacity(def.columns.len());
     for (column, source) in def.columns.iter().zip(columns) {
         let array = match source {
-            Some(source) => convert(&source, column.ty, &column.name, label)?,
+            Some(source) => match zoned(&source, column.ty, zone) {
+                Some(in_zone) => check_converted(&source, in_zone, column.ty, &column.name, label)?,
+                None => convert(&source, column.ty, &column.name, label)?,
+            },
             None => new_null_array(&column.ty.arrow_type(), rows),
         };
         if column.not_null && array.null_count() > 0 {
@@ -88,6 +99,17 @@ fn convert(source: &ArrayRef, ty: ColumnType, column: &str, label: RowLabel) -> 
             )
         })?
     };
+    check_converted(source, converted, ty, column, label)
+}
+
+/// `converted` if every value of `source` converted, else the error naming the first that did not.
+fn check_converted(
+    source: &ArrayRef,
+    converted: ArrayRef,
+    ty: ColumnType,
+    column: &str,
+    label: RowLabel,
+) -> Result<ArrayRef> {
     if converted.null_count() > source.logical_null_count() {
         let row = (0..source.len()).find(|i| converted.is_null(*i) && source.is_valid(*i)).unwrap_or(0);
         return Err(rejected_value(source, row, ty, column, label));
@@ -96,6 +118,20 @@ fn convert(source: &ArrayRef, ty: ColumnType, column: &str, label: RowLabel) -> 
         check_length(&converted, max, column, label)?;
     }
     Ok(converted)
+}
+
+/// Where the session's zone decides the value (outside UTC): text or a local time into a
+/// TIMESTAMPTZ column, an instant into a TIMESTAMP column.
+fn zoned(source: &ArrayRef, ty: ColumnType, zone: &SessionZone) -> Option<ArrayRef> {
+    if zone.is_utc() {
+        return None;
+    }
+    match (ty, source.data_type()) {
+        (ColumnType::TimestampTz, DataType::Timestamp(_, Some(_))) => None,
+        (ColumnType::TimestampTz, _) => time_zone::instants_in_zone(source, &zone.tz()),
+        (ColumnType::Timestamp, DataType::Timestamp(_, Some(_))) => time_zone::locals_in_zone(source, &zone.tz()),
+        _ => None,
+    }
 }
 
 /// Text timestamps with `:00` added where they lack seconds (`plan::with_seconds`).
@@ -229,6 +265,7 @@ mod tests {
             ],
             2,
             RowLabel::Insert,
+            &SessionZone::default(),
         )
         .unwrap();
         assert_eq!(batch.num_rows(), 2);
@@ -244,6 +281,7 @@ mod tests {
             vec![strings(&[Some("1"), Some("x")]), None, None, ts.clone(), None],
             2,
             RowLabel::Insert,
+            &SessionZone::default(),
         )
         .unwrap_err();
         assert_eq!(bad_int.sqlstate(), "22P02");
@@ -251,24 +289,41 @@ mod tests {
 
         let lines = [2, 3];
         let label = RowLabel::Lines(&lines);
-        let bad_ts =
-            conform(&table(), vec![None, None, None, strings(&[Some("2024-01-01"), Some("nope")]), None], 2, label)
-                .unwrap_err();
+        let bad_ts = conform(
+            &table(),
+            vec![None, None, None, strings(&[Some("2024-01-01"), Some("nope")]), None],
+            2,
+            label,
+            &SessionZone::default(),
+        )
+        .unwrap_err();
         assert_eq!(bad_ts.sqlstate(), "22007");
         assert!(bad_ts.to_string().contains("line 3"), "{bad_ts}");
 
-        let null_ts =
-            conform(&table(), vec![None, None, None, strings(&[Some("2024-01-01"), None]), None], 2, RowLabel::Insert)
-                .unwrap_err();
+        let null_ts = conform(
+            &table(),
+            vec![None, None, None, strings(&[Some("2024-01-01"), None]), None],
+            2,
+            RowLabel::Insert,
+            &SessionZone::default(),
+        )
+        .unwrap_err();
         assert_eq!(null_ts.sqlstate(), "23502");
 
-        let too_long =
-            conform(&table(), vec![None, None, strings(&[Some("abcd"), None]), ts.clone(), None], 2, RowLabel::Insert)
-                .unwrap_err();
+        let too_long = conform(
+            &table(),
+            vec![None, None, strings(&[Some("abcd"), None]), ts.clone(), None],
+            2,
+            RowLabel::Insert,
+            &SessionZone::default(),
+        )
+        .unwrap_err();
         assert_eq!(too_long.sqlstate(), "22001");
 
         let overflow = Some(Arc::new(Int64Array::from(vec![1, 1 << 40])) as ArrayRef);
-        let out_of_range = conform(&table(), vec![overflow, None, None, ts, None], 2, RowLabel::Insert).unwrap_err();
+        let out_of_range =
+            conform(&table(), vec![overflow, None, None, ts, None], 2, RowLabel::Insert, &SessionZone::default())
+                .unwrap_err();
         assert_eq!(out_of_range.sqlstate(), "22003");
     }
 }

@@ -9,11 +9,13 @@ use crate::error::Result;
 use crate::execute::conform::{RowLabel, conform};
 use crate::execute::copy_binary;
 use crate::execute::copy_format::{CopyFormat, Position, decode_chunk};
+use crate::plan::time_zone::SessionZone;
 
 /// Decodes the complete records at the start of `data` (all of it if `last`) into a batch of
 /// `def`'s schema; `targets` are the table column indices of the data's columns, in data
 /// order. Returns the batch and the number of bytes it took; `position` carries the stream's
-/// line count and header/trailer state to the next chunk.
+/// line count and header/trailer state to the next chunk. Text is read in `zone`, the
+/// session's time zone.
 pub fn decode_rows(
     def: &TableDef,
     targets: &[usize],
@@ -21,6 +23,7 @@ pub fn decode_rows(
     position: &mut Position,
     data: &[u8],
     last: bool,
+    zone: &SessionZone,
 ) -> Result<(RecordBatch, usize)> {
     let (decoded, consumed) = if format.binary {
         let types: Vec<_> = targets.iter().map(|i| def.columns[*i].ty).collect();
@@ -34,6 +37,6 @@ pub fn decode_rows(
     for (column, target) in decoded.columns.into_iter().zip(targets) {
         columns[*target] = Some(column);
     }
-    let batch = conform(def, columns, rows, RowLabel::Lines(&decoded.lines))?;
+    let batch = conform(def, columns, rows, RowLabel::Lines(&decoded.lines), zone)?;
     Ok((batch, consumed))
 }

@@ -17,6 +17,7 @@ use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::feature::LiveFeature;
 use crate::plan::new_session_context;
+use crate::plan::time_zone::SessionZone;
 use crate::sql::SqlParser;
 use crate::storage::cold::ColdStore;
 use crate::storage::hot::SledKv;
@@ -137,21 +138,33 @@ impl Database {
 
     /// `plan` after the analyzer rules (type coercion and asofdb's PostgreSQL rules): with
     /// the column types its rows will have, which clients are told before they arrive.
-    pub fn analyze(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
-        Ok(self.analyzer.execute_and_check(plan, self.run_state.config_options(), |_, _| {})?)
+    /// `zone` is the session's time zone (`plan::session_time_zone`); it changes no type.
+    pub fn analyze(&self, plan: LogicalPlan, zone: &SessionZone) -> Result<LogicalPlan> {
+        if zone.is_utc() {
+            return Ok(self.analyzer.execute_and_check(plan, self.run_state.config_options(), |_, _| {})?);
+        }
+        let mut config = self.run_state.config_options().as_ref().clone();
+        config.execution.time_zone = Some(zone.arrow_name.clone());
+        Ok(self.analyzer.execute_and_check(plan, &config, |_, _| {})?)
     }
 
     /// The columns `plan`'s rows will have: those of the analyzed plan, or, while parameter
     /// types are not yet known and it cannot be analyzed, the planner's.
     pub fn output_schema(&self, plan: &LogicalPlan) -> arrow::datatypes::SchemaRef {
-        let analyzed = self.analyze(plan.clone()).map(|p| p.schema().as_arrow().clone());
+        let analyzed = self.analyze(plan.clone(), &SessionZone::default()).map(|p| p.schema().as_arrow().clone());
         Arc::new(analyzed.unwrap_or_else(|_| plan.schema().as_arrow().clone()))
     }
 
     /// Runs `plan` (not yet analyzed): analyzes it, so that the result's schema is the rows',
     /// then optimizes and executes it.
-    pub fn run(&self, plan: LogicalPlan) -> Result<DataFrame> {
-        Ok(DataFrame::new(self.run_state.clone(), self.analyze(plan)?))
+    /// In `zone`, the session's time zone, which is also `current_date`'s.
+    pub fn run(&self, plan: LogicalPlan, zone: &SessionZone) -> Result<DataFrame> {
+        let analyzed = self.analyze(plan, zone)?;
+        let mut state = self.run_state.clone();
+        if !zone.is_utc() {
+            state.config_mut().options_mut().execution.time_zone = Some(zone.arrow_name.clone());
+        }
+        Ok(DataFrame::new(state, analyzed))
     }
 
     async fn plan_statement(&self, sql: &SqlStatement) -> Result<LogicalPlan> {

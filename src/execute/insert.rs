@@ -12,11 +12,13 @@ use super::Database;
 use super::conform::{RowLabel, conform};
 use crate::catalog::TableDef;
 use crate::error::{Error, Result};
+use crate::plan::time_zone::SessionZone;
 use crate::sql::names::{ident_name, table_name};
 use crate::storage::Append;
 
 /// Evaluates an INSERT into the rows it appends (nothing is written here).
-pub async fn rows_to_insert(db: &Database, insert: &Insert) -> Result<Append> {
+/// Text and timestamps are read in `zone`, the session's time zone.
+pub async fn rows_to_insert(db: &Database, insert: &Insert, zone: &SessionZone) -> Result<Append> {
     if insert.returning.is_some() || insert.on.is_some() || insert.or.is_some() || insert.overwrite {
         return Err(Error::unsupported("INSERT supports only INTO t [(cols)] VALUES ... | SELECT ..."));
     }
@@ -45,7 +47,7 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert) -> Result<Append> {
     };
     let batch = match fast {
         Some(batch) => Ok(batch),
-        None => evaluate(db, source).await,
+        None => evaluate(db, source, zone).await,
     };
     let rows = match (batch, source.body.as_ref()) {
         (Ok(batch), _) => {
@@ -54,9 +56,11 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert) -> Result<Append> {
             for (source_index, target) in targets.iter().enumerate() {
                 columns[*target] = Some(batch.column(source_index).clone());
             }
-            conform(&def, columns, batch.num_rows(), RowLabel::Insert)?
+            conform(&def, columns, batch.num_rows(), RowLabel::Insert, zone)?
         }
-        (Err(_), SetExpr::Values(values)) if plain_values => row_by_row(db, &def, &targets, source, values).await?,
+        (Err(_), SetExpr::Values(values)) if plain_values => {
+            row_by_row(db, &def, &targets, source, values, zone).await?
+        }
         (Err(e), _) => return Err(e),
     };
     Ok(Append { table_id: def.id, event_time: def.event_time, batch: rows })
@@ -170,13 +174,13 @@ fn numeric_column(literals: &[Literal]) -> Option<ArrayRef> {
 }
 
 /// Runs the source query (VALUES or SELECT) with DataFusion.
-async fn evaluate(db: &Database, source: &Query) -> Result<RecordBatch> {
+async fn evaluate(db: &Database, source: &Query, zone: &SessionZone) -> Result<RecordBatch> {
     let plan = db
         .ctx
         .state()
         .statement_to_plan(DfStatement::Statement(Box::new(SqlStatement::Query(Box::new(source.clone())))))
         .await?;
-    let rows = db.run(plan)?;
+    let rows = db.run(plan, zone)?;
     let schema = Arc::new(rows.schema().as_arrow().clone());
     let batches = rows.collect().await?;
     Ok(concat_batches(&schema, &batches)?)
@@ -193,6 +197,7 @@ async fn row_by_row(
     targets: &[usize],
     source: &Query,
     values: &sqlparser::ast::Values,
+    zone: &SessionZone,
 ) -> Result<RecordBatch> {
     let mut conformed = Vec::with_capacity(values.rows.len());
     for (index, row) in values.rows.iter().enumerate() {
@@ -200,12 +205,12 @@ async fn row_by_row(
         let mut one = values.clone();
         one.rows = vec![row.clone()];
         *single.body = SetExpr::Values(one);
-        let batch = evaluate(db, &single).await.map_err(|e| e.at(&format!("row {}", index + 1)))?;
+        let batch = evaluate(db, &single, zone).await.map_err(|e| e.at(&format!("row {}", index + 1)))?;
         let mut columns: Vec<Option<ArrayRef>> = vec![None; def.columns.len()];
         for (source_index, target) in targets.iter().enumerate() {
             columns[*target] = batch.columns().get(source_index).cloned();
         }
-        conformed.push(conform(def, columns, batch.num_rows(), RowLabel::InsertRow(index + 1))?);
+        conformed.push(conform(def, columns, batch.num_rows(), RowLabel::InsertRow(index + 1), zone)?);
     }
     Ok(concat_batches(&def.schema(), &conformed)?)
 }

@@ -210,7 +210,7 @@ impl Session {
     }
 
     async fn run_plan(&self, plan: LogicalPlan) -> Result<DataFrame> {
-        self.db.run(plan)
+        self.db.run(plan, self.settings.zone())
     }
 
     /// A statement failed before reaching the session (at Parse or Bind): inside a
@@ -235,7 +235,7 @@ impl Session {
                 Ok(Output::Rows(self.run_plan(plan).await?))
             }
             SqlStatement::Insert(insert) => {
-                let append = rows_to_insert(&self.db, insert).await?;
+                let append = rows_to_insert(&self.db, insert, self.settings.zone()).await?;
                 let rows = append.batch.num_rows() as u64;
                 self.write(vec![append]).await?;
                 Ok(Output::Command { tag: "INSERT", rows: Some(rows) })
@@ -290,6 +290,10 @@ impl Session {
             SqlStatement::Set(set) => {
                 self.settings.set(set)?;
                 Ok(Output::Command { tag: "SET", rows: None })
+            }
+            SqlStatement::Reset(reset) => {
+                self.settings.reset(&reset.reset);
+                Ok(Output::Command { tag: "RESET", rows: None })
             }
             SqlStatement::ShowVariable { variable } => {
                 let name = variable.iter().map(ident_name).collect::<Vec<_>>().join(" ");

@@ -13,6 +13,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use sqlparser::ast::{Expr, Set, Value};
 
 use crate::error::{Error, Result};
+use crate::plan::time_zone::SessionZone;
 use crate::sql::names::ident_name;
 
 /// The values `SHOW` reports before any `SET`.
@@ -42,6 +43,8 @@ const DEFAULTS: &[(&str, &str)] = &[
 #[derive(Debug, Default)]
 pub struct Settings {
     values: BTreeMap<String, String>,
+    /// `TimeZone`, which the session's queries compute in (`plan::session_time_zone`).
+    zone: SessionZone,
 }
 
 impl Settings {
@@ -51,23 +54,82 @@ impl Settings {
             Set::SingleAssignment { variable, values, .. } => {
                 let name = variable.0.iter().filter_map(|p| p.as_ident()).map(ident_name).collect::<Vec<_>>().join(".");
                 let value = values.iter().map(setting_text).collect::<Vec<_>>().join(", ");
-                if value.eq_ignore_ascii_case("default") {
-                    self.values.remove(&name);
-                    return Ok(());
-                }
-                if name.eq_ignore_ascii_case("statement_timeout") {
-                    parse_timeout(&value)?;
-                }
-                self.values.insert(name, value);
+                self.set_named(&name, &value)?;
             }
             Set::SetTimeZone { value, .. } => {
-                self.values.insert("timezone".into(), setting_text(value));
+                let zone = match hours_east(value) {
+                    Some(hours) => SessionZone::from_hours_east(hours),
+                    None => SessionZone::from_setting(&setting_text(value)),
+                };
+                self.set_zone(zone, &setting_text(value))?;
             }
             Set::SetNames { charset_name, .. } => {
                 self.values.insert("client_encoding".into(), charset_name.value.clone());
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// Sets `name` to `value` as `SET name = 'value'` does.
+    pub fn set_named(&mut self, name: &str, value: &str) -> Result<()> {
+        let name = name.to_ascii_lowercase();
+        if name == "timezone" {
+            return self.set_zone(SessionZone::from_setting(value), value);
+        }
+        if value.eq_ignore_ascii_case("default") {
+            self.values.remove(&name);
+            return Ok(());
+        }
+        if name == "statement_timeout" {
+            parse_timeout(value)?;
+        }
+        self.values.insert(name, value.to_string());
+        Ok(())
+    }
+
+    /// `RESET name` or `RESET ALL`: back to the defaults.
+    pub fn reset(&mut self, reset: &sqlparser::ast::Reset) {
+        match reset {
+            sqlparser::ast::Reset::ALL => *self = Self::default(),
+            sqlparser::ast::Reset::ConfigurationParameter(name) => {
+                let name = name.0.iter().filter_map(|p| p.as_ident()).map(ident_name).collect::<Vec<_>>().join(".");
+                let _ = self.set_named(&name, "default");
+            }
+        }
+    }
+
+    /// The settings a client sent in its startup message (`TimeZone`, which pgjdbc and
+    /// libpq's `PGTZ` send, `application_name`, `options=-c name=value`). A value PostgreSQL
+    /// would refuse is ignored: the connection is already accepted when it is read.
+    pub fn apply_startup(&mut self, parameters: &std::collections::HashMap<String, String>) {
+        const NOT_SETTINGS: &[&str] = &["user", "database", "options", "replication"];
+        let mut pairs: Vec<(String, String)> = parameters
+            .iter()
+            .filter(|(name, _)| !NOT_SETTINGS.contains(&name.as_str()))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        if let Some(options) = parameters.get("options") {
+            pairs.extend(command_line_settings(options));
+        }
+        for (name, value) in pairs {
+            if let Err(e) = self.set_named(&name, &value) {
+                tracing::debug!("startup parameter {name} ignored: {e}");
+            }
+        }
+    }
+
+    /// The session's time zone.
+    pub fn zone(&self) -> &SessionZone {
+        &self.zone
+    }
+
+    fn set_zone(&mut self, zone: Option<SessionZone>, text: &str) -> Result<()> {
+        let zone = zone.ok_or_else(|| {
+            Error::invalid_input("22023", format!("invalid value for parameter \"TimeZone\": \"{text}\""))
+        })?;
+        self.values.insert("timezone".into(), zone.shown.clone());
+        self.zone = zone;
         Ok(())
     }
 
@@ -122,6 +184,46 @@ fn parse_timeout(text: &str) -> Result<Option<Duration>> {
     }
     // As PostgreSQL: a positive value under a millisecond rounds up to one.
     Ok((millis > 0.0).then(|| Duration::from_micros((millis.max(1.0) * 1000.0) as u64)))
+}
+
+/// `-c name=value` and `--name=value` pairs of a startup `options` string.
+fn command_line_settings(options: &str) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let mut words = options.split_whitespace();
+    while let Some(word) = words.next() {
+        let assignment = match word {
+            "-c" => words.next(),
+            w => w.strip_prefix("-c").filter(|r| !r.is_empty()).or_else(|| w.strip_prefix("--")),
+        };
+        if let Some((name, value)) = assignment.and_then(|a| a.split_once('=')) {
+            pairs.push((name.replace('-', "_"), value.to_string()));
+        }
+    }
+    pairs
+}
+
+/// `SET TIME ZONE 5.5`, `-7` or `INTERVAL '+05:30' HOUR TO MINUTE`: hours east of UTC.
+fn hours_east(value: &Expr) -> Option<f64> {
+    match value {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse().ok(),
+            _ => None,
+        },
+        Expr::UnaryOp { op: sqlparser::ast::UnaryOperator::Minus, expr } => hours_east(expr).map(|h| -h),
+        Expr::UnaryOp { op: sqlparser::ast::UnaryOperator::Plus, expr } => hours_east(expr),
+        Expr::Interval(interval) => {
+            let text = setting_text(&interval.value);
+            let (sign, rest) = match text.trim().strip_prefix('-') {
+                Some(rest) => (-1.0, rest.to_string()),
+                None => (1.0, text.trim().trim_start_matches('+').to_string()),
+            };
+            let mut parts = rest.split(':').map(|p| p.parse::<f64>().ok());
+            let hours = parts.next()??;
+            let minutes = parts.next().flatten().unwrap_or(0.0);
+            Some(sign * (hours + minutes / 60.0))
+        }
+        _ => None,
+    }
 }
 
 fn setting_text(expr: &Expr) -> String {

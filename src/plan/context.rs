@@ -32,6 +32,7 @@ fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
     rules.insert(coercion + 2, Arc::new(super::pg_numeric::PgNumeric));
     rules.insert(coercion + 3, Arc::new(super::pg_time::PgTimeBeforeCoercion));
     rules.push(Arc::new(super::pg_time::PgTimestampText));
+    rules.push(Arc::new(super::session_time_zone::SessionTimeZone));
     rules.push(Arc::new(super::interval_order::IntervalOrder));
     rules.push(Arc::new(super::in_subquery_nulls::InSubqueryNulls));
     rules.push(Arc::new(super::guarded_evaluation::GuardedEvaluation));

@@ -18,8 +18,10 @@ mod pg_numeric;
 mod pg_time;
 mod point_read;
 mod schema;
+mod session_time_zone;
 mod system;
 mod time_bounds;
+pub mod time_zone;
 
 pub use context::{CATALOG_NAME, SCHEMA_NAME, new_session_context};
 pub use event_table::EventTable;

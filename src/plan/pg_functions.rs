@@ -21,6 +21,7 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(Round { inner: datafusion::functions::math::round() }));
     ctx.register_udf(ScalarUDF::new_from_impl(PgTypeof::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(super::session_time_zone::AtTimeZone::new()));
 }
 
 /// `pg_typeof(x)`: the name of `x`'s PostgreSQL type, as `format_type` prints it.

@@ -269,11 +269,22 @@ impl ScalarUDFImpl for TimestampText {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let input = ColumnarValue::values_to_arrays(&args.args)?.remove(0);
-        let zoned = matches!(input.data_type(), DataType::Timestamp(_, Some(_)));
-        // Microseconds are PostgreSQL's precision; UTC is the zone asofdb shows (docs/sql.md).
+        // A TIMESTAMPTZ is shown in the zone it is tagged with: the session's
+        // (`session_time_zone` retags it).
+        let zone = match input.data_type() {
+            DataType::Timestamp(_, Some(tag)) => super::time_zone::parse_tz(tag),
+            _ => None,
+        };
+        // Microseconds are PostgreSQL's precision.
         let micros = arrow::compute::cast(&input, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
         let micros = micros.as_primitive::<TimestampMicrosecondType>();
-        let text: StringArray = micros.iter().map(|v| v.and_then(|v| timestamp_text(v, zoned))).collect();
+        let text: StringArray = micros
+            .iter()
+            .map(|v| match &zone {
+                Some(zone) => super::time_zone::zoned_text(v?, zone),
+                None => timestamp_text(v?, false),
+            })
+            .collect();
         let text: ArrayRef = Arc::new(text);
         super::expr_rules::columnar(text, scalar)
     }

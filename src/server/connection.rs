@@ -83,7 +83,9 @@ impl QueryHandler {
         let slot = client.session_extensions().get_or_insert_with(|| {
             let (pid, key) = client.pid_and_secret_key();
             let cancel = self.cancellations.register(pid, key);
-            let state = Connection { session: Session::new(self.db.clone()), copy_in: None, cancel, timer: None };
+            let mut session = Session::new(self.db.clone());
+            session.settings.apply_startup(client.metadata());
+            let state = Connection { session, copy_in: None, cancel, timer: None };
             ConnectionSlot { state: Arc::new(Mutex::new(state)), pid, registry: self.cancellations.clone() }
         });
         Ok(slot.state.clone())

@@ -98,13 +98,14 @@ impl CopyHandler for QueryHandler {
 }
 
 /// Streams `frame` as COPY data in text or CSV format, one CopyData message per row, run and
-/// encoded on `executor`.
+/// encoded on `executor`. TIMESTAMPTZ values are shown in `zone`, the session's time zone.
 pub async fn copy_out_response(
     executor: &Executor,
     format: &CopyFormat,
     frame: DataFrame,
     format_options: Arc<FormatOptions>,
     cancel: Arc<CancelFlag>,
+    zone: arrow::array::timezone::Tz,
 ) -> PgWireResult<CopyResponse> {
     let schema = Arc::new(frame.schema().as_arrow().clone());
     let fields = Arc::new(super::results::pg_fields(&schema, &Format::UnifiedText, Some(format_options))?);
@@ -115,7 +116,10 @@ pub async fn copy_out_response(
     let batches = cancel.guard(batches.map(|b| b.map_err(|e| to_pgwire(e.into()))));
     let data = executor.stream(batches.map(move |batch| -> Vec<PgWireResult<CopyData>> {
         match batch {
-            Ok(batch) => encode_rows(&mut encoder, &batch, &fields, &mut header),
+            Ok(batch) => {
+                let batch = super::results::zoned_as_text(&batch, &fields, &zone);
+                encode_rows(&mut encoder, &batch, &fields, &mut header)
+            }
             Err(e) => vec![Err(e)],
         }
     }));

@@ -151,9 +151,10 @@ impl ExtendedQueryHandler for QueryHandler {
         let format = &portal.result_column_format;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let query = &prepared.statement;
-        let flag = {
+        let (flag, zone) = {
             let mut conn = state.lock().await;
             conn.start_statement(query.is_query() || query.statement.is_read_only());
+            let zone = conn.session.settings.zone().tz();
             // The online-serving query is answered here, on the connection's thread, while
             // its plan is current (DDL since Parse re-plans it below first).
             if let (Some(planned), ParamValues::List(values)) = (query.current(&self.db), &params)
@@ -161,10 +162,10 @@ impl ExtendedQueryHandler for QueryHandler {
             {
                 let values: Vec<_> = values.iter().map(|v| v.value.clone()).collect();
                 if let Some(batch) = conn.session.prepared_point_read(read, &values).map_err(to_pgwire)? {
-                    return Ok(Response::Query(encode_batch_rows(batch, format, options)?));
+                    return Ok(Response::Query(encode_batch_rows(batch, format, options, zone)?));
                 }
             }
-            conn.cancel.clone()
+            (conn.cancel.clone(), zone)
         };
         if query.is_query() {
             let (prepared, connection, cancel) = (prepared.clone(), state.clone(), flag.clone());
@@ -182,8 +183,8 @@ impl ExtendedQueryHandler for QueryHandler {
                 .await
             };
             let rows = match self.executor.run(query).await.map_err(to_pgwire)? {
-                QueryOutput::Batch(batch) => encode_batch_rows(batch, format, options)?,
-                QueryOutput::Frame(frame) => encode_rows(&self.executor, frame, format, options, flag).await?,
+                QueryOutput::Batch(batch) => encode_batch_rows(batch, format, options, zone)?,
+                QueryOutput::Frame(frame) => encode_rows(&self.executor, frame, format, options, flag, zone).await?,
             };
             return Ok(Response::Query(rows));
         }

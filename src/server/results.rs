@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use arrow::array::ArrayRef;
 use arrow::array::RecordBatch;
-use arrow::array::{Array, AsArray};
+use arrow::array::timezone::Tz;
+use arrow::array::{Array, AsArray, StringArray};
 use arrow::datatypes::{
     DataType, Decimal128Type, IntervalDayTimeType, IntervalMonthDayNanoType, IntervalUnit, IntervalYearMonthType,
     UInt64Type,
@@ -17,7 +18,7 @@ use super::numeric::Numeric;
 use datafusion::dataframe::DataFrame;
 use futures::StreamExt;
 use pgwire::api::portal::Format;
-use pgwire::api::results::{CopyResponse, DataRowEncoder, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{CopyResponse, DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 use pgwire::types::format::FormatOptions;
@@ -29,6 +30,7 @@ use super::errors::to_pgwire;
 use super::executor::Executor;
 use super::pg_text::PgText;
 use crate::execute::Output;
+use crate::plan::time_zone::{UTC_TAG, zoned_text};
 use crate::sql::output_names::client_name;
 
 /// Turns an output into the response pgwire sends; result rows are produced and encoded on
@@ -41,10 +43,11 @@ pub async fn to_response(
     executor: &Executor,
 ) -> PgWireResult<Response> {
     let format_options = Arc::new(FormatOptions::from_client_metadata(client_metadata));
+    let zone = connection.session.settings.zone().tz();
     Ok(match output {
-        Output::Rows(frame) => {
-            Response::Query(encode_rows(executor, frame, format, format_options, connection.cancel.clone()).await?)
-        }
+        Output::Rows(frame) => Response::Query(
+            encode_rows(executor, frame, format, format_options, connection.cancel.clone(), zone).await?,
+        ),
         Output::Command { tag, rows } => {
             let mut t = Tag::new(tag);
             if tag == "INSERT" {
@@ -63,7 +66,7 @@ pub async fn to_response(
             Response::CopyIn(CopyResponse::new(format, columns, futures::stream::empty()))
         }
         Output::CopyOut { format, data } => Response::CopyOut(
-            copy_out_response(executor, &format, data, format_options, connection.cancel.clone()).await?,
+            copy_out_response(executor, &format, data, format_options, connection.cancel.clone(), zone).await?,
         ),
     })
 }
@@ -90,19 +93,21 @@ pub fn pg_fields(
     arrow_pg::datatypes::arrow_schema_to_pg_fields(&arrow::datatypes::Schema::new(renamed), format, options)
 }
 
+/// TIMESTAMPTZ values are shown in `zone`, the session's time zone.
 pub async fn encode_rows(
     executor: &Executor,
     frame: DataFrame,
     format: &Format,
     format_options: Arc<FormatOptions>,
     cancel: Arc<CancelFlag>,
+    zone: Tz,
 ) -> PgWireResult<QueryResponse> {
     let fields = Arc::new(pg_fields(frame.schema().as_arrow(), format, Some(format_options))?);
     let batches = start(executor, frame).await?;
     let batches = cancel.guard(batches.map(|b| b.map_err(|e| to_pgwire(e.into()))));
     let row_fields = fields.clone();
     let rows = executor.stream(batches.map(move |batch| match batch {
-        Ok(batch) => encode_batch(&batch, &row_fields),
+        Ok(batch) => encode_batch(&batch, &row_fields, &zone),
         Err(e) => vec![Err(e)],
     }));
     Ok(QueryResponse::new(fields, rows.flat_map(futures::stream::iter)))
@@ -122,14 +127,16 @@ pub fn encode_batch_rows(
     batch: RecordBatch,
     format: &Format,
     format_options: Arc<FormatOptions>,
+    zone: Tz,
 ) -> PgWireResult<QueryResponse> {
     let fields = Arc::new(pg_fields(batch.schema().as_ref(), format, Some(format_options))?);
-    let rows = encode_batch(&batch, &fields);
+    let rows = encode_batch(&batch, &fields, &zone);
     Ok(QueryResponse::new(fields, futures::stream::iter(rows)))
 }
 
-fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> Vec<PgWireResult<DataRow>> {
+fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>, zone: &Tz) -> Vec<PgWireResult<DataRow>> {
     let mut encoder = PgText(DataRowEncoder::new(fields.clone()));
+    let batch = &zoned_as_text(batch, fields, zone);
     let schema = batch.schema();
     let mut rows = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
@@ -159,6 +166,38 @@ fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> Vec<PgWire
         rows.push(Ok(encoder.0.take_row()));
     }
     rows
+}
+
+/// `batch` with each TIMESTAMPTZ column that is sent as text already printed in `zone`, the
+/// session's time zone (`2024-03-01 17:30:00+05:30`; pgwire would print only the offset's
+/// hours). Binary values are instants, the same in every zone.
+pub fn zoned_as_text(batch: &RecordBatch, fields: &[FieldInfo], zone: &Tz) -> RecordBatch {
+    let zoned = |i: usize| {
+        matches!(batch.schema().field(i).data_type(), DataType::Timestamp(_, Some(_)))
+            && fields.get(i).is_some_and(|f| f.format() == FieldFormat::Text)
+    };
+    if !(0..batch.num_columns()).any(zoned) {
+        return batch.clone();
+    }
+    let mut columns = batch.columns().to_vec();
+    let mut schema_fields: Vec<arrow::datatypes::FieldRef> = batch.schema().fields().iter().cloned().collect();
+    for i in (0..batch.num_columns()).filter(|i| zoned(*i)) {
+        let Ok(instants) = arrow::compute::cast(
+            &columns[i],
+            &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some(UTC_TAG.into())),
+        ) else {
+            continue;
+        };
+        let texts: StringArray = instants
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+            .iter()
+            .map(|v| zoned_text(v?, zone))
+            .collect();
+        columns[i] = Arc::new(texts);
+        schema_fields[i] = Arc::new(schema_fields[i].as_ref().clone().with_data_type(DataType::Utf8));
+    }
+    let schema = Arc::new(arrow::datatypes::Schema::new(schema_fields));
+    RecordBatch::try_new(schema, columns).unwrap_or_else(|_| batch.clone())
 }
 
 /// The interval in row `row` of an interval column.

@@ -1,18 +1,25 @@
 //! PostgreSQL functions DataFusion has under another name or as an operator: `mod(a, b)` is
 //! `a % b`, `sign(x)` is `signum(x)`, `every(b)` is `bool_and(b)`, and `date_part(...)`
-//! is double precision, as PostgreSQL's. Rewritten in the syntax
+//! is double precision, as PostgreSQL's; `x AT TIME ZONE z` and `timezone(z, x)` are
+//! `pg_at_time_zone(x, z)` (`plan::session_time_zone`). Rewritten in the syntax
 //! tree, so each keeps DataFusion's typing and asofdb's analyzer rules.
 
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
-    ObjectName, ObjectNamePart, Statement, visit_expressions_mut,
+    BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+    FunctionArguments, Ident, ObjectName, ObjectNamePart, Statement, visit_expressions_mut,
 };
+
+/// What `x AT TIME ZONE z` is planned as (`plan::session_time_zone` implements it).
+pub const AT_TIME_ZONE: &str = "pg_at_time_zone";
 
 /// Rewrites every such call in `statement` in place.
 pub fn rewrite(statement: &mut Statement) {
     let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::AtTimeZone { timestamp, time_zone } = expr {
+            *expr = call(AT_TIME_ZONE, vec![(**timestamp).clone(), (**time_zone).clone()]);
+        }
         if let Expr::Function(function) = expr {
             let name = function.name.to_string().to_ascii_lowercase();
             match name.as_str() {
@@ -37,11 +44,34 @@ pub fn rewrite(statement: &mut Statement) {
                     };
                 }
                 "every" => rename(function, "bool_and"),
+                "timezone" | "pg_catalog.timezone" => {
+                    if let Some([zone, value]) = plain_args(function).as_deref() {
+                        *expr = call(AT_TIME_ZONE, vec![value.clone(), zone.clone()]);
+                    }
+                }
                 _ => {}
             }
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// `name(args)`.
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args.into_iter().map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a))).collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
 }
 
 fn rename(function: &mut Function, to: &str) {

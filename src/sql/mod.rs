@@ -3,7 +3,7 @@
 
 pub mod asof_syntax;
 pub mod feature;
-mod function_spellings;
+pub mod function_spellings;
 mod interval;
 pub mod names;
 mod numeric_literals;

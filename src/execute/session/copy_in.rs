@@ -138,8 +138,15 @@ impl Session {
     /// Decodes the complete records in the buffer (all of it when `last`) and stages them, or
     /// keeps them for the end when the statement will not need staging.
     fn decode_buffer(&mut self, copy: &mut CopyIn, last: bool) -> Result<()> {
-        let (batch, consumed) =
-            decode_rows(&copy.def, &copy.targets, &copy.format, &mut copy.position, &copy.buffer, last)?;
+        let (batch, consumed) = decode_rows(
+            &copy.def,
+            &copy.targets,
+            &copy.format,
+            &mut copy.position,
+            &copy.buffer,
+            last,
+            self.settings.zone(),
+        )?;
         copy.buffer.drain(..consumed);
         let in_transaction = !matches!(self.transaction, Transaction::None);
         if in_transaction || (last && copy.staged.is_none()) {
