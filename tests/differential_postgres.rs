@@ -43,7 +43,15 @@ impl Rng {
 
 const SCHEMA: &str = "CREATE TABLE ta (id INTEGER, a INTEGER, b BIGINT, x DOUBLE PRECISION, s TEXT, t TIMESTAMP); \
                       CREATE TABLE tb (id INTEGER, a INTEGER, c INTEGER, s TEXT, t TIMESTAMP); \
-                      CREATE TABLE tn (id INTEGER, i2 SMALLINT, i4 INTEGER, i8 BIGINT, f8 DOUBLE PRECISION, n NUMERIC(12,3))";
+                      CREATE TABLE tn (id INTEGER, i2 SMALLINT, i4 INTEGER, i8 BIGINT, f8 DOUBLE PRECISION, n NUMERIC(12,3)); \
+                      CREATE TABLE tz (id INTEGER, t TIMESTAMP, z TIMESTAMPTZ)";
+
+/// The zones time-zone queries run in: UTC, one with DST, one half an hour off the hour.
+const ZONES: &[&str] = &["UTC", "America/New_York", "Asia/Kolkata"];
+
+/// Days around New York's DST changes, a leap day and a year's end.
+const ZONE_DAYS: &[&str] =
+    &["2024-03-09", "2024-03-10", "2024-03-11", "2024-11-02", "2024-11-03", "2024-02-29", "2024-12-31", "2025-01-01"];
 
 /// Values of each numeric type of `tn`, its limits and halves among them.
 const NUMBERS: &[(&str, &[&str])] = &[
@@ -88,7 +96,55 @@ fn data(rng: &mut Rng) -> String {
         rows.push(format!("({id}, {})", values.join(", ")));
     }
     writeln!(sql, "INSERT INTO tn VALUES {};", rows.join(", ")).unwrap();
+    rows.clear();
+    for id in 0..24 {
+        let time = |rng: &mut Rng| format!("{} {:02}:{:02}", rng.pick(ZONE_DAYS), rng.below(24), 30 * rng.below(2));
+        let (t, z) = (time(rng), time(rng));
+        let z = if rng.chance(50) { format!("{z}+00") } else { format!("{z}{}", rng.pick(&["-05", "+05:30", "-04"])) };
+        rows.push(if rng.chance(8) { format!("({id}, NULL, NULL)") } else { format!("({id}, '{t}', '{z}')") });
+    }
+    writeln!(sql, "INSERT INTO tz VALUES {};", rows.join(", ")).unwrap();
     sql
+}
+
+/// One random query in a session time zone (#33), `zone` set beforehand: TIMESTAMPTZ values
+/// printed, taken apart, truncated, converted to and from local times and compared with them,
+/// and text read as a local time, around DST changes.
+fn zone_query(rng: &mut Rng, zone: &str) -> String {
+    let literal = |rng: &mut Rng| {
+        let offset = rng.pick(&["", "", "+00", "-03:30"]);
+        format!("'{} {:02}:{:02}{offset}'", rng.pick(ZONE_DAYS), rng.below(24), 30 * rng.below(2))
+    };
+    let interval = |rng: &mut Rng| {
+        rng.pick(&["INTERVAL '1 day'", "INTERVAL '24 hours'", "INTERVAL '90 minutes'", "INTERVAL '-1 month'"])
+            .to_string()
+    };
+    let other_zone =
+        |rng: &mut Rng| rng.pick(&["'UTC'", "'America/New_York'", "'Asia/Kolkata'", "'Europe/Berlin'"]).to_string();
+    let instant = |rng: &mut Rng| match rng.below(6) {
+        0 | 1 => "tz.z".to_string(),
+        2 => format!("tz.z + {}", interval(rng)),
+        3 => format!("CAST({} AS TIMESTAMPTZ)", literal(rng)),
+        4 => "CAST(tz.t AS TIMESTAMPTZ)".to_string(),
+        _ => format!("tz.t AT TIME ZONE {}", other_zone(rng)),
+    };
+    let local = |rng: &mut Rng| match rng.below(3) {
+        0 => "tz.t".to_string(),
+        1 => "CAST(tz.z AS TIMESTAMP)".to_string(),
+        _ => format!("tz.z AT TIME ZONE {}", other_zone(rng)),
+    };
+    let part = |rng: &mut Rng| rng.pick(&["hour", "minute", "day", "month", "dow", "epoch"]).to_string();
+    let expr = |rng: &mut Rng| match rng.below(8) {
+        0 => instant(rng),
+        1 => format!("CAST({} AS TEXT)", instant(rng)),
+        2 => format!("extract({} from {})", part(rng), instant(rng)),
+        3 => format!("date_trunc('{}', {})", rng.pick(&["hour", "day", "month"]), instant(rng)),
+        4 => format!("CAST({} AS DATE)", instant(rng)),
+        5 => format!("{} {} {}", instant(rng), rng.pick(&["<", "=", ">="]), local(rng)),
+        6 => format!("CAST({} AS TEXT)", local(rng)),
+        _ => format!("{} - {}", instant(rng), instant(rng)),
+    };
+    format!("/* TimeZone={zone} */ SELECT id, {}, {} FROM tz", expr(rng), expr(rng))
 }
 
 /// One random query over dates and times (#33): text forms, date and interval arithmetic,
@@ -461,7 +517,7 @@ async fn ordinary_sql_matches_postgres() {
     for seed in 1..=seeds {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed);
         let setup = format!(
-            "DROP TABLE IF EXISTS ta; DROP TABLE IF EXISTS tb; DROP TABLE IF EXISTS tn; {SCHEMA}; {}",
+            "DROP TABLE IF EXISTS ta; DROP TABLE IF EXISTS tb; DROP TABLE IF EXISTS tn; DROP TABLE IF EXISTS tz; {SCHEMA}; {}",
             data(&mut rng)
         );
         pg.batch_execute(&setup).await.unwrap();
@@ -481,6 +537,17 @@ async fn ordinary_sql_matches_postgres() {
             let sql = time_query(&mut rng);
             compare(&pg, &ours, &sql, &mut tally).await;
         }
+        for zone in ZONES {
+            let set = format!("SET TimeZone = '{zone}'");
+            pg.batch_execute(&set).await.unwrap();
+            ours.batch_execute(&set).await.unwrap();
+            for _ in 0..per_seed / 8 {
+                let sql = zone_query(&mut rng, zone);
+                compare(&pg, &ours, &sql, &mut tally).await;
+            }
+        }
+        pg.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
+        ours.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
     }
     let refused: usize = tally.refused.values().map(Vec::len).sum();
     println!(

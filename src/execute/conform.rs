@@ -120,13 +120,13 @@ fn check_converted(
     Ok(converted)
 }
 
-/// Where the session's zone decides the value (outside UTC): text or a local time into a
-/// TIMESTAMPTZ column, an instant into a TIMESTAMP column.
+/// Where the session's zone decides the value: text into a TIMESTAMPTZ column (which may
+/// also carry its own offset, `2024-03-01 12:00-05`), and outside UTC a local time into a
+/// TIMESTAMPTZ column or an instant into a TIMESTAMP column.
 fn zoned(source: &ArrayRef, ty: ColumnType, zone: &SessionZone) -> Option<ArrayRef> {
-    if zone.is_utc() {
-        return None;
-    }
     match (ty, source.data_type()) {
+        (ColumnType::TimestampTz, DataType::Utf8) => time_zone::instants_in_zone(source, &zone.tz()),
+        _ if zone.is_utc() => None,
         (ColumnType::TimestampTz, DataType::Timestamp(_, Some(_))) => None,
         (ColumnType::TimestampTz, _) => time_zone::instants_in_zone(source, &zone.tz()),
         (ColumnType::Timestamp, DataType::Timestamp(_, Some(_))) => time_zone::locals_in_zone(source, &zone.tz()),

@@ -104,6 +104,15 @@ fn in_zone(expr: Expr, schema: &DFSchema, zone: &str, udfs: &Conversions) -> Res
                 _ => Transformed::no(Expr::ScalarFunction(ScalarFunction { func, args })),
             }
         }
+        // Text to TIMESTAMPTZ in every zone: Arrow reads neither `12:00+02` nor `12:00`.
+        Expr::Cast(Cast { expr: inner, field })
+            if matches!(field.data_type(), DataType::Timestamp(_, Some(_)))
+                && matches!(type_of(&inner), Some(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)) =>
+        {
+            let from = type_of(&inner).unwrap_or(DataType::Utf8);
+            let instant = to_instant(*inner, &from).unwrap_or_else(|| unreachable!());
+            Transformed::yes(cast(instant, field.data_type().clone()))
+        }
         _ if zone == UTC_TAG => Transformed::no(expr),
         Expr::Cast(Cast { expr: inner, field }) => {
             let from = type_of(&inner);
