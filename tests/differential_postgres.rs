@@ -108,8 +108,8 @@ fn data(rng: &mut Rng) -> String {
 }
 
 /// One random query in a session time zone (#33), `zone` set beforehand: TIMESTAMPTZ values
-/// printed, taken apart, truncated, converted to and from local times and compared with them,
-/// and text read as a local time, around DST changes.
+/// printed (also by `to_char`), taken apart, truncated, converted to and from local times and
+/// compared with them, and text read as a local time, around DST changes.
 fn zone_query(rng: &mut Rng, zone: &str) -> String {
     let literal = |rng: &mut Rng| {
         let offset = rng.pick(&["", "", "+00", "-03:30"]);
@@ -134,7 +134,19 @@ fn zone_query(rng: &mut Rng, zone: &str) -> String {
         _ => format!("tz.z AT TIME ZONE {}", other_zone(rng)),
     };
     let part = |rng: &mut Rng| rng.pick(&["hour", "minute", "day", "month", "dow", "epoch"]).to_string();
-    let expr = |rng: &mut Rng| match rng.below(8) {
+    let template = |rng: &mut Rng| {
+        rng.pick(&[
+            "YYYY-MM-DD HH24:MI:SS TZ",
+            "FMDay, FMDDth FMMonth YYYY HH12:MI AM",
+            "Dy Mon DD IYYY-IW ID Q DDD J",
+            "HH24:MI:SS.MS OF TZH:TZM",
+            "YY-MM-DD SSSS W WW",
+        ])
+        .to_string()
+    };
+    let expr = |rng: &mut Rng| match rng.below(10) {
+        8 => format!("to_char({}, '{}')", instant(rng), template(rng)),
+        9 => format!("to_char({}, '{}')", local(rng), template(rng)),
         0 => instant(rng),
         1 => format!("CAST({} AS TEXT)", instant(rng)),
         2 => format!("extract({} from {})", part(rng), instant(rng)),

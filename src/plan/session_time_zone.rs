@@ -14,7 +14,10 @@ use std::sync::Arc;
 
 use arrow::array::timezone::Tz;
 use arrow::array::{Array, ArrayRef, AsArray, StringArray, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use arrow::datatypes::{
+    DataType, Int64Type, IntervalMonthDayNano, IntervalMonthDayNanoType, IntervalUnit, TimeUnit,
+    TimestampMicrosecondType,
+};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, DataFusionError, Result, exec_err, plan_err};
@@ -59,6 +62,7 @@ struct Conversions {
     local_time: Arc<ScalarUDF>,
     zoned_instant: Arc<ScalarUDF>,
     text_instant: Arc<ScalarUDF>,
+    add_interval: Arc<ScalarUDF>,
 }
 
 impl Conversions {
@@ -68,6 +72,7 @@ impl Conversions {
             local_time: udf(Conversion::LocalTime),
             zoned_instant: udf(Conversion::ZonedInstant),
             text_instant: udf(Conversion::TextInstant),
+            add_interval: udf(Conversion::AddInterval),
         }
     }
 }
@@ -143,22 +148,24 @@ fn in_zone(expr: Expr, schema: &DFSchema, zone: &str, udfs: &Conversions) -> Res
         // `+ interval '1 day'` keeps the local time across a DST change.
         Expr::BinaryExpr(BinaryExpr { left, op: op @ (Operator::Plus | Operator::Minus), right })
             if (zoned(&type_of(&left)) && matches!(type_of(&right), Some(DataType::Interval(_))))
-                || (zoned(&type_of(&right)) && matches!(type_of(&left), Some(DataType::Interval(_)))) =>
+                || (zoned(&type_of(&right))
+                    && matches!(type_of(&left), Some(DataType::Interval(_)))
+                    && op == Operator::Plus) =>
         {
             let before = Expr::BinaryExpr(BinaryExpr { left: left.clone(), op, right: right.clone() });
             let Some(result_type) = type_of(&before) else { return Ok(Transformed::no(before)) };
-            let side = |e: Box<Expr>| if zoned(&type_of(&e)) { Box::new(retag(*e)) } else { e };
-            Transformed::yes(cast(
-                Expr::BinaryExpr(BinaryExpr { left: side(left), op, right: side(right) }),
-                result_type,
-            ))
+            let (instant, interval) = if zoned(&type_of(&left)) { (*left, *right) } else { (*right, *left) };
+            let sign = lit(if op == Operator::Plus { 1i64 } else { -1 });
+            Transformed::yes(cast(udfs.add_interval.call(vec![retag(instant), interval, sign]), result_type))
         }
         other => Transformed::no(other),
     })
 }
 
 fn is_conversion(name: &str) -> bool {
-    [Conversion::LocalTime, Conversion::ZonedInstant, Conversion::TextInstant].iter().any(|c| c.name() == name)
+    [Conversion::LocalTime, Conversion::ZonedInstant, Conversion::TextInstant, Conversion::AddInterval]
+        .iter()
+        .any(|c| c.name() == name)
 }
 
 /// A cast the session's zone changes, done in it; `Err` gives the operand back otherwise.
@@ -194,6 +201,9 @@ enum Conversion {
     ZonedInstant,
     /// `text_instant(text, zone)`: text with or without an offset, read as an instant.
     TextInstant,
+    /// `add_interval(instant, interval, sign)`: months and days added to the local time in
+    /// the instant's zone, then the rest to the instant, as PostgreSQL adds them.
+    AddInterval,
 }
 
 impl Conversion {
@@ -202,6 +212,7 @@ impl Conversion {
             Conversion::LocalTime => "local_time",
             Conversion::ZonedInstant => "zoned_instant",
             Conversion::TextInstant => "text_instant",
+            Conversion::AddInterval => "add_interval_in_zone",
         }
     }
 }
@@ -214,7 +225,11 @@ struct ConversionUdf {
 
 impl ConversionUdf {
     fn new(conversion: Conversion) -> Self {
-        let arity = if conversion == Conversion::LocalTime { 1 } else { 2 };
+        let arity = match conversion {
+            Conversion::LocalTime => 1,
+            Conversion::AddInterval => 3,
+            _ => 2,
+        };
         Self { conversion, signature: Signature::any(arity, Volatility::Immutable) }
     }
 }
@@ -228,9 +243,10 @@ impl ScalarUDFImpl for ConversionUdf {
         &self.signature
     }
 
-    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
         Ok(match self.conversion {
             Conversion::LocalTime => micros(None),
+            Conversion::AddInterval => args[0].clone(),
             Conversion::ZonedInstant | Conversion::TextInstant => micros(Some(UTC_TAG)),
         })
     }
@@ -246,6 +262,30 @@ impl ScalarUDFImpl for ConversionUdf {
                 let zone = zone_named(tag)?;
                 let instants = as_micros(&arrays[0])?;
                 Arc::new(map_micros(&instants, |v| local_of_instant(v, &zone)))
+            }
+            Conversion::AddInterval => {
+                let DataType::Timestamp(_, Some(tag)) = arrays[0].data_type() else {
+                    return exec_err!("add_interval_in_zone of {}", arrays[0].data_type());
+                };
+                let zone = zone_named(tag)?;
+                let instants = as_micros(&arrays[0])?;
+                let intervals = arrow::compute::cast(&arrays[1], &DataType::Interval(IntervalUnit::MonthDayNano))?;
+                let intervals = intervals.as_primitive::<IntervalMonthDayNanoType>();
+                let signs = arrow::compute::cast(&arrays[2], &DataType::Int64)?;
+                let signs = signs.as_primitive::<Int64Type>();
+                let at = |array_len: usize, i: usize| if array_len == 1 { 0 } else { i };
+                let rows = instants.len().max(intervals.len());
+                let mut out = Vec::with_capacity(rows);
+                for i in 0..rows {
+                    let (a, b, c) = (at(instants.len(), i), at(intervals.len(), i), at(signs.len(), i));
+                    if instants.is_null(a) || intervals.is_null(b) || signs.is_null(c) {
+                        out.push(None);
+                        continue;
+                    }
+                    let sum = add_in_zone(instants.value(a), intervals.value(b), signs.value(c), &zone);
+                    out.push(Some(sum.ok_or_else(|| sql_error("22008", "timestamp out of range".into()))?));
+                }
+                Arc::new(TimestampMicrosecondArray::from(out).with_timezone(tag.clone()))
             }
             Conversion::ZonedInstant => {
                 let zones = zones(&arrays[1])?;
@@ -275,6 +315,27 @@ impl ScalarUDFImpl for ConversionUdf {
         };
         columnar(result, scalar)
     }
+}
+
+/// `instant + sign * interval` in `zone`, as PostgreSQL's `timestamptz + interval`: months,
+/// then days, added to the local time (the day of month clamped to the month's last), read
+/// back as an instant with PostgreSQL's DST choices; then the time part added to the instant.
+fn add_in_zone(instant: i64, interval: IntervalMonthDayNano, sign: i64, zone: &Tz) -> Option<i64> {
+    let months = i64::from(interval.months) * sign;
+    let days = i64::from(interval.days) * sign;
+    let nanos = interval.nanoseconds.checked_mul(sign)?;
+    let mut at = instant;
+    if months != 0 || days != 0 {
+        let local = chrono::DateTime::from_timestamp_micros(local_of_instant(at, zone)?)?.naive_utc();
+        let shifted = if months >= 0 {
+            local.checked_add_months(chrono::Months::new(u32::try_from(months).ok()?))?
+        } else {
+            local.checked_sub_months(chrono::Months::new(u32::try_from(-months).ok()?))?
+        };
+        let shifted = shifted.checked_add_signed(chrono::TimeDelta::try_days(days)?)?;
+        at = instant_of_local(shifted.and_utc().timestamp_micros(), zone)?;
+    }
+    at.checked_add(nanos / 1000)
 }
 
 /// A timestamp array as microseconds, whatever its unit.
