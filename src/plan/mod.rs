@@ -6,6 +6,7 @@ mod coalesce;
 mod context;
 mod datetime_template;
 mod event_table;
+mod exact_avg;
 mod expr_rules;
 mod feature_table;
 mod float_over_numeric;

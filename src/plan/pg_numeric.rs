@@ -109,6 +109,29 @@ fn rewrite(expr: Expr, schema: &DFSchema, round: &Arc<ScalarUDF>) -> Result<Tran
             window.params.args.push(datafusion::logical_expr::cast(argument, DataType::Decimal128(38, 0)));
             Ok(Transformed::yes(Expr::WindowFunction(window)))
         }
+        // avg(integer) is NUMERIC in PostgreSQL, and avg(numeric) keeps 16 decimals
+        // (`plan::exact_avg`).
+        Expr::AggregateFunction(mut aggregate)
+            if aggregate.func.name() == "avg"
+                && aggregate.params.args.len() == 1
+                && aggregate.params.args[0].get_type(schema).is_ok_and(|t| super::exact_avg::applies_to(&t)) =>
+        {
+            let argument = aggregate.params.args.remove(0);
+            aggregate.params.args.push(datafusion::logical_expr::cast(argument, super::exact_avg::ARGUMENT));
+            aggregate.func = super::exact_avg::ExactAvg::udaf();
+            Ok(Transformed::yes(Expr::AggregateFunction(aggregate)))
+        }
+        Expr::WindowFunction(mut window)
+            if matches!(&window.fun, datafusion::logical_expr::WindowFunctionDefinition::AggregateUDF(f) if f.name() == "avg")
+                && window.params.args.len() == 1
+                && window.params.args[0].get_type(schema).is_ok_and(|t| super::exact_avg::applies_to(&t)) =>
+        {
+            let argument = window.params.args.remove(0);
+            window.params.args.push(datafusion::logical_expr::cast(argument, super::exact_avg::ARGUMENT));
+            window.fun =
+                datafusion::logical_expr::WindowFunctionDefinition::AggregateUDF(super::exact_avg::ExactAvg::udaf());
+            Ok(Transformed::yes(Expr::WindowFunction(window)))
+        }
         // round(integer) is round(double precision) in PostgreSQL (there is no integer form).
         Expr::ScalarFunction(mut call)
             if call.func.name() == "round"
