@@ -17,6 +17,7 @@ mod interval_arithmetic;
 mod interval_order;
 mod pg_datetime_functions;
 mod pg_functions;
+mod pg_interval_functions;
 mod pg_numeric;
 mod pg_time;
 mod point_read;

@@ -19,7 +19,7 @@ use super::time_zone::{UTC_TAG, instant_of_local, parse_tz};
 
 /// The three functions, to register over DataFusion's.
 pub fn functions() -> Vec<ScalarUDF> {
-    [Kind::ToChar, Kind::ToDate, Kind::ToTimestamp]
+    [Kind::Char, Kind::Date, Kind::Timestamp]
         .into_iter()
         .map(|k| ScalarUDF::new_from_impl(PgDatetime::new(k)))
         .collect()
@@ -27,9 +27,9 @@ pub fn functions() -> Vec<ScalarUDF> {
 
 #[derive(Debug, PartialEq, Eq, Hash, Clone, Copy)]
 enum Kind {
-    ToChar,
-    ToDate,
-    ToTimestamp,
+    Char,
+    Date,
+    Timestamp,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -41,7 +41,7 @@ struct PgDatetime {
 impl PgDatetime {
     fn new(kind: Kind) -> Self {
         let signature = match kind {
-            Kind::ToTimestamp => Signature::variadic_any(Volatility::Immutable),
+            Kind::Timestamp => Signature::variadic_any(Volatility::Immutable),
             _ => Signature::any(2, Volatility::Immutable),
         };
         Self { kind, signature }
@@ -59,9 +59,9 @@ fn unsupported(message: String) -> DataFusionError {
 impl ScalarUDFImpl for PgDatetime {
     fn name(&self) -> &str {
         match self.kind {
-            Kind::ToChar => "to_char",
-            Kind::ToDate => "to_date",
-            Kind::ToTimestamp => "to_timestamp",
+            Kind::Char => "to_char",
+            Kind::Date => "to_date",
+            Kind::Timestamp => "to_timestamp",
         }
     }
 
@@ -71,12 +71,12 @@ impl ScalarUDFImpl for PgDatetime {
 
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
         match self.kind {
-            Kind::ToChar => match &args[0] {
+            Kind::Char => match &args[0] {
                 DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 | DataType::Null => Ok(DataType::Utf8),
                 other => Err(unsupported(format!("to_char of {other} is not supported (dates and timestamps only)"))),
             },
-            Kind::ToDate => Ok(DataType::Date32),
-            Kind::ToTimestamp => match args.len() {
+            Kind::Date => Ok(DataType::Date32),
+            Kind::Timestamp => match args.len() {
                 1 if args[0].is_numeric() || args[0] == DataType::Null => {
                     Ok(DataType::Timestamp(TimeUnit::Microsecond, Some(UTC_TAG.into())))
                 }
@@ -94,8 +94,8 @@ impl ScalarUDFImpl for PgDatetime {
         let session_zone = args.config_options.execution.time_zone.clone().unwrap_or_else(|| UTC_TAG.into());
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let result = match self.kind {
-            Kind::ToChar => to_char(&arrays[0], &arrays[1], &session_zone)?,
-            Kind::ToDate => {
+            Kind::Char => to_char(&arrays[0], &arrays[1], &session_zone)?,
+            Kind::Date => {
                 let read = read_all(&text(&arrays[0])?, &text(&arrays[1])?)?;
                 let dates: Date32Array = read
                     .iter()
@@ -103,8 +103,8 @@ impl ScalarUDFImpl for PgDatetime {
                     .collect();
                 Arc::new(dates)
             }
-            Kind::ToTimestamp if arrays.len() == 1 => epoch_seconds(&arrays[0])?,
-            Kind::ToTimestamp => {
+            Kind::Timestamp if arrays.len() == 1 => epoch_seconds(&arrays[0])?,
+            Kind::Timestamp => {
                 let zone = parse_tz(&session_zone).ok_or_else(|| sql_error("22023", "bad session zone".into()))?;
                 let read = read_all(&text(&arrays[0])?, &text(&arrays[1])?)?;
                 let instants: TimestampMicrosecondArray = read
@@ -130,7 +130,10 @@ fn text(array: &ArrayRef) -> Result<StringArray> {
 }
 
 /// Every row of `texts` read with its template; NULL where either is NULL.
-fn read_all(texts: &StringArray, templates: &StringArray) -> Result<Vec<Option<(NaiveDateTime, Option<i32>)>>> {
+/// A local time read from text, and the offset east of UTC in seconds the text gave, if any.
+type Read = (NaiveDateTime, Option<i32>);
+
+fn read_all(texts: &StringArray, templates: &StringArray) -> Result<Vec<Option<Read>>> {
     let mut parsed: Option<(String, Template)> = None;
     let mut out = Vec::with_capacity(texts.len());
     for row in 0..texts.len() {

@@ -22,7 +22,9 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(Round { inner: datafusion::functions::math::round() }));
     ctx.register_udf(ScalarUDF::new_from_impl(PgTypeof::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(super::session_time_zone::AtTimeZone::new()));
-    for function in super::pg_datetime_functions::functions() {
+    for function in
+        super::pg_datetime_functions::functions().into_iter().chain(super::pg_interval_functions::functions())
+    {
         ctx.register_udf(function);
     }
 }

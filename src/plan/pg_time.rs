@@ -2,7 +2,8 @@
 //!
 //! - `date ± interval` is a timestamp (`date '2024-03-01' + interval '1 hour'` is
 //!   `2024-03-01 01:00:00`); Arrow adds to the date and drops the hours.
-//! - `timestamp - timestamp` is whole days and a time (`4 days 03:00:00`), not hours.
+//! - `date - date` is an integer; `timestamp - timestamp` is whole days and a time
+//!   (`4 days 03:00:00`), not hours.
 //! - `extract(second ...)` keeps the fraction and `extract(epoch ...)` the microseconds, as
 //!   NUMERIC with six decimals (`56.500000`); DataFusion returns whole seconds. Every other
 //!   field is a whole NUMERIC, as `extract` is in PostgreSQL (DataFusion: an integer).
@@ -64,6 +65,10 @@ fn before_coercion(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         }
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Plus, right }) if is(&left, interval) && is(&right, date) => {
             Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(left, Operator::Plus, Box::new(cast(*right, timestamp)))))
+        }
+        // date - date is an integer number of days in PostgreSQL (Arrow: bigint).
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Minus, right }) if is(&left, date) && is(&right, date) => {
+            Transformed::yes(cast(Expr::BinaryExpr(BinaryExpr::new(left, Operator::Minus, right)), DataType::Int32))
         }
         // timestamp - timestamp: whole days, then the time of day, as PostgreSQL shows it.
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Minus, right })
