@@ -245,7 +245,7 @@ fn query(rng: &mut Rng) -> String {
     let small = |rng: &mut Rng| (rng.below(8) as i64 - 2).to_string();
     let cmp = |rng: &mut Rng| rng.pick(&["=", "<", ">", "<=", ">=", "<>"]).to_string();
     let predicate = |rng: &mut Rng| -> String {
-        match rng.below(9) {
+        match rng.below(11) {
             0 => format!("ta.a {} {}", cmp(rng), small(rng)),
             1 => format!("ta.a IS {}NULL", if rng.chance(50) { "NOT " } else { "" }),
             2 => format!("ta.s {} 'ab'", cmp(rng)),
@@ -254,6 +254,14 @@ fn query(rng: &mut Rng) -> String {
             5 => format!("ta.a NOT IN (SELECT tb.a FROM tb WHERE tb.a IS NOT NULL AND tb.c > {})", small(rng)),
             6 => format!("EXISTS (SELECT 1 FROM tb WHERE tb.a = ta.a AND tb.c {} {})", cmp(rng), small(rng)),
             7 => format!("ta.b BETWEEN {} AND {}", rng.below(300), 300 + rng.below(600)),
+            8 => format!(
+                "ta.a {} {} (SELECT tb.c FROM tb WHERE tb.a {} {})",
+                cmp(rng),
+                rng.pick(&["ANY", "ALL"]),
+                cmp(rng),
+                small(rng)
+            ),
+            9 => format!("ta.b BETWEEN SYMMETRIC {} AND {}", 300 + rng.below(600), rng.below(300)),
             _ => format!("COALESCE(ta.a, {}) {} ta.id % 5", small(rng), cmp(rng)),
         }
     };

@@ -5,7 +5,8 @@
 //! DataFusion's type coercion, compares and sorts intervals by that length instead: each
 //! interval operand of a comparison, BETWEEN, IN list or ORDER BY key (of a query or a
 //! window) becomes
-//! `interval_length(x)`, a DECIMAL(38,0) of nanoseconds.
+//! `interval_length(x)`, a DECIMAL(38,0) of nanoseconds; `min` and `max` of intervals become
+//! `first_value(x ORDER BY interval_length(x))`, ascending or descending.
 
 use std::sync::Arc;
 
@@ -84,6 +85,21 @@ fn rewrite_expr(expr: Expr, schema: &DFSchema, length: &Arc<ScalarUDF>) -> Resul
                 list: list.into_iter().map(|e| by_length(e, schema, length)).collect(),
                 negated,
             }))
+        }
+        // min and max by length: the first value in that order (NULLs last, so only an
+        // all-NULL group gives NULL).
+        Expr::AggregateFunction(mut aggregate)
+            if matches!(aggregate.func.name(), "min" | "max")
+                && aggregate.params.args.len() == 1
+                && aggregate.params.order_by.is_empty()
+                && is_interval(&aggregate.params.args[0], schema) =>
+        {
+            let ascending = aggregate.func.name() == "min";
+            let key = by_length(aggregate.params.args[0].clone(), schema, length);
+            aggregate.func = datafusion::functions_aggregate::first_last::first_value_udaf();
+            aggregate.params.order_by = vec![datafusion::logical_expr::SortExpr::new(key, ascending, false)];
+            aggregate.params.distinct = false;
+            Transformed::yes(Expr::AggregateFunction(aggregate))
         }
         Expr::WindowFunction(mut window) => {
             let mut changed = false;

@@ -2,6 +2,7 @@
 //! statements), column types and intervals.
 
 pub mod asof_syntax;
+mod between_symmetric;
 pub mod feature;
 pub mod function_spellings;
 mod interval;
@@ -127,6 +128,7 @@ impl SqlParser {
             return Ok(Statement::Checkpoint);
         }
         let text = asof_syntax::normalize(text)?;
+        let (text, symmetric) = between_symmetric::blank_out(&text)?;
         let mut statement = match Parser::parse_sql(&PostgreSqlDialect {}, &text) {
             Ok(parsed) => {
                 let statement = single(parsed)?;
@@ -143,6 +145,7 @@ impl SqlParser {
                 Err(_) => return Err(error.into()),
             },
         };
+        between_symmetric::rewrite(&mut statement, &symmetric);
         precedence::fix_is_distinct(&mut statement);
         pg_compat::rewrite(&mut statement);
         numeric_literals::rewrite(&mut statement);

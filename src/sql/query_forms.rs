@@ -2,7 +2,9 @@
 //! runs with the same result:
 //!
 //! - `FETCH FIRST n ROWS ONLY` is `LIMIT n`;
-//! - `x = ANY (subquery)` is `x IN (subquery)`, `x <> ALL (subquery)` is `x NOT IN (...)`;
+//! - `x = ANY (subquery)` is `x IN (subquery)`, `x <> ALL (subquery)` is `x NOT IN (...)`,
+//!   and the other comparisons with ANY or ALL go through the subquery's least and greatest
+//!   values (DataFusion's own rewrite of them fails);
 //! - a set-returning function in the SELECT list (`SELECT generate_series(1, 3)`) returns
 //!   rows, as `unnest(...)` of DataFusion's list-returning form does;
 //! - a one-column table function's alias names its column (`FROM generate_series(1, 3) g`
@@ -90,13 +92,61 @@ fn fetch_first(query: &mut Query) {
 }
 
 fn subquery_comparison(expr: &mut Expr) {
-    let (left, subquery, negated) = match expr {
-        Expr::AnyOp { left, compare_op: BinaryOperator::Eq, right, .. } => (left, right, false),
-        Expr::AllOp { left, compare_op: BinaryOperator::NotEq, right } => (left, right, true),
+    let (left, op, subquery, all) = match expr {
+        Expr::AnyOp { left, compare_op, right, .. } => (left, compare_op.clone(), right, false),
+        Expr::AllOp { left, compare_op, right } => (left, compare_op.clone(), right, true),
         _ => return,
     };
     let Expr::Subquery(query) = subquery.as_ref() else { return };
-    *expr = Expr::InSubquery { expr: left.clone(), subquery: query.clone(), negated };
+    match (&op, all) {
+        (BinaryOperator::Eq, false) => {
+            *expr = Expr::InSubquery { expr: left.clone(), subquery: query.clone(), negated: false };
+        }
+        (BinaryOperator::NotEq, true) => {
+            *expr = Expr::InSubquery { expr: left.clone(), subquery: query.clone(), negated: true };
+        }
+        _ => {
+            if let Some(rewritten) = by_extremes(left, &op, query, all) {
+                *expr = rewritten;
+            }
+        }
+    }
+}
+
+/// `x op ANY (subquery)` and `x op ALL (subquery)` for `<`, `<=`, `>`, `>=`, `=` (ALL) and
+/// `<>` (ANY), with PostgreSQL's three values, through the subquery's least and greatest
+/// values: ANY is true if some value passes (`x > ANY` if `x > min`), ALL false if some value
+/// fails (`x > ALL` unless `x > max`); otherwise an empty subquery makes ANY false and ALL
+/// true, and a NULL `x` or a NULL among the values makes either NULL.
+fn by_extremes(x: &Expr, op: &BinaryOperator, query: &Query, all: bool) -> Option<Expr> {
+    let values = |aggregate: &str| format!("(SELECT {aggregate} FROM ({query}) AS __any_values(__v))");
+    let (least, greatest) = (values("min(__v)"), values("max(__v)"));
+    let symbol = op.to_string();
+    // Some (non-NULL) value passes `x op value`.
+    let passes = match op {
+        BinaryOperator::Gt | BinaryOperator::GtEq => format!("({x}) {symbol} {least}"),
+        BinaryOperator::Lt | BinaryOperator::LtEq => format!("({x}) {symbol} {greatest}"),
+        BinaryOperator::NotEq => format!("NOT (({x}) = {least} AND ({x}) = {greatest})"),
+        BinaryOperator::Eq => format!("(({x}) = {least} AND ({x}) = {greatest})"),
+        _ => return None,
+    };
+    // Some (non-NULL) value fails `x op value`.
+    let fails = match op {
+        BinaryOperator::Gt | BinaryOperator::GtEq => format!("NOT (({x}) {symbol} {greatest})"),
+        BinaryOperator::Lt | BinaryOperator::LtEq => format!("NOT (({x}) {symbol} {least})"),
+        BinaryOperator::Eq => format!("NOT (({x}) = {least} AND ({x}) = {greatest})"),
+        BinaryOperator::NotEq => format!("(({x}) = {least} OR ({x}) = {greatest})"),
+        _ => return None,
+    };
+    let empty = format!("{} = 0", values("count(*)"));
+    let unknown = format!("({x}) IS NULL OR {} > 0", values("count(*) - count(__v)"));
+    let text = if all {
+        format!("(CASE WHEN {empty} THEN true WHEN {fails} THEN false WHEN {unknown} THEN NULL ELSE true END)")
+    } else {
+        format!("(CASE WHEN {passes} THEN true WHEN {empty} THEN false WHEN {unknown} THEN NULL ELSE false END)")
+    };
+    let dialect = sqlparser::dialect::PostgreSqlDialect {};
+    sqlparser::parser::Parser::new(&dialect).try_with_sql(&text).ok()?.parse_expr().ok()
 }
 
 /// `generate_series(...)` as a SELECT item becomes `unnest(generate_series(...))`, keeping
