@@ -400,7 +400,8 @@ async fn prepared_statements_follow_ddl() {
     server.stop().await;
 }
 
-/// PostgreSQL allows repeated output names (`SELECT a, a`); clients see each name as written.
+/// PostgreSQL allows repeated output names (`SELECT a, a`); clients see each name as written,
+/// and as PostgreSQL names it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_output_names_reach_the_client() {
     let server = TestServer::start().await;
@@ -411,6 +412,16 @@ async fn repeated_output_names_reach_the_client() {
     assert_eq!(names, ["id", "id", "id", "?column?", "?column?"]);
     let row = client.query_one(&statement, &[]).await.unwrap();
     assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(2), row.get::<_, i32>(4)), (1, 7, 4));
+    // PostgreSQL's names for functions, CASE, EXISTS and casts.
+    let statement = client
+        .prepare(
+            "SELECT count(*), max(id), CASE WHEN true THEN 1 END, 1::int, id::text, EXISTS (SELECT 1), \
+             TIMESTAMP '2024-01-01', count(*) FROM tx GROUP BY id",
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["count", "max", "case", "int4", "id", "exists", "timestamp", "count"]);
     for message in client.simple_query("SELECT note, note FROM tx").await.unwrap() {
         if let SimpleQueryMessage::Row(row) = message {
             let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();

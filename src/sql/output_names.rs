@@ -1,8 +1,10 @@
-//! Duplicate output column names, which PostgreSQL allows (`SELECT a, a FROM t`) and
-//! DataFusion refuses. The outermost SELECT's items whose names would repeat get aliases
-//! made unique by a suffix after [`MARKER`]; the wire layer shows clients each name without
-//! it ([`client_name`]). Names follow PostgreSQL's: a column's name, a function's name, else
-//! `?column?`.
+//! Output column names as PostgreSQL gives them: a column's name, a function's name
+//! (`count(*)` is `count`), `case`, `exists`, a cast's operand's name or else its type's
+//! (`1::int` is `int4`), else `?column?`; and duplicates, which PostgreSQL allows (`SELECT
+//! a, a FROM t`) and DataFusion refuses. The outermost SELECT's items PostgreSQL names
+//! otherwise than DataFusion get that name as an alias, and those whose names would repeat
+//! aliases made unique by a suffix after [`MARKER`]; the wire layer shows clients each name
+//! without it ([`client_name`]).
 
 use sqlparser::ast::{Expr, Ident, Query, SelectItem, SetExpr, Statement};
 
@@ -31,14 +33,16 @@ pub fn make_unique(statement: &mut Statement) {
     }
     let names: Vec<String> = items.iter().map(output_name).collect();
     let repeated = |name: &String| names.iter().filter(|n| n.eq_ignore_ascii_case(name)).count() > 1;
-    if !names.iter().any(repeated) {
-        return;
-    }
     for (i, item) in items.iter_mut().enumerate() {
-        if !repeated(&names[i]) {
+        let named_otherwise = matches!(item, SelectItem::UnnamedExpr(e) if named_by_postgres_otherwise(e));
+        if !repeated(&names[i]) && !named_otherwise {
             continue;
         }
-        let alias = Ident::with_quote('"', format!("{}{MARKER}{i}", names[i]));
+        let alias = if repeated(&names[i]) {
+            Ident::with_quote('"', format!("{}{MARKER}{i}", names[i]))
+        } else {
+            Ident::with_quote('"', names[i].clone())
+        };
         let expr = match std::mem::replace(item, SelectItem::UnnamedExpr(Expr::value(sqlparser::ast::Value::Null))) {
             SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => expr,
             other => {
@@ -57,6 +61,18 @@ fn outermost_items(query: &mut Query) -> Option<&mut Vec<SelectItem>> {
     }
 }
 
+/// An expression PostgreSQL names otherwise than DataFusion does: `count(*)` is `count`,
+/// `CASE ...` is `case`, `x::int` is `x`.
+fn named_by_postgres_otherwise(expr: &Expr) -> bool {
+    match expr {
+        Expr::Function(_) | Expr::Case { .. } | Expr::Exists { .. } | Expr::Extract { .. } => true,
+        Expr::Cast { .. } | Expr::Nested(_) | Expr::TypedString(_) => {
+            output_name(&SelectItem::UnnamedExpr(expr.clone())) != "?column?"
+        }
+        _ => false,
+    }
+}
+
 /// PostgreSQL's name for a SELECT item (folded to lower case unless quoted).
 pub(super) fn output_name(item: &SelectItem) -> String {
     let ident = |i: &Ident| if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() };
@@ -66,11 +82,40 @@ pub(super) fn output_name(item: &SelectItem) -> String {
             Expr::Identifier(i) => ident(i),
             Expr::CompoundIdentifier(parts) => parts.last().map(ident).unwrap_or_default(),
             Expr::Function(f) => f.name.0.last().and_then(|p| p.as_ident()).map(ident).unwrap_or_default(),
-            Expr::Cast { expr, .. } => output_name(&SelectItem::UnnamedExpr(*expr.clone())),
+            Expr::Cast { expr, data_type, .. } => match output_name(&SelectItem::UnnamedExpr(*expr.clone())) {
+                name if name == "?column?" => type_name(data_type).map_or(name, str::to_string),
+                name => name,
+            },
+            Expr::Nested(inner) => output_name(&SelectItem::UnnamedExpr(*inner.clone())),
+            Expr::Case { .. } => "case".into(),
+            Expr::Exists { .. } => "exists".into(),
+            Expr::Extract { .. } => "extract".into(),
+            Expr::TypedString(typed) => type_name(&typed.data_type).unwrap_or("?column?").to_string(),
             _ => "?column?".into(),
         },
         _ => String::new(),
     }
+}
+
+/// How PostgreSQL names a column that is a cast to `data_type` of an unnamed value.
+fn type_name(data_type: &sqlparser::ast::DataType) -> Option<&'static str> {
+    use sqlparser::ast::DataType as T;
+    Some(match data_type {
+        T::Int(_) | T::Integer(_) | T::Int4(_) => "int4",
+        T::BigInt(_) | T::Int8(_) => "int8",
+        T::SmallInt(_) | T::Int2(_) => "int2",
+        T::Text => "text",
+        T::Varchar(_) | T::CharacterVarying(_) => "varchar",
+        T::Numeric(_) | T::Decimal(_) => "numeric",
+        T::DoublePrecision | T::Float8 | T::Double(_) => "float8",
+        T::Real | T::Float4 => "float4",
+        T::Boolean | T::Bool => "bool",
+        T::Date => "date",
+        T::Timestamp(_, sqlparser::ast::TimezoneInfo::WithTimeZone | sqlparser::ast::TimezoneInfo::Tz) => "timestamptz",
+        T::Timestamp(..) => "timestamp",
+        T::Interval { .. } => "interval",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
