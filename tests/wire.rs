@@ -431,3 +431,23 @@ async fn repeated_output_names_reach_the_client() {
     }
     server.stop().await;
 }
+
+/// The session's time zone may come with the connection (`options=-c TimeZone=...`, as
+/// libpq's PGOPTIONS and pgjdbc send it) and decides how TIMESTAMPTZ values are printed;
+/// binary values are instants, the same in every zone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_zone_comes_with_the_connection() {
+    let server = TestServer::start().await;
+    let conn = format!("{} options='-c TimeZone=America/New_York'", server.conn_string());
+    let client = common::connect(&conn).await;
+    assert_eq!(text_rows(&client, "SHOW TimeZone").await, vec!["America/New_York"]);
+    let noon_utc = "SELECT TIMESTAMPTZ '2024-01-15 12:00:00+00'";
+    assert_eq!(text_rows(&client, noon_utc).await, vec!["2024-01-15 07:00:00-05"]);
+    let instant: chrono::DateTime<chrono::Utc> = client.query_one(noon_utc, &[]).await.unwrap().get(0);
+    assert_eq!(instant.to_rfc3339(), "2024-01-15T12:00:00+00:00");
+    client.batch_execute("SET TIME ZONE 'Asia/Kolkata'").await.unwrap();
+    assert_eq!(text_rows(&client, noon_utc).await, vec!["2024-01-15 17:30:00+05:30"]);
+    // Another connection keeps the default.
+    assert_eq!(text_rows(&server.connect().await, noon_utc).await, vec!["2024-01-15 12:00:00+00"]);
+    server.stop().await;
+}
