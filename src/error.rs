@@ -96,6 +96,12 @@ impl Error {
         Error::InvalidInput { sqlstate, message: message.into() }
     }
 
+    /// A bad-value error from inside a DataFusion function, which DataFusion carries back
+    /// whole (`DataFusionError::External`), so the SQLSTATE survives.
+    pub fn in_datafusion(sqlstate: &'static str, message: impl Into<String>) -> datafusion::error::DataFusionError {
+        datafusion::error::DataFusionError::External(Box::new(Self::invalid_input(sqlstate, message)))
+    }
+
     pub fn invalid_value(sqlstate: &'static str, message: impl Into<String>) -> Self {
         Error::InvalidValue { sqlstate, message: message.into() }
     }

@@ -447,6 +447,11 @@ async fn the_time_zone_comes_with_the_connection() {
     assert_eq!(instant.to_rfc3339(), "2024-01-15T12:00:00+00:00");
     client.batch_execute("SET TIME ZONE 'Asia/Kolkata'").await.unwrap();
     assert_eq!(text_rows(&client, noon_utc).await, vec!["2024-01-15 17:30:00+05:30"]);
+    // RESET and DISCARD ALL go back to what the connection started with.
+    client.batch_execute("RESET TimeZone").await.unwrap();
+    assert_eq!(text_rows(&client, "SHOW TimeZone").await, vec!["America/New_York"]);
+    client.batch_execute("SET TIME ZONE 'UTC'; DISCARD ALL").await.unwrap();
+    assert_eq!(text_rows(&client, noon_utc).await, vec!["2024-01-15 07:00:00-05"]);
     // Another connection keeps the default.
     assert_eq!(text_rows(&server.connect().await, noon_utc).await, vec!["2024-01-15 12:00:00+00"]);
     server.stop().await;

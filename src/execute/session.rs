@@ -300,7 +300,13 @@ impl Session {
                 let batch = self.settings.show(&name)?;
                 Ok(Output::Rows(self.db.ctx.read_batch(batch)?))
             }
-            SqlStatement::Discard { .. } => Ok(Output::Command { tag: "DISCARD ALL", rows: None }),
+            SqlStatement::Discard { object_type } => {
+                // DISCARD ALL includes RESET ALL.
+                if matches!(object_type, sqlparser::ast::DiscardObject::ALL) {
+                    self.settings.reset(&sqlparser::ast::Reset::ALL);
+                }
+                Ok(Output::Command { tag: "DISCARD ALL", rows: None })
+            }
             SqlStatement::Deallocate { .. } => Ok(Output::Command { tag: "DEALLOCATE", rows: None }),
             SqlStatement::Update(_) | SqlStatement::Delete(_) | SqlStatement::Truncate(_) => Err(Error::unsupported(
                 "event tables are append-only: UPDATE, DELETE and TRUNCATE are not supported (event history is immutable)",

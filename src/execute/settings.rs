@@ -40,11 +40,13 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("transaction_read_only", "off"),
 ];
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Settings {
     values: BTreeMap<String, String>,
     /// `TimeZone`, which the session's queries compute in (`plan::session_time_zone`).
     zone: SessionZone,
+    /// What the client's startup message set: what `RESET` returns to, as in PostgreSQL.
+    startup: Option<Box<Settings>>,
 }
 
 impl Settings {
@@ -88,13 +90,24 @@ impl Settings {
         Ok(())
     }
 
-    /// `RESET name` or `RESET ALL`: back to the defaults.
+    /// `RESET name` or `RESET ALL`: back to what the startup message set, else the default.
     pub fn reset(&mut self, reset: &sqlparser::ast::Reset) {
+        let baseline = self.startup.as_deref().cloned().unwrap_or_default();
         match reset {
-            sqlparser::ast::Reset::ALL => *self = Self::default(),
+            sqlparser::ast::Reset::ALL => {
+                let startup = self.startup.take();
+                *self = Settings { startup, ..baseline };
+            }
             sqlparser::ast::Reset::ConfigurationParameter(name) => {
                 let name = name.0.iter().filter_map(|p| p.as_ident()).map(ident_name).collect::<Vec<_>>().join(".");
-                let _ = self.set_named(&name, "default");
+                let name = name.to_ascii_lowercase();
+                if name == "timezone" {
+                    self.zone = baseline.zone.clone();
+                }
+                match baseline.values.get(&name) {
+                    Some(value) => self.values.insert(name, value.clone()),
+                    None => self.values.remove(&name),
+                };
             }
         }
     }
@@ -117,6 +130,7 @@ impl Settings {
                 tracing::debug!("startup parameter {name} ignored: {e}");
             }
         }
+        self.startup = Some(Box::new(Settings { startup: None, ..self.clone() }));
     }
 
     /// The session's time zone.

@@ -157,10 +157,19 @@ impl Template {
                 rest = &escaped[c.len_utf8()..];
                 continue;
             }
-            let (fill, after_fill) = match rest.strip_prefix("FM").or_else(|| rest.strip_prefix("fm")) {
-                Some(r) => (true, r),
-                None => (false, rest),
-            };
+            // TM (translated names: English is the only language here) and FX (exact
+            // widths when reading) change nothing asofdb does; FM drops padding.
+            let mut fill = false;
+            let mut after_fill = rest;
+            loop {
+                let upper = after_fill.get(..2).map(str::to_ascii_uppercase);
+                match upper.as_deref() {
+                    Some("FM") => fill = true,
+                    Some("TM" | "FX") => {}
+                    _ => break,
+                }
+                after_fill = &after_fill[2..];
+            }
             if let Some((keyword, field)) = KEYWORDS.iter().find(|(k, _)| starts_with_keyword(after_fill, k)) {
                 let mut after = &after_fill[keyword.len()..];
                 let ordinal = if let Some(r) = after.strip_prefix("TH") {
@@ -252,9 +261,9 @@ impl Template {
                 }
             }
         }
-        if !rest.trim().is_empty() && rest.trim().chars().any(char::is_alphanumeric) {
-            return Err(format!("trailing characters \"{}\"", rest.trim()));
-        }
+        // Text left after the template is ignored, as PostgreSQL ignores it
+        // (`to_date('2024-03-05 14:00', 'YYYY-MM-DD')`).
+        let _ = rest;
         reader.finish()
     }
 }
@@ -391,8 +400,6 @@ fn format_field(field: Field, fill: bool, t: NaiveDateTime, zone: Option<(&str, 
 #[derive(Debug, Default)]
 struct Reader {
     year: Option<i32>,
-    /// The century a two-digit year was read in, if any (`YY`: 70-99 → 1900s, else 2000s).
-    short_year: Option<(i32, u32)>,
     month: Option<u32>,
     day: Option<u32>,
     day_of_year: Option<u32>,
@@ -423,6 +430,15 @@ impl Reader {
             Ok((if negative { -value } else { value }, &body[len..]))
         };
         let small = |v: i64| u32::try_from(v).map_err(|_| "value out of range".to_string());
+        let int = |v: i64| i32::try_from(v).map_err(|_| "value out of range".to_string());
+        // A fraction of `width` digits given in fewer: `.5` is 500 milliseconds.
+        let fraction = |v: i64, len: usize, width: u32| -> Result<u32, String> {
+            let scaled = 10i64.checked_pow(width.saturating_sub(len as u32)).and_then(|unit| v.checked_mul(unit));
+            scaled
+                .filter(|s| *s < 10i64.pow(width))
+                .and_then(|s| u32::try_from(s).ok())
+                .ok_or_else(|| "value out of range".to_string())
+        };
         let rest = match field {
             Field::Hour24 | Field::Hour12 => {
                 let (v, r) = digits(text, 2)?;
@@ -443,13 +459,13 @@ impl Reader {
             Field::Millis => {
                 let (v, r) = digits(text, 3)?;
                 let len = text.len() - r.len();
-                self.micros = small(v)? * 10u32.pow(3u32.saturating_sub(len as u32)) * 1000;
+                self.micros = fraction(v, len, 3)? * 1000;
                 r
             }
             Field::Micros | Field::Fraction(_) => {
                 let (v, r) = digits(text, 6)?;
                 let len = text.len() - r.len();
-                self.micros = small(v)? * 10u32.pow(6u32.saturating_sub(len as u32));
+                self.micros = fraction(v, len, 6)?;
                 r
             }
             Field::SecondsOfDay => {
@@ -480,30 +496,30 @@ impl Reader {
                 let (thousands, r) = digits(text, 3)?;
                 let r = r.strip_prefix(',').unwrap_or(r);
                 let (rest, r) = digits(r, 3)?;
-                self.year = Some((thousands * 1000 + rest) as i32);
+                self.year =
+                    Some(int(thousands.checked_mul(1000).and_then(|t| t.checked_add(rest)).unwrap_or(i64::MAX))?);
                 r
             }
             Field::Year4 | Field::IsoYear => {
                 let (v, r) = digits(text, 4)?;
                 let len = text.len() - r.len();
                 // PostgreSQL reads a two-digit year in YYYY as the nearest to 2020.
-                self.year = Some(if len <= 2 && v >= 0 { adjust_two_digit_year(v as i32) } else { v as i32 });
+                self.year = Some(if len <= 2 && v >= 0 { adjust_two_digit_year(int(v)?) } else { int(v)? });
                 r
             }
             Field::Year3 => {
                 let (v, r) = digits(text, 3)?;
-                self.year = Some(if v < 100 { adjust_two_digit_year(v as i32) } else { 2000 + v as i32 % 1000 });
+                self.year = Some(if v < 100 { adjust_two_digit_year(int(v)?) } else { 2000 + int(v % 1000)? });
                 r
             }
             Field::Year2 => {
                 let (v, r) = digits(text, 2)?;
-                self.year = Some(adjust_two_digit_year(v as i32));
-                self.short_year = Some((v as i32, 2));
+                self.year = Some(adjust_two_digit_year(int(v)?));
                 r
             }
             Field::Year1 => {
                 let (v, r) = digits(text, 1)?;
-                self.year = Some(2000 + v as i32);
+                self.year = Some(2000 + int(v)?);
                 r
             }
             Field::MonthName { short, .. } => {
@@ -539,13 +555,19 @@ impl Reader {
                 let sign = if text.starts_with('-') { -1 } else { 1 };
                 let body = text.trim_start_matches(['+', '-']);
                 let (v, r) = digits(body, 2)?;
-                self.offset = Some(sign * (v as i32) * 3600);
+                if v > 15 {
+                    return Err("value out of range".into());
+                }
+                self.offset = Some(sign * int(v)? * 3600);
                 r
             }
             Field::ZoneMinutes => {
                 let (v, r) = digits(text, 2)?;
                 let offset = self.offset.unwrap_or(0);
-                let minutes = v as i32 * 60;
+                if v > 59 {
+                    return Err("value out of range".into());
+                }
+                let minutes = int(v)? * 60;
                 self.offset = Some(if offset < 0 { offset - minutes } else { offset + minutes });
                 r
             }
@@ -560,7 +582,8 @@ impl Reader {
 
     fn finish(self) -> Result<(NaiveDateTime, Option<i32>), String> {
         let date = if let Some(julian) = self.julian {
-            NaiveDate::from_num_days_from_ce_opt((julian - 1_721_425) as i32).ok_or("date out of range")?
+            let days = i32::try_from(julian - 1_721_425).map_err(|_| "date out of range")?;
+            NaiveDate::from_num_days_from_ce_opt(days).ok_or("date out of range")?
         } else {
             let year = self.year.unwrap_or(1);
             match (self.day_of_year, self.month, self.day) {
@@ -592,7 +615,7 @@ impl Reader {
             .ok_or("date/time field value out of range")?;
         let mut at = date.and_time(time);
         if hour == 24 {
-            at += chrono::TimeDelta::days(1);
+            at = at.checked_add_signed(chrono::TimeDelta::days(1)).ok_or("date out of range")?;
         }
         Ok((at, self.offset))
     }
@@ -640,6 +663,7 @@ mod tests {
         assert_eq!(f("\"Quarter\" Q, TZ OF"), "Quarter 1, EST -05");
         assert_eq!(f("yyyy-mm-dd"), "2024-03-05");
         assert_eq!(f("CC Y,YYY"), "21 2,024");
+        assert_eq!(f("TMMonth"), "March    ");
     }
 
     #[test]
@@ -654,5 +678,13 @@ mod tests {
         assert!(read("2024-13-05", "YYYY-MM-DD").is_err());
         assert!(read("2024-02-30", "YYYY-MM-DD").is_err());
         assert!(read("nonsense", "YYYY-MM-DD").is_err());
+        // Text after the template is ignored; TM and FX change nothing.
+        assert_eq!(read("2024-03-05 14:00", "YYYY-MM-DD").unwrap(), at("2024-03-05 00:00:00"));
+        assert_eq!(read("March 2024", "TMMonth FXYYYY").unwrap(), at("2024-03-01 00:00:00"));
+        // Out of range, not a panic.
+        assert!(read("262142-12-31 24:00", "YYYY-MM-DD HH24:MI").is_err());
+        assert!(read("5000000", "MS").is_err());
+        assert!(read("2024-01-01 +999999", "YYYY-MM-DD TZH").is_err());
+        assert!(read("4294969296", "YYYY").is_err());
     }
 }

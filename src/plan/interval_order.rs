@@ -18,7 +18,7 @@ use datafusion::common::{DFSchema, ExprSchema, Result};
 use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::{
     Between, BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility, cast,
+    ScalarUDFImpl, Signature, Volatility, WindowFunctionDefinition, cast,
 };
 use datafusion::optimizer::AnalyzerRule;
 
@@ -100,6 +100,18 @@ fn rewrite_expr(expr: Expr, schema: &DFSchema, length: &Arc<ScalarUDF>) -> Resul
             aggregate.params.order_by = vec![datafusion::logical_expr::SortExpr::new(key, ascending, false)];
             aggregate.params.distinct = false;
             Transformed::yes(Expr::AggregateFunction(aggregate))
+        }
+        // Over a window the first_value form would change the window's sort keys after
+        // DataFusion grouped window expressions by them: refused rather than wrong.
+        Expr::WindowFunction(window)
+            if matches!(&window.fun, WindowFunctionDefinition::AggregateUDF(f) if matches!(f.name(), "min" | "max"))
+                && window.params.args.len() == 1
+                && is_interval(&window.params.args[0], schema) =>
+        {
+            return Err(datafusion::error::DataFusionError::NotImplemented(
+                "min and max of intervals over a window are not supported (they would compare fields, not lengths)"
+                    .into(),
+            ));
         }
         Expr::WindowFunction(mut window) => {
             let mut changed = false;

@@ -15,6 +15,7 @@ mod in_subquery_nulls;
 pub mod integer_literals;
 mod interval_arithmetic;
 mod interval_order;
+mod ordered_set;
 mod pg_datetime_functions;
 mod pg_functions;
 mod pg_interval_functions;

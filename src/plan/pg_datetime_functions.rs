@@ -48,10 +48,6 @@ impl PgDatetime {
     }
 }
 
-fn sql_error(sqlstate: &'static str, message: String) -> DataFusionError {
-    DataFusionError::External(Box::new(crate::error::Error::invalid_input(sqlstate, message)))
-}
-
 fn unsupported(message: String) -> DataFusionError {
     DataFusionError::External(Box::new(crate::error::Error::unsupported(message)))
 }
@@ -105,7 +101,8 @@ impl ScalarUDFImpl for PgDatetime {
             }
             Kind::Timestamp if arrays.len() == 1 => epoch_seconds(&arrays[0])?,
             Kind::Timestamp => {
-                let zone = parse_tz(&session_zone).ok_or_else(|| sql_error("22023", "bad session zone".into()))?;
+                let zone = parse_tz(&session_zone)
+                    .ok_or_else(|| crate::error::Error::in_datafusion("22023", "bad session zone"))?;
                 let read = read_all(&text(&arrays[0])?, &text(&arrays[1])?)?;
                 let instants: TimestampMicrosecondArray = read
                     .iter()
@@ -129,10 +126,10 @@ fn text(array: &ArrayRef) -> Result<StringArray> {
     Ok(arrow::compute::cast(array, &DataType::Utf8)?.as_string::<i32>().clone())
 }
 
-/// Every row of `texts` read with its template; NULL where either is NULL.
 /// A local time read from text, and the offset east of UTC in seconds the text gave, if any.
 type Read = (NaiveDateTime, Option<i32>);
 
+/// Every row of `texts` read with its template; NULL where either is NULL.
 fn read_all(texts: &StringArray, templates: &StringArray) -> Result<Vec<Option<Read>>> {
     let mut parsed: Option<(String, Template)> = None;
     let mut out = Vec::with_capacity(texts.len());
@@ -151,10 +148,16 @@ fn read_all(texts: &StringArray, templates: &StringArray) -> Result<Vec<Option<R
         match template.read(value) {
             Ok(read) => out.push(Some(read)),
             Err(reason) if reason.contains("out of range") => {
-                return Err(sql_error("22008", format!("date/time field value out of range: \"{value}\"")));
+                return Err(crate::error::Error::in_datafusion(
+                    "22008",
+                    format!("date/time field value out of range: \"{value}\""),
+                ));
             }
             Err(reason) => {
-                return Err(sql_error("22007", format!("{reason} in \"{value}\" (template \"{source}\")")));
+                return Err(crate::error::Error::in_datafusion(
+                    "22007",
+                    format!("{reason} in \"{value}\" (template \"{source}\")"),
+                ));
             }
         }
     }
@@ -169,7 +172,9 @@ fn epoch_seconds(array: &ArrayRef) -> Result<ArrayRef> {
         instants.push(match v {
             None => None,
             Some(s) if s.is_finite() && s.abs() < 9.2e12 => Some((s * 1_000_000.0).round() as i64),
-            Some(s) => return Err(sql_error("22008", format!("timestamp out of range: \"{s}\""))),
+            Some(s) => {
+                return Err(crate::error::Error::in_datafusion("22008", format!("timestamp out of range: \"{s}\"")));
+            }
         });
     }
     Ok(Arc::new(TimestampMicrosecondArray::from(instants).with_timezone(UTC_TAG)))
@@ -191,7 +196,8 @@ fn to_char(values: &ArrayRef, templates: &ArrayRef, session_zone: &str) -> Resul
     let micros = match values.data_type() {
         DataType::Null => return Ok(Arc::new(StringArray::new_null(values.len()))),
         DataType::Date32 | DataType::Date64 => {
-            let zone = parse_tz(session_zone).ok_or_else(|| sql_error("22023", "bad session zone".into()))?;
+            let zone = parse_tz(session_zone)
+                .ok_or_else(|| crate::error::Error::in_datafusion("22023", "bad session zone"))?;
             let midnights = arrow::compute::cast(values, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
             let instants: TimestampMicrosecondArray = midnights
                 .as_primitive::<TimestampMicrosecondType>()

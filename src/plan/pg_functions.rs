@@ -1,5 +1,6 @@
 //! PostgreSQL functions that client drivers call during introspection and that neither
-//! DataFusion nor datafusion-pg-catalog provide (or provide in another shape).
+//! DataFusion nor datafusion-pg-catalog provide (or provide in another shape), and the
+//! registration of every PostgreSQL function asofdb adds.
 
 use std::sync::Arc;
 
@@ -22,6 +23,9 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(Round { inner: datafusion::functions::math::round() }));
     ctx.register_udf(ScalarUDF::new_from_impl(PgTypeof::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(super::session_time_zone::AtTimeZone::new()));
+    for aggregate in super::ordered_set::aggregates() {
+        ctx.register_udaf(aggregate);
+    }
     for function in
         super::pg_datetime_functions::functions().into_iter().chain(super::pg_interval_functions::functions())
     {

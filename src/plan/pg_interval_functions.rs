@@ -53,10 +53,6 @@ fn interval_type() -> DataType {
     DataType::Interval(IntervalUnit::MonthDayNano)
 }
 
-fn sql_error(sqlstate: &'static str, message: &str) -> DataFusionError {
-    DataFusionError::External(Box::new(crate::error::Error::invalid_input(sqlstate, message)))
-}
-
 impl ScalarUDFImpl for PgFunction {
     fn name(&self) -> &str {
         match self.kind {
@@ -100,15 +96,24 @@ impl ScalarUDFImpl for PgFunction {
                     Kind::JustifyHours => justify_hours,
                     _ => justify_interval,
                 };
-                let out: IntervalMonthDayNanoArray =
-                    intervals.as_primitive::<IntervalMonthDayNanoType>().iter().map(|v| v.map(justify)).collect();
-                Arc::new(out)
+                let mut out = Vec::with_capacity(intervals.len());
+                for value in intervals.as_primitive::<IntervalMonthDayNanoType>().iter() {
+                    out.push(match value {
+                        None => None,
+                        Some(v) => Some(
+                            justify(v)
+                                .ok_or_else(|| crate::error::Error::in_datafusion("22008", "interval out of range"))?,
+                        ),
+                    });
+                }
+                Arc::new(IntervalMonthDayNanoArray::from(out))
             }
             Kind::Age => {
                 // age(x) is age(today's midnight, x), today in the session's zone.
                 let zone = args.config_options.execution.time_zone.clone().unwrap_or_else(|| "+00:00".into());
                 let (later, earlier) = if arrays.len() == 1 {
-                    let tz = parse_tz(&zone).ok_or_else(|| sql_error("22023", "bad session zone"))?;
+                    let tz = parse_tz(&zone)
+                        .ok_or_else(|| crate::error::Error::in_datafusion("22023", "bad session zone"))?;
                     let now = chrono::Utc::now().timestamp_micros();
                     let today = local_of_instant(now, &tz).unwrap_or(now).div_euclid(MICROS_PER_DAY) * MICROS_PER_DAY;
                     (vec![Some(today); rows], local_times(&arrays[0])?)
@@ -147,7 +152,7 @@ fn local_times(values: &ArrayRef) -> Result<Vec<Option<i64>>> {
         .collect())
 }
 
-fn justify_days(i: IntervalMonthDayNano) -> IntervalMonthDayNano {
+fn justify_days(i: IntervalMonthDayNano) -> Option<IntervalMonthDayNano> {
     let (mut months, mut days) = (i64::from(i.months), i64::from(i.days));
     let whole = days / DAYS_PER_MONTH;
     days -= whole * DAYS_PER_MONTH;
@@ -159,10 +164,10 @@ fn justify_days(i: IntervalMonthDayNano) -> IntervalMonthDayNano {
         days -= DAYS_PER_MONTH;
         months += 1;
     }
-    IntervalMonthDayNano::new(months as i32, days as i32, i.nanoseconds)
+    Some(IntervalMonthDayNano::new(i32::try_from(months).ok()?, i32::try_from(days).ok()?, i.nanoseconds))
 }
 
-fn justify_hours(i: IntervalMonthDayNano) -> IntervalMonthDayNano {
+fn justify_hours(i: IntervalMonthDayNano) -> Option<IntervalMonthDayNano> {
     let (mut days, mut micros) = (i64::from(i.days), i.nanoseconds / 1000);
     let whole = micros / MICROS_PER_DAY;
     micros -= whole * MICROS_PER_DAY;
@@ -174,11 +179,11 @@ fn justify_hours(i: IntervalMonthDayNano) -> IntervalMonthDayNano {
         micros -= MICROS_PER_DAY;
         days += 1;
     }
-    IntervalMonthDayNano::new(i.months, days as i32, micros * 1000 + i.nanoseconds % 1000)
+    Some(IntervalMonthDayNano::new(i.months, i32::try_from(days).ok()?, micros * 1000 + i.nanoseconds % 1000))
 }
 
 /// PostgreSQL 15's `justify_interval`, step by step.
-fn justify_interval(i: IntervalMonthDayNano) -> IntervalMonthDayNano {
+fn justify_interval(i: IntervalMonthDayNano) -> Option<IntervalMonthDayNano> {
     let (mut months, mut days, mut micros) = (i64::from(i.months), i64::from(i.days), i.nanoseconds / 1000);
     if (days > 0 && micros > 0) || (days < 0 && micros < 0) {
         let whole = days / DAYS_PER_MONTH;
@@ -205,7 +210,7 @@ fn justify_interval(i: IntervalMonthDayNano) -> IntervalMonthDayNano {
         micros -= MICROS_PER_DAY;
         days += 1;
     }
-    IntervalMonthDayNano::new(months as i32, days as i32, micros * 1000)
+    Some(IntervalMonthDayNano::new(i32::try_from(months).ok()?, i32::try_from(days).ok()?, micros * 1000))
 }
 
 fn days_in_month(year: i32, month: u32) -> i64 {
@@ -273,12 +278,17 @@ fn divide_truncating(a: &ArrayRef, b: &ArrayRef) -> Result<ArrayRef> {
     };
     let scale = scale_of(a.data_type()).max(scale_of(b.data_type())).clamp(0, 18);
     let exact = DataType::Decimal128(38, scale);
-    let (a, b) = (arrow::compute::cast(a, &exact)?, arrow::compute::cast(b, &exact)?);
+    // Not Arrow's safe cast, which would make a value too wide NULL: 22003 instead.
+    let options = arrow::compute::CastOptions { safe: false, ..Default::default() };
+    let (a, b) = (
+        arrow::compute::cast_with_options(a, &exact, &options)?,
+        arrow::compute::cast_with_options(b, &exact, &options)?,
+    );
     let (a, b) = (a.as_primitive::<Decimal128Type>(), b.as_primitive::<Decimal128Type>());
     let mut out = Vec::with_capacity(a.len());
     for (x, y) in a.iter().zip(b.iter()) {
         out.push(match (x, y) {
-            (Some(_), Some(0)) => return Err(sql_error("22012", "division by zero")),
+            (Some(_), Some(0)) => return Err(crate::error::Error::in_datafusion("22012", "division by zero")),
             (Some(x), Some(y)) => Some(x / y),
             _ => None,
         });
@@ -313,14 +323,16 @@ mod tests {
 
     #[test]
     fn justify_follows_postgres() {
-        assert_eq!(justify_days(IntervalMonthDayNano::new(0, 35, 0)), IntervalMonthDayNano::new(1, 5, 0));
+        assert_eq!(justify_days(IntervalMonthDayNano::new(0, 35, 0)), Some(IntervalMonthDayNano::new(1, 5, 0)));
         assert_eq!(
             justify_hours(IntervalMonthDayNano::new(0, 0, 27 * 3_600_000_000_000)),
-            IntervalMonthDayNano::new(0, 1, 3 * 3_600_000_000_000)
+            Some(IntervalMonthDayNano::new(0, 1, 3 * 3_600_000_000_000))
         );
         assert_eq!(
             justify_interval(IntervalMonthDayNano::new(1, 0, -3_600_000_000_000)),
-            IntervalMonthDayNano::new(0, 29, 23 * 3_600_000_000_000)
+            Some(IntervalMonthDayNano::new(0, 29, 23 * 3_600_000_000_000))
         );
+        // Out of range is an error (22008), not a wrapped value.
+        assert_eq!(justify_hours(IntervalMonthDayNano::new(0, i32::MAX, 24 * 3_600_000_000_000)), None);
     }
 }

@@ -7,6 +7,8 @@
 //! - `extract(second ...)` keeps the fraction and `extract(epoch ...)` the microseconds, as
 //!   NUMERIC with six decimals (`56.500000`); DataFusion returns whole seconds. Every other
 //!   field is a whole NUMERIC, as `extract` is in PostgreSQL (DataFusion: an integer).
+//! - `TIMESTAMP '...'` and `::timestamp` are microseconds, as stored columns are, so years
+//!   before 1677 and after 2262 are read (DataFusion plans nanoseconds).
 //! - A timestamp as text is `2024-03-01 12:34:56.5`, not Arrow's `2024-03-01T12:34:56.500`
 //!   ([`PgTimestampText`]).
 //!
@@ -24,7 +26,7 @@ use datafusion::common::{DFSchema, Result};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
     BinaryExpr, Cast, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility, cast, lit,
+    ScalarUDFImpl, Signature, TryCast, Volatility, cast, lit, try_cast,
 };
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::scalar::ScalarValue;
@@ -74,8 +76,17 @@ fn before_coercion(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Minus, right })
             if (is(&left, stamp) && is(&right, stamp_or_date)) || (is(&left, stamp_or_date) && is(&right, stamp)) =>
         {
+            // A TIMESTAMPTZ less a TIMESTAMP or a date: the other is read as an instant (in
+            // the session's zone, `plan::session_time_zone`), as PostgreSQL casts it.
+            let zoned = |e: &Expr| is(e, |t| matches!(t, DataType::Timestamp(_, Some(_))));
+            let instant = DataType::Timestamp(TimeUnit::Microsecond, Some(super::time_zone::UTC_TAG.into()));
+            let (left, right) = match (zoned(&left), zoned(&right)) {
+                (true, false) => (*left, cast(*right, instant)),
+                (false, true) => (cast(*left, instant), *right),
+                _ => (*left, *right),
+            };
             let difference = ScalarUDF::new_from_impl(TimestampDifference::new());
-            Transformed::yes(difference.call(vec![*left, *right]))
+            Transformed::yes(difference.call(vec![left, right]))
         }
         Expr::ScalarFunction(ScalarFunction { func, args }) if func.name() == "date_part" && args.len() == 2 => {
             let part = match &args[0] {
@@ -104,6 +115,20 @@ fn before_coercion(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 }
                 _ => Transformed::no(Expr::ScalarFunction(ScalarFunction { func, args })),
             }
+        }
+        // `TIMESTAMP '...'` and `::timestamp` are microseconds, PostgreSQL's precision and
+        // that of stored columns: DataFusion's nanoseconds end in 1677 and 2262.
+        Expr::Cast(Cast { expr, field })
+            if matches!(field.data_type(), DataType::Timestamp(TimeUnit::Nanosecond, _)) =>
+        {
+            let DataType::Timestamp(_, zone) = field.data_type() else { unreachable!() };
+            Transformed::yes(cast(*expr, DataType::Timestamp(TimeUnit::Microsecond, zone.clone())))
+        }
+        Expr::TryCast(TryCast { expr, field })
+            if matches!(field.data_type(), DataType::Timestamp(TimeUnit::Nanosecond, _)) =>
+        {
+            let DataType::Timestamp(_, zone) = field.data_type() else { unreachable!() };
+            Transformed::yes(try_cast(*expr, DataType::Timestamp(TimeUnit::Microsecond, zone.clone())))
         }
         other => Transformed::no(other),
     })

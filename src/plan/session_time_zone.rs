@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use arrow::array::timezone::Tz;
-use arrow::array::{Array, ArrayRef, AsArray, StringArray, TimestampMicrosecondArray};
+use arrow::array::{Array, ArrayRef, AsArray, TimestampMicrosecondArray};
 use arrow::datatypes::{
     DataType, Int64Type, IntervalMonthDayNano, IntervalMonthDayNanoType, IntervalUnit, TimeUnit,
     TimestampMicrosecondType,
@@ -98,15 +98,14 @@ fn in_zone(expr: Expr, schema: &DFSchema, zone: &str, udfs: &Conversions) -> Res
     Ok(match expr {
         // Text (`'2024-03-01 12:00' AT TIME ZONE ...`) is read as a TIMESTAMPTZ, as PostgreSQL does.
         Expr::ScalarFunction(ScalarFunction { func, mut args }) if func.name() == AT_TIME_ZONE => {
-            let from = type_of(&args[0]);
-            match &from {
-                Some(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Date32) => {
-                    let value = args.remove(0);
-                    let instant = to_instant(value, from.as_ref().unwrap()).unwrap_or_else(|| unreachable!());
-                    args.insert(0, instant);
+            let text_or_date = type_of(&args[0])
+                .filter(|t| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Date32));
+            match text_or_date.and_then(|t| to_instant(args[0].clone(), &t)) {
+                Some(instant) => {
+                    args[0] = instant;
                     Transformed::yes(Expr::ScalarFunction(ScalarFunction { func, args }))
                 }
-                _ => Transformed::no(Expr::ScalarFunction(ScalarFunction { func, args })),
+                None => Transformed::no(Expr::ScalarFunction(ScalarFunction { func, args })),
             }
         }
         // Text to TIMESTAMPTZ in every zone: Arrow reads neither `12:00+02` nor `12:00`.
@@ -114,9 +113,10 @@ fn in_zone(expr: Expr, schema: &DFSchema, zone: &str, udfs: &Conversions) -> Res
             if matches!(field.data_type(), DataType::Timestamp(_, Some(_)))
                 && matches!(type_of(&inner), Some(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)) =>
         {
-            let from = type_of(&inner).unwrap_or(DataType::Utf8);
-            let instant = to_instant(*inner, &from).unwrap_or_else(|| unreachable!());
-            Transformed::yes(cast(instant, field.data_type().clone()))
+            match type_of(&inner).and_then(|from| to_instant((*inner).clone(), &from)) {
+                Some(instant) => Transformed::yes(cast(instant, field.data_type().clone())),
+                None => Transformed::no(Expr::Cast(Cast { expr: inner, field })),
+            }
         }
         _ if zone == UTC_TAG => Transformed::no(expr),
         Expr::Cast(Cast { expr: inner, field }) => {
@@ -283,18 +283,20 @@ impl ScalarUDFImpl for ConversionUdf {
                         continue;
                     }
                     let sum = add_in_zone(instants.value(a), intervals.value(b), signs.value(c), &zone);
-                    out.push(Some(sum.ok_or_else(|| sql_error("22008", "timestamp out of range".into()))?));
+                    out.push(Some(
+                        sum.ok_or_else(|| crate::error::Error::in_datafusion("22008", "timestamp out of range"))?,
+                    ));
                 }
                 Arc::new(TimestampMicrosecondArray::from(out).with_timezone(tag.clone()))
             }
             Conversion::ZonedInstant => {
-                let zones = zones(&arrays[1])?;
+                let zones = zones(&args.args[1], zone_named)?;
                 let locals = as_micros(&arrays[0])?;
                 let values = locals.iter().enumerate().map(|(i, v)| instant_of_local(v?, zones.at(i)?));
                 Arc::new(values.collect::<TimestampMicrosecondArray>().with_timezone(UTC_TAG))
             }
             Conversion::TextInstant => {
-                let zones = zones(&arrays[1])?;
+                let zones = zones(&args.args[1], zone_named)?;
                 let texts = arrays[0].as_string::<i32>();
                 let mut values = Vec::with_capacity(texts.len());
                 for (i, text) in texts.iter().enumerate() {
@@ -305,7 +307,7 @@ impl ScalarUDFImpl for ConversionUdf {
                             None => {
                                 let message =
                                     format!("invalid input syntax for type timestamp with time zone: \"{t}\"");
-                                return Err(sql_error("22007", message));
+                                return Err(crate::error::Error::in_datafusion("22007", message));
                             }
                         },
                     });
@@ -324,16 +326,18 @@ fn add_in_zone(instant: i64, interval: IntervalMonthDayNano, sign: i64, zone: &T
     let months = i64::from(interval.months) * sign;
     let days = i64::from(interval.days) * sign;
     let nanos = interval.nanoseconds.checked_mul(sign)?;
+    let local = |at: i64| Some(chrono::DateTime::from_timestamp_micros(local_of_instant(at, zone)?)?.naive_utc());
+    let to_instant = |local: chrono::NaiveDateTime| instant_of_local(local.and_utc().timestamp_micros(), zone);
+    // Each step reads the local time anew, as PostgreSQL does: a month that lands in a DST
+    // gap moves the time before the days are added.
     let mut at = instant;
-    if months != 0 || days != 0 {
-        let local = chrono::DateTime::from_timestamp_micros(local_of_instant(at, zone)?)?.naive_utc();
-        let shifted = if months >= 0 {
-            local.checked_add_months(chrono::Months::new(u32::try_from(months).ok()?))?
-        } else {
-            local.checked_sub_months(chrono::Months::new(u32::try_from(-months).ok()?))?
-        };
-        let shifted = shifted.checked_add_signed(chrono::TimeDelta::try_days(days)?)?;
-        at = instant_of_local(shifted.and_utc().timestamp_micros(), zone)?;
+    if months != 0 {
+        let step = chrono::Months::new(u32::try_from(months.unsigned_abs()).ok()?);
+        let from = local(at)?;
+        at = to_instant(if months > 0 { from.checked_add_months(step)? } else { from.checked_sub_months(step)? })?;
+    }
+    if days != 0 {
+        at = to_instant(local(at)?.checked_add_signed(chrono::TimeDelta::try_days(days)?)?)?;
     }
     at.checked_add(nanos / 1000)
 }
@@ -358,11 +362,7 @@ fn zone_named(name: &str) -> Result<Tz> {
 }
 
 fn unknown_zone(name: &str) -> DataFusionError {
-    sql_error("22023", format!("time zone \"{name}\" not recognized"))
-}
-
-fn sql_error(sqlstate: &'static str, message: String) -> DataFusionError {
-    DataFusionError::External(Box::new(crate::error::Error::invalid_input(sqlstate, message)))
+    crate::error::Error::in_datafusion("22023", format!("time zone \"{name}\" not recognized"))
 }
 
 /// Zones given per row (`AT TIME ZONE zone_column`) or once.
@@ -374,12 +374,31 @@ impl Zones {
     }
 }
 
-/// Zones named as Arrow names them (the analyzer passes the session's zone that way).
-fn zones(array: &ArrayRef) -> Result<Zones> {
-    let names = arrow::compute::cast(array, &DataType::Utf8)?;
+/// The zones an argument names, each read with `read`: once for a constant (the session's
+/// zone, `AT TIME ZONE 'UTC'`), else per row, a repeated name read once.
+fn zones(argument: &ColumnarValue, read: impl Fn(&str) -> Result<Tz>) -> Result<Zones> {
+    let names = arrow::compute::cast(&argument.to_array(1)?, &DataType::Utf8)?;
     let names = names.as_string::<i32>();
-    let distinct: Vec<Option<Tz>> = names.iter().map(|n| n.map(zone_named).transpose()).collect::<Result<_>>()?;
-    Ok(Zones(distinct))
+    let names = match argument {
+        ColumnarValue::Scalar(_) => names.slice(0, names.len().min(1)),
+        ColumnarValue::Array(_) => names.clone(),
+    };
+    let mut last: Option<(String, Tz)> = None;
+    let mut zones = Vec::with_capacity(names.len());
+    for name in names.iter() {
+        zones.push(match name {
+            None => None,
+            Some(n) => match &last {
+                Some((seen, zone)) if seen == n => Some(*zone),
+                _ => {
+                    let zone = read(n)?;
+                    last = Some((n.to_string(), zone));
+                    Some(zone)
+                }
+            },
+        });
+    }
+    Ok(Zones(zones))
 }
 
 /// `x AT TIME ZONE zone`, `timezone(zone, x)`: a TIMESTAMPTZ becomes the local time in
@@ -412,27 +431,15 @@ impl ScalarUDFImpl for AtTimeZone {
                 Ok(micros(None))
             }
             DataType::Date32 | DataType::Null => Ok(micros(None)),
-            other => plan_err!("function timezone(unknown, {other}) does not exist"),
+            other => plan_err!("No function matches timezone(unknown, {other})"),
         }
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let names = arrow::compute::cast(&arrays[1], &DataType::Utf8)?;
-        let names: &StringArray = names.as_string::<i32>();
-        let mut zones = Vec::with_capacity(names.len());
-        for name in names.iter() {
-            zones.push(match name {
-                None => None,
-                Some(n) => match SessionZone::from_setting(n) {
-                    Some(zone) => Some(zone.tz()),
-                    None => return Err(unknown_zone(n)),
-                },
-            });
-        }
-        let zones = Zones(zones);
-        let value = &arrays[0];
+        let zones =
+            zones(&args.args[1], |n| SessionZone::from_setting(n).map(|z| z.tz()).ok_or_else(|| unknown_zone(n)))?;
+        let value = &args.args[0].to_array(args.number_rows)?;
         let result: ArrayRef = match value.data_type() {
             DataType::Timestamp(_, None) => {
                 let locals = as_micros(value)?;

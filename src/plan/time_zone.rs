@@ -146,12 +146,12 @@ pub fn instant_of_local(local_micros: i64, zone: &Tz) -> Option<i64> {
         LocalResult::Ambiguous(_, later) => later.fix(),
         LocalResult::None => zone.offset_from_utc_datetime(&(local - TimeDelta::days(1))).fix(),
     };
-    Some(local_micros - i64::from(offset.local_minus_utc()) * 1_000_000)
+    local_micros.checked_sub(i64::from(offset.local_minus_utc()) * 1_000_000)
 }
 
 /// The local time in `zone` at an instant.
 pub fn local_of_instant(micros: i64, zone: &Tz) -> Option<i64> {
-    Some(micros + i64::from(offset_at(micros, zone)?) * 1_000_000)
+    micros.checked_add(i64::from(offset_at(micros, zone)?) * 1_000_000)
 }
 
 /// The offset east of UTC, in seconds, that `zone` has at an instant.
@@ -161,10 +161,19 @@ pub fn offset_at(micros: i64, zone: &Tz) -> Option<i32> {
 }
 
 /// Reads a timestamp written as text into an instant: with an explicit offset
-/// (`2024-03-01 12:00+02`, `...Z`) at that offset, otherwise as a local time in `zone`.
-/// Seconds may be left out (`2024-03-01 12:00`), as PostgreSQL allows. None if unreadable.
+/// (`2024-03-01 12:00+02`, `...Z`) at that offset, with a zone's name after it
+/// (`2024-03-01 12:00 UTC`, `... America/New_York`) as a local time there, otherwise as a
+/// local time in `zone`. Seconds may be left out (`2024-03-01 12:00`), as PostgreSQL allows.
+/// None if unreadable.
 pub fn parse_instant(text: &str, zone: &Tz) -> Option<i64> {
     let text = text.trim();
+    if let Some((stamp, name)) = text.rsplit_once(' ')
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && time_part(stamp.trim()).is_some()
+    {
+        let named = SessionZone::from_setting(name)?;
+        return parse_instant(stamp, &named.tz());
+    }
     let utc = Tz::from_str(UTC_TAG).ok()?;
     if has_offset(text) {
         let full = with_seconds_before_offset(text);
@@ -218,7 +227,28 @@ pub fn zoned_text(micros: i64, zone: &Tz) -> Option<String> {
 /// any other type.
 pub fn instants_in_zone(values: &ArrayRef, zone: &Tz) -> Option<ArrayRef> {
     let instants: TimestampMicrosecondArray = match values.data_type() {
-        DataType::Utf8 => values.as_string::<i32>().iter().map(|t| parse_instant(t?, zone)).collect(),
+        DataType::Utf8 => {
+            // Arrow's cast reads most text a column at a time (offsets too, and local times
+            // in the zone); what it cannot read (times without seconds, short offsets, DST
+            // changes, zone names) is read one value at a time.
+            let texts = values.as_string::<i32>();
+            let zoned = DataType::Timestamp(TimeUnit::Microsecond, Some(zone.to_string().into()));
+            let options = arrow::compute::CastOptions { safe: true, ..Default::default() };
+            let quick = arrow::compute::cast_with_options(values, &zoned, &options).ok();
+            let quick = quick.as_ref().map(|q| q.as_primitive::<TimestampMicrosecondType>());
+            (0..texts.len())
+                .map(|i| {
+                    if texts.is_null(i) {
+                        return None;
+                    }
+                    match quick {
+                        // Arrow gives a value only where the local time is unambiguous.
+                        Some(q) if q.is_valid(i) => Some(q.value(i)),
+                        _ => parse_instant(texts.value(i), zone),
+                    }
+                })
+                .collect()
+        }
         DataType::Timestamp(_, None) | DataType::Date32 => {
             let locals = arrow::compute::cast(values, &DataType::Timestamp(TimeUnit::Microsecond, None)).ok()?;
             locals.as_primitive::<TimestampMicrosecondType>().iter().map(|v| instant_of_local(v?, zone)).collect()

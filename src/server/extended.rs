@@ -146,8 +146,9 @@ impl ExtendedQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared = portal.statement.statement.clone();
-        let params = bound_parameters(portal, &prepared)?;
         let state = self.connection(client)?;
+        let session_zone = state.lock().await.session.settings.zone().clone();
+        let params = bound_parameters(portal, &prepared, &session_zone)?;
         let format = &portal.result_column_format;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let query = &prepared.statement;
@@ -313,7 +314,12 @@ impl ExtendedQueryHandler for QueryHandler {
 /// PostgreSQL also takes a date alone or minutes without seconds. A text-format timestamp or
 /// date parameter the client left untyped is therefore decoded as text and cast here, with
 /// the same rules as a literal.
-fn bound_parameters(portal: &Portal<Arc<Prepared>>, prepared: &Prepared) -> PgWireResult<ParamValues> {
+/// Text parameters for TIMESTAMPTZ are read in `zone`, the session's time zone.
+fn bound_parameters(
+    portal: &Portal<Arc<Prepared>>,
+    prepared: &Prepared,
+    zone: &crate::plan::time_zone::SessionZone,
+) -> PgWireResult<ParamValues> {
     if portal.parameter_len() == 0 {
         return Ok(ParamValues::List(vec![]));
     }
@@ -345,7 +351,22 @@ fn bound_parameters(portal: &Portal<Arc<Prepared>>, prepared: &Prepared) -> PgWi
             None => DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
         };
         let text = value.value.clone();
-        value.value = text.cast_to(&target).map_err(|_| {
+        let read = match (&target, &text) {
+            // Without an offset, a local time in the session's zone.
+            (DataType::Timestamp(_, Some(_)), datafusion::scalar::ScalarValue::Utf8(Some(t))) => {
+                crate::plan::time_zone::parse_instant(t, &zone.tz())
+                    .map(|v| {
+                        let instant = datafusion::scalar::ScalarValue::TimestampMicrosecond(
+                            Some(v),
+                            Some(crate::plan::time_zone::UTC_TAG.into()),
+                        );
+                        instant.cast_to(&target)
+                    })
+                    .unwrap_or_else(|| text.cast_to(&target))
+            }
+            _ => text.cast_to(&target),
+        };
+        value.value = read.map_err(|_| {
             to_pgwire(Error::invalid_value(
                 "22007",
                 format!("invalid input syntax for type {}: \"{text}\" (parameter ${})", prepared.param_types[i], i + 1),

@@ -145,6 +145,7 @@ impl SqlParser {
                 Err(_) => return Err(error.into()),
             },
         };
+        let written_names = output_names::names_as_written(&mut statement);
         between_symmetric::rewrite(&mut statement, &symmetric);
         precedence::fix_is_distinct(&mut statement);
         pg_compat::rewrite(&mut statement);
@@ -152,7 +153,7 @@ impl SqlParser {
         function_spellings::rewrite(&mut statement);
         query_forms::rewrite(&mut statement);
         set_all::rewrite(&mut statement)?;
-        output_names::make_unique(&mut statement);
+        output_names::make_unique(&mut statement, written_names);
         Ok(Statement::Standard(Box::new(statement)))
     }
 }

@@ -16,26 +16,35 @@ pub fn client_name(name: &str) -> &str {
     name.split(MARKER).next().unwrap_or(name)
 }
 
-/// Aliases the repeated output names of a query's outermost SELECT (a query's, or the
-/// source of an INSERT: `INSERT INTO t SELECT x, x FROM s`).
-pub fn make_unique(statement: &mut Statement) {
-    let query = match statement {
-        Statement::Query(query) => query,
-        Statement::Insert(insert) => match insert.source.as_mut() {
-            Some(source) => source,
-            None => return,
-        },
-        _ => return,
-    };
-    let Some(items) = outermost_items(query) else { return };
+/// The names of a statement's outermost SELECT items as written, before asofdb's rewrites
+/// change the expressions (`sign(x)` becomes `signum(x)`, but the column is `sign`). None if
+/// a wildcard's names are not known here.
+pub fn names_as_written(statement: &mut Statement) -> Option<Vec<String>> {
+    let items = outermost_items(outermost_query(statement)?)?;
     if items.iter().any(|item| !matches!(item, SelectItem::UnnamedExpr(_) | SelectItem::ExprWithAlias { .. })) {
-        return; // wildcards: the names they expand to are not known here
+        return None;
     }
-    let names: Vec<String> = items.iter().map(output_name).collect();
+    Some(items.iter().map(output_name).collect())
+}
+
+/// Gives the outermost SELECT's items PostgreSQL's names (`written`, from
+/// [`names_as_written`]) where DataFusion would name them otherwise, and aliases repeated
+/// names apart (a query's, or the source of an INSERT: `INSERT INTO t SELECT x, x FROM s`).
+pub fn make_unique(statement: &mut Statement, written: Option<Vec<String>>) {
+    let Some(names) = written else { return };
+    let Some(items) = outermost_query(statement).and_then(outermost_items) else { return };
+    if items.len() != names.len() {
+        return;
+    }
     let repeated = |name: &String| names.iter().filter(|n| n.eq_ignore_ascii_case(name)).count() > 1;
     for (i, item) in items.iter_mut().enumerate() {
-        let named_otherwise = matches!(item, SelectItem::UnnamedExpr(e) if named_by_postgres_otherwise(e));
-        if !repeated(&names[i]) && !named_otherwise {
+        let renamed = match item {
+            SelectItem::UnnamedExpr(e) => {
+                named_by_postgres_otherwise(e) || output_name(&SelectItem::UnnamedExpr(e.clone())) != names[i]
+            }
+            _ => false,
+        };
+        if !repeated(&names[i]) && !renamed {
             continue;
         }
         let alias = if repeated(&names[i]) {
@@ -51,6 +60,14 @@ pub fn make_unique(statement: &mut Statement) {
             }
         };
         *item = SelectItem::ExprWithAlias { expr, alias };
+    }
+}
+
+fn outermost_query(statement: &mut Statement) -> Option<&mut Query> {
+    match statement {
+        Statement::Query(query) => Some(query),
+        Statement::Insert(insert) => insert.source.as_deref_mut(),
+        _ => None,
     }
 }
 
@@ -128,14 +145,16 @@ mod tests {
     #[test]
     fn repeated_names_get_marked_aliases() {
         let mut s = Parser::parse_sql(&PostgreSqlDialect {}, "SELECT t.id, id, x FROM t").unwrap().remove(0);
-        make_unique(&mut s);
+        let names = names_as_written(&mut s);
+        make_unique(&mut s, names);
         let text = s.to_string();
         assert!(text.contains(&format!("t.id AS \"id{MARKER}0\"")), "{text}");
         assert!(text.contains(&format!("id AS \"id{MARKER}1\"")), "{text}");
         assert!(text.ends_with("x FROM t"), "{text}");
         assert_eq!(client_name(&format!("id{MARKER}1")), "id");
         let mut s = Parser::parse_sql(&PostgreSqlDialect {}, "SELECT a, b FROM t").unwrap().remove(0);
-        make_unique(&mut s);
+        let names = names_as_written(&mut s);
+        make_unique(&mut s, names);
         assert_eq!(s.to_string(), "SELECT a, b FROM t");
     }
 }
