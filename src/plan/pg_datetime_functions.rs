@@ -126,24 +126,44 @@ fn text(array: &ArrayRef) -> Result<StringArray> {
     Ok(arrow::compute::cast(array, &DataType::Utf8)?.as_string::<i32>().clone())
 }
 
+/// The template of each row (one for all rows if given once), each text parsed once while
+/// the rows repeat it.
+struct Templates<'a> {
+    texts: &'a StringArray,
+    parsed: Option<(String, Template)>,
+}
+
+impl<'a> Templates<'a> {
+    fn new(texts: &'a StringArray) -> Self {
+        Self { texts, parsed: None }
+    }
+
+    /// Row `row`'s template and its text; None where it is NULL.
+    fn at(&mut self, row: usize) -> Option<(&str, &Template)> {
+        let row = if self.texts.len() == 1 { 0 } else { row };
+        if self.texts.is_null(row) {
+            return None;
+        }
+        let source = self.texts.value(row);
+        if self.parsed.as_ref().is_none_or(|(s, _)| s != source) {
+            self.parsed = Some((source.to_string(), Template::parse(source)));
+        }
+        self.parsed.as_ref().map(|(s, t)| (s.as_str(), t))
+    }
+}
+
 /// A local time read from text, and the offset east of UTC in seconds the text gave, if any.
 type Read = (NaiveDateTime, Option<i32>);
 
 /// Every row of `texts` read with its template; NULL where either is NULL.
 fn read_all(texts: &StringArray, templates: &StringArray) -> Result<Vec<Option<Read>>> {
-    let mut parsed: Option<(String, Template)> = None;
+    let mut parsed = Templates::new(templates);
     let mut out = Vec::with_capacity(texts.len());
     for row in 0..texts.len() {
-        let template_row = if templates.len() == 1 { 0 } else { row };
-        if texts.is_null(row) || templates.is_null(template_row) {
+        let Some((source, template)) = parsed.at(row).filter(|_| texts.is_valid(row)) else {
             out.push(None);
             continue;
-        }
-        let source = templates.value(template_row);
-        if parsed.as_ref().is_none_or(|(s, _)| s != source) {
-            parsed = Some((source.to_string(), Template::parse(source)));
-        }
-        let template = &parsed.as_ref().expect("parsed above").1;
+        };
         let value = texts.value(row);
         match template.read(value) {
             Ok(read) => out.push(Some(read)),
@@ -209,19 +229,13 @@ fn to_char(values: &ArrayRef, templates: &ArrayRef, session_zone: &str) -> Resul
         _ => arrow::compute::cast(values, &DataType::Timestamp(TimeUnit::Microsecond, None))?,
     };
     let micros = micros.as_primitive::<TimestampMicrosecondType>();
-    let mut parsed: Option<(String, Template)> = None;
+    let mut parsed = Templates::new(&templates);
     let mut out = Vec::with_capacity(micros.len());
     for row in 0..micros.len() {
-        let template_row = if templates.len() == 1 { 0 } else { row };
-        if micros.is_null(row) || templates.is_null(template_row) {
+        let Some((_, template)) = parsed.at(row).filter(|_| micros.is_valid(row)) else {
             out.push(None);
             continue;
-        }
-        let source = templates.value(template_row);
-        if parsed.as_ref().is_none_or(|(s, _)| s != source) {
-            parsed = Some((source.to_string(), Template::parse(source)));
-        }
-        let template = &parsed.as_ref().expect("parsed above").1;
+        };
         let instant = micros.value(row);
         let Some(utc) = DateTime::from_timestamp_micros(instant) else {
             out.push(None);

@@ -152,33 +152,35 @@ fn local_times(values: &ArrayRef) -> Result<Vec<Option<i64>>> {
         .collect())
 }
 
+/// Moves the whole `unit`s of `small` into `big` (30 days into a month, 24 hours into a day).
+fn carry(big: &mut i64, small: &mut i64, unit: i64) {
+    let whole = *small / unit;
+    *small -= whole * unit;
+    *big += whole;
+}
+
+/// Lends one `unit` of `big` to `small` (or back) where their signs differ.
+fn agree(big: &mut i64, small: &mut i64, unit: i64) {
+    if *big > 0 && *small < 0 {
+        *small += unit;
+        *big -= 1;
+    } else if *big < 0 && *small > 0 {
+        *small -= unit;
+        *big += 1;
+    }
+}
+
 fn justify_days(i: IntervalMonthDayNano) -> Option<IntervalMonthDayNano> {
     let (mut months, mut days) = (i64::from(i.months), i64::from(i.days));
-    let whole = days / DAYS_PER_MONTH;
-    days -= whole * DAYS_PER_MONTH;
-    months += whole;
-    if months > 0 && days < 0 {
-        days += DAYS_PER_MONTH;
-        months -= 1;
-    } else if months < 0 && days > 0 {
-        days -= DAYS_PER_MONTH;
-        months += 1;
-    }
+    carry(&mut months, &mut days, DAYS_PER_MONTH);
+    agree(&mut months, &mut days, DAYS_PER_MONTH);
     Some(IntervalMonthDayNano::new(i32::try_from(months).ok()?, i32::try_from(days).ok()?, i.nanoseconds))
 }
 
 fn justify_hours(i: IntervalMonthDayNano) -> Option<IntervalMonthDayNano> {
     let (mut days, mut micros) = (i64::from(i.days), i.nanoseconds / 1000);
-    let whole = micros / MICROS_PER_DAY;
-    micros -= whole * MICROS_PER_DAY;
-    days += whole;
-    if days > 0 && micros < 0 {
-        micros += MICROS_PER_DAY;
-        days -= 1;
-    } else if days < 0 && micros > 0 {
-        micros -= MICROS_PER_DAY;
-        days += 1;
-    }
+    carry(&mut days, &mut micros, MICROS_PER_DAY);
+    agree(&mut days, &mut micros, MICROS_PER_DAY);
     Some(IntervalMonthDayNano::new(i.months, i32::try_from(days).ok()?, micros * 1000 + i.nanoseconds % 1000))
 }
 
@@ -186,16 +188,10 @@ fn justify_hours(i: IntervalMonthDayNano) -> Option<IntervalMonthDayNano> {
 fn justify_interval(i: IntervalMonthDayNano) -> Option<IntervalMonthDayNano> {
     let (mut months, mut days, mut micros) = (i64::from(i.months), i64::from(i.days), i.nanoseconds / 1000);
     if (days > 0 && micros > 0) || (days < 0 && micros < 0) {
-        let whole = days / DAYS_PER_MONTH;
-        days -= whole * DAYS_PER_MONTH;
-        months += whole;
+        carry(&mut months, &mut days, DAYS_PER_MONTH);
     }
-    let whole = micros / MICROS_PER_DAY;
-    micros -= whole * MICROS_PER_DAY;
-    days += whole;
-    let whole = days / DAYS_PER_MONTH;
-    days -= whole * DAYS_PER_MONTH;
-    months += whole;
+    carry(&mut days, &mut micros, MICROS_PER_DAY);
+    carry(&mut months, &mut days, DAYS_PER_MONTH);
     if months > 0 && (days < 0 || (days == 0 && micros < 0)) {
         days += DAYS_PER_MONTH;
         months -= 1;
@@ -203,13 +199,7 @@ fn justify_interval(i: IntervalMonthDayNano) -> Option<IntervalMonthDayNano> {
         days -= DAYS_PER_MONTH;
         months += 1;
     }
-    if days > 0 && micros < 0 {
-        micros += MICROS_PER_DAY;
-        days -= 1;
-    } else if days < 0 && micros > 0 {
-        micros -= MICROS_PER_DAY;
-        days += 1;
-    }
+    agree(&mut days, &mut micros, MICROS_PER_DAY);
     Some(IntervalMonthDayNano::new(i32::try_from(months).ok()?, i32::try_from(days).ok()?, micros * 1000))
 }
 
