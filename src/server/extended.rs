@@ -147,13 +147,12 @@ impl ExtendedQueryHandler for QueryHandler {
     {
         let prepared = portal.statement.statement.clone();
         let state = self.connection(client)?;
-        let session_zone = state.lock().await.session.settings.zone().clone();
-        let params = bound_parameters(portal, &prepared, &session_zone)?;
         let format = &portal.result_column_format;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let query = &prepared.statement;
-        let (flag, zone) = {
+        let (flag, zone, params) = {
             let mut conn = state.lock().await;
+            let params = bound_parameters(portal, &prepared, conn.session.settings.zone())?;
             conn.start_statement(query.is_query() || query.statement.is_read_only());
             let zone = conn.session.settings.zone().tz();
             // The online-serving query is answered here, on the connection's thread, while
@@ -166,7 +165,7 @@ impl ExtendedQueryHandler for QueryHandler {
                     return Ok(Response::Query(encode_batch_rows(batch, format, options, zone)?));
                 }
             }
-            (conn.cancel.clone(), zone)
+            (conn.cancel.clone(), zone, params)
         };
         if query.is_query() {
             let (prepared, connection, cancel) = (prepared.clone(), state.clone(), flag.clone());
