@@ -183,6 +183,20 @@ fn time_query(rng: &mut Rng) -> String {
         4 => format!("CAST({} AS DATE)", stamp(rng)),
         _ => format!("{} {} {}", stamp(rng), rng.pick(&["<", "=", ">="]), stamp(rng)),
     };
+    if rng.chance(15) {
+        // Intervals of one length but different fields are one group in PostgreSQL. Which of
+        // them a group shows depends on the order rows arrive, so only counts are compared.
+        let mixed = format!(
+            "CASE WHEN id % 2 = 0 THEN {} ELSE {} END * (id % 3)",
+            rng.pick(&["INTERVAL '1 day'", "INTERVAL '1 month'", "INTERVAL '36 hours'"]),
+            rng.pick(&["INTERVAL '24 hours'", "INTERVAL '30 days'", "INTERVAL '1 day 12 hours'"])
+        );
+        return match rng.below(3) {
+            0 => format!("SELECT count(*), sum(n), max(n) FROM (SELECT {mixed} AS g, count(*) AS n FROM ta GROUP BY 1) q"),
+            1 => format!("SELECT count(*) FROM (SELECT DISTINCT {mixed} FROM ta) q"),
+            _ => format!("SELECT count(DISTINCT {mixed}), count(*) FROM ta"),
+        };
+    }
     format!("SELECT id, {}, {} FROM ta", expr(rng), expr(rng))
 }
 

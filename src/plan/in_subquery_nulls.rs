@@ -24,8 +24,9 @@ use datafusion::common::{Column, DFSchema, Result, ScalarValue};
 use datafusion::functions_aggregate::count::count_all;
 use datafusion::logical_expr::expr::{Exists, InSubquery};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
-    Expr, ExprSchemable, Filter, LogicalPlan, LogicalPlanBuilder, Subquery, lit, out_ref_col,
+    Expr, ExprSchemable, Filter, LogicalPlan, LogicalPlanBuilder, Projection, Subquery, lit, out_ref_col,
 };
 use datafusion::optimizer::AnalyzerRule;
 
@@ -66,7 +67,42 @@ fn rewrite_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         let predicate = conjunction(conjuncts).unwrap_or_else(|| lit(true));
         return Ok(Transformed::yes(LogicalPlan::Filter(Filter::try_new(predicate, filter.input)?)));
     }
-    rewrite_keeping_names(node, |e| counted(e, &schema))
+    let node = values_as_columns(node)?;
+    let schema = input_schema(&node.data);
+    let mut counted_node = rewrite_keeping_names(node.data, |e| counted(e, &schema))?;
+    counted_node.transformed |= node.transformed;
+    Ok(counted_node)
+}
+
+/// A SELECT list's `expr IN (q)` whose `expr` is not a column: `expr` is computed as a column
+/// by a projection below, since a counting subquery can only be correlated on a column.
+fn values_as_columns(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let LogicalPlan::Projection(projection) = node else {
+        return Ok(Transformed::no(node));
+    };
+    let mut values: Vec<Expr> = Vec::new();
+    let names = NamePreserver::new_for_projection();
+    let mut exprs = Vec::with_capacity(projection.expr.len());
+    for expr in projection.expr.iter().cloned() {
+        let name = names.save(&expr);
+        let rewritten = expr.transform_up(|e| match e {
+            Expr::InSubquery(mut in_subquery) if !matches!(in_subquery.expr.as_ref(), Expr::Column(_)) => {
+                let column = format!("__in_value_{}", values.len());
+                values.push(in_subquery.expr.as_ref().clone().alias(&column));
+                in_subquery.expr = Box::new(Expr::Column(Column::new_unqualified(column)));
+                Ok(Transformed::yes(Expr::InSubquery(in_subquery)))
+            }
+            other => Ok(Transformed::no(other)),
+        })?;
+        exprs.push(name.restore(rewritten.data));
+    }
+    if values.is_empty() {
+        return Ok(Transformed::no(LogicalPlan::Projection(projection)));
+    }
+    let mut below: Vec<Expr> = projection.input.schema().columns().into_iter().map(Expr::Column).collect();
+    below.extend(values);
+    let input = LogicalPlan::Projection(Projection::try_new(below, projection.input)?);
+    Ok(Transformed::yes(LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(input))?)))
 }
 
 /// `EXISTS` and `IN (subquery)` outside a filter, as counting scalar subqueries.

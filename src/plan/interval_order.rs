@@ -34,7 +34,7 @@ pub struct IntervalOrder;
 
 impl AnalyzerRule for IntervalOrder {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        let length = Arc::new(ScalarUDF::new_from_impl(IntervalLength::new()));
+        let length = length_udf();
         plan.transform_up_with_subqueries(|node| rewrite_node(node, &length)).map(|t| t.data)
     }
 
@@ -132,18 +132,23 @@ fn is_comparison(op: Operator) -> bool {
     matches!(op, Eq | NotEq | Lt | LtEq | Gt | GtEq | IsDistinctFrom | IsNotDistinctFrom)
 }
 
-fn is_interval(expr: &Expr, schema: &dyn ExprSchema) -> bool {
+pub(super) fn is_interval(expr: &Expr, schema: &dyn ExprSchema) -> bool {
     matches!(expr.get_type(schema), Ok(DataType::Interval(_)))
 }
 
 /// `interval_length(x)`, with `x` widened to months-days-nanoseconds first if it is not.
-fn by_length(expr: Expr, schema: &DFSchema, length: &Arc<ScalarUDF>) -> Expr {
+pub(super) fn by_length(expr: Expr, schema: &DFSchema, length: &Arc<ScalarUDF>) -> Expr {
     let month_day_nano = DataType::Interval(IntervalUnit::MonthDayNano);
     let widened = match expr.get_type(schema) {
         Ok(t) if t == month_day_nano => expr,
         _ => cast(expr, month_day_nano),
     };
     length.call(vec![widened])
+}
+
+/// The `interval_length` function.
+pub(super) fn length_udf() -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::new_from_impl(IntervalLength::new()))
 }
 
 /// `interval_length(interval) -> DECIMAL(38,0)`: nanoseconds, a month as 30 days.

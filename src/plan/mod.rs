@@ -14,6 +14,7 @@ mod guarded_evaluation;
 mod in_subquery_nulls;
 pub mod integer_literals;
 mod interval_arithmetic;
+mod interval_groups;
 mod interval_order;
 mod ordered_set;
 mod pg_datetime_functions;
