@@ -1,6 +1,7 @@
 //! The PostgreSQL wire protocol front end (pgwire): connections, simple and extended query
 //! protocol, COPY, cancellation, and the translation of errors into ErrorResponses.
 
+mod array_text;
 mod auth;
 mod cancel;
 mod coalesce;

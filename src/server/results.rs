@@ -170,17 +170,22 @@ fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>, zone: &Tz) ->
 
 /// `batch` with each TIMESTAMPTZ column that is sent as text already printed in `zone`, the
 /// session's time zone (`2024-03-01 17:30:00+05:30`; pgwire would print only the offset's
-/// hours). Binary values are instants, the same in every zone.
+/// hours), and arrays of such values, timestamps, intervals and floats as PostgreSQL's texts. Binary values are instants, the same in every zone.
 pub fn zoned_as_text(batch: &RecordBatch, fields: &[FieldInfo], zone: &Tz) -> RecordBatch {
-    let zoned = |i: usize| {
-        matches!(batch.schema().field(i).data_type(), DataType::Timestamp(_, Some(_)))
-            && fields.get(i).is_some_and(|f| f.format() == FieldFormat::Text)
-    };
-    if !(0..batch.num_columns()).any(zoned) {
+    let text = |i: usize| fields.get(i).is_some_and(|f| f.format() == FieldFormat::Text);
+    let zoned = |i: usize| matches!(batch.schema().field(i).data_type(), DataType::Timestamp(_, Some(_))) && text(i);
+    let list = |i: usize| matches!(batch.schema().field(i).data_type(), DataType::List(_)) && text(i);
+    if !(0..batch.num_columns()).any(|i| zoned(i) || list(i)) {
         return batch.clone();
     }
     let mut columns = batch.columns().to_vec();
     let mut schema_fields: Vec<arrow::datatypes::FieldRef> = batch.schema().fields().iter().cloned().collect();
+    for i in (0..batch.num_columns()).filter(|i| list(*i)) {
+        if let Some(texts) = super::array_text::list_as_text(&columns[i], zone) {
+            schema_fields[i] = Arc::new(schema_fields[i].as_ref().clone().with_data_type(texts.data_type().clone()));
+            columns[i] = texts;
+        }
+    }
     for i in (0..batch.num_columns()).filter(|i| zoned(*i)) {
         let Ok(instants) = arrow::compute::cast(
             &columns[i],
@@ -201,7 +206,7 @@ pub fn zoned_as_text(batch: &RecordBatch, fields: &[FieldInfo], zone: &Tz) -> Re
 }
 
 /// The interval in row `row` of an interval column.
-fn interval_at(column: &ArrayRef, unit: IntervalUnit, row: usize) -> Interval {
+pub(super) fn interval_at(column: &ArrayRef, unit: IntervalUnit, row: usize) -> Interval {
     match unit {
         IntervalUnit::YearMonth => {
             Interval { months: column.as_primitive::<IntervalYearMonthType>().value(row), days: 0, micros: 0 }
