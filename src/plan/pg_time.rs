@@ -88,6 +88,33 @@ fn before_coercion(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             let difference = ScalarUDF::new_from_impl(TimestampDifference::new());
             Transformed::yes(difference.call(vec![left, right]))
         }
+        // generate_series of dates or timestamps: text arguments take the type of the typed
+        // ones (PostgreSQL's unknown literals), the step is an interval, and dates make a
+        // series of TIMESTAMPTZ, PostgreSQL's preferred type for them.
+        Expr::ScalarFunction(ScalarFunction { func, args })
+            if func.name() == "generate_series" && args.len() == 3 && args.iter().take(2).any(|a| is(a, stamp_or_date)) =>
+        {
+            let text = |e: &Expr| is(e, |t| matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8));
+            let types: Vec<DataType> = args.iter().take(2).filter_map(|a| a.get_type(schema).ok()).collect();
+            let instant = DataType::Timestamp(TimeUnit::Microsecond, Some(super::time_zone::UTC_TAG.into()));
+            let target = match types.iter().find(|t| matches!(t, DataType::Timestamp(_, Some(_)))) {
+                Some(zoned) => zoned.clone(),
+                None => match types.iter().find(|t| matches!(t, DataType::Timestamp(_, None))) {
+                    Some(local) => local.clone(),
+                    None => instant,
+                },
+            };
+            let mut args = args;
+            for arg in args.iter_mut().take(2) {
+                if (is(arg, stamp_or_date) && arg.get_type(schema)? != target) || text(arg) {
+                    *arg = cast(arg.clone(), target.clone());
+                }
+            }
+            if text(&args[2]) {
+                args[2] = cast(args[2].clone(), DataType::Interval(IntervalUnit::MonthDayNano));
+            }
+            Transformed::yes(Expr::ScalarFunction(ScalarFunction { func, args }))
+        }
         Expr::ScalarFunction(ScalarFunction { func, args }) if func.name() == "date_part" && args.len() == 2 => {
             let part = match &args[0] {
                 Expr::Literal(ScalarValue::Utf8(Some(p)), _) => p.to_ascii_lowercase(),

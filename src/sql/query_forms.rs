@@ -164,6 +164,7 @@ fn set_returning_items(query: &mut Query) {
         if !SET_RETURNING.contains(&name.as_str()) {
             continue;
         }
+        type_unknown_arguments(function);
         let call = expr.clone();
         *expr = Expr::Function(Function {
             name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new("unnest"))]),
@@ -182,6 +183,52 @@ fn set_returning_items(query: &mut Query) {
         if !named {
             *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias: Ident::new(name) };
         }
+    }
+}
+
+/// `generate_series(TIMESTAMP '2024-01-01', '2024-01-03', '1 day')`: as PostgreSQL types an
+/// untyped literal argument by the other arguments, a text bound takes the type written on
+/// the other bound, and a text step is an INTERVAL (DataFusion matches the signature before
+/// any of asofdb's rules could cast them).
+fn type_unknown_arguments(function: &mut Function) {
+    let FunctionArguments::List(list) = &mut function.args else { return };
+    if list.args.len() != 3 {
+        return;
+    }
+    let mut exprs: Vec<&mut Expr> = list
+        .args
+        .iter_mut()
+        .filter_map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect();
+    if exprs.len() != 3 {
+        return;
+    }
+    let is_text = |e: &Expr| matches!(e, Expr::Value(v) if matches!(v.value, sqlparser::ast::Value::SingleQuotedString(_)));
+    let written_type = |e: &Expr| match e {
+        Expr::TypedString(typed) => Some(typed.data_type.clone()),
+        Expr::Cast { data_type, .. } => Some(data_type.clone()),
+        _ => None,
+    };
+    let Some(bound_type) = written_type(exprs[0]).or_else(|| written_type(exprs[1])) else { return };
+    let as_type = |e: &mut Expr, data_type: sqlparser::ast::DataType| {
+        *e = Expr::Cast {
+            kind: sqlparser::ast::CastKind::DoubleColon,
+            expr: Box::new(e.clone()),
+            data_type,
+            array: false,
+            format: None,
+        };
+    };
+    for bound in exprs.iter_mut().take(2) {
+        if is_text(bound) {
+            as_type(bound, bound_type.clone());
+        }
+    }
+    if is_text(exprs[2]) {
+        as_type(exprs[2], sqlparser::ast::DataType::Interval { fields: None, precision: None });
     }
 }
 
@@ -204,9 +251,63 @@ fn table_function_aliases(statement: &mut Statement) {
 }
 
 fn name_function_column(factor: &mut TableFactor) {
-    let TableFactor::Table { name, args: Some(_), alias: Some(alias), .. } = factor else { return };
+    let TableFactor::Table { name, args: Some(args), alias, .. } = factor else { return };
     let function = name.to_string().to_ascii_lowercase();
-    if SET_RETURNING.contains(&function.as_str()) && alias.columns.is_empty() {
+    if !SET_RETURNING.contains(&function.as_str()) {
+        return;
+    }
+    if let Some(alias) = alias.as_mut().filter(|a| a.columns.is_empty()) {
         alias.columns = vec![TableAliasColumnDef::from_name(alias.name.value.clone())];
     }
+    if args.args.len() == 3 && !is_number(&args.args[2]) {
+        if let Some(select) = series_as_select(&function, args.args.clone(), alias.clone()) {
+            *factor = select;
+        }
+    }
+}
+
+/// Whether a function argument is a number written out (an integer series' step).
+fn is_number(arg: &FunctionArg) -> bool {
+    let FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) = arg else { return false };
+    match expr {
+        Expr::Value(v) => matches!(v.value, sqlparser::ast::Value::Number(..)),
+        Expr::UnaryOp { expr, .. } => matches!(expr.as_ref(), Expr::Value(v) if matches!(v.value, sqlparser::ast::Value::Number(..))),
+        _ => false,
+    }
+}
+
+/// `FROM generate_series(start, stop, step) [AS g(v)]` with a step that is not a number (a
+/// series of timestamps) as `FROM (SELECT unnest(generate_series(...)) AS v) AS g(v)`:
+/// DataFusion evaluates a table function's arguments while it plans, before asofdb's rules
+/// read text and step in the session's time zone; the SELECT-list form is analyzed like any
+/// expression.
+fn series_as_select(
+    function: &str,
+    args: Vec<FunctionArg>,
+    alias: Option<sqlparser::ast::TableAlias>,
+) -> Option<TableFactor> {
+    let mut alias = alias.unwrap_or(sqlparser::ast::TableAlias {
+        explicit: true,
+        name: Ident::new(function),
+        columns: vec![],
+        at: None,
+    });
+    let column = alias.columns.first().map_or_else(|| Ident::new(function), |c| c.name.clone());
+    alias.columns = vec![TableAliasColumnDef::from_name(column.value.clone())];
+    let call = Expr::Function(Function {
+        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(function))]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList { duplicate_treatment: None, args, clauses: vec![] }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    });
+    let parsed = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, "SELECT 1");
+    let Some(Statement::Query(mut query)) = parsed.ok()?.pop() else { return None };
+    let SetExpr::Select(select) = query.body.as_mut() else { return None };
+    select.projection = vec![SelectItem::ExprWithAlias { expr: call, alias: column }];
+    set_returning_items(&mut query);
+    Some(TableFactor::Derived { lateral: false, subquery: query, alias: Some(alias), sample: None })
 }
