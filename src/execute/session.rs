@@ -119,7 +119,7 @@ impl Session {
             let (db, def, notices) = (self.db.clone(), def.clone(), self.notices.clone());
             tokio::task::spawn_blocking(move || {
                 let mut progress = BackfillProgress::new(&def.name, notices);
-                LiveFeature::backfill(def, table, db.catalog.store(), &db.ctx, &mut |done, total| {
+                LiveFeature::backfill(def, table, db.catalog.store(), &db.ctx, true, &mut |done, total| {
                     progress.report(done, total)
                 })
             })
@@ -316,6 +316,9 @@ impl Session {
     }
 
     async fn write(&mut self, appends: Vec<Append>) -> Result<()> {
+        for append in &appends {
+            self.db.catalog.features.check(append.table_id, &append.batch)?;
+        }
         match &mut self.transaction {
             Transaction::Open(pending) => {
                 pending.extend(appends);

@@ -276,6 +276,8 @@ pub struct CompiledFeature {
     pub filter: Option<Arc<dyn PhysicalExpr>>,
     pub args: Vec<Option<Arc<dyn PhysicalExpr>>>,
     pub value_filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    /// What a write's rows must pass before it commits; None when nothing can fail.
+    pub checks: Option<Checks>,
     pub result_types: Vec<DataType>,
     /// Each aggregate's argument type (BIGINT for `count(*)`) and stored form.
     pub arg_types: Vec<DataType>,
@@ -291,23 +293,24 @@ pub struct CompiledFeature {
 /// `expr` after the session's analyzer rules, as a query's expressions are: the same type
 /// coercion, and PostgreSQL's semantics where asofdb adds a rule for them (intervals compare
 /// by length, `plan::interval_order`), so a feature computes what the same query would.
+/// Integer literals stay `bigint` (`plan::integer_literals`), so `int_column * 100` computes
+/// in 64 bits, as features always have (their stored state depends on the argument types).
 ///
-/// Except the overflow and division-by-zero errors (`plan::checked_arithmetic`): features
-/// are updated after a write is durable, so an error there would fail a statement whose rows
-/// are stored. A feature's arithmetic keeps Arrow's wrapping and Infinity until expressions
-/// are checked before the commit (docs/features.md). Integer literals stay `bigint` there
-/// (`plan::integer_literals`), so `int_column * 100` computes in 64 bits as before.
+/// With `checked`, arithmetic raises overflow and division-by-zero errors
+/// (`plan::checked_arithmetic`). Those forms run on a write's rows before it commits
+/// ([`CompiledFeature::check`]); the forms that update the state after the commit wrap, and
+/// never fail on rows that passed.
 fn analyzed(
     state: &datafusion::execution::SessionState,
     expr: datafusion::logical_expr::Expr,
     schema: &DFSchema,
+    checked: bool,
 ) -> Result<datafusion::logical_expr::Expr> {
     use datafusion::logical_expr::{EmptyRelation, LogicalPlan, Projection};
     let input = LogicalPlan::EmptyRelation(EmptyRelation { produce_one_row: false, schema: Arc::new(schema.clone()) });
     let plan = LogicalPlan::Projection(Projection::try_new(vec![expr], Arc::new(input))?);
-    // Overflow errors would come after the commit; int4 literals would make overflows likely.
-    const AFTER_COMMIT_UNSAFE: [&str; 2] = ["checked_arithmetic", crate::plan::integer_literals::NAME];
-    let rules = state.analyzer().rules.iter().filter(|r| !AFTER_COMMIT_UNSAFE.contains(&r.name())).cloned().collect();
+    let left_out = |name: &str| name == crate::plan::integer_literals::NAME || (!checked && name == "checked_arithmetic");
+    let rules = state.analyzer().rules.iter().filter(|r| !left_out(r.name())).cloned().collect();
     let analyzer = datafusion::optimizer::Analyzer::with_rules(rules);
     match analyzer.execute_and_check(plan, state.config_options(), |_, _| {})? {
         LogicalPlan::Projection(mut projection) if projection.expr.len() == 1 => {
@@ -322,13 +325,10 @@ impl CompiledFeature {
         let arrow_schema = table.schema();
         let df_schema = DFSchema::try_from_qualified_schema(table.name.as_str(), &arrow_schema)?;
         let state = ctx.state();
-        let compile = |sql: &str| -> Result<Arc<dyn PhysicalExpr>> {
-            let logical = analyzed(&state, state.create_logical_expr(sql, &df_schema)?, &df_schema)?;
-            Ok(state.create_physical_expr(logical, &df_schema)?)
-        };
-        let boolean = |sql: &str, what: &str| -> Result<Arc<dyn PhysicalExpr>> {
+        let compile = |sql: &str| compile_checked(&state, sql, &df_schema);
+        let boolean = |sql: &str, what: &str| -> Result<Compiled> {
             let expr = compile(sql)?;
-            if expr.data_type(&arrow_schema)? != DataType::Boolean {
+            if expr.0.data_type(&arrow_schema)? != DataType::Boolean {
                 return Err(Error::invalid_input("42804", format!("argument of {what} must be type boolean: {sql}")));
             }
             Ok(expr)
@@ -342,7 +342,7 @@ impl CompiledFeature {
         for v in &def.values {
             let arg = v.arg.as_deref().map(compile).transpose()?;
             let arg_type = match &arg {
-                Some(a) => a.data_type(&arrow_schema)?,
+                Some(a) => a.0.data_type(&arrow_schema)?,
                 None => DataType::Int64,
             };
             if v.kind.needs_numeric() && !arg_type.is_numeric() {
@@ -357,6 +357,11 @@ impl CompiledFeature {
             args.push(arg);
             value_filters.push(v.filter.as_deref().map(|f| boolean(f, "FILTER")).transpose()?);
         }
+        let checks = Checks::of(&filter, &args, &value_filters);
+        let unchecked = |c: Option<Compiled>| c.map(|(expr, _)| expr);
+        let filter = unchecked(filter);
+        let args: Vec<_> = args.into_iter().map(unchecked).collect();
+        let value_filters: Vec<_> = value_filters.into_iter().map(unchecked).collect();
         let event_time = table.event_time.ok_or_else(|| Error::internal("feature table lost its event time"))?;
         let key_columns: Vec<usize> = def
             .keys
@@ -372,6 +377,7 @@ impl CompiledFeature {
         }
         fields.push(Field::new(&table.columns[event_time].name, table.columns[event_time].ty.arrow_type(), false));
         Ok(Self {
+            checks,
             tile: def.tile_micros(),
             tile_min_events: 16,
             arg_types,
@@ -389,7 +395,98 @@ impl CompiledFeature {
     }
 }
 
+/// An expression compiled unchecked, and checked where that form differs.
+type Compiled = (Arc<dyn PhysicalExpr>, Option<Arc<dyn PhysicalExpr>>);
+
+fn compile_checked(state: &datafusion::execution::SessionState, sql: &str, schema: &DFSchema) -> Result<Compiled> {
+    let logical = state.create_logical_expr(sql, schema)?;
+    let unchecked = analyzed(state, logical.clone(), schema, false)?;
+    let checked = analyzed(state, logical, schema, true)?;
+    let kept = checked != unchecked || may_fail(&checked);
+    let checked = kept.then(|| state.create_physical_expr(checked, schema)).transpose()?;
+    Ok((state.create_physical_expr(unchecked, schema)?, checked))
+}
+
+/// Whether evaluating `expr` can raise an error: it does arithmetic (integer division by
+/// zero fails unchecked too), calls a function or casts.
+fn may_fail(expr: &datafusion::logical_expr::Expr) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+    let mut fails = false;
+    let _ = expr.apply(|e| {
+        fails |= match e {
+            Expr::BinaryExpr(BinaryExpr { op, .. }) => matches!(
+                op,
+                Operator::Plus | Operator::Minus | Operator::Multiply | Operator::Divide | Operator::Modulo
+            ),
+            Expr::ScalarFunction(_) | Expr::Cast(_) | Expr::Negative(_) => true,
+            _ => false,
+        };
+        Ok(if fails { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    fails
+}
+
+/// A feature's expressions as a write's rows are checked with before the write commits: the
+/// filters (checked where they can fail, else as they are) choose the rows each argument is
+/// evaluated on, as `agg(x) FILTER (WHERE p)` evaluates `x` only where `p` holds; only the
+/// arguments that can fail are evaluated.
+pub struct Checks {
+    filter: Option<Arc<dyn PhysicalExpr>>,
+    args: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    value_filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+}
+
+impl Checks {
+    fn of(filter: &Option<Compiled>, args: &[Option<Compiled>], value_filters: &[Option<Compiled>]) -> Option<Self> {
+        let can_fail = |c: &Option<Compiled>| c.as_ref().is_some_and(|(_, checked)| checked.is_some());
+        if !can_fail(filter) && !args.iter().any(can_fail) && !value_filters.iter().any(can_fail) {
+            return None;
+        }
+        let either = |c: &Option<Compiled>| c.as_ref().map(|(unchecked, checked)| checked.clone().unwrap_or_else(|| unchecked.clone()));
+        Some(Self {
+            filter: either(filter),
+            args: args.iter().map(|c| c.as_ref().and_then(|(_, checked)| checked.clone())).collect(),
+            value_filters: value_filters.iter().map(either).collect(),
+        })
+    }
+
+    /// Evaluates the checked expressions over `batch`: their first error, if any.
+    fn run(&self, batch: &RecordBatch) -> Result<()> {
+        let rows = match &self.filter {
+            Some(filter) => filtered(batch, filter)?,
+            None => batch.clone(),
+        };
+        for (arg, value_filter) in self.args.iter().zip(&self.value_filters) {
+            let (Some(arg), false) = (arg, rows.num_rows() == 0) else { continue };
+            let rows = match value_filter {
+                Some(filter) => filtered(&rows, filter)?,
+                None => rows.clone(),
+            };
+            arg.evaluate(&rows)?;
+        }
+        Ok(())
+    }
+}
+
+/// The rows of `batch` for which `predicate` is true.
+fn filtered(batch: &RecordBatch, predicate: &Arc<dyn PhysicalExpr>) -> Result<RecordBatch> {
+    let mask = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
+    let mask = mask
+        .as_any()
+        .downcast_ref::<arrow::array::BooleanArray>()
+        .ok_or_else(|| Error::internal("a feature's filter did not evaluate to booleans"))?;
+    Ok(arrow::compute::filter_record_batch(batch, mask)?)
+}
+
 impl CompiledFeature {
+    /// Raises the error a query computing this feature's expressions over `batch` (rows of
+    /// its table about to be written) would raise: integer overflow (22003), division by
+    /// zero (22012). Run before the write commits, so a failing statement stores nothing.
+    pub fn check(&self, batch: &RecordBatch) -> Result<()> {
+        self.checks.as_ref().map_or(Ok(()), |checks| checks.run(batch))
+    }
+
     /// Words per stored event (see `encoding`).
     pub fn stride(&self) -> usize {
         HEADER + self.def.values.len()

@@ -34,19 +34,22 @@ pub struct LiveFeature {
 
 impl LiveFeature {
     /// Builds the feature from every stored row of its table (hot tier, in storage order).
-    /// `progress(rows done, rows in the table)` is called after each stored block.
+    /// `progress(rows done, rows in the table)` is called after each stored block. With
+    /// `checked` (CREATE FEATURE), rows its expressions fail on fail it, as a query over them
+    /// would (`CompiledFeature::check`); at startup the rows are taken as they were.
     pub fn backfill(
         def: FeatureDef,
         table: Arc<TableDef>,
         store: &Arc<EventStore>,
         ctx: &SessionContext,
+        checked: bool,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Self> {
         let compiled = CompiledFeature::compile(def, table, ctx)?;
         let mut state = FeatureState::new(&compiled)?;
         let total = store.stats(compiled.table.id).rows;
         let parts = store.scan(compiled.table.scan_table(), (i64::MIN, i64::MAX), (0, 1));
-        let (done, applied) = ingest_all(&compiled, &mut state, parts, 0, &mut |done| progress(done, total))?;
+        let (done, applied) = ingest_all(&compiled, &mut state, parts, 0, checked, &mut |done| progress(done, total))?;
         state.shrink_to_fit();
         let origin = format!("backfilled from {done} rows");
         Ok(Self::new(compiled, state, (0, applied), origin, store.clone()))
@@ -73,7 +76,7 @@ impl LiveFeature {
     /// after it, or backfills when there is no snapshot.
     pub fn open(def: FeatureDef, table: Arc<TableDef>, store: &Arc<EventStore>, ctx: &SessionContext) -> Result<Self> {
         let Some(meta) = SnapshotMeta::read(store, &def.name)? else {
-            return Self::backfill(def, table, store, ctx, &mut |_, _| {});
+            return Self::backfill(def, table, store, ctx, false, &mut |_, _| {});
         };
         let next_seq = meta.next_seq;
         let compiled = CompiledFeature::compile(def, table, ctx)?;
@@ -83,7 +86,7 @@ impl LiveFeature {
         })?;
         state.restored(&compiled);
         let parts = store.scan_since(compiled.table.scan_table(), next_seq);
-        let (replayed, applied) = ingest_all(&compiled, &mut state, parts, next_seq, &mut |_| {})?;
+        let (replayed, applied) = ingest_all(&compiled, &mut state, parts, next_seq, false, &mut |_| {})?;
         state.evict_due(&compiled);
         state.shrink_to_fit();
         let origin = format!("restored from snapshot at seq {next_seq}, replayed {replayed} rows");
@@ -225,17 +228,22 @@ pub enum PointValue {
 }
 
 /// Ingests stored writes into `state`; returns (rows read, one past the greatest seq seen,
-/// at least `applied`). `progress` gets the running row count after each write.
+/// at least `applied`). `progress` gets the running row count after each write. With
+/// `checked`, each write is checked first (`CompiledFeature::check`).
 fn ingest_all(
     compiled: &CompiledFeature,
     state: &mut FeatureState,
     parts: impl Iterator<Item = Result<StoredPart>>,
     mut applied: u64,
+    checked: bool,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(u64, u64)> {
     let mut rows = 0;
     for part in parts {
         let part = part?;
+        if checked {
+            compiled.check(&part.batch)?;
+        }
         state.ingest(compiled, &part.batch, part.seq)?;
         rows += part.batch.num_rows() as u64;
         applied = applied.max(part.seq + 1);
@@ -290,6 +298,12 @@ impl FeatureEngine {
     /// How many times a feature was registered or removed.
     pub fn generation(&self) -> u64 {
         self.changes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Raises the error any feature of table `table_id` would raise on `batch`, rows about to
+    /// be written to it (`CompiledFeature::check`): run before they commit.
+    pub fn check(&self, table_id: u64, batch: &arrow::array::RecordBatch) -> Result<()> {
+        self.all().iter().filter(|f| f.compiled.table.id == table_id).try_for_each(|f| f.compiled.check(batch))
     }
 
     /// Applies committed rows to every feature of their tables. Large writes (COPY) update

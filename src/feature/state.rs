@@ -763,11 +763,16 @@ impl FeatureState {
         };
         let mut encoded = Vec::with_capacity(feature.args.len());
         for (j, arg) in feature.args.iter().enumerate() {
-            let arg = arg.as_ref().map(|a| a.evaluate(batch).and_then(|v| v.into_array(rows))).transpose()?;
             let filter = feature.value_filters[j]
                 .as_ref()
                 .map(|f| f.evaluate(batch).and_then(|v| v.into_array(rows)).map_err(Error::from).and_then(boolean))
                 .transpose()?;
+            let rows_in = match (&passes, &filter) {
+                (Some(p), Some(f)) => Some(arrow::compute::and(p, f)?),
+                (Some(only), None) | (None, Some(only)) => Some(only.clone()),
+                (None, None) => None,
+            };
+            let arg = arg.as_ref().map(|a| evaluate_where(a, batch, rows_in.as_ref())).transpose()?;
             let included = |row: usize| filter.as_ref().is_none_or(|f| f.is_valid(row) && f.value(row));
             encoded.push(encode(feature.reprs[j], arg.as_ref(), included, rows)?);
         }
@@ -894,6 +899,33 @@ impl FeatureState {
         let bytes = self.keys.iter().map(|(k, h)| k.len() + size_of::<KeyHistory>() + 16 + h.heap_bytes()).sum();
         (self.keys.len(), events, bytes)
     }
+}
+
+/// `arg` over `batch`, where only the rows `rows_in` admits need a value (NULL elsewhere).
+/// It is evaluated over the whole batch first, which is cheapest; only if that fails is it
+/// evaluated again over the admitted rows alone, as `agg(x) FILTER (WHERE p)` never
+/// evaluates `x` where `p` fails (`sum(a / b) FILTER (WHERE b <> 0)`).
+fn evaluate_where(
+    arg: &std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+    batch: &RecordBatch,
+    rows_in: Option<&BooleanArray>,
+) -> Result<ArrayRef> {
+    let rows = batch.num_rows();
+    let whole = arg.evaluate(batch).and_then(|v| v.into_array(rows));
+    let (Err(error), Some(rows_in)) = (&whole, rows_in) else { return Ok(whole?) };
+    tracing::debug!("evaluating a feature argument over its admitted rows only, after: {error}");
+    let admitted = arrow::compute::filter_record_batch(batch, rows_in)?;
+    let values = arg.evaluate(&admitted)?.into_array(admitted.num_rows())?;
+    let mut next = 0u32;
+    let positions: arrow::array::UInt32Array = (0..rows)
+        .map(|r| {
+            (rows_in.is_valid(r) && rows_in.value(r)).then(|| {
+                next += 1;
+                next - 1
+            })
+        })
+        .collect();
+    Ok(arrow::compute::take(&values, &positions, None)?)
 }
 
 fn boolean(array: ArrayRef) -> Result<BooleanArray> {

@@ -153,6 +153,11 @@ impl Session {
             copy.batches.push(batch);
             return Ok(());
         }
+        // Staged rows are checked as they come (the others by `write`).
+        self.db.catalog.features.check(copy.def.id, &batch)?;
+        for earlier in &copy.batches {
+            self.db.catalog.features.check(copy.def.id, earlier)?;
+        }
         let staged = copy
             .staged
             .get_or_insert_with(|| StagedWrite::new(self.db.catalog.store(), copy.def.id, copy.def.event_time));
