@@ -200,6 +200,17 @@ fn datafusion_message(e: &DataFusionError) -> String {
         DataFusionError::Execution(m) if m.contains("subquery returned more than one row") => {
             "more than one row returned by a subquery used as an expression".into()
         }
+        // PostgreSQL allows columns of one name anywhere; DataFusion names expressions by
+        // their text without casts, so `sum(x::float8), sum(x::numeric)` collide too.
+        e if duplicate_names(e) => format!(
+            "two expressions named alike inside one query are not supported here ({}); alias one, or compute \
+             aggregates that differ only by a cast in separate subqueries",
+            match e {
+                DataFusionError::SchemaError(se, _) => se.to_string(),
+                DataFusionError::Plan(m) => m.clone(),
+                other => other.to_string(),
+            }
+        ),
         DataFusionError::Plan(m)
         | DataFusionError::Execution(m)
         | DataFusionError::NotImplemented(m)
@@ -238,8 +249,21 @@ fn root_cause(e: &DataFusionError) -> &DataFusionError {
     }
 }
 
+/// DataFusion's refusal of two output expressions of one name in a plan node.
+fn duplicate_names(e: &DataFusionError) -> bool {
+    use datafusion::common::SchemaError;
+    match e {
+        DataFusionError::SchemaError(se, _) => matches!(se.as_ref(), SchemaError::DuplicateUnqualifiedField { .. }),
+        DataFusionError::Plan(m) => m.starts_with("Projections require unique expression names"),
+        _ => false,
+    }
+}
+
 fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
     use datafusion::common::SchemaError;
+    if duplicate_names(root_cause(e)) {
+        return "0A000";
+    }
     match root_cause(e) {
         DataFusionError::SQL(..) => "42601",
         DataFusionError::SchemaError(se, _) => match se.as_ref() {

@@ -27,6 +27,7 @@ mod schema;
 mod session_time_zone;
 mod system;
 mod time_bounds;
+mod zone_abbreviations;
 pub mod time_zone;
 
 pub use context::{CATALOG_NAME, SCHEMA_NAME, new_session_context};

@@ -62,6 +62,18 @@ impl SessionZone {
         Some(Self { shown: text.to_string(), arrow_name: fixed_name(-seconds_west)? })
     }
 
+    /// A zone named in a value (`'2024-03-01 12:00 PST'`, `AT TIME ZONE 'PST'`): as
+    /// PostgreSQL looks it up, one of its time zone abbreviations first (a fixed offset:
+    /// `CET` is +01 in summer too), then a name `SET TimeZone` takes.
+    pub fn from_name_in_value(text: &str) -> Option<Self> {
+        let text = text.trim();
+        match super::zone_abbreviations::abbreviation_offset(text) {
+            Some(0) => Some(Self::default()),
+            Some(seconds_east) => Some(Self { shown: text.to_ascii_uppercase(), arrow_name: fixed_name(seconds_east)? }),
+            None => Self::from_setting(text),
+        }
+    }
+
     /// The zone of `SET TIME ZONE 5.5` or `SET TIME ZONE INTERVAL '+05:30' HOUR TO MINUTE`:
     /// hours east of Greenwich.
     pub fn from_hours_east(hours: f64) -> Option<Self> {
@@ -171,7 +183,7 @@ pub fn parse_instant(text: &str, zone: &Tz) -> Option<i64> {
         && name.starts_with(|c: char| c.is_ascii_alphabetic())
         && time_part(stamp.trim()).is_some()
     {
-        let named = SessionZone::from_setting(name)?;
+        let named = SessionZone::from_name_in_value(name)?;
         return parse_instant(stamp, &named.tz());
     }
     let utc = Tz::from_str(UTC_TAG).ok()?;
