@@ -6,13 +6,16 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BinaryBuilder, RecordBatch, StringArray, new_null_array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch, StringArray, TimestampMicrosecondArray, new_null_array,
+};
 use arrow::compute::{CastOptions, cast_with_options};
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use arrow::util::display::array_value_to_string;
 
 use crate::catalog::TableDef;
 use crate::error::{Error, Result};
+use crate::plan::infinite_time::{infinite_micros, infinite_text};
 use crate::plan::time_zone::{self, SessionZone};
 use crate::sql::types::ColumnType;
 
@@ -65,6 +68,9 @@ pub fn conform(
                 label.of(row)
             )));
         }
+        if def.event_time == Some(arrays.len()) {
+            finite_event_times(&array, &column.name, label)?;
+        }
         arrays.push(array);
     }
     Ok(RecordBatch::try_new(def.schema(), arrays)?)
@@ -88,7 +94,7 @@ fn convert(source: &ArrayRef, ty: ColumnType, column: &str, label: RowLabel) -> 
         } else {
             source.clone()
         };
-        cast_with_options(source, &target, &options).map_err(|_| {
+        let converted = cast_with_options(source, &target, &options).map_err(|_| {
             Error::invalid_input(
                 "42804",
                 format!(
@@ -97,7 +103,8 @@ fn convert(source: &ArrayRef, ty: ColumnType, column: &str, label: RowLabel) -> 
                     source.data_type()
                 ),
             )
-        })?
+        })?;
+        with_infinities(source, converted)
     };
     check_converted(source, converted, ty, column, label)
 }
@@ -132,6 +139,42 @@ fn zoned(source: &ArrayRef, ty: ColumnType, zone: &SessionZone) -> Option<ArrayR
         (ColumnType::Timestamp, DataType::Timestamp(_, Some(_))) => time_zone::locals_in_zone(source, &zone.tz()),
         _ => None,
     }
+}
+
+/// An event happens at a time: `'infinity'` is refused as an event time (22008), since
+/// windows, features and tiers place events by it.
+fn finite_event_times(times: &ArrayRef, column: &str, label: RowLabel) -> Result<()> {
+    let DataType::Timestamp(TimeUnit::Microsecond, _) = times.data_type() else { return Ok(()) };
+    let times = times.as_primitive::<TimestampMicrosecondType>();
+    match (0..times.len()).find(|i| times.is_valid(*i) && infinite_text(times.value(*i)).is_some()) {
+        Some(row) => Err(Error::invalid_value(
+            "22008",
+            format!(
+                "an event time must be finite: {} in column \"{column}\" ({})",
+                infinite_text(times.value(row)).unwrap_or("infinity"),
+                label.of(row)
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `converted` (text read as timestamps) with `'infinity'` and `'-infinity'` where the text
+/// says so: Arrow's cast leaves them NULL.
+fn with_infinities(source: &ArrayRef, converted: ArrayRef) -> ArrayRef {
+    let (Some(texts), DataType::Timestamp(TimeUnit::Microsecond, _)) =
+        (source.as_any().downcast_ref::<StringArray>(), converted.data_type())
+    else {
+        return converted;
+    };
+    let infinite = |i: usize| texts.is_valid(i).then(|| infinite_micros(texts.value(i))).flatten();
+    if !(0..texts.len()).any(|i| converted.is_null(i) && infinite(i).is_some()) {
+        return converted;
+    }
+    let times = converted.as_primitive::<TimestampMicrosecondType>();
+    let patched: TimestampMicrosecondArray =
+        (0..times.len()).map(|i| if times.is_valid(i) { Some(times.value(i)) } else { infinite(i) }).collect();
+    Arc::new(patched.with_data_type(converted.data_type().clone()))
 }
 
 /// Text timestamps with `:00` added where they lack seconds (`plan::with_seconds`).

@@ -12,6 +12,7 @@ mod feature_table;
 mod float_over_numeric;
 mod guarded_evaluation;
 mod in_subquery_nulls;
+pub mod infinite_time;
 pub mod integer_literals;
 mod interval_arithmetic;
 mod interval_groups;

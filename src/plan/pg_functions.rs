@@ -22,6 +22,7 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(Round { inner: datafusion::functions::math::round() }));
     ctx.register_udf(ScalarUDF::new_from_impl(PgTypeof::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(super::infinite_time::IsFinite::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(super::session_time_zone::AtTimeZone::new()));
     for aggregate in super::ordered_set::aggregates() {
         ctx.register_udaf(aggregate);

@@ -88,6 +88,13 @@ fn before_coercion(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             let difference = ScalarUDF::new_from_impl(TimestampDifference::new());
             Transformed::yes(difference.call(vec![left, right]))
         }
+        // now() in microseconds, PostgreSQL's precision: compared with a stored TIMESTAMPTZ
+        // it would otherwise make DataFusion convert the column to nanoseconds, which
+        // `'infinity'` and times outside 1677-2262 do not fit.
+        Expr::ScalarFunction(ScalarFunction { func, args }) if func.name() == "now" && args.is_empty() => {
+            let micros = DataType::Timestamp(TimeUnit::Microsecond, Some(super::time_zone::UTC_TAG.into()));
+            Transformed::yes(cast(Expr::ScalarFunction(ScalarFunction { func, args }), micros))
+        }
         // generate_series of dates or timestamps: text arguments take the type of the typed
         // ones (PostgreSQL's unknown literals), the step is an interval, and dates make a
         // series of TIMESTAMPTZ, PostgreSQL's preferred type for them.
@@ -204,14 +211,21 @@ impl ScalarUDFImpl for TimestampDifference {
         let (a, b) = (micros(&args.args[0])?, micros(&args.args[1])?);
         let (a, b) = (a.as_primitive::<TimestampMicrosecondType>(), b.as_primitive::<TimestampMicrosecondType>());
         const DAY: i64 = 86_400_000_000;
+        let infinite = |v: i64| super::infinite_time::infinite_text(v).is_some();
         let differences: IntervalMonthDayNanoArray = a
             .iter()
             .zip(b.iter())
             .map(|(a, b)| {
-                let total = a?.checked_sub(b?)?;
-                Some(IntervalMonthDayNano::new(0, (total / DAY) as i32, (total % DAY) * 1000))
+                let (Some(a), Some(b)) = (a, b) else { return Ok(None) };
+                if infinite(a) || infinite(b) {
+                    return Err(crate::error::Error::in_datafusion("22008", "cannot subtract infinite timestamps"));
+                }
+                let total = a
+                    .checked_sub(b)
+                    .ok_or_else(|| crate::error::Error::in_datafusion("22008", "interval out of range"))?;
+                Ok(Some(IntervalMonthDayNano::new(0, (total / DAY) as i32, (total % DAY) * 1000)))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let differences: ArrayRef = Arc::new(differences);
         super::expr_rules::columnar(differences, scalars)
     }
@@ -278,6 +292,11 @@ impl AnalyzerRule for PgTimestampText {
                     } else {
                         cast(as_text, field.data_type().clone())
                     }))
+                }
+                // `'infinity'` and `'-infinity'`: the greatest and least microseconds.
+                Expr::Cast(cast) if infinite_literal(&cast.expr, cast.field.data_type()).is_some() => {
+                    let literal = infinite_literal(&cast.expr, cast.field.data_type());
+                    Ok(Transformed::yes(literal.unwrap_or(Expr::Cast(cast))))
                 }
                 // `'2024-03-01 12:00'`: PostgreSQL reads a time without seconds, Arrow does not.
                 Expr::Cast(Cast { expr, field })
@@ -347,6 +366,17 @@ impl ScalarUDFImpl for TimestampText {
     }
 }
 
+/// `'infinity'::timestamp` (or `-infinity`, to a microsecond timestamp type) as its value.
+fn infinite_literal(expr: &Expr, target: &DataType) -> Option<Expr> {
+    let (Expr::Literal(ScalarValue::Utf8(Some(text)), _), DataType::Timestamp(TimeUnit::Microsecond, tag)) =
+        (expr, target)
+    else {
+        return None;
+    };
+    let micros = super::infinite_time::infinite_micros(text)?;
+    Some(Expr::Literal(ScalarValue::TimestampMicrosecond(Some(micros), tag.clone()), None))
+}
+
 /// `text` with `:00` seconds added if it is a date and a time without seconds
 /// (`2024-03-01 12:00`, `2024-03-01T09:30`), which PostgreSQL accepts and Arrow refuses.
 pub fn with_seconds(text: &str) -> Option<String> {
@@ -360,6 +390,9 @@ pub fn with_seconds(text: &str) -> Option<String> {
 
 /// `2024-03-01 12:34:56.5` (and `+00` when `zoned`): the fraction without trailing zeros.
 pub fn timestamp_text(micros: i64, zoned: bool) -> Option<String> {
+    if let Some(text) = super::infinite_time::infinite_text(micros) {
+        return Some(text.to_string());
+    }
     let at = chrono::DateTime::from_timestamp_micros(micros)?.naive_utc();
     let mut text = at.format("%Y-%m-%d %H:%M:%S").to_string();
     let fraction = micros.rem_euclid(1_000_000);

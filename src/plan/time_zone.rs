@@ -179,6 +179,9 @@ pub fn offset_at(micros: i64, zone: &Tz) -> Option<i32> {
 /// None if unreadable.
 pub fn parse_instant(text: &str, zone: &Tz) -> Option<i64> {
     let text = text.trim();
+    if let Some(infinite) = super::infinite_time::infinite_micros(text) {
+        return Some(infinite);
+    }
     if let Some((stamp, name)) = text.rsplit_once(' ')
         && name.starts_with(|c: char| c.is_ascii_alphabetic())
         && time_part(stamp.trim()).is_some()
@@ -227,6 +230,9 @@ fn with_seconds_before_offset(text: &str) -> String {
 
 /// An instant as PostgreSQL prints a TIMESTAMPTZ in `zone`: `2024-03-01 07:00:00.5-05`.
 pub fn zoned_text(micros: i64, zone: &Tz) -> Option<String> {
+    if let Some(text) = super::infinite_time::infinite_text(micros) {
+        return Some(text.to_string());
+    }
     let offset = offset_at(micros, zone)?;
     let local = micros + i64::from(offset) * 1_000_000;
     let mut text = super::pg_time::timestamp_text(local, false)?;

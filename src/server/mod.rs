@@ -11,6 +11,7 @@ mod errors;
 mod executor;
 mod extended;
 mod handlers;
+mod infinite;
 mod interval;
 mod notices;
 mod numeric;

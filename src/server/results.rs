@@ -156,6 +156,16 @@ fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>, zone: &Tz) ->
                     let value = column.is_valid(row).then(|| interval_at(column, *unit, row));
                     encoder.encode_field(&value, &fields[i])
                 }
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, _)
+                    if column.is_valid(row)
+                        && crate::plan::infinite_time::infinite_text(
+                            column.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(row),
+                        )
+                        .is_some() =>
+                {
+                    let micros = column.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(row);
+                    encoder.encode_field(&super::infinite::InfiniteTimestamp(micros), &fields[i])
+                }
                 _ => encode_value(&mut encoder, column, row, schema.field(i), &fields[i]),
             };
             if let Err(e) = encoded {
@@ -173,7 +183,12 @@ fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>, zone: &Tz) ->
 /// hours), and arrays of such values, timestamps, intervals and floats as PostgreSQL's texts. Binary values are instants, the same in every zone.
 pub fn zoned_as_text(batch: &RecordBatch, fields: &[FieldInfo], zone: &Tz) -> RecordBatch {
     let text = |i: usize| fields.get(i).is_some_and(|f| f.format() == FieldFormat::Text);
-    let zoned = |i: usize| matches!(batch.schema().field(i).data_type(), DataType::Timestamp(_, Some(_))) && text(i);
+    // TIMESTAMPTZ, and TIMESTAMP holding `infinity`, which arrow-pg cannot print.
+    let zoned = |i: usize| match batch.schema().field(i).data_type() {
+        DataType::Timestamp(_, Some(_)) => text(i),
+        DataType::Timestamp(_, None) => text(i) && crate::plan::infinite_time::has_infinite(batch.column(i)),
+        _ => false,
+    };
     let list = |i: usize| matches!(batch.schema().field(i).data_type(), DataType::List(_)) && text(i);
     if !(0..batch.num_columns()).any(|i| zoned(i) || list(i)) {
         return batch.clone();
@@ -187,16 +202,17 @@ pub fn zoned_as_text(batch: &RecordBatch, fields: &[FieldInfo], zone: &Tz) -> Re
         }
     }
     for i in (0..batch.num_columns()).filter(|i| zoned(*i)) {
-        let Ok(instants) = arrow::compute::cast(
-            &columns[i],
-            &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some(UTC_TAG.into())),
-        ) else {
+        let local = matches!(columns[i].data_type(), DataType::Timestamp(_, None));
+        let tag = if local { None } else { Some(UTC_TAG.into()) };
+        let Ok(micros) =
+            arrow::compute::cast(&columns[i], &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, tag))
+        else {
             continue;
         };
-        let texts: StringArray = instants
+        let texts: StringArray = micros
             .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
             .iter()
-            .map(|v| zoned_text(v?, zone))
+            .map(|v| if local { crate::plan::timestamp_text(v?, false) } else { zoned_text(v?, zone) })
             .collect();
         columns[i] = Arc::new(texts);
         schema_fields[i] = Arc::new(schema_fields[i].as_ref().clone().with_data_type(DataType::Utf8));

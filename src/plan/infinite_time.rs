@@ -1,0 +1,105 @@
+//! PostgreSQL's infinite timestamps: `'infinity'` and `'-infinity'` are the greatest and
+//! least microsecond values (`i64::MAX`, `i64::MIN`), as PostgreSQL stores them, so they
+//! compare, sort and group after and before every other time with no special case. Here:
+//! reading and printing them, and `isfinite`.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use arrow::datatypes::{DataType, TimestampMicrosecondType};
+use datafusion::common::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+};
+
+/// `'infinity'`: after every other time.
+pub const INFINITY: i64 = i64::MAX;
+/// `'-infinity'`: before every other time.
+pub const MINUS_INFINITY: i64 = i64::MIN;
+
+/// The microseconds of `infinity`, `+infinity` or `-infinity` (any case, spaces around).
+pub fn infinite_micros(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("infinity") || text.eq_ignore_ascii_case("+infinity") {
+        Some(INFINITY)
+    } else if text.eq_ignore_ascii_case("-infinity") {
+        Some(MINUS_INFINITY)
+    } else {
+        None
+    }
+}
+
+/// How PostgreSQL prints an infinite timestamp; None for a finite one.
+pub fn infinite_text(micros: i64) -> Option<&'static str> {
+    match micros {
+        INFINITY => Some("infinity"),
+        MINUS_INFINITY => Some("-infinity"),
+        _ => None,
+    }
+}
+
+/// Whether a timestamp column (microseconds) holds an infinite value.
+pub fn has_infinite(values: &ArrayRef) -> bool {
+    matches!(values.data_type(), DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, _))
+        && values.as_primitive::<TimestampMicrosecondType>().iter().flatten().any(|v| infinite_text(v).is_some())
+}
+
+/// `isfinite(timestamp | timestamptz | date | interval)`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct IsFinite {
+    signature: Signature,
+}
+
+impl IsFinite {
+    pub fn new() -> Self {
+        Self { signature: Signature::new(TypeSignature::Any(1), Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for IsFinite {
+    fn name(&self) -> &str {
+        "isfinite"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        match &args[0] {
+            DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 | DataType::Interval(_) | DataType::Null => {
+                Ok(DataType::Boolean)
+            }
+            other => datafusion::common::plan_err!("No function matches isfinite({other})"),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let values = args.args[0].to_array(args.number_rows)?;
+        let finite: BooleanArray = match values.data_type() {
+            DataType::Timestamp(..) => {
+                let micros = arrow::compute::cast(&values, &DataType::Int64)?;
+                micros.as_primitive::<arrow::datatypes::Int64Type>().iter().map(|v| v.map(|v| infinite_text(v).is_none())).collect()
+            }
+            _ => (0..values.len()).map(|i| values.is_valid(i).then_some(true)).collect(),
+        };
+        super::expr_rules::columnar(Arc::new(finite), scalar)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn infinity_is_read_in_any_case_and_printed_back() {
+        assert_eq!(infinite_micros(" Infinity "), Some(INFINITY));
+        assert_eq!(infinite_micros("+infinity"), Some(INFINITY));
+        assert_eq!(infinite_micros("-INFINITY"), Some(MINUS_INFINITY));
+        assert_eq!(infinite_micros("2024-01-01"), None);
+        assert_eq!(infinite_text(INFINITY), Some("infinity"));
+        assert_eq!(infinite_text(MINUS_INFINITY), Some("-infinity"));
+        assert_eq!(infinite_text(0), None);
+    }
+}
