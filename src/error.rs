@@ -259,6 +259,12 @@ fn duplicate_names(e: &DataFusionError) -> bool {
     }
 }
 
+/// Arrow's and DataFusion's words for a time they cannot compute with.
+fn is_time_out_of_range(message: &str) -> bool {
+    (message.contains("out of range") && message.to_ascii_lowercase().contains("timestamp"))
+        || message.contains("to datetime")
+}
+
 fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
     use datafusion::common::SchemaError;
     if duplicate_names(root_cause(e)) {
@@ -288,6 +294,13 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
         DataFusionError::ArrowError(ae, _) => {
             use arrow::error::ArrowError;
             match ae.as_ref() {
+                // A time beyond what a kernel converts (`'infinity' + interval '1 day'`):
+                // PostgreSQL's "timestamp out of range".
+                ArrowError::ComputeError(m) | ArrowError::CastError(m) | ArrowError::InvalidArgumentError(m)
+                    if is_time_out_of_range(m) =>
+                {
+                    "22008"
+                }
                 ArrowError::DivideByZero => "22012",
                 ArrowError::CastError(m) if m.contains("Overflowing") => "22003",
                 ArrowError::CastError(m) | ArrowError::ParseError(m)
@@ -303,6 +316,7 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
                 _ => "XX000",
             }
         }
+        DataFusionError::Execution(m) if is_time_out_of_range(m) => "22008",
         DataFusionError::Execution(m) if m.contains("Divide by zero") => "22012",
         // PostgreSQL: "more than one row returned by a subquery used as an expression".
         DataFusionError::Execution(m) if m.contains("subquery returned more than one row") => "21000",

@@ -88,6 +88,62 @@ impl ScalarUDFImpl for IsFinite {
     }
 }
 
+/// `finite_part_of(ts, monotonic)`: the timestamp `extract`/`date_part` takes apart, with
+/// an infinite one made NULL for a field PostgreSQL gives NULL (month, hour, ...), and an
+/// error for one PostgreSQL gives ±Infinity (year, epoch, ...: `monotonic`), which asofdb's
+/// NUMERIC cannot hold. DataFusion's kernels would give NULL, or a huge epoch, for both.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct FinitePartOf {
+    signature: Signature,
+}
+
+impl FinitePartOf {
+    pub fn new() -> Self {
+        Self { signature: Signature::new(TypeSignature::Any(2), Volatility::Immutable) }
+    }
+}
+
+/// The fields whose value grows with time: ±Infinity of an infinite timestamp.
+pub const MONOTONIC_FIELDS: &[&str] =
+    &["year", "years", "decade", "decades", "century", "centuries", "millennium", "millennia", "julian", "isoyear", "epoch"];
+
+impl ScalarUDFImpl for FinitePartOf {
+    fn name(&self) -> &str {
+        "finite_part_of"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(args[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let monotonic = matches!(&args.args[1], ColumnarValue::Scalar(datafusion::scalar::ScalarValue::Boolean(Some(true))));
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let values = args.args[0].to_array(args.number_rows)?;
+        let DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, _) = values.data_type() else {
+            return Ok(args.args[0].clone());
+        };
+        let micros = values.as_primitive::<TimestampMicrosecondType>();
+        if !micros.iter().flatten().any(|v| infinite_text(v).is_some()) {
+            return Ok(args.args[0].clone());
+        }
+        if monotonic {
+            return Err(crate::error::Error::in_datafusion(
+                "0A000",
+                "extract and date_part of this field of an infinite timestamp are not supported (PostgreSQL: ±Infinity)",
+            ));
+        }
+        let finite: arrow::array::TimestampMicrosecondArray =
+            micros.iter().map(|v| v.filter(|v| infinite_text(*v).is_none())).collect();
+        let finite: ArrayRef = Arc::new(finite.with_data_type(values.data_type().clone()));
+        super::expr_rules::columnar(finite, scalar)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,6 +128,12 @@ fn before_coercion(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 _ => return Ok(Transformed::no(Expr::ScalarFunction(ScalarFunction { func, args }))),
             };
             let of_timestamp = is(&args[1], |t| matches!(t, DataType::Timestamp(..)));
+            let mut args = args;
+            if of_timestamp {
+                let monotonic = super::infinite_time::MONOTONIC_FIELDS.contains(&part.as_str());
+                let guard = ScalarUDF::new_from_impl(super::infinite_time::FinitePartOf::new());
+                args[1] = guard.call(vec![args[1].clone(), lit(monotonic)]);
+            }
             match part.as_str() {
                 "second" | "seconds" | "s" if of_timestamp => {
                     let micros = Expr::ScalarFunction(ScalarFunction {
