@@ -38,10 +38,16 @@ pub fn infinite_text(micros: i64) -> Option<&'static str> {
     }
 }
 
-/// Whether a timestamp column (microseconds) holds an infinite value.
-pub fn has_infinite(values: &ArrayRef) -> bool {
+/// Whether a timestamp column (microseconds) holds a value arrow-pg cannot print as
+/// PostgreSQL does: an infinite one, or one before 1 AD (PostgreSQL writes `BC`).
+pub fn needs_pg_text(values: &ArrayRef) -> bool {
+    const FIRST_AD_MICROS: i64 = super::pg_time::FIRST_AD_DAY as i64 * 86_400_000_000;
     matches!(values.data_type(), DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, _))
-        && values.as_primitive::<TimestampMicrosecondType>().iter().flatten().any(|v| infinite_text(v).is_some())
+        && values
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .flatten()
+            .any(|v| infinite_text(v).is_some() || v < FIRST_AD_MICROS)
 }
 
 /// `isfinite(timestamp | timestamptz | date | interval)`.

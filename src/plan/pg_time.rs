@@ -396,22 +396,55 @@ pub fn with_seconds(text: &str) -> Option<String> {
 
 /// `2024-03-01 12:34:56.5` (and `+00` when `zoned`): the fraction without trailing zeros.
 pub fn timestamp_text(micros: i64, zoned: bool) -> Option<String> {
+    let offset = if zoned { "+00" } else { "" };
+    timestamp_text_with(micros, offset)
+}
+
+/// [`timestamp_text`] with `offset` after the time and, for a year before 1 AD, PostgreSQL's
+/// ` BC` after that (`0044-03-15 12:00:00+00 BC`, where chrono writes year -43).
+pub fn timestamp_text_with(micros: i64, offset: &str) -> Option<String> {
     if let Some(text) = super::infinite_time::infinite_text(micros) {
         return Some(text.to_string());
     }
     let at = chrono::DateTime::from_timestamp_micros(micros)?.naive_utc();
-    let mut text = at.format("%Y-%m-%d %H:%M:%S").to_string();
+    let (mut text, bc) = date_and_era(at.date());
+    text.push_str(&at.format(" %H:%M:%S").to_string());
     let fraction = micros.rem_euclid(1_000_000);
     if fraction != 0 {
         let digits = format!("{fraction:06}");
         text.push('.');
         text.push_str(digits.trim_end_matches('0'));
     }
-    if zoned {
-        text.push_str("+00");
+    text.push_str(offset);
+    if bc {
+        text.push_str(" BC");
     }
     Some(text)
 }
+
+/// A DATE as PostgreSQL prints it: `2024-03-01`, `0044-03-15 BC`.
+pub fn date_text(days_since_epoch: i32) -> Option<String> {
+    let date = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::Duration::days(days_since_epoch.into()))?;
+    let (mut text, bc) = date_and_era(date);
+    if bc {
+        text.push_str(" BC");
+    }
+    Some(text)
+}
+
+/// `YYYY-MM-DD` with the year counted as PostgreSQL counts it (no year 0: 1 BC precedes
+/// 1 AD), and whether it is BC.
+fn date_and_era(date: chrono::NaiveDate) -> (String, bool) {
+    use chrono::Datelike;
+    let year = date.year();
+    if year > 0 {
+        return (date.format("%Y-%m-%d").to_string(), false);
+    }
+    (format!("{:04}-{:02}-{:02}", 1 - year, date.month(), date.day()), true)
+}
+
+/// The first day PostgreSQL prints without ` BC` (0001-01-01), in days since 1970.
+pub const FIRST_AD_DAY: i32 = -719_162;
 
 #[cfg(test)]
 mod tests {

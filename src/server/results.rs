@@ -186,11 +186,18 @@ pub fn zoned_as_text(batch: &RecordBatch, fields: &[FieldInfo], zone: &Tz) -> Re
     // TIMESTAMPTZ, and TIMESTAMP holding `infinity`, which arrow-pg cannot print.
     let zoned = |i: usize| match batch.schema().field(i).data_type() {
         DataType::Timestamp(_, Some(_)) => text(i),
-        DataType::Timestamp(_, None) => text(i) && crate::plan::infinite_time::has_infinite(batch.column(i)),
+        DataType::Timestamp(_, None) => text(i) && crate::plan::infinite_time::needs_pg_text(batch.column(i)),
         _ => false,
     };
+    // Dates before 1 AD, which arrow-pg prints with year 0 and negative years.
+    let bc_dates = |i: usize| {
+        text(i)
+            && batch.column(i).as_primitive_opt::<arrow::datatypes::Date32Type>().is_some_and(|days| {
+                days.iter().flatten().any(|d| d < crate::plan::FIRST_AD_DAY)
+            })
+    };
     let list = |i: usize| matches!(batch.schema().field(i).data_type(), DataType::List(_)) && text(i);
-    if !(0..batch.num_columns()).any(|i| zoned(i) || list(i)) {
+    if !(0..batch.num_columns()).any(|i| zoned(i) || list(i) || bc_dates(i)) {
         return batch.clone();
     }
     let mut columns = batch.columns().to_vec();
@@ -200,6 +207,12 @@ pub fn zoned_as_text(batch: &RecordBatch, fields: &[FieldInfo], zone: &Tz) -> Re
             schema_fields[i] = Arc::new(schema_fields[i].as_ref().clone().with_data_type(texts.data_type().clone()));
             columns[i] = texts;
         }
+    }
+    for i in (0..batch.num_columns()).filter(|i| bc_dates(*i)) {
+        let days = columns[i].as_primitive::<arrow::datatypes::Date32Type>();
+        let texts: StringArray = days.iter().map(|d| crate::plan::date_text(d?)).collect();
+        columns[i] = Arc::new(texts);
+        schema_fields[i] = Arc::new(schema_fields[i].as_ref().clone().with_data_type(DataType::Utf8));
     }
     for i in (0..batch.num_columns()).filter(|i| zoned(*i)) {
         let local = matches!(columns[i].data_type(), DataType::Timestamp(_, None));
