@@ -192,7 +192,9 @@ fn time_query(rng: &mut Rng) -> String {
             rng.pick(&["INTERVAL '24 hours'", "INTERVAL '30 days'", "INTERVAL '1 day 12 hours'"])
         );
         return match rng.below(3) {
-            0 => format!("SELECT count(*), sum(n), max(n) FROM (SELECT {mixed} AS g, count(*) AS n FROM ta GROUP BY 1) q"),
+            0 => format!(
+                "SELECT count(*), sum(n), max(n) FROM (SELECT {mixed} AS g, count(*) AS n FROM ta GROUP BY 1) q"
+            ),
             1 => format!("SELECT count(*) FROM (SELECT DISTINCT {mixed} FROM ta) q"),
             _ => format!("SELECT count(DISTINCT {mixed}), count(*) FROM ta"),
         };

@@ -309,7 +309,8 @@ fn analyzed(
     use datafusion::logical_expr::{EmptyRelation, LogicalPlan, Projection};
     let input = LogicalPlan::EmptyRelation(EmptyRelation { produce_one_row: false, schema: Arc::new(schema.clone()) });
     let plan = LogicalPlan::Projection(Projection::try_new(vec![expr], Arc::new(input))?);
-    let left_out = |name: &str| name == crate::plan::integer_literals::NAME || (!checked && name == "checked_arithmetic");
+    let left_out =
+        |name: &str| name == crate::plan::integer_literals::NAME || (!checked && name == "checked_arithmetic");
     let rules = state.analyzer().rules.iter().filter(|r| !left_out(r.name())).cloned().collect();
     let analyzer = datafusion::optimizer::Analyzer::with_rules(rules);
     match analyzer.execute_and_check(plan, state.config_options(), |_, _| {})? {
@@ -443,7 +444,9 @@ impl Checks {
         if !can_fail(filter) && !args.iter().any(can_fail) && !value_filters.iter().any(can_fail) {
             return None;
         }
-        let either = |c: &Option<Compiled>| c.as_ref().map(|(unchecked, checked)| checked.clone().unwrap_or_else(|| unchecked.clone()));
+        let either = |c: &Option<Compiled>| {
+            c.as_ref().map(|(unchecked, checked)| checked.clone().unwrap_or_else(|| unchecked.clone()))
+        };
         Some(Self {
             filter: either(filter),
             args: args.iter().map(|c| c.as_ref().and_then(|(_, checked)| checked.clone())).collect(),

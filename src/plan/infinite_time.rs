@@ -56,6 +56,12 @@ pub struct IsFinite {
     signature: Signature,
 }
 
+impl Default for IsFinite {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl IsFinite {
     pub fn new() -> Self {
         Self { signature: Signature::new(TypeSignature::Any(1), Volatility::Immutable) }
@@ -86,7 +92,11 @@ impl ScalarUDFImpl for IsFinite {
         let finite: BooleanArray = match values.data_type() {
             DataType::Timestamp(..) => {
                 let micros = arrow::compute::cast(&values, &DataType::Int64)?;
-                micros.as_primitive::<arrow::datatypes::Int64Type>().iter().map(|v| v.map(|v| infinite_text(v).is_none())).collect()
+                micros
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .iter()
+                    .map(|v| v.map(|v| infinite_text(v).is_none()))
+                    .collect()
             }
             _ => (0..values.len()).map(|i| values.is_valid(i).then_some(true)).collect(),
         };
@@ -103,6 +113,12 @@ pub struct FinitePartOf {
     signature: Signature,
 }
 
+impl Default for FinitePartOf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl FinitePartOf {
     pub fn new() -> Self {
         Self { signature: Signature::new(TypeSignature::Any(2), Volatility::Immutable) }
@@ -110,8 +126,19 @@ impl FinitePartOf {
 }
 
 /// The fields whose value grows with time: ±Infinity of an infinite timestamp.
-pub const MONOTONIC_FIELDS: &[&str] =
-    &["year", "years", "decade", "decades", "century", "centuries", "millennium", "millennia", "julian", "isoyear", "epoch"];
+pub const MONOTONIC_FIELDS: &[&str] = &[
+    "year",
+    "years",
+    "decade",
+    "decades",
+    "century",
+    "centuries",
+    "millennium",
+    "millennia",
+    "julian",
+    "isoyear",
+    "epoch",
+];
 
 impl ScalarUDFImpl for FinitePartOf {
     fn name(&self) -> &str {
@@ -127,7 +154,8 @@ impl ScalarUDFImpl for FinitePartOf {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let monotonic = matches!(&args.args[1], ColumnarValue::Scalar(datafusion::scalar::ScalarValue::Boolean(Some(true))));
+        let monotonic =
+            matches!(&args.args[1], ColumnarValue::Scalar(datafusion::scalar::ScalarValue::Boolean(Some(true))));
         let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let values = args.args[0].to_array(args.number_rows)?;
         let DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, _) = values.data_type() else {

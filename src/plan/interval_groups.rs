@@ -40,7 +40,8 @@ fn group_node(node: LogicalPlan, length: &Arc<ScalarUDF>) -> Result<Transformed<
         LogicalPlan::Distinct(Distinct::All(input)) if has_interval_column(input.schema()) => {
             // DISTINCT is a GROUP BY of every column with no aggregate.
             let columns: Vec<Expr> = input.schema().columns().into_iter().map(Expr::Column).collect();
-            let grouped = LogicalPlanBuilder::from(Arc::unwrap_or_clone(input)).aggregate(columns, Vec::<Expr>::new())?;
+            let grouped =
+                LogicalPlanBuilder::from(Arc::unwrap_or_clone(input)).aggregate(columns, Vec::<Expr>::new())?;
             match grouped.build()? {
                 LogicalPlan::Aggregate(aggregate) => group_by_length(aggregate, length).map(Transformed::yes),
                 other => Ok(Transformed::yes(other)),
@@ -104,7 +105,8 @@ fn group_by_length(aggregate: Aggregate, length: &Arc<ScalarUDF>) -> Result<Logi
             let shown = format!("__interval_group_{i}");
             group.push(by_length(key.clone(), &input_schema, length).alias(format!("__interval_key_{i}")));
             aggr.push(datafusion::functions_aggregate::first_last::first_value(key.clone(), vec![]).alias(&shown));
-            columns.push(Expr::Column(Column::new_unqualified(shown)).alias_qualified(qualifier.cloned(), field.name()));
+            columns
+                .push(Expr::Column(Column::new_unqualified(shown)).alias_qualified(qualifier.cloned(), field.name()));
         } else {
             group.push(key.clone());
             columns.push(Expr::Column(Column::from((qualifier, field))));
@@ -153,8 +155,7 @@ fn group_expr(expr: Expr, schema: &DFSchema, length: &Arc<ScalarUDF>) -> Result<
             if aggregate.func.name() != "count" {
                 return Err(refused(&format!("{}(DISTINCT ...) of intervals", aggregate.func.name())));
             }
-            aggregate.params.args =
-                aggregate.params.args.into_iter().map(|a| by_length(a, schema, length)).collect();
+            aggregate.params.args = aggregate.params.args.into_iter().map(|a| by_length(a, schema, length)).collect();
             Transformed::yes(Expr::AggregateFunction(aggregate))
         }
         other => Transformed::no(other),

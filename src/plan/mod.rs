@@ -28,8 +28,8 @@ mod schema;
 mod session_time_zone;
 mod system;
 mod time_bounds;
-mod zone_abbreviations;
 pub mod time_zone;
+mod zone_abbreviations;
 
 pub use context::{CATALOG_NAME, SCHEMA_NAME, new_session_context};
 pub use event_table::EventTable;

@@ -99,7 +99,9 @@ fn before_coercion(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         // ones (PostgreSQL's unknown literals), the step is an interval, and dates make a
         // series of TIMESTAMPTZ, PostgreSQL's preferred type for them.
         Expr::ScalarFunction(ScalarFunction { func, args })
-            if func.name() == "generate_series" && args.len() == 3 && args.iter().take(2).any(|a| is(a, stamp_or_date)) =>
+            if func.name() == "generate_series"
+                && args.len() == 3
+                && args.iter().take(2).any(|a| is(a, stamp_or_date)) =>
         {
             let text = |e: &Expr| is(e, |t| matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8));
             let types: Vec<DataType> = args.iter().take(2).filter_map(|a| a.get_type(schema).ok()).collect();
@@ -424,7 +426,8 @@ pub fn timestamp_text_with(micros: i64, offset: &str) -> Option<String> {
 
 /// A DATE as PostgreSQL prints it: `2024-03-01`, `0044-03-15 BC`.
 pub fn date_text(days_since_epoch: i32) -> Option<String> {
-    let date = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::Duration::days(days_since_epoch.into()))?;
+    let date = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?
+        .checked_add_signed(chrono::Duration::days(days_since_epoch.into()))?;
     let (mut text, bc) = date_and_era(date);
     if bc {
         text.push_str(" BC");

@@ -437,8 +437,9 @@ impl ScalarUDFImpl for AtTimeZone {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let zones =
-            zones(&args.args[1], |n| SessionZone::from_name_in_value(n).map(|z| z.tz()).ok_or_else(|| unknown_zone(n)))?;
+        let zones = zones(&args.args[1], |n| {
+            SessionZone::from_name_in_value(n).map(|z| z.tz()).ok_or_else(|| unknown_zone(n))
+        })?;
         let value = &args.args[0].to_array(args.number_rows)?;
         let result: ArrayRef = match value.data_type() {
             DataType::Timestamp(_, None) => {

@@ -69,7 +69,9 @@ impl SessionZone {
         let text = text.trim();
         match super::zone_abbreviations::abbreviation_offset(text) {
             Some(0) => Some(Self::default()),
-            Some(seconds_east) => Some(Self { shown: text.to_ascii_uppercase(), arrow_name: fixed_name(seconds_east)? }),
+            Some(seconds_east) => {
+                Some(Self { shown: text.to_ascii_uppercase(), arrow_name: fixed_name(seconds_east)? })
+            }
             None => Self::from_setting(text),
         }
     }

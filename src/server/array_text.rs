@@ -12,8 +12,8 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use super::pg_text::{float_text, trim_fraction};
 use super::results::interval_at;
-use crate::plan::timestamp_text;
 use crate::plan::time_zone::{UTC_TAG, zoned_text};
+use crate::plan::timestamp_text;
 
 /// `column` as a list of PostgreSQL's texts, if it is a list whose elements need them.
 pub fn list_as_text(column: &ArrayRef, zone: &Tz) -> Option<ArrayRef> {

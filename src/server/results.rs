@@ -192,9 +192,10 @@ pub fn zoned_as_text(batch: &RecordBatch, fields: &[FieldInfo], zone: &Tz) -> Re
     // Dates before 1 AD, which arrow-pg prints with year 0 and negative years.
     let bc_dates = |i: usize| {
         text(i)
-            && batch.column(i).as_primitive_opt::<arrow::datatypes::Date32Type>().is_some_and(|days| {
-                days.iter().flatten().any(|d| d < crate::plan::FIRST_AD_DAY)
-            })
+            && batch
+                .column(i)
+                .as_primitive_opt::<arrow::datatypes::Date32Type>()
+                .is_some_and(|days| days.iter().flatten().any(|d| d < crate::plan::FIRST_AD_DAY))
     };
     let list = |i: usize| matches!(batch.schema().field(i).data_type(), DataType::List(_)) && text(i);
     if !(0..batch.num_columns()).any(|i| zoned(i) || list(i) || bc_dates(i)) {

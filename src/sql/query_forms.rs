@@ -206,7 +206,8 @@ fn type_unknown_arguments(function: &mut Function) {
     if exprs.len() != 3 {
         return;
     }
-    let is_text = |e: &Expr| matches!(e, Expr::Value(v) if matches!(v.value, sqlparser::ast::Value::SingleQuotedString(_)));
+    let is_text =
+        |e: &Expr| matches!(e, Expr::Value(v) if matches!(v.value, sqlparser::ast::Value::SingleQuotedString(_)));
     let written_type = |e: &Expr| match e {
         Expr::TypedString(typed) => Some(typed.data_type.clone()),
         Expr::Cast { data_type, .. } => Some(data_type.clone()),
@@ -259,10 +260,11 @@ fn name_function_column(factor: &mut TableFactor) {
     if let Some(alias) = alias.as_mut().filter(|a| a.columns.is_empty()) {
         alias.columns = vec![TableAliasColumnDef::from_name(alias.name.value.clone())];
     }
-    if args.args.len() == 3 && !is_number(&args.args[2]) {
-        if let Some(select) = series_as_select(&function, args.args.clone(), alias.clone()) {
-            *factor = select;
-        }
+    if args.args.len() == 3
+        && !is_number(&args.args[2])
+        && let Some(select) = series_as_select(&function, args.args.clone(), alias.clone())
+    {
+        *factor = select;
     }
 }
 
@@ -271,7 +273,9 @@ fn is_number(arg: &FunctionArg) -> bool {
     let FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) = arg else { return false };
     match expr {
         Expr::Value(v) => matches!(v.value, sqlparser::ast::Value::Number(..)),
-        Expr::UnaryOp { expr, .. } => matches!(expr.as_ref(), Expr::Value(v) if matches!(v.value, sqlparser::ast::Value::Number(..))),
+        Expr::UnaryOp { expr, .. } => {
+            matches!(expr.as_ref(), Expr::Value(v) if matches!(v.value, sqlparser::ast::Value::Number(..)))
+        }
         _ => false,
     }
 }
