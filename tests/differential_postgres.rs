@@ -253,6 +253,14 @@ const FIXED: &[&str] = &[
     "SELECT id FROM ta WHERE a IN (SELECT a FROM tb)",
     "SELECT id FROM ta WHERE EXISTS (SELECT 1 FROM tb WHERE tb.a = ta.a AND tb.c > 1)",
     "SELECT s, count(*) FROM ta GROUP BY s HAVING count(*) > 1",
+    // Infinite timestamps, years before 1 AD, arrays of times, zone abbreviations, an
+    // expression IN a subquery in the SELECT list.
+    "SELECT id, t < 'infinity'::timestamp, t > '-infinity', isfinite(t), 'infinity'::timestamp FROM ta",
+    "SELECT id, t - INTERVAL '800000 days', CAST(t AS DATE) - 800000, 5 + CAST(t AS DATE) FROM ta",
+    "SELECT array_agg(t ORDER BY id), array_agg(x ORDER BY id) FROM ta",
+    "SELECT id, TIMESTAMPTZ '2024-01-15 12:00 PST' > CAST(t AS TIMESTAMPTZ) FROM ta",
+    "SELECT id, a + 1 IN (SELECT a FROM tb) FROM ta",
+    "SELECT * FROM generate_series(TIMESTAMP '2024-01-01', '2024-01-03', '12 hours')",
 ];
 
 /// One random query.

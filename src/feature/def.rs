@@ -454,19 +454,26 @@ impl Checks {
         })
     }
 
-    /// Evaluates the checked expressions over `batch`: their first error, if any.
+    /// Evaluates the checked expressions over `batch`: their first error, if any. Each
+    /// aggregate's FILTER runs on the rows the feature's WHERE passed, its argument on the
+    /// rows both passed.
     fn run(&self, batch: &RecordBatch) -> Result<()> {
         let rows = match &self.filter {
             Some(filter) => filtered(batch, filter)?,
             None => batch.clone(),
         };
+        if rows.num_rows() == 0 {
+            return Ok(());
+        }
         for (arg, value_filter) in self.args.iter().zip(&self.value_filters) {
-            let (Some(arg), false) = (arg, rows.num_rows() == 0) else { continue };
             let rows = match value_filter {
                 Some(filter) => filtered(&rows, filter)?,
-                None => rows.clone(),
+                None if arg.is_some() => rows.clone(),
+                None => continue,
             };
-            arg.evaluate(&rows)?;
+            if let Some(arg) = arg {
+                arg.evaluate(&rows)?;
+            }
         }
         Ok(())
     }

@@ -765,7 +765,7 @@ impl FeatureState {
         for (j, arg) in feature.args.iter().enumerate() {
             let filter = feature.value_filters[j]
                 .as_ref()
-                .map(|f| f.evaluate(batch).and_then(|v| v.into_array(rows)).map_err(Error::from).and_then(boolean))
+                .map(|f| evaluate_where(f, batch, passes.as_ref()).and_then(boolean))
                 .transpose()?;
             let rows_in = match (&passes, &filter) {
                 (Some(p), Some(f)) => Some(arrow::compute::and(p, f)?),

@@ -84,6 +84,12 @@ fn values_as_columns(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     let names = NamePreserver::new_for_projection();
     let mut exprs = Vec::with_capacity(projection.expr.len());
     for expr in projection.expr.iter().cloned() {
+        // Under a condition the value may be one PostgreSQL never computes
+        // (`CASE WHEN b <> 0 THEN a / b IN (...) END`): left as it is (0A000).
+        if conditional(&expr) {
+            exprs.push(expr);
+            continue;
+        }
         let name = names.save(&expr);
         let rewritten = expr.transform_up(|e| match e {
             Expr::InSubquery(mut in_subquery) if !matches!(in_subquery.expr.as_ref(), Expr::Column(_)) => {
@@ -133,6 +139,20 @@ fn counted(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         }
         other => Transformed::no(other),
     })
+}
+
+/// Whether `expr` evaluates some part of itself only for some rows.
+fn conditional(expr: &Expr) -> bool {
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    expr.exists(|e| {
+        Ok(match e {
+            Expr::Case(_) => true,
+            Expr::BinaryExpr(BinaryExpr { op: Operator::And | Operator::Or, .. }) => true,
+            Expr::ScalarFunction(f) => matches!(f.func.name(), "coalesce" | "nullif" | "nvl" | "nvl2" | "ifnull"),
+            _ => false,
+        })
+    })
+    .unwrap_or(true)
 }
 
 /// `(SELECT count(*) FROM plan)`, correlated as `like` is (and on `extra`).

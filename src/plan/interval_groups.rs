@@ -50,8 +50,16 @@ fn group_node(node: LogicalPlan, length: &Arc<ScalarUDF>) -> Result<Transformed<
         LogicalPlan::Distinct(Distinct::On(on)) if on.on_expr.iter().any(|e| is_interval(e, on.input.schema())) => {
             Err(refused("DISTINCT ON an interval"))
         }
-        LogicalPlan::Aggregate(aggregate) if groups_intervals(&aggregate)? => {
-            group_by_length(aggregate, length).map(Transformed::yes)
+        LogicalPlan::Aggregate(_) => {
+            // Its aggregates first (`count(DISTINCT interval)`), then its keys.
+            let schema = input_schema(&node);
+            let rewritten = rewrite_keeping_names(node, |e| group_expr(e, &schema, length))?;
+            match rewritten.data {
+                LogicalPlan::Aggregate(aggregate) if groups_intervals(&aggregate)? => {
+                    group_by_length(aggregate, length).map(Transformed::yes)
+                }
+                other => Ok(Transformed::new_transformed(other, rewritten.transformed)),
+            }
         }
         LogicalPlan::Join(mut join) => {
             let mut changed = false;

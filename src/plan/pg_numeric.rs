@@ -301,6 +301,11 @@ impl ScalarUDFImpl for RoundForInteger {
     }
 }
 
+/// `expr` converted to the integer type `target` as [`ToInteger`] does: 22003 out of range.
+pub(super) fn to_integer(expr: Expr, target: DataType) -> Expr {
+    ScalarUDF::new_from_impl(ToInteger::new(target)).call(vec![expr])
+}
+
 /// A cast of a float, NUMERIC or wider integer to an integer type as PostgreSQL makes it:
 /// rounded (see [`round_for_integer`]), and 22003 `integer out of range` where Arrow's cast
 /// gives NULL or a message naming neither the SQLSTATE nor PostgreSQL's type.

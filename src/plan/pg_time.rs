@@ -68,6 +68,42 @@ fn before_coercion(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Plus, right }) if is(&left, interval) && is(&right, date) => {
             Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(left, Operator::Plus, Box::new(cast(*right, timestamp)))))
         }
+        // date ± integer is a date, the integer in days (DataFusion makes an interval of the
+        // integer's seconds, which overflows past 106,751 days).
+        Expr::BinaryExpr(BinaryExpr { left, op: op @ (Operator::Plus | Operator::Minus), right })
+            if is(&left, date) && is(&right, |t| t.is_integer()) =>
+        {
+            let days = Expr::BinaryExpr(BinaryExpr::new(Box::new(cast(*left, DataType::Int64)), op, right));
+            Transformed::yes(cast(super::pg_numeric::to_integer(days, DataType::Int32), DataType::Date32))
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Plus, right })
+            if is(&left, |t| t.is_integer()) && is(&right, date) =>
+        {
+            let days = Expr::BinaryExpr(BinaryExpr::new(left, Operator::Plus, Box::new(cast(*right, DataType::Int64))));
+            Transformed::yes(cast(super::pg_numeric::to_integer(days, DataType::Int32), DataType::Date32))
+        }
+        // `t > '-infinity'`: the text is read as the timestamp it is compared with (type
+        // coercion would parse it with Arrow, which does not read `infinity`).
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if is_comparison_op(op)
+                && (infinite_text_literal(&left) && is(&right, stamp)
+                    || infinite_text_literal(&right) && is(&left, stamp)) =>
+        {
+            let (left_type, right_type) = (left.get_type(schema)?, right.get_type(schema)?);
+            let typed = |e: Expr, t: &DataType| match t {
+                DataType::Timestamp(_, tag) => match &e {
+                    Expr::Literal(ScalarValue::Utf8(Some(text)), _) => Expr::Literal(
+                        ScalarValue::TimestampMicrosecond(super::infinite_time::infinite_micros(text), tag.clone()),
+                        None,
+                    ),
+                    _ => e,
+                },
+                _ => e,
+            };
+            let left = typed(*left, &right_type);
+            let right = typed(*right, &left_type);
+            Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(Box::new(left), op, Box::new(right))))
+        }
         // date - date is an integer number of days in PostgreSQL (Arrow: bigint).
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Minus, right }) if is(&left, date) && is(&right, date) => {
             Transformed::yes(cast(Expr::BinaryExpr(BinaryExpr::new(left, Operator::Minus, right)), DataType::Int32))
@@ -372,6 +408,15 @@ impl ScalarUDFImpl for TimestampText {
         let text: ArrayRef = Arc::new(text);
         super::expr_rules::columnar(text, scalar)
     }
+}
+
+fn is_comparison_op(op: Operator) -> bool {
+    matches!(op, Operator::Eq | Operator::NotEq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq)
+}
+
+/// `'infinity'` or `'-infinity'` written as text.
+fn infinite_text_literal(expr: &Expr) -> bool {
+    matches!(expr, Expr::Literal(ScalarValue::Utf8(Some(text)), _) if super::infinite_time::infinite_micros(text).is_some())
 }
 
 /// `'infinity'::timestamp` (or `-infinity`, to a microsecond timestamp type) as its value.

@@ -154,6 +154,9 @@ pub fn offset_text(seconds_east: i32) -> String {
 /// clocks skipped takes the offset from before the change (02:30 on a spring-forward day in
 /// New York is 03:30 EDT), and a time they passed twice is the later instant (standard time).
 pub fn instant_of_local(local_micros: i64, zone: &Tz) -> Option<i64> {
+    if super::infinite_time::infinite_text(local_micros).is_some() {
+        return Some(local_micros);
+    }
     let local = DateTime::from_timestamp_micros(local_micros)?.naive_utc();
     let offset = match zone.offset_from_local_datetime(&local) {
         LocalResult::Single(offset) => offset.fix(),
@@ -165,6 +168,9 @@ pub fn instant_of_local(local_micros: i64, zone: &Tz) -> Option<i64> {
 
 /// The local time in `zone` at an instant.
 pub fn local_of_instant(micros: i64, zone: &Tz) -> Option<i64> {
+    if super::infinite_time::infinite_text(micros).is_some() {
+        return Some(micros);
+    }
     micros.checked_add(i64::from(offset_at(micros, zone)?) * 1_000_000)
 }
 

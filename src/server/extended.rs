@@ -363,6 +363,15 @@ fn bound_parameters(
                     })
                     .unwrap_or_else(|| text.cast_to(&target))
             }
+            (
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+                datafusion::scalar::ScalarValue::Utf8(Some(t)),
+            ) if crate::plan::infinite_time::infinite_micros(t).is_some() => {
+                Ok(datafusion::scalar::ScalarValue::TimestampMicrosecond(
+                    crate::plan::infinite_time::infinite_micros(t),
+                    None,
+                ))
+            }
             _ => text.cast_to(&target),
         };
         value.value = read.map_err(|_| {

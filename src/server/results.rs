@@ -198,6 +198,13 @@ pub fn zoned_as_text(batch: &RecordBatch, fields: &[FieldInfo], zone: &Tz) -> Re
                 .is_some_and(|days| days.iter().flatten().any(|d| d < crate::plan::FIRST_AD_DAY))
     };
     let list = |i: usize| matches!(batch.schema().field(i).data_type(), DataType::List(_)) && text(i);
+    // Each column is looked at once: the scans of timestamps and dates cost a pass.
+    let (zoned, bc_dates, list): (Vec<bool>, Vec<bool>, Vec<bool>) = (
+        (0..batch.num_columns()).map(zoned).collect(),
+        (0..batch.num_columns()).map(bc_dates).collect(),
+        (0..batch.num_columns()).map(list).collect(),
+    );
+    let (zoned, bc_dates, list) = (|i: usize| zoned[i], |i: usize| bc_dates[i], |i: usize| list[i]);
     if !(0..batch.num_columns()).any(|i| zoned(i) || list(i) || bc_dates(i)) {
         return batch.clone();
     }

@@ -229,7 +229,34 @@ fn type_unknown_arguments(function: &mut Function) {
         }
     }
     if is_text(exprs[2]) {
-        as_type(exprs[2], sqlparser::ast::DataType::Interval { fields: None, precision: None });
+        let step = if is_time_type(&bound_type) {
+            sqlparser::ast::DataType::Interval { fields: None, precision: None }
+        } else {
+            bound_type
+        };
+        as_type(exprs[2], step);
+    }
+}
+
+fn is_time_type(data_type: &sqlparser::ast::DataType) -> bool {
+    use sqlparser::ast::DataType as T;
+    matches!(data_type, T::Date | T::Timestamp(..) | T::Datetime(_) | T::TimestampNtz(_))
+}
+
+/// Whether an argument is written as a time, a date or an interval (a literal, a cast or
+/// text), so its series is one of times.
+fn is_written_as_time(arg: &FunctionArg) -> bool {
+    let FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) = arg else { return false };
+    match expr {
+        Expr::Interval(_) => true,
+        Expr::TypedString(typed) => {
+            is_time_type(&typed.data_type) || matches!(typed.data_type, sqlparser::ast::DataType::Interval { .. })
+        }
+        Expr::Cast { data_type, .. } => {
+            is_time_type(data_type) || matches!(data_type, sqlparser::ast::DataType::Interval { .. })
+        }
+        Expr::Value(v) => matches!(v.value, sqlparser::ast::Value::SingleQuotedString(_)),
+        _ => false,
     }
 }
 
@@ -261,27 +288,15 @@ fn name_function_column(factor: &mut TableFactor) {
         alias.columns = vec![TableAliasColumnDef::from_name(alias.name.value.clone())];
     }
     if args.args.len() == 3
-        && !is_number(&args.args[2])
+        && args.args.iter().any(is_written_as_time)
         && let Some(select) = series_as_select(&function, args.args.clone(), alias.clone())
     {
         *factor = select;
     }
 }
 
-/// Whether a function argument is a number written out (an integer series' step).
-fn is_number(arg: &FunctionArg) -> bool {
-    let FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) = arg else { return false };
-    match expr {
-        Expr::Value(v) => matches!(v.value, sqlparser::ast::Value::Number(..)),
-        Expr::UnaryOp { expr, .. } => {
-            matches!(expr.as_ref(), Expr::Value(v) if matches!(v.value, sqlparser::ast::Value::Number(..)))
-        }
-        _ => false,
-    }
-}
-
-/// `FROM generate_series(start, stop, step) [AS g(v)]` with a step that is not a number (a
-/// series of timestamps) as `FROM (SELECT unnest(generate_series(...)) AS v) AS g(v)`:
+/// `FROM generate_series(start, stop, step) [AS g(v)]` with an argument written as a time,
+/// date or interval (a series of timestamps) as `FROM (SELECT unnest(generate_series(...)) AS v) AS g(v)`:
 /// DataFusion evaluates a table function's arguments while it plans, before asofdb's rules
 /// read text and step in the session's time zone; the SELECT-list form is analyzed like any
 /// expression.
