@@ -279,6 +279,10 @@ impl Session {
             }
             SqlStatement::Commit { .. } => {
                 if let Transaction::Open(appends) = std::mem::replace(&mut self.transaction, Transaction::None) {
+                    // Again: a feature created since the rows were inserted has not checked them.
+                    for append in &appends {
+                        self.db.catalog.features.check(append.table_id, &append.batch)?;
+                    }
                     self.commit(appends).await?;
                 }
                 Ok(Output::TransactionEnded { tag: "COMMIT" })
