@@ -90,16 +90,7 @@ fn before_coercion(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                     || infinite_text_literal(&right) && is(&left, stamp)) =>
         {
             let (left_type, right_type) = (left.get_type(schema)?, right.get_type(schema)?);
-            let typed = |e: Expr, t: &DataType| match t {
-                DataType::Timestamp(_, tag) => match &e {
-                    Expr::Literal(ScalarValue::Utf8(Some(text)), _) => Expr::Literal(
-                        ScalarValue::TimestampMicrosecond(super::infinite_time::infinite_micros(text), tag.clone()),
-                        None,
-                    ),
-                    _ => e,
-                },
-                _ => e,
-            };
+            let typed = |e: Expr, t: &DataType| infinite_literal(&e, t).unwrap_or(e);
             let left = typed(*left, &right_type);
             let right = typed(*right, &left_type);
             Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(Box::new(left), op, Box::new(right))))

@@ -183,46 +183,42 @@ fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>, zone: &Tz) ->
 /// hours), and arrays of such values, timestamps, intervals and floats as PostgreSQL's texts. Binary values are instants, the same in every zone.
 pub fn zoned_as_text(batch: &RecordBatch, fields: &[FieldInfo], zone: &Tz) -> RecordBatch {
     let text = |i: usize| fields.get(i).is_some_and(|f| f.format() == FieldFormat::Text);
-    // TIMESTAMPTZ, and TIMESTAMP holding `infinity`, which arrow-pg cannot print.
-    let zoned = |i: usize| match batch.schema().field(i).data_type() {
+    let columns_where =
+        |wanted: &dyn Fn(usize) -> bool| -> Vec<bool> { (0..batch.num_columns()).map(wanted).collect() };
+    // TIMESTAMPTZ, and TIMESTAMP holding `infinity` or years before 1 AD, which arrow-pg
+    // cannot print as PostgreSQL does. Each column is scanned once.
+    let zoned = columns_where(&|i| match batch.schema().field(i).data_type() {
         DataType::Timestamp(_, Some(_)) => text(i),
         DataType::Timestamp(_, None) => text(i) && crate::plan::infinite_time::needs_pg_text(batch.column(i)),
         _ => false,
-    };
+    });
     // Dates before 1 AD, which arrow-pg prints with year 0 and negative years.
-    let bc_dates = |i: usize| {
+    let bc_dates = columns_where(&|i| {
         text(i)
             && batch
                 .column(i)
                 .as_primitive_opt::<arrow::datatypes::Date32Type>()
                 .is_some_and(|days| days.iter().flatten().any(|d| d < crate::plan::FIRST_AD_DAY))
-    };
-    let list = |i: usize| matches!(batch.schema().field(i).data_type(), DataType::List(_)) && text(i);
-    // Each column is looked at once: the scans of timestamps and dates cost a pass.
-    let (zoned, bc_dates, list): (Vec<bool>, Vec<bool>, Vec<bool>) = (
-        (0..batch.num_columns()).map(zoned).collect(),
-        (0..batch.num_columns()).map(bc_dates).collect(),
-        (0..batch.num_columns()).map(list).collect(),
-    );
-    let (zoned, bc_dates, list) = (|i: usize| zoned[i], |i: usize| bc_dates[i], |i: usize| list[i]);
-    if !(0..batch.num_columns()).any(|i| zoned(i) || list(i) || bc_dates(i)) {
+    });
+    let list = columns_where(&|i| matches!(batch.schema().field(i).data_type(), DataType::List(_)) && text(i));
+    if !(0..batch.num_columns()).any(|i| zoned[i] || list[i] || bc_dates[i]) {
         return batch.clone();
     }
     let mut columns = batch.columns().to_vec();
     let mut schema_fields: Vec<arrow::datatypes::FieldRef> = batch.schema().fields().iter().cloned().collect();
-    for i in (0..batch.num_columns()).filter(|i| list(*i)) {
+    for i in (0..batch.num_columns()).filter(|i| list[*i]) {
         if let Some(texts) = super::array_text::list_as_text(&columns[i], zone) {
             schema_fields[i] = Arc::new(schema_fields[i].as_ref().clone().with_data_type(texts.data_type().clone()));
             columns[i] = texts;
         }
     }
-    for i in (0..batch.num_columns()).filter(|i| bc_dates(*i)) {
+    for i in (0..batch.num_columns()).filter(|i| bc_dates[*i]) {
         let days = columns[i].as_primitive::<arrow::datatypes::Date32Type>();
         let texts: StringArray = days.iter().map(|d| crate::plan::date_text(d?)).collect();
         columns[i] = Arc::new(texts);
         schema_fields[i] = Arc::new(schema_fields[i].as_ref().clone().with_data_type(DataType::Utf8));
     }
-    for i in (0..batch.num_columns()).filter(|i| zoned(*i)) {
+    for i in (0..batch.num_columns()).filter(|i| zoned[*i]) {
         let local = matches!(columns[i].data_type(), DataType::Timestamp(_, None));
         let tag = if local { None } else { Some(UTC_TAG.into()) };
         let Ok(micros) =
