@@ -15,7 +15,6 @@ pub const INNER_MARKER: &str = "__asof_inner";
 pub const LEFT_MARKER: &str = "__asof_left";
 pub const SEMI_MARKER: &str = "__asof_semi";
 pub const ANTI_MARKER: &str = "__asof_anti";
-/// `ASOF RIGHT | FULL JOIN`, marked so that planning refuses them by name (0A000).
 pub const RIGHT_MARKER: &str = "__asof_right";
 pub const FULL_MARKER: &str = "__asof_full";
 
@@ -31,7 +30,7 @@ pub fn normalize(sql: &str) -> Result<String> {
             i += 1;
             continue;
         }
-        // ASOF [LEFT [OUTER]] JOIN: drop LEFT/OUTER, remember them.
+        // ASOF [kind [OUTER]] JOIN: drop the kind and OUTER, remember the kind.
         let mut j = next_significant(&tokens, i + 1);
         let mut marker = INNER_MARKER;
         let kind = [

@@ -1,9 +1,9 @@
 //! ASOF JOIN from SQL to execution.
 //!
-//! 1. [`mark`] rewrites each `L ASOF [LEFT] JOIN R ON ...` of the statement (in CTEs, set
-//!    operations, FROM and expression subqueries alike) into `L [LEFT] JOIN <placeholder> AS R
-//!    ON <the same conditions>`, where the placeholder is `R`'s table provider registered under
-//!    a fresh name for the duration of planning;
+//! 1. [`mark`] rewrites each `L ASOF [kind] JOIN R ON ...` of the statement (in CTEs, set
+//!    operations, FROM and expression subqueries alike) into `L [kind] JOIN <placeholder> AS R
+//!    ON <the same conditions>` (kind: LEFT, RIGHT, FULL, SEMI or ANTI), where the placeholder
+//!    is `R`'s table provider registered under a fresh name for the duration of planning;
 //! 2. DataFusion plans the statement, resolving every name and expression;
 //! 3. `plan::asof::lower` replaces those joins by `AsofJoinNode`s, which the extension planner
 //!    turns into [`AsofTableExec`] (a table on the right) or [`AsofFeatureExec`] (a feature).
@@ -12,6 +12,7 @@ mod feature_exec;
 mod groups;
 mod history;
 mod probe;
+mod residual;
 mod table_exec;
 
 use std::collections::HashMap;
@@ -61,7 +62,7 @@ pub async fn mark(db: &Database, statement: &mut SqlStatement) -> Result<HashMap
     let public = db.ctx.catalog(CATALOG_NAME).and_then(|c| c.schema(SCHEMA_NAME));
     let public = public.ok_or_else(|| Error::internal("public schema missing"))?;
     let mut specs = HashMap::new();
-    for (placeholder, right, left_join) in marker.joins {
+    for (placeholder, right) in marker.joins {
         let (provider, target) = match right {
             RightSide::Stored(name) => match public.table(&name).await {
                 Ok(Some(provider)) => {
@@ -86,7 +87,7 @@ pub async fn mark(db: &Database, statement: &mut SqlStatement) -> Result<HashMap
             deregister(db, &specs);
             return Err(e);
         }
-        specs.insert(placeholder, AsofSpec { left_join, target });
+        specs.insert(placeholder, AsofSpec { target });
     }
     Ok(specs)
 }
@@ -113,8 +114,8 @@ fn temp_schema(db: &Database) -> Result<Arc<dyn SchemaProvider>> {
 
 /// Visits every query of a statement and rewrites the ASOF joins of its SELECTs.
 struct Marker {
-    /// (placeholder name, what the right side reads, LEFT join)
-    joins: Vec<(String, RightSide, bool)>,
+    /// (placeholder name, what the right side reads)
+    joins: Vec<(String, RightSide)>,
     /// The CTEs in scope, one list per enclosing query.
     ctes: Vec<Vec<Cte>>,
     error: Option<Error>,
@@ -175,14 +176,15 @@ impl Marker {
         let constraint = JoinConstraint::On(on);
         // SEMI and ANTI keep the left columns only; `plan::asof::lower` runs them as an
         // inner and a LEFT ASOF join.
-        let left_join = kind == LEFT_MARKER;
         join.join_operator = match kind {
             LEFT_MARKER => JoinOperator::LeftOuter(constraint),
+            RIGHT_MARKER => JoinOperator::RightOuter(constraint),
+            FULL_MARKER => JoinOperator::FullOuter(constraint),
             SEMI_MARKER => JoinOperator::LeftSemi(constraint),
             ANTI_MARKER => JoinOperator::LeftAnti(constraint),
             _ => JoinOperator::Inner(constraint),
         };
-        self.joins.push((placeholder, right, left_join));
+        self.joins.push((placeholder, right));
         Ok(())
     }
 
@@ -290,11 +292,6 @@ fn conditions(
             .find(|m| i.value == *m),
         _ => None,
     };
-    match marker {
-        Some(RIGHT_MARKER) => return Err(Error::unsupported("ASOF RIGHT JOIN is not supported")),
-        Some(FULL_MARKER) => return Err(Error::unsupported("ASOF FULL JOIN is not supported")),
-        _ => {}
-    }
     let mut conjuncts = Vec::new();
     match constraint {
         JoinConstraint::On(on) => conjuncts.push(on.clone()),

@@ -8,8 +8,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::new_empty_array;
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow::array::{new_empty_array, new_null_array};
 use arrow::compute::{concat, take};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
@@ -30,13 +30,17 @@ use tokio::sync::OnceCell;
 
 use super::groups::GroupKeys;
 use super::probe::{JoinSide, assemble, evaluate_as, micros, properties};
+use super::residual::Residual;
 
 /// The comparison and outer-ness of one ASOF join.
 #[derive(Debug, Clone, Copy)]
 pub struct Match {
     /// `left_time op right_time`.
     pub op: Operator,
+    /// Unmatched left rows are kept (LEFT, FULL).
     pub left_join: bool,
+    /// Unmatched right rows are kept (RIGHT, FULL), after every left row is probed.
+    pub right_join: bool,
 }
 
 pub struct AsofTableExec {
@@ -45,6 +49,8 @@ pub struct AsofTableExec {
     left_on: JoinSide,
     right_on: JoinSide,
     matching: Match,
+    /// Conditions across both sides a match must pass as well (`None`: every candidate does).
+    residual: Option<Arc<Residual>>,
     /// Output columns, as indices into the left columns then the right ones (a projection
     /// above the join embedded, so columns nobody reads are never gathered).
     output: Vec<usize>,
@@ -59,11 +65,12 @@ impl AsofTableExec {
         left: Arc<dyn ExecutionPlan>,
         right: Arc<dyn ExecutionPlan>,
         (left_on, right_on): (JoinSide, JoinSide),
-        matching: Match,
+        (matching, residual): (Match, Option<Arc<dyn PhysicalExpr>>),
         schema: SchemaRef,
     ) -> Self {
         let output = (0..schema.fields().len()).collect();
-        Self::with_output(left, right, (left_on, right_on), matching, output, schema)
+        let residual = residual.map(|e| Arc::new(Residual::new(e, &left.schema(), &right.schema())));
+        Self::with_output(left, right, (left_on, right_on), (matching, residual), output, schema)
     }
 
     /// The join giving `output` (indices into the left columns, then the right ones) as `schema`.
@@ -71,19 +78,22 @@ impl AsofTableExec {
         left: Arc<dyn ExecutionPlan>,
         right: Arc<dyn ExecutionPlan>,
         (left_on, right_on): (JoinSide, JoinSide),
-        matching: Match,
+        (matching, residual): (Match, Option<Arc<Residual>>),
         output: Vec<usize>,
         schema: SchemaRef,
     ) -> Self {
         // Left columns that move or go: a hash partitioning on them would no longer name them.
         let left_in_place = (0..left.schema().fields().len()).all(|c| output.get(c) == Some(&c));
         let partitioning = match left.output_partitioning() {
+            // Which right rows no left row matched is known once the whole left side is read:
+            // a RIGHT or FULL join reads it as one partition.
+            _ if matching.right_join => Partitioning::UnknownPartitioning(1),
             p if left_in_place => p.clone(),
             p => Partitioning::UnknownPartitioning(p.partition_count()),
         };
         let properties = properties(partitioning, schema.clone());
         let index = Arc::new(OnceCell::new());
-        Self { left, right, left_on, right_on, matching, output, schema, properties, index }
+        Self { left, right, left_on, right_on, matching, residual, output, schema, properties, index }
     }
 
     /// This join over other inputs or with other output columns (a new, unbuilt index).
@@ -93,7 +103,8 @@ impl AsofTableExec {
         output: Vec<usize>,
         schema: SchemaRef,
     ) -> Self {
-        Self::with_output(left, right, (self.left_on.clone(), self.right_on.clone()), self.matching, output, schema)
+        let on = (self.left_on.clone(), self.right_on.clone());
+        Self::with_output(left, right, on, (self.matching, self.residual.clone()), output, schema)
     }
 
     fn is_projected(&self) -> bool {
@@ -121,12 +132,20 @@ impl fmt::Debug for AsofTableExec {
 
 impl DisplayAs for AsofTableExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let kind = if self.matching.left_join { "AsofTableExec: LEFT" } else { "AsofTableExec:" };
+        let kind = match (self.matching.left_join, self.matching.right_join) {
+            (false, false) => "AsofTableExec:",
+            (true, false) => "AsofTableExec: LEFT",
+            (false, true) => "AsofTableExec: RIGHT",
+            (true, true) => "AsofTableExec: FULL",
+        };
         write!(
             f,
             "{kind} keys {:?} = {:?}, {} {} {}",
             self.left_on.keys, self.right_on.keys, self.left_on.time, self.matching.op, self.right_on.time
         )?;
+        if let Some(residual) = &self.residual {
+            write!(f, ", passing {}", residual.expr())?;
+        }
         if self.is_projected() {
             write!(f, ", output columns {:?}", self.output)?;
         }
@@ -144,13 +163,17 @@ impl ExecutionPlan for AsofTableExec {
     }
 
     fn required_input_distribution(&self) -> Vec<Distribution> {
-        vec![Distribution::UnspecifiedDistribution, Distribution::UnspecifiedDistribution]
+        let left = match self.matching.right_join {
+            true => Distribution::SinglePartition,
+            false => Distribution::UnspecifiedDistribution,
+        };
+        vec![left, Distribution::UnspecifiedDistribution]
     }
 
     /// The right side's partitions are indexed as they come: splitting them further would
     /// only scatter rows of equal time whose arrival order breaks ties.
     fn benefits_from_input_partitioning(&self) -> Vec<bool> {
-        vec![true, false]
+        vec![!self.matching.right_join, false]
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
@@ -161,7 +184,8 @@ impl ExecutionPlan for AsofTableExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        for e in self.left_on.expressions().chain(self.right_on.expressions()) {
+        let residual = self.residual.iter().map(|r| r.expr());
+        for e in self.left_on.expressions().chain(self.right_on.expressions()).chain(residual) {
             if f(e)? == TreeNodeRecursion::Stop {
                 return Ok(TreeNodeRecursion::Stop);
             }
@@ -190,22 +214,81 @@ impl ExecutionPlan for AsofTableExec {
         let (cell, right, right_on) = (self.index.clone(), self.right.clone(), self.right_on.clone());
         let (left_on, matching, schema) = (self.left_on.clone(), self.matching, self.schema.clone());
         let output = Output { columns: self.output.clone(), left_width: self.left.schema().fields().len() };
-        let needed: Vec<usize> = output.columns.iter().filter_map(|c| c.checked_sub(output.left_width)).collect();
-        let pool = ctx.memory_pool().clone();
+        let residual = self.residual.clone();
+        let read = residual.iter().flat_map(|r| r.right_columns(output.left_width));
+        let needed: Vec<usize> =
+            output.columns.iter().filter_map(|c| c.checked_sub(output.left_width)).chain(read).collect();
+        let (pool, batch_size) = (ctx.memory_pool().clone(), ctx.session_config().batch_size());
         let probed = async move {
             let index = cell.get_or_try_init(|| TimeIndex::build(right, right_on, needed, ctx)).await?.clone();
-            // Where each group's last search ended: the next batch's searches start there.
             let groups = index.offsets.len().saturating_sub(1);
-            let reservation = MemoryConsumer::new(format!("AsofTableExec[hints {partition}]")).register(&pool);
-            reservation.try_grow(groups * 4)?;
-            let mut hints = vec![0u32; groups];
-            Ok::<_, DataFusionError>(left.map(move |batch| {
-                let _held = &reservation;
-                index.probe(&batch?, &left_on, matching, &output, &schema, &mut hints)
+            let matched_rows = if matching.right_join { index.rows } else { 0 };
+            let reservation = MemoryConsumer::new(format!("AsofTableExec[probe {partition}]")).register(&pool);
+            reservation.try_grow(groups * 4 + matched_rows)?;
+            let probing = Probing {
+                left,
+                index,
+                left_on,
+                matching,
+                residual,
+                output,
+                schema,
+                hints: vec![0u32; groups],
+                matched: vec![false; matched_rows],
+                emitted: 0,
+                batch_size,
+                _reservation: reservation,
+            };
+            Ok::<_, DataFusionError>(futures::stream::unfold(probing, |mut probing| async move {
+                probing.next().await.map(|batch| (batch, probing))
             }))
         };
         let stream = futures::stream::once(probed).try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream)))
+    }
+}
+
+/// One partition's probing: its left batches joined as they come, then (RIGHT and FULL) the
+/// right rows none of them matched.
+struct Probing {
+    left: SendableRecordBatchStream,
+    index: Arc<TimeIndex>,
+    left_on: JoinSide,
+    matching: Match,
+    residual: Option<Arc<Residual>>,
+    output: Output,
+    schema: SchemaRef,
+    /// Where each group's last search ended: the next batch's searches start there.
+    hints: Vec<u32>,
+    /// RIGHT and FULL: which right rows a left row matched (empty otherwise).
+    matched: Vec<bool>,
+    /// How many right rows the unmatched ones have been looked for among.
+    emitted: usize,
+    batch_size: usize,
+    _reservation: MemoryReservation,
+}
+
+impl Probing {
+    async fn next(&mut self) -> Option<Result<RecordBatch>> {
+        if let Some(batch) = self.left.next().await {
+            let index = &self.index;
+            return Some(batch.and_then(|batch| {
+                let residual = self.residual.as_deref();
+                let found = index.probe(&batch, &self.left_on, (self.matching.op, residual), &mut self.hints)?;
+                if self.matching.right_join {
+                    found.iter().flatten().for_each(|row| self.matched[*row as usize] = true);
+                }
+                index.joined(&batch, found, self.matching, &self.output, &self.schema)
+            }));
+        }
+        let mut unmatched = Vec::new();
+        while self.emitted < self.matched.len() && unmatched.len() < self.batch_size {
+            if !self.matched[self.emitted] {
+                unmatched.push(self.emitted as u32);
+            }
+            self.emitted += 1;
+        }
+        (!unmatched.is_empty()).then(|| self.index.unmatched(&unmatched.into(), &self.output, &self.schema))
     }
 }
 
@@ -226,6 +309,8 @@ struct TimeIndex {
     offsets: Vec<u32>,
     times: Vec<i64>,
     row_ids: Vec<u32>,
+    /// Right rows read (those with a NULL key or time too, which are in no group).
+    rows: usize,
     _reservation: Arc<MemoryReservation>,
 }
 
@@ -324,19 +409,18 @@ impl TimeIndex {
         drop(parts);
         reservation.shrink(read_bytes);
         tracing::debug!(rows, groups = groups.len(), read = ?read, built = ?(started.elapsed() - read), "ASOF index");
-        Ok(Arc::new(TimeIndex { columns, key_types, groups, offsets, times, row_ids, _reservation: reservation }))
+        let index = TimeIndex { columns, key_types, groups, offsets, times, row_ids, rows, _reservation: reservation };
+        Ok(Arc::new(index))
     }
 
-    /// The right row matching each left row of `batch`, joined to it.
+    /// The right row matching each left row of `batch`, if any.
     fn probe(
         &self,
         batch: &RecordBatch,
         left_on: &JoinSide,
-        matching: Match,
-        output: &Output,
-        schema: &SchemaRef,
+        (op, residual): (Operator, Option<&Residual>),
         hints: &mut [u32],
-    ) -> Result<RecordBatch> {
+    ) -> Result<Vec<Option<u32>>> {
         let keys: Vec<ArrayRef> =
             left_on.keys.iter().zip(&self.key_types).map(|(k, t)| evaluate_as(k, batch, t)).collect::<Result<_>>()?;
         let groups = self.groups.find(&keys, batch.num_rows())?;
@@ -353,13 +437,67 @@ impl TimeIndex {
         }
         self.order_probes(&mut probes);
         let mut found: Vec<Option<u32>> = vec![None; batch.num_rows()];
+        // (left row, position of its closest candidate, group), with a residual to pass.
+        let mut candidates: Vec<(u32, usize, u32)> = Vec::new();
         for (g, t, row) in probes {
             let hint = &mut hints[g as usize];
-            let (point, answer) = self.closest(g, t, matching.op, *hint as usize);
+            let (point, closest) = self.closest(g, t, op, *hint as usize);
             // A position within one group's times, which the index numbers in u32.
             *hint = point as u32;
-            found[row as usize] = answer;
+            match (closest, residual) {
+                (Some(at), Some(_)) => candidates.push((row, at, g)),
+                (at, None) => found[row as usize] = at.map(|at| self.row_ids[at]),
+                (None, Some(_)) => {}
+            }
         }
+        if let Some(residual) = residual {
+            self.first_passing(batch, residual, op, candidates, &mut found)?;
+        }
+        Ok(found)
+    }
+
+    /// Walks each left row's candidates from the closest away from its time (towards older
+    /// rows for `>=`/`>`), taking the first that passes `residual`: one pass over every row
+    /// still searching, until none is.
+    fn first_passing(
+        &self,
+        batch: &RecordBatch,
+        residual: &Residual,
+        op: Operator,
+        mut candidates: Vec<(u32, usize, u32)>,
+        found: &mut [Option<u32>],
+    ) -> Result<()> {
+        let backwards = matches!(op, Operator::GtEq | Operator::Gt);
+        while !candidates.is_empty() {
+            let left_rows: UInt32Array = candidates.iter().map(|c| c.0).collect();
+            let right_rows: UInt32Array = candidates.iter().map(|c| self.row_ids[c.1]).collect();
+            let passed = residual.passes(batch, &left_rows, &self.columns, &right_rows)?;
+            candidates = candidates
+                .into_iter()
+                .zip(passed)
+                .filter_map(|((row, at, g), passed)| {
+                    if passed {
+                        found[row as usize] = Some(self.row_ids[at]);
+                        return None;
+                    }
+                    let (start, end) = (self.offsets[g as usize] as usize, self.offsets[g as usize + 1] as usize);
+                    let next = if backwards { at.checked_sub(1).filter(|n| *n >= start) } else { Some(at + 1) };
+                    next.filter(|n| *n < end).map(|n| (row, n, g))
+                })
+                .collect();
+        }
+        Ok(())
+    }
+
+    /// The left rows of `batch` joined to the right rows `found` for them.
+    fn joined(
+        &self,
+        batch: &RecordBatch,
+        found: Vec<Option<u32>>,
+        matching: Match,
+        output: &Output,
+        schema: &SchemaRef,
+    ) -> Result<RecordBatch> {
         // Only the output columns are gathered: left rows kept (all of them for LEFT), right
         // rows by their match (NULL where none).
         let (keep, right_rows): (Option<UInt32Array>, UInt32Array) = if matching.left_join {
@@ -376,13 +514,32 @@ impl TimeIndex {
                     Some(keep) => take(batch.column(c), keep, None),
                     None => Ok(batch.column(c).clone()),
                 },
-                Some(r) => match self.columns.get(r) {
-                    Some(Some(column)) => take(column, &right_rows, None),
-                    _ => Err(ArrowError::InvalidArgumentError(format!("ASOF index lacks right column {r}"))),
-                },
+                Some(r) => self.right_column(r, &right_rows),
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
         assemble(schema, right_rows.len(), columns)
+    }
+
+    /// The right rows `rows`, which no left row matched, with NULL left columns.
+    fn unmatched(&self, rows: &UInt32Array, output: &Output, schema: &SchemaRef) -> Result<RecordBatch> {
+        let columns = output
+            .columns
+            .iter()
+            .zip(schema.fields())
+            .map(|(&c, field)| match c.checked_sub(output.left_width) {
+                None => Ok(new_null_array(field.data_type(), rows.len())),
+                Some(r) => self.right_column(r, rows),
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        assemble(schema, rows.len(), columns)
+    }
+
+    /// Right column `r` at `rows` (NULL where a row is NULL).
+    fn right_column(&self, r: usize, rows: &UInt32Array) -> std::result::Result<ArrayRef, ArrowError> {
+        match self.columns.get(r) {
+            Some(Some(column)) => take(column, rows, None),
+            _ => Err(ArrowError::InvalidArgumentError(format!("ASOF index lacks right column {r}"))),
+        }
     }
 
     /// Orders probes by (group, time). Left sides usually arrive close to time order, so with
@@ -401,13 +558,13 @@ impl TimeIndex {
         *probes = ordered;
     }
 
-    /// The row of group `g` whose time is closest to `t` satisfying `t op time`, and the
-    /// search's partition point, which never decreases as `t` grows: the search starts
-    /// `near` a previous one's. Ties: the last-arrived for `>=`/`>`, the first-arrived for
-    /// `<=`/`<`.
-    fn closest(&self, g: u32, t: i64, op: Operator, near: usize) -> (usize, Option<u32>) {
+    /// The position (in `times` and `row_ids`) of group `g`'s row whose time is closest to
+    /// `t` satisfying `t op time`, and the search's partition point, which never decreases as
+    /// `t` grows: the search starts `near` a previous one's. Ties: the last-arrived for
+    /// `>=`/`>`, the first-arrived for `<=`/`<`.
+    fn closest(&self, g: u32, t: i64, op: Operator, near: usize) -> (usize, Option<usize>) {
         let range = self.offsets[g as usize] as usize..self.offsets[g as usize + 1] as usize;
-        let (times, rows) = (&self.times[range.clone()], &self.row_ids[range]);
+        let times = &self.times[range.clone()];
         // Times `<= t` (or `< t`) come first: find where they end.
         let inclusive = matches!(op, Operator::GtEq | Operator::Lt);
         let before = |e: i64| if inclusive { e <= t } else { e < t };
@@ -417,7 +574,7 @@ impl TimeIndex {
             Operator::LtEq | Operator::Lt => Some(point).filter(|i| *i < times.len()),
             _ => None,
         };
-        (point, i.map(|i| rows[i]))
+        (point, i.map(|i| range.start + i))
     }
 }
 

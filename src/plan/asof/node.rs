@@ -17,7 +17,7 @@ use datafusion::common::{DFSchemaRef, DataFusionError};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
 use datafusion::logical_expr::{
     BinaryExpr, Expr, Extension, Filter, JoinType, LogicalPlan, Operator, Projection, UserDefinedLogicalNodeCore,
-    build_join_schema,
+    build_join_schema, when,
 };
 
 use crate::error::{Error, Result};
@@ -35,7 +35,6 @@ pub enum AsofTarget {
 /// One marked join of a statement, by placeholder table name.
 #[derive(Clone)]
 pub struct AsofSpec {
-    pub left_join: bool,
     pub target: AsofTarget,
 }
 
@@ -46,8 +45,8 @@ pub enum AsofRight {
     Feature(Arc<LiveFeature>),
 }
 
-/// `left ASOF [LEFT] JOIN right`: for each left row, the right row (or feature value) with equal
-/// keys whose time is the closest satisfying `left_time op right_time`.
+/// `left ASOF [LEFT | RIGHT | FULL] JOIN right`: for each left row, the right row (or feature
+/// value) with equal keys whose time is the closest satisfying `left_time op right_time`.
 #[derive(Clone)]
 pub struct AsofJoinNode {
     pub left: LogicalPlan,
@@ -57,12 +56,28 @@ pub struct AsofJoinNode {
     pub left_time: Expr,
     /// The comparison as `left_time op right_time`: `>=`, `>`, `<=` or `<`.
     pub op: Operator,
+    /// Left rows without a match are kept (LEFT, FULL), with NULL right columns.
     pub left_join: bool,
-    /// The replaced join's schema: left columns, then the right side's (nullable if LEFT).
+    /// Right rows no left row matched are kept (RIGHT, FULL), with NULL left columns.
+    pub right_join: bool,
+    /// Conditions across both sides besides the keys and the time (a table only, over the
+    /// left columns then the right ones): the match is the closest row that passes them.
+    pub residual: Option<Expr>,
+    /// The replaced join's schema: left columns, then the right side's (nullable if outer).
     pub schema: DFSchemaRef,
 }
 
 impl AsofJoinNode {
+    /// The join's name in EXPLAIN.
+    fn kind(&self) -> &'static str {
+        match (self.left_join, self.right_join) {
+            (false, false) => "AsofJoin",
+            (true, false) => "AsofLeftJoin",
+            (false, true) => "AsofRightJoin",
+            (true, true) => "AsofFullJoin",
+        }
+    }
+
     fn feature_name(&self) -> Option<&str> {
         match &self.right {
             AsofRight::Feature(f) => Some(f.compiled.def.name.as_str()),
@@ -70,9 +85,12 @@ impl AsofJoinNode {
         }
     }
 
+    /// The right keys and time, then the residual condition.
     fn right_exprs(&self) -> Vec<Expr> {
         match &self.right {
-            AsofRight::Table { keys, time, .. } => keys.iter().cloned().chain([time.clone()]).collect(),
+            AsofRight::Table { keys, time, .. } => {
+                keys.iter().cloned().chain([time.clone()]).chain(self.residual.clone()).collect()
+            }
             AsofRight::Feature(_) => Vec::new(),
         }
     }
@@ -98,6 +116,7 @@ impl PartialEq for AsofJoinNode {
             && self.right_exprs() == other.right_exprs()
             && self.op == other.op
             && self.left_join == other.left_join
+            && self.right_join == other.right_join
             && self.schema == other.schema
     }
 }
@@ -113,6 +132,7 @@ impl Hash for AsofJoinNode {
         self.feature_name().hash(state);
         self.op.hash(state);
         self.left_join.hash(state);
+        self.right_join.hash(state);
     }
 }
 
@@ -144,7 +164,7 @@ impl UserDefinedLogicalNodeCore for AsofJoinNode {
         &self.schema
     }
 
-    /// Left keys, left time, then (for a table) right keys and right time.
+    /// Left keys, left time, then (for a table) right keys, right time and the residual.
     fn expressions(&self) -> Vec<Expr> {
         let mut exprs = self.left_keys.clone();
         exprs.push(self.left_time.clone());
@@ -153,7 +173,7 @@ impl UserDefinedLogicalNodeCore for AsofJoinNode {
     }
 
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let kind = if self.left_join { "AsofLeftJoin" } else { "AsofJoin" };
+        let kind = self.kind();
         let keys: Vec<String> = self.left_keys.iter().map(|k| k.to_string()).collect();
         match &self.right {
             AsofRight::Table { keys: right_keys, time, .. } => {
@@ -165,7 +185,11 @@ impl UserDefinedLogicalNodeCore for AsofJoinNode {
                     right.join(", "),
                     self.left_time,
                     self.op
-                )
+                )?;
+                match &self.residual {
+                    Some(residual) => write!(f, ", passing {residual}"),
+                    None => Ok(()),
+                }
             }
             AsofRight::Feature(feature) => {
                 let name = &feature.compiled.def.name;
@@ -186,10 +210,15 @@ impl UserDefinedLogicalNodeCore for AsofJoinNode {
         mut inputs: Vec<LogicalPlan>,
     ) -> datafusion::error::Result<Self> {
         let n = self.left_keys.len();
+        let mut residual = None;
         let right = match &self.right {
             AsofRight::Table { keys, .. } => {
                 let input =
                     inputs.pop().ok_or_else(|| DataFusionError::Internal("ASOF join lost its right input".into()))?;
+                residual = match self.residual {
+                    Some(_) => exprs.pop(),
+                    None => None,
+                };
                 let time =
                     exprs.pop().ok_or_else(|| DataFusionError::Internal("ASOF join lost its right time".into()))?;
                 let right_keys = exprs.split_off(exprs.len() - keys.len());
@@ -207,6 +236,8 @@ impl UserDefinedLogicalNodeCore for AsofJoinNode {
             left_time,
             op: self.op,
             left_join: self.left_join,
+            right_join: self.right_join,
+            residual,
             schema: self.schema.clone(),
         })
     }
@@ -216,8 +247,8 @@ impl UserDefinedLogicalNodeCore for AsofJoinNode {
 pub fn lower(plan: LogicalPlan, specs: &HashMap<String, AsofSpec>) -> Result<LogicalPlan> {
     let lowered = plan.transform_up_with_subqueries(|plan| {
         let LogicalPlan::Join(join) = &plan else { return Ok(Transformed::no(plan)) };
-        let Some((alias, spec)) = placeholder(&join.right, specs) else { return Ok(Transformed::no(plan)) };
-        let (node, right_time) = lower_join(join, &alias, spec).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let Some(spec) = placeholder(&join.right, specs) else { return Ok(Transformed::no(plan)) };
+        let (node, right_time) = lower_join(join, spec).map_err(|e| DataFusionError::External(Box::new(e)))?;
         let asof = LogicalPlan::Extension(Extension { node: Arc::new(node) });
         // SEMI keeps the left rows an inner ASOF join matches, ANTI those a LEFT one does not
         // (a matched row's time is never NULL); both show the left columns only.
@@ -251,18 +282,15 @@ pub fn lower(plan: LogicalPlan, specs: &HashMap<String, AsofSpec>) -> Result<Log
     Ok(lowered.data)
 }
 
-/// The alias and spec of the placeholder `plan` scans, if it is one.
-fn placeholder<'a>(plan: &LogicalPlan, specs: &'a HashMap<String, AsofSpec>) -> Option<(String, &'a AsofSpec)> {
+/// The spec of the placeholder `plan` scans, if it is one.
+fn placeholder<'a>(plan: &LogicalPlan, specs: &'a HashMap<String, AsofSpec>) -> Option<&'a AsofSpec> {
     match plan {
         // A view (a CTE or subquery on the right) is inlined as its plan under an alias
         // named like the placeholder.
-        LogicalPlan::SubqueryAlias(alias) => match specs.get(alias.alias.table()) {
-            Some(spec) => Some((alias.alias.table().to_string(), spec)),
-            None => placeholder(&alias.input, specs).map(|(_, spec)| (alias.alias.table().to_string(), spec)),
-        },
-        LogicalPlan::TableScan(scan) => {
-            specs.get(scan.table_name.table()).map(|spec| (scan.table_name.table().to_string(), spec))
+        LogicalPlan::SubqueryAlias(alias) => {
+            specs.get(alias.alias.table()).or_else(|| placeholder(&alias.input, specs))
         }
+        LogicalPlan::TableScan(scan) => specs.get(scan.table_name.table()),
         _ => None,
     }
 }
@@ -275,7 +303,7 @@ enum Side {
 }
 
 /// The node for one marked join, and the right time column in its output.
-fn lower_join(join: &datafusion::logical_expr::Join, alias: &str, spec: &AsofSpec) -> Result<(AsofJoinNode, Expr)> {
+fn lower_join(join: &datafusion::logical_expr::Join, spec: &AsofSpec) -> Result<(AsofJoinNode, Expr)> {
     let side = |e: &Expr| -> Side {
         let columns = e.column_refs();
         if columns.iter().all(|c| join.left.schema().has_column(c)) {
@@ -296,6 +324,7 @@ fn lower_join(join: &datafusion::logical_expr::Join, alias: &str, spec: &AsofSpe
     let mut inequalities: Vec<(Expr, Operator, String, bool)> = Vec::new();
     let mut right_only: Vec<Expr> = Vec::new();
     let mut left_only: Vec<Expr> = Vec::new();
+    let mut across: Vec<Expr> = Vec::new();
     let in_right = |c: &Expr| {
         let columns = c.column_refs();
         !columns.is_empty() && columns.iter().all(|col| join.right.schema().has_column(col))
@@ -317,12 +346,7 @@ fn lower_join(join: &datafusion::logical_expr::Join, alias: &str, spec: &AsofSpe
             }
             _ if in_right(&c) => right_only.push(c),
             _ if c.column_refs().iter().all(|col| join.left.schema().has_column(col)) => left_only.push(c),
-            _ => {
-                return Err(Error::unsupported(format!(
-                    "ASOF JOIN conditions other than a left expression compared with a column of \"{alias}\", \
-                     or a condition on one side only, are not supported: {c}"
-                )));
-            }
+            _ => across.push(c),
         }
     }
     // The time inequality compares a left expression with a right column; a comparison of a
@@ -351,17 +375,13 @@ fn lower_join(join: &datafusion::logical_expr::Join, alias: &str, spec: &AsofSpe
     let (left_time, op, time_column) = time.ok_or_else(|| {
         asof_error("an ASOF JOIN needs one inequality (>=, >, <=, <) between the time columns".into())
     })?;
-    let left_join = match join.join_type {
-        JoinType::Left | JoinType::LeftAnti => true,
-        JoinType::Inner | JoinType::LeftSemi => false,
+    let (left_join, right_join) = match join.join_type {
+        JoinType::Inner | JoinType::LeftSemi => (false, false),
+        JoinType::Left | JoinType::LeftAnti => (true, false),
+        JoinType::Right => (false, true),
+        JoinType::Full => (true, true),
         other => return Err(Error::internal(format!("ASOF join planned as {other}"))),
     };
-    if !left_only.is_empty() && left_join {
-        return Err(Error::unsupported(format!(
-            "ASOF LEFT and ANTI JOIN with a condition on the left side only are not supported: {}",
-            left_only[0]
-        )));
-    }
     // SEMI and ANTI plans show the left columns; the node underneath shows both sides.
     let schema = match join.join_type {
         JoinType::LeftSemi | JoinType::LeftAnti => {
@@ -371,6 +391,10 @@ fn lower_join(join: &datafusion::logical_expr::Join, alias: &str, spec: &AsofSpe
     };
     let (qualifier, field) = join.right.schema().qualified_field_with_unqualified_name(&time_column)?;
     let right_time = Expr::Column(datafusion::common::Column::new(qualifier.cloned(), field.name()));
+    // A row a condition on its side alone turns away cannot match. Where the join keeps such
+    // rows (the left side of LEFT, FULL and ANTI, the right of RIGHT and FULL) its time becomes
+    // NULL, which never matches; elsewhere the row is filtered out before the search.
+    let unless_admitted = |predicate: Expr, time: Expr| when(predicate, time).end();
     let (left_keys, right) = match &spec.target {
         AsofTarget::Table => {
             let right_column = |name: &str| -> Result<Expr> {
@@ -380,12 +404,25 @@ fn lower_join(join: &datafusion::logical_expr::Join, alias: &str, spec: &AsofSpe
             let right_keys = keys.iter().map(|(_, c)| right_column(c)).collect::<Result<Vec<_>>>()?;
             let time = right_column(&time_column)?;
             let left_keys = keys.into_iter().map(|(e, _)| e).collect();
-            // DuckDB's meaning: a condition on the right side alone narrows the rows searched.
-            let input = match conjunction(right_only) {
-                Some(predicate) => LogicalPlan::Filter(Filter::try_new(predicate, join.right.clone())?),
-                None => (*join.right).clone(),
+            let (input, time) = match conjunction(right_only) {
+                Some(predicate) if right_join => ((*join.right).clone(), unless_admitted(predicate, time)?),
+                Some(predicate) => (LogicalPlan::Filter(Filter::try_new(predicate, join.right.clone())?), time),
+                None => ((*join.right).clone(), time),
             };
             (left_keys, AsofRight::Table { input: Box::new(input), keys: right_keys, time })
+        }
+        AsofTarget::Feature(feature) if right_join => {
+            return Err(Error::unsupported(format!(
+                "ASOF RIGHT and FULL JOIN against a feature (\"{}\") are not supported",
+                feature.compiled.def.name
+            )));
+        }
+        AsofTarget::Feature(_) if !across.is_empty() => {
+            return Err(Error::unsupported(format!(
+                "ASOF JOIN against a feature with a condition across both sides other than the keys and the time \
+                 is not supported: {}",
+                across[0]
+            )));
         }
         AsofTarget::Feature(_) if !right_only.is_empty() => {
             return Err(Error::unsupported(format!(
@@ -397,12 +434,14 @@ fn lower_join(join: &datafusion::logical_expr::Join, alias: &str, spec: &AsofSpe
             (feature_keys(feature, keys, op, &time_column)?, AsofRight::Feature(feature.clone()))
         }
     };
-    // An inner join's condition on the left side alone drops left rows before the search.
-    let left = match conjunction(left_only) {
-        Some(predicate) => LogicalPlan::Filter(Filter::try_new(predicate, join.left.clone())?),
-        None => (*join.left).clone(),
+    let (left, left_time) = match conjunction(left_only) {
+        Some(predicate) if left_join => ((*join.left).clone(), unless_admitted(predicate, left_time)?),
+        Some(predicate) => (LogicalPlan::Filter(Filter::try_new(predicate, join.left.clone())?), left_time),
+        None => ((*join.left).clone(), left_time),
     };
-    Ok((AsofJoinNode { left, right, left_keys, left_time, op, left_join, schema }, right_time))
+    let residual = conjunction(across);
+    let node = AsofJoinNode { left, right, left_keys, left_time, op, left_join, right_join, residual, schema };
+    Ok((node, right_time))
 }
 
 /// The left key expressions in the feature's key order, after checking the join fits it.

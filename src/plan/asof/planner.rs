@@ -63,8 +63,10 @@ impl ExtensionPlanner for AsofPlanner {
                 };
                 let left_on = side(&node.left_keys, &as_common(&node.left_time), left_schema)?;
                 let right_on = side(keys, &as_common(time), right_schema)?;
-                let matching = Match { op: node.op, left_join: node.left_join };
-                Arc::new(AsofTableExec::new(left, physical_inputs[1].clone(), (left_on, right_on), matching, schema))
+                let matching = Match { op: node.op, left_join: node.left_join, right_join: node.right_join };
+                let residual = node.residual.as_ref().map(|e| physical(e, &node.schema)).transpose()?;
+                let right = physical_inputs[1].clone();
+                Arc::new(AsofTableExec::new(left, right, (left_on, right_on), (matching, residual), schema))
             }
             AsofRight::Feature(feature) => {
                 if !is_temporal(&left_type) {
