@@ -33,9 +33,11 @@ fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
     rules.insert(coercion + 3, Arc::new(super::pg_time::PgTimeBeforeCoercion));
     rules.push(Arc::new(super::pg_time::PgTimestampText));
     rules.push(Arc::new(super::session_time_zone::SessionTimeZone));
+    rules.push(Arc::new(super::infinite_time::InfiniteStaysInfinite));
     rules.push(Arc::new(super::interval_order::IntervalOrder));
     rules.push(Arc::new(super::interval_groups::IntervalGroups));
     rules.push(Arc::new(super::in_subquery_nulls::InSubqueryNulls));
+    rules.push(Arc::new(super::correlated_subqueries::CorrelatedSubqueries));
     rules.push(Arc::new(super::guarded_evaluation::GuardedEvaluation));
     rules.push(Arc::new(super::checked_arithmetic::CheckedArithmetic));
     rules

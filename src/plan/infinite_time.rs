@@ -1,16 +1,23 @@
 //! PostgreSQL's infinite timestamps: `'infinity'` and `'-infinity'` are the greatest and
 //! least microsecond values (`i64::MAX`, `i64::MIN`), as PostgreSQL stores them, so they
 //! compare, sort and group after and before every other time with no special case. Here:
-//! reading and printing them, and `isfinite`.
+//! reading and printing them, `isfinite`, and keeping them infinite through arithmetic.
 
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use arrow::datatypes::{DataType, TimestampMicrosecondType};
-use datafusion::common::Result;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{DFSchema, Result};
+use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+    BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, TypeSignature, Volatility, cast, when,
 };
+use datafusion::optimizer::AnalyzerRule;
+
+use super::expr_rules::{input_schema, rewrite_keeping_names};
 
 /// `'infinity'`: after every other time.
 pub const INFINITY: i64 = i64::MAX;
@@ -192,4 +199,52 @@ mod tests {
         assert_eq!(infinite_text(MINUS_INFINITY), Some("-infinity"));
         assert_eq!(infinite_text(0), None);
     }
+}
+
+/// Analyzer rule: `timestamp ± interval` and `date_trunc(field, timestamp)` of an infinite
+/// timestamp are that timestamp, as in PostgreSQL (Arrow's kernels raise "out of range").
+/// Each becomes `CASE WHEN isfinite(t) THEN <itself> ELSE t END`, which computes it only for
+/// finite rows. (A zoned sum in a session outside UTC is `session_time_zone`'s, which keeps
+/// infinities itself.)
+#[derive(Debug)]
+pub struct InfiniteStaysInfinite;
+
+impl AnalyzerRule for InfiniteStaysInfinite {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let schema = input_schema(&node);
+            rewrite_keeping_names(node, |e| keep_infinite(e, &schema))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "infinite_stays_infinite"
+    }
+}
+
+fn keep_infinite(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let is = |e: &Expr, check: fn(&DataType) -> bool| e.get_type(schema).is_ok_and(|t| check(&t));
+    let stamp = |t: &DataType| matches!(t, DataType::Timestamp(..));
+    let interval = |t: &DataType| matches!(t, DataType::Interval(_));
+    let time = match &expr {
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Plus | Operator::Minus, right })
+            if is(left, stamp) && is(right, interval) =>
+        {
+            left.as_ref().clone()
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Plus, right }) if is(left, interval) && is(right, stamp) => {
+            right.as_ref().clone()
+        }
+        Expr::ScalarFunction(ScalarFunction { func, args })
+            if func.name() == "date_trunc" && args.len() == 2 && is(&args[1], stamp) =>
+        {
+            args[1].clone()
+        }
+        _ => return Ok(Transformed::no(expr)),
+    };
+    let result_type = expr.get_type(schema)?;
+    let unchanged = if time.get_type(schema)? == result_type { time.clone() } else { cast(time.clone(), result_type) };
+    let finite = ScalarUDF::new_from_impl(IsFinite::new()).call(vec![time]);
+    Ok(Transformed::yes(when(finite, expr).otherwise(unchanged)?))
 }

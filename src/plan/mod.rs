@@ -4,6 +4,7 @@ pub mod asof;
 mod checked_arithmetic;
 mod coalesce;
 mod context;
+mod correlated_subqueries;
 mod datetime_template;
 mod event_table;
 mod exact_avg;

@@ -319,7 +319,7 @@ impl AnalyzerRule for PgTimestampText {
             rewrite_keeping_names(node, |e| match e {
                 Expr::Cast(Cast { expr, field })
                     if matches!(field.data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
-                        && expr.get_type(&schema).is_ok_and(|t| matches!(t, DataType::Timestamp(..))) =>
+                        && expr.get_type(&schema).is_ok_and(|t| matches!(t, DataType::Timestamp(..) | DataType::Date32)) =>
                 {
                     let as_text = text.call(vec![*expr]);
                     Ok(Transformed::yes(if field.data_type() == &DataType::Utf8 {
@@ -331,6 +331,19 @@ impl AnalyzerRule for PgTimestampText {
                 // `'infinity'` and `'-infinity'`: the greatest and least microseconds.
                 Expr::Cast(cast) if infinite_literal(&cast.expr, cast.field.data_type()).is_some() => {
                     let literal = infinite_literal(&cast.expr, cast.field.data_type());
+                    Ok(Transformed::yes(literal.unwrap_or(Expr::Cast(cast))))
+                }
+                Expr::Cast(Cast { expr, field })
+                    if matches!(field.data_type(), DataType::Date32 | DataType::Date64) && infinite_text_literal(&expr) =>
+                {
+                    Err(crate::error::Error::in_datafusion(
+                        "0A000",
+                        "infinite dates ('infinity'::date) are not supported; an infinite timestamp is",
+                    ))
+                }
+                // `'0044-03-15 BC'`: PostgreSQL's era suffix, which Arrow does not read.
+                Expr::Cast(cast) if before_christ_literal(&cast.expr, cast.field.data_type()).is_some() => {
+                    let literal = before_christ_literal(&cast.expr, cast.field.data_type());
                     Ok(Transformed::yes(literal.unwrap_or(Expr::Cast(cast))))
                 }
                 // `'2024-03-01 12:00'`: PostgreSQL reads a time without seconds, Arrow does not.
@@ -389,6 +402,11 @@ impl ScalarUDFImpl for TimestampText {
         // Microseconds are PostgreSQL's precision.
         let micros = arrow::compute::cast(&input, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
         let micros = micros.as_primitive::<TimestampMicrosecondType>();
+        if input.data_type() == &DataType::Date32 {
+            let days = input.as_primitive::<arrow::datatypes::Date32Type>();
+            let text: ArrayRef = Arc::new(days.iter().map(|d| date_text(d?)).collect::<StringArray>());
+            return super::expr_rules::columnar(text, scalar);
+        }
         let text: StringArray = micros
             .iter()
             .map(|v| match &zone {
@@ -419,6 +437,38 @@ fn infinite_literal(expr: &Expr, target: &DataType) -> Option<Expr> {
     };
     let micros = super::infinite_time::infinite_micros(text)?;
     Some(Expr::Literal(ScalarValue::TimestampMicrosecond(Some(micros), tag.clone()), None))
+}
+
+/// `'0044-03-15 BC'::date` or `'0001-01-01 12:00:00 BC'::timestamp` (a text literal cast to
+/// a DATE or a TIMESTAMP) as its value: the year before 1 AD that PostgreSQL means.
+fn before_christ_literal(expr: &Expr, target: &DataType) -> Option<Expr> {
+    let Expr::Literal(ScalarValue::Utf8(Some(text)), _) = expr else { return None };
+    let trimmed = text.trim();
+    let body = trimmed.len().checked_sub(3).filter(|&at| trimmed[at..].eq_ignore_ascii_case(" bc"))?;
+    let body = trimmed[..body].trim_end();
+    let (date, time) = match body.split_once([' ', 'T']) {
+        Some((date, time)) => (date, Some(time.trim())),
+        None => (body, None),
+    };
+    let ad = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    use chrono::Datelike;
+    let date = chrono::NaiveDate::from_ymd_opt(1 - ad.year(), ad.month(), ad.day()).filter(|_| ad.year() >= 1)?;
+    let time = match time {
+        None => chrono::NaiveTime::MIN,
+        Some(time) => chrono::NaiveTime::parse_from_str(time, "%H:%M:%S%.f")
+            .or_else(|_| chrono::NaiveTime::parse_from_str(time, "%H:%M"))
+            .ok()?,
+    };
+    let value = match target {
+        DataType::Date32 => {
+            ScalarValue::Date32(Some((date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days() as i32))
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, None) => {
+            ScalarValue::TimestampMicrosecond(Some(date.and_time(time).and_utc().timestamp_micros()), None)
+        }
+        _ => return None,
+    };
+    Some(Expr::Literal(value, None))
 }
 
 /// `text` with `:00` seconds added if it is a date and a time without seconds

@@ -118,6 +118,15 @@ fn in_zone(expr: Expr, schema: &DFSchema, zone: &str, udfs: &Conversions) -> Res
                 None => Transformed::no(Expr::Cast(Cast { expr: inner, field })),
             }
         }
+        // In UTC a TIMESTAMP is the instant of the same digits: its value, labelled. (Arrow's
+        // cast goes through chrono, which refuses 'infinity' and years past 262143.)
+        Expr::Cast(Cast { expr: inner, field })
+            if zone == UTC_TAG
+                && matches!(field.data_type(), DataType::Timestamp(TimeUnit::Microsecond, Some(_)))
+                && matches!(type_of(&inner), Some(DataType::Timestamp(_, None))) =>
+        {
+            Transformed::yes(cast(cast(cast(*inner, micros(None)), DataType::Int64), field.data_type().clone()))
+        }
         _ if zone == UTC_TAG => Transformed::no(expr),
         Expr::Cast(Cast { expr: inner, field }) => {
             let from = type_of(&inner);
@@ -323,6 +332,9 @@ impl ScalarUDFImpl for ConversionUdf {
 /// then days, added to the local time (the day of month clamped to the month's last), read
 /// back as an instant with PostgreSQL's DST choices; then the time part added to the instant.
 fn add_in_zone(instant: i64, interval: IntervalMonthDayNano, sign: i64, zone: &Tz) -> Option<i64> {
+    if super::infinite_time::infinite_text(instant).is_some() {
+        return Some(instant);
+    }
     let months = i64::from(interval.months) * sign;
     let days = i64::from(interval.days) * sign;
     let nanos = interval.nanoseconds.checked_mul(sign)?;

@@ -1,5 +1,6 @@
 //! The text of arrays whose elements PostgreSQL prints otherwise than arrow-pg: timestamps
-//! (no padded fraction; TIMESTAMPTZ in the session's zone), times, intervals and floats.
+//! (no padded fraction; TIMESTAMPTZ in the session's zone), dates before 1 AD, times,
+//! intervals and floats.
 //! Such a list column is turned into a list of PostgreSQL's texts, which arrow-pg quotes
 //! as array elements (`{"2024-01-01 00:00:00+00",NULL}`).
 
@@ -13,7 +14,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use super::pg_text::{float_text, trim_fraction};
 use super::results::interval_at;
 use crate::plan::time_zone::{UTC_TAG, zoned_text};
-use crate::plan::timestamp_text;
+use crate::plan::{FIRST_AD_DAY, date_text, timestamp_text};
 
 /// `column` as a list of PostgreSQL's texts, if it is a list whose elements need them.
 pub fn list_as_text(column: &ArrayRef, zone: &Tz) -> Option<ArrayRef> {
@@ -42,6 +43,11 @@ fn element_texts(values: &ArrayRef, zone: &Tz) -> Option<StringArray> {
             let locals = micros(None)?;
             let locals = locals.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
             Some(each(&|i| timestamp_text(locals.value(i), false)))
+        }
+        // Years before 1 AD (PostgreSQL writes `BC`, Arrow a year 0 or below).
+        DataType::Date32 => {
+            let days = values.as_primitive::<arrow::datatypes::Date32Type>();
+            days.iter().flatten().any(|d| d < FIRST_AD_DAY).then(|| each(&|i| date_text(days.value(i))))
         }
         DataType::Interval(unit) => Some(each(&|i| Some(interval_at(values, *unit, i).text()))),
         DataType::Float64 | DataType::Float32 | DataType::Time32(_) | DataType::Time64(_) => {
