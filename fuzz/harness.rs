@@ -1,5 +1,5 @@
 //! The bodies of the fuzz targets, shared by `fuzz_targets/*.rs` (cargo fuzz, nightly) and
-//! by `tests/fuzz_corpus.rs`, which replays the kept corpora and regression cases on stable.
+//! by `tests/it/fuzz_corpus.rs`, which replays the kept corpora and regression cases on stable.
 //!
 //! Each function takes the fuzzer's bytes, runs them through the code a client's input
 //! reaches, and panics only when an invariant breaks; errors are the expected outcome for

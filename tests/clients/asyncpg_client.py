@@ -1,4 +1,4 @@
-"""asyncpg against asofdb (issue #6): run by tests/clients.rs as `python3 asyncpg_client.py PORT`.
+"""asyncpg against asofdb (issue #6): run by tests/it/clients.rs as `python3 asyncpg_client.py PORT`.
 
 asyncpg speaks only the extended protocol with binary formats: every statement is prepared,
 described (ParameterDescription + RowDescription) and its types introspected from pg_type.

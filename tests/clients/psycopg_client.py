@@ -1,4 +1,4 @@
-"""psycopg 3 against asofdb (issue #6): run by tests/clients.rs as `python3 psycopg_client.py PORT`.
+"""psycopg 3 against asofdb (issue #6): run by tests/it/clients.rs as `python3 psycopg_client.py PORT`.
 
 The scenario every client test follows: connect, create a table, load rows with parameters
 (executemany) and with COPY, create a feature, read it with a prepared statement, build a small

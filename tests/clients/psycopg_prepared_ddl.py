@@ -1,4 +1,4 @@
-"""psycopg 3 at its defaults across DDL (issue #30): run by tests/clients.rs as
+"""psycopg 3 at its defaults across DDL (issue #30): run by tests/it/clients.rs as
 `python3 psycopg_prepared_ddl.py PORT`.
 
 psycopg prepares a statement on the server after it has run 5 times (prepare_threshold), so a
@@ -7,7 +7,7 @@ DROP FEATURE, DROP + CREATE, a changed definition, and DROP TABLE ... CASCADE, t
 must read what its names denote now (or fail with PostgreSQL's error), never the old values.
 psycopg itself forgets its prepared statements after a command whose tag starts with DROP, so
 a changed result type after DROP + CREATE reaches it as a new statement; the 0A000 of a
-changed result type is checked with tokio-postgres in tests/wire.rs.
+changed result type is checked with tokio-postgres in tests/it/wire.rs.
 """
 import datetime as dt
 import sys

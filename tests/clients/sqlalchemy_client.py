@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 (psycopg 3 driver) and pandas against asofdb (issue #6): run by tests/clients.rs as
+"""SQLAlchemy 2 (psycopg 3 driver) and pandas against asofdb (issue #6): run by tests/it/clients.rs as
 `python3 sqlalchemy_client.py PORT`.
 
 Covers the inspector's introspection (table names, columns and their types), parameterised

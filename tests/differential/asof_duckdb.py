@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Point-in-time answers computed by DuckDB its own way, for tests/differential_asof.rs.
+"""Point-in-time answers computed by DuckDB its own way, for tests/it/differential_asof.rs.
 
 Usage: asof_duckdb.py TX_CSV SPINE_CSV -> CSV on stdout, sorted: kind,spine tid,values...
 

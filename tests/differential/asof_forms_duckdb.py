@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""DuckDB's answers to ASOF JOIN queries, for tests/differential_asof.rs.
+"""DuckDB's answers to ASOF JOIN queries, for tests/it/differential_asof.rs.
 
 Usage: asof_forms_duckdb.py SETUP_SQL_FILE QUERIES_FILE -> one JSON line per query on stdout:
 the rows, each a list of values as text (NULL as "NULL"), or {"error": message}.

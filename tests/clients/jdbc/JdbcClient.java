@@ -1,5 +1,5 @@
 // pgjdbc (Debian's libpostgresql-jdbc-java) against asofdb (issue #6): compiled and run by
-// tests/clients.rs as `java -cp postgresql.jar:. JdbcClient PORT`. The scenario every client
+// tests/it/clients.rs as `java -cp postgresql.jar:. JdbcClient PORT`. The scenario every client
 // test follows (see psycopg_client.py), plus a batch with an error in the middle and
 // DatabaseMetaData. Any failed check throws, so the JVM exits non-zero.
 import java.io.StringReader;

@@ -1,4 +1,4 @@
-// node-postgres against asofdb (issue #6): run by tests/clients.rs as `node client.js PORT`.
+// node-postgres against asofdb (issue #6): run by tests/it/clients.rs as `node client.js PORT`.
 // The scenario every client test follows (see psycopg_client.py); any failed check throws.
 const assert = require('assert/strict');
 const { pipeline } = require('stream/promises');

@@ -5,7 +5,7 @@
 //! without a restart; and after a `kill -9` and restart, every acknowledged statement is
 //! present exactly once, no refused one is, and the feature equals a recomputation.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

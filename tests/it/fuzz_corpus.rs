@@ -3,7 +3,7 @@
 //! the fuzzers found interesting, and every crash they found, stays covered on stable.
 //! How to run the fuzzers: docs/reliability.md.
 
-#[path = "../fuzz/harness.rs"]
+#[path = "../../fuzz/harness.rs"]
 mod harness;
 
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! ASOF joins over the wire: extended-protocol parameters, EXPLAIN, the memory limit.
 
-mod common;
+use crate::common;
 
 use asofdb::execute::Limits;
 use common::TestServer;

@@ -3,7 +3,7 @@
 //! directly, late rows older than the hot horizon count everywhere, and a restart (clean or
 //! `kill -9` at random moments of moves) loses and duplicates nothing.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! Passwords (SCRAM-SHA-256), TLS and the connection limit, against the real binary with psql
 //! and tokio-postgres.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

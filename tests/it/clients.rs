@@ -4,7 +4,7 @@
 //! ASOF JOIN, provoke errors and check their SQLSTATEs, keep using the connection) against a
 //! fresh server, and must exit 0. `scripts/test` installs the clients.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! gets an ErrorResponse with a SQLSTATE of the class it deserves, writes nothing, and the
 //! server answers a health query after it.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

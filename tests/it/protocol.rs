@@ -2,7 +2,7 @@
 //! hand-written frontend: Describe before Bind, declared parameter types, text and binary
 //! timestamps, and an error in the middle of a pipeline.
 
-mod common;
+use crate::common;
 
 use common::BinaryServer;
 use common::frontend::{Frontend, Message, Param, cstr};

@@ -1,7 +1,7 @@
 //! Acknowledged means durable: the real binary is `kill -9`ed right after CommandComplete and
 //! every acknowledged row, table and statement is found after restart.
 
-mod common;
+use crate::common;
 
 use common::{BinaryServer, connect, text_rows};
 

@@ -1,7 +1,7 @@
 //! Differential test: feature values read from asofdb at the watermark equal DuckDB's answer
 //! to the same question, on data from the shared generator (power-law keys, late rows, ties).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,6 +1,6 @@
 //! psql, the reference client, over a real socket against the real binary.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

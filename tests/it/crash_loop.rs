@@ -7,7 +7,7 @@
 //! with tiering on (rows move to the cold tier between kills); docs/reliability.md has its
 //! last figures.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};

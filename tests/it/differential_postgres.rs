@@ -11,7 +11,7 @@
 //! only if the SQLSTATE is XX000, an internal error. `ASOFDB_DIFF_SEEDS=N` runs N seeds
 //! (default 1) and `ASOFDB_DIFF_QUERIES=N` queries per seed (default 1500).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

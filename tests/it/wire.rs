@@ -1,7 +1,7 @@
 //! The wire protocol with a real driver (tokio-postgres): extended protocol, parameters,
 //! binary results, pipelining, errors, concurrency, cancellation, garbage input.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,11 +2,11 @@
 //! ASOF joins) against the real binary for a bounded time, sampling its RSS every second.
 //! Every statement must succeed, and at the end every acknowledged row is there once.
 //!
-//! 20 seconds in the suite; `ASOFDB_SOAK_SECS=600 cargo test --test soak --
+//! 20 seconds in the suite; `ASOFDB_SOAK_SECS=600 cargo test --test it soak:: --
 //! --nocapture` is the 10-minute run whose figures are in docs/reliability.md (RSS is printed,
 //! not asserted: memory figures are measured, not thresholds).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};

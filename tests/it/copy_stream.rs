@@ -3,7 +3,7 @@
 //! boundaries decode whole, bad data anywhere writes nothing, and `kill -9` during or right
 //! after a COPY leaves either none of it (not acknowledged) or all of it (acknowledged).
 
-mod common;
+use crate::common;
 
 use common::{BinaryServer, connect, text_rows};
 use futures::SinkExt;

@@ -1,7 +1,7 @@
 //! pgbench, with the scripts in benches/pgbench/, against the real binary: 16 clients in
 //! prepared mode, every transaction must succeed.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! against DuckDB computing the same answers its own way, on generated data loaded in the
 //! generator's arrival order (late rows, ties, probes before a card's first event).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

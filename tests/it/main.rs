@@ -1,0 +1,27 @@
+//! The integration tests, one module per subject, in one binary: DataFusion is linked once
+//! for all of them. Each module starts the real server (in-process or the built binary) on
+//! free loopback ports, and the peers it compares with. `sqllogictest` is a binary of its own
+//! (its own harness).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod asof;
+mod bad_input;
+mod clients;
+mod copy_stream;
+mod crash_loop;
+mod differential_asof;
+mod differential_features;
+mod differential_postgres;
+mod disk_full;
+mod durability;
+mod feature_properties;
+mod fuzz_corpus;
+mod pgbench;
+mod protocol;
+mod psql;
+mod security;
+mod soak;
+mod tiering;
+mod wire;
