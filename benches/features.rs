@@ -112,7 +112,7 @@ fn point_read(c: &mut Criterion) {
     let store = bench.db.catalog.store().clone();
     let mut group = c.benchmark_group("point_read");
     for name in ["card_max_1h", "card_count_1d", "card_session_10m"] {
-        let feature = bench.db.catalog.features.get(name).unwrap();
+        let feature = bench.db.features.get(name).unwrap();
         let mut i = 0;
         group.bench_function(name, |b| {
             b.iter(|| {

@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result};
-use crate::feature::{FeatureDef, FeatureEngine, stored_chunk_keys};
-use crate::storage::{CatalogKind, Commit, EventStore, keys};
+use crate::storage::{CatalogKind, Commit, EventStore};
 
 /// Table definitions, in memory for planning and in the store for restarts.
 ///
@@ -18,8 +17,6 @@ use crate::storage::{CatalogKind, Commit, EventStore, keys};
 /// in-memory map is updated, so a crash never leaves a table that the store does not know.
 pub struct Catalog {
     store: Arc<EventStore>,
-    /// The live features (their definitions are persisted by `put_feature`).
-    pub features: FeatureEngine,
     tables: RwLock<BTreeMap<String, Arc<TableDef>>>,
     /// Counts table DDL; see [`Catalog::generation`].
     table_changes: AtomicU64,
@@ -42,19 +39,16 @@ impl Catalog {
         }
         Ok(Self {
             store,
-            features: FeatureEngine::default(),
             tables: RwLock::new(tables),
             table_changes: AtomicU64::new(0),
             ddl: tokio::sync::Mutex::new(()),
         })
     }
 
-    /// Changes whenever a table or feature is created, dropped or altered (after the change
-    /// is visible): a plan made at an earlier generation may name objects that are gone, so
-    /// prepared statements plan again (`execute::PreparedStatement`). Every new DDL (ALTER
-    /// TABLE, CREATE OR REPLACE FEATURE, sources) must bump it once its change is visible.
+    /// Changes whenever a table is created, dropped or altered (after the change is visible);
+    /// see `execute::Database::generation`.
     pub fn generation(&self) -> u64 {
-        self.table_changes.load(Ordering::SeqCst) + self.features.generation()
+        self.table_changes.load(Ordering::SeqCst)
     }
 
     pub fn store(&self) -> &Arc<EventStore> {
@@ -107,28 +101,6 @@ impl Catalog {
         self.write()?.remove(name);
         self.table_changes.fetch_add(1, Ordering::SeqCst);
         Ok(true)
-    }
-
-    /// Every persisted feature definition.
-    pub fn feature_defs(&self) -> Result<Vec<FeatureDef>> {
-        self.store.catalog_entries(CatalogKind::Feature)?.iter().map(|e| Ok(serde_json::from_slice(e)?)).collect()
-    }
-
-    /// Persists a feature definition (durably).
-    pub async fn put_feature(&self, def: &FeatureDef) -> Result<()> {
-        let entry = serde_json::to_vec(def)?;
-        self.store
-            .commit(Commit { catalog_puts: vec![(CatalogKind::Feature.key(&def.name), entry)], ..Default::default() })
-            .await?;
-        Ok(())
-    }
-
-    /// Removes a feature definition (durably).
-    pub async fn delete_feature(&self, name: &str) -> Result<()> {
-        let mut deletes = vec![CatalogKind::Feature.key(name), keys::feature_snapshot(name)];
-        deletes.extend(stored_chunk_keys(&self.store, &keys::feature_state_prefix(name))?);
-        self.store.commit(Commit { catalog_deletes: deletes, ..Default::default() }).await?;
-        Ok(())
     }
 
     fn write(&self) -> Result<std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<TableDef>>>> {

@@ -15,13 +15,13 @@ use sqlparser::ast::Statement as SqlStatement;
 use super::asof;
 use crate::catalog::Catalog;
 use crate::error::Result;
-use crate::feature::LiveFeature;
+use crate::feature::{FeatureEngine, LiveFeature, stored_definitions};
 use crate::plan::new_session_context;
 use crate::plan::time_zone::SessionZone;
 use crate::sql::SqlParser;
 use crate::storage::cold::ColdStore;
 use crate::storage::hot::SledKv;
-use crate::storage::{DiskReserve, EventStore, KvStore, MemoryKv};
+use crate::storage::{Append, Commit, DiskReserve, EventStore, KvStore, MemoryKv, StagedWrite};
 
 /// Resource limits of a database.
 #[derive(Debug, Clone, Default)]
@@ -49,9 +49,19 @@ fn default_query_memory() -> usize {
     total_kib.map_or(4 << 30, |kib| kib * 1024 / 2)
 }
 
+/// What one commit writes.
+pub enum Write {
+    /// Rows held in memory (INSERT, a small COPY, a transaction's rows).
+    Rows(Vec<Append>),
+    /// A large COPY's rows, written to staging chunk by chunk as they arrived.
+    Staged { staged: StagedWrite, table_id: u64 },
+}
+
 /// Everything a session needs that outlives it.
 pub struct Database {
     pub catalog: Arc<Catalog>,
+    /// The live features, updated by every commit ([`Database::commit`]).
+    pub features: Arc<FeatureEngine>,
     pub ctx: SessionContext,
     /// `ctx`'s analyzer rules, applied by [`Database::analyze`].
     analyzer: Analyzer,
@@ -104,6 +114,39 @@ impl Database {
         planned
     }
 
+    /// Changes whenever a table or feature is created, dropped or altered (after the change
+    /// is visible): a plan made at an earlier generation may name objects that are gone, so
+    /// prepared statements plan again (`execute::PreparedStatement`). Every new DDL (ALTER
+    /// TABLE, CREATE OR REPLACE FEATURE, sources) must bump its part once its change is visible.
+    pub fn generation(&self) -> u64 {
+        self.catalog.generation() + self.features.generation()
+    }
+
+    /// The one way rows become part of the database, for every writer (INSERT, COPY, COMMIT
+    /// of a transaction): under the commit gate (so no CREATE FEATURE backfill falls between),
+    /// the rows are made durable and then applied to every feature of their tables, all
+    /// before the caller acknowledges the statement (read-your-writes through features).
+    /// The rows were checked against the features' expressions before (`FeatureEngine::check`).
+    pub async fn commit(&self, write: Write) -> Result<()> {
+        let _gate = self.commit_gate.read().await;
+        let store = self.catalog.store();
+        match write {
+            Write::Rows(appends) => {
+                let parts = store.commit(Commit { appends, ..Default::default() }).await?;
+                self.features.on_commit(&parts)
+            }
+            Write::Staged { staged, table_id } => {
+                let locations = staged.commit().await?;
+                // The rows are durable; features take them piece by piece (a COPY may not fit
+                // in memory at once).
+                for chunk in locations.chunks(64) {
+                    self.features.on_commit(&store.read_parts(table_id, chunk)?)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Persists a snapshot of every feature whose state changed since its last one (all of
     /// them if `force`), so a restart loads them instead of replaying. Commits wait meanwhile.
     /// Returns the number of snapshots written.
@@ -111,7 +154,7 @@ impl Database {
         let _no_commits = self.commit_gate.write().await;
         let store = self.catalog.store();
         let mut written = 0;
-        for feature in self.catalog.features.all() {
+        for feature in self.features.all() {
             if force || feature.changed_since_snapshot() {
                 store.disk_reserve().check_for_maintenance(0)?;
                 feature.write_snapshot(store).await?;
@@ -124,7 +167,7 @@ impl Database {
 
     /// Rows stored in the tables features read.
     fn rows_read_by_features(&self) -> u64 {
-        let mut tables: Vec<u64> = self.catalog.features.all().iter().map(|f| f.compiled.table.id).collect();
+        let mut tables: Vec<u64> = self.features.all().iter().map(|f| f.compiled.table.id).collect();
         tables.sort_unstable();
         tables.dedup();
         tables.iter().map(|id| self.catalog.store().stats(*id).rows).sum()
@@ -189,15 +232,17 @@ impl Database {
         if let Some(cold) = catalog.store().cold_location() {
             tracing::info!("cold tier at {cold}");
         }
-        let ctx = new_session_context(catalog.clone(), query_memory)?;
-        for def in catalog.feature_defs()? {
+        let features = Arc::new(FeatureEngine::default());
+        let ctx = new_session_context(catalog.clone(), features.clone(), query_memory)?;
+        for def in stored_definitions(catalog.store())? {
             let table = catalog.require_table(&def.table)?;
-            catalog.features.insert(LiveFeature::open(def, table, catalog.store(), &ctx)?)?;
+            features.insert(LiveFeature::open(def, table, catalog.store(), &ctx)?)?;
         }
         let analyzer = ctx.state().analyzer().clone();
         let run_state = SessionStateBuilder::new_from_existing(ctx.state()).with_analyzer_rules(vec![]).build();
         Ok(Arc::new(Self {
             catalog,
+            features,
             ctx,
             analyzer,
             run_state,

@@ -42,7 +42,7 @@ pub struct Planned {
 impl Planned {
     async fn new(db: &Database, syntax: &SqlStatement) -> Result<Planned> {
         // Read before planning: DDL during planning leaves this plan stale, not wrongly fresh.
-        let generation = db.catalog.generation();
+        let generation = db.generation();
         let plan = db.plan_query(syntax).await?;
         let point_read = PointRead::recognise(&plan);
         Ok(Planned { generation, plan, point_read })
@@ -56,7 +56,7 @@ impl Database {
         let Statement::Standard(syntax) = &statement else {
             let rows = matches!(statement, Statement::ShowFeatures);
             let schema =
-                rows.then(|| crate::plan::SystemSchema::features(&self.catalog).map(|b| b.schema())).transpose()?;
+                rows.then(|| crate::plan::SystemSchema::features(&self.features).map(|b| b.schema())).transpose()?;
             return Ok(Some(PreparedStatement::new(statement, None, vec![], schema)));
         };
         let (planned, inferred_types, result_schema) = match syntax.as_ref() {
@@ -110,7 +110,7 @@ impl PreparedStatement {
     /// [`PreparedStatement::replan`]). Cheap: the point-read path calls it on every Execute.
     pub fn current(&self, db: &Database) -> Option<Arc<Planned>> {
         let planned = self.planned.as_ref()?.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        (planned.generation == db.catalog.generation()).then_some(planned)
+        (planned.generation == db.generation()).then_some(planned)
     }
 
     /// Plans the query again against the current catalog. Fails with 0A000, as PostgreSQL

@@ -11,7 +11,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::LogicalPlan;
 use sqlparser::ast::{CopySource, CopyTarget, ObjectType, Statement as SqlStatement};
 
-use super::Database;
+use super::database::{Database, Write};
 
 use super::copy_format::CopyFormat;
 use super::create_table::table_def;
@@ -19,12 +19,12 @@ use super::insert::rows_to_insert;
 use super::settings::Settings;
 use crate::catalog::TableDef;
 use crate::error::{Error, Result};
-use crate::feature::{FeatureDef, LiveFeature};
+use crate::feature::{FeatureDef, LiveFeature, forget_definition, persist_definition};
 use crate::plan::SystemSchema;
 use crate::sql::Statement;
 use crate::sql::feature::CreateFeature;
 use crate::sql::names::{ident_name, table_name};
-use crate::storage::{Append, Commit};
+use crate::storage::Append;
 
 /// What a statement produced, for the wire layer to send.
 pub enum Output {
@@ -92,7 +92,7 @@ impl Session {
                 Ok(Output::Command { tag: "CHECKPOINT", rows: None })
             }
             Statement::ShowFeatures => {
-                let batch = SystemSchema::features(&self.db.catalog)?;
+                let batch = SystemSchema::features(&self.db.features)?;
                 Ok(Output::Rows(self.db.ctx.read_batch(batch)?))
             }
         };
@@ -104,10 +104,11 @@ impl Session {
     async fn create_feature(&mut self, create: &CreateFeature) -> Result<Output> {
         let catalog = &self.db.catalog;
         let _no_commits = self.db.commit_gate.write().await;
-        if create.if_not_exists && catalog.features.get(&create.name).is_some() {
+        let features = &self.db.features;
+        if create.if_not_exists && features.get(&create.name).is_some() {
             return Ok(Output::Command { tag: "CREATE FEATURE", rows: None });
         }
-        if catalog.table(&create.name).is_some() || catalog.features.get(&create.name).is_some() {
+        if catalog.table(&create.name).is_some() || features.get(&create.name).is_some() {
             return Err(Error::duplicate_table(&create.name));
         }
         let def = FeatureDef::bind(create, |t| catalog.require_table(t))?;
@@ -129,7 +130,7 @@ impl Session {
         // Again after the backfill, which may have taken long: the catalog entry and the
         // snapshot must not find the disk full between them.
         catalog.store().disk_reserve().check(FEATURE_MIN_BYTES.max(live.size().2 as u64))?;
-        catalog.put_feature(&def).await?;
+        persist_definition(catalog.store(), &def).await?;
         live.write_snapshot(catalog.store()).await?;
         let (keys, events, _) = live.size();
         self.notice(format!(
@@ -138,7 +139,7 @@ impl Session {
             live.origin(),
             started.elapsed()
         ));
-        catalog.features.insert(live)?;
+        features.insert(live)?;
         Ok(Output::Command { tag: "CREATE FEATURE", rows: None })
     }
 
@@ -152,7 +153,7 @@ impl Session {
         let catalog = &self.db.catalog;
         let _no_commits = self.db.commit_gate.write().await;
         for name in names {
-            if catalog.features.get(name).is_none() {
+            if self.db.features.get(name).is_none() {
                 if if_exists {
                     continue;
                 }
@@ -161,8 +162,8 @@ impl Session {
                     message: format!("feature \"{name}\" does not exist"),
                 });
             }
-            catalog.delete_feature(name).await?;
-            catalog.features.remove(name)?;
+            forget_definition(catalog.store(), name).await?;
+            self.db.features.remove(name)?;
         }
         Ok(Output::Command { tag: "DROP FEATURE", rows: None })
     }
@@ -256,7 +257,7 @@ impl Session {
             SqlStatement::Drop { object_type: ObjectType::Table, if_exists, names, cascade, .. } => {
                 for name in names {
                     let table = table_name(name)?;
-                    let dependents = self.db.catalog.features.reading(&table);
+                    let dependents = self.db.features.reading(&table);
                     if !dependents.is_empty() && !*cascade {
                         return Err(Error::Conflict {
                             sqlstate: "2BP01",
@@ -281,7 +282,7 @@ impl Session {
                 if let Transaction::Open(appends) = std::mem::replace(&mut self.transaction, Transaction::None) {
                     // Again: a feature created since the rows were inserted has not checked them.
                     for append in &appends {
-                        self.db.catalog.features.check(append.table_id, &append.batch)?;
+                        self.db.features.check(append.table_id, &append.batch)?;
                     }
                     self.commit(appends).await?;
                 }
@@ -321,7 +322,7 @@ impl Session {
 
     async fn write(&mut self, appends: Vec<Append>) -> Result<()> {
         for append in &appends {
-            self.db.catalog.features.check(append.table_id, &append.batch)?;
+            self.db.features.check(append.table_id, &append.batch)?;
         }
         match &mut self.transaction {
             Transaction::Open(pending) => {
@@ -335,9 +336,7 @@ impl Session {
     /// Writes rows durably and applies them to every feature of their tables, all before the
     /// statement is acknowledged (read-your-writes through features).
     async fn commit(&self, appends: Vec<Append>) -> Result<()> {
-        let _gate = self.db.commit_gate.read().await;
-        let parts = self.db.catalog.store().commit(Commit { appends, ..Default::default() }).await?;
-        self.db.catalog.features.on_commit(&parts)
+        self.db.commit(Write::Rows(appends)).await
     }
 
     async fn copy_from(&mut self, source: &CopySource, target: &CopyTarget, format: CopyFormat) -> Result<Output> {

@@ -16,7 +16,7 @@ impl Database {
         let store = self.catalog.store().clone();
         // A staged write moving into place is not moved on until it is wholly there.
         let next_seq = store.visible_seq();
-        let features = self.catalog.features.all();
+        let features = self.features.all();
         let mut requests = Vec::new();
         let mut event_times = HashMap::new();
         for name in self.catalog.table_names() {

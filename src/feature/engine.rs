@@ -259,8 +259,14 @@ const PARALLEL_ROWS: usize = 10_000;
 #[derive(Default)]
 pub struct FeatureEngine {
     features: RwLock<BTreeMap<String, Arc<LiveFeature>>>,
-    /// Counts features registered and removed (`Catalog::generation`).
+    /// Counts features registered and removed (`Database::generation`).
     changes: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for FeatureEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeatureEngine").field("features", &self.names()).finish()
+    }
 }
 
 impl FeatureEngine {

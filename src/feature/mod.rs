@@ -4,6 +4,7 @@
 mod accumulate;
 pub mod aggregate;
 mod def;
+mod definitions;
 mod encoding;
 mod engine;
 mod snapshot;
@@ -11,6 +12,7 @@ mod state;
 pub mod window;
 
 pub use def::{CompiledFeature, FeatureDef, ValueDef, array_of, human_interval};
+pub use definitions::{forget_definition, persist_definition, stored_definitions};
 pub use engine::{FeatureEngine, LiveFeature, PointValue};
-pub use snapshot::{SnapshotMeta, stored_chunk_keys};
+pub use snapshot::SnapshotMeta;
 pub use state::{FeatureState, KeyHistory, SlidingDistinct, distinct_aggregates};

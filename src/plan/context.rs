@@ -14,6 +14,7 @@ use super::schema::EventSchema;
 use super::system::SystemSchema;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::feature::FeatureEngine;
 
 /// The one database asofdb serves; clients may name any database when connecting.
 pub const CATALOG_NAME: &str = "asofdb";
@@ -47,7 +48,11 @@ fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
 /// `information_schema` for client introspection.
 /// `query_memory` bounds DataFusion's memory pool (bytes): operators that would exceed it
 /// spill or fail with 53200.
-pub fn new_session_context(catalog: Arc<Catalog>, query_memory: usize) -> Result<SessionContext> {
+pub fn new_session_context(
+    catalog: Arc<Catalog>,
+    features: Arc<FeatureEngine>,
+    query_memory: usize,
+) -> Result<SessionContext> {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME)
         .with_create_default_catalog_and_schema(true)
@@ -68,8 +73,8 @@ pub fn new_session_context(catalog: Arc<Catalog>, query_memory: usize) -> Result
         .build();
     let mut ctx = SessionContext::new_with_state(state);
     let db = ctx.catalog(CATALOG_NAME).ok_or_else(|| Error::internal("default catalog missing"))?;
-    db.register_schema(SCHEMA_NAME, Arc::new(EventSchema::new(catalog.clone())))?;
-    db.register_schema("asofdb", Arc::new(SystemSchema::new(catalog)))?;
+    db.register_schema(SCHEMA_NAME, Arc::new(EventSchema::new(catalog.clone(), features.clone())))?;
+    db.register_schema("asofdb", Arc::new(SystemSchema::new(catalog, features)))?;
     setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider).map_err(|e| Error::DataFusion(*e))?;
     super::pg_functions::register(&ctx);
     ctx.register_expr_planner(Arc::new(super::interval_arithmetic::IntervalArithmetic::new()))?;

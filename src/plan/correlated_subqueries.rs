@@ -12,8 +12,13 @@
 //!
 //! The rewrite is exact when a NULL outer value makes the correlated conditions fail (then the
 //! equality fails too): each conjunct naming an outer column must be a comparison of strict
-//! operands (columns, constants, arithmetic, casts). Other shapes are left to DataFusion,
-//! which refuses them (0A000).
+//! operands (columns, constants, arithmetic, casts). Between the subquery's top and that
+//! filter there may be only projections, filters and one ungrouped aggregate (anything else,
+//! a LIMIT or a window, would mix the outer values' rows). The outer input is read a second
+//! time for its values, so it must be deterministic (no volatile function, LIMIT or
+//! sample); and the subquery must be evaluated for every row (not under CASE, COALESCE, OR
+//! or AND), since the set evaluates its conditions for every outer value. Other shapes are
+//! left to DataFusion, which refuses them (0A000).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,10 +57,59 @@ fn rewrite_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         LogicalPlan::Filter(filter) => filter.input.clone(),
         _ => return Ok(Transformed::no(node)),
     };
+    if !deterministic(&outer)? {
+        return Ok(Transformed::no(node));
+    }
+    // Subqueries some rows may not evaluate: left as they are.
+    let mut conditional = Vec::new();
+    node.apply_expressions(|e| {
+        let roots = match (&node, e) {
+            (LogicalPlan::Filter(_), predicate) => split_conjunction(predicate),
+            (_, e) => vec![e],
+        };
+        for root in roots {
+            under_condition(root, false, &mut conditional);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
     rewrite_keeping_names(node, |e| match e {
-        Expr::ScalarSubquery(subquery) => with_outer_values(subquery, &outer),
+        Expr::ScalarSubquery(subquery) if !conditional.contains(&subquery) => with_outer_values(subquery, &outer),
         other => Ok(Transformed::no(other)),
     })
+}
+
+/// Collects the scalar subqueries of `expr` that sit under a construct evaluating its parts
+/// for some rows only (`under`: `expr` itself does).
+fn under_condition(expr: &Expr, under: bool, out: &mut Vec<Subquery>) {
+    let conditional = match expr {
+        Expr::ScalarSubquery(subquery) => {
+            if under {
+                out.push(subquery.clone());
+            }
+            return;
+        }
+        Expr::Case(_) => true,
+        Expr::BinaryExpr(BinaryExpr { op: Operator::And | Operator::Or, .. }) => true,
+        Expr::ScalarFunction(f) => matches!(f.func.name(), "coalesce" | "nullif" | "nvl" | "nvl2" | "ifnull"),
+        _ => false,
+    };
+    let _ = expr.apply_children(|child| {
+        under_condition(child, under || conditional, out);
+        Ok(TreeNodeRecursion::Continue)
+    });
+}
+
+/// Whether reading `plan` twice gives the same rows.
+fn deterministic(plan: &LogicalPlan) -> Result<bool> {
+    let varies = plan.exists(|node| {
+        let mut volatile = matches!(node, LogicalPlan::Limit(_));
+        node.apply_expressions(|e| {
+            volatile |= e.is_volatile();
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        Ok(volatile)
+    })?;
+    Ok(!varies)
 }
 
 /// `subquery` reading the outer values of `outer` it is correlated on as a table, when it
@@ -65,8 +119,13 @@ fn with_outer_values(subquery: Subquery, outer: &Arc<LogicalPlan>) -> Result<Tra
         return Ok(Transformed::no(Expr::ScalarSubquery(subquery)));
     };
     let correlated: Vec<&Expr> = split_conjunction(&filter.predicate).into_iter().filter(|c| names_outer(c)).collect();
-    let needed = correlated.iter().any(|c| !simple_equality(c)) && has_aggregate(&subquery.subquery)?;
-    if !needed || !correlated.iter().all(|c| strict_comparison(c)) {
+    let needed = correlated.iter().any(|c| !simple_equality(c));
+    let exact = correlated.iter().all(|c| strict_comparison(c))
+        && aggregated_above(&subquery.subquery, &filter) == Some(true)
+        && !filter
+            .predicate
+            .exists(|e| Ok(matches!(e, Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_))))?;
+    if !needed || !exact {
         return Ok(Transformed::no(Expr::ScalarSubquery(subquery)));
     }
     // The outer columns, each once, with their references as written.
@@ -144,8 +203,19 @@ fn names_outer(expr: &Expr) -> bool {
     expr.exists(|e| Ok(matches!(e, Expr::OuterReferenceColumn(..)))).unwrap_or(true)
 }
 
-fn has_aggregate(plan: &LogicalPlan) -> Result<bool> {
-    plan.exists(|node| Ok(matches!(node, LogicalPlan::Aggregate(_))))
+/// Whether `plan` reaches `filter` through projections, filters and ungrouped aggregates
+/// only (None otherwise, or if it does not reach it), and passes an aggregate on the way.
+fn aggregated_above(plan: &LogicalPlan, filter: &Filter) -> Option<bool> {
+    if matches!(plan, LogicalPlan::Filter(f) if f == filter) {
+        return Some(false);
+    }
+    let aggregate = match plan {
+        LogicalPlan::Aggregate(aggregate) if aggregate.group_expr.is_empty() => true,
+        LogicalPlan::Projection(_) | LogicalPlan::Filter(_) => false,
+        _ => return None,
+    };
+    let [input] = plan.inputs()[..] else { return None };
+    aggregated_above(input, filter).map(|below| below || aggregate)
 }
 
 /// `column = outer column` (either order, casts allowed): what DataFusion decorrelates itself.
@@ -170,7 +240,10 @@ fn strict_comparison(expr: &Expr) -> bool {
                 && strict_operand(left)
                 && strict_operand(right)
         }
-        Expr::Between(between) => [&between.expr, &between.low, &between.high].into_iter().all(|e| strict_operand(e)),
+        // NOT BETWEEN is an OR, true for `x NOT BETWEEN NULL AND 12` when x > 12.
+        Expr::Between(between) if !between.negated => {
+            [&between.expr, &between.low, &between.high].into_iter().all(|e| strict_operand(e))
+        }
         _ => false,
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use arrow::datatypes::{DataType, TimestampMicrosecondType};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::Transformed;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, Result};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
@@ -244,7 +244,42 @@ fn keep_infinite(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         _ => return Ok(Transformed::no(expr)),
     };
     let result_type = expr.get_type(schema)?;
-    let unchanged = if time.get_type(schema)? == result_type { time.clone() } else { cast(time.clone(), result_type) };
-    let finite = ScalarUDF::new_from_impl(IsFinite::new()).call(vec![time]);
+    // In a chain (`t + i1 + i2`, `date_trunc('day', t + i)`) the operand is the guard made
+    // for the link below: the chain is guarded once, by its first timestamp, so the
+    // expression grows by one link, not threefold, per link.
+    let (base, expr) = match guarded(&time) {
+        Some((base, inner)) => {
+            let link = expr.transform_down(|e| {
+                Ok(if e == time {
+                    Transformed::new(inner.clone(), true, TreeNodeRecursion::Jump)
+                } else {
+                    Transformed::no(e)
+                })
+            })?;
+            (base, link.data)
+        }
+        None => (time, expr),
+    };
+    let unchanged = if base.get_type(schema)? == result_type { base.clone() } else { cast(base.clone(), result_type) };
+    let finite = ScalarUDF::new_from_impl(IsFinite::new()).call(vec![base]);
     Ok(Transformed::yes(when(finite, expr).otherwise(unchanged)?))
+}
+
+/// `CASE WHEN isfinite(base) THEN inner ELSE ... END`, as [`keep_infinite`] writes it: its
+/// base timestamp and what it computes for a finite one.
+fn guarded(expr: &Expr) -> Option<(Expr, Expr)> {
+    let Expr::Case(case) = expr else { return None };
+    let ([(when, then)], None, Some(otherwise)) = (&case.when_then_expr[..], &case.expr, &case.else_expr) else {
+        return None;
+    };
+    let Expr::ScalarFunction(ScalarFunction { func, args }) = when.as_ref() else { return None };
+    let base = match (func.name(), &args[..]) {
+        ("isfinite", [base]) => base,
+        _ => return None,
+    };
+    let keeps_base = match otherwise.as_ref() {
+        Expr::Cast(c) => c.expr.as_ref() == base,
+        other => other == base,
+    };
+    keeps_base.then(|| (base.clone(), then.as_ref().clone()))
 }

@@ -26,7 +26,7 @@ use datafusion::common::{DFSchema, Result};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
     BinaryExpr, Cast, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, TryCast, Volatility, cast, lit, try_cast,
+    ScalarUDFImpl, Signature, TryCast, Volatility, cast, lit, try_cast, when,
 };
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::scalar::ScalarValue;
@@ -178,6 +178,12 @@ fn before_coercion(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 }
                 // Every other field is a whole NUMERIC in PostgreSQL (`extract` is numeric
                 // since PostgreSQL 14); DataFusion's is an integer.
+                // There is no year 0 in PostgreSQL: 1 BC precedes 1 AD (Arrow's year 0).
+                "year" | "years" | "y" | "yr" | "yrs" if is(&args[1], stamp_or_date) => {
+                    let year = Expr::ScalarFunction(ScalarFunction { func, args });
+                    let counted = when(year.clone().lt_eq(lit(0)), year.clone() - lit(1)).otherwise(year)?;
+                    Transformed::yes(cast(counted, DataType::Decimal128(38, 0)))
+                }
                 _ if is(&args[1], stamp_or_date) => {
                     let field = Expr::ScalarFunction(ScalarFunction { func, args });
                     Transformed::yes(cast(field, DataType::Decimal128(38, 0)))
@@ -450,6 +456,10 @@ fn before_christ_literal(expr: &Expr, target: &DataType) -> Option<Expr> {
         Some((date, time)) => (date, Some(time.trim())),
         None => (body, None),
     };
+    // PostgreSQL reads a BC year of four digits or more, not `44-03-15 BC`.
+    if date.split('-').next().is_none_or(|year| year.len() < 4) {
+        return None;
+    }
     let ad = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
     use chrono::Datelike;
     let date = chrono::NaiveDate::from_ymd_opt(1 - ad.year(), ad.month(), ad.day()).filter(|_| ad.year() >= 1)?;
@@ -512,13 +522,22 @@ pub fn timestamp_text_with(micros: i64, offset: &str) -> Option<String> {
 
 /// A DATE as PostgreSQL prints it: `2024-03-01`, `0044-03-15 BC`.
 pub fn date_text(days_since_epoch: i32) -> Option<String> {
-    let date = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?
-        .checked_add_signed(chrono::Duration::days(days_since_epoch.into()))?;
-    let (mut text, bc) = date_and_era(date);
-    if bc {
-        text.push_str(" BC");
-    }
-    Some(text)
+    // The civil date of a day count (Howard Hinnant's algorithm): every DATE, where chrono
+    // stops at year 262143.
+    let z = i64::from(days_since_epoch) + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    Some(if year > 0 {
+        format!("{year:04}-{month:02}-{day:02}")
+    } else {
+        format!("{:04}-{month:02}-{day:02} BC", 1 - year)
+    })
 }
 
 /// `YYYY-MM-DD` with the year counted as PostgreSQL counts it (no year 0: 1 BC precedes

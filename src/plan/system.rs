@@ -11,20 +11,22 @@ use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
 
 use crate::catalog::Catalog;
+use crate::feature::FeatureEngine;
 
 #[derive(Debug)]
 pub struct SystemSchema {
     catalog: Arc<Catalog>,
+    features: Arc<FeatureEngine>,
 }
 
 impl SystemSchema {
-    pub fn new(catalog: Arc<Catalog>) -> Self {
-        Self { catalog }
+    pub fn new(catalog: Arc<Catalog>, features: Arc<FeatureEngine>) -> Self {
+        Self { catalog, features }
     }
 
     /// `asofdb.features`: name, source table, keys, window, definition SQL.
-    pub fn features(catalog: &Catalog) -> Result<RecordBatch> {
-        let features = catalog.features.all();
+    pub fn features(engine: &FeatureEngine) -> Result<RecordBatch> {
+        let features = engine.all();
         let column = |f: &dyn Fn(&crate::feature::FeatureDef) -> String| -> Arc<StringArray> {
             Arc::new(StringArray::from(features.iter().map(|l| f(&l.compiled.def)).collect::<Vec<_>>()))
         };
@@ -49,8 +51,8 @@ impl SystemSchema {
     /// `asofdb.feature_state`: per feature, its tile width, the keys and events its state
     /// holds, their approximate memory, the last snapshot's sequence number and where the
     /// state came from (backfill, or snapshot plus replay).
-    pub fn feature_state(catalog: &Catalog) -> Result<RecordBatch> {
-        let features = catalog.features.all();
+    pub fn feature_state(engine: &FeatureEngine) -> Result<RecordBatch> {
+        let features = engine.all();
         let sizes: Vec<(usize, usize, usize)> = features.iter().map(|f| f.size()).collect();
         let int = |f: &dyn Fn(usize) -> i64| -> ArrayRef {
             Arc::new(Int64Array::from((0..features.len()).map(f).collect::<Vec<_>>()))
@@ -126,8 +128,8 @@ impl SchemaProvider for SystemSchema {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let batch = match name {
-            "features" => Self::features(&self.catalog)?,
-            "feature_state" => Self::feature_state(&self.catalog)?,
+            "features" => Self::features(&self.features)?,
+            "feature_state" => Self::feature_state(&self.features)?,
             "storage" => Self::storage(&self.catalog)?,
             _ => return Ok(None),
         };

@@ -66,7 +66,7 @@ pub async fn mark(db: &Database, statement: &mut SqlStatement) -> Result<HashMap
         let (provider, target) = match right {
             RightSide::Stored(name) => match public.table(&name).await {
                 Ok(Some(provider)) => {
-                    let target = match db.catalog.features.get(&name) {
+                    let target = match db.features.get(&name) {
                         Some(feature) => AsofTarget::Feature(feature),
                         None => AsofTarget::Table,
                     };

@@ -16,6 +16,7 @@ use crate::catalog::TableDef;
 use crate::error::{Error, Result};
 use crate::execute::copy_format::{CopyFormat, Position};
 use crate::execute::copy_rows::decode_rows;
+use crate::execute::database::Write;
 use crate::storage::{Append, StagedWrite};
 
 /// A COPY FROM in progress.
@@ -106,14 +107,7 @@ impl Session {
             return Ok(rows);
         };
         let rows = staged.rows();
-        let _gate = self.db.commit_gate.read().await;
-        let locations = staged.commit().await?;
-        // The rows are durable; features take them piece by piece before the acknowledgement.
-        let store = self.db.catalog.store();
-        for chunk in locations.chunks(64) {
-            let parts = store.read_parts(copy.def.id, chunk)?;
-            self.db.catalog.features.on_commit(&parts)?;
-        }
+        self.db.commit(Write::Staged { staged, table_id: copy.def.id }).await?;
         Ok(rows)
     }
 
@@ -154,9 +148,9 @@ impl Session {
             return Ok(());
         }
         // Staged rows are checked as they come (the others by `write`).
-        self.db.catalog.features.check(copy.def.id, &batch)?;
+        self.db.features.check(copy.def.id, &batch)?;
         for earlier in &copy.batches {
-            self.db.catalog.features.check(copy.def.id, earlier)?;
+            self.db.features.check(copy.def.id, earlier)?;
         }
         let staged = copy
             .staged

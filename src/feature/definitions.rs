@@ -1,0 +1,31 @@
+//! Feature definitions as catalog entries of the store: read at startup, written by CREATE
+//! FEATURE, removed (with the feature's stored state) by DROP FEATURE.
+
+use std::sync::Arc;
+
+use super::def::FeatureDef;
+use super::snapshot::stored_chunk_keys;
+use crate::error::Result;
+use crate::storage::{CatalogKind, Commit, EventStore, keys};
+
+/// Every persisted feature definition.
+pub fn stored_definitions(store: &EventStore) -> Result<Vec<FeatureDef>> {
+    store.catalog_entries(CatalogKind::Feature)?.iter().map(|e| Ok(serde_json::from_slice(e)?)).collect()
+}
+
+/// Persists a feature definition (durably).
+pub async fn persist_definition(store: &Arc<EventStore>, def: &FeatureDef) -> Result<()> {
+    let entry = serde_json::to_vec(def)?;
+    store
+        .commit(Commit { catalog_puts: vec![(CatalogKind::Feature.key(&def.name), entry)], ..Default::default() })
+        .await?;
+    Ok(())
+}
+
+/// Removes a feature's definition, snapshot and stored state (durably).
+pub async fn forget_definition(store: &Arc<EventStore>, name: &str) -> Result<()> {
+    let mut deletes = vec![CatalogKind::Feature.key(name), keys::feature_snapshot(name)];
+    deletes.extend(stored_chunk_keys(store, &keys::feature_state_prefix(name))?);
+    store.commit(Commit { catalog_deletes: deletes, ..Default::default() }).await?;
+    Ok(())
+}
