@@ -1,7 +1,7 @@
 //! The ASOF join as a DataFusion logical node, and the lowering of marked joins into it.
 //!
-//! The SQL layer (`execute::asof`) turns `L ASOF [LEFT] JOIN R ON ...` into an ordinary
-//! `[LEFT] JOIN` whose right side scans a placeholder name registered for the statement.
+//! The marking step (`execute::asof`) turns `L ASOF [kind] JOIN R ON ...` into an ordinary
+//! `[kind] JOIN` whose right side scans a placeholder name registered for the statement.
 //! DataFusion then resolves every name and expression as usual; [`lower`] finds those joins
 //! in the planned statement (subqueries included) and replaces each with an [`AsofJoinNode`]
 //! with the same output schema, so everything above the join is planned unchanged.

@@ -14,9 +14,11 @@ use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, Operator, UserD
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 
+use super::feature_exec::AsofFeatureExec;
 use super::node::{AsofJoinNode, AsofRight};
+use super::probe::{JoinSide, external};
+use super::table_exec::{AsofTableExec, Match};
 use crate::error::Error;
-use crate::execute::asof::{AsofFeatureExec, AsofTableExec, JoinSide, Match, external};
 
 /// DataFusion's planner with the ASOF extension.
 #[derive(Debug)]

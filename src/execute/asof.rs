@@ -5,15 +5,8 @@
 //!    ON <the same conditions>` (kind: LEFT, RIGHT, FULL, SEMI or ANTI), where the placeholder
 //!    is `R`'s table provider registered under a fresh name for the duration of planning;
 //! 2. DataFusion plans the statement, resolving every name and expression;
-//! 3. `plan::asof::lower` replaces those joins by `AsofJoinNode`s, which the extension planner
-//!    turns into [`AsofTableExec`] (a table on the right) or [`AsofFeatureExec`] (a feature).
-
-mod feature_exec;
-mod groups;
-mod history;
-mod probe;
-mod residual;
-mod table_exec;
+//! 3. `plan::asof::lower` replaces those joins by `AsofJoinNode`s, which its extension planner
+//!    turns into its table or feature operator.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -24,14 +17,10 @@ use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
 use datafusion::datasource::ViewTable;
 use sqlparser::ast::{
     BinaryOperator, Cte, Expr, Join, JoinConstraint, JoinOperator, Query, SetExpr, Statement as SqlStatement,
-    TableFactor, TableWithJoins, VisitMut, VisitorMut,
+    TableFactor, TableWithJoins, Visit, VisitMut, Visitor, VisitorMut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
-
-pub use feature_exec::AsofFeatureExec;
-pub use probe::{JoinSide, external};
-pub use table_exec::{AsofTableExec, Match};
 
 use super::Database;
 use crate::error::{Error, Result};
@@ -47,7 +36,7 @@ static NEXT_PLACEHOLDER: AtomicU64 = AtomicU64::new(1);
 
 /// True if the statement has an ASOF join anywhere.
 pub fn has_asof(statement: &SqlStatement) -> bool {
-    matches!(statement, SqlStatement::Query(_) | SqlStatement::Explain { .. }) && mentions_asof(statement)
+    matches!(statement, SqlStatement::Query(_) | SqlStatement::Explain { .. }) && holds_asof_join(statement)
 }
 
 /// Marks every ASOF join of `statement`, registering one placeholder per join; returns the
@@ -251,12 +240,29 @@ impl Marker {
 
 /// True if the CTE's query has an ASOF join.
 fn contains_asof(cte: &Cte) -> bool {
-    mentions_asof(&cte.query)
+    holds_asof_join(&cte.query)
 }
 
-/// True if the syntax has an ASOF join (`sql::asof_syntax` spells every form `ASOF JOIN`).
-fn mentions_asof(syntax: &impl std::fmt::Display) -> bool {
-    syntax.to_string().contains("ASOF JOIN")
+/// True if some query inside `syntax` (subqueries and CTEs included) joins with ASOF.
+fn holds_asof_join(syntax: &impl Visit) -> bool {
+    struct Finder;
+    impl Visitor for Finder {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            if set_has_asof(&query.body) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        }
+    }
+    fn set_has_asof(body: &SetExpr) -> bool {
+        match body {
+            SetExpr::SetOperation { left, right, .. } => set_has_asof(left) || set_has_asof(right),
+            SetExpr::Select(select) => select
+                .from
+                .iter()
+                .any(|from| from.joins.iter().any(|j| matches!(j.join_operator, JoinOperator::AsOf { .. }))),
+            _ => false,
+        }
+    }
+    syntax.visit(&mut Finder).is_break()
 }
 
 /// `sql` as a query with these CTEs before it.
