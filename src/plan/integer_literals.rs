@@ -14,7 +14,7 @@ use datafusion::scalar::ScalarValue;
 
 use super::expr_rules::rewrite_keeping_names;
 
-/// The name feature definitions leave this rule out by.
+/// The name feature definitions leave this rule out by (`feature::def` spells it too).
 pub const NAME: &str = "integer_literals";
 
 /// The analyzer rule; see the module's doc.
