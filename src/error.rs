@@ -1,9 +1,147 @@
 //! The one error type of asofdb, and its mapping to PostgreSQL SQLSTATE codes.
 //!
-//! Variants are named for what the caller should do about them. The SQLSTATE is decided here
-//! and nowhere else; the wire layer (`server::errors`) only copies it into an ErrorResponse.
+//! Variants are named for what the caller should do about them. Call sites that choose a
+//! SQLSTATE name its condition ([`SqlState`]); the codes are written here and nowhere else,
+//! and the wire layer (`server::errors`) only copies them into an ErrorResponse.
 
 use datafusion::error::DataFusionError;
+
+/// The SQLSTATEs asofdb raises, by PostgreSQL's condition names (Appendix A of its manual).
+/// Call sites name the condition; only this file knows the codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlState {
+    /// 00000
+    SuccessfulCompletion,
+    /// 08P01
+    ProtocolViolation,
+    /// 0A000
+    FeatureNotSupported,
+    /// 21000
+    CardinalityViolation,
+    /// 22001
+    StringDataRightTruncation,
+    /// 22003
+    NumericValueOutOfRange,
+    /// 22004
+    NullValueNotAllowed,
+    /// 22007
+    InvalidDatetimeFormat,
+    /// 22008
+    DatetimeFieldOverflow,
+    /// 22012
+    DivisionByZero,
+    /// 22021
+    CharacterNotInRepertoire,
+    /// 22023
+    InvalidParameterValue,
+    /// 22P02
+    InvalidTextRepresentation,
+    /// 22P04
+    BadCopyFileFormat,
+    /// 23502
+    NotNullViolation,
+    /// 25P02
+    InFailedSqlTransaction,
+    /// 28000
+    InvalidAuthorizationSpecification,
+    /// 28P01
+    InvalidPassword,
+    /// 2BP01
+    DependentObjectsStillExist,
+    /// 34000
+    InvalidCursorName,
+    /// 3F000
+    InvalidSchemaName,
+    /// 42601
+    SyntaxError,
+    /// 42701
+    DuplicateColumn,
+    /// 42702
+    AmbiguousColumn,
+    /// 42703
+    UndefinedColumn,
+    /// 42704
+    UndefinedObject,
+    /// 42803
+    GroupingError,
+    /// 42804
+    DatatypeMismatch,
+    /// 42809
+    WrongObjectType,
+    /// 42883
+    UndefinedFunction,
+    /// 42P01
+    UndefinedTable,
+    /// 42P07
+    DuplicateTable,
+    /// 53100
+    DiskFull,
+    /// 53200
+    OutOfMemory,
+    /// 53300
+    TooManyConnections,
+    /// 54011
+    TooManyColumns,
+    /// 57014
+    QueryCanceled,
+    /// 58030
+    IoError,
+    /// 58P01
+    UndefinedFile,
+    /// F0000
+    ConfigFileError,
+    /// XX000
+    InternalError,
+}
+
+impl SqlState {
+    /// The five-character code.
+    pub fn code(self) -> &'static str {
+        match self {
+            SqlState::SuccessfulCompletion => "00000",
+            SqlState::ProtocolViolation => "08P01",
+            SqlState::FeatureNotSupported => "0A000",
+            SqlState::CardinalityViolation => "21000",
+            SqlState::StringDataRightTruncation => "22001",
+            SqlState::NumericValueOutOfRange => "22003",
+            SqlState::NullValueNotAllowed => "22004",
+            SqlState::InvalidDatetimeFormat => "22007",
+            SqlState::DatetimeFieldOverflow => "22008",
+            SqlState::DivisionByZero => "22012",
+            SqlState::CharacterNotInRepertoire => "22021",
+            SqlState::InvalidParameterValue => "22023",
+            SqlState::InvalidTextRepresentation => "22P02",
+            SqlState::BadCopyFileFormat => "22P04",
+            SqlState::NotNullViolation => "23502",
+            SqlState::InFailedSqlTransaction => "25P02",
+            SqlState::InvalidAuthorizationSpecification => "28000",
+            SqlState::InvalidPassword => "28P01",
+            SqlState::DependentObjectsStillExist => "2BP01",
+            SqlState::InvalidCursorName => "34000",
+            SqlState::InvalidSchemaName => "3F000",
+            SqlState::SyntaxError => "42601",
+            SqlState::DuplicateColumn => "42701",
+            SqlState::AmbiguousColumn => "42702",
+            SqlState::UndefinedColumn => "42703",
+            SqlState::UndefinedObject => "42704",
+            SqlState::GroupingError => "42803",
+            SqlState::DatatypeMismatch => "42804",
+            SqlState::WrongObjectType => "42809",
+            SqlState::UndefinedFunction => "42883",
+            SqlState::UndefinedTable => "42P01",
+            SqlState::DuplicateTable => "42P07",
+            SqlState::DiskFull => "53100",
+            SqlState::OutOfMemory => "53200",
+            SqlState::TooManyConnections => "53300",
+            SqlState::TooManyColumns => "54011",
+            SqlState::QueryCanceled => "57014",
+            SqlState::IoError => "58030",
+            SqlState::UndefinedFile => "58P01",
+            SqlState::ConfigFileError => "F0000",
+            SqlState::InternalError => "XX000",
+        }
+    }
+}
 
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -17,19 +155,19 @@ pub enum Error {
     /// A literal or input value cannot be converted to its column type. Carries its own
     /// SQLSTATE (22P02 invalid text, 22007 bad datetime, 22003 out of range, 22001 too long).
     #[error("{message}")]
-    InvalidValue { sqlstate: &'static str, message: String },
+    InvalidValue { sqlstate: SqlState, message: String },
     /// A NULL where the column forbids it (23502).
     #[error("{0}")]
     NullViolation(String),
     /// A name that does not resolve: table (42P01), column (42703), type (42704), feature.
     #[error("{message}")]
-    NotFound { sqlstate: &'static str, message: String },
+    NotFound { sqlstate: SqlState, message: String },
     /// A name that already exists (42P07) or an object in use (2BP01).
     #[error("{message}")]
-    Conflict { sqlstate: &'static str, message: String },
+    Conflict { sqlstate: SqlState, message: String },
     /// Well-formed but meaningless: wrong arity, bad option, type mismatch (42601/42804/22023...).
     #[error("{message}")]
-    InvalidInput { sqlstate: &'static str, message: String },
+    InvalidInput { sqlstate: SqlState, message: String },
     /// Something PostgreSQL has that asofdb deliberately does not do (0A000).
     #[error("{0}")]
     Unsupported(String),
@@ -60,22 +198,27 @@ pub enum Error {
 }
 
 impl Error {
-    /// The PostgreSQL SQLSTATE for this error.
+    /// The PostgreSQL SQLSTATE code for this error.
     pub fn sqlstate(&self) -> &'static str {
+        self.state().code()
+    }
+
+    /// The condition this error raises.
+    pub fn state(&self) -> SqlState {
         match self {
-            Error::Syntax(_) => "42601",
+            Error::Syntax(_) => SqlState::SyntaxError,
             Error::InvalidValue { sqlstate, .. }
             | Error::NotFound { sqlstate, .. }
             | Error::Conflict { sqlstate, .. }
-            | Error::InvalidInput { sqlstate, .. } => sqlstate,
-            Error::NullViolation(_) => "23502",
-            Error::Unsupported(_) => "0A000",
-            Error::TransactionAborted => "25P02",
-            Error::ResourcesExhausted(_) => "53200",
-            Error::Cancelled | Error::StatementTimeout => "57014",
-            Error::Storage(_) => "58030",
-            Error::DiskFull(_) => "53100",
-            Error::Internal(_) => "XX000",
+            | Error::InvalidInput { sqlstate, .. } => *sqlstate,
+            Error::NullViolation(_) => SqlState::NotNullViolation,
+            Error::Unsupported(_) => SqlState::FeatureNotSupported,
+            Error::TransactionAborted => SqlState::InFailedSqlTransaction,
+            Error::ResourcesExhausted(_) => SqlState::OutOfMemory,
+            Error::Cancelled | Error::StatementTimeout => SqlState::QueryCanceled,
+            Error::Storage(_) => SqlState::IoError,
+            Error::DiskFull(_) => SqlState::DiskFull,
+            Error::Internal(_) => SqlState::InternalError,
             Error::DataFusion(e) => datafusion_sqlstate(e),
         }
     }
@@ -92,42 +235,42 @@ impl Error {
         Error::Internal(message.into())
     }
 
-    pub fn invalid_input(sqlstate: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid_input(sqlstate: SqlState, message: impl Into<String>) -> Self {
         Error::InvalidInput { sqlstate, message: message.into() }
     }
 
     /// A bad-value error from inside a DataFusion function, which DataFusion carries back
     /// whole (`DataFusionError::External`), so the SQLSTATE survives.
-    pub fn in_datafusion(sqlstate: &'static str, message: impl Into<String>) -> datafusion::error::DataFusionError {
+    pub fn in_datafusion(sqlstate: SqlState, message: impl Into<String>) -> datafusion::error::DataFusionError {
         datafusion::error::DataFusionError::External(Box::new(Self::invalid_input(sqlstate, message)))
     }
 
-    pub fn invalid_value(sqlstate: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid_value(sqlstate: SqlState, message: impl Into<String>) -> Self {
         Error::InvalidValue { sqlstate, message: message.into() }
     }
 
     /// The same error, its message followed by where it happened: `... (row 3)`.
     pub fn at(self, place: &str) -> Self {
-        Error::InvalidValue { sqlstate: self.sqlstate(), message: format!("{self} ({place})") }
+        Error::InvalidValue { sqlstate: self.state(), message: format!("{self} ({place})") }
     }
 
     pub fn undefined_table(name: &str) -> Self {
-        Error::NotFound { sqlstate: "42P01", message: format!("relation \"{name}\" does not exist") }
+        Error::NotFound { sqlstate: SqlState::UndefinedTable, message: format!("relation \"{name}\" does not exist") }
     }
 
     pub fn undefined_column(name: &str, table: &str) -> Self {
         Error::NotFound {
-            sqlstate: "42703",
+            sqlstate: SqlState::UndefinedColumn,
             message: format!("column \"{name}\" of relation \"{table}\" does not exist"),
         }
     }
 
     pub fn undefined_type(name: &str) -> Self {
-        Error::NotFound { sqlstate: "42704", message: format!("type \"{name}\" does not exist") }
+        Error::NotFound { sqlstate: SqlState::UndefinedObject, message: format!("type \"{name}\" does not exist") }
     }
 
     pub fn duplicate_table(name: &str) -> Self {
-        Error::Conflict { sqlstate: "42P07", message: format!("relation \"{name}\" already exists") }
+        Error::Conflict { sqlstate: SqlState::DuplicateTable, message: format!("relation \"{name}\" already exists") }
     }
 }
 
@@ -265,32 +408,34 @@ fn is_time_out_of_range(message: &str) -> bool {
         || message.contains("to datetime")
 }
 
-fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
+fn datafusion_sqlstate(e: &DataFusionError) -> SqlState {
     use datafusion::common::SchemaError;
     if duplicate_names(root_cause(e)) {
-        return "0A000";
+        return SqlState::FeatureNotSupported;
     }
     match root_cause(e) {
-        DataFusionError::SQL(..) => "42601",
+        DataFusionError::SQL(..) => SqlState::SyntaxError,
         DataFusionError::SchemaError(se, _) => match se.as_ref() {
-            SchemaError::FieldNotFound { .. } => "42703",
-            SchemaError::AmbiguousReference { .. } => "42702",
-            SchemaError::DuplicateQualifiedField { .. } | SchemaError::DuplicateUnqualifiedField { .. } => "42701",
+            SchemaError::FieldNotFound { .. } => SqlState::UndefinedColumn,
+            SchemaError::AmbiguousReference { .. } => SqlState::AmbiguousColumn,
+            SchemaError::DuplicateQualifiedField { .. } | SchemaError::DuplicateUnqualifiedField { .. } => {
+                SqlState::DuplicateColumn
+            }
         },
         DataFusionError::Plan(m) => {
             if m.contains("not found") && m.contains("table") {
-                "42P01"
+                SqlState::UndefinedTable
             } else if m.contains("No function matches") || m.contains("Invalid function") {
-                "42883"
+                SqlState::UndefinedFunction
             } else if m.contains("Cannot infer common") || m.contains("cannot be cast") {
-                "42804"
+                SqlState::DatatypeMismatch
             } else {
-                "42601"
+                SqlState::SyntaxError
             }
         }
-        DataFusionError::NotImplemented(_) => "0A000",
-        DataFusionError::ResourcesExhausted(_) => "53200",
-        DataFusionError::External(e) => e.downcast_ref::<Error>().map_or("XX000", Error::sqlstate),
+        DataFusionError::NotImplemented(_) => SqlState::FeatureNotSupported,
+        DataFusionError::ResourcesExhausted(_) => SqlState::OutOfMemory,
+        DataFusionError::External(e) => e.downcast_ref::<Error>().map_or(SqlState::InternalError, Error::state),
         DataFusionError::ArrowError(ae, _) => {
             use arrow::error::ArrowError;
             match ae.as_ref() {
@@ -299,34 +444,40 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
                 ArrowError::ComputeError(m) | ArrowError::CastError(m) | ArrowError::InvalidArgumentError(m)
                     if is_time_out_of_range(m) =>
                 {
-                    "22008"
+                    SqlState::DatetimeFieldOverflow
                 }
-                ArrowError::DivideByZero => "22012",
-                ArrowError::CastError(m) if m.contains("Overflowing") => "22003",
+                ArrowError::DivideByZero => SqlState::DivisionByZero,
+                ArrowError::CastError(m) if m.contains("Overflowing") => SqlState::NumericValueOutOfRange,
                 ArrowError::CastError(m) | ArrowError::ParseError(m)
                     if m.to_ascii_lowercase().contains("timestamp") || m.to_ascii_lowercase().contains("date") =>
                 {
-                    "22007"
+                    SqlState::InvalidDatetimeFormat
                 }
-                ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
-                ArrowError::ArithmeticOverflow(_) => "22003",
+                ArrowError::CastError(_) | ArrowError::ParseError(_) => SqlState::InvalidTextRepresentation,
+                ArrowError::ArithmeticOverflow(_) => SqlState::NumericValueOutOfRange,
                 // `abs(-2147483648)`: PostgreSQL's "integer out of range".
-                ArrowError::ComputeError(m) if m.contains("overflow") => "22003",
-                ArrowError::MemoryError(_) => "53200",
-                _ => "XX000",
+                ArrowError::ComputeError(m) if m.contains("overflow") => SqlState::NumericValueOutOfRange,
+                ArrowError::MemoryError(_) => SqlState::OutOfMemory,
+                _ => SqlState::InternalError,
             }
         }
-        DataFusionError::Execution(m) if is_time_out_of_range(m) => "22008",
-        DataFusionError::Execution(m) if m.contains("Divide by zero") => "22012",
+        DataFusionError::Execution(m) if is_time_out_of_range(m) => SqlState::DatetimeFieldOverflow,
+        DataFusionError::Execution(m) if m.contains("Divide by zero") => SqlState::DivisionByZero,
         // PostgreSQL: "more than one row returned by a subquery used as an expression".
-        DataFusionError::Execution(m) if m.contains("subquery returned more than one row") => "21000",
-        DataFusionError::Execution(m) if m.to_ascii_lowercase().contains("overflow") => "22003",
-        DataFusionError::Execution(m) if m.ends_with(" out of range") || m.starts_with("value out of range") => "22003",
-        DataFusionError::Execution(m) if m == "division by zero" => "22012",
-        DataFusionError::Execution(m) if m.contains("Cannot cast") => "22P02",
-        DataFusionError::IoError(e) if is_disk_full(e) => "53100",
-        DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => "58030",
-        _ => "XX000",
+        DataFusionError::Execution(m) if m.contains("subquery returned more than one row") => {
+            SqlState::CardinalityViolation
+        }
+        DataFusionError::Execution(m) if m.to_ascii_lowercase().contains("overflow") => {
+            SqlState::NumericValueOutOfRange
+        }
+        DataFusionError::Execution(m) if m.ends_with(" out of range") || m.starts_with("value out of range") => {
+            SqlState::NumericValueOutOfRange
+        }
+        DataFusionError::Execution(m) if m == "division by zero" => SqlState::DivisionByZero,
+        DataFusionError::Execution(m) if m.contains("Cannot cast") => SqlState::InvalidTextRepresentation,
+        DataFusionError::IoError(e) if is_disk_full(e) => SqlState::DiskFull,
+        DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => SqlState::IoError,
+        _ => SqlState::InternalError,
     }
 }
 

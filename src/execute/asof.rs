@@ -23,7 +23,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use super::Database;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::plan::asof::{AsofSpec, AsofTarget};
 use crate::plan::{CATALOG_NAME, SCHEMA_NAME};
 use crate::sql::asof_syntax::{ANTI_MARKER, FULL_MARKER, INNER_MARKER, LEFT_MARKER, RIGHT_MARKER, SEMI_MARKER};
@@ -320,7 +320,10 @@ fn conditions(
         .map(|c| Expr::Nested(Box::new(c)))
         .reduce(|a, b| Expr::BinaryOp { left: Box::new(a), op: BinaryOperator::And, right: Box::new(b) })
         .ok_or_else(|| {
-            Error::invalid_input("42601", "an ASOF JOIN needs one inequality (>=, >, <=, <) between the time columns")
+            Error::invalid_input(
+                SqlState::SyntaxError,
+                "an ASOF JOIN needs one inequality (>=, >, <=, <) between the time columns",
+            )
         })?;
     Ok((marker.unwrap_or(INNER_MARKER), on))
 }

@@ -14,7 +14,7 @@ use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use arrow::util::display::array_value_to_string;
 
 use crate::catalog::TableDef;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::plan::infinite_time::{infinite_micros, infinite_text};
 use crate::plan::time_zone::{self, SessionZone};
 use crate::sql::types::ColumnType;
@@ -96,7 +96,7 @@ fn convert(source: &ArrayRef, ty: ColumnType, column: &str, label: RowLabel) -> 
         };
         let converted = cast_with_options(source, &target, &options).map_err(|_| {
             Error::invalid_input(
-                "42804",
+                SqlState::DatatypeMismatch,
                 format!(
                     "column \"{column}\" is of type {} but expression is of type {}",
                     ty.sql_name(),
@@ -148,7 +148,7 @@ fn finite_event_times(times: &ArrayRef, column: &str, label: RowLabel) -> Result
     let times = times.as_primitive::<TimestampMicrosecondType>();
     match (0..times.len()).find(|i| times.is_valid(*i) && infinite_text(times.value(*i)).is_some()) {
         Some(row) => Err(Error::invalid_value(
-            "22008",
+            SqlState::DatetimeFieldOverflow,
             format!(
                 "an event time must be finite: {} in column \"{column}\" ({})",
                 infinite_text(times.value(row)).unwrap_or("infinity"),
@@ -194,13 +194,13 @@ fn rejected_value(source: &ArrayRef, row: usize, ty: ColumnType, column: &str, l
     let textual = matches!(source.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
     if !textual {
         return Error::invalid_value(
-            "22003",
+            SqlState::NumericValueOutOfRange,
             format!("value {value} is out of range for type {} ({place})", ty.sql_name()),
         );
     }
     let sqlstate = match ty {
-        ColumnType::Date | ColumnType::Timestamp | ColumnType::TimestampTz => "22007",
-        _ => "22P02",
+        ColumnType::Date | ColumnType::Timestamp | ColumnType::TimestampTz => SqlState::InvalidDatetimeFormat,
+        _ => SqlState::InvalidTextRepresentation,
     };
     Error::invalid_value(sqlstate, format!("invalid input syntax for type {}: \"{value}\" ({place})", ty.sql_name()))
 }
@@ -210,7 +210,7 @@ fn check_length(array: &ArrayRef, max: u32, column: &str, label: RowLabel) -> Re
     for (row, value) in strings.iter().enumerate() {
         if value.is_some_and(|v| v.chars().count() > max as usize) {
             return Err(Error::invalid_value(
-                "22001",
+                SqlState::StringDataRightTruncation,
                 format!("value too long for type character varying({max}) ({}, column {column})", label.of(row)),
             ));
         }
@@ -231,7 +231,7 @@ fn decode_bytea(source: &ArrayRef, column: &str, label: RowLabel) -> Result<Arra
                 Some(bytes) => out.append_value(bytes),
                 None => {
                     return Err(Error::invalid_value(
-                        "22P02",
+                        SqlState::InvalidTextRepresentation,
                         format!("invalid input syntax for type bytea: \"{text}\" ({}, column {column})", label.of(row)),
                     ));
                 }

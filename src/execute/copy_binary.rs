@@ -14,7 +14,7 @@ use arrow::array::StringBuilder;
 use chrono::{DateTime, Duration, NaiveDate};
 
 use super::copy_format::{DecodedRows, Position};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::sql::types::{ColumnType, bytea_hex};
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
@@ -70,7 +70,7 @@ pub fn decode_chunk(
 }
 
 fn bad(message: impl Into<String>) -> Error {
-    Error::invalid_value("22P04", message.into())
+    Error::invalid_value(SqlState::BadCopyFileFormat, message.into())
 }
 
 enum Tuple {

@@ -7,7 +7,7 @@
 use arrow::array::{ArrayRef, StringBuilder};
 use sqlparser::ast::{CopyLegacyCsvOption, CopyLegacyOption, CopyOption};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::sql::names::ident_name;
 
 /// How COPY data is laid out.
@@ -35,7 +35,10 @@ impl CopyFormat {
                     "csv" => csv = true,
                     "binary" => binary = true,
                     other => {
-                        return Err(Error::invalid_input("22023", format!("COPY format \"{other}\" not recognized")));
+                        return Err(Error::invalid_input(
+                            SqlState::InvalidParameterValue,
+                            format!("COPY format \"{other}\" not recognized"),
+                        ));
                     }
                 },
                 CopyOption::Header(h) => header = *h,
@@ -71,7 +74,10 @@ impl CopyFormat {
             if c.is_ascii() {
                 Ok(c as u8)
             } else {
-                Err(Error::invalid_input("22023", format!("COPY {what} must be a single one-byte character")))
+                Err(Error::invalid_input(
+                    SqlState::InvalidParameterValue,
+                    format!("COPY {what} must be a single one-byte character"),
+                ))
             }
         };
         let delimiter = single_byte(delimiter.unwrap_or(if csv { ',' } else { '\t' }), "delimiter")?;
@@ -79,19 +85,28 @@ impl CopyFormat {
         let escape = single_byte(escape.unwrap_or(quote as char), "escape")?;
         if matches!(delimiter, b'\r' | b'\n') || (!csv && delimiter == b'\\') {
             return Err(Error::invalid_input(
-                "22023",
+                SqlState::InvalidParameterValue,
                 "COPY delimiter cannot be newline, carriage return or backslash",
             ));
         }
         if csv && delimiter == quote {
-            return Err(Error::invalid_input("22023", "COPY delimiter and quote must be different"));
+            return Err(Error::invalid_input(
+                SqlState::InvalidParameterValue,
+                "COPY delimiter and quote must be different",
+            ));
         }
         if !csv && (options.iter().any(|o| matches!(o, CopyOption::Quote(_) | CopyOption::Escape(_)))) {
-            return Err(Error::invalid_input("22023", "COPY quote and escape are available only in CSV mode"));
+            return Err(Error::invalid_input(
+                SqlState::InvalidParameterValue,
+                "COPY quote and escape are available only in CSV mode",
+            ));
         }
         let null = null.unwrap_or_else(|| if csv { String::new() } else { "\\N".into() });
         if binary && (csv || header || options.iter().any(|o| !matches!(o, CopyOption::Format(_)))) {
-            return Err(Error::invalid_input("42601", "cannot specify other COPY options in BINARY mode"));
+            return Err(Error::invalid_input(
+                SqlState::SyntaxError,
+                "cannot specify other COPY options in BINARY mode",
+            ));
         }
         Ok(CopyFormat { csv, binary, header, delimiter, null, quote, escape })
     }
@@ -161,7 +176,7 @@ pub fn decode_chunk(
             (
                 valid,
                 Some(Error::invalid_value(
-                    "22021",
+                    SqlState::CharacterNotInRepertoire,
                     format!("invalid byte sequence for encoding \"UTF8\" (line {line})"),
                 )),
             )
@@ -200,7 +215,7 @@ pub fn decode_chunk(
 }
 
 fn bad_copy(message: String) -> Error {
-    Error::invalid_value("22P04", message)
+    Error::invalid_value(SqlState::BadCopyFileFormat, message)
 }
 
 struct RecordReader<'a> {

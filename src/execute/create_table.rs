@@ -3,7 +3,7 @@
 use sqlparser::ast::{ColumnOption, CreateTable, CreateTableOptions, SqlOption};
 
 use crate::catalog::{ColumnDef, DEFAULT_HOT_RETENTION_MICROS, TableDef};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::sql::names::{ident_name, option_text, table_name};
 use crate::sql::parse_interval_micros;
 use crate::sql::types::ColumnType;
@@ -27,7 +27,7 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
         let column_name = ident_name(&column.name);
         if columns.iter().any(|c| c.name == column_name) {
             return Err(Error::Conflict {
-                sqlstate: "42701",
+                sqlstate: SqlState::DuplicateColumn,
                 message: format!("column \"{column_name}\" specified more than once"),
             });
         }
@@ -46,7 +46,7 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
         columns.push(ColumnDef { name: column_name, ty: ColumnType::from_sql(&column.data_type)?, not_null });
     }
     if columns.is_empty() {
-        return Err(Error::invalid_input("42601", "a table needs at least one column"));
+        return Err(Error::invalid_input(SqlState::SyntaxError, "a table needs at least one column"));
     }
 
     let mut def =
@@ -58,18 +58,18 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
     };
     for option in options {
         let SqlOption::KeyValue { key, value } = option else {
-            return Err(Error::invalid_input("42601", format!("invalid table option {option}")));
+            return Err(Error::invalid_input(SqlState::SyntaxError, format!("invalid table option {option}")));
         };
         let text = option_text(value)?;
         match ident_name(key).as_str() {
             "event_time" => {
                 let index = def.column_index(&text).ok_or_else(|| Error::NotFound {
-                    sqlstate: "42703",
+                    sqlstate: SqlState::UndefinedColumn,
                     message: format!("event_time column \"{text}\" does not exist"),
                 })?;
                 if !def.columns[index].ty.is_timestamp() {
                     return Err(Error::invalid_input(
-                        "42804",
+                        SqlState::DatatypeMismatch,
                         format!(
                             "event_time column \"{text}\" must be TIMESTAMP or TIMESTAMPTZ, not {}",
                             def.columns[index].ty.sql_name()
@@ -82,13 +82,16 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
             "hot_retention" => {
                 let micros = parse_interval_micros(&text)?;
                 if micros <= 0 {
-                    return Err(Error::invalid_input("22023", "hot_retention must be a positive interval"));
+                    return Err(Error::invalid_input(
+                        SqlState::InvalidParameterValue,
+                        "hot_retention must be a positive interval",
+                    ));
                 }
                 def.hot_retention_micros = micros;
             }
             other => {
                 return Err(Error::invalid_input(
-                    "22023",
+                    SqlState::InvalidParameterValue,
                     format!("unrecognized table option \"{other}\" (known: event_time, hot_retention)"),
                 ));
             }

@@ -11,7 +11,7 @@ use sqlparser::ast::{Expr, Insert, Query, SetExpr, Statement as SqlStatement, Ta
 use super::Database;
 use super::conform::{RowLabel, conform};
 use crate::catalog::TableDef;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::plan::time_zone::SessionZone;
 use crate::sql::names::{ident_name, table_name};
 use crate::storage::Append;
@@ -226,7 +226,7 @@ fn target_columns(def: &TableDef, insert: &Insert) -> Result<Vec<usize>> {
         let index = def.column_index(&name).ok_or_else(|| Error::undefined_column(&name, &def.name))?;
         if targets.contains(&index) {
             return Err(Error::Conflict {
-                sqlstate: "42701",
+                sqlstate: SqlState::DuplicateColumn,
                 message: format!("column \"{name}\" specified more than once"),
             });
         }
@@ -237,9 +237,15 @@ fn target_columns(def: &TableDef, insert: &Insert) -> Result<Vec<usize>> {
 
 fn check_arity(given: usize, expected: usize, place: &str) -> Result<()> {
     if given > expected {
-        Err(Error::invalid_input("42601", format!("INSERT has more expressions than target columns{place}")))
+        Err(Error::invalid_input(
+            SqlState::SyntaxError,
+            format!("INSERT has more expressions than target columns{place}"),
+        ))
     } else if given < expected {
-        Err(Error::invalid_input("42601", format!("INSERT has more target columns than expressions{place}")))
+        Err(Error::invalid_input(
+            SqlState::SyntaxError,
+            format!("INSERT has more target columns than expressions{place}"),
+        ))
     } else {
         Ok(())
     }

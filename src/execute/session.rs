@@ -18,7 +18,7 @@ use super::create_table::table_def;
 use super::insert::rows_to_insert;
 use super::settings::Settings;
 use crate::catalog::TableDef;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::feature::{FeatureDef, LiveFeature, forget_definition, persist_definition};
 use crate::plan::SystemSchema;
 use crate::sql::Statement;
@@ -158,7 +158,7 @@ impl Session {
                     continue;
                 }
                 return Err(Error::NotFound {
-                    sqlstate: "42704",
+                    sqlstate: SqlState::UndefinedObject,
                     message: format!("feature \"{name}\" does not exist"),
                 });
             }
@@ -260,7 +260,7 @@ impl Session {
                     let dependents = self.db.features.reading(&table);
                     if !dependents.is_empty() && !*cascade {
                         return Err(Error::Conflict {
-                            sqlstate: "2BP01",
+                            sqlstate: SqlState::DependentObjectsStillExist,
                             message: format!(
                                 "cannot drop table {table} because features depend on it: {} (use DROP TABLE ... CASCADE)",
                                 dependents.join(", ")
@@ -398,9 +398,11 @@ impl Session {
 /// DataFusion's parquet sink: columns are encoded in parallel while the query runs.
 async fn write_parquet(data: DataFrame, path: &str) -> Result<u64> {
     // Opening the file here first gives the PostgreSQL error for a bad path.
-    let absolute = std::path::absolute(path).and_then(|p| std::fs::File::create(&p).map(|_| p)).map_err(|e| {
-        Error::NotFound { sqlstate: "58P01", message: format!("could not open file \"{path}\" for writing: {e}") }
-    })?;
+    let absolute =
+        std::path::absolute(path).and_then(|p| std::fs::File::create(&p).map(|_| p)).map_err(|e| Error::NotFound {
+            sqlstate: SqlState::UndefinedFile,
+            message: format!("could not open file \"{path}\" for writing: {e}"),
+        })?;
     let mut options = datafusion::config::TableParquetOptions::default();
     options.global.compression = Some("zstd(3)".into());
     // Row groups encoded several at a time, with room for the query to run ahead of the encoder,

@@ -12,7 +12,7 @@ use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use sqlparser::ast::{Expr, Set, Value};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::plan::time_zone::SessionZone;
 use crate::sql::names::ident_name;
 
@@ -140,7 +140,10 @@ impl Settings {
 
     fn set_zone(&mut self, zone: Option<SessionZone>, text: &str) -> Result<()> {
         let zone = zone.ok_or_else(|| {
-            Error::invalid_input("22023", format!("invalid value for parameter \"TimeZone\": \"{text}\""))
+            Error::invalid_input(
+                SqlState::InvalidParameterValue,
+                format!("invalid value for parameter \"TimeZone\": \"{text}\""),
+            )
         })?;
         self.values.insert("timezone".into(), zone.shown.clone());
         self.zone = zone;
@@ -167,7 +170,7 @@ impl Settings {
         let name =
             if name.eq_ignore_ascii_case("transaction isolation level") { "transaction_isolation" } else { name };
         let value = self.get(name).ok_or_else(|| Error::NotFound {
-            sqlstate: "42704",
+            sqlstate: SqlState::UndefinedObject,
             message: format!("unrecognized configuration parameter \"{name}\""),
         })?;
         let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, false)]));
@@ -178,8 +181,12 @@ impl Settings {
 /// A PostgreSQL time setting: an integer in milliseconds, or with a unit (`us`, `ms`, `s`,
 /// `min`, `h`, `d`). `0` is no limit.
 fn parse_timeout(text: &str) -> Result<Option<Duration>> {
-    let invalid =
-        || Error::invalid_input("22023", format!("invalid value for parameter \"statement_timeout\": \"{text}\""));
+    let invalid = || {
+        Error::invalid_input(
+            SqlState::InvalidParameterValue,
+            format!("invalid value for parameter \"statement_timeout\": \"{text}\""),
+        )
+    };
     let trimmed = text.trim();
     let split = trimmed.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(split);

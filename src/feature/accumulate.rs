@@ -14,7 +14,7 @@ use datafusion::scalar::ScalarValue;
 
 use super::aggregate::{AggKind, HyperLogLog};
 use super::encoding::{ABSENT, Repr, VALUE, decode};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 
 /// Read access to a key's events (see `encoding` for the layout).
 #[derive(Clone, Copy)]
@@ -262,9 +262,9 @@ impl Acc {
         Ok(match self {
             Acc::Count(n) => ScalarValue::Int64(Some(*n)),
             Acc::SumInt { n: 0, .. } | Acc::Moments { n: 0, .. } => null,
-            Acc::SumInt { sum, .. } => ScalarValue::Int64(Some(
-                i64::try_from(*sum).map_err(|_| Error::invalid_value("22003", "bigint out of range in sum()"))?,
-            )),
+            Acc::SumInt { sum, .. } => ScalarValue::Int64(Some(i64::try_from(*sum).map_err(|_| {
+                Error::invalid_value(SqlState::NumericValueOutOfRange, "bigint out of range in sum()")
+            })?)),
             Acc::Moments { n, sum, m2, .. } => match kind {
                 AggKind::Sum => ScalarValue::Float64(Some(*sum)),
                 AggKind::Avg => ScalarValue::Float64(Some(sum / *n as f64)),

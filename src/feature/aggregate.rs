@@ -3,7 +3,7 @@
 use arrow::datatypes::DataType;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AggKind {
@@ -44,7 +44,7 @@ impl AggKind {
             }
             (other, false) => {
                 return Err(Error::NotFound {
-                    sqlstate: "42883",
+                    sqlstate: SqlState::UndefinedFunction,
                     message: format!(
                         "unsupported feature aggregate {other}(): use count, sum, avg, min, max, count(DISTINCT), \
                          stddev_samp, var_samp, first_value, last_value or approx_distinct"

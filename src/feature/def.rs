@@ -18,7 +18,7 @@ use super::accumulate::HEADER;
 use super::aggregate::AggKind;
 use super::encoding::{MAX_AGGREGATES, Repr};
 use crate::catalog::TableDef;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::sql::feature::{CreateFeature, Window};
 use crate::sql::names::{ident_name, option_text, table_name};
 use crate::sql::parse_interval_micros;
@@ -70,7 +70,7 @@ impl FeatureDef {
         };
         let table = table_of(&table_name(name)?)?;
         let event_time = table.event_time_column().ok_or_else(|| Error::InvalidInput {
-            sqlstate: "42809",
+            sqlstate: SqlState::WrongObjectType,
             message: format!(
                 "table \"{}\" has no event-time column: create it WITH (event_time = '<column>')",
                 table.name
@@ -95,10 +95,13 @@ impl FeatureDef {
             }
         }
         if keys.is_empty() {
-            return Err(Error::invalid_input("42803", "a feature needs GROUP BY with at least one key column"));
+            return Err(Error::invalid_input(
+                SqlState::GroupingError,
+                "a feature needs GROUP BY with at least one key column",
+            ));
         }
         if keys.contains(&event_time.name) {
-            return Err(Error::invalid_input("42803", "the event-time column cannot be a feature key"));
+            return Err(Error::invalid_input(SqlState::GroupingError, "the event-time column cannot be a feature key"));
         }
 
         let mut projected_keys = Vec::new();
@@ -119,7 +122,7 @@ impl FeatureDef {
                     let name = column(ident)?;
                     if !keys.contains(&name) {
                         return Err(Error::invalid_input(
-                            "42803",
+                            SqlState::GroupingError,
                             format!(
                                 "column \"{name}\" must appear in the GROUP BY clause or be used in an aggregate function"
                             ),
@@ -130,24 +133,24 @@ impl FeatureDef {
                 Expr::Function(f) => values.push(value_def(f, alias)?),
                 other => {
                     return Err(Error::invalid_input(
-                        "42803",
+                        SqlState::GroupingError,
                         format!("feature value {other} must be an aggregate of the row (count, sum, max, ...)"),
                     ));
                 }
             }
         }
         if values.is_empty() {
-            return Err(Error::invalid_input("42803", "a feature needs at least one aggregate value"));
+            return Err(Error::invalid_input(SqlState::GroupingError, "a feature needs at least one aggregate value"));
         }
         if values.len() > MAX_AGGREGATES {
             return Err(Error::invalid_input(
-                "54011",
+                SqlState::TooManyColumns,
                 format!("a feature can have at most {MAX_AGGREGATES} aggregates, not {}", values.len()),
             ));
         }
         if projected_keys != keys {
             return Err(Error::invalid_input(
-                "42803",
+                SqlState::GroupingError,
                 "a feature selects its GROUP BY key columns, in the same order, before its aggregates",
             ));
         }
@@ -156,7 +159,7 @@ impl FeatureDef {
         for v in &values {
             if names.contains(&v.name.as_str()) {
                 return Err(Error::Conflict {
-                    sqlstate: "42701",
+                    sqlstate: SqlState::DuplicateColumn,
                     message: format!("column \"{}\" specified more than once", v.name),
                 });
             }
@@ -209,19 +212,25 @@ fn feature_options(options: &[sqlparser::ast::SqlOption]) -> Result<Option<i64>>
     let mut tile = None;
     for option in options {
         let sqlparser::ast::SqlOption::KeyValue { key, value } = option else {
-            return Err(Error::invalid_input("22023", format!("invalid feature option {option}")));
+            return Err(Error::invalid_input(
+                SqlState::InvalidParameterValue,
+                format!("invalid feature option {option}"),
+            ));
         };
         match ident_name(key).as_str() {
             "tile" => {
                 let micros = parse_interval_micros(&option_text(value)?)?;
                 if micros <= 0 {
-                    return Err(Error::invalid_input("22023", "tile must be a positive interval"));
+                    return Err(Error::invalid_input(
+                        SqlState::InvalidParameterValue,
+                        "tile must be a positive interval",
+                    ));
                 }
                 tile = Some(micros);
             }
             other => {
                 return Err(Error::invalid_input(
-                    "22023",
+                    SqlState::InvalidParameterValue,
                     format!("unrecognized feature option \"{other}\" (known: tile)"),
                 ));
             }
@@ -251,17 +260,17 @@ fn value_def(f: &sqlparser::ast::Function, alias: Option<String>) -> Result<Valu
         ));
     }
     let FunctionArguments::List(list) = &f.args else {
-        return Err(Error::invalid_input("42601", format!("{name}() needs an argument")));
+        return Err(Error::invalid_input(SqlState::SyntaxError, format!("{name}() needs an argument")));
     };
     let distinct = matches!(list.duplicate_treatment, Some(sqlparser::ast::DuplicateTreatment::Distinct));
     let (star, arg) = match list.args.as_slice() {
         [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] => (true, None),
         [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] => (false, Some(e.to_string())),
-        _ => return Err(Error::invalid_input("42601", format!("{name}() takes exactly one argument"))),
+        _ => return Err(Error::invalid_input(SqlState::SyntaxError, format!("{name}() takes exactly one argument"))),
     };
     let kind = AggKind::from_name(&name, distinct, star)?;
     if star && kind != AggKind::CountStar {
-        return Err(Error::invalid_input("42601", format!("{name}(*) is not an aggregate")));
+        return Err(Error::invalid_input(SqlState::SyntaxError, format!("{name}(*) is not an aggregate")));
     }
     let filter = f.filter.as_ref().map(|e| e.to_string());
     Ok(ValueDef { name: alias.unwrap_or(name), kind, arg, filter })
@@ -330,7 +339,10 @@ impl CompiledFeature {
         let boolean = |sql: &str, what: &str| -> Result<Compiled> {
             let expr = compile(sql)?;
             if expr.0.data_type(&arrow_schema)? != DataType::Boolean {
-                return Err(Error::invalid_input("42804", format!("argument of {what} must be type boolean: {sql}")));
+                return Err(Error::invalid_input(
+                    SqlState::DatatypeMismatch,
+                    format!("argument of {what} must be type boolean: {sql}"),
+                ));
             }
             Ok(expr)
         };
@@ -348,7 +360,7 @@ impl CompiledFeature {
             };
             if v.kind.needs_numeric() && !arg_type.is_numeric() {
                 return Err(Error::NotFound {
-                    sqlstate: "42883",
+                    sqlstate: SqlState::UndefinedFunction,
                     message: format!("function {:?}({arg_type}) does not exist: it needs a numeric argument", v.kind),
                 });
             }

@@ -18,6 +18,7 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::AnalyzerRule;
 
 use super::expr_rules::{input_schema, rewrite_keeping_names};
+use crate::error::SqlState;
 
 /// `'infinity'`: after every other time.
 pub const INFINITY: i64 = i64::MAX;
@@ -174,7 +175,7 @@ impl ScalarUDFImpl for FinitePartOf {
         }
         if monotonic {
             return Err(crate::error::Error::in_datafusion(
-                "0A000",
+                SqlState::FeatureNotSupported,
                 "extract and date_part of this field of an infinite timestamp are not supported (PostgreSQL: ±Infinity)",
             ));
         }

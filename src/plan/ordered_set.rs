@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use crate::error::SqlState;
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
@@ -86,11 +87,14 @@ fn fraction(args: &AccumulatorArgs) -> Result<f64> {
     })?;
     let value = literal.value().cast_to(&DataType::Float64)?;
     let ScalarValue::Float64(Some(fraction)) = value else {
-        return Err(crate::error::Error::in_datafusion("22004", "percentile_disc of a NULL fraction"));
+        return Err(crate::error::Error::in_datafusion(
+            SqlState::NullValueNotAllowed,
+            "percentile_disc of a NULL fraction",
+        ));
     };
     if !(0.0..=1.0).contains(&fraction) {
         return Err(crate::error::Error::in_datafusion(
-            "22003",
+            SqlState::NumericValueOutOfRange,
             format!("percentile value {fraction} is not between 0 and 1"),
         ));
     }

@@ -16,6 +16,7 @@ use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, Sca
 use super::datetime_template::Template;
 use super::expr_rules::columnar;
 use super::time_zone::{UTC_TAG, instant_of_local, parse_tz};
+use crate::error::SqlState;
 
 /// The three functions, to register over DataFusion's.
 pub fn functions() -> Vec<ScalarUDF> {
@@ -101,8 +102,9 @@ impl ScalarUDFImpl for PgDatetime {
             }
             Kind::Timestamp if arrays.len() == 1 => epoch_seconds(&arrays[0])?,
             Kind::Timestamp => {
-                let zone = parse_tz(&session_zone)
-                    .ok_or_else(|| crate::error::Error::in_datafusion("22023", "bad session zone"))?;
+                let zone = parse_tz(&session_zone).ok_or_else(|| {
+                    crate::error::Error::in_datafusion(SqlState::InvalidParameterValue, "bad session zone")
+                })?;
                 let read = read_all(&text(&arrays[0])?, &text(&arrays[1])?)?;
                 let instants: TimestampMicrosecondArray = read
                     .iter()
@@ -169,13 +171,13 @@ fn read_all(texts: &StringArray, templates: &StringArray) -> Result<Vec<Option<R
             Ok(read) => out.push(Some(read)),
             Err(reason) if reason.contains("out of range") => {
                 return Err(crate::error::Error::in_datafusion(
-                    "22008",
+                    SqlState::DatetimeFieldOverflow,
                     format!("date/time field value out of range: \"{value}\""),
                 ));
             }
             Err(reason) => {
                 return Err(crate::error::Error::in_datafusion(
-                    "22007",
+                    SqlState::InvalidDatetimeFormat,
                     format!("{reason} in \"{value}\" (template \"{source}\")"),
                 ));
             }
@@ -193,7 +195,10 @@ fn epoch_seconds(array: &ArrayRef) -> Result<ArrayRef> {
             None => None,
             Some(s) if s.is_finite() && s.abs() < 9.2e12 => Some((s * 1_000_000.0).round() as i64),
             Some(s) => {
-                return Err(crate::error::Error::in_datafusion("22008", format!("timestamp out of range: \"{s}\"")));
+                return Err(crate::error::Error::in_datafusion(
+                    SqlState::DatetimeFieldOverflow,
+                    format!("timestamp out of range: \"{s}\""),
+                ));
             }
         });
     }
@@ -216,8 +221,9 @@ fn to_char(values: &ArrayRef, templates: &ArrayRef, session_zone: &str) -> Resul
     let micros = match values.data_type() {
         DataType::Null => return Ok(Arc::new(StringArray::new_null(values.len()))),
         DataType::Date32 | DataType::Date64 => {
-            let zone = parse_tz(session_zone)
-                .ok_or_else(|| crate::error::Error::in_datafusion("22023", "bad session zone"))?;
+            let zone = parse_tz(session_zone).ok_or_else(|| {
+                crate::error::Error::in_datafusion(SqlState::InvalidParameterValue, "bad session zone")
+            })?;
             let midnights = arrow::compute::cast(values, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
             let instants: TimestampMicrosecondArray = midnights
                 .as_primitive::<TimestampMicrosecondType>()

@@ -15,6 +15,7 @@ use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, Sca
 
 use super::expr_rules::columnar;
 use super::time_zone::{local_of_instant, parse_tz};
+use crate::error::SqlState;
 
 const DAYS_PER_MONTH: i64 = 30;
 const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -100,10 +101,9 @@ impl ScalarUDFImpl for PgFunction {
                 for value in intervals.as_primitive::<IntervalMonthDayNanoType>().iter() {
                     out.push(match value {
                         None => None,
-                        Some(v) => Some(
-                            justify(v)
-                                .ok_or_else(|| crate::error::Error::in_datafusion("22008", "interval out of range"))?,
-                        ),
+                        Some(v) => Some(justify(v).ok_or_else(|| {
+                            crate::error::Error::in_datafusion(SqlState::DatetimeFieldOverflow, "interval out of range")
+                        })?),
                     });
                 }
                 Arc::new(IntervalMonthDayNanoArray::from(out))
@@ -112,8 +112,9 @@ impl ScalarUDFImpl for PgFunction {
                 // age(x) is age(today's midnight, x), today in the session's zone.
                 let zone = args.config_options.execution.time_zone.clone().unwrap_or_else(|| "+00:00".into());
                 let (later, earlier) = if arrays.len() == 1 {
-                    let tz = parse_tz(&zone)
-                        .ok_or_else(|| crate::error::Error::in_datafusion("22023", "bad session zone"))?;
+                    let tz = parse_tz(&zone).ok_or_else(|| {
+                        crate::error::Error::in_datafusion(SqlState::InvalidParameterValue, "bad session zone")
+                    })?;
                     let now = chrono::Utc::now().timestamp_micros();
                     let today = local_of_instant(now, &tz).unwrap_or(now).div_euclid(MICROS_PER_DAY) * MICROS_PER_DAY;
                     (vec![Some(today); rows], local_times(&arrays[0])?)
@@ -278,7 +279,9 @@ fn divide_truncating(a: &ArrayRef, b: &ArrayRef) -> Result<ArrayRef> {
     let mut out = Vec::with_capacity(a.len());
     for (x, y) in a.iter().zip(b.iter()) {
         out.push(match (x, y) {
-            (Some(_), Some(0)) => return Err(crate::error::Error::in_datafusion("22012", "division by zero")),
+            (Some(_), Some(0)) => {
+                return Err(crate::error::Error::in_datafusion(SqlState::DivisionByZero, "division by zero"));
+            }
             (Some(x), Some(y)) => Some(x / y),
             _ => None,
         });

@@ -32,6 +32,7 @@ use datafusion::optimizer::AnalyzerRule;
 use datafusion::scalar::ScalarValue;
 
 use super::expr_rules::{input_schema, rewrite_keeping_names, rewrite_retyping};
+use crate::error::SqlState;
 
 /// Date arithmetic and `extract`; see the module's doc.
 #[derive(Debug)]
@@ -259,11 +260,14 @@ impl ScalarUDFImpl for TimestampDifference {
             .map(|(a, b)| {
                 let (Some(a), Some(b)) = (a, b) else { return Ok(None) };
                 if infinite(a) || infinite(b) {
-                    return Err(crate::error::Error::in_datafusion("22008", "cannot subtract infinite timestamps"));
+                    return Err(crate::error::Error::in_datafusion(
+                        SqlState::DatetimeFieldOverflow,
+                        "cannot subtract infinite timestamps",
+                    ));
                 }
-                let total = a
-                    .checked_sub(b)
-                    .ok_or_else(|| crate::error::Error::in_datafusion("22008", "interval out of range"))?;
+                let total = a.checked_sub(b).ok_or_else(|| {
+                    crate::error::Error::in_datafusion(SqlState::DatetimeFieldOverflow, "interval out of range")
+                })?;
                 Ok(Some(IntervalMonthDayNano::new(0, (total / DAY) as i32, (total % DAY) * 1000)))
             })
             .collect::<Result<_>>()?;
@@ -343,7 +347,7 @@ impl AnalyzerRule for PgTimestampText {
                     if matches!(field.data_type(), DataType::Date32 | DataType::Date64) && infinite_text_literal(&expr) =>
                 {
                     Err(crate::error::Error::in_datafusion(
-                        "0A000",
+                        SqlState::FeatureNotSupported,
                         "infinite dates ('infinity'::date) are not supported; an infinite timestamp is",
                     ))
                 }

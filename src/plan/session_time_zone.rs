@@ -31,6 +31,7 @@ use datafusion::optimizer::AnalyzerRule;
 use super::expr_rules::{columnar, input_schema, rewrite_keeping_names};
 use super::time_zone::{SessionZone, UTC_TAG, instant_of_local, local_of_instant, parse_instant, parse_tz};
 
+use crate::error::SqlState;
 use crate::sql::function_spellings::AT_TIME_ZONE;
 
 fn micros(tz: Option<&str>) -> DataType {
@@ -292,9 +293,9 @@ impl ScalarUDFImpl for ConversionUdf {
                         continue;
                     }
                     let sum = add_in_zone(instants.value(a), intervals.value(b), signs.value(c), &zone);
-                    out.push(Some(
-                        sum.ok_or_else(|| crate::error::Error::in_datafusion("22008", "timestamp out of range"))?,
-                    ));
+                    out.push(Some(sum.ok_or_else(|| {
+                        crate::error::Error::in_datafusion(SqlState::DatetimeFieldOverflow, "timestamp out of range")
+                    })?));
                 }
                 Arc::new(TimestampMicrosecondArray::from(out).with_timezone(tag.clone()))
             }
@@ -316,7 +317,10 @@ impl ScalarUDFImpl for ConversionUdf {
                             None => {
                                 let message =
                                     format!("invalid input syntax for type timestamp with time zone: \"{t}\"");
-                                return Err(crate::error::Error::in_datafusion("22007", message));
+                                return Err(crate::error::Error::in_datafusion(
+                                    SqlState::InvalidDatetimeFormat,
+                                    message,
+                                ));
                             }
                         },
                     });
@@ -374,7 +378,7 @@ fn zone_named(name: &str) -> Result<Tz> {
 }
 
 fn unknown_zone(name: &str) -> DataFusionError {
-    crate::error::Error::in_datafusion("22023", format!("time zone \"{name}\" not recognized"))
+    crate::error::Error::in_datafusion(SqlState::InvalidParameterValue, format!("time zone \"{name}\" not recognized"))
 }
 
 /// Zones given per row (`AT TIME ZONE zone_column`) or once.

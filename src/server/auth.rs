@@ -22,10 +22,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::errors::fatal;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 
 /// PostgreSQL's SQLSTATE for a configuration problem (config_file_error).
-const CONFIG_ERROR: &str = "F0000";
+const CONFIG_ERROR: SqlState = SqlState::ConfigFileError;
 
 /// How clients authenticate and whether they may use TLS; fixed at start-up.
 #[derive(Default)]
@@ -182,7 +182,9 @@ impl StartupHandler for Startup {
                 Some(bound) if client.is_secure() => bound.on_startup(client, message).await?,
                 _ => plain.on_startup(client, message).await?,
             },
-            Startup::TooManyClients => return Err(fatal("53300", "sorry, too many clients already")),
+            Startup::TooManyClients => {
+                return Err(fatal(SqlState::TooManyConnections, "sorry, too many clients already"));
+            }
         }
         // The handlers above set ReadyForQuery once, and only once, the client is in.
         if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
@@ -202,5 +204,5 @@ pub fn require_login<C: ClientInfo + ?Sized>(client: &C) -> PgWireResult<()> {
     if client.session_extensions().get::<LoggedIn>().is_some() {
         return Ok(());
     }
-    Err(fatal("28000", "the connection has not completed authentication"))
+    Err(fatal(SqlState::InvalidAuthorizationSpecification, "the connection has not completed authentication"))
 }

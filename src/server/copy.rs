@@ -23,10 +23,15 @@ use super::errors::to_pgwire;
 use super::executor::Executor;
 use super::handlers::QueryHandler;
 use super::pg_text::PgText;
+use crate::error::SqlState;
 use crate::execute::copy_format::CopyFormat;
 
 fn protocol_error(message: &str) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), "08P01".into(), message.into())))
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        SqlState::ProtocolViolation.code().into(),
+        message.into(),
+    )))
 }
 
 #[async_trait]
@@ -91,7 +96,7 @@ impl CopyHandler for QueryHandler {
         state.lock().await.copy_in = None;
         PgWireError::UserError(Box::new(ErrorInfo::new(
             "ERROR".into(),
-            "57014".into(),
+            SqlState::QueryCanceled.code().into(),
             format!("COPY from stdin failed: {}", fail.message),
         )))
     }

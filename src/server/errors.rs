@@ -2,7 +2,7 @@
 
 use pgwire::error::{ErrorInfo, PgWireError};
 
-use crate::error::Error;
+use crate::error::{Error, SqlState};
 
 /// The ErrorResponse fields for `error`. Internal errors are logged in full and reported
 /// with their message only.
@@ -16,8 +16,8 @@ pub fn error_info(error: &Error) -> ErrorInfo {
 }
 
 /// An error that ends the connection (severity FATAL): refused logins and connections.
-pub fn fatal(sqlstate: &str, message: impl Into<String>) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".to_owned(), sqlstate.to_owned(), message.into())))
+pub fn fatal(sqlstate: SqlState, message: impl Into<String>) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".to_owned(), sqlstate.code().to_owned(), message.into())))
 }
 
 pub fn to_pgwire(error: Error) -> PgWireError {

@@ -39,7 +39,7 @@ use super::executor::Executor;
 use super::handlers::QueryHandler;
 use super::notices::execute_with_notices;
 use super::results::{encode_batch_rows, encode_rows, pg_fields, to_response};
-use crate::error::Error;
+use crate::error::{Error, SqlState};
 use crate::execute::{Database, PreparedStatement};
 use crate::sql::Statement;
 use crate::sql::params::bind_parameters;
@@ -247,7 +247,7 @@ impl ExtendedQueryHandler for QueryHandler {
             && message.parameters.len() != expected
         {
             return Err(to_pgwire(Error::invalid_input(
-                "08P01",
+                SqlState::ProtocolViolation,
                 format!(
                     "bind message supplies {} parameters, but prepared statement \"{statement_name}\" requires {expected}",
                     message.parameters.len()
@@ -376,7 +376,7 @@ fn bound_parameters(
         };
         value.value = read.map_err(|_| {
             to_pgwire(Error::invalid_value(
-                "22007",
+                SqlState::InvalidDatetimeFormat,
                 format!("invalid input syntax for type {}: \"{text}\" (parameter ${})", prepared.param_types[i], i + 1),
             ))
         })?;

@@ -10,7 +10,7 @@ use super::cancel::{CancelRequests, Cancellations};
 use super::errors::{fatal, to_pgwire};
 use super::executor::Executor;
 use super::extended::StatementParser;
-use crate::error::Error;
+use crate::error::{Error, SqlState};
 use crate::execute::Database;
 
 /// The handler set shared by every connection.
@@ -66,12 +66,12 @@ impl ErrorHandler for LogErrors {
         if let PgWireError::PortalNotFound(name) = error {
             // pgwire says 26000 (no such statement); PostgreSQL's is invalid_cursor_name.
             let message = format!("portal \"{name}\" does not exist");
-            *error = to_pgwire(Error::NotFound { sqlstate: "34000", message });
+            *error = to_pgwire(Error::NotFound { sqlstate: SqlState::InvalidCursorName, message });
         }
         if let PgWireError::InvalidPassword(_) = error {
             // pgwire names the SCRAM user, which libpq leaves empty; the startup user is meant.
             let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
-            *error = fatal("28P01", format!("password authentication failed for user \"{user}\""));
+            *error = fatal(SqlState::InvalidPassword, format!("password authentication failed for user \"{user}\""));
         }
         super::connection::abort_transaction_after_error(client);
         tracing::debug!(peer = %client.socket_addr(), "sending error: {error}");

@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 use super::cancel::CancelFlag;
 use super::connection::{Connection, until_cancelled};
 use super::executor::Executor;
-use crate::error::Result;
+use crate::error::{Result, SqlState};
 use crate::execute::Output;
 use crate::sql::Statement;
 
@@ -62,7 +62,8 @@ where
     C: Sink<PgWireBackendMessage> + Unpin,
     C::Error: Debug,
 {
-    let notice = NoticeResponse::from(ErrorInfo::new("NOTICE".into(), "00000".into(), message));
+    let notice =
+        NoticeResponse::from(ErrorInfo::new("NOTICE".into(), SqlState::SuccessfulCompletion.code().into(), message));
     // A client that went away cannot be told; the statement still completes.
     if let Err(e) = client.send(PgWireBackendMessage::NoticeResponse(notice)).await {
         tracing::debug!(?e, "could not send a notice");

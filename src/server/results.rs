@@ -29,6 +29,7 @@ use super::copy::copy_out_response;
 use super::errors::to_pgwire;
 use super::executor::Executor;
 use super::pg_text::PgText;
+use crate::error::SqlState;
 use crate::execute::Output;
 use crate::plan::time_zone::{UTC_TAG, zoned_text};
 use crate::sql::output_names::client_name;
@@ -259,6 +260,10 @@ pub(super) fn interval_at(column: &ArrayRef, unit: IntervalUnit, row: usize) -> 
 pub fn error_response(error: PgWireError) -> Response {
     match error {
         PgWireError::UserError(info) => Response::Error(info),
-        other => Response::Error(Box::new(ErrorInfo::new("ERROR".into(), "XX000".into(), other.to_string()))),
+        other => Response::Error(Box::new(ErrorInfo::new(
+            "ERROR".into(),
+            SqlState::InternalError.code().into(),
+            other.to_string(),
+        ))),
     }
 }

@@ -18,7 +18,7 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::interval::parse_interval_micros;
 use super::names::ident_name;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 
 /// The window of a feature; widths are in microseconds. See spec section 2 and
 /// `feature::window` for the exact boundaries.
@@ -140,7 +140,10 @@ fn interval(p: &mut Parser) -> Result<i64> {
     }
     let micros = parse_interval_micros(&text)?;
     if micros <= 0 {
-        return Err(Error::invalid_input("22023", format!("window interval '{text}' must be positive")));
+        return Err(Error::invalid_input(
+            SqlState::InvalidParameterValue,
+            format!("window interval '{text}' must be positive"),
+        ));
     }
     Ok(micros)
 }

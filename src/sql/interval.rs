@@ -2,14 +2,19 @@
 //!
 //! Months and years have no fixed length, so they are refused rather than guessed.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 
 const MICROS_PER_SECOND: i64 = 1_000_000;
 
 /// Parses an interval into microseconds. Accepts `<number> <unit>` pairs (units from
 /// microseconds to weeks, singular, plural or abbreviated) and `HH:MM:SS[.ffffff]`.
 pub fn parse_interval_micros(text: &str) -> Result<i64> {
-    let invalid = || Error::invalid_value("22007", format!("invalid input syntax for type interval: \"{text}\""));
+    let invalid = || {
+        Error::invalid_value(
+            SqlState::InvalidDatetimeFormat,
+            format!("invalid input syntax for type interval: \"{text}\""),
+        )
+    };
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(invalid());
@@ -22,14 +27,20 @@ pub fn parse_interval_micros(text: &str) -> Result<i64> {
     for (number, unit) in tokens {
         let unit_micros = unit_micros(&unit).ok_or_else(|| {
             if matches!(unit.as_str(), "mon" | "mons" | "month" | "months" | "year" | "years" | "y") {
-                Error::invalid_value("22023", format!("interval \"{text}\" has no fixed length: use days"))
+                Error::invalid_value(
+                    SqlState::InvalidParameterValue,
+                    format!("interval \"{text}\" has no fixed length: use days"),
+                )
             } else {
                 invalid()
             }
         })?;
         let micros = number * unit_micros as f64;
         if !micros.is_finite() || micros.abs() > i64::MAX as f64 {
-            return Err(Error::invalid_value("22008", format!("interval out of range: \"{text}\"")));
+            return Err(Error::invalid_value(
+                SqlState::DatetimeFieldOverflow,
+                format!("interval out of range: \"{text}\""),
+            ));
         }
         total = total.checked_add(micros.round() as i64).ok_or_else(invalid)?;
     }

@@ -2,7 +2,7 @@
 
 use sqlparser::ast::{Ident, ObjectName};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 
 /// The name an identifier refers to: quoted names as written, unquoted ones lower-cased.
 pub fn ident_name(ident: &Ident) -> String {
@@ -19,9 +19,10 @@ pub fn table_name(name: &ObjectName) -> Result<String> {
     match parts.as_slice() {
         [table] => Ok(table.clone()),
         [schema, table] | [_, schema, table] if schema == "public" => Ok(table.clone()),
-        [schema, _] | [_, schema, _] => {
-            Err(Error::NotFound { sqlstate: "3F000", message: format!("schema \"{schema}\" does not exist") })
-        }
+        [schema, _] | [_, schema, _] => Err(Error::NotFound {
+            sqlstate: SqlState::InvalidSchemaName,
+            message: format!("schema \"{schema}\" does not exist"),
+        }),
         _ => Err(Error::syntax(format!("improper qualified name: {name}"))),
     }
 }
@@ -37,6 +38,6 @@ pub fn option_text(value: &sqlparser::ast::Expr) -> Result<String> {
         },
         Expr::Identifier(ident) => Ok(ident_name(ident)),
         Expr::Interval(interval) if interval.leading_field.is_none() => option_text(&interval.value),
-        other => Err(Error::invalid_input("22023", format!("invalid option value {other}"))),
+        other => Err(Error::invalid_input(SqlState::InvalidParameterValue, format!("invalid option value {other}"))),
     }
 }

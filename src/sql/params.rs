@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use datafusion::scalar::ScalarValue;
 use sqlparser::ast::{Expr, Statement, Value, VisitMut, VisitorMut};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 
 /// Replaces `$1..$n` in `statement` by literals of `values` (`$1` is `values[0]`).
 pub fn bind_parameters(statement: &mut Statement, values: &[ScalarValue]) -> Result<()> {
@@ -36,7 +36,8 @@ impl VisitorMut for Binder<'_> {
                 ControlFlow::Continue(())
             }
             None => {
-                self.error = Some(Error::invalid_input("08P01", format!("there is no parameter {name}")));
+                self.error =
+                    Some(Error::invalid_input(SqlState::ProtocolViolation, format!("there is no parameter {name}")));
                 ControlFlow::Break(())
             }
         }

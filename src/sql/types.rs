@@ -7,7 +7,7 @@ use arrow::datatypes::{DataType, TimeUnit};
 use serde::{Deserialize, Serialize};
 use sqlparser::ast::{DataType as SqlType, ExactNumberInfo};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 
 /// Precision and scale of an unconstrained `NUMERIC`: Arrow needs both, PostgreSQL does not.
 pub const DEFAULT_NUMERIC: (u8, i8) = (38, 10);
@@ -131,11 +131,14 @@ fn numeric(info: &ExactNumberInfo) -> Result<ColumnType> {
         ExactNumberInfo::PrecisionAndScale(p, s) => (*p, *s),
     };
     if precision == 0 || precision > 38 {
-        return Err(Error::invalid_input("22023", format!("NUMERIC precision {precision} must be between 1 and 38")));
+        return Err(Error::invalid_input(
+            SqlState::InvalidParameterValue,
+            format!("NUMERIC precision {precision} must be between 1 and 38"),
+        ));
     }
     if scale < 0 || scale > precision as i64 {
         return Err(Error::invalid_input(
-            "22023",
+            SqlState::InvalidParameterValue,
             format!("NUMERIC scale {scale} must be between 0 and precision {precision}"),
         ));
     }

@@ -13,7 +13,7 @@ use arrow::array::RecordBatch;
 
 use super::{Session, Transaction};
 use crate::catalog::TableDef;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::execute::copy_format::{CopyFormat, Position};
 use crate::execute::copy_rows::decode_rows;
 use crate::execute::database::Write;
@@ -114,7 +114,7 @@ impl Session {
     /// COPY FROM a server-side file, read a chunk at a time.
     pub(super) async fn copy_from_file(&mut self, mut copy: CopyIn, filename: &str) -> Result<u64> {
         let open_error = |e: std::io::Error| Error::NotFound {
-            sqlstate: "58P01",
+            sqlstate: SqlState::UndefinedFile,
             message: format!("could not open file \"{filename}\" for reading: {e}"),
         };
         let mut file = std::fs::File::open(filename).map_err(open_error)?;

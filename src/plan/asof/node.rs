@@ -20,7 +20,7 @@ use datafusion::logical_expr::{
     build_join_schema, when,
 };
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::feature::LiveFeature;
 
 /// What an ASOF join's placeholder stands for.
@@ -488,5 +488,5 @@ fn flip(op: Operator) -> Operator {
 }
 
 fn asof_error(message: String) -> Error {
-    Error::invalid_input("42601", message)
+    Error::invalid_input(SqlState::SyntaxError, message)
 }

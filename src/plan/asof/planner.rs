@@ -18,7 +18,7 @@ use super::feature_exec::AsofFeatureExec;
 use super::node::{AsofJoinNode, AsofRight};
 use super::probe::{JoinSide, external};
 use super::table_exec::{AsofTableExec, Match};
-use crate::error::Error;
+use crate::error::{Error, SqlState};
 
 /// DataFusion's planner with the ASOF extension.
 #[derive(Debug)]
@@ -105,7 +105,7 @@ fn common_time_type(left: &DataType, right: &DataType) -> Result<Option<DataType
 
 fn not_comparable(left: &DataType, right: &str) -> DataFusionError {
     external(Error::invalid_input(
-        "42804",
+        SqlState::DatatypeMismatch,
         format!(
             "ASOF JOIN cannot compare a time of type {left} with {right}: both must be integers, floating point, dates or timestamps"
         ),

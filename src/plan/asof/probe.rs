@@ -10,7 +10,7 @@ use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::{Partitioning, PlanProperties};
 
-use crate::error::Error;
+use crate::error::{Error, SqlState};
 
 /// One side's part of an ASOF match: its key expressions (in key order) and its time.
 #[derive(Debug, Clone)]
@@ -56,7 +56,7 @@ pub fn micros(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<Times
     }
     let not_a_time = || {
         external(Error::invalid_input(
-            "42804",
+            SqlState::DatatypeMismatch,
             format!("ASOF JOIN time values must be timestamps or dates, not {}", array.data_type()),
         ))
     };

@@ -15,7 +15,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 
 /// The cold tier's object store.
 pub struct ColdStore {
@@ -56,12 +56,14 @@ impl ColdStore {
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(Error::invalid_input("22023", format!("cold tier URL \"{url}\" names no bucket")));
+                return Err(Error::invalid_input(
+                    SqlState::InvalidParameterValue,
+                    format!("cold tier URL \"{url}\" names no bucket"),
+                ));
             }
-            let s3 = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .build()
-                .map_err(|e| Error::invalid_input("22023", format!("cold tier URL \"{url}\": {e}")))?;
+            let s3 = AmazonS3Builder::from_env().with_bucket_name(bucket).build().map_err(|e| {
+                Error::invalid_input(SqlState::InvalidParameterValue, format!("cold tier URL \"{url}\": {e}"))
+            })?;
             let prefix = prefix.trim_matches('/');
             let objects: Arc<dyn ObjectStore> =
                 if prefix.is_empty() { Arc::new(s3) } else { Arc::new(PrefixStore::new(s3, prefix)) };
@@ -71,7 +73,7 @@ impl ColdStore {
         }
         if url.contains("://") && !url.starts_with("file://") {
             return Err(Error::invalid_input(
-                "22023",
+                SqlState::InvalidParameterValue,
                 format!("unsupported cold tier URL \"{url}\": use file:///dir, a path, or s3://bucket/prefix"),
             ));
         }
