@@ -1,5 +1,6 @@
-//! Runs every `sqllogictest/**/*.slt` file through the PostgreSQL wire protocol, each against a
-//! fresh server on its own temp data dir, several files at a time.
+//! Runs every `sqllogictest/**/*.slt` file through the PostgreSQL wire protocol, each twice
+//! against a fresh server: on sled in its own temp data dir, and on the in-memory store (the
+//! `KvStore` contract's two implementations); several runs at a time.
 //!
 //! Extension to the format (see sqllogictest/README.md): a `statement` whose first line is a
 //! `COPY ... FROM STDIN` ending in `;` sends the lines after it as COPY data; a `query` that
@@ -152,8 +153,18 @@ fn slt_files() -> Vec<PathBuf> {
     files
 }
 
-async fn run_file(path: PathBuf) -> Result<(), String> {
-    let server = TestServer::start().await;
+/// The store a file runs on: every file runs on both.
+#[derive(Clone, Copy, Debug)]
+enum Store {
+    Sled,
+    Memory,
+}
+
+async fn run_file(path: PathBuf, store: Store) -> Result<(), String> {
+    let server = match store {
+        Store::Sled => TestServer::start().await,
+        Store::Memory => TestServer::start_in_memory().await,
+    };
     let conn = server.conn_string();
     let mut runner = sqllogictest::Runner::new(move || {
         let conn = conn.clone();
@@ -172,19 +183,20 @@ async fn main() -> std::process::ExitCode {
         .filter(|p| filter.as_ref().is_none_or(|f| p.to_string_lossy().contains(f.as_str())))
         .collect();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let results: Vec<(PathBuf, Result<(), String>)> = futures::stream::iter(files)
-        .map(|path| async move { (path.clone(), run_file(path).await) })
+    let runs = files.into_iter().flat_map(|path| [(path.clone(), Store::Sled), (path, Store::Memory)]);
+    let results: Vec<(PathBuf, Store, Result<(), String>)> = futures::stream::iter(runs)
+        .map(|(path, store)| async move { (path.clone(), store, run_file(path, store).await) })
         .buffer_unordered(4)
         .collect()
         .await;
     let mut failed = 0;
-    for (path, result) in &results {
+    for (path, store, result) in &results {
         let name = path.strip_prefix(&root).unwrap_or(path).display();
         match result {
-            Ok(()) => println!("test {name} ... ok"),
+            Ok(()) => println!("test {name} ({store:?}) ... ok"),
             Err(e) => {
                 failed += 1;
-                println!("test {name} ... FAILED\n{e}\n");
+                println!("test {name} ({store:?}) ... FAILED\n{e}\n");
             }
         }
     }

@@ -34,6 +34,16 @@ impl TestServer {
     pub async fn start_with(limits: Limits) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = Database::open_with(dir.path(), limits).expect("open database");
+        Self::serve(db, dir).await
+    }
+
+    /// A server whose database lives in memory (the `KvStore` contract's other implementation).
+    pub async fn start_in_memory() -> TestServer {
+        let db = Database::in_memory().expect("open database");
+        Self::serve(db, tempfile::tempdir().expect("temp dir")).await
+    }
+
+    async fn serve(db: std::sync::Arc<Database>, dir: tempfile::TempDir) -> TestServer {
         let server = Server::bind("127.0.0.1:0", db).await.expect("bind");
         let addr = server.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
