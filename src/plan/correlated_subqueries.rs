@@ -57,7 +57,12 @@ fn rewrite_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         LogicalPlan::Filter(filter) => filter.input.clone(),
         _ => return Ok(Transformed::no(node)),
     };
-    if !deterministic(&outer)? {
+    let mut has_subquery = false;
+    node.apply_expressions(|e| {
+        has_subquery |= e.exists(|e| Ok(matches!(e, Expr::ScalarSubquery(_))))?;
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    if !has_subquery || !deterministic(&outer)? {
         return Ok(Transformed::no(node));
     }
     // Subqueries some rows may not evaluate: left as they are.
