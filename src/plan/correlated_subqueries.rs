@@ -32,7 +32,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::AnalyzerRule;
 
-use super::expr_rules::rewrite_keeping_names;
+use super::expr_rules::{evaluates_for_some_rows, rewrite_keeping_names};
 
 /// The analyzer rule; see the module's doc.
 #[derive(Debug)]
@@ -86,20 +86,14 @@ fn rewrite_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
 /// Collects the scalar subqueries of `expr` that sit under a construct evaluating its parts
 /// for some rows only (`under`: `expr` itself does).
 fn under_condition(expr: &Expr, under: bool, out: &mut Vec<Subquery>) {
-    let conditional = match expr {
-        Expr::ScalarSubquery(subquery) => {
-            if under {
-                out.push(subquery.clone());
-            }
-            return;
+    if let Expr::ScalarSubquery(subquery) = expr {
+        if under {
+            out.push(subquery.clone());
         }
-        Expr::Case(_) => true,
-        Expr::BinaryExpr(BinaryExpr { op: Operator::And | Operator::Or, .. }) => true,
-        Expr::ScalarFunction(f) => matches!(f.func.name(), "coalesce" | "nullif" | "nvl" | "nvl2" | "ifnull"),
-        _ => false,
-    };
+        return;
+    }
     let _ = expr.apply_children(|child| {
-        under_condition(child, under || conditional, out);
+        under_condition(child, under || evaluates_for_some_rows(expr), out);
         Ok(TreeNodeRecursion::Continue)
     });
 }

@@ -15,6 +15,18 @@ pub fn input_schema(node: &LogicalPlan) -> DFSchema {
     schema
 }
 
+/// Whether `expr` itself evaluates its operands for some rows only (CASE, AND, OR, COALESCE
+/// and its kin): what sits under it may be a value PostgreSQL never computes.
+pub fn evaluates_for_some_rows(expr: &Expr) -> bool {
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    match expr {
+        Expr::Case(_) => true,
+        Expr::BinaryExpr(BinaryExpr { op: Operator::And | Operator::Or, .. }) => true,
+        Expr::ScalarFunction(f) => matches!(f.func.name(), "coalesce" | "nullif" | "nvl" | "nvl2" | "ifnull"),
+        _ => false,
+    }
+}
+
 /// Rewrites every expression of `node` bottom up with `rewrite`; output columns keep their
 /// names (a projection's `a < b` is still called that after its operands change).
 pub fn rewrite_keeping_names(

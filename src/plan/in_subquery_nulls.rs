@@ -30,7 +30,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::AnalyzerRule;
 
-use super::expr_rules::{input_schema, rewrite_keeping_names};
+use super::expr_rules::{evaluates_for_some_rows, input_schema, rewrite_keeping_names};
 
 /// The analyzer rule; see the module's doc.
 #[derive(Debug)]
@@ -143,16 +143,7 @@ fn counted(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
 
 /// Whether `expr` evaluates some part of itself only for some rows.
 fn conditional(expr: &Expr) -> bool {
-    use datafusion::logical_expr::{BinaryExpr, Operator};
-    expr.exists(|e| {
-        Ok(match e {
-            Expr::Case(_) => true,
-            Expr::BinaryExpr(BinaryExpr { op: Operator::And | Operator::Or, .. }) => true,
-            Expr::ScalarFunction(f) => matches!(f.func.name(), "coalesce" | "nullif" | "nvl" | "nvl2" | "ifnull"),
-            _ => false,
-        })
-    })
-    .unwrap_or(true)
+    expr.exists(|e| Ok(evaluates_for_some_rows(e))).unwrap_or(true)
 }
 
 /// `(SELECT count(*) FROM plan)`, correlated as `like` is (and on `extra`).
