@@ -109,15 +109,13 @@ fn point_read(c: &mut Criterion) {
         let rows = client.query("SELECT DISTINCT cc_num FROM tx ORDER BY cc_num LIMIT 1000", &[]).await.unwrap();
         rows.iter().map(|r| r.get(0)).collect()
     });
-    let store = bench.db.catalog.store().clone();
     let mut group = c.benchmark_group("point_read");
     for name in ["card_max_1h", "card_count_1d", "card_session_10m"] {
-        let feature = bench.db.features.get(name).unwrap();
         let mut i = 0;
         group.bench_function(name, |b| {
             b.iter(|| {
                 i = (i + 1) % keys.len();
-                let batch = feature.read(&store, Some(&[ScalarValue::Int64(Some(keys[i]))])).unwrap();
+                let batch = bench.db.read_feature(name, Some(&[ScalarValue::Int64(Some(keys[i]))])).unwrap();
                 assert_eq!(batch.num_rows(), 1);
             })
         });

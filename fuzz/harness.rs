@@ -11,9 +11,9 @@ use asofdb::catalog::{ColumnDef, TableDef};
 use asofdb::execute::copy_format::{CopyFormat, Position};
 use asofdb::execute::copy_rows::decode_rows;
 use asofdb::feature::FeatureDef;
-use asofdb::plan::time_zone::SessionZone;
 use asofdb::sql::types::ColumnType;
 use asofdb::sql::{SqlParser, Statement};
+use asofdb::value::time_zone::SessionZone;
 use bytes::BytesMut;
 use pgwire::messages::{DecodeContext, PgWireFrontendMessage};
 

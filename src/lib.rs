@@ -31,5 +31,6 @@ pub mod plan;
 pub mod server;
 pub mod sql;
 pub mod storage;
+pub mod value;
 
 pub use error::{Error, Result};

@@ -3,7 +3,8 @@
 //! 1. [`mark`] rewrites each `L ASOF [kind] JOIN R ON ...` of the statement (in CTEs, set
 //!    operations, FROM and expression subqueries alike) into `L [kind] JOIN <placeholder> AS R
 //!    ON <the same conditions>` (kind: LEFT, RIGHT, FULL, SEMI or ANTI), where the placeholder
-//!    is `R`'s table provider registered under a fresh name for the duration of planning;
+//!    is `R`'s table provider under a fresh name in a catalog of the statement's own
+//!    ([`Placeholders`]), which only that statement's planning sees;
 //! 2. DataFusion plans the statement, resolving every name and expression;
 //! 3. `plan::asof::lower` replaces those joins by `AsofJoinNode`s, which its extension planner
 //!    turns into its table or feature operator.
@@ -13,7 +14,10 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider,
+    SchemaProvider, TableProvider,
+};
 use datafusion::datasource::ViewTable;
 use sqlparser::ast::{
     BinaryOperator, Cte, Expr, Join, JoinConstraint, JoinOperator, Query, SetExpr, Statement as SqlStatement,
@@ -29,8 +33,10 @@ use crate::plan::{CATALOG_NAME, SCHEMA_NAME};
 use crate::sql::asof_syntax::{ANTI_MARKER, FULL_MARKER, INNER_MARKER, LEFT_MARKER, RIGHT_MARKER, SEMI_MARKER};
 use crate::sql::names::{ident_name, table_name};
 
-/// The schema holding placeholder tables while a statement is planned.
-pub const TEMP_SCHEMA: &str = "asof_tmp";
+/// The catalog, and its one schema, holding a statement's placeholder tables while it is
+/// planned: `asof_tmp.placeholders.__asof_N`.
+const PLACEHOLDER_CATALOG: &str = "asof_tmp";
+const PLACEHOLDER_SCHEMA: &str = "placeholders";
 
 static NEXT_PLACEHOLDER: AtomicU64 = AtomicU64::new(1);
 
@@ -39,15 +45,40 @@ pub fn has_asof(statement: &SqlStatement) -> bool {
     matches!(statement, SqlStatement::Query(_) | SqlStatement::Explain { .. }) && holds_asof_join(statement)
 }
 
-/// Marks every ASOF join of `statement`, registering one placeholder per join; returns the
-/// placeholders' specs by name. The caller removes them with [`deregister`] once planned.
-pub async fn mark(db: &Database, statement: &mut SqlStatement) -> Result<HashMap<String, AsofSpec>> {
+/// A statement's placeholders: what each ASOF join reads, by placeholder name, and the
+/// providers planning resolves the names to.
+pub struct Placeholders {
+    pub specs: HashMap<String, AsofSpec>,
+    schema: Arc<MemorySchemaProvider>,
+}
+
+impl Placeholders {
+    /// The catalogs `state` plans with, plus this statement's placeholders: the catalogs are
+    /// shared, only the list is new, so no other statement sees the placeholders.
+    pub fn catalogs_with(&self, state: &datafusion::execution::SessionState) -> Arc<dyn CatalogProviderList> {
+        let base = state.catalog_list();
+        let catalogs = MemoryCatalogProviderList::new();
+        for name in base.catalog_names() {
+            if let Some(catalog) = base.catalog(&name) {
+                catalogs.register_catalog(name, catalog);
+            }
+        }
+        let placeholders = MemoryCatalogProvider::new();
+        // Registering a schema in a new in-memory catalog cannot fail.
+        let _ = placeholders.register_schema(PLACEHOLDER_SCHEMA, self.schema.clone());
+        catalogs.register_catalog(PLACEHOLDER_CATALOG.to_string(), Arc::new(placeholders));
+        Arc::new(catalogs)
+    }
+}
+
+/// Marks every ASOF join of `statement`, giving each a placeholder table; returns them.
+pub async fn mark(db: &Database, statement: &mut SqlStatement) -> Result<Placeholders> {
     let mut marker = Marker { joins: Vec::new(), ctes: Vec::new(), error: None };
     let _ = statement.visit(&mut marker);
     if let Some(e) = marker.error {
         return Err(e);
     }
-    let schema = temp_schema(db)?;
+    let schema = Arc::new(MemorySchemaProvider::new());
     let public = db.ctx.catalog(CATALOG_NAME).and_then(|c| c.schema(SCHEMA_NAME));
     let public = public.ok_or_else(|| Error::internal("public schema missing"))?;
     let mut specs = HashMap::new();
@@ -59,46 +90,20 @@ pub async fn mark(db: &Database, statement: &mut SqlStatement) -> Result<HashMap
                         Some(feature) => AsofTarget::Feature(feature),
                         None => AsofTarget::Table,
                     };
-                    (Ok(provider), target)
+                    (provider, target)
                 }
-                Ok(None) => (Err(Error::undefined_table(&name)), AsofTarget::Table),
-                Err(e) => (Err(e.into()), AsofTarget::Table),
+                Ok(None) => return Err(Error::undefined_table(&name)),
+                Err(e) => return Err(e.into()),
             },
             RightSide::Query(query) => {
-                let planned = Box::pin(db.plan_query(&SqlStatement::Query(query))).await;
-                let view = planned.map(|plan| Arc::new(ViewTable::new(plan, None)) as Arc<dyn TableProvider>);
-                (view, AsofTarget::Table)
+                let plan = Box::pin(db.plan_query(&SqlStatement::Query(query))).await?;
+                (Arc::new(ViewTable::new(plan, None)) as Arc<dyn TableProvider>, AsofTarget::Table)
             }
         };
-        let registered =
-            provider.and_then(|provider| schema.register_table(placeholder.clone(), provider).map_err(Error::from));
-        if let Err(e) = registered {
-            deregister(db, &specs);
-            return Err(e);
-        }
+        schema.register_table(placeholder.clone(), provider)?;
         specs.insert(placeholder, AsofSpec { target });
     }
-    Ok(specs)
-}
-
-/// Removes a statement's placeholders.
-pub fn deregister(db: &Database, specs: &HashMap<String, AsofSpec>) {
-    if let Ok(schema) = temp_schema(db) {
-        for name in specs.keys() {
-            let _ = schema.deregister_table(name);
-        }
-    }
-}
-
-/// The schema placeholders are registered in, created on first use.
-fn temp_schema(db: &Database) -> Result<Arc<dyn SchemaProvider>> {
-    let catalog = db.ctx.catalog(CATALOG_NAME).ok_or_else(|| Error::internal("catalog missing"))?;
-    if let Some(schema) = catalog.schema(TEMP_SCHEMA) {
-        return Ok(schema);
-    }
-    let schema: Arc<dyn SchemaProvider> = Arc::new(MemorySchemaProvider::new());
-    catalog.register_schema(TEMP_SCHEMA, schema.clone())?;
-    Ok(schema)
+    Ok(Placeholders { specs, schema })
 }
 
 /// Visits every query of a statement and rewrites the ASOF joins of its SELECTs.
@@ -160,8 +165,10 @@ impl Marker {
         };
         let (kind, on) = conditions(match_condition, constraint, left, &right_alias)?;
         let placeholder = format!("__asof_{}", NEXT_PLACEHOLDER.fetch_add(1, Ordering::Relaxed));
-        join.relation =
-            parse_relation(&format!("{TEMP_SCHEMA}.{placeholder} AS \"{}\"", right_alias.replace('"', "\"\"")))?;
+        join.relation = parse_relation(&format!(
+            "{PLACEHOLDER_CATALOG}.{PLACEHOLDER_SCHEMA}.{placeholder} AS \"{}\"",
+            right_alias.replace('"', "\"\"")
+        ))?;
         let constraint = JoinConstraint::On(on);
         // SEMI and ANTI keep the left columns only; `plan::asof::lower` runs them as an
         // inner and a LEFT ASOF join.

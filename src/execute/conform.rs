@@ -15,9 +15,9 @@ use arrow::util::display::array_value_to_string;
 
 use crate::catalog::TableDef;
 use crate::error::{Error, Result, SqlState};
-use crate::plan::infinite_time::{infinite_micros, infinite_text};
-use crate::plan::time_zone::{self, SessionZone};
 use crate::sql::types::ColumnType;
+use crate::value::infinite::{infinite_micros, infinite_text};
+use crate::value::time_zone::{self, SessionZone};
 
 /// How an error names the offending input row: `row 3` of an INSERT, `line 7` of COPY data.
 #[derive(Debug, Clone, Copy)]
@@ -180,11 +180,11 @@ fn with_infinities(source: &ArrayRef, converted: ArrayRef) -> ArrayRef {
 /// Text timestamps with `:00` added where they lack seconds (`plan::with_seconds`).
 fn times_with_seconds(source: &ArrayRef) -> ArrayRef {
     let Some(strings) = source.as_any().downcast_ref::<StringArray>() else { return source.clone() };
-    if !strings.iter().flatten().any(|t| crate::plan::with_seconds(t).is_some()) {
+    if !strings.iter().flatten().any(|t| crate::value::with_seconds(t).is_some()) {
         return source.clone();
     }
     let fixed: StringArray =
-        strings.iter().map(|t| t.map(|t| crate::plan::with_seconds(t).unwrap_or_else(|| t.to_string()))).collect();
+        strings.iter().map(|t| t.map(|t| crate::value::with_seconds(t).unwrap_or_else(|| t.to_string()))).collect();
     Arc::new(fixed)
 }
 

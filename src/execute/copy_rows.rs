@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::execute::conform::{RowLabel, conform};
 use crate::execute::copy_binary;
 use crate::execute::copy_format::{CopyFormat, Position, decode_chunk};
-use crate::plan::time_zone::SessionZone;
+use crate::value::time_zone::SessionZone;
 
 /// Decodes the complete records at the start of `data` (all of it if `last`) into a batch of
 /// `def`'s schema; `targets` are the table column indices of the data's columns, in data

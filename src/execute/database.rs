@@ -14,14 +14,14 @@ use sqlparser::ast::Statement as SqlStatement;
 
 use super::asof;
 use crate::catalog::Catalog;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::feature::{FeatureEngine, LiveFeature, stored_definitions};
 use crate::plan::new_session_context;
-use crate::plan::time_zone::SessionZone;
 use crate::sql::SqlParser;
 use crate::storage::cold::ColdStore;
 use crate::storage::hot::SledKv;
 use crate::storage::{Append, Commit, DiskReserve, EventStore, KvStore, MemoryKv, StagedWrite};
+use crate::value::time_zone::SessionZone;
 
 /// Resource limits of a database.
 #[derive(Debug, Clone, Default)]
@@ -59,20 +59,20 @@ pub enum Write {
 
 /// Everything a session needs that outlives it.
 pub struct Database {
-    pub catalog: Arc<Catalog>,
+    pub(super) catalog: Arc<Catalog>,
     /// The live features, updated by every commit ([`Database::commit`]).
-    pub features: Arc<FeatureEngine>,
-    pub ctx: SessionContext,
+    pub(super) features: Arc<FeatureEngine>,
+    pub(super) ctx: SessionContext,
     /// `ctx`'s analyzer rules, applied by [`Database::analyze`].
     analyzer: Analyzer,
     /// `ctx`'s state without analyzer rules: what runs plans [`Database::analyze`] made.
     run_state: SessionState,
-    pub parser: SqlParser,
+    pub(super) parser: SqlParser,
     /// Commits hold it shared while they write and update features; CREATE FEATURE holds it
     /// exclusively while it backfills, so no commit falls between backfill and registration.
-    pub commit_gate: tokio::sync::RwLock<()>,
+    pub(super) commit_gate: tokio::sync::RwLock<()>,
     /// See [`Limits::copy_chunk_bytes`].
-    pub copy_chunk_bytes: usize,
+    pub(super) copy_chunk_bytes: usize,
     /// Rows stored in tables that features read, when features last snapshotted: rows written
     /// since then cannot move to the cold tier yet (see `tiering`).
     rows_at_snapshot: std::sync::atomic::AtomicU64,
@@ -102,16 +102,34 @@ impl Database {
     }
 
     /// Plans a read-only statement (query, EXPLAIN) without running it. ASOF joins are
-    /// marked first and lowered to their own plan node after (`execute::asof`).
+    /// marked first, planned against placeholders of the statement's own, and lowered to
+    /// their own plan node after (`execute::asof`).
     pub async fn plan_query(&self, sql: &SqlStatement) -> Result<LogicalPlan> {
         if !asof::has_asof(sql) {
             return self.plan_statement(sql).await;
         }
         let mut sql = sql.clone();
-        let specs = asof::mark(self, &mut sql).await?;
-        let planned = self.plan_statement(&sql).await.and_then(|plan| crate::plan::asof::lower(plan, &specs));
-        asof::deregister(self, &specs);
-        planned
+        let placeholders = asof::mark(self, &mut sql).await?;
+        let catalogs = placeholders.catalogs_with(&self.ctx.state());
+        let state = SessionStateBuilder::new_from_existing(self.ctx.state()).with_catalog_list(catalogs).build();
+        let plan = Self::plan_in(&state, &sql).await?;
+        crate::plan::asof::lower(plan, &placeholders.specs)
+    }
+
+    /// The statements of `text`, in order (`sql::SqlParser`).
+    pub fn parse(&self, text: &str) -> Result<Vec<crate::sql::Statement>> {
+        self.parser.parse_many(text)
+    }
+
+    /// The values of feature `name` for `key` (or every key) at its table's watermark, as
+    /// `SELECT * FROM name [WHERE keys = ...]` returns them, without planning.
+    pub fn read_feature(
+        &self,
+        name: &str,
+        key: Option<&[datafusion::scalar::ScalarValue]>,
+    ) -> Result<arrow::array::RecordBatch> {
+        let feature = self.features.get(name).ok_or_else(|| Error::undefined_table(name))?;
+        feature.read(self.catalog.store(), key)
     }
 
     /// Changes whenever a table or feature is created, dropped or altered (after the change
@@ -211,7 +229,13 @@ impl Database {
     }
 
     async fn plan_statement(&self, sql: &SqlStatement) -> Result<LogicalPlan> {
-        let plan = self.ctx.state().statement_to_plan(DfStatement::Statement(Box::new(sql.clone()))).await?;
+        Self::plan_in(&self.ctx.state(), sql).await
+    }
+
+    /// Plans a read-only statement with `state`'s catalogs; DDL and DML are refused, so
+    /// nothing bypasses our storage.
+    async fn plan_in(state: &SessionState, sql: &SqlStatement) -> Result<LogicalPlan> {
+        let plan = state.statement_to_plan(DfStatement::Statement(Box::new(sql.clone()))).await?;
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)

@@ -12,9 +12,9 @@ use super::Database;
 use super::conform::{RowLabel, conform};
 use crate::catalog::TableDef;
 use crate::error::{Error, Result, SqlState};
-use crate::plan::time_zone::SessionZone;
 use crate::sql::names::{ident_name, table_name};
 use crate::storage::Append;
+use crate::value::time_zone::SessionZone;
 
 /// Evaluates an INSERT into the rows it appends (nothing is written here).
 /// Text and timestamps are read in `zone`, the session's time zone.

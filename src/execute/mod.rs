@@ -16,4 +16,4 @@ pub mod tiering;
 pub use conform::{RowLabel, conform};
 pub use database::{Database, Limits};
 pub use prepared::{Planned, PreparedStatement};
-pub use session::{CopyIn, Output, Session, check_copy};
+pub use session::{Output, Session, check_copy};

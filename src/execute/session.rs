@@ -36,15 +36,16 @@ pub enum Output {
     TransactionStarted,
     /// COMMIT or ROLLBACK (`tag` says which happened: COMMIT of a failed transaction rolls back).
     TransactionEnded { tag: &'static str },
-    /// COPY ... FROM STDIN: the client sends data next, then [`Session::finish_copy_in`].
-    CopyIn(CopyIn),
+    /// COPY ... FROM STDIN of `columns` columns: the client sends data next
+    /// ([`Session::copy_data`]), then [`Session::copy_done`].
+    CopyIn { columns: usize, binary: bool },
     /// COPY ... TO STDOUT: these rows, in this format.
     CopyOut { format: CopyFormat, data: DataFrame },
 }
 
 mod copy_in;
 
-pub use copy_in::CopyIn;
+use copy_in::CopyIn;
 
 enum Transaction {
     None,
@@ -57,8 +58,10 @@ pub struct Session {
     db: Arc<Database>,
     transaction: Transaction,
     pub settings: Settings,
-    /// Where NOTICE messages of the running statement go (set by the wire front end).
-    pub notices: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// Where NOTICE messages of the running statement go ([`Session::execute_reporting`]).
+    notices: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// A COPY FROM STDIN waiting for its data.
+    copy_in: Option<CopyIn>,
 }
 
 /// Disk space a new feature needs at least, for its catalog entry and first snapshot.
@@ -66,7 +69,20 @@ const FEATURE_MIN_BYTES: u64 = 64 << 10;
 
 impl Session {
     pub fn new(db: Arc<Database>) -> Self {
-        Self { db, transaction: Transaction::None, settings: Settings::default(), notices: None }
+        Self { db, transaction: Transaction::None, settings: Settings::default(), notices: None, copy_in: None }
+    }
+
+    /// Runs one statement as [`Session::execute`] does, sending its NOTICE messages (CREATE
+    /// FEATURE's backfill progress) to `notices` as they come.
+    pub async fn execute_reporting(
+        &mut self,
+        statement: &Statement,
+        notices: tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Result<Output> {
+        self.notices = Some(notices);
+        let outcome = self.execute(statement).await;
+        self.notices = None;
+        outcome
     }
 
     /// Runs one statement. An error inside a transaction aborts the transaction.
@@ -343,7 +359,11 @@ impl Session {
         let (def, targets) = copy_destination(&self.db, source)?;
         let copy = CopyIn::new(def, targets, format);
         match target {
-            CopyTarget::Stdin => Ok(Output::CopyIn(copy)),
+            CopyTarget::Stdin => {
+                let (columns, binary) = (copy.column_count(), copy.format.binary);
+                self.copy_in = Some(copy);
+                Ok(Output::CopyIn { columns, binary })
+            }
             CopyTarget::File { filename } => {
                 let rows = self.copy_from_file(copy, filename).await?;
                 Ok(Output::Command { tag: "COPY", rows: Some(rows) })

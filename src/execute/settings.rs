@@ -13,8 +13,8 @@ use arrow::datatypes::{DataType, Field, Schema};
 use sqlparser::ast::{Expr, Set, Value};
 
 use crate::error::{Error, Result, SqlState};
-use crate::plan::time_zone::SessionZone;
 use crate::sql::names::ident_name;
+use crate::value::time_zone::SessionZone;
 
 /// The values `SHOW` reports before any `SET`.
 const DEFAULTS: &[(&str, &str)] = &[

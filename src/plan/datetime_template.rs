@@ -387,7 +387,7 @@ fn format_field(field: Field, fill: bool, t: NaiveDateTime, zone: Option<(&str, 
             let name = zone.map_or("", |(name, _)| name);
             if lower { name.to_lowercase() } else { name.to_string() }
         }
-        Field::ZoneOffset => zone.map_or(String::new(), |(_, offset)| super::time_zone::offset_text(offset)),
+        Field::ZoneOffset => zone.map_or(String::new(), |(_, offset)| crate::value::time_zone::offset_text(offset)),
         Field::ZoneHours => zone.map_or(String::new(), |(_, offset)| {
             let sign = if offset < 0 { '-' } else { '+' };
             format!("{sign}{:02}", offset.abs() / 3600)

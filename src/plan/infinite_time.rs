@@ -19,44 +19,7 @@ use datafusion::optimizer::AnalyzerRule;
 
 use super::expr_rules::{input_schema, rewrite_keeping_names};
 use crate::error::SqlState;
-
-/// `'infinity'`: after every other time.
-pub const INFINITY: i64 = i64::MAX;
-/// `'-infinity'`: before every other time.
-pub const MINUS_INFINITY: i64 = i64::MIN;
-
-/// The microseconds of `infinity`, `+infinity` or `-infinity` (any case, spaces around).
-pub fn infinite_micros(text: &str) -> Option<i64> {
-    let text = text.trim();
-    if text.eq_ignore_ascii_case("infinity") || text.eq_ignore_ascii_case("+infinity") {
-        Some(INFINITY)
-    } else if text.eq_ignore_ascii_case("-infinity") {
-        Some(MINUS_INFINITY)
-    } else {
-        None
-    }
-}
-
-/// How PostgreSQL prints an infinite timestamp; None for a finite one.
-pub fn infinite_text(micros: i64) -> Option<&'static str> {
-    match micros {
-        INFINITY => Some("infinity"),
-        MINUS_INFINITY => Some("-infinity"),
-        _ => None,
-    }
-}
-
-/// Whether a timestamp column (microseconds) holds a value arrow-pg cannot print as
-/// PostgreSQL does: an infinite one, or one before 1 AD (PostgreSQL writes `BC`).
-pub fn needs_pg_text(values: &ArrayRef) -> bool {
-    const FIRST_AD_MICROS: i64 = super::pg_time::FIRST_AD_DAY as i64 * 86_400_000_000;
-    matches!(values.data_type(), DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, _))
-        && values
-            .as_primitive::<TimestampMicrosecondType>()
-            .iter()
-            .flatten()
-            .any(|v| infinite_text(v).is_some() || v < FIRST_AD_MICROS)
-}
+use crate::value::infinite::infinite_text;
 
 /// `isfinite(timestamp | timestamptz | date | interval)`.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -183,22 +146,6 @@ impl ScalarUDFImpl for FinitePartOf {
             micros.iter().map(|v| v.filter(|v| infinite_text(*v).is_none())).collect();
         let finite: ArrayRef = Arc::new(finite.with_data_type(values.data_type().clone()));
         super::expr_rules::columnar(finite, scalar)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn infinity_is_read_in_any_case_and_printed_back() {
-        assert_eq!(infinite_micros(" Infinity "), Some(INFINITY));
-        assert_eq!(infinite_micros("+infinity"), Some(INFINITY));
-        assert_eq!(infinite_micros("-INFINITY"), Some(MINUS_INFINITY));
-        assert_eq!(infinite_micros("2024-01-01"), None);
-        assert_eq!(infinite_text(INFINITY), Some("infinity"));
-        assert_eq!(infinite_text(MINUS_INFINITY), Some("-infinity"));
-        assert_eq!(infinite_text(0), None);
     }
 }
 

@@ -29,12 +29,9 @@ mod schema;
 mod session_time_zone;
 mod system;
 mod time_bounds;
-pub mod time_zone;
-mod zone_abbreviations;
 
 pub use context::{CATALOG_NAME, SCHEMA_NAME, new_session_context};
 pub use event_table::EventTable;
 pub use pg_numeric::round_for_integer;
-pub use pg_time::{FIRST_AD_DAY, date_text, timestamp_text, with_seconds};
 pub use point_read::{PointRead, try_point_read};
 pub use system::SystemSchema;

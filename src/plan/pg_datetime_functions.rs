@@ -15,8 +15,8 @@ use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, Sca
 
 use super::datetime_template::Template;
 use super::expr_rules::columnar;
-use super::time_zone::{UTC_TAG, instant_of_local, parse_tz};
 use crate::error::SqlState;
+use crate::value::time_zone::{UTC_TAG, instant_of_local, parse_tz};
 
 /// The three functions, to register over DataFusion's.
 pub fn functions() -> Vec<ScalarUDF> {
@@ -260,7 +260,7 @@ fn to_char(values: &ArrayRef, templates: &ArrayRef, session_zone: &str) -> Resul
                 let name = if zone_name.as_deref() == Some(UTC_TAG) {
                     "UTC".to_string()
                 } else {
-                    super::time_zone::offset_text(offset)
+                    crate::value::time_zone::offset_text(offset)
                 };
                 (local, Some((name, offset)))
             }

@@ -14,8 +14,8 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
 
 use super::expr_rules::columnar;
-use super::time_zone::{local_of_instant, parse_tz};
 use crate::error::SqlState;
+use crate::value::time_zone::{local_of_instant, parse_tz};
 
 const DAYS_PER_MONTH: i64 = 30;
 const MICROS_PER_DAY: i64 = 86_400_000_000;

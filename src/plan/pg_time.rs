@@ -33,6 +33,7 @@ use datafusion::scalar::ScalarValue;
 
 use super::expr_rules::{input_schema, rewrite_keeping_names, rewrite_retyping};
 use crate::error::SqlState;
+use crate::value::{date_text, timestamp_text, with_seconds};
 
 /// Date arithmetic and `extract`; see the module's doc.
 #[derive(Debug)]
@@ -107,7 +108,7 @@ fn before_coercion(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             // A TIMESTAMPTZ less a TIMESTAMP or a date: the other is read as an instant (in
             // the session's zone, `plan::session_time_zone`), as PostgreSQL casts it.
             let zoned = |e: &Expr| is(e, |t| matches!(t, DataType::Timestamp(_, Some(_))));
-            let instant = DataType::Timestamp(TimeUnit::Microsecond, Some(super::time_zone::UTC_TAG.into()));
+            let instant = DataType::Timestamp(TimeUnit::Microsecond, Some(crate::value::time_zone::UTC_TAG.into()));
             let (left, right) = match (zoned(&left), zoned(&right)) {
                 (true, false) => (*left, cast(*right, instant)),
                 (false, true) => (cast(*left, instant), *right),
@@ -120,7 +121,7 @@ fn before_coercion(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         // it would otherwise make DataFusion convert the column to nanoseconds, which
         // `'infinity'` and times outside 1677-2262 do not fit.
         Expr::ScalarFunction(ScalarFunction { func, args }) if func.name() == "now" && args.is_empty() => {
-            let micros = DataType::Timestamp(TimeUnit::Microsecond, Some(super::time_zone::UTC_TAG.into()));
+            let micros = DataType::Timestamp(TimeUnit::Microsecond, Some(crate::value::time_zone::UTC_TAG.into()));
             Transformed::yes(cast(Expr::ScalarFunction(ScalarFunction { func, args }), micros))
         }
         // generate_series of dates or timestamps: text arguments take the type of the typed
@@ -133,7 +134,7 @@ fn before_coercion(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         {
             let text = |e: &Expr| is(e, |t| matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8));
             let types: Vec<DataType> = args.iter().take(2).filter_map(|a| a.get_type(schema).ok()).collect();
-            let instant = DataType::Timestamp(TimeUnit::Microsecond, Some(super::time_zone::UTC_TAG.into()));
+            let instant = DataType::Timestamp(TimeUnit::Microsecond, Some(crate::value::time_zone::UTC_TAG.into()));
             let target = match types.iter().find(|t| matches!(t, DataType::Timestamp(_, Some(_)))) {
                 Some(zoned) => zoned.clone(),
                 None => match types.iter().find(|t| matches!(t, DataType::Timestamp(_, None))) {
@@ -253,7 +254,7 @@ impl ScalarUDFImpl for TimestampDifference {
         let (a, b) = (micros(&args.args[0])?, micros(&args.args[1])?);
         let (a, b) = (a.as_primitive::<TimestampMicrosecondType>(), b.as_primitive::<TimestampMicrosecondType>());
         const DAY: i64 = 86_400_000_000;
-        let infinite = |v: i64| super::infinite_time::infinite_text(v).is_some();
+        let infinite = |v: i64| crate::value::infinite::infinite_text(v).is_some();
         let differences: IntervalMonthDayNanoArray = a
             .iter()
             .zip(b.iter())
@@ -406,7 +407,7 @@ impl ScalarUDFImpl for TimestampText {
         // A TIMESTAMPTZ is shown in the zone it is tagged with: the session's
         // (`session_time_zone` retags it).
         let zone = match input.data_type() {
-            DataType::Timestamp(_, Some(tag)) => super::time_zone::parse_tz(tag),
+            DataType::Timestamp(_, Some(tag)) => crate::value::time_zone::parse_tz(tag),
             _ => None,
         };
         // Microseconds are PostgreSQL's precision.
@@ -420,7 +421,7 @@ impl ScalarUDFImpl for TimestampText {
         let text: StringArray = micros
             .iter()
             .map(|v| match &zone {
-                Some(zone) => super::time_zone::zoned_text(v?, zone),
+                Some(zone) => crate::value::time_zone::zoned_text(v?, zone),
                 None => timestamp_text(v?, false),
             })
             .collect();
@@ -435,7 +436,7 @@ fn is_comparison_op(op: Operator) -> bool {
 
 /// `'infinity'` or `'-infinity'` written as text.
 fn infinite_text_literal(expr: &Expr) -> bool {
-    matches!(expr, Expr::Literal(ScalarValue::Utf8(Some(text)), _) if super::infinite_time::infinite_micros(text).is_some())
+    matches!(expr, Expr::Literal(ScalarValue::Utf8(Some(text)), _) if crate::value::infinite::infinite_micros(text).is_some())
 }
 
 /// `'infinity'::timestamp` (or `-infinity`, to a microsecond timestamp type) as its value.
@@ -445,7 +446,7 @@ fn infinite_literal(expr: &Expr, target: &DataType) -> Option<Expr> {
     else {
         return None;
     };
-    let micros = super::infinite_time::infinite_micros(text)?;
+    let micros = crate::value::infinite::infinite_micros(text)?;
     Some(Expr::Literal(ScalarValue::TimestampMicrosecond(Some(micros), tag.clone()), None))
 }
 
@@ -483,98 +484,4 @@ fn before_christ_literal(expr: &Expr, target: &DataType) -> Option<Expr> {
         _ => return None,
     };
     Some(Expr::Literal(value, None))
-}
-
-/// `text` with `:00` seconds added if it is a date and a time without seconds
-/// (`2024-03-01 12:00`, `2024-03-01T09:30`), which PostgreSQL accepts and Arrow refuses.
-pub fn with_seconds(text: &str) -> Option<String> {
-    let trimmed = text.trim();
-    let (date, time) = trimmed.split_once([' ', 'T'])?;
-    let (hours, minutes) = time.split_once(':')?;
-    let digits =
-        |s: &str, n: std::ops::RangeInclusive<usize>| n.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
-    (date.len() == 10 && digits(hours, 1..=2) && digits(minutes, 2..=2)).then(|| format!("{trimmed}:00"))
-}
-
-/// `2024-03-01 12:34:56.5` (and `+00` when `zoned`): the fraction without trailing zeros.
-pub fn timestamp_text(micros: i64, zoned: bool) -> Option<String> {
-    let offset = if zoned { "+00" } else { "" };
-    timestamp_text_with(micros, offset)
-}
-
-/// [`timestamp_text`] with `offset` after the time and, for a year before 1 AD, PostgreSQL's
-/// ` BC` after that (`0044-03-15 12:00:00+00 BC`, where chrono writes year -43).
-pub fn timestamp_text_with(micros: i64, offset: &str) -> Option<String> {
-    if let Some(text) = super::infinite_time::infinite_text(micros) {
-        return Some(text.to_string());
-    }
-    let at = chrono::DateTime::from_timestamp_micros(micros)?.naive_utc();
-    let (mut text, bc) = date_and_era(at.date());
-    text.push_str(&at.format(" %H:%M:%S").to_string());
-    let fraction = micros.rem_euclid(1_000_000);
-    if fraction != 0 {
-        let digits = format!("{fraction:06}");
-        text.push('.');
-        text.push_str(digits.trim_end_matches('0'));
-    }
-    text.push_str(offset);
-    if bc {
-        text.push_str(" BC");
-    }
-    Some(text)
-}
-
-/// A DATE as PostgreSQL prints it: `2024-03-01`, `0044-03-15 BC`.
-pub fn date_text(days_since_epoch: i32) -> Option<String> {
-    // The civil date of a day count (Howard Hinnant's algorithm): every DATE, where chrono
-    // stops at year 262143.
-    let z = i64::from(days_since_epoch) + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    Some(if year > 0 {
-        format!("{year:04}-{month:02}-{day:02}")
-    } else {
-        format!("{:04}-{month:02}-{day:02} BC", 1 - year)
-    })
-}
-
-/// `YYYY-MM-DD` with the year counted as PostgreSQL counts it (no year 0: 1 BC precedes
-/// 1 AD), and whether it is BC.
-fn date_and_era(date: chrono::NaiveDate) -> (String, bool) {
-    use chrono::Datelike;
-    let year = date.year();
-    if year > 0 {
-        return (date.format("%Y-%m-%d").to_string(), false);
-    }
-    (format!("{:04}-{:02}-{:02}", 1 - year, date.month(), date.day()), true)
-}
-
-/// The first day PostgreSQL prints without ` BC` (0001-01-01), in days since 1970.
-pub const FIRST_AD_DAY: i32 = -719_162;
-
-#[cfg(test)]
-mod tests {
-    use super::timestamp_text;
-
-    #[test]
-    fn timestamps_print_as_postgres_does() {
-        assert_eq!(timestamp_text(1_709_296_496_500_000, false).unwrap(), "2024-03-01 12:34:56.5");
-        assert_eq!(timestamp_text(1_709_296_496_000_000, true).unwrap(), "2024-03-01 12:34:56+00");
-        assert_eq!(timestamp_text(-1, false).unwrap(), "1969-12-31 23:59:59.999999");
-    }
-
-    #[test]
-    fn times_without_seconds_get_them() {
-        use super::with_seconds;
-        assert_eq!(with_seconds("2024-03-01 12:00").as_deref(), Some("2024-03-01 12:00:00"));
-        assert_eq!(with_seconds("2024-03-01T9:30").as_deref(), Some("2024-03-01T9:30:00"));
-        assert_eq!(with_seconds("2024-03-01 12:00:00"), None);
-        assert_eq!(with_seconds("2024-03-01"), None);
-    }
 }

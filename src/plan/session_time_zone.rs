@@ -1,5 +1,5 @@
 //! The session's time zone in queries: where PostgreSQL reads or shows a TIMESTAMPTZ in the
-//! session's zone, the plan does it in that zone (`plan::time_zone` for the zone itself).
+//! session's zone, the plan does it in that zone (`value::time_zone` for the zone itself).
 //!
 //! TIMESTAMPTZ columns are stored as instants tagged `+00:00`. Arrow and DataFusion already
 //! compute in the zone a type is tagged with (`date_trunc`, `extract`, `::date`,
@@ -29,7 +29,7 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::AnalyzerRule;
 
 use super::expr_rules::{columnar, input_schema, rewrite_keeping_names};
-use super::time_zone::{SessionZone, UTC_TAG, instant_of_local, local_of_instant, parse_instant, parse_tz};
+use crate::value::time_zone::{SessionZone, UTC_TAG, instant_of_local, local_of_instant, parse_instant, parse_tz};
 
 use crate::error::SqlState;
 use crate::sql::function_spellings::AT_TIME_ZONE;
@@ -336,7 +336,7 @@ impl ScalarUDFImpl for ConversionUdf {
 /// then days, added to the local time (the day of month clamped to the month's last), read
 /// back as an instant with PostgreSQL's DST choices; then the time part added to the instant.
 fn add_in_zone(instant: i64, interval: IntervalMonthDayNano, sign: i64, zone: &Tz) -> Option<i64> {
-    if super::infinite_time::infinite_text(instant).is_some() {
+    if crate::value::infinite::infinite_text(instant).is_some() {
         return Some(instant);
     }
     let months = i64::from(interval.months) * sign;

@@ -11,10 +11,10 @@ use arrow::array::{Array, ArrayRef, AsArray, ListArray, StringArray};
 use arrow::datatypes::{DataType, Field, TimeUnit};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
+use super::interval::interval_at;
 use super::pg_text::{float_text, trim_fraction};
-use super::results::interval_at;
-use crate::plan::time_zone::{UTC_TAG, zoned_text};
-use crate::plan::{FIRST_AD_DAY, date_text, timestamp_text};
+use crate::value::time_zone::{UTC_TAG, zoned_text};
+use crate::value::{FIRST_AD_DAY, date_text, timestamp_text};
 
 /// `column` as a list of PostgreSQL's texts, if it is a list whose elements need them.
 pub fn list_as_text(column: &ArrayRef, zone: &Tz) -> Option<ArrayRef> {

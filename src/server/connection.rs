@@ -7,14 +7,11 @@ use pgwire::error::PgWireResult;
 use tokio::sync::Mutex;
 
 use super::cancel::{CancelFlag, Cancellations};
-use super::handlers::QueryHandler;
-use crate::execute::{CopyIn, Session};
+use crate::execute::{Database, Session};
 
 /// What one connection carries between messages.
 pub struct Connection {
     pub session: Session,
-    /// A COPY FROM STDIN in progress and the data received so far.
-    pub copy_in: Option<CopyIn>,
     /// Raised by a CancelRequest for this connection, or by the statement timer.
     pub cancel: Arc<CancelFlag>,
     /// Raises `cancel` when the running statement passes `statement_timeout`.
@@ -74,28 +71,34 @@ impl Drop for ConnectionSlot {
     }
 }
 
-impl QueryHandler {
-    /// The connection state of `client`, created on first use. Each statement starts with a
-    /// fresh cancel flag state.
-    /// Refused (FATAL 28000) before the client has logged in.
-    pub(super) fn connection<C: ClientInfo + ?Sized>(&self, client: &C) -> PgWireResult<Arc<Mutex<Connection>>> {
-        super::auth::require_login(client)?;
-        let slot = client.session_extensions().get_or_insert_with(|| {
-            let (pid, key) = client.pid_and_secret_key();
-            let cancel = self.cancellations.register(pid, key);
-            let mut session = Session::new(self.db.clone());
-            session.settings.apply_startup(client.metadata());
-            let state = Connection { session, copy_in: None, cancel, timer: None };
-            ConnectionSlot { state: Arc::new(Mutex::new(state)), pid, registry: self.cancellations.clone() }
-        });
-        Ok(slot.state.clone())
-    }
+/// The connection state of `client`, created on first use.
+/// Refused (FATAL 28000) before the client has logged in.
+pub fn connection_of<C: ClientInfo + ?Sized>(
+    client: &C,
+    db: &Arc<Database>,
+    cancellations: &Arc<Cancellations>,
+) -> PgWireResult<Arc<Mutex<Connection>>> {
+    super::auth::require_login(client)?;
+    let slot = client.session_extensions().get_or_insert_with(|| {
+        let (pid, key) = client.pid_and_secret_key();
+        let cancel = cancellations.register(pid, key);
+        let mut session = Session::new(db.clone());
+        session.settings.apply_startup(client.metadata());
+        let state = Connection { session, cancel, timer: None };
+        ConnectionSlot { state: Arc::new(Mutex::new(state)), pid, registry: cancellations.clone() }
+    });
+    Ok(slot.state.clone())
+}
+
+/// What the session's results are shown with: its time zone, and the flag that ends them.
+pub fn output_context(connection: &Connection) -> (arrow::array::timezone::Tz, Arc<CancelFlag>) {
+    (connection.session.settings.zone().tz(), connection.cancel.clone())
 }
 
 /// An error reached `client` outside the session (Parse, Bind): its open transaction, if any,
 /// is aborted, so later statements get 25P02 as in PostgreSQL. Errors are sent after the
 /// statement released the connection, so the lock is free; if not, the session saw the error.
-pub(super) fn abort_transaction_after_error<C: ClientInfo + ?Sized>(client: &C) {
+pub fn abort_transaction_after_error<C: ClientInfo + ?Sized>(client: &C) {
     if let Some(slot) = client.session_extensions().get::<ConnectionSlot>()
         && let Ok(mut connection) = slot.state.try_lock()
     {

@@ -7,16 +7,18 @@ use pgwire::error::PgWireError;
 
 use super::auth::Security;
 use super::cancel::{CancelRequests, Cancellations};
+use super::connection::abort_transaction_after_error;
 use super::errors::{fatal, to_pgwire};
 use super::executor::Executor;
-use super::extended::StatementParser;
+use super::prepare::StatementParser;
+use super::query_handler::QueryHandler;
 use crate::error::{Error, SqlState};
 use crate::execute::Database;
 
 /// The handler set shared by every connection.
 pub struct Handlers {
-    pub(super) db: Arc<Database>,
-    pub(super) parser: Arc<StatementParser>,
+    db: Arc<Database>,
+    parser: Arc<StatementParser>,
     executor: Executor,
     security: Arc<Security>,
     connections: Arc<ConnectionManager>,
@@ -73,7 +75,7 @@ impl ErrorHandler for LogErrors {
             let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
             *error = fatal(SqlState::InvalidPassword, format!("password authentication failed for user \"{user}\""));
         }
-        super::connection::abort_transaction_after_error(client);
+        abort_transaction_after_error(client);
         tracing::debug!(peer = %client.socket_addr(), "sending error: {error}");
     }
 }
@@ -102,16 +104,6 @@ impl PgWireServerHandlers for ConnectionHandlers {
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         self.shared.cancel.clone()
     }
-}
-
-/// Answers queries and COPY data for one connection at a time; its state lives in the
-/// connection (see `connection`), so one instance serves all.
-#[derive(Clone)]
-pub struct QueryHandler {
-    pub(super) db: Arc<Database>,
-    pub(super) parser: Arc<StatementParser>,
-    pub(super) executor: Executor,
-    pub(super) cancellations: Arc<Cancellations>,
 }
 
 impl Handlers {

@@ -7,7 +7,7 @@ use pgwire::api::Type;
 use pgwire::types::ToSqlText;
 use postgres_types::{IsNull, ToSql, to_sql_checked};
 
-use crate::plan::infinite_time::infinite_text;
+use crate::value::infinite::infinite_text;
 
 /// An infinite TIMESTAMP or TIMESTAMPTZ value (its microseconds: `i64::MAX` or `i64::MIN`).
 #[derive(Debug)]

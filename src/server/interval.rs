@@ -3,6 +3,8 @@
 //! `-1 years -5 mons +75 days` (a field after a negative one carries its sign) and keeps six
 //! fraction digits (`00:00:00.500000`); [`Interval`] prints as PostgreSQL's EncodeInterval.
 
+use arrow::array::{ArrayRef, AsArray};
+use arrow::datatypes::{IntervalDayTimeType, IntervalMonthDayNanoType, IntervalUnit, IntervalYearMonthType};
 use bytes::{BufMut, BytesMut};
 use pgwire::api::Type;
 use pgwire::types::ToSqlText;
@@ -85,6 +87,23 @@ impl ToSqlText for Interval {
     ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         out.put_slice(self.text().as_bytes());
         Ok(IsNull::No)
+    }
+}
+
+/// The interval in row `row` of an interval column.
+pub fn interval_at(column: &ArrayRef, unit: IntervalUnit, row: usize) -> Interval {
+    match unit {
+        IntervalUnit::YearMonth => {
+            Interval { months: column.as_primitive::<IntervalYearMonthType>().value(row), days: 0, micros: 0 }
+        }
+        IntervalUnit::DayTime => {
+            let v = column.as_primitive::<IntervalDayTimeType>().value(row);
+            Interval { months: 0, days: v.days, micros: i64::from(v.milliseconds) * 1000 }
+        }
+        IntervalUnit::MonthDayNano => {
+            let v = column.as_primitive::<IntervalMonthDayNanoType>().value(row);
+            Interval { months: v.months, days: v.days, micros: v.nanoseconds / 1000 }
+        }
     }
 }
 

@@ -36,13 +36,10 @@ where
     let execution = executor.run(async move {
         let mut connection = connection.lock().await;
         let session = &mut connection.session;
-        session.notices = Some(sender);
-        let outcome = match cancel {
-            Some(flag) => until_cancelled(&flag, session.execute(&statement)).await,
-            None => session.execute(&statement).await,
-        };
-        session.notices = None;
-        outcome
+        match cancel {
+            Some(flag) => until_cancelled(&flag, session.execute_reporting(&statement, sender)).await,
+            None => session.execute_reporting(&statement, sender).await,
+        }
     });
     tokio::pin!(execution);
     let outcome = loop {

@@ -10,6 +10,15 @@ use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 
 use crate::error::{Error, Result};
 
+/// Rows of one table and event-time block as stored, with their arrival sequence number:
+/// rows are ordered by (seq, row index) in arrival order.
+#[derive(Debug, Clone)]
+pub struct StoredPart {
+    pub table_id: u64,
+    pub seq: u64,
+    pub batch: RecordBatch,
+}
+
 /// Width of one event-time block: one hour, in microseconds. A block is the unit of time
 /// pruning in scans and, later, of moving rows to the cold tier.
 pub const BLOCK_MICROS: i64 = 3_600_000_000;

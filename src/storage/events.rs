@@ -10,11 +10,10 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak, mpsc};
 
 use arrow::array::RecordBatch;
 
-use super::blocks::{encode_batch, event_times, split_by_block};
+use super::blocks::{StoredPart, encode_batch, event_times, split_by_block};
 use super::cold::{ColdStore, Manifest};
 use super::keys;
-use super::scan::Scan;
-use super::staging::{self, StagedCommit};
+use super::staged_records::{self, StagedCommit};
 use super::{KvOp, KvStore};
 use crate::error::{Error, Result};
 
@@ -82,15 +81,6 @@ fn not_durable(e: &Error) -> Error {
         Error::DiskFull(cause) => Error::DiskFull(format!("commit not durable, {cause}")),
         e => Error::Storage(format!("commit not durable: {e}")),
     }
-}
-
-/// Rows of one table and event-time block as stored, with their arrival sequence number:
-/// rows are ordered by (seq, row index) in arrival order.
-#[derive(Debug, Clone)]
-pub struct StoredPart {
-    pub table_id: u64,
-    pub seq: u64,
-    pub batch: RecordBatch,
 }
 
 /// The kinds of catalog entries.
@@ -181,7 +171,7 @@ pub(super) const FILE_NO: &str = "file_no";
 impl EventStore {
     /// Opens the store, loading counters, statistics and the cold-tier manifest.
     pub fn open(kv: Arc<dyn KvStore>, cold: Option<Arc<ColdStore>>, reserve: super::DiskReserve) -> Result<Self> {
-        staging::recover(kv.as_ref())?;
+        staged_records::recover(kv.as_ref())?;
         let read_counter = |name: &str| -> Result<u64> {
             Ok(match kv.get(&keys::counter(name))? {
                 Some(v) => {
@@ -385,7 +375,7 @@ impl EventStore {
             if let Some(max) = staged.watermark {
                 entry.watermark = Some(entry.watermark.map_or(max, |w| w.max(max)));
             }
-            ops.push(staging::record(&staged, next_seq));
+            ops.push(staged_records::record(&staged, next_seq));
             let first = next_seq;
             next_seq += staged.pieces as u64;
             (staged, first)
@@ -431,53 +421,18 @@ impl EventStore {
         drop(counters);
         // No scan reads the seqs of a staged write until all of its pieces are in place.
         let moved = match staged {
-            Some((staged, first)) => staging::roll_forward(self.kv.as_ref(), staged.id, staged.table_id, first)?,
+            Some((staged, first)) => staged_records::roll_forward(self.kv.as_ref(), staged.id, staged.table_id, first)?,
             None => Vec::new(),
         };
         self.visible_seq.fetch_max(next_seq, std::sync::atomic::Ordering::SeqCst);
         Ok(Applied { parts, moved })
     }
-
-    /// The stored writes of a table with a sequence number of at least `min_seq` (replay after
-    /// a snapshot), from the hot tier: moves never take rows a feature snapshot lacks.
-    /// Older values are skipped by key, without decoding them.
-    pub fn scan_since(
-        &self,
-        table: ScanTable,
-        min_seq: u64,
-    ) -> impl Iterator<Item = Result<StoredPart>> + Send + use<> {
-        Scan::new(self, table, (i64::MIN, i64::MAX), (0, 1), min_seq)
-    }
-
-    /// The stored rows of a table whose event-time block lies in `first..=last`, from both
-    /// tiers, decoded lazily as the iterator advances.
-    ///
-    /// `part` of `parts` selects the days whose number is `part` modulo `parts`, so `parts`
-    /// iterators together read each row exactly once, in parallel. Within a day, cold files
-    /// come first (oldest first, rows sorted by event time), then the hot values; so every row
-    /// of a given event time comes from one iterator, in arrival order.
-    pub fn scan(
-        &self,
-        table: ScanTable,
-        blocks: (i64, i64),
-        part: (usize, usize),
-    ) -> impl Iterator<Item = Result<StoredPart>> + Send + use<> {
-        Scan::new(self, table, blocks, part, 0)
-    }
-}
-
-/// What a scan needs to know about its table.
-#[derive(Debug, Clone, Copy)]
-pub struct ScanTable {
-    pub id: u64,
-    /// Index of the event-time column, if the table has one.
-    pub event_time: Option<usize>,
 }
 
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::storage::{BLOCK_MICROS, MemoryKv};
+    use crate::storage::{BLOCK_MICROS, MemoryKv, ScanTable};
     use arrow::array::{Int64Array, TimestampMicrosecondArray};
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 

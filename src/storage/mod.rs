@@ -14,13 +14,15 @@ pub mod hot;
 pub mod keys;
 mod memory;
 mod scan;
+mod staged_records;
 mod staging;
 mod tiering;
 
-pub use blocks::{BLOCK_MICROS, decode_batch, encode_batch};
+pub use blocks::{BLOCK_MICROS, StoredPart, decode_batch, encode_batch};
 pub use disk_reserve::DiskReserve;
-pub use events::{Append, CatalogKind, Commit, EventStore, ScanTable, StoredPart, TableStats};
+pub use events::{Append, CatalogKind, Commit, EventStore, TableStats};
 pub use memory::MemoryKv;
+pub use scan::ScanTable;
 pub use staging::StagedWrite;
 pub use tiering::{MoveRequest, TierReport, TierTable, TierUsage};
 

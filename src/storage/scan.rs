@@ -11,15 +11,53 @@ use std::sync::Arc;
 use arrow::array::BooleanArray;
 use arrow::compute::filter_record_batch;
 
+use super::blocks::StoredPart;
 use super::blocks::{BLOCK_MICROS, decode_batch, event_times};
 use super::cold::{ColdFile, ColdStore, Manifest, TierMark, file};
-use super::events::{EventStore, ScanTable, StoredPart};
+use super::events::EventStore;
 use super::{KvPair, keys};
 use crate::error::{Error, Result};
 
 const BLOCKS_PER_DAY: i64 = 24;
 
 type HotPairs = Box<dyn Iterator<Item = Result<KvPair>> + Send>;
+
+/// What a scan needs to know about its table.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanTable {
+    pub id: u64,
+    /// Index of the event-time column, if the table has one.
+    pub event_time: Option<usize>,
+}
+
+impl EventStore {
+    /// The stored writes of a table with a sequence number of at least `min_seq` (replay after
+    /// a snapshot), from the hot tier: moves never take rows a feature snapshot lacks.
+    /// Older values are skipped by key, without decoding them.
+    pub fn scan_since(
+        &self,
+        table: ScanTable,
+        min_seq: u64,
+    ) -> impl Iterator<Item = Result<StoredPart>> + Send + use<> {
+        Scan::new(self, table, (i64::MIN, i64::MAX), (0, 1), min_seq)
+    }
+
+    /// The stored rows of a table whose event-time block lies in `first..=last`, from both
+    /// tiers, decoded lazily as the iterator advances.
+    ///
+    /// `part` of `parts` selects the days whose number is `part` modulo `parts`, so `parts`
+    /// iterators together read each row exactly once, in parallel. Within a day, cold files
+    /// come first (oldest first, rows sorted by event time), then the hot values; so every row
+    /// of a given event time comes from one iterator, in arrival order.
+    pub fn scan(
+        &self,
+        table: ScanTable,
+        blocks: (i64, i64),
+        part: (usize, usize),
+    ) -> impl Iterator<Item = Result<StoredPart>> + Send + use<> {
+        Scan::new(self, table, blocks, part, 0)
+    }
+}
 
 pub(super) struct Scan {
     table: ScanTable,

@@ -19,12 +19,17 @@ use crate::execute::copy_rows::decode_rows;
 use crate::execute::database::Write;
 use crate::storage::{Append, StagedWrite};
 
+/// A COPY protocol message that came with no COPY FROM STDIN in progress.
+fn outside_copy(message: &str) -> Error {
+    Error::invalid_input(SqlState::ProtocolViolation, format!("{message} received outside of COPY FROM STDIN"))
+}
+
 /// A COPY FROM in progress.
 pub struct CopyIn {
     def: Arc<TableDef>,
     /// Table column index of each column in the data, in data order.
     targets: Vec<usize>,
-    pub format: CopyFormat,
+    pub(super) format: CopyFormat,
     /// Data received and not decoded yet (at most a chunk and a record).
     buffer: Vec<u8>,
     position: Position,
@@ -49,12 +54,12 @@ impl CopyIn {
         }
     }
 
-    pub fn column_count(&self) -> usize {
+    pub(super) fn column_count(&self) -> usize {
         self.targets.len()
     }
 
     /// Buffers the next piece of data; it is decoded a chunk at a time (`Session::copy_in_decode`).
-    pub fn push(&mut self, data: &[u8]) {
+    fn push(&mut self, data: &[u8]) {
         if self.failed.is_none() {
             self.buffer.extend_from_slice(data);
         }
@@ -62,8 +67,38 @@ impl CopyIn {
 }
 
 impl Session {
+    /// Takes the next piece of data of the COPY FROM STDIN in progress; true when a chunk is
+    /// ready for [`Session::copy_decode`] (which callers run where decoding may take time).
+    pub fn copy_data(&mut self, data: &[u8]) -> Result<bool> {
+        let copy = self.copy_in.as_mut().ok_or_else(|| outside_copy("CopyData"))?;
+        copy.push(data);
+        let copy = self.copy_in.as_ref().ok_or_else(|| outside_copy("CopyData"))?;
+        Ok(self.copy_in_chunk_full(copy))
+    }
+
+    /// Decodes and stages the chunk of data the COPY in progress holds.
+    pub fn copy_decode(&mut self) {
+        if let Some(mut copy) = self.copy_in.take() {
+            self.copy_in_decode(&mut copy);
+            self.copy_in = Some(copy);
+        }
+    }
+
+    /// Ends the data of the COPY FROM STDIN in progress: writes its rows in one atomic
+    /// statement; returns how many.
+    pub async fn copy_done(&mut self) -> Result<u64> {
+        let copy = self.copy_in.take().ok_or_else(|| outside_copy("CopyDone"))?;
+        let outcome = self.finish(copy).await;
+        self.abort_on_error(outcome)
+    }
+
+    /// The client gave up the COPY FROM STDIN in progress: nothing of it is written.
+    pub fn copy_fail(&mut self) {
+        self.copy_in = None;
+    }
+
     /// Takes the next piece of COPY data.
-    pub fn copy_in_data(&mut self, copy: &mut CopyIn, data: &[u8]) {
+    fn copy_in_data(&mut self, copy: &mut CopyIn, data: &[u8]) {
         copy.push(data);
         if self.copy_in_chunk_full(copy) {
             self.copy_in_decode(copy);
@@ -71,12 +106,12 @@ impl Session {
     }
 
     /// Whether `copy` holds a chunk of data to decode (`copy_in_decode`).
-    pub fn copy_in_chunk_full(&self, copy: &CopyIn) -> bool {
+    fn copy_in_chunk_full(&self, copy: &CopyIn) -> bool {
         copy.failed.is_none() && copy.buffer.len() >= self.db.copy_chunk_bytes
     }
 
     /// Decodes and stages the data `copy` holds.
-    pub fn copy_in_decode(&mut self, copy: &mut CopyIn) {
+    fn copy_in_decode(&mut self, copy: &mut CopyIn) {
         if copy.failed.is_none()
             && let Err(e) = self.decode_buffer(copy, false)
         {
@@ -86,12 +121,6 @@ impl Session {
             copy.buffer = Vec::new();
             copy.failed = Some(e);
         }
-    }
-
-    /// Ends the data of a COPY FROM: writes its rows in one atomic statement; returns how many.
-    pub async fn finish_copy_in(&mut self, copy: CopyIn) -> Result<u64> {
-        let outcome = self.finish(copy).await;
-        self.abort_on_error(outcome)
     }
 
     async fn finish(&mut self, mut copy: CopyIn) -> Result<u64> {

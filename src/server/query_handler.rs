@@ -1,54 +1,61 @@
-//! The extended query protocol: Parse (plan once), Describe, Bind (typed parameters), Execute.
-//!
-//! Queries are planned by DataFusion at Parse (`execute::PreparedStatement`, which plans them
-//! again at Execute after DDL) and their parameters substituted into the plan at Execute. Other statements (INSERT, COPY, DDL) are kept as syntax; their parameters are
-//! bound as literals and they run through the same path as the simple protocol. Parameter
-//! types come from the client when it declares them, else from DataFusion's inference (for an
-//! INSERT, the target columns' types).
+//! The one place pgwire's query handlers meet the session: the simple protocol (a Query
+//! message of any number of statements), the extended protocol (Parse, Bind, Describe,
+//! Execute, without flushing until Sync) and COPY FROM STDIN data. Each turns messages into
+//! `execute::Session` calls and the outputs into responses (`results`).
 
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use arrow::datatypes::DataType;
-use arrow_pg::datatypes::df::deserialize_parameters_with_server_types;
-use arrow_pg::datatypes::into_pg_type;
 use async_trait::async_trait;
 use datafusion::common::ParamValues;
 use futures::{Sink, SinkExt};
-use pgwire::api::DEFAULT_NAME;
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::ExtendedQueryHandler;
-use pgwire::api::results::{FieldInfo, Response};
-use pgwire::api::stmt::QueryParser;
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{Response, Tag};
 use pgwire::api::stmt::StoredStatement;
 use pgwire::api::store::{Entry, PortalStore};
-use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, Type};
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME, PgWireConnectionState};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::{NoData, ParameterDescription};
 use pgwire::messages::extendedquery::{
     Bind, BindComplete, Describe, Execute, Parse, ParseComplete, TARGET_TYPE_BYTE_STATEMENT,
 };
 use pgwire::types::format::FormatOptions;
+use tokio::sync::Mutex;
 
 use super::auth::require_login;
+use super::cancel::Cancellations;
 use super::coalesce::Deferred;
-use super::connection::until_cancelled;
+use super::connection::{Connection, connection_of, output_context, until_cancelled};
+use super::encode::{encode_batch_rows, encode_rows};
 use super::errors::to_pgwire;
 use super::executor::Executor;
-use super::handlers::QueryHandler;
 use super::notices::execute_with_notices;
-use super::results::{encode_batch_rows, encode_rows, pg_fields, to_response};
+use super::prepare::{Prepared, StatementParser, bound_parameters};
+use super::results::{error_response, to_response};
 use crate::error::{Error, SqlState};
-use crate::execute::{Database, PreparedStatement};
+use crate::execute::Database;
 use crate::sql::Statement;
 use crate::sql::params::bind_parameters;
 
-/// A prepared statement as the extended protocol keeps it between Parse and Execute.
-pub struct Prepared {
-    statement: PreparedStatement,
-    /// Wire types announced in ParameterDescription and used to decode Bind values.
-    param_types: Vec<Type>,
+/// Answers queries and COPY data for one connection at a time; its state lives in the
+/// connection (see `connection`), so one instance serves all.
+#[derive(Clone)]
+pub struct QueryHandler {
+    pub(super) db: Arc<Database>,
+    pub(super) parser: Arc<StatementParser>,
+    pub(super) executor: Executor,
+    pub(super) cancellations: Arc<Cancellations>,
+}
+
+impl QueryHandler {
+    /// The connection state of `client`, created on first use (`connection::connection_of`).
+    fn connection<C: ClientInfo + ?Sized>(&self, client: &C) -> PgWireResult<Arc<Mutex<Connection>>> {
+        connection_of(client, &self.db, &self.cancellations)
+    }
 }
 
 /// What a query's Execute produced: a point read's rows, or a plan to run.
@@ -57,70 +64,70 @@ enum QueryOutput {
     Frame(datafusion::dataframe::DataFrame),
 }
 
-/// Parses and plans statements for the extended protocol.
-pub struct StatementParser {
-    db: Arc<Database>,
-    executor: Executor,
-}
-
-impl StatementParser {
-    pub fn new(db: Arc<Database>, executor: Executor) -> Self {
-        Self { db, executor }
-    }
-
-    async fn prepare(
-        db: &Database,
-        sql: &str,
-        client_types: &[Option<Type>],
-    ) -> crate::error::Result<Option<Prepared>> {
-        let Some(statement) = db.prepare(sql).await? else { return Ok(None) };
-        let inferred_types = &statement.inferred_types;
-        let count = inferred_types.len().max(client_types.len());
-        let param_types = (0..count)
-            .map(|i| match client_types.get(i).cloned().flatten() {
-                Some(t) if t != Type::UNKNOWN => Ok(t),
-                _ => match inferred_types.get(i).cloned().flatten() {
-                    Some(dt) => into_pg_type(&dt).map_err(|e| Error::internal(e.to_string())),
-                    None => Ok(Type::TEXT),
-                },
-            })
-            .collect::<crate::error::Result<Vec<_>>>()?;
-        Ok(Some(Prepared { statement, param_types }))
-    }
-}
-
 #[async_trait]
-impl QueryParser for StatementParser {
-    type Statement = Arc<Prepared>;
-
-    async fn parse_sql<C>(
-        &self,
-        _client: &C,
-        sql: &str,
-        types: &[Option<Type>],
-    ) -> PgWireResult<Option<Self::Statement>>
+impl SimpleQueryHandler for QueryHandler {
+    /// Runs the statements in order; the first error is reported and the rest are skipped,
+    /// as PostgreSQL does. A COPY FROM STDIN ends the list: its data comes next.
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
-        C: ClientInfo + Unpin + Send + Sync,
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        tracing::debug!(sql, "parse");
-        let (db, sql, types) = (self.db.clone(), sql.to_owned(), types.to_vec());
-        let prepared = self.executor.run(async move { Self::prepare(&db, &sql, &types).await });
-        Ok(prepared.await.map_err(to_pgwire)?.map(Arc::new))
-    }
-
-    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
-        Ok(stmt.param_types.clone())
-    }
-
-    fn get_result_schema(
-        &self,
-        stmt: &Self::Statement,
-        column_format: Option<&Format>,
-    ) -> PgWireResult<Vec<FieldInfo>> {
-        match &stmt.statement.result_schema {
-            Some(schema) => pg_fields(schema, column_format.unwrap_or(&Format::UnifiedText), None),
-            None => Ok(vec![]),
+        tracing::debug!(query, "simple query");
+        let statements = match self.db.parse(query) {
+            Ok(statements) => statements,
+            Err(e) => {
+                // A syntax error inside BEGIN aborts the transaction, as any other error.
+                self.connection(client)?.lock().await.session.abort_transaction();
+                return Ok(vec![error_response(to_pgwire(e))]);
+            }
+        };
+        if statements.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
         }
+        let state = self.connection(client)?;
+        let mut responses = Vec::with_capacity(statements.len());
+        for statement in statements {
+            // As PostgreSQL, the timeout applies to each statement of the string separately.
+            let read_only = statement.is_read_only();
+            let cancel = {
+                let mut conn = state.lock().await;
+                conn.start_statement(read_only);
+                read_only.then(|| conn.cancel.clone())
+            };
+            let executed = execute_with_notices(&self.executor, &state, statement, cancel, client).await;
+            let shown_with = {
+                let mut conn = state.lock().await;
+                if executed.is_err() {
+                    // A cancelled or timed-out statement never reached the session's own error
+                    // handling; its transaction is aborted all the same.
+                    conn.session.abort_transaction();
+                }
+                output_context(&conn)
+            };
+            let response = match executed {
+                Ok(output) => {
+                    to_response(output, &Format::UnifiedText, shown_with, client.metadata(), &self.executor).await
+                }
+                Err(e) => Err(to_pgwire(e)),
+            };
+            match response {
+                Ok(response) => {
+                    let copying = matches!(response, Response::CopyIn(_));
+                    responses.push(response);
+                    if copying {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    responses.push(error_response(e));
+                    break;
+                }
+            }
+        }
+        Ok(responses)
     }
 }
 
@@ -199,8 +206,8 @@ impl ExtendedQueryHandler for QueryHandler {
         let cancel = statement.is_read_only().then_some(flag);
         let output =
             execute_with_notices(&self.executor, &state, statement, cancel, client).await.map_err(to_pgwire)?;
-        let mut conn = state.lock().await;
-        to_response(output, format, &mut conn, client.metadata(), &self.executor).await
+        let shown_with = output_context(&*state.lock().await);
+        to_response(output, format, shown_with, client.metadata(), &self.executor).await
     }
 
     /// As pgwire's, without flushing until Sync (`coalesce`).
@@ -307,79 +314,59 @@ impl ExtendedQueryHandler for QueryHandler {
     }
 }
 
-/// Decodes the Bind message's values with the announced types.
-///
-/// pgwire reads a text timestamp only in its full form (`2025-12-04 16:50:00`), where
-/// PostgreSQL also takes a date alone or minutes without seconds. A text-format timestamp or
-/// date parameter the client left untyped is therefore decoded as text and cast here, with
-/// the same rules as a literal.
-/// Text parameters for TIMESTAMPTZ are read in `zone`, the session's time zone.
-fn bound_parameters(
-    portal: &Portal<Arc<Prepared>>,
-    prepared: &Prepared,
-    zone: &crate::plan::time_zone::SessionZone,
-) -> PgWireResult<ParamValues> {
-    if portal.parameter_len() == 0 {
-        return Ok(ParamValues::List(vec![]));
-    }
-    let inferred: Vec<Option<&DataType>> = prepared.statement.inferred_types.iter().map(|t| t.as_ref()).collect();
-    let client_typed =
-        |i: usize| portal.statement.parameter_types.get(i).cloned().flatten().is_some_and(|t| t != Type::UNKNOWN);
-    let as_text: Vec<bool> = (0..portal.parameter_len())
-        .map(|i| {
-            let datetime = matches!(
-                prepared.param_types.get(i),
-                Some(t) if *t == Type::TIMESTAMP || *t == Type::TIMESTAMPTZ || *t == Type::DATE
-            );
-            datetime && !portal.parameter_format.is_binary(i) && !client_typed(i)
-        })
-        .collect();
-    let announced: Vec<Option<&Type>> = prepared
-        .param_types
-        .iter()
-        .enumerate()
-        .map(|(i, t)| Some(if as_text.get(i) == Some(&true) { &Type::TEXT } else { t }))
-        .collect();
-    let ParamValues::List(mut values) = deserialize_parameters_with_server_types(portal, &inferred, &announced)? else {
-        return Err(to_pgwire(Error::internal("positional parameters decoded by name")));
-    };
-    for (i, value) in values.iter_mut().enumerate().filter(|(i, _)| as_text[*i]) {
-        let target = match prepared.statement.inferred_types.get(i).cloned().flatten() {
-            Some(t) => t,
-            None if prepared.param_types[i] == Type::DATE => DataType::Date32,
-            None => DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+#[async_trait]
+impl CopyHandler for QueryHandler {
+    async fn on_copy_data<C>(&self, client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let state = self.connection(client)?;
+        let chunk_full = {
+            let mut conn = state.lock().await;
+            let conn = &mut *conn;
+            conn.session.copy_data(&copy_data.data).map_err(to_pgwire)?
         };
-        let text = value.value.clone();
-        let read = match (&target, &text) {
-            // Without an offset, a local time in the session's zone.
-            (DataType::Timestamp(_, Some(_)), datafusion::scalar::ScalarValue::Utf8(Some(t))) => {
-                crate::plan::time_zone::parse_instant(t, &zone.tz())
-                    .map(|v| {
-                        let instant = datafusion::scalar::ScalarValue::TimestampMicrosecond(
-                            Some(v),
-                            Some(crate::plan::time_zone::UTC_TAG.into()),
-                        );
-                        instant.cast_to(&target)
-                    })
-                    .unwrap_or_else(|| text.cast_to(&target))
-            }
-            (
-                DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
-                datafusion::scalar::ScalarValue::Utf8(Some(t)),
-            ) if crate::plan::infinite_time::infinite_micros(t).is_some() => {
-                Ok(datafusion::scalar::ScalarValue::TimestampMicrosecond(
-                    crate::plan::infinite_time::infinite_micros(t),
-                    None,
-                ))
-            }
-            _ => text.cast_to(&target),
-        };
-        value.value = read.map_err(|_| {
-            to_pgwire(Error::invalid_value(
-                SqlState::InvalidDatetimeFormat,
-                format!("invalid input syntax for type {}: \"{text}\" (parameter ${})", prepared.param_types[i], i + 1),
-            ))
-        })?;
+        if chunk_full {
+            let decode = async move {
+                state.lock().await.session.copy_decode();
+                Ok(())
+            };
+            self.executor.run(decode).await.map_err(to_pgwire)?;
+        }
+        Ok(())
     }
-    Ok(ParamValues::List(values))
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let state = self.connection(client)?;
+        let finish = async move { state.lock().await.session.copy_done().await };
+        let rows = self.executor.run(finish).await.map_err(to_pgwire)?;
+        let tag = Tag::new("COPY").with_rows(rows as usize);
+        client.send(PgWireBackendMessage::CommandComplete(tag.into())).await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let state = match self.connection(client) {
+            Ok(state) => state,
+            Err(e) => return e,
+        };
+        state.lock().await.session.copy_fail();
+        PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".into(),
+            SqlState::QueryCanceled.code().into(),
+            format!("COPY from stdin failed: {}", fail.message),
+        )))
+    }
 }

@@ -1,106 +1,24 @@
-//! The COPY sub-protocol: collecting COPY FROM STDIN data, streaming COPY TO STDOUT rows.
+//! COPY TO STDOUT: a result streamed as COPY data in text or CSV format.
 
-use std::fmt::Debug;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow_pg::encoder::encode_value;
-use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use datafusion::dataframe::DataFrame;
-use futures::{Sink, SinkExt, StreamExt};
-use pgwire::api::ClientInfo;
-use pgwire::api::copy::CopyHandler;
+use futures::StreamExt;
 use pgwire::api::portal::Format;
-use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyResponse, FieldInfo, Tag};
-use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
-use pgwire::messages::PgWireBackendMessage;
-use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyResponse, FieldInfo};
+use pgwire::error::PgWireResult;
+use pgwire::messages::copy::CopyData;
 use pgwire::types::format::FormatOptions;
 
 use super::cancel::CancelFlag;
+use super::encode::{pg_fields, start, zoned_as_text};
 use super::errors::to_pgwire;
 use super::executor::Executor;
-use super::handlers::QueryHandler;
 use super::pg_text::PgText;
-use crate::error::SqlState;
 use crate::execute::copy_format::CopyFormat;
-
-fn protocol_error(message: &str) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".into(),
-        SqlState::ProtocolViolation.code().into(),
-        message.into(),
-    )))
-}
-
-#[async_trait]
-impl CopyHandler for QueryHandler {
-    async fn on_copy_data<C>(&self, client: &mut C, copy_data: CopyData) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let state = self.connection(client)?;
-        let chunk_full = {
-            let mut conn = state.lock().await;
-            let conn = &mut *conn;
-            let Some(copy) = conn.copy_in.as_mut() else {
-                return Err(protocol_error("CopyData received outside of COPY FROM STDIN"));
-            };
-            copy.push(&copy_data.data);
-            conn.session.copy_in_chunk_full(copy)
-        };
-        if chunk_full {
-            let decode = async move {
-                let mut conn = state.lock().await;
-                let conn = &mut *conn;
-                if let Some(copy) = conn.copy_in.as_mut() {
-                    conn.session.copy_in_decode(copy);
-                }
-                Ok(())
-            };
-            self.executor.run(decode).await.map_err(to_pgwire)?;
-        }
-        Ok(())
-    }
-
-    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let state = self.connection(client)?;
-        let Some(copy) = state.lock().await.copy_in.take() else {
-            return Err(protocol_error("CopyDone received outside of COPY FROM STDIN"));
-        };
-        let finish = async move { state.lock().await.session.finish_copy_in(copy).await };
-        let rows = self.executor.run(finish).await.map_err(to_pgwire)?;
-        let tag = Tag::new("COPY").with_rows(rows as usize);
-        client.send(PgWireBackendMessage::CommandComplete(tag.into())).await?;
-        Ok(())
-    }
-
-    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let state = match self.connection(client) {
-            Ok(state) => state,
-            Err(e) => return e,
-        };
-        state.lock().await.copy_in = None;
-        PgWireError::UserError(Box::new(ErrorInfo::new(
-            "ERROR".into(),
-            SqlState::QueryCanceled.code().into(),
-            format!("COPY from stdin failed: {}", fail.message),
-        )))
-    }
-}
 
 /// Streams `frame` as COPY data in text or CSV format, one CopyData message per row, run and
 /// encoded on `executor`. TIMESTAMPTZ values are shown in `zone`, the session's time zone.
@@ -113,16 +31,16 @@ pub async fn copy_out_response(
     zone: arrow::array::timezone::Tz,
 ) -> PgWireResult<CopyResponse> {
     let schema = Arc::new(frame.schema().as_arrow().clone());
-    let fields = Arc::new(super::results::pg_fields(&schema, &Format::UnifiedText, Some(format_options))?);
+    let fields = Arc::new(pg_fields(&schema, &Format::UnifiedText, Some(format_options))?);
     let columns = fields.len();
     let mut encoder = PgText(new_encoder(format, fields.clone()));
     let mut header = format.header.then(|| header_line(format, &schema));
-    let batches = super::results::start(executor, frame).await?;
+    let batches = start(executor, frame).await?;
     let batches = cancel.guard(batches.map(|b| b.map_err(|e| to_pgwire(e.into()))));
     let data = executor.stream(batches.map(move |batch| -> Vec<PgWireResult<CopyData>> {
         match batch {
             Ok(batch) => {
-                let batch = super::results::zoned_as_text(&batch, &fields, &zone);
+                let batch = zoned_as_text(&batch, &fields, &zone);
                 encode_rows(&mut encoder, &batch, &fields, &mut header)
             }
             Err(e) => vec![Err(e)],

@@ -154,7 +154,7 @@ pub fn offset_text(seconds_east: i32) -> String {
 /// clocks skipped takes the offset from before the change (02:30 on a spring-forward day in
 /// New York is 03:30 EDT), and a time they passed twice is the later instant (standard time).
 pub fn instant_of_local(local_micros: i64, zone: &Tz) -> Option<i64> {
-    if super::infinite_time::infinite_text(local_micros).is_some() {
+    if super::infinite::infinite_text(local_micros).is_some() {
         return Some(local_micros);
     }
     let local = DateTime::from_timestamp_micros(local_micros)?.naive_utc();
@@ -168,7 +168,7 @@ pub fn instant_of_local(local_micros: i64, zone: &Tz) -> Option<i64> {
 
 /// The local time in `zone` at an instant.
 pub fn local_of_instant(micros: i64, zone: &Tz) -> Option<i64> {
-    if super::infinite_time::infinite_text(micros).is_some() {
+    if super::infinite::infinite_text(micros).is_some() {
         return Some(micros);
     }
     micros.checked_add(i64::from(offset_at(micros, zone)?) * 1_000_000)
@@ -187,7 +187,7 @@ pub fn offset_at(micros: i64, zone: &Tz) -> Option<i32> {
 /// None if unreadable.
 pub fn parse_instant(text: &str, zone: &Tz) -> Option<i64> {
     let text = text.trim();
-    if let Some(infinite) = super::infinite_time::infinite_micros(text) {
+    if let Some(infinite) = super::infinite::infinite_micros(text) {
         return Some(infinite);
     }
     if let Some((stamp, name)) = text.rsplit_once(' ')
@@ -202,7 +202,7 @@ pub fn parse_instant(text: &str, zone: &Tz) -> Option<i64> {
         let full = with_seconds_before_offset(text);
         return arrow::compute::kernels::cast_utils::string_to_datetime(&utc, &full).ok()?.timestamp_micros().into();
     }
-    let full = super::with_seconds(text).unwrap_or_else(|| text.to_string());
+    let full = super::datetime_text::with_seconds(text).unwrap_or_else(|| text.to_string());
     let local: NaiveDateTime = arrow::compute::kernels::cast_utils::string_to_datetime(&utc, &full).ok()?.naive_utc();
     instant_of_local(local.and_utc().timestamp_micros(), zone)
 }
@@ -238,12 +238,12 @@ fn with_seconds_before_offset(text: &str) -> String {
 
 /// An instant as PostgreSQL prints a TIMESTAMPTZ in `zone`: `2024-03-01 07:00:00.5-05`.
 pub fn zoned_text(micros: i64, zone: &Tz) -> Option<String> {
-    if let Some(text) = super::infinite_time::infinite_text(micros) {
+    if let Some(text) = super::infinite::infinite_text(micros) {
         return Some(text.to_string());
     }
     let offset = offset_at(micros, zone)?;
     let local = micros + i64::from(offset) * 1_000_000;
-    super::pg_time::timestamp_text_with(local, &offset_text(offset))
+    super::datetime_text::timestamp_text_with(local, &offset_text(offset))
 }
 
 /// A column of values PostgreSQL reads as instants in `zone` (text, local timestamps,
