@@ -5,8 +5,10 @@ mod table;
 pub use table::{ColumnDef, DEFAULT_HOT_RETENTION_MICROS, TableDef};
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+
+use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
 use crate::storage::{CatalogKind, Commit, EventStore};
@@ -56,7 +58,7 @@ impl Catalog {
     }
 
     pub fn table(&self, name: &str) -> Option<Arc<TableDef>> {
-        self.tables.read().ok()?.get(name).cloned()
+        self.tables.read().get(name).cloned()
     }
 
     /// Like [`Catalog::table`], with the PostgreSQL error for a missing table.
@@ -65,7 +67,7 @@ impl Catalog {
     }
 
     pub fn table_names(&self) -> Vec<String> {
-        self.tables.read().map(|t| t.keys().cloned().collect()).unwrap_or_default()
+        self.tables.read().keys().cloned().collect()
     }
 
     /// Creates a table; `def.id` is assigned here. Returns false if it existed and
@@ -80,7 +82,7 @@ impl Catalog {
         self.store
             .commit(Commit { catalog_puts: vec![(CatalogKind::Table.key(&def.name), entry)], ..Default::default() })
             .await?;
-        self.write()?.insert(def.name.clone(), Arc::new(def));
+        self.tables.write().insert(def.name.clone(), Arc::new(def));
         self.table_changes.fetch_add(1, Ordering::SeqCst);
         Ok(true)
     }
@@ -98,12 +100,8 @@ impl Catalog {
                 ..Default::default()
             })
             .await?;
-        self.write()?.remove(name);
+        self.tables.write().remove(name);
         self.table_changes.fetch_add(1, Ordering::SeqCst);
         Ok(true)
-    }
-
-    fn write(&self) -> Result<std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<TableDef>>>> {
-        self.tables.write().map_err(|_| Error::internal("catalog lock poisoned"))
     }
 }

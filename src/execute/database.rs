@@ -185,7 +185,7 @@ impl Database {
 
     /// Rows stored in the tables features read.
     fn rows_read_by_features(&self) -> u64 {
-        let mut tables: Vec<u64> = self.features.all().iter().map(|f| f.compiled.table.id).collect();
+        let mut tables: Vec<u64> = self.features.all().iter().map(|f| f.compiled().table.id).collect();
         tables.sort_unstable();
         tables.dedup();
         tables.iter().map(|id| self.catalog.store().stats(*id).rows).sum()

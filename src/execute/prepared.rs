@@ -4,7 +4,9 @@
 //! replaced table or feature.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -109,7 +111,7 @@ impl PreparedStatement {
     /// The query's plan if it was made since the catalog last changed; else None (see
     /// [`PreparedStatement::replan`]). Cheap: the point-read path calls it on every Execute.
     pub fn current(&self, db: &Database) -> Option<Arc<Planned>> {
-        let planned = self.planned.as_ref()?.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let planned = self.planned.as_ref()?.lock().clone();
         (planned.generation == db.generation()).then_some(planned)
     }
 
@@ -126,7 +128,7 @@ impl PreparedStatement {
             return Err(Error::unsupported("cached plan must not change result type"));
         }
         let planned = Arc::new(planned);
-        *kept.lock().unwrap_or_else(|e| e.into_inner()) = planned.clone();
+        *kept.lock() = planned.clone();
         Ok(planned)
     }
 

@@ -28,7 +28,7 @@ impl Database {
             // until the next snapshot, so a restart never has to replay a cold row.
             let below_seq = features
                 .iter()
-                .filter(|f| f.compiled.table.id == table.id)
+                .filter(|f| f.compiled().table.id == table.id)
                 .map(|f| f.snapshot_seq())
                 .fold(next_seq, u64::min);
             requests.push(MoveRequest {

@@ -17,9 +17,10 @@ use sqlparser::ast::{
 use super::accumulate::HEADER;
 use super::aggregate::AggKind;
 use super::encoding::{MAX_AGGREGATES, Repr};
+use super::window::Window;
 use crate::catalog::TableDef;
 use crate::error::{Error, Result, SqlState};
-use crate::sql::feature::{CreateFeature, Window};
+use crate::sql::feature::CreateFeature;
 use crate::sql::names::{ident_name, option_text, table_name};
 use crate::sql::parse_interval_micros;
 
@@ -171,7 +172,7 @@ impl FeatureDef {
             keys,
             values,
             filter: select.selection.as_ref().map(|e| e.to_string()),
-            window: create.window,
+            window: create.window.into(),
             tile,
             sql: create.sql.clone(),
         })

@@ -3,8 +3,10 @@
 //! watermark.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, TryLockError};
+
+use parking_lot::RwLock;
 
 use arrow::array::{ArrayRef, RecordBatch};
 use datafusion::prelude::SessionContext;
@@ -19,8 +21,8 @@ use crate::storage::{Commit, EventStore, StoredPart, decode_batch, encode_batch,
 
 /// One feature: its compiled definition and its per-key state.
 pub struct LiveFeature {
-    pub compiled: CompiledFeature,
-    pub state: RwLock<FeatureState>,
+    pub(super) compiled: CompiledFeature,
+    pub(super) state: RwLock<FeatureState>,
     /// Writes numbered below this are in the persisted snapshot (0: no snapshot yet).
     snapshot_seq: AtomicU64,
     /// One past the greatest write number applied to the state.
@@ -29,10 +31,15 @@ pub struct LiveFeature {
     origin: String,
     /// The store holding the feature's table: ASOF joins reaching further back than the
     /// state's horizon read the events from it.
-    pub store: Arc<EventStore>,
+    pub(super) store: Arc<EventStore>,
 }
 
 impl LiveFeature {
+    /// The definition as bound to its table, and what evaluating it needs.
+    pub fn compiled(&self) -> &CompiledFeature {
+        &self.compiled
+    }
+
     /// Builds the feature from every stored row of its table (hot tier, in storage order).
     /// `progress(rows done, rows in the table)` is called after each stored block. With
     /// `checked` (CREATE FEATURE), rows its expressions fail on fail it, as a query over them
@@ -125,7 +132,7 @@ impl LiveFeature {
     /// many chunks were written.
     fn write_chunks(&self, store: &EventStore, generation: u64) -> Result<u32> {
         let name = &self.compiled.def.name;
-        let state = self.state.read().map_err(|_| Error::internal("feature state poisoned"))?;
+        let state = self.state.read();
         let mut chunks = 0u32;
         snapshot::export(&self.compiled, &state, |chunk| {
             let key = keys::feature_state(name, generation, chunks);
@@ -152,7 +159,7 @@ impl LiveFeature {
 
     /// Applies the parts of this feature's table.
     fn apply(&self, parts: &[StoredPart]) -> Result<()> {
-        let mut state = self.state.write().map_err(|_| Error::internal("feature state poisoned"))?;
+        let mut state = self.state.write();
         for part in parts.iter().filter(|p| p.table_id == self.compiled.table.id) {
             state.ingest(&self.compiled, &part.batch, part.seq)?;
             self.applied_seq.fetch_max(part.seq + 1, Ordering::SeqCst);
@@ -162,7 +169,7 @@ impl LiveFeature {
 
     /// (keys, events, approximate bytes) of the state.
     pub fn size(&self) -> (usize, usize, usize) {
-        self.state.read().map(|s| s.size(&self.compiled)).unwrap_or_default()
+        self.state.read().size(&self.compiled)
     }
 
     /// Values for `keys` (or every key) evaluated at the table's watermark, in the feature's
@@ -172,7 +179,7 @@ impl LiveFeature {
         let Some(watermark) = store.stats(self.compiled.table.id).watermark else {
             return Ok(RecordBatch::new_empty(schema));
         };
-        let state = self.state.read().map_err(|_| Error::internal("feature state poisoned"))?;
+        let state = self.state.read();
         let (key_columns, histories): (Vec<ArrayRef>, Vec<_>) = match key {
             Some(key) => match state.history(key)? {
                 Some(h) => (key.iter().map(|v| v.to_array()).collect::<std::result::Result<_, _>>()?, vec![h]),
@@ -204,11 +211,7 @@ impl LiveFeature {
         let Some(watermark) = store.stats(self.compiled.table.id).watermark else {
             return Ok(PointValue::Missing);
         };
-        let state = match self.state.try_read() {
-            Ok(state) => state,
-            Err(TryLockError::WouldBlock) => return Ok(PointValue::Busy),
-            Err(TryLockError::Poisoned(_)) => return Err(Error::internal("feature state poisoned")),
-        };
+        let Some(state) = self.state.try_read() else { return Ok(PointValue::Busy) };
         let Some(history) = state.history(key)? else { return Ok(PointValue::Missing) };
         Ok(match history.evaluate(&self.compiled, watermark, false)? {
             Some(values) => PointValue::Row { values, time: watermark },
@@ -271,15 +274,15 @@ impl std::fmt::Debug for FeatureEngine {
 
 impl FeatureEngine {
     pub fn get(&self, name: &str) -> Option<Arc<LiveFeature>> {
-        self.features.read().ok()?.get(name).cloned()
+        self.features.read().get(name).cloned()
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.features.read().map(|f| f.keys().cloned().collect()).unwrap_or_default()
+        self.features.read().keys().cloned().collect()
     }
 
     pub fn all(&self) -> Vec<Arc<LiveFeature>> {
-        self.features.read().map(|f| f.values().cloned().collect()).unwrap_or_default()
+        self.features.read().values().cloned().collect()
     }
 
     /// Names of the features reading table `table`.
@@ -288,7 +291,7 @@ impl FeatureEngine {
     }
 
     pub fn insert(&self, feature: LiveFeature) -> Result<()> {
-        let mut features = self.features.write().map_err(|_| Error::internal("features poisoned"))?;
+        let mut features = self.features.write();
         features.insert(feature.compiled.def.name.clone(), Arc::new(feature));
         drop(features);
         self.changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -296,7 +299,7 @@ impl FeatureEngine {
     }
 
     pub fn remove(&self, name: &str) -> Result<()> {
-        self.features.write().map_err(|_| Error::internal("features poisoned"))?.remove(name);
+        self.features.write().remove(name);
         self.changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }

@@ -3,6 +3,8 @@
 
 mod accumulate;
 pub mod aggregate;
+mod as_of;
+mod as_of_stored;
 mod def;
 mod definitions;
 mod encoding;
@@ -11,8 +13,10 @@ mod snapshot;
 mod state;
 pub mod window;
 
+pub use as_of::{Points, Values};
 pub use def::{CompiledFeature, FeatureDef, ValueDef, array_of, human_interval};
 pub use definitions::{forget_definition, persist_definition, stored_definitions};
 pub use engine::{FeatureEngine, LiveFeature, PointValue};
 pub use snapshot::SnapshotMeta;
-pub use state::{FeatureState, KeyHistory, SlidingDistinct, distinct_aggregates};
+pub use state::FeatureState;
+use state::{SlidingDistinct, distinct_aggregates};

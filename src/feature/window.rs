@@ -11,7 +11,37 @@
 //! ```
 //! Buckets and hops are aligned to the Unix epoch (UTC). All times are µs since the epoch.
 
-use crate::sql::feature::Window;
+use serde::{Deserialize, Serialize};
+
+use crate::sql::feature::WindowClause;
+
+/// The window of a feature; widths are in microseconds. See spec section 2, and [`span`]
+/// for the exact boundaries. Stored with the feature's definition (serde).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Window {
+    /// `T - width < e <= T`.
+    Sliding { width: i64 },
+    /// The sliding value at the latest multiple of `every` at or before T.
+    Hopping { width: i64, every: i64 },
+    /// `floor(T, width) <= e <= T`.
+    Tumbling { width: i64 },
+    /// The current session: events less than `gap` apart, ending within `gap` of T.
+    Session { gap: i64 },
+    /// `e <= T`.
+    Lifetime,
+}
+
+impl From<WindowClause> for Window {
+    fn from(clause: WindowClause) -> Self {
+        match clause {
+            WindowClause::Sliding { width } => Window::Sliding { width },
+            WindowClause::Hopping { width, every } => Window::Hopping { width, every },
+            WindowClause::Tumbling { width } => Window::Tumbling { width },
+            WindowClause::Session { gap } => Window::Session { gap },
+            WindowClause::Lifetime => Window::Lifetime,
+        }
+    }
+}
 
 /// An interval of event times `[from, to]`, both inclusive (µs). `from > to` is empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,10 +10,11 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::scalar::ScalarValue;
 
+use super::key_filter::{KeySource, key_equality};
 use crate::feature::LiveFeature;
 use crate::storage::EventStore;
 
@@ -24,7 +25,7 @@ pub struct FeatureTable {
 
 impl fmt::Debug for FeatureTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FeatureTable").field("name", &self.feature.compiled.def.name).finish()
+        f.debug_struct("FeatureTable").field("name", &self.feature.compiled().def.name).finish()
     }
 }
 
@@ -40,17 +41,15 @@ impl FeatureTable {
 
     /// The literal a filter compares key column `key` with, if it is `key = literal`.
     fn key_literal(&self, key: &str, filter: &Expr) -> Option<ScalarValue> {
-        let Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) = filter else { return None };
-        let (column, literal) = match (left.as_ref(), right.as_ref()) {
-            (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => (c, v),
-            _ => return None,
-        };
-        (column.name == key).then(|| literal.clone())
+        match key_equality(filter)? {
+            (column, KeySource::Literal(value)) if column == key => Some(value),
+            _ => None,
+        }
     }
 
     /// Key values (cast to the key columns' types) when the filters pin every key column.
     fn pinned_key(&self, filters: &[Expr]) -> Option<Vec<ScalarValue>> {
-        let compiled = &self.feature.compiled;
+        let compiled = self.feature.compiled();
         compiled
             .def
             .keys
@@ -67,7 +66,7 @@ impl FeatureTable {
 #[async_trait]
 impl TableProvider for FeatureTable {
     fn schema(&self) -> SchemaRef {
-        self.feature.compiled.schema.clone()
+        self.feature.compiled().schema.clone()
     }
 
     fn table_type(&self) -> TableType {
@@ -78,7 +77,7 @@ impl TableProvider for FeatureTable {
         Ok(filters
             .iter()
             .map(|f| {
-                let on_key = self.feature.compiled.def.keys.iter().any(|k| self.key_literal(k, f).is_some());
+                let on_key = self.feature.compiled().def.keys.iter().any(|k| self.key_literal(k, f).is_some());
                 if on_key { TableProviderFilterPushDown::Inexact } else { TableProviderFilterPushDown::Unsupported }
             })
             .collect())

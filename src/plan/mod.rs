@@ -18,6 +18,7 @@ pub mod integer_literals;
 mod interval_arithmetic;
 mod interval_groups;
 mod interval_order;
+mod key_filter;
 mod ordered_set;
 mod pg_datetime_functions;
 mod pg_functions;

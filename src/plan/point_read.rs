@@ -11,21 +11,14 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::default_table_source::source_as_provider;
-use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator};
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::scalar::ScalarValue;
 
 use super::feature_table::FeatureTable;
+use super::key_filter::{KeySource, key_equalities};
 use crate::error::Result;
 use crate::feature::{LiveFeature, PointValue};
 use crate::storage::EventStore;
-
-/// Where a key value of a point read comes from.
-#[derive(Debug, Clone)]
-enum KeySource {
-    Literal(ScalarValue),
-    /// `$n`, 0-based.
-    Parameter(usize),
-}
 
 /// A point read recognised in a plan, ready to answer for any parameter values: prepared once
 /// at Parse, so Execute does not clone and rewrite the plan to answer.
@@ -66,10 +59,10 @@ impl PointRead {
         let provider: &dyn Any = provider.as_ref();
         let table = provider.downcast_ref::<FeatureTable>()?;
         let (feature, store) = table.parts();
-        let compiled = &feature.compiled;
+        let compiled = feature.compiled();
 
-        let mut equalities = Vec::new();
-        if !conjuncts(predicate, &mut equalities) || equalities.len() != compiled.def.keys.len() {
+        let equalities = key_equalities(predicate)?;
+        if equalities.len() != compiled.def.keys.len() {
             return None;
         }
         let mut keys = Vec::with_capacity(compiled.def.keys.len());
@@ -141,7 +134,7 @@ impl PointRead {
         }
         match self.feature.read_now(&self.store, &key)? {
             PointValue::Row { values, time } => {
-                let columns = self.feature.compiled.row_columns(&key, &values, time, &self.columns)?;
+                let columns = self.feature.compiled().row_columns(&key, &values, time, &self.columns)?;
                 Ok(Some(RecordBatch::try_new(self.output.clone(), columns)?))
             }
             PointValue::Missing => Ok(Some(self.empty.clone())),
@@ -160,31 +153,5 @@ pub fn try_point_read(plan: &LogicalPlan) -> Result<Option<RecordBatch>> {
     match PointRead::recognise(plan) {
         Some(read) if read.keys.iter().all(|(source, _)| matches!(source, KeySource::Literal(_))) => read.read(&[]),
         _ => Ok(None),
-    }
-}
-
-/// Collects `column = literal` and `column = $n` conjuncts; false if the predicate has
-/// anything else.
-fn conjuncts(predicate: &Expr, out: &mut Vec<(String, KeySource)>) -> bool {
-    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = predicate else { return false };
-    match op {
-        Operator::And => conjuncts(left, out) && conjuncts(right, out),
-        Operator::Eq => {
-            let (column, other) = match (left.as_ref(), right.as_ref()) {
-                (Expr::Column(c), other) | (other, Expr::Column(c)) => (c, other),
-                _ => return false,
-            };
-            let source = match other {
-                Expr::Literal(v, _) => KeySource::Literal(v.clone()),
-                Expr::Placeholder(p) => match p.id.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
-                    Some(n) if n >= 1 => KeySource::Parameter(n - 1),
-                    _ => return false,
-                },
-                _ => return false,
-            };
-            out.push((column.name.clone(), source));
-            true
-        }
-        _ => false,
     }
 }

@@ -28,7 +28,7 @@ impl SystemSchema {
     pub fn features(engine: &FeatureEngine) -> Result<RecordBatch> {
         let features = engine.all();
         let column = |f: &dyn Fn(&crate::feature::FeatureDef) -> String| -> Arc<StringArray> {
-            Arc::new(StringArray::from(features.iter().map(|l| f(&l.compiled.def)).collect::<Vec<_>>()))
+            Arc::new(StringArray::from(features.iter().map(|l| f(&l.compiled().def)).collect::<Vec<_>>()))
         };
         let schema = Arc::new(Schema::new(
             ["name", "source_table", "keys", "window", "definition"]
@@ -69,9 +69,9 @@ impl SystemSchema {
         Ok(RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(StringArray::from(features.iter().map(|f| f.compiled.def.name.clone()).collect::<Vec<_>>())),
+                Arc::new(StringArray::from(features.iter().map(|f| f.compiled().def.name.clone()).collect::<Vec<_>>())),
                 Arc::new(StringArray::from(
-                    features.iter().map(|f| crate::feature::human_interval(f.compiled.tile)).collect::<Vec<_>>(),
+                    features.iter().map(|f| crate::feature::human_interval(f.compiled().tile)).collect::<Vec<_>>(),
                 )),
                 int(&|i| sizes[i].0 as i64),
                 int(&|i| sizes[i].1 as i64),

@@ -6,8 +6,10 @@
 //! row streams watch.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 
 use async_trait::async_trait;
 use futures::{Stream, StreamExt};
@@ -104,25 +106,18 @@ pub struct Cancellations {
 impl Cancellations {
     pub fn register(&self, pid: i32, key: SecretKey) -> Arc<CancelFlag> {
         let flag = Arc::new(CancelFlag::default());
-        if let Ok(mut map) = self.connections.lock() {
-            map.insert(pid, (key_bytes(&key), flag.clone()));
-        }
+        self.connections.lock().insert(pid, (key_bytes(&key), flag.clone()));
         flag
     }
 
     pub fn unregister(&self, pid: i32) {
-        if let Ok(mut map) = self.connections.lock() {
-            map.remove(&pid);
-        }
+        self.connections.lock().remove(&pid);
     }
 
     /// Raises the flag of connection `pid`; true if its running statement may also be
     /// abandoned where it waits (it only reads).
     fn cancel(&self, pid: i32, key: &SecretKey) -> bool {
-        let flag = match self.connections.lock() {
-            Ok(map) => map.get(&pid).filter(|(k, _)| *k == key_bytes(key)).map(|(_, f)| f.clone()),
-            Err(_) => None,
-        };
+        let flag = self.connections.lock().get(&pid).filter(|(k, _)| *k == key_bytes(key)).map(|(_, f)| f.clone());
         flag.is_some_and(|flag| {
             flag.cancel();
             flag.interruptible.load(Ordering::SeqCst)

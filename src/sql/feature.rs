@@ -9,7 +9,6 @@
 //! The SELECT is parsed by sqlparser; the trailing WINDOW clause (which standard SQL uses for
 //! named windows) is cut off at the token level first and parsed here.
 
-use serde::{Deserialize, Serialize};
 use sqlparser::ast::{Ident, ObjectName, Query, SqlOption};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
@@ -20,19 +19,19 @@ use super::interval::parse_interval_micros;
 use super::names::ident_name;
 use crate::error::{Error, Result, SqlState};
 
-/// The window of a feature; widths are in microseconds. See spec section 2 and
-/// `feature::window` for the exact boundaries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Window {
-    /// `T - width < e <= T`.
+/// The `WINDOW` clause as written; widths are in microseconds. Its meaning (which events a
+/// window holds at T) is `feature::Window`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowClause {
+    /// `WINDOW SLIDING INTERVAL ...`
     Sliding { width: i64 },
-    /// The sliding value at the latest multiple of `every` at or before T.
+    /// `WINDOW SLIDING INTERVAL ... EVERY INTERVAL ...`
     Hopping { width: i64, every: i64 },
-    /// `floor(T, width) <= e <= T`.
+    /// `WINDOW TUMBLING INTERVAL ...`
     Tumbling { width: i64 },
-    /// The current session: events less than `gap` apart, ending within `gap` of T.
+    /// `WINDOW SESSION GAP INTERVAL ...`
     Session { gap: i64 },
-    /// `e <= T`.
+    /// `WINDOW LIFETIME`, or no WINDOW clause.
     Lifetime,
 }
 
@@ -41,7 +40,7 @@ pub struct CreateFeature {
     pub name: String,
     pub options: Vec<SqlOption>,
     pub query: Box<Query>,
-    pub window: Window,
+    pub window: WindowClause,
     pub if_not_exists: bool,
     /// The statement as written, kept for `asofdb.features`.
     pub sql: String,
@@ -85,7 +84,7 @@ pub fn parse_create_feature(sql: &str) -> Result<CreateFeature> {
     let mut query = p.parse_query()?;
     super::precedence::fix_is_distinct(&mut query);
     expect_end(&mut p)?;
-    let window = if window_at.is_some() { parse_window(tail)? } else { Window::Lifetime };
+    let window = if window_at.is_some() { parse_window(tail)? } else { WindowClause::Lifetime };
     Ok(CreateFeature { name, options, query, window, if_not_exists, sql: sql.trim().to_string() })
 }
 
@@ -101,23 +100,23 @@ pub fn parse_drop_feature(sql: &str) -> Result<(Vec<String>, bool)> {
     Ok((names.iter().map(single_name).collect::<Result<_>>()?, if_exists))
 }
 
-fn parse_window(tokens: Vec<Token>) -> Result<Window> {
+fn parse_window(tokens: Vec<Token>) -> Result<WindowClause> {
     let mut p = Parser::new(&PostgreSqlDialect {}).with_tokens(tokens);
     let window = if eat_word(&mut p, "SLIDING") {
         let width = interval(&mut p)?;
         if eat_word(&mut p, "EVERY") {
             let every = interval(&mut p)?;
-            Window::Hopping { width, every }
+            WindowClause::Hopping { width, every }
         } else {
-            Window::Sliding { width }
+            WindowClause::Sliding { width }
         }
     } else if eat_word(&mut p, "TUMBLING") {
-        Window::Tumbling { width: interval(&mut p)? }
+        WindowClause::Tumbling { width: interval(&mut p)? }
     } else if eat_word(&mut p, "SESSION") {
         expect_word(&mut p, "GAP")?;
-        Window::Session { gap: interval(&mut p)? }
+        WindowClause::Session { gap: interval(&mut p)? }
     } else if eat_word(&mut p, "LIFETIME") {
-        Window::Lifetime
+        WindowClause::Lifetime
     } else {
         return Err(Error::syntax(format!(
             "syntax error: expected SLIDING, TUMBLING, SESSION GAP or LIFETIME after WINDOW, found {}",
@@ -193,16 +192,16 @@ mod tests {
     fn every_window_kind_parses() {
         let base = "CREATE FEATURE f AS SELECT card, count(*) AS n FROM tx GROUP BY card";
         let cases = [
-            ("", Window::Lifetime),
-            (" WINDOW LIFETIME", Window::Lifetime),
-            (" WINDOW SLIDING INTERVAL '1 hour'", Window::Sliding { width: 3_600_000_000 }),
+            ("", WindowClause::Lifetime),
+            (" WINDOW LIFETIME", WindowClause::Lifetime),
+            (" WINDOW SLIDING INTERVAL '1 hour'", WindowClause::Sliding { width: 3_600_000_000 }),
             (
                 " WINDOW SLIDING INTERVAL '1 day' EVERY INTERVAL '5 minutes'",
-                Window::Hopping { width: 86_400_000_000, every: 300_000_000 },
+                WindowClause::Hopping { width: 86_400_000_000, every: 300_000_000 },
             ),
-            (" window tumbling interval '1 day'", Window::Tumbling { width: 86_400_000_000 }),
-            (" WINDOW SESSION GAP INTERVAL '20 minutes'", Window::Session { gap: 1_200_000_000 }),
-            (" WINDOW SLIDING INTERVAL '1' HOUR", Window::Sliding { width: 3_600_000_000 }),
+            (" window tumbling interval '1 day'", WindowClause::Tumbling { width: 86_400_000_000 }),
+            (" WINDOW SESSION GAP INTERVAL '20 minutes'", WindowClause::Session { gap: 1_200_000_000 }),
+            (" WINDOW SLIDING INTERVAL '1' HOUR", WindowClause::Sliding { width: 3_600_000_000 }),
         ];
         for (suffix, window) in cases {
             let parsed = parse_create_feature(&format!("{base}{suffix}")).unwrap();

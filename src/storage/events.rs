@@ -6,7 +6,9 @@
 //! then wait for durability outside it, where concurrent commits share flushes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak, mpsc};
+use std::sync::{Arc, OnceLock, Weak, mpsc};
+
+use parking_lot::{Mutex, RwLock};
 
 use arrow::array::RecordBatch;
 
@@ -229,16 +231,16 @@ impl EventStore {
 
     /// The current manifest version.
     pub fn manifest(&self) -> Arc<Manifest> {
-        self.manifest.read().map(|m| m.clone()).unwrap_or_default()
+        self.manifest.read().clone()
     }
 
     /// Installs a new manifest version, keeping track of the old one while scans hold it.
     pub(super) fn publish(&self, change: impl FnOnce(&mut Manifest)) -> Result<()> {
-        let mut current = self.manifest.write().map_err(|_| Error::internal("manifest poisoned"))?;
+        let mut current = self.manifest.write();
         let mut next = Manifest::clone(&current);
         change(&mut next);
         let old = std::mem::replace(&mut *current, Arc::new(next));
-        self.retired.lock().map_err(|_| Error::internal("manifest poisoned"))?.push(Arc::downgrade(&old));
+        self.retired.lock().push(Arc::downgrade(&old));
         Ok(())
     }
 
@@ -250,8 +252,8 @@ impl EventStore {
         ops: Vec<KvOp>,
         publish: impl FnOnce(&mut Manifest),
     ) -> Result<bool> {
-        let _counters = self.counters.lock().map_err(|_| Error::internal("counters poisoned"))?;
-        let stats = self.stats.read().map_err(|_| Error::internal("stats poisoned"))?;
+        let _counters = self.counters.lock();
+        let stats = self.stats.read();
         if !tables.iter().all(|t| stats.contains_key(t)) {
             return Ok(false);
         }
@@ -267,7 +269,7 @@ impl EventStore {
 
     /// Reserves a table id. The reservation is persisted by the next commit.
     pub fn allocate_table_id(&self) -> Result<u64> {
-        let mut counters = self.counters.lock().map_err(|_| Error::internal("counters poisoned"))?;
+        let mut counters = self.counters.lock();
         let id = counters.next_table_id;
         counters.next_table_id += 1;
         Ok(id)
@@ -296,12 +298,12 @@ impl EventStore {
 
     /// The sequence number the next write will get: every write so far has a smaller one.
     pub fn next_seq(&self) -> Result<u64> {
-        Ok(self.counters.lock().map_err(|_| Error::internal("counters poisoned"))?.next_seq)
+        Ok(self.counters.lock().next_seq)
     }
 
     /// Statistics of a table (zero if it has no rows).
     pub fn stats(&self, table_id: u64) -> TableStats {
-        self.stats.read().map(|s| s.get(&table_id).copied().unwrap_or_default()).unwrap_or_default()
+        self.stats.read().get(&table_id).copied().unwrap_or_default()
     }
 
     /// Applies `commit` atomically and waits until it is durable.
@@ -340,8 +342,8 @@ impl EventStore {
     }
 
     fn apply_all(&self, commit: Commit) -> Result<Applied> {
-        let mut counters = self.counters.lock().map_err(|_| Error::internal("counters poisoned"))?;
-        let mut stats = self.stats.write().map_err(|_| Error::internal("stats poisoned"))?;
+        let mut counters = self.counters.lock();
+        let mut stats = self.stats.write();
         let mut ops = Vec::new();
         let mut parts = Vec::new();
         let mut new_stats: HashMap<u64, TableStats> = HashMap::new();

@@ -1,10 +1,10 @@
 //! An in-memory [`KvStore`] with the same contract as the sled hot tier, for tests.
 
+use parking_lot::RwLock;
 use std::collections::BTreeMap;
-use std::sync::RwLock;
 
 use super::{KvOp, KvPair, KvStore};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// A `BTreeMap` behind a lock. Everything is "durable" at once because nothing survives anyway.
 #[derive(Default)]
@@ -20,7 +20,7 @@ impl MemoryKv {
 
 impl KvStore for MemoryKv {
     fn apply(&self, ops: Vec<KvOp>) -> Result<()> {
-        let mut map = self.map.write().map_err(|_| Error::internal("memory store poisoned"))?;
+        let mut map = self.map.write();
         for op in ops {
             match op {
                 KvOp::Put(k, v) => {
@@ -39,16 +39,14 @@ impl KvStore for MemoryKv {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let map = self.map.read().map_err(|_| Error::internal("memory store poisoned"))?;
+        let map = self.map.read();
         Ok(map.get(key).map(|v| v.to_vec()))
     }
 
     fn scan(&self, start: &[u8], end: &[u8]) -> Box<dyn Iterator<Item = Result<KvPair>> + Send> {
         // A snapshot keeps the iterator independent of the lock; tests hold little data.
-        let pairs: Vec<Result<KvPair>> = match self.map.read() {
-            Ok(map) => map.range(start.to_vec()..end.to_vec()).map(|(k, v)| Ok((k.clone(), v.clone()))).collect(),
-            Err(_) => vec![Err(Error::internal("memory store poisoned"))],
-        };
+        let pairs: Vec<Result<KvPair>> =
+            self.map.read().range(start.to_vec()..end.to_vec()).map(|(k, v)| Ok((k.clone(), v.clone()))).collect();
         Box::new(pairs.into_iter())
     }
 }

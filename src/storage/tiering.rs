@@ -70,7 +70,7 @@ impl EventStore {
     /// tiering work. A table without a cold tier configured, or with nothing to move, is a no-op.
     pub fn move_to_cold(&self, request: &MoveRequest) -> Result<TierReport> {
         let Some(cold) = self.cold.clone() else { return Ok(TierReport::default()) };
-        let _tiering = self.tiering.lock().map_err(|_| Error::internal("tiering lock poisoned"))?;
+        let _tiering = self.tiering.lock();
         let table = &request.table;
         let old = self.manifest().mark(table.id);
         let new = TierMark { below_seq: request.below_seq, before_time: request.before_time };
@@ -169,7 +169,7 @@ impl EventStore {
             self.reserve.check_for_maintenance(size)?;
         }
         let file_no = {
-            let mut counters = self.counters.lock().map_err(|_| Error::internal("counters poisoned"))?;
+            let mut counters = self.counters.lock();
             counters.next_file += 1;
             counters.next_file - 1
         };
@@ -190,14 +190,14 @@ impl EventStore {
 
     /// The write that persists the file-number counter (after files were numbered).
     fn file_counter(&self) -> Result<KvOp> {
-        let next = self.counters.lock().map_err(|_| Error::internal("counters poisoned"))?.next_file;
+        let next = self.counters.lock().next_file;
         Ok(KvOp::Put(keys::counter(FILE_NO), next.to_be_bytes().to_vec()))
     }
 
     /// Merges the files of each day that has several into one (late rows make small files).
     pub fn compact(&self, table: &TierTable) -> Result<TierReport> {
         let Some(cold) = self.cold.clone() else { return Ok(TierReport::default()) };
-        let _tiering = self.tiering.lock().map_err(|_| Error::internal("tiering lock poisoned"))?;
+        let _tiering = self.tiering.lock();
         let manifest = self.manifest();
         let mut days: BTreeMap<i64, Vec<ColdFile>> = BTreeMap::new();
         for f in manifest.files(table.id) {
@@ -238,13 +238,13 @@ impl EventStore {
     /// keep what they read: a hot row goes only once the oldest live version's mark covers it.
     /// `event_time_of` gives the event-time column of a table (partly moved values are trimmed).
     pub fn collect_garbage(&self, event_time_of: &dyn Fn(u64) -> Option<usize>) -> Result<()> {
-        let _tiering = self.tiering.lock().map_err(|_| Error::internal("tiering lock poisoned"))?;
+        let _tiering = self.tiering.lock();
         // The current version first, then the retired ones: with the tiering lock held, a
         // version published in between can only remove files (a drop), and the version it
         // retires is the one read here, so no version a scan may hold is missed.
         let manifest = self.manifest();
         let older: Vec<Arc<Manifest>> = {
-            let mut retired = self.retired.lock().map_err(|_| Error::internal("manifest poisoned"))?;
+            let mut retired = self.retired.lock();
             retired.retain(|v| v.strong_count() > 0);
             retired.iter().filter_map(Weak::upgrade).collect()
         };

@@ -1,21 +1,15 @@
 //! ASOF join against a feature: each left row gets the feature evaluated at its time.
 //!
-//! The left side (the spine) is read whole, then answered one of two ways:
-//! - if every row's window lies within what the live state holds (its horizon, one window
-//!   behind the latest event), from the live state: nothing is built per query; each batch is
-//!   swept key by key, rows ordered by (key, time), each key's history looked up once;
-//! - otherwise from the stored events of both tiers, swept in time order with memory bounded
-//!   by one window (`history`).
-//!
-//! Both evaluate with the core online reads use (`KeyHistory::sweep`/`evaluate`, `>=`
-//! inclusive, `>` strict). Output rows keep the left order. The spine is counted in
-//! DataFusion's memory pool, so a spine larger than the pool fails with 53200.
+//! The left side (the spine) is read whole (which path answers depends on how far back it
+//! reaches), its keys and times computed, and the feature evaluated at all of them at once
+//! (`LiveFeature::evaluate_at`: from the live state, or the stored events). Output rows keep
+//! the left order. The spine is counted in DataFusion's memory pool, so a spine larger than
+//! the pool fails with 53200.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt32Array};
+use arrow::array::{ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt32Array};
 use arrow::compute::take;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -30,11 +24,8 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, Distribution, Exec
 use datafusion::scalar::ScalarValue;
 use futures::{StreamExt, TryStreamExt};
 
-use super::history::{Probe, evaluate_stored};
 use super::probe::{JoinSide, assemble, evaluate_as, external, left_then_right, micros};
-use crate::error::Error;
-use crate::feature::window::span;
-use crate::feature::{FeatureState, LiveFeature, SlidingDistinct, array_of};
+use crate::feature::{LiveFeature, Points, Values, array_of};
 
 pub struct AsofFeatureExec {
     left: Arc<dyn ExecutionPlan>,
@@ -69,7 +60,7 @@ impl AsofFeatureExec {
 
 impl fmt::Debug for AsofFeatureExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AsofFeatureExec({})", self.feature.compiled.def.name)
+        write!(f, "AsofFeatureExec({})", self.feature.compiled().def.name)
     }
 }
 
@@ -80,7 +71,9 @@ impl DisplayAs for AsofFeatureExec {
         write!(
             f,
             "{kind} feature {}, keys {:?}, {} {op} time",
-            self.feature.compiled.def.name, self.left_on.keys, self.left_on.time
+            self.feature.compiled().def.name,
+            self.left_on.keys,
+            self.left_on.time
         )
     }
 }
@@ -154,9 +147,6 @@ impl ExecutionPlan for AsofFeatureExec {
     }
 }
 
-/// Per left row: the feature's values, or `None` when the row does not match.
-type Values = Vec<Option<Vec<ScalarValue>>>;
-
 /// One left batch with its keys (in the feature's key types) and times.
 struct Probed {
     batch: RecordBatch,
@@ -174,7 +164,7 @@ struct Join {
 
 impl Join {
     fn all(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
-        let compiled = &self.feature.compiled;
+        let compiled = self.feature.compiled();
         let probed = batches
             .into_iter()
             .map(|batch| {
@@ -189,95 +179,14 @@ impl Join {
                 Ok(Probed { batch, keys, times })
             })
             .collect::<Result<Vec<_>>>()?;
-        // The window of the earliest time evaluated: every later one starts and ends no earlier.
-        let earliest = probed.iter().flat_map(|p| p.times.iter().flatten()).min();
-        let window = earliest.map(|t| span(&compiled.def.window, t, self.strict));
-        let values = {
-            let state = self.feature.state.read().map_err(|_| external(Error::internal("feature state poisoned")))?;
-            let held = window.is_none_or(|w| state.holds(w));
-            if held {
-                let mut windows = HashMap::new();
-                Some(probed.iter().map(|p| self.live(&state, p, &mut windows)).collect::<Result<Vec<_>>>()?)
-            } else {
-                None
-            }
-        };
-        let values = match values {
-            Some(values) => values,
-            None => self.stored(&probed)?,
-        };
+        let points: Vec<_> = probed.iter().map(|p| Points { keys: &p.keys, times: &p.times }).collect();
+        let values = self.feature.evaluate_at(&points, self.strict).map_err(external)?;
         probed.iter().zip(values).map(|(p, values)| self.output(p, values)).collect()
-    }
-
-    /// Values from the live state, which holds every event the rows' windows reach.
-    fn live(&self, state: &FeatureState, p: &Probed, windows: &mut HashMap<usize, SlidingDistinct>) -> Result<Values> {
-        let compiled = &self.feature.compiled;
-        let (n, times) = (p.batch.num_rows(), &p.times);
-        let histories = state.histories(&p.keys).map_err(external)?;
-        // Key by key (histories are grouped by address), each key's rows in time order.
-        let mut order: Vec<u32> =
-            (0..n as u32).filter(|r| histories[*r as usize].is_some() && times.is_valid(*r as usize)).collect();
-        let address = |r: u32| histories[r as usize].map_or(0, |h| h as *const _ as usize);
-        order.sort_unstable_by_key(|r| (address(*r), times.value(*r as usize)));
-        let mut values: Values = vec![None; n];
-        if windows.values().map(SlidingDistinct::size).sum::<usize>() > CACHED_WINDOW_WORDS {
-            windows.clear();
-        }
-        for rows in order.chunk_by(|a, b| address(*a) == address(*b)) {
-            let Some(history) = histories[rows[0] as usize] else { continue };
-            let mut next = rows.iter();
-            let times_of_rows = rows.iter().map(|r| times.value(*r as usize));
-            let window = windows.entry(address(rows[0])).or_default();
-            history
-                .sweep(compiled, times_of_rows, self.strict, window, &mut |value| {
-                    if let Some(r) = next.next() {
-                        values[*r as usize] = value;
-                    }
-                    Ok(())
-                })
-                .map_err(external)?;
-        }
-        Ok(values)
-    }
-
-    /// Values from the stored events (`history::evaluate_stored`).
-    fn stored(&self, probed: &[Probed]) -> Result<Vec<Values>> {
-        let scratch = FeatureState::new(&self.feature.compiled).map_err(external)?;
-        let mut ids: HashMap<Box<[u8]>, u32, ahash::RandomState> = HashMap::default();
-        let mut keys: Vec<Box<[u8]>> = Vec::new();
-        let mut probes = Vec::new();
-        let mut slot = 0u32;
-        for p in probed {
-            let rows = scratch.encode_keys(&p.keys).map_err(external)?;
-            for r in 0..p.batch.num_rows() {
-                if p.times.is_valid(r) && p.keys.iter().all(|k| k.is_valid(r)) {
-                    let key = rows.row(r);
-                    let id = match ids.get(key.as_ref()) {
-                        Some(id) => *id,
-                        None => {
-                            keys.push(key.as_ref().into());
-                            ids.insert(key.as_ref().into(), keys.len() as u32 - 1);
-                            keys.len() as u32 - 1
-                        }
-                    };
-                    probes.push(Probe { key: id, time: p.times.value(r), slot });
-                }
-                slot += 1;
-            }
-        }
-        drop(ids);
-        let mut flat: Values = vec![None; slot as usize];
-        evaluate_stored(&self.feature, &self.feature.store, &keys, &mut probes, self.strict, &mut |slot, values| {
-            flat[slot as usize] = values
-        })
-        .map_err(external)?;
-        let mut rest = flat.into_iter();
-        Ok(probed.iter().map(|p| rest.by_ref().take(p.batch.num_rows()).collect()).collect())
     }
 
     /// The output rows of one left batch.
     fn output(&self, p: &Probed, values: Values) -> Result<RecordBatch> {
-        let compiled = &self.feature.compiled;
+        let compiled = self.feature.compiled();
         let n = p.batch.num_rows();
         let rows: Vec<u32> = if self.left_join {
             (0..n as u32).collect()
@@ -303,7 +212,3 @@ impl Join {
         assemble(&self.schema, rows, left_then_right(&p.batch, keep.as_ref(), right)?)
     }
 }
-
-/// Sliding windows kept per key (by history address) across the batches of one join, at most
-/// this many words in all.
-const CACHED_WINDOW_WORDS: usize = 4 << 20;

@@ -6,7 +6,6 @@
 
 mod feature_exec;
 mod groups;
-mod history;
 mod node;
 mod planner;
 mod probe;

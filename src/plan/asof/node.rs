@@ -80,7 +80,7 @@ impl AsofJoinNode {
 
     fn feature_name(&self) -> Option<&str> {
         match &self.right {
-            AsofRight::Feature(f) => Some(f.compiled.def.name.as_str()),
+            AsofRight::Feature(f) => Some(f.compiled().def.name.as_str()),
             AsofRight::Table { .. } => None,
         }
     }
@@ -192,7 +192,7 @@ impl UserDefinedLogicalNodeCore for AsofJoinNode {
                 }
             }
             AsofRight::Feature(feature) => {
-                let name = &feature.compiled.def.name;
+                let name = &feature.compiled().def.name;
                 write!(
                     f,
                     "{kind}: feature {name}, keys [{}], {} {} {name}.time",
@@ -414,7 +414,7 @@ fn lower_join(join: &datafusion::logical_expr::Join, spec: &AsofSpec) -> Result<
         AsofTarget::Feature(feature) if right_join => {
             return Err(Error::unsupported(format!(
                 "ASOF RIGHT and FULL JOIN against a feature (\"{}\") are not supported",
-                feature.compiled.def.name
+                feature.compiled().def.name
             )));
         }
         AsofTarget::Feature(_) if !across.is_empty() => {
@@ -451,7 +451,7 @@ fn feature_keys(
     op: Operator,
     time_column: &str,
 ) -> Result<Vec<Expr>> {
-    let compiled = &feature.compiled;
+    let compiled = feature.compiled();
     let name = &compiled.def.name;
     if !matches!(op, Operator::GtEq | Operator::Gt) {
         return Err(asof_error("only >= and > are valid against a feature (its value as of the left time)".into()));

@@ -10,9 +10,9 @@
 //! ticket was issued covers the batch. Only one flush runs at a time; whoever finds no flush
 //! running starts one covering every ticket issued so far.
 
-use std::sync::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 #[derive(Default)]
 struct State {
@@ -31,8 +31,7 @@ pub struct GroupCommit {
 impl GroupCommit {
     /// Returns once a flush that started after this call has completed.
     pub fn sync(&self, flush: impl Fn() -> Result<()>) -> Result<()> {
-        let poisoned = || Error::internal("group commit state poisoned");
-        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        let mut state = self.state.lock();
         state.issued += 1;
         let ticket = state.issued;
         loop {
@@ -40,14 +39,14 @@ impl GroupCommit {
                 return Ok(());
             }
             if state.flushing {
-                state = self.flushed.wait(state).map_err(|_| poisoned())?;
+                self.flushed.wait(&mut state);
                 continue;
             }
             state.flushing = true;
             let covers = state.issued;
             drop(state);
             let outcome = flush();
-            state = self.state.lock().map_err(|_| poisoned())?;
+            state = self.state.lock();
             state.flushing = false;
             if outcome.is_ok() {
                 state.durable = state.durable.max(covers);
@@ -61,6 +60,7 @@ impl GroupCommit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -13,9 +13,9 @@ use std::collections::HashMap;
 
 use datafusion::scalar::ScalarValue;
 
-use crate::error::{Error, Result};
-use crate::feature::window::{span, upper_bound};
-use crate::feature::{FeatureState, LiveFeature, SlidingDistinct, distinct_aggregates};
+use super::window::{span, upper_bound};
+use super::{FeatureState, LiveFeature, SlidingDistinct, distinct_aggregates};
+use crate::error::Result;
 use crate::storage::blocks::event_times;
 use crate::storage::{BLOCK_MICROS, EventStore, StoredPart};
 
@@ -23,7 +23,7 @@ const DAY_MICROS: i64 = 86_400_000_000;
 
 /// One spine row to evaluate: its key (index into the distinct keys), time, and output slot.
 #[derive(Debug, Clone, Copy)]
-pub struct Probe {
+pub(super) struct Probe {
     pub key: u32,
     pub time: i64,
     pub slot: u32,
@@ -31,7 +31,7 @@ pub struct Probe {
 
 /// Evaluates `feature` at every probe from the stored events; `emit(slot, values)` gets each
 /// result (`None`: the key has no qualifying event at or before the time).
-pub fn evaluate_stored(
+pub(super) fn evaluate_stored(
     feature: &LiveFeature,
     store: &EventStore,
     keys: &[Box<[u8]>],
@@ -45,7 +45,7 @@ pub fn evaluate_stored(
     }
     let mut scratch = FeatureState::scratch(compiled)?;
     {
-        let live = feature.state.read().map_err(|_| Error::internal("feature state poisoned"))?;
+        let live = feature.state.read();
         for key in keys {
             scratch.add_key(key, live.encoded(key).and_then(|h| h.first()));
         }

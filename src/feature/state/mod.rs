@@ -1,0 +1,360 @@
+//! Per-key state of one feature, and evaluation at a time T: the one evaluation core behind
+//! online reads, backfill and ASOF JOIN.
+//!
+//! A key keeps its qualifying events (those passing the feature's WHERE) sorted by (event
+//! time, arrival), as flat words (`encoding`). Once a key has `tile_min_events` events it also
+//! keeps **tiles**: per epoch-aligned interval of `tile` µs, each aggregate's partial over the
+//! tile's events (`accumulate::Acc`). Evaluating a window merges the partials of the tiles
+//! wholly inside it and folds only the events of the two edge tiles one by one, so a read costs
+//! O(tiles in the window + events in two tiles), not O(events in the window), and stays exact
+//! at the edges. A write (in order or however late) updates its own tile only: appended to a
+//! tile's end it is folded into the partial; inserted inside a tile it recomputes that tile.
+
+mod evaluate;
+mod history;
+mod sliding_distinct;
+mod tiles;
+
+pub use evaluate::distinct_aggregates;
+pub use history::KeyHistory;
+pub use sliding_distinct::SlidingDistinct;
+
+use std::collections::HashMap;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow::row::{RowConverter, SortField};
+use datafusion::scalar::ScalarValue;
+
+use crate::error::{Error, Result};
+use crate::feature::accumulate::HEADER;
+use crate::feature::def::CompiledFeature;
+use crate::feature::encoding::{Encoded, encode};
+use crate::feature::window::Span;
+use crate::storage::blocks::event_times;
+use evaluate::is_distinct_only;
+use history::NO_FIRST;
+
+/// The arrival number of a snapshot row that only records a key's earliest (evicted) event time.
+pub const FIRST_ONLY: u64 = u64::MAX;
+
+/// All keys of one feature.
+pub struct FeatureState {
+    converter: RowConverter,
+    /// aHash: the keys are short byte strings and this map is on every write's path.
+    keys: HashMap<Box<[u8]>, KeyHistory, ahash::RandomState>,
+    /// Bumped by every change: positions of events (and addresses of histories) seen at one
+    /// version are valid until the next (sweeps cache per-key windows by it).
+    version: u64,
+    /// Events older than this are not kept (they are outside every window evaluated at the
+    /// latest event time or later); `i64::MIN` until the first eviction.
+    horizon: i64,
+    /// The greatest event time ingested (of any row, qualifying or not).
+    max_time: i64,
+    /// Whether ingesting moves the horizon along with `max_time` (the live state); a sweep's
+    /// scratch state moves it itself.
+    auto_evict: bool,
+    /// Evaluations whose window ends at or after this time are exact (a hopping window ends at
+    /// its last hop, before T); earlier windows may miss events dropped as repeats
+    /// (`KeyHistory::keep_latest_distinct`). `i64::MIN` until the first drop.
+    exact_from: i64,
+}
+
+/// The horizon moves in steps of at least this much (µs), so that each eviction pass over
+/// every key drops a good share of the events: four hours, or a quarter of the window if
+/// longer. (A day held up to a day of events for a one-hour window: 1.5M events at 100M.)
+const MIN_EVICTION_STEP: i64 = 4 * 3_600_000_000;
+
+/// A feature of distinct counts only also drops repeated values on eviction, a costlier pass
+/// (a hash set per key): at most once per day of event time.
+const DISTINCT_EVICTION_STEP: i64 = 86_400_000_000;
+
+impl FeatureState {
+    pub fn new(feature: &CompiledFeature) -> Result<Self> {
+        let fields =
+            feature.key_columns.iter().map(|i| SortField::new(feature.table.columns[*i].ty.arrow_type())).collect();
+        let hasher = ahash::RandomState::with_seeds(0x5eed, 0xa50f, 0xdb, 0xf00d);
+        Ok(Self {
+            converter: RowConverter::new(fields)?,
+            keys: HashMap::with_hasher(hasher),
+            version: 0,
+            horizon: i64::MIN,
+            max_time: i64::MIN,
+            auto_evict: true,
+            exact_from: i64::MIN,
+        })
+    }
+
+    /// A scratch state for an ASOF sweep over stored events: it keeps only the keys it is
+    /// given (`add_key`) and evicts only when told to.
+    pub fn scratch(feature: &CompiledFeature) -> Result<Self> {
+        Ok(Self { auto_evict: false, ..Self::new(feature)? })
+    }
+
+    /// Adds the qualifying rows of `batch` (rows of the source table stored under `seq`).
+    pub fn ingest(&mut self, feature: &CompiledFeature, batch: &RecordBatch, seq: u64) -> Result<()> {
+        self.ingest_rows(feature, batch, seq, !self.auto_evict)?;
+        self.evict_due(feature);
+        Ok(())
+    }
+
+    /// Moves the live state's horizon up to `max_time - lookback` once it has fallen a step
+    /// behind.
+    /// A feature of distinct counts only also drops repeated values then, every day of event
+    /// time, so its keys hold one event per distinct value of the window.
+    pub fn evict_due(&mut self, feature: &CompiledFeature) {
+        let Some(lookback) = feature.lookback().filter(|_| self.auto_evict) else { return };
+        let distinct_only = is_distinct_only(feature);
+        let step = if distinct_only { DISTINCT_EVICTION_STEP } else { (lookback / 4).max(MIN_EVICTION_STEP) };
+        let target = self.max_time.saturating_sub(lookback);
+        if target >= self.horizon.saturating_add(step) {
+            self.evict(feature, target, &mut |_, _, _| {});
+            if distinct_only {
+                self.keys.values_mut().for_each(|history| {
+                    history.keep_latest_distinct(feature);
+                });
+                self.exact_from = self.max_time;
+            }
+        }
+    }
+
+    /// After a snapshot is loaded: the snapshot lacks what its state had evicted or dropped
+    /// (neither horizon is stored), so both are set as late as they can have been.
+    pub fn restored(&mut self, feature: &CompiledFeature) {
+        let Some(lookback) = feature.lookback().filter(|_| self.auto_evict) else { return };
+        self.evict(feature, self.max_time.saturating_sub(lookback), &mut |_, _, _| {});
+        if is_distinct_only(feature) {
+            self.exact_from = self.max_time;
+        }
+    }
+
+    /// Drops every event older than `horizon`; `before_drop(key, history, count)` sees each
+    /// key that loses `count` events, before they go. Keys stay, with their first event time.
+    pub fn evict(
+        &mut self,
+        feature: &CompiledFeature,
+        horizon: i64,
+        before_drop: &mut dyn FnMut(&[u8], &KeyHistory, usize),
+    ) {
+        if horizon <= self.horizon {
+            return;
+        }
+        self.version += 1;
+        self.horizon = horizon;
+        for (key, history) in self.keys.iter_mut() {
+            let r = history.events(feature).from(horizon);
+            if r > 0 {
+                before_drop(key, history, r);
+                history.drop_prefix(feature, r);
+            }
+        }
+    }
+
+    /// Whether the state holds every event a window spanning `window` needs: none evicted
+    /// (the horizon) and none dropped as a repeat (`exact_from`, against the window's end,
+    /// which for a hopping window is its last hop, before T).
+    pub fn holds(&self, window: Span) -> bool {
+        window.from >= self.horizon && window.to >= self.exact_from
+    }
+
+    /// Adds an empty history for a key (row-encoded) whose earliest event is `first`.
+    pub fn add_key(&mut self, key: &[u8], first: Option<i64>) {
+        self.keys.entry(key.into()).or_default().first = first.unwrap_or(NO_FIRST);
+    }
+
+    /// The key's history, by its row-encoded form.
+    pub fn encoded(&self, key: &[u8]) -> Option<&KeyHistory> {
+        self.keys.get(key)
+    }
+
+    /// Row-encodes keys given as arrays in key-column order (as `encoded` and `add_key` take them).
+    pub fn encode_keys(&self, keys: &[ArrayRef]) -> Result<arrow::row::Rows> {
+        Ok(self.converter.convert_columns(keys)?)
+    }
+
+    fn ingest_rows(
+        &mut self,
+        feature: &CompiledFeature,
+        batch: &RecordBatch,
+        seq: u64,
+        known_keys_only: bool,
+    ) -> Result<()> {
+        self.version += 1;
+        let rows = batch.num_rows();
+        let passes = match &feature.filter {
+            Some(f) => Some(boolean(f.evaluate(batch)?.into_array(rows)?)?),
+            None => None,
+        };
+        let mut encoded = Vec::with_capacity(feature.args.len());
+        for (j, arg) in feature.args.iter().enumerate() {
+            let filter = feature.value_filters[j]
+                .as_ref()
+                .map(|f| evaluate_where(f, batch, passes.as_ref()).and_then(boolean))
+                .transpose()?;
+            let rows_in = match (&passes, &filter) {
+                (Some(p), Some(f)) => Some(arrow::compute::and(p, f)?),
+                (Some(only), None) | (None, Some(only)) => Some(only.clone()),
+                (None, None) => None,
+            };
+            let arg = arg.as_ref().map(|a| evaluate_where(a, batch, rows_in.as_ref())).transpose()?;
+            let included = |row: usize| filter.as_ref().is_none_or(|f| f.is_valid(row) && f.value(row));
+            encoded.push(encode(feature.reprs[j], arg.as_ref(), included, rows)?);
+        }
+        let key_arrays: Vec<ArrayRef> = feature.key_columns.iter().map(|i| batch.column(*i).clone()).collect();
+        let key_rows = self.converter.convert_columns(&key_arrays)?;
+        let times = event_times(batch.column(feature.event_time))?;
+        if let Some(max) = times.values().iter().max() {
+            self.max_time = self.max_time.max(*max);
+        }
+        let mut event = vec![0u64; feature.stride()];
+        for row in 0..rows {
+            if passes.as_ref().is_some_and(|p| !p.is_valid(row) || !p.value(row)) {
+                continue;
+            }
+            let key = key_rows.row(row);
+            let history = match self.keys.get_mut(key.as_ref()) {
+                Some(history) => history,
+                None if known_keys_only => continue,
+                None => self.keys.entry(key.as_ref().into()).or_default(),
+            };
+            let t = times.value(row);
+            history.first = history.first.min(t);
+            if t < self.horizon {
+                continue;
+            }
+            event[0] = t as u64;
+            event[1] = seq;
+            event[2] = 0;
+            for (j, column) in encoded.iter().enumerate() {
+                let (flag, word) = match column {
+                    Encoded::Words(words) => words[row],
+                    Encoded::Others(values) => match &values[row] {
+                        (flag, Some(value)) => (*flag, history.keep(value.clone())),
+                        (flag, None) => (*flag, 0),
+                    },
+                };
+                event[2] |= flag << (2 * j);
+                event[HEADER + j] = word;
+            }
+            history.insert(feature, &event);
+        }
+        Ok(())
+    }
+
+    /// The key's history, looked up by key values in key-column order.
+    pub fn history(&self, key: &[ScalarValue]) -> Result<Option<&KeyHistory>> {
+        let arrays: Vec<ArrayRef> = key.iter().map(|v| v.to_array()).collect::<std::result::Result<_, _>>()?;
+        let rows = self.converter.convert_columns(&arrays)?;
+        Ok(self.keys.get(rows.row(0).as_ref()))
+    }
+
+    /// The history of each row's key in `keys` (key-column order and types): `None` for a key
+    /// with no history or a NULL in it.
+    pub fn histories(&self, keys: &[ArrayRef]) -> Result<Vec<Option<&KeyHistory>>> {
+        let rows = self.converter.convert_columns(keys)?;
+        Ok((0..rows.num_rows())
+            .map(|r| if keys.iter().any(|k| k.is_null(r)) { None } else { self.keys.get(rows.row(r).as_ref()) })
+            .collect())
+    }
+
+    /// Every key (as key-column arrays, one row per key) with its history.
+    pub fn all(&self) -> Result<(Vec<ArrayRef>, Vec<&KeyHistory>)> {
+        let parser = self.converter.parser();
+        let (keys, histories): (Vec<_>, Vec<_>) = self.keys.iter().map(|(k, h)| (parser.parse(k), h)).unzip();
+        let columns = self.converter.convert_rows(keys)?;
+        Ok((columns, histories))
+    }
+
+    /// Returns the spare capacity of every key's vectors (after a backfill or restore, whose
+    /// appends leave up to half of each vector unused).
+    pub fn shrink_to_fit(&mut self) {
+        for history in self.keys.values_mut() {
+            let Some(body) = &mut history.body else { continue };
+            body.words.shrink_to_fit();
+            body.others.shrink_to_fit();
+            if let Some(tiles) = &mut body.tiles {
+                tiles.starts.shrink_to_fit();
+                tiles.ends.shrink_to_fit();
+                tiles.partials.shrink_to_fit();
+            }
+        }
+    }
+
+    /// The state's version (see the field).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Every key in its row-encoded form, with its history (for snapshots).
+    pub fn encoded_keys(&self) -> impl Iterator<Item = (&[u8], &KeyHistory)> {
+        self.keys.iter().map(|(k, h)| (k.as_ref(), h))
+    }
+
+    /// Appends one event to the key given in row-encoded form (snapshot restore). `other` is
+    /// the value of each [`Repr::Other`](super::encoding::Repr) aggregate, whose word it sets.
+    pub fn restore(
+        &mut self,
+        feature: &CompiledFeature,
+        key: &[u8],
+        event: &mut [u64],
+        others: Vec<(usize, ScalarValue)>,
+    ) {
+        self.version += 1;
+        if !self.keys.contains_key(key) {
+            self.keys.insert(key.into(), KeyHistory::default());
+        }
+        if let Some(history) = self.keys.get_mut(key) {
+            let t = event[0] as i64;
+            history.first = history.first.min(t);
+            if event[1] == FIRST_ONLY {
+                return;
+            }
+            self.max_time = self.max_time.max(t);
+            for (j, value) in others {
+                event[HEADER + j] = history.keep(value);
+            }
+            history.insert(feature, event);
+        }
+    }
+
+    /// (keys, events, approximate heap bytes) held.
+    pub fn size(&self, feature: &CompiledFeature) -> (usize, usize, usize) {
+        let events = self.keys.values().map(|h| h.len(feature)).sum();
+        let bytes = self.keys.iter().map(|(k, h)| k.len() + size_of::<KeyHistory>() + 16 + h.heap_bytes()).sum();
+        (self.keys.len(), events, bytes)
+    }
+}
+
+/// `arg` over `batch`, where only the rows `rows_in` admits need a value (NULL elsewhere).
+/// It is evaluated over the whole batch first, which is cheapest; only if that fails is it
+/// evaluated again over the admitted rows alone, as `agg(x) FILTER (WHERE p)` never
+/// evaluates `x` where `p` fails (`sum(a / b) FILTER (WHERE b <> 0)`).
+fn evaluate_where(
+    arg: &std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+    batch: &RecordBatch,
+    rows_in: Option<&BooleanArray>,
+) -> Result<ArrayRef> {
+    let rows = batch.num_rows();
+    let whole = arg.evaluate(batch).and_then(|v| v.into_array(rows));
+    let (Err(error), Some(rows_in)) = (&whole, rows_in) else { return Ok(whole?) };
+    tracing::debug!("evaluating a feature argument over its admitted rows only, after: {error}");
+    let admitted = arrow::compute::filter_record_batch(batch, rows_in)?;
+    let values = arg.evaluate(&admitted)?.into_array(admitted.num_rows())?;
+    let mut next = 0u32;
+    let positions: arrow::array::UInt32Array = (0..rows)
+        .map(|r| {
+            (rows_in.is_valid(r) && rows_in.value(r)).then(|| {
+                next += 1;
+                next - 1
+            })
+        })
+        .collect();
+    Ok(arrow::compute::take(&values, &positions, None)?)
+}
+
+fn boolean(array: ArrayRef) -> Result<BooleanArray> {
+    array
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .cloned()
+        .ok_or_else(|| Error::internal("predicate did not evaluate to booleans"))
+}

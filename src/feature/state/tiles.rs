@@ -1,0 +1,82 @@
+//! Tiles: per epoch-aligned interval of `tile` µs, each aggregate's partial over the tile's
+//! events, so a window is merged from whole tiles plus the events of its two edge tiles.
+
+use crate::feature::accumulate::{Acc, Events};
+use crate::feature::def::CompiledFeature;
+use crate::feature::encoding::VALUE;
+use crate::feature::window::{floor, span};
+
+#[derive(Debug, Default)]
+pub(super) struct Tiles {
+    /// Start time of each non-empty tile, ascending.
+    pub(super) starts: Vec<i64>,
+    /// One past the index of each tile's last event.
+    pub(super) ends: Vec<u32>,
+    /// `aggregates` partials per tile, tile-major.
+    pub(super) partials: Vec<Acc>,
+}
+
+impl Tiles {
+    pub(super) fn begin(&self, k: usize) -> usize {
+        if k == 0 { 0 } else { self.ends[k - 1] as usize }
+    }
+}
+
+/// A tile's partials over events `from..to` (picks relative to `from`).
+/// A tile's distinct words are gathered, then sorted once (inserting each in order was
+/// quadratic in the tile's distinct values).
+pub(super) fn fold_tile(feature: &CompiledFeature, ev: &Events, from: usize, to: usize) -> Vec<Acc> {
+    let aggregates = feature.def.values.iter().zip(&feature.reprs).enumerate();
+    aggregates
+        .map(|(j, (v, repr))| {
+            let mut acc = Acc::new(v.kind, *repr, true);
+            if let Acc::Distinct(words) = &mut acc {
+                words.extend((from..to).filter(|i| ev.flag(*i, j) == VALUE).map(|i| ev.word(i, j)));
+                words.sort_unstable();
+                words.dedup();
+            } else {
+                (from..to).for_each(|i| acc.add(v.kind, *repr, ev, i, j, from));
+            }
+            acc
+        })
+        .collect()
+}
+
+pub(super) fn fold_into(
+    feature: &CompiledFeature,
+    ev: &Events,
+    accs: &mut [Acc],
+    from: usize,
+    to: usize,
+    offset: usize,
+) {
+    for i in from..to {
+        for (j, acc) in accs.iter_mut().enumerate() {
+            acc.add(feature.def.values[j].kind, feature.reprs[j], ev, i, j, offset);
+        }
+    }
+}
+
+/// Tiles pay off only for a key whose latest window holds many events; for the sparse
+/// majority of keys they would cost ~50 bytes per event and save nothing.
+pub(super) fn worth_tiling(feature: &CompiledFeature, ev: &Events) -> bool {
+    if ev.is_empty() || ev.len() < feature.tile_min_events {
+        return false;
+    }
+    let window = span(&feature.def.window, ev.time(ev.len() - 1), false);
+    ev.len() - ev.from(window.from) >= feature.tile_min_events
+}
+
+pub(super) fn build_tiles(feature: &CompiledFeature, ev: &Events) -> Tiles {
+    let mut tiles = Tiles::default();
+    let mut i = 0;
+    while i < ev.len() {
+        let start = floor(ev.time(i), feature.tile);
+        let end = ev.after(start.saturating_add(feature.tile - 1));
+        tiles.starts.push(start);
+        tiles.ends.push(end as u32);
+        tiles.partials.extend(fold_tile(feature, ev, i, end));
+        i = end;
+    }
+    tiles
+}
