@@ -59,11 +59,13 @@ def postgres_bin():
     return os.path.dirname(found[-1])
 
 
-def start_asofdb(work):
-    run(["cargo", "bench", "--bench", "features", "--no-run"], cwd=ROOT, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+def start_asofdb(work, binary=None):
+    if binary is None:
+        run(["cargo", "bench", "--bench", "features", "--no-run"], cwd=ROOT, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        binary = os.path.join(ROOT, "target", "release", "asofdb")
     out = open(os.path.join(work, "asofdb.out"), "w+")
-    proc = subprocess.Popen([os.path.join(ROOT, "target", "release", "asofdb"), "--data-dir", os.path.join(work, "asofdb"),
+    proc = subprocess.Popen([binary, "--data-dir", os.path.join(work, "asofdb"),
                              "--listen", "127.0.0.1:0", "--checkpoint-secs", "0"], stdout=out,
                             stderr=open(os.path.join(work, "asofdb.err"), "w"))
     for _ in range(300):
@@ -119,6 +121,7 @@ def main():
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--cards", type=int, default=50_000)
     ap.add_argument("--rounds", type=int, default=1, help="alternate the two servers this many times")
+    ap.add_argument("--binary", help="the asofdb binary to measure (default: build target/release/asofdb)")
     args = ap.parse_args()
 
     data_dir = os.path.join(ROOT, "target", "bench-data")
@@ -132,7 +135,7 @@ def main():
     os.chmod(work, 0o755)
     asofdb = pg_stop = None
     try:
-        asofdb, port = start_asofdb(work)
+        asofdb, port = start_asofdb(work, args.binary)
         psql(port, f"{TX_DDL} WITH (event_time = 'ts')")
         psql(port, f"\\copy tx FROM '{csv}' WITH (FORMAT csv, HEADER true)")
         psql(port, "CREATE FEATURE card_max_1h AS SELECT cc_num, max(amt) AS max_amt FROM tx GROUP BY cc_num "

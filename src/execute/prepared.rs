@@ -6,12 +6,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ParamValues;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{BinaryExpr, Cast, Expr, LogicalPlan, TryCast};
 use datafusion::sql::parser::Statement as DfStatement;
+use parking_lot::Mutex;
 use sqlparser::ast::Statement as SqlStatement;
 
 use super::{Database, check_copy};
@@ -101,6 +101,18 @@ impl PreparedStatement {
     ) -> Self {
         let planned = planned.map(|p| Mutex::new(Arc::new(p)));
         Self { statement, inferred_types, result_schema, planned }
+    }
+
+    /// The statement with `parameters` put in as literals (a statement other than a query).
+    pub fn bound(&self, parameters: &ParamValues) -> Result<Statement> {
+        let mut statement = self.statement.clone();
+        if let (Statement::Standard(syntax), ParamValues::List(values)) = (&mut statement, parameters)
+            && !values.is_empty()
+        {
+            let scalars: Vec<_> = values.iter().map(|v| v.value.clone()).collect();
+            crate::sql::params::bind_parameters(syntax, &scalars)?;
+        }
+        Ok(statement)
     }
 
     /// True if the statement is a query, answered from a plan.

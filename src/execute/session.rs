@@ -7,11 +7,14 @@
 
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
+use datafusion::common::ParamValues;
 use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::LogicalPlan;
 use sqlparser::ast::{CopySource, CopyTarget, ObjectType, Statement as SqlStatement};
 
 use super::database::{Database, Write};
+use super::prepared::PreparedStatement;
 
 use super::copy_format::CopyFormat;
 use super::create_table::table_def;
@@ -30,6 +33,8 @@ use crate::storage::Append;
 pub enum Output {
     /// A result set (SELECT, EXPLAIN, SHOW), streamed when sent.
     Rows(DataFrame),
+    /// A result set already in memory (a feature point read).
+    Batch(RecordBatch),
     /// A command that completed; `rows` is reported in the command tag where PostgreSQL does.
     Command { tag: &'static str, rows: Option<u64> },
     /// BEGIN: the session is now in a transaction.
@@ -184,46 +189,54 @@ impl Session {
         Ok(Output::Command { tag: "DROP FEATURE", rows: None })
     }
 
-    /// Runs a query planned earlier (extended protocol), honouring an aborted transaction.
-    pub async fn run_query(&mut self, plan: LogicalPlan) -> Result<DataFrame> {
-        if matches!(self.transaction, Transaction::Failed) {
-            return Err(Error::TransactionAborted);
-        }
-        let outcome = self.run_plan(plan).await;
-        self.abort_on_error(outcome)
-    }
-
-    /// A prepared query's plan as of the current catalog (planned again after DDL),
-    /// honouring an aborted transaction.
-    pub async fn plan_prepared(&mut self, prepared: &super::PreparedStatement) -> Result<Arc<super::Planned>> {
-        if matches!(self.transaction, Transaction::Failed) {
-            return Err(Error::TransactionAborted);
-        }
-        let outcome = prepared.plan(&self.db).await;
-        self.abort_on_error(outcome)
-    }
-
-    /// The rows of `plan` if it is a feature point read (`plan::try_point_read`), answered
-    /// without DataFusion; `None` when it must run the normal way.
-    pub fn point_read(&mut self, plan: &LogicalPlan) -> Result<Option<arrow::array::RecordBatch>> {
-        if matches!(self.transaction, Transaction::Failed) {
-            return Ok(None);
-        }
-        let outcome = crate::plan::try_point_read(plan);
-        self.abort_on_error(outcome)
-    }
-
-    /// The rows of a point read recognised at Parse, for these parameter values.
+    /// The rows of a prepared point read (`plan::point_read`, recognised at Parse) for
+    /// `parameters`, answered from the feature's state without waiting: `None` when the
+    /// statement is not one, its plan is stale, or a write is being applied to the feature
+    /// (then [`Session::execute_prepared`] answers). Cheap enough for the connection threads.
     pub fn prepared_point_read(
         &mut self,
-        read: &crate::plan::PointRead,
-        parameters: &[datafusion::scalar::ScalarValue],
-    ) -> Result<Option<arrow::array::RecordBatch>> {
+        prepared: &PreparedStatement,
+        parameters: &ParamValues,
+    ) -> Result<Option<RecordBatch>> {
+        let (Some(planned), ParamValues::List(values)) = (prepared.current(&self.db), parameters) else {
+            return Ok(None);
+        };
+        let Some(read) = &planned.point_read else { return Ok(None) };
         if matches!(self.transaction, Transaction::Failed) {
             return Ok(None);
         }
-        let outcome = read.read(parameters);
+        let values: Vec<_> = values.iter().map(|v| v.value.clone()).collect();
+        let outcome = read.read(&values);
         self.abort_on_error(outcome)
+    }
+
+    /// Runs a prepared statement with its bound `parameters` (extended protocol). A query is
+    /// planned again first if DDL made its plan stale; another statement gets the values as
+    /// literals and runs as [`Session::execute_reporting`] runs it.
+    pub async fn execute_prepared(
+        &mut self,
+        prepared: &PreparedStatement,
+        parameters: &ParamValues,
+        notices: tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Result<Output> {
+        if !prepared.is_query() {
+            let statement = prepared.bound(parameters)?;
+            return self.execute_reporting(&statement, notices).await;
+        }
+        if matches!(self.transaction, Transaction::Failed) {
+            return Err(Error::TransactionAborted);
+        }
+        let outcome = self.run_prepared_query(prepared, parameters).await;
+        self.abort_on_error(outcome)
+    }
+
+    async fn run_prepared_query(&mut self, prepared: &PreparedStatement, parameters: &ParamValues) -> Result<Output> {
+        let planned = prepared.plan(&self.db).await?;
+        let plan = planned.plan.clone().replace_params_with_values(parameters)?;
+        if let Some(batch) = crate::plan::try_point_read(&plan)? {
+            return Ok(Output::Batch(batch));
+        }
+        Ok(Output::Rows(self.run_plan(plan).await?))
     }
 
     async fn run_plan(&self, plan: LogicalPlan) -> Result<DataFrame> {

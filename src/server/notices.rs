@@ -5,6 +5,7 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use datafusion::common::ParamValues;
 use futures::{Sink, SinkExt};
 use pgwire::error::ErrorInfo;
 use pgwire::messages::PgWireBackendMessage;
@@ -14,16 +15,25 @@ use tokio::sync::Mutex;
 use super::cancel::CancelFlag;
 use super::connection::{Connection, until_cancelled};
 use super::executor::Executor;
+use super::prepare::Prepared;
 use crate::error::{Result, SqlState};
 use crate::execute::Output;
 use crate::sql::Statement;
 
-/// Runs `statement` on `executor`, sending its notices to `client` while it runs. With
-/// `cancel`, a cancel request or timeout abandons it (`until_cancelled`).
+/// What a connection's session is to run.
+pub enum Run {
+    /// A statement of a Query message.
+    Statement(Statement),
+    /// A prepared statement (extended protocol) with its bound parameters.
+    Prepared(Arc<Prepared>, ParamValues),
+}
+
+/// Runs `run` on `executor`, sending its notices to `client` while it runs. With `cancel`, a
+/// cancel request or timeout abandons it (`until_cancelled`).
 pub async fn execute_with_notices<C>(
     executor: &Executor,
     connection: &Arc<Mutex<Connection>>,
-    statement: Statement,
+    run: Run,
     cancel: Option<Arc<CancelFlag>>,
     client: &mut C,
 ) -> Result<Output>
@@ -36,9 +46,15 @@ where
     let execution = executor.run(async move {
         let mut connection = connection.lock().await;
         let session = &mut connection.session;
+        let execution = async {
+            match &run {
+                Run::Statement(statement) => session.execute_reporting(statement, sender).await,
+                Run::Prepared(prepared, params) => session.execute_prepared(&prepared.statement, params, sender).await,
+            }
+        };
         match cancel {
-            Some(flag) => until_cancelled(&flag, session.execute_reporting(&statement, sender)).await,
-            None => session.execute_reporting(&statement, sender).await,
+            Some(flag) => until_cancelled(&flag, execution).await,
+            None => execution.await,
         }
     });
     tokio::pin!(execution);

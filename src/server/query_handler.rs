@@ -7,7 +7,6 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::common::ParamValues;
 use futures::{Sink, SinkExt};
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
@@ -29,17 +28,15 @@ use tokio::sync::Mutex;
 use super::auth::require_login;
 use super::cancel::Cancellations;
 use super::coalesce::Deferred;
-use super::connection::{Connection, connection_of, output_context, until_cancelled};
-use super::encode::{encode_batch_rows, encode_rows};
+use super::connection::{Connection, connection_of, output_context};
+use super::encode::encode_batch_rows;
 use super::errors::to_pgwire;
 use super::executor::Executor;
-use super::notices::execute_with_notices;
+use super::notices::{Run, execute_with_notices};
 use super::prepare::{Prepared, StatementParser, bound_parameters};
 use super::results::{error_response, to_response};
 use crate::error::{Error, SqlState};
 use crate::execute::Database;
-use crate::sql::Statement;
-use crate::sql::params::bind_parameters;
 
 /// Answers queries and COPY data for one connection at a time; its state lives in the
 /// connection (see `connection`), so one instance serves all.
@@ -56,12 +53,6 @@ impl QueryHandler {
     fn connection<C: ClientInfo + ?Sized>(&self, client: &C) -> PgWireResult<Arc<Mutex<Connection>>> {
         connection_of(client, &self.db, &self.cancellations)
     }
-}
-
-/// What a query's Execute produced: a point read's rows, or a plan to run.
-enum QueryOutput {
-    Batch(arrow::array::RecordBatch),
-    Frame(datafusion::dataframe::DataFrame),
 }
 
 #[async_trait]
@@ -97,7 +88,8 @@ impl SimpleQueryHandler for QueryHandler {
                 conn.start_statement(read_only);
                 read_only.then(|| conn.cancel.clone())
             };
-            let executed = execute_with_notices(&self.executor, &state, statement, cancel, client).await;
+            let executed =
+                execute_with_notices(&self.executor, &state, Run::Statement(statement), cancel, client).await;
             let shown_with = {
                 let mut conn = state.lock().await;
                 if executed.is_err() {
@@ -157,55 +149,22 @@ impl ExtendedQueryHandler for QueryHandler {
         let format = &portal.result_column_format;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let query = &prepared.statement;
-        let (flag, zone, params) = {
+        let (flag, params) = {
             let mut conn = state.lock().await;
             let params = bound_parameters(portal, &prepared, conn.session.settings.zone())?;
             conn.start_statement(query.is_query() || query.statement.is_read_only());
-            let zone = conn.session.settings.zone().tz();
             // The online-serving query is answered here, on the connection's thread, while
-            // its plan is current (DDL since Parse re-plans it below first).
-            if let (Some(planned), ParamValues::List(values)) = (query.current(&self.db), &params)
-                && let Some(read) = &planned.point_read
-            {
-                let values: Vec<_> = values.iter().map(|v| v.value.clone()).collect();
-                if let Some(batch) = conn.session.prepared_point_read(read, &values).map_err(to_pgwire)? {
-                    return Ok(Response::Query(encode_batch_rows(batch, format, options, zone)?));
-                }
+            // its plan is current (DDL since Parse re-plans it on the execution runtime).
+            if let Some(batch) = conn.session.prepared_point_read(query, &params).map_err(to_pgwire)? {
+                let zone = conn.session.settings.zone().tz();
+                return Ok(Response::Query(encode_batch_rows(batch, format, options, zone)?));
             }
-            (conn.cancel.clone(), zone, params)
+            (conn.cancel.clone(), params)
         };
-        if query.is_query() {
-            let (prepared, connection, cancel) = (prepared.clone(), state.clone(), flag.clone());
-            let query = async move {
-                let mut conn = connection.lock().await;
-                let session = &mut conn.session;
-                until_cancelled(&cancel, async {
-                    let planned = session.plan_prepared(&prepared.statement).await?;
-                    let plan = planned.plan.clone().replace_params_with_values(&params)?;
-                    Ok(match session.point_read(&plan)? {
-                        Some(batch) => QueryOutput::Batch(batch),
-                        None => QueryOutput::Frame(session.run_query(plan).await?),
-                    })
-                })
-                .await
-            };
-            let rows = match self.executor.run(query).await.map_err(to_pgwire)? {
-                QueryOutput::Batch(batch) => encode_batch_rows(batch, format, options, zone)?,
-                QueryOutput::Frame(frame) => encode_rows(&self.executor, frame, format, options, flag, zone).await?,
-            };
-            return Ok(Response::Query(rows));
-        }
-        let mut statement = prepared.statement.statement.clone();
-        if let (Statement::Standard(syntax), ParamValues::List(values)) = (&mut statement, &params)
-            && !values.is_empty()
-        {
-            let scalars: Vec<_> = values.iter().map(|v| v.value.clone()).collect();
-            bind_parameters(syntax, &scalars).map_err(to_pgwire)?;
-        }
         // Writes and DDL are not raced against cancellation: they complete once started.
-        let cancel = statement.is_read_only().then_some(flag);
-        let output =
-            execute_with_notices(&self.executor, &state, statement, cancel, client).await.map_err(to_pgwire)?;
+        let cancel = (query.is_query() || query.statement.is_read_only()).then_some(flag);
+        let run = Run::Prepared(prepared.clone(), params);
+        let output = execute_with_notices(&self.executor, &state, run, cancel, client).await.map_err(to_pgwire)?;
         let shown_with = output_context(&*state.lock().await);
         to_response(output, format, shown_with, client.metadata(), &self.executor).await
     }

@@ -11,7 +11,7 @@ use pgwire::types::format::FormatOptions;
 
 use super::cancel::CancelFlag;
 use super::copy_out::copy_out_response;
-use super::encode::encode_rows;
+use super::encode::{encode_batch_rows, encode_rows};
 use super::executor::Executor;
 use crate::error::SqlState;
 use crate::execute::Output;
@@ -30,6 +30,7 @@ pub async fn to_response(
         Output::Rows(frame) => {
             Response::Query(encode_rows(executor, frame, format, format_options, cancel, zone).await?)
         }
+        Output::Batch(batch) => Response::Query(encode_batch_rows(batch, format, format_options, zone)?),
         Output::Command { tag, rows } => {
             let mut t = Tag::new(tag);
             if tag == "INSERT" {
