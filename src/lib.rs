@@ -29,7 +29,7 @@
 //!    semantics are analyzer rules. **A point read** (`SELECT ... FROM feature WHERE key =
 //!    $1`, prepared) is recognised at Parse (`plan::point_read`) and answered at Execute from
 //!    the feature's state without planning. **An ASOF training set** (`spine ASOF JOIN
-//!    feature`) is marked against placeholders of the statement's own (`execute::asof`),
+//!    feature`) is marked against placeholders of the statement's own (`plan::asof::mark`),
 //!    planned, and lowered to its own node and operators (`plan::asof`); against a feature,
 //!    the operator asks `LiveFeature::evaluate_at` for the values at every spine row's time.
 //! 5. **feature** (`feature`): each feature keeps per-key state, updated by every commit and

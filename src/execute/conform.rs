@@ -177,7 +177,7 @@ fn with_infinities(source: &ArrayRef, converted: ArrayRef) -> ArrayRef {
     Arc::new(patched.with_data_type(converted.data_type().clone()))
 }
 
-/// Text timestamps with `:00` added where they lack seconds (`plan::with_seconds`).
+/// Text timestamps with `:00` added where they lack seconds (`value::with_seconds`).
 fn times_with_seconds(source: &ArrayRef) -> ArrayRef {
     let Some(strings) = source.as_any().downcast_ref::<StringArray>() else { return source.clone() };
     if !strings.iter().flatten().any(|t| crate::value::with_seconds(t).is_some()) {

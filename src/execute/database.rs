@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use datafusion::catalog::TableProvider;
 use datafusion::dataframe::DataFrame;
+use datafusion::datasource::ViewTable;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
@@ -12,11 +14,11 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use sqlparser::ast::Statement as SqlStatement;
 
-use super::asof;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::feature::{FeatureEngine, LiveFeature, stored_definitions};
-use crate::plan::new_session_context;
+use crate::plan::asof;
+use crate::plan::{CATALOG_NAME, SCHEMA_NAME, new_session_context};
 use crate::sql::SqlParser;
 use crate::storage::cold::ColdStore;
 use crate::storage::hot::SledKv;
@@ -103,17 +105,45 @@ impl Database {
 
     /// Plans a read-only statement (query, EXPLAIN) without running it. ASOF joins are
     /// marked first, planned against placeholders of the statement's own, and lowered to
-    /// their own plan node after (`execute::asof`).
+    /// their own plan node after (`plan::asof::mark`).
     pub async fn plan_query(&self, sql: &SqlStatement) -> Result<LogicalPlan> {
         if !asof::has_asof(sql) {
             return self.plan_statement(sql).await;
         }
         let mut sql = sql.clone();
-        let placeholders = asof::mark(self, &mut sql).await?;
-        let catalogs = placeholders.catalogs_with(&self.ctx.state());
-        let state = SessionStateBuilder::new_from_existing(self.ctx.state()).with_catalog_list(catalogs).build();
+        let mut placeholders = asof::Placeholders::default();
+        for (name, right) in asof::mark(&mut sql)? {
+            let (provider, target) = self.asof_right_side(right).await?;
+            placeholders.add(name, provider, target)?;
+        }
+        // A copy of the context's state with the catalog list swapped, not a state rebuilt
+        // from it: rebuilding registers the functions again, and DataFusion's `to_char`
+        // (alias of its `date_format`) could then replace ours.
+        let mut state = self.ctx.state();
+        state.register_catalog_list(placeholders.catalogs_with(&state));
         let plan = Self::plan_in(&state, &sql).await?;
-        crate::plan::asof::lower(plan, &placeholders.specs)
+        asof::lower(plan, &placeholders.specs)
+    }
+
+    /// What the right side of an ASOF join reads: a stored table or feature, or a query
+    /// (planned on its own, read as a view).
+    async fn asof_right_side(&self, right: asof::RightSide) -> Result<(Arc<dyn TableProvider>, asof::AsofTarget)> {
+        match right {
+            asof::RightSide::Stored(name) => {
+                let public = self.ctx.catalog(CATALOG_NAME).and_then(|c| c.schema(SCHEMA_NAME));
+                let public = public.ok_or_else(|| Error::internal("public schema missing"))?;
+                let provider = public.table(&name).await?.ok_or_else(|| Error::undefined_table(&name))?;
+                let target = match self.features.get(&name) {
+                    Some(feature) => asof::AsofTarget::Feature(feature),
+                    None => asof::AsofTarget::Table,
+                };
+                Ok((provider, target))
+            }
+            asof::RightSide::Query(query) => {
+                let plan = Box::pin(self.plan_query(&SqlStatement::Query(query))).await?;
+                Ok((Arc::new(ViewTable::new(plan, None)), asof::AsofTarget::Table))
+            }
+        }
     }
 
     /// The statements of `text`, in order (`sql::SqlParser`).

@@ -1,7 +1,6 @@
 //! Executes parsed statements against the database: DDL, writes, queries, transactions.
 
-pub(crate) mod asof;
-mod conform;
+pub(crate) mod conform;
 mod copy_binary;
 pub mod copy_format;
 pub mod copy_rows;

@@ -84,6 +84,8 @@ impl Session {
         statement: &Statement,
         notices: tokio::sync::mpsc::UnboundedSender<String>,
     ) -> Result<Output> {
+        // A cancelled statement is dropped before the sender is cleared; the next statement
+        // replaces it, and sends to a dropped receiver are ignored (`notice`).
         self.notices = Some(notices);
         let outcome = self.execute(statement).await;
         self.notices = None;

@@ -40,7 +40,7 @@ impl LiveFeature {
         let earliest = points.iter().flat_map(|p| p.times.iter().flatten()).min();
         let window = earliest.map(|t| span(&self.compiled.def.window, t, strict));
         {
-            let state = self.state.read();
+            let state = self.state()?;
             if window.is_none_or(|w| state.holds(w)) {
                 let mut windows = HashMap::new();
                 return points.iter().map(|p| self.live(&state, p, strict, &mut windows)).collect();

@@ -45,7 +45,7 @@ pub(super) fn evaluate_stored(
     }
     let mut scratch = FeatureState::scratch(compiled)?;
     {
-        let live = feature.state.read();
+        let live = feature.state()?;
         for key in keys {
             scratch.add_key(key, live.encoded(key).and_then(|h| h.first()));
         }

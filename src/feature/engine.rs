@@ -4,13 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use parking_lot::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arrow::array::{ArrayRef, RecordBatch};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
+use parking_lot::{RwLock, RwLockReadGuard};
 
 use super::def::{CompiledFeature, FeatureDef};
 use super::snapshot::{self, SnapshotMeta};
@@ -27,6 +26,10 @@ pub struct LiveFeature {
     snapshot_seq: AtomicU64,
     /// One past the greatest write number applied to the state.
     applied_seq: AtomicU64,
+    /// Set when applying a write panicked midway: the state is then incomplete, and is
+    /// neither read nor snapshotted again (a restart rebuilds it from the last snapshot and
+    /// the stored events). A poisoned std lock did this before the locks were parking_lot's.
+    broken: AtomicBool,
     /// How the state was obtained at startup or creation, for `asofdb.feature_state`.
     origin: String,
     /// The store holding the feature's table: ASOF joins reaching further back than the
@@ -74,6 +77,7 @@ impl LiveFeature {
             state: RwLock::new(state),
             snapshot_seq: AtomicU64::new(snapshot),
             applied_seq: AtomicU64::new(applied),
+            broken: AtomicBool::new(false),
             origin,
             store,
         }
@@ -132,7 +136,7 @@ impl LiveFeature {
     /// many chunks were written.
     fn write_chunks(&self, store: &EventStore, generation: u64) -> Result<u32> {
         let name = &self.compiled.def.name;
-        let state = self.state.read();
+        let state = self.state()?;
         let mut chunks = 0u32;
         snapshot::export(&self.compiled, &state, |chunk| {
             let key = keys::feature_state(name, generation, chunks);
@@ -160,9 +164,31 @@ impl LiveFeature {
     /// Applies the parts of this feature's table.
     fn apply(&self, parts: &[StoredPart]) -> Result<()> {
         let mut state = self.state.write();
-        for part in parts.iter().filter(|p| p.table_id == self.compiled.table.id) {
-            state.ingest(&self.compiled, &part.batch, part.seq)?;
-            self.applied_seq.fetch_max(part.seq + 1, Ordering::SeqCst);
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for part in parts.iter().filter(|p| p.table_id == self.compiled.table.id) {
+                state.ingest(&self.compiled, &part.batch, part.seq)?;
+                self.applied_seq.fetch_max(part.seq + 1, Ordering::SeqCst);
+            }
+            Ok(())
+        }));
+        applied.unwrap_or_else(|panic| {
+            self.broken.store(true, Ordering::SeqCst);
+            std::panic::resume_unwind(panic)
+        })
+    }
+
+    /// The state, to read; an error once it is broken (see `broken`).
+    pub(super) fn state(&self) -> Result<RwLockReadGuard<'_, FeatureState>> {
+        self.check_whole()?;
+        Ok(self.state.read())
+    }
+
+    fn check_whole(&self) -> Result<()> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(Error::internal(format!(
+                "the state of feature \"{}\" is incomplete after an internal error; restart the server to rebuild it",
+                self.compiled.def.name
+            )));
         }
         Ok(())
     }
@@ -179,7 +205,7 @@ impl LiveFeature {
         let Some(watermark) = store.stats(self.compiled.table.id).watermark else {
             return Ok(RecordBatch::new_empty(schema));
         };
-        let state = self.state.read();
+        let state = self.state()?;
         let (key_columns, histories): (Vec<ArrayRef>, Vec<_>) = match key {
             Some(key) => match state.history(key)? {
                 Some(h) => (key.iter().map(|v| v.to_array()).collect::<std::result::Result<_, _>>()?, vec![h]),
@@ -211,6 +237,7 @@ impl LiveFeature {
         let Some(watermark) = store.stats(self.compiled.table.id).watermark else {
             return Ok(PointValue::Missing);
         };
+        self.check_whole()?;
         let Some(state) = self.state.try_read() else { return Ok(PointValue::Busy) };
         let Some(history) = state.history(key)? else { return Ok(PointValue::Missing) };
         Ok(match history.evaluate(&self.compiled, watermark, false)? {

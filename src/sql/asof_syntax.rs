@@ -2,7 +2,7 @@
 //!
 //! sqlparser knows Snowflake's `ASOF JOIN r MATCH_CONDITION (cond) ON ...`, not DuckDB's form.
 //! Before parsing, the DuckDB form is rewritten at the token level into Snowflake's with a
-//! marker match condition (`__asof_inner` / `__asof_left`) that `execute::asof` recognizes;
+//! marker match condition (`__asof_inner` / `__asof_left`) that `plan::asof::mark` recognizes;
 //! a genuine Snowflake-form join is left as written.
 
 use sqlparser::dialect::PostgreSqlDialect;

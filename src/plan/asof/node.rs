@@ -1,6 +1,6 @@
 //! The ASOF join as a DataFusion logical node, and the lowering of marked joins into it.
 //!
-//! The marking step (`execute::asof`) turns `L ASOF [kind] JOIN R ON ...` into an ordinary
+//! The marking step (`plan::asof::mark`) turns `L ASOF [kind] JOIN R ON ...` into an ordinary
 //! `[kind] JOIN` whose right side scans a placeholder name registered for the statement.
 //! DataFusion then resolves every name and expression as usual; [`lower`] finds those joins
 //! in the planned statement (subqueries included) and replaces each with an [`AsofJoinNode`]

@@ -1,4 +1,4 @@
-//! ASOF JOIN from SQL to execution.
+//! Marking the ASOF joins of a statement before DataFusion plans it.
 //!
 //! 1. [`mark`] rewrites each `L ASOF [kind] JOIN R ON ...` of the statement (in CTEs, set
 //!    operations, FROM and expression subqueries alike) into `L [kind] JOIN <placeholder> AS R
@@ -18,7 +18,6 @@ use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider,
     SchemaProvider, TableProvider,
 };
-use datafusion::datasource::ViewTable;
 use sqlparser::ast::{
     BinaryOperator, Cte, Expr, Join, JoinConstraint, JoinOperator, Query, SetExpr, Statement as SqlStatement,
     TableFactor, TableWithJoins, Visit, VisitMut, Visitor, VisitorMut,
@@ -26,10 +25,8 @@ use sqlparser::ast::{
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-use super::Database;
+use super::{AsofSpec, AsofTarget};
 use crate::error::{Error, Result, SqlState};
-use crate::plan::asof::{AsofSpec, AsofTarget};
-use crate::plan::{CATALOG_NAME, SCHEMA_NAME};
 use crate::sql::asof_syntax::{ANTI_MARKER, FULL_MARKER, INNER_MARKER, LEFT_MARKER, RIGHT_MARKER, SEMI_MARKER};
 use crate::sql::names::{ident_name, table_name};
 
@@ -47,12 +44,20 @@ pub fn has_asof(statement: &SqlStatement) -> bool {
 
 /// A statement's placeholders: what each ASOF join reads, by placeholder name, and the
 /// providers planning resolves the names to.
+#[derive(Default)]
 pub struct Placeholders {
     pub specs: HashMap<String, AsofSpec>,
     schema: Arc<MemorySchemaProvider>,
 }
 
 impl Placeholders {
+    /// Placeholder `name` reads `provider`, a table or a feature (`target`).
+    pub fn add(&mut self, name: String, provider: Arc<dyn TableProvider>, target: AsofTarget) -> Result<()> {
+        self.schema.register_table(name.clone(), provider)?;
+        self.specs.insert(name, AsofSpec { target });
+        Ok(())
+    }
+
     /// The catalogs `state` plans with, plus this statement's placeholders: the catalogs are
     /// shared, only the list is new, so no other statement sees the placeholders.
     pub fn catalogs_with(&self, state: &datafusion::execution::SessionState) -> Arc<dyn CatalogProviderList> {
@@ -71,39 +76,16 @@ impl Placeholders {
     }
 }
 
-/// Marks every ASOF join of `statement`, giving each a placeholder table; returns them.
-pub async fn mark(db: &Database, statement: &mut SqlStatement) -> Result<Placeholders> {
+/// Marks every ASOF join of `statement` (see the module doc): each now reads a placeholder
+/// table, returned with what it stands for. The caller gives each a provider
+/// ([`Placeholders::add`]) and plans the statement with them ([`Placeholders::catalogs_with`]).
+pub fn mark(statement: &mut SqlStatement) -> Result<Vec<(String, RightSide)>> {
     let mut marker = Marker { joins: Vec::new(), ctes: Vec::new(), error: None };
     let _ = statement.visit(&mut marker);
-    if let Some(e) = marker.error {
-        return Err(e);
+    match marker.error {
+        Some(e) => Err(e),
+        None => Ok(marker.joins),
     }
-    let schema = Arc::new(MemorySchemaProvider::new());
-    let public = db.ctx.catalog(CATALOG_NAME).and_then(|c| c.schema(SCHEMA_NAME));
-    let public = public.ok_or_else(|| Error::internal("public schema missing"))?;
-    let mut specs = HashMap::new();
-    for (placeholder, right) in marker.joins {
-        let (provider, target) = match right {
-            RightSide::Stored(name) => match public.table(&name).await {
-                Ok(Some(provider)) => {
-                    let target = match db.features.get(&name) {
-                        Some(feature) => AsofTarget::Feature(feature),
-                        None => AsofTarget::Table,
-                    };
-                    (provider, target)
-                }
-                Ok(None) => return Err(Error::undefined_table(&name)),
-                Err(e) => return Err(e.into()),
-            },
-            RightSide::Query(query) => {
-                let plan = Box::pin(db.plan_query(&SqlStatement::Query(query))).await?;
-                (Arc::new(ViewTable::new(plan, None)) as Arc<dyn TableProvider>, AsofTarget::Table)
-            }
-        };
-        schema.register_table(placeholder.clone(), provider)?;
-        specs.insert(placeholder, AsofSpec { target });
-    }
-    Ok(Placeholders { specs, schema })
 }
 
 /// Visits every query of a statement and rewrites the ASOF joins of its SELECTs.
@@ -283,7 +265,7 @@ fn with_ctes<'a>(ctes: impl Iterator<Item = &'a Cte>, sql: &str) -> Result<Box<Q
 }
 
 /// What the right side of one ASOF join reads.
-enum RightSide {
+pub enum RightSide {
     /// A stored table or feature, by name.
     Stored(String),
     /// A query, planned on its own.
