@@ -58,6 +58,11 @@ impl CopyIn {
         self.targets.len()
     }
 
+    /// Whether a chunk of data (`chunk_bytes`) waits to be decoded.
+    fn holds_chunk(&self, chunk_bytes: usize) -> bool {
+        self.failed.is_none() && self.buffer.len() >= chunk_bytes
+    }
+
     /// Buffers the next piece of data; it is decoded a chunk at a time (`Session::copy_in_decode`).
     fn push(&mut self, data: &[u8]) {
         if self.failed.is_none() {
@@ -70,10 +75,10 @@ impl Session {
     /// Takes the next piece of data of the COPY FROM STDIN in progress; true when a chunk is
     /// ready for [`Session::copy_decode`] (which callers run where decoding may take time).
     pub fn copy_data(&mut self, data: &[u8]) -> Result<bool> {
+        let chunk_bytes = self.db.copy_chunk_bytes;
         let copy = self.copy_in.as_mut().ok_or_else(|| outside_copy("CopyData"))?;
         copy.push(data);
-        let copy = self.copy_in.as_ref().ok_or_else(|| outside_copy("CopyData"))?;
-        Ok(self.copy_in_chunk_full(copy))
+        Ok(copy.holds_chunk(chunk_bytes))
     }
 
     /// Decodes and stages the chunk of data the COPY in progress holds.
@@ -100,14 +105,9 @@ impl Session {
     /// Takes the next piece of COPY data.
     fn copy_in_data(&mut self, copy: &mut CopyIn, data: &[u8]) {
         copy.push(data);
-        if self.copy_in_chunk_full(copy) {
+        if copy.holds_chunk(self.db.copy_chunk_bytes) {
             self.copy_in_decode(copy);
         }
-    }
-
-    /// Whether `copy` holds a chunk of data to decode (`copy_in_decode`).
-    fn copy_in_chunk_full(&self, copy: &CopyIn) -> bool {
-        copy.failed.is_none() && copy.buffer.len() >= self.db.copy_chunk_bytes
     }
 
     /// Decodes and stages the data `copy` holds.
