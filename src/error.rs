@@ -40,6 +40,8 @@ pub enum SqlState {
     BadCopyFileFormat,
     /// 23502
     NotNullViolation,
+    /// 25P01
+    NoActiveSqlTransaction,
     /// 25P02
     InFailedSqlTransaction,
     /// 28000
@@ -50,6 +52,8 @@ pub enum SqlState {
     DependentObjectsStillExist,
     /// 34000
     InvalidCursorName,
+    /// 3B001
+    InvalidSavepointSpecification,
     /// 3F000
     InvalidSchemaName,
     /// 42601
@@ -113,11 +117,13 @@ impl SqlState {
             SqlState::InvalidTextRepresentation => "22P02",
             SqlState::BadCopyFileFormat => "22P04",
             SqlState::NotNullViolation => "23502",
+            SqlState::NoActiveSqlTransaction => "25P01",
             SqlState::InFailedSqlTransaction => "25P02",
             SqlState::InvalidAuthorizationSpecification => "28000",
             SqlState::InvalidPassword => "28P01",
             SqlState::DependentObjectsStillExist => "2BP01",
             SqlState::InvalidCursorName => "34000",
+            SqlState::InvalidSavepointSpecification => "3B001",
             SqlState::InvalidSchemaName => "3F000",
             SqlState::SyntaxError => "42601",
             SqlState::DuplicateColumn => "42701",

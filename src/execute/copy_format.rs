@@ -14,7 +14,7 @@ use crate::sql::names::ident_name;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyFormat {
     pub csv: bool,
-    /// PostgreSQL's binary format (COPY FROM only; `copy_binary`).
+    /// PostgreSQL's binary format (`copy_binary` decodes it; `server::copy_out` encodes it).
     pub binary: bool,
     pub header: bool,
     pub delimiter: u8,

@@ -18,7 +18,7 @@ use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::feature::{FeatureEngine, LiveFeature, stored_definitions};
 use crate::plan::asof;
-use crate::plan::{CATALOG_NAME, SCHEMA_NAME, new_session_context};
+use crate::plan::{CATALOG_NAME, PendingRows, SCHEMA_NAME, new_session_context, with_pending};
 use crate::sql::SqlParser;
 use crate::storage::cold::ColdStore;
 use crate::storage::hot::SledKv;
@@ -248,8 +248,10 @@ impl Database {
 
     /// Runs `plan` (not yet analyzed): analyzes it, so that the result's schema is the rows',
     /// then optimizes and executes it.
-    /// In `zone`, the session's time zone, which is also `current_date`'s.
-    pub fn run(&self, plan: LogicalPlan, zone: &SessionZone) -> Result<DataFrame> {
+    /// In `zone`, the session's time zone, which is also `current_date`'s, and seeing
+    /// `pending`, the rows its transaction wrote and has not committed (`plan::pending`).
+    pub fn run(&self, plan: LogicalPlan, zone: &SessionZone, pending: &PendingRows) -> Result<DataFrame> {
+        let plan = with_pending(plan, pending)?;
         let analyzed = self.analyze(plan, zone)?;
         let mut state = self.run_state.clone();
         if !zone.is_utc() {

@@ -12,13 +12,20 @@ use super::Database;
 use super::conform::{RowLabel, conform};
 use crate::catalog::TableDef;
 use crate::error::{Error, Result, SqlState};
+use crate::plan::PendingRows;
 use crate::sql::names::{ident_name, table_name};
 use crate::storage::Append;
 use crate::value::time_zone::SessionZone;
 
 /// Evaluates an INSERT into the rows it appends (nothing is written here).
 /// Text and timestamps are read in `zone`, the session's time zone.
-pub async fn rows_to_insert(db: &Database, insert: &Insert, zone: &SessionZone) -> Result<Append> {
+/// `pending`: the rows the session's transaction wrote before, which a SELECT source reads.
+pub async fn rows_to_insert(
+    db: &Database,
+    insert: &Insert,
+    zone: &SessionZone,
+    pending: &PendingRows,
+) -> Result<Append> {
     if insert.returning.is_some() || insert.on.is_some() || insert.or.is_some() || insert.overwrite {
         return Err(Error::unsupported("INSERT supports only INTO t [(cols)] VALUES ... | SELECT ..."));
     }
@@ -47,7 +54,7 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert, zone: &SessionZone) 
     };
     let batch = match fast {
         Some(batch) => Ok(batch),
-        None => evaluate(db, source, zone).await,
+        None => evaluate(db, source, zone, pending).await,
     };
     let rows = match (batch, source.body.as_ref()) {
         (Ok(batch), _) => {
@@ -59,7 +66,7 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert, zone: &SessionZone) 
             conform(&def, columns, batch.num_rows(), RowLabel::Insert, zone)?
         }
         (Err(_), SetExpr::Values(values)) if plain_values => {
-            row_by_row(db, &def, &targets, source, values, zone).await?
+            row_by_row(db, &def, &targets, source, values, zone, pending).await?
         }
         (Err(e), _) => return Err(e),
     };
@@ -174,13 +181,13 @@ fn numeric_column(literals: &[Literal]) -> Option<ArrayRef> {
 }
 
 /// Runs the source query (VALUES or SELECT) with DataFusion.
-async fn evaluate(db: &Database, source: &Query, zone: &SessionZone) -> Result<RecordBatch> {
+async fn evaluate(db: &Database, source: &Query, zone: &SessionZone, pending: &PendingRows) -> Result<RecordBatch> {
     let plan = db
         .ctx
         .state()
         .statement_to_plan(DfStatement::Statement(Box::new(SqlStatement::Query(Box::new(source.clone())))))
         .await?;
-    let rows = db.run(plan, zone)?;
+    let rows = db.run(plan, zone, pending)?;
     let schema = Arc::new(rows.schema().as_arrow().clone());
     let batches = rows.collect().await?;
     Ok(concat_batches(&schema, &batches)?)
@@ -198,6 +205,7 @@ async fn row_by_row(
     source: &Query,
     values: &sqlparser::ast::Values,
     zone: &SessionZone,
+    pending: &PendingRows,
 ) -> Result<RecordBatch> {
     let mut conformed = Vec::with_capacity(values.rows.len());
     for (index, row) in values.rows.iter().enumerate() {
@@ -205,7 +213,7 @@ async fn row_by_row(
         let mut one = values.clone();
         one.rows = vec![row.clone()];
         *single.body = SetExpr::Values(one);
-        let batch = evaluate(db, &single, zone).await.map_err(|e| e.at(&format!("row {}", index + 1)))?;
+        let batch = evaluate(db, &single, zone, pending).await.map_err(|e| e.at(&format!("row {}", index + 1)))?;
         let mut columns: Vec<Option<ArrayRef>> = vec![None; def.columns.len()];
         for (source_index, target) in targets.iter().enumerate() {
             columns[*target] = batch.columns().get(source_index).cloned();

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::common::ParamValues;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::logical_expr::{BinaryExpr, Cast, Expr, LogicalPlan, TryCast};
+use datafusion::common::{DFSchema, ParamValues};
+use datafusion::logical_expr::{BinaryExpr, Cast, Expr, ExprSchemable, LogicalPlan, TryCast};
 use datafusion::sql::parser::Statement as DfStatement;
 use parking_lot::Mutex;
 use sqlparser::ast::Statement as SqlStatement;
@@ -168,9 +168,10 @@ fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
     let count = by_name.keys().filter_map(|k| k.strip_prefix('$')?.parse::<usize>().ok()).max().unwrap_or(0);
     let mut from_use: HashMap<String, DataType> = HashMap::new();
     plan.apply_with_subqueries(|node| {
+        let schema = crate::plan::input_schema(node);
         node.apply_expressions(|expr| {
             expr.apply(|e| {
-                if let Some((id, data_type)) = placeholder_type_from_use(e) {
+                if let Some((id, data_type)) = placeholder_type_from_use(e, &schema) {
                     from_use.entry(id).or_insert(data_type);
                 }
                 Ok(TreeNodeRecursion::Continue)
@@ -185,13 +186,35 @@ fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
         .collect())
 }
 
-/// The type `expr` gives an untyped placeholder directly inside it, if any.
-fn placeholder_type_from_use(expr: &Expr) -> Option<(String, DataType)> {
+/// The type `expr` gives an untyped placeholder directly inside it, if any. `x = ANY($1)`
+/// (planned as `array_has($1, x)`, or `array_min`/`array_max` of `$1` for the other
+/// comparisons) makes `$1` an array of `x`'s type, as PostgreSQL does.
+fn placeholder_type_from_use(expr: &Expr, schema: &DFSchema) -> Option<(String, DataType)> {
     let untyped = |e: &Expr| match e {
         Expr::Placeholder(p) if p.field.is_none() => Some(p.id.clone()),
         _ => None,
     };
+    let array_of = |e: &Expr| {
+        let element = e.get_type(schema).ok().filter(|t| !t.is_null())?;
+        Some(DataType::new_list(element, true))
+    };
+    let bound_of_untyped = |e: &Expr| match e {
+        Expr::ScalarFunction(f) if matches!(f.func.name(), "array_min" | "array_max") && f.args.len() == 1 => {
+            untyped(&f.args[0])
+        }
+        _ => None,
+    };
     match expr {
+        Expr::ScalarFunction(f) if f.func.name() == "array_has" && f.args.len() == 2 => {
+            Some((untyped(&f.args[0])?, array_of(&f.args[1])?))
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) if op.supports_propagation() => {
+            match (bound_of_untyped(left), bound_of_untyped(right)) {
+                (Some(id), None) => Some((id, array_of(right)?)),
+                (None, Some(id)) => Some((id, array_of(left)?)),
+                _ => None,
+            }
+        }
         Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
             Some((untyped(expr)?, field.data_type().clone()))
         }

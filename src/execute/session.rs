@@ -2,8 +2,9 @@
 //!
 //! Transactions follow PostgreSQL where asofdb can: writes inside `BEGIN ... COMMIT` are kept
 //! in the session and committed in one atomic, durable batch at COMMIT (or dropped at
-//! ROLLBACK); after an error the transaction is aborted and only COMMIT/ROLLBACK are accepted
-//! (25P02). DDL takes effect at once, even inside a transaction (documented in docs/sql.md).
+//! ROLLBACK); after an error the transaction is aborted and only COMMIT/ROLLBACK/ROLLBACK TO
+//! are accepted (25P02). Savepoints are marks in the pending writes (`transaction`). DDL takes
+//! effect at once, even inside a transaction, with a NOTICE (documented in docs/sql.md).
 
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ use super::settings::Settings;
 use crate::catalog::TableDef;
 use crate::error::{Error, Result, SqlState};
 use crate::feature::{FeatureDef, LiveFeature, forget_definition, persist_definition};
-use crate::plan::SystemSchema;
+use crate::plan::{PendingRows, SystemSchema};
 use crate::sql::Statement;
 use crate::sql::feature::CreateFeature;
 use crate::sql::names::{ident_name, table_name};
@@ -41,6 +42,8 @@ pub enum Output {
     TransactionStarted,
     /// COMMIT or ROLLBACK (`tag` says which happened: COMMIT of a failed transaction rolls back).
     TransactionEnded { tag: &'static str },
+    /// ROLLBACK TO SAVEPOINT: the transaction is open again, even if an error had aborted it.
+    TransactionResumed { tag: &'static str },
     /// COPY ... FROM STDIN of `columns` columns: the client sends data next
     /// ([`Session::copy_data`]), then [`Session::copy_done`].
     CopyIn { columns: usize, binary: bool },
@@ -52,10 +55,19 @@ mod copy_in;
 
 use copy_in::CopyIn;
 
+mod transaction;
+
+use transaction::OpenTransaction;
+
 enum Transaction {
     None,
-    Open(Vec<Append>),
-    Failed,
+    Open(OpenTransaction),
+}
+
+impl Transaction {
+    fn is_failed(&self) -> bool {
+        matches!(self, Transaction::Open(open) if open.is_failed())
+    }
 }
 
 /// Per-connection state.
@@ -94,16 +106,21 @@ impl Session {
 
     /// Runs one statement. An error inside a transaction aborts the transaction.
     pub async fn execute(&mut self, statement: &Statement) -> Result<Output> {
-        if matches!(self.transaction, Transaction::Failed) {
+        if self.transaction.is_failed() {
             return match statement {
-                Statement::Standard(sql)
-                    if matches!(sql.as_ref(), SqlStatement::Commit { .. } | SqlStatement::Rollback { .. }) =>
-                {
-                    self.transaction = Transaction::None;
-                    Ok(Output::TransactionEnded { tag: "ROLLBACK" })
-                }
+                Statement::Standard(sql) => match sql.as_ref() {
+                    SqlStatement::Commit { .. } | SqlStatement::Rollback { savepoint: None, .. } => {
+                        self.transaction = Transaction::None;
+                        Ok(Output::TransactionEnded { tag: "ROLLBACK" })
+                    }
+                    SqlStatement::Rollback { savepoint: Some(name), .. } => self.rollback_to(name),
+                    _ => Err(Error::TransactionAborted),
+                },
                 _ => Err(Error::TransactionAborted),
             };
+        }
+        if let (Transaction::Open(_), Some(kind)) = (&self.transaction, ddl_kind(statement)) {
+            self.notice(format!("{kind} inside a transaction block takes effect at once: ROLLBACK will not undo it"));
         }
         let outcome = match statement {
             Statement::Standard(sql) => self.dispatch(sql).await,
@@ -204,7 +221,8 @@ impl Session {
             return Ok(None);
         };
         let Some(read) = &planned.point_read else { return Ok(None) };
-        if matches!(self.transaction, Transaction::Failed) {
+        // Inside a transaction that wrote rows, reads take the way that sees them.
+        if self.transaction.is_failed() || self.has_pending_rows() {
             return Ok(None);
         }
         let values: Vec<_> = values.iter().map(|v| v.value.clone()).collect();
@@ -225,7 +243,7 @@ impl Session {
             let statement = prepared.bound(parameters)?;
             return self.execute_reporting(&statement, notices).await;
         }
-        if matches!(self.transaction, Transaction::Failed) {
+        if self.transaction.is_failed() {
             return Err(Error::TransactionAborted);
         }
         let outcome = self.run_prepared_query(prepared, parameters).await;
@@ -235,29 +253,61 @@ impl Session {
     async fn run_prepared_query(&mut self, prepared: &PreparedStatement, parameters: &ParamValues) -> Result<Output> {
         let planned = prepared.plan(&self.db).await?;
         let plan = planned.plan.clone().replace_params_with_values(parameters)?;
-        if let Some(batch) = crate::plan::try_point_read(&plan)? {
+        // A point read answers from committed state only.
+        if !self.has_pending_rows()
+            && let Some(batch) = crate::plan::try_point_read(&plan)?
+        {
             return Ok(Output::Batch(batch));
         }
         Ok(Output::Rows(self.run_plan(plan).await?))
     }
 
     async fn run_plan(&self, plan: LogicalPlan) -> Result<DataFrame> {
-        self.db.run(plan, self.settings.zone())
+        self.db.run(plan, self.settings.zone(), &self.pending_rows())
+    }
+
+    /// The rows this session's open transaction has written, which its own reads see.
+    fn pending_rows(&self) -> PendingRows {
+        match &self.transaction {
+            Transaction::Open(open) => open.pending_by_table(),
+            Transaction::None => PendingRows::new(),
+        }
+    }
+
+    fn has_pending_rows(&self) -> bool {
+        matches!(&self.transaction, Transaction::Open(open) if open.has_pending())
     }
 
     /// A statement failed before reaching the session (at Parse or Bind): inside a
     /// transaction, that aborts it as any other error does.
     pub fn abort_transaction(&mut self) {
-        if matches!(self.transaction, Transaction::Open(_)) {
-            self.transaction = Transaction::Failed;
+        if let Transaction::Open(open) = &mut self.transaction {
+            open.fail();
         }
     }
 
     fn abort_on_error<T>(&mut self, outcome: Result<T>) -> Result<T> {
-        if outcome.is_err() && matches!(self.transaction, Transaction::Open(_)) {
-            self.transaction = Transaction::Failed;
+        if outcome.is_err() {
+            self.abort_transaction();
         }
         outcome
+    }
+
+    /// The open transaction, for SAVEPOINT, RELEASE and ROLLBACK TO (25P01 outside one).
+    fn open_transaction(&mut self, statement: &str) -> Result<&mut OpenTransaction> {
+        match &mut self.transaction {
+            Transaction::Open(open) => Ok(open),
+            Transaction::None => Err(Error::invalid_input(
+                SqlState::NoActiveSqlTransaction,
+                format!("{statement} can only be used in transaction blocks"),
+            )),
+        }
+    }
+
+    /// `ROLLBACK TO [SAVEPOINT] name`; the wire reports the transaction as open again.
+    fn rollback_to(&mut self, name: &sqlparser::ast::Ident) -> Result<Output> {
+        self.open_transaction("ROLLBACK TO SAVEPOINT")?.rollback_to(&ident_name(name))?;
+        Ok(Output::TransactionResumed { tag: "ROLLBACK" })
     }
 
     async fn dispatch(&mut self, sql: &SqlStatement) -> Result<Output> {
@@ -267,7 +317,7 @@ impl Session {
                 Ok(Output::Rows(self.run_plan(plan).await?))
             }
             SqlStatement::Insert(insert) => {
-                let append = rows_to_insert(&self.db, insert, self.settings.zone()).await?;
+                let append = rows_to_insert(&self.db, insert, self.settings.zone(), &self.pending_rows()).await?;
                 let rows = append.batch.num_rows() as u64;
                 self.write(vec![append]).await?;
                 Ok(Output::Command { tag: "INSERT", rows: Some(rows) })
@@ -305,12 +355,22 @@ impl Session {
             }
             SqlStatement::StartTransaction { .. } => {
                 if matches!(self.transaction, Transaction::None) {
-                    self.transaction = Transaction::Open(Vec::new());
+                    self.transaction = Transaction::Open(OpenTransaction::default());
                 }
                 Ok(Output::TransactionStarted)
             }
+            SqlStatement::Savepoint { name } => {
+                self.open_transaction("SAVEPOINT")?.savepoint(ident_name(name))?;
+                Ok(Output::Command { tag: "SAVEPOINT", rows: None })
+            }
+            SqlStatement::ReleaseSavepoint { name } => {
+                self.open_transaction("RELEASE SAVEPOINT")?.release(&ident_name(name))?;
+                Ok(Output::Command { tag: "RELEASE", rows: None })
+            }
+            SqlStatement::Rollback { savepoint: Some(name), .. } => self.rollback_to(name),
             SqlStatement::Commit { .. } => {
-                if let Transaction::Open(appends) = std::mem::replace(&mut self.transaction, Transaction::None) {
+                if let Transaction::Open(open) = std::mem::replace(&mut self.transaction, Transaction::None) {
+                    let appends = open.into_pending();
                     // Again: a feature created since the rows were inserted has not checked them.
                     for append in &appends {
                         self.db.features.check(append.table_id, &append.batch)?;
@@ -356,11 +416,11 @@ impl Session {
             self.db.features.check(append.table_id, &append.batch)?;
         }
         match &mut self.transaction {
-            Transaction::Open(pending) => {
-                pending.extend(appends);
+            Transaction::Open(open) => {
+                open.add(appends);
                 Ok(())
             }
-            _ => self.commit(appends).await,
+            Transaction::None => self.commit(appends).await,
         }
     }
 
@@ -389,9 +449,6 @@ impl Session {
 
     async fn copy_to(&mut self, source: &CopySource, target: &CopyTarget, format: CopyFormat) -> Result<Output> {
         let parquet_file = match target {
-            CopyTarget::Stdout if format.binary => {
-                return Err(Error::unsupported("COPY TO in binary format is not supported; use text or csv"));
-            }
             CopyTarget::Stdout => None,
             CopyTarget::File { filename } if filename.ends_with(".parquet") => Some(filename.clone()),
             _ => return Err(Error::unsupported("COPY TO supports STDOUT and server-side '.parquet' files")),
@@ -489,6 +546,20 @@ pub fn check_copy(db: &Database, sql: &SqlStatement) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The statement's name if it defines or drops an object (not transactional here).
+fn ddl_kind(statement: &Statement) -> Option<&'static str> {
+    match statement {
+        Statement::CreateFeature(_) => Some("CREATE FEATURE"),
+        Statement::DropFeature { .. } => Some("DROP FEATURE"),
+        Statement::Standard(sql) => match sql.as_ref() {
+            SqlStatement::CreateTable(_) => Some("CREATE TABLE"),
+            SqlStatement::Drop { .. } => Some("DROP"),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// The statement's leading keywords, for "not supported" messages.

@@ -177,6 +177,11 @@ impl LiveFeature {
         })
     }
 
+    /// The arrival number the next write applied to the state will have.
+    pub(super) fn next_seq(&self) -> u64 {
+        self.applied_seq.load(Ordering::SeqCst)
+    }
+
     /// The state, to read; an error once it is broken (see `broken`).
     pub(super) fn state(&self) -> Result<RwLockReadGuard<'_, FeatureState>> {
         self.check_whole()?;

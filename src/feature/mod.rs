@@ -9,6 +9,7 @@ mod def;
 mod definitions;
 mod encoding;
 mod engine;
+mod pending_read;
 mod snapshot;
 mod state;
 pub mod window;

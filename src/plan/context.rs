@@ -32,6 +32,7 @@ fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
     rules.insert(coercion + 1, Arc::new(super::float_over_numeric::FloatOverNumeric));
     rules.insert(coercion + 2, Arc::new(super::pg_numeric::PgNumeric));
     rules.insert(coercion + 3, Arc::new(super::pg_time::PgTimeBeforeCoercion));
+    rules.insert(coercion + 4, Arc::new(super::boolean_literals::BooleanLiterals));
     rules.push(Arc::new(super::pg_time::PgTimestampText));
     rules.push(Arc::new(super::session_time_zone::SessionTimeZone));
     rules.push(Arc::new(super::infinite_time::InfiniteStaysInfinite));

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
@@ -25,6 +26,9 @@ pub struct EventTable {
     def: Arc<TableDef>,
     schema: SchemaRef,
     store: Arc<EventStore>,
+    /// Rows a transaction has written and not committed: its own reads see them after the
+    /// stored ones (`plan::pending`).
+    pending: Vec<RecordBatch>,
 }
 
 impl fmt::Debug for EventTable {
@@ -35,7 +39,16 @@ impl fmt::Debug for EventTable {
 
 impl EventTable {
     pub fn new(def: Arc<TableDef>, store: Arc<EventStore>) -> Self {
-        Self { schema: def.schema(), def, store }
+        Self { schema: def.schema(), def, store, pending: Vec::new() }
+    }
+
+    /// The same table read with a transaction's pending rows.
+    pub fn with_pending(&self, pending: Vec<RecordBatch>) -> Self {
+        Self { def: self.def.clone(), schema: self.schema.clone(), store: self.store.clone(), pending }
+    }
+
+    pub fn def(&self) -> &Arc<TableDef> {
+        &self.def
     }
 
     fn event_time_name(&self) -> Option<&str> {
@@ -94,6 +107,18 @@ impl TableProvider for EventTable {
                 }) as Arc<dyn PartitionStream>
             })
             .collect();
+        let mut partitions = partitions;
+        if !self.pending.is_empty() {
+            let pending = self
+                .pending
+                .iter()
+                .map(|batch| match projection {
+                    Some(columns) => batch.project(columns),
+                    None => Ok(batch.clone()),
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            partitions.push(Arc::new(PendingRows { schema: schema.clone(), batches: pending }));
+        }
         let exec = StreamingTableExec::try_new(schema, partitions, None, [], false, limit)?;
         Ok(Arc::new(exec))
     }
@@ -136,6 +161,24 @@ impl PartitionStream for BlockStream {
         let size = ctx.session_config().batch_size();
         let target = self.limit.map_or(size, |limit| limit.min(size));
         let batches = Coalesced::new(parts, self.schema.clone(), target);
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::iter(batches)))
+    }
+}
+
+/// A transaction's pending rows of the table, as one more partition of its scan.
+#[derive(Debug)]
+struct PendingRows {
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+}
+
+impl PartitionStream for PendingRows {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let batches: Vec<Result<RecordBatch>> = self.batches.iter().cloned().map(Ok).collect();
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::iter(batches)))
     }
 }

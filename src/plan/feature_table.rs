@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
@@ -21,6 +22,9 @@ use crate::storage::EventStore;
 pub struct FeatureTable {
     feature: Arc<LiveFeature>,
     store: Arc<EventStore>,
+    /// Rows of the feature's table a transaction has written and not committed: its own reads
+    /// see them (`plan::pending`).
+    pending: Vec<RecordBatch>,
 }
 
 impl fmt::Debug for FeatureTable {
@@ -31,12 +35,22 @@ impl fmt::Debug for FeatureTable {
 
 impl FeatureTable {
     pub fn new(feature: Arc<LiveFeature>, store: Arc<EventStore>) -> Self {
-        Self { feature, store }
+        Self { feature, store, pending: Vec::new() }
     }
 
-    /// The feature and the store it reads its watermark from.
-    pub fn parts(&self) -> (&Arc<LiveFeature>, &Arc<EventStore>) {
-        (&self.feature, &self.store)
+    /// The same feature read with a transaction's pending rows of its table.
+    pub fn with_pending(&self, pending: Vec<RecordBatch>) -> Self {
+        Self { feature: self.feature.clone(), store: self.store.clone(), pending }
+    }
+
+    /// The feature and the store it reads its watermark from; `None` when it is read with
+    /// pending rows (which the point-read path does not take).
+    pub fn parts(&self) -> Option<(&Arc<LiveFeature>, &Arc<EventStore>)> {
+        self.pending.is_empty().then_some((&self.feature, &self.store))
+    }
+
+    pub fn feature(&self) -> &Arc<LiveFeature> {
+        &self.feature
     }
 
     /// The literal a filter compares key column `key` with, if it is `key = literal`.
@@ -91,8 +105,10 @@ impl TableProvider for FeatureTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let key = self.pinned_key(filters);
-        let batch =
-            self.feature.read(&self.store, key.as_deref()).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let batch = self
+            .feature
+            .read_with_pending(&self.store, key.as_deref(), &self.pending)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema(), projection.cloned())?)
     }
 }

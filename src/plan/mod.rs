@@ -1,6 +1,7 @@
 //! Planning with DataFusion: the session context, and event tables as `TableProvider`s.
 
 pub mod asof;
+mod boolean_literals;
 mod checked_arithmetic;
 mod coalesce;
 mod context;
@@ -20,7 +21,9 @@ mod interval_groups;
 mod interval_order;
 mod key_filter;
 mod ordered_set;
+mod pending;
 mod pg_datetime_functions;
+mod pg_expandarray;
 mod pg_functions;
 mod pg_interval_functions;
 mod pg_numeric;
@@ -33,6 +36,8 @@ mod time_bounds;
 
 pub use context::{CATALOG_NAME, SCHEMA_NAME, new_session_context};
 pub use event_table::EventTable;
+pub use expr_rules::input_schema;
+pub use pending::{PendingRows, with_pending};
 pub use pg_numeric::round_for_integer;
 pub use point_read::{PointRead, try_point_read};
 pub use system::SystemSchema;

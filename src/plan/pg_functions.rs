@@ -19,9 +19,17 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(version());
     ctx.register_udf(constant("pg_get_serial_sequence", vec![DataType::Utf8, DataType::Utf8], ScalarValue::Utf8(None)));
     ctx.register_udf(constant("pg_collation_is_visible", vec![DataType::Int32], ScalarValue::Boolean(Some(true))));
+    // Ibis asks for the session's temporary schema; asofdb has none (PostgreSQL's 0).
+    ctx.register_udf(constant("pg_my_temp_schema", vec![], ScalarValue::Int32(Some(0))));
+    // Comments on objects: asofdb keeps none, so each is NULL (ADBC lists columns with
+    // col_description; psql and BI tools ask obj_description).
+    for name in ["obj_description", "col_description", "shobj_description"] {
+        ctx.register_udf(ScalarUDF::new_from_impl(NoComment::new(name)));
+    }
     ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(Round { inner: datafusion::functions::math::round() }));
     ctx.register_udf(ScalarUDF::new_from_impl(PgTypeof::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(super::pg_expandarray::PgExpandarray::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(super::infinite_time::IsFinite::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(super::session_time_zone::AtTimeZone::new()));
     for aggregate in super::ordered_set::aggregates() {
@@ -166,6 +174,38 @@ fn constant(name: &str, args: Vec<DataType>, value: ScalarValue) -> ScalarUDF {
         Volatility::Immutable,
         Arc::new(move |_: &[ColumnarValue]| Ok(ColumnarValue::Scalar(value.clone()))),
     )
+}
+
+/// `obj_description(oid [, catalog])`, `col_description(oid, column)` and
+/// `shobj_description(oid, catalog)`: the comment on an object, always NULL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NoComment {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl NoComment {
+    fn new(name: &'static str) -> Self {
+        Self { name, signature: Signature::variadic_any(Volatility::Stable) }
+    }
+}
+
+impl ScalarUDFImpl for NoComment {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
+    }
 }
 
 /// `json_build_object(key, value, ...)`: a JSON object as text (SQLAlchemy's column

@@ -58,7 +58,7 @@ impl PointRead {
         let provider = source_as_provider(&scan.source).ok()?;
         let provider: &dyn Any = provider.as_ref();
         let table = provider.downcast_ref::<FeatureTable>()?;
-        let (feature, store) = table.parts();
+        let (feature, store) = table.parts()?;
         let compiled = feature.compiled();
 
         let equalities = key_equalities(predicate)?;

@@ -1,4 +1,4 @@
-//! COPY TO STDOUT: a result streamed as COPY data in text or CSV format.
+//! COPY TO STDOUT: a result streamed as COPY data in text, CSV or binary format.
 
 use std::sync::Arc;
 
@@ -14,14 +14,15 @@ use pgwire::messages::copy::CopyData;
 use pgwire::types::format::FormatOptions;
 
 use super::cancel::CancelFlag;
-use super::encode::{pg_fields, start, zoned_as_text};
+use super::encode::{encode_with, pg_fields, start, zoned_as_text};
 use super::errors::to_pgwire;
 use super::executor::Executor;
 use super::pg_text::PgText;
 use crate::execute::copy_format::CopyFormat;
 
-/// Streams `frame` as COPY data in text or CSV format, one CopyData message per row, run and
-/// encoded on `executor`. TIMESTAMPTZ values are shown in `zone`, the session's time zone.
+/// Streams `frame` as COPY data in text, CSV or binary format, one CopyData message per row,
+/// run and encoded on `executor`. TIMESTAMPTZ values are shown in `zone`, the session's time
+/// zone (text and CSV).
 pub async fn copy_out_response(
     executor: &Executor,
     format: &CopyFormat,
@@ -30,6 +31,9 @@ pub async fn copy_out_response(
     cancel: Arc<CancelFlag>,
     zone: arrow::array::timezone::Tz,
 ) -> PgWireResult<CopyResponse> {
+    if format.binary {
+        return copy_out_binary(executor, frame, format_options, cancel, zone).await;
+    }
     let schema = Arc::new(frame.schema().as_arrow().clone());
     let fields = Arc::new(pg_fields(&schema, &Format::UnifiedText, Some(format_options))?);
     let columns = fields.len();
@@ -48,6 +52,46 @@ pub async fn copy_out_response(
     }));
     Ok(CopyResponse::new(0, columns, data.flat_map(futures::stream::iter)))
 }
+
+/// PostgreSQL's binary COPY format: the header (sent with the first tuple, or alone when there
+/// is none), one tuple per row with each value in its type's binary send format, the trailer
+/// (added by pgwire). Values are encoded as binary result columns are.
+async fn copy_out_binary(
+    executor: &Executor,
+    frame: DataFrame,
+    format_options: Arc<FormatOptions>,
+    cancel: Arc<CancelFlag>,
+    zone: arrow::array::timezone::Tz,
+) -> PgWireResult<CopyResponse> {
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let fields = Arc::new(pg_fields(&schema, &Format::UnifiedBinary, Some(format_options))?);
+    let columns = fields.len();
+    let mut encoder = PgText(CopyEncoder::new_binary(fields.clone()));
+    let batches = start(executor, frame).await?;
+    let batches = cancel.guard(batches.map(|b| b.map_err(|e| to_pgwire(e.into()))));
+    let sent_rows = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = sent_rows.clone();
+    let data = executor.stream(batches.map(move |batch| -> Vec<PgWireResult<CopyData>> {
+        match batch {
+            Ok(batch) if batch.num_rows() > 0 => {
+                sent.store(true, std::sync::atomic::Ordering::Relaxed);
+                encode_with(&mut encoder, &batch, &fields, &zone)
+            }
+            Ok(_) => Vec::new(),
+            Err(e) => vec![Err(e)],
+        }
+    }));
+    // Without a tuple, the header goes alone (pgwire does not count it as a row).
+    let header_if_empty = futures::stream::once(async move {
+        let empty = !sent_rows.load(std::sync::atomic::Ordering::Relaxed);
+        empty.then(|| Ok(CopyData::new(Bytes::from_static(BINARY_HEADER))))
+    })
+    .filter_map(futures::future::ready);
+    Ok(CopyResponse::new(1, columns, data.flat_map(futures::stream::iter).chain(header_if_empty)))
+}
+
+/// Signature, flags (no OIDs) and an empty header extension.
+const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
 fn new_encoder(format: &CopyFormat, fields: Arc<Vec<FieldInfo>>) -> CopyEncoder {
     let delimiter = (format.delimiter as char).to_string();

@@ -90,7 +90,17 @@ pub fn encode_batch_rows(
 }
 
 fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>, zone: &Tz) -> Vec<PgWireResult<DataRow>> {
-    let mut encoder = PgText(DataRowEncoder::new(fields.clone()));
+    encode_with(&mut PgText(DataRowEncoder::new(fields.clone())), batch, fields, zone)
+}
+
+/// Every row of `batch` encoded by `encoder` (DataRows, or COPY binary tuples), each value as
+/// its field's format has it.
+pub fn encode_with<E: Encoder>(
+    encoder: &mut PgText<E>,
+    batch: &RecordBatch,
+    fields: &Arc<Vec<FieldInfo>>,
+    zone: &Tz,
+) -> Vec<PgWireResult<E::Item>> {
     let batch = &zoned_as_text(batch, fields, zone);
     let schema = batch.schema();
     let mut rows = Vec::with_capacity(batch.num_rows());
@@ -121,14 +131,14 @@ fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>, zone: &Tz) ->
                     let micros = column.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(row);
                     encoder.encode_field(&super::infinite::InfiniteTimestamp(micros), &fields[i])
                 }
-                _ => encode_value(&mut encoder, column, row, schema.field(i), &fields[i]),
+                _ => encode_value(encoder, column, row, schema.field(i), &fields[i]),
             };
             if let Err(e) = encoded {
                 rows.push(Err(e));
                 return rows;
             }
         }
-        rows.push(Ok(encoder.0.take_row()));
+        rows.push(Ok(encoder.take_row()));
     }
     rows
 }

@@ -43,6 +43,8 @@ pub async fn to_response(
         }
         Output::TransactionStarted => Response::TransactionStart(Tag::new("BEGIN")),
         Output::TransactionEnded { tag } => Response::TransactionEnd(Tag::new(tag)),
+        // pgwire (vendor/README.md) takes a transaction start in the failed state as a resume.
+        Output::TransactionResumed { tag } => Response::TransactionStart(Tag::new(tag)),
         Output::CopyIn { columns, binary } => {
             Response::CopyIn(CopyResponse::new(i8::from(binary), columns, futures::stream::empty()))
         }

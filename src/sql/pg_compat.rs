@@ -15,8 +15,8 @@ use std::ops::ControlFlow;
 
 use datafusion_pg_catalog::pg_catalog::PG_CATALOG_TABLES;
 use sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Query, SelectItem, SetExpr, Statement, Value,
-    visit_expressions_mut, visit_relations,
+    AccessExpr, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Query, SelectItem, SetExpr,
+    Statement, Subscript, Value, visit_expressions_mut, visit_relations,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -56,12 +56,19 @@ pub fn reads_catalog(statement: &Statement) -> bool {
 pub fn rewrite(statement: &mut Statement) {
     let reads_catalog = reads_catalog(statement);
     let _ = visit_expressions_mut(statement, |expr| {
+        name_parenthesized_fields(expr);
         if let Some(replacement) = lookup_subquery(expr) {
+            *expr = replacement;
+        } else if let Some(replacement) = expandarray(expr) {
             *expr = replacement;
         } else if reads_catalog && let Some(value) = constant_attribute(expr) {
             *expr = value;
         } else if reads_catalog && let Expr::Subquery(query) = expr {
             aggregate_single_output(query);
+        } else if reads_catalog && let Some(element) = vector_element(expr) {
+            *expr = element;
+        } else if reads_catalog {
+            regproc_zero(expr);
         }
         ControlFlow::<()>::Continue(())
     });
@@ -81,6 +88,99 @@ fn constant_attribute(expr: &Expr) -> Option<Expr> {
         _ => return None,
     };
     Some(Expr::value(value))
+}
+
+/// `pg_type`'s regproc columns hold function names (`'-'` for none) where PostgreSQL holds
+/// oids that print as names: `typreceive != 0` (the ADBC driver's start-up query) compares
+/// with the name of no function.
+fn regproc_zero(expr: &mut Expr) {
+    const REGPROC: [&str; 7] =
+        ["typinput", "typoutput", "typreceive", "typsend", "typmodin", "typmodout", "typanalyze"];
+    let Expr::BinaryOp { left, right, .. } = expr else { return };
+    let is_regproc = |e: &Expr| {
+        let name = match e {
+            Expr::Identifier(ident) => &ident.value,
+            Expr::CompoundIdentifier(parts) => match parts.last() {
+                Some(last) => &last.value,
+                None => return false,
+            },
+            _ => return false,
+        };
+        REGPROC.contains(&name.to_ascii_lowercase().as_str())
+    };
+    let is_zero = |e: &Expr| matches!(e, Expr::Value(v) if matches!(&v.value, Value::Number(n, _) if n == "0"));
+    let none = || Expr::value(Value::SingleQuotedString("-".into()));
+    if is_regproc(left) && is_zero(right) {
+        **right = none();
+    } else if is_regproc(right) && is_zero(left) {
+        **left = none();
+    }
+}
+
+/// `indkey[i]`: the catalog's `int2vector` and `oidvector` columns are text (`'1 2'`), and
+/// PostgreSQL subscripts them from 0 (psqlODBC's `SQLPrimaryKeys` query reads
+/// `i.indkey[ia.attnum-1]`). An index past either end is NULL, as in PostgreSQL.
+fn vector_element(expr: &Expr) -> Option<Expr> {
+    const VECTORS: [&str; 7] =
+        ["indkey", "indclass", "indcollation", "indoption", "proargtypes", "tgattr", "partattrs"];
+    let Expr::CompoundFieldAccess { root, access_chain } = expr else { return None };
+    let (Some(AccessExpr::Subscript(Subscript::Index { index })), before) =
+        (access_chain.last(), &access_chain[..access_chain.len() - 1])
+    else {
+        return None;
+    };
+    let column = match (root.as_ref(), before) {
+        (Expr::Identifier(name), []) => Expr::Identifier(name.clone()),
+        (Expr::CompoundIdentifier(parts), []) => Expr::CompoundIdentifier(parts.clone()),
+        (Expr::Identifier(table), [AccessExpr::Dot(Expr::Identifier(name))]) => {
+            Expr::CompoundIdentifier(vec![table.clone(), name.clone()])
+        }
+        _ => return None,
+    };
+    let name = match &column {
+        Expr::Identifier(ident) => &ident.value,
+        Expr::CompoundIdentifier(parts) => &parts.last()?.value,
+        _ => return None,
+    };
+    if !VECTORS.contains(&name.to_ascii_lowercase().as_str()) {
+        return None;
+    }
+    let sql = format!(
+        "CASE WHEN ({index}) >= 0 THEN CAST(NULLIF(split_part(CAST({column} AS TEXT), ' ', CAST(({index}) + 1 AS INT)), '') AS BIGINT) END"
+    );
+    Parser::new(&PostgreSqlDialect {}).try_with_sql(&sql).ok()?.parse_expr().ok()
+}
+
+/// `(expr).field`, PostgreSQL's access to a field of a composite value: DataFusion takes the
+/// field's name only as a string (`(expr).'field'`). Unquoted names fold to lower case.
+fn name_parenthesized_fields(expr: &mut Expr) {
+    let Expr::CompoundFieldAccess { root, access_chain } = expr else { return };
+    if !matches!(root.as_ref(), Expr::Nested(_)) {
+        return;
+    }
+    for access in access_chain {
+        if let AccessExpr::Dot(Expr::Identifier(ident)) = access {
+            let name = if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_lowercase() };
+            *access = AccessExpr::Dot(Expr::value(Value::SingleQuotedString(name)));
+        }
+    }
+}
+
+/// `information_schema._pg_expandarray(v)`, a set-returning function (pgjdbc's primary-key
+/// and index queries), becomes `unnest(pg_expandarray_elements(v))` (`plan::pg_expandarray`):
+/// one `{x, n}` row per element, as PostgreSQL returns.
+fn expandarray(expr: &Expr) -> Option<Expr> {
+    let Expr::Function(function) = expr else { return None };
+    if !function.name.0.last()?.as_ident()?.value.eq_ignore_ascii_case("_pg_expandarray") {
+        return None;
+    }
+    let FunctionArguments::List(list) = &function.args else { return None };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice() else { return None };
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("unnest(pg_expandarray_elements({arg}))"))
+        .ok()?
+        .parse_expr()
+        .ok()
 }
 
 /// Wraps the one output of a plain `SELECT` subquery (no aggregate, GROUP BY or LIMIT yet) in `max()`.
@@ -142,6 +242,19 @@ mod tests {
             rewritten("SELECT pg_catalog.to_regclass('tx')").contains("pg_class WHERE relname = CAST('tx' AS TEXT)")
         );
         assert_eq!(rewritten("SELECT upper('x')"), "SELECT upper('x')");
+    }
+
+    #[test]
+    fn catalog_vectors_and_composite_fields_are_planned_forms() {
+        assert_eq!(
+            rewritten("SELECT (information_schema._pg_expandarray(i.indkey)).n, (r.Keys).X FROM pg_index i"),
+            "SELECT (unnest(pg_expandarray_elements(i.indkey))).'n', (r.Keys).'x' FROM pg_index i"
+        );
+        assert!(
+            rewritten("SELECT i.indkey[ia.attnum - 1] FROM pg_index i").contains("split_part(CAST(i.indkey AS TEXT)")
+        );
+        // An array column of a user table keeps its subscript.
+        assert_eq!(rewritten("SELECT t.a[1] FROM t"), "SELECT t.a[1] FROM t");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::BinaryServer;
+use common::postgres::Postgres;
 
 fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("clients")
@@ -19,16 +20,55 @@ fn clients_dir() -> PathBuf {
 fn run_client(program: &str, args: &[&str], dir: &Path) {
     let data = tempfile::tempdir().unwrap();
     let server = BinaryServer::start(data.path());
-    let port = server.addr.port().to_string();
+    run_against(program, args, dir, server.addr.port(), &[]);
+}
+
+/// Runs `program args... PORT extra...` in `dir`; fails with its output unless it succeeds.
+fn run_against(program: &str, args: &[&str], dir: &Path, port: u16, extra: &[&str]) {
     let output = Command::new(program)
         .args(args)
-        .arg(&port)
+        .arg(port.to_string())
+        .args(extra)
         .current_dir(dir)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {program} (scripts/test installs it): {e}"));
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "{program} {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.contains(": ok"), "{program} {args:?} did not finish\nstdout:\n{stdout}");
+    assert!(output.status.success(), "{program} {args:?} {extra:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains(": ok"), "{program} {args:?} {extra:?} did not finish\nstdout:\n{stdout}");
+}
+
+/// Issue #22: a tool's script (`tests/clients/fraud.py`'s example, the tool at its defaults)
+/// against PostgreSQL 15 first, which shows the script itself is right, then against asofdb.
+fn tool_at_defaults(script: &str) {
+    let postgres = Postgres::start();
+    run_against("python3", &[script], &clients_dir(), postgres.port, &["--postgres"]);
+    drop(postgres);
+    run_client("python3", &[script], &clients_dir());
+}
+
+#[test]
+fn adbc_and_polars_at_defaults() {
+    tool_at_defaults("adbc_client.py");
+}
+
+#[test]
+fn connectorx_and_polars_at_defaults() {
+    tool_at_defaults("connectorx_client.py");
+}
+
+#[test]
+fn ibis_at_defaults() {
+    tool_at_defaults("ibis_client.py");
+}
+
+#[test]
+fn psqlodbc_at_defaults() {
+    tool_at_defaults("odbc_client.py");
+}
+
+#[test]
+fn sqlalchemy_psycopg_and_pandas_at_defaults() {
+    tool_at_defaults("sqlalchemy_defaults.py");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::feature::window::floor;
 
 /// One key's events. Kept small (16 bytes): a feature holds one per key ever seen, and most
 /// keys of a short window hold no events, only their first time (no [`Body`] then).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KeyHistory {
     pub(super) body: Option<Box<Body>>,
     /// The earliest qualifying event time ever seen for the key ([`NO_FIRST`]: none), kept when
@@ -34,7 +34,7 @@ impl Default for KeyHistory {
 
 /// The events a key holds (one word per event field, in time then arrival order), the
 /// non-numeric values they refer to, and the tiles of their partial aggregates.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Body {
     pub(super) words: Vec<u64>,
     pub(super) others: Others,
@@ -46,7 +46,7 @@ pub(super) static NO_EVENTS: Body = Body { words: Vec::new(), others: Others(Non
 
 /// The values of order-sensitive aggregates of non-numeric types, which few features have:
 /// boxed, so a key without any costs one pointer.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 #[allow(clippy::box_collection)] // the box is the point: 8 bytes per key instead of 24
 pub(super) struct Others(Option<Box<Vec<ScalarValue>>>);
 

@@ -90,6 +90,44 @@ impl FeatureState {
         Ok(Self { auto_evict: false, ..Self::new(feature)? })
     }
 
+    /// A scratch copy of the keys `batches` (rows of the source table) touch, with those rows
+    /// added after every stored one (arrival numbers from `first_seq` on): what a transaction
+    /// reads through the feature before it commits them.
+    pub fn with_rows(&self, feature: &CompiledFeature, batches: &[RecordBatch], first_seq: u64) -> Result<Self> {
+        let mut scratch = Self { horizon: self.horizon, exact_from: self.exact_from, ..Self::scratch(feature)? };
+        for batch in batches {
+            let keys: Vec<ArrayRef> = feature.key_columns.iter().map(|i| batch.column(*i).clone()).collect();
+            let rows = self.converter.convert_columns(&keys)?;
+            for row in rows.iter() {
+                let key = row.as_ref();
+                if !scratch.keys.contains_key(key) {
+                    let history = self.keys.get(key).cloned().unwrap_or_default();
+                    scratch.keys.insert(key.into(), history);
+                }
+            }
+        }
+        for (i, batch) in batches.iter().enumerate() {
+            scratch.ingest(feature, batch, first_seq + i as u64)?;
+        }
+        Ok(scratch)
+    }
+
+    /// Whether the key (row-encoded) has a history here.
+    pub fn has_key(&self, key: &[u8]) -> bool {
+        self.keys.contains_key(key)
+    }
+
+    /// Every key's row-encoded form with its history.
+    pub fn encoded_all(&self) -> impl Iterator<Item = (&[u8], &KeyHistory)> {
+        self.keys.iter().map(|(k, h)| (k.as_ref(), h))
+    }
+
+    /// Key-column arrays of row-encoded keys.
+    pub fn decode_keys<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) -> Result<Vec<ArrayRef>> {
+        let parser = self.converter.parser();
+        Ok(self.converter.convert_rows(keys.map(|k| parser.parse(k)))?)
+    }
+
     /// Adds the qualifying rows of `batch` (rows of the source table stored under `seq`).
     pub fn ingest(&mut self, feature: &CompiledFeature, batch: &RecordBatch, seq: u64) -> Result<()> {
         self.ingest_rows(feature, batch, seq, !self.auto_evict)?;

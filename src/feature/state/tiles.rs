@@ -6,7 +6,7 @@ use crate::feature::def::CompiledFeature;
 use crate::feature::encoding::VALUE;
 use crate::feature::window::{floor, span};
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Tiles {
     /// Start time of each non-empty tile, ascending.
     pub(super) starts: Vec<i64>,

@@ -97,6 +97,26 @@ public class JdbcClient {
                 while (rs.next()) columns.add(rs.getString("COLUMN_NAME") + ":" + rs.getString("TYPE_NAME"));
             }
             check(columns.equals(List.of("card:int8", "amt:float8", "status:text", "ts:timestamp")), "columns " + columns);
+            // What a BI tool's schema browser asks next (issue #22): each must answer.
+            Set<String> schemas = new HashSet<>();
+            try (ResultSet rs = meta.getSchemas()) {
+                while (rs.next()) schemas.add(rs.getString("TABLE_SCHEM"));
+            }
+            check(schemas.contains("public"), "schemas " + schemas);
+            try (ResultSet rs = meta.getPrimaryKeys(null, "public", "tx")) {
+                check(!rs.next(), "event tables have no primary key");
+            }
+            try (ResultSet rs = meta.getImportedKeys(null, "public", "tx")) {
+                check(!rs.next(), "event tables have no foreign keys");
+            }
+            try (ResultSet rs = meta.getIndexInfo(null, "public", "tx", false, true)) {
+                while (rs.next()) rs.getString("INDEX_NAME");
+            }
+            Set<String> types = new HashSet<>();
+            try (ResultSet rs = meta.getTypeInfo()) {
+                while (rs.next()) types.add(rs.getString("TYPE_NAME"));
+            }
+            check(types.containsAll(List.of("int8", "float8", "text", "timestamp", "bool")), "types " + types);
 
             try {
                 st.executeQuery("SELECT * FROM no_such_table");

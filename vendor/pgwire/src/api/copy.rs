@@ -60,6 +60,9 @@ where
 }
 
 /// Send a CopyOutResponse header and stream copy data to the client.
+/// The binary COPY header with no tuple after it (asofdb's change, vendor/README.md).
+const BINARY_HEADER_ALONE: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
 pub async fn send_copy_out_response<C>(client: &mut C, resp: CopyResponse) -> PgWireResult<()>
 where
     C: Sink<PgWireBackendMessage> + Unpin,
@@ -83,8 +86,8 @@ where
         match copy_data {
             Ok(data) => {
                 if !data.data.is_empty() {
-                    // do not count trailer
-                    if data.data.as_ref() != [0xFF, 0xFF] {
+                    // do not count trailer, nor a binary header sent alone (no tuples)
+                    if data.data.as_ref() != [0xFF, 0xFF] && data.data.as_ref() != BINARY_HEADER_ALONE {
                         rows += 1;
                     }
                     client.feed(PgWireBackendMessage::CopyData(data)).await?;
@@ -137,8 +140,8 @@ where
         match copy_data {
             Ok(data) => {
                 if !data.data.is_empty() {
-                    // do not count trailer
-                    if data.data.as_ref() != [0xFF, 0xFF] {
+                    // do not count trailer, nor a binary header sent alone (no tuples)
+                    if data.data.as_ref() != [0xFF, 0xFF] && data.data.as_ref() != BINARY_HEADER_ALONE {
                         rows += 1;
                     }
                     client.feed(PgWireBackendMessage::CopyData(data)).await?;

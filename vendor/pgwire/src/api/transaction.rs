@@ -14,12 +14,10 @@ impl TransactionStatus {
         }
     }
 
-    /// Transition to in-transaction state.
+    /// Transition to in-transaction state. From the failed state too: a handler returns a
+    /// transaction start there only for `ROLLBACK TO SAVEPOINT`, which clears the failure
+    /// (asofdb's change, vendor/README.md).
     pub fn to_in_transaction_state(self) -> TransactionStatus {
-        match self {
-            TransactionStatus::Idle => TransactionStatus::Transaction,
-            TransactionStatus::Transaction => TransactionStatus::Transaction,
-            TransactionStatus::Error => TransactionStatus::Error,
-        }
+        TransactionStatus::Transaction
     }
 }

@@ -481,60 +481,76 @@ where
     }
 }
 
-// Helper function to extract array elements including NULL values for Option types
+// Splits the inside of a one-dimensional array literal into its elements as PostgreSQL's
+// array_in does (asofdb patch): whitespace around an element is ignored, an unquoted NULL
+// (any case) is None, a quoted element is its text as written ("NULL" and "" included),
+// backslash escapes the next character, and a nested array is kept whole as one element.
 fn extract_array_elements_with_nulls(
     input: &str,
-) -> Result<Vec<String>, Box<dyn Error + Sync + Send>> {
-    if input.is_empty() {
-        return Ok(Vec::new());
-    }
-
+) -> Result<Vec<Option<String>>, Box<dyn Error + Sync + Send>> {
     let mut elements = Vec::new();
-    let mut current = String::new();
-    let mut in_quotes = false;
-    let mut escape_next = false;
-    let mut depth = 0; // For nested arrays
-    let mut seen_content = false;
-
-    for ch in input.chars() {
-        match ch {
-            '\\' if !escape_next => {
-                escape_next = true;
+    let mut chars = input.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut text = String::new();
+        let mut quoted = false;
+        let mut escaped_or_quoted_len = 0usize; // text up to here is kept even if spaces
+        let mut depth = 0;
+        let mut in_quotes = false;
+        while let Some(&ch) = chars.peek() {
+            if !in_quotes && depth == 0 && ch == ',' {
+                break;
             }
-            '"' if !escape_next => {
-                in_quotes = !in_quotes;
-                // helps to track we have seen some element but it is an empty string
-                if !in_quotes {
-                    seen_content = true
+            chars.next();
+            match ch {
+                '\\' => {
+                    let next = chars.next().ok_or("Invalid array format: trailing backslash")?;
+                    if depth > 0 {
+                        text.push('\\');
+                    }
+                    text.push(next);
+                    escaped_or_quoted_len = text.len();
                 }
-                // Don't include the quotes in the output
-            }
-            '{' if !in_quotes && !escape_next => {
-                depth += 1;
-                current.push(ch);
-            }
-            '}' if !in_quotes && !escape_next => {
-                depth -= 1;
-                current.push(ch);
-            }
-            ',' if !in_quotes && depth == 0 && !escape_next => {
-                // End of current element - include NULL values for Option types
-                elements.push(std::mem::take(&mut current));
-                seen_content = false;
-            }
-            _ => {
-                current.push(ch);
-                escape_next = false;
+                '"' => {
+                    in_quotes = !in_quotes;
+                    if depth > 0 {
+                        text.push('"');
+                    } else {
+                        quoted = true;
+                    }
+                    escaped_or_quoted_len = text.len();
+                }
+                '{' if !in_quotes => {
+                    depth += 1;
+                    text.push(ch);
+                }
+                '}' if !in_quotes => {
+                    depth -= 1;
+                    text.push(ch);
+                    escaped_or_quoted_len = text.len();
+                }
+                _ => {
+                    text.push(ch);
+                    if in_quotes || !ch.is_whitespace() {
+                        escaped_or_quoted_len = text.len();
+                    }
+                }
             }
         }
+        if in_quotes {
+            return Err("Invalid array format: unterminated quoted element".into());
+        }
+        text.truncate(escaped_or_quoted_len);
+        if !quoted && text.is_empty() {
+            return Err("Invalid array format: empty element".into());
+        }
+        elements.push((quoted || !text.eq_ignore_ascii_case("NULL")).then_some(text));
+        if chars.next().is_none() {
+            return Ok(elements);
+        }
     }
-
-    // Process the last element
-    if seen_content || !current.is_empty() {
-        elements.push(current);
-    }
-
-    Ok(elements)
 }
 
 impl<'a, T> FromSqlText<'a> for Vec<Option<T>>
@@ -546,7 +562,7 @@ where
         input: &'a [u8],
         format_options: &FormatOptions,
     ) -> Result<Self, Box<dyn Error + Sync + Send>> {
-        let input_str = to_str(input)?;
+        let input_str = to_str(input)?.trim();
 
         if input_str.is_empty() {
             return Ok(Vec::new());
@@ -558,20 +574,17 @@ where
 
         let inner = &input_str[1..input_str.len() - 1];
 
-        if inner.is_empty() {
+        if inner.trim().is_empty() {
             return Ok(Vec::new());
         }
 
         let elements = extract_array_elements_with_nulls(inner)?;
         let mut result = Vec::new();
 
-        for element_str in elements {
-            if element_str.trim().eq_ignore_ascii_case("NULL") || element_str.is_empty() {
-                result.push(None);
-            } else {
-                let element: Option<T> =
-                    Option::from_sql_text(ty, element_str.as_bytes(), format_options)?;
-                result.push(element);
+        for element in elements {
+            match element {
+                None => result.push(None),
+                Some(text) => result.push(Some(T::from_sql_text(ty, text.as_bytes(), format_options)?)),
             }
         }
 
@@ -879,6 +892,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(result, vec![Some(1), None, Some(3), None, Some(5)]);
+    }
+
+    #[test]
+    fn test_from_sql_text_for_vec_option_as_postgres_array_in() {
+        let parse = |text: &str| {
+            Vec::<Option<String>>::from_sql_text(&Type::TEXT_ARRAY, text.as_bytes(), &FormatOptions::default())
+        };
+        // libpq clients (the ADBC driver) write a space after each comma.
+        assert_eq!(
+            parse(r#"{"p", "f",  r , null}"#).unwrap(),
+            vec![Some("p".into()), Some("f".into()), Some("r".into()), None]
+        );
+        assert_eq!(
+            parse(r#"{"NULL","", "a b" ,a\,b,"q\"x"}"#).unwrap(),
+            vec![Some("NULL".into()), Some("".into()), Some("a b".into()), Some("a,b".into()), Some("q\"x".into())]
+        );
+        assert_eq!(parse(" { } ").unwrap(), Vec::<Option<String>>::new());
+        assert!(parse("{a,,b}").is_err());
+        assert!(parse(r#"{"a}"#).is_err());
     }
 
     #[cfg(feature = "pg-type-chrono")]
