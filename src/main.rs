@@ -164,6 +164,7 @@ async fn run(args: Args, io: Option<tokio::runtime::Handle>) -> asofdb::Result<(
     let security = Security::new(args.password.as_deref(), tls)?;
     let options = ServerOptions { security, max_connections: args.max_connections as usize, execution: None };
     let db = Database::open_with(&args.data_dir, limits)?;
+    asofdb::execute::drop_leftover_temporary_tables(&db).await?;
     let server = Server::bind_with(&args.listen, db.clone(), options).await?;
     let addr = server.local_addr()?;
     tracing::info!(data_dir = %args.data_dir.display(), "asofdb listening on {addr}");

@@ -27,6 +27,10 @@ pub struct TableDef {
     pub event_time: Option<usize>,
     /// Events older than the watermark minus this many µs belong to the cold tier.
     pub hot_retention_micros: i64,
+    /// CREATE TEMPORARY TABLE: dropped when the session that made it ends (or at start-up,
+    /// if the server stopped first).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub temporary: bool,
 }
 
 impl TableDef {

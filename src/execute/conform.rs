@@ -288,6 +288,7 @@ mod tests {
             ],
             event_time: Some(3),
             hot_retention_micros: 0,
+            temporary: false,
         }
     }
 

@@ -1,6 +1,6 @@
 //! CREATE TABLE: validates columns and the `event_time` / `hot_retention` options.
 
-use sqlparser::ast::{ColumnOption, CreateTable, CreateTableOptions, SqlOption};
+use sqlparser::ast::{ColumnOption, CreateTable, CreateTableOptions, OnCommit, SqlOption};
 
 use crate::catalog::{ColumnDef, DEFAULT_HOT_RETENTION_MICROS, TableDef};
 use crate::error::{Error, Result, SqlState};
@@ -15,8 +15,11 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
             "CREATE TABLE ... AS is not supported: create the table, then INSERT ... SELECT",
         ));
     }
-    if create.temporary || create.external || create.or_replace {
+    if create.external || create.or_replace {
         return Err(Error::unsupported("only plain CREATE TABLE is supported"));
+    }
+    if create.on_commit.is_some_and(|c| !matches!(c, OnCommit::PreserveRows)) {
+        return Err(Error::unsupported("ON COMMIT DELETE ROWS and ON COMMIT DROP are not supported"));
     }
     if !create.constraints.is_empty() {
         return Err(Error::unsupported("table constraints are not supported on event tables"));
@@ -49,8 +52,14 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
         return Err(Error::invalid_input(SqlState::SyntaxError, "a table needs at least one column"));
     }
 
-    let mut def =
-        TableDef { id: 0, name, columns, event_time: None, hot_retention_micros: DEFAULT_HOT_RETENTION_MICROS };
+    let mut def = TableDef {
+        id: 0,
+        name,
+        columns,
+        event_time: None,
+        hot_retention_micros: DEFAULT_HOT_RETENTION_MICROS,
+        temporary: create.temporary,
+    };
     let options = match &create.table_options {
         CreateTableOptions::None => &[][..],
         CreateTableOptions::With(options) => options.as_slice(),

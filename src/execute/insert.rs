@@ -5,7 +5,6 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::compute::{CastOptions, cast_with_options, concat_batches};
 use arrow::datatypes::{DataType, Field, Schema};
-use datafusion::sql::parser::Statement as DfStatement;
 use sqlparser::ast::{Expr, Insert, Query, SetExpr, Statement as SqlStatement, TableObject, UnaryOperator, Value};
 
 use super::Database;
@@ -180,13 +179,9 @@ fn numeric_column(literals: &[Literal]) -> Option<ArrayRef> {
     cast_with_options(&texts, &DataType::Decimal128(38, scale), &options).ok()
 }
 
-/// Runs the source query (VALUES or SELECT) with DataFusion.
+/// Runs the source query (VALUES or SELECT) as any query is planned (an ASOF JOIN too).
 async fn evaluate(db: &Database, source: &Query, zone: &SessionZone, pending: &PendingRows) -> Result<RecordBatch> {
-    let plan = db
-        .ctx
-        .state()
-        .statement_to_plan(DfStatement::Statement(Box::new(SqlStatement::Query(Box::new(source.clone())))))
-        .await?;
+    let plan = db.plan_query(&SqlStatement::Query(Box::new(source.clone()))).await?;
     let rows = db.run(plan, zone, pending)?;
     let schema = Arc::new(rows.schema().as_arrow().clone());
     let batches = rows.collect().await?;

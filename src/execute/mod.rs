@@ -6,6 +6,7 @@ pub mod copy_format;
 pub mod copy_rows;
 mod create_table;
 mod database;
+mod drop;
 mod insert;
 mod prepared;
 mod session;
@@ -14,5 +15,6 @@ pub mod tiering;
 
 pub use conform::{RowLabel, conform};
 pub use database::{Database, Limits};
+pub use drop::drop_leftover_temporary_tables;
 pub use prepared::{Planned, PreparedStatement};
 pub use session::{Output, Session, check_copy};

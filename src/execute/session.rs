@@ -23,7 +23,7 @@ use super::insert::rows_to_insert;
 use super::settings::Settings;
 use crate::catalog::TableDef;
 use crate::error::{Error, Result, SqlState};
-use crate::feature::{FeatureDef, LiveFeature, forget_definition, persist_definition};
+use crate::feature::{FeatureDef, LiveFeature, persist_definition};
 use crate::plan::{PendingRows, SystemSchema};
 use crate::sql::Statement;
 use crate::sql::feature::CreateFeature;
@@ -79,6 +79,24 @@ pub struct Session {
     notices: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     /// A COPY FROM STDIN waiting for its data.
     copy_in: Option<CopyIn>,
+    /// Tables this session created with CREATE TEMPORARY TABLE: dropped when it ends.
+    temporary_tables: Vec<String>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let names = std::mem::take(&mut self.temporary_tables);
+        if names.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let db = self.db.clone();
+        runtime.spawn(async move {
+            if let Err(error) = super::drop::drop_tables(&db, &names, true, true).await {
+                tracing::warn!(%error, ?names, "dropping a closed session's temporary tables");
+            }
+        });
+    }
 }
 
 /// Disk space a new feature needs at least, for its catalog entry and first snapshot.
@@ -86,7 +104,14 @@ const FEATURE_MIN_BYTES: u64 = 64 << 10;
 
 impl Session {
     pub fn new(db: Arc<Database>) -> Self {
-        Self { db, transaction: Transaction::None, settings: Settings::default(), notices: None, copy_in: None }
+        Self {
+            db,
+            transaction: Transaction::None,
+            settings: Settings::default(),
+            notices: None,
+            copy_in: None,
+            temporary_tables: Vec::new(),
+        }
     }
 
     /// Runs one statement as [`Session::execute`] does, sending its NOTICE messages (CREATE
@@ -190,21 +215,7 @@ impl Session {
     }
 
     async fn drop_features(&mut self, names: &[String], if_exists: bool) -> Result<Output> {
-        let catalog = &self.db.catalog;
-        let _no_commits = self.db.commit_gate.write().await;
-        for name in names {
-            if self.db.features.get(name).is_none() {
-                if if_exists {
-                    continue;
-                }
-                return Err(Error::NotFound {
-                    sqlstate: SqlState::UndefinedObject,
-                    message: format!("feature \"{name}\" does not exist"),
-                });
-            }
-            forget_definition(catalog.store(), name).await?;
-            self.db.features.remove(name)?;
-        }
+        super::drop::drop_features(&self.db, names, if_exists).await?;
         Ok(Output::Command { tag: "DROP FEATURE", rows: None })
     }
 
@@ -332,25 +343,16 @@ impl Session {
             }
             SqlStatement::CreateTable(create) => {
                 let def = table_def(create)?;
-                self.db.catalog.create_table(def, create.if_not_exists).await?;
+                let (name, temporary) = (def.name.clone(), def.temporary);
+                if self.db.catalog.create_table(def, create.if_not_exists).await? && temporary {
+                    self.temporary_tables.push(name);
+                }
                 Ok(Output::Command { tag: "CREATE TABLE", rows: None })
             }
             SqlStatement::Drop { object_type: ObjectType::Table, if_exists, names, cascade, .. } => {
-                for name in names {
-                    let table = table_name(name)?;
-                    let dependents = self.db.features.reading(&table);
-                    if !dependents.is_empty() && !*cascade {
-                        return Err(Error::Conflict {
-                            sqlstate: SqlState::DependentObjectsStillExist,
-                            message: format!(
-                                "cannot drop table {table} because features depend on it: {} (use DROP TABLE ... CASCADE)",
-                                dependents.join(", ")
-                            ),
-                        });
-                    }
-                    self.drop_features(&dependents, true).await?;
-                    self.db.catalog.drop_table(&table, *if_exists).await?;
-                }
+                let names = names.iter().map(table_name).collect::<Result<Vec<_>>>()?;
+                super::drop::drop_tables(&self.db, &names, *if_exists, *cascade).await?;
+                self.temporary_tables.retain(|t| !names.contains(t));
                 Ok(Output::Command { tag: "DROP TABLE", rows: None })
             }
             SqlStatement::StartTransaction { .. } => {

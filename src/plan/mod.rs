@@ -22,6 +22,7 @@ mod interval_order;
 mod key_filter;
 mod ordered_set;
 mod pending;
+mod pg_catalog_extension;
 mod pg_datetime_functions;
 mod pg_expandarray;
 mod pg_functions;

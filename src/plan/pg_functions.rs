@@ -26,6 +26,9 @@ pub fn register(ctx: &SessionContext) {
     for name in ["obj_description", "col_description", "shobj_description"] {
         ctx.register_udf(ScalarUDF::new_from_impl(NoComment::new(name)));
     }
+    // asofdb's tables have no indexes; the pg_index rows are PostgreSQL's own system
+    // catalogs', whose definitions asofdb does not hold (pgjdbc's getIndexInfo asks).
+    ctx.register_udf(ScalarUDF::new_from_impl(NoComment::new("pg_get_indexdef")));
     ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(Round { inner: datafusion::functions::math::round() }));
     ctx.register_udf(ScalarUDF::new_from_impl(PgTypeof::new()));
@@ -177,7 +180,8 @@ fn constant(name: &str, args: Vec<DataType>, value: ScalarValue) -> ScalarUDF {
 }
 
 /// `obj_description(oid [, catalog])`, `col_description(oid, column)` and
-/// `shobj_description(oid, catalog)`: the comment on an object, always NULL.
+/// `shobj_description(oid, catalog)`: the comment on an object, always NULL. Also
+/// `pg_get_indexdef(oid [, column, pretty])`, NULL for the same reason: nothing to show.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct NoComment {
     name: &'static str,

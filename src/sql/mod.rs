@@ -131,8 +131,13 @@ impl SqlParser {
         let (text, symmetric) = between_symmetric::blank_out(&text)?;
         let mut statement = match Parser::parse_sql(&PostgreSqlDialect {}, &text) {
             Ok(parsed) => {
-                let statement = single(parsed)?;
+                let mut statement = single(parsed)?;
                 if pg_compat::reads_catalog(&statement) {
+                    let text = if pg_compat::before_compatibility_parser(&mut statement) {
+                        statement.to_string()
+                    } else {
+                        text
+                    };
                     single(self.postgres.parse(&text)?)?
                 } else {
                     self.spelling.iter().fold(statement, |s, rule| rule.rewrite(s))

@@ -121,8 +121,9 @@ fn regproc_zero(expr: &mut Expr) {
 /// PostgreSQL subscripts them from 0 (psqlODBC's `SQLPrimaryKeys` query reads
 /// `i.indkey[ia.attnum-1]`). An index past either end is NULL, as in PostgreSQL.
 fn vector_element(expr: &Expr) -> Option<Expr> {
-    const VECTORS: [&str; 7] =
-        ["indkey", "indclass", "indcollation", "indoption", "proargtypes", "tgattr", "partattrs"];
+    // `i_indoption` is pgjdbc's alias of `indoption` in getIndexInfo's outer query.
+    const VECTORS: [&str; 8] =
+        ["indkey", "indclass", "indcollation", "indoption", "i_indoption", "proargtypes", "tgattr", "partattrs"];
     let Expr::CompoundFieldAccess { root, access_chain } = expr else { return None };
     let (Some(AccessExpr::Subscript(Subscript::Index { index })), before) =
         (access_chain.last(), &access_chain[..access_chain.len() - 1])
@@ -181,6 +182,36 @@ fn expandarray(expr: &Expr) -> Option<Expr> {
         .ok()?
         .parse_expr()
         .ok()
+}
+
+/// Rewrites, before the compatibility parser sees the statement, what its own rules would
+/// turn into a wrong form; true if anything changed. `'pg_catalog.array_in'::regproc`
+/// (pgjdbc's type query compares `typinput` with it) becomes the function's name as the
+/// regproc columns hold it, `'array_in'` (the crate would compare the text column with an oid).
+pub fn before_compatibility_parser(statement: &mut Statement) -> bool {
+    let mut changed = false;
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Some(name) = regproc_literal(expr) {
+            *expr = name;
+            changed = true;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    changed
+}
+
+/// `'pg_catalog.array_in'::regproc` as `'array_in'`.
+fn regproc_literal(expr: &Expr) -> Option<Expr> {
+    let Expr::Cast { expr: inner, data_type: sqlparser::ast::DataType::Custom(type_name, modifiers), .. } = expr else {
+        return None;
+    };
+    if !modifiers.is_empty() || !type_name.to_string().eq_ignore_ascii_case("regproc") {
+        return None;
+    }
+    let Expr::Value(value) = inner.as_ref() else { return None };
+    let Value::SingleQuotedString(text) = &value.value else { return None };
+    let name = text.strip_prefix("pg_catalog.").unwrap_or(text);
+    Some(Expr::value(Value::SingleQuotedString(name.to_string())))
 }
 
 /// Wraps the one output of a plain `SELECT` subquery (no aggregate, GROUP BY or LIMIT yet) in `max()`.
@@ -253,6 +284,18 @@ mod tests {
         assert!(
             rewritten("SELECT i.indkey[ia.attnum - 1] FROM pg_index i").contains("split_part(CAST(i.indkey AS TEXT)")
         );
+        assert!(
+            rewritten("SELECT tmp.I_INDOPTION[tmp.n - 1] FROM (SELECT i.indoption AS I_INDOPTION FROM pg_index i) tmp")
+                .contains("split_part(CAST(tmp.I_INDOPTION AS TEXT)"),
+            "{}",
+            rewritten("SELECT tmp.I_INDOPTION[tmp.n - 1] FROM (SELECT i.indoption AS I_INDOPTION FROM pg_index i) tmp")
+        );
+        let mut statement =
+            Parser::parse_sql(&PostgreSqlDialect {}, "SELECT typinput = 'pg_catalog.array_in'::regproc FROM pg_type")
+                .unwrap()
+                .remove(0);
+        assert!(before_compatibility_parser(&mut statement));
+        assert!(statement.to_string().contains("typinput = 'array_in'"));
         // An array column of a user table keeps its subscript.
         assert_eq!(rewritten("SELECT t.a[1] FROM t"), "SELECT t.a[1] FROM t");
     }

@@ -260,7 +260,7 @@ fn is_written_as_time(arg: &FunctionArg) -> bool {
     }
 }
 
-/// `FROM generate_series(1, 3) g` (no column list) names the one column `g`.
+/// `FROM generate_series(1, 3) g` or `FROM unnest(a) g` (no column list) names the one column `g`, as PostgreSQL does.
 fn table_function_aliases(statement: &mut Statement) {
     let _ = visit_statements_mut(statement, |s| {
         if let Statement::Query(query) = s {
@@ -271,6 +271,7 @@ fn table_function_aliases(statement: &mut Statement) {
                     for join in &mut table.joins {
                         name_function_column(&mut join.relation);
                     }
+                    unnest_beside(table);
                 }
             });
         }
@@ -279,6 +280,15 @@ fn table_function_aliases(statement: &mut Statement) {
 }
 
 fn name_function_column(factor: &mut TableFactor) {
+    // `CROSS JOIN UNNEST(conkey) AS k` (the ADBC driver's constraint query): the column is `k`.
+    if let TableFactor::UNNEST { alias: Some(alias), array_exprs, with_offset: false, with_ordinality: false, .. } =
+        factor
+        && array_exprs.len() == 1
+        && alias.columns.is_empty()
+    {
+        alias.columns = vec![TableAliasColumnDef::from_name(alias.name.value.clone())];
+        return;
+    }
     let TableFactor::Table { name, args: Some(args), alias, .. } = factor else { return };
     let function = name.to_string().to_ascii_lowercase();
     if !SET_RETURNING.contains(&function.as_str()) {
@@ -293,6 +303,39 @@ fn name_function_column(factor: &mut TableFactor) {
     {
         *factor = select;
     }
+}
+
+/// `FROM t AS a CROSS JOIN UNNEST(a.x) AS k(v)`, an UNNEST reading the relation before it
+/// (the ADBC driver's constraint query), as `FROM (SELECT *, unnest(a.x) AS v FROM t AS a) AS a`:
+/// DataFusion cannot run the lateral reference. Only `v` (or `a.` columns) may be named
+/// afterwards; `k.v` is not rewritten.
+fn unnest_beside(table: &mut sqlparser::ast::TableWithJoins) {
+    use sqlparser::ast::{JoinOperator, TableAlias};
+    let Some(first) = table.joins.first() else { return };
+    let (JoinOperator::CrossJoin(_), TableFactor::UNNEST { alias: Some(unnest_alias), array_exprs, .. }) =
+        (&first.join_operator, &first.relation)
+    else {
+        return;
+    };
+    let ([array], [column]) = (array_exprs.as_slice(), unnest_alias.columns.as_slice()) else { return };
+    let TableFactor::Table { name, alias, args: None, .. } = &table.relation else { return };
+    let Some(outer_name) = alias.as_ref().map(|a| a.name.clone()).or_else(|| name.0.last()?.as_ident().cloned()) else {
+        return;
+    };
+    let relation = &table.relation;
+    let sql = format!("SELECT *, unnest({array}) AS {} FROM {relation}", column.name);
+    let Ok(mut statements) = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, &sql)
+    else {
+        return;
+    };
+    let Some(Statement::Query(subquery)) = statements.pop() else { return };
+    table.relation = TableFactor::Derived {
+        lateral: false,
+        subquery,
+        alias: Some(TableAlias { explicit: true, name: outer_name, columns: vec![], at: None }),
+        sample: None,
+    };
+    table.joins.remove(0);
 }
 
 /// `FROM generate_series(start, stop, step) [AS g(v)]` with an argument written as a time,

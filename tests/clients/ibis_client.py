@@ -1,7 +1,9 @@
 """The Ibis PostgreSQL backend at its defaults (issue #22): `python3 ibis_client.py PORT
 [--postgres]`. Lists tables, reads a table's schema, loads the spine with `create_table`, builds
-the training set with raw SQL (`con.sql`) and reads it as pandas and Arrow, provokes an error
-and goes on.
+the training set with raw SQL into a table made with `create_table(schema=...)`, reads it as
+pandas, provokes an error and goes on. Not here, as asofdb lacks what they use
+(docs/clients.md): `con.sql(query)` learns a query's columns through a TEMPORARY VIEW, and
+`to_pyarrow()` reads through a server-side cursor (DECLARE ... CURSOR, FETCH).
 """
 import ibis
 import pandas as pd
@@ -28,15 +30,17 @@ def main():
     con.create_table("spine", spine)
     assert "spine" in con.list_tables()
 
-    training = con.sql(target.training_set())
+    con.create_table("training", schema=ibis.schema(
+        {"card": "int64", "t": "timestamp", "label": "int64", "max_amount": "float64"}))
+    con.raw_sql(f"INSERT INTO training {target.training_set()}").close()
+    training = con.table("training").order_by(["card", "t"])
     frame = training.to_pandas()
     assert str(frame["t"].dtype).startswith("datetime64"), frame.dtypes
     fraud.same_rows(frame.itertuples(index=False), "ibis to_pandas")
-    arrow = training.to_pyarrow()
-    fraud.same_rows(zip(*[arrow.column(i).to_pylist() for i in range(4)]), "ibis to_pyarrow")
+    assert frame["max_amount"].isna().any() and str(frame["card"].dtype) == "int64", frame.dtypes
 
     try:
-        con.sql("SELECT nope FROM tx").execute()
+        con.raw_sql("SELECT nope FROM tx")
         raise AssertionError("expected an error")
     except Exception as e:
         assert "nope" in str(e), e

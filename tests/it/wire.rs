@@ -456,3 +456,51 @@ async fn the_time_zone_comes_with_the_connection() {
     assert_eq!(text_rows(&server.connect().await, noon_utc).await, vec!["2024-01-15 12:00:00+00"]);
     server.stop().await;
 }
+
+/// CREATE TEMPORARY TABLE (Ibis loads DataFrames through one): the table goes when its
+/// session ends, and at start-up if the server was killed first. A plain table stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_tables_go_with_their_session() {
+    let data = tempfile::tempdir().unwrap();
+    let server = common::BinaryServer::start(data.path());
+    let (client, connection) = tokio_postgres::connect(&server.conn_string(), tokio_postgres::NoTls).await.unwrap();
+    let task = tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE TEMPORARY TABLE memtable (card BIGINT, t TIMESTAMP); CREATE TABLE kept (card BIGINT); \
+             INSERT INTO memtable VALUES (1, '2024-01-01 00:00:00'); INSERT INTO kept SELECT card FROM memtable",
+        )
+        .await
+        .unwrap();
+    let error = client.batch_execute("CREATE TEMP TABLE gone (x BIGINT) ON COMMIT DROP").await.unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("0A000"), "{error:?}");
+    drop(client);
+    task.await.unwrap().unwrap();
+
+    let (other, connection) = tokio_postgres::connect(&server.conn_string(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let mut names = Vec::new();
+    for _ in 0..100 {
+        names =
+            text_rows(&other, "SELECT relname FROM pg_class WHERE relname IN ('memtable', 'kept') ORDER BY 1").await;
+        if names.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(names, ["kept"]);
+    assert_eq!(text_rows(&other, "SELECT card FROM kept").await, ["1"]);
+
+    // Killed while a session holds one: gone after the restart.
+    other.batch_execute("CREATE TEMPORARY TABLE memtable (card BIGINT)").await.unwrap();
+    server.kill9();
+    let server = common::BinaryServer::start(data.path());
+    let (client, connection) = tokio_postgres::connect(&server.conn_string(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    assert_eq!(
+        text_rows(&client, "SELECT relname FROM pg_class WHERE relname IN ('memtable', 'kept')").await,
+        ["kept"]
+    );
+    client.batch_execute("CREATE TEMPORARY TABLE memtable (card BIGINT)").await.unwrap();
+    server.kill9();
+}

@@ -1,0 +1,52 @@
+//! DROP TABLE and DROP FEATURE: a table goes with the features that read it (CASCADE), and a
+//! session's temporary tables go when it ends.
+
+use super::database::Database;
+use crate::error::{Error, Result, SqlState};
+use crate::feature::forget_definition;
+
+/// Drops features `names`; a missing one is 42704 unless `if_exists`.
+pub async fn drop_features(db: &Database, names: &[String], if_exists: bool) -> Result<()> {
+    let _no_commits = db.commit_gate.write().await;
+    for name in names {
+        if db.features.get(name).is_none() {
+            if if_exists {
+                continue;
+            }
+            return Err(Error::NotFound {
+                sqlstate: SqlState::UndefinedObject,
+                message: format!("feature \"{name}\" does not exist"),
+            });
+        }
+        forget_definition(db.catalog.store(), name).await?;
+        db.features.remove(name)?;
+    }
+    Ok(())
+}
+
+/// Drops tables `names` with their rows; the features reading one go with it if `cascade`,
+/// else they are 2BP01. A missing table is 42P01 unless `if_exists`.
+pub async fn drop_tables(db: &Database, names: &[String], if_exists: bool, cascade: bool) -> Result<()> {
+    for table in names {
+        let dependents = db.features.reading(table);
+        if !dependents.is_empty() && !cascade {
+            return Err(Error::Conflict {
+                sqlstate: SqlState::DependentObjectsStillExist,
+                message: format!(
+                    "cannot drop table {table} because features depend on it: {} (use DROP TABLE ... CASCADE)",
+                    dependents.join(", ")
+                ),
+            });
+        }
+        drop_features(db, &dependents, true).await?;
+        db.catalog.drop_table(table, if_exists).await?;
+    }
+    Ok(())
+}
+
+/// Drops the temporary tables a server stopped before their sessions ended (at start-up).
+pub async fn drop_leftover_temporary_tables(db: &Database) -> Result<()> {
+    let names: Vec<String> =
+        db.catalog.table_names().into_iter().filter(|n| db.catalog.table(n).is_some_and(|t| t.temporary)).collect();
+    drop_tables(db, &names, true, true).await
+}
