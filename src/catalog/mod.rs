@@ -87,12 +87,29 @@ impl Catalog {
         Ok(true)
     }
 
+    /// Drops table `name` with its rows if it is still the temporary table `id` (a session's
+    /// own, at its end); else leaves it. True if dropped. Checked and dropped under the DDL
+    /// lock, so a table made under the same name since is never dropped for it.
+    pub async fn drop_table_with_id(&self, name: &str, id: u64) -> Result<bool> {
+        let _ddl = self.ddl.lock().await;
+        match self.table(name) {
+            Some(def) if def.id == id && def.temporary => self.drop_locked(&def).await.map(|()| true),
+            _ => Ok(false),
+        }
+    }
+
     /// Drops a table and all its rows. Returns false if it did not exist and `if_exists` was given.
     pub async fn drop_table(&self, name: &str, if_exists: bool) -> Result<bool> {
         let _ddl = self.ddl.lock().await;
         let Some(def) = self.table(name) else {
             return if if_exists { Ok(false) } else { Err(Error::undefined_table(name)) };
         };
+        self.drop_locked(&def).await?;
+        Ok(true)
+    }
+
+    /// Drops `def` (the caller holds the DDL lock).
+    async fn drop_locked(&self, def: &TableDef) -> Result<()> {
         self.store
             .commit(Commit {
                 catalog_deletes: vec![CatalogKind::Table.key(&def.name)],
@@ -100,8 +117,8 @@ impl Catalog {
                 ..Default::default()
             })
             .await?;
-        self.tables.write().remove(name);
+        self.tables.write().remove(&def.name);
         self.table_changes.fetch_add(1, Ordering::SeqCst);
-        Ok(true)
+        Ok(())
     }
 }

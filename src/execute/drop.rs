@@ -1,5 +1,5 @@
-//! DROP TABLE and DROP FEATURE: a table goes with the features that read it (CASCADE), and a
-//! session's temporary tables go when it ends.
+//! DROP TABLE and DROP FEATURE: a table goes with the features that read it (CASCADE); and
+//! the temporary tables a stopped server left.
 
 use super::database::Database;
 use crate::error::{Error, Result, SqlState};
@@ -44,9 +44,13 @@ pub async fn drop_tables(db: &Database, names: &[String], if_exists: bool, casca
     Ok(())
 }
 
-/// Drops the temporary tables a server stopped before their sessions ended (at start-up).
+/// Drops the temporary tables a server stopped before their sessions ended (at start-up; no
+/// feature reads one, CREATE FEATURE refuses them).
 pub async fn drop_leftover_temporary_tables(db: &Database) -> Result<()> {
-    let names: Vec<String> =
-        db.catalog.table_names().into_iter().filter(|n| db.catalog.table(n).is_some_and(|t| t.temporary)).collect();
-    drop_tables(db, &names, true, true).await
+    for name in db.catalog.table_names() {
+        if let Some(table) = db.catalog.table(&name).filter(|t| t.temporary) {
+            db.catalog.drop_table_with_id(&name, table.id).await?;
+        }
+    }
+    Ok(())
 }

@@ -79,8 +79,9 @@ pub struct Session {
     notices: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     /// A COPY FROM STDIN waiting for its data.
     copy_in: Option<CopyIn>,
-    /// Tables this session created with CREATE TEMPORARY TABLE: dropped when it ends.
-    temporary_tables: Vec<String>,
+    /// Tables this session created with CREATE TEMPORARY TABLE (name, id): dropped when it
+    /// ends, if the name still belongs to that table.
+    temporary_tables: Vec<(String, u64)>,
 }
 
 impl Drop for Session {
@@ -92,8 +93,10 @@ impl Drop for Session {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let db = self.db.clone();
         runtime.spawn(async move {
-            if let Err(error) = super::drop::drop_tables(&db, &names, true, true).await {
-                tracing::warn!(%error, ?names, "dropping a closed session's temporary tables");
+            for (name, id) in names {
+                if let Err(error) = db.catalog.drop_table_with_id(&name, id).await {
+                    tracing::warn!(%error, name, "dropping a closed session's temporary table");
+                }
             }
         });
     }
@@ -180,6 +183,11 @@ impl Session {
         // The catalog entry and the backfill's snapshot are new data too.
         catalog.store().disk_reserve().check(FEATURE_MIN_BYTES)?;
         let table = catalog.require_table(&def.table)?;
+        // A feature outlives any session; PostgreSQL keeps permanent objects off temporary
+        // tables too.
+        if table.temporary {
+            return Err(Error::unsupported(format!("a feature cannot read temporary table \"{}\"", table.name)));
+        }
         let started = std::time::Instant::now();
         let live = {
             let (db, def, notices) = (self.db.clone(), def.clone(), self.notices.clone());
@@ -344,15 +352,22 @@ impl Session {
             SqlStatement::CreateTable(create) => {
                 let def = table_def(create)?;
                 let (name, temporary) = (def.name.clone(), def.temporary);
-                if self.db.catalog.create_table(def, create.if_not_exists).await? && temporary {
-                    self.temporary_tables.push(name);
+                if self.db.catalog.create_table(def, create.if_not_exists).await?
+                    && temporary
+                    && let Some(table) = self.db.catalog.table(&name)
+                {
+                    self.temporary_tables.push((name, table.id));
                 }
                 Ok(Output::Command { tag: "CREATE TABLE", rows: None })
             }
             SqlStatement::Drop { object_type: ObjectType::Table, if_exists, names, cascade, .. } => {
                 let names = names.iter().map(table_name).collect::<Result<Vec<_>>>()?;
-                super::drop::drop_tables(&self.db, &names, *if_exists, *cascade).await?;
-                self.temporary_tables.retain(|t| !names.contains(t));
+                let outcome = super::drop::drop_tables(&self.db, &names, *if_exists, *cascade).await;
+                // Some may be gone even if a later one failed; a table of the same name made
+                // later is not this session's to drop.
+                let catalog = &self.db.catalog;
+                self.temporary_tables.retain(|(name, id)| catalog.table(name).is_some_and(|t| t.id == *id));
+                outcome?;
                 Ok(Output::Command { tag: "DROP TABLE", rows: None })
             }
             SqlStatement::StartTransaction { .. } => {

@@ -36,7 +36,7 @@ fn typed(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     if !matches!(op, Eq | NotEq | Lt | LtEq | Gt | GtEq | IsDistinctFrom | IsNotDistinctFrom) {
         return Ok(Transformed::no(expr));
     }
-    let boolean = |e: &Expr| e.get_type(schema).is_ok_and(|t| t.is_null() || t == arrow::datatypes::DataType::Boolean);
+    let boolean = |e: &Expr| e.get_type(schema).is_ok_and(|t| t == arrow::datatypes::DataType::Boolean);
     let (left, right) = match (text_literal(left), text_literal(right)) {
         (None, Some(text)) if boolean(left) && !matches!(**left, Expr::Literal(..)) => (*left.clone(), parse(text)?),
         (Some(text), None) if boolean(right) && !matches!(**right, Expr::Literal(..)) => (parse(text)?, *right.clone()),

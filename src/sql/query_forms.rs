@@ -312,8 +312,12 @@ fn name_function_column(factor: &mut TableFactor) {
 fn unnest_beside(table: &mut sqlparser::ast::TableWithJoins) {
     use sqlparser::ast::{JoinOperator, TableAlias};
     let Some(first) = table.joins.first() else { return };
-    let (JoinOperator::CrossJoin(_), TableFactor::UNNEST { alias: Some(unnest_alias), array_exprs, .. }) =
-        (&first.join_operator, &first.relation)
+    let (
+        JoinOperator::CrossJoin(_),
+        TableFactor::UNNEST {
+            alias: Some(unnest_alias), array_exprs, with_offset: false, with_ordinality: false, ..
+        },
+    ) = (&first.join_operator, &first.relation)
     else {
         return;
     };
@@ -322,6 +326,10 @@ fn unnest_beside(table: &mut sqlparser::ast::TableWithJoins) {
     let Some(outer_name) = alias.as_ref().map(|a| a.name.clone()).or_else(|| name.0.last()?.as_ident().cloned()) else {
         return;
     };
+    // Only a lateral reference needs it: an UNNEST of its own runs as written.
+    if !reads_relation(array, &outer_name) {
+        return;
+    }
     let relation = &table.relation;
     let sql = format!("SELECT *, unnest({array}) AS {} FROM {relation}", column.name);
     let Ok(mut statements) = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, &sql)
@@ -336,6 +344,25 @@ fn unnest_beside(table: &mut sqlparser::ast::TableWithJoins) {
         sample: None,
     };
     table.joins.remove(0);
+}
+
+/// Whether `expr` names a column of `relation` (`relation.c`), or a bare column (which, next
+/// to a lateral UNNEST, is the relation's).
+fn reads_relation(expr: &Expr, relation: &Ident) -> bool {
+    let mut found = false;
+    let _ = sqlparser::ast::visit_expressions(expr, |e| {
+        match e {
+            Expr::Identifier(_) => found = true,
+            Expr::CompoundIdentifier(parts)
+                if parts.len() == 2 && parts[0].value.eq_ignore_ascii_case(&relation.value) =>
+            {
+                found = true
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    found
 }
 
 /// `FROM generate_series(start, stop, step) [AS g(v)]` with an argument written as a time,

@@ -474,6 +474,11 @@ async fn temporary_tables_go_with_their_session() {
         .unwrap();
     let error = client.batch_execute("CREATE TEMP TABLE gone (x BIGINT) ON COMMIT DROP").await.unwrap_err();
     assert_eq!(error.code().map(|c| c.code()), Some("0A000"), "{error:?}");
+    // Another session replaces a temporary table by a table of its own: that one stays.
+    client.batch_execute("CREATE TEMP TABLE staging (x BIGINT)").await.unwrap();
+    let (third, connection) = tokio_postgres::connect(&server.conn_string(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    third.batch_execute("DROP TABLE staging; CREATE TABLE staging (x BIGINT)").await.unwrap();
     drop(client);
     task.await.unwrap().unwrap();
 
@@ -481,14 +486,19 @@ async fn temporary_tables_go_with_their_session() {
     tokio::spawn(connection);
     let mut names = Vec::new();
     for _ in 0..100 {
-        names =
-            text_rows(&other, "SELECT relname FROM pg_class WHERE relname IN ('memtable', 'kept') ORDER BY 1").await;
-        if names.len() == 1 {
+        names = text_rows(
+            &other,
+            "SELECT relname FROM pg_class WHERE relname IN ('memtable', 'kept', 'staging') ORDER BY 1",
+        )
+        .await;
+        if names.len() == 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(names, ["kept"]);
+    assert_eq!(names, ["kept", "staging"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(text_rows(&other, "SELECT relname FROM pg_class WHERE relname = 'staging'").await, ["staging"]);
     assert_eq!(text_rows(&other, "SELECT card FROM kept").await, ["1"]);
 
     // Killed while a session holds one: gone after the restart.
