@@ -74,14 +74,19 @@ pub fn rewrite(statement: &mut Statement) {
     });
 }
 
-/// The value of a `pg_attribute` column that is the same for every column asofdb has.
-fn constant_attribute(expr: &Expr) -> Option<Expr> {
+/// The column `expr` names (`c` or `t.c`), in lower case.
+fn column_name(expr: &Expr) -> Option<String> {
     let name = match expr {
-        Expr::Identifier(ident) => &ident.value,
-        Expr::CompoundIdentifier(parts) => &parts.last()?.value,
+        Expr::Identifier(ident) => ident,
+        Expr::CompoundIdentifier(parts) => parts.last()?,
         _ => return None,
     };
-    let value = match name.to_ascii_lowercase().as_str() {
+    Some(name.value.to_ascii_lowercase())
+}
+
+/// The value of a `pg_attribute` column that is the same for every column asofdb has.
+fn constant_attribute(expr: &Expr) -> Option<Expr> {
+    let value = match column_name(expr)?.as_str() {
         "atthasdef" => Value::Boolean(false),
         "attidentity" => Value::SingleQuotedString(String::new()),
         "attcollation" => Value::Number("0".into(), false),
@@ -97,17 +102,7 @@ fn regproc_zero(expr: &mut Expr) {
     const REGPROC: [&str; 7] =
         ["typinput", "typoutput", "typreceive", "typsend", "typmodin", "typmodout", "typanalyze"];
     let Expr::BinaryOp { left, right, .. } = expr else { return };
-    let is_regproc = |e: &Expr| {
-        let name = match e {
-            Expr::Identifier(ident) => &ident.value,
-            Expr::CompoundIdentifier(parts) => match parts.last() {
-                Some(last) => &last.value,
-                None => return false,
-            },
-            _ => return false,
-        };
-        REGPROC.contains(&name.to_ascii_lowercase().as_str())
-    };
+    let is_regproc = |e: &Expr| column_name(e).is_some_and(|name| REGPROC.contains(&name.as_str()));
     let is_zero = |e: &Expr| matches!(e, Expr::Value(v) if matches!(&v.value, Value::Number(n, _) if n == "0"));
     let none = || Expr::value(Value::SingleQuotedString("-".into()));
     if is_regproc(left) && is_zero(right) {
@@ -138,12 +133,7 @@ fn vector_element(expr: &Expr) -> Option<Expr> {
         }
         _ => return None,
     };
-    let name = match &column {
-        Expr::Identifier(ident) => &ident.value,
-        Expr::CompoundIdentifier(parts) => &parts.last()?.value,
-        _ => return None,
-    };
-    if !VECTORS.contains(&name.to_ascii_lowercase().as_str()) {
+    if !VECTORS.contains(&column_name(&column)?.as_str()) {
         return None;
     }
     let sql = format!(
