@@ -40,6 +40,8 @@ pub enum SqlState {
     BadCopyFileFormat,
     /// 23502
     NotNullViolation,
+    /// 24000
+    InvalidCursorState,
     /// 25P01
     NoActiveSqlTransaction,
     /// 25P02
@@ -76,8 +78,14 @@ pub enum SqlState {
     UndefinedFunction,
     /// 42P01
     UndefinedTable,
+    /// 42P02
+    UndefinedParameter,
+    /// 42P03
+    DuplicateCursor,
     /// 42P07
     DuplicateTable,
+    /// 42P16
+    InvalidTableDefinition,
     /// 53100
     DiskFull,
     /// 53200
@@ -117,6 +125,7 @@ impl SqlState {
             SqlState::InvalidTextRepresentation => "22P02",
             SqlState::BadCopyFileFormat => "22P04",
             SqlState::NotNullViolation => "23502",
+            SqlState::InvalidCursorState => "24000",
             SqlState::NoActiveSqlTransaction => "25P01",
             SqlState::InFailedSqlTransaction => "25P02",
             SqlState::InvalidAuthorizationSpecification => "28000",
@@ -135,7 +144,10 @@ impl SqlState {
             SqlState::WrongObjectType => "42809",
             SqlState::UndefinedFunction => "42883",
             SqlState::UndefinedTable => "42P01",
+            SqlState::UndefinedParameter => "42P02",
+            SqlState::DuplicateCursor => "42P03",
             SqlState::DuplicateTable => "42P07",
+            SqlState::InvalidTableDefinition => "42P16",
             SqlState::DiskFull => "53100",
             SqlState::OutOfMemory => "53200",
             SqlState::TooManyConnections => "53300",

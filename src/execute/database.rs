@@ -18,7 +18,9 @@ use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::feature::{FeatureEngine, LiveFeature, stored_definitions};
 use crate::plan::asof;
-use crate::plan::{CATALOG_NAME, PendingRows, SCHEMA_NAME, new_session_context, with_pending};
+use crate::plan::{
+    CATALOG_NAME, OpenCursors, PendingRows, SCHEMA_NAME, TemporaryViews, new_session_context, with_pending,
+};
 use crate::sql::SqlParser;
 use crate::storage::cold::ColdStore;
 use crate::storage::hot::SledKv;
@@ -51,6 +53,16 @@ fn default_query_memory() -> usize {
     total_kib.map_or(4 << 30, |kib| kib * 1024 / 2)
 }
 
+/// What a session's statement sees besides the stored data.
+pub struct SessionReads<'a> {
+    /// The session's time zone, which is also `current_date`'s.
+    pub zone: &'a SessionZone,
+    /// The rows its transaction wrote and has not committed (`plan::pending`).
+    pub pending: PendingRows,
+    /// Its open cursors (`pg_cursors`).
+    pub cursors: Arc<OpenCursors>,
+}
+
 /// What one commit writes.
 pub enum Write {
     /// Rows held in memory (INSERT, a small COPY, a transaction's rows).
@@ -64,6 +76,8 @@ pub struct Database {
     pub(super) catalog: Arc<Catalog>,
     /// The live features, updated by every commit ([`Database::commit`]).
     pub(super) features: Arc<FeatureEngine>,
+    /// The sessions' temporary views (`execute::views`).
+    pub(super) views: Arc<TemporaryViews>,
     pub(super) ctx: SessionContext,
     /// `ctx`'s analyzer rules, applied by [`Database::analyze`].
     analyzer: Analyzer,
@@ -167,7 +181,7 @@ impl Database {
     /// prepared statements plan again (`execute::PreparedStatement`). Every new DDL (ALTER
     /// TABLE, CREATE OR REPLACE FEATURE, sources) must bump its part once its change is visible.
     pub fn generation(&self) -> u64 {
-        self.catalog.generation() + self.features.generation()
+        self.catalog.generation() + self.features.generation() + self.views.generation()
     }
 
     /// The one way rows become part of the database, for every writer (INSERT, COPY, COMMIT
@@ -248,12 +262,13 @@ impl Database {
 
     /// Runs `plan` (not yet analyzed): analyzes it, so that the result's schema is the rows',
     /// then optimizes and executes it.
-    /// In `zone`, the session's time zone, which is also `current_date`'s, and seeing
-    /// `pending`, the rows its transaction wrote and has not committed (`plan::pending`).
-    pub fn run(&self, plan: LogicalPlan, zone: &SessionZone, pending: &PendingRows) -> Result<DataFrame> {
-        let plan = with_pending(plan, pending)?;
+    /// As the session `reads` (its time zone, its pending rows, its cursors) sees the data.
+    pub fn run(&self, plan: LogicalPlan, reads: &SessionReads) -> Result<DataFrame> {
+        let zone = reads.zone;
+        let plan = with_pending(plan, &reads.pending)?;
         let analyzed = self.analyze(plan, zone)?;
         let mut state = self.run_state.clone();
+        state.config_mut().set_extension(reads.cursors.clone());
         if !zone.is_utc() {
             state.config_mut().options_mut().execution.time_zone = Some(zone.arrow_name.clone());
         }
@@ -289,7 +304,8 @@ impl Database {
             tracing::info!("cold tier at {cold}");
         }
         let features = Arc::new(FeatureEngine::default());
-        let ctx = new_session_context(catalog.clone(), features.clone(), query_memory)?;
+        let views = Arc::new(TemporaryViews::default());
+        let ctx = new_session_context(catalog.clone(), features.clone(), views.clone(), query_memory)?;
         for def in stored_definitions(catalog.store())? {
             let table = catalog.require_table(&def.table)?;
             features.insert(LiveFeature::open(def, table, catalog.store(), &ctx)?)?;
@@ -299,6 +315,7 @@ impl Database {
         Ok(Arc::new(Self {
             catalog,
             features,
+            views,
             ctx,
             analyzer,
             run_state,

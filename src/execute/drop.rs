@@ -1,14 +1,20 @@
-//! DROP TABLE and DROP FEATURE: a table goes with the features that read it (CASCADE); and
-//! the temporary tables a stopped server left.
+//! DROP TABLE and DROP FEATURE: a table goes with the features and views that read it
+//! (CASCADE); and the temporary tables a stopped server left.
 
 use super::database::Database;
+use super::views::still_needed;
 use crate::error::{Error, Result, SqlState};
 use crate::feature::forget_definition;
 
-/// Drops features `names`; a missing one is 42704 unless `if_exists`.
+/// Drops features `names`; a missing one is 42704 unless `if_exists`, one a view reads is
+/// 2BP01.
 pub async fn drop_features(db: &Database, names: &[String], if_exists: bool) -> Result<()> {
     let _no_commits = db.commit_gate.write().await;
     for name in names {
+        let views = db.views.depending_on(std::slice::from_ref(name));
+        if !views.is_empty() {
+            return Err(still_needed("feature", name, &views));
+        }
         if db.features.get(name).is_none() {
             if if_exists {
                 continue;
@@ -24,19 +30,32 @@ pub async fn drop_features(db: &Database, names: &[String], if_exists: bool) -> 
     Ok(())
 }
 
-/// Drops tables `names` with their rows; the features reading one go with it if `cascade`,
-/// else they are 2BP01. A missing table is 42P01 unless `if_exists`.
+/// Drops tables `names` with their rows; the features and views reading one go with it if
+/// `cascade`, else they are 2BP01. A missing table is 42P01 unless `if_exists`.
 pub async fn drop_tables(db: &Database, names: &[String], if_exists: bool, cascade: bool) -> Result<()> {
     for table in names {
+        if db.catalog.table(table).is_none() {
+            let other = if db.views.get(table).is_some() {
+                Some("DROP VIEW")
+            } else {
+                db.features.get(table).map(|_| "DROP FEATURE")
+            };
+            if let Some(statement) = other {
+                let message = format!("\"{table}\" is not a table (use {statement})");
+                return Err(Error::invalid_input(SqlState::WrongObjectType, message));
+            }
+        }
         let dependents = db.features.reading(table);
-        if !dependents.is_empty() && !cascade {
-            return Err(Error::Conflict {
-                sqlstate: SqlState::DependentObjectsStillExist,
-                message: format!(
-                    "cannot drop table {table} because features depend on it: {} (use DROP TABLE ... CASCADE)",
-                    dependents.join(", ")
-                ),
-            });
+        let mut read = dependents.clone();
+        read.push(table.clone());
+        let views = db.views.depending_on(&read);
+        let needed = !dependents.is_empty() || !views.is_empty();
+        if needed && !cascade {
+            let all: Vec<String> = dependents.iter().chain(&views).cloned().collect();
+            return Err(still_needed("table", table, &all));
+        }
+        for view in &views {
+            db.views.remove(view, None);
         }
         drop_features(db, &dependents, true).await?;
         db.catalog.drop_table(table, if_exists).await?;

@@ -9,22 +9,16 @@ use sqlparser::ast::{Expr, Insert, Query, SetExpr, Statement as SqlStatement, Ta
 
 use super::Database;
 use super::conform::{RowLabel, conform};
+use super::database::SessionReads;
 use crate::catalog::TableDef;
 use crate::error::{Error, Result, SqlState};
-use crate::plan::PendingRows;
 use crate::sql::names::{ident_name, table_name};
 use crate::storage::Append;
-use crate::value::time_zone::SessionZone;
 
 /// Evaluates an INSERT into the rows it appends (nothing is written here).
-/// Text and timestamps are read in `zone`, the session's time zone.
-/// `pending`: the rows the session's transaction wrote before, which a SELECT source reads.
-pub async fn rows_to_insert(
-    db: &Database,
-    insert: &Insert,
-    zone: &SessionZone,
-    pending: &PendingRows,
-) -> Result<Append> {
+/// Text and timestamps are read in the session's time zone; a SELECT source reads as the
+/// session does (`reads`: its transaction's rows too).
+pub async fn rows_to_insert(db: &Database, insert: &Insert, reads: &SessionReads<'_>) -> Result<Append> {
     if insert.returning.is_some() || insert.on.is_some() || insert.or.is_some() || insert.overwrite {
         return Err(Error::unsupported("INSERT supports only INTO t [(cols)] VALUES ... | SELECT ..."));
     }
@@ -53,7 +47,7 @@ pub async fn rows_to_insert(
     };
     let batch = match fast {
         Some(batch) => Ok(batch),
-        None => evaluate(db, source, zone, pending).await,
+        None => evaluate(db, source, reads).await,
     };
     let rows = match (batch, source.body.as_ref()) {
         (Ok(batch), _) => {
@@ -62,10 +56,10 @@ pub async fn rows_to_insert(
             for (source_index, target) in targets.iter().enumerate() {
                 columns[*target] = Some(batch.column(source_index).clone());
             }
-            conform(&def, columns, batch.num_rows(), RowLabel::Insert, zone)?
+            conform(&def, columns, batch.num_rows(), RowLabel::Insert, reads.zone)?
         }
         (Err(_), SetExpr::Values(values)) if plain_values => {
-            row_by_row(db, &def, &targets, source, values, zone, pending).await?
+            row_by_row(db, &def, &targets, source, values, reads).await?
         }
         (Err(e), _) => return Err(e),
     };
@@ -180,9 +174,9 @@ fn numeric_column(literals: &[Literal]) -> Option<ArrayRef> {
 }
 
 /// Runs the source query (VALUES or SELECT) as any query is planned (an ASOF JOIN too).
-async fn evaluate(db: &Database, source: &Query, zone: &SessionZone, pending: &PendingRows) -> Result<RecordBatch> {
+async fn evaluate(db: &Database, source: &Query, reads: &SessionReads<'_>) -> Result<RecordBatch> {
     let plan = db.plan_query(&SqlStatement::Query(Box::new(source.clone()))).await?;
-    let rows = db.run(plan, zone, pending)?;
+    let rows = db.run(plan, reads)?;
     let schema = Arc::new(rows.schema().as_arrow().clone());
     let batches = rows.collect().await?;
     Ok(concat_batches(&schema, &batches)?)
@@ -199,8 +193,7 @@ async fn row_by_row(
     targets: &[usize],
     source: &Query,
     values: &sqlparser::ast::Values,
-    zone: &SessionZone,
-    pending: &PendingRows,
+    reads: &SessionReads<'_>,
 ) -> Result<RecordBatch> {
     let mut conformed = Vec::with_capacity(values.rows.len());
     for (index, row) in values.rows.iter().enumerate() {
@@ -208,12 +201,12 @@ async fn row_by_row(
         let mut one = values.clone();
         one.rows = vec![row.clone()];
         *single.body = SetExpr::Values(one);
-        let batch = evaluate(db, &single, zone, pending).await.map_err(|e| e.at(&format!("row {}", index + 1)))?;
+        let batch = evaluate(db, &single, reads).await.map_err(|e| e.at(&format!("row {}", index + 1)))?;
         let mut columns: Vec<Option<ArrayRef>> = vec![None; def.columns.len()];
         for (source_index, target) in targets.iter().enumerate() {
             columns[*target] = batch.columns().get(source_index).cloned();
         }
-        conformed.push(conform(def, columns, batch.num_rows(), RowLabel::InsertRow(index + 1), zone)?);
+        conformed.push(conform(def, columns, batch.num_rows(), RowLabel::InsertRow(index + 1), reads.zone)?);
     }
     Ok(concat_batches(&def.schema(), &conformed)?)
 }

@@ -12,6 +12,7 @@ mod prepared;
 mod session;
 mod settings;
 pub mod tiering;
+mod views;
 
 pub use conform::{RowLabel, conform};
 pub use database::{Database, Limits};

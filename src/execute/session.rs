@@ -14,7 +14,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::LogicalPlan;
 use sqlparser::ast::{CopySource, CopyTarget, ObjectType, Statement as SqlStatement};
 
-use super::database::{Database, Write};
+use super::database::{Database, SessionReads, Write};
 use super::prepared::PreparedStatement;
 
 use super::copy_format::CopyFormat;
@@ -36,6 +36,8 @@ pub enum Output {
     Rows(DataFrame),
     /// A result set already in memory (a feature point read).
     Batch(RecordBatch),
+    /// The rows a FETCH took from a cursor.
+    Fetched(RecordBatch),
     /// A command that completed; `rows` is reported in the command tag where PostgreSQL does.
     Command { tag: &'static str, rows: Option<u64> },
     /// BEGIN: the session is now in a transaction.
@@ -52,8 +54,10 @@ pub enum Output {
 }
 
 mod copy_in;
+mod cursors;
 
 use copy_in::CopyIn;
+use cursors::Cursors;
 
 mod transaction;
 
@@ -82,10 +86,26 @@ pub struct Session {
     /// Tables this session created with CREATE TEMPORARY TABLE (name, id): dropped when it
     /// ends, if the name still belongs to that table.
     temporary_tables: Vec<(String, u64)>,
+    /// Views this session created (name, id): dropped when it ends.
+    temporary_views: Vec<(String, u64)>,
+    cursors: Cursors,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
+        // The session's views go first, with any view that reads them or its tables.
+        let views = &self.db.views;
+        let mut gone: Vec<String> = self.temporary_views.iter().map(|(name, _)| name.clone()).collect();
+        let still_ours = |(name, id): &&(String, u64)| self.db.catalog.table(name).is_some_and(|t| t.id == *id);
+        gone.extend(self.temporary_tables.iter().filter(still_ours).map(|(name, _)| name.clone()));
+        for name in views.depending_on(&gone) {
+            if !self.temporary_views.iter().any(|(own, _)| *own == name) {
+                views.remove(&name, None);
+            }
+        }
+        for (name, id) in self.temporary_views.drain(..) {
+            views.remove(&name, Some(id));
+        }
         let names = std::mem::take(&mut self.temporary_tables);
         if names.is_empty() {
             return;
@@ -114,6 +134,8 @@ impl Session {
             notices: None,
             copy_in: None,
             temporary_tables: Vec::new(),
+            temporary_views: Vec::new(),
+            cursors: Cursors::default(),
         }
     }
 
@@ -139,6 +161,7 @@ impl Session {
                 Statement::Standard(sql) => match sql.as_ref() {
                     SqlStatement::Commit { .. } | SqlStatement::Rollback { savepoint: None, .. } => {
                         self.transaction = Transaction::None;
+                        self.cursors.end_transaction(false);
                         Ok(Output::TransactionEnded { tag: "ROLLBACK" })
                     }
                     SqlStatement::Rollback { savepoint: Some(name), .. } => self.rollback_to(name),
@@ -176,7 +199,10 @@ impl Session {
         if create.if_not_exists && features.get(&create.name).is_some() {
             return Ok(Output::Command { tag: "CREATE FEATURE", rows: None });
         }
-        if catalog.table(&create.name).is_some() || features.get(&create.name).is_some() {
+        if catalog.table(&create.name).is_some()
+            || features.get(&create.name).is_some()
+            || self.db.views.get(&create.name).is_some()
+        {
             return Err(Error::duplicate_table(&create.name));
         }
         let def = FeatureDef::bind(create, |t| catalog.require_table(t))?;
@@ -282,7 +308,16 @@ impl Session {
     }
 
     async fn run_plan(&self, plan: LogicalPlan) -> Result<DataFrame> {
-        self.db.run(plan, self.settings.zone(), &self.pending_rows())
+        self.db.run(plan, &self.reads())
+    }
+
+    /// How this session's statements see the data besides what is stored.
+    fn reads(&self) -> SessionReads<'_> {
+        SessionReads {
+            zone: self.settings.zone(),
+            pending: self.pending_rows(),
+            cursors: Arc::new(self.cursors.rows()),
+        }
     }
 
     /// The rows this session's open transaction has written, which its own reads see.
@@ -336,7 +371,7 @@ impl Session {
                 Ok(Output::Rows(self.run_plan(plan).await?))
             }
             SqlStatement::Insert(insert) => {
-                let append = rows_to_insert(&self.db, insert, self.settings.zone(), &self.pending_rows()).await?;
+                let append = rows_to_insert(&self.db, insert, &self.reads()).await?;
                 let rows = append.batch.num_rows() as u64;
                 self.write(vec![append]).await?;
                 Ok(Output::Command { tag: "INSERT", rows: Some(rows) })
@@ -351,6 +386,9 @@ impl Session {
             }
             SqlStatement::CreateTable(create) => {
                 let def = table_def(create)?;
+                if self.db.views.get(&def.name).is_some() || self.db.features.get(&def.name).is_some() {
+                    return Err(Error::duplicate_table(&def.name));
+                }
                 let (name, temporary) = (def.name.clone(), def.temporary);
                 if self.db.catalog.create_table(def, create.if_not_exists).await?
                     && temporary
@@ -369,6 +407,26 @@ impl Session {
                 self.temporary_tables.retain(|(name, id)| catalog.table(name).is_some_and(|t| t.id == *id));
                 outcome?;
                 Ok(Output::Command { tag: "DROP TABLE", rows: None })
+            }
+            SqlStatement::CreateView(create) => {
+                let created = super::views::create_view(&self.db, create).await?;
+                if let Some((name, id)) = created.view {
+                    self.temporary_views.retain(|(own, _)| *own != name);
+                    self.temporary_views.push((name, id));
+                }
+                if let Some(notice) = created.notice {
+                    self.notice(notice);
+                }
+                Ok(Output::Command { tag: "CREATE VIEW", rows: None })
+            }
+            SqlStatement::Drop { object_type: ObjectType::View, if_exists, names, cascade, .. } => {
+                let names = names.iter().map(table_name).collect::<Result<Vec<_>>>()?;
+                for notice in super::views::drop_views(&self.db, &names, *if_exists, *cascade)? {
+                    self.notice(notice);
+                }
+                let views = &self.db.views;
+                self.temporary_views.retain(|(name, id)| views.get(name).is_some_and(|v| v.id == *id));
+                Ok(Output::Command { tag: "DROP VIEW", rows: None })
             }
             SqlStatement::StartTransaction { .. } => {
                 if matches!(self.transaction, Transaction::None) {
@@ -392,13 +450,34 @@ impl Session {
                     for append in &appends {
                         self.db.features.check(append.table_id, &append.batch)?;
                     }
-                    self.commit(appends).await?;
+                    let committed = self.commit(appends).await;
+                    self.cursors.end_transaction(committed.is_ok());
+                    committed?;
                 }
                 Ok(Output::TransactionEnded { tag: "COMMIT" })
             }
             SqlStatement::Rollback { savepoint: None, .. } => {
                 self.transaction = Transaction::None;
+                self.cursors.end_transaction(false);
                 Ok(Output::TransactionEnded { tag: "ROLLBACK" })
+            }
+            SqlStatement::Declare { stmts } => self.declare_cursor(stmts).await,
+            SqlStatement::Fetch { name, direction, into, .. } => {
+                if into.is_some() {
+                    return Err(Error::unsupported("FETCH ... INTO is not supported"));
+                }
+                Ok(Output::Fetched(self.cursors.fetch(&ident_name(name), direction).await?))
+            }
+            SqlStatement::Close { cursor } => {
+                let name = match cursor {
+                    sqlparser::ast::CloseCursor::All => None,
+                    sqlparser::ast::CloseCursor::Specific { name } => Some(ident_name(name)),
+                };
+                self.cursors.close(name.as_deref())?;
+                Ok(Output::Command {
+                    tag: if name.is_some() { "CLOSE CURSOR" } else { "CLOSE CURSOR ALL" },
+                    rows: None,
+                })
             }
             SqlStatement::Set(set) => {
                 self.settings.set(set)?;
@@ -426,6 +505,39 @@ impl Session {
             )),
             other => Err(Error::unsupported(format!("statement not supported: {}", statement_kind(other)))),
         }
+    }
+
+    /// `DECLARE name [BINARY] [NO SCROLL] CURSOR [WITH[OUT] HOLD] FOR query`: the query is
+    /// planned and started; FETCH reads its rows. Without HOLD, only inside a transaction.
+    async fn declare_cursor(&mut self, declarations: &[sqlparser::ast::Declare]) -> Result<Output> {
+        let [declare] = declarations else {
+            return Err(Error::syntax("DECLARE declares one cursor"));
+        };
+        let (Some(sqlparser::ast::DeclareType::Cursor), Some(query), [name]) =
+            (&declare.declare_type, &declare.for_query, declare.names.as_slice())
+        else {
+            return Err(Error::unsupported("DECLARE is supported for cursors only (DECLARE name CURSOR FOR query)"));
+        };
+        if declare.scroll == Some(true) {
+            return Err(Error::unsupported("SCROLL cursors are not supported: cursors here move forward only"));
+        }
+        let hold = declare.hold == Some(true);
+        if !hold && matches!(self.transaction, Transaction::None) {
+            return Err(Error::invalid_input(
+                SqlState::NoActiveSqlTransaction,
+                "DECLARE CURSOR can only be used in transaction blocks",
+            ));
+        }
+        let plan = self.db.plan_query(&SqlStatement::Query(query.clone())).await?;
+        let stream = self.run_plan(plan).await?.execute_stream().await?;
+        let statement = format!("DECLARE {name} CURSOR FOR {query}");
+        self.cursors.declare(ident_name(name), statement, stream, hold, declare.binary == Some(true))?;
+        Ok(Output::Command { tag: "DECLARE CURSOR", rows: None })
+    }
+
+    /// The columns of cursor `name` and whether it is BINARY (Describe Portal of a cursor).
+    pub fn describe_cursor(&self, name: &str) -> Option<(arrow::datatypes::SchemaRef, bool)> {
+        self.cursors.describe(name)
     }
 
     async fn write(&mut self, appends: Vec<Append>) -> Result<()> {
@@ -572,6 +684,7 @@ fn ddl_kind(statement: &Statement) -> Option<&'static str> {
         Statement::DropFeature { .. } => Some("DROP FEATURE"),
         Statement::Standard(sql) => match sql.as_ref() {
             SqlStatement::CreateTable(_) => Some("CREATE TABLE"),
+            SqlStatement::CreateView(_) => Some("CREATE VIEW"),
             SqlStatement::Drop { .. } => Some("DROP"),
             _ => None,
         },

@@ -52,6 +52,7 @@ fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
 pub fn new_session_context(
     catalog: Arc<Catalog>,
     features: Arc<FeatureEngine>,
+    views: Arc<super::views::TemporaryViews>,
     query_memory: usize,
 ) -> Result<SessionContext> {
     let mut config = SessionConfig::new()
@@ -74,7 +75,7 @@ pub fn new_session_context(
         .build();
     let mut ctx = SessionContext::new_with_state(state);
     let db = ctx.catalog(CATALOG_NAME).ok_or_else(|| Error::internal("default catalog missing"))?;
-    db.register_schema(SCHEMA_NAME, Arc::new(EventSchema::new(catalog.clone(), features.clone())))?;
+    db.register_schema(SCHEMA_NAME, Arc::new(EventSchema::new(catalog.clone(), features.clone(), views)))?;
     db.register_schema("asofdb", Arc::new(SystemSchema::new(catalog, features)))?;
     setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider).map_err(|e| Error::DataFusion(*e))?;
     if let Some(pg_catalog) = db.schema("pg_catalog") {

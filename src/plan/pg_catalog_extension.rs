@@ -1,7 +1,8 @@
 //! What asofdb adds to `datafusion-pg-catalog`'s `pg_catalog` schema: the settings drivers
 //! read from `pg_settings` (pgjdbc's `max_index_keys`), and `pg_constraint`'s key columns as
 //! the `smallint[]` arrays PostgreSQL has (the crate holds them as text, so the ADBC driver's
-//! `UNNEST(con.conkey)` fails). Every other table is the crate's own.
+//! `UNNEST(con.conkey)` fails), and `pg_cursors` (the session's cursors), which the crate lacks. Every
+//! other table is the crate's own.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -46,6 +47,9 @@ impl SchemaProvider for PgCatalogExtension {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if name.eq_ignore_ascii_case("pg_cursors") {
+            return Ok(Some(Arc::new(super::pg_cursors::PgCursors::default())));
+        }
         let Some(table) = self.inner.table(name).await? else { return Ok(None) };
         match name.to_ascii_lowercase().as_str() {
             "pg_settings" => Ok(Some(settings(table.schema())?)),
@@ -55,7 +59,7 @@ impl SchemaProvider for PgCatalogExtension {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name)
+        name.eq_ignore_ascii_case("pg_cursors") || self.inner.table_exist(name)
     }
 }
 

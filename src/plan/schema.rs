@@ -1,5 +1,5 @@
-//! The `public` schema as DataFusion sees it: a live view of the catalog's event tables and
-//! the live features.
+//! The `public` schema as DataFusion sees it: a live view of the catalog's event tables, the
+//! live features and the temporary views.
 
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use datafusion::error::{DataFusionError, Result};
 
 use super::event_table::EventTable;
 use super::feature_table::FeatureTable;
+use super::views::TemporaryViews;
 use crate::catalog::Catalog;
 use crate::feature::FeatureEngine;
 
@@ -18,11 +19,12 @@ use crate::feature::FeatureEngine;
 pub struct EventSchema {
     catalog: Arc<Catalog>,
     features: Arc<FeatureEngine>,
+    views: Arc<TemporaryViews>,
 }
 
 impl EventSchema {
-    pub fn new(catalog: Arc<Catalog>, features: Arc<FeatureEngine>) -> Self {
-        Self { catalog, features }
+    pub fn new(catalog: Arc<Catalog>, features: Arc<FeatureEngine>, views: Arc<TemporaryViews>) -> Self {
+        Self { catalog, features, views }
     }
 }
 
@@ -31,6 +33,7 @@ impl SchemaProvider for EventSchema {
     fn table_names(&self) -> Vec<String> {
         let mut names = self.catalog.table_names();
         names.extend(self.features.names());
+        names.extend(self.views.names());
         names
     }
 
@@ -39,11 +42,14 @@ impl SchemaProvider for EventSchema {
         if let Some(def) = self.catalog.table(name) {
             return Ok(Some(Arc::new(EventTable::new(def, store))));
         }
-        Ok(self.features.get(name).map(|f| Arc::new(FeatureTable::new(f, store)) as Arc<dyn TableProvider>))
+        if let Some(feature) = self.features.get(name) {
+            return Ok(Some(Arc::new(FeatureTable::new(feature, store))));
+        }
+        Ok(self.views.get(name).map(|v| v.table.clone() as Arc<dyn TableProvider>))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.catalog.table(name).is_some() || self.features.get(name).is_some()
+        self.catalog.table(name).is_some() || self.features.get(name).is_some() || self.views.get(name).is_some()
     }
 
     fn register_table(&self, name: String, _table: Arc<dyn TableProvider>) -> Result<Option<Arc<dyn TableProvider>>> {

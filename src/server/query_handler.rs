@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use futures::{Sink, SinkExt};
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{Response, Tag};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_describe_response};
+use pgwire::api::results::{DescribePortalResponse, Response, Tag};
 use pgwire::api::stmt::StoredStatement;
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME, PgWireConnectionState};
@@ -20,7 +20,7 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::{NoData, ParameterDescription};
 use pgwire::messages::extendedquery::{
-    Bind, BindComplete, Describe, Execute, Parse, ParseComplete, TARGET_TYPE_BYTE_STATEMENT,
+    Bind, BindComplete, Describe, Execute, Parse, ParseComplete, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
 };
 use pgwire::types::format::FormatOptions;
 use tokio::sync::Mutex;
@@ -29,7 +29,7 @@ use super::auth::require_login;
 use super::cancel::Cancellations;
 use super::coalesce::Deferred;
 use super::connection::{Connection, connection_of, output_context};
-use super::encode::encode_batch_rows;
+use super::encode::{encode_batch_rows, pg_fields};
 use super::errors::to_pgwire;
 use super::executor::Executor;
 use super::notices::{Run, execute_with_notices};
@@ -261,15 +261,50 @@ impl ExtendedQueryHandler for QueryHandler {
         if message.target_type == TARGET_TYPE_BYTE_STATEMENT
             && let Some(Entry::Value(stored)) = client.portal_store().get_statement(name)
         {
-            let response = self.do_describe_statement(client, &stored).await?;
+            let mut response = self.do_describe_statement(client, &stored).await?;
+            if let Some(cursor) = fetched_cursor(&stored.statement)
+                && let Some((schema, _)) = self.connection(client)?.lock().await.session.describe_cursor(&cursor)
+            {
+                response.fields = pg_fields(&schema, &Format::UnifiedText, None)?;
+            }
             if response.fields.is_empty() {
                 let oids = response.parameters.iter().map(|t| t.oid()).collect();
                 client.feed(PgWireBackendMessage::ParameterDescription(ParameterDescription::new(oids))).await?;
                 client.feed(PgWireBackendMessage::NoData(NoData::new())).await?;
                 return Ok(());
             }
+            return send_describe_response(client, &response).await;
+        }
+        if message.target_type == TARGET_TYPE_BYTE_PORTAL {
+            // A cursor DECLAREd in SQL is a portal too (psycopg's named cursors describe it),
+            // and a FETCH returns its cursor's columns.
+            let (cursor, format) = match client.portal_store().get_portal(name) {
+                None => (Some(name.to_string()), None),
+                Some(Entry::Value(portal)) => {
+                    (fetched_cursor(&portal.statement.statement), Some(portal.result_column_format.clone()))
+                }
+                Some(Entry::Empty) => (None, None),
+            };
+            if let Some(cursor) = cursor
+                && let Some((schema, binary)) = self.connection(client)?.lock().await.session.describe_cursor(&cursor)
+            {
+                let format = format.unwrap_or(if binary { Format::UnifiedBinary } else { Format::UnifiedText });
+                let fields = pg_fields(&schema, &format, None)?;
+                return send_describe_response(client, &DescribePortalResponse::new(fields)).await;
+            }
         }
         self._on_describe(client, message).await
+    }
+}
+
+/// The cursor a FETCH statement reads, if `prepared` is one.
+fn fetched_cursor(prepared: &Prepared) -> Option<String> {
+    match &prepared.statement.statement {
+        crate::sql::Statement::Standard(sql) => match sql.as_ref() {
+            sqlparser::ast::Statement::Fetch { name, .. } => Some(crate::sql::names::ident_name(name)),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

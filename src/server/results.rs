@@ -31,6 +31,11 @@ pub async fn to_response(
             Response::Query(encode_rows(executor, frame, format, format_options, cancel, zone).await?)
         }
         Output::Batch(batch) => Response::Query(encode_batch_rows(batch, format, format_options, zone)?),
+        Output::Fetched(batch) => {
+            let mut rows = encode_batch_rows(batch, format, format_options, zone)?;
+            rows.set_command_tag("FETCH");
+            Response::Query(rows)
+        }
         Output::Command { tag, rows } => {
             let mut t = Tag::new(tag);
             if tag == "INSERT" {

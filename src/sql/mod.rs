@@ -4,6 +4,7 @@
 pub mod asof_syntax;
 mod between_symmetric;
 pub mod feature;
+mod fetch_syntax;
 pub mod function_spellings;
 mod interval;
 pub mod names;
@@ -55,7 +56,11 @@ impl Statement {
     pub fn is_read_only(&self) -> bool {
         match self {
             Statement::Standard(sql) => match sql.as_ref() {
-                SqlStatement::Query(_) | SqlStatement::Explain { .. } | SqlStatement::ShowVariable { .. } => true,
+                SqlStatement::Query(_)
+                | SqlStatement::Explain { .. }
+                | SqlStatement::ShowVariable { .. }
+                | SqlStatement::Declare { .. }
+                | SqlStatement::Fetch { .. } => true,
                 SqlStatement::Copy { to, .. } => *to,
                 _ => false,
             },
@@ -128,6 +133,7 @@ impl SqlParser {
             return Ok(Statement::Checkpoint);
         }
         let text = asof_syntax::normalize(text)?;
+        let text = fetch_syntax::normalize(&text).unwrap_or(text);
         let (text, symmetric) = between_symmetric::blank_out(&text)?;
         let mut statement = match Parser::parse_sql(&PostgreSqlDialect {}, &text) {
             Ok(parsed) => {

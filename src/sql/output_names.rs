@@ -67,6 +67,11 @@ fn outermost_query(statement: &mut Statement) -> Option<&mut Query> {
     match statement {
         Statement::Query(query) => Some(query),
         Statement::Insert(insert) => insert.source.as_deref_mut(),
+        Statement::CreateView(create) => Some(&mut create.query),
+        Statement::Declare { stmts } => match stmts.as_mut_slice() {
+            [declare] => declare.for_query.as_deref_mut(),
+            _ => None,
+        },
         _ => None,
     }
 }

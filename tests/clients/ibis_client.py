@@ -1,9 +1,9 @@
 """The Ibis PostgreSQL backend at its defaults (issue #22): `python3 ibis_client.py PORT
 [--postgres]`. Lists tables, reads a table's schema, loads the spine with `create_table`, builds
 the training set with raw SQL into a table made with `create_table(schema=...)`, reads it as
-pandas, provokes an error and goes on. Not here, as asofdb lacks what they use
-(docs/clients.md): `con.sql(query)` learns a query's columns through a TEMPORARY VIEW, and
-`to_pyarrow()` reads through a server-side cursor (DECLARE ... CURSOR, FETCH).
+pandas; reads the training query itself with `con.sql(query)` (a TEMPORARY VIEW tells Ibis its
+columns) into Arrow with `to_pyarrow()` (a server-side cursor: DECLARE ... CURSOR, FETCH);
+provokes an error and goes on.
 """
 import ibis
 import pandas as pd
@@ -38,6 +38,14 @@ def main():
     assert str(frame["t"].dtype).startswith("datetime64"), frame.dtypes
     fraud.same_rows(frame.itertuples(index=False), "ibis to_pandas")
     assert frame["max_amount"].isna().any() and str(frame["card"].dtype) == "int64", frame.dtypes
+
+    query = con.sql(target.training_set())
+    assert list(query.schema().names) == ["card", "t", "label", "max_amount"], query.schema()
+    assert query.schema()["t"].is_timestamp() and query.schema()["max_amount"].is_floating(), query.schema()
+    table = query.order_by(["card", "t"]).to_pyarrow()
+    fraud.same_rows(zip(*(table.column(i).to_pylist() for i in range(table.num_columns))), "ibis to_pyarrow")
+    batches = list(query.to_pyarrow_batches(chunk_size=2))
+    assert sum(b.num_rows for b in batches) == len(frame) and len(batches) > 1, [b.num_rows for b in batches]
 
     try:
         con.raw_sql("SELECT nope FROM tx")

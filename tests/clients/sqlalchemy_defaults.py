@@ -1,6 +1,8 @@
 """SQLAlchemy 2 with psycopg 3 at their defaults (no isolation_level: every statement runs in a
 transaction, and pandas' `to_sql` uses savepoints), and psycopg's nested transactions
-(issue #22): `python3 sqlalchemy_defaults.py PORT [--postgres]`.
+(issue #22), and reading a result a few rows at a time through a server-side cursor
+(SQLAlchemy's `stream_results`, psycopg's named cursors): `python3 sqlalchemy_defaults.py PORT
+[--postgres]`.
 """
 import pandas as pd
 import psycopg
@@ -64,6 +66,34 @@ def main():
                 pass
             count = conn.execute("SELECT count(*) FROM tx WHERE card = 8").fetchone()[0]
             assert count == 1, count
+    # stream_results reads through a named cursor (DECLARE ... CURSOR, FETCH FORWARD n).
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, max_row_buffer=2).execute(
+            sa.text(target.training_set()))
+        assert list(result.keys()) == ["card", "t", "label", "max_amount"], result.keys()
+        streamed = [tuple(row) for row in result]
+        fraud.same_rows(streamed, "sqlalchemy stream_results")
+        for chunk in pd.read_sql(sa.text(target.training_set()), conn.execution_options(stream_results=True),
+                                 chunksize=3):
+            assert 0 < len(chunk) <= 3, chunk
+
+    # psycopg's named cursors: fetchmany, a parameter, binary rows, and WITH HOLD past COMMIT.
+    with psycopg.connect(target.uri()) as conn:
+        with conn.cursor(name="events") as cur:
+            cur.execute("SELECT card, amount, ts FROM tx WHERE card = %s ORDER BY ts", (1,))
+            assert [d.name for d in cur.description] == ["card", "amount", "ts"], cur.description
+            first = cur.fetchmany(2)
+            rest = cur.fetchall()
+            expected = [e for e in fraud.EVENTS if e[0] == 1]
+            assert len(first) == 2 and len(first) + len(rest) == len(expected), (first, rest)
+        with conn.cursor(name="binary_rows", binary=True) as cur:
+            cur.execute("SELECT card, ts FROM tx ORDER BY ts, card")
+            assert len(cur.fetchall()) == conn.execute("SELECT count(*) FROM tx").fetchone()[0]
+        conn.commit()
+        with conn.cursor(name="held", withhold=True) as cur:
+            cur.execute("SELECT card FROM tx ORDER BY card")
+            conn.commit()
+            assert cur.fetchone() is not None
     print(f"sqlalchemy defaults ({target.name}): ok")
 
 

@@ -468,7 +468,8 @@ async fn temporary_tables_go_with_their_session() {
     client
         .batch_execute(
             "CREATE TEMPORARY TABLE memtable (card BIGINT, t TIMESTAMP); CREATE TABLE kept (card BIGINT); \
-             INSERT INTO memtable VALUES (1, '2024-01-01 00:00:00'); INSERT INTO kept SELECT card FROM memtable",
+             INSERT INTO memtable VALUES (1, '2024-01-01 00:00:00'); INSERT INTO kept SELECT card FROM memtable; \
+             CREATE TEMP VIEW memview AS SELECT card FROM memtable; CREATE TEMP VIEW keptview AS SELECT card FROM kept",
         )
         .await
         .unwrap();
@@ -479,6 +480,9 @@ async fn temporary_tables_go_with_their_session() {
     let (third, connection) = tokio_postgres::connect(&server.conn_string(), tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
     third.batch_execute("DROP TABLE staging; CREATE TABLE staging (x BIGINT)").await.unwrap();
+    // A view of another session's view goes with it; a view of one's own stays.
+    third.batch_execute("CREATE TEMP VIEW thirdview AS SELECT card FROM memview").await.unwrap();
+    third.batch_execute("CREATE TEMP VIEW ownview AS SELECT x FROM staging").await.unwrap();
     drop(client);
     task.await.unwrap().unwrap();
 
@@ -488,15 +492,16 @@ async fn temporary_tables_go_with_their_session() {
     for _ in 0..100 {
         names = text_rows(
             &other,
-            "SELECT relname FROM pg_class WHERE relname IN ('memtable', 'kept', 'staging') ORDER BY 1",
+            "SELECT relname FROM pg_class WHERE relname IN \
+             ('memtable', 'kept', 'staging', 'memview', 'keptview', 'thirdview', 'ownview') ORDER BY 1",
         )
         .await;
-        if names.len() == 2 {
+        if names.len() == 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(names, ["kept", "staging"]);
+    assert_eq!(names, ["kept", "ownview", "staging"]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(text_rows(&other, "SELECT relname FROM pg_class WHERE relname = 'staging'").await, ["staging"]);
     assert_eq!(text_rows(&other, "SELECT card FROM kept").await, ["1"]);
