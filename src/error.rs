@@ -94,6 +94,8 @@ pub enum SqlState {
     TooManyConnections,
     /// 54011
     TooManyColumns,
+    /// 55000
+    ObjectNotInPrerequisiteState,
     /// 57014
     QueryCanceled,
     /// 58030
@@ -152,6 +154,7 @@ impl SqlState {
             SqlState::OutOfMemory => "53200",
             SqlState::TooManyConnections => "53300",
             SqlState::TooManyColumns => "54011",
+            SqlState::ObjectNotInPrerequisiteState => "55000",
             SqlState::QueryCanceled => "57014",
             SqlState::IoError => "58030",
             SqlState::UndefinedFile => "58P01",

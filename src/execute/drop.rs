@@ -6,14 +6,17 @@ use super::views::still_needed;
 use crate::error::{Error, Result, SqlState};
 use crate::feature::forget_definition;
 
-/// Drops features `names`; a missing one is 42704 unless `if_exists`, one a view reads is
-/// 2BP01.
-pub async fn drop_features(db: &Database, names: &[String], if_exists: bool) -> Result<()> {
+/// Drops features `names`; a missing one is 42704 unless `if_exists`; the views reading one
+/// go with it if `cascade`, else they are 2BP01.
+pub async fn drop_features(db: &Database, names: &[String], if_exists: bool, cascade: bool) -> Result<()> {
     let _no_commits = db.commit_gate.write().await;
     for name in names {
         let views = db.views.depending_on(std::slice::from_ref(name));
-        if !views.is_empty() {
+        if !views.is_empty() && !cascade {
             return Err(still_needed("feature", name, &views));
+        }
+        for view in &views {
+            db.views.remove(view, None);
         }
         if db.features.get(name).is_none() {
             if if_exists {
@@ -57,7 +60,7 @@ pub async fn drop_tables(db: &Database, names: &[String], if_exists: bool, casca
         for view in &views {
             db.views.remove(view, None);
         }
-        drop_features(db, &dependents, true).await?;
+        drop_features(db, &dependents, true, true).await?;
         db.catalog.drop_table(table, if_exists).await?;
     }
     Ok(())

@@ -176,7 +176,10 @@ impl Session {
         let outcome = match statement {
             Statement::Standard(sql) => self.dispatch(sql).await,
             Statement::CreateFeature(create) => self.create_feature(create).await,
-            Statement::DropFeature { names, if_exists } => self.drop_features(names, *if_exists).await,
+            Statement::DropFeature { names, if_exists, cascade } => {
+                let dropped = super::drop::drop_features(&self.db, names, *if_exists, *cascade).await;
+                dropped.map(|()| Output::Command { tag: "DROP FEATURE", rows: None })
+            }
             Statement::Checkpoint => {
                 self.db.checkpoint(true).await?;
                 self.db.tier().await?;
@@ -246,11 +249,6 @@ impl Session {
         if let Some(notices) = &self.notices {
             let _ = notices.send(message);
         }
-    }
-
-    async fn drop_features(&mut self, names: &[String], if_exists: bool) -> Result<Output> {
-        super::drop::drop_features(&self.db, names, if_exists).await?;
-        Ok(Output::Command { tag: "DROP FEATURE", rows: None })
     }
 
     /// The rows of a prepared point read (`plan::point_read`, recognised at Parse) for
@@ -387,6 +385,10 @@ impl Session {
             SqlStatement::CreateTable(create) => {
                 let def = table_def(create)?;
                 if self.db.views.get(&def.name).is_some() || self.db.features.get(&def.name).is_some() {
+                    if create.if_not_exists {
+                        self.notice(format!("relation \"{}\" already exists, skipping", def.name));
+                        return Ok(Output::Command { tag: "CREATE TABLE", rows: None });
+                    }
                     return Err(Error::duplicate_table(&def.name));
                 }
                 let (name, temporary) = (def.name.clone(), def.temporary);
@@ -447,10 +449,11 @@ impl Session {
                 if let Transaction::Open(open) = std::mem::replace(&mut self.transaction, Transaction::None) {
                     let appends = open.into_pending();
                     // Again: a feature created since the rows were inserted has not checked them.
-                    for append in &appends {
-                        self.db.features.check(append.table_id, &append.batch)?;
-                    }
-                    let committed = self.commit(appends).await;
+                    let checked = appends.iter().try_for_each(|a| self.db.features.check(a.table_id, &a.batch));
+                    let committed = match checked {
+                        Ok(()) => self.commit(appends).await,
+                        Err(e) => Err(e),
+                    };
                     self.cursors.end_transaction(committed.is_ok());
                     committed?;
                 }
@@ -521,6 +524,11 @@ impl Session {
         if declare.scroll == Some(true) {
             return Err(Error::unsupported("SCROLL cursors are not supported: cursors here move forward only"));
         }
+        if declare.binary == Some(true) {
+            return Err(Error::unsupported(
+                "BINARY cursors are not supported: FETCH through the extended protocol with binary result formats",
+            ));
+        }
         let hold = declare.hold == Some(true);
         if !hold && matches!(self.transaction, Transaction::None) {
             return Err(Error::invalid_input(
@@ -530,8 +538,9 @@ impl Session {
         }
         let plan = self.db.plan_query(&SqlStatement::Query(query.clone())).await?;
         let stream = self.run_plan(plan).await?.execute_stream().await?;
-        let statement = format!("DECLARE {name} CURSOR FOR {query}");
-        self.cursors.declare(ident_name(name), statement, stream, hold, declare.binary == Some(true))?;
+        let statement = format!("DECLARE {name} CURSOR{} FOR {query}", if hold { " WITH HOLD" } else { "" });
+        let in_transaction = matches!(self.transaction, Transaction::Open(_));
+        self.cursors.declare(ident_name(name), statement, stream, (hold, false, in_transaction))?;
         Ok(Output::Command { tag: "DECLARE CURSOR", rows: None })
     }
 

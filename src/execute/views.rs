@@ -9,6 +9,7 @@ use sqlparser::ast::{CreateTableOptions, CreateView, Query, Statement as SqlStat
 
 use super::database::Database;
 use crate::error::{Error, Result, SqlState};
+use crate::plan::TemporaryView;
 use crate::sql::names::{ident_name, table_name};
 use crate::sql::output_names::client_name;
 
@@ -28,28 +29,12 @@ pub async fn create_view(db: &Database, create: &CreateView) -> Result<Created> 
         return Err(Error::unsupported("view options are not supported"));
     }
     let name = table_name(&create.name)?;
-    let plan = db.plan_query(&SqlStatement::Query(create.query.clone())).await?;
-    if let Some(parameter) = plan.get_parameter_types()?.keys().next() {
-        return Err(Error::invalid_input(
-            SqlState::UndefinedParameter,
-            format!("there is no parameter {parameter}: a view cannot take parameters"),
-        ));
-    }
-    let names: Vec<String> = create.columns.iter().map(|c| ident_name(&c.name)).collect();
-    let plan = renamed(plan, &names)?;
-    let mut seen = std::collections::HashSet::new();
-    if let Some(repeated) = plan.schema().fields().iter().map(|f| client_name(f.name())).find(|n| !seen.insert(*n)) {
-        return Err(Error::invalid_input(
-            SqlState::DuplicateColumn,
-            format!("column \"{repeated}\" specified more than once"),
-        ));
-    }
+    let columns: Vec<String> = create.columns.iter().map(|c| ident_name(&c.name)).collect();
+    let (plan, reads) = plan_view(db, &create.query, &columns).await?;
     if db.catalog.table(&name).is_some() || db.features.get(&name).is_some() {
         return Err(Error::duplicate_table(&name));
     }
     let mut notice = None;
-    let mut reads = db.views.reads(&plan);
-    reads.extend(views_named(&create.query, db));
     if !create.temporary {
         // As PostgreSQL: a view of temporary objects is temporary itself.
         let temporary = |r: &String| db.views.get(r).is_some() || db.catalog.table(r).is_some_and(|t| t.temporary);
@@ -76,8 +61,42 @@ pub async fn create_view(db: &Database, create: &CreateView) -> Result<Created> 
         }
         check_replaces(existing.table.logical_plan(), &plan)?;
     }
-    let id = db.views.insert(&name, plan, create.query.to_string(), reads);
+    let id = db.views.insert(&name, TemporaryView::new(plan, create.query.clone(), columns, reads));
+    // The views that read this one inlined its old plan: they are planned again, nearest
+    // first (their columns stay: the new query only adds columns after the old ones).
+    for dependent in db.views.depending_on(std::slice::from_ref(&name)).into_iter().rev() {
+        if let Some(view) = db.views.get(&dependent) {
+            let (plan, reads) = plan_view(db, &view.query, &view.columns).await?;
+            db.views.replan(
+                &dependent,
+                view.id,
+                TemporaryView::new(plan, view.query.clone(), view.columns.clone(), reads),
+            );
+        }
+    }
     Ok(Created { view: Some((name, id)), notice })
+}
+
+/// A view's query planned, its columns renamed to `columns`, and what it reads.
+async fn plan_view(db: &Database, query: &Query, columns: &[String]) -> Result<(LogicalPlan, BTreeSet<String>)> {
+    let plan = db.plan_query(&SqlStatement::Query(Box::new(query.clone()))).await?;
+    if let Some(parameter) = plan.get_parameter_types()?.keys().next() {
+        return Err(Error::invalid_input(
+            SqlState::UndefinedParameter,
+            format!("there is no parameter {parameter}: a view cannot take parameters"),
+        ));
+    }
+    let plan = renamed(plan, columns)?;
+    let mut seen = std::collections::HashSet::new();
+    if let Some(repeated) = plan.schema().fields().iter().map(|f| client_name(f.name())).find(|n| !seen.insert(*n)) {
+        return Err(Error::invalid_input(
+            SqlState::DuplicateColumn,
+            format!("column \"{repeated}\" specified more than once"),
+        ));
+    }
+    let mut reads = db.views.reads(&plan);
+    reads.extend(views_named(query, db));
+    Ok((plan, reads))
 }
 
 /// The temporary views `query` names (a name that a WITH clause of the query defines may

@@ -10,6 +10,7 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::{ViewTable, source_as_provider};
 use datafusion::logical_expr::LogicalPlan;
 use parking_lot::RwLock;
+use sqlparser::ast::Query;
 
 use super::EventTable;
 use super::asof::{AsofJoinNode, AsofRight};
@@ -18,13 +19,27 @@ use super::feature_table::FeatureTable;
 /// One temporary view.
 #[derive(Debug)]
 pub struct TemporaryView {
+    /// Set by [`TemporaryViews::insert`].
     pub name: String,
     /// Tells this view from a later one of the same name (a session drops only its own).
     pub id: u64,
     pub table: Arc<ViewTable>,
+    /// Its query and column names as written, to plan it again when a view it reads is
+    /// replaced (DataFusion inlines a view's plan into the plans that read it).
+    pub query: Box<Query>,
+    pub columns: Vec<String>,
     /// The tables, features and views its query reads: none of them can be dropped while
     /// the view exists, except with CASCADE, which drops the view too.
     pub reads: BTreeSet<String>,
+}
+
+impl TemporaryView {
+    /// A view reading `plan`, planned from `query`; `reads` as [`TemporaryViews::reads`]
+    /// finds them, plus the views `query` names.
+    pub fn new(plan: LogicalPlan, query: Box<Query>, columns: Vec<String>, reads: BTreeSet<String>) -> Self {
+        let table = Arc::new(ViewTable::new(plan, Some(query.to_string())));
+        Self { name: String::new(), id: 0, table, query, columns, reads }
+    }
 }
 
 /// The temporary views of every session, by name. Names are shared with tables and features
@@ -57,16 +72,22 @@ impl TemporaryViews {
         reads(plan)
     }
 
-    /// Adds (or replaces) view `name` reading `plan`, whose [`TemporaryViews::reads`] are
-    /// `reads`; returns its id.
-    pub fn insert(&self, name: &str, plan: LogicalPlan, definition: String, reads: BTreeSet<String>) -> u64 {
+    /// Adds (or replaces) view `name`; returns its id.
+    pub fn insert(&self, name: &str, view: TemporaryView) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-        let mut views = self.views.write();
-        let table = Arc::new(ViewTable::new(plan, Some(definition)));
-        let view = Arc::new(TemporaryView { name: name.to_string(), id, table, reads });
-        views.insert(name.to_string(), view);
+        let view = Arc::new(TemporaryView { name: name.to_string(), id, ..view });
+        self.views.write().insert(name.to_string(), view);
         self.changes.fetch_add(1, Ordering::SeqCst);
         id
+    }
+
+    /// View `name` planned again, if it is still view `id` (which it stays).
+    pub fn replan(&self, name: &str, id: u64, view: TemporaryView) {
+        let mut views = self.views.write();
+        if views.get(name).is_some_and(|v| v.id == id) {
+            views.insert(name.to_string(), Arc::new(TemporaryView { name: name.to_string(), id, ..view }));
+            self.changes.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     /// Drops view `name` if it exists (and is view `id`, when given). True if dropped.

@@ -13,6 +13,7 @@ use pgwire::error::PgWireResult;
 use pgwire::messages::copy::CopyData;
 use pgwire::types::format::FormatOptions;
 
+use super::binary_tuples;
 use super::cancel::CancelFlag;
 use super::encode::{encode_with, pg_fields, start, zoned_as_text};
 use super::errors::to_pgwire;
@@ -71,10 +72,15 @@ async fn copy_out_binary(
     let batches = cancel.guard(batches.map(|b| b.map_err(|e| to_pgwire(e.into()))));
     let sent_rows = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sent = sent_rows.clone();
+    // The common types are written column by column (`binary_tuples`), all batches alike.
+    let fast = binary_tuples::supported(&schema);
     let data = executor.stream(batches.map(move |batch| -> Vec<PgWireResult<CopyData>> {
         match batch {
             Ok(batch) if batch.num_rows() > 0 => {
-                sent.store(true, std::sync::atomic::Ordering::Relaxed);
+                let first = !sent.swap(true, std::sync::atomic::Ordering::Relaxed);
+                if fast && let Some(tuples) = binary_tuples::tuples(&batch, first.then_some(BINARY_HEADER)) {
+                    return tuples.into_iter().map(|tuple| Ok(CopyData::new(tuple))).collect();
+                }
                 encode_with(&mut encoder, &batch, &fields, &zone)
             }
             Ok(_) => Vec::new(),

@@ -3,6 +3,7 @@
 
 mod array_text;
 mod auth;
+mod binary_tuples;
 mod cancel;
 mod coalesce;
 mod connection;

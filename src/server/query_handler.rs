@@ -262,9 +262,11 @@ impl ExtendedQueryHandler for QueryHandler {
             && let Some(Entry::Value(stored)) = client.portal_store().get_statement(name)
         {
             let mut response = self.do_describe_statement(client, &stored).await?;
-            if let Some(cursor) = fetched_cursor(&stored.statement)
-                && let Some((schema, _)) = self.connection(client)?.lock().await.session.describe_cursor(&cursor)
-            {
+            let described = match fetched_cursor(&stored.statement) {
+                Some(cursor) => self.connection(client)?.lock().await.session.describe_cursor(&cursor),
+                None => None,
+            };
+            if let Some((schema, _)) = described {
                 response.fields = pg_fields(&schema, &Format::UnifiedText, None)?;
             }
             if response.fields.is_empty() {
@@ -285,9 +287,11 @@ impl ExtendedQueryHandler for QueryHandler {
                 }
                 Some(Entry::Empty) => (None, None),
             };
-            if let Some(cursor) = cursor
-                && let Some((schema, binary)) = self.connection(client)?.lock().await.session.describe_cursor(&cursor)
-            {
+            let described = match cursor {
+                Some(cursor) => self.connection(client)?.lock().await.session.describe_cursor(&cursor),
+                None => None,
+            };
+            if let Some((schema, binary)) = described {
                 let format = format.unwrap_or(if binary { Format::UnifiedBinary } else { Format::UnifiedText });
                 let fields = pg_fields(&schema, &format, None)?;
                 return send_describe_response(client, &DescribePortalResponse::new(fields)).await;

@@ -89,15 +89,17 @@ pub fn parse_create_feature(sql: &str) -> Result<CreateFeature> {
 }
 
 /// `DROP FEATURE [IF EXISTS] name [, ...]`: the names and whether IF EXISTS was given.
-pub fn parse_drop_feature(sql: &str) -> Result<(Vec<String>, bool)> {
+/// `DROP FEATURE [IF EXISTS] names [CASCADE | RESTRICT]`: (names, if_exists, cascade).
+pub fn parse_drop_feature(sql: &str) -> Result<(Vec<String>, bool, bool)> {
     let mut p = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?;
     p.expect_keyword(Keyword::DROP)?;
     expect_word(&mut p, "FEATURE")?;
     let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
     let names = p.parse_comma_separated(|p| p.parse_object_name(false))?;
-    let _ = p.parse_keyword(Keyword::CASCADE) || p.parse_keyword(Keyword::RESTRICT);
+    let cascade = p.parse_keyword(Keyword::CASCADE);
+    let _ = cascade || p.parse_keyword(Keyword::RESTRICT);
     expect_end(&mut p)?;
-    Ok((names.iter().map(single_name).collect::<Result<_>>()?, if_exists))
+    Ok((names.iter().map(single_name).collect::<Result<_>>()?, if_exists, cascade))
 }
 
 fn parse_window(tokens: Vec<Token>) -> Result<WindowClause> {
@@ -240,7 +242,10 @@ mod tests {
 
     #[test]
     fn drop_and_detection() {
-        assert_eq!(parse_drop_feature("DROP FEATURE IF EXISTS a, b").unwrap(), (vec!["a".into(), "b".into()], true));
+        assert_eq!(
+            parse_drop_feature("DROP FEATURE IF EXISTS a, b").unwrap(),
+            (vec!["a".into(), "b".into()], true, false)
+        );
         assert!(starts_with_words("  create   Feature x", &["CREATE", "FEATURE"]));
         assert!(!starts_with_words("CREATE TABLE x", &["CREATE", "FEATURE"]));
     }

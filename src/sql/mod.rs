@@ -43,6 +43,8 @@ pub enum Statement {
     DropFeature {
         names: Vec<String>,
         if_exists: bool,
+        /// Drops the views that read them too.
+        cascade: bool,
     },
     ShowFeatures,
     /// `CHECKPOINT`: persists a snapshot of every changed feature now.
@@ -123,8 +125,8 @@ impl SqlParser {
             return Ok(Statement::CreateFeature(Box::new(feature::parse_create_feature(text)?)));
         }
         if feature::starts_with_words(text, &["DROP", "FEATURE"]) {
-            let (names, if_exists) = feature::parse_drop_feature(text)?;
-            return Ok(Statement::DropFeature { names, if_exists });
+            let (names, if_exists, cascade) = feature::parse_drop_feature(text)?;
+            return Ok(Statement::DropFeature { names, if_exists, cascade });
         }
         if feature::starts_with_words(text, &["SHOW", "FEATURES"]) {
             return Ok(Statement::ShowFeatures);
@@ -133,7 +135,11 @@ impl SqlParser {
             return Ok(Statement::Checkpoint);
         }
         let text = asof_syntax::normalize(text)?;
-        let text = fetch_syntax::normalize(&text).unwrap_or(text);
+        // Only a FETCH sqlparser refuses is spelled out (so its comments stay where they were).
+        let text = match fetch_syntax::normalize(&text) {
+            Some(spelled) if Parser::parse_sql(&PostgreSqlDialect {}, &text).is_err() => spelled,
+            _ => text,
+        };
         let (text, symmetric) = between_symmetric::blank_out(&text)?;
         let mut statement = match Parser::parse_sql(&PostgreSqlDialect {}, &text) {
             Ok(parsed) => {

@@ -25,6 +25,11 @@ struct Cursor {
     hold: bool,
     /// Declared in the open transaction: a ROLLBACK closes it even WITH HOLD.
     in_transaction: bool,
+    /// The stream has ended: it is not polled again (some of DataFusion's streams panic).
+    exhausted: bool,
+    /// A FETCH failed or was cancelled part way: rows may have been lost, so the cursor can
+    /// only be closed (55000), as PostgreSQL fails such a portal.
+    failed: bool,
     binary: bool,
     schema: SchemaRef,
     /// The DECLARE statement, and when it ran (µs since 1970), for `pg_cursors`.
@@ -39,14 +44,14 @@ pub struct Cursors {
 }
 
 impl Cursors {
-    /// Opens cursor `name` over `stream`; a name in use is 42P03.
+    /// Opens cursor `name` over `stream`; a name in use is 42P03. `in_transaction`: declared
+    /// inside a transaction block.
     pub fn declare(
         &mut self,
         name: String,
         statement: String,
         stream: SendableRecordBatchStream,
-        hold: bool,
-        binary: bool,
+        (hold, binary, in_transaction): (bool, bool, bool),
     ) -> Result<()> {
         if self.open.contains_key(&name) {
             return Err(Error::Conflict {
@@ -61,7 +66,9 @@ impl Cursors {
                 stream: std::sync::Mutex::new(stream),
                 buffered: None,
                 hold,
-                in_transaction: true,
+                in_transaction,
+                exhausted: false,
+                failed: false,
                 binary,
                 statement,
                 declared_at: chrono::Utc::now().timestamp_micros(),
@@ -91,6 +98,15 @@ impl Cursors {
     pub async fn fetch(&mut self, name: &str, direction: &FetchDirection) -> Result<RecordBatch> {
         let count = forward_count(direction)?;
         let cursor = self.open.get_mut(name).ok_or_else(|| missing(name))?;
+        if cursor.failed {
+            return Err(Error::invalid_input(
+                SqlState::ObjectNotInPrerequisiteState,
+                format!("cursor \"{name}\" cannot be fetched from: an earlier FETCH failed or was cancelled"),
+            ));
+        }
+        // Cleared only when this FETCH returns its rows: an error or a cancel (this future
+        // dropped) leaves it set.
+        cursor.failed = true;
         let schema = cursor.schema.clone();
         let stream = cursor.stream.get_mut().map_err(|_| Error::internal("cursor stream poisoned"))?;
         let mut taken: Vec<RecordBatch> = Vec::new();
@@ -98,9 +114,13 @@ impl Cursors {
         while count.is_none_or(|n| rows < n) {
             let batch = match cursor.buffered.take() {
                 Some(batch) => batch,
+                None if cursor.exhausted => break,
                 None => match stream.next().await {
                     Some(batch) => batch?,
-                    None => break,
+                    None => {
+                        cursor.exhausted = true;
+                        break;
+                    }
                 },
             };
             let wanted = count.map_or(batch.num_rows(), |n| n - rows);
@@ -113,7 +133,9 @@ impl Cursors {
                 taken.push(batch);
             }
         }
-        Ok(arrow::compute::concat_batches(&schema, &taken)?)
+        let rows = arrow::compute::concat_batches(&schema, &taken)?;
+        cursor.failed = false;
+        Ok(rows)
     }
 
     /// CLOSE name (34000 if there is none) or CLOSE ALL (`None`).
