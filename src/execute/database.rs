@@ -176,6 +176,11 @@ impl Database {
         feature.read(self.catalog.store(), key)
     }
 
+    /// Whether a table, feature or view has this name (they share one namespace).
+    pub fn relation_exists(&self, name: &str) -> bool {
+        self.catalog.table(name).is_some() || self.features.get(name).is_some() || self.views.get(name).is_some()
+    }
+
     /// Changes whenever a table or feature is created, dropped or altered (after the change
     /// is visible): a plan made at an earlier generation may name objects that are gone, so
     /// prepared statements plan again (`execute::PreparedStatement`). Every new DDL (ALTER

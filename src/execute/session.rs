@@ -202,10 +202,7 @@ impl Session {
         if create.if_not_exists && features.get(&create.name).is_some() {
             return Ok(Output::Command { tag: "CREATE FEATURE", rows: None });
         }
-        if catalog.table(&create.name).is_some()
-            || features.get(&create.name).is_some()
-            || self.db.views.get(&create.name).is_some()
-        {
+        if self.db.relation_exists(&create.name) {
             return Err(Error::duplicate_table(&create.name));
         }
         let def = FeatureDef::bind(create, |t| catalog.require_table(t))?;
@@ -311,11 +308,7 @@ impl Session {
 
     /// How this session's statements see the data besides what is stored.
     fn reads(&self) -> SessionReads<'_> {
-        SessionReads {
-            zone: self.settings.zone(),
-            pending: self.pending_rows(),
-            cursors: Arc::new(self.cursors.rows()),
-        }
+        SessionReads { zone: self.settings.zone(), pending: self.pending_rows(), cursors: self.cursors.rows() }
     }
 
     /// The rows this session's open transaction has written, which its own reads see.

@@ -5,6 +5,7 @@
 //! Cursors move forward only (FETCH NEXT, FETCH n, FETCH FORWARD n | ALL); the others are 0A000.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -41,6 +42,9 @@ struct Cursor {
 #[derive(Default)]
 pub struct Cursors {
     open: HashMap<String, Cursor>,
+    /// `open` as `pg_cursors` lists it, rebuilt when a cursor opens or closes: every statement
+    /// of the session takes it (`Session::reads`), INSERTs too, so it is not rebuilt for each.
+    listed: Arc<OpenCursors>,
 }
 
 impl Cursors {
@@ -74,11 +78,16 @@ impl Cursors {
                 declared_at: chrono::Utc::now().timestamp_micros(),
             },
         );
+        self.relist();
         Ok(())
     }
 
     /// The open cursors as `pg_cursors` shows them.
-    pub fn rows(&self) -> OpenCursors {
+    pub fn rows(&self) -> Arc<OpenCursors> {
+        self.listed.clone()
+    }
+
+    fn relist(&mut self) {
         let rows = self.open.iter().map(|(name, c)| CursorRow {
             name: name.clone(),
             statement: c.statement.clone(),
@@ -86,7 +95,7 @@ impl Cursors {
             is_binary: c.binary,
             creation_time: c.declared_at,
         });
-        OpenCursors(rows.collect())
+        self.listed = Arc::new(OpenCursors(rows.collect()));
     }
 
     /// The columns of cursor `name` and whether it is BINARY, for Describe Portal.
@@ -146,15 +155,20 @@ impl Cursors {
                 self.open.remove(name).ok_or_else(|| missing(name))?;
             }
         }
+        self.relist();
         Ok(())
     }
 
     /// The transaction ended: cursors without HOLD close, and at a rollback so do those it
     /// declared.
     pub fn end_transaction(&mut self, committed: bool) {
+        let before = self.open.len();
         self.open.retain(|_, c| c.hold && (committed || !c.in_transaction));
         for cursor in self.open.values_mut() {
             cursor.in_transaction = false;
+        }
+        if self.open.len() != before {
+            self.relist();
         }
     }
 }
