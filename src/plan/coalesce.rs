@@ -3,8 +3,10 @@
 //! A write lands as one stored part per hour block it touches, so a COPY of rows spread over
 //! a month leaves parts of a few hundred rows. Every operator above a scan pays a fixed cost
 //! per batch (an ASOF probe restarts its searches, the Parquet writer flushes its buffers), so
-//! a scan hands them batches of the configured size instead. Parts already that large pass
-//! through without a copy.
+//! a scan hands them batches of the configured size instead. Parts of at least half that size
+//! pass through without a copy, cut into slices of the target size when larger: a table filled
+//! by one large INSERT (no event time, so one part) streams instead of arriving as one batch of
+//! a million rows, which every operator and the client encoders then held at once.
 
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
@@ -19,11 +21,13 @@ pub struct Coalesced<I> {
     pending_rows: usize,
     /// What came after pending rows (a large part, or an error): given out right after them.
     held: Option<Result<RecordBatch>>,
+    /// The rest of a part larger than the target, given out a slice at a time.
+    rest: Option<RecordBatch>,
 }
 
 impl<I: Iterator<Item = Result<RecordBatch>>> Coalesced<I> {
     pub fn new(parts: I, schema: SchemaRef, target: usize) -> Self {
-        Self { parts, schema, target: target.max(1), pending: Vec::new(), pending_rows: 0, held: None }
+        Self { parts, schema, target: target.max(1), pending: Vec::new(), pending_rows: 0, held: None, rest: None }
     }
 
     fn flush(&mut self) -> Option<Result<RecordBatch>> {
@@ -39,10 +43,19 @@ impl<I: Iterator<Item = Result<RecordBatch>>> Coalesced<I> {
         }
     }
 
+    /// The first `target` rows of a large part; the others wait in `rest`.
+    fn sliced(&mut self, batch: RecordBatch) -> RecordBatch {
+        if batch.num_rows() <= self.target {
+            return batch;
+        }
+        self.rest = Some(batch.slice(self.target, batch.num_rows() - self.target));
+        batch.slice(0, self.target)
+    }
+
     /// `item` (a large part, or an error), given out after the pending rows.
     fn after_pending(&mut self, item: Result<RecordBatch>) -> Option<Result<RecordBatch>> {
         if self.pending.is_empty() {
-            return Some(item);
+            return Some(item.map(|batch| self.sliced(batch)));
         }
         self.held = Some(item);
         self.flush()
@@ -53,8 +66,11 @@ impl<I: Iterator<Item = Result<RecordBatch>>> Iterator for Coalesced<I> {
     type Item = Result<RecordBatch>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(rest) = self.rest.take() {
+            return Some(Ok(self.sliced(rest)));
+        }
         if let Some(held) = self.held.take() {
-            return Some(held);
+            return Some(held.map(|batch| self.sliced(batch)));
         }
         loop {
             let batch = match self.parts.next() {
@@ -92,9 +108,9 @@ mod tests {
     }
 
     #[test]
-    fn small_parts_are_joined_in_order_and_large_ones_pass_through() {
+    fn small_parts_are_joined_in_order_and_large_ones_pass_through_in_slices() {
         let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
-        let sizes = [3, 0, 2, 2, 1, 9, 1, 1, 6, 5, 2];
+        let sizes = [3, 0, 2, 2, 1, 9, 1, 1, 6, 5, 2, 20];
         let mut from = 0;
         let parts: Vec<Result<RecordBatch>> = sizes
             .iter()
@@ -107,9 +123,10 @@ mod tests {
         let out: Vec<RecordBatch> =
             Coalesced::new(parts.into_iter(), schema.clone(), 8).collect::<Result<_>>().unwrap();
         let sizes: Vec<usize> = out.iter().map(|b| b.num_rows()).collect();
-        // 3+2+2+1 reach the target; 9 passes alone; 1+1 are flushed before 6 (at least half
-        // the target, so it passes alone, as 5 does); the last 2 are flushed at the end.
-        assert_eq!(sizes, vec![8, 9, 2, 6, 5, 2]);
+        // 3+2+2+1 reach the target; 9 passes alone, cut to the target; 1+1 are flushed before
+        // 6 (at least half the target, so it passes alone, as 5 does); 2 is flushed before 20,
+        // which is cut into slices.
+        assert_eq!(sizes, vec![8, 8, 1, 2, 6, 5, 2, 8, 8, 4]);
         let values: Vec<i64> = out
             .iter()
             .flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())

@@ -8,6 +8,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Schema, TimeUnit};
 use bytes::{BufMut, Bytes, BytesMut};
+use pgwire::messages::copy::CopyData;
 
 use crate::value::infinite::infinite_text;
 
@@ -70,34 +71,104 @@ fn typed(column: &ArrayRef) -> Option<Column<'_>> {
     })
 }
 
+/// Bytes of framed tuples per buffer: under mimalloc's largest pooled size (a buffer per
+/// 8192-row batch, half a megabyte, was mapped fresh each time).
+const CHUNK_BYTES: usize = 56 << 10;
+
+/// Buffers in flight or ready for reuse, at most: a few batches' worth (`executor` runs two
+/// batches ahead of the socket).
+const MAX_BUFFERS: usize = 64;
+
+/// The buffers of one COPY TO, used again once pgwire has written them to the socket. Fresh
+/// buffers freed on another thread were returned to the system and faulted in anew: page
+/// faults took a third of a table read's time (docs/benchmarks.md).
+#[derive(Default)]
+pub struct Buffers {
+    /// Every buffer handed out, still shared with a message until pgwire drops it.
+    handed_out: Vec<Bytes>,
+    free: Vec<BytesMut>,
+    /// Buffers allocated (not reused), for the test.
+    fresh: usize,
+}
+
+impl Buffers {
+    fn take(&mut self, capacity: usize) -> BytesMut {
+        if self.free.is_empty() {
+            self.reclaim();
+        }
+        match self.free.pop() {
+            Some(mut buffer) => {
+                buffer.clear();
+                buffer.reserve(capacity);
+                buffer
+            }
+            None => {
+                self.fresh += 1;
+                BytesMut::with_capacity(capacity)
+            }
+        }
+    }
+
+    /// Takes back the buffers nobody else holds any more.
+    fn reclaim(&mut self) {
+        for bytes in std::mem::take(&mut self.handed_out) {
+            match bytes.try_into_mut() {
+                Ok(buffer) => self.free.push(buffer),
+                Err(shared) => self.handed_out.push(shared),
+            }
+        }
+    }
+
+    fn hand_out(&mut self, buffer: BytesMut) -> Bytes {
+        let bytes = buffer.freeze();
+        if self.handed_out.len() + self.free.len() < MAX_BUFFERS {
+            self.handed_out.push(bytes.clone());
+        }
+        bytes
+    }
+}
+
 /// The rows of `batch` as binary COPY tuples (field count, then each field's length and
-/// bytes, -1 for NULL), `header` before the first; `None` unless [`supported`].
-pub fn tuples(batch: &RecordBatch, header: Option<&[u8]>) -> Option<Vec<Bytes>> {
+/// bytes, -1 for NULL), `header` before the first, each tuple framed as its own CopyData
+/// message (`d`, length): one CopyData per row, as PostgreSQL sends and as clients read them,
+/// written into a few buffers of [`CHUNK_BYTES`] instead of one trip through pgwire's sink per
+/// row. `None` unless [`supported`].
+pub fn framed_tuples(batch: &RecordBatch, header: Option<&[u8]>, buffers: &mut Buffers) -> Option<Vec<CopyData>> {
     let columns: Vec<Column> = batch.columns().iter().map(typed).collect::<Option<_>>()?;
     let rows = batch.num_rows();
-    let mut buffer = BytesMut::with_capacity(header.map_or(0, <[u8]>::len) + estimated_size(batch, &columns));
-    let mut ends = Vec::with_capacity(rows);
-    if let Some(header) = header {
-        buffer.put_slice(header);
-    }
+    let per_row = 5 + estimated_size(batch, &columns) / rows.max(1);
+    let capacity = CHUNK_BYTES + per_row;
+    let mut chunks = Vec::new();
+    let mut buffer = buffers.take(capacity + header.map_or(0, <[u8]>::len));
+    let mut in_buffer = 0;
     for row in 0..rows {
+        buffer.put_u8(b'd');
+        let length_at = buffer.len();
+        buffer.put_i32(0);
+        if row == 0
+            && let Some(header) = header
+        {
+            buffer.put_slice(header);
+        }
         buffer.put_i16(columns.len() as i16);
         for column in &columns {
             put_value(&mut buffer, column, row);
         }
-        ends.push(buffer.len());
+        // The length counts itself and the message's content, not the type byte.
+        let length = i32::try_from(buffer.len() - length_at).ok()?;
+        buffer[length_at..length_at + 4].copy_from_slice(&length.to_be_bytes());
+        in_buffer += 1;
+        if buffer.len() >= CHUNK_BYTES {
+            let full = std::mem::replace(&mut buffer, buffers.take(capacity));
+            chunks.push(CopyData::framed(buffers.hand_out(full), std::mem::take(&mut in_buffer)));
+        }
     }
-    let mut buffer = buffer.freeze();
-    let mut start = 0;
-    Some(
-        ends.into_iter()
-            .map(|end| {
-                let tuple = buffer.split_to(end - start);
-                start = end;
-                tuple
-            })
-            .collect(),
-    )
+    if in_buffer > 0 {
+        chunks.push(CopyData::framed(buffers.hand_out(buffer), in_buffer));
+    } else {
+        buffers.free.push(buffer);
+    }
+    Some(chunks)
 }
 
 /// Bytes the tuples take: a field count per row, a length per value, and the values.
@@ -148,4 +219,34 @@ fn put_value(out: &mut BytesMut, column: &Column, row: usize) {
 /// `-infinity` as the greatest and least values, as asofdb stores them.
 fn pg_timestamp(micros: i64) -> i64 {
     if infinite_text(micros).is_some() { micros } else { micros.saturating_sub(PG_EPOCH_MICROS) }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    #[test]
+    fn buffers_written_out_are_used_again() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(0..20_000))]).unwrap();
+        let mut buffers = Buffers::default();
+        let first = framed_tuples(&batch, None, &mut buffers).unwrap();
+        let first_fresh = buffers.fresh;
+        let addresses: Vec<usize> = first.iter().map(|c| c.data.as_ptr() as usize).collect();
+        assert!(first.len() > 1, "a batch is split into chunks");
+        assert_eq!(first.iter().map(|c| c.framed_messages).sum::<usize>(), 20_000);
+        let mut wire = BytesMut::new();
+        for chunk in first {
+            pgwire::messages::PgWireBackendMessage::CopyData(chunk).encode(&mut wire).unwrap();
+        }
+        let second = framed_tuples(&batch, None, &mut buffers).unwrap();
+        let reused = second.iter().filter(|c| addresses.contains(&(c.data.as_ptr() as usize))).count();
+        assert_eq!(reused, second.len(), "every buffer comes back");
+        assert_eq!(buffers.fresh, first_fresh, "no new buffer");
+    }
 }

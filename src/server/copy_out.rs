@@ -74,12 +74,16 @@ async fn copy_out_binary(
     let sent = sent_rows.clone();
     // The common types are written column by column (`binary_tuples`), all batches alike.
     let fast = binary_tuples::supported(&schema);
+    let mut buffers = binary_tuples::Buffers::default();
     let data = executor.stream(batches.map(move |batch| -> Vec<PgWireResult<CopyData>> {
         match batch {
             Ok(batch) if batch.num_rows() > 0 => {
                 let first = !sent.swap(true, std::sync::atomic::Ordering::Relaxed);
-                if fast && let Some(tuples) = binary_tuples::tuples(&batch, first.then_some(BINARY_HEADER)) {
-                    return tuples.into_iter().map(|tuple| Ok(CopyData::new(tuple))).collect();
+                if fast
+                    && let Some(tuples) =
+                        binary_tuples::framed_tuples(&batch, first.then_some(BINARY_HEADER), &mut buffers)
+                {
+                    return tuples.into_iter().map(Ok).collect();
                 }
                 encode_with(&mut encoder, &batch, &fields, &zone)
             }

@@ -87,7 +87,9 @@ where
             Ok(data) => {
                 if !data.data.is_empty() {
                     // do not count trailer, nor a binary header sent alone (no tuples)
-                    if data.data.as_ref() != [0xFF, 0xFF] && data.data.as_ref() != BINARY_HEADER_ALONE {
+                    if data.framed_messages > 0 {
+                        rows += data.framed_messages;
+                    } else if data.data.as_ref() != [0xFF, 0xFF] && data.data.as_ref() != BINARY_HEADER_ALONE {
                         rows += 1;
                     }
                     client.feed(PgWireBackendMessage::CopyData(data)).await?;
@@ -141,7 +143,9 @@ where
             Ok(data) => {
                 if !data.data.is_empty() {
                     // do not count trailer, nor a binary header sent alone (no tuples)
-                    if data.data.as_ref() != [0xFF, 0xFF] && data.data.as_ref() != BINARY_HEADER_ALONE {
+                    if data.framed_messages > 0 {
+                        rows += data.framed_messages;
+                    } else if data.data.as_ref() != [0xFF, 0xFF] && data.data.as_ref() != BINARY_HEADER_ALONE {
                         rows += 1;
                     }
                     client.feed(PgWireBackendMessage::CopyData(data)).await?;

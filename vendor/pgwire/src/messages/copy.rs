@@ -11,6 +11,21 @@ pub const MESSAGE_TYPE_BYTE_COPY_DATA: u8 = b'd';
 #[derive(PartialEq, Eq, Debug, Default, new)]
 pub struct CopyData {
     pub data: Bytes,
+    /// When non-zero, `data` is that many CopyData messages already framed (type byte and
+    /// length included), written to the socket as they are: a server that encodes a batch of
+    /// rows into one buffer saves a trip through the sink per row.
+    #[new(default)]
+    pub framed_messages: usize,
+}
+
+impl CopyData {
+    /// `messages` CopyData messages, each already framed, in `data`.
+    pub fn framed(data: Bytes, messages: usize) -> Self {
+        Self {
+            data,
+            framed_messages: messages,
+        }
+    }
 }
 
 impl Message for CopyData {
@@ -31,6 +46,23 @@ impl Message for CopyData {
     fn encode_body(&self, buf: &mut BytesMut) -> PgWireResult<()> {
         buf.put(self.data.as_ref());
         Ok(())
+    }
+
+    fn encode(&self, buf: &mut BytesMut) -> PgWireResult<()> {
+        if self.framed_messages > 0 {
+            buf.put(self.data.as_ref());
+            return Ok(());
+        }
+        let len = self.message_length();
+        if len > Self::max_message_length() {
+            return Err(crate::error::PgWireError::MessageTooLarge(
+                Self::max_message_length(),
+                len,
+            ));
+        }
+        buf.put_u8(MESSAGE_TYPE_BYTE_COPY_DATA);
+        buf.put_i32(len as i32);
+        self.encode_body(buf)
     }
 
     fn decode_body(buf: &mut BytesMut, len: usize, _ctx: &DecodeContext) -> PgWireResult<Self> {
