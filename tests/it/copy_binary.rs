@@ -117,3 +117,39 @@ async fn binary_copy_round_trips_with_postgres() {
         assert_eq!(text_rows(&ours, "SELECT count(*) FROM back").await, before, "{what} wrote rows");
     }
 }
+
+/// A COPY TO that fails after rows went out ends with PostgreSQL's ErrorResponse (not a
+/// CopyFail, which only a client sends), with the error's SQLSTATE, and the connection goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_to_failing_midway_reports_the_error_and_the_connection_goes_on() {
+    let data = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(data.path());
+    let ours = connect(&server.conn_string()).await;
+    let postgres = Postgres::start();
+    let theirs = connect(&postgres.conn_string()).await;
+    for format in ["text", "csv", "binary"] {
+        let sql =
+            format!("COPY (SELECT 1 / (x - 15000) FROM generate_series(1, 20000) AS g(x)) TO STDOUT (FORMAT {format})");
+        let mut codes = Vec::new();
+        for client in [&ours, &theirs] {
+            let error = match client.copy_out(sql.as_str()).await {
+                Ok(stream) => stream.try_collect::<Vec<Bytes>>().await.unwrap_err(),
+                Err(e) => e,
+            };
+            codes.push(error.as_db_error().map(|e| e.code().code().to_string()));
+            assert_eq!(text_rows(client, "SELECT 41 + 1").await, vec!["42".to_string()], "{format}: connection usable");
+        }
+        assert_eq!(codes[0].as_deref(), Some("22012"), "{format}");
+        assert_eq!(codes[0], codes[1], "{format}: the same error as PostgreSQL");
+    }
+    // Inside a transaction block the failure aborts it, as any error does.
+    let sql = "COPY (SELECT 1 / (x - 15000) FROM generate_series(1, 20000) AS g(x)) TO STDOUT (FORMAT binary)";
+    for client in [&ours, &theirs] {
+        client.batch_execute("BEGIN").await.unwrap();
+        let stream = client.copy_out(sql).await.unwrap();
+        assert!(stream.try_collect::<Vec<Bytes>>().await.is_err());
+        let after = client.simple_query("SELECT 1").await.unwrap_err();
+        assert_eq!(after.as_db_error().map(|e| e.code().code()), Some("25P02"), "{after:?}");
+        client.batch_execute("ROLLBACK").await.unwrap();
+    }
+}

@@ -96,10 +96,9 @@ where
                 }
             }
             Err(e) => {
-                let copy_fail = CopyFail::new(format!("{}", e));
-                client
-                    .send(PgWireBackendMessage::CopyFail(copy_fail))
-                    .await?;
+                // A server ends a failed COPY TO with ErrorResponse alone, as PostgreSQL
+                // does (the caller sends it); CopyFail is a client's message, which libpq
+                // takes for a protocol violation.
                 return Err(e);
             }
         }
@@ -152,10 +151,9 @@ where
                 }
             }
             Err(e) => {
-                let copy_fail = CopyFail::new(format!("{}", e));
-                client
-                    .send(PgWireBackendMessage::CopyFail(copy_fail))
-                    .await?;
+                // A server ends a failed COPY TO with ErrorResponse alone, as PostgreSQL
+                // does (the caller sends it); CopyFail is a client's message, which libpq
+                // takes for a protocol violation.
                 return Err(e);
             }
         }
