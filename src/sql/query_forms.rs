@@ -14,64 +14,53 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
-    LimitClause, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableAliasColumnDef, TableFactor,
-    visit_expressions_mut, visit_statements_mut,
+    LimitClause, ObjectName, ObjectNamePart, Query, Select, SelectItem, SetExpr, Statement, TableAliasColumnDef,
+    TableFactor, VisitMut, VisitorMut, visit_expressions_mut,
 };
 
 /// Functions that return a set of rows in PostgreSQL and a list in DataFusion.
 const SET_RETURNING: &[&str] = &["generate_series"];
 
-/// Rewrites every such form in `statement` in place.
+/// Rewrites every such form in `statement` in place, in every query it holds: a SELECT,
+/// INSERT's source, `COPY (query) TO`, a view's or a cursor's query, CTEs, derived tables and
+/// subqueries.
 pub fn rewrite(statement: &mut Statement) {
     let _ = visit_expressions_mut(statement, |expr| {
         subquery_comparison(expr);
         ControlFlow::<()>::Continue(())
     });
-    let _ = visit_statements_mut(statement, |s| {
-        if let Statement::Query(query) = s {
-            each_query(query, &mut |q| {
-                fetch_first(q);
-                set_returning_items(q);
-            });
-        }
-        ControlFlow::<()>::Continue(())
-    });
-    table_function_aliases(statement);
+    let _ = statement.visit(&mut EveryQuery(|query: &mut Query| {
+        fetch_first(query);
+        each_select(&mut query.body, &mut |select| {
+            set_returning_items(select);
+            table_function_aliases(select);
+        });
+    }));
 }
 
-/// Calls `f` on `query` and every query nested in it (CTEs, derived tables, subqueries).
-fn each_query(query: &mut Query, f: &mut impl FnMut(&mut Query)) {
-    f(query);
-    if let Some(with) = &mut query.with {
-        for cte in &mut with.cte_tables {
-            each_query(&mut cte.query, f);
-        }
+/// Calls its function on every query of a statement, nested ones first (sqlparser's visitor
+/// reaches queries wherever they sit).
+struct EveryQuery<F>(F);
+
+impl<F: FnMut(&mut Query)> VisitorMut for EveryQuery<F> {
+    type Break = ();
+
+    fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        (self.0)(query);
+        ControlFlow::Continue(())
     }
-    each_set_expr(&mut query.body, f);
 }
 
-fn each_set_expr(body: &mut SetExpr, f: &mut impl FnMut(&mut Query)) {
+/// The SELECTs of one query's body, through its set operations (not into nested queries,
+/// which `EveryQuery` visits on their own).
+fn each_select(body: &mut SetExpr, f: &mut impl FnMut(&mut Select)) {
     match body {
-        SetExpr::Query(q) => each_query(q, f),
+        SetExpr::Select(select) => f(select),
         SetExpr::SetOperation { left, right, .. } => {
-            each_set_expr(left, f);
-            each_set_expr(right, f);
-        }
-        SetExpr::Select(select) => {
-            for table in &mut select.from {
-                each_factor(&mut table.relation, f);
-                for join in &mut table.joins {
-                    each_factor(&mut join.relation, f);
-                }
-            }
+            each_select(left, f);
+            each_select(right, f);
         }
         _ => {}
-    }
-}
-
-fn each_factor(factor: &mut TableFactor, f: &mut impl FnMut(&mut Query)) {
-    if let TableFactor::Derived { subquery, .. } = factor {
-        each_query(subquery, f);
     }
 }
 
@@ -151,8 +140,7 @@ fn by_extremes(x: &Expr, op: &BinaryOperator, query: &Query, all: bool) -> Optio
 
 /// `generate_series(...)` as a SELECT item becomes `unnest(generate_series(...))`, keeping
 /// its output name.
-fn set_returning_items(query: &mut Query) {
-    let SetExpr::Select(select) = query.body.as_mut() else { return };
+fn set_returning_items(select: &mut Select) {
     for item in &mut select.projection {
         let (expr, named) = match item {
             SelectItem::UnnamedExpr(expr) => (expr, false),
@@ -261,22 +249,14 @@ fn is_written_as_time(arg: &FunctionArg) -> bool {
 }
 
 /// `FROM generate_series(1, 3) g` or `FROM unnest(a) g` (no column list) names the one column `g`, as PostgreSQL does.
-fn table_function_aliases(statement: &mut Statement) {
-    let _ = visit_statements_mut(statement, |s| {
-        if let Statement::Query(query) = s {
-            each_query(query, &mut |q| {
-                let SetExpr::Select(select) = q.body.as_mut() else { return };
-                for table in &mut select.from {
-                    name_function_column(&mut table.relation);
-                    for join in &mut table.joins {
-                        name_function_column(&mut join.relation);
-                    }
-                    unnest_beside(table);
-                }
-            });
+fn table_function_aliases(select: &mut Select) {
+    for table in &mut select.from {
+        name_function_column(&mut table.relation);
+        for join in &mut table.joins {
+            name_function_column(&mut join.relation);
         }
-        ControlFlow::<()>::Continue(())
-    });
+        unnest_beside(table);
+    }
 }
 
 fn name_function_column(factor: &mut TableFactor) {
@@ -397,6 +377,6 @@ fn series_as_select(
     let Some(Statement::Query(mut query)) = parsed.ok()?.pop() else { return None };
     let SetExpr::Select(select) = query.body.as_mut() else { return None };
     select.projection = vec![SelectItem::ExprWithAlias { expr: call, alias: column }];
-    set_returning_items(&mut query);
+    set_returning_items(select);
     Some(TableFactor::Derived { lateral: false, subquery: query, alias: Some(alias), sample: None })
 }
