@@ -351,7 +351,8 @@ impl Session {
 
     /// `ROLLBACK TO [SAVEPOINT] name`; the wire reports the transaction as open again.
     fn rollback_to(&mut self, name: &sqlparser::ast::Ident) -> Result<Output> {
-        self.open_transaction("ROLLBACK TO SAVEPOINT")?.rollback_to(&ident_name(name))?;
+        let cursor_mark = self.open_transaction("ROLLBACK TO SAVEPOINT")?.rollback_to(&ident_name(name))?;
+        self.cursors.close_declared_since(cursor_mark);
         Ok(Output::TransactionResumed { tag: "ROLLBACK" })
     }
 
@@ -430,7 +431,8 @@ impl Session {
                 Ok(Output::TransactionStarted)
             }
             SqlStatement::Savepoint { name } => {
-                self.open_transaction("SAVEPOINT")?.savepoint(ident_name(name))?;
+                let cursor_mark = self.cursors.mark();
+                self.open_transaction("SAVEPOINT")?.savepoint(ident_name(name), cursor_mark)?;
                 Ok(Output::Command { tag: "SAVEPOINT", rows: None })
             }
             SqlStatement::ReleaseSavepoint { name } => {

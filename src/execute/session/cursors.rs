@@ -33,6 +33,8 @@ struct Cursor {
     failed: bool,
     binary: bool,
     schema: SchemaRef,
+    /// Its place in the order of the session's DECLAREs (`Cursors::mark`).
+    number: u64,
     /// The DECLARE statement, and when it ran (µs since 1970), for `pg_cursors`.
     statement: String,
     declared_at: i64,
@@ -45,6 +47,8 @@ pub struct Cursors {
     /// `open` as `pg_cursors` lists it, rebuilt when a cursor opens or closes: every statement
     /// of the session takes it (`Session::reads`), INSERTs too, so it is not rebuilt for each.
     listed: Arc<OpenCursors>,
+    /// The number the next DECLARE gets.
+    declared: u64,
 }
 
 impl Cursors {
@@ -74,10 +78,12 @@ impl Cursors {
                 exhausted: false,
                 failed: false,
                 binary,
+                number: self.declared,
                 statement,
                 declared_at: chrono::Utc::now().timestamp_micros(),
             },
         );
+        self.declared += 1;
         self.relist();
         Ok(())
     }
@@ -157,6 +163,20 @@ impl Cursors {
         }
         self.relist();
         Ok(())
+    }
+
+    /// A mark between the cursors declared so far and those declared after (a savepoint's).
+    pub fn mark(&self) -> u64 {
+        self.declared
+    }
+
+    /// ROLLBACK TO a savepoint set at `mark`: the cursors declared since close.
+    pub fn close_declared_since(&mut self, mark: u64) {
+        let before = self.open.len();
+        self.open.retain(|_, c| c.number < mark);
+        if self.open.len() != before {
+            self.relist();
+        }
     }
 
     /// The transaction ended: cursors without HOLD close, and at a rollback so do those it

@@ -14,8 +14,9 @@ use crate::storage::Append;
 #[derive(Default)]
 pub struct OpenTransaction {
     pending: Vec<Append>,
-    /// (name, writes pending when it was set), oldest first. Names may repeat: the latest wins.
-    savepoints: Vec<(String, usize)>,
+    /// (name, writes pending when it was set, the session's cursor mark then), oldest first.
+    /// Names may repeat: the latest wins.
+    savepoints: Vec<(String, usize, u64)>,
     /// An error aborted the transaction: only ROLLBACK, COMMIT (which rolls back) and
     /// ROLLBACK TO a savepoint are accepted (25P02).
     failed: bool,
@@ -52,12 +53,13 @@ impl OpenTransaction {
         tables
     }
 
-    /// `SAVEPOINT name`.
-    pub fn savepoint(&mut self, name: String) -> Result<()> {
+    /// `SAVEPOINT name`; `cursor_mark` tells the cursors declared after it
+    /// (`Cursors::mark`).
+    pub fn savepoint(&mut self, name: String, cursor_mark: u64) -> Result<()> {
         if self.failed {
             return Err(Error::TransactionAborted);
         }
-        self.savepoints.push((name, self.pending.len()));
+        self.savepoints.push((name, self.pending.len(), cursor_mark));
         Ok(())
     }
 
@@ -72,19 +74,20 @@ impl OpenTransaction {
     }
 
     /// `ROLLBACK TO [SAVEPOINT] name`: undoes the writes made after it, forgets the savepoints
-    /// set after it (it stays), and clears the aborted state.
-    pub fn rollback_to(&mut self, name: &str) -> Result<()> {
+    /// set after it (it stays), and clears the aborted state. Returns the cursor mark it was
+    /// set at: the cursors declared since close, as in PostgreSQL.
+    pub fn rollback_to(&mut self, name: &str) -> Result<u64> {
         let at = self.find(name)?;
-        let (_, writes) = self.savepoints[at];
+        let (_, writes, cursor_mark) = self.savepoints[at];
         self.pending.truncate(writes);
         self.savepoints.truncate(at + 1);
         self.failed = false;
-        Ok(())
+        Ok(cursor_mark)
     }
 
     /// The latest savepoint of that name.
     fn find(&self, name: &str) -> Result<usize> {
-        self.savepoints.iter().rposition(|(n, _)| n == name).ok_or_else(|| {
+        self.savepoints.iter().rposition(|(n, _, _)| n == name).ok_or_else(|| {
             Error::invalid_input(
                 SqlState::InvalidSavepointSpecification,
                 format!("savepoint \"{name}\" does not exist"),
