@@ -16,14 +16,13 @@ Usage: python3 benches/arrow_read.py [--rows 1000000] [--rounds 3] [--binary tar
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pgbench_vs_postgres import GENERATOR, ROOT, TX_DDL, psql, run, start_asofdb, start_postgres  # noqa: E402
+from pgbench_vs_postgres import GENERATOR, ROOT, TX_DDL, psql, run, start_asofdb, start_postgres, stop_all  # noqa: E402
 
 SPINE_DDL = "CREATE TABLE spine (tid BIGINT, inference_ts TIMESTAMP NOT NULL, cc_num BIGINT, user_id BIGINT, is_fraud BIGINT)"
 TRAINING_DDL = ("CREATE TABLE training (tid BIGINT, inference_ts TIMESTAMP, cc_num BIGINT, is_fraud BIGINT, "
@@ -118,12 +117,7 @@ def main():
         print(f"  postgres table: binary/text "
               f"{rate[('postgres table', 'adbc binary')] / rate[('postgres table', 'psycopg text')]:.2f}x")
     finally:
-        if asofdb:
-            asofdb.terminate()
-            asofdb.wait()
-        if pg_stop:
-            subprocess.run(pg_stop, stdout=subprocess.DEVNULL)
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(asofdb, pg_stop, work)
 
 
 if __name__ == "__main__":

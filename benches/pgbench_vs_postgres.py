@@ -95,6 +95,16 @@ def start_postgres(work):
     return port, stop
 
 
+def stop_all(asofdb, pg_stop, work):
+    """Stops what a benchmark started (either may be None) and removes its directory."""
+    if asofdb:
+        asofdb.terminate()
+        asofdb.wait()
+    if pg_stop:
+        subprocess.run(pg_stop, stdout=subprocess.DEVNULL)
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def pgbench(port, work, name, cards, seconds):
     script = os.path.join(work, "read.sql")
     with open(script, "w") as f:
@@ -162,12 +172,7 @@ def main():
                       f"p99.9 {r['p999']:.3f} ms  ({r['n']} reads; {r['failed']})")
             print(f"  ratio asofdb/postgres: {a['tps'] / p['tps']:.2f}x QPS")
     finally:
-        if asofdb:
-            asofdb.terminate()
-            asofdb.wait()
-        if pg_stop:
-            subprocess.run(pg_stop, stdout=subprocess.DEVNULL)
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(asofdb, pg_stop, work)
 
 
 if __name__ == "__main__":

@@ -22,13 +22,12 @@ Usage: python3 benches/writes_vs_postgres.py [--seconds 15] [--rows 1000000] [--
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
-from pgbench_vs_postgres import GENERATOR, ROOT, TX_DDL, psql, run, start_asofdb, start_postgres
+from pgbench_vs_postgres import GENERATOR, ROOT, TX_DDL, psql, run, start_asofdb, start_postgres, stop_all
 
 FEATURES = [
     "CREATE FEATURE card_max_1h AS SELECT cc_num, max(amt) AS max_amt FROM tx5 GROUP BY cc_num "
@@ -122,12 +121,7 @@ def main():
         print(f"  postgres, plain table                   {theirs:7.2f} s  {args.rows / theirs:11,.0f} events/s")
         print(f"  ratio asofdb/postgres: {theirs / ours:.2f}x")
     finally:
-        if asofdb:
-            asofdb.terminate()
-            asofdb.wait()
-        if pg_stop:
-            subprocess.run(pg_stop, stdout=subprocess.DEVNULL)
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(asofdb, pg_stop, work)
 
 
 if __name__ == "__main__":
