@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use datafusion::catalog::TableProvider;
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::ViewTable;
@@ -61,6 +62,9 @@ pub struct SessionReads<'a> {
     pub pending: PendingRows,
     /// Its open cursors (`pg_cursors`).
     pub cursors: Arc<OpenCursors>,
+    /// What `now()` and `current_timestamp` return: the start of its transaction block, or of
+    /// the statement outside one (PostgreSQL's `transaction_timestamp()`).
+    pub now: DateTime<Utc>,
 }
 
 /// What one commit writes.
@@ -273,6 +277,9 @@ impl Database {
         let plan = with_pending(plan, &reads.pending)?;
         let analyzed = self.analyze(plan, zone)?;
         let mut state = self.run_state.clone();
+        // Without this, now() would be the instant this cached state was made (server start).
+        state.mark_start_execution();
+        state.execution_props_mut().query_execution_start_time = Some(reads.now);
         state.config_mut().set_extension(reads.cursors.clone());
         if !zone.is_utc() {
             state.config_mut().options_mut().execution.time_zone = Some(zone.arrow_name.clone());

@@ -2,10 +2,16 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
+};
 use arrow::compute::{CastOptions, cast_with_options, concat_batches};
 use arrow::datatypes::{DataType, Field, Schema};
-use sqlparser::ast::{Expr, Insert, Query, SetExpr, Statement as SqlStatement, TableObject, UnaryOperator, Value};
+use chrono::{DateTime, Utc};
+use sqlparser::ast::{
+    Expr, Function, FunctionArguments, Insert, Query, SetExpr, Statement as SqlStatement, TableObject, UnaryOperator,
+    Value,
+};
 
 use super::Database;
 use super::conform::{RowLabel, conform};
@@ -14,6 +20,7 @@ use crate::catalog::TableDef;
 use crate::error::{Error, Result, SqlState};
 use crate::sql::names::{ident_name, table_name};
 use crate::storage::Append;
+use crate::value::time_zone::UTC_TAG;
 
 /// Evaluates an INSERT into the rows it appends (nothing is written here).
 /// Text and timestamps are read in the session's time zone; a SELECT source reads as the
@@ -41,7 +48,7 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert, reads: &SessionReads
     let fast = match source.body.as_ref() {
         SetExpr::Values(values) if plain_values => {
             let types: Vec<DataType> = targets.iter().map(|t| def.columns[*t].ty.arrow_type()).collect();
-            literal_columns(&values.rows, &types)
+            literal_columns(&values.rows, &types, reads.now)
         }
         _ => None,
     };
@@ -67,15 +74,21 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert, reads: &SessionReads
 }
 
 /// The fast path for the most common INSERT: VALUES rows of plain literals (numbers, strings,
-/// booleans, NULL), which is also what bound extended-protocol parameters become. Each column
+/// booleans, NULL) and `now()`, which is also what an application's prepared INSERT becomes
+/// once its parameters are bound. Each column
 /// is built directly as one Arrow array (integers, floats, text or booleans), leaving type
 /// conversion and its row-level errors to `conform`. Returns `None` for anything else
 /// (expressions, casts, mixed literal kinds), which DataFusion then evaluates.
 /// Fractional literals are NUMERIC, as in PostgreSQL: they become doubles only for a double
 /// column (parsed from their text), and exact decimals for any other (`2.5` into an integer
 /// column rounds to 3, half away from zero).
-fn literal_columns<R: std::ops::Deref<Target = Vec<Expr>>>(rows: &[R], targets: &[DataType]) -> Option<RecordBatch> {
+fn literal_columns<R: std::ops::Deref<Target = Vec<Expr>>>(
+    rows: &[R],
+    targets: &[DataType],
+    now: DateTime<Utc>,
+) -> Option<RecordBatch> {
     let width = rows.first()?.len();
+    let now = now.timestamp_nanos_opt()?;
     let mut fields = Vec::with_capacity(width);
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(width);
     for column in 0..width {
@@ -100,6 +113,11 @@ fn literal_columns<R: std::ops::Deref<Target = Vec<Expr>>>(rows: &[R], targets: 
             Arc::new(StringArray::from_iter(
                 literals.iter().map(|l| if let Literal::Text(t) = l { Some(t.as_str()) } else { None }),
             ))
+        } else if literals.iter().all(|l| matches!(l, Literal::Null | Literal::Now)) {
+            // now() is a timestamptz; `conform` converts it to the column's type in the
+            // session's zone, as it converts DataFusion's now().
+            let instants = literals.iter().map(|l| matches!(l, Literal::Now).then_some(now));
+            Arc::new(TimestampNanosecondArray::from_iter(instants).with_timezone(UTC_TAG))
         } else if literals.iter().all(|l| matches!(l, Literal::Null | Literal::Bool(_))) {
             Arc::new(BooleanArray::from_iter(
                 literals.iter().map(|l| if let Literal::Bool(b) = l { Some(*b) } else { None }),
@@ -120,6 +138,8 @@ enum Literal {
     Float(f64, String),
     Text(String),
     Bool(bool),
+    /// `now()` or `current_timestamp`: the transaction's start (`SessionReads::now`).
+    Now,
 }
 
 fn literal(expr: &Expr) -> Option<Literal> {
@@ -131,6 +151,7 @@ fn literal(expr: &Expr) -> Option<Literal> {
             Value::Number(n, _) => number(n),
             _ => None,
         },
+        Expr::Function(f) if is_now(f) => Some(Literal::Now),
         Expr::UnaryOp { op: UnaryOperator::Minus, expr } => match literal(expr)? {
             Literal::Int(i) => Some(Literal::Int(i.checked_neg()?)),
             Literal::Float(f, text) => Some(Literal::Float(-f, format!("-{text}"))),
@@ -138,6 +159,25 @@ fn literal(expr: &Expr) -> Option<Literal> {
         },
         _ => None,
     }
+}
+
+/// `now()`, `current_timestamp` (no arguments, no FILTER or OVER).
+fn is_now(f: &Function) -> bool {
+    let name = match f.name.0.as_slice() {
+        [part] => part.as_ident().map(ident_name),
+        _ => None,
+    };
+    let no_arguments = match &f.args {
+        FunctionArguments::None => true,
+        FunctionArguments::List(list) => list.args.is_empty() && list.clauses.is_empty(),
+        FunctionArguments::Subquery(_) => false,
+    };
+    matches!(name.as_deref(), Some("now" | "current_timestamp"))
+        && no_arguments
+        && f.filter.is_none()
+        && f.over.is_none()
+        && f.within_group.is_empty()
+        && matches!(f.parameters, FunctionArguments::None)
 }
 
 /// Integers that fit i64 stay exact; other numbers go through f64 only when that is exact

@@ -308,7 +308,11 @@ impl Session {
 
     /// How this session's statements see the data besides what is stored.
     fn reads(&self) -> SessionReads<'_> {
-        SessionReads { zone: self.settings.zone(), pending: self.pending_rows(), cursors: self.cursors.rows() }
+        let now = match &self.transaction {
+            Transaction::Open(open) => open.started(),
+            Transaction::None => chrono::Utc::now(),
+        };
+        SessionReads { zone: self.settings.zone(), pending: self.pending_rows(), cursors: self.cursors.rows(), now }
     }
 
     /// The rows this session's open transaction has written, which its own reads see.
@@ -426,7 +430,7 @@ impl Session {
             }
             SqlStatement::StartTransaction { .. } => {
                 if matches!(self.transaction, Transaction::None) {
-                    self.transaction = Transaction::Open(OpenTransaction::default());
+                    self.transaction = Transaction::Open(OpenTransaction::begin());
                 }
                 Ok(Output::TransactionStarted)
             }

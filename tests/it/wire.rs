@@ -183,6 +183,46 @@ async fn transactions_over_the_extended_protocol() {
     server.stop().await;
 }
 
+async fn now_of(client: &impl tokio_postgres::GenericClient) -> chrono::DateTime<chrono::Utc> {
+    client.query_one("SELECT now()", &[]).await.unwrap().get(0)
+}
+
+/// now() is PostgreSQL's transaction_timestamp(): the statement's start outside a block, the
+/// BEGIN's inside one, in queries and INSERTs (prepared or not) alike. It was once the
+/// instant the server started, for every query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn now_is_the_transaction_start() {
+    use chrono::{DateTime, Utc};
+    let server = TestServer::start().await;
+    let mut client = server.connect().await;
+    client.batch_execute("CREATE TABLE stamps (k INT, at TIMESTAMPTZ, local_at TIMESTAMP)").await.unwrap();
+
+    let before = Utc::now();
+    let first = now_of(&client).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let second = now_of(&client).await;
+    let after = Utc::now();
+    assert!(before - chrono::Duration::milliseconds(5) <= first && first < second, "{before} {first} {second}");
+    assert!(second <= after + chrono::Duration::milliseconds(5), "{second} {after}");
+
+    let txn = client.transaction().await.unwrap();
+    let began = now_of(&txn).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    txn.execute("INSERT INTO stamps VALUES ($1, now(), now())", &[&1i32]).await.unwrap();
+    txn.batch_execute("INSERT INTO stamps VALUES (2, current_timestamp, current_timestamp)").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(now_of(&txn).await, began);
+    txn.commit().await.unwrap();
+    let rows = client.query("SELECT at, local_at::timestamptz FROM stamps ORDER BY k", &[]).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        let (at, local): (DateTime<Utc>, DateTime<Utc>) = (row.get(0), row.get(1));
+        assert_eq!((at, local), (began, began));
+    }
+    assert!(now_of(&client).await > began);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simple_protocol_reports_every_statement() {
     let server = TestServer::start().await;

@@ -7,12 +7,14 @@
 use std::collections::HashMap;
 
 use arrow::array::RecordBatch;
+use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result, SqlState};
 use crate::storage::Append;
 
-#[derive(Default)]
 pub struct OpenTransaction {
+    /// When BEGIN ran: `now()` for every statement of the block.
+    started: DateTime<Utc>,
     pending: Vec<Append>,
     /// (name, writes pending when it was set, the session's cursor mark then), oldest first.
     /// Names may repeat: the latest wins.
@@ -23,6 +25,14 @@ pub struct OpenTransaction {
 }
 
 impl OpenTransaction {
+    pub fn begin() -> Self {
+        Self { started: Utc::now(), pending: Vec::new(), savepoints: Vec::new(), failed: false }
+    }
+
+    pub fn started(&self) -> DateTime<Utc> {
+        self.started
+    }
+
     pub fn is_failed(&self) -> bool {
         self.failed
     }
