@@ -29,7 +29,7 @@ pub struct TableStats {
 }
 
 impl TableStats {
-    fn encode(&self) -> Vec<u8> {
+    pub(super) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(17);
         out.push(self.watermark.is_some() as u8);
         out.extend_from_slice(&self.watermark.unwrap_or(0).to_be_bytes());
@@ -44,44 +44,6 @@ impl TableStats {
         let watermark = i64::from_be_bytes(bytes[1..9].try_into().unwrap_or_default());
         let rows = u64::from_be_bytes(bytes[9..17].try_into().unwrap_or_default());
         Ok(TableStats { watermark: (bytes[0] == 1).then_some(watermark), rows })
-    }
-}
-
-/// Runs the committer loop on its own thread until the store is dropped.
-fn start_committer(store: Weak<EventStore>) -> mpsc::Sender<CommitJob> {
-    let (queue, jobs) = mpsc::channel::<CommitJob>();
-    let spawned = std::thread::Builder::new().name("asofdb-commit".into()).spawn(move || {
-        while let Ok(first) = jobs.recv() {
-            let mut group = vec![first];
-            while group.len() < 4096
-                && let Ok(next) = jobs.try_recv()
-            {
-                group.push(next);
-            }
-            let Some(store) = store.upgrade() else { break };
-            let applied: Vec<_> = group.into_iter().map(|(commit, reply)| (store.apply_all(commit), reply)).collect();
-            let synced = if applied.iter().any(|(outcome, _)| outcome.is_ok()) { store.kv.sync() } else { Ok(()) };
-            for (outcome, reply) in applied {
-                let outcome = match (&synced, outcome) {
-                    (Err(e), Ok(_)) => Err(not_durable(e)),
-                    (_, outcome) => outcome,
-                };
-                let _ = reply.send(outcome);
-            }
-        }
-    });
-    if let Err(e) = spawned {
-        tracing::error!("cannot start the committer thread: {e}");
-    }
-    queue
-}
-
-/// The error of a commit applied but not synced: its statement is not acknowledged, and
-/// after a restart it is present whole or not at all, as after a crash.
-fn not_durable(e: &Error) -> Error {
-    match e {
-        Error::DiskFull(cause) => Error::DiskFull(format!("commit not durable, {cause}")),
-        e => Error::Storage(format!("commit not durable: {e}")),
     }
 }
 
@@ -129,8 +91,8 @@ pub struct Commit {
 }
 
 pub(super) struct Counters {
-    next_seq: u64,
-    next_table_id: u64,
+    pub(super) next_seq: u64,
+    pub(super) next_table_id: u64,
     pub(super) next_file: u64,
 }
 
@@ -138,7 +100,7 @@ pub(super) struct Counters {
 pub struct EventStore {
     pub(super) kv: Arc<dyn KvStore>,
     pub(super) counters: Mutex<Counters>,
-    stats: RwLock<HashMap<u64, TableStats>>,
+    pub(super) stats: RwLock<HashMap<u64, TableStats>>,
     /// The queue of the committer thread, started by the first commit.
     committer: OnceLock<mpsc::Sender<CommitJob>>,
     /// Where cold files go; `None` keeps everything hot (in-memory databases).
@@ -150,13 +112,13 @@ pub struct EventStore {
     /// Serializes moves, compactions and garbage collection.
     pub(super) tiering: Mutex<()>,
     /// See [`EventStore::visible_seq`].
-    visible_seq: std::sync::atomic::AtomicU64,
+    pub(super) visible_seq: std::sync::atomic::AtomicU64,
     /// Checked before new rows are written (commits and staged COPY pieces).
     pub(super) reserve: super::DiskReserve,
 }
 
 /// A commit waiting for the committer thread, and where to send its outcome.
-type CommitJob = (Commit, tokio::sync::oneshot::Sender<Result<Applied>>);
+pub(super) type CommitJob = (Commit, tokio::sync::oneshot::Sender<Result<Applied>>);
 
 /// What applying a commit wrote: the appended rows, and the (block, seq) of each piece of a
 /// staged write it committed.
@@ -166,8 +128,8 @@ pub(super) struct Applied {
     pub moved: Vec<(i64, u64)>,
 }
 
-const SEQ: &str = "seq";
-const TABLE_ID: &str = "table_id";
+pub(super) const SEQ: &str = "seq";
+pub(super) const TABLE_ID: &str = "table_id";
 pub(super) const FILE_NO: &str = "file_no";
 
 impl EventStore {
@@ -308,11 +270,10 @@ impl EventStore {
 
     /// Applies `commit` atomically and waits until it is durable.
     ///
-    /// Commits go through one committer thread: it takes every commit queued at that moment,
-    /// applies each as its own atomic batch, makes them all durable with one `sync`, then
-    /// answers each (group commit without a thread hand-off per statement). A batch becomes
-    /// visible when applied, a moment before it is durable; the caller acknowledges the
-    /// statement only after this returns.
+    /// Commits go through one committer thread (`storage::committer`): it takes every commit
+    /// queued at that moment, applies them in one atomic batch, makes them durable with one
+    /// `sync`, then answers each. A batch becomes visible when applied, a moment before it
+    /// is durable; the caller acknowledges the statement only after this returns.
     pub async fn commit(self: &Arc<Self>, commit: Commit) -> Result<Vec<StoredPart>> {
         Ok(self.commit_applied(commit).await?.parts)
     }
@@ -323,7 +284,7 @@ impl EventStore {
         if bytes > 0 || commit.staged.is_some() {
             self.reserve.check(bytes as u64)?;
         }
-        let queue = self.committer.get_or_init(|| start_committer(Arc::downgrade(self)));
+        let queue = self.committer.get_or_init(|| super::committer::start(Arc::downgrade(self)));
         let (reply, outcome) = tokio::sync::oneshot::channel();
         queue.send((commit, reply)).map_err(|_| Error::internal("the committer thread has stopped"))?;
         outcome.await.map_err(|_| Error::internal("the committer thread has stopped"))?
@@ -341,7 +302,7 @@ impl EventStore {
         self.visible_seq.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    fn apply_all(&self, commit: Commit) -> Result<Applied> {
+    pub(super) fn apply_all(&self, commit: Commit) -> Result<Applied> {
         let mut counters = self.counters.lock();
         let mut stats = self.stats.write();
         let mut ops = Vec::new();
@@ -356,18 +317,8 @@ impl EventStore {
             let entry = new_stats
                 .entry(append.table_id)
                 .or_insert_with(|| stats.get(&append.table_id).copied().unwrap_or_default());
-            entry.rows += append.batch.num_rows() as u64;
-            if let Some(col) = append.event_time {
-                let times = event_times(append.batch.column(col))?;
-                if let Some(max) = times.values().iter().max() {
-                    entry.watermark = Some(entry.watermark.map_or(*max, |w| w.max(*max)));
-                }
-            }
-            for (block, part) in split_by_block(&append.batch, append.event_time)? {
-                ops.push(KvOp::Put(keys::event(append.table_id, block, next_seq), encode_batch(&part)?));
-                parts.push(StoredPart { table_id: append.table_id, seq: next_seq, batch: part });
-                next_seq += 1;
-            }
+            count_append(append, entry)?;
+            append_ops(append, &mut next_seq, &mut ops, &mut parts)?;
         }
         let staged = commit.staged.map(|staged| {
             let entry = new_stats
@@ -429,6 +380,33 @@ impl EventStore {
         self.visible_seq.fetch_max(next_seq, std::sync::atomic::Ordering::SeqCst);
         Ok(Applied { parts, moved })
     }
+}
+
+/// Adds an append's rows and greatest event time to its table's statistics.
+pub(super) fn count_append(append: &Append, stats: &mut TableStats) -> Result<()> {
+    stats.rows += append.batch.num_rows() as u64;
+    if let Some(col) = append.event_time {
+        let times = event_times(append.batch.column(col))?;
+        if let Some(max) = times.values().iter().max() {
+            stats.watermark = Some(stats.watermark.map_or(*max, |w| w.max(*max)));
+        }
+    }
+    Ok(())
+}
+
+/// The puts that store an append, one part per block of event time, numbered from `next_seq`.
+pub(super) fn append_ops(
+    append: &Append,
+    next_seq: &mut u64,
+    ops: &mut Vec<KvOp>,
+    parts: &mut Vec<StoredPart>,
+) -> Result<()> {
+    for (block, part) in split_by_block(&append.batch, append.event_time)? {
+        ops.push(KvOp::Put(keys::event(append.table_id, block, *next_seq), encode_batch(&part)?));
+        parts.push(StoredPart { table_id: append.table_id, seq: *next_seq, batch: part });
+        *next_seq += 1;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

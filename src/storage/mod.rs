@@ -8,6 +8,7 @@
 
 pub mod blocks;
 pub mod cold;
+mod committer;
 mod disk_reserve;
 mod events;
 pub mod hot;

@@ -1,0 +1,162 @@
+//! The committer thread: group commit. It takes every commit queued at a moment, writes the
+//! plain ones (appends and catalog entries) as one atomic batch, makes the group durable
+//! with one sync, then answers each commit.
+//!
+//! One batch per group, not per commit: sled rolls its log buffer twice for every batch
+//! (`PageCache::pin_log`), two writes and a dozen thread wake-ups each, which was the largest
+//! cost of a single-row INSERT (docs/benchmarks.md, issue #24). A group's commits become
+//! visible together and durable together; each still gets its own outcome, and one that
+//! fails before the batch is written (a bad event time) fails alone.
+
+use std::collections::HashMap;
+use std::sync::{Weak, mpsc};
+
+use super::blocks::StoredPart;
+use super::events::{Applied, Commit, CommitJob, EventStore, SEQ, TABLE_ID, TableStats, append_ops, count_append};
+use super::{KvOp, keys};
+use crate::error::{Error, Result};
+
+/// Commits taken into one group at most.
+const MAX_GROUP: usize = 4096;
+
+/// Starts the committer loop on its own thread; it ends when the store is dropped.
+pub(super) fn start(store: Weak<EventStore>) -> mpsc::Sender<CommitJob> {
+    let (queue, jobs) = mpsc::channel::<CommitJob>();
+    let spawned = std::thread::Builder::new().name("asofdb-commit".into()).spawn(move || {
+        while let Ok(first) = jobs.recv() {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP
+                && let Ok(next) = jobs.try_recv()
+            {
+                group.push(next);
+            }
+            let Some(store) = store.upgrade() else { break };
+            commit_group(&store, group);
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the committer thread: {e}");
+    }
+    queue
+}
+
+/// Applies a group in order (runs of plain commits as one batch each, any other commit on
+/// its own), syncs once, and answers every commit.
+fn commit_group(store: &EventStore, group: Vec<CommitJob>) {
+    let mut applied: Vec<(Result<Applied>, _)> = Vec::with_capacity(group.len());
+    let mut run: Vec<CommitJob> = Vec::new();
+    for (commit, reply) in group {
+        if is_plain(&commit) {
+            run.push((commit, reply));
+            continue;
+        }
+        apply_run(store, std::mem::take(&mut run), &mut applied);
+        applied.push((store.apply_all(commit), reply));
+    }
+    apply_run(store, run, &mut applied);
+    let synced = if applied.iter().any(|(outcome, _)| outcome.is_ok()) { store.sync() } else { Ok(()) };
+    for (outcome, reply) in applied {
+        let outcome = match (&synced, outcome) {
+            (Err(e), Ok(_)) => Err(not_durable(e)),
+            (_, outcome) => outcome,
+        };
+        let _ = reply.send(outcome);
+    }
+}
+
+/// A commit that only appends rows and writes or removes catalog entries.
+fn is_plain(commit: &Commit) -> bool {
+    commit.staged.is_none() && commit.dropped_tables.is_empty()
+}
+
+/// Writes a run of plain commits as one atomic batch. A commit whose rows cannot be encoded
+/// fails alone; if the batch cannot be written, every commit of the run fails.
+fn apply_run(
+    store: &EventStore,
+    run: Vec<CommitJob>,
+    applied: &mut Vec<(Result<Applied>, tokio::sync::oneshot::Sender<Result<Applied>>)>,
+) {
+    if run.is_empty() {
+        return;
+    }
+    let mut counters = store.counters.lock();
+    let mut stats = store.stats.write();
+    let mut next_seq = counters.next_seq;
+    let mut new_stats: HashMap<u64, TableStats> = HashMap::new();
+    let mut ops = Vec::new();
+    let mut outcomes = Vec::with_capacity(run.len());
+    for (commit, reply) in run {
+        let outcome = prepare(&commit, &stats, &mut next_seq, &mut new_stats, &mut ops);
+        outcomes.push((outcome, reply));
+    }
+    if outcomes.iter().all(|(outcome, _)| outcome.is_err()) {
+        applied.extend(outcomes.into_iter().map(|(outcome, reply)| (outcome.map(|_| Applied::default()), reply)));
+        return;
+    }
+    for (table_id, s) in &new_stats {
+        ops.push(KvOp::Put(keys::stats(*table_id), s.encode()));
+    }
+    ops.push(KvOp::Put(keys::counter(SEQ), next_seq.to_be_bytes().to_vec()));
+    ops.push(KvOp::Put(keys::counter(TABLE_ID), counters.next_table_id.to_be_bytes().to_vec()));
+    match store.kv.apply(ops) {
+        Ok(()) => {
+            counters.next_seq = next_seq;
+            stats.extend(new_stats);
+            drop(stats);
+            drop(counters);
+            store.visible_seq.fetch_max(next_seq, std::sync::atomic::Ordering::SeqCst);
+            for (outcome, reply) in outcomes {
+                applied.push((outcome.map(|parts| Applied { parts, moved: Vec::new() }), reply));
+            }
+        }
+        Err(e) => {
+            for (outcome, reply) in outcomes {
+                applied.push((outcome.and_then(|_| Err(same_failure(&e))), reply));
+            }
+        }
+    }
+}
+
+/// Adds one commit's writes to the run's `ops`, numbering its parts from `next_seq` and
+/// counting its rows in `new_stats`. On error nothing of it is added.
+fn prepare(
+    commit: &Commit,
+    stats: &HashMap<u64, TableStats>,
+    next_seq: &mut u64,
+    new_stats: &mut HashMap<u64, TableStats>,
+    ops: &mut Vec<KvOp>,
+) -> Result<Vec<StoredPart>> {
+    let (mut seq, mut counted) = (*next_seq, HashMap::new());
+    let (mut own_ops, mut parts) = (Vec::new(), Vec::new());
+    for append in commit.appends.iter().filter(|a| a.batch.num_rows() > 0) {
+        let entry = counted.entry(append.table_id).or_insert_with(|| {
+            new_stats.get(&append.table_id).or_else(|| stats.get(&append.table_id)).copied().unwrap_or_default()
+        });
+        count_append(append, entry)?;
+        append_ops(append, &mut seq, &mut own_ops, &mut parts)?;
+    }
+    own_ops.extend(commit.catalog_puts.iter().map(|(key, entry)| KvOp::Put(key.clone(), entry.clone())));
+    own_ops.extend(commit.catalog_deletes.iter().map(|key| KvOp::Delete(key.clone())));
+    *next_seq = seq;
+    new_stats.extend(counted);
+    ops.append(&mut own_ops);
+    Ok(parts)
+}
+
+/// The error of a batch that could not be written, for each commit it carried.
+fn same_failure(e: &Error) -> Error {
+    match e {
+        Error::DiskFull(cause) => Error::DiskFull(cause.clone()),
+        Error::Storage(cause) => Error::Storage(cause.clone()),
+        e => Error::Storage(e.to_string()),
+    }
+}
+
+/// The error of a commit applied but not synced: its statement is not acknowledged, and
+/// after a restart it is present whole or not at all, as after a crash.
+fn not_durable(e: &Error) -> Error {
+    match e {
+        Error::DiskFull(cause) => Error::DiskFull(format!("commit not durable, {cause}")),
+        e => Error::Storage(format!("commit not durable: {e}")),
+    }
+}
