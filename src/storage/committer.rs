@@ -9,7 +9,7 @@
 //! fails before the batch is written (a bad event time) fails alone.
 
 use std::collections::HashMap;
-use std::sync::{Weak, mpsc};
+use std::sync::{Arc, Weak, mpsc};
 
 use super::blocks::StoredPart;
 use super::events::{Applied, Commit, CommitJob, EventStore, SEQ, TABLE_ID, TableStats, append_ops, count_append};
@@ -18,6 +18,30 @@ use crate::error::{Error, Result};
 
 /// Commits taken into one group at most.
 const MAX_GROUP: usize = 4096;
+
+impl EventStore {
+    /// Applies `commit` atomically and waits until it is durable.
+    ///
+    /// Commits go through one committer thread (`storage::committer`): it takes every commit
+    /// queued at that moment, applies them in one atomic batch, makes them durable with one
+    /// `sync`, then answers each. A batch becomes visible when applied, a moment before it
+    /// is durable; the caller acknowledges the statement only after this returns.
+    pub async fn commit(self: &Arc<Self>, commit: Commit) -> Result<Vec<StoredPart>> {
+        Ok(self.commit_applied(commit).await?.parts)
+    }
+
+    pub(super) async fn commit_applied(self: &Arc<Self>, commit: Commit) -> Result<Applied> {
+        // A staged COPY's commit rewrites its pieces under their final keys.
+        let bytes: usize = commit.appends.iter().map(|a| a.batch.get_array_memory_size()).sum();
+        if bytes > 0 || commit.staged.is_some() {
+            self.reserve.check(bytes as u64)?;
+        }
+        let queue = self.committer.get_or_init(|| start(Arc::downgrade(self)));
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        queue.send((commit, reply)).map_err(|_| Error::internal("the committer thread has stopped"))?;
+        outcome.await.map_err(|_| Error::internal("the committer thread has stopped"))?
+    }
+}
 
 /// Starts the committer loop on its own thread; it ends when the store is dropped.
 pub(super) fn start(store: Weak<EventStore>) -> mpsc::Sender<CommitJob> {

@@ -102,7 +102,7 @@ pub struct EventStore {
     pub(super) counters: Mutex<Counters>,
     pub(super) stats: RwLock<HashMap<u64, TableStats>>,
     /// The queue of the committer thread, started by the first commit.
-    committer: OnceLock<mpsc::Sender<CommitJob>>,
+    pub(super) committer: OnceLock<mpsc::Sender<CommitJob>>,
     /// Where cold files go; `None` keeps everything hot (in-memory databases).
     pub(super) cold: Option<Arc<ColdStore>>,
     /// The current manifest version; scans hold the version they started with.
@@ -266,28 +266,6 @@ impl EventStore {
     /// Statistics of a table (zero if it has no rows).
     pub fn stats(&self, table_id: u64) -> TableStats {
         self.stats.read().get(&table_id).copied().unwrap_or_default()
-    }
-
-    /// Applies `commit` atomically and waits until it is durable.
-    ///
-    /// Commits go through one committer thread (`storage::committer`): it takes every commit
-    /// queued at that moment, applies them in one atomic batch, makes them durable with one
-    /// `sync`, then answers each. A batch becomes visible when applied, a moment before it
-    /// is durable; the caller acknowledges the statement only after this returns.
-    pub async fn commit(self: &Arc<Self>, commit: Commit) -> Result<Vec<StoredPart>> {
-        Ok(self.commit_applied(commit).await?.parts)
-    }
-
-    pub(super) async fn commit_applied(self: &Arc<Self>, commit: Commit) -> Result<Applied> {
-        // A staged COPY's commit rewrites its pieces under their final keys.
-        let bytes: usize = commit.appends.iter().map(|a| a.batch.get_array_memory_size()).sum();
-        if bytes > 0 || commit.staged.is_some() {
-            self.reserve.check(bytes as u64)?;
-        }
-        let queue = self.committer.get_or_init(|| super::committer::start(Arc::downgrade(self)));
-        let (reply, outcome) = tokio::sync::oneshot::channel();
-        queue.send((commit, reply)).map_err(|_| Error::internal("the committer thread has stopped"))?;
-        outcome.await.map_err(|_| Error::internal("the committer thread has stopped"))?
     }
 
     /// Applies `commit` atomically without waiting for durability (blocking call). Returns the
