@@ -73,6 +73,22 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert, reads: &SessionReads
     Ok(Append { table_id: def.id, event_time: def.event_time, batch: rows })
 }
 
+/// True for an INSERT of one VALUES row of literals, parameters and `now()`: what an
+/// application logging events prepares. Its rows are built without DataFusion (see
+/// [`literal_columns`]), so it costs little besides its commit.
+pub fn is_single_literal_row(insert: &Insert) -> bool {
+    let Some(source) = &insert.source else { return false };
+    let plain =
+        source.with.is_none() && source.order_by.is_none() && source.limit_clause.is_none() && source.fetch.is_none();
+    let SetExpr::Values(values) = source.body.as_ref() else { return false };
+    let parameter = |e: &Expr| matches!(e, Expr::Value(v) if matches!(v.value, Value::Placeholder(_)));
+    plain
+        && insert.returning.is_none()
+        && insert.on.is_none()
+        && values.rows.len() == 1
+        && values.rows[0].iter().all(|e| parameter(e) || literal(e).is_some())
+}
+
 /// The fast path for the most common INSERT: VALUES rows of plain literals (numbers, strings,
 /// booleans, NULL) and `now()`, which is also what an application's prepared INSERT becomes
 /// once its parameters are bound. Each column

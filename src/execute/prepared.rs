@@ -27,6 +27,9 @@ pub struct PreparedStatement {
     pub inferred_types: Vec<Option<DataType>>,
     /// The columns the statement returns, if it returns rows (what Describe announced).
     pub result_schema: Option<SchemaRef>,
+    /// An INSERT of one row of literals and parameters (`insert::is_single_literal_row`):
+    /// cheap enough to run where its connection is served.
+    pub small_write: bool,
     /// A query's plan; None for other statements, which run from their syntax at every
     /// Execute and so resolve names anew each time.
     planned: Option<Mutex<Arc<Planned>>>,
@@ -100,7 +103,9 @@ impl PreparedStatement {
         result_schema: Option<SchemaRef>,
     ) -> Self {
         let planned = planned.map(|p| Mutex::new(Arc::new(p)));
-        Self { statement, inferred_types, result_schema, planned }
+        let small_write = matches!(&statement, Statement::Standard(s)
+            if matches!(s.as_ref(), SqlStatement::Insert(insert) if super::insert::is_single_literal_row(insert)));
+        Self { statement, inferred_types, result_schema, planned, small_write }
     }
 
     /// The statement with `parameters` put in as literals (a statement other than a query).

@@ -29,7 +29,10 @@ pub enum Run {
 }
 
 /// Runs `run` on `executor`, sending its notices to `client` while it runs. With `cancel`, a
-/// cancel request or timeout abandons it (`until_cancelled`).
+/// cancel request or timeout abandons it (`until_cancelled`). A prepared INSERT of one row of
+/// literals runs here instead, on the connection's thread: it costs little besides waiting
+/// for its commit, and two thread hand-offs per statement were a fifth of its cost
+/// (docs/benchmarks.md, issue #24).
 pub async fn execute_with_notices<C>(
     executor: &Executor,
     connection: &Arc<Mutex<Connection>>,
@@ -43,7 +46,8 @@ where
 {
     let (sender, mut notices) = tokio::sync::mpsc::unbounded_channel();
     let connection = connection.clone();
-    let execution = executor.run(async move {
+    let here = matches!(&run, Run::Prepared(prepared, _) if prepared.statement.small_write);
+    let work = async move {
         let mut connection = connection.lock().await;
         let session = &mut connection.session;
         let execution = async {
@@ -56,7 +60,8 @@ where
             Some(flag) => until_cancelled(&flag, execution).await,
             None => execution.await,
         }
-    });
+    };
+    let execution = async move { if here { work.await } else { executor.run(work).await } };
     tokio::pin!(execution);
     let outcome = loop {
         tokio::select! {
