@@ -54,7 +54,9 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert, reads: &SessionReads
     };
     let batch = match fast {
         Some(batch) => Ok(batch),
-        None => evaluate(db, source, reads).await,
+        // Boxed: DataFusion's planning makes this future ~12 KB, which every INSERT's future
+        // would otherwise carry and copy, the fast path's too.
+        None => Box::pin(evaluate(db, source, reads)).await,
     };
     let rows = match (batch, source.body.as_ref()) {
         (Ok(batch), _) => {
@@ -66,7 +68,7 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert, reads: &SessionReads
             conform(&def, columns, batch.num_rows(), RowLabel::Insert, reads.zone)?
         }
         (Err(_), SetExpr::Values(values)) if plain_values => {
-            row_by_row(db, &def, &targets, source, values, reads).await?
+            Box::pin(row_by_row(db, &def, &targets, source, values, reads)).await?
         }
         (Err(e), _) => return Err(e),
     };

@@ -363,7 +363,9 @@ impl Session {
     async fn dispatch(&mut self, sql: &SqlStatement) -> Result<Output> {
         match sql {
             SqlStatement::Query(_) | SqlStatement::Explain { .. } => {
-                let plan = self.db.plan_query(sql).await?;
+                // Boxed, as the other large futures below: the statement's future is as large
+                // as its largest arm, and a small INSERT's would copy it several times.
+                let plan = Box::pin(self.db.plan_query(sql)).await?;
                 Ok(Output::Rows(self.run_plan(plan).await?))
             }
             SqlStatement::Insert(insert) => {
@@ -375,9 +377,9 @@ impl Session {
             SqlStatement::Copy { source, to, target, options, legacy_options, .. } => {
                 let format = CopyFormat::from_options(options, legacy_options)?;
                 if *to {
-                    self.copy_to(source, target, format).await
+                    Box::pin(self.copy_to(source, target, format)).await
                 } else {
-                    self.copy_from(source, target, format).await
+                    Box::pin(self.copy_from(source, target, format)).await
                 }
             }
             SqlStatement::CreateTable(create) => {
@@ -409,7 +411,7 @@ impl Session {
                 Ok(Output::Command { tag: "DROP TABLE", rows: None })
             }
             SqlStatement::CreateView(create) => {
-                let created = super::views::create_view(&self.db, create).await?;
+                let created = Box::pin(super::views::create_view(&self.db, create)).await?;
                 if let Some((name, id)) = created.view {
                     self.temporary_views.retain(|(own, _)| *own != name);
                     self.temporary_views.push((name, id));
@@ -463,7 +465,7 @@ impl Session {
                 self.cursors.end_transaction(false);
                 Ok(Output::TransactionEnded { tag: "ROLLBACK" })
             }
-            SqlStatement::Declare { stmts } => self.declare_cursor(stmts).await,
+            SqlStatement::Declare { stmts } => Box::pin(self.declare_cursor(stmts)).await,
             SqlStatement::Fetch { name, direction, into, .. } => {
                 if into.is_some() {
                     return Err(Error::unsupported("FETCH ... INTO is not supported"));
