@@ -65,16 +65,22 @@ pub fn event_times(column: &ArrayRef) -> Result<&TimestampMicrosecondArray> {
 /// database closes (docs/benchmarks.md): the hot tier's footprint in RAM is its size on disk.
 /// LZ4 by default: it decompresses several times faster than zstd, and scans read every
 /// block. `ASOFDB_BLOCK_COMPRESSION` (`lz4`, `zstd`, `none`) picks another, for measuring;
-/// blocks in any of them decode.
+/// blocks in any of them decode. A batch of a few rows (a single-row INSERT's) is stored
+/// uncompressed: its buffers are too small to shrink, and compressing them was a tenth of the
+/// committer's time (docs/benchmarks.md, issue #24).
 pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(batch.get_array_memory_size() / 2 + 512);
-    let options = IpcWriteOptions::default().try_with_compression(block_compression())?;
+    let compression = if batch.num_rows() < SMALL_BATCH_ROWS { None } else { block_compression() };
+    let options = IpcWriteOptions::default().try_with_compression(compression)?;
     let mut writer = StreamWriter::try_new_with_options(&mut out, &batch.schema(), options)?;
     writer.write(batch)?;
     writer.finish()?;
     drop(writer);
     Ok(out)
 }
+
+/// Batches with fewer rows than this are stored uncompressed.
+const SMALL_BATCH_ROWS: usize = 64;
 
 fn block_compression() -> Option<CompressionType> {
     static CHOICE: std::sync::OnceLock<Option<CompressionType>> = std::sync::OnceLock::new();

@@ -9,8 +9,10 @@ use crate::common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
+use crate::crash_loop::assert_features_recomputed;
 use common::{BinaryServer, connect};
 
+/// The crash loop's table and features (`assert_features_recomputed` checks them).
 const SCHEMA: &str = "
     CREATE TABLE ev (id BIGINT NOT NULL, k BIGINT, v BIGINT, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts');
     CREATE FEATURE ev_total AS SELECT k, count(*) AS n, sum(v) AS total FROM ev GROUP BY k;
@@ -58,26 +60,6 @@ async fn write(client: tokio_postgres::Client, first: i64, acknowledged: Arc<Ato
         }
         acknowledged.store(id - first, Ordering::SeqCst);
     }
-}
-
-/// Rows of three BIGINT columns, the third nullable.
-async fn triples(client: &tokio_postgres::Client, sql: &str) -> Vec<(i64, i64, Option<i64>)> {
-    client.query(sql, &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
-}
-
-async fn check_features(client: &tokio_postgres::Client, when: &str) {
-    let feature = triples(client, "SELECT k, n, total FROM ev_total ORDER BY k").await;
-    let recomputed = triples(client, "SELECT k, count(*), CAST(sum(v) AS BIGINT) FROM ev GROUP BY k ORDER BY k").await;
-    assert_eq!(feature, recomputed, "{when}: ev_total differs from its recomputation");
-    let feature = triples(client, "SELECT k, n, top FROM ev_1h ORDER BY k").await;
-    // Sliding hour at the watermark W (the latest event time): W - 1h < ts <= W.
-    let recomputed = triples(
-        client,
-        "SELECT k, count(*) FILTER (WHERE ts > w - INTERVAL '1 hour'), max(v) FILTER (WHERE ts > w - INTERVAL '1 hour')
-           FROM ev, (SELECT max(ts) AS w FROM ev) GROUP BY k ORDER BY k",
-    )
-    .await;
-    assert_eq!(feature, recomputed, "{when}: ev_1h differs from its recomputation");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,7 +119,7 @@ async fn sessions_insert_while_features_are_read_and_checkpoints_run() {
     let wrong: i64 =
         admin.query_one("SELECT count(*) FROM ev WHERE k <> id % 13 OR v <> id % 1000", &[]).await.unwrap().get(0);
     assert_eq!(wrong, 0, "rows with wrong values");
-    check_features(&admin, "after the run").await;
+    assert_features_recomputed(&admin, "after the run").await;
 
     // The snapshots taken meanwhile and the writes after them rebuild the same features,
     // after a kill -9 that gives no chance to write new ones.
@@ -147,7 +129,7 @@ async fn sessions_insert_while_features_are_read_and_checkpoints_run() {
     let client = connect(&server.conn_string()).await;
     let count: i64 = client.query_one("SELECT count(*) FROM ev", &[]).await.unwrap().get(0);
     assert_eq!(count, acknowledged);
-    check_features(&client, "after a restart").await;
+    assert_features_recomputed(&client, "after a restart").await;
     drop(client);
     assert!(server.terminate().success());
 }

@@ -147,6 +147,23 @@ async fn reader(conn: String, stop: Arc<AtomicBool>) -> u64 {
     reads
 }
 
+/// `ev_total` and `ev_1h` (see `SCHEMA`) equal a recomputation from `ev`; `when` names the
+/// moment in the failure message.
+pub(crate) async fn assert_features_recomputed(client: &tokio_postgres::Client, when: &str) {
+    let feature = triples(client, "SELECT k, n, total FROM ev_total ORDER BY k").await;
+    let recomputed = triples(client, "SELECT k, count(*), CAST(sum(v) AS BIGINT) FROM ev GROUP BY k ORDER BY k").await;
+    assert_eq!(feature, recomputed, "{when}: ev_total differs from its recomputation");
+    let feature = triples(client, "SELECT k, n, top FROM ev_1h ORDER BY k").await;
+    // Sliding hour at the watermark W (the latest event time): W - 1h < ts <= W.
+    let recomputed = triples(
+        client,
+        "SELECT k, count(*) FILTER (WHERE ts > w - INTERVAL '1 hour'), max(v) FILTER (WHERE ts > w - INTERVAL '1 hour')
+           FROM ev, (SELECT max(ts) AS w FROM ev) GROUP BY k ORDER BY k",
+    )
+    .await;
+    assert_eq!(feature, recomputed, "{when}: ev_1h differs from its recomputation");
+}
+
 /// Rows of three BIGINT columns, the third nullable.
 async fn triples(client: &tokio_postgres::Client, sql: &str) -> Vec<(i64, i64, Option<i64>)> {
     client.query(sql, &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
@@ -196,20 +213,7 @@ async fn verify(server: &BinaryServer, ledger: &Mutex<Ledger>, round: usize) {
         client.query_one("SELECT count(*) FROM ev WHERE k <> id % 17 OR v <> id % 1000", &[]).await.unwrap().get(0);
     assert_eq!(wrong, 0, "round {round}: rows with wrong values");
 
-    // Features equal a recomputation from the table.
-    let feature = triples(&client, "SELECT k, n, total FROM ev_total ORDER BY k").await;
-    let recomputed = triples(&client, "SELECT k, count(*), CAST(sum(v) AS BIGINT) FROM ev GROUP BY k ORDER BY k").await;
-    assert_eq!(feature, recomputed, "round {round}: ev_total differs from its recomputation");
-
-    let feature = triples(&client, "SELECT k, n, top FROM ev_1h ORDER BY k").await;
-    // Sliding hour at the watermark W (the latest event time): W - 1h < ts <= W.
-    let recomputed = triples(
-        &client,
-        "SELECT k, count(*) FILTER (WHERE ts > w - INTERVAL '1 hour'), max(v) FILTER (WHERE ts > w - INTERVAL '1 hour')
-           FROM ev, (SELECT max(ts) AS w FROM ev) GROUP BY k ORDER BY k",
-    )
-    .await;
-    assert_eq!(feature, recomputed, "round {round}: ev_1h differs from its recomputation");
+    assert_features_recomputed(&client, &format!("round {round}")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
