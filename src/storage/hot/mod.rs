@@ -49,9 +49,6 @@ impl KvStore for SledKv {
     }
 
     fn sync(&self) -> Result<()> {
-        if std::env::var_os("ASOFDB_EXPERIMENT_NO_SYNC").is_some() {
-            return Ok(());
-        }
         self.commits.sync(|| self.db.flush().map(|_| ()).map_err(Into::into))
     }
 
