@@ -125,6 +125,17 @@ def pgbench(port, work, name, cards, seconds):
     return {"tps": tps, "failed": failed, "n": len(lat), "p50": pick(0.5), "p99": pick(0.99), "p999": pick(0.999)}
 
 
+def generated_transactions(rows, cards):
+    """The generator's events (seed 7, 30 days) as CSV, made once and kept in target/bench-data/."""
+    data_dir = os.path.join(ROOT, "target", "bench-data")
+    os.makedirs(data_dir, exist_ok=True)
+    csv = os.path.join(data_dir, f"tx_{rows}_{cards}cards.csv")
+    if not os.path.exists(csv):
+        run([sys.executable, GENERATOR, "--rows", str(rows), "--cards", str(cards), "--days", "30",
+             "--seed", "7", "--transactions", csv])
+    return csv
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=int, default=20)
@@ -134,12 +145,7 @@ def main():
     ap.add_argument("--binary", help="the asofdb binary to measure (default: build target/release/asofdb)")
     args = ap.parse_args()
 
-    data_dir = os.path.join(ROOT, "target", "bench-data")
-    os.makedirs(data_dir, exist_ok=True)
-    csv = os.path.join(data_dir, f"tx_{args.rows}.csv")
-    if not os.path.exists(csv):
-        run([sys.executable, GENERATOR, "--rows", str(args.rows), "--cards", str(args.cards), "--days", "30",
-             "--seed", "7", "--transactions", csv])
+    csv = generated_transactions(args.rows, args.cards)
 
     work = tempfile.mkdtemp(prefix="pgbench-vs-pg-")
     os.chmod(work, 0o755)

@@ -23,11 +23,10 @@ Usage: python3 benches/writes_vs_postgres.py [--seconds 15] [--rows 1000000] [--
 import argparse
 import os
 import subprocess
-import sys
 import tempfile
 import time
 
-from pgbench_vs_postgres import GENERATOR, ROOT, TX_DDL, psql, run, start_asofdb, start_postgres, stop_all
+from pgbench_vs_postgres import TX_DDL, generated_transactions, psql, start_asofdb, start_postgres, stop_all
 
 FEATURES = [
     "CREATE FEATURE card_max_1h AS SELECT cc_num, max(amt) AS max_amt FROM tx5 GROUP BY cc_num "
@@ -79,12 +78,7 @@ def main():
     ap.add_argument("--binary", help="the asofdb binary to measure (default: build target/release/asofdb)")
     args = ap.parse_args()
 
-    data_dir = os.path.join(ROOT, "target", "bench-data")
-    os.makedirs(data_dir, exist_ok=True)
-    csv = os.path.join(data_dir, f"tx_{args.rows}.csv")
-    if not os.path.exists(csv):
-        run([sys.executable, GENERATOR, "--rows", str(args.rows), "--cards", "50000", "--days", "30",
-             "--seed", "7", "--transactions", csv])
+    csv = generated_transactions(args.rows, 50_000)
 
     work = tempfile.mkdtemp(prefix="writes-vs-pg-")
     os.chmod(work, 0o755)

@@ -42,9 +42,7 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert, reads: &SessionReads
         }
     }
 
-    // VALUES alone: no WITH, ORDER BY, LIMIT, OFFSET or FETCH changes which rows it gives.
-    let plain_values =
-        source.with.is_none() && source.order_by.is_none() && source.limit_clause.is_none() && source.fetch.is_none();
+    let plain_values = is_plain_values(source);
     let fast = match source.body.as_ref() {
         SetExpr::Values(values) if plain_values => {
             let types: Vec<DataType> = targets.iter().map(|t| def.columns[*t].ty.arrow_type()).collect();
@@ -80,15 +78,18 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert, reads: &SessionReads
 /// [`literal_columns`]), so it costs little besides its commit.
 pub fn is_single_literal_row(insert: &Insert) -> bool {
     let Some(source) = &insert.source else { return false };
-    let plain =
-        source.with.is_none() && source.order_by.is_none() && source.limit_clause.is_none() && source.fetch.is_none();
     let SetExpr::Values(values) = source.body.as_ref() else { return false };
     let parameter = |e: &Expr| matches!(e, Expr::Value(v) if matches!(v.value, Value::Placeholder(_)));
-    plain
+    is_plain_values(source)
         && insert.returning.is_none()
         && insert.on.is_none()
         && values.rows.len() == 1
         && values.rows[0].iter().all(|e| parameter(e) || literal(e).is_some())
+}
+
+/// VALUES alone: no WITH, ORDER BY, LIMIT, OFFSET or FETCH changes which rows it gives.
+fn is_plain_values(source: &Query) -> bool {
+    source.with.is_none() && source.order_by.is_none() && source.limit_clause.is_none() && source.fetch.is_none()
 }
 
 /// The fast path for the most common INSERT: VALUES rows of plain literals (numbers, strings,

@@ -11,9 +11,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Weak, mpsc};
 
+use super::KvOp;
 use super::blocks::StoredPart;
-use super::events::{Applied, Commit, CommitJob, EventStore, SEQ, TABLE_ID, TableStats, append_ops, count_append};
-use super::{KvOp, keys};
+use super::events::{Applied, Commit, CommitJob, EventStore, TableStats, append_ops, bookkeeping_ops, count_append};
 use crate::error::{Error, Result};
 
 /// Commits taken into one group at most.
@@ -117,11 +117,7 @@ fn apply_run(
         applied.extend(outcomes.into_iter().map(|(outcome, reply)| (outcome.map(|_| Applied::default()), reply)));
         return;
     }
-    for (table_id, s) in &new_stats {
-        ops.push(KvOp::Put(keys::stats(*table_id), s.encode()));
-    }
-    ops.push(KvOp::Put(keys::counter(SEQ), next_seq.to_be_bytes().to_vec()));
-    ops.push(KvOp::Put(keys::counter(TABLE_ID), counters.next_table_id.to_be_bytes().to_vec()));
+    bookkeeping_ops(&new_stats, next_seq, &counters, &mut ops);
     match store.kv.apply(ops) {
         Ok(()) => {
             counters.next_seq = next_seq;

@@ -29,7 +29,7 @@ pub struct TableStats {
 }
 
 impl TableStats {
-    pub(super) fn encode(&self) -> Vec<u8> {
+    fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(17);
         out.push(self.watermark.is_some() as u8);
         out.extend_from_slice(&self.watermark.unwrap_or(0).to_be_bytes());
@@ -92,7 +92,7 @@ pub struct Commit {
 
 pub(super) struct Counters {
     pub(super) next_seq: u64,
-    pub(super) next_table_id: u64,
+    next_table_id: u64,
     pub(super) next_file: u64,
 }
 
@@ -128,8 +128,8 @@ pub(super) struct Applied {
     pub moved: Vec<(i64, u64)>,
 }
 
-pub(super) const SEQ: &str = "seq";
-pub(super) const TABLE_ID: &str = "table_id";
+const SEQ: &str = "seq";
+const TABLE_ID: &str = "table_id";
 pub(super) const FILE_NO: &str = "file_no";
 
 impl EventStore {
@@ -331,11 +331,7 @@ impl EventStore {
             ops.push(KvOp::Delete(keys::tier_mark(*table_id)));
             new_stats.remove(table_id);
         }
-        for (table_id, s) in &new_stats {
-            ops.push(KvOp::Put(keys::stats(*table_id), s.encode()));
-        }
-        ops.push(KvOp::Put(keys::counter(SEQ), next_seq.to_be_bytes().to_vec()));
-        ops.push(KvOp::Put(keys::counter(TABLE_ID), counters.next_table_id.to_be_bytes().to_vec()));
+        bookkeeping_ops(&new_stats, next_seq, &counters, &mut ops);
 
         self.kv.apply(ops)?;
 
@@ -358,6 +354,20 @@ impl EventStore {
         self.visible_seq.fetch_max(next_seq, std::sync::atomic::Ordering::SeqCst);
         Ok(Applied { parts, moved })
     }
+}
+
+/// The puts that end every commit's batch: the changed tables' statistics and the counters.
+pub(super) fn bookkeeping_ops(
+    new_stats: &HashMap<u64, TableStats>,
+    next_seq: u64,
+    counters: &Counters,
+    ops: &mut Vec<KvOp>,
+) {
+    for (table_id, s) in new_stats {
+        ops.push(KvOp::Put(keys::stats(*table_id), s.encode()));
+    }
+    ops.push(KvOp::Put(keys::counter(SEQ), next_seq.to_be_bytes().to_vec()));
+    ops.push(KvOp::Put(keys::counter(TABLE_ID), counters.next_table_id.to_be_bytes().to_vec()));
 }
 
 /// Adds an append's rows and greatest event time to its table's statistics.
