@@ -72,7 +72,7 @@ pub enum Write {
     /// Rows held in memory (INSERT, a small COPY, a transaction's rows).
     Rows(Vec<Append>),
     /// A large COPY's rows, written to staging chunk by chunk as they arrived.
-    Staged { staged: StagedWrite, table_id: u64 },
+    Staged { staged: StagedWrite },
 }
 
 /// Everything a session needs that outlives it.
@@ -206,12 +206,12 @@ impl Database {
                 let parts = store.commit(Commit { appends, ..Default::default() }).await?;
                 self.features.on_commit(&parts)
             }
-            Write::Staged { staged, table_id } => {
-                let locations = staged.commit().await?;
+            Write::Staged { staged } => {
+                let pieces = staged.commit().await?;
                 // The rows are durable; features take them piece by piece (a COPY may not fit
                 // in memory at once).
-                for chunk in locations.chunks(64) {
-                    self.features.on_commit(&store.read_parts(table_id, chunk)?)?;
+                for chunk in pieces.locations.chunks(64) {
+                    self.features.on_commit(&pieces.read(chunk)?)?;
                 }
                 Ok(())
             }

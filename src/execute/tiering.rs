@@ -11,7 +11,8 @@ use crate::storage::{MoveRequest, TierReport, TierTable};
 impl Database {
     /// Moves every row the retention rule assigns to the cold tier there (rows older than
     /// the table's watermark minus `hot_retention`, written before every feature snapshot of
-    /// the table), compacts small files and collects garbage. Returns what moved.
+    /// the table), compacts small files, merges small hot values (single-row writes) and
+    /// collects garbage. Returns what moved and merged.
     pub async fn tier(&self) -> Result<TierReport> {
         let store = self.catalog.store().clone();
         // A staged write moving into place is not moved on until it is wholly there.
@@ -19,8 +20,10 @@ impl Database {
         let features = self.features.all();
         let mut requests = Vec::new();
         let mut event_times = HashMap::new();
+        let mut tables = Vec::new();
         for name in self.catalog.table_names() {
             let Some(table) = self.catalog.table(&name) else { continue };
+            tables.push(table.id);
             let Some(event_time) = table.event_time else { continue };
             event_times.insert(table.id, event_time);
             let Some(watermark) = store.stats(table.id).watermark else { continue };
@@ -56,6 +59,17 @@ impl Database {
                     Err(e) => return Err(e),
                 }
             }
+            for table_id in tables {
+                match store.compact_hot(table_id) {
+                    Ok(merged) => total.hot_values_merged += merged.values_merged,
+                    // Collection still runs: it frees what earlier merges replaced.
+                    Err(e @ Error::DiskFull(_)) => {
+                        refused = Some(e);
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             store.collect_garbage(&|id| event_times.get(&id).copied())?;
             refused.map_or(Ok(total), Err)
         };
@@ -67,6 +81,7 @@ impl Database {
                 rows = report.rows_moved,
                 files = report.files_written,
                 compacted = report.files_compacted,
+                hot_values_merged = report.hot_values_merged,
                 secs = started.elapsed().as_secs_f64(),
                 "tiered"
             );

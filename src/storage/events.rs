@@ -136,6 +136,7 @@ impl EventStore {
     /// Opens the store, loading counters, statistics and the cold-tier manifest.
     pub fn open(kv: Arc<dyn KvStore>, cold: Option<Arc<ColdStore>>, reserve: super::DiskReserve) -> Result<Self> {
         staged_records::recover(kv.as_ref())?;
+        let merge_epoch = super::compaction::recover(kv.as_ref())?;
         let read_counter = |name: &str| -> Result<u64> {
             Ok(match kv.get(&keys::counter(name))? {
                 Some(v) => {
@@ -165,7 +166,7 @@ impl EventStore {
             let id = keys::parse_tier_mark(&key).ok_or_else(|| Error::Storage("corrupt tier mark key".into()))?;
             marks.push((id, value.to_vec()));
         }
-        let manifest = Manifest::load(&files, &marks)?;
+        let manifest = Manifest::load(&files, &marks, merge_epoch)?;
         let visible_seq = std::sync::atomic::AtomicU64::new(counters.next_seq);
         Ok(Self {
             kv,
@@ -329,6 +330,10 @@ impl EventStore {
                 ops.push(KvOp::Delete(pair?.0));
             }
             ops.push(KvOp::Delete(keys::tier_mark(*table_id)));
+            let merging = keys::merging_of(*table_id);
+            for pair in self.kv.scan(&merging, &keys::prefix_end(&merging)) {
+                ops.push(KvOp::Delete(pair?.0));
+            }
             new_stats.remove(table_id);
         }
         bookkeeping_ops(&new_stats, next_seq, &counters, &mut ops);

@@ -6,6 +6,9 @@
 //!  counter   'n' <counter name utf8>                        -> u64
 //!  stats     's' <table id u64>                             -> watermark i64 | row count u64
 //!  events    'e' <table id u64> <block i64*> <seq u64>      -> Arrow IPC stream, one batch
+//!  merged    'e' <table id u64> <block i64*> <seq u64> <merge id u64>
+//!                                                           -> segments | Arrow IPC stream
+//!                                                              (storage::hot_value)
 //!  feature   'f' 'm' <feature name utf8>                    -> next seq u64 | chunks u32 | generation u64
 //!  state     'f' 's' <feature name utf8> 0x00 <generation u64> <chunk u32>
 //!                                                           -> Arrow IPC stream (feature::snapshot)
@@ -13,13 +16,17 @@
 //!  tier mark 'k' 'm' <table id u64>                          -> TierMark (JSON, storage::cold)
 //!  staged    'x' 's' <copy id u64> <piece u32>  -> table id u64 | block i64 | Arrow IPC batch
 //!  rolling   'x' 'r' <copy id u64>              -> table id u64 | first seq u64 (storage::staging)
+//!  merging   'x' 'm' <table id u64> <block i64*> <seq u64> <merge id u64>
+//!                                               -> first seq u64 (storage::compaction)
 //!
 //!  * the block number is floor(event_time_us / BLOCK_MICROS) with its sign bit flipped, so
 //!    negative (pre-1970) blocks sort before positive ones.
 //! ```
-//! One events value holds the rows of one write that fall into one block, in arrival order.
-//! Keys of a table sort by block then by seq, so a scan yields rows grouped by event-time
-//! block (ascending) and, within a block, in arrival order; a time-range scan is a key range.
+//! One events value holds the rows of one write that fall into one block, in arrival order;
+//! a merged value holds the rows of consecutive values of one block (`storage::compaction`),
+//! keyed by the last seq it holds. Keys of a table sort by block then by seq, so a scan yields
+//! rows grouped by event-time block (ascending) and, within a block, in arrival order; a
+//! time-range scan is a key range.
 
 pub const CATALOG_TABLE: &[u8] = b"ct";
 pub const CATALOG_FEATURE: &[u8] = b"cf";
@@ -32,6 +39,7 @@ pub const COLD_FILE: &[u8] = b"kf";
 pub const TIER_MARK: &[u8] = b"km";
 pub const STAGED: &[u8] = b"xs";
 pub const ROLLING: &[u8] = b"xr";
+pub const MERGING: &[u8] = b"xm";
 
 /// The prefix of every staged piece of one write.
 pub fn staged_of(id: u64) -> Vec<u8> {
@@ -122,7 +130,7 @@ pub fn events_until(table_id: u64, block: i64) -> Vec<u8> {
 }
 
 pub fn event(table_id: u64, block: i64, seq: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(25);
+    let mut key = Vec::with_capacity(33);
     key.extend_from_slice(EVENTS);
     key.extend_from_slice(&table_id.to_be_bytes());
     key.extend_from_slice(&((block as u64) ^ (1 << 63)).to_be_bytes());
@@ -130,15 +138,60 @@ pub fn event(table_id: u64, block: i64, seq: u64) -> Vec<u8> {
     key
 }
 
-/// (table id, block, seq) of an events key, or `None` for a key of another kind.
-pub fn parse_event(key: &[u8]) -> Option<(u64, i64, u64)> {
-    if key.len() != 25 || &key[..1] != EVENTS {
+/// The key of a merged value whose last row has `seq`, made by merge `merge` (never 0). It
+/// sorts just after the plain value of that seq and before every later seq of the block.
+pub fn merged_event(table_id: u64, block: i64, seq: u64, merge: u64) -> Vec<u8> {
+    let mut key = event(table_id, block, seq);
+    key.extend_from_slice(&merge.to_be_bytes());
+    key
+}
+
+/// An events key, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventKey {
+    pub table_id: u64,
+    pub block: i64,
+    /// The write's seq, or for a merged value the seq of its last row.
+    pub seq: u64,
+    /// The merge that made the value; 0 for a write's own value.
+    pub merge: u64,
+}
+
+impl EventKey {
+    pub fn encode(&self) -> Vec<u8> {
+        match self.merge {
+            0 => event(self.table_id, self.block, self.seq),
+            m => merged_event(self.table_id, self.block, self.seq, m),
+        }
+    }
+}
+
+/// The parts of an events key, or `None` for a key of another kind.
+pub fn parse_event(key: &[u8]) -> Option<EventKey> {
+    if (key.len() != 25 && key.len() != 33) || &key[..1] != EVENTS {
         return None;
     }
-    let table = u64::from_be_bytes(key[1..9].try_into().ok()?);
-    let raw = u64::from_be_bytes(key[9..17].try_into().ok()?);
-    let seq = u64::from_be_bytes(key[17..25].try_into().ok()?);
-    Some((table, (raw ^ (1 << 63)) as i64, seq))
+    let table_id = be_u64(key, 1)?;
+    let block = (be_u64(key, 9)? ^ (1 << 63)) as i64;
+    let seq = be_u64(key, 17)?;
+    let merge = if key.len() == 33 { be_u64(key, 25)? } else { 0 };
+    Some(EventKey { table_id, block, seq, merge })
+}
+
+/// The record of a merge whose inputs may still be stored (`storage::compaction`).
+pub fn merging(at: &EventKey) -> Vec<u8> {
+    [MERGING, &at.encode()[1..]].concat()
+}
+
+/// The merged value's key of a merge record's key.
+pub fn parse_merging(key: &[u8]) -> Option<EventKey> {
+    let rest = key.strip_prefix(MERGING)?;
+    parse_event(&[EVENTS, rest].concat()).filter(|k| k.merge != 0)
+}
+
+/// The prefix of every merge record of a table.
+pub fn merging_of(table_id: u64) -> Vec<u8> {
+    [MERGING, &table_id.to_be_bytes()[..]].concat()
 }
 
 /// The key just past every key starting with `prefix`.
@@ -164,8 +217,13 @@ mod tests {
         let mut sorted = keys.to_vec();
         sorted.sort();
         assert_eq!(sorted, keys.to_vec());
-        assert_eq!(parse_event(&keys[0]), Some((1, -5, 9)));
-        assert_eq!(parse_event(&keys[4]), Some((1, 7, 0)));
+        assert_eq!(parse_event(&keys[0]), Some(EventKey { table_id: 1, block: -5, seq: 9, merge: 0 }));
+        assert_eq!(parse_event(&keys[4]).map(|k| (k.block, k.seq)), Some((7, 0)));
+        let merged = merged_event(1, 0, 3, 12);
+        assert!(event(1, 0, 3) < merged && merged < event(1, 0, 4), "a merge sorts after its last write");
+        let parsed = parse_event(&merged).unwrap();
+        assert_eq!((parsed.seq, parsed.merge, parsed.encode()), (3, 12, merged));
+        assert_eq!(parse_merging(&merging(&parsed)), Some(parsed));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
 
 use super::{KvOp, KvPair, KvStore};
 use crate::error::Result;
@@ -9,7 +11,27 @@ use crate::error::Result;
 /// A `BTreeMap` behind a lock. Everything is "durable" at once because nothing survives anyway.
 #[derive(Default)]
 pub struct MemoryKv {
-    map: RwLock<BTreeMap<Vec<u8>, bytes::Bytes>>,
+    map: Arc<RwLock<BTreeMap<Vec<u8>, bytes::Bytes>>>,
+}
+
+/// A scan that, like sled's, is no snapshot: each step finds the next key present now, so
+/// batches applied during a scan show up in it (or vanish from it) past its position. Tests
+/// of readers racing writers, merges and collection run against that.
+struct LiveScan {
+    map: Arc<RwLock<BTreeMap<Vec<u8>, bytes::Bytes>>>,
+    from: Bound<Vec<u8>>,
+    end: Vec<u8>,
+}
+
+impl Iterator for LiveScan {
+    type Item = Result<KvPair>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let map = self.map.read();
+        let (key, value) = map.range((self.from.clone(), Bound::Excluded(self.end.clone()))).next()?;
+        self.from = Bound::Excluded(key.clone());
+        Some(Ok((key.clone(), value.clone())))
+    }
 }
 
 impl MemoryKv {
@@ -44,9 +66,9 @@ impl KvStore for MemoryKv {
     }
 
     fn scan(&self, start: &[u8], end: &[u8]) -> Box<dyn Iterator<Item = Result<KvPair>> + Send> {
-        // A snapshot keeps the iterator independent of the lock; tests hold little data.
-        let pairs: Vec<Result<KvPair>> =
-            self.map.read().range(start.to_vec()..end.to_vec()).map(|(k, v)| Ok((k.clone(), v.clone()))).collect();
-        Box::new(pairs.into_iter())
+        if start >= end {
+            return Box::new(std::iter::empty());
+        }
+        Box::new(LiveScan { map: self.map.clone(), from: Bound::Included(start.to_vec()), end: end.to_vec() })
     }
 }

@@ -9,17 +9,21 @@
 pub mod blocks;
 pub mod cold;
 mod committer;
+mod compaction;
 mod disk_reserve;
 mod events;
 pub mod hot;
+mod hot_value;
 pub mod keys;
 mod memory;
+mod pending_merges;
 mod scan;
 mod staged_records;
 mod staging;
 mod tiering;
 
 pub use blocks::{BLOCK_MICROS, StoredPart, decode_batch, encode_batch};
+pub use compaction::{HotCompaction, MERGED_ROWS};
 pub use disk_reserve::DiskReserve;
 pub use events::{Append, CatalogKind, Commit, EventStore, TableStats};
 pub use memory::MemoryKv;

@@ -8,11 +8,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use arrow::array::BooleanArray;
-use arrow::compute::filter_record_batch;
-
 use super::blocks::StoredPart;
-use super::blocks::{BLOCK_MICROS, decode_batch, event_times};
+use super::blocks::{BLOCK_MICROS, decode_batch};
+use super::hot_value::HotValue;
 use super::cold::{ColdFile, ColdStore, Manifest, TierMark, file};
 use super::events::EventStore;
 use super::{KvPair, keys};
@@ -63,7 +61,7 @@ pub(super) struct Scan {
     table: ScanTable,
     cold: Option<Arc<ColdStore>>,
     /// Held for the scan's lifetime (see the module comment).
-    _manifest: Arc<Manifest>,
+    manifest: Arc<Manifest>,
     mark: TierMark,
     times: (i64, i64),
     part: (usize, usize),
@@ -106,7 +104,7 @@ impl Scan {
         Scan {
             table,
             cold: store.cold.clone(),
-            _manifest: manifest,
+            manifest,
             mark,
             times,
             part: (part, parts),
@@ -128,30 +126,26 @@ impl Scan {
                 Ok(pair) => pair,
                 Err(e) => return Some(Err(e)),
             };
-            let Some((table_id, block, seq)) = keys::parse_event(&key) else {
+            let Some(key) = keys::parse_event(&key) else {
                 return Some(Err(Error::Storage("corrupt event key".into())));
             };
-            let day = block.div_euclid(BLOCKS_PER_DAY);
-            if seq < self.min_seq
-                || seq >= self.visible_seq
+            let day = key.block.div_euclid(BLOCKS_PER_DAY);
+            // A merged value's key has its last row's seq: it may hold rows below `min_seq`.
+            if key.seq < self.min_seq
+                || key.seq >= self.visible_seq
                 || day.rem_euclid(self.part.1 as i64) as usize != self.part.0
-                || self.mark.covers_block(seq, block)
+                || self.mark.covers_block(key.seq, key.block)
+                || !self.manifest.merges.shows(&key)
             {
                 continue;
             }
-            let batch = match decode_batch(&value) {
-                Ok(batch) => batch,
+            match hot_rows(key, &value, self.min_seq, self.mark, self.table.event_time) {
+                Ok(Some(batch)) => {
+                    return Some(Ok((day, StoredPart { table_id: key.table_id, seq: key.seq, batch })));
+                }
+                Ok(None) => continue,
                 Err(e) => return Some(Err(e)),
-            };
-            let batch = match (self.mark.touches_block(seq, block), self.table.event_time) {
-                (true, Some(col)) => match trim_moved(&batch, col, self.mark) {
-                    Ok(Some(batch)) => batch,
-                    Ok(None) => continue,
-                    Err(e) => return Some(Err(e)),
-                },
-                _ => batch,
-            };
-            return Some(Ok((day, StoredPart { table_id, seq, batch })));
+            }
         }
         None
     }
@@ -193,14 +187,20 @@ impl Iterator for Scan {
     }
 }
 
-/// The rows of a partly moved value that are still hot.
-pub(super) fn trim_moved(
-    batch: &arrow::array::RecordBatch,
-    col: usize,
+/// The rows of a hot value a scan reads: written at or after `min_seq`, not moved by `mark`.
+fn hot_rows(
+    key: keys::EventKey,
+    value: &[u8],
+    min_seq: u64,
     mark: TierMark,
+    event_time: Option<usize>,
 ) -> Result<Option<arrow::array::RecordBatch>> {
-    let times = event_times(batch.column(col))?;
-    let keep: BooleanArray = times.values().iter().map(|t| Some(*t >= mark.before_time)).collect();
-    let kept = filter_record_batch(batch, &keep)?;
-    Ok((kept.num_rows() > 0).then_some(kept))
+    if key.merge == 0 && !mark.touches_block(key.seq, key.block) {
+        return decode_batch(value).map(Some);
+    }
+    let Some(value) = HotValue::decode(key, value)?.since(min_seq) else { return Ok(None) };
+    match event_time {
+        Some(col) if mark.touches_block(value.first_seq(), key.block) => Ok(value.still_hot(col, mark)?.map(|v| v.batch)),
+        _ => Ok(Some(value.batch)),
+    }
 }

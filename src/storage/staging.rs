@@ -70,12 +70,38 @@ impl StagedWrite {
         self.store.kv.apply(ops)
     }
 
-    /// Commits every staged row durably and atomically; returns the event keys' (block, seq)
-    /// of the pieces, in order, to read them back (`EventStore::read_parts`).
-    pub async fn commit(mut self) -> Result<Vec<(i64, u64)>> {
+    /// Commits every staged row durably and atomically; returns where its pieces are, to
+    /// read them back ([`CommittedPieces::read`]).
+    pub async fn commit(mut self) -> Result<CommittedPieces> {
         self.committed = true;
+        // Held until the pieces are read back: a merge may take them meanwhile, but its
+        // inputs stay while a version from before it lives (`compaction`).
+        let held = self.store.manifest();
         let commit = Commit { staged: Some(self.staged), ..Default::default() };
-        Ok(self.store.commit_applied(commit).await?.moved)
+        let locations = self.store.commit_applied(commit).await?.moved;
+        Ok(CommittedPieces { locations, store: self.store.clone(), table_id: self.staged.table_id, _held: held })
+    }
+}
+
+/// The pieces of a committed staged write, where features read them back.
+pub struct CommittedPieces {
+    /// (block, seq) of each piece's events key, in order.
+    pub locations: Vec<(i64, u64)>,
+    store: Arc<EventStore>,
+    table_id: u64,
+    _held: Arc<super::cold::Manifest>,
+}
+
+impl CommittedPieces {
+    /// The stored rows of the pieces at `locations` (a slice of [`Self::locations`]).
+    pub fn read(&self, locations: &[(i64, u64)]) -> Result<Vec<StoredPart>> {
+        locations
+            .iter()
+            .map(|(block, seq)| match self.store.kv.get(&keys::event(self.table_id, *block, *seq))? {
+                Some(value) => Ok(StoredPart { table_id: self.table_id, seq: *seq, batch: decode_batch(&value)? }),
+                None => Err(Error::internal("a committed piece is missing")),
+            })
+            .collect()
     }
 }
 
@@ -86,20 +112,6 @@ impl Drop for StagedWrite {
         {
             tracing::warn!("could not delete the staged rows of an aborted write (the next start will): {e}");
         }
-    }
-}
-
-impl EventStore {
-    /// The stored rows of `table_id` under the given (block, seq) event keys.
-    pub fn read_parts(&self, table_id: u64, locations: &[(i64, u64)]) -> Result<Vec<StoredPart>> {
-        locations
-            .iter()
-            .filter_map(|(block, seq)| match self.kv.get(&keys::event(table_id, *block, *seq)) {
-                Ok(Some(value)) => Some(decode_batch(&value).map(|batch| StoredPart { table_id, seq: *seq, batch })),
-                Ok(None) => None,
-                Err(e) => Some(Err(e)),
-            })
-            .collect()
     }
 }
 
@@ -130,11 +142,11 @@ mod tests {
         write.add(&rows(vec![7])).unwrap();
         assert_eq!(count(&store, t), 0, "staged rows are invisible");
         let moved = write.commit().await.unwrap();
-        assert_eq!(moved.len(), 3, "one piece per chunk and block");
+        assert_eq!(moved.locations.len(), 3, "one piece per chunk and block");
         assert_eq!(count(&store, t), 3);
         assert_eq!(store.stats(t).rows, 3);
         assert_eq!(store.stats(t).watermark, Some(BLOCK_MICROS * 3));
-        assert_eq!(store.read_parts(t, &moved).unwrap().iter().map(|p| p.batch.num_rows()).sum::<usize>(), 3);
+        assert_eq!(moved.read(&moved.locations).unwrap().iter().map(|p| p.batch.num_rows()).sum::<usize>(), 3);
         assert_eq!(staged_keys(kv.as_ref()), 0);
 
         // Dropped without a commit (bad data, a lost connection): nothing stays.

@@ -10,10 +10,10 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Weak};
 
-use arrow::array::{BooleanArray, RecordBatch};
-use arrow::compute::filter_record_batch;
+use arrow::array::RecordBatch;
 
-use super::blocks::{block_of, decode_batch, encode_batch, event_times};
+use super::blocks::block_of;
+use super::hot_value::{self, HotValue};
 use super::cold::file::FileWriter;
 use super::cold::{ColdFile, Manifest, TierMark, day_of, file, merge};
 use super::events::{EventStore, FILE_NO};
@@ -46,6 +46,8 @@ pub struct TierReport {
     pub rows_moved: u64,
     pub files_written: u64,
     pub files_compacted: u64,
+    /// Hot values merged into larger ones (`compaction`).
+    pub hot_values_merged: u64,
 }
 
 /// Per tier: rows, files (hot: stored values) and bytes of a table.
@@ -100,23 +102,23 @@ impl EventStore {
         };
         let (start, end) =
             (keys::events_from(table.id, i64::MIN), keys::events_until(table.id, block_of(new.before_time - 1)));
+        let manifest = self.manifest();
         for pair in self.kv.scan(&start, &end) {
             let (key, value) = pair?;
-            let (_, block, seq) = keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
-            if !new.touches_block(seq, block) || old.covers_block(seq, block) {
+            let key = keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
+            if !manifest.merges.shows(&key)
+                || !new.touches_block(hot_value::first_seq(&key, &value)?, key.block)
+                || old.covers_block(key.seq, key.block)
+            {
                 continue;
             }
-            let batch = decode_batch(&value)?;
-            let times = event_times(batch.column(table.event_time))?;
-            let newly_cold: BooleanArray = times
-                .values()
-                .iter()
-                .map(|t| Some(*t < new.before_time && !(seq < old.below_seq && *t < old.before_time)))
-                .collect();
-            let rows = filter_record_batch(&batch, &newly_cold)?;
-            if rows.num_rows() == 0 {
-                continue;
-            }
+            let value = HotValue::decode(key, &value)?;
+            let (newly, before) = (value.moved_rows(table.event_time, new)?, value.moved_rows(table.event_time, old)?);
+            let rows = match value.filter(&arrow::compute::and_not(&newly, &before)?)? {
+                Some(rows) => rows.batch,
+                None => continue,
+            };
+            let block = key.block;
             if let Some(done) = block_rows.take_if(|(current, _)| *current != block) {
                 add_block(done)?;
             }
@@ -248,6 +250,9 @@ impl EventStore {
             retired.retain(|v| v.strong_count() > 0);
             retired.iter().filter_map(Weak::upgrade).collect()
         };
+        // Inputs of merges every live version knows.
+        let oldest_epoch = older.iter().map(|v| v.merges.epoch).fold(manifest.merges.epoch, u64::min);
+        self.settle_merges(oldest_epoch)?;
         // Hot copies of moved rows, table by table.
         let tables: HashSet<u64> = manifest.all_files().map(|f| f.table_id).collect();
         for table_id in tables {
@@ -258,12 +263,11 @@ impl EventStore {
             let end = keys::events_until(table_id, block_of(mark.before_time.saturating_sub(1)));
             for pair in self.kv.scan(&keys::events_from(table_id, i64::MIN), &end) {
                 let (key, value) = pair?;
-                let (_, block, seq) =
-                    keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
-                if mark.covers_block(seq, block) {
+                let parsed = keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
+                if mark.covers_block(parsed.seq, parsed.block) {
                     ops.push(KvOp::Delete(key));
-                } else if mark.touches_block(seq, block)
-                    && let Some(op) = trimmed(key, &value, col, mark)?
+                } else if mark.touches_block(hot_value::first_seq(&parsed, &value)?, parsed.block)
+                    && let Some(op) = trimmed(parsed, &value, col, mark)?
                 {
                     ops.push(op);
                 }
@@ -299,8 +303,8 @@ impl EventStore {
         let (start, end) = (keys::events_from(table_id, i64::MIN), keys::events_until(table_id, i64::MAX));
         for pair in self.kv.scan(&start, &end) {
             let (key, value) = pair?;
-            let (_, block, seq) = keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
-            if !mark.covers_block(seq, block) {
+            let key = keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
+            if manifest.merges.shows(&key) && !mark.covers_block(key.seq, key.block) {
                 hot.files += 1;
                 hot.bytes += value.len() as u64;
             }
@@ -310,12 +314,12 @@ impl EventStore {
 }
 
 /// The operation that drops the moved rows of a partly moved hot value, if it still holds any.
-fn trimmed(key: Vec<u8>, value: &[u8], event_time: usize, mark: TierMark) -> Result<Option<KvOp>> {
-    let batch = decode_batch(value)?;
-    Ok(match super::scan::trim_moved(&batch, event_time, mark)? {
-        Some(kept) if kept.num_rows() == batch.num_rows() => None,
-        Some(kept) => Some(KvOp::Put(key, encode_batch(&kept)?)),
-        None => Some(KvOp::Delete(key)),
+fn trimmed(key: keys::EventKey, value: &[u8], event_time: usize, mark: TierMark) -> Result<Option<KvOp>> {
+    let value = HotValue::decode(key, value)?;
+    Ok(match value.still_hot(event_time, mark)? {
+        Some(kept) if kept.batch.num_rows() == value.batch.num_rows() => None,
+        Some(kept) => Some(KvOp::Put(key.encode(), kept.encode()?)),
+        None => Some(KvOp::Delete(key.encode())),
     })
 }
 

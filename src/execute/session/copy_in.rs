@@ -136,7 +136,7 @@ impl Session {
             return Ok(rows);
         };
         let rows = staged.rows();
-        self.db.commit(Write::Staged { staged, table_id: copy.def.id }).await?;
+        self.db.commit(Write::Staged { staged }).await?;
         Ok(rows)
     }
 

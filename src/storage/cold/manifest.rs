@@ -5,6 +5,10 @@
 //! at the next collection); after it, the rows the mark covers are read from the files and
 //! skipped in the hot tier, whether or not their hot copies have been deleted yet. So a crash
 //! at any point of a move leaves every row exactly once.
+//!
+//! A version also carries the hot tier's merges still in progress
+//! ([`PendingMerges`](crate::storage::pending_merges::PendingMerges)): a reader's version is
+//! the one view of both tiers it reads from start to end.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -77,6 +81,8 @@ pub struct Manifest {
     /// Files by (table, day, file number).
     files: BTreeMap<(u64, i64, u64), ColdFile>,
     marks: HashMap<u64, TierMark>,
+    /// Hot-tier merges this version knows and which of them still have inputs stored.
+    pub merges: crate::storage::pending_merges::PendingMerges,
 }
 
 impl Manifest {
@@ -112,11 +118,16 @@ impl Manifest {
     pub fn drop_table(&mut self, table_id: u64) {
         self.files.retain(|(t, _, _), _| *t != table_id);
         self.marks.remove(&table_id);
+        self.merges.drop_table(table_id);
     }
 
     /// Rebuilds a manifest from its stored entries (`keys::COLD_FILE` / `keys::TIER_MARK`).
-    pub fn load(files: &[Vec<u8>], marks: &[(u64, Vec<u8>)]) -> Result<Self> {
-        let mut manifest = Manifest::default();
+    /// `merge_epoch` is the number of the last hot-tier merge made (none is pending at open).
+    pub fn load(files: &[Vec<u8>], marks: &[(u64, Vec<u8>)], merge_epoch: u64) -> Result<Self> {
+        let mut manifest = Manifest {
+            merges: crate::storage::pending_merges::PendingMerges::new(merge_epoch),
+            ..Manifest::default()
+        };
         for entry in files {
             manifest.add(serde_json::from_slice(entry).map_err(|e| Error::Storage(format!("corrupt manifest: {e}")))?);
         }

@@ -1,0 +1,167 @@
+//! One stored hot-tier value: a write's rows of one event-time block, or the rows of several
+//! consecutive writes of a block merged into one value (`compaction`), with each row's seq.
+//!
+//! A write's value is an Arrow IPC stream and its rows share the seq in its key. A merged
+//! value starts with its *segments*, `count u32 | (seq u64 | rows u32) * count`, one per
+//! merged write in arrival order, then the IPC stream of all their rows: so every row keeps
+//! the seq it was written with, which feature replay (rows at or above a snapshot's seq) and
+//! the tier mark (rows below a move's seq) need row by row.
+
+use arrow::array::{BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+
+use super::blocks::{decode_batch, encode_batch, event_times};
+use super::cold::TierMark;
+use super::keys::EventKey;
+use crate::error::{Error, Result};
+
+/// (seq, rows) of each write a value holds, in arrival order.
+pub type Segments = Vec<(u64, u32)>;
+
+/// A decoded hot value.
+#[derive(Debug, Clone)]
+pub struct HotValue {
+    pub key: EventKey,
+    pub segments: Segments,
+    pub batch: RecordBatch,
+}
+
+fn corrupt() -> Error {
+    Error::Storage("corrupt merged event value".into())
+}
+
+/// The seq of the first row of the value stored under `key`, read without decoding rows.
+pub fn first_seq(key: &EventKey, value: &[u8]) -> Result<u64> {
+    match key.merge {
+        0 => Ok(key.seq),
+        _ => super::keys::be_u64(value, 4).ok_or_else(corrupt),
+    }
+}
+
+/// Splits a merged value into its segments and its IPC stream.
+fn split_merged(value: &[u8]) -> Result<(Segments, &[u8])> {
+    let count = value.get(..4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes).ok_or_else(corrupt)? as usize;
+    let body = 4 + count.checked_mul(12).ok_or_else(corrupt)?;
+    let header = value.get(4..body).ok_or_else(corrupt)?;
+    let segments = header
+        .chunks_exact(12)
+        .map(|s| (u64::from_be_bytes(s[..8].try_into().unwrap_or_default()), u32::from_be_bytes(s[8..].try_into().unwrap_or_default())))
+        .collect();
+    Ok((segments, &value[body..]))
+}
+
+impl HotValue {
+    pub fn decode(key: EventKey, value: &[u8]) -> Result<Self> {
+        if key.merge == 0 {
+            let batch = decode_batch(value)?;
+            return Ok(HotValue { key, segments: vec![(key.seq, batch.num_rows() as u32)], batch });
+        }
+        let (segments, stream) = split_merged(value)?;
+        let batch = decode_batch(stream)?;
+        if segments.iter().map(|(_, rows)| *rows as usize).sum::<usize>() != batch.num_rows() {
+            return Err(corrupt());
+        }
+        Ok(HotValue { key, segments, batch })
+    }
+
+    /// The stored form: a plain IPC stream for a write's value, segments first for a merge.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let stream = encode_batch(&self.batch)?;
+        if self.key.merge == 0 {
+            return Ok(stream);
+        }
+        let mut out = Vec::with_capacity(4 + 12 * self.segments.len() + stream.len());
+        out.extend_from_slice(&(self.segments.len() as u32).to_be_bytes());
+        for (seq, rows) in &self.segments {
+            out.extend_from_slice(&seq.to_be_bytes());
+            out.extend_from_slice(&rows.to_be_bytes());
+        }
+        out.extend_from_slice(&stream);
+        Ok(out)
+    }
+
+    pub fn first_seq(&self) -> u64 {
+        self.segments.first().map_or(self.key.seq, |(seq, _)| *seq)
+    }
+
+    /// The seq of each row, in row order.
+    pub fn row_seqs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.segments.iter().flat_map(|(seq, rows)| std::iter::repeat_n(*seq, *rows as usize))
+    }
+
+    /// The rows written with a seq of at least `min_seq` (a suffix: segments ascend).
+    pub fn since(self, min_seq: u64) -> Option<Self> {
+        let skipped: Vec<_> = self.segments.iter().take_while(|(seq, _)| *seq < min_seq).collect();
+        if skipped.is_empty() {
+            return Some(self);
+        }
+        let offset: usize = skipped.iter().map(|(_, rows)| *rows as usize).sum();
+        let segments = self.segments[skipped.len()..].to_vec();
+        (offset < self.batch.num_rows()).then(|| HotValue {
+            key: self.key,
+            batch: self.batch.slice(offset, self.batch.num_rows() - offset),
+            segments,
+        })
+    }
+
+    /// Per row: whether `mark` covers it (its rows live in the cold tier).
+    pub fn moved_rows(&self, event_time: usize, mark: TierMark) -> Result<BooleanArray> {
+        let times = event_times(self.batch.column(event_time))?;
+        Ok(times
+            .values()
+            .iter()
+            .zip(self.row_seqs())
+            .map(|(t, seq)| Some(seq < mark.below_seq && *t < mark.before_time))
+            .collect())
+    }
+
+    /// The rows where `keep` is true, segments recounted; `None` if no row is kept.
+    pub fn filter(&self, keep: &BooleanArray) -> Result<Option<Self>> {
+        let batch = filter_record_batch(&self.batch, keep)?;
+        if batch.num_rows() == 0 {
+            return Ok(None);
+        }
+        let mut segments = Vec::new();
+        let mut row = 0;
+        for (seq, rows) in &self.segments {
+            let kept = (row..row + *rows as usize).filter(|r| keep.value(*r)).count() as u32;
+            row += *rows as usize;
+            if kept > 0 {
+                segments.push((*seq, kept));
+            }
+        }
+        Ok(Some(HotValue { key: self.key, segments, batch }))
+    }
+
+    /// The rows `mark` does not cover; `None` if it covers them all.
+    pub fn still_hot(&self, event_time: usize, mark: TierMark) -> Result<Option<Self>> {
+        let moved = self.moved_rows(event_time, mark)?;
+        self.filter(&arrow::compute::not(&moved)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::events::tests::rows;
+
+    #[test]
+    fn merged_values_keep_each_rows_seq() {
+        let key = EventKey { table_id: 1, block: 0, seq: 9, merge: 4 };
+        let value = HotValue { key, segments: vec![(3, 2), (7, 1), (9, 2)], batch: rows(vec![1, 2, 3, 4, 5]) };
+        let bytes = value.encode().unwrap();
+        assert_eq!(first_seq(&key, &bytes).unwrap(), 3);
+        let back = HotValue::decode(key, &bytes).unwrap();
+        assert_eq!(back.row_seqs().collect::<Vec<_>>(), vec![3, 3, 7, 9, 9]);
+        assert_eq!(back.batch, value.batch);
+
+        let later = back.clone().since(5).unwrap();
+        assert_eq!((later.segments.clone(), later.batch.num_rows()), (vec![(7, 1), (9, 2)], 3));
+        assert!(back.clone().since(10).is_none());
+
+        // Rows of seq < 8 and time < 4 are cold: rows 1, 2, 3 (seqs 3, 3, 7).
+        let hot = back.still_hot(1, TierMark { below_seq: 8, before_time: 4 }).unwrap().unwrap();
+        assert_eq!(hot.segments, vec![(9, 2)]);
+        assert!(HotValue::decode(key, &bytes[..10]).is_err());
+    }
+}
