@@ -13,7 +13,7 @@ use crate::crash_loop::assert_features_recomputed;
 use common::{BinaryServer, connect};
 
 /// The crash loop's table and features (`assert_features_recomputed` checks them).
-const SCHEMA: &str = "
+pub(crate) const SCHEMA: &str = "
     CREATE TABLE ev (id BIGINT NOT NULL, k BIGINT, v BIGINT, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts');
     CREATE FEATURE ev_total AS SELECT k, count(*) AS n, sum(v) AS total FROM ev GROUP BY k;
     CREATE FEATURE ev_1h AS SELECT k, count(*) AS n, max(v) AS top FROM ev GROUP BY k
@@ -25,7 +25,7 @@ const KEYS: i64 = 13;
 
 /// The row of id `id`: its key, value and event time (spread over two hours and out of
 /// order, so windows slide and late events arrive).
-fn row(id: i64) -> (i64, i64, chrono::NaiveDateTime) {
+pub(crate) fn row(id: i64) -> (i64, i64, chrono::NaiveDateTime) {
     let base = chrono::NaiveDate::from_ymd_opt(2024, 3, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
     (id % KEYS, id % 1000, base + chrono::Duration::seconds(id * 7919 % 7200))
 }

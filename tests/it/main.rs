@@ -9,6 +9,7 @@ mod common;
 mod asof;
 mod bad_input;
 mod clients;
+mod compaction;
 mod concurrent_writes;
 mod copy_binary;
 mod copy_stream;
