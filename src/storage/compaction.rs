@@ -12,14 +12,15 @@
 //! 2. once no live manifest version predates the merge, its inputs and record are deleted.
 //!
 //! A crash between the two leaves both; the record names the inputs, and open deletes them
-//! before anything reads. Merges, moves and collection are serialized by the tiering lock.
+//! before anything reads (`merge_records`). Merges, moves and collection are serialized by
+//! the tiering lock.
 
 use arrow::compute::concat_batches;
 
 use super::events::EventStore;
 use super::hot_value::{self, HotValue};
 use super::keys::{self, EventKey};
-use super::{KvOp, KvStore};
+use super::{KvOp, merge_records};
 use crate::error::{Error, Result};
 
 /// A merge aims at values of about this many rows (a COPY's value holds an hour of a write).
@@ -29,8 +30,6 @@ const LARGE_VALUE_BYTES: usize = 256 << 10;
 /// A run of fewer values than this is merged only once it holds [`MERGED_ROWS`] rows: a few
 /// values cost little, and rewriting a growing merged value for each new row would cost more.
 const MIN_RUN: usize = 8;
-
-const MERGE_COUNTER: &str = "merge";
 
 /// What one compaction pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -111,11 +110,8 @@ impl EventStore {
         let encoded = HotValue { key, segments, batch }.encode()?;
         // Inputs stay until settled: a merge needs room first, and frees it after.
         self.reserve.check_for_maintenance(encoded.len() as u64)?;
-        let ops = vec![
-            KvOp::Put(key.encode(), encoded),
-            KvOp::Put(keys::merging(&key), first_seq.to_be_bytes().to_vec()),
-            KvOp::Put(keys::counter(MERGE_COUNTER), merge.to_be_bytes().to_vec()),
-        ];
+        let mut ops = vec![KvOp::Put(key.encode(), encoded)];
+        ops.extend(merge_records::record(&key, first_seq));
         if self.apply_if_tables_exist(&[key.table_id], ops, |m| m.merges.add(&key, first_seq))? {
             report.merges += 1;
             report.values_merged += run.values.len() as u64;
@@ -129,37 +125,11 @@ impl EventStore {
     pub(super) fn settle_merges(&self, oldest_epoch: u64) -> Result<()> {
         let manifest = self.manifest();
         for (merged, first_seq) in manifest.merges.iter().filter(|(k, _)| k.merge <= oldest_epoch) {
-            let ops = input_deletes(self.kv.as_ref(), &merged, first_seq)?;
+            let ops = merge_records::input_deletes(self.kv.as_ref(), &merged, first_seq)?;
             self.apply_if_tables_exist(&[merged.table_id], ops, |m| m.merges.settled(&merged))?;
         }
         Ok(())
     }
-}
-
-/// The deletes of a merge's inputs and of its record: every value of its block from its first
-/// seq up to its merged value (later merges never take part of an earlier one's range).
-fn input_deletes(kv: &dyn KvStore, merged: &EventKey, first_seq: u64) -> Result<Vec<KvOp>> {
-    let start = keys::event(merged.table_id, merged.block, first_seq);
-    let mut ops: Vec<KvOp> = kv.scan(&start, &merged.encode()).map(|pair| Ok(KvOp::Delete(pair?.0))).collect::<Result<_>>()?;
-    ops.push(KvOp::Delete(keys::merging(merged)));
-    Ok(ops)
-}
-
-/// At open, before anything reads: deletes the inputs of merges a crash interrupted, and
-/// returns the number of the last merge made.
-pub(super) fn recover(kv: &dyn KvStore) -> Result<u64> {
-    let records: Vec<_> = kv.scan(keys::MERGING, &keys::prefix_end(keys::MERGING)).collect::<Result<_>>()?;
-    for (key, value) in records {
-        let corrupt = || Error::Storage("corrupt merge record".into());
-        let merged = keys::parse_merging(&key).ok_or_else(corrupt)?;
-        let first_seq = keys::be_u64(&value, 0).ok_or_else(corrupt)?;
-        kv.apply(input_deletes(kv, &merged, first_seq)?)?;
-    }
-    kv.sync()?;
-    Ok(match kv.get(&keys::counter(MERGE_COUNTER))? {
-        Some(v) => keys::be_u64(&v, 0).ok_or_else(|| Error::Storage("corrupt merge counter".into()))?,
-        None => 0,
-    })
 }
 
 #[cfg(test)]
@@ -170,7 +140,9 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::storage::{Append, BLOCK_MICROS, Commit, DiskReserve, MemoryKv, ScanTable, StoredPart, hot::SledKv};
+    use crate::storage::{
+        Append, BLOCK_MICROS, Commit, DiskReserve, KvStore, MemoryKv, ScanTable, StoredPart, hot::SledKv,
+    };
 
     #[derive(Debug, Clone)]
     enum Op {
@@ -203,6 +175,8 @@ mod tests {
             1 => (0..3i64, 0..5i64, 0..40usize).prop_map(|(b, t, n)| Op::Move(b, t, n)),
         ]
     }
+
+    type HeldScan = Box<dyn Iterator<Item = Result<StoredPart>>>;
 
     const TABLE: ScanTable = ScanTable { id: 1, event_time: Some(1) };
 
@@ -258,7 +232,7 @@ mod tests {
         assert_eq!(store.allocate_table_id().unwrap(), TABLE.id);
         // (id, block, seq) of every acknowledged row; the first seq of each write.
         let (mut written, mut write_seqs) = (Vec::new(), Vec::new());
-        let mut held: Option<(Vec<i64>, Box<dyn Iterator<Item = Result<StoredPart>>>)> = None;
+        let mut held: Option<(Vec<i64>, HeldScan)> = None;
         for op in ops {
             match op {
                 Op::Write(rows) => {
@@ -279,7 +253,9 @@ mod tests {
                     store.compact_hot(TABLE.id).unwrap();
                 }
                 Op::Collect => store.collect_garbage(&|_| Some(1)).unwrap(),
-                Op::Hold => held = Some((expected(&written, 0), Box::new(store.scan(TABLE, (i64::MIN, i64::MAX), (0, 1))))),
+                Op::Hold => {
+                    held = Some((expected(&written, 0), Box::new(store.scan(TABLE, (i64::MIN, i64::MAX), (0, 1)))))
+                }
                 Op::ReadHeld => {
                     if let Some((want, scan)) = held.take() {
                         let got: Vec<i64> = read(scan).into_iter().map(|(id, _)| id).collect();
@@ -314,7 +290,8 @@ mod tests {
                     store = Arc::new(EventStore::open(kv.clone(), Some(cold.clone()), DiskReserve::none()).unwrap());
                 }
             }
-            let now: Vec<i64> = read(store.scan(TABLE, (i64::MIN, i64::MAX), (0, 1))).into_iter().map(|(id, _)| id).collect();
+            let now: Vec<i64> =
+                read(store.scan(TABLE, (i64::MIN, i64::MAX), (0, 1))).into_iter().map(|(id, _)| id).collect();
             same_rows(now, expected(&written, 0), moved, "a scan");
         }
         drop(held);

@@ -136,7 +136,7 @@ impl EventStore {
     /// Opens the store, loading counters, statistics and the cold-tier manifest.
     pub fn open(kv: Arc<dyn KvStore>, cold: Option<Arc<ColdStore>>, reserve: super::DiskReserve) -> Result<Self> {
         staged_records::recover(kv.as_ref())?;
-        let merge_epoch = super::compaction::recover(kv.as_ref())?;
+        let merge_epoch = super::merge_records::recover(kv.as_ref())?;
         let read_counter = |name: &str| -> Result<u64> {
             Ok(match kv.get(&keys::counter(name))? {
                 Some(v) => {

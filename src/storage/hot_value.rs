@@ -45,7 +45,12 @@ fn split_merged(value: &[u8]) -> Result<(Segments, &[u8])> {
     let header = value.get(4..body).ok_or_else(corrupt)?;
     let segments = header
         .chunks_exact(12)
-        .map(|s| (u64::from_be_bytes(s[..8].try_into().unwrap_or_default()), u32::from_be_bytes(s[8..].try_into().unwrap_or_default())))
+        .map(|s| {
+            (
+                u64::from_be_bytes(s[..8].try_into().unwrap_or_default()),
+                u32::from_be_bytes(s[8..].try_into().unwrap_or_default()),
+            )
+        })
         .collect();
     Ok((segments, &value[body..]))
 }

@@ -16,6 +16,7 @@ pub mod hot;
 mod hot_value;
 pub mod keys;
 mod memory;
+mod merge_records;
 mod pending_merges;
 mod scan;
 mod staged_records;

@@ -46,7 +46,9 @@ impl PendingMerges {
 
     /// The merges whose inputs remain, with their first seq.
     pub fn iter(&self) -> impl Iterator<Item = (EventKey, u64)> + '_ {
-        self.pending.iter().map(|(&(table_id, block, seq, merge), &first)| (EventKey { table_id, block, seq, merge }, first))
+        self.pending
+            .iter()
+            .map(|(&(table_id, block, seq, merge), &first)| (EventKey { table_id, block, seq, merge }, first))
     }
 
     pub fn drop_table(&mut self, table_id: u64) {

@@ -1,18 +1,20 @@
 //! Scans over both tiers: a table's cold files and hot values, merged day by day.
 //!
-//! A scan holds the manifest version it started with, so a move that finishes meanwhile
-//! changes nothing for it: the hot copies of moved rows stay until the mark of every version
-//! still held covers them (`tiering::collect_garbage`), and the scan skips, by the version's
-//! [`TierMark`], exactly the hot rows its version's files hold.
+//! A scan holds the manifest version it started with, so a move or a hot-tier merge that
+//! finishes meanwhile changes nothing for it: the hot copies of moved rows stay until the mark
+//! of every version still held covers them (`tiering::collect_garbage`), and the scan skips,
+//! by the version's [`TierMark`], exactly the hot rows its version's files hold; a merge's
+//! inputs stay until no held version predates it, and the version says whether the scan reads
+//! the inputs or the merged value (`pending_merges`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::blocks::StoredPart;
 use super::blocks::{BLOCK_MICROS, decode_batch};
-use super::hot_value::HotValue;
 use super::cold::{ColdFile, ColdStore, Manifest, TierMark, file};
 use super::events::EventStore;
+use super::hot_value::HotValue;
 use super::{KvPair, keys};
 use crate::error::{Error, Result};
 
@@ -200,7 +202,9 @@ fn hot_rows(
     }
     let Some(value) = HotValue::decode(key, value)?.since(min_seq) else { return Ok(None) };
     match event_time {
-        Some(col) if mark.touches_block(value.first_seq(), key.block) => Ok(value.still_hot(col, mark)?.map(|v| v.batch)),
+        Some(col) if mark.touches_block(value.first_seq(), key.block) => {
+            Ok(value.still_hot(col, mark)?.map(|v| v.batch))
+        }
         _ => Ok(Some(value.batch)),
     }
 }

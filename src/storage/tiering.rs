@@ -13,10 +13,10 @@ use std::sync::{Arc, Weak};
 use arrow::array::RecordBatch;
 
 use super::blocks::block_of;
-use super::hot_value::{self, HotValue};
 use super::cold::file::FileWriter;
 use super::cold::{ColdFile, Manifest, TierMark, day_of, file, merge};
 use super::events::{EventStore, FILE_NO};
+use super::hot_value::{self, HotValue};
 use super::{KvOp, keys};
 use crate::error::{Error, Result};
 

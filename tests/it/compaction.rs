@@ -75,12 +75,13 @@ async fn kill9_while_sessions_insert_and_merges_run() {
         let stored: Vec<i64> = client.query("SELECT id FROM ev", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
         let unique: HashSet<i64> = stored.iter().copied().collect();
         assert_eq!(unique.len(), stored.len(), "round {round}: a row is stored twice");
-        let ledger = ledger.lock().unwrap();
-        let lost: Vec<&i64> = ledger.acknowledged.iter().filter(|id| !unique.contains(id)).collect();
-        assert!(lost.is_empty(), "round {round}: acknowledged rows lost: {lost:?}");
-        let known: HashSet<&i64> = ledger.maybe.iter().collect();
-        assert!(unique.iter().all(|id| known.contains(id)), "round {round}: a row nobody wrote");
-        drop(ledger);
+        {
+            let ledger = ledger.lock().unwrap();
+            let lost: Vec<&i64> = ledger.acknowledged.iter().filter(|id| !unique.contains(id)).collect();
+            assert!(lost.is_empty(), "round {round}: acknowledged rows lost: {lost:?}");
+            let known: HashSet<&i64> = ledger.maybe.iter().collect();
+            assert!(unique.iter().all(|id| known.contains(id)), "round {round}: a row nobody wrote");
+        }
         assert_features_recomputed(&client, &format!("round {round}")).await;
         drop(client);
         server.kill9();

@@ -124,10 +124,8 @@ impl Manifest {
     /// Rebuilds a manifest from its stored entries (`keys::COLD_FILE` / `keys::TIER_MARK`).
     /// `merge_epoch` is the number of the last hot-tier merge made (none is pending at open).
     pub fn load(files: &[Vec<u8>], marks: &[(u64, Vec<u8>)], merge_epoch: u64) -> Result<Self> {
-        let mut manifest = Manifest {
-            merges: crate::storage::pending_merges::PendingMerges::new(merge_epoch),
-            ..Manifest::default()
-        };
+        let mut manifest =
+            Manifest { merges: crate::storage::pending_merges::PendingMerges::new(merge_epoch), ..Manifest::default() };
         for entry in files {
             manifest.add(serde_json::from_slice(entry).map_err(|e| Error::Storage(format!("corrupt manifest: {e}")))?);
         }
