@@ -125,12 +125,23 @@ impl EventStore {
     pub(super) fn settle_merges(&self, oldest_epoch: u64) -> Result<()> {
         let manifest = self.manifest();
         for (merged, first_seq) in manifest.merges.iter().filter(|(k, _)| k.merge <= oldest_epoch) {
+            // Without the commit lock and in slices: a merge's 65,536 deletes in one batch
+            // held every commit for tens of milliseconds. Every live version reads the merged
+            // value, and a concurrent DROP TABLE deletes the same keys. The record goes last,
+            // so a crash midway leaves it, and open finishes the deletes.
             let ops = merge_records::input_deletes(self.kv.as_ref(), &merged, first_seq)?;
-            self.apply_if_tables_exist(&[merged.table_id], ops, |m| m.merges.settled(&merged))?;
+            let mut ops = ops.into_iter().peekable();
+            while ops.peek().is_some() {
+                self.kv.apply(ops.by_ref().take(DELETES_PER_BATCH).collect())?;
+            }
+            self.publish(|m| m.merges.settled(&merged))?;
         }
         Ok(())
     }
 }
+
+/// Deletes of a merge's inputs per atomic batch.
+const DELETES_PER_BATCH: usize = 4096;
 
 #[cfg(test)]
 mod tests {
