@@ -23,7 +23,7 @@ impl Database {
         let mut tables = Vec::new();
         for name in self.catalog.table_names() {
             let Some(table) = self.catalog.table(&name) else { continue };
-            tables.push(table.id);
+            tables.push(table.scan_table());
             let Some(event_time) = table.event_time else { continue };
             event_times.insert(table.id, event_time);
             let Some(watermark) = store.stats(table.id).watermark else { continue };
@@ -59,8 +59,8 @@ impl Database {
                     Err(e) => return Err(e),
                 }
             }
-            for table_id in tables {
-                match store.compact_hot(table_id) {
+            for table in tables {
+                match store.compact_hot(table) {
                     Ok(merged) => total.hot_values_merged += merged.values_merged,
                     // Collection still runs: it frees what earlier merges replaced.
                     Err(e @ Error::DiskFull(_)) => {

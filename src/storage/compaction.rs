@@ -17,8 +17,10 @@
 
 use arrow::compute::concat_batches;
 
+use super::ScanTable;
+use super::cold::TierMark;
 use super::events::EventStore;
-use super::hot_value::{self, HotValue};
+use super::hot_value::HotValue;
 use super::keys::{self, EventKey};
 use super::{KvOp, merge_records};
 use crate::error::{Error, Result};
@@ -27,8 +29,9 @@ use crate::error::{Error, Result};
 pub const MERGED_ROWS: usize = 65_536;
 /// Values of at least this many bytes are left alone (only their rows are read to merge).
 const LARGE_VALUE_BYTES: usize = 256 << 10;
-/// A run of fewer values than this is merged only once it holds [`MERGED_ROWS`] rows: a few
-/// values cost little, and rewriting a growing merged value for each new row would cost more.
+/// A run with fewer writes' own values than this is merged only once it holds [`MERGED_ROWS`]
+/// rows: a few values cost little, and rewriting a growing merged value for every few new
+/// rows would cost more.
 const MIN_RUN: usize = 8;
 
 /// What one compaction pass did.
@@ -43,13 +46,16 @@ pub struct HotCompaction {
 struct Run {
     values: Vec<HotValue>,
     rows: usize,
+    /// Values that are a write's own (not merged before).
+    fresh: usize,
 }
 
 impl EventStore {
-    /// Merges runs of small hot values of `table_id`, block by block. Blocking; serialized
+    /// Merges runs of small hot values of `table`, block by block. Blocking; serialized
     /// with other tiering work. The merges are durable when it returns; their inputs are
     /// deleted by [`EventStore::settle_merges`].
-    pub fn compact_hot(&self, table_id: u64) -> Result<HotCompaction> {
+    pub fn compact_hot(&self, table: ScanTable) -> Result<HotCompaction> {
+        let table_id = table.id;
         let _tiering = self.tiering.lock();
         let manifest = self.manifest();
         let mark = manifest.mark(table_id);
@@ -65,12 +71,14 @@ impl EventStore {
                 if !manifest.merges.shows(&key) {
                     continue;
                 }
-                let first = hot_value::first_seq(&key, &value)?;
-                // Rows the cold tier took wait for collection; large values are merged enough.
-                let candidate =
-                    key.seq < visible && value.len() < LARGE_VALUE_BYTES && !mark.touches_block(first, key.block);
+                // Large values are merged enough; a merge whose inputs a reader still holds is
+                // not taken again (each pass would rewrite it while the reader runs).
+                let candidate = key.seq < visible
+                    && value.len() < LARGE_VALUE_BYTES
+                    && !mark.covers_block(key.seq, key.block)
+                    && !manifest.merges.is_pending(&key);
                 let value = match candidate {
-                    true => Some(HotValue::decode(key, &value)?).filter(|v| v.batch.num_rows() < MERGED_ROWS / 2),
+                    true => hot_rows(key, &value, table.event_time, mark)?,
                     false => None,
                 };
                 let joins = value.as_ref().is_some_and(|v| {
@@ -81,6 +89,7 @@ impl EventStore {
                 }
                 let Some(value) = value else { continue };
                 run.rows += value.batch.num_rows();
+                run.fresh += usize::from(value.key.merge == 0);
                 run.values.push(value);
                 if run.rows >= MERGED_ROWS {
                     self.finish_run(std::mem::take(&mut run), &mut report)?;
@@ -98,7 +107,7 @@ impl EventStore {
 
     /// Merges a run if it is worth it. Called with the tiering lock held.
     fn finish_run(&self, run: Run, report: &mut HotCompaction) -> Result<()> {
-        if run.values.len() < 2 || (run.values.len() < MIN_RUN && run.rows < MERGED_ROWS) {
+        if run.values.len() < 2 || (run.fresh < MIN_RUN && run.rows < MERGED_ROWS) {
             return Ok(());
         }
         let (first, last) = (&run.values[0], &run.values[run.values.len() - 1]);
@@ -124,6 +133,10 @@ impl EventStore {
     /// live versions.
     pub(super) fn settle_merges(&self, oldest_epoch: u64) -> Result<()> {
         let manifest = self.manifest();
+        if manifest.merges.iter().any(|(k, _)| k.merge <= oldest_epoch) {
+            // `compact_hot` synced its merges, unless the sync failed: inputs never go first.
+            self.sync()?;
+        }
         for (merged, first_seq) in manifest.merges.iter().filter(|(k, _)| k.merge <= oldest_epoch) {
             // Without the commit lock and in slices: a merge's 65,536 deletes in one batch
             // held every commit for tens of milliseconds. Every live version reads the merged
@@ -138,6 +151,18 @@ impl EventStore {
         }
         Ok(())
     }
+}
+
+/// The rows of a candidate value a merge takes: those the cold tier does not hold yet (rows
+/// it holds are read from there by every version that reads the merged value), if they are
+/// few enough to merge.
+fn hot_rows(key: EventKey, value: &[u8], event_time: Option<usize>, mark: TierMark) -> Result<Option<HotValue>> {
+    let value = HotValue::decode(key, value)?;
+    let value = match event_time {
+        Some(col) if mark.touches_block(value.first_seq(), key.block) => value.still_hot(col, mark)?,
+        _ => Some(value),
+    };
+    Ok(value.filter(|v| v.batch.num_rows() < MERGED_ROWS / 2))
 }
 
 /// Deletes of a merge's inputs per atomic batch.
@@ -234,7 +259,17 @@ mod tests {
         let mut moved = false;
         let open_kv = || -> Arc<dyn KvStore> {
             match sled_dir {
-                Some(dir) => Arc::new(SledKv::open(dir, None).unwrap()),
+                // A closed sled may release its file lock a moment after the last handle goes.
+                Some(dir) => Arc::new(
+                    (0..100)
+                        .find_map(|_| {
+                            SledKv::open(dir, None).ok().or_else(|| {
+                                std::thread::sleep(std::time::Duration::from_millis(20));
+                                None
+                            })
+                        })
+                        .unwrap_or_else(|| SledKv::open(dir, None).unwrap()),
+                ),
                 None => Arc::new(MemoryKv::new()),
             }
         };
@@ -261,7 +296,7 @@ mod tests {
                     }
                 }
                 Op::Merge => {
-                    store.compact_hot(TABLE.id).unwrap();
+                    store.compact_hot(TABLE).unwrap();
                 }
                 Op::Collect => store.collect_garbage(&|_| Some(1)).unwrap(),
                 Op::Hold => {
@@ -306,11 +341,16 @@ mod tests {
             same_rows(now, expected(&written, 0), moved, "a scan");
         }
         drop(held);
-        store.compact_hot(TABLE.id).unwrap();
+        // With no reader left and nothing pending, a pass merges every run of 8 or more writes.
         store.collect_garbage(&|_| Some(1)).unwrap();
-        let values = kv.scan(&keys::events_from(TABLE.id, i64::MIN), &keys::events_until(TABLE.id, i64::MAX)).count();
-        let blocks: std::collections::HashSet<i64> = written.iter().map(|(_, b, _)| *b).collect();
-        assert!(values <= blocks.len() * MIN_RUN, "{values} values left in {} blocks", blocks.len());
+        store.compact_hot(TABLE).unwrap();
+        store.collect_garbage(&|_| Some(1)).unwrap();
+        let mut writes_left: std::collections::HashMap<i64, usize> = Default::default();
+        for pair in kv.scan(&keys::events_from(TABLE.id, i64::MIN), &keys::events_until(TABLE.id, i64::MAX)) {
+            let key = keys::parse_event(&pair.unwrap().0).unwrap();
+            *writes_left.entry(key.block).or_default() += usize::from(key.merge == 0);
+        }
+        assert!(writes_left.values().all(|n| *n < MIN_RUN), "unmerged writes by block: {writes_left:?}");
         assert_eq!(kv.scan(keys::MERGING, &keys::prefix_end(keys::MERGING)).count(), 0, "every merge settled");
     }
 

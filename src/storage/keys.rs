@@ -174,7 +174,7 @@ pub fn parse_event(key: &[u8]) -> Option<EventKey> {
     let table_id = be_u64(key, 1)?;
     let block = (be_u64(key, 9)? ^ (1 << 63)) as i64;
     let seq = be_u64(key, 17)?;
-    let merge = if key.len() == 33 { be_u64(key, 25)? } else { 0 };
+    let merge = if key.len() == 33 { be_u64(key, 25).filter(|m| *m != 0)? } else { 0 };
     Some(EventKey { table_id, block, seq, merge })
 }
 

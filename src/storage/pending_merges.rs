@@ -33,6 +33,11 @@ impl PendingMerges {
         !self.pending.range(later).any(|(&(_, _, _, merge), &first)| merge > key.merge && first <= key.seq)
     }
 
+    /// Whether `key` is a merged value whose inputs are still stored.
+    pub fn is_pending(&self, key: &EventKey) -> bool {
+        self.pending.contains_key(&(key.table_id, key.block, key.seq, key.merge))
+    }
+
     /// Records a merge: its merged value's key and the seq of its first row.
     pub fn add(&mut self, merged: &EventKey, first_seq: u64) {
         self.pending.insert((merged.table_id, merged.block, merged.seq, merged.merge), first_seq);
