@@ -157,11 +157,7 @@ impl EventStore {
 /// it holds are read from there by every version that reads the merged value), if they are
 /// few enough to merge.
 fn hot_rows(key: EventKey, value: &[u8], event_time: Option<usize>, mark: TierMark) -> Result<Option<HotValue>> {
-    let value = HotValue::decode(key, value)?;
-    let value = match event_time {
-        Some(col) if mark.touches_block(value.first_seq(), key.block) => value.still_hot(col, mark)?,
-        _ => Some(value),
-    };
+    let value = HotValue::decode(key, value)?.unmoved(event_time, mark)?;
     Ok(value.filter(|v| v.batch.num_rows() < MERGED_ROWS / 2))
 }
 

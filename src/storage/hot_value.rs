@@ -138,6 +138,15 @@ impl HotValue {
         Ok(Some(HotValue { key: self.key, segments, batch }))
     }
 
+    /// The rows `mark` does not cover, without looking at rows when it touches none of them
+    /// (or the table has no event-time column); `None` if it covers them all.
+    pub fn unmoved(self, event_time: Option<usize>, mark: TierMark) -> Result<Option<Self>> {
+        match event_time {
+            Some(col) if mark.touches_block(self.first_seq(), self.key.block) => self.still_hot(col, mark),
+            _ => Ok(Some(self)),
+        }
+    }
+
     /// The rows `mark` does not cover; `None` if it covers them all.
     pub fn still_hot(&self, event_time: usize, mark: TierMark) -> Result<Option<Self>> {
         let moved = self.moved_rows(event_time, mark)?;

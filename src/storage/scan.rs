@@ -201,10 +201,5 @@ fn hot_rows(
         return decode_batch(value).map(Some);
     }
     let Some(value) = HotValue::decode(key, value)?.since(min_seq) else { return Ok(None) };
-    match event_time {
-        Some(col) if mark.touches_block(value.first_seq(), key.block) => {
-            Ok(value.still_hot(col, mark)?.map(|v| v.batch))
-        }
-        _ => Ok(Some(value.batch)),
-    }
+    Ok(value.unmoved(event_time, mark)?.map(|v| v.batch))
 }
