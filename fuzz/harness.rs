@@ -19,7 +19,7 @@ use pgwire::messages::{DecodeContext, PgWireFrontendMessage};
 
 /// A table with a column of every type, the event-time column NOT NULL.
 fn table() -> TableDef {
-    let column = |name: &str, ty, not_null| ColumnDef { name: name.into(), ty, not_null };
+    let column = |name: &str, ty, not_null| ColumnDef::new(name, ty, not_null);
     TableDef {
         id: 1,
         name: "tx".into(),

@@ -37,6 +37,7 @@ impl Catalog {
         let mut tables = BTreeMap::new();
         for entry in store.catalog_entries(CatalogKind::Table)? {
             let def: TableDef = serde_json::from_slice(&entry)?;
+            store.set_columns(def.id, Some(def.stored_columns()?));
             tables.insert(def.name.clone(), Arc::new(def));
         }
         Ok(Self {
@@ -82,6 +83,48 @@ impl Catalog {
         self.store
             .commit(Commit { catalog_puts: vec![(CatalogKind::Table.key(&def.name), entry)], ..Default::default() })
             .await?;
+        self.store.set_columns(def.id, Some(def.stored_columns()?));
+        self.tables.write().insert(def.name.clone(), Arc::new(def));
+        self.table_changes.fetch_add(1, Ordering::SeqCst);
+        Ok(true)
+    }
+
+    /// `ALTER TABLE name ADD COLUMN`: appends `column`. False if it existed and
+    /// `if_not_exists` was given. `has_rows` says whether the table holds rows (asked under
+    /// the DDL lock): NOT NULL without a DEFAULT cannot be added to a table that does.
+    pub async fn add_column(
+        &self,
+        name: &str,
+        column: ColumnDef,
+        if_not_exists: bool,
+        has_rows: impl FnOnce(&TableDef) -> Result<bool>,
+    ) -> Result<bool> {
+        let _ddl = self.ddl.lock().await;
+        let old = self.require_table(name)?;
+        if old.column_index(&column.name).is_some() {
+            if if_not_exists {
+                return Ok(false);
+            }
+            return Err(Error::Conflict {
+                sqlstate: crate::error::SqlState::DuplicateColumn,
+                message: format!("column \"{}\" of relation \"{name}\" already exists", column.name),
+            });
+        }
+        column.default_value()?;
+        if column.not_null && column.default.is_none() && has_rows(&old)? {
+            return Err(Error::NullViolation(format!(
+                "column \"{}\" of relation \"{name}\" contains null values",
+                column.name
+            )));
+        }
+        let mut def = (*old).clone();
+        def.columns.push(column);
+        let columns = def.stored_columns()?;
+        let entry = serde_json::to_vec(&def)?;
+        self.store
+            .commit(Commit { catalog_puts: vec![(CatalogKind::Table.key(&def.name), entry)], ..Default::default() })
+            .await?;
+        self.store.set_columns(def.id, Some(columns));
         self.tables.write().insert(def.name.clone(), Arc::new(def));
         self.table_changes.fetch_add(1, Ordering::SeqCst);
         Ok(true)
@@ -118,6 +161,7 @@ impl Catalog {
             })
             .await?;
         self.tables.write().remove(&def.name);
+        self.store.set_columns(def.id, None);
         self.table_changes.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::scalar::ScalarValue;
 use serde::{Deserialize, Serialize};
 
 use crate::sql::types::ColumnType;
@@ -15,6 +16,30 @@ pub struct ColumnDef {
     pub name: String,
     pub ty: ColumnType,
     pub not_null: bool,
+    /// `DEFAULT` (of `ALTER TABLE ... ADD COLUMN`) as the value's text; rows that give no
+    /// value, and rows stored before the column was added, read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+}
+
+impl ColumnDef {
+    pub fn new(name: impl Into<String>, ty: ColumnType, not_null: bool) -> Self {
+        ColumnDef { name: name.into(), ty, not_null, default: None }
+    }
+
+    /// The column's default in its type (a typed NULL without one).
+    pub fn default_value(&self) -> crate::error::Result<ScalarValue> {
+        let ty = self.ty.arrow_type();
+        match &self.default {
+            None => Ok(ScalarValue::try_from(&ty)?),
+            Some(text) => ScalarValue::Utf8(Some(text.clone())).cast_to(&ty).map_err(|_| {
+                crate::error::Error::invalid_value(
+                    crate::error::SqlState::InvalidTextRepresentation,
+                    format!("invalid input syntax for type {}: \"{text}\"", self.ty.sql_name()),
+                )
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,5 +77,11 @@ impl TableDef {
 
     pub fn event_time_column(&self) -> Option<&ColumnDef> {
         self.event_time.map(|i| &self.columns[i])
+    }
+
+    /// What reads widen rows stored before a column was added to (`storage::TableColumns`).
+    pub fn stored_columns(&self) -> crate::error::Result<crate::storage::TableColumns> {
+        let defaults = self.columns.iter().map(ColumnDef::default_value).collect::<crate::error::Result<_>>()?;
+        Ok(crate::storage::TableColumns { schema: self.schema(), defaults })
     }
 }

@@ -57,6 +57,7 @@ pub fn conform(
                 Some(in_zone) => check_converted(&source, in_zone, column.ty, &column.name, label)?,
                 None => convert(&source, column.ty, &column.name, label)?,
             },
+            None if column.default.is_some() => column.default_value()?.to_array_of_size(rows)?,
             None => new_null_array(&column.ty.arrow_type(), rows),
         };
         if column.not_null && array.null_count() > 0 {
@@ -275,7 +276,7 @@ mod tests {
     use arrow::array::{Float64Array, Int64Array};
 
     fn table() -> TableDef {
-        let col = |name: &str, ty, not_null| ColumnDef { name: name.into(), ty, not_null };
+        let col = |name: &str, ty, not_null| ColumnDef::new(name, ty, not_null);
         TableDef {
             id: 1,
             name: "tx".into(),

@@ -46,7 +46,7 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
                 }
             }
         }
-        columns.push(ColumnDef { name: column_name, ty: ColumnType::from_sql(&column.data_type)?, not_null });
+        columns.push(ColumnDef::new(column_name, ColumnType::from_sql(&column.data_type)?, not_null));
     }
     if columns.is_empty() {
         return Err(Error::invalid_input(SqlState::SyntaxError, "a table needs at least one column"));

@@ -1,5 +1,6 @@
 //! Executes parsed statements against the database: DDL, writes, queries, transactions.
 
+mod alter_table;
 pub(crate) mod conform;
 mod copy_binary;
 pub mod copy_format;

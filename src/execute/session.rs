@@ -410,6 +410,12 @@ impl Session {
                 outcome?;
                 Ok(Output::Command { tag: "DROP TABLE", rows: None })
             }
+            SqlStatement::AlterTable(alter) => {
+                for notice in super::alter_table::alter_table(&self.db, alter).await? {
+                    self.notice(notice);
+                }
+                Ok(Output::Command { tag: "ALTER TABLE", rows: None })
+            }
             SqlStatement::CreateView(create) => {
                 let created = Box::pin(super::views::create_view(&self.db, create)).await?;
                 if let Some((name, id)) = created.view {
@@ -695,6 +701,7 @@ fn ddl_kind(statement: &Statement) -> Option<&'static str> {
         Statement::Standard(sql) => match sql.as_ref() {
             SqlStatement::CreateTable(_) => Some("CREATE TABLE"),
             SqlStatement::CreateView(_) => Some("CREATE VIEW"),
+            SqlStatement::AlterTable(_) => Some("ALTER TABLE"),
             SqlStatement::Drop { .. } => Some("DROP"),
             _ => None,
         },

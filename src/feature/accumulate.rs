@@ -12,8 +12,11 @@ use std::collections::HashSet;
 use arrow::datatypes::DataType;
 use datafusion::scalar::ScalarValue;
 
+use datafusion_functions_aggregate_common::tdigest::TDigest;
+
 use super::aggregate::{AggKind, HyperLogLog};
 use super::encoding::{ABSENT, Repr, VALUE, decode};
+use super::quantile;
 use crate::error::{Error, Result, SqlState};
 
 /// Read access to a key's events (see `encoding` for the layout).
@@ -104,14 +107,33 @@ pub enum Acc {
     Distinct(Vec<u64>),
     /// A window's distinct words while it is evaluated.
     Set(HashSet<u64, ahash::RandomState>),
+    /// The events a k-aggregate keeps, worst first (see [`Acc::rank`]), at most k.
+    Ranked(Vec<u32>),
+    /// A percentile's values not yet sketched, and sketches of the rest (see `quantile`).
+    Quantile {
+        values: Vec<f64>,
+        digests: Vec<TDigest>,
+    },
+    /// A decayed sum referred to time `at`: the sum of `x * 2^((e - at) / h)` over `n` values.
+    /// Events are never later than `at`, so no factor exceeds 1 (no overflow, however long
+    /// the window is in half-lives).
+    Decayed {
+        n: u64,
+        sum: f64,
+        at: i64,
+    },
     /// An aggregate computed elsewhere (a sweep's sliding distinct count): does nothing.
     Skip,
 }
 
 impl Acc {
-    /// An empty accumulator; `tile` selects the mergeable form of distinct counts.
-    pub fn new(kind: AggKind, repr: Repr, tile: bool) -> Acc {
+    /// An empty accumulator; `tile` selects the mergeable form of distinct counts, and `at`
+    /// is the time decayed sums refer to (the evaluation time, or a tile's last instant).
+    pub fn new(kind: AggKind, repr: Repr, tile: bool, at: i64) -> Acc {
         match kind {
+            AggKind::LastK(_) | AggKind::MaxK(_) | AggKind::MinK(_) => Acc::Ranked(Vec::new()),
+            AggKind::ApproxPercentile(_) => Acc::Quantile { values: Vec::new(), digests: Vec::new() },
+            AggKind::DecayedSum(_) | AggKind::DecayedCount(_) => Acc::Decayed { n: 0, sum: 0.0, at },
             AggKind::Sum if repr == Repr::Int => Acc::SumInt { n: 0, sum: 0 },
             AggKind::CountStar | AggKind::Count => Acc::Count(0),
             AggKind::Sum | AggKind::Avg | AggKind::StddevSamp | AggKind::VarSamp => {
@@ -166,6 +188,44 @@ impl Acc {
             Acc::Set(set) => {
                 set.insert(word);
             }
+            Acc::Ranked(kept) => Acc::rank_in(kept, kind, repr, ev, j, i, offset),
+            Acc::Quantile { values, digests } => {
+                values.push(f64::from_bits(word));
+                quantile::compact(values, digests);
+            }
+            Acc::Decayed { n, sum, at } => {
+                let x = if matches!(kind, AggKind::DecayedSum(_)) { f64::from_bits(word) } else { 1.0 };
+                *n += 1;
+                *sum += x * decay(ev.time(i), *at, kind);
+            }
+        }
+    }
+
+    /// Keeps event `i` (absolute; stored relative to `offset`) among the k best of `kept`.
+    fn rank_in(kept: &mut Vec<u32>, kind: AggKind, repr: Repr, ev: &Events, j: usize, i: usize, offset: usize) {
+        let k = match kind {
+            AggKind::LastK(k) | AggKind::MaxK(k) | AggKind::MinK(k) => k as usize,
+            _ => return,
+        };
+        let at =
+            partition(kept.len(), |p| Acc::rank(kind, repr, ev, j, kept[p] as usize + offset, i) == Ordering::Less);
+        if kept.len() == k && at == 0 {
+            return;
+        }
+        kept.insert(at, (i - offset) as u32);
+        if kept.len() > k {
+            kept.remove(0);
+        }
+    }
+
+    /// How event `a` ranks against event `b` in a k-aggregate: Greater if `a` comes first in
+    /// its result. `last_k` prefers the later event (events are in time then arrival order);
+    /// `max_k`/`min_k` the larger/smaller value, then the later event.
+    fn rank(kind: AggKind, repr: Repr, ev: &Events, j: usize, a: usize, b: usize) -> Ordering {
+        match kind {
+            AggKind::MaxK(_) => ev.compare(repr, j, a, b).then(a.cmp(&b)),
+            AggKind::MinK(_) => ev.compare(repr, j, b, a).then(a.cmp(&b)),
+            _ => a.cmp(&b),
         }
     }
 
@@ -175,7 +235,8 @@ impl Acc {
     pub fn insert(&mut self, kind: AggKind, repr: Repr, ev: &Events, i: usize, j: usize, offset: usize) -> bool {
         let rel = (i - offset) as u32;
         match self {
-            Acc::Moments { .. } => return false,
+            // Float sums round by order; kept events and sketches are cheaper refolded.
+            Acc::Moments { .. } | Acc::Decayed { .. } | Acc::Ranked(_) | Acc::Quantile { .. } => return false,
             Acc::Pick(Some(c)) if *c >= rel => *c += 1,
             _ => {}
         }
@@ -243,6 +304,21 @@ impl Acc {
                 }
             }
             (Acc::Set(set), Acc::Distinct(words)) => set.extend(words.iter().copied()),
+            (Acc::Ranked(kept), Acc::Ranked(theirs)) => {
+                for i in theirs {
+                    Acc::rank_in(kept, kind, repr, ev, j, *i as usize + tile_offset, 0);
+                }
+            }
+            (Acc::Quantile { values, digests }, Acc::Quantile { values: v, digests: d }) => {
+                values.extend_from_slice(v);
+                digests.extend_from_slice(d);
+                quantile::compact(values, digests);
+            }
+            (Acc::Decayed { n, sum, at }, Acc::Decayed { n: bn, sum: bs, at: bat }) => {
+                // The tile ends no later than the window's evaluation time: a factor <= 1.
+                *n += bn;
+                *sum += bs * decay(*bat, *at, kind);
+            }
             _ => {}
         }
     }
@@ -279,9 +355,31 @@ impl Acc {
             }
             Acc::Distinct(words) => distinct(kind, words.iter()),
             Acc::Set(set) => distinct(kind, set.iter()),
+            Acc::Ranked(kept) if kept.is_empty() => null,
+            Acc::Ranked(kept) => {
+                let values = kept
+                    .iter()
+                    .rev()
+                    .map(|i| decode(repr, ev.word(*i as usize, j), ev.others, arg_type))
+                    .collect::<Result<Vec<_>>>()?;
+                ScalarValue::List(ScalarValue::new_list(&values, arg_type, true))
+            }
+            Acc::Quantile { values, digests } => match kind {
+                AggKind::ApproxPercentile(q) => ScalarValue::Float64(quantile::estimate(values, digests, q.get())),
+                _ => null,
+            },
+            Acc::Decayed { sum, .. } if matches!(kind, AggKind::DecayedCount(_)) => ScalarValue::Float64(Some(*sum)),
+            Acc::Decayed { n: 0, .. } => null,
+            Acc::Decayed { sum, .. } => ScalarValue::Float64(Some(*sum)),
             Acc::Skip => null,
         })
     }
+}
+
+/// `2^((e - at) / h)` for an event at `e` no later than `at`, `h` the aggregate's half-life.
+fn decay(e: i64, at: i64, kind: AggKind) -> f64 {
+    let h = kind.half_life().unwrap_or(i64::MAX) as f64;
+    (e.saturating_sub(at) as f64 / h).exp2()
 }
 
 /// A distinct count (exact or approximate) of `words`.

@@ -14,7 +14,7 @@ use arrow::array::{Array, ArrayRef, TimestampMicrosecondArray};
 use datafusion::scalar::ScalarValue;
 
 use super::as_of_stored::{Probe, evaluate_stored};
-use super::window::span;
+use super::window::AsOf;
 use super::{FeatureState, LiveFeature, SlidingDistinct};
 use crate::error::Result;
 
@@ -34,19 +34,19 @@ const CACHED_WINDOW_WORDS: usize = 4 << 20;
 
 impl LiveFeature {
     /// The feature's values at every point of every batch: as of each time, counting events
-    /// at that time unless `strict`.
-    pub fn evaluate_at(&self, points: &[Points], strict: bool) -> Result<Vec<Values>> {
-        // The window of the earliest time evaluated: every later one starts and ends no earlier.
+    /// at that time unless strict, within the staleness bound if there is one.
+    pub fn evaluate_at(&self, points: &[Points], as_of: AsOf) -> Result<Vec<Values>> {
+        // What the earliest time evaluated needs: every later one starts and ends no earlier.
         let earliest = points.iter().flat_map(|p| p.times.iter().flatten()).min();
-        let window = earliest.map(|t| span(&self.compiled.def.window, t, strict));
+        let window = earliest.map(|t| as_of.reach(&self.compiled.def.window, t));
         {
             let state = self.state()?;
             if window.is_none_or(|w| state.holds(w)) {
                 let mut windows = HashMap::new();
-                return points.iter().map(|p| self.live(&state, p, strict, &mut windows)).collect();
+                return points.iter().map(|p| self.live(&state, p, as_of, &mut windows)).collect();
             }
         }
-        self.stored(points, strict)
+        self.stored(points, as_of)
     }
 
     /// Values from the live state, which holds every event the rows' windows reach.
@@ -54,7 +54,7 @@ impl LiveFeature {
         &self,
         state: &FeatureState,
         p: &Points,
-        strict: bool,
+        as_of: AsOf,
         windows: &mut HashMap<usize, SlidingDistinct>,
     ) -> Result<Values> {
         let compiled = &self.compiled;
@@ -74,7 +74,7 @@ impl LiveFeature {
             let mut next = rows.iter();
             let times_of_rows = rows.iter().map(|r| times.value(*r as usize));
             let window = windows.entry(address(rows[0])).or_default();
-            history.sweep(compiled, times_of_rows, strict, window, &mut |value| {
+            history.sweep(compiled, times_of_rows, as_of, window, &mut |value| {
                 if let Some(r) = next.next() {
                     values[*r as usize] = value;
                 }
@@ -85,7 +85,7 @@ impl LiveFeature {
     }
 
     /// Values from the stored events (`as_of_stored`).
-    fn stored(&self, points: &[Points], strict: bool) -> Result<Vec<Values>> {
+    fn stored(&self, points: &[Points], as_of: AsOf) -> Result<Vec<Values>> {
         let scratch = FeatureState::new(&self.compiled)?;
         let mut ids: HashMap<Box<[u8]>, u32, ahash::RandomState> = HashMap::default();
         let mut keys: Vec<Box<[u8]>> = Vec::new();
@@ -111,7 +111,7 @@ impl LiveFeature {
         }
         drop(ids);
         let mut flat: Values = vec![None; slot as usize];
-        evaluate_stored(self, &self.store, &keys, &mut probes, strict, &mut |slot, values| {
+        evaluate_stored(self, &self.store, &keys, &mut probes, as_of, &mut |slot, values| {
             flat[slot as usize] = values
         })?;
         let mut rest = flat.into_iter();

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use datafusion::scalar::ScalarValue;
 
-use super::window::{span, upper_bound};
+use super::window::{AsOf, upper_bound};
 use super::{FeatureState, LiveFeature, SlidingDistinct, distinct_aggregates};
 use crate::error::Result;
 use crate::storage::blocks::event_times;
@@ -36,10 +36,11 @@ pub(super) fn evaluate_stored(
     store: &EventStore,
     keys: &[Box<[u8]>],
     probes: &mut [Probe],
-    strict: bool,
+    as_of: AsOf,
     emit: &mut dyn FnMut(u32, Option<Vec<ScalarValue>>),
 ) -> Result<()> {
     let compiled = &feature.compiled;
+    let strict = as_of.strict;
     if probes.is_empty() {
         return Ok(());
     }
@@ -51,12 +52,12 @@ pub(super) fn evaluate_stored(
         }
     }
     probes.sort_by_key(|p| (p.time, p.key));
-    let window_from = |t: i64| span(&compiled.def.window, t, strict).from;
+    let window_from = |t: i64| as_of.reach(&compiled.def.window, t).from;
     let first_block = window_from(probes[0].time).div_euclid(BLOCK_MICROS);
     let last_block = upper_bound(probes[probes.len() - 1].time, strict).div_euclid(BLOCK_MICROS);
     let scan = store.scan(compiled.table.scan_table(), (first_block, last_block), (0, 1));
 
-    let mut sweep = Sweep { scratch, windows: HashMap::default(), next: 0, strict };
+    let mut sweep = Sweep { scratch, windows: HashMap::default(), next: 0, as_of };
     std::thread::scope(|scope| {
         let (parts, received) = std::sync::mpsc::sync_channel::<Result<StoredPart>>(4);
         scope.spawn(move || {
@@ -89,7 +90,7 @@ struct Sweep {
     windows: HashMap<Box<[u8]>, SlidingDistinct, ahash::RandomState>,
     /// The first probe not evaluated yet.
     next: usize,
-    strict: bool,
+    as_of: AsOf,
 }
 
 impl Sweep {
@@ -105,7 +106,7 @@ impl Sweep {
     ) -> Result<()> {
         let compiled = &feature.compiled;
         let start = self.next;
-        let end = start + probes[start..].partition_point(|p| upper_bound(p.time, self.strict) < limit);
+        let end = start + probes[start..].partition_point(|p| upper_bound(p.time, self.as_of.strict) < limit);
         if end == start {
             return Ok(());
         }
@@ -122,7 +123,7 @@ impl Sweep {
                 None => self.windows.entry(key.clone()).or_default(),
             };
             let mut slots = rows.iter().map(|p| p.slot);
-            history.sweep(compiled, rows.iter().map(|p| p.time), self.strict, window, &mut |value| {
+            history.sweep(compiled, rows.iter().map(|p| p.time), self.as_of, window, &mut |value| {
                 if let Some(slot) = slots.next() {
                     emit(slot, value);
                 }
@@ -131,7 +132,7 @@ impl Sweep {
         }
         self.next = end;
         if let Some(p) = probes.get(end) {
-            let horizon = span(&compiled.def.window, p.time, self.strict).from;
+            let horizon = self.as_of.reach(&compiled.def.window, p.time).from;
             let windows = &mut self.windows;
             let distinct = distinct_aggregates(compiled);
             self.scratch.evict(compiled, horizon, &mut |key, history, r| {

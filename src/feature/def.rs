@@ -264,12 +264,31 @@ fn value_def(f: &sqlparser::ast::Function, alias: Option<String>) -> Result<Valu
         return Err(Error::invalid_input(SqlState::SyntaxError, format!("{name}() needs an argument")));
     };
     let distinct = matches!(list.duplicate_treatment, Some(sqlparser::ast::DuplicateTreatment::Distinct));
-    let (star, arg) = match list.args.as_slice() {
-        [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] => (true, None),
-        [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] => (false, Some(e.to_string())),
-        _ => return Err(Error::invalid_input(SqlState::SyntaxError, format!("{name}() takes exactly one argument"))),
+    let (takes_value, params) = AggKind::takes(&name);
+    let wrong_arguments = || {
+        let expected = match (takes_value, params) {
+            (true, 0) => "exactly one argument".to_string(),
+            (true, n) => format!("a value and {n} constant"),
+            (false, _) => "one constant".to_string(),
+        };
+        Error::invalid_input(SqlState::SyntaxError, format!("{name}() takes {expected}"))
     };
-    let kind = AggKind::from_name(&name, distinct, star)?;
+    let mut args = list.args.iter();
+    let (star, arg) = match takes_value.then(|| args.next()) {
+        None => (false, None),
+        Some(Some(FunctionArg::Unnamed(FunctionArgExpr::Wildcard))) => (true, None),
+        Some(Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))) => (false, Some(e.to_string())),
+        Some(_) => return Err(wrong_arguments()),
+    };
+    let param = match args.next() {
+        Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(e))) if params == 1 => Some(e),
+        None if params == 0 => None,
+        _ => return Err(wrong_arguments()),
+    };
+    if args.next().is_some() {
+        return Err(wrong_arguments());
+    }
+    let kind = AggKind::from_name(&name, distinct, star, param)?;
     if star && kind != AggKind::CountStar {
         return Err(Error::invalid_input(SqlState::SyntaxError, format!("{name}(*) is not an aggregate")));
     }

@@ -45,16 +45,18 @@ impl Repr {
     pub fn of(kind: AggKind, arg: &DataType) -> Repr {
         let integer = arg.is_integer() && *arg != DataType::UInt64 || matches!(arg, DataType::Timestamp(_, _));
         let float = matches!(arg, DataType::Float32 | DataType::Float64);
+        let picks = kind.picks_values();
         match kind {
-            AggKind::CountStar | AggKind::Count => Repr::Flag,
+            AggKind::CountStar | AggKind::Count | AggKind::DecayedCount(_) => Repr::Flag,
+            AggKind::ApproxPercentile(_) | AggKind::DecayedSum(_) => Repr::Float,
             AggKind::Sum if kind.result_type(arg) == DataType::Int64 => Repr::Int,
             AggKind::Sum | AggKind::Avg | AggKind::StddevSamp | AggKind::VarSamp => Repr::Float,
             AggKind::CountDistinct | AggKind::ApproxDistinct if integer => Repr::Int,
             AggKind::CountDistinct | AggKind::ApproxDistinct if float => Repr::Float,
             AggKind::CountDistinct | AggKind::ApproxDistinct => Repr::Hash,
-            AggKind::Min | AggKind::Max | AggKind::FirstValue | AggKind::LastValue if integer => Repr::Int,
-            AggKind::Min | AggKind::Max | AggKind::FirstValue | AggKind::LastValue if float => Repr::Float,
-            AggKind::Min | AggKind::Max | AggKind::FirstValue | AggKind::LastValue => Repr::Other,
+            _ if picks && integer => Repr::Int,
+            _ if picks && float => Repr::Float,
+            _ => Repr::Other,
         }
     }
 }

@@ -10,6 +10,7 @@ mod definitions;
 mod encoding;
 mod engine;
 mod pending_read;
+mod quantile;
 mod snapshot;
 mod state;
 pub mod window;

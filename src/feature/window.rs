@@ -43,6 +43,31 @@ impl From<WindowClause> for Window {
     }
 }
 
+/// How an ASOF join asks for a feature's value at T: whether events at exactly T count
+/// (`>=`) or not (`>`, strict), and the staleness bound: the most µs the key's latest
+/// qualifying event (at or before T, before T if strict) may lie before T for a match.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AsOf {
+    pub strict: bool,
+    pub max_age: Option<i64>,
+}
+
+impl AsOf {
+    pub fn at(strict: bool) -> Self {
+        AsOf { strict, max_age: None }
+    }
+
+    /// The events a value at `t` rests on: the window's, and back to `t - max_age` where the
+    /// staleness bound reaches further (the latest event before the window decides a match).
+    pub fn reach(&self, window: &Window, t: i64) -> Span {
+        let span = span(window, t, self.strict);
+        match self.max_age {
+            Some(age) => Span { from: span.from.min(t.saturating_sub(age)), to: span.to },
+            None => span,
+        }
+    }
+}
+
 /// An interval of event times `[from, to]`, both inclusive (µs). `from > to` is empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
@@ -64,12 +89,18 @@ pub fn upper_bound(t: i64, strict: bool) -> i64 {
 pub fn span(window: &Window, t: i64, strict: bool) -> Span {
     match *window {
         Window::Sliding { width } => sliding(width, t, strict),
-        Window::Hopping { width, every } => {
-            let b = if strict { floor(t.saturating_sub(1), every) } else { floor(t, every) };
-            sliding(width, b, strict)
-        }
+        Window::Hopping { width, .. } => sliding(width, evaluation_time(window, t, strict), strict),
         Window::Tumbling { width } => Span { from: floor(t, width), to: upper_bound(t, strict) },
         Window::Lifetime | Window::Session { .. } => Span { from: i64::MIN, to: upper_bound(t, strict) },
+    }
+}
+
+/// The time T a window is evaluated at for decayed aggregates: T itself, or the hop `b` of a
+/// hopping window (the latest multiple of `every` at or before T; before T if `strict`).
+pub fn evaluation_time(window: &Window, t: i64, strict: bool) -> i64 {
+    match *window {
+        Window::Hopping { every, .. } => floor(if strict { t.saturating_sub(1) } else { t }, every),
+        _ => t,
     }
 }
 

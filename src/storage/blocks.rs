@@ -3,9 +3,11 @@
 use std::collections::BTreeMap;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt32Array};
+use arrow::buffer::Buffer;
 use arrow::compute::take_record_batch;
+use arrow::datatypes::SchemaRef;
 use arrow::ipc::CompressionType;
-use arrow::ipc::reader::StreamReader;
+use arrow::ipc::reader::{StreamReader, read_record_batch};
 use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 
 use crate::error::{Error, Result};
@@ -92,12 +94,67 @@ fn block_compression() -> Option<CompressionType> {
 }
 
 /// Decodes what [`encode_batch`] wrote.
+///
+/// Every stored value starts with its schema. Parsing it (flatbuffer verification, then one
+/// `Field` per column) cost more than the rows of a one-row value, and compaction decodes
+/// thousands of those per pass (docs/benchmarks.md, issue #34), so the schemas already seen
+/// are kept by their bytes and only the batch message is read.
 pub fn decode_batch(bytes: &[u8]) -> Result<RecordBatch> {
-    let mut reader = StreamReader::try_new(bytes, None)?;
-    match reader.next() {
-        Some(batch) => Ok(batch?),
-        None => Err(Error::Storage("empty event block".into())),
+    if let Some((schema_bytes, rest)) = ipc_message(bytes)
+        && let Some(schema) = SCHEMAS.with(|seen| seen.borrow().get(schema_bytes).cloned())
+        && let Some(batch) = decode_batch_message(rest, schema)?
+    {
+        return Ok(batch);
     }
+    let mut reader = StreamReader::try_new(bytes, None)?;
+    let batch = match reader.next() {
+        Some(batch) => batch?,
+        None => return Err(Error::Storage("empty event block".into())),
+    };
+    if let Some((schema_bytes, _)) = ipc_message(bytes) {
+        SCHEMAS.with(|seen| {
+            let mut seen = seen.borrow_mut();
+            if seen.len() >= SCHEMAS_KEPT {
+                seen.clear();
+            }
+            seen.insert(schema_bytes.to_vec(), batch.schema());
+        });
+    }
+    Ok(batch)
+}
+
+/// How many distinct schemas each thread keeps; a table has one until ADD COLUMN.
+const SCHEMAS_KEPT: usize = 64;
+
+thread_local! {
+    static SCHEMAS: std::cell::RefCell<std::collections::HashMap<Vec<u8>, SchemaRef>> =
+        Default::default();
+}
+
+/// Splits one encapsulated IPC message off the front of `bytes`: its metadata (flatbuffer) and
+/// everything after the metadata. None where the framing is not the continuation-marker form
+/// [`encode_batch`] writes.
+fn ipc_message(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let marker = bytes.get(..4)?;
+    let len = i32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?);
+    if marker != [0xff; 4] || len <= 0 {
+        return None;
+    }
+    let end = 8usize.checked_add(len as usize)?;
+    Some((bytes.get(8..end)?, bytes.get(end..)?))
+}
+
+/// Reads the record batch message at the front of `bytes` with a known schema. None where the
+/// message is anything else (a dictionary batch, say), for the general reader to handle.
+fn decode_batch_message(bytes: &[u8], schema: SchemaRef) -> Result<Option<RecordBatch>> {
+    let Some((metadata, rest)) = ipc_message(bytes) else { return Ok(None) };
+    let message = arrow::ipc::root_as_message(metadata).map_err(|e| Error::Storage(format!("event block: {e}")))?;
+    let Some(header) = message.header_as_record_batch() else { return Ok(None) };
+    let body_len =
+        usize::try_from(message.bodyLength()).map_err(|_| Error::Storage("event block: negative body".into()))?;
+    let body = rest.get(..body_len).ok_or_else(|| Error::Storage("event block: truncated body".into()))?;
+    let batch = read_record_batch(&Buffer::from(body), header, schema, &Default::default(), None, &message.version())?;
+    Ok(Some(batch))
 }
 
 #[cfg(test)]
@@ -132,6 +189,20 @@ mod tests {
         let b = batch(vec![1, 2, 3]);
         assert_eq!(decode_batch(&encode_batch(&b).unwrap()).unwrap(), b);
         assert!(decode_batch(b"garbage").is_err());
+    }
+
+    #[test]
+    fn a_schema_seen_before_is_not_parsed_again_and_bad_bytes_still_fail() {
+        let small = batch(vec![7]);
+        let large = batch((0..10_000).map(|i| i * 1_000).collect());
+        for b in [&small, &large, &small, &large] {
+            let bytes = encode_batch(b).unwrap();
+            assert_eq!(&decode_batch(&bytes).unwrap(), b);
+            for cut in [bytes.len() - 9, bytes.len() / 2, 12, 9] {
+                assert!(decode_batch(&bytes[..cut]).is_err(), "cut at {cut} of {}", bytes.len());
+            }
+        }
+        assert!(SCHEMAS.with(|seen| seen.borrow().len()) >= 1);
     }
 
     #[test]

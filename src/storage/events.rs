@@ -115,6 +115,8 @@ pub struct EventStore {
     pub(super) visible_seq: std::sync::atomic::AtomicU64,
     /// Checked before new rows are written (commits and staged COPY pieces).
     pub(super) reserve: super::DiskReserve,
+    /// Each table's current columns, for rows stored before some were added (`widen`).
+    pub(super) columns: RwLock<HashMap<u64, Arc<super::widen::TableColumns>>>,
 }
 
 /// A commit waiting for the committer thread, and where to send its outcome.
@@ -179,6 +181,7 @@ impl EventStore {
             tiering: Mutex::new(()),
             visible_seq,
             reserve,
+            columns: RwLock::new(HashMap::new()),
         })
     }
 
@@ -400,6 +403,22 @@ pub(super) fn append_ops(
         *next_seq += 1;
     }
     Ok(())
+}
+
+impl EventStore {
+    /// Records table `id`'s current columns (`None` when it is dropped).
+    pub fn set_columns(&self, id: u64, columns: Option<super::widen::TableColumns>) {
+        let mut tables = self.columns.write();
+        match columns {
+            Some(columns) => tables.insert(id, Arc::new(columns)),
+            None => tables.remove(&id),
+        };
+    }
+
+    /// What reads of table `id` widen its stored rows to.
+    pub(super) fn columns_of(&self, id: u64) -> Option<Arc<super::widen::TableColumns>> {
+        self.columns.read().get(&id).cloned()
+    }
 }
 
 #[cfg(test)]

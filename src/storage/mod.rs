@@ -22,6 +22,7 @@ mod scan;
 mod staged_records;
 mod staging;
 mod tiering;
+mod widen;
 
 pub use blocks::{BLOCK_MICROS, StoredPart, decode_batch, encode_batch};
 pub use compaction::{HotCompaction, MERGED_ROWS};
@@ -31,6 +32,7 @@ pub use memory::MemoryKv;
 pub use scan::ScanTable;
 pub use staging::StagedWrite;
 pub use tiering::{MoveRequest, TierReport, TierTable, TierUsage};
+pub use widen::TableColumns;
 
 use crate::error::Result;
 

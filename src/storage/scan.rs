@@ -15,6 +15,7 @@ use super::blocks::{BLOCK_MICROS, decode_batch};
 use super::cold::{ColdFile, ColdStore, Manifest, TierMark, file};
 use super::events::EventStore;
 use super::hot_value::HotValue;
+use super::widen::{TableColumns, widen};
 use super::{KvPair, keys};
 use crate::error::{Error, Result};
 
@@ -61,6 +62,8 @@ impl EventStore {
 
 pub(super) struct Scan {
     table: ScanTable,
+    /// The table's columns now, for rows stored before some were added.
+    columns: Option<Arc<TableColumns>>,
     cold: Option<Arc<ColdStore>>,
     /// Held for the scan's lifetime (see the module comment).
     manifest: Arc<Manifest>,
@@ -105,6 +108,7 @@ impl Scan {
         let hot = store.kv.scan(&keys::events_from(table.id, first), &keys::events_until(table.id, last));
         Scan {
             table,
+            columns: store.columns_of(table.id),
             cold: store.cold.clone(),
             manifest,
             mark,
@@ -141,7 +145,9 @@ impl Scan {
             {
                 continue;
             }
-            match hot_rows(key, &value, self.min_seq, self.mark, self.table.event_time) {
+            match hot_rows(key, &value, self.min_seq, self.mark, self.table.event_time)
+                .and_then(|rows| rows.map(|batch| widen(&self.columns, batch)).transpose())
+            {
                 Ok(Some(batch)) => {
                     return Some(Ok((day, StoredPart { table_id: key.table_id, seq: key.seq, batch })));
                 }
@@ -156,7 +162,10 @@ impl Scan {
         let cold = self.cold.as_ref().ok_or_else(|| Error::Storage("cold files but no cold tier configured".into()))?;
         let bytes = cold.get(&f.path)?;
         let batches = file::decode(bytes, self.table.event_time, self.times)?;
-        Ok(batches.into_iter().map(|batch| StoredPart { table_id: f.table_id, seq: f.seq, batch }).collect())
+        batches
+            .into_iter()
+            .map(|batch| Ok(StoredPart { table_id: f.table_id, seq: f.seq, batch: widen(&self.columns, batch)? }))
+            .collect()
     }
 }
 

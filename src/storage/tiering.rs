@@ -103,6 +103,8 @@ impl EventStore {
         let (start, end) =
             (keys::events_from(table.id, i64::MIN), keys::events_until(table.id, block_of(new.before_time - 1)));
         let manifest = self.manifest();
+        // Blocks may hold rows from before and after an ADD COLUMN: a file has one schema.
+        let columns = self.columns_of(table.id);
         for pair in self.kv.scan(&start, &end) {
             let (key, value) = pair?;
             let key = keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
@@ -115,7 +117,7 @@ impl EventStore {
             let value = HotValue::decode(key, &value)?;
             let (newly, before) = (value.moved_rows(table.event_time, new)?, value.moved_rows(table.event_time, old)?);
             let rows = match value.filter(&arrow::compute::and_not(&newly, &before)?)? {
-                Some(rows) => rows.batch,
+                Some(rows) => super::widen::widen(&columns, rows.batch)?,
                 None => continue,
             };
             let block = key.block;
@@ -213,6 +215,10 @@ impl EventStore {
             // Each file is sorted by time: a merge holds one slice of each, not the files whole.
             let (schemas, inputs): (Vec<_>, Vec<_>) =
                 group.iter().map(|f| file::read(cold.get(&f.path)?)).collect::<Result<Vec<_>>>()?.into_iter().unzip();
+            if schemas.iter().any(|s| s.fields().len() != schemas[0].fields().len()) {
+                // Files from before and after an ADD COLUMN stay apart (reads widen each).
+                continue;
+            }
             let mut writer = FileWriter::new(schemas[0].clone(), table.event_time)?;
             merge::merge_sorted(inputs, table.event_time, &mut writer)?;
             let seq = group.iter().map(|f| f.seq).max().unwrap_or(0);

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field};
 use asofdb::catalog::{ColumnDef, TableDef};
-use asofdb::feature::aggregate::AggKind;
+use asofdb::feature::aggregate::{AggKind, Fraction};
 use asofdb::feature::window::Window;
 use asofdb::feature::window::span;
 use asofdb::feature::{CompiledFeature, FeatureDef, FeatureState, ValueDef};
@@ -26,7 +27,7 @@ struct Event {
 }
 
 fn table() -> Arc<TableDef> {
-    let col = |name: &str, ty| ColumnDef { name: name.into(), ty, not_null: false };
+    let col = |name: &str, ty| ColumnDef::new(name, ty, false);
     Arc::new(TableDef {
         id: 1,
         name: "tx".into(),
@@ -34,7 +35,7 @@ fn table() -> Arc<TableDef> {
             col("card", ColumnType::BigInt),
             col("amt", ColumnType::Double),
             col("status", ColumnType::Text),
-            ColumnDef { name: "ts".into(), ty: ColumnType::Timestamp, not_null: true },
+            ColumnDef::new("ts", ColumnType::Timestamp, true),
         ],
         event_time: Some(3),
         hot_retention_micros: 86_400_000_000,
@@ -70,6 +71,14 @@ fn feature(window: Window, tile_minutes: i64, tile_min_events: usize, distinct_o
             value("min_status", AggKind::Min, Some("status"), None),
             value("last_status", AggKind::LastValue, Some("status"), None),
             value("d_amt", AggKind::CountDistinct, Some("amt * 2"), None),
+            value("last3", AggKind::LastK(3), Some("amt"), None),
+            value("max2", AggKind::MaxK(2), Some("amt"), None),
+            value("min3_status", AggKind::MinK(3), Some("status"), None),
+            value("last2_status", AggKind::LastK(2), Some("status"), None),
+            value("p30", AggKind::ApproxPercentile(Fraction::new(0.3).unwrap()), Some("amt"), None),
+            value("p100", AggKind::ApproxPercentile(Fraction::new(1.0).unwrap()), Some("amt"), None),
+            value("dsum", AggKind::DecayedSum(17 * MIN), Some("amt"), None),
+            value("dcount", AggKind::DecayedCount(5 * MIN), None, Some("status = 'ok'")),
         ],
         filter: Some("status <> 'void'".into()),
         window,
@@ -150,14 +159,56 @@ fn naive_window(window: Window, events: &[(usize, Event)], t: i64, strict: bool)
     Some(chosen)
 }
 
-/// The expected values over the window's events (given in arrival order).
-fn naive_values(window_events: &[Event], arrival: &[(usize, Event)]) -> Vec<ScalarValue> {
+/// The aggregates compared with a relative tolerance (decayed sums, spec: 1e-9).
+const DECAYED: [usize; 2] = [20, 21];
+
+/// The time decayed aggregates evaluate at: T, or the hop b of a hopping window.
+fn evaluation_time(window: Window, t: i64, strict: bool) -> i64 {
+    match window {
+        Window::Hopping { every, .. } => {
+            let b = t.div_euclid(every) * every;
+            if strict && b == t { b - every } else { b }
+        }
+        _ => t,
+    }
+}
+
+/// A list value as the feature returns it: NULL when empty.
+fn list<T: Clone>(values: &[T], of: impl Fn(T) -> ScalarValue, ty: &DataType) -> ScalarValue {
+    let list_type = DataType::List(Arc::new(Field::new_list_field(ty.clone(), true)));
+    if values.is_empty() {
+        return ScalarValue::try_from(&list_type).unwrap();
+    }
+    let items: Vec<ScalarValue> = values.iter().cloned().map(of).collect();
+    ScalarValue::List(ScalarValue::new_list(&items, ty, true))
+}
+
+/// PostgreSQL's percentile_cont.
+fn percentile_cont(values: &[f64], q: f64) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = q * (sorted.len().checked_sub(1)? as f64);
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    Some(sorted[lo] + (rank - lo as f64) * (sorted[hi] - sorted[lo]))
+}
+
+/// The expected values over the window's events (given in arrival order), evaluated at `at`.
+fn naive_values(window_events: &[Event], at: i64) -> Vec<ScalarValue> {
     let f = |v: Option<f64>| ScalarValue::Float64(v);
     let amts: Vec<f64> = window_events.iter().filter_map(|e| e.amt).collect();
     // Event-time order with ties in arrival order: a stable sort of the arrival-ordered list.
     let mut ordered: Vec<&Event> = window_events.iter().collect();
     ordered.sort_by_key(|e| e.t);
-    let _ = arrival;
+    // Latest first, ties in event time: later arrival first.
+    let latest_amts: Vec<f64> = ordered.iter().rev().filter_map(|e| e.amt).collect();
+    let latest_statuses: Vec<&str> = ordered.iter().rev().map(|e| e.status).collect();
+    let mut descending = amts.clone();
+    descending.sort_by(|a, b| b.total_cmp(a));
+    let mut ascending_statuses: Vec<&str> = window_events.iter().map(|e| e.status).collect();
+    ascending_statuses.sort();
+    let decay = |e: &Event, h: i64| 2f64.powf(-((at - e.t) as f64) / h as f64);
+    let f64_list = |v: &[f64]| list(v, |x| ScalarValue::Float64(Some(x)), &DataType::Float64);
+    let text_list = |v: &[&str]| list(v, |x| ScalarValue::Utf8(Some(x.to_string())), &DataType::Utf8);
     let mut statuses: Vec<&str> = window_events.iter().map(|e| e.status).collect();
     statuses.sort();
     statuses.dedup();
@@ -184,11 +235,22 @@ fn naive_values(window_events: &[Event], arrival: &[(usize, Event)]) -> Vec<Scal
             distinct.dedup();
             distinct.len() as i64
         })),
+        f64_list(&latest_amts[..latest_amts.len().min(3)]),
+        f64_list(&descending[..descending.len().min(2)]),
+        text_list(&ascending_statuses[..ascending_statuses.len().min(3)]),
+        text_list(&latest_statuses[..latest_statuses.len().min(2)]),
+        f(percentile_cont(&amts, 0.3)),
+        f(percentile_cont(&amts, 1.0)),
+        f((!amts.is_empty()).then(|| window_events.iter().filter_map(|e| Some(e.amt? * decay(e, 17 * MIN))).sum())),
+        f(Some(window_events.iter().filter(|e| e.status == "ok").map(|e| decay(e, 5 * MIN)).sum())),
     ]
 }
 
-fn close(a: &ScalarValue, b: &ScalarValue) -> bool {
+fn close(a: &ScalarValue, b: &ScalarValue, relative: bool) -> bool {
     match (a, b) {
+        (ScalarValue::Float64(Some(x)), ScalarValue::Float64(Some(y))) if relative => {
+            (x - y).abs() <= 1e-9 * x.abs() + f64::MIN_POSITIVE
+        }
         (ScalarValue::Float64(Some(x)), ScalarValue::Float64(Some(y))) => (x - y).abs() <= 1e-7 * x.abs().max(1.0),
         _ => a == b,
     }
@@ -223,7 +285,7 @@ proptest! {
         distinct_only in any::<bool>(),
     ) {
         let compiled = feature(window, tile_minutes, tile_min_events, distinct_only);
-        let compared: Vec<usize> = if distinct_only { DISTINCT_ONLY.to_vec() } else { (0..14).collect() };
+        let compared: Vec<usize> = if distinct_only { DISTINCT_ONLY.to_vec() } else { (0..22).collect() };
         // The live state evicts what is older than one window behind its latest event; the
         // scratch state of an ASOF sweep (told its keys) keeps everything until told otherwise.
         let mut state = FeatureState::new(&compiled).unwrap();
@@ -247,7 +309,8 @@ proptest! {
             };
             let keyed: Vec<(usize, Event)> =
                 arrival.iter().filter(|(_, e)| e.key == key && e.status != "void").cloned().collect();
-            let expected = naive_window(window, &keyed, t, strict).map(|w| naive_values(&w, &keyed));
+            let at = evaluation_time(window, t, strict);
+            let expected = naive_window(window, &keyed, t, strict).map(|w| naive_values(&w, at));
             // The live state answers only where the window starts at or after its horizon.
             let live_reaches = state.holds(span(&window, t, strict));
             for (name, kept) in [("full", &full), ("live", &state)] {
@@ -262,7 +325,7 @@ proptest! {
                     (None, None) => {}
                     (Some(e), Some(a)) => {
                         for (i, (x, y)) in compared.iter().map(|c| &e[*c]).zip(a).enumerate() {
-                            prop_assert!(close(x, y), "{} state: value {} at t={} strict={} window={:?}: expected {:?}, got {:?}", name, compiled.def.values[i].name, t / MIN, strict, window, x, y);
+                            prop_assert!(close(x, y, DECAYED.contains(&compared[i])), "{} state: value {} at t={} strict={} window={:?}: expected {:?}, got {:?}", name, compiled.def.values[i].name, t / MIN, strict, window, x, y);
                         }
                     }
                     _ => prop_assert!(false, "{} state: match differs at t={} strict={}: expected {:?}, got {:?}", name, t / MIN, strict, expected, actual),

@@ -11,13 +11,13 @@ use crate::feature::accumulate::{Acc, distinct as distinct_of, partition};
 use crate::feature::aggregate::AggKind;
 use crate::feature::def::CompiledFeature;
 use crate::feature::window::Window;
-use crate::feature::window::{session_span, span, upper_bound};
+use crate::feature::window::{AsOf, evaluation_time, session_span, span, upper_bound};
 
 impl KeyHistory {
     /// The feature's values at `t`, or `None` when the key has no qualifying event at or
     /// before `t` (before `t` if `strict`).
     pub fn evaluate(&self, feature: &CompiledFeature, t: i64, strict: bool) -> Result<Option<Vec<ScalarValue>>> {
-        Ok(self.evaluate_span(feature, t, strict, false)?.map(|(values, _)| values))
+        Ok(self.evaluate_span(feature, t, AsOf::at(strict), false)?.map(|(values, _)| values))
     }
 
     /// Evaluates at each of `times`, ascending (an ASOF sweep over one key), calling `emit`
@@ -33,14 +33,14 @@ impl KeyHistory {
         &self,
         feature: &CompiledFeature,
         times: impl Iterator<Item = i64>,
-        strict: bool,
+        as_of: AsOf,
         window: &mut SlidingDistinct,
         emit: &mut dyn FnMut(Option<Vec<ScalarValue>>) -> Result<()>,
     ) -> Result<()> {
         let distinct = distinct_aggregates(feature);
         if distinct.is_empty() || matches!(feature.def.window, Window::Session { .. }) {
             for t in times {
-                emit(self.evaluate(feature, t, strict)?)?;
+                emit(self.evaluate_span(feature, t, as_of, false)?.map(|(values, _)| values))?;
             }
             return Ok(());
         }
@@ -49,7 +49,7 @@ impl KeyHistory {
             *window = SlidingDistinct::new(distinct.len());
         }
         for t in times {
-            let Some((mut values, span)) = self.evaluate_span(feature, t, strict, true)? else {
+            let Some((mut values, span)) = self.evaluate_span(feature, t, as_of, true)? else {
                 emit(None)?;
                 continue;
             };
@@ -63,27 +63,36 @@ impl KeyHistory {
     }
 
     /// The values at `t` and the window's event range; distinct counts are left NULL when
-    /// `skip_distinct` (the caller computes them).
+    /// `skip_distinct` (the caller computes them). None where the key has no qualifying
+    /// event at or before `t`, or (with a staleness bound) none recent enough: the events
+    /// back to `t - max_age` must be held (see [`AsOf::reach`]).
     pub(super) fn evaluate_span(
         &self,
         feature: &CompiledFeature,
         t: i64,
-        strict: bool,
+        as_of: AsOf,
         skip_distinct: bool,
     ) -> Result<Option<Evaluated>> {
+        let strict = as_of.strict;
         let ev = self.events(feature);
         let end = ev.after(upper_bound(t, strict));
         if end == 0 && self.first().is_none_or(|first| first > upper_bound(t, strict)) {
+            return Ok(None);
+        }
+        if let Some(age) = as_of.max_age
+            && (end == 0 || t.saturating_sub(ev.time(end - 1)) > age)
+        {
             return Ok(None);
         }
         let window = match feature.def.window {
             Window::Session { gap } => session_span(end, |i| ev.time(i), gap, t, strict),
             ref other => span(other, t, strict),
         };
+        let at = evaluation_time(&feature.def.window, t, strict);
         let (a, b) = if window.from > window.to { (0, 0) } else { (ev.from(window.from), ev.after(window.to)) };
         let accs = match &self.body().tiles {
             // Distinct counts only, computed by the caller: nothing to fold.
-            _ if skip_distinct && is_distinct_only(feature) => window_accs(feature, true),
+            _ if skip_distinct && is_distinct_only(feature) => window_accs(feature, true, at),
             Some(tiles) if b > a => {
                 // Tiles wholly inside [from, to] are merged; the edges are folded event by event.
                 let size = feature.tile;
@@ -91,7 +100,7 @@ impl KeyHistory {
                 let k1 = partition(tiles.starts.len(), |k| tiles.starts[k].saturating_add(size - 1) <= window.to);
                 if k0 < k1 {
                     let (inner_begin, inner_end) = (tiles.begin(k0), tiles.ends[k1 - 1] as usize);
-                    let mut accs = window_accs(feature, skip_distinct);
+                    let mut accs = window_accs(feature, skip_distinct, at);
                     fold_into(feature, &ev, &mut accs, a, inner_begin, 0);
                     let n = accs.len();
                     for k in k0..k1 {
@@ -103,13 +112,13 @@ impl KeyHistory {
                     fold_into(feature, &ev, &mut accs, inner_end, b, 0);
                     accs
                 } else {
-                    let mut accs = window_accs(feature, skip_distinct);
+                    let mut accs = window_accs(feature, skip_distinct, at);
                     fold_into(feature, &ev, &mut accs, a, b, 0);
                     accs
                 }
             }
             _ => {
-                let mut accs = window_accs(feature, skip_distinct);
+                let mut accs = window_accs(feature, skip_distinct, at);
                 fold_into(feature, &ev, &mut accs, a, b, 0);
                 accs
             }
@@ -150,7 +159,7 @@ pub(super) fn is_distinct_only(feature: &CompiledFeature) -> bool {
 pub(super) type Evaluated = (Vec<ScalarValue>, (usize, usize));
 
 /// Empty window accumulators, with distinct counts skipped if `skip_distinct`.
-pub(super) fn window_accs(feature: &CompiledFeature, skip_distinct: bool) -> Vec<Acc> {
+pub(super) fn window_accs(feature: &CompiledFeature, skip_distinct: bool, at: i64) -> Vec<Acc> {
     feature
         .def
         .values
@@ -158,7 +167,7 @@ pub(super) fn window_accs(feature: &CompiledFeature, skip_distinct: bool) -> Vec
         .zip(&feature.reprs)
         .map(|(v, r)| match v.kind {
             AggKind::CountDistinct | AggKind::ApproxDistinct if skip_distinct => Acc::Skip,
-            kind => Acc::new(kind, *r, false),
+            kind => Acc::new(kind, *r, false, at),
         })
         .collect()
 }

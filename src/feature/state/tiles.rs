@@ -27,9 +27,11 @@ impl Tiles {
 /// quadratic in the tile's distinct values).
 pub(super) fn fold_tile(feature: &CompiledFeature, ev: &Events, from: usize, to: usize) -> Vec<Acc> {
     let aggregates = feature.def.values.iter().zip(&feature.reprs).enumerate();
+    // Decayed sums refer to the tile's last instant, which no event of the tile is after.
+    let last_instant = if from < to { floor(ev.time(from), feature.tile).saturating_add(feature.tile - 1) } else { 0 };
     aggregates
         .map(|(j, (v, repr))| {
-            let mut acc = Acc::new(v.kind, *repr, true);
+            let mut acc = Acc::new(v.kind, *repr, true, last_instant);
             if let Acc::Distinct(words) = &mut acc {
                 words.extend((from..to).filter(|i| ev.flag(*i, j) == VALUE).map(|i| ev.word(i, j)));
                 words.sort_unstable();

@@ -25,6 +25,7 @@ use datafusion::scalar::ScalarValue;
 use futures::{StreamExt, TryStreamExt};
 
 use super::probe::{JoinSide, assemble, evaluate_as, external, left_then_right, micros};
+use crate::feature::window::AsOf;
 use crate::feature::{LiveFeature, Points, Values, array_of};
 
 pub struct AsofFeatureExec {
@@ -32,7 +33,7 @@ pub struct AsofFeatureExec {
     feature: Arc<LiveFeature>,
     /// Left keys in the feature's key order, and the left time.
     left_on: JoinSide,
-    strict: bool,
+    as_of: AsOf,
     left_join: bool,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
@@ -43,7 +44,7 @@ impl AsofFeatureExec {
         left: Arc<dyn ExecutionPlan>,
         feature: Arc<LiveFeature>,
         left_on: JoinSide,
-        (strict, left_join): (bool, bool),
+        (as_of, left_join): (AsOf, bool),
         schema: SchemaRef,
     ) -> Self {
         // One partition: a sweep over stored events reads the table once for the whole spine
@@ -54,7 +55,7 @@ impl AsofFeatureExec {
             EmissionType::Final,
             Boundedness::Bounded,
         ));
-        Self { left, feature, left_on, strict, left_join, schema, properties }
+        Self { left, feature, left_on, as_of, left_join, schema, properties }
     }
 }
 
@@ -67,14 +68,18 @@ impl fmt::Debug for AsofFeatureExec {
 impl DisplayAs for AsofFeatureExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         let kind = if self.left_join { "AsofFeatureExec: LEFT" } else { "AsofFeatureExec:" };
-        let op = if self.strict { ">" } else { ">=" };
+        let op = if self.as_of.strict { ">" } else { ">=" };
         write!(
             f,
             "{kind} feature {}, keys {:?}, {} {op} time",
             self.feature.compiled().def.name,
             self.left_on.keys,
             self.left_on.time
-        )
+        )?;
+        match self.as_of.max_age {
+            Some(age) => write!(f, ", no older than {age} µs"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -113,7 +118,7 @@ impl ExecutionPlan for AsofFeatureExec {
             left,
             self.feature.clone(),
             self.left_on.clone(),
-            (self.strict, self.left_join),
+            (self.as_of, self.left_join),
             self.schema.clone(),
         )))
     }
@@ -124,7 +129,7 @@ impl ExecutionPlan for AsofFeatureExec {
         let join = Join {
             feature: self.feature.clone(),
             left_on: self.left_on.clone(),
-            strict: self.strict,
+            as_of: self.as_of,
             left_join: self.left_join,
             schema: self.schema.clone(),
         };
@@ -157,7 +162,7 @@ struct Probed {
 struct Join {
     feature: Arc<LiveFeature>,
     left_on: JoinSide,
-    strict: bool,
+    as_of: AsOf,
     left_join: bool,
     schema: SchemaRef,
 }
@@ -180,7 +185,7 @@ impl Join {
             })
             .collect::<Result<Vec<_>>>()?;
         let points: Vec<_> = probed.iter().map(|p| Points { keys: &p.keys, times: &p.times }).collect();
-        let values = self.feature.evaluate_at(&points, self.strict).map_err(external)?;
+        let values = self.feature.evaluate_at(&points, self.as_of).map_err(external)?;
         probed.iter().zip(values).map(|(p, values)| self.output(p, values)).collect()
     }
 

@@ -63,6 +63,10 @@ pub struct AsofJoinNode {
     /// Conditions across both sides besides the keys and the time (a table only, over the
     /// left columns then the right ones): the match is the closest row that passes them.
     pub residual: Option<Expr>,
+    /// The staleness bound against a feature (µs, inclusive): the key's latest qualifying
+    /// event may lie at most this far before the left time. Against a table the bound is part
+    /// of `residual`, whose "closest row that passes" means the same.
+    pub max_age: Option<i64>,
     /// The replaced join's schema: left columns, then the right side's (nullable if outer).
     pub schema: DFSchemaRef,
 }
@@ -117,6 +121,7 @@ impl PartialEq for AsofJoinNode {
             && self.op == other.op
             && self.left_join == other.left_join
             && self.right_join == other.right_join
+            && self.max_age == other.max_age
             && self.schema == other.schema
     }
 }
@@ -133,6 +138,7 @@ impl Hash for AsofJoinNode {
         self.op.hash(state);
         self.left_join.hash(state);
         self.right_join.hash(state);
+        self.max_age.hash(state);
     }
 }
 
@@ -199,7 +205,11 @@ impl UserDefinedLogicalNodeCore for AsofJoinNode {
                     keys.join(", "),
                     self.left_time,
                     self.op
-                )
+                )?;
+                match self.max_age {
+                    Some(age) => write!(f, ", no older than {age} µs"),
+                    None => Ok(()),
+                }
             }
         }
     }
@@ -238,6 +248,7 @@ impl UserDefinedLogicalNodeCore for AsofJoinNode {
             left_join: self.left_join,
             right_join: self.right_join,
             residual,
+            max_age: self.max_age,
             schema: self.schema.clone(),
         })
     }
@@ -329,7 +340,12 @@ fn lower_join(join: &datafusion::logical_expr::Join, spec: &AsofSpec) -> Result<
         let columns = c.column_refs();
         !columns.is_empty() && columns.iter().all(|col| join.right.schema().has_column(col))
     };
+    let mut staleness: Vec<(Expr, i64, String, bool)> = Vec::new();
     for c in conjuncts {
+        if let Some((age, column, ahead)) = staleness_bound(&c, &side) {
+            staleness.push((c, age, column, ahead));
+            continue;
+        }
         let compared = match &c {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => match (side(left), side(right)) {
                 (Side::Left, Side::Right(column)) => Some(((**left).clone(), *op, column)),
@@ -395,6 +411,22 @@ fn lower_join(join: &datafusion::logical_expr::Join, spec: &AsofSpec) -> Result<
     // rows (the left side of LEFT, FULL and ANTI, the right of RIGHT and FULL) its time becomes
     // NULL, which never matches; elsewhere the row is filtered out before the search.
     let unless_admitted = |predicate: Expr, time: Expr| when(predicate, time).end();
+    let mut max_age = None;
+    if let AsofTarget::Feature(feature) = &spec.target {
+        for (bound, age, column, ahead) in staleness.drain(..) {
+            if column != time_column || ahead {
+                return Err(asof_error(format!(
+                    "the staleness bound {bound} of an ASOF JOIN against feature \"{}\" must bound how far the \
+                     feature's time lies before the left time, as in l.t - f.ts <= INTERVAL '1 hour'",
+                    feature.compiled().def.name
+                )));
+            }
+            max_age = Some(max_age.map_or(age, |a: i64| a.min(age)));
+        }
+    }
+    // Against a table the bound is a condition across both sides: the closest row that passes
+    // it is the closest row, if that one is recent enough.
+    across.extend(staleness.into_iter().map(|(bound, ..)| bound));
     let (left_keys, right) = match &spec.target {
         AsofTarget::Table => {
             let right_column = |name: &str| -> Result<Expr> {
@@ -440,7 +472,7 @@ fn lower_join(join: &datafusion::logical_expr::Join, spec: &AsofSpec) -> Result<
         None => ((*join.left).clone(), left_time),
     };
     let residual = conjunction(across);
-    let node = AsofJoinNode { left, right, left_keys, left_time, op, left_join, right_join, residual, schema };
+    let node = AsofJoinNode { left, right, left_keys, left_time, op, left_join, right_join, residual, max_age, schema };
     Ok((node, right_time))
 }
 
@@ -475,6 +507,89 @@ fn feature_keys(
             })
         })
         .collect()
+}
+
+/// A staleness bound between the join's times (spec section 3): `l - r <= d` or `< d`,
+/// `r >= l - d` or `> l - d` (either side order), with `l` a left expression, `r` a right
+/// column and `d` a constant interval; for `<=` joins `r - l <= d` and `r <= l + d`. Returns
+/// the bound as an inclusive age in µs (`< d` is `<= d - 1µs`), the right column, and
+/// whether it bounds a right time after the left one (the `<=` direction).
+fn staleness_bound(c: &Expr, side: &dyn Fn(&Expr) -> Side) -> Option<(i64, String, bool)> {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = c else { return None };
+    let (left, op, right) = (strip_casts(left), *op, strip_casts(right));
+    let inclusive = |op: Operator, d: i64| if op == Operator::LtEq { Some(d) } else { Some(d.checked_sub(1)?) };
+    // `a - b <= d` with one side left and the other a right column.
+    let difference = |e: &Expr| -> Option<(String, bool)> {
+        let Expr::BinaryExpr(BinaryExpr { left: a, op: Operator::Minus, right: b }) = strip_casts(e) else {
+            return None;
+        };
+        match (side(strip_casts(a)), side(strip_casts(b))) {
+            (Side::Left, Side::Right(column)) => Some((column, false)),
+            (Side::Right(column), Side::Left) => Some((column, true)),
+            _ => None,
+        }
+    };
+    match op {
+        Operator::LtEq | Operator::Lt => {
+            if let (Some((column, ahead)), Some(d)) = (difference(left), interval_micros(right)) {
+                return Some((inclusive(op, d)?, column, ahead));
+            }
+        }
+        Operator::GtEq | Operator::Gt => {
+            if let (Some((column, ahead)), Some(d)) = (difference(right), interval_micros(left)) {
+                return Some((inclusive(flip(op), d)?, column, ahead));
+            }
+        }
+        _ => {}
+    }
+    // `r >= l - d` (or `l - d <= r`), and `r <= l + d` for the other direction.
+    let (column, op, shifted) = match (side(left), side(right)) {
+        (Side::Right(column), Side::Left) => (column, op, right),
+        (Side::Left, Side::Right(column)) => (column, flip(op), left),
+        _ => return None,
+    };
+    let Expr::BinaryExpr(BinaryExpr { left: l, op: shift, right: d }) = strip_casts(shifted) else { return None };
+    if side(strip_casts(l)) != Side::Left {
+        return None;
+    }
+    let d = interval_micros(strip_casts(d))?;
+    match (op, *shift) {
+        (Operator::GtEq, Operator::Minus) => Some((d, column, false)),
+        (Operator::Gt, Operator::Minus) => Some((d.checked_sub(1)?, column, false)),
+        (Operator::LtEq, Operator::Plus) => Some((d, column, true)),
+        (Operator::Lt, Operator::Plus) => Some((d.checked_sub(1)?, column, true)),
+        _ => None,
+    }
+}
+
+fn strip_casts(e: &Expr) -> &Expr {
+    match e {
+        Expr::Cast(cast) => strip_casts(&cast.expr),
+        Expr::TryCast(cast) => strip_casts(&cast.expr),
+        other => other,
+    }
+}
+
+/// A constant interval's length in µs, normalised as PostgreSQL compares intervals
+/// (1 month = 30 days, 1 day = 24 hours).
+fn interval_micros(e: &Expr) -> Option<i64> {
+    use datafusion::scalar::ScalarValue;
+    const DAY: i64 = 86_400_000_000;
+    let Expr::Literal(value, _) = strip_casts(e) else { return None };
+    match value {
+        ScalarValue::IntervalMonthDayNano(Some(v)) => {
+            (v.months as i64 * 30 + v.days as i64).checked_mul(DAY)?.checked_add(v.nanoseconds.div_euclid(1000))
+        }
+        ScalarValue::IntervalDayTime(Some(v)) => {
+            (v.days as i64).checked_mul(DAY)?.checked_add(v.milliseconds as i64 * 1000)
+        }
+        ScalarValue::IntervalYearMonth(Some(months)) => (*months as i64 * 30).checked_mul(DAY),
+        ScalarValue::DurationMicrosecond(Some(us)) => Some(*us),
+        ScalarValue::DurationMillisecond(Some(ms)) => ms.checked_mul(1000),
+        ScalarValue::DurationSecond(Some(s)) => s.checked_mul(1_000_000),
+        ScalarValue::DurationNanosecond(Some(ns)) => Some(ns.div_euclid(1000)),
+        _ => None,
+    }
 }
 
 fn flip(op: Operator) -> Operator {

@@ -19,6 +19,7 @@ use super::node::{AsofJoinNode, AsofRight};
 use super::probe::{JoinSide, external};
 use super::table_exec::{AsofTableExec, Match};
 use crate::error::{Error, SqlState};
+use crate::feature::window::AsOf;
 
 /// DataFusion's planner with the ASOF extension.
 #[derive(Debug)]
@@ -75,8 +76,8 @@ impl ExtensionPlanner for AsofPlanner {
                     return Err(not_comparable(&left_type, "a feature's time (timestamp)"));
                 }
                 let left_on = side(&node.left_keys, &node.left_time, left_schema)?;
-                let strict = node.op == Operator::Gt;
-                Arc::new(AsofFeatureExec::new(left, feature.clone(), left_on, (strict, node.left_join), schema))
+                let as_of = AsOf { strict: node.op == Operator::Gt, max_age: node.max_age };
+                Arc::new(AsofFeatureExec::new(left, feature.clone(), left_on, (as_of, node.left_join), schema))
             }
         };
         Ok(Some(exec))

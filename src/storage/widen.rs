@@ -1,0 +1,78 @@
+//! Rows stored before `ALTER TABLE ... ADD COLUMN`, read with the columns added since.
+//!
+//! Stored rows are never rewritten: a hot value or cold file keeps the columns its table had
+//! when it was written, and every read of either tier (scans, moves to the cold tier) passes
+//! it through [`TableColumns::widen`], which appends each missing trailing column holding its
+//! default (NULL without one). The catalog tells the store each table's columns
+//! (`EventStore::set_columns`) when it opens, creates or alters a table.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::scalar::ScalarValue;
+
+use crate::error::{Error, Result};
+
+/// A table's current columns as reads return them, with the value rows written before a
+/// column existed read for it.
+#[derive(Debug, Clone)]
+pub struct TableColumns {
+    pub schema: SchemaRef,
+    /// One per column of `schema`: its default, or a typed NULL.
+    pub defaults: Vec<ScalarValue>,
+}
+
+impl TableColumns {
+    /// `batch` with the columns added after it was stored (a batch with all of them is returned
+    /// as it is).
+    pub fn widen(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let (have, want) = (batch.num_columns(), self.schema.fields().len());
+        if have >= want {
+            return Ok(batch);
+        }
+        let rows = batch.num_rows();
+        let mut columns = batch.columns().to_vec();
+        for default in &self.defaults[have..] {
+            columns.push(default.to_array_of_size(rows)?);
+        }
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| Error::Storage(format!("stored rows do not fit their table's columns: {e}")))
+    }
+}
+
+/// Widens `batch` if the table's columns are known.
+pub(super) fn widen(columns: &Option<Arc<TableColumns>>, batch: RecordBatch) -> Result<RecordBatch> {
+    match columns {
+        Some(columns) => columns.widen(batch),
+        None => Ok(batch),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    #[test]
+    fn older_rows_read_the_default_and_newer_ones_are_untouched() {
+        let old = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let new = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Int64, false),
+            Field::new("c", DataType::Utf8, true),
+        ]));
+        let columns = TableColumns {
+            schema: new.clone(),
+            defaults: vec![ScalarValue::Int64(None), ScalarValue::Int64(Some(7)), ScalarValue::Utf8(None)],
+        };
+        let batch = RecordBatch::try_new(old, vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
+        let wide = columns.widen(batch).unwrap();
+        assert_eq!(wide.schema(), new);
+        let b = wide.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(b.values().to_vec(), vec![7, 7]);
+        assert_eq!(wide.column(2).null_count(), 2);
+        assert_eq!(columns.widen(wide.clone()).unwrap(), wide);
+    }
+}
