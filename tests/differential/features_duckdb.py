@@ -14,7 +14,7 @@ import duckdb
 
 con = duckdb.connect()
 con.execute(
-    "CREATE TABLE tx AS SELECT * FROM read_csv(?, header=true, columns={"
+    "CREATE TABLE tx AS SELECT *, row_number() OVER () AS rn FROM read_csv(?, header=true, columns={"
     "'tid':'BIGINT','cc_num':'BIGINT','user_id':'BIGINT','merchant':'VARCHAR','amt':'DOUBLE',"
     "'status':'VARCHAR','ip':'VARCHAR','ts':'TIMESTAMP'})",
     [sys.argv[1]],
@@ -48,7 +48,35 @@ queries = {
         LEFT JOIN tx t ON t.cc_num = k.cc_num AND t.ts >= date_trunc('day', {wm}) AND t.ts <= {wm}
         GROUP BY k.cc_num""",
 }
+# The ML aggregates (SLIDING 1 day, by card), each the DuckDB way: last_k as a list ordered
+# by time then arrival (file order), max_k as a list ordered by value, decayed_sum as a sum of
+# amt * 0.5^(age / half-life), approx_percentile against the exact quantile_cont: equal where
+# the window holds fewer than 256 values (asofdb's is exact there), else within the documented
+# bound, written "range:lo:hi" (the exact quantiles at q - 0.01 and q + 0.01).
+ml = f"""
+    SELECT k.cc_num,
+           list(t.amt ORDER BY t.ts DESC, t.rn DESC) FILTER (WHERE t.amt IS NOT NULL),
+           list(t.amt ORDER BY t.amt DESC) FILTER (WHERE t.amt IS NOT NULL),
+           sum(t.amt * pow(0.5, (epoch_us({wm}) - epoch_us(t.ts)) / 3600e6)),
+           quantile_cont(t.amt, 0.5), quantile_cont(t.amt, 0.49), quantile_cont(t.amt, 0.51), count(t.amt)
+    FROM (SELECT DISTINCT cc_num FROM tx) k
+    LEFT JOIN tx t ON t.cc_num = k.cc_num AND t.ts > {wm} - INTERVAL 1 DAY AND t.ts <= {wm}
+    GROUP BY k.cc_num"""
+
+
+def fixed(v):
+    return "" if v is None else f"{float(v):.6f}"
+
+
+def first(values, k):
+    return "" if not values else "{" + ";".join(fixed(v) for v in values[:k]) + "}"
+
+
 out = []
+for cc_num, last, top, dsum, p50, p49, p51, n in con.execute(ml).fetchall():
+    rounded = None if dsum is None else round(dsum, 6)
+    p = fixed(p50) if n < 256 else f"range:{p49}:{p51}"
+    out.append(",".join(["card_ml", str(cc_num), first(last, 3), first(top, 3), fixed(rounded), p]))
 for name, sql in queries.items():
     for row in con.execute(sql).fetchall():
         out.append(",".join([name] + ["" if v is None else f"{float(v):.6f}" if isinstance(v, float) else str(v) for v in row]))

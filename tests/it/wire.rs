@@ -559,3 +559,39 @@ async fn temporary_tables_go_with_their_session() {
     client.batch_execute("CREATE TEMPORARY TABLE memtable (card BIGINT)").await.unwrap();
     server.kill9();
 }
+
+/// The array aggregates (spec section 2) reach a driver as PostgreSQL arrays of the argument's
+/// type, in binary (extended protocol) and text (simple protocol), through the point-read
+/// path and an ASOF JOIN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn array_aggregates_arrive_as_postgres_arrays() {
+    let server = TestServer::start().await;
+    let client = setup(&server).await;
+    client
+        .batch_execute(
+            "INSERT INTO tx VALUES (1, 1, 10, 'a b', '2024-01-01 09:00:00'), (2, 1, 20, NULL, '2024-01-01 09:30:00'),
+                                   (3, 1, NULL, 'c', '2024-01-01 09:40:00'), (4, 2, 5, 'x', '2024-01-01 09:50:00');
+             CREATE FEATURE arrays AS SELECT card, last_k(amt, 5) AS amts, max_k(id, 2) AS ids, last_k(note, 2) AS notes,
+                 approx_percentile(amt, 0.5) AS p50 FROM tx GROUP BY card WINDOW SLIDING INTERVAL '1 hour';
+             CREATE TABLE spine (card BIGINT, t TIMESTAMP NOT NULL);
+             INSERT INTO spine VALUES (1, '2024-01-01 09:45:00')",
+        )
+        .await
+        .unwrap();
+    let point = client.prepare("SELECT amts, ids, notes, p50 FROM arrays WHERE card = $1").await.unwrap();
+    let columns: Vec<Type> = point.columns().iter().map(|c| c.type_().clone()).collect();
+    assert_eq!(columns, vec![Type::FLOAT8_ARRAY, Type::INT8_ARRAY, Type::TEXT_ARRAY, Type::FLOAT8]);
+    let row = client.query_one(&point, &[&1i64]).await.unwrap();
+    assert_eq!(row.get::<_, Vec<f64>>(0), vec![20.0, 10.0]);
+    assert_eq!(row.get::<_, Vec<i64>>(1), vec![3, 2]);
+    assert_eq!(row.get::<_, Vec<String>>(2), vec!["c".to_string(), "a b".to_string()]);
+    assert_eq!(row.get::<_, f64>(3), 15.0);
+    let joined = client
+        .query_one("SELECT f.amts, f.notes FROM spine s ASOF JOIN arrays f ON s.card = f.card AND s.t >= f.ts", &[])
+        .await
+        .unwrap();
+    assert_eq!(joined.get::<_, Vec<f64>>(0), vec![20.0, 10.0]);
+    assert_eq!(joined.get::<_, Vec<String>>(1), vec!["c".to_string(), "a b".to_string()]);
+    let text = text_rows(&client, "SELECT amts, notes FROM arrays ORDER BY card").await;
+    assert_eq!(text, vec!["{20,10}|{c,\"a b\"}", "{5}|{x}"]);
+}
