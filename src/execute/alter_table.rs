@@ -1,7 +1,7 @@
 //! ALTER TABLE: `ADD [COLUMN] [IF NOT EXISTS] name type [NULL | NOT NULL] [DEFAULT literal]`,
 //! the one form event tables take (their history is immutable; other forms are 0A000).
 
-use sqlparser::ast::{AlterTable, AlterTableOperation, ColumnOption, Expr, UnaryOperator, Value};
+use sqlparser::ast::{AlterTable, AlterTableOperation, ColumnOption};
 
 use crate::catalog::ColumnDef;
 use crate::error::{Error, Result};
@@ -9,6 +9,7 @@ use crate::sql::names::{ident_name, table_name};
 use crate::sql::types::ColumnType;
 
 use super::Database;
+use super::create_table::literal_text;
 
 /// Applies `alter`; returns the notices it raises (a column that exists, with IF NOT EXISTS).
 pub async fn alter_table(db: &Database, alter: &AlterTable) -> Result<Vec<String>> {
@@ -49,48 +50,5 @@ pub async fn alter_table(db: &Database, alter: &AlterTable) -> Result<Vec<String
         Ok(Vec::new())
     } else {
         Ok(vec![format!("column \"{column_name}\" of relation \"{name}\" already exists, skipping")])
-    }
-}
-
-/// A DEFAULT's value as text (None for `DEFAULT NULL`): literals only, since the default is
-/// what every row stored before the column existed reads, fixed once.
-fn literal_text(expr: &Expr) -> Result<Option<String>> {
-    let not_literal =
-        || Error::unsupported(format!("DEFAULT {expr} is not supported: ADD COLUMN takes a literal default"));
-    match expr {
-        Expr::Value(v) => match &v.value {
-            Value::Null => Ok(None),
-            Value::Number(n, _) => Ok(Some(n.to_string())),
-            Value::SingleQuotedString(s) => Ok(Some(s.clone())),
-            Value::Boolean(b) => Ok(Some(b.to_string())),
-            _ => Err(not_literal()),
-        },
-        Expr::UnaryOp { op: UnaryOperator::Minus, expr: inner } => match inner.as_ref() {
-            Expr::Value(v) if matches!(v.value, Value::Number(..)) => Ok(Some(format!("-{}", v.value))),
-            _ => Err(not_literal()),
-        },
-        Expr::Nested(inner) => literal_text(inner),
-        Expr::Cast { expr: inner, .. } => literal_text(inner),
-        _ => Err(not_literal()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_are_literals() {
-        let parse = |sql: &str| {
-            sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
-                .try_with_sql(sql)
-                .unwrap()
-                .parse_expr()
-                .unwrap()
-        };
-        assert_eq!(literal_text(&parse("-5")).unwrap().as_deref(), Some("-5"));
-        assert_eq!(literal_text(&parse("'x'")).unwrap().as_deref(), Some("x"));
-        assert_eq!(literal_text(&parse("NULL")).unwrap(), None);
-        assert!(literal_text(&parse("now()")).is_err());
     }
 }

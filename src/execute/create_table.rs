@@ -1,6 +1,6 @@
 //! CREATE TABLE: validates columns and the `event_time` / `hot_retention` options.
 
-use sqlparser::ast::{ColumnOption, CreateTable, CreateTableOptions, OnCommit, SqlOption};
+use sqlparser::ast::{ColumnOption, CreateTable, CreateTableOptions, Expr, OnCommit, SqlOption, UnaryOperator, Value};
 
 use crate::catalog::{ColumnDef, DEFAULT_HOT_RETENTION_MICROS, TableDef};
 use crate::error::{Error, Result, SqlState};
@@ -35,10 +35,12 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
             });
         }
         let mut not_null = false;
+        let mut default = None;
         for option in &column.options {
             match &option.option {
                 ColumnOption::NotNull => not_null = true,
                 ColumnOption::Null => not_null = false,
+                ColumnOption::Default(expr) => default = literal_text(expr)?,
                 other => {
                     return Err(Error::unsupported(format!(
                         "column option {other} is not supported on event tables (column \"{column_name}\")"
@@ -46,7 +48,10 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
                 }
             }
         }
-        columns.push(ColumnDef::new(column_name, ColumnType::from_sql(&column.data_type)?, not_null));
+        let mut def = ColumnDef::new(column_name, ColumnType::from_sql(&column.data_type)?, not_null);
+        def.default = default;
+        def.default_value()?;
+        columns.push(def);
     }
     if columns.is_empty() {
         return Err(Error::invalid_input(SqlState::SyntaxError, "a table needs at least one column"));
@@ -107,4 +112,50 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
         }
     }
     Ok(def)
+}
+
+/// A DEFAULT's value as text (None for `DEFAULT NULL`): literals only, since the default is
+/// what every row stored before an added column existed reads, fixed once.
+pub(super) fn literal_text(expr: &Expr) -> Result<Option<String>> {
+    let not_literal = || {
+        Error::unsupported(format!(
+            "DEFAULT {expr} is not supported: a column default is a literal (number, string, boolean or NULL)"
+        ))
+    };
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::Null => Ok(None),
+            Value::Number(n, _) => Ok(Some(n.to_string())),
+            Value::SingleQuotedString(s) => Ok(Some(s.clone())),
+            Value::Boolean(b) => Ok(Some(b.to_string())),
+            _ => Err(not_literal()),
+        },
+        Expr::UnaryOp { op: UnaryOperator::Minus, expr: inner } => match inner.as_ref() {
+            Expr::Value(v) if matches!(v.value, Value::Number(..)) => Ok(Some(format!("-{}", v.value))),
+            _ => Err(not_literal()),
+        },
+        Expr::Nested(inner) => literal_text(inner),
+        Expr::Cast { expr: inner, .. } => literal_text(inner),
+        _ => Err(not_literal()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_literals() {
+        let parse = |sql: &str| {
+            sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+                .try_with_sql(sql)
+                .unwrap()
+                .parse_expr()
+                .unwrap()
+        };
+        assert_eq!(literal_text(&parse("-5")).unwrap().as_deref(), Some("-5"));
+        assert_eq!(literal_text(&parse("'x'")).unwrap().as_deref(), Some("x"));
+        assert_eq!(literal_text(&parse("NULL")).unwrap(), None);
+        assert!(literal_text(&parse("now()")).is_err());
+    }
 }
