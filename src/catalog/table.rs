@@ -52,6 +52,10 @@ pub struct TableDef {
     pub event_time: Option<usize>,
     /// Events older than the watermark minus this many µs belong to the cold tier.
     pub hot_retention_micros: i64,
+    /// Index of the ingest-time column (`WITH (ingest_time = ...)`): when each row became
+    /// known; a commit fills it where a row gives none (`storage::ingest_time`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest_time: Option<usize>,
     /// CREATE TEMPORARY TABLE: dropped when the session that made it ends (or at start-up,
     /// if the server stopped first).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -82,6 +86,6 @@ impl TableDef {
     /// What reads widen rows stored before a column was added to (`storage::TableColumns`).
     pub fn stored_columns(&self) -> crate::error::Result<crate::storage::TableColumns> {
         let defaults = self.columns.iter().map(ColumnDef::default_value).collect::<crate::error::Result<_>>()?;
-        Ok(crate::storage::TableColumns { schema: self.schema(), defaults })
+        Ok(crate::storage::TableColumns { schema: self.schema(), defaults, ingest_time: self.ingest_time })
     }
 }

@@ -289,6 +289,7 @@ mod tests {
             ],
             event_time: Some(3),
             hot_retention_micros: 0,
+            ingest_time: None,
             temporary: false,
         }
     }

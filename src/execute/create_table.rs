@@ -63,8 +63,10 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
         columns,
         event_time: None,
         hot_retention_micros: DEFAULT_HOT_RETENTION_MICROS,
+        ingest_time: None,
         temporary: create.temporary,
     };
+    let mut ingest_time = None;
     let options = match &create.table_options {
         CreateTableOptions::None => &[][..],
         CreateTableOptions::With(options) => options.as_slice(),
@@ -93,6 +95,13 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
                 def.columns[index].not_null = true;
                 def.event_time = Some(index);
             }
+            "ingest_time" => {
+                let index = def.column_index(&text).ok_or_else(|| Error::NotFound {
+                    sqlstate: SqlState::UndefinedColumn,
+                    message: format!("ingest_time column \"{text}\" does not exist"),
+                })?;
+                ingest_time = Some((index, text));
+            }
             "hot_retention" => {
                 let micros = parse_interval_micros(&text)?;
                 if micros <= 0 {
@@ -106,10 +115,26 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
             other => {
                 return Err(Error::invalid_input(
                     SqlState::InvalidParameterValue,
-                    format!("unrecognized table option \"{other}\" (known: event_time, hot_retention)"),
+                    format!("unrecognized table option \"{other}\" (known: event_time, hot_retention, ingest_time)"),
                 ));
             }
         }
+    }
+    if let Some((index, name)) = ingest_time {
+        // Of the event-time column's type, so "known at T" compares like with like.
+        let event_time = def.event_time_column().ok_or_else(|| {
+            Error::invalid_input(SqlState::InvalidParameterValue, "ingest_time needs an event_time column")
+        })?;
+        if def.event_time == Some(index) || def.columns[index].ty != event_time.ty {
+            return Err(Error::invalid_input(
+                SqlState::DatatypeMismatch,
+                format!(
+                    "ingest_time column \"{name}\" must be a {} column other than the event-time column",
+                    event_time.ty.sql_name()
+                ),
+            ));
+        }
+        def.ingest_time = Some(index);
     }
     Ok(def)
 }

@@ -22,10 +22,23 @@ use crate::error::Result;
 /// before its time (or its key or time is NULL).
 pub type Values = Vec<Option<Vec<ScalarValue>>>;
 
-/// A batch of points: their keys, in the feature's key types, and times.
+/// A batch of points: their keys, in the feature's key types, and times; for a known-at
+/// evaluation, each point's K (a NULL K knows nothing).
 pub struct Points<'a> {
     pub keys: &'a [ArrayRef],
     pub times: &'a TimestampMicrosecondArray,
+    pub known: Option<&'a TimestampMicrosecondArray>,
+}
+
+impl Points<'_> {
+    /// Point `r`'s K: what a known-at evaluation counts up to (`i64::MAX` without one).
+    fn known(&self, r: usize) -> i64 {
+        match self.known {
+            Some(k) if k.is_valid(r) => k.value(r),
+            Some(_) => i64::MIN,
+            None => i64::MAX,
+        }
+    }
 }
 
 /// Sliding windows kept per key (by history address) across the batches of one call, at most
@@ -66,6 +79,15 @@ impl LiveFeature {
         let address = |r: u32| histories[r as usize].map_or(0, |h| h as *const _ as usize);
         order.sort_unstable_by_key(|r| (address(*r), times.value(*r as usize)));
         let mut values: Values = vec![None; n];
+        if as_of.known_at {
+            for rows in order.chunk_by(|a, b| address(*a) == address(*b)) {
+                let Some(history) = histories[rows[0] as usize] else { continue };
+                for r in rows.iter().map(|r| *r as usize) {
+                    values[r] = history.evaluate_known(compiled, times.value(r), as_of, p.known(r))?;
+                }
+            }
+            return Ok(values);
+        }
         if windows.values().map(SlidingDistinct::size).sum::<usize>() > CACHED_WINDOW_WORDS {
             windows.clear();
         }
@@ -104,7 +126,7 @@ impl LiveFeature {
                             keys.len() as u32 - 1
                         }
                     };
-                    probes.push(Probe { key: id, time: p.times.value(r), slot });
+                    probes.push(Probe { key: id, time: p.times.value(r), known: p.known(r), slot });
                 }
                 slot += 1;
             }

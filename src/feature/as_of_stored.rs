@@ -26,6 +26,8 @@ const DAY_MICROS: i64 = 86_400_000_000;
 pub(super) struct Probe {
     pub key: u32,
     pub time: i64,
+    /// K of a known-at evaluation (`i64::MAX` otherwise).
+    pub known: i64,
     pub slot: u32,
 }
 
@@ -118,6 +120,12 @@ impl Sweep {
                 rows.iter().for_each(|p| emit(p.slot, None));
                 continue;
             };
+            if self.as_of.known_at {
+                for p in rows {
+                    emit(p.slot, history.evaluate_known(compiled, p.time, self.as_of, p.known)?);
+                }
+                continue;
+            }
             let window = match self.windows.get_mut(key) {
                 Some(window) => window,
                 None => self.windows.entry(key.clone()).or_default(),

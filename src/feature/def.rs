@@ -315,8 +315,13 @@ pub struct CompiledFeature {
     /// folding the events is as fast as merging tiles).
     pub tile: i64,
     pub tile_min_events: usize,
-    /// Keys, values, then the evaluation time named like the event-time column.
+    /// Keys, values, the evaluation time named like the event-time column, then (for a table
+    /// with an ingest-time column) the greatest ingest time of the events evaluated, named
+    /// like that column.
     pub schema: SchemaRef,
+    /// The table's ingest-time column: each event keeps its ingest time as one more word,
+    /// after the aggregates' (see `feature::known_at`).
+    pub ingest: Option<usize>,
 }
 
 /// `expr` after the session's analyzer rules, as a query's expressions are: the same type
@@ -409,7 +414,12 @@ impl CompiledFeature {
             fields.push(Field::new(&v.name, t.clone(), true));
         }
         fields.push(Field::new(&table.columns[event_time].name, table.columns[event_time].ty.arrow_type(), false));
+        let ingest = table.ingest_time;
+        if let Some(i) = ingest {
+            fields.push(Field::new(&table.columns[i].name, table.columns[i].ty.arrow_type(), true));
+        }
         Ok(Self {
+            ingest,
             checks,
             tile: def.tile_micros(),
             tile_min_events: 16,
@@ -531,7 +541,7 @@ impl CompiledFeature {
 
     /// Words per stored event (see `encoding`).
     pub fn stride(&self) -> usize {
-        HEADER + self.def.values.len()
+        HEADER + self.def.values.len() + self.ingest.is_some() as usize
     }
 
     /// How far back from T the window evaluated at T can reach (µs), for the strict and the
@@ -553,6 +563,12 @@ impl CompiledFeature {
             columns.push(array_of(values.iter().map(|row| row[j].clone()), result_type)?);
         }
         columns.push(Arc::new(TimestampMicrosecondArray::from(times)));
+        if self.ingest.is_some() {
+            // Evaluation appends the greatest ingest time after the values.
+            let n = self.result_types.len();
+            let known = values.iter().map(|row| row.get(n).cloned().unwrap_or(ScalarValue::Int64(None)));
+            columns.push(array_of(known, &DataType::Int64)?);
+        }
         let columns = columns
             .into_iter()
             .zip(self.schema.fields())
@@ -580,8 +596,11 @@ impl CompiledFeature {
                     key[i].to_array()?
                 } else if let Some(result_type) = self.result_types.get(i - key.len()) {
                     array_of(std::iter::once(values[i - key.len()].clone()), result_type)?
-                } else {
+                } else if i == key.len() + self.result_types.len() {
                     Arc::new(TimestampMicrosecondArray::from(vec![time]))
+                } else {
+                    let known = values.get(self.result_types.len()).cloned().unwrap_or(ScalarValue::Int64(None));
+                    array_of(std::iter::once(known), &DataType::Int64)?
                 };
                 let target = self.schema.field(i).data_type();
                 Ok(if column.data_type() == target { column } else { arrow::compute::cast(&column, target)? })

@@ -172,7 +172,7 @@ impl Pending {
         let mut columns: Vec<ArrayRef> = vec![Arc::new(self.keys.finish())];
         for w in 0..stride {
             let j = w.checked_sub(HEADER);
-            let other = j.filter(|j| feature.reprs[*j] == Repr::Other);
+            let other = j.filter(|j| feature.reprs.get(*j) == Some(&Repr::Other));
             let column: ArrayRef = match other {
                 Some(j) => {
                     let position = feature.reprs[..j].iter().filter(|r| **r == Repr::Other).count();
@@ -200,7 +200,7 @@ pub fn import(feature: &CompiledFeature, state: &mut FeatureState, chunk: &Recor
     let keys = chunk.column(0).as_binary_opt::<i32>().ok_or_else(|| Error::Storage("snapshot key column".into()))?;
     let mut words: Vec<Option<&UInt64Array>> = Vec::with_capacity(stride);
     for w in 0..stride {
-        let other = w >= HEADER && feature.reprs[w - HEADER] == Repr::Other;
+        let other = w >= HEADER && feature.reprs.get(w - HEADER) == Some(&Repr::Other);
         words.push(if other {
             None
         } else {

@@ -50,17 +50,25 @@ impl From<WindowClause> for Window {
 pub struct AsOf {
     pub strict: bool,
     pub max_age: Option<i64>,
+    /// Each left row also gives a time K: only events whose ingest time is at or before K
+    /// count ("known at", `state::known_at`).
+    pub known_at: bool,
 }
 
 impl AsOf {
     pub fn at(strict: bool) -> Self {
-        AsOf { strict, max_age: None }
+        AsOf { strict, max_age: None, known_at: false }
     }
 
-    /// The events a value at `t` rests on: the window's, and back to `t - max_age` where the
-    /// staleness bound reaches further (the latest event before the window decides a match).
+    /// The events a value at `t` rests on: the window's, back to `t - max_age` where the
+    /// staleness bound reaches further (the latest event before the window decides a match),
+    /// and every earlier one for a known-at evaluation.
     pub fn reach(&self, window: &Window, t: i64) -> Span {
         let span = span(window, t, self.strict);
+        if self.known_at {
+            // Whether any event before T was known at K decides a match: all of them.
+            return Span { from: i64::MIN, to: span.to };
+        }
         match self.max_age {
             Some(age) => Span { from: span.from.min(t.saturating_sub(age)), to: span.to },
             None => span,

@@ -110,7 +110,8 @@ fn apply_run(
     let mut ops = Vec::new();
     let mut outcomes = Vec::with_capacity(run.len());
     for (commit, reply) in run {
-        let outcome = prepare(&commit, &stats, &mut next_seq, &mut new_stats, &mut ops);
+        let outcome =
+            stamped(store, commit).and_then(|commit| prepare(&commit, &stats, &mut next_seq, &mut new_stats, &mut ops));
         outcomes.push((outcome, reply));
     }
     if outcomes.iter().all(|(outcome, _)| outcome.is_err()) {
@@ -135,6 +136,18 @@ fn apply_run(
             }
         }
     }
+}
+
+/// `commit` with its rows' missing ingest times set to its commit time (tables with an
+/// `ingest_time` column only; see `ingest_time`).
+fn stamped(store: &EventStore, mut commit: Commit) -> Result<Commit> {
+    let mut at = None;
+    for append in &mut commit.appends {
+        let Some(column) = store.columns_of(append.table_id).and_then(|c| c.ingest_time) else { continue };
+        let at = *at.get_or_insert_with(|| store.ingest_clock.tick());
+        append.batch = super::ingest_time::stamp(append.batch.clone(), column, at)?;
+    }
+    Ok(commit)
 }
 
 /// Adds one commit's writes to the run's `ops`, numbering its parts from `next_seq` and

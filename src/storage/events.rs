@@ -117,6 +117,8 @@ pub struct EventStore {
     pub(super) reserve: super::DiskReserve,
     /// Each table's current columns, for rows stored before some were added (`widen`).
     pub(super) columns: RwLock<HashMap<u64, Arc<super::widen::TableColumns>>>,
+    /// Commit times for tables with an ingest-time column.
+    pub(super) ingest_clock: super::ingest_time::IngestClock,
 }
 
 /// A commit waiting for the committer thread, and where to send its outcome.
@@ -182,6 +184,7 @@ impl EventStore {
             visible_seq,
             reserve,
             columns: RwLock::new(HashMap::new()),
+            ingest_clock: Default::default(),
         })
     }
 

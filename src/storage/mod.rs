@@ -14,6 +14,7 @@ mod disk_reserve;
 mod events;
 pub mod hot;
 mod hot_value;
+mod ingest_time;
 pub mod keys;
 mod memory;
 mod merge_records;

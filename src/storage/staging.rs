@@ -33,13 +33,15 @@ pub struct StagedWrite {
     event_time: Option<usize>,
     staged: StagedCommit,
     committed: bool,
+    /// The ingest time stamped on this write's rows, once its first chunk is staged.
+    ingest_at: Option<i64>,
 }
 
 impl StagedWrite {
     pub fn new(store: &Arc<EventStore>, table_id: u64, event_time: Option<usize>) -> Self {
         let id = NEXT_STAGING_ID.fetch_add(1, Ordering::Relaxed);
         let staged = StagedCommit { id, table_id, pieces: 0, rows: 0, watermark: None };
-        Self { store: store.clone(), event_time, staged, committed: false }
+        Self { store: store.clone(), event_time, staged, committed: false, ingest_at: None }
     }
 
     /// Rows written so far.
@@ -58,6 +60,16 @@ impl StagedWrite {
         {
             self.staged.watermark = Some(self.staged.watermark.map_or(*max, |w| w.max(*max)));
         }
+        // Missing ingest times take the time of the first chunk (module docs of `ingest_time`).
+        let stamped;
+        let batch = match self.store.columns_of(self.staged.table_id).and_then(|c| c.ingest_time) {
+            Some(column) => {
+                let at = *self.ingest_at.get_or_insert_with(|| self.store.ingest_clock.tick());
+                stamped = super::ingest_time::stamp(batch.clone(), column, at)?;
+                &stamped
+            }
+            None => batch,
+        };
         let mut ops = Vec::new();
         for (block, part) in split_by_block(batch, self.event_time)? {
             let key = keys::staged(self.staged.id, self.staged.pieces);

@@ -21,6 +21,8 @@ pub struct TableColumns {
     pub schema: SchemaRef,
     /// One per column of `schema`: its default, or a typed NULL.
     pub defaults: Vec<ScalarValue>,
+    /// The `ingest_time` column, whose NULLs a commit fills (`ingest_time`).
+    pub ingest_time: Option<usize>,
 }
 
 impl TableColumns {
@@ -66,6 +68,7 @@ mod tests {
         let columns = TableColumns {
             schema: new.clone(),
             defaults: vec![ScalarValue::Int64(None), ScalarValue::Int64(Some(7)), ScalarValue::Utf8(None)],
+            ingest_time: None,
         };
         let batch = RecordBatch::try_new(old, vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
         let wide = columns.widen(batch).unwrap();

@@ -39,6 +39,7 @@ fn table() -> Arc<TableDef> {
         ],
         event_time: Some(3),
         hot_retention_micros: 86_400_000_000,
+        ingest_time: None,
         temporary: false,
     })
 }

@@ -123,7 +123,7 @@ impl KeyHistory {
                 accs
             }
         };
-        let values = accs
+        let mut values = accs
             .iter()
             .enumerate()
             .map(|(j, acc)| {
@@ -131,6 +131,11 @@ impl KeyHistory {
                 acc.finish(v.kind, feature.reprs[j], &ev, j, &feature.result_types[j], &feature.arg_types[j])
             })
             .collect::<Result<Vec<_>>>()?;
+        if feature.ingest.is_some() {
+            // The greatest ingest time of the events held at or before T (docs/features.md).
+            let n = feature.def.values.len();
+            values.push(ScalarValue::Int64((0..end).map(|i| ev.word(i, n) as i64).max()));
+        }
         Ok(Some((values, (a, b))))
     }
 

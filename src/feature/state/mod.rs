@@ -12,6 +12,7 @@
 
 mod evaluate;
 mod history;
+mod known_at;
 mod sliding_distinct;
 mod tiles;
 
@@ -240,6 +241,7 @@ impl FeatureState {
         let key_arrays: Vec<ArrayRef> = feature.key_columns.iter().map(|i| batch.column(*i).clone()).collect();
         let key_rows = self.converter.convert_columns(&key_arrays)?;
         let times = event_times(batch.column(feature.event_time))?;
+        let ingest_times = feature.ingest.map(|i| event_times(batch.column(i))).transpose()?;
         if let Some(max) = times.values().iter().max() {
             self.max_time = self.max_time.max(*max);
         }
@@ -272,6 +274,12 @@ impl FeatureState {
                 };
                 event[2] |= flag << (2 * j);
                 event[HEADER + j] = word;
+            }
+            if let Some(ingest) = ingest_times {
+                // Every committed row has one (the commit fills it); a NULL would be a row
+                // known as it happened.
+                let known = if ingest.is_valid(row) { ingest.value(row) } else { t };
+                event[HEADER + encoded.len()] = known as u64;
             }
             history.insert(feature, &event);
         }

@@ -152,11 +152,12 @@ impl ExecutionPlan for AsofFeatureExec {
     }
 }
 
-/// One left batch with its keys (in the feature's key types) and times.
+/// One left batch with its keys (in the feature's key types), times and known-at times.
 struct Probed {
     batch: RecordBatch,
     keys: Vec<ArrayRef>,
     times: TimestampMicrosecondArray,
+    known: Option<TimestampMicrosecondArray>,
 }
 
 struct Join {
@@ -181,10 +182,19 @@ impl Join {
                     .map(|(k, c)| evaluate_as(k, &batch, &compiled.table.columns[*c].ty.arrow_type()))
                     .collect::<Result<Vec<_>>>()?;
                 let times = micros(&self.left_on.time, &batch)?;
-                Ok(Probed { batch, keys, times })
+                // `l.k > f.known` counts ingest times before K: at or before K - 1µs.
+                let known = match &self.left_on.known {
+                    Some((k, strict)) => {
+                        let k = micros(k, &batch)?;
+                        Some(if *strict { k.unary(|v: i64| v.saturating_sub(1)) } else { k })
+                    }
+                    None => None,
+                };
+                Ok(Probed { batch, keys, times, known })
             })
             .collect::<Result<Vec<_>>>()?;
-        let points: Vec<_> = probed.iter().map(|p| Points { keys: &p.keys, times: &p.times }).collect();
+        let points: Vec<_> =
+            probed.iter().map(|p| Points { keys: &p.keys, times: &p.times, known: p.known.as_ref() }).collect();
         let values = self.feature.evaluate_at(&points, self.as_of).map_err(external)?;
         probed.iter().zip(values).map(|(p, values)| self.output(p, values)).collect()
     }
@@ -212,6 +222,17 @@ impl Join {
             right.push(array_of(column, result_type).map_err(external)?);
         }
         right.push(take(&p.times, &probe_rows, None)?);
+        if compiled.ingest.is_some() {
+            // The greatest ingest time of the events the value rests on, after the values.
+            let n = compiled.result_types.len();
+            let known = rows.iter().map(|r| match &values[*r as usize] {
+                Some(v) => v.get(n).cloned().unwrap_or(ScalarValue::Int64(None)),
+                None => ScalarValue::Int64(None),
+            });
+            let known = array_of(known, &arrow::datatypes::DataType::Int64).map_err(external)?;
+            let field = self.schema.field(self.schema.fields().len() - 1);
+            right.push(arrow::compute::cast(&known, field.data_type())?);
+        }
         let keep = (!self.left_join).then(|| UInt32Array::from(rows));
         let rows = keep.as_ref().map_or(p.batch.num_rows(), |k| k.len());
         assemble(&self.schema, rows, left_then_right(&p.batch, keep.as_ref(), right)?)

@@ -67,6 +67,10 @@ pub struct AsofJoinNode {
     /// event may lie at most this far before the left time. Against a table the bound is part
     /// of `residual`, whose "closest row that passes" means the same.
     pub max_age: Option<i64>,
+    /// "Known at" against a feature: a left expression K and whether the comparison is strict
+    /// (`l.k > f.known`): only events whose ingest time is at or before K (before, if strict)
+    /// count.
+    pub known: Option<(Expr, bool)>,
     /// The replaced join's schema: left columns, then the right side's (nullable if outer).
     pub schema: DFSchemaRef,
 }
@@ -122,6 +126,7 @@ impl PartialEq for AsofJoinNode {
             && self.left_join == other.left_join
             && self.right_join == other.right_join
             && self.max_age == other.max_age
+            && self.known == other.known
             && self.schema == other.schema
     }
 }
@@ -139,6 +144,7 @@ impl Hash for AsofJoinNode {
         self.left_join.hash(state);
         self.right_join.hash(state);
         self.max_age.hash(state);
+        self.known.hash(state);
     }
 }
 
@@ -170,10 +176,12 @@ impl UserDefinedLogicalNodeCore for AsofJoinNode {
         &self.schema
     }
 
-    /// Left keys, left time, then (for a table) right keys, right time and the residual.
+    /// Left keys, left time, the known-at expression, then (for a table) right keys, right
+    /// time and the residual.
     fn expressions(&self) -> Vec<Expr> {
         let mut exprs = self.left_keys.clone();
         exprs.push(self.left_time.clone());
+        exprs.extend(self.known.iter().map(|(k, _)| k.clone()));
         exprs.extend(self.right_exprs());
         exprs
     }
@@ -206,6 +214,9 @@ impl UserDefinedLogicalNodeCore for AsofJoinNode {
                     self.left_time,
                     self.op
                 )?;
+                if let Some((k, strict)) = &self.known {
+                    write!(f, ", known at {k}{}", if *strict { " (strict)" } else { "" })?;
+                }
                 match self.max_age {
                     Some(age) => write!(f, ", no older than {age} µs"),
                     None => Ok(()),
@@ -237,6 +248,13 @@ impl UserDefinedLogicalNodeCore for AsofJoinNode {
             AsofRight::Feature(f) => AsofRight::Feature(f.clone()),
         };
         let left = inputs.pop().ok_or_else(|| DataFusionError::Internal("ASOF join lost its left input".into()))?;
+        let known = match &self.known {
+            Some((_, strict)) => Some((
+                exprs.pop().ok_or_else(|| DataFusionError::Internal("ASOF join lost its known-at time".into()))?,
+                *strict,
+            )),
+            None => None,
+        };
         let left_time = exprs.pop().ok_or_else(|| DataFusionError::Internal("ASOF join lost its left time".into()))?;
         exprs.truncate(n);
         Ok(Self {
@@ -249,6 +267,7 @@ impl UserDefinedLogicalNodeCore for AsofJoinNode {
             right_join: self.right_join,
             residual,
             max_age: self.max_age,
+            known,
             schema: self.schema.clone(),
         })
     }
@@ -365,6 +384,24 @@ fn lower_join(join: &datafusion::logical_expr::Join, spec: &AsofSpec) -> Result<
             _ => across.push(c),
         }
     }
+    // Against a feature of a table with an ingest-time column, `l.k >= f.<ingest column>` (or
+    // `>`) asks for the value known at K, not for a second time inequality.
+    let mut known = None;
+    if let AsofTarget::Feature(feature) = &spec.target
+        && let Some(ingest) = feature.compiled().ingest
+    {
+        let column = &feature.compiled().table.columns[ingest].name;
+        if let Some(at) = inequalities.iter().position(|i| &i.2 == column && i.3) {
+            let (k, op, _, _) = inequalities.remove(at);
+            if !matches!(op, Operator::GtEq | Operator::Gt) {
+                return Err(asof_error(format!(
+                    "a known-at condition reads l.t >= f.{column} (or >): the feature's value as the events known at \
+                     the left time made it"
+                )));
+            }
+            known = Some((k, op == Operator::Gt));
+        }
+    }
     // The time inequality compares a left expression with a right column; a comparison of a
     // right column with a constant is one only when there is no other.
     let time = match inequalities.iter().filter(|i| i.3).count() {
@@ -472,7 +509,8 @@ fn lower_join(join: &datafusion::logical_expr::Join, spec: &AsofSpec) -> Result<
         None => ((*join.left).clone(), left_time),
     };
     let residual = conjunction(across);
-    let node = AsofJoinNode { left, right, left_keys, left_time, op, left_join, right_join, residual, max_age, schema };
+    let node =
+        AsofJoinNode { left, right, left_keys, left_time, op, left_join, right_join, residual, max_age, known, schema };
     Ok((node, right_time))
 }
 

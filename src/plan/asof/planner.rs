@@ -51,7 +51,7 @@ impl ExtensionPlanner for AsofPlanner {
         let physical = |e: &Expr, schema: &DFSchema| planner.create_physical_expr(e, schema, session, planning_ctx);
         let side = |keys: &[Expr], time: &Expr, schema: &DFSchema| -> Result<JoinSide> {
             let keys = keys.iter().map(|k| physical(k, schema)).collect::<Result<Vec<_>>>()?;
-            Ok(JoinSide { keys, time: physical(time, schema)? })
+            Ok(JoinSide { keys, time: physical(time, schema)?, known: None })
         };
         let schema = Arc::new(node.schema.as_arrow().clone());
         let left = physical_inputs[0].clone();
@@ -75,8 +75,16 @@ impl ExtensionPlanner for AsofPlanner {
                 if !is_temporal(&left_type) {
                     return Err(not_comparable(&left_type, "a feature's time (timestamp)"));
                 }
-                let left_on = side(&node.left_keys, &node.left_time, left_schema)?;
-                let as_of = AsOf { strict: node.op == Operator::Gt, max_age: node.max_age };
+                let mut left_on = side(&node.left_keys, &node.left_time, left_schema)?;
+                if let Some((k, strict)) = &node.known {
+                    let k_type = k.get_type(left_schema)?;
+                    if !is_temporal(&k_type) {
+                        return Err(not_comparable(&k_type, "a feature's ingest time (timestamp)"));
+                    }
+                    left_on.known = Some((physical(k, left_schema)?, *strict));
+                }
+                let as_of =
+                    AsOf { strict: node.op == Operator::Gt, max_age: node.max_age, known_at: node.known.is_some() };
                 Arc::new(AsofFeatureExec::new(left, feature.clone(), left_on, (as_of, node.left_join), schema))
             }
         };

@@ -17,12 +17,14 @@ use crate::error::{Error, SqlState};
 pub struct JoinSide {
     pub keys: Vec<Arc<dyn PhysicalExpr>>,
     pub time: Arc<dyn PhysicalExpr>,
+    /// The left row's K of a known-at join against a feature, and whether it is strict.
+    pub known: Option<(Arc<dyn PhysicalExpr>, bool)>,
 }
 
 impl JoinSide {
     /// Every expression of the side, keys first (for `ExecutionPlan::apply_expressions`).
     pub fn expressions(&self) -> impl Iterator<Item = &Arc<dyn PhysicalExpr>> {
-        self.keys.iter().chain([&self.time])
+        self.keys.iter().chain([&self.time]).chain(self.known.iter().map(|(k, _)| k))
     }
 }
 
