@@ -8,8 +8,8 @@ use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray,
 use arrow::datatypes::{DataType, Field};
 use asofdb::catalog::{ColumnDef, TableDef};
 use asofdb::feature::aggregate::{AggKind, Fraction};
-use asofdb::feature::window::Window;
 use asofdb::feature::window::span;
+use asofdb::feature::window::{AsOf, Window};
 use asofdb::feature::{CompiledFeature, FeatureDef, FeatureState, ValueDef};
 use asofdb::sql::types::ColumnType;
 use datafusion::prelude::SessionContext;
@@ -24,6 +24,8 @@ struct Event {
     t: i64,
     amt: Option<f64>,
     status: &'static str,
+    /// Ingest time: when the row became known (before or long after its event time).
+    known: i64,
 }
 
 fn table() -> Arc<TableDef> {
@@ -36,10 +38,11 @@ fn table() -> Arc<TableDef> {
             col("amt", ColumnType::Double),
             col("status", ColumnType::Text),
             ColumnDef::new("ts", ColumnType::Timestamp, true),
+            col("known", ColumnType::Timestamp),
         ],
         event_time: Some(3),
         hot_retention_micros: 86_400_000_000,
-        ingest_time: None,
+        ingest_time: Some(4),
         temporary: false,
     })
 }
@@ -102,6 +105,7 @@ fn batch(events: &[Event]) -> RecordBatch {
             Arc::new(Float64Array::from(events.iter().map(|e| e.amt).collect::<Vec<_>>())),
             Arc::new(StringArray::from(events.iter().map(|e| e.status).collect::<Vec<_>>())),
             Arc::new(TimestampMicrosecondArray::from(events.iter().map(|e| e.t).collect::<Vec<_>>())),
+            Arc::new(TimestampMicrosecondArray::from(events.iter().map(|e| e.known).collect::<Vec<_>>())),
         ],
     )
     .unwrap()
@@ -258,8 +262,21 @@ fn close(a: &ScalarValue, b: &ScalarValue, relative: bool) -> bool {
 }
 
 fn event_strategy() -> impl Strategy<Value = Event> {
-    (1i64..4, 0i64..240, prop::option::weighted(0.85, 1u32..100), prop::sample::select(vec!["ok", "failed", "void"]))
-        .prop_map(|(key, minute, amt, status)| Event { key, t: minute * MIN, amt: amt.map(|a| a as f64), status })
+    (
+        1i64..4,
+        0i64..240,
+        prop::option::weighted(0.85, 1u32..100),
+        prop::sample::select(vec!["ok", "failed", "void"]),
+        // Mostly known within minutes, some hours late, a few "known" before they happened.
+        prop_oneof![6 => 0i64..5, 3 => 5i64..300, 1 => -30i64..0],
+    )
+        .prop_map(|(key, minute, amt, status, delay)| Event {
+            key,
+            t: minute * MIN,
+            amt: amt.map(|a| a as f64),
+            status,
+            known: (minute + delay) * MIN,
+        })
 }
 
 fn window_strategy() -> impl Strategy<Value = Window> {
@@ -283,6 +300,7 @@ proptest! {
         tile_minutes in 1i64..40,
         tile_min_events in 0usize..6,
         probes in prop::collection::vec((1i64..4, -5i64..260, any::<bool>(), any::<bool>()), 1..20),
+        known_probes in prop::collection::vec((1i64..4, -5i64..260, any::<bool>(), -10i64..560, prop::option::of(0i64..90)), 1..12),
         distinct_only in any::<bool>(),
     ) {
         let compiled = feature(window, tile_minutes, tile_min_events, distinct_only);
@@ -331,6 +349,39 @@ proptest! {
                     }
                     _ => prop_assert!(false, "{} state: match differs at t={} strict={}: expected {:?}, got {:?}", name, t / MIN, strict, expected, actual),
                 }
+            }
+        }
+        // Known at K, with or without a staleness bound: the spec over the events known at K,
+        // from the whole history (`full`), as an ASOF join reads it.
+        for (key, minute, strict, k_minute, max_age) in known_probes {
+            let (t, k, max_age) = (minute * MIN, k_minute * MIN, max_age.map(|m| m * MIN));
+            let keyed: Vec<(usize, Event)> = arrival
+                .iter()
+                .filter(|(_, e)| e.key == key && e.status != "void" && e.known <= k)
+                .cloned()
+                .collect();
+            let at = evaluation_time(window, t, strict);
+            let latest = keyed.iter().map(|(_, e)| e.t).filter(|e| if strict { *e < t } else { *e <= t }).max();
+            let fresh = match (max_age, latest) {
+                (Some(age), Some(latest)) => t - latest <= age,
+                _ => true,
+            };
+            let expected = naive_window(window, &keyed, t, strict).filter(|_| fresh).map(|w| naive_values(&w, at));
+            let as_of = AsOf { strict, max_age, known_at: true };
+            let actual = match full.history(&[ScalarValue::Int64(Some(key))]).unwrap() {
+                Some(history) => history.evaluate_known(&compiled, t, as_of, k).unwrap(),
+                None => None,
+            };
+            match (&expected, &actual) {
+                (None, None) => {}
+                (Some(e), Some(a)) => {
+                    for (i, (x, y)) in compared.iter().map(|c| &e[*c]).zip(a).enumerate() {
+                        prop_assert!(close(x, y, DECAYED.contains(&compared[i])), "known at {}: value {} at t={} strict={} window={:?}: expected {:?}, got {:?}", k / MIN, compiled.def.values[i].name, t / MIN, strict, window, x, y);
+                    }
+                    let greatest = keyed.iter().filter(|(_, e)| if strict { e.t < t } else { e.t <= t }).map(|(_, e)| e.known).max();
+                    prop_assert_eq!(a.last(), Some(&ScalarValue::Int64(greatest)));
+                }
+                _ => prop_assert!(false, "known at {}: match differs at t={} strict={} max_age={:?}: expected {:?}, got {:?}", k / MIN, t / MIN, strict, max_age, expected, actual),
             }
         }
     }
