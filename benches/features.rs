@@ -6,7 +6,8 @@
 //! - `backfill`: `CREATE FEATURE` (1h max amt by card) over N stored events
 //!   (ASOFDB_BENCH_BACKFILL_ROWS, default 10M: ten COPYs of the 1M file).
 //! - `point_read`: one key's value at the watermark, in process (`LiveFeature::read`), on a
-//!   feature over 1M events.
+//!   feature over 1M events; `card_ml_1d` holds the ML aggregates of issue #26
+//!   (`last_k(amt, 10)`, `approx_percentile(amt, 0.9)`, `decayed_sum(amt, '1 hour')`, 1 day).
 //! - `memory_1m_keys`: the five features over 1M distinct keys (one event each); prints the
 //!   process RSS growth and the state size `asofdb.feature_state` reports.
 //!
@@ -106,11 +107,19 @@ fn point_read(c: &mut Criterion) {
         for feature in FEATURES {
             client.batch_execute(feature).await.unwrap();
         }
+        client
+            .batch_execute(
+                "CREATE FEATURE card_ml_1d AS SELECT cc_num, last_k(amt, 10) AS last10, \
+                 approx_percentile(amt, 0.9) AS p90, decayed_sum(amt, INTERVAL '1 hour') AS decayed \
+                 FROM tx GROUP BY cc_num WINDOW SLIDING INTERVAL '1 day'",
+            )
+            .await
+            .unwrap();
         let rows = client.query("SELECT DISTINCT cc_num FROM tx ORDER BY cc_num LIMIT 1000", &[]).await.unwrap();
         rows.iter().map(|r| r.get(0)).collect()
     });
     let mut group = c.benchmark_group("point_read");
-    for name in ["card_max_1h", "card_count_1d", "card_session_10m"] {
+    for name in ["card_max_1h", "card_count_1d", "card_session_10m", "card_ml_1d"] {
         let mut i = 0;
         group.bench_function(name, |b| {
             b.iter(|| {

@@ -359,21 +359,24 @@ fn lower_join(join: &datafusion::logical_expr::Join, spec: &AsofSpec) -> Result<
         let columns = c.column_refs();
         !columns.is_empty() && columns.iter().all(|col| join.right.schema().has_column(col))
     };
-    let mut staleness: Vec<(Expr, i64, String, bool)> = Vec::new();
-    for c in conjuncts {
-        if let Some((age, column, ahead)) = staleness_bound(&c, &side) {
-            staleness.push((c, age, column, ahead));
-            continue;
-        }
-        let compared = match &c {
-            Expr::BinaryExpr(BinaryExpr { left, op, right }) => match (side(left), side(right)) {
-                (Side::Left, Side::Right(column)) => Some(((**left).clone(), *op, column)),
-                (Side::Right(column), Side::Left) => Some(((**right).clone(), flip(*op), column)),
-                _ => None,
-            },
+    let compare = |c: &Expr| match c {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match (side(left), side(right)) {
+            (Side::Left, Side::Right(column)) => Some(((**left).clone(), *op, column)),
+            (Side::Right(column), Side::Left) => Some(((**right).clone(), flip(*op), column)),
             _ => None,
+        },
+        _ => None,
+    };
+    let mut staleness: Vec<Staleness> = Vec::new();
+    for c in conjuncts {
+        let c = match staleness_bound(c, &side) {
+            Ok(bound) => {
+                staleness.push(bound);
+                continue;
+            }
+            Err(c) => c,
         };
-        match compared {
+        match compare(&c) {
             Some((left_expr, Operator::Eq, column)) => keys.push((left_expr, column)),
             Some((left_expr, op @ (Operator::GtEq | Operator::Gt | Operator::LtEq | Operator::Lt), column)) => {
                 let names_left = !left_expr.column_refs().is_empty();
@@ -382,6 +385,17 @@ fn lower_join(join: &datafusion::logical_expr::Join, spec: &AsofSpec) -> Result<
             _ if in_right(&c) => right_only.push(c),
             _ if c.column_refs().iter().all(|col| join.left.schema().has_column(col)) => left_only.push(c),
             _ => across.push(c),
+        }
+    }
+    // `r.t >= l.t - INTERVAL '1 hour'` alone is the join's time inequality, not a bound.
+    if !inequalities.iter().any(|i| i.3) {
+        for bound in staleness.drain(..) {
+            match compare(&bound.condition) {
+                Some((left_expr, op @ (Operator::GtEq | Operator::Gt | Operator::LtEq | Operator::Lt), column)) => {
+                    inequalities.push((left_expr, op, column, true))
+                }
+                _ => across.push(bound.condition),
+            }
         }
     }
     // Against a feature of a table with an ingest-time column, `l.k >= f.<ingest column>` (or
@@ -448,9 +462,15 @@ fn lower_join(join: &datafusion::logical_expr::Join, spec: &AsofSpec) -> Result<
     // rows (the left side of LEFT, FULL and ANTI, the right of RIGHT and FULL) its time becomes
     // NULL, which never matches; elsewhere the row is filtered out before the search.
     let unless_admitted = |predicate: Expr, time: Expr| when(predicate, time).end();
+    // A bound measures the join's own times: `l.t` must be the left time (else it is an
+    // ordinary condition across both sides).
+    let (staleness, not_bounds): (Vec<_>, Vec<_>) =
+        staleness.into_iter().partition(|b| strip_casts(&b.left) == strip_casts(&left_time));
+    across.extend(not_bounds.into_iter().map(|b| b.condition));
+    let mut staleness = staleness;
     let mut max_age = None;
     if let AsofTarget::Feature(feature) = &spec.target {
-        for (bound, age, column, ahead) in staleness.drain(..) {
+        for Staleness { condition: bound, age, column, ahead, .. } in staleness.drain(..) {
             if column != time_column || ahead {
                 return Err(asof_error(format!(
                     "the staleness bound {bound} of an ASOF JOIN against feature \"{}\" must bound how far the \
@@ -463,7 +483,7 @@ fn lower_join(join: &datafusion::logical_expr::Join, spec: &AsofSpec) -> Result<
     }
     // Against a table the bound is a condition across both sides: the closest row that passes
     // it is the closest row, if that one is recent enough.
-    across.extend(staleness.into_iter().map(|(bound, ..)| bound));
+    across.extend(staleness.into_iter().map(|b| b.condition));
     let (left_keys, right) = match &spec.target {
         AsofTarget::Table => {
             let right_column = |name: &str| -> Result<Expr> {
@@ -547,35 +567,59 @@ fn feature_keys(
         .collect()
 }
 
-/// A staleness bound between the join's times (spec section 3): `l - r <= d` or `< d`,
-/// `r >= l - d` or `> l - d` (either side order), with `l` a left expression, `r` a right
-/// column and `d` a constant interval; for `<=` joins `r - l <= d` and `r <= l + d`. Returns
-/// the bound as an inclusive age in µs (`< d` is `<= d - 1µs`), the right column, and
-/// whether it bounds a right time after the left one (the `<=` direction).
-fn staleness_bound(c: &Expr, side: &dyn Fn(&Expr) -> Side) -> Option<(i64, String, bool)> {
+/// A candidate staleness bound (spec section 3) and the condition it was read from.
+struct Staleness {
+    condition: Expr,
+    /// The left expression it measures from (the join's left time, for a bound).
+    left: Expr,
+    /// Inclusive, in µs (`< d` is `<= d - 1µs`).
+    age: i64,
+    /// The right column it measures to.
+    column: String,
+    /// It bounds a right time after the left one (the `<=` direction).
+    ahead: bool,
+}
+
+/// A staleness bound between the join's times: `l - r <= d` or `< d`, `r >= l - d` or
+/// `> l - d` (either side order), with `l` an expression of left columns, `r` a right column
+/// and `d` a constant interval; for `<=` joins `r - l <= d` and `r <= l + d`. The caller
+/// checks that `l` is the join's left time.
+fn staleness_bound(c: Expr, side: &dyn Fn(&Expr) -> Side) -> std::result::Result<Staleness, Expr> {
+    match bound_parts(&c, side) {
+        Some((left, age, column, ahead)) => Ok(Staleness { condition: c, left, age, column, ahead }),
+        None => Err(c),
+    }
+}
+
+/// What [`staleness_bound`] reads from a condition: (l, age, column, ahead).
+fn bound_parts(c: &Expr, side: &dyn Fn(&Expr) -> Side) -> Option<(Expr, i64, String, bool)> {
+    let bound = |left: &Expr, age: i64, column: String, ahead: bool| {
+        let left = strip_casts(left).clone();
+        (!left.column_refs().is_empty()).then_some((left, age, column, ahead))
+    };
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = c else { return None };
     let (left, op, right) = (strip_casts(left), *op, strip_casts(right));
     let inclusive = |op: Operator, d: i64| if op == Operator::LtEq { Some(d) } else { Some(d.checked_sub(1)?) };
     // `a - b <= d` with one side left and the other a right column.
-    let difference = |e: &Expr| -> Option<(String, bool)> {
+    let difference = |e: &Expr| -> Option<(Expr, String, bool)> {
         let Expr::BinaryExpr(BinaryExpr { left: a, op: Operator::Minus, right: b }) = strip_casts(e) else {
             return None;
         };
         match (side(strip_casts(a)), side(strip_casts(b))) {
-            (Side::Left, Side::Right(column)) => Some((column, false)),
-            (Side::Right(column), Side::Left) => Some((column, true)),
+            (Side::Left, Side::Right(column)) => Some(((**a).clone(), column, false)),
+            (Side::Right(column), Side::Left) => Some(((**b).clone(), column, true)),
             _ => None,
         }
     };
     match op {
         Operator::LtEq | Operator::Lt => {
-            if let (Some((column, ahead)), Some(d)) = (difference(left), interval_micros(right)) {
-                return Some((inclusive(op, d)?, column, ahead));
+            if let (Some((l, column, ahead)), Some(d)) = (difference(left), interval_micros(right)) {
+                return bound(&l, inclusive(op, d)?, column, ahead);
             }
         }
         Operator::GtEq | Operator::Gt => {
-            if let (Some((column, ahead)), Some(d)) = (difference(right), interval_micros(left)) {
-                return Some((inclusive(flip(op), d)?, column, ahead));
+            if let (Some((l, column, ahead)), Some(d)) = (difference(right), interval_micros(left)) {
+                return bound(&l, inclusive(flip(op), d)?, column, ahead);
             }
         }
         _ => {}
@@ -592,10 +636,10 @@ fn staleness_bound(c: &Expr, side: &dyn Fn(&Expr) -> Side) -> Option<(i64, Strin
     }
     let d = interval_micros(strip_casts(d))?;
     match (op, *shift) {
-        (Operator::GtEq, Operator::Minus) => Some((d, column, false)),
-        (Operator::Gt, Operator::Minus) => Some((d.checked_sub(1)?, column, false)),
-        (Operator::LtEq, Operator::Plus) => Some((d, column, true)),
-        (Operator::Lt, Operator::Plus) => Some((d.checked_sub(1)?, column, true)),
+        (Operator::GtEq, Operator::Minus) => bound(l, d, column, false),
+        (Operator::Gt, Operator::Minus) => bound(l, d.checked_sub(1)?, column, false),
+        (Operator::LtEq, Operator::Plus) => bound(l, d, column, true),
+        (Operator::Lt, Operator::Plus) => bound(l, d.checked_sub(1)?, column, true),
         _ => None,
     }
 }
