@@ -30,6 +30,14 @@ impl ColumnDef {
     /// The column's default in its type (a typed NULL without one).
     pub fn default_value(&self) -> crate::error::Result<ScalarValue> {
         let ty = self.ty.arrow_type();
+        if let (ColumnType::Varchar { max_len: Some(n) }, Some(text)) = (self.ty, &self.default)
+            && text.chars().count() > n as usize
+        {
+            return Err(crate::error::Error::invalid_value(
+                crate::error::SqlState::StringDataRightTruncation,
+                format!("value too long for type character varying({n})"),
+            ));
+        }
         match &self.default {
             None => Ok(ScalarValue::try_from(&ty)?),
             Some(text) => ScalarValue::Utf8(Some(text.clone())).cast_to(&ty).map_err(|_| {

@@ -42,6 +42,9 @@ pub async fn alter_table(db: &Database, alter: &AlterTable) -> Result<Vec<String
             }
         }
     }
+    // No write commits meanwhile: one conformed before the change and committed after it is
+    // widened at its commit (`Database::commit`), never half-way through this.
+    let _no_commits = db.commit_gate.write().await;
     let store = db.catalog.store().clone();
     let has_rows = |def: &crate::catalog::TableDef| -> Result<bool> {
         Ok(store.scan(def.scan_table(), (i64::MIN, i64::MAX), (0, 1)).next().transpose()?.is_some())

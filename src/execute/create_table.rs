@@ -134,6 +134,12 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
                 ),
             ));
         }
+        if def.columns[index].not_null {
+            return Err(Error::invalid_input(
+                SqlState::InvalidParameterValue,
+                format!("ingest_time column \"{name}\" cannot be NOT NULL: a commit fills the rows that leave it NULL"),
+            ));
+        }
         def.ingest_time = Some(index);
     }
     Ok(def)

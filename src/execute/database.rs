@@ -202,7 +202,12 @@ impl Database {
         let _gate = self.commit_gate.read().await;
         let store = self.catalog.store();
         match write {
-            Write::Rows(appends) => {
+            Write::Rows(mut appends) => {
+                // A transaction's rows may predate an ADD COLUMN (which waits for no open
+                // transaction): they take its default now, or fail if it has none and is NOT NULL.
+                for append in &mut appends {
+                    append.batch = store.widen(append.table_id, append.batch.clone())?;
+                }
                 let parts = store.commit(Commit { appends, ..Default::default() }).await?;
                 self.features.on_commit(&parts)
             }
@@ -211,7 +216,11 @@ impl Database {
                 // The rows are durable; features take them piece by piece (a COPY may not fit
                 // in memory at once).
                 for chunk in pieces.locations.chunks(64) {
-                    self.features.on_commit(&pieces.read(chunk)?)?;
+                    let mut parts = pieces.read(chunk)?;
+                    for part in &mut parts {
+                        part.batch = store.widen(part.table_id, part.batch.clone())?;
+                    }
+                    self.features.on_commit(&parts)?;
                 }
                 Ok(())
             }

@@ -454,9 +454,16 @@ impl Session {
             SqlStatement::Rollback { savepoint: Some(name), .. } => self.rollback_to(name),
             SqlStatement::Commit { .. } => {
                 if let Transaction::Open(open) = std::mem::replace(&mut self.transaction, Transaction::None) {
-                    let appends = open.into_pending();
+                    let mut appends = open.into_pending();
+                    // Columns added since the rows were inserted read their defaults (or fail).
+                    let store = self.db.catalog.store();
+                    let widened = appends.iter_mut().try_for_each(|a| {
+                        a.batch = store.widen(a.table_id, a.batch.clone())?;
+                        Ok::<_, Error>(())
+                    });
                     // Again: a feature created since the rows were inserted has not checked them.
-                    let checked = appends.iter().try_for_each(|a| self.db.features.check(a.table_id, &a.batch));
+                    let checked = widened
+                        .and_then(|()| appends.iter().try_for_each(|a| self.db.features.check(a.table_id, &a.batch)));
                     let committed = match checked {
                         Ok(()) => self.commit(appends).await,
                         Err(e) => Err(e),

@@ -418,6 +418,12 @@ impl EventStore {
         };
     }
 
+    /// `batch` of table `id` with the columns added since it was conformed (a write whose
+    /// rows were built before an ADD COLUMN, committed after it).
+    pub fn widen(&self, id: u64, batch: RecordBatch) -> Result<RecordBatch> {
+        super::widen::widen(&self.columns_of(id), batch)
+    }
+
     /// What reads of table `id` widen its stored rows to.
     pub(super) fn columns_of(&self, id: u64) -> Option<Arc<super::widen::TableColumns>> {
         self.columns.read().get(&id).cloned()

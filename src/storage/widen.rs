@@ -35,7 +35,14 @@ impl TableColumns {
         }
         let rows = batch.num_rows();
         let mut columns = batch.columns().to_vec();
-        for default in &self.defaults[have..] {
+        for (default, field) in self.defaults[have..].iter().zip(&self.schema.fields()[have..]) {
+            if default.is_null() && !field.is_nullable() && rows > 0 {
+                // Rows written before a NOT NULL column without a default was added.
+                return Err(Error::NullViolation(format!(
+                    "column \"{}\" contains null values: these rows were written before it was added",
+                    field.name()
+                )));
+            }
             columns.push(default.to_array_of_size(rows)?);
         }
         RecordBatch::try_new(self.schema.clone(), columns)

@@ -595,3 +595,31 @@ async fn array_aggregates_arrive_as_postgres_arrays() {
     let text = text_rows(&client, "SELECT amts, notes FROM arrays ORDER BY card").await;
     assert_eq!(text, vec!["{20,10}|{c,\"a b\"}", "{5}|{x}"]);
 }
+
+/// ADD COLUMN while another session's transaction holds rows conformed before it: at COMMIT
+/// the rows take the new column's default, and a feature created meanwhile over that column
+/// counts them; with a NOT NULL column without a default (allowed: the table was empty) the
+/// COMMIT fails with 23502 and stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_column_while_a_transaction_holds_rows() {
+    let server = TestServer::start().await;
+    let (writer, admin) = (setup(&server).await, server.connect().await);
+    writer.batch_execute("BEGIN; INSERT INTO tx (id, card, ts) VALUES (1, 7, '2024-01-01 10:00:00')").await.unwrap();
+    admin
+        .batch_execute(
+            "ALTER TABLE tx ADD COLUMN weight BIGINT DEFAULT 3;
+             CREATE FEATURE weights AS SELECT card, sum(weight) AS w FROM tx GROUP BY card",
+        )
+        .await
+        .unwrap();
+    writer.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(text_rows(&admin, "SELECT id, weight FROM tx").await, vec!["1|3"]);
+    assert_eq!(text_rows(&admin, "SELECT card, w FROM weights").await, vec!["7|3"]);
+
+    admin.batch_execute("CREATE TABLE empty (a BIGINT)").await.unwrap();
+    writer.batch_execute("BEGIN; INSERT INTO empty VALUES (1)").await.unwrap();
+    admin.batch_execute("ALTER TABLE empty ADD COLUMN b BIGINT NOT NULL").await.unwrap();
+    let err = writer.batch_execute("COMMIT").await.unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("23502"), "{err}");
+    assert_eq!(text_rows(&admin, "SELECT count(*) FROM empty").await, vec!["0"]);
+}
