@@ -211,17 +211,22 @@ impl LiveFeature {
             return Ok(RecordBatch::new_empty(schema));
         };
         let state = self.state()?;
-        let (key_columns, histories): (Vec<ArrayRef>, Vec<_>) = match key {
-            Some(key) => match state.history(key)? {
-                Some(h) => (key.iter().map(|v| v.to_array()).collect::<std::result::Result<_, _>>()?, vec![h]),
+        let wanted = key.map(|key| state.encode_key(key)).transpose()?;
+        let (key_columns, histories): (Vec<ArrayRef>, Vec<_>) = match (key, &wanted) {
+            (Some(key), Some(encoded)) => match state.encoded(encoded) {
+                Some(h) => {
+                    let columns = key.iter().map(|v| v.to_array()).collect::<std::result::Result<_, _>>()?;
+                    (columns, vec![(encoded.as_slice(), h)])
+                }
                 None => return Ok(RecordBatch::new_empty(schema)),
             },
-            None => state.all()?,
+            _ => state.all()?,
         };
         let mut rows = Vec::with_capacity(histories.len());
         let mut keep = Vec::with_capacity(histories.len());
-        for (i, history) in histories.iter().enumerate() {
-            if let Some(values) = history.evaluate(&self.compiled, watermark, false)? {
+        for (i, (encoded, history)) in histories.iter().enumerate() {
+            if let Some(mut values) = history.evaluate(&self.compiled, watermark, false)? {
+                state.show_latest_ingest(&self.compiled, encoded, &mut values);
                 rows.push(values);
                 keep.push(i as u32);
             }
@@ -244,9 +249,13 @@ impl LiveFeature {
         };
         self.check_whole()?;
         let Some(state) = self.state.try_read() else { return Ok(PointValue::Busy) };
-        let Some(history) = state.history(key)? else { return Ok(PointValue::Missing) };
+        let encoded = state.encode_key(key)?;
+        let Some(history) = state.encoded(&encoded) else { return Ok(PointValue::Missing) };
         Ok(match history.evaluate(&self.compiled, watermark, false)? {
-            Some(values) => PointValue::Row { values, time: watermark },
+            Some(mut values) => {
+                state.show_latest_ingest(&self.compiled, &encoded, &mut values);
+                PointValue::Row { values, time: watermark }
+            }
             None => PointValue::Missing,
         })
     }

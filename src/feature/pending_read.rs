@@ -51,7 +51,15 @@ impl LiveFeature {
         let mut rows = Vec::with_capacity(histories.len());
         let mut keys = Vec::with_capacity(histories.len());
         for (encoded, history) in &histories {
-            if let Some(values) = history.evaluate(compiled, watermark, false)? {
+            if let Some(mut values) = history.evaluate(compiled, watermark, false)? {
+                // The transaction's own rows count as known at their event time (they have no
+                // ingest time until they commit).
+                let latest = state.latest_ingest(encoded).max(scratch.latest_ingest(encoded));
+                if compiled.ingest.is_some()
+                    && let Some(last) = values.last_mut()
+                {
+                    *last = ScalarValue::Int64(latest);
+                }
                 rows.push(values);
                 keys.push(*encoded);
             }

@@ -131,6 +131,14 @@ pub fn export(
             pending.keys.append_value(key);
             pending.words.extend([first as u64, FIRST_ONLY]);
             pending.words.resize(pending.words.len() + stride - 2, 0);
+            if feature.ingest.is_some()
+                && let Some(latest) = state.latest_ingest(key)
+                && let Some(word) = pending.words.last_mut()
+            {
+                // The ingest word of a FIRST_ONLY row: the key's greatest ingest time, which
+                // evicted events may hold.
+                *word = latest as u64;
+            }
             let others = feature.reprs.iter().enumerate().filter(|(_, r)| **r == Repr::Other).map(|(j, _)| (j, None));
             pending.others.push(others.collect());
             if pending.others.len() == CHUNK_EVENTS {

@@ -132,9 +132,10 @@ impl KeyHistory {
             })
             .collect::<Result<Vec<_>>>()?;
         if feature.ingest.is_some() {
-            // The greatest ingest time of the events held at or before T (docs/features.md).
+            // The greatest ingest time of the window's events (docs/asof.md); a read of the
+            // feature as a table shows the key's over all its events instead (`engine`).
             let n = feature.def.values.len();
-            values.push(ScalarValue::Int64((0..end).map(|i| ev.word(i, n) as i64).max()));
+            values.push(ScalarValue::Int64((a..b).map(|i| ev.word(i, n) as i64).max()));
         }
         Ok(Some((values, (a, b))))
     }

@@ -3,7 +3,7 @@
 //!
 //! Tiles fold every event, known at K or not, so this path folds the window's events one by
 //! one, skipping the ones not yet known: exact for any mix of late and on-time events, at the
-//! cost of a rescan of the window per left row. It reads every held event of the key up to T
+//! cost of a rescan of the window per left row. It reads back from T to the latest known event
 //! to decide the match (an event at or before T known at K), so the caller gives it the key's
 //! whole history (`AsOf::reach`).
 
@@ -18,7 +18,7 @@ use crate::feature::window::{AsOf, Span, Window, evaluation_time, span, upper_bo
 
 impl KeyHistory {
     /// The feature's values at `t` over the events known at `known` (ingest time at or before
-    /// it), followed by the greatest such ingest time; None when no event at or before `t`
+    /// it), followed by the greatest ingest time of the window's known events; None when no event at or before `t`
     /// (before `t` if strict) was known then, or (with a staleness bound) none recent enough.
     pub fn evaluate_known(
         &self,
@@ -40,11 +40,13 @@ impl KeyHistory {
             ref other => span(other, t, as_of.strict),
         };
         let mut accs = window_accs(feature, false, evaluation_time(&feature.def.window, t, as_of.strict));
+        let mut greatest = None;
         if window.from <= window.to {
             for i in (ev.from(window.from)..ev.after(window.to)).filter(|i| ingest(*i) <= known) {
                 for (j, acc) in accs.iter_mut().enumerate() {
                     acc.add(feature.def.values[j].kind, feature.reprs[j], &ev, i, j, 0);
                 }
+                greatest = greatest.max(Some(ingest(i)));
             }
         }
         let mut values = accs
@@ -55,7 +57,6 @@ impl KeyHistory {
                 acc.finish(v.kind, feature.reprs[j], &ev, j, &feature.result_types[j], &feature.arg_types[j])
             })
             .collect::<Result<Vec<_>>>()?;
-        let greatest = (0..end).map(ingest).filter(|i| *i <= known).max();
         values.push(ScalarValue::Int64(greatest));
         Ok(Some(values))
     }

@@ -58,7 +58,13 @@ pub struct FeatureState {
     /// its last hop, before T); earlier windows may miss events dropped as repeats
     /// (`KeyHistory::keep_latest_distinct`). `i64::MIN` until the first drop.
     exact_from: i64,
+    /// Per key, the greatest ingest time of its events that passed WHERE, evicted or not
+    /// (tables with an ingest-time column only): what reading the feature as a table shows.
+    latest_ingest: HashMap<Box<[u8]>, i64, ahash::RandomState>,
 }
+
+/// Every key as key-column arrays (one row per key), with its row-encoded form and history.
+pub type EveryKey<'a> = (Vec<ArrayRef>, Vec<(&'a [u8], &'a KeyHistory)>);
 
 /// The horizon moves in steps of at least this much (µs), so that each eviction pass over
 /// every key drops a good share of the events: four hours, or a quarter of the window if
@@ -82,7 +88,22 @@ impl FeatureState {
             max_time: i64::MIN,
             auto_evict: true,
             exact_from: i64::MIN,
+            latest_ingest: HashMap::default(),
         })
+    }
+
+    /// The greatest ingest time of the key's events (row-encoded key), if it has any.
+    pub fn latest_ingest(&self, key: &[u8]) -> Option<i64> {
+        self.latest_ingest.get(key).copied()
+    }
+
+    fn note_ingest(&mut self, key: &[u8], known: i64) {
+        match self.latest_ingest.get_mut(key) {
+            Some(latest) => *latest = (*latest).max(known),
+            None => {
+                self.latest_ingest.insert(key.into(), known);
+            }
+        }
     }
 
     /// A scratch state for an ASOF sweep over stored events: it keeps only the keys it is
@@ -258,6 +279,17 @@ impl FeatureState {
             };
             let t = times.value(row);
             history.first = history.first.min(t);
+            // Every committed row has one (the commit fills it); a NULL would be a row known
+            // as it happened (a transaction's own rows, read before they commit).
+            let known = ingest_times.map(|ingest| if ingest.is_valid(row) { ingest.value(row) } else { t });
+            if let Some(known) = known {
+                match self.latest_ingest.get_mut(key.as_ref()) {
+                    Some(latest) => *latest = (*latest).max(known),
+                    None => {
+                        self.latest_ingest.insert(key.as_ref().into(), known);
+                    }
+                }
+            }
             if t < self.horizon {
                 continue;
             }
@@ -275,10 +307,7 @@ impl FeatureState {
                 event[2] |= flag << (2 * j);
                 event[HEADER + j] = word;
             }
-            if let Some(ingest) = ingest_times {
-                // Every committed row has one (the commit fills it); a NULL would be a row
-                // known as it happened.
-                let known = if ingest.is_valid(row) { ingest.value(row) } else { t };
+            if let Some(known) = known {
                 event[HEADER + encoded.len()] = known as u64;
             }
             history.insert(feature, &event);
@@ -303,11 +332,28 @@ impl FeatureState {
     }
 
     /// Every key (as key-column arrays, one row per key) with its history.
-    pub fn all(&self) -> Result<(Vec<ArrayRef>, Vec<&KeyHistory>)> {
+    pub fn all(&self) -> Result<EveryKey<'_>> {
         let parser = self.converter.parser();
-        let (keys, histories): (Vec<_>, Vec<_>) = self.keys.iter().map(|(k, h)| (parser.parse(k), h)).unzip();
+        let (keys, histories): (Vec<_>, Vec<_>) =
+            self.keys.iter().map(|(k, h)| (parser.parse(k), (k.as_ref(), h))).unzip();
         let columns = self.converter.convert_rows(keys)?;
         Ok((columns, histories))
+    }
+
+    /// The key's row-encoded form (as `encoded` and `latest_ingest` take it).
+    pub fn encode_key(&self, key: &[ScalarValue]) -> Result<Vec<u8>> {
+        let arrays: Vec<ArrayRef> = key.iter().map(|v| v.to_array()).collect::<std::result::Result<_, _>>()?;
+        Ok(self.converter.convert_columns(&arrays)?.row(0).as_ref().to_vec())
+    }
+
+    /// For a read of the feature as a table: the ingest-time column (the last of `values`, for
+    /// a table with one) shows the key's greatest ingest time over all its events.
+    pub fn show_latest_ingest(&self, feature: &CompiledFeature, key: &[u8], values: &mut [ScalarValue]) {
+        if feature.ingest.is_some()
+            && let Some(last) = values.last_mut()
+        {
+            *last = ScalarValue::Int64(self.latest_ingest(key));
+        }
     }
 
     /// Returns the spare capacity of every key's vectors (after a backfill or restore, whose
@@ -347,6 +393,10 @@ impl FeatureState {
         self.version += 1;
         if !self.keys.contains_key(key) {
             self.keys.insert(key.into(), KeyHistory::default());
+        }
+        if feature.ingest.is_some() {
+            // A FIRST_ONLY row carries the key's greatest ingest time in that word.
+            self.note_ingest(key, event[HEADER + feature.def.values.len()] as i64);
         }
         if let Some(history) = self.keys.get_mut(key) {
             let t = event[0] as i64;
