@@ -1,4 +1,4 @@
-//! Rows stored before `ALTER TABLE ... ADD COLUMN`, read with the columns added since.
+//! Rows stored before a column was added by `ALTER TABLE`, read with that column and its default.
 //!
 //! Stored rows are never rewritten: a hot value or cold file keeps the columns its table had
 //! when it was written, and every read of either tier (scans, moves to the cold tier) passes
