@@ -11,9 +11,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Weak, mpsc};
 
-use super::KvOp;
 use super::blocks::StoredPart;
 use super::events::{Applied, Commit, CommitJob, EventStore, TableStats, append_ops, bookkeeping_ops, count_append};
+use super::{KvOp, keys};
 use crate::error::{Error, Result};
 
 /// Commits taken into one group at most.
@@ -109,6 +109,7 @@ fn apply_run(
     let mut new_stats: HashMap<u64, TableStats> = HashMap::new();
     let mut ops = Vec::new();
     let mut outcomes = Vec::with_capacity(run.len());
+    let clock_before = store.ingest_clock.last();
     for (commit, reply) in run {
         let outcome =
             stamped(store, commit).and_then(|commit| prepare(&commit, &stats, &mut next_seq, &mut new_stats, &mut ops));
@@ -119,6 +120,10 @@ fn apply_run(
         return;
     }
     bookkeeping_ops(&new_stats, next_seq, &counters, &mut ops);
+    if store.ingest_clock.last() != clock_before {
+        let last = store.ingest_clock.last().to_be_bytes().to_vec();
+        ops.push(KvOp::Put(keys::counter(super::events::INGEST_CLOCK), last));
+    }
     match store.kv.apply(ops) {
         Ok(()) => {
             counters.next_seq = next_seq;

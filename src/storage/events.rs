@@ -135,6 +135,8 @@ pub(super) struct Applied {
 const SEQ: &str = "seq";
 const TABLE_ID: &str = "table_id";
 pub(super) const FILE_NO: &str = "file_no";
+/// The last commit time stamped on rows (`ingest_time`), so a restart never goes below it.
+pub(super) const INGEST_CLOCK: &str = "ingest_clock";
 
 impl EventStore {
     /// Opens the store, loading counters, statistics and the cold-tier manifest.
@@ -154,6 +156,7 @@ impl EventStore {
             next_table_id: read_counter(TABLE_ID)?,
             next_file: read_counter(FILE_NO)?,
         };
+        let ingest_clock = super::ingest_time::IngestClock::starting_at(read_counter(INGEST_CLOCK)? as i64);
         let mut stats = HashMap::new();
         for pair in kv.scan(keys::STATS, &keys::prefix_end(keys::STATS)) {
             let (key, value) = pair?;
@@ -184,7 +187,7 @@ impl EventStore {
             visible_seq,
             reserve,
             columns: RwLock::new(HashMap::new()),
-            ingest_clock: Default::default(),
+            ingest_clock,
         })
     }
 

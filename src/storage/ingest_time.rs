@@ -2,7 +2,8 @@
 //! its commit's time, the same for every row of one statement or transaction.
 //!
 //! The committer stamps each commit as it applies it (`committer::prepare`), so the times are
-//! non-decreasing in commit order even when the wall clock steps back ([`IngestClock`]). A
+//! non-decreasing in commit order even when the wall clock steps back ([`IngestClock`]); the
+//! last time is stored with the commit's counters, so a restart does not go back either. A
 //! large COPY, whose rows are staged before its commit, takes the time its first chunk was
 //! staged.
 
@@ -20,6 +21,16 @@ pub struct IngestClock {
 }
 
 impl IngestClock {
+    /// A clock that never gives less than `last` (the time persisted before a restart).
+    pub fn starting_at(last: i64) -> Self {
+        IngestClock { last: AtomicI64::new(last) }
+    }
+
+    /// The last time given.
+    pub fn last(&self) -> i64 {
+        self.last.load(Ordering::SeqCst)
+    }
+
     pub fn tick(&self) -> i64 {
         let now = chrono::Utc::now().timestamp_micros();
         let previous = self.last.fetch_max(now, Ordering::SeqCst);
