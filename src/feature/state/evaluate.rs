@@ -7,7 +7,7 @@ use super::history::KeyHistory;
 use super::sliding_distinct::SlidingDistinct;
 use super::tiles::fold_into;
 use crate::error::Result;
-use crate::feature::accumulate::{Acc, distinct as distinct_of, partition};
+use crate::feature::accumulate::{Acc, Events, distinct as distinct_of, partition};
 use crate::feature::aggregate::AggKind;
 use crate::feature::def::CompiledFeature;
 use crate::feature::window::Window;
@@ -123,14 +123,7 @@ impl KeyHistory {
                 accs
             }
         };
-        let mut values = accs
-            .iter()
-            .enumerate()
-            .map(|(j, acc)| {
-                let v = &feature.def.values[j];
-                acc.finish(v.kind, feature.reprs[j], &ev, j, &feature.result_types[j], &feature.arg_types[j])
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut values = finish_all(feature, &accs, &ev)?;
         if feature.ingest.is_some() {
             // The greatest ingest time of the window's events (docs/asof.md); a read of the
             // feature as a table shows the key's over all its events instead (`engine`).
@@ -159,6 +152,17 @@ pub fn distinct_aggregates(feature: &CompiledFeature) -> Vec<usize> {
 /// without allocating).
 pub(super) fn is_distinct_only(feature: &CompiledFeature) -> bool {
     feature.def.values.iter().all(|v| matches!(v.kind, AggKind::CountDistinct | AggKind::ApproxDistinct))
+}
+
+/// Each aggregate's result from its accumulator.
+pub(super) fn finish_all(feature: &CompiledFeature, accs: &[Acc], ev: &Events) -> Result<Vec<ScalarValue>> {
+    accs.iter()
+        .enumerate()
+        .map(|(j, acc)| {
+            let v = &feature.def.values[j];
+            acc.finish(v.kind, feature.reprs[j], ev, j, &feature.result_types[j], &feature.arg_types[j])
+        })
+        .collect()
 }
 
 /// A window's values and its event range.

@@ -9,7 +9,7 @@
 
 use datafusion::scalar::ScalarValue;
 
-use super::evaluate::window_accs;
+use super::evaluate::{finish_all, window_accs};
 use super::history::KeyHistory;
 use crate::error::Result;
 use crate::feature::accumulate::Events;
@@ -49,14 +49,7 @@ impl KeyHistory {
                 greatest = greatest.max(Some(ingest(i)));
             }
         }
-        let mut values = accs
-            .iter()
-            .enumerate()
-            .map(|(j, acc)| {
-                let v = &feature.def.values[j];
-                acc.finish(v.kind, feature.reprs[j], &ev, j, &feature.result_types[j], &feature.arg_types[j])
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut values = finish_all(feature, &accs, &ev)?;
         values.push(ScalarValue::Int64(greatest));
         Ok(Some(values))
     }
