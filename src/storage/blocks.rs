@@ -100,7 +100,8 @@ fn block_compression() -> Option<CompressionType> {
 /// thousands of those per pass (docs/benchmarks.md, issue #34), so the schemas already seen
 /// are kept by their bytes and only the batch message is read.
 pub fn decode_batch(bytes: &[u8]) -> Result<RecordBatch> {
-    if let Some((schema_bytes, rest)) = ipc_message(bytes)
+    let framed = ipc_message(bytes);
+    if let Some((schema_bytes, rest)) = framed
         && let Some(schema) = SCHEMAS.with(|seen| seen.borrow().get(schema_bytes).cloned())
         && let Some(batch) = decode_batch_message(rest, schema)?
     {
@@ -111,7 +112,7 @@ pub fn decode_batch(bytes: &[u8]) -> Result<RecordBatch> {
         Some(batch) => batch?,
         None => return Err(Error::Storage("empty event block".into())),
     };
-    if let Some((schema_bytes, _)) = ipc_message(bytes) {
+    if let Some((schema_bytes, _)) = framed {
         SCHEMAS.with(|seen| {
             let mut seen = seen.borrow_mut();
             if seen.len() >= SCHEMAS_KEPT {
