@@ -96,6 +96,8 @@ pub enum SqlState {
     TooManyColumns,
     /// 55000
     ObjectNotInPrerequisiteState,
+    /// 55006
+    ObjectInUse,
     /// 57014
     QueryCanceled,
     /// 58030
@@ -155,6 +157,7 @@ impl SqlState {
             SqlState::TooManyConnections => "53300",
             SqlState::TooManyColumns => "54011",
             SqlState::ObjectNotInPrerequisiteState => "55000",
+            SqlState::ObjectInUse => "55006",
             SqlState::QueryCanceled => "57014",
             SqlState::IoError => "58030",
             SqlState::UndefinedFile => "58P01",

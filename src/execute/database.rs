@@ -89,8 +89,12 @@ pub struct Database {
     run_state: SessionState,
     pub(super) parser: SqlParser,
     /// Commits hold it shared while they write and update features; CREATE FEATURE holds it
-    /// exclusively while it backfills, so no commit falls between backfill and registration.
+    /// exclusively while it backfills, so no commit falls between backfill and registration
+    /// (CREATE OR REPLACE only while it takes the last writes and switches).
     pub(super) commit_gate: tokio::sync::RwLock<()>,
+    /// Held by a tiering pass ([`Database::tier`]) from choosing which rows move until they
+    /// moved, and by CREATE OR REPLACE FEATURE while it marks which rows it reads hot.
+    pub(super) tiering: tokio::sync::Mutex<()>,
     /// See [`Limits::copy_chunk_bytes`].
     pub(super) copy_chunk_bytes: usize,
     /// Rows stored in tables that features read, when features last snapshotted: rows written
@@ -342,6 +346,7 @@ impl Database {
             run_state,
             parser: SqlParser::new(),
             commit_gate: tokio::sync::RwLock::new(()),
+            tiering: tokio::sync::Mutex::new(()),
             copy_chunk_bytes: limits.copy_chunk_bytes.unwrap_or(16 << 20).max(1),
             rows_at_snapshot: std::sync::atomic::AtomicU64::new(0),
         }))

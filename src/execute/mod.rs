@@ -5,6 +5,7 @@ pub(crate) mod conform;
 mod copy_binary;
 pub mod copy_format;
 pub mod copy_rows;
+mod create_feature;
 mod create_table;
 mod database;
 mod drop;

@@ -18,15 +18,14 @@ use super::database::{Database, SessionReads, Write};
 use super::prepared::PreparedStatement;
 
 use super::copy_format::CopyFormat;
+use super::create_feature::create_feature;
 use super::create_table::table_def;
 use super::insert::rows_to_insert;
 use super::settings::Settings;
 use crate::catalog::TableDef;
 use crate::error::{Error, Result, SqlState};
-use crate::feature::{FeatureDef, LiveFeature, persist_definition};
 use crate::plan::{PendingRows, SystemSchema};
 use crate::sql::Statement;
-use crate::sql::feature::CreateFeature;
 use crate::sql::names::{ident_name, table_name};
 use crate::storage::Append;
 
@@ -80,7 +79,7 @@ pub struct Session {
     transaction: Transaction,
     pub settings: Settings,
     /// Where NOTICE messages of the running statement go ([`Session::execute_reporting`]).
-    notices: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    notices: super::create_feature::Notices,
     /// A COPY FROM STDIN waiting for its data.
     copy_in: Option<CopyIn>,
     /// Tables this session created with CREATE TEMPORARY TABLE (name, id): dropped when it
@@ -121,9 +120,6 @@ impl Drop for Session {
         });
     }
 }
-
-/// Disk space a new feature needs at least, for its catalog entry and first snapshot.
-const FEATURE_MIN_BYTES: u64 = 64 << 10;
 
 impl Session {
     pub fn new(db: Arc<Database>) -> Self {
@@ -175,7 +171,10 @@ impl Session {
         }
         let outcome = match statement {
             Statement::Standard(sql) => self.dispatch(sql).await,
-            Statement::CreateFeature(create) => self.create_feature(create).await,
+            Statement::CreateFeature(create) => {
+                create_feature(&self.db, create, &self.notices).await?;
+                Ok(Output::Command { tag: "CREATE FEATURE", rows: None })
+            }
             Statement::DropFeature { names, if_exists, cascade } => {
                 let dropped = super::drop::drop_features(&self.db, names, *if_exists, *cascade).await;
                 dropped.map(|()| Output::Command { tag: "DROP FEATURE", rows: None })
@@ -191,55 +190,6 @@ impl Session {
             }
         };
         self.abort_on_error(outcome)
-    }
-
-    /// CREATE FEATURE: validates, backfills from every stored row, persists, then serves.
-    /// Commits wait meanwhile, so none is missed between backfill and registration.
-    async fn create_feature(&mut self, create: &CreateFeature) -> Result<Output> {
-        let catalog = &self.db.catalog;
-        let _no_commits = self.db.commit_gate.write().await;
-        let features = &self.db.features;
-        if create.if_not_exists && features.get(&create.name).is_some() {
-            return Ok(Output::Command { tag: "CREATE FEATURE", rows: None });
-        }
-        if self.db.relation_exists(&create.name) {
-            return Err(Error::duplicate_table(&create.name));
-        }
-        let def = FeatureDef::bind(create, |t| catalog.require_table(t))?;
-        // The catalog entry and the backfill's snapshot are new data too.
-        catalog.store().disk_reserve().check(FEATURE_MIN_BYTES)?;
-        let table = catalog.require_table(&def.table)?;
-        // A feature outlives any session; PostgreSQL keeps permanent objects off temporary
-        // tables too.
-        if table.temporary {
-            return Err(Error::unsupported(format!("a feature cannot read temporary table \"{}\"", table.name)));
-        }
-        let started = std::time::Instant::now();
-        let live = {
-            let (db, def, notices) = (self.db.clone(), def.clone(), self.notices.clone());
-            tokio::task::spawn_blocking(move || {
-                let mut progress = BackfillProgress::new(&def.name, notices);
-                LiveFeature::backfill(def, table, db.catalog.store(), &db.ctx, true, &mut |done, total| {
-                    progress.report(done, total)
-                })
-            })
-            .await
-            .map_err(|e| Error::internal(format!("backfill task failed: {e}")))??
-        };
-        // Again after the backfill, which may have taken long: the catalog entry and the
-        // snapshot must not find the disk full between them.
-        catalog.store().disk_reserve().check(FEATURE_MIN_BYTES.max(live.size().2 as u64))?;
-        persist_definition(catalog.store(), &def).await?;
-        live.write_snapshot(catalog.store()).await?;
-        let (keys, events, _) = live.size();
-        self.notice(format!(
-            "feature \"{}\" {} in {:.1?}: {keys} keys, {events} events kept",
-            def.name,
-            live.origin(),
-            started.elapsed()
-        ));
-        features.insert(live)?;
-        Ok(Output::Command { tag: "CREATE FEATURE", rows: None })
     }
 
     fn notice(&self, message: String) {
@@ -719,33 +669,4 @@ fn ddl_kind(statement: &Statement) -> Option<&'static str> {
 /// The statement's leading keywords, for "not supported" messages.
 fn statement_kind(statement: &SqlStatement) -> String {
     statement.to_string().split_whitespace().take(2).collect::<Vec<_>>().join(" ")
-}
-
-/// Sends a NOTICE about a running backfill at most once a second (every
-/// `ASOFDB_BACKFILL_NOTICE_MS` milliseconds if set, which tests use).
-struct BackfillProgress {
-    feature: String,
-    notices: Option<tokio::sync::mpsc::UnboundedSender<String>>,
-    last: std::time::Instant,
-    every: std::time::Duration,
-}
-
-impl BackfillProgress {
-    fn new(feature: &str, notices: Option<tokio::sync::mpsc::UnboundedSender<String>>) -> Self {
-        let millis = std::env::var("ASOFDB_BACKFILL_NOTICE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-        let every = std::time::Duration::from_millis(millis);
-        Self { feature: feature.to_string(), notices, last: std::time::Instant::now(), every }
-    }
-
-    fn report(&mut self, done: u64, total: u64) {
-        if self.last.elapsed() < self.every {
-            return;
-        }
-        self.last = std::time::Instant::now();
-        if let Some(notices) = &self.notices {
-            let percent = (done * 100).checked_div(total).unwrap_or(100);
-            let _ =
-                notices.send(format!("backfilling feature \"{}\": {done} of {total} rows ({percent}%)", self.feature));
-        }
-    }
 }

@@ -14,10 +14,10 @@ impl Database {
     /// the table), compacts small files, merges small hot values (single-row writes) and
     /// collects garbage. Returns what moved and merged.
     pub async fn tier(&self) -> Result<TierReport> {
+        let _one_pass = self.tiering.lock().await;
         let store = self.catalog.store().clone();
         // A staged write moving into place is not moved on until it is wholly there.
         let next_seq = store.visible_seq();
-        let features = self.features.all();
         let mut requests = Vec::new();
         let mut event_times = HashMap::new();
         let mut tables = Vec::new();
@@ -29,11 +29,7 @@ impl Database {
             let Some(watermark) = store.stats(table.id).watermark else { continue };
             // A feature's snapshot holds every write below its seq; rows above it stay hot
             // until the next snapshot, so a restart never has to replay a cold row.
-            let below_seq = features
-                .iter()
-                .filter(|f| f.compiled().table.id == table.id)
-                .map(|f| f.snapshot_seq())
-                .fold(next_seq, u64::min);
+            let below_seq = self.features.tier_bound(table.id, next_seq);
             requests.push(MoveRequest {
                 table: TierTable { id: table.id, name: table.name.clone(), event_time },
                 before_time: watermark.saturating_sub(table.hot_retention_micros),

@@ -62,9 +62,15 @@ pub async fn create_view(db: &Database, create: &CreateView) -> Result<Created> 
         check_replaces(existing.table.logical_plan(), &plan)?;
     }
     let id = db.views.insert(&name, TemporaryView::new(plan, create.query.clone(), columns, reads));
-    // The views that read this one inlined its old plan: they are planned again, nearest
-    // first (their columns stay: the new query only adds columns after the old ones).
-    for dependent in db.views.depending_on(std::slice::from_ref(&name)).into_iter().rev() {
+    // Their columns stay: the new query only adds columns after the old ones.
+    replan_dependents(db, &name).await?;
+    Ok(Created { view: Some((name, id)), notice })
+}
+
+/// Plans again, nearest first, the views that read `name` (a view or feature just replaced):
+/// they inlined its old plan. The replacement kept the columns they read.
+pub async fn replan_dependents(db: &Database, name: &str) -> Result<()> {
+    for dependent in db.views.depending_on(&[name.to_string()]).into_iter().rev() {
         if let Some(view) = db.views.get(&dependent) {
             let (plan, reads) = plan_view(db, &view.query, &view.columns).await?;
             db.views.replan(
@@ -74,7 +80,7 @@ pub async fn create_view(db: &Database, create: &CreateView) -> Result<Created> 
             );
         }
     }
-    Ok(Created { view: Some((name, id)), notice })
+    Ok(())
 }
 
 /// A view's query planned, its columns renamed to `columns`, and what it reads.

@@ -15,11 +15,13 @@ pub fn stored_definitions(store: &EventStore) -> Result<Vec<FeatureDef>> {
 
 /// Persists a feature definition (durably).
 pub async fn persist_definition(store: &Arc<EventStore>, def: &FeatureDef) -> Result<()> {
-    let entry = serde_json::to_vec(def)?;
-    store
-        .commit(Commit { catalog_puts: vec![(CatalogKind::Feature.key(&def.name), entry)], ..Default::default() })
-        .await?;
+    store.commit(Commit { catalog_puts: vec![definition_entry(def)?], ..Default::default() }).await?;
     Ok(())
+}
+
+/// The catalog entry (key, value) of a feature definition.
+pub(super) fn definition_entry(def: &FeatureDef) -> Result<(Vec<u8>, Vec<u8>)> {
+    Ok((CatalogKind::Feature.key(&def.name), serde_json::to_vec(def)?))
 }
 
 /// Removes a feature's definition, snapshot and stored state (durably).

@@ -11,7 +11,9 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use parking_lot::{RwLock, RwLockReadGuard};
 
+use super::backfills::Backfills;
 use super::def::{CompiledFeature, FeatureDef};
+use super::definitions::definition_entry;
 use super::snapshot::{self, SnapshotMeta};
 use super::state::FeatureState;
 use crate::catalog::TableDef;
@@ -43,17 +45,18 @@ impl LiveFeature {
         &self.compiled
     }
 
-    /// Builds the feature from every stored row of its table (hot tier, in storage order).
-    /// `progress(rows done, rows in the table)` is called after each stored block. With
-    /// `checked` (CREATE FEATURE), rows its expressions fail on fail it, as a query over them
-    /// would (`CompiledFeature::check`); at startup the rows are taken as they were.
+    /// Builds the feature from every stored row of its table (both tiers, in storage order).
+    /// `progress(rows done, rows in the table)` is called after each stored block; an error
+    /// from it stops the backfill. With `checked` (CREATE FEATURE), rows its expressions fail
+    /// on fail it, as a query over them would (`CompiledFeature::check`); at startup the rows
+    /// are taken as they were.
     pub fn backfill(
         def: FeatureDef,
         table: Arc<TableDef>,
         store: &Arc<EventStore>,
         ctx: &SessionContext,
         checked: bool,
-        progress: &mut dyn FnMut(u64, u64),
+        progress: &mut dyn FnMut(u64, u64) -> Result<()>,
     ) -> Result<Self> {
         let compiled = CompiledFeature::compile(def, table, ctx)?;
         let mut state = FeatureState::new(&compiled)?;
@@ -63,6 +66,47 @@ impl LiveFeature {
         state.shrink_to_fit();
         let origin = format!("backfilled from {done} rows");
         Ok(Self::new(compiled, state, (0, applied), origin, store.clone()))
+    }
+
+    /// Builds a feature while writes go on (CREATE OR REPLACE FEATURE): from the rows written
+    /// below `hot_from` (a visible seq, above which tier moves leave rows hot meanwhile), then
+    /// from those written since, up to the ones visible now. The writes made after that are
+    /// applied by [`LiveFeature::catch_up`], under the commit gate. Every row is checked
+    /// (`CompiledFeature::check`); `progress` as for [`LiveFeature::backfill`].
+    pub fn build(
+        compiled: CompiledFeature,
+        store: &Arc<EventStore>,
+        hot_from: u64,
+        progress: &mut dyn FnMut(u64, u64) -> Result<()>,
+    ) -> Result<Self> {
+        let mut state = FeatureState::new(&compiled)?;
+        let scan = compiled.table.scan_table();
+        let total = store.stats(compiled.table.id).rows;
+        let (before, _) =
+            ingest_all(&compiled, &mut state, store.scan_seqs(scan, 0..hot_from), 0, true, &mut |done| {
+                progress(done, total)
+            })?;
+        let upto = store.visible_seq().max(hot_from);
+        let (meanwhile, _) =
+            ingest_all(&compiled, &mut state, store.scan_seqs(scan, hot_from..upto), 0, true, &mut |done| {
+                progress(before + done, total)
+            })?;
+        let origin = format!("backfilled from {} rows", before + meanwhile);
+        // Every write of the table below `upto` is in the state.
+        Ok(Self::new(compiled, state, (0, upto), origin, store.clone()))
+    }
+
+    /// Applies the writes stored since [`LiveFeature::build`] read (every row checked). The
+    /// caller holds the commit gate, so afterwards the state holds every write. Returns the
+    /// number of rows applied.
+    pub fn catch_up(&mut self, store: &EventStore) -> Result<u64> {
+        let from = *self.applied_seq.get_mut();
+        let state = self.state.get_mut();
+        let parts = store.scan_since(self.compiled.table.scan_table(), from);
+        let (rows, applied) = ingest_all(&self.compiled, state, parts, from, true, &mut |_| Ok(()))?;
+        state.shrink_to_fit();
+        *self.applied_seq.get_mut() = applied.max(store.next_seq()?);
+        Ok(rows)
     }
 
     fn new(
@@ -87,7 +131,7 @@ impl LiveFeature {
     /// after it, or backfills when there is no snapshot.
     pub fn open(def: FeatureDef, table: Arc<TableDef>, store: &Arc<EventStore>, ctx: &SessionContext) -> Result<Self> {
         let Some(meta) = SnapshotMeta::read(store, &def.name)? else {
-            return Self::backfill(def, table, store, ctx, false, &mut |_, _| {});
+            return Self::backfill(def, table, store, ctx, false, &mut |_, _| Ok(()));
         };
         let next_seq = meta.next_seq;
         let compiled = CompiledFeature::compile(def, table, ctx)?;
@@ -97,7 +141,7 @@ impl LiveFeature {
         })?;
         state.restored(&compiled);
         let parts = store.scan_since(compiled.table.scan_table(), next_seq);
-        let (replayed, applied) = ingest_all(&compiled, &mut state, parts, next_seq, false, &mut |_| {})?;
+        let (replayed, applied) = ingest_all(&compiled, &mut state, parts, next_seq, false, &mut |_| Ok(()))?;
         state.evict_due(&compiled);
         state.shrink_to_fit();
         let origin = format!("restored from snapshot at seq {next_seq}, replayed {replayed} rows");
@@ -107,10 +151,22 @@ impl LiveFeature {
 
     /// Persists the current state as a snapshot, durably. The caller holds the commit gate,
     /// so the state holds exactly the writes numbered below the store's next seq.
+    pub async fn write_snapshot(&self, store: &Arc<EventStore>) -> Result<()> {
+        self.write_snapshot_with(store, Vec::new()).await
+    }
+
+    /// Persists the definition with a snapshot of the state, in one durable switch: the
+    /// replacement of CREATE OR REPLACE FEATURE, which a restart finds whole or not at all.
+    /// The caller holds the commit gate.
+    pub async fn persist_replacement(&self, store: &Arc<EventStore>) -> Result<()> {
+        self.write_snapshot_with(store, vec![definition_entry(&self.compiled.def)?]).await
+    }
+
+    /// [`LiveFeature::write_snapshot`], with `also` put in the catalog by the same switch.
     ///
     /// The chunks are written under a new generation one at a time, so the snapshot is never
     /// held whole in memory (see [`SnapshotMeta`]); the durable switch to it comes last.
-    pub async fn write_snapshot(&self, store: &Arc<EventStore>) -> Result<()> {
+    async fn write_snapshot_with(&self, store: &Arc<EventStore>, also: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
         let name = &self.compiled.def.name;
         let next_seq = store.next_seq()?;
         let previous = SnapshotMeta::read(store, name)?;
@@ -122,8 +178,10 @@ impl LiveFeature {
         }
         let chunks = self.write_chunks(store, generation)?;
         let meta = SnapshotMeta { next_seq, chunks, generation };
+        let mut puts = vec![(keys::feature_snapshot(name), meta.encode())];
+        puts.extend(also);
         let switch = Commit {
-            catalog_puts: vec![(keys::feature_snapshot(name), meta.encode())],
+            catalog_puts: puts,
             catalog_deletes: previous.map(|p| p.chunk_keys(name)).unwrap_or_default(),
             ..Default::default()
         };
@@ -273,14 +331,15 @@ pub enum PointValue {
 
 /// Ingests stored writes into `state`; returns (rows read, one past the greatest seq seen,
 /// at least `applied`). `progress` gets the running row count after each write. With
-/// `checked`, each write is checked first (`CompiledFeature::check`).
+/// `checked`, each write is checked first (`CompiledFeature::check`). An error from
+/// `progress` stops it.
 fn ingest_all(
     compiled: &CompiledFeature,
     state: &mut FeatureState,
     parts: impl Iterator<Item = Result<StoredPart>>,
     mut applied: u64,
     checked: bool,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(u64) -> Result<()>,
 ) -> Result<(u64, u64)> {
     let mut rows = 0;
     for part in parts {
@@ -291,7 +350,7 @@ fn ingest_all(
         state.ingest(compiled, &part.batch, part.seq)?;
         rows += part.batch.num_rows() as u64;
         applied = applied.max(part.seq + 1);
-        progress(rows);
+        progress(rows)?;
     }
     Ok((rows, applied))
 }
@@ -305,6 +364,7 @@ pub struct FeatureEngine {
     features: RwLock<BTreeMap<String, Arc<LiveFeature>>>,
     /// Counts features registered and removed (`Database::generation`).
     changes: std::sync::atomic::AtomicU64,
+    backfills: Backfills,
 }
 
 impl std::fmt::Debug for FeatureEngine {
@@ -316,6 +376,19 @@ impl std::fmt::Debug for FeatureEngine {
 impl FeatureEngine {
     pub fn get(&self, name: &str) -> Option<Arc<LiveFeature>> {
         self.features.read().get(name).cloned()
+    }
+
+    /// The backfills since the server started.
+    pub fn backfills(&self) -> &Backfills {
+        &self.backfills
+    }
+
+    /// The seq below which tier moves may take rows of `table_id`: every feature's snapshot
+    /// holds them (a restart never replays a cold row), and no running replacement still
+    /// reads them from the hot tier. `visible`: the store's visible seq.
+    pub fn tier_bound(&self, table_id: u64, visible: u64) -> u64 {
+        let snapshots = self.all().iter().filter(|f| f.compiled.table.id == table_id).map(|f| f.snapshot_seq()).min();
+        [Some(visible), snapshots, self.backfills.hot_from(table_id)].into_iter().flatten().min().unwrap_or(visible)
     }
 
     pub fn names(&self) -> Vec<String> {

@@ -5,6 +5,7 @@ mod accumulate;
 pub mod aggregate;
 mod as_of;
 mod as_of_stored;
+mod backfills;
 mod def;
 mod definitions;
 mod encoding;
@@ -16,6 +17,7 @@ mod state;
 pub mod window;
 
 pub use as_of::{Points, Values};
+pub use backfills::{Backfill, BackfillGuard, BackfillKind, BackfillProgress, BackfillState, Backfills};
 pub use def::{CompiledFeature, FeatureDef, ValueDef, array_of, human_interval};
 pub use definitions::{forget_definition, persist_definition, stored_definitions};
 pub use engine::{FeatureEngine, LiveFeature, PointValue};

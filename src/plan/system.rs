@@ -1,10 +1,10 @@
 //! The `asofdb` schema: system tables describing the database (`asofdb.features`,
-//! `asofdb.feature_state`, `asofdb.storage`).
+//! `asofdb.feature_state`, `asofdb.backfills`, `asofdb.storage`).
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
@@ -82,6 +82,44 @@ impl SystemSchema {
         )?)
     }
 
+    /// `asofdb.backfills`: one row per backfill (CREATE or CREATE OR REPLACE FEATURE) running
+    /// now or finished since the server started, oldest first.
+    pub fn backfills(engine: &FeatureEngine) -> Result<RecordBatch> {
+        let backfills = engine.backfills().list();
+        let outcomes: Vec<_> = backfills.iter().map(|b| b.outcome()).collect();
+        let progress: Vec<_> = backfills.iter().map(|b| b.progress()).collect();
+        let text = |f: &dyn Fn(usize) -> String| -> ArrayRef {
+            Arc::new(StringArray::from((0..backfills.len()).map(f).collect::<Vec<_>>()))
+        };
+        let time = |f: &dyn Fn(usize) -> Option<i64>| -> ArrayRef {
+            Arc::new(
+                TimestampMicrosecondArray::from((0..backfills.len()).map(f).collect::<Vec<_>>()).with_timezone("UTC"),
+            )
+        };
+        let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("feature", DataType::Utf8, false),
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("state", DataType::Utf8, false),
+            Field::new("events_done", DataType::Int64, false),
+            Field::new("events_total", DataType::Int64, false),
+            Field::new("started_at", utc.clone(), false),
+            Field::new("finished_at", utc, true),
+        ]));
+        Ok(RecordBatch::try_new(
+            schema,
+            vec![
+                text(&|i| backfills[i].feature.clone()),
+                text(&|i| backfills[i].kind.name().to_string()),
+                text(&|i| outcomes[i].0.name().to_string()),
+                Arc::new(Int64Array::from(progress.iter().map(|p| p.0 as i64).collect::<Vec<_>>())),
+                Arc::new(Int64Array::from(progress.iter().map(|p| p.1 as i64).collect::<Vec<_>>())),
+                time(&|i| Some(backfills[i].started_at)),
+                time(&|i| outcomes[i].1),
+            ],
+        )?)
+    }
+
     /// `asofdb.storage`: per table and tier (`hot`, `cold`), rows, files (hot: stored
     /// values) and bytes.
     pub fn storage(catalog: &Catalog) -> Result<RecordBatch> {
@@ -118,7 +156,7 @@ impl SystemSchema {
     }
 }
 
-const TABLES: [&str; 3] = ["features", "feature_state", "storage"];
+const TABLES: [&str; 4] = ["features", "feature_state", "backfills", "storage"];
 
 #[async_trait]
 impl SchemaProvider for SystemSchema {
@@ -130,6 +168,7 @@ impl SchemaProvider for SystemSchema {
         let batch = match name {
             "features" => Self::features(&self.features)?,
             "feature_state" => Self::feature_state(&self.features)?,
+            "backfills" => Self::backfills(&self.features)?,
             "storage" => Self::storage(&self.catalog)?,
             _ => return Ok(None),
         };

@@ -42,6 +42,8 @@ pub struct CreateFeature {
     pub query: Box<Query>,
     pub window: WindowClause,
     pub if_not_exists: bool,
+    /// `CREATE OR REPLACE FEATURE`.
+    pub or_replace: bool,
     /// The statement as written, kept for `asofdb.features`.
     pub sql: String,
 }
@@ -76,8 +78,12 @@ pub fn parse_create_feature(sql: &str) -> Result<CreateFeature> {
 
     let mut p = Parser::new(&PostgreSqlDialect {}).with_tokens(head);
     p.expect_keyword(Keyword::CREATE)?;
+    let or_replace = p.parse_keywords(&[Keyword::OR, Keyword::REPLACE]);
     expect_word(&mut p, "FEATURE")?;
     let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    if or_replace && if_not_exists {
+        return Err(Error::syntax("CREATE OR REPLACE FEATURE cannot have IF NOT EXISTS"));
+    }
     let name = single_name(&p.parse_object_name(false)?)?;
     let options = if p.peek_keyword(Keyword::WITH) { p.parse_options(Keyword::WITH)? } else { vec![] };
     p.expect_keyword(Keyword::AS)?;
@@ -85,7 +91,7 @@ pub fn parse_create_feature(sql: &str) -> Result<CreateFeature> {
     super::precedence::fix_is_distinct(&mut query);
     expect_end(&mut p)?;
     let window = if window_at.is_some() { parse_window(tail)? } else { WindowClause::Lifetime };
-    Ok(CreateFeature { name, options, query, window, if_not_exists, sql: sql.trim().to_string() })
+    Ok(CreateFeature { name, options, query, window, if_not_exists, or_replace, sql: sql.trim().to_string() })
 }
 
 /// `DROP FEATURE [IF EXISTS] name [, ...]`: the names and whether IF EXISTS was given.
@@ -209,7 +215,13 @@ mod tests {
             let parsed = parse_create_feature(&format!("{base}{suffix}")).unwrap();
             assert_eq!(parsed.window, window, "{suffix}");
             assert_eq!(parsed.name, "f");
+            assert!(!parsed.or_replace);
         }
+        assert!(
+            parse_create_feature(&format!("create or replace feature f{}", &base["CREATE FEATURE f".len()..]))
+                .unwrap()
+                .or_replace
+        );
     }
 
     #[test]
@@ -229,6 +241,8 @@ mod tests {
             "CREATE FEATURE f AS SELECT a FROM t WINDOW HOURLY",
             "CREATE FEATURE f AS SELECT a FROM t WINDOW SLIDING INTERVAL '1 hour' junk",
             "CREATE FEATURE AS SELECT 1",
+            "CREATE OR REPLACE FEATURE IF NOT EXISTS f AS SELECT a, count(*) FROM t GROUP BY a",
+            "CREATE REPLACE FEATURE f AS SELECT a, count(*) FROM t GROUP BY a",
         ] {
             assert!(parse_create_feature(sql).is_err(), "{sql}");
         }

@@ -121,7 +121,9 @@ impl SqlParser {
     }
 
     fn parse_one(&self, text: &str) -> Result<Statement> {
-        if feature::starts_with_words(text, &["CREATE", "FEATURE"]) {
+        if feature::starts_with_words(text, &["CREATE", "FEATURE"])
+            || feature::starts_with_words(text, &["CREATE", "OR", "REPLACE", "FEATURE"])
+        {
             return Ok(Statement::CreateFeature(Box::new(feature::parse_create_feature(text)?)));
         }
         if feature::starts_with_words(text, &["DROP", "FEATURE"]) {

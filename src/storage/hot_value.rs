@@ -94,18 +94,20 @@ impl HotValue {
         self.segments.iter().flat_map(|(seq, rows)| std::iter::repeat_n(*seq, *rows as usize))
     }
 
-    /// The rows written with a seq of at least `min_seq` (a suffix: segments ascend).
-    pub fn since(self, min_seq: u64) -> Option<Self> {
-        let skipped: Vec<_> = self.segments.iter().take_while(|(seq, _)| *seq < min_seq).collect();
-        if skipped.is_empty() {
+    /// The rows written with a seq in `seqs` (a contiguous run: segments ascend).
+    pub fn within(self, seqs: std::ops::Range<u64>) -> Option<Self> {
+        let skipped = self.segments.iter().take_while(|(seq, _)| *seq < seqs.start).count();
+        let kept = self.segments[skipped..].iter().take_while(|(seq, _)| *seq < seqs.end).count();
+        if skipped == 0 && kept == self.segments.len() {
             return Some(self);
         }
-        let offset: usize = skipped.iter().map(|(_, rows)| *rows as usize).sum();
-        let segments = self.segments[skipped.len()..].to_vec();
-        (offset < self.batch.num_rows()).then(|| HotValue {
+        let rows = |segments: &[(u64, u32)]| segments.iter().map(|(_, rows)| *rows as usize).sum::<usize>();
+        let offset = rows(&self.segments[..skipped]);
+        let length = rows(&self.segments[skipped..skipped + kept]);
+        (length > 0).then(|| HotValue {
             key: self.key,
-            batch: self.batch.slice(offset, self.batch.num_rows() - offset),
-            segments,
+            batch: self.batch.slice(offset, length),
+            segments: self.segments[skipped..skipped + kept].to_vec(),
         })
     }
 
@@ -169,9 +171,13 @@ mod tests {
         assert_eq!(back.row_seqs().collect::<Vec<_>>(), vec![3, 3, 7, 9, 9]);
         assert_eq!(back.batch, value.batch);
 
-        let later = back.clone().since(5).unwrap();
+        let later = back.clone().within(5..u64::MAX).unwrap();
         assert_eq!((later.segments.clone(), later.batch.num_rows()), (vec![(7, 1), (9, 2)], 3));
-        assert!(back.clone().since(10).is_none());
+        assert!(back.clone().within(10..u64::MAX).is_none());
+        let middle = back.clone().within(4..9).unwrap();
+        assert_eq!((middle.segments.clone(), middle.batch), (vec![(7, 1)], rows(vec![3])));
+        assert!(back.clone().within(4..7).is_none());
+        assert_eq!(back.clone().within(0..8).unwrap().segments, vec![(3, 2), (7, 1)]);
 
         // Rows of seq < 8 and time < 4 are cold: rows 1, 2, 3 (seqs 3, 3, 7).
         let hot = back.still_hot(1, TierMark { below_seq: 8, before_time: 4 }).unwrap().unwrap();

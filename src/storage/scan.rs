@@ -40,7 +40,19 @@ impl EventStore {
         table: ScanTable,
         min_seq: u64,
     ) -> impl Iterator<Item = Result<StoredPart>> + Send + use<> {
-        Scan::new(self, table, (i64::MIN, i64::MAX), (0, 1), min_seq)
+        self.scan_seqs(table, min_seq..u64::MAX)
+    }
+
+    /// The stored writes of a table with a sequence number in `seqs`, in storage order (a
+    /// feature built while writes go on: `feature::LiveFeature::build`). The cold tier holds
+    /// only rows below the tier mark, which such a build keeps at or below `seqs.start` when it
+    /// is not 0 (`feature::Backfills::hot_from`), so only hot rows are bounded by `seqs.end`.
+    pub fn scan_seqs(
+        &self,
+        table: ScanTable,
+        seqs: std::ops::Range<u64>,
+    ) -> impl Iterator<Item = Result<StoredPart>> + Send + use<> {
+        Scan::new(self, table, (i64::MIN, i64::MAX), (0, 1), seqs)
     }
 
     /// The stored rows of a table whose event-time block lies in `first..=last`, from both
@@ -56,7 +68,7 @@ impl EventStore {
         blocks: (i64, i64),
         part: (usize, usize),
     ) -> impl Iterator<Item = Result<StoredPart>> + Send + use<> {
-        Scan::new(self, table, blocks, part, 0)
+        Scan::new(self, table, blocks, part, 0..u64::MAX)
     }
 }
 
@@ -70,9 +82,9 @@ pub(super) struct Scan {
     mark: TierMark,
     times: (i64, i64),
     part: (usize, usize),
-    min_seq: u64,
-    /// Writes numbered from here on were not wholly visible when the scan began.
-    visible_seq: u64,
+    /// The seqs read: every write numbered from `end` on was asked not to be read, or was not
+    /// wholly visible when the scan began.
+    seqs: std::ops::Range<u64>,
     files: VecDeque<ColdFile>,
     ready: VecDeque<StoredPart>,
     hot: HotPairs,
@@ -87,8 +99,9 @@ impl Scan {
         table: ScanTable,
         (first, last): (i64, i64),
         (part, parts): (usize, usize),
-        min_seq: u64,
+        seqs: std::ops::Range<u64>,
     ) -> Self {
+        let min_seq = seqs.start;
         let parts = parts.max(1);
         let manifest = store.manifest();
         let mark = manifest.mark(table.id);
@@ -114,8 +127,7 @@ impl Scan {
             mark,
             times,
             part: (part, parts),
-            min_seq,
-            visible_seq: store.visible_seq(),
+            seqs: min_seq..seqs.end.min(store.visible_seq()),
             files,
             ready: VecDeque::new(),
             hot,
@@ -136,16 +148,17 @@ impl Scan {
                 return Some(Err(Error::Storage("corrupt event key".into())));
             };
             let day = key.block.div_euclid(BLOCKS_PER_DAY);
-            // A merged value's key has its last row's seq: it may hold rows below `min_seq`.
-            if key.seq < self.min_seq
-                || key.seq >= self.visible_seq
+            // A merged value's key has its last row's seq: it may hold rows below `seqs.start`
+            // (and above `seqs.end`, when `end` is below the visible seq: `hot_rows` trims it).
+            if key.seq < self.seqs.start
+                || (key.merge == 0 && key.seq >= self.seqs.end)
                 || day.rem_euclid(self.part.1 as i64) as usize != self.part.0
                 || self.mark.covers_block(key.seq, key.block)
                 || !self.manifest.merges.shows(&key)
             {
                 continue;
             }
-            match hot_rows(key, &value, self.min_seq, self.mark, self.table.event_time)
+            match hot_rows(key, &value, self.seqs.clone(), self.mark, self.table.event_time)
                 .and_then(|rows| rows.map(|batch| widen(&self.columns, batch)).transpose())
             {
                 Ok(Some(batch)) => {
@@ -198,17 +211,17 @@ impl Iterator for Scan {
     }
 }
 
-/// The rows of a hot value a scan reads: written at or after `min_seq`, not moved by `mark`.
+/// The rows of a hot value a scan reads: written with a seq in `seqs`, not moved by `mark`.
 fn hot_rows(
     key: keys::EventKey,
     value: &[u8],
-    min_seq: u64,
+    seqs: std::ops::Range<u64>,
     mark: TierMark,
     event_time: Option<usize>,
 ) -> Result<Option<arrow::array::RecordBatch>> {
     if key.merge == 0 && !mark.touches_block(key.seq, key.block) {
         return decode_batch(value).map(Some);
     }
-    let Some(value) = HotValue::decode(key, value)?.since(min_seq) else { return Ok(None) };
+    let Some(value) = HotValue::decode(key, value)?.within(seqs) else { return Ok(None) };
     Ok(value.unmoved(event_time, mark)?.map(|v| v.batch))
 }

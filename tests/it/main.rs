@@ -24,6 +24,7 @@ mod fuzz_corpus;
 mod pgbench;
 mod protocol;
 mod psql;
+mod replace_feature;
 mod security;
 mod soak;
 mod tiering;
