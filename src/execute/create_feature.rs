@@ -9,6 +9,7 @@ use crate::catalog::TableDef;
 use crate::error::{Error, Result, SqlState};
 use crate::feature::{BackfillGuard, BackfillKind, CompiledFeature, FeatureDef, LiveFeature, persist_definition};
 use crate::sql::feature::CreateFeature;
+use crate::storage::EventStore;
 
 /// Where a statement's NOTICE messages go (its client), if anywhere.
 pub type Notices = Option<tokio::sync::mpsc::UnboundedSender<String>>;
@@ -105,57 +106,102 @@ async fn replace_feature(
         let kind = BackfillKind::Replace;
         (db.features.backfills().start(&create.name, kind, table.id, Some(hot_from), total)?, hot_from)
     };
-    let outcome = build_and_switch(db, (compiled, hot_from), &old, &backfill, notices, started).await;
+    // A replacement that finished meanwhile: this one would fail only at its switch.
+    if !is_current(db, &old) {
+        let failed = Err(changed_meanwhile(&create.name));
+        backfill.finish(&failed);
+        return failed;
+    }
+    let built = build(&store, (compiled, hot_from), &backfill, notices).await;
+    let live = match built {
+        Ok(live) => live,
+        Err(e) => {
+            let failed = Err(e);
+            backfill.finish(&failed);
+            return failed;
+        }
+    };
+    // The switch runs to its end even if the statement is dropped meanwhile (at shutdown): a
+    // durable switch whose feature was not installed would leave the old one in service, to be
+    // snapshotted under the new definition.
+    let switch = tokio::spawn(switch(db.clone(), live, old, backfill, notices.clone(), started));
+    switch.await.map_err(|e| Error::internal(format!("feature switch failed: {e}")))?
+}
+
+/// Builds `compiled` from the rows below `hot_from` and those written since.
+async fn build(
+    store: &Arc<EventStore>,
+    (compiled, hot_from): (CompiledFeature, u64),
+    backfill: &BackfillGuard,
+    notices: &Notices,
+) -> Result<LiveFeature> {
+    let (store, mut notices, progress) =
+        (store.clone(), ProgressNotices::new(&compiled.def.name, notices), backfill.progress());
+    tokio::task::spawn_blocking(move || {
+        LiveFeature::build(compiled, &store, hot_from, &mut |done, total| {
+            notices.report(done, total);
+            progress.report(done)
+        })
+    })
+    .await
+    .map_err(|e| Error::internal(format!("backfill task failed: {e}")))?
+}
+
+/// With commits held off: `live` takes the writes made since it was built, is persisted in
+/// one durable switch and served in `old`'s place; the views reading it are planned again.
+async fn switch(
+    db: Arc<Database>,
+    mut live: LiveFeature,
+    old: Arc<LiveFeature>,
+    backfill: BackfillGuard,
+    notices: Notices,
+    started: std::time::Instant,
+) -> Result<()> {
+    let _no_commits = db.commit_gate.write().await;
+    let outcome = async {
+        let name = live.compiled().def.name.clone();
+        let table = &live.compiled().table;
+        if !is_current(&db, &old) || db.catalog.table(&table.name).is_none_or(|t| t.id != table.id) {
+            return Err(changed_meanwhile(&name));
+        }
+        // Views made while it was built (CREATE VIEW waits for the gate).
+        keeps_columns_views_read(&db, &old, live.compiled())?;
+        let store = db.catalog.store().clone();
+        let progress = backfill.progress();
+        live = tokio::task::spawn_blocking(move || live.catch_up(&store, &progress).map(|_| live))
+            .await
+            .map_err(|e| Error::internal(format!("backfill task failed: {e}")))??;
+        let store = db.catalog.store();
+        store.disk_reserve().check(FEATURE_MIN_BYTES.max(live.size().2 as u64))?;
+        if let Err(e) = live.persist_replacement(store).await {
+            // Whether the switch is on disk is unknown: the old state must not be
+            // snapshotted again, under what may be the new definition.
+            old.retire();
+            return Err(e);
+        }
+        notice(&notices, built_notice(&live, "replaced, ", started));
+        db.features.insert(live)?;
+        for view in replan_dependents(&db, &name).await {
+            notice(&notices, format!("view \"{view}\" could not read the new definition and was dropped"));
+        }
+        Ok(())
+    }
+    .await;
     backfill.finish(&outcome);
     outcome
 }
 
-/// Builds `compiled` from the rows below `hot_from` and those written since, then switches.
-async fn build_and_switch(
-    db: &Arc<Database>,
-    (compiled, hot_from): (CompiledFeature, u64),
-    old: &Arc<LiveFeature>,
-    backfill: &BackfillGuard,
-    notices: &Notices,
-    started: std::time::Instant,
-) -> Result<()> {
-    let store = db.catalog.store().clone();
-    let name = compiled.def.name.clone();
-    let mut live = {
-        let (store, mut notices, progress) = (store.clone(), ProgressNotices::new(&name, notices), backfill.progress());
-        tokio::task::spawn_blocking(move || {
-            LiveFeature::build(compiled, &store, hot_from, &mut |done, total| {
-                notices.report(done, total);
-                progress.report(done)
-            })
-        })
-        .await
-        .map_err(|e| Error::internal(format!("backfill task failed: {e}")))??
-    };
-    let _no_commits = db.commit_gate.write().await;
-    let table = &live.compiled().table;
-    let unchanged = db.features.get(&name).is_some_and(|current| Arc::ptr_eq(&current, old))
-        && db.catalog.table(&table.name).is_some_and(|t| t.id == table.id);
-    if !unchanged {
-        return Err(Error::Conflict {
-            sqlstate: SqlState::ObjectInUse,
-            message: format!(
-                "feature \"{name}\" or its table was dropped or changed while its replacement was built; nothing was replaced"
-            ),
-        });
+fn is_current(db: &Database, old: &Arc<LiveFeature>) -> bool {
+    db.features.get(&old.compiled().def.name).is_some_and(|current| Arc::ptr_eq(&current, old))
+}
+
+fn changed_meanwhile(name: &str) -> Error {
+    Error::Conflict {
+        sqlstate: SqlState::ObjectInUse,
+        message: format!(
+            "feature \"{name}\" or its table was dropped or replaced while this replacement was built; nothing was replaced"
+        ),
     }
-    let caught_up = {
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || live.catch_up(&store).map(|_| live))
-            .await
-            .map_err(|e| Error::internal(format!("backfill task failed: {e}")))??
-    };
-    live = caught_up;
-    store.disk_reserve().check(FEATURE_MIN_BYTES.max(live.size().2 as u64))?;
-    live.persist_replacement(&store).await?;
-    notice(notices, built_notice(&live, "replaced, ", started));
-    db.features.insert(live)?;
-    replan_dependents(db, &name).await
 }
 
 /// The table a feature reads, if a feature may read it. A feature outlives any session;

@@ -10,6 +10,11 @@ use crate::feature::forget_definition;
 /// go with it if `cascade`, else they are 2BP01.
 pub async fn drop_features(db: &Database, names: &[String], if_exists: bool, cascade: bool) -> Result<()> {
     let _no_commits = db.commit_gate.write().await;
+    drop_features_gated(db, names, if_exists, cascade).await
+}
+
+/// [`drop_features`], the caller holding the commit gate.
+async fn drop_features_gated(db: &Database, names: &[String], if_exists: bool, cascade: bool) -> Result<()> {
     for name in names {
         let views = db.views.depending_on(std::slice::from_ref(name));
         if !views.is_empty() && !cascade {
@@ -29,13 +34,17 @@ pub async fn drop_features(db: &Database, names: &[String], if_exists: bool, cas
         }
         forget_definition(db.catalog.store(), name).await?;
         db.features.remove(name)?;
+        // A replacement being built would switch to nothing: it stops.
+        db.features.backfills().abandon(name);
     }
     Ok(())
 }
 
 /// Drops tables `names` with their rows; the features and views reading one go with it if
-/// `cascade`, else they are 2BP01. A missing table is 42P01 unless `if_exists`.
+/// `cascade`, else they are 2BP01. A missing table is 42P01 unless `if_exists`. Commits wait
+/// meanwhile, and so does the switch of a feature replacement, which checks its table.
 pub async fn drop_tables(db: &Database, names: &[String], if_exists: bool, cascade: bool) -> Result<()> {
+    let _no_commits = db.commit_gate.write().await;
     for table in names {
         if db.catalog.table(table).is_none() {
             let other = if db.views.get(table).is_some() {
@@ -60,7 +69,7 @@ pub async fn drop_tables(db: &Database, names: &[String], if_exists: bool, casca
         for view in &views {
             db.views.remove(view, None);
         }
-        drop_features(db, &dependents, true, true).await?;
+        drop_features_gated(db, &dependents, true, true).await?;
         db.catalog.drop_table(table, if_exists).await?;
     }
     Ok(())

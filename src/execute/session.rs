@@ -171,23 +171,24 @@ impl Session {
         }
         let outcome = match statement {
             Statement::Standard(sql) => self.dispatch(sql).await,
-            Statement::CreateFeature(create) => {
-                create_feature(&self.db, create, &self.notices).await?;
-                Ok(Output::Command { tag: "CREATE FEATURE", rows: None })
-            }
+            Statement::CreateFeature(create) => create_feature(&self.db, create, &self.notices)
+                .await
+                .map(|()| Output::Command { tag: "CREATE FEATURE", rows: None }),
             Statement::DropFeature { names, if_exists, cascade } => {
                 let dropped = super::drop::drop_features(&self.db, names, *if_exists, *cascade).await;
                 dropped.map(|()| Output::Command { tag: "DROP FEATURE", rows: None })
             }
             Statement::Checkpoint => {
-                self.db.checkpoint(true).await?;
-                self.db.tier().await?;
-                Ok(Output::Command { tag: "CHECKPOINT", rows: None })
+                async {
+                    self.db.checkpoint(true).await?;
+                    self.db.tier().await?;
+                    Ok(Output::Command { tag: "CHECKPOINT", rows: None })
+                }
+                .await
             }
-            Statement::ShowFeatures => {
-                let batch = SystemSchema::features(&self.db.features)?;
-                Ok(Output::Rows(self.db.ctx.read_batch(batch)?))
-            }
+            Statement::ShowFeatures => SystemSchema::features(&self.db.features)
+                .map_err(Error::from)
+                .and_then(|batch| Ok(Output::Rows(self.db.ctx.read_batch(batch)?))),
         };
         self.abort_on_error(outcome)
     }

@@ -20,6 +20,9 @@ pub struct Created {
 }
 
 pub async fn create_view(db: &Database, create: &CreateView) -> Result<Created> {
+    // A feature replacement's switch checks the views reading the feature, and plans them
+    // again after it: none is planned against the old feature in between.
+    let _gate = db.commit_gate.read().await;
     if create.materialized {
         return Err(Error::unsupported(
             "CREATE MATERIALIZED VIEW is not supported: CREATE FEATURE keeps windowed aggregates up to date",
@@ -63,24 +66,37 @@ pub async fn create_view(db: &Database, create: &CreateView) -> Result<Created> 
     }
     let id = db.views.insert(&name, TemporaryView::new(plan, create.query.clone(), columns, reads));
     // Their columns stay: the new query only adds columns after the old ones.
-    replan_dependents(db, &name).await?;
+    let dropped = replan_dependents(db, &name).await;
+    if !dropped.is_empty() {
+        notice = Some(format!("views dropped, as they could not be planned again: {}", dropped.join(", ")));
+    }
     Ok(Created { view: Some((name, id)), notice })
 }
 
 /// Plans again, nearest first, the views that read `name` (a view or feature just replaced):
-/// they inlined its old plan. The replacement kept the columns they read.
-pub async fn replan_dependents(db: &Database, name: &str) -> Result<()> {
+/// they inlined its old plan. The replacement kept the columns they read, so each plans; one
+/// that does not all the same is dropped, with those reading it (it would read the old
+/// object for ever). Returns the views dropped.
+pub async fn replan_dependents(db: &Database, name: &str) -> Vec<String> {
+    let mut dropped = Vec::new();
     for dependent in db.views.depending_on(&[name.to_string()]).into_iter().rev() {
-        if let Some(view) = db.views.get(&dependent) {
-            let (plan, reads) = plan_view(db, &view.query, &view.columns).await?;
-            db.views.replan(
+        let Some(view) = db.views.get(&dependent) else { continue };
+        match plan_view(db, &view.query, &view.columns).await {
+            Ok((plan, reads)) => db.views.replan(
                 &dependent,
                 view.id,
                 TemporaryView::new(plan, view.query.clone(), view.columns.clone(), reads),
-            );
+            ),
+            Err(e) => {
+                tracing::warn!(view = %dependent, "dropped: it could not be planned again after {name} was replaced: {e}");
+                for gone in db.views.depending_on(std::slice::from_ref(&dependent)).into_iter().chain([dependent]) {
+                    db.views.remove(&gone, None);
+                    dropped.push(gone);
+                }
+            }
         }
     }
-    Ok(())
+    dropped
 }
 
 /// A view's query planned, its columns renamed to `columns`, and what it reads.

@@ -142,6 +142,15 @@ impl Backfills {
         self.all.lock().clone()
     }
 
+    /// Stops the running backfill of `feature`, if any (its feature was dropped): it is
+    /// `cancelled`, and its building thread stops at its next progress report.
+    pub fn abandon(&self, feature: &str) {
+        for backfill in self.all.lock().iter().filter(|b| b.feature == feature) {
+            backfill.abandoned.store(true, Ordering::Relaxed);
+            backfill.end(BackfillState::Cancelled);
+        }
+    }
+
     /// The lowest seq a running replacement of a feature of `table_id` still reads from the
     /// hot tier: tier moves take no row at or above it.
     pub fn hot_from(&self, table_id: u64) -> Option<u64> {
@@ -176,11 +185,23 @@ impl Drop for BackfillGuard {
 pub struct BackfillProgress(Arc<Backfill>);
 
 impl BackfillProgress {
-    /// Records `done` rows read; fails with 57014 once the statement is gone.
+    /// Rows read so far.
+    pub fn done(&self) -> u64 {
+        self.0.done.load(Ordering::Relaxed)
+    }
+
+    /// Records `done` rows read; fails with 55006 once the backfill was abandoned (its
+    /// feature dropped, or its statement gone).
     pub fn report(&self, done: u64) -> Result<()> {
         self.0.done.store(done, Ordering::Relaxed);
         if self.0.abandoned.load(Ordering::Relaxed) {
-            return Err(Error::Cancelled);
+            return Err(Error::Conflict {
+                sqlstate: SqlState::ObjectInUse,
+                message: format!(
+                    "the backfill of feature \"{}\" stopped: the feature was dropped meanwhile",
+                    self.0.feature
+                ),
+            });
         }
         Ok(())
     }
@@ -210,7 +231,7 @@ mod tests {
         let thread = first.progress();
         thread.report(30).unwrap();
         drop(first);
-        assert!(matches!(thread.report(31), Err(Error::Cancelled)));
+        assert_eq!(thread.report(31).err().map(|e| e.sqlstate()), Some("55006"));
         assert_eq!(backfills.hot_from(7), None);
         other.finish(&Ok(()));
         let states: Vec<_> =
@@ -225,5 +246,12 @@ mod tests {
         // A new backfill of f may start now.
         backfills.start("f", BackfillKind::Replace, 7, Some(60), 100).unwrap().finish(&Err::<(), _>(Error::Cancelled));
         assert_eq!(backfills.list()[2].outcome().0, BackfillState::Failed);
+        // Dropping the feature stops its running backfill at once.
+        let running = backfills.start("f", BackfillKind::Replace, 7, Some(70), 100).unwrap();
+        backfills.abandon("f");
+        assert_eq!(backfills.list()[3].outcome().0, BackfillState::Cancelled);
+        assert!(running.progress().report(1).is_err());
+        running.finish(&Ok(()));
+        assert_eq!(backfills.list()[3].outcome().0, BackfillState::Cancelled, "the first end stays");
     }
 }

@@ -11,7 +11,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use parking_lot::{RwLock, RwLockReadGuard};
 
-use super::backfills::Backfills;
+use super::backfills::{BackfillProgress, Backfills};
 use super::def::{CompiledFeature, FeatureDef};
 use super::definitions::definition_entry;
 use super::snapshot::{self, SnapshotMeta};
@@ -99,11 +99,13 @@ impl LiveFeature {
     /// Applies the writes stored since [`LiveFeature::build`] read (every row checked). The
     /// caller holds the commit gate, so afterwards the state holds every write. Returns the
     /// number of rows applied.
-    pub fn catch_up(&mut self, store: &EventStore) -> Result<u64> {
+    pub fn catch_up(&mut self, store: &EventStore, progress: &BackfillProgress) -> Result<u64> {
         let from = *self.applied_seq.get_mut();
         let state = self.state.get_mut();
         let parts = store.scan_since(self.compiled.table.scan_table(), from);
-        let (rows, applied) = ingest_all(&self.compiled, state, parts, from, true, &mut |_| Ok(()))?;
+        let before = progress.done();
+        let (rows, applied) =
+            ingest_all(&self.compiled, state, parts, from, true, &mut |done| progress.report(before + done))?;
         state.shrink_to_fit();
         *self.applied_seq.get_mut() = applied.max(store.next_seq()?);
         Ok(rows)
@@ -203,6 +205,13 @@ impl LiveFeature {
             Ok(())
         })?;
         Ok(chunks)
+    }
+
+    /// Takes the feature out of service after a replacement whose switch may or may not be
+    /// on disk: its state is neither read nor snapshotted again (a restart loads whichever
+    /// definition the disk holds).
+    pub fn retire(&self) {
+        self.broken.store(true, Ordering::SeqCst);
     }
 
     /// True when writes were applied since the last snapshot.

@@ -126,29 +126,42 @@ async fn the_old_definition_serves_while_the_new_one_is_built_then_the_switch_is
             widths
         })
     };
+    // The writer alternates generated rows (on time and late) and rows of a card of its own
+    // at the latest hour, which both definitions count (n); while the replacement runs it
+    // checks that the old definition already counts each of its acknowledged writes.
     let while_running = Arc::new(AtomicU64::new(0));
     let writer = {
         let (stop, client, while_running) = (stop.clone(), connect(&conn).await, while_running.clone());
         tokio::spawn(async move {
-            let mut id = 1_000_000u64;
+            let (mut id, mut own) = (1_000_000u64, 0i64);
+            let replacing = |b: Option<(String, String, i64, i64)>| {
+                b.is_some_and(|(kind, state, ..)| kind == "replace" && state == "running")
+            };
             while !stop.load(Ordering::SeqCst) {
-                // On-time and late rows, one statement each.
                 let line = rows(1, id);
                 let fields: Vec<&str> = line.trim().split(',').collect();
                 let amt = if fields[2].is_empty() { "NULL" } else { fields[2] };
+                let before = replacing(backfill_of_f(&client).await);
                 client
                     .batch_execute(&format!(
-                        "INSERT INTO tx VALUES ({}, {}, {amt}, '{}')",
-                        fields[0], fields[1], fields[3]
+                        "INSERT INTO tx VALUES ({}, {}, {amt}, '{}'), ({}, 999, 1.5, '2024-01-03 23:00:00')",
+                        fields[0],
+                        fields[1],
+                        fields[3],
+                        id + 1
                     ))
                     .await
                     .expect("writes go on");
-                id += 1;
-                if backfill_of_f(&client).await.is_some_and(|(kind, state, ..)| kind == "replace" && state == "running")
-                {
+                id += 2;
+                own += 1;
+                if before && replacing(backfill_of_f(&client).await) {
+                    // Acknowledged while the replacement ran from start to end.
                     while_running.fetch_add(1, Ordering::SeqCst);
+                    let n: i64 = client.query_one("SELECT n FROM f WHERE card = 999", &[]).await.unwrap().get(0);
+                    assert_eq!(n, own, "the old definition counts every acknowledged write");
                 }
             }
+            own
         })
     };
     let checkpointer = {
@@ -165,12 +178,15 @@ async fn the_old_definition_serves_while_the_new_one_is_built_then_the_switch_is
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     stop.store(true, Ordering::SeqCst);
     let widths = reader.await.unwrap();
-    writer.await.unwrap();
+    let own = writer.await.unwrap();
     checkpointer.await.unwrap();
 
     // Old columns (card, n, mx, ts), then the new ones (card, n, total, top, ts), never back.
     assert_eq!(widths, vec![Some(4), Some(5)], "the reader saw the old definition, then the new one");
-    assert!(while_running.load(Ordering::SeqCst) > 0, "writes were acknowledged while the replacement ran");
+    let during = while_running.load(Ordering::SeqCst);
+    assert!(during >= 3, "writes were acknowledged while the replacement ran: {during}");
+    let n: i64 = client.query_one("SELECT n FROM f WHERE card = 999", &[]).await.unwrap().get(0);
+    assert_eq!(n, own, "the new definition counts every acknowledged write");
 
     // Every write reached the replacement: it equals the same definition built from scratch.
     client.batch_execute(&format!("CREATE FEATURE g {V2_BODY}")).await.unwrap();
@@ -210,9 +226,11 @@ async fn the_old_definition_serves_while_the_new_one_is_built_then_the_switch_is
     client.batch_execute("DROP FEATURE f").await.unwrap();
     let err = replacing.await.unwrap().unwrap_err();
     assert_eq!(err.code().map(|c| c.code()), Some("55006"), "{err:?}");
-    assert_eq!(backfill_of_f(&client).await.unwrap().1, "failed");
+    assert_eq!(backfill_of_f(&client).await.unwrap().1, "cancelled");
     let err = client.query("SELECT * FROM f", &[]).await.unwrap_err();
     assert_eq!(err.code().map(|c| c.code()), Some("42P01"), "{err:?}");
+    // The name is free at once.
+    client.batch_execute(V1).await.unwrap();
     server.kill9();
 }
 
