@@ -80,10 +80,12 @@ impl LiveFeature {
         order.sort_unstable_by_key(|r| (address(*r), times.value(*r as usize)));
         let mut values: Values = vec![None; n];
         if as_of.known_at {
+            let encoded = state.encode_keys(p.keys)?;
             for rows in order.chunk_by(|a, b| address(*a) == address(*b)) {
                 let Some(history) = histories[rows[0] as usize] else { continue };
+                let evicted = state.evicted_ingest(encoded.row(rows[0] as usize).as_ref());
                 for r in rows.iter().map(|r| *r as usize) {
-                    values[r] = history.evaluate_known(compiled, times.value(r), as_of, p.known(r))?;
+                    values[r] = history.evaluate_known(compiled, times.value(r), as_of, p.known(r), evicted)?;
                 }
             }
             return Ok(values);

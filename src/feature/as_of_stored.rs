@@ -55,7 +55,10 @@ pub(super) fn evaluate_stored(
     }
     probes.sort_by_key(|p| (p.time, p.key));
     let window_from = |t: i64| as_of.reach(&compiled.def.window, t).from;
-    let first_block = window_from(probes[0].time).div_euclid(BLOCK_MICROS);
+    // A known-at evaluation reads from the first event: whether an event older than the
+    // window was known at K decides a match, and the sweep's evictions record that
+    // (`FeatureState::evicted_ingest`).
+    let first_block = if as_of.known_at { i64::MIN } else { window_from(probes[0].time).div_euclid(BLOCK_MICROS) };
     let last_block = upper_bound(probes[probes.len() - 1].time, strict).div_euclid(BLOCK_MICROS);
     let scan = store.scan(compiled.table.scan_table(), (first_block, last_block), (0, 1));
 
@@ -121,8 +124,9 @@ impl Sweep {
                 continue;
             };
             if self.as_of.known_at {
+                let evicted = self.scratch.evicted_ingest(key);
                 for p in rows {
-                    emit(p.slot, history.evaluate_known(compiled, p.time, self.as_of, p.known)?);
+                    emit(p.slot, history.evaluate_known(compiled, p.time, self.as_of, p.known, evicted)?);
                 }
                 continue;
             }

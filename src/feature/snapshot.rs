@@ -11,6 +11,8 @@
 //! ```
 //! A key whose earliest events were evicted (older than every window still evaluated) gets
 //! one more row with arrival number `FIRST_ONLY` and that earliest time: it still matches.
+//! For a table with ingest times, that row's ingest word is the key's greatest ingest time and
+//! its flags word the least ingest time of its evicted events (`i64::MAX`: none).
 //! Tiles are not stored: restoring appends each key's events in order, which builds the tiles
 //! incrementally at the cost of one fold per event.
 
@@ -126,18 +128,18 @@ pub fn export(
     let stride = feature.stride();
     let mut pending = Pending::default();
     for (key, history) in state.encoded_keys() {
-        if let Some(first) = history.evicted_first(feature) {
+        let evicted_ingest = state.evicted_ingest(key);
+        if let Some(first) = history.evicted_first(feature).or(evicted_ingest.and(history.first())) {
             // The key's earliest event was evicted: a row records its time only.
             pending.keys.append_value(key);
+            let start = pending.words.len();
             pending.words.extend([first as u64, FIRST_ONLY]);
-            pending.words.resize(pending.words.len() + stride - 2, 0);
-            if feature.ingest.is_some()
-                && let Some(latest) = state.latest_ingest(key)
-                && let Some(word) = pending.words.last_mut()
-            {
+            pending.words.resize(start + stride, 0);
+            if feature.ingest.is_some() {
                 // The ingest word of a FIRST_ONLY row: the key's greatest ingest time, which
-                // evicted events may hold.
-                *word = latest as u64;
+                // evicted events may hold; its flags word, the least of its evicted events'.
+                pending.words[start + stride - 1] = state.latest_ingest(key).unwrap_or(0) as u64;
+                pending.words[start + 2] = evicted_ingest.unwrap_or(i64::MAX) as u64;
             }
             let others = feature.reprs.iter().enumerate().filter(|(_, r)| **r == Repr::Other).map(|(j, _)| (j, None));
             pending.others.push(others.collect());

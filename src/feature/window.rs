@@ -61,14 +61,11 @@ impl AsOf {
     }
 
     /// The events a value at `t` rests on: the window's, back to `t - max_age` where the
-    /// staleness bound reaches further (the latest event before the window decides a match),
-    /// and every earlier one for a known-at evaluation.
+    /// staleness bound reaches further (the latest event before the window decides a match).
+    /// A known-at evaluation also needs to know whether an earlier event was known at K: the
+    /// state keeps the least ingest time of the events it dropped (`state::known_at`).
     pub fn reach(&self, window: &Window, t: i64) -> Span {
         let span = span(window, t, self.strict);
-        if self.known_at {
-            // Whether any event before T was known at K decides a match: all of them.
-            return Span { from: i64::MIN, to: span.to };
-        }
         match self.max_age {
             Some(age) => Span { from: span.from.min(t.saturating_sub(age)), to: span.to },
             None => span,

@@ -112,6 +112,7 @@ impl Body {
         tiles.starts.drain(..gone);
         tiles.ends.drain(..gone);
         tiles.partials.drain(..gone * n);
+        tiles.max_ingest.drain(..gone.min(tiles.max_ingest.len()));
         tiles.ends.iter_mut().for_each(|e| *e -= r as u32);
         self.compact_others(feature);
         if self.len(feature) < feature.tile_min_events.max(1) {
@@ -120,6 +121,7 @@ impl Body {
             let ev = Events { words: &self.words, stride: feature.stride(), others: self.others.as_slice() };
             let end = tiles.ends[0] as usize;
             tiles.partials[..n].clone_from_slice(&fold_tile(feature, &ev, 0, end));
+            tiles.measure_ingest(feature, &ev, 0);
         }
         self.release_spare();
     }
@@ -210,6 +212,9 @@ impl Body {
         let k = partition(tiles.starts.len(), |k| tiles.starts[k] < start);
         if tiles.starts.get(k) == Some(&start) {
             tiles.ends[k..].iter_mut().for_each(|e| *e += 1);
+            if let Some(greatest) = tiles.max_ingest.get_mut(k) {
+                *greatest = (*greatest).max(ev.word(p, n) as i64);
+            }
             let (begin, end) = (tiles.begin(k), tiles.ends[k] as usize);
             let partials = &mut tiles.partials[k * n..(k + 1) * n];
             if p + 1 == end {
@@ -230,6 +235,9 @@ impl Body {
         } else {
             tiles.starts.insert(k, start);
             tiles.ends.insert(k, p as u32 + 1);
+            if feature.ingest.is_some() {
+                tiles.max_ingest.insert(k, ev.word(p, n) as i64);
+            }
             tiles.ends[k + 1..].iter_mut().for_each(|e| *e += 1);
             tiles.partials.splice(k * n..k * n, fold_tile(feature, &ev, p, p + 1));
         }
@@ -306,10 +314,12 @@ impl KeyHistory {
     /// Approximate heap bytes held (for `asofdb.features` and the memory figures).
     pub fn heap_bytes(&self) -> usize {
         let Some(body) = &self.body else { return 0 };
-        let tiles = body
-            .tiles
-            .as_ref()
-            .map_or(0, |t| t.starts.capacity() * 8 + t.ends.capacity() * 4 + t.partials.capacity() * size_of::<Acc>());
+        let tiles = body.tiles.as_ref().map_or(0, |t| {
+            t.starts.capacity() * 8
+                + t.ends.capacity() * 4
+                + t.partials.capacity() * size_of::<Acc>()
+                + t.max_ingest.capacity() * 8
+        });
         size_of::<Body>() + body.words.capacity() * 8 + body.others.capacity() * size_of::<ScalarValue>() + tiles
     }
 }

@@ -1,57 +1,107 @@
 //! "Known at" evaluation (spec section 3): a key's value at T over only the events whose
 //! ingest time is at or before K, the value the online system could have served at K.
 //!
-//! Tiles fold every event, known at K or not, so this path folds the window's events one by
-//! one, skipping the ones not yet known: exact for any mix of late and on-time events, at the
-//! cost of a rescan of the window per left row. It reads back from T to the latest known event
-//! to decide the match (an event at or before T known at K), so the caller gives it the key's
-//! whole history (`AsOf::reach`).
+//! Each tile knows the greatest ingest time of its events: a tile of the window whose events
+//! were all known at K is merged whole, as for an ordinary evaluation; the events of the other
+//! tiles (holding a late event, or ingested after K) and of the two edges are folded one by
+//! one, skipping those not known. So the cost over an ordinary evaluation is the events of the
+//! tiles with an event ingested after K, which for a spine whose K is its T are the few tiles
+//! nearest T that late events reach. A match needs an event at or before T known at K: among
+//! the held events, else among the evicted ones, all older than the window, of which the state
+//! keeps the least ingest time per key (`FeatureState::evicted_ingest`).
 
 use datafusion::scalar::ScalarValue;
 
 use super::evaluate::{finish_all, window_accs};
 use super::history::KeyHistory;
+use super::tiles::{Tiles, fold_into};
 use crate::error::Result;
-use crate::feature::accumulate::Events;
+use crate::feature::accumulate::{Acc, Events, partition};
 use crate::feature::def::CompiledFeature;
 use crate::feature::window::{AsOf, Span, Window, evaluation_time, span, upper_bound};
 
 impl KeyHistory {
     /// The feature's values at `t` over the events known at `known` (ingest time at or before
-    /// it), followed by the greatest ingest time of the window's known events; None when no event at or before `t`
-    /// (before `t` if strict) was known then, or (with a staleness bound) none recent enough.
+    /// it), followed by the greatest ingest time of the window's known events; None when no
+    /// event at or before `t` (before `t` if strict) was known then, or (with a staleness
+    /// bound) none recent enough. `evicted`: the least ingest time of the key's events no
+    /// longer held (older than every window the state still evaluates).
     pub fn evaluate_known(
         &self,
         feature: &CompiledFeature,
         t: i64,
         as_of: AsOf,
         known: i64,
+        evicted: Option<i64>,
     ) -> Result<Option<Vec<ScalarValue>>> {
         let ev = self.events(feature);
         let n = feature.def.values.len();
         let ingest = |i: usize| ev.word(i, n) as i64;
         let end = ev.after(upper_bound(t, as_of.strict));
-        let Some(latest) = (0..end).rev().find(|i| ingest(*i) <= known) else { return Ok(None) };
-        if as_of.max_age.is_some_and(|age| t.saturating_sub(ev.time(latest)) > age) {
+        let latest = (0..end).rev().find(|i| ingest(*i) <= known);
+        let matched = match latest {
+            Some(latest) => as_of.max_age.is_none_or(|age| t.saturating_sub(ev.time(latest)) <= age),
+            // Evicted events are older than any staleness bound still evaluated.
+            None => as_of.max_age.is_none() && evicted.is_some_and(|e| e <= known),
+        };
+        if !matched {
             return Ok(None);
         }
-        let window = match feature.def.window {
-            Window::Session { gap } => known_session(&ev, latest, gap, t, |i| ingest(i) <= known),
-            ref other => span(other, t, as_of.strict),
+        let session = matches!(feature.def.window, Window::Session { .. });
+        let window = match (feature.def.window, latest) {
+            (Window::Session { gap }, Some(latest)) => known_session(&ev, latest, gap, t, |i| ingest(i) <= known),
+            (Window::Session { .. }, None) => Span::EMPTY,
+            (ref other, _) => span(other, t, as_of.strict),
         };
         let mut accs = window_accs(feature, false, evaluation_time(&feature.def.window, t, as_of.strict));
         let mut greatest = None;
         if window.from <= window.to {
-            for i in (ev.from(window.from)..ev.after(window.to)).filter(|i| ingest(*i) <= known) {
-                for (j, acc) in accs.iter_mut().enumerate() {
-                    acc.add(feature.def.values[j].kind, feature.reprs[j], &ev, i, j, 0);
+            let (a, b) = (ev.from(window.from), ev.after(window.to));
+            // Folds the known events of `from..to`; returns the greatest ingest time among them.
+            let fold_known = |accs: &mut [Acc], from: usize, to: usize| {
+                let mut greatest = None;
+                for i in (from..to).filter(|i| ingest(*i) <= known) {
+                    fold_into(feature, &ev, accs, i, i + 1, 0);
+                    greatest = greatest.max(Some(ingest(i)));
                 }
-                greatest = greatest.max(Some(ingest(i)));
+                greatest
+            };
+            match self.body().tiles.as_deref().filter(|_| b > a && !session) {
+                Some(tiles) => {
+                    let size = feature.tile;
+                    let k0 = partition(tiles.starts.len(), |k| tiles.starts[k] < window.from);
+                    let k1 = partition(tiles.starts.len(), |k| tiles.starts[k].saturating_add(size - 1) <= window.to);
+                    if k0 < k1 {
+                        greatest = fold_known(&mut accs, a, tiles.begin(k0));
+                        for k in k0..k1 {
+                            let tile = if tiles.max_ingest[k] <= known {
+                                merge_tile(feature, &ev, &mut accs, tiles, k);
+                                Some(tiles.max_ingest[k])
+                            } else {
+                                fold_known(&mut accs, tiles.begin(k), tiles.ends[k] as usize)
+                            };
+                            greatest = greatest.max(tile);
+                        }
+                        greatest = greatest.max(fold_known(&mut accs, tiles.ends[k1 - 1] as usize, b));
+                    } else {
+                        greatest = fold_known(&mut accs, a, b);
+                    }
+                }
+                None => greatest = fold_known(&mut accs, a, b),
             }
         }
         let mut values = finish_all(feature, &accs, &ev)?;
         values.push(ScalarValue::Int64(greatest));
         Ok(Some(values))
+    }
+}
+
+/// Merges tile `k`'s partials into `accs`.
+fn merge_tile(feature: &CompiledFeature, ev: &Events, accs: &mut [Acc], tiles: &Tiles, k: usize) {
+    let n = accs.len();
+    for (j, acc) in accs.iter_mut().enumerate() {
+        let v = &feature.def.values[j];
+        acc.merge(v.kind, feature.reprs[j], ev, j, &tiles.partials[k * n + j], tiles.begin(k));
     }
 }
 

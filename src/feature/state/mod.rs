@@ -58,10 +58,24 @@ pub struct FeatureState {
     /// its last hop, before T); earlier windows may miss events dropped as repeats
     /// (`KeyHistory::keep_latest_distinct`). `i64::MIN` until the first drop.
     exact_from: i64,
-    /// Per key, the greatest ingest time of its events that passed WHERE, evicted or not
-    /// (tables with an ingest-time column only): what reading the feature as a table shows.
-    latest_ingest: HashMap<Box<[u8]>, i64, ahash::RandomState>,
+    /// Per key, ingest times of its events that passed WHERE (tables with an ingest-time
+    /// column only).
+    ingest: HashMap<Box<[u8]>, KeyIngest, ahash::RandomState>,
 }
+
+/// A key's ingest times beyond its held events.
+#[derive(Debug, Clone, Copy)]
+struct KeyIngest {
+    /// The greatest, evicted or not: what reading the feature as a table shows.
+    latest: i64,
+    /// The least of the events no longer held (evicted, or older than the horizon when they
+    /// came; [`NOT_EVICTED`] if none): a known-at evaluation at K matches on them when it
+    /// is at or before K (every such event is older than any window still evaluated).
+    evicted: i64,
+}
+
+/// `KeyIngest::evicted` of a key that lost no event.
+const NOT_EVICTED: i64 = i64::MAX;
 
 /// Every key as key-column arrays (one row per key), with its row-encoded form and history.
 pub type EveryKey<'a> = (Vec<ArrayRef>, Vec<(&'a [u8], &'a KeyHistory)>);
@@ -88,22 +102,22 @@ impl FeatureState {
             max_time: i64::MIN,
             auto_evict: true,
             exact_from: i64::MIN,
-            latest_ingest: HashMap::default(),
+            ingest: HashMap::default(),
         })
     }
 
     /// The greatest ingest time of the key's events (row-encoded key), if it has any.
     pub fn latest_ingest(&self, key: &[u8]) -> Option<i64> {
-        self.latest_ingest.get(key).copied()
+        self.ingest.get(key).map(|i| i.latest)
+    }
+
+    /// The least ingest time of the key's events no longer held, if it lost any.
+    pub fn evicted_ingest(&self, key: &[u8]) -> Option<i64> {
+        self.ingest.get(key).map(|i| i.evicted).filter(|t| *t != NOT_EVICTED)
     }
 
     fn note_ingest(&mut self, key: &[u8], known: i64) {
-        match self.latest_ingest.get_mut(key) {
-            Some(latest) => *latest = (*latest).max(known),
-            None => {
-                self.latest_ingest.insert(key.into(), known);
-            }
-        }
+        note_ingest(&mut self.ingest, key, known);
     }
 
     /// A scratch state for an ASOF sweep over stored events: it keeps only the keys it is
@@ -163,7 +177,7 @@ impl FeatureState {
     /// time, so its keys hold one event per distinct value of the window.
     pub fn evict_due(&mut self, feature: &CompiledFeature) {
         let Some(lookback) = feature.lookback().filter(|_| self.auto_evict) else { return };
-        let distinct_only = is_distinct_only(feature);
+        let distinct_only = drops_repeats(feature);
         let step = if distinct_only { DISTINCT_EVICTION_STEP } else { (lookback / 4).max(MIN_EVICTION_STEP) };
         let target = self.max_time.saturating_sub(lookback);
         if target >= self.horizon.saturating_add(step) {
@@ -182,7 +196,7 @@ impl FeatureState {
     pub fn restored(&mut self, feature: &CompiledFeature) {
         let Some(lookback) = feature.lookback().filter(|_| self.auto_evict) else { return };
         self.evict(feature, self.max_time.saturating_sub(lookback), &mut |_, _, _| {});
-        if is_distinct_only(feature) {
+        if drops_repeats(feature) {
             self.exact_from = self.max_time;
         }
     }
@@ -200,9 +214,16 @@ impl FeatureState {
         }
         self.version += 1;
         self.horizon = horizon;
+        let n = feature.def.values.len();
         for (key, history) in self.keys.iter_mut() {
-            let r = history.events(feature).from(horizon);
+            let ev = history.events(feature);
+            let r = ev.from(horizon);
             if r > 0 {
+                if feature.ingest.is_some()
+                    && let Some(least) = (0..r).map(|i| ev.word(i, n) as i64).min()
+                {
+                    note_evicted(&mut self.ingest, key, least);
+                }
                 before_drop(key, history, r);
                 history.drop_prefix(feature, r);
             }
@@ -283,14 +304,12 @@ impl FeatureState {
             // as it happened (a transaction's own rows, read before they commit).
             let known = ingest_times.map(|ingest| if ingest.is_valid(row) { ingest.value(row) } else { t });
             if let Some(known) = known {
-                match self.latest_ingest.get_mut(key.as_ref()) {
-                    Some(latest) => *latest = (*latest).max(known),
-                    None => {
-                        self.latest_ingest.insert(key.as_ref().into(), known);
-                    }
-                }
+                note_ingest(&mut self.ingest, key.as_ref(), known);
             }
             if t < self.horizon {
+                if let Some(known) = known {
+                    note_evicted(&mut self.ingest, key.as_ref(), known);
+                }
                 continue;
             }
             event[0] = t as u64;
@@ -395,8 +414,12 @@ impl FeatureState {
             self.keys.insert(key.into(), KeyHistory::default());
         }
         if feature.ingest.is_some() {
-            // A FIRST_ONLY row carries the key's greatest ingest time in that word.
+            // A FIRST_ONLY row carries the key's greatest ingest time in that word, and the
+            // least of its evicted events' in the flags word (`snapshot::export`).
             self.note_ingest(key, event[HEADER + feature.def.values.len()] as i64);
+            if event[1] == FIRST_ONLY && event[2] as i64 != NOT_EVICTED {
+                note_evicted(&mut self.ingest, key, event[2] as i64);
+            }
         }
         if let Some(history) = self.keys.get_mut(key) {
             let t = event[0] as i64;
@@ -453,4 +476,31 @@ fn boolean(array: ArrayRef) -> Result<BooleanArray> {
         .downcast_ref::<BooleanArray>()
         .cloned()
         .ok_or_else(|| Error::internal("predicate did not evaluate to booleans"))
+}
+
+fn note_ingest(ingest: &mut HashMap<Box<[u8]>, KeyIngest, ahash::RandomState>, key: &[u8], known: i64) {
+    match ingest.get_mut(key) {
+        Some(times) => times.latest = times.latest.max(known),
+        None => {
+            ingest.insert(key.into(), KeyIngest { latest: known, evicted: NOT_EVICTED });
+        }
+    }
+}
+
+/// Records that the key lost (or never held) an event ingested at `known`.
+fn note_evicted(ingest: &mut HashMap<Box<[u8]>, KeyIngest, ahash::RandomState>, key: &[u8], known: i64) {
+    match ingest.get_mut(key) {
+        Some(times) => times.evicted = times.evicted.min(known),
+        None => {
+            ingest.insert(key.into(), KeyIngest { latest: known, evicted: known });
+        }
+    }
+}
+
+/// Whether the live state drops repeated values on eviction (`KeyHistory::keep_latest_distinct`):
+/// for a feature of distinct counts only, unless its table has ingest times. A known-at
+/// evaluation counts an earlier occurrence when the later one was not known yet, so it needs
+/// every event of the window.
+fn drops_repeats(feature: &CompiledFeature) -> bool {
+    is_distinct_only(feature) && feature.ingest.is_none()
 }

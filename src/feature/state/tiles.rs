@@ -14,12 +14,29 @@ pub(super) struct Tiles {
     pub(super) ends: Vec<u32>,
     /// `aggregates` partials per tile, tile-major.
     pub(super) partials: Vec<Acc>,
+    /// The greatest ingest time of each tile's events, for a feature whose table has ingest
+    /// times (else empty): a known-at evaluation merges a tile whose events were all known
+    /// by then, and folds the others' known events one by one (`state::known_at`).
+    pub(super) max_ingest: Vec<i64>,
 }
 
 impl Tiles {
     pub(super) fn begin(&self, k: usize) -> usize {
         if k == 0 { 0 } else { self.ends[k - 1] as usize }
     }
+
+    /// Sets tile `k`'s greatest ingest time from its events (a feature with ingest times).
+    pub(super) fn measure_ingest(&mut self, feature: &CompiledFeature, ev: &Events, k: usize) {
+        if feature.ingest.is_some() {
+            self.max_ingest[k] = max_ingest(feature, ev, self.begin(k), self.ends[k] as usize);
+        }
+    }
+}
+
+/// The greatest ingest time of events `from..to` (`i64::MIN` if none).
+pub(super) fn max_ingest(feature: &CompiledFeature, ev: &Events, from: usize, to: usize) -> i64 {
+    let n = feature.def.values.len();
+    (from..to).map(|i| ev.word(i, n) as i64).max().unwrap_or(i64::MIN)
 }
 
 /// A tile's partials over events `from..to` (picks relative to `from`).
@@ -78,6 +95,9 @@ pub(super) fn build_tiles(feature: &CompiledFeature, ev: &Events) -> Tiles {
         tiles.starts.push(start);
         tiles.ends.push(end as u32);
         tiles.partials.extend(fold_tile(feature, ev, i, end));
+        if feature.ingest.is_some() {
+            tiles.max_ingest.push(max_ingest(feature, ev, i, end));
+        }
         i = end;
     }
     tiles
