@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """asofdb and DuckDB side by side on ASOF joins: same data, same run, results checked equal.
 
-Two workloads (issue #4):
+Four workloads (issues #4 and #26):
 
   plain     PROBE rows ASOF JOIN BUILD rows on one of KEYS keys (`>=`), no ties in the build
             side's (key, time), so the matched row is unique and the results must be identical.
@@ -12,6 +12,10 @@ Two workloads (issue #4):
             DuckDB: its strongest formulation, events and spine in one relation (UNION ALL)
             with window aggregates over RANGE frames per key (and a count over the key's whole
             past, so a spine row whose key has no earlier event gets NULLs like the ASOF join).
+  ml        the same spine gets last_k(amt, 10), approx_percentile(amt, 0.9) and
+            decayed_sum(amt, '1 hour') over a day by card; DuckDB: a range join.
+  known     the training set over a table with ingest times (10% of events late), as of event
+            time and known at the spine's time: the cost of "known at" (asofdb only).
 
 Both engines write the result to Parquet (zstd) with COPY (query) TO 'file'; the timed part is
 that statement (plain: one warm-up run each, then the median of --repeat runs, alternating). DuckDB then reads both files and checks they hold the same rows (EXCEPT ALL
@@ -20,7 +24,7 @@ both ways). asofdb's peak RSS is read from /proc/<pid>/status (VmHWM) at the end
 Usage (release binary; see docs/benchmarks.md):
   cargo bench --bench features --no-run     # builds target/release/asofdb too
   python3 benches/asof_vs_duckdb.py [--plain-rows 5000000] [--keys 50] \
-      [--events 10000000] [--spine 1000000] [--only plain|training]
+      [--events 10000000] [--spine 1000000] [--only plain|training|ml|known]
 
 Generated data is cached in target/bench-data/ (the 10M-event file takes ~4 minutes to make).
 """
@@ -218,13 +222,107 @@ def training(db: Asofdb, con, data: Path, out: Path, events: int, spine_rows: in
     return ok
 
 
+ML_FEATURE = ("f_card_ml", "SELECT cc_num, last_k(amt, 10) AS last10, approx_percentile(amt, 0.9) AS p90, "
+              "decayed_sum(amt, INTERVAL '1 hour') AS dsum FROM tx GROUP BY cc_num WINDOW SLIDING INTERVAL '1 day'")
+
+ML_ASOFDB = """SELECT s.sid, m.last10, round(m.dsum::NUMERIC, 4)::DOUBLE PRECISION AS dsum, m.p90 FROM spine s
+ASOF LEFT JOIN f_card_ml m ON s.cc_num = m.cc_num AND s.inference_ts > m.ts"""
+
+# DuckDB's best form for these: a range join of each spine row with its card's events of the
+# day before it (decayed sums cannot be window aggregates over absolute times: 2^(t/h)
+# overflows), latest first with later arrival (file order) first on ties, as last_k orders.
+ML_DUCKDB = """SELECT s.sid,
+    list(t.amt ORDER BY t.ts DESC, t.rn DESC) FILTER (WHERE t.amt IS NOT NULL)[1:10] AS last10,
+    round(sum(t.amt * pow(0.5, epoch(s.inference_ts - t.ts) / 3600)), 4) AS dsum,
+    quantile_cont(t.amt, 0.9) AS p90
+FROM spine s LEFT JOIN tx t ON t.cc_num = s.cc_num AND t.ts >= s.inference_ts - INTERVAL 1 DAY
+    AND t.ts < s.inference_ts
+GROUP BY s.sid"""
+
+
+def ml(db: Asofdb, con, out: Path) -> bool:
+    """The ML aggregates (issue #26): last_k, approx_percentile and decayed_sum over a day by
+    card, against DuckDB's range join. The training workload must have loaded the data."""
+    took = db.timed(f"CREATE FEATURE {ML_FEATURE[0]} AS {ML_FEATURE[1]}")
+    print(f"ml: CREATE FEATURE {ML_FEATURE[0]} (backfill) {took:.2f} s", flush=True)
+    con.execute("CREATE TABLE IF NOT EXISTS rn_tx AS SELECT *, row_number() OVER () AS rn FROM tx")
+    ours = db.timed(f"COPY ({ML_ASOFDB}) TO '{out / 'asofdb_ml.parquet'}'")
+    theirs = timed_duckdb(con, f"COPY ({ML_DUCKDB.replace('JOIN tx t', 'JOIN rn_tx t')}) TO "
+                               f"'{out / 'duckdb_ml.parquet'}' (FORMAT parquet, COMPRESSION zstd)")
+    # last_k and decayed_sum must be equal; approx_percentile is exact below 256 values and
+    # within its documented bound above (docs/features.md): counted, not required equal.
+    check = duckdb.connect()
+    for name in ("asofdb", "duckdb"):
+        check.execute(f"CREATE VIEW {name} AS SELECT sid, last10, dsum FROM '{out / f'{name}_ml.parquet'}'")
+    rows = check.execute("SELECT count(*) FROM asofdb").fetchone()[0]
+    only_a = check.execute("SELECT count(*) FROM (FROM asofdb EXCEPT ALL FROM duckdb)").fetchone()[0]
+    only_b = check.execute("SELECT count(*) FROM (FROM duckdb EXCEPT ALL FROM asofdb)").fetchone()[0]
+    p90_differ = check.execute(
+        f"SELECT count(*) FROM '{out / 'asofdb_ml.parquet'}' a JOIN '{out / 'duckdb_ml.parquet'}' d USING (sid) "
+        "WHERE a.p90 IS DISTINCT FROM d.p90 AND NOT abs(a.p90 - d.p90) <= 1e-9 * abs(d.p90)").fetchone()[0]
+    ok = report("ml", ours, theirs, (rows, only_a, only_b))
+    print(f"ml: p90 differs from DuckDB's exact quantile_cont on {p90_differ} of {rows} rows (sketched windows)",
+          flush=True)
+    return ok
+
+
+def known(db: Asofdb, data: Path, out: Path, events: int, spine_rows: int) -> bool:
+    """Known at (issue #26): the training set over a table with ingest times (10% of events
+    late by up to 2 hours), as of event time and as known at the spine's time; the cost of the
+    second relative to the first. Results are checked against DuckDB by
+    tests/it/differential_features.rs, not here."""
+    tx, spine_raw = data / f"txk_{events}.csv", data / f"spinek_{events}_{spine_rows}.csv"
+    spine = data / f"spinek_sid_{events}_{spine_rows}.csv"
+    if not tx.exists():
+        print(f"known: generating {events} events with ingest times (cached in {data})", flush=True)
+        subprocess.run([sys.executable, str(GENERATOR), "--rows", str(events), "--cards", str(max(events // 100, 100)),
+                        "--days", "60", "--seed", "11", "--ingest-time", "--late-fraction", "0.1",
+                        "--late-max", "7200", "--transactions", str(tx) + ".part",
+                        "--spine", str(spine_raw), "--spine-rows", str(spine_rows)], check=True)
+        os.rename(str(tx) + ".part", tx)
+    if not spine.exists():
+        with open(spine_raw) as src, open(spine, "w") as dst:
+            dst.write("sid," + src.readline())
+            for i, line in enumerate(src):
+                dst.write(f"{i},{line}")
+    db.sql("CREATE TABLE txk (tid BIGINT, cc_num BIGINT, user_id BIGINT, merchant TEXT, amt DOUBLE PRECISION, "
+           "status TEXT, ip TEXT, ts TIMESTAMP NOT NULL, ingested_at TIMESTAMP) "
+           "WITH (event_time = 'ts', ingest_time = 'ingested_at')")
+    db.sql("CREATE TABLE spinek (sid BIGINT, tid BIGINT, inference_ts TIMESTAMP NOT NULL, cc_num BIGINT, "
+           "user_id BIGINT, is_fraud INT) WITH (event_time = 'inference_ts')")
+    db.copy_in("txk", tx)
+    db.copy_in("spinek", spine)
+    for name, body in FEATURES:
+        db.sql(f"CREATE FEATURE {name}_k AS {body.replace('FROM tx', 'FROM txk')}")
+    plain_sql = TRAINING_ASOFDB.replace("FROM spine s", "FROM spinek s")
+    for name, _ in FEATURES:
+        plain_sql = plain_sql.replace(f"JOIN {name} ", f"JOIN {name}_k ")
+    known_sql = plain_sql
+    for alias in "abc":
+        known_sql = known_sql.replace(f"s.inference_ts > {alias}.ts",
+                                      f"s.inference_ts > {alias}.ts AND s.inference_ts >= {alias}.ingested_at")
+    runs = {"event time": [], "known at": []}
+    for _ in range(3):
+        runs["event time"].append(db.timed(f"COPY ({plain_sql}) TO '{out / 'asofdb_plain_k.parquet'}'"))
+        runs["known at"].append(db.timed(f"COPY ({known_sql}) TO '{out / 'asofdb_known.parquet'}'"))
+    plain_s, known_s = statistics.median(runs["event time"]), statistics.median(runs["known at"])
+    check = duckdb.connect()
+    changed = check.execute(
+        f"SELECT count(*) FROM (FROM '{out / 'asofdb_plain_k.parquet'}' EXCEPT ALL FROM '{out / 'asofdb_known.parquet'}')"
+    ).fetchone()[0]
+    print(f"known      event time {plain_s:7.2f} s  known at {known_s:7.2f} s  cost {known_s / plain_s:5.2f}x  "
+          f"({changed} of {spine_rows} rows differ: late events)", flush=True)
+    return changed > 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plain-rows", type=int, default=5_000_000)
     parser.add_argument("--keys", type=int, default=50)
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--spine", type=int, default=1_000_000)
-    parser.add_argument("--only", choices=["plain", "training"])
+    parser.add_argument("--only", choices=["plain", "training", "ml", "known"],
+                        help="ml runs after training (same data); known loads its own table")
     parser.add_argument("--repeat", type=int, default=3,
                         help="plain: timed runs after a warm-up run, median reported (0: one cold run)")
     parser.add_argument("--binary", type=Path, default=ROOT / "target" / "release" / "asofdb")
@@ -240,8 +338,12 @@ def main():
         try:
             if args.only in (None, "plain"):
                 ok &= plain(db, con, args.data, tmp, args.plain_rows, args.keys, args.repeat)
-            if args.only in (None, "training"):
+            if args.only in (None, "training", "ml"):
                 ok &= training(db, con, args.data, tmp, args.events, args.spine)
+            if args.only in (None, "ml"):
+                ok &= ml(db, con, tmp)
+            if args.only in (None, "known"):
+                ok &= known(db, args.data, tmp, args.events, args.spine)
             print(f"asofdb peak RSS {db.peak_rss_mib():.0f} MiB", flush=True)
         finally:
             db.stop()
