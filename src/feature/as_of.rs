@@ -79,17 +79,7 @@ impl LiveFeature {
         let address = |r: u32| histories[r as usize].map_or(0, |h| h as *const _ as usize);
         order.sort_unstable_by_key(|r| (address(*r), times.value(*r as usize)));
         let mut values: Values = vec![None; n];
-        if as_of.known_at {
-            let encoded = state.encode_keys(p.keys)?;
-            for rows in order.chunk_by(|a, b| address(*a) == address(*b)) {
-                let Some(history) = histories[rows[0] as usize] else { continue };
-                let evicted = state.evicted_ingest(encoded.row(rows[0] as usize).as_ref());
-                for r in rows.iter().map(|r| *r as usize) {
-                    values[r] = history.evaluate_known(compiled, times.value(r), as_of, p.known(r), evicted)?;
-                }
-            }
-            return Ok(values);
-        }
+        let encoded = if as_of.known_at { Some(state.encode_keys(p.keys)?) } else { None };
         if windows.values().map(SlidingDistinct::size).sum::<usize>() > CACHED_WINDOW_WORDS {
             windows.clear();
         }
@@ -98,12 +88,21 @@ impl LiveFeature {
             let mut next = rows.iter();
             let times_of_rows = rows.iter().map(|r| times.value(*r as usize));
             let window = windows.entry(address(rows[0])).or_default();
-            history.sweep(compiled, times_of_rows, as_of, window, &mut |value| {
+            let mut emit = |value| {
                 if let Some(r) = next.next() {
                     values[*r as usize] = value;
                 }
                 Ok(())
-            })?;
+            };
+            match &encoded {
+                Some(encoded) => {
+                    let evicted = state.evicted_ingest(encoded.row(rows[0] as usize).as_ref());
+                    let known: Vec<(i64, i64)> =
+                        rows.iter().map(|r| (times.value(*r as usize), p.known(*r as usize))).collect();
+                    history.sweep_known(compiled, &known, as_of, evicted, window, &mut emit)?;
+                }
+                None => history.sweep(compiled, times_of_rows, as_of, window, &mut emit)?,
+            }
         }
         Ok(values)
     }

@@ -123,24 +123,24 @@ impl Sweep {
                 rows.iter().for_each(|p| emit(p.slot, None));
                 continue;
             };
-            if self.as_of.known_at {
-                let evicted = self.scratch.evicted_ingest(key);
-                for p in rows {
-                    emit(p.slot, history.evaluate_known(compiled, p.time, self.as_of, p.known, evicted)?);
-                }
-                continue;
-            }
             let window = match self.windows.get_mut(key) {
                 Some(window) => window,
                 None => self.windows.entry(key.clone()).or_default(),
             };
             let mut slots = rows.iter().map(|p| p.slot);
-            history.sweep(compiled, rows.iter().map(|p| p.time), self.as_of, window, &mut |value| {
+            let mut emit = |value| {
                 if let Some(slot) = slots.next() {
                     emit(slot, value);
                 }
                 Ok(())
-            })?;
+            };
+            if self.as_of.known_at {
+                let evicted = self.scratch.evicted_ingest(key);
+                let known: Vec<(i64, i64)> = rows.iter().map(|p| (p.time, p.known)).collect();
+                history.sweep_known(compiled, &known, self.as_of, evicted, window, &mut emit)?;
+            } else {
+                history.sweep(compiled, rows.iter().map(|p| p.time), self.as_of, window, &mut emit)?;
+            }
         }
         self.next = end;
         if let Some(p) = probes.get(end) {

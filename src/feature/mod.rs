@@ -23,4 +23,5 @@ pub use definitions::{forget_definition, persist_definition, stored_definitions}
 pub use engine::{FeatureEngine, LiveFeature, PointValue};
 pub use snapshot::SnapshotMeta;
 pub use state::FeatureState;
-use state::{SlidingDistinct, distinct_aggregates};
+pub use state::SlidingDistinct;
+use state::distinct_aggregates;

@@ -11,7 +11,7 @@ use crate::feature::accumulate::{Acc, Events, distinct as distinct_of, partition
 use crate::feature::aggregate::AggKind;
 use crate::feature::def::CompiledFeature;
 use crate::feature::window::Window;
-use crate::feature::window::{AsOf, evaluation_time, session_span, span, upper_bound};
+use crate::feature::window::{AsOf, Span, evaluation_time, session_span, span, upper_bound};
 
 impl KeyHistory {
     /// The feature's values at `t`, or `None` when the key has no qualifying event at or
@@ -127,10 +127,31 @@ impl KeyHistory {
         if feature.ingest.is_some() {
             // The greatest ingest time of the window's events (docs/asof.md); a read of the
             // feature as a table shows the key's over all its events instead (`engine`).
-            let n = feature.def.values.len();
-            values.push(ScalarValue::Int64((a..b).map(|i| ev.word(i, n) as i64).max()));
+            values.push(ScalarValue::Int64(self.window_ingest(feature, &ev, window, (a, b))));
         }
         Ok(Some((values, (a, b))))
+    }
+
+    /// The greatest ingest time of the window's events `a..b`: whole tiles give theirs, only
+    /// the edges' events are read.
+    fn window_ingest(
+        &self,
+        feature: &CompiledFeature,
+        ev: &Events,
+        window: Span,
+        (a, b): (usize, usize),
+    ) -> Option<i64> {
+        let n = feature.def.values.len();
+        let scan = |from: usize, to: usize| (from..to).map(|i| ev.word(i, n) as i64).max();
+        if let Some(tiles) = self.body().tiles.as_deref().filter(|_| b > a) {
+            let k0 = partition(tiles.starts.len(), |k| tiles.starts[k] < window.from);
+            let k1 = partition(tiles.starts.len(), |k| tiles.starts[k].saturating_add(feature.tile - 1) <= window.to);
+            if k0 < k1 {
+                let inner = tiles.max_ingest[k0..k1].iter().max().copied();
+                return inner.max(scan(a, tiles.begin(k0))).max(scan(tiles.ends[k1 - 1] as usize, b));
+            }
+        }
+        scan(a, b)
     }
 
     /// Keeps a sliding window of this key's sweep in step with the eviction of its first `r`

@@ -14,6 +14,7 @@ use datafusion::scalar::ScalarValue;
 
 use super::evaluate::{finish_all, window_accs};
 use super::history::KeyHistory;
+use super::sliding_distinct::SlidingDistinct;
 use super::tiles::{Tiles, fold_into};
 use crate::error::Result;
 use crate::feature::accumulate::{Acc, Events, partition};
@@ -93,6 +94,37 @@ impl KeyHistory {
         let mut values = finish_all(feature, &accs, &ev)?;
         values.push(ScalarValue::Int64(greatest));
         Ok(Some(values))
+    }
+}
+
+impl KeyHistory {
+    /// Evaluates at each of `rows` (T, K), ascending in T, as [`KeyHistory::evaluate_known`]
+    /// does. A row whose window's events were all known at K (its greatest ingest time, which
+    /// an ordinary evaluation gives, is at or before K) has the ordinary value, computed by
+    /// [`KeyHistory::sweep`] (distinct counts kept incrementally); the other rows are
+    /// evaluated over their known events. An ordinary evaluation with no match means none
+    /// known either.
+    pub fn sweep_known(
+        &self,
+        feature: &CompiledFeature,
+        rows: &[(i64, i64)],
+        as_of: AsOf,
+        evicted: Option<i64>,
+        window: &mut SlidingDistinct,
+        emit: &mut dyn FnMut(Option<Vec<ScalarValue>>) -> Result<()>,
+    ) -> Result<()> {
+        let ordinary = AsOf { known_at: false, ..as_of };
+        let mut next = rows.iter();
+        self.sweep(feature, rows.iter().map(|r| r.0), ordinary, window, &mut |value| {
+            let Some(&(t, k)) = next.next() else { return Ok(()) };
+            let all_known =
+                |values: &[ScalarValue]| matches!(values.last(), Some(ScalarValue::Int64(Some(m))) if *m <= k);
+            emit(match value {
+                None => None,
+                Some(values) if all_known(&values) => Some(values),
+                Some(_) => self.evaluate_known(feature, t, as_of, k, evicted)?,
+            })
+        })
     }
 }
 
