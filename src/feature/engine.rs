@@ -132,7 +132,10 @@ impl LiveFeature {
     /// Opens a persisted feature at startup: loads its snapshot and replays the writes made
     /// after it, or backfills when there is no snapshot.
     pub fn open(def: FeatureDef, table: Arc<TableDef>, store: &Arc<EventStore>, ctx: &SessionContext) -> Result<Self> {
-        let Some(meta) = SnapshotMeta::read(store, &def.name)? else {
+        let meta = SnapshotMeta::read(store, &def.name)?;
+        // An older snapshot lacks what known-at joins need of a table with ingest times.
+        let stale = |meta: &SnapshotMeta| table.ingest_time.is_some() && meta.format < snapshot::FORMAT;
+        let Some(meta) = meta.filter(|meta| !stale(meta)) else {
             return Self::backfill(def, table, store, ctx, false, &mut |_, _| Ok(()));
         };
         let next_seq = meta.next_seq;
@@ -141,6 +144,9 @@ impl LiveFeature {
         meta.for_each_chunk(store, &compiled.def.name, |chunk| {
             snapshot::import(&compiled, &mut state, &decode_batch(chunk)?)
         })?;
+        // The snapshot's events end before what its state had seen (rows its WHERE failed,
+        // keys with no event left): the horizon follows the table's watermark, as it had.
+        state.saw_time(store.stats(compiled.table.id).watermark);
         state.restored(&compiled);
         let parts = store.scan_since(compiled.table.scan_table(), next_seq);
         let (replayed, applied) = ingest_all(&compiled, &mut state, parts, next_seq, false, &mut |_| Ok(()))?;
@@ -179,7 +185,7 @@ impl LiveFeature {
             store.apply(Commit { catalog_deletes: interrupted, ..Default::default() })?;
         }
         let chunks = self.write_chunks(store, generation)?;
-        let meta = SnapshotMeta { next_seq, chunks, generation };
+        let meta = SnapshotMeta { next_seq, chunks, generation, format: snapshot::FORMAT };
         let mut puts = vec![(keys::feature_snapshot(name), meta.encode())];
         puts.extend(also);
         let switch = Commit {

@@ -43,7 +43,15 @@ pub struct SnapshotMeta {
     pub chunks: u32,
     /// 0 for snapshots written before generations (chunk keys without one).
     pub generation: u64,
+    /// What the chunks hold ([`FORMAT`] now; 0 for snapshots written before formats).
+    pub format: u32,
 }
+
+/// The snapshot format written now. 1: a key's first-time row of a feature over a table with
+/// ingest times holds the least ingest time of its evicted events in its flags word, and such
+/// a feature keeps repeated distinct values. A feature over a table with ingest times whose
+/// snapshot is older is rebuilt from the table instead (`LiveFeature::open`).
+pub const FORMAT: u32 = 1;
 
 impl SnapshotMeta {
     /// The description of feature `name`'s snapshot, if it has one.
@@ -58,14 +66,24 @@ impl SnapshotMeta {
         let chunks = bytes.get(8..12).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes).ok_or_else(corrupt)?;
         let generation = match bytes.len() {
             12 => 0,
-            20 => bytes.get(12..20).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(corrupt)?,
+            20 | 24 => bytes.get(12..20).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(corrupt)?,
             _ => return Err(corrupt()),
         };
-        Ok(Self { next_seq, chunks, generation })
+        let format = match bytes.len() {
+            24 => bytes.get(20..24).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes).ok_or_else(corrupt)?,
+            _ => 0,
+        };
+        Ok(Self { next_seq, chunks, generation, format })
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        [&self.next_seq.to_be_bytes()[..], &self.chunks.to_be_bytes(), &self.generation.to_be_bytes()].concat()
+        [
+            &self.next_seq.to_be_bytes()[..],
+            &self.chunks.to_be_bytes(),
+            &self.generation.to_be_bytes(),
+            &self.format.to_be_bytes(),
+        ]
+        .concat()
     }
 
     /// The keys of this snapshot's chunks.

@@ -205,7 +205,7 @@ async fn known_at_joins_match_duckdb() {
         )
         .await
         .unwrap();
-    let join = "SELECT p.id, c.n, c.mx, c.total, u.ips FROM probes p
+    let join = "SELECT p.id, c.n, c.mx, c.total, u.ips FROM {probes} p
           ASOF LEFT JOIN card_1h c ON p.cc_num = c.cc_num AND p.t >= c.ts AND p.k >= c.ingested_at
           ASOF LEFT JOIN user_ips_1d u ON p.user_id = u.user_id AND p.t >= u.ts AND p.k >= u.ingested_at";
     let line = |row: &tokio_postgres::Row| {
@@ -220,10 +220,13 @@ async fn known_at_joins_match_duckdb() {
             opt(row.get(4))
         )
     };
-    let ours: Vec<String> =
-        client.query(&format!("{join} ORDER BY p.id"), &[]).await.unwrap().iter().map(line).collect();
-    // The last hours only: spine times the live state holds.
-    let recent = format!("{join} WHERE p.t >= (SELECT max(ts) FROM tx) - INTERVAL '40 minutes' ORDER BY p.id");
+    let all = join.replace("{probes}", "probes") + " ORDER BY p.id";
+    let ours: Vec<String> = client.query(&all, &[]).await.unwrap().iter().map(line).collect();
+    // The last 40 minutes only, filtered before the join: times the live state may hold (when
+    // its last eviction step left the window's reach in memory).
+    let recent = join
+        .replace("{probes}", "(SELECT * FROM probes WHERE t >= (SELECT max(ts) FROM tx) - INTERVAL '40 minutes')")
+        + " ORDER BY p.id";
     let recent_rows: Vec<String> = client.query(&recent, &[]).await.unwrap().iter().map(line).collect();
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/differential/known_at_duckdb.py");

@@ -12,13 +12,16 @@
 
 use datafusion::scalar::ScalarValue;
 
-use super::evaluate::{finish_all, window_accs};
+use std::collections::HashMap;
+
+use super::evaluate::{distinct_aggregates, finish_all, window_accs};
 use super::history::KeyHistory;
 use super::sliding_distinct::SlidingDistinct;
 use super::tiles::{Tiles, fold_into};
 use crate::error::Result;
-use crate::feature::accumulate::{Acc, Events, partition};
+use crate::feature::accumulate::{Acc, Events, distinct as distinct_of, partition};
 use crate::feature::def::CompiledFeature;
+use crate::feature::encoding::VALUE;
 use crate::feature::window::{AsOf, Span, Window, evaluation_time, span, upper_bound};
 
 impl KeyHistory {
@@ -34,6 +37,19 @@ impl KeyHistory {
         as_of: AsOf,
         known: i64,
         evicted: Option<i64>,
+    ) -> Result<Option<Vec<ScalarValue>>> {
+        self.evaluate_known_with(feature, t, as_of, known, evicted, false)
+    }
+
+    /// [`KeyHistory::evaluate_known`], with distinct counts left NULL if `skip_distinct`.
+    fn evaluate_known_with(
+        &self,
+        feature: &CompiledFeature,
+        t: i64,
+        as_of: AsOf,
+        known: i64,
+        evicted: Option<i64>,
+        skip_distinct: bool,
     ) -> Result<Option<Vec<ScalarValue>>> {
         let ev = self.events(feature);
         let n = feature.def.values.len();
@@ -54,7 +70,7 @@ impl KeyHistory {
             (Window::Session { .. }, None) => Span::EMPTY,
             (ref other, _) => span(other, t, as_of.strict),
         };
-        let mut accs = window_accs(feature, false, evaluation_time(&feature.def.window, t, as_of.strict));
+        let mut accs = window_accs(feature, skip_distinct, evaluation_time(&feature.def.window, t, as_of.strict));
         let mut greatest = None;
         if window.from <= window.to {
             let (a, b) = (ev.from(window.from), ev.after(window.to));
@@ -100,10 +116,11 @@ impl KeyHistory {
 impl KeyHistory {
     /// Evaluates at each of `rows` (T, K), ascending in T, as [`KeyHistory::evaluate_known`]
     /// does. A row whose window's events were all known at K (its greatest ingest time, which
-    /// an ordinary evaluation gives, is at or before K) has the ordinary value, computed by
-    /// [`KeyHistory::sweep`] (distinct counts kept incrementally); the other rows are
-    /// evaluated over their known events. An ordinary evaluation with no match means none
-    /// known either.
+    /// an ordinary evaluation gives, is at or before K) has the ordinary value, with distinct
+    /// counts kept incrementally by `window` as [`KeyHistory::sweep`] keeps them; the other
+    /// rows are evaluated over their known events, their distinct counts taken from `window`
+    /// less the values only unknown events hold (found through the tiles' ingest times). An
+    /// ordinary evaluation with no match means none known either.
     pub fn sweep_known(
         &self,
         feature: &CompiledFeature,
@@ -114,17 +131,76 @@ impl KeyHistory {
         emit: &mut dyn FnMut(Option<Vec<ScalarValue>>) -> Result<()>,
     ) -> Result<()> {
         let ordinary = AsOf { known_at: false, ..as_of };
-        let mut next = rows.iter();
-        self.sweep(feature, rows.iter().map(|r| r.0), ordinary, window, &mut |value| {
-            let Some(&(t, k)) = next.next() else { return Ok(()) };
-            let all_known =
-                |values: &[ScalarValue]| matches!(values.last(), Some(ScalarValue::Int64(Some(m))) if *m <= k);
-            emit(match value {
-                None => None,
-                Some(values) if all_known(&values) => Some(values),
-                Some(_) => self.evaluate_known(feature, t, as_of, k, evicted)?,
-            })
-        })
+        let all_known =
+            |values: &[ScalarValue], k: i64| matches!(values.last(), Some(ScalarValue::Int64(Some(m))) if *m <= k);
+        let distinct = distinct_aggregates(feature);
+        if distinct.is_empty() || matches!(feature.def.window, Window::Session { .. }) {
+            for &(t, k) in rows {
+                emit(match self.evaluate_span(feature, t, ordinary, false)? {
+                    None => None,
+                    Some((values, _)) if all_known(&values, k) => Some(values),
+                    Some(_) => self.evaluate_known(feature, t, as_of, k, evicted)?,
+                })?;
+            }
+            return Ok(());
+        }
+        let ev = self.events(feature);
+        if window.counts.len() != distinct.len() {
+            *window = SlidingDistinct::new(distinct.len());
+        }
+        for &(t, k) in rows {
+            let Some((values, span)) = self.evaluate_span(feature, t, ordinary, true)? else {
+                emit(None)?;
+                continue;
+            };
+            window.slide(&ev, &distinct, span);
+            let (mut values, unknown) = if all_known(&values, k) {
+                (values, Vec::new())
+            } else {
+                let Some(known) = self.evaluate_known_with(feature, t, as_of, k, evicted, true)? else {
+                    emit(None)?;
+                    continue;
+                };
+                (known, self.unknown_events(feature, &ev, span, k))
+            };
+            for (i, j) in distinct.iter().enumerate() {
+                let counts = &window.counts[i];
+                let mut only_unknown: HashMap<u64, u32, ahash::RandomState> = HashMap::default();
+                for e in unknown.iter().filter(|e| ev.flag(**e, *j) == VALUE) {
+                    *only_unknown.entry(ev.word(*e, *j)).or_insert(0) += 1;
+                }
+                only_unknown.retain(|word, n| counts.get(word) == Some(n));
+                let kind = feature.def.values[*j].kind;
+                values[*j] = if only_unknown.is_empty() {
+                    distinct_of(kind, counts.keys())
+                } else {
+                    let known: Vec<u64> = counts.keys().filter(|w| !only_unknown.contains_key(*w)).copied().collect();
+                    distinct_of(kind, known.iter())
+                };
+            }
+            emit(Some(values))?;
+        }
+        Ok(())
+    }
+
+    /// The events of `a..b` (a window) ingested after `known`: whole tiles known by then are
+    /// skipped.
+    fn unknown_events(&self, feature: &CompiledFeature, ev: &Events, (a, b): (usize, usize), known: i64) -> Vec<usize> {
+        let n = feature.def.values.len();
+        let late = |from: usize, to: usize| (from..to).filter(move |i| ev.word(*i, n) as i64 > known);
+        let Some(tiles) = self.body().tiles.as_deref().filter(|_| b > a) else { return late(a, b).collect() };
+        let (from, to) = (ev.time(a), ev.time(b - 1));
+        let k0 = partition(tiles.starts.len(), |k| tiles.starts[k] < from);
+        let k1 = partition(tiles.starts.len(), |k| tiles.starts[k].saturating_add(feature.tile - 1) <= to);
+        if k0 >= k1 || tiles.begin(k0) < a || tiles.ends[k1 - 1] as usize > b {
+            return late(a, b).collect();
+        }
+        let mut out: Vec<usize> = late(a, tiles.begin(k0)).collect();
+        for k in (k0..k1).filter(|k| tiles.max_ingest[*k] > known) {
+            out.extend(late(tiles.begin(k), tiles.ends[k] as usize));
+        }
+        out.extend(late(tiles.ends[k1 - 1] as usize, b));
+        out
     }
 }
 

@@ -191,6 +191,11 @@ impl FeatureState {
         }
     }
 
+    /// Records that rows up to event time `t` were seen (of any key, qualifying or not).
+    pub fn saw_time(&mut self, t: Option<i64>) {
+        self.max_time = self.max_time.max(t.unwrap_or(i64::MIN));
+    }
+
     /// After a snapshot is loaded: the snapshot lacks what its state had evicted or dropped
     /// (neither horizon is stored), so both are set as late as they can have been.
     pub fn restored(&mut self, feature: &CompiledFeature) {
