@@ -31,7 +31,7 @@ pub enum BackfillState {
     Running,
     Done,
     Failed,
-    /// The statement stopped before the backfill ended (its connection went away).
+    /// Its feature was dropped meanwhile, or its statement was dropped before it ended.
     Cancelled,
 }
 
