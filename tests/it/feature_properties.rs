@@ -355,11 +355,11 @@ proptest! {
         // from the whole history (`full`), as an ASOF join reads it.
         // A sweep over each key's probes in time order (as ASOF joins ask) answers as the
         // single evaluations checked below do.
-        for strict in [false, true] {
+        for (strict, max_age) in [(false, None), (true, None), (false, Some(25 * MIN)), (true, Some(70 * MIN))] {
             for key in 1i64..4 {
                 let mut rows: Vec<(i64, i64)> = known_probes.iter().filter(|p| p.0 == key).map(|p| (p.1 * MIN, p.3 * MIN)).collect();
                 rows.sort();
-                let as_of = AsOf { strict, max_age: None, known_at: true };
+                let as_of = AsOf { strict, max_age, known_at: true };
                 let live_reaches = rows.first().is_some_and(|r| state.holds(as_of.reach(&window, r.0)));
                 for (name, kept) in [("full", &full), ("live", &state)] {
                     if name == "live" && !live_reaches {

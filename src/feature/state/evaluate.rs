@@ -134,7 +134,7 @@ impl KeyHistory {
 
     /// The greatest ingest time of the window's events `a..b`: whole tiles give theirs, only
     /// the edges' events are read.
-    fn window_ingest(
+    pub(super) fn window_ingest(
         &self,
         feature: &CompiledFeature,
         ev: &Events,

@@ -131,10 +131,30 @@ impl KeyHistory {
         emit: &mut dyn FnMut(Option<Vec<ScalarValue>>) -> Result<()>,
     ) -> Result<()> {
         let ordinary = AsOf { known_at: false, ..as_of };
-        let all_known =
-            |values: &[ScalarValue], k: i64| matches!(values.last(), Some(ScalarValue::Int64(Some(m))) if *m <= k);
+        // A hopping window ends at its last hop, before T: with a staleness bound, an event
+        // after the hop, unknown at K, would decide an ordinary match but not a known one.
+        let same_match = as_of.max_age.is_none() || !matches!(feature.def.window, Window::Hopping { .. });
+        let all_known = |values: &[ScalarValue], k: i64| {
+            same_match && matches!(values.last(), Some(ScalarValue::Int64(Some(m))) if *m <= k)
+        };
         let distinct = distinct_aggregates(feature);
-        if distinct.is_empty() || matches!(feature.def.window, Window::Session { .. }) {
+        let session = matches!(feature.def.window, Window::Session { .. });
+        if distinct.is_empty() && !session {
+            // Whether the window was all known decides which evaluation runs: only one does.
+            let ev = self.events(feature);
+            for &(t, k) in rows {
+                let window = span(&feature.def.window, t, as_of.strict);
+                let (a, b) = if window.from > window.to { (0, 0) } else { (ev.from(window.from), ev.after(window.to)) };
+                let all =
+                    same_match && b > a && self.window_ingest(feature, &ev, window, (a, b)).is_some_and(|m| m <= k);
+                emit(match all {
+                    true => self.evaluate_span(feature, t, ordinary, false)?.map(|(values, _)| values),
+                    false => self.evaluate_known(feature, t, as_of, k, evicted)?,
+                })?;
+            }
+            return Ok(());
+        }
+        if distinct.is_empty() || session {
             for &(t, k) in rows {
                 emit(match self.evaluate_span(feature, t, ordinary, false)? {
                     None => None,
