@@ -180,13 +180,14 @@ SELECT sid,
 FROM w WHERE sid IS NOT NULL"""
 
 
-def training(db: Asofdb, con, data: Path, out: Path, events: int, spine_rows: int) -> bool:
-    tx, spine_raw = data / f"tx_{events}.csv", data / f"spine_{events}_{spine_rows}.csv"
-    spine = data / f"spine_sid_{events}_{spine_rows}.csv"
+def generated(data: Path, tag: str, events: int, spine_rows: int, extra: list[str]) -> tuple[Path, Path]:
+    """The generator's events and spine (with a `sid` column), cached in `data` by `tag`."""
+    tx, spine_raw = data / f"tx{tag}_{events}.csv", data / f"spine{tag}_{events}_{spine_rows}.csv"
+    spine = data / f"spine{tag}_sid_{events}_{spine_rows}.csv"
     if not tx.exists():
-        print(f"training: generating {events} events (cached in {data})", flush=True)
+        print(f"generating {events} events (cached in {data})", flush=True)
         subprocess.run([sys.executable, str(GENERATOR), "--rows", str(events), "--cards", str(max(events // 100, 100)),
-                        "--days", "60", "--seed", "11", "--transactions", str(tx) + ".part",
+                        "--days", "60", "--seed", "11", *extra, "--transactions", str(tx) + ".part",
                         "--spine", str(spine_raw), "--spine-rows", str(spine_rows)], check=True)
         os.rename(str(tx) + ".part", tx)
     if not spine.exists():
@@ -194,6 +195,11 @@ def training(db: Asofdb, con, data: Path, out: Path, events: int, spine_rows: in
             dst.write("sid," + src.readline())
             for i, line in enumerate(src):
                 dst.write(f"{i},{line}")
+    return tx, spine
+
+
+def training(db: Asofdb, con, data: Path, out: Path, events: int, spine_rows: int) -> bool:
+    tx, spine = generated(data, "", events, spine_rows, [])
     db.sql("CREATE TABLE tx (tid BIGINT, cc_num BIGINT, user_id BIGINT, merchant TEXT, amt DOUBLE PRECISION, "
            "status TEXT, ip TEXT, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts')")
     db.sql("CREATE TABLE spine (sid BIGINT, tid BIGINT, inference_ts TIMESTAMP NOT NULL, cc_num BIGINT, "
@@ -278,20 +284,8 @@ def known(db: Asofdb, data: Path, out: Path, events: int, spine_rows: int) -> bo
     late by up to 2 hours), as of event time and as known at the spine's time; the cost of the
     second relative to the first. Results are checked against DuckDB by
     tests/it/differential_features.rs, not here."""
-    tx, spine_raw = data / f"txk_{events}.csv", data / f"spinek_{events}_{spine_rows}.csv"
-    spine = data / f"spinek_sid_{events}_{spine_rows}.csv"
-    if not tx.exists():
-        print(f"known: generating {events} events with ingest times (cached in {data})", flush=True)
-        subprocess.run([sys.executable, str(GENERATOR), "--rows", str(events), "--cards", str(max(events // 100, 100)),
-                        "--days", "60", "--seed", "11", "--ingest-time", "--late-fraction", "0.1",
-                        "--late-max", "7200", "--transactions", str(tx) + ".part",
-                        "--spine", str(spine_raw), "--spine-rows", str(spine_rows)], check=True)
-        os.rename(str(tx) + ".part", tx)
-    if not spine.exists():
-        with open(spine_raw) as src, open(spine, "w") as dst:
-            dst.write("sid," + src.readline())
-            for i, line in enumerate(src):
-                dst.write(f"{i},{line}")
+    tx, spine = generated(data, "k", events, spine_rows,
+                          ["--ingest-time", "--late-fraction", "0.1", "--late-max", "7200"])
     db.sql("CREATE TABLE txk (tid BIGINT, cc_num BIGINT, user_id BIGINT, merchant TEXT, amt DOUBLE PRECISION, "
            "status TEXT, ip TEXT, ts TIMESTAMP NOT NULL, ingested_at TIMESTAMP) "
            "WITH (event_time = 'ts', ingest_time = 'ingested_at')")
