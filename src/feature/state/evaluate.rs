@@ -7,7 +7,7 @@ use super::history::KeyHistory;
 use super::sliding_distinct::SlidingDistinct;
 use super::tiles::fold_into;
 use crate::error::Result;
-use crate::feature::accumulate::{Acc, Events, distinct as distinct_of, partition};
+use crate::feature::accumulate::{Acc, Events, distinct as distinct_of};
 use crate::feature::aggregate::AggKind;
 use crate::feature::def::CompiledFeature;
 use crate::feature::window::Window;
@@ -95,9 +95,7 @@ impl KeyHistory {
             _ if skip_distinct && is_distinct_only(feature) => window_accs(feature, true, at),
             Some(tiles) if b > a => {
                 // Tiles wholly inside [from, to] are merged; the edges are folded event by event.
-                let size = feature.tile;
-                let k0 = partition(tiles.starts.len(), |k| tiles.starts[k] < window.from);
-                let k1 = partition(tiles.starts.len(), |k| tiles.starts[k].saturating_add(size - 1) <= window.to);
+                let (k0, k1) = tiles.inside(feature.tile, window.from, window.to);
                 if k0 < k1 {
                     let (inner_begin, inner_end) = (tiles.begin(k0), tiles.ends[k1 - 1] as usize);
                     let mut accs = window_accs(feature, skip_distinct, at);
@@ -144,8 +142,7 @@ impl KeyHistory {
         let n = feature.def.values.len();
         let scan = |from: usize, to: usize| (from..to).map(|i| ev.word(i, n) as i64).max();
         if let Some(tiles) = self.body().tiles.as_deref().filter(|_| b > a) {
-            let k0 = partition(tiles.starts.len(), |k| tiles.starts[k] < window.from);
-            let k1 = partition(tiles.starts.len(), |k| tiles.starts[k].saturating_add(feature.tile - 1) <= window.to);
+            let (k0, k1) = tiles.inside(feature.tile, window.from, window.to);
             if k0 < k1 {
                 let inner = tiles.max_ingest[k0..k1].iter().max().copied();
                 return inner.max(scan(a, tiles.begin(k0))).max(scan(tiles.ends[k1 - 1] as usize, b));

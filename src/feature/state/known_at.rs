@@ -19,7 +19,7 @@ use super::history::KeyHistory;
 use super::sliding_distinct::SlidingDistinct;
 use super::tiles::{Tiles, fold_into};
 use crate::error::Result;
-use crate::feature::accumulate::{Acc, Events, distinct as distinct_of, partition};
+use crate::feature::accumulate::{Acc, Events, distinct as distinct_of};
 use crate::feature::def::CompiledFeature;
 use crate::feature::encoding::VALUE;
 use crate::feature::window::{AsOf, Span, Window, evaluation_time, span, upper_bound};
@@ -85,9 +85,7 @@ impl KeyHistory {
             };
             match self.body().tiles.as_deref().filter(|_| b > a && !session) {
                 Some(tiles) => {
-                    let size = feature.tile;
-                    let k0 = partition(tiles.starts.len(), |k| tiles.starts[k] < window.from);
-                    let k1 = partition(tiles.starts.len(), |k| tiles.starts[k].saturating_add(size - 1) <= window.to);
+                    let (k0, k1) = tiles.inside(feature.tile, window.from, window.to);
                     if k0 < k1 {
                         greatest = fold_known(&mut accs, a, tiles.begin(k0));
                         for k in k0..k1 {
@@ -154,7 +152,7 @@ impl KeyHistory {
             }
             return Ok(());
         }
-        if distinct.is_empty() || session {
+        if session {
             for &(t, k) in rows {
                 emit(match self.evaluate_span(feature, t, ordinary, false)? {
                     None => None,
@@ -210,8 +208,7 @@ impl KeyHistory {
         let late = |from: usize, to: usize| (from..to).filter(move |i| ev.word(*i, n) as i64 > known);
         let Some(tiles) = self.body().tiles.as_deref().filter(|_| b > a) else { return late(a, b).collect() };
         let (from, to) = (ev.time(a), ev.time(b - 1));
-        let k0 = partition(tiles.starts.len(), |k| tiles.starts[k] < from);
-        let k1 = partition(tiles.starts.len(), |k| tiles.starts[k].saturating_add(feature.tile - 1) <= to);
+        let (k0, k1) = tiles.inside(feature.tile, from, to);
         if k0 >= k1 || tiles.begin(k0) < a || tiles.ends[k1 - 1] as usize > b {
             return late(a, b).collect();
         }

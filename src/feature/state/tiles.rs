@@ -1,7 +1,7 @@
 //! Tiles: per epoch-aligned interval of `tile` µs, each aggregate's partial over the tile's
 //! events, so a window is merged from whole tiles plus the events of its two edge tiles.
 
-use crate::feature::accumulate::{Acc, Events};
+use crate::feature::accumulate::{Acc, Events, partition};
 use crate::feature::def::CompiledFeature;
 use crate::feature::encoding::VALUE;
 use crate::feature::window::{floor, span};
@@ -23,6 +23,13 @@ pub(super) struct Tiles {
 impl Tiles {
     pub(super) fn begin(&self, k: usize) -> usize {
         if k == 0 { 0 } else { self.ends[k - 1] as usize }
+    }
+
+    /// The tiles wholly inside times `from..=to`: `k0..k1` (empty when `k0 >= k1`).
+    pub(super) fn inside(&self, width: i64, from: i64, to: i64) -> (usize, usize) {
+        let k0 = partition(self.starts.len(), |k| self.starts[k] < from);
+        let k1 = partition(self.starts.len(), |k| self.starts[k].saturating_add(width - 1) <= to);
+        (k0, k1)
     }
 
     /// Sets tile `k`'s greatest ingest time from its events (a feature with ingest times).
