@@ -392,3 +392,20 @@ pub fn distinct<'a>(kind: AggKind, words: impl ExactSizeIterator<Item = &'a u64>
         ScalarValue::Int64(Some(words.len() as i64))
     }
 }
+
+/// The distinct count of `words` without `dropped`, all of which are among them. An exact
+/// count subtracts (a window's distinct values can number thousands, dropped ones a few); a
+/// sketch is built from the rest.
+pub fn distinct_without<'a>(
+    kind: AggKind,
+    words: impl ExactSizeIterator<Item = &'a u64>,
+    dropped: &HashSet<u64, ahash::RandomState>,
+) -> ScalarValue {
+    if kind == AggKind::ApproxDistinct {
+        let mut sketch = HyperLogLog::new();
+        words.filter(|w| !dropped.contains(*w)).for_each(|w| sketch.add(*w));
+        ScalarValue::Int64(Some(sketch.estimate() as i64))
+    } else {
+        ScalarValue::Int64(Some(words.len().saturating_sub(dropped.len()) as i64))
+    }
+}

@@ -12,14 +12,14 @@
 
 use datafusion::scalar::ScalarValue;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::evaluate::{distinct_aggregates, finish_all, window_accs};
 use super::history::KeyHistory;
 use super::sliding_distinct::SlidingDistinct;
 use super::tiles::{Tiles, fold_into};
 use crate::error::Result;
-use crate::feature::accumulate::{Acc, Events, distinct as distinct_of};
+use crate::feature::accumulate::{Acc, Events, distinct_without};
 use crate::feature::def::CompiledFeature;
 use crate::feature::encoding::VALUE;
 use crate::feature::window::{AsOf, Span, Window, evaluation_time, span, upper_bound};
@@ -71,6 +71,8 @@ impl KeyHistory {
             (ref other, _) => span(other, t, as_of.strict),
         };
         let mut accs = window_accs(feature, skip_distinct, evaluation_time(&feature.def.window, t, as_of.strict));
+        // Only distinct counts, skipped: the greatest ingest time is all that is wanted.
+        let folds = accs.iter().any(|acc| !matches!(acc, Acc::Skip));
         let mut greatest = None;
         if window.from <= window.to {
             let (a, b) = (ev.from(window.from), ev.after(window.to));
@@ -78,7 +80,9 @@ impl KeyHistory {
             let fold_known = |accs: &mut [Acc], from: usize, to: usize| {
                 let mut greatest = None;
                 for i in (from..to).filter(|i| ingest(*i) <= known) {
-                    fold_into(feature, &ev, accs, i, i + 1, 0);
+                    if folds {
+                        fold_into(feature, &ev, accs, i, i + 1, 0);
+                    }
                     greatest = greatest.max(Some(ingest(i)));
                 }
                 greatest
@@ -90,7 +94,9 @@ impl KeyHistory {
                         greatest = fold_known(&mut accs, a, tiles.begin(k0));
                         for k in k0..k1 {
                             let tile = if tiles.max_ingest[k] <= known {
-                                merge_tile(feature, &ev, &mut accs, tiles, k);
+                                if folds {
+                                    merge_tile(feature, &ev, &mut accs, tiles, k);
+                                }
                                 Some(tiles.max_ingest[k])
                             } else {
                                 fold_known(&mut accs, tiles.begin(k), tiles.ends[k] as usize)
@@ -187,14 +193,9 @@ impl KeyHistory {
                 for e in unknown.iter().filter(|e| ev.flag(**e, *j) == VALUE) {
                     *only_unknown.entry(ev.word(*e, *j)).or_insert(0) += 1;
                 }
-                only_unknown.retain(|word, n| counts.get(word) == Some(n));
-                let kind = feature.def.values[*j].kind;
-                values[*j] = if only_unknown.is_empty() {
-                    distinct_of(kind, counts.keys())
-                } else {
-                    let known: Vec<u64> = counts.keys().filter(|w| !only_unknown.contains_key(*w)).copied().collect();
-                    distinct_of(kind, known.iter())
-                };
+                let only_unknown: HashSet<u64, ahash::RandomState> =
+                    only_unknown.into_iter().filter(|(word, n)| counts.get(word) == Some(n)).map(|(w, _)| w).collect();
+                values[*j] = distinct_without(feature.def.values[*j].kind, counts.keys(), &only_unknown);
             }
             emit(Some(values))?;
         }
