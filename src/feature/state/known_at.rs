@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::evaluate::{distinct_aggregates, finish_all, window_accs};
 use super::history::KeyHistory;
+use super::ingest_chunks::IngestChunks;
 use super::sliding_distinct::SlidingDistinct;
 use super::tiles::{Tiles, fold_into};
 use crate::error::Result;
@@ -38,10 +39,11 @@ impl KeyHistory {
         known: i64,
         evicted: Option<i64>,
     ) -> Result<Option<Vec<ScalarValue>>> {
-        self.evaluate_known_with(feature, t, as_of, known, evicted, false)
+        self.evaluate_known_with(feature, t, as_of, known, evicted, None)
     }
 
-    /// [`KeyHistory::evaluate_known`], with distinct counts left NULL if `skip_distinct`.
+    /// [`KeyHistory::evaluate_known`], with distinct counts left NULL if `skipping` them (a
+    /// sweep computes those), given the key's ingest runs.
     fn evaluate_known_with(
         &self,
         feature: &CompiledFeature,
@@ -49,7 +51,7 @@ impl KeyHistory {
         as_of: AsOf,
         known: i64,
         evicted: Option<i64>,
-        skip_distinct: bool,
+        skipping: Option<&IngestChunks>,
     ) -> Result<Option<Vec<ScalarValue>>> {
         let ev = self.events(feature);
         let n = feature.def.values.len();
@@ -70,7 +72,7 @@ impl KeyHistory {
             (Window::Session { .. }, None) => Span::EMPTY,
             (ref other, _) => span(other, t, as_of.strict),
         };
-        let mut accs = window_accs(feature, skip_distinct, evaluation_time(&feature.def.window, t, as_of.strict));
+        let mut accs = window_accs(feature, skipping.is_some(), evaluation_time(&feature.def.window, t, as_of.strict));
         // Only distinct counts, skipped: the greatest ingest time is all that is wanted.
         let folds = accs.iter().any(|acc| !matches!(acc, Acc::Skip));
         let mut greatest = None;
@@ -78,6 +80,9 @@ impl KeyHistory {
             let (a, b) = (ev.from(window.from), ev.after(window.to));
             // Folds the known events of `from..to`; returns the greatest ingest time among them.
             let fold_known = |accs: &mut [Acc], from: usize, to: usize| {
+                if let Some(chunks) = skipping.filter(|_| !folds) {
+                    return chunks.greatest_known(&ev, from, to, known);
+                }
                 let mut greatest = None;
                 for i in (from..to).filter(|i| ingest(*i) <= known) {
                     if folds {
@@ -169,6 +174,7 @@ impl KeyHistory {
             return Ok(());
         }
         let ev = self.events(feature);
+        let chunks = IngestChunks::new(&ev, feature.def.values.len());
         if window.counts.len() != distinct.len() {
             *window = SlidingDistinct::new(distinct.len());
         }
@@ -181,11 +187,11 @@ impl KeyHistory {
             let (mut values, unknown) = if all_known(&values, k) {
                 (values, Vec::new())
             } else {
-                let Some(known) = self.evaluate_known_with(feature, t, as_of, k, evicted, true)? else {
+                let Some(known) = self.evaluate_known_with(feature, t, as_of, k, evicted, Some(&chunks))? else {
                     emit(None)?;
                     continue;
                 };
-                (known, self.unknown_events(feature, &ev, span, k))
+                (known, self.unknown_events(feature, &ev, &chunks, span, k))
             };
             for (i, j) in distinct.iter().enumerate() {
                 let counts = &window.counts[i];
@@ -204,20 +210,31 @@ impl KeyHistory {
 
     /// The events of `a..b` (a window) ingested after `known`: whole tiles known by then are
     /// skipped.
-    fn unknown_events(&self, feature: &CompiledFeature, ev: &Events, (a, b): (usize, usize), known: i64) -> Vec<usize> {
-        let n = feature.def.values.len();
-        let late = |from: usize, to: usize| (from..to).filter(move |i| ev.word(*i, n) as i64 > known);
-        let Some(tiles) = self.body().tiles.as_deref().filter(|_| b > a) else { return late(a, b).collect() };
+    fn unknown_events(
+        &self,
+        feature: &CompiledFeature,
+        ev: &Events,
+        chunks: &IngestChunks,
+        (a, b): (usize, usize),
+        known: i64,
+    ) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut late = |from: usize, to: usize| chunks.late(ev, from, to, known, &mut out);
+        let Some(tiles) = self.body().tiles.as_deref().filter(|_| b > a) else {
+            late(a, b);
+            return out;
+        };
         let (from, to) = (ev.time(a), ev.time(b - 1));
         let (k0, k1) = tiles.inside(feature.tile, from, to);
         if k0 >= k1 || tiles.begin(k0) < a || tiles.ends[k1 - 1] as usize > b {
-            return late(a, b).collect();
+            late(a, b);
+            return out;
         }
-        let mut out: Vec<usize> = late(a, tiles.begin(k0)).collect();
+        late(a, tiles.begin(k0));
         for k in (k0..k1).filter(|k| tiles.max_ingest[*k] > known) {
-            out.extend(late(tiles.begin(k), tiles.ends[k] as usize));
+            late(tiles.begin(k), tiles.ends[k] as usize);
         }
-        out.extend(late(tiles.ends[k1 - 1] as usize, b));
+        late(tiles.ends[k1 - 1] as usize, b);
         out
     }
 }

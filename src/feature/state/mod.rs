@@ -12,6 +12,7 @@
 
 mod evaluate;
 mod history;
+mod ingest_chunks;
 mod known_at;
 mod sliding_distinct;
 mod tiles;
