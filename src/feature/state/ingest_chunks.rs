@@ -1,6 +1,7 @@
-//! The greatest ingest time of each run of 64 events of a key, built once per sweep: a
-//! known-at evaluation skips the runs wholly known (or wholly unknown) at K instead of
-//! reading every event of a window's edges.
+//! The greatest ingest time of each run of 64 events of a key, built by a known-at sweep of
+//! the key's rows the first time a row's window holds an unknown event: a run wholly known at
+//! K gives its maximum and holds no unknown event, so only the runs holding one are read
+//! event by event.
 
 use crate::feature::accumulate::Events;
 
@@ -12,6 +13,8 @@ pub(super) struct IngestChunks {
     max: Vec<i64>,
     /// The ingest time's word in each event (after the aggregates' words).
     word: usize,
+    /// The key's events; the last run may be shorter than [`RUN`].
+    len: usize,
 }
 
 impl IngestChunks {
@@ -19,7 +22,7 @@ impl IngestChunks {
         let max = (0..ev.len().div_ceil(RUN))
             .map(|c| (c * RUN..ev.len().min((c + 1) * RUN)).map(|i| ev.word(i, word) as i64).max().unwrap_or(i64::MIN))
             .collect();
-        IngestChunks { max, word }
+        IngestChunks { max, word, len: ev.len() }
     }
 
     /// The greatest ingest time at or before `known` among events `from..to`.
@@ -45,13 +48,14 @@ impl IngestChunks {
     }
 
     /// Calls `each(a, b, run)` for consecutive pieces `a..b` covering `from..to`: `run` is
-    /// `Some(c)` where the piece is the whole run `c`, None for a part of a run.
+    /// `Some(c)` where the piece is the whole run `c` (the last, shorter one included), None
+    /// for a part of a run.
     fn runs(&self, from: usize, to: usize, mut each: impl FnMut(usize, usize, Option<usize>)) {
         let mut a = from;
         while a < to {
             let c = a / RUN;
             let b = to.min((c + 1) * RUN);
-            let whole = a == c * RUN && b == (c + 1) * RUN && c < self.max.len();
+            let whole = a == c * RUN && (b == (c + 1) * RUN || b == self.len) && c < self.max.len();
             each(a, b, whole.then_some(c));
             a = b;
         }
@@ -79,8 +83,12 @@ mod tests {
         let words = events(&ingest);
         let ev = Events { words: &words, stride: 4, others: &[] };
         let chunks = IngestChunks::new(&ev, 0);
-        for (from, to) in [(0, 1000), (0, 0), (3, 64), (64, 128), (63, 65), (100, 999), (990, 1000), (500, 501)] {
-            for known in [-1, 0, 100, 250, 499, 500] {
+        // A known time equal to a run's maximum leaves that run wholly known.
+        let maxima: Vec<i64> = chunks.max.clone();
+        for (from, to) in
+            [(0, 1000), (0, 0), (3, 64), (64, 128), (63, 65), (100, 999), (960, 1000), (990, 1000), (500, 501)]
+        {
+            for known in [-1, 0, 100, 250, 499, 500].into_iter().chain(maxima.iter().copied()) {
                 let scan = ingest[from..to].iter().copied().filter(|t| *t <= known).max();
                 assert_eq!(chunks.greatest_known(&ev, from, to, known), scan, "{from}..{to} at {known}");
                 let mut late = Vec::new();

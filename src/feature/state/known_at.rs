@@ -43,7 +43,7 @@ impl KeyHistory {
     }
 
     /// [`KeyHistory::evaluate_known`], with distinct counts left NULL if `skipping` them (a
-    /// sweep computes those), given the key's ingest runs.
+    /// sweep computes those), given the ingest runs of this key's events (`self.events`).
     fn evaluate_known_with(
         &self,
         feature: &CompiledFeature,
@@ -128,8 +128,9 @@ impl KeyHistory {
     /// an ordinary evaluation gives, is at or before K) has the ordinary value, with distinct
     /// counts kept incrementally by `window` as [`KeyHistory::sweep`] keeps them; the other
     /// rows are evaluated over their known events, their distinct counts taken from `window`
-    /// less the values only unknown events hold (found through the tiles' ingest times). An
-    /// ordinary evaluation with no match means none known either.
+    /// less the values only unknown events hold (found through the greatest ingest times of
+    /// tiles and of runs of events). An ordinary evaluation with no match means none known
+    /// either.
     pub fn sweep_known(
         &self,
         feature: &CompiledFeature,
@@ -174,7 +175,9 @@ impl KeyHistory {
             return Ok(());
         }
         let ev = self.events(feature);
-        let chunks = IngestChunks::new(&ev, feature.def.values.len());
+        // Built for the first row whose window holds an unknown event (most sweeps of a key
+        // have none): reading every held event is not free for a long window.
+        let mut chunks: Option<IngestChunks> = None;
         if window.counts.len() != distinct.len() {
             *window = SlidingDistinct::new(distinct.len());
         }
@@ -187,11 +190,12 @@ impl KeyHistory {
             let (mut values, unknown) = if all_known(&values, k) {
                 (values, Vec::new())
             } else {
-                let Some(known) = self.evaluate_known_with(feature, t, as_of, k, evicted, Some(&chunks))? else {
+                let chunks = chunks.get_or_insert_with(|| IngestChunks::new(&ev, feature.def.values.len()));
+                let Some(known) = self.evaluate_known_with(feature, t, as_of, k, evicted, Some(chunks))? else {
                     emit(None)?;
                     continue;
                 };
-                (known, self.unknown_events(feature, &ev, &chunks, span, k))
+                (known, self.unknown_events(feature, &ev, chunks, span, k))
             };
             for (i, j) in distinct.iter().enumerate() {
                 let counts = &window.counts[i];
@@ -208,8 +212,8 @@ impl KeyHistory {
         Ok(())
     }
 
-    /// The events of `a..b` (a window) ingested after `known`: whole tiles known by then are
-    /// skipped.
+    /// The events of `a..b` (a window) ingested after `known`: whole tiles and runs of events
+    /// known by then are skipped.
     fn unknown_events(
         &self,
         feature: &CompiledFeature,
