@@ -384,13 +384,7 @@ fn decay(e: i64, at: i64, kind: AggKind) -> f64 {
 
 /// A distinct count (exact or approximate) of `words`.
 pub fn distinct<'a>(kind: AggKind, words: impl ExactSizeIterator<Item = &'a u64>) -> ScalarValue {
-    if kind == AggKind::ApproxDistinct {
-        let mut sketch = HyperLogLog::new();
-        words.for_each(|w| sketch.add(*w));
-        ScalarValue::Int64(Some(sketch.estimate() as i64))
-    } else {
-        ScalarValue::Int64(Some(words.len() as i64))
-    }
+    distinct_without(kind, words, None)
 }
 
 /// The distinct count of `words` without `dropped`, all of which are among them. An exact
@@ -399,13 +393,14 @@ pub fn distinct<'a>(kind: AggKind, words: impl ExactSizeIterator<Item = &'a u64>
 pub fn distinct_without<'a>(
     kind: AggKind,
     words: impl ExactSizeIterator<Item = &'a u64>,
-    dropped: &HashSet<u64, ahash::RandomState>,
+    dropped: Option<&HashSet<u64, ahash::RandomState>>,
 ) -> ScalarValue {
+    let kept = |w: &&u64| dropped.is_none_or(|d| !d.contains(*w));
     if kind == AggKind::ApproxDistinct {
         let mut sketch = HyperLogLog::new();
-        words.filter(|w| !dropped.contains(*w)).for_each(|w| sketch.add(*w));
+        words.filter(kept).for_each(|w| sketch.add(*w));
         ScalarValue::Int64(Some(sketch.estimate() as i64))
     } else {
-        ScalarValue::Int64(Some(words.len().saturating_sub(dropped.len()) as i64))
+        ScalarValue::Int64(Some(words.len().saturating_sub(dropped.map_or(0, |d| d.len())) as i64))
     }
 }

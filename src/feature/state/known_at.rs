@@ -85,9 +85,7 @@ impl KeyHistory {
                 }
                 let mut greatest = None;
                 for i in (from..to).filter(|i| ingest(*i) <= known) {
-                    if folds {
-                        fold_into(feature, &ev, accs, i, i + 1, 0);
-                    }
+                    fold_into(feature, &ev, accs, i, i + 1, 0);
                     greatest = greatest.max(Some(ingest(i)));
                 }
                 greatest
@@ -205,7 +203,7 @@ impl KeyHistory {
                 }
                 let only_unknown: HashSet<u64, ahash::RandomState> =
                     only_unknown.into_iter().filter(|(word, n)| counts.get(word) == Some(n)).map(|(w, _)| w).collect();
-                values[*j] = distinct_without(feature.def.values[*j].kind, counts.keys(), &only_unknown);
+                values[*j] = distinct_without(feature.def.values[*j].kind, counts.keys(), Some(&only_unknown));
             }
             emit(Some(values))?;
         }
