@@ -8,7 +8,7 @@ use arrow::compute::take_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::CompressionType;
 use arrow::ipc::reader::{StreamReader, read_record_batch};
-use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+use arrow::ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteOptions, StreamWriter, write_message};
 
 use crate::error::{Error, Result};
 
@@ -81,8 +81,32 @@ pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Batches with fewer rows than this are stored uncompressed.
-const SMALL_BATCH_ROWS: usize = 64;
+/// Batches with fewer rows than this are stored uncompressed, and a write's name its schema
+/// instead of carrying it ([`encode_named`]).
+pub(super) const SMALL_BATCH_ROWS: usize = 64;
+
+/// The first bytes of a value that names its schema: never the start of an IPC stream, whose
+/// first four bytes are the continuation marker or (legacy framing) a positive length.
+const NAMED: [u8; 4] = [0xfe, b'a', b's', b'1'];
+
+/// Encodes a few rows as `NAMED | schema id u64 | the record-batch message`, the schema stored
+/// once under its id (`schema_ids`). `None` where the batch needs dictionary messages, which
+/// only a stream carries. Buffers are aligned to 8 bytes, not 64: padding would be most of a
+/// one-row value.
+pub(super) fn encode_named(batch: &RecordBatch, schema_id: u64) -> Result<Option<Vec<u8>>> {
+    let options = IpcWriteOptions::try_new(8, false, arrow::ipc::MetadataVersion::V5)?;
+    let mut tracker = DictionaryTracker::new(false);
+    let (dictionaries, message) =
+        IpcDataGenerator::default().encode(batch, &mut tracker, &options, &mut Default::default())?;
+    if !dictionaries.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(12 + 16 + message.ipc_message.len() + message.arrow_data.len());
+    out.extend_from_slice(&NAMED);
+    out.extend_from_slice(&schema_id.to_be_bytes());
+    write_message(&mut out, message, &options)?;
+    Ok(Some(out))
+}
 
 fn block_compression() -> Option<CompressionType> {
     static CHOICE: std::sync::OnceLock<Option<CompressionType>> = std::sync::OnceLock::new();
@@ -100,6 +124,9 @@ fn block_compression() -> Option<CompressionType> {
 /// thousands of those per pass (docs/benchmarks.md, issue #34), so the schemas already seen
 /// are kept by their bytes and only the batch message is read.
 pub fn decode_batch(bytes: &[u8]) -> Result<RecordBatch> {
+    if let Some(named) = bytes.strip_prefix(&NAMED) {
+        return decode_named(named);
+    }
     let framed = ipc_message(bytes);
     if let Some((schema_bytes, rest)) = framed
         && let Some(schema) = SCHEMAS.with(|seen| seen.borrow().get(schema_bytes).cloned())
@@ -122,6 +149,14 @@ pub fn decode_batch(bytes: &[u8]) -> Result<RecordBatch> {
         });
     }
     Ok(batch)
+}
+
+/// Decodes the rest of an [`encode_named`] value: schema id, then the batch message.
+fn decode_named(bytes: &[u8]) -> Result<RecordBatch> {
+    let id = super::keys::be_u64(bytes, 0).ok_or_else(|| Error::Storage("event value: truncated schema id".into()))?;
+    let schema = super::schema_ids::known(id)
+        .ok_or_else(|| Error::Storage(format!("event value names schema {id:016x}, which is not stored")))?;
+    decode_batch_message(&bytes[8..], schema)?.ok_or_else(|| Error::Storage("event value: no record batch".into()))
 }
 
 /// How many distinct schemas each thread keeps; a table has one until ADD COLUMN.
@@ -204,6 +239,24 @@ mod tests {
             }
         }
         assert!(SCHEMAS.with(|seen| seen.borrow().len()) >= 1);
+    }
+
+    #[test]
+    fn a_named_value_is_small_and_decodes_once_its_schema_is_known() {
+        let one = batch(vec![42]);
+        let ids = super::super::schema_ids::SchemaIds::default();
+        let id = ids.name(&one.schema(), &mut Vec::new(), &mut Vec::new()).unwrap();
+        let named = encode_named(&one, id).unwrap().unwrap();
+        let stream = encode_batch(&one).unwrap();
+        assert!(named.len() * 2 < stream.len(), "{} vs {} bytes", named.len(), stream.len());
+        assert_eq!(decode_batch(&named).unwrap(), one);
+        for cut in [named.len() - 1, 13, 11, 4] {
+            assert!(decode_batch(&named[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut unknown = named.clone();
+        unknown[4..12].copy_from_slice(&(id ^ 1).to_be_bytes());
+        let message = decode_batch(&unknown).unwrap_err().to_string();
+        assert!(message.contains("not stored"), "{message}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak, mpsc};
 
 use super::blocks::StoredPart;
-use super::events::{Applied, Commit, CommitJob, EventStore, TableStats, append_ops, bookkeeping_ops, count_append};
+use super::events::{Applied, Commit, CommitJob, EventStore, TableStats, bookkeeping_ops, count_append};
 use super::{KvOp, keys};
 use crate::error::{Error, Result};
 
@@ -108,11 +108,13 @@ fn apply_run(
     let mut next_seq = counters.next_seq;
     let mut new_stats: HashMap<u64, TableStats> = HashMap::new();
     let mut ops = Vec::new();
+    let mut new_schemas = Vec::new();
     let mut outcomes = Vec::with_capacity(run.len());
     let clock_before = store.ingest_clock.last();
     for (commit, reply) in run {
-        let outcome =
-            stamped(store, commit).and_then(|commit| prepare(&commit, &stats, &mut next_seq, &mut new_stats, &mut ops));
+        let mut written =
+            Written { next_seq: &mut next_seq, stats: &mut new_stats, ops: &mut ops, schemas: &mut new_schemas };
+        let outcome = stamped(store, commit).and_then(|commit| prepare(store, &commit, &stats, &mut written));
         outcomes.push((outcome, reply));
     }
     if outcomes.iter().all(|(outcome, _)| outcome.is_err()) {
@@ -126,6 +128,7 @@ fn apply_run(
     }
     match store.kv.apply(ops) {
         Ok(()) => {
+            store.schema_ids.stored(&new_schemas);
             counters.next_seq = next_seq;
             stats.extend(new_stats);
             drop(stats);
@@ -155,29 +158,38 @@ fn stamped(store: &EventStore, mut commit: Commit) -> Result<Commit> {
     Ok(commit)
 }
 
-/// Adds one commit's writes to the run's `ops`, numbering its parts from `next_seq` and
-/// counting its rows in `new_stats`. On error nothing of it is added.
+/// What a run of commits writes so far: the next seq, the changed statistics, the batch's
+/// ops and the schema records among them.
+struct Written<'a> {
+    next_seq: &'a mut u64,
+    stats: &'a mut HashMap<u64, TableStats>,
+    ops: &'a mut Vec<KvOp>,
+    schemas: &'a mut Vec<u64>,
+}
+
+/// Adds one commit's writes to the run's, numbering its parts from the next seq and counting
+/// its rows. On error nothing of it is added.
 fn prepare(
+    store: &EventStore,
     commit: &Commit,
     stats: &HashMap<u64, TableStats>,
-    next_seq: &mut u64,
-    new_stats: &mut HashMap<u64, TableStats>,
-    ops: &mut Vec<KvOp>,
+    run: &mut Written,
 ) -> Result<Vec<StoredPart>> {
-    let (mut seq, mut counted) = (*next_seq, HashMap::new());
-    let (mut own_ops, mut parts) = (Vec::new(), Vec::new());
+    let (mut seq, mut counted) = (*run.next_seq, HashMap::new());
+    let (mut own_ops, mut own_schemas, mut parts) = (Vec::new(), run.schemas.clone(), Vec::new());
     for append in commit.appends.iter().filter(|a| a.batch.num_rows() > 0) {
         let entry = counted.entry(append.table_id).or_insert_with(|| {
-            new_stats.get(&append.table_id).or_else(|| stats.get(&append.table_id)).copied().unwrap_or_default()
+            run.stats.get(&append.table_id).or_else(|| stats.get(&append.table_id)).copied().unwrap_or_default()
         });
         count_append(append, entry)?;
-        append_ops(append, &mut seq, &mut own_ops, &mut parts)?;
+        store.append_ops(append, &mut seq, &mut own_ops, &mut own_schemas, &mut parts)?;
     }
     own_ops.extend(commit.catalog_puts.iter().map(|(key, entry)| KvOp::Put(key.clone(), entry.clone())));
     own_ops.extend(commit.catalog_deletes.iter().map(|key| KvOp::Delete(key.clone())));
-    *next_seq = seq;
-    new_stats.extend(counted);
-    ops.append(&mut own_ops);
+    *run.next_seq = seq;
+    run.stats.extend(counted);
+    run.ops.append(&mut own_ops);
+    *run.schemas = own_schemas;
     Ok(parts)
 }
 

@@ -12,7 +12,7 @@ use parking_lot::{Mutex, RwLock};
 
 use arrow::array::RecordBatch;
 
-use super::blocks::{StoredPart, encode_batch, event_times, split_by_block};
+use super::blocks::{SMALL_BATCH_ROWS, StoredPart, encode_batch, encode_named, event_times, split_by_block};
 use super::cold::{ColdStore, Manifest};
 use super::keys;
 use super::staged_records::{self, StagedCommit};
@@ -119,6 +119,8 @@ pub struct EventStore {
     pub(super) columns: RwLock<HashMap<u64, Arc<super::widen::TableColumns>>>,
     /// Commit times for tables with an ingest-time column.
     pub(super) ingest_clock: super::ingest_time::IngestClock,
+    /// The schemas small writes name by id.
+    pub(super) schema_ids: super::schema_ids::SchemaIds,
 }
 
 /// A commit waiting for the committer thread, and where to send its outcome.
@@ -174,6 +176,7 @@ impl EventStore {
             marks.push((id, value.to_vec()));
         }
         let manifest = Manifest::load(&files, &marks, merge_epoch)?;
+        let schema_ids = super::schema_ids::SchemaIds::load(kv.as_ref())?;
         let visible_seq = std::sync::atomic::AtomicU64::new(counters.next_seq);
         Ok(Self {
             kv,
@@ -188,6 +191,7 @@ impl EventStore {
             reserve,
             columns: RwLock::new(HashMap::new()),
             ingest_clock,
+            schema_ids,
         })
     }
 
@@ -297,6 +301,7 @@ impl EventStore {
         let mut parts = Vec::new();
         let mut new_stats: HashMap<u64, TableStats> = HashMap::new();
         let mut next_seq = counters.next_seq;
+        let mut new_schemas = Vec::new();
 
         for append in &commit.appends {
             if append.batch.num_rows() == 0 {
@@ -306,7 +311,7 @@ impl EventStore {
                 .entry(append.table_id)
                 .or_insert_with(|| stats.get(&append.table_id).copied().unwrap_or_default());
             count_append(append, entry)?;
-            append_ops(append, &mut next_seq, &mut ops, &mut parts)?;
+            self.append_ops(append, &mut next_seq, &mut ops, &mut new_schemas, &mut parts)?;
         }
         let staged = commit.staged.map(|staged| {
             let entry = new_stats
@@ -348,6 +353,7 @@ impl EventStore {
         bookkeeping_ops(&new_stats, next_seq, &counters, &mut ops);
 
         self.kv.apply(ops)?;
+        self.schema_ids.stored(&new_schemas);
 
         counters.next_seq = next_seq;
         for table_id in &commit.dropped_tables {
@@ -396,22 +402,38 @@ pub(super) fn count_append(append: &Append, stats: &mut TableStats) -> Result<()
     Ok(())
 }
 
-/// The puts that store an append, one part per block of event time, numbered from `next_seq`.
-pub(super) fn append_ops(
-    append: &Append,
-    next_seq: &mut u64,
-    ops: &mut Vec<KvOp>,
-    parts: &mut Vec<StoredPart>,
-) -> Result<()> {
-    for (block, part) in split_by_block(&append.batch, append.event_time)? {
-        ops.push(KvOp::Put(keys::event(append.table_id, block, *next_seq), encode_batch(&part)?));
-        parts.push(StoredPart { table_id: append.table_id, seq: *next_seq, batch: part });
-        *next_seq += 1;
-    }
-    Ok(())
-}
-
 impl EventStore {
+    /// The puts that store an append, one part per block of event time, numbered from
+    /// `next_seq`; a part of a few rows names its schema (`schema_ids`), whose record joins
+    /// `ops` and `new_schemas` the first time.
+    pub(super) fn append_ops(
+        &self,
+        append: &Append,
+        next_seq: &mut u64,
+        ops: &mut Vec<KvOp>,
+        new_schemas: &mut super::schema_ids::NewSchemas,
+        parts: &mut Vec<StoredPart>,
+    ) -> Result<()> {
+        for (block, part) in split_by_block(&append.batch, append.event_time)? {
+            let named = match part.num_rows() < SMALL_BATCH_ROWS {
+                true => self.schema_ids.name(&part.schema(), ops, new_schemas),
+                false => None,
+            };
+            let value = match named {
+                Some(id) => encode_named(&part, id)?,
+                None => None,
+            };
+            let value = match value {
+                Some(value) => value,
+                None => encode_batch(&part)?,
+            };
+            ops.push(KvOp::Put(keys::event(append.table_id, block, *next_seq), value));
+            parts.push(StoredPart { table_id: append.table_id, seq: *next_seq, batch: part });
+            *next_seq += 1;
+        }
+        Ok(())
+    }
+
     /// Records table `id`'s current columns (`None` when it is dropped).
     pub fn set_columns(&self, id: u64, columns: Option<super::widen::TableColumns>) {
         let mut tables = self.columns.write();

@@ -5,7 +5,9 @@
 //!            'c' 'f' <feature name utf8>                    -> FeatureDef (JSON)
 //!  counter   'n' <counter name utf8>                        -> u64
 //!  stats     's' <table id u64>                             -> watermark i64 | row count u64
-//!  events    'e' <table id u64> <block i64*> <seq u64>      -> Arrow IPC stream, one batch
+//!  events    'e' <table id u64> <block i64*> <seq u64>      -> Arrow IPC stream, one batch, or
+//!                                                              for a few rows: schema id | batch
+//!                                                              (storage::blocks)
 //!  merged    'e' <table id u64> <block i64*> <seq u64> <merge id u64>
 //!                                                           -> segments | Arrow IPC stream
 //!                                                              (storage::hot_value)
@@ -16,6 +18,7 @@
 //!  tier mark 'k' 'm' <table id u64>                          -> TierMark (JSON, storage::cold)
 //!  staged    'x' 's' <copy id u64> <piece u32>  -> table id u64 | block i64 | Arrow IPC batch
 //!  rolling   'x' 'r' <copy id u64>              -> table id u64 | first seq u64 (storage::staging)
+//!  schema    'a' <schema id u64>               -> Arrow IPC schema message (storage::schema_ids)
 //!  merging   'x' 'm' <table id u64> <block i64*> <seq u64> <merge id u64>
 //!                                               -> first seq u64 (storage::compaction)
 //!
@@ -40,6 +43,11 @@ pub const TIER_MARK: &[u8] = b"km";
 pub const STAGED: &[u8] = b"xs";
 pub const ROLLING: &[u8] = b"xr";
 pub const MERGING: &[u8] = b"xm";
+pub const SCHEMA: &[u8] = b"a";
+
+pub fn schema(id: u64) -> Vec<u8> {
+    [SCHEMA, &id.to_be_bytes()[..]].concat()
+}
 
 /// The prefix of every staged piece of one write.
 pub fn staged_of(id: u64) -> Vec<u8> {

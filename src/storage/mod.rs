@@ -20,6 +20,7 @@ mod memory;
 mod merge_records;
 mod pending_merges;
 mod scan;
+mod schema_ids;
 mod staged_records;
 mod staging;
 mod tiering;
