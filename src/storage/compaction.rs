@@ -20,7 +20,7 @@ use arrow::compute::concat_batches;
 use super::ScanTable;
 use super::cold::TierMark;
 use super::events::EventStore;
-use super::hot_value::HotValue;
+use super::hot_value::{self, HotValue};
 use super::keys::{self, EventKey};
 use super::{KvOp, merge_records};
 use crate::error::{Error, Result};
@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 /// A merge aims at values of about this many rows (a COPY's value holds an hour of a write).
 pub const MERGED_ROWS: usize = 65_536;
 /// Values of at least this many bytes are left alone (only their rows are read to merge).
-const LARGE_VALUE_BYTES: usize = 256 << 10;
+const LARGE_VALUE_BYTES: u64 = 256 << 10;
 /// A run with fewer writes' own values than this is merged only once it holds [`MERGED_ROWS`]
 /// rows: a few values cost little, and rewriting a growing merged value for every few new
 /// rows would cost more.
@@ -74,11 +74,11 @@ impl EventStore {
                 // Large values are merged enough; a merge whose inputs a reader still holds is
                 // not taken again (each pass would rewrite it while the reader runs).
                 let candidate = key.seq < visible
-                    && value.len() < LARGE_VALUE_BYTES
+                    && hot_value::stored_len(&key, &value)? < LARGE_VALUE_BYTES
                     && !mark.covers_block(key.seq, key.block)
                     && !manifest.merges.is_pending(&key);
                 let value = match candidate {
-                    true => hot_rows(key, &value, table.event_time, mark)?,
+                    true => hot_rows(key, &value, self.kv.as_ref(), table.event_time, mark)?,
                     false => None,
                 };
                 let joins = value.as_ref().is_some_and(|v| {
@@ -116,10 +116,10 @@ impl EventStore {
         let first_seq = first.first_seq();
         let batch = concat_batches(&first.batch.schema(), run.values.iter().map(|v| &v.batch))?;
         let segments = run.values.iter().flat_map(|v| v.segments.iter().copied()).collect();
-        let encoded = HotValue { key, segments, batch }.encode()?;
+        let mut ops = HotValue { key, segments, batch }.puts()?;
         // Inputs stay until settled: a merge needs room first, and frees it after.
-        self.reserve.check_for_maintenance(encoded.len() as u64)?;
-        let mut ops = vec![KvOp::Put(key.encode(), encoded)];
+        let bytes = ops.iter().map(|op| if let KvOp::Put(_, v) = op { v.len() as u64 } else { 0 }).sum();
+        self.reserve.check_for_maintenance(bytes)?;
         ops.extend(merge_records::record(&key, first_seq));
         if self.apply_if_tables_exist(&[key.table_id], ops, |m| m.merges.add(&key, first_seq))? {
             report.merges += 1;
@@ -156,8 +156,14 @@ impl EventStore {
 /// The rows of a candidate value a merge takes: those the cold tier does not hold yet (rows
 /// it holds are read from there by every version that reads the merged value), if they are
 /// few enough to merge.
-fn hot_rows(key: EventKey, value: &[u8], event_time: Option<usize>, mark: TierMark) -> Result<Option<HotValue>> {
-    let value = HotValue::decode(key, value)?.unmoved(event_time, mark)?;
+fn hot_rows(
+    key: EventKey,
+    value: &[u8],
+    kv: &dyn super::KvStore,
+    event_time: Option<usize>,
+    mark: TierMark,
+) -> Result<Option<HotValue>> {
+    let value = HotValue::decode(key, value, kv)?.unmoved(event_time, mark)?;
     Ok(value.filter(|v| v.batch.num_rows() < MERGED_ROWS / 2))
 }
 
@@ -347,6 +353,15 @@ mod tests {
             *writes_left.entry(key.block).or_default() += usize::from(key.merge == 0);
         }
         assert!(writes_left.values().all(|n| *n < MIN_RUN), "unmerged writes by block: {writes_left:?}");
+        // Every merged value has its body, and no body outlives its value.
+        let merged: Vec<Vec<u8>> = kv
+            .scan(&keys::events_from(TABLE.id, i64::MIN), &keys::events_until(TABLE.id, i64::MAX))
+            .filter_map(|pair| keys::parse_event(&pair.unwrap().0).filter(|k| k.merge != 0))
+            .map(|k| keys::body(&k))
+            .collect();
+        let bodies: Vec<Vec<u8>> =
+            kv.scan(keys::BODY, &keys::prefix_end(keys::BODY)).map(|pair| pair.unwrap().0).collect();
+        assert_eq!(bodies, merged, "bodies and merged values");
         assert_eq!(kv.scan(keys::MERGING, &keys::prefix_end(keys::MERGING)).count(), 0, "every merge settled");
     }
 

@@ -2,17 +2,26 @@
 //! consecutive writes of a block merged into one value (`compaction`), with each row's seq.
 //!
 //! A write's value is an Arrow IPC stream and its rows share the seq in its key. A merged
-//! value starts with its *segments*, `count u32 | (seq u64 | rows u32) * count`, one per
-//! merged write in arrival order, then the IPC stream of all their rows: so every row keeps
-//! the seq it was written with, which feature replay (rows at or above a snapshot's seq) and
-//! the tier mark (rows below a move's seq) need row by row.
+//! value holds its *segments*, `count u32 | (seq u64 | rows u32) * count`, one per merged
+//! write in arrival order, so every row keeps the seq it was written with (feature replay
+//! reads rows at or above a snapshot's seq, the tier mark covers rows below a move's seq).
+//!
+//! The IPC stream of a merged value's rows, its *body*, is stored under its own key
+//! (`keys::body`), and the value ends with the body's length. sled keeps values inside its
+//! tree nodes and rewrites a whole node when it absorbs an emptied neighbour: deleting a
+//! merge's inputs (thousands of small values next to the merged ones) made sled rewrite the
+//! node of megabytes of merged values again and again (perf: 57% of the server in
+//! `Tree::merge_node` writing blobs; INSERT throughput fell to 700–1,700 tps in the seconds
+//! merges settled; issue #34). Merged values written before this hold the stream inline and
+//! still decode.
 
 use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 
 use super::blocks::{decode_batch, encode_batch, event_times};
 use super::cold::TierMark;
-use super::keys::EventKey;
+use super::keys::{self, EventKey};
+use super::{KvOp, KvStore};
 use crate::error::{Error, Result};
 
 /// (seq, rows) of each write a value holds, in arrival order.
@@ -34,12 +43,50 @@ fn corrupt() -> Error {
 pub fn first_seq(key: &EventKey, value: &[u8]) -> Result<u64> {
     match key.merge {
         0 => Ok(key.seq),
-        _ => super::keys::be_u64(value, 4).ok_or_else(corrupt),
+        _ => keys::be_u64(value, 4).ok_or_else(corrupt),
     }
 }
 
-/// Splits a merged value into its segments and its IPC stream.
-fn split_merged(value: &[u8]) -> Result<(Segments, &[u8])> {
+/// Where a merged value's rows are.
+enum Body<'a> {
+    /// Under `keys::body`, this many bytes.
+    Apart(u64),
+    /// After the segments (values merged before bodies were stored apart).
+    Inline(&'a [u8]),
+}
+
+/// A merged value's segments and where its rows are.
+fn split_merged(value: &[u8]) -> Result<(Segments, Body<'_>)> {
+    let (segments, rest) = split_segments(value)?;
+    // A stream is never 8 bytes long (its schema message alone is longer).
+    let body = match rest.len() {
+        8 => Body::Apart(keys::be_u64(rest, 0).ok_or_else(corrupt)?),
+        _ => Body::Inline(rest),
+    };
+    Ok((segments, body))
+}
+
+/// The bytes a hot value takes, its body's included.
+pub fn stored_len(key: &EventKey, value: &[u8]) -> Result<u64> {
+    if key.merge == 0 {
+        return Ok(value.len() as u64);
+    }
+    Ok(match split_merged(value)?.1 {
+        Body::Apart(len) => value.len() as u64 + len,
+        Body::Inline(_) => value.len() as u64,
+    })
+}
+
+/// The deletes that remove the hot value stored under `key`, its body first: a crash between
+/// two batches of deletes may leave a value without its body (which every delete of the
+/// value's range removes later), never a body nothing names.
+pub fn deletes(key: Vec<u8>) -> impl Iterator<Item = KvOp> {
+    let body = keys::parse_event(&key).filter(|k| k.merge != 0).map(|k| KvOp::Delete(keys::body(&k)));
+    body.into_iter().chain(std::iter::once(KvOp::Delete(key)))
+}
+
+/// Splits a merged value into its segments and what follows them.
+fn split_segments(value: &[u8]) -> Result<(Segments, &[u8])> {
     let count = value.get(..4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes).ok_or_else(corrupt)? as usize;
     let body = 4 + count.checked_mul(12).ok_or_else(corrupt)?;
     let header = value.get(4..body).ok_or_else(corrupt)?;
@@ -56,33 +103,38 @@ fn split_merged(value: &[u8]) -> Result<(Segments, &[u8])> {
 }
 
 impl HotValue {
-    pub fn decode(key: EventKey, value: &[u8]) -> Result<Self> {
+    /// Decodes the value stored under `key`, reading a merged value's body from `kv`.
+    pub fn decode(key: EventKey, value: &[u8], kv: &dyn KvStore) -> Result<Self> {
         if key.merge == 0 {
             let batch = decode_batch(value)?;
             return Ok(HotValue { key, segments: vec![(key.seq, batch.num_rows() as u32)], batch });
         }
-        let (segments, stream) = split_merged(value)?;
-        let batch = decode_batch(stream)?;
+        let (segments, body) = split_merged(value)?;
+        let batch = match body {
+            Body::Inline(stream) => decode_batch(stream)?,
+            Body::Apart(_) => decode_batch(&kv.get(&keys::body(&key))?.ok_or_else(corrupt)?)?,
+        };
         if segments.iter().map(|(_, rows)| *rows as usize).sum::<usize>() != batch.num_rows() {
             return Err(corrupt());
         }
         Ok(HotValue { key, segments, batch })
     }
 
-    /// The stored form: a plain IPC stream for a write's value, segments first for a merge.
-    pub fn encode(&self) -> Result<Vec<u8>> {
+    /// The puts that store this value: a write's IPC stream under its key; for a merge, its
+    /// segments and body length under its key and the body apart (one atomic batch).
+    pub fn puts(&self) -> Result<Vec<KvOp>> {
         let stream = encode_batch(&self.batch)?;
         if self.key.merge == 0 {
-            return Ok(stream);
+            return Ok(vec![KvOp::Put(self.key.encode(), stream)]);
         }
-        let mut out = Vec::with_capacity(4 + 12 * self.segments.len() + stream.len());
-        out.extend_from_slice(&(self.segments.len() as u32).to_be_bytes());
+        let mut head = Vec::with_capacity(4 + 12 * self.segments.len() + 8);
+        head.extend_from_slice(&(self.segments.len() as u32).to_be_bytes());
         for (seq, rows) in &self.segments {
-            out.extend_from_slice(&seq.to_be_bytes());
-            out.extend_from_slice(&rows.to_be_bytes());
+            head.extend_from_slice(&seq.to_be_bytes());
+            head.extend_from_slice(&rows.to_be_bytes());
         }
-        out.extend_from_slice(&stream);
-        Ok(out)
+        head.extend_from_slice(&(stream.len() as u64).to_be_bytes());
+        Ok(vec![KvOp::Put(keys::body(&self.key), stream), KvOp::Put(self.key.encode(), head)])
     }
 
     pub fn first_seq(&self) -> u64 {
@@ -159,15 +211,32 @@ impl HotValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::events::tests::rows;
+    use crate::storage::MemoryKv;
+    use arrow::array::{Int64Array, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use std::sync::Arc;
+
+    fn rows(times: Vec<i64>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("v", DataType::Int64, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+        ]));
+        let v = Int64Array::from(times.clone());
+        RecordBatch::try_new(schema, vec![Arc::new(v), Arc::new(TimestampMicrosecondArray::from(times))]).unwrap()
+    }
 
     #[test]
     fn merged_values_keep_each_rows_seq() {
         let key = EventKey { table_id: 1, block: 0, seq: 9, merge: 4 };
         let value = HotValue { key, segments: vec![(3, 2), (7, 1), (9, 2)], batch: rows(vec![1, 2, 3, 4, 5]) };
-        let bytes = value.encode().unwrap();
+        let kv = crate::storage::MemoryKv::default();
+        let puts = value.puts().unwrap();
+        let KvOp::Put(_, bytes) = &puts[1] else { panic!("{puts:?}") };
+        let bytes = bytes.clone();
+        assert!(HotValue::decode(key, &bytes, &kv).is_err(), "no body yet");
+        kv.apply(puts).unwrap();
         assert_eq!(first_seq(&key, &bytes).unwrap(), 3);
-        let back = HotValue::decode(key, &bytes).unwrap();
+        let back = HotValue::decode(key, &bytes, &kv).unwrap();
         assert_eq!(back.row_seqs().collect::<Vec<_>>(), vec![3, 3, 7, 9, 9]);
         assert_eq!(back.batch, value.batch);
 
@@ -182,6 +251,19 @@ mod tests {
         // Rows of seq < 8 and time < 4 are cold: rows 1, 2, 3 (seqs 3, 3, 7).
         let hot = back.still_hot(1, TierMark { below_seq: 8, before_time: 4 }).unwrap().unwrap();
         assert_eq!(hot.segments, vec![(9, 2)]);
-        assert!(HotValue::decode(key, &bytes[..10]).is_err());
+        assert!(HotValue::decode(key, &bytes[..10], &kv).is_err());
+        let body = kv.get(&keys::body(&key)).unwrap().unwrap();
+        assert_eq!(stored_len(&key, &bytes).unwrap(), (bytes.len() + body.len()) as u64);
+
+        // The layout before bodies were stored apart: the stream after the segments.
+        let inline = [&bytes[..bytes.len() - 8], &body[..]].concat();
+        assert_eq!(HotValue::decode(key, &inline, &MemoryKv::default()).unwrap().batch, value.batch);
+        assert_eq!(stored_len(&key, &inline).unwrap(), inline.len() as u64);
+
+        let gone: Vec<_> = deletes(key.encode()).collect();
+        assert!(
+            matches!(&gone[..], [KvOp::Delete(b), KvOp::Delete(k)] if *b == keys::body(&key) && *k == key.encode())
+        );
+        assert_eq!(deletes(keys::event(1, 0, 3)).count(), 1);
     }
 }

@@ -9,8 +9,9 @@
 //!                                                              for a few rows: schema id | batch
 //!                                                              (storage::blocks)
 //!  merged    'e' <table id u64> <block i64*> <seq u64> <merge id u64>
-//!                                                           -> segments | Arrow IPC stream
+//!                                                           -> segments | body length u64
 //!                                                              (storage::hot_value)
+//!  body      'b' <the merged key after 'e'>                 -> its rows' Arrow IPC stream
 //!  feature   'f' 'm' <feature name utf8>                    -> next seq u64 | chunks u32 | generation u64
 //!  state     'f' 's' <feature name utf8> 0x00 <generation u64> <chunk u32>
 //!                                                           -> Arrow IPC stream (feature::snapshot)
@@ -44,6 +45,7 @@ pub const STAGED: &[u8] = b"xs";
 pub const ROLLING: &[u8] = b"xr";
 pub const MERGING: &[u8] = b"xm";
 pub const SCHEMA: &[u8] = b"a";
+pub const BODY: &[u8] = b"b";
 
 pub fn schema(id: u64) -> Vec<u8> {
     [SCHEMA, &id.to_be_bytes()[..]].concat()
@@ -184,6 +186,11 @@ pub fn parse_event(key: &[u8]) -> Option<EventKey> {
     let seq = be_u64(key, 17)?;
     let merge = if key.len() == 33 { be_u64(key, 25).filter(|m| *m != 0)? } else { 0 };
     Some(EventKey { table_id, block, seq, merge })
+}
+
+/// Where the rows of the merged value under `at` are stored (`storage::hot_value`).
+pub fn body(at: &EventKey) -> Vec<u8> {
+    [BODY, &at.encode()[1..]].concat()
 }
 
 /// The record of a merge whose inputs may still be stored (`storage::compaction`).

@@ -19,8 +19,10 @@ pub(super) fn record(merged: &EventKey, first_seq: u64) -> [KvOp; 2] {
 /// seq up to its merged value (later merges never take part of an earlier one's range).
 pub(super) fn input_deletes(kv: &dyn KvStore, merged: &EventKey, first_seq: u64) -> Result<Vec<KvOp>> {
     let start = keys::event(merged.table_id, merged.block, first_seq);
-    let mut ops: Vec<KvOp> =
-        kv.scan(&start, &merged.encode()).map(|pair| Ok(KvOp::Delete(pair?.0))).collect::<Result<_>>()?;
+    let mut ops = Vec::new();
+    for pair in kv.scan(&start, &merged.encode()) {
+        ops.extend(super::hot_value::deletes(pair?.0));
+    }
     ops.push(KvOp::Delete(keys::merging(merged)));
     Ok(ops)
 }

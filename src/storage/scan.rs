@@ -88,6 +88,8 @@ pub(super) struct Scan {
     files: VecDeque<ColdFile>,
     ready: VecDeque<StoredPart>,
     hot: HotPairs,
+    /// Where merged values' bodies are read from.
+    kv: std::sync::Arc<dyn super::KvStore>,
     /// The next hot part and its day, read ahead to know which cold files go before it.
     next_hot: Option<(i64, StoredPart)>,
     hot_done: bool,
@@ -131,6 +133,7 @@ impl Scan {
             files,
             ready: VecDeque::new(),
             hot,
+            kv: store.kv.clone(),
             next_hot: None,
             hot_done: false,
         }
@@ -158,7 +161,7 @@ impl Scan {
             {
                 continue;
             }
-            match hot_rows(key, &value, self.seqs.clone(), self.mark, self.table.event_time)
+            match hot_rows(key, &value, self.kv.as_ref(), self.seqs.clone(), self.mark, self.table.event_time)
                 .and_then(|rows| rows.map(|batch| widen(&self.columns, batch)).transpose())
             {
                 Ok(Some(batch)) => {
@@ -215,6 +218,7 @@ impl Iterator for Scan {
 fn hot_rows(
     key: keys::EventKey,
     value: &[u8],
+    kv: &dyn super::KvStore,
     seqs: std::ops::Range<u64>,
     mark: TierMark,
     event_time: Option<usize>,
@@ -222,6 +226,6 @@ fn hot_rows(
     if key.merge == 0 && !mark.touches_block(key.seq, key.block) {
         return decode_batch(value).map(Some);
     }
-    let Some(value) = HotValue::decode(key, value)?.within(seqs) else { return Ok(None) };
+    let Some(value) = HotValue::decode(key, value, kv)?.within(seqs) else { return Ok(None) };
     Ok(value.unmoved(event_time, mark)?.map(|v| v.batch))
 }

@@ -114,7 +114,7 @@ impl EventStore {
             {
                 continue;
             }
-            let value = HotValue::decode(key, &value)?;
+            let value = HotValue::decode(key, &value, self.kv.as_ref())?;
             let (newly, before) = (value.moved_rows(table.event_time, new)?, value.moved_rows(table.event_time, old)?);
             let rows = match value.filter(&arrow::compute::and_not(&newly, &before)?)? {
                 Some(rows) => super::widen::widen(&columns, rows.batch)?,
@@ -271,11 +271,9 @@ impl EventStore {
                 let (key, value) = pair?;
                 let parsed = keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
                 if mark.covers_block(parsed.seq, parsed.block) {
-                    ops.push(KvOp::Delete(key));
-                } else if mark.touches_block(hot_value::first_seq(&parsed, &value)?, parsed.block)
-                    && let Some(op) = trimmed(parsed, &value, col, mark)?
-                {
-                    ops.push(op);
+                    ops.extend(hot_value::deletes(key));
+                } else if mark.touches_block(hot_value::first_seq(&parsed, &value)?, parsed.block) {
+                    ops.extend(trimmed(parsed, &value, self.kv.as_ref(), col, mark)?);
                 }
             }
             if !ops.is_empty() {
@@ -312,20 +310,26 @@ impl EventStore {
             let key = keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
             if manifest.merges.shows(&key) && !mark.covers_block(key.seq, key.block) {
                 hot.files += 1;
-                hot.bytes += value.len() as u64;
+                hot.bytes += hot_value::stored_len(&key, &value)?;
             }
         }
         Ok((hot, cold))
     }
 }
 
-/// The operation that drops the moved rows of a partly moved hot value, if it still holds any.
-fn trimmed(key: keys::EventKey, value: &[u8], event_time: usize, mark: TierMark) -> Result<Option<KvOp>> {
-    let value = HotValue::decode(key, value)?;
+/// The operations that drop the moved rows of a partly moved hot value (none if it has none).
+fn trimmed(
+    key: keys::EventKey,
+    value: &[u8],
+    kv: &dyn super::KvStore,
+    event_time: usize,
+    mark: TierMark,
+) -> Result<Vec<KvOp>> {
+    let value = HotValue::decode(key, value, kv)?;
     Ok(match value.still_hot(event_time, mark)? {
-        Some(kept) if kept.batch.num_rows() == value.batch.num_rows() => None,
-        Some(kept) => Some(KvOp::Put(key.encode(), kept.encode()?)),
-        None => Some(KvOp::Delete(key.encode())),
+        Some(kept) if kept.batch.num_rows() == value.batch.num_rows() => Vec::new(),
+        Some(kept) => kept.puts()?,
+        None => hot_value::deletes(key.encode()).collect(),
     })
 }
 
