@@ -85,13 +85,13 @@ pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>> {
 /// instead of carrying it ([`encode_named`]).
 pub(super) const SMALL_BATCH_ROWS: usize = 64;
 
-/// The first bytes of a value that names its schema: never the start of an IPC stream, whose
-/// first four bytes are the continuation marker or (legacy framing) a positive length.
+/// The first bytes of a value that names its schema: never the start of a stream arrow-rs
+/// writes, which begins with the continuation marker (0xFFFFFFFF).
 const NAMED: [u8; 4] = [0xfe, b'a', b's', b'1'];
 
 /// Encodes a few rows as `NAMED | schema id u64 | the record-batch message`, the schema stored
 /// once under its id (`schema_ids`). `None` where the batch needs dictionary messages, which
-/// only a stream carries. Buffers are aligned to 8 bytes, not 64: padding would be most of a
+/// only a stream carries (callers check [`can_name`] first; this is the backstop). Buffers are aligned to 8 bytes, not 64: padding would be most of a
 /// one-row value.
 pub(super) fn encode_named(batch: &RecordBatch, schema_id: u64) -> Result<Option<Vec<u8>>> {
     let options = IpcWriteOptions::try_new(8, false, arrow::ipc::MetadataVersion::V5)?;
@@ -149,6 +149,11 @@ pub fn decode_batch(bytes: &[u8]) -> Result<RecordBatch> {
         });
     }
     Ok(batch)
+}
+
+/// Whether values of `schema` can name it: no dictionary-encoded column.
+pub(super) fn can_name(schema: &arrow::datatypes::Schema) -> bool {
+    !schema.fields().iter().any(|f| matches!(f.data_type(), arrow::datatypes::DataType::Dictionary(..)))
 }
 
 /// Decodes the rest of an [`encode_named`] value: schema id, then the batch message.

@@ -163,7 +163,8 @@ fn hot_rows(
     event_time: Option<usize>,
     mark: TierMark,
 ) -> Result<Option<HotValue>> {
-    let value = HotValue::decode(key, value, kv)?.unmoved(event_time, mark)?;
+    let Some(value) = HotValue::read(key, value, kv)? else { return Ok(None) };
+    let value = value.unmoved(event_time, mark)?;
     Ok(value.filter(|v| v.batch.num_rows() < MERGED_ROWS / 2))
 }
 

@@ -12,7 +12,7 @@ use parking_lot::{Mutex, RwLock};
 
 use arrow::array::RecordBatch;
 
-use super::blocks::{SMALL_BATCH_ROWS, StoredPart, encode_batch, encode_named, event_times, split_by_block};
+use super::blocks::{SMALL_BATCH_ROWS, StoredPart, can_name, encode_batch, encode_named, event_times, split_by_block};
 use super::cold::{ColdStore, Manifest};
 use super::keys;
 use super::staged_records::{self, StagedCommit};
@@ -415,7 +415,7 @@ impl EventStore {
         parts: &mut Vec<StoredPart>,
     ) -> Result<()> {
         for (block, part) in split_by_block(&append.batch, append.event_time)? {
-            let named = match part.num_rows() < SMALL_BATCH_ROWS {
+            let named = match part.num_rows() < SMALL_BATCH_ROWS && can_name(&part.schema()) {
                 true => self.schema_ids.name(&part.schema(), ops, new_schemas),
                 false => None,
             };

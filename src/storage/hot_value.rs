@@ -103,17 +103,49 @@ fn split_segments(value: &[u8]) -> Result<(Segments, &[u8])> {
 }
 
 impl HotValue {
-    /// Decodes the value stored under `key`, reading a merged value's body from `kv`.
-    pub fn decode(key: EventKey, value: &[u8], kv: &dyn KvStore) -> Result<Self> {
+    /// Decodes the value a scan of `kv` found under `key`, reading a merged value's body.
+    /// `None` where the value was deleted since the scan found it.
+    ///
+    /// The value and its body are two reads, and collection may rewrite both (rows moved to
+    /// the cold tier trimmed off) or DROP TABLE delete both in between; a scan may also hand
+    /// out a value from a node it read a moment ago. So where the body does not match, the
+    /// value is read again: a changed value is decoded as it is now (a trim only removes rows
+    /// every live reader's tier mark covers), a deleted one is `None`, and an unchanged one
+    /// whose body is missing or does not match is corrupt.
+    pub fn read(key: EventKey, value: &[u8], kv: &dyn KvStore) -> Result<Option<Self>> {
+        if key.merge == 0 {
+            return Self::decode_whole(key, value).map(Some);
+        }
+        let mut value = std::borrow::Cow::Borrowed(value);
+        loop {
+            let (segments, body) = split_merged(&value)?;
+            let batch = match body {
+                Body::Inline(_) => return Self::decode_whole(key, &value).map(Some),
+                Body::Apart(_) => match kv.get(&keys::body(&key))? {
+                    Some(body) => Some(decode_batch(&body)?),
+                    None => None,
+                },
+            };
+            let rows = segments.iter().map(|(_, rows)| *rows as usize).sum::<usize>();
+            if let Some(batch) = batch.filter(|b| b.num_rows() == rows) {
+                return Ok(Some(HotValue { key, segments, batch }));
+            }
+            match kv.get(&key.encode())? {
+                None => return Ok(None),
+                Some(now) if now[..] == value[..] => return Err(corrupt()),
+                Some(now) => value = std::borrow::Cow::Owned(now),
+            }
+        }
+    }
+
+    /// Decodes a value that holds its rows (a write's own, or merged before bodies were apart).
+    fn decode_whole(key: EventKey, value: &[u8]) -> Result<Self> {
         if key.merge == 0 {
             let batch = decode_batch(value)?;
             return Ok(HotValue { key, segments: vec![(key.seq, batch.num_rows() as u32)], batch });
         }
-        let (segments, body) = split_merged(value)?;
-        let batch = match body {
-            Body::Inline(stream) => decode_batch(stream)?,
-            Body::Apart(_) => decode_batch(&kv.get(&keys::body(&key))?.ok_or_else(corrupt)?)?,
-        };
+        let (segments, Body::Inline(stream)) = split_merged(value)? else { return Err(corrupt()) };
+        let batch = decode_batch(stream)?;
         if segments.iter().map(|(_, rows)| *rows as usize).sum::<usize>() != batch.num_rows() {
             return Err(corrupt());
         }
@@ -233,10 +265,12 @@ mod tests {
         let puts = value.puts().unwrap();
         let KvOp::Put(_, bytes) = &puts[1] else { panic!("{puts:?}") };
         let bytes = bytes.clone();
-        assert!(HotValue::decode(key, &bytes, &kv).is_err(), "no body yet");
+        assert!(HotValue::read(key, &bytes, &kv).unwrap().is_none(), "nothing stored yet");
+        kv.apply(vec![KvOp::Put(key.encode(), bytes.clone())]).unwrap();
+        assert!(HotValue::read(key, &bytes, &kv).is_err(), "a value without its body");
         kv.apply(puts).unwrap();
         assert_eq!(first_seq(&key, &bytes).unwrap(), 3);
-        let back = HotValue::decode(key, &bytes, &kv).unwrap();
+        let back = HotValue::read(key, &bytes, &kv).unwrap().unwrap();
         assert_eq!(back.row_seqs().collect::<Vec<_>>(), vec![3, 3, 7, 9, 9]);
         assert_eq!(back.batch, value.batch);
 
@@ -251,13 +285,21 @@ mod tests {
         // Rows of seq < 8 and time < 4 are cold: rows 1, 2, 3 (seqs 3, 3, 7).
         let hot = back.still_hot(1, TierMark { below_seq: 8, before_time: 4 }).unwrap().unwrap();
         assert_eq!(hot.segments, vec![(9, 2)]);
-        assert!(HotValue::decode(key, &bytes[..10], &kv).is_err());
+        assert!(HotValue::read(key, &bytes[..10], &kv).is_err());
+
+        // Rewritten (collection trimmed it) after a scan found it: read as it is now.
+        let trimmed = HotValue { key, segments: vec![(9, 2)], batch: rows(vec![4, 5]) };
+        kv.apply(trimmed.puts().unwrap()).unwrap();
+        assert_eq!(HotValue::read(key, &bytes, &kv).unwrap().unwrap().segments, vec![(9, 2)]);
+        kv.apply(deletes(key.encode()).collect()).unwrap();
+        assert!(HotValue::read(key, &bytes, &kv).unwrap().is_none(), "deleted after a scan found it");
+        kv.apply(value.puts().unwrap()).unwrap();
         let body = kv.get(&keys::body(&key)).unwrap().unwrap();
         assert_eq!(stored_len(&key, &bytes).unwrap(), (bytes.len() + body.len()) as u64);
 
         // The layout before bodies were stored apart: the stream after the segments.
         let inline = [&bytes[..bytes.len() - 8], &body[..]].concat();
-        assert_eq!(HotValue::decode(key, &inline, &MemoryKv::default()).unwrap().batch, value.batch);
+        assert_eq!(HotValue::read(key, &inline, &MemoryKv::default()).unwrap().unwrap().batch, value.batch);
         assert_eq!(stored_len(&key, &inline).unwrap(), inline.len() as u64);
 
         let gone: Vec<_> = deletes(key.encode()).collect();

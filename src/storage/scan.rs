@@ -226,6 +226,6 @@ fn hot_rows(
     if key.merge == 0 && !mark.touches_block(key.seq, key.block) {
         return decode_batch(value).map(Some);
     }
-    let Some(value) = HotValue::decode(key, value, kv)?.within(seqs) else { return Ok(None) };
+    let Some(value) = HotValue::read(key, value, kv)?.and_then(|v| v.within(seqs)) else { return Ok(None) };
     Ok(value.unmoved(event_time, mark)?.map(|v| v.batch))
 }

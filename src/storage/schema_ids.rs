@@ -56,8 +56,12 @@ impl SchemaIds {
             if id_of_bytes(&bytes) != id {
                 return Err(corrupt("record"));
             }
-            let schema = arrow::ipc::convert::try_schema_from_flatbuffer_bytes(&bytes)?;
-            KNOWN.write().entry(id).or_insert_with(|| std::sync::Arc::new(schema));
+            let schema = std::sync::Arc::new(arrow::ipc::convert::try_schema_from_flatbuffer_bytes(&bytes)?);
+            // Another store of this process may have named a different schema with this id
+            // (a 64-bit hash collision): values would decode with the wrong one.
+            if *KNOWN.write().entry(id).or_insert_with(|| schema.clone()) != schema {
+                return Err(Error::Storage(format!("stored schema {id:016x} collides with another store's")));
+            }
             loaded.stored.lock().insert(id);
         }
         Ok(loaded)

@@ -114,7 +114,8 @@ impl EventStore {
             {
                 continue;
             }
-            let value = HotValue::decode(key, &value, self.kv.as_ref())?;
+            // Gone: the table was dropped meanwhile (collection runs under the tiering lock).
+            let Some(value) = HotValue::read(key, &value, self.kv.as_ref())? else { continue };
             let (newly, before) = (value.moved_rows(table.event_time, new)?, value.moved_rows(table.event_time, old)?);
             let rows = match value.filter(&arrow::compute::and_not(&newly, &before)?)? {
                 Some(rows) => super::widen::widen(&columns, rows.batch)?,
@@ -325,7 +326,7 @@ fn trimmed(
     event_time: usize,
     mark: TierMark,
 ) -> Result<Vec<KvOp>> {
-    let value = HotValue::decode(key, value, kv)?;
+    let Some(value) = HotValue::read(key, value, kv)? else { return Ok(Vec::new()) };
     Ok(match value.still_hot(event_time, mark)? {
         Some(kept) if kept.batch.num_rows() == value.batch.num_rows() => Vec::new(),
         Some(kept) => kept.puts()?,
