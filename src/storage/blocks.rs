@@ -91,8 +91,8 @@ const NAMED: [u8; 4] = [0xfe, b'a', b's', b'1'];
 
 /// Encodes a few rows as `NAMED | schema id u64 | the record-batch message`, the schema stored
 /// once under its id (`schema_ids`). `None` where the batch needs dictionary messages, which
-/// only a stream carries (callers check [`can_name`] first; this is the backstop). Buffers are aligned to 8 bytes, not 64: padding would be most of a
-/// one-row value.
+/// only a stream carries (callers check [`can_name`] first; this is the backstop). Buffers
+/// are aligned to 8 bytes, not 64: padding would be most of a one-row value.
 pub(super) fn encode_named(batch: &RecordBatch, schema_id: u64) -> Result<Option<Vec<u8>>> {
     let options = IpcWriteOptions::try_new(8, false, arrow::ipc::MetadataVersion::V5)?;
     let mut tracker = DictionaryTracker::new(false);
@@ -199,11 +199,21 @@ fn decode_batch_message(bytes: &[u8], schema: SchemaRef) -> Result<Option<Record
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use arrow::array::Int64Array;
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use std::sync::Arc;
+
+    /// Rows of (v, ts) with v equal to the event time: the storage tests' table.
+    pub(crate) fn rows(times: Vec<i64>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("v", DataType::Int64, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+        ]));
+        let v = Int64Array::from(times.clone());
+        RecordBatch::try_new(schema, vec![Arc::new(v), Arc::new(TimestampMicrosecondArray::from(times))]).unwrap()
+    }
 
     fn batch(times: Vec<i64>) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![

@@ -220,7 +220,7 @@ mod tests {
     const TABLE: ScanTable = ScanTable { id: 1, event_time: Some(1) };
 
     fn batch(ids: Vec<i64>, times: Vec<i64>) -> RecordBatch {
-        let model = crate::storage::events::tests::rows(vec![]);
+        let model = crate::storage::blocks::tests::rows(vec![]);
         RecordBatch::try_new(
             model.schema(),
             vec![Arc::new(Int64Array::from(ids)), Arc::new(TimestampMicrosecondArray::from(times))],

@@ -415,15 +415,9 @@ impl EventStore {
         parts: &mut Vec<StoredPart>,
     ) -> Result<()> {
         for (block, part) in split_by_block(&append.batch, append.event_time)? {
-            let named = match part.num_rows() < SMALL_BATCH_ROWS && can_name(&part.schema()) {
-                true => self.schema_ids.name(&part.schema(), ops, new_schemas),
-                false => None,
-            };
-            let value = match named {
-                Some(id) => encode_named(&part, id)?,
-                None => None,
-            };
-            let value = match value {
+            let small = part.num_rows() < SMALL_BATCH_ROWS && can_name(&part.schema());
+            let id = small.then(|| self.schema_ids.name(&part.schema(), ops, new_schemas)).flatten();
+            let value = match id.map(|id| encode_named(&part, id)).transpose()?.flatten() {
                 Some(value) => value,
                 None => encode_batch(&part)?,
             };
@@ -458,18 +452,8 @@ impl EventStore {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::storage::blocks::tests::rows;
     use crate::storage::{BLOCK_MICROS, MemoryKv, ScanTable};
-    use arrow::array::{Int64Array, TimestampMicrosecondArray};
-    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-
-    pub(crate) fn rows(times: Vec<i64>) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("v", DataType::Int64, true),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
-        ]));
-        let v = Int64Array::from(times.clone());
-        RecordBatch::try_new(schema, vec![Arc::new(v), Arc::new(TimestampMicrosecondArray::from(times))]).unwrap()
-    }
 
     pub(crate) fn count(store: &EventStore, table: u64) -> usize {
         store

@@ -114,17 +114,15 @@ impl HotValue {
     /// whose body is missing or does not match is corrupt.
     pub fn read(key: EventKey, value: &[u8], kv: &dyn KvStore) -> Result<Option<Self>> {
         if key.merge == 0 {
-            return Self::decode_whole(key, value).map(Some);
+            let batch = decode_batch(value)?;
+            return Ok(Some(HotValue { key, segments: vec![(key.seq, batch.num_rows() as u32)], batch }));
         }
         let mut value = std::borrow::Cow::Borrowed(value);
         loop {
             let (segments, body) = split_merged(&value)?;
             let batch = match body {
-                Body::Inline(_) => return Self::decode_whole(key, &value).map(Some),
-                Body::Apart(_) => match kv.get(&keys::body(&key))? {
-                    Some(body) => Some(decode_batch(&body)?),
-                    None => None,
-                },
+                Body::Inline(stream) => Some(decode_batch(stream)?),
+                Body::Apart(_) => kv.get(&keys::body(&key))?.map(|body| decode_batch(&body)).transpose()?,
             };
             let rows = segments.iter().map(|(_, rows)| *rows as usize).sum::<usize>();
             if let Some(batch) = batch.filter(|b| b.num_rows() == rows) {
@@ -136,20 +134,6 @@ impl HotValue {
                 Some(now) => value = std::borrow::Cow::Owned(now),
             }
         }
-    }
-
-    /// Decodes a value that holds its rows (a write's own, or merged before bodies were apart).
-    fn decode_whole(key: EventKey, value: &[u8]) -> Result<Self> {
-        if key.merge == 0 {
-            let batch = decode_batch(value)?;
-            return Ok(HotValue { key, segments: vec![(key.seq, batch.num_rows() as u32)], batch });
-        }
-        let (segments, Body::Inline(stream)) = split_merged(value)? else { return Err(corrupt()) };
-        let batch = decode_batch(stream)?;
-        if segments.iter().map(|(_, rows)| *rows as usize).sum::<usize>() != batch.num_rows() {
-            return Err(corrupt());
-        }
-        Ok(HotValue { key, segments, batch })
     }
 
     /// The puts that store this value: a write's IPC stream under its key; for a merge, its
@@ -244,18 +228,7 @@ impl HotValue {
 mod tests {
     use super::*;
     use crate::storage::MemoryKv;
-    use arrow::array::{Int64Array, TimestampMicrosecondArray};
-    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-    use std::sync::Arc;
-
-    fn rows(times: Vec<i64>) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("v", DataType::Int64, true),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
-        ]));
-        let v = Int64Array::from(times.clone());
-        RecordBatch::try_new(schema, vec![Arc::new(v), Arc::new(TimestampMicrosecondArray::from(times))]).unwrap()
-    }
+    use crate::storage::blocks::tests::rows;
 
     #[test]
     fn merged_values_keep_each_rows_seq() {

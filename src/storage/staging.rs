@@ -130,7 +130,8 @@ impl Drop for StagedWrite {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::events::tests::{count, rows};
+    use crate::storage::blocks::tests::rows;
+    use crate::storage::events::tests::count;
     use crate::storage::staged_records::record;
     use crate::storage::{BLOCK_MICROS, KvStore, MemoryKv};
 

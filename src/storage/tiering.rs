@@ -337,8 +337,9 @@ fn trimmed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::blocks::tests::rows;
     use crate::storage::cold::ColdStore;
-    use crate::storage::events::tests::{count, rows};
+    use crate::storage::events::tests::count;
     use crate::storage::events::{Append, Commit};
     use crate::storage::{BLOCK_MICROS, DiskReserve, KvStore, MemoryKv, ScanTable};
 
