@@ -360,8 +360,9 @@ mod tests {
             .filter_map(|pair| keys::parse_event(&pair.unwrap().0).filter(|k| k.merge != 0))
             .map(|k| keys::body(&k))
             .collect();
-        let bodies: Vec<Vec<u8>> =
-            kv.scan(keys::BODY, &keys::prefix_end(keys::BODY)).map(|pair| pair.unwrap().0).collect();
+        let mut bodies: Vec<Vec<u8>> =
+            kv.scan(keys::BODY, &keys::prefix_end(keys::BODY)).map(|pair| pair.unwrap().0[..33].to_vec()).collect();
+        bodies.dedup();
         assert_eq!(bodies, merged, "bodies and merged values");
         assert_eq!(kv.scan(keys::MERGING, &keys::prefix_end(keys::MERGING)).count(), 0, "every merge settled");
     }

@@ -2,18 +2,24 @@
 //! consecutive writes of a block merged into one value (`compaction`), with each row's seq.
 //!
 //! A write's value is an Arrow IPC stream and its rows share the seq in its key. A merged
-//! value holds its *segments*, `count u32 | (seq u64 | rows u32) * count`, one per merged
-//! write in arrival order, so every row keeps the seq it was written with (feature replay
-//! reads rows at or above a snapshot's seq, the tier mark covers rows below a move's seq).
+//! value has *segments*, (seq, rows) of each merged write in arrival order (`segments`), so
+//! every row keeps the seq it was written with (feature replay reads rows at or above a
+//! snapshot's seq, the tier mark covers rows below a move's seq).
 //!
-//! The IPC stream of a merged value's rows, its *body*, is stored under its own key
-//! (`keys::body`), and the value ends with the body's length. sled keeps values inside its
-//! tree nodes and rewrites a whole node when it absorbs an emptied neighbour: deleting a
-//! merge's inputs (thousands of small values next to the merged ones) made sled rewrite the
-//! node of megabytes of merged values again and again (perf: 57% of the server in
-//! `Tree::merge_node` writing blobs; INSERT throughput fell to 700–1,700 tps in the seconds
-//! merges settled; issue #34). Merged values written before this hold the stream inline and
-//! still decode.
+//! A merged value's key holds only its first seq and two lengths; its *body*, the IPC stream
+//! of its rows followed by its encoded segments, is stored apart in chunks of [`BODY_CHUNK`]
+//! bytes (`keys::body_chunk`). sled keeps values inside its B-tree leaves, splits a leaf only
+//! past 16 entries (whatever their size), and rewrites a whole leaf every 10 updates, when it
+//! cleans the log segment holding it, and when it absorbs an emptied neighbour. Settling a
+//! merge deletes thousands of small inputs next to the merged values, so a leaf of merged
+//! values was rewritten again and again: first with the streams inline (perf: 57% of the
+//! server in `Tree::merge_node` writing blobs), then with only the segments inline, 786 KB
+//! for a merge of 65,536 single-row writes (a growing pgbench run wrote 1.1 GB of sled blob
+//! files in 15 s while it stored 150K rows; issue #34). Now a merged value's key holds 28
+//! bytes and a leaf of chunks about half a megabyte.
+//!
+//! Merged values written earlier still decode: segments and stream inline; or segments
+//! inline and the stream under `keys::body` whole (which is the chunks' prefix).
 
 use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
@@ -24,8 +30,7 @@ use super::keys::{self, EventKey};
 use super::{KvOp, KvStore};
 use crate::error::{Error, Result};
 
-/// (seq, rows) of each write a value holds, in arrival order.
-pub type Segments = Vec<(u64, u32)>;
+pub use super::segments::Segments;
 
 /// A decoded hot value.
 #[derive(Debug, Clone)]
@@ -35,6 +40,13 @@ pub struct HotValue {
     pub batch: RecordBatch,
 }
 
+/// The bytes of one chunk of a merged value's body.
+pub const BODY_CHUNK: usize = 32 << 10;
+
+/// The first four bytes of a merged value whose segments are in its body (never a count of
+/// segments: that many would take 51 GB).
+const SEGMENTS_IN_BODY: u32 = u32::MAX;
+
 fn corrupt() -> Error {
     Error::Storage("corrupt merged event value".into())
 }
@@ -43,49 +55,50 @@ fn corrupt() -> Error {
 pub fn first_seq(key: &EventKey, value: &[u8]) -> Result<u64> {
     match key.merge {
         0 => Ok(key.seq),
+        // Every layout has it there: the first segment's seq, or the seq itself.
         _ => keys::be_u64(value, 4).ok_or_else(corrupt),
     }
 }
 
-/// Where a merged value's rows are.
-enum Body<'a> {
-    /// Under `keys::body`, this many bytes.
-    Apart(u64),
-    /// After the segments (values merged before bodies were stored apart).
-    Inline(&'a [u8]),
+/// Where a merged value's segments and rows are.
+enum Layout<'a> {
+    /// Both in its body, `len` bytes: the IPC stream of `stream_len` bytes, then the encoded
+    /// segments. The value is `SEGMENTS_IN_BODY | first seq u64 | stream_len u64 | len u64`.
+    InBody { stream_len: u64, len: u64 },
+    /// Segments in the value, then the body's length; the body is the stream (written
+    /// before segments moved into the body).
+    StreamInBody { segments: Segments, len: u64 },
+    /// Segments and stream in the value (merged before bodies were stored apart).
+    Inline { segments: Segments, stream: &'a [u8] },
 }
 
-/// A merged value's segments and where its rows are.
-fn split_merged(value: &[u8]) -> Result<(Segments, Body<'_>)> {
+impl Layout<'_> {
+    fn body_len(&self) -> Option<u64> {
+        match self {
+            Layout::InBody { len, .. } | Layout::StreamInBody { len, .. } => Some(*len),
+            Layout::Inline { .. } => None,
+        }
+    }
+}
+
+fn layout(value: &[u8]) -> Result<Layout<'_>> {
+    if value.get(..4) == Some(&SEGMENTS_IN_BODY.to_be_bytes()[..]) {
+        let field = |at| keys::be_u64(value, at).ok_or_else(corrupt);
+        if value.len() != 28 {
+            return Err(corrupt());
+        }
+        return Ok(Layout::InBody { stream_len: field(12)?, len: field(20)? });
+    }
     let (segments, rest) = split_segments(value)?;
     // A stream is never 8 bytes long (its schema message alone is longer).
-    let body = match rest.len() {
-        8 => Body::Apart(keys::be_u64(rest, 0).ok_or_else(corrupt)?),
-        _ => Body::Inline(rest),
-    };
-    Ok((segments, body))
-}
-
-/// The bytes a hot value takes, its body's included.
-pub fn stored_len(key: &EventKey, value: &[u8]) -> Result<u64> {
-    if key.merge == 0 {
-        return Ok(value.len() as u64);
-    }
-    Ok(match split_merged(value)?.1 {
-        Body::Apart(len) => value.len() as u64 + len,
-        Body::Inline(_) => value.len() as u64,
+    Ok(match rest.len() {
+        8 => Layout::StreamInBody { segments, len: keys::be_u64(rest, 0).ok_or_else(corrupt)? },
+        _ => Layout::Inline { segments, stream: rest },
     })
 }
 
-/// The deletes that remove the hot value stored under `key`, its body first: a crash between
-/// two batches of deletes may leave a value without its body (which every delete of the
-/// value's range removes later), never a body nothing names.
-pub fn deletes(key: Vec<u8>) -> impl Iterator<Item = KvOp> {
-    let body = keys::parse_event(&key).filter(|k| k.merge != 0).map(|k| KvOp::Delete(keys::body(&k)));
-    body.into_iter().chain(std::iter::once(KvOp::Delete(key)))
-}
-
-/// Splits a merged value into its segments and what follows them.
+/// Splits a merged value written before segments moved into the body: its segments
+/// (`count u32 | (seq u64 | rows u32) * count`) and what follows them.
 fn split_segments(value: &[u8]) -> Result<(Segments, &[u8])> {
     let count = value.get(..4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes).ok_or_else(corrupt)? as usize;
     let body = 4 + count.checked_mul(12).ok_or_else(corrupt)?;
@@ -102,6 +115,51 @@ fn split_segments(value: &[u8]) -> Result<(Segments, &[u8])> {
     Ok((segments, &value[body..]))
 }
 
+/// The bytes a hot value takes, its body's included.
+pub fn stored_len(key: &EventKey, value: &[u8]) -> Result<u64> {
+    if key.merge == 0 {
+        return Ok(value.len() as u64);
+    }
+    Ok(value.len() as u64 + layout(value)?.body_len().unwrap_or(0))
+}
+
+/// The deletes that remove the hot value `value` stored under `key`, its body first: a crash
+/// between two batches of deletes may leave a value without its body (which every delete of
+/// the value's range removes later), never a body nothing names.
+pub fn deletes(key: Vec<u8>, value: &[u8]) -> Result<Vec<KvOp>> {
+    let mut ops = Vec::new();
+    if let Some(parsed) = keys::parse_event(&key).filter(|k| k.merge != 0) {
+        let chunks = layout(value)?.body_len().unwrap_or(0).div_ceil(BODY_CHUNK as u64);
+        let chunks = u32::try_from(chunks).map_err(|_| corrupt())?;
+        // A body stored whole (before chunks) is under the chunks' prefix.
+        ops.push(KvOp::Delete(keys::body(&parsed)));
+        ops.extend((0..chunks).map(|i| KvOp::Delete(keys::body_chunk(&parsed, i))));
+    }
+    ops.push(KvOp::Delete(key));
+    Ok(ops)
+}
+
+/// The body of the merged value under `key` as stored now: its chunks joined (or the body
+/// stored whole, before chunks); `None` unless it is `len` bytes long.
+fn read_body(key: &EventKey, len: u64, kv: &dyn KvStore) -> Result<Option<Vec<u8>>> {
+    let prefix = keys::body(key);
+    let mut body = Vec::with_capacity(usize::try_from(len).map_err(|_| corrupt())?);
+    for pair in kv.scan(&prefix, &keys::prefix_end(&prefix)) {
+        body.extend_from_slice(&pair?.1);
+        if body.len() as u64 > len {
+            return Ok(None);
+        }
+    }
+    Ok((body.len() as u64 == len).then_some(body))
+}
+
+/// The segments and rows of a body that holds both; `None` if it does not decode (chunks
+/// read while a rewrite replaced them).
+fn split_body(body: &[u8], stream_len: u64) -> Option<(Segments, RecordBatch)> {
+    let (stream, segments) = body.split_at_checked(usize::try_from(stream_len).ok()?)?;
+    Some((super::segments::decode(segments)?, decode_batch(stream).ok()?))
+}
+
 impl HotValue {
     /// Decodes the value a scan of `kv` found under `key`, reading a merged value's body.
     /// `None` where the value was deleted since the scan found it.
@@ -111,7 +169,7 @@ impl HotValue {
     /// out a value from a node it read a moment ago. So where the body does not match, the
     /// value is read again: a changed value is decoded as it is now (a trim only removes rows
     /// every live reader's tier mark covers), a deleted one is `None`, and an unchanged one
-    /// whose body is missing or does not match is corrupt.
+    /// whose body is missing, does not decode or does not match is corrupt.
     pub fn read(key: EventKey, value: &[u8], kv: &dyn KvStore) -> Result<Option<Self>> {
         if key.merge == 0 {
             let batch = decode_batch(value)?;
@@ -119,13 +177,18 @@ impl HotValue {
         }
         let mut value = std::borrow::Cow::Borrowed(value);
         loop {
-            let (segments, body) = split_merged(&value)?;
-            let batch = match body {
-                Body::Inline(stream) => Some(decode_batch(stream)?),
-                Body::Apart(_) => kv.get(&keys::body(&key))?.map(|body| decode_batch(&body)).transpose()?,
+            let decoded = match layout(&value)? {
+                Layout::Inline { segments, stream } => Some((segments, decode_batch(stream)?)),
+                // Chunks read while a rewrite replaced them may not decode: read the value again.
+                Layout::StreamInBody { segments, len } => {
+                    read_body(&key, len, kv)?.and_then(|body| decode_batch(&body).ok()).map(|batch| (segments, batch))
+                }
+                Layout::InBody { stream_len, len } => {
+                    read_body(&key, len, kv)?.and_then(|body| split_body(&body, stream_len))
+                }
             };
-            let rows = segments.iter().map(|(_, rows)| *rows as usize).sum::<usize>();
-            if let Some(batch) = batch.filter(|b| b.num_rows() == rows) {
+            let rows = |segments: &Segments| segments.iter().map(|(_, rows)| *rows as usize).sum::<usize>();
+            if let Some((segments, batch)) = decoded.filter(|(segments, batch)| rows(segments) == batch.num_rows()) {
                 return Ok(Some(HotValue { key, segments, batch }));
             }
             match kv.get(&key.encode())? {
@@ -137,20 +200,27 @@ impl HotValue {
     }
 
     /// The puts that store this value: a write's IPC stream under its key; for a merge, its
-    /// segments and body length under its key and the body apart (one atomic batch).
+    /// first seq and lengths under its key and its body (the stream, then the encoded
+    /// segments) apart, in chunks; one atomic batch. Rewriting a stored merged value takes
+    /// its [`deletes`] first (a shorter body has fewer chunks).
     pub fn puts(&self) -> Result<Vec<KvOp>> {
-        let stream = encode_batch(&self.batch)?;
+        let mut body = encode_batch(&self.batch)?;
         if self.key.merge == 0 {
-            return Ok(vec![KvOp::Put(self.key.encode(), stream)]);
+            return Ok(vec![KvOp::Put(self.key.encode(), body)]);
         }
-        let mut head = Vec::with_capacity(4 + 12 * self.segments.len() + 8);
-        head.extend_from_slice(&(self.segments.len() as u32).to_be_bytes());
-        for (seq, rows) in &self.segments {
-            head.extend_from_slice(&seq.to_be_bytes());
-            head.extend_from_slice(&rows.to_be_bytes());
-        }
-        head.extend_from_slice(&(stream.len() as u64).to_be_bytes());
-        Ok(vec![KvOp::Put(keys::body(&self.key), stream), KvOp::Put(self.key.encode(), head)])
+        let stream_len = body.len() as u64;
+        body.extend_from_slice(&super::segments::encode(&self.segments));
+        let mut head = Vec::with_capacity(28);
+        head.extend_from_slice(&SEGMENTS_IN_BODY.to_be_bytes());
+        head.extend_from_slice(&self.first_seq().to_be_bytes());
+        head.extend_from_slice(&stream_len.to_be_bytes());
+        head.extend_from_slice(&(body.len() as u64).to_be_bytes());
+        let mut ops: Vec<KvOp> = (0u32..)
+            .zip(body.chunks(BODY_CHUNK))
+            .map(|(i, chunk)| KvOp::Put(keys::body_chunk(&self.key, i), chunk.to_vec()))
+            .collect();
+        ops.push(KvOp::Put(self.key.encode(), head));
+        Ok(ops)
     }
 
     pub fn first_seq(&self) -> u64 {
@@ -236,7 +306,7 @@ mod tests {
         let value = HotValue { key, segments: vec![(3, 2), (7, 1), (9, 2)], batch: rows(vec![1, 2, 3, 4, 5]) };
         let kv = crate::storage::MemoryKv::default();
         let puts = value.puts().unwrap();
-        let KvOp::Put(_, bytes) = &puts[1] else { panic!("{puts:?}") };
+        let Some(KvOp::Put(_, bytes)) = puts.last() else { panic!("{puts:?}") };
         let bytes = bytes.clone();
         assert!(HotValue::read(key, &bytes, &kv).unwrap().is_none(), "nothing stored yet");
         kv.apply(vec![KvOp::Put(key.encode(), bytes.clone())]).unwrap();
@@ -264,21 +334,74 @@ mod tests {
         let trimmed = HotValue { key, segments: vec![(9, 2)], batch: rows(vec![4, 5]) };
         kv.apply(trimmed.puts().unwrap()).unwrap();
         assert_eq!(HotValue::read(key, &bytes, &kv).unwrap().unwrap().segments, vec![(9, 2)]);
-        kv.apply(deletes(key.encode()).collect()).unwrap();
+        kv.apply(deletes(key.encode(), &bytes).unwrap()).unwrap();
         assert!(HotValue::read(key, &bytes, &kv).unwrap().is_none(), "deleted after a scan found it");
         kv.apply(value.puts().unwrap()).unwrap();
-        let body = kv.get(&keys::body(&key)).unwrap().unwrap();
+        let body = kv.get(&keys::body_chunk(&key, 0)).unwrap().unwrap();
         assert_eq!(stored_len(&key, &bytes).unwrap(), (bytes.len() + body.len()) as u64);
 
-        // The layout before bodies were stored apart: the stream after the segments.
-        let inline = [&bytes[..bytes.len() - 8], &body[..]].concat();
-        assert_eq!(HotValue::read(key, &inline, &MemoryKv::default()).unwrap().unwrap().batch, value.batch);
+        // Layouts written earlier. Segments in the value, `count u32 | (seq u64 | rows u32)*`:
+        let stream = encode_batch(&value.batch).unwrap();
+        let mut fixed = (value.segments.len() as u32).to_be_bytes().to_vec();
+        for (seq, rows) in &value.segments {
+            fixed.extend([&seq.to_be_bytes()[..], &rows.to_be_bytes()[..]].concat());
+        }
+        // then the stream (before bodies were stored apart),
+        let inline = [&fixed[..], &stream[..]].concat();
+        let read_back = HotValue::read(key, &inline, &MemoryKv::default()).unwrap().unwrap();
+        assert_eq!((read_back.segments, read_back.batch), (value.segments.clone(), value.batch.clone()));
         assert_eq!(stored_len(&key, &inline).unwrap(), inline.len() as u64);
+        assert_eq!(first_seq(&key, &inline).unwrap(), 3);
+        // or the stream's length, and the stream whole under the chunks' prefix.
+        let apart = [&fixed[..], &(stream.len() as u64).to_be_bytes()[..]].concat();
+        let whole = MemoryKv::default();
+        whole.apply(vec![KvOp::Put(keys::body(&key), stream.clone())]).unwrap();
+        let read_back = HotValue::read(key, &apart, &whole).unwrap().unwrap();
+        assert_eq!((read_back.segments, read_back.batch), (value.segments.clone(), value.batch.clone()));
+        assert_eq!(stored_len(&key, &apart).unwrap(), (apart.len() + stream.len()) as u64);
+        whole.apply(deletes(key.encode(), &apart).unwrap()).unwrap();
+        assert_eq!(whole.scan(b"", &[0xff]).count(), 0, "deletes of a whole body");
 
-        let gone: Vec<_> = deletes(key.encode()).collect();
-        assert!(
-            matches!(&gone[..], [KvOp::Delete(b), KvOp::Delete(k)] if *b == keys::body(&key) && *k == key.encode())
-        );
-        assert_eq!(deletes(keys::event(1, 0, 3)).count(), 1);
+        let gone = deletes(key.encode(), &bytes).unwrap();
+        let want = [keys::body(&key), keys::body_chunk(&key, 0), key.encode()];
+        assert!(gone.iter().zip(&want).all(|(op, k)| matches!(op, KvOp::Delete(d) if d == k)), "{gone:?}");
+        assert_eq!(gone.len(), want.len());
+        assert_eq!(deletes(keys::event(1, 0, 3), b"stream").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_large_body_is_stored_in_chunks_and_a_rewrite_leaves_none_behind() {
+        let key = EventKey { table_id: 1, block: 0, seq: 99, merge: 2 };
+        let ids: Vec<i64> = (0..20_000).map(|i| i * 7919 % 100_003).collect();
+        let value = HotValue { key, segments: vec![(50, 10_000), (99, 10_000)], batch: rows(ids) };
+        let kv = MemoryKv::default();
+        let puts = value.puts().unwrap();
+        assert!(puts.len() > 3, "a body of 20,000 rows takes several chunks");
+        let Some(KvOp::Put(_, bytes)) = puts.last() else { panic!() };
+        let bytes = bytes.clone();
+        kv.apply(puts).unwrap();
+        assert_eq!(HotValue::read(key, &bytes, &kv).unwrap().unwrap().batch, value.batch);
+        let chunks = || kv.scan(keys::BODY, &keys::prefix_end(keys::BODY)).count();
+        let stored = chunks();
+
+        // A chunk lost (or replaced by a rewrite mid-read) with the value unchanged is corrupt.
+        let last = keys::body_chunk(&key, stored as u32 - 1);
+        let saved = kv.get(&last).unwrap().unwrap();
+        kv.apply(vec![KvOp::Delete(last.clone())]).unwrap();
+        assert!(HotValue::read(key, &bytes, &kv).is_err());
+        kv.apply(vec![KvOp::Put(last, saved)]).unwrap();
+
+        // Trimmed to its last segment: fewer chunks, and no old chunk left.
+        let kept = value.clone().within(99..u64::MAX).unwrap();
+        let mut rewrite = deletes(key.encode(), &bytes).unwrap();
+        rewrite.extend(kept.puts().unwrap());
+        kv.apply(rewrite).unwrap();
+        assert!(chunks() < stored);
+        let now = kv.get(&key.encode()).unwrap().unwrap();
+        assert_eq!(HotValue::read(key, &bytes, &kv).unwrap().unwrap().batch, kept.batch);
+        assert_eq!(HotValue::read(key, &now, &kv).unwrap().unwrap().segments, vec![(99, 10_000)]);
+        kv.apply(deletes(key.encode(), &now).unwrap()).unwrap();
+        assert_eq!(chunks(), 0);
+        assert!(kv.get(&key.encode()).unwrap().is_none());
     }
 }

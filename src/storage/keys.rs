@@ -188,9 +188,15 @@ pub fn parse_event(key: &[u8]) -> Option<EventKey> {
     Some(EventKey { table_id, block, seq, merge })
 }
 
-/// Where the rows of the merged value under `at` are stored (`storage::hot_value`).
+/// Where the rows of the merged value under `at` are stored (`storage::hot_value`): the
+/// prefix of its body's chunks (a body stored whole, before chunks, is under the prefix itself).
 pub fn body(at: &EventKey) -> Vec<u8> {
     [BODY, &at.encode()[1..]].concat()
+}
+
+/// The `index`th chunk of the body of the merged value under `at`.
+pub fn body_chunk(at: &EventKey, index: u32) -> Vec<u8> {
+    [&body(at)[..], &index.to_be_bytes()[..]].concat()
 }
 
 /// The record of a merge whose inputs may still be stored (`storage::compaction`).

@@ -21,6 +21,7 @@ mod merge_records;
 mod pending_merges;
 mod scan;
 mod schema_ids;
+mod segments;
 mod staged_records;
 mod staging;
 mod tiering;

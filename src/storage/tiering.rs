@@ -272,7 +272,7 @@ impl EventStore {
                 let (key, value) = pair?;
                 let parsed = keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
                 if mark.covers_block(parsed.seq, parsed.block) {
-                    ops.extend(hot_value::deletes(key));
+                    ops.extend(hot_value::deletes(key, &value)?);
                 } else if mark.touches_block(hot_value::first_seq(&parsed, &value)?, parsed.block) {
                     ops.extend(trimmed(parsed, &value, self.kv.as_ref(), col, mark)?);
                 }
@@ -326,12 +326,15 @@ fn trimmed(
     event_time: usize,
     mark: TierMark,
 ) -> Result<Vec<KvOp>> {
-    let Some(value) = HotValue::read(key, value, kv)? else { return Ok(Vec::new()) };
-    Ok(match value.still_hot(event_time, mark)? {
-        Some(kept) if kept.batch.num_rows() == value.batch.num_rows() => Vec::new(),
-        Some(kept) => kept.puts()?,
-        None => hot_value::deletes(key.encode()).collect(),
-    })
+    let Some(decoded) = HotValue::read(key, value, kv)? else { return Ok(Vec::new()) };
+    // A shorter body has fewer chunks: the old ones go, and the puts after replace the rest.
+    let mut ops = hot_value::deletes(key.encode(), value)?;
+    match decoded.still_hot(event_time, mark)? {
+        Some(kept) if kept.batch.num_rows() == decoded.batch.num_rows() => ops.clear(),
+        Some(kept) => ops.extend(kept.puts()?),
+        None => {}
+    }
+    Ok(ops)
 }
 
 #[cfg(test)]
