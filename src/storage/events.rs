@@ -336,8 +336,7 @@ impl EventStore {
             let start = keys::events_from(*table_id, i64::MIN);
             let end = keys::events_until(*table_id, i64::MAX);
             for pair in self.kv.scan(&start, &end) {
-                let (key, value) = pair?;
-                ops.extend(super::hot_value::deletes(key, &value)?);
+                ops.extend(super::hot_value::deletes(self.kv.as_ref(), pair?.0)?);
             }
             ops.push(KvOp::Delete(keys::stats(*table_id)));
             let files = keys::cold_files_of(*table_id);

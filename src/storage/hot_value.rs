@@ -6,7 +6,7 @@
 //! every row keeps the seq it was written with (feature replay reads rows at or above a
 //! snapshot's seq, the tier mark covers rows below a move's seq).
 //!
-//! A merged value's key holds only its first seq and two lengths; its *body*, the IPC stream
+//! A merged value's key holds only its first seq, two lengths and a checksum; its *body*, the IPC stream
 //! of its rows followed by its encoded segments, is stored apart in chunks of [`BODY_CHUNK`]
 //! bytes (`keys::body_chunk`). sled keeps values inside its B-tree leaves, splits a leaf only
 //! past 16 entries (whatever their size), and rewrites a whole leaf every 10 updates, when it
@@ -15,7 +15,7 @@
 //! values was rewritten again and again: first with the streams inline (perf: 57% of the
 //! server in `Tree::merge_node` writing blobs), then with only the segments inline, 786 KB
 //! for a merge of 65,536 single-row writes (a growing pgbench run wrote 1.1 GB of sled blob
-//! files in 15 s while it stored 150K rows; issue #34). Now a merged value's key holds 28
+//! files in 15 s while it stored 150K rows; issue #34). Now a merged value's key holds 32
 //! bytes and a leaf of chunks about half a megabyte.
 //!
 //! Merged values written earlier still decode: segments and stream inline; or segments
@@ -46,6 +46,8 @@ pub const BODY_CHUNK: usize = 32 << 10;
 /// The first four bytes of a merged value whose segments are in its body (never a count of
 /// segments: that many would take 51 GB).
 const SEGMENTS_IN_BODY: u32 = u32::MAX;
+/// The bytes of a merged value's key whose segments are in its body.
+const HEAD_LEN: usize = 32;
 
 fn corrupt() -> Error {
     Error::Storage("corrupt merged event value".into())
@@ -62,9 +64,11 @@ pub fn first_seq(key: &EventKey, value: &[u8]) -> Result<u64> {
 
 /// Where a merged value's segments and rows are.
 enum Layout<'a> {
-    /// Both in its body, `len` bytes: the IPC stream of `stream_len` bytes, then the encoded
-    /// segments. The value is `SEGMENTS_IN_BODY | first seq u64 | stream_len u64 | len u64`.
-    InBody { stream_len: u64, len: u64 },
+    /// Both in its body, `len` bytes whose CRC-32 is `crc`: the IPC stream of `stream_len`
+    /// bytes, then the encoded segments. The value is `SEGMENTS_IN_BODY | first seq u64 |
+    /// stream_len u64 | len u64 | crc u32`. The checksum tells a body read while a trim
+    /// replaced its chunks from the whole one, and so two versions of the value apart.
+    InBody { stream_len: u64, len: u64, crc: u32 },
     /// Segments in the value, then the body's length; the body is the stream (written
     /// before segments moved into the body).
     StreamInBody { segments: Segments, len: u64 },
@@ -84,10 +88,11 @@ impl Layout<'_> {
 fn layout(value: &[u8]) -> Result<Layout<'_>> {
     if value.get(..4) == Some(&SEGMENTS_IN_BODY.to_be_bytes()[..]) {
         let field = |at| keys::be_u64(value, at).ok_or_else(corrupt);
-        if value.len() != 28 {
-            return Err(corrupt());
-        }
-        return Ok(Layout::InBody { stream_len: field(12)?, len: field(20)? });
+        let crc = value.get(28..).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
+        return match (value.len(), crc) {
+            (HEAD_LEN, Some(crc)) => Ok(Layout::InBody { stream_len: field(12)?, len: field(20)?, crc }),
+            _ => Err(corrupt()),
+        };
     }
     let (segments, rest) = split_segments(value)?;
     // A stream is never 8 bytes long (its schema message alone is longer).
@@ -123,17 +128,17 @@ pub fn stored_len(key: &EventKey, value: &[u8]) -> Result<u64> {
     Ok(value.len() as u64 + layout(value)?.body_len().unwrap_or(0))
 }
 
-/// The deletes that remove the hot value `value` stored under `key`, its body first: a crash
-/// between two batches of deletes may leave a value without its body (which every delete of
-/// the value's range removes later), never a body nothing names.
-pub fn deletes(key: Vec<u8>, value: &[u8]) -> Result<Vec<KvOp>> {
+/// The deletes that remove the hot value stored under `key`, its body first: a crash between
+/// two batches of deletes may leave a value without its body (which every delete of the
+/// value's range removes later), never a body nothing names. The chunks are those stored, not
+/// those the value names: a value that does not parse still goes, with all of its body.
+pub fn deletes(kv: &dyn KvStore, key: Vec<u8>) -> Result<Vec<KvOp>> {
     let mut ops = Vec::new();
     if let Some(parsed) = keys::parse_event(&key).filter(|k| k.merge != 0) {
-        let chunks = layout(value)?.body_len().unwrap_or(0).div_ceil(BODY_CHUNK as u64);
-        let chunks = u32::try_from(chunks).map_err(|_| corrupt())?;
-        // A body stored whole (before chunks) is under the chunks' prefix.
-        ops.push(KvOp::Delete(keys::body(&parsed)));
-        ops.extend((0..chunks).map(|i| KvOp::Delete(keys::body_chunk(&parsed, i))));
+        let prefix = keys::body(&parsed);
+        for pair in kv.scan(&prefix, &keys::prefix_end(&prefix)) {
+            ops.push(KvOp::Delete(pair?.0));
+        }
     }
     ops.push(KvOp::Delete(key));
     Ok(ops)
@@ -143,7 +148,8 @@ pub fn deletes(key: Vec<u8>, value: &[u8]) -> Result<Vec<KvOp>> {
 /// stored whole, before chunks); `None` unless it is `len` bytes long.
 fn read_body(key: &EventKey, len: u64, kv: &dyn KvStore) -> Result<Option<Vec<u8>>> {
     let prefix = keys::body(key);
-    let mut body = Vec::with_capacity(usize::try_from(len).map_err(|_| corrupt())?);
+    // The length comes from stored bytes: a damaged one must not allocate.
+    let mut body = Vec::with_capacity(len.min(64 * BODY_CHUNK as u64) as usize);
     for pair in kv.scan(&prefix, &keys::prefix_end(&prefix)) {
         body.extend_from_slice(&pair?.1);
         if body.len() as u64 > len {
@@ -169,7 +175,8 @@ impl HotValue {
     /// out a value from a node it read a moment ago. So where the body does not match, the
     /// value is read again: a changed value is decoded as it is now (a trim only removes rows
     /// every live reader's tier mark covers), a deleted one is `None`, and an unchanged one
-    /// whose body is missing, does not decode or does not match is corrupt.
+    /// whose body is missing, does not decode or does not match is corrupt (a value names its
+    /// body's checksum, so a rewritten body always changes it).
     pub fn read(key: EventKey, value: &[u8], kv: &dyn KvStore) -> Result<Option<Self>> {
         if key.merge == 0 {
             let batch = decode_batch(value)?;
@@ -183,9 +190,9 @@ impl HotValue {
                 Layout::StreamInBody { segments, len } => {
                     read_body(&key, len, kv)?.and_then(|body| decode_batch(&body).ok()).map(|batch| (segments, batch))
                 }
-                Layout::InBody { stream_len, len } => {
-                    read_body(&key, len, kv)?.and_then(|body| split_body(&body, stream_len))
-                }
+                Layout::InBody { stream_len, len, crc } => read_body(&key, len, kv)?
+                    .filter(|body| crc32fast::hash(body) == crc)
+                    .and_then(|body| split_body(&body, stream_len)),
             };
             let rows = |segments: &Segments| segments.iter().map(|(_, rows)| *rows as usize).sum::<usize>();
             if let Some((segments, batch)) = decoded.filter(|(segments, batch)| rows(segments) == batch.num_rows()) {
@@ -200,7 +207,7 @@ impl HotValue {
     }
 
     /// The puts that store this value: a write's IPC stream under its key; for a merge, its
-    /// first seq and lengths under its key and its body (the stream, then the encoded
+    /// first seq, lengths and checksum under its key and its body (the stream, then the encoded
     /// segments) apart, in chunks; one atomic batch. Rewriting a stored merged value takes
     /// its [`deletes`] first (a shorter body has fewer chunks).
     pub fn puts(&self) -> Result<Vec<KvOp>> {
@@ -210,11 +217,12 @@ impl HotValue {
         }
         let stream_len = body.len() as u64;
         body.extend_from_slice(&super::segments::encode(&self.segments));
-        let mut head = Vec::with_capacity(28);
+        let mut head = Vec::with_capacity(HEAD_LEN);
         head.extend_from_slice(&SEGMENTS_IN_BODY.to_be_bytes());
         head.extend_from_slice(&self.first_seq().to_be_bytes());
         head.extend_from_slice(&stream_len.to_be_bytes());
         head.extend_from_slice(&(body.len() as u64).to_be_bytes());
+        head.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
         let mut ops: Vec<KvOp> = (0u32..)
             .zip(body.chunks(BODY_CHUNK))
             .map(|(i, chunk)| KvOp::Put(keys::body_chunk(&self.key, i), chunk.to_vec()))
@@ -334,7 +342,7 @@ mod tests {
         let trimmed = HotValue { key, segments: vec![(9, 2)], batch: rows(vec![4, 5]) };
         kv.apply(trimmed.puts().unwrap()).unwrap();
         assert_eq!(HotValue::read(key, &bytes, &kv).unwrap().unwrap().segments, vec![(9, 2)]);
-        kv.apply(deletes(key.encode(), &bytes).unwrap()).unwrap();
+        kv.apply(deletes(&kv, key.encode()).unwrap()).unwrap();
         assert!(HotValue::read(key, &bytes, &kv).unwrap().is_none(), "deleted after a scan found it");
         kv.apply(value.puts().unwrap()).unwrap();
         let body = kv.get(&keys::body_chunk(&key, 0)).unwrap().unwrap();
@@ -359,14 +367,16 @@ mod tests {
         let read_back = HotValue::read(key, &apart, &whole).unwrap().unwrap();
         assert_eq!((read_back.segments, read_back.batch), (value.segments.clone(), value.batch.clone()));
         assert_eq!(stored_len(&key, &apart).unwrap(), (apart.len() + stream.len()) as u64);
-        whole.apply(deletes(key.encode(), &apart).unwrap()).unwrap();
+        whole.apply(deletes(&whole, key.encode()).unwrap()).unwrap();
         assert_eq!(whole.scan(b"", &[0xff]).count(), 0, "deletes of a whole body");
 
-        let gone = deletes(key.encode(), &bytes).unwrap();
-        let want = [keys::body(&key), keys::body_chunk(&key, 0), key.encode()];
+        // The chunks stored go, whatever the value says (a damaged one too).
+        kv.apply(vec![KvOp::Put(key.encode(), b"damaged".to_vec())]).unwrap();
+        let gone = deletes(&kv, key.encode()).unwrap();
+        let want = [keys::body_chunk(&key, 0), key.encode()];
         assert!(gone.iter().zip(&want).all(|(op, k)| matches!(op, KvOp::Delete(d) if d == k)), "{gone:?}");
         assert_eq!(gone.len(), want.len());
-        assert_eq!(deletes(keys::event(1, 0, 3), b"stream").unwrap().len(), 1);
+        assert_eq!(deletes(&kv, keys::event(1, 0, 3)).unwrap().len(), 1);
     }
 
     #[test]
@@ -389,18 +399,27 @@ mod tests {
         let saved = kv.get(&last).unwrap().unwrap();
         kv.apply(vec![KvOp::Delete(last.clone())]).unwrap();
         assert!(HotValue::read(key, &bytes, &kv).is_err());
+        kv.apply(vec![KvOp::Put(last.clone(), saved.clone())]).unwrap();
+        // A body that still decodes but is not the one the value names: the last segment's
+        // seq step (49) changed, so its rows would read with seq 98. The checksum refuses it.
+        let mut altered = saved.clone();
+        let at = altered.len() - 3;
+        assert_eq!(altered[at], 49);
+        altered[at] = 48;
+        kv.apply(vec![KvOp::Put(last.clone(), altered)]).unwrap();
+        assert!(HotValue::read(key, &bytes, &kv).is_err());
         kv.apply(vec![KvOp::Put(last, saved)]).unwrap();
 
         // Trimmed to its last segment: fewer chunks, and no old chunk left.
         let kept = value.clone().within(99..u64::MAX).unwrap();
-        let mut rewrite = deletes(key.encode(), &bytes).unwrap();
+        let mut rewrite = deletes(&kv, key.encode()).unwrap();
         rewrite.extend(kept.puts().unwrap());
         kv.apply(rewrite).unwrap();
         assert!(chunks() < stored);
         let now = kv.get(&key.encode()).unwrap().unwrap();
         assert_eq!(HotValue::read(key, &bytes, &kv).unwrap().unwrap().batch, kept.batch);
         assert_eq!(HotValue::read(key, &now, &kv).unwrap().unwrap().segments, vec![(99, 10_000)]);
-        kv.apply(deletes(key.encode(), &now).unwrap()).unwrap();
+        kv.apply(deletes(&kv, key.encode()).unwrap()).unwrap();
         assert_eq!(chunks(), 0);
         assert!(kv.get(&key.encode()).unwrap().is_none());
     }

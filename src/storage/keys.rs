@@ -9,9 +9,11 @@
 //!                                                              for a few rows: schema id | batch
 //!                                                              (storage::blocks)
 //!  merged    'e' <table id u64> <block i64*> <seq u64> <merge id u64>
-//!                                                           -> segments | body length u64
+//!                                                           -> 0xFFFFFFFF | first seq u64 | stream length u64
+//!                                                              | body length u64 | body crc32 u32
 //!                                                              (storage::hot_value)
-//!  body      'b' <the merged key after 'e'>                 -> its rows' Arrow IPC stream
+//!  body      'b' <the merged key after 'e'> <chunk u32>     -> up to 32 KiB of its body: its rows' Arrow
+//!                                                              IPC stream, then its segments (storage::segments)
 //!  feature   'f' 'm' <feature name utf8>                    -> next seq u64 | chunks u32 | generation u64
 //!  state     'f' 's' <feature name utf8> 0x00 <generation u64> <chunk u32>
 //!                                                           -> Arrow IPC stream (feature::snapshot)

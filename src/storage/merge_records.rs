@@ -21,8 +21,7 @@ pub(super) fn input_deletes(kv: &dyn KvStore, merged: &EventKey, first_seq: u64)
     let start = keys::event(merged.table_id, merged.block, first_seq);
     let mut ops = Vec::new();
     for pair in kv.scan(&start, &merged.encode()) {
-        let (key, value) = pair?;
-        ops.extend(super::hot_value::deletes(key, &value)?);
+        ops.extend(super::hot_value::deletes(kv, pair?.0)?);
     }
     ops.push(KvOp::Delete(keys::merging(merged)));
     Ok(ops)
