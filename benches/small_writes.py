@@ -3,7 +3,8 @@
 
 1. The generator's events (1M by default, 30 days) go into two asofdb tables, both kept wholly
    in the hot tier (hot_retention 10 years): `tx_copy` by one COPY, `tx_rows` by 16 psql
-   sessions, each sending its share as single-row INSERT statements. Then CHECKPOINT (which
+   sessions, each sending its share as single-row INSERT statements (or `--rows-per-insert`
+   rows per statement: small multi-row INSERTs). Then CHECKPOINT (which
    merges small hot values, like the background pass every 10 s).
 2. Per table: hot-tier bytes per event and stored values (asofdb.storage), `SELECT count(*),
    sum(amt)`, the backfill of a 1-day sliding max by card (CREATE FEATURE), a training set of
@@ -19,7 +20,8 @@
 The server is started by this script on a free loopback port with its default settings.
 
 Usage: python3 benches/small_writes.py [--rows 1000000] [--spine 100000] [--grow-rows 5000000]
-                                       [--seconds 10] [--rounds 3] [--binary target/release/asofdb]
+                                       [--rows-per-insert 1] [--seconds 10] [--rounds 3]
+                                       [--binary target/release/asofdb]
 """
 
 import argparse
@@ -60,14 +62,26 @@ def sql_literal(value, column):
     return value
 
 
-def insert_files(work, csv):
-    """The events as single-row INSERTs, dealt round-robin to one file per session."""
+def insert_files(work, csv, rows_per_insert):
+    """The events as INSERTs of `rows_per_insert` rows, dealt round-robin to one file per session
+    (statement by statement, so each session's rows keep the file's order)."""
     files = [open(os.path.join(work, f"rows_{i}.sql"), "w") for i in range(SESSIONS)]
     with open(csv) as f:
         header = f.readline().strip().split(",")
-        for n, line in enumerate(f):
+        statement, n = [], 0
+
+        def flush():
+            nonlocal statement, n
+            if statement:
+                files[n % SESSIONS].write(f"INSERT INTO tx_rows ({', '.join(header)}) VALUES {', '.join(statement)};\n")
+                statement, n = [], n + 1
+
+        for line in f:
             values = ", ".join(sql_literal(v, c) for v, c in zip(line.rstrip("\n").split(","), header))
-            files[n % SESSIONS].write(f"INSERT INTO tx_rows ({', '.join(header)}) VALUES ({values});\n")
+            statement.append(f"({values})")
+            if len(statement) == rows_per_insert:
+                flush()
+        flush()
     for f in files:
         f.close()
     return [f.name for f in files]
@@ -101,6 +115,7 @@ def main():
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--spine", type=int, default=100_000)
     ap.add_argument("--grow-rows", type=int, default=5_000_000)
+    ap.add_argument("--rows-per-insert", type=int, default=1, help="rows of each INSERT of tx_rows (default 1)")
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3, help="best of this many runs of each query")
     ap.add_argument("--binary", help="the asofdb binary to measure (default: build target/release/asofdb)")
@@ -119,7 +134,7 @@ def main():
         start = time.perf_counter()
         psql(port, f"\\copy tx_copy FROM '{tx}' WITH (FORMAT csv, HEADER true)")
         copy_secs = time.perf_counter() - start
-        files = insert_files(work, tx)
+        files = insert_files(work, tx, args.rows_per_insert)
         start = time.perf_counter()
         sessions = [subprocess.Popen(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(port),
                                       "-U", "bench", "-d", "asofdb", "-f", f], stdout=subprocess.DEVNULL)
@@ -133,7 +148,7 @@ def main():
         checkpoint_secs = time.perf_counter() - start
 
         print(f"{args.rows} events: COPY {copy_secs:.1f} s ({args.rows / copy_secs:,.0f}/s); "
-              f"single-row INSERTs from {SESSIONS} sessions {insert_secs:.1f} s ({args.rows / insert_secs:,.0f}/s); "
+              f"{args.rows_per_insert}-row INSERTs from {SESSIONS} sessions {insert_secs:.1f} s ({args.rows / insert_secs:,.0f}/s); "
               f"before CHECKPOINT tx_rows had {before[1]:,} hot values, {before[2] / before[0]:.0f} bytes/event; "
               f"CHECKPOINT (merges) {checkpoint_secs:.1f} s")
         # The same rows in the order the sessions' INSERTs arrived (a scan's order), by one COPY:
@@ -170,10 +185,11 @@ def main():
             f.write(INSERT_SCRIPT.format(table="grow"))
         per_client = max(0, (args.grow_rows - small_rows) // 16)
         start = time.perf_counter()
-        subprocess.run(["pgbench", "-n", "-M", "prepared", "-c", "16", "-j", "2", "-t", str(per_client), "-f", script,
-                        "-h", "127.0.0.1", "-p", str(port), "-U", "bench", "asofdb"], check=True,
-                       stdout=subprocess.DEVNULL)
-        grow_secs = time.perf_counter() - start
+        if per_client > 0:
+            subprocess.run(["pgbench", "-n", "-M", "prepared", "-c", "16", "-j", "2", "-t", str(per_client), "-f",
+                            script, "-h", "127.0.0.1", "-p", str(port), "-U", "bench", "asofdb"], check=True,
+                           stdout=subprocess.DEVNULL)
+        grow_secs = max(time.perf_counter() - start, 1e-9)
         big_rows = int(query(port, "SELECT count(*) FROM grow").strip())
         big_tps, big_lat, _ = pgbench_insert(port, work, "grow", args.seconds)
         rows, values, size = storage(port, "grow")
