@@ -120,6 +120,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="best of this many runs of each query")
     ap.add_argument("--binary", help="the asofdb binary to measure (default: build target/release/asofdb)")
     args = ap.parse_args()
+    if args.rows_per_insert < 1:
+        ap.error("--rows-per-insert must be at least 1")
 
     tx, spine = data(args.rows, args.spine)
     work = tempfile.mkdtemp(prefix="small_writes_")
@@ -197,7 +199,8 @@ def main():
         rows_after, values_after, size_after = storage(port, "grow")
         print(f"\nsingle-row INSERT (pgbench -M prepared -c 16 -j 2 -T {args.seconds}):")
         print(f"  from 0 rows:              {small_tps:,.0f} tps ({small_lat:.2f} ms), table then {small_rows:,} rows")
-        print(f"  growing to {big_rows:,} rows: {(big_rows - small_rows) / grow_secs:,.0f} rows/s")
+        if per_client > 0:
+            print(f"  growing to {big_rows:,} rows: {(big_rows - small_rows) / grow_secs:,.0f} rows/s")
         print(f"  at {big_rows:,} rows:       {big_tps:,.0f} tps ({big_lat:.2f} ms); ratio {big_tps / small_tps:.2f}x")
         print(f"  hot tier then: {rows:,} rows in {values:,} values, {size / max(rows, 1):.0f} bytes/event; after "
               f"CHECKPOINT {values_after:,} values, {size_after / max(rows_after, 1):.0f} bytes/event; "

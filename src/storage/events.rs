@@ -336,7 +336,8 @@ impl EventStore {
             let start = keys::events_from(*table_id, i64::MIN);
             let end = keys::events_until(*table_id, i64::MAX);
             for pair in self.kv.scan(&start, &end) {
-                ops.extend(super::hot_value::deletes(self.kv.as_ref(), pair?.0)?);
+                let (key, value) = pair?;
+                ops.extend(super::hot_value::deletes(self.kv.as_ref(), key, &value)?);
             }
             ops.push(KvOp::Delete(keys::stats(*table_id)));
             let files = keys::cold_files_of(*table_id);

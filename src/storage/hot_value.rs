@@ -18,8 +18,9 @@
 //! files in 15 s while it stored 150K rows; issue #34). Now a merged value's key holds 32
 //! bytes and a leaf of chunks about half a megabyte.
 //!
-//! Merged values written earlier still decode: segments and stream inline; or segments
-//! inline and the stream under `keys::body` whole (which is the chunks' prefix).
+//! Merged values written earlier still decode: segments and stream inline; segments inline
+//! and the stream under `keys::body` whole (which is the chunks' prefix); or the 28-byte head
+//! without a checksum.
 
 use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
@@ -68,7 +69,8 @@ enum Layout<'a> {
     /// bytes, then the encoded segments. The value is `SEGMENTS_IN_BODY | first seq u64 |
     /// stream_len u64 | len u64 | crc u32`. The checksum tells a body read while a trim
     /// replaced its chunks from the whole one, and so two versions of the value apart.
-    InBody { stream_len: u64, len: u64, crc: u32 },
+    /// (A few values were written without it, 28 bytes, `crc` `None`.)
+    InBody { stream_len: u64, len: u64, crc: Option<u32> },
     /// Segments in the value, then the body's length; the body is the stream (written
     /// before segments moved into the body).
     StreamInBody { segments: Segments, len: u64 },
@@ -89,8 +91,8 @@ fn layout(value: &[u8]) -> Result<Layout<'_>> {
     if value.get(..4) == Some(&SEGMENTS_IN_BODY.to_be_bytes()[..]) {
         let field = |at| keys::be_u64(value, at).ok_or_else(corrupt);
         let crc = value.get(28..).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
-        return match (value.len(), crc) {
-            (HEAD_LEN, Some(crc)) => Ok(Layout::InBody { stream_len: field(12)?, len: field(20)?, crc }),
+        return match value.len() {
+            HEAD_LEN | 28 => Ok(Layout::InBody { stream_len: field(12)?, len: field(20)?, crc }),
             _ => Err(corrupt()),
         };
     }
@@ -128,16 +130,25 @@ pub fn stored_len(key: &EventKey, value: &[u8]) -> Result<u64> {
     Ok(value.len() as u64 + layout(value)?.body_len().unwrap_or(0))
 }
 
-/// The deletes that remove the hot value stored under `key`, its body first: a crash between
-/// two batches of deletes may leave a value without its body (which every delete of the
-/// value's range removes later), never a body nothing names. The chunks are those stored, not
-/// those the value names: a value that does not parse still goes, with all of its body.
-pub fn deletes(kv: &dyn KvStore, key: Vec<u8>) -> Result<Vec<KvOp>> {
+/// The deletes that remove the hot value `value` stored under `key`, its body first: a crash
+/// between two batches of deletes may leave a value without its body (which every delete of
+/// the value's range removes later), never a body nothing names. The chunks are those the
+/// value names, or, if it does not parse, those stored under its prefix (read): a damaged
+/// value still goes, with all of its body.
+pub fn deletes(kv: &dyn KvStore, key: Vec<u8>, value: &[u8]) -> Result<Vec<KvOp>> {
     let mut ops = Vec::new();
     if let Some(parsed) = keys::parse_event(&key).filter(|k| k.merge != 0) {
-        let prefix = keys::body(&parsed);
-        for pair in kv.scan(&prefix, &keys::prefix_end(&prefix)) {
-            ops.push(KvOp::Delete(pair?.0));
+        // A body stored whole (before chunks) is under the chunks' prefix.
+        ops.push(KvOp::Delete(keys::body(&parsed)));
+        let named = layout(value).ok().map(|l| l.body_len().unwrap_or(0).div_ceil(BODY_CHUNK as u64));
+        match named.and_then(|chunks| u32::try_from(chunks).ok()) {
+            Some(chunks) => ops.extend((0..chunks).map(|i| KvOp::Delete(keys::body_chunk(&parsed, i)))),
+            None => {
+                let prefix = keys::body(&parsed);
+                for pair in kv.scan(&prefix, &keys::prefix_end(&prefix)) {
+                    ops.push(KvOp::Delete(pair?.0));
+                }
+            }
         }
     }
     ops.push(KvOp::Delete(key));
@@ -191,7 +202,7 @@ impl HotValue {
                     read_body(&key, len, kv)?.and_then(|body| decode_batch(&body).ok()).map(|batch| (segments, batch))
                 }
                 Layout::InBody { stream_len, len, crc } => read_body(&key, len, kv)?
-                    .filter(|body| crc32fast::hash(body) == crc)
+                    .filter(|body| crc.is_none_or(|crc| crc32fast::hash(body) == crc))
                     .and_then(|body| split_body(&body, stream_len)),
             };
             let rows = |segments: &Segments| segments.iter().map(|(_, rows)| *rows as usize).sum::<usize>();
@@ -308,6 +319,12 @@ mod tests {
     use crate::storage::MemoryKv;
     use crate::storage::blocks::tests::rows;
 
+    /// The deletes of the value stored under `key` now.
+    fn delete_stored(kv: &MemoryKv, key: EventKey) -> Vec<KvOp> {
+        let value = kv.get(&key.encode()).unwrap().unwrap_or_default();
+        deletes(kv, key.encode(), &value).unwrap()
+    }
+
     #[test]
     fn merged_values_keep_each_rows_seq() {
         let key = EventKey { table_id: 1, block: 0, seq: 9, merge: 4 };
@@ -342,7 +359,7 @@ mod tests {
         let trimmed = HotValue { key, segments: vec![(9, 2)], batch: rows(vec![4, 5]) };
         kv.apply(trimmed.puts().unwrap()).unwrap();
         assert_eq!(HotValue::read(key, &bytes, &kv).unwrap().unwrap().segments, vec![(9, 2)]);
-        kv.apply(deletes(&kv, key.encode()).unwrap()).unwrap();
+        kv.apply(delete_stored(&kv, key)).unwrap();
         assert!(HotValue::read(key, &bytes, &kv).unwrap().is_none(), "deleted after a scan found it");
         kv.apply(value.puts().unwrap()).unwrap();
         let body = kv.get(&keys::body_chunk(&key, 0)).unwrap().unwrap();
@@ -367,16 +384,20 @@ mod tests {
         let read_back = HotValue::read(key, &apart, &whole).unwrap().unwrap();
         assert_eq!((read_back.segments, read_back.batch), (value.segments.clone(), value.batch.clone()));
         assert_eq!(stored_len(&key, &apart).unwrap(), (apart.len() + stream.len()) as u64);
-        whole.apply(deletes(&whole, key.encode()).unwrap()).unwrap();
+        whole.apply(deletes(&whole, key.encode(), &apart).unwrap()).unwrap();
         assert_eq!(whole.scan(b"", &[0xff]).count(), 0, "deletes of a whole body");
 
         // The chunks stored go, whatever the value says (a damaged one too).
         kv.apply(vec![KvOp::Put(key.encode(), b"damaged".to_vec())]).unwrap();
-        let gone = deletes(&kv, key.encode()).unwrap();
-        let want = [keys::body_chunk(&key, 0), key.encode()];
+        let gone = delete_stored(&kv, key);
+        let want = [keys::body(&key), keys::body_chunk(&key, 0), key.encode()];
         assert!(gone.iter().zip(&want).all(|(op, k)| matches!(op, KvOp::Delete(d) if d == k)), "{gone:?}");
         assert_eq!(gone.len(), want.len());
-        assert_eq!(deletes(&kv, keys::event(1, 0, 3)).unwrap().len(), 1);
+        assert_eq!(deletes(&kv, keys::event(1, 0, 3), b"stream").unwrap().len(), 1);
+        // A head written without the checksum (28 bytes) still reads.
+        kv.apply(value.puts().unwrap()).unwrap();
+        let head = kv.get(&key.encode()).unwrap().unwrap();
+        assert_eq!(HotValue::read(key, &head[..28], &kv).unwrap().unwrap().batch, value.batch);
     }
 
     #[test]
@@ -412,14 +433,14 @@ mod tests {
 
         // Trimmed to its last segment: fewer chunks, and no old chunk left.
         let kept = value.clone().within(99..u64::MAX).unwrap();
-        let mut rewrite = deletes(&kv, key.encode()).unwrap();
+        let mut rewrite = delete_stored(&kv, key);
         rewrite.extend(kept.puts().unwrap());
         kv.apply(rewrite).unwrap();
         assert!(chunks() < stored);
         let now = kv.get(&key.encode()).unwrap().unwrap();
         assert_eq!(HotValue::read(key, &bytes, &kv).unwrap().unwrap().batch, kept.batch);
         assert_eq!(HotValue::read(key, &now, &kv).unwrap().unwrap().segments, vec![(99, 10_000)]);
-        kv.apply(deletes(&kv, key.encode()).unwrap()).unwrap();
+        kv.apply(delete_stored(&kv, key)).unwrap();
         assert_eq!(chunks(), 0);
         assert!(kv.get(&key.encode()).unwrap().is_none());
     }

@@ -21,7 +21,8 @@ pub(super) fn input_deletes(kv: &dyn KvStore, merged: &EventKey, first_seq: u64)
     let start = keys::event(merged.table_id, merged.block, first_seq);
     let mut ops = Vec::new();
     for pair in kv.scan(&start, &merged.encode()) {
-        ops.extend(super::hot_value::deletes(kv, pair?.0)?);
+        let (key, value) = pair?;
+        ops.extend(super::hot_value::deletes(kv, key, &value)?);
     }
     ops.push(KvOp::Delete(keys::merging(merged)));
     Ok(ops)

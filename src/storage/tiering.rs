@@ -272,7 +272,7 @@ impl EventStore {
                 let (key, value) = pair?;
                 let parsed = keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
                 if mark.covers_block(parsed.seq, parsed.block) {
-                    ops.extend(hot_value::deletes(self.kv.as_ref(), key)?);
+                    ops.extend(hot_value::deletes(self.kv.as_ref(), key, &value)?);
                 } else if mark.touches_block(hot_value::first_seq(&parsed, &value)?, parsed.block) {
                     ops.extend(trimmed(parsed, &value, self.kv.as_ref(), col, mark)?);
                 }
@@ -330,8 +330,8 @@ fn trimmed(
     Ok(match decoded.still_hot(event_time, mark)? {
         Some(kept) if kept.batch.num_rows() == decoded.batch.num_rows() => Vec::new(),
         // A shorter body has fewer chunks: the old ones go, and the puts after replace the rest.
-        Some(kept) => [hot_value::deletes(kv, key.encode())?, kept.puts()?].concat(),
-        None => hot_value::deletes(kv, key.encode())?,
+        Some(kept) => [hot_value::deletes(kv, key.encode(), value)?, kept.puts()?].concat(),
+        None => hot_value::deletes(kv, key.encode(), value)?,
     })
 }
 
