@@ -14,6 +14,7 @@ use parking_lot::{RwLock, RwLockReadGuard};
 use super::backfills::{BackfillProgress, Backfills};
 use super::def::{CompiledFeature, FeatureDef};
 use super::definitions::definition_entry;
+use super::sharded_ingest::{self, Ingested, ingest_serial};
 use super::snapshot::{self, SnapshotMeta};
 use super::state::FeatureState;
 use crate::catalog::TableDef;
@@ -59,12 +60,12 @@ impl LiveFeature {
         progress: &mut dyn FnMut(u64, u64) -> Result<()>,
     ) -> Result<Self> {
         let compiled = CompiledFeature::compile(def, table, ctx)?;
-        let mut state = FeatureState::new(&compiled)?;
         let total = store.stats(compiled.table.id).rows;
         let parts = store.scan(compiled.table.scan_table(), (i64::MIN, i64::MAX), (0, 1));
-        let (done, applied) = ingest_all(&compiled, &mut state, parts, 0, checked, &mut |done| progress(done, total))?;
+        let ingested = sharded_ingest::ingest(&compiled, parts, total, 0, checked, &mut |done| progress(done, total))?;
+        let Ingested { mut state, rows, applied, threads } = ingested;
+        let origin = sharded_ingest::origin(rows, threads);
         state.shrink_to_fit();
-        let origin = format!("backfilled from {done} rows");
         Ok(Self::new(compiled, state, (0, applied), origin, store.clone()))
     }
 
@@ -79,19 +80,18 @@ impl LiveFeature {
         hot_from: u64,
         progress: &mut dyn FnMut(u64, u64) -> Result<()>,
     ) -> Result<Self> {
-        let mut state = FeatureState::new(&compiled)?;
         let scan = compiled.table.scan_table();
         let total = store.stats(compiled.table.id).rows;
-        let (before, _) =
-            ingest_all(&compiled, &mut state, store.scan_seqs(scan, 0..hot_from), 0, true, &mut |done| {
+        let Ingested { mut state, rows: before, threads, .. } =
+            sharded_ingest::ingest(&compiled, store.scan_seqs(scan, 0..hot_from), total, 0, true, &mut |done| {
                 progress(done, total)
             })?;
         let upto = store.visible_seq().max(hot_from);
         let (meanwhile, _) =
-            ingest_all(&compiled, &mut state, store.scan_seqs(scan, hot_from..upto), 0, true, &mut |done| {
+            ingest_serial(&compiled, &mut state, store.scan_seqs(scan, hot_from..upto), 0, true, &mut |done| {
                 progress(before + done, total)
             })?;
-        let origin = format!("backfilled from {} rows", before + meanwhile);
+        let origin = sharded_ingest::origin(before + meanwhile, threads);
         // Every write of the table below `upto` is in the state.
         Ok(Self::new(compiled, state, (0, upto), origin, store.clone()))
     }
@@ -105,7 +105,7 @@ impl LiveFeature {
         let parts = store.scan_since(self.compiled.table.scan_table(), from);
         let before = progress.done();
         let (rows, applied) =
-            ingest_all(&self.compiled, state, parts, from, true, &mut |done| progress.report(before + done))?;
+            ingest_serial(&self.compiled, state, parts, from, true, &mut |done| progress.report(before + done))?;
         state.shrink_to_fit();
         *self.applied_seq.get_mut() = applied.max(store.next_seq()?);
         Ok(rows)
@@ -149,7 +149,7 @@ impl LiveFeature {
         state.saw_time(store.stats(compiled.table.id).watermark);
         state.restored(&compiled);
         let parts = store.scan_since(compiled.table.scan_table(), next_seq);
-        let (replayed, applied) = ingest_all(&compiled, &mut state, parts, next_seq, false, &mut |_| Ok(()))?;
+        let (replayed, applied) = ingest_serial(&compiled, &mut state, parts, next_seq, false, &mut |_| Ok(()))?;
         state.evict_due(&compiled);
         state.shrink_to_fit();
         let origin = format!("restored from snapshot at seq {next_seq}, replayed {replayed} rows");
@@ -342,32 +342,6 @@ pub enum PointValue {
     Missing,
     /// A write is being applied; ask again, or read with [`LiveFeature::read`].
     Busy,
-}
-
-/// Ingests stored writes into `state`; returns (rows read, one past the greatest seq seen,
-/// at least `applied`). `progress` gets the running row count after each write. With
-/// `checked`, each write is checked first (`CompiledFeature::check`). An error from
-/// `progress` stops it.
-fn ingest_all(
-    compiled: &CompiledFeature,
-    state: &mut FeatureState,
-    parts: impl Iterator<Item = Result<StoredPart>>,
-    mut applied: u64,
-    checked: bool,
-    progress: &mut dyn FnMut(u64) -> Result<()>,
-) -> Result<(u64, u64)> {
-    let mut rows = 0;
-    for part in parts {
-        let part = part?;
-        if checked {
-            compiled.check(&part.batch)?;
-        }
-        state.ingest(compiled, &part.batch, part.seq)?;
-        rows += part.batch.num_rows() as u64;
-        applied = applied.max(part.seq + 1);
-        progress(rows)?;
-    }
-    Ok((rows, applied))
 }
 
 /// Writes of at least this many rows update features in parallel.

@@ -254,3 +254,69 @@ async fn known_at_joins_match_duckdb() {
     assert_eq!(differ(&ours), vec![], "all probes (asofdb, duckdb)");
     server.stop().await;
 }
+
+/// The same three features, one maintained as the rows arrive, one backfilled afterwards from
+/// the stored rows (on every core: more rows than `SHARDED_ROWS`): equal at the watermark and
+/// in an ASOF join at every 40th row's time. Rows arrive mostly in time order, with late
+/// rows, ties and NULLs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_on_every_core_equals_the_state_kept_as_rows_arrived() {
+    const ROWS: i64 = 240_000;
+    let definitions = [
+        "SELECT cc_num, count(*) AS n, max(amt) AS mx, avg(amt) AS a, last_k(amt, 3) AS l3 FROM tx \
+           GROUP BY cc_num WINDOW SLIDING INTERVAL '1 hour'",
+        "SELECT user_id, count(DISTINCT ip) AS ips FROM tx GROUP BY user_id WINDOW SLIDING INTERVAL '1 day'",
+        "SELECT cc_num, merchant, sum(amt) AS s FROM tx WHERE status = 'ok' GROUP BY cc_num, merchant \
+           WINDOW SESSION GAP INTERVAL '10 minutes'",
+    ];
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    client.batch_execute(common::TRANSACTIONS_DDL).await.unwrap();
+    for (i, body) in definitions.iter().enumerate() {
+        client.batch_execute(&format!("CREATE FEATURE kept_{i} AS {body}")).await.unwrap();
+    }
+    // Row i happens (i + (i * 7919) % 97) * 5 s after the start: up to 8 minutes late, with ties.
+    for from in (0..ROWS).step_by(40_000) {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO tx SELECT i, i % 4999, i % 1201, 'm' || (i % 7), \
+                   CASE WHEN i % 13 = 0 THEN NULL ELSE (i % 1000) / 10.0 END, \
+                   CASE WHEN i % 11 = 0 THEN 'failed' ELSE 'ok' END, '10.0.0.' || (i % 37), \
+                   to_timestamp(1704067200 + (i + (i * 7919) % 97) * 5)::timestamp \
+                 FROM generate_series({from}, {}) AS g(i)",
+                from + 39_999
+            ))
+            .await
+            .unwrap();
+    }
+    for (i, body) in definitions.iter().enumerate() {
+        client.batch_execute(&format!("CREATE FEATURE built_{i} AS {body}")).await.unwrap();
+    }
+    let origins = common::text_rows(&client, "SELECT name, origin FROM asofdb.feature_state ORDER BY name").await;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for origin in origins.iter().filter(|o| o.starts_with("built_")) {
+        assert!(origin.contains(&format!("backfilled from {ROWS} rows")), "{origin}");
+        assert_eq!(cores > 1, origin.contains(" threads"), "{origin}");
+    }
+    for i in 0..definitions.len() {
+        let at_watermark = |name: String| format!("SELECT * FROM {name}_{i} ORDER BY 1, 2");
+        let kept = common::text_rows(&client, &at_watermark("kept".into())).await;
+        let built = common::text_rows(&client, &at_watermark("built".into())).await;
+        assert!(kept.len() > 1000, "feature {i}: {} keys", kept.len());
+        assert_eq!(kept, built, "feature {i} at the watermark");
+        let key = if i == 1 { "user_id" } else { "cc_num" };
+        let joined = |name: String| {
+            format!(
+                "SELECT t.tid, f.* FROM (SELECT * FROM tx WHERE tid % 40 = 0) t ASOF LEFT JOIN {name}_{i} f \
+                   ON t.{key} = f.{key} {} AND t.ts >= f.ts ORDER BY t.tid",
+                if i == 2 { "AND t.merchant = f.merchant" } else { "" }
+            )
+        };
+        let kept = common::text_rows(&client, &joined("kept".into())).await;
+        let built = common::text_rows(&client, &joined("built".into())).await;
+        assert_eq!(kept.len() as i64, ROWS / 40);
+        let matched = kept.iter().filter(|row| !row.ends_with("|NULL")).count() as i64;
+        assert!(matched > ROWS / 80, "feature {i}: {matched} rows matched");
+        assert_eq!(kept, built, "feature {i} joined as of each row's time");
+    }
+}

@@ -10,7 +10,7 @@ use asofdb::catalog::{ColumnDef, TableDef};
 use asofdb::feature::aggregate::{AggKind, Fraction};
 use asofdb::feature::window::span;
 use asofdb::feature::window::{AsOf, Window};
-use asofdb::feature::{CompiledFeature, FeatureDef, FeatureState, ValueDef};
+use asofdb::feature::{CompiledFeature, FeatureDef, FeatureState, Shard, ValueDef};
 use asofdb::sql::types::ColumnType;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
@@ -302,6 +302,7 @@ proptest! {
         probes in prop::collection::vec((1i64..4, -5i64..260, any::<bool>(), any::<bool>()), 1..20),
         known_probes in prop::collection::vec((1i64..4, -5i64..260, any::<bool>(), -10i64..560, prop::option::of(0i64..90)), 1..12),
         distinct_only in any::<bool>(),
+        shard_count in 1usize..4,
     ) {
         let compiled = feature(window, tile_minutes, tile_min_events, distinct_only);
         let compared: Vec<usize> = if distinct_only { DISTINCT_ONLY.to_vec() } else { (0..22).collect() };
@@ -315,10 +316,20 @@ proptest! {
             full.add_key(encoded.row(0).as_ref(), None);
         }
         // Arrival order is the generated order; writes come in chunks, each its own seq.
+        // A backfill on several threads: one state per shard of the keys, fed every write,
+        // joined at the end; it must answer as the live state does where it holds the window.
+        let mut shards: Vec<FeatureState> = (0..shard_count).map(|_| FeatureState::new(&compiled).unwrap()).collect();
         for (seq, part) in events.chunks(chunk).enumerate() {
             state.ingest(&compiled, &batch(part), seq as u64).unwrap();
             full.ingest(&compiled, &batch(part), seq as u64).unwrap();
+            for (index, shard) in shards.iter_mut().enumerate() {
+                shard.ingest_shard(&compiled, &batch(part), seq as u64, Shard { index, count: shard_count }).unwrap();
+            }
         }
+        let mut shards = shards.into_iter();
+        let mut sharded = shards.next().unwrap();
+        shards.for_each(|shard| sharded.absorb(shard));
+        prop_assert_eq!(sharded.size(&compiled).0, state.size(&compiled).0);
         let arrival: Vec<(usize, Event)> = events.iter().cloned().enumerate().collect();
         for (key, minute, strict, on_event) in probes {
             // Half the probes land exactly on an event time of the key, where boundaries bite.
@@ -331,9 +342,9 @@ proptest! {
             let at = evaluation_time(window, t, strict);
             let expected = naive_window(window, &keyed, t, strict).map(|w| naive_values(&w, at));
             // The live state answers only where the window starts at or after its horizon.
-            let live_reaches = state.holds(span(&window, t, strict));
-            for (name, kept) in [("full", &full), ("live", &state)] {
-                if name == "live" && !live_reaches {
+            let reaches = |kept: &FeatureState| kept.holds(span(&window, t, strict));
+            for (name, kept) in [("full", &full), ("live", &state), ("sharded", &sharded)] {
+                if name != "full" && !reaches(kept) {
                     continue;
                 }
                 let actual = match kept.history(&[ScalarValue::Int64(Some(key))]).unwrap() {
@@ -360,9 +371,9 @@ proptest! {
                 let mut rows: Vec<(i64, i64)> = known_probes.iter().filter(|p| p.0 == key).map(|p| (p.1 * MIN, p.3 * MIN)).collect();
                 rows.sort();
                 let as_of = AsOf { strict, max_age, known_at: true };
-                let live_reaches = rows.first().is_some_and(|r| state.holds(as_of.reach(&window, r.0)));
-                for (name, kept) in [("full", &full), ("live", &state)] {
-                    if name == "live" && !live_reaches {
+                let reaches = |kept: &FeatureState| rows.first().is_some_and(|r| kept.holds(as_of.reach(&window, r.0)));
+                for (name, kept) in [("full", &full), ("live", &state), ("sharded", &sharded)] {
+                    if name != "full" && !reaches(kept) {
                         continue;
                     }
                     let encoded = kept.encode_key(&[ScalarValue::Int64(Some(key))]).unwrap();
@@ -405,9 +416,9 @@ proptest! {
             let as_of = AsOf { strict, max_age, known_at: true };
             // The live state (tiles, evicted events) answers where it holds the window, as an
             // ASOF join would ask it; the whole history answers everywhere.
-            let live_reaches = state.holds(as_of.reach(&window, t));
-            for (name, kept) in [("full", &full), ("live", &state)] {
-                if name == "live" && !live_reaches {
+            let reaches = |kept: &FeatureState| kept.holds(as_of.reach(&window, t));
+            for (name, kept) in [("full", &full), ("live", &state), ("sharded", &sharded)] {
+                if name != "full" && !reaches(kept) {
                     continue;
                 }
                 let encoded = kept.encode_key(&[ScalarValue::Int64(Some(key))]).unwrap();

@@ -62,6 +62,9 @@ pub struct FeatureState {
     /// Per key, ingest times of its events that passed WHERE (tables with an ingest-time
     /// column only).
     ingest: HashMap<Box<[u8]>, KeyIngest, ahash::RandomState>,
+    /// Events added since the last eviction pass: a pass visits every key, so it waits for
+    /// as many events as half the keys (see [`FeatureState::evict_due`]).
+    since_eviction: u64,
 }
 
 /// A key's ingest times beyond its held events.
@@ -77,6 +80,23 @@ struct KeyIngest {
 
 /// `KeyIngest::evicted` of a key that lost no event.
 const NOT_EVICTED: i64 = i64::MAX;
+
+/// One of `count` disjoint parts of a feature's keys, by a hash of the row-encoded key: a
+/// backfill on several threads gives each one shard.
+#[derive(Debug, Clone, Copy)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    fn holds(&self, key: &[u8]) -> bool {
+        // Seeds other than the key map's: keys of one shard share their hash's low bits, so
+        // with the map's own hasher they would crowd half of its buckets.
+        const HASHER: ahash::RandomState = ahash::RandomState::with_seeds(0x51a4d, 0xbac4f11, 0xc0de, 0x7);
+        HASHER.hash_one(key) % self.count as u64 == self.index as u64
+    }
+}
 
 /// Every key as key-column arrays (one row per key), with its row-encoded form and history.
 pub type EveryKey<'a> = (Vec<ArrayRef>, Vec<(&'a [u8], &'a KeyHistory)>);
@@ -104,6 +124,7 @@ impl FeatureState {
             auto_evict: true,
             exact_from: i64::MIN,
             ingest: HashMap::default(),
+            since_eviction: 0,
         })
     }
 
@@ -167,21 +188,62 @@ impl FeatureState {
 
     /// Adds the qualifying rows of `batch` (rows of the source table stored under `seq`).
     pub fn ingest(&mut self, feature: &CompiledFeature, batch: &RecordBatch, seq: u64) -> Result<()> {
-        self.ingest_rows(feature, batch, seq, !self.auto_evict)?;
+        self.ingest_rows(feature, batch, seq, !self.auto_evict, None)?;
         self.evict_due(feature);
         Ok(())
     }
 
+    /// As [`FeatureState::ingest`], for the rows whose key is in `shard` only. The greatest
+    /// event time still moves with every row's, so states fed the same writes, one per shard,
+    /// hold what one state fed all of them would (each may have evicted at other moments, which
+    /// changes what it holds beyond the window only), and [`FeatureState::absorb`] joins them.
+    pub fn ingest_shard(
+        &mut self,
+        feature: &CompiledFeature,
+        batch: &RecordBatch,
+        seq: u64,
+        shard: Shard,
+    ) -> Result<()> {
+        self.ingest_rows(feature, batch, seq, !self.auto_evict, Some(shard))?;
+        self.evict_due(feature);
+        Ok(())
+    }
+
+    /// Takes in the keys of a state fed the same writes for another shard
+    /// ([`FeatureState::ingest_shard`]).
+    pub fn absorb(&mut self, other: FeatureState) {
+        // Each shard evicted when its own keys made a pass due: the joined state claims no
+        // more than the least complete of them holds.
+        self.version = self.version.max(other.version) + 1;
+        self.horizon = self.horizon.max(other.horizon);
+        self.max_time = self.max_time.max(other.max_time);
+        self.exact_from = self.exact_from.max(other.exact_from);
+        self.keys.reserve(other.keys.len());
+        self.keys.extend(other.keys);
+        self.ingest.extend(other.ingest);
+    }
+
     /// Moves the live state's horizon up to `max_time - lookback` once it has fallen a step
-    /// behind.
+    /// behind, and as many events as half the keys have come since the last pass: a pass
+    /// visits every key, so with millions of sparse keys (a key of card and merchant) passes
+    /// every step took most of a backfill. The events held beyond the window are then at most
+    /// a step's, or half as many as the keys.
     /// A feature of distinct counts only also drops repeated values then, every day of event
     /// time, so its keys hold one event per distinct value of the window.
     pub fn evict_due(&mut self, feature: &CompiledFeature) {
+        if self.since_eviction >= self.keys.len() as u64 / 2 {
+            self.evict_pass(feature, false);
+        }
+    }
+
+    /// The pass of [`FeatureState::evict_due`], due or not (`now`) once the horizon has
+    /// moved: a backfill ends with one, so the state it leaves holds no more than the window.
+    pub fn evict_pass(&mut self, feature: &CompiledFeature, now: bool) {
         let Some(lookback) = feature.lookback().filter(|_| self.auto_evict) else { return };
         let distinct_only = drops_repeats(feature);
         let step = if distinct_only { DISTINCT_EVICTION_STEP } else { (lookback / 4).max(MIN_EVICTION_STEP) };
         let target = self.max_time.saturating_sub(lookback);
-        if target >= self.horizon.saturating_add(step) {
+        if target >= self.horizon.saturating_add(if now { 1 } else { step }) {
             self.evict(feature, target, &mut |_, _, _| {});
             if distinct_only {
                 self.keys.values_mut().for_each(|history| {
@@ -220,6 +282,7 @@ impl FeatureState {
         }
         self.version += 1;
         self.horizon = horizon;
+        self.since_eviction = 0;
         let n = feature.def.values.len();
         for (key, history) in self.keys.iter_mut() {
             let ev = history.events(feature);
@@ -264,6 +327,7 @@ impl FeatureState {
         batch: &RecordBatch,
         seq: u64,
         known_keys_only: bool,
+        shard: Option<Shard>,
     ) -> Result<()> {
         self.version += 1;
         let rows = batch.num_rows();
@@ -299,6 +363,9 @@ impl FeatureState {
                 continue;
             }
             let key = key_rows.row(row);
+            if shard.is_some_and(|shard| !shard.holds(key.as_ref())) {
+                continue;
+            }
             let history = match self.keys.get_mut(key.as_ref()) {
                 Some(history) => history,
                 None if known_keys_only => continue,
@@ -336,6 +403,7 @@ impl FeatureState {
                 event[HEADER + encoded.len()] = known as u64;
             }
             history.insert(feature, &event);
+            self.since_eviction += 1;
         }
         Ok(())
     }

@@ -1,0 +1,166 @@
+//! A backfill on every core: the stored writes are read and decoded once, every thread is
+//! given each of them and ingests the rows of its own share of the keys into a state of its
+//! own, and the states are joined at the end.
+//!
+//! Key-partitioned, as the events of one key must be ingested in storage order by one
+//! thread; the horizon moves with every row's time in each state, so the joined state is the
+//! one a single thread would have built (`FeatureState::ingest_shard`).
+
+use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
+
+use super::def::CompiledFeature;
+use super::state::{FeatureState, Shard};
+use crate::error::{Error, Result};
+use crate::storage::StoredPart;
+
+/// Below this many stored rows a backfill runs on the calling thread: threads would cost more
+/// than they save.
+pub const SHARDED_ROWS: u64 = 200_000;
+
+/// Writes read ahead of the slowest thread: bounds the memory of decoded parts in flight.
+const QUEUE: usize = 8;
+
+/// What [`ingest`] built: the state, the rows read, one past the greatest seq seen, and
+/// on how many threads.
+pub struct Ingested {
+    pub state: FeatureState,
+    pub rows: u64,
+    pub applied: u64,
+    pub threads: usize,
+}
+
+/// How a backfilled state was obtained, for `asofdb.feature_state`.
+pub fn origin(rows: u64, threads: usize) -> String {
+    match threads {
+        1 => format!("backfilled from {rows} rows"),
+        n => format!("backfilled from {rows} rows on {n} threads"),
+    }
+}
+
+/// Ingests stored writes into a new state, on as many threads as the machine has cores when
+/// `rows_hint` (the rows expected) is at least [`SHARDED_ROWS`]. `applied` is the seq
+/// counted from (the result's `applied` is at least it). With `checked`, each write is
+/// checked first (`CompiledFeature::check`), in storage order, so the error is the one a
+/// single thread would raise. `progress` gets the running count of rows read; an error from
+/// it stops the backfill.
+pub fn ingest(
+    compiled: &CompiledFeature,
+    parts: impl Iterator<Item = Result<StoredPart>>,
+    rows_hint: u64,
+    applied: u64,
+    checked: bool,
+    progress: &mut dyn FnMut(u64) -> Result<()>,
+) -> Result<Ingested> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let mut state = FeatureState::new(compiled)?;
+    let mut ingested = if threads < 2 || rows_hint < SHARDED_ROWS {
+        let (rows, applied) = ingest_serial(compiled, &mut state, parts, applied, checked, progress)?;
+        Ingested { state, rows, applied, threads: 1 }
+    } else {
+        ingest_sharded(compiled, state, threads, parts, applied, checked, progress)?
+    };
+    ingested.state.evict_pass(compiled, true);
+    Ok(ingested)
+}
+
+fn ingest_sharded(
+    compiled: &CompiledFeature,
+    mut state: FeatureState,
+    threads: usize,
+    parts: impl Iterator<Item = Result<StoredPart>>,
+    applied: u64,
+    checked: bool,
+    progress: &mut dyn FnMut(u64) -> Result<()>,
+) -> Result<Ingested> {
+    std::thread::scope(|scope| {
+        let mut senders = Vec::with_capacity(threads);
+        let mut workers = Vec::with_capacity(threads);
+        for index in 0..threads {
+            let (sender, receiver) = sync_channel::<Arc<StoredPart>>(QUEUE);
+            senders.push(sender);
+            let shard = Shard { index, count: threads };
+            let worker = std::thread::Builder::new().name(format!("asofdb-backfill-{index}"));
+            let spawned = worker.spawn_scoped(scope, move || -> Result<FeatureState> {
+                let mut state = FeatureState::new(compiled)?;
+                for part in receiver {
+                    state.ingest_shard(compiled, &part.batch, part.seq, shard)?;
+                }
+                Ok(state)
+            });
+            workers.push(spawned.map_err(|e| Error::internal(format!("cannot start a backfill thread: {e}")))?);
+        }
+        let read = read_into(compiled, &senders, parts, applied, checked, progress);
+        drop(senders);
+        let mut states = Vec::with_capacity(threads);
+        let mut failed = None;
+        for worker in workers {
+            match worker.join().unwrap_or_else(|_| Err(Error::internal("a backfill thread panicked"))) {
+                Ok(state) => states.push(state),
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        // A thread's error ends the read (its queue closes); the reader's own error otherwise.
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let (rows, applied) = read?;
+        for shard in states {
+            state.absorb(shard);
+        }
+        Ok(Ingested { state, rows, applied, threads })
+    })
+}
+
+/// Reads and decodes the writes, hands each to every thread; returns (rows read, one past
+/// the greatest seq). Stops early, with `Ok`, when a thread has stopped: its error is the one
+/// to report.
+fn read_into(
+    compiled: &CompiledFeature,
+    senders: &[std::sync::mpsc::SyncSender<Arc<StoredPart>>],
+    parts: impl Iterator<Item = Result<StoredPart>>,
+    mut applied: u64,
+    checked: bool,
+    progress: &mut dyn FnMut(u64) -> Result<()>,
+) -> Result<(u64, u64)> {
+    let mut rows = 0;
+    for part in parts {
+        let part = part?;
+        if checked {
+            // Here, before any thread has the write, so the error is the first in storage order.
+            compiled.check(&part.batch)?;
+        }
+        rows += part.batch.num_rows() as u64;
+        applied = applied.max(part.seq + 1);
+        let part = Arc::new(part);
+        if senders.iter().any(|sender| sender.send(part.clone()).is_err()) {
+            break;
+        }
+        progress(rows)?;
+    }
+    Ok((rows, applied))
+}
+
+/// Ingests stored writes into `state` on the calling thread; returns (rows read, one past the
+/// greatest seq seen, at least `applied`). As [`ingest`] for `checked` and `progress`.
+pub fn ingest_serial(
+    compiled: &CompiledFeature,
+    state: &mut FeatureState,
+    parts: impl Iterator<Item = Result<StoredPart>>,
+    mut applied: u64,
+    checked: bool,
+    progress: &mut dyn FnMut(u64) -> Result<()>,
+) -> Result<(u64, u64)> {
+    let mut rows = 0;
+    for part in parts {
+        let part = part?;
+        if checked {
+            compiled.check(&part.batch)?;
+        }
+        state.ingest(compiled, &part.batch, part.seq)?;
+        rows += part.batch.num_rows() as u64;
+        applied = applied.max(part.seq + 1);
+        progress(rows)?;
+    }
+    Ok((rows, applied))
+}
