@@ -297,6 +297,7 @@ fn value_def(f: &sqlparser::ast::Function, alias: Option<String>) -> Result<Valu
 }
 
 /// A feature definition ready to run: expressions compiled against the table schema.
+#[derive(Clone)]
 pub struct CompiledFeature {
     pub def: FeatureDef,
     pub table: Arc<TableDef>,
@@ -474,6 +475,7 @@ fn may_fail(expr: &datafusion::logical_expr::Expr) -> bool {
 /// filters (checked where they can fail, else as they are) choose the rows each argument is
 /// evaluated on, as `agg(x) FILTER (WHERE p)` evaluates `x` only where `p` holds; only the
 /// arguments that can fail are evaluated.
+#[derive(Clone)]
 pub struct Checks {
     filter: Option<Arc<dyn PhysicalExpr>>,
     args: Vec<Option<Arc<dyn PhysicalExpr>>>,
@@ -537,6 +539,14 @@ impl CompiledFeature {
     /// zero (22012). Run before the write commits, so a failing statement stores nothing.
     pub fn check(&self, batch: &RecordBatch) -> Result<()> {
         self.checks.as_ref().map_or(Ok(()), |checks| checks.run(batch))
+    }
+
+    /// The same feature keeping no tiles: a backfill ingests with it, as maintaining each
+    /// key's tiles event by event cost more than building them once at the end
+    /// ([`FeatureState::build_tiles`](super::FeatureState::build_tiles)). Nothing is
+    /// evaluated meanwhile.
+    pub fn untiled(&self) -> Self {
+        Self { tile_min_events: usize::MAX, ..self.clone() }
     }
 
     /// Words per stored event (see `encoding`).

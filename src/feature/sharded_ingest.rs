@@ -5,6 +5,9 @@
 //! Key-partitioned, as the events of one key must be ingested in storage order by one
 //! thread; the horizon moves with every row's time in each state, so the joined state is the
 //! one a single thread would have built (`FeatureState::ingest_shard`).
+//!
+//! Tiles are built once at the end, not kept up to date event by event
+//! (`CompiledFeature::untiled`).
 
 use std::sync::Arc;
 use std::sync::mpsc::sync_channel;
@@ -53,14 +56,16 @@ pub fn ingest(
     progress: &mut dyn FnMut(u64) -> Result<()>,
 ) -> Result<Ingested> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let untiled = compiled.untiled();
     let mut state = FeatureState::new(compiled)?;
     let mut ingested = if threads < 2 || rows_hint < SHARDED_ROWS {
-        let (rows, applied) = ingest_serial(compiled, &mut state, parts, applied, checked, progress)?;
+        let (rows, applied) = ingest_serial(&untiled, &mut state, parts, applied, checked, progress)?;
         Ingested { state, rows, applied, threads: 1 }
     } else {
-        ingest_sharded(compiled, state, threads, parts, applied, checked, progress)?
+        ingest_sharded(&untiled, state, threads, parts, applied, checked, progress)?
     };
-    ingested.state.evict_pass(compiled, true);
+    ingested.state.evict_pass(&untiled, true);
+    ingested.state.build_tiles(compiled);
     Ok(ingested)
 }
 

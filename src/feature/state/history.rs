@@ -156,13 +156,17 @@ impl Body {
         }
     }
 
+    /// Builds the tiles `feature` keeps for these events (see `FeatureState::build_tiles`).
+    pub(super) fn build_tiles(&mut self, feature: &CompiledFeature) {
+        let ev = self.events(feature);
+        self.tiles = worth_tiling(feature, &ev).then(|| Box::new(build_tiles(feature, &ev)));
+    }
+
     /// Restores the invariants after events were removed: `others` holds only referenced
     /// values, tiles are rebuilt, spare capacity is returned.
     pub(super) fn compacted(&mut self, feature: &CompiledFeature) {
         self.compact_others(feature);
-        let ev = self.events(feature);
-        let tiles = worth_tiling(feature, &ev).then(|| Box::new(build_tiles(feature, &ev)));
-        self.tiles = tiles;
+        self.build_tiles(feature);
         self.release_spare();
     }
 

@@ -449,6 +449,17 @@ impl FeatureState {
         }
     }
 
+    /// Gives every key the tiles `feature` keeps for it, after ingesting with
+    /// [`CompiledFeature::untiled`].
+    pub fn build_tiles(&mut self, feature: &CompiledFeature) {
+        self.version += 1;
+        for history in self.keys.values_mut() {
+            if let Some(body) = &mut history.body {
+                body.build_tiles(feature);
+            }
+        }
+    }
+
     /// Returns the spare capacity of every key's vectors (after a backfill or restore, whose
     /// appends leave up to half of each vector unused).
     pub fn shrink_to_fit(&mut self) {
