@@ -25,4 +25,4 @@ pub use engine::{FeatureEngine, LiveFeature, PointValue};
 pub use snapshot::SnapshotMeta;
 pub use state::SlidingDistinct;
 use state::distinct_aggregates;
-pub use state::{FeatureState, Shard};
+pub use state::{FeatureState, ShardedWrite};

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::mpsc::sync_channel;
 
 use super::def::CompiledFeature;
-use super::state::{FeatureState, Shard};
+use super::state::{FeatureState, MAX_SHARDS, ShardedWrite};
 use crate::error::{Error, Result};
 use crate::storage::StoredPart;
 
@@ -55,7 +55,7 @@ pub fn ingest(
     checked: bool,
     progress: &mut dyn FnMut(u64) -> Result<()>,
 ) -> Result<Ingested> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8).min(MAX_SHARDS);
     let untiled = compiled.untiled();
     let mut state = FeatureState::new(compiled)?;
     let mut ingested = if threads < 2 || rows_hint < SHARDED_ROWS {
@@ -82,20 +82,20 @@ fn ingest_sharded(
         let mut senders = Vec::with_capacity(threads);
         let mut workers = Vec::with_capacity(threads);
         for index in 0..threads {
-            let (sender, receiver) = sync_channel::<Arc<StoredPart>>(QUEUE);
+            let (sender, receiver) = sync_channel::<Arc<(StoredPart, ShardedWrite)>>(QUEUE);
             senders.push(sender);
-            let shard = Shard { index, count: threads };
             let worker = std::thread::Builder::new().name(format!("asofdb-backfill-{index}"));
             let spawned = worker.spawn_scoped(scope, move || -> Result<FeatureState> {
                 let mut state = FeatureState::new(compiled)?;
-                for part in receiver {
-                    state.ingest_shard(compiled, &part.batch, part.seq, shard)?;
+                for shared in receiver {
+                    let (part, write) = &*shared;
+                    state.ingest_shard(compiled, &part.batch, part.seq, write, index)?;
                 }
                 Ok(state)
             });
             workers.push(spawned.map_err(|e| Error::internal(format!("cannot start a backfill thread: {e}")))?);
         }
-        let read = read_into(compiled, &senders, parts, applied, checked, progress);
+        let read = read_into(compiled, &state, &senders, parts, applied, checked, progress);
         drop(senders);
         let mut states = Vec::with_capacity(threads);
         let mut failed = None;
@@ -117,12 +117,14 @@ fn ingest_sharded(
     })
 }
 
-/// Reads and decodes the writes, hands each to every thread; returns (rows read, one past
-/// the greatest seq). Stops early, with `Ok`, when a thread has stopped: its error is the one
-/// to report.
+/// Reads and decodes the writes, row-encodes their keys and shares them among the threads
+/// (`encoder`'s encoding), hands each to every thread; returns (rows read, one past the
+/// greatest seq). Stops early, with `Ok`, when a thread has stopped: its error is the one to
+/// report.
 fn read_into(
     compiled: &CompiledFeature,
-    senders: &[std::sync::mpsc::SyncSender<Arc<StoredPart>>],
+    encoder: &FeatureState,
+    senders: &[std::sync::mpsc::SyncSender<Arc<(StoredPart, ShardedWrite)>>],
     parts: impl Iterator<Item = Result<StoredPart>>,
     mut applied: u64,
     checked: bool,
@@ -137,7 +139,8 @@ fn read_into(
         }
         rows += part.batch.num_rows() as u64;
         applied = applied.max(part.seq + 1);
-        let part = Arc::new(part);
+        let write = encoder.shard_write(compiled, &part.batch, senders.len())?;
+        let part = Arc::new((part, write));
         if senders.iter().any(|sender| sender.send(part.clone()).is_err()) {
             break;
         }

@@ -10,7 +10,7 @@ use asofdb::catalog::{ColumnDef, TableDef};
 use asofdb::feature::aggregate::{AggKind, Fraction};
 use asofdb::feature::window::span;
 use asofdb::feature::window::{AsOf, Window};
-use asofdb::feature::{CompiledFeature, FeatureDef, FeatureState, Shard, ValueDef};
+use asofdb::feature::{CompiledFeature, FeatureDef, FeatureState, ValueDef};
 use asofdb::sql::types::ColumnType;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
@@ -324,8 +324,9 @@ proptest! {
         for (seq, part) in events.chunks(chunk).enumerate() {
             state.ingest(&compiled, &batch(part), seq as u64).unwrap();
             full.ingest(&compiled, &batch(part), seq as u64).unwrap();
+            let write = shards[0].shard_write(&untiled, &batch(part), shard_count).unwrap();
             for (index, shard) in shards.iter_mut().enumerate() {
-                shard.ingest_shard(&untiled, &batch(part), seq as u64, Shard { index, count: shard_count }).unwrap();
+                shard.ingest_shard(&untiled, &batch(part), seq as u64, &write, index).unwrap();
             }
         }
         let mut shards = shards.into_iter();

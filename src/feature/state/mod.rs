@@ -24,7 +24,7 @@ pub use sliding_distinct::SlidingDistinct;
 use std::collections::HashMap;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
-use arrow::row::{RowConverter, SortField};
+use arrow::row::{RowConverter, Rows, SortField};
 use datafusion::scalar::ScalarValue;
 
 use crate::error::{Error, Result};
@@ -81,22 +81,16 @@ struct KeyIngest {
 /// `KeyIngest::evicted` of a key that lost no event.
 const NOT_EVICTED: i64 = i64::MAX;
 
-/// One of `count` disjoint parts of a feature's keys, by a hash of the row-encoded key: a
-/// backfill on several threads gives each one shard.
-#[derive(Debug, Clone, Copy)]
-pub struct Shard {
-    pub index: usize,
-    pub count: usize,
+/// A write's keys, row-encoded once and each given one of `count` disjoint shards (by a hash
+/// of the encoded key), for states that each ingest one shard of it (a backfill on several
+/// threads: the reading thread encodes, the ingest threads share the result).
+pub struct ShardedWrite {
+    keys: Rows,
+    shards: Vec<u8>,
 }
 
-impl Shard {
-    fn holds(&self, key: &[u8]) -> bool {
-        // Seeds other than the key map's: keys of one shard share their hash's low bits, so
-        // with the map's own hasher they would crowd half of its buckets.
-        const HASHER: ahash::RandomState = ahash::RandomState::with_seeds(0x51a4d, 0xbac4f11, 0xc0de, 0x7);
-        HASHER.hash_one(key) % self.count as u64 == self.index as u64
-    }
-}
+/// At most this many shards (`ShardedWrite` numbers them in a byte).
+pub const MAX_SHARDS: usize = 64;
 
 /// Every key as key-column arrays (one row per key), with its row-encoded form and history.
 pub type EveryKey<'a> = (Vec<ArrayRef>, Vec<(&'a [u8], &'a KeyHistory)>);
@@ -193,18 +187,33 @@ impl FeatureState {
         Ok(())
     }
 
-    /// As [`FeatureState::ingest`], for the rows whose key is in `shard` only. The greatest
-    /// event time still moves with every row's, so states fed the same writes, one per shard,
-    /// hold what one state fed all of them would (each may have evicted at other moments, which
-    /// changes what it holds beyond the window only), and [`FeatureState::absorb`] joins them.
+    /// Row-encodes `batch`'s keys and shares them among `count` shards (at most
+    /// [`MAX_SHARDS`]), for [`FeatureState::ingest_shard`].
+    pub fn shard_write(&self, feature: &CompiledFeature, batch: &RecordBatch, count: usize) -> Result<ShardedWrite> {
+        // Seeds other than the key map's: keys of one shard share their hash's low bits, so
+        // with the map's own hasher they would crowd half of its buckets.
+        const HASHER: ahash::RandomState = ahash::RandomState::with_seeds(0x51a4d, 0xbac4f11, 0xc0de, 0x7);
+        let count = count.clamp(1, MAX_SHARDS) as u64;
+        let key_arrays: Vec<ArrayRef> = feature.key_columns.iter().map(|i| batch.column(*i).clone()).collect();
+        let keys = self.converter.convert_columns(&key_arrays)?;
+        let shards = keys.iter().map(|key| (HASHER.hash_one(key.as_ref()) % count) as u8).collect();
+        Ok(ShardedWrite { keys, shards })
+    }
+
+    /// As [`FeatureState::ingest`], for the rows of `write` in shard `index` only. The
+    /// greatest event time still moves with every row's, so states fed the same writes, one
+    /// per shard, hold what one state fed all of them would (each may have evicted at other
+    /// moments, which changes what it holds beyond the window only), and
+    /// [`FeatureState::absorb`] joins them.
     pub fn ingest_shard(
         &mut self,
         feature: &CompiledFeature,
         batch: &RecordBatch,
         seq: u64,
-        shard: Shard,
+        write: &ShardedWrite,
+        index: usize,
     ) -> Result<()> {
-        self.ingest_rows(feature, batch, seq, !self.auto_evict, Some(shard))?;
+        self.ingest_rows(feature, batch, seq, !self.auto_evict, Some((write, index as u8)))?;
         self.evict_due(feature);
         Ok(())
     }
@@ -327,7 +336,7 @@ impl FeatureState {
         batch: &RecordBatch,
         seq: u64,
         known_keys_only: bool,
-        shard: Option<Shard>,
+        shard: Option<(&ShardedWrite, u8)>,
     ) -> Result<()> {
         self.version += 1;
         let rows = batch.num_rows();
@@ -350,8 +359,15 @@ impl FeatureState {
             let included = |row: usize| filter.as_ref().is_none_or(|f| f.is_valid(row) && f.value(row));
             encoded.push(encode(feature.reprs[j], arg.as_ref(), included, rows)?);
         }
-        let key_arrays: Vec<ArrayRef> = feature.key_columns.iter().map(|i| batch.column(*i).clone()).collect();
-        let key_rows = self.converter.convert_columns(&key_arrays)?;
+        let converted;
+        let key_rows = match shard {
+            Some((write, _)) => &write.keys,
+            None => {
+                let key_arrays: Vec<ArrayRef> = feature.key_columns.iter().map(|i| batch.column(*i).clone()).collect();
+                converted = self.converter.convert_columns(&key_arrays)?;
+                &converted
+            }
+        };
         let times = event_times(batch.column(feature.event_time))?;
         let ingest_times = feature.ingest.map(|i| event_times(batch.column(i))).transpose()?;
         if let Some(max) = times.values().iter().max() {
@@ -362,10 +378,10 @@ impl FeatureState {
             if passes.as_ref().is_some_and(|p| !p.is_valid(row) || !p.value(row)) {
                 continue;
             }
-            let key = key_rows.row(row);
-            if shard.is_some_and(|shard| !shard.holds(key.as_ref())) {
+            if shard.is_some_and(|(write, index)| write.shards[row] != index) {
                 continue;
             }
+            let key = key_rows.row(row);
             let history = match self.keys.get_mut(key.as_ref()) {
                 Some(history) => history,
                 None if known_keys_only => continue,
