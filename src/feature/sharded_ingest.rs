@@ -120,33 +120,22 @@ fn ingest_sharded(
 /// Reads and decodes the writes, row-encodes their keys and shares them among the threads
 /// (`encoder`'s encoding), hands each to every thread; returns (rows read, one past the
 /// greatest seq). Stops early, with `Ok`, when a thread has stopped: its error is the one to
-/// report.
+/// report. Checks run here, before any thread has the write, so the error is the first in
+/// storage order.
 fn read_into(
     compiled: &CompiledFeature,
     encoder: &FeatureState,
     senders: &[std::sync::mpsc::SyncSender<Arc<(StoredPart, ShardedWrite)>>],
     parts: impl Iterator<Item = Result<StoredPart>>,
-    mut applied: u64,
+    applied: u64,
     checked: bool,
     progress: &mut dyn FnMut(u64) -> Result<()>,
 ) -> Result<(u64, u64)> {
-    let mut rows = 0;
-    for part in parts {
-        let part = part?;
-        if checked {
-            // Here, before any thread has the write, so the error is the first in storage order.
-            compiled.check(&part.batch)?;
-        }
-        rows += part.batch.num_rows() as u64;
-        applied = applied.max(part.seq + 1);
+    read(compiled, parts, applied, checked, progress, |part| {
         let write = encoder.shard_write(compiled, &part.batch, senders.len())?;
-        let part = Arc::new((part, write));
-        if senders.iter().any(|sender| sender.send(part.clone()).is_err()) {
-            break;
-        }
-        progress(rows)?;
-    }
-    Ok((rows, applied))
+        let shared = Arc::new((part, write));
+        Ok(senders.iter().all(|sender| sender.send(shared.clone()).is_ok()))
+    })
 }
 
 /// Ingests stored writes into `state` on the calling thread; returns (rows read, one past the
@@ -155,9 +144,25 @@ pub fn ingest_serial(
     compiled: &CompiledFeature,
     state: &mut FeatureState,
     parts: impl Iterator<Item = Result<StoredPart>>,
+    applied: u64,
+    checked: bool,
+    progress: &mut dyn FnMut(u64) -> Result<()>,
+) -> Result<(u64, u64)> {
+    read(compiled, parts, applied, checked, progress, |part| {
+        state.ingest(compiled, &part.batch, part.seq)?;
+        Ok(true)
+    })
+}
+
+/// Each stored write, checked with `checked`, to `take` (which returns false to stop), then
+/// counted to `progress`; returns (rows read, one past the greatest seq, at least `applied`).
+fn read(
+    compiled: &CompiledFeature,
+    parts: impl Iterator<Item = Result<StoredPart>>,
     mut applied: u64,
     checked: bool,
     progress: &mut dyn FnMut(u64) -> Result<()>,
+    mut take: impl FnMut(StoredPart) -> Result<bool>,
 ) -> Result<(u64, u64)> {
     let mut rows = 0;
     for part in parts {
@@ -165,9 +170,11 @@ pub fn ingest_serial(
         if checked {
             compiled.check(&part.batch)?;
         }
-        state.ingest(compiled, &part.batch, part.seq)?;
         rows += part.batch.num_rows() as u64;
         applied = applied.max(part.seq + 1);
+        if !take(part)? {
+            break;
+        }
         progress(rows)?;
     }
     Ok((rows, applied))
