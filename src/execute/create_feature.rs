@@ -235,7 +235,7 @@ fn keeps_columns_views_read(db: &Database, old: &LiveFeature, new: &CompiledFeat
     ))
 }
 
-/// `feature "f" [replaced, ]backfilled from N rows in 1.2s: K keys, E events kept`.
+/// `feature "f" [replaced, ]backfilled from N rows[ on T threads] in 1.2s: K keys, E events kept`.
 fn built_notice(live: &LiveFeature, done: &str, started: std::time::Instant) -> String {
     let (keys, events, _) = live.size();
     format!(

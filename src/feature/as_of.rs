@@ -1,5 +1,5 @@
 //! A feature evaluated at many (key, time) points at once, for ASOF training sets:
-//! - if every point's window lies within what the live state holds (its horizon, one window
+//! - if every point's window lies within what the live state holds (its horizon, about one window
 //!   behind the latest event), from the live state: each batch is swept key by key, rows
 //!   ordered by (key, time), each key's history looked up once;
 //! - otherwise from the stored events of both tiers, swept in time order with memory bounded

@@ -3,8 +3,8 @@
 //! own, and the states are joined at the end.
 //!
 //! Key-partitioned, as the events of one key must be ingested in storage order by one
-//! thread; the horizon moves with every row's time in each state, so the joined state is the
-//! one a single thread would have built (`FeatureState::ingest_shard`).
+//! thread. Every state sees every row's time, so each evicts by the same greatest time, and
+//! the joined state, settled (`FeatureState::settle`), holds what a single thread's would.
 //!
 //! Tiles are built once at the end, not kept up to date event by event
 //! (`CompiledFeature::untiled`).
@@ -18,8 +18,17 @@ use crate::error::{Error, Result};
 use crate::storage::StoredPart;
 
 /// Below this many stored rows a backfill runs on the calling thread: threads would cost more
-/// than they save.
-pub const SHARDED_ROWS: u64 = 200_000;
+/// than they save. The tests set `ASOFDB_BACKFILL_SHARDED_ROWS` to 0, so that every backfill
+/// of theirs takes the path a large table's does.
+const SHARDED_ROWS: u64 = 200_000;
+
+/// Ingest threads at most: a backfill holds one state per thread until they are joined, and
+/// more than 8 cores is beyond what this was measured on.
+const MAX_THREADS: usize = 8;
+
+fn sharded_rows() -> u64 {
+    std::env::var("ASOFDB_BACKFILL_SHARDED_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(SHARDED_ROWS)
+}
 
 /// Writes read ahead of the slowest thread: bounds the memory of decoded parts in flight.
 const QUEUE: usize = 8;
@@ -42,7 +51,7 @@ pub fn origin(rows: u64, threads: usize) -> String {
 }
 
 /// Ingests stored writes into a new state, on as many threads as the machine has cores when
-/// `rows_hint` (the rows expected) is at least [`SHARDED_ROWS`]. `applied` is the seq
+/// `rows_hint` (the rows expected) is at least [`SHARDED_ROWS`] (at most [`MAX_THREADS`]). `applied` is the seq
 /// counted from (the result's `applied` is at least it). With `checked`, each write is
 /// checked first (`CompiledFeature::check`), in storage order, so the error is the one a
 /// single thread would raise. `progress` gets the running count of rows read; an error from
@@ -55,16 +64,16 @@ pub fn ingest(
     checked: bool,
     progress: &mut dyn FnMut(u64) -> Result<()>,
 ) -> Result<Ingested> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8).min(MAX_SHARDS);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS).min(MAX_SHARDS);
     let untiled = compiled.untiled();
     let mut state = FeatureState::new(compiled)?;
-    let mut ingested = if threads < 2 || rows_hint < SHARDED_ROWS {
+    let mut ingested = if threads < 2 || rows_hint < sharded_rows() {
         let (rows, applied) = ingest_serial(&untiled, &mut state, parts, applied, checked, progress)?;
         Ingested { state, rows, applied, threads: 1 }
     } else {
         ingest_sharded(&untiled, state, threads, parts, applied, checked, progress)?
     };
-    ingested.state.evict_pass(&untiled, true);
+    ingested.state.settle(&untiled);
     ingested.state.build_tiles(compiled);
     Ok(ingested)
 }
@@ -100,7 +109,9 @@ fn ingest_sharded(
         let mut states = Vec::with_capacity(threads);
         let mut failed = None;
         for worker in workers {
-            match worker.join().unwrap_or_else(|_| Err(Error::internal("a backfill thread panicked"))) {
+            match worker.join().unwrap_or_else(|panic| {
+                Err(Error::internal(format!("a backfill thread panicked: {}", panic_message(&panic))))
+            }) {
                 Ok(state) => states.push(state),
                 Err(e) => failed = failed.or(Some(e)),
             }
@@ -178,4 +189,13 @@ fn read(
         progress(rows)?;
     }
     Ok((rows, applied))
+}
+
+/// What a thread's panic said, if it said it in a string.
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }

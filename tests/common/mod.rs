@@ -111,6 +111,8 @@ impl BinaryServer {
             .env("RUST_LOG", "warn")
             // Backfill progress NOTICEs after every stored block, so tests see them.
             .env("ASOFDB_BACKFILL_NOTICE_MS", "0")
+            // Every backfill on every core, as a large table's (feature/sharded_ingest.rs).
+            .env("ASOFDB_BACKFILL_SHARDED_ROWS", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

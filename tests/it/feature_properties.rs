@@ -332,6 +332,7 @@ proptest! {
         let mut shards = shards.into_iter();
         let mut sharded = shards.next().unwrap();
         shards.for_each(|shard| sharded.absorb(shard));
+        sharded.settle(&untiled);
         sharded.build_tiles(&compiled);
         prop_assert_eq!(sharded.size(&compiled).0, state.size(&compiled).0);
         let arrival: Vec<(usize, Event)> = events.iter().cloned().enumerate().collect();

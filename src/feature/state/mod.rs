@@ -193,7 +193,8 @@ impl FeatureState {
         // Seeds other than the key map's: keys of one shard share their hash's low bits, so
         // with the map's own hasher they would crowd half of its buckets.
         const HASHER: ahash::RandomState = ahash::RandomState::with_seeds(0x51a4d, 0xbac4f11, 0xc0de, 0x7);
-        let count = count.clamp(1, MAX_SHARDS) as u64;
+        assert!((1..=MAX_SHARDS).contains(&count), "{count} shards: at most {MAX_SHARDS}");
+        let count = count as u64;
         let key_arrays: Vec<ArrayRef> = feature.key_columns.iter().map(|i| batch.column(*i).clone()).collect();
         let keys = self.converter.convert_columns(&key_arrays)?;
         let shards = keys.iter().map(|key| (HASHER.hash_one(key.as_ref()) % count) as u8).collect();
@@ -222,11 +223,12 @@ impl FeatureState {
     /// ([`FeatureState::ingest_shard`]).
     pub fn absorb(&mut self, other: FeatureState) {
         // Each shard evicted when its own keys made a pass due: the joined state claims no
-        // more than the least complete of them holds.
+        // more than the least complete of them holds, until it is settled.
         self.version = self.version.max(other.version) + 1;
         self.horizon = self.horizon.max(other.horizon);
         self.max_time = self.max_time.max(other.max_time);
         self.exact_from = self.exact_from.max(other.exact_from);
+        debug_assert!(other.keys.keys().all(|key| !self.keys.contains_key(key)), "shards share a key");
         self.keys.reserve(other.keys.len());
         self.keys.extend(other.keys);
         self.ingest.extend(other.ingest);
@@ -241,25 +243,39 @@ impl FeatureState {
     /// time, so its keys hold one event per distinct value of the window.
     pub fn evict_due(&mut self, feature: &CompiledFeature) {
         if self.since_eviction >= self.keys.len() as u64 / 2 {
-            self.evict_pass(feature, false);
+            self.evict_step(feature);
         }
     }
 
-    /// The pass of [`FeatureState::evict_due`], due or not (`now`) once the horizon has
-    /// moved: a backfill ends with one, so the state it leaves holds no more than the window.
-    pub fn evict_pass(&mut self, feature: &CompiledFeature, now: bool) {
+    /// The pass of [`FeatureState::evict_due`], once the horizon has fallen a step behind.
+    fn evict_step(&mut self, feature: &CompiledFeature) {
         let Some(lookback) = feature.lookback().filter(|_| self.auto_evict) else { return };
         let distinct_only = drops_repeats(feature);
         let step = if distinct_only { DISTINCT_EVICTION_STEP } else { (lookback / 4).max(MIN_EVICTION_STEP) };
         let target = self.max_time.saturating_sub(lookback);
-        if target >= self.horizon.saturating_add(if now { 1 } else { step }) {
+        if target >= self.horizon.saturating_add(step) {
             self.evict(feature, target, &mut |_, _, _| {});
-            if distinct_only {
-                self.keys.values_mut().for_each(|history| {
-                    history.keep_latest_distinct(feature);
-                });
-                self.exact_from = self.max_time;
-            }
+            self.drop_repeats(feature);
+        }
+    }
+
+    /// Ends a backfill: the horizon moves up to `max_time - lookback`, and every key, those
+    /// of a joined shard that evicted less recently than another included, drops its events
+    /// older than it (and, for a feature of distinct counts only, its repeated values), so
+    /// the state holds the window and no more.
+    pub fn settle(&mut self, feature: &CompiledFeature) {
+        let Some(lookback) = feature.lookback().filter(|_| self.auto_evict) else { return };
+        let horizon = self.max_time.saturating_sub(lookback).max(self.horizon);
+        self.horizon = horizon;
+        self.drop_older(feature, horizon, &mut |_, _, _| {});
+        self.drop_repeats(feature);
+    }
+
+    /// For a feature of distinct counts only: every key drops its repeated values.
+    fn drop_repeats(&mut self, feature: &CompiledFeature) {
+        if drops_repeats(feature) {
+            self.keys.values_mut().for_each(|history| history.keep_latest_distinct(feature));
+            self.exact_from = self.max_time;
         }
     }
 
@@ -289,8 +305,18 @@ impl FeatureState {
         if horizon <= self.horizon {
             return;
         }
-        self.version += 1;
         self.horizon = horizon;
+        self.drop_older(feature, horizon, before_drop);
+    }
+
+    /// The keys' events older than `horizon` go (see [`FeatureState::evict`]).
+    fn drop_older(
+        &mut self,
+        feature: &CompiledFeature,
+        horizon: i64,
+        before_drop: &mut dyn FnMut(&[u8], &KeyHistory, usize),
+    ) {
+        self.version += 1;
         self.since_eviction = 0;
         let n = feature.def.values.len();
         for (key, history) in self.keys.iter_mut() {
