@@ -18,6 +18,7 @@ mod sliding_distinct;
 mod tiles;
 
 pub use evaluate::distinct_aggregates;
+use history::DistinctScratch;
 pub use history::KeyHistory;
 pub use sliding_distinct::SlidingDistinct;
 
@@ -274,7 +275,8 @@ impl FeatureState {
     /// For a feature of distinct counts only: every key drops its repeated values.
     fn drop_repeats(&mut self, feature: &CompiledFeature) {
         if drops_repeats(feature) {
-            self.keys.values_mut().for_each(|history| history.keep_latest_distinct(feature));
+            let mut scratch = DistinctScratch::default();
+            self.keys.values_mut().for_each(|history| history.keep_latest_distinct(feature, &mut scratch));
             self.exact_from = self.max_time;
         }
     }
