@@ -255,6 +255,11 @@ impl Error {
         Error::Unsupported(message.into())
     }
 
+    /// An internal error for a thread or task that panicked: `what` and what its panic said.
+    pub fn panicked(what: &str, payload: &(dyn std::any::Any + Send)) -> Self {
+        Self::internal(format!("{what} panicked: {}", panic_text(payload)))
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Error::Internal(message.into())
     }
@@ -503,6 +508,15 @@ fn datafusion_sqlstate(e: &DataFusionError) -> SqlState {
         DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => SqlState::IoError,
         _ => SqlState::InternalError,
     }
+}
+
+/// What a panic said, when it said it in a string.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }
 
 #[cfg(test)]

@@ -109,9 +109,7 @@ fn ingest_sharded(
         let mut states = Vec::with_capacity(threads);
         let mut failed = None;
         for worker in workers {
-            match worker.join().unwrap_or_else(|panic| {
-                Err(Error::internal(format!("a backfill thread panicked: {}", panic_message(&panic))))
-            }) {
+            match worker.join().unwrap_or_else(|panic| Err(Error::panicked("a backfill thread", &*panic))) {
                 Ok(state) => states.push(state),
                 Err(e) => failed = failed.or(Some(e)),
             }
@@ -189,13 +187,4 @@ fn read(
         progress(rows)?;
     }
     Ok((rows, applied))
-}
-
-/// What a thread's panic said, if it said it in a string.
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("no message")
 }

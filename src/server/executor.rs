@@ -11,7 +11,7 @@ use futures::{Stream, StreamExt};
 use tokio::runtime::Handle;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, panic_text};
 
 /// Result sets are produced this many batches ahead of the client.
 const BATCHES_AHEAD: usize = 2;
@@ -33,7 +33,9 @@ impl Executor {
         let task = AbortOnDropHandle::new(self.runtime.spawn(work));
         match task.await {
             Ok(outcome) => outcome,
-            Err(e) if e.is_panic() => Err(Error::internal(format!("statement failed: {}", panic_message(e)))),
+            Err(e) if e.is_panic() => {
+                Err(Error::internal(format!("statement failed: {}", panic_text(&*e.into_panic()))))
+            }
             Err(e) => Err(Error::internal(format!("statement task ended: {e}"))),
         }
     }
@@ -60,13 +62,4 @@ impl Executor {
             Some((item, (receiver, task)))
         })
     }
-}
-
-fn panic_message(error: tokio::task::JoinError) -> String {
-    let payload = error.into_panic();
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".into())
 }
