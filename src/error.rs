@@ -12,6 +12,8 @@ use datafusion::error::DataFusionError;
 pub enum SqlState {
     /// 00000
     SuccessfulCompletion,
+    /// 08001
+    SqlclientUnableToEstablishSqlconnection,
     /// 08P01
     ProtocolViolation,
     /// 0A000
@@ -62,6 +64,8 @@ pub enum SqlState {
     SyntaxError,
     /// 42701
     DuplicateColumn,
+    /// 42710
+    DuplicateObject,
     /// 42702
     AmbiguousColumn,
     /// 42703
@@ -115,6 +119,7 @@ impl SqlState {
     pub fn code(self) -> &'static str {
         match self {
             SqlState::SuccessfulCompletion => "00000",
+            SqlState::SqlclientUnableToEstablishSqlconnection => "08001",
             SqlState::ProtocolViolation => "08P01",
             SqlState::FeatureNotSupported => "0A000",
             SqlState::CardinalityViolation => "21000",
@@ -140,6 +145,7 @@ impl SqlState {
             SqlState::InvalidSchemaName => "3F000",
             SqlState::SyntaxError => "42601",
             SqlState::DuplicateColumn => "42701",
+            SqlState::DuplicateObject => "42710",
             SqlState::AmbiguousColumn => "42702",
             SqlState::UndefinedColumn => "42703",
             SqlState::UndefinedObject => "42704",
@@ -198,6 +204,9 @@ pub enum Error {
     /// The transaction failed earlier; only ROLLBACK/COMMIT are accepted (25P02).
     #[error("current transaction is aborted, commands ignored until end of transaction block")]
     TransactionAborted,
+    /// An upstream system (a source's broker or database) cannot be reached (08001).
+    #[error("{0}")]
+    Unreachable(String),
     /// A memory or size limit was hit (53200).
     #[error("{0}")]
     ResourcesExhausted(String),
@@ -238,6 +247,7 @@ impl Error {
             Error::NullViolation(_) => SqlState::NotNullViolation,
             Error::Unsupported(_) => SqlState::FeatureNotSupported,
             Error::TransactionAborted => SqlState::InFailedSqlTransaction,
+            Error::Unreachable(_) => SqlState::SqlclientUnableToEstablishSqlconnection,
             Error::ResourcesExhausted(_) => SqlState::OutOfMemory,
             Error::Cancelled | Error::StatementTimeout => SqlState::QueryCanceled,
             Error::Storage(_) => SqlState::IoError,
@@ -296,6 +306,14 @@ impl Error {
 
     pub fn undefined_type(name: &str) -> Self {
         Error::NotFound { sqlstate: SqlState::UndefinedObject, message: format!("type \"{name}\" does not exist") }
+    }
+
+    /// A feature or source over a table without an event-time column (42809).
+    pub fn no_event_time(table: &str) -> Self {
+        Error::InvalidInput {
+            sqlstate: SqlState::WrongObjectType,
+            message: format!("table \"{table}\" has no event-time column: create it WITH (event_time = '<column>')"),
+        }
     }
 
     pub fn duplicate_table(name: &str) -> Self {

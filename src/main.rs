@@ -165,6 +165,7 @@ async fn run(args: Args, io: Option<tokio::runtime::Handle>) -> asofdb::Result<(
     let options = ServerOptions { security, max_connections: args.max_connections as usize, execution: None };
     let db = Database::open_with(&args.data_dir, limits)?;
     asofdb::execute::drop_leftover_temporary_tables(&db).await?;
+    asofdb::execute::resume_sources(&db)?;
     let server = Server::bind_with(&args.listen, db.clone(), options).await?;
     let addr = server.local_addr()?;
     tracing::info!(data_dir = %args.data_dir.display(), "asofdb listening on {addr}");
@@ -194,6 +195,7 @@ async fn run(args: Args, io: Option<tokio::runtime::Handle>) -> asofdb::Result<(
     for task in [checkpoints, tiering].into_iter().flatten() {
         task.abort();
     }
+    asofdb::execute::stop_sources(&db).await;
     let written = db.checkpoint(false).await?;
     tracing::info!(snapshots = written, "feature state checkpointed");
     drop(db);

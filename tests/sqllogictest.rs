@@ -180,6 +180,12 @@ fn main() -> std::process::ExitCode {
     // errors and replacements included).
     // SAFETY: no other thread has started yet.
     unsafe { std::env::set_var("ASOFDB_BACKFILL_SHARDED_ROWS", "0") };
+    // A Kafka cluster for the sources' statements (librdkafka's mock brokers, real listeners):
+    // files name it `${ASOFDB_TEST_KAFKA}` (`control substitution on`), with the topic `slt`.
+    let kafka = rdkafka::mocking::MockCluster::new(1).expect("mock Kafka cluster");
+    kafka.create_topic("slt", 3, 1).expect("topic");
+    // SAFETY: as above.
+    unsafe { std::env::set_var("ASOFDB_TEST_KAFKA", kafka.bootstrap_servers()) };
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime").block_on(run_all())
 }
 

@@ -1,7 +1,12 @@
-//! The catalog: which event tables exist, their columns and options, persisted in the hot tier.
+//! The catalog: which event tables and sources exist, their columns and options, persisted in
+//! the hot tier.
 
+mod source;
 mod table;
 
+pub use source::{
+    KEPT_ERRORS, Source, SourceDef, SourceEntries, SourceError, SourceKind, SourcePosition, SourceReport, lsn_text,
+};
 pub use table::{ColumnDef, DEFAULT_HOT_RETENTION_MICROS, TableDef};
 
 use std::collections::BTreeMap;
@@ -20,6 +25,8 @@ use crate::storage::{CatalogKind, Commit, EventStore};
 pub struct Catalog {
     store: Arc<EventStore>,
     tables: RwLock<BTreeMap<String, Arc<TableDef>>>,
+    /// The sources (`source`), which feed tables.
+    sources: RwLock<BTreeMap<String, Arc<Source>>>,
     /// Counts table DDL; see [`Catalog::generation`].
     table_changes: AtomicU64,
     ddl: tokio::sync::Mutex<()>,
@@ -40,9 +47,11 @@ impl Catalog {
             store.set_columns(def.id, Some(def.stored_columns()?));
             tables.insert(def.name.clone(), Arc::new(def));
         }
+        let sources = Self::load_sources(&store)?;
         Ok(Self {
             store,
             tables: RwLock::new(tables),
+            sources: RwLock::new(sources),
             table_changes: AtomicU64::new(0),
             ddl: tokio::sync::Mutex::new(()),
         })

@@ -28,6 +28,8 @@ pub enum RowLabel<'a> {
     InsertRow(usize),
     /// Rows of COPY data: the input line each row started on.
     Lines(&'a [usize]),
+    /// The row of one message a source read.
+    Message,
 }
 
 impl RowLabel<'_> {
@@ -36,6 +38,7 @@ impl RowLabel<'_> {
             RowLabel::Insert => format!("row {}", row + 1),
             RowLabel::InsertRow(number) => format!("row {number}"),
             RowLabel::Lines(lines) => format!("line {}", lines.get(row).copied().unwrap_or(row + 1)),
+            RowLabel::Message => "in the message".into(),
         }
     }
 }
@@ -197,6 +200,15 @@ fn rejected_value(source: &ArrayRef, row: usize, ty: ColumnType, column: &str, l
         return Error::invalid_value(
             SqlState::NumericValueOutOfRange,
             format!("value {value} is out of range for type {} ({place})", ty.sql_name()),
+        );
+    }
+    // Digits that do not fit the integer type are out of range, as PostgreSQL says.
+    let digits = value.trim().strip_prefix(['+', '-']).unwrap_or(value.trim());
+    let integer = matches!(ty, ColumnType::SmallInt | ColumnType::Integer | ColumnType::BigInt);
+    if integer && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Error::invalid_value(
+            SqlState::NumericValueOutOfRange,
+            format!("value \"{}\" is out of range for type {} ({place})", value.trim(), ty.sql_name()),
         );
     }
     let sqlstate = match ty {

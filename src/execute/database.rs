@@ -15,7 +15,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use sqlparser::ast::Statement as SqlStatement;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, SourceEntries};
 use crate::error::{Error, Result};
 use crate::feature::{FeatureEngine, LiveFeature, stored_definitions};
 use crate::plan::asof;
@@ -73,6 +73,9 @@ pub enum Write {
     Rows(Vec<Append>),
     /// A large COPY's rows, written to staging chunk by chunk as they arrived.
     Staged { staged: StagedWrite },
+    /// A source's batch: its rows with its new position and bad messages (`execute::source`),
+    /// stored together or not at all.
+    Source { appends: Vec<Append>, entries: SourceEntries },
 }
 
 /// Everything a session needs that outlives it.
@@ -100,6 +103,8 @@ pub struct Database {
     /// Rows stored in tables that features read, when features last snapshotted: rows written
     /// since then cannot move to the cold tier yet (see `tiering`).
     rows_at_snapshot: std::sync::atomic::AtomicU64,
+    /// The running sources (`execute::source`).
+    pub(super) sources: super::source::SourceRunners,
 }
 
 impl Database {
@@ -205,16 +210,21 @@ impl Database {
     pub async fn commit(&self, write: Write) -> Result<()> {
         let _gate = self.commit_gate.read().await;
         let store = self.catalog.store();
-        match write {
-            Write::Rows(mut appends) => {
-                // A transaction's rows may predate an ADD COLUMN (which waits for no open
-                // transaction): they take its default now, or fail if it has none and is NOT NULL.
-                for append in &mut appends {
-                    append.batch = store.widen(append.table_id, append.batch.clone())?;
-                }
-                let parts = store.commit(Commit { appends, ..Default::default() }).await?;
-                self.features.on_commit(&parts)
+        let rows = |appends: Vec<Append>, entries: SourceEntries| async move {
+            let mut appends = appends;
+            // A transaction's rows may predate an ADD COLUMN (which waits for no open
+            // transaction): they take its default now, or fail if it has none and is NOT NULL.
+            for append in &mut appends {
+                append.batch = store.widen(append.table_id, append.batch.clone())?;
             }
+            let commit =
+                Commit { appends, catalog_puts: entries.puts, catalog_deletes: entries.deletes, ..Default::default() };
+            let parts = store.commit(commit).await?;
+            self.features.on_commit(&parts)
+        };
+        match write {
+            Write::Rows(appends) => rows(appends, SourceEntries { puts: vec![], deletes: vec![] }).await,
+            Write::Source { appends, entries } => rows(appends, entries).await,
             Write::Staged { staged } => {
                 let pieces = staged.commit().await?;
                 // The rows are durable; features take them piece by piece (a COPY may not fit
@@ -349,6 +359,7 @@ impl Database {
             tiering: tokio::sync::Mutex::new(()),
             copy_chunk_bytes: limits.copy_chunk_bytes.unwrap_or(16 << 20).max(1),
             rows_at_snapshot: std::sync::atomic::AtomicU64::new(0),
+            sources: Default::default(),
         }))
     }
 }

@@ -1,5 +1,5 @@
-//! DROP TABLE and DROP FEATURE: a table goes with the features and views that read it
-//! (CASCADE); and the temporary tables a stopped server left.
+//! DROP TABLE and DROP FEATURE: a table goes with the features and views that read it and
+//! the sources that feed it (CASCADE); and the temporary tables a stopped server left.
 
 use super::database::Database;
 use super::views::still_needed;
@@ -44,6 +44,16 @@ async fn drop_features_gated(db: &Database, names: &[String], if_exists: bool, c
 /// `cascade`, else they are 2BP01. A missing table is 42P01 unless `if_exists`. Commits wait
 /// meanwhile, and so does the switch of a feature replacement, which checks its table.
 pub async fn drop_tables(db: &Database, names: &[String], if_exists: bool, cascade: bool) -> Result<()> {
+    // Sources first, before the commit gate: a source's runner may be waiting for it.
+    for table in names {
+        let sources = db.catalog.sources_into(table);
+        if !sources.is_empty() && !cascade {
+            return Err(still_needed("table", table, &sources));
+        }
+        for source in sources {
+            super::source::drop_source(db, &source, true).await?;
+        }
+    }
     let _no_commits = db.commit_gate.write().await;
     for table in names {
         if db.catalog.table(table).is_none() {

@@ -13,6 +13,7 @@ mod insert;
 mod prepared;
 mod session;
 mod settings;
+pub mod source;
 pub mod tiering;
 mod views;
 
@@ -21,3 +22,4 @@ pub use database::{Database, Limits};
 pub use drop::drop_leftover_temporary_tables;
 pub use prepared::{Planned, PreparedStatement};
 pub use session::{Output, Session, check_copy};
+pub use source::{resume_sources, stop_sources};

@@ -59,9 +59,11 @@ impl Database {
     pub async fn prepare(&self, sql: &str) -> Result<Option<PreparedStatement>> {
         let Some(statement) = self.parser.parse_single(sql)? else { return Ok(None) };
         let Statement::Standard(syntax) = &statement else {
-            let rows = matches!(statement, Statement::ShowFeatures);
-            let schema =
-                rows.then(|| crate::plan::SystemSchema::features(&self.features).map(|b| b.schema())).transpose()?;
+            let schema = match statement {
+                Statement::ShowFeatures => Some(crate::plan::SystemSchema::features(&self.features)?.schema()),
+                Statement::ShowSources => Some(crate::plan::SystemSchema::sources(&self.catalog)?.schema()),
+                _ => None,
+            };
             return Ok(Some(PreparedStatement::new(statement, None, vec![], schema)));
         };
         let (planned, inferred_types, result_schema) = match syntax.as_ref() {

@@ -189,6 +189,15 @@ impl Session {
             Statement::ShowFeatures => SystemSchema::features(&self.db.features)
                 .map_err(Error::from)
                 .and_then(|batch| Ok(Output::Rows(self.db.ctx.read_batch(batch)?))),
+            Statement::CreateSource(create) => super::source::create_source(&self.db, create)
+                .await
+                .map(|()| Output::Command { tag: "CREATE SOURCE", rows: None }),
+            Statement::DropSource { name, if_exists } => super::source::drop_source(&self.db, name, *if_exists)
+                .await
+                .map(|()| Output::Command { tag: "DROP SOURCE", rows: None }),
+            Statement::ShowSources => SystemSchema::sources(&self.db.catalog)
+                .map_err(Error::from)
+                .and_then(|batch| Ok(Output::Rows(self.db.ctx.read_batch(batch)?))),
         };
         self.abort_on_error(outcome)
     }
@@ -656,6 +665,8 @@ fn ddl_kind(statement: &Statement) -> Option<&'static str> {
     match statement {
         Statement::CreateFeature(_) => Some("CREATE FEATURE"),
         Statement::DropFeature { .. } => Some("DROP FEATURE"),
+        Statement::CreateSource(_) => Some("CREATE SOURCE"),
+        Statement::DropSource { .. } => Some("DROP SOURCE"),
         Statement::Standard(sql) => match sql.as_ref() {
             SqlStatement::CreateTable(_) => Some("CREATE TABLE"),
             SqlStatement::CreateView(_) => Some("CREATE VIEW"),

@@ -70,13 +70,7 @@ impl FeatureDef {
             return Err(Error::unsupported("a feature reads an event table, not a subquery"));
         };
         let table = table_of(&table_name(name)?)?;
-        let event_time = table.event_time_column().ok_or_else(|| Error::InvalidInput {
-            sqlstate: SqlState::WrongObjectType,
-            message: format!(
-                "table \"{}\" has no event-time column: create it WITH (event_time = '<column>')",
-                table.name
-            ),
-        })?;
+        let event_time = table.event_time_column().ok_or_else(|| Error::no_event_time(&table.name))?;
         if select.having.is_some() || select.distinct.is_some() {
             return Err(Error::unsupported("a feature's SELECT cannot have HAVING or DISTINCT"));
         }

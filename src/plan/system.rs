@@ -1,5 +1,6 @@
 //! The `asofdb` schema: system tables describing the database (`asofdb.features`,
-//! `asofdb.feature_state`, `asofdb.backfills`, `asofdb.storage`).
+//! `asofdb.feature_state`, `asofdb.backfills`, `asofdb.storage`, `asofdb.sources`,
+//! `asofdb.source_errors`).
 
 use std::sync::Arc;
 
@@ -154,9 +155,80 @@ impl SystemSchema {
             ],
         )?)
     }
+
+    /// `asofdb.sources` (and SHOW SOURCES): every source, what it reads, where it is.
+    pub fn sources(catalog: &Catalog) -> Result<RecordBatch> {
+        let sources = catalog.sources();
+        let reports: Vec<_> = sources.iter().map(|s| s.report.lock().clone()).collect();
+        let text = |f: &dyn Fn(usize) -> Option<String>| -> ArrayRef {
+            Arc::new(StringArray::from((0..sources.len()).map(f).collect::<Vec<_>>()))
+        };
+        let int = |f: &dyn Fn(usize) -> Option<i64>| -> ArrayRef {
+            Arc::new(Int64Array::from((0..sources.len()).map(f).collect::<Vec<_>>()))
+        };
+        let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let field = |name: &str, ty: DataType, nullable: bool| Field::new(name, ty, nullable);
+        let schema = Arc::new(Schema::new(vec![
+            field("name", DataType::Utf8, false),
+            field("kind", DataType::Utf8, false),
+            field("table_name", DataType::Utf8, false),
+            field("state", DataType::Utf8, false),
+            field("rows_ingested", DataType::Int64, false),
+            field("bad_messages", DataType::Int64, false),
+            field("deletes_ignored", DataType::Int64, false),
+            field("lag", DataType::Int64, true),
+            field("position", DataType::Utf8, false),
+            field("last_error", DataType::Utf8, true),
+            field("last_commit_at", utc, true),
+        ]));
+        let commits = reports.iter().map(|r| r.last_commit_at).collect::<Vec<_>>();
+        Ok(RecordBatch::try_new(
+            schema,
+            vec![
+                text(&|i| Some(sources[i].def.name.clone())),
+                text(&|i| Some(sources[i].def.kind.name().to_string())),
+                text(&|i| Some(sources[i].def.table.clone())),
+                text(&|i| Some(reports[i].state.to_string())),
+                int(&|i| Some(reports[i].position.rows_ingested as i64)),
+                int(&|i| Some(reports[i].position.bad_messages as i64)),
+                int(&|i| Some(reports[i].position.deletes_ignored as i64)),
+                int(&|i| reports[i].lag),
+                text(&|i| Some(reports[i].position.text(sources[i].def.kind))),
+                text(&|i| reports[i].last_error.clone()),
+                Arc::new(TimestampMicrosecondArray::from(commits).with_timezone("UTC")),
+            ],
+        )?)
+    }
+
+    /// `asofdb.source_errors`: the latest bad messages of every source.
+    pub fn source_errors(catalog: &Catalog) -> Result<RecordBatch> {
+        let errors = catalog.source_errors().map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let text = |f: &dyn Fn(&(String, crate::catalog::SourceError)) -> String| -> ArrayRef {
+            Arc::new(StringArray::from(errors.iter().map(f).collect::<Vec<_>>()))
+        };
+        let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("source", DataType::Utf8, false),
+            Field::new("at", utc, false),
+            Field::new("position", DataType::Utf8, false),
+            Field::new("payload", DataType::Utf8, false),
+            Field::new("reason", DataType::Utf8, false),
+        ]));
+        let at = TimestampMicrosecondArray::from(errors.iter().map(|(_, e)| e.at).collect::<Vec<_>>());
+        Ok(RecordBatch::try_new(
+            schema,
+            vec![
+                text(&|(source, _)| source.clone()),
+                Arc::new(at.with_timezone("UTC")),
+                text(&|(_, e)| e.position.clone()),
+                text(&|(_, e)| e.payload.clone()),
+                text(&|(_, e)| e.reason.clone()),
+            ],
+        )?)
+    }
 }
 
-const TABLES: [&str; 4] = ["features", "feature_state", "backfills", "storage"];
+const TABLES: [&str; 6] = ["features", "feature_state", "backfills", "storage", "sources", "source_errors"];
 
 #[async_trait]
 impl SchemaProvider for SystemSchema {
@@ -170,6 +242,8 @@ impl SchemaProvider for SystemSchema {
             "feature_state" => Self::feature_state(&self.features)?,
             "backfills" => Self::backfills(&self.features)?,
             "storage" => Self::storage(&self.catalog)?,
+            "sources" => Self::sources(&self.catalog)?,
+            "source_errors" => Self::source_errors(&self.catalog)?,
             _ => return Ok(None),
         };
         Ok(Some(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?)))

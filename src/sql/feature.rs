@@ -1,4 +1,5 @@
-//! asofdb's own statements: `CREATE FEATURE`, `DROP FEATURE`, `SHOW FEATURES`.
+//! asofdb's own statements: `CREATE FEATURE`, `DROP FEATURE`, `SHOW FEATURES`, and the
+//! sources that feed event tables: `CREATE SOURCE`, `DROP SOURCE`, `SHOW SOURCES`.
 //!
 //! ```text
 //! CREATE FEATURE name [WITH (option = value, ...)] AS
@@ -46,6 +47,70 @@ pub struct CreateFeature {
     pub or_replace: bool,
     /// The statement as written, kept for `asofdb.features`.
     pub sql: String,
+}
+
+/// `CREATE SOURCE [IF NOT EXISTS] name INTO table FROM KAFKA | POSTGRES WITH (option = value, ...)`
+/// (spec section 6). Option names are lower-cased; values are kept as written (strings
+/// unquoted, numbers and booleans as their text): `execute::source` checks them.
+#[derive(Debug, Clone)]
+pub struct CreateSource {
+    pub name: String,
+    pub table: String,
+    /// `kafka` or `postgres`, lower-cased; anything else is refused (22023) by `execute::source`.
+    pub kind: String,
+    pub options: Vec<(String, String)>,
+    pub if_not_exists: bool,
+}
+
+pub fn parse_create_source(sql: &str) -> Result<CreateSource> {
+    let mut p = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?;
+    p.expect_keyword(Keyword::CREATE)?;
+    expect_word(&mut p, "SOURCE")?;
+    let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = single_name(&p.parse_object_name(false)?)?;
+    p.expect_keyword(Keyword::INTO)?;
+    let table = single_name(&p.parse_object_name(false)?)?;
+    p.expect_keyword(Keyword::FROM)?;
+    let kind = match p.next_token().token {
+        Token::Word(word) => word.value.to_lowercase(),
+        other => return Err(Error::syntax(format!("syntax error: expected KAFKA or POSTGRES, found {other}"))),
+    };
+    let mut options = Vec::new();
+    if p.parse_keyword(Keyword::WITH) {
+        p.expect_token(&Token::LParen)?;
+        loop {
+            let option = ident_name(&p.parse_identifier()?);
+            p.expect_token(&Token::Eq)?;
+            let value = match p.next_token().token {
+                Token::SingleQuotedString(text) => text,
+                Token::Number(number, _) => number,
+                Token::Word(word) if ["true", "false"].contains(&word.value.to_lowercase().as_str()) => {
+                    word.value.to_lowercase()
+                }
+                other => {
+                    return Err(Error::syntax(format!("syntax error: expected a value for {option}, found {other}")));
+                }
+            };
+            options.push((option, value));
+            if !p.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        p.expect_token(&Token::RParen)?;
+    }
+    expect_end(&mut p)?;
+    Ok(CreateSource { name, table, kind, options, if_not_exists })
+}
+
+/// `DROP SOURCE [IF EXISTS] name`: (name, if_exists).
+pub fn parse_drop_source(sql: &str) -> Result<(String, bool)> {
+    let mut p = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?;
+    p.expect_keyword(Keyword::DROP)?;
+    expect_word(&mut p, "SOURCE")?;
+    let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+    let name = single_name(&p.parse_object_name(false)?)?;
+    expect_end(&mut p)?;
+    Ok((name, if_exists))
 }
 
 /// True if `sql` starts with the given words (case-insensitive), skipping whitespace/comments.
@@ -188,7 +253,7 @@ fn single_name(name: &ObjectName) -> Result<String> {
     match idents.as_slice() {
         [ident] => Ok(ident_name(ident)),
         [schema, ident] if ident_name(schema) == "public" => Ok(ident_name(ident)),
-        _ => Err(Error::syntax(format!("invalid feature name {name}"))),
+        _ => Err(Error::syntax(format!("invalid name {name}: asofdb has one schema, public"))),
     }
 }
 
@@ -252,6 +317,27 @@ mod tests {
                 .sqlstate(),
             "22023"
         );
+    }
+
+    #[test]
+    fn sources_parse_with_their_options() {
+        let parsed = parse_create_source(
+            "CREATE SOURCE S1 INTO public.Tx FROM kafka WITH (brokers = '127.0.0.1:9092', Batch_Rows = 500, x = TRUE)",
+        )
+        .unwrap();
+        assert_eq!((parsed.name.as_str(), parsed.table.as_str(), parsed.kind.as_str()), ("s1", "tx", "kafka"));
+        let expected = [("brokers", "127.0.0.1:9092"), ("batch_rows", "500"), ("x", "true")];
+        assert_eq!(parsed.options, expected.map(|(k, v)| (k.to_string(), v.to_string())));
+        assert!(parse_create_source("CREATE SOURCE IF NOT EXISTS s INTO t FROM postgres").unwrap().if_not_exists);
+        for bad in [
+            "CREATE SOURCE s FROM KAFKA",
+            "CREATE SOURCE s INTO t FROM 'kafka'",
+            "CREATE SOURCE s INTO t FROM KAFKA WITH (a)",
+            "CREATE SOURCE s INTO t FROM KAFKA WITH (a = 'b') junk",
+        ] {
+            assert_eq!(parse_create_source(bad).unwrap_err().sqlstate(), "42601", "{bad}");
+        }
+        assert_eq!(parse_drop_source("drop source if exists S").unwrap(), ("s".to_string(), true));
     }
 
     #[test]

@@ -47,6 +47,12 @@ pub enum Statement {
         cascade: bool,
     },
     ShowFeatures,
+    CreateSource(Box<feature::CreateSource>),
+    DropSource {
+        name: String,
+        if_exists: bool,
+    },
+    ShowSources,
     /// `CHECKPOINT`: persists a snapshot of every changed feature now.
     Checkpoint,
 }
@@ -66,8 +72,12 @@ impl Statement {
                 SqlStatement::Copy { to, .. } => *to,
                 _ => false,
             },
-            Statement::ShowFeatures => true,
-            Statement::CreateFeature(_) | Statement::DropFeature { .. } | Statement::Checkpoint => false,
+            Statement::ShowFeatures | Statement::ShowSources => true,
+            Statement::CreateFeature(_)
+            | Statement::DropFeature { .. }
+            | Statement::CreateSource(_)
+            | Statement::DropSource { .. }
+            | Statement::Checkpoint => false,
         }
     }
 }
@@ -132,6 +142,16 @@ impl SqlParser {
         }
         if feature::starts_with_words(text, &["SHOW", "FEATURES"]) {
             return Ok(Statement::ShowFeatures);
+        }
+        if feature::starts_with_words(text, &["CREATE", "SOURCE"]) {
+            return Ok(Statement::CreateSource(Box::new(feature::parse_create_source(text)?)));
+        }
+        if feature::starts_with_words(text, &["DROP", "SOURCE"]) {
+            let (name, if_exists) = feature::parse_drop_source(text)?;
+            return Ok(Statement::DropSource { name, if_exists });
+        }
+        if feature::starts_with_words(text, &["SHOW", "SOURCES"]) {
+            return Ok(Statement::ShowSources);
         }
         if text.trim().trim_end_matches(';').trim().eq_ignore_ascii_case("checkpoint") {
             return Ok(Statement::Checkpoint);

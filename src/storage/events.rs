@@ -52,6 +52,12 @@ impl TableStats {
 pub enum CatalogKind {
     Table,
     Feature,
+    /// A source's definition (`catalog::SourceDef`).
+    Source,
+    /// Where a source is (`catalog::SourcePosition`), written with the rows it read.
+    SourcePosition,
+    /// A source's bad messages (`catalog::SourceError`), keyed by source name, 0, number.
+    SourceError,
 }
 
 impl CatalogKind {
@@ -59,12 +65,25 @@ impl CatalogKind {
         match self {
             CatalogKind::Table => keys::CATALOG_TABLE,
             CatalogKind::Feature => keys::CATALOG_FEATURE,
+            CatalogKind::Source => keys::CATALOG_SOURCE,
+            CatalogKind::SourcePosition => keys::CATALOG_SOURCE_POSITION,
+            CatalogKind::SourceError => keys::CATALOG_SOURCE_ERROR,
         }
     }
 
     /// The storage key of the entry named `name`.
     pub fn key(self, name: &str) -> Vec<u8> {
         [self.prefix(), name.as_bytes()].concat()
+    }
+
+    /// The key of entry `number` of a numbered family `name` (a source's errors); the
+    /// family's keys sort by number and start with [`CatalogKind::numbered_prefix`].
+    pub fn numbered_key(self, name: &str, number: u64) -> Vec<u8> {
+        [self.numbered_prefix(name).as_slice(), &number.to_be_bytes()].concat()
+    }
+
+    pub fn numbered_prefix(self, name: &str) -> Vec<u8> {
+        [self.prefix(), name.as_bytes(), &[0]].concat()
     }
 }
 

@@ -3,6 +3,9 @@
 //! ```text
 //!  catalog   'c' 't' <table name utf8>                      -> TableDef (JSON)
 //!            'c' 'f' <feature name utf8>                    -> FeatureDef (JSON)
+//!            'c' 's' <source name utf8>                     -> SourceDef (JSON)
+//!            'c' 'p' <source name utf8>                     -> SourcePosition (JSON)
+//!            'c' 'e' <source name utf8> 0x00 <number u64>   -> SourceError (JSON)
 //!  counter   'n' <counter name utf8>                        -> u64
 //!  stats     's' <table id u64>                             -> watermark i64 | row count u64
 //!  events    'e' <table id u64> <block i64*> <seq u64>      -> Arrow IPC stream, one batch, or
@@ -36,6 +39,9 @@
 
 pub const CATALOG_TABLE: &[u8] = b"ct";
 pub const CATALOG_FEATURE: &[u8] = b"cf";
+pub const CATALOG_SOURCE: &[u8] = b"cs";
+pub const CATALOG_SOURCE_POSITION: &[u8] = b"cp";
+pub const CATALOG_SOURCE_ERROR: &[u8] = b"ce";
 pub const COUNTER: &[u8] = b"n";
 pub const STATS: &[u8] = b"s";
 pub const EVENTS: &[u8] = b"e";

@@ -27,5 +27,6 @@ mod psql;
 mod replace_feature;
 mod security;
 mod soak;
+mod sources;
 mod tiering;
 mod wire;
