@@ -306,3 +306,41 @@ async fn a_broker_outage_is_retried_and_nothing_is_lost_or_doubled() {
     assert_eq!(counts, ["4001"]);
     assert_features_recomputed(&client).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactional_producers_messages_land_once() {
+    // librdkafka's mock broker reports no aborted transactions in its fetch responses (its
+    // rdkafka_mock_handlers.c writes an empty list and the end offset as the last stable
+    // one) and stores no commit markers, so neither `read_committed` skipping aborted
+    // messages nor moving past markers (`skip_markers`) can be shown against it.
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("tx", 3, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path());
+    let client = connect(&server.conn_string()).await;
+    client.batch_execute(SCHEMA).await.unwrap();
+    client
+        .batch_execute(&format!("CREATE SOURCE s INTO tx FROM KAFKA WITH (brokers = '{bootstrap}', topic = 'tx')"))
+        .await
+        .unwrap();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("transactional.id", "asofdb-test")
+        .create()
+        .expect("transactional producer");
+    let timeout = Duration::from_secs(30);
+    producer.init_transactions(timeout).unwrap();
+    for round in 0..3i64 {
+        producer.begin_transaction().unwrap();
+        for id in round * 100 + 1..=round * 100 + 100 {
+            send(&producer, "tx", None, &event(id), None);
+        }
+        producer.flush(timeout).unwrap();
+        producer.commit_transaction(timeout).unwrap();
+    }
+    let limit = Duration::from_secs(60);
+    wait_for(&client, "SELECT count(*) FROM tx", "300", limit).await;
+    wait_for(&client, "SELECT lag FROM asofdb.sources", "0", limit).await;
+    assert_eq!(text_rows(&client, "SELECT count(DISTINCT id), min(id), max(id) FROM tx").await, ["300|1|300"]);
+}
