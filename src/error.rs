@@ -266,6 +266,12 @@ impl Error {
     }
 
     /// An internal error for a thread or task that panicked: `what` and what its panic said.
+    /// A data exception (class 22) or integrity violation (class 23): the input's fault, not
+    /// the database's.
+    pub fn is_bad_data(&self) -> bool {
+        matches!(&self.sqlstate()[..2], "22" | "23")
+    }
+
     pub fn panicked(what: &str, payload: &(dyn std::any::Any + Send)) -> Self {
         Self::internal(format!("{what} panicked: {}", panic_text(payload)))
     }

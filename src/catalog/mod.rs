@@ -5,7 +5,8 @@ mod source;
 mod table;
 
 pub use source::{
-    KEPT_ERRORS, Source, SourceDef, SourceEntries, SourceError, SourceKind, SourcePosition, SourceReport, lsn_text,
+    KEPT_ERRORS, Source, SourceDef, SourceEntries, SourceError, SourceKind, SourcePosition, SourceReport, SourceState,
+    lsn_text,
 };
 pub use table::{ColumnDef, DEFAULT_HOT_RETENTION_MICROS, TableDef};
 

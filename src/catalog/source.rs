@@ -89,11 +89,31 @@ pub struct SourceError {
     pub reason: String,
 }
 
+/// What a source is doing, as `asofdb.sources.state` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceState {
+    /// Connecting, or reading.
+    Running,
+    /// An outage or error; the runner tries again with backoff (`last_error` says why).
+    Retrying,
+    /// The runner stopped for good (a panic); DROP SOURCE and create it again.
+    Failed,
+}
+
+impl SourceState {
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceState::Running => "running",
+            SourceState::Retrying => "retrying",
+            SourceState::Failed => "failed",
+        }
+    }
+}
+
 /// What a running source reports (`asofdb.sources`); the runner updates it.
 #[derive(Debug, Clone)]
 pub struct SourceReport {
-    /// `snapshot`, `running`, `retrying` or `failed`.
-    pub state: &'static str,
+    pub state: SourceState,
     pub position: SourcePosition,
     /// Messages (Kafka) or bytes of WAL (PostgreSQL) behind the upstream, when known.
     pub lag: Option<i64>,
@@ -105,13 +125,19 @@ pub struct SourceReport {
 impl SourceReport {
     /// An outage or error: the runner retries; `last_error` says why.
     pub fn retrying(&mut self, error: String) {
-        self.state = "retrying";
+        self.state = SourceState::Retrying;
         self.last_error = Some(error);
     }
 
     /// Reading again (`last_error` stays, as the latest error seen).
     pub fn running(&mut self) {
-        self.state = "running";
+        self.state = SourceState::Running;
+    }
+
+    /// Stopped for good.
+    pub fn failed(&mut self, error: String) {
+        self.state = SourceState::Failed;
+        self.last_error = Some(error);
     }
 }
 
@@ -124,7 +150,8 @@ pub struct Source {
 
 impl Source {
     fn new(def: SourceDef, position: SourcePosition) -> Self {
-        let report = SourceReport { state: "running", position, lag: None, last_error: None, last_commit_at: None };
+        let report =
+            SourceReport { state: SourceState::Running, position, lag: None, last_error: None, last_commit_at: None };
         Source { def, report: Mutex::new(report) }
     }
 }
@@ -151,8 +178,14 @@ impl Catalog {
         self.sources.read().values().filter(|s| s.def.table == table).map(|s| s.def.name.clone()).collect()
     }
 
-    /// Persists a new source (42710 if the name is taken; false if it was and `if_not_exists`).
-    pub async fn create_source(&self, def: SourceDef, if_not_exists: bool) -> Result<Option<Arc<Source>>> {
+    /// Persists a new source with its first `position` (42710 if the name is taken; `None` if
+    /// it was and `if_not_exists`).
+    pub async fn create_source(
+        &self,
+        def: SourceDef,
+        position: SourcePosition,
+        if_not_exists: bool,
+    ) -> Result<Option<Arc<Source>>> {
         let _ddl = self.ddl.lock().await;
         if self.source(&def.name).is_some() {
             if if_not_exists {
@@ -166,10 +199,12 @@ impl Catalog {
         if self.table(&def.table).is_none() {
             return Err(Error::undefined_table(&def.table));
         }
-        let entry = serde_json::to_vec(&def)?;
-        let puts = vec![(CatalogKind::Source.key(&def.name), entry)];
+        let puts = vec![
+            (CatalogKind::Source.key(&def.name), serde_json::to_vec(&def)?),
+            (CatalogKind::SourcePosition.key(&def.name), serde_json::to_vec(&position)?),
+        ];
         self.store.commit(Commit { catalog_puts: puts, ..Default::default() }).await?;
-        let source = Arc::new(Source::new(def.clone(), SourcePosition::default()));
+        let source = Arc::new(Source::new(def.clone(), position));
         self.sources.write().insert(def.name, source.clone());
         Ok(Some(source))
     }
@@ -184,6 +219,16 @@ impl Catalog {
         self.store.commit(Commit { catalog_deletes: deletes, ..Default::default() }).await?;
         self.sources.write().remove(name);
         Ok(())
+    }
+
+    /// The position of source `name` as stored: what a runner starts from. (The report's
+    /// may be behind it: a commit can fail after its write, when its flush or the features'
+    /// update fails.)
+    pub fn stored_source_position(&self, name: &str) -> Result<SourcePosition> {
+        match self.store.get(&CatalogKind::SourcePosition.key(name))? {
+            Some(stored) => Ok(serde_json::from_slice(&stored)?),
+            None => Ok(SourcePosition::default()),
+        }
     }
 
     /// The catalog entries of a source's batch: `position`, and `errors` numbered on from

@@ -44,15 +44,15 @@ async fn drop_features_gated(db: &Database, names: &[String], if_exists: bool, c
 /// `cascade`, else they are 2BP01. A missing table is 42P01 unless `if_exists`. Commits wait
 /// meanwhile, and so does the switch of a feature replacement, which checks its table.
 pub async fn drop_tables(db: &Database, names: &[String], if_exists: bool, cascade: bool) -> Result<()> {
-    // Sources first, before the commit gate: a source's runner may be waiting for it.
-    for table in names {
-        let sources = db.catalog.sources_into(table);
-        if !sources.is_empty() && !cascade {
-            return Err(still_needed("table", table, &sources));
-        }
-        for source in sources {
-            super::source::drop_source(db, &source, true).await?;
-        }
+    // Sources first, before the commit gate: a source's runner may be waiting for it. No
+    // source is created or dropped meanwhile.
+    let _sources = db.sources.ddl.lock().await;
+    let feeding: Vec<(&String, Vec<String>)> = names.iter().map(|t| (t, db.catalog.sources_into(t))).collect();
+    if let Some((table, sources)) = feeding.iter().find(|(_, sources)| !sources.is_empty() && !cascade) {
+        return Err(still_needed("table", table, sources));
+    }
+    for source in feeding.iter().flat_map(|(_, sources)| sources) {
+        super::source::drop_source_locked(db, source, true).await?;
     }
     let _no_commits = db.commit_gate.write().await;
     for table in names {

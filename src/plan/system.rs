@@ -188,7 +188,7 @@ impl SystemSchema {
                 text(&|i| Some(sources[i].def.name.clone())),
                 text(&|i| Some(sources[i].def.kind.name().to_string())),
                 text(&|i| Some(sources[i].def.table.clone())),
-                text(&|i| Some(reports[i].state.to_string())),
+                text(&|i| Some(reports[i].state.name().to_string())),
                 int(&|i| Some(reports[i].position.rows_ingested as i64)),
                 int(&|i| Some(reports[i].position.bad_messages as i64)),
                 int(&|i| Some(reports[i].position.deletes_ignored as i64)),

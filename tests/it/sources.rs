@@ -305,6 +305,39 @@ async fn a_broker_outage_is_retried_and_nothing_is_lost_or_doubled() {
     let counts = text_rows(&client, "SELECT count(DISTINCT id) FROM tx").await;
     assert_eq!(counts, ["4001"]);
     assert_features_recomputed(&client).await;
+
+    // A column added while the source runs is filled by the messages after it.
+    client.batch_execute("ALTER TABLE tx ADD COLUMN note TEXT").await.unwrap();
+    for id in 5001..=5010 {
+        let payload =
+            format!(r#"{{"id": {id}, "card": "c1", "amount": 1, "ts": "2026-01-03 00:00:00", "note": "n{id}"}}"#);
+        send(&producer, "tx", None, &payload, None);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let limit = Duration::from_secs(60);
+    wait_for(&client, "SELECT count(*) FROM tx WHERE note = 'n' || CAST(id AS TEXT)", "10", limit).await;
+
+    // Dropped while it ingests: nothing lands after DROP SOURCE returns.
+    produce(30_000);
+    client.batch_execute("DROP SOURCE s").await.unwrap();
+    let after_drop = text_rows(&client, "SELECT count(*) FROM tx").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(text_rows(&client, "SELECT count(*) FROM tx").await, after_drop, "rows landed after DROP SOURCE");
+    assert_eq!(text_rows(&client, "SELECT count(*) FROM asofdb.sources").await, ["0"]);
+
+    // `start = 'latest'`: only what is produced after CREATE SOURCE.
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE late (id BIGINT, card TEXT, amount BIGINT, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts');
+             CREATE SOURCE l INTO late FROM KAFKA WITH (brokers = '{bootstrap}', topic = 'tx', start = 'latest')"
+        ))
+        .await
+        .unwrap();
+    let first = next.load(Ordering::SeqCst);
+    produce(100);
+    wait_for(&client, "SELECT count(*) FROM late", "100", limit).await;
+    let ids = text_rows(&client, "SELECT min(id), max(id), count(DISTINCT id) FROM late").await;
+    assert_eq!(ids, [format!("{first}|{}|100", first + 99)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

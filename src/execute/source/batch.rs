@@ -53,14 +53,15 @@ pub struct Finished {
     pub errors: Vec<SourceError>,
 }
 
-fn now_micros() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}
-
 /// A bad message's row of `asofdb.source_errors`; payloads are kept up to 64 KiB.
 fn bad_message(point: Point, payload: &[u8], reason: String) -> SourceError {
     let kept = &payload[..payload.len().min(64 << 10)];
-    SourceError { at: now_micros(), position: point.to_string(), payload: String::from_utf8_lossy(kept).into(), reason }
+    SourceError {
+        at: chrono::Utc::now().timestamp_micros(),
+        position: point.to_string(),
+        payload: String::from_utf8_lossy(kept).into(),
+        reason,
+    }
 }
 
 impl PendingBatch {
@@ -115,7 +116,8 @@ impl PendingBatch {
     }
 
     /// The batch's rows as the table's rows. `check` is the features' check of rows
-    /// (`FeatureEngine::check`). A failure sets the offending messages aside one by one.
+    /// (`FeatureEngine::check`). Bad data (SQLSTATE class 22 or 23) sets the offending
+    /// messages aside one by one; any other error is the caller's, and nothing is set aside.
     pub fn finish(mut self, def: &TableDef, check: &dyn Fn(&RecordBatch) -> Result<()>) -> Result<Finished> {
         let rows = self.row_message.len();
         if rows == 0 {
@@ -133,9 +135,10 @@ impl PendingBatch {
             columns[column] = Some(Arc::new(TimestampMicrosecondArray::from(times.clone()).with_timezone_opt(zone)));
         }
         let zone = SessionZone::default();
-        let whole = conform(def, columns.clone(), rows, RowLabel::Message, &zone).and_then(|b| check(&b).map(|()| b));
-        if let Ok(batch) = whole {
-            return Ok(Finished { rows: Some(batch), errors: self.errors });
+        match conform(def, columns.clone(), rows, RowLabel::Message, &zone).and_then(|b| check(&b).map(|()| b)) {
+            Ok(batch) => return Ok(Finished { rows: Some(batch), errors: self.errors }),
+            Err(e) if !e.is_bad_data() => return Err(e),
+            Err(_) => {}
         }
         // Some row is bad: try each alone, keep the good ones.
         let mut kept = Vec::new();
@@ -143,6 +146,7 @@ impl PendingBatch {
             let single = columns.iter().map(|c| c.as_ref().map(|c| c.slice(row, 1))).collect();
             match conform(def, single, 1, RowLabel::Message, &zone).and_then(|b| check(&b)) {
                 Ok(()) => kept.push(row as u32),
+                Err(e) if !e.is_bad_data() => return Err(e),
                 Err(e) => {
                     let (point, payload) = &self.messages[self.row_message[row]];
                     self.errors.push(bad_message(*point, payload, e.to_string()));

@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::batch::{PendingBatch, Point};
 use super::options::KafkaOptions;
 use super::payload::PayloadReader;
 use super::{RunContext, commit_batch};
-use crate::catalog::TableDef;
+use crate::catalog::{SourcePosition, SourceState};
 use crate::error::{Error, Result};
 use crate::execute::database::Database;
 
@@ -23,6 +24,8 @@ use crate::execute::database::Database;
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often an idle runner looks at the brokers' high-water marks (`lag`).
 const LAG_EVERY: Duration = Duration::from_millis(200);
+/// How often an idle runner asks whether the topic has new partitions.
+const TOPIC_EVERY: Duration = Duration::from_secs(5);
 
 fn kafka_error(brokers: &str, e: KafkaError) -> Error {
     Error::Unreachable(format!("could not reach the Kafka brokers at {brokers}: {e}"))
@@ -37,6 +40,8 @@ fn consumer(options: &KafkaOptions, group: &str) -> Result<BaseConsumer> {
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false")
+        // A stored offset the brokers no longer have is an error, never a silent jump.
+        .set("auto.offset.reset", "error")
         .set("reconnect.backoff.max.ms", "1000")
         // A fetch waits at most this long for data, so watermarks (`lag`) stay fresh.
         .set("fetch.wait.max.ms", "100")
@@ -62,22 +67,43 @@ fn partitions(consumer: &BaseConsumer, options: &KafkaOptions) -> Result<Vec<i32
     }
 }
 
-/// CREATE SOURCE's check: the brokers answer and the topic exists.
-pub(super) fn check_reachable(options: &KafkaOptions) -> Result<()> {
-    partitions(&consumer(options, "asofdb_check")?, options).map(|_| ())
+/// CREATE SOURCE's check and first position: the brokers answer and the topic exists (08001
+/// otherwise); with `start = 'latest'`, every partition's end now, so what is produced after
+/// CREATE SOURCE returns is read even if the source is stopped before its first batch.
+pub(super) fn first_position(options: &KafkaOptions) -> Result<SourcePosition> {
+    let consumer = consumer(options, "asofdb_check")?;
+    let mut position = SourcePosition::default();
+    for partition in partitions(&consumer, options)? {
+        if !options.from_earliest {
+            let (_, high) = consumer
+                .fetch_watermarks(&options.topic, partition, METADATA_TIMEOUT)
+                .map_err(|e| kafka_error(&options.brokers, e))?;
+            position.offsets.insert(partition, high);
+        }
+    }
+    Ok(position)
+}
+
+/// How a session ended without an error.
+enum Ended {
+    /// The source was dropped or the server stops.
+    Stopped,
+    /// The table changed (ALTER TABLE) or the topic has new partitions: connect again.
+    Reconnect,
 }
 
 /// The runner: sessions from the stored position, with backoff between failed ones, until
-/// the source is dropped or the server stops.
+/// the source is dropped or the server stops. A panic fails the source for good.
 pub(super) fn run(context: RunContext) {
     let mut backoff = Duration::from_millis(100);
     while !context.stopped() {
         let Some(db) = context.db.upgrade() else { return };
-        let outcome = session(&context, &db, &mut backoff);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session(&context, &db, &mut backoff)));
         drop(db);
         match outcome {
-            Ok(()) => return,
-            Err(e) => {
+            Ok(Ok(Ended::Stopped)) => return,
+            Ok(Ok(Ended::Reconnect)) => continue,
+            Ok(Err(e)) => {
                 tracing::warn!(source = %context.source.def.name, "source failed, retrying in {backoff:?}: {e}");
                 context.source.report.lock().retrying(e.to_string());
                 if context.sleep(backoff) {
@@ -85,31 +111,30 @@ pub(super) fn run(context: RunContext) {
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
+            Err(panic) => {
+                let error = Error::panicked("the source", panic.as_ref());
+                tracing::error!(source = %context.source.def.name, "{error}");
+                context.source.report.lock().failed(error.to_string());
+                return;
+            }
         }
     }
 }
 
-/// One connection: assign every partition at its stored offset, then read and commit
-/// batches until stopped (Ok) or something fails (Err: the caller starts over).
-fn session(context: &RunContext, db: &Arc<Database>, backoff: &mut Duration) -> Result<()> {
+/// One connection: assign every partition at its stored offset (the earliest for one without
+/// any), then read and commit batches until stopped, or until the table or the topic changes.
+/// An error ends it; the caller starts over from the stored position.
+fn session(context: &RunContext, db: &Arc<Database>, backoff: &mut Duration) -> Result<Ended> {
     let source = &context.source;
+    let generation = db.catalog.generation();
     let def = db.catalog.require_table(&source.def.table)?;
     let options = KafkaOptions::parse(&source.def.options, &def)?;
+    // The stored position, not the reported one: a commit that failed after its write
+    // (its flush, the features' update) left the store ahead of the report.
+    let stored = db.catalog.stored_source_position(&source.def.name)?;
+    source.report.lock().position = stored.clone();
     let consumer = consumer(&options, &format!("asofdb_{}", source.def.name))?;
     let partitions = partitions(&consumer, &options)?;
-    let mut stored = source.report.lock().position.clone();
-    let unplaced: Vec<i32> = partitions.iter().copied().filter(|p| !stored.offsets.contains_key(p)).collect();
-    if !options.from_earliest && !unplaced.is_empty() {
-        // `start = 'latest'`: the end is fixed and stored once, so a restart before the
-        // first batch does not skip what arrived meanwhile.
-        for partition in unplaced {
-            let (_, high) = consumer
-                .fetch_watermarks(&options.topic, partition, METADATA_TIMEOUT)
-                .map_err(|e| kafka_error(&options.brokers, e))?;
-            stored.offsets.insert(partition, high);
-        }
-        commit_batch(context, db, &def, PendingBatch::new(&def, vec![]), stored.offsets.clone())?;
-    }
     let mut assignment = TopicPartitionList::new();
     for partition in &partitions {
         let offset = match stored.offsets.get(partition) {
@@ -121,29 +146,45 @@ fn session(context: &RunContext, db: &Arc<Database>, backoff: &mut Duration) -> 
             .map_err(|e| Error::internal(e.to_string()))?;
     }
     consumer.assign(&assignment).map_err(|e| kafka_error(&options.brokers, e))?;
-    source.report.lock().running();
     let names: Vec<String> = options.columns.iter().map(|c| def.columns[*c].name.clone()).collect();
     let reader = PayloadReader::new(options.format, names);
     let batch_time = Duration::from_millis(options.batch_ms);
     let mut batch = PendingBatch::new(&def, options.columns.clone());
-    let mut lag_at = Instant::now() - LAG_EVERY;
-    let mut healthy = true;
+    let (mut lag_at, mut topic_at) = (Instant::now() - LAG_EVERY, Instant::now());
     while !context.stopped() {
         let wait = match batch.started {
             Some(started) => batch_time.saturating_sub(started.elapsed()),
             None => Duration::from_millis(100),
         };
-        match consumer.poll(wait) {
+        let polled = consumer.poll(wait);
+        if db.catalog.generation() != generation {
+            // A table changed (ALTER TABLE ADD COLUMN): what was read before is committed as
+            // read, and the message just polled is read again, against the new definition.
+            if !batch.is_empty() {
+                let offsets = std::mem::take(&mut batch.next_offsets);
+                commit_batch(context, db, &def, batch, offsets)?;
+            }
+            return Ok(Ended::Reconnect);
+        }
+        match polled {
             Some(Ok(message)) => {
                 let point = Point { partition: message.partition(), offset: message.offset() };
                 let micros = message.timestamp().to_millis().map(|ms| ms.saturating_mul(1000));
                 batch.push(point, message.payload(), micros, reader.rows(message.payload()));
-                healthy = true;
+            }
+            Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
+                // The stored offset is gone (retention, a recreated topic): skipping to
+                // either end would lose or repeat messages silently.
+                return Err(Error::internal(format!(
+                    "a stored offset of topic \"{}\" is out of range on the brokers ({}); \
+                     DROP SOURCE and create it again to choose where to start",
+                    options.topic,
+                    source.report.lock().position.text(source.def.kind)
+                )));
             }
             Some(Err(e)) => {
                 // librdkafka reconnects by itself; the source says so meanwhile.
                 source.report.lock().retrying(format!("Kafka: {e}"));
-                healthy = false;
             }
             None => {}
         }
@@ -152,39 +193,30 @@ fn session(context: &RunContext, db: &Arc<Database>, backoff: &mut Duration) -> 
             let offsets = std::mem::take(&mut batch.next_offsets);
             let full = std::mem::replace(&mut batch, PendingBatch::new(&def, options.columns.clone()));
             commit_batch(context, db, &def, full, offsets)?;
+            source.report.lock().running();
             *backoff = Duration::from_millis(100);
-            healthy = true;
         } else if batch.is_empty() && lag_at.elapsed() >= LAG_EVERY {
             lag_at = Instant::now();
-            skip_markers(context, db, &def, &consumer)?;
             let offsets = source.report.lock().position.offsets.clone();
             if let Some(lag) = lag(&consumer, &options, &partitions, &offsets) {
-                let mut report = source.report.lock();
-                report.lag = Some(lag);
-                if healthy {
-                    report.running();
+                source.report.lock().lag = Some(lag);
+            }
+            let retrying = source.report.lock().state == SourceState::Retrying;
+            if retrying || topic_at.elapsed() >= TOPIC_EVERY {
+                topic_at = Instant::now();
+                // The brokers answer again; and partitions added since are read from their start.
+                if let Ok(metadata) = consumer.fetch_metadata(Some(&options.topic), LAG_EVERY) {
+                    source.report.lock().running();
+                    let now =
+                        metadata.topics().iter().find(|t| t.name() == options.topic).map(|t| t.partitions().len());
+                    if now.is_some_and(|n| n > partitions.len()) {
+                        return Ok(Ended::Reconnect);
+                    }
                 }
             }
         }
     }
-    Ok(())
-}
-
-/// Commits the position alone when the consumer moved past offsets that held no message
-/// (a transaction's commit marker, an aborted transaction's messages), so `lag` reaches 0.
-/// Called with an empty batch: every message the consumer returned is committed.
-fn skip_markers(context: &RunContext, db: &Arc<Database>, def: &TableDef, consumer: &BaseConsumer) -> Result<()> {
-    let Ok(positions) = consumer.position() else { return Ok(()) };
-    let stored = context.source.report.lock().position.offsets.clone();
-    let moved: BTreeMap<i32, i64> = positions
-        .elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(at) if stored.get(&e.partition()).is_some_and(|s| at > *s) => Some((e.partition(), at)),
-            _ => None,
-        })
-        .collect();
-    if moved.is_empty() { Ok(()) } else { commit_batch(context, db, def, PendingBatch::new(def, vec![]), moved) }
+    Ok(Ended::Stopped)
 }
 
 /// Messages between each partition's stored offset and its high-water mark (under

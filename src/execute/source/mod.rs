@@ -31,6 +31,10 @@ pub use options::KafkaOptions;
 #[derive(Default)]
 pub struct SourceRunners {
     running: Mutex<HashMap<String, Runner>>,
+    /// Held by CREATE SOURCE, DROP SOURCE and DROP TABLE from their checks until the source
+    /// runs or is gone, so none of them acts on what another is changing. Taken before the
+    /// commit gate, never while holding it (a runner may be waiting for the gate).
+    pub(super) ddl: tokio::sync::Mutex<()>,
 }
 
 struct Runner {
@@ -40,7 +44,8 @@ struct Runner {
 
 /// What a runner thread is given.
 pub(super) struct RunContext {
-    /// Weak, so a database nobody else holds is closed and its runners end.
+    /// Weak between sessions, so a database dropped without `stop_sources` (a test's
+    /// in-process server) ends its runners at their next session; a session holds it strong.
     pub db: Weak<Database>,
     pub source: Arc<Source>,
     pub stop: Arc<AtomicBool>,
@@ -78,9 +83,7 @@ impl SourceRunners {
             match context.source.def.kind {
                 SourceKind::Kafka => kafka::run(context),
                 SourceKind::Postgres => {
-                    let mut report = context.source.report.lock();
-                    report.state = "failed";
-                    report.last_error = Some("PostgreSQL sources are not supported yet".into());
+                    context.source.report.lock().failed("PostgreSQL sources are not supported yet".into());
                 }
             }
         })?;
@@ -107,7 +110,12 @@ pub(super) fn commit_batch(
     offsets: BTreeMap<i32, i64>,
 ) -> Result<()> {
     let source = &context.source;
-    let finished = batch.finish(def, &|rows| db.features.check(def.id, rows))?;
+    // Rows read before an ALTER TABLE ADD COLUMN are checked as they will be stored.
+    let check = |rows: &arrow::array::RecordBatch| {
+        let rows = db.catalog.store().widen(def.id, rows.clone())?;
+        db.features.check(def.id, &rows)
+    };
+    let finished = batch.finish(def, &check)?;
     let mut position = source.report.lock().position.clone();
     let first_error = position.bad_messages;
     position.offsets.extend(offsets);
@@ -141,7 +149,7 @@ pub async fn stop_sources(db: &Database) {
 }
 
 /// CREATE SOURCE: the options are checked, the upstream is reached (08001 and nothing
-/// created if it cannot be), then the source is stored and starts.
+/// created if it cannot be), then the source is stored with its first position and starts.
 pub async fn create_source(db: &Arc<Database>, create: &CreateSource) -> Result<()> {
     let kind = match create.kind.as_str() {
         "kafka" => SourceKind::Kafka,
@@ -153,6 +161,7 @@ pub async fn create_source(db: &Arc<Database>, create: &CreateSource) -> Result<
             ));
         }
     };
+    let _ddl = db.sources.ddl.lock().await;
     if db.catalog.source(&create.name).is_some() && create.if_not_exists {
         return Ok(());
     }
@@ -160,21 +169,26 @@ pub async fn create_source(db: &Arc<Database>, create: &CreateSource) -> Result<
     if table.event_time.is_none() {
         return Err(Error::no_event_time(&table.name));
     }
-    let options: std::collections::BTreeMap<String, String> = create.options.iter().cloned().collect();
-    match kind {
+    if table.temporary {
+        return Err(Error::invalid_input(
+            SqlState::WrongObjectType,
+            format!("\"{}\" is a temporary table: a source feeds a table that outlives the session", table.name),
+        ));
+    }
+    let options: BTreeMap<String, String> = create.options.iter().cloned().collect();
+    let position = match kind {
         SourceKind::Kafka => {
             let kafka = KafkaOptions::parse(&options, &table)?;
-            let checked = kafka.clone();
-            tokio::task::spawn_blocking(move || kafka::check_reachable(&checked))
+            tokio::task::spawn_blocking(move || kafka::first_position(&kafka))
                 .await
-                .map_err(|e| Error::internal(format!("source check: {e}")))??;
+                .map_err(|e| Error::internal(format!("source check: {e}")))??
         }
         SourceKind::Postgres => {
             return Err(Error::Unsupported("CREATE SOURCE ... FROM POSTGRES is not supported yet".into()));
         }
-    }
+    };
     let def = SourceDef { name: create.name.clone(), kind, table: table.name.clone(), options };
-    if let Some(source) = db.catalog.create_source(def, create.if_not_exists).await? {
+    if let Some(source) = db.catalog.create_source(def, position, create.if_not_exists).await? {
         db.sources.start(db, source)?;
     }
     Ok(())
@@ -183,6 +197,12 @@ pub async fn create_source(db: &Arc<Database>, create: &CreateSource) -> Result<
 /// DROP SOURCE: stops it (also mid-batch: what it has not committed is not written) and
 /// removes it with its position and bad messages.
 pub async fn drop_source(db: &Database, name: &str, if_exists: bool) -> Result<()> {
+    let _ddl = db.sources.ddl.lock().await;
+    drop_source_locked(db, name, if_exists).await
+}
+
+/// [`drop_source`], the caller holding `SourceRunners::ddl`.
+pub(super) async fn drop_source_locked(db: &Database, name: &str, if_exists: bool) -> Result<()> {
     if db.catalog.source(name).is_none() {
         if if_exists {
             return Ok(());

@@ -76,7 +76,9 @@ impl KafkaOptions {
             None | Some("earliest") => true,
             Some("latest") => false,
             Some(other) => {
-                return Err(bad(format!("invalid value for source option \"start\": \"{other}\" (earliest or latest)")));
+                return Err(bad(format!(
+                    "invalid value for source option \"start\": \"{other}\" (earliest or latest)"
+                )));
             }
         };
         Ok(KafkaOptions {

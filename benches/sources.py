@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""A Kafka source's throughput and freshness (issue #25), against librdkafka's mock cluster.
+
+1. Throughput: the generator's events (2M by default) are produced as JSON messages to a topic
+   first; then `CREATE SOURCE` reads them into a table with the five benchmark features of
+   `benches/writes_vs_postgres.py`. Printed: events/s from CREATE SOURCE until every message
+   is stored (durably: a source's batch is acknowledged like a COPY), and, in the same run,
+   events/s of psql's `\\copy` of the same events into a table with the same features.
+2. Freshness: a producer sends a steady 10K messages/s; every 50 ms one of them is a probe with
+   a card of its own, and a prepared point read of a lifetime count by card is repeated until
+   it sees the probe. Printed: p50, p99 and max of the time from the producer's send to that
+   read.
+
+The mock cluster (three brokers, real TCP listeners) lives in this script's producer
+(`confluent_kafka`, installed with pip if missing); it has no CreateTopics, so the topic gets
+the mock's default of 4 partitions.
+
+Usage: python3 benches/sources.py [--rows 2000000] [--seconds 10] [--binary target/release/asofdb]
+"""
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from pgbench_vs_postgres import TX_DDL, generated_transactions, psql, start_asofdb
+from writes_vs_postgres import FEATURES
+
+try:
+    import confluent_kafka
+except ImportError:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "confluent-kafka"], check=True)
+    import confluent_kafka
+import psycopg
+
+
+def mock_cluster():
+    """A producer owning a mock cluster of three brokers, and their bootstrap list."""
+    producer = confluent_kafka.Producer({"test.mock.num.brokers": 3, "linger.ms": 5,
+                                         "queue.buffering.max.messages": 2_000_000,
+                                         "queue.buffering.max.kbytes": 2_000_000})
+    brokers = producer.list_topics(timeout=10).brokers.values()
+    return producer, ",".join(f"{b.host}:{b.port}" for b in brokers)
+
+
+def produce_all(producer, topic, events_csv):
+    """Every event of the CSV as one JSON message; returns the count."""
+    count = 0
+    with open(events_csv) as f:
+        for row in csv.DictReader(f):
+            payload = json.dumps(row)
+            while True:
+                try:
+                    producer.produce(topic, payload.encode())
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            count += 1
+    producer.flush(120)
+    return count
+
+
+def value(port, sql):
+    """The first column of the first row of `sql`."""
+    with psycopg.connect(f"host=127.0.0.1 port={port} user=bench dbname=asofdb", autocommit=True) as conn:
+        return conn.execute(sql).fetchone()[0]
+
+
+def features_on(table):
+    return [f.replace("tx5", table).replace("CREATE FEATURE ", f"CREATE FEATURE {table}_") for f in FEATURES]
+
+
+def throughput(port, producer, bootstrap, events_csv):
+    start = time.perf_counter()
+    produced = produce_all(producer, "tx", events_csv)
+    print(f"produced {produced} JSON messages in {time.perf_counter() - start:.1f} s", flush=True)
+    psql(port, f"{TX_DDL.replace('TABLE tx ', 'TABLE src ')} WITH (event_time = 'ts')")
+    for feature in features_on("src"):
+        psql(port, feature)
+    start = time.perf_counter()
+    psql(port, f"CREATE SOURCE s INTO src FROM KAFKA WITH (brokers = '{bootstrap}', topic = 'tx')")
+    while value(port, "SELECT rows_ingested + bad_messages FROM asofdb.sources") < produced:
+        time.sleep(0.05)
+    took = time.perf_counter() - start
+    source_rate = produced / took
+    print(f"source: {produced} events in {took:.2f} s = {source_rate / 1000:.0f}K events/s "
+          f"(goal 500K/s: {source_rate / 500_000:.2f}x)", flush=True)
+    psql(port, f"{TX_DDL.replace('TABLE tx ', 'TABLE cp ')} WITH (event_time = 'ts')")
+    for feature in features_on("cp"):
+        psql(port, feature)
+    start = time.perf_counter()
+    psql(port, f"\\copy cp FROM '{events_csv}' WITH (FORMAT csv, HEADER true)")
+    took = time.perf_counter() - start
+    copy_rate = produced / took
+    print(f"COPY:   {produced} events in {took:.2f} s = {copy_rate / 1000:.0f}K events/s; "
+          f"source / COPY = {source_rate / copy_rate:.2f}", flush=True)
+    psql(port, "DROP SOURCE s")
+
+
+def freshness(port, producer, bootstrap, seconds):
+    psql(port, "CREATE TABLE fresh (card TEXT, amt DOUBLE PRECISION, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts')")
+    psql(port, "CREATE FEATURE fresh_n AS SELECT card, count(*) AS n FROM fresh GROUP BY card")
+    psql(port, f"CREATE SOURCE f INTO fresh FROM KAFKA WITH (brokers = '{bootstrap}', topic = 'fresh')")
+    fast = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    stop = threading.Event()
+
+    def background():
+        sent, begin = 0, time.perf_counter()
+        while not stop.is_set():
+            due = int((time.perf_counter() - begin) * 10_000)
+            while sent < due:
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+                fast.produce("fresh", json.dumps({"card": f"c{sent % 1000}", "amt": 1.0, "ts": stamp}).encode())
+                sent += 1
+            fast.poll(0)
+            time.sleep(0.001)
+
+    loader = threading.Thread(target=background)
+    loader.start()
+    latencies = []
+    with psycopg.connect(f"host=127.0.0.1 port={port} user=bench dbname=asofdb", autocommit=True) as conn:
+        read = "SELECT n FROM fresh_n WHERE card = %s"
+        time.sleep(1)
+        end = time.perf_counter() + seconds
+        probe = 0
+        while time.perf_counter() < end:
+            probe += 1
+            card = f"probe{probe}"
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+            sent = time.perf_counter()
+            fast.produce("fresh", json.dumps({"card": card, "amt": 1.0, "ts": stamp}).encode())
+            fast.poll(0)
+            while conn.execute(read, (card,), prepare=True).fetchone() is None:
+                pass
+            latencies.append((time.perf_counter() - sent) * 1000)
+            time.sleep(0.05)
+    stop.set()
+    loader.join()
+    latencies.sort()
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+    print(f"freshness: {len(latencies)} probes at 10K messages/s: p50 {pick(0.5):.1f} ms, p99 {pick(0.99):.1f} ms, "
+          f"max {latencies[-1]:.1f} ms (goals: p50 <= 5 ms, p99 <= 20 ms); mean {statistics.mean(latencies):.1f} ms",
+          flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--binary")
+    parser.add_argument("--only", choices=["throughput", "freshness"])
+    args = parser.parse_args()
+    events_csv = generated_transactions(args.rows, max(args.rows // 100, 100))
+    with tempfile.TemporaryDirectory() as work:
+        proc, port = start_asofdb(work, args.binary)
+        try:
+            producer, bootstrap = mock_cluster()
+            print(f"asofdb on port {port}, mock Kafka cluster at {bootstrap}", flush=True)
+            if args.only in (None, "throughput"):
+                throughput(port, producer, bootstrap, events_csv)
+            if args.only in (None, "freshness"):
+                freshness(port, producer, bootstrap, args.seconds)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=120)
+
+
+if __name__ == "__main__":
+    main()
