@@ -5,11 +5,15 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::SchemaRef;
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use async_trait::async_trait;
-use datafusion::catalog::{SchemaProvider, TableProvider};
-use datafusion::datasource::MemTable;
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
 
 use crate::catalog::Catalog;
 use crate::feature::FeatureEngine;
@@ -228,6 +232,41 @@ impl SystemSchema {
     }
 }
 
+/// A system table whose rows are made when a plan runs, not when it is planned: a prepared
+/// `SELECT ... FROM asofdb.sources` shows the sources as they are at each Execute.
+struct LiveTable {
+    schema: SchemaRef,
+    rows: Box<dyn Fn() -> Result<RecordBatch> + Send + Sync>,
+}
+
+impl std::fmt::Debug for LiveTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveTable").field("schema", &self.schema).finish()
+    }
+}
+
+#[async_trait]
+impl TableProvider for LiveTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let batch = (self.rows)()?;
+        Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema.clone(), projection.cloned())?)
+    }
+}
+
 const TABLES: [&str; 6] = ["features", "feature_state", "backfills", "storage", "sources", "source_errors"];
 
 #[async_trait]
@@ -237,16 +276,19 @@ impl SchemaProvider for SystemSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let batch = match name {
-            "features" => Self::features(&self.features)?,
-            "feature_state" => Self::feature_state(&self.features)?,
-            "backfills" => Self::backfills(&self.features)?,
-            "storage" => Self::storage(&self.catalog)?,
-            "sources" => Self::sources(&self.catalog)?,
-            "source_errors" => Self::source_errors(&self.catalog)?,
-            _ => return Ok(None),
+        if !TABLES.contains(&name) {
+            return Ok(None);
+        }
+        let (catalog, features, name) = (self.catalog.clone(), self.features.clone(), name.to_string());
+        let rows = move || match name.as_str() {
+            "features" => Self::features(&features),
+            "feature_state" => Self::feature_state(&features),
+            "backfills" => Self::backfills(&features),
+            "storage" => Self::storage(&catalog),
+            "sources" => Self::sources(&catalog),
+            _ => Self::source_errors(&catalog),
         };
-        Ok(Some(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?)))
+        Ok(Some(Arc::new(LiveTable { schema: rows()?.schema(), rows: Box::new(rows) })))
     }
 
     fn table_exist(&self, name: &str) -> bool {

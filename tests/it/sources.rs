@@ -216,8 +216,12 @@ async fn bad_messages_are_set_aside_once_and_good_ones_land() {
         ))
         .await
         .unwrap();
+    // Prepared before the rows arrive, executed after: it reads the sources as they are then.
+    let prepared = client.prepare("SELECT rows_ingested FROM asofdb.sources WHERE name = $1").await.unwrap();
     let limit = Duration::from_secs(60);
     wait_for(&client, "SELECT count(*) FROM m", &good.to_string(), limit).await;
+    let ingested: i64 = client.query_one(&prepared, &[&"mixed"]).await.unwrap().get(0);
+    assert_eq!(ingested, good as i64);
     wait_for(&client, "SELECT count(*) FROM asofdb.source_errors WHERE source = 'mixed'", "6", limit).await;
     wait_for(&client, "SELECT count(*) FROM l", "3", limit).await;
     wait_for(&client, "SELECT count(*) FROM asofdb.source_errors WHERE source = 'lines'", "2", limit).await;
@@ -344,8 +348,8 @@ async fn a_broker_outage_is_retried_and_nothing_is_lost_or_doubled() {
 async fn a_transactional_producers_messages_land_once() {
     // librdkafka's mock broker reports no aborted transactions in its fetch responses (its
     // rdkafka_mock_handlers.c writes an empty list and the end offset as the last stable
-    // one) and stores no commit markers, so neither `read_committed` skipping aborted
-    // messages nor moving past markers (`skip_markers`) can be shown against it.
+    // one) and stores no commit markers, so `read_committed` skipping aborted messages cannot
+    // be shown against it.
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("tx", 3, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
