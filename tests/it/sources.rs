@@ -221,7 +221,7 @@ async fn bad_messages_are_set_aside_once_and_good_ones_land() {
     let limit = Duration::from_secs(60);
     wait_for(&client, "SELECT count(*) FROM m", &good.to_string(), limit).await;
     let ingested: i64 = client.query_one(&prepared, &[&"mixed"]).await.unwrap().get(0);
-    assert_eq!(ingested, good as i64);
+    assert_eq!(ingested, good);
     wait_for(&client, "SELECT count(*) FROM asofdb.source_errors WHERE source = 'mixed'", "6", limit).await;
     wait_for(&client, "SELECT count(*) FROM l", "3", limit).await;
     wait_for(&client, "SELECT count(*) FROM asofdb.source_errors WHERE source = 'lines'", "2", limit).await;
