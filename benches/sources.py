@@ -52,11 +52,15 @@ def mock_cluster():
     return producer, ",".join(f"{b.host}:{b.port}" for b in brokers)
 
 
-def produce_all(producer, topic, events_csv):
-    """Every event of the CSV as one JSON message; returns the count."""
+def produce_all(producer, topic, events_csv, first=0, until=None):
+    """Events `first..until` of the CSV (all by default), each as one JSON message; returns the count."""
     count = 0
     with open(events_csv) as f:
-        for row in csv.DictReader(f):
+        for i, row in enumerate(csv.DictReader(f)):
+            if i < first:
+                continue
+            if until is not None and i >= until:
+                break
             payload = json.dumps(row)
             while True:
                 try:
@@ -85,9 +89,11 @@ def throughput(port, producer, bootstrap, events_csv):
     psql(port, f"{TX_DDL.replace('TABLE tx ', 'TABLE src ')} WITH (event_time = 'ts')")
     for feature in features_on("src"):
         psql(port, feature)
+    # The topic exists once its first message is produced (the mock broker has no CreateTopics).
+    produce_all(producer, "tx", events_csv, 0, 1)
     psql(port, f"CREATE SOURCE s INTO src FROM KAFKA WITH (brokers = '{bootstrap}', topic = 'tx')")
     start = time.perf_counter()
-    produced = produce_all(producer, "tx", events_csv)
+    produced = 1 + produce_all(producer, "tx", events_csv, 1)
     producing = time.perf_counter() - start
     while True:
         stored = value(port, "SELECT rows_ingested + bad_messages FROM asofdb.sources")
@@ -121,8 +127,10 @@ def throughput(port, producer, bootstrap, events_csv):
 def freshness(port, producer, bootstrap, seconds):
     psql(port, "CREATE TABLE fresh (card TEXT, amt DOUBLE PRECISION, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts')")
     psql(port, "CREATE FEATURE fresh_n AS SELECT card, count(*) AS n FROM fresh GROUP BY card")
-    psql(port, f"CREATE SOURCE f INTO fresh FROM KAFKA WITH (brokers = '{bootstrap}', topic = 'fresh')")
     fast = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    fast.produce("fresh", json.dumps({"card": "first", "amt": 1.0, "ts": "2026-01-01 00:00:00"}).encode())
+    fast.flush(10)
+    psql(port, f"CREATE SOURCE f INTO fresh FROM KAFKA WITH (brokers = '{bootstrap}', topic = 'fresh')")
     stop = threading.Event()
 
     def background():
