@@ -87,6 +87,23 @@ async fn assert_features_recomputed(client: &tokio_postgres::Client) {
     assert_eq!(feature, recomputed, "card_1h differs from its recomputation");
 }
 
+/// The binary on `dir` with `SCHEMA`, and source `s` reading topic `tx` (3 partitions) of `cluster`.
+async fn fed_by_source_s(
+    cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    dir: &std::path::Path,
+) -> (BinaryServer, tokio_postgres::Client) {
+    cluster.create_topic("tx", 3, 1).unwrap();
+    let server = BinaryServer::start(dir);
+    let client = connect(&server.conn_string()).await;
+    client.batch_execute(SCHEMA).await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    client
+        .batch_execute(&format!("CREATE SOURCE s INTO tx FROM KAFKA WITH (brokers = '{bootstrap}', topic = 'tx')"))
+        .await
+        .unwrap();
+    (server, client)
+}
+
 /// A small xorshift, so the kill moments are random but repeatable.
 struct Rng(u64);
 
@@ -270,16 +287,9 @@ async fn bad_messages_are_set_aside_once_and_good_ones_land() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_is_retried_and_nothing_is_lost_or_doubled() {
     let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("tx", 3, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
-    let server = BinaryServer::start(dir.path());
-    let client = connect(&server.conn_string()).await;
-    client.batch_execute(SCHEMA).await.unwrap();
-    client
-        .batch_execute(&format!("CREATE SOURCE s INTO tx FROM KAFKA WITH (brokers = '{bootstrap}', topic = 'tx')"))
-        .await
-        .unwrap();
+    let (_server, client) = fed_by_source_s(&cluster, dir.path()).await;
     let producer = producer(&bootstrap);
     let next = Arc::new(AtomicI64::new(1));
     let produce = |n: i64| {
@@ -351,16 +361,9 @@ async fn a_transactional_producers_messages_land_once() {
     // one) and stores no commit markers, so `read_committed` skipping aborted messages cannot
     // be shown against it.
     let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("tx", 3, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
-    let server = BinaryServer::start(dir.path());
-    let client = connect(&server.conn_string()).await;
-    client.batch_execute(SCHEMA).await.unwrap();
-    client
-        .batch_execute(&format!("CREATE SOURCE s INTO tx FROM KAFKA WITH (brokers = '{bootstrap}', topic = 'tx')"))
-        .await
-        .unwrap();
+    let (_server, client) = fed_by_source_s(&cluster, dir.path()).await;
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .set("transactional.id", "asofdb-test")
