@@ -225,10 +225,7 @@ impl Catalog {
     /// may be behind it: a commit can fail after its write, when its flush or the features'
     /// update fails.)
     pub fn stored_source_position(&self, name: &str) -> Result<SourcePosition> {
-        match self.store.get(&CatalogKind::SourcePosition.key(name))? {
-            Some(stored) => Ok(serde_json::from_slice(&stored)?),
-            None => Ok(SourcePosition::default()),
-        }
+        read_position(&self.store, name)
     }
 
     /// The catalog entries of a source's batch: `position`, and `errors` numbered on from
@@ -268,13 +265,18 @@ impl Catalog {
         let mut sources = BTreeMap::new();
         for entry in store.catalog_entries(CatalogKind::Source)? {
             let def: SourceDef = serde_json::from_slice(&entry)?;
-            let position = match store.get(&CatalogKind::SourcePosition.key(&def.name))? {
-                Some(stored) => serde_json::from_slice(&stored)?,
-                None => SourcePosition::default(),
-            };
+            let position = read_position(store, &def.name)?;
             sources.insert(def.name.clone(), Arc::new(Source::new(def, position)));
         }
         Ok(sources)
+    }
+}
+
+/// Source `name`'s stored position (the default before its first).
+fn read_position(store: &crate::storage::EventStore, name: &str) -> Result<SourcePosition> {
+    match store.get(&CatalogKind::SourcePosition.key(name))? {
+        Some(stored) => Ok(serde_json::from_slice(&stored)?),
+        None => Ok(SourcePosition::default()),
     }
 }
 

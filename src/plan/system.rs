@@ -22,11 +22,13 @@ use crate::feature::FeatureEngine;
 pub struct SystemSchema {
     catalog: Arc<Catalog>,
     features: Arc<FeatureEngine>,
+    /// Each table's schema, from its first read: planning does not make its rows again.
+    schemas: parking_lot::Mutex<std::collections::HashMap<String, SchemaRef>>,
 }
 
 impl SystemSchema {
     pub fn new(catalog: Arc<Catalog>, features: Arc<FeatureEngine>) -> Self {
-        Self { catalog, features }
+        Self { catalog, features, schemas: Default::default() }
     }
 
     /// `asofdb.features`: name, source table, keys, window, definition SQL.
@@ -279,8 +281,9 @@ impl SchemaProvider for SystemSchema {
         if !TABLES.contains(&name) {
             return Ok(None);
         }
-        let (catalog, features, name) = (self.catalog.clone(), self.features.clone(), name.to_string());
-        let rows = move || match name.as_str() {
+        let name = name.to_string();
+        let (catalog, features, table) = (self.catalog.clone(), self.features.clone(), name.clone());
+        let rows = move || match table.as_str() {
             "features" => Self::features(&features),
             "feature_state" => Self::feature_state(&features),
             "backfills" => Self::backfills(&features),
@@ -288,7 +291,16 @@ impl SchemaProvider for SystemSchema {
             "sources" => Self::sources(&catalog),
             _ => Self::source_errors(&catalog),
         };
-        Ok(Some(Arc::new(LiveTable { schema: rows()?.schema(), rows: Box::new(rows) })))
+        let known = self.schemas.lock().get(&name).cloned();
+        let schema = match known {
+            Some(schema) => schema,
+            None => {
+                let schema = rows()?.schema();
+                self.schemas.lock().insert(name.clone(), schema.clone());
+                schema
+            }
+        };
+        Ok(Some(Arc::new(LiveTable { schema, rows: Box::new(rows) })))
     }
 
     fn table_exist(&self, name: &str) -> bool {
