@@ -92,6 +92,8 @@ pub struct SourceError {
 /// What a source is doing, as `asofdb.sources.state` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceState {
+    /// A PostgreSQL source copies its table's existing rows (one consistent snapshot).
+    Snapshot,
     /// Connecting, or reading.
     Running,
     /// An outage or error; the runner tries again with backoff (`last_error` says why).
@@ -103,6 +105,7 @@ pub enum SourceState {
 impl SourceState {
     pub fn name(self) -> &'static str {
         match self {
+            SourceState::Snapshot => "snapshot",
             SourceState::Running => "running",
             SourceState::Retrying => "retrying",
             SourceState::Failed => "failed",

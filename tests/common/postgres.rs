@@ -11,6 +11,8 @@ pub struct Postgres {
     pub port: u16,
     bindir: PathBuf,
     data: PathBuf,
+    /// The server's command-line settings, for a restart.
+    options: String,
     _dir: tempfile::TempDir,
 }
 
@@ -40,6 +42,17 @@ fn bindir() -> PathBuf {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Self::start_with(&[])
+    }
+
+    /// A server that logical replication can read (`wal_level = logical`): the upstream of
+    /// PostgreSQL sources.
+    pub fn start_logical() -> Postgres {
+        Self::start_with(&["wal_level=logical", "max_wal_senders=20", "max_replication_slots=20"])
+    }
+
+    /// A server with extra `settings` (`name=value`).
+    pub fn start_with(settings: &[&str]) -> Postgres {
         let bindir = bindir();
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("pg");
@@ -56,18 +69,39 @@ impl Postgres {
             .expect("initdb");
         assert!(status.success(), "initdb failed");
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.path().display());
-        let status = as_postgres(&bindir.join("pg_ctl"))
+        let mut options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.path().display());
+        for setting in settings {
+            options.push_str(&format!(" -c {setting}"));
+        }
+        let server = Postgres { port, bindir, data, options, _dir: dir };
+        server.start_again();
+        server
+    }
+
+    /// Starts the server (again, after [`Postgres::stop`]) on its port and data.
+    pub fn start_again(&self) {
+        let status = as_postgres(&self.bindir.join("pg_ctl"))
             .arg("-D")
-            .arg(&data)
+            .arg(&self.data)
             .arg("-l")
-            .arg(dir.path().join("pg.log"))
-            .args(["-w", "-o", &options, "start"])
+            .arg(self.data.parent().expect("temp dir").join("pg.log"))
+            .args(["-w", "-o", &self.options, "start"])
             .stdout(std::process::Stdio::null())
             .status()
             .expect("pg_ctl start");
         assert!(status.success(), "pg_ctl start failed");
-        Postgres { port, bindir, data, _dir: dir }
+    }
+
+    /// Stops the server (fast: sessions are ended), as an outage.
+    pub fn stop(&self) {
+        let status = as_postgres(&self.bindir.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-w", "-m", "fast", "stop"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("pg_ctl stop");
+        assert!(status.success(), "pg_ctl stop failed");
     }
 
     pub fn conn_string(&self) -> String {

@@ -28,5 +28,6 @@ mod replace_feature;
 mod security;
 mod soak;
 mod sources;
+mod sources_postgres;
 mod tiering;
 mod wire;

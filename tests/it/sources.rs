@@ -53,14 +53,14 @@ fn event(id: i64) -> String {
     format!(r#"{{"id": {id}, "card": "c{}", "amount": {}, "ts": "{ts}"}}"#, id % 50, id % 1000)
 }
 
-const SCHEMA: &str = "
+pub(crate) const SCHEMA: &str = "
     CREATE TABLE tx (id BIGINT, card TEXT, amount BIGINT, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts');
     CREATE FEATURE card_total AS SELECT card, count(*) AS n, sum(amount) AS total FROM tx GROUP BY card;
     CREATE FEATURE card_1h AS SELECT card, max(amount) AS top FROM tx GROUP BY card
         WINDOW SLIDING INTERVAL '1 hour';";
 
 /// Polls `sql` (one value) until it equals `want`; panics after `limit`.
-async fn wait_for(client: &tokio_postgres::Client, sql: &str, want: &str, limit: Duration) {
+pub(crate) async fn wait_for(client: &tokio_postgres::Client, sql: &str, want: &str, limit: Duration) {
     let start = Instant::now();
     loop {
         let got = text_rows(client, sql).await;
@@ -73,7 +73,7 @@ async fn wait_for(client: &tokio_postgres::Client, sql: &str, want: &str, limit:
 }
 
 /// The features equal a recomputation from the table.
-async fn assert_features_recomputed(client: &tokio_postgres::Client) {
+pub(crate) async fn assert_features_recomputed(client: &tokio_postgres::Client) {
     let feature = text_rows(client, "SELECT card, n, total FROM card_total ORDER BY card").await;
     let recomputed = text_rows(client, "SELECT card, count(*), sum(amount) FROM tx GROUP BY card ORDER BY card").await;
     assert_eq!(feature, recomputed, "card_total differs from its recomputation");
@@ -105,10 +105,10 @@ async fn fed_by_source_s(
 }
 
 /// A small xorshift, so the kill moments are random but repeatable.
-struct Rng(u64);
+pub(crate) struct Rng(pub u64);
 
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;

@@ -11,21 +11,27 @@ use arrow::array::{Array, ArrayRef, RecordBatch, StringBuilder, TimestampMicrose
 use arrow::compute::take;
 
 use super::payload::TextRow;
-use crate::catalog::{SourceError, TableDef};
+use crate::catalog::{SourceError, TableDef, lsn_text};
 use crate::error::Result;
 use crate::execute::conform::{RowLabel, conform};
 use crate::value::time_zone::SessionZone;
 
-/// Where a message was read: a Kafka partition and offset.
+/// Where a message was read: a Kafka partition and offset, an upstream PostgreSQL's WAL, or
+/// a row of its initial snapshot.
 #[derive(Debug, Clone, Copy)]
-pub struct Point {
-    pub partition: i32,
-    pub offset: i64,
+pub enum Point {
+    Kafka { partition: i32, offset: i64 },
+    Wal(u64),
+    Snapshot(usize),
 }
 
 impl std::fmt::Display for Point {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "partition {} offset {}", self.partition, self.offset)
+        match self {
+            Point::Kafka { partition, offset } => write!(f, "partition {partition} offset {offset}"),
+            Point::Wal(lsn) => write!(f, "LSN {}", lsn_text(*lsn)),
+            Point::Snapshot(row) => write!(f, "snapshot row {row}"),
+        }
     }
 }
 
@@ -41,7 +47,7 @@ pub struct PendingBatch {
     messages: Vec<(Point, Vec<u8>)>,
     /// The bad messages found so far.
     pub errors: Vec<SourceError>,
-    /// Per partition, the offset after the last message read.
+    /// Kafka: per partition, the offset after the last message read.
     pub next_offsets: BTreeMap<i32, i64>,
     /// When its first message was read.
     pub started: Option<Instant>,
@@ -96,7 +102,9 @@ impl PendingBatch {
         rows: Result<Vec<TextRow>, String>,
     ) {
         self.started.get_or_insert_with(Instant::now);
-        self.next_offsets.insert(point.partition, point.offset + 1);
+        if let Point::Kafka { partition, offset } = point {
+            self.next_offsets.insert(partition, offset + 1);
+        }
         let payload = payload.unwrap_or_default();
         let rows = match rows {
             Ok(rows) => rows,

@@ -15,7 +15,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use super::batch::{PendingBatch, Point};
 use super::options::KafkaOptions;
 use super::payload::PayloadReader;
-use super::{RunContext, commit_batch};
+use super::{Ended, RunContext, commit_batch};
 use crate::catalog::{SourcePosition, SourceState};
 use crate::error::{Error, Result};
 use crate::execute::database::Database;
@@ -84,47 +84,10 @@ pub(super) fn first_position(options: &KafkaOptions) -> Result<SourcePosition> {
     Ok(position)
 }
 
-/// How a session ended without an error.
-enum Ended {
-    /// The source was dropped or the server stops.
-    Stopped,
-    /// The table changed (ALTER TABLE) or the topic has new partitions: connect again.
-    Reconnect,
-}
-
-/// The runner: sessions from the stored position, with backoff between failed ones, until
-/// the source is dropped or the server stops. A panic fails the source for good.
-pub(super) fn run(context: RunContext) {
-    let mut backoff = Duration::from_millis(100);
-    while !context.stopped() {
-        let Some(db) = context.db.upgrade() else { return };
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session(&context, &db, &mut backoff)));
-        drop(db);
-        match outcome {
-            Ok(Ok(Ended::Stopped)) => return,
-            Ok(Ok(Ended::Reconnect)) => continue,
-            Ok(Err(e)) => {
-                tracing::warn!(source = %context.source.def.name, "source failed, retrying in {backoff:?}: {e}");
-                context.source.report.lock().retrying(e.to_string());
-                if context.sleep(backoff) {
-                    return;
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            Err(panic) => {
-                let error = Error::panicked("the source", panic.as_ref());
-                tracing::error!(source = %context.source.def.name, "{error}");
-                context.source.report.lock().failed(error.to_string());
-                return;
-            }
-        }
-    }
-}
-
 /// One connection: assign every partition at its stored offset (the earliest for one without
 /// any), then read and commit batches until stopped, or until the table or the topic changes.
 /// An error ends it; the caller starts over from the stored position.
-fn session(context: &RunContext, db: &Arc<Database>, backoff: &mut Duration) -> Result<Ended> {
+pub(super) fn session(context: &RunContext, db: &Arc<Database>, backoff: &mut Duration) -> Result<Ended> {
     let source = &context.source;
     let generation = db.catalog.generation();
     let def = db.catalog.require_table(&source.def.table)?;
@@ -162,13 +125,13 @@ fn session(context: &RunContext, db: &Arc<Database>, backoff: &mut Duration) -> 
             // read, and the message just polled is read again, against the new definition.
             if !batch.is_empty() {
                 let offsets = std::mem::take(&mut batch.next_offsets);
-                commit_batch(context, db, &def, batch, offsets)?;
+                commit_batch(context, db, &def, batch, |p| p.offsets.extend(offsets))?;
             }
             return Ok(Ended::Reconnect);
         }
         match polled {
             Some(Ok(message)) => {
-                let point = Point { partition: message.partition(), offset: message.offset() };
+                let point = Point::Kafka { partition: message.partition(), offset: message.offset() };
                 let micros = message.timestamp().to_millis().map(|ms| ms.saturating_mul(1000));
                 batch.push(point, message.payload(), micros, reader.rows(message.payload()));
             }
@@ -192,7 +155,7 @@ fn session(context: &RunContext, db: &Arc<Database>, backoff: &mut Duration) -> 
         if due {
             let offsets = std::mem::take(&mut batch.next_offsets);
             let full = std::mem::replace(&mut batch, PendingBatch::new(&def, options.columns.clone()));
-            commit_batch(context, db, &def, full, offsets)?;
+            commit_batch(context, db, &def, full, |p| p.offsets.extend(offsets))?;
             source.report.lock().running();
             *backoff = Duration::from_millis(100);
         } else if batch.is_empty() && lag_at.elapsed() >= LAG_EVERY {

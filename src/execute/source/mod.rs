@@ -10,6 +10,8 @@ mod batch;
 mod kafka;
 mod options;
 mod payload;
+mod pgoutput;
+mod postgres;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,13 +21,13 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::database::{Database, Write};
-use crate::catalog::{Source, SourceDef, SourceKind, TableDef};
+use crate::catalog::{Source, SourceDef, SourceKind, SourcePosition, TableDef};
 use crate::error::{Error, Result, SqlState};
 use crate::sql::feature::CreateSource;
 use crate::storage::Append;
 use batch::PendingBatch;
 
-pub use options::KafkaOptions;
+pub use options::{KafkaOptions, PostgresOptions};
 
 /// The running sources of a database: each one's thread and the flag that stops it.
 #[derive(Default)]
@@ -81,10 +83,8 @@ impl SourceRunners {
         let context = RunContext { db: Arc::downgrade(db), source: source.clone(), stop: stop.clone(), runtime };
         let thread = std::thread::Builder::new().name(format!("source-{name}")).spawn(move || {
             match context.source.def.kind {
-                SourceKind::Kafka => kafka::run(context),
-                SourceKind::Postgres => {
-                    context.source.report.lock().failed("PostgreSQL sources are not supported yet".into());
-                }
+                SourceKind::Kafka => run(context, kafka::session),
+                SourceKind::Postgres => run(context, postgres::session),
             }
         })?;
         self.running.lock().insert(name, Runner { stop, thread });
@@ -100,14 +100,55 @@ impl SourceRunners {
     }
 }
 
-/// Commits `batch` with the source's position after it: `offsets` (each partition's next
-/// offset) over the stored ones, the counters, the bad messages; then reports the position.
+/// How a session ended without an error.
+pub(super) enum Ended {
+    /// The source was dropped or the server stops.
+    Stopped,
+    /// The table changed (ALTER TABLE), the topic has new partitions, a snapshot is stored:
+    /// connect again.
+    Reconnect,
+}
+
+/// One connection of a source's runner, from the stored position; its error ends it.
+type Session = fn(&RunContext, &Arc<Database>, &mut Duration) -> Result<Ended>;
+
+/// A runner: sessions from the stored position, with backoff between failed ones, until the
+/// source is dropped or the server stops. A panic fails the source for good.
+fn run(context: RunContext, session: Session) {
+    let mut backoff = Duration::from_millis(100);
+    while !context.stopped() {
+        let Some(db) = context.db.upgrade() else { return };
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session(&context, &db, &mut backoff)));
+        drop(db);
+        match outcome {
+            Ok(Ok(Ended::Stopped)) => return,
+            Ok(Ok(Ended::Reconnect)) => continue,
+            Ok(Err(e)) => {
+                tracing::warn!(source = %context.source.def.name, "source failed, retrying in {backoff:?}: {e}");
+                context.source.report.lock().retrying(e.to_string());
+                if context.sleep(backoff) {
+                    return;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(panic) => {
+                let error = Error::panicked("the source", panic.as_ref());
+                tracing::error!(source = %context.source.def.name, "{error}");
+                context.source.report.lock().failed(error.to_string());
+                return;
+            }
+        }
+    }
+}
+
+/// Commits `batch` with the source's position after it (`advance` moves the stored one: each
+/// partition's next offset, or the LSN), the counters, the bad messages; then reports it.
 pub(super) fn commit_batch(
     context: &RunContext,
     db: &Arc<Database>,
     def: &TableDef,
     batch: PendingBatch,
-    offsets: BTreeMap<i32, i64>,
+    advance: impl FnOnce(&mut SourcePosition),
 ) -> Result<()> {
     let source = &context.source;
     // Rows read before an ALTER TABLE ADD COLUMN are checked as they will be stored.
@@ -118,7 +159,7 @@ pub(super) fn commit_batch(
     let finished = batch.finish(def, &check)?;
     let mut position = source.report.lock().position.clone();
     let first_error = position.bad_messages;
-    position.offsets.extend(offsets);
+    advance(&mut position);
     position.rows_ingested += finished.rows.as_ref().map_or(0, |b| b.num_rows()) as u64;
     position.bad_messages += finished.errors.len() as u64;
     let entries = db.catalog.source_write(&source.def.name, &position, first_error, &finished.errors)?;
@@ -162,8 +203,14 @@ pub async fn create_source(db: &Arc<Database>, create: &CreateSource) -> Result<
         }
     };
     let _ddl = db.sources.ddl.lock().await;
-    if db.catalog.source(&create.name).is_some() && create.if_not_exists {
-        return Ok(());
+    if db.catalog.source(&create.name).is_some() {
+        if create.if_not_exists {
+            return Ok(());
+        }
+        return Err(Error::Conflict {
+            sqlstate: SqlState::DuplicateObject,
+            message: format!("source \"{}\" already exists", create.name),
+        });
     }
     let table = db.catalog.require_table(&create.table)?;
     if table.event_time.is_none() {
@@ -184,7 +231,9 @@ pub async fn create_source(db: &Arc<Database>, create: &CreateSource) -> Result<
                 .map_err(|e| Error::internal(format!("source check: {e}")))??
         }
         SourceKind::Postgres => {
-            return Err(Error::Unsupported("CREATE SOURCE ... FROM POSTGRES is not supported yet".into()));
+            let postgres = PostgresOptions::parse(&create.name, &options)?;
+            postgres::prepare_upstream(&postgres).await?;
+            SourcePosition::default()
         }
     };
     let def = SourceDef { name: create.name.clone(), kind, table: table.name.clone(), options };
@@ -213,5 +262,19 @@ pub(super) async fn drop_source_locked(db: &Database, name: &str, if_exists: boo
         });
     }
     db.sources.stop(name).await;
-    db.catalog.drop_source(name).await
+    let source = db.catalog.source(name);
+    db.catalog.drop_source(name).await?;
+    if let Some(source) = source.filter(|s| s.def.kind == SourceKind::Postgres) {
+        // The slot would keep the upstream's WAL forever: it goes with the source. An
+        // upstream that cannot be reached keeps it, and the log says so.
+        match PostgresOptions::parse(name, &source.def.options) {
+            Ok(options) => {
+                if let Err(e) = postgres::release_upstream(&options).await {
+                    tracing::warn!(source = name, slot = %options.slot, "could not drop the upstream replication slot or publication: {e}");
+                }
+            }
+            Err(e) => tracing::warn!(source = name, "{e}"),
+        }
+    }
+    Ok(())
 }

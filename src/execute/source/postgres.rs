@@ -1,0 +1,507 @@
+//! A PostgreSQL source's runner: logical replication through pgwire-replication, the
+//! `pgoutput` messages decoded in [`super::pgoutput`].
+//!
+//! First (no stored LSN yet) the slot `asofdb_<source>` is created and the table's existing
+//! rows are read in that slot's own snapshot, and committed whole with the slot's consistent
+//! point as the position: a crash before that commit leaves nothing, and the next start makes
+//! a new slot and a new snapshot. Then each upstream transaction's INSERTs and UPDATEs become
+//! events, committed in batches of whole transactions with the end LSN of the last one; the
+//! upstream is told that LSN only after the commit. A session restarts from the stored LSN,
+//! and skips any transaction that committed before it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pgwire_replication::{
+    Lsn, PgWireError, ReplicationClient, ReplicationConfig, ReplicationEvent, SslMode, TlsConfig,
+};
+
+use super::batch::{PendingBatch, Point};
+use super::options::PostgresOptions;
+use super::payload::TextRow;
+use super::pgoutput::{self, Change, Value};
+use super::{Ended, RunContext, commit_batch};
+use crate::catalog::{SourceState, TableDef};
+use crate::error::{Error, Result, SqlState};
+use crate::execute::database::Database;
+
+/// µs from PostgreSQL's epoch (2000-01-01) to Unix's.
+const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
+/// How long connecting (and CREATE SOURCE's checks) may take before the upstream counts as
+/// unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long DROP SOURCE waits for the upstream to let go of the slot its runner held.
+const SLOT_RELEASE: Duration = Duration::from_secs(10);
+/// How long an idle session waits for an event before looking at its stop flag again.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn config(options: &PostgresOptions, source: &str, start: u64) -> ReplicationConfig {
+    let info = &options.conninfo;
+    let ca = info.sslrootcert.clone().map(PathBuf::from);
+    let tls = match info.sslmode.as_str() {
+        "prefer" => TlsConfig { mode: SslMode::Prefer, ..TlsConfig::default() },
+        "require" => TlsConfig::require(),
+        "verify-ca" => TlsConfig::verify_ca(ca),
+        "verify-full" => TlsConfig::verify_full(ca),
+        _ => TlsConfig::disabled(),
+    };
+    ReplicationConfig::new(
+        &info.host,
+        &info.user,
+        &info.password,
+        &info.dbname,
+        &options.slot,
+        options.publication.as_str(),
+    )
+    .with_port(info.port)
+    .with_tls(tls)
+    .with_start_lsn(Lsn::from_u64(start))
+    // Values as asofdb reads text: ISO timestamps in UTC, floats to the last digit.
+    .with_options("-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=postgres -c extra_float_digits=3")
+    .with_application_name(format!("asofdb source {source}"))
+    .with_status_interval(Duration::from_secs(1))
+    .with_wakeup_interval(Duration::from_secs(1))
+}
+
+/// The upstream's error as asofdb's: a PostgreSQL error response keeps its text (55000);
+/// anything else (refused, timed out, TLS, authentication) is 08001.
+fn upstream_error(options: &PostgresOptions, e: PgWireError) -> Error {
+    let at = format!("{}:{}", options.conninfo.host, options.conninfo.port);
+    match e {
+        PgWireError::Server(message) => Error::invalid_input(
+            SqlState::ObjectNotInPrerequisiteState,
+            format!("upstream PostgreSQL at {at}: {message}"),
+        ),
+        other => Error::Unreachable(format!("could not reach PostgreSQL at {at}: {other}")),
+    }
+}
+
+/// The rows of one query on a session that has not started replicating, as text.
+async fn query(
+    client: &mut ReplicationClient,
+    options: &PostgresOptions,
+    sql: &str,
+) -> Result<Vec<Vec<Option<String>>>> {
+    let rows = client.simple_query(sql).await.map_err(|e| upstream_error(options, e))?;
+    Ok(rows
+        .into_iter()
+        .map(|row| row.into_iter().map(|v| v.map(|b| String::from_utf8_lossy(&b).into_owned())).collect())
+        .collect())
+}
+
+/// A replication session that runs queries until it is dropped (it never streams).
+async fn query_session(options: &PostgresOptions, source: &str) -> Result<ReplicationClient> {
+    ReplicationClient::connect_gated(config(options, source, 0)).await.map_err(|e| upstream_error(options, e))
+}
+
+async fn within<T>(what: &str, options: &PostgresOptions, work: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(CONNECT_TIMEOUT, work).await.unwrap_or_else(|_| {
+        Err(Error::Unreachable(format!(
+            "{what}: PostgreSQL at {}:{} did not answer within {CONNECT_TIMEOUT:?}",
+            options.conninfo.host, options.conninfo.port
+        )))
+    })
+}
+
+/// CREATE SOURCE's checks and set-up upstream: it answers (08001 otherwise), has `wal_level =
+/// logical` and the table (55000, 42P01 otherwise); asofdb's publication for the table is
+/// created, or the one named must exist (42704).
+pub(super) async fn prepare_upstream(options: &PostgresOptions) -> Result<()> {
+    within("CREATE SOURCE", options, async {
+        let mut client = query_session(options, "check").await?;
+        let level = query(&mut client, options, "SHOW wal_level").await?;
+        let level = level.first().and_then(|row| row.first().cloned().flatten()).unwrap_or_default();
+        if level != "logical" {
+            return Err(Error::invalid_input(
+                SqlState::ObjectNotInPrerequisiteState,
+                format!("the upstream PostgreSQL has wal_level = {level}: a POSTGRES source needs wal_level = logical"),
+            ));
+        }
+        let found = query(
+            &mut client,
+            options,
+            &format!(
+                "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = {} AND c.relname = {} AND c.relkind IN ('r', 'p')",
+                quote_literal(&options.schema),
+                quote_literal(&options.table)
+            ),
+        )
+        .await?;
+        if found.is_empty() {
+            return Err(Error::NotFound {
+                sqlstate: SqlState::UndefinedTable,
+                message: format!("upstream table \"{}.{}\" does not exist", options.schema, options.table),
+            });
+        }
+        let publication = query(
+            &mut client,
+            options,
+            &format!("SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = {}", quote_literal(&options.publication)),
+        )
+        .await?;
+        if publication.is_empty() {
+            if !options.own_publication {
+                return Err(Error::NotFound {
+                    sqlstate: SqlState::UndefinedObject,
+                    message: format!("upstream publication \"{}\" does not exist", options.publication),
+                });
+            }
+            let sql = format!(
+                "CREATE PUBLICATION {} FOR TABLE {}.{}",
+                quote_ident(&options.publication),
+                quote_ident(&options.schema),
+                quote_ident(&options.table)
+            );
+            query(&mut client, options, &sql).await?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// DROP SOURCE upstream: the slot, once the stopped runner's session has let go of it, and
+/// the publication if asofdb created it.
+pub(super) async fn release_upstream(options: &PostgresOptions) -> Result<()> {
+    let mut client = within("DROP SOURCE", options, query_session(options, "drop")).await?;
+    let deadline = Instant::now() + SLOT_RELEASE;
+    loop {
+        match query(&mut client, options, &drop_slot_sql(options)).await {
+            Ok(_) => break,
+            // "replication slot ... is active": the upstream has not yet seen the runner go.
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => return Err(e),
+        }
+    }
+    if options.own_publication {
+        query(&mut client, options, &format!("DROP PUBLICATION IF EXISTS {}", quote_ident(&options.publication)))
+            .await?;
+    }
+    Ok(())
+}
+
+fn drop_slot_sql(options: &PostgresOptions) -> String {
+    format!(
+        "SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots \
+         WHERE slot_name = {}",
+        quote_literal(&options.slot)
+    )
+}
+
+/// One session: the snapshot if none is stored yet, else the changes from the stored LSN.
+pub(super) fn session(context: &RunContext, db: &Arc<Database>, backoff: &mut Duration) -> Result<Ended> {
+    let source = &context.source;
+    let generation = db.catalog.generation();
+    let def = db.catalog.require_table(&source.def.table)?;
+    let options = PostgresOptions::parse(&source.def.name, &source.def.options)?;
+    let stored = db.catalog.stored_source_position(&source.def.name)?;
+    source.report.lock().position = stored.clone();
+    match stored.lsn {
+        None => {
+            snapshot(context, db, &def, &options)?;
+            *backoff = Duration::from_millis(100);
+            Ok(Ended::Reconnect)
+        }
+        Some(start) => {
+            let streaming = Stream { context, db, def: &def, options: &options, start, generation };
+            stream(&streaming, backoff)
+        }
+    }
+}
+
+/// For each table column, the upstream column of the same name, if there is one.
+fn column_map(def: &TableDef, upstream: &[String]) -> Vec<Option<usize>> {
+    def.columns
+        .iter()
+        .map(|c| {
+            upstream
+                .iter()
+                .position(|u| *u == c.name)
+                .or_else(|| upstream.iter().position(|u| u.to_lowercase() == c.name))
+        })
+        .collect()
+}
+
+/// A table row from an upstream tuple; an unchanged TOASTed value is taken from the old
+/// tuple when the replica identity sent it, and is a bad message otherwise.
+fn table_row(
+    map: &[Option<usize>],
+    upstream: &[String],
+    new: &[Value],
+    old: Option<&[Value]>,
+) -> std::result::Result<TextRow, String> {
+    map.iter()
+        .map(|column| {
+            let Some(column) = *column else { return Ok(None) };
+            match new.get(column) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Text(text)) => Ok(Some(text.clone())),
+                Some(Value::Unchanged) => match old.and_then(|old| old.get(column)) {
+                    Some(Value::Text(text)) => Ok(Some(text.clone())),
+                    Some(Value::Null) => Ok(None),
+                    _ => Err(format!(
+                        "an UPDATE left column \"{}\" unchanged and TOASTed, so its value was not sent \
+                         (ALTER TABLE ... REPLICA IDENTITY FULL upstream sends it)",
+                        upstream[column]
+                    )),
+                },
+            }
+        })
+        .collect()
+}
+
+/// An upstream row as `asofdb.source_errors.payload` shows it: a JSON object.
+fn payload(upstream: &[String], values: &[Value]) -> Vec<u8> {
+    let object: serde_json::Map<String, serde_json::Value> = upstream
+        .iter()
+        .zip(values)
+        .map(|(name, value)| {
+            let value = match value {
+                Value::Null => serde_json::Value::Null,
+                Value::Unchanged => serde_json::Value::String("(unchanged TOAST value)".into()),
+                Value::Text(text) => serde_json::Value::String(text.clone()),
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    serde_json::Value::Object(object).to_string().into_bytes()
+}
+
+fn consistent_point(created: &[Vec<Option<String>>]) -> Result<u64> {
+    let text = created.first().and_then(|row| row.get(1).cloned().flatten()).unwrap_or_default();
+    Lsn::parse(&text)
+        .map(|lsn| lsn.as_u64())
+        .map_err(|_| Error::internal(format!("CREATE_REPLICATION_SLOT answered an unreadable LSN \"{text}\"")))
+}
+
+/// Makes the slot and commits the table's rows as of the slot's consistent point (none with
+/// `snapshot = false`) with that point as the source's position.
+fn snapshot(context: &RunContext, db: &Arc<Database>, def: &TableDef, options: &PostgresOptions) -> Result<()> {
+    let source = &context.source;
+    if options.snapshot {
+        source.report.lock().state = SourceState::Snapshot;
+    }
+    let taken_at = chrono::Utc::now().timestamp_micros();
+    let slot = quote_ident(&options.slot);
+    let (lsn, upstream, rows) = context.runtime.block_on(async {
+        let mut client = within("snapshot", options, query_session(options, &source.def.name)).await?;
+        // A slot of an earlier start whose snapshot was never committed: that snapshot is gone.
+        query(&mut client, options, &drop_slot_sql(options)).await?;
+        if !options.snapshot {
+            let created = query(
+                &mut client,
+                options,
+                &format!("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput NOEXPORT_SNAPSHOT"),
+            )
+            .await?;
+            return Ok((consistent_point(&created)?, Vec::new(), Vec::new()));
+        }
+        // The slot's snapshot becomes this transaction's: its rows are exactly those whose
+        // changes the slot will not stream.
+        query(&mut client, options, "BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ").await?;
+        let created =
+            query(&mut client, options, &format!("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput USE_SNAPSHOT"))
+                .await?;
+        let relation = format!("{}.{}", quote_ident(&options.schema), quote_ident(&options.table));
+        let columns = query(
+            &mut client,
+            options,
+            &format!(
+                "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = {}::regclass \
+                 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                quote_literal(&relation)
+            ),
+        )
+        .await?;
+        let columns: Vec<String> = columns.into_iter().filter_map(|row| row.into_iter().next().flatten()).collect();
+        let select: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+        let rows = query(&mut client, options, &format!("SELECT {} FROM {relation}", select.join(", "))).await?;
+        query(&mut client, options, "COMMIT").await?;
+        Ok::<_, Error>((consistent_point(&created)?, columns, rows))
+    })?;
+    let map = column_map(def, &upstream);
+    let mut batch = PendingBatch::new(def, (0..def.columns.len()).collect());
+    for (number, row) in rows.into_iter().enumerate() {
+        let values: Vec<Value> = row.into_iter().map(|v| v.map_or(Value::Null, Value::Text)).collect();
+        let text = table_row(&map, &upstream, &values, None);
+        batch.push(Point::Snapshot(number), Some(&payload(&upstream, &values)), Some(taken_at), text.map(|r| vec![r]));
+    }
+    let copy = options.snapshot;
+    commit_batch(context, db, def, batch, |position| {
+        position.lsn = Some(lsn);
+        position.snapshot_done = copy;
+    })?;
+    source.report.lock().running();
+    tracing::info!(source = %source.def.name, lsn = %Lsn::from_u64(lsn), "snapshot committed; streaming from its consistent point");
+    Ok(())
+}
+
+/// An upstream transaction being read.
+struct Transaction {
+    /// It committed before the stored position: already applied.
+    skip: bool,
+    /// Its commit time, µs since the Unix epoch (`ingest_time`).
+    commit_micros: i64,
+    deletes: u64,
+}
+
+/// The source's table as the upstream last described it.
+struct Relation {
+    id: u32,
+    columns: Vec<String>,
+    map: Vec<Option<usize>>,
+}
+
+/// A streaming session's surroundings.
+struct Stream<'a> {
+    context: &'a RunContext,
+    db: &'a Arc<Database>,
+    def: &'a TableDef,
+    options: &'a PostgresOptions,
+    /// The stored LSN it starts from.
+    start: u64,
+    /// The catalog's generation when it started: a change (ALTER TABLE) ends it.
+    generation: u64,
+}
+
+/// Streams changes from the stored LSN until stopped, or the table changes.
+fn stream(stream: &Stream, backoff: &mut Duration) -> Result<Ended> {
+    let Stream { context, options, start, .. } = *stream;
+    let source = &context.source;
+    let mut client = context.runtime.block_on(within("replication", options, async {
+        let mut client = ReplicationClient::connect(config(options, &source.def.name, start))
+            .await
+            .map_err(|e| upstream_error(options, e))?;
+        client.wait_started().await.map_err(|e| upstream_error(options, e))?;
+        Ok(client)
+    }))?;
+    source.report.lock().running();
+    let ended = read_changes(stream, backoff, &mut client);
+    client.stop();
+    let _ = context.runtime.block_on(async { tokio::time::timeout(Duration::from_secs(2), client.shutdown()).await });
+    ended
+}
+
+fn read_changes(stream: &Stream, backoff: &mut Duration, client: &mut ReplicationClient) -> Result<Ended> {
+    let Stream { context, db, def, options, start, generation } = *stream;
+    let source = &context.source;
+    let batch_time = Duration::from_millis(options.batch_ms);
+    let new_batch = || PendingBatch::new(def, (0..def.columns.len()).collect());
+    let mut batch = new_batch();
+    // The end LSN of the batch's last transaction, the deletes it counted, when it began.
+    let (mut batch_end, mut batch_deletes, mut since) = (None::<u64>, 0u64, None::<Instant>);
+    let mut relation: Option<Relation> = None;
+    let mut transaction: Option<Transaction> = None;
+    // Applied: committed here, or passed with nothing of ours in between. Upstream: the end
+    // of its WAL as its walsender last said.
+    let (mut applied, mut upstream_end) = (start, start);
+    while !context.stopped() {
+        if db.catalog.generation() != generation {
+            // ALTER TABLE: what is not committed is read again, against the new definition.
+            return Ok(Ended::Reconnect);
+        }
+        let wait = match since {
+            Some(since) if transaction.is_none() => batch_time.saturating_sub(since.elapsed()),
+            _ => IDLE_WAIT,
+        };
+        // (The timer is made inside the runtime: this thread is not one of its own.)
+        let event = match context.runtime.block_on(async { tokio::time::timeout(wait, client.recv()).await }) {
+            Err(_) => None,
+            Ok(Ok(Some(event))) => Some(event),
+            Ok(Ok(None)) => return Err(Error::Unreachable("the upstream PostgreSQL ended replication".into())),
+            Ok(Err(e)) => return Err(upstream_error(options, e)),
+        };
+        match event {
+            Some(ReplicationEvent::Begin { final_lsn, commit_time_micros, .. }) => {
+                transaction = Some(Transaction {
+                    skip: final_lsn.as_u64() < start,
+                    commit_micros: commit_time_micros.saturating_add(POSTGRES_EPOCH_MICROS),
+                    deletes: 0,
+                });
+            }
+            Some(ReplicationEvent::XLogData { wal_start, wal_end, data, .. }) => {
+                upstream_end = upstream_end.max(wal_end.as_u64());
+                let change = pgoutput::decode(&data).map_err(Error::internal)?;
+                if let Change::Relation { id, schema, name, columns } = change {
+                    // Read even in a skipped transaction: it is not sent again.
+                    if schema == options.schema && name == options.table {
+                        relation = Some(Relation { id, map: column_map(def, &columns), columns });
+                    }
+                    continue;
+                }
+                let (Some(table), Some(current)) = (&relation, transaction.as_mut().filter(|t| !t.skip)) else {
+                    continue;
+                };
+                match change {
+                    Change::Insert { relation, new } if relation == table.id => {
+                        let row = table_row(&table.map, &table.columns, &new, None);
+                        let point = Point::Wal(wal_start.as_u64());
+                        batch.push(
+                            point,
+                            Some(&payload(&table.columns, &new)),
+                            Some(current.commit_micros),
+                            row.map(|r| vec![r]),
+                        );
+                    }
+                    Change::Update { relation, old, new } if relation == table.id => {
+                        let row = table_row(&table.map, &table.columns, &new, old.as_deref());
+                        let point = Point::Wal(wal_start.as_u64());
+                        batch.push(
+                            point,
+                            Some(&payload(&table.columns, &new)),
+                            Some(current.commit_micros),
+                            row.map(|r| vec![r]),
+                        );
+                    }
+                    Change::Delete { relation } if relation == table.id => current.deletes += 1,
+                    Change::Truncate { relations } if relations.contains(&table.id) => current.deletes += 1,
+                    _ => {}
+                }
+            }
+            Some(ReplicationEvent::Commit { end_lsn, .. }) => {
+                if let Some(done) = transaction.take().filter(|t| !t.skip) {
+                    batch_end = Some(end_lsn.as_u64());
+                    batch_deletes += done.deletes;
+                    since.get_or_insert_with(Instant::now);
+                }
+            }
+            Some(ReplicationEvent::KeepAlive { wal_end, .. }) => {
+                let wal_end = wal_end.as_u64();
+                upstream_end = upstream_end.max(wal_end);
+                // Everything before the walsender's position has been sent: with no
+                // transaction of ours open or uncommitted, nothing of ours is before it.
+                if transaction.is_none() && batch_end.is_none() && wal_end > applied {
+                    applied = wal_end;
+                    client.update_applied_lsn(Lsn::from_u64(wal_end));
+                }
+            }
+            Some(_) | None => {}
+        }
+        let due = since.is_some_and(|since| batch.len() >= options.batch_rows || since.elapsed() >= batch_time);
+        if let (Some(end), true, None) = (batch_end, due, &transaction) {
+            let full = std::mem::replace(&mut batch, new_batch());
+            let deletes = std::mem::take(&mut batch_deletes);
+            commit_batch(context, db, def, full, |position| {
+                position.lsn = Some(end);
+                position.deletes_ignored += deletes;
+            })?;
+            // Only now may the upstream forget what is before `end`.
+            client.update_applied_lsn(Lsn::from_u64(end));
+            applied = applied.max(end);
+            (batch_end, since) = (None, None);
+            source.report.lock().running();
+            *backoff = Duration::from_millis(100);
+        }
+        source.report.lock().lag = Some(upstream_end.saturating_sub(applied) as i64);
+    }
+    Ok(Ended::Stopped)
+}
