@@ -441,31 +441,24 @@ fn read_changes(stream: &Stream, backoff: &mut Duration, client: &mut Replicatio
                 let (Some(table), Some(current)) = (&relation, transaction.as_mut().filter(|t| !t.skip)) else {
                     continue;
                 };
-                match change {
-                    Change::Insert { relation, new } if relation == table.id => {
-                        let row = table_row(&table.map, &table.columns, &new, None);
-                        let point = Point::Wal(wal_start.as_u64());
-                        batch.push(
-                            point,
-                            Some(&payload(&table.columns, &new)),
-                            Some(current.commit_micros),
-                            row.map(|r| vec![r]),
-                        );
+                let (new, old) = match change {
+                    Change::Insert { relation, new } if relation == table.id => (new, None),
+                    Change::Update { relation, old, new } if relation == table.id => (new, old),
+                    Change::Delete { relation } if relation == table.id => {
+                        current.deletes += 1;
+                        continue;
                     }
-                    Change::Update { relation, old, new } if relation == table.id => {
-                        let row = table_row(&table.map, &table.columns, &new, old.as_deref());
-                        let point = Point::Wal(wal_start.as_u64());
-                        batch.push(
-                            point,
-                            Some(&payload(&table.columns, &new)),
-                            Some(current.commit_micros),
-                            row.map(|r| vec![r]),
-                        );
+                    Change::Truncate { relations } if relations.contains(&table.id) => {
+                        current.deletes += 1;
+                        continue;
                     }
-                    Change::Delete { relation } if relation == table.id => current.deletes += 1,
-                    Change::Truncate { relations } if relations.contains(&table.id) => current.deletes += 1,
-                    _ => {}
-                }
+                    _ => continue,
+                };
+                // An INSERT or UPDATE of the table: the new row is an event.
+                let row = table_row(&table.map, &table.columns, &new, old.as_deref());
+                let point = Point::Wal(wal_start.as_u64());
+                let text = payload(&table.columns, &new);
+                batch.push(point, Some(&text), Some(current.commit_micros), row.map(|r| vec![r]));
             }
             Some(ReplicationEvent::Commit { end_lsn, .. }) => {
                 if let Some(done) = transaction.take().filter(|t| !t.skip) {
