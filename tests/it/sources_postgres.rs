@@ -134,7 +134,8 @@ async fn a_postgres_source_maps_columns_counts_deletes_sets_bad_rows_aside_and_r
     // Upstream columns in another order, one the target lacks (ignored), none for `note`
     // (NULL); `amount` is text upstream, so a row whose amount is not a number is bad.
     app.batch_execute(
-        "CREATE TABLE orders (extra TEXT, amount TEXT, ts TIMESTAMPTZ NOT NULL, id INT PRIMARY KEY, card TEXT);
+        "CREATE TABLE other (id INT); CREATE PUBLICATION other FOR TABLE other;
+         CREATE TABLE orders (extra TEXT, amount TEXT, ts TIMESTAMPTZ NOT NULL, id INT PRIMARY KEY, card TEXT);
          INSERT INTO orders VALUES ('x', '10', '2026-01-01 00:00:00+00', 1, 'c1'), ('x', '20', '2026-01-01 00:00:01+00', 2, 'c2');",
     )
     .await
@@ -162,6 +163,10 @@ async fn a_postgres_source_maps_columns_counts_deletes_sets_bad_rows_aside_and_r
         (create("bad", "orders", &format!("conninfo = '{conninfo}', table = 'orders', colour = 'red'")), "22023"),
         (create("bad", "orders", &format!("conninfo = '{conninfo}', table = 'orders', publication = 'nope'")), "42704"),
         (create("bad", "orders", "table = 'orders'"), "22023"),
+        (
+            create("bad", "orders", &format!("conninfo = '{conninfo}', table = 'orders', publication = 'other'")),
+            "55000",
+        ),
     ] {
         let error = client.batch_execute(&sql).await.expect_err(&sql);
         assert_eq!(error.code().map(|c| c.code()), Some(code), "{sql}: {error:?}");
@@ -237,10 +242,14 @@ async fn a_postgres_source_maps_columns_counts_deletes_sets_bad_rows_aside_and_r
         "nothing doubled"
     );
 
+    // Renamed upstream, the table is still the one streamed (it is known by its OID).
+    app.batch_execute("ALTER TABLE orders RENAME TO orders_renamed; INSERT INTO orders_renamed VALUES ('z', '60', '2026-01-01 00:00:06+00', 6, 'c3')").await.unwrap();
+    wait_for(&client, "SELECT count(*) FROM orders WHERE id = 6", "1", limit).await;
+
     // DROP SOURCE lets go of the slot and drops the publication asofdb made.
     client.batch_execute("DROP SOURCE app_later; DROP SOURCE app").await.unwrap();
     assert_eq!(text_rows(&app, "SELECT count(*) FROM pg_replication_slots").await, ["0"]);
-    assert_eq!(text_rows(&app, "SELECT count(*) FROM pg_publication").await, ["0"]);
+    assert_eq!(text_rows(&app, "SELECT string_agg(pubname, ',') FROM pg_publication").await, ["other"]);
     assert_eq!(text_rows(&client, "SELECT count(*) FROM asofdb.sources").await, ["0"]);
 }
 

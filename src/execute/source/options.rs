@@ -167,6 +167,13 @@ impl PostgresOptions {
             }
         };
         let own = format!("asofdb_{source}");
+        // The slot is named after the source, and PostgreSQL's slot names are narrow.
+        if own.len() > 63 || !own.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            return Err(bad(format!(
+                "source name \"{source}\" cannot name its replication slot \"{own}\" (a POSTGRES source's name \
+                 is lowercase letters, digits and underscores, at most 56 of them)"
+            )));
+        }
         Ok(PostgresOptions {
             conninfo,
             schema,

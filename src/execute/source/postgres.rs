@@ -72,17 +72,30 @@ fn config(options: &PostgresOptions, source: &str, start: u64) -> ReplicationCon
     .with_wakeup_interval(Duration::from_secs(1))
 }
 
-/// The upstream's error as asofdb's: a PostgreSQL error response keeps its text (55000);
-/// anything else (refused, timed out, TLS, authentication) is 08001.
+/// The upstream's error as asofdb's: a connection the upstream refuses (a login or
+/// pg_hba.conf refusal, a missing database, too many connections: SQLSTATE classes 08 and 28,
+/// 3D000, 53300), or cannot make (refused, timed out, TLS), is 08001; any other PostgreSQL
+/// error keeps its text (55000).
 fn upstream_error(options: &PostgresOptions, e: PgWireError) -> Error {
     let at = format!("{}:{}", options.conninfo.host, options.conninfo.port);
     match e {
-        PgWireError::Server(message) => Error::invalid_input(
+        PgWireError::Server(message) if !refuses_connection(&message) => Error::invalid_input(
             SqlState::ObjectNotInPrerequisiteState,
             format!("upstream PostgreSQL at {at}: {message}"),
         ),
         other => Error::Unreachable(format!("could not reach PostgreSQL at {at}: {other}")),
     }
+}
+
+/// The SQLSTATE pgwire-replication writes into a server error's text.
+fn sqlstate(message: &str) -> Option<&str> {
+    let at = message.find("SQLSTATE ")? + "SQLSTATE ".len();
+    message.get(at..at + 5)
+}
+
+fn refuses_connection(message: &str) -> bool {
+    sqlstate(message)
+        .is_some_and(|code| code.starts_with("08") || code.starts_with("28") || code == "3D000" || code == "53300")
 }
 
 /// The rows of one query on a session that has not started replicating, as text.
@@ -98,9 +111,10 @@ async fn query(
         .collect())
 }
 
-/// A replication session that runs queries until it is dropped (it never streams).
-async fn query_session(options: &PostgresOptions, source: &str) -> Result<ReplicationClient> {
-    ReplicationClient::connect_gated(config(options, source, 0)).await.map_err(|e| upstream_error(options, e))
+/// A replication session that runs queries until it is dropped or started (then it streams
+/// from `start`).
+async fn query_session(options: &PostgresOptions, source: &str, start: u64) -> Result<ReplicationClient> {
+    ReplicationClient::connect_gated(config(options, source, start)).await.map_err(|e| upstream_error(options, e))
 }
 
 async fn within<T>(what: &str, options: &PostgresOptions, work: impl Future<Output = Result<T>>) -> Result<T> {
@@ -114,10 +128,10 @@ async fn within<T>(what: &str, options: &PostgresOptions, work: impl Future<Outp
 
 /// CREATE SOURCE's checks and set-up upstream: it answers (08001 otherwise), has `wal_level =
 /// logical` and the table (55000, 42P01 otherwise); asofdb's publication for the table is
-/// created, or the one named must exist (42704).
+/// created, or the one named must exist (42704) and publish the table (55000).
 pub(super) async fn prepare_upstream(options: &PostgresOptions) -> Result<()> {
     within("CREATE SOURCE", options, async {
-        let mut client = query_session(options, "check").await?;
+        let mut client = query_session(options, "check", 0).await?;
         let level = query(&mut client, options, "SHOW wal_level").await?;
         let level = level.first().and_then(|row| row.first().cloned().flatten()).unwrap_or_default();
         if level != "logical" {
@@ -131,7 +145,7 @@ pub(super) async fn prepare_upstream(options: &PostgresOptions) -> Result<()> {
             options,
             &format!(
                 "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = {} AND c.relname = {} AND c.relkind IN ('r', 'p')",
+                 WHERE n.nspname = {} AND c.relname = {} AND c.relkind = 'r'",
                 quote_literal(&options.schema),
                 quote_literal(&options.table)
             ),
@@ -164,6 +178,27 @@ pub(super) async fn prepare_upstream(options: &PostgresOptions) -> Result<()> {
             );
             query(&mut client, options, &sql).await?;
         }
+        // A publication that leaves the table out would stream nothing, silently.
+        let published = query(
+            &mut client,
+            options,
+            &format!(
+                "SELECT 1 FROM pg_catalog.pg_publication_tables WHERE pubname = {} AND schemaname = {} AND tablename = {}",
+                quote_literal(&options.publication),
+                quote_literal(&options.schema),
+                quote_literal(&options.table)
+            ),
+        )
+        .await?;
+        if published.is_empty() {
+            return Err(Error::invalid_input(
+                SqlState::ObjectNotInPrerequisiteState,
+                format!(
+                    "upstream publication \"{}\" does not publish table \"{}.{}\"",
+                    options.publication, options.schema, options.table
+                ),
+            ));
+        }
         Ok(())
     })
     .await
@@ -172,21 +207,51 @@ pub(super) async fn prepare_upstream(options: &PostgresOptions) -> Result<()> {
 /// DROP SOURCE upstream: the slot, once the stopped runner's session has let go of it, and
 /// the publication if asofdb created it.
 pub(super) async fn release_upstream(options: &PostgresOptions) -> Result<()> {
-    let mut client = within("DROP SOURCE", options, query_session(options, "drop")).await?;
-    let deadline = Instant::now() + SLOT_RELEASE;
-    loop {
-        match query(&mut client, options, &drop_slot_sql(options)).await {
-            Ok(_) => break,
-            // "replication slot ... is active": the upstream has not yet seen the runner go.
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-            Err(e) => return Err(e),
+    let work = async {
+        let mut client = query_session(options, "drop", 0).await?;
+        let deadline = Instant::now() + SLOT_RELEASE;
+        loop {
+            match query(&mut client, options, &drop_slot_sql(options)).await {
+                Ok(_) => break,
+                // 55006, "replication slot ... is active": the upstream has not yet seen the
+                // runner's session end.
+                Err(e) if Instant::now() < deadline && sqlstate(&e.to_string()) == Some("55006") => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => return Err(e),
+            }
         }
+        if options.own_publication {
+            let sql = format!("DROP PUBLICATION IF EXISTS {}", quote_ident(&options.publication));
+            query(&mut client, options, &sql).await?;
+        }
+        Ok(())
+    };
+    // Never longer than this: DROP SOURCE holds the lock other CREATE/DROP SOURCEs wait for.
+    tokio::time::timeout(SLOT_RELEASE + CONNECT_TIMEOUT, work).await.unwrap_or_else(|_| {
+        Err(Error::Unreachable(format!(
+            "PostgreSQL at {}:{} did not drop slot \"{}\" in time",
+            options.conninfo.host, options.conninfo.port, options.slot
+        )))
+    })
+}
+
+/// `work`, unless the source is stopped first (`None`): a slot creation waits for every
+/// upstream transaction open at the time, and a snapshot can take long.
+async fn unless_stopped<T>(context: &RunContext, work: impl Future<Output = Result<T>>) -> Result<Option<T>> {
+    tokio::select! {
+        done = work => done.map(Some),
+        () = async {
+            while !context.stopped() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        } => Ok(None),
     }
-    if options.own_publication {
-        query(&mut client, options, &format!("DROP PUBLICATION IF EXISTS {}", quote_ident(&options.publication)))
-            .await?;
-    }
-    Ok(())
+}
+
+/// The upstream table as SQL names it: `"schema"."table"`.
+fn relation_name(options: &PostgresOptions) -> String {
+    format!("{}.{}", quote_ident(&options.schema), quote_ident(&options.table))
 }
 
 fn drop_slot_sql(options: &PostgresOptions) -> String {
@@ -207,9 +272,9 @@ pub(super) fn session(context: &RunContext, db: &Arc<Database>, backoff: &mut Du
     source.report.lock().position = stored.clone();
     match stored.lsn {
         None => {
-            snapshot(context, db, &def, &options)?;
+            let ended = snapshot(context, db, &def, &options)?;
             *backoff = Duration::from_millis(100);
-            Ok(Ended::Reconnect)
+            Ok(ended)
         }
         Some(start) => {
             let streaming = Stream { context, db, def: &def, options: &options, start, generation };
@@ -285,15 +350,15 @@ fn consistent_point(created: &[Vec<Option<String>>]) -> Result<u64> {
 
 /// Makes the slot and commits the table's rows as of the slot's consistent point (none with
 /// `snapshot = false`) with that point as the source's position.
-fn snapshot(context: &RunContext, db: &Arc<Database>, def: &TableDef, options: &PostgresOptions) -> Result<()> {
+fn snapshot(context: &RunContext, db: &Arc<Database>, def: &TableDef, options: &PostgresOptions) -> Result<Ended> {
     let source = &context.source;
     if options.snapshot {
         source.report.lock().state = SourceState::Snapshot;
     }
     let taken_at = chrono::Utc::now().timestamp_micros();
     let slot = quote_ident(&options.slot);
-    let (lsn, upstream, rows) = context.runtime.block_on(async {
-        let mut client = within("snapshot", options, query_session(options, &source.def.name)).await?;
+    let copied = context.runtime.block_on(unless_stopped(context, async {
+        let mut client = query_session(options, &source.def.name, 0).await?;
         // A slot of an earlier start whose snapshot was never committed: that snapshot is gone.
         query(&mut client, options, &drop_slot_sql(options)).await?;
         if !options.snapshot {
@@ -311,7 +376,7 @@ fn snapshot(context: &RunContext, db: &Arc<Database>, def: &TableDef, options: &
         let created =
             query(&mut client, options, &format!("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput USE_SNAPSHOT"))
                 .await?;
-        let relation = format!("{}.{}", quote_ident(&options.schema), quote_ident(&options.table));
+        let relation = relation_name(options);
         let columns = query(
             &mut client,
             options,
@@ -327,7 +392,8 @@ fn snapshot(context: &RunContext, db: &Arc<Database>, def: &TableDef, options: &
         let rows = query(&mut client, options, &format!("SELECT {} FROM {relation}", select.join(", "))).await?;
         query(&mut client, options, "COMMIT").await?;
         Ok::<_, Error>((consistent_point(&created)?, columns, rows))
-    })?;
+    }))?;
+    let Some((lsn, upstream, rows)) = copied else { return Ok(Ended::Stopped) };
     let map = column_map(def, &upstream);
     let mut batch = PendingBatch::new(def, (0..def.columns.len()).collect());
     for (number, row) in rows.into_iter().enumerate() {
@@ -342,7 +408,7 @@ fn snapshot(context: &RunContext, db: &Arc<Database>, def: &TableDef, options: &
     })?;
     source.report.lock().running();
     tracing::info!(source = %source.def.name, lsn = %Lsn::from_u64(lsn), "snapshot committed; streaming from its consistent point");
-    Ok(())
+    Ok(Ended::Reconnect)
 }
 
 /// An upstream transaction being read.
@@ -377,21 +443,27 @@ struct Stream<'a> {
 fn stream(stream: &Stream, backoff: &mut Duration) -> Result<Ended> {
     let Stream { context, options, start, .. } = *stream;
     let source = &context.source;
-    let mut client = context.runtime.block_on(within("replication", options, async {
-        let mut client = ReplicationClient::connect(config(options, &source.def.name, start))
-            .await
-            .map_err(|e| upstream_error(options, e))?;
+    let (mut client, table) = context.runtime.block_on(within("replication", options, async {
+        let mut client = query_session(options, &source.def.name, start).await?;
+        // The table is known by its OID from here on: renamed or moved upstream, it is still
+        // the table the publication streams.
+        let sql = format!("SELECT {}::regclass::oid", quote_literal(&relation_name(options)));
+        let oid = query(&mut client, options, &sql).await?;
+        let oid = oid.first().and_then(|row| row.first().cloned().flatten()).and_then(|oid| oid.parse::<u32>().ok());
+        let oid = oid.ok_or_else(|| Error::internal("the upstream table's OID is unreadable"))?;
+        client.start().await.map_err(|e| upstream_error(options, e))?;
         client.wait_started().await.map_err(|e| upstream_error(options, e))?;
-        Ok(client)
+        Ok((client, oid))
     }))?;
     source.report.lock().running();
-    let ended = read_changes(stream, backoff, &mut client);
+    let ended = read_changes(stream, table, backoff, &mut client);
     client.stop();
     let _ = context.runtime.block_on(async { tokio::time::timeout(Duration::from_secs(2), client.shutdown()).await });
     ended
 }
 
-fn read_changes(stream: &Stream, backoff: &mut Duration, client: &mut ReplicationClient) -> Result<Ended> {
+/// Reads and commits the changes of table `table` (its upstream OID).
+fn read_changes(stream: &Stream, table: u32, backoff: &mut Duration, client: &mut ReplicationClient) -> Result<Ended> {
     let Stream { context, db, def, options, start, generation } = *stream;
     let source = &context.source;
     let batch_time = Duration::from_millis(options.batch_ms);
@@ -433,7 +505,8 @@ fn read_changes(stream: &Stream, backoff: &mut Duration, client: &mut Replicatio
                 let change = pgoutput::decode(&data).map_err(Error::internal)?;
                 if let Change::Relation { id, schema, name, columns } = change {
                     // Read even in a skipped transaction: it is not sent again.
-                    if schema == options.schema && name == options.table {
+                    if id == table {
+                        tracing::debug!(source = %context.source.def.name, "upstream table {schema}.{name}: {columns:?}");
                         relation = Some(Relation { id, map: column_map(def, &columns), columns });
                     }
                     continue;
