@@ -77,7 +77,7 @@ def start_asofdb(work, binary=None):
     raise SystemExit("asofdb did not start")
 
 
-def start_postgres(work):
+def start_postgres(work, settings=""):
     bindir = postgres_bin()
     data = os.path.join(work, "pg")
     # initdb and postgres refuse to run as root: run them as the postgres user if we are root.
@@ -88,7 +88,7 @@ def start_postgres(work):
         stdout=subprocess.DEVNULL)
     port = free_port()
     run(as_pg + [os.path.join(bindir, "pg_ctl"), "-D", data, "-l", os.path.join(work, "pg.log"), "-w", "-o",
-                 f"-p {port} -k {work} -c listen_addresses=127.0.0.1", "start"], stdout=subprocess.DEVNULL)
+                 f"-p {port} -k {work} -c listen_addresses=127.0.0.1 {settings}", "start"], stdout=subprocess.DEVNULL)
     psql(port, "CREATE ROLE bench LOGIN SUPERUSER", user="postgres")
     psql(port, "CREATE DATABASE asofdb OWNER bench", user="postgres")
     stop = as_pg + [os.path.join(bindir, "pg_ctl"), "-D", data, "-m", "fast", "stop"]

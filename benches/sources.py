@@ -14,17 +14,26 @@
    it sees the probe. Printed: p50, p99 and max of the time from the producer's send to that
    read.
 
+3. CDC (`--only cdc`): a PostgreSQL 15 upstream (`wal_level = logical`, started here) and a
+   source with `snapshot = false` on its table, fed with the same events through COPY in
+   transactions of 10,000 rows: rows/s from the first upstream COPY until every row is stored
+   in asofdb, with the features. Then a second source with `snapshot = true` on the filled
+   table: the snapshot's rows/s. Then freshness: 1,000 upstream transactions/s of 10 rows, and
+   every 50 ms a probe row, read back through a feature as in 2.
+
 The mock cluster (three brokers, real TCP listeners) lives in this script's producer
 (`confluent_kafka`, installed with pip if missing); it has no CreateTopics, so the topic gets
 the mock's default of 4 partitions.
 
 Usage: python3 benches/sources.py [--rows 2000000] [--seconds 10] [--binary target/release/asofdb]
+                                  [--only throughput|freshness|cdc]
 """
 
 import argparse
 import csv
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,7 +41,7 @@ import tempfile
 import threading
 import time
 
-from pgbench_vs_postgres import TX_DDL, generated_transactions, psql, start_asofdb
+from pgbench_vs_postgres import TX_DDL, generated_transactions, psql, start_asofdb, start_postgres
 from writes_vs_postgres import FEATURES
 
 try:
@@ -146,30 +155,123 @@ def freshness(port, producer, bootstrap, seconds):
 
     loader = threading.Thread(target=background)
     loader.start()
-    latencies = []
+
+    def send_probe(card):
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        fast.produce("fresh", json.dumps({"card": card, "amt": 1.0, "ts": stamp}).encode())
+        fast.poll(0)
+
     with psycopg.connect(f"host=127.0.0.1 port={port} user=bench dbname=asofdb", autocommit=True) as conn:
-        read = "SELECT n FROM fresh_n WHERE card = %s"
         time.sleep(1)
-        end = time.perf_counter() + seconds
-        probe = 0
-        while time.perf_counter() < end:
-            probe += 1
-            card = f"probe{probe}"
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-            sent = time.perf_counter()
-            fast.produce("fresh", json.dumps({"card": card, "amt": 1.0, "ts": stamp}).encode())
-            fast.poll(0)
-            while conn.execute(read, (card,), prepare=True).fetchone() is None:
-                pass
-            latencies.append((time.perf_counter() - sent) * 1000)
-            time.sleep(0.05)
+        latencies = probe_latencies(conn, "SELECT n FROM fresh_n WHERE card = %s", send_probe, seconds)
     stop.set()
     loader.join()
+    print(f"freshness at 10K messages/s: {summary(latencies)}", flush=True)
+
+
+def wait_stored(port, source, rows, limit=600):
+    """Seconds until `source` has stored `rows` rows (or bad ones)."""
+    start = time.perf_counter()
+    while value(port, f"SELECT rows_ingested + bad_messages FROM asofdb.sources WHERE name = '{source}'") < rows:
+        if time.perf_counter() - start > limit:
+            raise SystemExit(f"{source}: not every row after {limit} s")
+        time.sleep(0.02)
+    return time.perf_counter() - start
+
+
+def probe_latencies(conn, read, write_probe, seconds):
+    """Every 50 ms, `write_probe(card)` then the prepared `read` until it sees the card: ms each."""
+    latencies, probe = [], 0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        probe += 1
+        card = f"probe{probe}"
+        sent = time.perf_counter()
+        write_probe(card)
+        while conn.execute(read, (card,), prepare=True).fetchone() is None:
+            pass
+        latencies.append((time.perf_counter() - sent) * 1000)
+        time.sleep(0.05)
     latencies.sort()
+    return latencies
+
+
+def summary(latencies):
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
-    print(f"freshness: {len(latencies)} probes at 10K messages/s: p50 {pick(0.5):.1f} ms, p99 {pick(0.99):.1f} ms, "
-          f"max {latencies[-1]:.1f} ms (goals: p50 <= 5 ms, p99 <= 20 ms); mean {statistics.mean(latencies):.1f} ms",
-          flush=True)
+    return (f"{len(latencies)} probes: p50 {pick(0.5):.1f} ms, p99 {pick(0.99):.1f} ms, max {latencies[-1]:.1f} ms "
+            f"(goals: p50 <= 5 ms, p99 <= 20 ms); mean {statistics.mean(latencies):.1f} ms")
+
+
+def cdc(port, events_csv, seconds):
+    # A directory of its own: as root, PostgreSQL runs as the postgres user, who must reach it.
+    pg_work = tempfile.mkdtemp(prefix="asofdb-cdc-")
+    pg_port, pg_stop = start_postgres(pg_work, "-c wal_level=logical")
+    try:
+        upstream = f"host=127.0.0.1 port={pg_port} user=bench dbname=asofdb"
+        with psycopg.connect(upstream, autocommit=True) as up:
+            up.execute(TX_DDL.replace("TABLE tx ", "TABLE up "))
+            psql(port, f"{TX_DDL.replace('TABLE tx ', 'TABLE cdc ')} WITH (event_time = 'ts')")
+            for feature in features_on("cdc"):
+                psql(port, feature)
+            psql(port, f"CREATE SOURCE c INTO cdc FROM POSTGRES WITH (conninfo = '{upstream}', table = 'up', "
+                       "snapshot = false)")
+            with open(events_csv) as f:
+                header = f.readline()
+                lines = f.readlines()
+            start = time.perf_counter()
+            for i in range(0, len(lines), 10_000):
+                with up.transaction(), up.cursor().copy("COPY up FROM STDIN WITH (FORMAT csv)") as copy:
+                    copy.write("".join(lines[i:i + 10_000]))
+            upstream_took = time.perf_counter() - start
+            took = upstream_took + wait_stored(port, "c", len(lines))
+            print(f"CDC: {len(lines)} rows COPYed upstream in transactions of 10,000 in {upstream_took:.2f} s; "
+                  f"all stored in asofdb (5 features) {took:.2f} s after the first = {len(lines) / took / 1000:.0f}K rows/s",
+                  flush=True)
+            psql(port, f"{TX_DDL.replace('TABLE tx ', 'TABLE snap ')} WITH (event_time = 'ts')")
+            for feature in features_on("snap"):
+                psql(port, feature)
+            start = time.perf_counter()
+            psql(port, f"CREATE SOURCE sn INTO snap FROM POSTGRES WITH (conninfo = '{upstream}', table = 'up', "
+                       "publication = 'asofdb_c')")
+            took = wait_stored(port, "sn", len(lines))
+            print(f"snapshot: {len(lines)} rows in {took:.2f} s = {len(lines) / took / 1000:.0f}K rows/s", flush=True)
+            psql(port, "DROP SOURCE sn")
+
+            up.execute("CREATE TABLE fresh_up (card TEXT, amt DOUBLE PRECISION, ts TIMESTAMP NOT NULL)")
+            psql(port, "CREATE TABLE fresh_cdc (card TEXT, amt DOUBLE PRECISION, ts TIMESTAMP NOT NULL) "
+                       "WITH (event_time = 'ts')")
+            psql(port, "CREATE FEATURE fresh_cdc_n AS SELECT card, count(*) AS n FROM fresh_cdc GROUP BY card")
+            psql(port, f"CREATE SOURCE fc INTO fresh_cdc FROM POSTGRES WITH (conninfo = '{upstream}', "
+                       "table = 'fresh_up')")
+            stop = threading.Event()
+
+            def background():
+                with psycopg.connect(upstream, autocommit=True) as bg:
+                    sent, begin = 0, time.perf_counter()
+                    while not stop.is_set():
+                        due = int((time.perf_counter() - begin) * 1_000)
+                        while sent < due:
+                            bg.execute("INSERT INTO fresh_up SELECT 'c' || (i % 1000), 1.0, now() "
+                                       "FROM generate_series(1, 10) AS i")
+                            sent += 1
+                        time.sleep(0.001)
+
+            loader = threading.Thread(target=background)
+            loader.start()
+            with psycopg.connect(upstream, autocommit=True) as writer, \
+                    psycopg.connect(f"host=127.0.0.1 port={port} user=bench dbname=asofdb", autocommit=True) as conn:
+                time.sleep(1)
+                latencies = probe_latencies(
+                    conn, "SELECT n FROM fresh_cdc_n WHERE card = %s",
+                    lambda card: writer.execute("INSERT INTO fresh_up VALUES (%s, 1.0, now())", (card,)), seconds)
+            stop.set()
+            loader.join()
+            print(f"CDC freshness at 10K rows/s (1K transactions/s): {summary(latencies)}", flush=True)
+            psql(port, "DROP SOURCE fc")
+            psql(port, "DROP SOURCE c")
+    finally:
+        subprocess.run(pg_stop, stdout=subprocess.DEVNULL)
+        shutil.rmtree(pg_work, ignore_errors=True)
 
 
 def main():
@@ -177,7 +279,7 @@ def main():
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--binary")
-    parser.add_argument("--only", choices=["throughput", "freshness"])
+    parser.add_argument("--only", choices=["throughput", "freshness", "cdc"])
     args = parser.parse_args()
     events_csv = generated_transactions(args.rows, max(args.rows // 100, 100))
     with tempfile.TemporaryDirectory() as work:
@@ -189,6 +291,8 @@ def main():
                 throughput(port, producer, bootstrap, events_csv)
             if args.only in (None, "freshness"):
                 freshness(port, producer, bootstrap, args.seconds)
+            if args.only in (None, "cdc"):
+                cdc(port, events_csv, args.seconds)
         finally:
             proc.terminate()
             proc.wait(timeout=120)
