@@ -135,6 +135,7 @@ async fn a_postgres_source_maps_columns_counts_deletes_sets_bad_rows_aside_and_r
     // (NULL); `amount` is text upstream, so a row whose amount is not a number is bad.
     app.batch_execute(
         "CREATE TABLE other (id INT); CREATE PUBLICATION other FOR TABLE other;
+         CREATE TABLE parted (id INT, ts TIMESTAMPTZ) PARTITION BY RANGE (ts);
          CREATE TABLE orders (extra TEXT, amount TEXT, ts TIMESTAMPTZ NOT NULL, id INT PRIMARY KEY, card TEXT);
          INSERT INTO orders VALUES ('x', '10', '2026-01-01 00:00:00+00', 1, 'c1'), ('x', '20', '2026-01-01 00:00:01+00', 2, 'c2');",
     )
@@ -163,6 +164,7 @@ async fn a_postgres_source_maps_columns_counts_deletes_sets_bad_rows_aside_and_r
         (create("bad", "orders", &format!("conninfo = '{conninfo}', table = 'orders', colour = 'red'")), "22023"),
         (create("bad", "orders", &format!("conninfo = '{conninfo}', table = 'orders', publication = 'nope'")), "42704"),
         (create("bad", "orders", "table = 'orders'"), "22023"),
+        (create("bad", "orders", &format!("conninfo = '{conninfo}', table = 'parted'")), "42809"),
         (
             create("bad", "orders", &format!("conninfo = '{conninfo}', table = 'orders', publication = 'other'")),
             "55000",
@@ -172,6 +174,20 @@ async fn a_postgres_source_maps_columns_counts_deletes_sets_bad_rows_aside_and_r
         assert_eq!(error.code().map(|c| c.code()), Some(code), "{sql}: {error:?}");
     }
     assert_eq!(text_rows(&client, "SELECT count(*) FROM asofdb.sources").await, ["0"]);
+
+    // DROP SOURCE while its slot creation waits for an upstream transaction that stays open:
+    // the runner's session is ended, and no slot is left behind.
+    let blocker = connect(&upstream.conn_string()).await;
+    blocker.batch_execute("BEGIN; INSERT INTO other VALUES (1)").await.unwrap();
+    client
+        .batch_execute(&create("stuck", "orders", &format!("conninfo = '{conninfo}', table = 'orders'")))
+        .await
+        .unwrap();
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'asofdb source stuck'";
+    wait_for(&app, waiting, "1", Duration::from_secs(10)).await;
+    client.batch_execute("DROP SOURCE stuck").await.unwrap();
+    wait_for(&app, "SELECT count(*) FROM pg_replication_slots", "0", Duration::from_secs(10)).await;
+    blocker.batch_execute("COMMIT").await.unwrap();
 
     client
         .batch_execute(&create("app", "orders", &format!("conninfo = '{conninfo}', table = 'orders'")))

@@ -269,7 +269,7 @@ pub(super) async fn drop_source_locked(db: &Database, name: &str, if_exists: boo
         // upstream that cannot be reached keeps it, and the log says so.
         match PostgresOptions::parse(name, &source.def.options) {
             Ok(options) => {
-                if let Err(e) = postgres::release_upstream(&options).await {
+                if let Err(e) = postgres::release_upstream(name, &options).await {
                     tracing::warn!(source = name, slot = %options.slot, "could not drop the upstream replication slot or publication: {e}");
                 }
             }

@@ -44,7 +44,13 @@ fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-fn config(options: &PostgresOptions, source: &str, start: u64) -> ReplicationConfig {
+/// The `application_name` of a source's own sessions, by which DROP SOURCE finds them.
+fn session_name(source: &str) -> String {
+    format!("asofdb source {source}")
+}
+
+/// A session's settings; `name` is its `application_name`.
+fn config(options: &PostgresOptions, name: &str, start: u64) -> ReplicationConfig {
     let info = &options.conninfo;
     let ca = info.sslrootcert.clone().map(PathBuf::from);
     let tls = match info.sslmode.as_str() {
@@ -67,7 +73,7 @@ fn config(options: &PostgresOptions, source: &str, start: u64) -> ReplicationCon
     .with_start_lsn(Lsn::from_u64(start))
     // Values as asofdb reads text: ISO timestamps in UTC, floats to the last digit.
     .with_options("-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=postgres -c extra_float_digits=3")
-    .with_application_name(format!("asofdb source {source}"))
+    .with_application_name(name)
     .with_status_interval(Duration::from_secs(1))
     .with_wakeup_interval(Duration::from_secs(1))
 }
@@ -113,8 +119,8 @@ async fn query(
 
 /// A replication session that runs queries until it is dropped or started (then it streams
 /// from `start`).
-async fn query_session(options: &PostgresOptions, source: &str, start: u64) -> Result<ReplicationClient> {
-    ReplicationClient::connect_gated(config(options, source, start)).await.map_err(|e| upstream_error(options, e))
+async fn query_session(options: &PostgresOptions, name: &str, start: u64) -> Result<ReplicationClient> {
+    ReplicationClient::connect_gated(config(options, name, start)).await.map_err(|e| upstream_error(options, e))
 }
 
 async fn within<T>(what: &str, options: &PostgresOptions, work: impl Future<Output = Result<T>>) -> Result<T> {
@@ -131,7 +137,7 @@ async fn within<T>(what: &str, options: &PostgresOptions, work: impl Future<Outp
 /// created, or the one named must exist (42704) and publish the table (55000).
 pub(super) async fn prepare_upstream(options: &PostgresOptions) -> Result<()> {
     within("CREATE SOURCE", options, async {
-        let mut client = query_session(options, "check", 0).await?;
+        let mut client = query_session(options, "asofdb check", 0).await?;
         let level = query(&mut client, options, "SHOW wal_level").await?;
         let level = level.first().and_then(|row| row.first().cloned().flatten()).unwrap_or_default();
         if level != "logical" {
@@ -144,18 +150,29 @@ pub(super) async fn prepare_upstream(options: &PostgresOptions) -> Result<()> {
             &mut client,
             options,
             &format!(
-                "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = {} AND c.relname = {} AND c.relkind = 'r'",
+                "SELECT c.relkind::text FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n \
+                 ON n.oid = c.relnamespace WHERE n.nspname = {} AND c.relname = {}",
                 quote_literal(&options.schema),
                 quote_literal(&options.table)
             ),
         )
         .await?;
-        if found.is_empty() {
-            return Err(Error::NotFound {
-                sqlstate: SqlState::UndefinedTable,
-                message: format!("upstream table \"{}.{}\" does not exist", options.schema, options.table),
-            });
+        match found.first().and_then(|row| row.first().cloned().flatten()).as_deref() {
+            Some("r") => {}
+            None => {
+                return Err(Error::NotFound {
+                    sqlstate: SqlState::UndefinedTable,
+                    message: format!("upstream table \"{}.{}\" does not exist", options.schema, options.table),
+                });
+            }
+            // A partitioned table's changes arrive under its partitions' names.
+            Some(kind) => {
+                let what = if kind == "p" { "a partitioned table" } else { "not a plain table" };
+                return Err(Error::invalid_input(
+                    SqlState::WrongObjectType,
+                    format!("upstream \"{}.{}\" is {what}: a POSTGRES source reads one plain table", options.schema, options.table),
+                ));
+            }
         }
         let publication = query(
             &mut client,
@@ -206,11 +223,19 @@ pub(super) async fn prepare_upstream(options: &PostgresOptions) -> Result<()> {
 
 /// DROP SOURCE upstream: the slot, once the stopped runner's session has let go of it, and
 /// the publication if asofdb created it.
-pub(super) async fn release_upstream(options: &PostgresOptions) -> Result<()> {
+pub(super) async fn release_upstream(source: &str, options: &PostgresOptions) -> Result<()> {
     let work = async {
-        let mut client = query_session(options, "drop", 0).await?;
+        let mut client = query_session(options, "asofdb drop", 0).await?;
         let deadline = Instant::now() + SLOT_RELEASE;
         loop {
+            // The stopped runner's sessions may still be at work upstream (a slot creation
+            // waiting for old transactions, a snapshot's SELECT): they are ended first.
+            let sql = format!(
+                "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity \
+                 WHERE application_name = left({}, 63) AND pid <> pg_catalog.pg_backend_pid()",
+                quote_literal(&session_name(source))
+            );
+            query(&mut client, options, &sql).await?;
             match query(&mut client, options, &drop_slot_sql(options)).await {
                 Ok(_) => break,
                 // 55006, "replication slot ... is active": the upstream has not yet seen the
@@ -358,7 +383,7 @@ fn snapshot(context: &RunContext, db: &Arc<Database>, def: &TableDef, options: &
     let taken_at = chrono::Utc::now().timestamp_micros();
     let slot = quote_ident(&options.slot);
     let copied = context.runtime.block_on(unless_stopped(context, async {
-        let mut client = query_session(options, &source.def.name, 0).await?;
+        let mut client = query_session(options, &session_name(&source.def.name), 0).await?;
         // A slot of an earlier start whose snapshot was never committed: that snapshot is gone.
         query(&mut client, options, &drop_slot_sql(options)).await?;
         if !options.snapshot {
@@ -444,7 +469,7 @@ fn stream(stream: &Stream, backoff: &mut Duration) -> Result<Ended> {
     let Stream { context, options, start, .. } = *stream;
     let source = &context.source;
     let (mut client, table) = context.runtime.block_on(within("replication", options, async {
-        let mut client = query_session(options, &source.def.name, start).await?;
+        let mut client = query_session(options, &session_name(&source.def.name), start).await?;
         // The table is known by its OID from here on: renamed or moved upstream, it is still
         // the table the publication streams.
         let sql = format!("SELECT {}::regclass::oid", quote_literal(&relation_name(options)));
