@@ -140,19 +140,8 @@ fn conninfo_pairs(text: &str) -> Result<Vec<(String, String)>> {
 
 impl PostgresOptions {
     pub fn parse(source: &str, options: &BTreeMap<String, String>) -> Result<Self> {
-        if let Some(unknown) = options.keys().find(|k| !KNOWN_POSTGRES.contains(&k.as_str())) {
-            return Err(bad(format!(
-                "unknown option \"{unknown}\" for a POSTGRES source (options: {})",
-                KNOWN_POSTGRES.join(", ")
-            )));
-        }
-        let required = |name: &str| {
-            options
-                .get(name)
-                .filter(|v| !v.trim().is_empty())
-                .cloned()
-                .ok_or_else(|| bad(format!("a POSTGRES source needs the option \"{name}\"")))
-        };
+        only_known("POSTGRES", &KNOWN_POSTGRES, options)?;
+        let required = |name: &str| required("POSTGRES", options, name);
         let conninfo = Conninfo::parse(&required("conninfo")?)?;
         let table = required("table")?;
         let (schema, table) = match table.split_once('.') {
@@ -192,6 +181,25 @@ fn bad(message: String) -> Error {
     Error::invalid_input(SqlState::InvalidParameterValue, message)
 }
 
+/// 22023 for an option `kind`'s sources do not take.
+fn only_known(kind: &str, known: &[&str], options: &BTreeMap<String, String>) -> Result<()> {
+    match options.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(unknown) => {
+            Err(bad(format!("unknown option \"{unknown}\" for a {kind} source (options: {})", known.join(", "))))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Option `name`'s value, 22023 if it is missing or blank.
+fn required(kind: &str, options: &BTreeMap<String, String>, name: &str) -> Result<String> {
+    options
+        .get(name)
+        .filter(|v| !v.trim().is_empty())
+        .cloned()
+        .ok_or_else(|| bad(format!("a {kind} source needs the option \"{name}\"")))
+}
+
 fn number(options: &BTreeMap<String, String>, name: &str, default: u64, least: u64) -> Result<u64> {
     let Some(text) = options.get(name) else { return Ok(default) };
     match text.trim().parse::<u64>() {
@@ -202,19 +210,8 @@ fn number(options: &BTreeMap<String, String>, name: &str, default: u64, least: u
 
 impl KafkaOptions {
     pub fn parse(options: &BTreeMap<String, String>, table: &TableDef) -> Result<Self> {
-        if let Some(unknown) = options.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(bad(format!(
-                "unknown option \"{unknown}\" for a KAFKA source (options: {})",
-                KNOWN.join(", ")
-            )));
-        }
-        let required = |name: &str| {
-            options
-                .get(name)
-                .filter(|v| !v.trim().is_empty())
-                .cloned()
-                .ok_or_else(|| bad(format!("a KAFKA source needs the option \"{name}\"")))
-        };
+        only_known("KAFKA", &KNOWN, options)?;
+        let required = |name: &str| required("KAFKA", options, name);
         let format = match options.get("format").map(|f| f.to_lowercase()).as_deref() {
             None | Some("json") => Format::Json,
             Some("csv") => Format::Csv,

@@ -501,6 +501,7 @@ fn read_changes(stream: &Stream, table: u32, backoff: &mut Duration, client: &mu
     // Applied: committed here, or passed with nothing of ours in between. Upstream: the end
     // of its WAL as its walsender last said.
     let (mut applied, mut upstream_end) = (start, start);
+    let mut last_lag = (0, 0);
     while !context.stopped() {
         if db.catalog.generation() != generation {
             // ALTER TABLE: what is not committed is read again, against the new definition.
@@ -592,7 +593,11 @@ fn read_changes(stream: &Stream, table: u32, backoff: &mut Duration, client: &mu
             source.report.lock().running();
             *backoff = Duration::from_millis(100);
         }
-        source.report.lock().lag = Some(upstream_end.saturating_sub(applied) as i64);
+        if transaction.is_none() && last_lag != (upstream_end, applied) {
+            // Reported between transactions when it changed, not at every change message.
+            last_lag = (upstream_end, applied);
+            source.report.lock().lag = Some(upstream_end.saturating_sub(applied) as i64);
+        }
     }
     Ok(Ended::Stopped)
 }
