@@ -104,6 +104,8 @@ pub enum SqlState {
     ObjectInUse,
     /// 57014
     QueryCanceled,
+    /// 57P03
+    CannotConnectNow,
     /// 58030
     IoError,
     /// 58P01
@@ -165,6 +167,7 @@ impl SqlState {
             SqlState::ObjectNotInPrerequisiteState => "55000",
             SqlState::ObjectInUse => "55006",
             SqlState::QueryCanceled => "57014",
+            SqlState::CannotConnectNow => "57P03",
             SqlState::IoError => "58030",
             SqlState::UndefinedFile => "58P01",
             SqlState::ConfigFileError => "F0000",
@@ -254,6 +257,18 @@ impl Error {
             Error::DiskFull(_) => SqlState::DiskFull,
             Error::Internal(_) => SqlState::InternalError,
             Error::DataFusion(e) => datafusion_sqlstate(e),
+        }
+    }
+
+    /// The HTTP status of a request that failed with this error (`http`): the client's
+    /// fault (bad input, unknown names, unsupported) is 400, a refused login 401, a lack of
+    /// resources or a server going down 503, anything else 500.
+    pub fn http_status(&self) -> u16 {
+        match &self.sqlstate()[..2] {
+            "22" | "23" | "42" | "0A" => 400,
+            "28" => 401,
+            "53" | "57" => 503,
+            _ => 500,
         }
     }
 

@@ -47,6 +47,10 @@ pub mod error;
 pub mod execute;
 /// Features: per-key windowed state, kept current by every commit, evaluated at any T.
 pub mod feature;
+/// The HTTP port: feature vectors, Prometheus metrics, health.
+pub mod http;
+/// Metrics: histograms and counters recorded as work happens, rendered for Prometheus.
+pub mod metrics;
 /// Planning with DataFusion: tables and features as providers, PostgreSQL's semantics, ASOF.
 pub mod plan;
 /// The PostgreSQL wire protocol: connections, the simple and extended protocols, COPY.

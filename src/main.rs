@@ -6,6 +6,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use asofdb::execute::{Database, Limits};
+use asofdb::http::{HttpOptions, HttpServer};
 use asofdb::server::{Security, Server, ServerOptions};
 
 /// mimalloc returns freed memory to the system; glibc malloc kept ~1 GB of it as RSS at 20M
@@ -102,6 +103,16 @@ struct Args {
     #[arg(long, env = "ASOFDB_IO_THREADS")]
     io_threads: Option<usize>,
 
+    /// Serve HTTP on this address too (port 0 picks a free port): feature vectors
+    /// (`POST /v1/features`), Prometheus metrics (`GET /metrics`) and health (`GET /healthz`),
+    /// with --password as a bearer token and --tls-cert's TLS. Off by default.
+    #[arg(long, env = "ASOFDB_HTTP")]
+    http: Option<String>,
+
+    /// Log each statement that takes longer than this many milliseconds, at INFO.
+    #[arg(long, env = "ASOFDB_LOG_SLOW_MS", default_value_t = 1000)]
+    log_slow_ms: u64,
+
     /// Client connections served at once; more are refused with SQLSTATE 53300.
     #[arg(long, env = "ASOFDB_MAX_CONNECTIONS", default_value_t = asofdb::server::DEFAULT_MAX_CONNECTIONS as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -113,6 +124,8 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: a log file or collector gets plain `key=value`.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -162,12 +175,39 @@ async fn run(args: Args, io: Option<tokio::runtime::Handle>) -> asofdb::Result<(
     };
     let tls = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
     let security = Security::new(args.password.as_deref(), tls)?;
-    let options = ServerOptions { security, max_connections: args.max_connections as usize, execution: None };
+    // Bound before the database opens, so /healthz answers "starting" while it recovers.
+    let http = match &args.http {
+        Some(addr) => {
+            let options = HttpOptions { password: args.password.clone(), tls: security.http_tls_acceptor() };
+            let http = HttpServer::bind(addr, options).await?;
+            let addr = http.local_addr()?;
+            tracing::info!("asofdb serving HTTP on {addr}");
+            // Printed before the PostgreSQL line, which tests and scripts wait for.
+            println!("asofdb http listening on {addr}");
+            let open = http.opener();
+            let serving = http.serve(shutdown_signal());
+            let task = match &io {
+                Some(io) => io.spawn(serving),
+                None => tokio::spawn(serving),
+            };
+            Some((open, task))
+        }
+        None => None,
+    };
+    let options = ServerOptions {
+        security,
+        max_connections: args.max_connections as usize,
+        execution: None,
+        log_slow: std::time::Duration::from_millis(args.log_slow_ms),
+    };
     let db = Database::open_with(&args.data_dir, limits)?;
     asofdb::execute::drop_leftover_temporary_tables(&db).await?;
     asofdb::execute::resume_sources(&db)?;
     let server = Server::bind_with(&args.listen, db.clone(), options).await?;
     let addr = server.local_addr()?;
+    if let Some((open, _)) = &http {
+        open(db.clone());
+    }
     tracing::info!(data_dir = %args.data_dir.display(), "asofdb listening on {addr}");
     // Tests and scripts read this line to find the port when started with port 0.
     println!("asofdb listening on {addr}");
@@ -193,6 +233,9 @@ async fn run(args: Args, io: Option<tokio::runtime::Handle>) -> asofdb::Result<(
         None => serving.await?,
     }
     for task in [checkpoints, tiering].into_iter().flatten() {
+        task.abort();
+    }
+    if let Some((_, task)) = http {
         task.abort();
     }
     asofdb::execute::stop_sources(&db).await;

@@ -173,6 +173,17 @@ impl Database {
         }
     }
 
+    /// Ok while the database accepts queries and writes; otherwise why not (`GET /healthz`):
+    /// the data directory's disk is down to its reserve.
+    pub fn health(&self) -> std::result::Result<(), String> {
+        self.catalog.store().disk_reserve().check(0).map_err(|e| e.to_string())
+    }
+
+    /// The database's metrics (`crate::metrics`), recorded by every stage.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.catalog.store().metrics
+    }
+
     /// The statements of `text`, in order (`sql::SqlParser`).
     pub fn parse(&self, text: &str) -> Result<Vec<crate::sql::Statement>> {
         self.parser.parse_many(text)
@@ -220,6 +231,7 @@ impl Database {
             let commit =
                 Commit { appends, catalog_puts: entries.puts, catalog_deletes: entries.deletes, ..Default::default() };
             let parts = store.commit(commit).await?;
+            parts.iter().for_each(|part| store.metrics.ingested(part.table_id, part.batch.num_rows() as u64));
             self.features.on_commit(&parts)
         };
         match write {
@@ -233,6 +245,7 @@ impl Database {
                     let mut parts = pieces.read(chunk)?;
                     for part in &mut parts {
                         part.batch = store.widen(part.table_id, part.batch.clone())?;
+                        store.metrics.ingested(part.table_id, part.batch.num_rows() as u64);
                     }
                     self.features.on_commit(&parts)?;
                 }
@@ -245,6 +258,13 @@ impl Database {
     /// them if `force`), so a restart loads them instead of replaying. Commits wait meanwhile.
     /// Returns the number of snapshots written.
     pub async fn checkpoint(&self, force: bool) -> Result<usize> {
+        let started = std::time::Instant::now();
+        let written = self.checkpoint_features(force).await;
+        self.metrics().checkpoint_seconds.observe(started.elapsed().as_secs_f64());
+        written
+    }
+
+    async fn checkpoint_features(&self, force: bool) -> Result<usize> {
         let _no_commits = self.commit_gate.write().await;
         let store = self.catalog.store();
         let mut written = 0;

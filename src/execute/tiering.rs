@@ -14,6 +14,13 @@ impl Database {
     /// the table), compacts small files, merges small hot values (single-row writes) and
     /// collects garbage. Returns what moved and merged.
     pub async fn tier(&self) -> Result<TierReport> {
+        let started = std::time::Instant::now();
+        let report = self.tier_pass().await;
+        self.metrics().tiering_seconds.observe(started.elapsed().as_secs_f64());
+        report
+    }
+
+    async fn tier_pass(&self) -> Result<TierReport> {
         let _one_pass = self.tiering.lock().await;
         let store = self.catalog.store().clone();
         // A staged write moving into place is not moved on until it is wholly there.

@@ -38,6 +38,9 @@ pub struct LiveFeature {
     /// The store holding the feature's table: ASOF joins reaching further back than the
     /// state's horizon read the events from it.
     pub(super) store: Arc<EventStore>,
+    /// When the state last changed (µs since the epoch): the last write applied to it, or
+    /// the backfill or load that made it (`/metrics` freshness).
+    applied_at: std::sync::atomic::AtomicI64,
 }
 
 impl LiveFeature {
@@ -126,6 +129,7 @@ impl LiveFeature {
             broken: AtomicBool::new(false),
             origin,
             store,
+            applied_at: std::sync::atomic::AtomicI64::new(now_micros()),
         }
     }
 
@@ -244,10 +248,18 @@ impl LiveFeature {
             }
             Ok(())
         }));
-        applied.unwrap_or_else(|panic| {
+        let applied = applied.unwrap_or_else(|panic| {
             self.broken.store(true, Ordering::SeqCst);
             std::panic::resume_unwind(panic)
-        })
+        });
+        self.applied_at.store(now_micros(), Ordering::Relaxed);
+        applied
+    }
+
+    /// When the state last changed: the last write applied, or the backfill or load that
+    /// made it (µs since the epoch).
+    pub fn applied_at(&self) -> i64 {
+        self.applied_at.load(Ordering::Relaxed)
     }
 
     /// The arrival number the next write applied to the state will have.
@@ -317,11 +329,23 @@ impl LiveFeature {
     /// ([`PointValue::Busy`]): the connection threads answer point reads, and a wait there would
     /// hold up every connection they serve.
     pub fn read_now(&self, store: &EventStore, key: &[ScalarValue]) -> Result<PointValue> {
+        self.read_point(store, key, false)
+    }
+
+    /// [`LiveFeature::read_now`], or with `wait` the same read waiting while a write is
+    /// being applied (never [`PointValue::Busy`]; call it off the connection threads).
+    pub fn read_point(&self, store: &EventStore, key: &[ScalarValue], wait: bool) -> Result<PointValue> {
         let Some(watermark) = store.stats(self.compiled.table.id).watermark else {
             return Ok(PointValue::Missing);
         };
         self.check_whole()?;
-        let Some(state) = self.state.try_read() else { return Ok(PointValue::Busy) };
+        let state = match wait {
+            true => self.state.read(),
+            false => match self.state.try_read() {
+                Some(state) => state,
+                None => return Ok(PointValue::Busy),
+            },
+        };
         let encoded = state.encode_key(key)?;
         let Some(history) = state.encoded(&encoded) else { return Ok(PointValue::Missing) };
         Ok(match history.evaluate(&self.compiled, watermark, false)? {
@@ -332,6 +356,10 @@ impl LiveFeature {
             None => PointValue::Missing,
         })
     }
+}
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
 }
 
 /// One key's answer to [`LiveFeature::read_now`].

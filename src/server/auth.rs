@@ -32,6 +32,8 @@ const CONFIG_ERROR: SqlState = SqlState::ConfigFileError;
 pub struct Security {
     password: Option<Arc<SaltedPassword>>,
     tls: Option<TlsAcceptor>,
+    /// The same certificate for `--http` (ALPN `http/1.1`).
+    http_tls: Option<TlsAcceptor>,
     /// The certificate chain (PEM), for SCRAM channel binding over TLS.
     cert_pem: Option<Vec<u8>>,
 }
@@ -44,19 +46,28 @@ impl Security {
             return Err(Error::invalid_input(CONFIG_ERROR, "the password must not be empty"));
         }
         let password = password.map(|p| Arc::new(SaltedPassword::new(p)));
-        let (tls, cert_pem) = match tls {
-            None => (None, None),
+        let (tls, http_tls, cert_pem) = match tls {
+            None => (None, None, None),
             Some((cert, key)) => {
                 let cert_pem = read_file(cert, "TLS certificate")?;
                 let key_pem = read_file(key, "TLS private key")?;
-                (Some(tls_acceptor(&cert_pem, &key_pem)?), Some(cert_pem))
+                // PostgreSQL 17 clients may start TLS directly (sslnegotiation=direct),
+                // naming the ALPN `postgresql`.
+                let wire = tls_acceptor(&cert_pem, &key_pem, b"postgresql")?;
+                let http = tls_acceptor(&cert_pem, &key_pem, b"http/1.1")?;
+                (Some(wire), Some(http), Some(cert_pem))
             }
         };
-        Ok(Self { password, tls, cert_pem })
+        Ok(Self { password, tls, http_tls, cert_pem })
     }
 
     pub fn tls_acceptor(&self) -> Option<TlsAcceptor> {
         self.tls.clone()
+    }
+
+    /// TLS for the HTTP port (`--http`), from the same certificate.
+    pub fn http_tls_acceptor(&self) -> Option<TlsAcceptor> {
+        self.http_tls.clone()
     }
 
     /// The startup handler for one new connection (SCRAM keeps per-connection state).
@@ -96,7 +107,7 @@ fn read_file(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
         .map_err(|e| Error::invalid_input(CONFIG_ERROR, format!("cannot read {what} {}: {e}", path.display())))
 }
 
-fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor> {
+fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8], alpn: &[u8]) -> Result<TlsAcceptor> {
     let bad = |what: &str, e: &dyn std::fmt::Display| Error::invalid_input(CONFIG_ERROR, format!("{what}: {e}"));
     let certs = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
@@ -113,8 +124,7 @@ fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor> {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| bad("TLS certificate and key do not fit", &e))?;
-    // PostgreSQL 17 clients may start TLS directly (sslnegotiation=direct), naming this ALPN.
-    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -24,10 +24,11 @@ pub struct Handlers {
     connections: Arc<ConnectionManager>,
     cancel: Arc<CancelRequests>,
     cancellations: Arc<Cancellations>,
+    log_slow: std::time::Duration,
 }
 
 impl Handlers {
-    pub fn new(db: Arc<Database>, security: Arc<Security>, executor: Executor) -> Self {
+    pub fn new(db: Arc<Database>, security: Arc<Security>, executor: Executor, log_slow: std::time::Duration) -> Self {
         let connections = Arc::new(ConnectionManager::new());
         let cancellations = Arc::new(Cancellations::default());
         Self {
@@ -38,7 +39,12 @@ impl Handlers {
             cancel: Arc::new(CancelRequests { manager: connections.clone(), registry: cancellations.clone() }),
             connections,
             cancellations,
+            log_slow,
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        self.db.metrics()
     }
 
     pub fn tls_acceptor(&self) -> Option<pgwire::tokio::TlsAcceptor> {
@@ -113,6 +119,7 @@ impl Handlers {
             parser: self.parser.clone(),
             executor: self.executor.clone(),
             cancellations: self.cancellations.clone(),
+            log_slow: self.log_slow,
         }
     }
 }

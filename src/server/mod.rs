@@ -47,11 +47,21 @@ pub struct ServerOptions {
     /// The runtime statements run on (`executor`); connections are served on the runtime
     /// that runs [`Server::serve`]. Default: the runtime that calls [`Server::bind_with`].
     pub execution: Option<Handle>,
+    /// Statements taking longer are logged at INFO (`--log-slow-ms`).
+    pub log_slow: std::time::Duration,
 }
+
+/// `--log-slow-ms`'s default.
+pub const DEFAULT_LOG_SLOW: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { security: Security::default(), max_connections: DEFAULT_MAX_CONNECTIONS, execution: None }
+        Self {
+            security: Security::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            execution: None,
+            log_slow: DEFAULT_LOG_SLOW,
+        }
     }
 }
 
@@ -74,7 +84,7 @@ impl Server {
         let executor = Executor::new(options.execution.unwrap_or_else(Handle::current));
         Ok(Self {
             listener,
-            handlers: Arc::new(Handlers::new(db, Arc::new(options.security), executor)),
+            handlers: Arc::new(Handlers::new(db, Arc::new(options.security), executor, options.log_slow)),
             slots: Arc::new(Semaphore::new(options.max_connections)),
         })
     }
@@ -103,10 +113,15 @@ impl Server {
                         let slot = self.slots.clone().try_acquire_owned().ok();
                         let handlers = self.handlers.for_connection(slot.is_some());
                         let tls = self.handlers.tls_acceptor();
+                        let open = self.handlers.metrics().connections.clone();
                         connections.spawn(async move {
-                            tracing::debug!(%peer, "connection opened");
-                            if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
-                                tracing::debug!(%peer, "connection ended with error: {e}");
+                            tracing::info!(%peer, "connection opened");
+                            open.inc();
+                            let served = pgwire::tokio::process_socket(socket, tls, handlers).await;
+                            open.dec();
+                            match served {
+                                Ok(()) => tracing::info!(%peer, "connection closed"),
+                                Err(e) => tracing::info!(%peer, "connection closed: {e}"),
                             }
                             drop(slot);
                         });

@@ -31,6 +31,8 @@ pub struct Prepared {
     pub statement: PreparedStatement,
     /// Wire types announced in ParameterDescription and used to decode Bind values.
     pub param_types: Vec<Type>,
+    /// The statement's text, for the slow-statement log.
+    pub text: Arc<str>,
 }
 
 /// Parses and plans statements for the extended protocol.
@@ -61,7 +63,7 @@ impl StatementParser {
                 },
             })
             .collect::<crate::error::Result<Vec<_>>>()?;
-        Ok(Some(Prepared { statement, param_types }))
+        Ok(Some(Prepared { statement, param_types, text: sql.into() }))
     }
 }
 

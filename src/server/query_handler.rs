@@ -5,6 +5,7 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use futures::{Sink, SinkExt};
@@ -36,7 +37,10 @@ use super::notices::{Run, execute_with_notices};
 use super::prepare::{Prepared, StatementParser, bound_parameters};
 use super::results::{error_response, to_response};
 use crate::error::{Error, SqlState};
-use crate::execute::Database;
+use crate::execute::{Database, Output};
+
+/// A slow statement's text is logged up to this many characters.
+const SLOW_TEXT_CHARS: usize = 2000;
 
 /// Answers queries and COPY data for one connection at a time; its state lives in the
 /// connection (see `connection`), so one instance serves all.
@@ -46,9 +50,27 @@ pub struct QueryHandler {
     pub(super) parser: Arc<StatementParser>,
     pub(super) executor: Executor,
     pub(super) cancellations: Arc<Cancellations>,
+    /// Statements taking longer are logged at INFO.
+    pub(super) log_slow: std::time::Duration,
 }
 
 impl QueryHandler {
+    /// Records a statement's duration (until its response is ready to send), and logs it
+    /// when it took longer than `--log-slow-ms`. A point read (answered from a feature's
+    /// state, `Output::Batch`) is timed as one and never logged.
+    fn finished(&self, started: Instant, text: &str, point_read: bool) {
+        let elapsed = started.elapsed();
+        if point_read {
+            self.db.metrics().point_read_seconds.observe(elapsed.as_secs_f64());
+            return;
+        }
+        self.db.metrics().statement_seconds.observe(elapsed.as_secs_f64());
+        if elapsed >= self.log_slow {
+            let statement: String = text.chars().take(SLOW_TEXT_CHARS).collect();
+            tracing::info!(duration_ms = elapsed.as_millis() as u64, statement, "slow statement");
+        }
+    }
+
     /// The connection state of `client`, created on first use (`connection::connection_of`).
     fn connection<C: ClientInfo + ?Sized>(&self, client: &C) -> PgWireResult<Arc<Mutex<Connection>>> {
         connection_of(client, &self.db, &self.cancellations)
@@ -81,6 +103,7 @@ impl SimpleQueryHandler for QueryHandler {
         let state = self.connection(client)?;
         let mut responses = Vec::with_capacity(statements.len());
         for statement in statements {
+            let started = Instant::now();
             // As PostgreSQL, the timeout applies to each statement of the string separately.
             let read_only = statement.is_read_only();
             let cancel = {
@@ -99,12 +122,14 @@ impl SimpleQueryHandler for QueryHandler {
                 }
                 output_context(&conn)
             };
+            let point_read = matches!(executed, Ok(Output::Batch(_)));
             let response = match executed {
                 Ok(output) => {
                     to_response(output, &Format::UnifiedText, shown_with, client.metadata(), &self.executor).await
                 }
                 Err(e) => Err(to_pgwire(e)),
             };
+            self.finished(started, query, point_read);
             match response {
                 Ok(response) => {
                     let copying = matches!(response, Response::CopyIn(_));
@@ -144,6 +169,7 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let started = Instant::now();
         let prepared = portal.statement.statement.clone();
         let state = self.connection(client)?;
         let format = &portal.result_column_format;
@@ -157,16 +183,26 @@ impl ExtendedQueryHandler for QueryHandler {
             // its plan is current (DDL since Parse re-plans it on the execution runtime).
             if let Some(batch) = conn.session.prepared_point_read(query, &params).map_err(to_pgwire)? {
                 let zone = conn.session.settings.zone().tz();
-                return Ok(Response::Query(encode_batch_rows(batch, format, options, zone)?));
+                let response = Response::Query(encode_batch_rows(batch, format, options, zone)?);
+                self.db.metrics().point_read_seconds.observe(started.elapsed().as_secs_f64());
+                return Ok(response);
             }
             (conn.cancel.clone(), params)
         };
         // Writes and DDL are not raced against cancellation: they complete once started.
         let cancel = (query.is_query() || query.statement.is_read_only()).then_some(flag);
         let run = Run::Prepared(prepared.clone(), params);
-        let output = execute_with_notices(&self.executor, &state, run, cancel, client).await.map_err(to_pgwire)?;
-        let shown_with = output_context(&*state.lock().await);
-        to_response(output, format, shown_with, client.metadata(), &self.executor).await
+        let output = execute_with_notices(&self.executor, &state, run, cancel, client).await;
+        let point_read = matches!(output, Ok(Output::Batch(_)));
+        let response = match output {
+            Ok(output) => {
+                let shown_with = output_context(&*state.lock().await);
+                to_response(output, format, shown_with, client.metadata(), &self.executor).await
+            }
+            Err(e) => Err(to_pgwire(e)),
+        };
+        self.finished(started, &prepared.text, point_read);
+        response
     }
 
     /// As pgwire's, without flushing until Sync (`coalesce`).

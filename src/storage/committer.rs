@@ -78,7 +78,15 @@ fn commit_group(store: &EventStore, group: Vec<CommitJob>) {
         applied.push((store.apply_all(commit), reply));
     }
     apply_run(store, run, &mut applied);
-    let synced = if applied.iter().any(|(outcome, _)| outcome.is_ok()) { store.sync() } else { Ok(()) };
+    let synced = if applied.iter().any(|(outcome, _)| outcome.is_ok()) {
+        let started = std::time::Instant::now();
+        let synced = store.sync();
+        store.metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
+        store.metrics.commit_group_size.observe(applied.len() as f64);
+        synced
+    } else {
+        Ok(())
+    };
     for (outcome, reply) in applied {
         let outcome = match (&synced, outcome) {
             (Err(e), Ok(_)) => Err(not_durable(e)),

@@ -140,6 +140,8 @@ pub struct EventStore {
     pub(super) ingest_clock: super::ingest_time::IngestClock,
     /// The schemas small writes name by id.
     pub(super) schema_ids: super::schema_ids::SchemaIds,
+    /// The database's metrics (`crate::metrics`); the committer records its groups here.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A commit waiting for the committer thread, and where to send its outcome.
@@ -211,6 +213,7 @@ impl EventStore {
             columns: RwLock::new(HashMap::new()),
             ingest_clock,
             schema_ids,
+            metrics: Arc::default(),
         })
     }
 

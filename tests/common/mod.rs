@@ -92,6 +92,8 @@ pub async fn try_connect(conn: &str) -> Option<tokio_postgres::Client> {
 /// The real `asofdb` binary, started on a free port.
 pub struct BinaryServer {
     pub addr: SocketAddr,
+    /// The HTTP port, when started with `--http`.
+    pub http: Option<SocketAddr>,
     pub child: Child,
 }
 
@@ -102,31 +104,47 @@ impl BinaryServer {
 
     /// Starts the binary with extra command-line arguments.
     pub fn start_with_args(data_dir: &Path, args: &[&str]) -> BinaryServer {
+        Self::spawn(data_dir, args, "warn", Stdio::inherit())
+    }
+
+    /// Starts the binary logging at INFO into the file `log`.
+    pub fn start_logging(data_dir: &Path, args: &[&str], log: &Path) -> BinaryServer {
+        let file = std::fs::File::create(log).expect("log file");
+        Self::spawn(data_dir, args, "info", Stdio::from(file))
+    }
+
+    fn spawn(data_dir: &Path, args: &[&str], rust_log: &str, stderr: Stdio) -> BinaryServer {
         let mut child = Command::new(binary_path())
             .args(args)
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--listen")
             .arg("127.0.0.1:0")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             // Backfill progress NOTICEs after every stored block, so tests see them.
             .env("ASOFDB_BACKFILL_NOTICE_MS", "0")
             // Every backfill on every core, as a large table's (feature/sharded_ingest.rs).
             .env("ASOFDB_BACKFILL_SHARDED_ROWS", "0")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn asofdb");
-        let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+        stdout.read_line(&mut line).expect("read listening line");
+        // With --http, its line comes first.
+        let http = line.trim().strip_prefix("asofdb http listening on ").map(|addr| addr.parse().expect("address"));
+        if http.is_some() {
+            line.clear();
+            stdout.read_line(&mut line).expect("read listening line");
+        }
         let addr = line
             .trim()
             .strip_prefix("asofdb listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .unwrap_or_else(|| panic!("unexpected line: {line:?}"))
             .parse()
             .expect("address");
-        BinaryServer { addr, child }
+        BinaryServer { addr, http, child }
     }
 
     pub fn conn_string(&self) -> String {

@@ -21,6 +21,7 @@ mod disk_full;
 mod durability;
 mod feature_properties;
 mod fuzz_corpus;
+mod http;
 mod pgbench;
 mod protocol;
 mod psql;

@@ -29,12 +29,15 @@ fn conninfo(server: &BinaryServer, extra: &str) -> String {
     format!("host=127.0.0.1 port={} user=alice dbname=asofdb connect_timeout=10 {extra}", server.addr.port())
 }
 
-/// A self-signed certificate for localhost, made by the openssl command line.
-fn self_signed_cert(dir: &Path) -> (String, String) {
+/// A self-signed certificate for localhost and 127.0.0.1, made by the openssl command line;
+/// an end-entity certificate (CA:FALSE) a client can trust as its own root.
+pub(crate) fn self_signed_cert(dir: &Path) -> (String, String) {
     let cert = dir.join("server.crt");
     let key = dir.join("server.key");
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost", "-keyout"])
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
         .arg(&key)
         .arg("-out")
         .arg(&cert)
