@@ -96,6 +96,8 @@ pub enum SqlState {
     OutOfMemory,
     /// 53300
     TooManyConnections,
+    /// 54000
+    ProgramLimitExceeded,
     /// 54011
     TooManyColumns,
     /// 55000
@@ -163,6 +165,7 @@ impl SqlState {
             SqlState::DiskFull => "53100",
             SqlState::OutOfMemory => "53200",
             SqlState::TooManyConnections => "53300",
+            SqlState::ProgramLimitExceeded => "54000",
             SqlState::TooManyColumns => "54011",
             SqlState::ObjectNotInPrerequisiteState => "55000",
             SqlState::ObjectInUse => "55006",
@@ -261,12 +264,13 @@ impl Error {
     }
 
     /// The HTTP status of a request that failed with this error (`http`): the client's
-    /// fault (bad input, unknown names, unsupported) is 400, a refused login 401, a lack of
-    /// resources or a server going down 503, anything else 500.
+    /// fault (bad input, unknown names, unsupported) is 400, a refused login 401, a request
+    /// past a limit 413, a lack of resources or a server going down 503, anything else 500.
     pub fn http_status(&self) -> u16 {
         match &self.sqlstate()[..2] {
             "22" | "23" | "42" | "0A" => 400,
             "28" => 401,
+            "54" => 413,
             "53" | "57" => 503,
             _ => 500,
         }

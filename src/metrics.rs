@@ -41,7 +41,7 @@ impl Default for Metrics {
 }
 
 /// `count` bucket bounds from `first` on, each twice the one before.
-fn seconds_buckets(first: f64, count: usize) -> Vec<f64> {
+fn doubling_buckets(first: f64, count: usize) -> Vec<f64> {
     (0..count).map(|i| first * f64::powi(2.0, i as i32)).collect()
 }
 
@@ -57,29 +57,30 @@ impl Metrics {
         let statement_seconds = histogram(
             "asofdb_statement_duration_seconds",
             "Statements over the PostgreSQL protocol, from arrival until the response is ready to send.",
-            seconds_buckets(0.00005, 20),
+            doubling_buckets(0.00005, 20),
         );
         let point_read_seconds = histogram(
             "asofdb_point_read_duration_seconds",
             "Point reads of features: prepared point reads, and each POST /v1/features.",
-            seconds_buckets(0.00001, 20),
+            doubling_buckets(0.00001, 20),
         );
         let commit_group_size = histogram(
             "asofdb_commit_group_size",
             "Commits made durable by one flush of the hot tier (group commit).",
-            seconds_buckets(1.0, 12),
+            // Up to the committer's largest group (4096).
+            doubling_buckets(1.0, 13),
         );
         let flush_seconds =
-            histogram("asofdb_flush_duration_seconds", "One flush of the hot tier.", seconds_buckets(0.00005, 18));
+            histogram("asofdb_flush_duration_seconds", "One flush of the hot tier.", doubling_buckets(0.00005, 18));
         let checkpoint_seconds = histogram(
             "asofdb_checkpoint_duration_seconds",
             "One CHECKPOINT or periodic snapshot of the features' state.",
-            seconds_buckets(0.001, 18),
+            doubling_buckets(0.001, 18),
         );
         let tiering_seconds = histogram(
             "asofdb_tiering_duration_seconds",
             "One pass of the mover from the hot to the cold tier.",
-            seconds_buckets(0.001, 18),
+            doubling_buckets(0.001, 18),
         );
         let connections = IntGauge::new("asofdb_connections", "Client connections open on the PostgreSQL port.")
             .expect("a valid gauge definition");

@@ -173,10 +173,14 @@ impl Database {
         }
     }
 
-    /// Ok while the database accepts queries and writes; otherwise why not (`GET /healthz`):
-    /// the data directory's disk is down to its reserve.
-    pub fn health(&self) -> std::result::Result<(), String> {
-        self.catalog.store().disk_reserve().check(0).map_err(|e| e.to_string())
+    /// Ok while the database accepts queries and writes; otherwise why not (`GET /healthz`,
+    /// which answers without a password, so the reason names no path): the data
+    /// directory's disk is down to its reserve.
+    pub fn health(&self) -> std::result::Result<(), &'static str> {
+        match self.catalog.store().disk_reserve().check(0) {
+            Ok(()) => Ok(()),
+            Err(_) => Err("disk reserve reached: writes of new rows are refused until disk space is freed"),
+        }
     }
 
     /// The database's metrics (`crate::metrics`), recorded by every stage.

@@ -75,31 +75,48 @@ impl FeatureVectors {
         }
     }
 
-    /// An entity's value for key column `k` of the `i`th feature, converted to the column's
-    /// type as a point read's parameter is: only without loss (22P02 otherwise: a fraction
-    /// for an integer key, text that is no value of the type). NULL matches no key.
+    /// An entity's value for key column `k` of the `i`th feature, as the column's type: a
+    /// number for a numeric key (a whole one for an integer key), a boolean for a BOOLEAN
+    /// key, a string for any key that is read as a literal of its type would be (`'42'` for
+    /// a BIGINT). Anything else is 22P02, a number out of the key type's range 22003; NULL
+    /// matches no key.
     pub fn key_value(&self, i: usize, k: usize, value: ScalarValue) -> Result<ScalarValue> {
         let compiled = self.features[i].compiled();
         let column = &compiled.table.columns[compiled.key_columns[k]];
         let target = column.ty.arrow_type();
-        if value.is_null() {
-            return Ok(ScalarValue::try_from(&target)?);
+        let refuse = |sqlstate: SqlState, what: &str| {
+            let (name, ty, feature) = (&column.name, column.ty.sql_name(), &compiled.def.name);
+            Error::invalid_value(
+                sqlstate,
+                format!("invalid value for key column \"{name}\" ({ty}) of feature \"{feature}\": {what}"),
+            )
+        };
+        let value = match value {
+            ScalarValue::Null => return Ok(ScalarValue::try_from(&target)?),
+            ScalarValue::Float64(Some(f)) if target.is_integer() => {
+                // JSON writers (pandas, JavaScript) send whole numbers as floats.
+                if f.fract() != 0.0 || f.abs() > 9_007_199_254_740_992.0 {
+                    return Err(refuse(SqlState::InvalidTextRepresentation, &f.to_string()));
+                }
+                ScalarValue::Int64(Some(f as i64))
+            }
+            value => value,
+        };
+        let source = value.data_type();
+        let fits = source == target
+            || source == DataType::Utf8
+            || (source.is_numeric() && target.is_numeric())
+            || (source == DataType::Boolean && target == DataType::Boolean);
+        if !fits {
+            return Err(refuse(SqlState::InvalidTextRepresentation, &value.to_string()));
         }
-        if value.data_type() == target {
+        if source == target {
             return Ok(value);
         }
-        let lossy = value.data_type().is_floating() && !target.is_floating();
         match value.cast_to(&target) {
-            Ok(cast) if !lossy && !cast.is_null() => Ok(cast),
-            _ => Err(Error::invalid_value(
-                SqlState::InvalidTextRepresentation,
-                format!(
-                    "invalid value for key column \"{}\" ({}) of feature \"{}\": {value}",
-                    column.name,
-                    column.ty.sql_name(),
-                    compiled.def.name
-                ),
-            )),
+            Ok(cast) if !cast.is_null() => Ok(cast),
+            _ if source.is_integer() => Err(refuse(SqlState::NumericValueOutOfRange, &value.to_string())),
+            _ => Err(refuse(SqlState::InvalidTextRepresentation, &value.to_string())),
         }
     }
 

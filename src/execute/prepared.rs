@@ -110,6 +110,11 @@ impl PreparedStatement {
         Self { statement, inferred_types, result_schema, planned, small_write }
     }
 
+    /// A feature point read (`plan::point_read`), as planned at Parse or since.
+    pub fn is_point_read(&self) -> bool {
+        self.planned.as_ref().is_some_and(|planned| planned.lock().point_read.is_some())
+    }
+
     /// The statement with `parameters` put in as literals (a statement other than a query).
     pub fn bound(&self, parameters: &ParamValues) -> Result<Statement> {
         let mut statement = self.statement.clone();

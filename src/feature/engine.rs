@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use arrow::array::{ArrayRef, RecordBatch};
 use datafusion::prelude::SessionContext;
@@ -40,7 +40,7 @@ pub struct LiveFeature {
     pub(super) store: Arc<EventStore>,
     /// When the state last changed (µs since the epoch): the last write applied to it, or
     /// the backfill or load that made it (`/metrics` freshness).
-    applied_at: std::sync::atomic::AtomicI64,
+    applied_at: AtomicI64,
 }
 
 impl LiveFeature {
@@ -129,7 +129,7 @@ impl LiveFeature {
             broken: AtomicBool::new(false),
             origin,
             store,
-            applied_at: std::sync::atomic::AtomicI64::new(now_micros()),
+            applied_at: AtomicI64::new(now_micros()),
         }
     }
 
@@ -252,7 +252,9 @@ impl LiveFeature {
             self.broken.store(true, Ordering::SeqCst);
             std::panic::resume_unwind(panic)
         });
-        self.applied_at.store(now_micros(), Ordering::Relaxed);
+        if applied.is_ok() {
+            self.applied_at.store(now_micros(), Ordering::Relaxed);
+        }
         applied
     }
 

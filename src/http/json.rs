@@ -7,7 +7,6 @@ use serde_json::Value;
 
 use crate::error::{Error, Result, SqlState};
 use crate::execute::{FeatureVectors, VectorValue};
-use crate::value::infinite;
 
 /// A parsed `POST /v1/features` body.
 pub(super) struct VectorRequest {
@@ -48,6 +47,9 @@ impl VectorRequest {
                 .collect::<Result<Vec<_>>>()?,
             _ => return Err(bad_request("\"entities\" must be an array of objects")),
         };
+        if let Some(twice) = features.iter().enumerate().find_map(|(i, f)| features[..i].contains(f).then_some(f)) {
+            return Err(bad_request(format!("feature \"{twice}\" is named twice in \"features\"")));
+        }
         if let Some(other) = body.keys().next() {
             return Err(bad_request(format!("unknown field \"{other}\": a request has \"features\" and \"entities\"")));
         }
@@ -151,6 +153,10 @@ fn write_value(out: &mut String, value: &ScalarValue) {
     match value {
         ScalarValue::Boolean(Some(b)) => out.push_str(if *b { "true" } else { "false" }),
         ScalarValue::Float64(Some(f)) => write_float(out, *f),
+        // f32's own shortest text: widened, 0.1 would print as 0.10000000149011612.
+        ScalarValue::Float32(Some(f)) if f.is_finite() => {
+            let _ = write!(out, "{f}");
+        }
         ScalarValue::Float32(Some(f)) => write_float(out, f64::from(*f)),
         ScalarValue::Int8(_)
         | ScalarValue::Int16(_)
@@ -203,15 +209,15 @@ fn write_float(out: &mut String, f: f64) {
     }
 }
 
-/// ISO 8601 with a `T`, as `to_json` writes a timestamp (UTC offset for TIMESTAMPTZ);
-/// the infinities as `infinity` and `-infinity`.
+/// ISO 8601 with a `T`, as `to_json` writes a timestamp (fraction without trailing zeros,
+/// `+00:00` for TIMESTAMPTZ, which is shown in UTC); the infinities as `infinity`.
 fn timestamp_text(micros: i64, with_zone: bool) -> String {
-    if let Some(text) = infinite::infinite_text(micros) {
-        return text.to_string();
+    let offset = if with_zone { "+00:00" } else { "" };
+    match crate::value::datetime_text::timestamp_text_with(micros, offset) {
+        Some(text) if !text.ends_with("infinity") => text.replacen(' ', "T", 1),
+        Some(text) => text,
+        None => micros.to_string(),
     }
-    let Some(time) = chrono::DateTime::from_timestamp_micros(micros) else { return micros.to_string() };
-    let text = time.naive_utc().format("%Y-%m-%dT%H:%M:%S%.f").to_string();
-    if with_zone { format!("{text}+00:00") } else { text }
 }
 
 #[cfg(test)]
@@ -228,12 +234,13 @@ mod tests {
     #[test]
     fn values_are_written_as_to_json_writes_them() {
         assert_eq!(json(ScalarValue::Float64(Some(120.5))), "120.5");
+        assert_eq!(json(ScalarValue::Float32(Some(0.1))), "0.1");
         assert_eq!(json(ScalarValue::Float64(Some(f64::NAN))), "\"NaN\"");
         assert_eq!(json(ScalarValue::Int64(Some(-3))), "-3");
         assert_eq!(json(ScalarValue::Int64(None)), "null");
         assert_eq!(json(ScalarValue::Utf8(Some("a\"b".into()))), "\"a\\\"b\"");
         assert_eq!(json(ScalarValue::Decimal128(Some(1250), 10, 2)), "12.50");
-        assert_eq!(json(ScalarValue::TimestampMicrosecond(Some(1_500_000), None)), "\"1970-01-01T00:00:01.500\"");
+        assert_eq!(json(ScalarValue::TimestampMicrosecond(Some(1_500_000), None)), "\"1970-01-01T00:00:01.5\"");
         assert_eq!(
             json(ScalarValue::TimestampMicrosecond(Some(0), Some("UTC".into()))),
             "\"1970-01-01T00:00:00+00:00\""
@@ -258,6 +265,7 @@ mod tests {
             br#"{"features": ["f"]}"#,
             br#"{"features": ["f"], "entities": [1]}"#,
             br#"{"features": ["f"], "entities": [], "extra": 1}"#,
+            br#"{"features": ["f", "f"], "entities": []}"#,
         ] {
             let error = VectorRequest::parse(bad).err().expect("refused");
             assert_eq!(error.http_status(), 400, "{error}");

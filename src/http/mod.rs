@@ -8,15 +8,13 @@
 //! while it recovers.
 
 mod json;
+mod listener;
 mod routes;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::error::Result;
@@ -69,43 +67,6 @@ impl HttpServer {
 
     /// Serves HTTP/1.1 connections on the calling runtime until `shutdown` resolves.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
-        let listener = TcpListener::from_std(self.listener.into_std()?)?;
-        let router = routes::router(self.app.clone());
-        let mut connections = JoinSet::new();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((socket, peer)) => {
-                        let _ = socket.set_nodelay(true);
-                        let service = TowerToHyperService::new(router.clone());
-                        let tls = self.tls.clone();
-                        connections.spawn(async move {
-                            let http = hyper::server::conn::http1::Builder::new();
-                            let served = match tls {
-                                // The handshake runs in the connection's task, so a slow
-                                // client never holds up the accept loop.
-                                Some(tls) => match tls.accept(socket).await {
-                                    Ok(stream) => http.serve_connection(TokioIo::new(stream), service).await,
-                                    Err(e) => {
-                                        tracing::debug!(%peer, "TLS handshake failed: {e}");
-                                        return;
-                                    }
-                                },
-                                None => http.serve_connection(TokioIo::new(socket), service).await,
-                            };
-                            if let Err(e) = served {
-                                tracing::debug!(%peer, "HTTP connection ended with error: {e}");
-                            }
-                        });
-                    }
-                    Err(e) => tracing::warn!("HTTP accept failed: {e}"),
-                },
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            }
-        }
-        connections.shutdown().await;
-        Ok(())
+        listener::serve(self.listener, routes::router(self.app), self.tls, shutdown).await
     }
 }

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
@@ -17,18 +18,29 @@ use crate::error::{Error, Result, SqlState};
 use crate::execute::{Database, VectorValue};
 
 pub(super) fn router(app: Arc<App>) -> Router {
-    Router::new()
+    // Every path but /healthz asks for the password first, even one that does not exist or
+    // a wrong method, so nothing about the port is learnt without it; before the body is read.
+    let guarded = Router::new()
         .route("/v1/features", post(features))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
         .fallback(not_found)
-        .with_state(app)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(app.clone(), authorize));
+    Router::new().route("/healthz", get(healthz)).merge(guarded).with_state(app)
 }
+
+/// The largest request body read.
+const MAX_BODY: usize = 16 << 20;
+/// A request reading more keys than this is read on a blocking thread: the threads that
+/// serve requests also serve the PostgreSQL connections.
+const INLINE_READS: usize = 256;
 
 /// `{"error": ..., "sqlstate": ...}` with the error's HTTP status.
 fn error_response(error: Error) -> Response {
     if matches!(error, Error::Internal(_) | Error::Storage(_)) {
         tracing::error!("HTTP request failed: {error:?}");
+    } else if matches!(error, Error::DiskFull(_)) {
+        tracing::warn!("{error}");
     }
     let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = serde_json::json!({"error": error.to_string(), "sqlstate": error.sqlstate()}).to_string();
@@ -44,20 +56,36 @@ fn json_headers() -> [(header::HeaderName, HeaderValue); 1] {
 }
 
 impl App {
-    /// The database, once the request's password is checked and the database is open.
-    fn admit(&self, headers: &HeaderMap) -> Result<&Arc<Database>> {
-        if let Some(password) = &self.password {
-            let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-            let token = given.and_then(|v| v.strip_prefix("Bearer "));
-            if !token.is_some_and(|token| same_secret(token.as_bytes(), password.as_bytes())) {
-                let message = match given {
-                    None => "password required: send Authorization: Bearer <password>",
-                    Some(_) => "password authentication failed",
-                };
-                return Err(Error::invalid_input(SqlState::InvalidPassword, message));
-            }
+    /// Ok if the request carries the password (when one is configured): `Bearer` in any
+    /// case, the password compared as bytes.
+    fn check_password(&self, headers: &HeaderMap) -> Result<()> {
+        let Some(password) = &self.password else { return Ok(()) };
+        let given = headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+        let token = given.and_then(|v| {
+            let (scheme, token) = v.split_at_checked(7)?;
+            scheme.eq_ignore_ascii_case(b"Bearer ").then_some(token)
+        });
+        if token.is_some_and(|token| same_secret(token, password.as_bytes())) {
+            return Ok(());
         }
-        self.db.get().ok_or_else(|| Error::invalid_input(SqlState::CannotConnectNow, "the database is starting up"))
+        let message = match given {
+            None => "password required: send Authorization: Bearer <password>",
+            Some(_) => "password authentication failed",
+        };
+        Err(Error::invalid_input(SqlState::InvalidPassword, message))
+    }
+
+    /// The database, once it is open.
+    fn database(&self) -> Result<Arc<Database>> {
+        let starting = || Error::invalid_input(SqlState::CannotConnectNow, "the database is starting up");
+        self.db.get().cloned().ok_or_else(starting)
+    }
+}
+
+async fn authorize(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    match app.check_password(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => error_response(e),
     }
 }
 
@@ -66,16 +94,24 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn features(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn features(State(app): State<Arc<App>>, body: Body) -> Response {
     let started = Instant::now();
-    let db = match app.admit(&headers) {
-        Ok(db) => db.clone(),
+    let db = match app.database() {
+        Ok(db) => db,
         Err(e) => return error_response(e),
     };
-    let answered = feature_vectors(&db, &body).await;
-    db.metrics().point_read_seconds.observe(started.elapsed().as_secs_f64());
-    match answered {
-        Ok(body) => (StatusCode::OK, json_headers(), body).into_response(),
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(body) => body,
+        Err(_) => {
+            let message = format!("the request body is over {} MiB, or was not received whole", MAX_BODY >> 20);
+            return error_response(Error::invalid_input(SqlState::ProgramLimitExceeded, message));
+        }
+    };
+    match feature_vectors(&db, &body).await {
+        Ok(body) => {
+            db.metrics().point_read_seconds.observe(started.elapsed().as_secs_f64());
+            (StatusCode::OK, json_headers(), body).into_response()
+        }
         Err(e) => error_response(e),
     }
 }
@@ -86,6 +122,19 @@ async fn feature_vectors(db: &Arc<Database>, body: &[u8]) -> Result<String> {
     let request = VectorRequest::parse(body)?;
     let vectors = Arc::new(db.feature_vectors(&request.features)?);
     let keys = request.keys(&vectors)?;
+    if keys.len() * vectors.len() > INLINE_READS {
+        let read = vectors.clone();
+        let values = tokio::task::spawn_blocking(move || {
+            keys.iter()
+                .map(|per_feature| {
+                    per_feature.iter().enumerate().map(|(i, key)| read.read(i, key, true)).collect::<Result<Vec<_>>>()
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .await
+        .map_err(|e| Error::internal(format!("feature read task: {e}")))??;
+        return Ok(write_results(&vectors, &values));
+    }
     let mut values = Vec::with_capacity(keys.len());
     let mut busy = Vec::new();
     for (entity, per_feature) in keys.iter().enumerate() {
@@ -114,12 +163,12 @@ async fn feature_vectors(db: &Arc<Database>, body: &[u8]) -> Result<String> {
     Ok(write_results(&vectors, &values))
 }
 
-async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let db = match app.admit(&headers) {
-        Ok(db) => db.clone(),
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let db = match app.database() {
+        Ok(db) => db,
         Err(e) => return error_response(e),
     };
-    // Reading tier sizes walks the hot tier's keys: not on a thread serving requests.
+    // Reading tier sizes reads the hot tier's values: not on a thread serving requests.
     let text = tokio::task::spawn_blocking(move || db.metrics_text()).await;
     match text.map_err(|e| Error::internal(format!("metrics task: {e}"))).and_then(|text| text) {
         Ok(text) => {
@@ -134,7 +183,7 @@ async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 /// password: load balancers and orchestrators probe it.
 async fn healthz(State(app): State<Arc<App>>) -> Response {
     let unavailable = match app.db.get() {
-        None => Some("starting".to_string()),
+        None => Some("starting"),
         Some(db) => db.health().err(),
     };
     match unavailable {
@@ -146,10 +195,12 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn not_found(headers: HeaderMap, State(app): State<Arc<App>>) -> Response {
-    if let Err(e) = app.admit(&headers) {
-        return error_response(e);
-    }
+async fn not_found() -> Response {
     let body = r#"{"error":"no such path: POST /v1/features, GET /metrics and GET /healthz are served"}"#;
     (StatusCode::NOT_FOUND, json_headers(), body).into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    let body = r#"{"error":"method not allowed: POST /v1/features, GET /metrics and GET /healthz are served"}"#;
+    (StatusCode::METHOD_NOT_ALLOWED, json_headers(), body).into_response()
 }

@@ -20,6 +20,7 @@ mod pg_text;
 mod prepare;
 mod query_handler;
 mod results;
+mod statement_log;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -113,12 +114,12 @@ impl Server {
                         let slot = self.slots.clone().try_acquire_owned().ok();
                         let handlers = self.handlers.for_connection(slot.is_some());
                         let tls = self.handlers.tls_acceptor();
-                        let open = self.handlers.metrics().connections.clone();
+                        // Counted while admitted, down again however the task ends.
+                        let open = slot.as_ref().map(|_| OpenConnection::new(&self.handlers.metrics().connections));
                         connections.spawn(async move {
                             tracing::info!(%peer, "connection opened");
-                            open.inc();
                             let served = pgwire::tokio::process_socket(socket, tls, handlers).await;
-                            open.dec();
+                            drop(open);
                             match served {
                                 Ok(()) => tracing::info!(%peer, "connection closed"),
                                 Err(e) => tracing::info!(%peer, "connection closed: {e}"),
@@ -137,5 +138,21 @@ impl Server {
         tracing::info!(connections = connections.len(), "shutting down: closing connections");
         connections.shutdown().await;
         Ok(())
+    }
+}
+
+/// One admitted connection in `asofdb_connections`, for as long as it lives.
+struct OpenConnection(prometheus::IntGauge);
+
+impl OpenConnection {
+    fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

@@ -5,7 +5,6 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use futures::{Sink, SinkExt};
@@ -36,11 +35,9 @@ use super::executor::Executor;
 use super::notices::{Run, execute_with_notices};
 use super::prepare::{Prepared, StatementParser, bound_parameters};
 use super::results::{error_response, to_response};
+use super::statement_log::StatementTimer;
 use crate::error::{Error, SqlState};
 use crate::execute::{Database, Output};
-
-/// A slow statement's text is logged up to this many characters.
-const SLOW_TEXT_CHARS: usize = 2000;
 
 /// Answers queries and COPY data for one connection at a time; its state lives in the
 /// connection (see `connection`), so one instance serves all.
@@ -55,20 +52,8 @@ pub struct QueryHandler {
 }
 
 impl QueryHandler {
-    /// Records a statement's duration (until its response is ready to send), and logs it
-    /// when it took longer than `--log-slow-ms`. A point read (answered from a feature's
-    /// state, `Output::Batch`) is timed as one and never logged.
-    fn finished(&self, started: Instant, text: &str, point_read: bool) {
-        let elapsed = started.elapsed();
-        if point_read {
-            self.db.metrics().point_read_seconds.observe(elapsed.as_secs_f64());
-            return;
-        }
-        self.db.metrics().statement_seconds.observe(elapsed.as_secs_f64());
-        if elapsed >= self.log_slow {
-            let statement: String = text.chars().take(SLOW_TEXT_CHARS).collect();
-            tracing::info!(duration_ms = elapsed.as_millis() as u64, statement, "slow statement");
-        }
+    fn timer(&self, text: Arc<str>) -> StatementTimer {
+        StatementTimer::new(self.db.metrics().clone(), self.log_slow, text)
     }
 
     /// The connection state of `client`, created on first use (`connection::connection_of`).
@@ -102,8 +87,10 @@ impl SimpleQueryHandler for QueryHandler {
         }
         let state = self.connection(client)?;
         let mut responses = Vec::with_capacity(statements.len());
+        // A string of several statements is logged whole with each slow one.
+        let text: Arc<str> = query.into();
         for statement in statements {
-            let started = Instant::now();
+            let timer = self.timer(text.clone());
             // As PostgreSQL, the timeout applies to each statement of the string separately.
             let read_only = statement.is_read_only();
             let cancel = {
@@ -122,15 +109,14 @@ impl SimpleQueryHandler for QueryHandler {
                 }
                 output_context(&conn)
             };
-            let point_read = matches!(executed, Ok(Output::Batch(_)));
+            let timer = timer.point_read(matches!(executed, Ok(Output::Batch(_))));
             let response = match executed {
                 Ok(output) => {
                     to_response(output, &Format::UnifiedText, shown_with, client.metadata(), &self.executor).await
                 }
                 Err(e) => Err(to_pgwire(e)),
             };
-            self.finished(started, query, point_read);
-            match response {
+            match response.map(|response| timer.until_sent(response)) {
                 Ok(response) => {
                     let copying = matches!(response, Response::CopyIn(_));
                     responses.push(response);
@@ -169,8 +155,8 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let started = Instant::now();
         let prepared = portal.statement.statement.clone();
+        let timer = self.timer(prepared.text.clone()).point_read(prepared.statement.is_point_read());
         let state = self.connection(client)?;
         let format = &portal.result_column_format;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
@@ -183,9 +169,7 @@ impl ExtendedQueryHandler for QueryHandler {
             // its plan is current (DDL since Parse re-plans it on the execution runtime).
             if let Some(batch) = conn.session.prepared_point_read(query, &params).map_err(to_pgwire)? {
                 let zone = conn.session.settings.zone().tz();
-                let response = Response::Query(encode_batch_rows(batch, format, options, zone)?);
-                self.db.metrics().point_read_seconds.observe(started.elapsed().as_secs_f64());
-                return Ok(response);
+                return Ok(Response::Query(encode_batch_rows(batch, format, options, zone)?));
             }
             (conn.cancel.clone(), params)
         };
@@ -193,7 +177,6 @@ impl ExtendedQueryHandler for QueryHandler {
         let cancel = (query.is_query() || query.statement.is_read_only()).then_some(flag);
         let run = Run::Prepared(prepared.clone(), params);
         let output = execute_with_notices(&self.executor, &state, run, cancel, client).await;
-        let point_read = matches!(output, Ok(Output::Batch(_)));
         let response = match output {
             Ok(output) => {
                 let shown_with = output_context(&*state.lock().await);
@@ -201,8 +184,7 @@ impl ExtendedQueryHandler for QueryHandler {
             }
             Err(e) => Err(to_pgwire(e)),
         };
-        self.finished(started, &prepared.text, point_read);
-        response
+        response.map(|response| timer.until_sent(response))
     }
 
     /// As pgwire's, without flushing until Sync (`coalesce`).

@@ -82,7 +82,8 @@ fn commit_group(store: &EventStore, group: Vec<CommitJob>) {
         let started = std::time::Instant::now();
         let synced = store.sync();
         store.metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
-        store.metrics.commit_group_size.observe(applied.len() as f64);
+        // Commits that failed alone (a bad value) made nothing durable.
+        store.metrics.commit_group_size.observe(applied.iter().filter(|(outcome, _)| outcome.is_ok()).count() as f64);
         synced
     } else {
         Ok(())

@@ -149,6 +149,24 @@ async fn point_reads(client: &tokio_postgres::Client, entities: &[(i64, i64, &st
     answers
 }
 
+/// The HTTP answers equal the point reads', numbers compared as numbers (`100.0` is
+/// written `100`).
+fn same_values(answer: &Value, reads: &[Value]) {
+    let answer = answer.as_array().expect("results");
+    assert_eq!(answer.len(), reads.len());
+    for (got, want) in answer.iter().zip(reads) {
+        let (got, want) = (got.as_object().unwrap(), want.as_object().unwrap());
+        assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+        for (name, value) in want {
+            let same = match (&got[name], value) {
+                (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+                (a, b) => a == b,
+            };
+            assert!(same, "{name}: HTTP {} but SQL {value}", got[name]);
+        }
+    }
+}
+
 fn vector_request(entities: &[(i64, i64, &str)]) -> String {
     let entities: Vec<Value> = entities
         .iter()
@@ -183,15 +201,23 @@ async fn http_port_serves_feature_vectors_metrics_and_health() {
     }
     let unauthorized = http.client.post(format!("{}/v1/features", http.base)).body("{}").send().await.unwrap();
     assert_eq!(unauthorized.status().as_u16(), 401);
+    // Without the password nothing else is learnt either: no 404, no 405.
+    assert_eq!(http.get("/v2/nothing", None).await.0, 401);
+    assert_eq!(http.get("/v1/features", None).await.0, 401);
     let (status, body) = http.get("/v2/nothing", Some(PASSWORD)).await;
     assert_eq!(status, 404, "{body}");
+    let (status, body) = http.get("/v1/features", Some(PASSWORD)).await;
+    assert_eq!(status, 405, "{body}");
+    let lowercase =
+        http.client.get(format!("{}/metrics", http.base)).header("authorization", format!("bearer {PASSWORD}"));
+    assert_eq!(lowercase.send().await.unwrap().status().as_u16(), 200);
 
     // Feature vectors equal the SQL point reads: keys with events, a card with no failed
     // event at that merchant, a key no event has.
     let entities = [(3, 2, "m0"), (4, 4, "m1"), (0, 0, "m0"), (5, 6, "m2"), (99, 99, "m9")];
     let (status, answer) = http.post(&vector_request(&entities)).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["results"], Value::Array(point_reads(&sql, &entities).await));
+    same_values(&answer["results"], &point_reads(&sql, &entities).await);
     assert!(answer["results"][4].as_object().unwrap().values().all(Value::is_null), "{answer}");
     assert!(answer["results"][0]["card_amounts_1h.tx_count_1h"].as_i64().unwrap() > 0, "{answer}");
 
@@ -202,6 +228,9 @@ async fn http_port_serves_feature_vectors_metrics_and_health() {
         (r#"{"features": ["failed_by_merchant_1d"], "entities": [{"cc_num": 1}]}"#, "42703", "merchant"),
         (r#"{"features": ["card_amounts_1h"], "entities": [{"cc_num": "x"}]}"#, "22P02", "cc_num"),
         (r#"{"features": ["card_amounts_1h"], "entities": [{"cc_num": 1.5}]}"#, "22P02", "cc_num"),
+        (r#"{"features": ["card_amounts_1h"], "entities": [{"cc_num": true}]}"#, "22P02", "cc_num"),
+        (r#"{"features": ["failed_by_merchant_1d"], "entities": [{"cc_num": 1, "merchant": 5}]}"#, "22P02", "merchant"),
+        (r#"{"features": ["card_amounts_1h", "card_amounts_1h"], "entities": []}"#, "22023", "twice"),
         (r#"{"entities": []}"#, "22023", "features"),
     ] {
         let (status, error) = http.post(body).await;
@@ -210,13 +239,25 @@ async fn http_port_serves_feature_vectors_metrics_and_health() {
         assert!(error["error"].as_str().unwrap().contains(named), "{body}: {error}");
     }
 
+    // A whole float for an integer key (as pandas sends them) and a string holding a value
+    // read as the key's type.
+    let (status, as_float) =
+        http.post(r#"{"features": ["card_amounts_1h"], "entities": [{"cc_num": 3.0}, {"cc_num": "3"}]}"#).await;
+    assert_eq!(status, 200, "{as_float}");
+    assert_eq!(
+        as_float["results"][0]["card_amounts_1h.tx_count_1h"],
+        answer["results"][0]["card_amounts_1h.tx_count_1h"]
+    );
+    assert_eq!(as_float["results"][0], as_float["results"][1]);
+
     // Metrics move by exactly the work done between two scrapes: 3 INSERTs of 25 rows
     // (3 statements, 3 commits), 2 HTTP feature-vector requests.
     let before = http.metrics().await;
+    let mut written = Instant::now();
     for n in 0..3 {
+        written = Instant::now();
         sql.batch_execute(&insert(400 + n * 25, 425 + n * 25)).await.unwrap();
     }
-    let written = Instant::now();
     for _ in 0..2 {
         assert_eq!(http.post(&vector_request(&entities)).await.0, 200);
     }
@@ -230,7 +271,7 @@ async fn http_port_serves_feature_vectors_metrics_and_health() {
     assert_eq!(sample(&after, "asofdb_connections"), 1.0);
     assert!(sample(&after, "asofdb_feature_state_bytes{feature=\"card_amounts_1h\"}") > 0.0);
     assert!(sample(&after, "asofdb_flush_duration_seconds_count") >= 3.0);
-    // Freshness: at most the time since the last write, and it grows while idle.
+    // Freshness: at most the time since the last write was sent, and it grows while idle.
     let fresh = sample(&after, "asofdb_feature_freshness_seconds{feature=\"card_amounts_1h\"}");
     assert!(fresh <= written.elapsed().as_secs_f64(), "{fresh}");
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -269,7 +310,7 @@ async fn http_port_serves_feature_vectors_metrics_and_health() {
     // After the writes, the answers still equal the point reads.
     let (status, answer) = http.post(&vector_request(&entities)).await;
     assert_eq!(status, 200);
-    assert_eq!(answer["results"], Value::Array(point_reads(&sql, &entities).await));
+    same_values(&answer["results"], &point_reads(&sql, &entities).await);
     assert_eq!(sample(&http.metrics().await, "asofdb_table_rows_ingested_total{table=\"tx\"}"), 475.0 + 400.0);
 
     // The INFO log: connections with the client's address, slow statements (all, at
