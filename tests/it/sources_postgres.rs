@@ -184,9 +184,9 @@ async fn a_postgres_source_maps_columns_counts_deletes_sets_bad_rows_aside_and_r
         .await
         .unwrap();
     let waiting = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'asofdb source stuck'";
-    wait_for(&app, waiting, "1", Duration::from_secs(10)).await;
+    wait_for(&app, waiting, "1", Duration::from_secs(30)).await;
     client.batch_execute("DROP SOURCE stuck").await.unwrap();
-    wait_for(&app, "SELECT count(*) FROM pg_replication_slots", "0", Duration::from_secs(10)).await;
+    wait_for(&app, "SELECT count(*) FROM pg_replication_slots", "0", Duration::from_secs(30)).await;
     blocker.batch_execute("COMMIT").await.unwrap();
 
     client
