@@ -59,13 +59,15 @@ impl VectorRequest {
     /// Each entity's key for each feature, its values of the feature's key columns (by
     /// name) typed as the columns: 42703 naming a missing one, 22P02 for a wrong value.
     pub fn keys(&self, vectors: &FeatureVectors) -> Result<Vec<Vec<Vec<ScalarValue>>>> {
+        let shapes: Vec<_> = (0..vectors.len()).map(|i| vectors.shape(i)).collect();
         self.entities
             .iter()
             .enumerate()
             .map(|(n, entity)| {
-                (0..vectors.len())
-                    .map(|i| {
-                        let shape = vectors.shape(i);
+                shapes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, shape)| {
                         shape
                             .keys
                             .iter()

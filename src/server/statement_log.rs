@@ -3,10 +3,12 @@
 //! sent (a query's work happens while its rows stream). Point reads are timed as such and
 //! never logged.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::stream::empty;
+use futures::{Stream, StreamExt};
 use pgwire::api::results::Response;
 
 use crate::metrics::Metrics;
@@ -39,23 +41,26 @@ impl StatementTimer {
     pub fn until_sent(self, response: Response) -> Response {
         match response {
             Response::Query(mut query) => {
-                let rows = std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
-                query.data_rows = Box::pin(rows.map(move |row| {
-                    let _recorded_when_dropped = &self;
-                    row
-                }));
+                query.data_rows = self.held_by(std::mem::replace(&mut query.data_rows, Box::pin(empty())));
                 Response::Query(query)
             }
             Response::CopyOut(mut copy) => {
-                let data = std::mem::replace(&mut copy.data_stream, Box::pin(futures::stream::empty()));
-                copy.data_stream = Box::pin(data.map(move |chunk| {
-                    let _recorded_when_dropped = &self;
-                    chunk
-                }));
+                copy.data_stream = self.held_by(std::mem::replace(&mut copy.data_stream, Box::pin(empty())));
                 Response::CopyOut(copy)
             }
             other => other,
         }
+    }
+
+    /// `stream`, owning the timer: it records when the stream is dropped.
+    fn held_by<T: Send + 'static>(
+        self,
+        stream: Pin<Box<dyn Stream<Item = T> + Send>>,
+    ) -> Pin<Box<dyn Stream<Item = T> + Send>> {
+        Box::pin(stream.map(move |item| {
+            let _recorded_when_dropped = &self;
+            item
+        }))
     }
 }
 
