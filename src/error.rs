@@ -62,6 +62,8 @@ pub enum SqlState {
     InvalidSchemaName,
     /// 42601
     SyntaxError,
+    /// 42602
+    InvalidName,
     /// 42701
     DuplicateColumn,
     /// 42710
@@ -112,6 +114,8 @@ pub enum SqlState {
     IoError,
     /// 58P01
     UndefinedFile,
+    /// 58P02
+    DuplicateFile,
     /// F0000
     ConfigFileError,
     /// XX000
@@ -148,6 +152,7 @@ impl SqlState {
             SqlState::InvalidSavepointSpecification => "3B001",
             SqlState::InvalidSchemaName => "3F000",
             SqlState::SyntaxError => "42601",
+            SqlState::InvalidName => "42602",
             SqlState::DuplicateColumn => "42701",
             SqlState::DuplicateObject => "42710",
             SqlState::AmbiguousColumn => "42702",
@@ -173,6 +178,7 @@ impl SqlState {
             SqlState::CannotConnectNow => "57P03",
             SqlState::IoError => "58030",
             SqlState::UndefinedFile => "58P01",
+            SqlState::DuplicateFile => "58P02",
             SqlState::ConfigFileError => "F0000",
             SqlState::InternalError => "XX000",
         }

@@ -34,7 +34,12 @@ fn tune_allocator() {
 
 /// asofdb: a SQL feature database for real-time ML, over the PostgreSQL wire protocol.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "To make a data directory from a backup (BACKUP TO 'dir'): \
+    asofdb restore --from DIR --data-dir NEW"
+)]
 struct Args {
     /// Directory holding all data (created if missing, reopened with every table if present).
     #[arg(long, env = "ASOFDB_DATA_DIR", default_value = "./asofdb-data")]
@@ -119,6 +124,34 @@ struct Args {
     max_connections: u32,
 }
 
+/// `asofdb restore`: makes a data directory from a finished backup (`BACKUP TO 'dir'`), then
+/// opens it once to check it.
+#[derive(Debug, Parser)]
+#[command(name = "asofdb restore", version)]
+struct RestoreArgs {
+    /// The directory BACKUP TO wrote.
+    #[arg(long)]
+    from: PathBuf,
+
+    /// The data directory to make; it must not exist or be empty.
+    #[arg(long)]
+    data_dir: PathBuf,
+}
+
+fn restore(args: RestoreArgs) -> asofdb::Result<()> {
+    let report = asofdb::storage::backup::restore(&args.from, &args.data_dir)?;
+    drop(Database::open(&args.data_dir)?);
+    println!(
+        "restored {} into {}: every write before seq {}, {} cold files, taken {}",
+        args.from.display(),
+        args.data_dir.display(),
+        report.next_seq,
+        report.cold_files,
+        report.finished_at
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     tune_allocator();
     tracing_subscriber::fmt()
@@ -127,6 +160,15 @@ fn main() -> std::process::ExitCode {
         // Colour codes only for a terminal: a log file or collector gets plain `key=value`.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if std::env::args_os().nth(1).is_some_and(|word| word == "restore") {
+        return match restore(RestoreArgs::parse_from(std::env::args_os().skip(1))) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("asofdb restore: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let args = Args::parse();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let io_threads = args.io_threads.unwrap_or((cores / 4).max(1));

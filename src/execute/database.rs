@@ -98,6 +98,9 @@ pub struct Database {
     /// Held by a tiering pass ([`Database::tier`]) from choosing which rows move until they
     /// moved, and by CREATE OR REPLACE FEATURE while it marks which rows it reads hot.
     pub(super) tiering: tokio::sync::Mutex<()>,
+    /// Held by a backup exclusively and by whatever drops a table shared: a drop deletes rows
+    /// a backup may still have to copy (`execute::backup`).
+    pub(super) backups: tokio::sync::RwLock<()>,
     /// See [`Limits::copy_chunk_bytes`].
     pub(super) copy_chunk_bytes: usize,
     /// Rows stored in tables that features read, when features last snapshotted: rows written
@@ -270,6 +273,11 @@ impl Database {
 
     async fn checkpoint_features(&self, force: bool) -> Result<usize> {
         let _no_commits = self.commit_gate.write().await;
+        self.checkpoint_gated(force).await
+    }
+
+    /// [`Database::checkpoint`]'s snapshots, the caller holding the commit gate.
+    pub(super) async fn checkpoint_gated(&self, force: bool) -> Result<usize> {
         let store = self.catalog.store();
         let mut written = 0;
         for feature in self.features.all() {
@@ -381,6 +389,7 @@ impl Database {
             parser: SqlParser::new(),
             commit_gate: tokio::sync::RwLock::new(()),
             tiering: tokio::sync::Mutex::new(()),
+            backups: tokio::sync::RwLock::new(()),
             copy_chunk_bytes: limits.copy_chunk_bytes.unwrap_or(16 << 20).max(1),
             rows_at_snapshot: std::sync::atomic::AtomicU64::new(0),
             sources: Default::default(),

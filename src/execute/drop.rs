@@ -44,6 +44,8 @@ async fn drop_features_gated(db: &Database, names: &[String], if_exists: bool, c
 /// `cascade`, else they are 2BP01. A missing table is 42P01 unless `if_exists`. Commits wait
 /// meanwhile, and so does the switch of a feature replacement, which checks its table.
 pub async fn drop_tables(db: &Database, names: &[String], if_exists: bool, cascade: bool) -> Result<()> {
+    // Not while a backup copies rows (`execute::backup`).
+    let _no_backup = db.backups.read().await;
     // Sources first, before the commit gate: a source's runner may be waiting for it. No
     // source is created or dropped meanwhile.
     let _sources = db.sources.ddl.lock().await;

@@ -1,6 +1,7 @@
 //! Executes parsed statements against the database: DDL, writes, queries, transactions.
 
 mod alter_table;
+mod backup;
 pub(crate) mod conform;
 mod copy_binary;
 pub mod copy_format;

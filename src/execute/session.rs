@@ -112,6 +112,7 @@ impl Drop for Session {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let db = self.db.clone();
         runtime.spawn(async move {
+            let _no_backup = db.backups.read().await;
             for (name, id) in names {
                 if let Err(error) = db.catalog.drop_table_with_id(&name, id).await {
                     tracing::warn!(%error, name, "dropping a closed session's temporary table");
@@ -186,6 +187,17 @@ impl Session {
                 }
                 .await
             }
+            Statement::Backup { to } => self.db.backup(to).await.map(|report| {
+                self.notice(format!(
+                    "backup holds every write before seq {}: {} hot entries, {} cold files, {} bytes in {:.1} s",
+                    report.next_seq,
+                    report.hot_entries,
+                    report.cold_files,
+                    report.hot_bytes + report.cold_bytes,
+                    report.seconds
+                ));
+                Output::Command { tag: "BACKUP", rows: None }
+            }),
             Statement::ShowFeatures => SystemSchema::features(&self.db.features)
                 .map_err(Error::from)
                 .and_then(|batch| Ok(Output::Rows(self.db.ctx.read_batch(batch)?))),

@@ -113,6 +113,16 @@ pub fn parse_drop_source(sql: &str) -> Result<(String, bool)> {
     Ok((name, if_exists))
 }
 
+/// `BACKUP TO 'directory'`: the directory.
+pub fn parse_backup(sql: &str) -> Result<String> {
+    let mut p = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?;
+    expect_word(&mut p, "BACKUP")?;
+    p.expect_keyword(Keyword::TO)?;
+    let dir = p.parse_literal_string()?;
+    expect_end(&mut p)?;
+    Ok(dir)
+}
+
 /// True if `sql` starts with the given words (case-insensitive), skipping whitespace/comments.
 pub fn starts_with_words(sql: &str, words: &[&str]) -> bool {
     let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else { return false };

@@ -55,6 +55,10 @@ pub enum Statement {
     ShowSources,
     /// `CHECKPOINT`: persists a snapshot of every changed feature now.
     Checkpoint,
+    /// `BACKUP TO 'directory'`: a consistent copy of the database, taken while it serves.
+    Backup {
+        to: String,
+    },
 }
 
 impl Statement {
@@ -77,7 +81,8 @@ impl Statement {
             | Statement::DropFeature { .. }
             | Statement::CreateSource(_)
             | Statement::DropSource { .. }
-            | Statement::Checkpoint => false,
+            | Statement::Checkpoint
+            | Statement::Backup { .. } => false,
         }
     }
 }
@@ -152,6 +157,9 @@ impl SqlParser {
         }
         if feature::starts_with_words(text, &["SHOW", "SOURCES"]) {
             return Ok(Statement::ShowSources);
+        }
+        if feature::starts_with_words(text, &["BACKUP"]) {
+            return Ok(Statement::Backup { to: feature::parse_backup(text)? });
         }
         if text.trim().trim_end_matches(';').trim().eq_ignore_ascii_case("checkpoint") {
             return Ok(Statement::Checkpoint);

@@ -199,6 +199,8 @@ mod tests {
         Reopen,
         /// Moves rows before this (block, µs) written before the n-th write to the cold tier.
         Move(i64, i64, usize),
+        /// Backs the store up, and opens the backup as a store of its own.
+        Backup,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -212,6 +214,7 @@ mod tests {
             1 => (0..40usize).prop_map(Op::ReplayFrom),
             1 => Just(Op::Reopen),
             1 => (0..3i64, 0..5i64, 0..40usize).prop_map(|(b, t, n)| Op::Move(b, t, n)),
+            1 => Just(Op::Backup),
         ]
     }
 
@@ -328,6 +331,18 @@ mod tests {
                     let before_time = block * BLOCK_MICROS + micros;
                     let request = crate::storage::MoveRequest { table, before_time, below_seq };
                     moved |= store.move_to_cold(&request).unwrap().rows_moved > 0;
+                }
+                Op::Backup => {
+                    // Merges pending under a held scan, hot copies of moved rows: the backup
+                    // reads as the store does.
+                    let dest = tempfile::tempdir().unwrap();
+                    let report = store.backup(dest.path(), || {}).unwrap();
+                    assert_eq!(report.next_seq, store.next_seq().unwrap());
+                    let cold = crate::storage::cold::ColdStore::local(dest.path().join("cold")).unwrap();
+                    let kv = Arc::new(SledKv::open(&dest.path().join("hot"), None).unwrap());
+                    let copy = EventStore::open(kv, Some(Arc::new(cold)), DiskReserve::none()).unwrap();
+                    let got = read(copy.scan(TABLE, (i64::MIN, i64::MAX), (0, 1))).into_iter().map(|(id, _)| id);
+                    same_rows(got.collect(), expected(&written, 0), moved, "the backup");
                 }
                 Op::Reopen => {
                     held = None;

@@ -6,6 +6,7 @@
 //! `KvStore` and knows the key layout (see `keys`), how rows are grouped into Arrow blocks by
 //! event time, and the per-table statistics (watermark, row count).
 
+pub mod backup;
 pub mod blocks;
 pub mod cold;
 mod committer;

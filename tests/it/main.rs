@@ -7,6 +7,7 @@
 mod common;
 
 mod asof;
+mod backup;
 mod bad_input;
 mod clients;
 mod compaction;
