@@ -1,7 +1,8 @@
 //! The HTTP port (`--http`, spec section 7) of the real binary, over TLS with a password:
 //! feature vectors equal to the SQL point reads on the same keys, bad requests answered 400
 //! naming what is wrong, 401 without the password, metrics that move by exactly the work
-//! done, freshness, health, the INFO log, and 64 HTTP clients mixed with 16 SQL clients.
+//! done (CHECKPOINT and tiering passes too), freshness, health (503 while starting), the INFO
+//! log, and 64 HTTP clients mixed with 16 SQL clients.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -277,6 +278,12 @@ async fn http_port_serves_feature_vectors_metrics_and_health() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let idle = sample(&http.metrics().await, "asofdb_feature_freshness_seconds{feature=\"card_amounts_1h\"}");
     assert!(idle >= fresh + 1.0, "{fresh} then {idle}");
+    // One CHECKPOINT: one snapshot pass and one tiering pass.
+    sql.batch_execute("CHECKPOINT").await.unwrap();
+    let checkpointed = http.metrics().await;
+    for series in ["asofdb_checkpoint_duration_seconds_count", "asofdb_tiering_duration_seconds_count"] {
+        assert_eq!(sample(&checkpointed, series) - sample(&after, series), 1.0, "{series}");
+    }
 
     // 64 HTTP clients and 16 SQL clients (writers and point readers) at once: nothing fails.
     let http = Arc::new(http);
@@ -339,4 +346,31 @@ async fn healthz_is_503_below_the_disk_reserve() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "unavailable", "{body}");
     assert!(body["reason"].as_str().unwrap().contains("reserve"), "{body}");
+}
+
+/// Bound before the database opens, the port answers `/healthz` with 503 `starting` and
+/// every other path with 57P03 until the database is handed over; then it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_port_answers_starting_until_the_database_is_open() {
+    let http = asofdb::http::HttpServer::bind("127.0.0.1:0", Default::default()).await.unwrap();
+    let base = format!("http://{}", http.local_addr().unwrap());
+    let open = http.opener();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(http.serve(async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 503);
+    assert_eq!(health.json::<Value>().await.unwrap(), json!({"status": "unavailable", "reason": "starting"}));
+    for request in [client.get(format!("{base}/metrics")), client.post(format!("{base}/v1/features")).body("{}")] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 503);
+        assert_eq!(response.json::<Value>().await.unwrap()["sqlstate"], "57P03");
+    }
+    open(asofdb::execute::Database::in_memory().unwrap());
+    assert_eq!(client.get(format!("{base}/healthz")).send().await.unwrap().status().as_u16(), 200);
+    assert_eq!(client.get(format!("{base}/metrics")).send().await.unwrap().status().as_u16(), 200);
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
 }

@@ -1,7 +1,7 @@
 //! Kafka sources against librdkafka's mock cluster (three brokers with real TCP listeners,
 //! in this process) and the real binary: every message stored exactly once across `kill -9`
-//! while a producer keeps producing, bad messages set aside once each, and a broker outage
-//! ridden out.
+//! while a producer keeps producing, bad messages set aside once each (and counted in the
+//! metrics), positions kept by a backup, and a broker outage ridden out.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -252,7 +252,7 @@ async fn bad_messages_are_set_aside_once_and_good_ones_land() {
 
     // Each bad payload is kept once, with why it was refused, and survives a kill -9.
     server.kill9();
-    let server = BinaryServer::start(dir.path());
+    let server = BinaryServer::start_with_args(dir.path(), &["--http", "127.0.0.1:0"]);
     let client = connect(&server.conn_string()).await;
     wait_for(&client, "SELECT count(*) FROM asofdb.sources WHERE lag = 0", "2", limit).await;
     let payloads =
@@ -282,6 +282,45 @@ async fn bad_messages_are_set_aside_once_and_good_ones_land() {
         text_rows(&client, "SELECT name, rows_ingested, bad_messages, lag FROM asofdb.sources ORDER BY name").await;
     assert_eq!(report, ["lines|3|2|0".to_string(), format!("mixed|{good}|6|0")]);
     assert_eq!(text_rows(&client, "SELECT count(*) FROM m").await, [good.to_string()]);
+
+    // The same figures in the metrics.
+    let metrics = reqwest::get(format!("http://{}/metrics", server.http.unwrap())).await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    for (series, value) in [
+        ("asofdb_source_bad_messages_total{source=\"mixed\"}", 6),
+        ("asofdb_source_bad_messages_total{source=\"lines\"}", 2),
+        ("asofdb_source_rows_ingested_total{source=\"mixed\"}", good),
+        ("asofdb_source_rows_ingested_total{source=\"lines\"}", 3),
+        ("asofdb_source_lag{source=\"mixed\"}", 0),
+    ] {
+        assert!(metrics.lines().any(|line| line == format!("{series} {value}")), "{series} {value} in\n{metrics}");
+    }
+
+    // A backup holds the sources' positions: the restored copy resumes after what it holds,
+    // and reads on from there exactly once.
+    let backup = dir.path().join("backup");
+    client.batch_execute(&format!("BACKUP TO '{}'", backup.display())).await.unwrap();
+    let restored = dir.path().join("restored");
+    let out = std::process::Command::new(crate::common::binary_path())
+        .args(["restore", "--from"])
+        .arg(&backup)
+        .arg("--data-dir")
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    send(&producer, "lines", None, "5,c5,2026-01-01 00:00:05", None);
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let copy = BinaryServer::start(&restored);
+    let copy_client = connect(&copy.conn_string()).await;
+    for client in [&client, &copy_client] {
+        wait_for(client, "SELECT count(*) FROM l", "4", limit).await;
+        wait_for(client, "SELECT count(*) FROM asofdb.sources WHERE lag = 0", "2", limit).await;
+        let ids = text_rows(client, "SELECT string_agg(CAST(id AS TEXT), ',' ORDER BY id) FROM l").await;
+        assert_eq!(ids, ["1,3,4,5"]);
+        assert_eq!(text_rows(client, "SELECT count(*) FROM m").await, [good.to_string()]);
+        assert_eq!(text_rows(client, "SELECT count(*) FROM asofdb.source_errors").await, ["8"]);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
