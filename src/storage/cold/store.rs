@@ -118,6 +118,11 @@ impl ColdStore {
         outcome.recv().map_err(|_| Error::internal("cold tier task lost"))?.map_err(storage_error)
     }
 
+    /// The directory of a local cold tier (`None` for a bucket).
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
+    }
+
     /// Whether the files are on this machine's disk (not in a bucket).
     pub fn is_local(&self) -> bool {
         self.local_root.is_some()
@@ -128,8 +133,9 @@ impl ColdStore {
         let (objects, location) = (self.objects.clone(), ObjectPath::from(path));
         self.wait(async move { objects.put(&location, PutPayload::from(bytes)).await.map(|_| ()) })?;
         if let Some(root) = &self.local_root {
-            // object_store renames a staged file into place but does not fsync it.
-            let file = root.join(path);
+            // object_store renames a staged file into place but does not fsync it. On disk its
+            // name is the object path's, with characters like `~` or `%` percent-encoded.
+            let file = root.join(ObjectPath::from(path).as_ref());
             std::fs::File::open(&file)?.sync_all()?;
             if let Some(dir) = file.parent() {
                 std::fs::File::open(dir)?.sync_all()?;
@@ -155,14 +161,24 @@ impl ColdStore {
         })
     }
 
-    /// Every object's path.
+    /// Every object's path, as [`ColdStore::put`] was given it (not percent-encoded).
     pub fn list(&self) -> Result<Vec<String>> {
         let objects = self.objects.clone();
         self.wait(async move {
             let metas: Vec<_> = objects.list(None).try_collect().await?;
-            Ok(metas.into_iter().map(|m| m.location.to_string()).collect())
+            Ok(metas.into_iter().map(|m| logical_path(&m.location)).collect())
         })
     }
+}
+
+/// The path `put` was given for the object at `location`: object_store percent-encodes some
+/// characters of each part (`~`, `%`, `#`, a part that is `..`), which a table's name may hold.
+fn logical_path(location: &ObjectPath) -> String {
+    let parts: Vec<String> = location
+        .parts()
+        .map(|part| percent_encoding::percent_decode_str(part.as_ref()).decode_utf8_lossy().into_owned())
+        .collect();
+    parts.join("/")
 }
 
 impl Drop for ColdStore {
@@ -186,6 +202,13 @@ mod tests {
         assert_eq!(local.list().unwrap(), vec!["t/1.parquet".to_string()]);
         assert_eq!(local.get("t/1.parquet").unwrap().as_ref(), b"x");
 
+        // Table names become path parts; object_store encodes some of their characters.
+        for name in ["a~b", "x%y", "..", "q#r", "c d"] {
+            let path = format!("{name}/2.parquet");
+            local.put(&path, name.as_bytes().to_vec()).unwrap();
+            assert_eq!(local.get(&path).unwrap().as_ref(), name.as_bytes());
+            assert!(local.list().unwrap().contains(&path), "{path} in {:?}", local.list());
+        }
         // A bucket is configured, not contacted, at open.
         let bucket = ColdStore::open("s3://my-bucket/asofdb/cold").unwrap();
         assert!(bucket.location().contains("my-bucket"), "{}", bucket.location());
