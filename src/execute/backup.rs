@@ -2,6 +2,7 @@
 //! is `storage::backup`, this is what holds still meanwhile.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::database::Database;
 use crate::error::{Error, Result, SqlState};
@@ -12,10 +13,27 @@ impl Database {
     /// empty: every write acknowledged before this began, with the catalog, the features'
     /// snapshots, sources' positions and the cold tier's files. Writes wait only while the
     /// features are snapshotted and the catalog is copied, not while the rows are.
-    pub async fn backup(&self, dest: &str) -> Result<BackupReport> {
+    ///
+    /// It runs to the end in a task of its own, with the locks it holds: a statement dropped
+    /// on the way (at shutdown) must not let a DROP TABLE in while rows are being copied.
+    pub async fn backup(self: &Arc<Self>, dest: &str) -> Result<BackupReport> {
         let dest = PathBuf::from(dest);
         if !dest.is_absolute() {
             return Err(Error::invalid_input(SqlState::InvalidName, "relative path not allowed for BACKUP TO"));
+        }
+        let db = self.clone();
+        let task = tokio::spawn(async move { db.backup_locked(dest).await });
+        task.await.map_err(|e| Error::internal(format!("backup: {e}")))?
+    }
+
+    async fn backup_locked(&self, dest: PathBuf) -> Result<BackupReport> {
+        let store = self.catalog.store().clone();
+        // Tiering would delete files a backup placed among the cold tier's.
+        for own in self.data_dir.iter().cloned().chain(store.cold_root()) {
+            if resolved(&dest).starts_with(resolved(&own)) {
+                let message = format!("cannot back up into \"{}\", inside the database's own files", dest.display());
+                return Err(Error::invalid_input(SqlState::InvalidParameterValue, message));
+            }
         }
         // One backup at a time, and no table dropped while its rows are copied.
         let _no_drops = self.backups.write().await;
@@ -24,7 +42,6 @@ impl Database {
         let _no_tiering = self.tiering.lock().await;
         let gate = self.commit_gate.write().await;
         self.checkpoint_gated(false).await?;
-        let store = self.catalog.store().clone();
         let (captured, seq_fixed) = tokio::sync::oneshot::channel();
         let target = dest.clone();
         let job = tokio::task::spawn_blocking(move || {
@@ -57,10 +74,29 @@ impl Database {
     }
 }
 
+/// `path` with symbolic links and `..` resolved, as far as it exists.
+fn resolved(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.file_name().map(|n| n.to_os_string()), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+    let mut out = existing.canonicalize().unwrap_or(existing);
+    out.extend(rest.iter().rev());
+    out
+}
+
 /// Removes what a failed backup wrote into `dest` (which was empty or missing before).
 fn remove_partial(dest: &Path) {
     for name in ["hot", "cold"] {
         let _ = std::fs::remove_dir_all(dest.join(name));
     }
     let _ = std::fs::remove_file(dest.join(MARKER));
+    let _ = std::fs::remove_file(dest.join(MARKER).with_extension("partial"));
 }

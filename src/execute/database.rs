@@ -108,6 +108,8 @@ pub struct Database {
     rows_at_snapshot: std::sync::atomic::AtomicU64,
     /// The running sources (`execute::source`).
     pub(super) sources: super::source::SourceRunners,
+    /// Where the database lives on disk (`None` in memory): no backup may go inside it.
+    pub(super) data_dir: Option<std::path::PathBuf>,
 }
 
 impl Database {
@@ -125,12 +127,12 @@ impl Database {
         });
         let kv = Arc::new(SledKv::open(&data_dir.join("hot"), limits.hot_cache_bytes)?);
         let reserve = DiskReserve::new(data_dir.to_path_buf(), limits.disk_reserve_bytes.unwrap_or(64 << 20));
-        Self::with_store(kv, Some(cold), reserve, limits)
+        Self::with_store(kv, Some(cold), reserve, limits, Some(data_dir.to_path_buf()))
     }
 
     /// A database that lives in memory only, for tests.
     pub fn in_memory() -> Result<Arc<Self>> {
-        Self::with_store(Arc::new(MemoryKv::new()), None, DiskReserve::none(), Limits::default())
+        Self::with_store(Arc::new(MemoryKv::new()), None, DiskReserve::none(), Limits::default(), None)
     }
 
     /// Plans a read-only statement (query, EXPLAIN) without running it. ASOF joins are
@@ -363,6 +365,7 @@ impl Database {
         cold: Option<Arc<ColdStore>>,
         reserve: DiskReserve,
         limits: Limits,
+        data_dir: Option<std::path::PathBuf>,
     ) -> Result<Arc<Self>> {
         let store = Arc::new(EventStore::open(kv, cold, reserve)?);
         let catalog = Arc::new(Catalog::open(store)?);
@@ -393,6 +396,7 @@ impl Database {
             copy_chunk_bytes: limits.copy_chunk_bytes.unwrap_or(16 << 20).max(1),
             rows_at_snapshot: std::sync::atomic::AtomicU64::new(0),
             sources: Default::default(),
+            data_dir,
         }))
     }
 }

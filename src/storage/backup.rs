@@ -18,13 +18,13 @@
 //! Staged pieces of writes not yet committed are not copied. A merge whose inputs were not yet
 //! deleted is copied with its inputs and record, and the restored store finishes it at open.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::cold::ColdFile;
-use super::events::EventStore;
+use super::cold::{ColdFile, ColdStore};
+use super::events::{EventStore, SEQ};
 use super::hot::SledKv;
 use super::{KvOp, KvStore, keys};
 use crate::error::{Error, Result, SqlState};
@@ -120,8 +120,14 @@ impl EventStore {
         let mut copier = Copier { kv, batch: Vec::new(), batch_bytes: 0, entries: 0, bytes: 0 };
         let (next_seq, manifest) = {
             let counters = self.counters.lock();
-            if self.visible_seq() != counters.next_seq {
-                return Err(Error::internal("a staged write was moving into place during a backup"));
+            // A staged write's record is written with its seqs and removed once its rows are
+            // in place. The caller's commit gate keeps one from moving now: a record is left
+            // only by a failed write, whose rows the next open moves.
+            if self.kv.scan(keys::ROLLING, &keys::prefix_end(keys::ROLLING)).next().is_some() {
+                return Err(Error::Storage(
+                    "a COPY's rows are not all in place after an earlier failure: restart the server, then back up"
+                        .into(),
+                ));
             }
             for (start, end) in state_ranges() {
                 copier.copy_range(self.kv.as_ref(), (&start, &end), |_| Ok(true))?;
@@ -145,46 +151,42 @@ impl EventStore {
         })?;
         copier.flush()?;
         copier.kv.sync()?;
+        let (hot_entries, hot_bytes) = (copier.entries, copier.bytes);
+        drop(copier);
         let (cold_files, cold_bytes) = self.copy_cold_files(manifest.all_files(), &dest.join("cold"))?;
+        // The files are synced; their directory entries too, before the marker says so.
+        sync_tree(dest)?;
+        if let Some(parent) = dest.parent() {
+            sync_dir(parent)?;
+        }
         let report = BackupReport {
             format: FORMAT,
             next_seq,
-            hot_entries: copier.entries,
-            hot_bytes: copier.bytes,
+            hot_entries,
+            hot_bytes,
             cold_files,
             cold_bytes,
             version: env!("CARGO_PKG_VERSION").to_string(),
             finished_at: chrono::Utc::now().to_rfc3339(),
             seconds: started.elapsed().as_secs_f64(),
         };
-        drop(copier);
         write_durably(&dest.join(MARKER), &serde_json::to_vec_pretty(&report)?)?;
         Ok(report)
     }
 
-    /// Copies `files` from the cold tier into the directory `to`, durably.
+    /// Copies `files` from the cold tier into a local cold tier at `to`, under the same
+    /// paths (stored as the original's local tier would store them), durably.
     fn copy_cold_files<'a>(&self, files: impl Iterator<Item = &'a ColdFile>, to: &Path) -> Result<(u64, u64)> {
-        std::fs::create_dir_all(to)?;
+        let target = ColdStore::local(to.to_path_buf())?;
         let (mut count, mut bytes) = (0, 0);
         for file in files {
             let cold = self.cold.as_ref().ok_or_else(|| Error::Storage("cold files but no cold tier".into()))?;
             let data = cold.get(&file.path)?;
-            write_durably(&inside(to, &file.path)?, &data)?;
-            count += 1;
             bytes += data.len() as u64;
+            target.put(&file.path, data.to_vec())?;
+            count += 1;
         }
-        sync_dir(to)?;
         Ok((count, bytes))
-    }
-}
-
-/// `relative` (a cold file's path) under `root`, refusing a path that would leave it.
-fn inside(root: &Path, relative: &str) -> Result<PathBuf> {
-    let path = Path::new(relative);
-    if path.components().all(|c| matches!(c, std::path::Component::Normal(_))) {
-        Ok(root.join(path))
-    } else {
-        Err(Error::Storage(format!("cold file path \"{relative}\" leaves the cold tier")))
     }
 }
 
@@ -207,6 +209,17 @@ fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
 fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)?.sync_all()?;
     Ok(())
+}
+
+/// Fsyncs `dir` and every directory below it (their entries; files are synced when written).
+fn sync_tree(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            sync_tree(&entry.path())?;
+        }
+    }
+    sync_dir(dir)
 }
 
 /// Whether `dir` may receive a backup or a restore: missing, or an empty directory.
@@ -243,19 +256,67 @@ pub fn read_marker(from: &Path) -> Result<BackupReport> {
 }
 
 /// Makes the data directory `data_dir` (missing or empty) from the finished backup `from`:
-/// its hot tier and cold files, copied durably. The backup is left as it was.
+/// its hot tier and cold files, copied durably and checked against `backup.json`. The backup
+/// is left as it was; a restore that fails removes what it made.
 pub fn restore(from: &Path, data_dir: &Path) -> Result<BackupReport> {
     let report = read_marker(from)?;
+    if !from.join("hot").is_dir() {
+        let message = format!("\"{}\" is not a backup: it has no hot/ directory", from.display());
+        return Err(Error::invalid_input(SqlState::UndefinedFile, message));
+    }
     check_empty(data_dir)?;
-    std::fs::create_dir_all(data_dir)?;
-    for tier in ["hot", "cold"] {
-        let source = from.join(tier);
-        if source.exists() {
-            copy_tree(&source, &data_dir.join(tier))?;
+    let existed = data_dir.exists();
+    let made = copy_backup(from, data_dir, &report);
+    if made.is_err() {
+        for tier in ["hot", "cold"] {
+            let _ = std::fs::remove_dir_all(data_dir.join(tier));
+        }
+        if !existed {
+            let _ = std::fs::remove_dir(data_dir);
         }
     }
+    made.map(|()| report)
+}
+
+fn copy_backup(from: &Path, data_dir: &Path, report: &BackupReport) -> Result<()> {
+    std::fs::create_dir_all(data_dir)?;
+    copy_tree(&from.join("hot"), &data_dir.join("hot"))?;
+    let cold = from.join("cold");
+    if cold.exists() {
+        copy_tree(&cold, &data_dir.join("cold"))?;
+    }
     sync_dir(data_dir)?;
-    Ok(report)
+    if let Some(parent) = data_dir.parent() {
+        sync_dir(parent)?;
+    }
+    // What was copied is what the backup wrote.
+    let kv = SledKv::open(&data_dir.join("hot"), Some(16 << 20))?;
+    let entries = kv.scan(&[], &[u8::MAX; 4]).try_fold(0u64, |n, pair| pair.map(|_| n + 1))?;
+    let seq = kv.get(&keys::counter(SEQ))?.and_then(|v| keys::be_u64(&v, 0)).unwrap_or(1);
+    let cold_files = count_files(&data_dir.join("cold"), ".parquet")?;
+    if (entries, seq, cold_files) != (report.hot_entries, report.next_seq, report.cold_files) {
+        return Err(Error::Storage(format!(
+            "the restored copy holds {entries} hot entries up to seq {seq} and {cold_files} cold files, \
+             but {MARKER} says {} up to seq {} and {}",
+            report.hot_entries, report.next_seq, report.cold_files
+        )));
+    }
+    Ok(())
+}
+
+/// Files below `dir` whose name ends with `suffix` (0 if `dir` is missing).
+fn count_files(dir: &Path, suffix: &str) -> Result<u64> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(0) };
+    let mut count = 0;
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            count += count_files(&entry.path(), suffix)?;
+        } else if entry.file_name().to_string_lossy().ends_with(suffix) {
+            count += 1;
+        }
+    }
+    Ok(count)
 }
 
 /// Copies the directory tree `from` to `to`, fsyncing every file and directory.
@@ -290,6 +351,58 @@ mod tests {
             assert!(!copied(&left), "{left:?}");
         }
         assert!(!copied(&keys::staged(1, 0)) && !copied(&keys::rolling(1)));
+    }
+
+    #[test]
+    fn a_backup_holds_exactly_the_writes_before_its_seq_while_writes_go_on() {
+        use crate::storage::blocks::tests::rows;
+        use crate::storage::{Append, Commit, DiskReserve, MemoryKv, ScanTable};
+        use arrow::array::{Array, Int64Array};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        let store = Arc::new(EventStore::open(Arc::new(MemoryKv::new()), None, DiskReserve::none()).unwrap());
+        let t = store.allocate_table_id().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        // (value, seq) of every write, one row each, by a writer that runs throughout.
+        let writer = {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut written = Vec::new();
+                for i in 0.. {
+                    if stop.load(Ordering::SeqCst) && written.len() > 2000 {
+                        break;
+                    }
+                    let append = Append { table_id: t, event_time: Some(1), batch: rows(vec![i * 1_000_000]) };
+                    let parts = store.apply(Commit { appends: vec![append], ..Default::default() }).unwrap();
+                    written.push((i * 1_000_000, parts[0].seq));
+                }
+                written
+            })
+        };
+        while store.next_seq().unwrap() < 1000 {
+            std::thread::yield_now();
+        }
+        let dest = tempfile::tempdir().unwrap();
+        let report = store.backup(dest.path(), || {}).unwrap();
+        stop.store(true, Ordering::SeqCst);
+        let written = writer.join().unwrap();
+
+        let restored = tempfile::tempdir().unwrap();
+        restore(dest.path(), &restored.path().join("data")).unwrap();
+        let kv = Arc::new(SledKv::open(&restored.path().join("data/hot"), None).unwrap());
+        let copy = EventStore::open(kv, None, DiskReserve::none()).unwrap();
+        let mut got = Vec::new();
+        for part in copy.scan(ScanTable { id: t, event_time: Some(1) }, (i64::MIN, i64::MAX), (0, 1)) {
+            let batch = part.unwrap().batch;
+            let values = batch.column(0).as_any().downcast_ref::<Int64Array>().unwrap().clone();
+            got.extend((0..values.len()).map(|i| values.value(i)));
+        }
+        got.sort_unstable();
+        let want: Vec<i64> = written.iter().filter(|(_, seq)| *seq < report.next_seq).map(|(v, _)| *v).collect();
+        assert!(want.len() >= 1000 && want.len() < written.len(), "{} of {}", want.len(), written.len());
+        assert_eq!(got, want);
+        assert_eq!(copy.next_seq().unwrap(), report.next_seq);
     }
 
     #[test]

@@ -155,7 +155,7 @@ pub(super) struct Applied {
     pub moved: Vec<(i64, u64)>,
 }
 
-const SEQ: &str = "seq";
+pub(super) const SEQ: &str = "seq";
 const TABLE_ID: &str = "table_id";
 pub(super) const FILE_NO: &str = "file_no";
 /// The last commit time stamped on rows (`ingest_time`), so a restart never goes below it.
@@ -225,6 +225,11 @@ impl EventStore {
     /// Where the cold tier is, if there is one.
     pub fn cold_location(&self) -> Option<String> {
         self.cold.as_ref().map(|c| c.location())
+    }
+
+    /// The directory of a local cold tier.
+    pub fn cold_root(&self) -> Option<std::path::PathBuf> {
+        self.cold.as_ref().and_then(|c| c.local_root().map(|p| p.to_path_buf()))
     }
 
     /// The current manifest version.

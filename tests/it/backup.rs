@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use common::{BinaryServer, binary_path, connect, text_rows};
 use futures::SinkExt;
 
-const WRITERS: i64 = 3;
+/// Writers of single-row INSERTs, and one of COPYs.
+const WRITERS: i64 = 4;
 /// Writer `w`'s rows have ids from `w * WRITER_IDS` on; the bulk rows' ids are below it.
 const WRITER_IDS: i64 = 1_000_000_000;
 
@@ -41,16 +42,27 @@ async fn copy(client: &tokio_postgres::Client, lines: &[String]) {
 /// One writer's acknowledged rows: the instant each INSERT was acknowledged, by index.
 type Acks = Vec<Instant>;
 
-/// Inserts single rows until `stop`, recording when each was acknowledged.
+/// Writes rows until `stop`, recording when each was acknowledged: single-row INSERTs, or
+/// for the last writer COPYs of 20 rows (staged writes, moved into place at commit).
 async fn write_until(conn: String, writer: i64, stop: Arc<AtomicBool>) -> Acks {
     let client = connect(&conn).await;
     let insert = client.prepare("INSERT INTO tx VALUES ($1, $2, $3, $4)").await.unwrap();
+    let ts = |i: i64| chrono::DateTime::from_timestamp(1_704_067_200 + 2 * 86_400 + i, 0).unwrap().naive_utc();
     let mut acks = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         let i = acks.len() as i64;
-        let ts = chrono::DateTime::from_timestamp(1_704_067_200 + 2 * 86_400 + i, 0).unwrap().naive_utc();
+        if writer == WRITERS {
+            let lines: Vec<String> = (i..i + 20)
+                .map(|i| {
+                    format!("{},{},{},{}", writer * WRITER_IDS + i, i % 11, i % 97, ts(i).format("%Y-%m-%d %H:%M:%S"))
+                })
+                .collect();
+            copy(&client, &lines).await;
+            acks.extend([Instant::now(); 20]);
+            continue;
+        }
         let row: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-            [&(writer * WRITER_IDS + i), &(i % 11), &((i % 97) as f64), &ts];
+            [&(writer * WRITER_IDS + i), &(i % 11), &((i % 97) as f64), &ts(i)];
         client.execute(&insert, &row).await.unwrap();
         acks.push(Instant::now());
     }
@@ -168,9 +180,15 @@ async fn a_backup_under_load_restores_every_acknowledged_row_and_a_kill_leaves_t
         // A writer's rows are committed in order: the backup holds a prefix of them.
         assert_eq!(ids, (0..ids.len() as i64).collect(), "writer {w}: no gap");
         assert!(ids.len() as i64 >= acked_before, "writer {w}: {} of {acked_before} acknowledged rows", ids.len());
-        // At most one in flight when the backup's seq was fixed: none acknowledged after it.
+        // At most one write in flight when the backup's seq was fixed: none acknowledged after.
         let acked_by_end = acks.iter().filter(|at| **at <= ended).count();
-        assert!(ids.len() <= acked_by_end + 1, "writer {w}: {} rows, {acked_by_end} acknowledged", ids.len());
+        let rows_per_write = if w as i64 + 1 == WRITERS { 20 } else { 1 };
+        assert!(
+            ids.len() <= acked_by_end + rows_per_write,
+            "writer {w}: {} rows, {acked_by_end} acknowledged",
+            ids.len()
+        );
+        assert_eq!(ids.len() % rows_per_write, 0, "writer {w}: a COPY in part");
     }
     for (id, row) in &restored {
         assert_eq!(Some(row), original.get(id), "row {id} as stored in the original");
@@ -188,6 +206,11 @@ async fn a_backup_under_load_restores_every_acknowledged_row_and_a_kill_leaves_t
     assert_eq!(not_empty.code().unwrap().code(), "58P02", "{not_empty:?}");
     let relative = client.batch_execute("BACKUP TO 'backup'").await.unwrap_err();
     assert_eq!(relative.code().unwrap().code(), "42602", "{relative:?}");
+    for inside in [data.join("backup"), data.join("cold/tx/../backup")] {
+        let refused = client.batch_execute(&format!("BACKUP TO '{}'", inside.display())).await.unwrap_err();
+        assert_eq!(refused.code().unwrap().code(), "22023", "{refused:?}");
+        assert!(!inside.exists());
+    }
     let out = restore(&backup_dir, &data);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not empty"), "{out:?}");
