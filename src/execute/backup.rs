@@ -12,7 +12,7 @@ impl Database {
     /// Copies the database into `dest`, a directory on the server that does not exist or is
     /// empty: every write acknowledged before this began, with the catalog, the features'
     /// snapshots, sources' positions and the cold tier's files. Writes wait only while the
-    /// features are snapshotted and the catalog is copied, not while the rows are.
+    /// catalog and the features' snapshots are copied, not while the rows are.
     ///
     /// It runs to the end in a task of its own, with the locks it holds: a statement dropped
     /// on the way (at shutdown) must not let a DROP TABLE in while rows are being copied.
@@ -28,8 +28,8 @@ impl Database {
 
     async fn backup_locked(&self, dest: PathBuf) -> Result<BackupReport> {
         let store = self.catalog.store().clone();
-        // Tiering would delete files a backup placed among the cold tier's.
-        for own in self.data_dir.iter().cloned().chain(store.cold_root()) {
+        // Not among the hot tier's files, nor the cold tier's (collection would delete them).
+        for own in self.data_dir.iter().map(|dir| dir.join("hot")).chain(store.cold_root()) {
             if resolved(&dest).starts_with(resolved(&own)) {
                 let message = format!("cannot back up into \"{}\", inside the database's own files", dest.display());
                 return Err(Error::invalid_input(SqlState::InvalidParameterValue, message));
@@ -40,8 +40,11 @@ impl Database {
         backup::check_empty(&dest)?;
         // No tiering pass either; taken before the commit gate, as CREATE OR REPLACE does.
         let _no_tiering = self.tiering.lock().await;
+        // No commit mid-way while the backup's seq is fixed (a staged write's rows must be
+        // wholly in place). Features are not snapshotted first: the copy restored replays the
+        // rows after their last snapshot, as a restart does, and writes wait less.
         let gate = self.commit_gate.write().await;
-        self.checkpoint_gated(false).await?;
+        let paused = std::time::Instant::now();
         let (captured, seq_fixed) = tokio::sync::oneshot::channel();
         let target = dest.clone();
         let job = tokio::task::spawn_blocking(move || {
@@ -52,6 +55,7 @@ impl Database {
         // Commits go on once the backup's seq is fixed (or it failed before).
         let _ = seq_fixed.await;
         drop(gate);
+        let writes_waited = paused.elapsed();
         let outcome = job.await.map_err(|e| Error::internal(format!("backup: {e}"))).and_then(|r| r);
         match outcome {
             Ok(report) => {
@@ -62,6 +66,7 @@ impl Database {
                     cold_files = report.cold_files,
                     bytes = report.hot_bytes + report.cold_bytes,
                     secs = report.seconds,
+                    writes_waited_secs = writes_waited.as_secs_f64(),
                     "backup written"
                 );
                 Ok(report)

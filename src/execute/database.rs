@@ -108,7 +108,7 @@ pub struct Database {
     rows_at_snapshot: std::sync::atomic::AtomicU64,
     /// The running sources (`execute::source`).
     pub(super) sources: super::source::SourceRunners,
-    /// Where the database lives on disk (`None` in memory): no backup may go inside it.
+    /// Where the database lives on disk (`None` in memory): no backup may go into its hot tier.
     pub(super) data_dir: Option<std::path::PathBuf>,
 }
 
@@ -275,11 +275,6 @@ impl Database {
 
     async fn checkpoint_features(&self, force: bool) -> Result<usize> {
         let _no_commits = self.commit_gate.write().await;
-        self.checkpoint_gated(force).await
-    }
-
-    /// [`Database::checkpoint`]'s snapshots, the caller holding the commit gate.
-    pub(super) async fn checkpoint_gated(&self, force: bool) -> Result<usize> {
         let store = self.catalog.store();
         let mut written = 0;
         for feature in self.features.all() {

@@ -283,6 +283,25 @@ async fn cold_url_places_the_cold_tier() {
     assert!(!dir.path().join("cold").join("tx").exists());
     let row = client.query_one("SELECT count(*) FROM tx", &[]).await.unwrap();
     assert_eq!(row.get::<_, i64>(0), 500);
+
+    // A backup takes the files from wherever the cold tier is; restored, they are local.
+    let backup = dir.path().join("backup");
+    client.batch_execute(&format!("BACKUP TO '{}'", backup.display())).await.unwrap();
+    let restored = dir.path().join("restored");
+    let out = Command::new(common::binary_path())
+        .args(["restore", "--from"])
+        .arg(&backup)
+        .arg("--data-dir")
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let before = observe(&client).await;
+    drop(server);
+    let copy = BinaryServer::start_with_args(&restored, &["--tier-secs", "0"]);
+    let client = connect(&copy.conn_string()).await;
+    assert_eq!(tiers(&client).await, (500 - cold, cold, files));
+    assert_eq!(observe(&client).await, before);
 }
 
 /// ADD COLUMN and known-at over both tiers and a restart: rows moved to Parquet before the
