@@ -8,7 +8,8 @@ pgbench runs single-row INSERTs (16 clients, prepared) for `--seconds`; after a 
 backup starts: `BACKUP TO '<dir>'` through psql, `pg_basebackup -X stream -c fast` (plain format,
 fsynced, as its defaults). Printed for each: the backup's seconds and size, its MB/s, and the
 INSERT latency (p50, p99, max) of the transactions that ended during the backup against those that
-ended before it, from pgbench's per-transaction log. Then `asofdb restore` of the backup, timed.
+ended before it, from pgbench's per-transaction log; for asofdb also how long writes waited (its
+log's `writes_waited_secs`). Then `asofdb restore` of the backup, timed.
 
 Both servers are started by this script on free loopback ports (PostgreSQL: Debian's, initdb on a
 temporary directory, installed if missing).
@@ -114,6 +115,8 @@ def main():
         ours_dir = os.path.join(work, "asofdb-backup")
         ours = backup_under_load("asofdb", port, work, args.seconds,
                                  lambda: psql(port, f"BACKUP TO '{ours_dir}'"))
+        logged = [line for line in open(os.path.join(work, "asofdb.err")) if "backup written" in line]
+        waited = logged[-1].split("writes_waited_secs=")[1].split()[0] if logged else "?"
         restored = os.path.join(work, "asofdb-restored")
         binary = args.binary or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                              "target", "release", "asofdb")
@@ -140,6 +143,7 @@ def main():
             print(f"{name:17} {secs:6.2f} s  {mb:7.1f} MB  {mb / secs:6.1f} MB/s")
             print(f"{'':17} INSERT latency before: {summary(before)}")
             print(f"{'':17} INSERT latency during: {summary(inside)}")
+        print(f"asofdb writes waited (logged writes_waited_secs): {float(waited) * 1000:.1f} ms")
         print(f"asofdb restore    {restore_secs:6.2f} s")
         print(f"ratio (pg_basebackup seconds / asofdb seconds): {theirs[0] / ours[0]:.2f}x")
     finally:

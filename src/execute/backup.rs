@@ -43,8 +43,9 @@ impl Database {
         // No commit mid-way while the backup's seq is fixed (a staged write's rows must be
         // wholly in place). Features are not snapshotted first: the copy restored replays the
         // rows after their last snapshot, as a restart does, and writes wait less.
-        let gate = self.commit_gate.write().await;
+        // New commits wait from the moment this is asked for (the lock is fair).
         let paused = std::time::Instant::now();
+        let gate = self.commit_gate.write().await;
         let (captured, seq_fixed) = tokio::sync::oneshot::channel();
         let target = dest.clone();
         let job = tokio::task::spawn_blocking(move || {
