@@ -167,7 +167,7 @@ impl Session {
                 _ => Err(Error::TransactionAborted),
             };
         }
-        if let (Transaction::Open(_), Some(kind)) = (&self.transaction, ddl_kind(statement)) {
+        if let (Transaction::Open(_), Some(kind)) = (&self.transaction, statement.ddl_kind()) {
             self.notice(format!("{kind} inside a transaction block takes effect at once: ROLLBACK will not undo it"));
         }
         let outcome = match statement {
@@ -670,24 +670,6 @@ pub fn check_copy(db: &Database, sql: &SqlStatement) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The statement's name if it defines or drops an object (not transactional here).
-fn ddl_kind(statement: &Statement) -> Option<&'static str> {
-    match statement {
-        Statement::CreateFeature(_) => Some("CREATE FEATURE"),
-        Statement::DropFeature { .. } => Some("DROP FEATURE"),
-        Statement::CreateSource(_) => Some("CREATE SOURCE"),
-        Statement::DropSource { .. } => Some("DROP SOURCE"),
-        Statement::Standard(sql) => match sql.as_ref() {
-            SqlStatement::CreateTable(_) => Some("CREATE TABLE"),
-            SqlStatement::CreateView(_) => Some("CREATE VIEW"),
-            SqlStatement::AlterTable(_) => Some("ALTER TABLE"),
-            SqlStatement::Drop { .. } => Some("DROP"),
-            _ => None,
-        },
-        _ => None,
-    }
 }
 
 /// The statement's leading keywords, for "not supported" messages.

@@ -193,6 +193,7 @@ impl StartupHandler for Startup {
                 _ => plain.on_startup(client, message).await?,
             },
             Startup::TooManyClients => {
+                super::audit::login_failed(client, SqlState::TooManyConnections.code(), "too many clients");
                 return Err(fatal(SqlState::TooManyConnections, "sorry, too many clients already"));
             }
         }

@@ -80,6 +80,7 @@ impl ErrorHandler for LogErrors {
             // pgwire names the SCRAM user, which libpq leaves empty; the startup user is meant.
             let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
             *error = fatal(SqlState::InvalidPassword, format!("password authentication failed for user \"{user}\""));
+            super::audit::login_failed(client, SqlState::InvalidPassword.code(), "wrong password");
         }
         abort_transaction_after_error(client);
         tracing::debug!(peer = %client.socket_addr(), "sending error: {error}");

@@ -2,6 +2,7 @@
 //! protocol, COPY, cancellation, and the translation of errors into ErrorResponses.
 
 mod array_text;
+mod audit;
 mod auth;
 mod binary_tuples;
 mod cancel;

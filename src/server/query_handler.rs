@@ -98,8 +98,12 @@ impl SimpleQueryHandler for QueryHandler {
                 conn.start_statement(read_only);
                 read_only.then(|| conn.cancel.clone())
             };
+            let audited = statement.audited_kind().is_some().then(|| statement.clone());
             let executed =
                 execute_with_notices(&self.executor, &state, Run::Statement(statement), cancel, client).await;
+            if let Some(statement) = &audited {
+                super::audit::statement(client, statement, &text, &executed);
+            }
             let shown_with = {
                 let mut conn = state.lock().await;
                 if executed.is_err() {
@@ -177,6 +181,7 @@ impl ExtendedQueryHandler for QueryHandler {
         let cancel = (query.is_query() || query.statement.is_read_only()).then_some(flag);
         let run = Run::Prepared(prepared.clone(), params);
         let output = execute_with_notices(&self.executor, &state, run, cancel, client).await;
+        super::audit::statement(client, &query.statement, &prepared.text, &output);
         let response = match output {
             Ok(output) => {
                 let shown_with = output_context(&*state.lock().await);

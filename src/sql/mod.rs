@@ -62,6 +62,48 @@ pub enum Statement {
 }
 
 impl Statement {
+    /// The kind of a statement that changes the schema (CREATE, ALTER, DROP of any object).
+    pub fn ddl_kind(&self) -> Option<&'static str> {
+        match self {
+            Statement::CreateFeature(_) => Some("CREATE FEATURE"),
+            Statement::DropFeature { .. } => Some("DROP FEATURE"),
+            Statement::CreateSource(_) => Some("CREATE SOURCE"),
+            Statement::DropSource { .. } => Some("DROP SOURCE"),
+            Statement::Standard(sql) => match sql.as_ref() {
+                SqlStatement::CreateTable(_) => Some("CREATE TABLE"),
+                SqlStatement::CreateView(_) => Some("CREATE VIEW"),
+                SqlStatement::AlterTable(_) => Some("ALTER TABLE"),
+                SqlStatement::Drop { .. } => Some("DROP"),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The kind of a statement the audit log records: DDL, BACKUP, and the statements that
+    /// erase rows or change who may do what (refused until they are built, and recorded
+    /// all the same).
+    pub fn audited_kind(&self) -> Option<&'static str> {
+        if let Some(kind) = self.ddl_kind() {
+            return Some(kind);
+        }
+        match self {
+            Statement::Backup { .. } => Some("BACKUP"),
+            Statement::Standard(sql) => match sql.as_ref() {
+                SqlStatement::Delete(_) => Some("DELETE"),
+                SqlStatement::Update { .. } => Some("UPDATE"),
+                SqlStatement::Truncate { .. } => Some("TRUNCATE"),
+                SqlStatement::Grant { .. } => Some("GRANT"),
+                SqlStatement::Revoke { .. } => Some("REVOKE"),
+                SqlStatement::CreateRole { .. } => Some("CREATE ROLE"),
+                SqlStatement::AlterRole { .. } => Some("ALTER ROLE"),
+                SqlStatement::CreateIndex(_) => Some("CREATE INDEX"),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// True for statements that only read (queries, EXPLAIN, SHOW, COPY ... TO): they may be
     /// abandoned at any await point when cancelled or timed out. Writes and DDL run to the
     /// end once started, so a cancel never leaves one half-applied.

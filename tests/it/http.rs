@@ -2,7 +2,7 @@
 //! feature vectors equal to the SQL point reads on the same keys, bad requests answered 400
 //! naming what is wrong, 401 without the password, metrics that move by exactly the work
 //! done (CHECKPOINT and tiering passes too), freshness, health (503 while starting), the INFO
-//! log, and 64 HTTP clients mixed with 16 SQL clients.
+//! log with its audit lines, and 64 HTTP clients mixed with 16 SQL clients.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -320,11 +320,34 @@ async fn http_port_serves_feature_vectors_metrics_and_health() {
     same_values(&answer["results"], &point_reads(&sql, &entities).await);
     assert_eq!(sample(&http.metrics().await, "asofdb_table_rows_ingested_total{table=\"tx\"}"), 475.0 + 400.0);
 
+    // Audited: DDL (done or refused), a DELETE (refused until erasure is built), a failed login.
+    let refused = sql.batch_execute("DELETE FROM tx WHERE cc_num = 1").await.unwrap_err();
+    assert_eq!(refused.code().unwrap().code(), "0A000");
+    sql.batch_execute("CREATE TABLE audited (x BIGINT)").await.unwrap();
+    sql.execute("DROP TABLE audited", &[]).await.unwrap();
+    let wrong = format!("{} password='wrong'", server.conn_string());
+    assert!(crate::common::try_connect(&wrong).await.is_none());
+
     // The INFO log: connections with the client's address, slow statements (all, at
-    // --log-slow-ms 0) with their text, and nothing per point read.
+    // --log-slow-ms 0) with their text, nothing per point read, and the audit lines.
     drop(sql);
     server.terminate();
     let logged = std::fs::read_to_string(&log).unwrap();
+    let audit: Vec<&str> = logged.lines().filter(|l| l.contains("asofdb::audit")).collect();
+    let user = r#"user="test" peer=127.0.0.1:"#;
+    for (kind, outcome, statement) in [
+        ("CREATE FEATURE", "ok", "CREATE FEATURE card_amounts_1h"),
+        ("DELETE", "0A000", "DELETE FROM tx WHERE cc_num = 1"),
+        ("CREATE TABLE", "ok", "CREATE TABLE audited"),
+        ("DROP", "ok", "DROP TABLE audited"),
+    ] {
+        let fields = format!(r#"kind="{kind}" outcome="{outcome}" {user}"#);
+        assert!(audit.iter().any(|l| l.contains(&fields) && l.contains(statement)), "{fields} {statement}: {audit:#?}");
+    }
+    let failed = r#"kind="LOGIN" outcome="28P01" user="test" peer=127.0.0.1:"#;
+    assert!(audit.iter().any(|l| l.contains("login failed: wrong password") && l.contains(failed)), "{audit:#?}");
+    // Writes and queries are not audited.
+    assert!(!audit.iter().any(|l| l.contains(r#"statement="INSERT"#) || l.contains(r#"statement="SELECT"#)));
     assert!(logged.lines().any(|l| l.contains("connection opened") && l.contains("peer=127.0.0.1:")), "{logged}");
     assert!(logged.lines().any(|l| l.contains("connection closed") && l.contains("peer=127.0.0.1:")), "{logged}");
     assert!(logged.lines().any(|l| l.contains("slow statement") && l.contains("CREATE FEATURE card_amounts_1h")));

@@ -1,0 +1,48 @@
+//! The audit log: one INFO line (target `asofdb::audit`) per statement that changes the schema
+//! or may erase rows or change who may do what (`Statement::audited_kind`), whether it
+//! succeeded or not, and per failed or refused login; each with the user and the client's
+//! address.
+
+use pgwire::api::{ClientInfo, METADATA_USER};
+
+use crate::error::Result;
+use crate::execute::Output;
+use crate::sql::Statement;
+
+/// An audited statement's text is logged up to this many characters.
+const TEXT_CHARS: usize = 2000;
+
+fn user<C: ClientInfo + ?Sized>(client: &C) -> String {
+    client.metadata().get(METADATA_USER).cloned().unwrap_or_default()
+}
+
+/// Records `statement` (sent as `text`) and its outcome, if the audit log records its kind.
+pub fn statement<C: ClientInfo + ?Sized>(client: &C, statement: &Statement, text: &str, outcome: &Result<Output>) {
+    let Some(kind) = statement.audited_kind() else { return };
+    let statement: String = text.chars().take(TEXT_CHARS).collect();
+    let outcome = match outcome {
+        Ok(_) => "ok",
+        Err(e) => e.sqlstate(),
+    };
+    tracing::info!(
+        target: "asofdb::audit",
+        kind,
+        outcome,
+        user = user(client),
+        peer = %client.socket_addr(),
+        statement,
+        "audit"
+    );
+}
+
+/// Records a login that failed (`why`: a wrong password) or was refused (too many clients).
+pub fn login_failed<C: ClientInfo + ?Sized>(client: &C, sqlstate: &str, why: &str) {
+    tracing::info!(
+        target: "asofdb::audit",
+        kind = "LOGIN",
+        outcome = sqlstate,
+        user = user(client),
+        peer = %client.socket_addr(),
+        "audit: login failed: {why}"
+    );
+}
