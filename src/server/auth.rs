@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use futures::Sink;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
-use pgwire::api::auth::sasl::scram::{SCRAM_ITERATIONS, ScramAuth, gen_salted_password, random_nonce};
+use pgwire::api::auth::sasl::scram::{SCRAM_ITERATIONS, ScramAuth, gen_salted_password, random_nonce, scram_keys};
 use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler};
 use pgwire::api::{ClientInfo, ConnectionManager, PgWireConnectionState};
 use pgwire::error::{PgWireError, PgWireResult};
@@ -128,26 +128,29 @@ fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8], alpn: &[u8]) -> Result<TlsAccep
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// The configured password, salted and hashed once at start-up as SCRAM stores it.
+/// The configured password as a SCRAM-SHA-256 verifier, made once at start-up: its salt,
+/// StoredKey and ServerKey, as PostgreSQL stores one. Neither the password nor the salted
+/// password (which would let whoever reads it log in) is kept.
 #[derive(Debug)]
 struct SaltedPassword {
     salt: Vec<u8>,
-    salted: Vec<u8>,
+    stored_key: Vec<u8>,
+    server_key: Vec<u8>,
 }
 
 impl SaltedPassword {
     fn new(password: &str) -> Self {
         // pgwire's nonce is 18 random bytes (base64): random, which is all a salt must be.
         let salt = random_nonce().into_bytes();
-        let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
-        Self { salt, salted }
+        let (stored_key, server_key) = scram_keys(&gen_salted_password(password, &salt, SCRAM_ITERATIONS));
+        Self { salt, stored_key, server_key }
     }
 }
 
 #[async_trait]
 impl AuthSource for SaltedPassword {
     async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
-        Ok(Password::new(Some(self.salt.clone()), self.salted.clone()))
+        Ok(Password::scram_verifier(self.salt.clone(), self.stored_key.clone(), self.server_key.clone()))
     }
 }
 

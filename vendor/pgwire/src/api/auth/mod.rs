@@ -191,9 +191,23 @@ impl ServerParameterProvider for DefaultServerParameterProvider {
 pub struct Password {
     salt: Option<Vec<u8>>,
     password: Vec<u8>,
+    /// SCRAM's StoredKey and ServerKey, when only they are kept (asofdb's change 8).
+    #[new(default)]
+    scram_keys: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Password {
+    /// A SCRAM-SHA-256 verifier, as PostgreSQL stores one: the salt, StoredKey and
+    /// ServerKey, without the salted password (which would let its holder log in).
+    pub fn scram_verifier(salt: Vec<u8>, stored_key: Vec<u8>, server_key: Vec<u8>) -> Password {
+        Password { salt: Some(salt), password: Vec::new(), scram_keys: Some((stored_key, server_key)) }
+    }
+
+    /// SCRAM's (StoredKey, ServerKey), if this is a verifier.
+    pub fn scram_keys(&self) -> Option<(&[u8], &[u8])> {
+        self.scram_keys.as_ref().map(|(stored, server)| (stored.as_slice(), server.as_slice()))
+    }
+
     /// Returns the salt, if any.
     pub fn salt(&self) -> Option<&[u8]> {
         self.salt.as_deref()

@@ -89,6 +89,13 @@ pub fn gen_salted_password(password: &str, salt: &[u8], iters: usize) -> Vec<u8>
     hi(pass_bytes, salt, iters)
 }
 
+/// StoredKey and ServerKey of a salted password (RFC 5802 section 3), what a verifier keeps
+/// (asofdb's change 8).
+pub fn scram_keys(salted_password: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let stored_key = h(&hmac(salted_password, b"Client Key"));
+    (stored_key, hmac(salted_password, b"Server Key"))
+}
+
 /// Generates a random nonce for SCRAM authentication.
 pub fn random_nonce() -> String {
     STANDARD.encode(rand::random::<[u8; 18]>())
@@ -248,6 +255,21 @@ impl ScramServerAuthWaitingForClientFinal {
             ));
         }
 
+        // asofdb's change 8: a verifier checks the proof with StoredKey (RFC 5802 section 3:
+        // ClientKey = ClientProof XOR HMAC(StoredKey, AuthMessage), then H(ClientKey) = StoredKey).
+        if let Some((stored_key, server_key)) = self.expected_password.scram_keys() {
+            let auth_msg = format!(
+                "{},{},{}",
+                self.client_first_message_bare, self.server_first_message, client_final.without_proof
+            );
+            let proof = STANDARD.decode(&client_final.proof).unwrap_or_default();
+            let signature = hmac(stored_key, auth_msg.as_bytes());
+            if proof.len() == signature.len() && h(&xor(&proof, &signature)) == stored_key {
+                let verifier = STANDARD.encode(hmac(server_key, auth_msg.as_bytes()));
+                return Ok(ServerFinal::Success { verifier }.to_string());
+            }
+            return Err(PgWireError::InvalidPassword(self.client_first_message_bare.username.clone()));
+        }
         let computed_client_proof = compute_client_proof(
             self.expected_password.password(),
             &self.client_first_message_bare,
