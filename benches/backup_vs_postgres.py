@@ -116,7 +116,7 @@ def main():
         ours = backup_under_load("asofdb", port, work, args.seconds,
                                  lambda: psql(port, f"BACKUP TO '{ours_dir}'"))
         logged = [line for line in open(os.path.join(work, "asofdb.err")) if "backup written" in line]
-        waited = logged[-1].split("writes_waited_secs=")[1].split()[0] if logged else "?"
+        waited = float(logged[-1].split("writes_waited_secs=")[1].split()[0]) if logged else float("nan")
         restored = os.path.join(work, "asofdb-restored")
         binary = args.binary or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                              "target", "release", "asofdb")
@@ -143,7 +143,7 @@ def main():
             print(f"{name:17} {secs:6.2f} s  {mb:7.1f} MB  {mb / secs:6.1f} MB/s")
             print(f"{'':17} INSERT latency before: {summary(before)}")
             print(f"{'':17} INSERT latency during: {summary(inside)}")
-        print(f"asofdb writes waited (logged writes_waited_secs): {float(waited) * 1000:.1f} ms")
+        print(f"asofdb writes waited (logged writes_waited_secs; nan if not logged): {waited * 1000:.1f} ms")
         print(f"asofdb restore    {restore_secs:6.2f} s")
         print(f"ratio (pg_basebackup seconds / asofdb seconds): {theirs[0] / ours[0]:.2f}x")
     finally:

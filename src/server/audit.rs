@@ -35,7 +35,26 @@ pub fn statement<C: ClientInfo + ?Sized>(client: &C, statement: &Statement, text
     );
 }
 
-/// Records a login that failed (`why`: a wrong password) or was refused (too many clients).
+/// Records the statements of `text` that look audited when `text` did not parse (`error`):
+/// none of them ran.
+pub fn unparsed<C: ClientInfo + ?Sized>(client: &C, text: &str, error: &crate::error::Error) {
+    for own in crate::sql::split_statements(text) {
+        let Some(kind) = Statement::audited_words(own) else { continue };
+        let statement: String = own.chars().take(TEXT_CHARS).collect();
+        tracing::info!(
+            target: "asofdb::audit",
+            kind,
+            outcome = error.sqlstate(),
+            user = user(client),
+            peer = %client.socket_addr(),
+            statement,
+            "audit"
+        );
+    }
+}
+
+/// Records a login that failed (`why`: a wrong password) or was refused (too many clients,
+/// before the startup message is read: no user name).
 pub fn login_failed<C: ClientInfo + ?Sized>(client: &C, sqlstate: &str, why: &str) {
     tracing::info!(
         target: "asofdb::audit",

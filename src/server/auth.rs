@@ -129,8 +129,9 @@ fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8], alpn: &[u8]) -> Result<TlsAccep
 }
 
 /// The configured password as a SCRAM-SHA-256 verifier, made once at start-up: its salt,
-/// StoredKey and ServerKey, as PostgreSQL stores one. Neither the password nor the salted
-/// password (which would let whoever reads it log in) is kept.
+/// StoredKey and ServerKey, as PostgreSQL stores one. SCRAM keeps neither the password nor the
+/// salted password (which would let whoever reads it log in); the command line's copy, and
+/// the HTTP port's bearer check, still hold the password itself.
 #[derive(Debug)]
 struct SaltedPassword {
     salt: Vec<u8>,

@@ -77,6 +77,7 @@ impl SimpleQueryHandler for QueryHandler {
         let statements = match self.db.parse(query) {
             Ok(statements) => statements,
             Err(e) => {
+                super::audit::unparsed(client, query, &e);
                 // A syntax error inside BEGIN aborts the transaction, as any other error.
                 self.connection(client)?.lock().await.session.abort_transaction();
                 return Ok(vec![error_response(to_pgwire(e))]);
@@ -87,9 +88,10 @@ impl SimpleQueryHandler for QueryHandler {
         }
         let state = self.connection(client)?;
         let mut responses = Vec::with_capacity(statements.len());
-        // A string of several statements is logged whole with each slow one.
+        // A string of several statements is logged whole with each slow one; the audit log
+        // has each statement's own text (`parse` parsed exactly these).
         let text: Arc<str> = query.into();
-        for statement in statements {
+        for (statement, own_text) in statements.into_iter().zip(crate::sql::split_statements(query)) {
             let timer = self.timer(text.clone());
             // As PostgreSQL, the timeout applies to each statement of the string separately.
             let read_only = statement.is_read_only();
@@ -102,7 +104,7 @@ impl SimpleQueryHandler for QueryHandler {
             let executed =
                 execute_with_notices(&self.executor, &state, Run::Statement(statement), cancel, client).await;
             if let Some(statement) = &audited {
-                super::audit::statement(client, statement, &text, &executed);
+                super::audit::statement(client, statement, own_text, &executed);
             }
             let shown_with = {
                 let mut conn = state.lock().await;

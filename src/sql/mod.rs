@@ -28,7 +28,7 @@ use datafusion_pg_catalog::sql::rules::{
     CurrentUserVariableToSessionUserFunctionCall, FixVersionColumnName, RewritePgCatalogOperator,
     SqlStatementRewriteRule, StripCallableQualifier,
 };
-use sqlparser::ast::Statement as SqlStatement;
+use sqlparser::ast::{ObjectType, Statement as SqlStatement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
@@ -73,11 +73,39 @@ impl Statement {
                 SqlStatement::CreateTable(_) => Some("CREATE TABLE"),
                 SqlStatement::CreateView(_) => Some("CREATE VIEW"),
                 SqlStatement::AlterTable(_) => Some("ALTER TABLE"),
-                SqlStatement::Drop { .. } => Some("DROP"),
+                SqlStatement::AlterView { .. } => Some("ALTER VIEW"),
+                SqlStatement::Drop { object_type, .. } => Some(match object_type {
+                    ObjectType::Table => "DROP TABLE",
+                    ObjectType::View | ObjectType::MaterializedView => "DROP VIEW",
+                    ObjectType::Role | ObjectType::User => "DROP ROLE",
+                    ObjectType::Schema => "DROP SCHEMA",
+                    ObjectType::Database => "DROP DATABASE",
+                    ObjectType::Index => "DROP INDEX",
+                    _ => "DROP",
+                }),
                 _ => None,
             },
             _ => None,
         }
+    }
+
+    /// The audited kind of a statement that did not parse, from its leading words (nothing
+    /// of it ran).
+    pub fn audited_words(text: &str) -> Option<&'static str> {
+        const KINDS: [(&[&str], &str); 11] = [
+            (&["CREATE", "ROLE"], "CREATE ROLE"),
+            (&["CREATE", "USER"], "CREATE ROLE"),
+            (&["ALTER", "ROLE"], "ALTER ROLE"),
+            (&["ALTER", "USER"], "ALTER ROLE"),
+            (&["CREATE"], "CREATE"),
+            (&["ALTER"], "ALTER"),
+            (&["DROP"], "DROP"),
+            (&["GRANT"], "GRANT"),
+            (&["REVOKE"], "REVOKE"),
+            (&["DELETE"], "DELETE"),
+            (&["BACKUP"], "BACKUP"),
+        ];
+        KINDS.iter().find(|(words, _)| feature::starts_with_words(text, words)).map(|(_, kind)| *kind)
     }
 
     /// The kind of a statement the audit log records: DDL, BACKUP, and the statements that
@@ -95,8 +123,9 @@ impl Statement {
                 SqlStatement::Truncate { .. } => Some("TRUNCATE"),
                 SqlStatement::Grant { .. } => Some("GRANT"),
                 SqlStatement::Revoke { .. } => Some("REVOKE"),
-                SqlStatement::CreateRole { .. } => Some("CREATE ROLE"),
-                SqlStatement::AlterRole { .. } => Some("ALTER ROLE"),
+                SqlStatement::CreateRole { .. } | SqlStatement::CreateUser(_) => Some("CREATE ROLE"),
+                SqlStatement::AlterRole { .. } | SqlStatement::AlterUser(_) => Some("ALTER ROLE"),
+                SqlStatement::Merge(_) => Some("MERGE"),
                 SqlStatement::CreateIndex(_) => Some("CREATE INDEX"),
                 _ => None,
             },

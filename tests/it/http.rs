@@ -323,8 +323,13 @@ async fn http_port_serves_feature_vectors_metrics_and_health() {
     // Audited: DDL (done or refused), a DELETE (refused until erasure is built), a failed login.
     let refused = sql.batch_execute("DELETE FROM tx WHERE cc_num = 1").await.unwrap_err();
     assert_eq!(refused.code().unwrap().code(), "0A000");
-    sql.batch_execute("CREATE TABLE audited (x BIGINT)").await.unwrap();
+    sql.batch_execute(
+        "INSERT INTO tx VALUES (1, 1, 'm0', 1.0, 'ip', 'ok', '2024-01-01'); CREATE TABLE audited (x BIGINT)",
+    )
+    .await
+    .unwrap();
     sql.execute("DROP TABLE audited", &[]).await.unwrap();
+    assert!(sql.batch_execute("CREATE USER bob WITH PASSWORD 'x'").await.is_err());
     let wrong = format!("{} password='wrong'", server.conn_string());
     assert!(crate::common::try_connect(&wrong).await.is_none());
 
@@ -339,11 +344,17 @@ async fn http_port_serves_feature_vectors_metrics_and_health() {
         ("CREATE FEATURE", "ok", "CREATE FEATURE card_amounts_1h"),
         ("DELETE", "0A000", "DELETE FROM tx WHERE cc_num = 1"),
         ("CREATE TABLE", "ok", "CREATE TABLE audited"),
-        ("DROP", "ok", "DROP TABLE audited"),
+        ("DROP TABLE", "ok", "DROP TABLE audited"),
     ] {
+        // Each statement of a string with its own text.
         let fields = format!(r#"kind="{kind}" outcome="{outcome}" {user}"#);
-        assert!(audit.iter().any(|l| l.contains(&fields) && l.contains(statement)), "{fields} {statement}: {audit:#?}");
+        let text = format!(r#"statement="{statement}"#);
+        assert!(audit.iter().any(|l| l.contains(&fields) && l.contains(&text)), "{fields} {text}: {audit:#?}");
     }
+    // Refused whether or not it parses (it is not built yet).
+    let role = |l: &&&str| l.contains(r#"kind="CREATE ROLE""#) && l.contains("CREATE USER bob");
+    assert!(audit.iter().any(|l| role(&l) && !l.contains(r#"outcome="ok""#)), "{audit:#?}");
+    assert!(!audit.iter().any(|l| l.contains(r#"outcome="ok" user="test" peer=127.0.0.1:"#) && l.contains("INSERT")));
     let failed = r#"kind="LOGIN" outcome="28P01" user="test" peer=127.0.0.1:"#;
     assert!(audit.iter().any(|l| l.contains("login failed: wrong password") && l.contains(failed)), "{audit:#?}");
     // Writes and queries are not audited.
