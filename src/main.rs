@@ -140,7 +140,16 @@ struct RestoreArgs {
 
 fn restore(args: RestoreArgs) -> asofdb::Result<()> {
     let report = asofdb::storage::backup::restore(&args.from, &args.data_dir)?;
-    drop(Database::open(&args.data_dir)?);
+    // The check above closed the hot tier; sled may let go of its file lock a moment later.
+    let mut opened = Database::open(&args.data_dir);
+    for _ in 0..20 {
+        if opened.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        opened = Database::open(&args.data_dir);
+    }
+    drop(opened?);
     println!(
         "restored {} into {}: every write before seq {}, {} cold files, taken {}",
         args.from.display(),
