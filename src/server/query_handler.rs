@@ -91,7 +91,9 @@ impl SimpleQueryHandler for QueryHandler {
         // A string of several statements is logged whole with each slow one; the audit log
         // has each statement's own text (`parse` parsed exactly these).
         let text: Arc<str> = query.into();
-        for (statement, own_text) in statements.into_iter().zip(crate::sql::split_statements(query)) {
+        let audited = statements.iter().any(|s| s.audited_kind().is_some());
+        let own_texts = if audited { crate::sql::split_statements(query) } else { vec![""; statements.len()] };
+        for (statement, own_text) in statements.into_iter().zip(own_texts) {
             let timer = self.timer(text.clone());
             // As PostgreSQL, the timeout applies to each statement of the string separately.
             let read_only = statement.is_read_only();

@@ -183,6 +183,17 @@ pub fn binary_path() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_asofdb"))
 }
 
+/// Runs `asofdb restore --from <from> --data-dir <to>`.
+pub fn restore_backup(from: &Path, to: &Path) -> std::process::Output {
+    Command::new(binary_path())
+        .args(["restore", "--from"])
+        .arg(from)
+        .arg("--data-dir")
+        .arg(to)
+        .output()
+        .expect("run asofdb restore")
+}
+
 /// Every row of `sql` (simple protocol) as `a|b|...` text, NULL as "NULL".
 #[allow(dead_code)] // not every test binary reads rows as text
 pub async fn text_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {

@@ -7,13 +7,11 @@
 use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{BinaryServer, binary_path, connect, text_rows};
+use common::{BinaryServer, connect, restore_backup, text_rows};
 use futures::SinkExt;
 
 /// Writers of single-row INSERTs, and one of COPYs.
@@ -99,16 +97,6 @@ async fn feature_and_recomputation(client: &tokio_postgres::Client) -> (Vec<Stri
     (feature, recomputed)
 }
 
-fn restore(from: &Path, to: &Path) -> std::process::Output {
-    Command::new(binary_path())
-        .args(["restore", "--from"])
-        .arg(from)
-        .arg("--data-dir")
-        .arg(to)
-        .output()
-        .expect("run asofdb restore")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_under_load_restores_every_acknowledged_row_and_a_kill_leaves_the_original_intact() {
     let dir = tempfile::tempdir().unwrap();
@@ -167,7 +155,7 @@ async fn a_backup_under_load_restores_every_acknowledged_row_and_a_kill_leaves_t
 
     // Restored elsewhere, it serves every row acknowledged before the backup began.
     let restored_dir = dir.path().join("restored");
-    let out = restore(&backup_dir, &restored_dir);
+    let out = restore_backup(&backup_dir, &restored_dir);
     assert!(out.status.success(), "restore: {}", String::from_utf8_lossy(&out.stderr));
     let restored_server = BinaryServer::start_with_args(&restored_dir, &args);
     let restored_client = connect(&restored_server.conn_string()).await;
@@ -211,7 +199,7 @@ async fn a_backup_under_load_restores_every_acknowledged_row_and_a_kill_leaves_t
         assert_eq!(refused.code().unwrap().code(), "22023", "{refused:?}");
         assert!(!inside.exists());
     }
-    let out = restore(&backup_dir, &data);
+    let out = restore_backup(&backup_dir, &data);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not empty"), "{out:?}");
 
@@ -232,7 +220,7 @@ async fn a_backup_under_load_restores_every_acknowledged_row_and_a_kill_leaves_t
     server.kill9();
     assert!(backing_up.await.unwrap().is_err(), "the backup was cut short");
     assert!(!killed_dir.join("backup.json").exists(), "killed before the backup finished");
-    let out = restore(&killed_dir, &dir.path().join("from-killed"));
+    let out = restore_backup(&killed_dir, &dir.path().join("from-killed"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("did not finish"), "{out:?}");
     assert!(!dir.path().join("from-killed").exists(), "nothing made from an unfinished backup");

@@ -301,13 +301,7 @@ async fn bad_messages_are_set_aside_once_and_good_ones_land() {
     let backup = dir.path().join("backup");
     client.batch_execute(&format!("BACKUP TO '{}'", backup.display())).await.unwrap();
     let restored = dir.path().join("restored");
-    let out = std::process::Command::new(crate::common::binary_path())
-        .args(["restore", "--from"])
-        .arg(&backup)
-        .arg("--data-dir")
-        .arg(&restored)
-        .output()
-        .unwrap();
+    let out = crate::common::restore_backup(&backup, &restored);
     assert!(out.status.success(), "{out:?}");
     send(&producer, "lines", None, "5,c5,2026-01-01 00:00:05", None);
     producer.flush(Duration::from_secs(30)).unwrap();

@@ -288,13 +288,7 @@ async fn cold_url_places_the_cold_tier() {
     let backup = dir.path().join("backup");
     client.batch_execute(&format!("BACKUP TO '{}'", backup.display())).await.unwrap();
     let restored = dir.path().join("restored");
-    let out = Command::new(common::binary_path())
-        .args(["restore", "--from"])
-        .arg(&backup)
-        .arg("--data-dir")
-        .arg(&restored)
-        .output()
-        .unwrap();
+    let out = common::restore_backup(&backup, &restored);
     assert!(out.status.success(), "{out:?}");
     let before = observe(&client).await;
     drop(server);
