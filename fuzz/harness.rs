@@ -42,6 +42,7 @@ fn table() -> TableDef {
         hot_retention_micros: 0,
         ingest_time: None,
         temporary: false,
+        owner: "asofdb".into(),
     }
 }
 

@@ -68,6 +68,10 @@ pub enum SqlState {
     DuplicateColumn,
     /// 42710
     DuplicateObject,
+    /// 42501
+    InsufficientPrivilege,
+    /// 42939
+    ReservedName,
     /// 42702
     AmbiguousColumn,
     /// 42703
@@ -155,6 +159,8 @@ impl SqlState {
             SqlState::InvalidName => "42602",
             SqlState::DuplicateColumn => "42701",
             SqlState::DuplicateObject => "42710",
+            SqlState::InsufficientPrivilege => "42501",
+            SqlState::ReservedName => "42939",
             SqlState::AmbiguousColumn => "42702",
             SqlState::UndefinedColumn => "42703",
             SqlState::UndefinedObject => "42704",
@@ -210,6 +216,9 @@ pub enum Error {
     /// Well-formed but meaningless: wrong arity, bad option, type mismatch (42601/42804/22023...).
     #[error("{message}")]
     InvalidInput { sqlstate: SqlState, message: String },
+    /// The session's role may not do this (42501).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// Something PostgreSQL has that asofdb deliberately does not do (0A000).
     #[error("{0}")]
     Unsupported(String),
@@ -258,6 +267,7 @@ impl Error {
             | Error::InvalidInput { sqlstate, .. } => *sqlstate,
             Error::NullViolation(_) => SqlState::NotNullViolation,
             Error::Unsupported(_) => SqlState::FeatureNotSupported,
+            Error::PermissionDenied(_) => SqlState::InsufficientPrivilege,
             Error::TransactionAborted => SqlState::InFailedSqlTransaction,
             Error::Unreachable(_) => SqlState::SqlclientUnableToEstablishSqlconnection,
             Error::ResourcesExhausted(_) => SqlState::OutOfMemory,
@@ -273,7 +283,11 @@ impl Error {
     /// fault (bad input, unknown names, unsupported) is 400, a refused login 401, a request
     /// past a limit 413, a lack of resources or a server going down 503, anything else 500.
     pub fn http_status(&self) -> u16 {
-        match &self.sqlstate()[..2] {
+        let code = self.sqlstate();
+        if code == "42501" {
+            return 403;
+        }
+        match &code[..2] {
             "22" | "23" | "42" | "0A" => 400,
             "28" => 401,
             "54" => 413,

@@ -1,9 +1,11 @@
-//! The catalog: which event tables and sources exist, their columns and options, persisted in
-//! the hot tier.
+//! The catalog: which event tables, sources and roles exist, their columns and options,
+//! persisted in the hot tier.
 
+mod role;
 mod source;
 mod table;
 
+pub use role::{BOOTSTRAP_ROLE, RoleChange, RoleDef, Verifier};
 pub use source::{
     KEPT_ERRORS, Source, SourceDef, SourceEntries, SourceError, SourceKind, SourcePosition, SourceReport, SourceState,
     lsn_text,
@@ -28,6 +30,8 @@ pub struct Catalog {
     tables: RwLock<BTreeMap<String, Arc<TableDef>>>,
     /// The sources (`source`), which feed tables.
     sources: RwLock<BTreeMap<String, Arc<Source>>>,
+    /// The stored roles (`role`); the bootstrap superuser is not among them.
+    roles: RwLock<BTreeMap<String, Arc<RoleDef>>>,
     /// Counts table DDL; see [`Catalog::generation`].
     table_changes: AtomicU64,
     ddl: tokio::sync::Mutex<()>,
@@ -49,10 +53,12 @@ impl Catalog {
             tables.insert(def.name.clone(), Arc::new(def));
         }
         let sources = Self::load_sources(&store)?;
+        let roles = Self::load_roles(&store)?;
         Ok(Self {
             store,
             tables: RwLock::new(tables),
             sources: RwLock::new(sources),
+            roles: RwLock::new(roles),
             table_changes: AtomicU64::new(0),
             ddl: tokio::sync::Mutex::new(()),
         })

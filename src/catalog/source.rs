@@ -41,6 +41,9 @@ pub struct SourceDef {
     pub kind: SourceKind,
     pub table: String,
     pub options: BTreeMap<String, String>,
+    /// The role that created it, whose privileges it writes with.
+    #[serde(default = "super::role::bootstrap_name")]
+    pub owner: String,
 }
 
 /// Where a source is and what it has done, committed with the rows it accounts for.

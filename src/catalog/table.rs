@@ -68,6 +68,9 @@ pub struct TableDef {
     /// if the server stopped first).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub temporary: bool,
+    /// The role that created it; tables made before roles belong to the bootstrap superuser.
+    #[serde(default = "super::role::bootstrap_name")]
+    pub owner: String,
 }
 
 impl TableDef {

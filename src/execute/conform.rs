@@ -303,6 +303,7 @@ mod tests {
             hot_retention_micros: 0,
             ingest_time: None,
             temporary: false,
+            owner: "asofdb".into(),
         }
     }
 

@@ -19,7 +19,8 @@ const FEATURE_MIN_BYTES: u64 = 64 << 10;
 
 /// CREATE [OR REPLACE] FEATURE. A replacement of an existing feature is [`replace_feature`];
 /// anything else creates one.
-pub async fn create_feature(db: &Arc<Database>, create: &CreateFeature, notices: &Notices) -> Result<()> {
+/// `role` makes it (and owns it, if it is new).
+pub async fn create_feature(db: &Arc<Database>, create: &CreateFeature, role: &str, notices: &Notices) -> Result<()> {
     if create.or_replace {
         if let Some(old) = db.features.get(&create.name) {
             return replace_feature(db, create, old, notices).await;
@@ -29,12 +30,12 @@ pub async fn create_feature(db: &Arc<Database>, create: &CreateFeature, notices:
             return Err(Error::invalid_input(SqlState::WrongObjectType, message));
         }
     }
-    new_feature(db, create, notices).await
+    new_feature(db, create, role, notices).await
 }
 
 /// Creates a feature: backfills it from every stored row, persists it, then serves it.
 /// Commits wait meanwhile, so none is missed between backfill and registration.
-async fn new_feature(db: &Arc<Database>, create: &CreateFeature, notices: &Notices) -> Result<()> {
+async fn new_feature(db: &Arc<Database>, create: &CreateFeature, owner: &str, notices: &Notices) -> Result<()> {
     let catalog = &db.catalog;
     let _no_commits = db.commit_gate.write().await;
     if create.if_not_exists && db.features.get(&create.name).is_some() {
@@ -43,7 +44,8 @@ async fn new_feature(db: &Arc<Database>, create: &CreateFeature, notices: &Notic
     if db.relation_exists(&create.name) {
         return Err(Error::duplicate_table(&create.name));
     }
-    let def = FeatureDef::bind(create, |t| catalog.require_table(t))?;
+    let mut def = FeatureDef::bind(create, |t| catalog.require_table(t))?;
+    def.owner = owner.into();
     // The catalog entry and the backfill's snapshot are new data too.
     catalog.store().disk_reserve().check(FEATURE_MIN_BYTES)?;
     let table = readable_table(db, &def)?;
@@ -90,7 +92,8 @@ async fn replace_feature(
     notices: &Notices,
 ) -> Result<()> {
     let catalog = &db.catalog;
-    let def = FeatureDef::bind(create, |t| catalog.require_table(t))?;
+    let mut def = FeatureDef::bind(create, |t| catalog.require_table(t))?;
+    def.owner = old.compiled().def.owner.clone();
     let table = readable_table(db, &def)?;
     let compiled = CompiledFeature::compile(def, table.clone(), &db.ctx)?;
     keeps_columns_views_read(db, &old, &compiled)?;

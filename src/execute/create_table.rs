@@ -65,6 +65,7 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
         hot_retention_micros: DEFAULT_HOT_RETENTION_MICROS,
         ingest_time: None,
         temporary: create.temporary,
+        owner: crate::catalog::BOOTSTRAP_ROLE.into(),
     };
     let mut ingest_time = None;
     let options = match &create.table_options {

@@ -65,6 +65,8 @@ pub struct SessionReads<'a> {
     /// What `now()` and `current_timestamp` return: the start of its transaction block, or of
     /// the statement outside one (PostgreSQL's `transaction_timestamp()`).
     pub now: DateTime<Utc>,
+    /// Its role: what `current_user` and `session_user` return.
+    pub role: &'a str,
 }
 
 /// What one commit writes.
@@ -110,6 +112,8 @@ pub struct Database {
     pub(super) sources: super::source::SourceRunners,
     /// Where the database lives on disk (`None` in memory): no backup may go into its hot tier.
     pub(super) data_dir: Option<std::path::PathBuf>,
+    /// Each role's open sessions (`execute::roles`).
+    pub(super) role_connections: super::roles::RoleConnections,
 }
 
 impl Database {
@@ -327,6 +331,7 @@ impl Database {
     pub fn run(&self, plan: LogicalPlan, reads: &SessionReads) -> Result<DataFrame> {
         let zone = reads.zone;
         let plan = with_pending(plan, &reads.pending)?;
+        let plan = crate::plan::with_session_user(plan, reads.role)?;
         let analyzed = self.analyze(plan, zone)?;
         let mut state = self.run_state.clone();
         // Without this, now() would be the instant this cached state was made (server start).
@@ -392,6 +397,7 @@ impl Database {
             rows_at_snapshot: std::sync::atomic::AtomicU64::new(0),
             sources: Default::default(),
             data_dir,
+            role_connections: Default::default(),
         }))
     }
 }

@@ -88,6 +88,13 @@ pub struct Session {
     /// Views this session created (name, id): dropped when it ends.
     temporary_views: Vec<(String, u64)>,
     cursors: Cursors,
+    /// The role the session acts as (`current_user`; `execute::roles`).
+    role: String,
+    /// The role it logged in as, or was given by SET SESSION AUTHORIZATION
+    /// (`session_user`): what RESET ROLE returns to.
+    session_role: String,
+    /// The role it logged in as.
+    login_role: String,
 }
 
 impl Drop for Session {
@@ -123,7 +130,13 @@ impl Drop for Session {
 }
 
 impl Session {
+    /// A session of the bootstrap superuser.
     pub fn new(db: Arc<Database>) -> Self {
+        Self::for_role(db, crate::catalog::BOOTSTRAP_ROLE)
+    }
+
+    /// A session acting as `role`, with the role's settings (`ALTER ROLE ... SET`) applied.
+    pub fn for_role(db: Arc<Database>, role: &str) -> Self {
         Self {
             db,
             transaction: Transaction::None,
@@ -133,7 +146,15 @@ impl Session {
             temporary_tables: Vec::new(),
             temporary_views: Vec::new(),
             cursors: Cursors::default(),
+            role: role.to_string(),
+            session_role: role.to_string(),
+            login_role: role.to_string(),
         }
+    }
+
+    /// The role the session acts as.
+    pub fn role(&self) -> &str {
+        &self.role
     }
 
     /// Runs one statement as [`Session::execute`] does, sending its NOTICE messages (CREATE
@@ -172,7 +193,7 @@ impl Session {
         }
         let outcome = match statement {
             Statement::Standard(sql) => self.dispatch(sql).await,
-            Statement::CreateFeature(create) => create_feature(&self.db, create, &self.notices)
+            Statement::CreateFeature(create) => create_feature(&self.db, create, &self.role, &self.notices)
                 .await
                 .map(|()| Output::Command { tag: "CREATE FEATURE", rows: None }),
             Statement::DropFeature { names, if_exists, cascade } => {
@@ -201,12 +222,21 @@ impl Session {
             Statement::ShowFeatures => SystemSchema::features(&self.db.features)
                 .map_err(Error::from)
                 .and_then(|batch| Ok(Output::Rows(self.db.ctx.read_batch(batch)?))),
-            Statement::CreateSource(create) => super::source::create_source(&self.db, create)
+            Statement::CreateSource(create) => super::source::create_source(&self.db, create, &self.role)
                 .await
                 .map(|()| Output::Command { tag: "CREATE SOURCE", rows: None }),
             Statement::DropSource { name, if_exists } => super::source::drop_source(&self.db, name, *if_exists)
                 .await
                 .map(|()| Output::Command { tag: "DROP SOURCE", rows: None }),
+            Statement::Role(role) => {
+                let notices = self.notices.clone();
+                let notice = move |message: String| {
+                    if let Some(notices) = &notices {
+                        let _ = notices.send(message);
+                    }
+                };
+                self.db.run_role_statement(&self.role, role, notice).await
+            }
             Statement::ShowSources => SystemSchema::sources(&self.db.catalog)
                 .map_err(Error::from)
                 .and_then(|batch| Ok(Output::Rows(self.db.ctx.read_batch(batch)?))),
@@ -284,7 +314,13 @@ impl Session {
             Transaction::Open(open) => open.started(),
             Transaction::None => chrono::Utc::now(),
         };
-        SessionReads { zone: self.settings.zone(), pending: self.pending_rows(), cursors: self.cursors.rows(), now }
+        SessionReads {
+            zone: self.settings.zone(),
+            pending: self.pending_rows(),
+            cursors: self.cursors.rows(),
+            now,
+            role: &self.role,
+        }
     }
 
     /// The rows this session's open transaction has written, which its own reads see.
@@ -355,7 +391,8 @@ impl Session {
                 }
             }
             SqlStatement::CreateTable(create) => {
-                let def = table_def(create)?;
+                let mut def = table_def(create)?;
+                def.owner = self.role.clone();
                 if self.db.views.get(&def.name).is_some() || self.db.features.get(&def.name).is_some() {
                     if create.if_not_exists {
                         self.notice(format!("relation \"{}\" already exists, skipping", def.name));
@@ -469,10 +506,13 @@ impl Session {
                 })
             }
             SqlStatement::Set(set) => {
-                self.settings.set(set)?;
+                if !self.set_role(set)? {
+                    self.settings.set(set)?;
+                }
                 Ok(Output::Command { tag: "SET", rows: None })
             }
             SqlStatement::Reset(reset) => {
+                self.reset_role(&reset.reset);
                 self.settings.reset(&reset.reset);
                 Ok(Output::Command { tag: "RESET", rows: None })
             }
@@ -675,4 +715,76 @@ pub fn check_copy(db: &Database, sql: &SqlStatement) -> Result<()> {
 /// The statement's leading keywords, for "not supported" messages.
 fn statement_kind(statement: &SqlStatement) -> String {
     statement.to_string().split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+impl Session {
+    /// `SET ROLE` and `SET SESSION AUTHORIZATION`, as PostgreSQL's: a superuser session may
+    /// become any role, any session itself again. False for any other SET.
+    fn set_role(&mut self, set: &sqlparser::ast::Set) -> Result<bool> {
+        use sqlparser::ast::{ContextModifier, Set, SetSessionAuthorizationParamKind};
+        let is_superuser = |name: &str| self.db.catalog.role(name).is_some_and(|r| r.superuser);
+        match set {
+            Set::SetRole { context_modifier, role_name } => {
+                if matches!(context_modifier, Some(ContextModifier::Local)) {
+                    return Err(Error::unsupported("SET LOCAL ROLE is not supported: use SET ROLE and RESET ROLE"));
+                }
+                let target = match role_name {
+                    None => self.session_role.clone(),
+                    Some(name) => ident_name(name),
+                };
+                if target != self.session_role && !is_superuser(&self.session_role) {
+                    return Err(Error::PermissionDenied(format!("permission denied to set role \"{target}\"")));
+                }
+                self.become_role(target, false)?;
+                Ok(true)
+            }
+            Set::SetSessionAuthorization(param) => {
+                let target = match &param.kind {
+                    SetSessionAuthorizationParamKind::Default => self.login_role.clone(),
+                    SetSessionAuthorizationParamKind::User(name) => ident_name(name),
+                };
+                if target != self.login_role && !is_superuser(&self.login_role) {
+                    return Err(Error::PermissionDenied(format!(
+                        "permission denied to set session authorization \"{target}\""
+                    )));
+                }
+                self.become_role(target, true)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// `RESET ROLE`, `RESET SESSION AUTHORIZATION`, and `RESET ALL`, which does both.
+    fn reset_role(&mut self, reset: &sqlparser::ast::Reset) {
+        let name = match reset {
+            sqlparser::ast::Reset::ALL => "all".to_string(),
+            sqlparser::ast::Reset::ConfigurationParameter(name) => name.to_string().to_ascii_lowercase(),
+        };
+        let outcome = match name.as_str() {
+            "role" => self.become_role(self.session_role.clone(), false),
+            "session authorization" | "session_authorization" | "all" => {
+                self.become_role(self.login_role.clone(), true)
+            }
+            _ => Ok(()),
+        };
+        // The roles returned to are the session's own, which may have been dropped since.
+        if let Err(e) = outcome {
+            tracing::debug!("RESET ROLE: {e}");
+        }
+    }
+
+    fn become_role(&mut self, target: String, session: bool) -> Result<()> {
+        let role = self.db.catalog.role(&target).ok_or_else(|| Error::NotFound {
+            sqlstate: crate::error::SqlState::UndefinedObject,
+            message: format!("role \"{target}\" does not exist"),
+        })?;
+        let _ = self.settings.set_named("is_superuser", if role.superuser { "on" } else { "off" });
+        if session {
+            let _ = self.settings.set_named("session_authorization", &target);
+            self.session_role = target.clone();
+        }
+        self.role = target;
+        Ok(())
+    }
 }

@@ -12,6 +12,7 @@ use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use sqlparser::ast::{Expr, Set, Value};
 
+use crate::catalog::RoleDef;
 use crate::error::{Error, Result, SqlState};
 use crate::sql::names::ident_name;
 use crate::value::time_zone::SessionZone;
@@ -112,16 +113,21 @@ impl Settings {
         }
     }
 
-    /// The settings a client sent in its startup message (`TimeZone`, which pgjdbc and
-    /// libpq's `PGTZ` send, `application_name`, `options=-c name=value`). A value PostgreSQL
-    /// would refuse is ignored: the connection is already accepted when it is read.
-    pub fn apply_startup(&mut self, parameters: &std::collections::HashMap<String, String>) {
+    /// The settings of a session's start: its role's (`ALTER ROLE ... SET`), then those the
+    /// client sent in its startup message (`TimeZone`, which pgjdbc and libpq's `PGTZ` send,
+    /// `application_name`, `options=-c name=value`), as PostgreSQL applies them. A value
+    /// PostgreSQL would refuse is ignored: the connection is already accepted when it is read.
+    pub fn apply_startup(&mut self, role: &RoleDef, parameters: &std::collections::HashMap<String, String>) {
         const NOT_SETTINGS: &[&str] = &["user", "database", "options", "replication"];
-        let mut pairs: Vec<(String, String)> = parameters
-            .iter()
-            .filter(|(name, _)| !NOT_SETTINGS.contains(&name.as_str()))
-            .map(|(n, v)| (n.clone(), v.clone()))
-            .collect();
+        self.values.insert("is_superuser".into(), if role.superuser { "on" } else { "off" }.into());
+        self.values.insert("session_authorization".into(), role.name.clone());
+        let mut pairs: Vec<(String, String)> = role.settings.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        pairs.extend(
+            parameters
+                .iter()
+                .filter(|(name, _)| !NOT_SETTINGS.contains(&name.as_str()))
+                .map(|(n, v)| (n.clone(), v.clone())),
+        );
         if let Some(options) = parameters.get("options") {
             pairs.extend(command_line_settings(options));
         }

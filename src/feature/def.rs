@@ -49,6 +49,14 @@ pub struct FeatureDef {
     pub tile: Option<i64>,
     /// The CREATE FEATURE statement as written.
     pub sql: String,
+    /// The role that created it (CREATE OR REPLACE keeps it); features made before roles
+    /// belong to the bootstrap superuser.
+    #[serde(default = "bootstrap_owner")]
+    pub owner: String,
+}
+
+fn bootstrap_owner() -> String {
+    crate::catalog::BOOTSTRAP_ROLE.into()
 }
 
 impl FeatureDef {
@@ -169,6 +177,7 @@ impl FeatureDef {
             window: create.window.into(),
             tile,
             sql: create.sql.clone(),
+            owner: crate::catalog::BOOTSTRAP_ROLE.into(),
         })
     }
 

@@ -76,10 +76,13 @@ pub fn new_session_context(
     let mut ctx = SessionContext::new_with_state(state);
     let db = ctx.catalog(CATALOG_NAME).ok_or_else(|| Error::internal("default catalog missing"))?;
     db.register_schema(SCHEMA_NAME, Arc::new(EventSchema::new(catalog.clone(), features.clone(), views)))?;
-    db.register_schema("asofdb", Arc::new(SystemSchema::new(catalog, features)))?;
+    db.register_schema("asofdb", Arc::new(SystemSchema::new(catalog.clone(), features)))?;
     setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider).map_err(|e| Error::DataFusion(*e))?;
     if let Some(pg_catalog) = db.schema("pg_catalog") {
-        db.register_schema("pg_catalog", Arc::new(super::pg_catalog_extension::PgCatalogExtension::new(pg_catalog)))?;
+        db.register_schema(
+            "pg_catalog",
+            Arc::new(super::pg_catalog_extension::PgCatalogExtension::new(pg_catalog, catalog)),
+        )?;
     }
     super::pg_functions::register(&ctx);
     ctx.register_expr_planner(Arc::new(super::interval_arithmetic::IntervalArithmetic::new()))?;

@@ -1,18 +1,23 @@
 //! What asofdb adds to `datafusion-pg-catalog`'s `pg_catalog` schema: the settings drivers
 //! read from `pg_settings` (pgjdbc's `max_index_keys`), and `pg_constraint`'s key columns as
 //! the `smallint[]` arrays PostgreSQL has (the crate holds them as text, so the ADBC driver's
-//! `UNNEST(con.conkey)` fails), and `pg_cursors` (the session's cursors), which the crate lacks. Every
-//! other table is the crate's own.
+//! `UNNEST(con.conkey)` fails), `pg_cursors` (the session's cursors), which the crate lacks,
+//! and `pg_roles` from the catalog's roles. Every other table is the crate's own.
 
 use std::any::Any;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Int16Builder, ListBuilder, RecordBatch, StringArray, new_null_array};
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Int16Builder, Int32Array, ListBuilder, RecordBatch, StringArray, StringBuilder,
+    new_null_array,
+};
 use arrow::datatypes::{DataType, Field, Schema};
 use async_trait::async_trait;
 use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
 use datafusion::common::cast::as_string_array;
 use datafusion::error::{DataFusionError, Result};
+
+use crate::catalog::{Catalog, RoleDef};
 
 /// `pg_settings` rows: (name, setting). The crate's own row comes first.
 const SETTINGS: [(&str, &str); 8] = [
@@ -32,11 +37,12 @@ const KEY_COLUMNS: [&str; 3] = ["conkey", "confkey", "confdelsetcols"];
 #[derive(Debug)]
 pub struct PgCatalogExtension {
     inner: Arc<dyn SchemaProvider>,
+    catalog: Arc<Catalog>,
 }
 
 impl PgCatalogExtension {
-    pub fn new(inner: Arc<dyn SchemaProvider>) -> Self {
-        Self { inner }
+    pub fn new(inner: Arc<dyn SchemaProvider>, catalog: Arc<Catalog>) -> Self {
+        Self { inner, catalog }
     }
 }
 
@@ -53,6 +59,7 @@ impl SchemaProvider for PgCatalogExtension {
         let Some(table) = self.inner.table(name).await? else { return Ok(None) };
         match name.to_ascii_lowercase().as_str() {
             "pg_settings" => Ok(Some(settings(table.schema())?)),
+            "pg_roles" => Ok(Some(roles(table.schema(), &self.catalog)?)),
             "pg_constraint" => Ok(Some(constraints(table).await?)),
             _ => Ok(Some(table)),
         }
@@ -75,6 +82,47 @@ fn settings(schema: Arc<Schema>) -> Result<Arc<dyn TableProvider>> {
             _ => new_null_array(field.data_type(), SETTINGS.len()),
         })
         .collect();
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// `pg_roles`, in the crate's columns: one row per role, as PostgreSQL shows them (the
+/// password always as `********`).
+fn roles(schema: Arc<Schema>, catalog: &Catalog) -> Result<Arc<dyn TableProvider>> {
+    let roles = catalog.roles();
+    let flags =
+        |f: fn(&RoleDef) -> bool| Arc::new(BooleanArray::from_iter(roles.iter().map(|r| Some(f(r))))) as ArrayRef;
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match field.name().as_str() {
+            "rolname" => Arc::new(StringArray::from_iter_values(roles.iter().map(|r| r.name.as_str()))) as ArrayRef,
+            "rolsuper" => flags(|r| r.superuser),
+            "rolinherit" => flags(|_| true),
+            "rolcreaterole" | "rolcreatedb" | "rolreplication" | "rolbypassrls" => flags(|r| r.superuser),
+            "rolcanlogin" => flags(|r| r.login),
+            "rolconnlimit" => Arc::new(Int32Array::from_iter_values(roles.iter().map(|r| r.connection_limit))),
+            "rolpassword" => Arc::new(StringArray::from_iter_values(roles.iter().map(|_| "********"))),
+            "oid" if field.data_type() == &DataType::Int32 => {
+                Arc::new(Int32Array::from_iter_values(roles.iter().map(|r| r.oid as i32)))
+            }
+            "rolconfig" => {
+                let mut config = ListBuilder::new(StringBuilder::new());
+                for role in &roles {
+                    if role.settings.is_empty() {
+                        config.append(false);
+                        continue;
+                    }
+                    for (name, value) in &role.settings {
+                        config.values().append_value(format!("{name}={value}"));
+                    }
+                    config.append(true);
+                }
+                Arc::new(config.finish()) as ArrayRef
+            }
+            _ => new_null_array(field.data_type(), roles.len()),
+        })
+        .collect::<Vec<_>>();
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }

@@ -1,8 +1,10 @@
-//! Who may connect and how: trust (the default), SCRAM-SHA-256 against a configured password,
-//! TLS from a configured certificate, and the connection limit.
+//! Who may connect and how: trust (the default), SCRAM-SHA-256 against each role's verifier
+//! (with `--password`, the bootstrap superuser's), TLS from a configured certificate, and the
+//! connection limits.
 //!
 //! pgwire drives the SCRAM exchange and the SSLRequest negotiation; this module decides which
-//! of its startup handlers a connection gets and builds the rustls configuration.
+//! of its startup handlers a connection gets, admits the startup message's role
+//! (`execute::Database::admit`) and builds the rustls configuration.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::errors::fatal;
 use crate::error::{Error, Result, SqlState};
+use crate::execute::Database;
 
 /// PostgreSQL's SQLSTATE for a configuration problem (config_file_error).
 const CONFIG_ERROR: SqlState = SqlState::ConfigFileError;
@@ -39,8 +42,9 @@ pub struct Security {
 }
 
 impl Security {
-    /// `password`: require SCRAM-SHA-256 with it (for every user name); `tls`: certificate
-    /// and private key PEM files.
+    /// `password`: require SCRAM-SHA-256 of every login, with this password for the bootstrap
+    /// superuser `asofdb` and each role's own for the others; `tls`: certificate and private
+    /// key PEM files.
     pub fn new(password: Option<&str>, tls: Option<(&std::path::Path, &std::path::Path)>) -> Result<Self> {
         if password.is_some_and(str::is_empty) {
             return Err(Error::invalid_input(CONFIG_ERROR, "the password must not be empty"));
@@ -71,13 +75,19 @@ impl Security {
     }
 
     /// The startup handler for one new connection (SCRAM keeps per-connection state).
-    pub(super) fn startup(&self, connections: &Arc<ConnectionManager>, admitted: bool) -> Startup {
+    pub(super) fn startup(&self, connections: &Arc<ConnectionManager>, admitted: bool, db: &Arc<Database>) -> Startup {
+        let way = self.way(connections, admitted, db);
+        Startup { db: db.clone(), way }
+    }
+
+    fn way(&self, connections: &Arc<ConnectionManager>, admitted: bool, db: &Arc<Database>) -> Way {
         if !admitted {
-            return Startup::TooManyClients;
+            return Way::TooManyClients;
         }
         let Some(password) = &self.password else {
-            return Startup::Trust(TrustStartup { connections: connections.clone() });
+            return Way::Trust(TrustStartup { connections: connections.clone() });
         };
+        let verifiers = Arc::new(RoleVerifiers { db: db.clone(), bootstrap: password.clone() });
         let handler = |scram: ScramAuth| {
             Box::new(
                 SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
@@ -85,11 +95,11 @@ impl Security {
                     .with_connection_manager(connections.clone()),
             )
         };
-        let plain = handler(ScramAuth::new(password.clone()));
+        let plain = handler(ScramAuth::new(verifiers.clone()));
         // Over TLS, SCRAM-SHA-256-PLUS is offered too, binding the exchange to the certificate;
         // offering it in the clear would make libpq refuse the server.
         let bound = self.cert_pem.as_ref().and_then(|pem| {
-            let mut scram = ScramAuth::new(password.clone());
+            let mut scram = ScramAuth::new(verifiers.clone());
             match scram.configure_certificate(pem) {
                 Ok(()) => Some(handler(scram)),
                 Err(e) => {
@@ -98,7 +108,7 @@ impl Security {
                 }
             }
         });
-        Startup::Scram { plain, bound }
+        Way::Scram { plain, bound }
     }
 }
 
@@ -148,10 +158,32 @@ impl SaltedPassword {
     }
 }
 
+/// Each role's verifier: the bootstrap superuser's from `--password`, the others' from the
+/// catalog. A name without one fails as a wrong password does, so a client cannot tell
+/// which roles exist.
+struct RoleVerifiers {
+    db: Arc<Database>,
+    bootstrap: Arc<SaltedPassword>,
+}
+
+impl Debug for RoleVerifiers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RoleVerifiers")
+    }
+}
+
 #[async_trait]
-impl AuthSource for SaltedPassword {
-    async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
-        Ok(Password::scram_verifier(self.salt.clone(), self.stored_key.clone(), self.server_key.clone()))
+impl AuthSource for RoleVerifiers {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        let user = login.user().unwrap_or_default();
+        if user == crate::catalog::BOOTSTRAP_ROLE {
+            let own = &self.bootstrap;
+            return Ok(Password::scram_verifier(own.salt.clone(), own.stored_key.clone(), own.server_key.clone()));
+        }
+        match self.db.verifier(user) {
+            Some(v) => Ok(Password::scram_verifier(v.salt, v.stored_key, v.server_key)),
+            None => Err(PgWireError::InvalidPassword(user.to_string())),
+        }
     }
 }
 
@@ -169,8 +201,14 @@ impl NoopStartupHandler for TrustStartup {
 
 type ScramStartup = SASLAuthStartupHandler<DefaultServerParameterProvider>;
 
-/// The startup handler of one connection.
-pub enum Startup {
+/// The startup handler of one connection: admits the role its startup message names, then
+/// lets the way of logging in run.
+pub struct Startup {
+    db: Arc<Database>,
+    way: Way,
+}
+
+enum Way {
     Trust(TrustStartup),
     /// SCRAM-SHA-256; `bound` also offers channel binding, for clients that came over TLS.
     Scram {
@@ -190,13 +228,27 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match self {
-            Startup::Trust(handler) => handler.on_startup(client, message).await?,
-            Startup::Scram { plain, bound } => match bound {
+        if let (PgWireFrontendMessage::Startup(startup), Way::Trust(_) | Way::Scram { .. }) = (&message, &self.way) {
+            let user = startup.parameters.get("user").map(String::as_str).unwrap_or_default();
+            match self.db.admit(user, matches!(self.way, Way::Trust(_))) {
+                Ok(login) => {
+                    client.session_extensions().insert(login);
+                }
+                // An unknown role with a password asked: its exchange fails (`RoleVerifiers`).
+                Err(e) if e.state() == SqlState::InvalidPassword => {}
+                Err(e) => {
+                    super::audit::login_failed_as(client, user, e.sqlstate(), &e.to_string());
+                    return Err(fatal(e.state(), e.to_string()));
+                }
+            }
+        }
+        match &self.way {
+            Way::Trust(handler) => handler.on_startup(client, message).await?,
+            Way::Scram { plain, bound } => match bound {
                 Some(bound) if client.is_secure() => bound.on_startup(client, message).await?,
                 _ => plain.on_startup(client, message).await?,
             },
-            Startup::TooManyClients => {
+            Way::TooManyClients => {
                 super::audit::login_failed(client, SqlState::TooManyConnections.code(), "too many clients");
                 return Err(fatal(SqlState::TooManyConnections, "sorry, too many clients already"));
             }

@@ -79,11 +79,16 @@ pub fn connection_of<C: ClientInfo + ?Sized>(
     cancellations: &Arc<Cancellations>,
 ) -> PgWireResult<Arc<Mutex<Connection>>> {
     super::auth::require_login(client)?;
+    // Read before the slot is made: the extensions' lock is held while it is.
+    let login = client.session_extensions().get::<crate::execute::Login>();
     let slot = client.session_extensions().get_or_insert_with(|| {
         let (pid, key) = client.pid_and_secret_key();
         let cancel = cancellations.register(pid, key);
-        let mut session = Session::new(db.clone());
-        session.settings.apply_startup(client.metadata());
+        let role = login
+            .as_ref()
+            .map_or_else(|| std::sync::Arc::new(crate::catalog::RoleDef::bootstrap()), |l| l.role.clone());
+        let mut session = Session::for_role(db.clone(), &role.name);
+        session.settings.apply_startup(&role, client.metadata());
         let state = Connection { session, cancel, timer: None };
         ConnectionSlot { state: Arc::new(Mutex::new(state)), pid, registry: cancellations.clone() }
     });

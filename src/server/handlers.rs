@@ -97,7 +97,7 @@ impl PgWireServerHandlers for ConnectionHandlers {
     }
 
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
-        Arc::new(self.shared.security.startup(&self.shared.connections, self.admitted))
+        Arc::new(self.shared.security.startup(&self.shared.connections, self.admitted, &self.shared.db))
     }
 
     fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {

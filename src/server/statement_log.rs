@@ -73,7 +73,8 @@ impl Drop for StatementTimer {
         }
         self.metrics.statement_seconds.observe(elapsed.as_secs_f64());
         if elapsed >= self.log_slow {
-            let statement: String = self.text.chars().take(SLOW_TEXT_CHARS).collect();
+            let text = crate::sql::role::redact_passwords(&self.text);
+            let statement: String = text.chars().take(SLOW_TEXT_CHARS).collect();
             tracing::info!(duration_ms = elapsed.as_millis() as u64, statement, "slow statement");
         }
     }

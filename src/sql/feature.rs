@@ -230,7 +230,7 @@ fn interval(p: &mut Parser) -> Result<i64> {
     Ok(micros)
 }
 
-fn eat_word(p: &mut Parser, word: &str) -> bool {
+pub(super) fn eat_word(p: &mut Parser, word: &str) -> bool {
     match p.peek_token().token {
         Token::Word(w) if w.value.eq_ignore_ascii_case(word) => {
             p.next_token();
@@ -240,7 +240,7 @@ fn eat_word(p: &mut Parser, word: &str) -> bool {
     }
 }
 
-fn expect_word(p: &mut Parser, word: &str) -> Result<()> {
+pub(super) fn expect_word(p: &mut Parser, word: &str) -> Result<()> {
     if eat_word(p, word) {
         Ok(())
     } else {
@@ -248,7 +248,7 @@ fn expect_word(p: &mut Parser, word: &str) -> Result<()> {
     }
 }
 
-fn expect_end(p: &mut Parser) -> Result<()> {
+pub(super) fn expect_end(p: &mut Parser) -> Result<()> {
     while p.peek_token().token == Token::SemiColon {
         p.next_token();
     }

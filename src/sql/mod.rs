@@ -14,6 +14,7 @@ pub mod params;
 mod pg_compat;
 mod precedence;
 mod query_forms;
+pub mod role;
 mod set_all;
 mod split;
 pub mod types;
@@ -59,6 +60,8 @@ pub enum Statement {
     Backup {
         to: String,
     },
+    /// `CREATE | ALTER | DROP ROLE | USER`.
+    Role(Box<role::RoleStatement>),
 }
 
 impl Statement {
@@ -69,6 +72,11 @@ impl Statement {
             Statement::DropFeature { .. } => Some("DROP FEATURE"),
             Statement::CreateSource(_) => Some("CREATE SOURCE"),
             Statement::DropSource { .. } => Some("DROP SOURCE"),
+            Statement::Role(role) => Some(match role.as_ref() {
+                role::RoleStatement::Create { .. } => "CREATE ROLE",
+                role::RoleStatement::Alter { .. } => "ALTER ROLE",
+                role::RoleStatement::Drop { .. } => "DROP ROLE",
+            }),
             Statement::Standard(sql) => match sql.as_ref() {
                 SqlStatement::CreateTable(_) => Some("CREATE TABLE"),
                 SqlStatement::CreateView(_) => Some("CREATE VIEW"),
@@ -153,7 +161,8 @@ impl Statement {
             | Statement::CreateSource(_)
             | Statement::DropSource { .. }
             | Statement::Checkpoint
-            | Statement::Backup { .. } => false,
+            | Statement::Backup { .. }
+            | Statement::Role(_) => false,
         }
     }
 }
@@ -228,6 +237,9 @@ impl SqlParser {
         }
         if feature::starts_with_words(text, &["SHOW", "SOURCES"]) {
             return Ok(Statement::ShowSources);
+        }
+        if role::RoleStatement::starts(text) {
+            return Ok(Statement::Role(Box::new(role::RoleStatement::parse(text)?)));
         }
         if feature::starts_with_words(text, &["BACKUP"]) {
             return Ok(Statement::Backup { to: feature::parse_backup(text)? });

@@ -61,6 +61,8 @@ pub fn rewrite(statement: &mut Statement) {
             *expr = replacement;
         } else if let Some(replacement) = expandarray(expr) {
             *expr = replacement;
+        } else if reads_catalog && let Some(empty) = role_memberships(expr) {
+            *expr = empty;
         } else if reads_catalog && let Some(value) = constant_attribute(expr) {
             *expr = value;
         } else if reads_catalog && let Expr::Subquery(query) = expr {
@@ -72,6 +74,25 @@ pub fn rewrite(statement: &mut Statement) {
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// `ARRAY(SELECT ... FROM pg_auth_members ...)` (psql's `\du` lists each role's
+/// memberships so) as the empty `text[]` it always is: asofdb's roles have no members, and
+/// DataFusion has no array-from-subquery.
+fn role_memberships(expr: &Expr) -> Option<Expr> {
+    let Expr::Function(function) = expr else { return None };
+    let FunctionArguments::Subquery(query) = &function.args else { return None };
+    if !function.name.to_string().eq_ignore_ascii_case("array") {
+        return None;
+    }
+    let members = visit_relations(query.as_ref(), |name| {
+        let last = name.0.last().and_then(|p| p.as_ident()).map(|i| i.value.to_ascii_lowercase());
+        if last.as_deref() == Some("pg_auth_members") { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    });
+    if !members.is_break() {
+        return None;
+    }
+    Parser::new(&PostgreSqlDialect {}).try_with_sql("ARRAY[]::text[]").ok()?.parse_expr().ok()
 }
 
 /// The column `expr` names (`c` or `t.c`), in lower case.

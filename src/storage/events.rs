@@ -58,6 +58,8 @@ pub enum CatalogKind {
     SourcePosition,
     /// A source's bad messages (`catalog::SourceError`), keyed by source name, 0, number.
     SourceError,
+    /// A role (`catalog::RoleDef`).
+    Role,
 }
 
 impl CatalogKind {
@@ -68,6 +70,7 @@ impl CatalogKind {
             CatalogKind::Source => keys::CATALOG_SOURCE,
             CatalogKind::SourcePosition => keys::CATALOG_SOURCE_POSITION,
             CatalogKind::SourceError => keys::CATALOG_SOURCE_ERROR,
+            CatalogKind::Role => keys::CATALOG_ROLE,
         }
     }
 

@@ -152,6 +152,11 @@ impl BinaryServer {
     }
 
     /// `kill -9`: no chance to flush anything.
+    /// [`BinaryServer::conn_string`] as role `role`.
+    pub fn conn_string_as(&self, role: &str) -> String {
+        format!("host={} port={} user={role} dbname=asofdb", self.addr.ip(), self.addr.port())
+    }
+
     pub fn kill9(mut self) {
         self.child.kill().expect("kill");
         self.child.wait().expect("wait");

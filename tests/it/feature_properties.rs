@@ -44,6 +44,7 @@ fn table() -> Arc<TableDef> {
         hot_retention_micros: 86_400_000_000,
         ingest_time: Some(4),
         temporary: false,
+        owner: "asofdb".into(),
     })
 }
 
@@ -88,6 +89,7 @@ fn feature(window: Window, tile_minutes: i64, tile_min_events: usize, distinct_o
         window,
         tile: Some(tile_minutes * MIN),
         sql: String::new(),
+        owner: "asofdb".into(),
     };
     if distinct_only {
         def.values = DISTINCT_ONLY.iter().map(|i| def.values[*i].clone()).collect();

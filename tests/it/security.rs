@@ -1,5 +1,6 @@
-//! Passwords (SCRAM-SHA-256), TLS and the connection limit, against the real binary with psql
-//! and tokio-postgres.
+//! Passwords (SCRAM-SHA-256), roles logging in with their own, TLS and the connection
+//! limits, against the real binary with psql and tokio-postgres (and PostgreSQL 15 for a
+//! verifier it made).
 
 use crate::common;
 
@@ -26,7 +27,7 @@ fn psql(conninfo: &str, password: Option<&str>, sql: &str) -> (bool, String, Str
 }
 
 fn conninfo(server: &BinaryServer, extra: &str) -> String {
-    format!("host=127.0.0.1 port={} user=alice dbname=asofdb connect_timeout=10 {extra}", server.addr.port())
+    format!("host=127.0.0.1 port={} user=asofdb dbname=asofdb connect_timeout=10 {extra}", server.addr.port())
 }
 
 /// A self-signed certificate for localhost and 127.0.0.1, made by the openssl command line;
@@ -64,21 +65,133 @@ fn password_requires_scram_and_a_wrong_one_gets_28p01() {
     // The driver sees the SQLSTATE of the refusal.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let wrong = format!("host=127.0.0.1 port={} user=bob dbname=asofdb password=nope", server.addr.port());
+        let wrong = format!("host=127.0.0.1 port={} user=asofdb dbname=asofdb password=nope", server.addr.port());
         let error = tokio_postgres::connect(&wrong, tokio_postgres::NoTls).await.err().expect("wrong password refused");
         assert_eq!(error.code(), Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD), "{error:?}");
 
         // No password at all is refused before any query runs.
-        let none = format!("host=127.0.0.1 port={} user=bob dbname=asofdb", server.addr.port());
+        let none = format!("host=127.0.0.1 port={} user=asofdb dbname=asofdb", server.addr.port());
         assert!(tokio_postgres::connect(&none, tokio_postgres::NoTls).await.is_err());
 
-        // The right one works, for any user name, and the server keeps serving.
-        let right = format!("host=127.0.0.1 port={} user=bob dbname=asofdb password='s3cret pass'", server.addr.port());
+        // It is the bootstrap superuser's password only: a user name that names no role is
+        // refused as a wrong password is, so a client cannot tell which roles exist.
+        let other = format!("host=127.0.0.1 port={} user=bob dbname=asofdb password='s3cret pass'", server.addr.port());
+        let error = tokio_postgres::connect(&other, tokio_postgres::NoTls).await.err().expect("no role bob");
+        assert_eq!(error.code(), Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD), "{error:?}");
+
+        // The right one works, and the server keeps serving.
+        let right =
+            format!("host=127.0.0.1 port={} user=asofdb dbname=asofdb password='s3cret pass'", server.addr.port());
         let (client, connection) = tokio_postgres::connect(&right, tokio_postgres::NoTls).await.expect("connect");
         tokio::spawn(connection);
         let row = client.query_one("SELECT $1::BIGINT * 2", &[&21i64]).await.unwrap();
         assert_eq!(row.get::<_, i64>(0), 42);
     });
+}
+
+/// Each role logs in with its own password (SCRAM), is refused without LOGIN or past its
+/// CONNECTION LIMIT, starts with its own settings, and is still there after a restart; a
+/// verifier PostgreSQL made logs in with PostgreSQL's password.
+#[test]
+fn roles_log_in_with_their_own_passwords_limits_and_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("db");
+    let server = BinaryServer::start_with_args(&data, &["--password", "boot"]);
+    let as_role = |server: &BinaryServer, role: &str| {
+        format!("host=127.0.0.1 port={} user={role} dbname=asofdb connect_timeout=10", server.addr.port())
+    };
+    // A verifier made by PostgreSQL 15 itself, as pg_dumpall and psql's \password carry them.
+    let postgres = common::postgres::Postgres::start();
+    let verifier = {
+        let pg = format!("{} connect_timeout=10", postgres.conn_string());
+        let (ok, _, err) =
+            psql(&pg, None, "SET password_encryption = 'scram-sha-256'; CREATE ROLE carol PASSWORD 'from pg'");
+        assert!(ok, "{err}");
+        let (ok, out, err) = psql(&pg, None, "SELECT rolpassword FROM pg_authid WHERE rolname = 'carol'");
+        assert!(ok, "{err}");
+        out.trim().to_string()
+    };
+    assert!(verifier.starts_with("SCRAM-SHA-256$4096:"), "{verifier}");
+    let setup = format!(
+        "CREATE USER alice PASSWORD 'a l1ce' CONNECTION LIMIT 1; CREATE ROLE nologin PASSWORD 'n'; \
+         CREATE USER bob PASSWORD 'b0b'; ALTER ROLE bob SET statement_timeout = '1ms'; \
+         CREATE USER carol PASSWORD '{verifier}'"
+    );
+    let (ok, _, err) = psql(&as_role(&server, "asofdb"), Some("boot"), &setup);
+    assert!(ok, "{err}");
+
+    let check_logins = |server: &BinaryServer| {
+        let (ok, out, err) = psql(&as_role(server, "alice"), Some("a l1ce"), "SELECT current_user");
+        assert!(ok, "{err}");
+        assert_eq!(out.trim(), "alice");
+        let (ok, out, err) = psql(&as_role(server, "carol"), Some("from pg"), "SELECT current_user");
+        assert!(ok, "{err}");
+        assert_eq!(out.trim(), "carol");
+        // Another role's password, or the superuser's, is not alice's.
+        for wrong in ["b0b", "boot", "a l1ce "] {
+            let (ok, _, err) = psql(&as_role(server, "alice"), Some(wrong), "SELECT 1");
+            assert!(!ok && err.contains("password authentication failed for user \"alice\""), "{err}");
+        }
+        let (ok, _, err) = psql(&as_role(server, "nologin"), Some("n"), "SELECT 1");
+        assert!(!ok && err.contains("role \"nologin\" is not permitted to log in"), "{err}");
+    };
+    check_logins(&server);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let connect = |role: &str, password: &str| {
+            let conn = format!("{} password='{password}'", as_role(&server, role));
+            async move { tokio_postgres::connect(&conn, tokio_postgres::NoTls).await }
+        };
+        let code = |e: tokio_postgres::Error| e.code().map(|c| c.code().to_string());
+        assert_eq!(connect("nologin", "n").await.err().and_then(code).as_deref(), Some("28000"));
+
+        // CONNECTION LIMIT 1: a second session of alice is refused, another role's is not,
+        // and the slot comes back when the first one leaves.
+        let (first, connection) = connect("alice", "a l1ce").await.expect("alice logs in");
+        let first_task = tokio::spawn(connection);
+        let refused = connect("alice", "a l1ce").await.err().expect("past alice's limit");
+        assert_eq!(code(refused).as_deref(), Some("53300"));
+        let (bob, connection) = connect("bob", "b0b").await.expect("bob logs in meanwhile");
+        tokio::spawn(connection);
+        assert_eq!(first.query_one("SELECT 1::BIGINT", &[]).await.unwrap().get::<_, i64>(0), 1);
+        drop(first);
+        first_task.await.unwrap().unwrap();
+        let mut again = None;
+        for _ in 0..100 {
+            if let Ok((client, connection)) = connect("alice", "a l1ce").await {
+                tokio::spawn(connection);
+                again = Some(client);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let again = again.expect("alice's slot came back");
+        assert_eq!(again.query_one("SELECT current_user", &[]).await.unwrap().get::<_, String>(0), "alice");
+
+        // bob's sessions start with his statement_timeout; a client's own setting wins.
+        let timeout: String = bob.query_one("SHOW statement_timeout", &[]).await.unwrap().get(0);
+        assert_eq!(timeout, "1ms");
+        let slow = "SELECT count(*) FROM generate_series(1, 30000000)";
+        let err = bob.query_one(slow, &[]).await.expect_err("past bob's statement_timeout");
+        assert_eq!(code(err).as_deref(), Some("57014"));
+        let conn = format!("{} password='b0b' options='-c statement_timeout=0'", as_role(&server, "bob"));
+        let (own, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        assert_eq!(own.query_one(slow, &[]).await.unwrap().get::<_, i64>(0), 30_000_000);
+    });
+
+    // psql's \du lists them.
+    let (ok, out, err) = psql(&as_role(&server, "asofdb"), Some("boot"), "\\du");
+    assert!(ok, "{err}");
+    for expected in ["alice|1 connection", "asofdb|Superuser", "nologin|Cannot login", "bob|"] {
+        assert!(out.lines().any(|l| l.starts_with(expected)), "{expected} in {out}");
+    }
+
+    // Roles are durable: after a restart the same logins pass and fail.
+    drop(server);
+    let server = BinaryServer::start_with_args(&data, &["--password", "boot"]);
+    check_logins(&server);
 }
 
 #[test]

@@ -191,7 +191,7 @@ pub async fn stop_sources(db: &Database) {
 
 /// CREATE SOURCE: the options are checked, the upstream is reached (08001 and nothing
 /// created if it cannot be), then the source is stored with its first position and starts.
-pub async fn create_source(db: &Arc<Database>, create: &CreateSource) -> Result<()> {
+pub async fn create_source(db: &Arc<Database>, create: &CreateSource, owner: &str) -> Result<()> {
     let kind = match create.kind.as_str() {
         "kafka" => SourceKind::Kafka,
         "postgres" => SourceKind::Postgres,
@@ -236,7 +236,7 @@ pub async fn create_source(db: &Arc<Database>, create: &CreateSource) -> Result<
             SourcePosition::default()
         }
     };
-    let def = SourceDef { name: create.name.clone(), kind, table: table.name.clone(), options };
+    let def = SourceDef { name: create.name.clone(), kind, table: table.name.clone(), options, owner: owner.into() };
     if let Some(source) = db.catalog.create_source(def, position, create.if_not_exists).await? {
         db.sources.start(db, source)?;
     }

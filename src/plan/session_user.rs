@@ -1,0 +1,25 @@
+//! `current_user` and `session_user` as the session's role: the SQL parser spells both
+//! `session_user()`, which `datafusion-pg-catalog` answers with a fixed name; each session's
+//! plan gets its own role's name instead.
+
+use datafusion::common::tree_node::Transformed;
+use datafusion::error::Result;
+use datafusion::logical_expr::{Expr, LogicalPlan, lit};
+
+use super::expr_rules::rewrite_keeping_names;
+
+/// The functions that name the session's role (no arguments).
+const ROLE_FUNCTIONS: [&str; 4] = ["session_user", "current_user", "current_role", "user"];
+
+/// `plan` with every call of a [`ROLE_FUNCTIONS`] function replaced by `role`.
+pub fn with_session_user(plan: LogicalPlan, role: &str) -> Result<LogicalPlan> {
+    let rewritten = plan.transform_up_with_subqueries(|node| {
+        rewrite_keeping_names(node, |expr| match &expr {
+            Expr::ScalarFunction(call) if call.args.is_empty() && ROLE_FUNCTIONS.contains(&call.func.name()) => {
+                Ok(Transformed::yes(lit(role)))
+            }
+            _ => Ok(Transformed::no(expr)),
+        })
+    })?;
+    Ok(rewritten.data)
+}
