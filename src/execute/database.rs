@@ -113,7 +113,7 @@ pub struct Database {
     /// Where the database lives on disk (`None` in memory): no backup may go into its hot tier.
     pub(super) data_dir: Option<std::path::PathBuf>,
     /// Each role's open sessions (`execute::roles`).
-    pub(super) role_connections: super::roles::RoleConnections,
+    pub(super) role_connections: super::logins::RoleConnections,
 }
 
 impl Database {
@@ -180,6 +180,12 @@ impl Database {
                 Ok((Arc::new(ViewTable::new(plan, None)), asof::AsofTarget::Table))
             }
         }
+    }
+
+    /// The role a connection logging in as `user` acts as, or why it may not log in now
+    /// (`execute::logins`). `trusted`: no password is asked (no `--password`).
+    pub fn admit(&self, user: &str, trusted: bool) -> Result<super::Login> {
+        self.role_connections.admit(&self.catalog, user, trusted)
     }
 
     /// Ok while the database accepts queries and writes; otherwise why not (`GET /healthz`,
