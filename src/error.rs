@@ -70,6 +70,8 @@ pub enum SqlState {
     DuplicateObject,
     /// 42501
     InsufficientPrivilege,
+    /// 0LP01
+    InvalidGrantOperation,
     /// 42939
     ReservedName,
     /// 42702
@@ -160,6 +162,7 @@ impl SqlState {
             SqlState::DuplicateColumn => "42701",
             SqlState::DuplicateObject => "42710",
             SqlState::InsufficientPrivilege => "42501",
+            SqlState::InvalidGrantOperation => "0LP01",
             SqlState::ReservedName => "42939",
             SqlState::AmbiguousColumn => "42702",
             SqlState::UndefinedColumn => "42703",

@@ -1,10 +1,12 @@
 //! The catalog: which event tables, sources and roles exist, their columns and options,
 //! persisted in the hot tier.
 
+mod privilege;
 mod role;
 mod source;
 mod table;
 
+pub use privilege::{Grants, PUBLIC, Privilege, Securable};
 pub use role::{BOOTSTRAP_ROLE, RoleChange, RoleDef, Verifier};
 pub use source::{
     KEPT_ERRORS, Source, SourceDef, SourceEntries, SourceError, SourceKind, SourcePosition, SourceReport, SourceState,
@@ -32,6 +34,8 @@ pub struct Catalog {
     sources: RwLock<BTreeMap<String, Arc<Source>>>,
     /// The stored roles (`role`); the bootstrap superuser is not among them.
     roles: RwLock<BTreeMap<String, Arc<RoleDef>>>,
+    /// Privileges granted (`privilege`), by object.
+    grants: RwLock<std::collections::HashMap<Securable, Grants>>,
     /// Counts table DDL; see [`Catalog::generation`].
     table_changes: AtomicU64,
     ddl: tokio::sync::Mutex<()>,
@@ -54,11 +58,13 @@ impl Catalog {
         }
         let sources = Self::load_sources(&store)?;
         let roles = Self::load_roles(&store)?;
+        let grants = Self::load_grants(&store)?;
         Ok(Self {
             store,
             tables: RwLock::new(tables),
             sources: RwLock::new(sources),
             roles: RwLock::new(roles),
+            grants: RwLock::new(grants),
             table_changes: AtomicU64::new(0),
             ddl: tokio::sync::Mutex::new(()),
         })
@@ -169,13 +175,15 @@ impl Catalog {
 
     /// Drops `def` (the caller holds the DDL lock).
     async fn drop_locked(&self, def: &TableDef) -> Result<()> {
+        let table_grants = Securable::Table(def.name.clone());
         self.store
             .commit(Commit {
-                catalog_deletes: vec![CatalogKind::Table.key(&def.name)],
+                catalog_deletes: vec![CatalogKind::Table.key(&def.name), table_grants.grants_key()],
                 dropped_tables: vec![def.id],
                 ..Default::default()
             })
             .await?;
+        self.forget_grants(&table_grants);
         self.tables.write().remove(&def.name);
         self.store.set_columns(def.id, None);
         self.table_changes.fetch_add(1, Ordering::SeqCst);

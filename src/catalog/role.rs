@@ -216,6 +216,9 @@ impl Catalog {
                 message: format!("role \"{name}\" already exists"),
             });
         }
+        if name == super::PUBLIC || name == "none" {
+            return Err(Error::invalid_input(SqlState::ReservedName, format!("role name \"{name}\" is reserved")));
+        }
         if name.starts_with("pg_") {
             return Err(Error::invalid_input(
                 SqlState::ReservedName,

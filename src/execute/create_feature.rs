@@ -1,6 +1,7 @@
 //! CREATE [OR REPLACE] FEATURE: the definition is validated, backfilled from the stored rows,
 //! persisted and then served; a replacement is built while the old definition serves.
 
+use crate::catalog::{Privilege, Securable};
 use std::sync::Arc;
 
 use super::database::Database;
@@ -23,7 +24,7 @@ const FEATURE_MIN_BYTES: u64 = 64 << 10;
 pub async fn create_feature(db: &Arc<Database>, create: &CreateFeature, role: &str, notices: &Notices) -> Result<()> {
     if create.or_replace {
         if let Some(old) = db.features.get(&create.name) {
-            return replace_feature(db, create, old, notices).await;
+            return replace_feature(db, create, old, role, notices).await;
         }
         if db.relation_exists(&create.name) {
             let message = format!("\"{}\" is not a feature", create.name);
@@ -44,8 +45,10 @@ async fn new_feature(db: &Arc<Database>, create: &CreateFeature, owner: &str, no
     if db.relation_exists(&create.name) {
         return Err(Error::duplicate_table(&create.name));
     }
+    db.require(owner, &Securable::Schema, Privilege::Create)?;
     let mut def = FeatureDef::bind(create, |t| catalog.require_table(t))?;
     def.owner = owner.into();
+    db.require(owner, &Securable::Table(def.table.clone()), Privilege::Select)?;
     // The catalog entry and the backfill's snapshot are new data too.
     catalog.store().disk_reserve().check(FEATURE_MIN_BYTES)?;
     let table = readable_table(db, &def)?;
@@ -89,11 +92,14 @@ async fn replace_feature(
     db: &Arc<Database>,
     create: &CreateFeature,
     old: Arc<LiveFeature>,
+    role: &str,
     notices: &Notices,
 ) -> Result<()> {
     let catalog = &db.catalog;
+    db.require_owner(role, &Securable::Feature(create.name.clone()))?;
     let mut def = FeatureDef::bind(create, |t| catalog.require_table(t))?;
     def.owner = old.compiled().def.owner.clone();
+    db.require(role, &Securable::Table(def.table.clone()), Privilege::Select)?;
     let table = readable_table(db, &def)?;
     let compiled = CompiledFeature::compile(def, table.clone(), &db.ctx)?;
     keeps_columns_views_read(db, &old, &compiled)?;

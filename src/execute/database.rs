@@ -339,6 +339,8 @@ impl Database {
         let plan = with_pending(plan, &reads.pending)?;
         let plan = crate::plan::with_session_user(plan, reads.role)?;
         let analyzed = self.analyze(plan, zone)?;
+        // After analysis, which puts views' plans in place: what they read is checked too.
+        self.require_reads(reads.role, &analyzed)?;
         let mut state = self.run_state.clone();
         // Without this, now() would be the instant this cached state was made (server start).
         state.mark_start_execution();

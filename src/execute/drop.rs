@@ -33,6 +33,7 @@ async fn drop_features_gated(db: &Database, names: &[String], if_exists: bool, c
             });
         }
         forget_definition(db.catalog.store(), name).await?;
+        db.catalog.forget_grants(&crate::catalog::Securable::Feature(name.clone()));
         db.features.remove(name)?;
         // A replacement being built would switch to nothing: it stops.
         db.features.backfills().abandon(name);

@@ -33,6 +33,7 @@ pub async fn rows_to_insert(db: &Database, insert: &Insert, reads: &SessionReads
         return Err(Error::unsupported("INSERT INTO a table function is not supported"));
     };
     let def = db.catalog.require_table(&table_name(name)?)?;
+    db.require(reads.role, &crate::catalog::Securable::Table(def.name.clone()), crate::catalog::Privilege::Insert)?;
     let targets = target_columns(&def, insert)?;
     let source =
         insert.source.as_ref().ok_or_else(|| Error::unsupported("INSERT ... DEFAULT VALUES is not supported"))?;

@@ -14,6 +14,7 @@ mod feature_vectors;
 mod insert;
 mod logins;
 mod prepared;
+mod privileges;
 mod roles;
 mod scrape;
 mod session;

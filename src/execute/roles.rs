@@ -75,7 +75,7 @@ impl Database {
         }
     }
 
-    /// What `role` owns, as DROP ROLE names it.
+    /// What `role` owns and was granted, as DROP ROLE names it.
     fn owned_by(&self, role: &str) -> Vec<String> {
         let mut owned = Vec::new();
         for name in self.catalog.table_names() {
@@ -94,6 +94,7 @@ impl Database {
                 owned.push(format!("owner of source {}", source.def.name));
             }
         }
+        owned.extend(self.catalog.grants_to(role));
         owned
     }
 }

@@ -23,6 +23,7 @@ use super::create_table::table_def;
 use super::insert::rows_to_insert;
 use super::settings::Settings;
 use crate::catalog::TableDef;
+use crate::catalog::{Privilege, Securable};
 use crate::error::{Error, Result, SqlState};
 use crate::plan::{PendingRows, SystemSchema};
 use crate::sql::Statement;
@@ -197,8 +198,15 @@ impl Session {
                 .await
                 .map(|()| Output::Command { tag: "CREATE FEATURE", rows: None }),
             Statement::DropFeature { names, if_exists, cascade } => {
+                for name in names.iter().filter(|name| self.db.features.get(name).is_some()) {
+                    self.db.require_owner(&self.role, &Securable::Feature(name.clone()))?;
+                }
                 let dropped = super::drop::drop_features(&self.db, names, *if_exists, *cascade).await;
                 dropped.map(|()| Output::Command { tag: "DROP FEATURE", rows: None })
+            }
+            Statement::Checkpoint | Statement::Backup { .. } if !self.db.is_superuser(&self.role) => {
+                let what = if matches!(statement, Statement::Checkpoint) { "CHECKPOINT" } else { "BACKUP" };
+                Err(Error::PermissionDenied(format!("permission denied: only a superuser may run {what}")))
             }
             Statement::Checkpoint => {
                 async {
@@ -225,9 +233,11 @@ impl Session {
             Statement::CreateSource(create) => super::source::create_source(&self.db, create, &self.role)
                 .await
                 .map(|()| Output::Command { tag: "CREATE SOURCE", rows: None }),
-            Statement::DropSource { name, if_exists } => super::source::drop_source(&self.db, name, *if_exists)
-                .await
-                .map(|()| Output::Command { tag: "DROP SOURCE", rows: None }),
+            Statement::DropSource { name, if_exists } => {
+                super::source::drop_source(&self.db, name, *if_exists, &self.role)
+                    .await
+                    .map(|()| Output::Command { tag: "DROP SOURCE", rows: None })
+            }
             Statement::Role(role) => {
                 let notices = self.notices.clone();
                 let notice = move |message: String| {
@@ -236,6 +246,9 @@ impl Session {
                     }
                 };
                 self.db.run_role_statement(&self.role, role, notice).await
+            }
+            Statement::Grant(grant) => {
+                self.db.run_grant(&self.role, grant).await.map(|tag| Output::Command { tag, rows: None })
             }
             Statement::ShowSources => SystemSchema::sources(&self.db.catalog)
                 .map_err(Error::from)
@@ -263,6 +276,11 @@ impl Session {
             return Ok(None);
         };
         let Some(read) = &planned.point_read else { return Ok(None) };
+        // Each time: the session's role, and what it was granted, may have changed.
+        let feature = Securable::Feature(read.feature_name().to_string());
+        if let Err(denied) = self.db.require(&self.role, &feature, Privilege::Select) {
+            return self.abort_on_error(Err(denied));
+        }
         // Inside a transaction that wrote rows, reads take the way that sees them.
         if self.transaction.is_failed() || self.has_pending_rows() {
             return Ok(None);
@@ -297,6 +315,7 @@ impl Session {
         let plan = planned.plan.clone().replace_params_with_values(parameters)?;
         // A point read answers from committed state only.
         if !self.has_pending_rows()
+            && self.db.require_reads(&self.role, &plan).is_ok()
             && let Some(batch) = crate::plan::try_point_read(&plan)?
         {
             return Ok(Output::Batch(batch));
@@ -393,6 +412,11 @@ impl Session {
             SqlStatement::CreateTable(create) => {
                 let mut def = table_def(create)?;
                 def.owner = self.role.clone();
+                // A temporary table needs no CREATE on the schema (PostgreSQL's TEMP, which
+                // PUBLIC holds).
+                if !def.temporary {
+                    self.db.require(&self.role, &Securable::Schema, Privilege::Create)?;
+                }
                 if self.db.views.get(&def.name).is_some() || self.db.features.get(&def.name).is_some() {
                     if create.if_not_exists {
                         self.notice(format!("relation \"{}\" already exists, skipping", def.name));
@@ -411,6 +435,9 @@ impl Session {
             }
             SqlStatement::Drop { object_type: ObjectType::Table, if_exists, names, cascade, .. } => {
                 let names = names.iter().map(table_name).collect::<Result<Vec<_>>>()?;
+                for name in names.iter().filter(|name| self.db.catalog.table(name).is_some()) {
+                    self.db.require_owner(&self.role, &Securable::Table(name.clone()))?;
+                }
                 let outcome = super::drop::drop_tables(&self.db, &names, *if_exists, *cascade).await;
                 // Some may be gone even if a later one failed; a table of the same name made
                 // later is not this session's to drop.
@@ -420,6 +447,10 @@ impl Session {
                 Ok(Output::Command { tag: "DROP TABLE", rows: None })
             }
             SqlStatement::AlterTable(alter) => {
+                let name = table_name(&alter.name)?;
+                if self.db.catalog.table(&name).is_some() {
+                    self.db.require_owner(&self.role, &Securable::Table(name))?;
+                }
                 for notice in super::alter_table::alter_table(&self.db, alter).await? {
                     self.notice(notice);
                 }
@@ -596,6 +627,7 @@ impl Session {
 
     async fn copy_from(&mut self, source: &CopySource, target: &CopyTarget, format: CopyFormat) -> Result<Output> {
         let (def, targets) = copy_destination(&self.db, source)?;
+        self.db.require(&self.role, &Securable::Table(def.name.clone()), Privilege::Insert)?;
         let copy = CopyIn::new(def, targets, format);
         match target {
             CopyTarget::Stdin => {

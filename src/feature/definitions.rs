@@ -26,7 +26,8 @@ pub(super) fn definition_entry(def: &FeatureDef) -> Result<(Vec<u8>, Vec<u8>)> {
 
 /// Removes a feature's definition, snapshot and stored state (durably).
 pub async fn forget_definition(store: &Arc<EventStore>, name: &str) -> Result<()> {
-    let mut deletes = vec![CatalogKind::Feature.key(name), keys::feature_snapshot(name)];
+    let grants = crate::catalog::Securable::Feature(name.to_string()).grants_key();
+    let mut deletes = vec![CatalogKind::Feature.key(name), keys::feature_snapshot(name), grants];
     deletes.extend(stored_chunk_keys(store, &keys::feature_state_prefix(name))?);
     store.commit(Commit { catalog_deletes: deletes, ..Default::default() }).await?;
     Ok(())

@@ -41,6 +41,7 @@ mod views;
 pub use context::{CATALOG_NAME, SCHEMA_NAME, new_session_context};
 pub use event_table::EventTable;
 pub use expr_rules::input_schema;
+pub use feature_table::FeatureTable;
 pub use pending::{PendingRows, with_pending};
 pub use pg_cursors::{CursorRow, OpenCursors};
 pub use pg_numeric::round_for_integer;

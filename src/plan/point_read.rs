@@ -36,6 +36,11 @@ pub struct PointRead {
 }
 
 impl PointRead {
+    /// The feature it reads.
+    pub fn feature_name(&self) -> &str {
+        &self.feature.compiled().def.name
+    }
+
     /// The point read `plan` is, if it is one.
     pub fn recognise(plan: &LogicalPlan) -> Option<PointRead> {
         let LogicalPlan::Projection(projection) = plan else { return None };

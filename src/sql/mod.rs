@@ -6,6 +6,7 @@ mod between_symmetric;
 pub mod feature;
 mod fetch_syntax;
 pub mod function_spellings;
+pub mod grant;
 mod interval;
 pub mod names;
 mod numeric_literals;
@@ -62,6 +63,8 @@ pub enum Statement {
     },
     /// `CREATE | ALTER | DROP ROLE | USER`.
     Role(Box<role::RoleStatement>),
+    /// `GRANT` or `REVOKE`.
+    Grant(Box<grant::GrantStatement>),
 }
 
 impl Statement {
@@ -125,6 +128,7 @@ impl Statement {
         }
         match self {
             Statement::Backup { .. } => Some("BACKUP"),
+            Statement::Grant(grant) => Some(if grant.grant { "GRANT" } else { "REVOKE" }),
             Statement::Standard(sql) => match sql.as_ref() {
                 SqlStatement::Delete(_) => Some("DELETE"),
                 SqlStatement::Update { .. } => Some("UPDATE"),
@@ -162,7 +166,8 @@ impl Statement {
             | Statement::DropSource { .. }
             | Statement::Checkpoint
             | Statement::Backup { .. }
-            | Statement::Role(_) => false,
+            | Statement::Role(_)
+            | Statement::Grant(_) => false,
         }
     }
 }
@@ -237,6 +242,9 @@ impl SqlParser {
         }
         if feature::starts_with_words(text, &["SHOW", "SOURCES"]) {
             return Ok(Statement::ShowSources);
+        }
+        if grant::GrantStatement::starts(text) {
+            return Ok(Statement::Grant(Box::new(grant::GrantStatement::parse(text)?)));
         }
         if role::RoleStatement::starts(text) {
             return Ok(Statement::Role(Box::new(role::RoleStatement::parse(text)?)));

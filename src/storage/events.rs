@@ -60,6 +60,8 @@ pub enum CatalogKind {
     SourceError,
     /// A role (`catalog::RoleDef`).
     Role,
+    /// The privileges granted on one object (`catalog::Grants`).
+    Grants,
 }
 
 impl CatalogKind {
@@ -71,6 +73,7 @@ impl CatalogKind {
             CatalogKind::SourcePosition => keys::CATALOG_SOURCE_POSITION,
             CatalogKind::SourceError => keys::CATALOG_SOURCE_ERROR,
             CatalogKind::Role => keys::CATALOG_ROLE,
+            CatalogKind::Grants => keys::CATALOG_GRANTS,
         }
     }
 

@@ -43,6 +43,7 @@ pub const CATALOG_SOURCE: &[u8] = b"cs";
 pub const CATALOG_SOURCE_POSITION: &[u8] = b"cp";
 pub const CATALOG_SOURCE_ERROR: &[u8] = b"ce";
 pub const CATALOG_ROLE: &[u8] = b"cr";
+pub const CATALOG_GRANTS: &[u8] = b"cg";
 pub const COUNTER: &[u8] = b"n";
 pub const STATS: &[u8] = b"s";
 pub const EVENTS: &[u8] = b"e";

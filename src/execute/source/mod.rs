@@ -192,6 +192,8 @@ pub async fn stop_sources(db: &Database) {
 /// CREATE SOURCE: the options are checked, the upstream is reached (08001 and nothing
 /// created if it cannot be), then the source is stored with its first position and starts.
 pub async fn create_source(db: &Arc<Database>, create: &CreateSource, owner: &str) -> Result<()> {
+    use crate::catalog::{Privilege, Securable};
+    db.require(owner, &Securable::Schema, Privilege::Create)?;
     let kind = match create.kind.as_str() {
         "kafka" => SourceKind::Kafka,
         "postgres" => SourceKind::Postgres,
@@ -213,6 +215,8 @@ pub async fn create_source(db: &Arc<Database>, create: &CreateSource, owner: &st
         });
     }
     let table = db.catalog.require_table(&create.table)?;
+    // A source writes with its owner's privileges.
+    db.require(owner, &Securable::Table(table.name.clone()), Privilege::Insert)?;
     if table.event_time.is_none() {
         return Err(Error::no_event_time(&table.name));
     }
@@ -245,8 +249,15 @@ pub async fn create_source(db: &Arc<Database>, create: &CreateSource, owner: &st
 
 /// DROP SOURCE: stops it (also mid-batch: what it has not committed is not written) and
 /// removes it with its position and bad messages.
-pub async fn drop_source(db: &Database, name: &str, if_exists: bool) -> Result<()> {
+/// `role` drops it: its owner or a superuser.
+pub async fn drop_source(db: &Database, name: &str, if_exists: bool, role: &str) -> Result<()> {
     let _ddl = db.sources.ddl.lock().await;
+    if let Some(source) = db.catalog.source(name)
+        && source.def.owner != role
+        && !db.is_superuser(role)
+    {
+        return Err(Error::PermissionDenied(format!("must be owner of source {name}")));
+    }
     drop_source_locked(db, name, if_exists).await
 }
 

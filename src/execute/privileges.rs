@@ -1,0 +1,189 @@
+//! Privileges at work (spec section 8): who may read, write, create and change what, checked
+//! on every path, and `GRANT` / `REVOKE`.
+//!
+//! As in PostgreSQL: a superuser may do anything; an object's owner everything on it; others
+//! what was granted to them or to PUBLIC. Schema `public` grants CREATE to no one by default
+//! (PostgreSQL 15's rule), so a new role creates tables, features and sources only once a
+//! superuser grants it `CREATE ON SCHEMA public`.
+
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::{LogicalPlan, TableScan};
+
+use super::Database;
+use crate::catalog::{BOOTSTRAP_ROLE, PUBLIC, Privilege, Securable};
+use crate::error::{Error, Result, SqlState};
+use crate::plan::asof::{AsofJoinNode, AsofRight};
+use crate::plan::{EventTable, FeatureTable};
+use crate::sql::grant::{GrantStatement, GrantTarget};
+
+impl Database {
+    pub fn is_superuser(&self, role: &str) -> bool {
+        role == BOOTSTRAP_ROLE || self.catalog.role(role).is_some_and(|r| r.superuser)
+    }
+
+    /// The role that owns `object`, if it exists (schema `public`: the bootstrap superuser).
+    fn owner_of(&self, object: &Securable) -> Option<String> {
+        match object {
+            Securable::Table(name) => self.catalog.table(name).map(|t| t.owner.clone()),
+            Securable::Feature(name) => self.features.get(name).map(|f| f.compiled().def.owner.clone()),
+            Securable::Schema => Some(BOOTSTRAP_ROLE.into()),
+        }
+    }
+
+    /// Ok if `role` holds `privilege` on `object`; else 42501 as PostgreSQL words it.
+    pub fn require(&self, role: &str, object: &Securable, privilege: Privilege) -> Result<()> {
+        if self.is_superuser(role)
+            || self.owner_of(object).is_some_and(|owner| owner == role)
+            || self.catalog.granted(role, object, privilege)
+        {
+            return Ok(());
+        }
+        Err(Error::PermissionDenied(format!("permission denied for {}", object.described())))
+    }
+
+    /// Ok if `role` owns `object` or is a superuser: what DROP, ALTER and CREATE OR REPLACE
+    /// need.
+    pub fn require_owner(&self, role: &str, object: &Securable) -> Result<()> {
+        if self.is_superuser(role) || self.owner_of(object).is_some_and(|owner| owner == role) {
+            return Ok(());
+        }
+        Err(Error::PermissionDenied(format!("must be owner of {}", object.described())))
+    }
+
+    /// Ok if `role` may read every table and feature `plan` reads (joined features count;
+    /// the tables behind them do not, as a view's do not in PostgreSQL).
+    pub fn require_reads(&self, role: &str, plan: &LogicalPlan) -> Result<()> {
+        if self.is_superuser(role) {
+            return Ok(());
+        }
+        let mut outcome = Ok(());
+        plan.apply_with_subqueries(|node| {
+            let read = match node {
+                LogicalPlan::TableScan(scan) => securable(scan),
+                LogicalPlan::Extension(extension) => match extension.node.as_any().downcast_ref::<AsofJoinNode>() {
+                    Some(AsofJoinNode { right: AsofRight::Feature(feature), .. }) => {
+                        Some(Securable::Feature(feature.compiled().def.name.clone()))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(object) = read {
+                outcome = self.require(role, &object, Privilege::Select);
+                if outcome.is_err() {
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        outcome
+    }
+
+    /// Runs `GRANT` or `REVOKE` as `role`.
+    pub(super) async fn run_grant(&self, role: &str, statement: &GrantStatement) -> Result<&'static str> {
+        let objects: Vec<Securable> = match &statement.target {
+            GrantTarget::Relations(names) => names
+                .iter()
+                .map(|name| {
+                    if self.catalog.table(name).is_some() {
+                        Ok(Securable::Table(name.clone()))
+                    } else if self.features.get(name).is_some() {
+                        Ok(Securable::Feature(name.clone()))
+                    } else {
+                        Err(Error::undefined_table(name))
+                    }
+                })
+                .collect::<Result<_>>()?,
+            GrantTarget::Features(names) => names
+                .iter()
+                .map(|name| match self.features.get(name) {
+                    Some(_) => Ok(Securable::Feature(name.clone())),
+                    None => Err(Error::NotFound {
+                        sqlstate: SqlState::UndefinedObject,
+                        message: format!("feature \"{name}\" does not exist"),
+                    }),
+                })
+                .collect::<Result<_>>()?,
+            GrantTarget::Schema(name) if name == crate::plan::SCHEMA_NAME => vec![Securable::Schema],
+            GrantTarget::Schema(name) => {
+                return Err(Error::NotFound {
+                    sqlstate: SqlState::InvalidSchemaName,
+                    message: format!("schema \"{name}\" does not exist"),
+                });
+            }
+        };
+        for grantee in &statement.grantees {
+            if grantee != PUBLIC && self.catalog.role(grantee).is_none() {
+                return Err(Error::NotFound {
+                    sqlstate: SqlState::UndefinedObject,
+                    message: format!("role \"{grantee}\" does not exist"),
+                });
+            }
+        }
+        for object in &objects {
+            let privileges = privileges_on(object, &statement.privileges)?;
+            // Only the owner (or a superuser) grants: asofdb has no grant options.
+            if !self.is_superuser(role) && self.owner_of(object).as_deref() != Some(role) {
+                return Err(Error::PermissionDenied(format!("permission denied for {}", object.described())));
+            }
+            if !privileges.is_empty() {
+                self.catalog.change_grants(object, &privileges, &statement.grantees, statement.grant).await?;
+            }
+        }
+        Ok(if statement.grant { "GRANT" } else { "REVOKE" })
+    }
+}
+
+/// The stored table or feature a scan reads, if it reads one (not a system table), known by
+/// its provider: the name it is scanned under may be an alias (the right side of an ASOF join
+/// is scanned under a placeholder).
+fn securable(scan: &TableScan) -> Option<Securable> {
+    let provider = source_as_provider(&scan.source).ok()?;
+    let any: &dyn std::any::Any = provider.as_ref();
+    if let Some(table) = any.downcast_ref::<EventTable>() {
+        return Some(Securable::Table(table.def().name.clone()));
+    }
+    let feature = any.downcast_ref::<FeatureTable>()?;
+    Some(Securable::Feature(feature.feature().compiled().def.name.clone()))
+}
+
+/// The privileges `written` names on `object` (all of them for ALL), or 0LP01 for one the
+/// object does not have, as PostgreSQL answers `GRANT CREATE ON TABLE`.
+fn privileges_on(object: &Securable, written: &[String]) -> Result<Vec<Privilege>> {
+    let (valid, kind): (&[Privilege], &str) = match object {
+        Securable::Table(_) => (&[Privilege::Select, Privilege::Insert], "table"),
+        Securable::Feature(_) => (&[Privilege::Select], "feature"),
+        Securable::Schema => (&[Privilege::Create], "schema"),
+    };
+    if written.is_empty() {
+        return Ok(valid.to_vec());
+    }
+    let mut out = Vec::new();
+    for name in written {
+        let privilege = match name.as_str() {
+            "SELECT" => Privilege::Select,
+            "INSERT" => Privilege::Insert,
+            "CREATE" => Privilege::Create,
+            // Schema USAGE is held by everyone: granting it changes nothing.
+            "USAGE" if *object == Securable::Schema => continue,
+            "UPDATE" | "DELETE" | "TRUNCATE" | "REFERENCES" | "TRIGGER" | "MAINTAIN" if kind == "table" => {
+                return Err(Error::unsupported(format!("the privilege {name} is not supported")));
+            }
+            _ => {
+                return Err(Error::invalid_input(
+                    SqlState::InvalidGrantOperation,
+                    format!("invalid privilege type {name} for {kind}"),
+                ));
+            }
+        };
+        if !valid.contains(&privilege) {
+            return Err(Error::invalid_input(
+                SqlState::InvalidGrantOperation,
+                format!("invalid privilege type {name} for {kind}"),
+            ));
+        }
+        out.push(privilege);
+    }
+    Ok(out)
+}
