@@ -80,8 +80,13 @@ impl Database {
         outcome
     }
 
-    /// Runs `GRANT` or `REVOKE` as `role`.
-    pub(super) async fn run_grant(&self, role: &str, statement: &GrantStatement) -> Result<&'static str> {
+    /// Runs `GRANT` or `REVOKE` as `role`; `notice` sends a NOTICE.
+    pub(super) async fn run_grant(
+        &self,
+        role: &str,
+        statement: &GrantStatement,
+        notice: impl Fn(String),
+    ) -> Result<&'static str> {
         let objects: Vec<Securable> = match &statement.target {
             GrantTarget::Relations(names) => names
                 .iter()
@@ -123,9 +128,26 @@ impl Database {
         }
         for object in &objects {
             let privileges = privileges_on(object, &statement.privileges)?;
-            // Only the owner (or a superuser) grants: asofdb has no grant options.
+            // Only the owner (or a superuser) grants: asofdb has no grant options. As in
+            // PostgreSQL, a role that holds some privilege on the object is told that nothing
+            // changed; one that holds none is refused.
             if !self.is_superuser(role) && self.owner_of(object).as_deref() != Some(role) {
-                return Err(Error::PermissionDenied(format!("permission denied for {}", object.described())));
+                let holds = [Privilege::Select, Privilege::Insert, Privilege::Create]
+                    .into_iter()
+                    .any(|p| self.catalog.granted(role, object, p));
+                if !holds {
+                    return Err(Error::PermissionDenied(format!("permission denied for {}", object.described())));
+                }
+                let name = match object {
+                    Securable::Table(name) | Securable::Feature(name) => name.as_str(),
+                    Securable::Schema => crate::plan::SCHEMA_NAME,
+                };
+                notice(if statement.grant {
+                    format!("no privileges were granted for \"{name}\"")
+                } else {
+                    format!("no privileges could be revoked for \"{name}\"")
+                });
+                continue;
             }
             if !privileges.is_empty() {
                 self.catalog.change_grants(object, &privileges, &statement.grantees, statement.grant).await?;

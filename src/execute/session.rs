@@ -239,22 +239,28 @@ impl Session {
                     .map(|()| Output::Command { tag: "DROP SOURCE", rows: None })
             }
             Statement::Role(role) => {
-                let notices = self.notices.clone();
-                let notice = move |message: String| {
-                    if let Some(notices) = &notices {
-                        let _ = notices.send(message);
-                    }
-                };
+                let notice = self.notice_sender();
                 self.db.run_role_statement(&self.role, role, notice).await
             }
             Statement::Grant(grant) => {
-                self.db.run_grant(&self.role, grant).await.map(|tag| Output::Command { tag, rows: None })
+                let notice = self.notice_sender();
+                self.db.run_grant(&self.role, grant, notice).await.map(|tag| Output::Command { tag, rows: None })
             }
             Statement::ShowSources => SystemSchema::sources(&self.db.catalog)
                 .map_err(Error::from)
                 .and_then(|batch| Ok(Output::Rows(self.db.ctx.read_batch(batch)?))),
         };
         self.abort_on_error(outcome)
+    }
+
+    /// Sends NOTICE messages of the running statement, apart from the session.
+    fn notice_sender(&self) -> impl Fn(String) + use<> {
+        let notices = self.notices.clone();
+        move |message: String| {
+            if let Some(notices) = &notices {
+                let _ = notices.send(message);
+            }
+        }
     }
 
     fn notice(&self, message: String) {

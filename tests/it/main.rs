@@ -24,6 +24,7 @@ mod feature_properties;
 mod fuzz_corpus;
 mod http;
 mod pgbench;
+mod privileges;
 mod protocol;
 mod psql;
 mod replace_feature;
