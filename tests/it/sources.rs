@@ -385,6 +385,31 @@ async fn a_broker_outage_is_retried_and_nothing_is_lost_or_doubled() {
     wait_for(&client, "SELECT count(*) FROM late", "100", limit).await;
     let ids = text_rows(&client, "SELECT min(id), max(id), count(DISTINCT id) FROM late").await;
     assert_eq!(ids, [format!("{first}|{}|100", first + 99)]);
+
+    // A source writes with its owner's privileges: made by a role allowed to insert into
+    // its table; once that is revoked it retries, committing nothing; granted again, it goes
+    // on from where it was, losing and doubling nothing.
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE feeder; GRANT CREATE ON SCHEMA public TO feeder; GRANT INSERT ON late TO feeder;
+             SET ROLE feeder;
+             CREATE SOURCE fed INTO late FROM KAFKA WITH (brokers = '{bootstrap}', topic = 'tx', start = 'latest');
+             RESET ROLE;
+             DROP SOURCE l"
+        ))
+        .await
+        .unwrap();
+    let owner = text_rows(&client, "SELECT count(*) FROM asofdb.sources WHERE name = 'fed'").await;
+    assert_eq!(owner, ["1"]);
+    let err = client.batch_execute("DROP ROLE feeder").await.unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("2BP01"), "{err:?}");
+    client.batch_execute("REVOKE INSERT ON late FROM feeder").await.unwrap();
+    produce(50);
+    let sql = "SELECT state || ' ' || last_error FROM asofdb.sources WHERE name = 'fed'";
+    wait_for(&client, sql, "retrying permission denied for table late", limit).await;
+    assert_eq!(text_rows(&client, "SELECT count(*) FROM late").await, ["100"]);
+    client.batch_execute("GRANT INSERT ON late TO feeder").await.unwrap();
+    wait_for(&client, "SELECT count(DISTINCT id) || ' ' || count(*) FROM late", "150 150", limit).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -141,7 +141,8 @@ fn run(context: RunContext, session: Session) {
     }
 }
 
-/// Commits `batch` with the source's position after it (`advance` moves the stored one: each
+/// Commits `batch`, if the source's owner may still write its table, with the source's
+/// position after it (`advance` moves the stored one: each
 /// partition's next offset, or the LSN), the counters, the bad messages; then reports it.
 pub(super) fn commit_batch(
     context: &RunContext,
@@ -151,6 +152,11 @@ pub(super) fn commit_batch(
     advance: impl FnOnce(&mut SourcePosition),
 ) -> Result<()> {
     let source = &context.source;
+    // A source writes with its owner's privileges, checked at every batch: once its INSERT
+    // is revoked, the source retries (nothing is committed, its position stays) until it is
+    // granted again.
+    let table = crate::catalog::Securable::Table(def.name.clone());
+    db.require(&source.def.owner, &table, crate::catalog::Privilege::Insert)?;
     // Rows read before an ALTER TABLE ADD COLUMN are checked as they will be stored.
     let check = |rows: &arrow::array::RecordBatch| {
         let rows = db.catalog.store().widen(def.id, rows.clone())?;
