@@ -72,6 +72,8 @@ pub enum SqlState {
     InsufficientPrivilege,
     /// 0LP01
     InvalidGrantOperation,
+    /// 55P02
+    CantChangeRuntimeParam,
     /// 42939
     ReservedName,
     /// 42702
@@ -163,6 +165,7 @@ impl SqlState {
             SqlState::DuplicateObject => "42710",
             SqlState::InsufficientPrivilege => "42501",
             SqlState::InvalidGrantOperation => "0LP01",
+            SqlState::CantChangeRuntimeParam => "55P02",
             SqlState::ReservedName => "42939",
             SqlState::AmbiguousColumn => "42702",
             SqlState::UndefinedColumn => "42703",

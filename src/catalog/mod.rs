@@ -102,9 +102,17 @@ impl Catalog {
         }
         def.id = self.store.allocate_table_id()?;
         let entry = serde_json::to_vec(&def)?;
+        // A new table starts with no grants, whatever a GRANT racing an earlier table's drop
+        // may have left under its name.
+        let grants = Securable::Table(def.name.clone());
         self.store
-            .commit(Commit { catalog_puts: vec![(CatalogKind::Table.key(&def.name), entry)], ..Default::default() })
+            .commit(Commit {
+                catalog_puts: vec![(CatalogKind::Table.key(&def.name), entry)],
+                catalog_deletes: vec![grants.grants_key()],
+                ..Default::default()
+            })
             .await?;
+        self.forget_grants(&grants);
         self.store.set_columns(def.id, Some(def.stored_columns()?));
         self.tables.write().insert(def.name.clone(), Arc::new(def));
         self.table_changes.fetch_add(1, Ordering::SeqCst);

@@ -74,6 +74,7 @@ async fn new_feature(db: &Arc<Database>, create: &CreateFeature, owner: &str, no
         // snapshot must not find the disk full between them.
         catalog.store().disk_reserve().check(FEATURE_MIN_BYTES.max(live.size().2 as u64))?;
         persist_definition(catalog.store(), &def).await?;
+        catalog.forget_grants(&Securable::Feature(def.name.clone()));
         live.write_snapshot(catalog.store()).await?;
         notice(notices, built_notice(&live, "", started));
         db.features.insert(live)

@@ -60,6 +60,13 @@ impl Database {
         let mut outcome = Ok(());
         plan.apply_with_subqueries(|node| {
             let read = match node {
+                LogicalPlan::TableScan(scan) if is_source_errors(scan) => {
+                    outcome = Err(Error::PermissionDenied(
+                        "permission denied for table source_errors: its payloads are rows of any table; only a superuser reads it"
+                            .into(),
+                    ));
+                    return Ok(TreeNodeRecursion::Stop);
+                }
                 LogicalPlan::TableScan(scan) => securable(scan),
                 LogicalPlan::Extension(extension) => match extension.node.as_any().downcast_ref::<AsofJoinNode>() {
                     Some(AsofJoinNode { right: AsofRight::Feature(feature), .. }) => {
@@ -126,29 +133,39 @@ impl Database {
                 });
             }
         }
+        // Every object is checked before any changes: a GRANT is all or nothing.
+        let mut changes = Vec::new();
         for object in &objects {
             let privileges = privileges_on(object, &statement.privileges)?;
             // Only the owner (or a superuser) grants: asofdb has no grant options. As in
             // PostgreSQL, a role that holds some privilege on the object is told that nothing
             // changed; one that holds none is refused.
-            if !self.is_superuser(role) && self.owner_of(object).as_deref() != Some(role) {
-                let holds = [Privilege::Select, Privilege::Insert, Privilege::Create]
-                    .into_iter()
-                    .any(|p| self.catalog.granted(role, object, p));
-                if !holds {
-                    return Err(Error::PermissionDenied(format!("permission denied for {}", object.described())));
-                }
-                let name = match object {
-                    Securable::Table(name) | Securable::Feature(name) => name.as_str(),
-                    Securable::Schema => crate::plan::SCHEMA_NAME,
-                };
-                notice(if statement.grant {
-                    format!("no privileges were granted for \"{name}\"")
-                } else {
-                    format!("no privileges could be revoked for \"{name}\"")
-                });
+            if self.is_superuser(role) || self.owner_of(object).as_deref() == Some(role) {
+                changes.push((object, privileges));
                 continue;
             }
+            let holds = [Privilege::Select, Privilege::Insert, Privilege::Create]
+                .into_iter()
+                .any(|p| self.catalog.granted(role, object, p));
+            if !holds {
+                return Err(Error::PermissionDenied(format!("permission denied for {}", object.described())));
+            }
+        }
+        for object in &objects {
+            if changes.iter().any(|(changed, _)| *changed == object) {
+                continue;
+            }
+            let name = match object {
+                Securable::Table(name) | Securable::Feature(name) => name.as_str(),
+                Securable::Schema => crate::plan::SCHEMA_NAME,
+            };
+            notice(if statement.grant {
+                format!("no privileges were granted for \"{name}\"")
+            } else {
+                format!("no privileges could be revoked for \"{name}\"")
+            });
+        }
+        for (object, privileges) in changes {
             if !privileges.is_empty() {
                 self.catalog.change_grants(object, &privileges, &statement.grantees, statement.grant).await?;
             }
@@ -168,6 +185,12 @@ fn securable(scan: &TableScan) -> Option<Securable> {
     }
     let feature = any.downcast_ref::<FeatureTable>()?;
     Some(Securable::Feature(feature.feature().compiled().def.name.clone()))
+}
+
+/// True for a scan of `asofdb.source_errors`, whose bad messages hold rows meant for any
+/// table.
+fn is_source_errors(scan: &TableScan) -> bool {
+    scan.table_name.schema() == Some("asofdb") && scan.table_name.table() == "source_errors"
 }
 
 /// The privileges `written` names on `object` (all of them for ALL), or 0LP01 for one the

@@ -418,11 +418,17 @@ impl Session {
             SqlStatement::CreateTable(create) => {
                 let mut def = table_def(create)?;
                 def.owner = self.role.clone();
-                // A temporary table needs no CREATE on the schema (PostgreSQL's TEMP, which
-                // PUBLIC holds).
-                if !def.temporary {
-                    self.db.require(&self.role, &Securable::Schema, Privilege::Create)?;
+                // PostgreSQL gives every role temporary tables (TEMP, which PUBLIC holds), each
+                // session's in a schema of its own. asofdb's share schema public's names, so a
+                // role that may not create there could take a name another role's statements
+                // then write into: not supported.
+                let create_in_schema = self.db.require(&self.role, &Securable::Schema, Privilege::Create);
+                if def.temporary && create_in_schema.is_err() {
+                    return Err(Error::unsupported(
+                        "temporary tables of a role without CREATE on schema public: asofdb's temporary tables share the schema's names",
+                    ));
                 }
+                create_in_schema?;
                 if self.db.views.get(&def.name).is_some() || self.db.features.get(&def.name).is_some() {
                     if create.if_not_exists {
                         self.notice(format!("relation \"{}\" already exists, skipping", def.name));
@@ -549,8 +555,8 @@ impl Session {
                 Ok(Output::Command { tag: "SET", rows: None })
             }
             SqlStatement::Reset(reset) => {
-                self.reset_role(&reset.reset);
                 self.settings.reset(&reset.reset);
+                self.reset_role(&reset.reset);
                 Ok(Output::Command { tag: "RESET", rows: None })
             }
             SqlStatement::ShowVariable { variable } => {
@@ -559,9 +565,11 @@ impl Session {
                 Ok(Output::Rows(self.db.ctx.read_batch(batch)?))
             }
             SqlStatement::Discard { object_type } => {
-                // DISCARD ALL includes RESET ALL.
+                // DISCARD ALL is SET SESSION AUTHORIZATION DEFAULT and RESET ALL: a pooler
+                // hands the next client the session as it logged in.
                 if matches!(object_type, sqlparser::ast::DiscardObject::ALL) {
                     self.settings.reset(&sqlparser::ast::Reset::ALL);
+                    self.become_role(self.login_role.clone(), true)?;
                 }
                 Ok(Output::Command { tag: "DISCARD ALL", rows: None })
             }
@@ -642,6 +650,7 @@ impl Session {
                 Ok(Output::CopyIn { columns, binary })
             }
             CopyTarget::File { filename } => {
+                self.require_server_files("COPY from a file")?;
                 let rows = self.copy_from_file(copy, filename).await?;
                 Ok(Output::Command { tag: "COPY", rows: Some(rows) })
             }
@@ -655,6 +664,9 @@ impl Session {
             CopyTarget::File { filename } if filename.ends_with(".parquet") => Some(filename.clone()),
             _ => return Err(Error::unsupported("COPY TO supports STDOUT and server-side '.parquet' files")),
         };
+        if parquet_file.is_some() {
+            self.require_server_files("COPY to a file")?;
+        }
         let query = match source {
             CopySource::Query(query) => SqlStatement::Query(query.clone()),
             CopySource::Table { table_name: name, columns } => {
@@ -793,17 +805,18 @@ impl Session {
         }
     }
 
-    /// `RESET ROLE`, `RESET SESSION AUTHORIZATION`, and `RESET ALL`, which does both.
+    /// `RESET ROLE` and `RESET SESSION AUTHORIZATION`.
     fn reset_role(&mut self, reset: &sqlparser::ast::Reset) {
         let name = match reset {
             sqlparser::ast::Reset::ALL => "all".to_string(),
             sqlparser::ast::Reset::ConfigurationParameter(name) => name.to_string().to_ascii_lowercase(),
         };
+        // RESET ALL leaves both alone, as in PostgreSQL; the settings it resets are put back
+        // as the role has them.
         let outcome = match name.as_str() {
             "role" => self.become_role(self.session_role.clone(), false),
-            "session authorization" | "session_authorization" | "all" => {
-                self.become_role(self.login_role.clone(), true)
-            }
+            "session authorization" | "session_authorization" => self.become_role(self.login_role.clone(), true),
+            "all" => self.become_role(self.role.clone(), false),
             _ => Ok(()),
         };
         // The roles returned to are the session's own, which may have been dropped since.
@@ -812,14 +825,23 @@ impl Session {
         }
     }
 
+    /// Ok for a superuser: reading and writing the server's files (PostgreSQL's
+    /// `pg_read_server_files` and `pg_write_server_files`) could read any file the server can,
+    /// or overwrite the cold tier's.
+    fn require_server_files(&self, what: &str) -> Result<()> {
+        if self.db.is_superuser(&self.role) {
+            return Ok(());
+        }
+        Err(Error::PermissionDenied(format!("permission denied: only a superuser may {what} on the server")))
+    }
+
     fn become_role(&mut self, target: String, session: bool) -> Result<()> {
         let role = self.db.catalog.role(&target).ok_or_else(|| Error::NotFound {
             sqlstate: crate::error::SqlState::UndefinedObject,
             message: format!("role \"{target}\" does not exist"),
         })?;
-        let _ = self.settings.set_named("is_superuser", if role.superuser { "on" } else { "off" });
+        self.settings.set_role(role.superuser, session.then_some(target.as_str()));
         if session {
-            let _ = self.settings.set_named("session_authorization", &target);
             self.session_role = target.clone();
         }
         self.role = target;

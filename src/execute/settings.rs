@@ -41,6 +41,9 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("transaction_read_only", "off"),
 ];
 
+/// Settings that report the session's role, which `SET` does not change.
+const ROLE_SETTINGS: [&str; 2] = ["is_superuser", "session_authorization"];
+
 #[derive(Debug, Default, Clone)]
 pub struct Settings {
     values: BTreeMap<String, String>,
@@ -74,9 +77,16 @@ impl Settings {
         Ok(())
     }
 
-    /// Sets `name` to `value` as `SET name = 'value'` does.
+    /// Sets `name` to `value` as `SET name = 'value'` does. The settings that report the
+    /// session's role are the role's to set ([`Settings::set_role`]), not a client's.
     pub fn set_named(&mut self, name: &str, value: &str) -> Result<()> {
         let name = name.to_ascii_lowercase();
+        if ROLE_SETTINGS.contains(&name.as_str()) {
+            return Err(Error::invalid_input(
+                SqlState::CantChangeRuntimeParam,
+                format!("parameter \"{name}\" cannot be changed"),
+            ));
+        }
         if name == "timezone" {
             return self.set_zone(SessionZone::from_setting(value), value);
         }
@@ -119,8 +129,7 @@ impl Settings {
     /// PostgreSQL would refuse is ignored: the connection is already accepted when it is read.
     pub fn apply_startup(&mut self, role: &RoleDef, parameters: &std::collections::HashMap<String, String>) {
         const NOT_SETTINGS: &[&str] = &["user", "database", "options", "replication"];
-        self.values.insert("is_superuser".into(), if role.superuser { "on" } else { "off" }.into());
-        self.values.insert("session_authorization".into(), role.name.clone());
+        self.set_role(role.superuser, Some(&role.name));
         let mut pairs: Vec<(String, String)> = role.settings.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
         pairs.extend(
             parameters
@@ -137,6 +146,14 @@ impl Settings {
             }
         }
         self.startup = Some(Box::new(Settings { startup: None, ..self.clone() }));
+    }
+
+    /// What `is_superuser` and (given `session`) `session_authorization` show.
+    pub fn set_role(&mut self, superuser: bool, session: Option<&str>) {
+        self.values.insert("is_superuser".into(), if superuser { "on" } else { "off" }.into());
+        if let Some(name) = session {
+            self.values.insert("session_authorization".into(), name.into());
+        }
     }
 
     /// The session's time zone.

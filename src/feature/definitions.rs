@@ -15,7 +15,12 @@ pub fn stored_definitions(store: &EventStore) -> Result<Vec<FeatureDef>> {
 
 /// Persists a feature definition (durably).
 pub async fn persist_definition(store: &Arc<EventStore>, def: &FeatureDef) -> Result<()> {
-    store.commit(Commit { catalog_puts: vec![definition_entry(def)?], ..Default::default() }).await?;
+    // A new feature starts with no grants, whatever a GRANT racing an earlier feature's drop
+    // may have left under its name.
+    let grants = crate::catalog::Securable::Feature(def.name.clone()).grants_key();
+    let commit =
+        Commit { catalog_puts: vec![definition_entry(def)?], catalog_deletes: vec![grants], ..Default::default() };
+    store.commit(commit).await?;
     Ok(())
 }
 

@@ -182,7 +182,12 @@ impl AuthSource for RoleVerifiers {
         }
         match self.db.verifier(user) {
             Some(v) => Ok(Password::scram_verifier(v.salt, v.stored_key, v.server_key)),
-            None => Err(PgWireError::InvalidPassword(user.to_string())),
+            // As PostgreSQL's mock exchange: a verifier nobody's password matches, so the
+            // exchange fails where a wrong password's does, not a step earlier.
+            None => {
+                let mock = crate::catalog::Verifier::of_password(&random_nonce());
+                Ok(Password::scram_verifier(mock.salt, mock.stored_key, mock.server_key))
+            }
         }
     }
 }
@@ -255,6 +260,20 @@ impl StartupHandler for Startup {
         }
         // The handlers above set ReadyForQuery once, and only once, the client is in.
         if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            // A role made while its login was under way was not admitted at the startup
+            // message: it is now, or the connection ends. Nothing runs without a Login.
+            if client.session_extensions().get::<crate::execute::Login>().is_none() {
+                let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
+                match self.db.admit(&user, false) {
+                    Ok(login) => {
+                        client.session_extensions().insert(login);
+                    }
+                    Err(e) => {
+                        super::audit::login_failed_as(client, &user, e.sqlstate(), &e.to_string());
+                        return Err(fatal(e.state(), e.to_string()));
+                    }
+                }
+            }
             client.session_extensions().insert(LoggedIn);
         }
         Ok(())

@@ -80,13 +80,13 @@ pub fn connection_of<C: ClientInfo + ?Sized>(
 ) -> PgWireResult<Arc<Mutex<Connection>>> {
     super::auth::require_login(client)?;
     // Read before the slot is made: the extensions' lock is held while it is.
-    let login = client.session_extensions().get::<crate::execute::Login>();
+    let login = client.session_extensions().get::<crate::execute::Login>().ok_or_else(|| {
+        super::errors::fatal(crate::error::SqlState::InvalidAuthorizationSpecification, "the connection has no role")
+    })?;
     let slot = client.session_extensions().get_or_insert_with(|| {
         let (pid, key) = client.pid_and_secret_key();
         let cancel = cancellations.register(pid, key);
-        let role = login
-            .as_ref()
-            .map_or_else(|| std::sync::Arc::new(crate::catalog::RoleDef::bootstrap()), |l| l.role.clone());
+        let role = login.role.clone();
         let mut session = Session::for_role(db.clone(), &role.name);
         session.settings.apply_startup(&role, client.metadata());
         let state = Connection { session, cancel, timer: None };

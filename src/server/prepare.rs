@@ -80,7 +80,9 @@ impl QueryParser for StatementParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        tracing::debug!(sql, "parse");
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(sql = crate::sql::role::redact_passwords(sql), "parse");
+        }
         let (db, sql, types) = (self.db.clone(), sql.to_owned(), types.to_vec());
         let prepared = self.executor.run(async move { Self::prepare(&db, &sql, &types).await });
         Ok(prepared.await.map_err(to_pgwire)?.map(Arc::new))

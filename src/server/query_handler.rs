@@ -73,7 +73,9 @@ impl SimpleQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        tracing::debug!(query, "simple query");
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(query = crate::sql::role::redact_passwords(query), "simple query");
+        }
         let statements = match self.db.parse(query) {
             Ok(statements) => statements,
             Err(e) => {

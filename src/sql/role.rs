@@ -121,8 +121,12 @@ pub fn redact_passwords(text: &str) -> String {
     let mut out = String::new();
     let mut after_password = false;
     for token in tokens {
+        // Whatever follows PASSWORD (a string in any quoting: '', E'', U&'', $$) but NULL.
+        let secret = after_password
+            && !matches!(&token, Token::Whitespace(_))
+            && !matches!(&token, Token::Word(w) if w.keyword == Keyword::NULL);
         match &token {
-            Token::SingleQuotedString(_) if after_password => out.push_str("'********'"),
+            _ if secret => out.push_str("'********'"),
             other => out.push_str(&other.to_string()),
         }
         match token {
@@ -244,6 +248,11 @@ mod tests {
             redact_passwords("CREATE USER a PASSWORD 'x''y' LOGIN; ALTER ROLE b ENCRYPTED PASSWORD  'z' -- c"),
             "CREATE USER a PASSWORD '********' LOGIN; ALTER ROLE b ENCRYPTED PASSWORD  '********' -- c"
         );
+        for quoted in ["E'x\\'y'", "$$secret$$", "$q$secret$q$", "U&'secret'"] {
+            let text = redact_passwords(&format!("CREATE USER a PASSWORD {quoted} LOGIN"));
+            assert_eq!(text, "CREATE USER a PASSWORD '********' LOGIN", "{quoted}");
+        }
+        assert_eq!(redact_passwords("ALTER ROLE a PASSWORD NULL"), "ALTER ROLE a PASSWORD NULL");
         assert!(RoleStatement::starts("  create user x") && !RoleStatement::starts("CREATE TABLE users (a int)"));
     }
 }

@@ -136,7 +136,11 @@ async fn the_privilege_matrix_matches_postgresql() {
     let differences: Vec<String> = expected
         .iter()
         .zip(&actual)
-        .filter(|(e, a)| e != a)
+        // Temporary tables of a role without CREATE on schema public are 0A000 in asofdb,
+        // whose temporary tables share the schema's names (docs/security.md).
+        .filter(|((_, sql, pg), (_, _, ours))| {
+            pg != ours && !(sql.contains("TEMPORARY") && pg == "ok" && ours == "0A000")
+        })
         .map(|((role, sql, pg), (_, _, ours))| format!("{role}: {sql}: PostgreSQL {pg}, asofdb {ours}"))
         .collect();
     if !differences.is_empty() {
