@@ -194,6 +194,59 @@ fn roles_log_in_with_their_own_passwords_limits_and_settings() {
     check_logins(&server);
 }
 
+/// psycopg and pgjdbc log in as roles with their own passwords (SCRAM) and are held to the
+/// roles' privileges.
+#[test]
+fn psycopg_and_pgjdbc_log_in_as_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start_with_args(&dir.path().join("db"), &["--password", "boot"]);
+    let admin = format!("host=127.0.0.1 port={} user=asofdb dbname=asofdb", server.addr.port());
+    let setup = "CREATE TABLE granted_t (id BIGINT); INSERT INTO granted_t VALUES (1), (2); \
+                 CREATE TABLE secret_t (id BIGINT); \
+                 CREATE USER py PASSWORD 'py pass'; CREATE USER jd PASSWORD 'jd pass'; \
+                 GRANT SELECT ON granted_t TO py, jd";
+    let (ok, _, err) = psql(&admin, Some("boot"), setup);
+    assert!(ok, "{err}");
+
+    let script = r#"
+import sys, psycopg
+from psycopg import errors
+port = sys.argv[1]
+conn = psycopg.connect(f"host=127.0.0.1 port={port} user=py password='py pass' dbname=asofdb", autocommit=True)
+assert conn.execute("SELECT current_user").fetchone()[0] == "py"
+assert conn.execute("SELECT count(*) FROM granted_t WHERE id > %s", (0,), prepare=True).fetchone()[0] == 2
+try:
+    conn.execute("SELECT * FROM secret_t")
+    raise AssertionError("secret_t was readable")
+except errors.InsufficientPrivilege:
+    pass
+try:
+    psycopg.connect(f"host=127.0.0.1 port={port} user=py password=wrong dbname=asofdb")
+    raise AssertionError("a wrong password logged in")
+except psycopg.OperationalError as e:
+    assert "password authentication failed" in str(e), e
+print("psycopg roles: ok")
+"#;
+    let port = server.addr.port().to_string();
+    let out = Command::new("python3").args(["-c", script, &port]).output().expect("python3 with psycopg");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stdout.contains(": ok"), "{stdout}\n{stderr}");
+
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/jdbc");
+    let classes = tempfile::tempdir().unwrap();
+    let jar = "/usr/share/java/postgresql.jar";
+    let status = Command::new("javac")
+        .args(["-d", &classes.path().display().to_string(), "-cp", jar, "JdbcRoles.java"])
+        .current_dir(&source)
+        .status()
+        .expect("javac (scripts/test installs a JDK)");
+    assert!(status.success(), "javac failed");
+    let classpath = format!("{jar}:{}", classes.path().display());
+    let out = Command::new("java").args(["-cp", &classpath, "JdbcRoles", &port, "jd", "jd pass"]).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stdout.contains(": ok"), "{stdout}\n{stderr}");
+}
+
 #[test]
 fn without_a_password_loopback_clients_are_trusted() {
     let dir = tempfile::tempdir().unwrap();
