@@ -188,6 +188,20 @@ pub fn binary_path() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_asofdb"))
 }
 
+/// Compiles `source` (in `tests/clients/jdbc`) against pgjdbc into `classes`; returns the
+/// classpath that runs it.
+pub fn compile_jdbc(source: &str, classes: &Path) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/jdbc");
+    let jar = "/usr/share/java/postgresql.jar";
+    let status = Command::new("javac")
+        .args(["-d", &classes.display().to_string(), "-cp", jar, source])
+        .current_dir(&dir)
+        .status()
+        .expect("javac (scripts/test installs a JDK)");
+    assert!(status.success(), "javac {source} failed");
+    format!("{jar}:{}", classes.display())
+}
+
 /// Runs `asofdb restore --from <from> --data-dir <to>`.
 pub fn restore_backup(from: &Path, to: &Path) -> std::process::Output {
     Command::new(binary_path())

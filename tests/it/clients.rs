@@ -93,17 +93,9 @@ fn node_postgres() {
 
 #[test]
 fn pgjdbc() {
-    let dir = clients_dir().join("jdbc");
     let classes = tempfile::tempdir().unwrap();
-    let jar = "/usr/share/java/postgresql.jar";
-    let status = Command::new("javac")
-        .args(["-d", &classes.path().display().to_string(), "-cp", jar, "JdbcClient.java"])
-        .current_dir(&dir)
-        .status()
-        .expect("javac (scripts/test installs a JDK)");
-    assert!(status.success(), "javac failed");
-    let classpath = format!("{jar}:{}", classes.path().display());
-    run_client("java", &["-cp", &classpath, "JdbcClient"], &dir);
+    let classpath = common::compile_jdbc("JdbcClient.java", classes.path());
+    run_client("java", &["-cp", &classpath, "JdbcClient"], &clients_dir().join("jdbc"));
 }
 
 /// Issue #30: statements psycopg prepares by itself (after 5 runs) follow DDL.

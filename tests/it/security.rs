@@ -232,16 +232,8 @@ print("psycopg roles: ok")
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && stdout.contains(": ok"), "{stdout}\n{stderr}");
 
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/jdbc");
     let classes = tempfile::tempdir().unwrap();
-    let jar = "/usr/share/java/postgresql.jar";
-    let status = Command::new("javac")
-        .args(["-d", &classes.path().display().to_string(), "-cp", jar, "JdbcRoles.java"])
-        .current_dir(&source)
-        .status()
-        .expect("javac (scripts/test installs a JDK)");
-    assert!(status.success(), "javac failed");
-    let classpath = format!("{jar}:{}", classes.path().display());
+    let classpath = common::compile_jdbc("JdbcRoles.java", classes.path());
     let out = Command::new("java").args(["-cp", &classpath, "JdbcRoles", &port, "jd", "jd pass"]).output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && stdout.contains(": ok"), "{stdout}\n{stderr}");
