@@ -338,6 +338,7 @@ impl Database {
         let zone = reads.zone;
         let plan = with_pending(plan, &reads.pending)?;
         let plan = crate::plan::with_session_user(plan, reads.role)?;
+        let plan = super::privileges::answer_privilege_functions(self, plan, reads.role)?;
         let analyzed = self.analyze(plan, zone)?;
         // After analysis, which puts views' plans in place: what they read is checked too.
         self.require_reads(reads.role, &analyzed)?;

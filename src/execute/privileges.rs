@@ -232,3 +232,71 @@ fn privileges_on(object: &Securable, written: &[String]) -> Result<Vec<Privilege
     }
     Ok(out)
 }
+
+/// The privilege functions of a query, answered from the grants: `has_table_privilege([role,]
+/// table, privilege)` with a literal privilege (and role) becomes `table IN (...)`, the
+/// relations the role holds it on (any of a comma-separated list), named bare or
+/// `public.`-qualified. A table asofdb does not have is false, not an error; a privilege it does
+/// not have (UPDATE, DELETE, ...) is false for everyone; a call whose privilege or role is not a
+/// literal is refused (0A000) rather than answered wrongly.
+pub(super) fn answer_privilege_functions(db: &Database, plan: LogicalPlan, role: &str) -> Result<LogicalPlan> {
+    use datafusion::common::ScalarValue;
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::logical_expr::{Expr, lit};
+    let literal = |expr: &Expr| match expr {
+        Expr::Literal(ScalarValue::Utf8(Some(text)) | ScalarValue::LargeUtf8(Some(text)), _) => Some(text.clone()),
+        _ => None,
+    };
+    let rewritten = plan.transform_up_with_subqueries(|node| {
+        crate::plan::rewrite_keeping_names(node, |expr| {
+            let Expr::ScalarFunction(call) = &expr else { return Ok(Transformed::no(expr)) };
+            if call.func.name() != "has_table_privilege" {
+                return Ok(Transformed::no(expr));
+            }
+            let (who, table, privilege) = match call.args.as_slice() {
+                [table, privilege] => (Some(role.to_string()), table, privilege),
+                [who, table, privilege] => (literal(who), table, privilege),
+                _ => return Ok(Transformed::no(expr)),
+            };
+            let (Some(who), Some(privileges)) = (who, literal(privilege)) else {
+                return Err(datafusion::error::DataFusionError::External(Box::new(Error::unsupported(
+                    "has_table_privilege with a role or privilege that is not a literal",
+                ))));
+            };
+            let names = db.relations_with(&who, &privileges);
+            let list: Vec<Expr> = names.iter().flat_map(|n| [lit(n.clone()), lit(format!("public.{n}"))]).collect();
+            let answer = if list.is_empty() { lit(false) } else { table.clone().in_list(list, false) };
+            Ok(Transformed::yes(answer))
+        })
+    })?;
+    Ok(rewritten.data)
+}
+
+impl Database {
+    /// The tables and features `role` holds any of `privileges` (`"SELECT, INSERT"`) on.
+    fn relations_with(&self, role: &str, privileges: &str) -> Vec<String> {
+        let wanted: Vec<Privilege> = privileges
+            .split(',')
+            .filter_map(|p| match p.trim().trim_end_matches(" WITH GRANT OPTION").to_ascii_uppercase().as_str() {
+                "SELECT" => Some(Privilege::Select),
+                "INSERT" => Some(Privilege::Insert),
+                _ => None,
+            })
+            .collect();
+        let mut objects: Vec<Securable> = self.catalog.table_names().into_iter().map(Securable::Table).collect();
+        objects.extend(self.features.names().into_iter().map(Securable::Feature));
+        objects
+            .into_iter()
+            .filter(|object| {
+                wanted.iter().any(|p| {
+                    let applies = matches!(object, Securable::Table(_)) || *p == Privilege::Select;
+                    applies && self.require(role, object, *p).is_ok()
+                })
+            })
+            .map(|object| match object {
+                Securable::Table(name) | Securable::Feature(name) => name,
+                Securable::Schema => String::new(),
+            })
+            .collect()
+    }
+}

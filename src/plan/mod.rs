@@ -40,7 +40,7 @@ mod views;
 
 pub use context::{CATALOG_NAME, SCHEMA_NAME, new_session_context};
 pub use event_table::EventTable;
-pub use expr_rules::input_schema;
+pub use expr_rules::{input_schema, rewrite_keeping_names};
 pub use feature_table::FeatureTable;
 pub use pending::{PendingRows, with_pending};
 pub use pg_cursors::{CursorRow, OpenCursors};
