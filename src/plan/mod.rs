@@ -46,6 +46,6 @@ pub use pending::{PendingRows, with_pending};
 pub use pg_cursors::{CursorRow, OpenCursors};
 pub use pg_numeric::round_for_integer;
 pub use point_read::{PointRead, try_point_read};
-pub use session_user::with_session_user;
+pub use session_user::{calls_role_functions, with_session_user};
 pub use system::SystemSchema;
 pub use views::{TemporaryView, TemporaryViews};
