@@ -52,6 +52,8 @@ pub enum Privilege {
     Select,
     Insert,
     Create,
+    /// Erasing a table's events (`DELETE FROM t WHERE ...`).
+    Delete,
 }
 
 impl Privilege {
@@ -60,6 +62,7 @@ impl Privilege {
             Privilege::Select => "SELECT",
             Privilege::Insert => "INSERT",
             Privilege::Create => "CREATE",
+            Privilege::Delete => "DELETE",
         }
     }
 }

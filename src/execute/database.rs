@@ -91,7 +91,7 @@ pub struct Database {
     /// `ctx`'s analyzer rules, applied by [`Database::analyze`].
     analyzer: Analyzer,
     /// `ctx`'s state without analyzer rules: what runs plans [`Database::analyze`] made.
-    run_state: SessionState,
+    pub(super) run_state: SessionState,
     pub(super) parser: SqlParser,
     /// Commits hold it shared while they write and update features; CREATE FEATURE holds it
     /// exclusively while it backfills, so no commit falls between backfill and registration

@@ -9,6 +9,7 @@ pub mod copy_rows;
 mod create_feature;
 mod create_table;
 mod database;
+mod delete;
 mod drop;
 mod feature_vectors;
 mod insert;

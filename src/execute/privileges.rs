@@ -144,7 +144,7 @@ impl Database {
                 changes.push((object, privileges));
                 continue;
             }
-            let holds = [Privilege::Select, Privilege::Insert, Privilege::Create]
+            let holds = [Privilege::Select, Privilege::Insert, Privilege::Delete, Privilege::Create]
                 .into_iter()
                 .any(|p| self.catalog.granted(role, object, p));
             if !holds {
@@ -197,7 +197,7 @@ fn is_source_errors(scan: &TableScan) -> bool {
 /// object does not have, as PostgreSQL answers `GRANT CREATE ON TABLE`.
 fn privileges_on(object: &Securable, written: &[String]) -> Result<Vec<Privilege>> {
     let (valid, kind): (&[Privilege], &str) = match object {
-        Securable::Table(_) => (&[Privilege::Select, Privilege::Insert], "table"),
+        Securable::Table(_) => (&[Privilege::Select, Privilege::Insert, Privilege::Delete], "table"),
         Securable::Feature(_) => (&[Privilege::Select], "feature"),
         Securable::Schema => (&[Privilege::Create], "schema"),
     };
@@ -210,9 +210,10 @@ fn privileges_on(object: &Securable, written: &[String]) -> Result<Vec<Privilege
             "SELECT" => Privilege::Select,
             "INSERT" => Privilege::Insert,
             "CREATE" => Privilege::Create,
+            "DELETE" => Privilege::Delete,
             // Schema USAGE is held by everyone: granting it changes nothing.
             "USAGE" if *object == Securable::Schema => continue,
-            "UPDATE" | "DELETE" | "TRUNCATE" | "REFERENCES" | "TRIGGER" | "MAINTAIN" if kind == "table" => {
+            "UPDATE" | "TRUNCATE" | "REFERENCES" | "TRIGGER" | "MAINTAIN" if kind == "table" => {
                 return Err(Error::unsupported(format!("the privilege {name} is not supported")));
             }
             _ => {
@@ -237,7 +238,7 @@ fn privileges_on(object: &Securable, written: &[String]) -> Result<Vec<Privilege
 /// table, privilege)` with a literal privilege (and role) becomes `table IN (...)`, the
 /// relations the role holds it on (any of a comma-separated list), named bare or
 /// `public.`-qualified. A table asofdb does not have is false, not an error; a privilege it does
-/// not have (UPDATE, DELETE, ...) is false for everyone; a call whose privilege or role is not a
+/// not have (UPDATE, TRUNCATE, ...) is false for everyone; a call whose privilege or role is not a
 /// literal is refused (0A000) rather than answered wrongly.
 pub(super) fn answer_privilege_functions(db: &Database, plan: LogicalPlan, role: &str) -> Result<LogicalPlan> {
     use datafusion::common::ScalarValue;
@@ -280,6 +281,7 @@ impl Database {
             .filter_map(|p| match p.trim().trim_end_matches(" WITH GRANT OPTION").to_ascii_uppercase().as_str() {
                 "SELECT" => Some(Privilege::Select),
                 "INSERT" => Some(Privilege::Insert),
+                "DELETE" => Some(Privilege::Delete),
                 _ => None,
             })
             .collect();

@@ -574,8 +574,15 @@ impl Session {
                 Ok(Output::Command { tag: "DISCARD ALL", rows: None })
             }
             SqlStatement::Deallocate { .. } => Ok(Output::Command { tag: "DEALLOCATE", rows: None }),
-            SqlStatement::Update(_) | SqlStatement::Delete(_) | SqlStatement::Truncate(_) => Err(Error::unsupported(
-                "event tables are append-only: UPDATE, DELETE and TRUNCATE are not supported (event history is immutable)",
+            SqlStatement::Delete(delete) => {
+                if matches!(self.transaction, Transaction::Open(_)) {
+                    self.notice("DELETE inside a transaction block takes effect at once: ROLLBACK will not undo it".into());
+                }
+                let rows = Box::pin(super::delete::delete(&self.db, delete, &self.reads())).await?;
+                Ok(Output::Command { tag: "DELETE", rows: Some(rows) })
+            }
+            SqlStatement::Update(_) | SqlStatement::Truncate(_) => Err(Error::unsupported(
+                "event history is immutable: UPDATE and TRUNCATE are not supported (DELETE erases events)",
             )),
             other => Err(Error::unsupported(format!("statement not supported: {}", statement_kind(other)))),
         }

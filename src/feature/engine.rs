@@ -26,13 +26,13 @@ pub struct LiveFeature {
     pub(super) compiled: CompiledFeature,
     pub(super) state: RwLock<FeatureState>,
     /// Writes numbered below this are in the persisted snapshot (0: no snapshot yet).
-    snapshot_seq: AtomicU64,
+    pub(super) snapshot_seq: AtomicU64,
     /// One past the greatest write number applied to the state.
     applied_seq: AtomicU64,
     /// Set when applying a write panicked midway: the state is then incomplete, and is
     /// neither read nor snapshotted again (a restart rebuilds it from the last snapshot and
     /// the stored events). A poisoned std lock did this before the locks were parking_lot's.
-    broken: AtomicBool,
+    pub(super) broken: AtomicBool,
     /// How the state was obtained at startup or creation, for `asofdb.feature_state`.
     origin: String,
     /// The store holding the feature's table: ASOF joins reaching further back than the

@@ -29,7 +29,7 @@ pub struct TableStats {
 }
 
 impl TableStats {
-    fn encode(&self) -> Vec<u8> {
+    pub(super) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(17);
         out.push(self.watermark.is_some() as u8);
         out.extend_from_slice(&self.watermark.unwrap_or(0).to_be_bytes());

@@ -159,7 +159,7 @@ impl EventStore {
 
     /// Finishes `writer`'s file of `table`'s rows of `day` and stores it as a new cold file,
     /// durably (not yet named by the manifest).
-    fn install_file(
+    pub(super) fn install_file(
         &self,
         cold: &super::cold::ColdStore,
         table: &TierTable,

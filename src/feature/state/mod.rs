@@ -353,6 +353,26 @@ impl FeatureState {
         self.keys.get(key)
     }
 
+    /// Forgets `keys` (row-encoded) and takes in `parts` again, the rows of those keys still
+    /// stored with their seqs: after an erasure, each key holds what ingesting its remaining
+    /// rows would have made. The horizon stays (rows older than it leave only their times).
+    pub fn rebuild_keys(
+        &mut self,
+        feature: &CompiledFeature,
+        keys: &std::collections::HashSet<Box<[u8]>>,
+        parts: &[(RecordBatch, u64)],
+    ) -> Result<()> {
+        self.version += 1;
+        for key in keys {
+            self.keys.remove(key);
+            self.ingest.remove(key);
+        }
+        for (batch, seq) in parts {
+            self.ingest_rows(feature, batch, *seq, false, None)?;
+        }
+        Ok(())
+    }
+
     /// Row-encodes keys given as arrays in key-column order (as `encoded` and `add_key` take them).
     pub fn encode_keys(&self, keys: &[ArrayRef]) -> Result<arrow::row::Rows> {
         Ok(self.converter.convert_columns(keys)?)

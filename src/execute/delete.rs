@@ -1,0 +1,178 @@
+//! `DELETE FROM t [WHERE p]`: erases a table's matching events from both tiers in one atomic,
+//! durable switch, and rebuilds every feature over the table for the keys whose events went,
+//! all before the statement completes (spec section 8, docs/security.md).
+
+use std::sync::Arc;
+
+use arrow::array::{BooleanArray, RecordBatch};
+use datafusion::common::tree_node::TreeNode;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_expr::PhysicalExpr;
+use sqlparser::ast::{Delete, FromTable, SetExpr, Statement as SqlStatement, TableFactor};
+
+use super::database::{Database, SessionReads};
+use crate::catalog::{Privilege, Securable, TableDef};
+use crate::error::{Error, Result, SqlState};
+use crate::feature::EncodedKeys;
+use crate::sql::names::table_name;
+use crate::storage::{Erased, Erasure};
+
+/// Runs a DELETE; returns the number of rows erased.
+pub async fn delete(db: &Database, delete: &Delete, reads: &SessionReads<'_>) -> Result<u64> {
+    let (name, alias) = target(delete)?;
+    if db.features.get(&name).is_some() {
+        return Err(Error::invalid_input(
+            SqlState::WrongObjectType,
+            format!("cannot delete from feature \"{name}\": DELETE erases a table's events, and its features follow"),
+        ));
+    }
+    let def = db.catalog.require_table(&name)?;
+    let object = Securable::Table(def.name.clone());
+    db.require(reads.role, &object, Privilege::Delete)?;
+    // As in PostgreSQL: a WHERE reads the table's columns.
+    if delete.selection.is_some() {
+        db.require(reads.role, &object, Privilege::Select)?;
+    }
+    let predicate = match &delete.selection {
+        Some(selection) => Some(compile(db, &def, alias, selection, reads).await?),
+        None => None,
+    };
+    let matches = move |batch: &RecordBatch| -> Result<BooleanArray> {
+        let Some(predicate) = &predicate else { return Ok(BooleanArray::from(vec![true; batch.num_rows()])) };
+        let value = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
+        value
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .cloned()
+            .ok_or_else(|| Error::invalid_input(SqlState::DatatypeMismatch, "argument of WHERE must be type boolean"))
+    };
+
+    // The lock order of tiering passes and backups: tiering, then the commit gate.
+    let _no_tiering = db.tiering.lock().await;
+    let _no_commits = db.commit_gate.write().await;
+    let store = db.catalog.store().clone();
+    let features: Vec<_> = db.features.all().into_iter().filter(|f| f.compiled().table.id == def.id).collect();
+    let mut snapshots = Vec::new();
+    for feature in &features {
+        snapshots.extend(feature.snapshot_entries(&store)?);
+    }
+    let erasure = Erasure {
+        table_id: def.id,
+        table_name: def.name.clone(),
+        event_time: def.event_time,
+        matches: &matches,
+        before_time: i64::MAX,
+        catalog_deletes: snapshots,
+    };
+    let started = std::time::Instant::now();
+    let (erased, rebuilt) = tokio::task::block_in_place(|| -> Result<(Erased, u64)> {
+        let mut keys: Vec<EncodedKeys> = vec![EncodedKeys::default(); features.len()];
+        let erased = store.erase(&erasure, &mut |rows| {
+            features.iter().zip(&mut keys).try_for_each(|(f, into)| f.collect_keys(rows, into))
+        })?;
+        if erased.files_rewritten + erased.hot_values_rewritten == 0 {
+            return Ok((erased, 0));
+        }
+        let mut rebuilt = 0;
+        for (feature, keys) in features.iter().zip(&keys) {
+            rebuilt += feature.rebuild_erased_keys(&store, keys).map_err(|e| {
+                Error::internal(format!(
+                    "the rows were erased, but rebuilding feature \"{}\" failed ({e}); it serves again after a restart",
+                    feature.compiled().def.name
+                ))
+            })?;
+        }
+        Ok((erased, rebuilt))
+    })?;
+    tracing::info!(
+        table = %def.name,
+        rows = erased.rows,
+        files_rewritten = erased.files_rewritten,
+        hot_values_rewritten = erased.hot_values_rewritten,
+        feature_rows_reread = rebuilt,
+        secs = started.elapsed().as_secs_f64(),
+        "erased"
+    );
+    Ok(erased.rows)
+}
+
+/// The table a DELETE names, and the alias its WHERE may use.
+fn target(delete: &Delete) -> Result<(String, Option<&sqlparser::ast::TableAlias>)> {
+    let unsupported = |what: &str| Err(Error::unsupported(format!("DELETE ... {what} is not supported")));
+    if delete.using.is_some() {
+        return unsupported("USING");
+    }
+    if delete.returning.is_some() || delete.output.is_some() {
+        return unsupported("RETURNING");
+    }
+    if !delete.order_by.is_empty() || delete.limit.is_some() {
+        return unsupported("ORDER BY / LIMIT");
+    }
+    let (FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from)) = &delete.from;
+    let ([only], true) = (from.as_slice(), delete.tables.is_empty()) else {
+        return unsupported("with several tables");
+    };
+    if !only.joins.is_empty() {
+        return unsupported("with a join");
+    }
+    let TableFactor::Table { name, alias, args: None, .. } = &only.relation else {
+        return unsupported("from something other than a table");
+    };
+    Ok((table_name(name)?, alias.as_ref()))
+}
+
+/// The WHERE of a DELETE as an expression over the table's rows, planned as
+/// `SELECT * FROM t WHERE p` is (the same functions, casts and time-zone rules).
+async fn compile(
+    db: &Database,
+    def: &TableDef,
+    alias: Option<&sqlparser::ast::TableAlias>,
+    selection: &sqlparser::ast::Expr,
+    reads: &SessionReads<'_>,
+) -> Result<Arc<dyn PhysicalExpr>> {
+    let template = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, "SELECT * FROM t WHERE true");
+    let mut query = match template.map_err(|e| Error::internal(e.to_string()))?.pop() {
+        Some(SqlStatement::Query(query)) => query,
+        _ => return Err(Error::internal("DELETE's template is not a query")),
+    };
+    if let SetExpr::Select(select) = query.body.as_mut() {
+        select.selection = Some(selection.clone());
+        if let TableFactor::Table { name, alias: slot, .. } = &mut select.from[0].relation {
+            *name = sqlparser::ast::ObjectName::from(vec![sqlparser::ast::Ident::with_quote('"', &def.name)]);
+            *slot = alias.cloned();
+        }
+    }
+    let plan = db.plan_query(&SqlStatement::Query(query)).await?;
+    let analyzed = db.analyze(plan, reads.zone)?;
+    let Some((predicate, input)) = find_filter(&analyzed) else {
+        return Err(Error::unsupported("this DELETE ... WHERE could not be planned as a filter of the table's rows"));
+    };
+    let subquery = predicate.exists(|e| {
+        Ok(matches!(e, Expr::Exists(_) | Expr::InSubquery(_) | Expr::ScalarSubquery(_) | Expr::OuterReferenceColumn(..)))
+    })?;
+    if subquery {
+        return Err(Error::unsupported("DELETE ... WHERE with a subquery is not supported: name the rows by their columns"));
+    }
+    let mut state = db.run_state.clone();
+    state.execution_props_mut().query_execution_start_time = Some(reads.now);
+    if !reads.zone.is_utc() {
+        state.config_mut().options_mut().execution.time_zone = Some(reads.zone.arrow_name.clone());
+    }
+    Ok(state.create_physical_expr(predicate, input.schema())?)
+}
+
+/// The WHERE of `SELECT * FROM t WHERE p` as analyzed, with the plan it filters.
+fn find_filter(plan: &LogicalPlan) -> Option<(Expr, LogicalPlan)> {
+    match plan {
+        LogicalPlan::Filter(filter) => {
+            let mut below = filter.input.as_ref();
+            while let LogicalPlan::SubqueryAlias(alias) = below {
+                below = alias.input.as_ref();
+            }
+            matches!(below, LogicalPlan::TableScan(_))
+                .then(|| (filter.predicate.clone(), filter.input.as_ref().clone()))
+        }
+        LogicalPlan::Projection(p) => find_filter(&p.input),
+        _ => None,
+    }
+}

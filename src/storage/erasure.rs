@@ -1,0 +1,196 @@
+//! Erasure: the rows of a table a predicate matches leave both tiers in one atomic switch
+//! (`DELETE FROM t WHERE ...`, retention).
+//!
+//! 1. Every cold file of the table holding a matching row is written again without it, as a
+//!    new file (same day and seq), durably; the old file stays named until step 2.
+//! 2. One atomic, synced hot-tier batch: the old files' entries out and the new ones in, every
+//!    hot value holding a matching row rewritten without it (or deleted), the table's row
+//!    count lowered, and the catalog entries the caller names removed (feature snapshots,
+//!    which may hold erased values). Then the new manifest version is published.
+//!
+//! A crash before the batch leaves every row (the new files are orphans, deleted by the next
+//! collection); after it, none of the matching rows. Hot values are rewritten whatever any
+//! manifest version reads of them (moved copies, a pending merge's inputs), so no stored value
+//! keeps an erased row; the old files go at the next collection once no scan holds a version
+//! naming them (CHECKPOINT collects). A query running while the switch lands may read a hot
+//! value before it and another after it (docs/security.md).
+//!
+//! The caller keeps commits out (the database's commit gate), so every row it means to erase
+//! is stored and visible; the tiering lock keeps moves, merges, collection and backups out.
+
+use arrow::array::{Array, BooleanArray, RecordBatch};
+use arrow::compute::{and_not, filter_record_batch, not, prep_null_mask_filter};
+
+use super::cold::file::{self, FileWriter};
+use super::cold::{ColdFile, ColdStore};
+use super::events::EventStore;
+use super::hot_value::{self, HotValue};
+use super::tiering::TierTable;
+use super::{KvOp, keys};
+use crate::error::{Error, Result};
+
+/// Which rows of a table go, and what else goes with them.
+pub struct Erasure<'a> {
+    pub table_id: u64,
+    /// The table's name: its directory in the cold tier.
+    pub table_name: String,
+    pub event_time: Option<usize>,
+    /// Per batch of the table's rows (widened to its current columns): the rows to erase
+    /// (NULL keeps the row, as a WHERE that is not true does).
+    pub matches: &'a (dyn Fn(&RecordBatch) -> Result<BooleanArray> + Sync),
+    /// Only rows with an event time before this can match: files and blocks wholly at or after
+    /// it are not read (retention). `i64::MAX` reads everything.
+    pub before_time: i64,
+    /// Catalog entries removed by the same switch.
+    pub catalog_deletes: Vec<Vec<u8>>,
+}
+
+/// What an erasure did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Erased {
+    /// Rows erased (each stored row once, though a moved row may have had a hot copy too).
+    pub rows: u64,
+    pub files_rewritten: u64,
+    pub hot_values_rewritten: u64,
+}
+
+impl EventStore {
+    /// Erases the rows `erasure` matches (module docs). `erased(rows)` sees each erased row
+    /// once, widened, before the switch; an error from it stops the erasure with nothing
+    /// changed. Blocking; serialized with tiering work.
+    pub fn erase(&self, erasure: &Erasure, erased: &mut dyn FnMut(&RecordBatch) -> Result<()>) -> Result<Erased> {
+        let _tiering = self.tiering.lock();
+        let table_id = erasure.table_id;
+        let manifest = self.manifest();
+        let mark = manifest.mark(table_id);
+        let columns = self.columns_of(table_id);
+        let matches = |batch: &RecordBatch| -> Result<BooleanArray> {
+            let widened = super::widen::widen(&columns, batch.clone())?;
+            let found = (erasure.matches)(&widened)?;
+            if found.len() != batch.num_rows() {
+                return Err(Error::internal("an erasure predicate returned the wrong number of rows"));
+            }
+            Ok(if found.null_count() > 0 { prep_null_mask_filter(&found) } else { found })
+        };
+        let mut report = Erased::default();
+        let mut ops = Vec::new();
+
+        // Cold files first: a failure here leaves only orphan files.
+        let mut replaced: Vec<(ColdFile, Option<ColdFile>)> = Vec::new();
+        if let Some(cold) = &self.cold {
+            for f in manifest.files(table_id).filter(|f| f.min_time < erasure.before_time) {
+                let (schema, batches) = file::read(cold.get(&f.path)?)?;
+                let mut kept = Vec::new();
+                let mut any = false;
+                for batch in batches {
+                    let batch = batch?;
+                    let found = matches(&batch)?;
+                    if found.true_count() == 0 {
+                        kept.push(batch);
+                        continue;
+                    }
+                    any = true;
+                    report.rows += found.true_count() as u64;
+                    erased(&super::widen::widen(&columns, filter_record_batch(&batch, &found)?)?)?;
+                    kept.push(filter_record_batch(&batch, &not(&found)?)?);
+                }
+                if !any {
+                    continue;
+                }
+                let rewritten = self.rewrite_file(cold, erasure, f, schema, &kept)?;
+                ops.push(KvOp::Delete(keys::cold_file(f.table_id, f.day, f.file_no)));
+                if let Some(new) = &rewritten {
+                    ops.push(KvOp::Put(keys::cold_file(new.table_id, new.day, new.file_no), super::cold::encode(new)?));
+                }
+                report.files_rewritten += 1;
+                replaced.push((f.clone(), rewritten));
+            }
+        }
+
+        // Every stored hot value of the table, read or not by the current version.
+        let end = match erasure.before_time {
+            i64::MAX => keys::events_until(table_id, i64::MAX),
+            before => keys::events_until(table_id, super::blocks::block_of(before.saturating_sub(1))),
+        };
+        for pair in self.kv.scan(&keys::events_from(table_id, i64::MIN), &end) {
+            let (key, value) = pair?;
+            let parsed = keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
+            let Some(decoded) = HotValue::read(parsed, &value, self.kv.as_ref())? else { continue };
+            let found = matches(&decoded.batch)?;
+            if found.true_count() == 0 {
+                continue;
+            }
+            // Rows a reader of the current version reads here, not in a file or a merge.
+            if manifest.merges.shows(&parsed) && !mark.covers_block(parsed.seq, parsed.block) {
+                let counted = match erasure.event_time {
+                    Some(col) => and_not(&found, &decoded.moved_rows(col, mark)?)?,
+                    None => found.clone(),
+                };
+                if counted.true_count() > 0 {
+                    report.rows += counted.true_count() as u64;
+                    erased(&super::widen::widen(&columns, filter_record_batch(&decoded.batch, &counted)?)?)?;
+                }
+            }
+            ops.extend(hot_value::deletes(self.kv.as_ref(), key, &value)?);
+            if let Some(kept) = decoded.filter(&not(&found)?)? {
+                ops.extend(kept.puts()?);
+            }
+            report.hot_values_rewritten += 1;
+        }
+        if report.files_rewritten == 0 && report.hot_values_rewritten == 0 {
+            return Ok(report);
+        }
+        ops.extend(erasure.catalog_deletes.iter().cloned().map(KvOp::Delete));
+        if !self.switch(table_id, report.rows, ops, &replaced)? {
+            return Ok(Erased::default());
+        }
+        Ok(report)
+    }
+
+    /// `f` without the rows erased from it (`kept`, in its order), as a new durable file;
+    /// `None` when no row is left.
+    fn rewrite_file(
+        &self,
+        cold: &ColdStore,
+        erasure: &Erasure,
+        f: &ColdFile,
+        schema: arrow::datatypes::SchemaRef,
+        kept: &[RecordBatch],
+    ) -> Result<Option<ColdFile>> {
+        let Some(event_time) = erasure.event_time else {
+            return Err(Error::Storage("a cold file of a table without an event time".into()));
+        };
+        if kept.iter().all(|b| b.num_rows() == 0) {
+            return Ok(None);
+        }
+        let mut writer = FileWriter::new(schema, event_time)?;
+        kept.iter().try_for_each(|batch| writer.add_sorted(batch))?;
+        let table = TierTable { id: erasure.table_id, name: erasure.table_name.clone(), event_time };
+        self.install_file(cold, &table, f.day, f.seq, writer).map(Some)
+    }
+
+    /// Applies the erasure's batch with the table's lowered row count, durably, and publishes
+    /// the manifest without the replaced files. False if the table was dropped meanwhile.
+    fn switch(&self, table_id: u64, rows: u64, mut ops: Vec<KvOp>, replaced: &[(ColdFile, Option<ColdFile>)]) -> Result<bool> {
+        {
+            let counters = self.counters.lock();
+            let mut stats = self.stats.write();
+            let Some(current) = stats.get(&table_id).copied() else { return Ok(false) };
+            let lowered = super::TableStats { rows: current.rows.saturating_sub(rows), ..current };
+            ops.push(KvOp::Put(keys::stats(table_id), lowered.encode()));
+            ops.push(KvOp::Put(keys::counter(super::events::FILE_NO), counters.next_file.to_be_bytes().to_vec()));
+            self.kv.apply(ops)?;
+            stats.insert(table_id, lowered);
+            self.publish(|m| {
+                for (old, new) in replaced {
+                    m.remove(old);
+                    if let Some(new) = new {
+                        m.add(new.clone());
+                    }
+                }
+            })?;
+        }
+        self.sync()?;
+        Ok(true)
+    }
+}
