@@ -13,7 +13,7 @@ use sqlparser::ast::{Delete, FromTable, SetExpr, Statement as SqlStatement, Tabl
 use super::database::{Database, SessionReads};
 use crate::catalog::{Privilege, Securable, TableDef};
 use crate::error::{Error, Result, SqlState};
-use crate::feature::EncodedKeys;
+use crate::feature::{EncodedKeys, rebuild_erased_keys};
 use crate::sql::names::table_name;
 use crate::storage::{Erased, Erasure};
 
@@ -73,15 +73,13 @@ pub async fn delete(db: &Database, delete: &Delete, reads: &SessionReads<'_>) ->
         if erased.files_rewritten + erased.hot_values_rewritten == 0 {
             return Ok((erased, 0));
         }
-        let mut rebuilt = 0;
-        for (feature, keys) in features.iter().zip(&keys) {
-            rebuilt += feature.rebuild_erased_keys(&store, keys).map_err(|e| {
-                Error::internal(format!(
-                    "the rows were erased, but rebuilding feature \"{}\" failed ({e}); it serves again after a restart",
-                    feature.compiled().def.name
-                ))
-            })?;
-        }
+        let erased_keys: Vec<_> = features.iter().cloned().zip(keys).collect();
+        let rebuilt = rebuild_erased_keys(&store, def.scan_table(), &erased_keys).map_err(|e| {
+            Error::internal(format!(
+                "the rows were erased, but rebuilding the features of \"{}\" failed ({e}); they serve again after a restart",
+                def.name
+            ))
+        })?;
         Ok((erased, rebuilt))
     })?;
     tracing::info!(

@@ -2,6 +2,7 @@
 //! the rows left, and its snapshot, which may hold erased values, goes with the rows.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use arrow::array::{ArrayRef, BooleanArray, RecordBatch};
@@ -9,7 +10,7 @@ use arrow::array::{ArrayRef, BooleanArray, RecordBatch};
 use super::engine::LiveFeature;
 use super::snapshot::SnapshotMeta;
 use crate::error::{Error, Result};
-use crate::storage::{EventStore, keys};
+use crate::storage::{EventStore, ScanTable, keys};
 
 /// Row-encoded keys of a feature.
 pub type EncodedKeys = HashSet<Box<[u8]>>;
@@ -32,45 +33,48 @@ impl LiveFeature {
             None => Vec::new(),
         })
     }
+}
 
-    /// After an erasure's switch (the caller holding the commit gate): the keys in `erased`
-    /// hold what their rows still stored make, read from both tiers; the feature has no
-    /// snapshot until the next checkpoint. On an error the feature is taken out of service
-    /// (a restart rebuilds it). Returns the rows read again.
-    pub fn rebuild_erased_keys(&self, store: &EventStore, erased: &EncodedKeys) -> Result<u64> {
-        self.snapshot_seq.store(0, Ordering::SeqCst);
-        let rebuilt = self.rebuild(store, erased);
-        if rebuilt.is_err() {
-            self.broken.store(true, Ordering::SeqCst);
-        }
-        rebuilt
+/// After an erasure's switch (the caller holding the commit gate): each feature's keys in its
+/// set hold what their rows still stored make, read from both tiers in one scan of `table`;
+/// the features have no snapshot until the next checkpoint. On an error every one of them is
+/// taken out of service (a restart rebuilds them). Returns the rows read again.
+pub fn rebuild_erased_keys(store: &EventStore, table: ScanTable, erased: &[(Arc<LiveFeature>, EncodedKeys)]) -> Result<u64> {
+    erased.iter().for_each(|(feature, _)| feature.snapshot_seq.store(0, Ordering::SeqCst));
+    let rebuilt = rebuild(store, table, erased);
+    if rebuilt.is_err() {
+        erased.iter().for_each(|(feature, _)| feature.broken.store(true, Ordering::SeqCst));
     }
+    rebuilt
+}
 
-    fn rebuild(&self, store: &EventStore, erased: &EncodedKeys) -> Result<u64> {
-        if erased.is_empty() {
-            return Ok(0);
-        }
-        let mut parts = Vec::new();
-        let mut rows = 0u64;
-        let scan = store.scan(self.compiled.table.scan_table(), (i64::MIN, i64::MAX), (0, 1));
-        for part in scan {
-            let part = part?;
+fn rebuild(store: &EventStore, table: ScanTable, erased: &[(Arc<LiveFeature>, EncodedKeys)]) -> Result<u64> {
+    let wanted: Vec<_> = erased.iter().filter(|(_, keys)| !keys.is_empty()).collect();
+    if wanted.is_empty() {
+        return Ok(0);
+    }
+    let mut parts: Vec<Vec<(RecordBatch, u64)>> = vec![Vec::new(); wanted.len()];
+    let mut rows = 0u64;
+    for part in store.scan(table, (i64::MIN, i64::MAX), (0, 1)) {
+        let part = part?;
+        for ((feature, keys), into) in wanted.iter().zip(&mut parts) {
             let columns: Vec<ArrayRef> =
-                self.compiled.key_columns.iter().map(|i| part.batch.column(*i).clone()).collect();
-            let encoded = self.state.read().encode_keys(&columns)?;
-            let wanted: BooleanArray = encoded.iter().map(|row| Some(erased.contains(row.as_ref()))).collect();
-            if wanted.true_count() == 0 {
-                continue;
+                feature.compiled.key_columns.iter().map(|i| part.batch.column(*i).clone()).collect();
+            let encoded = feature.state.read().encode_keys(&columns)?;
+            let mine: BooleanArray = encoded.iter().map(|row| Some(keys.contains(row.as_ref()))).collect();
+            if mine.true_count() > 0 {
+                let batch = arrow::compute::filter_record_batch(&part.batch, &mine)?;
+                rows += batch.num_rows() as u64;
+                into.push((batch, part.seq));
             }
-            let batch = arrow::compute::filter_record_batch(&part.batch, &wanted)?;
-            rows += batch.num_rows() as u64;
-            parts.push((batch, part.seq));
         }
-        let mut state = self.state.write();
+    }
+    for ((feature, keys), parts) in wanted.iter().zip(&parts) {
+        let mut state = feature.state.write();
         let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            state.rebuild_keys(&self.compiled, erased, &parts)
+            state.rebuild_keys(&feature.compiled, keys, parts)
         }));
         applied.unwrap_or_else(|_| Err(Error::internal("rebuilding a feature's keys after an erasure panicked")))?;
-        Ok(rows)
     }
+    Ok(rows)
 }

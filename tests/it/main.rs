@@ -20,6 +20,7 @@ mod differential_features;
 mod differential_postgres;
 mod disk_full;
 mod durability;
+mod erasure;
 mod feature_properties;
 mod fuzz_corpus;
 mod http;
