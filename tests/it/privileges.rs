@@ -24,10 +24,11 @@ const OWNER_SETUP: &[&str] = &[
     "CREATE TABLE t (id BIGINT, ts TIMESTAMP)",
     "INSERT INTO t VALUES (1, '2024-01-01 00:00:00')",
     "CREATE TABLE pt (id BIGINT, ts TIMESTAMP)",
-    "GRANT SELECT, INSERT ON t TO granted",
-    "GRANT SELECT, INSERT ON TABLE t TO revoked",
-    "REVOKE INSERT, SELECT ON t FROM revoked",
+    "GRANT SELECT, INSERT, DELETE ON t TO granted",
+    "GRANT SELECT, INSERT, DELETE ON TABLE t TO revoked",
+    "REVOKE INSERT, SELECT, DELETE ON t FROM revoked",
     "GRANT SELECT ON pt TO PUBLIC",
+    "GRANT DELETE ON pt TO pub",
 ];
 
 /// What each role tries, in order; `{r}` is the role's name.
@@ -42,6 +43,9 @@ const ATTEMPTS: &[&str] = &[
     "COPY t TO STDOUT",
     "COPY t FROM STDIN",
     "COPY (SELECT id FROM t) TO STDOUT",
+    "DELETE FROM t WHERE id = 99",
+    "DELETE FROM pt WHERE id = 99",
+    "DELETE FROM pt",
     "ALTER TABLE t ADD COLUMN note_{r} TEXT",
     "GRANT SELECT ON pt TO plain",
     "REVOKE SELECT ON pt FROM PUBLIC",
