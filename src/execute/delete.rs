@@ -37,15 +37,14 @@ pub async fn delete(db: &Database, delete: &Delete, reads: &SessionReads<'_>) ->
         Some(selection) => Some(compile(db, &def, alias, selection, reads).await?),
         None => None,
     };
-    let matches = move |batch: &RecordBatch| -> Result<BooleanArray> {
-        let Some(predicate) = &predicate else { return Ok(BooleanArray::from(vec![true; batch.num_rows()])) };
-        let value = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
-        value
-            .as_any()
-            .downcast_ref::<BooleanArray>()
-            .cloned()
-            .ok_or_else(|| Error::invalid_input(SqlState::DatatypeMismatch, "argument of WHERE must be type boolean"))
-    };
+    let matches =
+        move |batch: &RecordBatch| -> Result<BooleanArray> {
+            let Some(predicate) = &predicate else { return Ok(BooleanArray::from(vec![true; batch.num_rows()])) };
+            let value = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
+            value.as_any().downcast_ref::<BooleanArray>().cloned().ok_or_else(|| {
+                Error::invalid_input(SqlState::DatatypeMismatch, "argument of WHERE must be type boolean")
+            })
+        };
 
     // The lock order of tiering passes and backups: tiering, then the commit gate.
     let _no_tiering = db.tiering.lock().await;
@@ -128,7 +127,8 @@ async fn compile(
     selection: &sqlparser::ast::Expr,
     reads: &SessionReads<'_>,
 ) -> Result<Arc<dyn PhysicalExpr>> {
-    let template = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, "SELECT * FROM t WHERE true");
+    let template =
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, "SELECT * FROM t WHERE true");
     let mut query = match template.map_err(|e| Error::internal(e.to_string()))?.pop() {
         Some(SqlStatement::Query(query)) => query,
         _ => return Err(Error::internal("DELETE's template is not a query")),
@@ -146,10 +146,15 @@ async fn compile(
         return Err(Error::unsupported("this DELETE ... WHERE could not be planned as a filter of the table's rows"));
     };
     let subquery = predicate.exists(|e| {
-        Ok(matches!(e, Expr::Exists(_) | Expr::InSubquery(_) | Expr::ScalarSubquery(_) | Expr::OuterReferenceColumn(..)))
+        Ok(matches!(
+            e,
+            Expr::Exists(_) | Expr::InSubquery(_) | Expr::ScalarSubquery(_) | Expr::OuterReferenceColumn(..)
+        ))
     })?;
     if subquery {
-        return Err(Error::unsupported("DELETE ... WHERE with a subquery is not supported: name the rows by their columns"));
+        return Err(Error::unsupported(
+            "DELETE ... WHERE with a subquery is not supported: name the rows by their columns",
+        ));
     }
     let mut state = db.run_state.clone();
     state.execution_props_mut().query_execution_start_time = Some(reads.now);

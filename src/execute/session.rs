@@ -576,7 +576,9 @@ impl Session {
             SqlStatement::Deallocate { .. } => Ok(Output::Command { tag: "DEALLOCATE", rows: None }),
             SqlStatement::Delete(delete) => {
                 if matches!(self.transaction, Transaction::Open(_)) {
-                    self.notice("DELETE inside a transaction block takes effect at once: ROLLBACK will not undo it".into());
+                    self.notice(
+                        "DELETE inside a transaction block takes effect at once: ROLLBACK will not undo it".into(),
+                    );
                 }
                 let rows = Box::pin(super::delete::delete(&self.db, delete, &self.reads())).await?;
                 Ok(Output::Command { tag: "DELETE", rows: Some(rows) })

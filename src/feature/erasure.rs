@@ -39,7 +39,11 @@ impl LiveFeature {
 /// set hold what their rows still stored make, read from both tiers in one scan of `table`;
 /// the features have no snapshot until the next checkpoint. On an error every one of them is
 /// taken out of service (a restart rebuilds them). Returns the rows read again.
-pub fn rebuild_erased_keys(store: &EventStore, table: ScanTable, erased: &[(Arc<LiveFeature>, EncodedKeys)]) -> Result<u64> {
+pub fn rebuild_erased_keys(
+    store: &EventStore,
+    table: ScanTable,
+    erased: &[(Arc<LiveFeature>, EncodedKeys)],
+) -> Result<u64> {
     erased.iter().for_each(|(feature, _)| feature.snapshot_seq.store(0, Ordering::SeqCst));
     let rebuilt = rebuild(store, table, erased);
     if rebuilt.is_err() {

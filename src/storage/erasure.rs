@@ -171,7 +171,13 @@ impl EventStore {
 
     /// Applies the erasure's batch with the table's lowered row count, durably, and publishes
     /// the manifest without the replaced files. False if the table was dropped meanwhile.
-    fn switch(&self, table_id: u64, rows: u64, mut ops: Vec<KvOp>, replaced: &[(ColdFile, Option<ColdFile>)]) -> Result<bool> {
+    fn switch(
+        &self,
+        table_id: u64,
+        rows: u64,
+        mut ops: Vec<KvOp>,
+        replaced: &[(ColdFile, Option<ColdFile>)],
+    ) -> Result<bool> {
         {
             let counters = self.counters.lock();
             let mut stats = self.stats.write();

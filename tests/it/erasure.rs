@@ -29,11 +29,23 @@ const TABLE: &str = "CREATE TABLE tx (id BIGINT, user_id BIGINT, bucket BIGINT, 
 /// Five features over tx, two of them keyed by something other than the user (an erased
 /// user's rows change other users' values there).
 const FEATURES: [(&str, &str); 5] = [
-    ("user_1h", "SELECT user_id, count(*) AS n, max(amt) AS mx, sum(amt) AS total FROM tx GROUP BY user_id WINDOW SLIDING INTERVAL '1 hour'"),
-    ("user_2d", "SELECT user_id, count(*) AS n, avg(amt) AS mean, min(amt) AS mn FROM tx GROUP BY user_id WINDOW SLIDING INTERVAL '2 days'"),
+    (
+        "user_1h",
+        "SELECT user_id, count(*) AS n, max(amt) AS mx, sum(amt) AS total FROM tx GROUP BY user_id WINDOW SLIDING INTERVAL '1 hour'",
+    ),
+    (
+        "user_2d",
+        "SELECT user_id, count(*) AS n, avg(amt) AS mean, min(amt) AS mn FROM tx GROUP BY user_id WINDOW SLIDING INTERVAL '2 days'",
+    ),
     ("user_life", "SELECT user_id, count(*) AS n, count(amt) AS amts FROM tx GROUP BY user_id WINDOW LIFETIME"),
-    ("bucket_1d", "SELECT bucket, count(*) AS n, max(amt) AS mx FROM tx GROUP BY bucket WINDOW SLIDING INTERVAL '1 day'"),
-    ("bucket_day", "SELECT bucket, count(*) AS n, sum(amt) AS total FROM tx GROUP BY bucket WINDOW TUMBLING INTERVAL '1 day'"),
+    (
+        "bucket_1d",
+        "SELECT bucket, count(*) AS n, max(amt) AS mx FROM tx GROUP BY bucket WINDOW SLIDING INTERVAL '1 day'",
+    ),
+    (
+        "bucket_day",
+        "SELECT bucket, count(*) AS n, sum(amt) AS total FROM tx GROUP BY bucket WINDOW TUMBLING INTERVAL '1 day'",
+    ),
 ];
 
 /// Row `id` as CSV: users take turns, times repeat (ties), every tenth amount is NULL, and
@@ -132,10 +144,10 @@ fn parquet_holds_marker(bytes: Vec<u8>) -> bool {
     for batch in reader {
         let batch = batch.unwrap();
         for column in batch.columns() {
-            if let Some(strings) = column.as_string_opt::<i32>() {
-                if (0..strings.len()).any(|i| strings.is_valid(i) && strings.value(i).contains(MARKER)) {
-                    return true;
-                }
+            if let Some(strings) = column.as_string_opt::<i32>()
+                && (0..strings.len()).any(|i| strings.is_valid(i) && strings.value(i).contains(MARKER))
+            {
+                return true;
             }
         }
     }
@@ -171,13 +183,8 @@ async fn check_erased(client: &tokio_postgres::Client, spine_before: &[String], 
     .await;
     assert!(notes.iter().all(|n| !n.contains(MARKER)), "{when}: table ASOF join: {notes:?}");
     // COPY out.
-    let out: Vec<bytes::Bytes> = client
-        .copy_out("COPY tx TO STDOUT WITH (FORMAT csv)")
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let out: Vec<bytes::Bytes> =
+        client.copy_out("COPY tx TO STDOUT WITH (FORMAT csv)").await.unwrap().try_collect().await.unwrap();
     let text: Vec<u8> = out.concat();
     assert!(!text.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()), "{when}: COPY TO");
     assert_features_recomputed(client, when).await;
@@ -213,7 +220,10 @@ async fn an_erased_users_events_leave_every_read_both_tiers_and_later_backups() 
     assert_eq!(files_with_marker(&backup), Vec::<String>::new(), "a backup taken after");
 
     // New rows of user 7 come back as any rows do.
-    client.batch_execute("INSERT INTO tx VALUES (-1, 7, 2, 1.5, 'new', TIMESTAMP '2024-01-04 23:00:00')").await.unwrap();
+    client
+        .batch_execute("INSERT INTO tx VALUES (-1, 7, 2, 1.5, 'new', TIMESTAMP '2024-01-04 23:00:00')")
+        .await
+        .unwrap();
     assert_eq!(count(&client, "SELECT n FROM user_life WHERE user_id = 7").await, 1);
     client.batch_execute("DELETE FROM tx WHERE id = -1").await.unwrap();
 
