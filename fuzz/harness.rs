@@ -40,6 +40,7 @@ fn table() -> TableDef {
         ],
         event_time: Some(4),
         hot_retention_micros: 0,
+        retention_micros: None,
         ingest_time: None,
         temporary: false,
         owner: "asofdb".into(),

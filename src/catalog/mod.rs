@@ -160,6 +160,20 @@ impl Catalog {
         Ok(true)
     }
 
+    /// Sets (or with `None` removes) table `name`'s retention, durably.
+    pub async fn set_retention(&self, name: &str, retention_micros: Option<i64>) -> Result<()> {
+        let _ddl = self.ddl.lock().await;
+        let mut def = (*self.require_table(name)?).clone();
+        def.retention_micros = retention_micros;
+        let entry = serde_json::to_vec(&def)?;
+        self.store
+            .commit(Commit { catalog_puts: vec![(CatalogKind::Table.key(&def.name), entry)], ..Default::default() })
+            .await?;
+        self.tables.write().insert(def.name.clone(), Arc::new(def));
+        self.table_changes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
     /// Drops table `name` with its rows if it is still the temporary table `id` (a session's
     /// own, at its end); else leaves it. True if dropped. Checked and dropped under the DDL
     /// lock, so a table made under the same name since is never dropped for it.

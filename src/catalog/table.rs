@@ -60,6 +60,10 @@ pub struct TableDef {
     pub event_time: Option<usize>,
     /// Events older than the watermark minus this many µs belong to the cold tier.
     pub hot_retention_micros: i64,
+    /// `WITH (retention = ...)`: events older than the watermark minus this many µs are
+    /// erased from both tiers by the tiering passes (`execute::retention`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_micros: Option<i64>,
     /// Index of the ingest-time column (`WITH (ingest_time = ...)`): when each row became
     /// known; a commit fills it where a row gives none (`storage::ingest_time`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -301,6 +301,7 @@ mod tests {
             ],
             event_time: Some(3),
             hot_retention_micros: 0,
+            retention_micros: None,
             ingest_time: None,
             temporary: false,
             owner: "asofdb".into(),

@@ -63,6 +63,7 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
         columns,
         event_time: None,
         hot_retention_micros: DEFAULT_HOT_RETENTION_MICROS,
+        retention_micros: None,
         ingest_time: None,
         temporary: create.temporary,
         owner: crate::catalog::BOOTSTRAP_ROLE.into(),
@@ -113,13 +114,22 @@ pub fn table_def(create: &CreateTable) -> Result<TableDef> {
                 }
                 def.hot_retention_micros = micros;
             }
+            "retention" => def.retention_micros = Some(retention_micros(&text)?),
             other => {
                 return Err(Error::invalid_input(
                     SqlState::InvalidParameterValue,
-                    format!("unrecognized table option \"{other}\" (known: event_time, hot_retention, ingest_time)"),
+                    format!(
+                        "unrecognized table option \"{other}\" (known: event_time, hot_retention, ingest_time, retention)"
+                    ),
                 ));
             }
         }
+    }
+    if def.retention_micros.is_some() && def.event_time.is_none() {
+        return Err(Error::invalid_input(
+            SqlState::InvalidParameterValue,
+            "retention needs an event_time column: events expire by their event time",
+        ));
     }
     if let Some((index, name)) = ingest_time {
         // Of the event-time column's type, so "known at T" compares like with like.
@@ -170,6 +180,15 @@ pub(super) fn literal_text(expr: &Expr) -> Result<Option<String>> {
         Expr::Cast { expr: inner, .. } => literal_text(inner),
         _ => Err(not_literal()),
     }
+}
+
+/// The µs of a `retention` option: a positive interval.
+pub(super) fn retention_micros(text: &str) -> Result<i64> {
+    let micros = parse_interval_micros(text)?;
+    if micros <= 0 {
+        return Err(Error::invalid_input(SqlState::InvalidParameterValue, "retention must be a positive interval"));
+    }
+    Ok(micros)
 }
 
 #[cfg(test)]

@@ -11,11 +11,10 @@ use datafusion::physical_expr::PhysicalExpr;
 use sqlparser::ast::{Delete, FromTable, SetExpr, Statement as SqlStatement, TableFactor};
 
 use super::database::{Database, SessionReads};
+use super::erase::{RowMatcher, erase};
 use crate::catalog::{Privilege, Securable, TableDef};
 use crate::error::{Error, Result, SqlState};
-use crate::feature::{EncodedKeys, rebuild_erased_keys};
 use crate::sql::names::table_name;
-use crate::storage::{Erased, Erasure};
 
 /// Runs a DELETE; returns the number of rows erased.
 pub async fn delete(db: &Database, delete: &Delete, reads: &SessionReads<'_>) -> Result<u64> {
@@ -37,60 +36,17 @@ pub async fn delete(db: &Database, delete: &Delete, reads: &SessionReads<'_>) ->
         Some(selection) => Some(compile(db, &def, alias, selection, reads).await?),
         None => None,
     };
-    let matches =
-        move |batch: &RecordBatch| -> Result<BooleanArray> {
+    let matches: RowMatcher =
+        Box::new(move |batch: &RecordBatch| -> Result<BooleanArray> {
             let Some(predicate) = &predicate else { return Ok(BooleanArray::from(vec![true; batch.num_rows()])) };
             let value = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
             value.as_any().downcast_ref::<BooleanArray>().cloned().ok_or_else(|| {
                 Error::invalid_input(SqlState::DatatypeMismatch, "argument of WHERE must be type boolean")
             })
-        };
-
+        });
     // The lock order of tiering passes and backups: tiering, then the commit gate.
     let _no_tiering = db.tiering.lock().await;
-    let _no_commits = db.commit_gate.write().await;
-    let store = db.catalog.store().clone();
-    let features: Vec<_> = db.features.all().into_iter().filter(|f| f.compiled().table.id == def.id).collect();
-    let mut snapshots = Vec::new();
-    for feature in &features {
-        snapshots.extend(feature.snapshot_entries(&store)?);
-    }
-    let erasure = Erasure {
-        table_id: def.id,
-        table_name: def.name.clone(),
-        event_time: def.event_time,
-        matches: &matches,
-        before_time: i64::MAX,
-        catalog_deletes: snapshots,
-    };
-    let started = std::time::Instant::now();
-    let (erased, rebuilt) = tokio::task::block_in_place(|| -> Result<(Erased, u64)> {
-        let mut keys: Vec<EncodedKeys> = vec![EncodedKeys::default(); features.len()];
-        let erased = store.erase(&erasure, &mut |rows| {
-            features.iter().zip(&mut keys).try_for_each(|(f, into)| f.collect_keys(rows, into))
-        })?;
-        if erased.files_rewritten + erased.hot_values_rewritten == 0 {
-            return Ok((erased, 0));
-        }
-        let erased_keys: Vec<_> = features.iter().cloned().zip(keys).collect();
-        let rebuilt = rebuild_erased_keys(&store, def.scan_table(), &erased_keys).map_err(|e| {
-            Error::internal(format!(
-                "the rows were erased, but rebuilding the features of \"{}\" failed ({e}); they serve again after a restart",
-                def.name
-            ))
-        })?;
-        Ok((erased, rebuilt))
-    })?;
-    tracing::info!(
-        table = %def.name,
-        rows = erased.rows,
-        files_rewritten = erased.files_rewritten,
-        hot_values_rewritten = erased.hot_values_rewritten,
-        feature_rows_reread = rebuilt,
-        secs = started.elapsed().as_secs_f64(),
-        "erased"
-    );
-    Ok(erased.rows)
+    Ok(erase(db, &def, matches, i64::MAX).await?.rows)
 }
 
 /// The table a DELETE names, and the alias its WHERE may use.

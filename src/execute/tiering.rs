@@ -22,6 +22,8 @@ impl Database {
 
     async fn tier_pass(&self) -> Result<TierReport> {
         let _one_pass = self.tiering.lock().await;
+        // Expired rows go first: they need not move.
+        let expired = self.expire().await?;
         let store = self.catalog.store().clone();
         // A staged write moving into place is not moved on until it is wholly there.
         let next_seq = store.visible_seq();
@@ -77,14 +79,16 @@ impl Database {
             refused.map_or(Ok(total), Err)
         };
         let started = std::time::Instant::now();
-        let report =
+        let mut report =
             tokio::task::spawn_blocking(work).await.map_err(|e| Error::internal(format!("tiering: {e}")))??;
+        report.rows_expired = expired;
         if report != TierReport::default() {
             tracing::info!(
                 rows = report.rows_moved,
                 files = report.files_written,
                 compacted = report.files_compacted,
                 hot_values_merged = report.hot_values_merged,
+                expired = report.rows_expired,
                 secs = started.elapsed().as_secs_f64(),
                 "tiered"
             );

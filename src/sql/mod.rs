@@ -15,6 +15,7 @@ pub mod params;
 mod pg_compat;
 mod precedence;
 mod query_forms;
+mod reset_options;
 pub mod role;
 mod set_all;
 mod split;
@@ -256,6 +257,7 @@ impl SqlParser {
             return Ok(Statement::Checkpoint);
         }
         let text = asof_syntax::normalize(text)?;
+        let text = reset_options::normalize(&text).unwrap_or(text);
         // Only a FETCH sqlparser refuses is spelled out (so its comments stay where they were).
         let text = match fetch_syntax::normalize(&text) {
             Some(spelled) if Parser::parse_sql(&PostgreSqlDialect {}, &text).is_err() => spelled,

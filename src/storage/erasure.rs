@@ -147,6 +147,30 @@ impl EventStore {
         Ok(report)
     }
 
+    /// Whether table `table_id` stores a row with an event time before `before_time` (column
+    /// `event_time`), in either tier: what a retention pass has to erase. Reads only the hot
+    /// values of the block `before_time` falls in.
+    pub fn has_rows_before(&self, table_id: u64, event_time: usize, before_time: i64) -> Result<bool> {
+        let manifest = self.manifest();
+        if manifest.files(table_id).any(|f| f.min_time < before_time) {
+            return Ok(true);
+        }
+        let last = super::blocks::block_of(before_time.saturating_sub(1));
+        for pair in self.kv.scan(&keys::events_from(table_id, i64::MIN), &keys::events_until(table_id, last)) {
+            let (key, value) = pair?;
+            let parsed = keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
+            if parsed.block < last {
+                return Ok(true);
+            }
+            let Some(decoded) = HotValue::read(parsed, &value, self.kv.as_ref())? else { continue };
+            let times = super::blocks::event_times(decoded.batch.column(event_time))?;
+            if times.values().iter().any(|t| *t < before_time) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// `f` without the rows erased from it (`kept`, in its order), as a new durable file;
     /// `None` when no row is left.
     fn rewrite_file(

@@ -48,6 +48,8 @@ pub struct TierReport {
     pub files_compacted: u64,
     /// Hot values merged into larger ones (`compaction`).
     pub hot_values_merged: u64,
+    /// Rows erased because their table's retention expired them (`execute::retention`).
+    pub rows_expired: u64,
 }
 
 /// Per tier: rows, files (hot: stored values) and bytes of a table.

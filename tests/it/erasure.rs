@@ -321,3 +321,75 @@ async fn kill_9_during_deletes_leaves_each_all_or_nothing_and_loses_nothing_else
     assert_features_recomputed(&client, "after the kill loop").await;
     server.kill9();
 }
+
+/// The least event time stored in the cold tier's files (decoded), if any file has a row.
+fn cold_min_time(dir: &Path) -> Option<i64> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::TimestampMicrosecondType;
+    let mut least = None::<i64>;
+    for path in walk(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")) {
+        let bytes = bytes::Bytes::from(std::fs::read(&path).unwrap());
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let times = batch.column_by_name("ts").unwrap().as_primitive::<TimestampMicrosecondType>();
+            if let Some(min) = times.values().iter().min() {
+                least = Some(least.map_or(*min, |l| l.min(*min)));
+            }
+        }
+    }
+    least
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_expires_rows_from_both_tiers_and_features_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = ["--tier-secs", "0", "--checkpoint-secs", "0"];
+    let server = BinaryServer::start_with_args(&data, &args);
+    let client = connect(&server.conn_string()).await;
+    load(&client, 40_000).await;
+    let watermark = count(&client, "SELECT (extract(epoch FROM max(ts)) * 1000000)::bigint FROM tx").await;
+    let cold_before = cold_min_time(&data.join("cold")).expect("cold rows");
+    // Two and a half days of four: the first day and a half expire, most of it cold.
+    let cutoff = watermark - 60 * 3_600 * 1_000_000;
+    assert!(cold_before < cutoff);
+    let left =
+        count(&client, &format!("SELECT count(*) FROM tx WHERE ts >= to_timestamp({cutoff} / 1e6)::timestamp")).await;
+    client.batch_execute("ALTER TABLE tx SET (retention = '60 hours')").await.unwrap();
+    client.batch_execute("CHECKPOINT").await.unwrap();
+
+    let check = |when: &'static str| {
+        let client = &client;
+        let cold = data.join("cold");
+        async move {
+            assert_eq!(count(client, "SELECT count(*) FROM tx").await, left, "{when}: the retained rows");
+            let oldest = count(client, "SELECT (extract(epoch FROM min(ts)) * 1000000)::bigint FROM tx").await;
+            assert!(oldest >= cutoff, "{when}: no row before the cutoff");
+            assert!(cold_min_time(&cold).is_none_or(|t| t >= cutoff), "{when}: no cold file holds an expired row");
+            assert_features_recomputed(client, when).await;
+        }
+    };
+    check("after CHECKPOINT").await;
+    drop(client);
+    server.kill9();
+
+    // A restart finds it so, and the background pass keeps expiring as the watermark moves.
+    let args = ["--tier-secs", "1", "--checkpoint-secs", "0"];
+    let server = BinaryServer::start_with_args(&data, &args);
+    let client = connect(&server.conn_string()).await;
+    assert_eq!(count(&client, "SELECT count(*) FROM tx").await, left, "after a restart");
+    let later = chrono::DateTime::from_timestamp(watermark / 1_000_000 + 6 * 3_600, 0).unwrap().naive_utc();
+    client.execute("INSERT INTO tx VALUES (-5, 3, 0, 1.0, 'later', $1)", &[&later]).await.unwrap();
+    let cutoff = watermark + 6 * 3_600 * 1_000_000 - 60 * 3_600 * 1_000_000;
+    let expected =
+        count(&client, &format!("SELECT count(*) FROM tx WHERE ts >= to_timestamp({cutoff} / 1e6)::timestamp")).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(&client, "SELECT count(*) FROM tx").await != expected {
+        assert!(Instant::now() < deadline, "the background pass expires rows as the watermark moves");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_features_recomputed(&client, "after the background pass").await;
+    server.kill9();
+}

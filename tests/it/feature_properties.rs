@@ -42,6 +42,7 @@ fn table() -> Arc<TableDef> {
         ],
         event_time: Some(3),
         hot_retention_micros: 86_400_000_000,
+        retention_micros: None,
         ingest_time: Some(4),
         temporary: false,
         owner: "asofdb".into(),

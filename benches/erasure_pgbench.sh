@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Erasing one user's events from a 10M-event table with 5 features (issue #32): the release
+# binary holds N generated events (default 10M; 29 of their 30 days moved to the cold tier by
+# CHECKPOINT) and five features, and pgbench -M prepared -c 16 reads one of them
+#   SELECT max_amt FROM card_max_1h WHERE cc_num = :k      (k random among the 50K cards)
+# first quietly, then while `DELETE FROM tx WHERE user_id = u` runs for several users one
+# after another. Prints each DELETE's time to CommandComplete and rows, and the point reads'
+# p99 during the DELETEs (reads completed while one ran) against the quiet p99.
+#
+# Usage: benches/erasure_pgbench.sh [events, default 10000000] [users to erase, default 5]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rows=${1:-10000000}
+users=${2:-5}
+work=$(mktemp -d)
+pid=
+cleanup() {
+    [[ -n $pid ]] && kill "$pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The bench profile builds target/release/asofdb with the same dependency features as the
+# benches, so no second DataFusion build is needed.
+cargo bench --bench features --no-run >/dev/null 2>&1 || cargo bench --bench features --no-run
+csv=target/bench-data/tx_$rows.csv
+if [[ ! -f $csv ]]; then
+    mkdir -p target/bench-data
+    python3 ../shared/data/gen_transactions.py --rows "$rows" --cards 50000 --days 30 --seed 7 --transactions "$csv"
+fi
+
+target/release/asofdb --data-dir "$work/db" --listen 127.0.0.1:0 --checkpoint-secs 0 --tier-secs 0 \
+    >"$work/out" 2>"$work/err" &
+pid=$!
+for _ in $(seq 100); do
+    grep -q "listening on" "$work/out" 2>/dev/null && break
+    sleep 0.1
+done
+port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/out")
+export PGHOST=127.0.0.1 PGPORT=$port PGDATABASE=asofdb PGUSER=asofdb
+echo "loading $rows events and 5 features..."
+psql -q -v ON_ERROR_STOP=1 <<SQL
+CREATE TABLE tx (tid BIGINT, cc_num BIGINT, user_id BIGINT, merchant TEXT, amt DOUBLE PRECISION,
+                 status TEXT, ip TEXT, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts');
+\copy tx FROM '$csv' WITH (FORMAT csv, HEADER true)
+CREATE FEATURE card_max_1h AS SELECT cc_num, max(amt) AS max_amt FROM tx GROUP BY cc_num
+  WINDOW SLIDING INTERVAL '1 hour';
+CREATE FEATURE card_1d AS SELECT cc_num, count(*) AS n, sum(amt) AS total FROM tx GROUP BY cc_num
+  WINDOW SLIDING INTERVAL '1 day';
+CREATE FEATURE user_7d AS SELECT user_id, count(*) AS n, avg(amt) AS mean FROM tx GROUP BY user_id
+  WINDOW SLIDING INTERVAL '7 days';
+CREATE FEATURE user_life AS SELECT user_id, count(*) AS n, max(amt) AS mx FROM tx GROUP BY user_id
+  WINDOW LIFETIME;
+CREATE FEATURE merchant_1h AS SELECT merchant, count(*) AS n, max(amt) AS mx FROM tx GROUP BY merchant
+  WINDOW SLIDING INTERVAL '1 hour';
+CHECKPOINT;
+SQL
+psql -At -c "SELECT tier, row_count, file_count FROM asofdb.storage WHERE table_name = 'tx'"
+
+cat >"$work/read.sql" <<'SQL'
+\set k random(1, 50000)
+SELECT max_amt FROM card_max_1h WHERE cc_num = :k;
+SQL
+
+# pgbench for $1 seconds with per-transaction logs under $work/$2.*
+bench() {
+    (cd "$work" && pgbench -n -M prepared -c 16 -j 2 -T "$1" -f read.sql -l --log-prefix="$2" >/dev/null)
+}
+
+bench 15 quiet
+# The users with the most events first (an erasure request names one person).
+mapfile -t victims < <(psql -At -c "SELECT user_id FROM user_life ORDER BY n DESC, user_id LIMIT $users")
+bench $((10 + 12 * users)) busy &
+bench_pid=$!
+sleep 5
+: >"$work/windows"
+for u in "${victims[@]}"; do
+    start=$(date +%s%N)
+    tag=$(psql -At -c "DELETE FROM tx WHERE user_id = $u" | tail -1)
+    end=$(date +%s%N)
+    echo "$start $end $u $tag" >>"$work/windows"
+    sleep 5
+done
+wait "$bench_pid"
+
+python3 - "$work" <<'PY'
+import glob, sys
+work = sys.argv[1]
+def latencies(prefix, keep=lambda end_us: True):
+    out = []
+    for path in glob.glob(f"{work}/{prefix}.[0-9]*"):
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 6:
+                    end_us = int(parts[4]) * 1_000_000 + int(parts[5])
+                    if keep(end_us):
+                        out.append(int(parts[2]))
+    out.sort()
+    return out
+def p99(lat):
+    return lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("nan")
+windows = [line.split() for line in open(f"{work}/windows")]
+quiet = latencies("quiet")
+spans = [(int(s) // 1000, int(e) // 1000) for s, e, *_ in windows]
+during = latencies("busy", lambda t: any(s <= t <= e for s, e in spans))
+for s, e, user, *tag in windows:
+    print(f"DELETE user_id = {user}: {(int(e) - int(s)) / 1e9:.2f} s to CommandComplete ({' '.join(tag)})")
+print(f"point reads: quiet p99 {p99(quiet)} us ({len(quiet)} reads); during DELETEs p99 {p99(during)} us "
+      f"({len(during)} reads); ratio {p99(during) / p99(quiet):.2f}")
+PY
+grep "erased" "$work/err" | tail -n "$users" || true

@@ -1,0 +1,84 @@
+//! The one way events leave a table (DELETE, retention): erased from both tiers in one atomic,
+//! durable switch (`storage::erasure`), then every feature over the table rebuilt for the keys
+//! whose events went (`feature::rebuild_erased_keys`), with writes held meanwhile.
+
+use std::sync::Arc;
+
+use arrow::array::{BooleanArray, RecordBatch};
+
+use super::database::Database;
+use crate::catalog::TableDef;
+use crate::error::{Error, Result};
+use crate::feature::{EncodedKeys, rebuild_erased_keys};
+use crate::storage::{Erased, Erasure};
+
+/// Which rows of a batch of a table's rows (widened to its columns) an erasure takes.
+pub type RowMatcher = Box<dyn Fn(&RecordBatch) -> Result<BooleanArray> + Send + Sync>;
+
+/// Erases the rows of `def` that `matches` takes (only rows with an event time before
+/// `before_time` can match; `i64::MAX` for any). The caller holds the database's tiering
+/// lock; this waits for the writes in flight and holds new ones until the features follow.
+pub async fn erase(db: &Database, def: &TableDef, matches: RowMatcher, before_time: i64) -> Result<Erased> {
+    // A replacement reading the rows now would keep erased ones in its state and snapshot.
+    // None starts meanwhile: it registers under the tiering lock, which the caller holds.
+    if db.features.backfills().hot_from(def.id).is_some() {
+        return Err(Error::invalid_input(
+            crate::error::SqlState::ObjectInUse,
+            format!(
+                "a CREATE OR REPLACE FEATURE over \"{}\" is reading its rows; try again when it completes",
+                def.name
+            ),
+        ));
+    }
+    let _no_commits = db.commit_gate.write().await;
+    let store = db.catalog.store().clone();
+    let features: Vec<_> = db.features.all().into_iter().filter(|f| f.compiled().table.id == def.id).collect();
+    let mut snapshots = Vec::new();
+    for feature in &features {
+        snapshots.extend(feature.snapshot_entries(&store)?);
+    }
+    let def = Arc::new(def.clone());
+    let started = std::time::Instant::now();
+    let (erased, rebuilt) = {
+        let def = def.clone();
+        tokio::task::spawn_blocking(move || -> Result<(Erased, u64)> {
+            let erasure = Erasure {
+                table_id: def.id,
+                table_name: def.name.clone(),
+                event_time: def.event_time,
+                matches: matches.as_ref(),
+                before_time,
+                catalog_deletes: snapshots,
+            };
+            let mut keys: Vec<EncodedKeys> = vec![EncodedKeys::default(); features.len()];
+            let erased = store.erase(&erasure, &mut |rows| {
+                features.iter().zip(&mut keys).try_for_each(|(f, into)| f.collect_keys(rows, into))
+            })?;
+            if erased.files_rewritten + erased.hot_values_rewritten == 0 {
+                return Ok((erased, 0));
+            }
+            let erased_keys: Vec<_> = features.into_iter().zip(keys).collect();
+            let rebuilt = rebuild_erased_keys(&store, def.scan_table(), &erased_keys).map_err(|e| {
+                Error::internal(format!(
+                    "the rows were erased, but rebuilding the features of \"{}\" failed ({e}); they serve again after a restart",
+                    def.name
+                ))
+            })?;
+            Ok((erased, rebuilt))
+        })
+        .await
+        .map_err(|e| Error::internal(format!("erasure: {e}")))??
+    };
+    if erased != Erased::default() {
+        tracing::info!(
+            table = %def.name,
+            rows = erased.rows,
+            files_rewritten = erased.files_rewritten,
+            hot_values_rewritten = erased.hot_values_rewritten,
+            feature_rows_reread = rebuilt,
+            secs = started.elapsed().as_secs_f64(),
+            "erased"
+        );
+    }
+    Ok(erased)
+}

@@ -1,0 +1,44 @@
+//! Retention (`WITH (retention = '400 days')`): each tiering pass erases the events older than
+//! a table's watermark minus its retention from both tiers (`execute::erase`), before it moves
+//! rows to the cold tier. Features then see only the retained events (docs/security.md).
+
+use std::sync::Arc;
+
+use arrow::array::{BooleanArray, RecordBatch};
+
+use super::database::Database;
+use super::erase::{RowMatcher, erase};
+use crate::error::Result;
+use crate::storage::blocks::event_times;
+
+impl Database {
+    /// Erases every table's expired events; returns how many. The caller (a tiering pass)
+    /// holds the tiering lock. A table is skipped while a CREATE OR REPLACE FEATURE over it is
+    /// reading its rows (the next pass takes it).
+    pub(super) async fn expire(&self) -> Result<u64> {
+        let store = self.catalog.store().clone();
+        let mut expired = 0;
+        for name in self.catalog.table_names() {
+            let Some(def) = self.catalog.table(&name) else { continue };
+            let (Some(retention), Some(event_time)) = (def.retention_micros, def.event_time) else { continue };
+            let Some(watermark) = store.stats(def.id).watermark else { continue };
+            let cutoff = watermark.saturating_sub(retention);
+            if self.features.backfills().hot_from(def.id).is_some() {
+                continue;
+            }
+            let check = {
+                let (store, id) = (store.clone(), def.id);
+                move || store.has_rows_before(id, event_time, cutoff)
+            };
+            if !tokio::task::spawn_blocking(check).await.map_err(|e| crate::error::Error::internal(e.to_string()))?? {
+                continue;
+            }
+            let matches: RowMatcher = Box::new(move |batch: &RecordBatch| -> Result<BooleanArray> {
+                let times = event_times(batch.column(event_time))?;
+                Ok(times.values().iter().map(|t| Some(*t < cutoff)).collect())
+            });
+            expired += erase(self, &Arc::unwrap_or_clone(def), matches, cutoff).await?.rows;
+        }
+        Ok(expired)
+    }
+}
