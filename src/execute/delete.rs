@@ -46,7 +46,7 @@ pub async fn delete(db: &Database, delete: &Delete, reads: &SessionReads<'_>) ->
         });
     // The lock order of tiering passes and backups: tiering, then the commit gate.
     let _no_tiering = db.tiering.lock().await;
-    Ok(erase(db, &def, matches, i64::MAX).await?.rows)
+    Ok(erase(db, &def, matches, i64::MAX, false).await?.rows)
 }
 
 /// The table a DELETE names, and the alias its WHERE may use.

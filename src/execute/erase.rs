@@ -18,7 +18,15 @@ pub type RowMatcher = Box<dyn Fn(&RecordBatch) -> Result<BooleanArray> + Send + 
 /// Erases the rows of `def` that `matches` takes (only rows with an event time before
 /// `before_time` can match; `i64::MAX` for any). The caller holds the database's tiering
 /// lock; this waits for the writes in flight and holds new ones until the features follow.
-pub async fn erase(db: &Database, def: &TableDef, matches: RowMatcher, before_time: i64) -> Result<Erased> {
+/// The features' snapshots go with the rows; with `snapshot`, new ones are written before
+/// writes go on (else the next checkpoint writes them, and tier moves wait for it).
+pub async fn erase(
+    db: &Database,
+    def: &TableDef,
+    matches: RowMatcher,
+    before_time: i64,
+    snapshot: bool,
+) -> Result<Erased> {
     // A replacement reading the rows now would keep erased ones in its state and snapshot.
     // None starts meanwhile: it registers under the tiering lock, which the caller holds.
     if db.features.backfills().hot_from(def.id).is_some() {
@@ -40,7 +48,7 @@ pub async fn erase(db: &Database, def: &TableDef, matches: RowMatcher, before_ti
     let def = Arc::new(def.clone());
     let started = std::time::Instant::now();
     let (erased, rebuilt) = {
-        let def = def.clone();
+        let (def, features, store) = (def.clone(), features.clone(), store.clone());
         tokio::task::spawn_blocking(move || -> Result<(Erased, u64)> {
             let erasure = Erasure {
                 table_id: def.id,
@@ -69,6 +77,12 @@ pub async fn erase(db: &Database, def: &TableDef, matches: RowMatcher, before_ti
         .await
         .map_err(|e| Error::internal(format!("erasure: {e}")))??
     };
+    if snapshot && erased.files_rewritten + erased.hot_values_rewritten > 0 {
+        for feature in &features {
+            store.disk_reserve().check_for_maintenance(0)?;
+            feature.write_snapshot(&store).await?;
+        }
+    }
     if erased != Erased::default() {
         tracing::info!(
             table = %def.name,

@@ -9,20 +9,26 @@ use arrow::array::{BooleanArray, RecordBatch};
 use super::database::Database;
 use super::erase::{RowMatcher, erase};
 use crate::error::Result;
+use crate::storage::BLOCK_MICROS;
 use crate::storage::blocks::event_times;
 
 impl Database {
-    /// Erases every table's expired events; returns how many. The caller (a tiering pass)
-    /// holds the tiering lock. A table is skipped while a CREATE OR REPLACE FEATURE over it is
-    /// reading its rows (the next pass takes it).
-    pub(super) async fn expire(&self) -> Result<u64> {
+    /// Erases every table's expired events (with `exact`, all of them; else those before
+    /// the hour of event time the cutoff falls in); returns how many. The caller (a tiering
+    /// pass) holds the tiering lock. A table is skipped while a CREATE OR REPLACE FEATURE over
+    /// it is reading its rows (the next pass takes it). The features of a table that lost rows
+    /// snapshot again at once, so tier moves, which wait for snapshots, go on.
+    pub(super) async fn expire(&self, exact: bool) -> Result<u64> {
         let store = self.catalog.store().clone();
         let mut expired = 0;
         for name in self.catalog.table_names() {
             let Some(def) = self.catalog.table(&name) else { continue };
             let (Some(retention), Some(event_time)) = (def.retention_micros, def.event_time) else { continue };
             let Some(watermark) = store.stats(def.id).watermark else { continue };
-            let cutoff = watermark.saturating_sub(retention);
+            let cutoff = match exact {
+                true => watermark.saturating_sub(retention),
+                false => watermark.saturating_sub(retention).div_euclid(BLOCK_MICROS).saturating_mul(BLOCK_MICROS),
+            };
             if self.features.backfills().hot_from(def.id).is_some() {
                 continue;
             }
@@ -37,7 +43,7 @@ impl Database {
                 let times = event_times(batch.column(event_time))?;
                 Ok(times.values().iter().map(|t| Some(*t < cutoff)).collect())
             });
-            expired += erase(self, &Arc::unwrap_or_clone(def), matches, cutoff).await?.rows;
+            expired += erase(self, &Arc::unwrap_or_clone(def), matches, cutoff, true).await?.rows;
         }
         Ok(expired)
     }

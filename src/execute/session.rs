@@ -211,7 +211,7 @@ impl Session {
             Statement::Checkpoint => {
                 async {
                     self.db.checkpoint(true).await?;
-                    self.db.tier().await?;
+                    self.db.tier(true).await?;
                     Ok(Output::Command { tag: "CHECKPOINT", rows: None })
                 }
                 .await

@@ -12,18 +12,20 @@ impl Database {
     /// Moves every row the retention rule assigns to the cold tier there (rows older than
     /// the table's watermark minus `hot_retention`, written before every feature snapshot of
     /// the table), compacts small files, merges small hot values (single-row writes) and
-    /// collects garbage. Returns what moved and merged.
-    pub async fn tier(&self) -> Result<TierReport> {
+    /// collects garbage, after erasing the rows tables' retention expired (`exact`, as
+    /// CHECKPOINT asks: every one; else those before the hour the cutoff is in, so a stream
+    /// of writes makes one erasure an hour, not one a pass). Returns what moved and merged.
+    pub async fn tier(&self, exact: bool) -> Result<TierReport> {
         let started = std::time::Instant::now();
-        let report = self.tier_pass().await;
+        let report = self.tier_pass(exact).await;
         self.metrics().tiering_seconds.observe(started.elapsed().as_secs_f64());
         report
     }
 
-    async fn tier_pass(&self) -> Result<TierReport> {
+    async fn tier_pass(&self, exact: bool) -> Result<TierReport> {
         let _one_pass = self.tiering.lock().await;
         // Expired rows go first: they need not move.
-        let expired = self.expire().await?;
+        let expired = self.expire(exact).await?;
         let store = self.catalog.store().clone();
         // A staged write moving into place is not moved on until it is wholly there.
         let next_seq = store.visible_seq();
@@ -116,7 +118,7 @@ pub fn spawn_background(db: Arc<Database>, every: std::time::Duration) -> tokio:
             {
                 tracing::warn!("feature checkpoint before tiering failed: {e}");
             }
-            if let Err(e) = db.tier().await {
+            if let Err(e) = db.tier(false).await {
                 tracing::warn!("tiering failed: {e}");
             }
         }
