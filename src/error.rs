@@ -44,6 +44,8 @@ pub enum SqlState {
     NotNullViolation,
     /// 24000
     InvalidCursorState,
+    /// 25001
+    ActiveSqlTransaction,
     /// 25P01
     NoActiveSqlTransaction,
     /// 25P02
@@ -151,6 +153,7 @@ impl SqlState {
             SqlState::BadCopyFileFormat => "22P04",
             SqlState::NotNullViolation => "23502",
             SqlState::InvalidCursorState => "24000",
+            SqlState::ActiveSqlTransaction => "25001",
             SqlState::NoActiveSqlTransaction => "25P01",
             SqlState::InFailedSqlTransaction => "25P02",
             SqlState::InvalidAuthorizationSpecification => "28000",

@@ -298,6 +298,16 @@ impl Database {
         Ok(written)
     }
 
+    /// Rows erased from tables features read (`execute::erase`): the rows counted at the last
+    /// snapshot go down with them, so those still awaiting one are counted right.
+    pub(super) fn rows_erased(&self, rows: u64) {
+        let _ = self.rows_at_snapshot.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |at| Some(at.saturating_sub(rows)),
+        );
+    }
+
     /// Rows stored in the tables features read.
     fn rows_read_by_features(&self) -> u64 {
         let mut tables: Vec<u64> = self.features.all().iter().map(|f| f.compiled().table.id).collect();

@@ -26,6 +26,15 @@ pub async fn delete(db: &Database, delete: &Delete, reads: &SessionReads<'_>) ->
         ));
     }
     let def = db.catalog.require_table(&name)?;
+    // It takes effect at once; the block's own rows would be committed after it, unerased.
+    if reads.pending.contains_key(&def.id) {
+        return Err(Error::invalid_input(
+            SqlState::ActiveSqlTransaction,
+            format!(
+                "DELETE FROM \"{name}\" inside a transaction block that wrote to it: DELETE takes effect at once; COMMIT or ROLLBACK the block's rows first"
+            ),
+        ));
+    }
     let object = Securable::Table(def.name.clone());
     db.require(reads.role, &object, Privilege::Delete)?;
     // As in PostgreSQL: a WHERE reads the table's columns.

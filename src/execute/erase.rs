@@ -2,14 +2,12 @@
 //! durable switch (`storage::erasure`), then every feature over the table rebuilt for the keys
 //! whose events went (`feature::rebuild_erased_keys`), with writes held meanwhile.
 
-use std::sync::Arc;
-
 use arrow::array::{BooleanArray, RecordBatch};
 
 use super::database::Database;
 use crate::catalog::TableDef;
 use crate::error::{Error, Result};
-use crate::feature::{EncodedKeys, rebuild_erased_keys};
+use crate::feature::{EncodedKeys, rebuild_erased_keys, rebuild_whole};
 use crate::storage::{Erased, Erasure};
 
 /// Which rows of a batch of a table's rows (widened to its columns) an erasure takes.
@@ -39,48 +37,78 @@ pub async fn erase(
         ));
     }
     let _no_commits = db.commit_gate.write().await;
+    // Dropped (and perhaps made again under its name) before the gate was taken.
+    if db.catalog.table(&def.name).is_none_or(|now| now.id != def.id) {
+        return Err(Error::undefined_table(&def.name));
+    }
     let store = db.catalog.store().clone();
     let features: Vec<_> = db.features.all().into_iter().filter(|f| f.compiled().table.id == def.id).collect();
     let mut snapshots = Vec::new();
     for feature in &features {
         snapshots.extend(feature.snapshot_entries(&store)?);
     }
-    let def = Arc::new(def.clone());
+    let had_snapshots = !snapshots.is_empty();
     let started = std::time::Instant::now();
-    let (erased, rebuilt) = {
-        let (def, features, store) = (def.clone(), features.clone(), store.clone());
-        tokio::task::spawn_blocking(move || -> Result<(Erased, u64)> {
-            let erasure = Erasure {
-                table_id: def.id,
-                table_name: def.name.clone(),
-                event_time: def.event_time,
-                matches: matches.as_ref(),
-                before_time,
-                catalog_deletes: snapshots,
-            };
-            let mut keys: Vec<EncodedKeys> = vec![EncodedKeys::default(); features.len()];
-            let erased = store.erase(&erasure, &mut |rows| {
-                features.iter().zip(&mut keys).try_for_each(|(f, into)| f.collect_keys(rows, into))
-            })?;
-            if erased.files_rewritten + erased.hot_values_rewritten == 0 {
-                return Ok((erased, 0));
+    let work = || -> Result<(Erased, u64)> {
+        let erasure = Erasure {
+            table_id: def.id,
+            table_name: def.name.clone(),
+            event_time: def.event_time,
+            matches: matches.as_ref(),
+            before_time,
+            catalog_deletes: snapshots,
+        };
+        let mut keys: Vec<EncodedKeys> = vec![EncodedKeys::default(); features.len()];
+        let erased = store.erase(&erasure, &mut |rows| {
+            features.iter().zip(&mut keys).try_for_each(|(f, into)| f.collect_keys(rows, into))
+        })?;
+        if erased.files_rewritten + erased.hot_values_rewritten == 0 {
+            return Ok((erased, 0));
+        }
+        let rebuilt = match erased.watermark_lowered {
+            true => rebuild_whole(&store, &features),
+            false => {
+                rebuild_erased_keys(&store, def.scan_table(), &features.iter().cloned().zip(keys).collect::<Vec<_>>())
             }
-            let erased_keys: Vec<_> = features.into_iter().zip(keys).collect();
-            let rebuilt = rebuild_erased_keys(&store, def.scan_table(), &erased_keys).map_err(|e| {
-                Error::internal(format!(
-                    "the rows were erased, but rebuilding the features of \"{}\" failed ({e}); they serve again after a restart",
-                    def.name
-                ))
-            })?;
-            Ok((erased, rebuilt))
-        })
-        .await
-        .map_err(|e| Error::internal(format!("erasure: {e}")))??
+        };
+        let rebuilt = rebuilt.map_err(|e| {
+            Error::internal(format!(
+                "the rows were erased, but rebuilding the features of \"{}\" failed ({e}); they serve again after a restart",
+                def.name
+            ))
+        })?;
+        Ok((erased, rebuilt))
     };
+    // Run here, not on a blocking task this future awaits: dropped at an await (the
+    // connection closed), it would let writes go on while the features are rebuilt.
+    let outcome = match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::CurrentThread => work(),
+        _ => tokio::task::block_in_place(work),
+    };
+    let (erased, rebuilt) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            // The switch deletes the snapshots: if they are gone, it landed, and the features
+            // still hold what it erased.
+            let landed = had_snapshots
+                && features.iter().all(|f| f.snapshot_entries(&store).is_ok_and(|entries| entries.is_empty()));
+            if landed {
+                features.iter().for_each(|f| f.break_after_erasure());
+            }
+            return Err(e);
+        }
+    };
+    db.rows_erased(erased.rows);
     if snapshot && erased.files_rewritten + erased.hot_values_rewritten > 0 {
         for feature in &features {
-            store.disk_reserve().check_for_maintenance(0)?;
-            feature.write_snapshot(&store).await?;
+            let written = match store.disk_reserve().check_for_maintenance(0) {
+                Ok(()) => feature.write_snapshot(&store).await,
+                Err(e) => Err(e),
+            };
+            // The next checkpoint tries again; the erasure is done either way.
+            if let Err(e) = written {
+                tracing::warn!(feature = %feature.compiled().def.name, "snapshot after an erasure failed: {e}");
+            }
         }
     }
     if erased != Erased::default() {

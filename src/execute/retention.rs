@@ -25,6 +25,9 @@ impl Database {
             let Some(def) = self.catalog.table(&name) else { continue };
             let (Some(retention), Some(event_time)) = (def.retention_micros, def.event_time) else { continue };
             let Some(watermark) = store.stats(def.id).watermark else { continue };
+            // Never past the wall clock: one row stamped in the future (a typo, a bad clock)
+            // would otherwise expire every real row.
+            let watermark = watermark.min(chrono::Utc::now().timestamp_micros());
             let cutoff = match exact {
                 true => watermark.saturating_sub(retention),
                 false => watermark.saturating_sub(retention).div_euclid(BLOCK_MICROS).saturating_mul(BLOCK_MICROS),
@@ -36,14 +39,24 @@ impl Database {
                 let (store, id) = (store.clone(), def.id);
                 move || store.has_rows_before(id, event_time, cutoff)
             };
-            if !tokio::task::spawn_blocking(check).await.map_err(|e| crate::error::Error::internal(e.to_string()))?? {
-                continue;
+            match tokio::task::spawn_blocking(check).await.map_err(|e| crate::error::Error::internal(e.to_string()))? {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(table = %name, "retention: reading the table failed: {e}");
+                    continue;
+                }
             }
             let matches: RowMatcher = Box::new(move |batch: &RecordBatch| -> Result<BooleanArray> {
                 let times = event_times(batch.column(event_time))?;
                 Ok(times.values().iter().map(|t| Some(*t < cutoff)).collect())
             });
-            expired += erase(self, &Arc::unwrap_or_clone(def), matches, cutoff, true).await?.rows;
+            // One table's failure (a full disk, a broken feature) leaves the others, and the
+            // moves and collection after, to go on.
+            match erase(self, &Arc::unwrap_or_clone(def), matches, cutoff, true).await {
+                Ok(erased) => expired += erased.rows,
+                Err(e) => tracing::warn!(table = %name, "retention: erasing expired rows failed: {e}"),
+            }
         }
         Ok(expired)
     }

@@ -24,14 +24,24 @@ impl LiveFeature {
         Ok(())
     }
 
-    /// The catalog entries of the feature's persisted snapshot: an erasure removes them in
-    /// its switch, so no restart loads erased values (it rebuilds from the rows left).
+    /// The catalog entries of the feature's persisted snapshots: an erasure removes them in
+    /// its switch, so no restart loads erased values (it rebuilds from the rows left). Every
+    /// stored chunk goes, an interrupted snapshot's too (it may hold erased values as well).
     pub fn snapshot_entries(&self, store: &EventStore) -> Result<Vec<Vec<u8>>> {
         let name = &self.compiled.def.name;
-        Ok(match SnapshotMeta::read(store, name)? {
-            Some(meta) => [vec![keys::feature_snapshot(name)], meta.chunk_keys(name)].concat(),
-            None => Vec::new(),
-        })
+        let mut entries = super::snapshot::stored_chunk_keys(store, &keys::feature_state_prefix(name))?;
+        if SnapshotMeta::read(store, name)?.is_some() {
+            entries.push(keys::feature_snapshot(name));
+        }
+        Ok(entries)
+    }
+
+    /// Takes the feature out of service after an erasure whose switch may have landed while
+    /// its keys were not rebuilt: neither read nor snapshotted again until a restart rebuilds
+    /// it from the rows.
+    pub fn break_after_erasure(&self) {
+        self.snapshot_seq.store(0, Ordering::SeqCst);
+        self.broken.store(true, Ordering::SeqCst);
     }
 }
 
@@ -50,6 +60,33 @@ pub fn rebuild_erased_keys(
         erased.iter().for_each(|(feature, _)| feature.broken.store(true, Ordering::SeqCst));
     }
     rebuilt
+}
+
+/// After an erasure that lowered the table's watermark (the caller holding the commit gate):
+/// every feature over it is built again from all of its rows, as a backfill builds it. Its
+/// state had moved its horizon with the erased rows' times and dropped what windows ending
+/// at the new watermark need. On an error every one is taken out of service. Returns the
+/// rows read.
+pub fn rebuild_whole(store: &EventStore, features: &[Arc<LiveFeature>]) -> Result<u64> {
+    features.iter().for_each(|f| f.snapshot_seq.store(0, Ordering::SeqCst));
+    let mut rows = 0;
+    for feature in features {
+        let scan = store.scan(feature.compiled.table.scan_table(), (i64::MIN, i64::MAX), (0, 1));
+        let total = store.stats(feature.compiled.table.id).rows;
+        let built = super::sharded_ingest::ingest(&feature.compiled, scan, total, 0, false, &mut |_| Ok(()));
+        match built {
+            Ok(mut built) => {
+                built.state.shrink_to_fit();
+                rows += built.rows;
+                *feature.state.write() = built.state;
+            }
+            Err(e) => {
+                features.iter().for_each(|f| f.broken.store(true, Ordering::SeqCst));
+                return Err(e);
+            }
+        }
+    }
+    Ok(rows)
 }
 
 fn rebuild(store: &EventStore, table: ScanTable, erased: &[(Arc<LiveFeature>, EncodedKeys)]) -> Result<u64> {

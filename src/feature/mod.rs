@@ -23,7 +23,7 @@ pub use backfills::{Backfill, BackfillGuard, BackfillKind, BackfillProgress, Bac
 pub use def::{CompiledFeature, FeatureDef, ValueDef, array_of, human_interval};
 pub use definitions::{forget_definition, persist_definition, stored_definitions};
 pub use engine::{FeatureEngine, LiveFeature, PointValue};
-pub use erasure::{EncodedKeys, rebuild_erased_keys};
+pub use erasure::{EncodedKeys, rebuild_erased_keys, rebuild_whole};
 pub use snapshot::SnapshotMeta;
 pub use state::SlidingDistinct;
 use state::distinct_aggregates;

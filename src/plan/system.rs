@@ -1,6 +1,7 @@
 //! The `asofdb` schema: system tables describing the database (`asofdb.features`,
 //! `asofdb.feature_state`, `asofdb.backfills`, `asofdb.storage`, `asofdb.sources`,
-//! `asofdb.source_errors`).
+//! `asofdb.source_errors`, `asofdb.table_privileges`, which `information_schema.table_privileges`
+//! names: `sql::pg_compat`).
 
 use std::sync::Arc;
 
@@ -123,6 +124,72 @@ impl SystemSchema {
                 Arc::new(Int64Array::from(progress.iter().map(|p| p.1 as i64).collect::<Vec<_>>())),
                 time(&|i| Some(backfills[i].started_at)),
                 time(&|i| outcomes[i].1),
+            ],
+        )?)
+    }
+
+    /// `asofdb.table_privileges`, as `information_schema.table_privileges` lays it out: each
+    /// owner's privileges on its tables (SELECT, INSERT, DELETE) and features (SELECT),
+    /// grantable, then every grant, by the owner. Every grant is listed, not only those of
+    /// the reading role (PostgreSQL's view filters them; `has_table_privilege` answers per role).
+    pub fn table_privileges(catalog: &Catalog, features: &FeatureEngine) -> Result<RecordBatch> {
+        use crate::catalog::{Privilege, Securable};
+        let mut owners: Vec<(Securable, String)> = Vec::new();
+        for name in catalog.table_names() {
+            if let Some(table) = catalog.table(&name) {
+                owners.push((Securable::Table(name), table.owner.clone()));
+            }
+        }
+        owners.extend(features.all().iter().map(|f| {
+            let def = &f.compiled().def;
+            (Securable::Feature(def.name.clone()), def.owner.clone())
+        }));
+        owners.sort_by_key(|a| a.0.described());
+        let grants = catalog.all_grants();
+        let mut rows: Vec<[String; 5]> = Vec::new();
+        for (object, owner) in &owners {
+            let (Securable::Table(name) | Securable::Feature(name)) = object else { continue };
+            let own: &[Privilege] = match object {
+                Securable::Table(_) => &[Privilege::Select, Privilege::Insert, Privilege::Delete],
+                _ => &[Privilege::Select],
+            };
+            for privilege in own {
+                rows.push([owner.clone(), owner.clone(), name.clone(), privilege.name().into(), "YES".into()]);
+            }
+            for (_, grantee, privilege) in grants.iter().filter(|(granted_on, ..)| granted_on == object) {
+                let grantee = if grantee == crate::catalog::PUBLIC { "PUBLIC".to_string() } else { grantee.clone() };
+                rows.push([owner.clone(), grantee, name.clone(), privilege.name().into(), "NO".into()]);
+            }
+        }
+        let column = |f: &dyn Fn(&[String; 5]) -> String| -> ArrayRef {
+            Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
+        };
+        let schema = Arc::new(Schema::new(
+            [
+                "grantor",
+                "grantee",
+                "table_catalog",
+                "table_schema",
+                "table_name",
+                "privilege_type",
+                "is_grantable",
+                "with_hierarchy",
+            ]
+            .iter()
+            .map(|n| Field::new(*n, DataType::Utf8, false))
+            .collect::<Vec<_>>(),
+        ));
+        Ok(RecordBatch::try_new(
+            schema,
+            vec![
+                column(&|r| r[0].clone()),
+                column(&|r| r[1].clone()),
+                column(&|_| super::CATALOG_NAME.to_string()),
+                column(&|_| super::SCHEMA_NAME.to_string()),
+                column(&|r| r[2].clone()),
+                column(&|r| r[3].clone()),
+                column(&|r| r[4].clone()),
+                column(&|r| if r[3] == "SELECT" { "YES".into() } else { "NO".into() }),
             ],
         )?)
     }
@@ -269,7 +336,8 @@ impl TableProvider for LiveTable {
     }
 }
 
-const TABLES: [&str; 6] = ["features", "feature_state", "backfills", "storage", "sources", "source_errors"];
+const TABLES: [&str; 7] =
+    ["features", "feature_state", "backfills", "storage", "sources", "source_errors", "table_privileges"];
 
 #[async_trait]
 impl SchemaProvider for SystemSchema {
@@ -289,6 +357,7 @@ impl SchemaProvider for SystemSchema {
             "backfills" => Self::backfills(&features),
             "storage" => Self::storage(&catalog),
             "sources" => Self::sources(&catalog),
+            "table_privileges" => Self::table_privileges(&catalog, &features),
             _ => Self::source_errors(&catalog),
         };
         let known = self.schemas.lock().get(&name).cloned();

@@ -55,6 +55,9 @@ pub fn reads_catalog(statement: &Statement) -> bool {
 /// Applies every rewrite to `statement` in place.
 pub fn rewrite(statement: &mut Statement) {
     let reads_catalog = reads_catalog(statement);
+    if reads_catalog {
+        table_privileges(statement);
+    }
     let _ = visit_expressions_mut(statement, |expr| {
         name_parenthesized_fields(expr);
         if let Some(replacement) = lookup_subquery(expr) {
@@ -71,6 +74,22 @@ pub fn rewrite(statement: &mut Statement) {
             *expr = element;
         } else if reads_catalog {
             regproc_zero(expr);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `information_schema.table_privileges` as `asofdb.table_privileges`, which has its rows
+/// (DataFusion's information_schema has no such view, and is not extended).
+fn table_privileges(statement: &mut Statement) {
+    let _ = sqlparser::ast::visit_relations_mut(statement, |name| {
+        let parts: Vec<String> =
+            name.0.iter().filter_map(|part| part.as_ident()).map(|i| i.value.to_ascii_lowercase()).collect();
+        if parts == ["information_schema", "table_privileges"] {
+            *name = sqlparser::ast::ObjectName::from(vec![
+                sqlparser::ast::Ident::new("asofdb"),
+                sqlparser::ast::Ident::new("table_privileges"),
+            ]);
         }
         ControlFlow::<()>::Continue(())
     });

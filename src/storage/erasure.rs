@@ -52,6 +52,9 @@ pub struct Erased {
     pub rows: u64,
     pub files_rewritten: u64,
     pub hot_values_rewritten: u64,
+    /// The table's watermark went down: the greatest event time was among the erased rows
+    /// (a whole-table erasure only; it is then the greatest of the rows left).
+    pub watermark_lowered: bool,
 }
 
 impl EventStore {
@@ -74,17 +77,31 @@ impl EventStore {
         };
         let mut report = Erased::default();
         let mut ops = Vec::new();
+        // The greatest event time of the rows left, when every row is read.
+        let whole = erasure.before_time == i64::MAX;
+        let mut kept_max: Option<i64> = None;
+        let mut keep_max = |batch: &RecordBatch, found: Option<&BooleanArray>| -> Result<()> {
+            let (Some(col), true) = (erasure.event_time, whole) else { return Ok(()) };
+            let times = super::blocks::event_times(batch.column(col))?;
+            let left = (0..times.len()).filter(|i| found.is_none_or(|f| !f.value(*i))).map(|i| times.value(i)).max();
+            kept_max = kept_max.max(left);
+            Ok(())
+        };
 
         // Cold files first: a failure here leaves only orphan files.
         let mut replaced: Vec<(ColdFile, Option<ColdFile>)> = Vec::new();
         if let Some(cold) = &self.cold {
-            for f in manifest.files(table_id).filter(|f| f.min_time < erasure.before_time) {
+            for f in manifest.files(table_id) {
+                if f.min_time >= erasure.before_time {
+                    continue;
+                }
                 let (schema, batches) = file::read(cold.get(&f.path)?)?;
                 let mut kept = Vec::new();
                 let mut any = false;
                 for batch in batches {
                     let batch = batch?;
                     let found = matches(&batch)?;
+                    keep_max(&batch, Some(&found))?;
                     if found.true_count() == 0 {
                         kept.push(batch);
                         continue;
@@ -117,6 +134,7 @@ impl EventStore {
             let parsed = keys::parse_event(&key).ok_or_else(|| Error::Storage("corrupt event key".into()))?;
             let Some(decoded) = HotValue::read(parsed, &value, self.kv.as_ref())? else { continue };
             let found = matches(&decoded.batch)?;
+            keep_max(&decoded.batch, Some(&found))?;
             if found.true_count() == 0 {
                 continue;
             }
@@ -141,10 +159,14 @@ impl EventStore {
             return Ok(report);
         }
         ops.extend(erasure.catalog_deletes.iter().cloned().map(KvOp::Delete));
-        if !self.switch(table_id, report.rows, ops, &replaced)? {
-            return Ok(Erased::default());
+        let watermark = match (whole, erasure.event_time) {
+            (true, Some(_)) => Some(kept_max),
+            _ => None,
+        };
+        match self.switch(table_id, report.rows, watermark, ops, &replaced)? {
+            Some(lowered) => Ok(Erased { watermark_lowered: lowered, ..report }),
+            None => Ok(Erased::default()),
         }
-        Ok(report)
     }
 
     /// Whether table `table_id` stores a row with an event time before `before_time` (column
@@ -193,20 +215,25 @@ impl EventStore {
         self.install_file(cold, &table, f.day, f.seq, writer).map(Some)
     }
 
-    /// Applies the erasure's batch with the table's lowered row count, durably, and publishes
-    /// the manifest without the replaced files. False if the table was dropped meanwhile.
+    /// Applies the erasure's batch with the table's lowered row count (and, given, the
+    /// watermark of the rows left), durably, and publishes the manifest without the replaced
+    /// files. `None` if the table was dropped meanwhile, else whether the watermark went down.
     fn switch(
         &self,
         table_id: u64,
         rows: u64,
+        watermark: Option<Option<i64>>,
         mut ops: Vec<KvOp>,
         replaced: &[(ColdFile, Option<ColdFile>)],
-    ) -> Result<bool> {
+    ) -> Result<Option<bool>> {
+        let went_down;
         {
             let counters = self.counters.lock();
             let mut stats = self.stats.write();
-            let Some(current) = stats.get(&table_id).copied() else { return Ok(false) };
-            let lowered = super::TableStats { rows: current.rows.saturating_sub(rows), ..current };
+            let Some(current) = stats.get(&table_id).copied() else { return Ok(None) };
+            let watermark = watermark.unwrap_or(current.watermark);
+            went_down = watermark < current.watermark;
+            let lowered = super::TableStats { rows: current.rows.saturating_sub(rows), watermark };
             ops.push(KvOp::Put(keys::stats(table_id), lowered.encode()));
             ops.push(KvOp::Put(keys::counter(super::events::FILE_NO), counters.next_file.to_be_bytes().to_vec()));
             self.kv.apply(ops)?;
@@ -221,6 +248,6 @@ impl EventStore {
             })?;
         }
         self.sync()?;
-        Ok(true)
+        Ok(Some(went_down))
     }
 }

@@ -26,9 +26,10 @@ const START: i64 = 1_704_067_200;
 const TABLE: &str = "CREATE TABLE tx (id BIGINT, user_id BIGINT, bucket BIGINT, amt DOUBLE PRECISION, note TEXT, \
                      ts TIMESTAMP NOT NULL) WITH (event_time = 'ts', hot_retention = '1 day')";
 
-/// Five features over tx, two of them keyed by something other than the user (an erased
-/// user's rows change other users' values there).
-const FEATURES: [(&str, &str); 5] = [
+/// Six features over tx, three of them keyed by something other than the user (an erased
+/// user's rows change other users' values there), one holding the notes themselves (so its
+/// state and snapshots would carry the marker).
+const FEATURES: [(&str, &str); 6] = [
     (
         "user_1h",
         "SELECT user_id, count(*) AS n, max(amt) AS mx, sum(amt) AS total FROM tx GROUP BY user_id WINDOW SLIDING INTERVAL '1 hour'",
@@ -45,6 +46,10 @@ const FEATURES: [(&str, &str); 5] = [
     (
         "bucket_day",
         "SELECT bucket, count(*) AS n, sum(amt) AS total FROM tx GROUP BY bucket WINDOW TUMBLING INTERVAL '1 day'",
+    ),
+    (
+        "bucket_notes",
+        "SELECT bucket, count(DISTINCT note) AS notes FROM tx GROUP BY bucket WINDOW SLIDING INTERVAL '2 days'",
     ),
 ];
 
@@ -157,6 +162,8 @@ fn parquet_holds_marker(bytes: Vec<u8>) -> bool {
 /// Checks that user 7 is gone from every read, and that the features equal a recomputation.
 async fn check_erased(client: &tokio_postgres::Client, spine_before: &[String], rows_left: i64, when: &str) {
     assert_eq!(count(client, "SELECT count(*) FROM tx").await, rows_left, "{when}: rows left");
+    let stored = "SELECT sum(row_count)::bigint FROM asofdb.storage WHERE table_name = 'tx'";
+    assert_eq!(count(client, stored).await, rows_left, "{when}: the table's row count");
     for sql in [
         format!("SELECT count(*) FROM tx WHERE note LIKE '%{MARKER}%'"),
         "SELECT count(*) FROM tx WHERE user_id = 7".into(),

@@ -23,7 +23,7 @@ pub struct ColdFile {
     pub table_id: u64,
     /// Days since 1970-01-01 of every row's event time.
     pub day: i64,
-    /// Unique number of the file (names it, orders files of one day by creation).
+    /// Unique number of the file (names it; orders files of one day with the same seq).
     pub file_no: u64,
     /// Path inside the cold store.
     pub path: String,
@@ -79,7 +79,9 @@ pub fn day_of(micros: i64) -> i64 {
 #[derive(Debug, Clone, Default)]
 pub struct Manifest {
     /// Files by (table, day, file number).
-    files: BTreeMap<(u64, i64, u64), ColdFile>,
+    /// Files by (table, day, seq, file number): a day's files in the order their rows arrived,
+    /// which a file rewritten by an erasure (a new number, its old seq) keeps.
+    files: BTreeMap<(u64, i64, u64, u64), ColdFile>,
     marks: HashMap<u64, TierMark>,
     /// Hot-tier merges this version knows and which of them still have inputs stored.
     pub merges: crate::storage::pending_merges::PendingMerges,
@@ -90,9 +92,9 @@ impl Manifest {
         self.marks.get(&table_id).copied().unwrap_or(TierMark::NONE)
     }
 
-    /// A table's files, by day then creation.
+    /// A table's files, by day then by the order their rows arrived.
     pub fn files(&self, table_id: u64) -> impl Iterator<Item = &ColdFile> {
-        self.files.range((table_id, i64::MIN, 0)..=(table_id, i64::MAX, u64::MAX)).map(|(_, f)| f)
+        self.files.range((table_id, i64::MIN, 0, 0)..=(table_id, i64::MAX, u64::MAX, u64::MAX)).map(|(_, f)| f)
     }
 
     pub fn all_files(&self) -> impl Iterator<Item = &ColdFile> {
@@ -104,11 +106,11 @@ impl Manifest {
     }
 
     pub fn add(&mut self, file: ColdFile) {
-        self.files.insert((file.table_id, file.day, file.file_no), file);
+        self.files.insert((file.table_id, file.day, file.seq, file.file_no), file);
     }
 
     pub fn remove(&mut self, file: &ColdFile) {
-        self.files.remove(&(file.table_id, file.day, file.file_no));
+        self.files.remove(&(file.table_id, file.day, file.seq, file.file_no));
     }
 
     pub fn set_mark(&mut self, table_id: u64, mark: TierMark) {
@@ -116,7 +118,7 @@ impl Manifest {
     }
 
     pub fn drop_table(&mut self, table_id: u64) {
-        self.files.retain(|(t, _, _), _| *t != table_id);
+        self.files.retain(|(t, ..), _| *t != table_id);
         self.marks.remove(&table_id);
         self.merges.drop_table(table_id);
     }
