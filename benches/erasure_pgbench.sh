@@ -7,11 +7,18 @@
 # after another. Prints each DELETE's time to CommandComplete and rows, and the point reads'
 # p99 during the DELETEs (reads completed while one ran) against the quiet p99.
 #
-# Usage: benches/erasure_pgbench.sh [events, default 10000000] [users to erase, default 5]
+# The users erased are those at the median of events per user (an erasure request names one
+# person); with `top` as the third argument, those with the most events instead (the
+# generator's keys follow a power law: its busiest "user" has 14% of the events).
+#
+# With PERF_OUT=file set, `perf record -g` samples the server during the first DELETE.
+#
+# Usage: benches/erasure_pgbench.sh [events, default 10000000] [users to erase, default 5] [median|top]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows=${1:-10000000}
 users=${2:-5}
+pick=${3:-median}
 work=$(mktemp -d)
 pid=
 cleanup() {
@@ -68,16 +75,30 @@ bench() {
 }
 
 bench 15 quiet
-# The users with the most events first (an erasure request names one person).
-mapfile -t victims < <(psql -At -c "SELECT user_id FROM user_life ORDER BY n DESC, user_id LIMIT $users")
+if [[ $pick == top ]]; then
+    order="n DESC, user_id"
+else
+    order="abs(n - (SELECT approx_median(n) FROM user_life)), user_id"
+fi
+mapfile -t victims < <(psql -At -c "SELECT user_id FROM user_life ORDER BY $order LIMIT $users")
 bench $((10 + 12 * users)) busy &
 bench_pid=$!
 sleep 5
 : >"$work/windows"
 for u in "${victims[@]}"; do
+    perf_pid=
+    if [[ -n ${PERF_OUT:-} ]]; then
+        perf record -q -F 499 -g -p "$pid" -o "$PERF_OUT" >/dev/null 2>&1 &
+        perf_pid=$!
+        PERF_OUT=
+        sleep 1
+    fi
     start=$(date +%s%N)
     tag=$(psql -At -c "DELETE FROM tx WHERE user_id = $u" | tail -1)
     end=$(date +%s%N)
+    if [[ -n $perf_pid ]]; then
+        kill -INT "$perf_pid" && wait "$perf_pid" || true
+    fi
     echo "$start $end $u $tag" >>"$work/windows"
     sleep 5
 done

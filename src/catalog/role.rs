@@ -80,6 +80,16 @@ impl Verifier {
         })
     }
 
+    /// Whether `password` is the one this verifier was made from: PBKDF2 of 4096 rounds,
+    /// milliseconds (the HTTP port caches what it verified).
+    pub fn matches(&self, password: &str) -> bool {
+        use pgwire::api::auth::sasl::scram::{gen_salted_password, scram_keys};
+        let salted = gen_salted_password(password, &self.salt, SCRAM_ITERATIONS as usize);
+        let (stored_key, _) = scram_keys(&salted);
+        stored_key.len() == self.stored_key.len()
+            && stored_key.iter().zip(&self.stored_key).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+
     /// As `pg_authid.rolpassword` shows it.
     pub fn text(&self) -> String {
         format!(

@@ -188,6 +188,11 @@ impl Database {
         self.role_connections.admit(&self.catalog, user, trusted)
     }
 
+    /// The stored role `name` (not the bootstrap superuser, which is not stored).
+    pub fn role(&self, name: &str) -> Option<Arc<crate::catalog::RoleDef>> {
+        self.catalog.role(name)
+    }
+
     /// Ok while the database accepts queries and writes; otherwise why not (`GET /healthz`,
     /// which answers without a password, so the reason names no path): the data
     /// directory's disk is down to its reserve.

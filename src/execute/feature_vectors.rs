@@ -38,15 +38,22 @@ pub enum VectorValue {
 }
 
 impl Database {
-    /// The named features, in order; 42P01 naming the first that does not exist.
-    pub fn feature_vectors(&self, names: &[String]) -> Result<FeatureVectors> {
+    /// The named features, in order; 42P01 naming the first that does not exist, 42501 the
+    /// first `role` may not read.
+    pub fn feature_vectors(&self, role: &str, names: &[String]) -> Result<FeatureVectors> {
         let features = names
             .iter()
             .map(|name| {
-                self.features.get(name).ok_or_else(|| Error::NotFound {
+                let feature = self.features.get(name).ok_or_else(|| Error::NotFound {
                     sqlstate: SqlState::UndefinedTable,
                     message: format!("feature \"{name}\" does not exist"),
-                })
+                })?;
+                self.require(
+                    role,
+                    &crate::catalog::Securable::Feature(name.clone()),
+                    crate::catalog::Privilege::Select,
+                )?;
+                Ok(feature)
             })
             .collect::<Result<_>>()?;
         Ok(FeatureVectors { features, store: self.catalog.store().clone() })

@@ -7,6 +7,7 @@
 //! The listener is bound before the database opens, so `/healthz` answers 503 `starting`
 //! while it recovers.
 
+mod credentials;
 mod json;
 mod listener;
 mod routes;
@@ -23,7 +24,8 @@ use crate::execute::Database;
 /// How the HTTP port admits requests.
 #[derive(Default, Clone)]
 pub struct HttpOptions {
-    /// Required as `Authorization: Bearer <password>` on every path but `/healthz`.
+    /// Required as `Authorization: Bearer <password>` (the bootstrap superuser) on every path
+    /// but `/healthz`, or a role's `Basic` name and password (`http::credentials`).
     pub password: Option<String>,
     /// TLS from the server's certificate (ALPN `http/1.1`).
     pub tls: Option<TlsAcceptor>,
@@ -34,6 +36,8 @@ pub(crate) struct App {
     /// Set once the database is open; until then only `/healthz` answers (503).
     db: OnceLock<Arc<Database>>,
     password: Option<String>,
+    /// Roles' Basic credentials verified so far.
+    credentials: credentials::Credentials,
 }
 
 /// A bound HTTP listener.
@@ -48,7 +52,7 @@ impl HttpServer {
     /// handed over ([`HttpServer::opener`]).
     pub async fn bind(addr: &str, options: HttpOptions) -> Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        let app = Arc::new(App { db: OnceLock::new(), password: options.password });
+        let app = Arc::new(App { db: OnceLock::new(), password: options.password, credentials: Default::default() });
         Ok(Self { listener, app, tls: options.tls })
     }
 

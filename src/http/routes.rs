@@ -1,13 +1,14 @@
 //! The HTTP paths and their handlers: `POST /v1/features`, `GET /metrics`, `GET /healthz`,
-//! with the bearer password checked on every path but `/healthz`.
+//! with the credentials checked on every path but `/healthz` (`http::credentials`), and the
+//! role they name held to its privileges.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Extension, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -46,7 +47,9 @@ fn error_response(error: Error) -> Response {
     let body = serde_json::json!({"error": error.to_string(), "sqlstate": error.sqlstate()}).to_string();
     let mut response = (status, json_headers(), body).into_response();
     if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer, Basic realm=\"asofdb\""));
     }
     response
 }
@@ -56,25 +59,6 @@ fn json_headers() -> [(header::HeaderName, HeaderValue); 1] {
 }
 
 impl App {
-    /// Ok if the request carries the password (when one is configured): `Bearer` in any
-    /// case, the password compared as bytes.
-    fn check_password(&self, headers: &HeaderMap) -> Result<()> {
-        let Some(password) = &self.password else { return Ok(()) };
-        let given = headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
-        let token = given.and_then(|v| {
-            let (scheme, token) = v.split_at_checked(7)?;
-            scheme.eq_ignore_ascii_case(b"Bearer ").then_some(token)
-        });
-        if token.is_some_and(|token| same_secret(token, password.as_bytes())) {
-            return Ok(());
-        }
-        let message = match given {
-            None => "password required: send Authorization: Bearer <password>",
-            Some(_) => "password authentication failed",
-        };
-        Err(Error::invalid_input(SqlState::InvalidPassword, message))
-    }
-
     /// The database, once it is open.
     fn database(&self) -> Result<Arc<Database>> {
         let starting = || Error::invalid_input(SqlState::CannotConnectNow, "the database is starting up");
@@ -82,19 +66,22 @@ impl App {
     }
 }
 
-async fn authorize(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    match app.check_password(request.headers()) {
-        Ok(()) => next.run(request).await,
+/// The role a request acts as, once its credentials are checked.
+#[derive(Clone)]
+struct ActingRole(String);
+
+async fn authorize(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
+    let db = app.db.get().cloned();
+    match app.credentials.role(request.headers(), app.password.as_deref(), db.as_deref()) {
+        Ok(role) => {
+            request.extensions_mut().insert(ActingRole(role));
+            next.run(request).await
+        }
         Err(e) => error_response(e),
     }
 }
 
-/// Equal secrets, compared in time that does not depend on where they differ.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn features(State(app): State<Arc<App>>, body: Body) -> Response {
+async fn features(State(app): State<Arc<App>>, Extension(role): Extension<ActingRole>, body: Body) -> Response {
     let started = Instant::now();
     let db = match app.database() {
         Ok(db) => db,
@@ -107,7 +94,7 @@ async fn features(State(app): State<Arc<App>>, body: Body) -> Response {
             return error_response(Error::invalid_input(SqlState::ProgramLimitExceeded, message));
         }
     };
-    match feature_vectors(&db, &body).await {
+    match feature_vectors(&db, &role.0, &body).await {
         Ok(body) => {
             db.metrics().point_read_seconds.observe(started.elapsed().as_secs_f64());
             (StatusCode::OK, json_headers(), body).into_response()
@@ -118,9 +105,9 @@ async fn features(State(app): State<Arc<App>>, body: Body) -> Response {
 
 /// The answer to a feature-vector request: every entity's values, read without waiting
 /// where no write is being applied; the rest are read again, waiting, off this thread.
-async fn feature_vectors(db: &Arc<Database>, body: &[u8]) -> Result<String> {
+async fn feature_vectors(db: &Arc<Database>, role: &str, body: &[u8]) -> Result<String> {
     let request = VectorRequest::parse(body)?;
-    let vectors = Arc::new(db.feature_vectors(&request.features)?);
+    let vectors = Arc::new(db.feature_vectors(role, &request.features)?);
     let keys = request.keys(&vectors)?;
     if keys.len() * vectors.len() > INLINE_READS {
         let read = vectors.clone();

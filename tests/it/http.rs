@@ -251,6 +251,49 @@ async fn http_port_serves_feature_vectors_metrics_and_health() {
     );
     assert_eq!(as_float["results"][0], as_float["results"][1]);
 
+    // Roles: Basic credentials act as the role, checked against its SCRAM verifier and held
+    // to its privileges (42501 is 403); Bearer is the bootstrap superuser.
+    sql.batch_execute("CREATE ROLE model LOGIN PASSWORD 'model-pw'; CREATE ROLE quiet PASSWORD 'quiet-pw'")
+        .await
+        .unwrap();
+    let one = r#"{"features": ["card_amounts_1h"], "entities": [{"cc_num": 3}]}"#;
+    let two = r#"{"features": ["card_amounts_1h", "user_unique_ip_30d"], "entities": [{"cc_num": 3, "user_id": 2}]}"#;
+    let as_role = |role: &'static str, password: &'static str, body: &'static str| {
+        let request = http.client.post(format!("{}/v1/features", http.base)).basic_auth(role, Some(password));
+        async move {
+            let response = request.body(body).send().await.expect("POST");
+            let status = response.status().as_u16();
+            (status, serde_json::from_str::<Value>(&response.text().await.expect("body")).expect("JSON"))
+        }
+    };
+    for (role, password, status, sqlstate) in [
+        ("model", "wrong", 401, "28P01"),
+        ("nobody", "model-pw", 401, "28P01"),
+        ("quiet", "quiet-pw", 401, "28000"),
+        ("model", "model-pw", 403, "42501"),
+    ] {
+        let (got, error) = as_role(role, password, one).await;
+        assert_eq!((got, error["sqlstate"].as_str()), (status, Some(sqlstate)), "{role}: {error}");
+    }
+    sql.batch_execute("GRANT SELECT ON FEATURE card_amounts_1h TO model").await.unwrap();
+    let (status, granted) = as_role("model", "model-pw", one).await;
+    assert_eq!(status, 200, "{granted}");
+    assert_eq!(
+        granted["results"][0]["card_amounts_1h.tx_count_1h"], answer["results"][0]["card_amounts_1h.tx_count_1h"],
+        "the role reads what the superuser reads"
+    );
+    let (status, error) = as_role("model", "model-pw", two).await;
+    assert_eq!((status, error["sqlstate"].as_str()), (403, Some("42501")), "a feature not granted: {error}");
+    let (status, _) = as_role("asofdb", PASSWORD, two).await;
+    assert_eq!(status, 200, "the bootstrap superuser by Basic");
+    // A changed password is checked again (what was verified is not reused), and a revoked
+    // grant holds at once.
+    sql.batch_execute("ALTER ROLE model PASSWORD 'model-pw2'").await.unwrap();
+    assert_eq!(as_role("model", "model-pw", one).await.0, 401);
+    assert_eq!(as_role("model", "model-pw2", one).await.0, 200);
+    sql.batch_execute("REVOKE SELECT ON FEATURE card_amounts_1h FROM model").await.unwrap();
+    assert_eq!(as_role("model", "model-pw2", one).await.0, 403);
+
     // Metrics move by exactly the work done between two scrapes: 3 INSERTs of 25 rows
     // (3 statements, 3 commits), 2 HTTP feature-vector requests.
     let before = http.metrics().await;
@@ -320,8 +363,10 @@ async fn http_port_serves_feature_vectors_metrics_and_health() {
     same_values(&answer["results"], &point_reads(&sql, &entities).await);
     assert_eq!(sample(&http.metrics().await, "asofdb_table_rows_ingested_total{table=\"tx\"}"), 475.0 + 400.0);
 
-    // Audited: DDL (done or refused), a DELETE (refused until erasure is built), a failed login.
-    let refused = sql.batch_execute("DELETE FROM tx WHERE cc_num = 1").await.unwrap_err();
+    // Audited: DDL (done or refused), a DELETE, an UPDATE (refused: history is immutable), a
+    // failed login.
+    assert_eq!(sql.execute("DELETE FROM tx WHERE cc_num = 99999", &[]).await.unwrap(), 0);
+    let refused = sql.batch_execute("UPDATE tx SET amt = 0").await.unwrap_err();
     assert_eq!(refused.code().unwrap().code(), "0A000");
     sql.batch_execute(
         "INSERT INTO tx VALUES (1, 1, 'm0', 1.0, 'ip', 'ok', '2024-01-01'); CREATE TABLE audited (x BIGINT)",
@@ -342,7 +387,8 @@ async fn http_port_serves_feature_vectors_metrics_and_health() {
     let user = r#"user="asofdb" peer=127.0.0.1:"#;
     for (kind, outcome, statement) in [
         ("CREATE FEATURE", "ok", "CREATE FEATURE card_amounts_1h"),
-        ("DELETE", "0A000", "DELETE FROM tx WHERE cc_num = 1"),
+        ("DELETE", "ok", "DELETE FROM tx WHERE cc_num = 99999"),
+        ("UPDATE", "0A000", "UPDATE tx SET amt = 0"),
         ("CREATE TABLE", "ok", "CREATE TABLE audited"),
         ("DROP TABLE", "ok", "DROP TABLE audited"),
     ] {
