@@ -251,3 +251,124 @@ impl EventStore {
         Ok(Some(went_down))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{AsArray, BooleanArray};
+    use arrow::datatypes::Int64Type;
+
+    use super::*;
+    use crate::storage::blocks::tests::rows;
+    use crate::storage::cold::ColdStore;
+    use crate::storage::events::{Append, Commit};
+    use crate::storage::{BLOCK_MICROS, DiskReserve, KvStore, MemoryKv, MoveRequest, ScanTable, TierTable};
+
+    const DAY: i64 = 24 * BLOCK_MICROS;
+
+    /// The `v` of every row a scan reads, sorted.
+    fn scanned(store: &EventStore, t: u64) -> Vec<i64> {
+        let mut out: Vec<i64> = store
+            .scan(ScanTable { id: t, event_time: Some(1) }, (i64::MIN, i64::MAX), (0, 1))
+            .flat_map(|p| p.unwrap().batch.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The `v` of every row any stored hot value holds, read or not (moved copies, merge inputs).
+    fn hot_values(store: &EventStore, t: u64) -> Vec<i64> {
+        let mut out = Vec::new();
+        for pair in store.kv.scan(&keys::events_from(t, i64::MIN), &keys::events_until(t, i64::MAX)) {
+            let (key, value) = pair.unwrap();
+            let parsed = keys::parse_event(&key).unwrap();
+            if let Some(decoded) = HotValue::read(parsed, &value, store.kv.as_ref()).unwrap() {
+                out.extend(decoded.batch.column(0).as_primitive::<Int64Type>().values().iter().copied());
+            }
+        }
+        out
+    }
+
+    /// The `v` of every row of every Parquet file under `dir`.
+    fn cold_values(dir: &std::path::Path) -> Vec<i64> {
+        let mut out = Vec::new();
+        for day in std::fs::read_dir(dir.join("t")).unwrap() {
+            for file in std::fs::read_dir(day.unwrap().path()).unwrap() {
+                let (_, batches) = file::read(bytes::Bytes::from(std::fs::read(file.unwrap().path()).unwrap())).unwrap();
+                for batch in batches {
+                    out.extend(batch.unwrap().column(0).as_primitive::<Int64Type>().values().iter().copied());
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn erasure_takes_matching_rows_from_every_stored_place_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv: Arc<dyn KvStore> = Arc::new(MemoryKv::new());
+        let cold = Arc::new(ColdStore::local(dir.path().to_path_buf()).unwrap());
+        let store = EventStore::open(kv.clone(), Some(cold.clone()), DiskReserve::none()).unwrap();
+        let t = store.allocate_table_id().unwrap();
+        let commit = |times: Vec<i64>| {
+            store.apply(Commit { appends: vec![Append { table_id: t, event_time: Some(1), batch: rows(times) }], ..Default::default() })
+        };
+        // v is the event time (µs): four days of writes, then single-row writes into day 3
+        // (merged below), and late rows into day 0 after its move.
+        for day in 0..4 {
+            commit((0..7).map(|i| day * DAY + 1 + i * 1_000).collect()).unwrap();
+        }
+        for i in 0..12 {
+            commit(vec![3 * DAY + 500_000 + i]).unwrap();
+        }
+        let table = TierTable { id: t, name: "t".into(), event_time: 1 };
+        let request = MoveRequest { table: table.clone(), before_time: 2 * DAY, below_seq: store.visible_seq() };
+        assert!(store.move_to_cold(&request).unwrap().rows_moved > 0);
+        assert!(store.compact_hot(ScanTable { id: t, event_time: Some(1) }).unwrap().merges > 0);
+        commit(vec![7_002, 9_003]).unwrap();
+        let before = scanned(&store, t);
+
+        // Every third value goes (rows of every day, both tiers, moved copies, merge inputs).
+        let matches = |batch: &RecordBatch| -> Result<BooleanArray> {
+            Ok(batch.column(0).as_primitive::<Int64Type>().values().iter().map(|v| Some(v % 3 == 0)).collect())
+        };
+        let erasure = Erasure {
+            table_id: t,
+            table_name: "t".into(),
+            event_time: Some(1),
+            matches: &matches,
+            before_time: i64::MAX,
+            catalog_deletes: Vec::new(),
+        };
+        let mut seen = Vec::new();
+        let report = store
+            .erase(&erasure, &mut |rows| {
+                seen.extend(rows.column(0).as_primitive::<Int64Type>().values().iter().copied());
+                Ok(())
+            })
+            .unwrap();
+        let kept: Vec<i64> = before.iter().copied().filter(|v| v % 3 != 0).collect();
+        let mut gone: Vec<i64> = before.iter().copied().filter(|v| v % 3 == 0).collect();
+        seen.sort_unstable();
+        gone.sort_unstable();
+        assert_eq!(seen, gone, "each erased row is seen once");
+        assert_eq!(report.rows as usize, gone.len());
+        assert!(report.files_rewritten > 0 && report.hot_values_rewritten > 0, "{report:?}");
+        assert_eq!(scanned(&store, t), kept);
+        assert_eq!(store.stats(t).rows as usize, kept.len());
+        assert!(hot_values(&store, t).iter().all(|v| v % 3 != 0), "no stored hot value keeps an erased row");
+
+        // Collected, no file on disk holds one; reopened, the store reads the same.
+        store.collect_garbage(&|_| Some(1)).unwrap();
+        assert!(cold_values(dir.path()).iter().all(|v| v % 3 != 0), "no cold file keeps an erased row");
+        drop(store);
+        let reopened = EventStore::open(kv, Some(cold), DiskReserve::none()).unwrap();
+        assert_eq!(scanned(&reopened, t), kept);
+        assert_eq!(reopened.stats(t).rows as usize, kept.len());
+
+        // Nothing matches: nothing is rewritten.
+        let none = Erasure { matches: &|b: &RecordBatch| Ok(BooleanArray::from(vec![false; b.num_rows()])), ..erasure };
+        assert_eq!(reopened.erase(&none, &mut |_| Ok(())).unwrap(), Erased::default());
+    }
+}
