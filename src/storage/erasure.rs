@@ -295,7 +295,8 @@ mod tests {
         let mut out = Vec::new();
         for day in std::fs::read_dir(dir.join("t")).unwrap() {
             for file in std::fs::read_dir(day.unwrap().path()).unwrap() {
-                let (_, batches) = file::read(bytes::Bytes::from(std::fs::read(file.unwrap().path()).unwrap())).unwrap();
+                let (_, batches) =
+                    file::read(bytes::Bytes::from(std::fs::read(file.unwrap().path()).unwrap())).unwrap();
                 for batch in batches {
                     out.extend(batch.unwrap().column(0).as_primitive::<Int64Type>().values().iter().copied());
                 }
@@ -312,7 +313,10 @@ mod tests {
         let store = EventStore::open(kv.clone(), Some(cold.clone()), DiskReserve::none()).unwrap();
         let t = store.allocate_table_id().unwrap();
         let commit = |times: Vec<i64>| {
-            store.apply(Commit { appends: vec![Append { table_id: t, event_time: Some(1), batch: rows(times) }], ..Default::default() })
+            store.apply(Commit {
+                appends: vec![Append { table_id: t, event_time: Some(1), batch: rows(times) }],
+                ..Default::default()
+            })
         };
         // v is the event time (µs): four days of writes, then single-row writes into day 3
         // (merged below), and late rows into day 0 after its move.
