@@ -19,32 +19,15 @@ cd "$(dirname "$0")/.."
 rows=${1:-10000000}
 users=${2:-5}
 pick=${3:-median}
-work=$(mktemp -d)
-pid=
-cleanup() {
-    [[ -n $pid ]] && kill "$pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-# The bench profile builds target/release/asofdb with the same dependency features as the
-# benches, so no second DataFusion build is needed.
-cargo bench --bench features --no-run >/dev/null 2>&1 || cargo bench --bench features --no-run
+source benches/common/release_server.sh
 csv=target/bench-data/tx_$rows.csv
 if [[ ! -f $csv ]]; then
     mkdir -p target/bench-data
     python3 ../shared/data/gen_transactions.py --rows "$rows" --cards 50000 --days 30 --seed 7 --transactions "$csv"
 fi
 
-target/release/asofdb --data-dir "$work/db" --listen 127.0.0.1:0 --checkpoint-secs 0 --tier-secs 0 \
-    >"$work/out" 2>"$work/err" &
-pid=$!
-for _ in $(seq 100); do
-    grep -q "listening on" "$work/out" 2>/dev/null && break
-    sleep 0.1
-done
-port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/out")
-export PGHOST=127.0.0.1 PGPORT=$port PGDATABASE=asofdb PGUSER=asofdb
+start_server --checkpoint-secs 0 --tier-secs 0
+export PGUSER=asofdb
 echo "loading $rows events and 5 features..."
 psql -q -v ON_ERROR_STOP=1 <<SQL
 CREATE TABLE tx (tid BIGINT, cc_num BIGINT, user_id BIGINT, merchant TEXT, amt DOUBLE PRECISION,

@@ -1,35 +1,17 @@
 # Sourced by the point-read benchmarks (benches/point_read_pgbench.sh,
-# benches/privileges_pgbench.sh), from the repository root: builds the release binary, starts
-# it on a free port with 1M generated events and the feature `card_max_1h` (1-hour max of `amt`
-# by `cc_num`), created by role $PGUSER, and writes the pgbench script `$work/read.sql`.
-# Sets `work` (a temporary directory, removed on exit), `pid` and `port`, and exports the
-# PG* variables that reach it.
+# benches/privileges_pgbench.sh), from the repository root: starts the release binary
+# (benches/common/release_server.sh, which sets `work`, `pid`, `port` and the PG* variables)
+# with 1M generated events and the feature `card_max_1h` (1-hour max of `amt` by `cc_num`),
+# created by role $PGUSER, and writes the pgbench script `$work/read.sql`.
 
-work=$(mktemp -d)
-pid=
-cleanup() {
-    [[ -n $pid ]] && kill "$pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-# The bench profile builds target/release/asofdb with the same dependency features as the
-# benches, so no second DataFusion build is needed.
-cargo bench --bench features --no-run >/dev/null 2>&1 || cargo bench --bench features --no-run
+source benches/common/release_server.sh
 csv=target/bench-data/tx_1000000.csv
 if [[ ! -f $csv ]]; then
     mkdir -p target/bench-data
     python3 ../shared/data/gen_transactions.py --rows 1000000 --cards 50000 --days 30 --seed 7 --transactions "$csv"
 fi
 
-target/release/asofdb --data-dir "$work/db" --listen 127.0.0.1:0 --checkpoint-secs 0 >"$work/out" 2>"$work/err" &
-pid=$!
-for _ in $(seq 100); do
-    grep -q "listening on" "$work/out" 2>/dev/null && break
-    sleep 0.1
-done
-port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/out")
-export PGHOST=127.0.0.1 PGPORT=$port PGDATABASE=asofdb
+start_server --checkpoint-secs 0
 psql -q -v ON_ERROR_STOP=1 <<SQL
 CREATE TABLE tx (tid BIGINT, cc_num BIGINT, user_id BIGINT, merchant TEXT, amt DOUBLE PRECISION,
                  status TEXT, ip TEXT, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts');

@@ -38,12 +38,7 @@ impl SystemSchema {
         let column = |f: &dyn Fn(&crate::feature::FeatureDef) -> String| -> Arc<StringArray> {
             Arc::new(StringArray::from(features.iter().map(|l| f(&l.compiled().def)).collect::<Vec<_>>()))
         };
-        let schema = Arc::new(Schema::new(
-            ["name", "source_table", "keys", "window", "definition"]
-                .iter()
-                .map(|n| Field::new(*n, DataType::Utf8, false))
-                .collect::<Vec<_>>(),
-        ));
+        let schema = text_columns(&["name", "source_table", "keys", "window", "definition"]);
         Ok(RecordBatch::try_new(
             schema,
             vec![
@@ -164,21 +159,16 @@ impl SystemSchema {
         let column = |f: &dyn Fn(&[String; 5]) -> String| -> ArrayRef {
             Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
         };
-        let schema = Arc::new(Schema::new(
-            [
-                "grantor",
-                "grantee",
-                "table_catalog",
-                "table_schema",
-                "table_name",
-                "privilege_type",
-                "is_grantable",
-                "with_hierarchy",
-            ]
-            .iter()
-            .map(|n| Field::new(*n, DataType::Utf8, false))
-            .collect::<Vec<_>>(),
-        ));
+        let schema = text_columns(&[
+            "grantor",
+            "grantee",
+            "table_catalog",
+            "table_schema",
+            "table_name",
+            "privilege_type",
+            "is_grantable",
+            "with_hierarchy",
+        ]);
         Ok(RecordBatch::try_new(
             schema,
             vec![
@@ -334,6 +324,11 @@ impl TableProvider for LiveTable {
         let batch = (self.rows)()?;
         Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema.clone(), projection.cloned())?)
     }
+}
+
+/// A schema of non-null text columns.
+fn text_columns(names: &[&str]) -> SchemaRef {
+    Arc::new(Schema::new(names.iter().map(|n| Field::new(*n, DataType::Utf8, false)).collect::<Vec<_>>()))
 }
 
 const TABLES: [&str; 7] =
