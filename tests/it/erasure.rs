@@ -201,10 +201,25 @@ async fn check_erased(client: &tokio_postgres::Client, spine_before: &[String], 
 async fn an_erased_users_events_leave_every_read_both_tiers_and_later_backups() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let args = ["--tier-secs", "0", "--checkpoint-secs", "0"];
+    let args = ["--tier-secs", "0", "--checkpoint-secs", "0", "--http", "127.0.0.1:0"];
     let server = BinaryServer::start_with_args(&data, &args);
     let client = connect(&server.conn_string()).await;
     load(&client, 60_000).await;
+    // A model server's feature vectors over HTTP, for users 7 and 3.
+    let vectors = |server: &BinaryServer| {
+        let url = format!("http://{}/v1/features", server.http.expect("--http"));
+        async move {
+            let body =
+                r#"{"features": ["user_1h", "user_2d", "user_life"], "entities": [{"user_id": 7}, {"user_id": 3}]}"#;
+            let response = reqwest::Client::new().post(url).body(body).send().await.expect("POST");
+            assert_eq!(response.status().as_u16(), 200);
+            let answer: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+            let non_null =
+                |i: usize| answer["results"][i].as_object().unwrap().values().filter(|v| !v.is_null()).count();
+            (non_null(0), non_null(1))
+        }
+    };
+    assert!(vectors(&server).await.0 > 0, "user 7's feature vector has values before");
 
     let total = count(&client, "SELECT count(*) FROM tx").await;
     let marked = count(&client, &format!("SELECT count(*) FROM tx WHERE note LIKE '{MARKER}%'")).await;
@@ -219,6 +234,9 @@ async fn an_erased_users_events_leave_every_read_both_tiers_and_later_backups() 
     assert_eq!(client.execute("DELETE FROM tx WHERE user_id = 7", &[]).await.unwrap(), 0);
 
     check_erased(&client, &spine_before, total - user7, "after DELETE").await;
+    let (erased_user, other_user) = vectors(&server).await;
+    assert_eq!(erased_user, 0, "user 7's feature vector over HTTP is empty");
+    assert!(other_user > 0, "user 3's is not");
 
     client.batch_execute("CHECKPOINT").await.unwrap();
     assert_eq!(files_with_marker(&data.join("cold")), Vec::<String>::new(), "cold files after CHECKPOINT");
