@@ -7,7 +7,8 @@
 work=$(mktemp -d)
 pid=
 cleanup() {
-    [[ -n $pid ]] && kill "$pid" 2>/dev/null || true
+    # The server stops first: it may still be writing into $work.
+    [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
