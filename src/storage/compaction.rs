@@ -339,7 +339,17 @@ mod tests {
                     let report = store.backup(dest.path(), || {}).unwrap();
                     assert_eq!(report.next_seq, store.next_seq().unwrap());
                     let cold = crate::storage::cold::ColdStore::local(dest.path().join("cold")).unwrap();
-                    let kv = Arc::new(SledKv::open(&dest.path().join("hot"), None).unwrap());
+                    // The backup's own check opened its hot tier: sled lets go of the file lock
+                    // from a thread of its own, a moment after it is closed.
+                    let mut opened = SledKv::open(&dest.path().join("hot"), None);
+                    for _ in 0..200 {
+                        if opened.is_ok() {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        opened = SledKv::open(&dest.path().join("hot"), None);
+                    }
+                    let kv = Arc::new(opened.unwrap());
                     let copy = EventStore::open(kv, Some(Arc::new(cold)), DiskReserve::none()).unwrap();
                     let got = read(copy.scan(TABLE, (i64::MIN, i64::MAX), (0, 1))).into_iter().map(|(id, _)| id);
                     same_rows(got.collect(), expected(&written, 0), moved, "the backup");
