@@ -20,19 +20,11 @@ rows=${1:-10000000}
 users=${2:-5}
 pick=${3:-median}
 source benches/common/release_server.sh
-csv=target/bench-data/tx_$rows.csv
-if [[ ! -f $csv ]]; then
-    mkdir -p target/bench-data
-    python3 ../shared/data/gen_transactions.py --rows "$rows" --cards 50000 --days 30 --seed 7 --transactions "$csv"
-fi
-
 start_server --checkpoint-secs 0 --tier-secs 0
 export PGUSER=asofdb
 echo "loading $rows events and 5 features..."
+load_transactions "$rows"
 psql -q -v ON_ERROR_STOP=1 <<SQL
-CREATE TABLE tx (tid BIGINT, cc_num BIGINT, user_id BIGINT, merchant TEXT, amt DOUBLE PRECISION,
-                 status TEXT, ip TEXT, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts');
-\copy tx FROM '$csv' WITH (FORMAT csv, HEADER true)
 CREATE FEATURE card_max_1h AS SELECT cc_num, max(amt) AS max_amt FROM tx GROUP BY cc_num
   WINDOW SLIDING INTERVAL '1 hour';
 CREATE FEATURE card_1d AS SELECT cc_num, count(*) AS n, sum(amt) AS total FROM tx GROUP BY cc_num

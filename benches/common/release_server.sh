@@ -2,7 +2,8 @@
 # `work` (a temporary directory, removed on exit together with the server started in it),
 # builds target/release/asofdb, and defines `start_server [args...]`, which starts it on a free
 # port with its data directory in `$work/db`, sets `pid` and `port`, and exports the PG*
-# variables that reach it.
+# variables that reach it, and `load_transactions ROWS`, which creates table `tx` there and
+# copies ROWS generated events into it (generated once into target/bench-data).
 
 work=$(mktemp -d)
 pid=
@@ -26,4 +27,17 @@ start_server() {
     done
     port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/out")
     export PGHOST=127.0.0.1 PGPORT=$port PGDATABASE=asofdb
+}
+
+load_transactions() {
+    local csv=target/bench-data/tx_$1.csv
+    if [[ ! -f $csv ]]; then
+        mkdir -p target/bench-data
+        python3 ../shared/data/gen_transactions.py --rows "$1" --cards 50000 --days 30 --seed 7 --transactions "$csv"
+    fi
+    psql -q -v ON_ERROR_STOP=1 <<SQL
+CREATE TABLE tx (tid BIGINT, cc_num BIGINT, user_id BIGINT, merchant TEXT, amt DOUBLE PRECISION,
+                 status TEXT, ip TEXT, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts');
+\copy tx FROM '$csv' WITH (FORMAT csv, HEADER true)
+SQL
 }
