@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::database::Database;
 use crate::error::{Error, Result, SqlState};
+use crate::storage::TierTable;
 use crate::storage::backup::{self, BackupReport, MARKER};
 
 impl Database {
@@ -40,6 +41,19 @@ impl Database {
         backup::check_empty(&dest)?;
         // No tiering pass either; taken before the commit gate, as CREATE OR REPLACE does.
         let _no_tiering = self.tiering.lock().await;
+        // Cold files still holding erased rows are written again without them first, so no
+        // erased row reaches the copy (the tiering lock keeps new erasures out until it ends).
+        let tables: Vec<TierTable> = self
+            .catalog
+            .table_names()
+            .into_iter()
+            .filter_map(|name| self.catalog.table(&name))
+            .filter_map(|t| Some(TierTable { id: t.id, name: t.name.clone(), event_time: t.event_time? }))
+            .collect();
+        let purging = store.clone();
+        tokio::task::spawn_blocking(move || tables.iter().try_for_each(|t| purging.purge_erased(t).map(|_| ())))
+            .await
+            .map_err(|e| Error::internal(format!("backup: {e}")))??;
         // No commit mid-way while the backup's seq is fixed (a staged write's rows must be
         // wholly in place). Features are not snapshotted first: the copy restored replays the
         // rows after their last snapshot, as a restart does, and writes wait less.

@@ -8,6 +8,7 @@ use arrow::array::{BooleanArray, RecordBatch};
 use datafusion::common::tree_node::TreeNode;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::utils::collect_columns;
 use sqlparser::ast::{Delete, FromTable, SetExpr, Statement as SqlStatement, TableFactor};
 
 use super::database::{Database, SessionReads};
@@ -45,14 +46,17 @@ pub async fn delete(db: &Database, delete: &Delete, reads: &SessionReads<'_>) ->
         Some(selection) => Some(compile(db, &def, alias, selection, reads).await?),
         None => None,
     };
-    let matches: RowMatcher =
-        Box::new(move |batch: &RecordBatch| -> Result<BooleanArray> {
+    let columns = predicate.iter().flat_map(|p| collect_columns(p).into_iter().map(|c| c.index())).collect();
+    let matches = RowMatcher {
+        columns,
+        matches: Box::new(move |batch: &RecordBatch| -> Result<BooleanArray> {
             let Some(predicate) = &predicate else { return Ok(BooleanArray::from(vec![true; batch.num_rows()])) };
             let value = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
             value.as_any().downcast_ref::<BooleanArray>().cloned().ok_or_else(|| {
                 Error::invalid_input(SqlState::DatatypeMismatch, "argument of WHERE must be type boolean")
             })
-        });
+        }),
+    };
     // The lock order of tiering passes and backups: tiering, then the commit gate.
     let _no_tiering = db.tiering.lock().await;
     Ok(erase(db, &def, matches, i64::MAX, false).await?.rows)

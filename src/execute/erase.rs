@@ -10,8 +10,15 @@ use crate::error::{Error, Result};
 use crate::feature::{EncodedKeys, rebuild_erased_keys, rebuild_whole};
 use crate::storage::{Erased, Erasure};
 
-/// Which rows of a batch of a table's rows (widened to its columns) an erasure takes.
-pub type RowMatcher = Box<dyn Fn(&RecordBatch) -> Result<BooleanArray> + Send + Sync>;
+/// The rows of a batch of a table's rows (widened to its columns) an erasure takes.
+pub type MatchRows = Box<dyn Fn(&RecordBatch) -> Result<BooleanArray> + Send + Sync>;
+
+/// Which rows of a table an erasure takes.
+pub struct RowMatcher {
+    /// The columns it reads (table column numbers): the others may be NULL in what it sees.
+    pub columns: Vec<usize>,
+    pub matches: MatchRows,
+}
 
 /// Erases the rows of `def` that `matches` takes (only rows with an event time before
 /// `before_time` can match; `i64::MAX` for any). The caller holds the database's tiering
@@ -50,19 +57,23 @@ pub async fn erase(
     let had_snapshots = !snapshots.is_empty();
     let started = std::time::Instant::now();
     let work = || -> Result<(Erased, u64)> {
+        // The erased rows' keys are collected from what the predicate reads and the keys.
+        let mut columns = matches.columns.clone();
+        features.iter().for_each(|f| columns.extend(&f.compiled().key_columns));
         let erasure = Erasure {
             table_id: def.id,
             table_name: def.name.clone(),
             event_time: def.event_time,
-            matches: matches.as_ref(),
+            matches: matches.matches.as_ref(),
             before_time,
             catalog_deletes: snapshots,
+            columns,
         };
         let mut keys: Vec<EncodedKeys> = vec![EncodedKeys::default(); features.len()];
         let erased = store.erase(&erasure, &mut |rows| {
             features.iter().zip(&mut keys).try_for_each(|(f, into)| f.collect_keys(rows, into))
         })?;
-        if erased.files_rewritten + erased.hot_values_rewritten == 0 {
+        if erased.changed_nothing() {
             return Ok((erased, 0));
         }
         let rebuilt = match erased.watermark_lowered {
@@ -99,7 +110,7 @@ pub async fn erase(
         }
     };
     db.rows_erased(erased.rows);
-    if snapshot && erased.files_rewritten + erased.hot_values_rewritten > 0 {
+    if snapshot && !erased.changed_nothing() {
         for feature in &features {
             let written = match store.disk_reserve().check_for_maintenance(0) {
                 Ok(()) => feature.write_snapshot(&store).await,
@@ -116,6 +127,7 @@ pub async fn erase(
             table = %def.name,
             rows = erased.rows,
             files_rewritten = erased.files_rewritten,
+            files_marked = erased.files_marked,
             hot_values_rewritten = erased.hot_values_rewritten,
             feature_rows_reread = rebuilt,
             secs = started.elapsed().as_secs_f64(),

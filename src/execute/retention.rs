@@ -47,10 +47,13 @@ impl Database {
                     continue;
                 }
             }
-            let matches: RowMatcher = Box::new(move |batch: &RecordBatch| -> Result<BooleanArray> {
-                let times = event_times(batch.column(event_time))?;
-                Ok(times.values().iter().map(|t| Some(*t < cutoff)).collect())
-            });
+            let matches = RowMatcher {
+                columns: vec![event_time],
+                matches: Box::new(move |batch: &RecordBatch| -> Result<BooleanArray> {
+                    let times = event_times(batch.column(event_time))?;
+                    Ok(times.values().iter().map(|t| Some(*t < cutoff)).collect())
+                }),
+            };
             // One table's failure (a full disk, a broken feature) leaves the others, and the
             // moves and collection after, to go on.
             match erase(self, &Arc::unwrap_or_clone(def), matches, cutoff, true).await {

@@ -557,6 +557,21 @@ impl CompiledFeature {
         HEADER + self.def.values.len() + self.ingest.is_some() as usize
     }
 
+    /// The table columns the feature reads: keys, event time, ingest time, and those of its
+    /// WHERE and its aggregates' arguments and filters.
+    pub fn columns_read(&self) -> Vec<usize> {
+        let mut columns = self.key_columns.clone();
+        columns.push(self.event_time);
+        columns.extend(self.ingest);
+        let exprs = self.filter.iter().chain(self.args.iter().flatten()).chain(self.value_filters.iter().flatten());
+        for expr in exprs {
+            columns.extend(datafusion::physical_expr::utils::collect_columns(expr).iter().map(|c| c.index()));
+        }
+        columns.sort_unstable();
+        columns.dedup();
+        columns
+    }
+
     /// How far back from T the window evaluated at T can reach (µs), for the strict and the
     /// inclusive variant alike; `None` when it is unbounded (session and lifetime windows).
     /// Events older than `T - lookback` never count again at T or any later time.

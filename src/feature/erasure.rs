@@ -1,26 +1,38 @@
 //! A feature after an erasure of its table's rows: the keys whose rows went are rebuilt from
 //! the rows left, and its snapshot, which may hold erased values, goes with the rows.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use arrow::array::{ArrayRef, BooleanArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::{filter_record_batch, prep_null_mask_filter};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{Column, InListExpr};
 
+use super::def::CompiledFeature;
 use super::engine::LiveFeature;
 use super::snapshot::SnapshotMeta;
+use super::state::FeatureState;
 use crate::error::{Error, Result};
+use crate::storage::blocks::{block_of, event_times};
 use crate::storage::{EventStore, ScanTable, keys};
 
-/// Row-encoded keys of a feature.
-pub type EncodedKeys = HashSet<Box<[u8]>>;
+/// Row-encoded keys of a feature whose rows an erasure took, each with the earliest event
+/// time among those rows.
+pub type EncodedKeys = HashMap<Box<[u8]>, i64>;
 
 impl LiveFeature {
-    /// Adds the row-encoded keys of `rows` (rows of the feature's table) to `into`.
+    /// Adds the row-encoded keys of `rows` (rows of the feature's table, of which only the
+    /// key and event-time columns are read) to `into`, with their earliest event times.
     pub fn collect_keys(&self, rows: &RecordBatch, into: &mut EncodedKeys) -> Result<()> {
         let columns: Vec<ArrayRef> = self.compiled.key_columns.iter().map(|i| rows.column(*i).clone()).collect();
         let encoded = self.state.read().encode_keys(&columns)?;
-        into.extend(encoded.iter().map(|row| Box::<[u8]>::from(row.as_ref())));
+        let times = event_times(rows.column(self.compiled.event_time))?;
+        for (row, t) in encoded.iter().zip(times.values()) {
+            let earliest = into.entry(Box::from(row.as_ref())).or_insert(*t);
+            *earliest = (*earliest).min(*t);
+        }
         Ok(())
     }
 
@@ -90,32 +102,91 @@ pub fn rebuild_whole(store: &EventStore, features: &[Arc<LiveFeature>]) -> Resul
 }
 
 fn rebuild(store: &EventStore, table: ScanTable, erased: &[(Arc<LiveFeature>, EncodedKeys)]) -> Result<u64> {
-    let wanted: Vec<_> = erased.iter().filter(|(_, keys)| !keys.is_empty()).collect();
-    if wanted.is_empty() {
-        return Ok(0);
-    }
-    let mut parts: Vec<Vec<(RecordBatch, u64)>> = vec![Vec::new(); wanted.len()];
-    let mut rows = 0u64;
-    for part in store.scan(table, (i64::MIN, i64::MAX), (0, 1)) {
-        let part = part?;
-        for ((feature, keys), into) in wanted.iter().zip(&mut parts) {
-            let columns: Vec<ArrayRef> =
-                feature.compiled.key_columns.iter().map(|i| part.batch.column(*i).clone()).collect();
-            let encoded = feature.state.read().encode_keys(&columns)?;
-            let mine: BooleanArray = encoded.iter().map(|row| Some(keys.contains(row.as_ref()))).collect();
-            if mine.true_count() > 0 {
-                let batch = arrow::compute::filter_record_batch(&part.batch, &mine)?;
-                rows += batch.num_rows() as u64;
-                into.push((batch, part.seq));
-            }
-        }
-    }
-    for ((feature, keys), parts) in wanted.iter().zip(&parts) {
-        let mut state = feature.state.write();
-        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            state.rebuild_keys(&feature.compiled, keys, parts)
-        }));
-        applied.unwrap_or_else(|_| Err(Error::internal("rebuilding a feature's keys after an erasure panicked")))?;
+    let mut rows = 0;
+    for (feature, keys) in erased.iter().filter(|(_, keys)| !keys.is_empty()) {
+        rows += rebuild_feature(store, table, feature, keys)?;
     }
     Ok(rows)
+}
+
+/// One feature's part of [`rebuild_erased_keys`]. Its state holds no event older than its
+/// horizon, only each key's first event time: unless an erased row may have been a key's
+/// first, or the state keeps every event (session and lifetime windows) or ingest times, the
+/// rows older than the horizon are not read, and the keys keep the first times they had.
+/// Only the columns the feature reads are read from cold files.
+fn rebuild_feature(store: &EventStore, table: ScanTable, feature: &LiveFeature, keys: &EncodedKeys) -> Result<u64> {
+    let compiled = &feature.compiled;
+    let (from, firsts, wanted) = {
+        let state = feature.state.read();
+        let firsts: Vec<(&[u8], Option<i64>)> =
+            keys.keys().map(|key| (key.as_ref(), state.encoded(key).and_then(|history| history.first()))).collect();
+        // A key the state lacks had no row passing the feature's WHERE, and still has none.
+        let first_may_go = keys.iter().any(|(key, earliest)| {
+            state.encoded(key).is_some_and(|history| history.first().is_none_or(|first| first >= *earliest))
+        });
+        let whole = compiled.lookback().is_none() || compiled.ingest.is_some() || first_may_go;
+        let from = if whole { i64::MIN } else { block_of(state.horizon()) };
+        let firsts: Vec<(Box<[u8]>, i64)> = match whole {
+            true => Vec::new(),
+            false => firsts.into_iter().filter_map(|(key, first)| Some((Box::from(key), first?))).collect(),
+        };
+        let wanted = KeyFilter::new(compiled, &state, keys)?;
+        (from, firsts, wanted)
+    };
+    let mut parts: Vec<(RecordBatch, u64)> = Vec::new();
+    let mut rows = 0u64;
+    for part in store.scan_columns(table, (from, i64::MAX), compiled.columns_read()) {
+        let part = part?;
+        if let Some(batch) = wanted.rows_of(&part.batch, &feature.state.read())? {
+            rows += batch.num_rows() as u64;
+            parts.push((batch, part.seq));
+        }
+    }
+    let key_set: HashSet<Box<[u8]>> = keys.keys().cloned().collect();
+    let mut state = feature.state.write();
+    let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        state.rebuild_keys(compiled, &key_set, &parts)?;
+        // Their rows before the horizon were not read: each keeps the first time it had.
+        firsts.iter().for_each(|(key, first)| state.add_key(key, Some(*first)));
+        Ok(())
+    }));
+    applied.unwrap_or_else(|_| Err(Error::internal("rebuilding a feature's keys after an erasure panicked")))?;
+    Ok(rows)
+}
+
+/// Picks a feature's rows of a set of keys out of batches of its table's rows: a set lookup
+/// of the first key column's values sifts the rows, the row-encoded keys of those left decide.
+struct KeyFilter<'a> {
+    key_columns: &'a [usize],
+    keys: &'a EncodedKeys,
+    /// The first key column's values of the keys.
+    first_values: ArrayRef,
+}
+
+impl<'a> KeyFilter<'a> {
+    fn new(compiled: &'a CompiledFeature, state: &FeatureState, keys: &'a EncodedKeys) -> Result<Self> {
+        let decoded = state.decode_keys(keys.keys().map(|k| k.as_ref()))?;
+        let first_values = decoded.into_iter().next().ok_or_else(|| Error::internal("a feature without keys"))?;
+        Ok(Self { key_columns: &compiled.key_columns, keys, first_values })
+    }
+
+    /// The rows of `batch` whose key is one of the set, if any.
+    fn rows_of(&self, batch: &RecordBatch, state: &FeatureState) -> Result<Option<RecordBatch>> {
+        let first = self.key_columns[0];
+        let column = Column::new(batch.schema().field(first).name(), first);
+        let sift = InListExpr::try_new_from_array(Arc::new(column), self.first_values.clone(), false, &batch.schema())?;
+        let maybe = match sift.evaluate(batch)?.into_array(batch.num_rows())?.as_boolean_opt() {
+            Some(maybe) if maybe.null_count() > 0 => prep_null_mask_filter(maybe),
+            Some(maybe) => maybe.clone(),
+            None => return Err(Error::internal("a key sift that is not boolean")),
+        };
+        if maybe.true_count() == 0 {
+            return Ok(None);
+        }
+        let batch = filter_record_batch(batch, &maybe)?;
+        let columns: Vec<ArrayRef> = self.key_columns.iter().map(|i| batch.column(*i).clone()).collect();
+        let encoded = state.encode_keys(&columns)?;
+        let mine: BooleanArray = encoded.iter().map(|row| Some(self.keys.contains_key(row.as_ref()))).collect();
+        Ok((mine.true_count() > 0).then(|| filter_record_batch(&batch, &mine)).transpose()?)
+    }
 }

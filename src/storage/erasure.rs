@@ -1,8 +1,12 @@
 //! Erasure: the rows of a table a predicate matches leave both tiers in one atomic switch
 //! (`DELETE FROM t WHERE ...`, retention).
 //!
-//! 1. Every cold file of the table holding a matching row is written again without it, as a
-//!    new file (same day and seq), durably; the old file stays named until step 2.
+//! 1. Every cold file of the table holding a matching row, read with only the columns the
+//!    predicate needs, gets a new entry listing the rows' positions, which every read skips
+//!    (at most [`ERASED_MAX`]; the next compaction writes the file again without them, as
+//!    CHECKPOINT and a BACKUP's first step do). One that would list more is written again
+//!    without them now, as a new file (same day and seq), durably; the old file stays named
+//!    until step 2.
 //! 2. One atomic, synced hot-tier batch: the old files' entries out and the new ones in, every
 //!    hot value holding a matching row rewritten without it (or deleted), the table's row
 //!    count lowered, and the catalog entries the caller names removed (feature snapshots,
@@ -19,10 +23,10 @@
 //! is stored and visible; the tiering lock keeps moves, merges, collection and backups out.
 
 use arrow::array::{Array, BooleanArray, RecordBatch};
-use arrow::compute::{and_not, filter_record_batch, not, prep_null_mask_filter};
+use arrow::compute::{and_not, filter_record_batch, not, or, prep_null_mask_filter};
 
 use super::cold::file::{self, FileWriter};
-use super::cold::{ColdFile, ColdStore};
+use super::cold::{ColdFile, ColdStore, ERASED_MAX};
 use super::events::EventStore;
 use super::hot_value::{self, HotValue};
 use super::tiering::TierTable;
@@ -43,6 +47,10 @@ pub struct Erasure<'a> {
     pub before_time: i64,
     /// Catalog entries removed by the same switch.
     pub catalog_deletes: Vec<Vec<u8>>,
+    /// The columns `matches` and the `erased` callback of [`EventStore::erase`] use (table
+    /// column numbers): the only ones read from cold files; the rows they see from there hold
+    /// NULL in every other (hot rows come whole).
+    pub columns: Vec<usize>,
 }
 
 /// What an erasure did.
@@ -50,11 +58,21 @@ pub struct Erasure<'a> {
 pub struct Erased {
     /// Rows erased (each stored row once, though a moved row may have had a hot copy too).
     pub rows: u64,
+    /// Cold files written again without their erased rows (or deleted, none left).
     pub files_rewritten: u64,
+    /// Cold files whose entries now list erased rows (rewritten at the next compaction).
+    pub files_marked: u64,
     pub hot_values_rewritten: u64,
     /// The table's watermark went down: the greatest event time was among the erased rows
     /// (a whole-table erasure only; it is then the greatest of the rows left).
     pub watermark_lowered: bool,
+}
+
+impl Erased {
+    /// Whether no stored row was touched.
+    pub fn changed_nothing(&self) -> bool {
+        self.files_rewritten + self.files_marked + self.hot_values_rewritten == 0
+    }
 }
 
 impl EventStore {
@@ -88,39 +106,63 @@ impl EventStore {
             Ok(())
         };
 
-        // Cold files first: a failure here leaves only orphan files.
+        // Cold files first: a failure here leaves only orphan files. Only the columns the
+        // predicate and the caller need are read; a file's few erased rows are listed in its
+        // entry (reads skip them, the next compaction drops them), many rewrite it at once.
         let mut replaced: Vec<(ColdFile, Option<ColdFile>)> = Vec::new();
+        let read: Option<Vec<usize>> = columns.as_ref().map(|_| {
+            let mut read = erasure.columns.clone();
+            read.extend(erasure.event_time);
+            read.sort_unstable();
+            read.dedup();
+            read
+        });
         if let Some(cold) = &self.cold {
             for f in manifest.files(table_id) {
                 if f.min_time >= erasure.before_time {
                     continue;
                 }
-                let (schema, batches) = file::read(cold.get(&f.path)?)?;
-                let mut kept = Vec::new();
-                let mut any = false;
+                let bytes = cold.get(&f.path)?;
+                let (stored, batches) = file::read_columns(bytes.clone(), read.as_deref())?;
+                let mut positions: Vec<u32> = Vec::new();
+                let mut offset = 0usize;
                 for batch in batches {
-                    let batch = batch?;
-                    let found = matches(&batch)?;
-                    keep_max(&batch, Some(&found))?;
-                    if found.true_count() == 0 {
-                        kept.push(batch);
-                        continue;
+                    let batch = match (&columns, &read) {
+                        (Some(columns), Some(read)) => columns.sparse(batch?, read, stored)?,
+                        _ => batch?,
+                    };
+                    let rows = batch.num_rows();
+                    let before: BooleanArray =
+                        (offset..offset + rows).map(|i| Some(f.erased.binary_search(&(i as u32)).is_ok())).collect();
+                    let found = and_not(&matches(&batch)?, &before)?;
+                    keep_max(&batch, Some(&or(&found, &before)?))?;
+                    if found.true_count() > 0 {
+                        report.rows += found.true_count() as u64;
+                        erased(&filter_record_batch(&batch, &found)?)?;
+                        positions.extend(found.values().set_indices().map(|i| (offset + i) as u32));
                     }
-                    any = true;
-                    report.rows += found.true_count() as u64;
-                    erased(&super::widen::widen(&columns, filter_record_batch(&batch, &found)?)?)?;
-                    kept.push(filter_record_batch(&batch, &not(&found)?)?);
+                    offset += rows;
                 }
-                if !any {
+                if positions.is_empty() {
                     continue;
                 }
-                let rewritten = self.rewrite_file(cold, erasure, f, schema, &kept)?;
-                ops.push(KvOp::Delete(keys::cold_file(f.table_id, f.day, f.file_no)));
-                if let Some(new) = &rewritten {
-                    ops.push(KvOp::Put(keys::cold_file(new.table_id, new.day, new.file_no), super::cold::encode(new)?));
+                let mut all = f.erased.clone();
+                all.extend(positions);
+                all.sort_unstable();
+                // A file left without rows just goes; one with few erased lists them.
+                let changed = if all.len() <= ERASED_MAX && (all.len() as u64) < f.rows {
+                    report.files_marked += 1;
+                    Some(ColdFile { erased: all, ..f.clone() })
+                } else {
+                    report.files_rewritten += 1;
+                    ops.push(KvOp::Delete(keys::cold_file(f.table_id, f.day, f.file_no)));
+                    self.rewrite_file(cold, erasure, f, bytes, &all)?
+                };
+                if let Some(changed) = &changed {
+                    let key = keys::cold_file(changed.table_id, changed.day, changed.file_no);
+                    ops.push(KvOp::Put(key, super::cold::encode(changed)?));
                 }
-                report.files_rewritten += 1;
-                replaced.push((f.clone(), rewritten));
+                replaced.push((f.clone(), changed));
             }
         }
 
@@ -155,7 +197,7 @@ impl EventStore {
             }
             report.hot_values_rewritten += 1;
         }
-        if report.files_rewritten == 0 && report.hot_values_rewritten == 0 {
+        if report.changed_nothing() {
             return Ok(report);
         }
         ops.extend(erasure.catalog_deletes.iter().cloned().map(KvOp::Delete));
@@ -193,24 +235,25 @@ impl EventStore {
         Ok(false)
     }
 
-    /// `f` without the rows erased from it (`kept`, in its order), as a new durable file;
-    /// `None` when no row is left.
+    /// `f` (its `bytes`) without the rows at positions `erased`, as a new durable file; `None`
+    /// when no row is left.
     fn rewrite_file(
         &self,
         cold: &ColdStore,
         erasure: &Erasure,
         f: &ColdFile,
-        schema: arrow::datatypes::SchemaRef,
-        kept: &[RecordBatch],
+        bytes: bytes::Bytes,
+        erased: &[u32],
     ) -> Result<Option<ColdFile>> {
         let Some(event_time) = erasure.event_time else {
             return Err(Error::Storage("a cold file of a table without an event time".into()));
         };
-        if kept.iter().all(|b| b.num_rows() == 0) {
+        if erased.len() as u64 >= f.rows {
             return Ok(None);
         }
+        let (schema, batches) = file::read(bytes, erased)?;
         let mut writer = FileWriter::new(schema, event_time)?;
-        kept.iter().try_for_each(|batch| writer.add_sorted(batch))?;
+        batches.into_iter().try_for_each(|batch| writer.add_sorted(&batch?))?;
         let table = TierTable { id: erasure.table_id, name: erasure.table_name.clone(), event_time };
         self.install_file(cold, &table, f.day, f.seq, writer).map(Some)
     }
@@ -296,7 +339,7 @@ mod tests {
         for day in std::fs::read_dir(dir.join("t")).unwrap() {
             for file in std::fs::read_dir(day.unwrap().path()).unwrap() {
                 let (_, batches) =
-                    file::read(bytes::Bytes::from(std::fs::read(file.unwrap().path()).unwrap())).unwrap();
+                    file::read(bytes::Bytes::from(std::fs::read(file.unwrap().path()).unwrap()), &[]).unwrap();
                 for batch in batches {
                     out.extend(batch.unwrap().column(0).as_primitive::<Int64Type>().values().iter().copied());
                 }
@@ -323,6 +366,8 @@ mod tests {
         for day in 0..4 {
             commit((0..7).map(|i| day * DAY + 1 + i * 1_000).collect()).unwrap();
         }
+        // Enough rows in day 1 that erasing most of them passes ERASED_MAX.
+        commit((0..8_000).map(|i| DAY + 10_000 + i).collect()).unwrap();
         for i in 0..12 {
             commit(vec![3 * DAY + 500_000 + i]).unwrap();
         }
@@ -344,6 +389,7 @@ mod tests {
             matches: &matches,
             before_time: i64::MAX,
             catalog_deletes: Vec::new(),
+            columns: vec![0, 1],
         };
         let mut seen = Vec::new();
         let report = store
@@ -358,21 +404,52 @@ mod tests {
         gone.sort_unstable();
         assert_eq!(seen, gone, "each erased row is seen once");
         assert_eq!(report.rows as usize, gone.len());
-        assert!(report.files_rewritten > 0 && report.hot_values_rewritten > 0, "{report:?}");
+        assert!(report.files_marked > 0 && report.hot_values_rewritten > 0, "{report:?}");
         assert_eq!(scanned(&store, t), kept);
         assert_eq!(store.stats(t).rows as usize, kept.len());
         assert!(hot_values(&store, t).iter().all(|v| v % 3 != 0), "no stored hot value keeps an erased row");
 
-        // Collected, no file on disk holds one; reopened, the store reads the same.
-        store.collect_garbage(&|_| Some(1)).unwrap();
-        assert!(cold_values(dir.path()).iter().all(|v| v % 3 != 0), "no cold file keeps an erased row");
+        // A second erasure adds to the files' erased rows; reopened, the store reads the same.
+        let fifths = |batch: &RecordBatch| -> Result<BooleanArray> {
+            Ok(batch.column(0).as_primitive::<Int64Type>().values().iter().map(|v| Some(v % 5 == 0)).collect())
+        };
+        let again = Erasure { matches: &fifths, ..erasure };
+        let mut seen = Vec::new();
+        let report = store
+            .erase(&again, &mut |rows| {
+                seen.extend(rows.column(0).as_primitive::<Int64Type>().values().iter().copied());
+                Ok(())
+            })
+            .unwrap();
+        let kept: Vec<i64> = kept.into_iter().filter(|v| v % 5 != 0).collect();
+        assert!(seen.iter().all(|v| v % 5 == 0 && v % 3 != 0), "a row erased before is not seen again");
+        assert_eq!(report.rows as usize, seen.len());
+        assert!(report.files_marked > 0, "{report:?}");
         drop(store);
-        let reopened = EventStore::open(kv, Some(cold), DiskReserve::none()).unwrap();
-        assert_eq!(scanned(&reopened, t), kept);
-        assert_eq!(reopened.stats(t).rows as usize, kept.len());
+        let store = EventStore::open(kv.clone(), Some(cold.clone()), DiskReserve::none()).unwrap();
+        assert_eq!(scanned(&store, t), kept);
+        assert_eq!(store.stats(t).rows as usize, kept.len());
+
+        // Compacted and collected, no file on disk holds an erased row.
+        assert!(store.purge_erased(&table).unwrap().files_compacted > 0);
+        assert!(store.manifest().files(t).all(|f| f.erased.is_empty()));
+        store.collect_garbage(&|_| Some(1)).unwrap();
+        assert!(cold_values(dir.path()).iter().all(|v| v % 3 != 0 && v % 5 != 0), "no cold file keeps an erased row");
+        assert_eq!(scanned(&store, t), kept);
+
+        // Many rows of a file at once: it is written again without them at once.
+        let most = |batch: &RecordBatch| -> Result<BooleanArray> {
+            Ok(batch.column(0).as_primitive::<Int64Type>().values().iter().map(|v| Some(v % 97 != 0)).collect())
+        };
+        let most = Erasure { matches: &most, ..again };
+        let report = store.erase(&most, &mut |_| Ok(())).unwrap();
+        let kept: Vec<i64> = kept.into_iter().filter(|v| v % 97 == 0).collect();
+        assert!(report.files_rewritten > 0, "{report:?}");
+        assert_eq!(scanned(&store, t), kept);
+        let reopened = store;
 
         // Nothing matches: nothing is rewritten.
-        let none = Erasure { matches: &|b: &RecordBatch| Ok(BooleanArray::from(vec![false; b.num_rows()])), ..erasure };
+        let none = Erasure { matches: &|b: &RecordBatch| Ok(BooleanArray::from(vec![false; b.num_rows()])), ..most };
         assert_eq!(reopened.erase(&none, &mut |_| Ok(())).unwrap(), Erased::default());
     }
 }

@@ -35,7 +35,7 @@ pub use disk_reserve::DiskReserve;
 pub use erasure::{Erased, Erasure};
 pub use events::{Append, CatalogKind, Commit, EventStore, TableStats};
 pub use memory::MemoryKv;
-pub use scan::ScanTable;
+pub use scan::{Scan, ScanTable};
 pub use staging::StagedWrite;
 pub use tiering::{MoveRequest, TierReport, TierTable, TierUsage};
 pub use widen::TableColumns;

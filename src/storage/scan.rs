@@ -70,9 +70,26 @@ impl EventStore {
     ) -> impl Iterator<Item = Result<StoredPart>> + Send + use<> {
         Scan::new(self, table, blocks, part, 0..u64::MAX)
     }
+
+    /// [`EventStore::scan`] of one part that reads only `columns` of cold files
+    /// ([`Scan::only_columns`]).
+    pub fn scan_columns(&self, table: ScanTable, blocks: (i64, i64), columns: Vec<usize>) -> Scan {
+        Scan::new(self, table, blocks, (0, 1), 0..u64::MAX).only_columns(columns)
+    }
 }
 
-pub(super) struct Scan {
+impl Scan {
+    /// Reads only `columns` (table column numbers) of cold files; the others are NULL where
+    /// the scan returns cold rows (hot rows come whole). Cheaper when a reader needs few.
+    pub fn only_columns(mut self, mut columns: Vec<usize>) -> Self {
+        columns.sort_unstable();
+        columns.dedup();
+        self.read = Some(columns.into());
+        self
+    }
+}
+
+pub struct Scan {
     table: ScanTable,
     /// The table's columns now, for rows stored before some were added.
     columns: Option<Arc<TableColumns>>,
@@ -90,6 +107,9 @@ pub(super) struct Scan {
     hot: HotPairs,
     /// Where merged values' bodies are read from.
     kv: std::sync::Arc<dyn super::KvStore>,
+    /// The columns read from cold files (table column numbers, ascending), if not all: the
+    /// others are NULL in what the scan returns of them (`TableColumns::sparse`).
+    read: Option<Arc<[usize]>>,
     /// The next hot part and its day, read ahead to know which cold files go before it.
     next_hot: Option<(i64, StoredPart)>,
     hot_done: bool,
@@ -134,6 +154,7 @@ impl Scan {
             ready: VecDeque::new(),
             hot,
             kv: store.kv.clone(),
+            read: None,
             next_hot: None,
             hot_done: false,
         }
@@ -177,10 +198,17 @@ impl Scan {
     fn read_file(&self, f: &ColdFile) -> Result<Vec<StoredPart>> {
         let cold = self.cold.as_ref().ok_or_else(|| Error::Storage("cold files but no cold tier configured".into()))?;
         let bytes = cold.get(&f.path)?;
-        let batches = file::decode(bytes, self.table.event_time, self.times)?;
+        let read = self.read.as_deref().filter(|_| self.columns.is_some());
+        let (stored, batches) = file::decode(bytes, self.table.event_time, self.times, &f.erased, read)?;
         batches
             .into_iter()
-            .map(|batch| Ok(StoredPart { table_id: f.table_id, seq: f.seq, batch: widen(&self.columns, batch)? }))
+            .map(|batch| {
+                let batch = match (read, &self.columns) {
+                    (Some(read), Some(columns)) => columns.sparse(batch, read, stored)?,
+                    _ => widen(&self.columns, batch)?,
+                };
+                Ok(StoredPart { table_id: f.table_id, seq: f.seq, batch })
+            })
             .collect()
     }
 }

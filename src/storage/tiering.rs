@@ -14,7 +14,7 @@ use arrow::array::RecordBatch;
 
 use super::blocks::block_of;
 use super::cold::file::FileWriter;
-use super::cold::{ColdFile, Manifest, TierMark, day_of, file, merge};
+use super::cold::{ColdFile, ColdStore, Manifest, TierMark, day_of, file, merge};
 use super::events::{EventStore, FILE_NO};
 use super::hot_value::{self, HotValue};
 use super::{KvOp, keys};
@@ -67,6 +67,16 @@ const COMPACT_MAX_ROWS: u64 = 4 << 20;
 fn date_of(day: i64) -> String {
     chrono::DateTime::from_timestamp(day.saturating_mul(86_400), 0)
         .map_or_else(|| format!("day{day}"), |t| t.format("%Y-%m-%d").to_string())
+}
+
+/// What [`EventStore::merge_files`] did.
+enum Merged {
+    /// The files were replaced by this many (0 or 1).
+    Installed(u64),
+    /// The files store different columns (from before and after an ADD COLUMN): untouched.
+    SchemasDiffer,
+    /// The table was dropped meanwhile.
+    TableDropped,
 }
 
 impl EventStore {
@@ -192,6 +202,7 @@ impl EventStore {
             min_time: encoded.min_time,
             max_time: encoded.max_time,
             seq,
+            erased: Vec::new(),
         })
     }
 
@@ -201,8 +212,19 @@ impl EventStore {
         Ok(KvOp::Put(keys::counter(FILE_NO), next.to_be_bytes().to_vec()))
     }
 
-    /// Merges the files of each day that has several into one (late rows make small files).
+    /// Merges the files of each day that has several into one (late rows make small files),
+    /// and writes each file holding erased rows again without them.
     pub fn compact(&self, table: &TierTable) -> Result<TierReport> {
+        self.rewrite_files(table, true)
+    }
+
+    /// Writes each file of `table` holding erased rows again without them (a backup's first
+    /// step: it copies no erased row).
+    pub fn purge_erased(&self, table: &TierTable) -> Result<TierReport> {
+        self.rewrite_files(table, false)
+    }
+
+    fn rewrite_files(&self, table: &TierTable, merge_days: bool) -> Result<TierReport> {
         let Some(cold) = self.cold.clone() else { return Ok(TierReport::default()) };
         let _tiering = self.tiering.lock();
         let manifest = self.manifest();
@@ -212,36 +234,70 @@ impl EventStore {
         }
         let mut report = TierReport::default();
         for (day, group) in days {
-            if group.len() < 2 || group.iter().map(|f| f.rows).sum::<u64>() > COMPACT_MAX_ROWS {
-                continue;
+            if merge_days && group.len() >= 2 && group.iter().map(|f| f.rows).sum::<u64>() <= COMPACT_MAX_ROWS {
+                match self.merge_files(&cold, table, day, &group)? {
+                    Merged::Installed(written) => {
+                        report.files_compacted += group.len() as u64;
+                        report.files_written += written;
+                        continue;
+                    }
+                    Merged::TableDropped => return Ok(report),
+                    Merged::SchemasDiffer => {}
+                }
             }
-            // Each file is sorted by time: a merge holds one slice of each, not the files whole.
-            let (schemas, inputs): (Vec<_>, Vec<_>) =
-                group.iter().map(|f| file::read(cold.get(&f.path)?)).collect::<Result<Vec<_>>>()?.into_iter().unzip();
-            if schemas.iter().any(|s| s.fields().len() != schemas[0].fields().len()) {
-                // Files from before and after an ADD COLUMN stay apart (reads widen each).
-                continue;
+            for f in group.into_iter().filter(|f| !f.erased.is_empty()) {
+                match self.merge_files(&cold, table, day, std::slice::from_ref(&f))? {
+                    Merged::Installed(written) => {
+                        report.files_compacted += 1;
+                        report.files_written += written;
+                    }
+                    Merged::TableDropped => return Ok(report),
+                    Merged::SchemasDiffer => {}
+                }
             }
-            let mut writer = FileWriter::new(schemas[0].clone(), table.event_time)?;
-            merge::merge_sorted(inputs, table.event_time, &mut writer)?;
-            let seq = group.iter().map(|f| f.seq).max().unwrap_or(0);
-            let merged = self.install_file(&cold, table, day, seq, writer)?;
-            let mut ops: Vec<KvOp> =
-                group.iter().map(|f| KvOp::Delete(keys::cold_file(f.table_id, f.day, f.file_no))).collect();
-            ops.push(KvOp::Put(keys::cold_file(table.id, day, merged.file_no), super::cold::encode(&merged)?));
-            ops.push(self.file_counter()?);
-            let installed = self.apply_if_tables_exist(&[table.id], ops, |m| {
-                group.iter().for_each(|f| m.remove(f));
-                m.add(merged.clone());
-            })?;
-            if !installed {
-                break;
-            }
-            self.sync()?;
-            report.files_compacted += group.len() as u64;
-            report.files_written += 1;
         }
         Ok(report)
+    }
+
+    /// Writes the rows of `group` (files of one day, in arrival order), less their erased
+    /// rows, as one file in their place (none if no row is left). The caller holds the
+    /// tiering lock.
+    fn merge_files(&self, cold: &ColdStore, table: &TierTable, day: i64, group: &[ColdFile]) -> Result<Merged> {
+        // Each file is sorted by time: a merge holds one slice of each, not the files whole.
+        let (schemas, inputs): (Vec<_>, Vec<_>) = group
+            .iter()
+            .map(|f| file::read(cold.get(&f.path)?, &f.erased))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
+        if schemas.iter().any(|s| s.fields().len() != schemas[0].fields().len()) {
+            // Files from before and after an ADD COLUMN stay apart (reads widen each).
+            return Ok(Merged::SchemasDiffer);
+        }
+        let mut writer = FileWriter::new(schemas[0].clone(), table.event_time)?;
+        merge::merge_sorted(inputs, table.event_time, &mut writer)?;
+        let seq = group.iter().map(|f| f.seq).max().unwrap_or(0);
+        let merged = match writer.is_empty() {
+            true => None,
+            false => Some(self.install_file(cold, table, day, seq, writer)?),
+        };
+        let mut ops: Vec<KvOp> =
+            group.iter().map(|f| KvOp::Delete(keys::cold_file(f.table_id, f.day, f.file_no))).collect();
+        if let Some(merged) = &merged {
+            ops.push(KvOp::Put(keys::cold_file(table.id, day, merged.file_no), super::cold::encode(merged)?));
+        }
+        ops.push(self.file_counter()?);
+        let installed = self.apply_if_tables_exist(&[table.id], ops, |m| {
+            group.iter().for_each(|f| m.remove(f));
+            if let Some(merged) = &merged {
+                m.add(merged.clone());
+            }
+        })?;
+        if !installed {
+            return Ok(Merged::TableDropped);
+        }
+        self.sync()?;
+        Ok(Merged::Installed(u64::from(merged.is_some())))
     }
 
     /// Deletes what no reader can need any more: hot copies of rows that every live manifest
@@ -301,7 +357,7 @@ impl EventStore {
         let manifest = self.manifest();
         let mut cold = TierUsage::default();
         for f in manifest.files(table_id) {
-            cold.rows += f.rows;
+            cold.rows += f.live_rows();
             cold.files += 1;
             cold.bytes += f.bytes;
         }

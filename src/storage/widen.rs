@@ -50,6 +50,37 @@ impl TableColumns {
     }
 }
 
+impl TableColumns {
+    /// Rows read with only some columns (`read`: table column numbers, ascending) from a store
+    /// holding the first `stored` columns, as a batch of all the table's columns: those read,
+    /// those added since (among `read`) at their defaults, and NULL in every other, under the
+    /// table's schema with every column nullable. Readers of such a batch use only `read`.
+    pub fn sparse(&self, projected: RecordBatch, read: &[usize], stored: usize) -> Result<RecordBatch> {
+        let rows = projected.num_rows();
+        let mut from_store = projected.columns().iter();
+        let mut columns = Vec::with_capacity(self.schema.fields().len());
+        for (i, field) in self.schema.fields().iter().enumerate() {
+            let column = match (read.binary_search(&i).is_ok(), i < stored) {
+                (true, true) => from_store
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| Error::Storage("stored rows lack a column they should hold".into()))?,
+                (true, false) => self.defaults[i].to_array_of_size(rows)?,
+                (false, _) => arrow::array::new_null_array(field.data_type(), rows),
+            };
+            columns.push(column);
+        }
+        let fields: Vec<_> = self.schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+        let schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(fields, self.schema.metadata().clone()));
+        RecordBatch::try_new_with_options(
+            schema,
+            columns,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
+        .map_err(|e| Error::Storage(format!("stored rows do not fit their table's columns: {e}")))
+    }
+}
+
 /// Widens `batch` if the table's columns are known.
 pub(super) fn widen(columns: &Option<Arc<TableColumns>>, batch: RecordBatch) -> Result<RecordBatch> {
     match columns {

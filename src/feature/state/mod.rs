@@ -343,6 +343,11 @@ impl FeatureState {
         window.from >= self.horizon && window.to >= self.exact_from
     }
 
+    /// Events older than this are not held (`i64::MIN` until the first eviction).
+    pub fn horizon(&self) -> i64 {
+        self.horizon
+    }
+
     /// Adds an empty history for a key (row-encoded) whose earliest event is `first`.
     pub fn add_key(&mut self, key: &[u8], first: Option<i64>) {
         self.keys.entry(key.into()).or_default().first = first.unwrap_or(NO_FIRST);

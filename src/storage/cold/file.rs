@@ -10,9 +10,10 @@ use arrow::array::{RecordBatch, RecordBatchReader};
 use arrow::compute::interleave_record_batch;
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::Statistics;
 
@@ -94,6 +95,11 @@ impl FileWriter {
         self.writer.write(batch).map_err(parquet_error)
     }
 
+    /// Whether no row was added yet.
+    pub fn is_empty(&self) -> bool {
+        self.span.is_none()
+    }
+
     /// The file's bytes; an error if no row was added.
     pub fn finish(self) -> Result<EncodedFile> {
         let Some((min_time, max_time)) = self.span else {
@@ -104,20 +110,49 @@ impl FileWriter {
     }
 }
 
-/// Reads all of a cold file, a slice of rows at a time (in the file's event-time order): its
-/// schema and its batches.
-pub fn read(bytes: Bytes) -> Result<(SchemaRef, impl Iterator<Item = Result<RecordBatch>>)> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(parquet_error)?
-        .with_batch_size(WRITE_SLICE_ROWS)
-        .build()
-        .map_err(parquet_error)?;
+/// Reads all of a cold file but the rows at the positions `erased` lists (sorted), a slice of
+/// rows at a time (in the file's event-time order): its schema and its batches.
+pub fn read(bytes: Bytes, erased: &[u32]) -> Result<(SchemaRef, impl Iterator<Item = Result<RecordBatch>>)> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet_error)?;
+    let groups: Vec<usize> = (0..builder.metadata().num_row_groups()).collect();
+    let builder = match selection(builder.metadata(), &groups, erased) {
+        Some(kept) => builder.with_row_selection(kept),
+        None => builder,
+    };
+    let reader = builder.with_batch_size(WRITE_SLICE_ROWS).build().map_err(parquet_error)?;
     Ok((reader.schema(), reader.map(|b| b.map_err(parquet_error))))
 }
 
-/// Decodes a cold file's row groups that may hold event times in `min..=max` (µs).
-pub fn decode(bytes: Bytes, event_time: Option<usize>, (min, max): (i64, i64)) -> Result<Vec<RecordBatch>> {
+/// Reads every row of a cold file, erased or not, with only the stored columns among
+/// `columns` (table column numbers, ascending; all if `None`): the number of columns the file
+/// stores, and batches whose rows are the file's in order (the `i`-th row read is row `i`).
+pub fn read_columns(
+    bytes: Bytes,
+    columns: Option<&[usize]>,
+) -> Result<(usize, impl Iterator<Item = Result<RecordBatch>>)> {
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet_error)?;
+    let stored = builder.schema().fields().len();
+    if let Some(columns) = columns {
+        let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied().filter(|c| *c < stored));
+        builder = builder.with_projection(mask);
+    }
+    let reader = builder.with_batch_size(WRITE_SLICE_ROWS).build().map_err(parquet_error)?;
+    Ok((stored, reader.map(|b| b.map_err(parquet_error))))
+}
+
+/// Decodes a cold file's row groups that may hold event times in `min..=max` (µs), without
+/// the rows at the positions `erased` lists (sorted), and with only the stored columns among
+/// `columns` if given (see [`read_columns`]): the number of columns the file stores, and the
+/// batches.
+pub fn decode(
+    bytes: Bytes,
+    event_time: Option<usize>,
+    (min, max): (i64, i64),
+    erased: &[u32],
+    columns: Option<&[usize]>,
+) -> Result<(usize, Vec<RecordBatch>)> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet_error)?;
+    let stored = builder.schema().fields().len();
     let groups: Vec<usize> = (0..builder.metadata().num_row_groups())
         .filter(|g| {
             let Some(col) = event_time else { return true };
@@ -130,8 +165,49 @@ pub fn decode(bytes: Bytes, event_time: Option<usize>, (min, max): (i64, i64)) -
             }
         })
         .collect();
-    let reader = builder.with_row_groups(groups).with_batch_size(64 * 1024).build().map_err(parquet_error)?;
-    reader.map(|b| b.map_err(parquet_error)).collect()
+    let kept = selection(builder.metadata(), &groups, erased);
+    let mut builder = builder.with_row_groups(groups);
+    if let Some(kept) = kept {
+        builder = builder.with_row_selection(kept);
+    }
+    if let Some(columns) = columns {
+        let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied().filter(|c| *c < stored));
+        builder = builder.with_projection(mask);
+    }
+    let reader = builder.with_batch_size(64 * 1024).build().map_err(parquet_error)?;
+    Ok((stored, reader.map(|b| b.map_err(parquet_error)).collect::<Result<_>>()?))
+}
+
+/// The rows of row groups `groups` (ascending) of a file that are not at the positions
+/// `erased` lists (sorted; file row numbers), as a selection over those groups' rows; `None`
+/// when no row is erased.
+fn selection(meta: &ParquetMetaData, groups: &[usize], erased: &[u32]) -> Option<RowSelection> {
+    if erased.is_empty() {
+        return None;
+    }
+    let mut starts = Vec::with_capacity(meta.num_row_groups());
+    let mut at = 0u64;
+    for g in 0..meta.num_row_groups() {
+        starts.push(at);
+        at += meta.row_group(g).num_rows().max(0) as u64;
+    }
+    let mut selectors = Vec::new();
+    for g in groups {
+        let (start, end) = (starts[*g], starts[*g] + meta.row_group(*g).num_rows().max(0) as u64);
+        let first = erased.partition_point(|p| u64::from(*p) < start);
+        let mut next = start;
+        for p in erased[first..].iter().map(|p| u64::from(*p)).take_while(|p| *p < end) {
+            if p > next {
+                selectors.push(RowSelector::select((p - next) as usize));
+            }
+            selectors.push(RowSelector::skip(1));
+            next = p + 1;
+        }
+        if end > next {
+            selectors.push(RowSelector::select((end - next) as usize));
+        }
+    }
+    Some(RowSelection::from(selectors))
 }
 
 /// The schema check of a decoded batch against the table's (cold files never change schema,

@@ -35,6 +35,21 @@ pub struct ColdFile {
     /// The arrival sequence number its rows take when read: greater than every earlier file of
     /// the day and smaller than every hot row that remains, so ties keep their arrival order.
     pub seq: u64,
+    /// Positions (file row numbers, ascending) of rows erased since the file was written:
+    /// every read skips them, and the next compaction writes the file again without them.
+    /// Bounded by [`ERASED_MAX`]: an erasure that would pass it rewrites the file at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub erased: Vec<u32>,
+}
+
+/// The most erased rows a file's entry lists: beyond it, an erasure rewrites the file.
+pub const ERASED_MAX: usize = 4096;
+
+impl ColdFile {
+    /// The rows a read returns: those written, less those erased since.
+    pub fn live_rows(&self) -> u64 {
+        self.rows.saturating_sub(self.erased.len() as u64)
+    }
 }
 
 /// Which hot rows of a table live in the cold tier: those written with a sequence number below

@@ -125,7 +125,7 @@ mod tests {
     }
 
     fn ids(bytes: Vec<u8>) -> Vec<i64> {
-        file::read(bytes.into())
+        file::read(bytes.into(), &[])
             .unwrap()
             .1
             .flat_map(|b| {

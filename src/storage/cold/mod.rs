@@ -10,5 +10,5 @@ mod manifest;
 pub mod merge;
 mod store;
 
-pub use manifest::{ColdFile, Manifest, TierMark, day_of, encode};
+pub use manifest::{ColdFile, ERASED_MAX, Manifest, TierMark, day_of, encode};
 pub use store::ColdStore;
