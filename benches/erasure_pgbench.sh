@@ -5,7 +5,8 @@
 #   SELECT max_amt FROM card_max_1h WHERE cc_num = :k      (k random among the 50K cards)
 # first quietly, then while `DELETE FROM tx WHERE user_id = u` runs for several users one
 # after another. Prints each DELETE's time to CommandComplete and rows, and the point reads'
-# p99 during the DELETEs (reads completed while one ran) against the quiet p99.
+# p99 during the DELETEs (reads completed while one ran) against the quiet p99; then the same
+# for the CHECKPOINT after them, which writes the files listing erased rows again without them.
 #
 # The users erased are those at the median of events per user (an erasure request names one
 # person); with `top` as the third argument, those with the most events instead (the
@@ -77,6 +78,12 @@ for u in "${victims[@]}"; do
     echo "$start $end $u $tag" >>"$work/windows"
     sleep 5
 done
+# The files listing erased rows are written again without them by the next compaction
+# (CHECKPOINT here): its time, and the point reads' p99 while it runs.
+start=$(date +%s%N)
+psql -q -c "CHECKPOINT"
+end=$(date +%s%N)
+echo "$start $end" >"$work/checkpoint"
 wait "$bench_pid"
 
 python3 - "$work" <<'PY'
@@ -104,5 +111,9 @@ for s, e, user, *tag in windows:
     print(f"DELETE user_id = {user}: {(int(e) - int(s)) / 1e9:.2f} s to CommandComplete ({' '.join(tag)})")
 print(f"point reads: quiet p99 {p99(quiet)} us ({len(quiet)} reads); during DELETEs p99 {p99(during)} us "
       f"({len(during)} reads); ratio {p99(during) / p99(quiet):.2f}")
+s, e = (int(t) // 1000 for t in open(f"{work}/checkpoint").read().split())
+checkpoint = latencies("busy", lambda t: s <= t <= e)
+print(f"CHECKPOINT after them (rewrites the files listing erased rows): {(e - s) / 1e6:.2f} s; point-read p99 "
+      f"during it {p99(checkpoint)} us ({len(checkpoint)} reads); ratio {p99(checkpoint) / p99(quiet):.2f}")
 PY
 grep "erased" "$work/err" | tail -n "$users" || true

@@ -57,9 +57,8 @@ pub async fn erase(
     let had_snapshots = !snapshots.is_empty();
     let started = std::time::Instant::now();
     let work = || -> Result<(Erased, u64)> {
-        // The erased rows' keys are collected from what the predicate reads and the keys.
-        let mut columns = matches.columns.clone();
-        features.iter().for_each(|f| columns.extend(&f.compiled().key_columns));
+        // Of the erased rows, the features read their keys and event times.
+        let row_columns = features.iter().flat_map(|f| f.compiled().key_columns.clone()).collect();
         let erasure = Erasure {
             table_id: def.id,
             table_name: def.name.clone(),
@@ -67,7 +66,8 @@ pub async fn erase(
             matches: matches.matches.as_ref(),
             before_time,
             catalog_deletes: snapshots,
-            columns,
+            columns: matches.columns.clone(),
+            row_columns,
         };
         let mut keys: Vec<EncodedKeys> = vec![EncodedKeys::default(); features.len()];
         let erased = store.erase(&erasure, &mut |rows| {

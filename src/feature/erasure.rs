@@ -102,10 +102,30 @@ pub fn rebuild_whole(store: &EventStore, features: &[Arc<LiveFeature>]) -> Resul
 }
 
 fn rebuild(store: &EventStore, table: ScanTable, erased: &[(Arc<LiveFeature>, EncodedKeys)]) -> Result<u64> {
-    let mut rows = 0;
-    for (feature, keys) in erased.iter().filter(|(_, keys)| !keys.is_empty()) {
-        rows += rebuild_feature(store, table, feature, keys)?;
+    let mut plans: Vec<Rebuild> = erased
+        .iter()
+        .filter(|(_, keys)| !keys.is_empty())
+        .map(|(feature, keys)| Rebuild::new(feature, keys))
+        .collect::<Result<_>>()?;
+    // The features that need every row share one scan; the others one from the earliest of
+    // their horizons. Each reads only the columns its features read.
+    let mut rows = 0u64;
+    for whole in [true, false] {
+        let group: Vec<usize> = (0..plans.len()).filter(|i| plans[*i].whole == whole).collect();
+        let Some(from) = group.iter().map(|i| plans[*i].from).min() else { continue };
+        let columns = group.iter().flat_map(|i| plans[*i].feature.compiled.columns_read()).collect();
+        for part in store.scan_columns(table, (from, i64::MAX), columns) {
+            let part = part?;
+            for i in &group {
+                let plan = &mut plans[*i];
+                if let Some(batch) = plan.wanted.rows_of(&part.batch, &plan.feature.state.read())? {
+                    rows += batch.num_rows() as u64;
+                    plan.parts.push((batch, part.seq));
+                }
+            }
+        }
     }
+    plans.iter().try_for_each(Rebuild::apply)?;
     Ok(rows)
 }
 
@@ -113,45 +133,58 @@ fn rebuild(store: &EventStore, table: ScanTable, erased: &[(Arc<LiveFeature>, En
 /// horizon, only each key's first event time: unless an erased row may have been a key's
 /// first, or the state keeps every event (session and lifetime windows) or ingest times, the
 /// rows older than the horizon are not read, and the keys keep the first times they had.
-/// Only the columns the feature reads are read from cold files.
-fn rebuild_feature(store: &EventStore, table: ScanTable, feature: &LiveFeature, keys: &EncodedKeys) -> Result<u64> {
-    let compiled = &feature.compiled;
-    let (from, firsts, wanted) = {
+struct Rebuild<'a> {
+    feature: &'a LiveFeature,
+    keys: &'a EncodedKeys,
+    /// Whether every row is read (else those from the block of `from` on).
+    whole: bool,
+    from: i64,
+    /// The keys' first event times, kept (when not `whole`).
+    firsts: Vec<(Box<[u8]>, i64)>,
+    wanted: KeyFilter<'a>,
+    /// The keys' rows read, with their seqs.
+    parts: Vec<(RecordBatch, u64)>,
+}
+
+impl<'a> Rebuild<'a> {
+    fn new(feature: &'a LiveFeature, keys: &'a EncodedKeys) -> Result<Self> {
+        let compiled = &feature.compiled;
         let state = feature.state.read();
-        let firsts: Vec<(&[u8], Option<i64>)> =
-            keys.keys().map(|key| (key.as_ref(), state.encoded(key).and_then(|history| history.first()))).collect();
         // A key the state lacks had no row passing the feature's WHERE, and still has none.
         let first_may_go = keys.iter().any(|(key, earliest)| {
             state.encoded(key).is_some_and(|history| history.first().is_none_or(|first| first >= *earliest))
         });
         let whole = compiled.lookback().is_none() || compiled.ingest.is_some() || first_may_go;
-        let from = if whole { i64::MIN } else { block_of(state.horizon()) };
-        let firsts: Vec<(Box<[u8]>, i64)> = match whole {
+        let firsts = match whole {
             true => Vec::new(),
-            false => firsts.into_iter().filter_map(|(key, first)| Some((Box::from(key), first?))).collect(),
+            false => keys
+                .keys()
+                .filter_map(|key| Some((key.clone(), state.encoded(key).and_then(|history| history.first())?)))
+                .collect(),
         };
-        let wanted = KeyFilter::new(compiled, &state, keys)?;
-        (from, firsts, wanted)
-    };
-    let mut parts: Vec<(RecordBatch, u64)> = Vec::new();
-    let mut rows = 0u64;
-    for part in store.scan_columns(table, (from, i64::MAX), compiled.columns_read()) {
-        let part = part?;
-        if let Some(batch) = wanted.rows_of(&part.batch, &feature.state.read())? {
-            rows += batch.num_rows() as u64;
-            parts.push((batch, part.seq));
-        }
+        Ok(Self {
+            feature,
+            keys,
+            whole,
+            from: if whole { i64::MIN } else { block_of(state.horizon()) },
+            firsts,
+            wanted: KeyFilter::new(compiled, &state, keys)?,
+            parts: Vec::new(),
+        })
     }
-    let key_set: HashSet<Box<[u8]>> = keys.keys().cloned().collect();
-    let mut state = feature.state.write();
-    let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        state.rebuild_keys(compiled, &key_set, &parts)?;
-        // Their rows before the horizon were not read: each keeps the first time it had.
-        firsts.iter().for_each(|(key, first)| state.add_key(key, Some(*first)));
-        Ok(())
-    }));
-    applied.unwrap_or_else(|_| Err(Error::internal("rebuilding a feature's keys after an erasure panicked")))?;
-    Ok(rows)
+
+    /// The feature's keys hold what their rows read make.
+    fn apply(&self) -> Result<()> {
+        let key_set: HashSet<Box<[u8]>> = self.keys.keys().cloned().collect();
+        let mut state = self.feature.state.write();
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            state.rebuild_keys(&self.feature.compiled, &key_set, &self.parts)?;
+            // Their rows before the horizon were not read: each keeps the first time it had.
+            self.firsts.iter().for_each(|(key, first)| state.add_key(key, Some(*first)));
+            Ok(())
+        }));
+        applied.unwrap_or_else(|_| Err(Error::internal("rebuilding a feature's keys after an erasure panicked")))
+    }
 }
 
 /// Picks a feature's rows of a set of keys out of batches of its table's rows: a set lookup

@@ -201,6 +201,10 @@ mod tests {
         Move(i64, i64, usize),
         /// Backs the store up, and opens the backup as a store of its own.
         Backup,
+        /// Erases the rows whose id is a multiple of this (`DELETE`).
+        Erase(i64),
+        /// Cold-tier compaction: merges a day's files, writes those listing erased rows again.
+        CompactCold,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -215,6 +219,8 @@ mod tests {
             1 => Just(Op::Reopen),
             1 => (0..3i64, 0..5i64, 0..40usize).prop_map(|(b, t, n)| Op::Move(b, t, n)),
             1 => Just(Op::Backup),
+            1 => (2..6i64).prop_map(Op::Erase),
+            1 => Just(Op::CompactCold),
         ]
     }
 
@@ -353,6 +359,39 @@ mod tests {
                     let copy = EventStore::open(kv, Some(Arc::new(cold)), DiskReserve::none()).unwrap();
                     let got = read(copy.scan(TABLE, (i64::MIN, i64::MAX), (0, 1))).into_iter().map(|(id, _)| id);
                     same_rows(got.collect(), expected(&written, 0), moved, "the backup");
+                }
+                Op::Erase(k) => {
+                    // A scan running while an erasure lands may read rows from either side
+                    // of it (docs/security.md): none is held across one.
+                    held = None;
+                    let matches = move |b: &RecordBatch| -> Result<arrow::array::BooleanArray> {
+                        let ids = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                        Ok(ids.values().iter().map(|id| Some(id % k == 0)).collect())
+                    };
+                    let erasure = crate::storage::Erasure {
+                        table_id: TABLE.id,
+                        table_name: "t".into(),
+                        event_time: Some(1),
+                        matches: &matches,
+                        before_time: i64::MAX,
+                        catalog_deletes: Vec::new(),
+                        columns: vec![0, 1],
+                        row_columns: vec![0],
+                    };
+                    let gone = written.iter().filter(|(id, ..)| id % k == 0).count();
+                    let mut seen = 0;
+                    let report = store
+                        .erase(&erasure, &mut |rows| {
+                            seen += rows.num_rows();
+                            Ok(())
+                        })
+                        .unwrap();
+                    assert_eq!((report.rows as usize, seen), (gone, gone), "each erased row counted once");
+                    written.retain(|(id, ..)| id % k != 0);
+                }
+                Op::CompactCold => {
+                    let table = crate::storage::TierTable { id: TABLE.id, name: "t".into(), event_time: 1 };
+                    store.compact(&table).unwrap();
                 }
                 Op::Reopen => {
                     held = None;

@@ -47,10 +47,11 @@ pub struct Erasure<'a> {
     pub before_time: i64,
     /// Catalog entries removed by the same switch.
     pub catalog_deletes: Vec<Vec<u8>>,
-    /// The columns `matches` and the `erased` callback of [`EventStore::erase`] use (table
-    /// column numbers): the only ones read from cold files; the rows they see from there hold
-    /// NULL in every other (hot rows come whole).
+    /// The columns `matches` reads (table column numbers): the only ones its batches from
+    /// cold files hold; the others are NULL there (hot rows come whole).
     pub columns: Vec<usize>,
+    /// The same for the erased rows the `erased` callback of [`EventStore::erase`] sees.
+    pub row_columns: Vec<usize>,
 }
 
 /// What an erasure did.
@@ -106,45 +107,49 @@ impl EventStore {
             Ok(())
         };
 
-        // Cold files first: a failure here leaves only orphan files. Only the columns the
-        // predicate and the caller need are read; a file's few erased rows are listed in its
-        // entry (reads skip them, the next compaction drops them), many rewrite it at once.
+        // Cold files first: a failure here leaves only orphan files. A first pass reads only
+        // the columns the predicate needs, a second only the matching rows, in the columns the
+        // caller reads of them; a file's few erased rows are listed in its entry (reads skip
+        // them, the next compaction drops them), many rewrite it at once.
         let mut replaced: Vec<(ColdFile, Option<ColdFile>)> = Vec::new();
-        let read: Option<Vec<usize>> = columns.as_ref().map(|_| {
-            let mut read = erasure.columns.clone();
-            read.extend(erasure.event_time);
+        let with_time = |wanted: &[usize]| -> Option<Vec<usize>> {
+            columns.as_ref()?;
+            let mut read: Vec<usize> = wanted.iter().copied().chain(erasure.event_time).collect();
             read.sort_unstable();
             read.dedup();
-            read
-        });
+            Some(read)
+        };
+        let (match_read, row_read) = (with_time(&erasure.columns), with_time(&erasure.row_columns));
+        let sparse = |batch: RecordBatch, read: &Option<Vec<usize>>, stored: usize| match (&columns, read) {
+            (Some(columns), Some(read)) => columns.sparse(batch, read, stored),
+            _ => Ok(batch),
+        };
         if let Some(cold) = &self.cold {
             for f in manifest.files(table_id) {
                 if f.min_time >= erasure.before_time {
                     continue;
                 }
                 let bytes = cold.get(&f.path)?;
-                let (stored, batches) = file::read_columns(bytes.clone(), read.as_deref())?;
+                let (stored, batches) = file::read_columns(bytes.clone(), match_read.as_deref())?;
                 let mut positions: Vec<u32> = Vec::new();
                 let mut offset = 0usize;
                 for batch in batches {
-                    let batch = match (&columns, &read) {
-                        (Some(columns), Some(read)) => columns.sparse(batch?, read, stored)?,
-                        _ => batch?,
-                    };
+                    let batch = sparse(batch?, &match_read, stored)?;
                     let rows = batch.num_rows();
                     let before: BooleanArray =
                         (offset..offset + rows).map(|i| Some(f.erased.binary_search(&(i as u32)).is_ok())).collect();
                     let found = and_not(&matches(&batch)?, &before)?;
                     keep_max(&batch, Some(&or(&found, &before)?))?;
-                    if found.true_count() > 0 {
-                        report.rows += found.true_count() as u64;
-                        erased(&filter_record_batch(&batch, &found)?)?;
-                        positions.extend(found.values().set_indices().map(|i| (offset + i) as u32));
-                    }
+                    positions.extend(found.values().set_indices().map(|i| (offset + i) as u32));
                     offset += rows;
                 }
                 if positions.is_empty() {
                     continue;
+                }
+                report.rows += positions.len() as u64;
+                let (stored, gone) = file::read_rows(bytes.clone(), &positions, row_read.as_deref())?;
+                for batch in gone {
+                    erased(&sparse(batch, &row_read, stored)?)?;
                 }
                 let mut all = f.erased.clone();
                 all.extend(positions);
@@ -390,6 +395,7 @@ mod tests {
             before_time: i64::MAX,
             catalog_deletes: Vec::new(),
             columns: vec![0, 1],
+            row_columns: vec![0, 1],
         };
         let mut seen = Vec::new();
         let report = store

@@ -182,9 +182,16 @@ pub fn decode(
 /// `erased` lists (sorted; file row numbers), as a selection over those groups' rows; `None`
 /// when no row is erased.
 fn selection(meta: &ParquetMetaData, groups: &[usize], erased: &[u32]) -> Option<RowSelection> {
-    if erased.is_empty() {
-        return None;
-    }
+    (!erased.is_empty()).then(|| select(meta, groups, erased, false))
+}
+
+/// A selection over the rows of row groups `groups` (ascending) of a file: the rows at the
+/// positions `listed` gives (sorted; file row numbers) if `keep`, else all the others.
+fn select(meta: &ParquetMetaData, groups: &[usize], listed: &[u32], keep: bool) -> RowSelection {
+    let (listed_run, other_run): (fn(usize) -> RowSelector, fn(usize) -> RowSelector) = match keep {
+        true => (RowSelector::select, RowSelector::skip),
+        false => (RowSelector::skip, RowSelector::select),
+    };
     let mut starts = Vec::with_capacity(meta.num_row_groups());
     let mut at = 0u64;
     for g in 0..meta.num_row_groups() {
@@ -194,20 +201,37 @@ fn selection(meta: &ParquetMetaData, groups: &[usize], erased: &[u32]) -> Option
     let mut selectors = Vec::new();
     for g in groups {
         let (start, end) = (starts[*g], starts[*g] + meta.row_group(*g).num_rows().max(0) as u64);
-        let first = erased.partition_point(|p| u64::from(*p) < start);
+        let first = listed.partition_point(|p| u64::from(*p) < start);
         let mut next = start;
-        for p in erased[first..].iter().map(|p| u64::from(*p)).take_while(|p| *p < end) {
+        for p in listed[first..].iter().map(|p| u64::from(*p)).take_while(|p| *p < end) {
             if p > next {
-                selectors.push(RowSelector::select((p - next) as usize));
+                selectors.push(other_run((p - next) as usize));
             }
-            selectors.push(RowSelector::skip(1));
+            selectors.push(listed_run(1));
             next = p + 1;
         }
         if end > next {
-            selectors.push(RowSelector::select((end - next) as usize));
+            selectors.push(other_run((end - next) as usize));
         }
     }
-    Some(RowSelection::from(selectors))
+    RowSelection::from(selectors)
+}
+
+/// Reads the rows of a cold file at the positions `rows` lists (sorted; file row numbers),
+/// with only the stored columns among `columns` (as [`read_columns`]): the number of columns
+/// the file stores, and the batches. Only the pages holding those rows are decoded.
+pub fn read_rows(bytes: Bytes, rows: &[u32], columns: Option<&[usize]>) -> Result<(usize, Vec<RecordBatch>)> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet_error)?;
+    let stored = builder.schema().fields().len();
+    let groups: Vec<usize> = (0..builder.metadata().num_row_groups()).collect();
+    let wanted = select(builder.metadata(), &groups, rows, true);
+    let mut builder = builder.with_row_selection(wanted);
+    if let Some(columns) = columns {
+        let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied().filter(|c| *c < stored));
+        builder = builder.with_projection(mask);
+    }
+    let reader = builder.with_batch_size(WRITE_SLICE_ROWS).build().map_err(parquet_error)?;
+    Ok((stored, reader.map(|b| b.map_err(parquet_error)).collect::<Result<_>>()?))
 }
 
 /// The schema check of a decoded batch against the table's (cold files never change schema,
