@@ -90,11 +90,13 @@ pub async fn erase(
         })?;
         Ok((erased, rebuilt))
     };
-    // Run here, not on a blocking task this future awaits: dropped at an await (the
-    // connection closed), it would let writes go on while the features are rebuilt.
+    // Waited for here, not as a task this future awaits: dropped at an await (the connection
+    // closed), it would let writes go on while the features are rebuilt. On a thread of lower
+    // priority than the serving ones, so point reads keep their latency meanwhile.
+    let at_low_priority = || super::low_priority::run(work).and_then(|outcome| outcome);
     let outcome = match tokio::runtime::Handle::current().runtime_flavor() {
-        tokio::runtime::RuntimeFlavor::CurrentThread => work(),
-        _ => tokio::task::block_in_place(work),
+        tokio::runtime::RuntimeFlavor::CurrentThread => at_low_priority(),
+        _ => tokio::task::block_in_place(at_low_priority),
     };
     let (erased, rebuilt) = match outcome {
         Ok(done) => done,

@@ -15,6 +15,7 @@ mod erase;
 mod feature_vectors;
 mod insert;
 mod logins;
+mod low_priority;
 mod prepared;
 mod privileges;
 mod retention;

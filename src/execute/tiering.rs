@@ -81,8 +81,8 @@ impl Database {
             refused.map_or(Ok(total), Err)
         };
         let started = std::time::Instant::now();
-        let mut report =
-            tokio::task::spawn_blocking(work).await.map_err(|e| Error::internal(format!("tiering: {e}")))??;
+        // At lower priority than serving: a pass may write many files again.
+        let mut report = super::low_priority::spawn(work).await??;
         report.rows_expired = expired;
         if report != TierReport::default() {
             tracing::info!(

@@ -219,6 +219,36 @@ impl SystemSchema {
         )?)
     }
 
+    /// `asofdb.tables`: every table, its event-time and ingest-time columns, its retention
+    /// rules and owner (what clients such as the Python package need to know of a table).
+    pub fn tables(catalog: &Catalog) -> Result<RecordBatch> {
+        let tables: Vec<_> = catalog.table_names().iter().filter_map(|name| catalog.table(name)).collect();
+        let text = |f: &dyn Fn(&crate::catalog::TableDef) -> Option<String>| -> ArrayRef {
+            Arc::new(StringArray::from(tables.iter().map(|t| f(t)).collect::<Vec<_>>()))
+        };
+        let column = |t: &crate::catalog::TableDef, i: Option<usize>| i.map(|i| t.columns[i].name.clone());
+        let interval = |us: i64| Some(crate::feature::human_interval(us));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("event_time", DataType::Utf8, true),
+            Field::new("ingest_time", DataType::Utf8, true),
+            Field::new("hot_retention", DataType::Utf8, true),
+            Field::new("retention", DataType::Utf8, true),
+            Field::new("owner", DataType::Utf8, false),
+        ]));
+        Ok(RecordBatch::try_new(
+            schema,
+            vec![
+                text(&|t| Some(t.name.clone())),
+                text(&|t| column(t, t.event_time)),
+                text(&|t| column(t, t.ingest_time)),
+                text(&|t| t.event_time.and_then(|_| interval(t.hot_retention_micros))),
+                text(&|t| t.retention_micros.and_then(interval)),
+                text(&|t| Some(t.owner.clone())),
+            ],
+        )?)
+    }
+
     /// `asofdb.sources` (and SHOW SOURCES): every source, what it reads, where it is.
     pub fn sources(catalog: &Catalog) -> Result<RecordBatch> {
         let sources = catalog.sources();
@@ -331,8 +361,8 @@ fn text_columns(names: &[&str]) -> SchemaRef {
     Arc::new(Schema::new(names.iter().map(|n| Field::new(*n, DataType::Utf8, false)).collect::<Vec<_>>()))
 }
 
-const TABLES: [&str; 7] =
-    ["features", "feature_state", "backfills", "storage", "sources", "source_errors", "table_privileges"];
+const TABLES: [&str; 8] =
+    ["features", "feature_state", "backfills", "storage", "sources", "source_errors", "table_privileges", "tables"];
 
 #[async_trait]
 impl SchemaProvider for SystemSchema {
@@ -353,6 +383,7 @@ impl SchemaProvider for SystemSchema {
             "storage" => Self::storage(&catalog),
             "sources" => Self::sources(&catalog),
             "table_privileges" => Self::table_privileges(&catalog, &features),
+            "tables" => Self::tables(&catalog),
             _ => Self::source_errors(&catalog),
         };
         let known = self.schemas.lock().get(&name).cloned();

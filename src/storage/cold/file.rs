@@ -188,7 +188,8 @@ fn selection(meta: &ParquetMetaData, groups: &[usize], erased: &[u32]) -> Option
 /// A selection over the rows of row groups `groups` (ascending) of a file: the rows at the
 /// positions `listed` gives (sorted; file row numbers) if `keep`, else all the others.
 fn select(meta: &ParquetMetaData, groups: &[usize], listed: &[u32], keep: bool) -> RowSelection {
-    let (listed_run, other_run): (fn(usize) -> RowSelector, fn(usize) -> RowSelector) = match keep {
+    type Run = fn(usize) -> RowSelector;
+    let (listed_run, other_run): (Run, Run) = match keep {
         true => (RowSelector::select, RowSelector::skip),
         false => (RowSelector::skip, RowSelector::select),
     };
