@@ -1,0 +1,141 @@
+"""A feature evaluated at every row of a spine, as one SQL query for DuckDB or Spark.
+
+The query joins each spine row (its keys and time T, in microseconds) to the key's qualifying
+events at or before T (before T, strict), then aggregates, per spine row, the events inside the
+window (spec section 2) with ``agg(...) FILTER (WHERE <in window>)``. A spine row whose key has
+no qualifying event up to T has no row here, so its values are NULL, as an ``ASOF LEFT JOIN``
+against the feature gives; one with events only outside the window gets the empty window's
+values (``count`` 0, others NULL). Times are integers (microseconds since the epoch) in both
+engines, so the boundaries are exact and written once.
+
+Relations the query reads: the spine, with the feature's key columns, ``__row`` (its row
+number) and ``__t`` (T); the events, with the table's columns, ``__e`` (the event time) and
+``__arrival`` (arrival order, the tie-break of ``first``/``last``/``last_k``).
+
+The approximate aggregates are computed exactly here: ``approx_distinct`` as
+``count(DISTINCT x)`` and ``approx_percentile`` as ``percentile_cont``; asofdb's answers lie
+within their documented error bounds of these.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+from .errors import DefinitionError
+from .expr import Dialect
+from .feature import Aggregate, FeatureSpec
+
+
+def floor(x: str, width: int) -> str:
+    """``x`` rounded down to a multiple of ``width`` (also for negative ``x``)."""
+    return f"({x} - ((({x}) % {width}) + {width}) % {width})"
+
+
+def feature_query(
+    spec: FeatureSpec, d: Dialect, events: str = "events", spine: str = "spine", strict: bool = True
+) -> str:
+    """The query giving ``__row`` and one column per value of ``spec`` (named) for the spine rows
+    whose key has a qualifying event up to T."""
+    q = d.ident
+    keys = [q(k) for k in spec.keys]
+    w = spec.window
+    with_args = [a for a in spec.aggregates if a.arg is not None]
+    args = [f"{a.arg.to_sql(d)} AS __a{i}" for i, a in enumerate(with_args) if a.arg is not None]
+    where = [f"({spec.where.to_sql(d)})"] if spec.where is not None else []
+    where += [f"{k} IS NOT NULL" for k in keys]
+    ctes: List[str] = [
+        f"ev AS (SELECT {', '.join(keys + ['__e', '__arrival'] + args)} FROM {q(events)}"
+        f" WHERE {' AND '.join(where)})"
+    ]
+    source = "ev"
+    if w.kind == "session":
+        # A key's sessions: a new one starts where the gap to the previous event reaches `gap`.
+        order = f"PARTITION BY {', '.join(keys)} ORDER BY __e, __arrival"
+        ctes.append(
+            f"sessions AS (SELECT *, SUM(CASE WHEN __e - __prev >= {w.gap} THEN 1 ELSE 0 END)"
+            f" OVER ({order} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __sid"
+            f" FROM (SELECT *, LAG(__e) OVER ({order}) AS __prev FROM ev) AS lagged)"
+        )
+        source = "sessions"
+    upper = "<" if strict else "<="
+    # The time the window is evaluated at: T, or the hop b of a hopping window.
+    evaluated = "s.__t"
+    if w.kind == "sliding" and w.every:
+        evaluated = floor("s.__t - 1" if strict else "s.__t", w.every)
+    joined = " AND ".join([f"s.{k} = e.{k}" for k in keys] + [f"e.__e {upper} s.__t"])
+    ctes.append(
+        f"m AS (SELECT s.__row, s.__t, {evaluated} AS __b, e.* FROM {q(spine)} AS s JOIN {source} AS e ON {joined})"
+    )
+    inside = "m"
+    if w.kind == "session":
+        ctes.append(
+            "ms AS (SELECT *, MAX(__e) OVER (PARTITION BY __row) AS __last,"
+            " MAX(__sid) OVER (PARTITION BY __row) AS __lsid FROM m)"
+        )
+        inside = "ms"
+    window = in_window(spec, strict)
+    values = []
+    arg_no = 0
+    for a in spec.aggregates:
+        arg = None
+        if a.arg is not None:
+            arg = f"__a{arg_no}"
+            arg_no += 1
+        values.append(f"{aggregate(a, arg, window, d)} AS {q(a.name or a.default_name())}")
+    return f"WITH {', '.join(ctes)} SELECT __row, {', '.join(values)} FROM {inside} GROUP BY __row"
+
+
+def in_window(spec: FeatureSpec, strict: bool) -> str:
+    """Whether a joined event (``__e``, already at or before T, or before it if strict) is in
+    the window evaluated at T (``__t``; ``__b`` for a hopping window)."""
+    w = spec.window
+    if w.kind == "sliding" and w.every:
+        return f"(__e >= __b - {w.width} AND __e < __b)" if strict else f"(__e > __b - {w.width} AND __e <= __b)"
+    if w.kind == "sliding":
+        return f"(__e >= __t - {w.width})" if strict else f"(__e > __t - {w.width})"
+    if w.kind == "tumbling":
+        return f"(__e >= {floor('__t', int(w.width or 0))})"
+    if w.kind == "session":
+        return f"(__sid = __lsid AND __t - __last < {w.gap})"
+    return "(TRUE)"
+
+
+def aggregate(a: Aggregate, arg: str, window: str, d: Dialect) -> str:
+    """One value: aggregate ``a`` of column ``arg`` over the joined events in ``window``."""
+    only = f"FILTER (WHERE {window})"
+    present = f"FILTER (WHERE {window} AND {arg} IS NOT NULL)"
+    spark = d.name == "spark"
+    f = a.func
+    if f == "count":
+        return f"COUNT({arg or '*'}) {only}"
+    if f in ("sum", "min", "max", "stddev_samp", "var_samp"):
+        return f"{f.upper()}({arg}) {only}"
+    if f == "avg":
+        return f"AVG({arg}) {only}"
+    if f in ("count_distinct", "approx_distinct"):
+        return f"COUNT(DISTINCT {arg}) {only}"
+    if f in ("first_value", "last_value"):
+        if spark:
+            by = "MIN_BY" if f == "first_value" else "MAX_BY"
+            return f"{by}({arg}, STRUCT(__e, __arrival)) {only}"
+        return f"{'FIRST' if f == 'first_value' else 'LAST'}({arg} ORDER BY __e, __arrival) {only}"
+    if f == "approx_percentile":
+        return f"PERCENTILE({arg}, {a.param}) {only}" if spark else f"QUANTILE_CONT({arg}, {a.param}) {only}"
+    if f in ("last_k", "max_k", "min_k"):
+        k = a.param
+        if not spark:
+            if f == "last_k":
+                return f"LIST_SLICE(LIST({arg} ORDER BY __e DESC, __arrival DESC) {present}, 1, {k})"
+            order = "'DESC'" if f == "max_k" else "'ASC'"
+            return f"LIST_SLICE(LIST_SORT(LIST({arg}) {present}, {order}), 1, {k})"
+        if f == "last_k":
+            ordered = f"TRANSFORM(SORT_ARRAY(COLLECT_LIST(STRUCT(__e, __arrival, {arg})) {present}, FALSE), x -> x.{arg})"
+        else:
+            ordered = f"SORT_ARRAY(COLLECT_LIST({arg}) {present}, {'FALSE' if f == 'max_k' else 'TRUE'})"
+        return f"CASE WHEN COUNT({arg}) {only} = 0 THEN NULL ELSE SLICE({ordered}, 1, {k}) END"
+    if f in ("decayed_sum", "decayed_count"):
+        weight = f"POWER(2.0, -CAST(__b - __e AS DOUBLE) / {a.param})"
+        if f == "decayed_sum":
+            return f"SUM({arg} * {weight}) {only}"
+        return f"COALESCE(SUM({weight}) {only}, 0.0)"
+    raise DefinitionError(f"the {d.name} backend cannot compute {f}")
