@@ -3,7 +3,7 @@ point-in-time training sets and online values as DataFrames."""
 
 from __future__ import annotations
 
-import itertools
+import uuid
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import pandas as pd
@@ -14,8 +14,6 @@ from . import transfer
 from .errors import DefinitionError, ServerError, from_driver
 from .expr import ASOFDB
 from .feature import FeatureExpr, FeatureFunction, FeatureSpec, Table
-
-_spines = itertools.count()
 
 
 def connect(dsn: str = "", **kwargs: Any) -> "Database":
@@ -80,23 +78,23 @@ class Database:
     def _spec(self, expr: Union[FeatureExpr, FeatureFunction], name: str) -> FeatureSpec:
         if isinstance(expr, FeatureFunction):
             source = expr.table
-            bound = self.table(source) if isinstance(source, str) else source
-            if isinstance(bound, Table) and bound.event_time is None and bound._columns is None:
-                bound = self.table(bound.table_name)
-            spec = expr.spec(bound)
+            if isinstance(source, str):
+                source = self.table(source)
+            elif isinstance(source, Table) and source._columns is None:
+                # Declared without a server: its columns and event time from this one, its filter kept.
+                known = self.table(source.table_name)
+                source = Table(source.table_name, known._columns, known.event_time, source._where)
+            spec = expr.spec(source, named=False)
         elif isinstance(expr, FeatureExpr):
             spec = expr.spec
         else:
             raise DefinitionError(
                 f"a feature is defined by an aggregate of grouped rows, as tx.groupby('k')['v'].max(), not {type(expr).__name__}"
             )
-        if spec.window.kind != "lifetime" or spec.event_time is None:
-            if spec.event_time is None:
-                known = self.execute("SELECT event_time FROM asofdb.tables WHERE name = %s", [spec.table])
-                if known and known[0][0] is None:
-                    raise DefinitionError(
-                        f"table {spec.table!r} has no event_time column: a feature needs an event table"
-                    )
+        if spec.event_time is None:
+            known = self.execute("SELECT event_time FROM asofdb.tables WHERE name = %s", [spec.table])
+            if known and known[0][0] is None:
+                raise DefinitionError(f"table {spec.table!r} has no event_time column: a feature needs an event table")
         return spec.named(name)
 
     def create_feature(
@@ -152,24 +150,30 @@ class Database:
         feature's values evaluated at ``spine[time]`` (strictly before it with ``strict``, as
         ``ASOF LEFT JOIN ... s.time > f.ts``; at or before it otherwise), by one query on the
         server over a temporary copy of the spine (uploaded with binary COPY)."""
-        arrow = spine if isinstance(spine, pa.Table) else pa.Table.from_pandas(spine, preserve_index=False)
-        if time not in arrow.column_names:
+        spine_columns = list(spine.column_names if isinstance(spine, pa.Table) else spine.columns)
+        if time not in spine_columns:
             raise DefinitionError(f"the spine has no column {time!r}")
         names = [f.name if isinstance(f, FeatureFunction) else f for f in features]
         if not names:
             raise DefinitionError("a training set needs at least one feature")
         described = [(n, *self._feature_columns(n)) for n in names]
         values = [v for _, _, vs in described for v in vs]
-        clash = next((v for v in values if values.count(v) > 1 or v in arrow.column_names), None)
+        clash = next((v for v in values if values.count(v) > 1 or v in spine_columns), None)
         if clash:
             raise DefinitionError(f"two columns of the training set would be named {clash!r}: rename a value")
         for n, keys, _ in described:
-            absent = [k for k in keys if k not in arrow.column_names]
+            absent = [k for k in keys if k not in spine_columns]
             if absent:
                 raise DefinitionError(f"the spine lacks key column(s) {', '.join(absent)} of feature {n!r}")
+        # Only the keys and the time go up (with a row number): the values come back by row
+        # number and are attached to the spine here, whose other columns never leave.
         used = sorted({k for _, keys, _ in described for k in keys} | {time})
-        upload = arrow.select(used).append_column("__row", pa.array(range(arrow.num_rows), pa.int64()))
-        temp = f"__asofdb_spine_{next(_spines)}"
+        if isinstance(spine, pa.Table):
+            upload = spine.select(used)
+        else:
+            upload = pa.Table.from_pandas(spine[used], preserve_index=False)
+        upload = upload.append_column("__row", pa.array(range(upload.num_rows), pa.int64()))
+        temp = f"__asofdb_spine_{uuid.uuid4().hex}"
         q = ASOFDB.ident
         columns = ", ".join(f"{q(f.name)} {transfer.sql_type(f.type)}" for f in upload.schema)
         self.execute(f"CREATE TEMPORARY TABLE {q(temp)} ({columns})")
@@ -188,11 +192,11 @@ class Database:
             query = f"SELECT {', '.join(select)} FROM {q(temp)} s {' '.join(joins)} ORDER BY s.__row"
             values_table = self._fetch(query)
         finally:
-            self.execute(f"DROP TABLE IF EXISTS {q(temp)}")
-        out = arrow
-        for name in values_table.column_names[1:]:
-            out = out.append_column(name, values_table.column(name))
-        return out if as_arrow else out.to_pandas()
+            try:
+                self.execute(f"DROP TABLE IF EXISTS {q(temp)}")
+            except ServerError:
+                pass  # the error being raised matters more; the session's end drops it anyway
+        return attach(spine, values_table, as_arrow)
 
     def _time_of(self, feature: str) -> str:
         rows = self.execute(
@@ -204,12 +208,19 @@ class Database:
         return rows[0][0]
 
     def _fetch(self, query: str) -> pa.Table:
-        """A query's rows as an Arrow table, through ``COPY (...) TO STDOUT`` as CSV."""
+        """A query's rows as an Arrow table, through ``COPY (...) TO STDOUT`` as CSV, with the
+        types a Describe of the prepared query gives (the query runs once)."""
         try:
+            pgconn = self.conn.pgconn
+            statement = f"asofdb_describe_{uuid.uuid4().hex}".encode()
+            prepared = pgconn.prepare(statement, query.encode())
+            if prepared.status != psycopg.pq.ExecStatus.COMMAND_OK:
+                raise ServerError((prepared.error_message or b"").decode().strip(), _state(prepared), query)
+            described = pgconn.describe_prepared(statement)
+            pgconn.exec_(b"DEALLOCATE " + statement)
+            names = [(described.fname(i) or b"").decode() for i in range(described.nfields)]
+            oids = [described.ftype(i) for i in range(described.nfields)]
             with self.conn.cursor() as cur:
-                cur.execute(f"SELECT * FROM ({query}) AS q LIMIT 0")
-                names = [c.name for c in cur.description or []]
-                oids = [c.type_code for c in cur.description or []]
                 chunks = []
                 with cur.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)") as copy:
                     for chunk in copy:
@@ -226,7 +237,8 @@ class Database:
         key_columns, _ = self._feature_columns(name)
         if sorted(keys) != sorted(key_columns):
             raise DefinitionError(f"feature {name!r} is keyed by {', '.join(key_columns)}: give each, as lists")
-        wanted = {k: list(v) if isinstance(v, (list, tuple, pd.Series)) else [v] for k, v in keys.items()}
+        many = lambda v: hasattr(v, "__iter__") and not isinstance(v, (str, bytes))  # noqa: E731
+        wanted = {k: [x.item() if hasattr(x, "item") else x for x in v] if many(v) else [v] for k, v in keys.items()}
         lengths = {len(v) for v in wanted.values()}
         if len(lengths) != 1:
             raise DefinitionError("give the same number of values for every key column")
@@ -237,4 +249,31 @@ class Database:
         return asked.merge(found, on=key_columns, how="inner")
 
 
-__all__ = ["connect", "Database"]
+def _state(result: Any) -> Optional[str]:
+    field = result.error_field(psycopg.pq.DiagnosticField.SQLSTATE)
+    return field.decode() if field else None
+
+
+def attach(spine: Union[pd.DataFrame, pa.Table], values: pa.Table, as_arrow: bool) -> Union[pd.DataFrame, pa.Table]:
+    """The spine with the value columns of ``values`` (after ``__row``, one row per spine row in
+    order): an Arrow table, or a copy of the DataFrame with its index and dtypes."""
+    names = [n for n in values.column_names if n != "__row"]
+    if isinstance(spine, pa.Table):
+        out = spine
+        for name in names:
+            out = out.append_column(name, values.column(name))
+        return out if as_arrow else out.to_pandas()
+    if as_arrow:
+        out = pa.Table.from_pandas(spine, preserve_index=False)
+        for name in names:
+            out = out.append_column(name, values.column(name))
+        return out
+    out = spine.copy()
+    for name in names:
+        column = values.select([name]).to_pandas()[name]
+        column.index = spine.index
+        out[name] = column
+    return out
+
+
+__all__ = ["connect", "Database", "attach"]

@@ -51,7 +51,11 @@ def dialect(name: str) -> Dialect:
 class Expr:
     """A scalar expression of a table's row."""
 
-    def to_sql(self, d: Dialect) -> str:
+    def to_sql(self, d: "Dialect | str" = "asofdb") -> str:
+        """The expression as SQL of a dialect (``"asofdb"``, ``"duckdb"``, ``"spark"``)."""
+        return self.render(dialect(d) if isinstance(d, str) else d)
+
+    def render(self, d: Dialect) -> str:
         raise NotImplementedError
 
     def columns(self) -> Tuple[str, ...]:
@@ -60,10 +64,11 @@ class Expr:
 
     # Comparisons and arithmetic build new expressions, as pandas' operators do.
     def __eq__(self, other: Any) -> "Expr":  # type: ignore[override]
-        return Binary("=", self, wrap(other))
+        # As pandas compares with missing values: `== None` asks for them.
+        return IsNull(self, True) if other is None else Binary("=", self, wrap(other))
 
     def __ne__(self, other: Any) -> "Expr":  # type: ignore[override]
-        return Binary("<>", self, wrap(other))
+        return IsNull(self, False) if other is None else Binary("<>", self, wrap(other))
 
     def __lt__(self, other: Any) -> "Expr":
         return Binary("<", self, wrap(other))
@@ -131,9 +136,10 @@ class Expr:
 
     def isin(self, values: Iterable[Any]) -> "Expr":
         values = list(values)
-        if not values:
-            return Literal(False)
-        return In(self, tuple(wrap(v) for v in values))
+        present = [v for v in values if v is not None]
+        found: Expr = In(self, tuple(wrap(v) for v in present)) if present else Literal(False)
+        # As pandas' isin: a missing value in the list matches missing values.
+        return (found | IsNull(self, True)) if len(present) < len(values) else found
 
     def isna(self) -> "Expr":
         return IsNull(self, True)
@@ -155,7 +161,7 @@ def wrap(value: Any) -> Expr:
 class Column(Expr):
     name: str
 
-    def to_sql(self, d: Dialect) -> str:
+    def render(self, d: Dialect) -> str:
         return d.ident(self.name)
 
     def columns(self) -> Tuple[str, ...]:
@@ -169,8 +175,10 @@ class Column(Expr):
 class Literal(Expr):
     value: Any
 
-    def to_sql(self, d: Dialect) -> str:
+    def render(self, d: Dialect) -> str:
         v = self.value
+        if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+            v = v.item()  # a numpy scalar
         if v is None:
             return "NULL"
         if isinstance(v, bool):
@@ -198,7 +206,7 @@ class Binary(Expr):
     left: Expr
     right: Expr
 
-    def to_sql(self, d: Dialect) -> str:
+    def render(self, d: Dialect) -> str:
         return f"({self.left.to_sql(d)} {self.op} {self.right.to_sql(d)})"
 
     def columns(self) -> Tuple[str, ...]:
@@ -210,7 +218,7 @@ class Divide(Expr):
     left: Expr
     right: Expr
 
-    def to_sql(self, d: Dialect) -> str:
+    def render(self, d: Dialect) -> str:
         return f"(CAST({self.left.to_sql(d)} AS {d.double}) / {self.right.to_sql(d)})"
 
     def columns(self) -> Tuple[str, ...]:
@@ -222,7 +230,7 @@ class Unary(Expr):
     op: str
     operand: Expr
 
-    def to_sql(self, d: Dialect) -> str:
+    def render(self, d: Dialect) -> str:
         return f"({self.op} {self.operand.to_sql(d)})"
 
     def columns(self) -> Tuple[str, ...]:
@@ -234,7 +242,7 @@ class In(Expr):
     operand: Expr
     values: Tuple[Expr, ...]
 
-    def to_sql(self, d: Dialect) -> str:
+    def render(self, d: Dialect) -> str:
         return f"({self.operand.to_sql(d)} IN ({', '.join(v.to_sql(d) for v in self.values)}))"
 
     def columns(self) -> Tuple[str, ...]:
@@ -246,7 +254,7 @@ class IsNull(Expr):
     operand: Expr
     null: bool
 
-    def to_sql(self, d: Dialect) -> str:
+    def render(self, d: Dialect) -> str:
         return f"({self.operand.to_sql(d)} IS {'' if self.null else 'NOT '}NULL)"
 
     def columns(self) -> Tuple[str, ...]:

@@ -42,7 +42,7 @@ ALIASES = {sql: name for name, (sql, _, _) in AGGREGATES.items() if sql not in (
 ALIASES.update({"avg": "mean", "count_star": "size"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Aggregate:
     """One value column: ``func`` (asofdb's name) of ``arg``, named ``name`` once bound."""
 
@@ -72,7 +72,7 @@ class Aggregate:
         return f"{column}_{short}" if column else short
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FeatureSpec:
     """A feature, as every backend compiles it: the rows of ``table`` that pass ``where``,
     grouped by ``keys``, aggregated by ``aggregates`` over ``window`` (evaluated at a time T).
@@ -268,6 +268,8 @@ def make_aggregate(func: str, arg: Optional[Expr], param: Any = None) -> Aggrega
         arg = None
     if kind is None and param is not None:
         raise DefinitionError(f"{func} takes no parameter")
+    if hasattr(param, "item") and not isinstance(param, (str, bytes)):
+        param = param.item()  # a numpy scalar
     if kind == "k":
         if isinstance(param, bool) or not isinstance(param, int) or not 1 <= param <= 1000:
             raise DefinitionError(f"{func}: k must be an integer from 1 to 1000, not {param!r}")
@@ -297,6 +299,10 @@ class Grouped:
 
     def count(self) -> "FeatureExpr":
         return self._one("count")
+
+    def size(self) -> "FeatureExpr":
+        """``count(*)``: the number of events, whatever the value."""
+        return self._group.size()
 
     def sum(self) -> "FeatureExpr":
         return self._one("sum")
@@ -378,11 +384,13 @@ class FeatureFunction:
         self.__doc__ = fn.__doc__
         self.__name__ = name
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.fn(*args, **kwargs)
+    def __call__(self, source: Union[str, Table, None] = None) -> FeatureExpr:
+        """The feature over ``source`` (default: the table it was declared on), with its window."""
+        return FeatureExpr(self.spec(source, named=False))
 
-    def spec(self, source: Optional[Table] = None) -> FeatureSpec:
-        """The feature's relational form over ``source`` (default: the table it was declared on)."""
+    def spec(self, source: Union[str, Table, None] = None, named: bool = True) -> FeatureSpec:
+        """The feature's relational form over ``source`` (default: the table it was declared on),
+        its values named (a lone one after the function) unless ``named`` is false."""
         source = source if source is not None else self.table
         if isinstance(source, str):
             source = Table(source)
@@ -404,7 +412,7 @@ class FeatureFunction:
             spec = replace(spec, window=self.window)
         elif self.window is not None and spec.window != self.window:
             raise DefinitionError(f"feature {self.name!r} uses {spec.window!r}, not the {self.window!r} it declares")
-        return spec.named(self.name)
+        return spec.named(self.name) if named else spec
 
     def to_sql(self, dialect_name: str = "asofdb", **local: Any) -> str:
         return self.spec().to_sql(dialect_name, name=self.name, **local)

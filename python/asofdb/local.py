@@ -19,10 +19,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .client import attach
 from .errors import DefinitionError
 from .expr import DUCKDB, SPARK
 from .feature import FeatureExpr, FeatureFunction, FeatureSpec, Table
 from .local_sql import feature_query
+from .transfer import micros_of
 
 Source = Union[pd.DataFrame, pa.Table, str, Sequence[str]]
 
@@ -63,10 +65,11 @@ def to_arrow(source: Source) -> pa.Table:
 
 
 def time_micros(column: pa.ChunkedArray, what: str) -> pa.ChunkedArray:
-    """A timestamp column as microseconds since the epoch (UTC for zoned times)."""
+    """A timestamp column as microseconds since the epoch (UTC for zoned times; finer units
+    truncated, as asofdb keeps microseconds)."""
     if not pa.types.is_timestamp(column.type):
         raise DefinitionError(f"{what} must be a timestamp column, not {column.type}")
-    return pc.cast(pc.cast(column, pa.timestamp("us", tz=column.type.tz)), pa.int64())
+    return pc.cast(micros_of(column), pa.int64())
 
 
 def resolve(features: Sequence[Any], event_time: Optional[str]) -> List[FeatureSpec]:
@@ -115,15 +118,21 @@ def training_set(
     missing = tables - set(sources)
     if missing:
         raise DefinitionError(f"no rows given for table(s) {', '.join(sorted(missing))}")
-    spine_arrow = spine if isinstance(spine, pa.Table) else pa.Table.from_pandas(spine, preserve_index=False)
-    if time not in spine_arrow.column_names:
+    spine_columns = list(spine.column_names if isinstance(spine, pa.Table) else spine.columns)
+    if time not in spine_columns:
         raise DefinitionError(f"the spine has no column {time!r}")
     for spec in specs:
-        absent = [k for k in spec.keys if k not in spine_arrow.column_names]
+        absent = [k for k in spec.keys if k not in spine_columns]
         if absent:
             raise DefinitionError(f"the spine lacks the key column(s) {', '.join(absent)} of a feature over {spec.table}")
-    keyed = spine_arrow.append_column("__row", pa.array(range(spine_arrow.num_rows), pa.int64()))
-    keyed = keyed.append_column("__t", time_micros(spine_arrow.column(time), f"the spine's {time!r}"))
+    # Only the keys and the time go to the engine; the values are attached to the spine after.
+    used = sorted({k for spec in specs for k in spec.keys} | {time})
+    if isinstance(spine, pa.Table):
+        keyed = spine.select(used)
+    else:
+        keyed = pa.Table.from_pandas(spine[used], preserve_index=False)
+    times = time_micros(keyed.column(time), f"the spine's {time!r}")
+    keyed = keyed.append_column("__row", pa.array(range(keyed.num_rows), pa.int64())).append_column("__t", times)
     prepared: Dict[str, pa.Table] = {}
     for spec in specs:
         if spec.table not in prepared:
@@ -143,22 +152,27 @@ def training_set(
         results = _run_spark(queries, inputs, keyed)
     else:
         raise DefinitionError(f"unknown engine {engine!r}: 'duckdb' or 'spark'")
-    out = spine_arrow
+    rows = pa.table({"__row": pa.array(range(keyed.num_rows), pa.int64())})
     for result in results:
-        out = _attach(out, result)
-    return out if as_arrow else out.to_pandas()
+        rows = _in_spine_order(rows, result, spine_columns)
+    return attach(spine, rows, as_arrow)
 
 
-def _attach(spine: pa.Table, values: pa.Table) -> pa.Table:
-    """The spine with the value columns of ``values`` (``__row`` and values) in spine order."""
-    at = pc.index_in(pa.array(range(spine.num_rows), pa.int64()), values.column("__row").combine_chunks())
+def _in_spine_order(rows: pa.Table, values: pa.Table, spine_columns: List[str]) -> pa.Table:
+    """``rows`` (``__row`` and values so far) with the value columns of ``values`` (a row per
+    spine row that matched) in spine order, NULL where a row did not match."""
+    at = pc.index_in(rows.column("__row").combine_chunks(), values.column("__row").combine_chunks())
     for name in values.column_names:
         if name == "__row":
             continue
-        if name in spine.column_names:
-            raise DefinitionError(f"a feature value named {name!r} would clash with the spine's column of that name")
-        spine = spine.append_column(name, pc.take(values.column(name), at))
-    return spine
+        if name in spine_columns or name in rows.column_names:
+            raise DefinitionError(f"two columns of the training set would be named {name!r}: rename a value")
+        column = pc.take(values.column(name), at)
+        # DuckDB sums integers as HUGEINT (a decimal here): asofdb's sum of integers is BIGINT.
+        if pa.types.is_decimal(column.type) and column.type.scale == 0:
+            column = pc.cast(column, pa.int64())
+        rows = rows.append_column(name, column)
+    return rows
 
 
 def _run_duckdb(queries: List[str], inputs: Dict[str, pa.Table], spine: pa.Table) -> List[pa.Table]:
@@ -208,7 +222,7 @@ def _spark_ready(rows: pa.Table) -> pa.Table:
     columns = []
     for column in rows.columns:
         if pa.types.is_timestamp(column.type):
-            column = pc.cast(column, pa.timestamp("us", tz=column.type.tz))
+            column = micros_of(column)
         columns.append(column)
     return pa.table(columns, names=rows.column_names)
 

@@ -125,14 +125,17 @@ def aggregate(a: Aggregate, arg: str, window: str, d: Dialect) -> str:
         k = a.param
         if not spark:
             if f == "last_k":
-                return f"LIST_SLICE(LIST({arg} ORDER BY __e DESC, __arrival DESC) {present}, 1, {k})"
-            order = "'DESC'" if f == "max_k" else "'ASC'"
-            return f"LIST_SLICE(LIST_SORT(LIST({arg}) {present}, {order}), 1, {k})"
-        if f == "last_k":
-            ordered = f"TRANSFORM(SORT_ARRAY(COLLECT_LIST(STRUCT(__e, __arrival, {arg})) {present}, FALSE), x -> x.{arg})"
+                ordered = f"LIST_SLICE(LIST({arg} ORDER BY __e DESC, __arrival DESC) {present}, 1, {k})"
+            else:
+                order = "'DESC'" if f == "max_k" else "'ASC'"
+                ordered = f"LIST_SLICE(LIST_SORT(LIST({arg}) {present}, {order}), 1, {k})"
+        elif f == "last_k":
+            latest = f"SORT_ARRAY(COLLECT_LIST(STRUCT(__e, __arrival, {arg})) {present}, FALSE)"
+            ordered = f"SLICE(TRANSFORM({latest}, x -> x.{arg}), 1, {k})"
         else:
-            ordered = f"SORT_ARRAY(COLLECT_LIST({arg}) {present}, {'FALSE' if f == 'max_k' else 'TRUE'})"
-        return f"CASE WHEN COUNT({arg}) {only} = 0 THEN NULL ELSE SLICE({ordered}, 1, {k}) END"
+            ordered = f"SLICE(SORT_ARRAY(COLLECT_LIST({arg}) {present}, {'FALSE' if f == 'max_k' else 'TRUE'}), 1, {k})"
+        # NULL over an empty window (or only NULLs), in both engines alike.
+        return f"CASE WHEN COUNT({arg}) {only} = 0 THEN NULL ELSE {ordered} END"
     if f in ("decayed_sum", "decayed_count"):
         weight = f"POWER(2.0, -CAST(__b - __e AS DOUBLE) / {a.param})"
         if f == "decayed_sum":

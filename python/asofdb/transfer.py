@@ -65,6 +65,8 @@ def _strings(column: pa.Array) -> Tuple[np.ndarray, np.ndarray]:
     column = pc.cast(column, pa.large_string())
     n = len(column)
     valid = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    # A NULL slot may still span bytes in Arrow: filled, it spans none.
+    column = pc.fill_null(column, "")
     offsets = np.frombuffer(column.buffers()[1], dtype=np.int64)[column.offset : column.offset + n + 1]
     data = column.buffers()[2]
     data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
@@ -99,7 +101,7 @@ def _field(column: pa.Array) -> Tuple[np.ndarray, np.ndarray]:
         values = np.asarray(column.fill_null(0).to_numpy(zero_copy_only=False))
         return _fixed(values.astype(">f8"), valid, 8)
     if pa.types.is_timestamp(t):
-        us = pc.cast(pc.cast(column, pa.timestamp("us", tz=t.tz)), pa.int64()).fill_null(0)
+        us = pc.cast(micros_of(column), pa.int64()).fill_null(0)
         values = np.asarray(us.to_numpy(zero_copy_only=False)) - PG_EPOCH_US
         return _fixed(values.astype(">i8"), valid, 8)
     if pa.types.is_date32(t) or pa.types.is_date64(t):
@@ -109,18 +111,25 @@ def _field(column: pa.Array) -> Tuple[np.ndarray, np.ndarray]:
     raise DefinitionError(f"cannot upload a spine column of type {t}")
 
 
+def micros_of(column):
+    """A timestamp column in microseconds (finer units truncated, as PostgreSQL keeps µs)."""
+    return pc.cast(column, pa.timestamp("us", tz=column.type.tz), safe=False)
+
+
 def binary_copy(table: pa.Table) -> bytes:
     """``table``'s rows in PostgreSQL's binary COPY format, header and trailer included."""
     table = table.combine_chunks()
     n = table.num_rows
+    if n == 0:
+        return HEADER + TRAILER
     count = np.full(n, len(table.columns), dtype=">i2").view(np.uint8)
     parts: List[pa.Array] = [_as_binary(count, np.arange(n + 1, dtype=np.int64) * 2)]
     for column in table.columns:
         chunk = column.chunk(0) if column.num_chunks else pa.array([], column.type)
         parts.append(_as_binary(*_field(chunk)))
-    rows = pc.binary_join_element_wise(*parts, pa.scalar(b"", pa.large_binary())) if n else None
+    rows = pc.binary_join_element_wise(*parts, pa.scalar(b"", pa.large_binary()))
     offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64)[rows.offset : rows.offset + n + 1]
-    body = rows.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]] if n else b""
+    body = rows.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
     return HEADER + body + TRAILER
 
 
@@ -146,6 +155,9 @@ SCALARS: Dict[int, pa.DataType] = {
     1184: pa.timestamp("us", tz="UTC"),
 }
 ARRAYS: Dict[int, pa.DataType] = {
+    1115: pa.timestamp("us"),
+    1185: pa.timestamp("us", tz="UTC"),
+    1182: pa.date32(),
     1000: pa.bool_(),
     1016: pa.int64(),
     1005: pa.int16(),
@@ -172,9 +184,23 @@ def read_csv(data: bytes, names: Sequence[str], oids: Sequence[int]) -> pa.Table
         timestamp_parsers=["%Y-%m-%d %H:%M:%S%z", "%Y-%m-%d %H:%M:%S", pacsv.ISO8601],
     )
     read = pacsv.ReadOptions(column_names=list(names), block_size=16 << 20)
+    parse = pacsv.ParseOptions(newlines_in_values=True)
     if not data:
         return pa.table({n: pa.array([], t) for n, t in types.items()})
-    table = pacsv.read_csv(io.BytesIO(data), read_options=read, convert_options=options)
+    try:
+        table = pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=options)
+    except pa.ArrowInvalid:
+        # 'infinity' and '-infinity' timestamps (valid outside event times): NaT, as pandas has no infinite times.
+        as_text = {n: (pa.string() if pa.types.is_timestamp(t) else t) for n, t in types.items()}
+        options.column_types = as_text
+        table = pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=options)
+        for name, t in types.items():
+            if pa.types.is_timestamp(t):
+                text = table.column(name)
+                finite = pc.if_else(pc.is_in(text, pa.array(["infinity", "-infinity"])), None, text)
+                i = table.column_names.index(name)
+                table = table.set_column(i, name, pc.cast(pc.cast(finite, pa.timestamp("us")), t) if t.tz is None
+                                         else pc.strptime(finite, "%Y-%m-%d %H:%M:%S%z", "us").cast(t))
     for i, (name, oid) in enumerate(zip(names, oids)):
         if oid in ARRAYS:
             table = table.set_column(i, name, parse_arrays(table.column(name), ARRAYS[oid]))
@@ -217,6 +243,8 @@ def _split_array(inner: str) -> List[object]:
 
 
 def _scalar(text: object, item: pa.DataType) -> object:
+    if pa.types.is_timestamp(item) or pa.types.is_date32(item):
+        return None if str(text) in ("infinity", "-infinity") else pa.scalar(str(text)).cast(item).as_py()
     if pa.types.is_integer(item):
         return int(str(text))
     if pa.types.is_floating(item):

@@ -182,3 +182,32 @@ def test_a_spine_of_a_million_rows_round_trips_with_its_types(db, data):
         assert got["py_card_n"].head(20_000).fillna(-1).tolist() == local["py_card_n"].fillna(-1).tolist()
     finally:
         db.drop_feature("py_card_n")
+
+
+def test_edges_of_spines_and_definitions(db, data):
+    events, spine = data
+    tx = db.table("transactions")
+
+    @asofdb.feature(window=asofdb.sliding("1h"), table="transactions")
+    def py_edge(t):
+        return t.groupby("cc_num")["amt"].max()
+
+    # Called on a table, a declared feature keeps its window; == None and isin([None]) mean
+    # missing values, as in pandas.
+    assert "WINDOW SLIDING INTERVAL '1 hours'" in py_edge(tx).to_sql()
+    assert (tx.amt == None).to_sql() == '("amt" IS NULL)'  # noqa: E711
+    assert (tx.merchant.isin(["a", None])).to_sql("duckdb") == '(("merchant" IN (\'a\')) OR ("merchant" IS NULL))'
+    db.create_feature(py_edge)
+    try:
+        # An empty spine, and times in nanoseconds (truncated to microseconds, as the server keeps).
+        empty = db.training_set(spine.head(0), features=["py_edge"], time="inference_ts")
+        assert list(empty.columns) == list(spine.columns) + ["py_edge"] and len(empty) == 0
+        fine = spine.head(50).copy()
+        fine["inference_ts"] = fine["inference_ts"].astype("datetime64[ns]") + pd.to_timedelta(7, unit="ns")
+        fine.index = fine.index + 1000
+        got = db.training_set(fine, features=["py_edge"], time="inference_ts")
+        assert list(got.index) == list(fine.index) and (got["inference_ts"] == fine["inference_ts"]).all()
+        local = asofdb.local.training_set(events, fine, [py_edge], time="inference_ts", event_time="ts")
+        assert got["py_edge"].fillna(-1).tolist() == local["py_edge"].fillna(-1).tolist()
+    finally:
+        db.drop_feature(py_edge)

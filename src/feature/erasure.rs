@@ -192,27 +192,34 @@ impl<'a> Rebuild<'a> {
 struct KeyFilter<'a> {
     key_columns: &'a [usize],
     keys: &'a EncodedKeys,
-    /// The first key column's values of the keys.
-    first_values: ArrayRef,
+    /// `first key column IN (the keys' values)`, built once.
+    sift: Arc<dyn PhysicalExpr>,
+    /// Whether some key's first column is NULL (which IN never matches).
+    null_key: bool,
 }
 
 impl<'a> KeyFilter<'a> {
     fn new(compiled: &'a CompiledFeature, state: &FeatureState, keys: &'a EncodedKeys) -> Result<Self> {
         let decoded = state.decode_keys(keys.keys().map(|k| k.as_ref()))?;
         let first_values = decoded.into_iter().next().ok_or_else(|| Error::internal("a feature without keys"))?;
-        Ok(Self { key_columns: &compiled.key_columns, keys, first_values })
+        let first = compiled.key_columns[0];
+        let schema = compiled.table.schema();
+        let column = Column::new(schema.field(first).name(), first);
+        let null_key = first_values.null_count() > 0;
+        let sift = Arc::new(InListExpr::try_new_from_array(Arc::new(column), first_values, false, &schema)?);
+        Ok(Self { key_columns: &compiled.key_columns, keys, sift, null_key })
     }
 
     /// The rows of `batch` whose key is one of the set, if any.
     fn rows_of(&self, batch: &RecordBatch, state: &FeatureState) -> Result<Option<RecordBatch>> {
-        let first = self.key_columns[0];
-        let column = Column::new(batch.schema().field(first).name(), first);
-        let sift = InListExpr::try_new_from_array(Arc::new(column), self.first_values.clone(), false, &batch.schema())?;
-        let maybe = match sift.evaluate(batch)?.into_array(batch.num_rows())?.as_boolean_opt() {
+        let mut maybe = match self.sift.evaluate(batch)?.into_array(batch.num_rows())?.as_boolean_opt() {
             Some(maybe) if maybe.null_count() > 0 => prep_null_mask_filter(maybe),
             Some(maybe) => maybe.clone(),
             None => return Err(Error::internal("a key sift that is not boolean")),
         };
+        if self.null_key {
+            maybe = arrow::compute::or(&maybe, &arrow::compute::is_null(batch.column(self.key_columns[0]))?)?;
+        }
         if maybe.true_count() == 0 {
             return Ok(None);
         }

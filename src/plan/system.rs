@@ -1,7 +1,7 @@
 //! The `asofdb` schema: system tables describing the database (`asofdb.features`,
 //! `asofdb.feature_state`, `asofdb.backfills`, `asofdb.storage`, `asofdb.sources`,
 //! `asofdb.source_errors`, `asofdb.table_privileges`, which `information_schema.table_privileges`
-//! names: `sql::pg_compat`).
+//! names: `sql::pg_compat`, and `asofdb.tables`).
 
 use std::sync::Arc;
 

@@ -199,6 +199,7 @@ fn select(meta: &ParquetMetaData, groups: &[usize], listed: &[u32], keep: bool) 
         starts.push(at);
         at += meta.row_group(g).num_rows().max(0) as u64;
     }
+    debug_assert!(listed.windows(2).all(|w| w[0] < w[1]), "row positions must be strictly increasing");
     let mut selectors = Vec::new();
     for g in groups {
         let (start, end) = (starts[*g], starts[*g] + meta.row_group(*g).num_rows().max(0) as u64);
@@ -220,7 +221,8 @@ fn select(meta: &ParquetMetaData, groups: &[usize], listed: &[u32], keep: bool) 
 
 /// Reads the rows of a cold file at the positions `rows` lists (sorted; file row numbers),
 /// with only the stored columns among `columns` (as [`read_columns`]): the number of columns
-/// the file stores, and the batches. Only the pages holding those rows are decoded.
+/// the file stores, and the batches. The other rows are skipped, not decoded into batches
+/// (the file's bytes are all in memory: `ColdStore::get` reads the whole object).
 pub fn read_rows(bytes: Bytes, rows: &[u32], columns: Option<&[usize]>) -> Result<(usize, Vec<RecordBatch>)> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet_error)?;
     let stored = builder.schema().fields().len();
