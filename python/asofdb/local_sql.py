@@ -1,8 +1,9 @@
 """A feature evaluated at every row of a spine, as one SQL query for DuckDB or Spark.
 
-The query joins each spine row (its keys and time T, in microseconds) to the key's qualifying
-events at or before T (before T, strict), then aggregates, per spine row, the events inside the
-window (spec section 2) with ``agg(...) FILTER (WHERE <in window>)``. A spine row whose key has
+The query keeps the spine rows whose key has a qualifying event at or before T (before T,
+strict; from each key's first event time), joins each to its key's events inside the window
+(spec section 2; sessions: every event up to T, the session picked after), and aggregates per
+spine row with ``agg(...) FILTER (WHERE <an event of the window>)``. A spine row whose key has
 no qualifying event up to T has no row here, so its values are NULL, as an ``ASOF LEFT JOIN``
 against the feature gives; one with events only outside the window gets the empty window's
 values (``count`` 0, others NULL). Times are integers (microseconds since the epoch) in both
@@ -58,13 +59,24 @@ def feature_query(
         )
         source = "sessions"
     upper = "<" if strict else "<="
+    # The spine rows that match: their key has a qualifying event up to T.
+    ctes.append(f"firsts AS (SELECT {', '.join(keys)}, MIN(__e) AS __first FROM ev GROUP BY {', '.join(keys)})")
     # The time the window is evaluated at: T, or the hop b of a hopping window.
     evaluated = "s.__t"
     if w.kind == "sliding" and w.every:
         evaluated = floor("s.__t - 1" if strict else "s.__t", w.every)
-    joined = " AND ".join([f"s.{k} = e.{k}" for k in keys] + [f"e.__e {upper} s.__t"])
+    matched = " AND ".join([f"s.{k} = f.{k}" for k in keys] + [f"f.__first {upper} s.__t"])
     ctes.append(
-        f"m AS (SELECT s.__row, s.__t, {evaluated} AS __b, e.* FROM {q(spine)} AS s JOIN {source} AS e ON {joined})"
+        f"sp AS (SELECT s.__row, s.__t, {evaluated} AS __b, {', '.join('s.' + k for k in keys)}"
+        f" FROM {q(spine)} AS s JOIN firsts AS f ON {matched})"
+    )
+    # Each matched row with its key's events in the window (sessions: every event up to T; a
+    # window may be empty: one row with NULL events then).
+    on = [f"sp.{k} = e.{k}" for k in keys] + [f"e.__e {upper} sp.__t"] + window_bounds(spec, strict)
+    carried = ", ".join(["e.__e", "e.__arrival"] + [f"e.__a{i}" for i in range(len(with_args))]
+                        + (["e.__sid"] if w.kind == "session" else []))
+    ctes.append(
+        f"m AS (SELECT sp.__row, sp.__t, sp.__b, {carried} FROM sp LEFT JOIN {source} AS e ON {' AND '.join(on)})"
     )
     inside = "m"
     if w.kind == "session":
@@ -85,19 +97,27 @@ def feature_query(
     return f"WITH {', '.join(ctes)} SELECT __row, {', '.join(values)} FROM {inside} GROUP BY __row"
 
 
-def in_window(spec: FeatureSpec, strict: bool) -> str:
-    """Whether a joined event (``__e``, already at or before T, or before it if strict) is in
-    the window evaluated at T (``__t``; ``__b`` for a hopping window)."""
+def window_bounds(spec: FeatureSpec, strict: bool) -> List[str]:
+    """The join conditions that keep a joined event (``e.__e``, already at or before T, or
+    before it if strict) inside the window evaluated at T (``sp.__t``; ``sp.__b`` for a hopping
+    window). Sessions are decided after the join (``in_window``)."""
     w = spec.window
     if w.kind == "sliding" and w.every:
-        return f"(__e >= __b - {w.width} AND __e < __b)" if strict else f"(__e > __b - {w.width} AND __e <= __b)"
+        if strict:
+            return [f"e.__e >= sp.__b - {w.width}", "e.__e < sp.__b"]
+        return [f"e.__e > sp.__b - {w.width}", "e.__e <= sp.__b"]
     if w.kind == "sliding":
-        return f"(__e >= __t - {w.width})" if strict else f"(__e > __t - {w.width})"
+        return [f"e.__e >= sp.__t - {w.width}"] if strict else [f"e.__e > sp.__t - {w.width}"]
     if w.kind == "tumbling":
-        return f"(__e >= {floor('__t', int(w.width or 0))})"
-    if w.kind == "session":
-        return f"(__sid = __lsid AND __t - __last < {w.gap})"
-    return "(TRUE)"
+        return [f"e.__e >= {floor('sp.__t', int(w.width or 0))}"]
+    return []
+
+
+def in_window(spec: FeatureSpec, strict: bool) -> str:
+    """Whether a row of the join is an event of the window (not the NULL of an empty one)."""
+    if spec.window.kind == "session":
+        return f"(__e IS NOT NULL AND __sid = __lsid AND __t - __last < {spec.window.gap})"
+    return "(__e IS NOT NULL)"
 
 
 def aggregate(a: Aggregate, arg: str, window: str, d: Dialect) -> str:
@@ -107,7 +127,7 @@ def aggregate(a: Aggregate, arg: str, window: str, d: Dialect) -> str:
     spark = d.name == "spark"
     f = a.func
     if f == "count":
-        return f"COUNT({arg or '*'}) {only}"
+        return f"COUNT({arg or '__e'}) {only}"
     if f in ("sum", "min", "max", "stddev_samp", "var_samp"):
         return f"{f.upper()}({arg}) {only}"
     if f == "avg":
