@@ -2,7 +2,8 @@
 """Issue #27's benchmark: `db.training_set` for a spine of S rows x 3 features over N events,
 wall time from the Python call to the DataFrame in hand, against
   (a) the same job done the best way a pandas user could without asofdb: DuckDB SQL over the
-      same DataFrames (the point-in-time query asofdb.local generates, run by DuckDB), and
+      same DataFrames (the point-in-time query asofdb.local generates, run by DuckDB: window
+      functions over the events and the spine rows together, docs/python.md), and
   (b) the same training-set query issued as raw SQL through psycopg (spine uploaded with COPY,
       the ASOF JOIN query fetched with a cursor into a DataFrame).
 Prints each time and the ratios. Run by benches/python_training_set.sh, which starts the
