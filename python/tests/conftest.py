@@ -96,6 +96,12 @@ def generate(rows: int, spine_rows: int, seed: int = 11):
     return tx, events, probes
 
 
+EDGE_KEY = 777777
+_MIDNIGHT = pd.Timestamp("2024-01-03")
+EDGE_TIMES = [_MIDNIGHT + pd.Timedelta(d) for d in
+              ["-1h", "-1us", "0s", "0s", "5min", "15min", "1h", "1D"]]
+
+
 @pytest.fixture(scope="session")
 def data(server):
     """(events, spine) DataFrames, the events loaded into table `transactions` in file order."""
@@ -109,12 +115,17 @@ def data(server):
     with psycopg.connect(server, autocommit=True) as conn:
         extra = [(990001, 7, 7, "merchant_001", None, "ok", "10.0.0.1", "2024-01-02 03:04:05"),
                  (990002, 424242, 9, "merchant_002", 5.5, "failed", "10.0.0.2", "2024-01-02 03:04:05")]
+        # Card and user EDGE_KEY: events on the boundaries of windows, buckets and hops (a tie
+        # at midnight, one a microsecond before, one at the 10-minute session gap), where the
+        # differential's spine rows probe them (test_differential.py).
+        extra += [(990100 + i, EDGE_KEY, EDGE_KEY, "merchant_001", None if i == 3 else float(i), "failed",
+                   f"10.9.9.{i % 3}", str(t)) for i, t in enumerate(EDGE_TIMES)]
         with conn.cursor() as cur:
             cur.executemany("INSERT INTO transactions VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", extra)
     added = pd.DataFrame(
         [dict(zip(["tid", "cc_num", "user_id", "merchant", "amt", "status", "ip", "ts"], r)) for r in extra]
     )
-    added["ts"] = pd.to_datetime(added["ts"])
+    added["ts"] = pd.to_datetime(added["ts"], format="ISO8601")
     events = pd.concat([events, added], ignore_index=True)
     return events, spine
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import asofdb
+from conftest import EDGE_KEY, EDGE_TIMES
 
 tx = asofdb.table("transactions", event_time="ts")
 
@@ -112,9 +113,18 @@ def assert_same(got: pd.DataFrame, want: pd.DataFrame, what: str) -> None:
         assert not bad, f"{what}: column {column} differs at {len(bad)} rows, first {got.iloc[bad[0]].to_dict()} vs {want.iloc[bad[0]].to_dict()}"
 
 
+def edge_probes(spine: pd.DataFrame) -> pd.DataFrame:
+    """Spine rows of key EDGE_KEY at, just before and just after each of its events' times."""
+    at = sorted({t + pd.Timedelta(microseconds=d) for t in EDGE_TIMES for d in (-1, 0, 1)}
+                | {EDGE_TIMES[2] + pd.Timedelta("20min")})
+    rows = spine.iloc[[0] * len(at)].reset_index(drop=True)
+    return rows.assign(inference_ts=at, cc_num=EDGE_KEY, user_id=EDGE_KEY)
+
+
 @pytest.mark.parametrize("strict", [True, False])
 def test_server_duckdb_and_spark_build_the_same_training_set(created, data, strict):
     events, spine = data
+    spine = pd.concat([spine, edge_probes(spine)], ignore_index=True)
     spine = spine.assign(merchant=np.where(spine.index % 3 == 0, "merchant_001", "merchant_017"))
     server = created.training_set(spine, features=FEATURES, time="inference_ts", strict=strict)
     duck = asofdb.local.training_set(events, spine, FEATURES, time="inference_ts", strict=strict, engine="duckdb")
