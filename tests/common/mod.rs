@@ -4,6 +4,7 @@
 
 pub mod frontend;
 pub mod postgres;
+pub mod s3;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -104,16 +105,21 @@ impl BinaryServer {
 
     /// Starts the binary with extra command-line arguments.
     pub fn start_with_args(data_dir: &Path, args: &[&str]) -> BinaryServer {
-        Self::spawn(data_dir, args, "warn", Stdio::inherit())
+        Self::spawn(data_dir, args, &[], "warn", Stdio::inherit())
+    }
+
+    /// Starts the binary with extra arguments and environment variables.
+    pub fn start_with_env(data_dir: &Path, args: &[&str], env: &[(String, String)]) -> BinaryServer {
+        Self::spawn(data_dir, args, env, "warn", Stdio::inherit())
     }
 
     /// Starts the binary logging at INFO into the file `log`.
     pub fn start_logging(data_dir: &Path, args: &[&str], log: &Path) -> BinaryServer {
         let file = std::fs::File::create(log).expect("log file");
-        Self::spawn(data_dir, args, "info", Stdio::from(file))
+        Self::spawn(data_dir, args, &[], "info", Stdio::from(file))
     }
 
-    fn spawn(data_dir: &Path, args: &[&str], rust_log: &str, stderr: Stdio) -> BinaryServer {
+    fn spawn(data_dir: &Path, args: &[&str], env: &[(String, String)], rust_log: &str, stderr: Stdio) -> BinaryServer {
         let mut child = Command::new(binary_path())
             .args(args)
             .arg("--data-dir")
@@ -125,6 +131,7 @@ impl BinaryServer {
             .env("ASOFDB_BACKFILL_NOTICE_MS", "0")
             // Every backfill on every core, as a large table's (feature/sharded_ingest.rs).
             .env("ASOFDB_BACKFILL_SHARDED_ROWS", "0")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
