@@ -60,9 +60,11 @@ impl S3 {
 
     /// Runs `code` with `s3`, a boto3 client of this server; returns what it printed.
     pub fn python(&self, code: &str) -> String {
+        // It leaves without the interpreter's teardown: pyarrow's threads, still alive there,
+        // sometimes abort it ("terminate called without an active exception").
         let script = format!(
-            "import boto3\ns3 = boto3.client('s3', endpoint_url='http://127.0.0.1:{}', aws_access_key_id='test', \
-             aws_secret_access_key='test', region_name='us-east-1')\n{code}\n",
+            "import boto3, os, sys\ns3 = boto3.client('s3', endpoint_url='http://127.0.0.1:{}', aws_access_key_id='test', \
+             aws_secret_access_key='test', region_name='us-east-1')\n{code}\nsys.stdout.flush()\nos._exit(0)\n",
             self.port
         );
         let out = Command::new("python3").args(["-c", &script]).output().expect("python3 with boto3");
