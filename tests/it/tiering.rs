@@ -256,8 +256,13 @@ async fn kill9_rounds(
         acknowledged.append(&mut in_flight);
     }
     assert_eq!((n, distinct), (acknowledged.len() as i64, acknowledged.len() as i64));
-    // The feature equals a recomputation from scratch over both tiers.
-    let live = observe(&client).await;
+    assert!(!observe(&client).await.is_empty());
+    assert_feature_equals_recomputation(&client).await;
+    (server, client)
+}
+
+/// Feature `f` (of `setup`) equals the same definition backfilled now from the rows there are.
+async fn assert_feature_equals_recomputation(client: &tokio_postgres::Client) {
     client
         .batch_execute(
             "CREATE FEATURE g AS SELECT card, count(*) AS n, max(amt) AS mx FROM tx GROUP BY card \
@@ -265,17 +270,9 @@ async fn kill9_rounds(
         )
         .await
         .unwrap();
-    let a = client.query("SELECT card, n, mx FROM f ORDER BY card", &[]).await.unwrap();
-    let b = client.query("SELECT card, n, mx FROM g ORDER BY card", &[]).await.unwrap();
-    let text = |rows: Vec<tokio_postgres::Row>| {
-        rows.iter()
-            .map(|r| format!("{:?}|{:?}|{:?}", r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, Option<f64>>(2)))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(text(a), text(b));
-    assert!(!live.is_empty());
+    let values = |name: &str| format!("SELECT card, n, mx FROM {name} ORDER BY card");
+    assert_eq!(text_rows(client, &values("f")).await, text_rows(client, &values("g")).await);
     client.batch_execute("DROP FEATURE g").await.unwrap();
-    (server, client)
 }
 
 /// `--cold-url` puts the cold tier elsewhere (an S3 bucket in production; a directory here).
@@ -372,15 +369,7 @@ async fn s3_cold_tier_serves_every_reader_and_survives_kill9() {
          print(sorted(cards))",
     );
     assert_eq!(cards_in_bucket.trim(), "[0, 1, 2, 4, 5, 6]", "card 3 is in no object");
-    client
-        .batch_execute(
-            "CREATE FEATURE g AS SELECT card, count(*) AS n, max(amt) AS mx FROM tx GROUP BY card \
-             WINDOW SLIDING INTERVAL '2 days'",
-        )
-        .await
-        .unwrap();
-    let values = |name: &str| format!("SELECT card, n, mx FROM {name} ORDER BY card");
-    assert_eq!(text_rows(&client, &values("f")).await, text_rows(&client, &values("g")).await);
+    assert_feature_equals_recomputation(&client).await;
     client.batch_execute("DROP TABLE tx CASCADE; CHECKPOINT").await.unwrap();
     assert_eq!(parquet_under("tier/tx/"), Vec::<String>::new(), "DROP TABLE leaves no object");
     drop(client);
