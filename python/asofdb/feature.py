@@ -98,6 +98,9 @@ class FeatureSpec:
         clash = next((n for n in names if n in self.keys), None)
         if clash:
             raise DefinitionError(f"a value named {clash!r} would clash with the key column of that name")
+        internal = next((n for n in names if n and n.startswith("__")), None)
+        if internal:
+            raise DefinitionError(f"a value named {internal!r}: names starting with '__' are kept for asofdb's own columns")
         return replace(self, aggregates=named)
 
     def columns(self) -> Tuple[str, ...]:

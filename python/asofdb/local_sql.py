@@ -53,7 +53,9 @@ def feature_query(
     with_args = [a for a in spec.aggregates if a.arg is not None]
     args = [f"{a.arg.to_sql(d)} AS __a{i}" for i, a in enumerate(with_args) if a.arg is not None]
     where = [f"({spec.where.to_sql(d)})"] if spec.where is not None else []
-    where += [f"{k} IS NOT NULL" for k in keys]
+    # An event without a time (NaT in a DataFrame) is in no window: engines sort NULLs to
+    # different ends, so it must not reach a frame.
+    where += [f"{k} IS NOT NULL" for k in keys] + ["__e IS NOT NULL"]
     ctes: List[str] = [
         f"ev AS (SELECT {', '.join(keys + ['__e', '__arrival'] + args)} FROM {q(events)}"
         f" WHERE {' AND '.join(where)})"
@@ -178,7 +180,7 @@ def window_aggregate(a: Aggregate, arg: Optional[str], d: Dialect) -> str:
     if f in ("count_distinct", "approx_distinct"):
         # Spark has no DISTINCT in a window function.
         if d.name == "spark":
-            return f"SIZE(COLLECT_SET({arg}) OVER __w)"
+            return f"CAST(SIZE(COLLECT_SET({arg}) OVER __w) AS BIGINT)"
         return f"COUNT(DISTINCT {arg}) OVER __w"
     return f"{f.upper()}({arg}) OVER __w"
 

@@ -85,6 +85,8 @@ def test_definitions_that_cannot_work_fail_before_anything_is_sent(db):
         tx[tx.amt > 1 and tx.amt < 5]
     with pytest.raises(DefinitionError, match="duration"):
         asofdb.sliding("an hour")
+    with pytest.raises(DefinitionError, match="kept for asofdb"):
+        db.create_feature("x", tx.groupby("cc_num").window(asofdb.sliding("1h")).agg(__row=("amt", "max")))
 
     @asofdb.feature(table="transactions")
     def grouped_only(t):

@@ -15,23 +15,39 @@ pub struct S3 {
 
 impl S3 {
     pub fn start(bucket: &str) -> S3 {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 -m moto.server (scripts/test installs moto[server])");
-        let s3 = S3 { port, bucket: bucket.to_string(), child };
-        // Up when it answers; then the bucket.
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
+        // The port is free when picked but may be taken before moto binds it: then moto exits
+        // and another port is tried.
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let mut child = Command::new("python3")
+                .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("python3 -m moto.server (scripts/test installs moto[server])");
+            // Its imports take seconds on a busy machine.
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let mut up = false;
+            while std::time::Instant::now() < deadline {
+                if child.try_wait().expect("moto's status").is_some() {
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    up = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            if !up {
+                let _ = child.kill();
+                let _ = child.wait();
+                continue;
+            }
+            let s3 = S3 { port, bucket: bucket.to_string(), child };
+            s3.python(&format!("s3.create_bucket(Bucket={bucket:?})"));
+            return s3;
         }
-        s3.python(&format!("s3.create_bucket(Bucket={bucket:?})"));
-        s3
+        panic!("moto's S3 server did not start (try `python3 -m moto.server -p 5000` by hand)");
     }
 
     /// The environment variables that point the server's object store (and boto3) here.
