@@ -121,7 +121,11 @@ async fn a_kafka_source_stores_every_message_once_across_kill_9() {
     let total: i64 = std::env::var("ASOFDB_SOURCE_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
     let kills: usize = std::env::var("ASOFDB_SOURCE_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
     let cluster = MockCluster::new(3).unwrap();
-    cluster.create_topic("tx", 3, 1).unwrap();
+    // librdkafka's mock broker keeps at most 5 MB per partition (rdkafka_mock.c, `max_size`)
+    // and drops older messages past that: with 3 partitions, 200K messages outgrew it, and a
+    // source lagging under load found its stored offset gone ("out of range"). With 8, every
+    // partition holds all of its messages (about 25K of about 120 bytes).
+    cluster.create_topic("tx", 8, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
 
