@@ -23,7 +23,7 @@ within their documented error bounds of these.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from .errors import DefinitionError
 from .expr import Dialect
@@ -33,6 +33,20 @@ from .feature import Aggregate, FeatureSpec
 def floor(x: str, width: int) -> str:
     """``x`` rounded down to a multiple of ``width`` (also for negative ``x``)."""
     return f"({x} - ((({x}) % {width}) + {width}) % {width})"
+
+
+class Parts(NamedTuple):
+    """What both ways of computing a feature's values read: the spec, the dialect, the quoted
+    key columns, the events relation (``ev`` or ``sessions``), how many ``__a`` arguments it
+    has, each aggregate's argument column (by ``id``), and whether T itself is excluded."""
+
+    spec: FeatureSpec
+    d: Dialect
+    keys: List[str]
+    source: str
+    n_args: int
+    arg_of: Dict[int, str]
+    strict: bool
 
 
 # The aggregates computed by window functions over the events and the spine rows together
@@ -88,34 +102,26 @@ def feature_query(
     names = [q(a.name or a.default_name()) for a in spec.aggregates]
     windowed = [(a, n) for a, n in zip(spec.aggregates, names) if a.func in WINDOWED]
     joined = [(a, n) for a, n in zip(spec.aggregates, names) if a.func not in WINDOWED]
-    parts = []
+    parts = Parts(spec, d, keys, source, len(with_args), arg_of, strict)
+    branches = []
     if windowed:
-        ctes += windowed_values(spec, d, keys, source, len(with_args), windowed, arg_of, strict)
-        parts.append(("wv", windowed))
+        ctes += windowed_values(parts, windowed)
+        branches.append(("wv", windowed))
     if joined:
-        ctes += joined_values(spec, d, keys, source, len(with_args), joined, arg_of, strict)
-        parts.append(("jv", joined))
-    first = parts[0][0]
-    select = [f"{first}.__row"] + [f"{part}.{n}" for part, values in parts for _, n in values]
+        ctes += joined_values(parts, joined)
+        branches.append(("jv", joined))
+    first = branches[0][0]
+    select = [f"{first}.__row"] + [f"{part}.{n}" for part, values in branches for _, n in values]
     # Spec order: the columns of the two parts interleaved as the aggregates were declared.
     order = {n: i for i, n in enumerate(names)}
     select = [select[0]] + sorted(select[1:], key=lambda c: order[c.split(".", 1)[1]])
     body = f"FROM {first}"
-    if len(parts) == 2:
+    if len(branches) == 2:
         body += " JOIN jv ON wv.__row = jv.__row"
     return f"WITH {', '.join(ctes)} SELECT {', '.join(select)} {body}"
 
 
-def windowed_values(
-    spec: FeatureSpec,
-    d: Dialect,
-    keys: List[str],
-    source: str,
-    n_args: int,
-    values: List[Tuple[Aggregate, str]],
-    arg_of: Dict[int, str],
-    strict: bool,
-) -> List[str]:
+def windowed_values(parts: Parts, values: List[Tuple[Aggregate, str]]) -> List[str]:
     """CTEs ending in ``wv``: ``__row`` and ``values`` for each matched spine row, as window
     functions over the key's events and the spine rows together, in one order of time. A spine
     row stands at the time its window is evaluated at (``__b``; 1µs before it if strict, so
@@ -123,6 +129,7 @@ def windowed_values(
     ending at 1 PRECEDING) and carries no arguments, so an aggregate (which skips NULLs) sees
     only the events of its frame. Times are integers, so ``RANGE BETWEEN w - 1 PRECEDING AND
     CURRENT ROW`` at ``b`` is exactly ``(b - w, b]``, and at ``b - 1`` exactly ``[b - w, b)``."""
+    spec, d, keys, source, n_args, arg_of, strict = parts
     w = spec.window
     session = w.kind == "session"
     nulls = ", ".join(["NULL"] * n_args)
@@ -185,20 +192,12 @@ def window_aggregate(a: Aggregate, arg: Optional[str], d: Dialect) -> str:
     return f"{f.upper()}({arg}) OVER __w"
 
 
-def joined_values(
-    spec: FeatureSpec,
-    d: Dialect,
-    keys: List[str],
-    source: str,
-    n_args: int,
-    values: List[Tuple[Aggregate, str]],
-    arg_of: Dict[int, str],
-    strict: bool,
-) -> List[str]:
+def joined_values(parts: Parts, values: List[Tuple[Aggregate, str]]) -> List[str]:
     """CTEs ending in ``jv``: ``__row`` and ``values`` for each matched spine row, by joining it
     to its key's events inside the window (sessions: every event up to T; a window may be
     empty: one row with NULL events then) and aggregating per spine row. For the aggregates
     that depend on order or on T (``first``, ``last_k``, quantiles, decayed sums)."""
+    spec, d, keys, source, n_args, arg_of, strict = parts
     w = spec.window
     upper = "<" if strict else "<="
     on = [f"sp.{k} = e.{k}" for k in keys] + [f"e.__e {upper} sp.__t"] + window_bounds(spec, strict)
