@@ -95,7 +95,8 @@ pub struct SourceError {
 /// What a source is doing, as `asofdb.sources.state` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceState {
-    /// A PostgreSQL source copies its table's existing rows (one consistent snapshot).
+    /// A PostgreSQL source takes its starting point: it makes its slot and, with
+    /// `snapshot = true`, copies its table's existing rows (one consistent snapshot).
     Snapshot,
     /// Connecting, or reading.
     Running,
@@ -156,8 +157,13 @@ pub struct Source {
 
 impl Source {
     fn new(def: SourceDef, position: SourcePosition) -> Self {
-        let report =
-            SourceReport { state: SourceState::Running, position, lag: None, last_error: None, last_commit_at: None };
+        // A PostgreSQL source without an LSN has no slot yet: until its slot exists, upstream
+        // writes are not captured, so it must not look like it is streaming.
+        let state = match def.kind {
+            SourceKind::Postgres if position.lsn.is_none() => SourceState::Snapshot,
+            _ => SourceState::Running,
+        };
+        let report = SourceReport { state, position, lag: None, last_error: None, last_commit_at: None };
         Source { def, report: Mutex::new(report) }
     }
 }

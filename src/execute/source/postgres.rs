@@ -377,9 +377,8 @@ fn consistent_point(created: &[Vec<Option<String>>]) -> Result<u64> {
 /// `snapshot = false`) with that point as the source's position.
 fn snapshot(context: &RunContext, db: &Arc<Database>, def: &TableDef, options: &PostgresOptions) -> Result<Ended> {
     let source = &context.source;
-    if options.snapshot {
-        source.report.lock().state = SourceState::Snapshot;
-    }
+    // Also without a copy: until the slot exists, upstream writes are not captured.
+    source.report.lock().state = SourceState::Snapshot;
     let taken_at = chrono::Utc::now().timestamp_micros();
     let slot = quote_ident(&options.slot);
     let copied = context.runtime.block_on(unless_stopped(context, async {
