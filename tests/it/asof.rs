@@ -59,27 +59,39 @@ async fn prepared_asof_joins_take_parameters_on_the_left() {
     server.stop().await;
 }
 
+/// The plan column of `EXPLAIN sql`.
+async fn explain(client: &tokio_postgres::Client, sql: &str) -> String {
+    let plan = client.simple_query(&format!("EXPLAIN {sql}")).await.unwrap();
+    plan.iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(format!("{}\n", r.get(1).unwrap_or(""))),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_shows_the_asof_operators() {
     let server = TestServer::start().await;
     let client = server.connect().await;
     load_prices(&client).await;
-    let plan = client
-        .simple_query(
-            "EXPLAIN SELECT * FROM spine s ASOF JOIN px p ON s.k = p.k AND s.ts >= p.ts \
-             ASOF LEFT JOIN px_sum f ON s.k = f.k AND s.ts > f.ts",
-        )
-        .await
-        .unwrap();
-    let text: String = plan
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(format!("{}\n", r.get(1).unwrap_or(""))),
-            _ => None,
-        })
-        .collect();
+    let text = explain(
+        &client,
+        "SELECT * FROM spine s ASOF JOIN px p ON s.k = p.k AND s.ts >= p.ts \
+         ASOF LEFT JOIN px_sum f ON s.k = f.k AND s.ts > f.ts",
+    )
+    .await;
     assert!(text.contains("AsofTableExec"), "{text}");
     assert!(text.contains("AsofFeatureExec: LEFT feature px_sum"), "{text}");
+    // Two features over the spine's own columns: one operator evaluates both.
+    let text = explain(
+        &client,
+        "SELECT * FROM spine s ASOF LEFT JOIN px_sum f ON s.k = f.k AND s.ts > f.ts \
+         ASOF JOIN px_sum g ON s.k = g.k AND s.ts >= g.ts",
+    )
+    .await;
+    assert_eq!(text.matches("AsofFeatureExec").count(), 1, "{text}");
+    assert!(text.contains("AsofFeatureExec: LEFT feature px_sum, ") && text.contains("; feature px_sum, "), "{text}");
     server.stop().await;
 }
 

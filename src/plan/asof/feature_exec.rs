@@ -1,9 +1,9 @@
-//! ASOF join against a feature: each left row gets the feature evaluated at its time.
+//! ASOF join against features: each left row gets each feature evaluated at its time.
 //!
 //! The left side (the spine) is read whole (which path answers depends on how far back it
-//! reaches), its keys and times computed, and the feature evaluated at all of them at once
-//! (`LiveFeature::evaluate_at`: from the live state, or the stored events). Output rows keep
-//! the left order. The spine is counted in DataFusion's memory pool, so a spine larger than
+//! reaches), its keys and times computed, and each feature evaluated at all of them at once
+//! (`LiveFeature::evaluate_at`: from the live state, or the stored events), the features side
+//! by side on threads of their own. Output rows keep the left order. The spine is counted in DataFusion's memory pool, so a spine larger than
 //! the pool fails with 53200.
 
 use std::fmt;
@@ -17,6 +17,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -28,50 +29,23 @@ use super::probe::{JoinSide, assemble, evaluate_as, external, left_then_right, m
 use crate::feature::window::AsOf;
 use crate::feature::{LiveFeature, Points, Values, array_of};
 
-pub struct AsofFeatureExec {
-    left: Arc<dyn ExecutionPlan>,
-    feature: Arc<LiveFeature>,
+/// One feature joined to the left rows.
+#[derive(Clone)]
+pub struct FeatureJoin {
+    pub feature: Arc<LiveFeature>,
     /// Left keys in the feature's key order, and the left time.
-    left_on: JoinSide,
-    as_of: AsOf,
-    left_join: bool,
-    schema: SchemaRef,
-    properties: Arc<PlanProperties>,
+    pub left_on: JoinSide,
+    pub as_of: AsOf,
+    pub left_join: bool,
 }
 
-impl AsofFeatureExec {
-    pub fn new(
-        left: Arc<dyn ExecutionPlan>,
-        feature: Arc<LiveFeature>,
-        left_on: JoinSide,
-        (as_of, left_join): (AsOf, bool),
-        schema: SchemaRef,
-    ) -> Self {
-        // One partition: a sweep over stored events reads the table once for the whole spine
-        // (per left partition it would read it once each, and hold a window each).
-        let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Final,
-            Boundedness::Bounded,
-        ));
-        Self { left, feature, left_on, as_of, left_join, schema, properties }
-    }
-}
-
-impl fmt::Debug for AsofFeatureExec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AsofFeatureExec({})", self.feature.compiled().def.name)
-    }
-}
-
-impl DisplayAs for AsofFeatureExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let kind = if self.left_join { "AsofFeatureExec: LEFT" } else { "AsofFeatureExec:" };
+impl FeatureJoin {
+    fn describe(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let kind = if self.left_join { "LEFT " } else { "" };
         let op = if self.as_of.strict { ">" } else { ">=" };
         write!(
             f,
-            "{kind} feature {}, keys {:?}, {} {op} time",
+            "{kind}feature {}, keys {:?}, {} {op} time",
             self.feature.compiled().def.name,
             self.left_on.keys,
             self.left_on.time
@@ -80,6 +54,63 @@ impl DisplayAs for AsofFeatureExec {
             Some(age) => write!(f, ", no older than {age} µs"),
             None => Ok(()),
         }
+    }
+}
+
+/// One or more features joined to the same left rows. A chain of ASOF joins against features
+/// whose later joins use only the first one's left columns (a training set: the spine's keys
+/// and time) becomes one operator, which evaluates its features side by side, each on a
+/// thread of its own, instead of one after another.
+pub struct AsofFeatureExec {
+    left: Arc<dyn ExecutionPlan>,
+    joins: Vec<FeatureJoin>,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl AsofFeatureExec {
+    pub fn new(left: Arc<dyn ExecutionPlan>, joins: Vec<FeatureJoin>, schema: SchemaRef) -> Self {
+        // One partition: a sweep over stored events reads the table once for the whole spine
+        // (per left partition it would read it once each, and hold a window each).
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        Self { left, joins, schema, properties }
+    }
+
+    /// This operator's joins followed by `join`, over this operator's left side, when `join`'s
+    /// expressions read only columns of that left side (the output puts them first, in the
+    /// same places). `schema` is the output of `join` over this operator.
+    pub fn followed_by(&self, join: &FeatureJoin, schema: SchemaRef) -> Option<Self> {
+        let width = self.left.schema().fields().len();
+        let reads_left_only = join.left_on.expressions().all(|e| collect_columns(e).iter().all(|c| c.index() < width));
+        reads_left_only.then(|| {
+            let joins = self.joins.iter().cloned().chain([join.clone()]).collect();
+            Self::new(self.left.clone(), joins, schema)
+        })
+    }
+}
+
+impl fmt::Debug for AsofFeatureExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<_> = self.joins.iter().map(|j| j.feature.compiled().def.name.clone()).collect();
+        write!(f, "AsofFeatureExec({})", names.join(", "))
+    }
+}
+
+impl DisplayAs for AsofFeatureExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "AsofFeatureExec: ")?;
+        for (i, join) in self.joins.iter().enumerate() {
+            if i > 0 {
+                write!(f, "; ")?;
+            }
+            join.describe(f)?;
+        }
+        Ok(())
     }
 }
 
@@ -104,7 +135,7 @@ impl ExecutionPlan for AsofFeatureExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        for e in self.left_on.expressions() {
+        for e in self.joins.iter().flat_map(|j| j.left_on.expressions()) {
             if f(e)? == TreeNodeRecursion::Stop {
                 return Ok(TreeNodeRecursion::Stop);
             }
@@ -114,25 +145,13 @@ impl ExecutionPlan for AsofFeatureExec {
 
     fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
         let left = children.pop().ok_or_else(|| DataFusionError::Internal("AsofFeatureExec has one child".into()))?;
-        Ok(Arc::new(Self::new(
-            left,
-            self.feature.clone(),
-            self.left_on.clone(),
-            (self.as_of, self.left_join),
-            self.schema.clone(),
-        )))
+        Ok(Arc::new(Self::new(left, self.joins.clone(), self.schema.clone())))
     }
 
     fn execute(&self, partition: usize, ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let mut left = self.left.execute(partition, ctx.clone())?;
         let reservation = MemoryConsumer::new("AsofFeatureExec[spine]").register(ctx.memory_pool());
-        let join = Join {
-            feature: self.feature.clone(),
-            left_on: self.left_on.clone(),
-            as_of: self.as_of,
-            left_join: self.left_join,
-            schema: self.schema.clone(),
-        };
+        let join = Join { joins: self.joins.clone(), schema: self.schema.clone() };
         let output = async move {
             // The whole spine is read first: which path answers depends on how far back it reaches.
             let mut batches = Vec::new();
@@ -152,89 +171,130 @@ impl ExecutionPlan for AsofFeatureExec {
     }
 }
 
-/// One left batch with its keys (in the feature's key types), times and known-at times.
+/// One left batch's keys (in the feature's key types), times and known-at times, for one join.
 struct Probed {
-    batch: RecordBatch,
     keys: Vec<ArrayRef>,
     times: TimestampMicrosecondArray,
     known: Option<TimestampMicrosecondArray>,
 }
 
 struct Join {
-    feature: Arc<LiveFeature>,
-    left_on: JoinSide,
-    as_of: AsOf,
-    left_join: bool,
+    joins: Vec<FeatureJoin>,
     schema: SchemaRef,
 }
 
 impl Join {
     fn all(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
-        let compiled = self.feature.compiled();
-        let probed = batches
-            .into_iter()
-            .map(|batch| {
-                let keys = self
-                    .left_on
-                    .keys
-                    .iter()
-                    .zip(&compiled.key_columns)
-                    .map(|(k, c)| evaluate_as(k, &batch, &compiled.table.columns[*c].ty.arrow_type()))
-                    .collect::<Result<Vec<_>>>()?;
-                let times = micros(&self.left_on.time, &batch)?;
-                // `l.k > f.known` counts ingest times before K: at or before K - 1µs.
-                let known = match &self.left_on.known {
-                    Some((k, strict)) => {
-                        let k = micros(k, &batch)?;
-                        Some(if *strict { k.unary(|v: i64| v.saturating_sub(1)) } else { k })
-                    }
-                    None => None,
-                };
-                Ok(Probed { batch, keys, times, known })
-            })
+        let probed = self
+            .joins
+            .iter()
+            .map(|join| batches.iter().map(|batch| probe(join, batch)).collect::<Result<Vec<_>>>())
             .collect::<Result<Vec<_>>>()?;
-        let points: Vec<_> =
-            probed.iter().map(|p| Points { keys: &p.keys, times: &p.times, known: p.known.as_ref() }).collect();
-        let values = self.feature.evaluate_at(&points, self.as_of).map_err(external)?;
-        probed.iter().zip(values).map(|(p, values)| self.output(p, values)).collect()
+        // Each feature on a thread of its own: they read different state (or scan the stored
+        // events each), and the spine's rows are shared read-only.
+        let values: Vec<Vec<Values>> = std::thread::scope(|scope| {
+            let running: Vec<_> = self
+                .joins
+                .iter()
+                .zip(&probed)
+                .map(|(join, probed)| {
+                    scope.spawn(move || {
+                        let points: Vec<_> = probed
+                            .iter()
+                            .map(|p| Points { keys: &p.keys, times: &p.times, known: p.known.as_ref() })
+                            .collect();
+                        join.feature.evaluate_at(&points, join.as_of).map_err(external)
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|r| r.join().map_err(|_| DataFusionError::Internal("a feature's evaluation panicked".into()))?)
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let mut values: Vec<_> = values.into_iter().map(|v| v.into_iter()).collect();
+        batches
+            .iter()
+            .enumerate()
+            .map(|(b, batch)| {
+                let batch_values: Vec<Values> = values.iter_mut().map(|v| v.next().unwrap_or_default()).collect();
+                self.output(batch, probed.iter().map(|p| &p[b]).collect(), batch_values)
+            })
+            .collect()
     }
 
-    /// The output rows of one left batch.
-    fn output(&self, p: &Probed, values: Values) -> Result<RecordBatch> {
-        let compiled = self.feature.compiled();
-        let n = p.batch.num_rows();
-        let rows: Vec<u32> = if self.left_join {
-            (0..n as u32).collect()
-        } else {
-            (0..n as u32).filter(|r| values[*r as usize].is_some()).collect()
-        };
-        // Right columns: the keys and time as probed, then the values; all NULL where unmatched.
-        let matched = |r: &u32| values[*r as usize].is_some();
-        let probe_rows: UInt32Array = rows.iter().map(|r| matched(r).then_some(*r)).collect();
-        let mut right: Vec<ArrayRef> =
-            p.keys.iter().map(|k| take(k, &probe_rows, None)).collect::<std::result::Result<_, _>>()?;
-        for (j, result_type) in compiled.result_types.iter().enumerate() {
-            let null = ScalarValue::try_from(result_type)?;
-            let column = rows.iter().map(|r| match &values[*r as usize] {
-                Some(v) => v[j].clone(),
-                None => null.clone(),
-            });
-            right.push(array_of(column, result_type).map_err(external)?);
+    /// The output rows of one left batch: its columns, then each join's.
+    fn output(&self, batch: &RecordBatch, probed: Vec<&Probed>, values: Vec<Values>) -> Result<RecordBatch> {
+        let n = batch.num_rows();
+        // An inner join keeps only the rows it matched.
+        let kept = |r: u32| self.joins.iter().zip(&values).all(|(j, v)| j.left_join || v[r as usize].is_some());
+        let rows: Vec<u32> = (0..n as u32).filter(|r| kept(*r)).collect();
+        let mut right = Vec::new();
+        for ((join, p), values) in self.joins.iter().zip(probed).zip(&values) {
+            right.extend(right_columns(join, p, values, &rows, &self.schema, right.len() + batch.num_columns())?);
         }
-        right.push(take(&p.times, &probe_rows, None)?);
-        if compiled.ingest.is_some() {
-            // The greatest ingest time of the events the value rests on, after the values.
-            let n = compiled.result_types.len();
-            let known = rows.iter().map(|r| match &values[*r as usize] {
-                Some(v) => v.get(n).cloned().unwrap_or(ScalarValue::Int64(None)),
-                None => ScalarValue::Int64(None),
-            });
-            let known = array_of(known, &arrow::datatypes::DataType::Int64).map_err(external)?;
-            let field = self.schema.field(self.schema.fields().len() - 1);
-            right.push(arrow::compute::cast(&known, field.data_type())?);
-        }
-        let keep = (!self.left_join).then(|| UInt32Array::from(rows));
-        let rows = keep.as_ref().map_or(p.batch.num_rows(), |k| k.len());
-        assemble(&self.schema, rows, left_then_right(&p.batch, keep.as_ref(), right)?)
+        let keep = (rows.len() < n).then(|| UInt32Array::from(rows));
+        let rows = keep.as_ref().map_or(n, |k| k.len());
+        assemble(&self.schema, rows, left_then_right(batch, keep.as_ref(), right)?)
     }
+}
+
+/// `join`'s keys, times and known-at times of one left batch.
+fn probe(join: &FeatureJoin, batch: &RecordBatch) -> Result<Probed> {
+    let compiled = join.feature.compiled();
+    let keys = join
+        .left_on
+        .keys
+        .iter()
+        .zip(&compiled.key_columns)
+        .map(|(k, c)| evaluate_as(k, batch, &compiled.table.columns[*c].ty.arrow_type()))
+        .collect::<Result<Vec<_>>>()?;
+    let times = micros(&join.left_on.time, batch)?;
+    // `l.k > f.known` counts ingest times before K: at or before K - 1µs.
+    let known = match &join.left_on.known {
+        Some((k, strict)) => {
+            let k = micros(k, batch)?;
+            Some(if *strict { k.unary(|v: i64| v.saturating_sub(1)) } else { k })
+        }
+        None => None,
+    };
+    Ok(Probed { keys, times, known })
+}
+
+/// One join's columns for the output `rows` of a left batch: the keys and time as probed, then
+/// the values, then (with an ingest time) the greatest ingest time the values rest on; all NULL
+/// where unmatched. `first` is the output column index of the first.
+fn right_columns(
+    join: &FeatureJoin,
+    p: &Probed,
+    values: &Values,
+    rows: &[u32],
+    schema: &SchemaRef,
+    first: usize,
+) -> Result<Vec<ArrayRef>> {
+    let compiled = join.feature.compiled();
+    let matched = |r: &u32| values[*r as usize].is_some();
+    let probe_rows: UInt32Array = rows.iter().map(|r| matched(r).then_some(*r)).collect();
+    let mut right: Vec<ArrayRef> =
+        p.keys.iter().map(|k| take(k, &probe_rows, None)).collect::<std::result::Result<_, _>>()?;
+    for (j, result_type) in compiled.result_types.iter().enumerate() {
+        let null = ScalarValue::try_from(result_type)?;
+        let column = rows.iter().map(|r| match &values[*r as usize] {
+            Some(v) => v[j].clone(),
+            None => null.clone(),
+        });
+        right.push(array_of(column, result_type).map_err(external)?);
+    }
+    right.push(take(&p.times, &probe_rows, None)?);
+    if compiled.ingest.is_some() {
+        let n = compiled.result_types.len();
+        let known = rows.iter().map(|r| match &values[*r as usize] {
+            Some(v) => v.get(n).cloned().unwrap_or(ScalarValue::Int64(None)),
+            None => ScalarValue::Int64(None),
+        });
+        let known = array_of(known, &arrow::datatypes::DataType::Int64).map_err(external)?;
+        let field = schema.field(first + right.len());
+        right.push(arrow::compute::cast(&known, field.data_type())?);
+    }
+    Ok(right)
 }

@@ -14,7 +14,7 @@ use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, Operator, UserD
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 
-use super::feature_exec::AsofFeatureExec;
+use super::feature_exec::{AsofFeatureExec, FeatureJoin};
 use super::node::{AsofJoinNode, AsofRight};
 use super::probe::{JoinSide, external};
 use super::table_exec::{AsofTableExec, Match};
@@ -85,7 +85,13 @@ impl ExtensionPlanner for AsofPlanner {
                 }
                 let as_of =
                     AsOf { strict: node.op == Operator::Gt, max_age: node.max_age, known_at: node.known.is_some() };
-                Arc::new(AsofFeatureExec::new(left, feature.clone(), left_on, (as_of, node.left_join), schema))
+                let join = FeatureJoin { feature: feature.clone(), left_on, as_of, left_join: node.left_join };
+                // A training set's chain of features over one spine becomes one operator.
+                match left.downcast_ref::<AsofFeatureExec>().and_then(|inner| inner.followed_by(&join, schema.clone()))
+                {
+                    Some(chained) => Arc::new(chained),
+                    None => Arc::new(AsofFeatureExec::new(left, vec![join], schema)),
+                }
             }
         };
         Ok(Some(exec))
