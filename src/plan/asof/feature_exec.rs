@@ -2,9 +2,10 @@
 //!
 //! The left side (the spine) is read whole (which path answers depends on how far back it
 //! reaches), its keys and times computed, and each feature evaluated at all of them at once
-//! (`LiveFeature::evaluate_at`: from the live state, or the stored events), the features side
-//! by side on threads of their own. Output rows keep the left order. The spine is counted in DataFusion's memory pool, so a spine larger than
-//! the pool fails with 53200.
+//! (`LiveFeature::evaluate_at`: from the live state, or the stored events), the features
+//! side by side on threads of their own. Output rows keep the left order. The spine, the
+//! values and the output are counted in DataFusion's memory pool, so a training set larger
+//! than the pool fails with 53200.
 
 use std::fmt;
 use std::sync::Arc;
@@ -32,10 +33,13 @@ use crate::feature::{LiveFeature, Points, Values, array_of};
 /// One feature joined to the left rows.
 #[derive(Clone)]
 pub struct FeatureJoin {
+    /// The feature on the right.
     pub feature: Arc<LiveFeature>,
     /// Left keys in the feature's key order, and the left time.
     pub left_on: JoinSide,
+    /// Strict or inclusive, the staleness bound, known-at.
     pub as_of: AsOf,
+    /// ASOF LEFT JOIN: unmatched left rows stay, with NULLs.
     pub left_join: bool,
 }
 
@@ -84,10 +88,14 @@ impl AsofFeatureExec {
     /// This operator's joins followed by `join`, over this operator's left side, when `join`'s
     /// expressions read only columns of that left side (the output puts them first, in the
     /// same places). `schema` is the output of `join` over this operator.
+    ///
+    /// Only after LEFT joins: after an inner one, `join`'s expressions would also be evaluated
+    /// on the rows it drops (an error there, say a division by zero, would be new).
     pub fn followed_by(&self, join: &FeatureJoin, schema: SchemaRef) -> Option<Self> {
         let width = self.left.schema().fields().len();
         let reads_left_only = join.left_on.expressions().all(|e| collect_columns(e).iter().all(|c| c.index() < width));
-        reads_left_only.then(|| {
+        let after_left_joins = self.joins.iter().all(|j| j.left_join);
+        (reads_left_only && after_left_joins).then(|| {
             let joins = self.joins.iter().cloned().chain([join.clone()]).collect();
             Self::new(self.left.clone(), joins, schema)
         })
@@ -160,11 +168,19 @@ impl ExecutionPlan for AsofFeatureExec {
                 reservation.try_grow(batch.get_array_memory_size())?;
                 batches.push(batch);
             }
+            // Every feature's values are held at once, then the output is built whole: both are
+            // counted (the values as ScalarValues, the output as built) until it is emitted.
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            let words: usize = join.joins.iter().map(|j| j.feature.compiled().result_types.len() + 1).sum();
+            reservation.try_grow(rows.saturating_mul(words).saturating_mul(size_of::<ScalarValue>()))?;
             let joined = tokio::task::spawn_blocking(move || join.all(batches))
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))??;
-            drop(reservation);
-            Ok::<_, DataFusionError>(futures::stream::iter(joined.into_iter().map(Ok)))
+            reservation.try_grow(joined.iter().map(|b| b.get_array_memory_size()).sum())?;
+            Ok::<_, DataFusionError>(futures::stream::iter(joined.into_iter().map(move |batch| {
+                let _held = &reservation;
+                Ok(batch)
+            })))
         };
         let stream = futures::stream::once(output).try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream)))
@@ -190,34 +206,16 @@ impl Join {
             .iter()
             .map(|join| batches.iter().map(|batch| probe(join, batch)).collect::<Result<Vec<_>>>())
             .collect::<Result<Vec<_>>>()?;
-        // Each feature on a thread of its own: they read different state (or scan the stored
-        // events each), and the spine's rows are shared read-only.
-        let values: Vec<Vec<Values>> = std::thread::scope(|scope| {
-            let running: Vec<_> = self
-                .joins
-                .iter()
-                .zip(&probed)
-                .map(|(join, probed)| {
-                    scope.spawn(move || {
-                        let points: Vec<_> = probed
-                            .iter()
-                            .map(|p| Points { keys: &p.keys, times: &p.times, known: p.known.as_ref() })
-                            .collect();
-                        join.feature.evaluate_at(&points, join.as_of).map_err(external)
-                    })
-                })
-                .collect();
-            running
-                .into_iter()
-                .map(|r| r.join().map_err(|_| DataFusionError::Internal("a feature's evaluation panicked".into()))?)
-                .collect::<Result<Vec<_>>>()
-        })?;
+        let values = evaluate_side_by_side(&self.joins, &probed)?;
         let mut values: Vec<_> = values.into_iter().map(|v| v.into_iter()).collect();
         batches
             .iter()
             .enumerate()
             .map(|(b, batch)| {
-                let batch_values: Vec<Values> = values.iter_mut().map(|v| v.next().unwrap_or_default()).collect();
+                let batch_values = values
+                    .iter_mut()
+                    .map(|v| v.next().ok_or_else(|| DataFusionError::Internal("a feature gave too few batches".into())))
+                    .collect::<Result<Vec<Values>>>()?;
                 self.output(batch, probed.iter().map(|p| &p[b]).collect(), batch_values)
             })
             .collect()
@@ -237,6 +235,34 @@ impl Join {
         let rows = keep.as_ref().map_or(n, |k| k.len());
         assemble(&self.schema, rows, left_then_right(batch, keep.as_ref(), right)?)
     }
+}
+
+/// Each join's values at its probed points. The features run side by side, a thread each, as
+/// many at a time as there are cores (they read different state, or scan the stored events
+/// each; the spine's rows are shared read-only); a single feature runs on this thread.
+fn evaluate_side_by_side(joins: &[FeatureJoin], probed: &[Vec<Probed>]) -> Result<Vec<Vec<Values>>> {
+    let evaluate = |join: &FeatureJoin, probed: &[Probed]| {
+        let points: Vec<_> =
+            probed.iter().map(|p| Points { keys: &p.keys, times: &p.times, known: p.known.as_ref() }).collect();
+        join.feature.evaluate_at(&points, join.as_of).map_err(external)
+    };
+    if let ([join], [probed]) = (joins, probed) {
+        return Ok(vec![evaluate(join, probed)?]);
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut values = Vec::with_capacity(joins.len());
+    for (joins, probed) in joins.chunks(cores).zip(probed.chunks(cores)) {
+        let finished: Vec<_> = std::thread::scope(|scope| {
+            let running: Vec<_> =
+                joins.iter().zip(probed).map(|(join, probed)| scope.spawn(move || evaluate(join, probed))).collect();
+            // Every thread is joined before any error is returned.
+            running.into_iter().map(|r| r.join()).collect()
+        });
+        for result in finished {
+            values.push(result.map_err(|_| DataFusionError::Internal("a feature's evaluation panicked".into()))??);
+        }
+    }
+    Ok(values)
 }
 
 /// `join`'s keys, times and known-at times of one left batch.
