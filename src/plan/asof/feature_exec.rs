@@ -229,7 +229,7 @@ impl Join {
         let rows: Vec<u32> = (0..n as u32).filter(|r| kept(*r)).collect();
         let mut right = Vec::new();
         for ((join, p), values) in self.joins.iter().zip(probed).zip(&values) {
-            right.extend(right_columns(join, p, values, &rows, &self.schema, right.len() + batch.num_columns())?);
+            right.extend(right_columns(join, p, values, &rows)?);
         }
         let keep = (rows.len() < n).then(|| UInt32Array::from(rows));
         let rows = keep.as_ref().map_or(n, |k| k.len());
@@ -289,15 +289,8 @@ fn probe(join: &FeatureJoin, batch: &RecordBatch) -> Result<Probed> {
 
 /// One join's columns for the output `rows` of a left batch: the keys and time as probed, then
 /// the values, then (with an ingest time) the greatest ingest time the values rest on; all NULL
-/// where unmatched. `first` is the output column index of the first.
-fn right_columns(
-    join: &FeatureJoin,
-    p: &Probed,
-    values: &Values,
-    rows: &[u32],
-    schema: &SchemaRef,
-    first: usize,
-) -> Result<Vec<ArrayRef>> {
+/// where unmatched.
+fn right_columns(join: &FeatureJoin, p: &Probed, values: &Values, rows: &[u32]) -> Result<Vec<ArrayRef>> {
     let compiled = join.feature.compiled();
     let matched = |r: &u32| values[*r as usize].is_some();
     let probe_rows: UInt32Array = rows.iter().map(|r| matched(r).then_some(*r)).collect();
@@ -318,9 +311,8 @@ fn right_columns(
             Some(v) => v.get(n).cloned().unwrap_or(ScalarValue::Int64(None)),
             None => ScalarValue::Int64(None),
         });
-        let known = array_of(known, &arrow::datatypes::DataType::Int64).map_err(external)?;
-        let field = schema.field(first + right.len());
-        right.push(arrow::compute::cast(&known, field.data_type())?);
+        // µs since the epoch; `assemble` casts it to the schema's timestamp type.
+        right.push(array_of(known, &arrow::datatypes::DataType::Int64).map_err(external)?);
     }
     Ok(right)
 }
