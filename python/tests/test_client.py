@@ -213,3 +213,12 @@ def test_edges_of_spines_and_definitions(db, data):
         assert got["py_edge"].fillna(-1).tolist() == local["py_edge"].fillna(-1).tolist()
     finally:
         db.drop_feature(py_edge)
+
+
+def test_values_that_come_back_out_of_spine_order_are_put_back_in_order():
+    from asofdb.client import in_row_order
+
+    values = pa.table({"__row": [2, 0, 3, 1], "v": [20, 0, 30, 10]})
+    assert in_row_order(values).to_pydict() == {"__row": [0, 1, 2, 3], "v": [0, 10, 20, 30]}
+    ordered = pa.table({"__row": [0, 1, 2], "v": [1, 2, 3]})
+    assert in_row_order(ordered) is ordered

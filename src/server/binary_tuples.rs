@@ -1,38 +1,19 @@
 //! Binary COPY tuples written column by column for the common column types: a batch's rows
-//! go into one buffer, each value as PostgreSQL's send function writes it, and each tuple is
-//! a slice of that buffer. Other types take the general encoder (`encode::encode_with`).
+//! go into a few reused buffers (`copy_frames`), each value as PostgreSQL's send function
+//! writes it. Other types take the general encoder (`encode::encode_with`).
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Date32Array, Float32Array, Float64Array, Int16Array, Int32Array,
-    Int64Array, RecordBatch, StringArray, StringViewArray, TimestampMicrosecondArray, UInt64Array,
-};
+use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::{DataType, Schema, TimeUnit};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use pgwire::messages::copy::CopyData;
 
+use super::copy_frames::{Buffers, Column, FramedRows, typed};
 use crate::value::infinite::infinite_text;
 
 /// Microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's epoch for timestamps.
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch for dates.
 const PG_EPOCH_DAYS: i32 = 10_957;
-
-/// One column, typed once per batch.
-enum Column<'a> {
-    Bool(&'a BooleanArray),
-    Int16(&'a Int16Array),
-    Int32(&'a Int32Array),
-    Int64(&'a Int64Array),
-    /// Sent as bigint (`encode::pg_fields`), the largest values as `i64::MAX`.
-    UInt64(&'a UInt64Array),
-    Float32(&'a Float32Array),
-    Float64(&'a Float64Array),
-    Date(&'a Date32Array),
-    /// TIMESTAMP and TIMESTAMPTZ alike: microseconds since 2000 (infinities as they are stored).
-    Timestamp(&'a TimestampMicrosecondArray),
-    Text(&'a StringArray),
-    TextView(&'a StringViewArray),
-}
 
 /// Whether every column of `schema` has a fast path here: then [`tuples`] encodes its batches.
 pub fn supported(schema: &Schema) -> bool {
@@ -54,97 +35,15 @@ pub fn supported(schema: &Schema) -> bool {
     })
 }
 
-fn typed(column: &ArrayRef) -> Option<Column<'_>> {
-    Some(match column.data_type() {
-        DataType::Boolean => Column::Bool(column.as_boolean()),
-        DataType::Int16 => Column::Int16(column.as_primitive()),
-        DataType::Int32 => Column::Int32(column.as_primitive()),
-        DataType::Int64 => Column::Int64(column.as_primitive()),
-        DataType::UInt64 => Column::UInt64(column.as_primitive()),
-        DataType::Float32 => Column::Float32(column.as_primitive()),
-        DataType::Float64 => Column::Float64(column.as_primitive()),
-        DataType::Date32 => Column::Date(column.as_primitive()),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => Column::Timestamp(column.as_primitive()),
-        DataType::Utf8 => Column::Text(column.as_string()),
-        DataType::Utf8View => Column::TextView(column.as_string_view()),
-        _ => return None,
-    })
-}
-
-/// Bytes of framed tuples per buffer: under mimalloc's largest pooled size (a buffer per
-/// 8192-row batch, half a megabyte, was mapped fresh each time).
-const CHUNK_BYTES: usize = 56 << 10;
-
-/// Buffers in flight or ready for reuse, at most: a few batches' worth (`executor` runs two
-/// batches ahead of the socket).
-const MAX_BUFFERS: usize = 64;
-
-/// The buffers of one COPY TO, used again once pgwire has written them to the socket. Fresh
-/// buffers freed on another thread were returned to the system and faulted in anew: page
-/// faults took a third of a table read's time (docs/benchmarks.md).
-#[derive(Default)]
-pub struct Buffers {
-    /// Every buffer handed out, still shared with a message until pgwire drops it.
-    handed_out: Vec<Bytes>,
-    free: Vec<BytesMut>,
-    /// Buffers allocated (not reused), for the test.
-    fresh: usize,
-}
-
-impl Buffers {
-    fn take(&mut self, capacity: usize) -> BytesMut {
-        if self.free.is_empty() {
-            self.reclaim();
-        }
-        match self.free.pop() {
-            Some(mut buffer) => {
-                buffer.clear();
-                buffer.reserve(capacity);
-                buffer
-            }
-            None => {
-                self.fresh += 1;
-                BytesMut::with_capacity(capacity)
-            }
-        }
-    }
-
-    /// Takes back the buffers nobody else holds any more.
-    fn reclaim(&mut self) {
-        for bytes in std::mem::take(&mut self.handed_out) {
-            match bytes.try_into_mut() {
-                Ok(buffer) => self.free.push(buffer),
-                Err(shared) => self.handed_out.push(shared),
-            }
-        }
-    }
-
-    fn hand_out(&mut self, buffer: BytesMut) -> Bytes {
-        let bytes = buffer.freeze();
-        if self.handed_out.len() + self.free.len() < MAX_BUFFERS {
-            self.handed_out.push(bytes.clone());
-        }
-        bytes
-    }
-}
-
 /// The rows of `batch` as binary COPY tuples (field count, then each field's length and
 /// bytes, -1 for NULL), `header` before the first, each tuple framed as its own CopyData
-/// message (`d`, length): one CopyData per row, as PostgreSQL sends and as clients read them,
-/// written into a few buffers of [`CHUNK_BYTES`] instead of one trip through pgwire's sink per
-/// row. `None` unless [`supported`].
+/// message (`copy_frames`). `None` unless [`supported`].
 pub fn framed_tuples(batch: &RecordBatch, header: Option<&[u8]>, buffers: &mut Buffers) -> Option<Vec<CopyData>> {
     let columns: Vec<Column> = batch.columns().iter().map(typed).collect::<Option<_>>()?;
     let rows = batch.num_rows();
-    let per_row = 5 + estimated_size(batch, &columns) / rows.max(1);
-    let capacity = CHUNK_BYTES + per_row;
-    let mut chunks = Vec::new();
-    let mut buffer = buffers.take(capacity + header.map_or(0, <[u8]>::len));
-    let mut in_buffer = 0;
+    let mut framed = FramedRows::new(buffers, 5 + estimated_size(batch, &columns) / rows.max(1));
     for row in 0..rows {
-        buffer.put_u8(b'd');
-        let length_at = buffer.len();
-        buffer.put_i32(0);
+        let buffer = framed.start_row();
         if row == 0
             && let Some(header) = header
         {
@@ -152,23 +51,11 @@ pub fn framed_tuples(batch: &RecordBatch, header: Option<&[u8]>, buffers: &mut B
         }
         buffer.put_i16(columns.len() as i16);
         for column in &columns {
-            put_value(&mut buffer, column, row);
+            put_value(buffer, column, row);
         }
-        // The length counts itself and the message's content, not the type byte.
-        let length = i32::try_from(buffer.len() - length_at).ok()?;
-        buffer[length_at..length_at + 4].copy_from_slice(&length.to_be_bytes());
-        in_buffer += 1;
-        if buffer.len() >= CHUNK_BYTES {
-            let full = std::mem::replace(&mut buffer, buffers.take(capacity));
-            chunks.push(CopyData::framed(buffers.hand_out(full), std::mem::take(&mut in_buffer)));
-        }
+        framed.end_row()?;
     }
-    if in_buffer > 0 {
-        chunks.push(CopyData::framed(buffers.hand_out(buffer), in_buffer));
-    } else {
-        buffers.free.push(buffer);
-    }
-    Some(chunks)
+    Some(framed.finish())
 }
 
 /// Bytes the tuples take: a field count per row, a length per value, and the values.

@@ -15,10 +15,12 @@ use pgwire::types::format::FormatOptions;
 
 use super::binary_tuples;
 use super::cancel::CancelFlag;
+use super::copy_frames::Buffers;
 use super::encode::{encode_with, pg_fields, start, zoned_as_text};
 use super::errors::to_pgwire;
 use super::executor::Executor;
 use super::pg_text::PgText;
+use super::text_tuples::{self, TextLayout};
 use crate::execute::copy_format::CopyFormat;
 
 /// Streams `frame` as COPY data in text, CSV or binary format, one CopyData message per row,
@@ -40,12 +42,20 @@ pub async fn copy_out_response(
     let columns = fields.len();
     let mut encoder = PgText(new_encoder(format, fields.clone()));
     let mut header = format.header.then(|| header_line(format, &schema));
+    // The common types are written column by column (`text_tuples`), batch by batch.
+    let layout = TextLayout::new(format, &schema, &fields);
+    let mut buffers = Buffers::default();
     let batches = start(executor, frame).await?;
     let batches = cancel.guard(batches.map(|b| b.map_err(|e| to_pgwire(e.into()))));
     let data = executor.stream(batches.map(move |batch| -> Vec<PgWireResult<CopyData>> {
         match batch {
             Ok(batch) => {
                 let batch = zoned_as_text(&batch, &fields, &zone);
+                if let Some(layout) = &layout
+                    && let Some(rows) = text_tuples::framed_rows(&batch, layout, &mut header, &mut buffers)
+                {
+                    return rows.into_iter().map(Ok).collect();
+                }
                 encode_rows(&mut encoder, &batch, &fields, &mut header)
             }
             Err(e) => vec![Err(e)],
@@ -74,7 +84,7 @@ async fn copy_out_binary(
     let sent = sent_rows.clone();
     // The common types are written column by column (`binary_tuples`), all batches alike.
     let fast = binary_tuples::supported(&schema);
-    let mut buffers = binary_tuples::Buffers::default();
+    let mut buffers = Buffers::default();
     let data = executor.stream(batches.map(move |batch| -> Vec<PgWireResult<CopyData>> {
         match batch {
             Ok(batch) if batch.num_rows() > 0 => {

@@ -8,6 +8,7 @@ mod binary_tuples;
 mod cancel;
 mod coalesce;
 mod connection;
+mod copy_frames;
 mod copy_out;
 mod encode;
 mod errors;
@@ -22,6 +23,7 @@ mod prepare;
 mod query_handler;
 mod results;
 mod statement_log;
+mod text_tuples;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

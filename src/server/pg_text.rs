@@ -6,7 +6,9 @@
 //! format; binary format and every other type pass through untouched.
 
 use arrow_pg::encoder::Encoder;
-use bytes::BytesMut;
+use std::fmt::Write;
+
+use bytes::{BufMut, BytesMut};
 use pgwire::api::Type;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::error::{PgWireError, PgWireResult};
@@ -60,32 +62,184 @@ pub fn float_text(text: &str, digits: i32) -> Option<String> {
             other => other.into(),
         });
     }
-    if value == 0.0 {
-        return Some(if text.starts_with('-') { "-0".into() } else { "0".into() });
+    let mut out = Vec::with_capacity(24);
+    write_float(&mut out, value, digits == 6);
+    String::from_utf8(out).ok()
+}
+
+/// Writes a finite or infinite float as PostgreSQL prints it with `extra_float_digits` of 1 or
+/// more (the default of its clients): shortest exact digits, in plain notation for decimal
+/// exponents in `-4..digits` (15 for float8, 6 for float4 when `single`), else `d.ddde+XX`.
+pub fn write_float(out: &mut impl BufMut, value: f64, single: bool) {
+    if value.is_nan() {
+        return out.put_slice(b"NaN");
     }
-    // `{:e}` of the value ryu printed keeps its shortest digits: "1.5e-7", "4e1".
-    let scientific = if digits == 6 { format!("{:e}", value as f32) } else { format!("{value:e}") };
-    let (mantissa, exponent) = scientific.split_once('e')?;
-    let exponent: i32 = exponent.parse().ok()?;
-    let negative = mantissa.starts_with('-');
-    let digits_only: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
-    let sign = if negative { "-" } else { "" };
-    if exponent < -4 || exponent >= digits {
-        let (first, rest) = digits_only.split_at(1);
-        let fraction = if rest.is_empty() { String::new() } else { format!(".{rest}") };
-        let exp_sign = if exponent < 0 { '-' } else { '+' };
-        return Some(format!("{sign}{first}{fraction}e{exp_sign}{:02}", exponent.abs()));
+    if value.is_infinite() {
+        return out.put_slice(if value > 0.0 { b"Infinity" } else { b"-Infinity" });
+    }
+    if value == 0.0 {
+        return out.put_slice(if value.is_sign_negative() { b"-0" } else { b"0" });
+    }
+    let scientific = shortest(value, single);
+    let text = scientific.as_bytes();
+    let Some(e) = text.iter().position(|b| *b == b'e') else {
+        return out.put_slice(text);
+    };
+    let (mantissa, exponent) = (&text[..e], &text[e + 1..]);
+    let exponent: i32 = std::str::from_utf8(exponent).ok().and_then(|x| x.parse().ok()).unwrap_or(0);
+    let negative = mantissa.first() == Some(&b'-');
+    let mut digits = [0u8; 24];
+    let mut count = 0;
+    for d in mantissa.iter().filter(|b| b.is_ascii_digit()).take(digits.len()) {
+        digits[count] = *d;
+        count += 1;
+    }
+    // A longer form (`shortest`) may end in zeros, which PostgreSQL does not print.
+    while count > 1 && digits[count - 1] == b'0' {
+        count -= 1;
+    }
+    let digits = &digits[..count];
+    if negative {
+        out.put_u8(b'-');
+    }
+    let limit = if single { 6 } else { 15 };
+    if exponent < -4 || exponent >= limit {
+        out.put_u8(digits[0]);
+        if digits.len() > 1 {
+            out.put_u8(b'.');
+            out.put_slice(&digits[1..]);
+        }
+        out.put_slice(if exponent < 0 { b"e-" } else { b"e+" });
+        let magnitude = exponent.unsigned_abs();
+        if magnitude < 10 {
+            out.put_u8(b'0');
+        }
+        out.put_slice(itoa::Buffer::new().format(magnitude).as_bytes());
+        return;
     }
     let point = exponent + 1; // digits before the decimal point
-    let plain = if point <= 0 {
-        format!("0.{}{}", "0".repeat((-point) as usize), digits_only)
-    } else if point as usize >= digits_only.len() {
-        format!("{}{}", digits_only, "0".repeat(point as usize - digits_only.len()))
+    if point <= 0 {
+        out.put_slice(b"0.");
+        (0..-point).for_each(|_| out.put_u8(b'0'));
+        out.put_slice(digits);
+    } else if point as usize >= digits.len() {
+        out.put_slice(digits);
+        (digits.len()..point as usize).for_each(|_| out.put_u8(b'0'));
     } else {
-        let (int, frac) = digits_only.split_at(point as usize);
-        format!("{int}.{frac}")
+        out.put_slice(&digits[..point as usize]);
+        out.put_u8(b'.');
+        out.put_slice(&digits[point as usize..]);
+    }
+}
+
+/// The shortest scientific form (`1.5e-7`, `4e1`) that reads back as `value` (a float4's when
+/// `single`), as PostgreSQL's Ryu finds it: Rust's shortest form, unless that lies exactly
+/// halfway to a neighbouring float, which PostgreSQL never picks (it builds Ryu without
+/// `acceptBounds`, so its output reads back the same whatever way a reader breaks ties); then
+/// the fewest digits, correctly rounded, strictly nearer.
+fn shortest(value: f64, single: bool) -> StackText {
+    let scientific = |precision: Option<usize>| {
+        let mut text = StackText::default();
+        // Cannot fail: the longest form, `-1.2345678901234567e-308`, fits.
+        let _ = match (single, precision) {
+            (true, None) => write!(text, "{:e}", value as f32),
+            (false, None) => write!(text, "{value:e}"),
+            (true, Some(p)) => write!(text, "{:.p$e}", value as f32),
+            (false, Some(p)) => write!(text, "{value:.p$e}"),
+        };
+        text
     };
-    Some(format!("{sign}{plain}"))
+    let first = scientific(None);
+    if !halfway(first.as_bytes(), value, single) {
+        return first;
+    }
+    let most = if single { 9 } else { 17 };
+    let reads_back = |text: &StackText| {
+        let read = std::str::from_utf8(text.as_bytes()).ok();
+        match single {
+            true => read.and_then(|t| t.parse::<f32>().ok()) == Some(value as f32),
+            false => read.and_then(|t| t.parse::<f64>().ok()) == Some(value),
+        }
+    };
+    let digits = first.as_bytes().iter().take_while(|b| **b != b'e').filter(|b| b.is_ascii_digit()).count();
+    (digits..most)
+        .map(|precision| scientific(Some(precision)))
+        .find(|text| reads_back(text) && !halfway(text.as_bytes(), value, single))
+        .unwrap_or(first)
+}
+
+/// Whether the decimal `text` (`d.ddde±x`) is exactly halfway between `value` and the float
+/// above or below it. Compared as integers: a decimal of at most 17 digits can equal such a
+/// midpoint only with a small exponent, and a product too big for 128 bits is no tie.
+fn halfway(text: &[u8], value: f64, single: bool) -> bool {
+    let Some(e) = text.iter().position(|b| *b == b'e') else { return false };
+    let Some(exponent) = std::str::from_utf8(&text[e + 1..]).ok().and_then(|x| x.parse::<i32>().ok()) else {
+        return false;
+    };
+    let mut mantissa: u128 = 0;
+    let mut digits = 0i32;
+    for d in text[..e].iter().filter(|b| b.is_ascii_digit()) {
+        mantissa = mantissa * 10 + u128::from(d - b'0');
+        digits += 1;
+    }
+    let decimal_exponent = exponent - (digits - 1);
+    // value = m2 * 2^e2 (magnitude); the midpoints to its neighbours, as (odd, power of two).
+    let (m2, e2, lowest_of_binade) = if single {
+        let bits = (value as f32).to_bits();
+        let (field, fraction) = ((bits >> 23) & 0xff, u64::from(bits & 0x7f_ffff));
+        match field {
+            0 => (fraction, -149, false),
+            _ => (fraction | 1 << 23, field as i32 - 150, fraction == 0 && field > 1),
+        }
+    } else {
+        let bits = value.to_bits();
+        let (field, fraction) = ((bits >> 52) & 0x7ff, bits & ((1 << 52) - 1));
+        match field {
+            0 => (fraction, -1074, false),
+            _ => (fraction | 1 << 52, field as i32 - 1075, fraction == 0 && field > 1),
+        }
+    };
+    let (m2, above) = (u128::from(m2), (2 * u128::from(m2) + 1, e2 - 1));
+    let below = if lowest_of_binade { (4 * m2 - 1, e2 - 2) } else { (2 * m2 - 1, e2 - 1) };
+    let times_ten = |x: u128, k: i32| if k > 38 { None } else { x.checked_mul(10u128.pow(k as u32)) };
+    let times_two = |x: u128, k: i32| if k >= 128 || x.leading_zeros() < k as u32 { None } else { Some(x << k) };
+    let equal = |(odd, power): (u128, i32)| -> bool {
+        let (mut left, mut right) = (Some(mantissa), Some(odd));
+        if decimal_exponent >= 0 {
+            left = left.and_then(|l| times_ten(l, decimal_exponent));
+        } else {
+            right = right.and_then(|r| times_ten(r, -decimal_exponent));
+        }
+        if power >= 0 {
+            right = right.and_then(|r| times_two(r, power));
+        } else {
+            left = left.and_then(|l| times_two(l, -power));
+        }
+        matches!((left, right), (Some(l), Some(r)) if l == r)
+    };
+    equal(above) || equal(below)
+}
+
+/// A short text written on the stack (a float's scientific form).
+#[derive(Default)]
+struct StackText {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl StackText {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// `09:00:00.500000+00` → `09:00:00.5+00`, `09:00:00.000` → `09:00:00`.
@@ -121,6 +275,10 @@ mod tests {
         assert_eq!(float_text("1000000.0", 6).unwrap(), "1e+06");
         assert_eq!(float_text("1.5", 6).unwrap(), "1.5");
         assert_eq!(f8("NaN"), "NaN");
+        // Halfway to a neighbour: PostgreSQL prints more digits rather than the tie.
+        assert_eq!(float_text("-52477288", 6).unwrap(), "-5.2477288e+07");
+        assert_eq!(f8("18014398509481988"), "1.8014398509481988e+16");
+        assert_eq!(float_text("16777216", 6).unwrap(), "1.6777216e+07");
         assert_eq!(f8("inf"), "Infinity");
     }
 

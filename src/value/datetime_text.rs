@@ -45,9 +45,18 @@ pub fn timestamp_text_with(micros: i64, offset: &str) -> Option<String> {
 
 /// A DATE as PostgreSQL prints it: `2024-03-01`, `0044-03-15 BC`.
 pub fn date_text(days_since_epoch: i32) -> Option<String> {
-    // The civil date of a day count (Howard Hinnant's algorithm): every DATE, where chrono
-    // stops at year 262143.
-    let z = i64::from(days_since_epoch) + 719_468;
+    let (year, month, day) = civil_date(i64::from(days_since_epoch));
+    Some(if year > 0 {
+        format!("{year:04}-{month:02}-{day:02}")
+    } else {
+        format!("{:04}-{month:02}-{day:02} BC", 1 - year)
+    })
+}
+
+/// The proleptic Gregorian (year, month, day) of a day count since 1970 (Howard Hinnant's
+/// algorithm): every DATE, where chrono stops at year 262143. Year 0 is 1 BC.
+pub fn civil_date(days_since_epoch: i64) -> (i64, u32, u32) {
+    let z = days_since_epoch + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
     let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
@@ -56,11 +65,7 @@ pub fn date_text(days_since_epoch: i32) -> Option<String> {
     let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
     let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
-    Some(if year > 0 {
-        format!("{year:04}-{month:02}-{day:02}")
-    } else {
-        format!("{:04}-{month:02}-{day:02} BC", 1 - year)
-    })
+    (year, month as u32, day as u32)
 }
 
 /// `YYYY-MM-DD` with the year counted as PostgreSQL counts it (no year 0: 1 BC precedes

@@ -559,6 +559,10 @@ impl CopyEncoder {
                         b'\t' => {
                             self.buffer.put_slice(b"\\t");
                         }
+                        // PostgreSQL's CopyAttributeOutText names these too.
+                        0x08 => self.buffer.put_slice(b"\\b"),
+                        0x0b => self.buffer.put_slice(b"\\v"),
+                        0x0c => self.buffer.put_slice(b"\\f"),
                         b'\\' => {
                             self.buffer.put_slice(b"\\\\");
                         }
@@ -597,7 +601,7 @@ impl CopyEncoder {
             quote,
             null_string,
             force_quote,
-            escape: _,
+            escape,
         } = &self.format
         {
             let col_index = self.col_index;
@@ -613,15 +617,16 @@ impl CopyEncoder {
                 || match is_null {
                     IsNull::Yes => false, // NULL values are never quoted in CSV (handled by null_string)
                     IsNull::No => {
+                        // As PostgreSQL's CopyAttributeOutCSV: a value equal to the NULL
+                        // string (an empty one, by default) is quoted, so it reads back as
+                        // a value; so is `\.` alone on a line.
                         let data = temp_buffer.as_ref();
-                        data.contains(&delimiter_byte)
+                        data == null_string_bytes
+                            || (self.schema.len() == 1 && data == b"\\.")
+                            || data.contains(&delimiter_byte)
                             || data.contains(&quote_byte)
                             || data.contains(&b'\n')
                             || data.contains(&b'\r')
-                            || (!null_string_bytes.is_empty()
-                                && data
-                                    .windows(null_string_bytes.len())
-                                    .any(|w| w == null_string_bytes))
                     }
                 };
 
@@ -630,10 +635,11 @@ impl CopyEncoder {
             } else if should_quote {
                 self.buffer.put_u8(quote_byte);
 
+                let escape_byte = escape.as_bytes().first().copied().unwrap_or(quote_byte);
                 for &byte in temp_buffer.as_ref() {
-                    if byte == quote_byte {
-                        // Double the quote character
-                        self.buffer.put_u8(byte);
+                    if byte == quote_byte || byte == escape_byte {
+                        // The escape character (the quote by default) before each
+                        self.buffer.put_u8(escape_byte);
                     }
                     self.buffer.put_u8(byte);
                 }

@@ -1,0 +1,322 @@
+//! Text and CSV COPY rows written column by column for the common column types, each value as
+//! PostgreSQL's output function and COPY write it (`CopyAttributeOutText`/`OutCSV`), into a
+//! few reused buffers (`copy_frames`). Other types, and values outside the years 1–9999, take
+//! the general encoder (`copy_out::encode_rows`).
+
+use arrow::array::{Array, ArrayRef, RecordBatch};
+use arrow::datatypes::{DataType, Schema, TimeUnit};
+use bytes::{BufMut, Bytes, BytesMut};
+use pgwire::api::results::FieldInfo;
+use pgwire::messages::copy::CopyData;
+
+use super::copy_frames::{Buffers, Column, FramedRows, typed};
+use super::pg_text::write_float;
+use crate::execute::copy_format::CopyFormat;
+use crate::value::civil_date;
+use crate::value::infinite::infinite_text;
+
+/// How rows are written: text or CSV, and their options.
+pub struct TextLayout {
+    csv: bool,
+    delimiter: u8,
+    quote: u8,
+    escape: u8,
+    null: Vec<u8>,
+    /// One column: a CSV value `\.` alone on a line is quoted, not to read as the end of data.
+    single_column: bool,
+}
+
+impl TextLayout {
+    /// The layout for `format`, if every column of `schema` has a fast path here (floats only
+    /// with PostgreSQL's shortest-exact output, `extra_float_digits` of 1 or more).
+    pub fn new(format: &CopyFormat, schema: &Schema, fields: &[FieldInfo]) -> Option<Self> {
+        let supported = schema.fields().iter().zip(fields).all(|(f, info)| match f.data_type() {
+            DataType::Boolean
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::Date32
+            | DataType::Timestamp(TimeUnit::Microsecond, _)
+            | DataType::Utf8
+            | DataType::Utf8View => true,
+            DataType::Float32 | DataType::Float64 => info.format_options().extra_float_digits >= 1,
+            _ => false,
+        });
+        (supported && !format.binary && schema.fields().len() == fields.len()).then(|| Self {
+            csv: format.csv,
+            delimiter: format.delimiter,
+            quote: format.quote,
+            escape: format.escape,
+            null: format.null.as_bytes().to_vec(),
+            single_column: fields.len() == 1,
+        })
+    }
+}
+
+/// The rows of `batch` as text or CSV lines, `header` (taken only on success) before the
+/// first, each line framed as its own CopyData message. `None` if a column or a value has no
+/// fast path here: the caller encodes the batch the general way.
+pub fn framed_rows(
+    batch: &RecordBatch,
+    layout: &TextLayout,
+    header: &mut Option<Bytes>,
+    buffers: &mut Buffers,
+) -> Option<Vec<CopyData>> {
+    // TIMESTAMPTZ columns arrive as text in the session's zone (`encode::zoned_as_text`).
+    let zoned = |c: &ArrayRef| matches!(c.data_type(), DataType::Timestamp(_, Some(_)));
+    if batch.columns().iter().any(zoned) {
+        return None;
+    }
+    let columns: Vec<Column> = batch.columns().iter().map(typed).collect::<Option<_>>()?;
+    let rows = batch.num_rows();
+    let mut framed = FramedRows::new(buffers, 16 * columns.len() + 8);
+    let mut scratch = Vec::new();
+    for row in 0..rows {
+        let buffer = framed.start_row();
+        if row == 0
+            && let Some(header) = header.as_ref()
+        {
+            buffer.put_slice(header);
+        }
+        for (i, column) in columns.iter().enumerate() {
+            if i > 0 {
+                buffer.put_u8(layout.delimiter);
+            }
+            put_field(buffer, column, row, layout, &mut scratch)?;
+        }
+        buffer.put_u8(b'\n');
+        framed.end_row()?;
+    }
+    header.take();
+    Some(framed.finish())
+}
+
+/// One field: the NULL string, or the value's text, escaped (text) or quoted (CSV) as COPY
+/// writes it. `None` for a date or timestamp outside the years 1–9999.
+fn put_field(
+    out: &mut BytesMut,
+    column: &Column,
+    row: usize,
+    layout: &TextLayout,
+    scratch: &mut Vec<u8>,
+) -> Option<()> {
+    macro_rules! nulls {
+        ($array:expr) => {
+            if $array.is_null(row) {
+                out.put_slice(&layout.null);
+                return Some(());
+            }
+        };
+    }
+    let start = out.len();
+    match column {
+        Column::Bool(a) => {
+            nulls!(a);
+            out.put_u8(if a.value(row) { b't' } else { b'f' });
+        }
+        Column::Int16(a) => {
+            nulls!(a);
+            out.put_slice(itoa::Buffer::new().format(a.value(row)).as_bytes());
+        }
+        Column::Int32(a) => {
+            nulls!(a);
+            out.put_slice(itoa::Buffer::new().format(a.value(row)).as_bytes());
+        }
+        Column::Int64(a) => {
+            nulls!(a);
+            out.put_slice(itoa::Buffer::new().format(a.value(row)).as_bytes());
+        }
+        Column::Float32(a) => {
+            nulls!(a);
+            write_float(out, f64::from(a.value(row)), true);
+        }
+        Column::Float64(a) => {
+            nulls!(a);
+            write_float(out, a.value(row), false);
+        }
+        Column::Date(a) => {
+            nulls!(a);
+            put_date(out, i64::from(a.value(row)))?;
+        }
+        Column::Timestamp(a) => {
+            nulls!(a);
+            put_timestamp(out, a.value(row))?;
+        }
+        Column::Text(a) => {
+            nulls!(a);
+            out.put_slice(a.value(row).as_bytes());
+        }
+        Column::TextView(a) => {
+            nulls!(a);
+            out.put_slice(a.value(row).as_bytes());
+        }
+        // Printed as numeric by the general encoder (`TextLayout::new` leaves it to it).
+        Column::UInt64(_) => return None,
+    }
+    if layout.csv {
+        quote_if_needed(out, start, layout, scratch);
+    } else {
+        escape_if_needed(out, start, layout.delimiter, scratch);
+    }
+    Some(())
+}
+
+/// `YYYY-MM-DD`, for the years 1–9999 only (PostgreSQL writes others with ` BC` or more digits).
+fn put_date(out: &mut BytesMut, days: i64) -> Option<()> {
+    let (year, month, day) = civil_date(days);
+    if !(1..=9999).contains(&year) {
+        return None;
+    }
+    put_digits(out, year as u32, 4);
+    out.put_u8(b'-');
+    put_digits(out, month, 2);
+    out.put_u8(b'-');
+    put_digits(out, day, 2);
+    Some(())
+}
+
+/// `YYYY-MM-DD HH:MM:SS` and the fraction without trailing zeros, or `infinity`/`-infinity`.
+fn put_timestamp(out: &mut BytesMut, micros: i64) -> Option<()> {
+    if let Some(text) = infinite_text(micros) {
+        out.put_slice(text.as_bytes());
+        return Some(());
+    }
+    const DAY: i64 = 86_400_000_000;
+    put_date(out, micros.div_euclid(DAY))?;
+    let of_day = micros.rem_euclid(DAY);
+    let seconds = (of_day / 1_000_000) as u32;
+    out.put_u8(b' ');
+    put_digits(out, seconds / 3600, 2);
+    out.put_u8(b':');
+    put_digits(out, seconds / 60 % 60, 2);
+    out.put_u8(b':');
+    put_digits(out, seconds % 60, 2);
+    let mut fraction = (of_day % 1_000_000) as u32;
+    if fraction != 0 {
+        let mut width = 6;
+        while fraction.is_multiple_of(10) {
+            fraction /= 10;
+            width -= 1;
+        }
+        out.put_u8(b'.');
+        put_digits(out, fraction, width);
+    }
+    Some(())
+}
+
+/// `value` in exactly `width` digits, zero-padded (it has no more than `width` digits).
+fn put_digits(out: &mut BytesMut, value: u32, width: usize) {
+    let mut digits = [b'0'; 10];
+    let mut rest = value;
+    for slot in digits[..width].iter_mut().rev() {
+        *slot = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out.put_slice(&digits[..width]);
+}
+
+/// Text format: a backslash before a backslash or the delimiter, and control characters as
+/// `\b \f \n \r \t \v` (others as they are), as PostgreSQL's `CopyAttributeOutText` writes.
+fn escape_if_needed(out: &mut BytesMut, start: usize, delimiter: u8, scratch: &mut Vec<u8>) {
+    if !out[start..].iter().any(|b| *b < 0x20 || *b == b'\\' || *b == delimiter) {
+        return;
+    }
+    scratch.clear();
+    scratch.extend_from_slice(&out[start..]);
+    out.truncate(start);
+    for &b in scratch.iter() {
+        let named = match b {
+            0x08 => Some(b'b'),
+            0x0c => Some(b'f'),
+            b'\n' => Some(b'n'),
+            b'\r' => Some(b'r'),
+            b'\t' => Some(b't'),
+            0x0b => Some(b'v'),
+            _ => None,
+        };
+        match named {
+            Some(letter) => out.put_slice(&[b'\\', letter]),
+            None if b == b'\\' || b == delimiter => out.put_slice(&[b'\\', b]),
+            None => out.put_u8(b),
+        }
+    }
+}
+
+/// CSV: the value in quotes, each quote or escape character after an escape character, when it
+/// equals the NULL string, holds the delimiter, a quote, CR or LF, or is `\.` alone on a line,
+/// as PostgreSQL's `CopyAttributeOutCSV` writes.
+fn quote_if_needed(out: &mut BytesMut, start: usize, layout: &TextLayout, scratch: &mut Vec<u8>) {
+    let value = &out[start..];
+    let needs = value == layout.null.as_slice()
+        || (layout.single_column && value == b"\\.")
+        || value.iter().any(|b| *b == layout.delimiter || *b == layout.quote || *b == b'\n' || *b == b'\r');
+    if !needs {
+        return;
+    }
+    scratch.clear();
+    scratch.extend_from_slice(value);
+    out.truncate(start);
+    out.put_u8(layout.quote);
+    for &b in scratch.iter() {
+        if b == layout.quote || b == layout.escape {
+            out.put_u8(layout.escape);
+        }
+        out.put_u8(b);
+    }
+    out.put_u8(layout.quote);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Date32Array, Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn layout(csv: bool, columns: usize) -> TextLayout {
+        let null = if csv { "" } else { "\\N" };
+        TextLayout { csv, delimiter: b',', quote: b'"', escape: b'"', null: null.into(), single_column: columns == 1 }
+    }
+
+    fn lines(rows: &[CopyData]) -> (usize, String) {
+        let messages = rows.iter().map(|r| r.framed_messages).sum();
+        // Each message is `d`, a 4-byte length, then the line.
+        let mut text = String::new();
+        for chunk in rows {
+            let mut rest = &chunk.data[..];
+            while !rest.is_empty() {
+                let length = i32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
+                text.push_str(std::str::from_utf8(&rest[5..1 + length]).unwrap());
+                rest = &rest[1 + length..];
+            }
+        }
+        (messages, text)
+    }
+
+    #[test]
+    fn each_row_is_a_message_and_the_header_comes_once() {
+        let schema =
+            Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true), Field::new("s", DataType::Utf8, true)]));
+        let n = Int64Array::from(vec![Some(1), None, Some(-3)]);
+        let s = StringArray::from(vec![Some(""), Some("a,b"), None]);
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(n), Arc::new(s)]).unwrap();
+        let mut header = Some(Bytes::from_static(b"n,s\n"));
+        let rows = framed_rows(&batch, &layout(true, 2), &mut header, &mut Buffers::default()).unwrap();
+        assert!(header.is_none(), "the header is sent");
+        assert_eq!(lines(&rows), (3, "n,s\n1,\"\"\n,\"a,b\"\n-3,\n".to_string()));
+        let rows = framed_rows(&batch, &layout(false, 2), &mut None, &mut Buffers::default()).unwrap();
+        assert_eq!(lines(&rows), (3, "1,\n\\N,a\\,b\n-3,\\N\n".to_string()));
+    }
+
+    #[test]
+    fn dates_past_year_9999_take_the_general_encoder() {
+        let schema = Arc::new(Schema::new(vec![Field::new("d", DataType::Date32, true)]));
+        let days = Date32Array::from(vec![0, 2_932_897]); // 1970-01-01, 10000-01-01
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(days)]).unwrap();
+        let mut header = Some(Bytes::from_static(b"d\n"));
+        assert!(framed_rows(&batch, &layout(true, 1), &mut header, &mut Buffers::default()).is_none());
+        assert!(header.is_some(), "the header waits for the general encoder");
+    }
+}
