@@ -21,7 +21,7 @@ pub enum Column<'a> {
     Float32(&'a Float32Array),
     Float64(&'a Float64Array),
     Date(&'a Date32Array),
-    /// TIMESTAMP and TIMESTAMPTZ alike: microseconds since 2000 (infinities as they are stored).
+    /// TIMESTAMP and TIMESTAMPTZ alike: microseconds since 1970 (infinities as they are stored).
     Timestamp(&'a TimestampMicrosecondArray),
     Text(&'a StringArray),
     TextView(&'a StringViewArray),

@@ -41,9 +41,11 @@ pub async fn copy_out_response(
     let fields = Arc::new(pg_fields(&schema, &Format::UnifiedText, Some(format_options))?);
     let columns = fields.len();
     let mut encoder = PgText(new_encoder(format, fields.clone()));
-    let mut header = format.header.then(|| header_line(format, &schema));
+    let layout = TextLayout::new(format, columns);
+    let names = schema.fields().iter().map(|f| crate::sql::output_names::client_name(f.name()));
+    let mut header = format.header.then(|| layout.header(names));
     // The common types are written column by column (`text_tuples`), batch by batch.
-    let layout = TextLayout::new(format, &schema, &fields);
+    let fast = text_tuples::supported(&schema, &fields);
     let mut buffers = Buffers::default();
     let batches = start(executor, frame).await?;
     let batches = cancel.guard(batches.map(|b| b.map_err(|e| to_pgwire(e.into()))));
@@ -51,9 +53,7 @@ pub async fn copy_out_response(
         match batch {
             Ok(batch) => {
                 let batch = zoned_as_text(&batch, &fields, &zone);
-                if let Some(layout) = &layout
-                    && let Some(rows) = text_tuples::framed_rows(&batch, layout, &mut header, &mut buffers)
-                {
+                if fast && let Some(rows) = text_tuples::framed_rows(&batch, &layout, &mut header, &mut buffers) {
                     return rows.into_iter().map(Ok).collect();
                 }
                 encode_rows(&mut encoder, &batch, &fields, &mut header)
@@ -165,24 +165,4 @@ fn encode_rows(
         }));
     }
     out
-}
-
-fn header_line(format: &CopyFormat, schema: &arrow::datatypes::Schema) -> Bytes {
-    let delimiter = (format.delimiter as char).to_string();
-    let quote = format.quote as char;
-    let names: Vec<String> = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            let name = crate::sql::output_names::client_name(f.name());
-            let needs_quotes =
-                name.contains(&delimiter) || name.contains(quote) || name.contains('\n') || name.contains('\r');
-            if format.csv && needs_quotes {
-                format!("{quote}{}{quote}", name.replace(quote, &format!("{quote}{quote}")))
-            } else {
-                name.to_string()
-            }
-        })
-        .collect();
-    Bytes::from(format!("{}\n", names.join(&delimiter)))
 }

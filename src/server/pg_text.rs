@@ -169,8 +169,7 @@ fn shortest(value: f64, single: bool) -> StackText {
 }
 
 /// Whether the decimal `text` (`d.ddde±x`) is exactly halfway between `value` and the float
-/// above or below it. Compared as integers: a decimal of at most 17 digits can equal such a
-/// midpoint only with a small exponent, and a product too big for 128 bits is no tie.
+/// above or below it, compared as integers.
 fn halfway(text: &[u8], value: f64, single: bool) -> bool {
     let Some(e) = text.iter().position(|b| *b == b'e') else { return false };
     let Some(exponent) = std::str::from_utf8(&text[e + 1..]).ok().and_then(|x| x.parse::<i32>().ok()) else {
@@ -201,20 +200,23 @@ fn halfway(text: &[u8], value: f64, single: bool) -> bool {
     };
     let (m2, above) = (u128::from(m2), (2 * u128::from(m2) + 1, e2 - 1));
     let below = if lowest_of_binade { (4 * m2 - 1, e2 - 2) } else { (2 * m2 - 1, e2 - 1) };
-    let times_ten = |x: u128, k: i32| if k > 38 { None } else { x.checked_mul(10u128.pow(k as u32)) };
-    let times_two = |x: u128, k: i32| if k >= 128 || x.leading_zeros() < k as u32 { None } else { Some(x << k) };
+    // mantissa * 10^d == odd * 2^power, with 10^d = 5^d * 2^d: the fives on the side they
+    // multiply, then the twos moved to one side. Equal only if 5^|d| divides the other side,
+    // so |d| <= 24 for a tie and the fives fit; a shift past 128 bits is no tie.
+    let fives = |x: u128, k: i32| if k > 55 { None } else { x.checked_mul(5u128.pow(k as u32)) };
+    let twos = |x: u128, k: i32| if k >= 128 || x.leading_zeros() < k as u32 { None } else { Some(x << k) };
     let equal = |(odd, power): (u128, i32)| -> bool {
-        let (mut left, mut right) = (Some(mantissa), Some(odd));
-        if decimal_exponent >= 0 {
-            left = left.and_then(|l| times_ten(l, decimal_exponent));
+        let (left, right) = if decimal_exponent >= 0 {
+            (fives(mantissa, decimal_exponent), Some(odd))
         } else {
-            right = right.and_then(|r| times_ten(r, -decimal_exponent));
-        }
-        if power >= 0 {
-            right = right.and_then(|r| times_two(r, power));
+            (Some(mantissa), fives(odd, -decimal_exponent))
+        };
+        let shift = decimal_exponent - power;
+        let (left, right) = if shift >= 0 {
+            (left.and_then(|l| twos(l, shift)), right)
         } else {
-            left = left.and_then(|l| times_two(l, -power));
-        }
+            (left, right.and_then(|r| twos(r, -shift)))
+        };
         matches!((left, right), (Some(l), Some(r)) if l == r)
     };
     equal(above) || equal(below)
@@ -279,6 +281,7 @@ mod tests {
         assert_eq!(float_text("-52477288", 6).unwrap(), "-5.2477288e+07");
         assert_eq!(f8("18014398509481988"), "1.8014398509481988e+16");
         assert_eq!(float_text("16777216", 6).unwrap(), "1.6777216e+07");
+        assert_eq!(f8("4.503599627370496e38"), "4.5035996273704956e+38");
         assert_eq!(f8("inf"), "Infinity");
     }
 

@@ -1,7 +1,7 @@
 //! Text and CSV COPY rows written column by column for the common column types, each value as
 //! PostgreSQL's output function and COPY write it (`CopyAttributeOutText`/`OutCSV`), into a
-//! few reused buffers (`copy_frames`). Other types, and values outside the years 1–9999, take
-//! the general encoder (`copy_out::encode_rows`).
+//! few reused buffers (`copy_frames`). Other types, and dates and times before 1 AD, take the
+//! general encoder (`copy_out::encode_rows`).
 
 use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Schema, TimeUnit};
@@ -27,30 +27,56 @@ pub struct TextLayout {
 }
 
 impl TextLayout {
-    /// The layout for `format`, if every column of `schema` has a fast path here (floats only
-    /// with PostgreSQL's shortest-exact output, `extra_float_digits` of 1 or more).
-    pub fn new(format: &CopyFormat, schema: &Schema, fields: &[FieldInfo]) -> Option<Self> {
-        let supported = schema.fields().iter().zip(fields).all(|(f, info)| match f.data_type() {
-            DataType::Boolean
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::Date32
-            | DataType::Timestamp(TimeUnit::Microsecond, _)
-            | DataType::Utf8
-            | DataType::Utf8View => true,
-            DataType::Float32 | DataType::Float64 => info.format_options().extra_float_digits >= 1,
-            _ => false,
-        });
-        (supported && !format.binary && schema.fields().len() == fields.len()).then(|| Self {
+    pub fn new(format: &CopyFormat, columns: usize) -> Self {
+        Self {
             csv: format.csv,
             delimiter: format.delimiter,
             quote: format.quote,
             escape: format.escape,
             null: format.null.as_bytes().to_vec(),
-            single_column: fields.len() == 1,
-        })
+            single_column: columns == 1,
+        }
     }
+
+    /// The header line: the column names, each escaped (text) or quoted (CSV) as a value is.
+    pub fn header<'a>(&self, names: impl Iterator<Item = &'a str>) -> Bytes {
+        let mut line = BytesMut::new();
+        let mut scratch = Vec::new();
+        for (i, name) in names.enumerate() {
+            if i > 0 {
+                line.put_u8(self.delimiter);
+            }
+            let start = line.len();
+            line.put_slice(name.as_bytes());
+            self.finish_value(&mut line, start, &mut scratch);
+        }
+        line.put_u8(b'\n');
+        line.freeze()
+    }
+
+    /// Escapes (text) or quotes (CSV) the value written from `start` on, if it needs it.
+    fn finish_value(&self, out: &mut BytesMut, start: usize, scratch: &mut Vec<u8>) {
+        if self.csv {
+            quote_if_needed(out, start, self, scratch);
+        } else {
+            escape_if_needed(out, start, self.delimiter, scratch);
+        }
+    }
+}
+
+/// Whether every column of `schema` has a fast path here: floats only with PostgreSQL's
+/// shortest-exact output (`extra_float_digits` of 1 or more), dates and times only in the ISO
+/// style (`DateStyle`).
+pub fn supported(schema: &Schema, fields: &[FieldInfo]) -> bool {
+    let iso = |info: &FieldInfo| info.format_options().date_style.trim().to_ascii_uppercase().starts_with("ISO");
+    schema.fields().len() == fields.len()
+        && schema.fields().iter().zip(fields).all(|(f, info)| match f.data_type() {
+            DataType::Boolean | DataType::Int16 | DataType::Int32 | DataType::Int64 => true,
+            DataType::Utf8 | DataType::Utf8View => true,
+            DataType::Date32 | DataType::Timestamp(TimeUnit::Microsecond, _) => iso(info),
+            DataType::Float32 | DataType::Float64 => info.format_options().extra_float_digits >= 1,
+            _ => false,
+        })
 }
 
 /// The rows of `batch` as text or CSV lines, `header` (taken only on success) before the
@@ -69,6 +95,10 @@ pub fn framed_rows(
     }
     let columns: Vec<Column> = batch.columns().iter().map(typed).collect::<Option<_>>()?;
     let rows = batch.num_rows();
+    if rows == 0 {
+        // The header waits for the first row.
+        return Some(Vec::new());
+    }
     let mut framed = FramedRows::new(buffers, 16 * columns.len() + 8);
     let mut scratch = Vec::new();
     for row in 0..rows {
@@ -153,21 +183,21 @@ fn put_field(
         // Printed as numeric by the general encoder (`TextLayout::new` leaves it to it).
         Column::UInt64(_) => return None,
     }
-    if layout.csv {
-        quote_if_needed(out, start, layout, scratch);
-    } else {
-        escape_if_needed(out, start, layout.delimiter, scratch);
-    }
+    layout.finish_value(out, start, scratch);
     Some(())
 }
 
-/// `YYYY-MM-DD`, for the years 1–9999 only (PostgreSQL writes others with ` BC` or more digits).
+/// `YYYY-MM-DD` (more digits after year 9999); `None` before 1 AD (PostgreSQL adds ` BC`).
 fn put_date(out: &mut BytesMut, days: i64) -> Option<()> {
     let (year, month, day) = civil_date(days);
-    if !(1..=9999).contains(&year) {
+    if year < 1 {
         return None;
     }
-    put_digits(out, year as u32, 4);
+    if year > 9999 {
+        out.put_slice(itoa::Buffer::new().format(year).as_bytes());
+    } else {
+        put_digits(out, year as u32, 4);
+    }
     out.put_u8(b'-');
     put_digits(out, month, 2);
     out.put_u8(b'-');
@@ -280,6 +310,23 @@ mod tests {
         TextLayout { csv, delimiter: b',', quote: b'"', escape: b'"', null: null.into(), single_column: columns == 1 }
     }
 
+    #[test]
+    fn an_empty_batch_keeps_the_header_for_the_first_row() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let batch = RecordBatch::new_empty(schema);
+        let mut header = Some(Bytes::from_static(b"n\n"));
+        let rows = framed_rows(&batch, &layout(true, 1), &mut header, &mut Buffers::default()).unwrap();
+        assert!(rows.is_empty() && header.is_some());
+    }
+
+    #[test]
+    fn header_names_are_quoted_as_values_are() {
+        let csv = layout(true, 3);
+        assert_eq!(csv.header(["a\"b", "", "c,d"].into_iter()), Bytes::from_static(b"\"a\"\"b\",\"\",\"c,d\"\n"));
+        let text = layout(false, 2);
+        assert_eq!(text.header(["a\\b", "t\tx"].into_iter()), Bytes::from_static(b"a\\\\b,t\\tx\n"));
+    }
+
     fn lines(rows: &[CopyData]) -> (usize, String) {
         let messages = rows.iter().map(|r| r.framed_messages).sum();
         // Each message is `d`, a 4-byte length, then the line.
@@ -311,10 +358,14 @@ mod tests {
     }
 
     #[test]
-    fn dates_past_year_9999_take_the_general_encoder() {
+    fn dates_after_year_9999_have_more_digits_and_bc_ones_take_the_general_encoder() {
         let schema = Arc::new(Schema::new(vec![Field::new("d", DataType::Date32, true)]));
-        let days = Date32Array::from(vec![0, 2_932_897]); // 1970-01-01, 10000-01-01
-        let batch = RecordBatch::try_new(schema, vec![Arc::new(days)]).unwrap();
+        let after = Date32Array::from(vec![0, 2_932_897]); // 1970-01-01, 10000-01-01
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(after)]).unwrap();
+        let rows = framed_rows(&batch, &layout(true, 1), &mut None, &mut Buffers::default()).unwrap();
+        assert_eq!(lines(&rows), (2, "1970-01-01\n10000-01-01\n".to_string()));
+        let bc = Date32Array::from(vec![0, -719_163]); // 1970-01-01, 0001-12-31 BC
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(bc)]).unwrap();
         let mut header = Some(Bytes::from_static(b"d\n"));
         assert!(framed_rows(&batch, &layout(true, 1), &mut header, &mut Buffers::default()).is_none());
         assert!(header.is_some(), "the header waits for the general encoder");

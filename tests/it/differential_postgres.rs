@@ -732,11 +732,14 @@ async fn copy_out_matches_postgres(pg: &Client, ours: &Client) {
         "SELECT s FROM tc ORDER BY id",
         "SELECT id, ts, d FROM tc WHERE ts IS NOT NULL ORDER BY id",
         "SELECT id, t, z FROM tz ORDER BY id",
+        "SELECT DATE '9999-12-31' + 1 AS d, TIMESTAMP '2024-01-01 00:00:00.5' AS id",
+        "SELECT id AS \"a\"\"b\", s AS \"x,y\", i8 AS \"\\\" FROM tc ORDER BY id",
     ];
     let options = [
         "",
         "(FORMAT csv)",
         "(FORMAT csv, HEADER)",
+        "(FORMAT csv, HEADER, ESCAPE '\\', NULL 'id')",
         "(FORMAT csv, DELIMITER ';', NULL 'NULL', QUOTE '''', ESCAPE '\\')",
         "(FORMAT csv, DELIMITER '|', NULL '\\N')",
         "(FORMAT text, DELIMITER '|', NULL 'x')",

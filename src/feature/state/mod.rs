@@ -427,7 +427,7 @@ impl FeatureState {
             self.max_time = self.max_time.max(*max);
         }
         let mut event = vec![0u64; feature.stride()];
-        for row in 0..rows {
+        for row in key_grouped_order(key_rows, rows) {
             if passes.as_ref().is_some_and(|p| !p.is_valid(row) || !p.value(row)) {
                 continue;
             }
@@ -630,6 +630,37 @@ fn boolean(array: ArrayRef) -> Result<BooleanArray> {
         .downcast_ref::<BooleanArray>()
         .cloned()
         .ok_or_else(|| Error::internal("predicate did not evaluate to booleans"))
+}
+
+/// Writes of at least this many rows are ingested in [`key_grouped_order`].
+const GROUPED_FROM_ROWS: usize = 1024;
+
+/// The rows of a write in the order they are ingested: for a large one, an order that brings each key's rows near one another, each
+/// key's in their own order: a counting sort on the top bits of a hash of the key. The rows of
+/// one key go into one history whatever the order between keys, and their own order is kept,
+/// so the state is the same; but a key's history (and its map entry) is then fetched into the
+/// cache about once per write, not once per row: in a day of events over 50,000 cards, the
+/// load of each card's latest event was half of `KeyHistory::insert`'s time (a cache miss).
+fn key_grouped_order(keys: &Rows, rows: usize) -> Vec<usize> {
+    const BUCKET_BITS: u32 = 12;
+    const HASHER: ahash::RandomState = ahash::RandomState::with_seeds(0x9e37, 0x79b9, 0x7f4a, 0x7c15);
+    if rows < GROUPED_FROM_ROWS {
+        return (0..rows).collect();
+    }
+    let buckets: Vec<u16> =
+        (0..rows).map(|r| (HASHER.hash_one(keys.row(r).as_ref()) >> (64 - BUCKET_BITS)) as u16).collect();
+    let mut starts = vec![0usize; (1 << BUCKET_BITS) + 1];
+    buckets.iter().for_each(|b| starts[*b as usize + 1] += 1);
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let mut order = vec![0usize; rows];
+    for (row, bucket) in buckets.iter().enumerate() {
+        let at = &mut starts[*bucket as usize];
+        order[*at] = row;
+        *at += 1;
+    }
+    order
 }
 
 fn note_ingest(ingest: &mut HashMap<Box<[u8]>, KeyIngest, ahash::RandomState>, key: &[u8], known: i64) {
