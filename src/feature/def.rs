@@ -637,6 +637,43 @@ impl CompiledFeature {
     }
 }
 
+/// Value `j` of every row as an array of `data_type`, NULL where a row is `None` (or too
+/// short: the greatest ingest time is absent without one). BIGINT and DOUBLE PRECISION, what
+/// most features give, are built straight from the values; other types through [`array_of`].
+pub fn value_column(rows: &[Option<Vec<ScalarValue>>], j: usize, data_type: &DataType) -> Result<ArrayRef> {
+    fn value(row: &Option<Vec<ScalarValue>>, j: usize) -> Option<&ScalarValue> {
+        row.as_ref().and_then(|v| v.get(j))
+    }
+    let built: Option<ArrayRef> = match data_type {
+        DataType::Int64 => rows
+            .iter()
+            .map(|row| match value(row, j) {
+                None | Some(ScalarValue::Int64(None) | ScalarValue::Null) => Some(None),
+                Some(ScalarValue::Int64(Some(v))) => Some(Some(*v)),
+                Some(_) => None,
+            })
+            .collect::<Option<arrow::array::Int64Array>>()
+            .map(|a| Arc::new(a) as ArrayRef),
+        DataType::Float64 => rows
+            .iter()
+            .map(|row| match value(row, j) {
+                None | Some(ScalarValue::Float64(None) | ScalarValue::Null) => Some(None),
+                Some(ScalarValue::Float64(Some(v))) => Some(Some(*v)),
+                Some(_) => None,
+            })
+            .collect::<Option<arrow::array::Float64Array>>()
+            .map(|a| Arc::new(a) as ArrayRef),
+        _ => None,
+    };
+    match built {
+        Some(array) => Ok(array),
+        None => {
+            let null = ScalarValue::try_from(data_type)?;
+            array_of(rows.iter().map(|row| value(row, j).cloned().unwrap_or_else(|| null.clone())), data_type)
+        }
+    }
+}
+
 /// An array of `data_type` from scalar values (which may need a cast, e.g. NULLs).
 pub fn array_of(values: impl Iterator<Item = ScalarValue>, data_type: &DataType) -> Result<ArrayRef> {
     let values: Vec<ScalarValue> = values.collect();

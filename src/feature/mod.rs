@@ -20,7 +20,7 @@ pub mod window;
 
 pub use as_of::{Points, Values};
 pub use backfills::{Backfill, BackfillGuard, BackfillKind, BackfillProgress, BackfillState, Backfills};
-pub use def::{CompiledFeature, FeatureDef, ValueDef, array_of, human_interval};
+pub use def::{CompiledFeature, FeatureDef, ValueDef, array_of, human_interval, value_column};
 pub use definitions::{forget_definition, persist_definition, stored_definitions};
 pub use engine::{FeatureEngine, LiveFeature, PointValue};
 pub use erasure::{EncodedKeys, rebuild_erased_keys, rebuild_whole};

@@ -43,13 +43,16 @@ pub async fn copy_out_response(
     let mut encoder = PgText(new_encoder(format, fields.clone()));
     let layout = TextLayout::new(format, columns);
     let names = schema.fields().iter().map(|f| crate::sql::output_names::client_name(f.name()));
-    let mut header = format.header.then(|| layout.header(names));
+    // The header goes with the first row, or alone at the end when there is none.
+    let header = Arc::new(std::sync::Mutex::new(format.header.then(|| layout.header(names))));
+    let unsent = header.clone();
     // The common types are written column by column (`text_tuples`), batch by batch.
     let fast = text_tuples::supported(&schema, &fields);
     let mut buffers = Buffers::default();
     let batches = start(executor, frame).await?;
     let batches = cancel.guard(batches.map(|b| b.map_err(|e| to_pgwire(e.into()))));
     let data = executor.stream(batches.map(move |batch| -> Vec<PgWireResult<CopyData>> {
+        let mut header = header.lock().unwrap_or_else(|e| e.into_inner());
         match batch {
             Ok(batch) => {
                 let batch = zoned_as_text(&batch, &fields, &zone);
@@ -61,7 +64,12 @@ pub async fn copy_out_response(
             Err(e) => vec![Err(e)],
         }
     }));
-    Ok(CopyResponse::new(0, columns, data.flat_map(futures::stream::iter)))
+    let header_if_empty = futures::stream::once(async move {
+        let header = unsent.lock().unwrap_or_else(|e| e.into_inner()).take();
+        header.map(|h| Ok(CopyData::not_a_row(h)))
+    })
+    .filter_map(futures::future::ready);
+    Ok(CopyResponse::new(0, columns, data.flat_map(futures::stream::iter).chain(header_if_empty)))
 }
 
 /// PostgreSQL's binary COPY format: the header (sent with the first tuple, or alone when there
@@ -101,10 +109,10 @@ async fn copy_out_binary(
             Err(e) => vec![Err(e)],
         }
     }));
-    // Without a tuple, the header goes alone (pgwire does not count it as a row).
+    // Without a tuple, the header goes alone (not counted as a row).
     let header_if_empty = futures::stream::once(async move {
         let empty = !sent_rows.load(std::sync::atomic::Ordering::Relaxed);
-        empty.then(|| Ok(CopyData::new(Bytes::from_static(BINARY_HEADER))))
+        empty.then(|| Ok(CopyData::not_a_row(Bytes::from_static(BINARY_HEADER))))
     })
     .filter_map(futures::future::ready);
     Ok(CopyResponse::new(1, columns, data.flat_map(futures::stream::iter).chain(header_if_empty)))

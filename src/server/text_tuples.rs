@@ -12,8 +12,7 @@ use pgwire::messages::copy::CopyData;
 use super::copy_frames::{Buffers, Column, FramedRows, typed};
 use super::pg_text::write_float;
 use crate::execute::copy_format::CopyFormat;
-use crate::value::civil_date;
-use crate::value::infinite::infinite_text;
+use crate::value::datetime_text::{put_date, put_timestamp};
 
 /// How rows are written: text or CSV, and their options.
 pub struct TextLayout {
@@ -122,7 +121,7 @@ pub fn framed_rows(
 }
 
 /// One field: the NULL string, or the value's text, escaped (text) or quoted (CSV) as COPY
-/// writes it. `None` for a date or timestamp outside the years 1–9999.
+/// writes it. `None` for a type the general encoder prints.
 fn put_field(
     out: &mut BytesMut,
     column: &Column,
@@ -166,11 +165,11 @@ fn put_field(
         }
         Column::Date(a) => {
             nulls!(a);
-            put_date(out, i64::from(a.value(row)))?;
+            put_date(out, i64::from(a.value(row)));
         }
         Column::Timestamp(a) => {
             nulls!(a);
-            put_timestamp(out, a.value(row))?;
+            put_timestamp(out, a.value(row), "");
         }
         Column::Text(a) => {
             nulls!(a);
@@ -185,64 +184,6 @@ fn put_field(
     }
     layout.finish_value(out, start, scratch);
     Some(())
-}
-
-/// `YYYY-MM-DD` (more digits after year 9999); `None` before 1 AD (PostgreSQL adds ` BC`).
-fn put_date(out: &mut BytesMut, days: i64) -> Option<()> {
-    let (year, month, day) = civil_date(days);
-    if year < 1 {
-        return None;
-    }
-    if year > 9999 {
-        out.put_slice(itoa::Buffer::new().format(year).as_bytes());
-    } else {
-        put_digits(out, year as u32, 4);
-    }
-    out.put_u8(b'-');
-    put_digits(out, month, 2);
-    out.put_u8(b'-');
-    put_digits(out, day, 2);
-    Some(())
-}
-
-/// `YYYY-MM-DD HH:MM:SS` and the fraction without trailing zeros, or `infinity`/`-infinity`.
-fn put_timestamp(out: &mut BytesMut, micros: i64) -> Option<()> {
-    if let Some(text) = infinite_text(micros) {
-        out.put_slice(text.as_bytes());
-        return Some(());
-    }
-    const DAY: i64 = 86_400_000_000;
-    put_date(out, micros.div_euclid(DAY))?;
-    let of_day = micros.rem_euclid(DAY);
-    let seconds = (of_day / 1_000_000) as u32;
-    out.put_u8(b' ');
-    put_digits(out, seconds / 3600, 2);
-    out.put_u8(b':');
-    put_digits(out, seconds / 60 % 60, 2);
-    out.put_u8(b':');
-    put_digits(out, seconds % 60, 2);
-    let mut fraction = (of_day % 1_000_000) as u32;
-    if fraction != 0 {
-        let mut width = 6;
-        while fraction.is_multiple_of(10) {
-            fraction /= 10;
-            width -= 1;
-        }
-        out.put_u8(b'.');
-        put_digits(out, fraction, width);
-    }
-    Some(())
-}
-
-/// `value` in exactly `width` digits, zero-padded (it has no more than `width` digits).
-fn put_digits(out: &mut BytesMut, value: u32, width: usize) {
-    let mut digits = [b'0'; 10];
-    let mut rest = value;
-    for slot in digits[..width].iter_mut().rev() {
-        *slot = b'0' + (rest % 10) as u8;
-        rest /= 10;
-    }
-    out.put_slice(&digits[..width]);
 }
 
 /// Text format: a backslash before a backslash or the delimiter, and control characters as
@@ -358,16 +299,12 @@ mod tests {
     }
 
     #[test]
-    fn dates_after_year_9999_have_more_digits_and_bc_ones_take_the_general_encoder() {
+    fn dates_after_year_9999_have_more_digits_and_bc_ones_say_so() {
         let schema = Arc::new(Schema::new(vec![Field::new("d", DataType::Date32, true)]));
-        let after = Date32Array::from(vec![0, 2_932_897]); // 1970-01-01, 10000-01-01
-        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(after)]).unwrap();
+        // 1970-01-01, 10000-01-01, 0001-12-31 BC
+        let dates = Date32Array::from(vec![0, 2_932_897, -719_163]);
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(dates)]).unwrap();
         let rows = framed_rows(&batch, &layout(true, 1), &mut None, &mut Buffers::default()).unwrap();
-        assert_eq!(lines(&rows), (2, "1970-01-01\n10000-01-01\n".to_string()));
-        let bc = Date32Array::from(vec![0, -719_163]); // 1970-01-01, 0001-12-31 BC
-        let batch = RecordBatch::try_new(schema, vec![Arc::new(bc)]).unwrap();
-        let mut header = Some(Bytes::from_static(b"d\n"));
-        assert!(framed_rows(&batch, &layout(true, 1), &mut header, &mut Buffers::default()).is_none());
-        assert!(header.is_some(), "the header waits for the general encoder");
+        assert_eq!(lines(&rows), (3, "1970-01-01\n10000-01-01\n0001-12-31 BC\n".to_string()));
     }
 }

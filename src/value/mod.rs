@@ -7,4 +7,4 @@ pub mod infinite;
 pub mod time_zone;
 mod zone_abbreviations;
 
-pub use datetime_text::{FIRST_AD_DAY, civil_date, date_text, timestamp_text, with_seconds};
+pub use datetime_text::{FIRST_AD_DAY, date_text, timestamp_text, with_seconds};

@@ -713,7 +713,8 @@ async fn copy_out_matches_postgres(pg: &Client, ours: &Client) {
         let i8 = (!null(&mut rng)).then(|| if rng.chance(10) { i64::MIN } else { rng.next() as i64 >> rng.below(60) });
         let f4 = (!null(&mut rng)).then(|| any_f64(&mut rng) as f32);
         let f8 = (!null(&mut rng)).then(|| any_f64(&mut rng));
-        let day = NaiveDate::from_ymd_opt(1, 1, 1).unwrap() + chrono::Days::new(rng.below(3_652_058) as u64);
+        // From 2000 BC (chrono's year -1999) to 9999 AD.
+        let day = NaiveDate::from_ymd_opt(-1999, 1, 1).unwrap() + chrono::Days::new(rng.below(4_382_543) as u64);
         let d = (!null(&mut rng)).then_some(day);
         let micros = [0, 500_000, 123_456, 100, 999_999][rng.below(5)];
         let at = DateTime::from_timestamp_micros(
@@ -734,6 +735,8 @@ async fn copy_out_matches_postgres(pg: &Client, ours: &Client) {
         "SELECT id, t, z FROM tz ORDER BY id",
         "SELECT DATE '9999-12-31' + 1 AS d, TIMESTAMP '2024-01-01 00:00:00.5' AS id",
         "SELECT id AS \"a\"\"b\", s AS \"x,y\", i8 AS \"\\\" FROM tc ORDER BY id",
+        // No row: the header alone.
+        "SELECT id, s FROM tc WHERE id < 0",
     ];
     let options = [
         "",

@@ -96,6 +96,13 @@ fn psql_reports_errors_with_sqlstate_and_backslash_copy_works() {
     let (ok, out, err) = psql(&server, &["-c", &copy], None);
     assert!(ok, "{err}");
     assert!(out.contains("COPY 2"), "{out}{err}");
+    // No row: the header alone, and no row counted.
+    let empty = dir.path().join("empty.csv");
+    let copy = format!("\\copy (SELECT a, b FROM t WHERE a < 0) TO '{}' WITH (FORMAT csv, HEADER)", empty.display());
+    let (ok, out, err) = psql(&server, &["-c", &copy], None);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "COPY 0", "{err}");
+    assert_eq!(std::fs::read_to_string(&empty).unwrap(), "a,b\n");
     let (ok, out, err) = psql(&server, &["-c", "SELECT string_agg(b, '+' ORDER BY a) FROM t"], None);
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "x+y");

@@ -427,7 +427,7 @@ impl FeatureState {
             self.max_time = self.max_time.max(*max);
         }
         let mut event = vec![0u64; feature.stride()];
-        for row in key_grouped_order(key_rows, rows) {
+        for row in key_grouped_order(key_rows, rows, self.keys.len()) {
             if passes.as_ref().is_some_and(|p| !p.is_valid(row) || !p.value(row)) {
                 continue;
             }
@@ -632,19 +632,25 @@ fn boolean(array: ArrayRef) -> Result<BooleanArray> {
         .ok_or_else(|| Error::internal("predicate did not evaluate to booleans"))
 }
 
-/// Writes of at least this many rows are ingested in [`key_grouped_order`].
+/// Writes of at least this many rows, into a state of at least this many keys, are ingested
+/// in [`key_grouped_order`]. With fewer keys their histories stay in the cache whatever the
+/// order, and the grouping is only a cost: at 1M events over 10,000 cards the training-set
+/// sweep took 0.86–1.00 s ungrouped and 1.09–1.46 s grouped; at 10M over 100,000 grouping
+/// saved a fifth.
 const GROUPED_FROM_ROWS: usize = 1024;
+const GROUPED_FROM_KEYS: usize = 32_768;
 
-/// The rows of a write in the order they are ingested: for a large one, an order that brings each key's rows near one another, each
-/// key's in their own order: a counting sort on the top bits of a hash of the key. The rows of
-/// one key go into one history whatever the order between keys, and their own order is kept,
-/// so the state is the same; but a key's history (and its map entry) is then fetched into the
-/// cache about once per write, not once per row: in a day of events over 50,000 cards, the
-/// load of each card's latest event was half of `KeyHistory::insert`'s time (a cache miss).
-fn key_grouped_order(keys: &Rows, rows: usize) -> Vec<usize> {
+/// The rows of a write in the order they are ingested: for a large one into a large state, an
+/// order that brings each key's rows near one another, each key's in their own order: a
+/// counting sort on the top bits of a hash of the key. The rows of one key go into one history
+/// whatever the order between keys, and their own order is kept, so the state is the same;
+/// but a key's history (and its map entry) is then fetched into the cache about once per
+/// write, not once per row: in a day of events over 50,000 cards, the load of each card's
+/// latest event was half of `KeyHistory::insert`'s time (a cache miss).
+fn key_grouped_order(keys: &Rows, rows: usize, held_keys: usize) -> Vec<usize> {
     const BUCKET_BITS: u32 = 12;
     const HASHER: ahash::RandomState = ahash::RandomState::with_seeds(0x9e37, 0x79b9, 0x7f4a, 0x7c15);
-    if rows < GROUPED_FROM_ROWS {
+    if rows < GROUPED_FROM_ROWS || held_keys < GROUPED_FROM_KEYS {
         return (0..rows).collect();
     }
     let buckets: Vec<u16> =
@@ -688,4 +694,48 @@ fn note_evicted(ingest: &mut HashMap<Box<[u8]>, KeyIngest, ahash::RandomState>, 
 /// every event of the window.
 fn drops_repeats(feature: &CompiledFeature) -> bool {
     is_distinct_only(feature) && feature.ingest.is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array};
+    use arrow::row::{RowConverter, SortField};
+
+    use super::*;
+
+    fn rows_of(keys: &[i64]) -> Rows {
+        let converter = RowConverter::new(vec![SortField::new(arrow::datatypes::DataType::Int64)]).unwrap();
+        converter.convert_columns(&[Arc::new(Int64Array::from(keys.to_vec())) as ArrayRef]).unwrap()
+    }
+
+    #[test]
+    fn the_grouped_order_keeps_each_keys_rows_in_order() {
+        let keys: Vec<i64> = (0..5000i64).map(|i| (i * 7919) % 613).collect();
+        let rows = rows_of(&keys);
+        let order = key_grouped_order(&rows, keys.len(), GROUPED_FROM_KEYS);
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..keys.len()).collect::<Vec<_>>(), "a permutation of the rows");
+        assert_ne!(order, sorted, "grouped, not the written order");
+        let mut last_of_key = HashMap::new();
+        for row in &order {
+            if let Some(previous) = last_of_key.insert(keys[*row], *row) {
+                assert!(previous < *row, "key {}: row {row} after {previous}", keys[*row]);
+            }
+        }
+    }
+
+    #[test]
+    fn small_writes_and_small_states_keep_the_written_order() {
+        let keys: Vec<i64> = (0..5000i64).map(|i| (i * 7919) % 613).collect();
+        let rows = rows_of(&keys);
+        let identity: Vec<usize> = (0..keys.len()).collect();
+        assert_eq!(key_grouped_order(&rows, keys.len(), GROUPED_FROM_KEYS - 1), identity);
+        assert_eq!(
+            key_grouped_order(&rows, GROUPED_FROM_ROWS - 1, GROUPED_FROM_KEYS),
+            identity[..GROUPED_FROM_ROWS - 1]
+        );
+    }
 }

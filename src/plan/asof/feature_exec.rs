@@ -8,11 +8,12 @@
 //! than the pool fails with 53200.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt32Array};
 use arrow::compute::take;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::MemoryConsumer;
@@ -28,7 +29,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::probe::{JoinSide, assemble, evaluate_as, external, left_then_right, micros};
 use crate::feature::window::AsOf;
-use crate::feature::{LiveFeature, Points, Values, array_of};
+use crate::feature::{LiveFeature, Points, Values, value_column};
 
 /// One feature joined to the left rows.
 #[derive(Clone)]
@@ -199,6 +200,14 @@ struct Join {
     schema: SchemaRef,
 }
 
+/// One join's results for one left batch: which rows it matched, its value columns and (with
+/// an ingest time) the greatest ingest time each value rests on, NULL where unmatched.
+struct Evaluated {
+    matched: Vec<bool>,
+    values: Vec<ArrayRef>,
+    ingest: Option<ArrayRef>,
+}
+
 impl Join {
     fn all(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
         let probed = self
@@ -206,63 +215,90 @@ impl Join {
             .iter()
             .map(|join| batches.iter().map(|batch| probe(join, batch)).collect::<Result<Vec<_>>>())
             .collect::<Result<Vec<_>>>()?;
-        let values = evaluate_side_by_side(&self.joins, &probed)?;
-        let mut values: Vec<_> = values.into_iter().map(|v| v.into_iter()).collect();
+        let evaluated = evaluate_side_by_side(&self.joins, &probed)?;
+        let mut evaluated: Vec<_> = evaluated.into_iter().map(|v| v.into_iter()).collect();
         batches
             .iter()
             .enumerate()
             .map(|(b, batch)| {
-                let batch_values = values
+                let batch_values = evaluated
                     .iter_mut()
                     .map(|v| v.next().ok_or_else(|| DataFusionError::Internal("a feature gave too few batches".into())))
-                    .collect::<Result<Vec<Values>>>()?;
+                    .collect::<Result<Vec<Evaluated>>>()?;
                 self.output(batch, probed.iter().map(|p| &p[b]).collect(), batch_values)
             })
             .collect()
     }
 
     /// The output rows of one left batch: its columns, then each join's.
-    fn output(&self, batch: &RecordBatch, probed: Vec<&Probed>, values: Vec<Values>) -> Result<RecordBatch> {
+    fn output(&self, batch: &RecordBatch, probed: Vec<&Probed>, evaluated: Vec<Evaluated>) -> Result<RecordBatch> {
         let n = batch.num_rows();
         // An inner join keeps only the rows it matched.
-        let kept = |r: u32| self.joins.iter().zip(&values).all(|(j, v)| j.left_join || v[r as usize].is_some());
-        let rows: Vec<u32> = (0..n as u32).filter(|r| kept(*r)).collect();
-        let mut right = Vec::new();
-        for ((join, p), values) in self.joins.iter().zip(probed).zip(&values) {
-            right.extend(right_columns(join, p, values, &rows)?);
-        }
+        let kept = |r: usize| self.joins.iter().zip(&evaluated).all(|(j, e)| j.left_join || e.matched[r]);
+        let rows: Vec<u32> = (0..n).filter(|r| kept(*r)).map(|r| r as u32).collect();
         let keep = (rows.len() < n).then(|| UInt32Array::from(rows));
+        let mut right = Vec::new();
+        for (p, e) in probed.into_iter().zip(evaluated) {
+            right.extend(right_columns(p, e, keep.as_ref())?);
+        }
         let rows = keep.as_ref().map_or(n, |k| k.len());
         assemble(&self.schema, rows, left_then_right(batch, keep.as_ref(), right)?)
     }
 }
 
-/// Each join's values at its probed points. The features run side by side, a thread each, as
-/// many at a time as there are cores (they read different state, or scan the stored events
-/// each; the spine's rows are shared read-only); a single feature runs on this thread.
-fn evaluate_side_by_side(joins: &[FeatureJoin], probed: &[Vec<Probed>]) -> Result<Vec<Vec<Values>>> {
-    let evaluate = |join: &FeatureJoin, probed: &[Probed]| {
+/// Each join's results at its probed points, as columns. The features run side by side, a
+/// thread each, at most twice as many at a time as there are cores: they read different state
+/// (or scan the stored events each; the spine's rows are shared read-only), and three features
+/// on two cores then share both to the end rather than the third running alone on one. A
+/// single feature runs on this thread.
+fn evaluate_side_by_side(joins: &[FeatureJoin], probed: &[Vec<Probed>]) -> Result<Vec<Vec<Evaluated>>> {
+    let evaluate = |join: &FeatureJoin, probed: &[Probed]| -> Result<Vec<Evaluated>> {
         let points: Vec<_> =
             probed.iter().map(|p| Points { keys: &p.keys, times: &p.times, known: p.known.as_ref() }).collect();
-        join.feature.evaluate_at(&points, join.as_of).map_err(external)
+        let values = join.feature.evaluate_at(&points, join.as_of).map_err(external)?;
+        // Built here, on the feature's own thread, while the others still evaluate.
+        values.iter().map(|v| evaluated(join, v)).collect()
     };
     if let ([join], [probed]) = (joins, probed) {
         return Ok(vec![evaluate(join, probed)?]);
     }
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut values = Vec::with_capacity(joins.len());
-    for (joins, probed) in joins.chunks(cores).zip(probed.chunks(cores)) {
-        let finished: Vec<_> = std::thread::scope(|scope| {
-            let running: Vec<_> =
-                joins.iter().zip(probed).map(|(join, probed)| scope.spawn(move || evaluate(join, probed))).collect();
-            // Every thread is joined before any error is returned.
-            running.into_iter().map(|r| r.join()).collect()
-        });
-        for result in finished {
-            values.push(result.map_err(|_| DataFusionError::Internal("a feature's evaluation panicked".into()))??);
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<Result<Vec<Evaluated>>>>> = joins.iter().map(|_| Mutex::new(None)).collect();
+    let worker = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let (Some(join), Some(probed)) = (joins.get(i), probed.get(i)) else { break };
+            let result = evaluate(join, probed);
+            *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
         }
+    };
+    let panicked = std::thread::scope(|scope| {
+        let running: Vec<_> = (0..joins.len().min(2 * cores)).map(|_| scope.spawn(worker)).collect();
+        // Every thread is joined before any error is returned.
+        running.into_iter().map(|r| r.join()).fold(false, |panicked, r| panicked | r.is_err())
+    });
+    if panicked {
+        return Err(DataFusionError::Internal("a feature's evaluation panicked".into()));
     }
-    Ok(values)
+    results
+        .into_iter()
+        .map(|r| {
+            r.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(|| Err(DataFusionError::Internal("a feature was not evaluated".into())))
+        })
+        .collect()
+}
+
+/// `join`'s values of one left batch as columns.
+fn evaluated(join: &FeatureJoin, values: &Values) -> Result<Evaluated> {
+    let compiled = join.feature.compiled();
+    let values_of = |j, data_type| value_column(values, j, data_type).map_err(external);
+    let columns = compiled.result_types.iter().enumerate().map(|(j, t)| values_of(j, t)).collect::<Result<_>>()?;
+    // µs since the epoch, after the values; `assemble` casts it to the schema's timestamp type.
+    let ingest = compiled.ingest.map(|_| values_of(compiled.result_types.len(), &DataType::Int64)).transpose()?;
+    Ok(Evaluated { matched: values.iter().map(Option::is_some).collect(), values: columns, ingest })
 }
 
 /// `join`'s keys, times and known-at times of one left batch.
@@ -287,32 +323,30 @@ fn probe(join: &FeatureJoin, batch: &RecordBatch) -> Result<Probed> {
     Ok(Probed { keys, times, known })
 }
 
-/// One join's columns for the output `rows` of a left batch: the keys and time as probed, then
-/// the values, then (with an ingest time) the greatest ingest time the values rest on; all NULL
-/// where unmatched.
-fn right_columns(join: &FeatureJoin, p: &Probed, values: &Values, rows: &[u32]) -> Result<Vec<ArrayRef>> {
-    let compiled = join.feature.compiled();
-    let matched = |r: &u32| values[*r as usize].is_some();
-    let probe_rows: UInt32Array = rows.iter().map(|r| matched(r).then_some(*r)).collect();
-    let mut right: Vec<ArrayRef> =
-        p.keys.iter().map(|k| take(k, &probe_rows, None)).collect::<std::result::Result<_, _>>()?;
-    for (j, result_type) in compiled.result_types.iter().enumerate() {
-        let null = ScalarValue::try_from(result_type)?;
-        let column = rows.iter().map(|r| match &values[*r as usize] {
-            Some(v) => v[j].clone(),
-            None => null.clone(),
-        });
-        right.push(array_of(column, result_type).map_err(external)?);
+/// One join's columns for the output rows of a left batch (`keep`, or all of them): the keys
+/// and time as probed, then the values, then (with an ingest time) the greatest ingest time
+/// the values rest on; all NULL where unmatched.
+fn right_columns(p: &Probed, e: Evaluated, keep: Option<&UInt32Array>) -> Result<Vec<ArrayRef>> {
+    let kept = |column: ArrayRef| match keep {
+        Some(keep) => take(&column, keep, None),
+        None => Ok(column),
+    };
+    let all_matched = keep.is_none() && e.matched.iter().all(|m| *m);
+    let probe_rows: Option<UInt32Array> = (!all_matched).then(|| match keep {
+        Some(keep) => keep.iter().map(|r| r.filter(|r| e.matched[*r as usize])).collect(),
+        None => (0..e.matched.len() as u32).map(|r| e.matched[r as usize].then_some(r)).collect(),
+    });
+    let probed = |column: ArrayRef| match &probe_rows {
+        Some(rows) => take(&column, rows, None),
+        None => Ok(column),
+    };
+    let mut right: Vec<ArrayRef> = p.keys.iter().map(|k| probed(k.clone())).collect::<std::result::Result<_, _>>()?;
+    for column in e.values {
+        right.push(kept(column)?);
     }
-    right.push(take(&p.times, &probe_rows, None)?);
-    if compiled.ingest.is_some() {
-        let n = compiled.result_types.len();
-        let known = rows.iter().map(|r| match &values[*r as usize] {
-            Some(v) => v.get(n).cloned().unwrap_or(ScalarValue::Int64(None)),
-            None => ScalarValue::Int64(None),
-        });
-        // µs since the epoch; `assemble` casts it to the schema's timestamp type.
-        right.push(array_of(known, &arrow::datatypes::DataType::Int64).map_err(external)?);
+    right.push(probed(Arc::new(p.times.clone()))?);
+    if let Some(ingest) = e.ingest {
+        right.push(kept(ingest)?);
     }
     Ok(right)
 }

@@ -60,9 +60,6 @@ where
 }
 
 /// Send a CopyOutResponse header and stream copy data to the client.
-/// The binary COPY header with no tuple after it (asofdb's change, vendor/README.md).
-const BINARY_HEADER_ALONE: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
-
 pub async fn send_copy_out_response<C>(client: &mut C, resp: CopyResponse) -> PgWireResult<()>
 where
     C: Sink<PgWireBackendMessage> + Unpin,
@@ -86,10 +83,10 @@ where
         match copy_data {
             Ok(data) => {
                 if !data.data.is_empty() {
-                    // do not count trailer, nor a binary header sent alone (no tuples)
+                    // do not count the trailer, nor a message that holds no row
                     if data.framed_messages > 0 {
                         rows += data.framed_messages;
-                    } else if data.data.as_ref() != [0xFF, 0xFF] && data.data.as_ref() != BINARY_HEADER_ALONE {
+                    } else if data.data.as_ref() != [0xFF, 0xFF] && !data.not_a_row {
                         rows += 1;
                     }
                     client.feed(PgWireBackendMessage::CopyData(data)).await?;
@@ -141,10 +138,10 @@ where
         match copy_data {
             Ok(data) => {
                 if !data.data.is_empty() {
-                    // do not count trailer, nor a binary header sent alone (no tuples)
+                    // do not count the trailer, nor a message that holds no row
                     if data.framed_messages > 0 {
                         rows += data.framed_messages;
-                    } else if data.data.as_ref() != [0xFF, 0xFF] && data.data.as_ref() != BINARY_HEADER_ALONE {
+                    } else if data.data.as_ref() != [0xFF, 0xFF] && !data.not_a_row {
                         rows += 1;
                     }
                     client.feed(PgWireBackendMessage::CopyData(data)).await?;

@@ -16,6 +16,10 @@ pub struct CopyData {
     /// rows into one buffer saves a trip through the sink per row.
     #[new(default)]
     pub framed_messages: usize,
+    /// A message that holds no row (a header sent alone, say): not counted in the command
+    /// tag's row count.
+    #[new(default)]
+    pub not_a_row: bool,
 }
 
 impl CopyData {
@@ -24,6 +28,16 @@ impl CopyData {
         Self {
             data,
             framed_messages: messages,
+            not_a_row: false,
+        }
+    }
+
+    /// `data`, one CopyData message that holds no row (counted as none).
+    pub fn not_a_row(data: Bytes) -> Self {
+        Self {
+            data,
+            framed_messages: 0,
+            not_a_row: true,
         }
     }
 }
