@@ -60,7 +60,8 @@ pub(super) fn evaluate_stored(
     // (`FeatureState::evicted_ingest`).
     let first_block = if as_of.known_at { i64::MIN } else { window_from(probes[0].time).div_euclid(BLOCK_MICROS) };
     let last_block = upper_bound(probes[probes.len() - 1].time, strict).div_euclid(BLOCK_MICROS);
-    let scan = store.scan(compiled.table.scan_table(), (first_block, last_block), (0, 1));
+    // Only the columns the feature reads are decoded from cold files.
+    let scan = store.scan_columns(compiled.table.scan_table(), (first_block, last_block), compiled.columns_read());
 
     let mut sweep = Sweep { scratch, windows: HashMap::default(), next: 0, as_of };
     std::thread::scope(|scope| {

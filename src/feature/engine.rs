@@ -64,7 +64,8 @@ impl LiveFeature {
     ) -> Result<Self> {
         let compiled = CompiledFeature::compile(def, table, ctx)?;
         let total = store.stats(compiled.table.id).rows;
-        let parts = store.scan(compiled.table.scan_table(), (i64::MIN, i64::MAX), (0, 1));
+        // Only the columns the feature reads are decoded from cold files.
+        let parts = store.scan_columns(compiled.table.scan_table(), (i64::MIN, i64::MAX), compiled.columns_read());
         let ingested = sharded_ingest::ingest(&compiled, parts, total, 0, checked, &mut |done| progress(done, total))?;
         let Ingested { mut state, rows, applied, threads } = ingested;
         let origin = sharded_ingest::origin(rows, threads);
