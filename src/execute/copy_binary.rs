@@ -6,11 +6,17 @@
 //!  tuple   field count i16 | per field: length i32 (-1: NULL) | value in the type's binary send format
 //!  trailer -1 as i16
 //! ```
-//! Each value is turned into the text the text format would carry, so binary rows go through
-//! the same conversion, NOT NULL checks and error messages as text and CSV rows (the cost of
-//! formatting is small next to storing the row).
+//! Booleans, integers, floats, dates, timestamps and text are decoded straight into arrays of
+//! their column's type; NUMERIC and BYTEA values become the text the text format would carry.
+//! Either way the columns then go through the same NOT NULL checks and conversions as text
+//! and CSV rows (`conform`), which pass an array of the column's type as it is.
 
-use arrow::array::StringBuilder;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder, Int16Builder, Int32Builder, Int64Builder,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
 use chrono::{DateTime, Duration, NaiveDate};
 
 use super::copy_format::{DecodedRows, Position};
@@ -18,8 +24,9 @@ use crate::error::{Error, Result, SqlState};
 use crate::sql::types::{ColumnType, bytea_hex};
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
-/// Microseconds between the Unix epoch and PostgreSQL's, 2000-01-01.
+/// Microseconds, and days, between the Unix epoch and PostgreSQL's, 2000-01-01.
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+const PG_EPOCH_DAYS: i32 = 10_957;
 
 /// Decodes the complete tuples at the start of `data` (all of it if `last`) for columns of
 /// `types`; returns them as text columns with the bytes they took. `position.line` counts
@@ -30,7 +37,7 @@ pub fn decode_chunk(
     position: &mut Position,
     last: bool,
 ) -> Result<(DecodedRows, usize)> {
-    let mut builders: Vec<StringBuilder> = types.iter().map(|_| StringBuilder::new()).collect();
+    let mut builders: Vec<Builder> = types.iter().map(|ty| Builder::new(*ty)).collect();
     let mut lines = Vec::new();
     let mut reader = Reader { data, pos: 0 };
     if !position.past_header {
@@ -38,19 +45,26 @@ pub fn decode_chunk(
             return if last {
                 Err(bad("COPY file signature not recognized"))
             } else {
-                Ok((DecodedRows::new(builders, lines), 0))
+                Ok((finish(builders, lines), 0))
             };
         };
         reader.pos = header;
         position.past_header = true;
     }
-    let mut fields: Vec<Option<String>> = Vec::with_capacity(types.len());
+    let mut fields: Vec<Option<(usize, usize)>> = Vec::with_capacity(types.len());
     while !position.ended {
         let start = reader.pos;
-        match reader.tuple(types, &mut fields, position.line)? {
+        match reader.tuple(types.len(), &mut fields, position.line)? {
             Tuple::Row => {
-                for (builder, field) in builders.iter_mut().zip(fields.drain(..)) {
-                    builder.append_option(field);
+                for ((builder, ty), field) in builders.iter_mut().zip(types).zip(&fields) {
+                    let value = field.map(|(from, to)| &data[from..to]);
+                    builder.append(value).ok_or_else(|| {
+                        bad(format!(
+                            "incorrect binary data format for type {} (tuple {})",
+                            ty.sql_name(),
+                            position.line
+                        ))
+                    })?;
                 }
                 lines.push(position.line);
                 position.line += 1;
@@ -68,7 +82,11 @@ pub fn decode_chunk(
         return Err(bad("unexpected EOF in COPY data"));
     }
     let consumed = if position.ended { data.len() } else { reader.pos };
-    Ok((DecodedRows::new(builders, lines), consumed))
+    Ok((finish(builders, lines), consumed))
+}
+
+fn finish(builders: Vec<Builder>, lines: Vec<usize>) -> DecodedRows {
+    DecodedRows { columns: builders.into_iter().map(Builder::finish).collect(), lines }
 }
 
 fn bad(message: impl Into<String>) -> Error {
@@ -115,62 +133,137 @@ impl Reader<'_> {
         Ok(self.take(extension).is_some().then_some(self.pos))
     }
 
-    fn tuple(&mut self, types: &[ColumnType], fields: &mut Vec<Option<String>>, tuple: usize) -> Result<Tuple> {
+    /// The next tuple's fields as ranges of the data (`None`: NULL), once all of it is here.
+    fn tuple(&mut self, columns: usize, fields: &mut Vec<Option<(usize, usize)>>, tuple: usize) -> Result<Tuple> {
         fields.clear();
         let Some(count) = self.i16() else { return Ok(Tuple::Incomplete) };
         if count == -1 {
             return Ok(Tuple::Trailer);
         }
-        if count as usize != types.len() || count < 0 {
-            return Err(bad(format!("row field count is {count}, expected {} (tuple {tuple})", types.len())));
+        if count as usize != columns || count < 0 {
+            return Err(bad(format!("row field count is {count}, expected {columns} (tuple {tuple})")));
         }
-        for ty in types {
+        for _ in 0..columns {
             let Some(len) = self.i32() else { return Ok(Tuple::Incomplete) };
             if len == -1 {
                 fields.push(None);
                 continue;
             }
             let len = usize::try_from(len).map_err(|_| bad(format!("invalid field length {len} (tuple {tuple})")))?;
-            let Some(value) = self.take(len) else { return Ok(Tuple::Incomplete) };
-            let text = to_text(*ty, value).ok_or_else(|| {
-                bad(format!("incorrect binary data format for type {} (tuple {tuple})", ty.sql_name()))
-            })?;
-            fields.push(Some(text));
+            let from = self.pos;
+            if self.take(len).is_none() {
+                return Ok(Tuple::Incomplete);
+            }
+            fields.push(Some((from, self.pos)));
         }
         Ok(Tuple::Row)
     }
 }
 
-/// The text form of one binary value of type `ty`; `None` if the bytes do not fit the type.
+/// One column's values as they are decoded: in an array of the column's type, or as text.
+enum Builder {
+    Boolean(BooleanBuilder),
+    SmallInt(Int16Builder),
+    Integer(Int32Builder),
+    BigInt(Int64Builder),
+    Real(Float32Builder),
+    Double(Float64Builder),
+    Date(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder, bool),
+    Text(StringBuilder, ColumnType),
+}
+
+impl Builder {
+    fn new(ty: ColumnType) -> Builder {
+        match ty {
+            ColumnType::Boolean => Builder::Boolean(BooleanBuilder::new()),
+            ColumnType::SmallInt => Builder::SmallInt(Int16Builder::new()),
+            ColumnType::Integer => Builder::Integer(Int32Builder::new()),
+            ColumnType::BigInt => Builder::BigInt(Int64Builder::new()),
+            ColumnType::Real => Builder::Real(Float32Builder::new()),
+            ColumnType::Double => Builder::Double(Float64Builder::new()),
+            ColumnType::Date => Builder::Date(Date32Builder::new()),
+            ColumnType::Timestamp => Builder::Timestamp(TimestampMicrosecondBuilder::new(), false),
+            ColumnType::TimestampTz => Builder::Timestamp(TimestampMicrosecondBuilder::new(), true),
+            ty => Builder::Text(StringBuilder::new(), ty),
+        }
+    }
+
+    /// Appends one value (`None`: NULL); `None` if its bytes do not fit the type.
+    fn append(&mut self, value: Option<&[u8]>) -> Option<()> {
+        let Some(value) = value else {
+            match self {
+                Builder::Boolean(b) => b.append_null(),
+                Builder::SmallInt(b) => b.append_null(),
+                Builder::Integer(b) => b.append_null(),
+                Builder::BigInt(b) => b.append_null(),
+                Builder::Real(b) => b.append_null(),
+                Builder::Double(b) => b.append_null(),
+                Builder::Date(b) => b.append_null(),
+                Builder::Timestamp(b, _) => b.append_null(),
+                Builder::Text(b, _) => b.append_null(),
+            }
+            return Some(());
+        };
+        let int4 = || value.try_into().ok().map(i32::from_be_bytes);
+        let int8 = || value.try_into().ok().map(i64::from_be_bytes);
+        match self {
+            Builder::Boolean(b) => b.append_value(match value {
+                [0] => false,
+                [1] => true,
+                _ => return None,
+            }),
+            Builder::SmallInt(b) => b.append_value(value.try_into().ok().map(i16::from_be_bytes)?),
+            Builder::Integer(b) => b.append_value(int4()?),
+            Builder::BigInt(b) => b.append_value(int8()?),
+            Builder::Real(b) => b.append_value(f32::from_bits(int4()? as u32)),
+            Builder::Double(b) => b.append_value(f64::from_bits(int8()? as u64)),
+            Builder::Date(b) => b.append_value(date_days(int4()?)?),
+            Builder::Timestamp(b, _) => b.append_value(timestamp_micros(int8()?)?),
+            Builder::Text(b, ty) => b.append_value(to_text(*ty, value)?),
+        }
+        Some(())
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            Builder::Boolean(mut b) => Arc::new(b.finish()),
+            Builder::SmallInt(mut b) => Arc::new(b.finish()),
+            Builder::Integer(mut b) => Arc::new(b.finish()),
+            Builder::BigInt(mut b) => Arc::new(b.finish()),
+            Builder::Real(mut b) => Arc::new(b.finish()),
+            Builder::Double(mut b) => Arc::new(b.finish()),
+            Builder::Date(mut b) => Arc::new(b.finish()),
+            Builder::Timestamp(mut b, zoned) => {
+                let array = b.finish();
+                // As `ColumnType::arrow_type` types the column: an instant, in UTC.
+                Arc::new(if zoned { array.with_timezone("+00:00") } else { array })
+            }
+            Builder::Text(mut b, _) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// A binary DATE (days since 2000-01-01) as days since 1970, within the dates chrono holds.
+fn date_days(days: i32) -> Option<i32> {
+    let epoch = NaiveDate::from_ymd_opt(2000, 1, 1)?;
+    epoch.checked_add_signed(Duration::days(days.into()))?;
+    days.checked_add(PG_EPOCH_DAYS)
+}
+
+/// A binary TIMESTAMP (µs since 2000-01-01) as µs since 1970, within the times chrono holds.
+fn timestamp_micros(micros: i64) -> Option<i64> {
+    let micros = micros.checked_add(PG_EPOCH_MICROS)?;
+    DateTime::from_timestamp_micros(micros).map(|_| micros)
+}
+
+/// The text form of one binary value of a type decoded as text; `None` if the bytes do not
+/// fit the type.
 fn to_text(ty: ColumnType, value: &[u8]) -> Option<String> {
-    let int2 = || value.try_into().ok().map(i16::from_be_bytes);
-    let int4 = || value.try_into().ok().map(i32::from_be_bytes);
-    let int8 = || value.try_into().ok().map(i64::from_be_bytes);
     Some(match ty {
-        ColumnType::Boolean => match value {
-            [0] => "f".into(),
-            [1] => "t".into(),
-            _ => return None,
-        },
-        ColumnType::SmallInt => int2()?.to_string(),
-        ColumnType::Integer => int4()?.to_string(),
-        ColumnType::BigInt => int8()?.to_string(),
-        ColumnType::Real => f32::from_bits(int4()? as u32).to_string(),
-        ColumnType::Double => f64::from_bits(int8()? as u64).to_string(),
-        ColumnType::Text | ColumnType::Varchar { .. } => String::from_utf8(value.to_vec()).ok()?,
         ColumnType::Bytea => bytea_hex(value),
-        ColumnType::Date => {
-            let days = int4()?;
-            let epoch = NaiveDate::from_ymd_opt(2000, 1, 1)?;
-            epoch.checked_add_signed(Duration::days(days.into()))?.format("%Y-%m-%d").to_string()
-        }
-        ColumnType::Timestamp | ColumnType::TimestampTz => {
-            let micros = int8()?.checked_add(PG_EPOCH_MICROS)?;
-            let time = DateTime::from_timestamp_micros(micros)?.naive_utc();
-            let zone = if ty == ColumnType::TimestampTz { "+00" } else { "" };
-            format!("{}{zone}", time.format("%Y-%m-%d %H:%M:%S%.6f"))
-        }
         ColumnType::Numeric { .. } => numeric(value)?,
+        _ => String::from_utf8(value.to_vec()).ok()?,
     })
 }
 
@@ -234,8 +327,18 @@ mod tests {
     }
 
     #[test]
-    fn values_of_every_type_become_their_text() {
-        let types = [ColumnType::BigInt, ColumnType::Double, ColumnType::Text, ColumnType::Timestamp, ColumnType::Date];
+    fn values_are_decoded_into_their_columns_types() {
+        use arrow::array::{Array, AsArray};
+        use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
+        let types = [
+            ColumnType::BigInt,
+            ColumnType::Double,
+            ColumnType::Text,
+            ColumnType::Timestamp,
+            ColumnType::Date,
+            ColumnType::TimestampTz,
+            ColumnType::Boolean,
+        ];
         // 2025-01-01 12:00:00 is 789_048_000 s (9132 days and 12 hours) after 2000-01-01.
         let micros = 789_048_000_000_000i64;
         let data = stream(&[
@@ -245,16 +348,38 @@ mod tests {
                 Some(b"ok".to_vec()),
                 Some(micros.to_be_bytes().to_vec()),
                 Some(9132i32.to_be_bytes().to_vec()),
+                Some(micros.to_be_bytes().to_vec()),
+                Some(vec![1]),
             ],
-            vec![None, None, None, None, None],
+            vec![None, None, None, None, None, None, None],
         ]);
         let (rows, consumed) = decode_chunk(&data, &types, &mut Position::default(), true).unwrap();
         assert_eq!(consumed, data.len());
-        assert_eq!(texts(&rows, 0), vec![Some("-5".into()), None]);
-        assert_eq!(texts(&rows, 1), vec![Some("2.5".into()), None]);
+        for (column, ty) in rows.columns.iter().zip(types) {
+            assert_eq!(column.data_type(), &ty.arrow_type(), "{ty:?}");
+            assert!(column.is_null(1), "{ty:?}");
+        }
+        assert_eq!(rows.columns[0].as_primitive::<Int64Type>().value(0), -5);
+        assert_eq!(rows.columns[1].as_primitive::<Float64Type>().value(0), 2.5);
         assert_eq!(texts(&rows, 2), vec![Some("ok".into()), None]);
-        assert_eq!(texts(&rows, 3), vec![Some("2025-01-01 12:00:00.000000".into()), None]);
-        assert_eq!(texts(&rows, 4), vec![Some("2025-01-01".into()), None]);
+        // 2025-01-01 12:00:00 UTC in µs since 1970.
+        let since_1970 = 1_735_732_800_000_000i64;
+        assert_eq!(rows.columns[3].as_primitive::<TimestampMicrosecondType>().value(0), since_1970);
+        assert_eq!(rows.columns[4].as_primitive::<Date32Type>().value(0), 20089);
+        assert_eq!(rows.columns[5].as_primitive::<TimestampMicrosecondType>().value(0), since_1970);
+        assert!(rows.columns[6].as_boolean().value(0));
+    }
+
+    #[test]
+    fn values_that_do_not_fit_their_type_are_rejected_with_the_tuple() {
+        let types = [ColumnType::Boolean];
+        let data = stream(&[vec![Some(vec![1])], vec![Some(vec![2])]]);
+        let Err(error) = decode_chunk(&data, &types, &mut Position::default(), true) else { panic!("decoded") };
+        let error = error.to_string();
+        assert!(error.contains("incorrect binary data format for type boolean (tuple 2)"), "{error}");
+        let types = [ColumnType::Timestamp];
+        let infinity = stream(&[vec![Some(i64::MAX.to_be_bytes().to_vec())]]);
+        assert!(decode_chunk(&infinity, &types, &mut Position::default(), true).is_err());
     }
 
     #[test]
@@ -263,10 +388,14 @@ mod tests {
         let data = stream(&[vec![Some(7i32.to_be_bytes().to_vec())], vec![Some(8i32.to_be_bytes().to_vec())]]);
         let mut position = Position::default();
         let cut = data.len() - 5;
+        let ints = |rows: &DecodedRows| {
+            use arrow::array::AsArray;
+            rows.columns[0].as_primitive::<arrow::datatypes::Int32Type>().values().to_vec()
+        };
         let (first, consumed) = decode_chunk(&data[..cut], &types, &mut position, false).unwrap();
-        assert_eq!(texts(&first, 0), vec![Some("7".into())]);
+        assert_eq!(ints(&first), vec![7]);
         let (second, _) = decode_chunk(&data[consumed..], &types, &mut position, true).unwrap();
-        assert_eq!(texts(&second, 0), vec![Some("8".into())]);
+        assert_eq!(ints(&second), vec![8]);
     }
 
     #[test]
