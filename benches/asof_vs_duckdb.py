@@ -190,9 +190,11 @@ FROM w WHERE sid IS NOT NULL"""
 
 
 def generated(data: Path, tag: str, events: int, spine_rows: int, extra: list[str]) -> tuple[Path, Path]:
-    """The generator's events and spine (with a `sid` column), cached in `data` by `tag`."""
-    tx, spine_raw = data / f"tx{tag}_{events}.csv", data / f"spine{tag}_{events}_{spine_rows}.csv"
-    spine = data / f"spine{tag}_sid_{events}_{spine_rows}.csv"
+    """The generator's events and spine (with a `sid` column), cached in `data` by `tag`. The
+    names start with `asof_`: benches/common/ caches other parameters (50K cards, 30 days, seed
+    7) as `tx_<events>.csv`, and one name for both let a run read the other's data."""
+    tx, spine_raw = data / f"asof_tx{tag}_{events}.csv", data / f"asof_spine{tag}_{events}_{spine_rows}.csv"
+    spine = data / f"asof_spine{tag}_sid_{events}_{spine_rows}.csv"
     if not tx.exists():
         print(f"generating {events} events (cached in {data})", flush=True)
         subprocess.run([sys.executable, str(GENERATOR), "--rows", str(events), "--cards", str(max(events // 100, 100)),

@@ -9,7 +9,7 @@ Usage:
   python3 benches/scale_data.py && python3 benches/tiering.py --slices 100   # 100M events
 
 Events come from ../shared/data/gen_transactions.py streamed into one COPY (not stored), or from
-target/bench-data/tx_<events>.csv when that file exists (made by benches/asof_vs_duckdb.py).
+target/bench-data/asof_tx_<events>.csv when that file exists (made by benches/asof_vs_duckdb.py).
 With --slices K, they come from the K slices of benches/scale_data.py, one COPY statement each
 (a stream of batches, as an ingestion pipeline sends them), and the hot tier's size is sampled
 as they go in.
@@ -107,7 +107,7 @@ def run(db: "Server", args):
            "status TEXT, ip TEXT, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts', hot_retention = '1 day')")
     for name, body in FEATURES[:args.features]:
         db.sql(f"CREATE FEATURE {name} AS {body}")
-    cached = ROOT / "target" / "bench-data" / f"tx_{args.events}.csv"
+    cached = ROOT / "target" / "bench-data" / f"asof_tx_{args.events}.csv"
     start = time.perf_counter()
     if args.slices:
         from scale_data import slice_dir
