@@ -22,6 +22,7 @@ use chrono::{DateTime, Duration, NaiveDate};
 use super::copy_format::{DecodedRows, Position};
 use crate::error::{Error, Result, SqlState};
 use crate::sql::types::{ColumnType, bytea_hex};
+use crate::value::infinite::{INFINITY, MINUS_INFINITY};
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 /// Microseconds, and days, between the Unix epoch and PostgreSQL's, 2000-01-01.
@@ -29,7 +30,8 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 const PG_EPOCH_DAYS: i32 = 10_957;
 
 /// Decodes the complete tuples at the start of `data` (all of it if `last`) for columns of
-/// `types`; returns them as text columns with the bytes they took. `position.line` counts
+/// `types`; returns them as columns (of the column's type, or text, see the module comment)
+/// with the bytes they took. `position.line` counts
 /// tuples (errors name the tuple), `past_header` and `ended` track the header and trailer.
 pub fn decode_chunk(
     data: &[u8],
@@ -208,9 +210,9 @@ impl Builder {
         let int4 = || value.try_into().ok().map(i32::from_be_bytes);
         let int8 = || value.try_into().ok().map(i64::from_be_bytes);
         match self {
+            // As PostgreSQL's `boolrecv`: any byte but 0 is true.
             Builder::Boolean(b) => b.append_value(match value {
-                [0] => false,
-                [1] => true,
+                [byte] => *byte != 0,
                 _ => return None,
             }),
             Builder::SmallInt(b) => b.append_value(value.try_into().ok().map(i16::from_be_bytes)?),
@@ -251,8 +253,12 @@ fn date_days(days: i32) -> Option<i32> {
     days.checked_add(PG_EPOCH_DAYS)
 }
 
-/// A binary TIMESTAMP (µs since 2000-01-01) as µs since 1970, within the times chrono holds.
+/// A binary TIMESTAMP (µs since 2000-01-01) as µs since 1970, within the times chrono holds;
+/// `infinity` and `-infinity` (the greatest and least i64, in PostgreSQL as here) as they are.
 fn timestamp_micros(micros: i64) -> Option<i64> {
+    if micros == INFINITY || micros == MINUS_INFINITY {
+        return Some(micros);
+    }
     let micros = micros.checked_add(PG_EPOCH_MICROS)?;
     DateTime::from_timestamp_micros(micros).map(|_| micros)
 }
@@ -263,7 +269,8 @@ fn to_text(ty: ColumnType, value: &[u8]) -> Option<String> {
     Some(match ty {
         ColumnType::Bytea => bytea_hex(value),
         ColumnType::Numeric { .. } => numeric(value)?,
-        _ => String::from_utf8(value.to_vec()).ok()?,
+        ColumnType::Text | ColumnType::Varchar { .. } => String::from_utf8(value.to_vec()).ok()?,
+        _ => return None,
     })
 }
 
@@ -373,13 +380,28 @@ mod tests {
     #[test]
     fn values_that_do_not_fit_their_type_are_rejected_with_the_tuple() {
         let types = [ColumnType::Boolean];
-        let data = stream(&[vec![Some(vec![1])], vec![Some(vec![2])]]);
+        let data = stream(&[vec![Some(vec![1])], vec![Some(vec![1, 0])]]);
         let Err(error) = decode_chunk(&data, &types, &mut Position::default(), true) else { panic!("decoded") };
         let error = error.to_string();
         assert!(error.contains("incorrect binary data format for type boolean (tuple 2)"), "{error}");
         let types = [ColumnType::Timestamp];
-        let infinity = stream(&[vec![Some(i64::MAX.to_be_bytes().to_vec())]]);
-        assert!(decode_chunk(&infinity, &types, &mut Position::default(), true).is_err());
+        let far = stream(&[vec![Some((i64::MAX - 1).to_be_bytes().to_vec())]]);
+        assert!(decode_chunk(&far, &types, &mut Position::default(), true).is_err());
+    }
+
+    #[test]
+    fn infinities_and_any_true_byte_are_read_as_postgres_reads_them() {
+        use arrow::array::AsArray;
+        let types = [ColumnType::Timestamp, ColumnType::Boolean];
+        let data = stream(&[
+            vec![Some(i64::MAX.to_be_bytes().to_vec()), Some(vec![2])],
+            vec![Some(i64::MIN.to_be_bytes().to_vec()), Some(vec![0])],
+        ]);
+        let (rows, _) = decode_chunk(&data, &types, &mut Position::default(), true).unwrap();
+        let times = rows.columns[0].as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        assert_eq!(times.values().to_vec(), vec![INFINITY, MINUS_INFINITY]);
+        let booleans = rows.columns[1].as_boolean();
+        assert!(booleans.value(0) && !booleans.value(1));
     }
 
     #[test]

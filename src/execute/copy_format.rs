@@ -112,7 +112,8 @@ impl CopyFormat {
     }
 }
 
-/// Decoded COPY data: one text column per target column, and the input line of each row.
+/// Decoded COPY data: one column per target column (text, except binary COPY's common types,
+/// which come in the column's type), and the input line of each row.
 pub struct DecodedRows {
     pub columns: Vec<ArrayRef>,
     pub lines: Vec<usize>,

@@ -1,7 +1,7 @@
 //! Text and CSV COPY rows written column by column for the common column types, each value as
 //! PostgreSQL's output function and COPY write it (`CopyAttributeOutText`/`OutCSV`), into a
-//! few reused buffers (`copy_frames`). Other types, and dates and times before 1 AD, take the
-//! general encoder (`copy_out::encode_rows`).
+//! few reused buffers (`copy_frames`). Other types take the general encoder
+//! (`copy_out::encode_rows`).
 
 use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Schema, TimeUnit};

@@ -170,7 +170,8 @@ impl ExecutionPlan for AsofFeatureExec {
                 batches.push(batch);
             }
             // Every feature's values are held at once, then the output is built whole: both are
-            // counted (the values as ScalarValues, the output as built) until it is emitted.
+            // counted (the values as ScalarValues, an upper bound: each feature's are dropped
+            // once its columns are built; the output as built) until it is emitted.
             let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
             let words: usize = join.joins.iter().map(|j| j.feature.compiled().result_types.len() + 1).sum();
             reservation.try_grow(rows.saturating_mul(words).saturating_mul(size_of::<ScalarValue>()))?;
