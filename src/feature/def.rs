@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, TimestampMicrosecondArray};
+use arrow::array::{ArrayRef, PrimitiveArray, RecordBatch, TimestampMicrosecondArray};
+use arrow::datatypes::{ArrowPrimitiveType, Float64Type, Int64Type};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::physical_expr::PhysicalExpr;
@@ -644,25 +645,27 @@ pub fn value_column(rows: &[Option<Vec<ScalarValue>>], j: usize, data_type: &Dat
     fn value(row: &Option<Vec<ScalarValue>>, j: usize) -> Option<&ScalarValue> {
         row.as_ref().and_then(|v| v.get(j))
     }
-    let built: Option<ArrayRef> = match data_type {
-        DataType::Int64 => rows
-            .iter()
-            .map(|row| match value(row, j) {
-                None | Some(ScalarValue::Int64(None) | ScalarValue::Null) => Some(None),
-                Some(ScalarValue::Int64(Some(v))) => Some(Some(*v)),
-                Some(_) => None,
-            })
-            .collect::<Option<arrow::array::Int64Array>>()
-            .map(|a| Arc::new(a) as ArrayRef),
-        DataType::Float64 => rows
-            .iter()
-            .map(|row| match value(row, j) {
-                None | Some(ScalarValue::Float64(None) | ScalarValue::Null) => Some(None),
-                Some(ScalarValue::Float64(Some(v))) => Some(Some(*v)),
-                Some(_) => None,
-            })
-            .collect::<Option<arrow::array::Float64Array>>()
-            .map(|a| Arc::new(a) as ArrayRef),
+    /// The column, if `native` takes every value (`Some(None)` for a NULL of its type).
+    fn primitive<T: ArrowPrimitiveType>(
+        rows: &[Option<Vec<ScalarValue>>],
+        j: usize,
+        native: impl Fn(&ScalarValue) -> Option<Option<T::Native>>,
+    ) -> Option<ArrayRef> {
+        let values = rows.iter().map(|row| match value(row, j) {
+            None | Some(ScalarValue::Null) => Some(None),
+            Some(v) => native(v),
+        });
+        values.collect::<Option<PrimitiveArray<T>>>().map(|a| Arc::new(a) as ArrayRef)
+    }
+    let built = match data_type {
+        DataType::Int64 => primitive::<Int64Type>(rows, j, |v| match v {
+            ScalarValue::Int64(v) => Some(*v),
+            _ => None,
+        }),
+        DataType::Float64 => primitive::<Float64Type>(rows, j, |v| match v {
+            ScalarValue::Float64(v) => Some(*v),
+            _ => None,
+        }),
         _ => None,
     };
     match built {

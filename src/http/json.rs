@@ -178,7 +178,7 @@ fn write_value(out: &mut String, value: &ScalarValue) {
             out.push_str(&json_string(&timestamp_text(*micros, zone.is_some())))
         }
         ScalarValue::Date32(Some(days)) => {
-            out.push_str(&json_string(&crate::value::date_text(*days).unwrap_or_else(|| days.to_string())));
+            out.push_str(&json_string(&crate::value::date_text(*days)));
         }
         ScalarValue::List(list) => {
             out.push('[');
@@ -216,9 +216,8 @@ fn write_float(out: &mut String, f: f64) {
 fn timestamp_text(micros: i64, with_zone: bool) -> String {
     let offset = if with_zone { "+00:00" } else { "" };
     match crate::value::datetime_text::timestamp_text_with(micros, offset) {
-        Some(text) if !text.ends_with("infinity") => text.replacen(' ', "T", 1),
-        Some(text) => text,
-        None => micros.to_string(),
+        text if text.ends_with("infinity") => text,
+        text => text.replacen(' ', "T", 1),
     }
 }
 

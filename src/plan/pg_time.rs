@@ -415,14 +415,14 @@ impl ScalarUDFImpl for TimestampText {
         let micros = micros.as_primitive::<TimestampMicrosecondType>();
         if input.data_type() == &DataType::Date32 {
             let days = input.as_primitive::<arrow::datatypes::Date32Type>();
-            let text: ArrayRef = Arc::new(days.iter().map(|d| date_text(d?)).collect::<StringArray>());
+            let text: ArrayRef = Arc::new(days.iter().map(|d| Some(date_text(d?))).collect::<StringArray>());
             return super::expr_rules::columnar(text, scalar);
         }
         let text: StringArray = micros
             .iter()
             .map(|v| match &zone {
                 Some(zone) => crate::value::time_zone::zoned_text(v?, zone),
-                None => timestamp_text(v?, false),
+                None => Some(timestamp_text(v?, false)),
             })
             .collect();
         let text: ArrayRef = Arc::new(text);

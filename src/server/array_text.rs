@@ -42,12 +42,12 @@ fn element_texts(values: &ArrayRef, zone: &Tz) -> Option<StringArray> {
         DataType::Timestamp(_, None) => {
             let locals = micros(None)?;
             let locals = locals.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
-            Some(each(&|i| timestamp_text(locals.value(i), false)))
+            Some(each(&|i| Some(timestamp_text(locals.value(i), false))))
         }
         // Years before 1 AD (PostgreSQL writes `BC`, Arrow a year 0 or below).
         DataType::Date32 => {
             let days = values.as_primitive::<arrow::datatypes::Date32Type>();
-            days.iter().flatten().any(|d| d < FIRST_AD_DAY).then(|| each(&|i| date_text(days.value(i))))
+            days.iter().flatten().any(|d| d < FIRST_AD_DAY).then(|| each(&|i| Some(date_text(days.value(i)))))
         }
         DataType::Interval(unit) => Some(each(&|i| Some(interval_at(values, *unit, i).text()))),
         DataType::Float64 | DataType::Float32 | DataType::Time32(_) | DataType::Time64(_) => {

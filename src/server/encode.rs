@@ -179,7 +179,7 @@ pub fn zoned_as_text(batch: &RecordBatch, fields: &[FieldInfo], zone: &Tz) -> Re
     }
     for i in (0..batch.num_columns()).filter(|i| bc_dates[*i]) {
         let days = columns[i].as_primitive::<arrow::datatypes::Date32Type>();
-        let texts: StringArray = days.iter().map(|d| crate::value::date_text(d?)).collect();
+        let texts: StringArray = days.iter().map(|d| Some(crate::value::date_text(d?))).collect();
         columns[i] = Arc::new(texts);
         schema_fields[i] = Arc::new(schema_fields[i].as_ref().clone().with_data_type(DataType::Utf8));
     }
@@ -194,7 +194,7 @@ pub fn zoned_as_text(batch: &RecordBatch, fields: &[FieldInfo], zone: &Tz) -> Re
         let texts: StringArray = micros
             .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
             .iter()
-            .map(|v| if local { crate::value::timestamp_text(v?, false) } else { zoned_text(v?, zone) })
+            .map(|v| if local { Some(crate::value::timestamp_text(v?, false)) } else { zoned_text(v?, zone) })
             .collect();
         columns[i] = Arc::new(texts);
         schema_fields[i] = Arc::new(schema_fields[i].as_ref().clone().with_data_type(DataType::Utf8));

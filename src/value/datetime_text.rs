@@ -17,24 +17,29 @@ pub fn with_seconds(text: &str) -> Option<String> {
 }
 
 /// `2024-03-01 12:34:56.5` (and `+00` when `zoned`): the fraction without trailing zeros.
-pub fn timestamp_text(micros: i64, zoned: bool) -> Option<String> {
+pub fn timestamp_text(micros: i64, zoned: bool) -> String {
     let offset = if zoned { "+00" } else { "" };
     timestamp_text_with(micros, offset)
 }
 
 /// [`timestamp_text`] with `offset` after the time and, for a year before 1 AD, PostgreSQL's
-/// ` BC` after that (`0044-03-15 12:00:00+00 BC`, where chrono writes year -43).
-pub fn timestamp_text_with(micros: i64, offset: &str) -> Option<String> {
+/// ` BC` after that (`0044-03-15 12:00:00+00 BC`).
+pub fn timestamp_text_with(micros: i64, offset: &str) -> String {
     let mut text = Vec::with_capacity(32);
     put_timestamp(&mut text, micros, offset);
-    String::from_utf8(text).ok()
+    ascii(text)
 }
 
 /// A DATE as PostgreSQL prints it: `2024-03-01`, `0044-03-15 BC`.
-pub fn date_text(days_since_epoch: i32) -> Option<String> {
+pub fn date_text(days_since_epoch: i32) -> String {
     let mut text = Vec::with_capacity(16);
     put_date(&mut text, i64::from(days_since_epoch));
-    String::from_utf8(text).ok()
+    ascii(text)
+}
+
+/// The text the writers below made: ASCII, and `offset`, a `&str`, so always UTF-8.
+fn ascii(text: Vec<u8>) -> String {
+    String::from_utf8(text).unwrap_or_default()
 }
 
 /// Appends a DATE as PostgreSQL prints it in the ISO style: `2024-03-01`, `0044-03-15 BC`,
@@ -143,13 +148,13 @@ mod tests {
 
     #[test]
     fn timestamps_print_as_postgres_does() {
-        assert_eq!(timestamp_text(1_709_296_496_500_000, false).unwrap(), "2024-03-01 12:34:56.5");
-        assert_eq!(timestamp_text(1_709_296_496_000_000, true).unwrap(), "2024-03-01 12:34:56+00");
-        assert_eq!(timestamp_text(-1, false).unwrap(), "1969-12-31 23:59:59.999999");
+        assert_eq!(timestamp_text(1_709_296_496_500_000, false), "2024-03-01 12:34:56.5");
+        assert_eq!(timestamp_text(1_709_296_496_000_000, true), "2024-03-01 12:34:56+00");
+        assert_eq!(timestamp_text(-1, false), "1969-12-31 23:59:59.999999");
         // 0044-03-15 BC, and a year after 9999.
-        assert_eq!(timestamp_text(-63_517_780_800_000_000, true).unwrap(), "0044-03-15 12:00:00+00 BC");
-        assert_eq!(super::date_text(3_699_933).unwrap(), "12100-01-27");
-        assert_eq!(super::date_text(-719_163).unwrap(), "0001-12-31 BC");
+        assert_eq!(timestamp_text(-63_517_780_800_000_000, true), "0044-03-15 12:00:00+00 BC");
+        assert_eq!(super::date_text(3_699_933), "12100-01-27");
+        assert_eq!(super::date_text(-719_163), "0001-12-31 BC");
     }
 
     #[test]

@@ -243,7 +243,7 @@ pub fn zoned_text(micros: i64, zone: &Tz) -> Option<String> {
     }
     let offset = offset_at(micros, zone)?;
     let local = micros + i64::from(offset) * 1_000_000;
-    super::datetime_text::timestamp_text_with(local, &offset_text(offset))
+    Some(super::datetime_text::timestamp_text_with(local, &offset_text(offset)))
 }
 
 /// A column of values PostgreSQL reads as instants in `zone` (text, local timestamps,

@@ -8,8 +8,8 @@
 //! than the pool fails with 53200.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use arrow::array::{ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt32Array};
 use arrow::compute::take;
@@ -265,30 +265,30 @@ fn evaluate_side_by_side(joins: &[FeatureJoin], probed: &[Vec<Probed>]) -> Resul
     }
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let next = AtomicUsize::new(0);
-    let results: Vec<Mutex<Option<Result<Vec<Evaluated>>>>> = joins.iter().map(|_| Mutex::new(None)).collect();
+    // Each worker takes the next feature until none is left, and returns what it evaluated.
     let worker = || {
+        let mut done = Vec::new();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
-            let (Some(join), Some(probed)) = (joins.get(i), probed.get(i)) else { break };
-            let result = evaluate(join, probed);
-            *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+            let (Some(join), Some(probed)) = (joins.get(i), probed.get(i)) else { return done };
+            done.push((i, evaluate(join, probed)));
         }
     };
-    let panicked = std::thread::scope(|scope| {
+    // Every thread is joined before any error is returned.
+    let finished: Vec<_> = std::thread::scope(|scope| {
         let running: Vec<_> = (0..joins.len().min(2 * cores)).map(|_| scope.spawn(worker)).collect();
-        // Every thread is joined before any error is returned.
-        running.into_iter().map(|r| r.join()).fold(false, |panicked, r| panicked | r.is_err())
+        running.into_iter().map(|r| r.join()).collect()
     });
-    if panicked {
-        return Err(DataFusionError::Internal("a feature's evaluation panicked".into()));
+    let mut results: Vec<Option<Result<Vec<Evaluated>>>> = joins.iter().map(|_| None).collect();
+    for done in finished {
+        let done = done.map_err(|_| DataFusionError::Internal("a feature's evaluation panicked".into()))?;
+        for (i, result) in done {
+            results[i] = Some(result);
+        }
     }
     results
         .into_iter()
-        .map(|r| {
-            r.into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .unwrap_or_else(|| Err(DataFusionError::Internal("a feature was not evaluated".into())))
-        })
+        .map(|r| r.unwrap_or_else(|| Err(DataFusionError::Internal("a feature was not evaluated".into()))))
         .collect()
 }
 
