@@ -9,10 +9,10 @@
    source's batch is committed like a COPY), the producer's own rate (a source that keeps up
    with it measures the producer), and, in the same run, events/s of psql's `\\copy` of the
    same events into a table with the same features.
-2. Freshness: a producer sends a steady 10K messages/s; every 50 ms one of them is a probe with
-   a card of its own, and a prepared point read of a lifetime count by card is repeated until
-   it sees the probe. Printed: p50, p99 and max of the time from the producer's send to that
-   read.
+2. Freshness: a producer sends a steady 10K messages/s (in batches of 5 ms, as a busy producer
+   does); every 50 ms a probe with a card of its own is sent alone, and a prepared point read of
+   a lifetime count by card is repeated until it sees the probe. Printed: p50, p99 and max of
+   the time from the producer's send to that read. `--batch-ms` sets the source's `batch_ms`.
 
 3. CDC (`--only cdc`): a PostgreSQL 15 upstream (`wal_level = logical`, started here) and a
    source with `snapshot = false` on its table, fed with the same events through COPY in
@@ -26,7 +26,7 @@ The mock cluster (three brokers, real TCP listeners) lives in this script's prod
 the mock's default of 4 partitions.
 
 Usage: python3 benches/sources.py [--rows 2000000] [--seconds 10] [--binary target/release/asofdb]
-                                  [--only throughput|freshness|cdc]
+                                  [--only throughput|freshness|cdc] [--batch-ms N]
 """
 
 import argparse
@@ -131,15 +131,45 @@ def throughput(port, producer, bootstrap, events_csv):
     print(f"COPY:   {produced} events in {took:.2f} s = {copy_rate / 1000:.0f}K events/s; "
           f"source / COPY = {source_rate / copy_rate:.2f}", flush=True)
     psql(port, "DROP SOURCE s")
+    ceiling(port, producer, bootstrap, events_csv)
 
 
-def freshness(port, producer, bootstrap, seconds):
+def ceiling(port, producer, bootstrap, events_csv):
+    """The source's own rate: as many events as the mock broker keeps (its default 4 partitions,
+    each at most 5 MiB) produced first, then read by a new source into a table with the five
+    features, timed from CREATE SOURCE until every one is stored."""
+    count = produce_all(producer, "burst", events_csv, 0, 80_000)
+    probe = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "ceiling"})
+    partitions = probe.list_topics("burst", timeout=10).topics["burst"].partitions
+    marks = [probe.get_watermark_offsets(confluent_kafka.TopicPartition("burst", p), timeout=10) for p in partitions]
+    probe.close()
+    if any(low != 0 for low, _ in marks) or sum(high for _, high in marks) != count:
+        raise SystemExit(f"the mock broker dropped messages of topic burst: {marks}; produce fewer")
+    psql(port, f"{TX_DDL.replace('TABLE tx ', 'TABLE burst ')} WITH (event_time = 'ts')")
+    for feature in features_on("burst"):
+        psql(port, feature)
+    start = time.perf_counter()
+    psql(port, f"CREATE SOURCE b INTO burst FROM KAFKA WITH (brokers = '{bootstrap}', topic = 'burst')")
+    wait_stored(port, "b", count, limit=300)
+    took = time.perf_counter() - start
+    print(f"source alone: {count} waiting JSON messages stored in {took:.2f} s from CREATE SOURCE = "
+          f"{count / took / 1000:.0f}K events/s (goal 500K/s: {count / took / 500_000:.2f}x)", flush=True)
+    psql(port, "DROP SOURCE b")
+
+
+def freshness(port, producer, bootstrap, seconds, batch_ms=None):
     psql(port, "CREATE TABLE fresh (card TEXT, amt DOUBLE PRECISION, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts')")
     psql(port, "CREATE FEATURE fresh_n AS SELECT card, count(*) AS n FROM fresh GROUP BY card")
+    # The probes go alone (no linger); the load in batches of 5 ms, as a busy producer sends
+    # it. The mock broker finds a fetch's offset by walking every message set of the partition
+    # (`rd_kafka_mock_msgset_find`, "FIXME: Maintain an index"): one set per message would slow
+    # every fetch down as the topic grows, and the load would measure the mock.
     fast = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    load = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     fast.produce("fresh", json.dumps({"card": "first", "amt": 1.0, "ts": "2026-01-01 00:00:00"}).encode())
     fast.flush(10)
-    psql(port, f"CREATE SOURCE f INTO fresh FROM KAFKA WITH (brokers = '{bootstrap}', topic = 'fresh')")
+    batch = "" if batch_ms is None else f", batch_ms = {batch_ms}"
+    psql(port, f"CREATE SOURCE f INTO fresh FROM KAFKA WITH (brokers = '{bootstrap}', topic = 'fresh'{batch})")
     stop = threading.Event()
 
     def background():
@@ -148,9 +178,9 @@ def freshness(port, producer, bootstrap, seconds):
             due = int((time.perf_counter() - begin) * 10_000)
             while sent < due:
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-                fast.produce("fresh", json.dumps({"card": f"c{sent % 1000}", "amt": 1.0, "ts": stamp}).encode())
+                load.produce("fresh", json.dumps({"card": f"c{sent % 1000}", "amt": 1.0, "ts": stamp}).encode())
                 sent += 1
-            fast.poll(0)
+            load.poll(0)
             time.sleep(0.001)
 
     loader = threading.Thread(target=background)
@@ -166,7 +196,8 @@ def freshness(port, producer, bootstrap, seconds):
         latencies = probe_latencies(conn, "SELECT n FROM fresh_n WHERE card = %s", send_probe, seconds)
     stop.set()
     loader.join()
-    print(f"freshness at 10K messages/s: {summary(latencies)}", flush=True)
+    setting = "the default batch_ms" if batch_ms is None else f"batch_ms = {batch_ms}"
+    print(f"freshness at 10K messages/s, {setting}: {summary(latencies)}", flush=True)
 
 
 def wait_stored(port, source, rows, limit=600):
@@ -202,7 +233,7 @@ def summary(latencies):
             f"(goals: p50 <= 5 ms, p99 <= 20 ms); mean {statistics.mean(latencies):.1f} ms")
 
 
-def cdc(port, events_csv, seconds):
+def cdc(port, events_csv, seconds, batch_ms=None):
     # A directory of its own: as root, PostgreSQL runs as the postgres user, who must reach it.
     pg_work = tempfile.mkdtemp(prefix="asofdb-cdc-")
     pg_port, pg_stop = start_postgres(pg_work, "-c wal_level=logical")
@@ -246,8 +277,9 @@ def cdc(port, events_csv, seconds):
             psql(port, "CREATE TABLE fresh_cdc (card TEXT, amt DOUBLE PRECISION, ts TIMESTAMP NOT NULL) "
                        "WITH (event_time = 'ts')")
             psql(port, "CREATE FEATURE fresh_cdc_n AS SELECT card, count(*) AS n FROM fresh_cdc GROUP BY card")
+            batch = "" if batch_ms is None else f", batch_ms = {batch_ms}"
             psql(port, f"CREATE SOURCE fc INTO fresh_cdc FROM POSTGRES WITH (conninfo = '{upstream}', "
-                       "table = 'fresh_up')")
+                       f"table = 'fresh_up'{batch})")
             stop = threading.Event()
 
             def background():
@@ -271,7 +303,8 @@ def cdc(port, events_csv, seconds):
                     lambda card: writer.execute("INSERT INTO fresh_up VALUES (%s, 1.0, now())", (card,)), seconds)
             stop.set()
             loader.join()
-            print(f"CDC freshness at 10K rows/s (1K transactions/s): {summary(latencies)}", flush=True)
+            setting = "the default batch_ms" if batch_ms is None else f"batch_ms = {batch_ms}"
+            print(f"CDC freshness at 10K rows/s (1K transactions/s), {setting}: {summary(latencies)}", flush=True)
             psql(port, "DROP SOURCE fc")
             psql(port, "DROP SOURCE c")
     finally:
@@ -285,6 +318,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--binary")
     parser.add_argument("--only", choices=["throughput", "freshness", "cdc"])
+    parser.add_argument("--batch-ms", type=int, help="the freshness sources' batch_ms (default: the option's default)")
     args = parser.parse_args()
     events_csv = generated_transactions(args.rows, max(args.rows // 100, 100))
     with tempfile.TemporaryDirectory() as work:
@@ -295,9 +329,9 @@ def main():
             if args.only in (None, "throughput"):
                 throughput(port, producer, bootstrap, events_csv)
             if args.only in (None, "freshness"):
-                freshness(port, producer, bootstrap, args.seconds)
+                freshness(port, producer, bootstrap, args.seconds, args.batch_ms)
             if args.only in (None, "cdc"):
-                cdc(port, events_csv, args.seconds)
+                cdc(port, events_csv, args.seconds, args.batch_ms)
         finally:
             proc.terminate()
             proc.wait(timeout=120)

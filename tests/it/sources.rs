@@ -1,7 +1,8 @@
 //! Kafka sources against librdkafka's mock cluster (three brokers with real TCP listeners,
 //! in this process) and the real binary: every message stored exactly once across `kill -9`
 //! while a producer keeps producing, bad messages set aside once each (and counted in the
-//! metrics), positions kept by a backup, and a broker outage ridden out.
+//! metrics), positions kept by a backup, a broker outage ridden out, and `lag` kept current
+//! under a steady load.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -445,4 +446,49 @@ async fn a_transactional_producers_messages_land_once() {
     wait_for(&client, "SELECT count(*) FROM tx", "300", limit).await;
     wait_for(&client, "SELECT lag FROM asofdb.sources", "0", limit).await;
     assert_eq!(text_rows(&client, "SELECT count(DISTINCT id), min(id), max(id) FROM tx").await, ["300|1|300"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_is_reported_while_messages_keep_arriving() {
+    // Under a steady stream a batch is open nearly all the time; `lag` used to be refreshed
+    // only while none was, so a source created under load reported NULL until the load ended.
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("tx", 3, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let produced = Arc::new(AtomicI64::new(0));
+    let producing = {
+        let (bootstrap, stop, produced) = (bootstrap.clone(), stop.clone(), produced.clone());
+        std::thread::spawn(move || {
+            let producer = producer(&bootstrap);
+            let mut id = 0;
+            // About 2,000 messages a second, for at most 30 s.
+            while !stop.load(Ordering::SeqCst) && id < 60_000 {
+                for _ in 0..10 {
+                    id += 1;
+                    send(&producer, "tx", None, &event(id), None);
+                }
+                producer.poll(Duration::ZERO);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            producer.flush(Duration::from_secs(60)).unwrap();
+            produced.store(id, Ordering::SeqCst);
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path());
+    let client = connect(&server.conn_string()).await;
+    client.batch_execute(SCHEMA).await.unwrap();
+    client
+        .batch_execute(&format!("CREATE SOURCE s INTO tx FROM KAFKA WITH (brokers = '{bootstrap}', topic = 'tx')"))
+        .await
+        .unwrap();
+    wait_for(&client, "SELECT lag IS NOT NULL FROM asofdb.sources", "t", Duration::from_secs(20)).await;
+    assert!(!producing.is_finished(), "the lag was seen only after the load ended");
+    stop.store(true, Ordering::SeqCst);
+    producing.join().unwrap();
+    let total = produced.load(Ordering::SeqCst);
+    let limit = Duration::from_secs(60);
+    wait_for(&client, "SELECT count(*) FROM tx", &total.to_string(), limit).await;
+    wait_for(&client, "SELECT lag FROM asofdb.sources", "0", limit).await;
 }
