@@ -1,6 +1,7 @@
 //! A Kafka source's runner: every partition of the topic assigned by hand (no consumer group
 //! decides anything), read under `read_committed`, batched, and committed with the offsets
-//! after the batch's last messages. On any failure it starts over from the stored offsets.
+//! after the batch's last messages, on a commit thread while the next batch is read. On any
+//! failure it starts over from the stored offsets.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,10 +14,11 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::batch::{PendingBatch, Point};
+use super::committer::Committer;
 use super::options::KafkaOptions;
 use super::payload::PayloadReader;
-use super::{Ended, RunContext, commit_batch};
-use crate::catalog::{SourcePosition, SourceState};
+use super::{Ended, RunContext};
+use crate::catalog::{SourcePosition, SourceState, TableDef};
 use crate::error::{Error, Result};
 use crate::execute::database::Database;
 
@@ -120,8 +122,41 @@ pub(super) fn session(context: &RunContext, db: &Arc<Database>, backoff: &mut Du
     consumer.assign(&assignment).map_err(|e| kafka_error(&options.brokers, e))?;
     let names: Vec<String> = options.columns.iter().map(|c| def.columns[*c].name.clone()).collect();
     let reader = PayloadReader::new(options.format, names);
+    let connection = Connection { consumer: &consumer, options: &options, partitions: &partitions, reader: &reader };
+    std::thread::scope(|scope| {
+        let mut committer = Committer::start(scope, context, db, &def)?;
+        let read = read_batches(context, db, &def, &connection, generation, &mut committer);
+        let committed = committer.finish();
+        if committer.committed_any() {
+            *backoff = Duration::from_millis(100);
+        }
+        let ended = read?;
+        committed.map(|()| ended)
+    })
+}
+
+/// A session's consumer and what it reads with.
+struct Connection<'a> {
+    consumer: &'a BaseConsumer,
+    options: &'a KafkaOptions,
+    partitions: &'a [i32],
+    reader: &'a PayloadReader,
+}
+
+/// Reads messages into batches and hands each to `committer` when it is due, until stopped,
+/// or until the table or the topic changes.
+fn read_batches(
+    context: &RunContext,
+    db: &Arc<Database>,
+    def: &TableDef,
+    connection: &Connection,
+    generation: u64,
+    committer: &mut Committer,
+) -> Result<Ended> {
+    let Connection { consumer, options, partitions, reader } = *connection;
+    let source = &context.source;
     let batch_time = Duration::from_millis(options.batch_ms);
-    let mut batch = PendingBatch::new(&def, options.columns.clone());
+    let mut batch = PendingBatch::new(def, options.columns.clone());
     let (mut lag_at, mut topic_at) = (Instant::now() - LAG_EVERY, Instant::now());
     while !context.stopped() {
         let wait = match batch.started {
@@ -129,12 +164,13 @@ pub(super) fn session(context: &RunContext, db: &Arc<Database>, backoff: &mut Du
             None => Duration::from_millis(100),
         };
         let polled = consumer.poll(wait);
+        committer.check()?;
         if db.catalog.generation() != generation {
             // A table changed (ALTER TABLE ADD COLUMN): what was read before is committed as
             // read, and the message just polled is read again, against the new definition.
             if !batch.is_empty() {
                 let offsets = std::mem::take(&mut batch.next_offsets);
-                commit_batch(context, db, &def, batch, |p| p.offsets.extend(offsets))?;
+                committer.send(batch, Box::new(move |p| p.offsets.extend(offsets)))?;
             }
             return Ok(Ended::Reconnect);
         }
@@ -163,17 +199,15 @@ pub(super) fn session(context: &RunContext, db: &Arc<Database>, backoff: &mut Du
         let due = batch.started.is_some_and(|s| batch.len() >= options.batch_rows || s.elapsed() >= batch_time);
         if due {
             let offsets = std::mem::take(&mut batch.next_offsets);
-            let full = std::mem::replace(&mut batch, PendingBatch::new(&def, options.columns.clone()));
-            commit_batch(context, db, &def, full, |p| p.offsets.extend(offsets))?;
-            source.report.lock().running();
-            *backoff = Duration::from_millis(100);
+            let full = std::mem::replace(&mut batch, PendingBatch::new(def, options.columns.clone()));
+            committer.send(full, Box::new(move |p| p.offsets.extend(offsets)))?;
         }
-        // Between batches (right after a commit, or idle), so that `lag` stays current under
-        // a steady load too, where a batch is open nearly all the time.
+        // Between batches (right after one is handed over, or idle), so that `lag` stays
+        // current under a steady load too, where a batch is open nearly all the time.
         if batch.is_empty() && lag_at.elapsed() >= LAG_EVERY {
             lag_at = Instant::now();
             let offsets = source.report.lock().position.offsets.clone();
-            if let Some(lag) = lag(&consumer, &options, &partitions, &offsets) {
+            if let Some(lag) = lag(consumer, options, partitions, &offsets) {
                 source.report.lock().lag = Some(lag);
             }
             let retrying = source.report.lock().state == SourceState::Retrying;

@@ -1,5 +1,5 @@
 //! Sources (spec section 6): CREATE SOURCE, DROP SOURCE, and the threads that keep each
-//! source's table fed, one per source, committing through [`Database::commit`] like any
+//! source's table fed, one per source (a Kafka source's with a commit thread beside it), committing through [`Database::commit`] like any
 //! INSERT, with the source's position in the same atomic write.
 //!
 //! Exactly once: a batch's rows, its bad messages and the position after its last message
@@ -7,6 +7,7 @@
 //! stored position, so a message is stored once whatever was read and not committed before.
 
 mod batch;
+mod committer;
 mod kafka;
 mod options;
 mod payload;
