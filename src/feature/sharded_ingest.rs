@@ -67,19 +67,21 @@ pub fn ingest(
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS).min(MAX_SHARDS);
     let untiled = compiled.untiled();
     let mut state = FeatureState::new(compiled)?;
-    let mut ingested = if threads < 2 || rows_hint < sharded_rows() {
+    if threads < 2 || rows_hint < sharded_rows() {
         let (rows, applied) = ingest_serial(&untiled, &mut state, parts, applied, checked, progress)?;
-        Ingested { state, rows, applied, threads: 1 }
+        state.settle(&untiled);
+        state.build_tiles(compiled);
+        Ok(Ingested { state, rows, applied, threads: 1 })
     } else {
-        ingest_sharded(&untiled, state, threads, parts, applied, checked, progress)?
-    };
-    ingested.state.settle(&untiled);
-    ingested.state.build_tiles(compiled);
-    Ok(ingested)
+        ingest_sharded((compiled, &untiled), state, threads, parts, applied, checked, progress)
+    }
 }
 
+/// [`ingest`] on `threads` threads, one shard of the keys each; each settles its shard and
+/// builds its tiles (`features.0`) before the shards are joined, the last passes over every
+/// key on both cores too. `features.1` is the untiled form the writes are ingested with.
 fn ingest_sharded(
-    compiled: &CompiledFeature,
+    features: (&CompiledFeature, &CompiledFeature),
     mut state: FeatureState,
     threads: usize,
     parts: impl Iterator<Item = Result<StoredPart>>,
@@ -87,6 +89,7 @@ fn ingest_sharded(
     checked: bool,
     progress: &mut dyn FnMut(u64) -> Result<()>,
 ) -> Result<Ingested> {
+    let (tiled, compiled) = features;
     std::thread::scope(|scope| {
         let mut senders = Vec::with_capacity(threads);
         let mut workers = Vec::with_capacity(threads);
@@ -100,6 +103,10 @@ fn ingest_sharded(
                     let (part, write) = &*shared;
                     state.ingest_shard(compiled, &part.batch, part.seq, write, index)?;
                 }
+                // Every shard saw every row's event time, so each settles as the joined
+                // state would.
+                state.settle(compiled);
+                state.build_tiles(tiled);
                 Ok(state)
             });
             workers.push(spawned.map_err(|e| Error::internal(format!("cannot start a backfill thread: {e}")))?);

@@ -105,7 +105,11 @@ impl Body {
         } else {
             partition(n, |i| (ev.time(i), ev.seq(i)) <= (t, seq))
         };
-        self.words.splice(p * stride..p * stride, event.iter().copied());
+        if p == n {
+            self.words.extend_from_slice(event);
+        } else {
+            self.words.splice(p * stride..p * stride, event.iter().copied());
+        }
         self.update_tiles(feature, p, t);
     }
 

@@ -66,6 +66,11 @@ pub struct FeatureState {
     /// Events added since the last eviction pass: a pass visits every key, so it waits for
     /// as many events as half the keys (see [`FeatureState::evict_due`]).
     since_eviction: u64,
+    /// Events added since repeated values were last dropped, and the events held right after
+    /// (features of distinct counts only): a pass visits every event held, so it waits until
+    /// as many have come as it left, which keeps its cost proportional to the events ingested.
+    since_repeats: u64,
+    held_after_repeats: u64,
 }
 
 /// A key's ingest times beyond its held events.
@@ -120,6 +125,8 @@ impl FeatureState {
             exact_from: i64::MIN,
             ingest: HashMap::default(),
             since_eviction: 0,
+            since_repeats: 0,
+            held_after_repeats: 0,
         })
     }
 
@@ -229,6 +236,8 @@ impl FeatureState {
         self.horizon = self.horizon.max(other.horizon);
         self.max_time = self.max_time.max(other.max_time);
         self.exact_from = self.exact_from.max(other.exact_from);
+        self.since_repeats += other.since_repeats;
+        self.held_after_repeats += other.held_after_repeats;
         debug_assert!(other.keys.keys().all(|key| !self.keys.contains_key(key)), "shards share a key");
         self.keys.reserve(other.keys.len());
         self.keys.extend(other.keys);
@@ -240,8 +249,9 @@ impl FeatureState {
     /// visits every key, so with millions of sparse keys (a key of card and merchant) passes
     /// every step took most of a backfill. The events held beyond the window are then at most
     /// a step's, or half as many as the keys.
-    /// A feature of distinct counts only also drops repeated values then, every day of event
-    /// time, so its keys hold one event per distinct value of the window.
+    /// A feature of distinct counts only also drops repeated values then, at most every day of
+    /// event time and once as many events have come as the last drop left, so its keys hold
+    /// about one event per distinct value of the window (at most about twice as many).
     pub fn evict_due(&mut self, feature: &CompiledFeature) {
         if self.since_eviction >= self.keys.len() as u64 / 2 {
             self.evict_step(feature);
@@ -256,7 +266,9 @@ impl FeatureState {
         let target = self.max_time.saturating_sub(lookback);
         if target >= self.horizon.saturating_add(step) {
             self.evict(feature, target, &mut |_, _, _| {});
-            self.drop_repeats(feature);
+            if self.since_repeats >= self.held_after_repeats {
+                self.drop_repeats(feature);
+            }
         }
     }
 
@@ -276,7 +288,12 @@ impl FeatureState {
     fn drop_repeats(&mut self, feature: &CompiledFeature) {
         if drops_repeats(feature) {
             let mut scratch = DistinctScratch::default();
-            self.keys.values_mut().for_each(|history| history.keep_latest_distinct(feature, &mut scratch));
+            let mut held = 0;
+            for history in self.keys.values_mut() {
+                history.keep_latest_distinct(feature, &mut scratch);
+                held += history.len(feature) as u64;
+            }
+            (self.since_repeats, self.held_after_repeats) = (0, held);
             self.exact_from = self.max_time;
         }
     }
@@ -473,6 +490,7 @@ impl FeatureState {
             }
             history.insert(feature, &event);
             self.since_eviction += 1;
+            self.since_repeats += 1;
         }
         Ok(())
     }
