@@ -320,8 +320,8 @@ proptest! {
         }
         // Arrival order is the generated order; writes come in chunks, each its own seq.
         // A backfill on several threads: one state per shard of the keys, fed every write,
-        // joined at the end; it must answer as the live state does where it holds the window.
-        // As a backfill does, they keep no tiles until the end.
+        // each settled and tiled on its own, then joined; it must answer as the live state
+        // does where it holds the window. As a backfill does, they keep no tiles until the end.
         let untiled = compiled.untiled();
         let mut shards: Vec<FeatureState> = (0..shard_count).map(|_| FeatureState::new(&compiled).unwrap()).collect();
         for (seq, part) in events.chunks(chunk).enumerate() {
@@ -332,11 +332,13 @@ proptest! {
                 shard.ingest_shard(&untiled, &batch(part), seq as u64, &write, index).unwrap();
             }
         }
-        let mut shards = shards.into_iter();
+        let mut shards = shards.into_iter().map(|mut shard| {
+            shard.settle(&untiled);
+            shard.build_tiles(&compiled);
+            shard
+        });
         let mut sharded = shards.next().unwrap();
         shards.for_each(|shard| sharded.absorb(shard));
-        sharded.settle(&untiled);
-        sharded.build_tiles(&compiled);
         prop_assert_eq!(sharded.size(&compiled).0, state.size(&compiled).0);
         let arrival: Vec<(usize, Event)> = events.iter().cloned().enumerate().collect();
         for (key, minute, strict, on_event) in probes {
