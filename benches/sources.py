@@ -8,12 +8,14 @@
    events/s from the first message produced until every message is stored (durably: a
    source's batch is committed like a COPY), the producer's own rate (a source that keeps up
    with it measures the producer), and, in the same run, events/s of psql's `\\copy` of the
-   same events into a table with the same features.
+   same events into a table with the same features. Then the source alone: as many events
+   as the mock keeps (80K) produced first, and a new source's events/s from CREATE SOURCE
+   until every one is stored.
 2. Freshness: a producer sends a steady 10K messages/s (in batches of 5 ms, as a busy producer
    does); every 50 ms a probe with a card of its own is sent alone, and a prepared point read of
    a lifetime count by card is repeated until it sees the probe. Printed: p50, p99 and max of
-   the time from the producer's send to that read. `--batch-ms` sets the source's `batch_ms`.
-
+   the time from the producer's send to that read. `--batch-ms` sets the `batch_ms` of this
+   source and of 3.'s freshness source.
 3. CDC (`--only cdc`): a PostgreSQL 15 upstream (`wal_level = logical`, started here) and a
    source with `snapshot = false` on its table, fed with the same events through COPY in
    transactions of 10,000 rows: rows/s from the first upstream COPY until every row is stored

@@ -3,13 +3,15 @@
 //! own, and the states are joined at the end.
 //!
 //! Key-partitioned, as the events of one key must be ingested in storage order by one
-//! thread. Every state sees every row's time, so each evicts by the same greatest time, and
-//! the joined state, settled (`FeatureState::settle`), holds what a single thread's would.
+//! thread. Every state sees every row's time, so each evicts by the same greatest time and
+//! settles (`FeatureState::settle`) as one state of every key would: each thread settles
+//! its own before they are joined, and the joined state holds what a single thread's would.
 //!
 //! Tiles are built once at the end, not kept up to date event by event
 //! (`CompiledFeature::untiled`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::sync_channel;
 
 use super::def::CompiledFeature;
@@ -78,8 +80,9 @@ pub fn ingest(
 }
 
 /// [`ingest`] on `threads` threads, one shard of the keys each; each settles its shard and
-/// builds its tiles (`features.0`) before the shards are joined, the last passes over every
-/// key on both cores too. `features.1` is the untiled form the writes are ingested with.
+/// builds its tiles (`features.0`) before the shards are joined, so the last passes over
+/// every key run on every thread too. `features.1` is the untiled form the writes are
+/// ingested with.
 fn ingest_sharded(
     features: (&CompiledFeature, &CompiledFeature),
     mut state: FeatureState,
@@ -89,7 +92,9 @@ fn ingest_sharded(
     checked: bool,
     progress: &mut dyn FnMut(u64) -> Result<()>,
 ) -> Result<Ingested> {
-    let (tiled, compiled) = features;
+    let (tiled, untiled) = features;
+    // Set when the read fails: the threads then skip settling, whose work would be thrown away.
+    let read_failed = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let mut senders = Vec::with_capacity(threads);
         let mut workers = Vec::with_capacity(threads);
@@ -97,21 +102,25 @@ fn ingest_sharded(
             let (sender, receiver) = sync_channel::<Arc<(StoredPart, ShardedWrite)>>(QUEUE);
             senders.push(sender);
             let worker = std::thread::Builder::new().name(format!("asofdb-backfill-{index}"));
+            let read_failed = &read_failed;
             let spawned = worker.spawn_scoped(scope, move || -> Result<FeatureState> {
-                let mut state = FeatureState::new(compiled)?;
+                let mut state = FeatureState::new(untiled)?;
                 for shared in receiver {
                     let (part, write) = &*shared;
-                    state.ingest_shard(compiled, &part.batch, part.seq, write, index)?;
+                    state.ingest_shard(untiled, &part.batch, part.seq, write, index)?;
                 }
                 // Every shard saw every row's event time, so each settles as the joined
                 // state would.
-                state.settle(compiled);
-                state.build_tiles(tiled);
+                if !read_failed.load(Ordering::SeqCst) {
+                    state.settle(untiled);
+                    state.build_tiles(tiled);
+                }
                 Ok(state)
             });
             workers.push(spawned.map_err(|e| Error::internal(format!("cannot start a backfill thread: {e}")))?);
         }
-        let read = read_into(compiled, &state, &senders, parts, applied, checked, progress);
+        let read = read_into(untiled, &state, &senders, parts, applied, checked, progress);
+        read_failed.store(read.is_err(), Ordering::SeqCst);
         drop(senders);
         let mut states = Vec::with_capacity(threads);
         let mut failed = None;

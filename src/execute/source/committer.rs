@@ -32,7 +32,8 @@ impl<'scope> Committer<'scope> {
         db: &'env Arc<Database>,
         def: &'env TableDef,
     ) -> Result<Self> {
-        // One batch waits while another commits: reading runs at most one batch ahead.
+        // One batch waits while another commits (and a third is being read): reading runs
+        // at most two batches ahead.
         let (queue, batches) = sync_channel::<(PendingBatch, Advance)>(1);
         let committed = Arc::new(AtomicBool::new(false));
         let flag = committed.clone();
@@ -55,12 +56,13 @@ impl<'scope> Committer<'scope> {
     }
 
     /// Queues `batch` behind the ones before it; the error of an earlier commit, if one failed.
+    /// Once the thread has ended without one (the source was stopped), `batch` is dropped:
+    /// a stopped source writes nothing more, and its runner ends at its next look at the flag.
     pub fn send(&mut self, batch: PendingBatch, advance: Advance) -> Result<()> {
-        let Some(queue) = &self.queue else { return Err(Error::internal("a source's commit thread has ended")) };
+        let Some(queue) = &self.queue else { return Ok(()) };
         if queue.send((batch, advance)).is_err() {
-            // The thread ended: a commit failed (or the source was stopped).
+            // The thread ended: a commit failed, or the source was stopped.
             self.finish()?;
-            return Err(Error::internal("a source's commit thread has ended"));
         }
         Ok(())
     }

@@ -24,9 +24,10 @@ use crate::execute::database::Database;
 
 /// How long CREATE SOURCE and a reconnecting runner wait for the brokers' metadata.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often an idle runner looks at the brokers' high-water marks (`lag`).
+/// How often a runner looks at the brokers' high-water marks (`lag`), between batches.
 const LAG_EVERY: Duration = Duration::from_millis(200);
-/// How often an idle runner asks whether the topic has new partitions.
+/// How often a runner asks whether the topic has new partitions, between batches: a round
+/// trip to a broker (at most `LAG_EVERY`) that delays reading by that much every 5 s.
 const TOPIC_EVERY: Duration = Duration::from_secs(5);
 
 fn kafka_error(brokers: &str, e: KafkaError) -> Error {
@@ -130,8 +131,14 @@ pub(super) fn session(context: &RunContext, db: &Arc<Database>, backoff: &mut Du
         if committer.committed_any() {
             *backoff = Duration::from_millis(100);
         }
-        let ended = read?;
-        committed.map(|()| ended)
+        match (read, committed) {
+            (Err(e), Err(lost)) => {
+                // The session ends with the reading side's error; the commit's is logged.
+                tracing::warn!(source = %context.source.def.name, "a batch's commit failed too: {lost}");
+                Err(e)
+            }
+            (read, committed) => committed.and(read),
+        }
     })
 }
 

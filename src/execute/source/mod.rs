@@ -1,6 +1,7 @@
 //! Sources (spec section 6): CREATE SOURCE, DROP SOURCE, and the threads that keep each
-//! source's table fed, one per source (a Kafka source's with a commit thread beside it), committing through [`Database::commit`] like any
-//! INSERT, with the source's position in the same atomic write.
+//! source's table fed, one per source (a Kafka source's with a commit thread beside it),
+//! committing through [`Database::commit`] like any INSERT, with the source's position in
+//! the same atomic write.
 //!
 //! Exactly once: a batch's rows, its bad messages and the position after its last message
 //! are one commit. A runner that restarts (after an outage, an error, a crash) seeks to the

@@ -231,7 +231,8 @@ impl FeatureState {
     /// ([`FeatureState::ingest_shard`]).
     pub fn absorb(&mut self, other: FeatureState) {
         // Each shard evicted when its own keys made a pass due: the joined state claims no
-        // more than the least complete of them holds, until it is settled.
+        // more than the least complete of them holds (the backfill settles every shard
+        // before joining them, so they agree).
         self.version = self.version.max(other.version) + 1;
         self.horizon = self.horizon.max(other.horizon);
         self.max_time = self.max_time.max(other.max_time);
@@ -251,7 +252,8 @@ impl FeatureState {
     /// a step's, or half as many as the keys.
     /// A feature of distinct counts only also drops repeated values then, at most every day of
     /// event time and once as many events have come as the last drop left, so its keys hold
-    /// about one event per distinct value of the window (at most about twice as many).
+    /// about one event per distinct value of the window (at most about twice as many, plus a
+    /// day's events).
     pub fn evict_due(&mut self, feature: &CompiledFeature) {
         if self.since_eviction >= self.keys.len() as u64 / 2 {
             self.evict_step(feature);
