@@ -159,6 +159,15 @@ def ceiling(port, producer, bootstrap, events_csv):
     psql(port, "DROP SOURCE b")
 
 
+def batch_option(batch_ms):
+    """The `batch_ms` option for CREATE SOURCE's WITH list (after another option), or nothing."""
+    return "" if batch_ms is None else f", batch_ms = {batch_ms}"
+
+
+def batch_setting(batch_ms):
+    return "the default batch_ms" if batch_ms is None else f"batch_ms = {batch_ms}"
+
+
 def freshness(port, producer, bootstrap, seconds, batch_ms=None):
     psql(port, "CREATE TABLE fresh (card TEXT, amt DOUBLE PRECISION, ts TIMESTAMP NOT NULL) WITH (event_time = 'ts')")
     psql(port, "CREATE FEATURE fresh_n AS SELECT card, count(*) AS n FROM fresh GROUP BY card")
@@ -170,8 +179,8 @@ def freshness(port, producer, bootstrap, seconds, batch_ms=None):
     load = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     fast.produce("fresh", json.dumps({"card": "first", "amt": 1.0, "ts": "2026-01-01 00:00:00"}).encode())
     fast.flush(10)
-    batch = "" if batch_ms is None else f", batch_ms = {batch_ms}"
-    psql(port, f"CREATE SOURCE f INTO fresh FROM KAFKA WITH (brokers = '{bootstrap}', topic = 'fresh'{batch})")
+    psql(port, f"CREATE SOURCE f INTO fresh FROM KAFKA WITH (brokers = '{bootstrap}', topic = 'fresh'"
+               f"{batch_option(batch_ms)})")
     stop = threading.Event()
 
     def background():
@@ -198,8 +207,7 @@ def freshness(port, producer, bootstrap, seconds, batch_ms=None):
         latencies = probe_latencies(conn, "SELECT n FROM fresh_n WHERE card = %s", send_probe, seconds)
     stop.set()
     loader.join()
-    setting = "the default batch_ms" if batch_ms is None else f"batch_ms = {batch_ms}"
-    print(f"freshness at 10K messages/s, {setting}: {summary(latencies)}", flush=True)
+    print(f"freshness at 10K messages/s, {batch_setting(batch_ms)}: {summary(latencies)}", flush=True)
 
 
 def wait_stored(port, source, rows, limit=600):
@@ -279,9 +287,8 @@ def cdc(port, events_csv, seconds, batch_ms=None):
             psql(port, "CREATE TABLE fresh_cdc (card TEXT, amt DOUBLE PRECISION, ts TIMESTAMP NOT NULL) "
                        "WITH (event_time = 'ts')")
             psql(port, "CREATE FEATURE fresh_cdc_n AS SELECT card, count(*) AS n FROM fresh_cdc GROUP BY card")
-            batch = "" if batch_ms is None else f", batch_ms = {batch_ms}"
             psql(port, f"CREATE SOURCE fc INTO fresh_cdc FROM POSTGRES WITH (conninfo = '{upstream}', "
-                       f"table = 'fresh_up'{batch})")
+                       f"table = 'fresh_up'{batch_option(batch_ms)})")
             stop = threading.Event()
 
             def background():
@@ -305,8 +312,8 @@ def cdc(port, events_csv, seconds, batch_ms=None):
                     lambda card: writer.execute("INSERT INTO fresh_up VALUES (%s, 1.0, now())", (card,)), seconds)
             stop.set()
             loader.join()
-            setting = "the default batch_ms" if batch_ms is None else f"batch_ms = {batch_ms}"
-            print(f"CDC freshness at 10K rows/s (1K transactions/s), {setting}: {summary(latencies)}", flush=True)
+            print(f"CDC freshness at 10K rows/s (1K transactions/s), {batch_setting(batch_ms)}: {summary(latencies)}",
+                  flush=True)
             psql(port, "DROP SOURCE fc")
             psql(port, "DROP SOURCE c")
     finally:
