@@ -63,10 +63,20 @@ impl LiveFeature {
         progress: &mut dyn FnMut(u64, u64) -> Result<()>,
     ) -> Result<Self> {
         let compiled = CompiledFeature::compile(def, table, ctx)?;
-        let total = store.stats(compiled.table.id).rows;
+        let stats = store.stats(compiled.table.id);
         // Only the columns the feature reads are decoded from cold files.
-        let parts = store.scan_columns(compiled.table.scan_table(), (i64::MIN, i64::MAX), compiled.columns_read());
-        let ingested = sharded_ingest::ingest(&compiled, parts, total, 0, checked, &mut |done| progress(done, total))?;
+        let scan = || store.scan_columns(compiled.table.scan_table(), (i64::MIN, i64::MAX), compiled.columns_read());
+        let mut ingest = |max_time| {
+            sharded_ingest::ingest(&compiled, scan(), (stats.rows, max_time), 0, checked, &mut |done| {
+                progress(done, stats.rows)
+            })
+        };
+        let mut ingested = ingest(stats.watermark)?;
+        if stats.watermark.is_some_and(|w| ingested.state.max_time() < w) {
+            // The watermark is the rows' greatest time (an erasure lowers it); were it ever
+            // above, the events let go would be needed.
+            ingested = ingest(None)?;
+        }
         let Ingested { mut state, rows, applied, threads } = ingested;
         let origin = sharded_ingest::origin(rows, threads);
         state.shrink_to_fit();
@@ -85,17 +95,32 @@ impl LiveFeature {
         progress: &mut dyn FnMut(u64, u64) -> Result<()>,
     ) -> Result<Self> {
         let scan = compiled.table.scan_table();
-        let total = store.stats(compiled.table.id).rows;
-        let Ingested { mut state, rows: before, threads, .. } =
-            sharded_ingest::ingest(&compiled, store.scan_seqs(scan, 0..hot_from), total, 0, true, &mut |done| {
-                progress(done, total)
-            })?;
-        let upto = store.visible_seq().max(hot_from);
-        let (meanwhile, _) =
-            ingest_serial(&compiled, &mut state, store.scan_seqs(scan, hot_from..upto), 0, true, &mut |done| {
-                progress(before + done, total)
-            })?;
-        let origin = sharded_ingest::origin(before + meanwhile, threads);
+        let stats = store.stats(compiled.table.id);
+        let total = stats.rows;
+        let mut ingest = |max_time| -> Result<_> {
+            let ingested = sharded_ingest::ingest(
+                &compiled,
+                store.scan_seqs(scan, 0..hot_from),
+                (total, max_time),
+                0,
+                true,
+                &mut |done| progress(done, total),
+            )?;
+            let Ingested { mut state, rows: before, threads, .. } = ingested;
+            let upto = store.visible_seq().max(hot_from);
+            let (meanwhile, _) =
+                ingest_serial(&compiled, &mut state, store.scan_seqs(scan, hot_from..upto), 0, true, &mut |done| {
+                    progress(before + done, total)
+                })?;
+            Ok((state, sharded_ingest::origin(before + meanwhile, threads), upto))
+        };
+        let mut built = ingest(stats.watermark)?;
+        if stats.watermark.is_some_and(|w| built.0.max_time() < w) {
+            // The watermark is the rows' greatest time (an erasure lowers it); were it ever
+            // above, the events let go would be needed.
+            built = ingest(None)?;
+        }
+        let (state, origin, upto) = built;
         // Every write of the table below `upto` is in the state.
         Ok(Self::new(compiled, state, (0, upto), origin, store.clone()))
     }

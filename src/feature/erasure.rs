@@ -85,7 +85,7 @@ pub fn rebuild_whole(store: &EventStore, features: &[Arc<LiveFeature>]) -> Resul
     for feature in features {
         let scan = store.scan(feature.compiled.table.scan_table(), (i64::MIN, i64::MAX), (0, 1));
         let total = store.stats(feature.compiled.table.id).rows;
-        let built = super::sharded_ingest::ingest(&feature.compiled, scan, total, 0, false, &mut |_| Ok(()));
+        let built = super::sharded_ingest::ingest(&feature.compiled, scan, (total, None), 0, false, &mut |_| Ok(()));
         match built {
             Ok(mut built) => {
                 built.state.shrink_to_fit();

@@ -57,35 +57,46 @@ pub fn origin(rows: u64, threads: usize) -> String {
 /// counted from (the result's `applied` is at least it). With `checked`, each write is
 /// checked first (`CompiledFeature::check`), in storage order, so the error is the one a
 /// single thread would raise. `progress` gets the running count of rows read; an error from
-/// it stops the backfill.
+/// it stops the backfill. `max_time`, the greatest event time of the rows if known, lets the
+/// states skip holding events older than the window will reach (`FeatureState::start_from`;
+/// the caller checks the result's `max_time` reached it).
 pub fn ingest(
     compiled: &CompiledFeature,
     parts: impl Iterator<Item = Result<StoredPart>>,
-    rows_hint: u64,
+    (rows_hint, max_time): (u64, Option<i64>),
     applied: u64,
     checked: bool,
     progress: &mut dyn FnMut(u64) -> Result<()>,
 ) -> Result<Ingested> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS).min(MAX_SHARDS);
     let untiled = compiled.untiled();
-    let mut state = FeatureState::new(compiled)?;
+    let mut state = start(compiled, max_time)?;
     if threads < 2 || rows_hint < sharded_rows() {
         let (rows, applied) = ingest_serial(&untiled, &mut state, parts, applied, checked, progress)?;
         state.settle(&untiled);
         state.build_tiles(compiled);
         Ok(Ingested { state, rows, applied, threads: 1 })
     } else {
-        ingest_sharded((compiled, &untiled), state, threads, parts, applied, checked, progress)
+        ingest_sharded((compiled, &untiled), (state, max_time), threads, parts, applied, checked, progress)
     }
+}
+
+/// A new state, started from `max_time` if known (`FeatureState::start_from`).
+fn start(feature: &CompiledFeature, max_time: Option<i64>) -> Result<FeatureState> {
+    let mut state = FeatureState::new(feature)?;
+    if let Some(max_time) = max_time {
+        state.start_from(feature, max_time);
+    }
+    Ok(state)
 }
 
 /// [`ingest`] on `threads` threads, one shard of the keys each; each settles its shard and
 /// builds its tiles (`features.0`) before the shards are joined, so the last passes over
 /// every key run on every thread too. `features.1` is the untiled form the writes are
-/// ingested with.
+/// ingested with. Each shard's state starts from `states.1` as `states.0` did.
 fn ingest_sharded(
     features: (&CompiledFeature, &CompiledFeature),
-    mut state: FeatureState,
+    states: (FeatureState, Option<i64>),
     threads: usize,
     parts: impl Iterator<Item = Result<StoredPart>>,
     applied: u64,
@@ -93,6 +104,7 @@ fn ingest_sharded(
     progress: &mut dyn FnMut(u64) -> Result<()>,
 ) -> Result<Ingested> {
     let (tiled, untiled) = features;
+    let (mut state, max_time) = states;
     // Set when the read fails: the threads then skip settling, whose work would be thrown away.
     let read_failed = AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -104,7 +116,7 @@ fn ingest_sharded(
             let worker = std::thread::Builder::new().name(format!("asofdb-backfill-{index}"));
             let read_failed = &read_failed;
             let spawned = worker.spawn_scoped(scope, move || -> Result<FeatureState> {
-                let mut state = FeatureState::new(untiled)?;
+                let mut state = start(untiled, max_time)?;
                 for shared in receiver {
                     let (part, write) = &*shared;
                     state.ingest_shard(untiled, &part.batch, part.seq, write, index)?;

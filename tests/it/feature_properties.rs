@@ -306,6 +306,7 @@ proptest! {
         known_probes in prop::collection::vec((1i64..4, -5i64..260, any::<bool>(), -10i64..560, prop::option::of(0i64..90)), 1..12),
         distinct_only in any::<bool>(),
         shard_count in 1usize..4,
+        started in any::<bool>(),
     ) {
         let compiled = feature(window, tile_minutes, tile_min_events, distinct_only);
         let compared: Vec<usize> = if distinct_only { DISTINCT_ONLY.to_vec() } else { (0..22).collect() };
@@ -321,9 +322,17 @@ proptest! {
         // Arrival order is the generated order; writes come in chunks, each its own seq.
         // A backfill on several threads: one state per shard of the keys, fed every write,
         // each settled and tiled on its own, then joined; it must answer as the live state
-        // does where it holds the window. As a backfill does, they keep no tiles until the end.
+        // does where it holds the window. As a backfill does, they keep no tiles until the end,
+        // and may start at the horizon the latest event time (every row's) will set.
         let untiled = compiled.untiled();
-        let mut shards: Vec<FeatureState> = (0..shard_count).map(|_| FeatureState::new(&compiled).unwrap()).collect();
+        let latest = events.iter().map(|e| e.t).max().filter(|_| started);
+        let mut shards: Vec<FeatureState> = (0..shard_count)
+            .map(|_| {
+                let mut shard = FeatureState::new(&compiled).unwrap();
+                latest.inspect(|t| shard.start_from(&untiled, *t));
+                shard
+            })
+            .collect();
         for (seq, part) in events.chunks(chunk).enumerate() {
             state.ingest(&compiled, &batch(part), seq as u64).unwrap();
             full.ingest(&compiled, &batch(part), seq as u64).unwrap();
@@ -340,6 +349,13 @@ proptest! {
         let mut sharded = shards.next().unwrap();
         shards.for_each(|shard| sharded.absorb(shard));
         prop_assert_eq!(sharded.size(&compiled).0, state.size(&compiled).0);
+        // Settled, the joined state holds from one window behind the latest event time,
+        // however its shards started.
+        let settled = match (compiled.lookback(), events.iter().map(|e| e.t).max()) {
+            (Some(lookback), Some(t)) => t.saturating_sub(lookback),
+            _ => i64::MIN,
+        };
+        prop_assert_eq!(sharded.horizon(), settled);
         let arrival: Vec<(usize, Event)> = events.iter().cloned().enumerate().collect();
         for (key, minute, strict, on_event) in probes {
             // Half the probes land exactly on an event time of the key, where boundaries bite.

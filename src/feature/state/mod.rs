@@ -92,7 +92,16 @@ const NOT_EVICTED: i64 = i64::MAX;
 /// threads: the reading thread encodes, the ingest threads share the result).
 pub struct ShardedWrite {
     keys: Rows,
-    shards: Vec<u8>,
+    /// Each row's key hashed: its shard is the hash modulo `count`, and its top bits order
+    /// the shard's rows (`key_grouped_order`), so no thread hashes a key again.
+    hashes: Vec<u64>,
+    count: u64,
+}
+
+impl ShardedWrite {
+    fn rows_of(&self, index: u8) -> Vec<usize> {
+        (0..self.hashes.len()).filter(|r| self.hashes[*r] % self.count == index as u64).collect()
+    }
 }
 
 /// At most this many shards (`ShardedWrite` numbers them in a byte).
@@ -205,8 +214,8 @@ impl FeatureState {
         let count = count as u64;
         let key_arrays: Vec<ArrayRef> = feature.key_columns.iter().map(|i| batch.column(*i).clone()).collect();
         let keys = self.converter.convert_columns(&key_arrays)?;
-        let shards = keys.iter().map(|key| (HASHER.hash_one(key.as_ref()) % count) as u8).collect();
-        Ok(ShardedWrite { keys, shards })
+        let hashes = keys.iter().map(|key| HASHER.hash_one(key.as_ref())).collect();
+        Ok(ShardedWrite { keys, hashes, count })
     }
 
     /// As [`FeatureState::ingest`], for the rows of `write` in shard `index` only. The
@@ -240,9 +249,19 @@ impl FeatureState {
         self.since_repeats += other.since_repeats;
         self.held_after_repeats += other.held_after_repeats;
         debug_assert!(other.keys.keys().all(|key| !self.keys.contains_key(key)), "shards share a key");
-        self.keys.reserve(other.keys.len());
-        self.keys.extend(other.keys);
-        self.ingest.extend(other.ingest);
+        // The first shard's maps are taken as they are (the hasher is the same): inserting
+        // its keys one by one hashed and moved a million of them again for card and merchant.
+        if self.keys.is_empty() {
+            self.keys = other.keys;
+        } else {
+            self.keys.reserve(other.keys.len());
+            self.keys.extend(other.keys);
+        }
+        if self.ingest.is_empty() {
+            self.ingest = other.ingest;
+        } else {
+            self.ingest.extend(other.ingest);
+        }
     }
 
     /// Moves the live state's horizon up to `max_time - lookback` once it has fallen a step
@@ -298,6 +317,24 @@ impl FeatureState {
             (self.since_repeats, self.held_after_repeats) = (0, held);
             self.exact_from = self.max_time;
         }
+    }
+
+    /// Starts a backfill's state at the horizon it will end at, given `max_time`, the greatest
+    /// event time of the rows to come (the table's watermark): their events older than it are
+    /// never held, only noted (a key's first event time, ingest times), so no eviction pass
+    /// visits them and no key's history grows with them. A backfill over millions of sparse
+    /// keys (card and merchant) spent a third of its time adding events and evicting them
+    /// again. The watermark can overstate what is left (the latest rows erased or expired):
+    /// the caller then ingests again without it ([`FeatureState::max_time`] tells).
+    pub fn start_from(&mut self, feature: &CompiledFeature, max_time: i64) {
+        if let Some(lookback) = feature.lookback().filter(|_| self.auto_evict) {
+            self.horizon = max_time.saturating_sub(lookback);
+        }
+    }
+
+    /// The greatest event time ingested, of any row (`i64::MIN` before the first).
+    pub fn max_time(&self) -> i64 {
+        self.max_time
     }
 
     /// Records that rows up to event time `t` were seen (of any key, qualifying or not).
@@ -445,12 +482,15 @@ impl FeatureState {
         if let Some(max) = times.values().iter().max() {
             self.max_time = self.max_time.max(*max);
         }
-        let mut event = vec![0u64; feature.stride()];
-        for row in key_grouped_order(key_rows, rows, self.keys.len()) {
-            if passes.as_ref().is_some_and(|p| !p.is_valid(row) || !p.value(row)) {
-                continue;
+        let order = match shard {
+            Some((write, index)) => key_grouped_order(write.rows_of(index), |r| write.hashes[r], self.keys.len()),
+            None => {
+                key_grouped_order((0..rows).collect(), |r| GROUPING.hash_one(key_rows.row(r).as_ref()), self.keys.len())
             }
-            if shard.is_some_and(|(write, index)| write.shards[row] != index) {
+        };
+        let mut event = vec![0u64; feature.stride()];
+        for row in order {
+            if passes.as_ref().is_some_and(|p| !p.is_valid(row) || !p.value(row)) {
                 continue;
             }
             let key = key_rows.row(row);
@@ -660,34 +700,36 @@ fn boolean(array: ArrayRef) -> Result<BooleanArray> {
 const GROUPED_FROM_ROWS: usize = 1024;
 const GROUPED_FROM_KEYS: usize = 32_768;
 
-/// The rows of a write in the order they are ingested: for a large one into a large state, an
-/// order that brings each key's rows near one another, each key's in their own order: a
-/// counting sort on the top bits of a hash of the key. The rows of one key go into one history
+/// `rows` of a write (in written order, `hash` giving each its key's hash) in the order they
+/// are ingested: for a large write into a large state, an order that brings each key's rows
+/// near one another, each key's in their own order: a counting sort on the top bits of the
+/// hash. The rows of one key go into one history
 /// whatever the order between keys, and their own order is kept, so the state is the same;
 /// but a key's history (and its map entry) is then fetched into the cache about once per
 /// write, not once per row: in a day of events over 50,000 cards, the load of each card's
 /// latest event was half of `KeyHistory::insert`'s time (a cache miss).
-fn key_grouped_order(keys: &Rows, rows: usize, held_keys: usize) -> Vec<usize> {
+fn key_grouped_order(rows: Vec<usize>, hash: impl Fn(usize) -> u64, held_keys: usize) -> Vec<usize> {
     const BUCKET_BITS: u32 = 12;
-    const HASHER: ahash::RandomState = ahash::RandomState::with_seeds(0x9e37, 0x79b9, 0x7f4a, 0x7c15);
-    if rows < GROUPED_FROM_ROWS || held_keys < GROUPED_FROM_KEYS {
-        return (0..rows).collect();
+    if rows.len() < GROUPED_FROM_ROWS || held_keys < GROUPED_FROM_KEYS {
+        return rows;
     }
-    let buckets: Vec<u16> =
-        (0..rows).map(|r| (HASHER.hash_one(keys.row(r).as_ref()) >> (64 - BUCKET_BITS)) as u16).collect();
+    let buckets: Vec<u16> = rows.iter().map(|r| (hash(*r) >> (64 - BUCKET_BITS)) as u16).collect();
     let mut starts = vec![0usize; (1 << BUCKET_BITS) + 1];
     buckets.iter().for_each(|b| starts[*b as usize + 1] += 1);
     for i in 1..starts.len() {
         starts[i] += starts[i - 1];
     }
-    let mut order = vec![0usize; rows];
-    for (row, bucket) in buckets.iter().enumerate() {
+    let mut order = vec![0usize; rows.len()];
+    for (row, bucket) in rows.iter().zip(&buckets) {
         let at = &mut starts[*bucket as usize];
-        order[*at] = row;
+        order[*at] = *row;
         *at += 1;
     }
     order
 }
+
+/// The hash of a key that orders a write not shared among shards (`key_grouped_order`).
+const GROUPING: ahash::RandomState = ahash::RandomState::with_seeds(0x9e37, 0x79b9, 0x7f4a, 0x7c15);
 
 fn note_ingest(ingest: &mut HashMap<Box<[u8]>, KeyIngest, ahash::RandomState>, key: &[u8], known: i64) {
     match ingest.get_mut(key) {
@@ -730,11 +772,15 @@ mod tests {
         converter.convert_columns(&[Arc::new(Int64Array::from(keys.to_vec())) as ArrayRef]).unwrap()
     }
 
+    fn hash(rows: &Rows, r: usize) -> u64 {
+        GROUPING.hash_one(rows.row(r).as_ref())
+    }
+
     #[test]
     fn the_grouped_order_keeps_each_keys_rows_in_order() {
         let keys: Vec<i64> = (0..5000i64).map(|i| (i * 7919) % 613).collect();
         let rows = rows_of(&keys);
-        let order = key_grouped_order(&rows, keys.len(), GROUPED_FROM_KEYS);
+        let order = key_grouped_order((0..keys.len()).collect(), |r| hash(&rows, r), GROUPED_FROM_KEYS);
         let mut sorted = order.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..keys.len()).collect::<Vec<_>>(), "a permutation of the rows");
@@ -752,10 +798,9 @@ mod tests {
         let keys: Vec<i64> = (0..5000i64).map(|i| (i * 7919) % 613).collect();
         let rows = rows_of(&keys);
         let identity: Vec<usize> = (0..keys.len()).collect();
-        assert_eq!(key_grouped_order(&rows, keys.len(), GROUPED_FROM_KEYS - 1), identity);
-        assert_eq!(
-            key_grouped_order(&rows, GROUPED_FROM_ROWS - 1, GROUPED_FROM_KEYS),
-            identity[..GROUPED_FROM_ROWS - 1]
-        );
+        let hash = |r| hash(&rows, r);
+        assert_eq!(key_grouped_order(identity.clone(), hash, GROUPED_FROM_KEYS - 1), identity);
+        let few = identity[..GROUPED_FROM_ROWS - 1].to_vec();
+        assert_eq!(key_grouped_order(few.clone(), hash, GROUPED_FROM_KEYS), few);
     }
 }
