@@ -95,6 +95,8 @@ fn convert(source: &ArrayRef, ty: ColumnType, column: &str, label: RowLabel) -> 
             crate::plan::round_for_integer(source)?
         } else if matches!(target, DataType::Timestamp(..)) {
             times_with_seconds(source)
+        } else if matches!(target, DataType::Decimal128(..)) {
+            decimals_without_exponent(source)
         } else {
             source.clone()
         };
@@ -192,6 +194,44 @@ fn times_with_seconds(source: &ArrayRef) -> ArrayRef {
     Arc::new(fixed)
 }
 
+/// Text decimals in exponent notation written out (`1e2` → `100`, `-1.5E-3` → `-0.0015`):
+/// PostgreSQL reads a NUMERIC so, Arrow's cast does not.
+fn decimals_without_exponent(source: &ArrayRef) -> ArrayRef {
+    let Some(strings) = source.as_any().downcast_ref::<StringArray>() else { return source.clone() };
+    if !strings.iter().flatten().any(|t| without_exponent(t).is_some()) {
+        return source.clone();
+    }
+    let fixed: StringArray =
+        strings.iter().map(|t| t.map(|t| without_exponent(t).unwrap_or_else(|| t.to_string()))).collect();
+    Arc::new(fixed)
+}
+
+/// A decimal in exponent notation written without it; `None` for any other text (left to the
+/// cast, which reads it or rejects it).
+fn without_exponent(text: &str) -> Option<String> {
+    let (mantissa, exponent) = text.trim().split_once(['e', 'E'])?;
+    let exponent: i64 = exponent.parse().ok()?;
+    let (sign, digits) = match mantissa.strip_prefix('-') {
+        Some(digits) => ("-", digits),
+        None => ("", mantissa.strip_prefix('+').unwrap_or(mantissa)),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let all = format!("{whole}{fraction}");
+    // Beyond any NUMERIC's digits, the cast rejects what is written out.
+    if all.is_empty() || !all.bytes().all(|b| b.is_ascii_digit()) || exponent.abs() > 1000 {
+        return None;
+    }
+    let point = whole.len() as i64 + exponent;
+    let plain = if point <= 0 {
+        format!("0.{}{all}", "0".repeat(point.unsigned_abs() as usize))
+    } else if point as usize >= all.len() {
+        format!("{all}{}", "0".repeat(point as usize - all.len()))
+    } else {
+        format!("{}.{}", &all[..point as usize], &all[point as usize..])
+    };
+    Some(format!("{sign}{plain}"))
+}
+
 fn rejected_value(source: &ArrayRef, row: usize, ty: ColumnType, column: &str, label: RowLabel) -> Error {
     let value = array_value_to_string(source, row).unwrap_or_default();
     let place = format!("{}, column {column}", label.of(row));
@@ -283,6 +323,18 @@ fn parse_bytea(text: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn exponent_decimals_are_written_out() {
+        assert_eq!(without_exponent("1e2").as_deref(), Some("100"));
+        assert_eq!(without_exponent(" -1.5E-3 ").as_deref(), Some("-0.0015"));
+        assert_eq!(without_exponent("+2.50e1").as_deref(), Some("25.0"));
+        assert_eq!(without_exponent("12.5e-1").as_deref(), Some("1.25"));
+        assert_eq!(without_exponent("1.5"), None);
+        assert_eq!(without_exponent("e5"), None);
+        assert_eq!(without_exponent("1e"), None);
+        assert_eq!(without_exponent("1x5e2"), None);
+    }
     use super::*;
     use crate::catalog::ColumnDef;
     use arrow::array::{Float64Array, Int64Array};

@@ -133,6 +133,24 @@ fn literal_columns<R: std::ops::Deref<Target = Vec<Expr>>>(
             Arc::new(StringArray::from_iter(
                 literals.iter().map(|l| if let Literal::Text(t) = l { Some(t.as_str()) } else { None }),
             ))
+        } else if literals
+            .iter()
+            .all(|l| matches!(l, Literal::Null | Literal::Text(_) | Literal::Int(_) | Literal::Float(..)))
+            && !(targets.get(column).is_some_and(DataType::is_integer)
+                && literals.iter().any(|l| matches!(l, Literal::Float(..))))
+        {
+            // Strings beside numbers: PostgreSQL gives each value of an INSERT's VALUES the
+            // column's type, so `('-0'), (1)` into a double is -0 and 1. Typed as one VALUES
+            // column (integers, as DataFusion types it) the string lost its sign, or its
+            // digits beside `1.5`. As text, each is read as the column's type by `conform`, as
+            // COPY reads it. (A fractional number into an integer column is rounded, not read
+            // as text: left to DataFusion.)
+            Arc::new(StringArray::from_iter(literals.iter().map(|l| match l {
+                Literal::Text(t) => Some(t.clone()),
+                Literal::Int(i) => Some(i.to_string()),
+                Literal::Float(_, text) => Some(text.clone()),
+                _ => None,
+            })))
         } else if literals.iter().all(|l| matches!(l, Literal::Null | Literal::Now)) {
             // now() is a timestamptz; `conform` converts it to the column's type in the
             // session's zone, as it converts DataFusion's now().

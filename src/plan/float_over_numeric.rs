@@ -164,13 +164,14 @@ fn union_of_floats(union: Union) -> Result<Transformed<LogicalPlan>> {
 }
 
 /// A VALUES cell without the cast the SQL planner adds when it types VALUES the Spark way
-/// (a double made `Decimal128(30, 15)`, a real `Decimal128(14, 7)`).
+/// (a double made `Decimal128(30, 15)`, a real `Decimal128(14, 7)`, with more precision when
+/// another row's decimal needs it: `(1::float8), (1e20)` makes `Decimal128(36, 15)`).
 fn uncoerced(cell: &Expr) -> &Expr {
     if let Expr::Cast(datafusion::logical_expr::Cast { expr, field }) = cell
         && let Ok(from) = expr.get_type(&DFSchema::empty())
         && matches!(
             (&from, field.data_type()),
-            (DataType::Float64, DataType::Decimal128(30, 15)) | (DataType::Float32, DataType::Decimal128(14, 7))
+            (DataType::Float64, DataType::Decimal128(30.., 15)) | (DataType::Float32, DataType::Decimal128(14.., 7))
         )
     {
         return expr;

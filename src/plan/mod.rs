@@ -12,6 +12,7 @@ mod exact_avg;
 mod expr_rules;
 mod feature_table;
 mod float_over_numeric;
+mod float_text;
 mod guarded_evaluation;
 mod in_subquery_nulls;
 pub mod infinite_time;

@@ -10,9 +10,9 @@ use pgwire::api::results::FieldInfo;
 use pgwire::messages::copy::CopyData;
 
 use super::copy_frames::{Buffers, Column, FramedRows, typed};
-use super::pg_text::write_float;
 use crate::execute::copy_format::CopyFormat;
 use crate::value::datetime_text::{put_date, put_timestamp};
+use crate::value::float_text::write_float;
 
 /// How rows are written: text or CSV, and their options.
 pub struct TextLayout {

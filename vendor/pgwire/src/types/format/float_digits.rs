@@ -45,7 +45,8 @@ impl ExtraFloatDigits {
         }
 
         if value == 0.0 {
-            return "0".to_smolstr();
+            // PostgreSQL keeps the sign of a negative zero.
+            return if value.is_sign_negative() { "-0" } else { "0" }.to_smolstr();
         }
 
         // For extra_float_digits >= 1, use ryu for shortest-precise format
@@ -79,7 +80,8 @@ impl ExtraFloatDigits {
         }
 
         if value == 0.0 {
-            return "0".to_smolstr();
+            // PostgreSQL keeps the sign of a negative zero.
+            return if value.is_sign_negative() { "-0" } else { "0" }.to_smolstr();
         }
 
         // For extra_float_digits >= 1, use ryu for shortest-precise format
