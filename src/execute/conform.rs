@@ -15,6 +15,7 @@ use arrow::util::display::array_value_to_string;
 
 use crate::catalog::TableDef;
 use crate::error::{Error, Result, SqlState};
+use crate::sql::numeric_literals::written_out;
 use crate::sql::types::ColumnType;
 use crate::value::infinite::{infinite_micros, infinite_text};
 use crate::value::time_zone::{self, SessionZone};
@@ -209,27 +210,20 @@ fn decimals_without_exponent(source: &ArrayRef) -> ArrayRef {
 /// A decimal in exponent notation written without it; `None` for any other text (left to the
 /// cast, which reads it or rejects it).
 fn without_exponent(text: &str) -> Option<String> {
-    let (mantissa, exponent) = text.trim().split_once(['e', 'E'])?;
-    let exponent: i64 = exponent.parse().ok()?;
-    let (sign, digits) = match mantissa.strip_prefix('-') {
-        Some(digits) => ("-", digits),
-        None => ("", mantissa.strip_prefix('+').unwrap_or(mantissa)),
+    let text = text.trim();
+    let (sign, unsigned) = match text.strip_prefix('-') {
+        Some(unsigned) => ("-", unsigned),
+        None => ("", text.strip_prefix('+').unwrap_or(text)),
     };
-    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-    let all = format!("{whole}{fraction}");
+    let (mantissa, exponent) = unsigned.split_once(['e', 'E'])?;
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     // Beyond any NUMERIC's digits, the cast rejects what is written out.
-    if all.is_empty() || !all.bytes().all(|b| b.is_ascii_digit()) || exponent.abs() > 1000 {
-        return None;
-    }
-    let point = whole.len() as i64 + exponent;
-    let plain = if point <= 0 {
-        format!("0.{}{all}", "0".repeat(point.unsigned_abs() as usize))
-    } else if point as usize >= all.len() {
-        format!("{all}{}", "0".repeat(point as usize - all.len()))
-    } else {
-        format!("{}.{}", &all[..point as usize], &all[point as usize..])
-    };
-    Some(format!("{sign}{plain}"))
+    let readable = !(whole.is_empty() && fraction.is_empty())
+        && digits(whole)
+        && digits(fraction)
+        && exponent.parse::<i64>().is_ok_and(|e| e.abs() <= 1000);
+    readable.then(|| written_out(unsigned)).flatten().map(|plain| format!("{sign}{plain}"))
 }
 
 fn rejected_value(source: &ArrayRef, row: usize, ty: ColumnType, column: &str, label: RowLabel) -> Error {

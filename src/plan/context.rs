@@ -23,7 +23,7 @@ pub const SCHEMA_NAME: &str = "public";
 
 /// DataFusion's analyzer rules with PostgreSQL's semantics added where DataFusion's differ:
 /// interval ordering, three-valued `IN (subquery)`, rounding to integers, NUMERIC division and overflow and division-by-zero errors,
-/// floats and timestamps as text,
+/// floats, intervals and timestamps as text,
 /// after type coercion (they need the operands' coerced types).
 fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
     let mut rules = Analyzer::new().rules;
@@ -35,7 +35,7 @@ fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
     rules.insert(coercion + 3, Arc::new(super::pg_time::PgTimeBeforeCoercion));
     rules.insert(coercion + 4, Arc::new(super::boolean_literals::BooleanLiterals));
     rules.push(Arc::new(super::pg_time::PgTimestampText));
-    rules.push(Arc::new(super::float_text::PgFloatText));
+    rules.push(Arc::new(super::text_casts::PgTextCasts));
     rules.push(Arc::new(super::session_time_zone::SessionTimeZone));
     rules.push(Arc::new(super::infinite_time::InfiniteStaysInfinite));
     rules.push(Arc::new(super::interval_order::IntervalOrder));

@@ -12,7 +12,6 @@ mod exact_avg;
 mod expr_rules;
 mod feature_table;
 mod float_over_numeric;
-mod float_text;
 mod guarded_evaluation;
 mod in_subquery_nulls;
 pub mod infinite_time;
@@ -36,6 +35,7 @@ mod schema;
 mod session_time_zone;
 mod session_user;
 mod system;
+mod text_casts;
 mod time_bounds;
 mod views;
 

@@ -11,8 +11,8 @@ use arrow::array::{Array, ArrayRef, AsArray, ListArray, StringArray};
 use arrow::datatypes::{DataType, Field, TimeUnit};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
-use super::interval::interval_at;
 use super::pg_text::{float_text, trim_fraction};
+use crate::value::interval_text::interval_at;
 use crate::value::time_zone::{UTC_TAG, zoned_text};
 use crate::value::{FIRST_AD_DAY, date_text, timestamp_text};
 

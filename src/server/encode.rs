@@ -20,10 +20,10 @@ use pgwire::types::format::FormatOptions;
 use super::cancel::CancelFlag;
 use super::errors::to_pgwire;
 use super::executor::Executor;
-use super::interval::interval_at;
 use super::numeric::Numeric;
 use super::pg_text::PgText;
 use crate::sql::output_names::client_name;
+use crate::value::interval_text::interval_at;
 use crate::value::time_zone::{UTC_TAG, zoned_text};
 
 /// Streams a result set as DataRows in the client's formats; a cancel request ends it. The

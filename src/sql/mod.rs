@@ -8,8 +8,9 @@ mod fetch_syntax;
 pub mod function_spellings;
 pub mod grant;
 mod interval;
+mod interval_literals;
 pub mod names;
-mod numeric_literals;
+pub mod numeric_literals;
 pub mod output_names;
 pub mod params;
 mod pg_compat;
@@ -290,6 +291,7 @@ impl SqlParser {
         precedence::fix_is_distinct(&mut statement);
         pg_compat::rewrite(&mut statement);
         numeric_literals::rewrite(&mut statement);
+        interval_literals::rewrite(&mut statement);
         function_spellings::rewrite(&mut statement);
         query_forms::rewrite(&mut statement);
         set_all::rewrite(&mut statement)?;

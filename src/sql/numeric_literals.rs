@@ -48,7 +48,7 @@ pub fn rewrite(statement: &mut Statement) {
 }
 
 /// `text` without its exponent (`1.5e-3` → `0.0015`, `1e2` → `100`); `None` if it has none.
-fn written_out(text: &str) -> Option<String> {
+pub fn written_out(text: &str) -> Option<String> {
     let (mantissa, exponent) = text.split_once(['e', 'E'])?;
     let exponent: i64 = exponent.parse().ok()?;
     let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));

@@ -1,16 +1,17 @@
-//! Floats as text the way PostgreSQL writes them (`1`, `1e+20`, `1e-05`, `-0`), not the way
-//! Arrow's cast does (`1.0`, `1e20`, `0.00001`, `-0.0`): explicit casts to text, the casts
-//! type coercion adds (`amount || ' EUR'`), and the float arguments of `concat` and
-//! `concat_ws`. Runs after type coercion, so it sees the casts coercion adds.
+//! Floats and intervals as text the way PostgreSQL writes them (`1`, `1e+20`, `-0`;
+//! `1 day`, `01:30:00`), not the way Arrow's cast does (`1.0`, `1e20`, `-0.0`; `1 days`,
+//! `1 hours 30 mins`): explicit casts to text, the casts type coercion adds
+//! (`amount || ' EUR'`), and the arguments of `concat` and `concat_ws`. Runs after type
+//! coercion, so it sees the casts coercion adds.
 //!
-//! The text is the shortest that reads back exactly, as PostgreSQL's with its default
+//! A float's text is the shortest that reads back exactly, as PostgreSQL's with its default
 //! `extra_float_digits` (1); a session that lowers it still gets these digits in casts (the
 //! wire's own output follows the setting).
 
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
-use arrow::datatypes::{DataType, Float32Type, Float64Type};
+use arrow::datatypes::{DataType, Float32Type, Float64Type, IntervalUnit};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result};
@@ -23,18 +24,19 @@ use datafusion::optimizer::AnalyzerRule;
 
 use super::expr_rules::{columnar, input_schema, rewrite_keeping_names};
 use crate::value::float_text::write_float;
+use crate::value::interval_text::interval_at;
 
 /// The analyzer rule; see the module's doc.
 #[derive(Debug)]
-pub struct PgFloatText;
+pub struct PgTextCasts;
 
-impl AnalyzerRule for PgFloatText {
+impl AnalyzerRule for PgTextCasts {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        let text = Arc::new(ScalarUDF::new_from_impl(FloatText::new()));
+        let text = Arc::new(ScalarUDF::new_from_impl(PgText::new()));
         plan.transform_up_with_subqueries(|node| {
             let schema = input_schema(&node);
             rewrite_keeping_names(node, |e| match e {
-                Expr::Cast(Cast { expr, field }) if is_text(field.data_type()) && is_float(&expr, &schema) => {
+                Expr::Cast(Cast { expr, field }) if is_text(field.data_type()) && printed(&expr, &schema) => {
                     let as_text = text.call(vec![*expr]);
                     Ok(Transformed::yes(if field.data_type() == &DataType::Utf8 {
                         as_text
@@ -43,10 +45,10 @@ impl AnalyzerRule for PgFloatText {
                     }))
                 }
                 Expr::ScalarFunction(ScalarFunction { func, args })
-                    if matches!(func.name(), "concat" | "concat_ws") && args.iter().any(|a| is_float(a, &schema)) =>
+                    if matches!(func.name(), "concat" | "concat_ws") && args.iter().any(|a| printed(a, &schema)) =>
                 {
                     let args =
-                        args.into_iter().map(|a| if is_float(&a, &schema) { text.call(vec![a]) } else { a }).collect();
+                        args.into_iter().map(|a| if printed(&a, &schema) { text.call(vec![a]) } else { a }).collect();
                     Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction { func, args })))
                 }
                 other => Ok(Transformed::no(other)),
@@ -56,7 +58,7 @@ impl AnalyzerRule for PgFloatText {
     }
 
     fn name(&self) -> &str {
-        "pg_float_text"
+        "pg_text_casts"
     }
 }
 
@@ -64,24 +66,32 @@ fn is_text(ty: &DataType) -> bool {
     matches!(ty, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
 }
 
-fn is_float(e: &Expr, schema: &DFSchema) -> bool {
-    e.get_type(schema).is_ok_and(|t| matches!(t, DataType::Float32 | DataType::Float64))
+/// Whether `e` is a float or an interval, whose text this rule writes.
+fn printed(e: &Expr, schema: &DFSchema) -> bool {
+    e.get_type(schema).is_ok_and(|t| matches!(t, DataType::Float32 | DataType::Float64 | DataType::Interval(_)))
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct FloatText {
+struct PgText {
     signature: Signature,
 }
 
-impl FloatText {
+impl PgText {
     fn new() -> Self {
-        Self { signature: Signature::uniform(1, vec![DataType::Float32, DataType::Float64], Volatility::Immutable) }
+        let types = vec![
+            DataType::Float32,
+            DataType::Float64,
+            DataType::Interval(IntervalUnit::YearMonth),
+            DataType::Interval(IntervalUnit::DayTime),
+            DataType::Interval(IntervalUnit::MonthDayNano),
+        ];
+        Self { signature: Signature::uniform(1, types, Volatility::Immutable) }
     }
 }
 
-impl ScalarUDFImpl for FloatText {
+impl ScalarUDFImpl for PgText {
     fn name(&self) -> &str {
-        "float_text"
+        "pg_text"
     }
 
     fn signature(&self) -> &Signature {
@@ -97,15 +107,18 @@ impl ScalarUDFImpl for FloatText {
         let input = ColumnarValue::values_to_arrays(&args.args)?.remove(0);
         let mut texts = StringBuilder::with_capacity(input.len(), input.len() * 8);
         let mut digits = Vec::with_capacity(32);
-        let single = input.data_type() == &DataType::Float32;
         for row in 0..input.len() {
             if input.is_null(row) {
                 texts.append_null();
                 continue;
             }
-            let value = match single {
-                true => f64::from(input.as_primitive::<Float32Type>().value(row)),
-                false => input.as_primitive::<Float64Type>().value(row),
+            let (value, single) = match input.data_type() {
+                DataType::Interval(unit) => {
+                    texts.append_value(interval_at(&input, *unit, row).text());
+                    continue;
+                }
+                DataType::Float32 => (f64::from(input.as_primitive::<Float32Type>().value(row)), true),
+                _ => (input.as_primitive::<Float64Type>().value(row), false),
             };
             digits.clear();
             write_float(&mut digits, value, single);
