@@ -1,8 +1,9 @@
 //! Floats and intervals as text the way PostgreSQL writes them (`1`, `1e+20`, `-0`;
 //! `1 day`, `01:30:00`), not the way Arrow's cast does (`1.0`, `1e20`, `-0.0`; `1 days`,
 //! `1 hours 30 mins`): explicit casts to text, the casts type coercion adds
-//! (`amount || ' EUR'`), and the arguments of `concat` and `concat_ws`. Runs after type
-//! coercion, so it sees the casts coercion adds.
+//! (`amount || ' EUR'`), and the arguments of `concat` and `concat_ws` (where a boolean is
+//! `t`, as PostgreSQL's output writes it). Runs after type coercion, so it sees the casts
+//! coercion adds.
 //!
 //! A float's text is the shortest that reads back exactly, as PostgreSQL's with its default
 //! `extra_float_digits` (1); a session that lowers it still gets these digits in casts (the
@@ -45,10 +46,16 @@ impl AnalyzerRule for PgTextCasts {
                     }))
                 }
                 Expr::ScalarFunction(ScalarFunction { func, args })
-                    if matches!(func.name(), "concat" | "concat_ws") && args.iter().any(|a| printed(a, &schema)) =>
+                    if matches!(func.name(), "concat" | "concat_ws")
+                        && args.iter().any(|a| boolean_text(a, &schema)) =>
                 {
-                    let args =
-                        args.into_iter().map(|a| if printed(&a, &schema) { text.call(vec![a]) } else { a }).collect();
+                    let args = args
+                        .into_iter()
+                        .map(|a| match a {
+                            Expr::Cast(Cast { expr, .. }) if is_boolean(&expr, &schema) => text.call(vec![*expr]),
+                            other => other,
+                        })
+                        .collect();
                     Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction { func, args })))
                 }
                 other => Ok(Transformed::no(other)),
@@ -71,6 +78,17 @@ fn printed(e: &Expr, schema: &DFSchema) -> bool {
     e.get_type(schema).is_ok_and(|t| matches!(t, DataType::Float32 | DataType::Float64 | DataType::Interval(_)))
 }
 
+/// A boolean made text by the cast type coercion gives `concat`'s arguments, which `concat`
+/// writes as PostgreSQL's output does (`t`, where a cast to text gives `true`). Floats and
+/// intervals there are cast too, so the rule's first arm has given them their text.
+fn boolean_text(e: &Expr, schema: &DFSchema) -> bool {
+    matches!(e, Expr::Cast(Cast { expr, field }) if is_text(field.data_type()) && is_boolean(expr, schema))
+}
+
+fn is_boolean(e: &Expr, schema: &DFSchema) -> bool {
+    e.get_type(schema).is_ok_and(|t| t == DataType::Boolean)
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct PgText {
     signature: Signature,
@@ -79,6 +97,7 @@ struct PgText {
 impl PgText {
     fn new() -> Self {
         let types = vec![
+            DataType::Boolean,
             DataType::Float32,
             DataType::Float64,
             DataType::Interval(IntervalUnit::YearMonth),
@@ -115,6 +134,10 @@ impl ScalarUDFImpl for PgText {
             let (value, single) = match input.data_type() {
                 DataType::Interval(unit) => {
                     texts.append_value(interval_at(&input, *unit, row).text());
+                    continue;
+                }
+                DataType::Boolean => {
+                    texts.append_value(if input.as_boolean().value(row) { "t" } else { "f" });
                     continue;
                 }
                 DataType::Float32 => (f64::from(input.as_primitive::<Float32Type>().value(row)), true),
