@@ -142,6 +142,30 @@ fn rewrite(expr: Expr, schema: &DFSchema, round: &Arc<ScalarUDF>) -> Result<Tran
             call.args.push(datafusion::logical_expr::cast(argument, DataType::Float64));
             Ok(Transformed::yes(Expr::ScalarFunction(call)))
         }
+        // floor, ceil and trunc of a NUMERIC are whole NUMERICs, as in PostgreSQL (`ceil(2.5)`
+        // is 3, not 3.0), and floor and ceil may need a digit more than their argument
+        // (`ceil(0.99)` is 1): DataFusion keeps the argument's type, printing `3.0` and
+        // failing with "Decimal overflow" there.
+        Expr::ScalarFunction(mut call)
+            if matches!(call.func.name(), "floor" | "ceil" | "trunc")
+                && call.args.len() == 1
+                && matches!(call.args[0].get_type(schema), Ok(DataType::Decimal128(_, scale)) if scale > 0) =>
+        {
+            let Ok(DataType::Decimal128(precision, scale)) = call.args[0].get_type(schema) else {
+                return Ok(Transformed::no(Expr::ScalarFunction(call)));
+            };
+            let grows = u8::from(call.func.name() != "trunc");
+            let whole = (precision - scale as u8 + grows).clamp(1, 38);
+            let argument = call.args.remove(0);
+            call.args.push(datafusion::logical_expr::cast(
+                argument,
+                DataType::Decimal128((precision + grows).min(38), scale),
+            ));
+            Ok(Transformed::yes(datafusion::logical_expr::cast(
+                Expr::ScalarFunction(call),
+                DataType::Decimal128(whole, 0),
+            )))
+        }
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Divide, right }) => {
             // Before type coercion: an integer operand of a NUMERIC division is a NUMERIC.
             let numeric_type = |t: &DataType| match t {
