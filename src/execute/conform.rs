@@ -96,8 +96,8 @@ fn convert(source: &ArrayRef, ty: ColumnType, column: &str, label: RowLabel) -> 
             crate::plan::round_for_integer(source)?
         } else if matches!(target, DataType::Timestamp(..)) {
             times_with_seconds(source)
-        } else if matches!(target, DataType::Decimal128(..)) {
-            decimals_without_exponent(source)
+        } else if let DataType::Decimal128(_, scale) = target {
+            decimals_without_exponent(source, scale.max(0) as usize)
         } else {
             source.clone()
         };
@@ -197,19 +197,20 @@ fn times_with_seconds(source: &ArrayRef) -> ArrayRef {
 
 /// Text decimals in exponent notation written out (`1e2` → `100`, `-1.5E-3` → `-0.0015`):
 /// PostgreSQL reads a NUMERIC so, Arrow's cast does not.
-fn decimals_without_exponent(source: &ArrayRef) -> ArrayRef {
+fn decimals_without_exponent(source: &ArrayRef, scale: usize) -> ArrayRef {
     let Some(strings) = source.as_any().downcast_ref::<StringArray>() else { return source.clone() };
-    if !strings.iter().flatten().any(|t| without_exponent(t).is_some()) {
+    if !strings.iter().flatten().any(|t| without_exponent(t, scale).is_some()) {
         return source.clone();
     }
     let fixed: StringArray =
-        strings.iter().map(|t| t.map(|t| without_exponent(t).unwrap_or_else(|| t.to_string()))).collect();
+        strings.iter().map(|t| t.map(|t| without_exponent(t, scale).unwrap_or_else(|| t.to_string()))).collect();
     Arc::new(fixed)
 }
 
-/// A decimal in exponent notation written without it; `None` for any other text (left to the
-/// cast, which reads it or rejects it).
-fn without_exponent(text: &str) -> Option<String> {
+/// A decimal in exponent notation written without it, to one digit past `scale` (rounding
+/// looks at that digit only); `None` for any other text (left to the cast, which reads it or
+/// rejects it).
+fn without_exponent(text: &str, scale: usize) -> Option<String> {
     let text = text.trim();
     let (sign, unsigned) = match text.strip_prefix('-') {
         Some(unsigned) => ("-", unsigned),
@@ -223,7 +224,13 @@ fn without_exponent(text: &str) -> Option<String> {
         && digits(whole)
         && digits(fraction)
         && exponent.parse::<i64>().is_ok_and(|e| e.abs() <= 1000);
-    readable.then(|| written_out(unsigned)).flatten().map(|plain| format!("{sign}{plain}"))
+    let plain = readable.then(|| written_out(unsigned)).flatten()?;
+    // `1e-100` is 0 at the column's scale, where its 100 digits would fail the cast.
+    let plain = match plain.split_once('.') {
+        Some((whole, fraction)) if fraction.len() > scale + 1 => format!("{whole}.{}", &fraction[..scale + 1]),
+        _ => plain,
+    };
+    Some(format!("{sign}{plain}"))
 }
 
 fn rejected_value(source: &ArrayRef, row: usize, ty: ColumnType, column: &str, label: RowLabel) -> Error {
@@ -318,17 +325,6 @@ fn parse_bytea(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
 
-    #[test]
-    fn exponent_decimals_are_written_out() {
-        assert_eq!(without_exponent("1e2").as_deref(), Some("100"));
-        assert_eq!(without_exponent(" -1.5E-3 ").as_deref(), Some("-0.0015"));
-        assert_eq!(without_exponent("+2.50e1").as_deref(), Some("25.0"));
-        assert_eq!(without_exponent("12.5e-1").as_deref(), Some("1.25"));
-        assert_eq!(without_exponent("1.5"), None);
-        assert_eq!(without_exponent("e5"), None);
-        assert_eq!(without_exponent("1e"), None);
-        assert_eq!(without_exponent("1x5e2"), None);
-    }
     use super::*;
     use crate::catalog::ColumnDef;
     use arrow::array::{Float64Array, Int64Array};
@@ -431,5 +427,19 @@ mod tests {
             conform(&table(), vec![overflow, None, None, ts, None], 2, RowLabel::Insert, &SessionZone::default())
                 .unwrap_err();
         assert_eq!(out_of_range.sqlstate(), "22003");
+    }
+
+    #[test]
+    fn exponent_decimals_are_written_out() {
+        assert_eq!(without_exponent("1e2", 5).as_deref(), Some("100"));
+        assert_eq!(without_exponent(" -1.5E-3 ", 5).as_deref(), Some("-0.0015"));
+        assert_eq!(without_exponent("+2.50e1", 5).as_deref(), Some("25.0"));
+        assert_eq!(without_exponent("12.5e-1", 5).as_deref(), Some("1.25"));
+        assert_eq!(without_exponent("1.5", 5), None);
+        assert_eq!(without_exponent("e5", 5), None);
+        assert_eq!(without_exponent("1e", 5), None);
+        assert_eq!(without_exponent("1x5e2", 5), None);
+        assert_eq!(without_exponent("-1e-100", 5).as_deref(), Some("-0.000000"));
+        assert_eq!(without_exponent("1.23456789e1", 2).as_deref(), Some("12.345"));
     }
 }

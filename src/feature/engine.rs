@@ -50,7 +50,8 @@ impl LiveFeature {
     }
 
     /// Builds the feature from every stored row of its table (both tiers, in storage order).
-    /// `progress(rows done, rows in the table)` is called after each stored block; an error
+    /// `progress(rows done, rows in the table)` is called after each stored block (from 0
+    /// again if the rows are read a second time, see `FeatureState::start_from`); an error
     /// from it stops the backfill. With `checked` (CREATE FEATURE), rows its expressions fail
     /// on fail it, as a query over them would (`CompiledFeature::check`); at startup the rows
     /// are taken as they were.
@@ -73,8 +74,8 @@ impl LiveFeature {
         };
         let mut ingested = ingest(stats.watermark)?;
         if stats.watermark.is_some_and(|w| ingested.state.max_time() < w) {
-            // The watermark is the rows' greatest time (an erasure lowers it); were it ever
-            // above, the events let go would be needed.
+            // The watermark stays above the rows' greatest time after the latest rows are
+            // erased by a DELETE of part of the table: the events let go are needed.
             ingested = ingest(None)?;
         }
         let Ingested { mut state, rows, applied, threads } = ingested;
@@ -116,8 +117,8 @@ impl LiveFeature {
         };
         let mut built = ingest(stats.watermark)?;
         if stats.watermark.is_some_and(|w| built.0.max_time() < w) {
-            // The watermark is the rows' greatest time (an erasure lowers it); were it ever
-            // above, the events let go would be needed.
+            // The watermark stays above the rows' greatest time after the latest rows are
+            // erased by a DELETE of part of the table: the events let go are needed.
             built = ingest(None)?;
         }
         let (state, origin, upto) = built;

@@ -34,6 +34,7 @@ fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
     rules.insert(coercion + 2, Arc::new(super::pg_numeric::PgNumeric));
     rules.insert(coercion + 3, Arc::new(super::pg_time::PgTimeBeforeCoercion));
     rules.insert(coercion + 4, Arc::new(super::boolean_literals::BooleanLiterals));
+    rules.insert(coercion + 5, Arc::new(super::text_casts::PgConcatBooleans));
     rules.push(Arc::new(super::pg_time::PgTimestampText));
     rules.push(Arc::new(super::text_casts::PgTextCasts));
     rules.push(Arc::new(super::session_time_zone::SessionTimeZone));

@@ -1,9 +1,8 @@
 //! Floats and intervals as text the way PostgreSQL writes them (`1`, `1e+20`, `-0`;
 //! `1 day`, `01:30:00`), not the way Arrow's cast does (`1.0`, `1e20`, `-0.0`; `1 days`,
 //! `1 hours 30 mins`): explicit casts to text, the casts type coercion adds
-//! (`amount || ' EUR'`), and the arguments of `concat` and `concat_ws` (where a boolean is
-//! `t`, as PostgreSQL's output writes it). Runs after type coercion, so it sees the casts
-//! coercion adds.
+//! (`amount || ' EUR'`, the arguments of `concat`), after type coercion ([`PgTextCasts`]);
+//! and booleans in `concat` and `concat_ws` as `t`, before it ([`PgConcatBooleans`]).
 //!
 //! A float's text is the shortest that reads back exactly, as PostgreSQL's with its default
 //! `extra_float_digits` (1); a session that lowers it still gets these digits in casts (the
@@ -45,19 +44,6 @@ impl AnalyzerRule for PgTextCasts {
                         cast(as_text, field.data_type().clone())
                     }))
                 }
-                Expr::ScalarFunction(ScalarFunction { func, args })
-                    if matches!(func.name(), "concat" | "concat_ws")
-                        && args.iter().any(|a| boolean_text(a, &schema)) =>
-                {
-                    let args = args
-                        .into_iter()
-                        .map(|a| match a {
-                            Expr::Cast(Cast { expr, .. }) if is_boolean(&expr, &schema) => text.call(vec![*expr]),
-                            other => other,
-                        })
-                        .collect();
-                    Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction { func, args })))
-                }
                 other => Ok(Transformed::no(other)),
             })
         })
@@ -78,15 +64,34 @@ fn printed(e: &Expr, schema: &DFSchema) -> bool {
     e.get_type(schema).is_ok_and(|t| matches!(t, DataType::Float32 | DataType::Float64 | DataType::Interval(_)))
 }
 
-/// A boolean made text by the cast type coercion gives `concat`'s arguments, which `concat`
-/// writes as PostgreSQL's output does (`t`, where a cast to text gives `true`). Floats and
-/// intervals there are cast too, so the rule's first arm has given them their text.
-fn boolean_text(e: &Expr, schema: &DFSchema) -> bool {
-    matches!(e, Expr::Cast(Cast { expr, field }) if is_text(field.data_type()) && is_boolean(expr, schema))
-}
+/// Booleans among the arguments of `concat` and `concat_ws` as PostgreSQL's output writes
+/// them (`t`, where a cast to text gives `true`). Runs before type coercion, so only the
+/// booleans themselves are seen, not a cast the query wrote (`concat(flag::text)` is `true`).
+#[derive(Debug)]
+pub struct PgConcatBooleans;
 
-fn is_boolean(e: &Expr, schema: &DFSchema) -> bool {
-    e.get_type(schema).is_ok_and(|t| t == DataType::Boolean)
+impl AnalyzerRule for PgConcatBooleans {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        let text = Arc::new(ScalarUDF::new_from_impl(PgText::new()));
+        plan.transform_up_with_subqueries(|node| {
+            let schema = input_schema(&node);
+            let is_boolean = |e: &Expr| e.get_type(&schema).is_ok_and(|t| t == DataType::Boolean);
+            rewrite_keeping_names(node, |e| match e {
+                Expr::ScalarFunction(ScalarFunction { func, args })
+                    if matches!(func.name(), "concat" | "concat_ws") && args.iter().any(is_boolean) =>
+                {
+                    let args = args.into_iter().map(|a| if is_boolean(&a) { text.call(vec![a]) } else { a }).collect();
+                    Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction { func, args })))
+                }
+                other => Ok(Transformed::no(other)),
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "pg_concat_booleans"
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]

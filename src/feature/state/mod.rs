@@ -49,7 +49,8 @@ pub struct FeatureState {
     /// version are valid until the next (sweeps cache per-key windows by it).
     version: u64,
     /// Events older than this are not kept (they are outside every window evaluated at the
-    /// latest event time or later); `i64::MIN` until the first eviction.
+    /// latest event time or later); `i64::MIN` until the first eviction (or
+    /// [`FeatureState::start_from`]).
     horizon: i64,
     /// The greatest event time ingested (of any row, qualifying or not).
     max_time: i64,
@@ -95,16 +96,18 @@ pub struct ShardedWrite {
     /// Each row's key hashed: its shard is the hash modulo `count`, and its top bits order
     /// the shard's rows (`key_grouped_order`), so no thread hashes a key again.
     hashes: Vec<u64>,
+    /// How many shards share the write.
     count: u64,
 }
 
 impl ShardedWrite {
+    /// The rows of shard `index`, in written order.
     fn rows_of(&self, index: u8) -> Vec<usize> {
         (0..self.hashes.len()).filter(|r| self.hashes[*r] % self.count == index as u64).collect()
     }
 }
 
-/// At most this many shards (`ShardedWrite` numbers them in a byte).
+/// At most this many shards (`ingest_shard` is given its shard's number as a byte).
 pub const MAX_SHARDS: usize = 64;
 
 /// Every key as key-column arrays (one row per key), with its row-encoded form and history.
@@ -249,7 +252,7 @@ impl FeatureState {
         self.since_repeats += other.since_repeats;
         self.held_after_repeats += other.held_after_repeats;
         debug_assert!(other.keys.keys().all(|key| !self.keys.contains_key(key)), "shards share a key");
-        // The first shard's maps are taken as they are (the hasher is the same): inserting
+        // The first shard's maps are taken as they are (each map keeps its hasher): inserting
         // its keys one by one hashed and moved a million of them again for card and merchant.
         if self.keys.is_empty() {
             self.keys = other.keys;
@@ -399,7 +402,8 @@ impl FeatureState {
         window.from >= self.horizon && window.to >= self.exact_from
     }
 
-    /// Events older than this are not held (`i64::MIN` until the first eviction).
+    /// Events older than this are not held (`i64::MIN` until the first eviction or
+    /// `start_from`).
     pub fn horizon(&self) -> i64 {
         self.horizon
     }
