@@ -15,9 +15,9 @@ use arrow::util::display::array_value_to_string;
 
 use crate::catalog::TableDef;
 use crate::error::{Error, Result, SqlState};
-use crate::sql::numeric_literals::written_out;
 use crate::sql::types::ColumnType;
 use crate::value::infinite::{infinite_micros, infinite_text};
+use crate::value::numeric_text::without_exponent;
 use crate::value::time_zone::{self, SessionZone};
 
 /// How an error names the offending input row: `row 3` of an INSERT, `line 7` of COPY data.
@@ -205,32 +205,6 @@ fn decimals_without_exponent(source: &ArrayRef, scale: usize) -> ArrayRef {
     let fixed: StringArray =
         strings.iter().map(|t| t.map(|t| without_exponent(t, scale).unwrap_or_else(|| t.to_string()))).collect();
     Arc::new(fixed)
-}
-
-/// A decimal in exponent notation written without it, to one digit past `scale` (rounding
-/// looks at that digit only); `None` for any other text (left to the cast, which reads it or
-/// rejects it).
-fn without_exponent(text: &str, scale: usize) -> Option<String> {
-    let text = text.trim();
-    let (sign, unsigned) = match text.strip_prefix('-') {
-        Some(unsigned) => ("-", unsigned),
-        None => ("", text.strip_prefix('+').unwrap_or(text)),
-    };
-    let (mantissa, exponent) = unsigned.split_once(['e', 'E'])?;
-    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    // Beyond any NUMERIC's digits, the cast rejects what is written out.
-    let readable = !(whole.is_empty() && fraction.is_empty())
-        && digits(whole)
-        && digits(fraction)
-        && exponent.parse::<i64>().is_ok_and(|e| e.abs() <= 1000);
-    let plain = readable.then(|| written_out(unsigned)).flatten()?;
-    // `1e-100` is 0 at the column's scale, where its 100 digits would fail the cast.
-    let plain = match plain.split_once('.') {
-        Some((whole, fraction)) if fraction.len() > scale + 1 => format!("{whole}.{}", &fraction[..scale + 1]),
-        _ => plain,
-    };
-    Some(format!("{sign}{plain}"))
 }
 
 fn rejected_value(source: &ArrayRef, row: usize, ty: ColumnType, column: &str, label: RowLabel) -> Error {
@@ -427,19 +401,5 @@ mod tests {
             conform(&table(), vec![overflow, None, None, ts, None], 2, RowLabel::Insert, &SessionZone::default())
                 .unwrap_err();
         assert_eq!(out_of_range.sqlstate(), "22003");
-    }
-
-    #[test]
-    fn exponent_decimals_are_written_out() {
-        assert_eq!(without_exponent("1e2", 5).as_deref(), Some("100"));
-        assert_eq!(without_exponent(" -1.5E-3 ", 5).as_deref(), Some("-0.0015"));
-        assert_eq!(without_exponent("+2.50e1", 5).as_deref(), Some("25.0"));
-        assert_eq!(without_exponent("12.5e-1", 5).as_deref(), Some("1.25"));
-        assert_eq!(without_exponent("1.5", 5), None);
-        assert_eq!(without_exponent("e5", 5), None);
-        assert_eq!(without_exponent("1e", 5), None);
-        assert_eq!(without_exponent("1x5e2", 5), None);
-        assert_eq!(without_exponent("-1e-100", 5).as_deref(), Some("-0.000000"));
-        assert_eq!(without_exponent("1.23456789e1", 2).as_deref(), Some("12.345"));
     }
 }

@@ -148,7 +148,7 @@ fn literal_columns<R: std::ops::Deref<Target = Vec<Expr>>>(
             Arc::new(StringArray::from_iter(literals.iter().map(|l| match l {
                 Literal::Text(t) => Some(t.clone()),
                 Literal::Int(i) => Some(i.to_string()),
-                Literal::Float(_, text) => Some(numeric_text(text)),
+                Literal::Float(_, text) => Some(crate::value::numeric_text::printed(text)),
                 _ => None,
             })))
         } else if literals.iter().all(|l| matches!(l, Literal::Null | Literal::Now)) {
@@ -167,16 +167,6 @@ fn literal_columns<R: std::ops::Deref<Target = Vec<Expr>>>(
         arrays.push(array);
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).ok()
-}
-
-/// A fractional literal's text as PostgreSQL's NUMERIC prints it (`.5` is `0.5`, `1e2` is
-/// `100`, `5.` is `5`), for a text column or for `conform` to read as another type.
-fn numeric_text(text: &str) -> String {
-    let (sign, unsigned) = text.strip_prefix('-').map_or(("", text), |u| ("-", u));
-    let plain = crate::sql::numeric_literals::written_out(unsigned).unwrap_or_else(|| unsigned.to_string());
-    let plain = plain.strip_suffix('.').unwrap_or(&plain);
-    let plain = if plain.starts_with('.') { format!("0{plain}") } else { plain.to_string() };
-    format!("{sign}{plain}")
 }
 
 enum Literal {

@@ -23,7 +23,7 @@ pub const SCHEMA_NAME: &str = "public";
 
 /// DataFusion's analyzer rules with PostgreSQL's semantics added where DataFusion's differ:
 /// interval ordering, three-valued `IN (subquery)`, rounding to integers, NUMERIC division and overflow and division-by-zero errors,
-/// floats, intervals and timestamps as text,
+/// floats, intervals and timestamps as text, intervals read from text,
 /// after type coercion (they need the operands' coerced types).
 fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
     let mut rules = Analyzer::new().rules;
@@ -35,8 +35,9 @@ fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
     rules.insert(coercion + 3, Arc::new(super::pg_time::PgTimeBeforeCoercion));
     rules.insert(coercion + 4, Arc::new(super::boolean_literals::BooleanLiterals));
     rules.insert(coercion + 5, Arc::new(super::text_casts::PgConcatBooleans));
-    rules.push(Arc::new(super::pg_time::PgTimestampText));
+    rules.push(Arc::new(super::pg_time::PgTimeLiterals));
     rules.push(Arc::new(super::text_casts::PgTextCasts));
+    rules.push(Arc::new(super::interval_input::PgIntervalInput));
     rules.push(Arc::new(super::session_time_zone::SessionTimeZone));
     rules.push(Arc::new(super::infinite_time::InfiniteStaysInfinite));
     rules.push(Arc::new(super::interval_order::IntervalOrder));

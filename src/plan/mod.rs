@@ -18,6 +18,7 @@ pub mod infinite_time;
 pub mod integer_literals;
 mod interval_arithmetic;
 mod interval_groups;
+mod interval_input;
 mod interval_order;
 mod key_filter;
 mod ordered_set;

@@ -9,16 +9,16 @@
 //!   field is a whole NUMERIC, as `extract` is in PostgreSQL (DataFusion: an integer).
 //! - `TIMESTAMP '...'` and `::timestamp` are microseconds, as stored columns are, so years
 //!   before 1677 and after 2262 are read (DataFusion plans nanoseconds).
-//! - A timestamp as text is `2024-03-01 12:34:56.5`, not Arrow's `2024-03-01T12:34:56.500`
-//!   ([`PgTimestampText`]).
+//! - `'infinity'`, `'0044-03-15 BC'` and `'2024-03-01 12:00'` are timestamps (and dates)
+//!   ([`PgTimeLiterals`]). A timestamp as text is `plan::text_casts`'s.
 //!
 //! [`PgTimeBeforeCoercion`] runs before type coercion (it changes result types, which what
-//! surrounds the expression must then be coerced to); [`PgTimestampText`] after it, so it
-//! also sees the casts to text that coercion adds.
+//! surrounds the expression must then be coerced to); [`PgTimeLiterals`] after it, so it
+//! also sees the casts coercion adds.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, IntervalMonthDayNanoArray, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, IntervalMonthDayNanoArray};
 use arrow::datatypes::{DataType, Int64Type, IntervalMonthDayNano, IntervalUnit, TimeUnit, TimestampMicrosecondType};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
@@ -33,7 +33,7 @@ use datafusion::scalar::ScalarValue;
 
 use super::expr_rules::{input_schema, rewrite_keeping_names, rewrite_retyping};
 use crate::error::SqlState;
-use crate::value::{date_text, timestamp_text, with_seconds};
+use crate::value::with_seconds;
 
 /// Date arithmetic and `extract`; see the module's doc.
 #[derive(Debug)]
@@ -318,27 +318,14 @@ impl ScalarUDFImpl for MicrosAsSeconds {
     }
 }
 
-/// Timestamps cast to text in PostgreSQL's form; see the module's doc.
+/// Timestamp literals PostgreSQL reads and Arrow does not; see the module's doc.
 #[derive(Debug)]
-pub struct PgTimestampText;
+pub struct PgTimeLiterals;
 
-impl AnalyzerRule for PgTimestampText {
+impl AnalyzerRule for PgTimeLiterals {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        let text = Arc::new(ScalarUDF::new_from_impl(TimestampText::new()));
         plan.transform_up_with_subqueries(|node| {
-            let schema = input_schema(&node);
             rewrite_keeping_names(node, |e| match e {
-                Expr::Cast(Cast { expr, field })
-                    if matches!(field.data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
-                        && expr.get_type(&schema).is_ok_and(|t| matches!(t, DataType::Timestamp(..) | DataType::Date32)) =>
-                {
-                    let as_text = text.call(vec![*expr]);
-                    Ok(Transformed::yes(if field.data_type() == &DataType::Utf8 {
-                        as_text
-                    } else {
-                        cast(as_text, field.data_type().clone())
-                    }))
-                }
                 // `'infinity'` and `'-infinity'`: the greatest and least microseconds.
                 Expr::Cast(cast) if infinite_literal(&cast.expr, cast.field.data_type()).is_some() => {
                     let literal = infinite_literal(&cast.expr, cast.field.data_type());
@@ -373,60 +360,7 @@ impl AnalyzerRule for PgTimestampText {
     }
 
     fn name(&self) -> &str {
-        "pg_timestamp_text"
-    }
-}
-
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct TimestampText {
-    signature: Signature,
-}
-
-impl TimestampText {
-    fn new() -> Self {
-        Self { signature: Signature::any(1, Volatility::Immutable) }
-    }
-}
-
-impl ScalarUDFImpl for TimestampText {
-    fn name(&self) -> &str {
-        "timestamp_text"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
-        let input = ColumnarValue::values_to_arrays(&args.args)?.remove(0);
-        // A TIMESTAMPTZ is shown in the zone it is tagged with: the session's
-        // (`session_time_zone` retags it).
-        let zone = match input.data_type() {
-            DataType::Timestamp(_, Some(tag)) => crate::value::time_zone::parse_tz(tag),
-            _ => None,
-        };
-        // Microseconds are PostgreSQL's precision.
-        let micros = arrow::compute::cast(&input, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
-        let micros = micros.as_primitive::<TimestampMicrosecondType>();
-        if input.data_type() == &DataType::Date32 {
-            let days = input.as_primitive::<arrow::datatypes::Date32Type>();
-            let text: ArrayRef = Arc::new(days.iter().map(|d| Some(date_text(d?))).collect::<StringArray>());
-            return super::expr_rules::columnar(text, scalar);
-        }
-        let text: StringArray = micros
-            .iter()
-            .map(|v| match &zone {
-                Some(zone) => crate::value::time_zone::zoned_text(v?, zone),
-                None => Some(timestamp_text(v?, false)),
-            })
-            .collect();
-        let text: ArrayRef = Arc::new(text);
-        super::expr_rules::columnar(text, scalar)
+        "pg_time_literals"
     }
 }
 

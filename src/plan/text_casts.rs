@@ -1,6 +1,7 @@
-//! Floats and intervals as text the way PostgreSQL writes them (`1`, `1e+20`, `-0`;
-//! `1 day`, `01:30:00`), not the way Arrow's cast does (`1.0`, `1e20`, `-0.0`; `1 days`,
-//! `1 hours 30 mins`): explicit casts to text, the casts type coercion adds
+//! Floats, intervals, timestamps and dates as text the way PostgreSQL writes them (`1`,
+//! `1e+20`, `-0`; `1 day`, `01:30:00`; `2024-03-01 12:34:56.5`), not the way Arrow's cast
+//! does (`1.0`, `1e20`, `-0.0`; `1 days`, `1 hours 30 mins`; `2024-03-01T12:34:56.500`):
+//! explicit casts to text, the casts type coercion adds
 //! (`amount || ' EUR'`, the arguments of `concat`), after type coercion ([`PgTextCasts`]);
 //! and booleans in `concat` and `concat_ws` as `t`, before it ([`PgConcatBooleans`]).
 //!
@@ -10,11 +11,11 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
-use arrow::datatypes::{DataType, Float32Type, Float64Type, IntervalUnit};
+use arrow::array::{Array, ArrayRef, AsArray, StringArray, StringBuilder};
+use arrow::datatypes::{DataType, Date32Type, Float32Type, Float64Type, TimeUnit, TimestampMicrosecondType};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{DFSchema, Result};
+use datafusion::common::{DFSchema, DataFusionError, Result};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
     Cast, ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
@@ -25,6 +26,7 @@ use datafusion::optimizer::AnalyzerRule;
 use super::expr_rules::{columnar, input_schema, rewrite_keeping_names};
 use crate::value::float_text::write_float;
 use crate::value::interval_text::interval_at;
+use crate::value::{date_text, time_zone, timestamp_text};
 
 /// The analyzer rule; see the module's doc.
 #[derive(Debug)]
@@ -59,9 +61,14 @@ fn is_text(ty: &DataType) -> bool {
     matches!(ty, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
 }
 
-/// Whether `e` is a float or an interval, whose text this rule writes.
+/// Whether `e` is a float, an interval, a timestamp or a date, whose text this rule writes.
 fn printed(e: &Expr, schema: &DFSchema) -> bool {
-    e.get_type(schema).is_ok_and(|t| matches!(t, DataType::Float32 | DataType::Float64 | DataType::Interval(_)))
+    e.get_type(schema).is_ok_and(|t| {
+        matches!(
+            t,
+            DataType::Float32 | DataType::Float64 | DataType::Interval(_) | DataType::Timestamp(..) | DataType::Date32
+        )
+    })
 }
 
 /// Booleans among the arguments of `concat` and `concat_ws` as PostgreSQL's output writes
@@ -100,16 +107,9 @@ struct PgText {
 }
 
 impl PgText {
+    /// Any type: the rules call it only on the types `invoke_with_args` writes.
     fn new() -> Self {
-        let types = vec![
-            DataType::Boolean,
-            DataType::Float32,
-            DataType::Float64,
-            DataType::Interval(IntervalUnit::YearMonth),
-            DataType::Interval(IntervalUnit::DayTime),
-            DataType::Interval(IntervalUnit::MonthDayNano),
-        ];
-        Self { signature: Signature::uniform(1, types, Volatility::Immutable) }
+        Self { signature: Signature::any(1, Volatility::Immutable) }
     }
 }
 
@@ -129,6 +129,9 @@ impl ScalarUDFImpl for PgText {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let input = ColumnarValue::values_to_arrays(&args.args)?.remove(0);
+        if matches!(input.data_type(), DataType::Timestamp(..) | DataType::Date32) {
+            return columnar(time_texts(&input)?, scalar);
+        }
         let mut texts = StringBuilder::with_capacity(input.len(), input.len() * 8);
         let mut digits = Vec::with_capacity(32);
         for row in 0..input.len() {
@@ -146,7 +149,8 @@ impl ScalarUDFImpl for PgText {
                     continue;
                 }
                 DataType::Float32 => (f64::from(input.as_primitive::<Float32Type>().value(row)), true),
-                _ => (input.as_primitive::<Float64Type>().value(row), false),
+                DataType::Float64 => (input.as_primitive::<Float64Type>().value(row), false),
+                other => return Err(DataFusionError::Internal(format!("pg_text of {other}"))),
             };
             digits.clear();
             write_float(&mut digits, value, single);
@@ -156,4 +160,27 @@ impl ScalarUDFImpl for PgText {
         let texts: ArrayRef = Arc::new(texts.finish());
         columnar(texts, scalar)
     }
+}
+
+/// Timestamps and dates as PostgreSQL writes them, to the microsecond; a TIMESTAMPTZ in the
+/// zone it is tagged with, the session's (`session_time_zone` retags it).
+fn time_texts(input: &ArrayRef) -> Result<ArrayRef> {
+    if input.data_type() == &DataType::Date32 {
+        let days = input.as_primitive::<Date32Type>();
+        return Ok(Arc::new(days.iter().map(|d| Some(date_text(d?))).collect::<StringArray>()));
+    }
+    let zone = match input.data_type() {
+        DataType::Timestamp(_, Some(tag)) => time_zone::parse_tz(tag),
+        _ => None,
+    };
+    let micros = arrow::compute::cast(input, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+    let texts: StringArray = micros
+        .as_primitive::<TimestampMicrosecondType>()
+        .iter()
+        .map(|v| match &zone {
+            Some(zone) => time_zone::zoned_text(v?, zone),
+            None => Some(timestamp_text(v?, false)),
+        })
+        .collect();
+    Ok(Arc::new(texts))
 }

@@ -6,6 +6,7 @@
 
 use std::ops::ControlFlow;
 
+use crate::value::numeric_text::written_out;
 use sqlparser::ast::{CastKind, DataType, ExactNumberInfo, Expr, Statement, Value, visit_expressions_mut};
 
 /// Digits Decimal128 holds.
@@ -47,32 +48,6 @@ pub fn rewrite(statement: &mut Statement) {
     });
 }
 
-/// `text` without its exponent (`1.5e-3` → `0.0015`, `1e2` → `100`); `None` if it has none.
-pub fn written_out(text: &str) -> Option<String> {
-    let (mantissa, exponent) = text.split_once(['e', 'E'])?;
-    let exponent: i64 = exponent.parse().ok()?;
-    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let digits = format!("{whole}{fraction}");
-    let point = whole.len() as i64 + exponent; // digits before the decimal point
-    let plain = if point <= 0 {
-        format!("0.{}{digits}", "0".repeat((-point) as usize))
-    } else if point as usize >= digits.len() {
-        format!("{digits}{}", "0".repeat(point as usize - digits.len()))
-    } else {
-        let (int, frac) = digits.split_at(point as usize);
-        format!("{int}.{frac}")
-    };
-    let (int, rest) = plain.split_once('.').map_or((plain.as_str(), None), |(i, f)| (i, Some(f)));
-    let int = match int.trim_start_matches('0') {
-        "" => "0",
-        trimmed => trimmed,
-    };
-    Some(match rest {
-        Some(fraction) => format!("{int}.{fraction}"),
-        None => int.to_string(),
-    })
-}
-
 /// Digits `text` needs as a decimal with its exponent applied exceed Decimal128's.
 fn too_wide(text: &str) -> bool {
     let (mantissa, exponent) = match text.split_once(['e', 'E']) {
@@ -94,16 +69,6 @@ fn too_wide(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::too_wide;
-
-    #[test]
-    fn exponents_are_written_out() {
-        use super::written_out;
-        assert_eq!(written_out("1e2").as_deref(), Some("100"));
-        assert_eq!(written_out("1.5e-3").as_deref(), Some("0.0015"));
-        assert_eq!(written_out("1.50E1").as_deref(), Some("15.0"));
-        assert_eq!(written_out("12.5e-1").as_deref(), Some("1.25"));
-        assert_eq!(written_out("0.5"), None);
-    }
 
     #[test]
     fn only_numbers_beyond_decimal128_become_doubles() {
