@@ -4,7 +4,7 @@
 //! decimal, fails for values above 10^15 and is slower. This analyzer rule runs *before*
 //! type coercion and casts the NUMERIC operands of every such meeting to double precision:
 //! operators, BETWEEN, IN lists, CASE results, COALESCE-like functions, and the columns of
-//! UNION and VALUES.
+//! UNION and VALUES. Arithmetic of a `real` and an integer is double precision too.
 
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result};
 use datafusion::logical_expr::expr::{Case, InList, ScalarFunction};
 use datafusion::logical_expr::{
-    Between, BinaryExpr, Expr, ExprSchemable, LogicalPlan, Projection, Union, Values, cast, col,
+    Between, BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator, Projection, Union, Values, cast, col,
 };
 use datafusion::optimizer::AnalyzerRule;
 
@@ -57,6 +57,14 @@ fn mixed(types: &[Option<DataType>]) -> bool {
     flat().any(is_float) && flat().any(DataType::is_decimal)
 }
 
+/// `+`, `-`, `*` or `/` of a `real` and an integer.
+fn real_arithmetic_with_integer(op: Operator, types: &[Option<DataType>; 2]) -> bool {
+    let real = |t: &Option<DataType>| matches!(t, Some(DataType::Float16 | DataType::Float32));
+    let integer = |t: &Option<DataType>| t.as_ref().is_some_and(DataType::is_integer);
+    matches!(op, Operator::Plus | Operator::Minus | Operator::Multiply | Operator::Divide)
+        && ((real(&types[0]) && integer(&types[1])) || (integer(&types[0]) && real(&types[1])))
+}
+
 /// `expr` as a double if its type is a decimal.
 fn widen(expr: Expr, ty: &Option<DataType>) -> Expr {
     match ty {
@@ -70,6 +78,12 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     Ok(match expr {
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             let types = [type_of(&left), type_of(&right)];
+            if real_arithmetic_with_integer(op, &types) {
+                // `real` with an integer is double precision arithmetic in PostgreSQL
+                // (`1.1::real + 1` is 2.100000023841858); DataFusion keeps `real`.
+                let (left, right) = (cast(*left, DataType::Float64), cast(*right, DataType::Float64));
+                return Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(Box::new(left), op, Box::new(right)))));
+            }
             if !mixed(&types) {
                 return Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right })));
             }

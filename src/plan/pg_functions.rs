@@ -35,11 +35,13 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(super::pg_expandarray::PgExpandarray::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(super::infinite_time::IsFinite::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(super::session_time_zone::AtTimeZone::new()));
-    for aggregate in super::ordered_set::aggregates() {
+    for aggregate in super::ordered_set::aggregates().into_iter().chain(super::pg_variance::aggregates()) {
         ctx.register_udaf(aggregate);
     }
-    for function in
-        super::pg_datetime_functions::functions().into_iter().chain(super::pg_interval_functions::functions())
+    for function in super::pg_datetime_functions::functions()
+        .into_iter()
+        .chain(super::pg_interval_functions::functions())
+        .chain(super::pg_case::functions())
     {
         ctx.register_udf(function);
     }

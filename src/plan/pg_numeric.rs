@@ -166,6 +166,27 @@ fn rewrite(expr: Expr, schema: &DFSchema, round: &Arc<ScalarUDF>) -> Result<Tran
                 DataType::Decimal128(whole, 0),
             )))
         }
+        // trunc(numeric, n) has n decimals (`trunc(2.5678, 2)` is 2.56, `trunc(1234.5, -2)` is
+        // 1200), as in PostgreSQL; DataFusion keeps the argument's scale (2.5600).
+        Expr::ScalarFunction(call)
+            if call.func.name() == "trunc"
+                && call.args.len() == 2
+                && matches!(call.args[0].get_type(schema), Ok(DataType::Decimal128(..)))
+                && literal_integer(&call.args[1]).is_some() =>
+        {
+            let (Ok(DataType::Decimal128(precision, scale)), Some(places)) =
+                (call.args[0].get_type(schema), literal_integer(&call.args[1]))
+            else {
+                return Ok(Transformed::no(Expr::ScalarFunction(call)));
+            };
+            let places = places.clamp(0, 38) as i8;
+            let whole = i16::from(precision) - i16::from(scale);
+            let digits = (whole + i16::from(places)).clamp(1, 38) as u8;
+            Ok(Transformed::yes(datafusion::logical_expr::cast(
+                Expr::ScalarFunction(call),
+                DataType::Decimal128(digits, places),
+            )))
+        }
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Divide, right }) => {
             // Before type coercion: an integer operand of a NUMERIC division is a NUMERIC.
             let numeric_type = |t: &DataType| match t {
@@ -189,6 +210,18 @@ fn rewrite(expr: Expr, schema: &DFSchema, round: &Arc<ScalarUDF>) -> Result<Tran
             }
         }
         other => Ok(Transformed::no(other)),
+    }
+}
+
+/// The value of an integer literal (`2`, `-2`).
+fn literal_integer(expr: &Expr) -> Option<i64> {
+    match expr {
+        Expr::Literal(value, _) if value.data_type().is_integer() => match value.cast_to(&DataType::Int64).ok()? {
+            ScalarValue::Int64(n) => n,
+            _ => None,
+        },
+        Expr::Negative(inner) => literal_integer(inner)?.checked_neg(),
+        _ => None,
     }
 }
 

@@ -1,6 +1,6 @@
 //! PostgreSQL functions DataFusion has under another name or as an operator: `mod(a, b)` is
 //! `a % b`, `sign(x)` is `signum(x)`, `every(b)` is `bool_and(b)`, `ceiling(x)` is
-//! `ceil(x)`, and `date_part(...)` is double precision, as PostgreSQL's; `x AT TIME ZONE z`
+//! `ceil(x)`, `variance(x)` is `var_samp(x)`, and `date_part(...)` is double precision, as PostgreSQL's; `x AT TIME ZONE z`
 //! and `timezone(z, x)` are `pg_at_time_zone(x, z)` (`plan::session_time_zone`). Rewritten in
 //! the syntax tree, so each keeps DataFusion's typing and asofdb's analyzer rules.
 
@@ -45,6 +45,7 @@ pub fn rewrite(statement: &mut Statement) {
                 }
                 "every" => rename(function, "bool_and"),
                 "ceiling" => rename(function, "ceil"),
+                "variance" => rename(function, "var_samp"),
                 "timezone" | "pg_catalog.timezone" => {
                     if let Some([zone, value]) = plain_args(function).as_deref() {
                         *expr = call(AT_TIME_ZONE, vec![value.clone(), zone.clone()]);
