@@ -549,6 +549,10 @@ fn datafusion_sqlstate(e: &DataFusionError) -> SqlState {
                 }
                 ArrowError::DivideByZero => SqlState::DivisionByZero,
                 ArrowError::CastError(m) if m.contains("Overflowing") => SqlState::NumericValueOutOfRange,
+                // A value beyond a NUMERIC's precision: PostgreSQL's "numeric field overflow".
+                ArrowError::InvalidArgumentError(m) if m.contains("too large to store in a Decimal") => {
+                    SqlState::NumericValueOutOfRange
+                }
                 ArrowError::CastError(m) | ArrowError::ParseError(m)
                     if m.to_ascii_lowercase().contains("timestamp") || m.to_ascii_lowercase().contains("date") =>
                 {

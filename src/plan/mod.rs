@@ -11,6 +11,7 @@ mod event_table;
 mod exact_avg;
 mod expr_rules;
 mod feature_table;
+mod float_numeric;
 mod float_over_numeric;
 mod guarded_evaluation;
 mod in_subquery_nulls;

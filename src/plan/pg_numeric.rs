@@ -66,10 +66,21 @@ fn rewrite(expr: Expr, schema: &DFSchema, round: &Arc<ScalarUDF>) -> Result<Tran
             matches!(t, DataType::Float32 | DataType::Float64) || matches!(t, DataType::Decimal128(_, s) if s > 0)
         })
     };
+    let float = |e: &Expr| e.get_type(schema).is_ok_and(|t| matches!(t, DataType::Float32 | DataType::Float64));
     match expr {
         Expr::Cast(Cast { expr, field }) if field.data_type().is_integer() && needs_care(&expr, field.data_type()) => {
             let convert = ScalarUDF::new_from_impl(ToInteger::new(field.data_type().clone()));
             Ok(Transformed::yes(convert.call(vec![*expr])))
+        }
+        // A float to NUMERIC through its 15 significant digits (`plan::float_numeric`).
+        Expr::Cast(Cast { expr, field }) if matches!(field.data_type(), DataType::Decimal128(..)) && float(&expr) => {
+            Ok(Transformed::yes(Expr::Cast(Cast { expr: Box::new(super::float_numeric::float_digits(*expr)), field })))
+        }
+        Expr::TryCast(TryCast { expr, field })
+            if matches!(field.data_type(), DataType::Decimal128(..)) && float(&expr) =>
+        {
+            let digits = super::float_numeric::float_digits(*expr);
+            Ok(Transformed::yes(Expr::TryCast(TryCast { expr: Box::new(digits), field })))
         }
         // `1e2` parses as 1 with scale -2, which PostgreSQL clients never see: it is 100.
         Expr::Literal(ScalarValue::Decimal128(Some(v), p, s), metadata) if s < 0 => {

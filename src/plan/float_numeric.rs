@@ -1,0 +1,99 @@
+//! A float cast to NUMERIC as PostgreSQL converts it (`float8_numeric`): through its 15
+//! significant digits (6 for `real`), so `(2^63)::numeric` is 9223372036854780000 and
+//! `1e20::float8::numeric` is 100000000000000000000, where Arrow's cast carries the binary
+//! value's every digit (9223372036854775808, 100000000000000001988.46...). The digits are
+//! written as text and read by the cast to the NUMERIC's scale, which rounds.
+//! NaN is 0A000 and an infinity 22003, as PostgreSQL says of a NUMERIC with a scale.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, StringArray};
+use arrow::datatypes::{DataType, Float32Type, Float64Type};
+use datafusion::common::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+use super::expr_rules::columnar;
+use crate::error::{Error, SqlState};
+use crate::value::numeric_text::printed;
+
+/// `value` (a float) as the text of the NUMERIC PostgreSQL makes of it.
+pub fn float_digits(value: Expr) -> Expr {
+    ScalarUDF::new_from_impl(FloatDigits::new()).call(vec![value])
+}
+
+/// `value` to `digits` significant digits, without an exponent. NUMERIC here holds no NaN
+/// (0A000) and no infinity (22003, as PostgreSQL says of a NUMERIC with a scale).
+fn text(value: f64, digits: usize) -> Result<String> {
+    if value.is_nan() {
+        return Err(Error::in_datafusion(SqlState::FeatureNotSupported, "NaN is not supported as a NUMERIC value"));
+    } else if value.is_infinite() {
+        return Err(Error::in_datafusion(
+            SqlState::NumericValueOutOfRange,
+            "numeric field overflow: a NUMERIC cannot hold an infinite value",
+        ));
+    }
+    Ok(printed(&format!("{value:.*e}", digits - 1)))
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct FloatDigits {
+    signature: Signature,
+}
+
+impl FloatDigits {
+    fn new() -> Self {
+        Self { signature: Signature::uniform(1, vec![DataType::Float32, DataType::Float64], Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for FloatDigits {
+    fn name(&self) -> &str {
+        "pg_float_digits"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let input = ColumnarValue::values_to_arrays(&args.args)?.remove(0);
+        let texts = match input.data_type() {
+            DataType::Float32 => input
+                .as_primitive::<Float32Type>()
+                .iter()
+                .map(|v| v.map(|v| text(f64::from(v), 6)).transpose())
+                .collect::<Result<StringArray>>(),
+            _ => input
+                .as_primitive::<Float64Type>()
+                .iter()
+                .map(|v| v.map(|v| text(v, 15)).transpose())
+                .collect::<Result<StringArray>>(),
+        }?;
+        let texts: ArrayRef = Arc::new(texts);
+        columnar(texts, scalar)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::text;
+
+    #[test]
+    fn fifteen_significant_digits() {
+        let text = |v, digits| text(v, digits).unwrap();
+        assert_eq!(text(2f64.powi(63), 15), "9223372036854780000");
+        assert_eq!(text(1e20, 15), "100000000000000000000");
+        assert_eq!(text(1.0 / 3.0, 15), "0.333333333333333");
+        assert_eq!(text(-2.675, 15), "-2.67500000000000");
+        assert_eq!(text(f64::from(1.1f32), 6), "1.10000");
+        assert_eq!(text(0.0, 15), "0.00000000000000");
+        assert!(super::text(f64::NAN, 15).is_err());
+    }
+}
