@@ -46,6 +46,8 @@ fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
     rules.push(Arc::new(super::correlated_subqueries::CorrelatedSubqueries));
     rules.push(Arc::new(super::guarded_evaluation::GuardedEvaluation));
     rules.push(Arc::new(super::checked_arithmetic::CheckedArithmetic));
+    // Last: the rules above look for scalar subqueries themselves, not this one's wrapping.
+    rules.push(Arc::new(super::scalar_subquery_nulls::ScalarSubqueryNulls));
     rules
 }
 

@@ -35,6 +35,7 @@ mod pg_numeric;
 mod pg_time;
 mod pg_variance;
 mod point_read;
+mod scalar_subquery_nulls;
 mod schema;
 mod session_time_zone;
 mod session_user;

@@ -21,6 +21,7 @@ pub mod role;
 mod set_all;
 mod split;
 pub mod types;
+mod using_joins;
 
 pub use interval::parse_interval_micros;
 pub use split::split_statements;
@@ -295,6 +296,7 @@ impl SqlParser {
         function_spellings::rewrite(&mut statement);
         query_forms::rewrite(&mut statement);
         set_all::rewrite(&mut statement)?;
+        using_joins::rewrite(&mut statement)?;
         output_names::make_unique(&mut statement, written_names);
         Ok(Statement::Standard(Box::new(statement)))
     }

@@ -1,0 +1,294 @@
+//! `JOIN ... USING (c)` as PostgreSQL has it, where DataFusion differs: `SELECT *` lists the
+//! join columns first, then the left side's other columns, then the right side's (DataFusion
+//! keeps the left side's order: `v, id, w` for PostgreSQL's `id, v, w`), and an unqualified
+//! `c` is the merged column: the right side's in a RIGHT JOIN and `COALESCE(left.c, right.c)`
+//! in a FULL JOIN (DataFusion takes the left side's, NULL for rows only the right side has).
+//!
+//! Rewritten in the syntax tree for a FROM of one USING join between two named relations:
+//! `*` becomes `<merged c> AS c, left.* EXCLUDE (c), right.* EXCLUDE (c)`, and an unqualified
+//! `c` of the SELECT itself (not of its subqueries) the merged expression (which also spares
+//! DataFusion's "ambiguous reference" for `WHERE c` beside such a join). A RIGHT or FULL
+//! USING join or NATURAL join in any other shape is 0A000 rather than a wrong value; an inner
+//! or LEFT one in a longer chain keeps DataFusion's column order (docs/sql.md).
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    ExcludeSelectItem, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
+    JoinConstraint, JoinOperator, ObjectName, Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
+    Statement, TableFactor, VisitMut, VisitorMut, WildcardAdditionalOptions,
+};
+
+use crate::error::{Error, Result};
+
+/// Rewrites every SELECT of `statement` with such a join.
+pub fn rewrite(statement: &mut Statement) -> Result<()> {
+    match statement.visit(&mut Queries) {
+        ControlFlow::Break(error) => Err(error),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+struct Queries;
+
+impl VisitorMut for Queries {
+    type Break = Error;
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<Error> {
+        let SetExpr::Select(select) = query.body.as_mut() else { return ControlFlow::Continue(()) };
+        let merged = match merged_columns(select) {
+            Ok(Some(merged)) => merged,
+            Ok(None) => return ControlFlow::Continue(()),
+            Err(error) => return ControlFlow::Break(error),
+        };
+        rewrite_select(select, &merged);
+        // ORDER BY names an output column first: only a name no output has is the merged one.
+        if let Some(order_by) = query.order_by.as_mut()
+            && let sqlparser::ast::OrderByKind::Expressions(exprs) = &mut order_by.kind
+        {
+            let outputs: Vec<Ident> = select.projection.iter().filter_map(output_name).collect();
+            let unnamed: Vec<Merged> =
+                merged.iter().filter(|m| !outputs.iter().any(|o| same_name(o, &m.name))).cloned().collect();
+            for item in exprs {
+                replace_names(&mut item.expr, &unnamed);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// A join column and what an unqualified reference to it means.
+#[derive(Clone)]
+struct Merged {
+    name: Ident,
+    value: Expr,
+}
+
+/// The join columns of `select`'s FROM when it is one USING join of two named relations;
+/// `None` when there is nothing to rewrite; 0A000 for a RIGHT or FULL USING or NATURAL join
+/// in another shape.
+fn merged_columns(select: &Select) -> Result<Option<Vec<Merged>>> {
+    let joins: Vec<_> = select.from.iter().flat_map(|from| &from.joins).collect();
+    let outer = |op: &JoinOperator| matches!(side(op), Some(Side::Right | Side::Full));
+    let unsupported = |what: &str| Err(Error::unsupported(format!("{what} is not supported; write the join with ON")));
+    if joins
+        .iter()
+        .any(|j| outer(&j.join_operator) && matches!(constraint(&j.join_operator), Some(JoinConstraint::Natural)))
+    {
+        return unsupported("NATURAL RIGHT or FULL JOIN");
+    }
+    let using = |op: &JoinOperator| matches!(constraint(op), Some(JoinConstraint::Using(_)));
+    if !joins.iter().any(|j| using(&j.join_operator)) {
+        return Ok(None);
+    }
+    let simple = select.from.len() == 1 && joins.len() == 1;
+    let named = simple.then(|| (qualifier(&select.from[0].relation), qualifier(&joins[0].relation)));
+    let (Some((Some(left), Some(right))), Some(JoinConstraint::Using(columns)), Some(side)) =
+        (named, constraint(&joins[0].join_operator), side(&joins[0].join_operator))
+    else {
+        if joins.iter().any(|j| outer(&j.join_operator) && using(&j.join_operator)) {
+            return unsupported("RIGHT or FULL JOIN ... USING beside other joins or with an unnamed side");
+        }
+        return Ok(None);
+    };
+    let mut merged = Vec::new();
+    for column in columns {
+        let [name] = column.0.as_slice() else { return Ok(None) };
+        let Some(name) = name.as_ident().cloned() else { return Ok(None) };
+        let of = |side: &ObjectName| {
+            let mut parts: Vec<Ident> = side.0.iter().filter_map(|p| p.as_ident().cloned()).collect();
+            parts.push(name.clone());
+            Expr::CompoundIdentifier(parts)
+        };
+        let value = match side {
+            Side::Left => of(&left),
+            Side::Right => of(&right),
+            Side::Full => coalesce(of(&left), of(&right)),
+        };
+        merged.push(Merged { name, value });
+    }
+    Ok(Some(merged).filter(|m| !m.is_empty()))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Left,
+    Right,
+    Full,
+}
+
+/// Which side's rows a join keeps all of, for the joins whose USING column can be merged.
+fn side(op: &JoinOperator) -> Option<Side> {
+    match op {
+        JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::Left(_) | JoinOperator::LeftOuter(_) => {
+            Some(Side::Left)
+        }
+        JoinOperator::Right(_) | JoinOperator::RightOuter(_) => Some(Side::Right),
+        JoinOperator::FullOuter(_) => Some(Side::Full),
+        _ => None,
+    }
+}
+
+fn constraint(op: &JoinOperator) -> Option<&JoinConstraint> {
+    match op {
+        JoinOperator::Join(c)
+        | JoinOperator::Inner(c)
+        | JoinOperator::Left(c)
+        | JoinOperator::LeftOuter(c)
+        | JoinOperator::Right(c)
+        | JoinOperator::RightOuter(c)
+        | JoinOperator::FullOuter(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// The name a relation's columns are qualified with: its alias, else a table's name.
+fn qualifier(relation: &TableFactor) -> Option<ObjectName> {
+    match relation {
+        TableFactor::Table { alias: Some(alias), .. } | TableFactor::Derived { alias: Some(alias), .. } => {
+            Some(ObjectName::from(vec![alias.name.clone()]))
+        }
+        TableFactor::Table { name, alias: None, .. } => Some(name.clone()),
+        _ => None,
+    }
+}
+
+fn coalesce(a: Expr, b: Expr) -> Expr {
+    let arg = |e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e));
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new("coalesce")]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: vec![arg(a), arg(b)],
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
+}
+
+fn rewrite_select(select: &mut Select, merged: &[Merged]) {
+    let Some(from) = select.from.first() else { return };
+    let (Some(left), Some(right)) =
+        (qualifier(&from.relation), from.joins.first().and_then(|j| qualifier(&j.relation)))
+    else {
+        return;
+    };
+    let mut projection = Vec::with_capacity(select.projection.len() + merged.len() + 1);
+    for item in std::mem::take(&mut select.projection) {
+        match item {
+            SelectItem::Wildcard(options) if is_plain(&options) => {
+                let exclude = || {
+                    let names = merged.iter().map(|m| ObjectName::from(vec![m.name.clone()])).collect();
+                    WildcardAdditionalOptions {
+                        opt_exclude: Some(ExcludeSelectItem::Multiple(names)),
+                        ..options.clone()
+                    }
+                };
+                projection.extend(
+                    merged.iter().map(|m| SelectItem::ExprWithAlias { expr: m.value.clone(), alias: m.name.clone() }),
+                );
+                for side in [&left, &right] {
+                    projection.push(SelectItem::QualifiedWildcard(
+                        SelectItemQualifiedWildcardKind::ObjectName(side.clone()),
+                        exclude(),
+                    ));
+                }
+            }
+            // `c` alone keeps its name.
+            SelectItem::UnnamedExpr(Expr::Identifier(ident)) if named(merged, &ident).is_some() => {
+                let value = named(merged, &ident).map(|m| m.value.clone()).unwrap_or(Expr::Identifier(ident.clone()));
+                projection.push(SelectItem::ExprWithAlias { expr: value, alias: ident });
+            }
+            SelectItem::UnnamedExpr(mut expr) => {
+                replace_names(&mut expr, merged);
+                projection.push(SelectItem::UnnamedExpr(expr));
+            }
+            SelectItem::ExprWithAlias { mut expr, alias } => {
+                replace_names(&mut expr, merged);
+                projection.push(SelectItem::ExprWithAlias { expr, alias });
+            }
+            other => projection.push(other),
+        }
+    }
+    select.projection = projection;
+    if let Some(selection) = select.selection.as_mut() {
+        replace_names(selection, merged);
+    }
+    if let Some(having) = select.having.as_mut() {
+        replace_names(having, merged);
+    }
+    if let sqlparser::ast::GroupByExpr::Expressions(exprs, _) = &mut select.group_by {
+        exprs.iter_mut().for_each(|e| replace_names(e, merged));
+    }
+}
+
+fn is_plain(options: &WildcardAdditionalOptions) -> bool {
+    options.opt_ilike.is_none()
+        && options.opt_exclude.is_none()
+        && options.opt_except.is_none()
+        && options.opt_replace.is_none()
+        && options.opt_rename.is_none()
+        && options.opt_alias.is_none()
+}
+
+fn named<'a>(merged: &'a [Merged], ident: &Ident) -> Option<&'a Merged> {
+    merged.iter().find(|m| same_name(&m.name, ident))
+}
+
+/// PostgreSQL's identifier matching: quoted names exactly, others folded to lower case.
+fn same_name(a: &Ident, b: &Ident) -> bool {
+    let fold = |i: &Ident| if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() };
+    fold(a) == fold(b)
+}
+
+fn output_name(item: &SelectItem) -> Option<Ident> {
+    match item {
+        SelectItem::ExprWithAlias { alias, .. } => Some(alias.clone()),
+        SelectItem::UnnamedExpr(Expr::Identifier(ident)) => Some(ident.clone()),
+        _ => None,
+    }
+}
+
+/// Replaces unqualified references to `merged` columns in `expr`, not inside its subqueries
+/// (there a name may be a column of the subquery's own tables).
+fn replace_names(expr: &mut Expr, merged: &[Merged]) {
+    if merged.is_empty() {
+        return;
+    }
+    let mut names = Names { merged, depth: 0 };
+    let _ = expr.visit(&mut names);
+}
+
+struct Names<'a> {
+    merged: &'a [Merged],
+    depth: usize,
+}
+
+impl VisitorMut for Names<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if self.depth == 0
+            && let Expr::Identifier(ident) = expr
+            && let Some(m) = named(self.merged, ident)
+        {
+            *expr = m.value.clone();
+        }
+        ControlFlow::Continue(())
+    }
+}
