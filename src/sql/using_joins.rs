@@ -1,4 +1,4 @@
-//! `JOIN ... USING (c)` as PostgreSQL has it, where DataFusion differs: `SELECT *` lists the
+//! Joins `USING (c)` as PostgreSQL has them, where DataFusion differs: `SELECT *` lists the
 //! join columns first, then the left side's other columns, then the right side's (DataFusion
 //! keeps the left side's order: `v, id, w` for PostgreSQL's `id, v, w`), and an unqualified
 //! `c` is the merged column: the right side's in a RIGHT JOIN and `COALESCE(left.c, right.c)`
