@@ -526,7 +526,11 @@ fn datafusion_sqlstate(e: &DataFusionError) -> SqlState {
         DataFusionError::Plan(m) => {
             if m.contains("not found") && m.contains("table") {
                 SqlState::UndefinedTable
-            } else if m.contains("No function matches") || m.contains("Invalid function") {
+            } else if m.contains("No function matches")
+                || m.contains("Invalid function")
+                || m.contains("Cannot coerce arithmetic expression")
+            {
+                // The last: PostgreSQL's "operator does not exist" (`text + integer`).
                 SqlState::UndefinedFunction
             } else if m.contains("Cannot infer common") || m.contains("cannot be cast") {
                 SqlState::DatatypeMismatch

@@ -92,5 +92,6 @@ pub fn new_session_context(
     }
     super::pg_functions::register(&ctx);
     ctx.register_expr_planner(Arc::new(super::interval_arithmetic::IntervalArithmetic::new()))?;
+    ctx.register_expr_planner(Arc::new(super::untyped_numbers::UntypedNumbers))?;
     Ok(ctx)
 }

@@ -42,6 +42,7 @@ mod session_user;
 mod system;
 mod text_casts;
 mod time_bounds;
+mod untyped_numbers;
 mod views;
 
 pub use context::{CATALOG_NAME, SCHEMA_NAME, new_session_context};

@@ -389,7 +389,10 @@ fn infinite_literal(expr: &Expr, target: &DataType) -> Option<Expr> {
 fn before_christ_literal(expr: &Expr, target: &DataType) -> Option<Expr> {
     let Expr::Literal(ScalarValue::Utf8(Some(text)), _) = expr else { return None };
     let trimmed = text.trim();
-    let body = trimmed.len().checked_sub(3).filter(|&at| trimmed[at..].eq_ignore_ascii_case(" bc"))?;
+    let body = trimmed
+        .len()
+        .checked_sub(3)
+        .filter(|&at| trimmed.get(at..).is_some_and(|end| end.eq_ignore_ascii_case(" bc")))?;
     let body = trimmed[..body].trim_end();
     let (date, time) = match body.split_once([' ', 'T']) {
         Some((date, time)) => (date, Some(time.trim())),
