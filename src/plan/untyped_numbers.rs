@@ -68,7 +68,7 @@ fn decimal_type(text: &str) -> Option<DataType> {
     }
     let whole = whole.trim_start_matches('0').len();
     let precision = (whole + fraction.len()).max(1);
-    (precision <= 38).then(|| DataType::Decimal128(precision as u8, fraction.len() as i8))
+    (precision <= 38).then_some(DataType::Decimal128(precision as u8, fraction.len() as i8))
 }
 
 #[cfg(test)]
