@@ -572,6 +572,10 @@ fn datafusion_sqlstate(e: &DataFusionError) -> SqlState {
         }
         DataFusionError::Execution(m) if is_time_out_of_range(m) => SqlState::DatetimeFieldOverflow,
         DataFusionError::Execution(m) if m.contains("Divide by zero") => SqlState::DivisionByZero,
+        // `extract(julian ...)`: a field DataFusion lacks is unsupported, not an internal error.
+        DataFusionError::Execution(m) if m.starts_with("Date part") && m.ends_with("not supported") => {
+            SqlState::FeatureNotSupported
+        }
         // PostgreSQL: "more than one row returned by a subquery used as an expression".
         DataFusionError::Execution(m) if m.contains("subquery returned more than one row") => {
             SqlState::CardinalityViolation

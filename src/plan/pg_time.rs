@@ -186,6 +186,37 @@ fn before_coercion(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                     let counted = when(year.clone().lt_eq(lit(0)), year.clone() - lit(1)).otherwise(year)?;
                     Transformed::yes(cast(counted, DataType::Decimal128(38, 0)))
                 }
+                // PostgreSQL's `timestamp_part` from the (astronomical) year, which Arrow lacks.
+                "century" | "centuries" | "c" | "cent" | "millennium" | "millennia" | "mil" | "mils" | "decade"
+                | "decades" | "dec" | "decs"
+                    if is(&args[1], stamp_or_date) =>
+                {
+                    let year = Expr::ScalarFunction(ScalarFunction { func, args: vec![lit("year"), args[1].clone()] });
+                    let (span, offset, bc_offset) = match part.chars().next() {
+                        Some('c') => (100, 99, 99),
+                        Some('m') => (1000, 999, 999),
+                        _ => (10, 0, 8),
+                    };
+                    let ad = (year.clone() + lit(offset)) / lit(span);
+                    let bc = lit(0) - ((lit(bc_offset) - (year.clone() - lit(1))) / lit(span));
+                    let after = if span == 10 { year.gt_eq(lit(0)) } else { year.gt(lit(0)) };
+                    Transformed::yes(cast(when(after, ad).otherwise(bc)?, DataType::Decimal128(38, 0)))
+                }
+                // A year of an interval is 365.25 days in PostgreSQL's epoch, 360 in Arrow's
+                // (twelve 30-day months); the months past whole years are 30 days in both.
+                "epoch" if is(&args[1], |t| matches!(t, DataType::Interval(_))) => {
+                    let years = Expr::ScalarFunction(ScalarFunction {
+                        func: func.clone(),
+                        args: vec![lit("year"), args[1].clone()],
+                    });
+                    let epoch = Expr::ScalarFunction(ScalarFunction { func, args });
+                    let extra = cast(years, DataType::Decimal128(38, 6))
+                        * lit(ScalarValue::Decimal128(Some(453_600_000_000), 38, 6));
+                    Transformed::yes(cast(
+                        cast(epoch, DataType::Decimal128(38, 6)) + extra,
+                        DataType::Decimal128(38, 6),
+                    ))
+                }
                 _ if is(&args[1], stamp_or_date) => {
                     let field = Expr::ScalarFunction(ScalarFunction { func, args });
                     Transformed::yes(cast(field, DataType::Decimal128(38, 0)))

@@ -3,6 +3,7 @@
 
 pub mod asof_syntax;
 mod between_symmetric;
+mod char_casts;
 pub mod feature;
 mod fetch_syntax;
 pub mod function_spellings;
@@ -294,6 +295,7 @@ impl SqlParser {
         numeric_literals::rewrite(&mut statement);
         interval_literals::rewrite(&mut statement);
         function_spellings::rewrite(&mut statement);
+        char_casts::rewrite(&mut statement);
         query_forms::rewrite(&mut statement);
         set_all::rewrite(&mut statement)?;
         using_joins::rewrite(&mut statement)?;
