@@ -3,7 +3,7 @@
 //! `1e20::float8::numeric` is 100000000000000000000, where Arrow's cast carries the binary
 //! value's every digit (9223372036854775808, 100000000000000001988.46...). The digits are
 //! written as text and read by the cast to the NUMERIC's scale, which rounds.
-//! NaN is 0A000 and an infinity 22003, as PostgreSQL says of a NUMERIC with a scale.
+//! NaN and infinities are 0A000 (22003 into a NUMERIC of a given precision, as PostgreSQL).
 
 use std::sync::Arc;
 
@@ -18,21 +18,27 @@ use super::expr_rules::columnar;
 use crate::error::{Error, SqlState};
 use crate::value::numeric_text::printed;
 
-/// `value` (a float) as the text of the NUMERIC PostgreSQL makes of it.
-pub fn float_digits(value: Expr) -> Expr {
-    ScalarUDF::new_from_impl(FloatDigits::new()).call(vec![value])
+/// `value` (a float) as the text of the NUMERIC PostgreSQL makes of it, for a cast to
+/// `target`.
+pub fn float_digits(value: Expr, target: &DataType) -> Expr {
+    let (precision, scale) = crate::sql::types::DEFAULT_NUMERIC;
+    let bounded = target != &DataType::Decimal128(precision, scale);
+    ScalarUDF::new_from_impl(FloatDigits::new(bounded)).call(vec![value])
 }
 
 /// `value` to `digits` significant digits, without an exponent. NUMERIC here holds no NaN
-/// (0A000) and no infinity (22003, as PostgreSQL says of a NUMERIC with a scale).
-fn text(value: f64, digits: usize) -> Result<String> {
+/// and no infinity (0A000; 22003 for a `bounded` NUMERIC, one of a given precision, as
+/// PostgreSQL says).
+fn text(value: f64, digits: usize, bounded: bool) -> Result<String> {
     if value.is_nan() {
         return Err(Error::in_datafusion(SqlState::FeatureNotSupported, "NaN is not supported as a NUMERIC value"));
-    } else if value.is_infinite() {
+    } else if value.is_infinite() && bounded {
         return Err(Error::in_datafusion(
             SqlState::NumericValueOutOfRange,
-            "numeric field overflow: a NUMERIC cannot hold an infinite value",
+            "numeric field overflow: a NUMERIC of a given precision cannot hold an infinite value",
         ));
+    } else if value.is_infinite() {
+        return Err(Error::in_datafusion(SqlState::FeatureNotSupported, "infinite NUMERIC values are not supported"));
     }
     Ok(printed(&format!("{value:.*e}", digits - 1)))
 }
@@ -40,11 +46,13 @@ fn text(value: f64, digits: usize) -> Result<String> {
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct FloatDigits {
     signature: Signature,
+    bounded: bool,
 }
 
 impl FloatDigits {
-    fn new() -> Self {
-        Self { signature: Signature::uniform(1, vec![DataType::Float32, DataType::Float64], Volatility::Immutable) }
+    fn new(bounded: bool) -> Self {
+        let signature = Signature::uniform(1, vec![DataType::Float32, DataType::Float64], Volatility::Immutable);
+        Self { signature, bounded }
     }
 }
 
@@ -68,12 +76,12 @@ impl ScalarUDFImpl for FloatDigits {
             DataType::Float32 => input
                 .as_primitive::<Float32Type>()
                 .iter()
-                .map(|v| v.map(|v| text(f64::from(v), 6)).transpose())
+                .map(|v| v.map(|v| text(f64::from(v), 6, self.bounded)).transpose())
                 .collect::<Result<StringArray>>(),
             _ => input
                 .as_primitive::<Float64Type>()
                 .iter()
-                .map(|v| v.map(|v| text(v, 15)).transpose())
+                .map(|v| v.map(|v| text(v, 15, self.bounded)).transpose())
                 .collect::<Result<StringArray>>(),
         }?;
         let texts: ArrayRef = Arc::new(texts);
@@ -87,13 +95,13 @@ mod tests {
 
     #[test]
     fn fifteen_significant_digits() {
-        let text = |v, digits| text(v, digits).unwrap();
+        let text = |v, digits| text(v, digits, true).unwrap();
         assert_eq!(text(2f64.powi(63), 15), "9223372036854780000");
         assert_eq!(text(1e20, 15), "100000000000000000000");
         assert_eq!(text(1.0 / 3.0, 15), "0.333333333333333");
         assert_eq!(text(-2.675, 15), "-2.67500000000000");
         assert_eq!(text(f64::from(1.1f32), 6), "1.10000");
         assert_eq!(text(0.0, 15), "0.00000000000000");
-        assert!(super::text(f64::NAN, 15).is_err());
+        assert!(super::text(f64::NAN, 15, true).is_err());
     }
 }

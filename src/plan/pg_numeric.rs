@@ -74,12 +74,13 @@ fn rewrite(expr: Expr, schema: &DFSchema, round: &Arc<ScalarUDF>) -> Result<Tran
         }
         // A float to NUMERIC through its 15 significant digits (`plan::float_numeric`).
         Expr::Cast(Cast { expr, field }) if matches!(field.data_type(), DataType::Decimal128(..)) && float(&expr) => {
-            Ok(Transformed::yes(Expr::Cast(Cast { expr: Box::new(super::float_numeric::float_digits(*expr)), field })))
+            let digits = super::float_numeric::float_digits(*expr, field.data_type());
+            Ok(Transformed::yes(Expr::Cast(Cast { expr: Box::new(digits), field })))
         }
         Expr::TryCast(TryCast { expr, field })
             if matches!(field.data_type(), DataType::Decimal128(..)) && float(&expr) =>
         {
-            let digits = super::float_numeric::float_digits(*expr);
+            let digits = super::float_numeric::float_digits(*expr, field.data_type());
             Ok(Transformed::yes(Expr::TryCast(TryCast { expr: Box::new(digits), field })))
         }
         // `1e2` parses as 1 with scale -2, which PostgreSQL clients never see: it is 100.

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray};
-use arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef, Float64Type, i256};
+use arrow::datatypes::{DataType, Decimal128Type, Decimal256Type, Field, FieldRef, Float64Type, Int64Type, i256};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility};
@@ -19,6 +19,7 @@ use crate::error::SqlState;
 
 /// Decimals of a NUMERIC variance or standard deviation.
 const SCALE: i8 = 16;
+/// The type of a NUMERIC variance or standard deviation.
 const RESULT: DataType = DataType::Decimal128(38, SCALE);
 
 /// The four functions, in place of DataFusion's.
@@ -307,6 +308,9 @@ fn divide_rounded(a: i256, b: i256) -> i256 {
 /// The square root of `value` (at [`SCALE`] decimals), at the same scale, rounded: PostgreSQL
 /// takes the root of the rounded variance.
 fn root(value: i256) -> Result<i256> {
+    if value <= i256::ZERO {
+        return Ok(i256::ZERO);
+    }
     let radicand = value.checked_mul(ten_to(SCALE as u32)).ok_or_else(overflow)?;
     // A float's root as the first guess, then Newton's steps down to the integer root.
     let (low, high) = radicand.to_parts();
@@ -354,9 +358,9 @@ impl Accumulator for NumericSpread {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let count = states[0].as_primitive::<arrow::datatypes::Int64Type>();
-        let sum = states[1].as_primitive::<arrow::datatypes::Decimal256Type>();
-        let squares = states[2].as_primitive::<arrow::datatypes::Decimal256Type>();
+        let count = states[0].as_primitive::<Int64Type>();
+        let sum = states[1].as_primitive::<Decimal256Type>();
+        let squares = states[2].as_primitive::<Decimal256Type>();
         for row in 0..count.len() {
             self.count += count.value(row);
             self.sum = self.sum.checked_add(sum.value(row)).ok_or_else(overflow)?;
@@ -412,6 +416,8 @@ mod tests {
         assert_eq!(numeric(Spread { sample: true, root: true }, 1, &[10, 20, 40]), Some(15_275_252_316_519_467));
         assert_eq!(numeric(samp, 0, &[5]), None);
         assert_eq!(numeric(Spread { sample: false, root: false }, 0, &[5]), Some(0));
+        assert_eq!(numeric(Spread { sample: false, root: true }, 0, &[5]), Some(0));
+        assert_eq!(numeric(Spread { sample: true, root: true }, 0, &[2, 2]), Some(0));
     }
 
     #[test]

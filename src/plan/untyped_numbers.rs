@@ -24,11 +24,26 @@ impl ExprPlanner for UntypedNumbers {
         let applies = matches!(op, Plus | Minus | Multiply | Divide | Modulo | Eq | NotEq | Lt | LtEq | Gt | GtEq);
         let number = |e: &Expr| e.get_type(schema).ok().filter(|t| t.is_numeric());
         let (left, right) = match (applies, text_literal(&left), text_literal(&right)) {
-            (true, None, Some(text)) if let Some(ty) = number(&left) => (left, as_number(right, text, &ty)),
-            (true, Some(text), None) if let Some(ty) = number(&right) => (as_number(left, text, &ty), right),
+            (true, None, Some(text)) if let Some(ty) = number(&left) => {
+                let ty = literal_integer_type(&left).unwrap_or(ty);
+                (left, as_number(right, text, &ty))
+            }
+            (true, Some(text), None) if let Some(ty) = number(&right) => {
+                let ty = literal_integer_type(&right).unwrap_or(ty);
+                (as_number(left, text, &ty), right)
+            }
             _ => (left, right),
         };
         Ok(PlannerResult::Original(RawBinaryExpr { op, left, right }))
+    }
+}
+
+/// `integer` for an integer literal that fits one: it becomes one later
+/// (`plan::integer_literals`), so `1 + '2'` is an integer, as in PostgreSQL, not a bigint.
+fn literal_integer_type(expr: &Expr) -> Option<DataType> {
+    match expr {
+        Expr::Literal(ScalarValue::Int64(Some(v)), _) if i32::try_from(*v).is_ok() => Some(DataType::Int32),
+        _ => None,
     }
 }
 

@@ -1,8 +1,9 @@
 //! PostgreSQL functions DataFusion has under another name or as an operator: `mod(a, b)` is
 //! `a % b`, `sign(x)` is `signum(x)`, `every(b)` is `bool_and(b)`, `ceiling(x)` is
-//! `ceil(x)`, `variance(x)` is `var_samp(x)`, and `date_part(...)` is double precision, as PostgreSQL's; `x AT TIME ZONE z`
-//! and `timezone(z, x)` are `pg_at_time_zone(x, z)` (`plan::session_time_zone`). Rewritten in
-//! the syntax tree, so each keeps DataFusion's typing and asofdb's analyzer rules.
+//! `ceil(x)`, `variance(x)` is `var_samp(x)`, and `date_part(...)` is double precision, as
+//! PostgreSQL's; `x AT TIME ZONE z` and `timezone(z, x)` are `pg_at_time_zone(x, z)`
+//! (`plan::session_time_zone`). Rewritten in the syntax tree, so each keeps DataFusion's typing
+//! and asofdb's analyzer rules.
 
 use std::ops::ControlFlow;
 

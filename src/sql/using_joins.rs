@@ -6,8 +6,10 @@
 //!
 //! Rewritten in the syntax tree for a FROM of one USING join between two named relations:
 //! `*` becomes `<merged c> AS c, left.* EXCLUDE (c), right.* EXCLUDE (c)`, and an unqualified
-//! `c` of the SELECT itself (not of its subqueries) the merged expression (which also spares
-//! DataFusion's "ambiguous reference" for `WHERE c` beside such a join). A RIGHT or FULL
+//! `c` of the SELECT itself (not of its subqueries: WHERE, GROUP BY, HAVING, DISTINCT ON,
+//! named windows, and ORDER BY unless an output has that name) the merged expression (which
+//! also spares DataFusion's "ambiguous reference" for `WHERE c` beside such a join). Each
+//! branch of a UNION, INTERSECT or EXCEPT is a SELECT of its own. A RIGHT or FULL
 //! USING join or NATURAL join in any other shape is 0A000 rather than a wrong value; an inner
 //! or LEFT one in a longer chain keeps DataFusion's column order (docs/sql.md).
 
@@ -35,25 +37,44 @@ impl VisitorMut for Queries {
     type Break = Error;
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<Error> {
-        let SetExpr::Select(select) = query.body.as_mut() else { return ControlFlow::Continue(()) };
-        let merged = match merged_columns(select) {
-            Ok(Some(merged)) => merged,
-            Ok(None) => return ControlFlow::Continue(()),
+        let merged = match rewrite_body(query.body.as_mut()) {
+            Ok(merged) => merged,
             Err(error) => return ControlFlow::Break(error),
         };
-        rewrite_select(select, &merged);
         // ORDER BY names an output column first: only a name no output has is the merged one.
-        if let Some(order_by) = query.order_by.as_mut()
+        if let (SetExpr::Select(select), Some(merged)) = (query.body.as_ref(), merged)
+            && let Some(order_by) = query.order_by.as_mut()
             && let sqlparser::ast::OrderByKind::Expressions(exprs) = &mut order_by.kind
         {
             let outputs: Vec<Ident> = select.projection.iter().filter_map(output_name).collect();
             let unnamed: Vec<Merged> =
-                merged.iter().filter(|m| !outputs.iter().any(|o| same_name(o, &m.name))).cloned().collect();
+                merged.into_iter().filter(|m| !outputs.iter().any(|o| same_name(o, &m.name))).collect();
             for item in exprs {
                 replace_names(&mut item.expr, &unnamed);
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// Rewrites the SELECTs of a query's body, the branches of a UNION, INTERSECT or EXCEPT
+/// included (a nested query is visited as its own); the merged columns of a body that is
+/// one SELECT.
+fn rewrite_body(body: &mut SetExpr) -> Result<Option<Vec<Merged>>> {
+    match body {
+        SetExpr::Select(select) => {
+            let merged = merged_columns(select)?;
+            if let Some(merged) = &merged {
+                rewrite_select(select, merged);
+            }
+            Ok(merged)
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            rewrite_body(left)?;
+            rewrite_body(right)?;
+            Ok(None)
+        }
+        _ => Ok(None),
     }
 }
 
@@ -78,6 +99,19 @@ fn merged_columns(select: &Select) -> Result<Option<Vec<Merged>>> {
         return unsupported("NATURAL RIGHT or FULL JOIN");
     }
     let using = |op: &JoinOperator| matches!(constraint(op), Some(JoinConstraint::Using(_)));
+    let relations = select
+        .from
+        .iter()
+        .flat_map(|from| std::iter::once(&from.relation).chain(from.joins.iter().map(|j| &j.relation)));
+    for relation in relations {
+        if let TableFactor::NestedJoin { table_with_joins, .. } = relation
+            && table_with_joins.joins.iter().any(|j| {
+                outer(&j.join_operator) && !matches!(constraint(&j.join_operator), Some(JoinConstraint::On(_)) | None)
+            })
+        {
+            return unsupported("a RIGHT or FULL JOIN with USING or NATURAL in parentheses");
+        }
+    }
     if !joins.iter().any(|j| using(&j.join_operator)) {
         return Ok(None);
     }
@@ -200,9 +234,8 @@ fn rewrite_select(select: &mut Select, merged: &[Merged]) {
                 }
             }
             // `c` alone keeps its name.
-            SelectItem::UnnamedExpr(Expr::Identifier(ident)) if named(merged, &ident).is_some() => {
-                let value = named(merged, &ident).map(|m| m.value.clone()).unwrap_or(Expr::Identifier(ident.clone()));
-                projection.push(SelectItem::ExprWithAlias { expr: value, alias: ident });
+            SelectItem::UnnamedExpr(Expr::Identifier(ident)) if let Some(m) = named(merged, &ident) => {
+                projection.push(SelectItem::ExprWithAlias { expr: m.value.clone(), alias: ident });
             }
             SelectItem::UnnamedExpr(mut expr) => {
                 replace_names(&mut expr, merged);
@@ -225,6 +258,15 @@ fn rewrite_select(select: &mut Select, merged: &[Merged]) {
     if let sqlparser::ast::GroupByExpr::Expressions(exprs, _) = &mut select.group_by {
         exprs.iter_mut().for_each(|e| replace_names(e, merged));
     }
+    if let Some(sqlparser::ast::Distinct::On(exprs)) = &mut select.distinct {
+        exprs.iter_mut().for_each(|e| replace_names(e, merged));
+    }
+    for sqlparser::ast::NamedWindowDefinition(_, window) in &mut select.named_window {
+        if let sqlparser::ast::NamedWindowExpr::WindowSpec(spec) = window {
+            spec.partition_by.iter_mut().for_each(|e| replace_names(e, merged));
+            spec.order_by.iter_mut().for_each(|o| replace_names(&mut o.expr, merged));
+        }
+    }
 }
 
 fn is_plain(options: &WildcardAdditionalOptions) -> bool {
@@ -246,10 +288,20 @@ fn same_name(a: &Ident, b: &Ident) -> bool {
     fold(a) == fold(b)
 }
 
+/// The name PostgreSQL gives an output column, where ORDER BY could mean it: an alias, a
+/// column (`a.id` is `id`), or a column under casts (`id::text` is `id`).
 fn output_name(item: &SelectItem) -> Option<Ident> {
+    fn of(expr: &Expr) -> Option<Ident> {
+        match expr {
+            Expr::Identifier(ident) => Some(ident.clone()),
+            Expr::CompoundIdentifier(parts) => parts.last().cloned(),
+            Expr::Cast { expr, .. } | Expr::Nested(expr) => of(expr),
+            _ => None,
+        }
+    }
     match item {
         SelectItem::ExprWithAlias { alias, .. } => Some(alias.clone()),
-        SelectItem::UnnamedExpr(Expr::Identifier(ident)) => Some(ident.clone()),
+        SelectItem::UnnamedExpr(expr) => of(expr),
         _ => None,
     }
 }

@@ -3,10 +3,16 @@
 
 /// `text` without its exponent (`1.5e-3` → `0.0015`, `1e2` → `100`); `None` if it has none.
 /// Unsigned: callers strip the sign first.
+/// `None` too for a mantissa that is not digits or an exponent beyond ±1000 (far past any
+/// NUMERIC here: written out, it would be thousands of digits).
 pub fn written_out(text: &str) -> Option<String> {
     let (mantissa, exponent) = text.split_once(['e', 'E'])?;
-    let exponent: i64 = exponent.parse().ok()?;
+    let exponent: i64 = exponent.parse().ok().filter(|e: &i64| e.abs() <= 1000)?;
     let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !digits(whole) || !digits(fraction) {
+        return None;
+    }
     let digits = format!("{whole}{fraction}");
     let point = whole.len() as i64 + exponent; // digits before the decimal point
     let plain = if point <= 0 {
@@ -43,15 +49,7 @@ pub fn printed(text: &str) -> String {
 /// rejects it).
 pub fn without_exponent(text: &str, scale: usize) -> Option<String> {
     let (sign, unsigned) = split_sign(text.trim());
-    let (mantissa, exponent) = unsigned.split_once(['e', 'E'])?;
-    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    // Beyond any NUMERIC's digits, the cast rejects what is written out.
-    let readable = !(whole.is_empty() && fraction.is_empty())
-        && digits(whole)
-        && digits(fraction)
-        && exponent.parse::<i64>().is_ok_and(|e| e.abs() <= 1000);
-    let plain = readable.then(|| written_out(unsigned)).flatten()?;
+    let plain = written_out(unsigned)?;
     // `1e-100` is 0 at the column's scale, where its 100 digits would fail the cast.
     let plain = match plain.split_once('.') {
         Some((whole, fraction)) if fraction.len() > scale + 1 => format!("{whole}.{}", &fraction[..scale + 1]),
@@ -79,6 +77,10 @@ mod tests {
         assert_eq!(written_out("1.50E1").as_deref(), Some("15.0"));
         assert_eq!(written_out("12.5e-1").as_deref(), Some("1.25"));
         assert_eq!(written_out("0.5"), None);
+        assert_eq!(written_out("é5e-2"), None);
+        assert_eq!(written_out("e5"), None);
+        assert_eq!(written_out("1e999999999999"), None);
+        assert_eq!(written_out("1e9223372036854775807"), None);
     }
 
     #[test]
