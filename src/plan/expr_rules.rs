@@ -1,5 +1,6 @@
-//! What asofdb's analyzer rules share: the columns a plan node's expressions can name, and
-//! rewriting a node's expressions bottom up without renaming its output columns.
+//! What asofdb's analyzer rules share: the columns a plan node's expressions can name,
+//! rewriting a node's expressions bottom up without renaming its output columns, and the
+//! shape of the functions they call to write PostgreSQL's text of a value.
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result};
@@ -64,4 +65,64 @@ pub fn columnar(result: arrow::array::ArrayRef, scalar: bool) -> Result<datafusi
     } else {
         ColumnarValue::Array(result)
     })
+}
+
+/// A function of one argument to text, `texts` applied to the argument's array: the one
+/// shape of the functions asofdb's rules call to write or read PostgreSQL's text of a value.
+/// Its name tells two apart (plans compare functions), so each `texts` has its own name.
+#[derive(Debug)]
+pub struct TextFunction {
+    name: &'static str,
+    signature: datafusion::logical_expr::Signature,
+    texts: fn(&arrow::array::ArrayRef) -> Result<arrow::array::ArrayRef>,
+}
+
+impl PartialEq for TextFunction {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.signature == other.signature
+    }
+}
+
+impl Eq for TextFunction {}
+
+impl std::hash::Hash for TextFunction {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        self.signature.hash(state);
+    }
+}
+
+impl TextFunction {
+    /// The function `name`, of an argument `signature` accepts.
+    pub fn udf(
+        name: &'static str,
+        signature: datafusion::logical_expr::Signature,
+        texts: fn(&arrow::array::ArrayRef) -> Result<arrow::array::ArrayRef>,
+    ) -> datafusion::logical_expr::ScalarUDF {
+        datafusion::logical_expr::ScalarUDF::new_from_impl(Self { name, signature, texts })
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for TextFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[arrow::datatypes::DataType]) -> Result<arrow::datatypes::DataType> {
+        Ok(arrow::datatypes::DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> Result<datafusion::logical_expr::ColumnarValue> {
+        use datafusion::logical_expr::ColumnarValue;
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let input = ColumnarValue::values_to_arrays(&args.args)?.remove(0);
+        columnar((self.texts)(&input)?, scalar)
+    }
 }

@@ -10,11 +10,9 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, AsArray, StringArray};
 use arrow::datatypes::{DataType, Float32Type, Float64Type};
 use datafusion::common::Result;
-use datafusion::logical_expr::{
-    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::{Expr, Signature, Volatility};
 
-use super::expr_rules::columnar;
+use super::expr_rules::TextFunction;
 use crate::error::{Error, SqlState};
 use crate::value::numeric_text::printed;
 
@@ -22,8 +20,13 @@ use crate::value::numeric_text::printed;
 /// `target`.
 pub fn float_digits(value: Expr, target: &DataType) -> Expr {
     let (precision, scale) = crate::sql::types::DEFAULT_NUMERIC;
-    let bounded = target != &DataType::Decimal128(precision, scale);
-    ScalarUDF::new_from_impl(FloatDigits::new(bounded)).call(vec![value])
+    let (name, texts): (_, fn(&ArrayRef) -> Result<ArrayRef>) = if target == &DataType::Decimal128(precision, scale) {
+        ("pg_float_digits", unbounded_texts)
+    } else {
+        ("pg_bounded_float_digits", bounded_texts)
+    };
+    let signature = Signature::uniform(1, vec![DataType::Float32, DataType::Float64], Volatility::Immutable);
+    TextFunction::udf(name, signature, texts).call(vec![value])
 }
 
 /// `value` to `digits` significant digits, without an exponent. NUMERIC here holds no NaN
@@ -43,50 +46,29 @@ fn text(value: f64, digits: usize, bounded: bool) -> Result<String> {
     Ok(printed(&format!("{value:.*e}", digits - 1)))
 }
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct FloatDigits {
-    signature: Signature,
-    bounded: bool,
+fn bounded_texts(input: &ArrayRef) -> Result<ArrayRef> {
+    texts(input, true)
 }
 
-impl FloatDigits {
-    fn new(bounded: bool) -> Self {
-        let signature = Signature::uniform(1, vec![DataType::Float32, DataType::Float64], Volatility::Immutable);
-        Self { signature, bounded }
-    }
+fn unbounded_texts(input: &ArrayRef) -> Result<ArrayRef> {
+    texts(input, false)
 }
 
-impl ScalarUDFImpl for FloatDigits {
-    fn name(&self) -> &str {
-        "pg_float_digits"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
-        let input = ColumnarValue::values_to_arrays(&args.args)?.remove(0);
-        let texts = match input.data_type() {
-            DataType::Float32 => input
-                .as_primitive::<Float32Type>()
-                .iter()
-                .map(|v| v.map(|v| text(f64::from(v), 6, self.bounded)).transpose())
-                .collect::<Result<StringArray>>(),
-            _ => input
-                .as_primitive::<Float64Type>()
-                .iter()
-                .map(|v| v.map(|v| text(v, 15, self.bounded)).transpose())
-                .collect::<Result<StringArray>>(),
-        }?;
-        let texts: ArrayRef = Arc::new(texts);
-        columnar(texts, scalar)
-    }
+/// Each float of `input` as [`text`]: 6 digits of a `real`, 15 of a double.
+fn texts(input: &ArrayRef, bounded: bool) -> Result<ArrayRef> {
+    let texts = match input.data_type() {
+        DataType::Float32 => input
+            .as_primitive::<Float32Type>()
+            .iter()
+            .map(|v| v.map(|v| text(f64::from(v), 6, bounded)).transpose())
+            .collect::<Result<StringArray>>(),
+        _ => input
+            .as_primitive::<Float64Type>()
+            .iter()
+            .map(|v| v.map(|v| text(v, 15, bounded)).transpose())
+            .collect::<Result<StringArray>>(),
+    }?;
+    Ok(Arc::new(texts))
 }
 
 #[cfg(test)]

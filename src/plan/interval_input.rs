@@ -11,14 +11,11 @@ use arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
-use datafusion::logical_expr::{
-    Cast, ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    TryCast, Volatility,
-};
+use datafusion::logical_expr::{Cast, Expr, ExprSchemable, LogicalPlan, Signature, TryCast, Volatility};
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::scalar::ScalarValue;
 
-use super::expr_rules::{columnar, input_schema, rewrite_keeping_names};
+use super::expr_rules::{TextFunction, input_schema, rewrite_keeping_names};
 use crate::value::interval_text::arrow_readable;
 
 /// The analyzer rule; see the module's doc.
@@ -27,7 +24,11 @@ pub struct PgIntervalInput;
 
 impl AnalyzerRule for PgIntervalInput {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        let readable = Arc::new(ScalarUDF::new_from_impl(IntervalReadable::new()));
+        let readable = Arc::new(TextFunction::udf(
+            "pg_interval_readable",
+            Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+            readable_texts,
+        ));
         plan.transform_up_with_subqueries(|node| {
             let schema = input_schema(&node);
             let is_text = |e: &Expr| e.get_type(&schema).is_ok_and(|t| t == DataType::Utf8);
@@ -68,39 +69,12 @@ fn is_read(expr: &Expr) -> bool {
     matches!(expr, Expr::ScalarFunction(f) if f.func.name() == "pg_interval_readable")
 }
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct IntervalReadable {
-    signature: Signature,
-}
-
-impl IntervalReadable {
-    fn new() -> Self {
-        Self { signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable) }
-    }
-}
-
-impl ScalarUDFImpl for IntervalReadable {
-    fn name(&self) -> &str {
-        "pg_interval_readable"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
-        let input = ColumnarValue::values_to_arrays(&args.args)?.remove(0);
-        let texts: StringArray = input
-            .as_string::<i32>()
-            .iter()
-            .map(|t| t.map(|t| arrow_readable(t).unwrap_or_else(|| t.to_string())))
-            .collect();
-        let texts: ArrayRef = Arc::new(texts);
-        columnar(texts, scalar)
-    }
+/// Each text in PostgreSQL's interval output form rewritten into the form Arrow reads.
+fn readable_texts(input: &ArrayRef) -> Result<ArrayRef> {
+    let texts: StringArray = input
+        .as_string::<i32>()
+        .iter()
+        .map(|t| t.map(|t| arrow_readable(t).unwrap_or_else(|| t.to_string())))
+        .collect();
+    Ok(Arc::new(texts))
 }

@@ -183,14 +183,9 @@ fn rewrite(expr: Expr, schema: &DFSchema, round: &Arc<ScalarUDF>) -> Result<Tran
         Expr::ScalarFunction(call)
             if call.func.name() == "trunc"
                 && call.args.len() == 2
-                && matches!(call.args[0].get_type(schema), Ok(DataType::Decimal128(..)))
-                && literal_integer(&call.args[1]).is_some() =>
+                && let Ok(DataType::Decimal128(precision, scale)) = call.args[0].get_type(schema)
+                && let Some(places) = literal_integer(&call.args[1]) =>
         {
-            let (Ok(DataType::Decimal128(precision, scale)), Some(places)) =
-                (call.args[0].get_type(schema), literal_integer(&call.args[1]))
-            else {
-                return Ok(Transformed::no(Expr::ScalarFunction(call)));
-            };
             let places = places.clamp(0, 38) as i8;
             let whole = i16::from(precision) - i16::from(scale);
             let digits = (whole + i16::from(places)).clamp(1, 38) as u8;

@@ -17,13 +17,10 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, DataFusionError, Result};
 use datafusion::logical_expr::expr::ScalarFunction;
-use datafusion::logical_expr::{
-    Cast, ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    Volatility, cast,
-};
+use datafusion::logical_expr::{Cast, Expr, ExprSchemable, LogicalPlan, ScalarUDF, Signature, Volatility, cast};
 use datafusion::optimizer::AnalyzerRule;
 
-use super::expr_rules::{columnar, input_schema, rewrite_keeping_names};
+use super::expr_rules::{TextFunction, input_schema, rewrite_keeping_names};
 use crate::value::float_text::write_float;
 use crate::value::interval_text::interval_at;
 use crate::value::{date_text, time_zone, timestamp_text};
@@ -34,7 +31,7 @@ pub struct PgTextCasts;
 
 impl AnalyzerRule for PgTextCasts {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        let text = Arc::new(ScalarUDF::new_from_impl(PgText::new()));
+        let text = Arc::new(pg_text());
         plan.transform_up_with_subqueries(|node| {
             let schema = input_schema(&node);
             rewrite_keeping_names(node, |e| match e {
@@ -79,7 +76,7 @@ pub struct PgConcatBooleans;
 
 impl AnalyzerRule for PgConcatBooleans {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        let text = Arc::new(ScalarUDF::new_from_impl(PgText::new()));
+        let text = Arc::new(pg_text());
         plan.transform_up_with_subqueries(|node| {
             let schema = input_schema(&node);
             let is_boolean = |e: &Expr| e.get_type(&schema).is_ok_and(|t| t == DataType::Boolean);
@@ -101,65 +98,42 @@ impl AnalyzerRule for PgConcatBooleans {
     }
 }
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct PgText {
-    signature: Signature,
+/// `pg_text(x)`: `x` as PostgreSQL writes it. Of any type: the rules call it only on the
+/// types [`pg_texts`] writes.
+fn pg_text() -> ScalarUDF {
+    TextFunction::udf("pg_text", Signature::any(1, Volatility::Immutable), pg_texts)
 }
 
-impl PgText {
-    /// Any type: the rules call it only on the types `invoke_with_args` writes.
-    fn new() -> Self {
-        Self { signature: Signature::any(1, Volatility::Immutable) }
+fn pg_texts(input: &ArrayRef) -> Result<ArrayRef> {
+    if matches!(input.data_type(), DataType::Timestamp(..) | DataType::Date32) {
+        return time_texts(input);
     }
-}
-
-impl ScalarUDFImpl for PgText {
-    fn name(&self) -> &str {
-        "pg_text"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
-        let input = ColumnarValue::values_to_arrays(&args.args)?.remove(0);
-        if matches!(input.data_type(), DataType::Timestamp(..) | DataType::Date32) {
-            return columnar(time_texts(&input)?, scalar);
+    let mut texts = StringBuilder::with_capacity(input.len(), input.len() * 8);
+    let mut digits = Vec::with_capacity(32);
+    for row in 0..input.len() {
+        if input.is_null(row) {
+            texts.append_null();
+            continue;
         }
-        let mut texts = StringBuilder::with_capacity(input.len(), input.len() * 8);
-        let mut digits = Vec::with_capacity(32);
-        for row in 0..input.len() {
-            if input.is_null(row) {
-                texts.append_null();
+        let (value, single) = match input.data_type() {
+            DataType::Interval(unit) => {
+                texts.append_value(interval_at(input, *unit, row).text());
                 continue;
             }
-            let (value, single) = match input.data_type() {
-                DataType::Interval(unit) => {
-                    texts.append_value(interval_at(&input, *unit, row).text());
-                    continue;
-                }
-                DataType::Boolean => {
-                    texts.append_value(if input.as_boolean().value(row) { "t" } else { "f" });
-                    continue;
-                }
-                DataType::Float32 => (f64::from(input.as_primitive::<Float32Type>().value(row)), true),
-                DataType::Float64 => (input.as_primitive::<Float64Type>().value(row), false),
-                other => return Err(DataFusionError::Internal(format!("pg_text of {other}"))),
-            };
-            digits.clear();
-            write_float(&mut digits, value, single);
-            // write_float writes ASCII only.
-            texts.append_value(std::str::from_utf8(&digits).unwrap_or_default());
-        }
-        let texts: ArrayRef = Arc::new(texts.finish());
-        columnar(texts, scalar)
+            DataType::Boolean => {
+                texts.append_value(if input.as_boolean().value(row) { "t" } else { "f" });
+                continue;
+            }
+            DataType::Float32 => (f64::from(input.as_primitive::<Float32Type>().value(row)), true),
+            DataType::Float64 => (input.as_primitive::<Float64Type>().value(row), false),
+            other => return Err(DataFusionError::Internal(format!("pg_text of {other}"))),
+        };
+        digits.clear();
+        write_float(&mut digits, value, single);
+        // write_float writes ASCII only.
+        texts.append_value(std::str::from_utf8(&digits).unwrap_or_default());
     }
+    Ok(Arc::new(texts.finish()))
 }
 
 /// Timestamps and dates as PostgreSQL writes them, to the microsecond; a TIMESTAMPTZ in the

@@ -5,10 +5,7 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{
-    CastKind, CharacterLength, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, Ident, ObjectName, Statement, Value, visit_expressions_mut,
-};
+use sqlparser::ast::{CastKind, CharacterLength, DataType, Expr, Statement, Value, visit_expressions_mut};
 
 /// Rewrites every such cast in `statement` in place.
 pub fn rewrite(statement: &mut Statement) {
@@ -42,19 +39,5 @@ fn bounded_length(data_type: &DataType) -> Option<u64> {
 }
 
 fn left(text: Expr, length: u64) -> Expr {
-    let arg = |e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e));
-    Expr::Function(Function {
-        name: ObjectName::from(vec![Ident::new("left")]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: vec![arg(text), arg(Expr::value(Value::Number(length.to_string(), false)))],
-            clauses: vec![],
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
-    })
+    super::function_spellings::call("left", vec![text, Expr::value(Value::Number(length.to_string(), false))])
 }

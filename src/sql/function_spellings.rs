@@ -60,7 +60,8 @@ pub fn rewrite(statement: &mut Statement) {
 }
 
 /// `name(args)`.
-fn call(name: &str, args: Vec<Expr>) -> Expr {
+/// A call of function `name` with positional `args`.
+pub(super) fn call(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(Function {
         name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]),
         uses_odbc_syntax: false,

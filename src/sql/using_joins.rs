@@ -16,9 +16,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    ExcludeSelectItem, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
-    JoinConstraint, JoinOperator, ObjectName, Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
-    Statement, TableFactor, VisitMut, VisitorMut, WildcardAdditionalOptions,
+    ExcludeSelectItem, Expr, Ident, JoinConstraint, JoinOperator, ObjectName, Query, Select, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableFactor, VisitMut, VisitorMut, WildcardAdditionalOptions,
 };
 
 use crate::error::{Error, Result};
@@ -62,13 +61,10 @@ impl VisitorMut for Queries {
 /// one SELECT.
 fn rewrite_body(body: &mut SetExpr) -> Result<Option<Vec<Merged>>> {
     match body {
-        SetExpr::Select(select) => {
-            let merged = merged_columns(select)?;
-            if let Some(merged) = &merged {
-                rewrite_select(select, merged);
-            }
-            Ok(merged)
-        }
+        SetExpr::Select(select) => Ok(merged_columns(select)?.map(|join| {
+            rewrite_select(select, &join);
+            join.merged
+        })),
         SetExpr::SetOperation { left, right, .. } => {
             rewrite_body(left)?;
             rewrite_body(right)?;
@@ -76,6 +72,13 @@ fn rewrite_body(body: &mut SetExpr) -> Result<Option<Vec<Merged>>> {
         }
         _ => Ok(None),
     }
+}
+
+/// A USING join's columns and the names its two sides' columns are qualified with.
+struct UsingJoin {
+    merged: Vec<Merged>,
+    left: ObjectName,
+    right: ObjectName,
 }
 
 /// A join column and what an unqualified reference to it means.
@@ -88,7 +91,7 @@ struct Merged {
 /// The join columns of `select`'s FROM when it is one USING join of two named relations;
 /// `None` when there is nothing to rewrite; 0A000 for a RIGHT or FULL USING or NATURAL join
 /// in another shape.
-fn merged_columns(select: &Select) -> Result<Option<Vec<Merged>>> {
+fn merged_columns(select: &Select) -> Result<Option<UsingJoin>> {
     let joins: Vec<_> = select.from.iter().flat_map(|from| &from.joins).collect();
     let outer = |op: &JoinOperator| matches!(side(op), Some(Side::Right | Side::Full));
     let unsupported = |what: &str| Err(Error::unsupported(format!("{what} is not supported; write the join with ON")));
@@ -141,7 +144,7 @@ fn merged_columns(select: &Select) -> Result<Option<Vec<Merged>>> {
         };
         merged.push(Merged { name, value });
     }
-    Ok(Some(merged).filter(|m| !m.is_empty()))
+    Ok((!merged.is_empty()).then_some(UsingJoin { merged, left, right }))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -188,30 +191,11 @@ fn qualifier(relation: &TableFactor) -> Option<ObjectName> {
 }
 
 fn coalesce(a: Expr, b: Expr) -> Expr {
-    let arg = |e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e));
-    Expr::Function(Function {
-        name: ObjectName::from(vec![Ident::new("coalesce")]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: vec![arg(a), arg(b)],
-            clauses: vec![],
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
-    })
+    super::function_spellings::call("coalesce", vec![a, b])
 }
 
-fn rewrite_select(select: &mut Select, merged: &[Merged]) {
-    let Some(from) = select.from.first() else { return };
-    let (Some(left), Some(right)) =
-        (qualifier(&from.relation), from.joins.first().and_then(|j| qualifier(&j.relation)))
-    else {
-        return;
-    };
+fn rewrite_select(select: &mut Select, join: &UsingJoin) {
+    let UsingJoin { merged, left, right } = join;
     let mut projection = Vec::with_capacity(select.projection.len() + merged.len() + 1);
     for item in std::mem::take(&mut select.projection) {
         match item {
@@ -226,7 +210,7 @@ fn rewrite_select(select: &mut Select, merged: &[Merged]) {
                 projection.extend(
                     merged.iter().map(|m| SelectItem::ExprWithAlias { expr: m.value.clone(), alias: m.name.clone() }),
                 );
-                for side in [&left, &right] {
+                for side in [left, right] {
                     projection.push(SelectItem::QualifiedWildcard(
                         SelectItemQualifiedWildcardKind::ObjectName(side.clone()),
                         exclude(),
